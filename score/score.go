@@ -1,0 +1,196 @@
+// Package score turns YARA matches into Dragonfly results: file, distribution
+// and package scores, the matched rule names and the inspector link.
+//
+// The semantics are those of the reference client as specified in
+// dragonfly-api.md:
+//   - a rule counts for a file only if its filetype list is empty or the file's
+//     path ends with one of the listed suffixes (case-sensitive);
+//   - file score = sum of the weights of the distinct rules counted for it;
+//   - distribution score = sum of the weights of the distinct rules counted
+//     anywhere in the distribution;
+//   - package score = maximum distribution score (0 with no distributions);
+//   - rules_matched = sorted union of counted rule names;
+//   - inspector_url points at the top file of the top distribution, or is
+//     empty (null on the wire) when that distribution matched nothing.
+//
+// Ties are broken by order: among equal file scores the file that comes first
+// in the archive wins; among equal distribution scores the distribution listed
+// first in the job wins.
+package score
+
+import (
+	"cmp"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Rule is the scoring metadata of one YARA rule.
+type Rule struct {
+	// Name is the YARA rule identifier (what the API reports).
+	Name string
+	// Weight is the rule's "weight" metadata; 0 when missing or not an integer.
+	Weight int64
+	// Filetypes are the suffixes from the "filetype" metadata; empty means any file.
+	Filetypes []string
+}
+
+// Applies reports whether the rule counts for a file at path.
+func (r Rule) Applies(path string) bool {
+	if len(r.Filetypes) == 0 {
+		return true
+	}
+	for _, s := range r.Filetypes {
+		if strings.HasSuffix(path, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseFiletypes splits a "filetype" metadata value into suffixes.
+func ParseFiletypes(v string) []string { return strings.Fields(v) }
+
+// Hit is a rule counted in a result, by name and weight.
+type Hit struct {
+	Name   string
+	Weight int64
+}
+
+// File is one scanned file and the rules counted for it.
+type File struct {
+	Path  string
+	Rules []Hit // distinct, sorted by name
+	Score int64
+}
+
+// NewFile applies the filetype filter to the rules that matched the file at
+// path and returns the file's result. Duplicate rules count once.
+func NewFile(path string, matched []Rule) File {
+	f := File{Path: path}
+	for _, r := range matched {
+		if !r.Applies(path) {
+			continue
+		}
+		f.Rules = append(f.Rules, Hit{Name: r.Name, Weight: r.Weight})
+	}
+	slices.SortFunc(f.Rules, func(a, b Hit) int { return strings.Compare(a.Name, b.Name) })
+	f.Rules = slices.CompactFunc(f.Rules, func(a, b Hit) bool { return a.Name == b.Name })
+	for _, h := range f.Rules {
+		f.Score += h.Weight
+	}
+	return f
+}
+
+// Distribution is the result of scanning one distribution.
+type Distribution struct {
+	// Score is the sum of the weights of the distinct rules counted anywhere.
+	Score int64
+	// Rules are the distinct rules counted anywhere, sorted by name.
+	Rules []Hit
+	// TopFile is the path of the file with the highest score (first in archive
+	// order among equals); empty when no rule counted for any file.
+	TopFile string
+	// TopScore is TopFile's score.
+	TopScore int64
+	// Files lists the files with at least one counted rule, in archive order.
+	Files []File
+}
+
+// Tally accumulates file results of one distribution, in any order. It is not
+// safe for concurrent use.
+type Tally struct {
+	files []indexed
+}
+
+type indexed struct {
+	index int
+	file  File
+}
+
+// Add records the result of the file at position index in the archive.
+// Files without counted rules are ignored.
+func (t *Tally) Add(index int, f File) {
+	if len(f.Rules) == 0 {
+		return
+	}
+	t.files = append(t.files, indexed{index, f})
+}
+
+// Distribution returns the distribution result of everything added so far.
+func (t *Tally) Distribution() Distribution {
+	files := slices.Clone(t.files)
+	slices.SortStableFunc(files, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })
+	var d Distribution
+	weights := map[string]int64{}
+	for i, x := range files {
+		d.Files = append(d.Files, x.file)
+		if i == 0 || x.file.Score > d.TopScore {
+			d.TopFile, d.TopScore = x.file.Path, x.file.Score
+		}
+		for _, h := range x.file.Rules {
+			weights[h.Name] = h.Weight
+		}
+	}
+	for name, w := range weights {
+		d.Rules = append(d.Rules, Hit{Name: name, Weight: w})
+		d.Score += w
+	}
+	slices.SortFunc(d.Rules, func(a, b Hit) int { return strings.Compare(a.Name, b.Name) })
+	return d
+}
+
+// Package is the aggregated result of a release.
+type Package struct {
+	Score        int64
+	RulesMatched []string // sorted, duplicate-free
+	// Top is the index of the top distribution (highest score, first among
+	// equals), or -1 with no distributions.
+	Top int
+	// TopFile is the top distribution's top file; empty when it matched nothing.
+	TopFile string
+}
+
+// Aggregate combines the results of a release's distributions, given in the
+// job's order.
+func Aggregate(dists []Distribution) Package {
+	p := Package{Top: -1}
+	seen := map[string]bool{}
+	for i, d := range dists {
+		if p.Top < 0 || d.Score > p.Score {
+			p.Top, p.Score = i, d.Score
+		}
+		for _, h := range d.Rules {
+			if !seen[h.Name] {
+				seen[h.Name] = true
+				p.RulesMatched = append(p.RulesMatched, h.Name)
+			}
+		}
+	}
+	slices.Sort(p.RulesMatched)
+	if p.RulesMatched == nil {
+		p.RulesMatched = []string{}
+	}
+	if p.Top >= 0 {
+		p.TopFile = dists[p.Top].TopFile
+	}
+	return p
+}
+
+// InspectorURL links a file of a distribution on inspector.pypi.io:
+// https://inspector.pypi.io/project/{name}/{version}/{download URL path}/{file path}.
+// Path segments are escaped where needed; an empty filePath gives "".
+func InspectorURL(name, version, downloadURL, filePath string) string {
+	if filePath == "" {
+		return ""
+	}
+	var dl string
+	if u, err := url.Parse(downloadURL); err == nil {
+		dl = strings.TrimPrefix(u.EscapedPath(), "/")
+	}
+	segs := strings.Split(filePath, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "https://inspector.pypi.io/project/" + url.PathEscape(name) + "/" + url.PathEscape(version) + "/" + dl + "/" + strings.Join(segs, "/")
+}

@@ -1,0 +1,107 @@
+// Package limit defines the bounds a worker enforces on one job and the error
+// that names the bound a distribution broke.
+package limit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Limits bound the work and memory one job may cost. Every violation fails the
+// package with an error naming the limit; it is never reported as clean.
+type Limits struct {
+	// Download bounds the bytes read from the network for one distribution
+	// (DRAGONFLY_MAX_SCAN_SIZE, also DRAGONFLY_MAX_SIZE and
+	// DRAGONFLY_MAX_DOWNLOAD_SIZE). Default 128000000.
+	Download int64
+	// Expanded bounds the total bytes of the regular files of one distribution
+	// (DRAGONFLY_MAX_EXPANDED_SIZE). Default 512 MiB.
+	Expanded int64
+	// File bounds one file (DRAGONFLY_MAX_FILE_SIZE). Default 64 MiB.
+	File int64
+	// Entries bounds the entries of any kind in one archive
+	// (DRAGONFLY_MAX_ARCHIVE_ENTRIES). Default 65536.
+	Entries int
+	// Distributions bounds the distributions of one job
+	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
+	Distributions int
+	// ScanTimeout bounds the YARA time of one file (DRAGONFLY_SCAN_TIMEOUT).
+	// Default 10 s.
+	ScanTimeout time.Duration
+}
+
+// Defaults returns the documented default limits.
+func Defaults() Limits {
+	return Limits{
+		Download:      128_000_000,
+		Expanded:      512 << 20,
+		File:          64 << 20,
+		Entries:       65536,
+		Distributions: 128,
+		ScanTimeout:   10 * time.Second,
+	}
+}
+
+// Kind names one limit. Its value is stable: metrics use it as a label.
+type Kind string
+
+// The limits.
+const (
+	Download      Kind = "download_size"
+	Expanded      Kind = "expanded_size"
+	File          Kind = "file_size"
+	Entries       Kind = "archive_entries"
+	Distributions Kind = "distributions"
+	ScanTimeout   Kind = "scan_timeout"
+)
+
+// Env returns the environment variable that sets the limit.
+func (k Kind) Env() string {
+	switch k {
+	case Download:
+		return "DRAGONFLY_MAX_SCAN_SIZE"
+	case Expanded:
+		return "DRAGONFLY_MAX_EXPANDED_SIZE"
+	case File:
+		return "DRAGONFLY_MAX_FILE_SIZE"
+	case Entries:
+		return "DRAGONFLY_MAX_ARCHIVE_ENTRIES"
+	case Distributions:
+		return "DRAGONFLY_MAX_DISTRIBUTIONS"
+	case ScanTimeout:
+		return "DRAGONFLY_SCAN_TIMEOUT"
+	}
+	return string(k)
+}
+
+// Error reports a broken limit.
+type Error struct {
+	Kind Kind
+	// Max is the configured bound: bytes, entries, distributions, or
+	// nanoseconds for ScanTimeout.
+	Max int64
+	// Path is the file or entry that broke it, when there is one.
+	Path string
+}
+
+func (e *Error) Error() string {
+	var bound string
+	switch e.Kind {
+	case ScanTimeout:
+		bound = time.Duration(e.Max).String()
+	case Entries:
+		bound = fmt.Sprintf("%d entries", e.Max)
+	case Distributions:
+		bound = fmt.Sprintf("%d distributions", e.Max)
+	default:
+		bound = fmt.Sprintf("%d bytes", e.Max)
+	}
+	what := "exceeds"
+	if e.Kind == ScanTimeout {
+		what = "YARA scan exceeded"
+	}
+	if e.Path != "" {
+		return fmt.Sprintf("%s: %s limit %s (%s)", e.Path, what, e.Kind.Env(), bound)
+	}
+	return fmt.Sprintf("%s limit %s (%s)", what, e.Kind.Env(), bound)
+}
