@@ -1,0 +1,2 @@
+def bold(s):
+    return "**%s**" % s

@@ -1,0 +1,254 @@
+// Package rules loads YARA rule sets (a directory of .yara/.yar files, one
+// file, or a Dragonfly `GET /rules` JSON document) and compiles them the way the
+// Dragonfly clients do: all sources joined with "\n" into one rule set, so rule
+// identifiers are unique across files.
+package rules
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/score"
+	yara "github.com/hillu/go-yara/v4"
+)
+
+// Set is a rule set as the API serves it: a hash (the rules commit) and the
+// YARA sources by file stem.
+type Set struct {
+	Hash    string            `json:"hash"`
+	Sources map[string]string `json:"rules"`
+}
+
+// Stems returns the set's file stems in the order they are compiled.
+func (s Set) Stems() []string {
+	stems := make([]string, 0, len(s.Sources))
+	for k := range s.Sources {
+		stems = append(stems, k)
+	}
+	slices.Sort(stems)
+	return stems
+}
+
+// ContentHash is a stable 40-hex-digit digest of the sources, used as the
+// hash of rule sets that do not come with one (local files).
+func ContentHash(sources map[string]string) string {
+	h := sha1.New()
+	for _, stem := range (Set{Sources: sources}).Stems() {
+		fmt.Fprintf(h, "%d:%s\x00%d:%s\x00", len(stem), stem, len(sources[stem]), sources[stem])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ParseJSON decodes a `GET /rules` document.
+func ParseJSON(data []byte) (Set, error) {
+	var s Set
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Set{}, fmt.Errorf("rules document: %w", err)
+	}
+	if s.Sources == nil {
+		return Set{}, errors.New("rules document: no \"rules\" object")
+	}
+	if s.Hash == "" {
+		s.Hash = ContentHash(s.Sources)
+	}
+	return s, nil
+}
+
+// Load reads a rule set from path: a directory (every *.yara and *.yar file in
+// it, not recursive), a single YARA file, or a JSON document as served by
+// `GET /rules` (recognised by its first non-space byte '{' and a .json suffix
+// or a "rules" object).
+func Load(path string) (Set, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Set{}, fmt.Errorf("rules: %w", err)
+	}
+	if fi.IsDir() {
+		return loadDir(path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Set{}, fmt.Errorf("rules: %w", err)
+	}
+	if strings.HasSuffix(path, ".json") || looksLikeJSON(data) {
+		s, err := ParseJSON(data)
+		if err != nil {
+			return Set{}, fmt.Errorf("%s: %w", path, err)
+		}
+		return s, nil
+	}
+	src := map[string]string{stem(filepath.Base(path)): string(data)}
+	return Set{Hash: ContentHash(src), Sources: src}, nil
+}
+
+func looksLikeJSON(data []byte) bool {
+	t := strings.TrimSpace(string(data[:min(len(data), 64)]))
+	return strings.HasPrefix(t, "{")
+}
+
+func loadDir(dir string) (Set, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return Set{}, fmt.Errorf("rules: %w", err)
+	}
+	src := map[string]string{}
+	for _, e := range ents {
+		name := e.Name()
+		ext := filepath.Ext(name)
+		if e.IsDir() || (ext != ".yara" && ext != ".yar") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return Set{}, fmt.Errorf("rules: %w", err)
+		}
+		st := stem(name)
+		if _, dup := src[st]; dup {
+			return Set{}, fmt.Errorf("rules: %s: two files with stem %q", dir, st)
+		}
+		src[st] = string(data)
+	}
+	if len(src) == 0 {
+		return Set{}, fmt.Errorf("rules: no .yara or .yar files in %s", dir)
+	}
+	return Set{Hash: ContentHash(src), Sources: src}, nil
+}
+
+func stem(name string) string { return strings.TrimSuffix(name, filepath.Ext(name)) }
+
+// Compiled is a compiled rule set with the scoring metadata of its rules. It
+// is immutable and safe to share between goroutines; each goroutine scans with
+// its own yara.Scanner.
+type Compiled struct {
+	hash    string
+	yara    *yara.Rules
+	meta    map[string]score.Rule
+	count   int
+	elapsed time.Duration
+}
+
+// CompileError is a rule set that does not compile. Each message names the
+// source file (its stem with ".yara") and the line within it.
+type CompileError struct {
+	Messages []string
+}
+
+func (e *CompileError) Error() string {
+	if len(e.Messages) == 1 {
+		return "rules do not compile: " + e.Messages[0]
+	}
+	return fmt.Sprintf("rules do not compile: %s (and %d more)", e.Messages[0], len(e.Messages)-1)
+}
+
+// Compile compiles a set as one rule set: the sources in stem order joined with
+// "\n", like the Dragonfly clients do.
+func Compile(s Set) (*Compiled, error) {
+	start := time.Now()
+	stems := s.Stems()
+	if len(stems) == 0 {
+		return nil, &CompileError{Messages: []string{"empty rule set"}}
+	}
+	// firstLine[i] is the line of the joined text where source i starts.
+	firstLine := make([]int, len(stems))
+	var b strings.Builder
+	line := 1
+	for i, st := range stems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		firstLine[i] = line
+		b.WriteString(s.Sources[st])
+		line += strings.Count(s.Sources[st], "\n") + 1
+	}
+	c, err := yara.NewCompiler()
+	if err != nil {
+		return nil, fmt.Errorf("yara compiler: %w", err)
+	}
+	defer c.Destroy()
+	c.DisableIncludes()
+	if err := c.AddString(b.String(), ""); err != nil || len(c.Errors) > 0 {
+		ce := &CompileError{}
+		for _, m := range c.Errors {
+			i := sourceAt(firstLine, m.Line)
+			ce.Messages = append(ce.Messages, fmt.Sprintf("%s.yara:%d: %s", stems[i], m.Line-firstLine[i]+1, m.Text))
+		}
+		if len(ce.Messages) == 0 {
+			ce.Messages = append(ce.Messages, err.Error())
+		}
+		return nil, ce
+	}
+	yr, err := c.GetRules()
+	if err != nil {
+		return nil, fmt.Errorf("yara rules: %w", err)
+	}
+	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}}
+	if cr.hash == "" {
+		cr.hash = ContentHash(s.Sources)
+	}
+	for _, r := range yr.GetRules() {
+		cr.meta[r.Identifier()] = ruleMeta(r.Identifier(), r.Metas())
+		cr.count++
+	}
+	cr.elapsed = time.Since(start)
+	return cr, nil
+}
+
+func sourceAt(firstLine []int, line int) int {
+	i, found := slices.BinarySearch(firstLine, line)
+	if !found {
+		i--
+	}
+	return max(i, 0)
+}
+
+// ruleMeta reads the scoring metadata: "weight" (an integer; anything else is
+// 0) and "filetype" (space-separated suffixes). The first of each counts.
+func ruleMeta(name string, metas []yara.Meta) score.Rule {
+	r := score.Rule{Name: name}
+	var seenW, seenF bool
+	for _, m := range metas {
+		switch m.Identifier {
+		case "weight":
+			if !seenW {
+				seenW = true
+				if v, ok := m.Value.(int); ok {
+					r.Weight = int64(v)
+				}
+			}
+		case "filetype":
+			if !seenF {
+				seenF = true
+				if v, ok := m.Value.(string); ok {
+					r.Filetypes = score.ParseFiletypes(v)
+				}
+			}
+		}
+	}
+	return r
+}
+
+// Hash is the rules commit this set was compiled from.
+func (c *Compiled) Hash() string { return c.hash }
+
+// Yara returns the compiled libyara rules.
+func (c *Compiled) Yara() *yara.Rules { return c.yara }
+
+// Rule returns the scoring metadata of the rule with identifier name.
+func (c *Compiled) Rule(name string) (score.Rule, bool) {
+	r, ok := c.meta[name]
+	return r, ok
+}
+
+// Len is the number of rules.
+func (c *Compiled) Len() int { return c.count }
+
+// CompileTime is how long compiling took.
+func (c *Compiled) CompileTime() time.Duration { return c.elapsed }
