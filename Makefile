@@ -7,7 +7,7 @@ BIN := bin/dragonfly
 BUILD_DEPS := build-essential pkg-config libyara-dev libmagic-dev libssl-dev zlib1g-dev liblzma-dev libbz2-dev ca-certificates
 TEST_DEPS := yara
 
-.PHONY: demo test build setup setup-test gen gen-check lint-proto fuzz-seed clean
+.PHONY: demo test build setup setup-test gen proto-check clean
 
 setup:
 	@scripts/setup $(BUILD_DEPS)
@@ -21,7 +21,17 @@ build: setup
 demo: build
 	./$(BIN) scan --demo
 
-test: setup-test
+# gen regenerates gen/ from proto/ with buf (pinned in tools/go.mod).
+gen:
+	$(GO) tool -modfile=tools/go.mod buf generate
+
+# proto-check: buf lint and format are clean and gen/ matches proto/.
+proto-check: gen
+	$(GO) tool -modfile=tools/go.mod buf lint
+	$(GO) tool -modfile=tools/go.mod buf format --diff --exit-code
+	git add -N gen && git diff --exit-code -- gen
+
+test: setup-test proto-check
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
