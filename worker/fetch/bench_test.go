@@ -1,0 +1,28 @@
+package fetch
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+)
+
+// BenchmarkGet50MB downloads a 50 MB body over loopback with keep-alives.
+func BenchmarkGet50MB(b *testing.B) {
+	payload := body(50_000_000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+		w.Write(payload)
+	}))
+	defer srv.Close()
+	f := New(Config{AllowedHosts: []string{"127.0.0.1"}})
+	defer f.CloseIdleConnections()
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := f.Get(b.Context(), srv.URL)
+		if err != nil || len(got) != len(payload) {
+			b.Fatalf("got %d bytes, %v", len(got), err)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+// HostError reports a URL or redirect target whose host is not allowed.
+type HostError struct {
+	// Host is the refused host name, lowercased, without port.
+	Host string
+}
+
+func (e *HostError) Error() string {
+	return fmt.Sprintf("host %q is not in DRAGONFLY_ALLOWED_HOSTS", e.Host)
+}
+
+// SchemeError reports a URL or redirect target that is neither http nor https.
+type SchemeError struct {
+	Scheme string
+}
+
+func (e *SchemeError) Error() string {
+	return fmt.Sprintf("unsupported URL scheme %q", e.Scheme)
+}
+
+// StatusError reports a response other than 200 OK.
+type StatusError struct {
+	Code int
+	// URL is the URL that answered (after redirects) without user info,
+	// query or fragment. It is not part of the message.
+	URL string
+}
+
+func (e *StatusError) Error() string {
+	if t := http.StatusText(e.Code); t != "" {
+		return "HTTP " + strconv.Itoa(e.Code) + " " + t
+	}
+	return "HTTP " + strconv.Itoa(e.Code)
+}
+
+// TimeoutKind names the timeout a download broke.
+type TimeoutKind string
+
+// The timeouts.
+const (
+	// Stall: no body byte (or no response) arrived for Config.StallTimeout.
+	// It ends one attempt and is transient.
+	Stall TimeoutKind = "stall"
+	// Total: the download with all its retries took Config.TotalTimeout. Final.
+	Total TimeoutKind = "total"
+)
+
+// TimeoutError reports a stalled or overlong download.
+type TimeoutError struct {
+	Kind TimeoutKind
+	// After is the configured bound that expired.
+	After time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	if e.Kind == Stall {
+		return fmt.Sprintf("download stalled: no data for %s", e.After)
+	}
+	return fmt.Sprintf("download timed out after %s", e.After)
+}
+
+// TruncatedError reports a body that ended early: shorter than its
+// Content-Length, or a connection closed inside a chunked body. Transient.
+type TruncatedError struct {
+	// Got is the number of body bytes read.
+	Got int64
+	// Want is the declared Content-Length, or -1 when none was declared.
+	Want int64
+}
+
+func (e *TruncatedError) Error() string {
+	if e.Want < 0 {
+		return fmt.Sprintf("body truncated after %d bytes", e.Got)
+	}
+	return fmt.Sprintf("body truncated after %d of %d bytes", e.Got, e.Want)
+}
+
+// RedirectKind names why a redirect was refused.
+type RedirectKind string
+
+// The refused redirects.
+const (
+	// RedirectLoop: a hop leads back to a URL already visited.
+	RedirectLoop RedirectKind = "loop"
+	// TooManyRedirects: more than Config.MaxRedirects hops.
+	TooManyRedirects RedirectKind = "too_many"
+	// Downgrade: a hop from https to http.
+	Downgrade RedirectKind = "downgrade"
+)
+
+// RedirectError reports a refused redirect. Final.
+type RedirectError struct {
+	Kind RedirectKind
+	// Max is Config.MaxRedirects.
+	Max int
+}
+
+func (e *RedirectError) Error() string {
+	switch e.Kind {
+	case RedirectLoop:
+		return "redirect loop"
+	case Downgrade:
+		return "redirect from https to http refused"
+	default:
+		return fmt.Sprintf("stopped after %d redirects", e.Max)
+	}
+}
+
+// netError marks a failure of the transport (dial, TLS, reset, read error).
+// Its message is the underlying one; Transient treats it as transient unless
+// the cause is known to be permanent.
+type netError struct{ err error }
+
+func (e *netError) Error() string { return e.err.Error() }
+func (e *netError) Unwrap() error { return e.err }
+
+// Transient reports whether err is trouble worth another attempt: 5xx, 408
+// and 429 responses, connection failures and resets, stalls and bodies cut
+// short. Host, scheme and redirect refusals, other 4xx, size limits, the
+// total timeout, cancellation and certificate errors are final.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		te *TimeoutError
+		se *StatusError
+		tr *TruncatedError
+		he *HostError
+		sc *SchemeError
+		re *RedirectError
+		le *limit.Error
+	)
+	switch {
+	case errors.As(err, &te):
+		return te.Kind == Stall
+	case errors.As(err, &se):
+		return se.Code >= 500 || se.Code == http.StatusTooManyRequests || se.Code == http.StatusRequestTimeout
+	case errors.As(err, &tr):
+		return true
+	case errors.As(err, &he), errors.As(err, &sc), errors.As(err, &re), errors.As(err, &le):
+		return false
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	if permanentNet(err) {
+		return false
+	}
+	var ne *netError
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr) && nerr.Timeout()
+}
+
+// permanentNet reports network failures that another attempt will not fix:
+// certificate problems and names that do not resolve.
+func permanentNet(err error) bool {
+	var (
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		dns *net.DNSError
+	)
+	switch {
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
+		return true
+	case errors.As(err, &dns):
+		return dns.IsNotFound
+	}
+	return false
+}

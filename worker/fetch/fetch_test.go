@@ -1,0 +1,778 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// sleeps records the retry delays a Fetcher asks for and returns at once.
+type sleeps struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.d = append(s.d, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *sleeps) got() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.d...)
+}
+
+// newTest returns a Fetcher for loopback servers: hosts 127.0.0.1 and
+// localhost unless cfg names others, retry delays recorded instead of slept,
+// jitter at its maximum so delays are exact.
+func newTest(t *testing.T, cfg Config) (*Fetcher, *sleeps) {
+	t.Helper()
+	if cfg.AllowedHosts == nil {
+		cfg.AllowedHosts = []string{"127.0.0.1", "localhost"}
+	}
+	s := &sleeps{}
+	if cfg.Sleep == nil {
+		cfg.Sleep = s.sleep
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(max time.Duration) time.Duration { return max }
+	}
+	f := New(cfg)
+	t.Cleanup(f.CloseIdleConnections)
+	return f, s
+}
+
+func server(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// rawServer serves each connection with fn after reading one request, to
+// send responses net/http servers refuse to produce.
+func rawServer(t *testing.T, fn func(conn net.Conn, n int)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 1; ; n++ {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				fn(conn, n)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func body(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
+
+func TestGetOK(t *testing.T) {
+	want := body(300_000)
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(want)))
+		w.Write(want)
+	})
+	f, _ := newTest(t, Config{})
+	got, st, err := f.GetWithStats(t.Context(), srv.URL+"/pkg-1.0.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("body differs: got %d bytes, want %d", len(got), len(want))
+	}
+	if cap(got) != len(want) {
+		t.Errorf("cap = %d, want %d (one allocation sized from Content-Length)", cap(got), len(want))
+	}
+	if st.Attempts != 1 || st.Bytes != int64(len(want)) {
+		t.Errorf("stats = %+v, want 1 attempt, %d bytes", st, len(want))
+	}
+}
+
+func TestUserAgentOnEveryHop(t *testing.T) {
+	var agents []string
+	var mu sync.Mutex
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.UserAgent())
+		mu.Unlock()
+		if r.URL.Path == "/a" {
+			http.Redirect(w, r, "/b", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	f, _ := newTest(t, Config{UserAgent: "fleet-test/1"})
+	if _, err := f.Get(t.Context(), srv.URL+"/a"); err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 2 || agents[0] != "fleet-test/1" || agents[1] != "fleet-test/1" {
+		t.Fatalf("User-Agent per hop = %q, want fleet-test/1 twice", agents)
+	}
+}
+
+func TestNotFoundIsFinal(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.NotFound(w, r)
+	})
+	f, s := newTest(t, Config{})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL+"/x.whl?token=secret")
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 404 {
+		t.Fatalf("err = %v, want *StatusError 404", err)
+	}
+	if err.Error() != "HTTP 404 Not Found" {
+		t.Errorf("message = %q", err.Error())
+	}
+	if se.URL != srv.URL+"/x.whl" {
+		t.Errorf("StatusError.URL = %q, want it without the query", se.URL)
+	}
+	if Transient(err) {
+		t.Error("404 reported transient")
+	}
+	if st.Attempts != 1 || hits.Load() != 1 || len(s.got()) != 0 {
+		t.Errorf("attempts %d, hits %d, sleeps %v: want 1, 1, none", st.Attempts, hits.Load(), s.got())
+	}
+}
+
+func TestServerErrorRetried(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "wheel")
+	})
+	f, s := newTest(t, Config{})
+	got, st, err := f.GetWithStats(t.Context(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "wheel" || st.Attempts != 2 || hits.Load() != 2 {
+		t.Fatalf("body %q, attempts %d, hits %d: want wheel, 2, 2", got, st.Attempts, hits.Load())
+	}
+	if d := s.got(); len(d) != 1 || d[0] != DefaultBaseBackoff {
+		t.Errorf("delays = %v, want [%v]", d, DefaultBaseBackoff)
+	}
+}
+
+func TestServerErrorGivesUpWithCappedBackoff(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	f, s := newTest(t, Config{Attempts: 5, BaseBackoff: time.Second, MaxBackoff: 3 * time.Second})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 503 {
+		t.Fatalf("err = %v, want *StatusError 503", err)
+	}
+	if err.Error() != "after 5 attempts: HTTP 503 Service Unavailable" {
+		t.Errorf("message = %q", err.Error())
+	}
+	if st.Attempts != 5 || hits.Load() != 5 {
+		t.Errorf("attempts %d, hits %d, want 5", st.Attempts, hits.Load())
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}
+	if d := s.got(); fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Errorf("delays = %v, want %v", d, want)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name, header string
+		want         time.Duration
+	}{
+		{"seconds", "3", 3 * time.Second},
+		{"capped at twice MaxBackoff", "120", 2 * DefaultMaxBackoff},
+		{"date far ahead capped", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), 2 * DefaultMaxBackoff},
+		{"garbage falls back to backoff", "soon", DefaultBaseBackoff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) == 1 {
+					w.Header().Set("Retry-After", tc.header)
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				io.WriteString(w, "ok")
+			})
+			f, s := newTest(t, Config{})
+			got, st, err := f.GetWithStats(t.Context(), srv.URL)
+			if err != nil || string(got) != "ok" || st.Attempts != 2 {
+				t.Fatalf("got %q, %+v, %v: want ok after 2 attempts", got, st, err)
+			}
+			if d := s.got(); len(d) != 1 || d[0] != tc.want {
+				t.Errorf("delays = %v, want [%v]", d, tc.want)
+			}
+		})
+	}
+}
+
+func TestConnectionResetMidBodyRetried(t *testing.T) {
+	want := body(1000)
+	url := rawServer(t, func(conn net.Conn, n int) {
+		if n == 1 {
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(want))
+			conn.Write(want[:100])
+			conn.(*net.TCPConn).SetLinger(0) // close sends RST
+			return
+		}
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(want))
+		conn.Write(want)
+	})
+	f, s := newTest(t, Config{})
+	got, st, err := f.GetWithStats(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) || st.Attempts != 2 || len(s.got()) != 1 {
+		t.Fatalf("%d bytes, attempts %d, delays %v: want the body after 2 attempts", len(got), st.Attempts, s.got())
+	}
+}
+
+func TestConnectionRefusedRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	f, s := newTest(t, Config{Attempts: 3})
+	_, st, err := f.GetWithStats(t.Context(), "http://"+addr+"/f.tar.gz?token=secret")
+	if err == nil || !Transient(err) {
+		t.Fatalf("err = %v, want a transient connection error", err)
+	}
+	if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "f.tar.gz") {
+		t.Errorf("message %q carries the URL", err)
+	}
+	if st.Attempts != 3 || len(s.got()) != 2 {
+		t.Errorf("attempts %d, delays %v: want 3 and 2", st.Attempts, s.got())
+	}
+}
+
+func TestHonestContentLengthOverLimitReadsNothing(t *testing.T) {
+	const maxSize = 1 << 20
+	const declared = 1 << 30
+	written := make(chan int64, 1)
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(declared))
+		chunk := make([]byte, 64<<10)
+		var n int64
+		for n < declared {
+			m, err := w.Write(chunk)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		written <- n
+	})
+	f, s := newTest(t, Config{MaxSize: maxSize})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var le *limit.Error
+	if !errors.As(err, &le) || le.Kind != limit.Download || le.Max != maxSize {
+		t.Fatalf("err = %v, want download limit %d", err, maxSize)
+	}
+	if st.Bytes != 0 || st.Attempts != 1 || len(s.got()) != 0 {
+		t.Errorf("stats %+v, delays %v: want no body read, 1 attempt, no retry", st, s.got())
+	}
+	n := <-written
+	if n >= 64<<20 {
+		t.Errorf("server wrote %d bytes before the connection closed, want far below %d", n, declared)
+	}
+	t.Logf("server wrote %d of %d declared bytes before the client hung up", n, declared)
+}
+
+func TestChunkedOverLimitCutAtLimitPlusOne(t *testing.T) {
+	const maxSize = 200_000
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		chunk := body(10_000)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})
+	f, _ := newTest(t, Config{MaxSize: maxSize})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var le *limit.Error
+	if !errors.As(err, &le) || le.Kind != limit.Download || le.Max != maxSize {
+		t.Fatalf("err = %v, want download limit", err)
+	}
+	if st.Bytes != maxSize+1 || st.Attempts != 1 {
+		t.Errorf("stats %+v: want %d bytes read, 1 attempt", st, maxSize+1)
+	}
+}
+
+func TestChunkedWithinLimit(t *testing.T) {
+	want := body(150_000)
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < len(want); i += 10_000 {
+			w.Write(want[i : i+10_000])
+			w.(http.Flusher).Flush()
+		}
+	})
+	f, _ := newTest(t, Config{MaxSize: 150_000})
+	got, err := f.Get(t.Context(), srv.URL)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, %v: want the %d-byte body", len(got), err, len(want))
+	}
+}
+
+// A Content-Length frames the message: bytes a server sends past it are not
+// body, and net/http never hands them to the reader. The download is the
+// declared bytes; the surplus is never read into memory.
+func TestLyingContentLengthSurplusNotRead(t *testing.T) {
+	want := body(100)
+	url := rawServer(t, func(conn net.Conn, n int) {
+		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(want))
+		conn.Write(want)
+		conn.Write(make([]byte, 2<<20)) // 2 MiB the header did not declare
+	})
+	f, _ := newTest(t, Config{MaxSize: 1 << 20})
+	got, st, err := f.GetWithStats(t.Context(), url)
+	if err != nil || !bytes.Equal(got, want) || st.Bytes != int64(len(want)) {
+		t.Fatalf("got %d bytes (read %d), %v: want exactly the declared %d", len(got), st.Bytes, err, len(want))
+	}
+}
+
+// Content-Length beside chunked encoding is ignored by HTTP/1.1: the chunked
+// body is read and cut at MaxSize+1.
+func TestLyingContentLengthWithChunkedCut(t *testing.T) {
+	const maxSize = 100_000
+	url := rawServer(t, func(conn net.Conn, n int) {
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n")
+		chunk := make([]byte, 16<<10)
+		for {
+			if _, err := fmt.Fprintf(conn, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+				return
+			}
+		}
+	})
+	f, _ := newTest(t, Config{MaxSize: maxSize})
+	_, st, err := f.GetWithStats(t.Context(), url)
+	var le *limit.Error
+	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
+		t.Fatalf("err %v, read %d: want download limit after %d bytes", err, st.Bytes, maxSize+1)
+	}
+}
+
+// A body without any framing (HTTP/1.0 style, read to close) is cut too.
+func TestUnframedBodyCut(t *testing.T) {
+	const maxSize = 100_000
+	url := rawServer(t, func(conn net.Conn, n int) {
+		io.WriteString(conn, "HTTP/1.0 200 OK\r\n\r\n")
+		chunk := make([]byte, 16<<10)
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	f, _ := newTest(t, Config{MaxSize: maxSize})
+	_, st, err := f.GetWithStats(t.Context(), url)
+	var le *limit.Error
+	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
+		t.Fatalf("err %v, read %d: want download limit after %d bytes", err, st.Bytes, maxSize+1)
+	}
+}
+
+func TestShortBodyIsTruncation(t *testing.T) {
+	url := rawServer(t, func(conn net.Conn, n int) {
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+		conn.Write(body(500))
+	})
+	f, s := newTest(t, Config{Attempts: 2})
+	_, st, err := f.GetWithStats(t.Context(), url)
+	var tr *TruncatedError
+	if !errors.As(err, &tr) || tr.Got != 500 || tr.Want != 1000 {
+		t.Fatalf("err = %v, want *TruncatedError 500 of 1000", err)
+	}
+	if err.Error() != "after 2 attempts: body truncated after 500 of 1000 bytes" {
+		t.Errorf("message = %q", err.Error())
+	}
+	if !Transient(err) || st.Attempts != 2 || len(s.got()) != 1 || st.Bytes != 1000 {
+		t.Errorf("transient %v, stats %+v, delays %v: want transient, 2 attempts, 1000 bytes", Transient(err), st, s.got())
+	}
+}
+
+func TestStallMidBody(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Length", "1000")
+		w.Write(body(100))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // until the client gives up
+	})
+	const stall = 50 * time.Millisecond
+	f, s := newTest(t, Config{StallTimeout: stall, Attempts: 2})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var te *TimeoutError
+	if !errors.As(err, &te) || te.Kind != Stall || te.After != stall {
+		t.Fatalf("err = %v, want stall timeout", err)
+	}
+	if !Transient(err) || st.Attempts != 2 || hits.Load() != 2 || len(s.got()) != 1 {
+		t.Errorf("transient %v, attempts %d, hits %d, delays %v: want a retried stall", Transient(err), st.Attempts, hits.Load(), s.got())
+	}
+	if st.Bytes != 200 {
+		t.Errorf("bytes = %d, want 200 (100 per attempt)", st.Bytes)
+	}
+}
+
+func TestStallBeforeHeaders(t *testing.T) {
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	f, _ := newTest(t, Config{StallTimeout: 50 * time.Millisecond, Attempts: 1})
+	_, err := f.Get(t.Context(), srv.URL)
+	var te *TimeoutError
+	if !errors.As(err, &te) || te.Kind != Stall {
+		t.Fatalf("err = %v, want stall timeout", err)
+	}
+}
+
+func TestTotalTimeout(t *testing.T) {
+	// The server trickles a byte whenever the client has read the last one,
+	// so the download never stalls but never ends.
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		for {
+			if _, err := w.Write([]byte{'x'}); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	const total = 200 * time.Millisecond
+	f, s := newTest(t, Config{TotalTimeout: total, StallTimeout: time.Hour})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var te *TimeoutError
+	if !errors.As(err, &te) || te.Kind != Total || te.After != total {
+		t.Fatalf("err = %v, want total timeout", err)
+	}
+	if Transient(err) || st.Attempts != 1 || len(s.got()) != 0 || st.Bytes == 0 {
+		t.Errorf("transient %v, stats %+v: want final after 1 attempt with bytes read", Transient(err), st)
+	}
+	if st.Duration < total {
+		t.Errorf("returned after %v, before the %v total timeout", st.Duration, total)
+	}
+}
+
+func TestCanceledIsNotTimeout(t *testing.T) {
+	started := make(chan struct{})
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	})
+	f, _ := newTest(t, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-started
+		cancel()
+	}()
+	_, st, err := f.GetWithStats(ctx, srv.URL)
+	var te *TimeoutError
+	if !errors.Is(err, context.Canceled) || errors.As(err, &te) || Transient(err) {
+		t.Fatalf("err = %v, want context.Canceled, final, no timeout", err)
+	}
+	if st.Attempts != 1 {
+		t.Errorf("attempts = %d, want 1", st.Attempts)
+	}
+}
+
+func TestHostNotAllowed(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
+	f, _ := newTest(t, Config{AllowedHosts: []string{}}) // default: files.pythonhosted.org
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var he *HostError
+	if !errors.As(err, &he) || he.Host != "127.0.0.1" {
+		t.Fatalf("err = %v, want *HostError 127.0.0.1", err)
+	}
+	if err.Error() != `host "127.0.0.1" is not in DRAGONFLY_ALLOWED_HOSTS` {
+		t.Errorf("message = %q", err.Error())
+	}
+	if Transient(err) || st.Attempts != 0 || hits.Load() != 0 {
+		t.Errorf("transient %v, attempts %d, hits %d: want final, nothing sent", Transient(err), st.Attempts, hits.Load())
+	}
+}
+
+func TestHostMatching(t *testing.T) {
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		url     string
+		ok      bool
+	}{
+		{"case and port ignored", []string{"LOCALHOST:1"}, fmt.Sprintf("http://LocalHost:%d/", port), true},
+		{"wildcard", []string{"*"}, srv.URL, true},
+		{"other host", []string{"files.pythonhosted.org"}, srv.URL, false},
+		{"suffix is not a match", []string{"host"}, fmt.Sprintf("http://localhost:%d/", port), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _ := newTest(t, Config{AllowedHosts: tc.allowed})
+			got, err := f.Get(t.Context(), tc.url)
+			var he *HostError
+			if tc.ok && (err != nil || string(got) != "ok") {
+				t.Fatalf("got %q, %v: want ok", got, err)
+			}
+			if !tc.ok && !errors.As(err, &he) {
+				t.Fatalf("err = %v, want *HostError", err)
+			}
+		})
+	}
+}
+
+func TestSchemeRefused(t *testing.T) {
+	f, _ := newTest(t, Config{AllowedHosts: []string{"*"}})
+	_, err := f.Get(t.Context(), "ftp://127.0.0.1/x.tar.gz")
+	var se *SchemeError
+	if !errors.As(err, &se) || se.Scheme != "ftp" || Transient(err) {
+		t.Fatalf("err = %v, want final *SchemeError ftp", err)
+	}
+	_, err = f.Get(t.Context(), "http://127.0.0.1/x?token=secret\x7f")
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("err = %v, want an invalid URL error without the token", err)
+	}
+}
+
+func TestRedirectToDisallowedHost(t *testing.T) {
+	var otherHits atomic.Int32
+	other := server(t, func(w http.ResponseWriter, r *http.Request) { otherHits.Add(1) })
+	port := other.Listener.Addr().(*net.TCPAddr).Port
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, fmt.Sprintf("http://localhost:%d/evil?token=secret", port), http.StatusFound)
+	})
+	f, _ := newTest(t, Config{AllowedHosts: []string{"127.0.0.1"}})
+	_, st, err := f.GetWithStats(t.Context(), srv.URL)
+	var he *HostError
+	if !errors.As(err, &he) || he.Host != "localhost" {
+		t.Fatalf("err = %v, want *HostError localhost", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("message %q carries the query", err)
+	}
+	if st.Attempts != 1 || hits.Load() != 1 || otherHits.Load() != 0 {
+		t.Errorf("attempts %d, hits %d, other hits %d: want 1, 1, 0", st.Attempts, hits.Load(), otherHits.Load())
+	}
+}
+
+func TestRedirectToAllowedHostFollowed(t *testing.T) {
+	other := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Host, "localhost:") {
+			http.Error(w, "wrong host", http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "from files host")
+	})
+	port := other.Listener.Addr().(*net.TCPAddr).Port
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, fmt.Sprintf("http://localhost:%d/pkg.whl", port), http.StatusMovedPermanently)
+	})
+	f, _ := newTest(t, Config{AllowedHosts: []string{"127.0.0.1", "localhost"}})
+	got, err := f.Get(t.Context(), srv.URL)
+	if err != nil || string(got) != "from files host" {
+		t.Fatalf("got %q, %v: want the redirect target's body", got, err)
+	}
+}
+
+func TestRedirectLoopAndTooMany(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		switch {
+		case r.URL.Path == "/a":
+			http.Redirect(w, r, "/b", http.StatusFound)
+		case r.URL.Path == "/b":
+			http.Redirect(w, r, "/a", http.StatusFound)
+		default: // /n/K -> /n/K+1
+			k, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/n/"))
+			http.Redirect(w, r, "/n/"+strconv.Itoa(k+1), http.StatusFound)
+		}
+	})
+	f, _ := newTest(t, Config{})
+	_, err := f.Get(t.Context(), srv.URL+"/a")
+	var re *RedirectError
+	if !errors.As(err, &re) || re.Kind != RedirectLoop || err.Error() != "redirect loop" || Transient(err) {
+		t.Fatalf("err = %v, want final redirect loop", err)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("hits = %d, want 2 (/a, /b)", hits.Load())
+	}
+	hits.Store(0)
+	_, err = f.Get(t.Context(), srv.URL+"/n/0")
+	if !errors.As(err, &re) || re.Kind != TooManyRedirects || err.Error() != "stopped after 5 redirects" {
+		t.Fatalf("err = %v, want too many redirects", err)
+	}
+	if hits.Load() != DefaultMaxRedirects+1 {
+		t.Errorf("hits = %d, want %d", hits.Load(), DefaultMaxRedirects+1)
+	}
+}
+
+func TestRedirectSchemes(t *testing.T) {
+	var plainHits atomic.Int32
+	plain := server(t, func(w http.ResponseWriter, r *http.Request) {
+		plainHits.Add(1)
+		if r.URL.Path == "/up" {
+			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+			return
+		}
+		io.WriteString(w, "plain")
+	})
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			http.Redirect(w, r, plain.URL+"/file", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "secure")
+	}))
+	t.Cleanup(tlsSrv.Close)
+	f, _ := newTest(t, Config{Transport: tlsSrv.Client().Transport})
+
+	_, err := f.Get(t.Context(), tlsSrv.URL+"/down")
+	var re *RedirectError
+	if !errors.As(err, &re) || re.Kind != Downgrade || Transient(err) {
+		t.Fatalf("err = %v, want final https->http refusal", err)
+	}
+	if plainHits.Load() != 0 {
+		t.Fatalf("the http server got %d requests after a refused downgrade", plainHits.Load())
+	}
+	got, err := f.Get(t.Context(), plain.URL+"/up?to="+tlsSrv.URL+"/file")
+	if err != nil || string(got) != "secure" {
+		t.Fatalf("http->https: got %q, %v: want secure", got, err)
+	}
+}
+
+func TestNoCredentialsReachServer(t *testing.T) {
+	type seen struct{ path, auth, cookie, proxyAuth string }
+	var mu sync.Mutex
+	var reqs []seen
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, seen{r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("Proxy-Authorization")})
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/first":
+			http.SetCookie(w, &http.Cookie{Name: "session", Value: "s3cret", Path: "/"})
+			// A redirect carrying user info must not become Basic auth.
+			http.Redirect(w, r, "http://user:pw@"+r.Host+"/second", http.StatusFound)
+		case "/second":
+			http.Redirect(w, r, "/third", http.StatusFound)
+		default:
+			io.WriteString(w, "done")
+		}
+	})
+	f, _ := newTest(t, Config{})
+	u := strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1) + "/first"
+	got, err := f.Get(t.Context(), u)
+	if err != nil || string(got) != "done" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if len(reqs) != 3 {
+		t.Fatalf("requests = %+v, want 3 hops", reqs)
+	}
+	for _, r := range reqs {
+		if r.auth != "" || r.cookie != "" || r.proxyAuth != "" {
+			t.Errorf("%s received credentials: %+v", r.path, r)
+		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("x"), false},
+		{&StatusError{Code: 500}, true},
+		{&StatusError{Code: 502}, true},
+		{&StatusError{Code: 429}, true},
+		{&StatusError{Code: 408}, true},
+		{&StatusError{Code: 404}, false},
+		{&StatusError{Code: 403}, false},
+		{&StatusError{Code: 204}, false},
+		{&TimeoutError{Kind: Stall}, true},
+		{&TimeoutError{Kind: Total}, false},
+		{&TruncatedError{Got: 1, Want: 2}, true},
+		{&HostError{Host: "evil.example"}, false},
+		{&SchemeError{Scheme: "ftp"}, false},
+		{&RedirectError{Kind: RedirectLoop}, false},
+		{&limit.Error{Kind: limit.Download, Max: 1}, false},
+		{fmt.Errorf("after 3 attempts: %w", &StatusError{Code: 503}), true},
+		{context.Canceled, false},
+		{&netError{err: context.DeadlineExceeded}, false},
+		{&netError{err: errors.New("http2: server sent GOAWAY")}, true},
+		{&netError{err: &net.DNSError{Err: "no such host", IsNotFound: true}}, false},
+		{&netError{err: &net.DNSError{Err: "timeout", IsTimeout: true}}, true},
+		{io.ErrUnexpectedEOF, true},
+	} {
+		if got := Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
