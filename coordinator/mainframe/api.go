@@ -1,0 +1,297 @@
+package mainframe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Job is one leased release.
+type Job struct {
+	Name, Version string
+	// Distributions are the download URLs of every file of the release; may
+	// be empty.
+	Distributions []string
+	// Hash is the rules commit the server holds now.
+	Hash string
+	// Attempt counts the leases of this job including this one; nil when the
+	// server did not send it (servers before 2026-07).
+	Attempt *int
+	// AssignmentID identifies this lease; nil when the server did not send it.
+	AssignmentID *string
+}
+
+// wireJob is a job as the server sends it; pointers tell absent from zero.
+type wireJob struct {
+	Name          *string   `json:"name"`
+	Version       *string   `json:"version"`
+	Distributions *[]string `json:"distributions"`
+	Hash          *string   `json:"hash"`
+	Attempt       *int      `json:"attempt"`
+	AssignmentID  *string   `json:"assignment_id"`
+}
+
+// Lease leases up to batch jobs (POST /jobs?batch=N). An empty queue gives an
+// empty, non-nil slice. Each job must be reported within the lease (120 s).
+// Malformed job JSON fails the whole batch (its jobs stay leased until they
+// expire). See the package documentation for when a lease is retried.
+func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
+	const endpoint = "POST /jobs"
+	if batch < 1 {
+		return nil, fmt.Errorf("%s: batch %d: want at least 1", endpoint, batch)
+	}
+	body, err := c.do(ctx, call{method: http.MethodPost, path: "/jobs?batch=" + strconv.Itoa(batch), endpoint: endpoint, lease: true})
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := decodeJobs(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	return jobs, nil
+}
+
+func decodeJobs(body []byte) ([]Job, error) {
+	var wire []wireJob
+	if err := json.Unmarshal(body, &wire); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field == "" {
+				return nil, fmt.Errorf("got JSON %s, want %s of jobs", te.Value, jsonType(te.Type))
+			}
+			return nil, fmt.Errorf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonType(te.Type))
+		}
+		return nil, err
+	}
+	jobs := make([]Job, 0, len(wire))
+	for i, w := range wire {
+		var missing []string
+		if w.Name == nil || *w.Name == "" {
+			missing = append(missing, "name")
+		}
+		if w.Version == nil || *w.Version == "" {
+			missing = append(missing, "version")
+		}
+		if w.Distributions == nil {
+			missing = append(missing, "distributions")
+		}
+		if w.Hash == nil {
+			missing = append(missing, "hash")
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("job %d: missing %s", i, strings.Join(missing, ", "))
+		}
+		if slices.Contains(*w.Distributions, "") {
+			return nil, fmt.Errorf("job %d (%s %s): empty distribution URL", i, *w.Name, *w.Version)
+		}
+		jobs = append(jobs, Job{
+			Name: *w.Name, Version: *w.Version, Distributions: *w.Distributions, Hash: *w.Hash,
+			Attempt: w.Attempt, AssignmentID: w.AssignmentID,
+		})
+	}
+	return jobs, nil
+}
+
+// jsonType names the JSON type a Go type decodes from.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return t.String()
+}
+
+// RuleSet is the current YARA rule set (GET /rules).
+type RuleSet struct {
+	// Hash is the rules commit.
+	Hash string `json:"hash"`
+	// Rules maps a file stem to its YARA source.
+	Rules map[string]string `json:"rules"`
+}
+
+// Rules fetches the current rule set.
+func (c *Client) Rules(ctx context.Context) (RuleSet, error) {
+	const endpoint = "GET /rules"
+	body, err := c.do(ctx, call{method: http.MethodGet, path: "/rules", endpoint: endpoint})
+	if err != nil {
+		return RuleSet{}, err
+	}
+	var rs RuleSet
+	if err := json.Unmarshal(body, &rs); err != nil {
+		return RuleSet{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	if rs.Hash == "" || rs.Rules == nil {
+		return RuleSet{}, fmt.Errorf("%s: malformed response: want hash and rules", endpoint)
+	}
+	return rs, nil
+}
+
+// Report is one job's outcome (PUT /package). Exactly one of Success and
+// Reason is set.
+type Report struct {
+	Name, Version string
+	// Attempt and AssignmentID are echoed exactly as leased; nil ones are
+	// left out of the body.
+	Attempt      *int
+	AssignmentID *string
+	// Success is the result of a complete scan.
+	Success *Success
+	// Reason is why the scan failed. It is sent on one line (line breaks
+	// and tabs become spaces). A failure report is terminal on the server:
+	// send one only for real scan failures.
+	Reason string
+}
+
+// Success is a complete scan's result.
+type Success struct {
+	// Score is the package score (maximum distribution score).
+	Score int64
+	// InspectorURL points at the most malicious file; nil (JSON null) when
+	// nothing matched.
+	InspectorURL *string
+	// RulesMatched are the matched rule identifiers; sent sorted and
+	// duplicate-free ([] when none).
+	RulesMatched []string
+	// Commit is the hash of the rules actually used.
+	Commit string
+}
+
+type successBody struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Attempt      *int     `json:"attempt,omitempty"`
+	AssignmentID *string  `json:"assignment_id,omitempty"`
+	Score        int64    `json:"score"`
+	InspectorURL *string  `json:"inspector_url"`
+	RulesMatched []string `json:"rules_matched"`
+	Commit       string   `json:"commit"`
+}
+
+type failureBody struct {
+	Name         string  `json:"name"`
+	Version      string  `json:"version"`
+	Attempt      *int    `json:"attempt,omitempty"`
+	AssignmentID *string `json:"assignment_id,omitempty"`
+	Reason       string  `json:"reason"`
+}
+
+// MarshalJSON encodes r as the body of PUT /package: the success or the
+// failure shape of the API, field for field.
+func (r Report) MarshalJSON() ([]byte, error) {
+	if r.Name == "" || r.Version == "" {
+		return nil, errors.New("report: name and version are required")
+	}
+	reason := strings.Join(strings.Fields(r.Reason), " ")
+	var v any
+	switch {
+	case r.Success != nil && r.Reason != "":
+		return nil, fmt.Errorf("report %s %s: both success and failure reason set", r.Name, r.Version)
+	case r.Success != nil:
+		s := r.Success
+		if s.Commit == "" {
+			return nil, fmt.Errorf("report %s %s: success without rules commit", r.Name, r.Version)
+		}
+		rules := slices.Clone(s.RulesMatched)
+		slices.Sort(rules)
+		rules = slices.Compact(rules)
+		if rules == nil {
+			rules = []string{}
+		}
+		v = successBody{
+			Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID,
+			Score: s.Score, InspectorURL: s.InspectorURL, RulesMatched: rules, Commit: s.Commit,
+		}
+	case reason != "":
+		v = failureBody{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID, Reason: reason}
+	default:
+		return nil, fmt.Errorf("report %s %s: neither success nor failure reason set", r.Name, r.Version)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("report %s %s: %w", r.Name, r.Version, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Report sends a job's outcome (PUT /package). A *APIError with Final() true
+// (404, 409, 422) means the report can never be accepted: log and drop it.
+func (c *Client) Report(ctx context.Context, r Report) error {
+	const endpoint = "PUT /package"
+	body, err := r.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("%s: %w", endpoint, err)
+	}
+	_, err = c.do(ctx, call{method: http.MethodPut, path: "/package", endpoint: endpoint, body: body})
+	return err
+}
+
+// Metadata is the server's GET / answer.
+type Metadata struct {
+	ServerCommit string `json:"server_commit"`
+	RulesCommit  string `json:"rules_commit"`
+}
+
+// Metadata fetches the server and rules commits (GET /).
+func (c *Client) Metadata(ctx context.Context) (Metadata, error) {
+	const endpoint = "GET /"
+	body, err := c.do(ctx, call{method: http.MethodGet, path: "/", endpoint: endpoint})
+	if err != nil {
+		return Metadata{}, err
+	}
+	var m Metadata
+	if err := json.Unmarshal(body, &m); err != nil {
+		return Metadata{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	return m, nil
+}
+
+// QueueStatus is the server's queue snapshot (GET /queue-status).
+type QueueStatus struct {
+	Queued       int64 `json:"queued"`
+	InProgress   int64 `json:"in_progress"`
+	Retryable    int64 `json:"retryable"`
+	Exhausted    int64 `json:"exhausted"`
+	Stranded     int64 `json:"stranded"`
+	TotalBacklog int64 `json:"total_backlog"`
+	// OldestAgeSeconds is the age of the oldest waiting job; nil when the
+	// server sent none (null or absent).
+	OldestAgeSeconds *float64 `json:"oldest_age_seconds"`
+	// Fields holds every field of the response, the ones above included.
+	Fields map[string]json.RawMessage `json:"-"`
+}
+
+// QueueStatus fetches the server's queue snapshot. Older servers lack the
+// endpoint (404) and a fresh server may answer 503 until its first snapshot.
+func (c *Client) QueueStatus(ctx context.Context) (QueueStatus, error) {
+	const endpoint = "GET /queue-status"
+	body, err := c.do(ctx, call{method: http.MethodGet, path: "/queue-status", endpoint: endpoint})
+	if err != nil {
+		return QueueStatus{}, err
+	}
+	var q QueueStatus
+	if err := json.Unmarshal(body, &q); err != nil {
+		return QueueStatus{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	if err := json.Unmarshal(body, &q.Fields); err != nil {
+		return QueueStatus{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	return q, nil
+}

@@ -1,0 +1,289 @@
+package mainframe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// maxTokenResponse bounds a token endpoint response.
+const maxTokenResponse = 1 << 20
+
+// tokenCache hands out Auth0 access tokens. x/oauth2's ReuseTokenSource
+// caches a token until RefreshMargin before its expiry; invalidate (after a
+// 401) replaces the cache, so the next caller fetches a new token. Each
+// cache has a generation, so many calls failing with the same stale token
+// cause one refresh, not one each.
+type tokenCache struct {
+	fetch  oauth2.TokenSource // uncached
+	margin time.Duration
+
+	mu  sync.Mutex
+	cur oauth2.TokenSource
+	gen uint64
+}
+
+func newTokenCache(fetch oauth2.TokenSource, margin time.Duration) *tokenCache {
+	return &tokenCache{fetch: fetch, margin: margin, cur: oauth2.ReuseTokenSourceWithExpiry(nil, fetch, margin)}
+}
+
+// token returns the Authorization header value and the cache generation it
+// came from.
+func (t *tokenCache) token() (string, uint64, error) {
+	t.mu.Lock()
+	cur, gen := t.cur, t.gen
+	t.mu.Unlock()
+	tok, err := cur.Token()
+	if err != nil {
+		return "", gen, err
+	}
+	return tok.Type() + " " + tok.AccessToken, gen, nil
+}
+
+// invalidate drops the cached token if it is still the one of generation gen.
+func (t *tokenCache) invalidate(gen uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gen == t.gen {
+		t.gen++
+		t.cur = oauth2.ReuseTokenSourceWithExpiry(nil, t.fetch, t.margin)
+	}
+}
+
+// newTokenFetcher returns an uncached token source for the configured grant.
+// hc must not follow redirects and must bound each exchange.
+func newTokenFetcher(a Auth, hc *http.Client, userAgent string, red *redactor, obs Observer) oauth2.TokenSource {
+	var src oauth2.TokenSource
+	switch a.GrantType {
+	case GrantClientCredentials:
+		src = &clientCredentialsSource{
+			cfg: clientcredentials.Config{
+				ClientID:       a.ClientID,
+				ClientSecret:   a.ClientSecret,
+				TokenURL:       a.TokenURL,
+				EndpointParams: url.Values{"audience": {a.Audience}},
+				AuthStyle:      oauth2.AuthStyleInParams,
+			},
+			ctx: context.WithValue(context.Background(), oauth2.HTTPClient, hc),
+			red: red,
+		}
+	default:
+		body, _ := json.Marshal(passwordRequest{
+			ClientID: a.ClientID, ClientSecret: a.ClientSecret, Audience: a.Audience,
+			GrantType: GrantPassword, Username: a.Username, Password: a.Password,
+		})
+		src = &passwordSource{hc: hc, url: a.TokenURL, body: body, userAgent: userAgent, red: red}
+	}
+	return &observedSource{src: src, red: red, obs: obs}
+}
+
+// observedSource reports every fetch to the Observer and teaches the
+// redactor each new token.
+type observedSource struct {
+	src oauth2.TokenSource
+	red *redactor
+	obs Observer
+}
+
+func (s *observedSource) Token() (*oauth2.Token, error) {
+	tok, err := s.src.Token()
+	if err == nil {
+		s.red.addToken(tok.AccessToken)
+		s.red.addToken(tok.RefreshToken)
+	}
+	if s.obs.TokenRefresh != nil {
+		s.obs.TokenRefresh(err)
+	}
+	return tok, err
+}
+
+// passwordRequest is the JSON body of the Auth0 password grant. x/oauth2's
+// PasswordCredentialsToken cannot send "audience", so this grant has its own
+// token source; x/oauth2 still does the caching.
+type passwordRequest struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	Audience     string `json:"audience"`
+	GrantType    string `json:"grant_type"`
+	Username     string `json:"username"`
+	Password     string `json:"password"`
+}
+
+type passwordSource struct {
+	hc        *http.Client
+	url       string
+	body      []byte
+	userAgent string
+	red       *redactor
+}
+
+func (s *passwordSource) Token() (*oauth2.Token, error) {
+	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(s.body))
+	if err != nil {
+		return nil, s.fail(0, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", s.userAgent)
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return nil, s.fail(0, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse))
+	if err != nil {
+		return nil, s.fail(resp.StatusCode, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(data, &e) // a body without these fields still fails with its status
+		return nil, &TokenError{URL: s.url, Status: resp.StatusCode, Code: s.red.apply(e.Error), Description: s.red.apply(e.Description)}
+	}
+	var t struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal(data, &t); err != nil {
+		return nil, s.fail(resp.StatusCode, errors.New("malformed token response"))
+	}
+	if t.AccessToken == "" {
+		return nil, s.fail(resp.StatusCode, errors.New("token response has no access_token"))
+	}
+	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresIn: t.ExpiresIn}
+	if t.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
+	}
+	return tok, nil
+}
+
+func (s *passwordSource) fail(status int, err error) error {
+	return &TokenError{URL: s.url, Status: status, Err: err, msg: s.red.apply(err.Error())}
+}
+
+// clientCredentialsSource fetches client_credentials tokens with x/oauth2
+// (uncached: clientcredentials.Config.TokenSource would add a second cache
+// that a 401 could not invalidate) and turns its errors into TokenErrors
+// without the response body.
+type clientCredentialsSource struct {
+	cfg clientcredentials.Config
+	ctx context.Context // carries the HTTP client; no deadline (the client has a Timeout)
+	red *redactor
+}
+
+func (s *clientCredentialsSource) Token() (*oauth2.Token, error) {
+	tok, err := s.cfg.Token(s.ctx)
+	if err == nil {
+		return tok, nil
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		return nil, &TokenError{URL: s.cfg.TokenURL, Status: status, Code: s.red.apply(re.ErrorCode), Description: s.red.apply(re.ErrorDescription)}
+	}
+	return nil, &TokenError{URL: s.cfg.TokenURL, Err: err, msg: s.red.apply(err.Error())}
+}
+
+// userAgentTransport sets the User-Agent of token endpoint requests made by
+// x/oauth2.
+type userAgentTransport struct {
+	base      http.RoundTripper
+	userAgent string
+}
+
+func (t *userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == t.userAgent {
+		return t.base.RoundTrip(req)
+	}
+	r := req.Clone(req.Context())
+	r.Header.Set("User-Agent", t.userAgent)
+	return t.base.RoundTrip(r)
+}
+
+// redactor replaces every credential the client knows (configured secrets
+// and issued tokens) in text that reaches errors or logs.
+type redactor struct {
+	static []string
+	mu     sync.Mutex
+	tokens atomic.Pointer[[]string] // recent access tokens, newest last
+}
+
+// maxRedactedTokens is how many recently issued tokens are remembered.
+const maxRedactedTokens = 4
+
+func newRedactor(a Auth) *redactor {
+	r := &redactor{}
+	for _, s := range []string{a.CFClientSecret, a.ClientSecret, a.Password} {
+		if s != "" {
+			r.static = append(r.static, s)
+		}
+	}
+	return r
+}
+
+func (r *redactor) addToken(tok string) {
+	if tok == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next []string
+	if old := r.tokens.Load(); old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, tok)
+	if len(next) > maxRedactedTokens {
+		next = next[len(next)-maxRedactedTokens:]
+	}
+	r.tokens.Store(&next)
+}
+
+func (r *redactor) apply(s string) string {
+	if s == "" {
+		return s
+	}
+	for _, secret := range r.static {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	if toks := r.tokens.Load(); toks != nil {
+		for _, tok := range *toks {
+			s = strings.ReplaceAll(s, tok, "[redacted]")
+		}
+	}
+	return s
+}
+
+// redactErr returns err unchanged when its text holds no credential, else an
+// error with the redacted text that still unwraps to err.
+func (r *redactor) redactErr(err error) error {
+	msg := err.Error()
+	if red := r.apply(msg); red != msg {
+		return &redactedError{msg: red, err: err}
+	}
+	return err
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
