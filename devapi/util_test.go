@@ -1,0 +1,36 @@
+package devapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func assertDetailContains(t *testing.T, rec *httptest.ResponseRecorder, want string) {
+	t.Helper()
+	var d struct {
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
+		t.Fatalf("detail body %s: %v", rec.Body, err)
+	}
+	if !strings.Contains(d.Detail, want) {
+		t.Fatalf("detail %q does not mention %q", d.Detail, want)
+	}
+}
+
+func lookup(t *testing.T, f *fixture, name, version string) []scanJSON {
+	t.Helper()
+	rec := f.do(http.MethodGet, "/package?name="+url.QueryEscape(name)+"&version="+url.QueryEscape(version), nil)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /package: %d %s", rec.Code, rec.Body)
+	}
+	var out []scanJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return out
+}
