@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
@@ -125,7 +126,7 @@ type Dispatcher struct {
 	rr       uint64 // round-robin counter among equally free sessions
 	counters Counters
 	done     []Outcome // finished under the lock, delivered after it
-	changed  chan struct{}
+	changed  broadcast.Signal
 }
 
 // Counters are cumulative event counts.
@@ -193,20 +194,15 @@ func New(cfg Config) *Dispatcher {
 		jobs:     map[string]*job{},
 		tasks:    map[uint64]*task{},
 		sessions: map[string]*session{},
-		changed:  make(chan struct{}, 1),
 	}
 }
 
-// Changed is signalled (coalesced) whenever capacity may have grown: a session
-// joined or got rules ready, a task finished or was handed back.
-func (d *Dispatcher) Changed() <-chan struct{} { return d.changed }
+// Changed returns a channel closed at the next change that may have grown
+// capacity or shrunk the work in flight: a session joined or got rules ready, a
+// task finished or was handed back, a job ended. Take it before checking.
+func (d *Dispatcher) Changed() <-chan struct{} { return d.changed.Wait() }
 
-func (d *Dispatcher) signal() {
-	select {
-	case d.changed <- struct{}{}:
-	default:
-	}
-}
+func (d *Dispatcher) signal() { d.changed.Notify() }
 
 // unlock releases the lock and then delivers finished jobs.
 func (d *Dispatcher) unlock() {
@@ -245,17 +241,12 @@ func (d *Dispatcher) RulesReady(id, hash string) {
 	d.signal()
 }
 
-// ForgetRules marks a rules hash as no longer ready anywhere except where
-// keep says so; sessions drop rule sets the coordinator no longer uses.
-func (d *Dispatcher) ForgetRules(keep func(hash string) bool) {
+// ForgetRulesAt records that a session no longer holds a rules hash.
+func (d *Dispatcher) ForgetRulesAt(id, hash string) {
 	d.mu.Lock()
 	defer d.unlock()
-	for _, s := range d.sessions {
-		for h := range s.ready {
-			if !keep(h) {
-				delete(s.ready, h)
-			}
-		}
+	if s := d.sessions[id]; s != nil {
+		delete(s.ready, hash)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -71,7 +72,7 @@ type Outbox struct {
 	entries map[string]*Entry
 	order   []string // FIFO of keys; may hold keys already removed
 	busy    map[string]bool
-	changed chan struct{}
+	changed broadcast.Signal
 }
 
 var bucket = []byte("reports")
@@ -81,7 +82,7 @@ func Open(cfg Config) (*Outbox, error) {
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = 1000
 	}
-	o := &Outbox{cfg: cfg, entries: map[string]*Entry{}, busy: map[string]bool{}, changed: make(chan struct{}, 1)}
+	o := &Outbox{cfg: cfg, entries: map[string]*Entry{}, busy: map[string]bool{}}
 	if cfg.Path == "" {
 		return o, nil
 	}
@@ -135,15 +136,11 @@ func (o *Outbox) Close() error {
 	return o.db.Close()
 }
 
-// Changed is signalled (coalesced) when a report is added or removed.
-func (o *Outbox) Changed() <-chan struct{} { return o.changed }
+// Changed returns a channel closed at the next change: a report added,
+// removed or put back. Take it before checking the state.
+func (o *Outbox) Changed() <-chan struct{} { return o.changed.Wait() }
 
-func (o *Outbox) signal() {
-	select {
-	case o.changed <- struct{}{}:
-	default:
-	}
-}
+func (o *Outbox) signal() { o.changed.Notify() }
 
 // Len is the number of reports waiting.
 func (o *Outbox) Len() int {

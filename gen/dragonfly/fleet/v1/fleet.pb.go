@@ -18,8 +18,8 @@
 // RulesStatus (ready, or the compile error). The coordinator assigns tasks only
 // for a rules hash the worker has reported ready. Whenever the coordinator's
 // rules change it sends the new RuleSet; a worker keeps the sets it was sent
-// until told otherwise and scans every task with exactly the rules the task
-// names (rules_hash).
+// (a few recent ones; it reports an evicted set with RulesStatus.evicted) and
+// scans every task with exactly the rules the task names (rules_hash).
 //
 // Credits. A worker announces `slots` in Hello. The coordinator never has more
 // than slots + 1 tasks outstanding at one worker (one prefetched). A task stops
@@ -670,7 +670,10 @@ type RulesStatus struct {
 	// Empty when the rules compiled; else the compile error.
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// Compile time.
-	CompileTime   *durationpb.Duration `protobuf:"bytes,3,opt,name=compile_time,json=compileTime,proto3" json:"compile_time,omitempty"`
+	CompileTime *durationpb.Duration `protobuf:"bytes,3,opt,name=compile_time,json=compileTime,proto3" json:"compile_time,omitempty"`
+	// The worker no longer holds this set (it keeps a few recent ones); the
+	// coordinator stops assigning tasks for it to this worker.
+	Evicted       bool `protobuf:"varint,4,opt,name=evicted,proto3" json:"evicted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +727,13 @@ func (x *RulesStatus) GetCompileTime() *durationpb.Duration {
 		return x.CompileTime
 	}
 	return nil
+}
+
+func (x *RulesStatus) GetEvicted() bool {
+	if x != nil {
+		return x.Evicted
+	}
+	return false
 }
 
 // Assign hands tasks to a worker.
@@ -1565,11 +1575,12 @@ const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
 	"\asources\x18\x02 \x03(\v2(.dragonfly.fleet.v1.RuleSet.SourcesEntryR\asources\x1a:\n" +
 	"\fSourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x01\n" +
 	"\vRulesStatus\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12<\n" +
-	"\fcompile_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vcompileTime\"8\n" +
+	"\fcompile_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vcompileTime\x12\x18\n" +
+	"\aevicted\x18\x04 \x01(\bR\aevicted\"8\n" +
 	"\x06Assign\x12.\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x18.dragonfly.fleet.v1.TaskR\x05tasks\"\xc1\x01\n" +
 	"\x04Task\x12\x17\n" +

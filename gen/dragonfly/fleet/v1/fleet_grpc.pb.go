@@ -18,8 +18,8 @@
 // RulesStatus (ready, or the compile error). The coordinator assigns tasks only
 // for a rules hash the worker has reported ready. Whenever the coordinator's
 // rules change it sends the new RuleSet; a worker keeps the sets it was sent
-// until told otherwise and scans every task with exactly the rules the task
-// names (rules_hash).
+// (a few recent ones; it reports an evicted set with RulesStatus.evicted) and
+// scans every task with exactly the rules the task names (rules_hash).
 //
 // Credits. A worker announces `slots` in Hello. The coordinator never has more
 // than slots + 1 tasks outstanding at one worker (one prefetched). A task stops

@@ -1,0 +1,313 @@
+// Package coordinator is the fleet's coordinator: it alone holds the Dragonfly
+// API credentials. Its loader leases jobs within the fleet's free capacity, the
+// dispatcher (package dispatch) spreads their distributions over the workers'
+// gRPC sessions, and its sender reports each job's outcome exactly once,
+// through a bounded outbox (package outbox).
+//
+// Goroutines: Run owns the loader, the sender pool, the lease-expiry ticker and
+// the rules manager's refreshes; each worker session runs in its gRPC handler
+// goroutine plus one receive goroutine that ends with the stream.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// API is the Dragonfly API as the coordinator uses it.
+type API interface {
+	Lease(ctx context.Context, batch int) ([]mainframe.Job, error)
+	Rules(ctx context.Context) (mainframe.RuleSet, error)
+	Report(ctx context.Context, r mainframe.Report) error
+}
+
+// Config bounds a Coordinator.
+type Config struct {
+	// API is the Dragonfly API. Required.
+	API API
+	// BulkSize caps the jobs leased per request (DRAGONFLY_BULK_SIZE). Default 20.
+	BulkSize int
+	// LoadDuration is the wait after an empty lease or an API error
+	// (DRAGONFLY_LOAD_DURATION). Default 60 s.
+	LoadDuration time.Duration
+	// LeaseTimeout is the API's lease length. Default 120 s.
+	LeaseTimeout time.Duration
+	// Prefetch is how many tasks beyond its slots a worker may hold. Default 1.
+	Prefetch int
+	// MaxDistributions fails jobs with more distributions
+	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
+	MaxDistributions int
+	// HeartbeatInterval is how often both sides of a session send heartbeats;
+	// a session silent for HeartbeatMisses intervals ends. Defaults 5 s and 3.
+	HeartbeatInterval time.Duration
+	HeartbeatMisses   int
+	// DrainTimeout bounds the wait for jobs in flight at shutdown
+	// (DRAGONFLY_DRAIN_TIMEOUT). Default 30 s.
+	DrainTimeout time.Duration
+	// FlushTimeout bounds the wait for the outbox to empty at shutdown. Default 15 s.
+	FlushTimeout time.Duration
+	// Outbox holds reports until the API accepts them. Default: in memory,
+	// capacity 1000.
+	Outbox *outbox.Outbox
+	// Senders is the number of concurrent report senders. Default 8.
+	Senders int
+	// ReportMaxAge abandons a report the API has not accepted this long after
+	// its lease began (it cannot be accepted any more). Default 15 min.
+	ReportMaxAge time.Duration
+	// RulesRetry is the least time between two rule fetches for the same
+	// unknown hash. Default 30 s.
+	RulesRetry time.Duration
+	// Version is this build's version, sent in Welcome.
+	Version string
+	// Logger receives the coordinator's logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Observer receives events for metrics and the status page. Optional.
+	Observer Observer
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.API == nil {
+		return c, errors.New("coordinator: no API")
+	}
+	if c.BulkSize <= 0 {
+		c.BulkSize = 20
+	}
+	if c.LoadDuration <= 0 {
+		c.LoadDuration = 60 * time.Second
+	}
+	if c.LeaseTimeout <= 0 {
+		c.LeaseTimeout = 120 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.HeartbeatMisses <= 0 {
+		c.HeartbeatMisses = 3
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.FlushTimeout <= 0 {
+		c.FlushTimeout = 15 * time.Second
+	}
+	if c.Senders <= 0 {
+		c.Senders = 8
+	}
+	if c.ReportMaxAge <= 0 {
+		c.ReportMaxAge = 15 * time.Minute
+	}
+	if c.RulesRetry <= 0 {
+		c.RulesRetry = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.Outbox == nil {
+		ob, err := outbox.Open(outbox.Config{})
+		if err != nil {
+			return c, err
+		}
+		c.Outbox = ob
+	}
+	return c, nil
+}
+
+// Coordinator leases jobs, serves worker sessions and reports results.
+type Coordinator struct {
+	fleetv1.UnimplementedFleetServiceServer
+
+	cfg   Config
+	log   *slog.Logger
+	disp  *dispatch.Dispatcher
+	out   *outbox.Outbox
+	rules *rulesManager
+	obs   Observer
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	nextSess uint64
+	draining chan struct{} // closed when shutdown begins
+	drainOne sync.Once
+	recvs    sync.WaitGroup // session receive goroutines
+}
+
+// New returns a coordinator. Register it on a gRPC server, then Run it.
+func New(cfg Config) (*Coordinator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		out:      cfg.Outbox,
+		obs:      cfg.Observer,
+		sessions: map[string]*session{},
+		draining: make(chan struct{}),
+	}
+	c.disp = dispatch.New(dispatch.Config{
+		Prefetch:         cfg.Prefetch,
+		MaxDistributions: cfg.MaxDistributions,
+		LeaseTimeout:     cfg.LeaseTimeout,
+		Done:             c.complete,
+	})
+	c.rules = newRulesManager(cfg.API, cfg.Logger, cfg.Now, cfg.RulesRetry, c.rulesChanged, c.obs)
+	return c, nil
+}
+
+// Dispatcher exposes the dispatcher's state (for status and metrics).
+func (c *Coordinator) Dispatcher() *dispatch.Dispatcher { return c.disp }
+
+// Outbox exposes the outbox (for status and metrics).
+func (c *Coordinator) Outbox() *outbox.Outbox { return c.out }
+
+// RulesHash is the hash of the rules in use ("" before the first load).
+func (c *Coordinator) RulesHash() string { return c.rules.current().Hash }
+
+// Run leases and reports until ctx ends, then shuts down in phases: stop
+// leasing, ask workers to drain, wait (bounded) for the jobs in flight, flush
+// the outbox (bounded), return. Sessions end when the gRPC server stops.
+func (c *Coordinator) Run(ctx context.Context) error {
+	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSenders()
+
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		c.sendLoop(sendCtx)
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.loadLoop(gctx) })
+	g.Go(func() error { c.expireLoop(gctx); return nil })
+	err := g.Wait()
+
+	// Phase 2: tell workers to drain; wait for the jobs in flight.
+	c.log.Info("shutting down: leasing stopped, draining workers", "jobs_in_flight", c.disp.Snapshot().JobsInFlight)
+	c.beginDrain()
+	c.waitIdle(c.cfg.DrainTimeout, func() bool { return c.disp.Snapshot().JobsInFlight == 0 })
+	if n := c.disp.Snapshot().JobsInFlight; n > 0 {
+		c.log.Warn("jobs still in flight after drain timeout; the API will lease them again", "jobs", n)
+	}
+	// Phase 3: flush reports.
+	c.waitIdle(c.cfg.FlushTimeout, func() bool { return c.out.Len() == 0 })
+	if n := c.out.Len(); n > 0 {
+		c.log.Warn("reports not delivered before shutdown", "reports", n, "durable", c.cfg.Outbox != nil)
+	}
+	stopSenders()
+	<-sendDone
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// waitIdle waits until done() or timeout, re-checking on every change.
+func (c *Coordinator) waitIdle(timeout time.Duration, done func() bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		changed, outChanged := c.disp.Changed(), c.out.Changed()
+		if done() {
+			return
+		}
+		select {
+		case <-t.C:
+			return
+		case <-changed:
+		case <-outChanged:
+		}
+	}
+}
+
+func (c *Coordinator) beginDrain() {
+	c.drainOne.Do(func() { close(c.draining) })
+}
+
+// WaitSessions waits for the receive goroutines of ended sessions.
+func (c *Coordinator) WaitSessions() { c.recvs.Wait() }
+
+func (c *Coordinator) expireLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, j := range c.disp.Expire(c.cfg.Now()) {
+			c.obs.JobDropped(j)
+			c.log.Warn("job dropped: its lease ended before a worker could take it; the API will lease it again",
+				"job", j.Name, "version", j.Version, "attempt", deref(j.Attempt))
+		}
+	}
+}
+
+// complete receives a finished job from the dispatcher and queues its report.
+func (c *Coordinator) complete(o dispatch.Outcome) {
+	r := outbox.Report{Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt, AssignmentID: o.Job.AssignmentID}
+	if o.Failure != "" {
+		r.Reason = o.Failure
+	} else {
+		s := &outbox.Success{Score: o.Package.Score, RulesMatched: o.Package.RulesMatched, Commit: o.Job.RulesHash}
+		if o.InspectorURL != "" {
+			u := o.InspectorURL
+			s.InspectorURL = &u
+		}
+		r.Success = s
+	}
+	c.obs.JobFinished(o)
+	attrs := []any{
+		"job", o.Job.Name, "version", o.Job.Version, "attempt", deref(o.Job.Attempt),
+		"distributions", len(o.Job.Distributions), "workers", o.Sessions,
+		"elapsed", o.Finished.Sub(o.Job.LeasedAt).Round(time.Millisecond),
+		"download", o.Stats.DownloadTime.Round(time.Millisecond), "scan", o.Stats.ScanTime.Round(time.Millisecond),
+		"bytes", o.Stats.BytesExpanded, "files", o.Stats.Files,
+	}
+	if o.Failure != "" {
+		c.log.Warn("job failed", append(attrs, "reason", o.Failure)...)
+	} else {
+		c.log.Info("job finished", append(attrs, "score", o.Package.Score, "rules", o.Package.RulesMatched)...)
+	}
+	if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: o.Job.LeasedAt, Enqueued: c.cfg.Now()}); err != nil {
+		// The report is in memory; only its durability is lost.
+		c.log.Error("outbox write failed; report kept in memory only", "job", r.Name, "version", r.Version, "err", err)
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func toAPIReport(r outbox.Report) mainframe.Report {
+	m := mainframe.Report{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID, Reason: r.Reason}
+	if r.Success != nil {
+		m.Success = &mainframe.Success{
+			Score: r.Success.Score, InspectorURL: r.Success.InspectorURL,
+			RulesMatched: r.Success.RulesMatched, Commit: r.Success.Commit,
+		}
+	}
+	return m
+}

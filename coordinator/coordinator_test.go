@@ -1,0 +1,482 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const demoRule = `rule r1 { meta: weight = 5 strings: $a = "evil" condition: $a }`
+
+// fakeAPI is an in-memory Dragonfly API.
+type fakeAPI struct {
+	mu       sync.Mutex
+	queue    []mainframe.Job
+	reports  []mainframe.Report
+	leases   []int // batch sizes asked
+	rules    mainframe.RuleSet
+	rulesErr error
+	rulesGot int
+	changed  chan struct{}
+}
+
+func newFakeAPI(jobs ...mainframe.Job) *fakeAPI {
+	return &fakeAPI{queue: jobs, rules: mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": demoRule}}, changed: make(chan struct{}, 1000)}
+}
+
+func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leases = append(f.leases, n)
+	n = min(n, len(f.queue))
+	out := slices.Clone(f.queue[:n])
+	f.queue = f.queue[n:]
+	return out, nil
+}
+
+func (f *fakeAPI) Rules(context.Context) (mainframe.RuleSet, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rulesGot++
+	return f.rules, f.rulesErr
+}
+
+func (f *fakeAPI) Report(_ context.Context, r mainframe.Report) error {
+	f.mu.Lock()
+	f.reports = append(f.reports, r)
+	f.mu.Unlock()
+	f.changed <- struct{}{}
+	return nil
+}
+
+func (f *fakeAPI) add(jobs ...mainframe.Job) {
+	f.mu.Lock()
+	f.queue = append(f.queue, jobs...)
+	f.mu.Unlock()
+}
+
+func (f *fakeAPI) snapshot() []mainframe.Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reports)
+}
+
+// waitReports waits until n reports arrived.
+func (f *fakeAPI) waitReports(t *testing.T, n int) []mainframe.Report {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		if r := f.snapshot(); len(r) >= n {
+			return r
+		}
+		select {
+		case <-f.changed:
+		case <-timeout:
+			t.Fatalf("timed out waiting for %d reports; have %d", n, len(f.snapshot()))
+		}
+	}
+}
+
+func intp(i int) *int       { return &i }
+func strp(s string) *string { return &s }
+
+func job(name string, dists ...string) mainframe.Job {
+	return mainframe.Job{Name: name, Version: "1.0", Distributions: dists, Hash: "h1", Attempt: intp(1), AssignmentID: strp("as-" + name)}
+}
+
+// fleet is a coordinator serving over bufconn.
+type fleet struct {
+	t      *testing.T
+	c      *Coordinator
+	api    *fakeAPI
+	lis    *bufconn.Listener
+	srv    *grpc.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
+	t.Helper()
+	cfg := Config{
+		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
+		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, c: c, api: api, lis: bufconn.Listen(1 << 20), srv: grpc.NewServer(), done: make(chan error, 1)}
+	fleetv1.RegisterFleetServiceServer(f.srv, c)
+	go f.srv.Serve(f.lis)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() { f.done <- c.Run(ctx) }()
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fleet) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	f.cancel = nil
+	if err := <-f.done; err != nil {
+		f.t.Errorf("Run: %v", err)
+	}
+	f.srv.Stop()
+	f.c.WaitSessions()
+}
+
+// fakeWorker is a scripted worker speaking the real protocol.
+type fakeWorker struct {
+	t      *testing.T
+	conn   *grpc.ClientConn
+	stream fleetv1.FleetService_ConnectClient
+	cancel context.CancelFunc
+	in     chan *fleetv1.ConnectResponse
+	recv   chan error
+}
+
+func (f *fleet) worker(id string, slots uint32) *fakeWorker {
+	f.t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	w := &fakeWorker{t: f.t, conn: conn, stream: stream, cancel: cancel, in: make(chan *fleetv1.ConnectResponse, 100), recv: make(chan error, 1)}
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				w.recv <- err
+				close(w.in)
+				return
+			}
+			w.in <- m
+		}
+	}()
+	f.t.Cleanup(w.close)
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+		WorkerId: id, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "test",
+	}}})
+	return w
+}
+
+func (w *fakeWorker) close() {
+	w.cancel()
+	for range w.in {
+	}
+	w.conn.Close()
+}
+
+func (w *fakeWorker) send(m *fleetv1.ConnectRequest) {
+	w.t.Helper()
+	if err := w.stream.Send(m); err != nil {
+		w.t.Fatalf("send: %v", err)
+	}
+}
+
+// next returns the next message that is not a heartbeat.
+func (w *fakeWorker) next() *fleetv1.ConnectResponse {
+	w.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-w.in:
+			if !ok {
+				w.t.Fatalf("stream ended: %v", <-w.recv)
+			}
+			if m.GetHeartbeat() != nil {
+				continue
+			}
+			return m
+		case <-timeout:
+			w.t.Fatal("timed out waiting for a message")
+		}
+	}
+}
+
+// ready reads Welcome and the rule set and reports the rules ready.
+func (w *fakeWorker) ready() string {
+	w.t.Helper()
+	if m := w.next(); m.GetWelcome() == nil {
+		w.t.Fatalf("first message %v, want Welcome", m)
+	}
+	rs := w.next().GetRuleSet()
+	if rs == nil {
+		w.t.Fatal("no rule set after Welcome")
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: rs.GetHash()}}})
+	return rs.GetHash()
+}
+
+func (w *fakeWorker) tasks(n int) []*fleetv1.Task {
+	w.t.Helper()
+	var out []*fleetv1.Task
+	for len(out) < n {
+		m := w.next()
+		if a := m.GetAssign(); a != nil {
+			out = append(out, a.GetTasks()...)
+		} else if m.GetDrain() == nil {
+			w.t.Fatalf("unexpected message %v", m)
+		}
+	}
+	return out
+}
+
+func result(t *fleetv1.Task, score int64, top string, rules ...string) *fleetv1.TaskResult {
+	d := &fleetv1.DistributionResult{Score: score, TopFile: top, TopFileScore: score}
+	for _, r := range rules {
+		d.Rules = append(d.Rules, &fleetv1.RuleHit{Name: r, Weight: score})
+	}
+	return &fleetv1.TaskResult{TaskId: t.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: d}, Stats: &fleetv1.TaskStats{ScanTime: durationpb.New(time.Millisecond)}}
+}
+
+func (w *fakeWorker) answer(rs ...*fleetv1.TaskResult) {
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: rs}}})
+}
+
+func TestJobsFlowThroughWorkers(t *testing.T) {
+	api := newFakeAPI(
+		job("a", "https://h/p/a-1.0.tar.gz", "https://h/p/a-1.0-py3-none-any.whl"),
+		job("b", "https://h/p/b-1.0.tar.gz"),
+		job("empty"),
+	)
+	f := startFleet(t, api, nil)
+	w := f.worker("w1", 2)
+	if h := w.ready(); h != "h1" {
+		t.Fatalf("rules hash %q", h)
+	}
+	// 2 slots + 1 prefetch: exactly 3 tasks, the oldest job first.
+	ts := w.tasks(3)
+	if ts[0].GetJob().GetName() != "a" || ts[1].GetJob().GetName() != "a" || ts[2].GetJob().GetName() != "b" {
+		t.Fatalf("task order %v %v %v", ts[0].GetJob(), ts[1].GetJob(), ts[2].GetJob())
+	}
+	w.answer(result(ts[0], 3, "a-1.0/setup.py", "r1"), result(ts[1], 7, "a/x.py", "r2"), result(ts[2], 0, ""))
+	reports := api.waitReports(t, 3)
+	byName := map[string]mainframe.Report{}
+	for _, r := range reports {
+		if _, dup := byName[r.Name]; dup {
+			t.Fatalf("job %s reported twice", r.Name)
+		}
+		byName[r.Name] = r
+	}
+	a := byName["a"].Success
+	if a == nil || a.Score != 7 || !slices.Equal(a.RulesMatched, []string{"r1", "r2"}) || a.Commit != "h1" ||
+		a.InspectorURL == nil || *a.InspectorURL != "https://inspector.pypi.io/project/a/1.0/p/a-1.0-py3-none-any.whl/a/x.py" {
+		t.Fatalf("report a = %+v", byName["a"])
+	}
+	if *byName["a"].Attempt != 1 || *byName["a"].AssignmentID != "as-a" {
+		t.Fatalf("lease identity not echoed: %+v", byName["a"])
+	}
+	if b := byName["b"].Success; b == nil || b.Score != 0 || b.InspectorURL != nil || len(b.RulesMatched) != 0 {
+		t.Fatalf("report b = %+v", byName["b"])
+	}
+	if e := byName["empty"].Success; e == nil || e.Score != 0 {
+		t.Fatalf("report empty = %+v", byName["empty"])
+	}
+}
+
+func TestLeasesOnlyWhatTheFleetCanStart(t *testing.T) {
+	api := newFakeAPI()
+	var jobs []mainframe.Job
+	for i := range 50 {
+		jobs = append(jobs, job(fmt.Sprintf("j%d", i), "u"))
+	}
+	api.add(jobs...)
+	f := startFleet(t, api, nil)
+	// No worker: nothing may be leased. Wait for the loader to load rules
+	// and settle, observed through the rules fetch.
+	w := f.worker("w1", 1)
+	w.ready()
+	ts := w.tasks(2)
+	api.mu.Lock()
+	leases := slices.Clone(api.leases)
+	api.mu.Unlock()
+	if len(leases) == 0 || leases[0] != 2 {
+		t.Fatalf("first lease asked for %v, want 2 (1 slot + 1 prefetch)", leases)
+	}
+	total := 0
+	for _, n := range leases {
+		total += n
+	}
+	if total != 2 {
+		t.Fatalf("leased %d jobs for a fleet of 2 credits: %v", total, leases)
+	}
+	w.answer(result(ts[0], 0, ""))
+	more := w.tasks(1)
+	if more[0].GetJob().GetName() != "j2" {
+		t.Fatalf("next task %v", more[0].GetJob())
+	}
+	w.answer(result(ts[1], 0, ""), result(more[0], 0, ""))
+	api.waitReports(t, 3)
+}
+
+func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2"))
+	f := startFleet(t, api, nil)
+	a := f.worker("a", 1)
+	a.ready()
+	ta := a.tasks(2)
+	b := f.worker("b", 1)
+	b.ready()
+	a.close() // the worker dies holding both tasks
+	tb := b.tasks(2)
+	if tb[0].GetTaskId() == ta[0].GetTaskId() {
+		t.Fatal("re-dispatched task kept its id")
+	}
+	b.answer(result(tb[0], 1, "f", "r"), result(tb[1], 2, "g", "s"))
+	reports := api.waitReports(t, 1)
+	if len(reports) != 1 || reports[0].Success.Score != 2 {
+		t.Fatalf("reports = %+v", reports)
+	}
+}
+
+func TestSilentWorkerIsDropped(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	f := startFleet(t, api, nil)
+	a := f.worker("a", 1)
+	a.ready()
+	a.tasks(1)
+	// a never sends anything again: after 3 heartbeat intervals its session
+	// ends and its task goes to b.
+	b := f.worker("b", 1)
+	b.ready()
+	tb := b.tasks(1)
+	if tb[0].GetUrl() != "u1" {
+		t.Fatalf("task %v", tb[0])
+	}
+	select {
+	case err := <-a.recv:
+		if err == nil || errors.Is(err, io.EOF) {
+			t.Fatalf("silent worker's stream ended with %v, want an error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("silent worker's stream was not ended")
+	}
+	b.answer(result(tb[0], 0, ""))
+	api.waitReports(t, 1)
+}
+
+func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 1)
+	w.ready()
+	api.mu.Lock()
+	api.rules = mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule r2 { condition: true }`}}
+	api.mu.Unlock()
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.add(j)
+	m := w.next()
+	rs := m.GetRuleSet()
+	if rs == nil || rs.GetHash() != "h2" {
+		t.Fatalf("got %v, want the new rule set pushed", m)
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h2"}}})
+	ts := w.tasks(1)
+	if ts[0].GetRulesHash() != "h2" {
+		t.Fatalf("task rules %q, want h2", ts[0].GetRulesHash())
+	}
+	w.answer(result(ts[0], 0, ""))
+	if r := api.waitReports(t, 1); r[0].Success.Commit != "h2" {
+		t.Fatalf("commit %q, want h2", r[0].Success.Commit)
+	}
+}
+
+func TestFailedRulesUpdateKeepsTheHashActuallyUsed(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 1)
+	w.ready()
+	api.mu.Lock()
+	api.rules = mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule broken { condition: }`}}
+	api.mu.Unlock()
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.add(j)
+	ts := w.tasks(1)
+	if ts[0].GetRulesHash() != "h1" {
+		t.Fatalf("task rules %q, want h1 (the new set does not compile)", ts[0].GetRulesHash())
+	}
+	w.answer(result(ts[0], 0, ""))
+	if r := api.waitReports(t, 1); r[0].Success.Commit != "h1" {
+		t.Fatalf("commit %q, want h1: results must carry the hash of the rules used", r[0].Success.Commit)
+	}
+}
+
+func TestFailureFailsThePackage(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2"))
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 2)
+	w.ready()
+	ts := w.tasks(2)
+	w.answer(&fleetv1.TaskResult{TaskId: ts[1].GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+		Reason: "distribution u2: HTTP 404 Not Found", Kind: fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD,
+	}}})
+	w.answer(result(ts[0], 9, "x", "r"))
+	r := api.waitReports(t, 1)
+	if r[0].Success != nil || r[0].Reason != "distribution u2: HTTP 404 Not Found" {
+		t.Fatalf("report = %+v", r[0])
+	}
+}
+
+func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2"))
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 1)
+	w.ready()
+	ts := w.tasks(2)
+	stopped := make(chan struct{})
+	go func() {
+		f.stop()
+		close(stopped)
+	}()
+	// The worker is told to drain, hands back the prefetched task, and
+	// finishes the started one.
+	for m := w.next(); m.GetDrain() == nil; m = w.next() {
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: []uint64{ts[1].GetTaskId()}, Reason: "draining"}}})
+	w.answer(result(ts[0], 0, ""))
+	w.stream.CloseSend()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("coordinator did not stop")
+	}
+	// The job could not finish (its second distribution was handed back with
+	// no other worker): no report, the API leases it again.
+	if r := api.snapshot(); len(r) != 0 {
+		t.Fatalf("reports = %+v, want none for the unfinished job", r)
+	}
+}

@@ -1,0 +1,49 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+)
+
+// Observer receives the coordinator's events, for metrics and the status
+// page. Calls must be fast and safe for concurrent use.
+type Observer interface {
+	// Leased is called after each lease request with the jobs it returned.
+	Leased(jobs int, err error)
+	// JobFinished is called once per finished job (success or failure).
+	JobFinished(o dispatch.Outcome)
+	// JobDropped is called for a job dropped undispatched past its lease.
+	JobDropped(j dispatch.Job)
+	// Reported is called after each report attempt.
+	Reported(r outbox.Report, err error, took time.Duration)
+	// RulesUpdated is called after each rules fetch that changed or failed.
+	RulesUpdated(ok bool)
+	// SessionStarted and SessionEnded bracket a worker session.
+	SessionStarted(info SessionInfo)
+	SessionEnded(info SessionInfo, err error)
+}
+
+// SessionInfo describes a worker session.
+type SessionInfo struct {
+	SessionID string
+	WorkerID  string
+	Host      string
+	Version   string
+	Slots     int
+	Started   time.Time
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Leased(int, error)                            {}
+func (nopObserver) JobFinished(dispatch.Outcome)                 {}
+func (nopObserver) JobDropped(dispatch.Job)                      {}
+func (nopObserver) Reported(outbox.Report, error, time.Duration) {}
+func (nopObserver) RulesUpdated(bool)                            {}
+func (nopObserver) SessionStarted(SessionInfo)                   {}
+func (nopObserver) SessionEnded(SessionInfo, error)              {}
+
+// NopObserver returns an Observer that ignores every event.
+func NopObserver() Observer { return nopObserver{} }

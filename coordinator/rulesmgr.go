@@ -1,0 +1,109 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/rules"
+)
+
+// rulesManager keeps the rule set the fleet scans with. It fetches GET /rules
+// at start and whenever a leased job names another hash, validates the new set
+// by compiling it, and only then switches. A failed update keeps the old set:
+// jobs are then scanned and reported under the hash actually used.
+type rulesManager struct {
+	api      API
+	log      *slog.Logger
+	now      func() time.Time
+	retry    time.Duration
+	onChange func(rules.Set)
+	obs      Observer
+
+	fetch sync.Mutex // one fetch at a time
+	mu    sync.Mutex
+	cur   rules.Set
+	tried map[string]time.Time // unknown hash -> last fetch for it
+}
+
+func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
+	return &rulesManager{api: api, log: log, now: now, retry: retry, onChange: onChange, obs: obs, tried: map[string]time.Time{}}
+}
+
+func (m *rulesManager) current() rules.Set {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
+}
+
+// load fetches the first rule set, retrying until it succeeds or ctx ends.
+func (m *rulesManager) load(ctx context.Context) error {
+	delay := time.Second
+	for m.current().Hash == "" {
+		if err := m.update(ctx); err != nil {
+			m.log.Error("cannot load rules; retrying", "retry_in", delay, "err", err)
+			if err := sleep(ctx, delay); err != nil {
+				return err
+			}
+			delay = min(2*delay, time.Minute)
+		}
+	}
+	return nil
+}
+
+// ensure returns the hash to scan a job with, given the hash the API leased it
+// under: that hash once loaded, or the current one when the update fails.
+func (m *rulesManager) ensure(ctx context.Context, want string) string {
+	cur := m.current()
+	if want == "" || want == cur.Hash {
+		return cur.Hash
+	}
+	m.mu.Lock()
+	last, seen := m.tried[want]
+	recent := seen && m.now().Sub(last) < m.retry
+	m.mu.Unlock()
+	if recent {
+		return m.current().Hash
+	}
+	m.mu.Lock()
+	m.tried[want] = m.now()
+	m.mu.Unlock()
+	if err := m.update(ctx); err != nil {
+		m.log.Error("rules update failed; scanning with the rules loaded and reporting their hash",
+			"wanted", want, "using", m.current().Hash, "err", err)
+	}
+	return m.current().Hash
+}
+
+// update fetches, validates and switches to the API's current rules.
+func (m *rulesManager) update(ctx context.Context) error {
+	m.fetch.Lock()
+	defer m.fetch.Unlock()
+	rs, err := m.api.Rules(ctx)
+	if err != nil {
+		m.obs.RulesUpdated(false)
+		return fmt.Errorf("fetch rules: %w", err)
+	}
+	set := rules.Set{Hash: rs.Hash, Sources: rs.Rules}
+	if set.Hash == "" {
+		set.Hash = rules.ContentHash(set.Sources)
+	}
+	if set.Hash == m.current().Hash {
+		return nil
+	}
+	compiled, err := rules.Compile(set)
+	if err != nil {
+		m.obs.RulesUpdated(false)
+		return fmt.Errorf("rules %s: %w", set.Hash, err)
+	}
+	m.mu.Lock()
+	old := m.cur.Hash
+	m.cur = set
+	m.mu.Unlock()
+	m.obs.RulesUpdated(true)
+	m.log.Info("rules loaded", "hash", set.Hash, "previous", old, "files", len(set.Sources), "rules", compiled.Len(), "compile_time", compiled.CompileTime().Round(time.Millisecond))
+	m.onChange(set)
+	return nil
+}

@@ -1,0 +1,108 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+)
+
+// sendLoop feeds due outbox entries to Senders concurrent senders until ctx
+// ends.
+func (c *Coordinator) sendLoop(ctx context.Context) {
+	work := make(chan outbox.Entry)
+	var wg sync.WaitGroup
+	for range c.cfg.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				c.send(ctx, e)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(work)
+	for {
+		changed := c.out.Changed()
+		e, ok := c.out.Next(c.cfg.Now())
+		if !ok {
+			if !c.waitDue(ctx, changed) {
+				return
+			}
+			continue
+		}
+		select {
+		case work <- e:
+		case <-ctx.Done():
+			c.out.Release(e)
+			return
+		}
+	}
+}
+
+// waitDue waits for a change in the outbox or the next retry time.
+func (c *Coordinator) waitDue(ctx context.Context, changed <-chan struct{}) bool {
+	var timer <-chan time.Time
+	if due := c.out.NextDue(); !due.IsZero() {
+		t := time.NewTimer(max(due.Sub(c.cfg.Now()), time.Millisecond))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	case <-timer:
+	}
+	return true
+}
+
+func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
+	r := e.Report
+	start := c.cfg.Now()
+	err := c.cfg.API.Report(ctx, toAPIReport(r))
+	c.obs.Reported(r, err, c.cfg.Now().Sub(start))
+	attrs := []any{"job", r.Name, "version", r.Version, "attempt", deref(r.Attempt)}
+	var apiErr *mainframe.APIError
+	switch {
+	case err == nil:
+		c.finishEntry(e, attrs)
+	case ctx.Err() != nil:
+		c.out.Release(e)
+	case errors.As(err, &apiErr) && apiErr.Final():
+		c.log.Warn("report refused for good; dropped", append(attrs, "status", apiErr.Status, "err", err)...)
+		c.finishEntry(e, attrs)
+	case c.cfg.Now().Sub(e.LeasedAt) > c.cfg.ReportMaxAge:
+		c.log.Error("report abandoned: not accepted within the report max age", append(attrs, "tries", e.Tries+1, "err", err)...)
+		c.finishEntry(e, attrs)
+	default:
+		delay := backoff(e.Tries)
+		c.log.Warn("report failed; will retry", append(attrs, "tries", e.Tries+1, "retry_in", delay, "err", err)...)
+		if err := c.out.Retry(e, c.cfg.Now().Add(delay)); err != nil {
+			c.log.Error("outbox write failed", append(attrs, "err", err)...)
+		}
+	}
+}
+
+func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) {
+	removed, err := c.out.Done(e)
+	if err != nil {
+		c.log.Error("outbox write failed", append(attrs, "err", err)...)
+	}
+	if !removed {
+		c.log.Info("report superseded by a new lease while sending; sending again", attrs...)
+	}
+}
+
+// backoff is the delay before the n+1-th retry of a report: exponential from
+// 1 s, capped at 30 s, with full jitter.
+func backoff(tries int) time.Duration {
+	d := time.Second << min(tries, 5)
+	d = min(d, 30*time.Second)
+	return d/2 + rand.N(d/2+1)
+}

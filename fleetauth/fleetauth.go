@@ -1,0 +1,123 @@
+// Package fleetauth secures the fleet's gRPC stream: a shared fleet token sent
+// as a per-RPC bearer credential and checked in constant time, and TLS or
+// mutual TLS from PEM files.
+package fleetauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// TLSFiles names PEM files. All empty means plaintext.
+type TLSFiles struct {
+	// Cert and Key are this side's certificate and key (DRAGONFLY_TLS_CERT,
+	// DRAGONFLY_TLS_KEY). Required on a TLS server; on a worker they are the
+	// client certificate for mutual TLS.
+	Cert, Key string
+	// CA verifies the other side (DRAGONFLY_TLS_CA). On the coordinator, a CA
+	// turns on mutual TLS: workers must present a certificate it signed. On a
+	// worker, it verifies the coordinator (default: the system roots).
+	CA string
+}
+
+// Enabled reports whether any TLS file is set.
+func (f TLSFiles) Enabled() bool { return f.Cert != "" || f.Key != "" || f.CA != "" }
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tls ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls ca %s: no PEM certificates", path)
+	}
+	return pool, nil
+}
+
+// ServerCredentials builds the coordinator's transport credentials.
+func ServerCredentials(f TLSFiles) (credentials.TransportCredentials, error) {
+	if f.Cert == "" || f.Key == "" {
+		return nil, errors.New("tls: a server needs both DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY")
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.CA != "" {
+		pool, err := loadPool(f.CA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// ClientCredentials builds a worker's transport credentials. serverName
+// overrides the name checked in the coordinator's certificate (empty: the
+// host of the address).
+func ClientCredentials(f TLSFiles, serverName string) (credentials.TransportCredentials, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if f.CA != "" {
+		pool, err := loadPool(f.CA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if f.Cert != "" || f.Key != "" {
+		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// Token is a per-RPC credential carrying the fleet token as a bearer token.
+type Token struct {
+	Value string
+	// AllowInsecure permits sending the token over a plaintext connection.
+	AllowInsecure bool
+}
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (t Token) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + t.Value}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials.
+func (t Token) RequireTransportSecurity() bool { return !t.AllowInsecure }
+
+// CheckToken returns an auth function for the go-grpc-middleware auth
+// interceptor that accepts exactly the bearer token want. An empty want
+// accepts every caller (insecure mode). Refusals never echo the token.
+func CheckToken(want string) auth.AuthFunc {
+	return func(ctx context.Context) (context.Context, error) {
+		if want == "" {
+			return ctx, nil
+		}
+		got, err := auth.AuthFromMD(ctx, "bearer")
+		if err != nil {
+			return nil, status.Error(codes.Unauthenticated, "missing fleet token")
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			return nil, status.Error(codes.Unauthenticated, "invalid fleet token")
+		}
+		return ctx, nil
+	}
+}
