@@ -139,7 +139,7 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 				break
 			}
 			err = fmt.Errorf("%s: %w", k.endpoint, t.err)
-			retryable = !k.lease || !t.wrote
+			retryable = (!k.lease || !t.wrote) && !errors.Is(t.err, errTooLarge)
 			maybeApplied = maybeApplied || t.wrote
 		case t.status >= 300 && t.status <= 399:
 			host := ""

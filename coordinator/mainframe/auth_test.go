@@ -1,0 +1,323 @@
+package mainframe
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func passwordWant() map[string]string {
+	return map[string]string{"client_id": "cid", "client_secret": "csecret", "audience": DefaultAudience, "grant_type": "password", "username": "user", "password": "pw"}
+}
+
+func TestAuth0PasswordGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		auth := newFakeAuth0(passwordWant(), 86400)
+		c, _ := inProcess(t, api, auth, nil)
+		for range 3 {
+			if _, err := c.Rules(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f := auth.fetches(); f != 1 {
+			t.Errorf("%d token fetches for 3 calls, want 1 (cached)", f)
+		}
+		// The request carried exactly the six documented fields as JSON.
+		if got := auth.requests[0]; len(got) != 6 || got["audience"] != DefaultAudience || got["grant_type"] != "password" {
+			t.Errorf("token request = %v", got)
+		}
+		for _, r := range api.recorded() {
+			if r.header.Get("Authorization") != "Bearer tok-1" {
+				t.Errorf("authorization = %q", r.header.Get("Authorization"))
+			}
+		}
+	})
+}
+
+func TestAuth0ClientCredentials(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		auth := newFakeAuth0(map[string]string{"client_id": "m2m", "client_secret": "m2m-secret", "audience": "https://api.example", "grant_type": "client_credentials"}, 86400)
+		c, _ := inProcess(t, api, auth, func(c *Config) {
+			c.Auth = Auth{TokenURL: "http://" + authHost + "/oauth/token", GrantType: GrantClientCredentials, ClientID: "m2m", ClientSecret: "m2m-secret", Audience: "https://api.example"}
+		})
+		if _, err := c.Lease(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Lease(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if f := auth.fetches(); f != 1 {
+			t.Errorf("%d token fetches, want 1", f)
+		}
+		if auth.agents[0] != "dragonfly-fleet/test" {
+			t.Errorf("token endpoint user agent %q", auth.agents[0])
+		}
+	})
+}
+
+func TestAuth0RefreshOn401(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		auth := newFakeAuth0(passwordWant(), 86400)
+		c, _ := inProcess(t, api, auth, nil)
+		if _, err := c.Rules(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// The server forgets the token long before it expires: 401, refresh,
+		// one retry with the new token.
+		auth.revokeAll()
+		if _, err := c.Rules(t.Context()); err != nil {
+			t.Fatalf("after revocation: %v", err)
+		}
+		reqs := api.recorded()
+		if len(reqs) != 3 || reqs[1].header.Get("Authorization") != "Bearer tok-1" || reqs[2].header.Get("Authorization") != "Bearer tok-2" {
+			t.Errorf("requests: %d, last two with %q and %q", len(reqs), reqs[1].header.Get("Authorization"), reqs[2].header.Get("Authorization"))
+		}
+		if f := auth.fetches(); f != 2 {
+			t.Errorf("%d token fetches, want 2", f)
+		}
+
+		// A second 401 after the refresh is an auth failure, retried no further.
+		api.fail("POST /jobs", fault{status: 401, body: `{"detail":"Invalid or expired token"}`}, fault{status: 401, body: `{"detail":"Invalid or expired token"}`})
+		_, err := c.Lease(t.Context(), 1)
+		e := apiErr(t, err)
+		if e.Status != 401 || e.Final() || e.Detail != "Invalid or expired token" {
+			t.Errorf("err = %v (final %v)", e, e.Final())
+		}
+		if n := api.count("POST /jobs"); n != 2 {
+			t.Errorf("%d lease tries, want 2", n)
+		}
+		if f := auth.fetches(); f != 3 {
+			t.Errorf("%d token fetches, want 3", f)
+		}
+	})
+}
+
+func TestCloudflareOnly401NotRetried(t *testing.T) {
+	api := newFakeAPI()
+	api.fail("GET /rules", fault{status: 401, body: `{"detail":"no"}`}, fault{status: 200, body: `{"hash":"h","rules":{}}`})
+	c := overTCP(t, api, func(c *Config) { c.Auth = Auth{CFClientID: "id", CFClientSecret: "secret"} })
+	e := apiErr(t, func() error { _, err := c.Rules(t.Context()); return err }())
+	if e.Status != 401 {
+		t.Fatalf("err = %v", e)
+	}
+	if n := api.count("GET /rules"); n != 1 {
+		t.Errorf("%d tries; without Auth0 there is nothing to refresh", n)
+	}
+}
+
+func TestAuth0RefreshBeforeExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		auth := newFakeAuth0(passwordWant(), 300) // 5 minutes; refresh margin 60 s
+		c, _ := inProcess(t, api, auth, nil)
+		call := func() {
+			t.Helper()
+			if _, err := c.Metadata(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		call()
+		time.Sleep(230 * time.Second)
+		call()
+		if f := auth.fetches(); f != 1 {
+			t.Fatalf("%d fetches at 230 s, want 1", f)
+		}
+		time.Sleep(15 * time.Second) // 245 s: inside the margin, before expiry
+		call()
+		if f := auth.fetches(); f != 2 {
+			t.Fatalf("%d fetches at 245 s, want 2", f)
+		}
+		time.Sleep(200 * time.Second) // tok-2 lives until 545 s: still cached
+		call()
+		if f := auth.fetches(); f != 2 {
+			t.Fatalf("%d fetches at 445 s, want 2", f)
+		}
+		// No call ever met a 401: the token was replaced before it expired.
+		if n := len(api.recorded()); n != 4 {
+			t.Errorf("%d API requests for 4 calls", n)
+		}
+	})
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	t.Run("wrong password is final", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeAPI()
+			auth := newFakeAuth0(passwordWant(), 3600)
+			c, _ := inProcess(t, api, auth, func(c *Config) { c.Auth.Password = "wrong-password" })
+			_, err := c.Lease(t.Context(), 1)
+			var te *TokenError
+			if !errors.As(err, &te) || te.Status != 403 || te.Code != "access_denied" || !te.Final() {
+				t.Fatalf("err = %v", err)
+			}
+			if f := auth.fetches(); f != 1 {
+				t.Errorf("%d fetches; a refused grant is not retried", f)
+			}
+			if n := len(api.recorded()); n != 0 {
+				t.Errorf("%d API calls without a token", n)
+			}
+		})
+	})
+	t.Run("transient failures are retried", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeAPI()
+			auth := newFakeAuth0(passwordWant(), 3600)
+			auth.faults = []fault{{status: 503, body: "unavailable"}, {status: 429, body: `{"error":"too_many_requests"}`}}
+			c, _ := inProcess(t, api, auth, nil)
+			if _, err := c.Rules(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if f := auth.fetches(); f != 3 {
+				t.Errorf("%d fetches, want 3", f)
+			}
+		})
+	})
+	t.Run("malformed token response", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeAPI()
+			auth := newFakeAuth0(passwordWant(), 3600)
+			for range 5 {
+				auth.faults = append(auth.faults, fault{status: 200, body: `{"token_type":"Bearer"}`})
+			}
+			c, _ := inProcess(t, api, auth, nil)
+			_, err := c.Rules(t.Context())
+			var te *TokenError
+			if !errors.As(err, &te) || !strings.Contains(err.Error(), "no access_token") {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	})
+	t.Run("token endpoint redirect", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeAPI()
+			tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.RedirectHandler("https://elsewhere.example/login", http.StatusFound)}}
+			c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Auth: Auth{TokenURL: "http://" + authHost + "/oauth/token", ClientID: "cid", ClientSecret: "csecret", Username: "u", Password: "p"}})
+			_, err := c.Rules(t.Context())
+			var te *TokenError
+			if !errors.As(err, &te) || te.Status != 302 || !te.Final() {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	})
+}
+
+// TestNoSecretsInErrorsOrLogs makes servers quote every credential back in
+// their error bodies and checks that no error text, error field or log line
+// carries one.
+func TestNoSecretsInErrorsOrLogs(t *testing.T) {
+	const (
+		cfSecret     = "CFSECRET-5e1f0c"
+		clientSecret = "CLIENTSECRET-9a8b7c"
+		password     = "PASSWORD-hunter2"
+	)
+	secrets := []string{cfSecret, clientSecret, password, "tok-1", "tok-2", "tok-3"}
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		echo := func(w http.ResponseWriter, r *http.Request, status int) {
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"detail":"request headers: %v"}`, r.Header)
+		}
+		api := newFakeAPI()
+		api.add("a", "1")
+		auth := newFakeAuth0(map[string]string{"client_id": "cid", "client_secret": clientSecret, "audience": DefaultAudience, "grant_type": "password", "username": "user", "password": password}, 3600)
+		step := 0
+		apiH := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			step++
+			switch step {
+			case 1, 2:
+				echo(w, r, 500) // retried, logged
+			case 3:
+				echo(w, r, 422) // final
+			case 4, 5:
+				echo(w, r, 401) // refresh, then auth failure
+			default:
+				api.ServeHTTP(w, r)
+			}
+		})
+		tr := &hostTransport{hosts: map[string]http.Handler{apiHost: apiH, authHost: auth}}
+		api.auth = auth
+		cfg := Config{BaseURL: "http://" + apiHost, Transport: tr, Logger: log, Attempts: 3, Auth: Auth{
+			CFClientID: "cf-id", CFClientSecret: cfSecret, TokenURL: "http://" + authHost + "/oauth/token",
+			ClientID: "cid", ClientSecret: clientSecret, Username: "user", Password: password,
+		}}
+		c := mustNew(t, cfg)
+		var errs []error
+		_, err := c.Rules(t.Context()) // 500, 500, 422
+		errs = append(errs, err)
+		_, err = c.Rules(t.Context()) // 401, refresh, 401
+		errs = append(errs, err)
+
+		// A token endpoint that quotes the request body, secrets and all.
+		bad := mustNew(t, Config{BaseURL: "http://" + apiHost, Logger: log, Attempts: 2, Transport: &hostTransport{hosts: map[string]http.Handler{
+			apiHost: api,
+			authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var body strings.Builder
+				_, _ = fmt.Fprint(&body, r.Header)
+				buf := make([]byte, 4096)
+				n, _ := r.Body.Read(buf)
+				w.WriteHeader(500)
+				fmt.Fprintf(w, `{"error":"server_error","error_description":%q}`, string(buf[:n])+body.String())
+			}),
+		}}, Auth: cfg.Auth})
+		_, err = bad.Lease(t.Context(), 1)
+		errs = append(errs, err)
+		bad2 := mustNew(t, Config{BaseURL: bad.cfg.BaseURL, Logger: log, Attempts: 1, Transport: bad.cfg.Transport, Auth: Auth{
+			TokenURL: cfg.Auth.TokenURL, GrantType: GrantClientCredentials, ClientID: "cid", ClientSecret: clientSecret,
+		}})
+		_, err = bad2.Lease(t.Context(), 1)
+		errs = append(errs, err)
+
+		// Bad configuration.
+		_, err = New(Config{Auth: Auth{CFClientID: "x", CFClientSecret: cfSecret + "\n"}})
+		errs = append(errs, err)
+		_, err = New(Config{Auth: Auth{ClientSecret: clientSecret, Password: password}})
+		errs = append(errs, err)
+
+		for i, err := range errs {
+			if err == nil {
+				t.Fatalf("step %d: no error", i)
+			}
+			text := err.Error()
+			var e *APIError
+			if errors.As(err, &e) {
+				text += e.Body + e.Detail
+			}
+			var te *TokenError
+			if errors.As(err, &te) {
+				text += te.Description + te.Code
+			}
+			for _, s := range secrets {
+				if strings.Contains(text, s) {
+					t.Errorf("error %d leaks %q: %s", i, s, text)
+				}
+			}
+		}
+		// The servers did quote them: the redaction is what keeps them out.
+		var e *APIError
+		if !errors.As(errs[0], &e) || e.Status != 422 || !strings.Contains(e.Body, "[redacted]") {
+			t.Errorf("first error = %v", errs[0])
+		}
+		var te *TokenError
+		if !errors.As(errs[2], &te) || !strings.Contains(te.Description, "[redacted]") {
+			t.Errorf("token error = %v", errs[2])
+		}
+		out := logs.String()
+		if !strings.Contains(out, "retrying") || !strings.Contains(out, "refreshing") {
+			t.Errorf("expected retry and refresh logs, got:\n%s", out)
+		}
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("logs leak %q:\n%s", s, out)
+			}
+		}
+	})
+}
