@@ -768,4 +768,3 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
-

@@ -416,5 +416,3 @@ func apiErr(t testing.TB, err error) *APIError {
 	}
 	return e
 }
-
-
