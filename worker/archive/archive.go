@@ -1,0 +1,281 @@
+// Package archive turns the bytes of one downloaded distribution into its
+// regular files, in memory and within limits, without trusting the input.
+//
+// Walk detects the container from its bytes (never from the file name), reads
+// tar (plain, gzip, bzip2, xz) and zip (.whl, .zip, .egg) archives, and hands
+// every regular file to an Emit callback in a buffer obtained from an Alloc
+// callback, so the caller decides how much unpacked content may be held at
+// once. Nothing is written to disk and nested archives are not unpacked.
+//
+// The rules follow what pip does with the same bytes, so the scanner sees what
+// an installation would write:
+//   - Only regular files are emitted. Tar directories, symlinks, hard links,
+//     devices, fifos and PAX/GNU meta entries are skipped; tar entries of a
+//     type Python's tarfile does not know are regular files, as they are to
+//     pip. A zip entry is a directory (skipped) when its name ends in "/" or
+//     "\"; every other zip entry is a file, whatever its mode bits say,
+//     because pip writes it as one.
+//   - Paths are archive-relative with "/" separators, cleaned (".", "a//b",
+//     "a/./b", "a/../b"), with "\" read as "/" and invalid UTF-8 replaced by
+//     U+FFFD. Zip names without the UTF-8 flag are decoded as CP437, as Python
+//     does. A name that is absolute ("/x", "C:\x", "\\host\x") or escapes the
+//     root with ".." fails the distribution with an *Error.
+//   - A zip is read the way Python's zipfile reads it: the end record is
+//     searched in the last 64 KiB, the central directory is the block right
+//     before it, every entry's local header must carry the same name as its
+//     central directory record, and entries whose data overlaps the next
+//     local header are refused (the overlapping-entries zip bomb).
+//
+// Limits are counted on bytes actually produced: a declared size is checked
+// against limit.Limits before anything is decompressed or allocated, and then
+// exactly that many bytes must come out of the decompressor, no more and no
+// fewer. Memory is bounded by the largest file (never more than Limits.File
+// or the declared size) plus the decompressor state.
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+// Format is a distribution's container format, detected from its bytes.
+type Format int
+
+// The formats Walk reads.
+const (
+	Raw      Format = iota // not an archive: the whole input is one file
+	Tar                    // plain tar
+	TarGzip                // gzip-compressed tar (.tar.gz, .tgz)
+	TarBzip2               // bzip2-compressed tar
+	TarXz                  // xz-compressed tar
+	Zip                    // .whl, .zip, .egg
+	Gzip                   // gzip whose content is not a tar: one file (decompressed)
+	Bzip2                  // bzip2 whose content is not a tar: one file
+	Xz                     // xz whose content is not a tar: one file
+)
+
+var formatNames = [...]string{
+	Raw:      "raw",
+	Tar:      "tar",
+	TarGzip:  "tar.gz",
+	TarBzip2: "tar.bz2",
+	TarXz:    "tar.xz",
+	Zip:      "zip",
+	Gzip:     "gz",
+	Bzip2:    "bz2",
+	Xz:       "xz",
+}
+
+// String returns the format's usual suffix without the dot: "tar.gz", "zip",
+// "raw", ... It is stable and may be used as a metrics label.
+func (f Format) String() string {
+	if f >= 0 && int(f) < len(formatNames) {
+		return formatNames[f]
+	}
+	return "format(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Alloc returns a buffer of exactly n bytes for a file's content. It may block
+// (a shared memory budget) and fails when ctx is done. The buffer's ownership
+// passes to Emit.
+type Alloc func(ctx context.Context, n int) ([]byte, error)
+
+// Emit receives one regular file: its index among emitted files (0-based,
+// archive order), its archive-relative path, and its full content in a buffer
+// from Alloc. Returning an error stops the walk with that error.
+type Emit func(index int, path string, data []byte) error
+
+// Stats describe one walk. Walk returns them also when it fails: they then
+// count what was seen up to the failure.
+type Stats struct {
+	Format   Format
+	Entries  int   // all entries seen (files, dirs, links, ...)
+	Files    int   // regular files emitted
+	Expanded int64 // bytes of regular files emitted
+}
+
+// Error is a defect of the input: corrupt/truncated compression, a broken zip
+// directory, a bad tar header, an unsafe path, a zip local header that disagrees
+// with the central directory. Path is the entry concerned, when known.
+type Error struct {
+	Path string
+	Err  error
+}
+
+// Error returns one line: "path: cause", or just the cause without a path.
+// A path that holds control characters or quotes is printed quoted.
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Err.Error()
+	}
+	return printablePath(e.Path) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+func printablePath(p string) string {
+	for _, r := range p {
+		if !strconv.IsPrint(r) || r == '"' {
+			return strconv.Quote(p)
+		}
+	}
+	return p
+}
+
+// Causes of an *Error that callers (and tests) may tell apart with errors.Is.
+var (
+	errUnsafePath   = errors.New("unsafe path")
+	errEmptyPath    = errors.New("empty file name")
+	errNameMismatch = errors.New("local file header name differs from central directory")
+	errOverlap      = errors.New("entry data overlaps the next local header (possible zip bomb)")
+	errSizeMismatch = errors.New("content size differs from the declared size")
+	errChecksum     = errors.New("crc-32 mismatch")
+	errUnsupported  = errors.New("unsupported zip feature")
+)
+
+// Walk reads the distribution in data. name is the distribution's file name
+// (the last path segment of its URL); it is the path of a non-archive file,
+// and, minus a compression suffix (".gz", ".bz2", ".xz", ...), the path of a
+// compressed file that is not a tar.
+//
+// Regular files are emitted in archive order. For a raw (non-archive) input
+// the single emitted buffer is a copy of data taken through alloc, so data may
+// be reused once Walk returns.
+//
+// Of lim only Expanded, File and Entries apply; a zero field means no limit.
+// A broken limit is a *limit.Error; a defect of the input is an *Error; an
+// error from alloc or emit, or the cause of ctx, is returned as is. ctx is
+// checked between entries and while decompressing.
+//
+// Every buffer Walk gets from alloc is passed to emit exactly once, so the
+// owner can always release it. If reading a file fails after its buffer was
+// allocated, emit still receives that buffer (its content is then undefined)
+// and Walk returns the read error right after, without counting the file in
+// Stats: a failed walk invalidates everything it emitted.
+func Walk(ctx context.Context, data []byte, name string, lim limit.Limits, alloc Alloc, emit Emit) (Stats, error) {
+	w := &walker{ctx: ctx, lim: lim, alloc: alloc, emit: emit}
+	w.st.Format = sniff(data)
+	if err := ctx.Err(); err != nil {
+		return w.st, context.Cause(ctx)
+	}
+	var err error
+	switch w.st.Format {
+	case Tar:
+		err = w.walkTar(newStream(ctx, byteReader(data), "tar", 0), nil)
+	case Zip:
+		err = w.walkZip(data)
+	case Gzip, Bzip2, Xz:
+		err = w.walkCompressed(data, name)
+	default:
+		err = w.walkRaw(data, name)
+	}
+	return w.st, err
+}
+
+// walker is the state of one Walk.
+type walker struct {
+	ctx   context.Context
+	lim   limit.Limits
+	alloc Alloc
+	emit  Emit
+	st    Stats
+}
+
+// entry counts one archive entry of any kind against lim.Entries.
+func (w *walker) entry() error {
+	if err := w.ctx.Err(); err != nil {
+		return context.Cause(w.ctx)
+	}
+	w.st.Entries++
+	if w.lim.Entries > 0 && w.st.Entries > w.lim.Entries {
+		return &limit.Error{Kind: limit.Entries, Max: int64(w.lim.Entries)}
+	}
+	return nil
+}
+
+// admit checks a file's declared size against the per-file and expanded
+// limits, on top of what was already emitted.
+func (w *walker) admit(path string, size int64) error {
+	if size < 0 {
+		return &Error{Path: path, Err: fmt.Errorf("negative size %d", size)}
+	}
+	if w.lim.File > 0 && size > w.lim.File {
+		return &limit.Error{Kind: limit.File, Max: w.lim.File, Path: path}
+	}
+	if w.lim.Expanded > 0 && size > w.lim.Expanded-w.st.Expanded {
+		return &limit.Error{Kind: limit.Expanded, Max: w.lim.Expanded, Path: path}
+	}
+	if int64(int(size)) != size {
+		return &Error{Path: path, Err: fmt.Errorf("size %d does not fit in memory", size)}
+	}
+	return nil
+}
+
+// file admits a file of the declared size, fills a buffer from alloc with
+// fill and emits it. fill must fill the whole buffer or fail.
+func (w *walker) file(path string, size int64, fill func(buf []byte) error) error {
+	if err := w.ctx.Err(); err != nil {
+		return context.Cause(w.ctx)
+	}
+	if err := w.admit(path, size); err != nil {
+		return err
+	}
+	buf, err := w.alloc(w.ctx, int(size))
+	if err != nil {
+		return err
+	}
+	index := w.st.Files
+	if err := fill(buf); err != nil {
+		// The buffer is the caller's: hand it back before failing.
+		_ = w.emit(index, path, buf)
+		return err
+	}
+	w.st.Files++
+	w.st.Expanded += size
+	return w.emit(index, path, buf)
+}
+
+// walkRaw emits data as one file named name.
+func (w *walker) walkRaw(data []byte, name string) error {
+	if err := w.entry(); err != nil {
+		return err
+	}
+	return w.file(rawName(name), int64(len(data)), func(buf []byte) error {
+		copy(buf, data)
+		return nil
+	})
+}
+
+// rawName is the path of a non-archive file: its name as valid UTF-8.
+func rawName(name string) string {
+	return strings.ToValidUTF8(name, "\uFFFD")
+}
+
+// readFull fills buf from r, a *stream, and then requires r to be at its
+// end, so a stream can deliver neither fewer nor more bytes than declared.
+func readFull(r io.Reader, buf []byte) error {
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			// The stream ended cleanly, early; a truncated stream fails
+			// with a *streamError instead.
+			return errSizeMismatch
+		}
+		return err
+	}
+	var one [1]byte
+	n, err := io.ReadFull(r, one[:])
+	if n > 0 {
+		return errSizeMismatch
+	}
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,94 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+// tarDrain is how much of a compressed stream is read after the end of the
+// tar, to verify the compression trailer (checksum, truncation).
+const tarDrain = 1 << 20
+
+// walkTar reads a tar stream. When the tar comes out of a decompressor,
+// drain is that stream: after the tar's end, up to tarDrain more bytes are
+// read so a truncated or corrupt compression trailer is noticed.
+func (w *walker) walkTar(r io.Reader, drain *stream) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		// ErrInsecurePath (GODEBUG tarinsecurepath=0) comes with a valid
+		// header; the path is judged below like any other.
+		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
+			return w.tarError("", err)
+		}
+		if err := w.entry(); err != nil {
+			return err
+		}
+		p, err := memberPath(hdr.Name)
+		if err != nil {
+			return err
+		}
+		if !tarRegular(hdr.Typeflag) {
+			continue
+		}
+		if p == "" {
+			return &Error{Path: rawName(hdr.Name), Err: errEmptyPath}
+		}
+		err = w.file(p, hdr.Size, func(buf []byte) error {
+			if _, err := io.ReadFull(tr, buf); err != nil {
+				return w.tarError(p, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if drain == nil {
+		return nil
+	}
+	_, err := io.CopyN(io.Discard, drain, tarDrain)
+	if err != nil && err != io.EOF {
+		return w.tarError("", err)
+	}
+	return nil
+}
+
+// tarRegular reports whether entries of a type hold file content that pip
+// would write: regular files, contiguous files, GNU sparse files, and every
+// type Python's tarfile does not know (it reads those as regular files).
+func tarRegular(t byte) bool {
+	switch t {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock,
+		tar.TypeDir, tar.TypeFifo, tar.TypeXHeader, tar.TypeXGlobalHeader,
+		tar.TypeGNULongName, tar.TypeGNULongLink:
+		return false
+	}
+	return true
+}
+
+// tarError classifies a failure of the tar reader.
+func (w *walker) tarError(path string, err error) error {
+	if w.ctx.Err() != nil {
+		return context.Cause(w.ctx)
+	}
+	var le *limit.Error
+	var se *streamError
+	switch {
+	case errors.As(err, &le):
+		return err
+	case errors.As(err, &se):
+		return &Error{Path: path, Err: se}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Path: path, Err: fmt.Errorf("truncated tar: %w", err)}
+	}
+	return &Error{Path: path, Err: fmt.Errorf("bad tar: %w", err)}
+}
