@@ -49,14 +49,14 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://devapi.test"
 	}
+	n := 0
+	cfg.newID = func() string { // called under the server's lock
+		n++
+		return fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
-	}
-	n := 0
-	s.st.newID = func() string {
-		n++
-		return fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {

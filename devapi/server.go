@@ -123,6 +123,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives request and state logs. Default: discard.
 	Logger *slog.Logger
+
+	newID func() string // tests: deterministic scan and assignment ids
 }
 
 // Faults are injected failures.
@@ -265,7 +267,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:    cfg,
 		now:    cfg.Now,
 		log:    cfg.Logger,
-		st:     newState(cfg.LeaseTimeout, cfg.MaxAttempts),
+		st:     newState(cfg.LeaseTimeout, cfg.MaxAttempts, cfg.newID),
 		dists:  map[string]*dist{},
 		faults: cfg.Faults,
 		tokens: newTokens(cfg.TokenLifetime),

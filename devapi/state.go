@@ -135,13 +135,18 @@ type state struct {
 	newID    func() string
 }
 
-func newState(timeout time.Duration, maxAttempts int) *state {
+// newState returns an empty queue; newID mints scan and assignment ids
+// (default: random UUIDs).
+func newState(timeout time.Duration, maxAttempts int, newID func() string) *state {
+	if newID == nil {
+		newID = uuid.NewString
+	}
 	return &state{
 		timeout:     timeout,
 		maxAttempts: maxAttempts,
 		releases:    map[string]*release{},
 		pending:     list.New(),
-		newID:       func() string { return uuid.NewString() },
+		newID:       newID,
 	}
 }
 

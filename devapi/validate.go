@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -47,8 +48,11 @@ func decodeBody(data []byte) (any, error) {
 	if err != nil {
 		off := dec.InputOffset()
 		var se *json.SyntaxError
-		if errors.As(err, &se) {
+		switch {
+		case errors.As(err, &se):
 			off = se.Offset
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			off = int64(len(data)) // Python: "Expecting value" at the end
 		}
 		return nil, &validationError{[]fieldError{{
 			Type: "json_invalid", Loc: []any{"body", off}, Msg: "JSON decode error",
