@@ -1,0 +1,258 @@
+package devapi
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestDownloads(t *testing.T) {
+	data := []byte("the sdist bytes")
+	f := newFixture(t, Config{Files: []File{{Name: "pkg-1.0.tar.gz", Data: data}}})
+	u, err := url.Parse(f.lease(1)[0].Distributions[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimPrefix(u.Path, "/packages/"), "/")
+	if len(parts) != 4 || len(parts[0]) != 2 || len(parts[1]) != 2 || len(parts[2]) != 60 || parts[3] != "pkg-1.0.tar.gz" {
+		t.Fatalf("URL path %q is not /packages/h2/h2/h60/file", u.Path)
+	}
+	rec := f.do(http.MethodGet, u.Path, nil)
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), data) || rec.Header().Get("Content-Length") != strconv.Itoa(len(data)) {
+		t.Fatalf("GET: %d %q %v", rec.Code, rec.Body, rec.Header())
+	}
+	rec = f.do(http.MethodHead, u.Path, nil)
+	if rec.Code != http.StatusOK || rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != strconv.Itoa(len(data)) {
+		t.Fatalf("HEAD: %d %v", rec.Code, rec.Header())
+	}
+	if rec := f.do(http.MethodGet, "/packages/00/00/00/pkg-1.0.tar.gz", nil); rec.Code != http.StatusNotFound {
+		t.Fatalf("unknown file: %d", rec.Code)
+	}
+	if rec := f.do(http.MethodPut, u.Path, "x"); rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT file: %d", rec.Code)
+	}
+}
+
+// TestPublicURLFromRequest: without PublicURL, distribution URLs use the
+// request's scheme and Host, so they work from wherever the client is.
+func TestPublicURLFromRequest(t *testing.T) {
+	s, err := New(Config{Files: []File{sdist("pkg-1.0.tar.gz")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/jobs", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []job
+	if err := json.NewDecoder(resp.Body).Decode(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(jobs) != 1 || !strings.HasPrefix(jobs[0].Distributions[0], srv.URL+"/packages/") {
+		t.Fatalf("jobs = %+v, want URLs under %s", jobs, srv.URL)
+	}
+	dl, err := http.Get(jobs[0].Distributions[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(dl.Body)
+	dl.Body.Close()
+	if dl.StatusCode != http.StatusOK || string(body) != "content of pkg-1.0.tar.gz" {
+		t.Fatalf("download: %d %q", dl.StatusCode, body)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/jobs", nil)
+	req.Host = "devapi:8000"
+	req.Header.Set("X-Forwarded-Proto", "https")
+	if got := s.baseURL(req); got != "https://devapi:8000" {
+		t.Fatalf("baseURL = %q", got)
+	}
+}
+
+func TestQueueStatusDefinitions(t *testing.T) {
+	var files []File
+	for i := 0; i < 6; i++ {
+		files = append(files, sdist(fmt.Sprintf("p%d-1.0.tar.gz", i)))
+	}
+	f := newFixture(t, Config{Files: files, LeaseTimeout: time.Minute, MaxAttempts: 2})
+	f.lease(2)                        // p0, p1 at t0 (attempt 1)
+	f.clock.Advance(61 * time.Second) // p0, p1 expired
+	f.lease(3)                        // p2, p3, p4 (never leased first) at t0+61
+	f.clock.Advance(61 * time.Second) // p2..p4 expired; p0, p1 expired 61s ago (> 60: stranded)
+	f.lease(4)                        // p5 (never leased), then p0, p1 again (attempt 2), p2 (attempt 2)
+	f.clock.Advance(30 * time.Second) // t0+152: p3, p4 expired 31s ago at attempt 1
+	want := QueueStatus{
+		Queued: 0, InProgress: 4, Retryable: 2, Exhausted: 0, Stranded: 0,
+		TotalBacklog: 6, OldestAgeSeconds: 152,
+	}
+	rec := f.do(http.MethodGet, "/queue-status", nil)
+	var got QueueStatus
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("queue status = %+v, want %+v", got, want)
+	}
+	f.clock.Advance(time.Minute) // t0+212: all expired; p0-p2 at attempt 2 exhausted; p3,p4 expired 91s ago: stranded
+	got = f.s.Stats().Queue
+	want = QueueStatus{Queued: 0, InProgress: 0, Retryable: 3, Exhausted: 3, Stranded: 2, TotalBacklog: 6, OldestAgeSeconds: 212}
+	if got != want {
+		t.Fatalf("queue status later = %+v, want %+v", got, want)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, Config{Files: []File{sdist("a-1.tar.gz"), sdist("b-1.tar.gz")}})
+	jobs := f.lease(2)
+	f.report(success(jobs[0], 1))
+	f.report(map[string]any{"name": "zzz", "version": "1", "reason": "x"})
+	rec := f.do(http.MethodGet, "/metrics", nil)
+	body := rec.Body.String()
+	for _, want := range []string{
+		"dragonfly_devapi_leases_total 2",
+		`dragonfly_devapi_reports_total{code="200",kind="success"} 1`,
+		`dragonfly_devapi_reports_total{code="404",kind="failure"} 1`,
+		`dragonfly_devapi_requests_total{code="200",route="POST /jobs"} 1`,
+		`dragonfly_devapi_queue_jobs{state="in_progress"} 1`,
+		`dragonfly_devapi_scans_completed_total{outcome="finished"} 1`,
+		"dragonfly_devapi_dead_lettered_total 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}
+
+func TestDevStatsAndReports(t *testing.T) {
+	f := newFixture(t, Config{Files: []File{sdist("a-1.tar.gz")}})
+	j := f.lease(1)[0]
+	f.report(map[string]any{"name": "a"})
+	f.report(success(j, 3, "x"))
+	var st Stats
+	if err := json.Unmarshal(f.do(http.MethodGet, "/_dev/stats", nil).Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Leases != 1 || st.Reports != 2 || st.ReportsAccepted != 1 || st.Status422 != 1 || st.Finished != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	var reps []ReportRecord
+	if err := json.Unmarshal(f.do(http.MethodGet, "/_dev/reports", nil).Body.Bytes(), &reps); err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 2 || reps[0].Status != 422 || reps[0].Kind != "" || reps[1].Status != 200 || reps[1].Kind != "success" ||
+		*reps[1].Score != 3 || reps[1].AssignmentID != j.AssignmentID || *reps[1].Attempt != 1 {
+		t.Fatalf("reports = %+v", reps)
+	}
+	if !strings.Contains(reps[0].Detail, "missing") {
+		t.Fatalf("422 record detail = %q", reps[0].Detail)
+	}
+}
+
+func TestReportLogLimit(t *testing.T) {
+	f := newFixture(t, Config{ReportLogLimit: 3})
+	for i := 0; i < 5; i++ {
+		f.report(map[string]any{"name": "n", "version": strconv.Itoa(i), "reason": "r"})
+	}
+	reps := f.s.Reports()
+	if len(reps) != 3 || reps[0].Seq != 3 || reps[2].Seq != 5 || f.s.Stats().Reports != 5 {
+		t.Fatalf("reports = %+v", reps)
+	}
+}
+
+func TestSyntheticReleases(t *testing.T) {
+	f := newFixture(t, Config{Synthetic: 3, Files: []File{sdist("zzz-1.0.tar.gz")}})
+	jobs := f.lease(10)
+	if got, want := names(jobs), "zzz@1.0#1 synth-00001@1.0#1 synth-00002@1.0#1 synth-00003@1.0#1"; got != want {
+		t.Fatalf("releases = %q, want %q", got, want)
+	}
+	u, _ := url.Parse(jobs[1].Distributions[0])
+	rec := f.do(http.MethodGet, u.Path, nil)
+	if !strings.HasSuffix(u.Path, "/synth-00001-1.0.tar.gz") || rec.Code != http.StatusOK {
+		t.Fatalf("synthetic download %s: %d", u.Path, rec.Code)
+	}
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var paths []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, h.Name)
+	}
+	if fmt.Sprint(paths) != "[synth-00001-1.0/PKG-INFO synth-00001-1.0/setup.py]" {
+		t.Fatalf("synthetic sdist holds %v", paths)
+	}
+	// Deterministic: another server builds the same bytes.
+	f2 := newFixture(t, Config{Synthetic: 1})
+	if got := f2.lease(1)[0].Distributions[0]; got != jobs[1].Distributions[0] {
+		t.Fatalf("synthetic URL differs between servers: %s vs %s", got, jobs[1].Distributions[0])
+	}
+}
+
+// TestConcurrentLeasesAndReports: many goroutines leasing and reporting at
+// once hand out every job exactly once (run with -race).
+func TestConcurrentLeasesAndReports(t *testing.T) {
+	f := newFixture(t, Config{Synthetic: 400})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[string]int{}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				req := httptest.NewRequest(http.MethodPost, "/jobs?batch=7", nil)
+				rec := httptest.NewRecorder()
+				f.s.Handler().ServeHTTP(rec, req)
+				var jobs []job
+				if err := json.Unmarshal(rec.Body.Bytes(), &jobs); err != nil || len(jobs) == 0 {
+					return
+				}
+				for _, j := range jobs {
+					mu.Lock()
+					seen[j.Name]++
+					mu.Unlock()
+					body, _ := json.Marshal(success(j, 0))
+					req := httptest.NewRequest(http.MethodPut, "/package", bytes.NewReader(body))
+					rec := httptest.NewRecorder()
+					f.s.Handler().ServeHTTP(rec, req)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 400 {
+		t.Fatalf("%d distinct jobs leased, want 400", len(seen))
+	}
+	for name, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s leased %d times", name, n)
+		}
+	}
+	if st := f.s.Stats(); st.Finished != 400 || st.ReportsAccepted != 400 || st.Queue.TotalBacklog != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
