@@ -1,0 +1,133 @@
+package devapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// benchServer holds n queued releases of one small sdist each.
+func benchServer(b *testing.B, n int) *Server {
+	b.Helper()
+	s, err := New(Config{PublicURL: "http://devapi:8000", Rules: map[string]string{"r": "rule r { condition: true }"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("bench-%07d", i)
+		s.Add(name, "1.0", []File{{Name: name + "-1.0.tar.gz", Data: []byte(name)}})
+	}
+	return s
+}
+
+// BenchmarkLease: POST /jobs?batch=1 through the handler, one job per op.
+// Run with -cpu 1 to see one core's rate (reported as leases/s).
+func BenchmarkLease(b *testing.B) {
+	s := benchServer(b, b.N)
+	h := s.Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || rec.Body.Len() < 100 {
+			b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "leases/s")
+}
+
+// BenchmarkLeaseExpired: every op re-leases an expired lease (the pending
+// list path), batch=1.
+func BenchmarkLeaseExpired(b *testing.B) {
+	c := newClock()
+	s, err := New(Config{PublicURL: "http://devapi:8000", Now: c.Now, MaxAttempts: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 10000; i++ {
+		s.Add(fmt.Sprintf("p%d", i), "1", []File{{Name: fmt.Sprintf("p%d-1.tar.gz", i), Data: []byte{byte(i)}}})
+	}
+	h := s.Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if i%10000 == 0 {
+			c.Advance(time.Hour) // every lease so far expires
+		}
+		req := httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || rec.Body.Len() < 100 {
+			b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "leases/s")
+}
+
+// BenchmarkReport: PUT /package success reports through the handler, one
+// accepted report per op.
+func BenchmarkReport(b *testing.B) {
+	s := benchServer(b, b.N)
+	s.mu.Lock()
+	leases := s.st.lease(b.N, s.now())
+	s.mu.Unlock()
+	bodies := make([][]byte, len(leases))
+	for i, l := range leases {
+		bodies[i], _ = json.Marshal(map[string]any{
+			"name": l.name, "version": l.version, "attempt": l.attempt, "assignment_id": l.assignment,
+			"score": 12, "inspector_url": "https://inspector.pypi.io/project/" + l.name + "/1.0/packages/aa/bb/cc/x.tar.gz/x/setup.py",
+			"rules_matched": []string{"rule_a", "rule_b"}, "commit": "0123456789abcdef0123456789abcdef01234567",
+		})
+	}
+	h := s.Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest(http.MethodPut, "/package", bytes.NewReader(bodies[i]))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("report %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reports/s")
+}
+
+// TestLeaseAndReportRate is the benchmark's claim as a test: one goroutine
+// leases and reports 5,000 jobs in well under two seconds (the brief asks
+// for > 5,000 leases/s and reports/s on one core; this bound is loose so
+// slow -race CI does not flake, the benchmarks give the real numbers).
+func TestLeaseAndReportRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rate test")
+	}
+	const n = 5000
+	f := newFixture(t, Config{})
+	for i := 0; i < n; i++ {
+		f.s.Add(fmt.Sprintf("p%d", i), "1", nil)
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		j := f.lease(1)
+		if rec := f.report(success(j[0], 0)); rec.Code != http.StatusOK {
+			t.Fatalf("report: %d", rec.Code)
+		}
+	}
+	d := time.Since(start)
+	t.Logf("%d leases + %d reports in %v (%.0f pairs/s)", n, n, d, n/d.Seconds())
+	if d > 20*time.Second {
+		t.Fatalf("too slow: %v", d)
+	}
+	if st := f.s.Stats(); st.Finished != n {
+		t.Fatalf("finished = %d", st.Finished)
+	}
+}
