@@ -162,6 +162,9 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 			apiErr := c.apiError(k.endpoint, t)
 			apiErr.MaybeApplied = maybeApplied
 			err = apiErr
+			// A gateway error or a crash may come after the server acted.
+			maybeApplied = maybeApplied || t.status == http.StatusInternalServerError ||
+				t.status == http.StatusBadGateway || t.status == http.StatusGatewayTimeout
 			switch {
 			case k.lease:
 				retryable = t.status == http.StatusTooManyRequests || t.status == http.StatusServiceUnavailable || t.status == http.StatusRequestTimeout

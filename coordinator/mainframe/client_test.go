@@ -413,6 +413,13 @@ func TestTimeouts(t *testing.T) {
 		if !e.Conflict() || !e.MaybeApplied {
 			t.Errorf("err = %+v, want a 409 with MaybeApplied", e)
 		}
+		for status, want := range map[int]bool{504: true, 502: true, 500: true, 503: false, 429: false} {
+			api.fail("PUT /package", fault{status: status}, fault{status: 409, body: `{"detail":"Package is already finished"}`})
+			e := apiErr(t, c.Report(t.Context(), Report{Name: "a", Version: "1", Reason: "x"}))
+			if !e.Conflict() || e.MaybeApplied != want {
+				t.Errorf("%d then 409: %+v, want MaybeApplied %v", status, e, want)
+			}
+		}
 	})
 }
 

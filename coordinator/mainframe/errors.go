@@ -21,8 +21,9 @@ type APIError struct {
 	// every credential the client knows replaced by "[redacted]".
 	Body string
 	// MaybeApplied is true when an earlier try of the same call may have
-	// reached the server and its response was lost (timeout, reset). A 409 on
-	// PUT /package then most likely means that earlier try was accepted.
+	// been acted on by the server: its response was lost (timeout, reset) or
+	// was a 500, 502 or 504. A 409 on PUT /package then most likely means
+	// that earlier try was accepted.
 	MaybeApplied bool
 }
 

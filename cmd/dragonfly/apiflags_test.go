@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+)
+
+// apiSettings are the API settings: flag, env, TOML key, a value, and how to
+// read the field it sets.
+var apiSettings = []struct {
+	flag, env, key, value string
+	get                   func(*mainframe.Config) string
+}{
+	{"base-url", "DRAGONFLY_BASE_URL", "base_url", "http://127.0.0.1:8000", func(c *mainframe.Config) string { return c.BaseURL }},
+	{"cf-access-client-id", "DRAGONFLY_CF_ACCESS_CLIENT_ID", "cf_access_client_id", "id.access", func(c *mainframe.Config) string { return c.Auth.CFClientID }},
+	{"cf-access-client-secret", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "cf_access_client_secret", "cf-s3cret", func(c *mainframe.Config) string { return c.Auth.CFClientSecret }},
+	{"auth0-domain", "DRAGONFLY_AUTH0_DOMAIN", "auth0_domain", "tenant.eu.auth0.com", func(c *mainframe.Config) string { return c.Auth.Auth0Domain }},
+	{"token-url", "DRAGONFLY_TOKEN_URL", "token_url", "http://127.0.0.1:8000/oauth/token", func(c *mainframe.Config) string { return c.Auth.TokenURL }},
+	{"audience", "DRAGONFLY_AUDIENCE", "audience", "https://api.example", func(c *mainframe.Config) string { return c.Auth.Audience }},
+	{"grant-type", "DRAGONFLY_GRANT_TYPE", "grant_type", "client_credentials", func(c *mainframe.Config) string { return c.Auth.GrantType }},
+	{"client-id", "DRAGONFLY_CLIENT_ID", "client_id", "cid", func(c *mainframe.Config) string { return c.Auth.ClientID }},
+	{"client-secret", "DRAGONFLY_CLIENT_SECRET", "client_secret", "client-s3cret", func(c *mainframe.Config) string { return c.Auth.ClientSecret }},
+	{"username", "DRAGONFLY_USERNAME", "username", "scanner@example.org", func(c *mainframe.Config) string { return c.Auth.Username }},
+	{"password", "DRAGONFLY_PASSWORD", "password", "hunter2-pw", func(c *mainframe.Config) string { return c.Auth.Password }},
+	{"api-timeout", "DRAGONFLY_API_TIMEOUT", "api_timeout", "45", func(c *mainframe.Config) string { return c.Timeout.String() }},
+}
+
+func parseAPI(t *testing.T, args []string, env map[string]string, toml string) (*mainframe.Config, error) {
+	t.Helper()
+	s := newSettings("dragonfly test", "summary")
+	s.fs.SetOutput(new(bytes.Buffer))
+	var cfg mainframe.Config
+	apiFlags(s, &cfg)
+	return &cfg, s.Parse(args, envMap(env), configDir(t, toml, ""))
+}
+
+func TestAPIFlagsDefaults(t *testing.T) {
+	cfg, err := parseAPI(t, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Auth
+	if cfg.BaseURL != mainframe.DefaultBaseURL || cfg.Timeout != 30*time.Second || a.Auth0Domain != "vipyrsec.us.auth0.com" ||
+		a.Audience != "https://dragonfly.vipyrsec.com" || a.GrantType != "password" || a.TokenURL != "" ||
+		a.CFClientID != "" || a.CFClientSecret != "" || a.ClientID != "" || a.ClientSecret != "" || a.Username != "" || a.Password != "" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	if _, err := mainframe.New(*cfg); err != nil {
+		t.Errorf("defaults do not make a client: %v", err)
+	}
+}
+
+func TestAPIFlagsEverySource(t *testing.T) {
+	want := func(s string) string {
+		if s == "45" {
+			return "45s"
+		}
+		return s
+	}
+	for _, st := range apiSettings {
+		t.Run(st.env, func(t *testing.T) {
+			for source, run := range map[string]func() (*mainframe.Config, error){
+				"flag": func() (*mainframe.Config, error) { return parseAPI(t, []string{"--" + st.flag, st.value}, nil, "") },
+				"env":  func() (*mainframe.Config, error) { return parseAPI(t, nil, map[string]string{st.env: st.value}, "") },
+				"toml": func() (*mainframe.Config, error) { return parseAPI(t, nil, nil, st.key+" = "+quoteTOML(st.value)) },
+			} {
+				cfg, err := run()
+				if err != nil {
+					t.Fatalf("%s: %v", source, err)
+				}
+				if got := st.get(cfg); got != want(st.value) {
+					t.Errorf("%s: got %q, want %q", source, got, want(st.value))
+				}
+			}
+		})
+	}
+}
+
+func quoteTOML(v string) string {
+	if v == "45" {
+		return v // an integer of seconds
+	}
+	return `"` + v + `"`
+}
+
+func TestAPIFlagsTimeout(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10": 10 * time.Second, "1m": time.Minute, "2500ms": 2500 * time.Millisecond} {
+		cfg, err := parseAPI(t, nil, map[string]string{"DRAGONFLY_API_TIMEOUT": in}, "")
+		if err != nil || cfg.Timeout != want {
+			t.Errorf("%q: %v, %v", in, cfg.Timeout, err)
+		}
+	}
+	if _, err := parseAPI(t, nil, map[string]string{"DRAGONFLY_API_TIMEOUT": "fast"}, ""); err == nil || !strings.Contains(err.Error(), `DRAGONFLY_API_TIMEOUT="fast": not a duration`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestAPIFlagsReferenceConfig reads a reference-client style Config.toml and
+// environment into a working client configuration.
+func TestAPIFlagsReferenceConfig(t *testing.T) {
+	toml := `
+base_url = "http://127.0.0.1:8000"
+client_id = "cid"
+username = "scanner@example.org"
+audience = "https://dragonfly.vipyrsec.com"
+`
+	env := map[string]string{"DRAGONFLY_CLIENT_SECRET": "client-s3cret", "DRAGONFLY_PASSWORD": "hunter2-pw", "DRAGONFLY_TOKEN_URL": "http://127.0.0.1:8000/oauth/token"}
+	cfg, err := parseAPI(t, nil, env, toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mainframe.New(*cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if c.BaseURL() != "http://127.0.0.1:8000" {
+		t.Errorf("base URL %q", c.BaseURL())
+	}
+	// Without the password the configuration is refused, naming the variable.
+	delete(env, "DRAGONFLY_PASSWORD")
+	cfg, err = parseAPI(t, nil, env, toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mainframe.New(*cfg); err == nil || !strings.Contains(err.Error(), "DRAGONFLY_PASSWORD") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
+	s := newSettings("dragonfly test", "summary")
+	var out bytes.Buffer
+	s.fs.SetOutput(&out)
+	var cfg mainframe.Config
+	apiFlags(s, &cfg)
+	env := map[string]string{}
+	for _, st := range apiSettings {
+		env[st.env] = st.value
+	}
+	_ = s.Parse([]string{"-h"}, envMap(env), configDir(t, `password = "toml-pw-123"`, ""))
+	help := out.String()
+	for _, st := range apiSettings {
+		if !strings.Contains(help, "--"+st.flag+" value   [env "+st.env+"]") {
+			t.Errorf("help lacks --%s [env %s]", st.flag, st.env)
+		}
+	}
+	for _, secret := range []string{"cf-s3cret", "client-s3cret", "hunter2-pw", "toml-pw-123"} {
+		if strings.Contains(help, secret) {
+			t.Errorf("help shows %q:\n%s", secret, help)
+		}
+	}
+	if !strings.Contains(help, "(default https://dragonfly.vipyrsec.com)") || !strings.Contains(help, "(default 30s)") {
+		t.Errorf("help lacks the defaults:\n%s", help)
+	}
+}

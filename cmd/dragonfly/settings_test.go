@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envMap is a getenv backed by a map.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// configDir writes Config.toml / Config-dev.toml (skipped when empty) into a
+// temporary directory.
+func configDir(t *testing.T, toml, devToml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"Config.toml": toml, "Config-dev.toml": devToml} {
+		if body == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestSettingsPrecedence(t *testing.T) {
+	tests := []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		toml, devToml string
+		want          int
+	}{
+		{name: "default", want: 1},
+		{name: "Config.toml", toml: "threads = 2", want: 2},
+		{name: "Config-dev.toml over Config.toml", toml: "threads = 2", devToml: "threads = 3", want: 3},
+		{name: "env over files", env: map[string]string{"DRAGONFLY_THREADS": "4"}, toml: "threads = 2", devToml: "threads = 3", want: 4},
+		{name: "flag over all", args: []string{"--threads", "5"}, env: map[string]string{"DRAGONFLY_THREADS": "4"}, toml: "threads = 2", devToml: "threads = 3", want: 5},
+		{name: "flag=value form", args: []string{"-threads=6"}, env: map[string]string{"DRAGONFLY_THREADS": "4"}, want: 6},
+		{name: "empty env is unset", env: map[string]string{"DRAGONFLY_THREADS": ""}, toml: "threads = 2", want: 2},
+		{name: "upper-case TOML key", toml: "THREADS = 7", want: 7},
+		{name: "dev file alone", devToml: "threads = 8", want: 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSettings("test", "summary")
+			var threads int
+			var other string
+			s.Int(&threads, "threads", 1, "scanner threads", "DRAGONFLY_THREADS")
+			s.String(&other, "other", "x", "another setting", "DRAGONFLY_OTHER")
+			if err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml)); err != nil {
+				t.Fatal(err)
+			}
+			if threads != tt.want {
+				t.Errorf("threads = %d, want %d", threads, tt.want)
+			}
+			if other != "x" {
+				t.Errorf("an unset setting changed: %q", other)
+			}
+		})
+	}
+}
+
+func TestSettingsAliases(t *testing.T) {
+	envs := []string{"DRAGONFLY_MAX_SCAN_SIZE", "DRAGONFLY_MAX_SIZE", "DRAGONFLY_MAX_DOWNLOAD_SIZE"}
+	tests := []struct {
+		name string
+		env  map[string]string
+		toml string
+		want int64
+	}{
+		{name: "canonical", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "1000"}, want: 1000},
+		{name: "second name", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}, want: 2000},
+		{name: "third name", env: map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "3000"}, want: 3000},
+		{name: "canonical wins", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000", "DRAGONFLY_MAX_SCAN_SIZE": "1000"}, want: 1000},
+		{name: "TOML key of an alias", toml: "max_size = 4000", want: 4000},
+		{name: "env alias over TOML canonical", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}, toml: "max_scan_size = 4000", want: 2000},
+		{name: "default", want: 128000000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSettings("test", "summary")
+			var size int64
+			s.Size(&size, "max-scan-size", 128000000, "download cap", envs...)
+			if err := s.Parse(nil, envMap(tt.env), configDir(t, tt.toml, "")); err != nil {
+				t.Fatal(err)
+			}
+			if size != tt.want {
+				t.Errorf("size = %d, want %d", size, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettingsBadValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		toml    string
+		devToml string
+		want    string
+	}{
+		{name: "env integer", env: map[string]string{"DRAGONFLY_THREADS": "abc"}, want: `DRAGONFLY_THREADS="abc": not an integer`},
+		{name: "env duration", env: map[string]string{"DRAGONFLY_LOAD_DURATION": "soon"}, want: `DRAGONFLY_LOAD_DURATION="soon": not a duration`},
+		{name: "env negative duration", env: map[string]string{"DRAGONFLY_LOAD_DURATION": "-5"}, want: `DRAGONFLY_LOAD_DURATION="-5": negative duration`},
+		{name: "env size", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "12 parsecs"}, want: `DRAGONFLY_MAX_SCAN_SIZE="12 parsecs": not a size`},
+		{name: "env size zero", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "0"}, want: `DRAGONFLY_MAX_SCAN_SIZE="0": size must be positive`},
+		{name: "env alias named", env: map[string]string{"DRAGONFLY_MAX_SIZE": "lots"}, want: `DRAGONFLY_MAX_SIZE="lots": not a size`},
+		{name: "env bool", env: map[string]string{"DRAGONFLY_PPROF": "yes please"}, want: `DRAGONFLY_PPROF="yes please": not a boolean`},
+		{name: "Config.toml", toml: `threads = "abc"`, want: `Config.toml: threads = "abc": not an integer`},
+		{name: "Config-dev.toml", toml: "threads = 2", devToml: `load_duration = "soon"`, want: `Config-dev.toml: load_duration = "soon": not a duration`},
+		{name: "malformed TOML", toml: "threads = = 2", want: "Config.toml"},
+		{name: "flag", args: []string{"--threads", "abc"}, want: `invalid value "abc" for flag -threads: not an integer`},
+		{name: "unknown flag", args: []string{"--thread", "2"}, want: "flag provided but not defined: -thread"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSettings("test", "summary")
+			s.fs.SetOutput(new(bytes.Buffer))
+			var threads int
+			var load time.Duration
+			var size int64
+			var pprof bool
+			s.Int(&threads, "threads", 1, "scanner threads", "DRAGONFLY_THREADS")
+			s.Duration(&load, "load-duration", time.Minute, "idle poll", "DRAGONFLY_LOAD_DURATION")
+			s.Size(&size, "max-scan-size", 1000, "download cap", "DRAGONFLY_MAX_SCAN_SIZE", "DRAGONFLY_MAX_SIZE")
+			s.Bool(&pprof, "pprof", false, "profiling", "DRAGONFLY_PPROF")
+			err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettingsDurations(t *testing.T) {
+	tests := []struct {
+		in   string
+		toml bool
+		want time.Duration
+	}{
+		{in: "60", want: time.Minute},
+		{in: "0", want: 0},
+		{in: "90s", want: 90 * time.Second},
+		{in: "1m30s", want: 90 * time.Second},
+		{in: "250ms", want: 250 * time.Millisecond},
+		{in: " 2h ", want: 2 * time.Hour},
+		{in: "load_duration = 45", toml: true, want: 45 * time.Second},
+		{in: `load_duration = "2m"`, toml: true, want: 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			s := newSettings("test", "summary")
+			var d time.Duration
+			s.Duration(&d, "load-duration", time.Hour, "idle poll", "DRAGONFLY_LOAD_DURATION")
+			env, toml := map[string]string{"DRAGONFLY_LOAD_DURATION": tt.in}, ""
+			if tt.toml {
+				env, toml = nil, tt.in
+			}
+			if err := s.Parse(nil, envMap(env), configDir(t, toml, "")); err != nil {
+				t.Fatal(err)
+			}
+			if d != tt.want {
+				t.Errorf("%q = %v, want %v", tt.in, d, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettingsSizes(t *testing.T) {
+	tests := []struct {
+		in   string
+		toml bool
+		want int64
+	}{
+		{in: "128000000", want: 128000000},
+		{in: "512MiB", want: 512 << 20},
+		{in: "64 MiB", want: 64 << 20},
+		{in: "10KiB", want: 10 << 10},
+		{in: "2GiB", want: 2 << 30},
+		{in: "64MB", want: 64_000_000},
+		{in: "5KB", want: 5000},
+		{in: "1GB", want: 1_000_000_000},
+		{in: "300B", want: 300},
+		{in: "max_scan_size = 128000000", toml: true, want: 128000000},
+		{in: "max_scan_size = 1.28e8", toml: true, want: 128000000},
+		{in: `max_scan_size = "16MiB"`, toml: true, want: 16 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			s := newSettings("test", "summary")
+			var n int64
+			s.Size(&n, "max-scan-size", 1, "download cap", "DRAGONFLY_MAX_SCAN_SIZE")
+			env, toml := map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": tt.in}, ""
+			if tt.toml {
+				env, toml = nil, tt.in
+			}
+			if err := s.Parse(nil, envMap(env), configDir(t, toml, "")); err != nil {
+				t.Fatal(err)
+			}
+			if n != tt.want {
+				t.Errorf("%q = %d, want %d", tt.in, n, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettingsListsAndBools(t *testing.T) {
+	s := newSettings("test", "summary")
+	var hosts []string
+	var pprof, quiet bool
+	s.List(&hosts, "allow-hosts", []string{"files.pythonhosted.org"}, "download hosts", "DRAGONFLY_ALLOW_HOSTS")
+	s.Bool(&pprof, "pprof", false, "profiling", "DRAGONFLY_PPROF")
+	s.Bool(&quiet, "quiet", false, "less output", "DRAGONFLY_QUIET")
+	err := s.Parse([]string{"--quiet", "rest"}, envMap(map[string]string{"DRAGONFLY_PPROF": "1"}), configDir(t, `allow_hosts = ["a.example", " b.example "]`, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 2 || hosts[0] != "a.example" || hosts[1] != "b.example" || !pprof || !quiet {
+		t.Errorf("hosts %q pprof %v quiet %v", hosts, pprof, quiet)
+	}
+	if args := s.Args(); len(args) != 1 || args[0] != "rest" {
+		t.Errorf("args = %q", args)
+	}
+}
+
+func TestSettingsUsage(t *testing.T) {
+	s := newSettings("dragonfly test", "usage: dragonfly test [flags]")
+	var out bytes.Buffer
+	s.fs.SetOutput(&out)
+	var threads int
+	var secret string
+	var load time.Duration
+	s.Int(&threads, "threads", 4, "scanner threads", "DRAGONFLY_THREADS")
+	s.String(&secret, "password", "", "a secret", "DRAGONFLY_PASSWORD")
+	s.Duration(&load, "load-duration", time.Minute, "idle poll", "DRAGONFLY_LOAD_DURATION")
+	// The environment is read after the flags, so --help must not print it.
+	err := s.Parse([]string{"--help"}, envMap(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	help := out.String()
+	for _, want := range []string{"usage: dragonfly test [flags]", "--threads value   [env DRAGONFLY_THREADS]", "scanner threads (default 4)", "(default 1m0s)", "--password value   [env DRAGONFLY_PASSWORD]"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "hunter2") || strings.Contains(help, "99") {
+		t.Errorf("help shows an environment value:\n%s", help)
+	}
+}
