@@ -22,10 +22,15 @@
 // handed out jobs: the request was never completely sent (connection
 // refused, DNS, TLS failure), or the answer was 429 or 503 (refused before
 // the handler ran) or 408. Timeouts, resets after sending, 500, 502 and 504
-// are returned at once; the caller polls again after its idle pause, so the
-// same leak is not multiplied by quick retries. PUT /package and the GETs
+// are returned at once: the server may have leased jobs we never saw, and a
+// quick blind retry into a struggling server would only lease (and possibly
+// lose) more; the caller leases again after its idle pause. PUT /package and the GETs
 // retry every retryable failure: a repeated report is harmless (a 409 after
 // a lost response is flagged by APIError.MaybeApplied).
+//
+// Auth0 tokens are cached until Auth.RefreshMargin before they expire. A
+// token request is bounded by Config.Timeout, not by the caller's context
+// (x/oauth2 token sources take none); concurrent calls share one request.
 //
 // Credentials (Cloudflare secret, Auth0 client secret, password, issued
 // tokens) never appear in errors or logs: response text that quotes them is
