@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/fleetauth"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func init() {
+	register(command{name: "healthcheck", summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not", run: runHealthcheck})
+}
+
+const healthcheckUsage = `usage: dragonfly healthcheck [--grpc ADDR] [--http URL] [flags]
+
+Probes once and exits 0 when every given check passes, 1 otherwise (bad
+flags also exit 1, as container health checks reserve other codes). For
+container images without a shell (Docker HEALTHCHECK, compose healthcheck,
+Kubernetes exec probes).
+
+  --grpc ADDR  grpc.health.v1 Check on ADDR (host:port); healthy when the
+               status of --service is SERVING. The coordinator serves health
+               without the fleet token.
+  --http URL   GET URL; healthy on 200 (redirects are not followed).
+
+Environment variables are DRAGONFLY_HEALTHCHECK_*, not the coordinator's or
+worker's own DRAGONFLY_TLS_*, so a probe run inside their container does not
+pick up the server's certificate by accident.`
+
+// healthcheckFlags are the settings of one probe.
+type healthcheckFlags struct {
+	grpcAddr   string
+	service    string
+	httpURL    string
+	timeout    time.Duration
+	useTLS     bool
+	tlsFiles   fleetauth.TLSFiles
+	serverName string
+	skipVerify bool
+}
+
+func runHealthcheck(ctx context.Context, e *env, args []string) error {
+	var f healthcheckFlags
+	s := newSettings("dragonfly healthcheck", healthcheckUsage)
+	s.fs.SetOutput(e.stderr)
+	s.String(&f.grpcAddr, "grpc", "", "gRPC address to Check with grpc.health.v1 (host:port)", "DRAGONFLY_HEALTHCHECK_GRPC")
+	s.String(&f.service, "service", "", "health service name to check (empty: the whole server)", "DRAGONFLY_HEALTHCHECK_SERVICE")
+	s.String(&f.httpURL, "http", "", "URL to GET; healthy on 200", "DRAGONFLY_HEALTHCHECK_HTTP")
+	s.Duration(&f.timeout, "timeout", 5*time.Second, "bound on the whole probe", "DRAGONFLY_HEALTHCHECK_TIMEOUT")
+	s.Bool(&f.useTLS, "tls", false, "use TLS for --grpc (implied by --tls-ca/--tls-cert)", "DRAGONFLY_HEALTHCHECK_TLS")
+	s.String(&f.tlsFiles.CA, "tls-ca", "", "PEM CA verifying the server (default: system roots)", "DRAGONFLY_HEALTHCHECK_TLS_CA")
+	s.String(&f.tlsFiles.Cert, "tls-cert", "", "PEM client certificate (a coordinator with mutual TLS requires one)", "DRAGONFLY_HEALTHCHECK_TLS_CERT")
+	s.String(&f.tlsFiles.Key, "tls-key", "", "PEM client key", "DRAGONFLY_HEALTHCHECK_TLS_KEY")
+	s.String(&f.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: the address's host)", "DRAGONFLY_HEALTHCHECK_TLS_SERVER_NAME")
+	s.Bool(&f.skipVerify, "tls-skip-verify", false, "do not verify the server's certificate (probing localhost by IP)", "DRAGONFLY_HEALTHCHECK_TLS_SKIP_VERIFY")
+	if err := s.Parse(args, e.getenv, ""); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: 1, err: err}
+	}
+	if f.grpcAddr == "" && f.httpURL == "" {
+		return &exitError{code: 1, err: errors.New("nothing to check: give --grpc ADDR and/or --http URL")}
+	}
+	if f.timeout <= 0 {
+		return &exitError{code: 1, err: errors.New("--timeout must be positive")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+
+	var errs []error
+	if f.grpcAddr != "" {
+		if err := checkGRPC(ctx, f); err != nil {
+			errs = append(errs, fmt.Errorf("grpc %s: %w", f.grpcAddr, err))
+		} else {
+			fmt.Fprintf(e.stdout, "healthy: grpc %s\n", f.grpcAddr)
+		}
+	}
+	if f.httpURL != "" {
+		if err := checkHTTP(ctx, f.httpURL); err != nil {
+			errs = append(errs, fmt.Errorf("http %s: %w", f.httpURL, err))
+		} else {
+			fmt.Fprintf(e.stdout, "healthy: http %s\n", f.httpURL)
+		}
+	}
+	if len(errs) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("unhealthy: %w", errors.Join(errs...))}
+	}
+	return nil
+}
+
+// checkGRPC asks the grpc.health.v1 service at f.grpcAddr for f.service.
+func checkGRPC(ctx context.Context, f healthcheckFlags) error {
+	var creds credentials.TransportCredentials
+	if f.useTLS || f.tlsFiles.Enabled() || f.skipVerify {
+		c, err := healthcheckTLS(f)
+		if err != nil {
+			return err
+		}
+		creds = c
+	} else {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: f.service})
+	if err != nil {
+		return err
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("status %s", st)
+	}
+	return nil
+}
+
+func healthcheckTLS(f healthcheckFlags) (credentials.TransportCredentials, error) {
+	if !f.skipVerify {
+		return fleetauth.ClientCredentials(f.tlsFiles, f.serverName)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // asked for by --tls-skip-verify
+	if f.tlsFiles.Cert != "" || f.tlsFiles.Key != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsFiles.Cert, f.tlsFiles.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// checkHTTP GETs target and wants a 200.
+func checkHTTP(ctx context.Context, target string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err // the URL is already in the caller's context
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
