@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/devapi"
+)
+
+func init() {
+	register(command{name: "devapi", summary: "a development Dragonfly API server", run: runDevAPI})
+}
+
+const devapiUsage = `usage: dragonfly devapi [flags]
+
+Serves a development Dragonfly API that behaves like the real one
+(vipyrsec/dragonfly-mainframe): POST /jobs leases with lazy expiry, attempts
+and assignment ids, dead-lettering, PUT /package with the real answers, GET
+/rules, GET/POST /package, GET /queue-status, GET /metrics, Cloudflare Access or
+Auth0 authentication, and the distributions themselves under /packages/.
+
+Distributions come from --packages (every file in the directory, grouped into
+releases by their PyPI file names), --demo and --synthetic; rules from --rules
+(*.yara / *.yar) or --demo.
+
+Development routes, unauthenticated (never expose this server beyond a dev network):
+  GET|POST /_dev/faults   {report_error_rate, latency_ms, unavailable_seconds,
+                           token_lifetime_seconds, revoke_tokens}
+  GET /_dev/stats         counters
+  GET /_dev/reports       every PUT /package and its answer`
+
+// devapiFlags are the settings of dragonfly devapi.
+type devapiFlags struct {
+	listen          string
+	packages        string
+	rules           string
+	useDemo         bool
+	leaseTimeout    time.Duration
+	maxAttempts     int
+	auth            string
+	cfID, cfSecret  string
+	a0ID, a0Secret  string
+	a0User, a0Pass  string
+	a0Audience      string
+	tokenLifetime   time.Duration
+	publicURL       string
+	synthetic       int
+	snapshot        string
+	reportErrorRate float64
+	latency         time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+func (f *devapiFlags) register(s *settings) {
+	s.String(&f.listen, "listen", ":8000", "address to serve the API on", "DRAGONFLY_DEVAPI_LISTEN")
+	s.String(&f.packages, "packages", "", "directory of distribution files (sdists, wheels, eggs) to serve and queue", "DRAGONFLY_DEVAPI_PACKAGES")
+	s.String(&f.rules, "rules", "", "directory of YARA rule files (*.yara, *.yar); re-read when they change", "DRAGONFLY_DEVAPI_RULES")
+	s.Bool(&f.useDemo, "demo", false, "serve the built-in demo packages and rules", "DRAGONFLY_DEVAPI_DEMO")
+	s.Duration(&f.leaseTimeout, "lease-timeout", 120*time.Second, "how long a lease stays pending before it may be re-leased", "DRAGONFLY_DEVAPI_LEASE_TIMEOUT")
+	s.Int(&f.maxAttempts, "max-attempts", 3, "leases per job before it is dead-lettered", "DRAGONFLY_DEVAPI_MAX_ATTEMPTS")
+	s.String(&f.auth, "auth", "none", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)", "DRAGONFLY_DEVAPI_AUTH")
+	s.String(&f.cfID, "cf-client-id", "", "Cloudflare Access service token id clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_ID")
+	s.String(&f.cfSecret, "cf-client-secret", "", "Cloudflare Access service token secret clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_SECRET")
+	s.String(&f.a0ID, "auth0-client-id", "", "Auth0 client id accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID")
+	s.String(&f.a0Secret, "auth0-client-secret", "", "Auth0 client secret accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET")
+	s.String(&f.a0User, "auth0-username", "", "username accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_USERNAME")
+	s.String(&f.a0Pass, "auth0-password", "", "password accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_PASSWORD")
+	s.String(&f.a0Audience, "auth0-audience", "https://dragonfly.vipyrsec.com", "audience a token request may name (empty: any)", "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE")
+	s.Duration(&f.tokenLifetime, "token-lifetime", time.Hour, "lifetime of issued Auth0 tokens", "DRAGONFLY_DEVAPI_TOKEN_LIFETIME")
+	s.String(&f.publicURL, "public-url", "", "base URL of distribution links (default: the scheme and Host of each /jobs request)", "DRAGONFLY_DEVAPI_PUBLIC_URL")
+	s.Int(&f.synthetic, "synthetic", 0, "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests", "DRAGONFLY_DEVAPI_SYNTHETIC")
+	s.String(&f.snapshot, "snapshot", "", "JSON file keeping releases, scans and leases across restarts", "DRAGONFLY_DEVAPI_SNAPSHOT")
+	s.add((*rateValue)(&f.reportErrorRate), "report-error-rate", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)", []string{"DRAGONFLY_DEVAPI_REPORT_ERROR_RATE"})
+	s.Duration(&f.latency, "latency", 0, "delay added to every API answer", "DRAGONFLY_DEVAPI_LATENCY")
+	s.String(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error", "DRAGONFLY_DEVAPI_LOG_LEVEL", "DRAGONFLY_LOG_LEVEL")
+	s.String(&f.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)", "DRAGONFLY_DEVAPI_LOG_FORMAT", "DRAGONFLY_LOG_FORMAT")
+}
+
+// config turns the flags into a devapi.Config.
+func (f *devapiFlags) config() (devapi.Config, error) {
+	cfg := devapi.Config{
+		PackagesDir:       f.packages,
+		RulesDir:          f.rules,
+		LeaseTimeout:      f.leaseTimeout,
+		MaxAttempts:       f.maxAttempts,
+		Auth:              strings.ToLower(f.auth),
+		CFClientID:        f.cfID,
+		CFClientSecret:    f.cfSecret,
+		Auth0ClientID:     f.a0ID,
+		Auth0ClientSecret: f.a0Secret,
+		Auth0Username:     f.a0User,
+		Auth0Password:     f.a0Pass,
+		Auth0Audience:     f.a0Audience,
+		TokenLifetime:     f.tokenLifetime,
+		PublicURL:         f.publicURL,
+		Synthetic:         f.synthetic,
+		SnapshotPath:      f.snapshot,
+		Faults:            devapi.Faults{ReportErrorRate: f.reportErrorRate, Latency: f.latency},
+	}
+	switch {
+	case f.leaseTimeout <= 0:
+		return cfg, usageError("DRAGONFLY_DEVAPI_LEASE_TIMEOUT: must be positive")
+	case f.maxAttempts <= 0:
+		return cfg, usageError("DRAGONFLY_DEVAPI_MAX_ATTEMPTS=%d: must be positive", f.maxAttempts)
+	case f.tokenLifetime <= 0:
+		return cfg, usageError("DRAGONFLY_DEVAPI_TOKEN_LIFETIME: must be positive")
+	case f.synthetic < 0:
+		return cfg, usageError("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", f.synthetic)
+	case f.reportErrorRate < 0 || f.reportErrorRate > 1:
+		return cfg, usageError("DRAGONFLY_DEVAPI_REPORT_ERROR_RATE=%v: must be within 0..1", f.reportErrorRate)
+	}
+	switch cfg.Auth {
+	case devapi.AuthNone, devapi.AuthCloudflare, devapi.AuthAuth0:
+	default:
+		return cfg, usageError("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.auth)
+	}
+	if f.useDemo {
+		files, err := demo.Files()
+		if err != nil {
+			return cfg, fmt.Errorf("demo packages: %w", err)
+		}
+		for _, df := range files {
+			cfg.Files = append(cfg.Files, devapi.File{Name: df.Name, Data: df.Data})
+		}
+		cfg.Rules = demo.Rules()
+	}
+	return cfg, nil
+}
+
+func runDevAPI(ctx context.Context, e *env, args []string) error {
+	var f devapiFlags
+	s := newSettings("dragonfly devapi", devapiUsage)
+	f.register(s)
+	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: 2, err: err}
+	}
+	if len(s.Args()) > 0 {
+		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+	}
+	log, err := newLogger(e.stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	dev, err := devapi.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen: %w", err), dev.Close())
+	}
+	st := dev.Stats()
+	log.Info("devapi listening", "addr", ln.Addr().String(), "auth", cfg.Auth,
+		"queued", st.Queue.Queued, "backlog", st.Queue.TotalBacklog, "rules_hash", dev.RulesHash())
+	hs := &http.Server{Handler: dev.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serr := serveHTTP(ctx, hs, ln) // bounded Shutdown when ctx ends
+	cerr := dev.Close()            // flush the snapshot
+	log.Info("devapi stopped")
+	return errors.Join(serr, cerr)
+}
+
+// rateValue is a float64 flag (a share, like the report error rate).
+type rateValue float64
+
+func (v *rateValue) Set(s string) error {
+	x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return errors.New("not a number")
+	}
+	*v = rateValue(x)
+	return nil
+}
+
+func (v *rateValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
