@@ -1,0 +1,210 @@
+// Package metrics exports a worker's events as Prometheus metrics and serves
+// them, with a liveness endpoint, on the worker's metrics listener.
+//
+// A Recorder implements worker.Observer (the worker package's interface; it
+// is not imported here, so this package builds without libyara). Every metric
+// is in its own registry, namespace "dragonfly_worker_":
+//
+//	dragonfly_worker_build_info{version}                   1
+//	dragonfly_worker_scanner_threads                        scanner threads (gauge)
+//	dragonfly_worker_tasks_total{outcome}                   distributions finished: success, or the failure kind
+//	                                                        (download, host, limit, archive, scan, unspecified)
+//	dragonfly_worker_task_duration_seconds                  wall time of one task (one distribution of a package)
+//	dragonfly_worker_task_scan_seconds_total                YARA time summed over tasks
+//	dragonfly_worker_file_scan_duration_seconds             YARA time of one file
+//	dragonfly_worker_scanned_files_total                    files scanned
+//	dragonfly_worker_scanned_bytes_total                    bytes of the files scanned (expanded)
+//	dragonfly_worker_downloads_total{result}                downloads: ok, error
+//	dragonfly_worker_download_duration_seconds              time of one distribution download, retries included
+//	dragonfly_worker_downloaded_bytes_total                 bytes downloaded
+//	dragonfly_worker_limit_violations_total{limit}          tasks failed by a limit (download_size, expanded_size,
+//	                                                        file_size, archive_entries, distributions, scan_timeout)
+//	dragonfly_worker_rules_compilations_total{result}       rule set compilations: ok, error
+//	dragonfly_worker_rules_compile_duration_seconds         time of one compilation
+//
+// Labels with a known set of values are initialised at zero, so every series
+// exists from the first scrape.
+package metrics
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Recorder.
+type Config struct {
+	// Version is exported as the version label of dragonfly_worker_build_info.
+	// Default "unknown".
+	Version string
+	// Threads is the worker's scanner threads, exported as
+	// dragonfly_worker_scanner_threads. Default 0 (not known).
+	Threads int
+	// Runtime adds the Go runtime and process collectors (go_*, process_*) to
+	// the registry. Default false.
+	Runtime bool
+}
+
+// Histogram buckets, in seconds.
+var (
+	taskBuckets     = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120}
+	fileBuckets     = []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10}
+	downloadBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 90}
+	compileBuckets  = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+)
+
+// limitKinds are the limits a task can break (limit.Kind values).
+var limitKinds = []limit.Kind{limit.Download, limit.Expanded, limit.File, limit.Entries, limit.Distributions, limit.ScanTimeout}
+
+// Recorder records a worker's events. It is safe for concurrent use.
+type Recorder struct {
+	reg *prometheus.Registry
+
+	tasks         *prometheus.CounterVec
+	taskDuration  prometheus.Histogram
+	taskScan      prometheus.Counter
+	fileDuration  prometheus.Histogram
+	files         prometheus.Counter
+	bytes         prometheus.Counter
+	downloads     *prometheus.CounterVec
+	downloadDur   prometheus.Histogram
+	downloadBytes prometheus.Counter
+	limits        *prometheus.CounterVec
+	compiles      *prometheus.CounterVec
+	compileDur    prometheus.Histogram
+}
+
+// New returns a Recorder with its own registry.
+func New(cfg Config) *Recorder {
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
+	}
+	const ns, sub = "dragonfly", "worker"
+	r := &Recorder{
+		reg: prometheus.NewRegistry(),
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "tasks_total",
+			Help: "Distributions (tasks) finished, by outcome: success or the failure kind."}, []string{"outcome"}),
+		taskDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "task_duration_seconds",
+			Help: "Wall time of one task (one distribution of a package): download, unpack and scan.", Buckets: taskBuckets}),
+		taskScan: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "task_scan_seconds_total",
+			Help: "YARA scan time summed over finished tasks."}),
+		fileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "file_scan_duration_seconds",
+			Help: "YARA time of one file.", Buckets: fileBuckets}),
+		files: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_files_total",
+			Help: "Files scanned."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_bytes_total",
+			Help: "Bytes of the files scanned (expanded from the archives)."}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "downloads_total",
+			Help: "Distribution downloads, by result (ok, error)."}, []string{"result"}),
+		downloadDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "download_duration_seconds",
+			Help: "Time of one distribution download, retries included.", Buckets: downloadBuckets}),
+		downloadBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "downloaded_bytes_total",
+			Help: "Bytes downloaded."}),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "limit_violations_total",
+			Help: "Tasks failed because they broke a limit, by limit."}, []string{"limit"}),
+		compiles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rules_compilations_total",
+			Help: "Rule set compilations, by result (ok, error)."}, []string{"result"}),
+		compileDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "rules_compile_duration_seconds",
+			Help: "Time of one rule set compilation.", Buckets: compileBuckets}),
+	}
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "build_info",
+		Help: "Always 1; the version label is the worker's build.", ConstLabels: prometheus.Labels{"version": cfg.Version}})
+	info.Set(1)
+	threads := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "scanner_threads",
+		Help: "Scanner threads of this worker (tasks scanned at once)."})
+	threads.Set(float64(cfg.Threads))
+	r.reg.MustRegister(info, threads, r.tasks, r.taskDuration, r.taskScan, r.fileDuration, r.files, r.bytes,
+		r.downloads, r.downloadDur, r.downloadBytes, r.limits, r.compiles, r.compileDur)
+	if cfg.Runtime {
+		r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	r.tasks.WithLabelValues("success")
+	for _, v := range fleetv1.FailureKind_value {
+		r.tasks.WithLabelValues(kindLabel(fleetv1.FailureKind(v)))
+	}
+	for _, res := range []string{"ok", "error"} {
+		r.downloads.WithLabelValues(res)
+		r.compiles.WithLabelValues(res)
+	}
+	for _, k := range limitKinds {
+		r.limits.WithLabelValues(string(k))
+	}
+	return r
+}
+
+// kindLabel turns FAILURE_KIND_DOWNLOAD into "download".
+func kindLabel(k fleetv1.FailureKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "FAILURE_KIND_"))
+}
+
+func resultLabel(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+// Registry is the registry holding the worker's metrics.
+func (r *Recorder) Registry() *prometheus.Registry { return r.reg }
+
+// Downloaded records a distribution download (worker.Observer).
+func (r *Recorder) Downloaded(bytes int64, took time.Duration, err error) {
+	r.downloads.WithLabelValues(resultLabel(err)).Inc()
+	r.downloadDur.Observe(took.Seconds())
+	if bytes > 0 {
+		r.downloadBytes.Add(float64(bytes))
+	}
+}
+
+// FileScanned records one file's scan (worker.Observer).
+func (r *Recorder) FileScanned(size int, took time.Duration) {
+	r.files.Inc()
+	if size > 0 {
+		r.bytes.Add(float64(size))
+	}
+	r.fileDuration.Observe(took.Seconds())
+}
+
+// TaskDone records a finished task; lim names the limit a failure broke, ""
+// otherwise (worker.Observer).
+func (r *Recorder) TaskDone(res *fleetv1.TaskResult, lim string) {
+	outcome := "success"
+	if f := res.GetFailure(); f != nil {
+		outcome = kindLabel(f.GetKind())
+	}
+	r.tasks.WithLabelValues(outcome).Inc()
+	if lim != "" {
+		r.limits.WithLabelValues(lim).Inc()
+	}
+	st := res.GetStats()
+	if st.GetWallTime() != nil {
+		r.taskDuration.Observe(st.GetWallTime().AsDuration().Seconds())
+	}
+	if d := st.GetScanTime().AsDuration(); d > 0 {
+		r.taskScan.Add(d.Seconds())
+	}
+}
+
+// RulesCompiled records a rule set compilation (worker.Observer).
+func (r *Recorder) RulesCompiled(took time.Duration, err error) {
+	r.compiles.WithLabelValues(resultLabel(err)).Inc()
+	r.compileDur.Observe(took.Seconds())
+}
+
+// Handler serves /metrics (Prometheus text format) and /healthz (200 "ok"
+// for as long as the worker process serves it: a liveness probe).
+func (r *Recorder) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,0 +1,189 @@
+package metrics
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func success(wall, scan time.Duration) *fleetv1.TaskResult {
+	return &fleetv1.TaskResult{
+		TaskId:  1,
+		Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{Score: 5}},
+		Stats:   &fleetv1.TaskStats{WallTime: durationpb.New(wall), ScanTime: durationpb.New(scan)},
+	}
+}
+
+func failure(kind fleetv1.FailureKind, lim string) *fleetv1.TaskResult {
+	return &fleetv1.TaskResult{
+		TaskId:  2,
+		Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: "x", Kind: kind, Limit: lim}},
+		Stats:   &fleetv1.TaskStats{WallTime: durationpb.New(time.Second)},
+	}
+}
+
+// activity drives every event once or more.
+func activity(r *Recorder) {
+	r.Downloaded(1000, 200*time.Millisecond, nil)
+	r.Downloaded(0, 3*time.Second, errors.New("http 503"))
+	r.FileScanned(400, 2*time.Millisecond)
+	r.FileScanned(600, 8*time.Millisecond)
+	r.TaskDone(success(1500*time.Millisecond, 10*time.Millisecond), "")
+	r.TaskDone(failure(fleetv1.FailureKind_FAILURE_KIND_LIMIT, "file_size"), "file_size")
+	r.TaskDone(failure(fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD, ""), "")
+	r.RulesCompiled(300*time.Millisecond, nil)
+	r.RulesCompiled(10*time.Millisecond, errors.New("syntax error"))
+}
+
+func TestRecorderCounts(t *testing.T) {
+	r := New(Config{Version: "1.2.3", Threads: 4})
+	activity(r)
+	checks := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"downloads ok", testutil.ToFloat64(r.downloads.WithLabelValues("ok")), 1},
+		{"downloads error", testutil.ToFloat64(r.downloads.WithLabelValues("error")), 1},
+		{"downloaded bytes", testutil.ToFloat64(r.downloadBytes), 1000},
+		{"files", testutil.ToFloat64(r.files), 2},
+		{"bytes", testutil.ToFloat64(r.bytes), 1000},
+		{"tasks success", testutil.ToFloat64(r.tasks.WithLabelValues("success")), 1},
+		{"tasks limit", testutil.ToFloat64(r.tasks.WithLabelValues("limit")), 1},
+		{"tasks download", testutil.ToFloat64(r.tasks.WithLabelValues("download")), 1},
+		{"tasks scan", testutil.ToFloat64(r.tasks.WithLabelValues("scan")), 0},
+		{"limit file_size", testutil.ToFloat64(r.limits.WithLabelValues("file_size")), 1},
+		{"limit scan_timeout", testutil.ToFloat64(r.limits.WithLabelValues("scan_timeout")), 0},
+		{"task scan seconds", testutil.ToFloat64(r.taskScan), 0.01},
+		{"compiles ok", testutil.ToFloat64(r.compiles.WithLabelValues("ok")), 1},
+		{"compiles error", testutil.ToFloat64(r.compiles.WithLabelValues("error")), 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	// Histograms: count and sum.
+	want := `
+# HELP dragonfly_worker_task_duration_seconds Wall time of one task (one distribution of a package): download, unpack and scan.
+# TYPE dragonfly_worker_task_duration_seconds histogram
+dragonfly_worker_task_duration_seconds_bucket{le="0.05"} 0
+dragonfly_worker_task_duration_seconds_bucket{le="0.1"} 0
+dragonfly_worker_task_duration_seconds_bucket{le="0.25"} 0
+dragonfly_worker_task_duration_seconds_bucket{le="0.5"} 0
+dragonfly_worker_task_duration_seconds_bucket{le="1"} 2
+dragonfly_worker_task_duration_seconds_bucket{le="2.5"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="5"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="10"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="20"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="30"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="60"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="90"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="120"} 3
+dragonfly_worker_task_duration_seconds_bucket{le="+Inf"} 3
+dragonfly_worker_task_duration_seconds_sum 3.5
+dragonfly_worker_task_duration_seconds_count 3
+# HELP dragonfly_worker_build_info Always 1; the version label is the worker's build.
+# TYPE dragonfly_worker_build_info gauge
+dragonfly_worker_build_info{version="1.2.3"} 1
+# HELP dragonfly_worker_scanner_threads Scanner threads of this worker (tasks scanned at once).
+# TYPE dragonfly_worker_scanner_threads gauge
+dragonfly_worker_scanner_threads 4
+`
+	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(want),
+		"dragonfly_worker_task_duration_seconds", "dragonfly_worker_build_info", "dragonfly_worker_scanner_threads"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(r.fileDuration); n != 1 {
+		t.Errorf("file histogram series = %d, want 1", n)
+	}
+}
+
+func TestSeriesExistBeforeEvents(t *testing.T) {
+	r := New(Config{})
+	// Every outcome, limit and result label exists at zero.
+	if n := testutil.CollectAndCount(r.tasks); n != len(fleetv1.FailureKind_value)+1 {
+		t.Errorf("task outcome series = %d, want %d", n, len(fleetv1.FailureKind_value)+1)
+	}
+	if n := testutil.CollectAndCount(r.limits); n != len(limitKinds) {
+		t.Errorf("limit series = %d, want %d", n, len(limitKinds))
+	}
+	if got := testutil.ToFloat64(r.tasks.WithLabelValues("unspecified")); got != 0 {
+		t.Errorf("unspecified = %v", got)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	r := New(Config{Version: "v", Runtime: true})
+	activity(r)
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+
+	body, code := get(t, srv.URL+"/healthz")
+	if code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
+	}
+	body, code = get(t, srv.URL+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`dragonfly_worker_tasks_total{outcome="limit"} 1`,
+		`dragonfly_worker_limit_violations_total{limit="file_size"} 1`,
+		`dragonfly_worker_downloaded_bytes_total 1000`,
+		"go_goroutines ",
+		"process_cpu_seconds_total ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if _, code := get(t, srv.URL+"/nothing"); code != http.StatusNotFound {
+		t.Errorf("/nothing = %d, want 404", code)
+	}
+}
+
+func get(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), resp.StatusCode
+}
+
+// TestPromtool lints the exposition with `promtool check metrics`.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found in PATH (Debian package prometheus); skipping the lint of the exposition")
+	}
+	r := New(Config{Version: "v", Threads: 2, Runtime: true})
+	activity(r)
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	body, _ := get(t, srv.URL+"/metrics")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil || strings.TrimSpace(out.String()) != "" {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
+	}
+}
