@@ -17,24 +17,6 @@ rule install_cmdclass_override
         all of them
 }
 
-rule install_shell_download
-{
-    meta:
-        description = "shell download-and-run one-liners"
-        weight = 9
-    strings:
-        $c1 = "| bash" ascii
-        $c2 = "curl -fsSL http" ascii
-        $w1 = "wget -q -O- http" ascii
-        $w2 = "wget -qO- http" ascii
-        $x = "chmod +x /tmp/" ascii
-        $ps = "powershell -w hidden" ascii nocase
-        $ps2 = "powershell -windowstyle hidden" ascii nocase
-        $iwr = "Invoke-WebRequest" ascii nocase wide
-    condition:
-        ($c1 and $c2) or any of ($w*, $x, $ps, $ps2, $iwr)
-}
-
 rule install_powershell_encoded
 {
     meta:

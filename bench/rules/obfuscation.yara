@@ -1,33 +1,8 @@
 /*
  * Dragonfly Fleet benchmark signatures: encoded blobs and obfuscation.
  * Written for this project's benchmark; not production detections.
- * The blob regexes here are deliberately slow (few usable atoms), like the
- * slowest rules of production rule sets.
+ * The deliberately slow blob regexes are in slow.yara.
  */
-
-rule obf_long_base64_blob
-{
-    meta:
-        description = "long base64 literal in source (slow regex)"
-        weight = 3
-        filetype = ".py .pyw .pth"
-    strings:
-        $blob = /['"][A-Za-z0-9+\/]{200,}={0,2}['"]/
-    condition:
-        $blob
-}
-
-rule obf_hex_blob
-{
-    meta:
-        description = "long quoted hex or \\xNN-escaped literal (slow regex)"
-        weight = 3
-        filetype = ".py"
-    strings:
-        $hex = /['"](\\x)?[0-9a-fA-F]{2}((\\x)?[0-9a-fA-F]{2}){63,}['"]/
-    condition:
-        $hex
-}
 
 rule obf_chr_join
 {

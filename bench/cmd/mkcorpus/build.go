@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -247,7 +248,14 @@ func build(ctx context.Context, cfg config) (*dist.Manifest, error) {
 			megas = append(megas, d)
 		}
 	}
-	paths, err := fetch(ctx, cfg, append(append([]debRef(nil), mains...), megas...))
+	var need []debRef
+	for _, d := range refs {
+		if slices.ContainsFunc(mains, func(m debRef) bool { return m.Pkg == d.Pkg }) ||
+			slices.ContainsFunc(megas, func(m debRef) bool { return m.Pkg == d.Pkg }) {
+			need = append(need, d)
+		}
+	}
+	paths, err := fetch(ctx, cfg, need)
 	if err != nil {
 		return nil, err
 	}
