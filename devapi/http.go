@@ -108,10 +108,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rt route) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	rec := &recorder{ResponseWriter: w}
+	start := time.Now()
 	s.serveAPIChain(rec, r, rt)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
+	s.log.Debug("devapi: request", "route", rt.label, "status", rec.status, "duration", time.Since(start))
 	s.metrics.requests.WithLabelValues(rt.label, strconv.Itoa(rec.status)).Inc()
 
 	s.mu.Lock()

@@ -256,3 +256,51 @@ func TestConcurrentLeasesAndReports(t *testing.T) {
 		t.Fatalf("stats = %+v", st)
 	}
 }
+
+func TestOversizedReportIs413(t *testing.T) {
+	f := newFixture(t, Config{})
+	body := `{"name":"n","version":"1","reason":"` + strings.Repeat("x", maxBody) + `"}`
+	rec := f.report(body)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized report: %d", rec.Code)
+	}
+	if reps := f.s.Reports(); len(reps) != 1 || reps[0].Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("reports = %+v", reps)
+	}
+}
+
+func TestRootAndLookupVariants(t *testing.T) {
+	f := newFixture(t, Config{Files: []File{sdist("a-1.tar.gz"), sdist("a-2.tar.gz"), sdist("b-1.tar.gz")}, Rules: map[string]string{"x": "rule x { condition: true }"}})
+	var root map[string]string
+	if err := json.Unmarshal(f.do(http.MethodGet, "/", nil).Body.Bytes(), &root); err != nil {
+		t.Fatal(err)
+	}
+	if root["rules_commit"] != f.s.RulesHash() || root["server_commit"] == "" || len(root) != 2 {
+		t.Fatalf("GET / = %v", root)
+	}
+	jobs := f.lease(3)
+	f.clock.Advance(time.Minute)
+	f.report(success(jobs[2], 1)) // b-1 finished at t0+1m
+	// name only: every version of a.
+	rec := f.do(http.MethodGet, "/package?name=A", nil)
+	var recs []scanJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &recs); err != nil || len(recs) != 2 || recs[0].Version != "1" || recs[1].Version != "2" {
+		t.Fatalf("lookup by name: %s", rec.Body)
+	}
+	// since: scans finished at or after the time.
+	since := f.clock.Now().Unix()
+	rec = f.do(http.MethodGet, "/package?since="+strconv.FormatInt(since, 10), nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &recs); err != nil || len(recs) != 1 || recs[0].Name != "b" {
+		t.Fatalf("lookup since: %s", rec.Body)
+	}
+	rec = f.do(http.MethodGet, "/package?since="+strconv.FormatInt(since+1, 10), nil)
+	if rec.Body.String() != "[]" {
+		t.Fatalf("lookup since later: %s", rec.Body)
+	}
+	if rec := f.do(http.MethodGet, "/package?since=soon", nil); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("bad since: %d", rec.Code)
+	}
+	if rec := f.do(http.MethodGet, "/package?name=zzz&version=1", nil); rec.Code != http.StatusOK || rec.Body.String() != "[]" {
+		t.Fatalf("unknown release lookup: %d %s", rec.Code, rec.Body)
+	}
+}
