@@ -145,7 +145,10 @@ var (
 // and, minus a compression suffix (".gz", ".bz2", ".xz", ...), the path of a
 // compressed file that is not a tar.
 //
-// Regular files are emitted in archive order. For a raw (non-archive) input
+// Regular files are emitted in archive order. Python's zipfile opens a zip
+// appended to anything (it searches the end of the file), so when the input
+// starts with another format but also ends with a zip, both are walked, the
+// zip second, and Stats.Format names the first. For a raw (non-archive) input
 // the single emitted buffer is a copy of data taken through alloc, so data may
 // be reused once Walk returns.
 //
@@ -175,6 +178,12 @@ func Walk(ctx context.Context, data []byte, name string, lim limit.Limits, alloc
 		err = w.walkCompressed(data, name)
 	default:
 		err = w.walkRaw(data, name)
+	}
+	if err == nil && w.st.Format != Zip && hasZip(data) {
+		// A zip appended to a tar, a compressed stream or anything else is
+		// a wheel to pip (Python's zipfile finds it from the end): walk it
+		// as well.
+		err = w.walkZip(data)
 	}
 	return w.st, err
 }

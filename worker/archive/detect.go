@@ -13,8 +13,9 @@ import (
 // bytes only: gzip (1f 8b 08), bzip2 ("BZh" and a block or end magic), xz
 // (FD 37 7A 58 5A 00), zip (a local header or an empty archive's end record
 // at offset 0), tar ("ustar" at offset 257, a valid v7 header checksum, or the
-// two zero blocks of an empty tar), a self-extracting zip (an end record in
-// the last 64 KiB, only found when head is the whole input), else Raw.
+// two zero blocks of an empty tar), a zip behind other bytes, such as a
+// self-extracting zip (end records in the last 64 KiB that point at a
+// central directory; only found when head is the whole input), else Raw.
 //
 // For compressed input Detect decompresses at most the first KiB that head
 // holds: it returns TarGzip, TarBzip2 or TarXz when that is a tar header, and
@@ -47,7 +48,7 @@ func sniff(b []byte) Format {
 		return Zip
 	case isTar(b):
 		return Tar
-	case findEnd(b) >= 0:
+	case hasZip(b):
 		return Zip
 	}
 	return Raw

@@ -79,6 +79,58 @@ func findEnd(b []byte) int {
 	return lo + i
 }
 
+// zipEnd is what a zip's end records say.
+type zipEnd struct {
+	count    uint64 // entries declared
+	cdStart  int64  // the central directory is data[cdStart:endStart]
+	endStart int64  // the (zip64) end records
+	concat   int64  // added to the offsets in the zip: where the zip starts in data
+}
+
+// readZipEnd reads the end records the way Python's zipfile does: the zip64
+// end record, if its locator is there, is assumed right before it, and the
+// central directory right before the end records, whatever offset they
+// give; the difference is an offset added to every local header offset
+// (self-extracting zips, or a zip appended to other data).
+func readZipEnd(data []byte) (zipEnd, error) {
+	eocd := findEnd(data)
+	if eocd < 0 {
+		return zipEnd{}, zipError("", "zip end of central directory record not found")
+	}
+	e := data[eocd:]
+	count := uint64(le.Uint16(e[10:]))
+	cdSize := uint64(le.Uint32(e[12:]))
+	cdOff := uint64(le.Uint32(e[16:]))
+	endStart := int64(eocd)
+	if eocd >= loc64Len && string(data[eocd-loc64Len:eocd-loc64Len+4]) == sigLoc64 {
+		l := data[eocd-loc64Len:]
+		if le.Uint32(l[4:]) != 0 || le.Uint32(l[16:]) > 1 {
+			return zipEnd{}, zipError("", "zip spans multiple disks")
+		}
+		if z := eocd - loc64Len - end64Len; z >= 0 && string(data[z:z+4]) == sigEnd64 {
+			r := data[z:]
+			count = le.Uint64(r[32:])
+			cdSize = le.Uint64(r[40:])
+			cdOff = le.Uint64(r[48:])
+			endStart = int64(z)
+		}
+	}
+	if cdSize > uint64(endStart) || cdOff > math.MaxInt64/2 {
+		return zipEnd{}, zipError("", "bad central directory size or offset")
+	}
+	cdStart := endStart - int64(cdSize)
+	return zipEnd{count: count, cdStart: cdStart, endStart: endStart, concat: cdStart - int64(cdOff)}, nil
+}
+
+// hasZip reports whether data holds a zip with at least one entry that
+// Python's zipfile would find: end records pointing at a central directory
+// record. Python finds a zip appended to anything, so a zip behind another
+// format is walked too (see Walk).
+func hasZip(data []byte) bool {
+	z, err := readZipEnd(data)
+	return err == nil && z.endStart-z.cdStart >= 4 && string(data[z.cdStart:z.cdStart+4]) == sigCentral
+}
+
 func zipError(path, format string, args ...any) error {
 	return &Error{Path: path, Err: fmt.Errorf(format, args...)}
 }
@@ -111,39 +163,16 @@ func (w *walker) walkZip(data []byte) error {
 // paths, local headers, overlaps, supported features and declared sizes
 // against the limits. Nothing is decompressed.
 func (w *walker) zipDirectory(data []byte) ([]zipEntry, error) {
-	eocd := findEnd(data)
-	if eocd < 0 {
-		return nil, zipError("", "zip end of central directory record not found")
+	z, err := readZipEnd(data)
+	if err != nil {
+		return nil, err
 	}
-	e := data[eocd:]
-	count := uint64(le.Uint16(e[10:]))
-	cdSize := uint64(le.Uint32(e[12:]))
-	cdOff := uint64(le.Uint32(e[16:]))
-	endStart := int64(eocd)
-	if eocd >= loc64Len && string(data[eocd-loc64Len:eocd-loc64Len+4]) == sigLoc64 {
-		l := data[eocd-loc64Len:]
-		if le.Uint32(l[4:]) != 0 || le.Uint32(l[16:]) > 1 {
-			return nil, zipError("", "zip spans multiple disks")
-		}
-		// Like Python, assume the zip64 end record right before its locator.
-		if z := eocd - loc64Len - end64Len; z >= 0 && string(data[z:z+4]) == sigEnd64 {
-			r := data[z:]
-			count = le.Uint64(r[32:])
-			cdSize = le.Uint64(r[40:])
-			cdOff = le.Uint64(r[48:])
-			endStart = int64(z)
-		}
-	}
-	if cdSize > uint64(endStart) || cdOff > math.MaxInt64/2 {
-		return nil, zipError("", "bad central directory size or offset")
-	}
-	if w.lim.Entries > 0 && count > uint64(w.lim.Entries) {
+	if w.lim.Entries > 0 && z.count > uint64(w.lim.Entries-w.st.Entries) {
 		return nil, &limit.Error{Kind: limit.Entries, Max: int64(w.lim.Entries)}
 	}
-	// The central directory is the block right before the end records;
-	// concat is where the archive starts in data (self-extracting zips).
-	cdStart := endStart - int64(cdSize)
-	concat := cdStart - int64(cdOff)
+	cdStart, endStart, concat := z.cdStart, z.endStart, z.concat
+	cdSize := uint64(endStart - cdStart)
+	count := z.count
 
 	entries := make([]zipEntry, 0, min(count, cdSize/centralLen))
 	for p := cdStart; p < endStart; {
@@ -201,7 +230,7 @@ func (w *walker) zipDirectory(data []byte) ([]zipEntry, error) {
 	}
 
 	// Declared sizes against the limits, before anything is inflated.
-	var total uint64
+	total := uint64(w.st.Expanded)
 	for i := range entries {
 		ent := &entries[i]
 		if ent.dir {
@@ -299,13 +328,17 @@ func checkOverlap(entries []zipEntry, cdStart int64) error {
 	slices.SortStableFunc(order, func(a, b int) int {
 		return cmp.Compare(entries[a].off, entries[b].off)
 	})
+	ends := make([]int64, len(entries))
 	end := cdStart
 	for k := len(order) - 1; k >= 0; k-- {
-		e := &entries[order[k]]
-		if k < len(order)-1 && e.off != entries[order[k+1]].off {
+		if k < len(order)-1 && entries[order[k]].off != entries[order[k+1]].off {
 			end = entries[order[k+1]].off
 		}
-		if e.dataOff > end || e.csize > uint64(end-e.dataOff) {
+		ends[order[k]] = end
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.dataOff > ends[i] || e.csize > uint64(ends[i]-e.dataOff) {
 			return &Error{Path: e.name, Err: errOverlap}
 		}
 	}

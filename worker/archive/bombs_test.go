@@ -1,0 +1,301 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/klauspost/compress/flate"
+	"github.com/ulikunitz/xz"
+)
+
+const mib = 1 << 20
+
+// zeroDeflate returns a raw deflate stream of prefix, then zeros bytes of
+// zeros (a multiple of 1 MiB, at least 2 MiB), then suffix, without
+// compressing all of it: the block that encodes 1 MiB of zeros after zeros
+// is valid anywhere after zeros, so it is repeated.
+func zeroDeflate(t testing.TB, prefix []byte, zeros int64, suffix []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := flate.NewWriter(&buf, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, mib)
+	step := func(b ...[]byte) []byte {
+		for _, p := range b {
+			if _, err := w.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		out := bytes.Clone(buf.Bytes())
+		buf.Reset()
+		return out
+	}
+	out := step(prefix, chunk)
+	rep := step(chunk)
+	for range zeros/mib - 1 {
+		out = append(out, rep...)
+	}
+	if _, err := w.Write(suffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return append(out, buf.Bytes()...)
+}
+
+// zeroCRC is the CRC-32 of prefix, zeros zero bytes and suffix.
+func zeroCRC(prefix []byte, zeros int64, suffix []byte) uint32 {
+	chunk := make([]byte, mib)
+	c := crc32.ChecksumIEEE(prefix)
+	for range zeros / mib {
+		c = crc32.Update(c, crc32.IEEETable, chunk)
+	}
+	return crc32.Update(c, crc32.IEEETable, suffix)
+}
+
+// gzipOf wraps a raw deflate stream of content with crc and size in a
+// gzip member.
+func gzipOf(deflated []byte, crc uint32, size int64) []byte {
+	out := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
+	out = append(out, deflated...)
+	out = le.AppendUint32(out, crc)
+	return le.AppendUint32(out, uint32(size))
+}
+
+func TestZeroDeflate(t *testing.T) {
+	d := zeroDeflate(t, []byte("head"), 4*mib, []byte("tail"))
+	got, err := io.ReadAll(flate.NewReader(bytes.NewReader(d)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte("head"), make([]byte, 4*mib)...), "tail"...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("zeroDeflate inflates to %d bytes, not the %d expected", len(got), len(want))
+	}
+	if crc32.ChecksumIEEE(want) != zeroCRC([]byte("head"), 4*mib, []byte("tail")) {
+		t.Fatal("zeroCRC is wrong")
+	}
+}
+
+// bombResult is a walk measured for memory and time.
+type bombResult struct {
+	err      error
+	maxAlloc int    // largest buffer requested
+	heap     uint64 // bytes Walk itself allocated (TotalAlloc delta)
+	took     time.Duration
+}
+
+// walkBomb walks data with an allocator that hands out one reused buffer,
+// so the heap figure is what Walk itself allocates.
+func walkBomb(t testing.TB, data []byte, name string, lim limit.Limits) bombResult {
+	t.Helper()
+	var r bombResult
+	pool := make([]byte, lim.File)
+	alloc := func(_ context.Context, n int) ([]byte, error) {
+		r.maxAlloc = max(r.maxAlloc, n)
+		if n > len(pool) {
+			t.Errorf("buffer of %d bytes requested, over the %d-byte file limit", n, len(pool))
+			return make([]byte, n), nil
+		}
+		return pool[:n], nil
+	}
+	emit := func(int, string, []byte) error { return nil }
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	_, r.err = Walk(context.Background(), data, name, lim, alloc, emit)
+	r.took = time.Since(start)
+	runtime.ReadMemStats(&after)
+	r.heap = after.TotalAlloc - before.TotalAlloc
+	return r
+}
+
+func TestBombs(t *testing.T) {
+	lim := limit.Limits{File: 1 * mib, Expanded: 4 * mib, Entries: 100000}
+	const gib = 1 << 30
+	tarHeader := rawTarHeader("pkg/zeros.bin", '0', gib, "ustar\x0000")
+	tarEnd := make([]byte, 1024)
+
+	tests := []struct {
+		name  string
+		data  func(t *testing.T) []byte
+		dist  string
+		lim   *limit.Limits // lim if nil
+		heap  uint64        // most bytes Walk may allocate; 2 × lim.File if 0
+		check func(t *testing.T, err error)
+	}{
+		{name: "zip bomb: 1 GiB of zeros, declared", data: func(t *testing.T) []byte {
+			return buildZip(t, zipOpts{}, zipEnt{Name: "zeros.bin", Method: methodDeflate,
+				Comp: zeroDeflate(t, nil, gib, nil), USize: ptr[uint64](gib), CRC: ptr(zeroCRC(nil, gib, nil))})
+		}, check: wantLimit(limit.File, "zeros.bin")},
+		{name: "zip bomb: 1 GiB of zeros declared as 1 MiB", data: func(t *testing.T) []byte {
+			return buildZip(t, zipOpts{}, zipEnt{Name: "zeros.bin", Method: methodDeflate,
+				Comp: zeroDeflate(t, nil, gib, nil), USize: ptr[uint64](mib), CRC: ptr(zeroCRC(nil, mib, nil))})
+		}, check: wantDefect(errSizeMismatch, "zeros.bin")},
+		{name: "zip bomb: a thousand records of one 1 MiB entry", data: func(t *testing.T) []byte {
+			zeros := make([]byte, mib)
+			e := zipEnt{Name: "z", Method: methodDeflate, Comp: deflate(t, zeros), USize: ptr[uint64](mib), CRC: ptr(crc32.ChecksumIEEE(zeros))}
+			es := []zipEnt{e}
+			e.SameAs = 1
+			for range 1000 {
+				es = append(es, e)
+			}
+			return buildZip(t, zipOpts{}, es...)
+		}, check: wantLimit(limit.Expanded, "z")},
+		{name: "zip bomb: overlapping entries", data: func(t *testing.T) []byte {
+			var es []zipEnt
+			for i := range 100 {
+				es = append(es, zipEnt{Name: fmt.Sprintf("f%03d", i), Body: "k", Method: methodStore})
+			}
+			b := buildZip(t, zipOpts{}, es...)
+			cd := centralRecords(b)
+			// Every entry's data runs to the central directory, over the
+			// local headers of all the entries after it.
+			return patch(b, func(c []byte) {
+				for _, r := range cd {
+					data := int(le.Uint32(c[r+42:])) + localLen + 4
+					size := uint32(cd[0] - data)
+					le.PutUint32(c[r+20:], size)
+					le.PutUint32(c[r+24:], size)
+				}
+			})
+		}, check: wantDefect(errOverlap, "f000")},
+		{name: "tar.gz bomb: one 1 GiB file", data: func(t *testing.T) []byte {
+			d := zeroDeflate(t, tarHeader, gib, tarEnd)
+			return gzipOf(d, zeroCRC(tarHeader, gib, tarEnd), 512+gib+1024)
+		}, check: wantLimit(limit.File, "pkg/zeros.bin")},
+		{name: "tar.gz bomb: many 1 MiB files", data: func(t *testing.T) []byte {
+			var b bytes.Buffer
+			for i := range 64 {
+				b.Write(rawTarHeader(fmt.Sprintf("z%04d", i), '0', mib, "ustar\x0000"))
+				b.Write(make([]byte, mib))
+			}
+			b.Write(tarEnd)
+			return gz(t, b.Bytes())
+		}, check: wantLimit(limit.Expanded, "z0004")},
+		{name: "gzip bomb: 1 GiB of zeros, not a tar", data: func(t *testing.T) []byte {
+			// (Zeros from the first byte would be an empty tar.)
+			head := []byte("not a tar\n")
+			return gzipOf(zeroDeflate(t, head, gib, nil), zeroCRC(head, gib, nil), gib+int64(len(head)))
+		}, dist: "zeros.gz", check: wantLimit(limit.File, "zeros")},
+		{name: "tar.gz bomb: endless PAX headers", data: func(t *testing.T) []byte {
+			rec := "22 comment=aaaaaaaaaa\n"
+			pax := append(rawTarHeader("PaxHeaders/x", 'x', int64(len(rec)), "ustar\x0000"), rec...)
+			pax = append(pax, make([]byte, 512-len(rec))...)
+			return gz(t, bytes.Repeat(pax, 20000))
+			// archive/tar hides PAX headers (no entry limit sees them) and
+			// allocates for each: the stream bound stops the flood, and
+			// the garbage is proportional to it.
+		}, lim: &limit.Limits{File: mib, Expanded: 4 * mib, Entries: 100}, heap: 8 * (4*mib + 100*4096 + mib),
+			check: wantLimit(limit.Expanded, "")},
+		{name: "xz bomb: 4 GiB dictionary", data: func(t *testing.T) []byte {
+			b := xzc(t, []byte("tiny"))
+			return patch(b, func(c []byte) {
+				hlen := (int(c[12]) + 1) * 4
+				h := c[12 : 12+hlen]
+				// The filter flags: block flags, id 0x21, size 1, dictionary.
+				i := bytes.Index(h[2:], []byte{0x21, 1}) + 2
+				h[i+2] = 40
+				le.PutUint32(h[hlen-4:], crc32.ChecksumIEEE(h[:hlen-4]))
+			})
+		}, dist: "tiny.xz", check: wantDefect(nil, "")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := tc.data(t)
+			dist := tc.dist
+			if dist == "" {
+				dist = "bomb"
+			}
+			l := lim
+			if tc.lim != nil {
+				l = *tc.lim
+			}
+			r := walkBomb(t, data, dist, l)
+			tc.check(t, r.err)
+			t.Logf("%d input bytes: %v; walk allocated %d bytes, largest buffer %d, took %v",
+				len(data), r.err, r.heap, r.maxAlloc, r.took)
+			maxHeap := tc.heap
+			if maxHeap == 0 {
+				maxHeap = 2 * uint64(l.File)
+			}
+			if r.heap >= maxHeap {
+				t.Errorf("walk allocated %d bytes, want < %d", r.heap, maxHeap)
+			}
+		})
+	}
+}
+
+func wantLimit(k limit.Kind, path string) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		le := asLimit(t, err)
+		if le.Kind != k || le.Path != path {
+			t.Errorf("limit error %+v, want kind %s path %q", *le, k, path)
+		}
+	}
+}
+
+func wantDefect(cause error, path string) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		e := asError(t, err)
+		if e.Path != path || cause != nil && !errors.Is(err, cause) {
+			t.Errorf("error %v (path %q), want %v at %q", err, e.Path, cause, path)
+		}
+	}
+}
+
+// TestXzDictionaryBudget checks the container scan that keeps the xz
+// decoder from allocating dictionaries the content cannot need.
+func TestXzDictionaryBudget(t *testing.T) {
+	small := xzc(t, []byte("content"))
+	claimed, err := xzScan(small)
+	if err != nil || claimed != 7 {
+		t.Fatalf("xzScan = %d, %v; want 7, nil", claimed, err)
+	}
+	// Two streams and padding are one input.
+	two := append(append(bytes.Clone(small), 0, 0, 0, 0), small...)
+	if claimed, err := xzScan(two); err != nil || claimed != 14 {
+		t.Fatalf("two streams: xzScan = %d, %v; want 14, nil", claimed, err)
+	}
+	r := walk(t, two, "c.xz", noLimits)
+	if r.Err != nil || len(r.Files) != 1 || r.Files[0].Data != "contentcontent" {
+		t.Fatalf("two streams: %v %s", r.Err, quoteFiles(r.Files))
+	}
+	// A 64 MiB dictionary is allowed for any block (xz -9).
+	var buf bytes.Buffer
+	w, err := xz.WriterConfig{DictCap: 64 << 20}.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("content")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xzScan(buf.Bytes()); err != nil {
+		t.Errorf("64 MiB dictionary refused: %v", err)
+	}
+	for _, cut := range []int{0, 11, 12, 24, len(small) - 1} {
+		if _, err := xzScan(small[:cut]); err == nil {
+			t.Errorf("xzScan accepted %d of %d bytes", cut, len(small))
+		}
+	}
+}
