@@ -204,15 +204,7 @@ func TestBombs(t *testing.T) {
 		}, lim: &limit.Limits{File: mib, Expanded: 4 * mib, Entries: 100}, heap: 8 * (4*mib + 100*4096 + mib),
 			check: wantLimit(limit.Expanded, "")},
 		{name: "xz bomb: 4 GiB dictionary", data: func(t *testing.T) []byte {
-			b := xzc(t, []byte("tiny"))
-			return patch(b, func(c []byte) {
-				hlen := (int(c[12]) + 1) * 4
-				h := c[12 : 12+hlen]
-				// The filter flags: block flags, id 0x21, size 1, dictionary.
-				i := bytes.Index(h[2:], []byte{0x21, 1}) + 2
-				h[i+2] = 40
-				le.PutUint32(h[hlen-4:], crc32.ChecksumIEEE(h[:hlen-4]))
-			})
+			return hugeXzDict(xzc(t, []byte("tiny")))
 		}, dist: "tiny.xz", check: wantDefect(nil, "")},
 	}
 	for _, tc := range tests {

@@ -34,8 +34,8 @@ type result struct {
 	Files  []file // emitted and counted
 	Failed []file // emitted after their read failed (content undefined)
 	Allocs int    // buffers taken
-	Emits  int   // buffers handed back
-	Bytes  int64 // bytes allocated
+	Emits  int    // buffers handed back
+	Bytes  int64  // bytes allocated
 }
 
 // walk runs Walk with an allocator that records what it hands out and an
