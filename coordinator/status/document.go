@@ -42,7 +42,7 @@ type Fleet struct {
 	DistributionsPerJob float64 `json:"distributions_per_job"`
 	// Counts since start.
 	JobsLeased        int64 `json:"jobs_leased"`
-	JobsScanned       int64 `json:"jobs_scanned"`
+	JobsSucceeded     int64 `json:"jobs_succeeded"`
 	JobsFailed        int64 `json:"jobs_failed"`
 	JobsDropped       int64 `json:"jobs_dropped"`
 	ReportsAccepted   int64 `json:"reports_accepted"`
@@ -197,7 +197,7 @@ func (m *Monitor) Snapshot() Document {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.counts
-	f.JobsLeased, f.JobsScanned, f.JobsFailed, f.JobsDropped = c.leased, c.scannedOK, c.scannedFailed, c.dropped
+	f.JobsLeased, f.JobsSucceeded, f.JobsFailed, f.JobsDropped = c.leased, c.scannedOK, c.scannedFailed, c.dropped
 	f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected = c.accepted, c.conflicts, c.rejected
 	for i := range doc.Workers {
 		if w := m.workers[doc.Workers[i].SessionID]; w != nil {

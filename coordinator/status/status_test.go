@@ -229,7 +229,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("scan failure workers = %v (unknown sessions keep their id)", doc.Failures[3].Workers)
 	}
 	f := doc.Fleet
-	if f.JobsLeased != 2 || f.JobsScanned != 1 || f.JobsFailed != 1 || f.JobsDropped != 1 || f.ReportsAccepted != 1 || f.ReportsConflicted != 1 {
+	if f.JobsLeased != 2 || f.JobsSucceeded != 1 || f.JobsFailed != 1 || f.JobsDropped != 1 || f.ReportsAccepted != 1 || f.ReportsConflicted != 1 {
 		t.Errorf("fleet counts = %+v", f)
 	}
 	if f.DistributionsPerJob != 1.5 {
@@ -464,7 +464,7 @@ func TestCoordinator(t *testing.T) {
 		t.Errorf("w-beta = %+v", b)
 	}
 	fl := doc.Fleet
-	if fl.Workers != 2 || fl.SlotsTotal != 6 || fl.JobsInFlight != 0 || fl.JobsScanned != 2 || fl.JobsFailed != 1 ||
+	if fl.Workers != 2 || fl.SlotsTotal != 6 || fl.JobsInFlight != 0 || fl.JobsSucceeded != 2 || fl.JobsFailed != 1 ||
 		fl.ReportsAccepted != 2 || fl.ReportsConflicted != 1 || fl.TasksDispatched != 4 {
 		t.Errorf("fleet = %+v", fl)
 	}
@@ -514,7 +514,7 @@ func TestCoordinator(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &fromJSON); err != nil {
 		t.Fatal(err)
 	}
-	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsScanned != 2 {
+	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 {
 		t.Errorf("/status.json = %+v", fromJSON)
 	}
 	html, ct := httpGet(t, srv.URL+"/status")
