@@ -30,7 +30,13 @@
 // against limit.Limits before anything is decompressed or allocated, and then
 // exactly that many bytes must come out of the decompressor, no more and no
 // fewer. Memory is bounded by the largest file (never more than Limits.File
-// or the declared size) plus the decompressor state.
+// or the declared size) plus the decompressor state, which is bounded too:
+// the xz container is checked before decoding so no block can make the
+// decoder allocate a dictionary its content cannot need; the working memory
+// that bzip2 and LZMA zip entries allocate one by one counts against
+// Limits.Expanded (at least 64 MiB of it); Zstandard windows are capped at
+// 8 MiB. A decompressed tar stream is bounded (see tarStreamMax) because
+// archive/tar hides PAX and GNU meta entries from every other count.
 package archive
 
 import (

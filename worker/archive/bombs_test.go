@@ -175,6 +175,15 @@ func TestBombs(t *testing.T) {
 				}
 			})
 		}, check: wantDefect(errOverlap, "f000")},
+		{name: "zip bomb: thousands of tiny bzip2 entries", data: func(t *testing.T) []byte {
+			// Each makes the bzip2 decoder allocate a 3.6 MB block buffer.
+			comp := readTestdata(t, "note.txt.bz2")
+			var es []zipEnt
+			for i := range 5000 {
+				es = append(es, zipEnt{Name: fmt.Sprintf("f%04d", i), Body: "just some text, not a tar\n", Method: methodBzip2, Comp: comp})
+			}
+			return buildZip(t, zipOpts{}, es...)
+		}, heap: 64*mib + 4*mib, check: wantLimit(limit.Expanded, "f0018")},
 		{name: "tar.gz bomb: one 1 GiB file", data: func(t *testing.T) []byte {
 			d := zeroDeflate(t, tarHeader, gib, tarEnd)
 			return gzipOf(d, zeroCRC(tarHeader, gib, tarEnd), 512+gib+1024)

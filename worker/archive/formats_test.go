@@ -74,6 +74,11 @@ func TestWalkFormats(t *testing.T) {
 			{"pkg-1.0/" + strings.Repeat("d", 120) + "/ünï.py", "pax"},
 			{"pkg-1.0/" + strings.Repeat("g", 150) + ".py", "gnu"},
 		}, Stats{Format: Tar, Entries: 2, Files: 2, Expanded: 6}},
+		{"pax global header named by POSIX's default", func(t *testing.T) []byte {
+			rec := "17 comment=hello\n"
+			return rawTar(rawTarHeader("/tmp/GlobalHead.1.1", tar.TypeXGlobalHeader, int64(len(rec)), "ustar\x0000"), []byte(rec),
+				rawTarHeader("p/a.py", '0', 1, "ustar\x0000"), []byte("a"))
+		}, "p.tar", []file{{"p/a.py", "a"}}, Stats{Format: Tar, Entries: 2, Files: 1, Expanded: 1}},
 		{"v7 tar", func(t *testing.T) []byte {
 			return rawTar(rawTarHeader("old/file.py", '0', 3, ""), []byte("old"))
 		}, "old.tar", []file{{"old/file.py", "old"}}, Stats{Format: Tar, Entries: 1, Files: 1, Expanded: 3}},

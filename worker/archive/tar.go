@@ -32,6 +32,11 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 		if err := w.entry(); err != nil {
 			return err
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			// A meta entry, not a member: POSIX even names it
+			// "$TMPDIR/GlobalHead.%p.%n".
+			continue
+		}
 		p, err := memberPath(hdr.Name)
 		if err != nil {
 			return err

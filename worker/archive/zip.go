@@ -387,17 +387,40 @@ func isASCII(b []byte) bool {
 	return true
 }
 
-// zipReader inflates entries, reusing one deflate decompressor.
+// zipReader inflates entries, reusing one deflate and one zstd decoder.
+// The bzip2 and LZMA decoders cannot be reused and allocate their working
+// memory per entry (up to 3.6 MB for a bzip2 block, 6 MB for LZMA literal
+// tables, plus the dictionary): scratch counts it, so thousands of tiny
+// entries cannot make a walk allocate without bound.
 type zipReader struct {
-	w     *walker
-	src   bytes.Reader
-	flate io.ReadCloser
+	w       *walker
+	src     bytes.Reader
+	flate   io.ReadCloser
+	zstd    *zstd.Decoder
+	scratch int64
 }
+
+// zstdMaxWindow is the largest Zstandard window accepted: what levels up
+// to 19 use. The decoder allocates it once per walk.
+const zstdMaxWindow = 8 << 20
 
 func (z *zipReader) close() {
 	if z.flate != nil {
 		_ = z.flate.Close()
 	}
+	if z.zstd != nil {
+		z.zstd.Close()
+	}
+}
+
+// charge counts n bytes of decoder working memory for entry e against the
+// expanded limit (at least 64 MiB of it).
+func (z *zipReader) charge(e *zipEntry, n int64) error {
+	z.scratch += n
+	if lim := z.w.lim.Expanded; lim > 0 && z.scratch > max(lim, 64<<20) {
+		return &limit.Error{Kind: limit.Expanded, Max: lim, Path: e.path}
+	}
+	return nil
 }
 
 // read fills buf with the content of e from its compressed bytes comp: the
@@ -416,9 +439,14 @@ func (z *zipReader) read(e *zipEntry, comp, buf []byte) error {
 		}
 		err = readFull(newStream(z.w.ctx, z.flate, "deflate", 0), buf)
 	case methodBzip2:
+		if len(comp) >= 4 && comp[3] >= '1' && comp[3] <= '9' {
+			if err := z.charge(e, 4*100_000*int64(comp[3]-'0')); err != nil {
+				return err
+			}
+		}
 		err = readFull(newStream(z.w.ctx, bzip2.NewReader(bytes.NewReader(comp)), "bzip2", 0), buf)
 	case methodLZMA:
-		err = z.readLZMA(comp, buf)
+		err = z.readLZMA(e, comp, buf)
 	case methodZstd:
 		err = z.readZstd(comp, buf)
 	}
@@ -455,13 +483,18 @@ func methodName(m uint16) string {
 // through a classic .lzma header built with the declared size, whose
 // dictionary is capped to that size so a hostile header cannot make the
 // decoder allocate more.
-func (z *zipReader) readLZMA(comp, buf []byte) error {
+func (z *zipReader) readLZMA(e *zipEntry, comp, buf []byte) error {
 	if len(comp) < 9 || le.Uint16(comp[2:]) != 5 {
 		return &streamError{format: "lzma", err: errors.New("bad lzma properties")}
 	}
 	var hdr [13]byte
 	hdr[0] = comp[4]
 	dict := min(uint64(le.Uint32(comp[5:])), max(uint64(len(buf)), lzma.MinDictCap))
+	if p, err := lzma.PropertiesForCode(comp[4]); err == nil {
+		if err := z.charge(e, int64(dict)+0x600<<(p.LC+p.LP)); err != nil {
+			return err
+		}
+	}
 	le.PutUint32(hdr[1:], uint32(dict))
 	le.PutUint64(hdr[5:], uint64(len(buf)))
 	r, err := lzma.NewReader(io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(comp[9:])))
@@ -471,20 +504,21 @@ func (z *zipReader) readLZMA(comp, buf []byte) error {
 	return readFull(newStream(z.w.ctx, r, "lzma", 0), buf)
 }
 
-// readZstd reads a Zstandard entry (Python 3.14's method 93). The window,
-// which the decoder allocates up front, may not exceed the larger of 8 MiB
-// (what encoders use without a known size) and the declared size, and
-// never 128 MiB.
+// readZstd reads a Zstandard entry (Python 3.14's method 93).
 func (z *zipReader) readZstd(comp, buf []byte) error {
-	window := min(max(uint64(len(buf)), 8<<20), 1<<27)
-	d, err := zstd.NewReader(bytes.NewReader(comp),
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(window),
-		zstd.WithDecoderMaxMemory(max(window, uint64(len(buf))+1)))
-	if err != nil {
+	z.src.Reset(comp)
+	if z.zstd == nil {
+		d, err := zstd.NewReader(&z.src,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow),
+			zstd.WithDecoderMaxMemory(1<<62))
+		if err != nil {
+			return &streamError{format: "zstd", err: err}
+		}
+		z.zstd = d
+	} else if err := z.zstd.Reset(&z.src); err != nil {
 		return &streamError{format: "zstd", err: err}
 	}
-	defer d.Close()
-	return readFull(newStream(z.w.ctx, d, "zstd", 0), buf)
+	return readFull(newStream(z.w.ctx, z.zstd, "zstd", 0), buf)
 }

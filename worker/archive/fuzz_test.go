@@ -1,0 +1,165 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+var writeSeeds = flag.Bool("write-seeds", false, "rewrite the fuzz seed corpora in testdata/fuzz")
+
+// fuzzLimits are small, so the fuzzer reaches them.
+var fuzzLimits = limit.Limits{File: 64 << 10, Expanded: 256 << 10, Entries: 64}
+
+func FuzzWalk(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := fuzzLimits
+		var (
+			emitted int
+			total   int64
+		)
+		alloc := func(_ context.Context, n int) ([]byte, error) {
+			if n < 0 || int64(n) > lim.File {
+				t.Fatalf("alloc(%d) over the %d-byte file limit", n, lim.File)
+			}
+			if total+int64(n) > lim.Expanded {
+				t.Fatalf("alloc(%d) after %d bytes: over the %d-byte expanded limit", n, total, lim.Expanded)
+			}
+			return make([]byte, n), nil
+		}
+		emit := func(index int, path string, b []byte) error {
+			if index != emitted {
+				t.Fatalf("emit index %d, want %d", index, emitted)
+			}
+			checkPath(t, path)
+			emitted++
+			total += int64(len(b))
+			if emitted > lim.Entries {
+				t.Fatalf("%d files emitted, over the %d-entry limit", emitted, lim.Entries)
+			}
+			return nil
+		}
+		st, err := Walk(context.Background(), data, "dist.bin.gz", lim, alloc, emit)
+		if err != nil {
+			var ae *Error
+			var le *limit.Error
+			if !errors.As(err, &ae) && !errors.As(err, &le) {
+				t.Fatalf("error %v (%T) is neither an *Error nor a *limit.Error", err, err)
+			}
+			if msg := err.Error(); msg == "" || strings.ContainsAny(msg, "\n\r") {
+				t.Fatalf("error message %q is not one line", msg)
+			}
+			return
+		}
+		if st.Files != emitted || st.Expanded != total || st.Entries > lim.Entries || st.Files > st.Entries {
+			t.Fatalf("stats %+v after %d files, %d bytes", st, emitted, total)
+		}
+	})
+}
+
+// checkPath fails for a path that is not a clean, relative, valid UTF-8
+// path inside the archive. A raw input's path is its distribution name.
+func checkPath(t *testing.T, p string) {
+	t.Helper()
+	if p == "" || !utf8.ValidString(p) || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") || hasDrive(p) {
+		t.Fatalf("bad path %q", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || seg == "." || seg == "" {
+			t.Fatalf("path %q has segment %q", p, seg)
+		}
+	}
+}
+
+func FuzzDetect(f *testing.F) {
+	f.Fuzz(func(t *testing.T, head []byte) {
+		got := Detect(head)
+		s := sniff(head)
+		if got != s && got != tarOf(s) {
+			t.Fatalf("Detect = %v, but the magic says %v", got, s)
+		}
+		if got.String() == "" {
+			t.Fatal("empty format name")
+		}
+	})
+}
+
+func FuzzCleanPath(f *testing.F) {
+	for _, s := range []string{"a/b", "../x", `C:\x`, "./a//b/../c", "\xff/..", `\\h\s`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		p, err := cleanPath(name)
+		if err != nil {
+			if !errors.Is(err, errUnsafePath) {
+				t.Fatalf("cleanPath(%q): %v", name, err)
+			}
+			return
+		}
+		if p != "" {
+			checkPath(t, p)
+		}
+	})
+}
+
+// TestWriteFuzzSeeds rewrites testdata/fuzz/Fuzz{Walk,Detect} from the
+// archives the tests generate: go test -run TestWriteFuzzSeeds -write-seeds.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if !*writeSeeds {
+		t.Skip("run with -write-seeds to rewrite the seed corpora")
+	}
+	small := makeTar(t,
+		tarEntry{Name: "p-1/", Type: tar.TypeDir},
+		reg("p-1/setup.py", "setup()\n"),
+		tarEntry{Name: "p-1/l", Type: tar.TypeSymlink, Linkname: "setup.py"},
+		tarEntry{Name: "p-1/" + strings.Repeat("d", 110) + "/ü.py", Type: tar.TypeReg, Body: "pax", Format: tar.FormatPAX},
+		tarEntry{Name: "p-1/" + strings.Repeat("g", 110) + ".py", Type: tar.TypeReg, Body: "gnu", Format: tar.FormatGNU},
+	)
+	wheel := stdZip(t, file{"p/__init__.py", "X = 1\n"}, file{"p/d.stored", "stored"}, file{"p-1.dist-info/RECORD", "p/__init__.py,,\n"})
+	seeds := map[string][]byte{
+		"tar":           small,
+		"tar-gz":        gz(t, small),
+		"tar-xz":        xzc(t, small),
+		"tar-bz2":       readTestdata(t, "small.tar.bz2"),
+		"bz2":           readTestdata(t, "note.txt.bz2"),
+		"v7-tar":        rawTar(rawTarHeader("old.py", '0', 3, ""), []byte("old"), rawTarHeader("x", 'Z', 1, "ustar\x0000"), []byte("z")),
+		"empty-tar":     makeTar(t),
+		"gz":            gz(t, []byte("<html>not a tar</html>\n")),
+		"xz":            xzc(t, []byte("not a tar\n")),
+		"wheel":         wheel,
+		"zip-empty":     buildZip(t, zipOpts{}),
+		"zip-zip64":     buildZip(t, zipOpts{Zip64: true}, zipEnt{Name: "a.py", Body: "zip64", Method: methodDeflate, Zip64: true}),
+		"zip-sfx":       buildZip(t, zipOpts{Prefix: []byte("#!/bin/sh\n"), Comment: "c"}, zipEnt{Name: "m.py", Body: "print(1)\n", Method: methodStore}),
+		"zip-dup":       buildZip(t, zipOpts{}, zipEnt{Name: "x", Body: "1", Method: methodStore}, zipEnt{Name: "x", SameAs: 1, Body: "1", Method: methodStore}),
+		"zip-names":     buildZip(t, zipOpts{}, zipEnt{Name: "caf\x82/", Method: methodStore}, zipEnt{Name: "caf\x82/\xff.py", Body: "n", Method: methodStore, Flags: flagUTF8}),
+		"zip-methods":   buildZip(t, zipOpts{}, zipEnt{Name: "l", Body: "lzma content\n", Method: methodLZMA, Comp: lzmaZip(t, []byte("lzma content\n"))}, zipEnt{Name: "z", Body: "zstd content\n", Method: methodZstd, Comp: zstdZip(t, []byte("zstd content\n"))}),
+		"zip-mismatch":  buildZip(t, zipOpts{}, zipEnt{Name: "a", LocalName: ptr("b"), Body: "x", Method: methodStore}),
+		"zip-after-tar": append(makeTar(t, reg("t.py", "t")), wheel...),
+		"tar-unsafe":    rawTar(rawTarHeader("../x", '0', 1, "ustar\x0000"), []byte("x")),
+		"raw-html":      []byte("<!DOCTYPE html>\n<html></html>\n"),
+	}
+	for target, pick := range map[string]func(b []byte) []byte{
+		"FuzzWalk":   func(b []byte) []byte { return b },
+		"FuzzDetect": func(b []byte) []byte { return b[:min(len(b), 2048)] },
+	} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range seeds {
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", pick(data))
+			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
