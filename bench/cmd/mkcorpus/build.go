@@ -451,3 +451,27 @@ func extractCorpus(ctx context.Context, cfg config, to string, big bool) (dist.S
 	err = g.Wait()
 	return dist.Stats{Files: int(nfiles.Load()), Bytes: nbytes.Load()}, err
 }
+
+// stats prints the manifest's totals and the big targets' entries as JSON.
+func stats(cfg config, w io.Writer) error {
+	m, err := dist.ReadManifest(cfg.Out)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Totals dist.Totals `json:"totals"`
+		Single *dist.Entry `json:"big_single"`
+		Mega   *dist.Entry `json:"big_mega"`
+	}{Totals: m.Totals, Mega: m.Big.Mega}
+	for i := range m.Distributions {
+		if m.Distributions[i].File == m.Big.Single {
+			out.Single = &m.Distributions[i]
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode stats: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}

@@ -9,6 +9,7 @@
 //	mkcorpus [build] [-list bench/corpus.list] [-cache bench/cache] [-out bench/corpus]
 //	mkcorpus resolve [-list ...]      print the list with missing SHA256s filled in (apt-cache)
 //	mkcorpus extract -to DIR [-out bench/corpus] [-big]
+//	mkcorpus stats [-out bench/corpus]  print the corpus totals and big targets as JSON
 package main
 
 import (
@@ -36,7 +37,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := "build"
-	if len(args) > 0 && (args[0] == "build" || args[0] == "resolve" || args[0] == "extract") {
+	if len(args) > 0 && (args[0] == "build" || args[0] == "resolve" || args[0] == "extract" || args[0] == "stats") {
 		cmd, args = args[0], args[1:]
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	switch cmd {
 	case "resolve":
 		return resolve(ctx, cfg, stdout)
+	case "stats":
+		return stats(cfg, stdout)
 	case "extract":
 		if *to == "" {
 			return errors.New("extract needs -to")
