@@ -7,7 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -220,4 +223,35 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	t.Logf("%d panels, %d queries, %d metric names checked", len(all), queries, len(used))
+	checkPromQL(t, all)
+}
+
+// checkPromQL parses every query with promtool (as recording rules, Grafana's
+// interval variables replaced by 5m).
+func checkPromQL(t *testing.T, panels []panel) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not found in PATH (Debian package prometheus); the PromQL syntax of the queries is not checked")
+		return
+	}
+	var b strings.Builder
+	b.WriteString("groups:\n- name: dashboard\n  rules:\n")
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h")
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			expr, err := json.Marshal(vars.Replace(tg.Expr)) // a JSON string is a YAML string
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "  - record: dashboard:panel_%d_%s\n    expr: %s\n", p.ID, tg.RefID, expr)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check rules (the dashboard's queries): %v\n%s", err, out)
+	}
 }
