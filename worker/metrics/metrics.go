@@ -10,7 +10,7 @@
 //	dragonfly_worker_tasks_total{outcome}                   distributions finished: success, or the failure kind
 //	                                                        (download, host, limit, archive, scan, unspecified)
 //	dragonfly_worker_task_duration_seconds                  wall time of one task (one distribution of a package)
-//	dragonfly_worker_task_scan_seconds_total                YARA time summed over tasks
+//	dragonfly_worker_task_scan_duration_seconds             YARA time of one task (all files of one distribution)
 //	dragonfly_worker_file_scan_duration_seconds             YARA time of one file
 //	dragonfly_worker_scanned_files_total                    files scanned
 //	dragonfly_worker_scanned_bytes_total                    bytes of the files scanned (expanded)
@@ -68,7 +68,7 @@ type Recorder struct {
 
 	tasks         *prometheus.CounterVec
 	taskDuration  prometheus.Histogram
-	taskScan      prometheus.Counter
+	taskScan      prometheus.Histogram
 	fileDuration  prometheus.Histogram
 	files         prometheus.Counter
 	bytes         prometheus.Counter
@@ -92,8 +92,8 @@ func New(cfg Config) *Recorder {
 			Help: "Distributions (tasks) finished, by outcome: success or the failure kind."}, []string{"outcome"}),
 		taskDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "task_duration_seconds",
 			Help: "Wall time of one task (one distribution of a package): download, unpack and scan.", Buckets: taskBuckets}),
-		taskScan: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "task_scan_seconds_total",
-			Help: "YARA scan time summed over finished tasks."}),
+		taskScan: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "task_scan_duration_seconds",
+			Help: "YARA time of one task: all files of one distribution.", Buckets: taskBuckets}),
 		fileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "file_scan_duration_seconds",
 			Help: "YARA time of one file.", Buckets: fileBuckets}),
 		files: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_files_total",
@@ -186,8 +186,8 @@ func (r *Recorder) TaskDone(res *fleetv1.TaskResult, lim string) {
 	if st.GetWallTime() != nil {
 		r.taskDuration.Observe(st.GetWallTime().AsDuration().Seconds())
 	}
-	if d := st.GetScanTime().AsDuration(); d > 0 {
-		r.taskScan.Add(d.Seconds())
+	if st.GetScanTime() != nil {
+		r.taskScan.Observe(st.GetScanTime().AsDuration().Seconds())
 	}
 }
 

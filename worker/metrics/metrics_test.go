@@ -64,7 +64,6 @@ func TestRecorderCounts(t *testing.T) {
 		{"tasks scan", testutil.ToFloat64(r.tasks.WithLabelValues("scan")), 0},
 		{"limit file_size", testutil.ToFloat64(r.limits.WithLabelValues("file_size")), 1},
 		{"limit scan_timeout", testutil.ToFloat64(r.limits.WithLabelValues("scan_timeout")), 0},
-		{"task scan seconds", testutil.ToFloat64(r.taskScan), 0.01},
 		{"compiles ok", testutil.ToFloat64(r.compiles.WithLabelValues("ok")), 1},
 		{"compiles error", testutil.ToFloat64(r.compiles.WithLabelValues("error")), 1},
 	}
@@ -103,6 +102,28 @@ dragonfly_worker_scanner_threads 4
 `
 	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(want),
 		"dragonfly_worker_task_duration_seconds", "dragonfly_worker_build_info", "dragonfly_worker_scanner_threads"); err != nil {
+		t.Error(err)
+	}
+	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(`
+# HELP dragonfly_worker_task_scan_duration_seconds YARA time of one task: all files of one distribution.
+# TYPE dragonfly_worker_task_scan_duration_seconds histogram
+dragonfly_worker_task_scan_duration_seconds_bucket{le="0.05"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="0.1"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="0.25"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="0.5"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="1"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="2.5"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="5"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="10"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="20"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="30"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="60"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="90"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="120"} 1
+dragonfly_worker_task_scan_duration_seconds_bucket{le="+Inf"} 1
+dragonfly_worker_task_scan_duration_seconds_sum 0.01
+dragonfly_worker_task_scan_duration_seconds_count 1
+`), "dragonfly_worker_task_scan_duration_seconds"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(r.fileDuration); n != 1 {
