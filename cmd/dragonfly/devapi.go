@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -141,10 +140,7 @@ func runDevAPI(ctx context.Context, e *env, args []string) error {
 	s := newSettings("dragonfly devapi", devapiUsage)
 	f.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &exitError{code: 2, err: err}
+		return err
 	}
 	if len(s.Args()) > 0 {
 		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))

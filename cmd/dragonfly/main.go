@@ -41,7 +41,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-	getenv func(string) string
+	getenv func(string) (string, bool) // os.LookupEnv
 	dir    string // working directory (Config.toml is read from here)
 }
 
@@ -73,7 +73,7 @@ func main() {
 		stop()
 	}()
 	dir, _ := os.Getwd()
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, dir: dir}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.LookupEnv, dir: dir}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -78,25 +80,41 @@ func (s *settings) List(p *[]string, name string, def []string, usage string, en
 }
 
 // Parse parses args, then fills every flag not given on the command line from
-// the environment (getenv) and then from the config files in dir.
-func (s *settings) Parse(args []string, getenv func(string) string, dir string) error {
-	if err := s.fs.Parse(args); err != nil {
-		return err
+// the environment (lookupEnv, like os.LookupEnv: a variable set to "" counts
+// as set) and then from the config files in dir.
+func (s *settings) Parse(args []string, lookupEnv func(string) (string, bool), dir string) error {
+	// The flag package prints the error and the whole usage on a bad flag;
+	// keep the usage for --help only and return the error, printed once.
+	out := s.fs.Output()
+	var buf bytes.Buffer
+	s.fs.SetOutput(&buf)
+	err := s.fs.Parse(args)
+	s.fs.SetOutput(out)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.Copy(out, &buf)
+			return err
+		}
+		return &exitError{code: 2, err: fmt.Errorf("%w (see --help)", err)}
 	}
 	set := map[string]bool{}
 	s.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	conf, err := loadConfigFiles(dir)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
 	for _, name := range s.order {
 		if set[name] {
 			continue
 		}
+		_, isString := s.fs.Lookup(name).Value.(*stringValue)
 		for _, env := range s.envs[name] {
-			if v, ok := lookup(getenv, env); ok {
+			// An empty variable sets a string setting to "" (e.g. to turn an
+			// address off); for other types it counts as unset, as compose
+			// files often pass empty values through.
+			if v, ok := lookupEnv(env); ok && (v != "" || isString) {
 				if err := s.fs.Set(name, v); err != nil {
-					return fmt.Errorf("%s=%q: %w", env, v, unwrapFlagErr(err))
+					return &exitError{code: 2, err: fmt.Errorf("%s=%q: %w", env, v, unwrapFlagErr(err))}
 				}
 				set[name] = true
 				break
@@ -109,18 +127,13 @@ func (s *settings) Parse(args []string, getenv func(string) string, dir string) 
 			key := strings.ToLower(strings.TrimPrefix(env, "DRAGONFLY_"))
 			if c, ok := conf[key]; ok {
 				if err := s.fs.Set(name, c.value); err != nil {
-					return fmt.Errorf("%s: %s = %q: %w", c.file, key, c.value, unwrapFlagErr(err))
+					return &exitError{code: 2, err: fmt.Errorf("%s: %s = %q: %w", c.file, key, c.value, unwrapFlagErr(err))}
 				}
 				break
 			}
 		}
 	}
 	return nil
-}
-
-func lookup(getenv func(string) string, env string) (string, bool) {
-	v := getenv(env)
-	return v, v != ""
 }
 
 func unwrapFlagErr(err error) error {
@@ -134,7 +147,7 @@ func unwrapFlagErr(err error) error {
 func (s *settings) Args() []string { return s.fs.Args() }
 
 func (s *settings) usage(w io.Writer) {
-	fmt.Fprintf(w, "%s\n\nFlags (flag > environment > Config.toml):\n", s.summary)
+	fmt.Fprintf(w, "%s\n\nFlags (a flag wins over its environment variable, which wins over\nConfig-dev.toml and Config.toml in the working directory):\n", s.summary)
 	for _, name := range s.order {
 		f := s.fs.Lookup(name)
 		fmt.Fprintf(w, "  --%s", name)
@@ -246,6 +259,9 @@ func parseDuration(s string) (time.Duration, error) {
 		if n < 0 {
 			return 0, errors.New("negative duration")
 		}
+		if n > int64(math.MaxInt64/time.Second) {
+			return 0, errors.New("duration too large")
+		}
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := time.ParseDuration(s)
@@ -288,13 +304,16 @@ func parseSize(s string) (int64, error) {
 	if err != nil {
 		// Accept floats written by TOML or the reference client (1.28e+8).
 		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || f != float64(int64(f)) {
+		if ferr != nil || f != math.Trunc(f) || f >= 1<<63 || f <= -(1<<63) {
 			return 0, errors.New("not a size (bytes, or a number with KiB/MiB/GiB/KB/MB/GB)")
 		}
 		n = int64(f)
 	}
 	if n <= 0 {
 		return 0, errors.New("size must be positive")
+	}
+	if n > math.MaxInt64/mult {
+		return 0, errors.New("size too large")
 	}
 	return n * mult, nil
 }

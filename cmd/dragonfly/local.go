@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/worker"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+func init() {
+	register(command{name: "local", summary: "coordinator and worker in one process (one host)", run: runLocal})
+}
+
+const localUsage = `usage: dragonfly local [flags]
+
+Runs a coordinator and a worker in one process, connected in memory: what a
+single host runs. It takes the coordinator's API settings and the worker's
+scanning settings; no fleet token is needed.
+
+With --demo it also runs a development Dragonfly API in process, serving the
+built-in demo packages and rules, scans them all, prints the results and exits.`
+
+func runLocal(ctx context.Context, e *env, args []string) error {
+	var (
+		cf      coordinatorFlags
+		wf      workerFlags
+		useDemo bool
+	)
+	s := newSettings("dragonfly local", localUsage)
+	cf.register(s)
+	wf.register(s)
+	s.Bool(&useDemo, "demo", false, "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
+	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+		return err
+	}
+	if err := cf.validate(); err != nil {
+		return err
+	}
+	if err := wf.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, cf.logLevel, cf.logFormat)
+	if err != nil {
+		return err
+	}
+
+	var dev *devapi.Server
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(runCtx)
+	if useDemo {
+		dev, err = startDemoAPI(gctx, g, &cf, &wf, log)
+		if err != nil {
+			return err
+		}
+		defer dev.Close()
+		if _, set := e.getenv("DRAGONFLY_METRICS_ADDR"); cf.metricsAddr == ":9090" && !set {
+			cf.metricsAddr = "" // the demo needs no metrics port
+		}
+	}
+
+	obs := newCoordinatorMetrics(cf.autoscale)
+	c, ob, err := cf.newCoordinator(log.With("component", "coordinator"), obs)
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	obs.attach(c)
+	srv, err := newFleetServer(c, "", noTLS, log)
+	if err != nil {
+		return err
+	}
+	ln := bufconn.Listen(1 << 20)
+
+	wcfg := wf.config(log.With("component", "worker"))
+	wcfg.Target = "passthrough:///local"
+	wcfg.DialOptions = []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	wcfg.Observer = obs.withWorker(wf.threads)
+
+	// The worker stops first (it drains into the coordinator), then the
+	// coordinator (drain wait, report flush), then the server.
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopWorker()
+	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopCoord()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.Run(workerCtx, wcfg) }()
+	coordDone := make(chan error, 1)
+	go func() {
+		coordDone <- serveCoordinator(coordCtx, c, srv, ln, cf.metricsAddr, obs, cf.pprof, cf.drainTimeout, log.With("component", "coordinator"))
+	}()
+	if dev != nil {
+		g.Go(func() error { return awaitDemo(gctx, dev, stop) })
+	}
+	log.Info("local fleet started", "threads", wf.threads, "api", cf.api.BaseURL)
+
+	<-gctx.Done()
+	stopWorker()
+	werr := <-workerDone
+	stopCoord()
+	cerr := <-coordDone
+	gerr := g.Wait()
+	if dev != nil && ctx.Err() == nil {
+		if err := printDemoResults(e.stdout, dev); err != nil {
+			return err
+		}
+	}
+	return errors.Join(werr, cerr, ignoreCanceled(gerr))
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// startDemoAPI serves the demo packages and rules from an in-process
+// development API on a loopback port and points the coordinator and worker at it.
+func startDemoAPI(ctx context.Context, g *errgroup.Group, cf *coordinatorFlags, wf *workerFlags, log *slog.Logger) (*devapi.Server, error) {
+	files, err := demo.Files()
+	if err != nil {
+		return nil, err
+	}
+	var df []devapi.File
+	for _, f := range files {
+		df = append(df, devapi.File{Name: f.Name, Data: f.Data})
+	}
+	dev, err := devapi.New(devapi.Config{Files: df, Rules: demo.Rules(), Logger: log.With("component", "devapi")})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: dev.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error { return serveHTTP(ctx, hs, ln) })
+	cf.api.BaseURL = "http://" + ln.Addr().String()
+	cf.loadDuration = 500 * time.Millisecond
+	wf.allowedHosts = []string{"127.0.0.1"}
+	return dev, nil
+}
+
+// awaitDemo ends the run once every demo job has been reported.
+func awaitDemo(ctx context.Context, dev *devapi.Server, done context.CancelFunc) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if st := dev.Stats(); st.Queue.TotalBacklog == 0 {
+			done()
+			return nil
+		}
+	}
+}
+
+// printDemoResults prints the accepted reports as a table.
+func printDemoResults(w io.Writer, dev *devapi.Server) error {
+	var rows []devapi.ReportRecord
+	for _, r := range dev.Reports() {
+		if r.Status == http.StatusOK {
+			rows = append(rows, r)
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name+rows[i].Version < rows[j].Name+rows[j].Version })
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PACKAGE\tVERSION\tSCORE\tRULES MATCHED\tINSPECTOR URL / REASON")
+	for _, r := range rows {
+		if r.Reason != "" {
+			fmt.Fprintf(tw, "%s\t%s\tFAILED\t-\t%s\n", r.Name, r.Version, r.Reason)
+			continue
+		}
+		score, rules, link := "0", "-", "-"
+		if r.Score != nil {
+			score = fmt.Sprint(*r.Score)
+		}
+		if len(r.RulesMatched) > 0 {
+			rules = strings.Join(r.RulesMatched, ",")
+		}
+		if r.InspectorURL != nil {
+			link = *r.InspectorURL
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, score, rules, link)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	st := dev.Stats()
+	fmt.Fprintf(w, "\n%d releases scanned: %d reports accepted, %d refused (409), rules %s\n", len(rows), st.ReportsAccepted, st.Status409, dev.RulesHash())
+	return nil
+}

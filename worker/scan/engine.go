@@ -1,0 +1,368 @@
+// Package scan is the scanner engine: it unpacks distributions in memory and
+// scans every regular file with YARA on a fixed pool of scanner threads.
+//
+// Work is scheduled per file, not per distribution, so one huge wheel keeps
+// every thread busy, while the unpacking of the next entries runs ahead of the
+// scanners within a bounded memory budget. Each scanner thread owns one
+// yara.Scanner per rule set; compiled rules are shared.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/score"
+	"github.com/dragonfly-fleet/fleet/worker/archive"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	yara "github.com/hillu/go-yara/v4"
+	"golang.org/x/sync/semaphore"
+)
+
+// Config bounds an Engine.
+type Config struct {
+	// Threads is the number of scanner threads (DRAGONFLY_THREADS).
+	// Default: the number of available CPUs.
+	Threads int
+	// Limits bound each distribution: Expanded, File, Entries and ScanTimeout
+	// apply here. Zero fields take limit.Defaults().
+	Limits limit.Limits
+	// Budget bounds the bytes of unpacked file content held in memory at once,
+	// waiting for or under a scanner, over all distributions being scanned.
+	// A file larger than Budget is admitted alone. Default 64 MiB.
+	Budget int64
+	// OnFile, if set, is called after each file scan with its size and the
+	// YARA time it took (for metrics). It must be fast and safe for
+	// concurrent use.
+	OnFile func(size int, d time.Duration)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Threads <= 0 {
+		c.Threads = runtime.NumCPU()
+	}
+	d := limit.Defaults()
+	if c.Limits.Expanded <= 0 {
+		c.Limits.Expanded = d.Expanded
+	}
+	if c.Limits.File <= 0 {
+		c.Limits.File = d.File
+	}
+	if c.Limits.Entries <= 0 {
+		c.Limits.Entries = d.Entries
+	}
+	if c.Limits.ScanTimeout <= 0 {
+		c.Limits.ScanTimeout = d.ScanTimeout
+	}
+	if c.Limits.Download <= 0 {
+		c.Limits.Download = d.Download
+	}
+	if c.Limits.Distributions <= 0 {
+		c.Limits.Distributions = d.Distributions
+	}
+	if c.Budget <= 0 {
+		c.Budget = 64 << 20
+	}
+	return c
+}
+
+// Engine scans distributions. It is safe for concurrent use: several
+// distributions may be scanned at once and share the scanner threads.
+type Engine struct {
+	cfg    Config
+	files  chan *fileTask
+	budget *semaphore.Weighted
+	bufs   bufferPool
+	wg     sync.WaitGroup
+	mu     sync.RWMutex // guards closed against sends on files
+	closed bool
+}
+
+// New starts an engine with cfg.Threads scanner threads. Close stops them.
+func New(cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	e := &Engine{
+		cfg:    cfg,
+		files:  make(chan *fileTask, cfg.Threads),
+		budget: semaphore.NewWeighted(cfg.Budget),
+	}
+	for range cfg.Threads {
+		e.wg.Add(1)
+		go e.scanner()
+	}
+	return e
+}
+
+// Threads is the number of scanner threads.
+func (e *Engine) Threads() int { return e.cfg.Threads }
+
+// Limits are the limits the engine applies.
+func (e *Engine) Limits() limit.Limits { return e.cfg.Limits }
+
+// Close stops the scanner threads after the files already queued. Scans must
+// not be started after Close; scans still running fail.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.files)
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// ErrClosed is returned by scans on a closed engine.
+var ErrClosed = errors.New("scan engine closed")
+
+// Stats describe the work of one distribution.
+type Stats struct {
+	Format   string
+	Entries  int
+	Files    int
+	Expanded int64
+	// ScanTime is the YARA time summed over the files (CPU time of scanners).
+	ScanTime time.Duration
+	// Wall is the time from the start of unpacking to the last scan result.
+	Wall time.Duration
+}
+
+// Result is the outcome of one distribution.
+type Result struct {
+	score.Distribution
+	Stats Stats
+}
+
+// Producer walks a source of files: it calls alloc for each file's buffer and
+// emit to hand the filled buffer over.
+type Producer func(ctx context.Context, alloc archive.Alloc, emit archive.Emit) (archive.Stats, error)
+
+// Scan unpacks the distribution in data (its file name is name) and scans
+// every regular file with rs.
+func (e *Engine) Scan(ctx context.Context, rs *rules.Compiled, name string, data []byte) (Result, error) {
+	lim := e.cfg.Limits
+	return e.Run(ctx, rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit) (archive.Stats, error) {
+		return archive.Walk(ctx, data, name, lim, alloc, emit)
+	})
+}
+
+// Run scans the files that produce yields with rs.
+func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) (Result, error) {
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d := &distScan{rules: rs, cancel: cancel, ctx: ctx}
+
+	// Buffers taken by alloc and not yet handed to emit. A producer may also
+	// emit a buffer of its own (not from alloc): it costs no budget. Budget of
+	// buffers never emitted (the producer failed in between) is given back
+	// when the run ends.
+	var (
+		mu    sync.Mutex
+		owned = map[*byte]int64{}
+	)
+	defer func() {
+		for _, w := range owned {
+			e.budget.Release(w)
+		}
+	}()
+	alloc := func(ctx context.Context, n int) ([]byte, error) {
+		b, err := e.alloc(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if cap(b) > 0 {
+			mu.Lock()
+			owned[unsafe.SliceData(b[:1])] = e.weight(n)
+			mu.Unlock()
+		}
+		return b, nil
+	}
+	emit := func(index int, path string, data []byte) error {
+		var w int64
+		pooled := false
+		if cap(data) > 0 {
+			mu.Lock()
+			k := unsafe.SliceData(data[:1])
+			w, pooled = owned[k]
+			delete(owned, k)
+			mu.Unlock()
+		}
+		t := &fileTask{dist: d, index: index, path: path, data: data, weight: w, pooled: pooled}
+		d.pending.Add(1)
+		if err := e.enqueue(ctx, t); err != nil {
+			d.pending.Done()
+			e.release(t)
+			return err
+		}
+		return nil
+	}
+	st, err := produce(ctx, alloc, emit)
+	if err != nil {
+		// Scanners skip the files still queued for this distribution.
+		cancel(err)
+	}
+	d.pending.Wait()
+
+	res := Result{Distribution: d.tally.Distribution()}
+	res.Stats = Stats{
+		Format:   st.Format.String(),
+		Entries:  st.Entries,
+		Files:    st.Files,
+		Expanded: st.Expanded,
+		ScanTime: time.Duration(d.scanTime.Load()),
+		Wall:     time.Since(start),
+	}
+	// The first failure wins: a scanner's (which cancelled the walk), the
+	// walk's own, or the caller's cancellation.
+	return res, context.Cause(ctx)
+}
+
+func (e *Engine) enqueue(ctx context.Context, t *fileTask) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	select {
+	case e.files <- t:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// alloc takes a buffer of n bytes within the memory budget.
+func (e *Engine) alloc(ctx context.Context, n int) ([]byte, error) {
+	if err := e.budget.Acquire(ctx, e.weight(n)); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	return e.bufs.get(n), nil
+}
+
+func (e *Engine) weight(n int) int64 { return min(int64(n), e.cfg.Budget) }
+
+// release gives back a scanned file's budget and buffer.
+func (e *Engine) release(t *fileTask) {
+	if t.pooled {
+		e.budget.Release(t.weight)
+		e.bufs.put(t.data)
+	}
+	t.data = nil
+}
+
+type fileTask struct {
+	dist   *distScan
+	index  int
+	path   string
+	data   []byte
+	weight int64 // budget held by data
+	pooled bool  // data came from alloc
+}
+
+// distScan is the state of one distribution being scanned.
+type distScan struct {
+	rules    *rules.Compiled
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	pending  sync.WaitGroup
+	scanTime atomic.Int64
+
+	mu    sync.Mutex
+	tally score.Tally
+}
+
+func (d *distScan) record(index int, f score.File) {
+	d.mu.Lock()
+	d.tally.Add(index, f)
+	d.mu.Unlock()
+}
+
+// scanner is one scanner thread.
+func (e *Engine) scanner() {
+	defer e.wg.Done()
+	var (
+		cur *rules.Compiled
+		sc  *yara.Scanner
+		cb  matchCollector
+	)
+	defer func() {
+		if sc != nil {
+			sc.Destroy()
+		}
+	}()
+	for t := range e.files {
+		d := t.dist
+		if d.ctx.Err() == nil {
+			if d.rules != cur {
+				if sc != nil {
+					sc.Destroy()
+				}
+				var err error
+				sc, err = yara.NewScanner(d.rules.Yara())
+				if err != nil {
+					cur, sc = nil, nil
+					d.cancel(fmt.Errorf("yara scanner: %w", err))
+				} else {
+					cur = d.rules
+					sc.SetCallback(&cb).SetTimeout(e.cfg.Limits.ScanTimeout)
+				}
+			}
+			if sc != nil {
+				e.scanFile(sc, &cb, t)
+			}
+		}
+		e.release(t)
+		d.pending.Done()
+	}
+}
+
+func (e *Engine) scanFile(sc *yara.Scanner, cb *matchCollector, t *fileTask) {
+	d := t.dist
+	cb.names = cb.names[:0]
+	start := time.Now()
+	err := sc.ScanMem(t.data)
+	el := time.Since(start)
+	d.scanTime.Add(int64(el))
+	if e.cfg.OnFile != nil {
+		e.cfg.OnFile(len(t.data), el)
+	}
+	if err != nil {
+		var ye yara.Error
+		if errors.As(err, &ye) && ye == errScanTimeout {
+			d.cancel(&limit.Error{Kind: limit.ScanTimeout, Max: int64(e.cfg.Limits.ScanTimeout), Path: t.path})
+			return
+		}
+		d.cancel(fmt.Errorf("%s: yara: %w", t.path, err))
+		return
+	}
+	if len(cb.names) == 0 {
+		return
+	}
+	matched := make([]score.Rule, 0, len(cb.names))
+	for _, n := range cb.names {
+		if r, ok := d.rules.Rule(n); ok {
+			matched = append(matched, r)
+		} else {
+			matched = append(matched, score.Rule{Name: n})
+		}
+	}
+	d.record(t.index, score.NewFile(t.path, matched))
+}
+
+// errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h), which
+// go-yara does not export as a Go constant.
+const errScanTimeout yara.Error = 26
+
+// matchCollector records the identifiers of matching rules.
+type matchCollector struct{ names []string }
+
+func (m *matchCollector) RuleMatching(_ *yara.ScanContext, r *yara.Rule) (bool, error) {
+	m.names = append(m.names, r.Identifier())
+	return false, nil
+}

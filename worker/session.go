@@ -1,0 +1,387 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/rules"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// keepRules is how many compiled rule sets a worker holds at once.
+const keepRules = 3
+
+// session is one stream's state. Only the session goroutine touches it; the
+// receive goroutine, task goroutines and compile goroutines report to it
+// through channels. The session goroutine is the stream's only sender.
+type session struct {
+	w      *Worker
+	stream fleetv1.FleetService_ConnectClient
+	ctx    context.Context // the stream's; cancelled when the session ends
+
+	queue    []*fleetv1.Task               // assigned, not started
+	running  map[uint64]context.CancelFunc // started
+	rulesets map[string]*rules.Compiled    // ready rule sets
+	lastUse  map[string]time.Time          // for eviction
+	compile  map[string]bool               // being compiled
+	draining bool
+	interval time.Duration
+
+	done     chan taskDone    // from task goroutines
+	compiled chan compileDone // from compile goroutines
+	pending  []*fleetv1.TaskResult
+}
+
+type taskDone struct {
+	id     uint64
+	result *fleetv1.TaskResult // nil: cancelled, hand it back
+}
+
+type compileDone struct {
+	hash string
+	rs   *rules.Compiled
+	err  error
+	took time.Duration
+}
+
+// session serves one stream until it breaks (error), the coordinator closes it
+// after a drain (nil), or ctx ends (drain, then nil).
+func (w *Worker) session(ctx context.Context) error {
+	// The stream outlives ctx by the drain grace: results of started tasks
+	// must still reach the coordinator.
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	stream, err := w.client.Connect(sctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s := &session{
+		w: w, stream: stream, ctx: sctx,
+		running: map[uint64]context.CancelFunc{}, rulesets: map[string]*rules.Compiled{},
+		lastUse: map[string]time.Time{}, compile: map[string]bool{},
+		interval: 5 * time.Second,
+		done:     make(chan taskDone, w.cfg.Threads+4),
+		compiled: make(chan compileDone, 1),
+	}
+	in := make(chan *fleetv1.ConnectResponse)
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			select {
+			case in <- m:
+			case <-sctx.Done():
+				recvDone <- context.Cause(sctx)
+				return
+			}
+		}
+	}()
+	err = s.run(ctx, in, recvDone)
+	cancel(errSessionOver)
+	// Wait for the task and compile goroutines so none outlives the session.
+	for len(s.running) > 0 {
+		d := <-s.done
+		delete(s.running, d.id)
+	}
+	for len(s.compile) > 0 {
+		c := <-s.compiled
+		delete(s.compile, c.hash)
+	}
+	return err
+}
+
+var errSessionOver = errors.New("session over")
+
+func (s *session) send(m *fleetv1.ConnectRequest) error {
+	if err := s.stream.Send(m); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The real error comes from Recv.
+			return errors.New("stream closed by coordinator")
+		}
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+func (s *session) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, recvDone <-chan error) error {
+	w := s.w
+	if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+		WorkerId: w.cfg.WorkerID, Version: w.cfg.Version, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1,
+		Slots: uint32(w.cfg.Threads), Host: w.cfg.Host,
+	}}}); err != nil {
+		return err
+	}
+	hb := time.NewTicker(s.interval)
+	defer hb.Stop()
+	lastHeard := time.Now()
+	stopping := ctx.Done()
+	var grace <-chan time.Time
+	for {
+		select {
+		case err := <-recvDone:
+			if errors.Is(err, io.EOF) && s.draining {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("coordinator closed the stream")
+			}
+			return fmt.Errorf("receive: %w", err)
+		case m := <-in:
+			lastHeard = time.Now()
+			if err := s.handle(m, hb); err != nil {
+				return err
+			}
+		case d := <-s.done:
+			delete(s.running, d.id)
+			if d.result != nil {
+				s.pending = append(s.pending, d.result)
+			} else if err := s.handBack([]uint64{d.id}, "cancelled"); err != nil {
+				return err
+			}
+			// Batch results that finished together.
+			for more := true; more; {
+				select {
+				case d := <-s.done:
+					delete(s.running, d.id)
+					if d.result != nil {
+						s.pending = append(s.pending, d.result)
+					} else if err := s.handBack([]uint64{d.id}, "cancelled"); err != nil {
+						return err
+					}
+				default:
+					more = false
+				}
+			}
+			if err := s.flushResults(); err != nil {
+				return err
+			}
+			if err := s.startTasks(); err != nil {
+				return err
+			}
+		case c := <-s.compiled:
+			if err := s.compiledSet(c); err != nil {
+				return err
+			}
+		case <-hb.C:
+			if time.Since(lastHeard) > 3*s.interval {
+				return errors.New("coordinator missed its heartbeats")
+			}
+			if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{
+				TasksHeld: uint32(len(s.queue) + len(s.running)), TasksRunning: uint32(len(s.running)),
+			}}}); err != nil {
+				return err
+			}
+		case <-stopping:
+			stopping = nil
+			w.log.Info("stopping: draining", "running", len(s.running), "queued", len(s.queue), "grace", w.cfg.Grace)
+			if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Draining{Draining: &fleetv1.Draining{}}}); err != nil {
+				return err
+			}
+			if err := s.drain(); err != nil {
+				return err
+			}
+			t := time.NewTimer(w.cfg.Grace)
+			defer t.Stop()
+			grace = t.C
+		case <-grace:
+			grace = nil
+			w.log.Warn("drain grace over; cancelling started tasks (the coordinator re-dispatches them)", "running", len(s.running))
+			for _, cancel := range s.running {
+				cancel()
+			}
+		}
+		if s.draining && len(s.running) == 0 && len(s.queue) == 0 && len(s.pending) == 0 {
+			// Everything handed back or answered: close our side and wait for
+			// the coordinator to close its.
+			if err := s.stream.CloseSend(); err != nil {
+				return fmt.Errorf("close: %w", err)
+			}
+			return s.awaitClose(recvDone, in)
+		}
+	}
+}
+
+// awaitClose waits (bounded) for the coordinator to end the stream after our
+// CloseSend.
+func (s *session) awaitClose(recvDone <-chan error, in <-chan *fleetv1.ConnectResponse) error {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-recvDone:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-in:
+		case <-t.C:
+			return nil
+		}
+	}
+}
+
+// handle applies one message from the coordinator.
+func (s *session) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
+	w := s.w
+	switch msg := m.GetMsg().(type) {
+	case *fleetv1.ConnectResponse_Welcome:
+		if d := msg.Welcome.GetHeartbeatInterval().AsDuration(); d > 0 {
+			s.interval = d
+			hb.Reset(d)
+		}
+		w.log.Info("connected to coordinator", "session", msg.Welcome.GetSessionId(), "slots", w.cfg.Threads, "coordinator_version", msg.Welcome.GetCoordinatorVersion())
+	case *fleetv1.ConnectResponse_RuleSet:
+		return s.ruleSet(msg.RuleSet)
+	case *fleetv1.ConnectResponse_Assign:
+		var back []uint64
+		for _, t := range msg.Assign.GetTasks() {
+			if s.draining {
+				back = append(back, t.GetTaskId())
+				continue
+			}
+			s.queue = append(s.queue, t)
+		}
+		if len(back) > 0 {
+			if err := s.handBack(back, "draining"); err != nil {
+				return err
+			}
+		}
+		return s.startTasks()
+	case *fleetv1.ConnectResponse_Drain:
+		w.log.Info("coordinator asked to drain", "running", len(s.running), "queued", len(s.queue))
+		return s.drain()
+	case *fleetv1.ConnectResponse_Heartbeat:
+	}
+	return nil
+}
+
+// drain stops taking tasks and hands back the ones not started.
+func (s *session) drain() error {
+	s.draining = true
+	if len(s.queue) == 0 {
+		return nil
+	}
+	ids := make([]uint64, len(s.queue))
+	for i, t := range s.queue {
+		ids[i] = t.GetTaskId()
+	}
+	s.queue = nil
+	return s.handBack(ids, "draining")
+}
+
+func (s *session) handBack(ids []uint64, reason string) error {
+	return s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: reason}}})
+}
+
+func (s *session) flushResults() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: s.pending}}})
+	s.pending = nil
+	return err
+}
+
+// startTasks starts queued tasks while slots are free.
+func (s *session) startTasks() error {
+	for len(s.queue) > 0 && len(s.running) < s.w.cfg.Threads && !s.draining {
+		t := s.queue[0]
+		s.queue = s.queue[1:]
+		rs, ok := s.rulesets[t.GetRulesHash()]
+		if !ok && !s.w.cfg.Instant {
+			if err := s.handBack([]uint64{t.GetTaskId()}, "rules "+t.GetRulesHash()+" not ready"); err != nil {
+				return err
+			}
+			continue
+		}
+		s.lastUse[t.GetRulesHash()] = time.Now()
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.running[t.GetTaskId()] = cancel
+		go func() {
+			defer cancel()
+			r := s.w.runTask(ctx, t, rs)
+			s.done <- taskDone{id: t.GetTaskId(), result: r}
+		}()
+	}
+	return nil
+}
+
+// ruleSet compiles a pushed rule set in the background.
+func (s *session) ruleSet(rs *fleetv1.RuleSet) error {
+	hash := rs.GetHash()
+	if _, ok := s.rulesets[hash]; ok {
+		return s.send(rulesStatus(hash, nil, 0, false))
+	}
+	if s.compile[hash] {
+		return nil
+	}
+	s.compile[hash] = true
+	set := rules.Set{Hash: hash, Sources: rs.GetSources()}
+	go func() {
+		start := time.Now()
+		c, err := rules.Compile(set)
+		s.compiled <- compileDone{hash: hash, rs: c, err: err, took: time.Since(start)}
+	}()
+	return nil
+}
+
+func rulesStatus(hash string, err error, took time.Duration, evicted bool) *fleetv1.ConnectRequest {
+	st := &fleetv1.RulesStatus{Hash: hash, CompileTime: durationpb.New(took), Evicted: evicted}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: st}}
+}
+
+func (s *session) compiledSet(c compileDone) error {
+	delete(s.compile, c.hash)
+	s.w.obs.RulesCompiled(c.took, c.err)
+	if c.err != nil {
+		s.w.log.Error("rules do not compile", "hash", c.hash, "err", c.err)
+		return s.send(rulesStatus(c.hash, c.err, c.took, false))
+	}
+	s.rulesets[c.hash] = c.rs
+	s.lastUse[c.hash] = time.Now()
+	s.w.log.Info("rules ready", "hash", c.hash, "rules", c.rs.Len(), "compile_time", c.took.Round(time.Millisecond))
+	if err := s.send(rulesStatus(c.hash, nil, c.took, false)); err != nil {
+		return err
+	}
+	return s.evict()
+}
+
+// evict drops the least recently used rule sets beyond keepRules that no
+// queued or running task needs, and tells the coordinator.
+func (s *session) evict() error {
+	for len(s.rulesets) > keepRules {
+		inUse := map[string]bool{}
+		for _, t := range s.queue {
+			inUse[t.GetRulesHash()] = true
+		}
+		var victim string
+		for h := range s.rulesets {
+			if inUse[h] {
+				continue
+			}
+			if victim == "" || s.lastUse[h].Before(s.lastUse[victim]) {
+				victim = h
+			}
+		}
+		if victim == "" {
+			return nil
+		}
+		delete(s.rulesets, victim)
+		delete(s.lastUse, victim)
+		if err := s.send(rulesStatus(victim, nil, 0, true)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
