@@ -42,7 +42,8 @@ type config struct {
 	// Big scans the big targets (largest real wheel, mega wheel) instead of
 	// the main corpus. Default false.
 	Big bool
-	// Timeout bounds YARA time per file (the 10 s default limit of the API doc).
+	// Timeout bounds YARA time per file, like the API doc's scan-timeout
+	// limit. Default 10s.
 	Timeout time.Duration
 }
 
