@@ -10,6 +10,8 @@ import (
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // autoscaleFlags shape dragonfly_fleet_desired_workers, the signal the
@@ -41,6 +43,9 @@ type coordinatorMetrics struct {
 	*status.Monitor
 	// queue is the API client, set once it exists; nil: no polling.
 	queue status.QueueSource
+	// worker is the in-process worker's metrics (dragonfly local), served
+	// on the same /metrics; nil otherwise.
+	worker *metrics.Recorder
 }
 
 var _ coordinator.Observer = (*coordinatorMetrics)(nil)
@@ -58,9 +63,26 @@ func (m *coordinatorMetrics) apiObserver() mainframe.Observer { return m.APIObse
 // attach starts reading the coordinator's state.
 func (m *coordinatorMetrics) attach(c *coordinator.Coordinator) { m.Attach(c) }
 
+// withWorker returns the metrics of a worker running in the same process
+// (dragonfly local): they are served on the coordinator's /metrics, without
+// a second copy of the Go runtime and process metrics.
+func (m *coordinatorMetrics) withWorker(threads int) workerMetrics {
+	m.worker = metrics.New(metrics.Config{Version: version.String(), Threads: threads})
+	return workerMetrics{m.worker}
+}
+
 // handler serves /metrics, /status, /status.json, and / (a redirect to
 // /status).
-func (m *coordinatorMetrics) handler() http.Handler { return m.Handler() }
+func (m *coordinatorMetrics) handler() http.Handler {
+	if m.worker == nil {
+		return m.Handler()
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", m.Handler())
+	both := prometheus.Gatherers{m.Registry(), m.worker.Registry()}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(both, promhttp.HandlerOpts{}))
+	return mux
+}
 
 // run polls the API's GET /queue-status every 30 s until ctx ends. Without an
 // API client it returns at once.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -41,10 +40,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	s.Bool(&f.asJSON, "json", false, "print the raw JSON")
 	s.Duration(&f.timeout, "timeout", 10*time.Second, "bound on the request", "DRAGONFLY_STATUS_TIMEOUT")
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &exitError{code: 2, err: err}
+		return err
 	}
 	if len(s.Args()) > 0 {
 		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))

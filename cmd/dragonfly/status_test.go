@@ -280,7 +280,22 @@ func TestMetricsPromtool(t *testing.T) {
 	wm.TaskDone(&fleetv1.TaskResult{Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Kind: fleetv1.FailureKind_FAILURE_KIND_LIMIT}},
 		Stats: &fleetv1.TaskStats{WallTime: durationpb.New(time.Second)}}, "scan_timeout")
 	wm.RulesCompiled(time.Second, nil)
-	for name, h := range map[string]http.Handler{"coordinator": cm.handler(), "worker": wm.handler()} {
+	// dragonfly local serves both on one /metrics.
+	local := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
+	lw := local.withWorker(2)
+	lw.FileScanned(10, time.Millisecond)
+	localSrv := httptest.NewServer(local.handler())
+	defer localSrv.Close()
+	localBody := statusGet(t, localSrv.URL+"/metrics")
+	for _, want := range []string{"dragonfly_workers_connected ", "dragonfly_worker_scanned_files_total 1", "dragonfly_build_info{", "dragonfly_worker_build_info{", "go_goroutines "} {
+		if !strings.Contains(localBody, want) {
+			t.Errorf("local /metrics lacks %q", want)
+		}
+	}
+	if _, code := runCmdStatus(t, local.handler()); code != http.StatusOK {
+		t.Errorf("local /status.json = %d", code)
+	}
+	for name, h := range map[string]http.Handler{"coordinator": cm.handler(), "worker": wm.handler(), "local": local.handler()} {
 		srv := httptest.NewServer(h)
 		body := statusGet(t, srv.URL+"/metrics")
 		srv.Close()
@@ -292,4 +307,19 @@ func TestMetricsPromtool(t *testing.T) {
 			t.Errorf("%s: promtool check metrics: %v\n%s", name, err, out.String())
 		}
 	}
+}
+
+// runCmdStatus fetches /status.json from h.
+func runCmdStatus(t *testing.T, h http.Handler) (string, int) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String(), resp.StatusCode
 }

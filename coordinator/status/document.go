@@ -242,12 +242,19 @@ func (m *Monitor) Snapshot() Document {
 //
 //	ceil((apiWaiting + jobsInFlight) × distributionsPerJob / slotsPerWorker)
 //
-// clamped to [0, maxWorkers], where apiWaiting is the API's queued +
-// retryable jobs (its in_progress jobs include ours, counted in
-// jobsInFlight; its exhausted ones will be dead-lettered, not leased),
-// distributionsPerJob the average over the last finished jobs and
-// slotsPerWorker the connected workers' average slots. Every distribution
-// of that work would then find a free slot at once.
+// clamped to [0, maxWorkers]. Every distribution of that work would then
+// find a free slot at once. The Monitor feeds it:
+//   - apiWaiting: the API's queued + retryable jobs at the last successful
+//     GET /queue-status (its in_progress ones include ours, counted in
+//     jobsInFlight; its exhausted ones will be dead-lettered, not leased),
+//     minus the jobs leased since that poll, floored at 0; 0 when the poll
+//     is older than Config.QueueMaxAge or never succeeded;
+//   - jobsInFlight: leased jobs not finished;
+//   - distributionsPerJob: the average over the last
+//     Config.DistributionsWindow finished jobs (Config.DistributionsPerJob
+//     before any);
+//   - slotsPerWorker: the connected workers' average slots
+//     (Config.SlotsPerWorker while none is connected).
 func DesiredWorkers(apiWaiting, jobsInFlight int64, distributionsPerJob, slotsPerWorker float64, maxWorkers int) int {
 	if slotsPerWorker <= 0 || distributionsPerJob <= 0 {
 		return 0
@@ -317,7 +324,7 @@ func (m *Monitor) state(now time.Time) state {
 	}
 	m.mu.Lock()
 	if q := m.queue; q != nil && now.Sub(q.Fetched) <= m.cfg.QueueMaxAge {
-		st.apiWaiting = q.Queued + q.Retryable
+		st.apiWaiting = max(q.Queued+q.Retryable-(m.counts.leased-m.leasedAtPoll), 0)
 	}
 	st.distsPerJob = m.cfg.DistributionsPerJob
 	if n := m.dists.len(); n > 0 {

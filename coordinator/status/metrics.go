@@ -121,7 +121,7 @@ var (
 	descQueueBacklog  = desc("api_queue_backlog_jobs", "The API's total_backlog, from the last successful GET /queue-status.")
 	descQueueAge      = desc("api_queue_oldest_age_seconds", "The API's oldest_age_seconds, from the last successful GET /queue-status.")
 	descQueueSuccess  = desc("api_queue_last_success_timestamp_seconds", "When GET /queue-status last succeeded (Unix time).")
-	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
+	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable at the last poll - jobs leased since + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
 	descDistsPerJob   = desc("fleet_distributions_per_job", "Average distributions per job used by dragonfly_fleet_desired_workers.")
 	descMaxWorkers    = desc("fleet_max_workers", "Cap of dragonfly_fleet_desired_workers.")
 	collectorDescList = []*prometheus.Desc{descWorkers, descSlots, descSlotsBusy, descInFlight, descBacklog, descBacklogAge,

@@ -174,18 +174,19 @@ type Monitor struct {
 	src     atomic.Pointer[sourceBox]
 	met     *metrics
 
-	mu         sync.Mutex
-	workers    map[string]*workerState // by session ID, while connected
-	results    ring[Result]
-	failures   ring[Failure]
-	dists      ring[int] // distributions of the last finished jobs
-	lastLease  time.Time
-	lastReport time.Time
-	lastError  *Error
-	endpoints  map[string]*endpointState
-	queue      *Queue
-	queueErr   *Error
-	counts     counts
+	mu           sync.Mutex
+	workers      map[string]*workerState // by session ID, while connected
+	results      ring[Result]
+	failures     ring[Failure]
+	dists        ring[int] // distributions of the last finished jobs
+	lastLease    time.Time
+	lastReport   time.Time
+	lastError    *Error
+	endpoints    map[string]*endpointState
+	queue        *Queue
+	leasedAtPoll int64 // counts.leased when queue was fetched
+	queueErr     *Error
+	counts       counts
 }
 
 type sourceBox struct{ s Source }
@@ -494,6 +495,7 @@ func (m *Monitor) pollOnce(ctx context.Context, src QueueSource) {
 		Exhausted: q.Exhausted, Stranded: q.Stranded, TotalBacklog: q.TotalBacklog, OldestAgeSeconds: q.OldestAgeSeconds,
 	}
 	m.queueErr = nil
+	m.leasedAtPoll = m.counts.leased
 	m.mu.Unlock()
 }
 

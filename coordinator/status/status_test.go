@@ -368,6 +368,15 @@ func TestPollQueue(t *testing.T) {
 		if qs := m.Snapshot().API.Queue; qs == nil || qs.Queued != 10 || qs.TotalBacklog != 15 {
 			t.Errorf("document queue = %+v", qs)
 		}
+		// Jobs leased since the poll have left the API's queue.
+		m.Leased(5, nil)
+		if v := scrape(t, m)["dragonfly_fleet_desired_workers"]; v != 4 { // (12 - 5) × 2 / 4 = 3.5
+			t.Errorf("desired after leasing 5 = %v, want 4", v)
+		}
+		m.Leased(20, nil)
+		if v := scrape(t, m)["dragonfly_fleet_desired_workers"]; v != 0 {
+			t.Errorf("desired after leasing more than the API held = %v, want 0", v)
+		}
 
 		time.Sleep(30 * time.Second) // fake time: the second poll fails
 		synctest.Wait()
