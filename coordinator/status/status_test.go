@@ -618,3 +618,40 @@ func TestPromtool(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
 	}
 }
+
+// TestConcurrentUse runs events, scrapes and pages at once (for -race).
+func TestConcurrentUse(t *testing.T) {
+	f := startFleet(t, &fakeAPI{}, Config{})
+	f.worker("w-race", 2, nil)
+	srv := httptest.NewServer(f.mon.Handler())
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				name := fmt.Sprintf("p%d-%d", g, i)
+				f.mon.Leased(1, nil)
+				f.mon.JobFinished(outcome(name, 2, "", time.Now(), time.Now(), "s1-w-race"))
+				f.mon.Reported(outbox.Report{Name: name, Version: "1.0", Success: &outbox.Success{}}, nil, 0)
+				f.mon.APIObserver().Call("PUT /package", 200, time.Millisecond)
+			}
+		}()
+	}
+	for range 20 {
+		if _, err := f.mon.Registry().Gather(); err != nil {
+			t.Fatal(err)
+		}
+		httpGet(t, srv.URL+"/status")
+		httpGet(t, srv.URL+"/status.json")
+	}
+	wg.Wait()
+	doc := f.mon.Snapshot()
+	if doc.Fleet.JobsSucceeded != 800 || doc.Fleet.ReportsAccepted != 800 || len(doc.Results) != 50 {
+		t.Errorf("after 800 jobs: %+v, %d results", doc.Fleet, len(doc.Results))
+	}
+	if len(doc.Workers) != 1 || doc.Workers[0].JobsDone != 800 {
+		t.Errorf("workers = %+v", doc.Workers)
+	}
+}
