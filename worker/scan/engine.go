@@ -89,7 +89,7 @@ func New(cfg Config) *Engine {
 	cfg = cfg.withDefaults()
 	e := &Engine{
 		cfg:    cfg,
-		files:  make(chan *fileTask, cfg.Threads),
+		files:  make(chan *fileTask, 4*cfg.Threads),
 		budget: semaphore.NewWeighted(cfg.Budget),
 	}
 	for range cfg.Threads {

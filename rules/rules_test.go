@@ -1,0 +1,147 @@
+package rules
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dragonfly-fleet/fleet/score"
+)
+
+func write(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDirFileAndJSON(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yara", `rule a { condition: true }`)
+	write(t, dir, "b.yar", `rule b { condition: true }`)
+	write(t, dir, "notes.txt", `not rules`)
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.Stems(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("stems %v", got)
+	}
+	if len(set.Hash) != 40 || set.Hash != ContentHash(set.Sources) {
+		t.Fatalf("hash %q", set.Hash)
+	}
+
+	one, err := Load(filepath.Join(dir, "a.yara"))
+	if err != nil || len(one.Sources) != 1 || one.Sources["a"] == "" {
+		t.Fatalf("single file: %+v %v", one, err)
+	}
+
+	doc, _ := json.Marshal(map[string]any{"hash": "abc123", "rules": map[string]string{"x": `rule x { condition: true }`}})
+	js := write(t, dir, "rules.json", string(doc))
+	fromJSON, err := Load(js)
+	if err != nil || fromJSON.Hash != "abc123" || fromJSON.Sources["x"] == "" {
+		t.Fatalf("json: %+v %v", fromJSON, err)
+	}
+
+	if _, err := Load(t.TempDir()); err == nil {
+		t.Fatal("empty directory accepted")
+	}
+	if _, err := Load(write(t, dir, "bad.json", `{"hash": 1}`)); err == nil {
+		t.Fatal("malformed JSON accepted")
+	}
+}
+
+func TestContentHashChangesWithContent(t *testing.T) {
+	a := ContentHash(map[string]string{"a": "x"})
+	if a != ContentHash(map[string]string{"a": "x"}) {
+		t.Fatal("hash not stable")
+	}
+	for _, other := range []map[string]string{{"a": "y"}, {"b": "x"}, {"a": "x", "b": ""}} {
+		if ContentHash(other) == a {
+			t.Fatalf("hash of %v equals hash of a:x", other)
+		}
+	}
+}
+
+func TestCompileErrorNamesFileAndLine(t *testing.T) {
+	set := Set{Sources: map[string]string{
+		"a_good": "rule good\n{\n condition: true\n}\n",
+		"b_bad":  "rule fine { condition: true }\n\nrule broken {\n  condition: undefined_thing\n}\n",
+	}}
+	_, err := Compile(set)
+	var ce *CompileError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want CompileError", err)
+	}
+	if !strings.HasPrefix(ce.Messages[0], "b_bad.yara:4: ") {
+		t.Fatalf("message %q does not name b_bad.yara line 4", ce.Messages[0])
+	}
+	if !strings.Contains(err.Error(), "b_bad.yara:4") {
+		t.Fatalf("error %q", err)
+	}
+}
+
+func TestIdentifiersUniqueAcrossFiles(t *testing.T) {
+	_, err := Compile(Set{Sources: map[string]string{"a": `rule dup { condition: true }`, "b": `rule dup { condition: true }`}})
+	var ce *CompileError
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Messages[0], "b.yara:1: ") {
+		t.Fatalf("duplicate identifier across files: %v", err)
+	}
+}
+
+func TestMetadata(t *testing.T) {
+	c, err := Compile(Set{Hash: "h", Sources: map[string]string{"m": `
+rule weighted { meta: weight = 7 filetype = ".py setup.py" condition: true }
+rule negative { meta: weight = -3 condition: true }
+rule textweight { meta: weight = "9" condition: true }
+rule boolweight { meta: weight = true condition: true }
+rule noweight { meta: description = "x" condition: true }
+rule firstwins { meta: weight = 1 weight = 2 condition: true }
+`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hash() != "h" || c.Len() != 6 {
+		t.Fatalf("hash %s len %d", c.Hash(), c.Len())
+	}
+	want := map[string]score.Rule{
+		"weighted":   {Name: "weighted", Weight: 7, Filetypes: []string{".py", "setup.py"}},
+		"negative":   {Name: "negative", Weight: -3},
+		"textweight": {Name: "textweight"},
+		"boolweight": {Name: "boolweight"},
+		"noweight":   {Name: "noweight"},
+		"firstwins":  {Name: "firstwins", Weight: 1},
+	}
+	for name, w := range want {
+		got, ok := c.Rule(name)
+		if !ok || got.Name != w.Name || got.Weight != w.Weight || !slices.Equal(got.Filetypes, w.Filetypes) {
+			t.Errorf("rule %s = %+v, want %+v", name, got, w)
+		}
+	}
+}
+
+func FuzzParseJSON(f *testing.F) {
+	f.Add([]byte(`{"hash":"abc","rules":{"a":"rule a { condition: true }"}}`))
+	f.Add([]byte(`{"rules":{}}`))
+	f.Add([]byte(`{"hash":null,"rules":{"a":""}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseJSON(data)
+		if err != nil {
+			return
+		}
+		if s.Sources == nil || s.Hash == "" {
+			t.Fatalf("accepted document without rules or hash: %+v", s)
+		}
+		// Compiling whatever was accepted must fail cleanly or succeed.
+		if c, err := Compile(s); err == nil && c.Hash() != s.Hash {
+			t.Fatalf("compiled hash %q, want %q", c.Hash(), s.Hash)
+		}
+	})
+}

@@ -1,0 +1,165 @@
+package score
+
+import (
+	"slices"
+	"testing"
+)
+
+var (
+	r1 = Rule{Name: "r1", Weight: 5}
+	r2 = Rule{Name: "r2", Weight: 3}
+	r3 = Rule{Name: "r3", Weight: 10}
+)
+
+func tally(files ...File) Distribution {
+	var t Tally
+	for i, f := range files {
+		t.Add(i, f)
+	}
+	return t.Distribution()
+}
+
+func TestWorkedExample(t *testing.T) {
+	// dragonfly-api.md: sdist files a/setup.py {r1 w5, r2 w3} and a/x.py {r1};
+	// wheel files b/x.py {r1} and b/y.py {r3 w10}. Sdist 8, wheel 15.
+	sdist := tally(NewFile("a/setup.py", []Rule{r1, r2}), NewFile("a/x.py", []Rule{r1}))
+	wheel := tally(NewFile("b/x.py", []Rule{r1}), NewFile("b/y.py", []Rule{r3}))
+	if sdist.Score != 8 || wheel.Score != 15 {
+		t.Fatalf("sdist %d wheel %d, want 8 and 15", sdist.Score, wheel.Score)
+	}
+	p := Aggregate([]Distribution{sdist, wheel})
+	if p.Score != 15 || p.Top != 1 || p.TopFile != "b/y.py" {
+		t.Fatalf("package = %+v", p)
+	}
+	if !slices.Equal(p.RulesMatched, []string{"r1", "r2", "r3"}) {
+		t.Fatalf("rules_matched = %v", p.RulesMatched)
+	}
+	url := InspectorURL("a", "1.0", "https://files.pythonhosted.org/packages/aa/bb/cc/a-1.0-py3-none-any.whl", p.TopFile)
+	if want := "https://inspector.pypi.io/project/a/1.0/packages/aa/bb/cc/a-1.0-py3-none-any.whl/b/y.py"; url != want {
+		t.Fatalf("inspector = %s, want %s", url, want)
+	}
+}
+
+func TestFileScores(t *testing.T) {
+	cases := []struct {
+		name    string
+		path    string
+		matched []Rule
+		score   int64
+		rules   []string
+	}{
+		{"no match", "x.py", nil, 0, nil},
+		{"sum of weights", "x.py", []Rule{r1, r2}, 8, []string{"r1", "r2"}},
+		{"a rule counts once per file", "x.py", []Rule{r1, r1}, 5, []string{"r1"}},
+		{"missing weight is 0", "x.py", []Rule{{Name: "info"}}, 0, []string{"info"}},
+		{"negative weight", "x.py", []Rule{r1, {Name: "good", Weight: -7}}, -2, []string{"good", "r1"}},
+		{"filetype suffix matches", "pkg/setup.py", []Rule{{Name: "s", Weight: 2, Filetypes: []string{"setup.py"}}}, 2, []string{"s"}},
+		{"filetype suffix does not match", "pkg/main.py", []Rule{{Name: "s", Weight: 2, Filetypes: []string{"setup.py"}}}, 0, nil},
+		{"any of several filetypes", "a.pyw", []Rule{{Name: "w", Weight: 1, Filetypes: []string{".py", ".pyw"}}}, 1, []string{"w"}},
+		{"filetype is case-sensitive", "A.PY", []Rule{{Name: "p", Weight: 1, Filetypes: []string{".py"}}}, 0, nil},
+		{"filetype is a plain suffix, not an extension", "pkg/notsetup.py", []Rule{{Name: "s", Weight: 2, Filetypes: []string{"setup.py"}}}, 2, []string{"s"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFile(tc.path, tc.matched)
+			var names []string
+			for _, h := range f.Rules {
+				names = append(names, h.Name)
+			}
+			if f.Score != tc.score || !slices.Equal(names, tc.rules) {
+				t.Fatalf("score %d rules %v, want %d %v", f.Score, names, tc.score, tc.rules)
+			}
+		})
+	}
+}
+
+func TestDistinctRulesPerDistribution(t *testing.T) {
+	// r1 hits ten files: it counts once.
+	var files []File
+	for range 10 {
+		files = append(files, NewFile("f.py", []Rule{r1}))
+	}
+	d := tally(files...)
+	if d.Score != 5 || len(d.Rules) != 1 || len(d.Files) != 10 {
+		t.Fatalf("distribution = %+v", d)
+	}
+}
+
+func TestTies(t *testing.T) {
+	// Equal file scores: the first in archive order wins, whatever the order
+	// results arrive in.
+	var tl Tally
+	tl.Add(2, NewFile("c.py", []Rule{r1}))
+	tl.Add(0, NewFile("a.py", []Rule{r1}))
+	tl.Add(1, NewFile("b.py", []Rule{r1}))
+	d := tl.Distribution()
+	if d.TopFile != "a.py" {
+		t.Fatalf("top file %s, want a.py (first in archive order)", d.TopFile)
+	}
+	if d.Files[0].Path != "a.py" || d.Files[2].Path != "c.py" {
+		t.Fatalf("files not in archive order: %+v", d.Files)
+	}
+	// Equal distribution scores: the first distribution of the job wins.
+	one := tally(NewFile("x/one.py", []Rule{r1}))
+	two := tally(NewFile("y/two.py", []Rule{r1}))
+	if p := Aggregate([]Distribution{one, two}); p.Top != 0 || p.TopFile != "x/one.py" {
+		t.Fatalf("package = %+v", p)
+	}
+}
+
+func TestNegativeTopFile(t *testing.T) {
+	d := tally(NewFile("a.py", []Rule{{Name: "good", Weight: -3}}), NewFile("b.py", []Rule{{Name: "better", Weight: -1}}))
+	if d.Score != -4 || d.TopFile != "b.py" || d.TopScore != -1 {
+		t.Fatalf("distribution = %+v", d)
+	}
+}
+
+func TestEmpty(t *testing.T) {
+	empty := tally()
+	if empty.Score != 0 || empty.TopFile != "" || len(empty.Rules) != 0 {
+		t.Fatalf("empty archive = %+v", empty)
+	}
+	p := Aggregate(nil)
+	if p.Score != 0 || p.Top != -1 || p.TopFile != "" || p.RulesMatched == nil || len(p.RulesMatched) != 0 {
+		t.Fatalf("zero distributions = %+v (rules_matched must be [] not null)", p)
+	}
+	// A clean package: score 0, no inspector link.
+	p = Aggregate([]Distribution{empty, tally(NewFile("a.py", nil))})
+	if p.Score != 0 || p.TopFile != "" {
+		t.Fatalf("clean package = %+v", p)
+	}
+	if u := InspectorURL("n", "1", "https://h/p/n-1.tar.gz", p.TopFile); u != "" {
+		t.Fatalf("inspector for a clean package = %q, want empty (null)", u)
+	}
+}
+
+func TestMaxDistributionNotSum(t *testing.T) {
+	a := tally(NewFile("a.py", []Rule{r1}))
+	b := tally(NewFile("b.py", []Rule{r2}))
+	if p := Aggregate([]Distribution{a, b}); p.Score != 5 || !slices.Equal(p.RulesMatched, []string{"r1", "r2"}) {
+		t.Fatalf("package = %+v", p)
+	}
+	// All distributions negative: the maximum is still the score.
+	n1 := tally(NewFile("a.py", []Rule{{Name: "g", Weight: -3}}))
+	n2 := tally(NewFile("b.py", []Rule{{Name: "h", Weight: -1}}))
+	if p := Aggregate([]Distribution{n1, n2}); p.Score != -1 || p.Top != 1 {
+		t.Fatalf("package = %+v", p)
+	}
+}
+
+func TestInspectorURLEscaping(t *testing.T) {
+	got := InspectorURL("pkg", "1.0", "https://files.pythonhosted.org/packages/aa/bb/pkg-1.0.tar.gz?x=1", "pkg-1.0/a dir/é.py")
+	want := "https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg-1.0.tar.gz/pkg-1.0/a%20dir/%C3%A9.py"
+	if got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+}
+
+func TestParseFiletypes(t *testing.T) {
+	if got := ParseFiletypes("  .py   setup.py\t.pyw "); !slices.Equal(got, []string{".py", "setup.py", ".pyw"}) {
+		t.Fatalf("got %q", got)
+	}
+	if got := ParseFiletypes(""); len(got) != 0 {
+		t.Fatalf("got %q", got)
+	}
+}

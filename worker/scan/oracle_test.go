@@ -1,0 +1,132 @@
+package scan
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/worker/archive"
+)
+
+// TestOracleYaraCLI checks per-file matches against the yara command line
+// tool: generated packages are extracted to disk, `yara -r` scans them, and
+// every file's matched rules (after the filetype filter) must equal ours.
+func TestOracleYaraCLI(t *testing.T) {
+	yaraBin, err := exec.LookPath("yara")
+	if err != nil {
+		t.Skip("yara CLI not installed (apt-get install yara)")
+	}
+	sources := demo.Rules()
+	sources["example"] = exampleRules
+	set := rules.Set{Sources: sources}
+	rs := compile(t, sources)
+	// The CLI gets the same text the engine compiles: sources joined by "\n".
+	var joined []string
+	for _, st := range set.Stems() {
+		joined = append(joined, sources[st])
+	}
+	rulesFile := filepath.Join(t.TempDir(), "all.yara")
+	os.WriteFile(rulesFile, []byte(strings.Join(joined, "\n")), 0o644)
+
+	dists, err := demo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plus generated packages mixing the rules' strings into random text.
+	rng := rand.New(rand.NewPCG(1, 2))
+	tokens := []string{"ALPHA", "BRAVO", "CHARLIE", "DELTA", "exec(base64.b64decode(", "discord.com/api/webhooks/", "marshal.loads(", "zlib.decompress(", "socket.socket(", "SPDX-License-Identifier: Apache-2.0", "urllib.request.urlopen", "subprocess.", "Login Data", `Local Storage\leveldb`}
+	for p := range 12 {
+		var files [][2]string
+		for f := range 30 {
+			var b strings.Builder
+			for range 20 {
+				b.WriteString(fmt.Sprintf("x%d = %d\n", rng.IntN(1000), rng.IntN(1000)))
+				if rng.IntN(4) == 0 {
+					b.WriteString(tokens[rng.IntN(len(tokens))] + "\n")
+				}
+			}
+			ext := []string{".py", ".txt", "setup.py", ".pyw", ".cfg"}[rng.IntN(5)]
+			files = append(files, [2]string{fmt.Sprintf("gen%d-1.0/m%d%s", p, f, ext), b.String()})
+		}
+		if p%2 == 0 {
+			dists = append(dists, demo.File{Name: fmt.Sprintf("gen%d-1.0.tar.gz", p), Data: tgz(t, files...)})
+		} else {
+			dists = append(dists, demo.File{Name: fmt.Sprintf("gen%d-1.0-py3-none-any.whl", p), Data: wheel(t, files...)})
+		}
+	}
+
+	e := newEngine(t, Config{Threads: 2})
+	compared := 0
+	for _, d := range dists {
+		dir := t.TempDir()
+		// Extract with the archive package itself, to disk.
+		_, err := archive.Walk(context.Background(), d.Data, d.Name, e.Limits(),
+			func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
+			func(_ int, path string, data []byte) error {
+				p := filepath.Join(dir, filepath.FromSlash(path))
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				return os.WriteFile(p, data, 0o644)
+			})
+		if err != nil {
+			t.Fatalf("%s: extract: %v", d.Name, err)
+		}
+		out, err := exec.Command(yaraBin, "-r", "-w", rulesFile, dir).Output()
+		if err != nil {
+			t.Fatalf("yara on %s: %v", d.Name, err)
+		}
+		cli := map[string][]string{}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			rule, path, ok := strings.Cut(sc.Text(), " ")
+			if !ok {
+				continue
+			}
+			rel, _ := filepath.Rel(dir, path)
+			rel = filepath.ToSlash(rel)
+			if r, ok := rs.Rule(rule); ok && r.Applies(rel) {
+				cli[rel] = append(cli[rel], rule)
+			}
+		}
+		res, err := e.Scan(context.Background(), rs, d.Name, d.Data)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Name, err)
+		}
+		ours := map[string][]string{}
+		for _, f := range res.Files {
+			for _, h := range f.Rules {
+				ours[f.Path] = append(ours[f.Path], h.Name)
+			}
+		}
+		for path := range cli {
+			sort.Strings(cli[path])
+		}
+		paths := map[string]bool{}
+		for p := range cli {
+			paths[p] = true
+		}
+		for p := range ours {
+			paths[p] = true
+		}
+		for p := range paths {
+			compared++
+			if !slices.Equal(cli[p], ours[p]) {
+				t.Errorf("%s: %s: yara CLI %v, engine %v", d.Name, p, cli[p], ours[p])
+			}
+		}
+	}
+	if compared < 50 {
+		t.Fatalf("only %d matched files compared: the oracle is too weak", compared)
+	}
+	t.Logf("compared %d matched files across %d distributions", compared, len(dists))
+}
