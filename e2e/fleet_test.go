@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWorkerKilledMidRun: devapi + coordinator + 3 workers, 300 jobs; one
+// worker is killed with SIGKILL mid-run and restarted. Every job is reported
+// exactly once and nothing is refused.
+func TestWorkerKilledMidRun(t *testing.T) {
+	const releases = 300
+	pkgs := writeReleases(t, releases, 6, 40<<10)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules)
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	_, grpcAddr, _ := startCoordinator(t, d, nil)
+	var workers []*proc
+	for i := range 3 {
+		workers = append(workers, startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, nil))
+	}
+	eventually(t, 60*time.Second, "a third of the jobs to be reported", func() bool {
+		return d.stats(t).ReportsAccepted >= releases/3
+	})
+	workers[1].cmd.Process.Signal(syscall.SIGKILL)
+	workers[1].wait(10 * time.Second)
+	killedAt := d.stats(t).ReportsAccepted
+	startWorker(t, "w1-restarted", grpcAddr, nil)
+	eventually(t, 120*time.Second, "every job to be reported", func() bool {
+		s := d.stats(t)
+		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == releases
+	})
+	ok := d.exactlyOnce(t, releases)
+	for _, r := range ok {
+		// Every generated release holds both tokens: 5 + 1.
+		if r.Score == nil || *r.Score != 6 || !slices.Equal(r.RulesMatched, []string{"e2e_exec_b64", "e2e_socket"}) {
+			t.Fatalf("report %+v", r)
+		}
+	}
+	t.Logf("300 jobs, worker killed after %d reports: %d accepted, 0 refused", killedAt, len(ok))
+}
+
+// TestReleaseWith40Distributions: one release with 40 wheels is spread over
+// all three workers and scored exactly as `dragonfly scan` scores its files.
+func TestReleaseWith40Distributions(t *testing.T) {
+	pkgs := t.TempDir()
+	for i := range 40 {
+		tag := fmt.Sprintf("cp3%d-cp3%d-manylinux_%d_x86_64", i%10, i%10, i)
+		data := makeSdist("bigrel", "2.0", 5+i%4, 30<<10, uint64(1000+i))
+		// A wheel is a zip; the engine detects the format from the bytes, so
+		// a gzip tar named .whl exercises exactly the same scoring.
+		os.WriteFile(filepath.Join(pkgs, fmt.Sprintf("bigrel-2.0-%s.whl", tag)), data, 0o644)
+	}
+	// One distinct distribution carries an extra high-weight token.
+	os.WriteFile(filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist("bigrel", "2.0", 3, 10<<10, 7), 0o644)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	coord, grpcAddr, _ := startCoordinator(t, d, nil)
+	for i := range 3 {
+		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, nil)
+	}
+	eventually(t, 60*time.Second, "the release to be reported", func() bool {
+		return d.stats(t).ReportsAccepted == 1
+	})
+	got := d.exactlyOnce(t, 1)[0]
+
+	// The same files through `dragonfly scan`.
+	entries, _ := os.ReadDir(pkgs)
+	args := []string{"scan", "--format", "json", "--rules", rules}
+	for _, e := range entries {
+		args = append(args, filepath.Join(pkgs, e.Name()))
+	}
+	out, err := exec.Command(binary, args...).Output()
+	if err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	var best struct {
+		score int64
+		top   string
+		name  string
+	}
+	best.score = -1 << 62
+	rulesUnion := map[string]bool{}
+	// The API lists distributions in its own order; ties between equal
+	// scores go to the first, so compute the expectation in that order.
+	type line struct {
+		Target       string   `json:"target"`
+		Score        int64    `json:"score"`
+		RulesMatched []string `json:"rules_matched"`
+		Top          *string  `json:"most_malicious_file"`
+	}
+	var lines []line
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var x line
+		if err := json.Unmarshal([]byte(l), &x); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, x)
+	}
+	order := leaseOrder(t, d, "bigrel", "2.0")
+	sort.SliceStable(lines, func(i, j int) bool { return order[filepath.Base(lines[i].Target)] < order[filepath.Base(lines[j].Target)] })
+	for _, x := range lines {
+		for _, r := range x.RulesMatched {
+			rulesUnion[r] = true
+		}
+		if x.Score > best.score {
+			best.score, best.name = x.Score, filepath.Base(x.Target)
+			best.top = ""
+			if x.Top != nil {
+				best.top = *x.Top
+			}
+		}
+	}
+	var want []string
+	for r := range rulesUnion {
+		want = append(want, r)
+	}
+	sort.Strings(want)
+	if got.Score == nil || int64(*got.Score) != best.score || !slices.Equal(got.RulesMatched, want) {
+		t.Fatalf("fleet: score %v rules %v; scan: score %d rules %v", got.Score, got.RulesMatched, best.score, want)
+	}
+	if got.InspectorURL == nil || !strings.HasSuffix(*got.InspectorURL, "/"+best.name+"/"+best.top) {
+		t.Fatalf("inspector %v, want it to end in /%s/%s", got.InspectorURL, best.name, best.top)
+	}
+	// The coordinator logged which workers returned results for the job.
+	for _, w := range []string{"w0", "w1", "w2"} {
+		if !coord.logged(`"msg":"job finished"`, `"job":"bigrel"`, w) {
+			t.Errorf("worker %s took no part in the 41-distribution release", w)
+		}
+	}
+}
+
+// leaseOrder asks devapi for the release's distribution order via its
+// lookup endpoint (the order /jobs hands them out in).
+func leaseOrder(t *testing.T, d *devapi, name, version string) map[string]int {
+	t.Helper()
+	var recs []struct {
+		Distributions []string `json:"distributions"`
+	}
+	if err := getJSON(fmt.Sprintf("%s/package?name=%s&version=%s", d.url, name, version), &recs); err != nil {
+		t.Fatal(err)
+	}
+	order := map[string]int{}
+	if len(recs) > 0 {
+		for i, u := range recs[0].Distributions {
+			order[filepath.Base(u)] = i
+		}
+	}
+	return order
+}
+
+// TestRulesChangeMidRun: after the rules change, later reports carry the new
+// commit.
+func TestRulesChangeMidRun(t *testing.T) {
+	const releases = 120
+	pkgs := writeReleases(t, releases, 4, 40<<10)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules)
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	_, grpcAddr, _ := startCoordinator(t, d, nil)
+	startWorker(t, "w0", grpcAddr, nil)
+	eventually(t, 60*time.Second, "some reports", func() bool { return d.stats(t).ReportsAccepted >= 20 })
+	var before struct {
+		RulesCommit string `json:"rules_commit"`
+	}
+	getJSON(d.url+"/", &before)
+	writeRules(t, rules, "extra", `rule e2e_new_rule { meta: weight = 50 strings: $a = "value_" condition: $a }`)
+	resp, err := http.Post(d.url+"/update-rules/", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var after struct {
+		RulesCommit string `json:"rules_commit"`
+	}
+	getJSON(d.url+"/", &after)
+	if after.RulesCommit == before.RulesCommit {
+		t.Fatal("rules hash did not change")
+	}
+	switchedAt := d.stats(t).ReportsAccepted
+	eventually(t, 120*time.Second, "every job", func() bool {
+		s := d.stats(t)
+		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == releases
+	})
+	ok := d.exactlyOnce(t, releases)
+	sort.Slice(ok, func(i, j int) bool { return ok[i].Seq < ok[j].Seq })
+	newCount := 0
+	for i, r := range ok {
+		switch r.Commit {
+		case after.RulesCommit:
+			newCount++
+			if *r.Score != 56 {
+				t.Errorf("report under the new rules scored %d, want 56: %+v", *r.Score, r)
+			}
+		case before.RulesCommit:
+			if int64(i) > switchedAt+30 {
+				t.Errorf("report %d still under the old rules long after the switch", i)
+			}
+			if *r.Score != 6 {
+				t.Errorf("report under the old rules scored %d: %+v", *r.Score, r)
+			}
+		default:
+			t.Errorf("report with unknown commit %q", r.Commit)
+		}
+	}
+	if last := ok[len(ok)-1]; last.Commit != after.RulesCommit {
+		t.Fatalf("last report commit %s, want the new %s", last.Commit, after.RulesCommit)
+	}
+	t.Logf("rules switched after %d reports; %d of %d reports carry the new commit", switchedAt, newCount, releases)
+}
+
+// metric reads one unlabelled sample from the coordinator's /metrics.
+func metric(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
+// TestWrongTokenIsRefused: a worker with a wrong token never joins.
+func TestWrongTokenIsRefused(t *testing.T) {
+	d := startDevAPI(t, "--demo")
+	coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
+	bad := startWorker(t, "intruder", grpcAddr, map[string]string{"DRAGONFLY_FLEET_TOKEN": "wrong", "DRAGONFLY_ALLOWED_HOSTS": "127.0.0.1"})
+	eventually(t, 30*time.Second, "the coordinator to refuse the worker", func() bool {
+		return coord.logged("worker refused", "invalid fleet token")
+	})
+	eventually(t, 30*time.Second, "the worker to see Unauthenticated", func() bool {
+		return bad.logged("Unauthenticated")
+	})
+	if strings.Contains(coord.log.String(), "wrong") {
+		t.Fatal("coordinator logged the presented token")
+	}
+	var st struct {
+		Workers []any `json:"workers"`
+	}
+	if err := getJSON("http://"+httpAddr+"/status.json", &st); err == nil && len(st.Workers) != 0 {
+		t.Fatalf("refused worker listed: %+v", st.Workers)
+	}
+	if d.stats(t).Leases != 0 {
+		t.Fatal("jobs leased for a fleet with no accepted worker")
+	}
+}
+
+// TestWorkerSIGTERMMidTask: a worker stopped while it scans still gets its
+// job reported, exactly once.
+func TestWorkerSIGTERMMidTask(t *testing.T) {
+	pkgs := t.TempDir()
+	// Big enough to take a while under the slow rule below.
+	os.WriteFile(filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist("slowpkg", "1.0", 4, 4<<20, 5), 0o644)
+	os.WriteFile(filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist("other", "1.0", 2, 10<<10, 6), 0o644)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules+`rule e2e_slow { condition: for any i in (0..filesize-1) : ( uint32(i) == 0x41424344 ) }`)
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	_, grpcAddr, httpAddr := startCoordinator(t, d, nil)
+	w := startWorker(t, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
+	eventually(t, 60*time.Second, "the worker to run a task", func() bool {
+		return metric(t, httpAddr, "dragonfly_tasks_running") >= 1
+	})
+	w.signal(syscall.SIGTERM)
+	if code := w.wait(60 * time.Second); code != 0 {
+		t.Fatalf("worker exit %d after SIGTERM", code)
+	}
+	if !w.logged("stopping: draining", `"running":1`) {
+		t.Fatal("worker was not stopped mid-task")
+	}
+	// A second worker picks up whatever was handed back.
+	startWorker(t, "w1", grpcAddr, nil)
+	eventually(t, 120*time.Second, "both jobs", func() bool {
+		s := d.stats(t)
+		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == 2
+	})
+	d.exactlyOnce(t, 2)
+}
