@@ -110,7 +110,9 @@ func TestReleaseWith40Distributions(t *testing.T) {
 		lines = append(lines, x)
 	}
 	order := leaseOrder(t, d, "bigrel", "2.0")
-	sort.SliceStable(lines, func(i, j int) bool { return order[filepath.Base(lines[i].Target)] < order[filepath.Base(lines[j].Target)] })
+	sort.SliceStable(lines, func(i, j int) bool {
+		return order[filepath.Base(lines[i].Target)] < order[filepath.Base(lines[j].Target)]
+	})
 	for _, x := range lines {
 		for _, r := range x.RulesMatched {
 			rulesUnion[r] = true
