@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/dragonfly
 # Debian packages the build needs (cgo + libyara) and the tests use.
 BUILD_DEPS := build-essential pkg-config libyara-dev libmagic-dev libssl-dev zlib1g-dev liblzma-dev libbz2-dev ca-certificates
-TEST_DEPS := yara
+TEST_DEPS := yara prometheus chromium
 
 .PHONY: demo test build setup setup-test gen proto-check clean
 
@@ -18,8 +18,11 @@ setup-test: setup
 build: setup
 	$(GO) build -o $(BIN) ./cmd/dragonfly
 
+# demo runs the whole fleet in one process (coordinator, worker and a
+# development Dragonfly API serving the built-in demo packages and rules),
+# scans every demo release and prints the reports.
 demo: build
-	./$(BIN) scan --demo
+	./$(BIN) local --demo
 
 # gen regenerates gen/ from proto/ with buf (pinned in tools/go.mod).
 gen:
@@ -33,7 +36,9 @@ proto-check: gen
 
 test: setup-test proto-check
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	@echo "== benchmarks, one iteration each (they must keep compiling and running)"
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 
 clean:
 	rm -rf bin
