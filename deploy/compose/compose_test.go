@@ -1,0 +1,503 @@
+package compose
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/status"
+	"github.com/dragonfly-fleet/fleet/devapi"
+)
+
+const (
+	// synthetic tiny releases added to the demo ones.
+	synthetic = 300
+	// heavy releases (one sdist with a heavyMiB MiB file each) that keep the
+	// workers' scanner slots busy long enough to be lost to the kill.
+	heavy    = 40
+	heavyMiB = 12
+	workers  = 3
+	// runTimeout bounds the whole test, image build included.
+	runTimeout = 9 * time.Minute
+)
+
+// composeCmd runs one docker compose project.
+type composeCmd struct {
+	t       *testing.T
+	argv    []string // docker compose | docker-compose, then the global flags
+	env     []string
+	dir     string
+	project string
+}
+
+// newCompose finds a compose command and prepares a project with a unique
+// name, docker-compose.yml plus an optional override file, a clean
+// environment and an empty env file (a developer's .env with real
+// credentials must never be read by a test).
+func newCompose(t *testing.T, root, override string, extraEnv map[string]string) *composeCmd {
+	t.Helper()
+	var argv []string
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		argv = []string{"docker", "compose"}
+	} else if exec.Command("docker-compose", "version").Run() == nil {
+		argv = []string{"docker-compose"}
+	} else {
+		t.Fatal("DRAGONFLY_COMPOSE_TEST=1 but neither `docker compose` nor `docker-compose` works")
+	}
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	project := "dftest" + hex.EncodeToString(b)
+	envFile := filepath.Join(t.TempDir(), "empty.env")
+	if err := os.WriteFile(envFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	argv = append(argv, "--project-name", project, "--file", filepath.Join(root, "docker-compose.yml"))
+	if override != "" {
+		argv = append(argv, "--file", override)
+	}
+	argv = append(argv, "--env-file", envFile, "--profile", "dev")
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DRAGONFLY_") || strings.HasPrefix(kv, "COMPOSE_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for k, v := range extraEnv {
+		env = append(env, k+"="+v)
+	}
+	return &composeCmd{t: t, argv: argv, env: env, dir: root, project: project}
+}
+
+// run runs a compose subcommand and returns its combined output.
+func (c *composeCmd) run(ctx context.Context, args ...string) (string, error) {
+	argv := append(append([]string{}, c.argv...), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env = c.dir, c.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
+
+func (c *composeCmd) must(ctx context.Context, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(ctx, args...)
+	if err != nil {
+		c.t.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}
+
+// docker runs a docker command and returns its trimmed output.
+func docker(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// builderImage is the image of the Dockerfile's build stage.
+func builderImage(ctx context.Context, t *testing.T, root string) string {
+	t.Helper()
+	if b := os.Getenv("DRAGONFLY_BUILDER_IMAGE"); b != "" {
+		return b
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "builder-image"))
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scripts/builder-image: %v\n%s", err, stderr.String())
+	}
+	t.Logf("builder image: %s", strings.TrimSpace(stderr.String()))
+	return strings.TrimSpace(string(out))
+}
+
+// devapiClient reads the devapi's development routes.
+type devapiClient struct {
+	base string
+	http *http.Client
+}
+
+func (d devapiClient) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func TestComposeDevFleet(t *testing.T) {
+	if os.Getenv("DRAGONFLY_COMPOSE_TEST") != "1" {
+		t.Skip("set DRAGONFLY_COMPOSE_TEST=1 to build the image and run the compose fleet (needs Docker)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	step := func(what string, since time.Time) { t.Logf("%-40s %6.1fs", what, time.Since(since).Seconds()) }
+
+	builder := builderImage(ctx, t, root)
+	step("builder image", start)
+	t0 := time.Now()
+	override := heavyPackages(t)
+	step(fmt.Sprintf("%d heavy releases written", heavy), t0)
+	dc := newCompose(t, root, override, map[string]string{
+		"DRAGONFLY_BUILDER_IMAGE":    builder,
+		"DRAGONFLY_DEVAPI_SYNTHETIC": strconv.Itoa(synthetic),
+		"DRAGONFLY_DEVAPI_PORT":      "", // a random port on 127.0.0.1
+		"DRAGONFLY_METRICS_PORT":     "",
+		"DRAGONFLY_LOAD_DURATION":    "1s",
+	})
+
+	t0 = time.Now()
+	dc.must(ctx, "build", "coordinator")
+	step("image build (compose build)", t0)
+
+	// Tear down also on failure, with the logs first when something failed.
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer ccancel()
+		if t.Failed() {
+			if out, err := dc.run(cctx, "logs", "--no-color", "--tail", "60"); err == nil {
+				t.Logf("compose logs (last 60 lines per container):\n%s", out)
+			}
+		}
+		t1 := time.Now()
+		if out, err := dc.run(cctx, "down", "--volumes", "--remove-orphans", "--timeout", "5"); err != nil {
+			t.Errorf("compose down: %v\n%s", err, out)
+		}
+		step("compose down -v", t1)
+	})
+
+	// The API and the coordinator first (up waits for the coordinator to be
+	// healthy); the workers then start while this test already watches.
+	t1 := time.Now()
+	dc.must(ctx, "up", "--detach", "--no-build", "devapi", "coordinator")
+	step("compose up devapi, coordinator", t1)
+	api := devapiClient{base: "http://" + published(ctx, t, dc, "devapi", 8000), http: &http.Client{Timeout: 10 * time.Second}}
+	coord := devapiClient{base: "http://" + published(ctx, t, dc, "coordinator", 9090), http: api.http}
+
+	t2 := time.Now()
+	upDone := make(chan error, 1)
+	go func() {
+		out, err := dc.run(ctx, "up", "--detach", "--no-build", "--no-recreate", "--scale", "worker="+strconv.Itoa(workers), "worker")
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, out)
+		}
+		upDone <- err
+	}()
+	defer func() {
+		if upDone != nil {
+			<-upDone
+		}
+	}()
+
+	// Poll the devapi's counters and the coordinator's /status.json: SIGKILL a
+	// worker that holds tasks once a tenth of the jobs are reported (and at
+	// least a third are not), then wait until every job is.
+	var (
+		total    int
+		killed   string
+		stats    devapi.Stats
+		ticker   = time.NewTicker(50 * time.Millisecond)
+		deadline = time.After(4 * time.Minute)
+	)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("test deadline: %v (last stats %+v)", ctx.Err(), stats)
+		case <-deadline:
+			t.Fatalf("not every job reported within 4 minutes: %+v", stats)
+		case err := <-upDone:
+			upDone = nil
+			if err != nil {
+				t.Fatalf("compose up worker: %v", err)
+			}
+			step("compose up workers", t2)
+			continue
+		case <-ticker.C:
+		}
+		if err := api.get(ctx, "/_dev/stats", &stats); err != nil {
+			t.Fatalf("devapi stats: %v", err)
+		}
+		done := int(stats.Finished + stats.Failed)
+		total = done + stats.Queue.TotalBacklog
+		if total < synthetic+heavy {
+			t.Fatalf("devapi holds %d releases, want at least %d", total, synthetic+heavy)
+		}
+		if killed == "" {
+			if done*3 > total*2 {
+				t.Fatalf("%d of %d jobs reported before any worker was seen holding a task", done, total)
+			}
+			if done*10 < total {
+				continue // not yet a tenth done: let the fleet get going
+			}
+			if id, w := busyWorker(ctx, t, dc, coord); id != "" {
+				if _, err := docker(ctx, "kill", "--signal", "KILL", id); err != nil {
+					t.Fatal(err)
+				}
+				killed = id
+				t.Logf("SIGKILLed worker %s (busy %d, holding %d) with %d of %d jobs reported, %.1fs after the workers started",
+					w.WorkerID, w.Busy, w.Held, done, total, time.Since(t2).Seconds())
+			}
+		}
+		if killed != "" && upDone == nil && stats.Queue.TotalBacklog == 0 && done == total {
+			break
+		}
+	}
+	step(fmt.Sprintf("all %d jobs reported", total), t2)
+
+	// Every job reported exactly once, and no report refused.
+	var reports []devapi.ReportRecord
+	if err := api.get(ctx, "/_dev/reports", &reports); err != nil {
+		t.Fatal(err)
+	}
+	accepted := map[string]int{}
+	var detected int
+	for _, r := range reports {
+		key := r.Name + "@" + r.Version
+		switch r.Status {
+		case http.StatusOK:
+			accepted[key]++
+			if r.Score != nil && *r.Score > 0 && len(r.RulesMatched) > 0 {
+				detected++
+			}
+		case http.StatusConflict:
+			t.Errorf("report for %s answered 409 (%s): reported twice or after its lease", key, r.Detail)
+		default:
+			t.Errorf("report for %s answered %d (%s)", key, r.Status, r.Detail)
+		}
+	}
+	if len(accepted) != total {
+		t.Errorf("%d releases have an accepted report, want %d", len(accepted), total)
+	}
+	var dup []string
+	for k, n := range accepted {
+		if n != 1 {
+			dup = append(dup, fmt.Sprintf("%s x%d", k, n))
+		}
+	}
+	sort.Strings(dup)
+	if len(dup) > 0 {
+		t.Errorf("releases reported more than once: %v", dup)
+	}
+	if stats.Status409 != 0 || stats.DeadLettered != 0 {
+		t.Errorf("devapi counted %d conflicts and %d dead-lettered jobs, want none", stats.Status409, stats.DeadLettered)
+	}
+	// The demo's malicious packages are found: YARA (and libmagic) work in
+	// the static scratch image.
+	if detected == 0 {
+		t.Errorf("no report matched a rule: scanning in the image does not work")
+	}
+	t.Logf("reports: %d accepted (%d with matches), %d finished, %d failed", len(reports), detected, stats.Finished, stats.Failed)
+
+	// The coordinator noticed the lost session and queued its tasks again.
+	var doc status.Document
+	if err := coord.get(ctx, "/status.json", &doc); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("coordinator: %d tasks dispatched, %d requeued, %d jobs succeeded, %d reports accepted",
+		doc.Fleet.TasksDispatched, doc.Fleet.TasksRequeued, doc.Fleet.JobsSucceeded, doc.Fleet.ReportsAccepted)
+	if doc.Fleet.TasksRequeued == 0 {
+		t.Errorf("the killed worker's tasks were not requeued (tasks_requeued 0)")
+	}
+	if doc.Fleet.ReportsConflicted != 0 {
+		t.Errorf("coordinator counted %d conflicting reports", doc.Fleet.ReportsConflicted)
+	}
+
+	// The images' health checks (`dragonfly healthcheck`) pass, and the
+	// containers run as the image's non-root user.
+	checkHealthy(ctx, t, dc, killed)
+	step("total", start)
+}
+
+// checkHealthy waits (bounded) until every container of the project but the
+// killed one reports healthy, and checks they run as 65532.
+func checkHealthy(ctx context.Context, t *testing.T, dc *composeCmd, killed string) {
+	t.Helper()
+	ids := strings.Fields(dc.must(ctx, "ps", "-q"))
+	deadline := time.After(90 * time.Second)
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	pending := map[string]string{}
+	for _, id := range ids {
+		pending[id] = "unknown"
+	}
+	for len(pending) > 0 {
+		for id := range pending {
+			out, err := docker(ctx, "inspect", "--format", "{{.Name}} {{.Config.User}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(out)
+			if len(f) != 4 {
+				t.Fatalf("docker inspect %s: %q", id, out)
+			}
+			name, user, state, health := f[0], f[1], f[2], f[3]
+			if user != "65532:65532" {
+				t.Errorf("%s runs as %q, want 65532:65532", name, user)
+			}
+			if id == killed {
+				restarts, _ := docker(ctx, "inspect", "--format", "{{.RestartCount}}", id)
+				t.Logf("killed worker %s: %s, restarted %s times", name, state, restarts)
+				if state != "running" {
+					delete(pending, id) // not restarted (yet): nothing to check
+					continue
+				}
+			}
+			switch health {
+			case "healthy":
+				delete(pending, id)
+			case "none":
+				t.Errorf("%s has no health check", name)
+				delete(pending, id)
+			default:
+				pending[id] = name + " " + state + " " + health
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("containers not healthy within 90s: %v", pending)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-ticker.C:
+		}
+	}
+}
+
+// containers lists the ids of a compose service's containers (through the
+// labels compose sets; quicker than docker-compose ps).
+func containers(ctx context.Context, t *testing.T, project, service string) []string {
+	t.Helper()
+	out, err := docker(ctx, "ps", "--all", "--no-trunc", "--quiet",
+		"--filter", "label=com.docker.compose.project="+project,
+		"--filter", "label=com.docker.compose.service="+service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(out)
+}
+
+// published returns the 127.0.0.1 host address of a service's port.
+func published(ctx context.Context, t *testing.T, dc *composeCmd, service string, port int) string {
+	t.Helper()
+	addr := strings.TrimSpace(dc.must(ctx, "port", service, strconv.Itoa(port)))
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("%s:%d published on %q, want 127.0.0.1 only", service, port, addr)
+	}
+	return addr
+}
+
+// busyWorker returns the container of a connected worker that holds tasks
+// (its host name is the container's short id), or "" when none does.
+func busyWorker(ctx context.Context, t *testing.T, dc *composeCmd, coord devapiClient) (string, status.Worker) {
+	t.Helper()
+	var doc status.Document
+	if err := coord.get(ctx, "/status.json", &doc); err != nil {
+		t.Fatalf("coordinator status: %v", err)
+	}
+	ids := containers(ctx, t, dc.project, "worker")
+	for _, w := range doc.Workers {
+		if w.Busy+w.Held == 0 || len(w.Host) < 12 {
+			continue
+		}
+		for _, id := range ids {
+			if strings.HasPrefix(id, w.Host) {
+				return id, w
+			}
+		}
+	}
+	return "", status.Worker{}
+}
+
+// heavyPackages writes heavy releases for the devapi into a directory the
+// container user can read, and a compose override file that serves them; it
+// returns the override's path.
+func heavyPackages(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	pkgs := filepath.Join(dir, "packages")
+	if err := os.Mkdir(pkgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The image runs as 65532: open the way to the directory.
+	for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()) && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := []byte("print('dragonfly fleet compose test: a large, harmless source file')  # padding\n")
+	body := bytes.Repeat(line, heavyMiB<<20/len(line))
+	for i := range heavy {
+		name, version := fmt.Sprintf("heavypkg%02d", i), "1.0"
+		var buf bytes.Buffer
+		gz, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(gz)
+		path := name + "-" + version + "/" + name + "/big.py"
+		if err := tw.WriteHeader(&tar.Header{Name: path, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := gz.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pkgs, name+"-"+version+".tar.gz"), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	override := filepath.Join(dir, "compose.override.yml")
+	yml := fmt.Sprintf(`services:
+  devapi:
+    command: ["devapi", "--demo", "--packages", "/packages", "--listen", ":8000"]
+    volumes:
+      - %q
+`, pkgs+":/packages:ro")
+	if err := os.WriteFile(override, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return override
+}
