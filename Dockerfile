@@ -19,6 +19,8 @@
 ARG BUILDER_IMAGE=golang:1.26-bookworm
 
 FROM ${BUILDER_IMAGE} AS build
+# Marks this stage's images, so that stale ones can be pruned (scripts/image-prune).
+LABEL org.dragonfly-fleet.stage=build
 
 # The static link needs the .a files of libyara and of what it pulls in, and
 # magic.mgc for rules that `import "magic"`. The local builder image has them;

@@ -30,11 +30,12 @@ image:
 	if [ -z "$$builder" ]; then builder=$$(scripts/builder-image); fi; \
 	t1=$$(date +%s); \
 	echo "image: builder $$builder ($$((t1 - t0))s)"; \
-	$(DOCKER) build --build-arg BUILDER_IMAGE="$$builder" --build-arg VERSION="$(IMAGE_VERSION)" -t $(IMAGE) . ; \
+	$(DOCKER) build --force-rm --build-arg BUILDER_IMAGE="$$builder" --build-arg VERSION="$(IMAGE_VERSION)" -t $(IMAGE) . ; \
 	t2=$$(date +%s); \
 	echo "image: $(IMAGE) built in $$((t2 - t1))s (total $$((t2 - t0))s)"; \
+	DOCKER=$(DOCKER) scripts/image-prune; \
 	$(DOCKER) image ls $(IMAGE)
 
 image-clean:
-	-$(DOCKER) image rm $(IMAGE)
+	-$(DOCKER) image rm $(IMAGE) dragonfly-fleet-build:cache
 	-$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}' dragonfly-fleet-builder | xargs -r $(DOCKER) image rm

@@ -184,6 +184,13 @@ func TestComposeDevFleet(t *testing.T) {
 	t0 = time.Now()
 	dc.must(ctx, "build", "coordinator")
 	step("image build (compose build)", t0)
+	t0 = time.Now()
+	prune := exec.CommandContext(ctx, filepath.Join(root, "scripts", "image-prune"))
+	prune.Dir = root
+	if out, err := prune.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/image-prune: %v\n%s", err, out)
+	}
+	step("stale images pruned", t0)
 
 	// Tear down also on failure, with the logs first when something failed.
 	t.Cleanup(func() {
