@@ -32,7 +32,8 @@ http(s) URL (downloaded under the limits). Without --rules the built-in demo
 rules are used; --demo scans the built-in demo packages.
 
 Output (--format): table (default on a terminal), json (one object per target
-per line: target, score, rules_matched, most_malicious_file, files, error), or
+per line: target, score, rules_matched, most_malicious_file, files,
+files_scanned, bytes_scanned, error), or
 sarif (SARIF 2.1.0).
 
 Exit status: 0 done; 1 some target scored >= --fail-score; 2 usage or rules

@@ -173,3 +173,27 @@ func TestScanDemoTable(t *testing.T) {
 		t.Fatalf("table = %s", out)
 	}
 }
+
+func TestScanJSONCountsEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pkg", "a.py"), []byte("x = 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "pkg", "sub", "b.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
+	os.WriteFile(filepath.Join(dir, "pkg", "empty.txt"), nil, 0o644)
+	code, out, errOut := runScanCmd(t, nil, "scan", "--format", "json", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var got struct {
+		Files        []any `json:"files"`
+		FilesScanned int   `json:"files_scanned"`
+		BytesScanned int64 `json:"bytes_scanned"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	// Three files scanned (one matched), 6 + 30 + 0 bytes.
+	if got.FilesScanned != 3 || got.BytesScanned != 36 || len(got.Files) != 1 {
+		t.Fatalf("files_scanned %d, bytes_scanned %d, matched files %d; want 3, 36, 1: %s", got.FilesScanned, got.BytesScanned, len(got.Files), out)
+	}
+}

@@ -19,7 +19,11 @@ type jsonResult struct {
 	RulesMatched      []string   `json:"rules_matched"`
 	MostMaliciousFile *string    `json:"most_malicious_file"`
 	Files             []jsonFile `json:"files"`
-	Error             string     `json:"error,omitempty"`
+	// FilesScanned and BytesScanned count every regular file handed to YARA
+	// and its bytes (expanded), matched or not.
+	FilesScanned int    `json:"files_scanned"`
+	BytesScanned int64  `json:"bytes_scanned"`
+	Error        string `json:"error,omitempty"`
 }
 
 type jsonFile struct {
@@ -35,6 +39,8 @@ func toJSON(r scanResult) jsonResult {
 		return out
 	}
 	out.Score = r.res.Score
+	out.FilesScanned = r.res.Stats.Files
+	out.BytesScanned = r.res.Stats.Expanded
 	out.RulesMatched = ruleNames(r.res.Rules)
 	out.MostMaliciousFile = topFile(r.res.Distribution)
 	for _, f := range r.res.Files {
