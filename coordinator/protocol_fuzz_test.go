@@ -1,0 +1,430 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// The protocol fuzz target drives the real session handler (Coordinator.Connect)
+// with arbitrary ConnectRequest sequences, as a hostile or broken worker could
+// send them, and checks what the coordinator promises:
+//   - no panic, and the handler returns once the stream ends (bounded);
+//   - an error is a gRPC status with a client-side code, never Unknown/Internal;
+//   - a session never holds more tasks than slots+prefetch, and a task id is
+//     never assigned twice while outstanding;
+//   - every assigned task belongs to an admitted job and names one of its
+//     distributions;
+//   - when the session ends, every job is either finished exactly once or
+//     still in flight with its tasks waiting again: nothing is lost.
+
+// fzPrefetch is the coordinator's Prefetch in the fuzz harness.
+const fzPrefetch = 1
+
+// fzJobs are the jobs admitted before the worker connects; task ids are
+// assigned from 1 upwards, so small ids in the fuzz input hit real tasks.
+func fzJobs(now time.Time) []dispatch.Job {
+	one := 1
+	return []dispatch.Job{
+		{Name: "alpha", Version: "1.0", Distributions: []string{"https://files.example/a-1.0.tar.gz", "https://files.example/a-1.0-py3-none-any.whl"}, RulesHash: "h1", Attempt: &one, LeasedAt: now},
+		{Name: "beta", Version: "2.0", Distributions: []string{"https://files.example/b-2.0.zip"}, RulesHash: "h1", LeasedAt: now},
+		{Name: "gamma", Version: "0.1", Distributions: []string{"https://files.example/g-0.1.tar.gz"}, RulesHash: "h2", LeasedAt: now},
+		{Name: "delta", Version: "3", Distributions: nil, RulesHash: "h1", LeasedAt: now},
+	}
+}
+
+// fzAPI is never called: the harness admits jobs itself and does not Run the
+// coordinator.
+type fzAPI struct{}
+
+func (fzAPI) Lease(context.Context, int) ([]mainframe.Job, error) {
+	return nil, errors.New("fzAPI: not used")
+}
+func (fzAPI) Rules(context.Context) (mainframe.RuleSet, error) {
+	return mainframe.RuleSet{}, errors.New("fzAPI: not used")
+}
+func (fzAPI) Report(context.Context, mainframe.Report) error { return errors.New("fzAPI: not used") }
+
+// fzObserver counts finished jobs.
+type fzObserver struct {
+	nopObserver
+	mu       sync.Mutex
+	finished map[string]int
+	failed   map[string]string
+}
+
+func (o *fzObserver) JobFinished(out dispatch.Outcome) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.finished[out.Job.Name]++
+	if out.Failure != "" {
+		o.failed[out.Job.Name] = out.Failure
+	}
+}
+
+// fzFrames splits fuzz data into length-prefixed frames (uvarint length, then
+// that many bytes; a bad or oversized length takes the rest). At most max.
+func fzFrames(data []byte, max int) [][]byte {
+	var out [][]byte
+	for len(data) > 0 && len(out) < max {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || n > uint64(len(data)-k) {
+			out = append(out, data)
+			break
+		}
+		out = append(out, data[k:k+int(n)])
+		data = data[k+int(n):]
+	}
+	return out
+}
+
+// fzEncode is the inverse of fzFrames, for seeds.
+func fzEncode[M proto.Message](msgs ...M) []byte {
+	var out []byte
+	for _, m := range msgs {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			panic(err)
+		}
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
+	}
+	return out
+}
+
+// fzServerStream is a FleetService_ConnectServer that replays a script of
+// worker messages and checks every message the coordinator sends.
+type fzServerStream struct {
+	ctx      context.Context
+	script   []*fleetv1.ConnectRequest
+	endErr   error // returned by Recv after the script (io.EOF: clean close)
+	failSend int   // the failSend-th Send fails (0: never)
+	jobs     map[string]dispatch.Job
+	drained  chan struct{} // closed when Recv runs out of script
+
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced at each Send
+	sends       int
+	slots       int
+	outstanding map[uint64]bool
+	assigned    map[uint64]bool // ever assigned
+	violations  []string
+}
+
+func (s *fzServerStream) violate(format string, a ...any) {
+	s.violations = append(s.violations, fmt.Sprintf(format, a...))
+}
+
+func (s *fzServerStream) Send(m *fleetv1.ConnectResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sends++
+	if s.failSend > 0 && s.sends == s.failSend {
+		return status.Error(codes.Unavailable, "fuzz: connection reset")
+	}
+	if a := m.GetAssign(); a != nil {
+		for _, t := range a.GetTasks() {
+			id := t.GetTaskId()
+			if s.outstanding[id] {
+				s.violate("task %d assigned while still outstanding", id)
+			}
+			s.outstanding[id] = true
+			s.assigned[id] = true
+			j, ok := s.jobs[t.GetJob().GetName()]
+			switch {
+			case !ok:
+				s.violate("task %d for unknown job %q", id, t.GetJob().GetName())
+			case t.GetJob().GetVersion() != j.Version || t.GetRulesHash() != j.RulesHash:
+				s.violate("task %d: job %s %s hash %s, want %s %s hash %s", id, t.GetJob().GetName(), t.GetJob().GetVersion(), t.GetRulesHash(), j.Name, j.Version, j.RulesHash)
+			default:
+				found := false
+				for _, d := range j.Distributions {
+					found = found || d == t.GetUrl()
+				}
+				if !found {
+					s.violate("task %d: url %q is not a distribution of %s", id, t.GetUrl(), j.Name)
+				}
+			}
+		}
+		if max := s.slots + fzPrefetch; len(s.outstanding) > max {
+			s.violate("session holds %d tasks, more than slots+prefetch = %d", len(s.outstanding), max)
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// Recv returns the next scripted message. A Results or TaskReturn naming
+// ids that may still be assigned waits (briefly, bounded) for them, so that
+// the script answers tasks the coordinator really sent.
+func (s *fzServerStream) Recv() (*fleetv1.ConnectRequest, error) {
+	if len(s.script) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+		if s.endErr == nil {
+			<-s.ctx.Done()
+			return nil, s.ctx.Err()
+		}
+		return nil, s.endErr
+	}
+	m := s.script[0]
+	s.script = s.script[1:]
+	var ids []uint64
+	for _, r := range m.GetResults().GetResults() {
+		ids = append(ids, r.GetTaskId())
+	}
+	ids = append(ids, m.GetTaskReturn().GetTaskIds()...)
+	if h := m.GetHello(); h != nil {
+		s.mu.Lock()
+		if s.slots == 0 {
+			s.slots = max(int(h.GetSlots()), 1)
+		}
+		s.mu.Unlock()
+	}
+	if len(ids) > 0 {
+		deadline := time.NewTimer(20 * time.Millisecond)
+		defer deadline.Stop()
+	wait:
+		for {
+			s.mu.Lock()
+			missing := false
+			for _, id := range ids {
+				// Ids above 5 can never be assigned (4 tasks, a few requeues).
+				if id >= 1 && id <= 8 && !s.assigned[id] {
+					missing = true
+				}
+			}
+			ch := s.changed
+			s.mu.Unlock()
+			if !missing {
+				break
+			}
+			select {
+			case <-ch:
+			case <-deadline.C:
+				break wait
+			}
+		}
+		s.mu.Lock()
+		for _, id := range ids {
+			delete(s.outstanding, id)
+		}
+		s.mu.Unlock()
+	}
+	return m, nil
+}
+
+func (s *fzServerStream) Context() context.Context     { return s.ctx }
+func (s *fzServerStream) SetHeader(metadata.MD) error  { return nil }
+func (s *fzServerStream) SendHeader(metadata.MD) error { return nil }
+func (s *fzServerStream) SetTrailer(metadata.MD)       {}
+func (s *fzServerStream) SendMsg(any) error            { return errors.New("fuzz: SendMsg not used") }
+func (s *fzServerStream) RecvMsg(any) error            { return errors.New("fuzz: RecvMsg not used") }
+
+// fzCoordinatorSession runs one session with the scripted worker and checks
+// the invariants. mode: bit 0 ends the script with a transport error instead
+// of a clean close, bit 1 leaves the stream open until cancelled; the upper
+// bits pick a Send that fails.
+func fzCoordinatorSession(t *testing.T, mode byte, data []byte) {
+	fzRunCoordinatorSession(t, mode, data)
+}
+
+// fzRunCoordinatorSession is fzCoordinatorSession; it returns the finished
+// jobs (name -> failure reason, "" for success).
+func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]string {
+	obs := &fzObserver{finished: map[string]int{}, failed: map[string]string{}}
+	c, err := New(Config{API: fzAPI{}, Prefetch: fzPrefetch, HeartbeatInterval: time.Minute, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.out.Close()
+	now := time.Now()
+	jobs := fzJobs(now)
+	c.disp.Admit(jobs, now)
+
+	var script []*fleetv1.ConnectRequest
+	for _, fr := range fzFrames(data, 64) {
+		m := &fleetv1.ConnectRequest{}
+		if proto.Unmarshal(fr, m) != nil {
+			continue
+		}
+		script = append(script, m)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &fzServerStream{
+		ctx: ctx, script: script, endErr: io.EOF, failSend: int(mode >> 2),
+		jobs: map[string]dispatch.Job{}, changed: make(chan struct{}), drained: make(chan struct{}),
+		outstanding: map[uint64]bool{}, assigned: map[uint64]bool{},
+	}
+	if mode&1 != 0 {
+		st.endErr = status.Error(codes.Unavailable, "fuzz: connection reset")
+	}
+	if mode&2 != 0 {
+		st.endErr = nil // wait for cancellation
+	}
+	for _, j := range jobs {
+		st.jobs[j.Name] = j
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- c.Connect(st) }()
+	if st.endErr == nil {
+		// Let the whole script be consumed, then hang up.
+		select {
+		case <-st.drained:
+		case err := <-done:
+			done <- err
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Connect did not consume a script of %d messages in 30 s", len(script))
+		}
+		cancel()
+	}
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Connect did not return 30 s after the worker's stream ended (script of %d messages)", len(script))
+	}
+	cancel()
+	c.WaitSessions()
+
+	if err != nil {
+		s, ok := status.FromError(err)
+		if !ok {
+			t.Fatalf("Connect returned a non-status error: %v", err)
+		}
+		switch s.Code() {
+		case codes.InvalidArgument, codes.FailedPrecondition, codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
+		default:
+			t.Fatalf("Connect returned code %v: %v", s.Code(), err)
+		}
+	}
+	st.mu.Lock()
+	violations := st.violations
+	st.mu.Unlock()
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if n := len(c.Sessions()); n != 0 {
+		t.Errorf("%d sessions left after Connect returned", n)
+	}
+	snap := c.disp.Snapshot()
+	if len(snap.Sessions) != 0 || snap.TasksRunning != 0 {
+		t.Errorf("dispatcher still has %d sessions and %d tasks assigned after the session ended", len(snap.Sessions), snap.TasksRunning)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	finished := 0
+	for name, n := range obs.finished {
+		if n != 1 {
+			t.Errorf("job %s finished %d times", name, n)
+		}
+		finished++
+	}
+	if finished+snap.JobsInFlight != len(jobs) {
+		t.Errorf("%d jobs finished + %d in flight, want %d: a job was lost", finished, snap.JobsInFlight, len(jobs))
+	}
+	if c.out.Len() != finished {
+		t.Errorf("outbox holds %d reports for %d finished jobs", c.out.Len(), finished)
+	}
+	out := map[string]string{}
+	for name := range obs.finished {
+		out[name] = obs.failed[name]
+	}
+	return out
+}
+
+// fzCoordinatorSeeds are worker scripts: a well-behaved session first, then
+// misbehaving ones.
+func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
+	hello := func(slots uint32) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+			WorkerId: "fz", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "fuzz", Version: "v",
+		}}}
+	}
+	ready := func(hash string) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, CompileTime: durationpb.New(time.Millisecond)}}}
+	}
+	evicted := func(hash string) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Evicted: true}}}
+	}
+	compileErr := func(hash string) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Error: "line 1: syntax error"}}}
+	}
+	ok := func(id uint64, sc int64) *fleetv1.TaskResult {
+		return &fleetv1.TaskResult{TaskId: id, Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+			Score: sc, TopFile: "pkg/x.py", TopFileScore: sc, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: sc}},
+		}}, Stats: &fleetv1.TaskStats{BytesDownloaded: 10, Files: 1, ScanTime: durationpb.New(time.Millisecond)}}
+	}
+	fail := func(id uint64) *fleetv1.TaskResult {
+		return &fleetv1.TaskResult{TaskId: id, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: "distribution x: truncated", Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE}}}
+	}
+	results := func(rs ...*fleetv1.TaskResult) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: rs}}}
+	}
+	ret := func(ids ...uint64) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: "draining"}}}
+	}
+	hb := &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{TasksHeld: 2, TasksRunning: 1}}}
+	draining := &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Draining{Draining: &fleetv1.Draining{}}}
+	empty := &fleetv1.ConnectRequest{}
+
+	return [][]*fleetv1.ConnectRequest{
+		{hello(2), ready("h1"), results(ok(1, 5), ok(2, 0)), ready("h2"), results(ok(3, 1), ok(4, 9)), hb},
+		{hello(1), ready("h1"), ready("h2"), results(fail(1)), results(ok(2, 3)), results(ok(1, 3)), draining},
+		{hello(3), ready("h1"), ret(1, 2), results(ok(1, 1), ok(1, 1), ok(99, 1)), ret(3, 3, 0)},
+		{hello(2), ready("h1"), evicted("h1"), compileErr("h2"), results(&fleetv1.TaskResult{TaskId: 1}), hb},
+		{hello(1), hello(1)},
+		{hb, hello(1)},
+		{hello(0)},
+		{{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{Slots: 1}}}},
+		{hello(4000000000), ready("h1"), ready("h2"), results(ok(1, 1), ok(2, 1), ok(3, 1), ok(4, 1))},
+		{hello(1), ready("h1"), draining, ret(1, 2), results(ok(1, 1))},
+		{hello(2), empty},
+	}
+}
+
+func FuzzCoordinatorProtocol(f *testing.F) {
+	seeds := fzCoordinatorSeeds()
+	for i, s := range seeds {
+		f.Add(byte(i%4), fzEncode(s...))
+	}
+	f.Add(byte(4<<2), fzEncode(seeds[0]...)) // the fourth Send fails
+	f.Add(byte(0), []byte{})
+	f.Add(byte(0), []byte{0xff, 0xff, 0xff})
+	f.Fuzz(fzCoordinatorSession)
+}
+
+// The harness itself must reach real tasks, or the fuzzer only ever tests
+// late results: the well-behaved seed finishes every job.
+func TestFuzzHarnessCoordinatorFinishesJobs(t *testing.T) {
+	got := fzRunCoordinatorSession(t, 0, fzEncode(fzCoordinatorSeeds()[0]...))
+	want := map[string]string{"alpha": "", "beta": "", "gamma": "", "delta": ""}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("finished jobs %v, want %v", got, want)
+	}
+	got = fzRunCoordinatorSession(t, 0, fzEncode(fzCoordinatorSeeds()[1]...))
+	// alpha fails on its first distribution; beta and gamma are assigned
+	// but never answered, so they stay in flight.
+	if _, ok := got["beta"]; len(got) != 2 || got["alpha"] == "" || got["delta"] != "" || ok {
+		t.Fatalf("second seed: finished %v, want alpha failed and delta clean only", got)
+	}
+}
