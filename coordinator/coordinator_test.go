@@ -115,7 +115,7 @@ type fleet struct {
 func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
 	t.Helper()
 	cfg := Config{
-		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
+		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
 	}
@@ -157,6 +157,10 @@ type fakeWorker struct {
 	cancel context.CancelFunc
 	in     chan *fleetv1.ConnectResponse
 	recv   chan error
+
+	mu      sync.Mutex // serializes stream.Send (heartbeats and the test's messages)
+	silent  chan struct{}
+	silence func() // stops the heartbeats: the worker goes quiet
 }
 
 func (f *fleet) worker(id string, slots uint32) *fakeWorker {
@@ -172,7 +176,8 @@ func (f *fleet) worker(id string, slots uint32) *fakeWorker {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	w := &fakeWorker{t: f.t, conn: conn, stream: stream, cancel: cancel, in: make(chan *fleetv1.ConnectResponse, 100), recv: make(chan error, 1)}
+	w := &fakeWorker{t: f.t, conn: conn, stream: stream, cancel: cancel, in: make(chan *fleetv1.ConnectResponse, 100), recv: make(chan error, 1), silent: make(chan struct{})}
+	w.silence = sync.OnceFunc(func() { close(w.silent) })
 	go func() {
 		for {
 			m, err := stream.Recv()
@@ -188,10 +193,40 @@ func (f *fleet) worker(id string, slots uint32) *fakeWorker {
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
 		WorkerId: id, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "test",
 	}}})
+	// Like a real worker, it heartbeats until told to go silent, so a loaded
+	// machine never makes the coordinator drop it.
+	go func() {
+		tick := time.NewTicker(f.c.cfg.HeartbeatInterval / 5)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				w.mu.Lock()
+				err := w.stream.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}})
+				w.mu.Unlock()
+				if err != nil {
+					return
+				}
+			case <-w.silent:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return w
 }
 
+// closeSend half-closes the stream, as a worker that has finished does.
+func (w *fakeWorker) closeSend() {
+	w.silence()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stream.CloseSend()
+}
+
 func (w *fakeWorker) close() {
+	w.silence()
 	w.cancel()
 	for range w.in {
 	}
@@ -200,8 +235,17 @@ func (w *fakeWorker) close() {
 
 func (w *fakeWorker) send(m *fleetv1.ConnectRequest) {
 	w.t.Helper()
-	if err := w.stream.Send(m); err != nil {
-		w.t.Fatalf("send: %v", err)
+	w.mu.Lock()
+	err := w.stream.Send(m)
+	w.mu.Unlock()
+	if err != nil {
+		// The stream's real status comes from Recv.
+		select {
+		case rerr := <-w.recv:
+			w.t.Fatalf("send: %v (stream ended: %v)", err, rerr)
+		case <-time.After(5 * time.Second):
+			w.t.Fatalf("send: %v", err)
+		}
 	}
 }
 
@@ -369,6 +413,7 @@ func TestSilentWorkerIsDropped(t *testing.T) {
 	a.tasks(1)
 	// a never sends anything again: after 3 heartbeat intervals its session
 	// ends and its task goes to b.
+	a.silence()
 	b := f.worker("b", 1)
 	b.ready()
 	tb := b.tasks(1)
@@ -468,7 +513,7 @@ func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	}
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: []uint64{ts[1].GetTaskId()}, Reason: "draining"}}})
 	w.answer(result(ts[0], 0, ""))
-	w.stream.CloseSend()
+	w.closeSend()
 	select {
 	case <-stopped:
 	case <-time.After(20 * time.Second):
