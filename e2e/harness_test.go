@@ -73,7 +73,15 @@ func (b *syncBuffer) String() string {
 // start runs `dragonfly args...` with env (on top of a clean environment).
 func start(t *testing.T, name string, env map[string]string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return startWrapped(t, name, nil, env, args...)
+}
+
+// startWrapped runs `wrap... dragonfly args...`, e.g. with wrap
+// ["ip", "netns", "exec", ns] to run dragonfly in a network namespace.
+func startWrapped(t *testing.T, name string, wrap []string, env map[string]string, args ...string) *proc {
+	t.Helper()
+	argv := append(append(append([]string(nil), wrap...), binary), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DRAGONFLY_LOG_FORMAT=json"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -152,7 +160,13 @@ func (p *proc) logged(parts ...string) bool {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePortOn(t, "127.0.0.1")
+}
+
+// freePortOn returns a free host:port on the address host.
+func freePortOn(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +210,8 @@ type devStats struct {
 	Status404       int64 `json:"status_404"`
 	Status422       int64 `json:"status_422"`
 	Status500       int64 `json:"status_500"`
+	Status503       int64 `json:"status_503"`
+	Status401       int64 `json:"status_401"`
 	DeadLettered    int64 `json:"dead_lettered"`
 	Finished        int64 `json:"finished"`
 	Failed          int64 `json:"failed"`
@@ -226,7 +242,13 @@ type devapi struct {
 
 func startDevAPI(t *testing.T, args ...string) *devapi {
 	t.Helper()
-	addr := freePort(t)
+	return startDevAPIOn(t, "127.0.0.1", args...)
+}
+
+// startDevAPIOn starts devapi listening on the address host.
+func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
+	t.Helper()
+	addr := freePortOn(t, host)
 	p := start(t, "devapi", nil, append([]string{"devapi", "--listen", addr}, args...)...)
 	d := &devapi{proc: p, url: "http://" + addr}
 	eventually(t, 30*time.Second, "devapi to listen", func() bool {
@@ -293,6 +315,14 @@ const fleetToken = "e2e-fleet-token"
 func startCoordinator(t *testing.T, d *devapi, extra map[string]string) (*proc, string, string) {
 	t.Helper()
 	grpcAddr, httpAddr := freePort(t), freePort(t)
+	return startCoordinatorAt(t, d, grpcAddr, httpAddr, extra), grpcAddr, httpAddr
+}
+
+// startCoordinatorAt starts a coordinator serving gRPC on grpcAddr and
+// metrics on httpAddr (a restart reuses the addresses of the process it
+// replaces, so workers reconnect to it).
+func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extra map[string]string) *proc {
+	t.Helper()
 	env := map[string]string{
 		"DRAGONFLY_BASE_URL":           d.url,
 		"DRAGONFLY_LISTEN_ADDR":        grpcAddr,
@@ -314,7 +344,7 @@ func startCoordinator(t *testing.T, d *devapi, extra map[string]string) (*proc, 
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return p, grpcAddr, httpAddr
+	return p
 }
 
 func startWorker(t *testing.T, name, coordinator string, extra map[string]string) *proc {

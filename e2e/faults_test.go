@@ -1,0 +1,694 @@
+package e2e
+
+// Fault scenarios of issue 6 ("Faults to survive"), each with real processes.
+// Every test has a short version that runs in `go test ./e2e/` and a long one
+// selected with DRAGONFLY_E2E_LONG=1. Each logs one "RESULT" line with the
+// numbers RELIABILITY.md records.
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// longRun selects the long versions of the fault scenarios.
+var longRun = os.Getenv("DRAGONFLY_E2E_LONG") == "1"
+
+func pick[T any](short, long T) T {
+	if longRun {
+		return long
+	}
+	return short
+}
+
+// slowRule makes YARA walk every byte of every file (about 0.07 CPU-seconds
+// per MB here), so a task lasts long enough to be interrupted.
+const slowRule = `rule e2e_slow { condition: for any i in (0..filesize-1) : ( uint32(i) == 0x41424344 ) }`
+
+// makePaddedSdist builds name-version.tar.gz with files .py files of size
+// bytes of one repeated line, the first carrying both e2e tokens: large to
+// scan, a few kilobytes to download.
+func makePaddedSdist(name, version string, files, size int) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	line := "x = 'padding line for a slow scan'\n"
+	pad := strings.Repeat(line, size/len(line))
+	for i := range files {
+		body := pad
+		if i == 0 {
+			body = "exec(base64.b64decode('eA=='))\nimport socket; socket.socket()\n" + pad
+		}
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("%s-%s/%s/m%d.py", name, version, name, i), Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// writePaddedReleases writes n releases pkgNNNN-1.0 of makePaddedSdist.
+func writePaddedReleases(t *testing.T, n, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range n {
+		name := fmt.Sprintf("pkg%04d", i)
+		if err := os.WriteFile(filepath.Join(dir, name+"-1.0.tar.gz"), makePaddedSdist(name, "1.0", 1, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func releaseNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("pkg%04d", i)
+	}
+	return names
+}
+
+// setFaults posts a fault switch body to devapi's /_dev/faults.
+func (d *devapi) setFaults(t *testing.T, body string) {
+	t.Helper()
+	resp, err := http.Post(d.url+"/_dev/faults", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /_dev/faults %s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+// allDone reports whether devapi holds a final report for every one of n
+// releases.
+func (d *devapi) allDone(t *testing.T, n int) bool {
+	s := d.stats(t)
+	return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == int64(n)
+}
+
+// scanStatus is GET /package's status of name 1.0 ("QUEUED", "PENDING", ...).
+func (d *devapi) scanStatus(t *testing.T, name string) string {
+	t.Helper()
+	var recs []struct {
+		Status string `json:"status"`
+	}
+	if err := getJSON(fmt.Sprintf("%s/package?name=%s&version=1.0", d.url, name), &recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 {
+		return ""
+	}
+	return recs[len(recs)-1].Status
+}
+
+// tally counts devapi's report log.
+type tally struct {
+	puts, accepted, duplicates, s409, s503 int
+}
+
+func (d *devapi) tally(t *testing.T) tally {
+	t.Helper()
+	var tl tally
+	seen := map[string]int{}
+	for _, r := range d.reports(t) {
+		tl.puts++
+		switch r.Status {
+		case 200:
+			tl.accepted++
+			seen[r.Name+"@"+r.Version]++
+			if seen[r.Name+"@"+r.Version] > 1 {
+				tl.duplicates++
+			}
+		case 409:
+			tl.s409++
+		case 503:
+			tl.s503++
+		}
+	}
+	return tl
+}
+
+// scrape reads every sample of a /metrics page, keyed by the sample's name
+// with its labels as written (`name{a="b"}`).
+func scrape(t *testing.T, httpAddr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", httpAddr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// runtimeSample is the coordinator's goroutines and memory after a forced GC.
+type runtimeSample struct {
+	goroutines    float64
+	heapInuse     float64
+	residentBytes float64
+}
+
+func (s runtimeSample) String() string {
+	return fmt.Sprintf("goroutines=%.0f heap_inuse=%.1fMiB rss=%.1fMiB", s.goroutines, s.heapInuse/(1<<20), s.residentBytes/(1<<20))
+}
+
+// sampleRuntime forces a GC through the coordinator's pprof handler (it must
+// run with DRAGONFLY_PPROF=true) and reads the runtime gauges.
+func sampleRuntime(t *testing.T, httpAddr string) runtimeSample {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("pprof heap: %d (is DRAGONFLY_PPROF set?)", resp.StatusCode)
+	}
+	m := scrape(t, httpAddr)
+	return runtimeSample{m["go_goroutines"], m["go_memstats_heap_inuse_bytes"], m["process_resident_memory_bytes"]}
+}
+
+// sessionsOf returns the session ids the coordinator gave worker id.
+func sessionsOf(coord *proc, workerID string) []string {
+	re := regexp.MustCompile(`"session":"([^"]+)","worker_id":"` + regexp.QuoteMeta(workerID) + `"`)
+	var ids []string
+	for _, line := range strings.Split(coord.log.String(), "\n") {
+		if strings.Contains(line, `"msg":"worker connected"`) {
+			if m := re.FindStringSubmatch(line); m != nil {
+				ids = append(ids, m[1])
+			}
+		}
+	}
+	return ids
+}
+
+// finishedLine returns the coordinator's "job finished" log line of name.
+func finishedLine(coord *proc, name string) string {
+	for _, line := range strings.Split(coord.log.String(), "\n") {
+		if strings.Contains(line, `"msg":"job finished"`) && strings.Contains(line, `"job":"`+name+`"`) {
+			return line
+		}
+	}
+	return ""
+}
+
+// TestFaultWorkerLoss: a coordinator and 4 workers; every few seconds a
+// random worker is killed with SIGKILL and restarted. Every job is reported
+// exactly once with the right score, no report is refused, and the
+// coordinator's goroutines and heap do not grow.
+func TestFaultWorkerLoss(t *testing.T) {
+	jobs := pick(300, 2000)
+	killEvery := pick(2*time.Second, 3*time.Second)
+	// Each job costs its worker some YARA time, so the run lasts long enough
+	// for many kills to land on busy workers.
+	pkgs := writePaddedReleases(t, jobs, 1<<20)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules+slowRule)
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	_, grpcAddr, httpAddr := startCoordinator(t, d, map[string]string{"DRAGONFLY_PPROF": "true", "DRAGONFLY_LOG_LEVEL": "info"})
+	workerEnv := map[string]string{"DRAGONFLY_LOG_LEVEL": "info", "DRAGONFLY_SCAN_TIMEOUT": "5m"}
+	workers := make([]*proc, 4)
+	for i := range workers {
+		workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+	}
+	eventually(t, 90*time.Second, "4 workers connected and the first reports", func() bool {
+		return metric(t, httpAddr, "dragonfly_workers_connected") == 4 && d.stats(t).ReportsAccepted >= 10
+	})
+	before := sampleRuntime(t, httpAddr)
+
+	rng := rand.New(rand.NewPCG(6, 1))
+	kills := 0
+	kill := time.NewTicker(killEvery)
+	defer kill.Stop()
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.Now().Add(pick(4*time.Minute, 25*time.Minute))
+	for done := false; !done; {
+		select {
+		case <-kill.C:
+			i := rng.IntN(len(workers))
+			workers[i].signal(syscall.SIGKILL)
+			workers[i].wait(10 * time.Second)
+			kills++
+			workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+		case <-poll.C:
+			done = d.allDone(t, jobs)
+			if !done && time.Now().After(deadline) {
+				t.Fatalf("%d kills; not every job reported in time: %+v", kills, d.stats(t))
+			}
+		}
+	}
+	kill.Stop()
+
+	ok := d.exactlyOnce(t, jobs)
+	for _, r := range ok {
+		if r.Score == nil || *r.Score != 6 || !slices.Equal(r.RulesMatched, []string{"e2e_exec_b64", "e2e_socket"}) {
+			t.Fatalf("report %+v", r)
+		}
+	}
+	// Quiesce: the last restarted workers are connected, nothing in flight,
+	// nothing waiting to be sent.
+	eventually(t, 60*time.Second, "the coordinator to quiesce", func() bool {
+		m := scrape(t, httpAddr)
+		return m["dragonfly_workers_connected"] == 4 && m["dragonfly_jobs_in_flight"] == 0 && m["dragonfly_outbox_reports"] == 0
+	})
+	// Goroutines settle (idle HTTP connections close, ended sessions'
+	// goroutines exit): wait for them to come back to the level of the
+	// start, with a small allowance for idle keep-alive connections.
+	const goroutineSlack = 10
+	var after runtimeSample
+	eventually(t, 60*time.Second, fmt.Sprintf("goroutines to settle within %d of the start (%v)", goroutineSlack, before), func() bool {
+		after = sampleRuntime(t, httpAddr)
+		return after.goroutines <= before.goroutines+goroutineSlack
+	})
+	// The heap after a forced GC: what the coordinator keeps. Bounded
+	// state (recent results, counters) may add a little; per-job or
+	// per-session leaks of 2,000 jobs and a hundred sessions would not fit.
+	if limit := before.heapInuse*1.5 + 8<<20; after.heapInuse > limit {
+		t.Errorf("coordinator heap grew: %v -> %v (limit %.1f MiB)", before, after, limit/(1<<20))
+	}
+	tl := d.tally(t)
+	m := scrape(t, httpAddr)
+	t.Logf("RESULT worker-loss jobs=%d kills=%d puts=%d accepted=%d duplicates=%d 409=%d requeued=%.0f sessions=%.0f before[%v] after[%v]",
+		jobs, kills, tl.puts, tl.accepted, tl.duplicates, tl.s409, m["dragonfly_tasks_requeued_total"], m["dragonfly_sessions_started_total"], before, after)
+	if kills < 3 {
+		t.Errorf("only %d workers killed: the run was too short to test anything", kills)
+	}
+}
+
+// TestFaultAPITrouble: 30% of PUT /package answer 503, slow answers, Auth0
+// tokens that expire every few seconds (and one revocation), and a 10 s
+// outage of the whole API. Every result is delivered once the API recovers,
+// none twice.
+func TestFaultAPITrouble(t *testing.T) {
+	jobs := pick(150, 1000)
+	pkgs := writeReleases(t, jobs, 2, 8<<10)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules)
+	const clientID, clientSecret = "e2e-client", "e2e-client-secret-value"
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules,
+		"--auth", "auth0", "--auth0-client-id", clientID, "--auth0-client-secret", clientSecret,
+		"--token-lifetime", "3s", "--report-error-rate", "0.3", "--latency", "150ms")
+	_, grpcAddr, httpAddr := startCoordinator(t, d, map[string]string{
+		"DRAGONFLY_CLIENT_ID": clientID, "DRAGONFLY_CLIENT_SECRET": clientSecret,
+		"DRAGONFLY_GRANT_TYPE": "client_credentials", "DRAGONFLY_TOKEN_URL": d.url + "/oauth/token",
+		"DRAGONFLY_LOG_LEVEL": "info",
+	})
+	for i := range 3 {
+		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
+	}
+	eventually(t, 90*time.Second, "a third of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/3) })
+	d.setFaults(t, `{"revoke_tokens": true}`)
+	eventually(t, 60*time.Second, "reports after the revocation", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/2) })
+	beforeOutage := d.stats(t)
+	d.setFaults(t, `{"unavailable_seconds": 10}`)
+	eventually(t, 30*time.Second, "the outage to end", func() bool {
+		var f struct {
+			UnavailableUntil *time.Time `json:"unavailable_until"`
+		}
+		return getJSON(d.url+"/_dev/faults", &f) == nil && f.UnavailableUntil == nil
+	})
+	afterOutage := d.stats(t)
+	if afterOutage.Status503 == beforeOutage.Status503 {
+		t.Error("no API call answered 503 during the outage")
+	}
+	deadline := time.Now().Add(pick(3*time.Minute, 12*time.Minute))
+	eventually(t, time.Until(deadline), "every job", func() bool { return d.allDone(t, jobs) })
+	d.exactlyOnce(t, jobs)
+	s := d.stats(t)
+	tl := d.tally(t)
+	if tl.s503 < jobs/4 {
+		t.Errorf("only %d reports answered 503: the faults were not injected", tl.s503)
+	}
+	m := scrape(t, httpAddr)
+	refreshes := m[`dragonfly_api_token_refreshes_total{result="ok"}`]
+	if refreshes < 3 {
+		t.Errorf("%v token refreshes: the tokens did not expire", refreshes)
+	}
+	t.Logf("RESULT api-trouble jobs=%d puts=%d accepted=%d duplicates=%d 409=%d put_503=%d all_503=%d outage_503=%d 401=%d token_refreshes=%.0f",
+		jobs, tl.puts, tl.accepted, tl.duplicates, tl.s409, tl.s503, s.Status503, afterOutage.Status503-beforeOutage.Status503, s.Status401, refreshes)
+}
+
+// TestFaultWorkerDrainLargeScan: SIGTERM while a worker scans a large
+// distribution. With a long grace the worker finishes the scan and reports
+// it before exiting; with a short grace it cancels the scan and hands the
+// task back, and another worker scans it. Either way the job is reported
+// exactly once.
+func TestFaultWorkerDrainLargeScan(t *testing.T) {
+	files, size := pick(8, 32), 3<<20
+	for _, tc := range []struct {
+		name     string
+		grace    string
+		finishes bool
+	}{
+		{"finishes within grace", "10m", true},
+		{"handed back after grace", "1s", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkgs := t.TempDir()
+			os.WriteFile(filepath.Join(pkgs, "bigpkg-1.0.tar.gz"), makePaddedSdist("bigpkg", "1.0", files, size), 0o644)
+			rules := t.TempDir()
+			writeRules(t, rules, "e2e", e2eRules+slowRule)
+			d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+			coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
+			w := startWorker(t, "w0", grpcAddr, map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace, "DRAGONFLY_SCAN_TIMEOUT": "5m"})
+			eventually(t, 60*time.Second, "the worker to scan", func() bool {
+				return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
+			})
+			w.signal(syscall.SIGTERM)
+			if code := w.wait(pick(5*time.Minute, 10*time.Minute)); code != 0 {
+				t.Fatalf("worker exit %d after SIGTERM", code)
+			}
+			if !w.logged("stopping: draining", `"running":1`) {
+				t.Fatal("the worker was not stopped mid-scan")
+			}
+			first := sessionsOf(coord, "w0")
+			if len(first) != 1 {
+				t.Fatalf("sessions of w0: %v", first)
+			}
+			if tc.finishes {
+				eventually(t, 30*time.Second, "the report", func() bool { return d.allDone(t, 1) })
+				if line := finishedLine(coord, "bigpkg"); !strings.Contains(line, first[0]) {
+					t.Fatalf("job not finished by the draining worker: %s", line)
+				}
+			} else {
+				if !w.logged("drain grace over; cancelling started tasks") {
+					t.Fatal("the worker did not cancel its scan at the end of the grace")
+				}
+				if d.stats(t).Reports != 0 {
+					t.Fatal("a report was sent for a cancelled scan")
+				}
+				startWorker(t, "w1", grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+				eventually(t, pick(5*time.Minute, 10*time.Minute), "the report", func() bool { return d.allDone(t, 1) })
+				second := sessionsOf(coord, "w1")
+				if line := finishedLine(coord, "bigpkg"); len(second) != 1 || !strings.Contains(line, second[0]) || strings.Contains(line, first[0]) {
+					t.Fatalf("job not finished by the second worker alone: %s", line)
+				}
+			}
+			ok := d.exactlyOnce(t, 1)
+			if ok[0].Score == nil || *ok[0].Score != 6 {
+				t.Fatalf("report %+v", ok[0])
+			}
+			tl := d.tally(t)
+			t.Logf("RESULT worker-drain case=%q size=%dMiB grace=%s puts=%d accepted=%d duplicates=%d 409=%d",
+				tc.name, files*size>>20, tc.grace, tl.puts, tl.accepted, tl.duplicates, tl.s409)
+		})
+	}
+}
+
+// TestFaultCoordinatorCrash: the API goes down, finished reports pile up in
+// the coordinator's durable outbox, and the coordinator is killed with
+// SIGKILL while jobs are in flight. Restarted on the same outbox it delivers
+// the waiting reports under their original leases without scanning again;
+// the jobs that were in flight are leased again by the API (after its short
+// lease timeout) and reported. Every job is reported exactly once.
+func TestFaultCoordinatorCrash(t *testing.T) {
+	jobs := pick(40, 200)
+	pkgs := writePaddedReleases(t, jobs, 2<<20)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules+slowRule)
+	const lease = "25s"
+	d := startDevAPI(t, "--packages", pkgs, "--rules", rules, "--lease-timeout", lease)
+	env := map[string]string{
+		"DRAGONFLY_OUTBOX_PATH":   filepath.Join(t.TempDir(), "outbox.db"),
+		"DRAGONFLY_LEASE_TIMEOUT": lease,
+	}
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, env)
+	for i := range 2 {
+		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+	}
+	eventually(t, 90*time.Second, "a quarter of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/4) })
+	d.setFaults(t, `{"unavailable_seconds": 8}`)
+	var atKill map[string]float64
+	eventually(t, 30*time.Second, "reports waiting in the outbox and jobs in flight", func() bool {
+		atKill = scrape(t, httpAddr)
+		return atKill["dragonfly_outbox_reports"] >= 1 && atKill["dragonfly_jobs_in_flight"] >= 1
+	})
+	coord.signal(syscall.SIGKILL)
+	coord.wait(10 * time.Second)
+	before := d.stats(t)
+	coord2 := startCoordinatorAt(t, d, grpcAddr, httpAddr, env)
+	eventually(t, pick(4*time.Minute, 10*time.Minute), "every job", func() bool { return d.allDone(t, jobs) })
+	ok := d.exactlyOnce(t, jobs)
+
+	accepted := map[string]devReport{}
+	for _, r := range ok {
+		accepted[r.Name] = r
+		if r.Score == nil || *r.Score != 6 {
+			t.Errorf("report %+v", r)
+		}
+	}
+	// Reports finished by the first coordinator and not accepted before it
+	// died were in its outbox: the second one must deliver them under their
+	// first lease without scanning them again.
+	var fromOutbox, releasedAgain int
+	for _, name := range releaseNames(jobs) {
+		r := accepted[name]
+		if finishedLine(coord, name) != "" && r.Seq > before.Reports {
+			fromOutbox++
+			if finishedLine(coord2, name) != "" {
+				t.Errorf("%s was scanned again after the restart instead of coming from the outbox", name)
+			}
+			if r.Attempt == nil || *r.Attempt != 1 {
+				t.Errorf("%s delivered from the outbox under attempt %v, want its first lease", name, r.Attempt)
+			}
+		}
+		if r.Attempt != nil && *r.Attempt > 1 {
+			releasedAgain++
+		}
+	}
+	if fromOutbox == 0 {
+		t.Errorf("no report delivered from the outbox after the restart (outbox held %v at the kill)", atKill["dragonfly_outbox_reports"])
+	}
+	if releasedAgain == 0 {
+		t.Errorf("no job re-leased after the restart (%v in flight at the kill)", atKill["dragonfly_jobs_in_flight"])
+	}
+	tl := d.tally(t)
+	t.Logf("RESULT coordinator-crash jobs=%d outbox_at_kill=%.0f in_flight_at_kill=%.0f delivered_from_outbox=%d re_leased=%d puts=%d accepted=%d duplicates=%d 409=%d 503=%d",
+		jobs, atKill["dragonfly_outbox_reports"], atKill["dragonfly_jobs_in_flight"], fromOutbox, releasedAgain, tl.puts, tl.accepted, tl.duplicates, tl.s409, tl.s503)
+}
+
+// netns is a network namespace joined to the root namespace by a veth pair.
+type netns struct {
+	name, hostIf, nsIf, hostIP, nsIP string
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// newNetns creates a namespace and a veth pair with addresses in
+// 10.213.N.0/24, or skips the test when that is not possible. Cleanup
+// deletes both, also when the test fails.
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network partition test needs root to create network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network partition test needs iproute2 (ip): not found")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("network partition test needs nftables (nft): not found")
+	}
+	pid := os.Getpid()
+	n := &netns{
+		name:   fmt.Sprintf("dfe2e%d", pid),
+		hostIf: fmt.Sprintf("dfh%d", pid%10000000),
+		nsIf:   fmt.Sprintf("dfn%d", pid%10000000),
+		hostIP: fmt.Sprintf("10.213.%d.1", pid%250+1),
+		nsIP:   fmt.Sprintf("10.213.%d.2", pid%250+1),
+	}
+	if err := run("ip", "netns", "add", n.name); err != nil {
+		t.Skipf("network namespaces unavailable: %v", err)
+	}
+	t.Cleanup(func() {
+		// Deleting the namespace deletes its veth end, and with it the pair.
+		if err := run("ip", "netns", "del", n.name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		run("ip", "link", "del", n.hostIf) // gone already unless the move failed
+	})
+	for _, c := range [][]string{
+		{"ip", "link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf, "netns", n.name},
+		{"ip", "addr", "add", n.hostIP + "/24", "dev", n.hostIf},
+		{"ip", "link", "set", n.hostIf, "up"},
+		{"ip", "-n", n.name, "addr", "add", n.nsIP + "/24", "dev", n.nsIf},
+		{"ip", "-n", n.name, "link", "set", n.nsIf, "up"},
+		{"ip", "-n", n.name, "link", "set", "lo", "up"},
+	} {
+		if err := run(c[0], c[1:]...); err != nil {
+			t.Fatalf("netns setup: %v", err)
+		}
+	}
+	return n
+}
+
+// cut drops every packet in and out of the namespace (a partition: no
+// resets, no errors, silence); restore lifts it.
+func (n *netns) cut(t *testing.T) {
+	t.Helper()
+	rules := fmt.Sprintf(`table inet dfcut {
+  chain in { type filter hook input priority 0; policy accept; iifname "%[1]s" drop; }
+  chain out { type filter hook output priority 0; policy accept; oifname "%[1]s" drop; }
+}
+`, n.nsIf)
+	cmd := exec.Command("ip", "netns", "exec", n.name, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cut: %v: %s", err, out)
+	}
+	if err := run("ip", "netns", "exec", n.name, "nft", "list", "table", "inet", "dfcut"); err != nil {
+		t.Fatalf("cut: %v", err)
+	}
+}
+
+func (n *netns) restore(t *testing.T) {
+	t.Helper()
+	if err := run("ip", "netns", "exec", n.name, "nft", "delete", "table", "inet", "dfcut"); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+}
+
+// TestFaultNetworkPartition: a worker in its own network namespace is cut off
+// from the coordinator while it scans. The coordinator ends its session after
+// the heartbeat timeout and the jobs it held are scanned and reported by the
+// other workers while it is still cut off; its own results for them are never
+// used. When the link comes back it reconnects and finishes the remaining
+// jobs. Nothing is reported twice.
+func TestFaultNetworkPartition(t *testing.T) {
+	n := newNetns(t)
+	jobs := pick(16, 40)
+	partition := pick(10*time.Second, 30*time.Second)
+	pkgs := writePaddedReleases(t, jobs, 4<<20)
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", e2eRules+slowRule)
+	d := startDevAPIOn(t, n.hostIP, "--packages", pkgs, "--rules", rules)
+	grpcAddr, httpAddr := freePortOn(t, n.hostIP), freePort(t)
+	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "1s"})
+	workerEnv := map[string]string{"DRAGONFLY_ALLOWED_HOSTS": n.hostIP, "DRAGONFLY_SCAN_TIMEOUT": "5m"}
+	cutoff := startWrapped(t, "wpart", []string{"ip", "netns", "exec", n.name}, map[string]string{
+		"DRAGONFLY_COORDINATOR_ADDR": grpcAddr, "DRAGONFLY_FLEET_TOKEN": fleetToken,
+		"DRAGONFLY_ALLOWED_HOSTS": n.hostIP, "DRAGONFLY_THREADS": "1",
+		"DRAGONFLY_WORKER_ID": "wpart", "DRAGONFLY_LOG_LEVEL": "debug", "DRAGONFLY_SCAN_TIMEOUT": "5m",
+	}, "worker")
+	// The cut-off worker is alone at first, so the jobs leased now are its.
+	eventually(t, 90*time.Second, "the worker in the namespace to scan", func() bool {
+		return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
+	})
+	n.cut(t)
+	cutAt := time.Now()
+	var held []string
+	for _, name := range releaseNames(jobs) {
+		if d.scanStatus(t, name) == "PENDING" {
+			held = append(held, name)
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("no job leased for the worker before the cut")
+	}
+	first := sessionsOf(coord, "wpart")
+	if len(first) != 1 {
+		t.Fatalf("sessions of wpart before the cut: %v", first)
+	}
+	others := []*proc{startWorker(t, "w1", grpcAddr, workerEnv), startWorker(t, "w2", grpcAddr, workerEnv)}
+
+	eventually(t, 90*time.Second, "the cut-off worker's jobs to be reported by the others", func() bool {
+		for _, name := range held {
+			if s := d.scanStatus(t, name); s != "FINISHED" {
+				return false
+			}
+		}
+		return true
+	})
+	redispatchedAfter := time.Since(cutAt)
+	if !coord.logged(`"msg":"worker session ended; its tasks were re-dispatched"`, `"worker_id":"wpart"`, "worker missed its heartbeats") {
+		t.Fatal("the coordinator did not end the cut-off worker's session for missed heartbeats")
+	}
+	for _, name := range held {
+		line := finishedLine(coord, name)
+		if line == "" || strings.Contains(line, "-wpart") {
+			t.Errorf("%s held by the cut-off worker was not finished by the others alone: %q", name, line)
+		}
+	}
+	// Keep the partition for its full length, then stop the other workers
+	// (they hand back what they have not started), so the remaining jobs
+	// need the cut-off worker once it is back.
+	<-time.After(time.Until(cutAt.Add(partition)))
+	for _, w := range others {
+		w.signal(syscall.SIGTERM)
+	}
+	for _, w := range others {
+		if code := w.wait(2 * time.Minute); code != 0 {
+			t.Fatalf("%s exit %d", w.name, code)
+		}
+	}
+	remaining := jobs - int(d.stats(t).Finished)
+	partitionLasted := time.Since(cutAt)
+	n.restore(t)
+	eventually(t, 2*time.Minute, "every job after the link came back", func() bool { return d.allDone(t, jobs) })
+	sessions := sessionsOf(coord, "wpart")
+	if len(sessions) < 2 {
+		t.Fatalf("the cut-off worker did not reconnect: sessions %v", sessions)
+	}
+	if remaining > 0 {
+		var byReturned int
+		for _, name := range releaseNames(jobs) {
+			if strings.Contains(finishedLine(coord, name), sessions[len(sessions)-1]) {
+				byReturned++
+			}
+		}
+		if byReturned == 0 {
+			t.Errorf("%d jobs remained after the partition, none finished by the returned worker", remaining)
+		}
+	}
+	d.exactlyOnce(t, jobs)
+	// Scans the cut-off worker finished for jobs it had lost: their results
+	// died with its session (the coordinator had re-dispatched the tasks).
+	stale := 0
+	for _, name := range held {
+		if cutoff.logged(`"msg":"distribution scanned"`, `"job":"`+name+`"`) {
+			stale++
+		}
+	}
+	m := scrape(t, httpAddr)
+	tl := d.tally(t)
+	t.Logf("RESULT network-partition jobs=%d partition=%v held_at_cut=%d reported_by_others_after=%v stale_scans_dropped=%d results_late=%.0f remaining_after_partition=%d reconnects=%d puts=%d accepted=%d duplicates=%d 409=%d",
+		jobs, partitionLasted.Round(time.Second), len(held), redispatchedAfter.Round(100*time.Millisecond), stale, m["dragonfly_results_late_total"], remaining, len(sessions)-1, tl.puts, tl.accepted, tl.duplicates, tl.s409)
+}
