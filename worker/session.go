@@ -241,8 +241,22 @@ func (s *session) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
 	case *fleetv1.ConnectResponse_RuleSet:
 		return s.ruleSet(msg.RuleSet)
 	case *fleetv1.ConnectResponse_Assign:
+		// A task id already held (queued or running) is a coordinator bug;
+		// running or handing back the copy would answer that task twice.
+		held := make(map[uint64]bool, len(s.queue)+len(s.running))
+		for _, t := range s.queue {
+			held[t.GetTaskId()] = true
+		}
+		for id := range s.running {
+			held[id] = true
+		}
 		var back []uint64
 		for _, t := range msg.Assign.GetTasks() {
+			if held[t.GetTaskId()] {
+				w.log.Warn("coordinator assigned a task already held; ignoring the copy", "task", t.GetTaskId())
+				continue
+			}
+			held[t.GetTaskId()] = true
 			if s.draining {
 				back = append(back, t.GetTaskId())
 				continue
