@@ -148,6 +148,7 @@ type fzClientStream struct {
 	sends      []*fleetv1.ConnectRequest
 	held       map[uint64]bool // tasks given to the worker and not answered yet
 	given      int             // distinct assignments
+	maybe      map[uint64]int  // re-assignments of held ids: may be answered
 	pushed     map[string]bool
 	statused   map[string]bool // pushed rule sets the worker answered
 	closedSend bool
@@ -205,10 +206,16 @@ func (s *fzClientStream) Recv() (*fleetv1.ConnectResponse, error) {
 	for _, t := range m.GetAssign().GetTasks() {
 		// A task id the worker already holds is a duplicate: it must not
 		// be run or answered twice.
-		if !s.held[t.GetTaskId()] {
-			s.held[t.GetTaskId()] = true
-			s.given++
+		// Which one the worker sees depends on whether it handled the
+		// first copy's completion before this message, so a re-assignment
+		// of an id held here may be answered once more, or not at all.
+		// TestDuplicateTaskIDIsRunOnce checks the held case exactly.
+		if s.held[t.GetTaskId()] {
+			s.maybe[t.GetTaskId()]++
+			continue
 		}
+		s.held[t.GetTaskId()] = true
+		s.given++
 	}
 	if rs := m.GetRuleSet(); rs != nil {
 		s.pushed[rs.GetHash()] = true
@@ -240,10 +247,14 @@ func (s *fzClientStream) Send(m *fleetv1.ConnectRequest) error {
 	}
 	ids = append(ids, m.GetTaskReturn().GetTaskIds()...)
 	for _, id := range ids {
-		if !s.held[id] {
+		switch {
+		case s.held[id]:
+			delete(s.held, id)
+		case s.maybe[id] > 0:
+			s.maybe[id]--
+		default:
 			s.violate("task %d answered but not held (never given, or answered twice)", id)
 		}
-		delete(s.held, id)
 	}
 	if rs := m.GetRulesStatus(); rs != nil {
 		if !s.pushed[rs.GetHash()] {
@@ -324,7 +335,7 @@ func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult
 	threads := int(mode>>1&3) + 1
 	st := &fzClientStream{
 		script: script, drained: make(chan struct{}), hangup: make(chan struct{}), endErr: io.EOF,
-		changed: make(chan struct{}), held: map[uint64]bool{}, pushed: map[string]bool{}, statused: map[string]bool{},
+		changed: make(chan struct{}), held: map[uint64]bool{}, maybe: map[uint64]int{}, pushed: map[string]bool{}, statused: map[string]bool{},
 	}
 	if mode&8 != 0 {
 		st.endErr = status.Error(codes.Unavailable, "fuzz: connection reset")
@@ -481,5 +492,46 @@ func TestFuzzHarnessWorkerScans(t *testing.T) {
 	}
 	if res.err == nil || !strings.Contains(res.err.Error(), "closed the stream") {
 		t.Errorf("session error %v, want the coordinator closing the stream", res.err)
+	}
+}
+
+// A coordinator that assigns a task id the worker already runs gets one
+// answer: the copy is neither run nor handed back (which would re-queue a
+// running task on the coordinator).
+func TestDuplicateTaskIDIsRunOnce(t *testing.T) {
+	e := startWorker(t, 2, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
+	<-e.slow // task 1 is downloading and blocked
+	s.assign(e.task(1, "reqeusts-2.31.0.tar.gz", demoHash), e.task(2, "tinycolors-1.2.0.tar.gz", demoHash))
+	if got := s.results(1); got[2] == nil {
+		t.Fatalf("results %v, want task 2 first", got)
+	}
+	close(e.block)
+	got := s.results(1)
+	if d := got[1].GetDistribution(); d == nil || d.GetScore() != 0 {
+		t.Fatalf("task 1: %v, want the clean tinycolors result (the copy naming reqeusts must not run)", got[1])
+	}
+	// Nothing else arrives for task 1: the next message is the answer to a
+	// marker task.
+	s.assign(e.task(3, "tinycolors-1.2.0.tar.gz", demoHash))
+	for {
+		m := s.next()
+		if m == nil {
+			t.Fatal("worker closed the stream")
+		}
+		if ids := m.GetTaskReturn().GetTaskIds(); len(ids) > 0 {
+			t.Fatalf("worker handed back %v", ids)
+		}
+		rs := m.GetResults().GetResults()
+		for _, r := range rs {
+			if r.GetTaskId() == 1 {
+				t.Fatalf("task 1 answered twice: %v", r)
+			}
+		}
+		if len(rs) > 0 && rs[len(rs)-1].GetTaskId() == 3 {
+			break
+		}
 	}
 }
