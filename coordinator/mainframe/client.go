@@ -154,7 +154,7 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 			if host == "" {
 				host = hostOf(c.cfg.BaseURL)
 			}
-			return nil, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: host}
+			return nil, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: c.red.apply(host)}
 		case t.status == http.StatusUnauthorized && c.tokens != nil && !refreshed:
 			// The token may have been revoked or expired early: drop it,
 			// fetch a new one and try once more, outside the attempt budget.
@@ -283,7 +283,9 @@ func readBody(r io.Reader, max int64) ([]byte, error) {
 // apiError builds the error of a non-2xx, non-3xx response.
 func (c *Client) apiError(endpoint string, t try) *APIError {
 	body := c.red.apply(string(t.body))
-	return &APIError{Endpoint: endpoint, Status: t.status, Detail: parseDetail([]byte(body)), Body: body}
+	// The detail is redacted again after decoding: a JSON-escaped credential
+	// (\u0073...) is not in the raw body but is in the decoded text.
+	return &APIError{Endpoint: endpoint, Status: t.status, Detail: c.red.apply(parseDetail([]byte(body))), Body: body}
 }
 
 // parseDetail extracts FastAPI's {"detail": "text"} or, for validation
