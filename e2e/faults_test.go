@@ -103,7 +103,7 @@ func (d *devapi) allDone(t *testing.T, n int) bool {
 	return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == int64(n)
 }
 
-// scanStatus is GET /package's status of name 1.0 ("QUEUED", "PENDING", ...).
+// scanStatus is GET /package's status of name 1.0 ("queued", "pending", ...).
 func (d *devapi) scanStatus(t *testing.T, name string) string {
 	t.Helper()
 	var recs []struct {
@@ -228,11 +228,11 @@ func finishedLine(coord *proc, name string) string {
 // exactly once with the right score, no report is refused, and the
 // coordinator's goroutines and heap do not grow.
 func TestFaultWorkerLoss(t *testing.T) {
-	jobs := pick(300, 2000)
+	jobs := pick(150, 2000)
 	killEvery := pick(2*time.Second, 3*time.Second)
 	// Each job costs its worker some YARA time, so the run lasts long enough
 	// for many kills to land on busy workers.
-	pkgs := writePaddedReleases(t, jobs, 1<<20)
+	pkgs := writePaddedReleases(t, jobs, pick(1<<20, 256<<10))
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
@@ -366,7 +366,7 @@ func TestFaultAPITrouble(t *testing.T) {
 // task back, and another worker scans it. Either way the job is reported
 // exactly once.
 func TestFaultWorkerDrainLargeScan(t *testing.T) {
-	files, size := pick(8, 32), 3<<20
+	files, size := pick(6, 32), 3<<20
 	for _, tc := range []struct {
 		name     string
 		grace    string
@@ -616,7 +616,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 	cutAt := time.Now()
 	var held []string
 	for _, name := range releaseNames(jobs) {
-		if d.scanStatus(t, name) == "PENDING" {
+		if d.scanStatus(t, name) == "pending" {
 			held = append(held, name)
 		}
 	}
@@ -631,7 +631,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 
 	eventually(t, 90*time.Second, "the cut-off worker's jobs to be reported by the others", func() bool {
 		for _, name := range held {
-			if s := d.scanStatus(t, name); s != "FINISHED" {
+			if s := d.scanStatus(t, name); s != "finished" {
 				return false
 			}
 		}
