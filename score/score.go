@@ -144,6 +144,9 @@ func (t *Tally) Distribution() Distribution {
 type Package struct {
 	Score        int64
 	RulesMatched []string // sorted, duplicate-free
+	// Hits are the same rules with their weights, heaviest first (then by
+	// name): the package's top rules.
+	Hits []Hit
 	// Top is the index of the top distribution (highest score, first among
 	// equals), or -1 with no distributions.
 	Top int
@@ -164,10 +167,17 @@ func Aggregate(dists []Distribution) Package {
 			if !seen[h.Name] {
 				seen[h.Name] = true
 				p.RulesMatched = append(p.RulesMatched, h.Name)
+				p.Hits = append(p.Hits, h)
 			}
 		}
 	}
 	slices.Sort(p.RulesMatched)
+	slices.SortFunc(p.Hits, func(a, b Hit) int {
+		if c := cmp.Compare(b.Weight, a.Weight); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 	if p.RulesMatched == nil {
 		p.RulesMatched = []string{}
 	}

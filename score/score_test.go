@@ -34,6 +34,9 @@ func TestWorkedExample(t *testing.T) {
 	if !slices.Equal(p.RulesMatched, []string{"r1", "r2", "r3"}) {
 		t.Fatalf("rules_matched = %v", p.RulesMatched)
 	}
+	if want := []Hit{{"r3", 10}, {"r1", 5}, {"r2", 3}}; !slices.Equal(p.Hits, want) {
+		t.Fatalf("hits = %v, want %v (heaviest first)", p.Hits, want)
+	}
 	url := InspectorURL("a", "1.0", "https://files.pythonhosted.org/packages/aa/bb/cc/a-1.0-py3-none-any.whl", p.TopFile)
 	if want := "https://inspector.pypi.io/project/a/1.0/packages/aa/bb/cc/a-1.0-py3-none-any.whl/b/y.py"; url != want {
 		t.Fatalf("inspector = %s, want %s", url, want)

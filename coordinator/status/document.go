@@ -139,7 +139,7 @@ type Result struct {
 	Version  string    `json:"version"`
 	Attempt  *int      `json:"attempt,omitempty"`
 	Score    int64     `json:"score"`
-	// Rules are the matched rule identifiers, sorted.
+	// Rules are the matched rule identifiers, heaviest first (then by name).
 	Rules        []string `json:"rules"`
 	InspectorURL string   `json:"inspector_url,omitempty"`
 	// Distributions scanned; Files and BytesScanned over all of them.

@@ -288,9 +288,13 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 		return
 	}
 	m.counts.scannedOK++
+	rules := make([]string, len(o.Package.Hits))
+	for i, h := range o.Package.Hits {
+		rules[i] = h.Name
+	}
 	m.results.add(Result{
 		Finished: o.Finished, Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt,
-		Score: o.Package.Score, Rules: slices.Clone(o.Package.RulesMatched), InspectorURL: o.InspectorURL,
+		Score: o.Package.Score, Rules: rules, InspectorURL: o.InspectorURL,
 		Distributions: len(o.Job.Distributions), Workers: workers, ElapsedSeconds: elapsed,
 		Files: o.Stats.Files, BytesScanned: o.Stats.BytesExpanded, Report: ReportQueued,
 	})

@@ -129,7 +129,8 @@ func outcome(name string, dists int, failure string, leased, finished time.Time,
 	}
 	o := dispatch.Outcome{Job: j, Failure: failure, Sessions: sessions, Finished: finished}
 	if failure == "" {
-		o.Package = score.Package{Score: 12, RulesMatched: []string{"r1", "r2"}, Top: 0, TopFile: "a/setup.py"}
+		o.Package = score.Aggregate([]score.Distribution{{Score: 12, TopFile: "a/setup.py", TopScore: 12,
+			Rules: []score.Hit{{Name: "r1", Weight: 2}, {Name: "r2", Weight: 10}}}})
 		o.InspectorURL = "https://inspector.pypi.io/project/" + name + "/1.0/x/a/setup.py"
 	}
 	return o
@@ -216,6 +217,9 @@ func TestEvents(t *testing.T) {
 	if r.Name != "good" || r.Score != 12 || r.Report != ReportAccepted || r.Distributions != 2 ||
 		r.ElapsedSeconds != 4 || *r.Attempt != 2 || fmt.Sprint(r.Workers) != "[w1]" || !strings.HasPrefix(r.InspectorURL, "https://inspector.pypi.io/") {
 		t.Errorf("result = %+v", r)
+	}
+	if fmt.Sprint(r.Rules) != "[r2 r1]" {
+		t.Errorf("result rules = %v, want the heaviest first", r.Rules)
 	}
 	var kinds []string
 	for _, f := range doc.Failures {
