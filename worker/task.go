@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"path"
+	"strings"
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
@@ -35,17 +37,20 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 		if ctx.Err() != nil {
 			return nil
 		}
-		return w.fail(res, name, err, start, log)
+		return w.fail(res, name, err, fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD, start, log)
 	}
 	sr, err := w.engine.Scan(ctx, rs, name, data)
 	res.Stats.BytesExpanded = sr.Stats.Expanded
 	res.Stats.Files = int64(sr.Stats.Files)
 	res.Stats.ScanTime = durationpb.New(sr.Stats.ScanTime)
+	if err == nil {
+		err = notAnArchive(name, sr.Stats.Format, data)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return w.fail(res, name, err, start, log)
+		return w.fail(res, name, err, fleetv1.FailureKind_FAILURE_KIND_SCAN, start, log)
 	}
 	d := &fleetv1.DistributionResult{Score: sr.Score, TopFile: sr.TopFile, TopFileScore: sr.TopScore}
 	for _, h := range sr.Rules {
@@ -58,10 +63,12 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	return res
 }
 
-func (w *Worker) fail(res *fleetv1.TaskResult, name string, err error, start time.Time, log interface {
+// fail makes res a failure; kind is the failure kind when err does not name
+// a more precise one (limit, host, archive).
+func (w *Worker) fail(res *fleetv1.TaskResult, name string, err error, kind fleetv1.FailureKind, start time.Time, log interface {
 	Warn(string, ...any)
 }) *fleetv1.TaskResult {
-	f := &fleetv1.TaskFailure{Reason: "distribution " + name + ": " + err.Error(), Kind: failureKind(err)}
+	f := &fleetv1.TaskFailure{Reason: "distribution " + name + ": " + err.Error(), Kind: failureKind(err, kind)}
 	var le *limit.Error
 	if errors.As(err, &le) {
 		f.Limit = string(le.Kind)
@@ -73,7 +80,10 @@ func (w *Worker) fail(res *fleetv1.TaskResult, name string, err error, start tim
 	return res
 }
 
-func failureKind(err error) fleetv1.FailureKind {
+// failureKind classifies err; fallback is the kind of the stage that failed
+// (every download error that is not a limit or a refused host is a download
+// failure: status, timeout, truncation, redirect, connection).
+func failureKind(err error, fallback fleetv1.FailureKind) fleetv1.FailureKind {
 	var (
 		le *limit.Error
 		he *fetch.HostError
@@ -86,14 +96,28 @@ func failureKind(err error) fleetv1.FailureKind {
 		return fleetv1.FailureKind_FAILURE_KIND_HOST
 	case errors.As(err, &ae):
 		return fleetv1.FailureKind_FAILURE_KIND_ARCHIVE
-	default:
-		var st *fetch.StatusError
-		var te *fetch.TimeoutError
-		if errors.As(err, &st) || errors.As(err, &te) {
-			return fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD
-		}
-		return fleetv1.FailureKind_FAILURE_KIND_SCAN
 	}
+	return fallback
+}
+
+// archiveSuffixes are the distribution file names that promise an archive.
+var archiveSuffixes = []string{".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg"}
+
+// notAnArchive fails a distribution whose name promises an archive but whose
+// content is not one (an HTML error page or a login page served with 200):
+// scanning it as one raw file would report the package clean.
+func notAnArchive(name, format string, data []byte) error {
+	if format != archive.Raw.String() {
+		return nil
+	}
+	lower := strings.ToLower(name)
+	for _, suf := range archiveSuffixes {
+		if strings.HasSuffix(lower, suf) {
+			head := data[:min(len(data), 64)]
+			return &archive.Error{Err: fmt.Errorf("not a %s archive: content starts with %q", suf, head)}
+		}
+	}
+	return nil
 }
 
 // distName is the file name of a distribution URL (its last path segment).
