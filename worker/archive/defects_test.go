@@ -214,6 +214,8 @@ func TestUnsafePaths(t *testing.T) {
 		`C:\Windows\x.py`,
 		"C:/Windows/x.py",
 		"c:x.py",
+		"./A:",
+		"pkg/../C:x.py",
 		`..\..\evil.py`,
 		`pkg\..\..\evil.py`,
 	}

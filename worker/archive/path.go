@@ -20,7 +20,8 @@ func cleanPath(name string) (string, error) {
 		return "", errUnsafePath
 	}
 	p := path.Clean(name)
-	if p == ".." || strings.HasPrefix(p, "../") {
+	// A drive may also appear only after cleaning ("./C:x", "a/../C:x").
+	if p == ".." || strings.HasPrefix(p, "../") || hasDrive(p) {
 		return "", errUnsafePath
 	}
 	if p == "." {
