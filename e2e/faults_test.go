@@ -228,11 +228,10 @@ func finishedLine(coord *proc, name string) string {
 // exactly once with the right score, no report is refused, and the
 // coordinator's goroutines and heap do not grow.
 func TestFaultWorkerLoss(t *testing.T) {
-	jobs := pick(150, 2000)
-	killEvery := pick(2*time.Second, 3*time.Second)
-	// Each job costs its worker some YARA time, so the run lasts long enough
-	// for many kills to land on busy workers.
-	pkgs := writePaddedReleases(t, jobs, pick(1<<20, 256<<10))
+	jobs := pick(120, 2000)
+	// Each job costs its worker some YARA time, so kills land on busy
+	// workers.
+	pkgs := writePaddedReleases(t, jobs, 256<<10)
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
@@ -247,30 +246,45 @@ func TestFaultWorkerLoss(t *testing.T) {
 	})
 	before := sampleRuntime(t, httpAddr)
 
+	// The long run kills a worker every 3 s. The short run kills one every
+	// 8 accepted reports instead, so it kills as often on a fast machine as
+	// on a loaded one.
+	var killTick <-chan time.Time
+	const killStep = 8
+	if longRun {
+		tk := time.NewTicker(3 * time.Second)
+		defer tk.Stop()
+		killTick = tk.C
+	}
 	rng := rand.New(rand.NewPCG(6, 1))
 	kills := 0
-	kill := time.NewTicker(killEvery)
-	defer kill.Stop()
-	poll := time.NewTicker(200 * time.Millisecond)
+	killNow := func() {
+		i := rng.IntN(len(workers))
+		workers[i].signal(syscall.SIGKILL)
+		workers[i].wait(10 * time.Second)
+		kills++
+		workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+	}
+	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
-	deadline := time.Now().Add(pick(4*time.Minute, 25*time.Minute))
+	nextKillAt := d.stats(t).ReportsAccepted + killStep
+	deadline := time.Now().Add(pick(4*time.Minute, 30*time.Minute))
 	for done := false; !done; {
 		select {
-		case <-kill.C:
-			i := rng.IntN(len(workers))
-			workers[i].signal(syscall.SIGKILL)
-			workers[i].wait(10 * time.Second)
-			kills++
-			workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+		case <-killTick:
+			killNow()
 		case <-poll.C:
-			done = d.allDone(t, jobs)
+			s := d.stats(t)
+			done = s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == int64(jobs)
+			if !longRun && !done && s.ReportsAccepted >= nextKillAt {
+				killNow()
+				nextKillAt = s.ReportsAccepted + killStep
+			}
 			if !done && time.Now().After(deadline) {
-				t.Fatalf("%d kills; not every job reported in time: %+v", kills, d.stats(t))
+				t.Fatalf("%d kills; not every job reported in time: %+v", kills, s)
 			}
 		}
 	}
-	kill.Stop()
-
 	ok := d.exactlyOnce(t, jobs)
 	for _, r := range ok {
 		if r.Score == nil || *r.Score != 6 || !slices.Equal(r.RulesMatched, []string{"e2e_exec_b64", "e2e_socket"}) {
@@ -434,8 +448,8 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 // the jobs that were in flight are leased again by the API (after its short
 // lease timeout) and reported. Every job is reported exactly once.
 func TestFaultCoordinatorCrash(t *testing.T) {
-	jobs := pick(40, 200)
-	pkgs := writePaddedReleases(t, jobs, 2<<20)
+	jobs := pick(24, 200)
+	pkgs := writePaddedReleases(t, jobs, 1<<20)
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	const lease = "25s"
@@ -527,6 +541,7 @@ func newNetns(t *testing.T) *netns {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("network partition test needs nftables (nft): not found")
 	}
+	removeStaleNetns(t)
 	pid := os.Getpid()
 	n := &netns{
 		name:   fmt.Sprintf("dfe2e%d", pid),
@@ -558,6 +573,28 @@ func newNetns(t *testing.T) *netns {
 		}
 	}
 	return n
+}
+
+// removeStaleNetns deletes the namespaces of earlier test processes that
+// died without their cleanup (killed, or stopped by the test timeout).
+func removeStaleNetns(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		pid, ok := strings.CutPrefix(name, "dfe2e")
+		if !ok {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its test process still runs
+		}
+		if err := run("ip", "netns", "del", name); err != nil {
+			t.Logf("stale namespace %s: %v", name, err)
+		}
+	}
 }
 
 // cut drops every packet in and out of the namespace (a partition: no
@@ -594,9 +631,9 @@ func (n *netns) restore(t *testing.T) {
 // jobs. Nothing is reported twice.
 func TestFaultNetworkPartition(t *testing.T) {
 	n := newNetns(t)
-	jobs := pick(16, 40)
+	jobs := pick(12, 40)
 	partition := pick(10*time.Second, 30*time.Second)
-	pkgs := writePaddedReleases(t, jobs, 4<<20)
+	pkgs := writePaddedReleases(t, jobs, pick(2<<20, 4<<20))
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPIOn(t, n.hostIP, "--packages", pkgs, "--rules", rules)
