@@ -44,7 +44,7 @@ const slowRule = `rule e2e_slow { condition: for any i in (0..filesize-1) : ( ui
 // scan, a few kilobytes to download.
 func makePaddedSdist(name, version string, files, size int) []byte {
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	line := "x = 'padding line for a slow scan'\n"
 	pad := strings.Repeat(line, size/len(line))
@@ -61,13 +61,16 @@ func makePaddedSdist(name, version string, files, size int) []byte {
 	return buf.Bytes()
 }
 
-// writePaddedReleases writes n releases pkgNNNN-1.0 of makePaddedSdist.
+// writePaddedReleases writes n releases pkgNNNN-1.0 with the same
+// makePaddedSdist content (compressed once: gzip under the race detector is
+// slow).
 func writePaddedReleases(t *testing.T, n, size int) string {
 	t.Helper()
 	dir := t.TempDir()
+	data := makePaddedSdist("padded", "1.0", 1, size)
 	for i := range n {
 		name := fmt.Sprintf("pkg%04d", i)
-		if err := os.WriteFile(filepath.Join(dir, name+"-1.0.tar.gz"), makePaddedSdist(name, "1.0", 1, size), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+"-1.0.tar.gz"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,7 +234,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 	jobs := pick(120, 2000)
 	// Each job costs its worker some YARA time, so kills land on busy
 	// workers.
-	pkgs := writePaddedReleases(t, jobs, 256<<10)
+	pkgs := writePaddedReleases(t, jobs, pick(256<<10, 1<<20))
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
