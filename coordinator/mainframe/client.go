@@ -60,7 +60,6 @@ import (
 // Client talks to the Dragonfly API.
 type Client struct {
 	cfg    Config
-	hc     *http.Client
 	tokens *tokenCache // nil without Auth0
 	red    *redactor
 	log    *slog.Logger
@@ -80,9 +79,6 @@ func New(cfg Config) (*Client, error) {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{
 		cfg: cfg,
-		// No Client.Timeout: every try runs under its own context deadline,
-		// which also bounds reading the body.
-		hc:  &http.Client{Transport: cfg.Transport, CheckRedirect: noRedirect},
 		red: newRedactor(cfg.Auth),
 		log: cfg.Logger,
 	}
@@ -244,7 +240,14 @@ func (c *Client) once(ctx context.Context, k call) try {
 	}
 
 	start := time.Now()
-	resp, err := c.hc.Do(req)
+	// The transport, not an http.Client: redirects are never followed, and
+	// a client would fail a 3xx whose Location does not parse instead of
+	// returning it (it must become an AuthError, not a retried network
+	// error).
+	resp, err := c.cfg.Transport.RoundTrip(req)
+	if err != nil {
+		err = &url.Error{Op: urlOp(req.Method), URL: req.URL.String(), Err: err}
+	}
 	if err == nil {
 		t.status, t.header = resp.StatusCode, resp.Header
 		t.body, err = readBody(resp.Body, c.cfg.MaxResponseBytes)
@@ -264,6 +267,11 @@ func (c *Client) once(ctx context.Context, k call) try {
 	}
 	t.retryAfter, t.hasAfter = parseRetryAfter(t.header.Get("Retry-After"), time.Now())
 	return t
+}
+
+// urlOp names a request method as http.Client does in its *url.Error.
+func urlOp(method string) string {
+	return method[:1] + strings.ToLower(method[1:])
 }
 
 // errTooLarge is returned for a response body above MaxResponseBytes.
