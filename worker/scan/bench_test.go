@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/rules"
 	yara "github.com/hillu/go-yara/v4"
 )
 
@@ -103,4 +108,77 @@ func BenchmarkPerFileOverhead(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(files)), "ns/file")
+}
+
+// BenchmarkCorpus scans the bench/ corpus (bench/run builds it) with the
+// bench/ rules on all threads, several distributions at once as `dragonfly
+// scan` does. It is skipped unless DRAGONFLY_BENCH_CORPUS names a directory
+// of distributions (e.g. bench/corpus/dists) and DRAGONFLY_BENCH_RULES a rules
+// directory (bench/rules); DRAGONFLY_BENCH_MAX limits the number of
+// distributions. For profiles:
+//
+//	DRAGONFLY_BENCH_CORPUS=$PWD/bench/corpus/dists DRAGONFLY_BENCH_RULES=$PWD/bench/rules \
+//	  go test ./worker/scan -run '^$' -bench Corpus -benchtime 1x -cpuprofile cpu.prof
+func BenchmarkCorpus(b *testing.B) {
+	dir, rdir := os.Getenv("DRAGONFLY_BENCH_CORPUS"), os.Getenv("DRAGONFLY_BENCH_RULES")
+	if dir == "" || rdir == "" {
+		b.Skip("DRAGONFLY_BENCH_CORPUS and DRAGONFLY_BENCH_RULES not set")
+	}
+	set, err := rules.Load(rdir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := rules.Compile(set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(os.Getenv("DRAGONFLY_BENCH_MAX")); n > 0 && n < len(entries) {
+		entries = entries[:n]
+	}
+	type dist struct {
+		name string
+		data []byte
+	}
+	var dists []dist
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		dists = append(dists, dist{e.Name(), data})
+	}
+	threads := runtime.NumCPU()
+	e := newEngine(b, Config{Threads: threads})
+	var bytes int64
+	b.ResetTimer()
+	for range b.N {
+		bytes = 0
+		var (
+			mu  sync.Mutex
+			wg  sync.WaitGroup
+			sem = make(chan struct{}, threads)
+		)
+		for _, d := range dists {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				res, err := e.Scan(context.Background(), rs, d.name, d.data)
+				if err != nil {
+					b.Error(d.name, err)
+					return
+				}
+				mu.Lock()
+				bytes += res.Stats.Expanded
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	b.SetBytes(bytes)
 }
