@@ -7,7 +7,9 @@ BIN := bin/dragonfly
 BUILD_DEPS := build-essential pkg-config libyara-dev libmagic-dev libssl-dev zlib1g-dev liblzma-dev libbz2-dev ca-certificates
 TEST_DEPS := yara prometheus chromium
 
-.PHONY: demo test build setup setup-test gen proto-check clean
+.PHONY: demo test test-deploy build setup setup-test gen proto-check clean
+
+include deploy/image.mk
 
 setup:
 	@scripts/setup $(BUILD_DEPS)
@@ -39,6 +41,15 @@ test: setup-test proto-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "== benchmarks, one iteration each (they must keep compiling and running)"
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
+	$(MAKE) test-deploy
+
+# test-deploy: the Kubernetes manifests decoded strictly into the real
+# Kubernetes and KEDA API types (a separate module, deploy/kubernetes/validate),
+# then the compose fleet on this machine's Docker engine: image built offline,
+# dev profile with 3 workers, one killed mid-run, every job reported once.
+test-deploy: setup-test
+	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
+	DRAGONFLY_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 15m -run 'TestCompose' ./deploy/compose/
 
 clean:
 	rm -rf bin

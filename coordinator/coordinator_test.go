@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -34,7 +35,10 @@ type fakeAPI struct {
 	rules    mainframe.RuleSet
 	rulesErr error
 	rulesGot int
-	changed  chan struct{}
+	// reportErr, when set, fails every PUT /package (counted in reportTries).
+	reportErr   error
+	reportTries int
+	changed     chan struct{}
 }
 
 func newFakeAPI(jobs ...mainframe.Job) *fakeAPI {
@@ -60,6 +64,11 @@ func (f *fakeAPI) Rules(context.Context) (mainframe.RuleSet, error) {
 
 func (f *fakeAPI) Report(_ context.Context, r mainframe.Report) error {
 	f.mu.Lock()
+	f.reportTries++
+	if err := f.reportErr; err != nil {
+		f.mu.Unlock()
+		return err
+	}
 	f.reports = append(f.reports, r)
 	f.mu.Unlock()
 	f.changed <- struct{}{}
@@ -523,5 +532,57 @@ func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	// no other worker): no report, the API leases it again.
 	if r := api.snapshot(); len(r) != 0 {
 		t.Fatalf("reports = %+v, want none for the unfinished job", r)
+	}
+}
+
+// abandonObserver records abandoned reports.
+type abandonObserver struct {
+	nopObserver
+	abandoned chan outbox.Report
+}
+
+func (o abandonObserver) ReportAbandoned(r outbox.Report, _ error) { o.abandoned <- r }
+
+func TestReportAbandonedAfterMaxAge(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	api.reportErr = &mainframe.APIError{Endpoint: "PUT /package", Status: 503}
+	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
+	f := startFleet(t, api, func(c *Config) { // 1 ns: any report is past it by the time it is first sent.
+		c.ReportMaxAge = time.Nanosecond
+		c.Observer = obs
+	})
+	w := f.worker("w", 1)
+	w.ready()
+	ts := w.tasks(1)
+	w.answer(result(ts[0], 3, "f", "r"))
+	select {
+	case r := <-obs.abandoned:
+		if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {
+			t.Fatalf("abandoned %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failing report was never abandoned")
+	}
+	// Given up means gone: the outbox no longer holds it.
+	deadline := time.After(10 * time.Second)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for f.c.out.Len() != 0 {
+		select {
+		case <-poll.C:
+		case <-deadline:
+			t.Fatalf("outbox still holds %d reports", f.c.out.Len())
+		}
+	}
+	api.mu.Lock()
+	tries := api.reportTries
+	api.mu.Unlock()
+	if tries != 1 {
+		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)
+	}
+	select {
+	case r := <-obs.abandoned:
+		t.Fatalf("abandoned twice: %+v", r)
+	default:
 	}
 }

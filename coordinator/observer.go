@@ -18,6 +18,9 @@ type Observer interface {
 	JobDropped(j dispatch.Job)
 	// Reported is called after each report attempt.
 	Reported(r outbox.Report, err error, took time.Duration)
+	// ReportAbandoned is called when a report is given up: it was not accepted
+	// within the report max age, err being its last attempt's error.
+	ReportAbandoned(r outbox.Report, err error)
 	// RulesUpdated is called after each rules fetch that changed or failed.
 	RulesUpdated(ok bool)
 	// SessionStarted and SessionEnded bracket a worker session.
@@ -41,6 +44,7 @@ func (nopObserver) Leased(int, error)                            {}
 func (nopObserver) JobFinished(dispatch.Outcome)                 {}
 func (nopObserver) JobDropped(dispatch.Job)                      {}
 func (nopObserver) Reported(outbox.Report, error, time.Duration) {}
+func (nopObserver) ReportAbandoned(outbox.Report, error)         {}
 func (nopObserver) RulesUpdated(bool)                            {}
 func (nopObserver) SessionStarted(SessionInfo)                   {}
 func (nopObserver) SessionEnded(SessionInfo, error)              {}

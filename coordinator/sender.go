@@ -79,6 +79,7 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 		c.finishEntry(e, attrs)
 	case c.cfg.Now().Sub(e.LeasedAt) > c.cfg.ReportMaxAge:
 		c.log.Error("report abandoned: not accepted within the report max age", append(attrs, "tries", e.Tries+1, "err", err)...)
+		c.obs.ReportAbandoned(r, err)
 		c.finishEntry(e, attrs)
 	default:
 		delay := backoff(e.Tries)

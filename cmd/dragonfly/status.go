@@ -141,8 +141,8 @@ func printStatus(w io.Writer, d status.Document) error {
 		fmt.Fprintf(w, " (oldest %s)", statusHuman(statusSecs(f.OldestWaitingSeconds)))
 	}
 	fmt.Fprintf(w, " · outbox %d\n", f.OutboxReports)
-	fmt.Fprintf(w, "  since start: %d leased · %d succeeded · %d failed · %d dropped · reports %d accepted, %d conflict, %d rejected · %d tasks dispatched, %d requeued\n\n",
-		f.JobsLeased, f.JobsSucceeded, f.JobsFailed, f.JobsDropped, f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected, f.TasksDispatched, f.TasksRequeued)
+	fmt.Fprintf(w, "  since start: %d leased · %d succeeded · %d failed · %d dropped · reports %d accepted, %d conflict, %d rejected, %d abandoned · %d tasks dispatched, %d requeued\n\n",
+		f.JobsLeased, f.JobsSucceeded, f.JobsFailed, f.JobsDropped, f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected, f.ReportsAbandoned, f.TasksDispatched, f.TasksRequeued)
 
 	fmt.Fprintf(w, "WORKERS (%d)\n", len(d.Workers))
 	if len(d.Workers) == 0 {

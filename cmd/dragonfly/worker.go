@@ -14,6 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -112,6 +113,13 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// gRPC's own reconnect backoff grows to 120 s by default: a worker
+		// cut off for a minute would then idle long after the coordinator is
+		// back. Cap it like the session backoff.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
+			MinConnectTimeout: 10 * time.Second,
+		}),
 	}
 	if tlsFiles.Enabled() {
 		creds, err := fleetauth.ClientCredentials(tlsFiles, serverName)

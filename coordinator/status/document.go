@@ -48,6 +48,7 @@ type Fleet struct {
 	ReportsAccepted   int64 `json:"reports_accepted"`
 	ReportsConflicted int64 `json:"reports_conflicted"`
 	ReportsRejected   int64 `json:"reports_rejected"`
+	ReportsAbandoned  int64 `json:"reports_abandoned"`
 	TasksDispatched   int64 `json:"tasks_dispatched"`
 	TasksRequeued     int64 `json:"tasks_requeued"`
 }
@@ -130,6 +131,8 @@ const (
 	ReportAccepted ReportState = "accepted"
 	ReportConflict ReportState = "conflict" // 409: finished, dead-lettered or leased again
 	ReportRejected ReportState = "rejected" // another final 4xx
+	// ReportAbandoned: not accepted within the report max age; given up.
+	ReportAbandoned ReportState = "abandoned"
 )
 
 // Result is a job whose scan succeeded.
@@ -198,7 +201,7 @@ func (m *Monitor) Snapshot() Document {
 	defer m.mu.Unlock()
 	c := m.counts
 	f.JobsLeased, f.JobsSucceeded, f.JobsFailed, f.JobsDropped = c.leased, c.scannedOK, c.scannedFailed, c.dropped
-	f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected = c.accepted, c.conflicts, c.rejected
+	f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected, f.ReportsAbandoned = c.accepted, c.conflicts, c.rejected, c.abandoned
 	for i := range doc.Workers {
 		if w := m.workers[doc.Workers[i].SessionID]; w != nil {
 			doc.Workers[i].JobsDone = w.jobs

@@ -45,7 +45,7 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 		jobsScanned: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobs_scanned_total",
 			Help: "Jobs whose scan finished, by result: success, failure."}, []string{"result"}),
 		jobsCompleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobs_completed_total",
-			Help: "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), dropped_stale (lease ended before dispatch)."},
+			Help: "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (not accepted within the report max age), dropped_stale (lease ended before dispatch)."},
 			[]string{"outcome"}),
 		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "job_duration_seconds",
 			Help: "Time from a job's lease to its last result.", Buckets: jobBuckets}),
@@ -79,7 +79,7 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 	for _, r := range []string{"success", "failure"} {
 		x.jobsScanned.WithLabelValues(r)
 	}
-	for _, o := range []string{"success", "failure", "conflict", "rejected", "dropped_stale"} {
+	for _, o := range []string{"success", "failure", "conflict", "rejected", "abandoned", "dropped_stale"} {
 		x.jobsCompleted.WithLabelValues(o)
 	}
 	for _, r := range []string{"ok", "error"} {

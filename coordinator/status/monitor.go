@@ -21,6 +21,7 @@
 //	dragonfly_jobs_completed_total{outcome}             jobs at their final fate, one outcome each:
 //	                                                    success, failure (report accepted), conflict (the API
 //	                                                    answered 409 to the report), rejected (another final 4xx),
+//	                                                    abandoned (not accepted within the report max age),
 //	                                                    dropped_stale (lease ended before a worker took it)
 //	dragonfly_job_duration_seconds                      lease to last result of a job
 //	dragonfly_api_requests_total{endpoint,status}       HTTP tries against the API; status "none" when no
@@ -197,7 +198,7 @@ type workerState struct {
 }
 
 type counts struct {
-	leased, scannedOK, scannedFailed, dropped, accepted, conflicts, rejected int64
+	leased, scannedOK, scannedFailed, dropped, accepted, conflicts, rejected, abandoned int64
 }
 
 var _ coordinator.Observer = (*Monitor)(nil)
@@ -288,9 +289,12 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 		return
 	}
 	m.counts.scannedOK++
-	rules := make([]string, len(o.Package.Hits))
-	for i, h := range o.Package.Hits {
-		rules[i] = h.Name
+	// Heaviest first when the weights are known (score.Aggregate sets them).
+	rules := slices.Clone(o.Package.RulesMatched)
+	if len(o.Package.Hits) == len(rules) {
+		for i, h := range o.Package.Hits {
+			rules[i] = h.Name
+		}
 	}
 	m.results.add(Result{
 		Finished: o.Finished, Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt,
@@ -359,6 +363,24 @@ func (m *Monitor) Reported(r outbox.Report, err error, _ time.Duration) {
 			Reason: err.Error(), Report: state,
 		})
 	}
+}
+
+// ReportAbandoned records a report given up after the report max age
+// (coordinator.Observer).
+func (m *Monitor) ReportAbandoned(r outbox.Report, err error) {
+	m.met.jobsCompleted.WithLabelValues("abandoned").Inc()
+	reason := "not accepted within the report max age"
+	if err != nil {
+		reason += ": " + err.Error()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counts.abandoned++
+	m.setReportState(r.Name, r.Version, ReportAbandoned)
+	m.failures.add(Failure{
+		Time: m.cfg.Now(), Kind: FailureReport, Name: r.Name, Version: r.Version, Attempt: r.Attempt,
+		Reason: reason, Report: ReportAbandoned,
+	})
 }
 
 // setReportState marks the newest result or failure of a release.

@@ -659,3 +659,35 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("workers = %+v", doc.Workers)
 	}
 }
+
+// TestReportAbandoned: a report given up after the report max age is a final
+// outcome of its own, on the metrics, the counts and the release's entry.
+func TestReportAbandoned(t *testing.T) {
+	c := newClock()
+	m := New(Config{Now: c.Now, Version: "v9", ErrorWindow: 15 * time.Minute})
+	start := c.Now()
+	c.Advance(time.Second)
+	m.JobFinished(outcome("slow", 1, "", start, c.Now(), "s1-w1"))
+	r := outbox.Report{Name: "slow", Version: "1.0", Success: &outbox.Success{Score: 12}}
+	m.Reported(r, errors.New("PUT /package: 503 Service Unavailable"), time.Millisecond)
+	m.ReportAbandoned(r, errors.New("PUT /package: 503 Service Unavailable"))
+
+	got := scrape(t, m)
+	if v := got[`dragonfly_jobs_completed_total{outcome="abandoned"}`]; v != 1 {
+		t.Errorf("abandoned outcome = %v, want 1", v)
+	}
+	if v := got[`dragonfly_jobs_completed_total{outcome="success"}`]; v != 0 {
+		t.Errorf("success outcome = %v, want 0", v)
+	}
+	doc := m.Snapshot()
+	if doc.Fleet.ReportsAbandoned != 1 || doc.Fleet.ReportsAccepted != 0 {
+		t.Errorf("fleet counts = %+v", doc.Fleet)
+	}
+	if len(doc.Results) != 1 || doc.Results[0].Report != ReportAbandoned {
+		t.Fatalf("results = %+v, want slow marked abandoned", doc.Results)
+	}
+	if len(doc.Failures) != 1 || doc.Failures[0].Report != ReportAbandoned ||
+		!strings.Contains(doc.Failures[0].Reason, "report max age: PUT /package: 503") {
+		t.Fatalf("failures = %+v", doc.Failures)
+	}
+}
