@@ -228,10 +228,15 @@ func (c *Coordinator) serve(ctx context.Context, stream fleetv1.FleetService_Con
 	}}}); err != nil {
 		return err
 	}
+	// sentRules is the hash of the last rule set sent: a change that lands
+	// between registering the session and this first send is queued too, and
+	// must not make the worker compile the same rules twice.
+	var sentRules string
 	if set := c.rules.current(); set.Hash != "" {
 		if err := send(ruleSetMsg(set)); err != nil {
 			return err
 		}
+		sentRules = set.Hash
 	}
 	hb := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer hb.Stop()
@@ -248,6 +253,12 @@ func (c *Coordinator) serve(ctx context.Context, stream fleetv1.FleetService_Con
 			}
 		case <-s.notify:
 			for _, m := range s.take() {
+				if rs := m.GetRuleSet(); rs != nil {
+					if rs.GetHash() == sentRules {
+						continue
+					}
+					sentRules = rs.GetHash()
+				}
 				if err := send(m); err != nil {
 					return err
 				}
