@@ -383,15 +383,19 @@ func TestFaultAPITrouble(t *testing.T) {
 // task back, and another worker scans it. Either way the job is reported
 // exactly once.
 func TestFaultWorkerDrainLargeScan(t *testing.T) {
-	files, size := pick(6, 32), 3<<20
+	size := 3 << 20
 	for _, tc := range []struct {
 		name     string
+		files    int
 		grace    string
 		finishes bool
 	}{
-		{"finishes within grace", "10m", true},
-		{"handed back after grace", "1s", false},
+		{"finishes within grace", pick(6, 32), "10m", true},
+		// The scan must outlast the grace by far on a fast idle machine
+		// (about 0.05 s per MiB there): 48 MiB is some 2.5 s against 150 ms.
+		{"handed back after grace", pick(16, 32), "150ms", false},
 	} {
+		files := tc.files
 		t.Run(tc.name, func(t *testing.T) {
 			pkgs := t.TempDir()
 			os.WriteFile(filepath.Join(pkgs, "bigpkg-1.0.tar.gz"), makePaddedSdist("bigpkg", "1.0", files, size), 0o644)
