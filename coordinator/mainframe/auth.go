@@ -35,7 +35,33 @@ type tokenCache struct {
 }
 
 func newTokenCache(fetch oauth2.TokenSource, margin time.Duration) *tokenCache {
+	fetch = marginCap{src: fetch, margin: margin}
 	return &tokenCache{fetch: fetch, margin: margin, cur: oauth2.ReuseTokenSourceWithExpiry(nil, fetch, margin)}
+}
+
+// marginCap keeps a short-lived token in use for half its life. The cache
+// replaces a token margin before it expires; a token that lives less than
+// twice the margin (an identity provider set to 60 s tokens, say) would be
+// fetched again for every call, hammering the token endpoint. marginCap
+// moves such a token's expiry, as the cache sees it, so that the cache
+// replaces it halfway through its life instead.
+type marginCap struct {
+	src    oauth2.TokenSource
+	margin time.Duration
+}
+
+func (m marginCap) Token() (*oauth2.Token, error) {
+	tok, err := m.src.Token()
+	if err != nil || tok.Expiry.IsZero() {
+		return tok, err
+	}
+	half := time.Until(tok.Expiry) / 2
+	if half >= m.margin {
+		return tok, nil
+	}
+	moved := *tok
+	moved.Expiry = tok.Expiry.Add(m.margin - max(half, 0))
+	return &moved, nil
 }
 
 // token returns the Authorization header value and the cache generation it

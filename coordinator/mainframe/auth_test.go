@@ -147,6 +147,42 @@ func TestAuth0RefreshBeforeExpiry(t *testing.T) {
 	})
 }
 
+// A token that lives less than twice the refresh margin is used for half
+// its life, not fetched again for every call.
+func TestAuth0ShortLivedTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		auth := newFakeAuth0(passwordWant(), 40) // 40 s tokens; refresh margin 60 s
+		c, _ := inProcess(t, api, auth, nil)
+		call := func() {
+			t.Helper()
+			if _, err := c.Metadata(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		call()
+		call()
+		time.Sleep(15 * time.Second)
+		call()
+		if f := auth.fetches(); f != 1 {
+			t.Fatalf("%d fetches for 3 calls within 15 s of a 40 s token, want 1", f)
+		}
+		time.Sleep(10 * time.Second) // 25 s: past half its life
+		call()
+		if f := auth.fetches(); f != 2 {
+			t.Fatalf("%d fetches at 25 s, want 2", f)
+		}
+		time.Sleep(15 * time.Second) // 40 s: the second token (from 25 s) is at 15 s of 40
+		call()
+		if f := auth.fetches(); f != 2 {
+			t.Fatalf("%d fetches at 40 s, want 2", f)
+		}
+		if n := len(api.recorded()); n != 5 {
+			t.Errorf("%d API requests for 5 calls (none refused)", n)
+		}
+	})
+}
+
 func TestTokenEndpointErrors(t *testing.T) {
 	t.Run("wrong password is final", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
