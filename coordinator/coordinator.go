@@ -274,7 +274,14 @@ func (c *Coordinator) complete(o dispatch.Outcome) {
 		}
 		r.Success = s
 	}
+	// Observed before the report is queued (the sender's Reported must come
+	// after it); made durable before the job is logged as finished (a "job
+	// finished" line means its report survives a crash).
 	c.obs.JobFinished(o)
+	if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: o.Job.LeasedAt, Enqueued: c.cfg.Now()}); err != nil {
+		// The report is in memory; only its durability is lost.
+		c.log.Error("outbox write failed; report kept in memory only", "job", r.Name, "version", r.Version, "err", err)
+	}
 	attrs := []any{
 		"job", o.Job.Name, "version", o.Job.Version, "attempt", deref(o.Job.Attempt),
 		"distributions", len(o.Job.Distributions), "workers", o.Sessions,
@@ -286,10 +293,6 @@ func (c *Coordinator) complete(o dispatch.Outcome) {
 		c.log.Warn("job failed", append(attrs, "reason", o.Failure)...)
 	} else {
 		c.log.Info("job finished", append(attrs, "score", o.Package.Score, "rules", o.Package.RulesMatched)...)
-	}
-	if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: o.Job.LeasedAt, Enqueued: c.cfg.Now()}); err != nil {
-		// The report is in memory; only its durability is lost.
-		c.log.Error("outbox write failed; report kept in memory only", "job", r.Name, "version", r.Version, "err", err)
 	}
 }
 

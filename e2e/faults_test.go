@@ -492,8 +492,9 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 		}
 	}
 	// Reports finished by the first coordinator and not accepted before it
-	// died were in its outbox: the second one must deliver them under their
-	// first lease without scanning them again.
+	// died were in its outbox (it logs "job finished" only once the report
+	// is durable): the second one must deliver them under their first lease
+	// without scanning them again.
 	var fromOutbox, movedToNewLease, releasedAgain int
 	for _, name := range releaseNames(jobs) {
 		r := accepted[name]
@@ -510,7 +511,11 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 				// it again and the waiting report moved to the new lease.
 				movedToNewLease++
 			default:
-				t.Errorf("%s delivered from the outbox under attempt %v without a re-lease", name, r.Attempt)
+				attempt := "none"
+				if r.Attempt != nil {
+					attempt = fmt.Sprint(*r.Attempt)
+				}
+				t.Errorf("%s delivered from the outbox under attempt %s without a re-lease", name, attempt)
 			}
 		}
 		if r.Attempt != nil && *r.Attempt > 1 {
