@@ -123,6 +123,17 @@ func (p *proc) kill() {
 	}
 }
 
+// failIfExited ends the test at once if the process has exited (it is
+// being waited for to come up).
+func (p *proc) failIfExited() {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		p.t.Fatalf("%s exited while starting: %v", p.name, p.err)
+	default:
+	}
+}
+
 func (p *proc) signal(sig syscall.Signal) { p.cmd.Process.Signal(sig) }
 
 // wait waits for the process to exit and returns its exit code.
@@ -164,15 +175,24 @@ func freePort(t *testing.T) string {
 	return freePortOn(t, "127.0.0.1")
 }
 
-// freePortOn returns a free host:port on the address host.
+// freePortOn returns a free host:port on the address host, for a process
+// the test starts next. The port is picked at random below the kernel's
+// ephemeral range (32768 and up): a port handed out by listening on :0 comes
+// from that range, and before the process binds it the source port of any
+// outgoing connection (the fleet makes many) may take it.
 func freePortOn(t *testing.T, host string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		addr := net.JoinHostPort(host, strconv.Itoa(20000+rand.IntN(12000)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // eventually polls cond until it holds or the deadline passes. External
@@ -253,6 +273,7 @@ func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
 	p := start(t, "devapi", nil, append([]string{"devapi", "--listen", addr}, args...)...)
 	d := &devapi{proc: p, url: "http://" + addr}
 	eventually(t, 30*time.Second, "devapi to listen", func() bool {
+		p.failIfExited()
 		var s devStats
 		return getJSON(d.url+"/_dev/stats", &s) == nil
 	})
@@ -338,6 +359,7 @@ func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extr
 	}
 	p := start(t, "coordinator", env, "coordinator")
 	eventually(t, 30*time.Second, "coordinator to serve", func() bool {
+		p.failIfExited()
 		resp, err := http.Get("http://" + httpAddr + "/metrics")
 		if err != nil {
 			return false
