@@ -456,7 +456,11 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 // lease timeout) and reported. Every job is reported exactly once.
 func TestFaultCoordinatorCrash(t *testing.T) {
 	jobs := pick(24, 200)
-	pkgs := writePaddedReleases(t, jobs, 1<<20)
+	// 8 MiB of slow-scanned padding (some 0.4 s a job on an idle machine):
+	// a job seen in flight is still in flight a few milliseconds later, at
+	// the kill (with 1 MiB both could finish in between, and no job was
+	// left to be re-leased).
+	pkgs := writePaddedReleases(t, jobs, 8<<20)
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	const lease = "25s"
