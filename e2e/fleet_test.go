@@ -67,10 +67,17 @@ func TestReleaseWith40Distributions(t *testing.T) {
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
-	coord, grpcAddr, _ := startCoordinator(t, d, nil)
+	// The API answers 503 for the first 3 s, so no rules and no lease until
+	// then: all three workers are connected when the release is split,
+	// rather than the first one taking it alone.
+	d.setFaults(t, `{"unavailable_seconds": 3}`)
+	coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 	for i := range 3 {
 		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, nil)
 	}
+	eventually(t, 60*time.Second, "three workers connected", func() bool {
+		return metric(t, httpAddr, "dragonfly_workers_connected") == 3
+	})
 	eventually(t, 60*time.Second, "the release to be reported", func() bool {
 		return d.stats(t).ReportsAccepted == 1
 	})
