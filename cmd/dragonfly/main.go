@@ -42,7 +42,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) (string, bool) // os.LookupEnv
-	dir    string // working directory (Config.toml is read from here)
+	dir    string                      // working directory (Config.toml is read from here)
 }
 
 // exitError carries a specific exit status.

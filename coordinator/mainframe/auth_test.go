@@ -113,17 +113,20 @@ func TestCloudflareOnly401NotRetried(t *testing.T) {
 	}
 }
 
+// metadataOK makes one API call that must succeed.
+func metadataOK(t *testing.T, c *Client) {
+	t.Helper()
+	if _, err := c.Metadata(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAuth0RefreshBeforeExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		api := newFakeAPI()
 		auth := newFakeAuth0(passwordWant(), 300) // 5 minutes; refresh margin 60 s
 		c, _ := inProcess(t, api, auth, nil)
-		call := func() {
-			t.Helper()
-			if _, err := c.Metadata(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-		}
+		call := func() { t.Helper(); metadataOK(t, c) }
 		call()
 		time.Sleep(230 * time.Second)
 		call()
@@ -154,12 +157,7 @@ func TestAuth0ShortLivedTokens(t *testing.T) {
 		api := newFakeAPI()
 		auth := newFakeAuth0(passwordWant(), 40) // 40 s tokens; refresh margin 60 s
 		c, _ := inProcess(t, api, auth, nil)
-		call := func() {
-			t.Helper()
-			if _, err := c.Metadata(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-		}
+		call := func() { t.Helper(); metadataOK(t, c) }
 		call()
 		call()
 		time.Sleep(15 * time.Second)

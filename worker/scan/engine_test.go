@@ -117,12 +117,12 @@ func TestDemoPackages(t *testing.T) {
 		top   string
 		rules []string
 	}{
-		"reqeusts-2.31.0.tar.gz":                     {8, "reqeusts-2.31.0/reqeusts/__init__.py", []string{"demo_exec_base64", "demo_setup_download"}},
+		"reqeusts-2.31.0.tar.gz":                      {8, "reqeusts-2.31.0/reqeusts/__init__.py", []string{"demo_exec_base64", "demo_setup_download"}},
 		"discord_helper_utils-0.4.1-py3-none-any.whl": {14, "discord_helper_utils/__init__.py", []string{"demo_discord_webhook", "demo_token_paths"}},
-		"fastjsonx-3.0.0.tar.gz":                     {5, "fastjsonx-3.0.0/fastjsonx/_speedups.py", []string{"demo_known_good_marker", "demo_marshal_zlib_exec"}},
-		"multiwheel-1.0.0-cp312-cp312-win_amd64.whl": {4, "multiwheel/_install.py", []string{"demo_pyinstaller_dropper"}},
-		"netprobe-0.9.0-py3-none-any.whl":            {0, "netprobe/__init__.py", []string{"demo_informational"}},
-		"tinycolors-1.2.0.tar.gz":                    {0, "", nil},
+		"fastjsonx-3.0.0.tar.gz":                      {5, "fastjsonx-3.0.0/fastjsonx/_speedups.py", []string{"demo_known_good_marker", "demo_marshal_zlib_exec"}},
+		"multiwheel-1.0.0-cp312-cp312-win_amd64.whl":  {4, "multiwheel/_install.py", []string{"demo_pyinstaller_dropper"}},
+		"netprobe-0.9.0-py3-none-any.whl":             {0, "netprobe/__init__.py", []string{"demo_informational"}},
+		"tinycolors-1.2.0.tar.gz":                     {0, "", nil},
 	}
 	for _, f := range files {
 		w, ok := want[f.Name]
