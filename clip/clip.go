@@ -1,0 +1,61 @@
+// Package clip bounds strings that come from untrusted input (archive member
+// names, failure reasons, error texts, peer-supplied identifiers) before they
+// enter a protocol message or a log line.
+//
+// A hostile archive can carry a member name of megabytes; escaped into an
+// error text it grows several times. Everything derived from input is cut to a
+// few KiB with a visible marker, so a single crafted name can neither exceed a
+// message limit nor flood a log.
+package clip
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Default is the bound for one input-derived string in a message or log line.
+const Default = 2 << 10
+
+// marker is appended to a cut string, followed by the count of bytes cut.
+const marker = "…[cut "
+
+// String returns s if it has at most n bytes; otherwise a prefix of s, cut at a
+// rune boundary, followed by "…[cut N bytes]", the whole at most n bytes long
+// (for n too small to hold the marker, the prefix alone). n <= 0 means Default.
+func String(s string, n int) string {
+	if n <= 0 {
+		n = Default
+	}
+	if len(s) <= n {
+		return s
+	}
+	// The marker's length depends on the count it carries; reserve enough
+	// for any count of a string that fits in memory.
+	room := n - len(marker) - len(" bytes]") - 20
+	if room <= 0 {
+		return prefix(s, n)
+	}
+	p := prefix(s, room)
+	return p + marker + strconv.Itoa(len(s)-len(p)) + " bytes]"
+}
+
+// prefix returns the longest prefix of s of at most n bytes that does not end
+// inside a UTF-8 sequence.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// Error returns err's text bounded by String(err.Error(), n); "" for nil.
+func Error(err error, n int) string {
+	if err == nil {
+		return ""
+	}
+	return String(err.Error(), n)
+}
