@@ -19,15 +19,7 @@ func String() string {
 	if v := bi.Main.Version; v != "" && v != "(devel)" {
 		return v
 	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
+	rev, dirty := revision(bi.Settings)
 	if rev == "" {
 		return "dev"
 	}
@@ -42,3 +34,27 @@ func String() string {
 
 // UserAgent is the User-Agent the fleet sends to the Dragonfly API.
 func UserAgent() string { return "dragonfly-fleet/" + String() }
+
+// Revision returns the VCS revision this binary was built from (the full
+// commit hash, "" when the toolchain recorded none, as with go run or a
+// build outside a repository) and whether the working tree had local
+// modifications.
+func Revision() (rev string, modified bool) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", false
+	}
+	return revision(bi.Settings)
+}
+
+func revision(settings []debug.BuildSetting) (rev string, modified bool) {
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	return rev, modified
+}

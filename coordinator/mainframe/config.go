@@ -69,6 +69,9 @@ type Config struct {
 
 // Auth holds the API credentials. Cloudflare Access is in use when
 // CFClientID is set, Auth0 when ClientID is set; both may be in use at once.
+// Fields hold the credentials as the DRAGONFLY_* variables set them; run
+// ResolveAuth first to apply the 2024-25 reference client's convention (a
+// Cloudflare service token in DRAGONFLY_CLIENT_ID/DRAGONFLY_CLIENT_SECRET).
 type Auth struct {
 	// CFClientID and CFClientSecret are a Cloudflare Access service token,
 	// sent as CF-Access-Client-Id / CF-Access-Client-Secret on every API
@@ -82,7 +85,8 @@ type Auth struct {
 	// Audience is the API identifier tokens are asked for. Default
 	// DefaultAudience.
 	Audience string
-	// GrantType is GrantPassword (default) or GrantClientCredentials.
+	// GrantType is GrantPassword (default) or GrantClientCredentials. ""
+	// means not set explicitly (ResolveAuth tells the two apart).
 	GrantType string
 	// ClientID and ClientSecret identify the Auth0 application; Username and
 	// Password the user (password grant only).
@@ -103,6 +107,63 @@ type Observer struct {
 	// TokenRefresh runs after every request to the Auth0 token endpoint, with
 	// nil or the (credential-free) error.
 	TokenRefresh func(err error)
+}
+
+// Credentials says what a resolved Auth sends, for the startup log.
+type Credentials struct {
+	// Cloudflare: a Cloudflare Access service token on every API request.
+	Cloudflare bool
+	// LegacyCloudflare: that token came from DRAGONFLY_CLIENT_ID and
+	// DRAGONFLY_CLIENT_SECRET, as the 2024-25 reference client sent it.
+	LegacyCloudflare bool
+	// Auth0Grant is the Auth0 grant in use; "" without Auth0.
+	Auth0Grant string
+}
+
+func (c Credentials) String() string {
+	var parts []string
+	if c.Cloudflare {
+		p := "cloudflare access service token"
+		if c.LegacyCloudflare {
+			p += " (from DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, as the 2024-25 client sent it)"
+		}
+		parts = append(parts, p)
+	}
+	if c.Auth0Grant != "" {
+		parts = append(parts, "auth0 "+c.Auth0Grant+" grant")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " + ")
+}
+
+// ResolveAuth applies the 2024-25 reference client's convention to a, as the
+// DRAGONFLY_* variables set it (GrantType "" when DRAGONFLY_GRANT_TYPE was not
+// set explicitly), and says what the result sends. That client sent a
+// Cloudflare Access service token from DRAGONFLY_CLIENT_ID and
+// DRAGONFLY_CLIENT_SECRET: so those two set, with neither DRAGONFLY_USERNAME
+// nor DRAGONFLY_PASSWORD nor DRAGONFLY_GRANT_TYPE=client_credentials, are a
+// Cloudflare service token (moved to CFClientID and CFClientSecret). With
+// DRAGONFLY_CF_ACCESS_CLIENT_ID/SECRET also set that reading is ambiguous and
+// an error. Everything else is returned as given; New validates it.
+func ResolveAuth(a Auth) (Auth, Credentials, error) {
+	legacy := a.ClientID != "" && a.ClientSecret != "" && a.Username == "" && a.Password == "" && a.GrantType != GrantClientCredentials
+	if legacy {
+		if a.CFClientID != "" || a.CFClientSecret != "" {
+			return a, Credentials{}, errors.New("mainframe config: DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET without DRAGONFLY_USERNAME and DRAGONFLY_PASSWORD are a Cloudflare Access service token (the 2024-25 client's names), but DRAGONFLY_CF_ACCESS_CLIENT_ID/SECRET are set too: unset one pair, or set DRAGONFLY_GRANT_TYPE=client_credentials to use the client id for Auth0")
+		}
+		a.CFClientID, a.CFClientSecret = a.ClientID, a.ClientSecret
+		a.ClientID, a.ClientSecret = "", ""
+	}
+	c := Credentials{Cloudflare: a.cfAuth(), LegacyCloudflare: legacy}
+	if a.auth0() {
+		c.Auth0Grant = a.GrantType
+		if c.Auth0Grant == "" {
+			c.Auth0Grant = GrantPassword
+		}
+	}
+	return a, c, nil
 }
 
 // cfAuth reports whether Cloudflare Access credentials are configured.

@@ -64,3 +64,76 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveAuth covers the credential modes of the reference client's eras
+// (dragonfly-api.md, "Authentication").
+func TestResolveAuth(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      Auth
+		want    Auth
+		mode    string
+		wantErr string
+	}{
+		{name: "none", in: Auth{}, want: Auth{}, mode: "none"},
+		{name: "cloudflare (2025-)", in: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s"},
+			want: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s"}, mode: "cloudflare access service token"},
+		{name: "2024-25: client id and secret alone are a cloudflare token", in: Auth{ClientID: "id", ClientSecret: "s"},
+			want: Auth{CFClientID: "id", CFClientSecret: "s"}, mode: "cloudflare access service token (from DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, as the 2024-25 client sent it)"},
+		{name: "2024-25 with an explicit password grant and no user (the spec names only client_credentials)", in: Auth{ClientID: "id", ClientSecret: "s", GrantType: GrantPassword},
+			want: Auth{CFClientID: "id", CFClientSecret: "s", GrantType: GrantPassword}, mode: "cloudflare access service token (from DRAGONFLY_CLIENT_ID"},
+		{name: "2023: password grant", in: Auth{ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"},
+			want: Auth{ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"}, mode: "auth0 password grant"},
+		{name: "username alone keeps auth0 (New then asks for the password)", in: Auth{ClientID: "id", ClientSecret: "s", Username: "u"},
+			want: Auth{ClientID: "id", ClientSecret: "s", Username: "u"}, mode: "auth0 password grant"},
+		{name: "password alone keeps auth0", in: Auth{ClientID: "id", ClientSecret: "s", Password: "p"},
+			want: Auth{ClientID: "id", ClientSecret: "s", Password: "p"}, mode: "auth0 password grant"},
+		{name: "explicit client_credentials keeps auth0", in: Auth{ClientID: "id", ClientSecret: "s", GrantType: GrantClientCredentials},
+			want: Auth{ClientID: "id", ClientSecret: "s", GrantType: GrantClientCredentials}, mode: "auth0 client_credentials grant"},
+		{name: "client id without secret stays auth0 (New names the missing secret)", in: Auth{ClientID: "id"},
+			want: Auth{ClientID: "id"}, mode: "auth0 password grant"},
+		{name: "cloudflare and auth0 at once", in: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"},
+			want: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"}, mode: "cloudflare access service token + auth0 password grant"},
+		{name: "two cloudflare tokens are ambiguous", in: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s"},
+			wantErr: "DRAGONFLY_CF_ACCESS_CLIENT_ID/SECRET are set too"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, cred, err := ResolveAuth(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "cf-s") || strings.Contains(err.Error(), `"s"`) {
+					t.Errorf("error shows a secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("auth = %+v, want %+v", got, tt.want)
+			}
+			if !strings.HasPrefix(cred.String(), tt.mode) {
+				t.Errorf("credentials = %q, want %q", cred, tt.mode)
+			}
+		})
+	}
+}
+
+// TestResolveAuthLegacyClient: a 2024-25 environment makes a client that
+// sends the Cloudflare headers and asks Auth0 for nothing.
+func TestResolveAuthLegacyClient(t *testing.T) {
+	a, cred, err := ResolveAuth(Auth{ClientID: "id.access", ClientSecret: "s3cret"})
+	if err != nil || !cred.LegacyCloudflare {
+		t.Fatalf("resolve: %v %+v", err, cred)
+	}
+	c := mustNew(t, Config{Auth: a})
+	if c.tokens != nil {
+		t.Error("a cloudflare token, yet an Auth0 token cache")
+	}
+	if !c.cfg.Auth.cfAuth() || c.cfg.Auth.CFClientID != "id.access" || c.cfg.Auth.CFClientSecret != "s3cret" {
+		t.Errorf("auth = %+v", c.cfg.Auth)
+	}
+}
