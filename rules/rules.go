@@ -210,7 +210,9 @@ func sourceAt(firstLine []int, line int) int {
 }
 
 // ruleMeta reads the scoring metadata: "weight" (an integer; anything else is
-// 0) and "filetype" (space-separated suffixes). The first of each counts.
+// 0) and "filetype" (a string split on each single space by
+// score.ParseFiletypes, empty entries kept, as the reference client splits
+// it; a filetype that is not a string is ignored). The first of each counts.
 func ruleMeta(name string, metas []yara.Meta) score.Rule {
 	r := score.Rule{Name: name}
 	var seenW, seenF bool

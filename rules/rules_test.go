@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,6 +124,54 @@ rule firstwins { meta: weight = 1 weight = 2 condition: true }
 		if !ok || got.Name != w.Name || got.Weight != w.Weight || !slices.Equal(got.Filetypes, w.Filetypes) {
 			t.Errorf("rule %s = %+v, want %+v", name, got, w)
 		}
+	}
+}
+
+func TestFiletypeMetadata(t *testing.T) {
+	// The "filetype" value is split as the reference client splits it: on
+	// each single space, empty entries kept; a tab is not a separator.
+	cases := []struct {
+		meta string // YARA source of the value
+		want []string
+	}{
+		{`""`, []string{""}},
+		{`" "`, []string{"", ""}},
+		{`".py"`, []string{".py"}},
+		{`".py "`, []string{".py", ""}},
+		{`" .py"`, []string{"", ".py"}},
+		{`".py  .txt"`, []string{".py", "", ".txt"}},
+		{`".py\t.txt"`, []string{".py\t.txt"}},
+	}
+	var src strings.Builder
+	for i, tc := range cases {
+		fmt.Fprintf(&src, "rule f%d { meta: filetype = %s condition: true }\n", i, tc.meta)
+	}
+	src.WriteString("rule nofiletype { meta: weight = 1 condition: true }\n")
+	src.WriteString("rule notext { meta: filetype = 3 condition: true }\n")
+	src.WriteString("rule twice { meta: filetype = \".py\" filetype = \".txt\" condition: true }\n")
+	c, err := Compile(Set{Sources: map[string]string{"f": src.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range cases {
+		r, ok := c.Rule(fmt.Sprintf("f%d", i))
+		if !ok || !slices.Equal(r.Filetypes, tc.want) {
+			t.Errorf("filetype = %s: filetypes %q, want %q", tc.meta, r.Filetypes, tc.want)
+		}
+	}
+	for name, want := range map[string][]string{"nofiletype": nil, "notext": nil, "twice": {".py"}} {
+		if r, _ := c.Rule(name); !slices.Equal(r.Filetypes, want) || (want == nil && r.Filetypes != nil) {
+			t.Errorf("rule %s: filetypes %q, want %q", name, r.Filetypes, want)
+		}
+	}
+	// ".py  .txt" holds an empty entry: the rule counts in every file.
+	r, _ := c.Rule("f5")
+	if f := score.NewFile("pkg/data.bin", []score.Rule{r}); len(f.Rules) != 1 {
+		t.Errorf("rule with filetype \".py  .txt\" does not count for pkg/data.bin: %+v", f)
+	}
+	r, _ = c.Rule("f2")
+	if f := score.NewFile("pkg/data.bin", []score.Rule{r}); len(f.Rules) != 0 {
+		t.Errorf("rule with filetype \".py\" counts for pkg/data.bin: %+v", f)
 	}
 }
 

@@ -3,8 +3,10 @@
 //
 // The semantics are those of the reference client as specified in
 // dragonfly-api.md:
-//   - a rule counts for a file only if its filetype list is empty or the file's
-//     path ends with one of the listed suffixes (case-sensitive);
+//   - a rule counts for a file only if it has no filetype metadata or the
+//     file's path ends with one of the suffixes the metadata lists, split on
+//     each single space as the reference client splits it (case-sensitive;
+//     an empty suffix, as in ".py  .txt", matches every path);
 //   - file score = sum of the weights of the distinct rules counted for it;
 //   - distribution score = sum of the weights of the distinct rules counted
 //     anywhere in the distribution;
@@ -31,7 +33,9 @@ type Rule struct {
 	Name string
 	// Weight is the rule's "weight" metadata; 0 when missing or not an integer.
 	Weight int64
-	// Filetypes are the suffixes from the "filetype" metadata; empty means any file.
+	// Filetypes are the suffixes from the "filetype" metadata, as
+	// ParseFiletypes splits them; nil means any file. An empty suffix (from
+	// "", a leading, trailing or doubled space) is a suffix of every path.
 	Filetypes []string
 }
 
@@ -48,8 +52,12 @@ func (r Rule) Applies(path string) bool {
 	return false
 }
 
-// ParseFiletypes splits a "filetype" metadata value into suffixes.
-func ParseFiletypes(v string) []string { return strings.Fields(v) }
+// ParseFiletypes splits a "filetype" metadata value into suffixes exactly as
+// the reference client does (Python's str.split(" ")): on each single space,
+// keeping empty entries. "" gives [""], ".py  .txt" gives [".py", "", ".txt"],
+// and an empty entry is a suffix of every path, so such a rule counts in every
+// file. Only the space separates: a tab or a newline is part of a suffix.
+func ParseFiletypes(v string) []string { return strings.Split(v, " ") }
 
 // Hit is a rule counted in a result, by name and weight.
 type Hit struct {

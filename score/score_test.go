@@ -159,10 +159,63 @@ func TestInspectorURLEscaping(t *testing.T) {
 }
 
 func TestParseFiletypes(t *testing.T) {
-	if got := ParseFiletypes("  .py   setup.py\t.pyw "); !slices.Equal(got, []string{".py", "setup.py", ".pyw"}) {
-		t.Fatalf("got %q", got)
+	// Split exactly as the reference client splits (Python's
+	// str.split(" ")): on each single space, empty entries kept.
+	cases := []struct {
+		meta string
+		want []string
+	}{
+		{"", []string{""}},
+		{" ", []string{"", ""}},
+		{".py", []string{".py"}},
+		{".py setup.py", []string{".py", "setup.py"}},
+		{".py ", []string{".py", ""}},
+		{" .py", []string{"", ".py"}},
+		{".py  .txt", []string{".py", "", ".txt"}},
+		{".py\t.txt", []string{".py\t.txt"}},
+		{".py\n.txt .pyw", []string{".py\n.txt", ".pyw"}},
 	}
-	if got := ParseFiletypes(""); len(got) != 0 {
-		t.Fatalf("got %q", got)
+	for _, tc := range cases {
+		if got := ParseFiletypes(tc.meta); !slices.Equal(got, tc.want) {
+			t.Errorf("ParseFiletypes(%q) = %q, want %q", tc.meta, got, tc.want)
+		}
+	}
+}
+
+func TestFiletypeApplies(t *testing.T) {
+	// Whether a rule with this filetype metadata counts for a file.
+	paths := []string{"pkg/mod.py", "pkg/data.txt", "pkg/setup.py", "pkg/x.py\t.txt", "README"}
+	cases := []struct {
+		meta string
+		want []bool // per path, in the order of paths
+	}{
+		{".py", []bool{true, false, true, false, false}},
+		{".py setup.py", []bool{true, false, true, false, false}},
+		// An empty entry is a suffix of every path: the rule counts everywhere.
+		{"", []bool{true, true, true, true, true}},
+		{" ", []bool{true, true, true, true, true}},
+		{".py ", []bool{true, true, true, true, true}},
+		{" .py", []bool{true, true, true, true, true}},
+		{".py  .txt", []bool{true, true, true, true, true}},
+		// Without an empty entry only the suffixes count.
+		{".py .txt", []bool{true, true, true, true, false}},
+		// A tab is not a separator: one suffix ".py\t.txt".
+		{".py\t.txt", []bool{false, false, false, true, false}},
+	}
+	for _, tc := range cases {
+		r := Rule{Name: "r", Weight: 1, Filetypes: ParseFiletypes(tc.meta)}
+		for i, p := range paths {
+			if got := r.Applies(p); got != tc.want[i] {
+				t.Errorf("filetype %q, path %q: applies %v, want %v", tc.meta, p, got, tc.want[i])
+			}
+			f := NewFile(p, []Rule{r})
+			if counted := f.Score == 1 && len(f.Rules) == 1; counted != tc.want[i] {
+				t.Errorf("filetype %q, path %q: file %+v, counted %v", tc.meta, p, f, tc.want[i])
+			}
+		}
+	}
+	// No filetype metadata at all: any file.
+	if r := (Rule{Name: "any"}); !r.Applies("whatever.bin") {
+		t.Error("rule without filetypes does not apply to every file")
 	}
 }
