@@ -1,0 +1,86 @@
+package pkgindex
+
+import (
+	"strings"
+)
+
+// MaxFilenameLen bounds a distribution file name; longer names are not
+// parsed (the file is ignored like any other name that does not parse).
+const MaxFilenameLen = 1024
+
+// sdistExts are the source distribution suffixes, longest first.
+var sdistExts = []string{".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar"}
+
+// parseFilename reads the version of project's distribution filename.
+// project must be normalized (NormalizeName). It understands
+//   - wheels (PEP 427): {name}-{version}(-{build})?-{python}-{abi}-{platform}.whl,
+//     the build tag starting with a digit;
+//   - eggs: {name}-{version}(-{python}(-{platform})?)?.egg (the platform
+//     may hold '-': linux-x86_64);
+//   - sdists: {name}-{version}.tar.gz, .zip, .tar.bz2, .tar.xz, .tgz or .tar,
+//     where the name part may itself hold '-' (the first split whose name
+//     part normalizes to project and whose rest is a version wins).
+//
+// The name part is compared normalized; the version must be valid PEP 440.
+// ok is false for anything else: other projects' files, other formats,
+// names longer than MaxFilenameLen or holding a path separator.
+func parseFilename(project, filename string) (v version, ok bool) {
+	if filename == "" || len(filename) > MaxFilenameLen || strings.ContainsAny(filename, "/\\") {
+		return version{}, false
+	}
+	lower := strings.ToLower(filename)
+	if stem, isWheel := cutSuffix(filename, lower, ".whl"); isWheel {
+		parts := strings.Split(stem, "-")
+		if len(parts) != 5 && len(parts) != 6 {
+			return version{}, false
+		}
+		for _, p := range parts {
+			if p == "" {
+				return version{}, false
+			}
+		}
+		if len(parts) == 6 && !('0' <= parts[2][0] && parts[2][0] <= '9') {
+			return version{}, false
+		}
+		return nameVersion(project, parts[0], parts[1])
+	}
+	if stem, isEgg := cutSuffix(filename, lower, ".egg"); isEgg {
+		parts := strings.Split(stem, "-")
+		if len(parts) < 2 {
+			return version{}, false
+		}
+		return nameVersion(project, parts[0], parts[1])
+	}
+	for _, ext := range sdistExts {
+		stem, isSdist := cutSuffix(filename, lower, ext)
+		if !isSdist {
+			continue
+		}
+		for i := 0; i < len(stem); i++ {
+			if stem[i] != '-' {
+				continue
+			}
+			if v, ok := nameVersion(project, stem[:i], stem[i+1:]); ok {
+				return v, true
+			}
+		}
+		return version{}, false
+	}
+	return version{}, false
+}
+
+// cutSuffix cuts the case-insensitive suffix ext (lower case) off name,
+// whose lower-cased form is lower.
+func cutSuffix(name, lower, ext string) (string, bool) {
+	if len(name) <= len(ext) || !strings.HasSuffix(lower, ext) {
+		return "", false
+	}
+	return name[:len(name)-len(ext)], true
+}
+
+func nameVersion(project, name, ver string) (version, bool) {
+	if name == "" || NormalizeName(name) != project || checkName(name) != nil {
+		return version{}, false
+	}
+	return parseVersion(ver)
+}

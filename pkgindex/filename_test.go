@@ -1,0 +1,77 @@
+package pkgindex
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseFilename(t *testing.T) {
+	for _, tc := range []struct {
+		project, file string
+		want          string // normalized version; "" = ignored
+	}{
+		// wheels
+		{"foo-bar", "foo_bar-1.0-py3-none-any.whl", "1.0"},
+		{"foo-bar", "Foo_Bar-1.0-py3-none-any.whl", "1.0"},
+		{"foo-bar", "foo_bar-1.0-1-py3-none-any.whl", "1.0"},
+		{"foo-bar", "foo_bar-1.0-1abc-py3-none-any.whl", "1.0"},
+		{"foo-bar", "foo_bar-2.0rc1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "2.0rc1"},
+		{"foo-bar", "foo_bar-1.0-PY3-NONE-ANY.WHL", "1.0"},
+		{"foo-bar", "foo_bar-1.0-x-py3-none-any.whl", ""},          // build tag must start with a digit
+		{"foo-bar", "foo_bar-1.0-py3-none.whl", ""},                // 4 parts
+		{"foo-bar", "foo_bar-1.0-1-2-py3-none-any.whl", ""},        // 7 parts
+		{"foo-bar", "foo-bar-1.0-py3-none-any.whl", ""},            // unescaped '-' in a wheel name
+		{"foo-bar", "foo_bar-1.0--none-any.whl", ""},               // empty part
+		{"foo-bar", "foo_bar-notaversion-py3-none-any.whl", ""},    // version
+		{"foo-bar", "other-1.0-py3-none-any.whl", ""},              // other project
+		{"foo", "foo_bar-1.0-py3-none-any.whl", ""},                // other project
+		{"requests", "requests-2.31.0-py3-none-any.whl", "2.31.0"}, // real
+		// sdists
+		{"foo-bar", "foo_bar-1.0.tar.gz", "1.0"},
+		{"foo-bar", "foo-bar-1.0.tar.gz", "1.0"},
+		{"foo-bar", "Foo.Bar-1.0.post2.zip", "1.0.post2"},
+		{"foo-bar", "foo_bar-1.0.tar.bz2", "1.0"},
+		{"foo-bar", "foo_bar-1.0.tgz", "1.0"},
+		{"foo-bar", "foo_bar-1.0.tar.xz", "1.0"},
+		{"foo-bar", "foo_bar-1.0.tar", "1.0"},
+		{"foo-bar", "foo_bar-1.0-1.tar.gz", "1.0.post1"},
+		{"foo-bar", "foo_bar-1!2.0+local.1.tar.gz", "1!2.0+local.1"},
+		{"foo", "foo-bar-1.0.tar.gz", ""}, // belongs to foo-bar
+		{"foo-bar", "foo-1.0.tar.gz", ""},
+		{"foo-bar", "foo_bar-notaversion.tar.gz", ""},
+		{"foo-bar", "foo_bar-.tar.gz", ""},
+		{"foo-bar", "foo_bar.tar.gz", ""},
+		{"foo-bar", ".tar.gz", ""},
+		{"foo-bar", "foo_bar-1.0 .tar.gz", ""},
+		{"foo-bar", "foo_bar-1.0.rar", ""},
+		{"foo-bar", "foo_bar-9.0.exe", ""},
+		{"foo-bar", "foo_bar-9.0.win32.exe", ""},
+		{"foo-bar", "dir/foo_bar-1.0.tar.gz", ""},
+		{"foo-bar", `dir\foo_bar-1.0.tar.gz`, ""},
+		{"foo-bar", "", ""},
+		{"foo-bar", "README.txt", ""},
+		// eggs
+		{"foo-bar", "foo_bar-1.0-py2.7.egg", "1.0"},
+		{"foo-bar", "foo_bar-1.0-py2.7-linux-x86_64.egg", "1.0"},
+		{"foo-bar", "foo_bar-1.0-py2.7-win32.egg", "1.0"},
+		{"foo-bar", "foo_bar-1.0.egg", "1.0"},
+		{"foo-bar", "foo_bar.egg", ""},
+		{"foo-bar", "foo-bar-1.0-py2.7.egg", ""}, // unescaped '-' in an egg name
+	} {
+		v, ok := parseFilename(tc.project, tc.file)
+		got := ""
+		if ok {
+			got = v.String()
+		}
+		if got != tc.want {
+			t.Errorf("parseFilename(%q, %q) = %q (%v), want %q", tc.project, tc.file, got, ok, tc.want)
+		}
+	}
+}
+
+func TestParseFilenameBound(t *testing.T) {
+	name := "foo-" + strings.Repeat("1.", 600) + "0.tar.gz"
+	if _, ok := parseFilename("foo", name); ok {
+		t.Fatalf("a %d-byte name parsed; names over %d bytes must be ignored", len(name), MaxFilenameLen)
+	}
+}

@@ -1,0 +1,454 @@
+// Package pkgindex finds a release on a Python package index and downloads
+// its distributions, verified against the index's sha256, for
+// `dragonfly scan pypi:NAME[==VERSION]` and `-r requirements.txt`.
+//
+// A Target (ParseTarget, ReadRequirements) names a project and optionally a
+// version. Index.Resolve asks the index (Config.IndexURL, default
+// https://pypi.org/simple) for the project page {IndexURL}/{normalized-name}/
+// with Accept: application/vnd.pypi.simple.v1+json and reads the answer as
+// PEP 691 JSON when its content type says so, else as PEP 503 HTML. File
+// versions are read from file names (wheels, eggs, sdists); names that do not
+// parse are ignored. A pinned version takes every file of that version,
+// yanked ones included (marked Yanked). Without a pin the release is the
+// highest PEP 440 version that is not a pre-release or development release
+// (unless Config.Pre) and has a file that is not yanked; its yanked files are
+// left out. When IndexURL ends in /simple and the page lacks the release (404
+// or no file of it), the PyPI JSON API beside it is asked:
+// {IndexURL without /simple}/pypi/NAME/VERSION/json, or /pypi/NAME/json for
+// the latest.
+//
+// Index.Download fetches one distribution through the Getter (in the scan
+// command a *fetch.Fetcher, with its allowed hosts, size limit, timeouts and
+// retries) and checks its sha256: a mismatch, or a file for which the index
+// gives no valid sha256, is a *DigestError and the bytes are not returned.
+// Resolve returns no bytes, so a caller can download and scan the
+// distributions as it likes (one scan job per distribution, each holding
+// only its own bytes); Fetch is the sequential form, calling back once per
+// verified distribution so that at most one distribution is held at a time.
+//
+// Everything read from the index is bounded: the page size (MaxPageSize),
+// the files of a page (MaxFiles), the distributions of a release
+// (MaxDistributions), file names (MaxFilenameLen), and input-derived strings
+// in errors (package clip).
+package pkgindex
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+// Default values of Config.
+const (
+	DefaultIndexURL         = "https://pypi.org/simple"
+	DefaultMaxPageSize      = 32 << 20
+	DefaultMaxFiles         = 100_000
+	DefaultMaxDistributions = 128
+	DefaultPageTimeout      = 60 * time.Second
+	DefaultUserAgent        = "dragonfly-fleet"
+)
+
+// Content types of the simple repository API.
+const (
+	simpleJSONType = "application/vnd.pypi.simple.v1+json"
+	acceptSimple   = simpleJSONType + ", application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
+
+// Getter downloads one URL fully into memory. *fetch.Fetcher satisfies it.
+type Getter interface {
+	Get(ctx context.Context, url string) ([]byte, error)
+}
+
+// Config configures an Index. Zero values take the defaults named per field.
+type Config struct {
+	// IndexURL is the base of the simple repository API (PEP 503/691), http
+	// or https, without query. When it ends in /simple, the PyPI JSON API at
+	// its parent is the fallback. Default DefaultIndexURL.
+	IndexURL string
+	// Pre lets the latest release be a pre-release or development release.
+	// Pinned versions are taken whatever they are. Default false.
+	Pre bool
+	// Getter downloads distributions. Required.
+	Getter Getter
+	// Client asks the index for pages. Default: an HTTP client without
+	// proxy that follows at most 5 redirects, never from https to http.
+	Client *http.Client
+	// PageTimeout bounds one index request, from sending to the last body
+	// byte. Default 60s.
+	PageTimeout time.Duration
+	// MaxPageSize bounds the bytes of one index answer (after content
+	// decoding); a larger one is a *LimitError. Default 32 MiB.
+	MaxPageSize int64
+	// MaxFiles bounds the file entries of one project page or JSON API
+	// answer; more is a *LimitError. Default 100000.
+	MaxFiles int
+	// MaxDistributions bounds the distributions of the chosen release; more
+	// is a *limit.Error{Kind: limit.Distributions}. Default 128 (the fleet's
+	// DRAGONFLY_MAX_DISTRIBUTIONS).
+	MaxDistributions int
+	// UserAgent is sent with index requests. Default "dragonfly-fleet".
+	UserAgent string
+}
+
+// Index finds releases on one package index. It is safe for concurrent use.
+type Index struct {
+	cfg Config
+	// simple is IndexURL without trailing slash; api is the JSON API base
+	// (IndexURL without /simple), "" when IndexURL does not end in /simple.
+	simple, api string
+}
+
+// New returns an Index configured by cfg. It fails when IndexURL is not an
+// absolute http(s) URL or Getter is nil.
+func New(cfg Config) (*Index, error) {
+	if cfg.Getter == nil {
+		return nil, errors.New("pkgindex: no Getter")
+	}
+	if cfg.IndexURL == "" {
+		cfg.IndexURL = DefaultIndexURL
+	}
+	u, err := url.Parse(cfg.IndexURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.String(cfg.IndexURL, clip.Default))
+	}
+	if cfg.Client == nil {
+		cfg.Client = defaultClient()
+	}
+	if cfg.PageTimeout <= 0 {
+		cfg.PageTimeout = DefaultPageTimeout
+	}
+	if cfg.MaxPageSize <= 0 {
+		cfg.MaxPageSize = DefaultMaxPageSize
+	}
+	if cfg.MaxFiles <= 0 {
+		cfg.MaxFiles = DefaultMaxFiles
+	}
+	if cfg.MaxDistributions <= 0 {
+		cfg.MaxDistributions = DefaultMaxDistributions
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = DefaultUserAgent
+	}
+	ix := &Index{cfg: cfg, simple: strings.TrimRight(u.String(), "/")}
+	if api, ok := strings.CutSuffix(ix.simple, "/simple"); ok {
+		ix.api = api
+	}
+	return ix, nil
+}
+
+func defaultClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
+}
+
+const maxRedirects = 5
+
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect to scheme %q refused", clip.String(req.URL.Scheme, 64))
+	}
+	if via[len(via)-1].URL.Scheme == "https" && req.URL.Scheme == "http" {
+		return errors.New("redirect from https to http refused")
+	}
+	return nil
+}
+
+// Release is a release found on the index and the distributions to scan.
+type Release struct {
+	// Name is the normalized project name.
+	Name string
+	// Version is the PEP 440 normalized version ("1.0rc1").
+	Version string
+	// Source is the URL of the page that listed the distributions: the
+	// project page or a JSON API document.
+	Source string
+	// Distributions are the release's files in the index's order: all of
+	// them for a pinned version, the ones not yanked for the latest.
+	Distributions []Distribution
+}
+
+// Distribution is one file of a release.
+type Distribution struct {
+	Filename string
+	// URL is absolute (relative index URLs resolved against the page),
+	// without fragment.
+	URL string
+	// SHA256 is the index's digest as published, lower case: 64 hex digits,
+	// or "" (or something else, cut short) when the index gives no valid
+	// one, which Download refuses.
+	SHA256 string
+	// Yanked is set for a yanked file (only a pinned version lists them);
+	// YankedReason is the index's reason, if any.
+	Yanked       bool
+	YankedReason string
+}
+
+// errPageNotFound marks a 404 or 410 answer.
+var errPageNotFound = errors.New("not found")
+
+// page is one index answer.
+type page struct {
+	body        []byte
+	contentType string
+	url         *url.URL // after redirects
+}
+
+// get asks the index for rawURL.
+func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
+	ctx, cancel := context.WithTimeout(ctx, ix.cfg.PageTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return page{}, fmt.Errorf("index request: %w", err)
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", ix.cfg.UserAgent)
+	resp, err := ix.cfg.Client.Do(req)
+	if err != nil {
+		return page{}, fmt.Errorf("index request: %w", err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return page{}, errPageNotFound
+	case resp.StatusCode != http.StatusOK:
+		return page{}, &StatusError{URL: rawURL, Code: resp.StatusCode}
+	case resp.ContentLength > ix.cfg.MaxPageSize:
+		return page{}, &LimitError{URL: rawURL, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, ix.cfg.MaxPageSize+1))
+	if err != nil {
+		return page{}, fmt.Errorf("index request: read %s: %w", clip.String(rawURL, clip.Default), err)
+	}
+	if int64(len(body)) > ix.cfg.MaxPageSize {
+		return page{}, &LimitError{URL: rawURL, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	return page{body: body, contentType: ct, url: resp.Request.URL}, nil
+}
+
+// Resolve finds t's release on the index: the pinned version's files, or
+// the latest eligible release's files that are not yanked (see the package
+// doc). Errors: *NotFoundError (also when the JSON API fallback finds
+// nothing), *StatusError, *LimitError, *PageError, *limit.Error for too many
+// distributions, transport errors, or ctx's error.
+func (ix *Index) Resolve(ctx context.Context, t Target) (*Release, error) {
+	if err := checkName(t.Name); err != nil {
+		return nil, err
+	}
+	project := NormalizeName(t.Name)
+	var want *version
+	if t.Version != "" {
+		if err := checkVersion(t.Version); err != nil {
+			return nil, err
+		}
+		v, _ := parseVersion(t.Version)
+		want = &v
+	}
+	rel, err := ix.fromSimple(ctx, project, t.Version, want)
+	var nf *NotFoundError
+	if err == nil || ix.api == "" || !errors.As(err, &nf) {
+		return rel, err
+	}
+	rel, apiErr := ix.fromJSONAPI(ctx, project, t.Version, want)
+	var apiNF *NotFoundError
+	switch {
+	case apiErr == nil:
+		return rel, nil
+	case errors.As(apiErr, &apiNF):
+		return nil, &NotFoundError{Project: nf.Project, Version: nf.Version, Reason: nf.Reason + "; the JSON API has none either"}
+	case ctx.Err() != nil:
+		return nil, apiErr
+	}
+	return nil, fmt.Errorf("%w (the JSON API fallback failed: %s)", err, clip.Error(apiErr, clip.Default))
+}
+
+func (ix *Index) fromSimple(ctx context.Context, project, pinned string, want *version) (*Release, error) {
+	pageURL := ix.simple + "/" + project + "/"
+	p, err := ix.get(ctx, pageURL, acceptSimple)
+	if errors.Is(err, errPageNotFound) {
+		return nil, &NotFoundError{Project: project, Version: pinned, Reason: "project not found on the index"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var files []file
+	if p.contentType == simpleJSONType {
+		files, err = parseSimpleJSON(p.body, p.url, ix.cfg.MaxFiles)
+	} else {
+		files, err = parseSimpleHTML(p.body, p.url, ix.cfg.MaxFiles)
+	}
+	if err != nil {
+		return nil, ix.pageError(pageURL, err)
+	}
+	return ix.pick(project, pinned, want, files, pageURL)
+}
+
+func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *version) (*Release, error) {
+	docURL := ix.api + "/pypi/" + project + "/json"
+	if pinned != "" {
+		docURL = ix.api + "/pypi/" + project + "/" + url.PathEscape(pinned) + "/json"
+	}
+	p, err := ix.get(ctx, docURL, "application/json")
+	if errors.Is(err, errPageNotFound) {
+		return nil, &NotFoundError{Project: project, Version: pinned, Reason: "not found on the JSON API"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	files, err := parseJSONAPI(p.body, p.url, ix.cfg.MaxFiles)
+	if err != nil {
+		return nil, ix.pageError(docURL, err)
+	}
+	return ix.pick(project, pinned, want, files, docURL)
+}
+
+func (ix *Index) pageError(pageURL string, err error) error {
+	if errors.Is(err, errTooManyFiles) {
+		return &LimitError{URL: pageURL, Bound: "MaxFiles", Max: int64(ix.cfg.MaxFiles)}
+	}
+	return &PageError{URL: pageURL, Err: err}
+}
+
+// pick chooses the release's files from a page's files.
+func (ix *Index) pick(project, pinned string, want *version, files []file, source string) (*Release, error) {
+	var (
+		chosen version
+		sel    []file
+	)
+	if want != nil {
+		chosen = *want
+		for _, f := range files {
+			if v, ok := parseFilename(project, f.filename); ok && v.compare(*want) == 0 {
+				sel = append(sel, f)
+			}
+		}
+		if len(sel) == 0 {
+			return nil, &NotFoundError{Project: project, Version: pinned, Reason: "no file of this version on the index"}
+		}
+	} else {
+		type group struct {
+			v     version
+			files []file // not yanked
+		}
+		groups := make(map[string]*group)
+		var best *group
+		for _, f := range files {
+			v, ok := parseFilename(project, f.filename)
+			if !ok || (v.isPre() && !ix.cfg.Pre) {
+				continue
+			}
+			g := groups[v.key]
+			if g == nil {
+				g = &group{v: v}
+				groups[v.key] = g
+			}
+			if f.yanked {
+				continue
+			}
+			g.files = append(g.files, f)
+			if best == nil || v.compare(best.v) > 0 {
+				best = g
+			}
+		}
+		if best == nil {
+			reason := "no release on the index that is neither a pre-release nor fully yanked (--pre allows pre-releases)"
+			if ix.cfg.Pre {
+				reason = "no release on the index that is not fully yanked"
+			}
+			return nil, &NotFoundError{Project: project, Reason: reason}
+		}
+		chosen, sel = best.v, best.files
+	}
+	rel := &Release{Name: project, Version: chosen.String(), Source: source}
+	if len(sel) > ix.cfg.MaxDistributions {
+		return nil, &limit.Error{Kind: limit.Distributions, Max: int64(ix.cfg.MaxDistributions), Path: project + "==" + rel.Version}
+	}
+	for _, f := range sel {
+		if f.urlErr != nil {
+			return nil, &PageError{URL: source, Err: fmt.Errorf("file %q: %w", clip.String(f.filename, 256), f.urlErr)}
+		}
+		rel.Distributions = append(rel.Distributions, Distribution{
+			Filename: f.filename, URL: f.url, SHA256: f.sha256, Yanked: f.yanked, YankedReason: f.yankedReason,
+		})
+	}
+	return rel, nil
+}
+
+// Download fetches d through the Getter and checks its sha256 against the
+// index's. A missing or invalid published digest fails before downloading;
+// a mismatch fails after. Both are *DigestError; download failures are
+// wrapped with the file name.
+func (ix *Index) Download(ctx context.Context, d Distribution) ([]byte, error) {
+	if d.SHA256 == "" {
+		return nil, &DigestError{Filename: d.Filename}
+	}
+	if !validSHA256(d.SHA256) {
+		return nil, &DigestError{Filename: d.Filename, Want: clip.String(d.SHA256, hashClip)}
+	}
+	data, err := ix.cfg.Getter.Get(ctx, d.URL)
+	if err != nil {
+		return nil, fmt.Errorf("download %q: %w", clip.String(d.Filename, 256), err)
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != d.SHA256 {
+		return nil, &DigestError{Filename: d.Filename, Want: d.SHA256, Got: got}
+	}
+	return data, nil
+}
+
+func validSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Fetch resolves t and downloads its distributions one after another,
+// calling fn with each verified distribution's bytes (fn may keep them; at
+// most one is held by Fetch at a time). A distribution that fails to
+// download or verify is skipped and its error kept; all such errors are
+// returned joined after the last distribution. An error from fn stops
+// Fetch and is returned as is. The Release is returned whenever Resolve
+// succeeded.
+func (ix *Index) Fetch(ctx context.Context, t Target, fn func(Distribution, []byte) error) (*Release, error) {
+	rel, err := ix.Resolve(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, d := range rel.Distributions {
+		if ctx.Err() != nil {
+			return rel, ctx.Err()
+		}
+		data, err := ix.Download(ctx, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := fn(d, data); err != nil {
+			return rel, err
+		}
+	}
+	return rel, errors.Join(errs...)
+}

@@ -1,0 +1,345 @@
+package pkgindex
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/html"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+)
+
+// file is one file entry of a project page or JSON API document.
+type file struct {
+	filename string
+	// url is absolute, without fragment; "" when urlErr is set.
+	url    string
+	urlErr error
+	// sha256 is the published digest, lower-cased and cut to hashClip
+	// bytes; "" when none was published.
+	sha256       string
+	yanked       bool
+	yankedReason string
+}
+
+// hashClip bounds a published digest kept for messages; a valid one is 64
+// bytes.
+const hashClip = 128
+
+// reasonClip bounds a yank reason.
+const reasonClip = 1 << 10
+
+// resolveRef resolves ref (absolute or relative) against base. It returns
+// the URL without fragment and the fragment.
+func resolveRef(base *url.URL, ref string) (string, string, error) {
+	u, err := base.Parse(ref)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is named by the caller, clipped
+		}
+		return "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
+	}
+	frag := u.Fragment
+	u.Fragment, u.RawFragment = "", ""
+	return u.String(), frag, nil
+}
+
+func newFile(base *url.URL, filename, ref, sha string) file {
+	f := file{filename: filename, sha256: strings.ToLower(clip.String(sha, hashClip))}
+	f.url, _, f.urlErr = resolveRef(base, ref)
+	return f
+}
+
+// simpleJSONFile is a files[] entry of a PEP 691 project page.
+type simpleJSONFile struct {
+	Filename string            `json:"filename"`
+	URL      string            `json:"url"`
+	Hashes   map[string]string `json:"hashes"`
+	Yanked   json.RawMessage   `json:"yanked"`
+}
+
+// parseSimpleJSON reads a PEP 691 JSON project page
+// (application/vnd.pypi.simple.v1+json). It streams files[] so that at most
+// maxFiles entries are decoded.
+func parseSimpleJSON(body []byte, page *url.URL, maxFiles int) ([]file, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	var (
+		files      []file
+		apiVersion string
+		sawFiles   bool
+	)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "meta":
+			var meta struct {
+				APIVersion string `json:"api-version"`
+			}
+			if err := dec.Decode(&meta); err != nil {
+				return nil, fmt.Errorf("malformed meta: %w", err)
+			}
+			apiVersion = meta.APIVersion
+		case "files":
+			if sawFiles {
+				return nil, errors.New("files given twice")
+			}
+			sawFiles = true
+			if err := expectDelim(dec, '['); err != nil {
+				return nil, err
+			}
+			for dec.More() {
+				if len(files) >= maxFiles {
+					return nil, errTooManyFiles
+				}
+				var e simpleJSONFile
+				if err := dec.Decode(&e); err != nil {
+					return nil, fmt.Errorf("malformed files[%d]: %w", len(files), err)
+				}
+				f := newFile(page, e.Filename, e.URL, e.Hashes["sha256"])
+				if f.yanked, f.yankedReason, err = yankedJSON(e.Yanked); err != nil {
+					return nil, fmt.Errorf("files[%d]: %w", len(files), err)
+				}
+				files = append(files, f)
+			}
+			if err := expectDelim(dec, ']'); err != nil {
+				return nil, err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, fmt.Errorf("malformed JSON: %w", err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("malformed JSON: data after the object")
+	}
+	major, _, _ := strings.Cut(apiVersion, ".")
+	if major != "1" {
+		return nil, fmt.Errorf("unsupported meta.api-version %q (want 1.x)", clip.String(apiVersion, 64))
+	}
+	return files, nil
+}
+
+var errTooManyFiles = errors.New("too many files")
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("malformed JSON: want %q", string(want))
+	}
+	return nil
+}
+
+// yankedJSON reads PEP 691's yanked: absent, null or false (not yanked),
+// true, or a reason string (yanked).
+func yankedJSON(raw json.RawMessage) (bool, string, error) {
+	if len(raw) == 0 {
+		return false, "", nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, "", fmt.Errorf("malformed yanked: %w", err)
+	}
+	switch y := v.(type) {
+	case nil:
+		return false, "", nil
+	case bool:
+		return y, "", nil
+	case string:
+		return true, clip.String(y, reasonClip), nil
+	}
+	return false, "", errors.New("yanked is neither a boolean nor a string")
+}
+
+// parseSimpleHTML reads a PEP 503 HTML project page: each <a href> is a
+// file, named by the anchor's text (or, when that is empty, the last path
+// segment of its URL), with an optional #sha256= fragment and an optional
+// data-yanked attribute (PEP 592; its value is the reason). The first
+// <base href> changes the base of relative URLs. At most maxFiles anchors
+// are read.
+func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
+	z := html.NewTokenizer(bytes.NewReader(body))
+	base := page
+	baseSeen := false
+	var (
+		files []file
+		cur   *anchor
+		text  strings.Builder
+	)
+	finish := func() {
+		if cur == nil {
+			return
+		}
+		name := strings.TrimSpace(text.String())
+		files = append(files, cur.file(base, name))
+		cur = nil
+		text.Reset()
+	}
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			if err := z.Err(); err != io.EOF {
+				return nil, fmt.Errorf("malformed HTML: %w", err)
+			}
+			finish()
+			return files, nil
+		case html.StartTagToken, html.SelfClosingTagToken:
+			tag, hasAttr := z.TagName()
+			switch string(tag) {
+			case "base":
+				href, ok := attrs(z, hasAttr)["href"]
+				if !baseSeen && ok {
+					baseSeen = true
+					if u, err := page.Parse(href); err == nil {
+						base = u
+					}
+				}
+			case "a":
+				finish()
+				a := attrs(z, hasAttr)
+				href, ok := a["href"]
+				if !ok {
+					continue
+				}
+				if len(files) >= maxFiles {
+					return nil, errTooManyFiles
+				}
+				yanked, isYanked := a["data-yanked"]
+				cur = &anchor{href: href, yanked: isYanked, reason: yanked}
+				if tt == html.SelfClosingTagToken {
+					finish()
+				}
+			}
+		case html.TextToken:
+			if cur != nil && text.Len() <= MaxFilenameLen {
+				text.Write(z.Text())
+			}
+		case html.EndTagToken:
+			if tag, _ := z.TagName(); string(tag) == "a" {
+				finish()
+			}
+		}
+	}
+}
+
+type anchor struct {
+	href   string
+	yanked bool
+	reason string
+}
+
+func (a *anchor) file(base *url.URL, name string) file {
+	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
+	var frag string
+	f.url, frag, f.urlErr = resolveRef(base, a.href)
+	if alg, sum, ok := strings.Cut(frag, "="); ok && alg == "sha256" {
+		f.sha256 = strings.ToLower(clip.String(sum, hashClip))
+	}
+	if name == "" && f.urlErr == nil {
+		if u, err := url.Parse(f.url); err == nil {
+			name = u.Path[strings.LastIndexByte(u.Path, '/')+1:]
+		}
+	}
+	f.filename = name
+	return f
+}
+
+// attrs returns the attributes of the current tag (keys lower case, the
+// first of duplicates wins).
+func attrs(z *html.Tokenizer, more bool) map[string]string {
+	m := make(map[string]string)
+	for more {
+		var k, v []byte
+		k, v, more = z.TagAttr()
+		if _, dup := m[string(k)]; !dup {
+			m[string(k)] = string(v)
+		}
+	}
+	return m
+}
+
+// jsonAPIFile is a file entry of the PyPI JSON API.
+type jsonAPIFile struct {
+	Filename string `json:"filename"`
+	URL      string `json:"url"`
+	Digests  struct {
+		SHA256 string `json:"sha256"`
+	} `json:"digests"`
+	Yanked       bool    `json:"yanked"`
+	YankedReason *string `json:"yanked_reason"`
+}
+
+// jsonAPIDoc is the part of a PyPI JSON API answer
+// (/pypi/NAME/json or /pypi/NAME/VERSION/json) that is read.
+type jsonAPIDoc struct {
+	Info struct {
+		Version string `json:"version"`
+	} `json:"info"`
+	URLs     []jsonAPIFile            `json:"urls"`
+	Releases map[string][]jsonAPIFile `json:"releases"`
+}
+
+// parseJSONAPI reads a PyPI JSON API answer: the files of every release in
+// releases, or, when it has none (a per-version document), urls[]. At most
+// maxFiles files are kept; more is an error.
+func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
+	var doc jsonAPIDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	var files []file
+	add := func(list []jsonAPIFile) error {
+		for _, e := range list {
+			if len(files) >= maxFiles {
+				return errTooManyFiles
+			}
+			f := newFile(page, e.Filename, e.URL, e.Digests.SHA256)
+			f.yanked = e.Yanked
+			if e.YankedReason != nil && e.Yanked {
+				f.yankedReason = clip.String(*e.YankedReason, reasonClip)
+			}
+			files = append(files, f)
+		}
+		return nil
+	}
+	if len(doc.Releases) == 0 {
+		if err := add(doc.URLs); err != nil {
+			return nil, err
+		}
+		return files, nil
+	}
+	// Map order is random; file order follows the sorted release keys so
+	// that a release's distributions come out the same every time.
+	for _, k := range slices.Sorted(maps.Keys(doc.Releases)) {
+		if err := add(doc.Releases[k]); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}

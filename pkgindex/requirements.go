@@ -1,0 +1,286 @@
+package pkgindex
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+)
+
+// MaxRequirementsSize bounds the bytes of one requirement file.
+const MaxRequirementsSize = 4 << 20
+
+// lineClip bounds a requirement line quoted in an error.
+const lineClip = 256
+
+// RequirementError reports a requirement file line that is not an exact pin
+// or a known option. Line is 1-based; for a line continued with '\' it is
+// the first physical line.
+type RequirementError struct {
+	File string
+	Line int
+	// Text is the (joined) line, cut to a few hundred bytes.
+	Text string
+	// Reason says what is wrong.
+	Reason string
+}
+
+func (e *RequirementError) Error() string {
+	return fmt.Sprintf("%s:%d: %q: %s", clip.String(e.File, clip.Default), e.Line, e.Text, e.Reason)
+}
+
+// ReadRequirements reads the requirement file at path (at most
+// MaxRequirementsSize bytes) and returns its pins; see ParseRequirements.
+func ReadRequirements(path string) ([]Target, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRequirementsSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read requirement file: %w", err)
+	}
+	if len(data) > MaxRequirementsSize {
+		return nil, fmt.Errorf("requirement file %q is larger than %d bytes", clip.String(path, clip.Default), MaxRequirementsSize)
+	}
+	return ParseRequirements(path, data)
+}
+
+// ignoredOptions are option lines that neither name packages nor change
+// where they come from; they are accepted and ignored.
+var ignoredOptions = map[string]bool{
+	"--require-hashes": true, "--prefer-binary": true, "--pre": true,
+	"--only-binary": true, "--no-binary": true, "--trusted-host": true,
+	"--use-feature": true,
+}
+
+// requirementOptions are the per-requirement options accepted after a pin:
+// hashes (pip checks them at install; the scan checks the index's sha256
+// instead) and build settings.
+var requirementOptions = map[string]bool{
+	"--hash": true, "--config-settings": true, "--global-option": true,
+}
+
+// ParseRequirements reads a pip requirement file and returns one Target per
+// pinned requirement, in file order, each with Origin "FILE:LINE". file
+// names the file in errors and origins.
+//
+// Accepted: blank lines; comments ('#' at the start of a line or after
+// whitespace); lines continued with a trailing '\'; exact pins
+// "name==version" with optional spaces around "==", extras
+// ("name[extra]==1.0" pins name) and environment markers after ';' (ignored:
+// the release is scanned whatever the marker says); per-requirement options
+// --hash (either form), --config-settings, --global-option; and the option
+// lines --require-hashes, --prefer-binary, --pre, --only-binary,
+// --no-binary, --trusted-host, --use-feature (ignored).
+//
+// Everything else is an error naming the file and line, never skipped: a
+// requirement that is not an exact pin (">=", "~=", "!=", "===", "==1.*",
+// several specifiers, no specifier), a URL or path requirement ("name @
+// url", "./dir", "https://..."), editable installs (-e), nested or
+// constraint files (-r, -c, which are not followed), index options (-i,
+// --index-url, --extra-index-url, -f, --find-links, --no-index; use the
+// scan's --index-url) and unknown options. A scan must not report a file
+// clean when part of it was never looked at. A project pinned twice to the
+// same version is listed once; to different versions, it is an error.
+func ParseRequirements(file string, data []byte) ([]Target, error) {
+	if len(data) > MaxRequirementsSize {
+		return nil, fmt.Errorf("requirement file %q is larger than %d bytes", clip.String(file, clip.Default), MaxRequirementsSize)
+	}
+	var (
+		out   []Target
+		seen  = make(map[string]int) // normalized name -> index in out
+		errs  []error
+		start int    // first physical line of the logical line
+		buf   []byte // logical line being joined
+	)
+	lines := bytes.Split(data, []byte("\n"))
+	for i, raw := range lines {
+		raw = bytes.TrimSuffix(raw, []byte("\r"))
+		if buf == nil {
+			start = i + 1
+		}
+		if bytes.HasSuffix(raw, []byte(`\`)) && !isCommentLine(raw) {
+			raw = raw[:len(raw)-1]
+			if i < len(lines)-1 {
+				buf = append(buf, raw...)
+				buf = append(buf, ' ')
+				continue
+			}
+		}
+		line := string(append(buf, raw...))
+		buf = nil
+		t, ok, err := parseRequirementLine(line)
+		if err != nil {
+			errs = append(errs, &RequirementError{File: file, Line: start, Text: clip.String(strings.TrimSpace(line), lineClip), Reason: err.Error()})
+			continue
+		}
+		if !ok {
+			continue
+		}
+		t.Origin = file + ":" + strconv.Itoa(start)
+		norm := NormalizeName(t.Name)
+		if j, dup := seen[norm]; dup {
+			a, _ := parseVersion(out[j].Version)
+			b, _ := parseVersion(t.Version)
+			if a.compare(b) != 0 {
+				errs = append(errs, &RequirementError{File: file, Line: start, Text: clip.String(strings.TrimSpace(line), lineClip),
+					Reason: fmt.Sprintf("%s is already pinned to %s at %s", t.Name, out[j].Version, out[j].Origin)})
+			}
+			continue
+		}
+		seen[norm] = len(out)
+		out = append(out, t)
+	}
+	if len(errs) > maxLineErrors {
+		errs = append(errs[:maxLineErrors], fmt.Errorf("%s: %d more lines with errors", clip.String(file, clip.Default), len(errs)-maxLineErrors))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// maxLineErrors bounds the line errors reported for one file.
+const maxLineErrors = 10
+
+// isCommentLine reports a line that is only a comment; such a line ending in
+// '\' does not continue (as in pip).
+func isCommentLine(line []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(line, " \t"), []byte("#"))
+}
+
+// stripComment removes a comment: '#' at the start or after whitespace.
+func stripComment(line string) string {
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			return line[:i]
+		}
+	}
+	return line
+}
+
+// parseRequirementLine parses one logical line. ok is false for a line with
+// nothing to scan (blank, comment, ignored option).
+func parseRequirementLine(line string) (Target, bool, error) {
+	fields := strings.Fields(stripComment(line))
+	if len(fields) == 0 {
+		return Target{}, false, nil
+	}
+	// As pip does: the requirement is the fields before the first one that
+	// starts with '-'; the rest are options.
+	n := 0
+	for n < len(fields) && !strings.HasPrefix(fields[n], "-") {
+		n++
+	}
+	if n == 0 {
+		return Target{}, false, optionLine(fields)
+	}
+	if err := checkRequirementOptions(fields[n:]); err != nil {
+		return Target{}, false, err
+	}
+	t, err := parsePin(strings.Join(fields[:n], " "))
+	if err != nil {
+		return Target{}, false, err
+	}
+	return t, true, nil
+}
+
+func optionLine(fields []string) error {
+	name, _, _ := strings.Cut(fields[0], "=")
+	switch name {
+	case "-r", "--requirement":
+		return errors.New("nested requirement files are not followed; pass each file on its own")
+	case "-c", "--constraint":
+		return errors.New("constraint files are not followed")
+	case "-e", "--editable":
+		return errors.New("editable requirements are not on an index; only exact pins name==version can be scanned")
+	case "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index":
+		return errors.New("index options are not followed; set the scan's --index-url instead")
+	}
+	if ignoredOptions[name] {
+		return nil
+	}
+	return fmt.Errorf("unknown option %q", clip.String(name, lineClip))
+}
+
+func checkRequirementOptions(opts []string) error {
+	for i := 0; i < len(opts); i++ {
+		name, value, hasValue := strings.Cut(opts[i], "=")
+		if !requirementOptions[name] {
+			return fmt.Errorf("unsupported option %q after a requirement", clip.String(name, lineClip))
+		}
+		if !hasValue {
+			if i+1 >= len(opts) {
+				return fmt.Errorf("option %s without a value", name)
+			}
+			i++
+			value = opts[i]
+		}
+		if name == "--hash" {
+			if alg, hex, ok := strings.Cut(value, ":"); !ok || alg == "" || hex == "" {
+				return fmt.Errorf("--hash %q is not ALGORITHM:HEX", clip.String(value, lineClip))
+			}
+		}
+	}
+	return nil
+}
+
+// parsePin parses "name[extras] == version [; marker]".
+func parsePin(req string) (Target, error) {
+	if i := strings.IndexByte(req, ';'); i >= 0 {
+		req = req[:i]
+	}
+	req = strings.TrimSpace(req)
+	if strings.Contains(req, "://") || strings.HasPrefix(req, ".") || strings.HasPrefix(req, "/") {
+		return Target{}, errors.New("URL or path requirements are not on an index; only exact pins name==version can be scanned")
+	}
+	n := 0
+	for n < len(req) && isNameByte(req[n]) {
+		n++
+	}
+	name := req[:n]
+	if name == "" {
+		return Target{}, errors.New("does not start with a project name")
+	}
+	if err := checkName(name); err != nil {
+		return Target{}, err
+	}
+	rest := strings.TrimLeft(req[n:], " \t")
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return Target{}, errors.New("unclosed extras '['")
+		}
+		for _, extra := range strings.Split(rest[1:end], ",") {
+			if err := checkName(strings.TrimSpace(extra)); err != nil {
+				return Target{}, fmt.Errorf("extra: %w", err)
+			}
+		}
+		rest = strings.TrimLeft(rest[end+1:], " \t")
+	}
+	switch {
+	case rest == "":
+		return Target{}, errors.New("not pinned; only exact pins name==version can be scanned")
+	case strings.HasPrefix(rest, "@"):
+		return Target{}, errors.New("URL requirements are not on an index; only exact pins name==version can be scanned")
+	case strings.HasPrefix(rest, "==="):
+		return Target{}, errors.New("arbitrary equality (===) is not supported; use ==")
+	case !strings.HasPrefix(rest, "=="):
+		return Target{}, errors.New("not an exact pin; only name==version can be scanned")
+	}
+	ver := strings.TrimSpace(rest[2:])
+	if strings.Contains(ver, ",") {
+		return Target{}, errors.New("several version specifiers; only name==version can be scanned")
+	}
+	if err := checkVersion(ver); err != nil {
+		return Target{}, err
+	}
+	return Target{Name: name, Version: ver}, nil
+}

@@ -1,0 +1,159 @@
+package pkgindex
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A requirement file with every accepted line form.
+const goodRequirements = "# pip-compile output\n" +
+	"\n" +
+	"   \t\n" +
+	"requests==2.31.0\n" +
+	"Foo_Bar == 1.0   # trailing comment\n" +
+	"urllib3[socks,secure]==2.0.7\n" +
+	"idna==3.4 ; python_version >= \"3.8\" and platform_machine == \"x86-64\"\n" +
+	"certifi==2023.7.22 \\\n" +
+	"    --hash=sha256:539cc1d13202e33ca466e88b2807e29f4c13049d6d87031a3c110744495cb082 \\\n" +
+	"    --hash sha256:92d6037539857d8206b8f6ae472e8b77db8058fec5937a1ef3f54304089edbb9\n" +
+	"    # via requests\n" +
+	"charset-normalizer==3.3.0 --config-settings=x=y\r\n" +
+	"--require-hashes\n" +
+	"--only-binary :all:\n" +
+	"--trusted-host example.org\n" +
+	"# a comment ending in a backslash does not continue \\\n" +
+	"six==1.16.0\n" +
+	"requests==2.31.0.0\n" + // the same pin again (PEP 440 equal): listed once
+	"zipp==3.17.0#not-a-comment-without-space\n"
+
+func TestParseRequirements(t *testing.T) {
+	got, err := ParseRequirements("req.txt", []byte(strings.Replace(goodRequirements, "zipp==3.17.0#not-a-comment-without-space\n", "zipp==3.17.0 \\", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Target{
+		{Name: "requests", Version: "2.31.0", Origin: "req.txt:4"},
+		{Name: "Foo_Bar", Version: "1.0", Origin: "req.txt:5"},
+		{Name: "urllib3", Version: "2.0.7", Origin: "req.txt:6"},
+		{Name: "idna", Version: "3.4", Origin: "req.txt:7"},
+		{Name: "certifi", Version: "2023.7.22", Origin: "req.txt:8"},
+		{Name: "charset-normalizer", Version: "3.3.0", Origin: "req.txt:12"},
+		{Name: "six", Version: "1.16.0", Origin: "req.txt:17"},
+		{Name: "zipp", Version: "3.17.0", Origin: "req.txt:19"}, // a '\' on the last line continues nothing
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d targets %+v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("target %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestParseRequirementsErrors(t *testing.T) {
+	for _, tc := range []struct{ line, reason string }{
+		{"requests>=2.0", "not an exact pin"},
+		{"requests~=2.0", "not an exact pin"},
+		{"requests!=2.0", "not an exact pin"},
+		{"requests<3", "not an exact pin"},
+		{"requests (==2.0)", "not an exact pin"},
+		{"requests==2.0,<3", "several version specifiers"},
+		{"requests==2.*", "wildcards"},
+		{"requests===2.0", "arbitrary equality"},
+		{"requests", "not pinned"},
+		{"requests[security]", "not pinned"},
+		{"requests==", "empty version"},
+		{"requests==two", "not a valid PEP 440 version"},
+		{"requests[sec==1.0", "unclosed extras"},
+		{"requests[-x]==1.0", "extra: invalid project name"},
+		{"requests @ https://example.org/requests.whl", "URL"},
+		{"requests @ file:///tmp/x.whl", "URL"},
+		{"https://example.org/requests-2.0.tar.gz", "URL or path"},
+		{"./local/dir", "URL or path"},
+		{"/abs/pkg.whl", "URL or path"},
+		{"-e git+https://example.org/x.git#egg=x", "editable"},
+		{"--editable=.", "editable"},
+		{"-r other.txt", "nested requirement files"},
+		{"--requirement=other.txt", "nested requirement files"},
+		{"-c constraints.txt", "constraint files"},
+		{"-i https://example.org/simple", "index options"},
+		{"--index-url https://example.org/simple", "index options"},
+		{"--extra-index-url=https://example.org/simple", "index options"},
+		{"--find-links ./wheels", "index options"},
+		{"--no-index", "index options"},
+		{"--frobnicate", "unknown option"},
+		{"requests==2.0 --install-option=x", "unsupported option"},
+		{"requests==2.0 --hash", "without a value"},
+		{"requests==2.0 --hash=deadbeef", "not ALGORITHM:HEX"},
+		{"${PKG}==1.0", "does not start with a project name"},
+		{"foo$==1.0", "not an exact pin"},
+	} {
+		data := "six==1.16.0\n# comment\n" + tc.line + "\n"
+		_, err := ParseRequirements("dir/req.txt", []byte(data))
+		var re *RequirementError
+		if !errors.As(err, &re) {
+			t.Errorf("%q: error %v, want a *RequirementError", tc.line, err)
+			continue
+		}
+		if re.File != "dir/req.txt" || re.Line != 3 || !strings.Contains(re.Reason, tc.reason) {
+			t.Errorf("%q: %+v, want dir/req.txt line 3, reason containing %q", tc.line, re, tc.reason)
+		}
+		if !strings.HasPrefix(err.Error(), "dir/req.txt:3: ") {
+			t.Errorf("%q: message %q does not start with the file and line", tc.line, err)
+		}
+	}
+}
+
+func TestParseRequirementsContinuationLine(t *testing.T) {
+	// The error names the first physical line of a continued line.
+	_, err := ParseRequirements("r.txt", []byte("a==1\nb>=1 \\\n  --hash=sha256:00\n"))
+	var re *RequirementError
+	if !errors.As(err, &re) || re.Line != 2 || !strings.Contains(re.Text, "--hash=sha256:00") {
+		t.Fatalf("error %v, want line 2 with the joined text", err)
+	}
+}
+
+func TestParseRequirementsConflict(t *testing.T) {
+	_, err := ParseRequirements("r.txt", []byte("foo-bar==1.0\nFoo_Bar==2.0\n"))
+	if err == nil || !strings.Contains(err.Error(), "r.txt:2:") || !strings.Contains(err.Error(), "already pinned to 1.0 at r.txt:1") {
+		t.Fatalf("error %v, want a conflict at line 2 naming line 1", err)
+	}
+}
+
+func TestParseRequirementsManyErrors(t *testing.T) {
+	data := strings.Repeat("bad>=1 "+strings.Repeat("x", 1_000)+"\n", 1000)
+	_, err := ParseRequirements("r.txt", []byte(data))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "r.txt:1:") || !strings.Contains(msg, "990 more lines with errors") || len(msg) > 8<<10 {
+		t.Fatalf("error of %d bytes, want the first lines, a count of the rest, at most 8 KiB: %.500s", len(msg), msg)
+	}
+}
+
+func TestReadRequirements(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "requirements.txt")
+	if err := os.WriteFile(path, []byte("requests==2.31.0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadRequirements(path)
+	if err != nil || len(got) != 1 || got[0].Origin != path+":1" || got[0].Version != "2.31.0" {
+		t.Fatalf("ReadRequirements = %+v, %v", got, err)
+	}
+	big := filepath.Join(dir, "big.txt")
+	if err := os.WriteFile(big, make([]byte, MaxRequirementsSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadRequirements(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized file: %v", err)
+	}
+	if _, err := ReadRequirements(filepath.Join(dir, "missing.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
