@@ -24,7 +24,10 @@ func BenchmarkGet50MB(b *testing.B) {
 				w.Write(payload)
 			}))
 			defer srv.Close()
-			f := New(Config{AllowedHosts: []string{"127.0.0.1"}})
+			f, err := New(Config{AllowedHosts: []string{srv.URL}})
+			if err != nil {
+				b.Fatal(err)
+			}
 			defer f.CloseIdleConnections()
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()

@@ -9,21 +9,63 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
-// HostError reports a URL or redirect target whose host is not allowed.
+// HostError reports a URL or redirect target that no entry of
+// Config.AllowedHosts allows: an unlisted host, or a listed host with
+// another scheme or port. Final.
 type HostError struct {
-	// Host is the refused host name, lowercased, without port.
+	// Host is the refused host name, lowercased, without port, cut to a
+	// few hundred bytes.
 	Host string
+	// Scheme and Port are the refused URL's ("" and 0 when unknown).
+	Scheme string
+	Port   int
+	// listed: Host (or "*") is in the list, under another scheme or port.
+	listed bool
 }
 
 func (e *HostError) Error() string {
-	return fmt.Sprintf("host %q is not in DRAGONFLY_ALLOWED_HOSTS", e.Host)
+	if !e.listed || e.Scheme == "" {
+		return fmt.Sprintf("host %q is not in DRAGONFLY_ALLOWED_HOSTS", e.Host)
+	}
+	return fmt.Sprintf("%s is not in DRAGONFLY_ALLOWED_HOSTS (an entry without a scheme allows https only, on port 443 unless it names one)",
+		e.Scheme+"://"+joinHostPort(e.Host, e.Port))
+}
+
+// AddressError reports a connection refused because the host, allowed by a
+// bare, host:port or "*" entry, resolved to an address that is not public
+// (loopback, private, link-local, CGNAT, unspecified, multicast, or an
+// IPv4-mapped or NAT64 form of those). Nothing was sent to that address.
+// Final.
+type AddressError struct {
+	// Host is the host name dialled, cut to a few hundred bytes.
+	Host string
+	// Addr is the address it resolved to (invalid when it could not be
+	// parsed).
+	Addr netip.Addr
+	// Reason says what Addr is: "a loopback address", "an IPv4-mapped
+	// private address", ...
+	Reason string
+}
+
+func (e *AddressError) Error() string {
+	host := clip.String(e.Host, maxEntry)
+	switch {
+	case !e.Addr.IsValid():
+		return fmt.Sprintf("%s resolved to %s: refused", host, e.Reason)
+	case host == e.Addr.String():
+		return fmt.Sprintf("%s is %s: refused", host, e.Reason)
+	}
+	return fmt.Sprintf("%s resolved to %s, %s: refused", host, e.Addr, e.Reason)
 }
 
 // SchemeError reports a URL or redirect target that is neither http nor https.
@@ -32,7 +74,7 @@ type SchemeError struct {
 }
 
 func (e *SchemeError) Error() string {
-	return fmt.Sprintf("unsupported URL scheme %q", e.Scheme)
+	return fmt.Sprintf("unsupported URL scheme %q", clip.String(e.Scheme, 32))
 }
 
 // StatusError reports a response other than 200 OK.
@@ -124,17 +166,67 @@ func (e *RedirectError) Error() string {
 }
 
 // netError marks a failure of the transport (dial, TLS, reset, read error).
-// Its message is the underlying one; Transient treats it as transient unless
-// the cause is known to be permanent.
+// Its message is the underlying one made safe (see safeText); Transient
+// treats it as transient unless the cause is known to be permanent.
 type netError struct{ err error }
 
-func (e *netError) Error() string { return e.err.Error() }
+func (e *netError) Error() string { return safeText(e.err) }
 func (e *netError) Unwrap() error { return e.err }
+
+// boundedError is err with its message made safe (see safeText).
+type boundedError struct{ err error }
+
+func (e *boundedError) Error() string { return safeText(e.err) }
+func (e *boundedError) Unwrap() error { return e.err }
+
+// maxErrorText bounds the text of a transport error.
+const maxErrorText = 512
+
+// safeText returns err's message without the bytes a peer sent: net/http,
+// net/textproto and net/url quote what they could not parse (a status
+// line, a header line, a Location) with %q, and every quoted part is
+// replaced by "…"; a certificate's list of names is dropped. The result is
+// cut to maxErrorText bytes.
+func safeText(err error) string {
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		return "tls: certificate is not valid for " + clip.String(hn.Host, maxEntry)
+	}
+	return clip.String(stripQuoted(err.Error()), maxErrorText)
+}
+
+// stripQuoted replaces each double-quoted part of s (Go %q syntax) by "…";
+// an unterminated quote drops the rest of s.
+func stripQuoted(s string) string {
+	i := strings.IndexByte(s, '"')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i >= 0 {
+		b.WriteString(s[:i])
+		b.WriteString(`"…"`)
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return b.String()
+		}
+		s = s[j+1:]
+		i = strings.IndexByte(s, '"')
+	}
+	b.WriteString(s)
+	return b.String()
+}
 
 // Transient reports whether err is trouble worth another attempt: 5xx, 408
 // and 429 responses, connection failures and resets, stalls and bodies cut
-// short. Host, scheme and redirect refusals, other 4xx, size limits, the
-// total timeout, cancellation and certificate errors are final.
+// short. Host, address, scheme and redirect refusals, other 4xx, size
+// limits, the total timeout, cancellation and certificate errors are final.
 func Transient(err error) bool {
 	if err == nil {
 		return false
@@ -144,6 +236,7 @@ func Transient(err error) bool {
 		se *StatusError
 		tr *TruncatedError
 		he *HostError
+		ae *AddressError
 		sc *SchemeError
 		re *RedirectError
 		le *limit.Error
@@ -155,7 +248,7 @@ func Transient(err error) bool {
 		return se.Code >= 500 || se.Code == http.StatusTooManyRequests || se.Code == http.StatusRequestTimeout
 	case errors.As(err, &tr):
 		return true
-	case errors.As(err, &he), errors.As(err, &sc), errors.As(err, &re), errors.As(err, &le):
+	case errors.As(err, &he), errors.As(err, &ae), errors.As(err, &sc), errors.As(err, &re), errors.As(err, &le):
 		return false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false

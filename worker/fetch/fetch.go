@@ -1,10 +1,22 @@
-// Package fetch downloads distributions into memory: only from allowed hosts,
-// without credentials, within a size limit, a stall timeout and a total
-// timeout, retrying transient trouble with capped, jittered backoff.
+// Package fetch downloads distributions into memory: only from allowed
+// origins, without credentials, within a size limit, a stall timeout and a
+// total timeout, retrying transient trouble with capped, jittered backoff.
+//
+// Config.AllowedHosts decides where a URL, and every redirect hop, may go.
+// An entry without a scheme (a bare host, host:port or "*") allows https
+// only, on port 443 unless it names another, and only to public addresses:
+// the default transport checks the address each connection is actually
+// made to (in net.Dialer.Control, after resolution), so a public name that
+// resolves, or is rebound, to a loopback, private, link-local, CGNAT,
+// unspecified or multicast address fails with *AddressError and nothing is
+// sent there. An origin entry ("http://devapi:8000") allows exactly that
+// scheme, host and port, whatever address the name resolves to: the
+// operator's choice, for development stacks and internal mirrors.
 package fetch
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,16 +28,31 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
 // Config bounds a Fetcher. Zero (or negative) values take the defaults named
 // per field.
 type Config struct {
-	// AllowedHosts are the host names a URL or redirect may point at (port
-	// ignored, case-insensitive); any other host fails with *HostError before
-	// connecting. The single entry "*" allows any host. Default
-	// ["files.pythonhosted.org"].
+	// AllowedHosts are where a URL or redirect hop may point
+	// (DRAGONFLY_ALLOWED_HOSTS, comma-separated), each entry one of:
+	//   - a bare host ("files.pythonhosted.org"): https on port 443;
+	//   - host:port ("files.example:8443", "[::1]:8443"): https on that port;
+	//   - an origin ("http://127.0.0.1:8000", "http://devapi:8000",
+	//     "https://[::1]:8443"): exactly that scheme, host and port (80 or
+	//     443 when it names none), at whatever address the name resolves to;
+	//   - "*": any host, https on port 443.
+	// Host names compare case-insensitively, a trailing dot ignored. A URL
+	// that no entry allows fails with *HostError before connecting. Through
+	// the first, second and fourth forms the default transport connects only
+	// to public addresses: a name resolving to a loopback, private (RFC 1918,
+	// fc00::/7), link-local, CGNAT (100.64.0.0/10), unspecified or multicast
+	// address, or an IPv4-mapped form of one, fails with *AddressError at
+	// connect time. A custom Transport does its own dialing, so the address
+	// check is not enforced then (the scheme, host and port checks are). An
+	// entry that does not parse (see ParseAllowedHosts) makes New fail.
+	// Default ["files.pythonhosted.org"].
 	AllowedHosts []string
 	// MaxSize bounds the body bytes read per download (limit.Download).
 	// Default 128000000.
@@ -52,11 +79,19 @@ type Config struct {
 	MaxRedirects int
 	// UserAgent is sent on every request. Default "dragonfly-fleet".
 	UserAgent string
-	// Transport carries the requests. Default: a clone of
+	// Transport carries the requests. Default: per scheme a clone of
 	// http.DefaultTransport with keep-alives, HTTP/2, 16 idle connections per
-	// host, no proxy (so no proxy credentials) and no transparent
-	// decompression (so MaxSize counts bytes on the wire). Tests inject.
+	// host, no proxy (so no proxy credentials), no transparent decompression
+	// (so MaxSize counts bytes on the wire) and a dialer that enforces the
+	// address check of AllowedHosts. A Transport set here is used as is:
+	// the address check is then NOT enforced. Tests inject.
 	Transport http.RoundTripper
+	// Resolver resolves host names for the default transport. Default nil:
+	// net.DefaultResolver (the system's). Ignored when Transport is set.
+	Resolver *net.Resolver
+	// RootCAs are the certificate authorities the default transport trusts.
+	// Default nil: the system's. Ignored when Transport is set.
+	RootCAs *x509.CertPool
 	// Sleep waits d or until ctx ends, returning ctx's error then. Used for
 	// retry delays. Default: a timer. Tests inject to observe delays.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -91,14 +126,14 @@ type Stats struct {
 
 // Fetcher downloads distributions. It is safe for concurrent use.
 type Fetcher struct {
-	cfg      Config
-	client   *http.Client
-	allowAll bool
-	allowed  map[string]bool
+	cfg    Config
+	client *http.Client
+	allow  *allowlist
 }
 
-// New returns a Fetcher bounded by cfg.
-func New(cfg Config) *Fetcher {
+// New returns a Fetcher bounded by cfg, or an error naming the first entry
+// of cfg.AllowedHosts that does not parse.
+func New(cfg Config) (*Fetcher, error) {
 	if len(cfg.AllowedHosts) == 0 {
 		cfg.AllowedHosts = []string{DefaultHost}
 	}
@@ -126,44 +161,27 @@ func New(cfg Config) *Fetcher {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
 	}
-	if cfg.Transport == nil {
-		cfg.Transport = defaultTransport()
-	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
 	if cfg.Jitter == nil {
 		cfg.Jitter = jitter
 	}
-	f := &Fetcher{cfg: cfg, allowed: make(map[string]bool)}
-	for _, h := range cfg.AllowedHosts {
-		if strings.TrimSpace(h) == "*" {
-			f.allowAll = true
-			continue
-		}
-		if hp, _, err := net.SplitHostPort(h); err == nil {
-			h = hp
-		}
-		f.allowed[normHost(h)] = true
+	entries, err := ParseAllowedHosts(cfg.AllowedHosts)
+	if err != nil {
+		return nil, err
 	}
-	f.client = &http.Client{Transport: cfg.Transport, CheckRedirect: f.checkRedirect}
-	return f
+	f := &Fetcher{cfg: cfg, allow: newAllowlist(entries)}
+	if f.cfg.Transport == nil {
+		f.cfg.Transport = newGuardedTransport(f.allow, cfg.Resolver, cfg.RootCAs)
+	}
+	f.client = &http.Client{Transport: f.cfg.Transport, CheckRedirect: f.checkRedirect}
+	return f, nil
 }
 
 // CloseIdleConnections closes the idle keep-alive connections of the
 // Fetcher's transport.
 func (f *Fetcher) CloseIdleConnections() { f.client.CloseIdleConnections() }
-
-func defaultTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = nil
-	t.DisableCompression = true
-	t.MaxIdleConns = 64
-	t.MaxIdleConnsPerHost = 16
-	t.IdleConnTimeout = 90 * time.Second
-	t.ForceAttemptHTTP2 = true
-	return t
-}
 
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -186,19 +204,28 @@ func jitter(max time.Duration) time.Duration {
 	return rand.N(max + 1)
 }
 
-func normHost(h string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
-}
-
-// checkURL refuses URLs of other schemes or hosts and drops user info, so
-// no Authorization header is ever derived from a URL.
+// checkURL refuses URLs of other schemes and URLs no entry of AllowedHosts
+// allows, and drops user info, so no Authorization header is ever derived
+// from a URL.
 func (f *Fetcher) checkURL(u *url.URL) error {
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return &SchemeError{Scheme: u.Scheme}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return &SchemeError{Scheme: clip.String(u.Scheme, 32)}
 	}
 	host := normHost(u.Hostname())
-	if host == "" || (!f.allowAll && !f.allowed[host]) {
-		return &HostError{Host: host}
+	port := defaultPort(scheme)
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return f.allow.refuse(scheme, host, 0)
+		}
+		port = n
+	}
+	if host == "" {
+		return f.allow.refuse(scheme, host, port)
+	}
+	if ok, _ := f.allow.match(scheme, host, port); !ok {
+		return f.allow.refuse(scheme, host, port)
 	}
 	u.User = nil
 	return nil
@@ -239,7 +266,7 @@ var (
 )
 
 // GetWithStats is Get that also describes the download. Errors are
-// *HostError, *SchemeError, *RedirectError, *StatusError, *TimeoutError,
+// *HostError, *AddressError, *SchemeError, *RedirectError, *StatusError, *TimeoutError,
 // *TruncatedError, *limit.Error{Kind: limit.Download}, transport errors,
 // or ctx's error when ctx ends; after more than one attempt the last error
 // is wrapped as "after N attempts: ...".
@@ -256,7 +283,7 @@ func (f *Fetcher) GetWithStats(ctx context.Context, rawURL string) ([]byte, Stat
 		if errors.As(err, &ue) {
 			err = ue.Err // drop the URL: it may carry a token
 		}
-		return done(nil, fmt.Errorf("invalid download URL: %w", err))
+		return done(nil, fmt.Errorf("invalid download URL: %w", &boundedError{err: err}))
 	}
 	if err := f.checkURL(u); err != nil {
 		return done(nil, err)
@@ -336,10 +363,14 @@ func (f *Fetcher) attempt(ctx context.Context, target string) ([]byte, int64, ti
 		}
 		var (
 			he *HostError
+			ae *AddressError
 			sc *SchemeError
 			re *RedirectError
 		)
-		if errors.As(err, &he) || errors.As(err, &sc) || errors.As(err, &re) {
+		switch {
+		case errors.As(err, &ae):
+			return ae // not the dial error around it: the address is in ae
+		case errors.As(err, &he), errors.As(err, &sc), errors.As(err, &re):
 			return err
 		}
 		return &netError{err: err}
@@ -381,7 +412,7 @@ func (f *Fetcher) attempt(ctx context.Context, target string) ([]byte, int64, ti
 	return body, r.n, 0, nil
 }
 
-// redact returns u without user info, query or fragment.
+// redact returns u without user info, query or fragment, cut to a few KiB.
 func redact(u *url.URL) string {
 	if u == nil {
 		return ""
@@ -390,7 +421,7 @@ func redact(u *url.URL) string {
 	c.User = nil
 	c.RawQuery, c.ForceQuery = "", false
 	c.Fragment, c.RawFragment = "", ""
-	return c.String()
+	return clip.String(c.String(), clip.Default)
 }
 
 // retryAfter parses a Retry-After value: delay seconds or an HTTP date.

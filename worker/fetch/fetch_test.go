@@ -44,13 +44,13 @@ func (s *sleeps) got() []time.Duration {
 	return append([]time.Duration(nil), s.d...)
 }
 
-// newTest returns a Fetcher for loopback servers: hosts 127.0.0.1 and
-// localhost unless cfg names others, retry delays recorded instead of slept,
-// jitter at its maximum so delays are exact.
-func newTest(t *testing.T, cfg Config) (*Fetcher, *sleeps) {
+// newTest returns a Fetcher for loopback servers: the allowed hosts are the
+// origins given (test servers' URLs) unless cfg names them, retry delays
+// recorded instead of slept, jitter at its maximum so delays are exact.
+func newTest(t *testing.T, cfg Config, origins ...string) (*Fetcher, *sleeps) {
 	t.Helper()
 	if cfg.AllowedHosts == nil {
-		cfg.AllowedHosts = []string{"127.0.0.1", "localhost"}
+		cfg.AllowedHosts = origins
 	}
 	s := &sleeps{}
 	if cfg.Sleep == nil {
@@ -59,7 +59,10 @@ func newTest(t *testing.T, cfg Config) (*Fetcher, *sleeps) {
 	if cfg.Jitter == nil {
 		cfg.Jitter = func(max time.Duration) time.Duration { return max }
 	}
-	f := New(cfg)
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(f.CloseIdleConnections)
 	return f, s
 }
@@ -120,7 +123,7 @@ func TestGetOK(t *testing.T) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(want)))
 		w.Write(want)
 	})
-	f, _ := newTest(t, Config{})
+	f, _ := newTest(t, Config{}, srv.URL)
 	got, st, err := f.GetWithStats(t.Context(), srv.URL+"/pkg-1.0.tar.gz")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +152,7 @@ func TestUserAgentOnEveryHop(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	f, _ := newTest(t, Config{UserAgent: "fleet-test/1"})
+	f, _ := newTest(t, Config{UserAgent: "fleet-test/1"}, srv.URL)
 	if _, err := f.Get(t.Context(), srv.URL+"/a"); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,7 @@ func TestNotFoundIsFinal(t *testing.T) {
 		hits.Add(1)
 		http.NotFound(w, r)
 	})
-	f, s := newTest(t, Config{})
+	f, s := newTest(t, Config{}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL+"/x.whl?token=secret")
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != 404 {
@@ -193,7 +196,7 @@ func TestServerErrorRetried(t *testing.T) {
 		}
 		io.WriteString(w, "wheel")
 	})
-	f, s := newTest(t, Config{})
+	f, s := newTest(t, Config{}, srv.URL)
 	got, st, err := f.GetWithStats(t.Context(), srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +215,7 @@ func TestServerErrorGivesUpWithCappedBackoff(t *testing.T) {
 		hits.Add(1)
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	f, s := newTest(t, Config{Attempts: 5, BaseBackoff: time.Second, MaxBackoff: 3 * time.Second})
+	f, s := newTest(t, Config{Attempts: 5, BaseBackoff: time.Second, MaxBackoff: 3 * time.Second}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != 503 {
@@ -250,7 +253,7 @@ func TestRetryAfter(t *testing.T) {
 				}
 				io.WriteString(w, "ok")
 			})
-			f, s := newTest(t, Config{})
+			f, s := newTest(t, Config{}, srv.URL)
 			got, st, err := f.GetWithStats(t.Context(), srv.URL)
 			if err != nil || string(got) != "ok" || st.Attempts != 2 {
 				t.Fatalf("got %q, %+v, %v: want ok after 2 attempts", got, st, err)
@@ -274,7 +277,7 @@ func TestConnectionResetMidBodyRetried(t *testing.T) {
 		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(want))
 		conn.Write(want)
 	})
-	f, s := newTest(t, Config{})
+	f, s := newTest(t, Config{}, url)
 	got, st, err := f.GetWithStats(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +294,7 @@ func TestConnectionRefusedRetried(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	f, s := newTest(t, Config{Attempts: 3})
+	f, s := newTest(t, Config{Attempts: 3}, "http://"+addr)
 	_, st, err := f.GetWithStats(t.Context(), "http://"+addr+"/f.tar.gz?token=secret")
 	if err == nil || !Transient(err) {
 		t.Fatalf("err = %v, want a transient connection error", err)
@@ -321,7 +324,7 @@ func TestHonestContentLengthOverLimitReadsNothing(t *testing.T) {
 		}
 		written <- n
 	})
-	f, s := newTest(t, Config{MaxSize: maxSize})
+	f, s := newTest(t, Config{MaxSize: maxSize}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var le *limit.Error
 	if !errors.As(err, &le) || le.Kind != limit.Download || le.Max != maxSize {
@@ -348,7 +351,7 @@ func TestChunkedOverLimitCutAtLimitPlusOne(t *testing.T) {
 			w.(http.Flusher).Flush()
 		}
 	})
-	f, _ := newTest(t, Config{MaxSize: maxSize})
+	f, _ := newTest(t, Config{MaxSize: maxSize}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var le *limit.Error
 	if !errors.As(err, &le) || le.Kind != limit.Download || le.Max != maxSize {
@@ -367,7 +370,7 @@ func TestChunkedWithinLimit(t *testing.T) {
 			w.(http.Flusher).Flush()
 		}
 	})
-	f, _ := newTest(t, Config{MaxSize: 150_000})
+	f, _ := newTest(t, Config{MaxSize: 150_000}, srv.URL)
 	got, err := f.Get(t.Context(), srv.URL)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("got %d bytes, %v: want the %d-byte body", len(got), err, len(want))
@@ -384,7 +387,7 @@ func TestLyingContentLengthSurplusNotRead(t *testing.T) {
 		conn.Write(want)
 		conn.Write(make([]byte, 2<<20)) // 2 MiB the header did not declare
 	})
-	f, _ := newTest(t, Config{MaxSize: 1 << 20})
+	f, _ := newTest(t, Config{MaxSize: 1 << 20}, url)
 	got, st, err := f.GetWithStats(t.Context(), url)
 	if err != nil || !bytes.Equal(got, want) || st.Bytes != int64(len(want)) {
 		t.Fatalf("got %d bytes (read %d), %v: want exactly the declared %d", len(got), st.Bytes, err, len(want))
@@ -404,7 +407,7 @@ func TestLyingContentLengthWithChunkedCut(t *testing.T) {
 			}
 		}
 	})
-	f, _ := newTest(t, Config{MaxSize: maxSize})
+	f, _ := newTest(t, Config{MaxSize: maxSize}, url)
 	_, st, err := f.GetWithStats(t.Context(), url)
 	var le *limit.Error
 	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
@@ -424,7 +427,7 @@ func TestUnframedBodyCut(t *testing.T) {
 			}
 		}
 	})
-	f, _ := newTest(t, Config{MaxSize: maxSize})
+	f, _ := newTest(t, Config{MaxSize: maxSize}, url)
 	_, st, err := f.GetWithStats(t.Context(), url)
 	var le *limit.Error
 	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
@@ -437,7 +440,7 @@ func TestShortBodyIsTruncation(t *testing.T) {
 		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
 		conn.Write(body(500))
 	})
-	f, s := newTest(t, Config{Attempts: 2})
+	f, s := newTest(t, Config{Attempts: 2}, url)
 	_, st, err := f.GetWithStats(t.Context(), url)
 	var tr *TruncatedError
 	if !errors.As(err, &tr) || tr.Got != 500 || tr.Want != 1000 {
@@ -461,7 +464,7 @@ func TestStallMidBody(t *testing.T) {
 		<-r.Context().Done() // until the client gives up
 	})
 	const stall = 50 * time.Millisecond
-	f, s := newTest(t, Config{StallTimeout: stall, Attempts: 2})
+	f, s := newTest(t, Config{StallTimeout: stall, Attempts: 2}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var te *TimeoutError
 	if !errors.As(err, &te) || te.Kind != Stall || te.After != stall {
@@ -479,7 +482,7 @@ func TestStallBeforeHeaders(t *testing.T) {
 	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	})
-	f, _ := newTest(t, Config{StallTimeout: 50 * time.Millisecond, Attempts: 1})
+	f, _ := newTest(t, Config{StallTimeout: 50 * time.Millisecond, Attempts: 1}, srv.URL)
 	_, err := f.Get(t.Context(), srv.URL)
 	var te *TimeoutError
 	if !errors.As(err, &te) || te.Kind != Stall {
@@ -504,7 +507,7 @@ func TestTotalTimeout(t *testing.T) {
 		}
 	})
 	const total = 200 * time.Millisecond
-	f, s := newTest(t, Config{TotalTimeout: total, StallTimeout: time.Hour})
+	f, s := newTest(t, Config{TotalTimeout: total, StallTimeout: time.Hour}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var te *TimeoutError
 	if !errors.As(err, &te) || te.Kind != Total || te.After != total {
@@ -524,7 +527,7 @@ func TestCanceledIsNotTimeout(t *testing.T) {
 		close(started)
 		<-r.Context().Done()
 	})
-	f, _ := newTest(t, Config{})
+	f, _ := newTest(t, Config{}, srv.URL)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		<-started
@@ -557,29 +560,61 @@ func TestHostNotAllowed(t *testing.T) {
 	}
 }
 
-func TestHostMatching(t *testing.T) {
-	srv := server(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+// Entries without a scheme allow https only, on their port (443 unless
+// named); an origin entry allows exactly its scheme, host and port. The
+// servers are plain http on loopback, reached through origin entries or
+// refused before connecting.
+func TestSchemeAndPortEnforced(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "ok")
+	})
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	other := port + 1
+	if other > 65535 {
+		other = port - 1
+	}
 	for _, tc := range []struct {
 		name    string
 		allowed []string
 		url     string
 		ok      bool
+		msg     string // "" when ok
 	}{
-		{"case and port ignored", []string{"LOCALHOST:1"}, fmt.Sprintf("http://LocalHost:%d/", port), true},
-		{"wildcard", []string{"*"}, srv.URL, true},
-		{"other host", []string{"files.pythonhosted.org"}, srv.URL, false},
-		{"suffix is not a match", []string{"host"}, fmt.Sprintf("http://localhost:%d/", port), false},
+		{"origin allows its origin", []string{srv.URL}, srv.URL + "/x", true, ""},
+		{"origin: host case and trailing dot ignored", []string{fmt.Sprintf("HTTP://LocalHost.:%d", port)}, fmt.Sprintf("http://LOCALHOST:%d/x", port), true, ""},
+		{"origin: another port refused", []string{fmt.Sprintf("http://127.0.0.1:%d", other)}, srv.URL,
+			false, fmt.Sprintf("http://127.0.0.1:%d is not in DRAGONFLY_ALLOWED_HOSTS (an entry without a scheme allows https only, on port 443 unless it names one)", port)},
+		{"origin: another scheme refused", []string{fmt.Sprintf("https://127.0.0.1:%d", port)}, srv.URL, false, ""},
+		{"origin: default port is the scheme's", []string{"http://127.0.0.1"}, srv.URL, false, ""},
+		{"bare host: http refused", []string{"files.example"}, "http://files.example/x.whl", false,
+			"http://files.example:80 is not in DRAGONFLY_ALLOWED_HOSTS (an entry without a scheme allows https only, on port 443 unless it names one)"},
+		{"bare host: another https port refused", []string{"files.example"}, "https://files.example:8443/x.whl", false, ""},
+		{"host:port: http refused", []string{fmt.Sprintf("localhost.example:%d", port)}, fmt.Sprintf("http://localhost.example:%d/", port), false, ""},
+		{"host:port: another port refused", []string{"files.example:8443"}, "https://files.example/x.whl", false, ""},
+		{"wildcard: http refused", []string{"*"}, srv.URL, false, ""},
+		{"wildcard: another port refused", []string{"*"}, "https://files.example:8443/", false, ""},
+		{"other host", []string{"files.pythonhosted.org"}, srv.URL, false, `host "127.0.0.1" is not in DRAGONFLY_ALLOWED_HOSTS`},
+		{"suffix is not a match", []string{"http://host:80"}, "http://localhost/", false, `host "localhost" is not in DRAGONFLY_ALLOWED_HOSTS`},
+		{"bad URL port", []string{"*"}, "https://files.example:99999/", false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _ := newTest(t, Config{AllowedHosts: tc.allowed})
-			got, err := f.Get(t.Context(), tc.url)
-			var he *HostError
-			if tc.ok && (err != nil || string(got) != "ok") {
-				t.Fatalf("got %q, %v: want ok", got, err)
+			hits.Store(0)
+			f, _ := newTest(t, Config{AllowedHosts: tc.allowed, Attempts: 1})
+			got, st, err := f.GetWithStats(t.Context(), tc.url)
+			if tc.ok {
+				if err != nil || string(got) != "ok" || hits.Load() != 1 {
+					t.Fatalf("got %q, %v, %d hits: want ok", got, err, hits.Load())
+				}
+				return
 			}
-			if !tc.ok && !errors.As(err, &he) {
-				t.Fatalf("err = %v, want *HostError", err)
+			var he *HostError
+			if !errors.As(err, &he) || Transient(err) || st.Attempts != 0 || hits.Load() != 0 {
+				t.Fatalf("err = %v (transient %v), %d attempts, %d hits: want a final *HostError before connecting", err, Transient(err), st.Attempts, hits.Load())
+			}
+			if tc.msg != "" && err.Error() != tc.msg {
+				t.Errorf("message = %q\nwant      %q", err.Error(), tc.msg)
 			}
 		})
 	}
@@ -607,7 +642,7 @@ func TestRedirectToDisallowedHost(t *testing.T) {
 		hits.Add(1)
 		http.Redirect(w, r, fmt.Sprintf("http://localhost:%d/evil?token=secret", port), http.StatusFound)
 	})
-	f, _ := newTest(t, Config{AllowedHosts: []string{"127.0.0.1"}})
+	f, _ := newTest(t, Config{}, srv.URL)
 	_, st, err := f.GetWithStats(t.Context(), srv.URL)
 	var he *HostError
 	if !errors.As(err, &he) || he.Host != "localhost" {
@@ -633,7 +668,7 @@ func TestRedirectToAllowedHostFollowed(t *testing.T) {
 	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, fmt.Sprintf("http://localhost:%d/pkg.whl", port), http.StatusMovedPermanently)
 	})
-	f, _ := newTest(t, Config{AllowedHosts: []string{"127.0.0.1", "localhost"}})
+	f, _ := newTest(t, Config{}, srv.URL, fmt.Sprintf("http://localhost:%d", port))
 	got, err := f.Get(t.Context(), srv.URL)
 	if err != nil || string(got) != "from files host" {
 		t.Fatalf("got %q, %v: want the redirect target's body", got, err)
@@ -654,7 +689,7 @@ func TestRedirectLoopAndTooMany(t *testing.T) {
 			http.Redirect(w, r, "/n/"+strconv.Itoa(k+1), http.StatusFound)
 		}
 	})
-	f, _ := newTest(t, Config{})
+	f, _ := newTest(t, Config{}, srv.URL)
 	_, err := f.Get(t.Context(), srv.URL+"/a")
 	var re *RedirectError
 	if !errors.As(err, &re) || re.Kind != RedirectLoop || err.Error() != "redirect loop" || Transient(err) {
@@ -691,7 +726,7 @@ func TestRedirectSchemes(t *testing.T) {
 		io.WriteString(w, "secure")
 	}))
 	t.Cleanup(tlsSrv.Close)
-	f, _ := newTest(t, Config{Transport: tlsSrv.Client().Transport})
+	f, _ := newTest(t, Config{Transport: tlsSrv.Client().Transport}, plain.URL, tlsSrv.URL)
 
 	_, err := f.Get(t.Context(), tlsSrv.URL+"/down")
 	var re *RedirectError
@@ -726,7 +761,7 @@ func TestNoCredentialsReachServer(t *testing.T) {
 			io.WriteString(w, "done")
 		}
 	})
-	f, _ := newTest(t, Config{})
+	f, _ := newTest(t, Config{}, srv.URL)
 	u := strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1) + "/first"
 	got, err := f.Get(t.Context(), u)
 	if err != nil || string(got) != "done" {

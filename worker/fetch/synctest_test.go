@@ -55,7 +55,7 @@ func (r *trickle) Read(b []byte) (int, error) {
 
 func TestDefaultStallTimeoutExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := New(Config{Attempts: 1, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+		f := mustNew(t, Config{Attempts: 1, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 			return respond(req, 200, nil, &trickle{ctx: req.Context(), gap: 10 * time.Second, stallAfter: 5}), nil
 		})})
 		start := time.Now()
@@ -73,7 +73,7 @@ func TestDefaultStallTimeoutExact(t *testing.T) {
 
 func TestDefaultTotalTimeoutExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := New(Config{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+		f := mustNew(t, Config{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 			return respond(req, 200, nil, &trickle{ctx: req.Context(), gap: 20 * time.Second}), nil
 		})})
 		start := time.Now()
@@ -91,7 +91,7 @@ func TestDefaultTotalTimeoutExact(t *testing.T) {
 func TestStallsRetriedWithinTotal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var attempts atomic.Int32
-		f := New(Config{
+		f := mustNew(t, Config{
 			Jitter: func(max time.Duration) time.Duration { return max },
 			Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 				attempts.Add(1)
@@ -127,7 +127,7 @@ func TestRetryAfterNeverPastTotal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := New(Config{TotalTimeout: tc.total, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+				f := mustNew(t, Config{TotalTimeout: tc.total, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 					return respond(req, 503, http.Header{"Retry-After": {"60"}}, strings.NewReader("busy")), nil
 				})})
 				start := time.Now()
@@ -146,7 +146,7 @@ func TestRetryAfterNeverPastTotal(t *testing.T) {
 func TestCancelDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		f := New(Config{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+		f := mustNew(t, Config{Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 			return respond(req, 500, nil, strings.NewReader("")), nil
 		})})
 		type result struct {
@@ -165,4 +165,13 @@ func TestCancelDuringBackoff(t *testing.T) {
 			t.Fatalf("err %v after %d attempts, want canceled after 1", r.err, r.st.Attempts)
 		}
 	})
+}
+
+func mustNew(t *testing.T, cfg Config) *Fetcher {
+	t.Helper()
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -1,0 +1,452 @@
+package fetch
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+func TestInternalAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		addr, want string // want "" for public
+	}{
+		{"127.0.0.1", "a loopback address"},
+		{"127.255.0.9", "a loopback address"},
+		{"::1", "a loopback address"},
+		{"10.0.0.1", "a private address"},
+		{"172.16.0.1", "a private address"},
+		{"172.31.255.255", "a private address"},
+		{"192.168.0.1", "a private address"},
+		{"fc00::1", "a private (ULA) address"},
+		{"fd12:3456::1", "a private (ULA) address"},
+		{"169.254.169.254", "a link-local address"},
+		{"fe80::1", "a link-local address"},
+		{"fe80::1%eth0", "a link-local address"},
+		{"fec0::1", "a site-local address"},
+		{"100.64.0.1", "a shared (CGNAT) address"},
+		{"100.127.255.255", "a shared (CGNAT) address"},
+		{"0.0.0.0", "an unspecified address"},
+		{"0.1.2.3", "an unspecified address"},
+		{"::", "an unspecified address"},
+		{"224.0.0.1", "a multicast address"},
+		{"239.255.255.250", "a multicast address"},
+		{"ff02::1", "a multicast address"},
+		{"255.255.255.255", "a broadcast address"},
+		{"::ffff:127.0.0.1", "an IPv4-mapped loopback address"},
+		{"::ffff:169.254.169.254", "an IPv4-mapped link-local address"},
+		{"::ffff:10.0.0.1", "an IPv4-mapped private address"},
+		{"::ffff:0.0.0.0", "an IPv4-mapped unspecified address"},
+		{"64:ff9b::7f00:1", "a NAT64-mapped loopback address"},
+		{"64:ff9b::a9fe:a9fe", "a NAT64-mapped link-local address"},
+		// Public.
+		{"151.101.0.223", ""},
+		{"8.8.8.8", ""},
+		{"172.15.255.255", ""},
+		{"172.32.0.0", ""},
+		{"100.63.255.255", ""},
+		{"100.128.0.0", ""},
+		{"169.253.255.255", ""},
+		{"2a04:4e42::223", ""},
+		{"::ffff:151.101.0.223", ""},
+		{"64:ff9b::9765:df", ""},
+	} {
+		if got := internal(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("internal(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func TestAddressErrorMessage(t *testing.T) {
+	for _, tc := range []struct {
+		err  *AddressError
+		want string
+	}{
+		{&AddressError{Host: "files.example", Addr: netip.MustParseAddr("127.0.0.1"), Reason: "a loopback address"},
+			"files.example resolved to 127.0.0.1, a loopback address: refused"},
+		{&AddressError{Host: "127.0.0.1", Addr: netip.MustParseAddr("127.0.0.1"), Reason: "a loopback address"},
+			"127.0.0.1 is a loopback address: refused"},
+		{&AddressError{Host: "files.example", Reason: "an address that cannot be checked"},
+			"files.example resolved to an address that cannot be checked: refused"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%q, want %q", got, tc.want)
+		}
+		if Transient(tc.err) || Transient(fmt.Errorf("x: %w", tc.err)) {
+			t.Errorf("%v is transient", tc.err)
+		}
+	}
+	if n := len((&AddressError{Host: strings.Repeat("h", 1<<20), Reason: "x"}).Error()); n > 1024 {
+		t.Errorf("message of a 1 MiB host: %d bytes", n)
+	}
+}
+
+// dnsStub answers A and AAAA questions over UDP on loopback from a fixed
+// table; other names get NXDOMAIN. It counts the questions per name.
+type dnsStub struct {
+	addr    string
+	answers map[string][]netip.Addr // lowercased FQDN with the final dot
+	mu      sync.Mutex
+	asked   map[string]int
+}
+
+func startDNS(t *testing.T, answers map[string][]netip.Addr) *dnsStub {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dnsStub{addr: pc.LocalAddr().String(), answers: answers, asked: map[string]int{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if resp := d.answer(buf[:n]); resp != nil {
+				pc.WriteTo(resp, from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	return d
+}
+
+func (d *dnsStub) answer(query []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(query)
+	if err != nil {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	name := strings.ToLower(q.Name.String())
+	d.mu.Lock()
+	d.asked[name]++
+	d.mu.Unlock()
+	addrs, known := d.answers[name]
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
+	if !known {
+		rh.RCode = dnsmessage.RCodeNameError
+	}
+	b := dnsmessage.NewBuilder(nil, rh)
+	if b.StartQuestions() != nil || b.Question(q) != nil || b.StartAnswers() != nil {
+		return nil
+	}
+	rr := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 0}
+	for _, a := range addrs {
+		switch {
+		case q.Type == dnsmessage.TypeA && a.Is4():
+			err = b.AResource(rr, dnsmessage.AResource{A: a.As4()})
+		case q.Type == dnsmessage.TypeAAAA && a.Is6():
+			err = b.AAAAResource(rr, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+		if err != nil {
+			return nil
+		}
+	}
+	resp, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return resp
+}
+
+func (d *dnsStub) questions(fqdn string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.asked[fqdn]
+}
+
+// resolver is a pure-Go resolver that asks only the stub.
+func (d *dnsStub) resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "udp", d.addr)
+	}}
+}
+
+// acceptLog is a listener that reports the remote address of every
+// connection it accepts.
+type acceptLog struct {
+	net.Listener
+	accepted chan net.Addr
+}
+
+func (l *acceptLog) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		select {
+		case l.accepted <- c.RemoteAddr():
+		default:
+		}
+	}
+	return c, err
+}
+
+// tlsServer is an https server on 127.0.0.1 with a certificate for names
+// (trusted by the returned pool) whose listener logs every accepted
+// connection.
+func tlsServer(t *testing.T, h http.HandlerFunc, names ...string) (*httptest.Server, *acceptLog, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &acceptLog{Listener: ln, accepted: make(chan net.Addr, 16)}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // probes hang up before a handshake
+	srv.Listener = log
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, log, pool
+}
+
+// assertNoConnection proves srv's listener accepted nothing before now: it
+// connects itself and requires its own connection to be the first one
+// accepted (the accept queue is first in, first out).
+func assertNoConnection(t *testing.T, srv *httptest.Server, log *acceptLog) {
+	t.Helper()
+	probe, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	select {
+	case first := <-log.accepted:
+		if first.String() != probe.LocalAddr().String() {
+			t.Fatalf("the server accepted a connection from %v before the probe from %v", first, probe.LocalAddr())
+		}
+	case <-t.Context().Done():
+		t.Fatal("the probe was never accepted")
+	}
+}
+
+const rebound = "files.example.test"
+
+// A bare or host:port entry whose name resolves, through a real (stub) DNS
+// server, to 127.0.0.1 is refused at connect time: nothing reaches the
+// https server listening there. The same name under an origin entry is the
+// operator's choice and downloads.
+func TestDNSRebindingRefusedAtConnect(t *testing.T) {
+	var hits atomic.Int32
+	srv, log, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "wheel")
+	}, rebound)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		url     string
+	}{
+		{"host:port entry", []string{fmt.Sprintf("%s:%d", rebound, port)}, fmt.Sprintf("https://%s:%d/x.whl", rebound, port)},
+		{"bare entry", []string{rebound}, "https://" + rebound + "/x.whl"},
+		{"wildcard", []string{"*"}, "https://" + strings.ToUpper(rebound) + "./x.whl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dns.questions(rebound + ".")
+			f, _ := newTest(t, Config{AllowedHosts: tc.allowed, Resolver: dns.resolver(), RootCAs: roots})
+			_, st, err := f.GetWithStats(t.Context(), tc.url)
+			var ae *AddressError
+			if !errors.As(err, &ae) {
+				t.Fatalf("err = %v, want *AddressError", err)
+			}
+			if ae.Host != rebound || ae.Addr != netip.MustParseAddr("127.0.0.1") || ae.Reason != "a loopback address" {
+				t.Errorf("AddressError = %+v", ae)
+			}
+			if want := rebound + " resolved to 127.0.0.1, a loopback address: refused"; err.Error() != want {
+				t.Errorf("message = %q, want %q", err.Error(), want)
+			}
+			if Transient(err) || st.Attempts != 1 {
+				t.Errorf("transient %v after %d attempts: want final after 1", Transient(err), st.Attempts)
+			}
+			var he *HostError
+			if errors.As(err, &he) {
+				t.Errorf("the refusal is also a *HostError: %v", he)
+			}
+			if dns.questions(rebound+".") == before {
+				t.Error("the stub DNS server was not asked: the address did not come from a resolver")
+			}
+			assertNoConnection(t, srv, log)
+			if hits.Load() != 0 {
+				t.Errorf("the server handled %d requests", hits.Load())
+			}
+		})
+	}
+
+	t.Run("origin entry allowed", func(t *testing.T) {
+		f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("https://%s:%d", rebound, port)}, Resolver: dns.resolver(), RootCAs: roots})
+		got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x.whl", rebound, port))
+		if err != nil || string(got) != "wheel" || hits.Load() != 1 {
+			t.Fatalf("got %q, %v, %d hits: want the wheel from the server", got, err, hits.Load())
+		}
+	})
+}
+
+// A name resolving to a public and an internal address connects only to the
+// public one; one resolving only to internal ones (v4 and v6) is refused.
+func TestEveryResolvedAddressChecked(t *testing.T) {
+	dns := startDNS(t, map[string][]netip.Addr{
+		"both.example.test.": {netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("fd00::1")},
+		"meta.example.test.": {netip.MustParseAddr("::ffff:169.254.169.254")},
+	})
+	f, _ := newTest(t, Config{AllowedHosts: []string{"*"}, Resolver: dns.resolver()})
+	for host, reasons := range map[string][]string{
+		"both.example.test": {"a private address", "a private (ULA) address"},
+		// Go's resolver unmaps an IPv4-mapped AAAA answer to IPv4.
+		"meta.example.test": {"a link-local address", "an IPv4-mapped link-local address"},
+	} {
+		_, err := f.Get(t.Context(), "https://"+host+"/x.whl")
+		var ae *AddressError
+		if !errors.As(err, &ae) || ae.Host != host || !contains(reasons, ae.Reason) {
+			t.Errorf("%s: err = %v, want *AddressError with one of %q", host, err, reasons)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Redirects follow the same rules: each hop must match an entry and is
+// checked by the rules of the entry it matched. The first hop is a loopback
+// server reached through an origin entry (standing in for a public files
+// host).
+func TestRedirectToInternalRefused(t *testing.T) {
+	var targetHits atomic.Int32
+	target, log, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		targetHits.Add(1)
+		io.WriteString(w, "internal")
+	}, rebound)
+	tport := target.Listener.Addr().(*net.TCPAddr).Port
+	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	var startHits atomic.Int32
+	start := server(t, func(w http.ResponseWriter, r *http.Request) {
+		startHits.Add(1)
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	allowed := []string{start.URL, "*", fmt.Sprintf("%s:%d", rebound, tport)}
+
+	for _, tc := range []struct {
+		name, to string
+		want     func(error) bool
+	}{
+		{"http loopback literal", "http://127.0.0.1/latest/meta-data", isHostError},
+		{"http loopback literal on the server's port", fmt.Sprintf("http://127.0.0.1:%d/x", tport), isHostError},
+		{"https loopback literal via *", "https://127.0.0.1/x", isAddressError},
+		{"https metadata address via *", "https://169.254.169.254/latest/meta-data", isAddressError},
+		{"bare allowed host resolving to loopback", fmt.Sprintf("https://%s:%d/x.whl", rebound, tport), isAddressError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			startHits.Store(0)
+			f, _ := newTest(t, Config{AllowedHosts: allowed, Resolver: dns.resolver(), RootCAs: roots})
+			_, st, err := f.GetWithStats(t.Context(), start.URL+"/?to="+tc.to)
+			if !tc.want(err) || Transient(err) {
+				t.Fatalf("err = %v (transient %v), wrong refusal", err, Transient(err))
+			}
+			if st.Attempts != 1 || startHits.Load() != 1 {
+				t.Errorf("attempts %d, first-hop hits %d: want 1, 1", st.Attempts, startHits.Load())
+			}
+			assertNoConnection(t, target, log)
+			if targetHits.Load() != 0 {
+				t.Errorf("the internal server handled %d requests", targetHits.Load())
+			}
+		})
+	}
+}
+
+func isHostError(err error) bool    { var he *HostError; return errors.As(err, &he) }
+func isAddressError(err error) bool { var ae *AddressError; return errors.As(err, &ae) }
+
+// An injected transport does its own dialing: the scheme, host and port
+// checks still hold, the address check cannot.
+func TestInjectedTransportSkipsAddressCheck(t *testing.T) {
+	srv, _, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, rebound)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext:     (&net.Dialer{Resolver: dns.resolver()}).DialContext,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("%s:%d", rebound, port)}, Transport: tr})
+	got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x", rebound, port))
+	if err != nil || string(got) != "ok" {
+		t.Fatalf("got %q, %v: the injected transport is used as is", got, err)
+	}
+	_, err = f.Get(t.Context(), fmt.Sprintf("http://%s:%d/x", rebound, port))
+	if !isHostError(err) {
+		t.Fatalf("err = %v: http to a host:port entry must still be refused", err)
+	}
+}
+
+// The default transport's dialer refuses a host:port the allowlist does not
+// allow even when asked directly (a hop checkURL never saw).
+func TestGuardedDialerRechecksAllowlist(t *testing.T) {
+	entries, err := ParseAllowedHosts([]string{"files.example", "http://devapi:8000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &guardedDialer{scheme: "https", allow: newAllowlist(entries)}
+	for _, addr := range []string{"devapi:8000", "evil.example:443", "files.example:80"} {
+		if _, err := d.DialContext(t.Context(), "tcp", addr); !isHostError(err) {
+			t.Errorf("https dial %s: err = %v, want *HostError", addr, err)
+		}
+	}
+}
