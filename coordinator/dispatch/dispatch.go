@@ -5,24 +5,79 @@
 //
 // The Dispatcher is a state machine behind one mutex. It starts no goroutines
 // and never blocks: sessions receive tasks through a non-blocking Sink, and
-// finished jobs leave through the Done callback, called without the lock held.
-// Time is passed in by the caller, so tests drive it with any clock.
+// finished jobs and events leave through the Done and OnEvent callbacks,
+// called without the lock held. Time is passed in by the caller, so tests
+// drive it with any clock; calls that take no time (Leave, RulesReady, ...)
+// use the latest time any call passed in.
+//
+// Workers are not trusted. Each session has an identity (the worker's mTLS
+// certificate subject, else its declared worker id; sessions of one worker
+// share it), and the dispatcher defends against a worker that:
+//   - claims huge slots: Join clamps them to Config.MaxSlots;
+//   - accepts tasks and never answers: Tick dispatches a backup copy of a task
+//     outstanding too long to a session of another identity that has a free
+//     slot; the first result wins, the other copy's result is dropped;
+//   - crashes on an input (or dies while scanning it): a distribution that
+//     three different identities lost while scanning it fails its job, saying
+//     so, instead of being dispatched forever;
+//   - lies about results: a share of tasks (Config.VerifyRate) is scanned by
+//     two identities and compared; a mismatch is settled by a third identity,
+//     whose majority quarantines the identity that disagreed, or, without a
+//     third, by a fail-safe rule (see below).
+//
+// A task has copies (assignments, each with its own task ID) and votes (the
+// results of distinct identities). It needs one vote, two when picked for a
+// spot check, three after a mismatch. Spot check results compare the outcome
+// class (success; failure; download or limit failure, which is no verdict)
+// and, for successes, the score, the rules (names and weights), the top file
+// and its score. Settling a mismatch:
+//   - with three votes, two agreeing verdicts win and every verdict that
+//     disagrees with them quarantines its identity: it gets no more tasks, its
+//     outstanding tasks are dispatched again at once, and its results for jobs
+//     not yet finished are discarded and those tasks scanned again;
+//   - otherwise (no third identity, no majority): a verdict failure stands
+//     against anything; of two or more successes the highest score is
+//     reported (a lie can only make a verdict cleaner); a success against a
+//     download or limit failure leaves the failure standing.
+//
+// A download or limit failure never quarantines anyone (an honest worker on a
+// network blip or with smaller limits disagrees that way): it is no vote in a
+// majority. With fewer than two identities ready, spot checks are off
+// (Snapshot.SpotChecks) and picked tasks finish unchecked.
+//
+// Bounds: slots per session (MaxSlots), copies per task (its votes needed + 2),
+// votes per task (3), identities recorded as having lost a task (3), the
+// quarantine list (MaxQuarantined, oldest evicted), identity strings (256
+// bytes), speed samples (256), jobs (MaxJobAge). Unknown task ids a worker
+// sends are counted, never stored.
 package dispatch
 
 import (
+	"cmp"
 	"container/heap"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
-// Config bounds a Dispatcher.
+// maxIdentity bounds an identity string (it comes from a worker).
+const maxIdentity = 256
+
+// lostLimit is how many different identities must lose a started task before
+// its job fails.
+const lostLimit = 3
+
+// Config bounds a Dispatcher. Zero values mean the defaults.
 type Config struct {
-	// Prefetch is how many tasks beyond its slots a worker may hold. Default 1.
+	// Prefetch is how many tasks beyond its slots a worker may hold. Default
+	// 1; negative means none.
 	Prefetch int
 	// MaxDistributions fails jobs with more distributions
 	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
@@ -31,9 +86,42 @@ type Config struct {
 	// undispatched this long after its lease is dropped without a report: the
 	// API re-leases it. Default 120 s.
 	LeaseTimeout time.Duration
+	// MaxJobAge drops a job this long after its lease began even if copies of
+	// its tasks are still outstanding (a silent worker holds them): its report
+	// could not be accepted any more. Default 15 min.
+	MaxJobAge time.Duration
+	// MaxSlots caps the slots a session may claim
+	// (DRAGONFLY_MAX_WORKER_SLOTS): Join clamps larger claims. A session
+	// holds at most MaxSlots+Prefetch tasks. Default 64.
+	MaxSlots int
+	// VerifyRate is the share of tasks scanned by a second identity and
+	// compared (DRAGONFLY_VERIFY_RATE). Default 0.02; negative disables spot
+	// checks (so a command maps a configured 0 to -1); above 1 means 1.
+	VerifyRate float64
+	// Rand returns a number in [0, 1) for picking spot checks. Default
+	// math/rand/v2.Float64. Called with the dispatcher's lock held.
+	Rand func() float64
+	// TaskTimePrior is the assumed assignment-to-result time of a task until
+	// 8 results have been seen; then the 90th percentile of the last 256 is
+	// used. Either is kept within [1 s, LeaseTimeout/2]. Default 15 s.
+	TaskTimePrior time.Duration
+	// BackupMin and BackupMax bound how long a copy may be outstanding before
+	// a backup is dispatched: 3 times the task time, within [BackupMin,
+	// BackupMax]. Sooner when the lease is ending: a copy outstanding at
+	// least the task time is overdue once its lease has less than task time
+	// + BackupMin left (at most LeaseTimeout/2). Defaults 10 s and
+	// LeaseTimeout/2.
+	BackupMin, BackupMax time.Duration
+	// MaxQuarantined bounds the quarantine list; the oldest entry is evicted
+	// (and may receive tasks again) beyond it. Default 1024.
+	MaxQuarantined int
 	// Done receives every finished job, exactly once per admitted lease,
 	// without the dispatcher's lock held. Required.
 	Done func(Outcome)
+	// OnEvent receives events (backups, losses, spot checks, quarantines) in
+	// order, without the lock held, before the Done calls of the same
+	// dispatcher call. Optional.
+	OnEvent func(Event)
 }
 
 // Job is a leased release.
@@ -58,8 +146,9 @@ func (j *Job) Deadline(timeout time.Duration) time.Time { return j.LeasedAt.Add(
 
 // Task is one distribution handed to a session.
 type Task struct {
-	// ID is unique per assignment: a task re-dispatched gets a new ID, so a
-	// late result under the old one is recognised and dropped.
+	// ID is unique per assignment: a task re-dispatched (or copied for a
+	// backup or spot check) gets a new ID, so a result under an old one is
+	// recognised.
 	ID        uint64
 	URL       string
 	RulesHash string
@@ -76,7 +165,10 @@ type Result struct {
 	Dist *score.Distribution
 	// Failure is a one-line reason the distribution could not be scanned.
 	Failure string
-	Stats   TaskStats
+	// FailureKind classifies a failure: the wire's fleetv1.FailureKind name
+	// (KindDownload and KindLimit are no verdict in spot checks).
+	FailureKind string
+	Stats       TaskStats
 }
 
 // TaskStats are the worker's numbers for one task.
@@ -92,17 +184,22 @@ type TaskStats struct {
 // Outcome is a finished job.
 type Outcome struct {
 	Job Job
-	// Failure is set when the job failed: the first failed distribution's reason
+	// Failure is set when the job failed: the failed distribution's reason
 	// or a limit of the job itself.
 	Failure string
 	// Package is the aggregated result (when Failure is empty).
 	Package score.Package
 	// InspectorURL links the top file; empty when nothing matched.
 	InspectorURL string
-	// Stats sum the tasks' numbers.
+	// Stats sum the numbers of the results accepted.
 	Stats TaskStats
-	// Sessions that returned the job's results.
-	Sessions []string
+	// Sessions and Identities whose results the outcome used (sorted): for a
+	// spot-checked distribution, every identity whose result was compared.
+	Sessions   []string
+	Identities []string
+	// Verified is how many distributions were checked by two or more
+	// identities.
+	Verified int
 	// Finished is when the last result arrived.
 	Finished time.Time
 }
@@ -117,16 +214,32 @@ type Dispatcher struct {
 	cfg Config
 
 	mu       sync.Mutex
+	now      time.Time // the latest time passed in
 	seq      uint64
 	nextID   uint64
+	sessSeq  uint64
 	jobs     map[string]*job
 	pending  taskHeap
-	tasks    map[uint64]*task // outstanding assignments by task ID
-	sessions map[string]*session
+	backups  []*assign           // overdue copies waiting for a backup
+	assigns  map[uint64]*assign  // outstanding copies by task ID
+	sessions map[string]*session // by session id
+	quar     map[string]*quarantine
+	quarSeq  []string // quarantined identities, oldest first
+	speed    speed
 	rr       uint64 // round-robin counter among equally free sessions
 	counters Counters
-	done     []Outcome // finished under the lock, delivered after it
+	out      []delivery // events and outcomes queued under the lock
 	changed  broadcast.Signal
+}
+
+type delivery struct {
+	ev  *Event
+	out *Outcome
+}
+
+type quarantine struct {
+	reason string
+	since  time.Time
 }
 
 // Counters are cumulative event counts.
@@ -135,10 +248,32 @@ type Counters struct {
 	JobsSuperseded int64 // re-leases of a job already in flight, merged
 	JobsCompleted  int64
 	JobsFailed     int64
-	JobsDropped    int64 // past their lease with work undispatched
-	TasksAssigned  int64
-	TasksRequeued  int64 // from ended sessions or hand-backs
-	ResultsLate    int64 // for a task no longer assigned to that session
+	JobsDropped    int64 // past their lease with work undispatched, or past MaxJobAge
+	TasksAssigned  int64 // copies sent, of every kind
+	TasksRequeued  int64 // from ended sessions, hand-backs, quarantines
+	ResultsLate    int64 // for a task ID not outstanding at that session
+	// ResultsDropped are results of a task another copy had already
+	// answered (losing backups, spot-check copies); ResultsOrphaned those of
+	// a job that ended meanwhile.
+	ResultsDropped  int64
+	ResultsOrphaned int64
+	// ResultsDiscarded are results of a quarantined identity thrown away.
+	ResultsDiscarded int64
+	StartedUnknown   int64 // task ids in Started not outstanding at that session
+	SlotsClamped     int64 // sessions that claimed more than MaxSlots
+
+	BackupsDispatched int64
+	BackupsWon        int64
+	TasksLost         int64 // started copies of sessions that ended as lost
+	JobsLostFailed    int64 // jobs failed: a distribution lost by 3 identities
+
+	VerifyPicked       int64
+	VerifyAgreed       int64
+	VerifyMismatch     int64
+	VerifyInconclusive int64
+	VerifyDecided      int64
+	VerifySkipped      int64
+	Quarantines        int64
 }
 
 type job struct {
@@ -146,27 +281,68 @@ type job struct {
 	seq       uint64
 	tasks     []*task
 	results   []score.Distribution
-	remaining int
+	remaining int // tasks not done
 	finished  bool
-	sessions  map[string]bool
 	stats     TaskStats
 }
 
+// task is one distribution of a job.
 type task struct {
-	job     *job
-	index   int
-	id      uint64   // current assignment, 0 when pending
-	session *session // nil when pending
-	done    bool
-	hidx    int // index in the pending heap, -1 when not there
+	job   *job
+	index int
+	hidx  int // index in the pending heap, -1 when not there
+	// want is how many votes of distinct identities the task needs: 1; 2
+	// when picked for a spot check; 3 to settle a mismatch.
+	want       int
+	verify     bool // picked for a spot check and not skipped
+	mismatched bool // the mismatch of the current votes was reported
+	noThird    bool // settle by the fail-safe rule, no third scan
+	done       bool
+	copies     []*assign // outstanding copies (still there after done: orphans)
+	votes      []vote
+	used       []vote   // the votes the task's result rests on, once done
+	lostBy     []string // identities that lost it while started (< lostLimit)
+}
+
+// vote is an identity's result for a task.
+type vote struct {
+	identity string
+	session  string
+	res      Result
+}
+
+type copyKind uint8
+
+const (
+	copyPrimary copyKind = iota
+	copyCheck            // a spot check's second or deciding scan
+	copyBackup
+)
+
+// assign is one outstanding copy of a task at a session.
+type assign struct {
+	id       uint64
+	task     *task
+	session  *session
+	kind     copyKind
+	assigned time.Time
+	started  bool
+	overdue  bool
+	queued   bool // in d.backups
+	backedUp bool // a backup of it was dispatched
 }
 
 type session struct {
 	id          string
+	identity    string
+	seq         uint64
 	slots       int
+	claimed     int
 	ready       map[string]bool
-	outstanding map[uint64]*task
+	outstanding map[uint64]*assign
+	jobs        map[*job]int // outstanding copies per job (release affinity)
 	draining    bool
+	quarantined bool
 	sink        Sink
 	lastPick    uint64
 	completed   int64
@@ -186,14 +362,48 @@ func New(cfg Config) *Dispatcher {
 	if cfg.LeaseTimeout <= 0 {
 		cfg.LeaseTimeout = 120 * time.Second
 	}
+	if cfg.MaxJobAge <= 0 {
+		cfg.MaxJobAge = 15 * time.Minute
+	}
+	if cfg.MaxSlots <= 0 {
+		cfg.MaxSlots = 64
+	}
+	switch r := cfg.VerifyRate; {
+	case r == 0 || math.IsNaN(r):
+		cfg.VerifyRate = 0.02
+	case r < 0:
+		cfg.VerifyRate = 0
+	case r > 1:
+		cfg.VerifyRate = 1
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.TaskTimePrior <= 0 {
+		cfg.TaskTimePrior = 15 * time.Second
+	}
+	if cfg.BackupMin <= 0 {
+		cfg.BackupMin = 10 * time.Second
+	}
+	if cfg.BackupMax <= 0 {
+		cfg.BackupMax = cfg.LeaseTimeout / 2
+	}
+	cfg.BackupMax = max(cfg.BackupMax, cfg.BackupMin)
+	if cfg.MaxQuarantined <= 0 {
+		cfg.MaxQuarantined = 1024
+	}
 	if cfg.Done == nil {
 		cfg.Done = func(Outcome) {}
+	}
+	if cfg.OnEvent == nil {
+		cfg.OnEvent = func(Event) {}
 	}
 	return &Dispatcher{
 		cfg:      cfg,
 		jobs:     map[string]*job{},
-		tasks:    map[uint64]*task{},
+		assigns:  map[uint64]*assign{},
 		sessions: map[string]*session{},
+		quar:     map[string]*quarantine{},
 	}
 }
 
@@ -204,26 +414,64 @@ func (d *Dispatcher) Changed() <-chan struct{} { return d.changed.Wait() }
 
 func (d *Dispatcher) signal() { d.changed.Notify() }
 
-// unlock releases the lock and then delivers finished jobs.
-func (d *Dispatcher) unlock() {
-	done := d.done
-	d.done = nil
-	d.mu.Unlock()
-	for _, o := range done {
-		d.cfg.Done(o)
+// lock takes the lock and advances the clock to now (never backwards).
+func (d *Dispatcher) lock(now time.Time) {
+	d.mu.Lock()
+	if now.After(d.now) {
+		d.now = now
 	}
 }
 
-// Join adds a session with the given slots. Its tasks arrive through sink.
-func (d *Dispatcher) Join(id string, slots int, sink Sink, now time.Time) error {
-	d.mu.Lock()
+// unlock releases the lock and then delivers events and finished jobs.
+func (d *Dispatcher) unlock() {
+	out := d.out
+	d.out = nil
+	d.mu.Unlock()
+	for _, x := range out {
+		if x.ev != nil {
+			d.cfg.OnEvent(*x.ev)
+		}
+	}
+	for _, x := range out {
+		if x.out != nil {
+			d.cfg.Done(*x.out)
+		}
+	}
+}
+
+func (d *Dispatcher) emit(e Event) {
+	e.Time = d.now
+	d.out = append(d.out, delivery{ev: &e})
+}
+
+// taskEvent is an event about task t.
+func taskEvent(k EventKind, t *task) Event {
+	return Event{Kind: k, Name: t.job.Name, Version: t.job.Version, URL: t.job.Distributions[t.index]}
+}
+
+// Join adds a session of a worker identity with the given slots, clamped to
+// [1, MaxSlots]. Its tasks arrive through sink. An empty identity stands for
+// the session alone ("session " + id). A quarantined identity may join; it
+// gets no tasks.
+func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Time) error {
+	d.lock(now)
 	defer d.unlock()
 	if _, ok := d.sessions[id]; ok {
-		return fmt.Errorf("session %q already joined", id)
+		return fmt.Errorf("session %q already joined", clip.String(id, maxIdentity))
 	}
+	if identity == "" {
+		identity = "session " + id
+	}
+	identity = clip.String(identity, maxIdentity)
+	if slots > d.cfg.MaxSlots {
+		d.counters.SlotsClamped++
+	}
+	d.sessSeq++
 	d.sessions[id] = &session{
-		id: id, slots: max(slots, 1), ready: map[string]bool{},
-		outstanding: map[uint64]*task{}, sink: sink, joined: now,
+		id: id, identity: identity, seq: d.sessSeq,
+		slots: min(max(slots, 1), d.cfg.MaxSlots), claimed: slots,
+		ready: map[string]bool{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
+		quarantined: d.quar[identity] != nil, sink: sink, joined: now,
 	}
 	return nil
 }
@@ -259,9 +507,31 @@ func (d *Dispatcher) Drain(id string) {
 	}
 }
 
+// Started marks tasks of a session as started (the worker is scanning them).
+// Only a started task counts as lost when its session ends with LeaveLost.
+// It is idempotent (workers repeat the running set with every heartbeat);
+// ids not outstanding at the session are counted, not kept.
+func (d *Dispatcher) Started(id string, taskIDs []uint64, now time.Time) {
+	d.lock(now)
+	defer d.unlock()
+	s := d.sessions[id]
+	if s == nil {
+		return
+	}
+	for _, tid := range taskIDs {
+		if a := s.outstanding[tid]; a != nil {
+			a.started = true
+		} else {
+			d.counters.StartedUnknown++
+		}
+	}
+}
+
 // Leave ends a session: its outstanding tasks go back to the front of the
-// queue and to other sessions at once.
-func (d *Dispatcher) Leave(id string) {
+// queue and to other sessions at once. With LeaveLost, each started task
+// counts as lost by the session's identity; a distribution lost by three
+// different identities fails its job.
+func (d *Dispatcher) Leave(id string, why LeaveReason) {
 	d.mu.Lock()
 	defer d.unlock()
 	s := d.sessions[id]
@@ -269,12 +539,48 @@ func (d *Dispatcher) Leave(id string) {
 		return
 	}
 	delete(d.sessions, id)
-	for tid, t := range s.outstanding {
-		delete(d.tasks, tid)
-		d.requeue(t)
+	for _, a := range sortedAssigns(s.outstanding) {
+		t := a.task
+		d.unassign(a)
+		if !t.live() {
+			continue
+		}
+		if why == LeaveLost && a.started && d.lost(t, s) {
+			continue
+		}
+		if d.schedule(t) {
+			d.counters.TasksRequeued++
+		}
 	}
 	d.pump()
 	d.signal()
+}
+
+// lost records that a session lost a started task; it reports whether that
+// failed the task's job.
+func (d *Dispatcher) lost(t *task, s *session) bool {
+	d.counters.TasksLost++
+	if !slices.Contains(t.lostBy, s.identity) {
+		t.lostBy = append(t.lostBy, s.identity)
+	}
+	e := taskEvent(EventTaskLost, t)
+	e.Session, e.Identity, e.Identities = s.id, s.identity, slices.Clone(t.lostBy)
+	d.emit(e)
+	if len(t.lostBy) < lostLimit {
+		return false
+	}
+	ids := make([]string, len(t.lostBy))
+	for i, x := range t.lostBy {
+		ids[i] = clip.String(x, 128)
+	}
+	reason := clip.String(fmt.Sprintf("distribution %s: lost by %d different workers while scanning it (%s); it may crash scanners",
+		clip.String(t.job.Distributions[t.index], 1024), len(ids), joinList(ids)), clip.Default)
+	d.counters.JobsLostFailed++
+	e = taskEvent(EventLostFailed, t)
+	e.Identities, e.Reason = slices.Clone(t.lostBy), reason
+	d.emit(e)
+	d.finish(t.job, reason, d.now)
+	return true
 }
 
 // Returned re-queues tasks a session handed back without running them.
@@ -286,33 +592,25 @@ func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 		return
 	}
 	for _, tid := range taskIDs {
-		t := d.tasks[tid]
-		if t == nil || t.session != s {
+		a := s.outstanding[tid]
+		if a == nil {
 			continue
 		}
-		delete(d.tasks, tid)
-		delete(s.outstanding, tid)
-		d.requeue(t)
+		d.unassign(a)
+		if d.schedule(a.task) {
+			d.counters.TasksRequeued++
+		}
 	}
 	d.pump()
 	d.signal()
 }
 
-// requeue puts an unfinished task of a live job back in the queue.
-func (d *Dispatcher) requeue(t *task) {
-	t.session, t.id = nil, 0
-	if t.job.finished || t.done {
-		return
-	}
-	d.counters.TasksRequeued++
-	heap.Push(&d.pending, t)
-}
-
 // Admit adds leased jobs. A job whose release is already in flight (the API
 // re-leased it) takes over the new lease identity and keeps its progress.
 func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
-	d.mu.Lock()
+	d.lock(now)
 	defer d.unlock()
+	active := map[string]bool{} // spot checks possible, by rules hash
 	for _, j := range jobs {
 		if old := d.jobs[j.Key()]; old != nil {
 			old.Attempt, old.AssignmentID, old.LeasedAt = j.Attempt, j.AssignmentID, j.LeasedAt
@@ -321,7 +619,7 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		}
 		d.counters.JobsAdmitted++
 		d.seq++
-		js := &job{Job: j, seq: d.seq, sessions: map[string]bool{}}
+		js := &job{Job: j, seq: d.seq}
 		switch {
 		case len(j.Distributions) > d.cfg.MaxDistributions:
 			d.finish(js, fmt.Sprintf("%d distributions: exceeds limit DRAGONFLY_MAX_DISTRIBUTIONS (%d distributions)", len(j.Distributions), d.cfg.MaxDistributions), now)
@@ -333,96 +631,182 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		d.jobs[j.Key()] = js
 		js.results = make([]score.Distribution, len(j.Distributions))
 		js.remaining = len(j.Distributions)
+		on, ok := active[j.RulesHash]
+		if !ok {
+			on = d.readyIdentities(j.RulesHash) >= 2
+			active[j.RulesHash] = on
+		}
 		for i := range j.Distributions {
-			t := &task{job: js, index: i, hidx: -1}
+			t := &task{job: js, index: i, hidx: -1, want: 1}
 			js.tasks = append(js.tasks, t)
+			if d.cfg.VerifyRate > 0 && d.cfg.Rand() < d.cfg.VerifyRate {
+				if on {
+					t.verify, t.want = true, 2
+					d.counters.VerifyPicked++
+					d.emit(taskEvent(EventVerifyPicked, t))
+				} else {
+					d.counters.VerifySkipped++
+					e := taskEvent(EventVerifySkipped, t)
+					e.Reason = "spot checks off: fewer than two identities ready"
+					d.emit(e)
+				}
+			}
 			heap.Push(&d.pending, t)
 		}
 	}
 	d.pump()
 }
 
-// Result records a session's result. A result for a task that is no longer
-// assigned to that session (re-dispatched meanwhile) is dropped.
+// Result records a session's result. A result for a task ID that is not
+// outstanding at that session is dropped (ResultsLate), as is one for a task
+// another copy already answered (ResultsDropped).
 func (d *Dispatcher) Result(id string, r Result, now time.Time) {
-	d.mu.Lock()
+	d.lock(now)
 	defer d.unlock()
 	s := d.sessions[id]
-	t := d.tasks[r.TaskID]
-	if s == nil || t == nil || t.session != s {
+	var a *assign
+	if s != nil {
+		a = s.outstanding[r.TaskID]
+	}
+	if a == nil {
 		d.counters.ResultsLate++
 		return
 	}
-	delete(d.tasks, r.TaskID)
-	delete(s.outstanding, r.TaskID)
+	t := a.task
+	d.unassign(a)
 	s.completed++
-	t.session, t.id, t.done = nil, 0, true
-	js := t.job
-	if !js.finished {
-		js.sessions[id] = true
-		js.stats.add(r.Stats)
-		if r.Dist == nil {
-			reason := r.Failure
-			if reason == "" {
-				reason = "distribution " + js.Distributions[t.index] + ": scan failed"
-			}
-			d.finish(js, reason, now)
-		} else {
-			js.results[t.index] = *r.Dist
-			js.remaining--
-			if js.remaining == 0 {
-				d.finish(js, "", now)
-			}
+	d.speed.add(now.Sub(a.assigned))
+	defer func() {
+		d.pump()
+		d.signal()
+	}()
+	switch {
+	case s.quarantined:
+		d.counters.ResultsDiscarded++
+		d.schedule(t)
+		return
+	case t.job.finished:
+		d.counters.ResultsOrphaned++
+		return
+	case t.done || t.voted(s.identity):
+		d.counters.ResultsDropped++
+		e := taskEvent(EventResultDropped, t)
+		e.TaskID, e.Session, e.Identity = r.TaskID, s.id, s.identity
+		d.emit(e)
+		return
+	}
+	if r.Dist == nil {
+		r.Failure = clip.String(r.Failure, clip.Default)
+		if r.Failure == "" {
+			r.Failure = "distribution " + clip.String(t.job.Distributions[t.index], 1024) + ": scan failed"
 		}
 	}
-	d.pump()
-	d.signal()
+	if a.kind == copyBackup {
+		d.counters.BackupsWon++
+		e := taskEvent(EventBackupWon, t)
+		e.TaskID, e.Session, e.Identity = r.TaskID, s.id, s.identity
+		d.emit(e)
+	}
+	t.job.stats.add(r.Stats)
+	t.votes = append(t.votes, vote{identity: s.identity, session: s.id, res: r})
+	d.evaluate(t)
+	d.schedule(t)
 }
 
-// Expire drops jobs whose lease ended while some of their tasks were still
-// waiting for a worker: the API will lease them again, to us or to another
-// client, so a report from us would only conflict. It returns the dropped jobs.
-func (d *Dispatcher) Expire(now time.Time) []Job {
-	d.mu.Lock()
+// Tick is the dispatcher's clock; the coordinator calls it every second. It
+// marks copies outstanding too long as overdue and dispatches backups of
+// them, finishes spot checks that cannot be completed (no other identity, or
+// the lease is ending), and drops jobs whose lease ended with work still
+// waiting for a worker, or that outlived MaxJobAge.
+func (d *Dispatcher) Tick(now time.Time) TickReport {
+	d.lock(now)
 	defer d.unlock()
-	var dropped []Job
-	for key, js := range d.jobs {
-		if now.Before(js.Deadline(d.cfg.LeaseTimeout)) {
+	tm := d.timing()
+	var rep TickReport
+
+	for _, a := range sortedAssigns(d.assigns) {
+		if a.overdue || !a.task.live() {
 			continue
 		}
-		waiting := false
+		if tm.overdue(a.assigned, a.task.job.Deadline(d.cfg.LeaseTimeout), now) {
+			a.overdue, a.queued = true, true
+			d.backups = append(d.backups, a)
+		}
+	}
+
+	jobs := d.sortedJobs()
+	for _, js := range jobs {
+		late := !now.Before(js.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve))
 		for _, t := range js.tasks {
-			if !t.done && t.session == nil {
-				waiting = true
+			if js.finished {
 				break
 			}
+			if !t.live() || t.want < 2 || d.need(t) <= 0 {
+				continue
+			}
+			switch {
+			case late:
+				d.giveUp(t, "the lease is ending")
+			case !d.otherIdentity(t):
+				d.giveUp(t, "no other identity is ready")
+			}
 		}
-		if !waiting {
+	}
+
+	for _, js := range jobs {
+		if js.finished {
 			continue
 		}
-		js.finished = true
-		d.removePending(js)
-		delete(d.jobs, key)
-		d.counters.JobsDropped++
-		dropped = append(dropped, js.Job)
+		drop := !now.Before(js.LeasedAt.Add(d.cfg.MaxJobAge))
+		if !drop && !now.Before(js.Deadline(d.cfg.LeaseTimeout)) {
+			drop = slices.ContainsFunc(js.tasks, func(t *task) bool { return t.live() && len(t.copies) == 0 })
+		}
+		if drop {
+			js.finished = true
+			d.removePending(js)
+			delete(d.jobs, js.Key())
+			d.counters.JobsDropped++
+			rep.Dropped = append(rep.Dropped, js.Job)
+		}
 	}
-	if len(dropped) > 0 {
+
+	before := d.counters.BackupsDispatched
+	d.pump()
+	rep.Backups = int(d.counters.BackupsDispatched - before)
+	if len(rep.Dropped) > 0 || rep.Backups > 0 {
 		d.signal()
 	}
-	return dropped
+	return rep
 }
 
-// finish ends a job with its outcome: it stops its waiting tasks (running ones
-// finish as orphans; their results are ignored) and queues the outcome.
+// Expire is Tick returning only the dropped jobs.
+//
+// Deprecated: call Tick, which also reports backups.
+func (d *Dispatcher) Expire(now time.Time) []Job { return d.Tick(now).Dropped }
+
+// finish ends a job with its outcome: it stops its waiting tasks (running
+// copies finish as orphans; their results are ignored) and queues the outcome.
 func (d *Dispatcher) finish(js *job, failure string, now time.Time) {
 	js.finished = true
 	d.removePending(js)
 	delete(d.jobs, js.Key())
 	o := Outcome{Job: js.Job, Failure: failure, Stats: js.stats, Finished: now}
-	for s := range js.sessions {
-		o.Sessions = append(o.Sessions, s)
+	for _, t := range js.tasks {
+		if !t.done {
+			continue
+		}
+		if len(t.used) >= 2 {
+			o.Verified++
+		}
+		for _, v := range t.used {
+			o.Sessions = append(o.Sessions, v.session)
+			o.Identities = append(o.Identities, v.identity)
+		}
 	}
 	slices.Sort(o.Sessions)
+	o.Sessions = slices.Compact(o.Sessions)
+	slices.Sort(o.Identities)
+	o.Identities = slices.Compact(o.Identities)
 	if failure != "" {
 		d.counters.JobsFailed++
 		o.Package = score.Package{Top: -1, RulesMatched: []string{}}
@@ -433,7 +817,7 @@ func (d *Dispatcher) finish(js *job, failure string, now time.Time) {
 			o.InspectorURL = score.InspectorURL(js.Name, js.Version, js.Distributions[o.Package.Top], o.Package.TopFile)
 		}
 	}
-	d.done = append(d.done, o)
+	d.out = append(d.out, delivery{out: &o})
 }
 
 func (d *Dispatcher) removePending(js *job) {
@@ -444,19 +828,108 @@ func (d *Dispatcher) removePending(js *job) {
 	}
 }
 
-// pump assigns waiting tasks, oldest job first, to the sessions with the most
-// free credits that have the task's rules ready.
-func (d *Dispatcher) pump() {
-	if d.pending.Len() == 0 || !d.anyFree() {
+// complete settles a task on chosen, resting on the votes used.
+func (d *Dispatcher) complete(t *task, chosen vote, used []vote) {
+	t.done, t.used = true, slices.Clone(used)
+	d.schedule(t)
+	js := t.job
+	js.remaining--
+	if chosen.res.Dist == nil {
+		d.finish(js, chosen.res.Failure, d.now)
 		return
 	}
-	var (
-		skipped []*task
-		batches = map[*session][]Task{}
-	)
+	js.results[t.index] = *chosen.res.Dist
+	if js.remaining == 0 {
+		d.finish(js, "", d.now)
+	}
+}
+
+// undo reopens a done task of a live job whose result rested on a discarded
+// vote.
+func (d *Dispatcher) undo(t *task) {
+	t.done, t.used = false, nil
+	t.job.remaining++
+	t.job.results[t.index] = score.Distribution{}
+}
+
+func (t *task) live() bool { return !t.done && !t.job.finished }
+
+// holds reports whether an identity has a copy of or a vote for the task.
+func (t *task) holds(identity string) bool {
+	return t.voted(identity) || slices.ContainsFunc(t.copies, func(a *assign) bool { return a.session.identity == identity })
+}
+
+func (t *task) voted(identity string) bool {
+	return slices.ContainsFunc(t.votes, func(v vote) bool { return v.identity == identity })
+}
+
+// need is how many more copies a live task must have dispatched.
+func (d *Dispatcher) need(t *task) int {
+	if !t.live() {
+		return 0
+	}
+	return t.want - len(t.votes) - len(t.copies)
+}
+
+// schedule puts a task in the pending heap iff it needs more copies; it
+// reports whether it pushed it.
+func (d *Dispatcher) schedule(t *task) bool {
+	n := d.need(t)
+	switch {
+	case n > 0 && t.hidx < 0:
+		heap.Push(&d.pending, t)
+		return true
+	case n <= 0 && t.hidx >= 0:
+		heap.Remove(&d.pending, t.hidx)
+	}
+	return false
+}
+
+// assign sends a copy of t to s (through batches, sent at the end of pump).
+func (d *Dispatcher) assign(t *task, s *session, kind copyKind, batches map[*session][]Task) *assign {
+	d.nextID++
+	a := &assign{id: d.nextID, task: t, session: s, kind: kind, assigned: d.now}
+	s.outstanding[a.id] = a
+	s.jobs[t.job]++
+	d.assigns[a.id] = a
+	t.copies = append(t.copies, a)
+	d.counters.TasksAssigned++
+	attempt := 0
+	if t.job.Attempt != nil {
+		attempt = *t.job.Attempt
+	}
+	batches[s] = append(batches[s], Task{
+		ID: a.id, URL: t.job.Distributions[t.index], RulesHash: t.job.RulesHash,
+		Name: t.job.Name, Version: t.job.Version, Attempt: attempt,
+		Deadline: t.job.Deadline(d.cfg.LeaseTimeout),
+	})
+	return a
+}
+
+// unassign removes an outstanding copy from its session and task.
+func (d *Dispatcher) unassign(a *assign) {
+	s, t := a.session, a.task
+	delete(s.outstanding, a.id)
+	if s.jobs[t.job]--; s.jobs[t.job] <= 0 {
+		delete(s.jobs, t.job)
+	}
+	delete(d.assigns, a.id)
+	if i := slices.Index(t.copies, a); i >= 0 {
+		t.copies = slices.Delete(t.copies, i, i+1)
+	}
+}
+
+// pump assigns waiting tasks, oldest job first, then backups of overdue
+// copies to free slots of other identities.
+func (d *Dispatcher) pump() {
+	if (d.pending.Len() == 0 && len(d.backups) == 0) || !d.anyFree() {
+		return
+	}
+	var skipped []*task
+	batches := map[*session][]Task{}
 	for d.pending.Len() > 0 {
 		t := heap.Pop(&d.pending).(*task)
-		s := d.pick(t.job.RulesHash)
+		s := d.pick(t, false)
 		if s == nil {
 			skipped = append(skipped, t)
 			if !d.anyFree() {
@@ -464,31 +937,62 @@ func (d *Dispatcher) pump() {
 			}
 			continue
 		}
-		d.nextID++
-		t.id, t.session = d.nextID, s
-		s.outstanding[t.id] = t
-		d.tasks[t.id] = t
-		d.counters.TasksAssigned++
-		attempt := 0
-		if t.job.Attempt != nil {
-			attempt = *t.job.Attempt
+		kind := copyPrimary
+		if t.want >= 2 && len(t.copies)+len(t.votes) > 0 {
+			kind = copyCheck
 		}
-		batches[s] = append(batches[s], Task{
-			ID: t.id, URL: t.job.Distributions[t.index], RulesHash: t.job.RulesHash,
-			Name: t.job.Name, Version: t.job.Version, Attempt: attempt,
-			Deadline: t.job.Deadline(d.cfg.LeaseTimeout),
-		})
+		d.assign(t, s, kind, batches)
+		d.schedule(t) // a spot check needs a second copy: try another identity
 	}
 	for _, t := range skipped {
 		heap.Push(&d.pending, t)
 	}
+	d.pumpBackups(batches)
 	for s, b := range batches {
 		s.sink.Send(b)
 	}
 }
 
+// pumpBackups dispatches a backup for each overdue copy whose task still
+// lacks votes, to a free slot of an identity that holds no copy or vote of
+// it. Copies per task are capped at their votes needed + 2.
+func (d *Dispatcher) pumpBackups(batches map[*session][]Task) {
+	keep := d.backups[:0]
+	for _, a := range d.backups {
+		t := a.task
+		if d.assigns[a.id] != a || a.backedUp || !t.live() {
+			a.queued = false
+			continue
+		}
+		fresh := 0
+		for _, c := range t.copies {
+			if !c.overdue {
+				fresh++
+			}
+		}
+		if t.want-len(t.votes)-fresh-max(d.need(t), 0) <= 0 || len(t.copies) >= t.want+2 {
+			a.queued = false
+			continue
+		}
+		s := d.pick(t, true)
+		if s == nil {
+			keep = append(keep, a)
+			continue
+		}
+		a.backedUp, a.queued = true, false
+		b := d.assign(t, s, copyBackup, batches)
+		d.counters.BackupsDispatched++
+		e := taskEvent(EventBackupDispatched, t)
+		e.TaskID, e.Session, e.Identity, e.From = b.id, s.id, s.identity, a.session.identity
+		e.Reason = fmt.Sprintf("task %d outstanding %s at %s", a.id, d.now.Sub(a.assigned).Round(time.Second), a.session.id)
+		d.emit(e)
+	}
+	clear(d.backups[len(keep):])
+	d.backups = keep
+}
+
 func (d *Dispatcher) free(s *session) int {
-	if s.draining || len(s.ready) == 0 {
+	if s.draining || s.quarantined || len(s.ready) == 0 {
 		return 0
 	}
 	return s.slots + d.cfg.Prefetch - len(s.outstanding)
@@ -503,25 +1007,77 @@ func (d *Dispatcher) anyFree() bool {
 	return false
 }
 
-// pick returns the session with the most free credits ready for hash, the
-// least recently picked among equals; nil if none.
-func (d *Dispatcher) pick(hash string) *session {
-	var best *session
-	bestFree := 0
+// pick returns a session for a copy of t: ready for its rules, with a free
+// credit (a free slot for a backup), of an identity holding no copy or vote
+// of t. Among them it prefers one already holding a copy of another task of
+// the same job (release affinity), but only if that one has a free slot or no
+// candidate has one: affinity never leaves a slot idle that could start the
+// task. Otherwise the most free credits win, then the least recently picked.
+func (d *Dispatcher) pick(t *task, backup bool) *session {
+	hash := t.job.RulesHash
+	var best, aff *session
+	anySlot := false
+	better := func(s, b *session) bool {
+		if b == nil {
+			return true
+		}
+		if fs, fb := d.free(s), d.free(b); fs != fb {
+			return fs > fb
+		}
+		if s.lastPick != b.lastPick {
+			return s.lastPick < b.lastPick
+		}
+		return s.seq < b.seq
+	}
 	for _, s := range d.sessions {
-		f := d.free(s)
-		if f <= 0 || !s.ready[hash] {
+		if d.free(s) <= 0 || !s.ready[hash] || t.holds(s.identity) {
 			continue
 		}
-		if best == nil || f > bestFree || (f == bestFree && s.lastPick < best.lastPick) {
-			best, bestFree = s, f
+		slot := len(s.outstanding) < s.slots
+		if backup && !slot {
+			continue
 		}
+		anySlot = anySlot || slot
+		if better(s, best) {
+			best = s
+		}
+		if s.jobs[t.job] > 0 && better(s, aff) {
+			aff = s
+		}
+	}
+	if aff != nil && (len(aff.outstanding) < aff.slots || !anySlot) {
+		best = aff
 	}
 	if best != nil {
 		d.rr++
 		best.lastPick = d.rr
 	}
 	return best
+}
+
+// readyIdentities counts the identities with a session that could take a
+// task with the rules hash ("" for any hash): not draining, not quarantined.
+func (d *Dispatcher) readyIdentities(hash string) int {
+	ids := map[string]bool{}
+	for _, s := range d.sessions {
+		if s.draining || s.quarantined || len(s.ready) == 0 || (hash != "" && !s.ready[hash]) {
+			continue
+		}
+		ids[s.identity] = true
+	}
+	return len(ids)
+}
+
+// otherIdentity reports whether some session could take a further copy of t:
+// ready for its rules, not draining or quarantined, of an identity holding no
+// copy or vote of it (busy or not).
+func (d *Dispatcher) otherIdentity(t *task) bool {
+	for _, s := range d.sessions {
+		if !s.draining && !s.quarantined && s.ready[t.job.RulesHash] && !t.holds(s.identity) {
+			return true
+		}
+	}
+	return false
 }
 
 // Capacity is how many more tasks the fleet could start now: the free credits
@@ -546,13 +1102,41 @@ func (d *Dispatcher) Has(name, version string) bool {
 
 // SessionInfo describes a session for operators.
 type SessionInfo struct {
-	ID          string
-	Slots       int
+	ID       string
+	Identity string
+	// Slots is the effective slot count; SlotsClaimed what the worker asked.
+	Slots        int
+	SlotsClaimed int
+	// Outstanding counts the copies held (including losing copies of tasks
+	// answered elsewhere), Started those the worker said it runs, Overdue
+	// those outstanding too long.
 	Outstanding int
+	Started     int
+	Overdue     int
 	Draining    bool
+	Quarantined bool
 	RulesReady  []string
 	Completed   int64
 	Joined      time.Time
+}
+
+// QuarantineInfo is a quarantined identity.
+type QuarantineInfo struct {
+	Identity string
+	Reason   string
+	Since    time.Time
+}
+
+// SpotChecks is the state of result verification.
+type SpotChecks struct {
+	// Rate is the configured share of tasks checked.
+	Rate float64
+	// Identities are the identities ready for tasks (connected, rules ready,
+	// not draining, not quarantined).
+	Identities int
+	// Active is false when spot checks are off: Rate is 0 or fewer than two
+	// identities are ready.
+	Active bool
 }
 
 // Snapshot describes the dispatcher's state for operators.
@@ -564,21 +1148,49 @@ type Snapshot struct {
 	// oldest job with a waiting task (zero when none).
 	TasksWaiting  int
 	OldestWaiting time.Time
-	TasksRunning  int
-	SlotsTotal    int
-	Counters      Counters
+	// TasksRunning are outstanding copies (all kinds).
+	TasksRunning int
+	// BackupsWaiting are overdue copies whose backup waits for a free slot of
+	// another identity.
+	BackupsWaiting int
+	SlotsTotal     int
+	// TaskTime is the task time the backup policy uses now (90th percentile
+	// of recent results, or the prior), BackupAfter how long a copy may be
+	// outstanding before a backup.
+	TaskTime    time.Duration
+	BackupAfter time.Duration
+	SpotChecks  SpotChecks
+	Quarantined []QuarantineInfo
+	Counters    Counters
 }
 
 // Snapshot returns the current state.
 func (d *Dispatcher) Snapshot() Snapshot {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	snap := Snapshot{JobsInFlight: len(d.jobs), TasksWaiting: d.pending.Len(), TasksRunning: len(d.tasks), Counters: d.counters}
+	tm := d.timing()
+	snap := Snapshot{
+		JobsInFlight: len(d.jobs), TasksWaiting: d.pending.Len(), TasksRunning: len(d.assigns),
+		BackupsWaiting: len(d.backups), TaskTime: tm.typical, BackupAfter: tm.wait, Counters: d.counters,
+	}
 	if d.pending.Len() > 0 {
 		snap.OldestWaiting = d.pending[0].job.LeasedAt
 	}
+	ids := d.readyIdentities("")
+	snap.SpotChecks = SpotChecks{Rate: d.cfg.VerifyRate, Identities: ids, Active: d.cfg.VerifyRate > 0 && ids >= 2}
 	for _, s := range d.sessions {
-		info := SessionInfo{ID: s.id, Slots: s.slots, Outstanding: len(s.outstanding), Draining: s.draining, Completed: s.completed, Joined: s.joined}
+		info := SessionInfo{
+			ID: s.id, Identity: s.identity, Slots: s.slots, SlotsClaimed: s.claimed, Outstanding: len(s.outstanding),
+			Draining: s.draining, Quarantined: s.quarantined, Completed: s.completed, Joined: s.joined,
+		}
+		for _, a := range s.outstanding {
+			if a.started {
+				info.Started++
+			}
+			if a.overdue {
+				info.Overdue++
+			}
+		}
 		for h := range s.ready {
 			info.RulesReady = append(info.RulesReady, h)
 		}
@@ -586,16 +1198,43 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		snap.Sessions = append(snap.Sessions, info)
 		snap.SlotsTotal += s.slots
 	}
-	slices.SortFunc(snap.Sessions, func(a, b SessionInfo) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(snap.Sessions, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
+	for _, id := range d.quarSeq {
+		q := d.quar[id]
+		snap.Quarantined = append(snap.Quarantined, QuarantineInfo{Identity: id, Reason: q.reason, Since: q.since})
+	}
 	return snap
+}
+
+// sortedAssigns returns copies in task ID order (deterministic iteration).
+func sortedAssigns(m map[uint64]*assign) []*assign {
+	out := make([]*assign, 0, len(m))
+	for _, a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b *assign) int { return cmp.Compare(a.id, b.id) })
+	return out
+}
+
+// sortedJobs returns the jobs in flight, oldest first.
+func (d *Dispatcher) sortedJobs() []*job {
+	out := make([]*job, 0, len(d.jobs))
+	for _, js := range d.jobs {
+		out = append(out, js)
+	}
+	slices.SortFunc(out, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
+	return out
+}
+
+func joinList(xs []string) string {
+	s := ""
+	for i, x := range xs {
+		if i > 0 {
+			s += ", "
+		}
+		s += x
+	}
+	return s
 }
 
 func (s *TaskStats) add(o TaskStats) {

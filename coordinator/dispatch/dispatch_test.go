@@ -34,13 +34,16 @@ func (s *sink) take() []Task {
 }
 
 type harness struct {
-	t     *testing.T
-	d     *Dispatcher
-	mu    sync.Mutex
-	outs  []Outcome
-	sinks map[string]*sink
+	t      *testing.T
+	d      *Dispatcher
+	mu     sync.Mutex
+	outs   []Outcome
+	events []Event
+	sinks  map[string]*sink
 }
 
+// newHarness returns a dispatcher whose outcomes and events are recorded.
+// Spot checks are off unless cfg asks for them.
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, sinks: map[string]*sink{}}
 	cfg.Done = func(o Outcome) {
@@ -48,14 +51,28 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		h.outs = append(h.outs, o)
 		h.mu.Unlock()
 	}
+	cfg.OnEvent = func(e Event) {
+		h.mu.Lock()
+		h.events = append(h.events, e)
+		h.mu.Unlock()
+	}
+	if cfg.VerifyRate == 0 {
+		cfg.VerifyRate = -1
+	}
 	h.d = New(cfg)
 	return h
 }
 
+// join adds a session whose identity is its id.
 func (h *harness) join(id string, slots int, hashes ...string) *sink {
+	return h.joinAs(id, id, slots, hashes...)
+}
+
+func (h *harness) joinAs(id, identity string, slots int, hashes ...string) *sink {
+	h.t.Helper()
 	s := &sink{}
 	h.sinks[id] = s
-	if err := h.d.Join(id, slots, s, t0); err != nil {
+	if err := h.d.Join(id, identity, slots, s, t0); err != nil {
 		h.t.Fatal(err)
 	}
 	for _, hash := range hashes {
@@ -68,6 +85,19 @@ func (h *harness) outcomes() []Outcome {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.outs)
+}
+
+// eventsOf returns the recorded events of a kind.
+func (h *harness) eventsOf(k EventKind) []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Event
+	for _, e := range h.events {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func intp(i int) *int       { return &i }
@@ -176,7 +206,7 @@ func TestLeaveRedispatchesAndDropsLateResults(t *testing.T) {
 		t.Fatal("no task for a")
 	}
 	b := h.join("b", 1, "h1")
-	h.d.Leave("a")
+	h.d.Leave("a", LeaveLost)
 	nb := b.take()
 	if len(nb) != 1 || nb[0].ID == old[0].ID || nb[0].URL != "u1" {
 		t.Fatalf("task not re-dispatched under a new id: %+v", nb)
@@ -228,7 +258,7 @@ func TestExpireDropsUndispatchedJobs(t *testing.T) {
 	if dropped := h.d.Expire(t0.Add(59 * time.Second)); len(dropped) != 0 {
 		t.Fatalf("dropped before the lease ended: %+v", dropped)
 	}
-	dropped := h.d.Expire(t0.Add(time.Minute))
+	dropped := h.d.Tick(t0.Add(time.Minute)).Dropped
 	if len(dropped) != 1 || dropped[0].Name != "second" {
 		t.Fatalf("dropped = %+v, want only the undispatched job", dropped)
 	}
@@ -348,7 +378,7 @@ func TestRandomizedExactlyOnce(t *testing.T) {
 			case r < 4 && len(live) > 1:
 				for id := range live {
 					delete(live, id)
-					h.d.Leave(id)
+					h.d.Leave(id, LeaveReason(rng.IntN(3)))
 					break
 				}
 			case r < 5 && len(inFlight) > 0:
