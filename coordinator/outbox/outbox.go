@@ -5,11 +5,80 @@
 // A report is keyed by its release (name, version). When the API re-leases a
 // release whose report is still waiting, Supersede moves the report to the new
 // lease identity, so it is sent under the lease that stands.
+//
+// # What is durable when
+//
+// Without Config.Path the outbox lives in memory only. With it, every change
+// (Put, Supersede, Retry, Done) is written to the file in a bbolt transaction
+// (fdatasync before commit returns) before the call returns nil. Concurrent
+// changes share one transaction (group commit). Next and Release write
+// nothing: which reports were being sent is not kept, and after a restart every
+// report is due at once.
+//
+// A process crash at any point leaves the file as of the last committed
+// transaction:
+//   - a report whose Put returned nil is in it;
+//   - a report whose Done returned nil is not; one whose Done had not
+//     returned may be in it and is sent again (the API answers 409, which is
+//     final, and the sender drops it);
+//   - a crash between Supersede's change in memory and its write leaves the
+//     previous lease identity: the report is sent under it, the API refuses it
+//     (409) and leases the release again once the new lease ends, so the
+//     release is scanned again, not lost.
+//
+// Power loss is covered only as far as fdatasync is honoured by the disk.
+//
+// # When a write fails
+//
+// The change is kept in memory whatever the write does: a report Put while
+// writes fail is sent like any other (Next returns it), a Done removes it from
+// memory. The call returns an error saying only that the change is not on disk
+// yet. The key is remembered as not durable (or, for a removal, as a delete not
+// written); every later write (any change, or Sync) writes all of them in one
+// transaction, and the first one that commits clears them. Health reports the
+// failure (WriteFailing, Since, LastError) and how many reports exist only in
+// memory (NotDurable) or are removed in memory but still on disk
+// (PendingDeletes); the coordinator should stop leasing while WriteFailing is
+// set, since a crash then loses what is only in memory (those releases were
+// leased; the API leases them again after their lease ends). Changed fires when
+// WriteFailing flips. Close with changes still unwritten returns an error
+// saying how many.
+//
+// A report whose key or value bbolt cannot store at all (a name and version of
+// more than 32 KiB together) is kept in memory only, counted in NotDurable,
+// and not retried until it changes; its write error is returned by the call,
+// but it does not set WriteFailing.
+//
+// # A bad record
+//
+// At Open, a record that does not decode, or decodes to something that is not
+// a report (no name or version, neither or both of success and reason, a key
+// other than its report's), is moved to the bucket "reports-unreadable" in the
+// same file, kept there for an operator, never sent, and listed in Recovery. If
+// the move cannot be written, the record is skipped and stays where it is; the
+// next Open tries again.
+//
+// # A corrupt file
+//
+// Open checks the whole file (bbolt's tx.Check, a read of every key and value,
+// the file's size against the size its meta page claims), with a panic or a
+// memory fault while reading recovered. A file bbolt refuses as invalid (bad
+// magic, checksum, version, too small), that panics or faults while being read,
+// or that fails a check, is corrupt: Open renames it to
+// "<path>.corrupt-<UTC time>", starts a fresh file at path, copies into it the
+// reports it could read from the corrupt one, and says so in Recovery. A
+// zero-length file is a fresh file to bbolt (it cannot tell one cut to zero
+// from one created by a process killed before it wrote anything) and is not
+// reported. A file that cannot be opened for any other reason (permission
+// denied, the lock held by another process beyond Config.LockTimeout, a
+// directory, an I/O error reported by the operating system) is an error from
+// Open: the outbox never silently starts on a fresh file then.
 package outbox
 
 import (
-	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,7 +118,8 @@ type Entry struct {
 	Tries int `json:"tries"`
 	// NotBefore delays the next send (backoff).
 	NotBefore time.Time `json:"not_before"`
-	// Gen changes whenever Supersede updates the lease identity.
+	// Gen changes whenever Supersede updates the lease identity (or Put
+	// replaces a waiting report).
 	Gen int `json:"gen"`
 }
 
@@ -62,82 +132,127 @@ type Config struct {
 	// Path is a bbolt file that keeps the reports across restarts
 	// (DRAGONFLY_OUTBOX_PATH). Empty: memory only.
 	Path string
+	// LockTimeout bounds the wait for the file's lock while another process
+	// (another coordinator) holds it; Open then fails. Default 5 s.
+	LockTimeout time.Duration
+	// Now is the clock for Health.Since and for the name a corrupt file is
+	// moved to. Default time.Now.
+	Now func() time.Time
 }
 
 // Outbox is safe for concurrent use.
 type Outbox struct {
-	cfg     Config
-	db      *bolt.DB
+	cfg      Config
+	recovery Recovery
+	changed  broadcast.Signal
+
+	// db is nil without a Path. file is bbolt's data file (tests make its
+	// writes fail through it).
+	db   *bolt.DB
+	file *os.File
+
+	// wmu serializes writes to db; held across a transaction, taken before mu.
+	wmu    sync.Mutex
+	closed bool // under wmu
+
 	mu      sync.Mutex
 	entries map[string]*Entry
-	order   []string // FIFO of keys; may hold keys already removed
+	pos     map[string]uint64 // each entry's place in the FIFO
+	order   []slot            // FIFO; may hold slots of removed or replaced entries
+	nextPos uint64
 	busy    map[string]bool
-	changed broadcast.Signal
+	// dirty holds the keys whose state in memory (an entry, or its absence)
+	// is not on disk yet, with the stamp of their latest change.
+	dirty map[string]uint64
+	stamp uint64
+	// unstorable holds the keys bbolt refused to store, with why.
+	unstorable map[string]string
+	health     Health
 }
 
-var bucket = []byte("reports")
+type slot struct {
+	key string
+	pos uint64
+}
 
-// Open opens the outbox, loading reports kept from an earlier run.
+// Open opens the outbox, loading reports kept from an earlier run. What it
+// found wrong in the file and did about it is in Recovery.
 func Open(cfg Config) (*Outbox, error) {
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = 1000
 	}
-	o := &Outbox{cfg: cfg, entries: map[string]*Entry{}, busy: map[string]bool{}}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	o := &Outbox{
+		cfg:        cfg,
+		entries:    map[string]*Entry{},
+		pos:        map[string]uint64{},
+		busy:       map[string]bool{},
+		dirty:      map[string]uint64{},
+		unstorable: map[string]string{},
+	}
 	if cfg.Path == "" {
 		return o, nil
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	loaded, salvaged, err := o.openFile()
 	if err != nil {
-		return nil, fmt.Errorf("outbox %s: %w", cfg.Path, err)
+		return nil, err
 	}
-	o.db = db
-	var loaded []*Entry
-	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("record %q: %w", k, err)
-			}
-			loaded = append(loaded, &e)
-			return nil
-		})
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("outbox %s: %w", cfg.Path, err)
-	}
-	// Oldest first.
-	for _, e := range sortByEnqueued(loaded) {
+	// Oldest first; ties in key order (the order bbolt keeps them in).
+	slices.SortStableFunc(loaded, func(a, b *Entry) int { return a.Enqueued.Compare(b.Enqueued) })
+	for _, e := range loaded {
 		e.NotBefore = time.Time{}
-		o.entries[e.Report.Key()] = e
-		o.order = append(o.order, e.Report.Key())
+		key := e.Report.Key()
+		o.add(key, e)
+		if salvaged {
+			o.markDirty(key)
+		}
+	}
+	if salvaged {
+		// A failure shows in Health; Sync tries again.
+		_ = o.Sync()
 	}
 	return o, nil
 }
 
-func sortByEnqueued(es []*Entry) []*Entry {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Enqueued.Before(es[j-1].Enqueued); j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
-	return es
-}
+// Recovery reports what Open found wrong in the file and did about it. The
+// zero value means nothing.
+func (o *Outbox) Recovery() Recovery { return o.recovery.clone() }
 
-// Close closes the backing file.
+// Close writes what is not on disk yet (one try) and closes the file. It
+// returns an error if changes remain unwritten; they are lost with the
+// process.
 func (o *Outbox) Close() error {
 	if o.db == nil {
 		return nil
 	}
-	return o.db.Close()
+	o.wmu.Lock()
+	defer o.wmu.Unlock()
+	if o.closed {
+		return nil
+	}
+	var unwritten error
+	if err := o.writeDirty(); err != nil {
+		h := o.Health()
+		unwritten = fmt.Errorf("outbox closed with %d reports not on disk and %d deletes not written: %w",
+			h.NotDurable, h.PendingDeletes, err)
+	} else if h := o.Health(); h.NotDurable > 0 {
+		unwritten = fmt.Errorf("outbox closed with %d reports bbolt cannot store, kept in memory only", h.NotDurable)
+	}
+	o.closed = true
+	if err := o.db.Close(); err != nil {
+		return fmt.Errorf("outbox close: %w", err)
+	}
+	return unwritten
 }
 
 // Changed returns a channel closed at the next change: a report added,
-// removed or put back. Take it before checking the state.
+// removed or put back, or writes starting or ceasing to fail. Take it before
+// checking the state.
 func (o *Outbox) Changed() <-chan struct{} { return o.changed.Wait() }
 
 func (o *Outbox) signal() { o.changed.Notify() }
@@ -160,25 +275,38 @@ func (o *Outbox) Has(name, version string) bool {
 	return ok
 }
 
-// Put adds a report. It is written to the backing file before Put returns.
-// A report for a release already waiting replaces it.
+// Put adds a report. It is in memory (Next returns it) whatever the write
+// does; a nil error means it is also on disk. A non-nil error means only that
+// it is not on disk yet: Health counts it, and the next write that succeeds
+// (Sync, or any change) writes it. A report for a release already waiting
+// replaces it, keeping its place in the FIFO and bumping Gen (so a send of the
+// replaced report in flight does not remove the new one).
 func (o *Outbox) Put(e Entry) error {
 	key := e.Report.Key()
-	if err := o.persist(key, &e); err != nil {
-		return err
-	}
 	o.mu.Lock()
-	if _, ok := o.entries[key]; !ok {
-		o.order = append(o.order, key)
+	if cur, ok := o.entries[key]; ok {
+		e.Gen = cur.Gen + 1
+		o.entries[key] = &e
+	} else {
+		o.add(key, &e)
 	}
-	o.entries[key] = &e
+	o.markDirty(key)
 	o.mu.Unlock()
 	o.signal()
-	return nil
+	return o.write(key)
+}
+
+// add appends an entry to the FIFO. The caller holds mu (or owns o).
+func (o *Outbox) add(key string, e *Entry) {
+	o.nextPos++
+	o.entries[key] = e
+	o.pos[key] = o.nextPos
+	o.order = append(o.order, slot{key: key, pos: o.nextPos})
 }
 
 // Supersede moves a waiting report to a new lease identity. It reports
-// whether a report was waiting.
+// whether a report was waiting; the error, as Put's, says only that the change
+// is not on disk yet.
 func (o *Outbox) Supersede(name, version string, attempt *int, assignmentID *string, leasedAt time.Time) (bool, error) {
 	key := (&Report{Name: name, Version: version}).Key()
 	o.mu.Lock()
@@ -190,10 +318,10 @@ func (o *Outbox) Supersede(name, version string, attempt *int, assignmentID *str
 	e.Report.Attempt, e.Report.AssignmentID, e.LeasedAt = attempt, assignmentID, leasedAt
 	e.Gen++
 	e.NotBefore = time.Time{}
-	cp := *e
+	o.markDirty(key)
 	o.mu.Unlock()
 	o.signal()
-	return true, o.persist(key, &cp)
+	return true, o.write(key)
 }
 
 // Next takes the oldest report that is due at now and not being sent. It
@@ -206,22 +334,20 @@ func (o *Outbox) Next(now time.Time) (Entry, bool) {
 		found Entry
 		ok    bool
 	)
-	for _, key := range o.order {
-		e, live := o.entries[key]
-		if !live {
+	for _, s := range o.order {
+		e, live := o.entries[s.key]
+		if !live || o.pos[s.key] != s.pos {
 			continue
 		}
-		kept = append(kept, key)
-		if ok || o.busy[key] || now.Before(e.NotBefore) {
+		kept = append(kept, s)
+		if ok || o.busy[s.key] || now.Before(e.NotBefore) {
 			continue
 		}
-		o.busy[key] = true
+		o.busy[s.key] = true
 		found, ok = *e, true
 	}
-	// Drop removed keys from the FIFO.
-	for i := len(kept); i < len(o.order); i++ {
-		o.order[i] = ""
-	}
+	// Drop stale slots from the FIFO.
+	clear(o.order[len(kept):])
 	o.order = kept
 	return found, ok
 }
@@ -245,7 +371,8 @@ func (o *Outbox) NextDue() time.Time {
 
 // Done removes a report that was sent (accepted, or refused for good),
 // unless it was superseded while being sent: then it is due again and Done
-// returns false.
+// returns false. The error, as Put's, says only that the removal is not on
+// disk yet (a crash then brings the report back, and it is sent again).
 func (o *Outbox) Done(e Entry) (bool, error) {
 	key := e.Report.Key()
 	o.mu.Lock()
@@ -256,13 +383,21 @@ func (o *Outbox) Done(e Entry) (bool, error) {
 		o.signal()
 		return false, nil
 	}
+	if !ok {
+		o.mu.Unlock()
+		o.signal()
+		return true, nil
+	}
 	delete(o.entries, key)
+	delete(o.pos, key)
+	o.markDirty(key)
 	o.mu.Unlock()
 	o.signal()
-	return true, o.remove(key)
+	return true, o.write(key)
 }
 
-// Retry puts a report back to be sent again at notBefore.
+// Retry puts a report back to be sent again at notBefore. The error, as
+// Put's, says only that the change is not on disk yet.
 func (o *Outbox) Retry(e Entry, notBefore time.Time) error {
 	key := e.Report.Key()
 	o.mu.Lock()
@@ -276,10 +411,10 @@ func (o *Outbox) Retry(e Entry, notBefore time.Time) error {
 	if cur.Gen == e.Gen {
 		cur.NotBefore = notBefore
 	}
-	cp := *cur
+	o.markDirty(key)
 	o.mu.Unlock()
 	o.signal()
-	return o.persist(key, &cp)
+	return o.write(key)
 }
 
 // Release puts a report back without counting a try (shutdown interrupted it).
@@ -288,31 +423,4 @@ func (o *Outbox) Release(e Entry) {
 	delete(o.busy, e.Report.Key())
 	o.mu.Unlock()
 	o.signal()
-}
-
-func (o *Outbox) persist(key string, e *Entry) error {
-	if o.db == nil {
-		return nil
-	}
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	// Batch coalesces concurrent writers into one transaction (one fsync).
-	err = o.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), data) })
-	if err != nil {
-		return fmt.Errorf("outbox write: %w", err)
-	}
-	return nil
-}
-
-func (o *Outbox) remove(key string) error {
-	if o.db == nil {
-		return nil
-	}
-	err := o.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(key)) })
-	if err != nil {
-		return fmt.Errorf("outbox delete: %w", err)
-	}
-	return nil
 }
