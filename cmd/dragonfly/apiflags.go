@@ -1,26 +1,41 @@
 package main
 
-import "github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+import (
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+)
 
 // apiFlags registers the Dragonfly API settings (base URL, credentials,
 // timeout) on s, filling cfg. The names are the reference client's
 // (DRAGONFLY_*; in Config.toml the same names lower-cased without the
-// prefix). Secrets have no default, so the help never prints one; prefer the
-// environment or Config.toml to flags for them (flags show in ps).
+// prefix). Credentials are secrets: no default or value is ever shown, and
+// each may come from a file (DRAGONFLY_PASSWORD_FILE, password_file).
+// DRAGONFLY_GRANT_TYPE stays "" unless set, so that resolveAPI can tell an
+// explicit grant from the default.
 func apiFlags(s *settings, cfg *mainframe.Config) {
 	a := &cfg.Auth
-	s.String(&cfg.BaseURL, "base-url", mainframe.DefaultBaseURL, "Dragonfly API base URL", "DRAGONFLY_BASE_URL")
-	s.Duration(&cfg.Timeout, "api-timeout", mainframe.DefaultTimeout, "timeout of one API request, token requests included (seconds or a duration)", "DRAGONFLY_API_TIMEOUT")
+	s.Var(stringVal(&cfg.BaseURL, mainframe.DefaultBaseURL), "DRAGONFLY_BASE_URL", "Dragonfly API base URL")
+	s.Var(durationVal(&cfg.Timeout, mainframe.DefaultTimeout), "DRAGONFLY_API_TIMEOUT", "timeout of one API request, token requests included (seconds or a duration)")
 
-	s.String(&a.CFClientID, "cf-access-client-id", "", "Cloudflare Access service token id (with --cf-access-client-secret)", "DRAGONFLY_CF_ACCESS_CLIENT_ID")
-	s.String(&a.CFClientSecret, "cf-access-client-secret", "", "Cloudflare Access service token secret (secret: prefer the environment)", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET")
+	s.Var(stringVal(&a.CFClientID, ""), "DRAGONFLY_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id (with --cf-access-client-secret)").markSecret()
+	s.Var(stringVal(&a.CFClientSecret, ""), "DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret").markSecret()
 
-	s.String(&a.ClientID, "client-id", "", "Auth0 client id; setting it turns Auth0 authentication on", "DRAGONFLY_CLIENT_ID")
-	s.String(&a.ClientSecret, "client-secret", "", "Auth0 client secret (secret: prefer the environment)", "DRAGONFLY_CLIENT_SECRET")
-	s.String(&a.Username, "username", "", "Auth0 user name (password grant)", "DRAGONFLY_USERNAME")
-	s.String(&a.Password, "password", "", "Auth0 password (password grant; secret: prefer the environment)", "DRAGONFLY_PASSWORD")
-	s.String(&a.GrantType, "grant-type", mainframe.GrantPassword, "Auth0 grant: password or client_credentials", "DRAGONFLY_GRANT_TYPE")
-	s.String(&a.Auth0Domain, "auth0-domain", mainframe.DefaultAuth0Domain, "Auth0 tenant; tokens come from https://DOMAIN/oauth/token", "DRAGONFLY_AUTH0_DOMAIN")
-	s.String(&a.TokenURL, "token-url", "", "Auth0 token endpoint, overriding the one derived from --auth0-domain", "DRAGONFLY_TOKEN_URL")
-	s.String(&a.Audience, "audience", mainframe.DefaultAudience, "Auth0 audience (API identifier) of the tokens", "DRAGONFLY_AUDIENCE")
+	s.Var(stringVal(&a.ClientID, ""), "DRAGONFLY_CLIENT_ID", "Auth0 client id; without --username, --password and --grant-type client_credentials, with --client-secret: a Cloudflare Access service token (the 2024-25 client)").markSecret()
+	s.Var(stringVal(&a.ClientSecret, ""), "DRAGONFLY_CLIENT_SECRET", "Auth0 client secret (or Cloudflare, see --client-id)").markSecret()
+	s.Var(stringVal(&a.Username, ""), "DRAGONFLY_USERNAME", "Auth0 user name (password grant)").markSecret()
+	s.Var(stringVal(&a.Password, ""), "DRAGONFLY_PASSWORD", "Auth0 password (password grant)").markSecret()
+	s.Var(stringVal(&a.GrantType, ""), "DRAGONFLY_GRANT_TYPE", "Auth0 grant: password or client_credentials").defaultText(mainframe.GrantPassword)
+	s.Var(stringVal(&a.Auth0Domain, mainframe.DefaultAuth0Domain), "DRAGONFLY_AUTH0_DOMAIN", "Auth0 tenant; tokens come from https://DOMAIN/oauth/token")
+	s.Var(stringVal(&a.TokenURL, ""), "DRAGONFLY_TOKEN_URL", "Auth0 token endpoint, overriding the one derived from --auth0-domain")
+	s.Var(stringVal(&a.Audience, mainframe.DefaultAudience), "DRAGONFLY_AUDIENCE", "Auth0 audience (API identifier) of the tokens")
+}
+
+// resolveAPI applies the reference client's credential conventions to cfg
+// (mainframe.ResolveAuth) and says which credentials it sends.
+func resolveAPI(cfg *mainframe.Config) (mainframe.Credentials, error) {
+	a, cred, err := mainframe.ResolveAuth(cfg.Auth)
+	if err != nil {
+		return cred, usageError("%v", err)
+	}
+	cfg.Auth = a
+	return cred, nil
 }

@@ -44,8 +44,10 @@ func TestAPIFlagsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := cfg.Auth
+	// The grant type stays "" unless set, so that ResolveAuth can tell an
+	// explicit grant from the default (mainframe fills in "password").
 	if cfg.BaseURL != mainframe.DefaultBaseURL || cfg.Timeout != 30*time.Second || a.Auth0Domain != "vipyrsec.us.auth0.com" ||
-		a.Audience != "https://dragonfly.vipyrsec.com" || a.GrantType != "password" || a.TokenURL != "" ||
+		a.Audience != "https://dragonfly.vipyrsec.com" || a.GrantType != "" || a.TokenURL != "" ||
 		a.CFClientID != "" || a.CFClientSecret != "" || a.ClientID != "" || a.ClientSecret != "" || a.Username != "" || a.Password != "" {
 		t.Errorf("defaults = %+v", cfg)
 	}
@@ -144,8 +146,17 @@ func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
 	_ = s.Parse([]string{"-h"}, envMap(env), configDir(t, `password = "toml-pw-123"`, ""))
 	help := out.String()
 	for _, st := range apiSettings {
-		if !strings.Contains(help, "--"+st.flag+" value   [env "+st.env+"]") {
-			t.Errorf("help lacks --%s [env %s]", st.flag, st.env)
+		typ := "string"
+		if st.flag == "api-timeout" {
+			typ = "duration"
+		}
+		if !strings.Contains(help, "--"+st.flag+" "+typ+"   [env "+st.env) {
+			t.Errorf("help lacks --%s %s [env %s]", st.flag, typ, st.env)
+		}
+	}
+	for _, secret := range []string{"DRAGONFLY_CF_ACCESS_CLIENT_ID", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_USERNAME", "DRAGONFLY_PASSWORD"} {
+		if !strings.Contains(help, "[env "+secret+", "+secret+"_FILE]") {
+			t.Errorf("help does not offer %s_FILE", secret)
 		}
 	}
 	for _, secret := range []string{"cf-s3cret", "client-s3cret", "hunter2-pw", "toml-pw-123"} {
@@ -153,7 +164,7 @@ func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
 			t.Errorf("help shows %q:\n%s", secret, help)
 		}
 	}
-	if !strings.Contains(help, "(default https://dragonfly.vipyrsec.com)") || !strings.Contains(help, "(default 30s)") {
+	if !strings.Contains(help, "(default https://dragonfly.vipyrsec.com)") || !strings.Contains(help, "(default 30s)") || !strings.Contains(help, "(default password)") {
 		t.Errorf("help lacks the defaults:\n%s", help)
 	}
 }

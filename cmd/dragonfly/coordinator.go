@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
@@ -16,15 +17,18 @@ import (
 )
 
 func init() {
-	register(command{name: "coordinator", summary: "lease jobs from the Dragonfly API and feed workers over gRPC", run: runCoordinator})
+	register(command{
+		name: "coordinator", summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
+		flags: func(s *settings) { new(coordinatorCmd).register(s) }, run: runCoordinator,
+	})
 }
 
 const coordinatorUsage = `usage: dragonfly coordinator [flags]
 
 Leases jobs from the Dragonfly API (it alone holds the API credentials),
 spreads their distributions over the connected workers, and reports each job's
-result. Workers connect to --listen with the fleet token. Prometheus metrics,
-/status and /status.json are served on --metrics-addr.`
+result. Workers connect to --listen-addr with the fleet token. Prometheus
+metrics, /status and /status.json are served on --metrics-addr.`
 
 // coordinatorFlags are the settings of a coordinator (also used by local).
 type coordinatorFlags struct {
@@ -48,18 +52,18 @@ type coordinatorFlags struct {
 
 func (f *coordinatorFlags) register(s *settings) {
 	apiFlags(s, &f.api)
-	s.Int(&f.bulkSize, "bulk-size", 20, "most jobs leased per request", "DRAGONFLY_BULK_SIZE")
-	s.Duration(&f.loadDuration, "load-duration", 60*time.Second, "wait after an empty queue or an API error (seconds or a duration)", "DRAGONFLY_LOAD_DURATION")
-	s.Duration(&f.leaseTimeout, "lease-timeout", 120*time.Second, "the API's lease length (its JOB_TIMEOUT)", "DRAGONFLY_LEASE_TIMEOUT")
-	s.Int(&f.prefetch, "prefetch", 1, "tasks a worker may hold beyond its scanner slots", "DRAGONFLY_PREFETCH")
-	s.Duration(&f.heartbeat, "heartbeat", 5*time.Second, "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched", "DRAGONFLY_HEARTBEAT_INTERVAL")
-	s.Duration(&f.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long to wait for jobs in flight", "DRAGONFLY_DRAIN_TIMEOUT")
-	s.String(&f.outboxPath, "outbox", "", "file keeping unsent reports across restarts (bbolt); empty: memory only", "DRAGONFLY_OUTBOX_PATH")
-	s.Int(&f.outboxSize, "outbox-size", 1000, "unsent reports above which leasing pauses", "DRAGONFLY_OUTBOX_SIZE")
-	s.Int(&f.maxDistributions, "max-distributions", 128, "maximum distributions of one job (more fails the job)", "DRAGONFLY_MAX_DISTRIBUTIONS")
-	s.String(&f.metricsAddr, "metrics-addr", ":9090", "address for /metrics, /status, /status.json (empty: off)", "DRAGONFLY_METRICS_ADDR")
+	s.Var(intVal(&f.bulkSize, 20), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
+	s.Var(durationVal(&f.loadDuration, 60*time.Second), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
+	s.Var(durationVal(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
+	s.Var(intVal(&f.prefetch, 1), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
+	s.Var(durationVal(&f.heartbeat, 5*time.Second), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").deprecatedFlag("heartbeat")
+	s.Var(durationVal(&f.drainTimeout, 30*time.Second), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
+	s.Var(stringVal(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").deprecatedFlag("outbox")
+	s.Var(intVal(&f.outboxSize, 1000), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
+	s.Var(intVal(&f.maxDistributions, 128), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
+	s.Var(stringVal(&f.metricsAddr, ":9090"), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json (empty: off)")
 	f.autoscale.register(s)
-	s.Bool(&f.pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the metrics address", "DRAGONFLY_PPROF")
+	s.Var(boolVal(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on the metrics address")
 	logFlags(s, &f.logLevel, &f.logFormat)
 }
 
@@ -81,6 +85,11 @@ func (f *coordinatorFlags) validate() error {
 
 // newCoordinator builds a coordinator and its API client from the flags.
 func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetrics) (*coordinator.Coordinator, *outbox.Outbox, error) {
+	cred, err := resolveAPI(&f.api)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("dragonfly api", "base_url", f.api.BaseURL, "credentials", cred.String())
 	f.api.Logger = log
 	f.api.UserAgent = version.UserAgent()
 	f.api.Observer = obs.apiObserver()
@@ -113,23 +122,34 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	return c, ob, nil
 }
 
+// coordinatorCmd are the settings of dragonfly coordinator.
+type coordinatorCmd struct {
+	f        coordinatorFlags
+	listen   string
+	token    string
+	insecure bool
+	tlsFiles fleetauth.TLSFiles
+}
+
+func (c *coordinatorCmd) register(s *settings) {
+	c.f.register(s)
+	s.Var(stringVal(&c.listen, ":50051"), "DRAGONFLY_LISTEN_ADDR", "gRPC address workers connect to").deprecatedFlag("listen")
+	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "shared secret workers must present (required unless --insecure)").markSecret()
+	s.Var(boolVal(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only)")
+	tlsFlags(s, &c.tlsFiles)
+}
+
 func runCoordinator(ctx context.Context, e *env, args []string) error {
-	var (
-		f        coordinatorFlags
-		listen   string
-		token    string
-		insecure bool
-		tlsFiles fleetauth.TLSFiles
-	)
-	s := newSettings("dragonfly coordinator", coordinatorUsage)
-	f.register(s)
-	s.String(&listen, "listen", ":50051", "gRPC address workers connect to", "DRAGONFLY_LISTEN_ADDR")
-	s.String(&token, "fleet-token", "", "shared secret workers must present (required unless --insecure)", "DRAGONFLY_FLEET_TOKEN")
-	s.Bool(&insecure, "insecure", false, "accept workers without a fleet token (development only)", "DRAGONFLY_INSECURE")
-	tlsFlags(s, &tlsFiles)
+	var cc coordinatorCmd
+	s := e.settingsFor("dragonfly coordinator", coordinatorUsage)
+	cc.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
 		return err
 	}
+	if len(s.Args()) > 0 {
+		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+	}
+	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles
 	if err := f.validate(); err != nil {
 		return err
 	}
@@ -137,6 +157,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	s.logConfig(log)
 	if token == "" && !insecure {
 		return usageError("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}
@@ -201,7 +222,7 @@ func serveCoordinator(ctx context.Context, c *coordinator.Coordinator, srv *flee
 
 // tlsFlags registers the TLS files shared by coordinator and worker.
 func tlsFlags(s *settings, f *fleetauth.TLSFiles) {
-	s.String(&f.Cert, "tls-cert", "", "PEM certificate of this side", "DRAGONFLY_TLS_CERT")
-	s.String(&f.Key, "tls-key", "", "PEM private key of this side", "DRAGONFLY_TLS_KEY")
-	s.String(&f.CA, "tls-ca", "", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)", "DRAGONFLY_TLS_CA")
+	s.Var(stringVal(&f.Cert, ""), "DRAGONFLY_TLS_CERT", "PEM certificate of this side")
+	s.Var(stringVal(&f.Key, ""), "DRAGONFLY_TLS_KEY", "PEM private key of this side")
+	s.Var(stringVal(&f.CA, ""), "DRAGONFLY_TLS_CA", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)")
 }

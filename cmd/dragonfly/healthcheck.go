@@ -4,14 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,7 +21,10 @@ import (
 )
 
 func init() {
-	register(command{name: "healthcheck", summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not", run: runHealthcheck})
+	register(command{
+		name: "healthcheck", summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
+		flags: func(s *settings) { new(healthcheckFlags).register(s) }, run: runHealthcheck,
+	})
 }
 
 const healthcheckUsage = `usage: dragonfly healthcheck [--grpc ADDR] [--http URL] [flags]
@@ -50,25 +55,34 @@ type healthcheckFlags struct {
 	skipVerify bool
 }
 
+// register registers the settings of one probe, named
+// DRAGONFLY_HEALTHCHECK_* (flags without the prefix).
+func (f *healthcheckFlags) register(s *settings) {
+	s.namespace = "DRAGONFLY_HEALTHCHECK_"
+	s.Var(stringVal(&f.grpcAddr, ""), "DRAGONFLY_HEALTHCHECK_GRPC", "gRPC address to Check with grpc.health.v1 (host:port)")
+	s.Var(stringVal(&f.service, ""), "DRAGONFLY_HEALTHCHECK_SERVICE", "health service name to check (empty: the whole server)")
+	s.Var(stringVal(&f.httpURL, ""), "DRAGONFLY_HEALTHCHECK_HTTP", "URL to GET; healthy on 200")
+	s.Var(durationVal(&f.timeout, 5*time.Second), "DRAGONFLY_HEALTHCHECK_TIMEOUT", "bound on the whole probe")
+	s.Var(boolVal(&f.useTLS, false), "DRAGONFLY_HEALTHCHECK_TLS", "use TLS for --grpc (implied by --tls-ca/--tls-cert)")
+	s.Var(stringVal(&f.tlsFiles.CA, ""), "DRAGONFLY_HEALTHCHECK_TLS_CA", "PEM CA verifying the server (default: system roots)")
+	s.Var(stringVal(&f.tlsFiles.Cert, ""), "DRAGONFLY_HEALTHCHECK_TLS_CERT", "PEM client certificate (a coordinator with mutual TLS requires one)")
+	s.Var(stringVal(&f.tlsFiles.Key, ""), "DRAGONFLY_HEALTHCHECK_TLS_KEY", "PEM client key")
+	s.Var(stringVal(&f.serverName, ""), "DRAGONFLY_HEALTHCHECK_TLS_SERVER_NAME", "name to verify in the server's certificate (default: the address's host)")
+	s.Var(boolVal(&f.skipVerify, false), "DRAGONFLY_HEALTHCHECK_TLS_SKIP_VERIFY", "do not verify the server's certificate (probing localhost by IP)")
+}
+
 func runHealthcheck(ctx context.Context, e *env, args []string) error {
 	var f healthcheckFlags
-	s := newSettings("dragonfly healthcheck", healthcheckUsage)
-	s.fs.SetOutput(e.stderr)
-	s.String(&f.grpcAddr, "grpc", "", "gRPC address to Check with grpc.health.v1 (host:port)", "DRAGONFLY_HEALTHCHECK_GRPC")
-	s.String(&f.service, "service", "", "health service name to check (empty: the whole server)", "DRAGONFLY_HEALTHCHECK_SERVICE")
-	s.String(&f.httpURL, "http", "", "URL to GET; healthy on 200", "DRAGONFLY_HEALTHCHECK_HTTP")
-	s.Duration(&f.timeout, "timeout", 5*time.Second, "bound on the whole probe", "DRAGONFLY_HEALTHCHECK_TIMEOUT")
-	s.Bool(&f.useTLS, "tls", false, "use TLS for --grpc (implied by --tls-ca/--tls-cert)", "DRAGONFLY_HEALTHCHECK_TLS")
-	s.String(&f.tlsFiles.CA, "tls-ca", "", "PEM CA verifying the server (default: system roots)", "DRAGONFLY_HEALTHCHECK_TLS_CA")
-	s.String(&f.tlsFiles.Cert, "tls-cert", "", "PEM client certificate (a coordinator with mutual TLS requires one)", "DRAGONFLY_HEALTHCHECK_TLS_CERT")
-	s.String(&f.tlsFiles.Key, "tls-key", "", "PEM client key", "DRAGONFLY_HEALTHCHECK_TLS_KEY")
-	s.String(&f.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: the address's host)", "DRAGONFLY_HEALTHCHECK_TLS_SERVER_NAME")
-	s.Bool(&f.skipVerify, "tls-skip-verify", false, "do not verify the server's certificate (probing localhost by IP)", "DRAGONFLY_HEALTHCHECK_TLS_SKIP_VERIFY")
+	s := e.settingsFor("dragonfly healthcheck", healthcheckUsage)
+	f.register(s)
 	if err := s.Parse(args, e.getenv, ""); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
 		return &exitError{code: 1, err: err}
+	}
+	if len(s.Args()) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("unexpected arguments: %s", clip.String(strings.Join(s.Args(), " "), 512))}
 	}
 	if f.grpcAddr == "" && f.httpURL == "" {
 		return &exitError{code: 1, err: errors.New("nothing to check: give --grpc ADDR and/or --http URL")}

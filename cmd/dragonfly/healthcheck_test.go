@@ -178,20 +178,26 @@ func TestHealthcheckUsage(t *testing.T) {
 		args    []string
 		want    int
 		wantErr string
+		wantOut string
 	}{
 		{name: "no check", args: nil, want: 1, wantErr: "nothing to check"},
 		{name: "unknown flag", args: []string{"--nope"}, want: 1, wantErr: "nope"},
 		{name: "zero timeout", args: []string{"--http", "http://127.0.0.1:1/", "--timeout", "0"}, want: 1, wantErr: "timeout"},
-		{name: "help", args: []string{"--help"}, want: 0, wantErr: "DRAGONFLY_HEALTHCHECK_GRPC"},
+		{name: "stray argument", args: []string{"--http", "http://127.0.0.1:1/", "extra"}, want: 1, wantErr: "unexpected arguments: extra"},
+		{name: "help", args: []string{"--help"}, want: 0, wantOut: "DRAGONFLY_HEALTHCHECK_GRPC"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runHealth(t, nil, tt.args...)
+			code, stdout, stderr := runHealth(t, nil, tt.args...)
 			if code != tt.want {
 				t.Fatalf("exit %d, want %d; stderr %q", code, tt.want, stderr)
 			}
 			if !strings.Contains(stderr, tt.wantErr) {
 				t.Errorf("stderr %q does not contain %q", stderr, tt.wantErr)
+			}
+			// Help goes to stdout (exit 0), errors to stderr.
+			if !strings.Contains(stdout, tt.wantOut) {
+				t.Errorf("stdout %q does not contain %q", stdout, tt.wantOut)
 			}
 		})
 	}

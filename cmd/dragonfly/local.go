@@ -23,7 +23,10 @@ import (
 )
 
 func init() {
-	register(command{name: "local", summary: "coordinator and worker in one process (one host)", run: runLocal})
+	register(command{
+		name: "local", summary: "coordinator and worker in one process (one host)",
+		flags: func(s *settings) { new(localCmd).register(s) }, run: runLocal,
+	})
 }
 
 const localUsage = `usage: dragonfly local [flags]
@@ -35,19 +38,30 @@ scanning settings; no fleet token is needed.
 With --demo it also runs a development Dragonfly API in process, serving the
 built-in demo packages and rules, scans them all, prints the results and exits.`
 
+// localCmd are the settings of dragonfly local.
+type localCmd struct {
+	cf      coordinatorFlags
+	wf      workerFlags
+	useDemo bool
+}
+
+func (c *localCmd) register(s *settings) {
+	c.cf.register(s)
+	c.wf.register(s)
+	s.Flag(boolVal(&c.useDemo, false), "demo", "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
+}
+
 func runLocal(ctx context.Context, e *env, args []string) error {
-	var (
-		cf      coordinatorFlags
-		wf      workerFlags
-		useDemo bool
-	)
-	s := newSettings("dragonfly local", localUsage)
-	cf.register(s)
-	wf.register(s)
-	s.Bool(&useDemo, "demo", false, "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
+	var lc localCmd
+	s := e.settingsFor("dragonfly local", localUsage)
+	lc.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
 		return err
 	}
+	if len(s.Args()) > 0 {
+		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+	}
+	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo
 	if err := cf.validate(); err != nil {
 		return err
 	}
@@ -58,18 +72,22 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	s.logConfig(log)
+	lim := wf.limits
+	lim.Distributions = cf.maxDistributions // applied by the coordinator
+	logLimits(log, lim, wf.sizes)
 
 	var dev *devapi.Server
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	g, gctx := errgroup.WithContext(runCtx)
 	if useDemo {
-		dev, err = startDemoAPI(gctx, g, &cf, &wf, log)
+		dev, err = startDemoAPI(gctx, g, cf, wf, log)
 		if err != nil {
 			return err
 		}
 		defer dev.Close()
-		if _, set := e.getenv("DRAGONFLY_METRICS_ADDR"); cf.metricsAddr == ":9090" && !set {
+		if !s.isSet("metrics-addr") {
 			cf.metricsAddr = "" // the demo needs no metrics port
 		}
 	}
@@ -156,7 +174,7 @@ func startDemoAPI(ctx context.Context, g *errgroup.Group, cf *coordinatorFlags, 
 	g.Go(func() error { return serveHTTP(ctx, hs, ln) })
 	cf.api.BaseURL = "http://" + ln.Addr().String()
 	cf.loadDuration = 500 * time.Millisecond
-	wf.allowedHosts = []string{"127.0.0.1"}
+	wf.allowedHosts = []string{cf.api.BaseURL} // an origin: http to that loopback address
 	return dev, nil
 }
 

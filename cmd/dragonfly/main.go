@@ -7,7 +7,8 @@
 //	dragonfly scan          scan local archives, directories or URLs
 //	dragonfly devapi        a development Dragonfly API server
 //	dragonfly status        show a coordinator's fleet
-//	dragonfly version       print the version
+//	dragonfly healthcheck   probe a coordinator or an HTTP endpoint
+//	dragonfly version       print the version (also dragonfly --version)
 //
 // main is a shell: flags and environment -> a config struct -> run -> exit.
 package main
@@ -15,20 +16,26 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/spf13/pflag"
 )
 
 // command is one subcommand.
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, e *env, args []string) error
+	// flags registers the command's settings on a settings without running
+	// the command: the config keys every command reads (one config file
+	// serves them all) and the naming test walk these. nil: no settings.
+	flags func(s *settings)
+	run   func(ctx context.Context, e *env, args []string) error
 }
 
 // commands is filled by the init functions of the files that define them.
@@ -43,6 +50,33 @@ type env struct {
 	stderr io.Writer
 	getenv func(string) (string, bool) // os.LookupEnv
 	dir    string                      // working directory (Config.toml is read from here)
+	// cacheDir is os.UserCacheDir (the cached API rule sets of scan live
+	// under it); nil means os.UserCacheDir.
+	cacheDir func() (string, error)
+	// now is the clock (ages of cached rule sets); nil means time.Now.
+	now func() time.Time
+}
+
+// settingsFor returns the settings of the command name, printing help to
+// e.stdout and warnings to e.stderr.
+func (e *env) settingsFor(name, summary string) *settings {
+	s := newSettings(name, summary)
+	s.setOutput(e.stdout, e.stderr)
+	return s
+}
+
+func (e *env) userCacheDir() (string, error) {
+	if e.cacheDir != nil {
+		return e.cacheDir()
+	}
+	return os.UserCacheDir()
+}
+
+func (e *env) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
 }
 
 // exitError carries a specific exit status.
@@ -79,18 +113,28 @@ func main() {
 	os.Exit(code)
 }
 
-// run executes the subcommand in args and returns the exit status.
+// run executes the subcommand in args and returns the exit status. Help
+// (-h, --help, help, help CMD, CMD --help) goes to stdout with status 0;
+// usage errors go to stderr with status 2.
 func run(ctx context.Context, e *env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		printUsage(e.stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		if args[0] == "help" && len(args) > 1 {
+			return run(ctx, e, []string{args[1], "--help"})
 		}
+		printUsage(e.stdout)
+		return 0
+	case "--version", "-version":
+		printVersion(e.stdout)
 		return 0
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(e.stderr, "dragonfly: unknown command %q\n\n", args[0])
+		fmt.Fprintf(e.stderr, "dragonfly: unknown command %q\n\n", clip.String(args[0], 256))
 		printUsage(e.stderr)
 		return 2
 	}
@@ -98,7 +142,7 @@ func run(ctx context.Context, e *env, args []string) int {
 	if err == nil {
 		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	var ee *exitError
@@ -114,13 +158,8 @@ func run(ctx context.Context, e *env, args []string) int {
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: dragonfly <command> [flags] [args]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(commands) {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'dragonfly <command> --help' for its flags and their DRAGONFLY_* variables.")
+	fmt.Fprintln(w, "\nRun 'dragonfly <command> --help' for its flags and their DRAGONFLY_* variables;\n'dragonfly --version' for the version.")
 }

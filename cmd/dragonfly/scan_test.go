@@ -38,7 +38,7 @@ func writeDemo(t *testing.T) string {
 
 func TestScanJSON(t *testing.T) {
 	dir := writeDemo(t)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--format", "json",
+	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json",
 		filepath.Join(dir, "reqeusts-2.31.0.tar.gz"), filepath.Join(dir, "tinycolors-1.2.0.tar.gz"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -75,23 +75,23 @@ func TestScanExitCodes(t *testing.T) {
 	data, _ := os.ReadFile(bad)
 	os.WriteFile(corrupt, data[:len(data)/2], 0o644)
 
-	if code, _, _ := runScanCmd(t, nil, "scan", "--format", "json", "--fail-score", "9", bad); code != 0 {
+	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "9", bad); code != 0 {
 		t.Fatalf("score 8 < fail-score 9: exit %d, want 0", code)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--format", "json", "--fail-score", "8", bad); code != 1 {
+	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "8", bad); code != 1 {
 		t.Fatalf("score 8 >= fail-score 8: exit %d, want 1", code)
 	}
-	code, out, _ := runScanCmd(t, nil, "scan", "--format", "json", "--fail-score", "1", bad, corrupt)
+	code, out, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "1", bad, corrupt)
 	if code != 3 {
 		t.Fatalf("unscannable target: exit %d, want 3 (wins over 1)", code)
 	}
 	if !strings.Contains(out, `"error":"`) {
 		t.Fatalf("no error field for the corrupt target: %s", out)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--format", "json", filepath.Join(dir, "missing.whl")); code != 3 {
+	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", filepath.Join(dir, "missing.whl")); code != 3 {
 		t.Fatalf("missing file: exit %d, want 3", code)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--format", "xml", bad); code != 2 {
+	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "xml", bad); code != 2 {
 		t.Fatalf("bad format: exit %d, want 2", code)
 	}
 	badRules := filepath.Join(t.TempDir(), "bad.yara")
@@ -108,11 +108,11 @@ func TestScanExitCodes(t *testing.T) {
 func TestScanLimitsFromEnv(t *testing.T) {
 	dir := writeDemo(t)
 	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
-	code, out, _ := runScanCmd(t, map[string]string{"DRAGONFLY_MAX_FILE_SIZE": "100"}, "scan", "--format", "json", target)
+	code, out, _ := runScanCmd(t, map[string]string{"DRAGONFLY_MAX_FILE_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
 	if code != 3 || !strings.Contains(out, "DRAGONFLY_MAX_FILE_SIZE") {
 		t.Fatalf("exit %d out %s", code, out)
 	}
-	code, out, _ = runScanCmd(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--format", "json", target)
+	code, out, _ = runScanCmd(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
 	if code != 3 || !strings.Contains(out, "DRAGONFLY_MAX_SCAN_SIZE") {
 		t.Fatalf("alias DRAGONFLY_MAX_SIZE: exit %d out %s", code, out)
 	}
@@ -122,7 +122,7 @@ func TestScanDirectoryAndSARIF(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "pkg"), 0o755)
 	os.WriteFile(filepath.Join(dir, "pkg", "x.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--format", "sarif", dir)
+	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "sarif", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -165,7 +165,7 @@ func TestScanDirectoryAndSARIF(t *testing.T) {
 }
 
 func TestScanDemoTable(t *testing.T) {
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo", "--format", "table")
+	code, out, errOut := runScanCmd(t, nil, "scan", "--demo", "--demo-rules", "--format", "table")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -180,7 +180,7 @@ func TestScanJSONCountsEveryFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "pkg", "a.py"), []byte("x = 1\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkg", "sub", "b.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkg", "empty.txt"), nil, 0o644)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--format", "json", dir)
+	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"sort"
@@ -13,209 +13,631 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/spf13/pflag"
 )
 
-// settings is a flag set whose flags fall back to DRAGONFLY_* environment
-// variables and then to Config.toml / Config-dev.toml in the working
-// directory, like the reference client: flag > env > Config-dev.toml >
-// Config.toml > default. A TOML key is the env name without "DRAGONFLY_",
-// lower-cased (DRAGONFLY_BASE_URL -> base_url).
+// settings is a command's flag set (github.com/spf13/pflag) whose settings
+// fall back to DRAGONFLY_* environment variables and then to the config
+// files, like the reference client: flag > environment > Config-dev.toml >
+// Config.toml > default. --config FILE (DRAGONFLY_CONFIG) replaces the two
+// default files with one.
+//
+// One name per setting: a setting is registered by its variable
+// (DRAGONFLY_HEARTBEAT_INTERVAL); its flag (--heartbeat-interval) and config
+// key (heartbeat_interval) are derived from it. A command may name a
+// namespace (DRAGONFLY_HEALTHCHECK_): its flags drop that prefix
+// (DRAGONFLY_HEALTHCHECK_TIMEOUT is --timeout). A config key is always the
+// variable without DRAGONFLY_ in lower case, as the reference client has it.
+// Old spellings stay accepted as deprecated aliases (a warning on stderr
+// naming the new one); the reference client's names and documented aliases
+// are permanent aliases (no warning).
+//
+// Flags may come anywhere among the arguments; "--" ends them. The single
+// dash long form of Go's flag package (-threads=6) is accepted too.
 type settings struct {
-	fs      *flag.FlagSet
-	summary string
-	envs    map[string][]string // flag name -> env names, first is canonical
-	order   []string
+	fs        *pflag.FlagSet
+	name      string // "dragonfly scan"
+	summary   string
+	namespace string // variable prefix the flag names drop; default "DRAGONFLY_"
+	list      []*setting
+	byFlag    map[string]*setting // canonical and alias flag names
+	stderr    io.Writer           // warnings (deprecated names)
+	// files are the config files read by Parse, lowest precedence first.
+	files []string
 }
 
+// newSettings returns an empty settings for the command name ("dragonfly
+// scan"). summary is printed first by --help. Help goes to s.fs.Output()
+// (stdout unless set), warnings to stderr (see setOutput).
 func newSettings(name, summary string) *settings {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	s := &settings{fs: fs, summary: summary, envs: map[string][]string{}}
-	fs.Usage = func() { s.usage(fs.Output()) }
-	return s
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(os.Stdout)
+	fs.Usage = func() {} // Parse prints the help itself
+	fs.SortFlags = false
+	return &settings{fs: fs, name: name, summary: summary, namespace: "DRAGONFLY_", byFlag: map[string]*setting{}, stderr: os.Stderr}
 }
 
-func (s *settings) add(v flag.Value, name, usage string, envs []string) {
-	s.fs.Var(v, name, usage)
-	s.envs[name] = envs
-	s.order = append(s.order, name)
+// setOutput sends --help to stdout and warnings to stderr.
+func (s *settings) setOutput(stdout, stderr io.Writer) {
+	s.fs.SetOutput(stdout)
+	s.stderr = stderr
 }
 
-// String defines a string setting. envs are the environment names, canonical first.
-func (s *settings) String(p *string, name, def, usage string, envs ...string) {
-	*p = def
-	s.add((*stringValue)(p), name, usage, envs)
+// value is a setting's value: a pflag.Value (Type names the placeholder in
+// the help: int, size, duration, list, string, bool).
+type value = pflag.Value
+
+// sourceKind is where a setting's value came from.
+type sourceKind int
+
+const (
+	fromDefault sourceKind = iota
+	fromFile
+	fromEnv
+	fromFlag
+)
+
+// setting is one registered setting.
+type setting struct {
+	s     *settings
+	flag  string // canonical flag name, without dashes
+	env   string // canonical variable; "" for a flag-only setting
+	usage string
+	value value
+	def   string // the default as shown by --help ("" shows none)
+	// aliases are permanent variable aliases (the reference client's names).
+	aliases []string
+	// oldEnvs and oldFlags are deprecated spellings (a warning names the new one).
+	oldEnvs, oldFlags []string
+	secret            bool
+	noKey             bool // not read from config files (--config itself)
+
+	src     sourceKind
+	srcName string // the flag, variable or file that set the value
+}
+
+// Var registers a setting by its variable: the flag is the variable without
+// the namespace, lower case, "_" as "-"; the config key is the variable
+// without DRAGONFLY_, lower case.
+func (s *settings) Var(v value, env, usage string) *setting {
+	return s.register(v, flagFor(env, s.namespace), env, usage)
+}
+
+// Flag registers a flag-only setting: no variable, no config key (--demo,
+// --json: what one invocation does, not how a deployment is configured).
+func (s *settings) Flag(v value, name, usage string) *setting {
+	return s.register(v, name, "", usage)
+}
+
+// add registers v under the flag name, with the variables envs (canonical
+// first, then permanent aliases). Prefer Var, which derives the flag. A value
+// without a Type method shows as "value" in the help.
+func (s *settings) add(fv flag.Value, name, usage string, envs []string) *setting {
+	v, ok := fv.(value)
+	if !ok {
+		v = untypedValue{fv}
+	}
+	env := ""
+	if len(envs) > 0 {
+		env = envs[0]
+	}
+	st := s.register(v, name, env, usage)
+	if len(envs) > 1 {
+		st.aliases = append(st.aliases, envs[1:]...)
+	}
+	return st
+}
+
+func (s *settings) register(v value, name, env, usage string) *setting {
+	st := &setting{s: s, flag: name, env: env, usage: usage, value: v, def: v.String()}
+	f := s.fs.VarPF(v, name, "", usage)
+	if v.Type() == "bool" {
+		f.NoOptDefVal = "true"
+		if st.def == "false" {
+			st.def = ""
+		}
+	}
+	s.list = append(s.list, st)
+	s.byFlag[name] = st
+	return st
+}
+
+// String defines a string setting. envs are the variables, canonical first.
+func (s *settings) String(p *string, name, def, usage string, envs ...string) *setting {
+	return s.add(stringVal(p, def), name, usage, envs)
 }
 
 // Int defines an integer setting.
-func (s *settings) Int(p *int, name string, def int, usage string, envs ...string) {
-	*p = def
-	s.add((*intValue)(p), name, usage, envs)
+func (s *settings) Int(p *int, name string, def int, usage string, envs ...string) *setting {
+	return s.add(intVal(p, def), name, usage, envs)
 }
 
 // Bool defines a boolean setting.
-func (s *settings) Bool(p *bool, name string, def bool, usage string, envs ...string) {
-	*p = def
-	s.add((*boolValue)(p), name, usage, envs)
+func (s *settings) Bool(p *bool, name string, def bool, usage string, envs ...string) *setting {
+	return s.add(boolVal(p, def), name, usage, envs)
 }
 
 // Duration defines a duration setting; values are Go durations ("90s", "1m")
 // or integer seconds ("60").
-func (s *settings) Duration(p *time.Duration, name string, def time.Duration, usage string, envs ...string) {
-	*p = def
-	s.add((*durationValue)(p), name, usage, envs)
+func (s *settings) Duration(p *time.Duration, name string, def time.Duration, usage string, envs ...string) *setting {
+	return s.add(durationVal(p, def), name, usage, envs)
 }
 
 // Size defines a byte-size setting; values are integers of bytes or carry a
 // unit (KiB, MiB, GiB, KB, MB, GB).
-func (s *settings) Size(p *int64, name string, def int64, usage string, envs ...string) {
-	*p = def
-	s.add((*sizeValue)(p), name, usage, envs)
+func (s *settings) Size(p *int64, name string, def int64, usage string, envs ...string) *setting {
+	return s.add(sizeVal(p, def), name, usage, envs)
 }
 
 // List defines a comma-separated list setting.
-func (s *settings) List(p *[]string, name string, def []string, usage string, envs ...string) {
-	*p = def
-	s.add((*listValue)(p), name, usage, envs)
+func (s *settings) List(p *[]string, name string, def []string, usage string, envs ...string) *setting {
+	return s.add(listVal(p, def), name, usage, envs)
 }
 
-// Parse parses args, then fills every flag not given on the command line from
-// the environment (lookupEnv, like os.LookupEnv: a variable set to "" counts
-// as set) and then from the config files in dir.
+// alias adds permanent variable aliases (documented names of the reference
+// client): accepted without a warning.
+func (st *setting) alias(envs ...string) *setting {
+	st.aliases = append(st.aliases, envs...)
+	return st
+}
+
+// deprecatedEnv adds old variable names, accepted with a warning for one
+// release. Their config keys are deprecated too.
+func (st *setting) deprecatedEnv(envs ...string) *setting {
+	st.oldEnvs = append(st.oldEnvs, envs...)
+	return st
+}
+
+// deprecatedFlag adds old flag names, accepted with a warning for one release
+// and hidden from the help.
+func (st *setting) deprecatedFlag(names ...string) *setting {
+	for _, n := range names {
+		st.s.fs.VarPF(st.value, n, "", st.usage)
+		if st.value.Type() == "bool" {
+			st.s.fs.Lookup(n).NoOptDefVal = "true"
+		}
+		_ = st.s.fs.MarkHidden(n)
+		st.s.byFlag[n] = st
+	}
+	st.oldFlags = append(st.oldFlags, names...)
+	return st
+}
+
+// markSecret marks a secret: the help shows no default, the effective
+// configuration only "set", and the value may also come from a file named by
+// VARIABLE_FILE (or the config key KEY_file).
+func (st *setting) markSecret() *setting {
+	st.secret = true
+	st.def = ""
+	return st
+}
+
+// defaultText replaces the default shown by --help ("number of CPUs").
+func (st *setting) defaultText(text string) *setting {
+	st.def = text
+	return st
+}
+
+// isSet reports whether a flag, variable or config file set the setting.
+func (st *setting) isSet() bool { return st.src != fromDefault }
+
+// source describes where the value came from: "default", "flag --x",
+// "env DRAGONFLY_X", "Config.toml".
+func (st *setting) source() string {
+	switch st.src {
+	case fromFlag:
+		return "flag --" + st.srcName
+	case fromEnv:
+		return "env " + st.srcName
+	case fromFile:
+		return st.srcName
+	}
+	return "default"
+}
+
+// envNames returns the variables read for st, canonical first, then the
+// permanent aliases, then the deprecated ones.
+func (st *setting) envNames() []string {
+	if st.env == "" {
+		return nil
+	}
+	out := append([]string{st.env}, st.aliases...)
+	return append(out, st.oldEnvs...)
+}
+
+func (st *setting) deprecated(env string) bool {
+	for _, o := range st.oldEnvs {
+		if o == env {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the setting with the (canonical or alias) flag name.
+func (s *settings) lookup(name string) *setting { return s.byFlag[name] }
+
+// flagFor derives a flag name from a variable: without the namespace (or
+// DRAGONFLY_), lower case, "_" as "-".
+func flagFor(env, namespace string) string {
+	n, ok := strings.CutPrefix(env, namespace)
+	if !ok {
+		n = strings.TrimPrefix(env, "DRAGONFLY_")
+	}
+	return strings.ReplaceAll(strings.ToLower(n), "_", "-")
+}
+
+// keyFor derives a config key from a variable: without DRAGONFLY_, lower case.
+func keyFor(env string) string {
+	return strings.ToLower(strings.TrimPrefix(env, "DRAGONFLY_"))
+}
+
+// Parse parses args, then fills every setting not given on the command line
+// from the environment (lookupEnv, like os.LookupEnv) and then from the
+// config files: --config / DRAGONFLY_CONFIG, or Config.toml and
+// Config-dev.toml in dir. dir "" reads no config files (and offers no
+// --config). An empty variable sets a string setting to ""; for other types
+// it counts as unset, as compose files often pass empty values through.
 func (s *settings) Parse(args []string, lookupEnv func(string) (string, bool), dir string) error {
-	// The flag package prints the error and the whole usage on a bad flag;
-	// keep the usage for --help only and return the error, printed once.
-	out := s.fs.Output()
-	var buf bytes.Buffer
-	s.fs.SetOutput(&buf)
-	err := s.fs.Parse(args)
-	s.fs.SetOutput(out)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			io.Copy(out, &buf)
+	var configPath string
+	var configSetting *setting
+	if dir != "" && s.lookup("config") == nil {
+		configSetting = s.Var(stringVal(&configPath, ""), "DRAGONFLY_CONFIG",
+			"read settings from this TOML file instead of Config.toml and Config-dev.toml in the working directory")
+		configSetting.noKey = true
+	}
+	if err := s.fs.Parse(normalizeArgs(s.fs, args)); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			s.usage(s.fs.Output())
 			return err
 		}
-		return &exitError{code: 2, err: fmt.Errorf("%w (see --help)", err)}
+		return &exitError{code: 2, err: fmt.Errorf("%s (see --help)", clip.String(s.flagError(err), clip.Default))}
 	}
-	set := map[string]bool{}
-	s.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	conf, err := loadConfigFiles(dir)
+	var err error
+	s.fs.Visit(func(f *pflag.Flag) {
+		st := s.byFlag[f.Name]
+		if st == nil || err != nil {
+			return
+		}
+		if st.src == fromFlag {
+			err = usageError("--%s and --%s both given: they are one setting", st.srcName, f.Name)
+			return
+		}
+		st.src, st.srcName = fromFlag, f.Name
+		if f.Name != st.flag {
+			s.warn("--%s is deprecated: use --%s", f.Name, st.flag)
+		}
+	})
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return err
 	}
-	for _, name := range s.order {
-		if set[name] {
+
+	// The config file setting comes first: it decides which files to read.
+	if configSetting != nil {
+		if err := s.fromEnv(configSetting, lookupEnv, dir); err != nil {
+			return err
+		}
+	}
+	var conf *configData
+	if dir != "" {
+		paths, explicit := defaultConfigFiles(dir), false
+		if configPath != "" {
+			paths, explicit = []string{configPath}, true
+		}
+		conf, err = loadConfig(paths, explicit, knownKeys(s))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		s.files = conf.read
+	}
+	for _, st := range s.list {
+		if st.src != fromDefault || st == configSetting {
 			continue
 		}
-		_, isString := s.fs.Lookup(name).Value.(*stringValue)
-		for _, env := range s.envs[name] {
-			// An empty variable sets a string setting to "" (e.g. to turn an
-			// address off); for other types it counts as unset, as compose
-			// files often pass empty values through.
-			if v, ok := lookupEnv(env); ok && (v != "" || isString) {
-				if err := s.fs.Set(name, v); err != nil {
-					return &exitError{code: 2, err: fmt.Errorf("%s=%q: %w", env, v, unwrapFlagErr(err))}
-				}
-				set[name] = true
-				break
-			}
+		if err := s.fromEnv(st, lookupEnv, dir); err != nil {
+			return err
 		}
-		if set[name] {
+		if st.src != fromDefault || conf == nil || st.noKey || st.env == "" {
 			continue
 		}
-		for _, env := range s.envs[name] {
-			key := strings.ToLower(strings.TrimPrefix(env, "DRAGONFLY_"))
-			if c, ok := conf[key]; ok {
-				if err := s.fs.Set(name, c.value); err != nil {
-					return &exitError{code: 2, err: fmt.Errorf("%s: %s = %q: %w", c.file, key, c.value, unwrapFlagErr(err))}
-				}
-				break
-			}
+		if err := s.fromConfig(st, conf); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func unwrapFlagErr(err error) error {
-	if u := errors.Unwrap(err); u != nil {
-		return u
+// fromEnv sets st from its first variable that is set (or its _FILE form).
+func (s *settings) fromEnv(st *setting, lookupEnv func(string) (string, bool), dir string) error {
+	isString := st.value.Type() == "string"
+	for _, env := range st.envNames() {
+		v, ok := lookupEnv(env)
+		ok = ok && (v != "" || isString)
+		fileVar := env + "_FILE"
+		var path string
+		var fromFile bool
+		if st.secret {
+			path, fromFile = lookupEnv(fileVar)
+			fromFile = fromFile && path != ""
+		}
+		if ok && fromFile {
+			return usageError("%s and %s are both set: set one", env, fileVar)
+		}
+		name := env
+		if fromFile {
+			data, err := readSecretFile(path, dir)
+			if err != nil {
+				return usageError("%s: %w", fileVar, err)
+			}
+			v, ok, name = data, true, fileVar
+		}
+		if !ok {
+			continue
+		}
+		if err := st.value.Set(v); err != nil {
+			return usageError("%s=%s: %w", name, st.quote(v), err)
+		}
+		st.src, st.srcName = fromEnv, name
+		if st.deprecated(env) {
+			s.warn("%s is deprecated: use %s", env, st.env)
+		}
+		return nil
 	}
-	return err
+	return nil
+}
+
+// fromConfig sets st from the config file of highest precedence that names it.
+func (s *settings) fromConfig(st *setting, conf *configData) error {
+	for i := len(conf.files) - 1; i >= 0; i-- {
+		f := conf.files[i]
+		var found *confValue
+		var foundEnv string
+		for _, env := range st.envNames() {
+			key := keyFor(env)
+			c, ok := f.values[key]
+			var fc confValue
+			var fok bool
+			if st.secret {
+				fc, fok = f.values[key+"_file"]
+			}
+			if ok && fok {
+				return usageError("%s: %s and %s are both set: set one", f.name, c.key, fc.key)
+			}
+			if fok {
+				data, err := readSecretFile(fc.value, f.dir)
+				if err != nil {
+					return usageError("%s: %s: %w", f.name, fc.key, err)
+				}
+				fc.value = data
+				c, ok = fc, true
+			}
+			if !ok {
+				continue
+			}
+			if found != nil {
+				return usageError("%s: %s and %s are both set: they are one setting (%s)", f.name, found.key, c.key, st.env)
+			}
+			found, foundEnv = &c, env
+		}
+		if found == nil {
+			continue
+		}
+		if err := st.value.Set(found.value); err != nil {
+			return usageError("%s: %s = %s: %w", f.name, found.key, st.quote(found.value), err)
+		}
+		st.src, st.srcName = fromFile, f.name
+		if st.deprecated(foundEnv) {
+			s.warn("%s: %s is deprecated: use %s", f.name, found.key, keyFor(st.env))
+		}
+		return nil
+	}
+	return nil
+}
+
+// quote shows a value in an error message: quoted and bounded, or
+// "[redacted]" for a secret.
+func (st *setting) quote(v string) string {
+	if st.secret {
+		return "[redacted]"
+	}
+	return strconv.Quote(clip.String(v, 256))
+}
+
+func (s *settings) warn(format string, a ...any) {
+	fmt.Fprintf(s.stderr, "%s: warning: %s\n", s.name, fmt.Sprintf(format, a...))
+}
+
+// flagError rewrites pflag's errors: an unknown flag suggests the nearest
+// known one.
+func (s *settings) flagError(err error) string {
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) && ne.GetSpecifiedShortnames() == "" {
+		var names []string
+		for _, st := range s.list {
+			names = append(names, st.flag)
+		}
+		if near := nearest(ne.GetSpecifiedName(), names); near != "" {
+			return fmt.Sprintf("%v (did you mean --%s?)", err, near)
+		}
+	}
+	return err.Error()
+}
+
+// normalizeArgs rewrites the single-dash long form of Go's flag package
+// (-threads=6, -threads 6) to --threads, for known flag names only, and
+// leaves the values of flags and everything after "--" alone.
+func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if fs.Lookup(name) != nil || name == "help" {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+		if name, ok := strings.CutPrefix(a, "--"); ok && !strings.Contains(name, "=") {
+			if f := fs.Lookup(name); f != nil && f.NoOptDefVal == "" && i+1 < len(args) {
+				out = append(out, args[i+1]) // the value, even if it starts with "-"
+				i++
+			}
+		}
+	}
+	return out
 }
 
 // Args returns the positional arguments after parsing.
 func (s *settings) Args() []string { return s.fs.Args() }
 
+// usage writes the help: the summary, then every setting with its type,
+// variables and default.
 func (s *settings) usage(w io.Writer) {
-	fmt.Fprintf(w, "%s\n\nFlags (a flag wins over its environment variable, which wins over\nConfig-dev.toml and Config.toml in the working directory):\n", s.summary)
-	for _, name := range s.order {
-		f := s.fs.Lookup(name)
-		fmt.Fprintf(w, "  --%s", name)
-		if _, ok := f.Value.(*boolValue); !ok {
-			fmt.Fprintf(w, " value")
+	fmt.Fprintf(w, "%s\n\nFlags (a flag wins over its environment variable, which wins over the config\nfiles: Config-dev.toml, then Config.toml in the working directory, or the one\nfile --config names; a config key is the variable without DRAGONFLY_, in lower\ncase: DRAGONFLY_BASE_URL is base_url):\n", s.summary)
+	for _, st := range s.list {
+		fmt.Fprintf(w, "  --%s", st.flag)
+		if t := st.value.Type(); t != "bool" {
+			fmt.Fprintf(w, " %s", t)
 		}
-		if envs := s.envs[name]; len(envs) > 0 {
+		if envs := st.helpEnvs(); len(envs) > 0 {
 			fmt.Fprintf(w, "   [env %s]", strings.Join(envs, ", "))
 		}
-		fmt.Fprintf(w, "\n      %s", f.Usage)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		fmt.Fprintf(w, "\n      %s", st.usage)
+		if st.secret {
+			fmt.Fprint(w, " (secret: prefer the environment or a file to the flag, which shows in ps)")
+		} else if st.def != "" {
+			fmt.Fprintf(w, " (default %s)", st.def)
 		}
 		fmt.Fprintln(w)
 	}
 }
 
-type confValue struct{ file, value string }
-
-// loadConfigFiles reads Config.toml then Config-dev.toml from dir (both
-// optional); later files win. Values are flattened to strings.
-func loadConfigFiles(dir string) (map[string]confValue, error) {
-	out := map[string]confValue{}
-	if dir == "" {
-		return out, nil
+func (st *setting) helpEnvs() []string {
+	if st.env == "" {
+		return nil
 	}
-	for _, name := range []string{"Config.toml", "Config-dev.toml"} {
-		path := dir + string(os.PathSeparator) + name
-		data, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		var m map[string]any
-		if err := toml.Unmarshal(data, &m); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			var v string
-			switch x := m[k].(type) {
-			case []any:
-				parts := make([]string, len(x))
-				for i, e := range x {
-					parts[i] = fmt.Sprint(e)
-				}
-				v = strings.Join(parts, ",")
-			default:
-				v = fmt.Sprint(x)
-			}
-			out[strings.ToLower(k)] = confValue{file: name, value: v}
-		}
+	envs := append([]string{st.env}, st.aliases...)
+	if st.secret {
+		envs = append(envs, st.env+"_FILE")
 	}
-	return out, nil
+	return envs
 }
+
+// logConfig logs the effective configuration once: every setting by its
+// config key (the flag for flag-only settings), secrets as "set" or left out,
+// and the source of every value that is not a default.
+func (s *settings) logConfig(log *slog.Logger) {
+	attrs := make([]any, 0, len(s.list)+2)
+	var sources []any
+	for _, st := range s.list {
+		name := st.flag
+		if st.env != "" {
+			name = keyFor(st.env)
+		}
+		if st.secret {
+			if st.isSet() {
+				attrs = append(attrs, slog.String(name, "set"))
+			}
+		} else {
+			attrs = append(attrs, slog.Any(name, logValue(st.value)))
+		}
+		if st.isSet() {
+			sources = append(sources, slog.String(name, st.source()))
+		}
+	}
+	attrs = append(attrs, slog.Any("config_files", s.files), slog.Group("sources", sources...))
+	log.Info("effective configuration", attrs...)
+}
+
+// logValue is a value as a log attribute: durations as durations (seconds in
+// JSON logs), sizes and integers as numbers, lists as lists.
+func logValue(v value) any {
+	switch x := v.(type) {
+	case *durationValue:
+		return time.Duration(*x)
+	case *sizeValue:
+		return int64(*x)
+	case *intValue:
+		return int(*x)
+	case *boolValue:
+		return bool(*x)
+	case *listValue:
+		return []string(*x)
+	}
+	return v.String()
+}
+
+// isSet reports whether the setting with the flag name was set by any source.
+func (s *settings) isSet(name string) bool {
+	st := s.lookup(name)
+	return st != nil && st.isSet()
+}
+
+// maxSecretFile bounds a secret file.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret from path (relative to dir when relative):
+// its content with one trailing newline dropped. A file anyone may write is
+// refused: whoever can change it can change the credential.
+func readSecretFile(path, dir string) (string, error) {
+	if !isAbs(path) && dir != "" {
+		path = dir + string(os.PathSeparator) + path
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: not a regular file", clip.String(path, 256))
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return "", fmt.Errorf("%s: writable by anyone (mode %#o): refused; chmod o-w it", clip.String(path, 256), fi.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(data) > maxSecretFile {
+		return "", fmt.Errorf("%s: larger than %d bytes: not a secret", clip.String(path, 256), maxSecretFile)
+	}
+	s := string(data)
+	if t, ok := strings.CutSuffix(s, "\n"); ok {
+		s = strings.TrimSuffix(t, "\r")
+	}
+	return s, nil
+}
+
+func isAbs(p string) bool {
+	return strings.HasPrefix(p, "/") || strings.HasPrefix(p, string(os.PathSeparator))
+}
+
+// The value types.
+
+// untypedValue is a flag.Value of Go's flag package, without a type name.
+type untypedValue struct{ flag.Value }
+
+func (untypedValue) Type() string { return "value" }
 
 type stringValue string
 
+func stringVal(p *string, def string) *stringValue { *p = def; return (*stringValue)(p) }
+
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Type() string       { return "string" }
 
 type intValue int
+
+func intVal(p *int, def int) *intValue { *p = def; return (*intValue)(p) }
 
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -226,8 +648,11 @@ func (v *intValue) Set(s string) error {
 	return nil
 }
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Type() string   { return "int" }
 
 type boolValue bool
+
+func boolVal(p *bool, def bool) *boolValue { *p = def; return (*boolValue)(p) }
 
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(strings.TrimSpace(s))
@@ -237,10 +662,15 @@ func (v *boolValue) Set(s string) error {
 	*v = boolValue(b)
 	return nil
 }
-func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
-func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Type() string   { return "bool" }
 
 type durationValue time.Duration
+
+func durationVal(p *time.Duration, def time.Duration) *durationValue {
+	*p = def
+	return (*durationValue)(p)
+}
 
 func (v *durationValue) Set(s string) error {
 	d, err := parseDuration(s)
@@ -250,7 +680,20 @@ func (v *durationValue) Set(s string) error {
 	*v = durationValue(d)
 	return nil
 }
-func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) String() string { return formatDuration(time.Duration(*v)) }
+func (v *durationValue) Type() string   { return "duration" }
+
+// formatDuration writes a duration as people do: 10s, 1m, 1m30s, 2h, 250ms.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // parseDuration accepts integer seconds ("60") or a Go duration ("1m30s").
 func parseDuration(s string) (time.Duration, error) {
@@ -276,6 +719,8 @@ func parseDuration(s string) (time.Duration, error) {
 
 type sizeValue int64
 
+func sizeVal(p *int64, def int64) *sizeValue { *p = def; return (*sizeValue)(p) }
+
 func (v *sizeValue) Set(s string) error {
 	n, err := parseSize(s)
 	if err != nil {
@@ -284,17 +729,33 @@ func (v *sizeValue) Set(s string) error {
 	*v = sizeValue(n)
 	return nil
 }
-func (v *sizeValue) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *sizeValue) String() string { return formatSize(int64(*v)) }
+func (v *sizeValue) Type() string   { return "size" }
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+
+// formatSize writes a byte count in the largest unit that divides it
+// (512MiB, 128MB); "" for 0 (unset).
+func formatSize(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	for _, u := range sizeUnits[:len(sizeUnits)-1] {
+		if n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 // parseSize accepts a byte count with an optional unit: 128000000, 512MiB, 64MB.
 func parseSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
 	mult := int64(1)
-	for _, u := range units {
+	for _, u := range sizeUnits {
 		if strings.HasSuffix(s, u.suffix) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
 			break
@@ -320,6 +781,8 @@ func parseSize(s string) (int64, error) {
 
 type listValue []string
 
+func listVal(p *[]string, def []string) *listValue { *p = def; return (*listValue)(p) }
+
 func (v *listValue) Set(s string) error {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -331,3 +794,14 @@ func (v *listValue) Set(s string) error {
 	return nil
 }
 func (v *listValue) String() string { return strings.Join(*v, ",") }
+func (v *listValue) Type() string   { return "list" }
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // envMap is a lookupEnv backed by a map.
@@ -123,8 +124,9 @@ func TestSettingsBadValues(t *testing.T) {
 		{name: "Config.toml", toml: `threads = "abc"`, want: `Config.toml: threads = "abc": not an integer`},
 		{name: "Config-dev.toml", toml: "threads = 2", devToml: `load_duration = "soon"`, want: `Config-dev.toml: load_duration = "soon": not a duration`},
 		{name: "malformed TOML", toml: "threads = = 2", want: "Config.toml"},
-		{name: "flag", args: []string{"--threads", "abc"}, want: `invalid value "abc" for flag -threads: not an integer`},
-		{name: "unknown flag", args: []string{"--thread", "2"}, want: "flag provided but not defined: -thread"},
+		{name: "flag", args: []string{"--threads", "abc"}, want: `invalid argument "abc" for "--threads" flag: not an integer`},
+		{name: "unknown flag", args: []string{"--thread", "2"}, want: "unknown flag: --thread (did you mean --threads?)"},
+		{name: "single-dash unknown flag", args: []string{"-thread=2"}, want: "unknown shorthand flag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,11 +251,11 @@ func TestSettingsUsage(t *testing.T) {
 	s.Duration(&load, "load-duration", time.Minute, "idle poll", "DRAGONFLY_LOAD_DURATION")
 	// The environment is read after the flags, so --help must not print it.
 	err := s.Parse([]string{"--help"}, envMap(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
-	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	if !errors.Is(err, pflag.ErrHelp) {
+		t.Fatalf("err = %v, want pflag.ErrHelp", err)
 	}
 	help := out.String()
-	for _, want := range []string{"usage: dragonfly test [flags]", "--threads value   [env DRAGONFLY_THREADS]", "scanner threads (default 4)", "(default 1m0s)", "--password value   [env DRAGONFLY_PASSWORD]"} {
+	for _, want := range []string{"usage: dragonfly test [flags]", "--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default 4)", "idle poll (default 1m)", "--password string   [env DRAGONFLY_PASSWORD]"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q:\n%s", want, help)
 		}

@@ -17,7 +17,10 @@ import (
 )
 
 func init() {
-	register(command{name: "status", summary: "show a coordinator's fleet: workers, backlog, API health, recent results", run: runStatus})
+	register(command{
+		name: "status", summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
+		flags: func(s *settings) { new(statusFlags).register(s) }, run: runStatus,
+	})
 }
 
 const statusUsage = `usage: dragonfly status [--coordinator ADDR] [--json]
@@ -33,12 +36,20 @@ type statusFlags struct {
 	timeout time.Duration
 }
 
+// register registers the settings of dragonfly status, named
+// DRAGONFLY_STATUS_* (flags without the prefix).
+func (f *statusFlags) register(s *settings) {
+	s.namespace = "DRAGONFLY_STATUS_"
+	s.Var(stringVal(&f.addr, "localhost:9090"), "DRAGONFLY_STATUS_COORDINATOR", "the coordinator's metrics address (host:port) or the URL of its /status.json").
+		deprecatedEnv("DRAGONFLY_STATUS_URL")
+	s.Flag(boolVal(&f.asJSON, false), "json", "print the raw JSON")
+	s.Var(durationVal(&f.timeout, 10*time.Second), "DRAGONFLY_STATUS_TIMEOUT", "bound on the request")
+}
+
 func runStatus(ctx context.Context, e *env, args []string) error {
 	var f statusFlags
-	s := newSettings("dragonfly status", statusUsage)
-	s.String(&f.addr, "coordinator", "localhost:9090", "the coordinator's metrics address (host:port) or the URL of its /status.json", "DRAGONFLY_STATUS_URL")
-	s.Bool(&f.asJSON, "json", false, "print the raw JSON")
-	s.Duration(&f.timeout, "timeout", 10*time.Second, "bound on the request", "DRAGONFLY_STATUS_TIMEOUT")
+	s := e.settingsFor("dragonfly status", statusUsage)
+	f.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
 		return err
 	}
@@ -68,7 +79,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 func statusURL(addr string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
-		return "", errors.New("DRAGONFLY_STATUS_URL: empty coordinator address")
+		return "", errors.New("DRAGONFLY_STATUS_COORDINATOR: empty coordinator address")
 	}
 	if !strings.Contains(addr, "://") {
 		host, port, err := net.SplitHostPort(addr)

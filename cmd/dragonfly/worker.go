@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/fleetauth"
@@ -20,7 +21,10 @@ import (
 )
 
 func init() {
-	register(command{name: "worker", summary: "download, unpack and scan distributions for a coordinator", run: runWorker})
+	register(command{
+		name: "worker", summary: "download, unpack and scan distributions for a coordinator",
+		flags: func(s *settings) { new(workerCmd).register(s) }, run: runWorker,
+	})
 }
 
 const workerUsage = `usage: dragonfly worker [flags]
@@ -32,7 +36,9 @@ back unstarted tasks and finishes started ones within --drain-grace.`
 // workerFlags are the settings of a worker (also used by local).
 type workerFlags struct {
 	threads      int
-	limits       limit.Limits
+	limitSet     limitSettings
+	limits       limit.Limits // resolved from limitSet by validate
+	sizes        sizeLimits   // how the size settings were read
 	allowedHosts []string
 	stall        time.Duration
 	total        time.Duration
@@ -43,15 +49,15 @@ type workerFlags struct {
 }
 
 func (f *workerFlags) register(s *settings) {
-	s.Int(&f.threads, "threads", runtime.NumCPU(), "scanner threads (and tasks scanned at once)", "DRAGONFLY_THREADS")
-	limitFlags(s, &f.limits)
-	s.List(&f.allowedHosts, "allowed-hosts", []string{"files.pythonhosted.org"}, "hosts distributions may be downloaded from (comma-separated; port ignored)", "DRAGONFLY_ALLOWED_HOSTS")
-	s.Duration(&f.stall, "download-stall-timeout", 30*time.Second, "abort a download with no progress for this long", "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT")
-	s.Duration(&f.total, "download-timeout", 90*time.Second, "cap on one distribution's download, retries included", "DRAGONFLY_DOWNLOAD_TIMEOUT")
-	s.Duration(&f.grace, "drain-grace", 25*time.Second, "on SIGTERM, how long started tasks may run", "DRAGONFLY_DRAIN_GRACE")
-	s.Size(&f.memoryLimit, "memory-limit", 1<<62, "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 384MiB", "DRAGONFLY_MEMORY_LIMIT")
-	s.Bool(&f.instant, "bench-instant-results", false, "BENCHMARK ONLY: answer every task with a clean result without downloading or scanning", "DRAGONFLY_BENCH_INSTANT_RESULTS")
-	s.String(&f.workerID, "worker-id", "", "worker id (default: host name + random suffix)", "DRAGONFLY_WORKER_ID")
+	s.Var(intVal(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").defaultText("number of CPUs")
+	limitFlags(s, &f.limitSet)
+	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "hosts distributions may be downloaded from (comma-separated; port ignored)")
+	s.Var(durationVal(&f.stall, 30*time.Second), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
+	s.Var(durationVal(&f.total, 90*time.Second), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
+	s.Var(durationVal(&f.grace, 25*time.Second), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
+	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
+	s.Var(boolVal(&f.instant, false), "DRAGONFLY_BENCH_INSTANT_RESULTS", "BENCHMARK ONLY: answer every task with a clean result without downloading or scanning")
+	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
 
 func (f *workerFlags) validate() error {
@@ -61,12 +67,14 @@ func (f *workerFlags) validate() error {
 	if len(f.allowedHosts) == 0 {
 		return usageError("DRAGONFLY_ALLOWED_HOSTS: empty")
 	}
-	return validateLimits(f.limits)
+	var err error
+	f.limits, f.sizes, err = f.limitSet.resolve()
+	return err
 }
 
 // config builds the worker configuration (without target and dial options).
 func (f *workerFlags) config(log *slog.Logger) worker.Config {
-	if f.memoryLimit < 1<<62 {
+	if f.memoryLimit > 0 {
 		debug.SetMemoryLimit(f.memoryLimit)
 	}
 	return worker.Config{
@@ -79,38 +87,51 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 	}
 }
 
+// workerCmd are the settings of dragonfly worker.
+type workerCmd struct {
+	f          workerFlags
+	target     string
+	token      string
+	tlsFiles   fleetauth.TLSFiles
+	serverName string
+	metrics    string
+	logLevel   string
+	logFormat  string
+}
+
+func (c *workerCmd) register(s *settings) {
+	s.Var(stringVal(&c.target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").deprecatedFlag("coordinator")
+	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").markSecret()
+	tlsFlags(s, &c.tlsFiles)
+	s.Var(stringVal(&c.serverName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
+	c.f.register(s)
+	s.Var(stringVal(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics and /healthz (empty: off)").deprecatedFlag("metrics-addr")
+	logFlags(s, &c.logLevel, &c.logFormat)
+}
+
 func runWorker(ctx context.Context, e *env, args []string) error {
-	var (
-		f          workerFlags
-		target     string
-		token      string
-		tlsFiles   fleetauth.TLSFiles
-		serverName string
-		metrics    string
-		logLevel   string
-		logFormat  string
-	)
-	s := newSettings("dragonfly worker", workerUsage)
-	s.String(&target, "coordinator", "", "the coordinator's gRPC address, host:port (required)", "DRAGONFLY_COORDINATOR_ADDR")
-	s.String(&token, "fleet-token", "", "the fleet's shared secret", "DRAGONFLY_FLEET_TOKEN")
-	tlsFlags(s, &tlsFiles)
-	s.String(&serverName, "tls-server-name", "", "name to verify in the coordinator's certificate (default: the address's host)", "DRAGONFLY_TLS_SERVER_NAME")
-	f.register(s)
-	s.String(&metrics, "metrics-addr", "", "address for the worker's /metrics (empty: off)", "DRAGONFLY_WORKER_METRICS_ADDR")
-	logFlags(s, &logLevel, &logFormat)
+	var c workerCmd
+	s := e.settingsFor("dragonfly worker", workerUsage)
+	c.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
 		return err
 	}
+	if len(s.Args()) > 0 {
+		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+	}
+	f, target, token, tlsFiles, serverName, metrics := &c.f, c.target, c.token, c.tlsFiles, c.serverName, c.metrics
 	if target == "" {
-		return usageError("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator")
+		return usageError("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
 	}
 	if err := f.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, logLevel, logFormat)
+	log, err := newLogger(e.stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
 	}
+	s.logConfig(log)
+	logLimits(log, f.limits, f.sizes)
 	opts := []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// gRPC's own reconnect backoff grows to 120 s by default: a worker
