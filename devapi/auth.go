@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"io"
 	"mime"
 	"net/http"
@@ -18,12 +19,18 @@ import (
 type tokens struct {
 	mu        sync.Mutex
 	lifetime  time.Duration
-	expiry    map[string]time.Time
+	issued    map[string]tokenInfo
 	pruneSize int // prune expired tokens when the map reaches this size
 }
 
+// tokenInfo is what an issued token stands for.
+type tokenInfo struct {
+	expiry   time.Time
+	identity string // the token's subject, see Server.identity
+}
+
 func newTokens(lifetime time.Duration) *tokens {
-	return &tokens{lifetime: lifetime, expiry: map[string]time.Time{}, pruneSize: 1024}
+	return &tokens{lifetime: lifetime, issued: map[string]tokenInfo{}, pruneSize: 1024}
 }
 
 func (t *tokens) setLifetime(d time.Duration) {
@@ -40,46 +47,66 @@ func (t *tokens) getLifetime() time.Duration {
 
 func (t *tokens) revokeAll() {
 	t.mu.Lock()
-	clear(t.expiry)
+	clear(t.issued)
 	t.mu.Unlock()
 }
 
-// issue mints a token valid from now for the current lifetime.
-func (t *tokens) issue(now time.Time) (string, time.Duration) {
+// issue mints a token for identity valid from now for the current lifetime.
+func (t *tokens) issue(now time.Time, identity string) (string, time.Duration) {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	tok := base64.RawURLEncoding.EncodeToString(b[:])
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.expiry) >= t.pruneSize {
-		for k, exp := range t.expiry {
-			if !now.Before(exp) {
-				delete(t.expiry, k)
+	if len(t.issued) >= t.pruneSize {
+		for k, ti := range t.issued {
+			if !now.Before(ti.expiry) {
+				delete(t.issued, k)
 			}
 		}
-		t.pruneSize = max(1024, 2*len(t.expiry))
+		t.pruneSize = max(1024, 2*len(t.issued))
 	}
-	t.expiry[tok] = now.Add(t.lifetime)
+	t.issued[tok] = tokenInfo{expiry: now.Add(t.lifetime), identity: identity}
 	return tok, t.lifetime
 }
 
-func (t *tokens) valid(tok string, now time.Time) bool {
+// valid returns the identity of a token that is issued and not expired.
+func (t *tokens) valid(tok string, now time.Time) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	exp, ok := t.expiry[tok]
-	return ok && now.Before(exp)
+	ti, ok := t.issued[tok]
+	if !ok || !now.Before(ti.expiry) {
+		return "", false
+	}
+	return ti.identity, true
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// authorize checks an API request's credentials and answers it when they
-// fail: Cloudflare Access redirects to its login page, Auth0 answers 401.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
+// cfIdentity returns the client id of the Cloudflare Access service token
+// the request carries, if it is one of the configured ones. As the real
+// server takes the service token's common_name (its client id) as the
+// caller's identity, the id is the identity.
+func (s *Server) cfIdentity(r *http.Request) (string, bool) {
+	id, secret := r.Header.Get("CF-Access-Client-Id"), r.Header.Get("CF-Access-Client-Secret")
+	if equal(id, s.cfg.CFClientID) && equal(secret, s.cfg.CFClientSecret) {
+		return s.cfg.CFClientID, true
+	}
+	if want, ok := s.cfg.CFServiceTokens[id]; ok && id != "" && equal(secret, want) {
+		return id, true
+	}
+	return "", false
+}
+
+// authorize checks a request's credentials and returns the caller's
+// identity, the owner of the leases it takes ("" without authentication).
+// When they fail it answers the request: Cloudflare Access redirects to its
+// login page, Auth0 answers 401.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (string, bool) {
 	switch s.cfg.Auth {
 	case AuthCloudflare:
-		if equal(r.Header.Get("CF-Access-Client-Id"), s.cfg.CFClientID) &&
-			equal(r.Header.Get("CF-Access-Client-Secret"), s.cfg.CFClientSecret) {
-			return true
+		if id, ok := s.cfIdentity(r); ok {
+			return id, true
 		}
 		base := "http://" + r.Host
 		if r.TLS != nil {
@@ -90,23 +117,25 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("Location", loc)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusFound)
-		_, _ = io.WriteString(w, `<a href="`+loc+`">Found</a>.`+"\n")
-		return false
+		_, _ = io.WriteString(w, `<a href="`+html.EscapeString(loc)+`">Found</a>.`+"\n")
+		return "", false
 	case AuthAuth0:
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			writeDetail(w, http.StatusUnauthorized, "Not authenticated")
-			return false
+			return "", false
 		}
-		if !s.tokens.valid(strings.TrimSpace(tok), s.now()) {
+		id, ok := s.tokens.valid(strings.TrimSpace(tok), s.now())
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeDetail(w, http.StatusUnauthorized, "Invalid or expired token")
-			return false
+			return "", false
 		}
+		return id, true
 	}
-	return true
+	return "", true
 }
 
 // handleAccessLogin is the page a Cloudflare Access redirect leads to: a 200
@@ -182,6 +211,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusForbidden, "access_denied", "Service not enabled within domain: "+aud)
 		return
 	}
+	// The token's subject, as Auth0 mints it: "<client id>@clients" for a
+	// machine-to-machine token, the user for the password grant.
+	identity := params["client_id"] + "@clients"
 	if grant == "password" {
 		for _, k := range []string{"username", "password"} {
 			if params[k] == "" {
@@ -189,16 +221,27 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if s.cfg.Auth0Username == "" || !equal(params["username"], s.cfg.Auth0Username) || !equal(params["password"], s.cfg.Auth0Password) {
+		if !s.auth0UserOK(params["username"], params["password"]) {
 			oauthError(w, http.StatusForbidden, "invalid_grant", "Wrong email or password.")
 			return
 		}
+		identity = "auth0|" + params["username"]
 	}
-	tok, life := s.tokens.issue(s.now())
+	tok, life := s.tokens.issue(s.now(), identity)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"expires_in":   int64(life / time.Second),
 		"token_type":   "Bearer",
 	})
+}
+
+// auth0UserOK checks a password grant's user against Auth0Username and
+// Auth0Users.
+func (s *Server) auth0UserOK(user, password string) bool {
+	if s.cfg.Auth0Username != "" && equal(user, s.cfg.Auth0Username) && equal(password, s.cfg.Auth0Password) {
+		return true
+	}
+	want, ok := s.cfg.Auth0Users[user]
+	return ok && equal(password, want)
 }

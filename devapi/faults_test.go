@@ -1,11 +1,15 @@
 package devapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -134,22 +138,57 @@ func TestDevFaultsEndpoint(t *testing.T) {
 	}
 }
 
-// TestLatency: an API answer is delayed by at least the configured latency;
-// downloads are not.
+// TestLatency: every API answer waits exactly the configured latency;
+// downloads, metrics and /_dev/ do not; a client that gives up during the
+// wait gets nothing and leases nothing. It runs in a synctest bubble, so
+// durations are exact, not wall-clock measurements.
 func TestLatency(t *testing.T) {
-	f := newFixture(t, Config{Files: []File{sdist("pkg-1.0.tar.gz")}, Faults: Faults{Latency: 30 * time.Millisecond}})
-	start := time.Now()
-	jobs := f.lease(1)
-	if d := time.Since(start); d < 30*time.Millisecond {
-		t.Fatalf("lease answered after %v, want >= 30ms", d)
-	}
-	f.s.SetFaults(Faults{})
-	start = time.Now()
-	f.lease(1)
-	if d := time.Since(start); d >= 30*time.Millisecond {
-		t.Logf("lease without latency took %v (slow machine?)", d)
-	}
-	if len(jobs) != 1 {
-		t.Fatalf("jobs = %+v", jobs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 30 * time.Millisecond
+		f := newFixture(t, Config{Files: []File{sdist("pkg-1.0.tar.gz"), sdist("other-1.0.tar.gz")}, Faults: Faults{Latency: latency}})
+		timed := func(method, target string, body any) time.Duration {
+			start := time.Now()
+			f.do(method, target, body)
+			return time.Since(start)
+		}
+		for _, r := range []struct{ method, target string }{
+			{http.MethodGet, "/rules"}, {http.MethodPut, "/package"}, {http.MethodGet, "/queue-status"},
+			{http.MethodGet, "/"}, {http.MethodGet, "/package?name=pkg"}, {http.MethodGet, "/nope"},
+		} {
+			if d := timed(r.method, r.target, nil); d != latency {
+				t.Errorf("%s %s answered after %v, want %v", r.method, r.target, d, latency)
+			}
+		}
+		start := time.Now()
+		jobs := f.lease(1)
+		if d := time.Since(start); d != latency || len(jobs) != 1 {
+			t.Fatalf("lease answered after %v with %+v, want one job after %v", d, jobs, latency)
+		}
+		u, _ := url.Parse(jobs[0].Distributions[0])
+		for _, target := range []string{u.Path, "/metrics", "/_dev/stats", "/_dev/faults"} {
+			if d := timed(http.MethodGet, target, nil); d != 0 {
+				t.Errorf("GET %s answered after %v, want at once", target, d)
+			}
+		}
+
+		// A client that stops waiting before the latency is over.
+		ctx, cancel := context.WithTimeout(t.Context(), latency/3)
+		defer cancel()
+		req := httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil).WithContext(ctx)
+		rec := httptest.NewRecorder()
+		start = time.Now()
+		f.s.Handler().ServeHTTP(rec, req)
+		if d := time.Since(start); d != latency/3 || rec.Body.Len() != 0 {
+			t.Errorf("abandoned lease returned after %v with %q, want nothing after %v", d, rec.Body, latency/3)
+		}
+		if st := f.s.Stats(); st.Leases != 1 {
+			t.Errorf("%d leases, want 1: the abandoned call leased", st.Leases)
+		}
+
+		f.s.SetFaults(Faults{})
+		start = time.Now()
+		if jobs := f.lease(1); len(jobs) != 1 || time.Since(start) != 0 {
+			t.Errorf("lease without latency: %+v after %v", jobs, time.Since(start))
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
@@ -51,7 +52,11 @@ func (s *Server) routes() http.Handler {
 			s.handleAccessLogin(w, r)
 			return
 		case strings.HasPrefix(p, "/_dev/"):
-			s.handleDev(w, r)
+			// The development routes change how the server behaves: they
+			// take the same credentials as the API.
+			if _, ok := s.authorize(w, r); ok {
+				s.handleDev(w, r)
+			}
 			return
 		}
 		rt := route{label: "other", handler: func(w http.ResponseWriter, r *http.Request) {
@@ -70,11 +75,14 @@ func (s *Server) routes() http.Handler {
 	})
 }
 
-// recorder captures the status and the start of the body of an answer.
+// recorder captures the status and the start of the body of an answer,
+// and for PUT /package who sent it and how it was understood.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	head   []byte
+	status   int
+	head     []byte
+	identity string  // the authenticated caller
+	parsed   *report // the valid report body, if it got that far
 }
 
 func (rec *recorder) WriteHeader(code int) {
@@ -153,10 +161,23 @@ func (s *Server) serveAPIChain(w http.ResponseWriter, r *http.Request, rt route)
 		writeDetail(w, http.StatusServiceUnavailable, "Service Unavailable")
 		return
 	}
-	if !s.authorize(w, r) {
+	identity, ok := s.authorize(w, r)
+	if !ok {
 		return
 	}
-	rt.handler(w, r)
+	if rec, ok := w.(*recorder); ok {
+		rec.identity = identity
+	}
+	rt.handler(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, identity)))
+}
+
+// identityKey is the request context key of the caller's identity.
+type identityKey struct{}
+
+// identity returns the authenticated caller of an API request.
+func identity(r *http.Request) string {
+	id, _ := r.Context().Value(identityKey{}).(string)
+	return id
 }
 
 func wait(ctx context.Context, d time.Duration) error {
@@ -176,7 +197,19 @@ func (s *Server) recordReportLocked(body []byte, rec *recorder) {
 	if rec.status == http.StatusOK {
 		s.http.reportsAccepted++
 	}
-	rr := ReportRecord{Seq: s.nreport, Time: s.now(), Status: rec.status}
+	rr := ReportRecord{Seq: s.nreport, Time: s.now(), Status: rec.status, Identity: clip.String(rec.identity, 0)}
+	if p := rec.parsed; p != nil {
+		rr.Name, rr.Version, rr.Attempt, rr.AssignmentID = p.name, p.version, p.attempt, deref(p.assignmentID)
+		if p.success {
+			score := p.score
+			rr.Kind, rr.Score, rr.InspectorURL, rr.RulesMatched, rr.Commit = "success", &score, p.inspectorURL, p.rules, p.commit
+		} else {
+			rr.Kind, rr.Reason = "failure", p.reason
+		}
+		s.finishRecordLocked(rr, rec)
+		return
+	}
+	// Not understood (422, or an answer before parsing): keep what can be read.
 	var b struct {
 		Name         any      `json:"name"`
 		Version      any      `json:"version"`
@@ -197,29 +230,74 @@ func (s *Server) recordReportLocked(body []byte, rec *recorder) {
 		n := int(f)
 		rr.Attempt = &n
 	}
-	switch {
-	case b.Score != nil && b.Reason == nil:
-		rr.Kind = "success"
-		n := int(*b.Score)
-		rr.Score = &n
-		rr.InspectorURL, rr.RulesMatched, rr.Commit = b.InspectorURL, b.RulesMatched, b.Commit
-	case b.Reason != nil && b.Score == nil:
-		rr.Kind = "failure"
-		rr.Reason = *b.Reason
+	if rec.status == http.StatusServiceUnavailable || rec.status == http.StatusRequestEntityTooLarge {
+		// Answered before parsing: say what the body looked like.
+		switch {
+		case b.Score != nil && b.Reason == nil:
+			rr.Kind = "success"
+			n := int(*b.Score)
+			rr.Score = &n
+			rr.InspectorURL, rr.RulesMatched, rr.Commit = b.InspectorURL, b.RulesMatched, b.Commit
+		case b.Reason != nil && b.Score == nil:
+			rr.Kind = "failure"
+			rr.Reason = *b.Reason
+		}
 	}
+	s.finishRecordLocked(rr, rec)
+}
+
+// maxRecordRules bounds the rule names a ReportRecord keeps.
+const maxRecordRules = 1024
+
+// clipRecord bounds what a record keeps of its input: each string to
+// clip.Default bytes with a marker, the rule list to maxRecordRules names.
+func clipRecord(rr *ReportRecord) {
+	for _, p := range []*string{&rr.Name, &rr.Version, &rr.AssignmentID, &rr.Commit, &rr.Reason, &rr.Detail} {
+		*p = clip.String(*p, 0)
+	}
+	if rr.InspectorURL != nil {
+		u := clip.String(*rr.InspectorURL, 0)
+		rr.InspectorURL = &u
+	}
+	if len(rr.RulesMatched) > maxRecordRules {
+		rr.RulesMatched = rr.RulesMatched[:maxRecordRules]
+	}
+	if rr.RulesMatched != nil {
+		rules := make([]string, len(rr.RulesMatched))
+		for i, name := range rr.RulesMatched {
+			rules[i] = clip.String(name, 0)
+		}
+		rr.RulesMatched = rules
+	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// finishRecordLocked adds the answer's detail to rr and appends it to the
+// report log.
+func (s *Server) finishRecordLocked(rr ReportRecord, rec *recorder) {
 	if rec.status != http.StatusOK {
 		var d struct {
 			Detail json.RawMessage `json:"detail"`
 		}
-		if json.Unmarshal(rec.head, &d) == nil {
+		switch {
+		case json.Unmarshal(rec.head, &d) == nil:
 			var text string
 			if json.Unmarshal(d.Detail, &text) == nil {
 				rr.Detail = text
 			} else {
 				rr.Detail = string(d.Detail)
 			}
+		case !bytes.HasPrefix(rec.head, []byte("<")):
+			rr.Detail = string(rec.head) // a plain-text answer (500)
 		}
 	}
+	clipRecord(&rr)
 	s.metrics.reports.WithLabelValues(reportKind(rr.Kind), strconv.Itoa(rec.status)).Inc()
 	if len(s.reports) >= s.cfg.ReportLogLimit {
 		n := copy(s.reports, s.reports[len(s.reports)-s.cfg.ReportLogLimit+1:])
@@ -252,6 +330,16 @@ func writeDetail(w http.ResponseWriter, code int, detail string) {
 	writeJSON(w, code, map[string]string{"detail": detail})
 }
 
+// writeInternal answers as Starlette does for an unhandled exception: a
+// plain-text 500.
+func writeInternal(w http.ResponseWriter) {
+	const text = "Internal Server Error"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(text)))
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = io.WriteString(w, text)
+}
+
 // writeError answers an error from the state or validation.
 func writeError(w http.ResponseWriter, err error) {
 	var ve *validationError
@@ -259,10 +347,10 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": ve.errs})
-	case errors.As(err, &ae):
+	case errors.As(err, &ae) && ae != errInternal:
 		writeDetail(w, ae.code, ae.detail)
 	default:
-		writeDetail(w, http.StatusInternalServerError, "Internal Server Error")
+		writeInternal(w)
 	}
 }
 
@@ -291,16 +379,24 @@ type jobJSON struct {
 	AssignmentID  string   `json:"assignment_id"`
 }
 
+// handleJobs is POST /jobs?batch=N. As on the real server, batch has no
+// bounds: 0 leases nothing (but still dead-letters), a negative batch fails
+// the transaction (PostgreSQL refuses a negative LIMIT): a plain 500 and
+// nothing dead-lettered.
 func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
-	n, err := queryInt(r.URL.Query()["batch"], "batch", 1, 1)
+	n, err := queryInt(r.URL.Query()["batch"], "batch", 1)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if n < 0 {
+		writeInternal(w)
 		return
 	}
 	hash := s.currentRules().hash
 	s.mu.Lock()
 	before := s.st.count
-	jobs := s.st.lease(n, s.now())
+	jobs := s.st.lease(n, s.now(), identity(r))
 	changed := s.st.count != before
 	s.mu.Unlock()
 	if changed {
@@ -369,8 +465,11 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if rec, ok := w.(*recorder); ok {
+		rec.parsed = rep
+	}
 	s.mu.Lock()
-	err = s.st.apply(rep, s.now())
+	err = s.st.apply(rep, s.now(), identity(r))
 	s.mu.Unlock()
 	if err != nil {
 		writeError(w, err)
@@ -392,38 +491,33 @@ func (s *Server) handleQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	sc, err := s.st.requeue(name, ver, s.now())
-	var id string
-	if sc != nil {
-		id = sc.id
-	}
+	err = s.st.queuePackage(name, ver)
 	s.mu.Unlock()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s.changed()
-	writeJSON(w, http.StatusOK, map[string]string{"id": id})
+	writeError(w, err) // never nil: see queuePackage
 }
 
 // scanJSON is one scan record of GET /package.
 type scanJSON struct {
-	ScanID        string     `json:"scan_id"`
-	Name          string     `json:"name"`
-	Version       string     `json:"version"`
-	Status        string     `json:"status"`
-	Score         *int       `json:"score"`
-	InspectorURL  *string    `json:"inspector_url"`
-	Rules         []string   `json:"rules"`
-	Commit        *string    `json:"commit"`
-	Reason        *string    `json:"reason"`
-	Attempt       int        `json:"attempt"`
-	AssignmentID  *string    `json:"assignment_id"`
-	DeadLettered  bool       `json:"dead_lettered"`
-	QueuedAt      *time.Time `json:"queued_at"`
-	PendingAt     *time.Time `json:"pending_at"`
-	FinishedAt    *time.Time `json:"finished_at"`
-	Distributions []string   `json:"distributions"`
+	ScanID       string     `json:"scan_id"`
+	Name         string     `json:"name"`
+	Version      string     `json:"version"`
+	Status       string     `json:"status"`
+	Score        *int       `json:"score"`
+	InspectorURL *string    `json:"inspector_url"`
+	Rules        []string   `json:"rules"`
+	Commit       *string    `json:"commit"`
+	Reason       *string    `json:"reason"`
+	Attempt      int        `json:"attempt"`
+	AssignmentID *string    `json:"assignment_id"`
+	PendingBy    *string    `json:"pending_by"`
+	DeadLettered bool       `json:"dead_lettered"`
+	QueuedAt     *time.Time `json:"queued_at"`
+	PendingAt    *time.Time `json:"pending_at"`
+	// FinishedAt is set for finished scans only, as the real server's
+	// finished_at; DeadLetteredAt for dead letters.
+	FinishedAt     *time.Time `json:"finished_at"`
+	DeadLetteredAt *time.Time `json:"dead_lettered_at"`
+	Distributions  []string   `json:"distributions"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -446,8 +540,9 @@ func (s *Server) scanToJSON(sc *scan, base string) scanJSON {
 		ScanID: sc.id, Name: sc.rel.name, Version: sc.rel.version, Status: sc.status.String(),
 		Rules: []string{}, Attempt: sc.attempt, AssignmentID: strPtr(sc.assignment),
 		DeadLettered: sc.deadLettered, QueuedAt: timePtr(sc.queuedAt), PendingAt: timePtr(sc.pendingAt),
-		FinishedAt: timePtr(sc.finishedAt), Distributions: make([]string, len(sc.rel.files)),
+		Distributions: make([]string, len(sc.rel.files)),
 	}
+	out.PendingBy = strPtr(sc.owner) // null without authentication
 	for i, f := range sc.rel.files {
 		out.Distributions[i] = base + f.path
 	}
@@ -456,8 +551,12 @@ func (s *Server) scanToJSON(sc *scan, base string) scanJSON {
 		score := sc.score
 		out.Score, out.InspectorURL, out.Commit = &score, sc.inspectorURL, strPtr(sc.commit)
 		out.Rules = append(out.Rules, sc.rules...)
+		out.FinishedAt = timePtr(sc.finishedAt)
 	case statusFailed:
 		out.Reason = strPtr(sc.reason)
+		if sc.deadLettered {
+			out.DeadLetteredAt = timePtr(sc.finishedAt)
+		}
 	}
 	return out
 }
@@ -470,7 +569,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	name, ver := q.Get("name"), q.Get("version")
 	var since time.Time
 	if q.Has("since") {
-		n, err := queryInt(q["since"], "since", 0, 0)
+		n, err := queryInt(q["since"], "since", 0)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -505,7 +604,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, rel := range rels {
 		for _, sc := range rel.scans {
-			if !since.IsZero() && (sc.finishedAt.IsZero() || sc.finishedAt.Before(since)) {
+			if !since.IsZero() && (sc.status != statusFinished || sc.finishedAt.Before(since)) {
 				continue
 			}
 			out = append(out, s.scanToJSON(sc, base))
@@ -556,7 +655,7 @@ type devFaultsState struct {
 	TokenLifetimeSeconds float64    `json:"token_lifetime_seconds"`
 }
 
-// handleDev serves the unauthenticated development routes.
+// handleDev serves the development routes (authorized by the caller).
 func (s *Server) handleDev(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/_dev/stats" && r.Method == http.MethodGet:

@@ -2,6 +2,7 @@ package devapi
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -59,7 +60,7 @@ func TestReleaseGoesToAnotherCallerWithNewAssignment(t *testing.T) {
 	if rec.Code != http.StatusConflict {
 		t.Fatalf("old lease report: %d %s", rec.Code, rec.Body)
 	}
-	assertDetailContains(t, rec, "no longer assigned to this worker lease")
+	assertDetail(t, rec, "Package `pkg@1.0` is no longer assigned to this worker lease.")
 	// An old report that only carries the old attempt number is refused too.
 	old := success(first[0], 0)
 	delete(old, "assignment_id")
@@ -73,7 +74,7 @@ func TestReleaseGoesToAnotherCallerWithNewAssignment(t *testing.T) {
 	if rec.Code != http.StatusConflict {
 		t.Fatalf("second report: %d %s", rec.Code, rec.Body)
 	}
-	assertDetailContains(t, rec, "FINISHED")
+	assertDetail(t, rec, "Package `pkg@1.0` is already in a FINISHED state.")
 }
 
 func TestDeadLetterAfterMaxAttempts(t *testing.T) {
@@ -100,10 +101,12 @@ func TestDeadLetterAfterMaxAttempts(t *testing.T) {
 	if rec.Code != http.StatusConflict {
 		t.Fatalf("report after dead-letter: %d %s", rec.Code, rec.Body)
 	}
-	assertDetailContains(t, rec, "dead-lettered")
+	assertDetail(t, rec, "Package `pkg@1.0` exhausted its scan attempt limit.")
 	// GET /package shows the failed scan.
 	recs := lookup(t, f, "pkg", "1.0")
-	if len(recs) != 1 || recs[0].Status != "failed" || !recs[0].DeadLettered || recs[0].Attempt != 2 {
+	if len(recs) != 1 || recs[0].Status != "failed" || !recs[0].DeadLettered || recs[0].Attempt != 2 ||
+		recs[0].Reason == nil || *recs[0].Reason != "Worker lease expired after 2 scan attempts" ||
+		recs[0].DeadLetteredAt == nil || recs[0].FinishedAt != nil {
 		t.Fatalf("lookup = %+v", recs)
 	}
 }
@@ -122,14 +125,9 @@ func TestReportAcceptedAfterExpiryBeforeRelease(t *testing.T) {
 		t.Fatalf("lease after report = %+v", got)
 	}
 	st := f.s.Stats()
-	if st.Failed != 1 || st.DeadLettered != 0 {
+	if st.Failed != 1 || st.DeadLettered != 0 || st.Queue.Failed != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
-	rec := f.report(failure(j[0], "again"))
-	if rec.Code != http.StatusConflict {
-		t.Fatalf("report on failed: %d %s", rec.Code, rec.Body)
-	}
-	assertDetailContains(t, rec, "FAILED")
 }
 
 func TestReportWithoutLeaseFieldsFromOldClients(t *testing.T) {
@@ -154,8 +152,9 @@ func TestDuplicateRulesIs500AndStateUnchanged(t *testing.T) {
 	f := newFixture(t, Config{Files: []File{sdist("pkg-1.0.tar.gz")}})
 	j := f.lease(1)[0]
 	rec := f.report(success(j, 5, "a", "b", "a"))
-	if rec.Code != http.StatusInternalServerError || rec.Body.String() != `{"detail":"Internal Server Error"}` {
-		t.Fatalf("duplicate rules: %d %s", rec.Code, rec.Body)
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != "Internal Server Error" ||
+		rec.Header().Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("duplicate rules: %d %q %q", rec.Code, rec.Body, rec.Header().Get("Content-Type"))
 	}
 	if recs := lookup(t, f, "pkg", "1.0"); recs[0].Status != "pending" {
 		t.Fatalf("state changed: %+v", recs[0])
@@ -163,26 +162,45 @@ func TestDuplicateRulesIs500AndStateUnchanged(t *testing.T) {
 	if rec := f.report(success(j, 5, "a", "b")); rec.Code != http.StatusOK {
 		t.Fatalf("fixed report: %d %s", rec.Code, rec.Body)
 	}
+	if reps := f.s.Reports(); len(reps) != 2 || reps[0].Status != 500 || reps[0].Detail != "Internal Server Error" || reps[0].Kind != "success" {
+		t.Fatalf("report log = %+v", reps)
+	}
 }
 
-func TestRequeueMakesANewScanRecord(t *testing.T) {
+// TestQueuePackageAsTheRealServer: POST /package looks the release up (404
+// unknown) and then meets the unique (name, version) row every known
+// release has (409), whatever its state; Server.Add is how a test queues a
+// release again, as a new scan record.
+func TestQueuePackageAsTheRealServer(t *testing.T) {
 	f := newFixture(t, Config{Files: []File{sdist("pkg-1.0.tar.gz")}})
-	j := f.lease(1)[0]
-	if rec := f.do(http.MethodPost, "/package", map[string]string{"name": "pkg", "version": "1.0"}); rec.Code != http.StatusConflict {
-		t.Fatalf("requeue of pending: %d %s", rec.Code, rec.Body)
+	queue := func(name, version string) *httptest.ResponseRecorder {
+		return f.do(http.MethodPost, "/package", map[string]string{"name": name, "version": version})
 	}
+	rec := queue("pkg", "1.0")
+	if rec.Code != http.StatusConflict {
+		t.Fatalf("queue of a queued release: %d %s", rec.Code, rec.Body)
+	}
+	assertDetail(t, rec, "Package pkg@1.0 is already queued for scanning")
+	j := f.lease(1)[0]
 	if rec := f.report(success(j, 1)); rec.Code != http.StatusOK {
 		t.Fatalf("report: %d %s", rec.Code, rec.Body)
 	}
-	if rec := f.do(http.MethodPost, "/package", map[string]string{"name": "pkg", "version": "1.0"}); rec.Code != http.StatusOK {
-		t.Fatalf("requeue: %d %s", rec.Code, rec.Body)
+	if rec := queue("pkg", "1.0"); rec.Code != http.StatusConflict {
+		t.Fatalf("queue of a finished release: %d %s", rec.Code, rec.Body)
 	}
-	if rec := f.do(http.MethodPost, "/package", map[string]string{"name": "nope", "version": "1.0"}); rec.Code != http.StatusNotFound {
-		t.Fatalf("requeue unknown: %d %s", rec.Code, rec.Body)
+	rec = queue("nope", "1.0")
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("queue unknown: %d %s", rec.Code, rec.Body)
 	}
+	assertDetail(t, rec, "Package nope@1.0 was not found on PyPI")
+	if recs := lookup(t, f, "pkg", "1.0"); len(recs) != 1 || recs[0].Status != "finished" {
+		t.Fatalf("lookup after refused queueing = %+v", recs)
+	}
+
+	f.s.Add("pkg", "1.0", nil)
 	recs := lookup(t, f, "pkg", "1.0")
 	if len(recs) != 2 || recs[0].Status != "finished" || recs[1].Status != "queued" {
-		t.Fatalf("lookup = %+v", recs)
+		t.Fatalf("lookup after Add = %+v", recs)
 	}
 	again := f.lease(1)
 	if len(again) != 1 || again[0].Attempt != 1 || again[0].AssignmentID == j.AssignmentID {

@@ -304,3 +304,28 @@ func TestRootAndLookupVariants(t *testing.T) {
 		t.Fatalf("unknown release lookup: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestReportLogBoundsInput: the report log keeps a hostile report's strings
+// cut with a marker and at most 1,024 rule names.
+func TestReportLogBoundsInput(t *testing.T) {
+	f := newFixture(t, Config{Files: []File{sdist("pkg-1.0.tar.gz"), sdist("big-1.0.tar.gz")}})
+	jobs := f.lease(2)
+	long := strings.Repeat("x", 64<<10)
+	f.mustReport(failure(jobs[1], long)) // pkg
+	rules := make([]string, 1200)
+	for i := range rules {
+		rules[i] = fmt.Sprintf("rule_%d_%s", i, strings.Repeat("y", 3000))
+	}
+	f.mustReport(success(jobs[0], 1, rules...)) // big
+	reps := f.s.Reports()
+	if len(reps) != 2 || len(reps[0].Reason) > 2048 || !strings.Contains(reps[0].Reason, "…[cut ") {
+		t.Fatalf("reason kept as %d bytes", len(reps[0].Reason))
+	}
+	if got := reps[1].RulesMatched; len(got) != 1024 || len(got[0]) > 2048 || !strings.HasPrefix(got[0], "rule_0_") || !strings.Contains(got[0], "…[cut ") {
+		t.Fatalf("rules kept: %d, first %d bytes", len(got), len(got[0]))
+	}
+	// The scan itself holds what was reported.
+	if recs := lookup(t, f, "big", "1.0"); len(recs[0].Rules) != 1200 {
+		t.Fatalf("scan holds %d rules", len(recs[0].Rules))
+	}
+}

@@ -90,9 +90,13 @@ func TestGroupingIntoReleases(t *testing.T) {
 	if n := len(jobs[2].Distributions); n != 2 {
 		t.Fatalf("multi 1.9 distributions = %v", jobs[2].Distributions)
 	}
-	// Reports may spell the name in any PEP 503 equivalent way.
-	if rec := f.report(map[string]any{"name": "discord-helper-utils", "version": "0.4.1", "reason": "x"}); rec.Code != http.StatusOK {
+	// The real server finds the scan by the name exactly as leased: a PEP
+	// 503 equivalent spelling is another package.
+	if rec := f.report(map[string]any{"name": "discord-helper-utils", "version": "0.4.1", "reason": "x"}); rec.Code != http.StatusNotFound {
 		t.Fatalf("report by normalized name: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.report(failure(jobs[0], "x")); rec.Code != http.StatusOK {
+		t.Fatalf("report by the leased name: %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -1,9 +1,29 @@
 // Package devapi is a development Dragonfly API server that behaves like the
-// real one (vipyrsec/dragonfly-mainframe) as far as a scanning client can
-// tell: leases with lazy expiry, attempts and assignment ids, dead-lettering,
-// reports with the same 200/404/409/422/500 answers, the rules endpoint,
-// Cloudflare Access or Auth0 authentication, and PyPI-like distribution
-// downloads. It adds fault injection and introspection for tests.
+// real one (vipyrsec/dragonfly-mainframe, read at its 2026-08 sources) as far
+// as a scanning client can tell: it refuses what the real server refuses and
+// accepts what it accepts, with the same status codes and detail texts. It
+// adds fault injection and introspection for tests.
+//
+// Leases, as the real server's POST /jobs and PUT /package:
+//   - every POST /jobs first dead-letters (FAILED, "Worker lease expired
+//     after N scan attempts") each expired lease that held the last attempt,
+//     then leases up to batch jobs to the caller: never-leased first, then
+//     expired leases with attempts left, oldest first. batch 0 only
+//     dead-letters; a negative batch is a plain-text 500.
+//   - a lease belongs to the identity that took it (see Config.Auth). PUT
+//     /package is accepted only from that identity with the current lease's
+//     attempt and assignment_id, or with both absent on the first attempt.
+//     The lease's expiry itself is not checked (only a re-lease or a dead
+//     letter ends it).
+//   - 404 "Package `n@v` not found in database.", 409 "Package `n@v` is
+//     already in a FINISHED state.", 409 "Package `n@v` exhausted its scan
+//     attempt limit.", 409 "Package `n@v` is no longer assigned to this
+//     worker lease."; a failed scan (by report) stays open to its lease: a
+//     later success finishes it, a later failure replaces the reason.
+//   - the body is the union PackageScanResult | PackageScanResultFail (see
+//     parseReport); 422 as FastAPI words it; 500 (plain text) where the
+//     database would fail: a new rule name given twice, a score beyond
+//     32 bits, a NUL byte.
 //
 // Routes (API routes need authentication when Config.Auth asks for it):
 //
@@ -11,10 +31,16 @@
 //	GET  /rules                   {"hash","rules"}
 //	PUT  /package                 report a job's outcome
 //	GET  /package?name=&version=  scan records of a release (or ?since=unix)
-//	POST /package                 queue a known release again
+//	POST /package                 404 unknown release, else 409 (already queued)
 //	GET  /queue-status            QueueStatus
 //	POST /update-rules/           re-read the rules
 //	GET  /                        {"server_commit","rules_commit"}
+//
+// Development routes, with the API's authentication when Config.Auth is set:
+//
+//	GET|POST /_dev/faults         read / change faults
+//	GET  /_dev/stats              Stats
+//	GET  /_dev/reports            every PUT /package and its answer
 //
 // Unauthenticated:
 //
@@ -22,12 +48,9 @@
 //	GET  /metrics                 Prometheus text format
 //	POST /oauth/token             Auth0 token endpoint (Auth "auth0" only)
 //	GET  /cdn-cgi/access/login/…  Cloudflare Access login page (Auth "cloudflare" only)
-//	GET|POST /_dev/faults         read / change faults (dev only, no auth)
-//	GET  /_dev/stats              Stats (dev only, no auth)
-//	GET  /_dev/reports            every PUT /package and its answer (dev only, no auth)
 //
-// The /_dev/ routes let anyone change the server's behaviour: never expose a
-// devapi server beyond a development network.
+// Without authentication the /_dev/ routes let anyone who reaches the server
+// change its behaviour: `dragonfly devapi` listens on 127.0.0.1 by default.
 package devapi
 
 import (
@@ -89,15 +112,29 @@ type Config struct {
 	// attempt is dead-lettered (FAILED). Default 3.
 	MaxAttempts int
 	// Auth is "none" (default), "cloudflare" (CF-Access-Client-Id and
-	// CF-Access-Client-Secret must equal CFClientID and CFClientSecret, else
-	// a 302 to the Access login page) or "auth0" (a bearer token from POST
-	// /oauth/token, issued for the Auth0* credentials, else 401).
-	Auth                         string
-	CFClientID, CFClientSecret   string
+	// CF-Access-Client-Secret must equal CFClientID and CFClientSecret or an
+	// entry of CFServiceTokens, else a 302 to the Access login page) or
+	// "auth0" (a bearer token from POST /oauth/token, issued for the Auth0*
+	// credentials, else 401). It guards the API routes and /_dev/.
+	//
+	// Each caller has an identity, the owner of the leases it takes, as the
+	// real server's pending_by: the service token's client id (Cloudflare),
+	// the token's subject (Auth0: "auth0|<username>" for the password grant,
+	// "<client id>@clients" for client_credentials), or "" for everyone
+	// without authentication. A report from another identity than the
+	// lease's is refused (409).
+	Auth                       string
+	CFClientID, CFClientSecret string
+	// CFServiceTokens are further Cloudflare service tokens (client id ->
+	// secret), each its own identity. Default none.
+	CFServiceTokens              map[string]string
 	Auth0ClientID                string
 	Auth0ClientSecret            string
 	Auth0Username, Auth0Password string // for grant_type=password
-	Auth0Audience                string // if set, a given audience must equal it
+	// Auth0Users are further users for grant_type=password (username ->
+	// password), each its own identity. Default none.
+	Auth0Users    map[string]string
+	Auth0Audience string // if set, a given audience must equal it
 	// TokenLifetime is the lifetime of issued Auth0 tokens. Default 1h.
 	TokenLifetime time.Duration
 	// PublicURL is the base of distribution URLs (no trailing slash). Default:
@@ -139,16 +176,23 @@ type Faults struct {
 	Latency time.Duration
 }
 
-// ReportRecord is one PUT /package request and the server's answer.
+// ReportRecord is one PUT /package request and the server's answer. Its
+// strings are cut to 2 KiB with a marker (package clip) and RulesMatched
+// to its first 1,024 names: a hostile report cannot make the log hold its
+// megabytes ReportLogLimit times.
 type ReportRecord struct {
-	Seq          int64     `json:"seq"`
-	Time         time.Time `json:"time"`
-	Name         string    `json:"name,omitempty"`
-	Version      string    `json:"version,omitempty"`
-	Attempt      *int      `json:"attempt,omitempty"`
-	AssignmentID string    `json:"assignment_id,omitempty"`
-	// Kind is "success" (score given), "failure" (reason given) or "" when
-	// the body was not understood.
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+	// Identity is the authenticated caller ("" without authentication).
+	Identity     string `json:"identity,omitempty"`
+	Name         string `json:"name,omitempty"`
+	Version      string `json:"version,omitempty"`
+	Attempt      *int   `json:"attempt,omitempty"`
+	AssignmentID string `json:"assignment_id,omitempty"`
+	// Kind is "success" or "failure" as the server understood the body
+	// (see PUT /package), or "" when it was not understood (422). A report
+	// answered before parsing (503 fault, 413) is classified by its fields
+	// (score without reason: success; reason without score: failure).
 	Kind         string   `json:"kind"`
 	Score        *int     `json:"score,omitempty"`
 	InspectorURL *string  `json:"inspector_url,omitempty"`
@@ -252,9 +296,19 @@ func New(cfg Config) (*Server, error) {
 		if cfg.CFClientID == "" || cfg.CFClientSecret == "" {
 			return nil, errors.New("devapi: cloudflare auth needs a client id and secret")
 		}
+		for id, secret := range cfg.CFServiceTokens {
+			if id == "" || secret == "" {
+				return nil, errors.New("devapi: a cloudflare service token needs a client id and secret")
+			}
+		}
 	case AuthAuth0:
 		if cfg.Auth0ClientID == "" || cfg.Auth0ClientSecret == "" {
 			return nil, errors.New("devapi: auth0 auth needs a client id and secret")
+		}
+		for user, password := range cfg.Auth0Users {
+			if user == "" || password == "" {
+				return nil, errors.New("devapi: an auth0 user needs a name and password")
+			}
 		}
 	default:
 		return nil, fmt.Errorf("devapi: unknown auth mode %q (want none, cloudflare or auth0)", cfg.Auth)

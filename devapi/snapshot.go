@@ -46,11 +46,15 @@ type snapDist struct {
 }
 
 type snapScan struct {
-	ID           string     `json:"id"`
-	Seq          uint64     `json:"seq"`
-	Status       string     `json:"status"`
-	Attempt      int        `json:"attempt"`
-	AssignmentID string     `json:"assignment_id,omitempty"`
+	ID           string `json:"id"`
+	Seq          uint64 `json:"seq"`
+	Status       string `json:"status"`
+	Attempt      int    `json:"attempt"`
+	AssignmentID string `json:"assignment_id,omitempty"`
+	// Owner is the identity holding the lease. Snapshots written before
+	// owners were kept have none: their leases belong to "" (the identity
+	// without authentication).
+	Owner        string     `json:"owner,omitempty"`
 	QueuedAt     time.Time  `json:"queued_at"`
 	PendingAt    *time.Time `json:"pending_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
@@ -99,7 +103,7 @@ func (s *Server) snapshotLocked() *snapshotFile {
 		for i, sc := range r.scans {
 			sr.Scans[i] = snapScan{
 				ID: sc.id, Seq: sc.seq, Status: sc.status.String(), Attempt: sc.attempt,
-				AssignmentID: sc.assignment, QueuedAt: sc.queuedAt, PendingAt: optTime(sc.pendingAt),
+				AssignmentID: sc.assignment, Owner: sc.owner, QueuedAt: sc.queuedAt, PendingAt: optTime(sc.pendingAt),
 				FinishedAt: optTime(sc.finishedAt), DeadLettered: sc.deadLettered, Score: sc.score,
 				InspectorURL: sc.inspectorURL, Rules: sc.rules, Commit: sc.commit, Reason: sc.reason,
 			}
@@ -232,7 +236,7 @@ func (s *Server) loadSnapshot(path string, groups []group) error {
 				return &SnapshotError{Path: path, Reason: err.Error()}
 			}
 			sc := &scan{
-				id: ss.ID, seq: ss.Seq, rel: r, status: stt, attempt: ss.Attempt, assignment: ss.AssignmentID,
+				id: ss.ID, seq: ss.Seq, rel: r, status: stt, attempt: ss.Attempt, assignment: ss.AssignmentID, owner: ss.Owner,
 				queuedAt: ss.QueuedAt, pendingAt: fromOpt(ss.PendingAt), finishedAt: fromOpt(ss.FinishedAt),
 				deadLettered: ss.DeadLettered, score: ss.Score, inspectorURL: ss.InspectorURL,
 				rules: ss.Rules, commit: ss.Commit, reason: ss.Reason,
@@ -244,6 +248,15 @@ func (s *Server) loadSnapshot(path string, groups []group) error {
 				queued = append(queued, sc)
 			case statusPending:
 				pending = append(pending, sc)
+			case statusFinished:
+				st.scans.finished++
+				for _, name := range sc.rules {
+					st.knownRules[name] = struct{}{}
+				}
+			case statusFailed:
+				if !sc.deadLettered {
+					st.scans.failed++
+				}
 			}
 		}
 		st.releases[key] = r
@@ -255,7 +268,7 @@ func (s *Server) loadSnapshot(path string, groups []group) error {
 	}
 	sort.SliceStable(pending, func(i, j int) bool { return pending[i].pendingAt.Before(pending[j].pendingAt) })
 	for _, sc := range pending {
-		sc.lease = st.pending.PushBack(sc)
+		sc.lease = st.leaseList(sc).PushBack(sc)
 	}
 	st.count = counters{
 		leases: snap.Counters.Leases, deadLettered: snap.Counters.DeadLettered,

@@ -3,8 +3,10 @@ package devapi
 import (
 	"container/list"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,10 +78,11 @@ type scan struct {
 	status       status
 	attempt      int
 	assignment   string
+	owner        string // identity that holds (or last held) the lease: the real server's pending_by
 	queuedAt     time.Time
 	pendingAt    time.Time
-	finishedAt   time.Time
-	lease        *list.Element // in state.pending while status is pending
+	finishedAt   time.Time     // when the scan reached its terminal state (success, failure or dead letter)
+	lease        *list.Element // in state.pending or state.final while status is pending
 	deadLettered bool
 	score        int
 	inspectorURL *string
@@ -114,14 +117,23 @@ type counters struct {
 	failed       int64 // failure reports accepted
 }
 
+// tally counts scans by terminal state (not reports: a scan whose failure
+// report is followed by a success from the same lease moves from failed to
+// finished).
+type tally struct {
+	finished int // status finished
+	failed   int // status failed by a report (dead letters are counters.deadLettered)
+}
+
 // state is the job queue. It is not safe for concurrent use: Server guards
 // it with its mutex.
 //
-// Complexity: leasing n jobs is O(n) amortized (plus the expired leases it
-// dead-letters on the way): never-leased scans sit in a FIFO (queue), leased
-// ones in a list ordered by lease time (pending), whose front is the oldest
-// lease and therefore the first to expire. A report removes its scan from
-// pending in O(1).
+// Complexity: leasing n jobs is O(n) amortized plus the expired leases it
+// dead-letters: never-leased scans sit in a FIFO (queue); leased ones in
+// two lists ordered by lease time, pending (attempts left: re-leased when
+// expired) and final (the last attempt: dead-lettered when expired), whose
+// fronts are the oldest leases and therefore the first to expire. A report
+// removes its scan from its list in O(1).
 type state struct {
 	timeout     time.Duration
 	maxAttempts int
@@ -129,10 +141,17 @@ type state struct {
 	releases map[string]*release
 	order    []*release // release listing order
 	queue    fifo       // never-leased scans, queueing order
-	pending  *list.List // of *scan, by pendingAt ascending
+	pending  *list.List // of *scan with attempt < maxAttempts, by pendingAt ascending
+	final    *list.List // of *scan with attempt >= maxAttempts, by pendingAt ascending
 	nextSeq  uint64
 	count    counters
-	newID    func() string
+	scans    tally
+	// knownRules are the rule names of every accepted success report: the
+	// real server's rules table, which only reports fill. A duplicate name
+	// in rules_matched fails (500) only when the name is new (two inserts of
+	// one unique name); a known one is looked up once and goes through.
+	knownRules map[string]struct{}
+	newID      func() string
 }
 
 // newState returns an empty queue; newID mints scan and assignment ids
@@ -146,6 +165,8 @@ func newState(timeout time.Duration, maxAttempts int, newID func() string) *stat
 		maxAttempts: maxAttempts,
 		releases:    map[string]*release{},
 		pending:     list.New(),
+		final:       list.New(),
+		knownRules:  map[string]struct{}{},
 		newID:       newID,
 	}
 }
@@ -183,16 +204,17 @@ func (st *state) enqueue(r *release, now time.Time) *scan {
 	return sc
 }
 
-// requeue queues release name@version again (POST /package).
-func (st *state) requeue(name, version string, now time.Time) (*scan, error) {
-	r := st.releases[releaseKey(name, version)]
-	if r == nil {
-		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("Package %s@%s not found", name, version)}
+// queuePackage answers POST /package as the real server does: it looks the
+// release up on "PyPI" (here: the releases this server knows; 404 if
+// unknown) and inserts a scan row, which the unique (name, version)
+// constraint refuses (409) for every release that has one, whatever its
+// state. Every known release has one, so the call never queues anything;
+// Server.Add queues a release again.
+func (st *state) queuePackage(name, version string) error {
+	if st.releases[releaseKey(name, version)] == nil {
+		return &apiError{http.StatusNotFound, fmt.Sprintf("Package %s@%s was not found on PyPI", name, version)}
 	}
-	if c := r.current(); c != nil && (c.status == statusQueued || c.status == statusPending) {
-		return nil, &apiError{http.StatusConflict, fmt.Sprintf("Package %s@%s is already %s", name, version, c.status)}
-	}
-	return st.enqueue(r, now), nil
+	return &apiError{http.StatusConflict, fmt.Sprintf("Package %s@%s is already queued for scanning", name, version)}
 }
 
 // expired reports whether a pending scan's lease has run out at now. As the
@@ -202,17 +224,44 @@ func (st *state) expired(sc *scan, now time.Time) bool {
 	return now.Sub(sc.pendingAt) > st.timeout
 }
 
-// lease hands out up to n jobs: never-leased scans first (queueing order),
-// then expired leases, oldest first. An expired lease whose attempt already
-// reached maxAttempts is dead-lettered (FAILED) instead.
-func (st *state) lease(n int, now time.Time) []leased {
+// leaseList is the list a pending scan sits in: final once it holds its
+// last attempt.
+func (st *state) leaseList(sc *scan) *list.List {
+	if sc.attempt >= st.maxAttempts {
+		return st.final
+	}
+	return st.pending
+}
+
+// unlease takes a pending scan out of its lease list.
+func (st *state) unlease(sc *scan) {
+	if sc.lease != nil {
+		st.leaseList(sc).Remove(sc.lease)
+		sc.lease = nil
+	}
+}
+
+// lease is POST /jobs in one transaction, as the real server runs it: first
+// every expired lease that held its last attempt is dead-lettered (FAILED),
+// whatever n is; then up to n jobs are handed to owner: never-leased scans
+// first (queueing order), then expired leases with attempts left, oldest
+// first. n may be 0 (dead-lettering only).
+func (st *state) lease(n int, now time.Time, owner string) []leased {
+	for e := st.final.Front(); e != nil; e = st.final.Front() {
+		sc := e.Value.(*scan)
+		if !st.expired(sc, now) {
+			break
+		}
+		st.unlease(sc)
+		st.deadLetter(sc, now)
+	}
 	var out []leased
 	for len(out) < n {
 		sc := st.queue.pop()
 		if sc == nil {
 			break
 		}
-		out = append(out, st.grant(sc, now))
+		out = append(out, st.grant(sc, now, owner))
 	}
 	for len(out) < n {
 		front := st.pending.Front()
@@ -223,48 +272,50 @@ func (st *state) lease(n int, now time.Time) []leased {
 		if !st.expired(sc, now) {
 			break
 		}
-		st.pending.Remove(front)
-		sc.lease = nil
-		if sc.attempt >= st.maxAttempts {
-			st.deadLetter(sc, now)
-			continue
-		}
-		out = append(out, st.grant(sc, now))
+		st.unlease(sc)
+		out = append(out, st.grant(sc, now, owner))
 	}
 	return out
 }
 
-// grant leases sc: attempt+1, a new assignment, pending since now.
-func (st *state) grant(sc *scan, now time.Time) leased {
+// grant leases sc to owner: attempt+1, a new assignment, pending since now.
+func (st *state) grant(sc *scan, now time.Time, owner string) leased {
 	sc.status = statusPending
 	sc.attempt++
 	sc.assignment = st.newID()
+	sc.owner = owner
 	sc.pendingAt = now
 	st.insertPending(sc)
 	st.count.leases++
 	return leased{name: sc.rel.name, version: sc.rel.version, files: sc.rel.files, attempt: sc.attempt, assignment: sc.assignment}
 }
 
-// insertPending keeps pending ordered by pendingAt. With a non-decreasing
-// clock this is a push to the back; an injected clock that goes backwards
-// costs a walk from the back.
+// insertPending puts a pending scan into its lease list, ordered by
+// pendingAt. With a non-decreasing clock this is a push to the back; an
+// injected clock that goes backwards costs a walk from the back.
 func (st *state) insertPending(sc *scan) {
-	e := st.pending.Back()
+	l := st.leaseList(sc)
+	e := l.Back()
 	for e != nil && e.Value.(*scan).pendingAt.After(sc.pendingAt) {
 		e = e.Prev()
 	}
 	if e == nil {
-		sc.lease = st.pending.PushFront(sc)
+		sc.lease = l.PushFront(sc)
 	} else {
-		sc.lease = st.pending.InsertAfter(sc, e)
+		sc.lease = l.InsertAfter(sc, e)
 	}
+}
+
+// deadLetterReason is the real server's fail_reason of a dead letter.
+func (st *state) deadLetterReason() string {
+	return fmt.Sprintf("Worker lease expired after %d scan attempts", st.maxAttempts)
 }
 
 func (st *state) deadLetter(sc *scan, now time.Time) {
 	sc.status = statusFailed
 	sc.deadLettered = true
 	sc.finishedAt = now
-	sc.reason = fmt.Sprintf("dead-lettered: lease expired %d times without a report", sc.attempt)
+	sc.reason = st.deadLetterReason()
 	st.count.deadLettered++
 }
 
@@ -281,55 +332,109 @@ type report struct {
 	reason        string
 }
 
-// errDuplicateRules is the 500 the real server answers when rules_matched
-// repeats a rule (its unique index on the scan's rules fails).
-var errDuplicateRules = &apiError{http.StatusInternalServerError, "Internal Server Error"}
+// errInternal is the real server's answer to an unhandled exception (a
+// database error at commit): Starlette's plain-text 500.
+var errInternal = &apiError{http.StatusInternalServerError, "Internal Server Error"}
 
-// apply records a report. It returns an *apiError (404, 409, 500) and leaves
-// the state untouched, or nil when the report was accepted.
-func (st *state) apply(rep *report, now time.Time) error {
+// hasNUL reports whether any of the strings holds a NUL byte, which
+// PostgreSQL refuses in text (psycopg2 raises before the query runs).
+func hasNUL(ss ...string) bool {
+	for _, s := range ss {
+		if strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// apply records a report from identity as the real server's PUT /package
+// does, in its order of checks:
+//
+//  1. 404 "Package `n@v` not found in database." when no scan has exactly
+//     this name and version (the name is compared as leased, not
+//     normalized);
+//  2. 409 "... is already in a FINISHED state." for a finished scan;
+//  3. 409 "... exhausted its scan attempt limit." for a dead letter;
+//  4. 409 "... is no longer assigned to this worker lease." unless the
+//     scan was leased to identity and the report names the current lease:
+//     attempt and assignment_id both equal to it, or both absent while the
+//     scan is on its first attempt. A never-leased scan is nobody's lease.
+//  5. 500 (plain text) when the database would refuse the row: a score
+//     outside PostgreSQL's integer range, a rule name new to the server
+//     given twice, a NUL byte in a stored string.
+//
+// A failed scan (by report, not dead-lettered) passes these checks like a
+// pending one, so the lease that failed it may report again: a success
+// finishes it, another failure replaces the reason. The lease's expiry is
+// not checked: an expired lease nobody took over still reports.
+//
+// On an error the state is untouched.
+func (st *state) apply(rep *report, now time.Time, identity string) error {
+	if hasNUL(rep.name, rep.version) {
+		return errInternal
+	}
 	r := st.releases[releaseKey(rep.name, rep.version)]
-	if r == nil || r.current() == nil {
-		return &apiError{http.StatusNotFound, fmt.Sprintf("Package %s@%s not found", rep.name, rep.version)}
+	if r == nil || r.name != rep.name || r.current() == nil {
+		return &apiError{http.StatusNotFound, fmt.Sprintf("Package `%s@%s` not found in database.", rep.name, rep.version)}
 	}
 	sc := r.current()
-	id := rep.name + "@" + rep.version
-	switch sc.status {
-	case statusFinished:
-		return &apiError{http.StatusConflict, fmt.Sprintf("Package %s is already in a FINISHED state", id)}
-	case statusFailed:
-		if sc.deadLettered {
-			return &apiError{http.StatusConflict, fmt.Sprintf("Package %s is in a FAILED state: dead-lettered after %d attempts", id, sc.attempt)}
-		}
-		return &apiError{http.StatusConflict, fmt.Sprintf("Package %s is already in a FAILED state", id)}
-	case statusQueued:
-		return &apiError{http.StatusConflict, fmt.Sprintf("Package %s is QUEUED and not leased to anyone", id)}
+	if sc.status == statusFinished {
+		return &apiError{http.StatusConflict, fmt.Sprintf("Package `%s@%s` is already in a FINISHED state.", rep.name, rep.version)}
 	}
-	if (rep.assignmentID != nil && *rep.assignmentID != sc.assignment) || (rep.attempt != nil && *rep.attempt != sc.attempt) {
-		return &apiError{http.StatusConflict, fmt.Sprintf("Package %s is no longer assigned to this worker lease", id)}
+	if sc.deadLettered {
+		return &apiError{http.StatusConflict, fmt.Sprintf("Package `%s@%s` exhausted its scan attempt limit.", rep.name, rep.version)}
 	}
+	assignmentMatches := rep.attempt != nil && *rep.attempt == sc.attempt &&
+		rep.assignmentID != nil && sc.assignment != "" && *rep.assignmentID == sc.assignment
+	legacyFirst := rep.attempt == nil && rep.assignmentID == nil && sc.attempt == 1
+	workerMatches := sc.attempt > 0 && sc.owner == identity
+	if !workerMatches || !(assignmentMatches || legacyFirst) {
+		return &apiError{http.StatusConflict, fmt.Sprintf("Package `%s@%s` is no longer assigned to this worker lease.", rep.name, rep.version)}
+	}
+	var distinct []string
 	if rep.success {
+		if rep.score < math.MinInt32 || rep.score > math.MaxInt32 || hasNUL(rep.commit) ||
+			(rep.inspectorURL != nil && hasNUL(*rep.inspectorURL)) || hasNUL(rep.rules...) {
+			return errInternal
+		}
+		// The rules as the server stores them: one row per distinct name.
 		seen := make(map[string]struct{}, len(rep.rules))
 		for _, name := range rep.rules {
 			if _, dup := seen[name]; dup {
-				return errDuplicateRules
+				if _, known := st.knownRules[name]; !known {
+					return errInternal
+				}
+				continue
 			}
 			seen[name] = struct{}{}
+			distinct = append(distinct, name)
 		}
+	} else if hasNUL(rep.reason) {
+		return errInternal
 	}
-	st.pending.Remove(sc.lease)
-	sc.lease = nil
+
+	switch sc.status {
+	case statusPending:
+		st.unlease(sc)
+	case statusFailed:
+		st.scans.failed--
+	}
 	sc.finishedAt = now
 	if rep.success {
 		sc.status = statusFinished
 		sc.score = rep.score
 		sc.inspectorURL = rep.inspectorURL
-		sc.rules = slices.Clone(rep.rules)
+		sc.rules = distinct
+		for _, name := range distinct {
+			st.knownRules[name] = struct{}{}
+		}
 		sc.commit = rep.commit
+		st.scans.finished++
 		st.count.finished++
 	} else {
 		sc.status = statusFailed
 		sc.reason = rep.reason
+		st.scans.failed++
 		st.count.failed++
 	}
 	return nil
@@ -347,7 +452,7 @@ type QueueStatus struct {
 	// MaxAttempts; the next /jobs calls re-lease them.
 	Retryable int `json:"retryable"`
 	// Exhausted: leased scans whose lease expired with attempt >= MaxAttempts;
-	// the next /jobs call that reaches them dead-letters them (FAILED).
+	// the next /jobs call (any batch, even 0) dead-letters them (FAILED).
 	Exhausted int `json:"exhausted"`
 	// Stranded: the part of Retryable+Exhausted whose lease expired more than
 	// one LeaseTimeout ago: nobody has called /jobs to collect them for a
@@ -359,42 +464,46 @@ type QueueStatus struct {
 	// OldestAgeSeconds: now minus queued_at of the oldest scan in
 	// TotalBacklog; 0 when the backlog is empty.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
-	// Finished and Failed count terminal scans (failed includes dead-lettered).
+	// Finished and Failed count scans in those states (failed includes
+	// dead-lettered ones; a failed scan its lease then reports a success for
+	// moves to finished).
 	Finished int `json:"finished"`
 	Failed   int `json:"failed"`
 }
 
-// queueStatus walks the pending list (O(leased)), not the whole history.
+// queueStatus walks the lease lists (O(leased)), not the whole history.
 func (st *state) queueStatus(now time.Time) QueueStatus {
 	q := QueueStatus{Queued: st.queue.len()}
 	var oldest time.Time
 	if sc := st.queue.peek(); sc != nil {
 		oldest = sc.queuedAt
 	}
-	for e := st.pending.Front(); e != nil; e = e.Next() {
-		sc := e.Value.(*scan)
-		if oldest.IsZero() || sc.queuedAt.Before(oldest) {
-			oldest = sc.queuedAt
-		}
-		if !st.expired(sc, now) {
-			q.InProgress++
-			continue
-		}
-		if sc.attempt >= st.maxAttempts {
-			q.Exhausted++
-		} else {
-			q.Retryable++
-		}
-		if now.Sub(sc.expiry(st.timeout)) > st.timeout {
-			q.Stranded++
+	for _, l := range []*list.List{st.pending, st.final} {
+		for e := l.Front(); e != nil; e = e.Next() {
+			sc := e.Value.(*scan)
+			if oldest.IsZero() || sc.queuedAt.Before(oldest) {
+				oldest = sc.queuedAt
+			}
+			if !st.expired(sc, now) {
+				q.InProgress++
+				continue
+			}
+			if sc.attempt >= st.maxAttempts {
+				q.Exhausted++
+			} else {
+				q.Retryable++
+			}
+			if now.Sub(sc.expiry(st.timeout)) > st.timeout {
+				q.Stranded++
+			}
 		}
 	}
 	q.TotalBacklog = q.Queued + q.InProgress + q.Retryable + q.Exhausted
 	if !oldest.IsZero() {
 		q.OldestAgeSeconds = max(0, now.Sub(oldest).Seconds())
 	}
-	q.Finished = int(st.count.finished)
-	q.Failed = int(st.count.failed + st.count.deadLettered)
+	q.Finished = st.scans.finished
+	q.Failed = st.scans.failed + int(st.count.deadLettered)
 	return q
 }
 

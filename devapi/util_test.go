@@ -7,11 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
-func assertDetailContains(t *testing.T, rec *httptest.ResponseRecorder, want string) {
+// assertDetail checks a {"detail": text} answer's exact text.
+func assertDetail(t *testing.T, rec *httptest.ResponseRecorder, want string) {
 	t.Helper()
 	var d struct {
 		Detail string `json:"detail"`
@@ -19,14 +19,14 @@ func assertDetailContains(t *testing.T, rec *httptest.ResponseRecorder, want str
 	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
 		t.Fatalf("detail body %s: %v", rec.Body, err)
 	}
-	if !strings.Contains(d.Detail, want) {
-		t.Fatalf("detail %q does not mention %q", d.Detail, want)
+	if d.Detail != want {
+		t.Fatalf("detail %q, want %q", d.Detail, want)
 	}
 }
 
-func lookup(t *testing.T, f *fixture, name, version string) []scanJSON {
+func lookup(t *testing.T, f *fixture, name, version string, hdr ...string) []scanJSON {
 	t.Helper()
-	rec := f.do(http.MethodGet, "/package?name="+url.QueryEscape(name)+"&version="+url.QueryEscape(version), nil)
+	rec := f.do(http.MethodGet, "/package?name="+url.QueryEscape(name)+"&version="+url.QueryEscape(version), nil, hdr...)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET /package: %d %s", rec.Code, rec.Body)
 	}

@@ -62,79 +62,153 @@ func decodeBody(data []byte) (any, error) {
 	return v, nil
 }
 
-// fields validates the members of one JSON object body, collecting every
-// error in field order like pydantic.
-type fields struct {
-	body map[string]any
-	errs []fieldError
+// decodeRequiredBody decodes a required JSON body: FastAPI answers an
+// empty body or a JSON null with one "missing" error at ("body").
+func decodeRequiredBody(data []byte) (any, error) {
+	missing := &validationError{[]fieldError{{Type: "missing", Loc: []any{"body"}, Msg: "Field required", Input: nil}}}
+	if len(data) == 0 {
+		return nil, missing
+	}
+	v, err := decodeBody(data)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, missing
+	}
+	return v, nil
 }
 
-func newFields(v any) (*fields, error) {
+// fields validates the members of one JSON object body against one model,
+// collecting every error in field order like pydantic. Errors are located
+// at prefix + key: ("body", key) for a plain body model, ("body", model
+// name, key) for a member of a union.
+type fields struct {
+	body   map[string]any
+	prefix []any
+	set    int // fields given, null included: pydantic's fields_set
+	errs   []fieldError
+}
+
+func newFields(v any, prefix ...any) (*fields, error) {
+	if len(prefix) == 0 {
+		prefix = []any{"body"}
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, &validationError{[]fieldError{{
-			Type: "model_attributes_type", Loc: []any{"body"},
-			Msg: "Input should be a valid dictionary or object to extract fields from", Input: v,
-		}}}
+		return nil, &validationError{[]fieldError{notObject(v, prefix)}}
 	}
-	return &fields{body: m}, nil
+	return &fields{body: m, prefix: prefix}, nil
+}
+
+// notObject is pydantic's error for a body that is not an object (FastAPI
+// validates with from_attributes, hence this type).
+func notObject(v any, loc []any) fieldError {
+	return fieldError{
+		Type: "model_attributes_type", Loc: loc,
+		Msg: "Input should be a valid dictionary or object to extract fields from", Input: v,
+	}
+}
+
+func (f *fields) loc(key string, more ...any) []any {
+	out := append(append([]any(nil), f.prefix...), key)
+	return append(out, more...)
+}
+
+// get returns a field's value and whether it was given, counting it.
+func (f *fields) get(key string) (any, bool) {
+	v, ok := f.body[key]
+	if ok {
+		f.set++
+	}
+	return v, ok
 }
 
 func (f *fields) add(typ string, loc []any, msg string, input any) {
 	f.errs = append(f.errs, fieldError{Type: typ, Loc: loc, Msg: msg, Input: input})
 }
 
-func (f *fields) missing(key string) {
-	f.add("missing", []any{"body", key}, "Field required", f.body)
-}
-
-// present reports whether key is given and not null.
-func (f *fields) present(key string) bool {
-	v, ok := f.body[key]
-	return ok && v != nil
-}
-
-// str reads a string field; required fields may not be absent or null.
-func (f *fields) str(key string, required bool) *string {
-	v, ok := f.body[key]
-	if !ok || (v == nil && !required) {
-		if required {
-			f.missing(key)
-		}
+// str reads a required string field (null is a string_type error).
+func (f *fields) str(key string) *string {
+	v, ok := f.get(key)
+	if !ok {
+		f.add("missing", f.loc(key), "Field required", f.body)
 		return nil
 	}
 	s, ok := v.(string)
 	if !ok {
-		f.add("string_type", []any{"body", key}, "Input should be a valid string", v)
+		f.add("string_type", f.loc(key), "Input should be a valid string", v)
 		return nil
 	}
 	return &s
 }
 
-// integer reads an int field in pydantic's lax mode: JSON integers,
-// floats without a fractional part and numeric strings.
-func (f *fields) integer(key string, required bool) *int {
-	v, ok := f.body[key]
-	if !ok || (v == nil && !required) {
-		if required {
-			f.missing(key)
-		}
+// optStr reads a `str | None = None` field.
+func (f *fields) optStr(key string) *string {
+	v, ok := f.get(key)
+	if !ok || v == nil {
+		return nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		f.add("string_type", f.loc(key), "Input should be a valid string", v)
+		return nil
+	}
+	return &s
+}
+
+// intOr reads an `int = def` field in pydantic's lax mode (null is an
+// int_type error).
+func (f *fields) intOr(key string, def int) int {
+	v, ok := f.get(key)
+	if !ok {
+		return def
+	}
+	n, fe := toInt(v)
+	if fe != nil {
+		fe.Loc = f.loc(key)
+		f.errs = append(f.errs, *fe)
+		return def
+	}
+	return n
+}
+
+// optIntGE reads an `int | None = Field(None, ge=min)` field.
+func (f *fields) optIntGE(key string, min int) *int {
+	v, ok := f.get(key)
+	if !ok || v == nil {
 		return nil
 	}
 	n, fe := toInt(v)
 	if fe != nil {
-		fe.Loc = []any{"body", key}
+		fe.Loc = f.loc(key)
 		f.errs = append(f.errs, *fe)
+		return nil
+	}
+	if n < min {
+		f.errs = append(f.errs, fieldError{
+			Type: "greater_than_equal", Loc: f.loc(key), Msg: "Input should be greater than or equal to " + strconv.Itoa(min),
+			Input: v, Ctx: map[string]any{"ge": min},
+		})
 		return nil
 	}
 	return &n
 }
 
+// toInt converts a JSON value to an int as pydantic's lax mode does: JSON
+// integers, floats without a fractional part, numeric strings and booleans.
+// Integers beyond int64 saturate (Python's are unbounded; the comparisons
+// and range checks they meet give the same answers).
 func toInt(v any) (int, *fieldError) {
 	switch x := v.(type) {
 	case json.Number:
 		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
 			return int(n), nil
+		} else if errors.Is(err, strconv.ErrRange) {
+			if strings.HasPrefix(string(x), "-") {
+				return math.MinInt64, nil
+			}
+			return math.MaxInt64, nil
 		}
 		fl, err := strconv.ParseFloat(string(x), 64)
 		if err == nil && fl == math.Trunc(fl) && math.Abs(fl) < 1<<62 {
@@ -149,47 +223,52 @@ func toInt(v any) (int, *fieldError) {
 			return int(n), nil
 		}
 		return 0, &fieldError{Type: "int_parsing", Msg: "Input should be a valid integer, unable to parse string as an integer", Input: v}
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
 	}
 	return 0, &fieldError{Type: "int_type", Msg: "Input should be a valid integer", Input: v}
 }
 
-// uuidStr reads an optional UUID field, returned in canonical form.
-func (f *fields) uuidStr(key string) *string {
-	v, ok := f.body[key]
+// optUUID reads a `uuid.UUID | None = None` field, returned in canonical
+// form.
+func (f *fields) optUUID(key string) *string {
+	v, ok := f.get(key)
 	if !ok || v == nil {
 		return nil
 	}
 	s, ok := v.(string)
 	if !ok {
-		f.add("uuid_type", []any{"body", key}, "UUID input should be a string, bytes or UUID object", v)
+		f.add("uuid_type", f.loc(key), "UUID input should be a string, bytes or UUID object", v)
 		return nil
 	}
 	u, err := uuid.Parse(s)
 	if err != nil {
-		f.add("uuid_parsing", []any{"body", key}, "Input should be a valid UUID, "+err.Error(), v)
+		f.add("uuid_parsing", f.loc(key), "Input should be a valid UUID, "+err.Error(), v)
 		return nil
 	}
 	c := u.String()
 	return &c
 }
 
-// strList reads a required list of strings.
-func (f *fields) strList(key string) []string {
-	v, ok := f.body[key]
+// strListOr reads a `list[str] = []` field.
+func (f *fields) strListOr(key string) []string {
+	v, ok := f.get(key)
 	if !ok {
-		f.missing(key)
-		return nil
+		return []string{}
 	}
 	items, ok := v.([]any)
 	if !ok {
-		f.add("list_type", []any{"body", key}, "Input should be a valid list", v)
+		f.add("list_type", f.loc(key), "Input should be a valid list", v)
 		return nil
 	}
 	out := make([]string, 0, len(items))
 	for i, it := range items {
 		s, ok := it.(string)
 		if !ok {
-			f.add("string_type", []any{"body", key, i}, "Input should be a valid string", it)
+			f.add("string_type", f.loc(key, i), "Input should be a valid string", it)
 			continue
 		}
 		out = append(out, s)
@@ -204,56 +283,83 @@ func (f *fields) err() error {
 	return &validationError{f.errs}
 }
 
-// parseReport validates a PUT /package body: a success report
-// {name, version, attempt?, assignment_id?, score, inspector_url?,
-// rules_matched, commit} or a failure report {name, version, attempt?,
-// assignment_id?, reason}. A body with both score and reason, or neither, is a
-// value_error at ("body").
-func parseReport(data []byte) (*report, error) {
-	v, err := decodeBody(data)
+// The models of the real server's PUT /package body, which FastAPI
+// validates as the union PackageScanResult | PackageScanResultFail.
+const (
+	modelSuccess = "PackageScanResult"
+	modelFailure = "PackageScanResultFail"
+)
+
+// parseSuccess validates body as PackageScanResult: name, version, commit
+// required; score (default 0), inspector_url (default null), rules_matched
+// (default []), attempt (null or >= 1), assignment_id (null or a UUID).
+func parseSuccess(body any) (*report, int, []fieldError) {
+	f, err := newFields(body, "body", modelSuccess)
 	if err != nil {
-		return nil, err
+		return nil, 0, err.(*validationError).errs
 	}
-	f, err := newFields(v)
+	rep := &report{success: true}
+	name, version := f.str("name"), f.str("version")
+	commit := f.str("commit")
+	rep.score = f.intOr("score", 0)
+	rep.inspectorURL = f.optStr("inspector_url")
+	rep.rules = f.strListOr("rules_matched")
+	rep.attempt = f.optIntGE("attempt", 1)
+	rep.assignmentID = f.optUUID("assignment_id")
+	if len(f.errs) > 0 {
+		return nil, 0, f.errs
+	}
+	rep.name, rep.version, rep.commit = *name, *version, *commit
+	return rep, f.set, nil
+}
+
+// parseFailure validates body as PackageScanResultFail: name, version,
+// reason required; attempt and assignment_id as for a success.
+func parseFailure(body any) (*report, int, []fieldError) {
+	f, err := newFields(body, "body", modelFailure)
 	if err != nil {
-		return nil, err
+		return nil, 0, err.(*validationError).errs
 	}
+	name, version := f.str("name"), f.str("version")
+	reason := f.str("reason")
 	rep := &report{}
-	name := f.str("name", true)
-	version := f.str("version", true)
-	rep.attempt = f.integer("attempt", false)
-	rep.assignmentID = f.uuidStr("assignment_id")
-	hasScore, hasReason := f.present("score"), f.present("reason")
-	switch {
-	case hasScore && hasReason:
-		f.add("value_error", []any{"body"}, "Value error, a report has either score (success) or reason (failure), not both", f.body)
-	case hasScore:
-		rep.success = true
-		if n := f.integer("score", true); n != nil {
-			rep.score = *n
-		}
-		rep.inspectorURL = f.str("inspector_url", false)
-		rep.rules = f.strList("rules_matched")
-		if c := f.str("commit", true); c != nil {
-			rep.commit = *c
-		}
-	case hasReason:
-		if r := f.str("reason", true); r != nil {
-			rep.reason = *r
-		}
-	default:
-		f.add("value_error", []any{"body"}, "Value error, a report needs either score (success) or reason (failure)", f.body)
+	rep.attempt = f.optIntGE("attempt", 1)
+	rep.assignmentID = f.optUUID("assignment_id")
+	if len(f.errs) > 0 {
+		return nil, 0, f.errs
 	}
-	if err := f.err(); err != nil {
+	rep.name, rep.version, rep.reason = *name, *version, *reason
+	return rep, f.set, nil
+}
+
+// parseReport validates a PUT /package body as the real server's union
+// PackageScanResult | PackageScanResultFail in pydantic's smart mode: every
+// member is tried; if both fit, the one with more of its fields given wins,
+// a tie goes to the first (success); if neither fits, the 422 lists the
+// errors of both, each located under its model's name. Unknown fields are
+// ignored. So {name, version, commit} is a success with score 0, and a
+// body with commit and reason but no score is a success too (three fields
+// each), while one with score and reason but no commit is a failure. An
+// empty or null body is one "missing" error at ("body").
+func parseReport(data []byte) (*report, error) {
+	v, err := decodeRequiredBody(data)
+	if err != nil {
 		return nil, err
 	}
-	rep.name, rep.version = *name, *version
-	return rep, nil
+	ok, okSet, okErrs := parseSuccess(v)
+	fail, failSet, failErrs := parseFailure(v)
+	switch {
+	case ok != nil && (fail == nil || okSet >= failSet):
+		return ok, nil
+	case fail != nil:
+		return fail, nil
+	}
+	return nil, &validationError{append(okErrs, failErrs...)}
 }
 
 // parseNameVersion validates a POST /package body {name, version}.
 func parseNameVersion(data []byte) (name, version string, err error) {
-	v, err := decodeBody(data)
+	v, err := decodeRequiredBody(data)
 	if err != nil {
 		return "", "", err
 	}
@@ -261,39 +367,30 @@ func parseNameVersion(data []byte) (name, version string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	n, ver := f.str("name", true), f.str("version", true)
+	n, ver := f.str("name"), f.str("version")
 	if err := f.err(); err != nil {
 		return "", "", err
 	}
 	return *n, *ver, nil
 }
 
-// queryInt validates an integer query parameter with a lower bound, as
-// FastAPI's Query(default, ge=min).
-func queryInt(vals []string, key string, def, min int) (int, error) {
+// queryInt validates an integer query parameter as FastAPI's `key: int =
+// def` (no bounds: the real server has none on batch or since). Values
+// beyond int64 saturate.
+func queryInt(vals []string, key string, def int) (int, error) {
 	if len(vals) == 0 {
 		return def, nil
 	}
 	raw := vals[len(vals)-1]
 	n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
-	if errors.Is(err, strconv.ErrRange) && n > 0 {
-		n, err = math.MaxInt64, nil // "no upper bound"
+	if errors.Is(err, strconv.ErrRange) {
+		err = nil // n is already saturated to the int64 bound of its sign
 	}
 	if err != nil {
 		return 0, &validationError{[]fieldError{{
 			Type: "int_parsing", Loc: []any{"query", key},
 			Msg: "Input should be a valid integer, unable to parse string as an integer", Input: raw,
 		}}}
-	}
-	if n < int64(min) {
-		return 0, &validationError{[]fieldError{{
-			Type: "greater_than_equal", Loc: []any{"query", key},
-			Msg: "Input should be greater than or equal to " + strconv.Itoa(min), Input: raw,
-			Ctx: map[string]any{"ge": min},
-		}}}
-	}
-	if n > math.MaxInt {
-		n = math.MaxInt
 	}
 	return int(n), nil
 }
