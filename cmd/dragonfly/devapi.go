@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
 )
@@ -26,15 +28,26 @@ and assignment ids, dead-lettering, PUT /package with the real answers, GET
 /rules, GET/POST /package, GET /queue-status, GET /metrics, Cloudflare Access or
 Auth0 authentication, and the distributions themselves under /packages/.
 
+It refuses what the real server refuses: a report must come from the
+identity that leased the job (the Cloudflare service token's client id, the
+Auth0 token's subject) and name the current lease's attempt and
+assignment_id (both may be absent on the first attempt only); every POST
+/jobs first dead-letters the expired leases that held the last attempt.
+
 Distributions come from --packages (every file in the directory, grouped into
 releases by their PyPI file names), --demo and --synthetic; rules from --rules
 (*.yara / *.yar) or --demo.
 
-Development routes, unauthenticated (never expose this server beyond a dev network):
+Development routes (with --auth, they take the API's credentials):
   GET|POST /_dev/faults   {report_error_rate, latency_ms, unavailable_seconds,
                            token_lifetime_seconds, revoke_tokens}
   GET /_dev/stats         counters
-  GET /_dev/reports       every PUT /package and its answer`
+  GET /_dev/reports       every PUT /package and its answer
+
+It listens on 127.0.0.1:8000 by default. Without --auth anyone who reaches
+the port can lease, report and change the faults: to serve other hosts
+(e.g. --listen :8000 in a container), publish the port on loopback only or
+set --auth.`
 
 // devapiFlags are the settings of dragonfly devapi.
 type devapiFlags struct {
@@ -46,8 +59,10 @@ type devapiFlags struct {
 	maxAttempts     int
 	auth            string
 	cfID, cfSecret  string
+	cfTokens        credList
 	a0ID, a0Secret  string
 	a0User, a0Pass  string
+	a0Users         credList
 	a0Audience      string
 	tokenLifetime   time.Duration
 	publicURL       string
@@ -60,7 +75,7 @@ type devapiFlags struct {
 }
 
 func (f *devapiFlags) register(s *settings) {
-	s.String(&f.listen, "listen", ":8000", "address to serve the API on", "DRAGONFLY_DEVAPI_LISTEN")
+	s.String(&f.listen, "listen", "127.0.0.1:8000", "address to serve the API on (loopback by default; \":8000\" serves every interface)", "DRAGONFLY_DEVAPI_LISTEN")
 	s.String(&f.packages, "packages", "", "directory of distribution files (sdists, wheels, eggs) to serve and queue", "DRAGONFLY_DEVAPI_PACKAGES")
 	s.String(&f.rules, "rules", "", "directory of YARA rule files (*.yara, *.yar); re-read when they change", "DRAGONFLY_DEVAPI_RULES")
 	s.Bool(&f.useDemo, "demo", false, "serve the built-in demo packages and rules", "DRAGONFLY_DEVAPI_DEMO")
@@ -68,11 +83,13 @@ func (f *devapiFlags) register(s *settings) {
 	s.Int(&f.maxAttempts, "max-attempts", 3, "leases per job before it is dead-lettered", "DRAGONFLY_DEVAPI_MAX_ATTEMPTS")
 	s.String(&f.auth, "auth", "none", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)", "DRAGONFLY_DEVAPI_AUTH")
 	s.String(&f.cfID, "cf-client-id", "", "Cloudflare Access service token id clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_ID")
-	s.String(&f.cfSecret, "cf-client-secret", "", "Cloudflare Access service token secret clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_SECRET")
+	s.String(&f.cfSecret, "cf-client-secret", "", "Cloudflare Access service token secret clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").markSecret()
+	s.add(&f.cfTokens, "cf-service-tokens", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)", []string{"DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS"}).markSecret()
 	s.String(&f.a0ID, "auth0-client-id", "", "Auth0 client id accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID")
-	s.String(&f.a0Secret, "auth0-client-secret", "", "Auth0 client secret accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET")
+	s.String(&f.a0Secret, "auth0-client-secret", "", "Auth0 client secret accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET").markSecret()
 	s.String(&f.a0User, "auth0-username", "", "username accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_USERNAME")
-	s.String(&f.a0Pass, "auth0-password", "", "password accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_PASSWORD")
+	s.String(&f.a0Pass, "auth0-password", "", "password accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_PASSWORD").markSecret()
+	s.add(&f.a0Users, "auth0-users", "further users for the password grant, name=password,... (each its own lease owner)", []string{"DRAGONFLY_DEVAPI_AUTH0_USERS"}).markSecret()
 	s.String(&f.a0Audience, "auth0-audience", "https://dragonfly.vipyrsec.com", "audience a token request may name (empty: any)", "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE")
 	s.Duration(&f.tokenLifetime, "token-lifetime", time.Hour, "lifetime of issued Auth0 tokens", "DRAGONFLY_DEVAPI_TOKEN_LIFETIME")
 	s.String(&f.publicURL, "public-url", "", "base URL of distribution links (default: the scheme and Host of each /jobs request)", "DRAGONFLY_DEVAPI_PUBLIC_URL")
@@ -94,10 +111,12 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 		Auth:              strings.ToLower(f.auth),
 		CFClientID:        f.cfID,
 		CFClientSecret:    f.cfSecret,
+		CFServiceTokens:   f.cfTokens,
 		Auth0ClientID:     f.a0ID,
 		Auth0ClientSecret: f.a0Secret,
 		Auth0Username:     f.a0User,
 		Auth0Password:     f.a0Pass,
+		Auth0Users:        f.a0Users,
 		Auth0Audience:     f.a0Audience,
 		TokenLifetime:     f.tokenLifetime,
 		PublicURL:         f.publicURL,
@@ -165,6 +184,10 @@ func runDevAPI(ctx context.Context, e *env, args []string) error {
 	st := dev.Stats()
 	log.Info("devapi listening", "addr", ln.Addr().String(), "auth", cfg.Auth,
 		"queued", st.Queue.Queued, "backlog", st.Queue.TotalBacklog, "rules_hash", dev.RulesHash())
+	if openDoor(ln.Addr(), cfg.Auth) {
+		log.Warn("devapi serves beyond loopback without authentication: anyone who reaches it can lease, report and change its faults",
+			"addr", ln.Addr().String())
+	}
 	hs := &http.Server{Handler: dev.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serr := serveHTTP(ctx, hs, ln) // bounded Shutdown when ctx ends
 	cerr := dev.Close()            // flush the snapshot
@@ -185,3 +208,44 @@ func (v *rateValue) Set(s string) error {
 }
 
 func (v *rateValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+
+// openDoor reports whether a devapi listening on addr with auth mode auth
+// lets other hosts in without credentials.
+func openDoor(addr net.Addr, auth string) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return auth == devapi.AuthNone && (!ok || !tcp.IP.IsLoopback())
+}
+
+// credList is a flag of name=secret pairs separated by commas (a secret may
+// hold "=" but not ","); names must be unique.
+type credList map[string]string
+
+func (c *credList) Set(s string) error {
+	m := credList{}
+	for _, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, secret, ok := strings.Cut(pair, "=")
+		if !ok || name == "" || secret == "" {
+			return errors.New("want name=secret pairs separated by commas")
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("%q given twice", clip.String(name, 64))
+		}
+		m[name] = secret
+	}
+	*c = m
+	return nil
+}
+
+// String lists the names only: secrets stay out of usage texts and logs.
+func (c *credList) String() string {
+	names := make([]string, 0, len(*c))
+	for name := range *c {
+		names = append(names, name+"=…")
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,36 +20,49 @@ import (
 
 func parseDevAPI(t *testing.T, args []string, env map[string]string) (devapi.Config, error) {
 	t.Helper()
+	_, cfg, err := parseDevAPIFlags(t, args, env)
+	return cfg, err
+}
+
+func parseDevAPIFlags(t *testing.T, args []string, env map[string]string) (devapiFlags, devapi.Config, error) {
+	t.Helper()
 	s := newSettings("dragonfly devapi", devapiUsage)
 	s.fs.SetOutput(new(bytes.Buffer))
 	var f devapiFlags
 	f.register(s)
 	if err := s.Parse(args, envMap(env), ""); err != nil {
-		return devapi.Config{}, err
+		return f, devapi.Config{}, err
 	}
-	return f.config()
+	cfg, err := f.config()
+	return f, cfg, err
 }
 
 func TestDevAPIFlags(t *testing.T) {
-	cfg, err := parseDevAPI(t, nil, nil)
+	f, cfg, err := parseDevAPIFlags(t, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.listen != "127.0.0.1:8000" {
+		t.Errorf("default listen address %q, want loopback 127.0.0.1:8000", f.listen)
+	}
 	if cfg.LeaseTimeout != 120*time.Second || cfg.MaxAttempts != 3 || cfg.Auth != "none" || cfg.TokenLifetime != time.Hour ||
-		cfg.Files != nil || cfg.Rules != nil || cfg.Faults != (devapi.Faults{}) {
+		cfg.Files != nil || cfg.Rules != nil || cfg.Faults != (devapi.Faults{}) || cfg.CFServiceTokens != nil || cfg.Auth0Users != nil {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	cfg, err = parseDevAPI(t,
 		[]string{"--max-attempts", "5", "--demo", "--report-error-rate", "0.25"},
 		map[string]string{
-			"DRAGONFLY_DEVAPI_MAX_ATTEMPTS":     "9", // the flag wins
-			"DRAGONFLY_DEVAPI_LEASE_TIMEOUT":    "30",
-			"DRAGONFLY_DEVAPI_AUTH":             "cloudflare",
-			"DRAGONFLY_DEVAPI_CF_CLIENT_ID":     "id",
-			"DRAGONFLY_DEVAPI_CF_CLIENT_SECRET": "secret",
-			"DRAGONFLY_DEVAPI_LATENCY":          "15ms",
-			"DRAGONFLY_DEVAPI_SYNTHETIC":        "7",
-			"DRAGONFLY_DEVAPI_PUBLIC_URL":       "http://devapi:8000",
+			"DRAGONFLY_DEVAPI_MAX_ATTEMPTS":      "9", // the flag wins
+			"DRAGONFLY_DEVAPI_LEASE_TIMEOUT":     "30",
+			"DRAGONFLY_DEVAPI_AUTH":              "cloudflare",
+			"DRAGONFLY_DEVAPI_CF_CLIENT_ID":      "id",
+			"DRAGONFLY_DEVAPI_CF_CLIENT_SECRET":  "secret",
+			"DRAGONFLY_DEVAPI_LATENCY":           "15ms",
+			"DRAGONFLY_DEVAPI_SYNTHETIC":         "7",
+			"DRAGONFLY_DEVAPI_PUBLIC_URL":        "http://devapi:8000",
+			"DRAGONFLY_DEVAPI_LISTEN":            ":8000",
+			"DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS": "second.access=s2, third.access=s3==",
+			"DRAGONFLY_DEVAPI_AUTH0_USERS":       "other=pw",
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -57,11 +72,79 @@ func TestDevAPIFlags(t *testing.T) {
 		cfg.Synthetic != 7 || cfg.PublicURL != "http://devapi:8000" || len(cfg.Files) == 0 || len(cfg.Rules) == 0 {
 		t.Errorf("config = %+v", cfg)
 	}
+	if want := map[string]string{"second.access": "s2", "third.access": "s3=="}; !maps.Equal(cfg.CFServiceTokens, want) {
+		t.Errorf("service tokens = %v, want %v", cfg.CFServiceTokens, want)
+	}
+	if want := map[string]string{"other": "pw"}; !maps.Equal(cfg.Auth0Users, want) {
+		t.Errorf("auth0 users = %v, want %v", cfg.Auth0Users, want)
+	}
 	for _, bad := range [][]string{
 		{"--auth", "kerberos"}, {"--report-error-rate", "2"}, {"--report-error-rate", "x"}, {"--max-attempts", "0"}, {"--synthetic", "-1"},
+		{"--cf-service-tokens", "id"}, {"--cf-service-tokens", "=secret"}, {"--cf-service-tokens", "a=1,a=2"}, {"--auth0-users", "u="},
 	} {
 		if _, err := parseDevAPI(t, bad, nil); err == nil {
 			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// TestDevAPIUsageAndSecrets: the help says where the server listens and
+// that /_dev/ takes the API's credentials, shows no secret, and secrets may
+// come from files.
+func TestDevAPIUsageAndSecrets(t *testing.T) {
+	s := newSettings("dragonfly devapi", devapiUsage)
+	var f devapiFlags
+	f.register(s)
+	var help bytes.Buffer
+	s.usage(&help)
+	for _, want := range []string{"127.0.0.1:8000", "take the API's credentials", "--cf-service-tokens", "--auth0-users"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, help.String())
+		}
+	}
+	secret := filepath.Join(t.TempDir(), "cf-secret")
+	if err := os.WriteFile(secret, []byte("from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseDevAPI(t, []string{"--auth", "cloudflare", "--cf-client-id", "id"},
+		map[string]string{"DRAGONFLY_DEVAPI_CF_CLIENT_SECRET_FILE": secret})
+	if err != nil || cfg.CFClientSecret != "from-a-file" {
+		t.Fatalf("secret from a file: %q, %v", cfg.CFClientSecret, err)
+	}
+}
+
+// TestDevAPICredListHidesSecrets: the value of a credentials list, as usage
+// texts and configuration logs show it, names the ids only.
+func TestDevAPICredListHidesSecrets(t *testing.T) {
+	var c credList
+	if err := c.Set("b=secret-two,a=secret-one"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.String(); got != "a=…,b=…" {
+		t.Fatalf("String() = %q", got)
+	}
+}
+
+func TestDevAPIOpenDoor(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		auth string
+		open bool
+	}{
+		{"127.0.0.1:8000", devapi.AuthNone, false},
+		{"[::1]:8000", devapi.AuthNone, false},
+		{"0.0.0.0:8000", devapi.AuthNone, true},
+		{"[::]:8000", devapi.AuthNone, true},
+		{"192.0.2.7:8000", devapi.AuthNone, true},
+		{"0.0.0.0:8000", devapi.AuthCloudflare, false},
+		{"0.0.0.0:8000", devapi.AuthAuth0, false},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := openDoor(addr, tt.auth); got != tt.open {
+			t.Errorf("openDoor(%s, %s) = %v, want %v", tt.addr, tt.auth, got, tt.open)
 		}
 	}
 }
@@ -148,6 +231,21 @@ func TestDevAPICommand(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK || len(jobs) == 0 {
 		t.Fatalf("lease: %d %v %+v", resp.StatusCode, err, jobs)
+	}
+	// The development routes take the same credentials.
+	for _, hdr := range [][]string{nil, {"CF-Access-Client-Id", "id", "CF-Access-Client-Secret", "secret"}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/_dev/stats", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: http.StatusFound, true: http.StatusOK}[hdr != nil]; resp.StatusCode != want {
+			t.Fatalf("GET /_dev/stats with %v: %d, want %d", hdr, resp.StatusCode, want)
+		}
 	}
 	// The distribution URL points back at this server and needs no credentials.
 	dl, err := http.Get(jobs[0].Distributions[0])
