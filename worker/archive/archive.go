@@ -9,12 +9,16 @@
 //
 // The rules follow what pip does with the same bytes, so the scanner sees what
 // an installation would write:
-//   - Only regular files are emitted. Tar directories, symlinks, hard links,
-//     devices, fifos and PAX/GNU meta entries are skipped; tar entries of a
-//     type Python's tarfile does not know are regular files, as they are to
-//     pip. A zip entry is a directory (skipped) when its name ends in "/" or
-//     "\"; every other zip entry is a file, whatever its mode bits say,
-//     because pip writes it as one.
+//   - Files are what extraction writes: regular files are emitted, and a
+//     tar hard link is a file too, under its own path with its target's
+//     content. It is reported to a Link callback with the index of the
+//     emitted file it holds, never read or counted toward Expanded twice
+//     (see "Hard links" below). Tar directories, symlinks, devices, fifos and
+//     PAX/GNU meta entries are skipped; tar entries of a type Python's
+//     tarfile does not know are regular files, as they are to pip. A zip
+//     entry is a directory (skipped) when its name ends in "/" or "\";
+//     every other zip entry is a file, whatever its mode bits say, because
+//     pip writes it as one. Zip has no hard links.
 //   - Paths are archive-relative with "/" separators, cleaned (".", "a//b",
 //     "a/./b", "a/../b"), with "\" read as "/" and invalid UTF-8 replaced by
 //     U+FFFD. Zip names without the UTF-8 flag are decoded as CP437, as Python
@@ -25,6 +29,30 @@
 //     before it, every entry's local header must carry the same name as its
 //     central directory record, and entries whose data overlaps the next
 //     local header are refused (the overlapping-entries zip bomb).
+//
+// Hard links: the reference client extracts a tar with Python's tarfile (3.14,
+// its 'data' filter) and scans the files on disk. Walk follows the members in
+// order, as extraction does, and decides each tar hard link "path -> target"
+// (target cleaned like a member name) as tarfile would write it:
+//   - target an earlier regular file, or an earlier hard link that is a file:
+//     path is one more name of that file and holds its content (a chain of
+//     links holds the first file's content);
+//   - target an earlier directory, or the archive root: path becomes a
+//     directory (tarfile copies the directory member); nothing to scan;
+//   - target absolute, outside the root, not an earlier member (a later one,
+//     or none), a device or a fifo: tarfile fails, and so does the walk with
+//     an *Error.
+//
+// Where the walk cannot follow extraction exactly it fails with an *Error
+// rather than guess, so content never escapes its path's rules: a target
+// that is, or passes through, a symlink (tarfile follows it; the walk does
+// not extract symlinks); any hard link in an archive that also places a
+// member through a symlink; a regular member written onto a file that two
+// names share (tarfile writes into that file, changing every name); a hard
+// link over a directory; a target that is only an implicit directory (one no
+// member names: tarfile skips such a link). A link counts as an entry and as
+// a file (Stats.Files, Stats.Links), never toward Expanded or the file size
+// limit: its bytes were counted once, with its target.
 //
 // Limits are counted on bytes actually produced: a declared size is checked
 // against limit.Limits before anything is decompressed or allocated, and then
@@ -46,7 +74,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -92,47 +122,96 @@ func (f Format) String() string {
 // passes to Emit.
 type Alloc func(ctx context.Context, n int) ([]byte, error)
 
-// Emit receives one regular file: its index among emitted files (0-based,
-// archive order), its archive-relative path, and its full content in a buffer
-// from Alloc. Returning an error stops the walk with that error.
+// Emit receives one regular file: its index among files (0-based, archive
+// order, shared with Link's), its archive-relative path, and its full content
+// in a buffer from Alloc. Returning an error stops the walk with that error.
 type Emit func(index int, path string, data []byte) error
+
+// Link receives one tar hard link that extraction writes as a file: its
+// index among files (the sequence Emit's indexes belong to), its own
+// archive-relative path, and the index of the emitted file whose content it
+// holds (always an earlier index, already emitted). The link's bytes are
+// those of that file: nothing is allocated or emitted for it. Returning an
+// error stops the walk with that error.
+type Link func(index int, path string, target int) error
 
 // Stats describe one walk. Walk returns them also when it fails: they then
 // count what was seen up to the failure.
 type Stats struct {
-	Format   Format
-	Entries  int   // all entries seen (files, dirs, links, ...)
-	Files    int   // regular files emitted
-	Expanded int64 // bytes of regular files emitted
+	Format  Format
+	Entries int // all entries seen (files, dirs, links, ...)
+	// Files counts the files: regular files emitted and hard links
+	// reported to Link.
+	Files int
+	// Links counts the hard links among Files.
+	Links int
+	// Expanded counts the bytes of the regular files emitted; a hard link
+	// adds nothing (its bytes are its target's).
+	Expanded int64
 }
 
 // Error is a defect of the input: corrupt/truncated compression, a broken zip
 // directory, a bad tar header, an unsafe path, a zip local header that disagrees
-// with the central directory. Path is the entry concerned, when known.
+// with the central directory, a tar hard link that extraction could not write.
+// Path is the entry concerned, when known, exactly as the archive names it
+// (invalid UTF-8 replaced); Error's text bounds it.
 type Error struct {
 	Path string
 	Err  error
 }
 
 // Error returns one line: "path: cause", or just the cause without a path.
-// A path that holds control characters or quotes is printed quoted.
+// A path that holds control characters or quotes is printed quoted. Both
+// parts come from the input and are cut to clip.Default bytes each (plus a
+// marker naming how many bytes were cut), so a name of megabytes cannot
+// flood a message or a log.
 func (e *Error) Error() string {
 	if e.Path == "" {
-		return e.Err.Error()
+		return clip.Error(e.Err, clip.Default)
 	}
-	return printablePath(e.Path) + ": " + e.Err.Error()
+	return printablePath(e.Path) + ": " + clip.Error(e.Err, clip.Default)
 }
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
+// printablePath returns p for a message: quoted (as strconv.Quote quotes)
+// when it holds a non-printable rune, a double quote or invalid UTF-8, and at most about
+// clip.Default bytes long either way. A cut path ends in "…[cut N bytes]",
+// N counting the bytes of p not shown.
 func printablePath(p string) string {
+	quote := !utf8.ValidString(p)
 	for _, r := range p {
 		if !strconv.IsPrint(r) || r == '"' {
-			return strconv.Quote(p)
+			quote = true
+			break
 		}
 	}
-	return p
+	if !quote {
+		return clip.String(p, clip.Default)
+	}
+	// Quote rune by rune until the quoted text would pass the bound: quoting
+	// the whole path first could cost six bytes per byte of a huge name.
+	b := make([]byte, 0, min(len(p), clip.Default)+16)
+	b = append(b, '"')
+	i := 0
+	for i < len(p) {
+		_, size := utf8.DecodeRuneInString(p[i:])
+		q := strconv.Quote(p[i : i+size])
+		q = q[1 : len(q)-1]
+		if len(b)+len(q)+1 > clip.Default {
+			break
+		}
+		b = append(b, q...)
+		i += size
+	}
+	b = append(b, '"')
+	if i < len(p) {
+		b = append(b, "…[cut "...)
+		b = strconv.AppendInt(b, int64(len(p)-i), 10)
+		b = append(b, " bytes]"...)
+	}
+	return string(b)
 }
 
 // Causes of an *Error that callers (and tests) may tell apart with errors.Is.
@@ -151,7 +230,10 @@ var (
 // and, minus a compression suffix (".gz", ".bz2", ".xz", ...), the path of a
 // compressed file that is not a tar.
 //
-// Regular files are emitted in archive order. Python's zipfile opens a zip
+// Regular files are emitted in archive order, and tar hard links that
+// extraction writes as files are reported to link in the same order and
+// index sequence (see the package doc); a nil link fails the walk at the
+// first such hard link. Python's zipfile opens a zip
 // appended to anything (it searches the end of the file), so when the input
 // starts with another format but also ends with a zip, both are walked, the
 // zip second, and Stats.Format names the first. For a raw (non-archive) input
@@ -168,8 +250,8 @@ var (
 // allocated, emit still receives that buffer (its content is then undefined)
 // and Walk returns the read error right after, without counting the file in
 // Stats: a failed walk invalidates everything it emitted.
-func Walk(ctx context.Context, data []byte, name string, lim limit.Limits, alloc Alloc, emit Emit) (Stats, error) {
-	w := &walker{ctx: ctx, lim: lim, alloc: alloc, emit: emit}
+func Walk(ctx context.Context, data []byte, name string, lim limit.Limits, alloc Alloc, emit Emit, link Link) (Stats, error) {
+	w := &walker{ctx: ctx, lim: lim, alloc: alloc, emit: emit, link: link}
 	w.st.Format = sniff(data)
 	if err := ctx.Err(); err != nil {
 		return w.st, context.Cause(ctx)
@@ -200,6 +282,7 @@ type walker struct {
 	lim   limit.Limits
 	alloc Alloc
 	emit  Emit
+	link  Link
 	st    Stats
 }
 

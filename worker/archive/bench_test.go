@@ -122,7 +122,7 @@ func benchWalk(b *testing.B, data []byte) {
 	b.ResetTimer()
 	cpu := cpuTime()
 	for range b.N {
-		st, err := Walk(context.Background(), data, "dist", limit.Defaults(), alloc, emit)
+		st, err := Walk(context.Background(), data, "dist", limit.Defaults(), alloc, emit, noLinks)
 		if err != nil || st.Files != len(c.files) || st.Expanded != c.expanded {
 			b.Fatalf("walk: %v, %+v", err, st)
 		}

@@ -35,8 +35,14 @@ var sdistFiles = []file{
 	{"pkg-1.0/README", "readme"},
 }
 
+// sdistLinks is sdist's hard link: a file under its own path holding its
+// target's content.
+var sdistLinks = []link{{"pkg-1.0/hard", "pkg-1.0/setup.py", "from setuptools import setup\nsetup()\n"}}
+
+// sdistStats counts sdist's four regular files and its hard link (a file
+// that adds nothing to Expanded).
 func sdistStats(f Format) Stats {
-	return Stats{Format: f, Entries: 11, Files: 4, Expanded: int64(len("from setuptools import setup\nsetup()\n") + 6 + 6)}
+	return Stats{Format: f, Entries: 11, Files: 5, Links: 1, Expanded: int64(len("from setuptools import setup\nsetup()\n") + 6 + 6)}
 }
 
 func TestWalkFormats(t *testing.T) {
@@ -178,11 +184,11 @@ func TestWalkFormats(t *testing.T) {
 		{"zip appended to a tar", func(t *testing.T) []byte {
 			return append(sdist(t), stdZip(t, wheel...)...)
 		}, "pkg-1.0.tar", append(append([]file{}, sdistFiles...), wheel...),
-			Stats{Format: Tar, Entries: 14, Files: 7, Expanded: sdistStats(Tar).Expanded + 50}},
+			Stats{Format: Tar, Entries: 14, Files: 8, Links: 1, Expanded: sdistStats(Tar).Expanded + 50}},
 		{"zip appended to a tar.gz", func(t *testing.T) []byte {
 			return append(gz(t, sdist(t)), stdZip(t, wheel...)...)
 		}, "pkg-1.0.tar.gz", append(append([]file{}, sdistFiles...), wheel...),
-			Stats{Format: TarGzip, Entries: 14, Files: 7, Expanded: sdistStats(Tar).Expanded + 50}},
+			Stats{Format: TarGzip, Entries: 14, Files: 8, Links: 1, Expanded: sdistStats(Tar).Expanded + 50}},
 		{"zip appended to an html page", func(t *testing.T) []byte {
 			return append([]byte(html), stdZip(t, wheel...)...)
 		}, "x.whl", wheel, Stats{Format: Zip, Entries: 3, Files: 3, Expanded: 50}},
@@ -200,6 +206,9 @@ func TestWalkFormats(t *testing.T) {
 			}
 			if r.Stats != tc.stats {
 				t.Errorf("stats %+v, want %+v", r.Stats, tc.stats)
+			}
+			if tc.stats.Links == 1 && !reflect.DeepEqual(r.Links, sdistLinks) {
+				t.Errorf("links %+v, want %+v", r.Links, sdistLinks)
 			}
 		})
 	}

@@ -24,8 +24,8 @@ func FuzzWalk(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lim := fuzzLimits
 		var (
-			emitted int
-			total   int64
+			emitted, links int
+			total          int64
 		)
 		alloc := func(_ context.Context, n int) ([]byte, error) {
 			if n < 0 || int64(n) > lim.File {
@@ -36,19 +36,35 @@ func FuzzWalk(f *testing.F) {
 			}
 			return make([]byte, n), nil
 		}
+		regular := map[int]bool{} // indexes of emitted files
 		emit := func(index int, path string, b []byte) error {
-			if index != emitted {
-				t.Fatalf("emit index %d, want %d", index, emitted)
+			if index != emitted+links {
+				t.Fatalf("emit index %d, want %d", index, emitted+links)
 			}
 			checkPath(t, path)
+			regular[index] = true
 			emitted++
 			total += int64(len(b))
-			if emitted > lim.Entries {
-				t.Fatalf("%d files emitted, over the %d-entry limit", emitted, lim.Entries)
+			if emitted+links > lim.Entries {
+				t.Fatalf("%d files and links, over the %d-entry limit", emitted+links, lim.Entries)
 			}
 			return nil
 		}
-		st, err := Walk(context.Background(), data, "dist.bin.gz", lim, alloc, emit)
+		link := func(index int, path string, target int) error {
+			if index != emitted+links {
+				t.Fatalf("link index %d, want %d", index, emitted+links)
+			}
+			checkPath(t, path)
+			if !regular[target] {
+				t.Fatalf("link %d %q holds file %d, not an emitted file", index, path, target)
+			}
+			links++
+			if emitted+links > lim.Entries {
+				t.Fatalf("%d files and links, over the %d-entry limit", emitted+links, lim.Entries)
+			}
+			return nil
+		}
+		st, err := Walk(context.Background(), data, "dist.bin.gz", lim, alloc, emit, link)
 		if err != nil {
 			var ae *Error
 			var le *limit.Error
@@ -60,7 +76,7 @@ func FuzzWalk(f *testing.F) {
 			}
 			return
 		}
-		if st.Files != emitted || st.Expanded != total || st.Entries > lim.Entries || st.Files > st.Entries {
+		if st.Files != emitted+links || st.Links != links || st.Expanded != total || st.Entries > lim.Entries || st.Files > st.Entries {
 			t.Fatalf("stats %+v after %d files, %d bytes", st, emitted, total)
 		}
 	})
@@ -146,6 +162,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"zip-after-tar": append(makeTar(t, reg("t.py", "t")), wheel...),
 		"tar-unsafe":    rawTar(rawTarHeader("../x", '0', 1, "ustar\x0000"), []byte("x")),
 		"raw-html":      []byte("<!DOCTYPE html>\n<html></html>\n"),
+		"tar-links": makeTar(t, reg("p-1/data.txt", "d"), hard("p-1/mod.py", "p-1/data.txt"), hard("p-1/b", "p-1/mod.py"),
+			dir("p-1/d/"), hard("p-1/e", "p-1/d"), symlink("p-1/s", "data.txt"), hard("p-1/b", "./p-1/data.txt")),
+		"tar-link-symlink": makeTar(t, reg("p-1/data.txt", "d"), symlink("p-1/s", "data.txt"), hard("p-1/f", "p-1/s")),
 	}
 	for target, pick := range map[string]func(b []byte) []byte{
 		"FuzzWalk":   func(b []byte) []byte { return b },

@@ -33,16 +33,27 @@ type result struct {
 	Err    error
 	Files  []file // emitted and counted
 	Failed []file // emitted after their read failed (content undefined)
+	Links  []link // hard links reported
 	Allocs int    // buffers taken
 	Emits  int    // buffers handed back
 	Bytes  int64  // bytes allocated
 }
 
-// walk runs Walk with an allocator that records what it hands out and an
-// emitter that checks the index sequence and keeps copies of the files.
+// link is one reported hard link: its path and the file it holds.
+type link struct {
+	Path   string
+	Target string // the target file's path
+	Data   string // the target file's content
+}
+
+// walk runs Walk with an allocator that records what it hands out, an
+// emitter that checks the index sequence and keeps copies of the files, and
+// a link callback that checks the link's target is an earlier file.
 func walk(t testing.TB, data []byte, name string, lim limit.Limits) result {
 	t.Helper()
 	var r result
+	byIndex := map[int]file{} // every emitted file, by index
+	next := 0
 	alloc := func(ctx context.Context, n int) ([]byte, error) {
 		r.Allocs++
 		r.Bytes += int64(n)
@@ -50,25 +61,46 @@ func walk(t testing.TB, data []byte, name string, lim limit.Limits) result {
 	}
 	emit := func(index int, path string, b []byte) error {
 		r.Emits++
-		if index != len(r.Files) {
-			t.Errorf("emit index %d, want %d", index, len(r.Files))
+		if index != next {
+			t.Errorf("emit index %d, want %d", index, next)
 		}
-		r.Files = append(r.Files, file{path, string(b)})
+		next++
+		f := file{path, string(b)}
+		byIndex[index] = f
+		r.Files = append(r.Files, f)
 		return nil
 	}
-	r.Stats, r.Err = Walk(context.Background(), data, name, lim, alloc, emit)
+	onLink := func(index int, path string, target int) error {
+		if index != next {
+			t.Errorf("link index %d, want %d", index, next)
+		}
+		next++
+		f, ok := byIndex[target]
+		if !ok || target >= index {
+			t.Errorf("link %d %q to %d: not an earlier emitted file", index, path, target)
+		}
+		r.Links = append(r.Links, link{path, f.Path, f.Data})
+		return nil
+	}
+	r.Stats, r.Err = Walk(context.Background(), data, name, lim, alloc, emit, onLink)
 	if r.Allocs != r.Emits {
 		t.Errorf("%d buffers allocated, %d handed back to emit", r.Allocs, r.Emits)
 	}
-	if r.Stats.Files < len(r.Files) {
+	if r.Stats.Links != len(r.Links) {
+		t.Errorf("%d links reported, Stats.Links %d", len(r.Links), r.Stats.Links)
+	}
+	if regular := r.Stats.Files - r.Stats.Links; regular < len(r.Files) {
 		if r.Err == nil {
-			t.Errorf("%d files emitted, Stats.Files %d, no error", len(r.Files), r.Stats.Files)
+			t.Errorf("%d files emitted, Stats.Files %d (%d links), no error", len(r.Files), r.Stats.Files, r.Stats.Links)
 		}
-		r.Failed = r.Files[r.Stats.Files:]
-		r.Files = r.Files[:r.Stats.Files]
+		r.Failed = r.Files[regular:]
+		r.Files = r.Files[:regular]
 	}
 	return r
 }
+
+// noLinks is a Link callback for walks of inputs without hard links.
+func noLinks(int, string, int) error { return errors.New("unexpected hard link") }
 
 // noLimits are limits that never trigger in the tests.
 var noLimits = limit.Limits{}

@@ -19,6 +19,7 @@ const tarDrain = 1 << 20
 // read so a truncated or corrupt compression trailer is noticed.
 func (w *walker) walkTar(r io.Reader, drain *stream) error {
 	tr := tar.NewReader(r)
+	tree := newLinkTree()
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -41,12 +42,25 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 		if err != nil {
 			return err
 		}
+		if hdr.Typeflag == tar.TypeLink {
+			if err := w.tarLink(tree, p, hdr); err != nil {
+				return err
+			}
+			continue
+		}
 		if !tarRegular(hdr.Typeflag) {
+			if err := tree.other(p, hdr.Typeflag); err != nil {
+				return &Error{Path: p, Err: err}
+			}
 			continue
 		}
 		if p == "" {
 			return &Error{Path: rawName(hdr.Name), Err: errEmptyPath}
 		}
+		if err := tree.checkWrite(p); err != nil {
+			return &Error{Path: p, Err: err}
+		}
+		index := w.st.Files
 		err = w.file(p, hdr.Size, func(buf []byte) error {
 			if _, err := io.ReadFull(tr, buf); err != nil {
 				return w.tarError(p, err)
@@ -56,6 +70,7 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 		if err != nil {
 			return err
 		}
+		tree.wrote(p, index)
 	}
 	if drain == nil {
 		return nil
@@ -65,6 +80,33 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 		return w.tarError("", err)
 	}
 	return nil
+}
+
+// tarLink handles the hard link member at the clean path p (see linkTree):
+// one more file holding its target's content, reported to the Link
+// callback, or a directory (skipped), or an *Error.
+func (w *walker) tarLink(tree *linkTree, p string, hdr *tar.Header) error {
+	if p == "" {
+		return &Error{Path: rawName(hdr.Name), Err: errEmptyPath}
+	}
+	target, err := cleanPath(hdr.Linkname)
+	if err != nil {
+		return &Error{Path: p, Err: fmt.Errorf("hard link to %s: %w", printablePath(rawName(hdr.Linkname)), err)}
+	}
+	content, file, err := tree.link(p, target)
+	if err != nil {
+		return &Error{Path: p, Err: fmt.Errorf("hard link to %s: %w", printablePath(target), err)}
+	}
+	if !file {
+		return nil
+	}
+	if w.link == nil {
+		return &Error{Path: p, Err: errLinkNil}
+	}
+	index := w.st.Files
+	w.st.Files++
+	w.st.Links++
+	return w.link(index, p, content)
 }
 
 // tarRegular reports whether entries of a type hold file content that pip

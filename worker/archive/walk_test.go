@@ -22,7 +22,7 @@ func TestWalkContext(t *testing.T) {
 		allocs := 0
 		_, err := Walk(ctx, data, "x", noLimits,
 			func(context.Context, int) ([]byte, error) { allocs++; return nil, nil },
-			func(int, string, []byte) error { return nil })
+			func(int, string, []byte) error { return nil }, noLinks)
 		if !errors.Is(err, errStop) || allocs != 0 {
 			t.Errorf("error %v after %d allocs, want the cause and none", err, allocs)
 		}
@@ -37,7 +37,7 @@ func TestWalkContext(t *testing.T) {
 			emitted := 0
 			st, err := Walk(ctx, tc.data, "x", noLimits,
 				func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
-				func(int, string, []byte) error { emitted++; cancel(errStop); return nil })
+				func(int, string, []byte) error { emitted++; cancel(errStop); return nil }, noLinks)
 			if !errors.Is(err, errStop) || emitted != 1 || st.Files != 1 {
 				t.Errorf("%s: error %v after %d emits (stats %+v), want the cause after 1", tc.name, err, emitted, st)
 			}
@@ -55,7 +55,7 @@ func TestWalkContext(t *testing.T) {
 					<-ctx.Done()
 					return nil, context.Cause(ctx)
 				},
-				func(int, string, []byte) error { return errors.New("no buffer was handed out") })
+				func(int, string, []byte) error { return errors.New("no buffer was handed out") }, noLinks)
 			done <- err
 		}()
 		<-entered
@@ -69,7 +69,7 @@ func TestWalkContext(t *testing.T) {
 		allocs := 0
 		_, err := Walk(context.Background(), data, "x", noLimits,
 			func(_ context.Context, n int) ([]byte, error) { allocs++; return make([]byte, n), nil },
-			func(int, string, []byte) error { return errStop })
+			func(int, string, []byte) error { return errStop }, noLinks)
 		if err != errStop || allocs != 1 {
 			t.Errorf("error %v after %d allocs, want errStop as is after 1", err, allocs)
 		}
@@ -129,10 +129,12 @@ func TestConcurrentWalks(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				var files []file
+				var links []string
 				st, err := Walk(context.Background(), data, name, limit.Limits{},
 					func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
-					func(_ int, p string, b []byte) error { files = append(files, file{p, string(b)}); return nil })
-				if err != nil || st != want[name].Stats || !reflect.DeepEqual(files, want[name].Files) {
+					func(_ int, p string, b []byte) error { files = append(files, file{p, string(b)}); return nil },
+					func(_ int, p string, _ int) error { links = append(links, p); return nil })
+				if err != nil || st != want[name].Stats || !reflect.DeepEqual(files, want[name].Files) || len(links) != len(want[name].Links) {
 					errs <- errors.New(name + ": concurrent walk differs")
 				}
 			}()

@@ -122,9 +122,14 @@ var ErrClosed = errors.New("scan engine closed")
 
 // Stats describe the work of one distribution.
 type Stats struct {
-	Format   string
-	Entries  int
-	Files    int
+	Format  string
+	Entries int
+	// Files counts the files scored: regular files scanned and tar hard
+	// links, each scored under its own path from its target's matches.
+	Files int
+	// Links counts the hard links among Files.
+	Links int
+	// Expanded counts the bytes scanned; a hard link adds nothing.
 	Expanded int64
 	// ScanTime is the YARA time summed over the files (CPU time of scanners).
 	ScanTime time.Duration
@@ -139,15 +144,17 @@ type Result struct {
 }
 
 // Producer walks a source of files: it calls alloc for each file's buffer and
-// emit to hand the filled buffer over.
-type Producer func(ctx context.Context, alloc archive.Alloc, emit archive.Emit) (archive.Stats, error)
+// emit to hand the filled buffer over, and link for a file whose bytes are
+// those of a file it emitted before (a hard link), which is scored under its
+// own path from that file's matches and not scanned again.
+type Producer func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error)
 
 // Scan unpacks the distribution in data (its file name is name) and scans
 // every regular file with rs.
 func (e *Engine) Scan(ctx context.Context, rs *rules.Compiled, name string, data []byte) (Result, error) {
 	lim := e.cfg.Limits
-	return e.Run(ctx, rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit) (archive.Stats, error) {
-		return archive.Walk(ctx, data, name, lim, alloc, emit)
+	return e.Run(ctx, rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error) {
+		return archive.Walk(ctx, data, name, lim, alloc, emit, link)
 	})
 }
 
@@ -156,7 +163,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	d := &distScan{rules: rs, cancel: cancel, ctx: ctx}
+	d := &distScan{rules: rs, cancel: cancel, ctx: ctx, matches: map[int][]score.Rule{}, waiting: map[int][]fileLink{}}
 
 	// Buffers taken by alloc and not yet handed to emit. A producer may also
 	// emit a buffer of its own (not from alloc): it costs no budget. Budget of
@@ -202,7 +209,11 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		}
 		return nil
 	}
-	st, err := produce(ctx, alloc, emit)
+	link := func(index int, path string, target int) error {
+		d.link(index, path, target)
+		return nil
+	}
+	st, err := produce(ctx, alloc, emit, link)
 	if err != nil {
 		// Scanners skip the files still queued for this distribution.
 		cancel(err)
@@ -214,6 +225,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		Format:   st.Format.String(),
 		Entries:  st.Entries,
 		Files:    st.Files,
+		Links:    st.Links,
 		Expanded: st.Expanded,
 		ScanTime: time.Duration(d.scanTime.Load()),
 		Wall:     time.Since(start),
@@ -275,12 +287,56 @@ type distScan struct {
 
 	mu    sync.Mutex
 	tally score.Tally
+	// done marks the file indexes scanned, bit i for index i; matches holds
+	// the rules that matched each scanned file with at least one match. A
+	// hard link is scored from its target's entry, as soon as both exist.
+	done    []uint64
+	matches map[int][]score.Rule
+	// waiting holds the hard links whose target is not scanned yet, by
+	// target index.
+	waiting map[int][]fileLink
 }
 
-func (d *distScan) record(index int, f score.File) {
+// fileLink is a hard link waiting for its target's matches.
+type fileLink struct {
+	index int
+	path  string
+}
+
+// scanned records the matches of the file at index (nil: none), scores it,
+// and scores the links that waited for it.
+func (d *distScan) scanned(index int, path string, matched []score.Rule) {
 	d.mu.Lock()
-	d.tally.Add(index, f)
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	for len(d.done) <= index/64 {
+		d.done = append(d.done, 0)
+	}
+	d.done[index/64] |= 1 << (index % 64)
+	if len(matched) == 0 {
+		delete(d.waiting, index)
+		return
+	}
+	d.matches[index] = matched
+	d.tally.Add(index, score.NewFile(path, matched))
+	for _, l := range d.waiting[index] {
+		d.tally.Add(l.index, score.NewFile(l.path, matched))
+	}
+	delete(d.waiting, index)
+}
+
+// link scores the hard link at index, whose bytes are those of the file at
+// target, from target's matches: at once when target is scanned, else when
+// it is.
+func (d *distScan) link(index int, path string, target int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if target/64 < len(d.done) && d.done[target/64]&(1<<(target%64)) != 0 {
+		if m := d.matches[target]; len(m) > 0 {
+			d.tally.Add(index, score.NewFile(path, m))
+		}
+		return
+	}
+	d.waiting[target] = append(d.waiting[target], fileLink{index, path})
 }
 
 // scanner is one scanner thread.
@@ -341,18 +397,18 @@ func (e *Engine) scanFile(sc *yara.Scanner, cb *matchCollector, t *fileTask) {
 		d.cancel(fmt.Errorf("%s: yara: %w", t.path, err))
 		return
 	}
-	if len(cb.names) == 0 {
-		return
-	}
-	matched := make([]score.Rule, 0, len(cb.names))
-	for _, n := range cb.names {
-		if r, ok := d.rules.Rule(n); ok {
-			matched = append(matched, r)
-		} else {
-			matched = append(matched, score.Rule{Name: n})
+	var matched []score.Rule
+	if len(cb.names) > 0 {
+		matched = make([]score.Rule, 0, len(cb.names))
+		for _, n := range cb.names {
+			if r, ok := d.rules.Rule(n); ok {
+				matched = append(matched, r)
+			} else {
+				matched = append(matched, score.Rule{Name: n})
+			}
 		}
 	}
-	d.record(t.index, score.NewFile(t.path, matched))
+	d.scanned(t.index, t.path, matched)
 }
 
 // errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h), which

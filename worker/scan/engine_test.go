@@ -8,14 +8,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"go.uber.org/goleak"
@@ -42,17 +45,44 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 // tgz builds a gzip tar of the given files, in order.
 func tgz(t testing.TB, files ...[2]string) []byte {
 	t.Helper()
+	ents := make([]tarEnt, len(files))
+	for i, f := range files {
+		ents[i] = tarEnt{name: f[0], body: f[1]}
+	}
+	return tgzEnts(t, ents...)
+}
+
+// tarEnt is a tar member: a regular file, or a hard link to link.
+type tarEnt struct {
+	name, body, link string
+}
+
+// tgzEnts builds a gzip tar of regular files and hard links, in order.
+func tgzEnts(t testing.TB, ents ...tarEnt) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
+	for _, f := range ents {
+		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}
+		if f.link != "" {
+			h = &tar.Header{Name: f.name, Mode: 0o644, Typeflag: tar.TypeLink, Linkname: f.link}
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(f[1]))
+		if f.link == "" {
+			if _, err := tw.Write([]byte(f.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	tw.Close()
-	gz.Close()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return buf.Bytes()
 }
 
@@ -233,7 +263,7 @@ func TestProducerOwnBuffers(t *testing.T) {
 	// A producer may emit buffers that did not come from alloc.
 	rs := compile(t, map[string]string{"x": exampleRules})
 	e := newEngine(t, Config{Threads: 2, Budget: 16})
-	res, err := e.Run(context.Background(), rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit) (archive.Stats, error) {
+	res, err := e.Run(context.Background(), rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, _ archive.Link) (archive.Stats, error) {
 		for i := range 20 {
 			if err := emit(i, fmt.Sprintf("f%d.py", i), []byte("CHARLIE")); err != nil {
 				return archive.Stats{}, err
@@ -299,5 +329,165 @@ func TestBufferClasses(t *testing.T) {
 			t.Fatalf("get(%d): len %d cap %d", n, len(b), cap(b))
 		}
 		p.put(b)
+	}
+}
+
+// TestHardLinkScoredUnderItsPath: content reached through mod.py -> data.txt
+// counts for .py rules under mod.py, and is scanned once.
+func TestHardLinkScoredUnderItsPath(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules})
+	var scans atomic.Int64
+	e := newEngine(t, Config{Threads: 2, OnFile: func(int, time.Duration) { scans.Add(1) }})
+	data := tgzEnts(t,
+		tarEnt{name: "p-1/data.txt", body: "DELTA ALPHA"},
+		tarEnt{name: "p-1/mod.py", link: "p-1/data.txt"},
+		tarEnt{name: "p-1/b", link: "p-1/mod.py"},
+		tarEnt{name: "p-1/c.pyw", link: "p-1/b"},
+	)
+	res, err := e.Scan(context.Background(), rs, "p-1.tar.gz", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := scans.Load(); n != 1 {
+		t.Errorf("%d YARA scans, want 1", n)
+	}
+	got := map[string]int64{}
+	for _, f := range res.Files {
+		got[f.Path] = f.Score
+	}
+	// py_only (100) counts for mod.py only; r1 (5) everywhere.
+	want := map[string]int64{"p-1/data.txt": 5, "p-1/mod.py": 105, "p-1/b": 5, "p-1/c.pyw": 5}
+	if !maps.Equal(got, want) || res.Score != 105 || res.TopFile != "p-1/mod.py" {
+		t.Errorf("files %v score %d top %s; want %v, 105, p-1/mod.py", got, res.Score, res.TopFile, want)
+	}
+	wantStats := Stats{Format: "tar.gz", Entries: 4, Files: 4, Links: 3, Expanded: int64(len("DELTA ALPHA"))}
+	if st := res.Stats; st.Format != wantStats.Format || st.Entries != wantStats.Entries || st.Files != wantStats.Files ||
+		st.Links != wantStats.Links || st.Expanded != wantStats.Expanded {
+		t.Errorf("stats %+v, want %+v", st, wantStats)
+	}
+}
+
+// TestManyHardLinksScanOnce: 65,535 links to one 1 MiB file cost one scan
+// and 1 MiB of expanded size, and each is a file of its own.
+func TestManyHardLinksScanOnce(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules})
+	var scans, scanned atomic.Int64
+	e := newEngine(t, Config{Threads: 2, OnFile: func(n int, _ time.Duration) { scans.Add(1); scanned.Add(int64(n)) }})
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	copy(body[1000:], "CHARLIE")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "p/big.bin", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(body)
+	const links = 65535
+	for i := range links {
+		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("p/l/%05d.py", i), Mode: 0o644, Typeflag: tar.TypeLink, Linkname: "p/big.bin"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	res, err := e.Scan(context.Background(), rs, "p-1.tar", buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scans.Load() != 1 || scanned.Load() != 1<<20 {
+		t.Errorf("%d scans of %d bytes, want one of 1 MiB", scans.Load(), scanned.Load())
+	}
+	if st := res.Stats; st.Files != links+1 || st.Links != links || st.Expanded != 1<<20 || st.Entries != links+1 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(res.Files) != links+1 || res.Score != 10 || res.TopFile != "p/big.bin" || res.Files[links].Path != "p/l/65534.py" {
+		t.Errorf("%d files scored, score %d, top %s", len(res.Files), res.Score, res.TopFile)
+	}
+}
+
+// TestHardLinkWaitsForItsTarget: a link reported while its target is still
+// under a scanner is scored when the scan ends.
+func TestHardLinkWaitsForItsTarget(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules})
+	release := make(chan struct{})
+	e := newEngine(t, Config{Threads: 1, OnFile: func(int, time.Duration) { <-release }})
+	res, err := e.Run(context.Background(), rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error) {
+		buf, err := alloc(ctx, len("DELTA"))
+		if err != nil {
+			return archive.Stats{}, err
+		}
+		copy(buf, "DELTA")
+		if err := emit(0, "data.txt", buf); err != nil {
+			return archive.Stats{}, err
+		}
+		// The scanner is blocked in OnFile: data.txt's matches are not
+		// recorded yet.
+		err = link(1, "mod.py", 0)
+		close(release)
+		return archive.Stats{Files: 2, Links: 1, Expanded: 5}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Score != 100 || res.TopFile != "mod.py" || len(res.Files) != 1 {
+		t.Errorf("%+v, want py_only counted for mod.py", res.Distribution)
+	}
+}
+
+func TestDistScanLinkOrder(t *testing.T) {
+	r := score.Rule{Name: "p", Weight: 7, Filetypes: []string{".py"}}
+	for _, linkFirst := range []bool{false, true} {
+		d := &distScan{matches: map[int][]score.Rule{}, waiting: map[int][]fileLink{}}
+		if linkFirst {
+			d.link(3, "x.py", 70)
+			d.link(4, "nomatch.py", 71)
+		}
+		d.scanned(70, "x.txt", []score.Rule{r})
+		d.scanned(71, "y.txt", nil)
+		if !linkFirst {
+			d.link(3, "x.py", 70)
+			d.link(4, "nomatch.py", 71)
+		}
+		got := d.tally.Distribution()
+		if got.Score != 7 || got.TopFile != "x.py" || len(got.Files) != 1 || len(d.waiting) != 0 {
+			t.Errorf("link first %v: %+v, %d waiting", linkFirst, got, len(d.waiting))
+		}
+	}
+}
+
+func TestHardLinkFailures(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules})
+	e := newEngine(t, Config{Threads: 2})
+	for name, data := range map[string][]byte{
+		"later":    tgzEnts(t, tarEnt{name: "p/mod.py", link: "p/data.txt"}, tarEnt{name: "p/data.txt", body: "DELTA"}),
+		"absolute": tgzEnts(t, tarEnt{name: "p/a", body: "A"}, tarEnt{name: "p/mod.py", link: "/etc/passwd"}),
+		"outside":  tgzEnts(t, tarEnt{name: "p/a", body: "A"}, tarEnt{name: "p/mod.py", link: "../p/a"}),
+		"rewrite":  tgzEnts(t, tarEnt{name: "p/a", body: "A"}, tarEnt{name: "p/mod.py", link: "p/a"}, tarEnt{name: "p/a", body: "DELTA"}),
+	} {
+		res, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
+		var ae *archive.Error
+		if !errors.As(err, &ae) || ae.Path != "p/mod.py" && ae.Path != "p/a" {
+			t.Errorf("%s: %+v, error %v; want an archive error", name, res.Distribution, err)
+		}
+	}
+}
+
+func TestDirProducerHardLinks(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pkg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pkg", "data.txt"), []byte("DELTA"), 0o644)
+	if err := os.Link(filepath.Join(dir, "pkg", "data.txt"), filepath.Join(dir, "pkg", "mod.py")); err != nil {
+		t.Fatal(err)
+	}
+	rs := compile(t, map[string]string{"x": exampleRules})
+	var scans atomic.Int64
+	e := newEngine(t, Config{Threads: 2, OnFile: func(int, time.Duration) { scans.Add(1) }})
+	res, err := e.Run(context.Background(), rs, DirProducer(dir, e.Limits()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scans.Load() != 1 || res.Stats.Files != 2 || res.Stats.Links != 1 || res.Stats.Expanded != 5 {
+		t.Errorf("%d scans, stats %+v; want one scan, 2 files, 1 link, 5 bytes", scans.Load(), res.Stats)
+	}
+	if res.Score != 100 || res.TopFile != "pkg/mod.py" {
+		t.Errorf("%+v, want py_only counted for pkg/mod.py", res.Distribution)
 	}
 }

@@ -66,17 +66,48 @@ func TestOracleYaraCLI(t *testing.T) {
 		}
 	}
 
+	// And sdists whose hard links give files' content other names (and
+	// suffixes), as tarfile extracts them.
+	for p := range 4 {
+		var ents []tarEnt
+		for f := range 12 {
+			var b strings.Builder
+			for range 10 {
+				b.WriteString(fmt.Sprintf("y%d = %d\n", rng.IntN(1000), rng.IntN(1000)))
+				if rng.IntN(3) == 0 {
+					b.WriteString(tokens[rng.IntN(len(tokens))] + "\n")
+				}
+			}
+			ext := []string{".py", ".txt", "setup.py", ".cfg"}[rng.IntN(4)]
+			name := fmt.Sprintf("lnk%d-1.0/d%d%s", p, f, ext)
+			ents = append(ents, tarEnt{name: name, body: b.String()})
+			for l := range rng.IntN(3) {
+				ext := []string{".py", ".txt", "setup.py", ".pyw"}[rng.IntN(4)]
+				ents = append(ents, tarEnt{name: fmt.Sprintf("lnk%d-1.0/l%d_%d%s", p, f, l, ext), link: name})
+			}
+		}
+		dists = append(dists, demo.File{Name: fmt.Sprintf("lnk%d-1.0.tar.gz", p), Data: tgzEnts(t, ents...)})
+	}
+
 	e := newEngine(t, Config{Threads: 2})
 	compared := 0
 	for _, d := range dists {
 		dir := t.TempDir()
-		// Extract with the archive package itself, to disk.
+		// Extract with the archive package itself, to disk, hard links as
+		// hard links.
+		paths := map[int]string{}
 		_, err := archive.Walk(context.Background(), d.Data, d.Name, e.Limits(),
 			func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil },
-			func(_ int, path string, data []byte) error {
+			func(index int, path string, data []byte) error {
 				p := filepath.Join(dir, filepath.FromSlash(path))
+				paths[index] = p
 				os.MkdirAll(filepath.Dir(p), 0o755)
 				return os.WriteFile(p, data, 0o644)
+			},
+			func(index int, path string, target int) error {
+				p := filepath.Join(dir, filepath.FromSlash(path))
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				return os.Link(paths[target], p)
 			})
 		if err != nil {
 			t.Fatalf("%s: extract: %v", d.Name, err)
@@ -111,14 +142,14 @@ func TestOracleYaraCLI(t *testing.T) {
 		for path := range cli {
 			sort.Strings(cli[path])
 		}
-		paths := map[string]bool{}
+		all := map[string]bool{}
 		for p := range cli {
-			paths[p] = true
+			all[p] = true
 		}
 		for p := range ours {
-			paths[p] = true
+			all[p] = true
 		}
-		for p := range paths {
+		for p := range all {
 			compared++
 			if !slices.Equal(cli[p], ours[p]) {
 				t.Errorf("%s: %s: yara CLI %v, engine %v", d.Name, p, cli[p], ours[p])
