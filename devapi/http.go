@@ -561,14 +561,18 @@ func (s *Server) scanToJSON(sc *scan, base string) scanJSON {
 	return out
 }
 
-// handleLookup answers GET /package?name=&version= (every scan record of
-// the release, or of every version of name) or ?since=unix (scans finished
-// since then).
+// handleLookup answers GET /package as the real server: ?name= (every
+// version), ?name=&version=, ?since=unix (scans finished since then, with or
+// without name); no name and no since, or version with since, is a 400
+// "Bad Request". Names compare exactly, as stored. Records come in release
+// order, oldest scan first (the real server orders by queued_at, newest
+// first).
 func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name, ver := q.Get("name"), q.Get("version")
+	hasName, hasVersion, hasSince := q.Has("name"), q.Has("version"), q.Has("since")
 	var since time.Time
-	if q.Has("since") {
+	if hasSince {
 		n, err := queryInt(q["since"], "since", 0)
 		if err != nil {
 			writeError(w, err)
@@ -576,35 +580,29 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 		}
 		since = time.Unix(int64(n), 0)
 	}
-	if name == "" && since.IsZero() {
-		writeDetail(w, http.StatusBadRequest, "Must specify either a name or a since parameter")
+	if (!hasName && !hasSince) || (hasVersion && hasSince) {
+		writeDetail(w, http.StatusBadRequest, "Bad Request")
 		return
 	}
 	base := s.baseURL(r)
 	out := []scanJSON{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	match := func(rel *release) bool {
-		if name != "" && normalizeName(rel.name) != normalizeName(name) {
-			return false
-		}
-		return ver == "" || rel.version == ver
-	}
 	var rels []*release
-	if name != "" && ver != "" {
-		if rel := s.st.releases[releaseKey(name, ver)]; rel != nil {
+	if hasName && hasVersion {
+		if rel := s.st.releases[releaseKey(name, ver)]; rel != nil && rel.name == name {
 			rels = append(rels, rel)
 		}
 	} else {
 		for _, rel := range s.st.order {
-			if match(rel) {
+			if !hasName || rel.name == name {
 				rels = append(rels, rel)
 			}
 		}
 	}
 	for _, rel := range rels {
 		for _, sc := range rel.scans {
-			if !since.IsZero() && (sc.status != statusFinished || sc.finishedAt.Before(since)) {
+			if hasSince && (sc.status != statusFinished || sc.finishedAt.Before(since)) {
 				continue
 			}
 			out = append(out, s.scanToJSON(sc, base))

@@ -281,11 +281,22 @@ func TestRootAndLookupVariants(t *testing.T) {
 	jobs := f.lease(3)
 	f.clock.Advance(time.Minute)
 	f.report(success(jobs[2], 1)) // b-1 finished at t0+1m
-	// name only: every version of a.
-	rec := f.do(http.MethodGet, "/package?name=A", nil)
+	// name only: every version of a, the name compared exactly.
+	rec := f.do(http.MethodGet, "/package?name=a", nil)
 	var recs []scanJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &recs); err != nil || len(recs) != 2 || recs[0].Version != "1" || recs[1].Version != "2" {
 		t.Fatalf("lookup by name: %s", rec.Body)
+	}
+	if rec := f.do(http.MethodGet, "/package?name=A", nil); rec.Body.String() != "[]" {
+		t.Fatalf("lookup by another spelling: %s", rec.Body)
+	}
+	// version with since, or neither name nor since: 400.
+	for _, target := range []string{"/package?version=1&since=0", "/package?name=a&version=1&since=0", "/package?version=1"} {
+		rec := f.do(http.MethodGet, target, nil)
+		if rec.Code != http.StatusBadRequest {
+			t.Fatalf("GET %s: %d %s", target, rec.Code, rec.Body)
+		}
+		assertDetail(t, rec, "Bad Request")
 	}
 	// since: scans finished at or after the time.
 	since := f.clock.Now().Unix()

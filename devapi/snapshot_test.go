@@ -119,3 +119,42 @@ func TestSnapshotRejectsGarbage(t *testing.T) {
 		t.Fatalf("New with a broken snapshot: %v", err)
 	}
 }
+
+// TestSnapshotKeepsOwnersAndKnownRules: after a restart a lease still
+// belongs to the identity that took it, a failed scan is still open to its
+// lease, and rule names reported before are still known (a duplicate of
+// one is no 500).
+func TestSnapshotKeepsOwnersAndKnownRules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	c := newClock()
+	cfg := twoIdentities(Config{
+		Files:        []File{sdist("aaa-1.0.tar.gz"), sdist("bbb-1.0.tar.gz"), sdist("ccc-1.0.tar.gz")},
+		SnapshotPath: path, Now: c.Now, PublicURL: "http://x",
+	})
+	s1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1 := &fixture{t: t, s: s1, clock: c}
+	a, b, cc := f1.leaseOne(asAlice...), f1.leaseOne(asBob...), f1.leaseOne(asAlice...)
+	f1.mustReport(success(a, 1, "known"), asAlice...)
+	f1.mustReport(failure(cc, "transient"), asAlice...)
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s2.Close() })
+	f2 := &fixture{t: t, s: s2, clock: c}
+	if rec := f2.do(http.MethodPut, "/package", success(b, 0), asAlice...); rec.Code != http.StatusConflict {
+		t.Fatalf("bob's lease reported by alice after a restart: %d %s", rec.Code, rec.Body)
+	}
+	f2.mustReport(success(b, 2, "known", "known"), asBob...)
+	f2.mustReport(success(cc, 3), asAlice...)
+	if q := s2.Stats().Queue; q.Finished != 3 || q.Failed != 0 || q.TotalBacklog != 0 {
+		t.Fatalf("queue after restart = %+v", q)
+	}
+}
