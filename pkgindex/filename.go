@@ -34,10 +34,8 @@ func parseFilename(project, filename string) (v version, ok bool) {
 		if len(parts) != 5 && len(parts) != 6 {
 			return version{}, false
 		}
-		for _, p := range parts {
-			if p == "" {
-				return version{}, false
-			}
+		if !tagsOK(parts[2:]) {
+			return version{}, false
 		}
 		if len(parts) == 6 && !('0' <= parts[2][0] && parts[2][0] <= '9') {
 			return version{}, false
@@ -46,7 +44,7 @@ func parseFilename(project, filename string) (v version, ok bool) {
 	}
 	if stem, isEgg := cutSuffix(filename, lower, ".egg"); isEgg {
 		parts := strings.Split(stem, "-")
-		if len(parts) < 2 {
+		if len(parts) < 2 || !tagsOK(parts[2:]) {
 			return version{}, false
 		}
 		return nameVersion(project, parts[0], parts[1])
@@ -83,4 +81,20 @@ func nameVersion(project, name, ver string) (version, bool) {
 		return version{}, false
 	}
 	return parseVersion(ver)
+}
+
+// tagsOK reports wheel and egg tags (build, python, ABI, platform) that are
+// non-empty runs of letters, digits, '_' and '.'.
+func tagsOK(tags []string) bool {
+	for _, t := range tags {
+		if t == "" {
+			return false
+		}
+		for i := 0; i < len(t); i++ {
+			if c := t[i]; !isAlnum(c) && c != '_' && c != '.' {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -56,6 +56,7 @@ func TestParseFilename(t *testing.T) {
 		{"foo-bar", "foo_bar-1.0-py2.7-win32.egg", "1.0"},
 		{"foo-bar", "foo_bar-1.0.egg", "1.0"},
 		{"foo-bar", "foo_bar.egg", ""},
+		{"foo-bar", "foo_bar-1.0-py2 7.egg", ""},
 		{"foo-bar", "foo-bar-1.0-py2.7.egg", ""}, // unescaped '-' in an egg name
 	} {
 		v, ok := parseFilename(tc.project, tc.file)

@@ -246,7 +246,9 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 // the latest eligible release's files that are not yanked (see the package
 // doc). Errors: *NotFoundError (also when the JSON API fallback finds
 // nothing), *StatusError, *LimitError, *PageError, *limit.Error for too many
-// distributions, transport errors, or ctx's error.
+// distributions, transport errors, or ctx's error. When the fallback fails
+// otherwise, its error is returned, prefixed with the page's NotFoundError
+// text.
 func (ix *Index) Resolve(ctx context.Context, t Target) (*Release, error) {
 	if err := checkName(t.Name); err != nil {
 		return nil, err
@@ -275,7 +277,7 @@ func (ix *Index) Resolve(ctx context.Context, t Target) (*Release, error) {
 	case ctx.Err() != nil:
 		return nil, apiErr
 	}
-	return nil, fmt.Errorf("%w (the JSON API fallback failed: %s)", err, clip.Error(apiErr, clip.Default))
+	return nil, fmt.Errorf("%s; the JSON API fallback failed: %w", clip.Error(err, clip.Default), apiErr)
 }
 
 func (ix *Index) fromSimple(ctx context.Context, project, pinned string, want *version) (*Release, error) {

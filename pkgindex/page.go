@@ -50,6 +50,9 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
 	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
+	}
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	return u.String(), frag, nil

@@ -1,0 +1,793 @@
+package pkgindex
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dragonfly-fleet/fleet/worker/fetch"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+)
+
+// *fetch.Fetcher is the Getter the scan command uses.
+var _ Getter = (*fetch.Fetcher)(nil)
+
+// fakeFile is one distribution file the fake index serves.
+type fakeFile struct {
+	name   string
+	data   []byte
+	hash   string // published sha256: "ok" for the right one, "" for none, else as given
+	yanked any    // false, true or a reason string
+	ref    string // how the page links it; "" = "../../../files/NAME" (relative)
+}
+
+func (f fakeFile) sha() string {
+	if f.hash == "ok" {
+		s := sha256.Sum256(f.data)
+		return hex.EncodeToString(s[:])
+	}
+	return f.hash
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// fooBarFiles is project foo-bar: release 1.0 (an sdist and two wheels,
+// one yanked), a pre-release 1.1rc1, a fully yanked newer 1.2, a dev
+// release 1.3.dev1, 0.9 whose published sha256 is wrong, 0.8 without a
+// hash, and files that are not foo-bar's or do not parse.
+func fooBarFiles() []fakeFile {
+	d := func(s string) []byte { return []byte("contents of " + s) }
+	return []fakeFile{
+		{name: "foo_bar-1.0.tar.gz", data: d("sdist 1.0"), hash: "ok", yanked: false},
+		{name: "foo_bar-1.0-py3-none-any.whl", data: d("wheel 1.0"), hash: "ok", ref: "/files/foo_bar-1.0-py3-none-any.whl"},
+		{name: "foo_bar-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", data: d("cp312 wheel 1.0"), hash: "ok", yanked: "broken build"},
+		{name: "foo_bar-1.1rc1.tar.gz", data: d("sdist 1.1rc1"), hash: "ok"},
+		{name: "foo_bar-1.2.tar.gz", data: d("sdist 1.2"), hash: "ok", yanked: true},
+		{name: "foo_bar-1.2-py3-none-any.whl", data: d("wheel 1.2"), hash: "ok", yanked: "security"},
+		{name: "foo_bar-1.3.dev1-py3-none-any.whl", data: d("wheel 1.3.dev1"), hash: "ok"},
+		{name: "foo_bar-0.9.tar.gz", data: d("sdist 0.9"), hash: strings.Repeat("ab", 32)},
+		{name: "foo_bar-0.8.zip", data: d("sdist 0.8"), hash: ""},
+		{name: "foo_bar-0.7.tar.gz", data: d("sdist 0.7"), hash: "not-hex"},
+		{name: "README.txt", data: d("readme"), hash: "ok"},
+		{name: "other_pkg-9.0.tar.gz", data: d("other"), hash: "ok"},
+		{name: "foo_bar-notaversion.tar.gz", data: d("junk"), hash: "ok"},
+		{name: "foo_bar-9.0.exe", data: d("installer"), hash: "ok"},
+	}
+}
+
+// stale is a release only the JSON API knows (its per-version document):
+// the simple page was cached before it was published.
+var stale = fakeFile{name: "foo_bar-2.0.tar.gz", data: []byte("sdist 2.0"), hash: "ok"}
+
+// fakeIndex serves one project, foo-bar, under several index URLs:
+//
+//	/json/simple/  PEP 691 JSON (406 unless asked for it by Accept)
+//	/html/simple/  PEP 503 HTML whatever Accept says
+//	/api/simple/   404 for every page; /api/pypi/... is the JSON API
+//	/custom/       PEP 503 HTML at an index URL not ending in /simple
+//
+// /{json,html,api}/pypi/foo-bar/json and /pypi/foo-bar/VERSION/json are the
+// JSON API; files are served from /files/.
+type fakeIndex struct {
+	t     *testing.T
+	files []fakeFile
+	srv   *httptest.Server
+
+	mu       sync.Mutex
+	requests []string // "PATH ACCEPT"
+	status   int      // when non-zero, every page answers this
+}
+
+func newFakeIndex(t *testing.T) *fakeIndex {
+	f := &fakeIndex{t: t, files: fooBarFiles()}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeIndex) log() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+func (f *fakeIndex) asked(path string) bool {
+	for _, r := range f.log() {
+		if strings.HasPrefix(r, path+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeIndex) file(name string) (fakeFile, bool) {
+	for _, ff := range append(f.files, stale) {
+		if ff.name == name {
+			return ff, true
+		}
+	}
+	return fakeFile{}, false
+}
+
+func (f *fakeIndex) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r.URL.Path+" "+r.Header.Get("Accept"))
+	status := f.status
+	f.mu.Unlock()
+	p := r.URL.Path
+	if name, ok := strings.CutPrefix(p, "/files/"); ok {
+		ff, ok := f.file(name)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(ff.data)
+		return
+	}
+	if status != 0 {
+		http.Error(w, "trouble", status)
+		return
+	}
+	mode, rest, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	switch {
+	case rest == "simple/foo-bar/" && mode == "json":
+		if !strings.Contains(r.Header.Get("Accept"), "application/vnd.pypi.simple.v1+json") {
+			http.Error(w, "ask for JSON", http.StatusNotAcceptable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.pypi.simple.v1+json")
+		f.writeSimpleJSON(w)
+	case (rest == "simple/foo-bar/" && mode == "html") || (mode == "custom" && rest == "foo-bar/"):
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		f.writeHTML(w, mode == "custom")
+	case strings.HasPrefix(rest, "pypi/foo-bar/") && mode != "custom":
+		f.serveJSONAPI(w, r, strings.TrimPrefix(rest, "pypi/foo-bar/"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeIndex) ref(ff fakeFile) string {
+	if ff.ref != "" {
+		return ff.ref
+	}
+	return "../../../files/" + ff.name
+}
+
+func (f *fakeIndex) writeSimpleJSON(w io.Writer) {
+	type jf struct {
+		Filename string            `json:"filename"`
+		URL      string            `json:"url"`
+		Hashes   map[string]string `json:"hashes"`
+		Yanked   any               `json:"yanked,omitempty"`
+	}
+	var files []jf
+	for _, ff := range f.files {
+		h := map[string]string{"md5": "00"}
+		if s := ff.sha(); s != "" {
+			h["sha256"] = s
+		}
+		files = append(files, jf{Filename: ff.name, URL: f.ref(ff), Hashes: h, Yanked: ff.yanked})
+	}
+	json.NewEncoder(w).Encode(map[string]any{
+		"meta":     map[string]string{"api-version": "1.1"},
+		"name":     "foo-bar",
+		"files":    files,
+		"versions": []string{"1.0"},
+	})
+}
+
+func (f *fakeIndex) writeHTML(w io.Writer, custom bool) {
+	fmt.Fprint(w, "<!DOCTYPE html>\n<html><head><title>Links for foo-bar</title></head><body><h1>Links for foo-bar</h1>\n")
+	for _, ff := range f.files {
+		href := f.ref(ff)
+		if custom {
+			href = "../../files/" + ff.name // from /custom/foo-bar/
+		}
+		if s := ff.sha(); s != "" {
+			href += "#sha256=" + s
+		} else {
+			href += "#md5=00"
+		}
+		attr := ""
+		switch y := ff.yanked.(type) {
+		case bool:
+			if y {
+				attr = " data-yanked"
+			}
+		case string:
+			attr = ` data-yanked="` + html.EscapeString(y) + `"`
+		}
+		fmt.Fprintf(w, "<a href=\"%s\" data-requires-python=\"&gt;=3.8\"%s>%s</a><br/>\n", html.EscapeString(href), attr, html.EscapeString(ff.name))
+	}
+	fmt.Fprint(w, "</body></html>\n")
+}
+
+type apiFile struct {
+	Filename     string            `json:"filename"`
+	URL          string            `json:"url"`
+	Digests      map[string]string `json:"digests"`
+	Yanked       bool              `json:"yanked"`
+	YankedReason *string           `json:"yanked_reason"`
+}
+
+func (f *fakeIndex) apiFile(r *http.Request, ff fakeFile) apiFile {
+	a := apiFile{Filename: ff.name, URL: "http://" + r.Host + "/files/" + ff.name, Digests: map[string]string{"md5": "00"}}
+	if s := ff.sha(); s != "" {
+		a.Digests["sha256"] = s
+	}
+	switch y := ff.yanked.(type) {
+	case bool:
+		a.Yanked = y
+	case string:
+		a.Yanked, a.YankedReason = true, &y
+	}
+	return a
+}
+
+// serveJSONAPI serves "json" (every release) and "VERSION/json".
+func (f *fakeIndex) serveJSONAPI(w http.ResponseWriter, r *http.Request, rest string) {
+	versionOf := func(ff fakeFile) string {
+		v, ok := parseFilename("foo-bar", ff.name)
+		if !ok {
+			return "junk"
+		}
+		return v.String()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if rest == "json" {
+		releases := map[string][]apiFile{}
+		for _, ff := range f.files {
+			releases[versionOf(ff)] = append(releases[versionOf(ff)], f.apiFile(r, ff))
+		}
+		json.NewEncoder(w).Encode(map[string]any{"info": map[string]string{"name": "Foo_Bar", "version": "1.0"}, "releases": releases, "urls": []apiFile{}})
+		return
+	}
+	ver, ok := strings.CutSuffix(rest, "/json")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	var urls []apiFile
+	for _, ff := range append(slices.Clone(f.files), stale) {
+		if versionOf(ff) == ver {
+			urls = append(urls, f.apiFile(r, ff))
+		}
+	}
+	if len(urls) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"info": map[string]string{"name": "Foo_Bar", "version": ver}, "urls": urls})
+}
+
+// httpGetter is a plain HTTP Getter that records the URLs it is asked for.
+type httpGetter struct {
+	client *http.Client
+	mu     sync.Mutex
+	urls   []string
+}
+
+func (g *httpGetter) Get(ctx context.Context, url string) ([]byte, error) {
+	g.mu.Lock()
+	g.urls = append(g.urls, url)
+	g.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+func (g *httpGetter) got() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.urls)
+}
+
+func newIndex(t *testing.T, f *fakeIndex, path string, mod func(*Config)) (*Index, *httpGetter) {
+	t.Helper()
+	g := &httpGetter{client: f.srv.Client()}
+	cfg := Config{IndexURL: f.srv.URL + path, Getter: g, Client: f.srv.Client()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ix, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix, g
+}
+
+func target(t *testing.T, s string) Target {
+	t.Helper()
+	tg, err := ParseTarget(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+// modes are the index URLs of the three ways to list files.
+var modes = []string{"/json/simple", "/html/simple", "/api/simple"}
+
+// wantDist is what a test expects of a distribution.
+type wantDist struct {
+	name   string
+	yanked bool
+	reason string
+}
+
+func checkRelease(t *testing.T, f *fakeIndex, rel *Release, version string, want []wantDist) {
+	t.Helper()
+	if rel.Name != "foo-bar" || rel.Version != version {
+		t.Fatalf("release %s %s, want foo-bar %s", rel.Name, rel.Version, version)
+	}
+	var got []string
+	for _, d := range rel.Distributions {
+		got = append(got, d.Filename)
+	}
+	var names []string
+	for _, w := range want {
+		names = append(names, w.name)
+	}
+	if !slices.Equal(got, names) {
+		t.Fatalf("distributions %q, want %q", got, names)
+	}
+	for i, d := range rel.Distributions {
+		ff, _ := f.file(d.Filename)
+		if d.URL != f.srv.URL+"/files/"+d.Filename {
+			t.Errorf("%s: URL %q, want %q", d.Filename, d.URL, f.srv.URL+"/files/"+d.Filename)
+		}
+		if d.SHA256 != ff.sha() {
+			t.Errorf("%s: SHA256 %q, want %q", d.Filename, d.SHA256, ff.sha())
+		}
+		if d.Yanked != want[i].yanked || d.YankedReason != want[i].reason {
+			t.Errorf("%s: yanked %v %q, want %v %q", d.Filename, d.Yanked, d.YankedReason, want[i].yanked, want[i].reason)
+		}
+	}
+}
+
+func TestResolveLatest(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, _ := newIndex(t, f, mode, nil)
+			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 1.2 is fully yanked, 1.1rc1 and 1.3.dev1 are pre-releases, 9.0
+			// is in a name that does not parse; the yanked 1.0 wheel is left out.
+			checkRelease(t, f, rel, "1.0", []wantDist{{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"}})
+		})
+	}
+}
+
+func TestResolvePre(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, _ := newIndex(t, f, mode, func(c *Config) { c.Pre = true })
+			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRelease(t, f, rel, "1.3.dev1", []wantDist{{name: "foo_bar-1.3.dev1-py3-none-any.whl"}})
+		})
+	}
+}
+
+func TestResolvePinnedTakesYanked(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, _ := newIndex(t, f, mode, nil)
+			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRelease(t, f, rel, "1.0", []wantDist{
+				{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"},
+				{name: "foo_bar-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", yanked: true, reason: "broken build"},
+			})
+
+			rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRelease(t, f, rel, "1.2", []wantDist{
+				{name: "foo_bar-1.2.tar.gz", yanked: true},
+				{name: "foo_bar-1.2-py3-none-any.whl", yanked: true, reason: "security"},
+			})
+
+			rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.1rc1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRelease(t, f, rel, "1.1rc1", []wantDist{{name: "foo_bar-1.1rc1.tar.gz"}})
+		})
+	}
+}
+
+func TestResolvePinnedPEP440Equal(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.1.0-rc.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRelease(t, f, rel, "1.1.0rc1", []wantDist{{name: "foo_bar-1.1rc1.tar.gz"}})
+}
+
+func TestResolveNormalizesName(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, _ := newIndex(t, f, mode, nil)
+			rel, err := ix.Resolve(t.Context(), target(t, "pypi:Foo_Bar==1.0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel.Name != "foo-bar" || len(rel.Distributions) != 3 {
+				t.Fatalf("release %+v", rel)
+			}
+			for _, r := range f.log() {
+				if strings.Contains(strings.ToLower(r), "foo_bar/") {
+					t.Errorf("asked for an unnormalized page: %s", r)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveTrailingSlashIndexURL(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/html/simple/", nil)
+	if _, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar")); err != nil {
+		t.Fatal(err)
+	}
+	if !f.asked("/html/simple/foo-bar/") {
+		t.Fatalf("requests %q", f.log())
+	}
+}
+
+func TestResolveAsksForJSON(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/html/simple", nil)
+	if _, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar")); err != nil {
+		t.Fatal(err)
+	}
+	log := f.log()
+	if len(log) != 1 || !strings.HasPrefix(log[0], "/html/simple/foo-bar/ application/vnd.pypi.simple.v1+json") {
+		t.Fatalf("requests %q, want one for the page preferring PEP 691 JSON", log)
+	}
+}
+
+func TestResolveFallsBackToJSONAPI(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	// 2.0 is not on the (stale) simple page; the JSON API has it.
+	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==2.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Source != f.srv.URL+"/json/pypi/foo-bar/2.0/json" || len(rel.Distributions) != 1 || rel.Distributions[0].Filename != stale.name {
+		t.Fatalf("release %+v, want %s from the JSON API", rel, stale.name)
+	}
+
+	// The project page itself is 404 on /api/simple: the latest comes
+	// from /pypi/foo-bar/json.
+	ix, _ = newIndex(t, f, "/api/simple", nil)
+	rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Source != f.srv.URL+"/api/pypi/foo-bar/json" || rel.Version != "1.0" {
+		t.Fatalf("release %+v, want 1.0 from the JSON API", rel)
+	}
+	if !f.asked("/api/simple/foo-bar/") {
+		t.Fatalf("the simple page was not asked first: %q", f.log())
+	}
+}
+
+func TestResolveNotFound(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==3.0"))
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || nf.Project != "foo-bar" || nf.Version != "3.0" {
+		t.Fatalf("error %v, want *NotFoundError for foo-bar==3.0", err)
+	}
+	if want := "foo-bar==3.0: no file of this version on the index; the JSON API has none either"; err.Error() != want {
+		t.Errorf("message %q, want %q", err, want)
+	}
+	if !f.asked("/json/pypi/foo-bar/3.0/json") {
+		t.Errorf("the JSON API was not asked: %q", f.log())
+	}
+
+	_, err = ix.Resolve(t.Context(), target(t, "pypi:no-such-project"))
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "project not found on the index") {
+		t.Fatalf("error %v, want project not found", err)
+	}
+}
+
+func TestResolveNoFallbackWithoutSimple(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/custom", nil)
+	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRelease(t, f, rel, "1.0", []wantDist{{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"}})
+	_, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==2.0"))
+	var nf *NotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("error %v, want *NotFoundError", err)
+	}
+	for _, r := range f.log() {
+		if strings.Contains(r, "/pypi/") {
+			t.Errorf("asked the JSON API of an index URL not ending in /simple: %s", r)
+		}
+	}
+}
+
+func TestResolveOnlyPreReleases(t *testing.T) {
+	f := newFakeIndex(t)
+	var kept []fakeFile
+	for _, ff := range f.files {
+		if ff.name == "foo_bar-1.1rc1.tar.gz" || ff.name == "foo_bar-1.2.tar.gz" {
+			kept = append(kept, ff)
+		}
+	}
+	f.files = kept
+	ix, _ := newIndex(t, f, "/custom", nil)
+	_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "--pre allows pre-releases") {
+		t.Fatalf("error %v, want not found naming --pre", err)
+	}
+}
+
+func TestResolveStatusError(t *testing.T) {
+	f := newFakeIndex(t)
+	f.status = http.StatusServiceUnavailable
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 503 || !strings.Contains(err.Error(), "/json/simple/foo-bar/") {
+		t.Fatalf("error %v, want *StatusError 503 naming the page", err)
+	}
+	if f.asked("/json/pypi/foo-bar/json") {
+		t.Error("a failing index must not fall back to the JSON API")
+	}
+}
+
+func TestResolveLimits(t *testing.T) {
+	f := newFakeIndex(t)
+	for _, tc := range []struct {
+		name  string
+		mode  string
+		mod   func(*Config)
+		check func(error) bool
+	}{
+		{"page size json", "/json/simple", func(c *Config) { c.MaxPageSize = 100 }, func(err error) bool {
+			var le *LimitError
+			return errors.As(err, &le) && le.Bound == "MaxPageSize" && le.Max == 100
+		}},
+		{"page size api", "/api/simple", func(c *Config) { c.MaxPageSize = 100 }, func(err error) bool {
+			var le *LimitError
+			return errors.As(err, &le) && le.Bound == "MaxPageSize" &&
+				strings.HasPrefix(err.Error(), "foo-bar: project not found on the index; the JSON API fallback failed: index page")
+		}},
+		{"files json", "/json/simple", func(c *Config) { c.MaxFiles = 3 }, func(err error) bool {
+			var le *LimitError
+			return errors.As(err, &le) && le.Bound == "MaxFiles" && le.Max == 3
+		}},
+		{"files html", "/html/simple", func(c *Config) { c.MaxFiles = 3 }, func(err error) bool {
+			var le *LimitError
+			return errors.As(err, &le) && le.Bound == "MaxFiles"
+		}},
+		{"files api", "/api/simple", func(c *Config) { c.MaxFiles = 3 }, func(err error) bool {
+			var le *LimitError
+			return errors.As(err, &le) && le.Bound == "MaxFiles"
+		}},
+		{"distributions", "/html/simple", func(c *Config) { c.MaxDistributions = 1 }, func(err error) bool {
+			var le *limit.Error
+			return errors.As(err, &le) && le.Kind == limit.Distributions && le.Max == 1
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix, _ := newIndex(t, f, tc.mode, tc.mod)
+			_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+			if !tc.check(err) {
+				t.Fatalf("error %v (%T)", err, err)
+			}
+		})
+	}
+}
+
+func TestFetch(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, g := newIndex(t, f, mode, nil)
+			var got []string
+			rel, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==1.0"), func(d Distribution, data []byte) error {
+				ff, _ := f.file(d.Filename)
+				if !bytes.Equal(data, ff.data) {
+					t.Errorf("%s: got %q, want %q", d.Filename, data, ff.data)
+				}
+				got = append(got, d.Filename)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 3 || len(rel.Distributions) != 3 {
+				t.Fatalf("called back for %q, release %+v", got, rel)
+			}
+			if len(g.got()) != 3 {
+				t.Fatalf("getter asked for %q", g.got())
+			}
+		})
+	}
+}
+
+func TestFetchDigestMismatch(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, _ := newIndex(t, f, mode, nil)
+			called := 0
+			_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.9"), func(Distribution, []byte) error { called++; return nil })
+			var de *DigestError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v, want *DigestError", err)
+			}
+			ff, _ := f.file("foo_bar-0.9.tar.gz")
+			if de.Filename != ff.name || de.Want != strings.Repeat("ab", 32) || de.Got != sum(ff.data) {
+				t.Fatalf("%+v", de)
+			}
+			for _, s := range []string{ff.name, de.Want, de.Got, "mismatch"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("message %q does not name %q", err, s)
+				}
+			}
+			if called != 0 {
+				t.Error("a distribution that failed verification was handed to the callback")
+			}
+		})
+	}
+}
+
+func TestFetchMissingOrInvalidHash(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, g := newIndex(t, f, mode, nil)
+			_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.8"), func(Distribution, []byte) error { return nil })
+			var de *DigestError
+			if !errors.As(err, &de) || de.Want != "" || de.Filename != "foo_bar-0.8.zip" || !strings.Contains(err.Error(), "gives no sha256") {
+				t.Fatalf("error %v, want *DigestError without a published digest", err)
+			}
+			_, err = ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.7"), func(Distribution, []byte) error { return nil })
+			if !errors.As(err, &de) || de.Want != "not-hex" || de.Got != "" || !strings.Contains(err.Error(), "invalid sha256") {
+				t.Fatalf("error %v, want *DigestError for an invalid digest", err)
+			}
+			if len(g.got()) != 0 {
+				t.Errorf("unverifiable files were downloaded: %q", g.got())
+			}
+		})
+	}
+}
+
+func TestFetchKeepsGoingAndStopsOnCallbackError(t *testing.T) {
+	f := newFakeIndex(t)
+	// Release 1.0 gets a file with a wrong digest in the middle.
+	bad := fakeFile{name: "foo_bar-1.0-py2-none-any.whl", data: []byte("x"), hash: strings.Repeat("0", 64)}
+	f.files = slices.Insert(f.files, 1, bad)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	var got []string
+	_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==1.0"), func(d Distribution, _ []byte) error {
+		got = append(got, d.Filename)
+		return nil
+	})
+	var de *DigestError
+	if !errors.As(err, &de) || de.Filename != bad.name || len(got) != 3 {
+		t.Fatalf("error %v, called back for %q; want the digest error after the 3 good files", err, got)
+	}
+
+	stop := errors.New("stop")
+	calls := 0
+	_, err = ix.Fetch(t.Context(), target(t, "pypi:foo-bar==1.0"), func(Distribution, []byte) error { calls++; return stop })
+	if err != stop || calls != 1 {
+		t.Fatalf("error %v after %d calls, want the callback's error after 1", err, calls)
+	}
+}
+
+func TestDownloadGetterError(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	d := Distribution{Filename: "gone.tar.gz", URL: f.srv.URL + "/files/gone.tar.gz", SHA256: strings.Repeat("a", 64)}
+	_, err := ix.Download(t.Context(), d)
+	if err == nil || !strings.Contains(err.Error(), `download "gone.tar.gz": HTTP 404`) {
+		t.Fatalf("error %v, want the getter's error naming the file", err)
+	}
+}
+
+func TestResolveCanceled(t *testing.T) {
+	f := newFakeIndex(t)
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := ix.Resolve(ctx, target(t, "pypi:foo-bar")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+}
+
+func TestNew(t *testing.T) {
+	g := &httpGetter{client: http.DefaultClient}
+	for _, u := range []string{"ftp://example.org/simple", "example.org/simple", "https:///simple", "https://example.org/simple?x=1", "https://example.org/simple#x", "http://[::1"} {
+		if _, err := New(Config{IndexURL: u, Getter: g}); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Error("New without Getter accepted")
+	}
+	ix, err := New(Config{Getter: g})
+	if err != nil || ix.simple != "https://pypi.org/simple" || ix.api != "https://pypi.org" {
+		t.Fatalf("default index %+v, %v", ix, err)
+	}
+	ix, err = New(Config{Getter: g, IndexURL: "https://example.org/devpi/+simple/"})
+	if err != nil || ix.simple != "https://example.org/devpi/+simple" || ix.api != "" {
+		t.Fatalf("%+v, %v", ix, err)
+	}
+}
+
+func TestCheckRedirect(t *testing.T) {
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if err := checkRedirect(req("http://a/x"), []*http.Request{req("https://a/y")}); err == nil {
+		t.Error("https -> http followed")
+	}
+	if err := checkRedirect(req("https://a/x"), []*http.Request{req("http://a/y")}); err != nil {
+		t.Errorf("http -> https refused: %v", err)
+	}
+	via := make([]*http.Request, maxRedirects+1)
+	for i := range via {
+		via[i] = req("https://a/y")
+	}
+	if err := checkRedirect(req("https://a/x"), via); err == nil {
+		t.Error("too many redirects followed")
+	}
+}

@@ -1,0 +1,176 @@
+package pkgindex
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestParseSimpleHTML(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	body := `<!DOCTYPE html><html><body>
+<a href="foo-1.0.tar.gz#sha256=` + strings.ToUpper(sha) + `">foo-1.0.tar.gz</a>
+<a HREF="../../files/foo-1.1.tar.gz#md5=00" data-yanked="">  foo-1.1.tar.gz </a>
+<a href="https://cdn.example/x/foo-1.2.tar.gz?a=b&amp;c=d#sha256=` + sha + `" data-yanked="bad &amp; broken"><span>foo-1.2</span>.tar.gz</a>
+<a href="/p/foo-1.3.zip"></a>
+<a name="no-href">anchor</a>
+<a href="foo-1.4.zip"/>
+<a href="javascript:alert(1)">foo-1.5.zip</a>
+<a href="http:">foo-1.7.zip</a>
+<a href="foo-1.6.zip">foo-1.6.zip
+</body></html>`
+	files, err := parseSimpleHTML([]byte(body), page, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []file{
+		{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz", sha256: sha},
+		{filename: "foo-1.1.tar.gz", url: "https://idx.example/files/foo-1.1.tar.gz", yanked: true},
+		{filename: "foo-1.2.tar.gz", url: "https://cdn.example/x/foo-1.2.tar.gz?a=b&c=d", sha256: sha, yanked: true, yankedReason: "bad & broken"},
+		{filename: "foo-1.3.zip", url: "https://idx.example/p/foo-1.3.zip"},
+		{filename: "foo-1.4.zip", url: "https://idx.example/simple/foo/foo-1.4.zip"},
+		{filename: "foo-1.5.zip"},
+		{filename: "foo-1.7.zip"},
+		{filename: "foo-1.6.zip", url: "https://idx.example/simple/foo/foo-1.6.zip"},
+	}
+	if len(files) != len(want) {
+		t.Fatalf("got %d files %+v, want %d", len(files), files, len(want))
+	}
+	for i, w := range want {
+		g := files[i]
+		if g.filename != w.filename || g.url != w.url || g.sha256 != w.sha256 || g.yanked != w.yanked || g.yankedReason != w.yankedReason {
+			t.Errorf("file %d = %+v, want %+v", i, g, w)
+		}
+		if (g.urlErr != nil) != (w.url == "") {
+			t.Errorf("file %d: urlErr %v", i, g.urlErr)
+		}
+	}
+}
+
+func TestParseSimpleHTMLBase(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	body := `<html><head><base href="https://mirror.example/pkgs/"><base href="https://ignored.example/"></head>
+<body><a href="foo-1.0.tar.gz">foo-1.0.tar.gz</a></body></html>`
+	files, err := parseSimpleHTML([]byte(body), page, 100)
+	if err != nil || len(files) != 1 || files[0].url != "https://mirror.example/pkgs/foo-1.0.tar.gz" {
+		t.Fatalf("files %+v, %v; want the URL resolved against the first <base>", files, err)
+	}
+}
+
+func TestParseSimpleHTMLMaxFiles(t *testing.T) {
+	body := strings.Repeat(`<a href="x">x</a>`, 11)
+	if _, err := parseSimpleHTML([]byte(body), mustURL(t, "https://i/"), 10); err != errTooManyFiles {
+		t.Fatalf("error %v, want errTooManyFiles", err)
+	}
+	if files, err := parseSimpleHTML([]byte(body), mustURL(t, "https://i/"), 11); err != nil || len(files) != 11 {
+		t.Fatalf("%d files, %v", len(files), err)
+	}
+}
+
+func TestParseSimpleHTMLLongText(t *testing.T) {
+	body := `<a href="x">` + strings.Repeat("<b>yyyyyyyyyy</b>", 1000) + `</a>`
+	files, err := parseSimpleHTML([]byte(body), mustURL(t, "https://i/"), 10)
+	if err != nil || len(files) != 1 || len(files[0].filename) > MaxFilenameLen+20 {
+		t.Fatalf("files %d, name %d bytes, %v; want the anchor text bounded", len(files), len(files[0].filename), err)
+	}
+}
+
+func TestParseSimpleJSON(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	body := `{"meta": {"api-version": "1.3", "_last-serial": 7}, "name": "foo", "versions": ["1.0"],
+	"files": [
+	  {"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz#frag", "hashes": {"sha256": "` + strings.ToUpper(sha) + `"}},
+	  {"filename": "foo-1.1.tar.gz", "url": "https://cdn.example/foo-1.1.tar.gz", "hashes": {"md5": "00"}, "yanked": true},
+	  {"filename": "foo-1.2.tar.gz", "url": "/f/foo-1.2.tar.gz", "hashes": {}, "yanked": "reason", "core-metadata": {"sha256": "x"}},
+	  {"filename": "foo-1.3.tar.gz", "url": "../x", "hashes": {}, "yanked": false},
+	  {"filename": "foo-1.4.tar.gz", "url": "%zz", "hashes": {}, "yanked": null}
+	]}`
+	files, err := parseSimpleJSON([]byte(body), page, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []file{
+		{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz", sha256: sha},
+		{filename: "foo-1.1.tar.gz", url: "https://cdn.example/foo-1.1.tar.gz", yanked: true},
+		{filename: "foo-1.2.tar.gz", url: "https://idx.example/f/foo-1.2.tar.gz", yanked: true, yankedReason: "reason"},
+		{filename: "foo-1.3.tar.gz", url: "https://idx.example/simple/x"},
+		{filename: "foo-1.4.tar.gz"},
+	}
+	if len(files) != len(want) {
+		t.Fatalf("got %d files, want %d", len(files), len(want))
+	}
+	for i, w := range want {
+		g := files[i]
+		if g.filename != w.filename || g.url != w.url || g.sha256 != w.sha256 || g.yanked != w.yanked || g.yankedReason != w.yankedReason {
+			t.Errorf("file %d = %+v, want %+v", i, g, w)
+		}
+		if (g.urlErr != nil) != (w.url == "") {
+			t.Errorf("file %d: urlErr %v", i, g.urlErr)
+		}
+	}
+}
+
+func TestParseSimpleJSONErrors(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	for _, tc := range []struct{ body, err string }{
+		{`{"meta": {"api-version": "2.0"}, "files": []}`, "unsupported meta.api-version"},
+		{`{"files": []}`, "unsupported meta.api-version"},
+		{`{"meta": {"api-version": "1.0"}, "files": [{"filename": "a", "yanked": 1}]}`, "neither a boolean nor a string"},
+		{`{"meta": {"api-version": "1.0"}, "files": [], "files": []}`, "files given twice"},
+		{`{"meta": {"api-version": "1.0"}, "files": {}}`, "malformed JSON"},
+		{`{"meta": {"api-version": "1.0"}, "files": [1]}`, "malformed files[0]"},
+		{`{"meta": {"api-version": "1.0"}, "files": []} {}`, "data after the object"},
+		{`[]`, "malformed JSON"},
+		{`{"meta": {"api-version": "1.0"}, "files": [`, "malformed"},
+		{``, "malformed JSON"},
+		{`<html></html>`, "malformed JSON"},
+	} {
+		if _, err := parseSimpleJSON([]byte(tc.body), page, 100); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: error %v, want %q", tc.body, err, tc.err)
+		}
+	}
+	many := `{"meta": {"api-version": "1.0"}, "files": [` + strings.Repeat(`{"filename": "a"},`, 5) + `{"filename": "a"}]}`
+	if _, err := parseSimpleJSON([]byte(many), page, 5); err != errTooManyFiles {
+		t.Errorf("6 files with max 5: %v", err)
+	}
+}
+
+func TestParseJSONAPI(t *testing.T) {
+	page := mustURL(t, "https://pypi.example/pypi/foo/json")
+	body := `{"info": {"version": "1.0"}, "urls": [{"filename": "ignored-when-releases"}],
+	"releases": {
+	  "1.0": [{"filename": "foo-1.0.tar.gz", "url": "https://files.example/foo-1.0.tar.gz", "digests": {"sha256": "` + sha + `"}, "yanked": false, "yanked_reason": null}],
+	  "0.9": [{"filename": "foo-0.9.tar.gz", "url": "https://files.example/foo-0.9.tar.gz", "digests": {}, "yanked": true, "yanked_reason": "oops"}],
+	  "0.1": []
+	}}`
+	files, err := parseJSONAPI([]byte(body), page, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files[0].filename != "foo-0.9.tar.gz" || !files[0].yanked || files[0].yankedReason != "oops" ||
+		files[1].filename != "foo-1.0.tar.gz" || files[1].sha256 != sha || files[1].yanked {
+		t.Fatalf("files %+v", files)
+	}
+	perVersion := `{"info": {"version": "1.0"}, "urls": [{"filename": "foo-1.0.tar.gz", "url": "/f/foo-1.0.tar.gz", "digests": {"sha256": "` + sha + `"}}]}`
+	files, err = parseJSONAPI([]byte(perVersion), page, 100)
+	if err != nil || len(files) != 1 || files[0].url != "https://pypi.example/f/foo-1.0.tar.gz" {
+		t.Fatalf("files %+v, %v", files, err)
+	}
+	if _, err := parseJSONAPI([]byte(`{"releases": []}`), page, 100); err == nil {
+		t.Error("releases as a list accepted")
+	}
+	if _, err := parseJSONAPI([]byte(body), page, 1); err != errTooManyFiles {
+		t.Errorf("2 files with max 1: %v", err)
+	}
+}
