@@ -101,7 +101,7 @@ func parseConfig(name string, data []byte, known map[string]bool) (*confFile, er
 	for _, k := range sortedKeys(m) {
 		shown := strconv.Quote(clip.String(k, 256))
 		lk := strings.ToLower(k)
-		if !known[lk] {
+		if _, ok := known[lk]; !ok {
 			errs = append(errs, fmt.Errorf("%s: unknown key %s%s", name, shown, keyHint(k, known)))
 			continue
 		}
@@ -163,7 +163,7 @@ func flatten(v any) (string, error) {
 func keyHint(key string, known map[string]bool) string {
 	if k, ok := cutPrefixFold(key, "DRAGONFLY_"); ok {
 		k = strings.ToLower(k)
-		if known[k] {
+		if _, ok := known[k]; ok {
 			return ": keys are written without DRAGONFLY_ and in lower case: " + k
 		}
 		key = k

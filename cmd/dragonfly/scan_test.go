@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/rules"
 )
 
 func runScanCmd(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
@@ -195,5 +201,186 @@ func TestScanJSONCountsEveryFile(t *testing.T) {
 	// Three files scanned (one matched), 6 + 30 + 0 bytes.
 	if got.FilesScanned != 3 || got.BytesScanned != 36 || len(got.Files) != 1 {
 		t.Fatalf("files_scanned %d, bytes_scanned %d, matched files %d; want 3, 36, 1: %s", got.FilesScanned, got.BytesScanned, len(got.Files), out)
+	}
+}
+
+// TestScanRulesRequired: scan names its rules explicitly; --demo says
+// nothing about them.
+func TestScanRulesRequired(t *testing.T) {
+	dir := writeDemo(t)
+	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
+	for _, args := range [][]string{{"scan", target}, {"scan", "--demo"}, {"scan", "--demo", "--format", "json"}} {
+		code, out, errOut := runScanCmd(t, nil, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "no rules: give --rules PATH") ||
+			!strings.Contains(errOut, "--rules-from-api") || !strings.Contains(errOut, "--demo-rules") {
+			t.Errorf("%v: exit %d stdout %q stderr %q", args, code, out, errOut)
+		}
+	}
+	code, _, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_RULES": "/some/rules"}, "scan", "--demo-rules", target)
+	if code != 2 || !strings.Contains(errOut, "one rule source only, got --rules (env DRAGONFLY_RULES), --demo-rules (flag --demo-rules)") {
+		t.Errorf("two sources: exit %d stderr %q", code, errOut)
+	}
+	// --rules-from-api=false is no choice.
+	code, _, errOut = runScanCmd(t, nil, "scan", "--rules-from-api=false", "--demo-rules", "--format", "json", target)
+	if code != 0 {
+		t.Errorf("exit %d stderr %q", code, errOut)
+	}
+	// The variable works like the flag, and standard error names the set.
+	code, out, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_DEMO_RULES": "true", "DRAGONFLY_FORMAT": "json"}, "scan", "--demo")
+	if code != 0 || !strings.HasPrefix(out, "{") {
+		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	demoSet := rules.Set{Sources: demo.Rules()}
+	if want := "rules from the built-in demo rules: hash " + rules.ContentHash(demoSet.Sources) + ", "; !strings.Contains(errOut, want) || !regexp.MustCompile(`, \d+ rules\n`).MatchString(errOut) {
+		t.Errorf("stderr %q lacks %q and a rule count", errOut, want)
+	}
+	// A rules file is named as the source.
+	rulesFile := filepath.Join(t.TempDir(), "one.yara")
+	os.WriteFile(rulesFile, []byte(`rule one_rule { meta: weight = 2 strings: $a = "exec(" condition: $a }`), 0o644)
+	code, _, errOut = runScanCmd(t, nil, "scan", target, "--rules", rulesFile, "--format", "json")
+	if code != 0 || !strings.Contains(errOut, "rules from "+rulesFile+": hash ") || !strings.Contains(errOut, ", 1 rules") {
+		t.Errorf("exit %d stderr %q", code, errOut)
+	}
+}
+
+// fakeRulesAPI serves GET /rules like the Dragonfly API behind Cloudflare
+// Access: the service token is required.
+type fakeRulesAPI struct {
+	srv    *httptest.Server
+	status atomic.Int32 // 0: serve the rules
+	hash   atomic.Value // string
+	calls  atomic.Int32
+}
+
+func newFakeRulesAPI(t *testing.T, cfID, cfSecret string) *fakeRulesAPI {
+	f := &fakeRulesAPI{}
+	f.hash.Store("0123abcd")
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.calls.Add(1)
+		if r.Header.Get("CF-Access-Client-Id") != cfID || r.Header.Get("CF-Access-Client-Secret") != cfSecret || r.Header.Get("Authorization") != "" {
+			http.Redirect(w, r, "https://login.example/cdn-cgi/access/login", http.StatusFound)
+			return
+		}
+		if st := f.status.Load(); st != 0 {
+			http.Error(w, `{"detail":"trouble"}`, int(st))
+			return
+		}
+		if r.Method != http.MethodGet || r.URL.Path != "/rules" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"hash":  f.hash.Load().(string),
+			"rules": map[string]string{"api": `rule api_rule { meta: weight = 3 strings: $a = "evil_marker" condition: $a }`},
+		})
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func runScanEnv(t *testing.T, e *env, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	e.stdout, e.stderr, e.stdin = &stdout, &stderr, strings.NewReader("")
+	code := run(context.Background(), e, args)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestScanRulesFromAPI: the API's rules with the coordinator's credentials
+// (here the 2024-25 client's Cloudflare token in DRAGONFLY_CLIENT_ID/SECRET),
+// cached by hash, used from the cache only when the API is unreachable.
+func TestScanRulesFromAPI(t *testing.T) {
+	api := newFakeRulesAPI(t, "id.access", "s3cret")
+	target := t.TempDir()
+	os.WriteFile(filepath.Join(target, "x.py"), []byte("evil_marker()\n"), 0o644)
+	cache := t.TempDir()
+	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+	vars := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "s3cret"}
+	e := &env{getenv: envMap(vars), dir: t.TempDir(), cacheDir: func() (string, error) { return cache, nil }, now: func() time.Time { return now }}
+	scanArgs := []string{"scan", "--rules-from-api", "--format", "json", target}
+
+	code, out, errOut := runScanEnv(t, e, scanArgs...)
+	if code != 0 || !strings.Contains(out, `"score":3`) {
+		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	want := "rules from the Dragonfly API at " + api.srv.URL + " (credentials: cloudflare access service token (from DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, as the 2024-25 client sent it)): hash 0123abcd, 1 rules"
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q lacks %q", errOut, want)
+	}
+	cached := filepath.Join(cache, "dragonfly-fleet", "rules", "0123abcd.json")
+	fi, err := os.Stat(cached)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file: %v %v", fi, err)
+	}
+	// The cached file is a GET /rules document: --rules reads it.
+	if code, _, errOut := runScanCmd(t, nil, "scan", "--rules", cached, "--format", "json", target); code != 0 {
+		t.Errorf("--rules on the cached file: exit %d %s", code, errOut)
+	}
+
+	// The API is down (503 after the retries): the cached set, with a warning.
+	api.status.Store(http.StatusServiceUnavailable)
+	now = now.Add(3 * time.Hour)
+	code, out, errOut = runScanEnv(t, e, scanArgs...)
+	if code != 0 || !strings.Contains(out, `"score":3`) {
+		t.Fatalf("API down: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	for _, w := range []string{"warning: the Dragonfly API is unreachable", "503", "using the cached rule set 0123abcd fetched 3h00m ago (" + cached + ")",
+		"rules from the cache of the Dragonfly API at " + api.srv.URL + " (fetched 3h00m ago): hash 0123abcd, 1 rules"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("API down: stderr %q lacks %q", errOut, w)
+		}
+	}
+
+	// Refused credentials are no outage: no fallback.
+	api.status.Store(0)
+	bad := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CF_ACCESS_CLIENT_ID": "id.access", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": "wrong"}
+	e.getenv = envMap(bad)
+	code, out, errOut = runScanEnv(t, e, scanArgs...)
+	if code != 2 || out != "" || !strings.Contains(errOut, "redirected") || strings.Contains(errOut, "cached") || strings.Contains(errOut, "wrong") {
+		t.Errorf("bad credentials: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	api.status.Store(http.StatusUnauthorized)
+	e.getenv = envMap(vars)
+	if code, _, errOut := runScanEnv(t, e, scanArgs...); code != 2 || !strings.Contains(errOut, "401") || strings.Contains(errOut, "cached rule set") {
+		t.Errorf("401: exit %d stderr %q", code, errOut)
+	}
+
+	// Nothing cached from another API: an error naming the cache.
+	other := httptest.NewServer(http.NotFoundHandler())
+	other.Close()
+	e.getenv = envMap(map[string]string{"DRAGONFLY_BASE_URL": other.URL})
+	code, _, errOut = runScanEnv(t, e, scanArgs...)
+	if code != 2 || !strings.Contains(errOut, "is unreachable") || !strings.Contains(errOut, "no rule set from "+other.URL+" is cached in "+filepath.Join(cache, "dragonfly-fleet", "rules")) {
+		t.Errorf("other API down: exit %d stderr %q", code, errOut)
+	}
+
+	// A hash that is no safe file name is used but not cached.
+	api.status.Store(0)
+	api.hash.Store("../../escape")
+	e.getenv = envMap(vars)
+	code, _, errOut = runScanEnv(t, e, scanArgs...)
+	if code != 0 || !strings.Contains(errOut, `warning: rule set not cached: hash "../../escape" is not a safe file name`) {
+		t.Errorf("hostile hash: exit %d stderr %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "escape.json")); err == nil {
+		t.Error("a file escaped the cache directory")
+	}
+}
+
+func TestScanFormatVariable(t *testing.T) {
+	dir := writeDemo(t)
+	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
+	code, out, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_FORMAT": "table"}, "scan", "--demo-rules", target)
+	if code != 0 || !strings.HasPrefix(out, "TARGET") {
+		t.Errorf("DRAGONFLY_FORMAT: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runScanCmd(t, map[string]string{"DRAGONFLY_SCAN_FORMAT": "table"}, "scan", "--demo-rules", target)
+	if code != 0 || !strings.HasPrefix(out, "TARGET") || !strings.Contains(errOut, "warning: DRAGONFLY_SCAN_FORMAT is deprecated: use DRAGONFLY_FORMAT") {
+		t.Errorf("DRAGONFLY_SCAN_FORMAT: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	// Flags after the target.
+	code, out, _ = runScanCmd(t, nil, "scan", target, "--demo-rules", "--format", "table")
+	if code != 0 || !strings.HasPrefix(out, "TARGET") {
+		t.Errorf("flags after the target: exit %d stdout %q", code, out)
 	}
 }

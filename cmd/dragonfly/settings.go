@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,12 +132,12 @@ func (s *settings) add(fv flag.Value, name, usage string, envs []string) *settin
 
 func (s *settings) register(v value, name, env, usage string) *setting {
 	st := &setting{s: s, flag: name, env: env, usage: usage, value: v, def: v.String()}
+	if st.def == "false" || st.def == "0" || st.def == "0s" {
+		st.def = "" // off or none: the usage says what that means
+	}
 	f := s.fs.VarPF(v, name, "", usage)
 	if v.Type() == "bool" {
 		f.NoOptDefVal = "true"
-		if st.def == "false" {
-			st.def = ""
-		}
 	}
 	s.list = append(s.list, st)
 	s.byFlag[name] = st
@@ -314,7 +315,7 @@ func (s *settings) Parse(args []string, lookupEnv func(string) (string, bool), d
 	}
 
 	// The config file setting comes first: it decides which files to read.
-	if configSetting != nil {
+	if configSetting != nil && configSetting.src == fromDefault {
 		if err := s.fromEnv(configSetting, lookupEnv, dir); err != nil {
 			return err
 		}
@@ -538,18 +539,27 @@ func (s *settings) logConfig(log *slog.Logger) {
 		if st.env != "" {
 			name = keyFor(st.env)
 		}
-		if st.secret {
+		switch {
+		case st.noKey && !st.isSet():
+		case st.secret:
 			if st.isSet() {
 				attrs = append(attrs, slog.String(name, "set"))
 			}
-		} else {
+		case st.value.Type() == "size" && !st.isSet() && st.value.String() == "":
+			// An unset optional size (the limit eras): the effective
+			// limits say what it came to.
+		default:
 			attrs = append(attrs, slog.Any(name, logValue(st.value)))
 		}
 		if st.isSet() {
 			sources = append(sources, slog.String(name, st.source()))
 		}
 	}
-	attrs = append(attrs, slog.Any("config_files", s.files), slog.Group("sources", sources...))
+	files := s.files
+	if files == nil {
+		files = []string{}
+	}
+	attrs = append(attrs, slog.Any("config_files", files), slog.Group("sources", sources...))
 	log.Info("effective configuration", attrs...)
 }
 
@@ -584,8 +594,8 @@ const maxSecretFile = 64 << 10
 // its content with one trailing newline dropped. A file anyone may write is
 // refused: whoever can change it can change the credential.
 func readSecretFile(path, dir string) (string, error) {
-	if !isAbs(path) && dir != "" {
-		path = dir + string(os.PathSeparator) + path
+	if !filepath.IsAbs(path) && dir != "" {
+		path = filepath.Join(dir, path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -614,10 +624,6 @@ func readSecretFile(path, dir string) (string, error) {
 		s = strings.TrimSuffix(t, "\r")
 	}
 	return s, nil
-}
-
-func isAbs(p string) bool {
-	return strings.HasPrefix(p, "/") || strings.HasPrefix(p, string(os.PathSeparator))
 }
 
 // The value types.

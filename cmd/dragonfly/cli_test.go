@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runCLI runs dragonfly with args and returns the exit status and output.
+func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(vars), dir: t.TempDir()}
+	code := run(context.Background(), e, args)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestHelp: help in every spelling goes to stdout with status 0; usage
+// errors go to stderr with status 2.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}} {
+		code, out, errOut := runCLI(t, nil, args...)
+		if code != 0 || !strings.Contains(out, "usage: dragonfly <command>") || !strings.Contains(out, "coordinator") || errOut != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	for name := range commands {
+		if name == "devapi" {
+			continue // builds its settings with newSettings: help goes to os.Stdout, not e.stdout (to be moved to e.settingsFor)
+		}
+		for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {name, "-help"}, {"help", name}} {
+			code, out, errOut := runCLI(t, nil, args...)
+			if code != 0 || !strings.Contains(out, "usage: dragonfly "+name) || errOut != "" {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+			}
+		}
+	}
+	code, out, errOut := runCLI(t, nil)
+	if code != 2 || out != "" || !strings.Contains(errOut, "usage: dragonfly <command>") {
+		t.Errorf("no command: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, nil, "frobnicate")
+	if code != 2 || out != "" || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, nil, "worker", "--threads", "x")
+	if code != 2 || out != "" || !strings.Contains(errOut, `dragonfly worker: invalid argument "x" for "--threads" flag: not an integer (see --help)`) {
+		t.Errorf("bad flag: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "coordinator", "--bulk-sise", "3")
+	if code != 2 || !strings.Contains(errOut, "unknown flag: --bulk-sise (did you mean --bulk-size?)") {
+		t.Errorf("unknown flag: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestHelpText: placeholders name the type, defaults are written as people
+// write them, secrets show no default or value.
+func TestHelpText(t *testing.T) {
+	vars := map[string]string{"DRAGONFLY_FLEET_TOKEN": "fleet-s3cret", "DRAGONFLY_PASSWORD": "pw-s3cret", "DRAGONFLY_THREADS": "77"}
+	_, scanHelp, _ := runCLI(t, vars, "scan", "--help")
+	_, workerHelp, _ := runCLI(t, vars, "worker", "--help")
+	_, coordHelp, _ := runCLI(t, vars, "coordinator", "--help")
+	for _, want := range []string{
+		"--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default number of CPUs)",
+		"--max-file-size size   [env DRAGONFLY_MAX_FILE_SIZE]", "--max-expanded-size size", "(default 512MiB)",
+		"--scan-timeout duration   [env DRAGONFLY_SCAN_TIMEOUT]", "(default 10s)",
+		"--allowed-hosts list   [env DRAGONFLY_ALLOWED_HOSTS]", "--rules string   [env DRAGONFLY_RULES]",
+		"--rules-from-api   [env DRAGONFLY_RULES_FROM_API]", "--demo-rules   [env DRAGONFLY_DEMO_RULES]",
+		"--format string   [env DRAGONFLY_FORMAT]", "--max-download-size size   [env DRAGONFLY_MAX_DOWNLOAD_SIZE]",
+		"--config string   [env DRAGONFLY_CONFIG]", "--password string   [env DRAGONFLY_PASSWORD, DRAGONFLY_PASSWORD_FILE]",
+	} {
+		if !strings.Contains(scanHelp, want) {
+			t.Errorf("scan help lacks %q", want)
+		}
+	}
+	for _, want := range []string{"--memory-limit size", "(default none)", "(default 25s)", "--worker-metrics-addr string", "--coordinator-addr string", "(default files.pythonhosted.org)"} {
+		if !strings.Contains(workerHelp, want) {
+			t.Errorf("worker help lacks %q", want)
+		}
+	}
+	for _, want := range []string{"--heartbeat-interval duration   [env DRAGONFLY_HEARTBEAT_INTERVAL]", "(default 5s)", "(default 1m)", "(default 2m)",
+		"--outbox-path string   [env DRAGONFLY_OUTBOX_PATH]", "--listen-addr string   [env DRAGONFLY_LISTEN_ADDR]", "(default :50051)",
+		"--fleet-token string   [env DRAGONFLY_FLEET_TOKEN, DRAGONFLY_FLEET_TOKEN_FILE]"} {
+		if !strings.Contains(coordHelp, want) {
+			t.Errorf("coordinator help lacks %q", want)
+		}
+	}
+	for name, help := range map[string]string{"scan": scanHelp, "worker": workerHelp, "coordinator": coordHelp} {
+		for _, bad := range []string{"fleet-s3cret", "pw-s3cret", "77", "4611686018427387904", "1m0s", "value   [env", "--heartbeat ", "--outbox ", "--listen "} {
+			if strings.Contains(help, bad) {
+				t.Errorf("%s help shows %q", name, bad)
+			}
+		}
+	}
+	// The build (or test) machine's CPU count is no default.
+	for name, help := range map[string]string{"scan": scanHelp, "worker": workerHelp} {
+		_, after, _ := strings.Cut(help, "--threads int   [env DRAGONFLY_THREADS]\n")
+		line, _, _ := strings.Cut(after, "\n")
+		if !strings.HasSuffix(line, "(default number of CPUs)") || strings.Contains(line, strconv.Itoa(runtime.NumCPU())) {
+			t.Errorf("%s: --threads usage %q", name, line)
+		}
+	}
+}
+
+// TestVersion: --version and version print the version, the VCS revision and
+// the Go version.
+func TestVersion(t *testing.T) {
+	code, a, errOut := runCLI(t, nil, "--version")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	code, b, _ := runCLI(t, nil, "version")
+	if code != 0 || a != b {
+		t.Fatalf("version %q != --version %q", b, a)
+	}
+	lines := strings.Split(strings.TrimSpace(a), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "dragonfly ") || !strings.HasPrefix(lines[1], "revision: ") ||
+		lines[2] != "go: "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH {
+		t.Errorf("version output %q", a)
+	}
+	if code, _, _ := runCLI(t, nil, "version", "extra"); code != 2 {
+		t.Errorf("version extra: exit %d, want 2", code)
+	}
+}
+
+// TestFlagsAnywhere: flags may follow positional arguments; "--" ends them;
+// Go's single-dash long form still works.
+func TestFlagsAnywhere(t *testing.T) {
+	newScan := func() (*scanConfig, *settings) {
+		var c scanConfig
+		s := newSettings("dragonfly scan", "")
+		s.setOutput(new(bytes.Buffer), new(bytes.Buffer))
+		c.register(s)
+		return &c, s
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		format  string
+		threads int
+		rules   string
+		pos     []string
+	}{
+		{name: "flags after the target", args: []string{"--rules", "r", "pkg.whl", "--format", "table"}, format: "table", rules: "r", pos: []string{"pkg.whl"}},
+		{name: "-- ends flags", args: []string{"--rules", "r", "--", "--format", "table"}, rules: "r", pos: []string{"--format", "table"}},
+		{name: "single-dash long form", args: []string{"-threads=6", "a", "-format", "json"}, threads: 6, format: "json", pos: []string{"a"}},
+		{name: "= form", args: []string{"a", "--threads=3", "b"}, threads: 3, pos: []string{"a", "b"}},
+		{name: "a value may start with a dash", args: []string{"--rules", "-odd-name", "a"}, rules: "-odd-name", pos: []string{"a"}},
+		{name: "a dash-led value of a single-dash flag", args: []string{"-rules", "-threads", "a"}, rules: "-threads", pos: []string{"a"}},
+		{name: "bool between targets", args: []string{"a", "--demo-rules", "b"}, pos: []string{"a", "b"}},
+		{name: "single dash alone is a target", args: []string{"-", "--format", "json"}, format: "json", pos: []string{"-"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := newScan()
+			if err := s.Parse(tt.args, envMap(nil), ""); err != nil {
+				t.Fatal(err)
+			}
+			if tt.threads == 0 {
+				tt.threads = runtime.NumCPU()
+			}
+			if c.format != tt.format || c.threads != tt.threads || c.rules != tt.rules || strings.Join(s.Args(), "|") != strings.Join(tt.pos, "|") {
+				t.Errorf("format %q threads %d rules %q args %q", c.format, c.threads, c.rules, s.Args())
+			}
+		})
+	}
+	// A bool flag takes no value from the next argument.
+	c, s := newScan()
+	if err := s.Parse([]string{"--demo", "x.whl"}, envMap(nil), ""); err != nil || !c.demo || strings.Join(s.Args(), "") != "x.whl" {
+		t.Errorf("demo %v args %q err %v", c.demo, s.Args(), err)
+	}
+}
+
+// TestDeprecatedNames: old spellings work for one release with a warning
+// naming the new one; the reference client's aliases work without one.
+func TestDeprecatedNames(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string
+		args    []string
+		env     map[string]string
+		check   func(*settings) bool
+		warn    string // "" for none
+	}{
+		{name: "--heartbeat", command: "coordinator", args: []string{"--heartbeat", "2s"}, check: flagIs("heartbeat-interval", "2s"),
+			warn: "dragonfly coordinator: warning: --heartbeat is deprecated: use --heartbeat-interval"},
+		{name: "--outbox", command: "coordinator", args: []string{"--outbox", "/var/ob.db"}, check: flagIs("outbox-path", "/var/ob.db"), warn: "--outbox is deprecated: use --outbox-path"},
+		{name: "--listen", command: "coordinator", args: []string{"--listen=:1"}, check: flagIs("listen-addr", ":1"), warn: "--listen is deprecated: use --listen-addr"},
+		{name: "-listen single dash", command: "coordinator", args: []string{"-listen", ":1"}, check: flagIs("listen-addr", ":1"), warn: "--listen is deprecated: use --listen-addr"},
+		{name: "worker --coordinator", command: "worker", args: []string{"--coordinator", "c:50051"}, check: flagIs("coordinator-addr", "c:50051"), warn: "--coordinator is deprecated: use --coordinator-addr"},
+		{name: "worker --metrics-addr", command: "worker", args: []string{"--metrics-addr", ""}, check: flagIs("worker-metrics-addr", ""), warn: "--metrics-addr is deprecated: use --worker-metrics-addr"},
+		{name: "DRAGONFLY_SCAN_FORMAT", command: "scan", env: map[string]string{"DRAGONFLY_SCAN_FORMAT": "sarif"}, check: flagIs("format", "sarif"),
+			warn: "DRAGONFLY_SCAN_FORMAT is deprecated: use DRAGONFLY_FORMAT"},
+		{name: "DRAGONFLY_FORMAT wins over the old name", command: "scan", env: map[string]string{"DRAGONFLY_SCAN_FORMAT": "sarif", "DRAGONFLY_FORMAT": "json"}, check: flagIs("format", "json")},
+		{name: "DRAGONFLY_STATUS_URL", command: "status", env: map[string]string{"DRAGONFLY_STATUS_URL": "http://c:9090"}, check: flagIs("coordinator", "http://c:9090"),
+			warn: "DRAGONFLY_STATUS_URL is deprecated: use DRAGONFLY_STATUS_COORDINATOR"},
+		{name: "new names: no warning", command: "coordinator", args: []string{"--heartbeat-interval", "3s", "--listen-addr", ":2"}, check: flagIs("heartbeat-interval", "3s")},
+		{name: "reference names: no warning", command: "worker", env: map[string]string{"DRAGONFLY_MAX_SIZE": "1000", "DRAGONFLY_THREADS": "2"}, check: flagIs("max-size", "1KB")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSettings("dragonfly "+tt.command, "")
+			var stderr bytes.Buffer
+			s.setOutput(new(bytes.Buffer), &stderr)
+			commands[tt.command].flags(s)
+			if err := s.Parse(tt.args, envMap(tt.env), t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(s) {
+				t.Errorf("value not set")
+			}
+			if tt.warn == "" && stderr.Len() > 0 {
+				t.Errorf("unexpected warning %q", stderr.String())
+			}
+			if tt.warn != "" && !strings.Contains(stderr.String(), tt.warn) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.warn)
+			}
+		})
+	}
+	// Old and new spelling at once are one setting given twice.
+	s := newSettings("dragonfly coordinator", "")
+	s.setOutput(new(bytes.Buffer), new(bytes.Buffer))
+	commands["coordinator"].flags(s)
+	if err := s.Parse([]string{"--heartbeat", "1s", "--heartbeat-interval", "2s"}, envMap(nil), ""); err == nil || !strings.Contains(err.Error(), "--heartbeat-interval and --heartbeat both given") &&
+		!strings.Contains(err.Error(), "--heartbeat and --heartbeat-interval both given") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func flagIs(name, want string) func(*settings) bool {
+	return func(s *settings) bool { st := s.lookup(name); return st != nil && st.isSet() && st.value.String() == want }
+}
+
+// flagExceptions are the settings whose flag is not derived from their
+// variable, and why. (Flag-only settings have no variable and are checked
+// to have no key instead.)
+var flagExceptions = map[string]string{}
+
+// TestSettingNames walks every command's settings: one name per setting,
+// flag and key derived from the variable.
+func TestSettingNames(t *testing.T) {
+	for name, c := range commands {
+		if c.flags == nil {
+			continue
+		}
+		s := newSettings("dragonfly "+name, "")
+		c.flags(s)
+		keys := map[string]string{}
+		for _, st := range s.list {
+			if st.env == "" {
+				if st.flag == "" {
+					t.Errorf("%s: a setting without flag or variable", name)
+				}
+				continue
+			}
+			if !strings.HasPrefix(st.env, "DRAGONFLY_") || strings.ToUpper(st.env) != st.env {
+				t.Errorf("%s: variable %q is not DRAGONFLY_ in upper case", name, st.env)
+			}
+			if want := flagFor(st.env, s.namespace); st.flag != want && flagExceptions[name+" --"+st.flag] == "" {
+				t.Errorf("%s: --%s is set by %s: the flag should be --%s", name, st.flag, st.env, want)
+			}
+			for _, env := range st.envNames() {
+				k := keyFor(env)
+				if other, dup := keys[k]; dup && other != st.env {
+					t.Errorf("%s: key %s belongs to %s and %s", name, k, other, st.env)
+				}
+				keys[k] = st.env
+			}
+			for _, old := range st.oldFlags {
+				if old == st.flag {
+					t.Errorf("%s: --%s is its own deprecated alias", name, old)
+				}
+			}
+		}
+	}
+	// The renames of this release, each with its old spelling kept.
+	for _, r := range []struct{ command, flag, env, old string }{
+		{"coordinator", "heartbeat-interval", "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat"},
+		{"coordinator", "outbox-path", "DRAGONFLY_OUTBOX_PATH", "outbox"},
+		{"coordinator", "listen-addr", "DRAGONFLY_LISTEN_ADDR", "listen"},
+		{"local", "heartbeat-interval", "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat"},
+		{"worker", "coordinator-addr", "DRAGONFLY_COORDINATOR_ADDR", "coordinator"},
+		{"worker", "worker-metrics-addr", "DRAGONFLY_WORKER_METRICS_ADDR", "metrics-addr"},
+		{"scan", "format", "DRAGONFLY_FORMAT", ""},
+		{"status", "coordinator", "DRAGONFLY_STATUS_COORDINATOR", ""},
+		{"status", "timeout", "DRAGONFLY_STATUS_TIMEOUT", ""},
+		{"healthcheck", "timeout", "DRAGONFLY_HEALTHCHECK_TIMEOUT", ""},
+	} {
+		s := newSettings(r.command, "")
+		commands[r.command].flags(s)
+		st := s.lookup(r.flag)
+		if st == nil || st.env != r.env || st.flag != r.flag {
+			t.Errorf("%s: --%s is not %s", r.command, r.flag, r.env)
+			continue
+		}
+		if r.old != "" && s.lookup(r.old) != st {
+			t.Errorf("%s: --%s is not an alias of --%s", r.command, r.old, r.flag)
+		}
+	}
+}
+
+// TestLoggerDurations: JSON logs write durations as seconds under the same
+// keys; text logs keep Go's notation.
+func TestLoggerDurations(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("drain", "grace", 25*time.Second, "short", 1500*time.Millisecond, slog.Group("g", "d", time.Minute), "n", 25)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"grace":25,`) || m["short"] != 1.5 || m["g"].(map[string]any)["d"] != 60.0 || m["n"] != 25.0 {
+		t.Errorf("json = %s", buf.String())
+	}
+	buf.Reset()
+	log, err = newLogger(&buf, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("drain", "grace", 25*time.Second)
+	if !strings.Contains(buf.String(), "grace=25s") {
+		t.Errorf("text = %s", buf.String())
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseCoordinator parses the coordinator's settings, as dragonfly
+// coordinator does, and returns them with the warnings written.
+func parseCoordinator(t *testing.T, args []string, env map[string]string, dir string) (*coordinatorCmd, *settings, string, error) {
+	t.Helper()
+	var c coordinatorCmd
+	s := newSettings("dragonfly coordinator", "summary")
+	var stdout, stderr bytes.Buffer
+	s.setOutput(&stdout, &stderr)
+	c.register(s)
+	err := s.Parse(args, envMap(env), dir)
+	return &c, s, stderr.String(), err
+}
+
+func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	// WriteFile's mode passes through the umask; set it exactly.
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigFileKeys(t *testing.T) {
+	tests := []struct {
+		name          string
+		toml, devToml string
+		want          string // substring of the error; "" for none
+		notWant       string
+	}{
+		{name: "known keys", toml: "bulk_size = 7\nheartbeat_interval = \"2s\"\nbase_url = \"http://127.0.0.1:8000\""},
+		{name: "a key only the worker reads is fine for the coordinator", toml: "threads = 3\nmax_file_size = \"1MiB\"\nworker_metrics_addr = \":9091\""},
+		{name: "a key only scan reads is fine too", toml: "format = \"json\"\nrules = \"/rules\"\nfail_score = 5"},
+		{name: "secret file key", toml: "password_file = \"/nonexistent\""}, // the coordinator reads it: an error, but not an unknown key
+		{name: "typo", toml: "bulk_sise = 7", want: `Config.toml: unknown key "bulk_sise" (did you mean bulk_size?)`},
+		{name: "typo in the dev file", toml: "bulk_size = 7", devToml: "heartbeat_intervall = \"1s\"", want: `Config-dev.toml: unknown key "heartbeat_intervall" (did you mean heartbeat_interval?)`},
+		{name: "variable name as key", toml: `DRAGONFLY_BASE_URL = "http://x"`, want: `Config.toml: unknown key "DRAGONFLY_BASE_URL": keys are written without DRAGONFLY_ and in lower case: base_url`},
+		{name: "lower-case variable name as key", toml: `dragonfly_bulk_size = 3`, want: "keys are written without DRAGONFLY_ and in lower case: bulk_size"},
+		{name: "far from anything", toml: `zzzzqqqq = 1`, want: `unknown key "zzzzqqqq"`, notWant: "did you mean"},
+		{name: "the config file itself is no key", toml: `config = "other.toml"`, want: `unknown key "config"`},
+		{name: "every unknown key is named", toml: "bulk_sise = 1\nthreds = 2", want: `unknown key "threds" (did you mean threads?)`},
+		{name: "table", toml: "[api]\nbase_url = \"x\"", want: `Config.toml: unknown key "api"`},
+		{name: "table of a known name", toml: "[base_url]\nx = 1", want: "Config.toml: base_url: a table is not a setting (flat keys only"},
+		{name: "inline table", toml: `allowed_hosts = { a = 1 }`, want: "allowed_hosts: a table is not a setting"},
+		{name: "array of tables", toml: "[[allowed_hosts]]\na = 1", want: "allowed_hosts: a table is not a setting"},
+		{name: "nested array", toml: `allowed_hosts = [["a"], ["b"]]`, want: "allowed_hosts: nested arrays are not settings"},
+		{name: "date", toml: `load_duration = 1979-05-27`, want: "load_duration: a date is not a setting"},
+		{name: "same key twice in two cases", toml: "bulk_size = 1\nBULK_SIZE = 2", want: `keys "BULK_SIZE" and "bulk_size" are one key`},
+		{name: "value error names file and key", toml: `bulk_size = "x"`, want: `Config.toml: bulk_size = "x": not an integer`},
+		{name: "value error in the dev file", devToml: `heartbeat_interval = "soon"`, want: `Config-dev.toml: heartbeat_interval = "soon": not a duration`},
+		{name: "malformed", toml: "bulk_size = = 2", want: "Config.toml: toml:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, _, err := parseCoordinator(t, nil, nil, configDir(t, tt.toml, tt.devToml))
+			if tt.want == "" {
+				if err != nil && strings.Contains(err.Error(), "unknown key") {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("err = %v, should not contain %q", err, tt.notWant)
+			}
+			if code := exitCode(err); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+		})
+	}
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exitError); ok {
+		return ee.code
+	}
+	return -1
+}
+
+// TestConfigFileValues: values of every type reach the settings; arrays join
+// with commas.
+func TestConfigFileValues(t *testing.T) {
+	toml := `
+bulk_size = 7
+heartbeat_interval = "2s"
+load_duration = 45
+pprof = true
+base_url = "http://127.0.0.1:8000"
+`
+	c, _, _, err := parseCoordinator(t, nil, nil, configDir(t, toml, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.f.bulkSize != 7 || c.f.heartbeat != 2*time.Second || c.f.loadDuration != 45*time.Second || !c.f.pprof || c.f.api.BaseURL != "http://127.0.0.1:8000" {
+		t.Errorf("config = %+v", c.f)
+	}
+	var w workerCmd
+	s := newSettings("dragonfly worker", "")
+	w.register(s)
+	if err := s.Parse(nil, envMap(nil), configDir(t, `allowed_hosts = ["a.example", "http://b.example:8000"]`, "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(w.f.allowedHosts, "|"); got != "a.example|http://b.example:8000" {
+		t.Errorf("allowed hosts %q", got)
+	}
+}
+
+// TestConfigFlag: --config and DRAGONFLY_CONFIG name one file that replaces
+// Config.toml and Config-dev.toml.
+func TestConfigFlag(t *testing.T) {
+	dir := configDir(t, "bulk_size = 2", "bulk_size = 3")
+	other := writeFile(t, filepath.Join(t.TempDir(), "fleet.toml"), "bulk_size = 9", 0o600)
+	broken := writeFile(t, filepath.Join(t.TempDir(), "broken.toml"), "bulk_sise = 9", 0o600)
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+		err  string
+	}{
+		{name: "default files", want: 3},
+		{name: "--config replaces both", args: []string{"--config", other}, want: 9},
+		{name: "--config=", args: []string{"--config=" + other}, want: 9},
+		{name: "DRAGONFLY_CONFIG", env: map[string]string{"DRAGONFLY_CONFIG": other}, want: 9},
+		{name: "flag over variable", args: []string{"--config", other}, env: map[string]string{"DRAGONFLY_CONFIG": broken}, want: 9},
+		{name: "env still wins over the file", args: []string{"--config", other}, env: map[string]string{"DRAGONFLY_BULK_SIZE": "4"}, want: 4},
+		{name: "named file must exist", args: []string{"--config", filepath.Join(dir, "nope.toml")}, err: "config file " + filepath.Join(dir, "nope.toml")},
+		{name: "named file is checked, under its path", args: []string{"--config", broken}, err: broken + `: unknown key "bulk_sise" (did you mean bulk_size?)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s, _, err := parseCoordinator(t, tt.args, tt.env, dir)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.f.bulkSize != tt.want {
+				t.Errorf("bulk size %d, want %d (files %v)", c.f.bulkSize, tt.want, s.files)
+			}
+		})
+	}
+}
+
+// TestConfigFileDeprecatedKey: an old key works with a warning naming the new
+// one; old and new in one file are an error.
+func TestConfigFileDeprecatedKey(t *testing.T) {
+	var c scanConfig
+	s := newSettings("dragonfly scan", "")
+	var stderr bytes.Buffer
+	s.setOutput(new(bytes.Buffer), &stderr)
+	c.register(s)
+	if err := s.Parse(nil, envMap(nil), configDir(t, `scan_format = "sarif"`, "")); err != nil {
+		t.Fatal(err)
+	}
+	if c.format != "sarif" || !strings.Contains(stderr.String(), "Config.toml: scan_format is deprecated: use format") {
+		t.Errorf("format %q, stderr %q", c.format, stderr.String())
+	}
+	s = newSettings("dragonfly scan", "")
+	c.register(s)
+	err := s.Parse(nil, envMap(nil), configDir(t, "scan_format = \"sarif\"\nformat = \"json\"", ""))
+	if err == nil || !strings.Contains(err.Error(), "Config.toml: format and scan_format are both set: they are one setting (DRAGONFLY_FORMAT)") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestConfigFileBounds(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "Config.toml"), "bulk_size = 1\n"+strings.Repeat("# padding\n", maxConfigFile/10+1), 0o600)
+	if _, _, _, err := parseCoordinator(t, nil, nil, dir); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("err = %v", err)
+	}
+	// A hostile key is cut before it enters the message.
+	long := strings.Repeat("k", 100_000)
+	_, _, _, err := parseCoordinator(t, nil, nil, configDir(t, long+" = 1", ""))
+	if err == nil || len(err.Error()) > 4096 || !strings.Contains(err.Error(), "…[cut") {
+		t.Errorf("err of %d bytes: %.200v", len(fmtErr(err)), err)
+	}
+}
+
+func fmtErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestNearest(t *testing.T) {
+	keys := []string{"bulk_size", "threads", "base_url", "max_file_size", "max_size", "max_scan_size"}
+	for in, want := range map[string]string{
+		"bulk_sise": "bulk_size", "thread": "threads", "baseurl": "base_url", "base-url": "base_url",
+		"max_fil_size": "max_file_size", "max_sizes": "max_size", "nothing_alike_at_all": "", "": "",
+	} {
+		if got := nearest(in, keys); got != want {
+			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

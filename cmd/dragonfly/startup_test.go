@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// logRecords decodes JSON log lines.
+func logRecords(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON log line: %q", line)
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+func findRecords(recs []map[string]any, msg string) []map[string]any {
+	var out []map[string]any
+	for _, r := range recs {
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// startStopped runs a long-running command with a context that has already
+// ended: it parses, logs its startup and stops at once.
+func startStopped(t *testing.T, vars map[string]string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(vars), dir: t.TempDir()}
+	code := run(ctx, e, args)
+	return code, stderr.String()
+}
+
+// TestStartupLogsConfiguration: coordinator, worker and local log their
+// effective configuration once at startup, secrets as "set", with the
+// effective limits and the era the size settings were read in.
+func TestStartupLogsConfiguration(t *testing.T) {
+	secrets := map[string]string{"DRAGONFLY_FLEET_TOKEN": "fleet-s3cret", "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "cs-s3cret"}
+	vars := map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100MB", "DRAGONFLY_BULK_SIZE": "7", "DRAGONFLY_LOG_FORMAT": "json",
+		"DRAGONFLY_BASE_URL": "http://127.0.0.1:1", "DRAGONFLY_METRICS_ADDR": ""}
+	for k, v := range secrets {
+		vars[k] = v
+	}
+	tests := []struct {
+		command string
+		args    []string
+		limits  bool
+		api     bool
+	}{
+		{command: "coordinator", args: []string{"--listen-addr", "127.0.0.1:0"}, api: true},
+		{command: "worker", args: []string{"--coordinator-addr", "127.0.0.1:1"}, limits: true},
+		{command: "local", limits: true, api: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.command, func(t *testing.T) {
+			_, out := startStopped(t, vars, append([]string{tt.command}, tt.args...)...)
+			for _, v := range secrets {
+				if v != "id.access" && strings.Contains(out, v) {
+					t.Errorf("log shows a secret %q", v)
+				}
+			}
+			recs := logRecords(t, out)
+			cfgs := findRecords(recs, "effective configuration")
+			if len(cfgs) != 1 {
+				t.Fatalf("%d effective configuration records:\n%s", len(cfgs), out)
+			}
+			c := cfgs[0]
+			if c["fleet_token"] != nil && c["fleet_token"] != "set" {
+				t.Errorf("fleet_token = %v", c["fleet_token"])
+			}
+			if tt.command != "worker" {
+				src, _ := c["sources"].(map[string]any)
+				if c["bulk_size"] != 7.0 || c["heartbeat_interval"] != 5.0 || c["client_id"] != "set" || c["password"] != nil || src["bulk_size"] != "env DRAGONFLY_BULK_SIZE" {
+					t.Errorf("configuration = %v", c)
+				}
+			}
+			if tt.command != "coordinator" && c["max_scan_size"] != 100e6 {
+				t.Errorf("max_scan_size = %v", c["max_scan_size"])
+			}
+			lims := findRecords(recs, "effective limits")
+			if tt.limits {
+				if len(lims) != 1 || lims[0]["era"] != era2023 || lims[0]["download_size"] != 100e6 || lims[0]["file_size"] != float64(64<<20) || lims[0]["scan_timeout"] != 10.0 {
+					t.Errorf("limits = %v", lims)
+				}
+			} else if len(lims) != 0 {
+				t.Errorf("coordinator logs worker limits: %v", lims)
+			}
+			apis := findRecords(recs, "dragonfly api")
+			if tt.api && (len(apis) != 1 || !strings.HasPrefix(apis[0]["credentials"].(string), "cloudflare access service token (from DRAGONFLY_CLIENT_ID")) {
+				t.Errorf("api records = %v", apis)
+			}
+		})
+	}
+}
