@@ -234,7 +234,10 @@ func TestDeprecatedNames(t *testing.T) {
 }
 
 func flagIs(name, want string) func(*settings) bool {
-	return func(s *settings) bool { st := s.lookup(name); return st != nil && st.isSet() && st.value.String() == want }
+	return func(s *settings) bool {
+		st := s.lookup(name)
+		return st != nil && st.isSet() && st.value.String() == want
+	}
 }
 
 // flagExceptions are the settings whose flag is not derived from their
