@@ -2,6 +2,11 @@ package outbox
 
 import (
 	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -123,4 +128,168 @@ func TestDurableAcrossRestart(t *testing.T) {
 	if o3.Len() != 2 {
 		t.Fatalf("removed report came back: len=%d", o3.Len())
 	}
+}
+
+func TestPutReplacesInPlace(t *testing.T) {
+	o := mustOpen(t, Config{})
+	o.Put(entry("a", t0))
+	o.Put(entry("b", t0))
+	old, _ := o.Next(t0)
+	// A report for a waiting release replaces it, keeps its place, and a
+	// send of the replaced one in flight does not remove it.
+	repl := entry("a", t0.Add(time.Hour))
+	repl.Report.Reason, repl.Report.Success = "replaced", nil
+	o.Put(repl)
+	if done, _ := o.Done(old); done {
+		t.Fatal("the send of a replaced report removed its replacement")
+	}
+	got, _ := o.Next(t0)
+	if got.Report.Reason != "replaced" || got.Gen != 1 {
+		t.Fatalf("next = %s reason %q, want the replacement first", show(got), got.Report.Reason)
+	}
+	if o.Len() != 2 {
+		t.Fatalf("len = %d", o.Len())
+	}
+}
+
+func TestDoneThenPutAgainQueuesOnce(t *testing.T) {
+	o := mustOpen(t, Config{})
+	o.Put(entry("a", t0))
+	o.Put(entry("b", t0))
+	a, _ := o.Next(t0)
+	o.Done(a)
+	o.Put(entry("a", t0))
+	var order []string
+	for {
+		e, ok := o.Next(t0)
+		if !ok {
+			break
+		}
+		order = append(order, e.Report.Name)
+	}
+	// a, removed and put again, goes to the back, once.
+	if !reflect.DeepEqual(order, []string{"b", "a"}) {
+		t.Fatalf("order = %v, want [b a]", order)
+	}
+}
+
+func TestMemoryOnlyIsHealthy(t *testing.T) {
+	o := mustOpen(t, Config{})
+	o.Put(entry("a", t0))
+	if err := o.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if h := o.Health(); h != (Health{}) {
+		t.Fatalf("health = %+v", h)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyTooLargeKeptInMemory: a release whose name bbolt cannot use as a
+// key (over 32 KiB, from a hostile API) is kept and sent from memory, and
+// neither blocks other writes nor reads as a failing disk.
+func TestKeyTooLargeKeptInMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := mustOpen(t, Config{Path: path})
+	huge := entry(strings.Repeat("n", 40<<10), t0)
+	if err := o.Put(huge); err == nil || !strings.Contains(err.Error(), "key too large") {
+		t.Fatalf("put = %v", err)
+	}
+	if err := o.Put(entry("b", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if h := o.Health(); h.WriteFailing || h.NotDurable != 1 {
+		t.Fatalf("health = %+v", h)
+	}
+	e, ok := o.Next(t0)
+	if !ok || e.Report.Name != huge.Report.Name {
+		t.Fatal("the report with the huge name was not delivered")
+	}
+	if done, err := o.Done(e); !done || err != nil {
+		t.Fatal(done, err)
+	}
+	if h := o.Health(); h.NotDurable != 0 {
+		t.Fatalf("health after done = %+v", h)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := deliver(t, path); len(got) != 1 || got["b\x001"].Report.Name != "b" {
+		t.Fatalf("file holds %d reports", len(got))
+	}
+}
+
+// TestConcurrentChangesReachDisk: changes racing on the same keys from many
+// goroutines leave the file equal to memory (a write never lands an older
+// state over a newer one).
+func TestConcurrentChangesReachDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := mustOpen(t, Config{Path: path})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				name := "k" + strconv.Itoa((g+i)%6)
+				if ok, err := o.Supersede(name, "1", intp(g*1000+i), strp("g"+strconv.Itoa(g)), t0.Add(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+				} else if !ok {
+					if err := o.Put(entry(name, t0.Add(time.Duration(i)*time.Second))); err != nil {
+						t.Error(err)
+					}
+				}
+				if e, ok := o.Next(t0.Add(time.Hour)); ok {
+					var err error
+					switch i % 3 {
+					case 0:
+						_, err = o.Done(e)
+					case 1:
+						err = o.Retry(e, t0)
+					default:
+						o.Release(e)
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if h := o.Health(); h != (Health{}) {
+		t.Fatalf("health = %+v", h)
+	}
+	sameEntries(t, "file", deliver(t, copyFile(t, path)), state(o))
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkPutDone(b *testing.B) {
+	o, err := Open(Config{Path: filepath.Join(b.TempDir(), "outbox.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			name := "r" + strconv.FormatInt(n.Add(1), 10)
+			if err := o.Put(entry(name, t0)); err != nil {
+				b.Error(err)
+				return
+			}
+			e, ok := o.Next(t0)
+			if !ok {
+				continue
+			}
+			if _, err := o.Done(e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -389,16 +389,8 @@ func read(db *bolt.DB, file *os.File) (rd readout, corrupt error) {
 	if fi.Size() < tx.Size() {
 		return rd, fmt.Errorf("file is %d bytes, its meta page needs %d: truncated", fi.Size(), tx.Size())
 	}
-	// Touch every key and value first, here, where a fault is recovered;
-	// tx.Check below reads them again in a goroutine of its own.
-	sum := crc32.NewIEEE()
-	err = tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		touch(b, sum)
-		return nil
-	})
-	if err != nil {
-		return rd, err
-	}
+	// Decode the reports first, so a panic further on leaves as many as
+	// possible to salvage.
 	if b := tx.Bucket(bucketReports); b != nil {
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -413,6 +405,19 @@ func read(db *bolt.DB, file *os.File) (rd readout, corrupt error) {
 			}
 			rd.entries = append(rd.entries, e)
 		}
+	}
+	// Touch every key and value, here, where a fault is recovered: tx.Check
+	// below reads them again in a goroutine of its own.
+	sum := crc32.NewIEEE()
+	err = tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if b == nil {
+			return fmt.Errorf("top-level key %s is not a bucket", clip.String(strconv.Quote(string(name)), maxKeyText))
+		}
+		touch(b, sum)
+		return nil
+	})
+	if err != nil {
+		return rd, err
 	}
 	if u := tx.Bucket(bucketUnreadable); u != nil {
 		rd.unreadableKept = u.Stats().KeyN
