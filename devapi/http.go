@@ -230,8 +230,9 @@ func (s *Server) recordReportLocked(body []byte, rec *recorder) {
 		n := int(f)
 		rr.Attempt = &n
 	}
-	if rec.status == http.StatusServiceUnavailable || rec.status == http.StatusRequestEntityTooLarge {
-		// Answered before parsing: say what the body looked like.
+	if rec.status != http.StatusUnprocessableEntity {
+		// Answered before parsing (authentication, outage, fault, 413):
+		// say what the body looked like.
 		switch {
 		case b.Score != nil && b.Reason == nil:
 			rr.Kind = "success"

@@ -191,8 +191,9 @@ type ReportRecord struct {
 	AssignmentID string `json:"assignment_id,omitempty"`
 	// Kind is "success" or "failure" as the server understood the body
 	// (see PUT /package), or "" when it was not understood (422). A report
-	// answered before parsing (503 fault, 413) is classified by its fields
-	// (score without reason: success; reason without score: failure).
+	// answered before parsing (authentication, outage, fault, 413) is
+	// classified by its fields (score without reason: success; reason
+	// without score: failure).
 	Kind         string   `json:"kind"`
 	Score        *int     `json:"score,omitempty"`
 	InspectorURL *string  `json:"inspector_url,omitempty"`
@@ -220,7 +221,9 @@ type Stats struct {
 	Status503 int64 `json:"status_503"`
 	// DeadLettered: scans FAILED because their last lease expired.
 	DeadLettered int64 `json:"dead_lettered"`
-	// Finished / Failed: accepted success / failure reports.
+	// Finished / Failed: accepted success / failure reports. A failed scan
+	// stays open to its lease, so one scan may count in both, or twice in
+	// Failed; Queue.Finished and Queue.Failed count scans.
 	Finished int64       `json:"finished"`
 	Failed   int64       `json:"failed"`
 	Queue    QueueStatus `json:"queue"`
