@@ -35,6 +35,7 @@ func TestSecretFiles(t *testing.T) {
 		{name: "empty _FILE is unset", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": "", "DRAGONFLY_FLEET_TOKEN": "from-env"}, want: "from-env"},
 		{name: "both are an error naming both", env: map[string]string{"DRAGONFLY_FLEET_TOKEN": "x", "DRAGONFLY_FLEET_TOKEN_FILE": token},
 			err: "DRAGONFLY_FLEET_TOKEN and DRAGONFLY_FLEET_TOKEN_FILE are both set: set one"},
+		{name: "an empty variable beside _FILE is unset (compose passes unset ones as empty)", env: map[string]string{"DRAGONFLY_FLEET_TOKEN": "", "DRAGONFLY_FLEET_TOKEN_FILE": token}, want: "s3cret-token"},
 		{name: "a flag beats both", args: []string{"--fleet-token", "from-flag"}, env: map[string]string{"DRAGONFLY_FLEET_TOKEN": "x", "DRAGONFLY_FLEET_TOKEN_FILE": token}, want: "from-flag"},
 		{name: "world-writable file refused", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": worldWritable},
 			err: "DRAGONFLY_FLEET_TOKEN_FILE: " + worldWritable + ": writable by anyone (mode 0666): refused"},

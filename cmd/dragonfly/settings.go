@@ -349,7 +349,9 @@ func (s *settings) Parse(args []string, lookupEnv func(string) (string, bool), d
 	return nil
 }
 
-// fromEnv sets st from its first variable that is set (or its _FILE form).
+// fromEnv sets st from its first variable that is set, or its _FILE form
+// (for a secret; an empty variable beside a _FILE one counts as unset, as
+// compose files pass unset variables through as empty).
 func (s *settings) fromEnv(st *setting, lookupEnv func(string) (string, bool), dir string) error {
 	isString := st.value.Type() == "string"
 	for _, env := range st.envNames() {
@@ -362,7 +364,7 @@ func (s *settings) fromEnv(st *setting, lookupEnv func(string) (string, bool), d
 			path, fromFile = lookupEnv(fileVar)
 			fromFile = fromFile && path != ""
 		}
-		if ok && fromFile {
+		if ok && fromFile && v != "" {
 			return usageError("%s and %s are both set: set one", env, fileVar)
 		}
 		name := env
