@@ -60,19 +60,29 @@
 //
 // # A corrupt file
 //
-// Open checks the whole file (bbolt's tx.Check, a read of every key and value,
-// the file's size against the size its meta page claims), with a panic or a
-// memory fault while reading recovered. A file bbolt refuses as invalid (bad
-// magic, checksum, version, too small), that panics or faults while being read,
-// or that fails a check, is corrupt: Open renames it to
-// "<path>.corrupt-<UTC time>", starts a fresh file at path, copies into it the
-// reports it could read from the corrupt one, and says so in Recovery. A
-// zero-length file is a fresh file to bbolt (it cannot tell one cut to zero
-// from one created by a process killed before it wrote anything) and is not
-// reported. A file that cannot be opened for any other reason (permission
-// denied, the lock held by another process beyond Config.LockTimeout, a
-// directory, an I/O error reported by the operating system) is an error from
-// Open: the outbox never silently starts on a fresh file then.
+// Open checks the whole file: its size against the size its meta page
+// claims, a read of every key and value (a panic, or a memory fault on the
+// mapping, recovered), and bbolt's tx.Check (pages referenced twice, freed
+// pages in use, key order). A file bbolt refuses as invalid (bad magic,
+// checksum or version, too small), that panics or faults while being opened
+// or read, or that fails a check, is corrupt: Open renames it to
+// "<path>.corrupt-<UTC time>" (with "-2", "-3", ... if taken), starts a fresh
+// file at path, writes into it the reports it could read from the corrupt one
+// (Recovery.Salvaged; unreadable records stay behind), and says so in
+// Recovery. The coordinator should log that at ERROR and count it. A panic
+// inside bbolt's Open leaks that file's memory mapping (once per Open).
+//
+// A file that cannot be opened for any other reason (permission denied, the
+// lock held by another process beyond Config.LockTimeout, a directory, an
+// I/O error the operating system reports) is an error from Open: the outbox
+// never silently starts on a fresh file then.
+//
+// Two cases are not reported, because bbolt cannot tell them from a normal
+// crash: a zero-length file is a fresh file (a process killed before it wrote
+// anything leaves one), and with one of the two meta pages damaged bbolt uses
+// the other, which describes the transaction before the last (a crash in the
+// middle of the last commit leaves the same), so the last change written may
+// be missing.
 package outbox
 
 import (
