@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
@@ -147,7 +146,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles
 	if err := f.validate(); err != nil {

@@ -59,7 +59,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo
 	if err := cf.validate(); err != nil {

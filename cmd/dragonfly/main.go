@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,6 +93,12 @@ func (e *exitError) Error() string {
 	return e.err.Error()
 }
 func (e *exitError) Unwrap() error { return e.err }
+
+// unexpectedArgs is the usage error for positional arguments a command
+// does not take.
+func unexpectedArgs(args []string) error {
+	return usageError("unexpected arguments: %s", clip.String(strings.Join(args, " "), 512))
+}
 
 // usageError marks bad command-line use (exit status 2).
 func usageError(format string, a ...any) error {

@@ -54,7 +54,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	target, err := statusURL(f.addr)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
 
 	"github.com/dragonfly-fleet/fleet/version"
 )
@@ -20,7 +19,7 @@ func runVersion(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	printVersion(e.stdout)
 	return nil

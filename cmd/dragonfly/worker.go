@@ -6,7 +6,6 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/fleetauth"
@@ -117,7 +116,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	f, target, token, tlsFiles, serverName, metrics := &c.f, c.target, c.token, c.tlsFiles, c.serverName, c.metrics
 	if target == "" {
