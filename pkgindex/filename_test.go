@@ -22,6 +22,8 @@ func TestParseFilename(t *testing.T) {
 		{"foo-bar", "foo_bar-1.0-1-2-py3-none-any.whl", ""},        // 7 parts
 		{"foo-bar", "foo-bar-1.0-py3-none-any.whl", ""},            // unescaped '-' in a wheel name
 		{"foo-bar", "foo_bar-1.0--none-any.whl", ""},               // empty part
+		{"foo-bar", "foo_bar-1.0-py3-none-any x.whl", ""},          // space in a tag
+		{"foo-bar", "foo_bar-1.0-py3-none-any+x.whl", ""},          // + in a tag
 		{"foo-bar", "foo_bar-notaversion-py3-none-any.whl", ""},    // version
 		{"foo-bar", "other-1.0-py3-none-any.whl", ""},              // other project
 		{"foo", "foo_bar-1.0-py3-none-any.whl", ""},                // other project

@@ -791,3 +791,22 @@ func TestCheckRedirect(t *testing.T) {
 		t.Error("too many redirects followed")
 	}
 }
+
+func TestResolveBadFileURL(t *testing.T) {
+	for _, mode := range []string{"/json/simple", "/html/simple"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			f.files = append(f.files, fakeFile{name: "foo_bar-1.0-py2-none-any.whl", data: []byte("x"), hash: "ok", ref: "javascript:alert(1)"})
+			ix, _ := newIndex(t, f, mode, nil)
+			_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+			var pe *PageError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), `file "foo_bar-1.0-py2-none-any.whl": URL "javascript:alert(1)`) || !strings.Contains(err.Error(), "is not http or https") {
+				t.Fatalf("error %v, want a *PageError naming the file and its URL", err)
+			}
+			// Other releases are not affected by the bad file.
+			if _, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.2")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

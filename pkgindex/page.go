@@ -29,6 +29,10 @@ type file struct {
 	yankedReason string
 }
 
+// MaxURLLen bounds a file URL on an index page; a chosen file with a longer
+// one fails its release with a *PageError.
+const MaxURLLen = 8 << 10
+
 // hashClip bounds a published digest kept for messages; a valid one is 64
 // bytes.
 const hashClip = 128
@@ -39,6 +43,9 @@ const reasonClip = 1 << 10
 // resolveRef resolves ref (absolute or relative) against base. It returns
 // the URL without fragment and the fragment.
 func resolveRef(base *url.URL, ref string) (string, string, error) {
+	if len(ref) > MaxURLLen {
+		return "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
+	}
 	u, err := base.Parse(ref)
 	if err != nil {
 		var ue *url.Error

@@ -28,6 +28,7 @@ func TestParseSimpleHTML(t *testing.T) {
 <a href="foo-1.4.zip"/>
 <a href="javascript:alert(1)">foo-1.5.zip</a>
 <a href="http:">foo-1.7.zip</a>
+<a href="https://h/` + strings.Repeat("x", MaxURLLen) + `">foo-1.8.zip</a>
 <a href="foo-1.6.zip">foo-1.6.zip
 </body></html>`
 	files, err := parseSimpleHTML([]byte(body), page, 100)
@@ -42,6 +43,7 @@ func TestParseSimpleHTML(t *testing.T) {
 		{filename: "foo-1.4.zip", url: "https://idx.example/simple/foo/foo-1.4.zip"},
 		{filename: "foo-1.5.zip"},
 		{filename: "foo-1.7.zip"},
+		{filename: "foo-1.8.zip"},
 		{filename: "foo-1.6.zip", url: "https://idx.example/simple/foo/foo-1.6.zip"},
 	}
 	if len(files) != len(want) {
