@@ -101,6 +101,11 @@ func parseConfig(name string, data []byte, known map[string]bool) (*confFile, er
 	for _, k := range sortedKeys(m) {
 		shown := strconv.Quote(clip.String(k, 256))
 		lk := strings.ToLower(k)
+		switch m[k].(type) {
+		case map[string]any, []map[string]any:
+			errs = append(errs, fmt.Errorf("%s: %s: a table is not a setting (flat keys only: write key = value at the top of the file)", name, shown))
+			continue
+		}
 		if _, ok := known[lk]; !ok {
 			errs = append(errs, fmt.Errorf("%s: unknown key %s%s", name, shown, keyHint(k, known)))
 			continue
