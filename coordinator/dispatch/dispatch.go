@@ -828,18 +828,31 @@ func (d *Dispatcher) removePending(js *job) {
 	}
 }
 
-// complete settles a task on chosen, resting on the votes used.
+// complete settles a task on chosen, resting on the votes used, and ends
+// its job if that was its last task or a failure.
 func (d *Dispatcher) complete(t *task, chosen vote, used []vote) {
+	d.settle(t, chosen, used)
+	d.conclude(t.job, chosen)
+}
+
+// settle marks a task done with chosen's result without ending its job.
+func (d *Dispatcher) settle(t *task, chosen vote, used []vote) {
 	t.done, t.used = true, slices.Clone(used)
 	d.schedule(t)
-	js := t.job
-	js.remaining--
-	if chosen.res.Dist == nil {
-		d.finish(js, chosen.res.Failure, d.now)
-		return
+	t.job.remaining--
+	if chosen.res.Dist != nil {
+		t.job.results[t.index] = *chosen.res.Dist
 	}
-	js.results[t.index] = *chosen.res.Dist
-	if js.remaining == 0 {
+}
+
+// conclude ends a job after one of its tasks settled on chosen: at once for
+// a failure, else once no task remains.
+func (d *Dispatcher) conclude(js *job, chosen vote) {
+	switch {
+	case js.finished:
+	case chosen.res.Dist == nil:
+		d.finish(js, chosen.res.Failure, d.now)
+	case js.remaining == 0:
 		d.finish(js, "", d.now)
 	}
 }

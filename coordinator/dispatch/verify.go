@@ -161,12 +161,15 @@ func (d *Dispatcher) decide(t *task) {
 	e.Identities, e.Quarantined = identities(t.votes), identities(minor)
 	e.Reason = clip.String("majority of "+strings.Join(clipAll(identities(major)), ", ")+": "+describeVotes(t.votes), clip.Default)
 	d.emit(e)
-	d.complete(t, major[0], major)
+	// Settle first, quarantine, then end the job: the minority's other
+	// results in this very job are discarded before it can be reported.
+	d.settle(t, major[0], major)
 	for _, m := range minor {
 		d.quarantine(m.identity, clip.String(fmt.Sprintf("spot check of %s %s distribution %s: reported %s; %s reported %s",
 			clip.String(t.job.Name, 256), clip.String(t.job.Version, 128), clip.String(t.job.Distributions[t.index], 512),
 			describe(m.res), strings.Join(clipAll(identities(major)), " and "), describe(major[0].res)), clip.Default))
 	}
+	d.conclude(t.job, major[0])
 }
 
 func clipAll(xs []string) []string {
@@ -298,8 +301,11 @@ func (d *Dispatcher) quarantine(identity, reason string) {
 				continue
 			}
 			t.votes = slices.Delete(t.votes, i, i+1)
+			if t.done && !slices.ContainsFunc(t.used, func(v vote) bool { return v.identity == identity }) {
+				continue // outvoted already: the task's result does not rest on it
+			}
 			d.counters.ResultsDiscarded++
-			if t.done && slices.ContainsFunc(t.used, func(v vote) bool { return v.identity == identity }) {
+			if t.done {
 				d.undo(t)
 			}
 			revote = append(revote, t)

@@ -1,0 +1,438 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/score"
+)
+
+// checkInvariants verifies the dispatcher's internal consistency. The caller
+// holds no lock; nothing else runs.
+func (d *Dispatcher) checkInvariants() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, s := range d.sessions {
+		if s.slots < 1 || s.slots > d.cfg.MaxSlots {
+			return fmt.Errorf("session %s: %d slots", id, s.slots)
+		}
+		if len(s.outstanding) > s.slots+d.cfg.Prefetch {
+			return fmt.Errorf("session %s holds %d tasks with %d slots + %d prefetch", id, len(s.outstanding), s.slots, d.cfg.Prefetch)
+		}
+		if s.quarantined != (d.quar[s.identity] != nil) {
+			return fmt.Errorf("session %s: quarantined=%v, identity's entry %v", id, s.quarantined, d.quar[s.identity])
+		}
+		if s.quarantined && len(s.outstanding) > 0 {
+			return fmt.Errorf("quarantined session %s holds %d tasks", id, len(s.outstanding))
+		}
+		perJob := map[*job]int{}
+		for tid, a := range s.outstanding {
+			if d.assigns[tid] != a || a.session != s || !slices.Contains(a.task.copies, a) {
+				return fmt.Errorf("session %s: copy %d inconsistent", id, tid)
+			}
+			perJob[a.task.job]++
+		}
+		if len(perJob) != len(s.jobs) {
+			return fmt.Errorf("session %s: affinity counts %d jobs, holds %d", id, len(s.jobs), len(perJob))
+		}
+		for js, n := range perJob {
+			if s.jobs[js] != n {
+				return fmt.Errorf("session %s: affinity count %d, holds %d", id, s.jobs[js], n)
+			}
+		}
+	}
+	for tid, a := range d.assigns {
+		if d.sessions[a.session.id] != a.session || a.session.outstanding[tid] != a {
+			return fmt.Errorf("copy %d not held by a live session", tid)
+		}
+	}
+	for i, t := range d.pending {
+		if t.hidx != i {
+			return fmt.Errorf("heap index %d != %d", t.hidx, i)
+		}
+		if !t.live() || d.need(t) <= 0 {
+			return fmt.Errorf("task %s/%d waiting with need %d, done %v, finished %v", t.job.Name, t.index, d.need(t), t.done, t.job.finished)
+		}
+	}
+	for key, js := range d.jobs {
+		if js.finished || js.Key() != key {
+			return fmt.Errorf("job %s: finished %v in the live set", js.Name, js.finished)
+		}
+		notDone := 0
+		for _, t := range js.tasks {
+			if t.done {
+				continue
+			}
+			notDone++
+			if n := d.need(t); (n > 0) != (t.hidx >= 0) {
+				return fmt.Errorf("task %s/%d: need %d, in heap %v (a task both waiting and assigned, or lost)", js.Name, t.index, n, t.hidx >= 0)
+			}
+			if len(t.votes) >= t.want {
+				return fmt.Errorf("task %s/%d: %d votes, wants %d, not settled", js.Name, t.index, len(t.votes), t.want)
+			}
+			if len(t.lostBy) >= lostLimit {
+				return fmt.Errorf("task %s/%d lost by %v and still live", js.Name, t.index, t.lostBy)
+			}
+			seen := map[string]bool{}
+			for _, v := range t.votes {
+				if seen[v.identity] {
+					return fmt.Errorf("task %s/%d: two votes of %s", js.Name, t.index, v.identity)
+				}
+				seen[v.identity] = true
+				if d.quar[v.identity] != nil {
+					return fmt.Errorf("task %s/%d: vote of quarantined %s kept", js.Name, t.index, v.identity)
+				}
+			}
+			for _, a := range t.copies {
+				if seen[a.session.identity] {
+					return fmt.Errorf("task %s/%d: two copies or a copy and a vote of %s", js.Name, t.index, a.session.identity)
+				}
+				seen[a.session.identity] = true
+			}
+		}
+		if notDone != js.remaining {
+			return fmt.Errorf("job %s: remaining %d, %d tasks not done", js.Name, js.remaining, notDone)
+		}
+		for _, t := range js.tasks {
+			if len(t.votes) > 3 || len(t.copies) > 5 {
+				return fmt.Errorf("task %s/%d: %d votes, %d copies", js.Name, t.index, len(t.votes), len(t.copies))
+			}
+		}
+	}
+	if len(d.quarSeq) != len(d.quar) || len(d.quar) > d.cfg.MaxQuarantined {
+		return fmt.Errorf("quarantine list %d/%d entries, bound %d", len(d.quarSeq), len(d.quar), d.cfg.MaxQuarantined)
+	}
+	return nil
+}
+
+// guardSink fails the run if a task is ever sent to a quarantined identity
+// (Send runs under the dispatcher's lock, in the driver's goroutine).
+type guardSink struct {
+	d        *Dispatcher
+	identity string
+	tasks    []Task
+	err      *error
+}
+
+func (s *guardSink) Send(ts []Task) {
+	if s.d.quar[s.identity] != nil && *s.err == nil {
+		*s.err = fmt.Errorf("%d tasks sent to quarantined identity %s", len(ts), s.identity)
+	}
+	s.tasks = append(s.tasks, ts...)
+}
+
+type driverSession struct {
+	id, identity string
+	kind         string // honest, liar, silent
+	sink         *guardSink
+}
+
+// drive runs steps random operations chosen by rng against a dispatcher and
+// checks the invariants after each; then it lets honest workers finish
+// everything and checks that every admitted job ended exactly once.
+func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
+	var sendErr error
+	ended := map[string]int{}
+	var d *Dispatcher
+	var doneErr error
+	d = New(Config{
+		VerifyRate: 0.3, Rand: rng.Float64, Prefetch: 1, MaxSlots: 8,
+		Done: func(o Outcome) {
+			ended[o.Job.Name]++
+			for _, id := range o.Identities {
+				if d.Quarantined(id) && doneErr == nil {
+					doneErr = fmt.Errorf("job %s reported with results of quarantined %s", o.Job.Name, id)
+				}
+			}
+		},
+	})
+	now := t0
+	sessions := map[string]*driverSession{}
+	var order []string // session ids, for deterministic picks
+	nextSess, nextJob := 0, 0
+	var admitted []string
+	expected := map[string]int{} // endings each release must have: one per admitted lease
+
+	join := func(identity, kind string) *driverSession {
+		id := fmt.Sprintf("s%d", nextSess)
+		nextSess++
+		slots := 1 + rng.IntN(3)
+		if kind == "silent" {
+			slots = 1 << 20
+		}
+		ds := &driverSession{id: id, identity: identity, kind: kind, sink: &guardSink{d: d, identity: identity, err: &sendErr}}
+		if err := d.Join(id, identity, slots, ds.sink, now); err != nil {
+			t.Fatal(err)
+		}
+		sessions[id] = ds
+		order = append(order, id)
+		if rng.IntN(5) > 0 {
+			d.RulesReady(id, "h1")
+		}
+		if rng.IntN(4) == 0 {
+			d.RulesReady(id, "h2")
+		}
+		return ds
+	}
+	pickSession := func(filter func(*driverSession) bool) *driverSession {
+		var c []*driverSession
+		for _, id := range order {
+			if ds := sessions[id]; ds != nil && filter(ds) {
+				c = append(c, ds)
+			}
+		}
+		if len(c) == 0 {
+			return nil
+		}
+		return c[rng.IntN(len(c))]
+	}
+	answer := func(ds *driverSession, tk Task) Result {
+		r := Result{TaskID: tk.ID}
+		f := fnv.New32a()
+		f.Write([]byte(tk.URL))
+		v := f.Sum32()
+		switch {
+		case ds.kind == "liar":
+			r.Dist = &score.Distribution{}
+		case rng.IntN(30) == 0:
+			r.Failure, r.FailureKind = "download failed", KindDownload
+		case v%17 == 0:
+			r.Failure = "corrupt archive"
+		default:
+			w := int64(v % 5)
+			r.Dist = &score.Distribution{Score: w, TopScore: w}
+			if w > 0 {
+				r.Dist.TopFile = "f.py"
+				r.Dist.Rules = []score.Hit{{Name: "r", Weight: w}}
+			}
+		}
+		return r
+	}
+	// A crasher is an input that usually kills the worker scanning it.
+	crasher := func(tk Task) bool {
+		f := fnv.New32a()
+		f.Write([]byte(tk.URL))
+		return f.Sum32()%11 == 0
+	}
+	finishing := false
+	respond := func(ds *driverSession, n int) {
+		for i := 0; i < n && len(ds.sink.tasks) > 0; i++ {
+			k := rng.IntN(len(ds.sink.tasks))
+			tk := ds.sink.tasks[k]
+			if crasher(tk) && !finishing && rng.IntN(4) > 0 {
+				continue
+			}
+			ds.sink.tasks = slices.Delete(ds.sink.tasks, k, k+1)
+			d.Result(ds.id, answer(ds, tk), now)
+		}
+	}
+	identities := []string{"A", "B", "C", "D"}
+	step := func(i int) {
+		switch r := rng.IntN(100); {
+		case r < 14:
+			var batch []Job
+			for range 1 + rng.IntN(3) {
+				name := fmt.Sprintf("j%d", nextJob)
+				nextJob++
+				urls := make([]string, rng.IntN(5))
+				for k := range urls {
+					urls[k] = fmt.Sprintf("%s-u%d", name, k)
+				}
+				j := mkJob(name, urls...)
+				j.LeasedAt = now
+				if rng.IntN(8) == 0 {
+					j.RulesHash = "h2"
+				}
+				batch = append(batch, j)
+				admitted = append(admitted, name)
+				expected[name]++
+			}
+			if rng.IntN(10) == 0 && len(admitted) > len(batch) {
+				// The API leases a release again: merged into the job in
+				// flight, or a new lease (with its own outcome) if ours ended.
+				name := admitted[rng.IntN(len(admitted)-len(batch))]
+				j := mkJob(name, name+"-u0")
+				j.LeasedAt, j.Attempt = now, intp(2)
+				if !d.Has(j.Name, j.Version) {
+					expected[name]++
+				}
+				batch = append(batch, j)
+			}
+			d.Admit(batch, now)
+		case r < 22:
+			kind := "honest"
+			id := identities[rng.IntN(len(identities))]
+			switch rng.IntN(8) {
+			case 0:
+				kind, id = "liar", "L"
+			case 1:
+				kind, id = "silent", "S"
+			}
+			join(id, kind)
+		case r < 28:
+			if ds := pickSession(func(*driverSession) bool { return true }); ds != nil {
+				why := LeaveLost
+				if k := rng.IntN(4); k < 2 {
+					why = LeaveReason(k * 2) // clean or cut
+				}
+				d.Leave(ds.id, why)
+				delete(sessions, ds.id)
+			}
+		case r < 38:
+			if ds := pickSession(func(ds *driverSession) bool { return len(ds.sink.tasks) > 0 }); ds != nil {
+				var ids []uint64
+				for _, tk := range ds.sink.tasks {
+					if rng.IntN(4) > 0 {
+						ids = append(ids, tk.ID)
+					}
+				}
+				ids = append(ids, rng.Uint64N(1000))
+				d.Started(ds.id, ids, now)
+			}
+		case r < 70:
+			if ds := pickSession(func(ds *driverSession) bool { return ds.kind != "silent" && len(ds.sink.tasks) > 0 }); ds != nil {
+				respond(ds, 1+rng.IntN(3))
+			}
+		case r < 74:
+			if ds := pickSession(func(ds *driverSession) bool { return len(ds.sink.tasks) > 0 }); ds != nil {
+				k := rng.IntN(len(ds.sink.tasks))
+				d.Returned(ds.id, []uint64{ds.sink.tasks[k].ID})
+				ds.sink.tasks = slices.Delete(ds.sink.tasks, k, k+1)
+			}
+		case r < 86:
+			now = now.Add(time.Duration(rng.IntN(10)) * time.Second)
+			for _, j := range d.Tick(now).Dropped {
+				ended[j.Name]++
+			}
+		case r < 90:
+			if ds := pickSession(func(ds *driverSession) bool { return slices.ContainsFunc(ds.sink.tasks, crasher) }); ds != nil {
+				var ids []uint64
+				for _, tk := range ds.sink.tasks {
+					if crasher(tk) {
+						ids = append(ids, tk.ID)
+					}
+				}
+				d.Started(ds.id, ids, now)
+				d.Leave(ds.id, LeaveLost)
+				delete(sessions, ds.id)
+			}
+		case r < 91:
+			d.Quarantine([]string{"A", "B", "C", "D", "L", "S"}[rng.IntN(6)], "random")
+		case r < 93:
+			if ds := pickSession(func(*driverSession) bool { return true }); ds != nil {
+				d.Drain(ds.id)
+			}
+		case r < 96:
+			if ds := pickSession(func(*driverSession) bool { return true }); ds != nil {
+				d.Result(ds.id, Result{TaskID: rng.Uint64N(2000), Dist: &score.Distribution{}}, now)
+			}
+		default:
+			if ds := pickSession(func(*driverSession) bool { return true }); ds != nil {
+				d.ForgetRulesAt(ds.id, "h2")
+			}
+		}
+		if err := errors.Join(d.checkInvariants(), sendErr, doneErr); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		for name, n := range ended {
+			if n > expected[name] {
+				t.Fatalf("step %d: job %s ended %d times, admitted %d", i, name, n, expected[name])
+			}
+		}
+	}
+	for i := range steps {
+		step(i)
+	}
+
+	// Finish: fresh honest identities answer everything; time moves on, so
+	// jobs held by silent or quarantined workers are backed up or dropped.
+	finishing = true
+	for round := 0; d.Snapshot().JobsInFlight > 0; round++ {
+		if round > 2000 {
+			t.Fatalf("jobs still in flight after %d rounds: %+v", round, d.Snapshot())
+		}
+		if round%50 == 0 {
+			for k := range 3 {
+				ds := join(fmt.Sprintf("fin-%d-%d", round, k), "honest")
+				d.RulesReady(ds.id, "h1")
+				d.RulesReady(ds.id, "h2")
+			}
+		}
+		for _, id := range order {
+			if ds := sessions[id]; ds != nil && ds.kind != "silent" {
+				respond(ds, len(ds.sink.tasks))
+			}
+		}
+		now = now.Add(5 * time.Second)
+		for _, j := range d.Tick(now).Dropped {
+			ended[j.Name]++
+		}
+		if err := errors.Join(d.checkInvariants(), sendErr, doneErr); err != nil {
+			t.Fatalf("finishing round %d: %v", round, err)
+		}
+	}
+	for _, name := range admitted {
+		if n := ended[name]; n != expected[name] {
+			t.Fatalf("job %s ended %d times, want exactly %d (once per admitted lease)", name, n, expected[name])
+		}
+	}
+	s := d.Snapshot()
+	if s.TasksWaiting != 0 || s.JobsInFlight != 0 {
+		t.Fatalf("leftover state %+v", s)
+	}
+	return s.Counters
+}
+
+// TestRandomizedInvariants drives seeded random sequences of joins, leaves,
+// starts, results (honest, lying, silent), hand-backs, ticks, admissions,
+// quarantines and drains, checking the invariants after every step.
+func TestRandomizedInvariants(t *testing.T) {
+	seeds := uint64(200)
+	if testing.Short() {
+		seeds = 30
+	}
+	var sum Counters
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			c := drive(t, rand.New(rand.NewPCG(seed, 0xd15)), 500)
+			sum.BackupsDispatched += c.BackupsDispatched
+			sum.BackupsWon += c.BackupsWon
+			sum.JobsLostFailed += c.JobsLostFailed
+			sum.VerifyMismatch += c.VerifyMismatch
+			sum.VerifyDecided += c.VerifyDecided
+			sum.Quarantines += c.Quarantines
+			sum.ResultsDiscarded += c.ResultsDiscarded
+			sum.VerifySkipped += c.VerifySkipped
+			sum.JobsDropped += c.JobsDropped
+			sum.JobsSuperseded += c.JobsSuperseded
+			sum.TasksLost += c.TasksLost
+		})
+	}
+	// The run must reach the hostile paths, or it proves little.
+	t.Logf("totals: %+v", sum)
+	for name, n := range map[string]int64{
+		"backups": sum.BackupsDispatched, "backups won": sum.BackupsWon, "lost-by-3 failures": sum.JobsLostFailed,
+		"mismatches": sum.VerifyMismatch, "decisions": sum.VerifyDecided, "quarantines": sum.Quarantines,
+		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped,
+		"superseded leases": sum.JobsSuperseded,
+	} {
+		if n == 0 {
+			t.Errorf("no %s in %d seeded runs", name, seeds)
+		}
+	}
+}
+
+// FuzzDispatcher explores the same operations from fuzzed seeds:
+// go test -fuzz FuzzDispatcher ./coordinator/dispatch/
+func FuzzDispatcher(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Add(uint64(42), uint64(7))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		_ = drive(t, rand.New(rand.NewPCG(a, b)), 300)
+	})
+}
