@@ -39,11 +39,11 @@ const (
 
 func limitFlags(s *settings, l *limitSettings) {
 	s.Var(sizeVal(&l.sizes.download, 0), "DRAGONFLY_MAX_DOWNLOAD_SIZE", "maximum bytes downloaded per distribution").
-		defaultText("128MB, or --max-scan-size, else --max-size, when this is not set (the 2023 client)")
+		defaultText("128MB; unset, --max-scan-size or else --max-size sets it, as the 2023 client read them")
 	s.Var(sizeVal(&l.sizes.scan, 0), "DRAGONFLY_MAX_SCAN_SIZE", "the reference client's limit: alone, the download cap per distribution (2023 client); with --max-download-size, the cap of one file (2026 client)")
 	s.Var(sizeVal(&l.sizes.size, 0), "DRAGONFLY_MAX_SIZE", "the download cap per distribution, as the 2023 client's text also calls it (--max-scan-size wins; ignored with --max-download-size)")
 	s.Var(sizeVal(&l.sizes.file, 0), "DRAGONFLY_MAX_FILE_SIZE", "maximum bytes of one file").
-		defaultText("64MiB, or --max-scan-size when --max-download-size is set too (the 2026 client)")
+		defaultText("64MiB; unset, --max-scan-size sets it when --max-download-size is set, as the 2026 client read them")
 	s.Var(sizeVal(&l.expanded, 512<<20), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
 	s.Var(intVal(&l.entries, 65536), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
 	s.Var(durationVal(&l.scanTimeout, 10*time.Second), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")

@@ -511,7 +511,7 @@ func (s *settings) usage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\n      %s", st.usage)
 		if st.secret {
-			fmt.Fprint(w, " (secret: prefer the environment or a file to the flag, which shows in ps)")
+			fmt.Fprint(w, " (secret: a flag shows in ps)")
 		} else if st.def != "" {
 			fmt.Fprintf(w, " (default %s)", st.def)
 		}
