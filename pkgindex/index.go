@@ -74,7 +74,9 @@ type Getter interface {
 type Config struct {
 	// IndexURL is the base of the simple repository API (PEP 503/691), http
 	// or https, without query. When it ends in /simple, the PyPI JSON API at
-	// its parent is the fallback. Default DefaultIndexURL.
+	// its parent is the fallback. User info in it is sent to the index (by
+	// the default Client, as basic auth), redacted in errors, and never
+	// passed on to file URLs. Default DefaultIndexURL.
 	IndexURL string
 	// Pre lets the latest release be a pre-release or development release.
 	// Pinned versions are taken whatever they are. Default false.
@@ -122,7 +124,7 @@ func New(cfg Config) (*Index, error) {
 	}
 	u, err := url.Parse(cfg.IndexURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.String(cfg.IndexURL, clip.Default))
+		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.String(redact(cfg.IndexURL), clip.Default))
 	}
 	if cfg.Client == nil {
 		cfg.Client = defaultClient()
@@ -177,7 +179,7 @@ type Release struct {
 	// Version is the PEP 440 normalized version ("1.0rc1").
 	Version string
 	// Source is the URL of the page that listed the distributions: the
-	// project page or a JSON API document.
+	// project page or a JSON API document (password redacted).
 	Source string
 	// Distributions are the release's files in the index's order: all of
 	// them for a pinned version, the ones not yanked for the latest.
@@ -212,6 +214,7 @@ type page struct {
 
 // get asks the index for rawURL.
 func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
+	shown := redact(rawURL)
 	ctx, cancel := context.WithTimeout(ctx, ix.cfg.PageTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
@@ -229,16 +232,16 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return page{}, errPageNotFound
 	case resp.StatusCode != http.StatusOK:
-		return page{}, &StatusError{URL: rawURL, Code: resp.StatusCode}
+		return page{}, &StatusError{URL: shown, Code: resp.StatusCode}
 	case resp.ContentLength > ix.cfg.MaxPageSize:
-		return page{}, &LimitError{URL: rawURL, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
+		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, ix.cfg.MaxPageSize+1))
 	if err != nil {
-		return page{}, fmt.Errorf("index request: read %s: %w", clip.String(rawURL, clip.Default), err)
+		return page{}, fmt.Errorf("index request: read %s: %w", clip.String(shown, clip.Default), err)
 	}
 	if int64(len(body)) > ix.cfg.MaxPageSize {
-		return page{}, &LimitError{URL: rawURL, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
+		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	return page{body: body, contentType: ct, url: resp.Request.URL}, nil
@@ -298,9 +301,9 @@ func (ix *Index) fromSimple(ctx context.Context, project, pinned string, want *v
 		files, err = parseSimpleHTML(p.body, p.url, ix.cfg.MaxFiles)
 	}
 	if err != nil {
-		return nil, ix.pageError(pageURL, err)
+		return nil, ix.pageError(redact(pageURL), err)
 	}
-	return ix.pick(project, pinned, want, files, pageURL)
+	return ix.pick(project, pinned, want, files, redact(pageURL))
 }
 
 func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *version) (*Release, error) {
@@ -317,9 +320,9 @@ func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *
 	}
 	files, err := parseJSONAPI(p.body, p.url, ix.cfg.MaxFiles)
 	if err != nil {
-		return nil, ix.pageError(docURL, err)
+		return nil, ix.pageError(redact(docURL), err)
 	}
-	return ix.pick(project, pinned, want, files, docURL)
+	return ix.pick(project, pinned, want, files, redact(docURL))
 }
 
 func (ix *Index) pageError(pageURL string, err error) error {
@@ -414,6 +417,16 @@ func (ix *Index) Download(ctx context.Context, d Distribution) ([]byte, error) {
 		return nil, &DigestError{Filename: d.Filename, Want: d.SHA256, Got: got}
 	}
 	return data, nil
+}
+
+// redact returns rawURL with its password, if any, replaced by "xxxxx": a
+// private index's URL may carry credentials, which no message repeats.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 func validSHA256(s string) bool {

@@ -90,6 +90,7 @@ type fakeIndex struct {
 
 	mu       sync.Mutex
 	requests []string // "PATH ACCEPT"
+	auth     []string // "PATH USER:PASSWORD" of requests with basic auth
 	status   int      // when non-zero, every page answers this
 }
 
@@ -127,6 +128,9 @@ func (f *fakeIndex) file(name string) (fakeFile, bool) {
 func (f *fakeIndex) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.URL.Path+" "+r.Header.Get("Accept"))
+	if user, pass, ok := r.BasicAuth(); ok {
+		f.auth = append(f.auth, r.URL.Path+" "+user+":"+pass)
+	}
 	status := f.status
 	f.mu.Unlock()
 	p := r.URL.Path
@@ -574,7 +578,7 @@ func TestResolveOnlyPreReleases(t *testing.T) {
 
 func TestResolveStatusError(t *testing.T) {
 	f := newFakeIndex(t)
-	f.status = http.StatusServiceUnavailable
+	f.status = http.StatusServiceUnavailable // before any request
 	ix, _ := newIndex(t, f, "/json/simple", nil)
 	_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
 	var se *StatusError
@@ -808,5 +812,43 @@ func TestResolveBadFileURL(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestIndexCredentials(t *testing.T) {
+	f := newFakeIndex(t)
+	withCreds := strings.Replace(f.srv.URL, "http://", "http://alice:s3cret@", 1)
+	g := &httpGetter{client: f.srv.Client()}
+	ix, err := New(Config{IndexURL: withCreds + "/html/simple", Getter: g, Client: f.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar"), func(Distribution, []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range rel.Distributions {
+		if strings.Contains(d.URL, "alice") || strings.Contains(d.URL, "s3cret") {
+			t.Errorf("credentials passed on to a file URL: %s", d.URL)
+		}
+	}
+	if strings.Contains(rel.Source, "s3cret") {
+		t.Errorf("Source %q shows the password", rel.Source)
+	}
+	f.mu.Lock()
+	if !slices.Equal(f.auth, []string{"/html/simple/foo-bar/ alice:s3cret"}) {
+		t.Errorf("basic auth %q, want the page asked with it and no file", f.auth)
+	}
+	f.mu.Unlock()
+
+	f.mu.Lock()
+	f.status = http.StatusForbidden
+	f.mu.Unlock()
+	_, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("error %v, want a 403 without the password", err)
+	}
+	if _, err := New(Config{IndexURL: "ftp://bob:hunter2@x/simple", Getter: g}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("New error %v, want one without the password", err)
 	}
 }

@@ -41,7 +41,7 @@ const hashClip = 128
 const reasonClip = 1 << 10
 
 // resolveRef resolves ref (absolute or relative) against base. It returns
-// the URL without fragment and the fragment.
+// the URL without user info and fragment, and the fragment.
 func resolveRef(base *url.URL, ref string) (string, string, error) {
 	if len(ref) > MaxURLLen {
 		return "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
@@ -62,6 +62,7 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 	}
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
+	u.User = nil // never pass an index's credentials on to a file host
 	return u.String(), frag, nil
 }
 
