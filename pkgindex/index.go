@@ -8,8 +8,9 @@
 // with Accept: application/vnd.pypi.simple.v1+json and reads the answer as
 // PEP 691 JSON when its content type says so, else as PEP 503 HTML. File
 // versions are read from file names (wheels, eggs, sdists); names that do not
-// parse are ignored. A pinned version takes every file of that version,
-// yanked ones included (marked Yanked). Without a pin the release is the
+// parse are ignored. A pinned version takes every file of that version
+// (PEP 440 equality: 1.0 is 1.0.0 and 1.0a1 is 1.0alpha1; a local label
+// must match too), yanked ones included (marked Yanked). Without a pin the release is the
 // highest PEP 440 version that is not a pre-release or development release
 // (unless Config.Pre) and has a file that is not yanked; its yanked files are
 // left out. When IndexURL ends in /simple and the page lacks the release (404
@@ -26,10 +27,19 @@
 // only its own bytes); Fetch is the sequential form, calling back once per
 // verified distribution so that at most one distribution is held at a time.
 //
+// A requirement file (ReadRequirements, ParseRequirements) yields one Target
+// per exact pin "name==version" (extras, markers, hashes, continuations and
+// comments allowed). Any line that is not an exact pin or a harmless option
+// (>=, ~=, URLs, -e, -r, -c, index options) is an error naming the file and
+// line, never skipped with a warning: a file must not pass as scanned when
+// part of it was not.
+//
 // Everything read from the index is bounded: the page size (MaxPageSize),
 // the files of a page (MaxFiles), the distributions of a release
-// (MaxDistributions), file names (MaxFilenameLen), and input-derived strings
-// in errors (package clip).
+// (MaxDistributions), file names (MaxFilenameLen), file URLs (MaxURLLen),
+// yank reasons and digests, and input-derived strings in errors (package
+// clip). Index request time is bounded by PageTimeout; downloads by the
+// Getter. No request is retried here (the Getter retries downloads).
 package pkgindex
 
 import (

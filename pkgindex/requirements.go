@@ -100,6 +100,7 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 		start int    // first physical line of the logical line
 		buf   []byte // logical line being joined
 	)
+	data = bytes.TrimPrefix(data, []byte("\uFEFF")) // a UTF-8 byte order mark, as Windows editors write
 	lines := bytes.Split(data, []byte("\n"))
 	for i, raw := range lines {
 		raw = bytes.TrimSuffix(raw, []byte("\r"))

@@ -117,6 +117,13 @@ func TestParseRequirementsContinuationLine(t *testing.T) {
 	}
 }
 
+func TestParseRequirementsBOM(t *testing.T) {
+	got, err := ParseRequirements("r.txt", []byte("\uFEFFrequests==2.31.0\r\n"))
+	if err != nil || len(got) != 1 || got[0].Name != "requests" {
+		t.Fatalf("%+v, %v", got, err)
+	}
+}
+
 func TestParseRequirementsConflict(t *testing.T) {
 	_, err := ParseRequirements("r.txt", []byte("foo-bar==1.0\nFoo_Bar==2.0\n"))
 	if err == nil || !strings.Contains(err.Error(), "r.txt:2:") || !strings.Contains(err.Error(), "already pinned to 1.0 at r.txt:1") {
