@@ -45,7 +45,8 @@
 // majority. With fewer than two identities ready, spot checks are off
 // (Snapshot.SpotChecks) and picked tasks finish unchecked.
 //
-// Bounds: slots per session (MaxSlots), copies per task (its votes needed + 2),
+// Bounds: slots per session (MaxSlots), rules hashes remembered per session
+// (16), copies per task (its votes needed + 2),
 // votes per task (3), identities recorded as having lost a task (3), the
 // quarantine list (MaxQuarantined, oldest evicted), identity strings (256
 // bytes), speed samples (256), jobs (MaxJobAge). Unknown task ids a worker
@@ -69,6 +70,10 @@ import (
 
 // maxIdentity bounds an identity string (it comes from a worker).
 const maxIdentity = 256
+
+// maxReady bounds the rules hashes remembered per session (a worker keeps a
+// few recent rule sets); beyond it the oldest is forgotten.
+const maxReady = 16
 
 // lostLimit is how many different identities must lose a started task before
 // its job fails.
@@ -339,6 +344,7 @@ type session struct {
 	slots       int
 	claimed     int
 	ready       map[string]bool
+	readySeq    []string // ready's hashes, oldest first
 	outstanding map[uint64]*assign
 	jobs        map[*job]int // outstanding copies per job (release affinity)
 	draining    bool
@@ -484,7 +490,14 @@ func (d *Dispatcher) RulesReady(id, hash string) {
 	if s == nil {
 		return
 	}
-	s.ready[hash] = true
+	if !s.ready[hash] {
+		s.ready[hash] = true
+		s.readySeq = append(s.readySeq, hash)
+		if len(s.readySeq) > maxReady {
+			delete(s.ready, s.readySeq[0])
+			s.readySeq = slices.Delete(s.readySeq, 0, 1)
+		}
+	}
 	d.pump()
 	d.signal()
 }
@@ -493,8 +506,9 @@ func (d *Dispatcher) RulesReady(id, hash string) {
 func (d *Dispatcher) ForgetRulesAt(id, hash string) {
 	d.mu.Lock()
 	defer d.unlock()
-	if s := d.sessions[id]; s != nil {
+	if s := d.sessions[id]; s != nil && s.ready[hash] {
 		delete(s.ready, hash)
+		s.readySeq = slices.DeleteFunc(s.readySeq, func(h string) bool { return h == hash })
 	}
 }
 
@@ -610,7 +624,6 @@ func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 	d.lock(now)
 	defer d.unlock()
-	active := map[string]bool{} // spot checks possible, by rules hash
 	for _, j := range jobs {
 		if old := d.jobs[j.Key()]; old != nil {
 			old.Attempt, old.AssignmentID, old.LeasedAt = j.Attempt, j.AssignmentID, j.LeasedAt
@@ -631,16 +644,11 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		d.jobs[j.Key()] = js
 		js.results = make([]score.Distribution, len(j.Distributions))
 		js.remaining = len(j.Distributions)
-		on, ok := active[j.RulesHash]
-		if !ok {
-			on = d.readyIdentities(j.RulesHash) >= 2
-			active[j.RulesHash] = on
-		}
 		for i := range j.Distributions {
 			t := &task{job: js, index: i, hidx: -1, want: 1}
 			js.tasks = append(js.tasks, t)
 			if d.cfg.VerifyRate > 0 && d.cfg.Rand() < d.cfg.VerifyRate {
-				if on {
+				if d.twoIdentities(j.RulesHash) {
 					t.verify, t.want = true, 2
 					d.counters.VerifyPicked++
 					d.emit(taskEvent(EventVerifyPicked, t))
@@ -1028,22 +1036,25 @@ func (d *Dispatcher) anyFree() bool {
 // task. Otherwise the most free credits win, then the least recently picked.
 func (d *Dispatcher) pick(t *task, backup bool) *session {
 	hash := t.job.RulesHash
+	check := len(t.copies)+len(t.votes) > 0
 	var best, aff *session
+	bestFree, affFree := 0, 0
 	anySlot := false
-	better := func(s, b *session) bool {
-		if b == nil {
+	// better: more free credits, then least recently picked, then joined first.
+	better := func(s *session, f int, b *session, bf int) bool {
+		switch {
+		case b == nil:
 			return true
-		}
-		if fs, fb := d.free(s), d.free(b); fs != fb {
-			return fs > fb
-		}
-		if s.lastPick != b.lastPick {
+		case f != bf:
+			return f > bf
+		case s.lastPick != b.lastPick:
 			return s.lastPick < b.lastPick
 		}
 		return s.seq < b.seq
 	}
 	for _, s := range d.sessions {
-		if d.free(s) <= 0 || !s.ready[hash] || t.holds(s.identity) {
+		f := d.free(s)
+		if f <= 0 || !s.ready[hash] || (check && t.holds(s.identity)) {
 			continue
 		}
 		slot := len(s.outstanding) < s.slots
@@ -1051,11 +1062,11 @@ func (d *Dispatcher) pick(t *task, backup bool) *session {
 			continue
 		}
 		anySlot = anySlot || slot
-		if better(s, best) {
-			best = s
+		if better(s, f, best, bestFree) {
+			best, bestFree = s, f
 		}
-		if s.jobs[t.job] > 0 && better(s, aff) {
-			aff = s
+		if len(s.jobs) > 0 && s.jobs[t.job] > 0 && better(s, f, aff, affFree) {
+			aff, affFree = s, f
 		}
 	}
 	if aff != nil && (len(aff.outstanding) < aff.slots || !anySlot) {
@@ -1069,16 +1080,33 @@ func (d *Dispatcher) pick(t *task, backup bool) *session {
 }
 
 // readyIdentities counts the identities with a session that could take a
-// task with the rules hash ("" for any hash): not draining, not quarantined.
-func (d *Dispatcher) readyIdentities(hash string) int {
+// task: rules ready, not draining, not quarantined.
+func (d *Dispatcher) readyIdentities() int {
 	ids := map[string]bool{}
 	for _, s := range d.sessions {
-		if s.draining || s.quarantined || len(s.ready) == 0 || (hash != "" && !s.ready[hash]) {
+		if s.draining || s.quarantined || len(s.ready) == 0 {
 			continue
 		}
 		ids[s.identity] = true
 	}
 	return len(ids)
+}
+
+// twoIdentities reports whether sessions of at least two identities could
+// take a task with the rules hash (spot checks are possible).
+func (d *Dispatcher) twoIdentities(hash string) bool {
+	first := ""
+	for _, s := range d.sessions {
+		if s.draining || s.quarantined || !s.ready[hash] {
+			continue
+		}
+		if first == "" {
+			first = s.identity
+		} else if s.identity != first {
+			return true
+		}
+	}
+	return false
 }
 
 // otherIdentity reports whether some session could take a further copy of t:
@@ -1189,7 +1217,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 	if d.pending.Len() > 0 {
 		snap.OldestWaiting = d.pending[0].job.LeasedAt
 	}
-	ids := d.readyIdentities("")
+	ids := d.readyIdentities()
 	snap.SpotChecks = SpotChecks{Rate: d.cfg.VerifyRate, Identities: ids, Active: d.cfg.VerifyRate > 0 && ids >= 2}
 	for _, s := range d.sessions {
 		info := SessionInfo{

@@ -801,3 +801,16 @@ func TestLiarsResultInDecidedJobDiscarded(t *testing.T) {
 		t.Fatalf("outcome = %+v", o)
 	}
 }
+
+func TestRulesReadyBounded(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.joinAs("a", "A", 1)
+	for i := range 1000 {
+		h.d.RulesReady("a", fmt.Sprintf("hash-%d", i))
+	}
+	h.d.ForgetRulesAt("a", "hash-999")
+	got := h.d.Snapshot().Sessions[0].RulesReady
+	if len(got) != maxReady-1 || !slices.Contains(got, "hash-998") || slices.Contains(got, "hash-0") {
+		t.Fatalf("%d hashes kept: %v", len(got), got)
+	}
+}
