@@ -723,9 +723,10 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 
 // Tick is the dispatcher's clock; the coordinator calls it every second. It
 // marks copies outstanding too long as overdue and dispatches backups of
-// them, finishes spot checks that cannot be completed (no other identity, or
-// the lease is ending), and drops jobs whose lease ended with work still
-// waiting for a worker, or that outlived MaxJobAge.
+// them, finishes spot checks that cannot be completed (a copy they wait for
+// is overdue or unplaced, and no other identity is ready or the lease is
+// ending), and drops jobs whose lease ended with work still waiting for a
+// worker, or that outlived MaxJobAge.
 func (d *Dispatcher) Tick(now time.Time) TickReport {
 	d.lock(now)
 	defer d.unlock()
@@ -749,7 +750,7 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 			if js.finished {
 				break
 			}
-			if !t.live() || t.want < 2 || d.need(t) <= 0 {
+			if !t.live() || t.want < 2 || t.lacking() <= 0 {
 				continue
 			}
 			switch {
@@ -892,6 +893,18 @@ func (d *Dispatcher) need(t *task) int {
 	return t.want - len(t.votes) - len(t.copies)
 }
 
+// lacking is how many votes a task lacks that no copy still on time will
+// bring: those of overdue copies and of copies not dispatched yet.
+func (t *task) lacking() int {
+	n := t.want - len(t.votes)
+	for _, c := range t.copies {
+		if !c.overdue {
+			n--
+		}
+	}
+	return n
+}
+
 // schedule puts a task in the pending heap iff it needs more copies; it
 // reports whether it pushed it.
 func (d *Dispatcher) schedule(t *task) bool {
@@ -985,13 +998,9 @@ func (d *Dispatcher) pumpBackups(batches map[*session][]Task) {
 			a.queued = false
 			continue
 		}
-		fresh := 0
-		for _, c := range t.copies {
-			if !c.overdue {
-				fresh++
-			}
-		}
-		if t.want-len(t.votes)-fresh-max(d.need(t), 0) <= 0 || len(t.copies) >= t.want+2 {
+		// Votes lacking beyond those the pending heap will dispatch: the
+		// overdue copies not backed up yet. None, or the cap: done with it.
+		if t.lacking()-max(d.need(t), 0) <= 0 || len(t.copies) >= t.want+2 {
 			a.queued = false
 			continue
 		}

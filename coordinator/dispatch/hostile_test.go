@@ -89,63 +89,97 @@ func TestIdentityBounded(t *testing.T) {
 // TestSilentHolderCannotStallReleases: a worker that claims a million slots,
 // takes every task it can and never answers (while its session stays up)
 // next to one honest worker: every release is reported within its lease,
-// from the honest worker's results.
+// from the honest worker's results, also when every task is spot-checked
+// (the silent worker being the only other identity, the checks are skipped).
 func TestSilentHolderCannotStallReleases(t *testing.T) {
-	h := newHarness(t, Config{})
-	silent := h.joinAs("s1", "silent", 1_000_000, "h1")
-	honest := h.joinAs("w1", "honest", 4, "h1")
-	var leased []Job
-	for sec := 0; sec <= 240; sec++ {
-		now := at(sec)
-		if sec%5 == 0 && sec <= 100 {
-			j := mkJob(fmt.Sprintf("j%03d", sec), fmt.Sprintf("j%03d-a", sec), fmt.Sprintf("j%03d-b", sec), fmt.Sprintf("j%03d-c", sec))
-			j.LeasedAt = now
-			leased = append(leased, j)
-			h.d.Admit([]Job{j}, now)
-		}
-		h.d.Tick(now)
-		for {
-			ts := honest.take()
-			if len(ts) == 0 {
-				break
+	for _, rate := range []float64{0, 1} {
+		t.Run(fmt.Sprintf("verify=%v", rate), func(t *testing.T) {
+			h := newHarness(t, Config{VerifyRate: rate})
+			silent := h.joinAs("s1", "silent", 1_000_000, "h1")
+			honest := h.joinAs("w1", "honest", 4, "h1")
+			var leased []Job
+			for sec := 0; sec <= 240; sec++ {
+				now := at(sec)
+				if sec%5 == 0 && sec <= 100 {
+					j := mkJob(fmt.Sprintf("j%03d", sec), fmt.Sprintf("j%03d-a", sec), fmt.Sprintf("j%03d-b", sec), fmt.Sprintf("j%03d-c", sec))
+					j.LeasedAt = now
+					leased = append(leased, j)
+					h.d.Admit([]Job{j}, now)
+				}
+				h.d.Tick(now)
+				for {
+					ts := honest.take()
+					if len(ts) == 0 {
+						break
+					}
+					ids := make([]uint64, len(ts))
+					for i, tk := range ts {
+						ids[i] = tk.ID
+					}
+					h.d.Started("w1", ids, now)
+					for _, tk := range ts {
+						h.d.Result("w1", Result{TaskID: tk.ID, Dist: clean()}, now)
+					}
+				}
+				h.d.Started("s1", nil, now) // heartbeats, never answers
+				for _, si := range h.d.Snapshot().Sessions {
+					if si.ID == "s1" && si.Outstanding > 65 {
+						t.Fatalf("silent holder holds %d tasks, above 64 slots + 1", si.Outstanding)
+					}
+				}
 			}
-			ids := make([]uint64, len(ts))
-			for i, tk := range ts {
-				ids[i] = tk.ID
+			if len(silent.take()) < 60 {
+				t.Fatal("the silent holder took too few tasks for the test to mean anything")
 			}
-			h.d.Started("w1", ids, now)
-			for _, tk := range ts {
-				h.d.Result("w1", Result{TaskID: tk.ID, Dist: clean()}, now)
+			outs := h.outcomes()
+			if len(outs) != len(leased) {
+				t.Fatalf("%d outcomes for %d jobs", len(outs), len(leased))
 			}
-		}
-		h.d.Started("s1", nil, now) // heartbeats, never answers
-		for _, si := range h.d.Snapshot().Sessions {
-			if si.ID == "s1" && si.Outstanding > 65 {
-				t.Fatalf("silent holder holds %d tasks, above 64 slots + 1", si.Outstanding)
+			for _, o := range outs {
+				if o.Failure != "" || !slices.Equal(o.Identities, []string{"honest"}) {
+					t.Fatalf("outcome %+v", o)
+				}
+				if took := o.Finished.Sub(o.Job.LeasedAt); took >= 120*time.Second {
+					t.Fatalf("job %s reported %s after its lease began, past the 120 s lease", o.Job.Name, took)
+				}
 			}
-		}
+			c := h.d.Snapshot().Counters
+			if c.JobsDropped != 0 || c.BackupsWon != c.BackupsDispatched {
+				t.Fatalf("counters = %+v", c)
+			}
+			if rate == 0 && c.BackupsDispatched == 0 {
+				t.Fatalf("no backups: %+v", c)
+			}
+			if rate == 1 && (c.VerifyPicked != int64(3*len(leased)) || c.VerifySkipped == 0) {
+				t.Fatalf("spot checks: %+v", c)
+			}
+			if n := len(h.eventsOf(EventBackupDispatched)); int64(n) != c.BackupsDispatched {
+				t.Fatalf("%d backup events, %d backups", n, c.BackupsDispatched)
+			}
+		})
 	}
-	if len(silent.take()) < 60 {
-		t.Fatal("the silent holder took too few tasks for the test to mean anything")
+}
+
+// TestMismatchWaitsForRunningThirdCopy: when two results disagree while a
+// third identity already runs a copy (a backup), that copy decides.
+func TestMismatchWaitsForRunningThirdCopy(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 1, Prefetch: -1})
+	a := h.joinAs("a", "A", 1, "h1")
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta, tb := one(t, a), one(t, b)
+	c := h.joinAs("c", "C", 1, "h1")
+	h.d.Tick(at(45)) // both copies overdue: a backup of a's goes to c
+	tc := one(t, c)
+	h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(46))
+	h.d.Result("b", Result{TaskID: tb.ID, Dist: clean()}, at(46))
+	if len(h.outcomes()) != 0 || len(h.eventsOf(EventVerifyMismatch)) != 1 {
+		t.Fatalf("settled without c's running copy: %+v", h.outcomes())
 	}
-	outs := h.outcomes()
-	if len(outs) != len(leased) {
-		t.Fatalf("%d outcomes for %d jobs", len(outs), len(leased))
-	}
-	for _, o := range outs {
-		if o.Failure != "" || !slices.Equal(o.Identities, []string{"honest"}) {
-			t.Fatalf("outcome %+v", o)
-		}
-		if took := o.Finished.Sub(o.Job.LeasedAt); took >= 120*time.Second {
-			t.Fatalf("job %s reported %s after its lease began, past the 120 s lease", o.Job.Name, took)
-		}
-	}
-	c := h.d.Snapshot().Counters
-	if c.BackupsDispatched == 0 || c.BackupsWon != c.BackupsDispatched || c.JobsDropped != 0 {
-		t.Fatalf("counters = %+v", c)
-	}
-	if n := len(h.eventsOf(EventBackupDispatched)); int64(n) != c.BackupsDispatched {
-		t.Fatalf("%d backup events, %d backups", n, c.BackupsDispatched)
+	h.d.Result("c", Result{TaskID: tc.ID, Dist: bad()}, at(47))
+	o := outcomeOf(t, h, "p")
+	if o.Package.Score != 100 || !slices.Equal(o.Identities, []string{"A", "C"}) || !h.d.Quarantined("B") {
+		t.Fatalf("outcome = %+v, B quarantined %v", o, h.d.Quarantined("B"))
 	}
 }
 
@@ -812,5 +846,36 @@ func TestRulesReadyBounded(t *testing.T) {
 	got := h.d.Snapshot().Sessions[0].RulesReady
 	if len(got) != maxReady-1 || !slices.Contains(got, "hash-998") || slices.Contains(got, "hash-0") {
 		t.Fatalf("%d hashes kept: %v", len(got), got)
+	}
+}
+
+// TestBackupQueuedWhileCheckUnplaced: a spot-checked task whose first copy
+// is overdue while its check still waits for a credit keeps its backup
+// queued until a slot frees.
+func TestBackupQueuedWhileCheckUnplaced(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0), Prefetch: -1})
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Admit([]Job{mkJob("busy", "x")}, t0) // not picked; b holds it
+	tx := one(t, b)
+	a := h.joinAs("a", "A", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0) // picked: a, then a check nobody can take yet
+	one(t, a)
+	a2 := h.joinAs("a2", "A", 1, "h1") // a free slot, but of the identity holding u1
+	h.d.Tick(at(45))                   // a's copy overdue; no free slot of another identity
+	// a2 backs up b's overdue x (another identity), never u1.
+	if got := a2.take(); len(got) != 1 || got[0].URL != "x" {
+		t.Fatalf("a2 got %+v", got)
+	}
+	c := h.joinAs("c", "C", 1, "h1")
+	if tk := one(t, c); tk.URL != "u1" {
+		t.Fatalf("check = %+v", tk)
+	}
+	h.d.Result("b", Result{TaskID: tx.ID, Dist: clean()}, at(46))
+	got := b.take()
+	if len(got) != 1 || got[0].URL != "u1" {
+		t.Fatalf("backup of a's overdue copy not dispatched to b's freed slot: %+v", got)
+	}
+	if ev := h.eventsOf(EventBackupDispatched); len(ev) != 2 || ev[1].URL != "u1" || ev[1].From != "A" || ev[1].Identity != "B" {
+		t.Fatalf("events = %+v", ev)
 	}
 }

@@ -118,8 +118,10 @@ func (d *Dispatcher) evaluate(t *task) {
 			e.Identities, e.Reason = identities(v), clip.String(describeVotes(v), clip.Default)
 			d.emit(e)
 		}
-		if !t.noThird && d.otherIdentity(t) {
-			t.want = 3 // a third identity decides
+		// A third identity decides: one already holding a copy (a backup),
+		// or any other that is ready.
+		if !t.noThird && (len(t.copies) > 0 || d.otherIdentity(t)) {
+			t.want = 3
 			return
 		}
 		d.fallback(t, "no third identity")
