@@ -733,50 +733,57 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 	tm := d.timing()
 	var rep TickReport
 
-	for _, a := range sortedAssigns(d.assigns) {
-		if a.overdue || !a.task.live() {
-			continue
-		}
-		if tm.overdue(a.assigned, a.task.job.Deadline(d.cfg.LeaseTimeout), now) {
-			a.overdue, a.queued = true, true
-			d.backups = append(d.backups, a)
+	// Each pass looks at everything but sorts only what it acts on (by task
+	// ID or admission order), so that runs are reproducible.
+	var overdue []*assign
+	for _, a := range d.assigns {
+		if !a.overdue && a.task.live() && tm.overdue(a.assigned, a.task.job.Deadline(d.cfg.LeaseTimeout), now) {
+			overdue = append(overdue, a)
 		}
 	}
+	slices.SortFunc(overdue, func(a, b *assign) int { return cmp.Compare(a.id, b.id) })
+	for _, a := range overdue {
+		a.overdue, a.queued = true, true
+		d.backups = append(d.backups, a)
+	}
 
-	jobs := d.sortedJobs()
-	for _, js := range jobs {
-		late := !now.Before(js.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve))
+	var stuck []*task
+	for _, js := range d.jobs {
 		for _, t := range js.tasks {
-			if js.finished {
-				break
-			}
-			if !t.live() || t.want < 2 || t.lacking() <= 0 {
-				continue
-			}
-			switch {
-			case late:
-				d.giveUp(t, "the lease is ending")
-			case !d.otherIdentity(t):
-				d.giveUp(t, "no other identity is ready")
+			if t.live() && t.want >= 2 && t.lacking() > 0 {
+				stuck = append(stuck, t)
 			}
 		}
 	}
+	slices.SortFunc(stuck, func(a, b *task) int { return cmp.Or(cmp.Compare(a.job.seq, b.job.seq), cmp.Compare(a.index, b.index)) })
+	for _, t := range stuck {
+		switch {
+		case !t.live(): // its job ended meanwhile
+		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve)):
+			d.giveUp(t, "the lease is ending")
+		case !d.otherIdentity(t):
+			d.giveUp(t, "no other identity is ready")
+		}
+	}
 
-	for _, js := range jobs {
-		if js.finished {
-			continue
+	var drop []*job
+	for _, js := range d.jobs {
+		switch {
+		case !now.Before(js.LeasedAt.Add(d.cfg.MaxJobAge)):
+			drop = append(drop, js)
+		case !now.Before(js.Deadline(d.cfg.LeaseTimeout)):
+			if slices.ContainsFunc(js.tasks, func(t *task) bool { return t.live() && len(t.copies) == 0 }) {
+				drop = append(drop, js)
+			}
 		}
-		drop := !now.Before(js.LeasedAt.Add(d.cfg.MaxJobAge))
-		if !drop && !now.Before(js.Deadline(d.cfg.LeaseTimeout)) {
-			drop = slices.ContainsFunc(js.tasks, func(t *task) bool { return t.live() && len(t.copies) == 0 })
-		}
-		if drop {
-			js.finished = true
-			d.removePending(js)
-			delete(d.jobs, js.Key())
-			d.counters.JobsDropped++
-			rep.Dropped = append(rep.Dropped, js.Job)
-		}
+	}
+	slices.SortFunc(drop, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
+	for _, js := range drop {
+		js.finished = true
+		d.removePending(js)
+		delete(d.jobs, js.Key())
+		d.counters.JobsDropped++
+		rep.Dropped = append(rep.Dropped, js.Job)
 	}
 
 	before := d.counters.BackupsDispatched
