@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
@@ -21,6 +22,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // API is the Dragonfly API as the coordinator uses it.
@@ -43,6 +45,23 @@ type Config struct {
 	LeaseTimeout time.Duration
 	// Prefetch is how many tasks beyond its slots a worker may hold. Default 1.
 	Prefetch int
+	// MaxWorkerSlots caps the slots a worker may claim in Hello
+	// (DRAGONFLY_MAX_WORKER_SLOTS), so one token holder cannot take the whole
+	// queue. Default 64.
+	MaxWorkerSlots int
+	// SendTimeout ends a session whose worker does not take a message for this
+	// long (it stopped reading; its tasks are re-dispatched), and refuses that
+	// worker's identity for a growing while. Default HeartbeatMisses
+	// heartbeat intervals.
+	SendTimeout time.Duration
+	// VerifyRate is the share of tasks scanned again by a second worker and
+	// compared before the job is reported (DRAGONFLY_VERIFY_RATE). Default
+	// 0.02; negative turns spot checks off.
+	VerifyRate float64
+	// AcceptNonScanningWorkers accepts workers whose Hello announces a
+	// non-scanning mode (fabricated results). For benchmark harnesses only;
+	// no flag or variable sets it.
+	AcceptNonScanningWorkers bool
 	// MaxDistributions fails jobs with more distributions
 	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
 	MaxDistributions int
@@ -95,6 +114,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HeartbeatMisses <= 0 {
 		c.HeartbeatMisses = 3
 	}
+	if c.MaxWorkerSlots <= 0 {
+		c.MaxWorkerSlots = DefaultMaxWorkerSlots
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = time.Duration(c.HeartbeatMisses) * c.HeartbeatInterval
+	}
+	if c.VerifyRate == 0 {
+		c.VerifyRate = DefaultVerifyRate
+	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
@@ -129,6 +157,12 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// Defaults of Config fields that have a setting of their own.
+const (
+	DefaultMaxWorkerSlots = 64
+	DefaultVerifyRate     = 0.02
+)
+
 // Coordinator leases jobs, serves worker sessions and reports results.
 type Coordinator struct {
 	fleetv1.UnimplementedFleetServiceServer
@@ -145,7 +179,12 @@ type Coordinator struct {
 	nextSess uint64
 	draining chan struct{} // closed when shutdown begins
 	drainOne sync.Once
-	recvs    sync.WaitGroup // session receive goroutines
+	streams  sync.WaitGroup // sessions' receive and send goroutines
+
+	maxSessions   atomic.Int64 // the server's MaxWorkers
+	guard         *guard
+	bigSends      *semaphore.Weighted
+	outboxFailing atomic.Bool // the outbox's writes fail: leasing pauses
 }
 
 // New returns a coordinator. Register it on a gRPC server, then Run it.
@@ -161,12 +200,18 @@ func New(cfg Config) (*Coordinator, error) {
 		obs:      cfg.Observer,
 		sessions: map[string]*session{},
 		draining: make(chan struct{}),
+		guard:    newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
+		bigSends: semaphore.NewWeighted(bigSendBudget),
 	}
+	c.maxSessions.Store(DefaultMaxWorkers)
 	c.disp = dispatch.New(dispatch.Config{
 		Prefetch:         cfg.Prefetch,
 		MaxDistributions: cfg.MaxDistributions,
 		LeaseTimeout:     cfg.LeaseTimeout,
+		MaxSlots:         cfg.MaxWorkerSlots,
+		VerifyRate:       cfg.VerifyRate,
 		Done:             c.complete,
+		OnEvent:          c.dispatchEvent,
 	})
 	c.rules = newRulesManager(cfg.API, cfg.Logger, cfg.Now, cfg.RulesRetry, c.rulesChanged, c.obs)
 	return c, nil
@@ -196,7 +241,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.loadLoop(gctx) })
-	g.Go(func() error { c.expireLoop(gctx); return nil })
+	g.Go(func() error { c.tickLoop(gctx); return nil })
 	err := g.Wait()
 
 	// Phase 2: tell workers to drain; wait for the jobs in flight.
@@ -241,10 +286,13 @@ func (c *Coordinator) beginDrain() {
 	c.drainOne.Do(func() { close(c.draining) })
 }
 
-// WaitSessions waits for the receive goroutines of ended sessions.
-func (c *Coordinator) WaitSessions() { c.recvs.Wait() }
+// WaitSessions waits for the receive and send goroutines of ended sessions.
+func (c *Coordinator) WaitSessions() { c.streams.Wait() }
 
-func (c *Coordinator) expireLoop(ctx context.Context) {
+// tickLoop is the coordinator's clock: every second the dispatcher drops jobs
+// past their lease and dispatches backups of overdue tasks, and the outbox
+// retries writes that failed.
+func (c *Coordinator) tickLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -253,12 +301,59 @@ func (c *Coordinator) expireLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, j := range c.disp.Expire(c.cfg.Now()) {
+		rep := c.disp.Tick(c.cfg.Now())
+		for _, j := range rep.Dropped {
 			c.obs.JobDropped(j)
-			c.log.Warn("job dropped: its lease ended before a worker could take it; the API will lease it again",
+			c.log.Warn("job dropped: its lease ended before every distribution was scanned; the API will lease it again",
 				"job", j.Name, "version", j.Version, "attempt", deref(j.Attempt))
 		}
+		c.syncOutbox()
 	}
+}
+
+// syncOutbox retries the outbox's failed writes, and says when writes start
+// and stop failing (leasing pauses while they fail: see waitCapacity).
+func (c *Coordinator) syncOutbox() {
+	was := c.outboxFailing.Load()
+	h := c.out.Health()
+	if h.WriteFailing || h.NotDurable > 0 || h.PendingDeletes > 0 {
+		_ = c.out.Sync()
+		h = c.out.Health()
+	}
+	c.outboxFailing.Store(h.WriteFailing)
+	switch {
+	case h.WriteFailing && !was:
+		c.log.Error("outbox writes fail: reports are kept in memory only and leasing is paused until writes succeed",
+			"not_durable", h.NotDurable, "since", h.Since, "err", h.LastError)
+	case !h.WriteFailing && was:
+		c.log.Info("outbox writes succeed again; leasing resumes")
+	}
+	c.obs.OutboxHealth(h)
+}
+
+// dispatchEvent logs what the dispatcher did about slow, lost or lying
+// workers, and passes it to the observer.
+func (c *Coordinator) dispatchEvent(e dispatch.Event) {
+	attrs := []any{"job", e.Name, "version", e.Version, "url", e.URL, "task", e.TaskID, "session", e.Session, "identity", e.Identity}
+	switch e.Kind {
+	case dispatch.EventBackupDispatched:
+		c.log.Info("task overdue; backup dispatched to another worker", append(attrs, "slow_identity", e.From)...)
+	case dispatch.EventTaskLost:
+		c.log.Warn("task lost while scanning: the worker's session broke", append(attrs, "lost_by", e.Identities)...)
+	case dispatch.EventLostFailed:
+		c.log.Error("distribution failed: lost by three workers while scanning it", append(attrs, "lost_by", e.Identities, "reason", e.Reason)...)
+	case dispatch.EventVerifyMismatch:
+		c.log.Error("spot check mismatch: two workers disagree on a distribution; one may be lying", append(attrs, "identities", e.Identities, "reason", e.Reason)...)
+	case dispatch.EventVerifyDecided:
+		c.log.Error("spot check decided", append(attrs, "identities", e.Identities, "quarantined", e.Quarantined, "reason", e.Reason)...)
+	case dispatch.EventQuarantine:
+		c.log.Error("worker quarantined: no more tasks; its unreported results are discarded", append(attrs, "reason", e.Reason)...)
+	case dispatch.EventVerifyInconclusive, dispatch.EventVerifySkipped:
+		c.log.Info("spot check "+e.Kind.String(), append(attrs, "reason", e.Reason)...)
+	default:
+		c.log.Debug("dispatch event", append(attrs, "kind", e.Kind.String())...)
+	}
+	c.obs.DispatchEvent(e)
 }
 
 // complete receives a finished job from the dispatcher and queues its report.
@@ -278,13 +373,17 @@ func (c *Coordinator) complete(o dispatch.Outcome) {
 	// after it); made durable before the job is logged as finished (a "job
 	// finished" line means its report survives a crash).
 	c.obs.JobFinished(o)
+	durable := true
 	if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: o.Job.LeasedAt, Enqueued: c.cfg.Now()}); err != nil {
-		// The report is in memory; only its durability is lost.
-		c.log.Error("outbox write failed; report kept in memory only", "job", r.Name, "version", r.Version, "err", err)
+		// The report is in memory and the write is retried (tickLoop);
+		// leasing pauses meanwhile.
+		durable = false
+		c.outboxFailing.Store(true)
+		c.log.Error("outbox write failed; report kept in memory, write retried, leasing paused", "job", r.Name, "version", r.Version, "err", err)
 	}
-	attrs := []any{
+	attrs := []any{"durable", durable,
 		"job", o.Job.Name, "version", o.Job.Version, "attempt", deref(o.Job.Attempt),
-		"distributions", len(o.Job.Distributions), "workers", o.Sessions,
+		"distributions", len(o.Job.Distributions), "workers", o.Identities, "sessions", o.Sessions, "verified", o.Verified,
 		"elapsed", o.Finished.Sub(o.Job.LeasedAt).Round(time.Millisecond),
 		"download", o.Stats.DownloadTime.Round(time.Millisecond), "scan", o.Stats.ScanTime.Round(time.Millisecond),
 		"bytes", o.Stats.BytesExpanded, "files", o.Stats.Files,

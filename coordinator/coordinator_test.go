@@ -24,7 +24,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const demoRule = `rule r1 { meta: weight = 5 strings: $a = "evil" condition: $a }`
+// testRules are the fake API's rules: a worker's result may name only these
+// rules with these weights (the coordinator checks).
+const testRules = `
+rule r1 { meta: weight = 3 strings: $a = "evil" condition: $a }
+rule r2 { meta: weight = 7 strings: $a = "worse" condition: $a }
+rule r { meta: weight = 1 strings: $a = "bad" condition: $a }
+rule s { meta: weight = 2 strings: $a = "sad" condition: $a }
+rule heavy { meta: weight = 9 strings: $a = "heavy" condition: $a }
+`
+
+// testWeights are testRules' weights.
+var testWeights = map[string]int64{"r1": 3, "r2": 7, "r": 1, "s": 2, "heavy": 9}
 
 // fakeAPI is an in-memory Dragonfly API.
 type fakeAPI struct {
@@ -42,7 +53,7 @@ type fakeAPI struct {
 }
 
 func newFakeAPI(jobs ...mainframe.Job) *fakeAPI {
-	return &fakeAPI{queue: jobs, rules: mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": demoRule}}, changed: make(chan struct{}, 1000)}
+	return &fakeAPI{queue: jobs, rules: mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules}}, changed: make(chan struct{}, 1000)}
 }
 
 func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
@@ -116,7 +127,7 @@ type fleet struct {
 	c      *Coordinator
 	api    *fakeAPI
 	lis    *bufconn.Listener
-	srv    *grpc.Server
+	srv    *Server
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -135,8 +146,11 @@ func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, c: c, api: api, lis: bufconn.Listen(1 << 20), srv: grpc.NewServer(), done: make(chan error, 1)}
-	fleetv1.RegisterFleetServiceServer(f.srv, c)
+	srv, err := NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, c: c, api: api, lis: bufconn.Listen(1 << 20), srv: srv, done: make(chan error, 1)}
 	go f.srv.Serve(f.lis)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
@@ -154,7 +168,7 @@ func (f *fleet) stop() {
 	if err := <-f.done; err != nil {
 		f.t.Errorf("Run: %v", err)
 	}
-	f.srv.Stop()
+	f.srv.Stop(0)
 	f.c.WaitSessions()
 }
 
@@ -306,11 +320,19 @@ func (w *fakeWorker) tasks(n int) []*fleetv1.Task {
 	return out
 }
 
-func result(t *fleetv1.Task, score int64, top string, rules ...string) *fleetv1.TaskResult {
-	d := &fleetv1.DistributionResult{Score: score, TopFile: top, TopFileScore: score}
+// result is a distribution result naming rules of testRules with their
+// weights; the score is theirs (a worker's score is recomputed anyway).
+func result(t *fleetv1.Task, top string, rules ...string) *fleetv1.TaskResult {
+	d := &fleetv1.DistributionResult{TopFile: top}
 	for _, r := range rules {
-		d.Rules = append(d.Rules, &fleetv1.RuleHit{Name: r, Weight: score})
+		w, ok := testWeights[r]
+		if !ok {
+			panic("result: rule " + r + " is not in testRules")
+		}
+		d.Rules = append(d.Rules, &fleetv1.RuleHit{Name: r, Weight: w})
+		d.Score += w
 	}
+	d.TopFileScore = d.Score
 	return &fleetv1.TaskResult{TaskId: t.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: d}, Stats: &fleetv1.TaskStats{ScanTime: durationpb.New(time.Millisecond)}}
 }
 
@@ -334,7 +356,7 @@ func TestJobsFlowThroughWorkers(t *testing.T) {
 	if ts[0].GetJob().GetName() != "a" || ts[1].GetJob().GetName() != "a" || ts[2].GetJob().GetName() != "b" {
 		t.Fatalf("task order %v %v %v", ts[0].GetJob(), ts[1].GetJob(), ts[2].GetJob())
 	}
-	w.answer(result(ts[0], 3, "a-1.0/setup.py", "r1"), result(ts[1], 7, "a/x.py", "r2"), result(ts[2], 0, ""))
+	w.answer(result(ts[0], "a-1.0/setup.py", "r1"), result(ts[1], "a/x.py", "r2"), result(ts[2], ""))
 	reports := api.waitReports(t, 3)
 	byName := map[string]mainframe.Report{}
 	for _, r := range reports {
@@ -385,12 +407,12 @@ func TestLeasesOnlyWhatTheFleetCanStart(t *testing.T) {
 	if total != 2 {
 		t.Fatalf("leased %d jobs for a fleet of 2 credits: %v", total, leases)
 	}
-	w.answer(result(ts[0], 0, ""))
+	w.answer(result(ts[0], ""))
 	more := w.tasks(1)
 	if more[0].GetJob().GetName() != "j2" {
 		t.Fatalf("next task %v", more[0].GetJob())
 	}
-	w.answer(result(ts[1], 0, ""), result(more[0], 0, ""))
+	w.answer(result(ts[1], ""), result(more[0], ""))
 	api.waitReports(t, 3)
 }
 
@@ -407,7 +429,7 @@ func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
 	if tb[0].GetTaskId() == ta[0].GetTaskId() {
 		t.Fatal("re-dispatched task kept its id")
 	}
-	b.answer(result(tb[0], 1, "f", "r"), result(tb[1], 2, "g", "s"))
+	b.answer(result(tb[0], "f", "r"), result(tb[1], "g", "s"))
 	reports := api.waitReports(t, 1)
 	if len(reports) != 1 || reports[0].Success.Score != 2 {
 		t.Fatalf("reports = %+v", reports)
@@ -437,7 +459,7 @@ func TestSilentWorkerIsDropped(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("silent worker's stream was not ended")
 	}
-	b.answer(result(tb[0], 0, ""))
+	b.answer(result(tb[0], ""))
 	api.waitReports(t, 1)
 }
 
@@ -462,7 +484,7 @@ func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 	if ts[0].GetRulesHash() != "h2" {
 		t.Fatalf("task rules %q, want h2", ts[0].GetRulesHash())
 	}
-	w.answer(result(ts[0], 0, ""))
+	w.answer(result(ts[0], ""))
 	if r := api.waitReports(t, 1); r[0].Success.Commit != "h2" {
 		t.Fatalf("commit %q, want h2", r[0].Success.Commit)
 	}
@@ -483,7 +505,7 @@ func TestFailedRulesUpdateKeepsTheHashActuallyUsed(t *testing.T) {
 	if ts[0].GetRulesHash() != "h1" {
 		t.Fatalf("task rules %q, want h1 (the new set does not compile)", ts[0].GetRulesHash())
 	}
-	w.answer(result(ts[0], 0, ""))
+	w.answer(result(ts[0], ""))
 	if r := api.waitReports(t, 1); r[0].Success.Commit != "h1" {
 		t.Fatalf("commit %q, want h1: results must carry the hash of the rules used", r[0].Success.Commit)
 	}
@@ -498,7 +520,7 @@ func TestFailureFailsThePackage(t *testing.T) {
 	w.answer(&fleetv1.TaskResult{TaskId: ts[1].GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
 		Reason: "distribution u2: HTTP 404 Not Found", Kind: fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD,
 	}}})
-	w.answer(result(ts[0], 9, "x", "r"))
+	w.answer(result(ts[0], "x", "r"))
 	r := api.waitReports(t, 1)
 	if r[0].Success != nil || r[0].Reason != "distribution u2: HTTP 404 Not Found" {
 		t.Fatalf("report = %+v", r[0])
@@ -521,7 +543,7 @@ func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	for m := w.next(); m.GetDrain() == nil; m = w.next() {
 	}
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: []uint64{ts[1].GetTaskId()}, Reason: "draining"}}})
-	w.answer(result(ts[0], 0, ""))
+	w.answer(result(ts[0], ""))
 	w.closeSend()
 	select {
 	case <-stopped:
@@ -554,7 +576,7 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	w := f.worker("w", 1)
 	w.ready()
 	ts := w.tasks(1)
-	w.answer(result(ts[0], 3, "f", "r"))
+	w.answer(result(ts[0], "f", "r1"))
 	select {
 	case r := <-obs.abandoned:
 		if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {

@@ -26,16 +26,24 @@ type Observer interface {
 	// SessionStarted and SessionEnded bracket a worker session.
 	SessionStarted(info SessionInfo)
 	SessionEnded(info SessionInfo, err error)
+	// DispatchEvent is called for each dispatcher event: backups, lost
+	// tasks, spot checks, quarantines.
+	DispatchEvent(e dispatch.Event)
+	// OutboxHealth is called every second with the outbox's health.
+	OutboxHealth(h outbox.Health)
 }
 
 // SessionInfo describes a worker session.
 type SessionInfo struct {
 	SessionID string
 	WorkerID  string
-	Host      string
-	Version   string
-	Slots     int
-	Started   time.Time
+	// Identity is who the worker is for limits, refusals and quarantine: its
+	// mTLS certificate subject ("cert:CN=..."), else its worker id.
+	Identity string
+	Host     string
+	Version  string
+	Slots    int
+	Started  time.Time
 }
 
 type nopObserver struct{}
@@ -48,6 +56,8 @@ func (nopObserver) ReportAbandoned(outbox.Report, error)         {}
 func (nopObserver) RulesUpdated(bool)                            {}
 func (nopObserver) SessionStarted(SessionInfo)                   {}
 func (nopObserver) SessionEnded(SessionInfo, error)              {}
+func (nopObserver) DispatchEvent(dispatch.Event)                 {}
+func (nopObserver) OutboxHealth(outbox.Health)                   {}
 
 // NopObserver returns an Observer that ignores every event.
 func NopObserver() Observer { return nopObserver{} }

@@ -47,15 +47,18 @@ func fzJobs(now time.Time) []dispatch.Job {
 	}
 }
 
-// fzAPI is never called: the harness admits jobs itself and does not Run the
-// coordinator.
-type fzAPI struct{}
+// fzAPI serves the harness's two rule sets (h1, then h2), which the harness
+// loads before the session; it leases and reports nothing: the harness admits
+// jobs itself and does not Run the coordinator.
+type fzAPI struct{ calls *int }
 
 func (fzAPI) Lease(context.Context, int) ([]mainframe.Job, error) {
 	return nil, errors.New("fzAPI: not used")
 }
-func (fzAPI) Rules(context.Context) (mainframe.RuleSet, error) {
-	return mainframe.RuleSet{}, errors.New("fzAPI: not used")
+func (a fzAPI) Rules(context.Context) (mainframe.RuleSet, error) {
+	*a.calls++
+	hash := fmt.Sprintf("h%d", *a.calls)
+	return mainframe.RuleSet{Hash: hash, Rules: map[string]string{"r": `rule r1 { meta: weight = 1 strings: $a = "x` + hash + `" condition: $a }`}}, nil
 }
 func (fzAPI) Report(context.Context, mainframe.Report) error { return errors.New("fzAPI: not used") }
 
@@ -251,11 +254,18 @@ func fzCoordinatorSession(t *testing.T, mode byte, data []byte) {
 // jobs (name -> failure reason, "" for success).
 func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]string {
 	obs := &fzObserver{finished: map[string]int{}, failed: map[string]string{}}
-	c, err := New(Config{API: fzAPI{}, Prefetch: fzPrefetch, HeartbeatInterval: time.Minute, Observer: obs})
+	c, err := New(Config{API: fzAPI{calls: new(int)}, Prefetch: fzPrefetch, HeartbeatInterval: time.Minute, Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.out.Close()
+	// Rules h1 and h2 are known (h2 is current): a worker may report either
+	// ready, and results are checked against them.
+	for range 2 {
+		if err := c.rules.update(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	now := time.Now()
 	jobs := fzJobs(now)
 	c.disp.Admit(jobs, now)
@@ -312,7 +322,7 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 			t.Fatalf("Connect returned a non-status error: %v", err)
 		}
 		switch s.Code() {
-		case codes.InvalidArgument, codes.FailedPrecondition, codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
+		case codes.InvalidArgument, codes.FailedPrecondition, codes.Unavailable, codes.Canceled, codes.DeadlineExceeded, codes.PermissionDenied, codes.ResourceExhausted:
 		default:
 			t.Fatalf("Connect returned code %v: %v", s.Code(), err)
 		}
@@ -369,9 +379,11 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 	compileErr := func(hash string) *fleetv1.ConnectRequest {
 		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Error: "line 1: syntax error"}}}
 	}
+	// ok is a valid result (rule r1 has weight 1 in both rule sets); sc is
+	// the score a worker claims, which the coordinator recomputes.
 	ok := func(id uint64, sc int64) *fleetv1.TaskResult {
 		return &fleetv1.TaskResult{TaskId: id, Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
-			Score: sc, TopFile: "pkg/x.py", TopFileScore: sc, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: sc}},
+			Score: sc, TopFile: "pkg/x.py", TopFileScore: 1, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: 1}},
 		}}, Stats: &fleetv1.TaskStats{BytesDownloaded: 10, Files: 1, ScanTime: durationpb.New(time.Millisecond)}}
 	}
 	fail := func(id uint64) *fleetv1.TaskResult {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
@@ -22,20 +24,35 @@ type rulesManager struct {
 	onChange func(rules.Set)
 	obs      Observer
 
-	fetch sync.Mutex // one fetch at a time
-	mu    sync.Mutex
-	cur   rules.Set
-	tried map[string]time.Time // unknown hash -> last fetch for it
+	fetch   sync.Mutex // one fetch at a time
+	mu      sync.Mutex
+	cur     rules.Set
+	tried   map[string]time.Time        // unknown hash -> last fetch for it
+	known   map[string]map[string]int64 // rules hash -> rule name -> weight
+	history []string                    // hashes in known, oldest first
 }
 
+// keepWeights is how many rule sets' weights are kept to check results with
+// (jobs in flight may still use a set the fleet switched away from).
+const keepWeights = 4
+
 func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
-	return &rulesManager{api: api, log: log, now: now, retry: retry, onChange: onChange, obs: obs, tried: map[string]time.Time{}}
+	return &rulesManager{api: api, log: log, now: now, retry: retry, onChange: onChange, obs: obs,
+		tried: map[string]time.Time{}, known: map[string]map[string]int64{}}
 }
 
 func (m *rulesManager) current() rules.Set {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cur
+}
+
+// weights returns the rule weights of a rule set loaded recently; nil when
+// the hash is unknown (the caller cannot check a result against it).
+func (m *rulesManager) weights(hash string) map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.known[hash]
 }
 
 // load fetches the first rule set, retrying until it succeeds or ctx ends.
@@ -93,14 +110,30 @@ func (m *rulesManager) update(ctx context.Context) error {
 	if set.Hash == m.current().Hash {
 		return nil
 	}
+	if n := protocol.RuleSetBytes(set.Sources); n > protocol.MaxRuleSetBytes {
+		m.obs.RulesUpdated(false)
+		return fmt.Errorf("rules %s: %d bytes, over the %d bytes a rule set may have; keeping the rules in use", clip.String(set.Hash, 64), n, protocol.MaxRuleSetBytes)
+	}
 	compiled, err := rules.Compile(set)
 	if err != nil {
 		m.obs.RulesUpdated(false)
 		return fmt.Errorf("rules %s: %w", set.Hash, err)
 	}
+	weights := map[string]int64{}
+	for _, r := range compiled.Rules() {
+		weights[r.Name] = r.Weight
+	}
 	m.mu.Lock()
 	old := m.cur.Hash
 	m.cur = set
+	if _, ok := m.known[set.Hash]; !ok {
+		m.history = append(m.history, set.Hash)
+	}
+	m.known[set.Hash] = weights
+	for len(m.history) > keepWeights {
+		delete(m.known, m.history[0])
+		m.history = m.history[1:]
+	}
 	m.mu.Unlock()
 	m.obs.RulesUpdated(true)
 	m.log.Info("rules loaded", "hash", set.Hash, "previous", old, "files", len(set.Sources), "rules", compiled.Len(), "compile_time", compiled.CompileTime().Round(time.Millisecond))

@@ -189,14 +189,17 @@ func hostileCases(t *testing.T) []hostileCase {
 			kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE, reason: "distribution dotdot-1.0.tar.gz: dotdot-1.0/../../evil.py: unsafe path"},
 		{name: "absolute entry name", dist: "abs-1.0-py3-none-any.whl", body: hostileZip(t, hostileZipEnt{"/etc/cron.d/evil", src}),
 			kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE, reason: "distribution abs-1.0-py3-none-any.whl: /etc/cron.d/evil: unsafe path"},
-		{name: "symlinks, hard links, devices, fifos are skipped, never followed", dist: "links-1.0.tar.gz", body: hostileGzip(t, hostileTar(t,
+		{name: "symlinks, devices, fifos are skipped, never followed", dist: "links-1.0.tar.gz", body: hostileGzip(t, hostileTar(t,
 			secTarEnt{name: "links-1.0/setup.py", body: src},
 			secTarEnt{name: "links-1.0/passwd", typ: tar.TypeSymlink, link: "/etc/passwd"},
-			secTarEnt{name: "links-1.0/hard", typ: tar.TypeLink, link: "/etc/shadow"},
 			secTarEnt{name: "links-1.0/null", typ: tar.TypeChar},
 			secTarEnt{name: "links-1.0/disk", typ: tar.TypeBlock},
 			secTarEnt{name: "links-1.0/pipe", typ: tar.TypeFifo})),
 			files: 1},
+		{name: "a hard link out of the archive fails (tarfile cannot extract it)", dist: "hard-1.0.tar.gz", body: hostileGzip(t, hostileTar(t,
+			secTarEnt{name: "hard-1.0/setup.py", body: src},
+			secTarEnt{name: "hard-1.0/hard", typ: tar.TypeLink, link: "/etc/shadow"})),
+			kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE, reason: "distribution hard-1.0.tar.gz: hard-1.0/hard: hard link to /etc/shadow: unsafe path"},
 		{name: "non-UTF-8 names", dist: "names-1.0.tar.gz", body: hostileGzip(t, hostileTar(t, secTarEnt{name: "names-1.0/caf\xe9\xff.py", body: src})), files: 1},
 		{name: "duplicate names in a zip", dist: "dup-1.0-py3-none-any.whl", body: hostileZip(t, hostileZipEnt{"pkg/x.py", src}, hostileZipEnt{"pkg/x.py", []byte("second")}), files: 2},
 		{name: "zip local header disagrees with the central directory", dist: "mismatch-1.0.zip", body: mismatch,
@@ -205,7 +208,7 @@ func hostileCases(t *testing.T) []hostileCase {
 		{name: "HTML error page where an archive was expected", dist: "page-1.0.tar.gz", serve: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			io.WriteString(w, "<html><body><h1>Service Unavailable</h1></body></html>")
-		}, kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE, reason: `distribution page-1.0.tar.gz: not a .tar.gz archive: content starts with "<html><body><h1>Service Unavailable</h1></body></html>"`},
+		}, kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE, reason: `distribution page-1.0.tar.gz: not a .tar.gz archive: the content has no archive signature`},
 		{name: "HTTP 404", dist: "gone-1.0.tar.gz", serve: func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
 			kind: fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD, reason: "distribution gone-1.0.tar.gz: HTTP 404 Not Found"},
 		{name: "HTTP 500", dist: "err-1.0.tar.gz", serve: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) },
@@ -249,7 +252,7 @@ func TestHostileDistributions(t *testing.T) {
 
 	e := startWorker(t, 2, func(cfg *Config) {
 		cfg.Limits = limit.Limits{File: hostileFileLimit, Expanded: hostileExpandedLimit, Entries: hostileEntriesLimit, Download: hostileDownloadLimit}
-		cfg.Fetch = fetch.Config{AllowedHosts: []string{"127.0.0.1"}, Attempts: 1, StallTimeout: hostileStall}
+		cfg.Fetch = fetch.Config{AllowedHosts: []string{srv.URL}, Attempts: 1, StallTimeout: hostileStall}
 	})
 	s := e.session()
 	s.welcome(demoHash, demo.Rules())

@@ -18,6 +18,9 @@ type Observer interface {
 	TaskDone(r *fleetv1.TaskResult, limit string)
 	// RulesCompiled is called after each rules compilation.
 	RulesCompiled(took time.Duration, err error)
+	// Connection is called when the session state changes: connected to a
+	// coordinator, and with rules compiled and ready to scan.
+	Connection(connected, rulesReady bool)
 }
 
 type nopObserver struct{}
@@ -26,6 +29,7 @@ func (nopObserver) Downloaded(int64, time.Duration, error) {}
 func (nopObserver) FileScanned(int, time.Duration)         {}
 func (nopObserver) TaskDone(*fleetv1.TaskResult, string)   {}
 func (nopObserver) RulesCompiled(time.Duration, error)     {}
+func (nopObserver) Connection(bool, bool)                  {}
 
 // NopObserver returns an Observer that ignores every event.
 func NopObserver() Observer { return nopObserver{} }

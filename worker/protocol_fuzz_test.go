@@ -18,6 +18,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
+	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -320,8 +321,8 @@ type fzWorkerResult struct {
 	sends []*fleetv1.ConnectRequest
 }
 
-// run runs one session against the script in data. mode: bit 0 Instant;
-// bits 1-2 Threads-1; bit 3 ends the stream with an error instead of EOF;
+// run runs one session against the script in data. mode: bit 0 unused
+// (it selected a fabricated-results mode the product no longer has); bits 1-2 Threads-1; bit 3 ends the stream with an error instead of EOF;
 // bit 4 stops the worker (drain) once the script is consumed.
 func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult {
 	var script []*fleetv1.ConnectResponse
@@ -344,7 +345,7 @@ func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult
 	env.files.peak = 0
 	env.files.mu.Unlock()
 	cfg, err := Config{
-		Target: "fuzz", WorkerID: "fz", Host: "fuzz", Threads: threads, Instant: mode&1 != 0,
+		Target: "fuzz", WorkerID: "fz", Host: "fuzz", Threads: threads,
 		Grace: 5 * time.Second,
 		Fetch: fetch.Config{
 			AllowedHosts: []string{"files.example"}, Transport: env.files, Attempts: 1,
@@ -355,7 +356,11 @@ func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, client: fzClient{st}, engine: env.engine, fetcher: fetch.New(cfg.Fetch), obs: cfg.Observer}
+	fetcher, err := fetch.New(cfg.Fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, client: fzClient{st}, verdict: &verdict.Scanner{Engine: env.engine, Fetcher: fetcher}, obs: cfg.Observer}
 
 	ignore := goleak.IgnoreCurrent()
 	ctx, stop := context.WithCancel(context.Background())

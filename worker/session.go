@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -30,6 +35,9 @@ type session struct {
 	compile  map[string]bool               // being compiled
 	draining bool
 	interval time.Duration
+	// maxRequest is the largest message the coordinator takes
+	// (Welcome.max_request_bytes; protocol.LegacyRequestBytes when unsaid).
+	maxRequest int
 
 	done     chan taskDone    // from task goroutines
 	compiled chan compileDone // from compile goroutines
@@ -63,9 +71,10 @@ func (w *Worker) session(ctx context.Context) error {
 		w: w, stream: stream, ctx: sctx,
 		running: map[uint64]context.CancelFunc{}, rulesets: map[string]*rules.Compiled{},
 		lastUse: map[string]time.Time{}, compile: map[string]bool{},
-		interval: 5 * time.Second,
-		done:     make(chan taskDone, w.cfg.Threads+4),
-		compiled: make(chan compileDone, 1),
+		interval:   5 * time.Second,
+		maxRequest: protocol.LegacyRequestBytes,
+		done:       make(chan taskDone, w.cfg.Threads+4),
+		compiled:   make(chan compileDone, 1),
 	}
 	in := make(chan *fleetv1.ConnectResponse)
 	recvDone := make(chan error, 1)
@@ -114,8 +123,8 @@ func (s *session) send(m *fleetv1.ConnectRequest) error {
 func (s *session) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, recvDone <-chan error) error {
 	w := s.w
 	if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
-		WorkerId: w.cfg.WorkerID, Version: w.cfg.Version, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1,
-		Slots: uint32(w.cfg.Threads), Host: w.cfg.Host,
+		WorkerId: w.cfg.WorkerID, Version: w.cfg.Version, ProtocolVersion: protocol.Version,
+		Slots: uint32(w.cfg.Threads), Host: w.cfg.Host, Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
 	}}}); err != nil {
 		return err
 	}
@@ -174,9 +183,7 @@ func (s *session) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, r
 			if time.Since(lastHeard) > 3*s.interval {
 				return errors.New("coordinator missed its heartbeats")
 			}
-			if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{
-				TasksHeld: uint32(len(s.queue) + len(s.running)), TasksRunning: uint32(len(s.running)),
-			}}}); err != nil {
+			if err := s.heartbeat(); err != nil {
 				return err
 			}
 		case <-stopping:
@@ -237,6 +244,10 @@ func (s *session) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
 			s.interval = d
 			hb.Reset(d)
 		}
+		if n := msg.Welcome.GetMaxRequestBytes(); n > 0 {
+			s.maxRequest = int(min(n, protocol.MaxRequestBytes))
+		}
+		w.obs.Connection(true, len(s.rulesets) > 0)
 		w.log.Info("connected to coordinator", "session", msg.Welcome.GetSessionId(), "slots", w.cfg.Threads, "coordinator_version", msg.Welcome.GetCoordinatorVersion())
 	case *fleetv1.ConnectResponse_RuleSet:
 		return s.ruleSet(msg.RuleSet)
@@ -295,22 +306,77 @@ func (s *session) handBack(ids []uint64, reason string) error {
 	return s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: reason}}})
 }
 
-func (s *session) flushResults() error {
-	if len(s.pending) == 0 {
-		return nil
+// heartbeat tells the coordinator the tasks held and which are running.
+func (s *session) heartbeat() error {
+	ids := make([]uint64, 0, len(s.running))
+	for id := range s.running {
+		ids = append(ids, id)
 	}
-	err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: s.pending}}})
-	s.pending = nil
-	return err
+	slices.Sort(ids)
+	return s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{
+		TasksHeld: uint32(len(s.queue) + len(s.running)), TasksRunning: uint32(len(s.running)), RunningTaskIds: ids,
+	}}})
 }
 
-// startTasks starts queued tasks while slots are free.
+// envelope is what a TaskResults message costs beyond its results.
+const envelope = 64
+
+// flushResults sends the pending results in messages below the
+// coordinator's limit. A single result too large for any message is sent as
+// a failure of its task that says so.
+func (s *session) flushResults() error {
+	limit := s.maxRequest - envelope
+	for len(s.pending) > 0 {
+		var batch []*fleetv1.TaskResult
+		size := 0
+		for _, r := range s.pending {
+			n := protowire.SizeBytes(proto.Size(r))
+			if n > limit {
+				r = tooLarge(r, n, s.maxRequest)
+				n = protowire.SizeBytes(proto.Size(r))
+				s.w.obs.TaskDone(r, "message_size")
+				s.w.log.Warn("distribution result too large for a message; reported as a failure", "task", r.GetTaskId(), "bytes", n, "limit", s.maxRequest)
+			}
+			if len(batch) > 0 && size+n > limit {
+				break
+			}
+			batch = append(batch, r)
+			size += n
+		}
+		s.pending = s.pending[len(batch):]
+		if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: batch}}}); err != nil {
+			s.pending = nil
+			return err
+		}
+	}
+	s.pending = nil
+	return nil
+}
+
+// tooLarge replaces a result that cannot fit in a message by a failure of
+// its task naming the cause.
+func tooLarge(r *fleetv1.TaskResult, size, limit int) *fleetv1.TaskResult {
+	return &fleetv1.TaskResult{TaskId: r.GetTaskId(), Stats: r.GetStats(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+		Reason: fmt.Sprintf("distribution result of %d bytes exceeds the %d-byte message limit of the fleet protocol (a file path or rule list that large)", size, limit),
+		Kind:   fleetv1.FailureKind_FAILURE_KIND_LIMIT, Limit: "message_size",
+	}}}
+}
+
+// startTasks starts queued tasks while slots are free, and tells the
+// coordinator which tasks run now when any started.
 func (s *session) startTasks() error {
+	started := 0
+	defer func() {
+		if started > 0 && !s.draining {
+			// Best effort: a send error also ends the session through Recv.
+			_ = s.heartbeat()
+		}
+	}()
 	for len(s.queue) > 0 && len(s.running) < s.w.cfg.Threads && !s.draining {
 		t := s.queue[0]
 		s.queue = s.queue[1:]
 		rs, ok := s.rulesets[t.GetRulesHash()]
-		if !ok && !s.w.cfg.Instant {
+		if !ok {
 			if err := s.handBack([]uint64{t.GetTaskId()}, "rules "+t.GetRulesHash()+" not ready"); err != nil {
 				return err
 			}
@@ -319,6 +385,7 @@ func (s *session) startTasks() error {
 		s.lastUse[t.GetRulesHash()] = time.Now()
 		ctx, cancel := context.WithCancel(s.ctx)
 		s.running[t.GetTaskId()] = cancel
+		started++
 		go func() {
 			defer cancel()
 			r := s.w.runTask(ctx, t, rs)
@@ -350,7 +417,7 @@ func (s *session) ruleSet(rs *fleetv1.RuleSet) error {
 func rulesStatus(hash string, err error, took time.Duration, evicted bool) *fleetv1.ConnectRequest {
 	st := &fleetv1.RulesStatus{Hash: hash, CompileTime: durationpb.New(took), Evicted: evicted}
 	if err != nil {
-		st.Error = err.Error()
+		st.Error = clip.Error(err, protocol.MaxTextBytes)
 	}
 	return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: st}}
 }
@@ -359,11 +426,12 @@ func (s *session) compiledSet(c compileDone) error {
 	delete(s.compile, c.hash)
 	s.w.obs.RulesCompiled(c.took, c.err)
 	if c.err != nil {
-		s.w.log.Error("rules do not compile", "hash", c.hash, "err", c.err)
+		s.w.log.Error("rules do not compile", "hash", c.hash, "err", clip.Error(c.err, protocol.MaxTextBytes))
 		return s.send(rulesStatus(c.hash, c.err, c.took, false))
 	}
 	s.rulesets[c.hash] = c.rs
 	s.lastUse[c.hash] = time.Now()
+	s.w.obs.Connection(true, true)
 	s.w.log.Info("rules ready", "hash", c.hash, "rules", c.rs.Len(), "compile_time", c.took.Round(time.Millisecond))
 	if err := s.send(rulesStatus(c.hash, nil, c.took, false)); err != nil {
 		return err

@@ -13,15 +13,25 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
+	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // Config bounds a worker.
@@ -29,9 +39,26 @@ type Config struct {
 	// Target is the coordinator's gRPC address (DRAGONFLY_COORDINATOR_ADDR),
 	// in grpc.NewClient syntax. Required.
 	Target string
-	// DialOptions carry transport credentials and the fleet token. Required
-	// to include transport credentials.
+	// Token is the fleet token (DRAGONFLY_FLEET_TOKEN), sent with every call.
+	// Without TLS it is sent only to a loopback coordinator, or with
+	// FleetInsecure.
+	Token string
+	// TLS are the CA that verifies the coordinator and, for mutual TLS, this
+	// worker's certificate and key. All empty: plaintext.
+	TLS fleetauth.TLSFiles
+	// ServerName is the name checked in the coordinator's certificate
+	// (DRAGONFLY_TLS_SERVER_NAME). Default: the target's host.
+	ServerName string
+	// FleetInsecure allows sending the token over plaintext to a coordinator
+	// that is not on loopback (DRAGONFLY_FLEET_INSECURE). Development only.
+	FleetInsecure bool
+	// DialOptions are extra options for the connection (an in-memory dialer,
+	// say). Transport credentials, the token, message limits, keepalive and
+	// reconnect backoff are set by the worker itself.
 	DialOptions []grpc.DialOption
+	// InMemory says Target is an in-process coordinator (dragonfly local):
+	// plaintext without a token is expected there.
+	InMemory bool
 	// WorkerID identifies the worker (default: host name + random suffix).
 	WorkerID string
 	// Host is the host name reported to the coordinator (default: os.Hostname).
@@ -57,9 +84,11 @@ type Config struct {
 	Engine *scan.Engine
 	// Observer receives events for metrics. Optional.
 	Observer Observer
-	// Instant answers every task at once with a clean result, without
-	// downloading or scanning. For measuring the coordinator only.
-	Instant bool
+	// AuthFailures is how many sessions in a row the coordinator may refuse as
+	// Unauthenticated or PermissionDenied (a wrong token, TLS identity or
+	// mode: a configuration error) before Run gives up with an error, so the
+	// process exits non-zero instead of looking healthy. Default 3.
+	AuthFailures int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -98,7 +127,68 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.AuthFailures <= 0 {
+		c.AuthFailures = 3
+	}
 	return c, nil
+}
+
+// dialOptions builds the connection's options: transport security and the
+// token (refused in plaintext to a coordinator not on loopback, unless
+// FleetInsecure), message limits matched with the coordinator's (package
+// protocol), keepalive, and a reconnect backoff capped like the session's.
+func (c Config) dialOptions() ([]grpc.DialOption, error) {
+	opts := []grpc.DialOption{
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(protocol.MaxResponseBytes),
+			grpc.MaxCallSendMsgSize(protocol.MaxRequestBytes),
+		),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// gRPC's own reconnect backoff grows to 120 s by default: a worker
+		// cut off for a minute would then idle long after the coordinator is
+		// back. Cap it like the session backoff.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
+			MinConnectTimeout: 10 * time.Second,
+		}),
+	}
+	secure := c.TLS.Enabled()
+	if secure {
+		creds, err := fleetauth.ClientCredentials(c.TLS, c.ServerName)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.WithTransportCredentials(creds))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if c.Token != "" {
+		plainOK := secure || c.FleetInsecure || c.InMemory || loopbackTarget(c.Target)
+		if !plainOK {
+			return nil, fmt.Errorf("worker: the fleet token would cross the network in plaintext to %s: set DRAGONFLY_TLS_CA (TLS), or DRAGONFLY_FLEET_INSECURE=true for a development network", c.Target)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(fleetauth.Token{Value: c.Token, AllowInsecure: !secure}))
+	}
+	return append(opts, c.DialOptions...), nil
+}
+
+// loopbackTarget reports whether a gRPC target names a loopback host
+// ("localhost", 127.0.0.0/8, ::1), with or without a dns:/// scheme.
+func loopbackTarget(target string) bool {
+	t := target
+	if i := strings.Index(t, ":///"); i >= 0 {
+		t = t[i+4:]
+	}
+	host := t
+	if h, _, err := net.SplitHostPort(t); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Worker runs sessions with a coordinator.
@@ -106,8 +196,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	client  fleetv1.FleetServiceClient
-	engine  *scan.Engine
-	fetcher *fetch.Fetcher
+	verdict *verdict.Scanner
 	obs     Observer
 }
 
@@ -119,7 +208,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(cfg.Target, cfg.DialOptions...)
+	opts, err := cfg.dialOptions()
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Target, opts...)
 	if err != nil {
 		return fmt.Errorf("worker: coordinator address %q: %w", cfg.Target, err)
 	}
@@ -129,12 +222,36 @@ func Run(ctx context.Context, cfg Config) error {
 		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned})
 		defer engine.Close()
 	}
+	fetcher, err := fetch.New(cfg.Fetch)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	w := &Worker{
 		cfg: cfg, log: cfg.Logger.With("worker_id", cfg.WorkerID),
-		client: fleetv1.NewFleetServiceClient(conn), engine: engine,
-		fetcher: fetch.New(cfg.Fetch), obs: cfg.Observer,
+		client:  fleetv1.NewFleetServiceClient(conn),
+		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: cfg.Limits},
+		obs:     cfg.Observer,
 	}
 	return w.loop(ctx)
+}
+
+// configError reports whether the coordinator refused the session as a
+// configuration error of this worker: Unauthenticated (token) or
+// PermissionDenied (plaintext token, mode). Load and misbehaviour refusals are
+// ResourceExhausted or Unavailable and are retried.
+func configError(err error) bool {
+	if err == nil {
+		return false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		var se interface{ GRPCStatus() *status.Status }
+		if !errors.As(err, &se) {
+			return false
+		}
+		st = se.GRPCStatus()
+	}
+	return st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied
 }
 
 // healthy is how long a session must last for the backoff to reset.
@@ -142,14 +259,26 @@ const healthy = 10 * time.Second
 
 func (w *Worker) loop(ctx context.Context) error {
 	delay := w.cfg.BackoffMin
+	refused := 0
 	for {
 		start := time.Now()
 		err := w.session(ctx)
+		w.obs.Connection(false, false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if time.Since(start) > healthy {
 			delay = w.cfg.BackoffMin
+		}
+		if configError(err) {
+			refused++
+			if refused >= w.cfg.AuthFailures {
+				w.log.Error("the coordinator refused this worker: a configuration error (fleet token, TLS identity or worker mode); giving up",
+					"tries", refused, "err", err)
+				return fmt.Errorf("coordinator refused the worker %d times: %w", refused, err)
+			}
+		} else {
+			refused = 0
 		}
 		wait := delay/2 + rand.N(delay/2+1)
 		w.log.Warn("coordinator session ended; reconnecting", "err", err, "retry_in", wait.Round(time.Millisecond))

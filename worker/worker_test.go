@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -28,6 +29,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeCoord struct {
 	fleetv1.UnimplementedFleetServiceServer
 	sessions chan *fakeSession
+	// refuse, when it returns an error, answers a session with it right
+	// after Hello (a coordinator refusing the worker).
+	refuse   func() error
+	refusals atomic.Int64
 }
 
 type fakeSession struct {
@@ -43,6 +48,12 @@ func (f *fakeCoord) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	m, err := stream.Recv()
 	if err != nil {
 		return err
+	}
+	if f.refuse != nil {
+		if err := f.refuse(); err != nil {
+			f.refusals.Add(1)
+			return err
+		}
 	}
 	s := &fakeSession{stream: stream, hello: m.GetHello(), in: make(chan *fleetv1.ConnectRequest, 100), end: make(chan struct{})}
 	go func() {
@@ -144,18 +155,25 @@ type env struct {
 	block  chan struct{} // downloads of /slow/ wait on it
 	slow   chan struct{} // a download of /slow/ has begun
 	lis    *bufconn.Listener
+	extra  sync.Map // more files to serve: name -> []byte
 }
 
 // startWorker runs a worker against a fake coordinator; demo packages are
 // served over HTTP at files.URL + "/" + name, and under /slow/ after block
 // is closed.
 func startWorker(t *testing.T, threads int, tweak func(*Config)) *env {
+	return startWorkerWith(t, threads, &fakeCoord{}, tweak)
+}
+
+// startWorkerWith is startWorker against the given fake coordinator.
+func startWorkerWith(t *testing.T, threads int, coord *fakeCoord, tweak func(*Config)) *env {
 	t.Helper()
 	files, err := demo.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, coord: &fakeCoord{sessions: make(chan *fakeSession, 4)}, done: make(chan error, 1), block: make(chan struct{}), slow: make(chan struct{}, 10)}
+	coord.sessions = make(chan *fakeSession, 4)
+	e := &env{t: t, coord: coord, done: make(chan error, 1), block: make(chan struct{}), slow: make(chan struct{}, 10)}
 	e.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		if rest, ok := strings.CutPrefix(name, "slow/"); ok {
@@ -173,6 +191,10 @@ func startWorker(t *testing.T, threads int, tweak func(*Config)) *env {
 				return
 			}
 		}
+		if b, ok := e.extra.Load(name); ok {
+			w.Write(b.([]byte))
+			return
+		}
 		http.NotFound(w, r)
 	}))
 	e.lis = bufconn.Listen(1 << 20)
@@ -180,18 +202,22 @@ func startWorker(t *testing.T, threads int, tweak func(*Config)) *env {
 	fleetv1.RegisterFleetServiceServer(srv, e.coord)
 	go srv.Serve(e.lis)
 	cfg := Config{
-		Target: "passthrough:///coordinator",
+		Target:   "passthrough:///coordinator",
+		InMemory: true,
 		DialOptions: []grpc.DialOption{
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
 		},
 		WorkerID: "w1", Threads: threads, Grace: 10 * time.Second,
-		Fetch:      fetch.Config{AllowedHosts: []string{"127.0.0.1"}},
+		Fetch:      fetch.Config{AllowedHosts: []string{e.files.URL}},
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	if tweak != nil {
 		tweak(&cfg)
+	}
+	// The demo file server stays allowed whatever the tweak allows besides.
+	if !slices.Contains(cfg.Fetch.AllowedHosts, e.files.URL) {
+		cfg.Fetch.AllowedHosts = append(cfg.Fetch.AllowedHosts, e.files.URL)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
@@ -379,15 +405,5 @@ func TestReconnectsAfterTheStreamEnds(t *testing.T) {
 	s2.assign(e.task(5, "reqeusts-2.31.0.tar.gz", demoHash))
 	if r := s2.results(1)[5]; r.GetDistribution().GetScore() != 8 {
 		t.Fatalf("result = %v", r)
-	}
-}
-
-func TestInstantResults(t *testing.T) {
-	e := startWorker(t, 1, func(c *Config) { c.Instant = true })
-	s := e.session()
-	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(time.Minute)}}})
-	s.assign(&fleetv1.Task{TaskId: 1, Url: "https://files.pythonhosted.org/never-fetched.whl", RulesHash: "any"})
-	if r := s.results(1)[1]; r.GetDistribution() == nil || r.GetStats().GetBytesDownloaded() != 0 {
-		t.Fatalf("instant result = %v", r)
 	}
 }

@@ -42,6 +42,10 @@ type coordinatorFlags struct {
 	outboxSize   int
 	metricsAddr  string
 	pprof        bool
+	pprofAddr    string
+	statusToken  string
+	maxSlots     int
+	verifyRate   float64
 	logLevel     string
 	logFormat    string
 	// maxDistributions is the one limit the coordinator applies itself.
@@ -61,8 +65,12 @@ func (f *coordinatorFlags) register(s *settings) {
 	s.Var(intVal(&f.outboxSize, 1000), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
 	s.Var(intVal(&f.maxDistributions, 128), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
 	s.Var(stringVal(&f.metricsAddr, ":9090"), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json (empty: off)")
+	s.Var(stringVal(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").markSecret()
+	s.Var(intVal(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
+	s.Var(shareVal(&f.verifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")
 	f.autoscale.register(s)
-	s.Var(boolVal(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on the metrics address")
+	s.Var(boolVal(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on --pprof-addr")
+	s.Var(stringVal(&f.pprofAddr, "127.0.0.1:6060"), "DRAGONFLY_PPROF_ADDR", "address for /debug/pprof/ when --pprof is on (loopback by default: profiles are for operators)")
 	logFlags(s, &f.logLevel, &f.logFormat)
 }
 
@@ -78,6 +86,9 @@ func (f *coordinatorFlags) validate() error {
 	}
 	if f.prefetch < 0 {
 		return usageError("DRAGONFLY_PREFETCH=%d: must not be negative", f.prefetch)
+	}
+	if f.maxSlots <= 0 {
+		return usageError("DRAGONFLY_MAX_WORKER_SLOTS=%d: must be positive", f.maxSlots)
 	}
 	return f.autoscale.validate()
 }
@@ -108,9 +119,13 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	if prefetch == 0 {
 		prefetch = -1 // dispatch.Config: negative means none
 	}
+	verify := f.verifyRate
+	if verify == 0 {
+		verify = -1 // coordinator.Config: negative turns spot checks off
+	}
 	c, err := coordinator.New(coordinator.Config{
 		API: api, BulkSize: f.bulkSize, LoadDuration: f.loadDuration, LeaseTimeout: f.leaseTimeout,
-		Prefetch: prefetch, MaxDistributions: f.maxDistributions,
+		Prefetch: prefetch, MaxDistributions: f.maxDistributions, MaxWorkerSlots: f.maxSlots, VerifyRate: verify,
 		HeartbeatInterval: f.heartbeat, DrainTimeout: f.drainTimeout, Outbox: ob,
 		Version: version.String(), Logger: log, Observer: obs,
 	})
@@ -123,19 +138,28 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 
 // coordinatorCmd are the settings of dragonfly coordinator.
 type coordinatorCmd struct {
-	f        coordinatorFlags
-	listen   string
-	token    string
-	insecure bool
-	tlsFiles fleetauth.TLSFiles
+	f             coordinatorFlags
+	listen        string
+	token         string
+	insecure      bool
+	fleetInsecure bool
+	maxWorkers    int
+	tlsFiles      fleetauth.TLSFiles
 }
 
 func (c *coordinatorCmd) register(s *settings) {
 	c.f.register(s)
 	s.Var(stringVal(&c.listen, ":50051"), "DRAGONFLY_LISTEN_ADDR", "gRPC address workers connect to").deprecatedFlag("listen")
 	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "shared secret workers must present (required unless --insecure)").markSecret()
-	s.Var(boolVal(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only)")
+	s.Var(boolVal(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only; loopback listen address only)")
+	fleetInsecureFlag(s, &c.fleetInsecure)
+	s.Var(intVal(&c.maxWorkers, coordinator.DefaultMaxWorkers), "DRAGONFLY_MAX_WORKERS", "most worker connections and sessions served at once")
 	tlsFlags(s, &c.tlsFiles)
+}
+
+// fleetInsecureFlag registers DRAGONFLY_FLEET_INSECURE (coordinator and worker).
+func fleetInsecureFlag(s *settings, p *bool) {
+	s.Var(boolVal(p, false), "DRAGONFLY_FLEET_INSECURE", "allow the fleet token over plaintext gRPC beyond loopback (a development network only: without TLS anyone on the path reads it)")
 }
 
 func runCoordinator(ctx context.Context, e *env, args []string) error {
@@ -160,11 +184,14 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 	if token == "" && !insecure {
 		return usageError("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}
+	if cc.maxWorkers <= 0 {
+		return usageError("DRAGONFLY_MAX_WORKERS=%d: must be positive", cc.maxWorkers)
+	}
 	if token == "" {
-		log.Warn("insecure: workers are accepted without a fleet token")
+		log.Warn("insecure: workers are accepted without a fleet token (loopback only)")
 	}
 	if !tlsFiles.Enabled() {
-		log.Warn("plaintext gRPC: the fleet token and results cross the network unencrypted; set DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY")
+		log.Warn("plaintext gRPC: set DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY; a fleet token from a non-loopback worker is refused unless DRAGONFLY_FLEET_INSECURE is set")
 	}
 
 	obs := newCoordinatorMetrics(f.autoscale)
@@ -172,45 +199,56 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer ob.Close()
+	defer closeOutbox(ob, log)
 	obs.attach(c)
-	srv, err := newFleetServer(c, token, tlsFiles, log)
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{
+		Token: token, Insecure: insecure, FleetInsecure: cc.fleetInsecure, TLS: tlsFiles,
+		MaxWorkers: cc.maxWorkers, Logger: log,
+	})
 	if err != nil {
-		return err
+		return usageError("%v", err)
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
 	log.Info("coordinator started", "listen", ln.Addr().String(), "api", f.api.BaseURL, "version", version.String(), "metrics", f.metricsAddr)
-	return serveCoordinator(ctx, c, srv, ln, f.metricsAddr, obs, f.pprof, f.drainTimeout, log)
+	return serveCoordinator(ctx, srv, ln, f, obs, log)
 }
 
-// serveCoordinator runs the coordinator, its gRPC server and its HTTP server
-// until ctx ends, then shuts down in order: coordinator (drain, flush), gRPC
-// (graceful, bounded), HTTP.
-func serveCoordinator(ctx context.Context, c *coordinator.Coordinator, srv *fleetServer, ln net.Listener, metricsAddr string, m *coordinatorMetrics, withPprof bool, drain time.Duration, log *slog.Logger) error {
+// closeOutbox closes the outbox, saying what did not reach its file.
+func closeOutbox(ob *outbox.Outbox, log *slog.Logger) {
+	if err := ob.Close(); err != nil {
+		log.Error("outbox closed with changes not on disk", "err", err)
+	}
+}
+
+// serveCoordinator runs the coordinator's gRPC server (which runs the
+// coordinator and stops in order: drain, flush, gRPC) beside its HTTP
+// servers (metrics and status; pprof when on), then stops those.
+func serveCoordinator(ctx context.Context, srv *coordinator.Server, ln net.Listener, f *coordinatorFlags, m *coordinatorMetrics, log *slog.Logger) error {
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	var g errgroup.Group
-	if metricsAddr != "" {
-		mln, err := net.Listen("tcp", metricsAddr)
+	if f.metricsAddr != "" {
+		mln, err := net.Listen("tcp", f.metricsAddr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", metricsAddr, err)
+			return fmt.Errorf("listen %s: %w", f.metricsAddr, err)
 		}
-		hs := newHTTPServer(metricsAddr, m.handler(), withPprof)
+		status := func(p string) bool { return p == "/status" || p == "/status.json" || p == "/" }
+		hs := newHTTPServer(f.metricsAddr, bearerOnly(f.statusToken, status, m.handler()))
 		g.Go(func() error { return serveHTTP(httpCtx, hs, mln) })
 		g.Go(func() error { return m.run(httpCtx) })
 	}
-	grpcErr := make(chan error, 1)
-	go func() { grpcErr <- srv.grpc.Serve(ln) }()
-
-	runErr := c.Run(ctx)
-	srv.stop(drain + 5*time.Second)
-	if err := <-grpcErr; err != nil && runErr == nil {
-		runErr = fmt.Errorf("grpc: %w", err)
+	if f.pprof {
+		pln, err := net.Listen("tcp", f.pprofAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", f.pprofAddr, err)
+		}
+		log.Info("serving Go profiles", "pprof_addr", pln.Addr().String())
+		g.Go(func() error { return serveHTTP(httpCtx, newHTTPServer(f.pprofAddr, pprofHandler()), pln) })
 	}
-	c.WaitSessions()
+	runErr := srv.Run(ctx, ln)
 	stopHTTP()
 	if err := g.Wait(); err != nil && runErr == nil {
 		runErr = err

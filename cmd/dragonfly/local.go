@@ -13,12 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
 	"github.com/dragonfly-fleet/fleet/worker"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 )
 
@@ -97,19 +97,20 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer ob.Close()
+	defer closeOutbox(ob, log)
 	obs.attach(c)
-	srv, err := newFleetServer(c, "", noTLS, log)
+	// In one process the worker reaches the coordinator in memory: no
+	// network, so no token.
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true, Logger: log.With("component", "coordinator")})
 	if err != nil {
 		return err
 	}
 	ln := bufconn.Listen(1 << 20)
 
 	wcfg := wf.config(log.With("component", "worker"))
-	wcfg.Target = "passthrough:///local"
+	wcfg.Target, wcfg.InMemory = "passthrough:///local", true
 	wcfg.DialOptions = []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	}
 	wcfg.Observer = obs.withWorker(wf.threads)
 
@@ -123,7 +124,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	go func() { workerDone <- worker.Run(workerCtx, wcfg) }()
 	coordDone := make(chan error, 1)
 	go func() {
-		coordDone <- serveCoordinator(coordCtx, c, srv, ln, cf.metricsAddr, obs, cf.pprof, cf.drainTimeout, log.With("component", "coordinator"))
+		coordDone <- serveCoordinator(coordCtx, srv, ln, cf, obs, log.With("component", "coordinator"))
 	}()
 	if dev != nil {
 		g.Go(func() error { return awaitDemo(gctx, dev, stop) })

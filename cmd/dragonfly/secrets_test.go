@@ -83,6 +83,7 @@ func TestSecretSettings(t *testing.T) {
 	want := map[string]bool{
 		"DRAGONFLY_FLEET_TOKEN": true, "DRAGONFLY_CF_ACCESS_CLIENT_ID": true, "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": true,
 		"DRAGONFLY_CLIENT_ID": true, "DRAGONFLY_CLIENT_SECRET": true, "DRAGONFLY_USERNAME": true, "DRAGONFLY_PASSWORD": true,
+		"DRAGONFLY_STATUS_TOKEN": true,
 	}
 	seen := map[string]bool{}
 	for name, c := range commands {

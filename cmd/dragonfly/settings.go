@@ -658,6 +658,22 @@ func (v *intValue) Set(s string) error {
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 func (v *intValue) Type() string   { return "int" }
 
+// shareValue is a fraction within 0..1 (a rate).
+type shareValue float64
+
+func shareVal(p *float64, def float64) *shareValue { *p = def; return (*shareValue)(p) }
+
+func (v *shareValue) Set(s string) error {
+	x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(x) || x < 0 || x > 1 {
+		return errors.New("not a number within 0..1")
+	}
+	*v = shareValue(x)
+	return nil
+}
+func (v *shareValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+func (v *shareValue) Type() string   { return "float" }
+
 type boolValue bool
 
 func boolVal(p *bool, def bool) *boolValue { *p = def; return (*boolValue)(p) }

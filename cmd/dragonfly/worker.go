@@ -13,10 +13,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 )
 
 func init() {
@@ -43,19 +39,17 @@ type workerFlags struct {
 	total        time.Duration
 	grace        time.Duration
 	memoryLimit  int64
-	instant      bool
 	workerID     string
 }
 
 func (f *workerFlags) register(s *settings) {
 	s.Var(intVal(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").defaultText("number of CPUs")
 	limitFlags(s, &f.limitSet)
-	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "hosts distributions may be downloaded from (comma-separated; port ignored)")
+	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	s.Var(durationVal(&f.stall, 30*time.Second), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
 	s.Var(durationVal(&f.total, 90*time.Second), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
 	s.Var(durationVal(&f.grace, 25*time.Second), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
 	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
-	s.Var(boolVal(&f.instant, false), "DRAGONFLY_BENCH_INSTANT_RESULTS", "BENCHMARK ONLY: answer every task with a clean result without downloading or scanning")
 	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
 
@@ -65,6 +59,9 @@ func (f *workerFlags) validate() error {
 	}
 	if len(f.allowedHosts) == 0 {
 		return usageError("DRAGONFLY_ALLOWED_HOSTS: empty")
+	}
+	if _, err := fetch.ParseAllowedHosts(f.allowedHosts); err != nil {
+		return usageError("DRAGONFLY_ALLOWED_HOSTS: %v", err)
 	}
 	var err error
 	f.limits, f.sizes, err = f.limitSet.resolve()
@@ -82,29 +79,31 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 			AllowedHosts: f.allowedHosts, StallTimeout: f.stall, TotalTimeout: f.total,
 			UserAgent: version.UserAgent(),
 		},
-		Grace: f.grace, Logger: log, Instant: f.instant,
+		Grace: f.grace, Logger: log,
 	}
 }
 
 // workerCmd are the settings of dragonfly worker.
 type workerCmd struct {
-	f          workerFlags
-	target     string
-	token      string
-	tlsFiles   fleetauth.TLSFiles
-	serverName string
-	metrics    string
-	logLevel   string
-	logFormat  string
+	f             workerFlags
+	target        string
+	token         string
+	fleetInsecure bool
+	tlsFiles      fleetauth.TLSFiles
+	serverName    string
+	metrics       string
+	logLevel      string
+	logFormat     string
 }
 
 func (c *workerCmd) register(s *settings) {
 	s.Var(stringVal(&c.target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").deprecatedFlag("coordinator")
 	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").markSecret()
+	fleetInsecureFlag(s, &c.fleetInsecure)
 	tlsFlags(s, &c.tlsFiles)
 	s.Var(stringVal(&c.serverName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
 	c.f.register(s)
-	s.Var(stringVal(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics and /healthz (empty: off)").deprecatedFlag("metrics-addr")
+	s.Var(stringVal(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics, /healthz (liveness) and /readyz (connected with rules ready) (empty: off)").deprecatedFlag("metrics-addr")
 	logFlags(s, &c.logLevel, &c.logFormat)
 }
 
@@ -131,31 +130,11 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	}
 	s.logConfig(log)
 	logLimits(log, f.limits, f.sizes)
-	opts := []grpc.DialOption{
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		// gRPC's own reconnect backoff grows to 120 s by default: a worker
-		// cut off for a minute would then idle long after the coordinator is
-		// back. Cap it like the session backoff.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
-			MinConnectTimeout: 10 * time.Second,
-		}),
-	}
-	if tlsFiles.Enabled() {
-		creds, err := fleetauth.ClientCredentials(tlsFiles, serverName)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		opts = append(opts, grpc.WithTransportCredentials(creds))
-	} else {
-		log.Warn("plaintext gRPC to the coordinator: the fleet token crosses the network unencrypted; set DRAGONFLY_TLS_CA to use TLS")
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	}
-	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(fleetauth.Token{Value: token, AllowInsecure: !tlsFiles.Enabled()}))
+	if !tlsFiles.Enabled() {
+		log.Warn("plaintext gRPC to the coordinator: set DRAGONFLY_TLS_CA to use TLS (the fleet token is sent in plaintext only to a loopback coordinator or with DRAGONFLY_FLEET_INSECURE)")
 	}
 	cfg := f.config(log)
-	cfg.Target, cfg.DialOptions = target, opts
+	cfg.Target, cfg.Token, cfg.TLS, cfg.ServerName, cfg.FleetInsecure = target, token, tlsFiles, serverName, c.fleetInsecure
 	wm := newWorkerMetrics(f.threads)
 	cfg.Observer = wm
 	if metrics != "" {
@@ -166,7 +145,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		httpCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		defer stop()
 		done := make(chan error, 1)
-		go func() { done <- serveHTTP(httpCtx, newHTTPServer(metrics, wm.handler(), false), ln) }()
+		go func() { done <- serveHTTP(httpCtx, newHTTPServer(metrics, wm.handler()), ln) }()
 		defer func() { stop(); <-done }()
 	}
 	log.Info("worker started", "coordinator", target, "threads", f.threads, "allowed_hosts", f.allowedHosts, "version", version.String())

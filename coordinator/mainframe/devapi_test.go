@@ -103,7 +103,6 @@ func TestDevapiLeaseAndReport(t *testing.T) {
 			status int
 		}{
 			{"already finished", ok, 409},
-			{"already failed", fail, 409},
 			{"not assigned to this lease", stale, 409},
 			{"unknown release", Report{Name: "nope", Version: "1", Reason: "x"}, 404},
 			{"invalid assignment id", badUUID, 422},
@@ -112,9 +111,14 @@ func TestDevapiLeaseAndReport(t *testing.T) {
 			if e.Status != tc.status || !e.Final() || e.Conflict() != (tc.status == 409) || e.NotFound() != (tc.status == 404) || e.Detail == "" {
 				t.Errorf("%s: %v", tc.name, e)
 			}
-			if tc.status == 422 && (!strings.Contains(e.Body, `"uuid_parsing"`) || !strings.Contains(e.Detail, "body.assignment_id")) {
+			if tc.status == 422 && (!strings.Contains(e.Body, `"uuid_parsing"`) || !strings.Contains(e.Detail, "body.PackageScanResultFail.assignment_id")) {
 				t.Errorf("422 body %q detail %q", e.Body, e.Detail)
 			}
+		}
+		// As the real server: a failed scan stays open to the lease that
+		// failed it, so the same report again is accepted (not a 409).
+		if err := c.Report(ctx, fail); err != nil {
+			t.Errorf("failure reported again under its lease: %v", err)
 		}
 		ok = report(gamma)
 		ok.Success = &Success{Score: 7, InspectorURL: ptr("https://inspector.pypi.io/project/gamma/0.1/packages/x/gamma-0.1.tar.gz/gamma-0.1/setup.py"), RulesMatched: []string{"demo", "demo"}, Commit: gamma.Hash}
@@ -128,7 +132,7 @@ func TestDevapiLeaseAndReport(t *testing.T) {
 			t.Errorf("server recorded %+v", last)
 		}
 		st := srv.Stats()
-		if st.Finished != 2 || st.Failed != 1 || st.Status409 != 3 || st.Status404 != 1 || st.Status422 != 1 {
+		if st.Finished != 2 || st.Failed != 2 || st.Status409 != 2 || st.Status404 != 1 || st.Status422 != 1 {
 			t.Errorf("server stats %+v", st)
 		}
 

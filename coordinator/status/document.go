@@ -165,6 +165,12 @@ const (
 	FailureDropped FailureKind = "dropped" // lease ended before dispatch; not reported
 	FailureReport  FailureKind = "report"  // the API refused the report for good
 	FailureWorker  FailureKind = "worker"  // a worker session broke
+	// FailureMismatch: a spot check found two workers disagreeing.
+	FailureMismatch FailureKind = "mismatch"
+	// FailureQuarantine: a worker was quarantined (it lied in a spot check).
+	FailureQuarantine FailureKind = "quarantine"
+	// FailureLost: a distribution lost by three workers failed its job.
+	FailureLost FailureKind = "lost"
 )
 
 // Failure is a failed job, refused report or broken worker session.

@@ -92,7 +92,7 @@ type fleet struct {
 	obs *eventObserver
 	api *fakeAPI
 	lis *bufconn.Listener
-	srv *grpc.Server
+	srv *coordinator.Server
 }
 
 func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
@@ -108,8 +108,11 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 		t.Fatal(err)
 	}
 	mon.Attach(c)
-	f := &fleet{t: t, c: c, mon: mon, obs: obs, api: api, lis: bufconn.Listen(1 << 20), srv: grpc.NewServer()}
-	fleetv1.RegisterFleetServiceServer(f.srv, c)
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, c: c, mon: mon, obs: obs, api: api, lis: bufconn.Listen(1 << 20), srv: srv}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -123,7 +126,7 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 		if err := <-done; err != nil {
 			t.Errorf("coordinator Run: %v", err)
 		}
-		f.srv.Stop()
+		f.srv.Stop(0)
 		<-served
 		c.WaitSessions()
 	})

@@ -31,6 +31,10 @@ type metrics struct {
 	sessionsStarted prometheus.Counter
 	sessionsEnded   *prometheus.CounterVec
 	queuePolls      *prometheus.CounterVec
+	dispatchEvents  *prometheus.CounterVec
+	outboxFailing   prometheus.Gauge
+	outboxVolatile  prometheus.Gauge
+	outboxFailures  prometheus.Gauge
 }
 
 const ns = "dragonfly"
@@ -63,13 +67,22 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 			Help: "Worker sessions ended, by result: clean, error."}, []string{"result"}),
 		queuePolls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_queue_polls_total",
 			Help: "Polls of the API's GET /queue-status, by result: ok, error."}, []string{"result"}),
+		dispatchEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dispatch_events_total",
+			Help: "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine."},
+			[]string{"kind"}),
+		outboxFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_write_failing",
+			Help: "1 while the outbox's writes fail (reports kept in memory only; leasing paused)."}),
+		outboxVolatile: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_not_durable_reports",
+			Help: "Reports held in memory only: their outbox write failed and is being retried."}),
+		outboxFailures: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_write_failures",
+			Help: "Failed outbox write transactions since the coordinator started."}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Always 1; the version label is the coordinator's build.", ConstLabels: prometheus.Labels{"version": cfg.Version}})
 	info.Set(1)
 	x.reg.MustRegister(info, x.leaseRequests, x.jobsLeased, x.jobsScanned, x.jobsCompleted, x.jobDuration,
 		x.apiRequests, x.apiDuration, x.tokenRefreshes, x.rulesUpdates, x.sessionsStarted, x.sessionsEnded,
-		x.queuePolls, &collector{m: m})
+		x.queuePolls, x.dispatchEvents, x.outboxFailing, x.outboxVolatile, x.outboxFailures, &collector{m: m})
 	if cfg.Runtime {
 		x.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

@@ -188,6 +188,7 @@ type Monitor struct {
 	leasedAtPoll int64 // counts.leased when queue was fetched
 	queueErr     *Error
 	counts       counts
+	outboxHealth outbox.Health
 }
 
 type sourceBox struct{ s Source }
@@ -433,6 +434,48 @@ func (m *Monitor) SessionEnded(info coordinator.SessionInfo, err error) {
 		Time: now, Kind: FailureWorker, Workers: []string{info.WorkerID},
 		Reason: "session " + info.SessionID + " on " + info.Host + " ended: " + err.Error() + "; its tasks were re-dispatched",
 	})
+}
+
+// DispatchEvent records a dispatcher event (coordinator.Observer): counted
+// by kind; spot-check mismatches, decisions, quarantines and distributions
+// failed after three losses are listed with the failures.
+func (m *Monitor) DispatchEvent(e dispatch.Event) {
+	m.met.dispatchEvents.WithLabelValues(e.Kind.String()).Inc()
+	var f *Failure
+	switch e.Kind {
+	case dispatch.EventVerifyMismatch:
+		f = &Failure{Kind: FailureMismatch, Reason: "spot check mismatch: " + e.Reason}
+	case dispatch.EventVerifyDecided:
+		f = &Failure{Kind: FailureMismatch, Reason: "spot check decided: " + e.Reason}
+	case dispatch.EventQuarantine:
+		f = &Failure{Kind: FailureQuarantine, Reason: "worker quarantined: " + e.Reason}
+	case dispatch.EventLostFailed:
+		f = &Failure{Kind: FailureLost, Reason: e.Reason}
+	default:
+		return
+	}
+	f.Time, f.Name, f.Version = e.Time, e.Name, e.Version
+	f.Workers = append(slices.Clone(e.Identities), e.Quarantined...)
+	if e.Identity != "" && !slices.Contains(f.Workers, e.Identity) {
+		f.Workers = append(f.Workers, e.Identity)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failures.add(*f)
+}
+
+// OutboxHealth records the outbox's health (coordinator.Observer).
+func (m *Monitor) OutboxHealth(h outbox.Health) {
+	failing := 0.0
+	if h.WriteFailing {
+		failing = 1
+	}
+	m.met.outboxFailing.Set(failing)
+	m.met.outboxVolatile.Set(float64(h.NotDurable))
+	m.met.outboxFailures.Set(float64(h.Failures))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.outboxHealth = h
 }
 
 // APIObserver returns the hooks for mainframe.Config.Observer: request counts,

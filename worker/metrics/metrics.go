@@ -21,6 +21,8 @@
 //	                                                        file_size, archive_entries, distributions, scan_timeout)
 //	dragonfly_worker_rules_compilations_total{result}       rule set compilations: ok, error
 //	dragonfly_worker_rules_compile_duration_seconds         time of one compilation
+//	dragonfly_worker_connected                              1 while a session with a coordinator is open
+//	dragonfly_worker_ready                                  1 while connected with rules ready (what /readyz says)
 //
 // Labels with a known set of values are initialised at zero, so every series
 // exists from the first scrape.
@@ -29,6 +31,7 @@ package metrics
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
@@ -78,6 +81,9 @@ type Recorder struct {
 	limits        *prometheus.CounterVec
 	compiles      *prometheus.CounterVec
 	compileDur    prometheus.Histogram
+	connected     prometheus.Gauge
+	readyGauge    prometheus.Gauge
+	ready         atomic.Bool
 }
 
 // New returns a Recorder with its own registry.
@@ -112,6 +118,10 @@ func New(cfg Config) *Recorder {
 			Help: "Rule set compilations, by result (ok, error)."}, []string{"result"}),
 		compileDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "rules_compile_duration_seconds",
 			Help: "Time of one rule set compilation.", Buckets: compileBuckets}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "connected",
+			Help: "1 while a session with a coordinator is open."}),
+		readyGauge: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "ready",
+			Help: "1 while connected to a coordinator with rules ready to scan (what /readyz answers)."}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "build_info",
 		Help: "Always 1; the version label is the worker's build.", ConstLabels: prometheus.Labels{"version": cfg.Version}})
@@ -120,7 +130,7 @@ func New(cfg Config) *Recorder {
 		Help: "Scanner threads of this worker (tasks scanned at once)."})
 	threads.Set(float64(cfg.Threads))
 	r.reg.MustRegister(info, threads, r.tasks, r.taskDuration, r.taskScan, r.fileDuration, r.files, r.bytes,
-		r.downloads, r.downloadDur, r.downloadBytes, r.limits, r.compiles, r.compileDur)
+		r.downloads, r.downloadDur, r.downloadBytes, r.limits, r.compiles, r.compileDur, r.connected, r.readyGauge)
 	if cfg.Runtime {
 		r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -197,14 +207,43 @@ func (r *Recorder) RulesCompiled(took time.Duration, err error) {
 	r.compileDur.Observe(took.Seconds())
 }
 
-// Handler serves /metrics (Prometheus text format) and /healthz (200 "ok"
-// for as long as the worker process serves it: a liveness probe).
+// Connection records the session state (worker.Observer).
+func (r *Recorder) Connection(connected, rulesReady bool) {
+	r.connected.Set(boolGauge(connected))
+	ready := connected && rulesReady
+	r.readyGauge.Set(boolGauge(ready))
+	r.ready.Store(ready)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Ready reports whether the worker is connected with rules ready.
+func (r *Recorder) Ready() bool { return r.ready.Load() }
+
+// Handler serves /metrics (Prometheus text format), /healthz (200 "ok" for
+// as long as the worker process serves it: liveness; a coordinator restart
+// must not get workers killed) and /readyz (200 only while connected to a
+// coordinator with rules ready; 503 otherwise: readiness).
 func (r *Recorder) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !r.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: not connected to a coordinator with rules ready\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
 	})
 	return mux
 }

@@ -175,6 +175,38 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// TestReadiness: /healthz is liveness (200 whatever the session), /readyz
+// answers 200 only while connected with rules ready, and the gauges follow.
+func TestReadiness(t *testing.T) {
+	r := New(Config{Version: "v"})
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	for _, step := range []struct {
+		connected, rules bool
+		ready            int
+		gauge            float64
+	}{
+		{false, false, http.StatusServiceUnavailable, 0},
+		{true, false, http.StatusServiceUnavailable, 0},
+		{true, true, http.StatusOK, 1},
+		{false, true, http.StatusServiceUnavailable, 0}, // the coordinator went away
+	} {
+		r.Connection(step.connected, step.rules)
+		if _, code := get(t, srv.URL+"/readyz"); code != step.ready {
+			t.Errorf("connected=%v rules=%v: /readyz = %d, want %d", step.connected, step.rules, code, step.ready)
+		}
+		if _, code := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+			t.Errorf("connected=%v rules=%v: /healthz = %d, want 200 (liveness)", step.connected, step.rules, code)
+		}
+		if got := testutil.ToFloat64(r.readyGauge); got != step.gauge {
+			t.Errorf("ready gauge = %v, want %v", got, step.gauge)
+		}
+		if got, want := testutil.ToFloat64(r.connected), boolGauge(step.connected); got != want {
+			t.Errorf("connected gauge = %v, want %v", got, want)
+		}
+	}
+}
+
 func get(t *testing.T, url string) (string, int) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -193,7 +225,7 @@ func get(t *testing.T, url string) (string, int) {
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not found in PATH (Debian package prometheus); skipping the lint of the exposition")
+		t.Fatal("promtool not found in PATH: install the Debian package prometheus (make setup-test does)")
 	}
 	r := New(Config{Version: "v", Threads: 2, Runtime: true})
 	activity(r)

@@ -14,18 +14,38 @@
 // exactly one goroutine sends and one receives.
 //
 // Opening. The worker sends Hello first (and only once). The coordinator
-// answers Welcome, then the current RuleSet. The worker compiles it and sends
+// answers Welcome, then the current RuleSet. A worker that announces a
+// non-scanning mode (Hello.mode) is refused: only real scans may become
+// verdicts. The worker compiles it and sends
 // RulesStatus (ready, or the compile error). The coordinator assigns tasks only
 // for a rules hash the worker has reported ready. Whenever the coordinator's
 // rules change it sends the new RuleSet; a worker keeps the sets it was sent
 // (a few recent ones; it reports an evicted set with RulesStatus.evicted) and
 // scans every task with exactly the rules the task names (rules_hash).
 //
-// Credits. A worker announces `slots` in Hello. The coordinator never has more
-// than slots + 1 tasks outstanding at one worker (one prefetched). A task stops
-// being outstanding when its result or hand-back arrives. Neither side ever
-// blocks on the other beyond gRPC flow control: the coordinator's sends are
-// bounded by credits, the worker's by the tasks it holds.
+// Credits. A worker announces `slots` in Hello; the coordinator caps them
+// (DRAGONFLY_MAX_WORKER_SLOTS). The coordinator never has more than slots + 1
+// tasks outstanding at one worker (one prefetched), plus copies of its own
+// tasks it dispatched elsewhere as backups. A task stops being outstanding when
+// its result or hand-back arrives. Neither side ever blocks on the other beyond
+// gRPC flow control: the coordinator's sends are bounded by credits, the
+// worker's by the tasks it holds. A coordinator send that gRPC flow control
+// holds for several heartbeat intervals (the worker stopped reading) ends the
+// session; its tasks are re-dispatched.
+//
+// Sizes. Each side's receive limit is the other's send limit: a worker
+// receives messages of up to the largest rule set the coordinator accepts plus
+// framing (Welcome.max_response_bytes says how much); a worker sends messages
+// of at most Welcome.max_request_bytes (4 MiB when a coordinator does not say).
+// Every string derived from input (entry names, failure reasons, errors) is
+// bounded to a few KiB before it is sent. The worker splits TaskResults into
+// messages below the limit; a single result that cannot fit is sent as a
+// failure of that task saying so.
+//
+// Started tasks. The worker sends Heartbeat.running_task_ids, the tasks being
+// scanned now, with every heartbeat and whenever tasks start. A task that
+// three different workers lost while scanning it (their session broke after
+// it started) fails its release: such an input crashes scanners.
 //
 // Liveness. Both sides send Heartbeat every Welcome.heartbeat_interval. The
 // coordinator ends a session that is silent for 3 intervals and re-dispatches
@@ -121,6 +141,60 @@ func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
 	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{0}
 }
 
+// WorkerMode says whether a worker's results come from real scans.
+type WorkerMode int32
+
+const (
+	// Sent by workers that predate the field; they always scanned.
+	WorkerMode_WORKER_MODE_UNSPECIFIED WorkerMode = 0
+	// Results come from downloading and scanning each distribution.
+	WorkerMode_WORKER_MODE_SCAN WorkerMode = 1
+	// Results are fabricated (benchmark harnesses): never accepted by a
+	// production coordinator.
+	WorkerMode_WORKER_MODE_NON_SCANNING WorkerMode = 2
+)
+
+// Enum value maps for WorkerMode.
+var (
+	WorkerMode_name = map[int32]string{
+		0: "WORKER_MODE_UNSPECIFIED",
+		1: "WORKER_MODE_SCAN",
+		2: "WORKER_MODE_NON_SCANNING",
+	}
+	WorkerMode_value = map[string]int32{
+		"WORKER_MODE_UNSPECIFIED":  0,
+		"WORKER_MODE_SCAN":         1,
+		"WORKER_MODE_NON_SCANNING": 2,
+	}
+)
+
+func (x WorkerMode) Enum() *WorkerMode {
+	p := new(WorkerMode)
+	*p = x
+	return p
+}
+
+func (x WorkerMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkerMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_dragonfly_fleet_v1_fleet_proto_enumTypes[1].Descriptor()
+}
+
+func (WorkerMode) Type() protoreflect.EnumType {
+	return &file_dragonfly_fleet_v1_fleet_proto_enumTypes[1]
+}
+
+func (x WorkerMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkerMode.Descriptor instead.
+func (WorkerMode) EnumDescriptor() ([]byte, []int) {
+	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+}
+
 // FailureKind classifies failures for metrics.
 type FailureKind int32
 
@@ -169,11 +243,11 @@ func (x FailureKind) String() string {
 }
 
 func (FailureKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_dragonfly_fleet_v1_fleet_proto_enumTypes[1].Descriptor()
+	return file_dragonfly_fleet_v1_fleet_proto_enumTypes[2].Descriptor()
 }
 
 func (FailureKind) Type() protoreflect.EnumType {
-	return &file_dragonfly_fleet_v1_fleet_proto_enumTypes[1]
+	return &file_dragonfly_fleet_v1_fleet_proto_enumTypes[2]
 }
 
 func (x FailureKind) Number() protoreflect.EnumNumber {
@@ -182,7 +256,7 @@ func (x FailureKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailureKind.Descriptor instead.
 func (FailureKind) EnumDescriptor() ([]byte, []int) {
-	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{1}
+	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
 }
 
 // ConnectRequest is a message from a worker.
@@ -474,7 +548,11 @@ type Hello struct {
 	// How many tasks the worker scans at once (its scanner threads).
 	Slots uint32 `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
 	// The host the worker runs on.
-	Host          string `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	Host string `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	// What the worker does with tasks. Coordinators refuse every mode but
+	// WORKER_MODE_SCAN (and UNSPECIFIED, sent by workers older than this field,
+	// which always scanned).
+	Mode          WorkerMode `protobuf:"varint,6,opt,name=mode,proto3,enum=dragonfly.fleet.v1.WorkerMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -544,6 +622,13 @@ func (x *Hello) GetHost() string {
 	return ""
 }
 
+func (x *Hello) GetMode() WorkerMode {
+	if x != nil {
+		return x.Mode
+	}
+	return WorkerMode_WORKER_MODE_UNSPECIFIED
+}
+
 // Welcome accepts a session.
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -553,8 +638,14 @@ type Welcome struct {
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
 	// The coordinator's build version.
 	CoordinatorVersion string `protobuf:"bytes,3,opt,name=coordinator_version,json=coordinatorVersion,proto3" json:"coordinator_version,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The largest ConnectRequest the coordinator receives; the worker keeps its
+	// messages below it. 0 (older coordinators): 4 MiB.
+	MaxRequestBytes uint32 `protobuf:"varint,4,opt,name=max_request_bytes,json=maxRequestBytes,proto3" json:"max_request_bytes,omitempty"`
+	// The largest ConnectResponse the coordinator sends (a rule set up to the
+	// coordinator's limit plus framing).
+	MaxResponseBytes uint32 `protobuf:"varint,5,opt,name=max_response_bytes,json=maxResponseBytes,proto3" json:"max_response_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -606,6 +697,20 @@ func (x *Welcome) GetCoordinatorVersion() string {
 		return x.CoordinatorVersion
 	}
 	return ""
+}
+
+func (x *Welcome) GetMaxRequestBytes() uint32 {
+	if x != nil {
+		return x.MaxRequestBytes
+	}
+	return 0
+}
+
+func (x *Welcome) GetMaxResponseBytes() uint32 {
+	if x != nil {
+		return x.MaxResponseBytes
+	}
+	return 0
 }
 
 // RuleSet is a YARA rule set, as the Dragonfly API serves it.
@@ -1406,9 +1511,12 @@ type Heartbeat struct {
 	// Worker only: tasks held (queued + running).
 	TasksHeld uint32 `protobuf:"varint,1,opt,name=tasks_held,json=tasksHeld,proto3" json:"tasks_held,omitempty"`
 	// Worker only: tasks being scanned now.
-	TasksRunning  uint32 `protobuf:"varint,2,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TasksRunning uint32 `protobuf:"varint,2,opt,name=tasks_running,json=tasksRunning,proto3" json:"tasks_running,omitempty"`
+	// Worker only: the ids of the tasks being scanned now (started). Sent with
+	// every heartbeat and, in an extra Heartbeat, whenever tasks start.
+	RunningTaskIds []uint64 `protobuf:"varint,3,rep,packed,name=running_task_ids,json=runningTaskIds,proto3" json:"running_task_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -1453,6 +1561,13 @@ func (x *Heartbeat) GetTasksRunning() uint32 {
 		return x.TasksRunning
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetRunningTaskIds() []uint64 {
+	if x != nil {
+		return x.RunningTaskIds
+	}
+	return nil
 }
 
 // Drain asks a worker to stop taking tasks.
@@ -1558,18 +1673,21 @@ const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x06assign\x18\x03 \x01(\v2\x1a.dragonfly.fleet.v1.AssignH\x00R\x06assign\x12=\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1d.dragonfly.fleet.v1.HeartbeatH\x00R\theartbeat\x121\n" +
 	"\x05drain\x18\x05 \x01(\v2\x19.dragonfly.fleet.v1.DrainH\x00R\x05drainB\x05\n" +
-	"\x03msg\"\xb8\x01\n" +
+	"\x03msg\"\xec\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12N\n" +
 	"\x10protocol_version\x18\x03 \x01(\x0e2#.dragonfly.fleet.v1.ProtocolVersionR\x0fprotocolVersion\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\rR\x05slots\x12\x12\n" +
-	"\x04host\x18\x05 \x01(\tR\x04host\"\xa3\x01\n" +
+	"\x04host\x18\x05 \x01(\tR\x04host\x122\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x1e.dragonfly.fleet.v1.WorkerModeR\x04mode\"\xfd\x01\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12/\n" +
-	"\x13coordinator_version\x18\x03 \x01(\tR\x12coordinatorVersion\"\x9d\x01\n" +
+	"\x13coordinator_version\x18\x03 \x01(\tR\x12coordinatorVersion\x12*\n" +
+	"\x11max_request_bytes\x18\x04 \x01(\rR\x0fmaxRequestBytes\x12,\n" +
+	"\x12max_response_bytes\x18\x05 \x01(\rR\x10maxResponseBytes\"\x9d\x01\n" +
 	"\aRuleSet\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12B\n" +
 	"\asources\x18\x02 \x03(\v2(.dragonfly.fleet.v1.RuleSet.SourcesEntryR\asources\x1a:\n" +
@@ -1625,18 +1743,24 @@ const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"TaskReturn\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"O\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"y\n" +
 	"\tHeartbeat\x12\x1d\n" +
 	"\n" +
 	"tasks_held\x18\x01 \x01(\rR\ttasksHeld\x12#\n" +
-	"\rtasks_running\x18\x02 \x01(\rR\ftasksRunning\"8\n" +
+	"\rtasks_running\x18\x02 \x01(\rR\ftasksRunning\x12(\n" +
+	"\x10running_task_ids\x18\x03 \x03(\x04R\x0erunningTaskIds\"8\n" +
 	"\x05Drain\x12/\n" +
 	"\x05grace\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05grace\"\n" +
 	"\n" +
 	"\bDraining*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12PROTOCOL_VERSION_1\x10\x01*\xa6\x01\n" +
+	"\x12PROTOCOL_VERSION_1\x10\x01*]\n" +
+	"\n" +
+	"WorkerMode\x12\x1b\n" +
+	"\x17WORKER_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10WORKER_MODE_SCAN\x10\x01\x12\x1c\n" +
+	"\x18WORKER_MODE_NON_SCANNING\x10\x02*\xa6\x01\n" +
 	"\vFailureKind\x12\x1c\n" +
 	"\x18FAILURE_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15FAILURE_KIND_DOWNLOAD\x10\x01\x12\x15\n" +
@@ -1659,70 +1783,72 @@ func file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_dragonfly_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_dragonfly_fleet_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_dragonfly_fleet_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_dragonfly_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_dragonfly_fleet_v1_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: dragonfly.fleet.v1.ProtocolVersion
-	(FailureKind)(0),              // 1: dragonfly.fleet.v1.FailureKind
-	(*ConnectRequest)(nil),        // 2: dragonfly.fleet.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 3: dragonfly.fleet.v1.ConnectResponse
-	(*Hello)(nil),                 // 4: dragonfly.fleet.v1.Hello
-	(*Welcome)(nil),               // 5: dragonfly.fleet.v1.Welcome
-	(*RuleSet)(nil),               // 6: dragonfly.fleet.v1.RuleSet
-	(*RulesStatus)(nil),           // 7: dragonfly.fleet.v1.RulesStatus
-	(*Assign)(nil),                // 8: dragonfly.fleet.v1.Assign
-	(*Task)(nil),                  // 9: dragonfly.fleet.v1.Task
-	(*JobRef)(nil),                // 10: dragonfly.fleet.v1.JobRef
-	(*TaskResults)(nil),           // 11: dragonfly.fleet.v1.TaskResults
-	(*TaskResult)(nil),            // 12: dragonfly.fleet.v1.TaskResult
-	(*DistributionResult)(nil),    // 13: dragonfly.fleet.v1.DistributionResult
-	(*RuleHit)(nil),               // 14: dragonfly.fleet.v1.RuleHit
-	(*TaskFailure)(nil),           // 15: dragonfly.fleet.v1.TaskFailure
-	(*TaskStats)(nil),             // 16: dragonfly.fleet.v1.TaskStats
-	(*TaskReturn)(nil),            // 17: dragonfly.fleet.v1.TaskReturn
-	(*Heartbeat)(nil),             // 18: dragonfly.fleet.v1.Heartbeat
-	(*Drain)(nil),                 // 19: dragonfly.fleet.v1.Drain
-	(*Draining)(nil),              // 20: dragonfly.fleet.v1.Draining
-	nil,                           // 21: dragonfly.fleet.v1.RuleSet.SourcesEntry
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(WorkerMode)(0),               // 1: dragonfly.fleet.v1.WorkerMode
+	(FailureKind)(0),              // 2: dragonfly.fleet.v1.FailureKind
+	(*ConnectRequest)(nil),        // 3: dragonfly.fleet.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 4: dragonfly.fleet.v1.ConnectResponse
+	(*Hello)(nil),                 // 5: dragonfly.fleet.v1.Hello
+	(*Welcome)(nil),               // 6: dragonfly.fleet.v1.Welcome
+	(*RuleSet)(nil),               // 7: dragonfly.fleet.v1.RuleSet
+	(*RulesStatus)(nil),           // 8: dragonfly.fleet.v1.RulesStatus
+	(*Assign)(nil),                // 9: dragonfly.fleet.v1.Assign
+	(*Task)(nil),                  // 10: dragonfly.fleet.v1.Task
+	(*JobRef)(nil),                // 11: dragonfly.fleet.v1.JobRef
+	(*TaskResults)(nil),           // 12: dragonfly.fleet.v1.TaskResults
+	(*TaskResult)(nil),            // 13: dragonfly.fleet.v1.TaskResult
+	(*DistributionResult)(nil),    // 14: dragonfly.fleet.v1.DistributionResult
+	(*RuleHit)(nil),               // 15: dragonfly.fleet.v1.RuleHit
+	(*TaskFailure)(nil),           // 16: dragonfly.fleet.v1.TaskFailure
+	(*TaskStats)(nil),             // 17: dragonfly.fleet.v1.TaskStats
+	(*TaskReturn)(nil),            // 18: dragonfly.fleet.v1.TaskReturn
+	(*Heartbeat)(nil),             // 19: dragonfly.fleet.v1.Heartbeat
+	(*Drain)(nil),                 // 20: dragonfly.fleet.v1.Drain
+	(*Draining)(nil),              // 21: dragonfly.fleet.v1.Draining
+	nil,                           // 22: dragonfly.fleet.v1.RuleSet.SourcesEntry
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_dragonfly_fleet_v1_fleet_proto_depIdxs = []int32{
-	4,  // 0: dragonfly.fleet.v1.ConnectRequest.hello:type_name -> dragonfly.fleet.v1.Hello
-	7,  // 1: dragonfly.fleet.v1.ConnectRequest.rules_status:type_name -> dragonfly.fleet.v1.RulesStatus
-	11, // 2: dragonfly.fleet.v1.ConnectRequest.results:type_name -> dragonfly.fleet.v1.TaskResults
-	18, // 3: dragonfly.fleet.v1.ConnectRequest.heartbeat:type_name -> dragonfly.fleet.v1.Heartbeat
-	17, // 4: dragonfly.fleet.v1.ConnectRequest.task_return:type_name -> dragonfly.fleet.v1.TaskReturn
-	20, // 5: dragonfly.fleet.v1.ConnectRequest.draining:type_name -> dragonfly.fleet.v1.Draining
-	5,  // 6: dragonfly.fleet.v1.ConnectResponse.welcome:type_name -> dragonfly.fleet.v1.Welcome
-	6,  // 7: dragonfly.fleet.v1.ConnectResponse.rule_set:type_name -> dragonfly.fleet.v1.RuleSet
-	8,  // 8: dragonfly.fleet.v1.ConnectResponse.assign:type_name -> dragonfly.fleet.v1.Assign
-	18, // 9: dragonfly.fleet.v1.ConnectResponse.heartbeat:type_name -> dragonfly.fleet.v1.Heartbeat
-	19, // 10: dragonfly.fleet.v1.ConnectResponse.drain:type_name -> dragonfly.fleet.v1.Drain
+	5,  // 0: dragonfly.fleet.v1.ConnectRequest.hello:type_name -> dragonfly.fleet.v1.Hello
+	8,  // 1: dragonfly.fleet.v1.ConnectRequest.rules_status:type_name -> dragonfly.fleet.v1.RulesStatus
+	12, // 2: dragonfly.fleet.v1.ConnectRequest.results:type_name -> dragonfly.fleet.v1.TaskResults
+	19, // 3: dragonfly.fleet.v1.ConnectRequest.heartbeat:type_name -> dragonfly.fleet.v1.Heartbeat
+	18, // 4: dragonfly.fleet.v1.ConnectRequest.task_return:type_name -> dragonfly.fleet.v1.TaskReturn
+	21, // 5: dragonfly.fleet.v1.ConnectRequest.draining:type_name -> dragonfly.fleet.v1.Draining
+	6,  // 6: dragonfly.fleet.v1.ConnectResponse.welcome:type_name -> dragonfly.fleet.v1.Welcome
+	7,  // 7: dragonfly.fleet.v1.ConnectResponse.rule_set:type_name -> dragonfly.fleet.v1.RuleSet
+	9,  // 8: dragonfly.fleet.v1.ConnectResponse.assign:type_name -> dragonfly.fleet.v1.Assign
+	19, // 9: dragonfly.fleet.v1.ConnectResponse.heartbeat:type_name -> dragonfly.fleet.v1.Heartbeat
+	20, // 10: dragonfly.fleet.v1.ConnectResponse.drain:type_name -> dragonfly.fleet.v1.Drain
 	0,  // 11: dragonfly.fleet.v1.Hello.protocol_version:type_name -> dragonfly.fleet.v1.ProtocolVersion
-	22, // 12: dragonfly.fleet.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	21, // 13: dragonfly.fleet.v1.RuleSet.sources:type_name -> dragonfly.fleet.v1.RuleSet.SourcesEntry
-	22, // 14: dragonfly.fleet.v1.RulesStatus.compile_time:type_name -> google.protobuf.Duration
-	9,  // 15: dragonfly.fleet.v1.Assign.tasks:type_name -> dragonfly.fleet.v1.Task
-	10, // 16: dragonfly.fleet.v1.Task.job:type_name -> dragonfly.fleet.v1.JobRef
-	23, // 17: dragonfly.fleet.v1.Task.lease_deadline:type_name -> google.protobuf.Timestamp
-	12, // 18: dragonfly.fleet.v1.TaskResults.results:type_name -> dragonfly.fleet.v1.TaskResult
-	13, // 19: dragonfly.fleet.v1.TaskResult.distribution:type_name -> dragonfly.fleet.v1.DistributionResult
-	15, // 20: dragonfly.fleet.v1.TaskResult.failure:type_name -> dragonfly.fleet.v1.TaskFailure
-	16, // 21: dragonfly.fleet.v1.TaskResult.stats:type_name -> dragonfly.fleet.v1.TaskStats
-	14, // 22: dragonfly.fleet.v1.DistributionResult.rules:type_name -> dragonfly.fleet.v1.RuleHit
-	1,  // 23: dragonfly.fleet.v1.TaskFailure.kind:type_name -> dragonfly.fleet.v1.FailureKind
-	22, // 24: dragonfly.fleet.v1.TaskStats.download_time:type_name -> google.protobuf.Duration
-	22, // 25: dragonfly.fleet.v1.TaskStats.scan_time:type_name -> google.protobuf.Duration
-	22, // 26: dragonfly.fleet.v1.TaskStats.wall_time:type_name -> google.protobuf.Duration
-	22, // 27: dragonfly.fleet.v1.Drain.grace:type_name -> google.protobuf.Duration
-	2,  // 28: dragonfly.fleet.v1.FleetService.Connect:input_type -> dragonfly.fleet.v1.ConnectRequest
-	3,  // 29: dragonfly.fleet.v1.FleetService.Connect:output_type -> dragonfly.fleet.v1.ConnectResponse
-	29, // [29:30] is the sub-list for method output_type
-	28, // [28:29] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	1,  // 12: dragonfly.fleet.v1.Hello.mode:type_name -> dragonfly.fleet.v1.WorkerMode
+	23, // 13: dragonfly.fleet.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	22, // 14: dragonfly.fleet.v1.RuleSet.sources:type_name -> dragonfly.fleet.v1.RuleSet.SourcesEntry
+	23, // 15: dragonfly.fleet.v1.RulesStatus.compile_time:type_name -> google.protobuf.Duration
+	10, // 16: dragonfly.fleet.v1.Assign.tasks:type_name -> dragonfly.fleet.v1.Task
+	11, // 17: dragonfly.fleet.v1.Task.job:type_name -> dragonfly.fleet.v1.JobRef
+	24, // 18: dragonfly.fleet.v1.Task.lease_deadline:type_name -> google.protobuf.Timestamp
+	13, // 19: dragonfly.fleet.v1.TaskResults.results:type_name -> dragonfly.fleet.v1.TaskResult
+	14, // 20: dragonfly.fleet.v1.TaskResult.distribution:type_name -> dragonfly.fleet.v1.DistributionResult
+	16, // 21: dragonfly.fleet.v1.TaskResult.failure:type_name -> dragonfly.fleet.v1.TaskFailure
+	17, // 22: dragonfly.fleet.v1.TaskResult.stats:type_name -> dragonfly.fleet.v1.TaskStats
+	15, // 23: dragonfly.fleet.v1.DistributionResult.rules:type_name -> dragonfly.fleet.v1.RuleHit
+	2,  // 24: dragonfly.fleet.v1.TaskFailure.kind:type_name -> dragonfly.fleet.v1.FailureKind
+	23, // 25: dragonfly.fleet.v1.TaskStats.download_time:type_name -> google.protobuf.Duration
+	23, // 26: dragonfly.fleet.v1.TaskStats.scan_time:type_name -> google.protobuf.Duration
+	23, // 27: dragonfly.fleet.v1.TaskStats.wall_time:type_name -> google.protobuf.Duration
+	23, // 28: dragonfly.fleet.v1.Drain.grace:type_name -> google.protobuf.Duration
+	3,  // 29: dragonfly.fleet.v1.FleetService.Connect:input_type -> dragonfly.fleet.v1.ConnectRequest
+	4,  // 30: dragonfly.fleet.v1.FleetService.Connect:output_type -> dragonfly.fleet.v1.ConnectResponse
+	30, // [30:31] is the sub-list for method output_type
+	29, // [29:30] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_dragonfly_fleet_v1_fleet_proto_init() }
@@ -1754,7 +1880,7 @@ func file_dragonfly_fleet_v1_fleet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dragonfly_fleet_v1_fleet_proto_rawDesc), len(file_dragonfly_fleet_v1_fleet_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,

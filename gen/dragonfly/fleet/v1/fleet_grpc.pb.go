@@ -14,18 +14,38 @@
 // exactly one goroutine sends and one receives.
 //
 // Opening. The worker sends Hello first (and only once). The coordinator
-// answers Welcome, then the current RuleSet. The worker compiles it and sends
+// answers Welcome, then the current RuleSet. A worker that announces a
+// non-scanning mode (Hello.mode) is refused: only real scans may become
+// verdicts. The worker compiles it and sends
 // RulesStatus (ready, or the compile error). The coordinator assigns tasks only
 // for a rules hash the worker has reported ready. Whenever the coordinator's
 // rules change it sends the new RuleSet; a worker keeps the sets it was sent
 // (a few recent ones; it reports an evicted set with RulesStatus.evicted) and
 // scans every task with exactly the rules the task names (rules_hash).
 //
-// Credits. A worker announces `slots` in Hello. The coordinator never has more
-// than slots + 1 tasks outstanding at one worker (one prefetched). A task stops
-// being outstanding when its result or hand-back arrives. Neither side ever
-// blocks on the other beyond gRPC flow control: the coordinator's sends are
-// bounded by credits, the worker's by the tasks it holds.
+// Credits. A worker announces `slots` in Hello; the coordinator caps them
+// (DRAGONFLY_MAX_WORKER_SLOTS). The coordinator never has more than slots + 1
+// tasks outstanding at one worker (one prefetched), plus copies of its own
+// tasks it dispatched elsewhere as backups. A task stops being outstanding when
+// its result or hand-back arrives. Neither side ever blocks on the other beyond
+// gRPC flow control: the coordinator's sends are bounded by credits, the
+// worker's by the tasks it holds. A coordinator send that gRPC flow control
+// holds for several heartbeat intervals (the worker stopped reading) ends the
+// session; its tasks are re-dispatched.
+//
+// Sizes. Each side's receive limit is the other's send limit: a worker
+// receives messages of up to the largest rule set the coordinator accepts plus
+// framing (Welcome.max_response_bytes says how much); a worker sends messages
+// of at most Welcome.max_request_bytes (4 MiB when a coordinator does not say).
+// Every string derived from input (entry names, failure reasons, errors) is
+// bounded to a few KiB before it is sent. The worker splits TaskResults into
+// messages below the limit; a single result that cannot fit is sent as a
+// failure of that task saying so.
+//
+// Started tasks. The worker sends Heartbeat.running_task_ids, the tasks being
+// scanned now, with every heartbeat and whenever tasks start. A task that
+// three different workers lost while scanning it (their session broke after
+// it started) fails its release: such an input crashes scanners.
 //
 // Liveness. Both sides send Heartbeat every Welcome.heartbeat_interval. The
 // coordinator ends a session that is silent for 3 intervals and re-dispatches

@@ -1,0 +1,566 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/score"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// session is one worker's stream. Three goroutines serve it: the handler
+// (Connect) runs the session and alone talks to the dispatcher for it; a
+// receive goroutine feeds it the worker's messages; a send goroutine is the
+// stream's only sender, fed by the session's queues. The handler never
+// blocks on the worker: a send that gRPC flow control holds too long (the
+// worker stopped reading) ends the session.
+type session struct {
+	info     SessionInfo
+	notify   chan struct{} // capacity 1: queued output waiting
+	lastSeen atomic.Int64  // unix nanos of the last message from the worker
+	// sendingSince is when the Send in progress began (unix nanos); 0 when
+	// the send goroutine is not inside Send.
+	sendingSince atomic.Int64
+
+	mu        sync.Mutex
+	ctrl      []*fleetv1.ConnectResponse // Welcome, Drain
+	heartbeat bool                       // a heartbeat is queued
+	rules     *fleetv1.RuleSet           // the newest rule set not yet sent
+	tasks     []dispatch.Task
+	offered   map[string]bool   // rule hashes sent or queued to this worker
+	taskRules map[uint64]string // rules hash of each task assigned, until its answer
+}
+
+// Send implements dispatch.Sink: it queues tasks for the send goroutine.
+func (s *session) Send(ts []dispatch.Task) {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, ts...)
+	for _, t := range ts {
+		s.taskRules[t.ID] = t.RulesHash
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// answered returns the rules hash of an assigned task and forgets the task
+// ("" for a task this session does not hold).
+func (s *session) answered(id uint64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.taskRules[id]
+	delete(s.taskRules, id)
+	return h
+}
+
+func (s *session) push(m *fleetv1.ConnectResponse) {
+	s.mu.Lock()
+	s.ctrl = append(s.ctrl, m)
+	s.mu.Unlock()
+	s.wake()
+}
+
+// pushHeartbeat queues a heartbeat unless one is waiting already (a worker
+// that does not read must not make the queue grow).
+func (s *session) pushHeartbeat() {
+	s.mu.Lock()
+	queued := s.heartbeat
+	s.heartbeat = true
+	s.mu.Unlock()
+	if !queued {
+		s.wake()
+	}
+}
+
+// offerRules queues a rule set, replacing one not yet sent. It reports
+// whether the set is new to this worker.
+func (s *session) offerRules(set *fleetv1.RuleSet) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.offered[set.GetHash()] {
+		return false
+	}
+	s.offered[set.GetHash()] = true
+	s.rules = set
+	s.wake()
+	return true
+}
+
+// wasOffered reports whether a rules hash was sent or queued to this worker.
+func (s *session) wasOffered(hash string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offered[hash]
+}
+
+func (s *session) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// maxTasksPerAssign bounds one Assign message (task URLs come from the API).
+const maxTasksPerAssign = 256
+
+// take returns the queued output in order: control messages, the rule set,
+// a heartbeat, then the queued tasks in Assign messages.
+func (s *session) take() []*fleetv1.ConnectResponse {
+	s.mu.Lock()
+	out := s.ctrl
+	rs, hb, tasks := s.rules, s.heartbeat, s.tasks
+	s.ctrl, s.rules, s.heartbeat, s.tasks = nil, nil, false, nil
+	s.mu.Unlock()
+	if rs != nil {
+		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: rs}})
+	}
+	if hb {
+		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}})
+	}
+	for len(tasks) > 0 {
+		n := min(len(tasks), maxTasksPerAssign)
+		a := &fleetv1.Assign{Tasks: make([]*fleetv1.Task, n)}
+		for i, t := range tasks[:n] {
+			a.Tasks[i] = &fleetv1.Task{
+				TaskId: t.ID, Url: t.URL, RulesHash: t.RulesHash,
+				Job:           &fleetv1.JobRef{Name: t.Name, Version: t.Version, Attempt: int64(t.Attempt)},
+				LeaseDeadline: timestamppb.New(t.Deadline),
+			}
+		}
+		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: a}})
+		tasks = tasks[n:]
+	}
+	return out
+}
+
+func ruleSetMsg(set rules.Set) *fleetv1.RuleSet {
+	return &fleetv1.RuleSet{Hash: set.Hash, Sources: set.Sources}
+}
+
+// rulesChanged offers a new rule set to every session.
+func (c *Coordinator) rulesChanged(set rules.Set) {
+	msg := ruleSetMsg(set)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sessions {
+		s.offerRules(msg)
+	}
+}
+
+// Sessions lists the connected sessions.
+func (c *Coordinator) Sessions() []SessionInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]SessionInfo, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		out = append(out, s.info)
+	}
+	return out
+}
+
+// LastSeen returns when each session last heard from its worker.
+func (c *Coordinator) LastSeen() map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]time.Time, len(c.sessions))
+	for id, s := range c.sessions {
+		out[id] = time.Unix(0, s.lastSeen.Load())
+	}
+	return out
+}
+
+// Why sessions end, as the handler reports them.
+var (
+	// errSilent ends a session whose worker missed its heartbeats.
+	errSilent = errors.New("worker missed its heartbeats")
+	// errStalled ends a session whose worker stopped reading.
+	errStalled = errors.New("worker stopped reading: a send was held by flow control")
+)
+
+// Connect serves one worker session. See the contract in fleet.proto.
+func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	in := make(chan *fleetv1.ConnectRequest)
+	c.streams.Add(1)
+	go func() {
+		// The receive goroutine ends when the stream does (the handler
+		// returning cancels the stream's context).
+		defer c.streams.Done()
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				cancel(err)
+				return
+			}
+			select {
+			case in <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	silence := time.Duration(c.cfg.HeartbeatMisses) * c.cfg.HeartbeatInterval
+	hello, err := awaitHello(ctx, in, silence)
+	if err != nil {
+		return err
+	}
+	s, err := c.admitSession(ctx, hello)
+	if err != nil {
+		return err
+	}
+	log := c.log.With("session", s.info.SessionID, "worker_id", s.info.WorkerID, "identity", s.info.Identity, "host", s.info.Host)
+	log.Info("worker connected", "slots", s.info.Slots, "version", s.info.Version)
+
+	sendFailed := make(chan error, 1)
+	c.streams.Add(1)
+	go func() {
+		defer c.streams.Done()
+		c.streamSender(ctx, stream, s, sendFailed)
+	}()
+	err, why := c.serve(ctx, s, in, sendFailed)
+	cancel(errSessionOver)
+
+	c.mu.Lock()
+	delete(c.sessions, s.info.SessionID)
+	c.mu.Unlock()
+	held := 0
+	for _, si := range c.disp.Snapshot().Sessions {
+		if si.ID == s.info.SessionID {
+			held = si.Outstanding
+		}
+	}
+	c.disp.Leave(s.info.SessionID, why)
+	if errors.Is(err, errStalled) || status.Convert(err).Message() == errStalled.Error() {
+		until := c.guard.strike(s.info.Identity, c.cfg.Now())
+		log.Warn("worker refused for a while: its session stalled", "until", until)
+	}
+	c.obs.SessionEnded(s.info, err)
+	if err != nil {
+		log.Warn("worker session ended; its tasks were re-dispatched", "tasks", held, "err", clip.Error(err, protocol.MaxTextBytes))
+	} else {
+		log.Info("worker disconnected", "tasks_redispatched", held)
+	}
+	return err
+}
+
+var errSessionOver = errors.New("session over")
+
+func awaitHello(ctx context.Context, in <-chan *fleetv1.ConnectRequest, timeout time.Duration) (*fleetv1.Hello, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case m := <-in:
+		h := m.GetHello()
+		if h == nil {
+			return nil, status.Error(codes.InvalidArgument, "the first message must be Hello")
+		}
+		if h.GetProtocolVersion() != protocol.Version {
+			return nil, status.Errorf(codes.FailedPrecondition, "protocol version %d not supported: this coordinator speaks version %d; run workers of the coordinator's release (or one release apart)",
+				h.GetProtocolVersion(), protocol.Version)
+		}
+		if h.GetSlots() == 0 {
+			return nil, status.Error(codes.InvalidArgument, "hello: slots must be at least 1")
+		}
+		if h.GetWorkerId() == "" {
+			return nil, status.Error(codes.InvalidArgument, "hello: empty worker id")
+		}
+		return h, nil
+	case <-t.C:
+		return nil, status.Error(codes.DeadlineExceeded, "no hello from worker")
+	case <-ctx.Done():
+		return nil, streamErr(context.Cause(ctx))
+	}
+}
+
+// admitSession checks a Hello against the coordinator's limits and registers
+// the session, or refuses it. Refusals for load or misbehaviour are
+// ResourceExhausted or Unavailable (retry later), never Unauthenticated or
+// PermissionDenied, which tell a worker its configuration is wrong.
+func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*session, error) {
+	switch h.GetMode() {
+	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED, fleetv1.WorkerMode_WORKER_MODE_SCAN:
+	default:
+		if !c.cfg.AcceptNonScanningWorkers {
+			c.log.Error("worker refused: it announced a non-scanning mode", "worker_id", clip.String(h.GetWorkerId(), protocol.MaxIDBytes), "mode", h.GetMode().String())
+			return nil, status.Errorf(codes.PermissionDenied, "worker mode %s is not accepted: only real scans may become verdicts", h.GetMode())
+		}
+	}
+	now := c.cfg.Now()
+	workerID := clip.String(h.GetWorkerId(), protocol.MaxIDBytes)
+	ident := identity(ctx, workerID)
+	if until, refused := c.guard.refused(ident, now); refused {
+		return nil, status.Errorf(codes.Unavailable, "worker %s is refused until %s: its recent sessions stalled (it stopped reading)", ident, until.UTC().Format(time.RFC3339))
+	}
+	slots := int(min(h.GetSlots(), uint32(c.cfg.MaxWorkerSlots)))
+	if int(h.GetSlots()) > slots {
+		c.log.Warn("worker slots capped", "worker_id", workerID, "asked", h.GetSlots(), "slots", slots)
+	}
+	c.mu.Lock()
+	if int64(len(c.sessions)) >= c.maxSessions.Load() {
+		c.mu.Unlock()
+		return nil, status.Errorf(codes.ResourceExhausted, "the coordinator serves its maximum of %d workers (DRAGONFLY_MAX_WORKERS)", c.maxSessions.Load())
+	}
+	c.nextSess++
+	s := &session{
+		notify:    make(chan struct{}, 1),
+		offered:   map[string]bool{},
+		taskRules: map[uint64]string{},
+		info: SessionInfo{
+			SessionID: fmt.Sprintf("s%d-%s", c.nextSess, clip.String(workerID, 64)),
+			WorkerID:  workerID, Identity: ident,
+			Host: clip.String(h.GetHost(), protocol.MaxIDBytes), Version: clip.String(h.GetVersion(), protocol.MaxIDBytes),
+			Slots: slots, Started: now,
+		},
+	}
+	s.lastSeen.Store(now.UnixNano())
+	// Welcome and the current rules go first; a rules change from now on
+	// reaches the session through rulesChanged.
+	s.push(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
+		SessionId: s.info.SessionID, HeartbeatInterval: durationpb.New(c.cfg.HeartbeatInterval), CoordinatorVersion: c.cfg.Version,
+		MaxRequestBytes: protocol.MaxRequestBytes, MaxResponseBytes: protocol.MaxResponseBytes,
+	}}})
+	if set := c.rules.current(); set.Hash != "" {
+		s.offerRules(ruleSetMsg(set))
+	}
+	c.sessions[s.info.SessionID] = s
+	c.mu.Unlock()
+	if err := c.disp.Join(s.info.SessionID, ident, slots, s, now); err != nil {
+		c.mu.Lock()
+		delete(c.sessions, s.info.SessionID)
+		c.mu.Unlock()
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	c.obs.SessionStarted(s.info)
+	return s, nil
+}
+
+// streamSender is the stream's only sender: it sends what the session queues
+// until ctx ends or a send fails.
+func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetService_ConnectServer, s *session, failed chan<- error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.notify:
+		}
+		for _, m := range s.take() {
+			if m.GetRuleSet() != nil {
+				// Rule sets are large: bound the bytes being serialised
+				// at once over all sessions.
+				n := int64(proto.Size(m))
+				if err := c.bigSends.Acquire(ctx, min(n, bigSendBudget)); err != nil {
+					return
+				}
+				err := c.sendOne(stream, s, m)
+				c.bigSends.Release(min(n, bigSendBudget))
+				if err != nil {
+					failed <- err
+					return
+				}
+				continue
+			}
+			if err := c.sendOne(stream, s, m); err != nil {
+				failed <- err
+				return
+			}
+		}
+	}
+}
+
+// bigSendBudget bounds the rule-set bytes being sent at once over all
+// sessions.
+const bigSendBudget = 4 * protocol.MaxResponseBytes
+
+func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *session, m *fleetv1.ConnectResponse) error {
+	s.sendingSince.Store(c.cfg.Now().UnixNano())
+	err := stream.Send(m)
+	s.sendingSince.Store(0)
+	if err != nil {
+		return streamErr(err)
+	}
+	return nil
+}
+
+// serve runs the session until it ends, and says why for the dispatcher.
+func (c *Coordinator) serve(ctx context.Context, s *session, in <-chan *fleetv1.ConnectRequest, sendFailed <-chan error) (error, dispatch.LeaveReason) {
+	id := s.info.SessionID
+	hb := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer hb.Stop()
+	silence := time.Duration(c.cfg.HeartbeatMisses) * c.cfg.HeartbeatInterval
+	draining := c.draining
+	for {
+		select {
+		case <-ctx.Done():
+			cause := context.Cause(ctx)
+			if errors.Is(cause, io.EOF) || c.isDraining() {
+				return streamErr(cause), dispatch.LeaveClean
+			}
+			return streamErr(cause), dispatch.LeaveLost
+		case err := <-sendFailed:
+			return err, dispatch.LeaveLost
+		case m := <-in:
+			s.lastSeen.Store(c.cfg.Now().UnixNano())
+			if err := c.handle(s, m); err != nil {
+				return err, dispatch.LeaveCut
+			}
+		case <-draining:
+			draining = nil
+			s.push(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Drain{Drain: &fleetv1.Drain{Grace: durationpb.New(c.cfg.DrainTimeout)}}})
+			c.disp.Drain(id)
+		case <-hb.C:
+			now := c.cfg.Now()
+			if since := s.sendingSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > c.cfg.SendTimeout {
+				return status.Error(codes.Unavailable, errStalled.Error()), dispatch.LeaveCut
+			}
+			if now.Sub(time.Unix(0, s.lastSeen.Load())) > silence {
+				return status.Error(codes.DeadlineExceeded, errSilent.Error()), dispatch.LeaveLost
+			}
+			s.pushHeartbeat()
+		}
+	}
+}
+
+func (c *Coordinator) isDraining() bool {
+	select {
+	case <-c.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle applies one message from a worker. An error ends the session as a
+// protocol violation.
+func (c *Coordinator) handle(s *session, m *fleetv1.ConnectRequest) error {
+	id := s.info.SessionID
+	now := c.cfg.Now()
+	switch msg := m.GetMsg().(type) {
+	case *fleetv1.ConnectRequest_RulesStatus:
+		rs := msg.RulesStatus
+		hash := rs.GetHash()
+		if !s.wasOffered(hash) && c.rules.weights(hash) == nil {
+			// Only hashes this coordinator sent (to this worker, or loaded
+			// recently); nothing is kept for others.
+			return nil
+		}
+		switch {
+		case rs.GetEvicted():
+			c.disp.ForgetRulesAt(id, hash)
+		case rs.GetError() != "":
+			c.log.Error("worker could not compile rules", "session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
+		default:
+			c.disp.RulesReady(id, hash)
+		}
+	case *fleetv1.ConnectRequest_Results:
+		for _, r := range msg.Results.GetResults() {
+			res, err := c.resultFromProto(r, s.answered(r.GetTaskId()))
+			if err != nil {
+				return status.Errorf(codes.InvalidArgument, "task %d: %v", r.GetTaskId(), err)
+			}
+			c.disp.Result(id, res, now)
+		}
+	case *fleetv1.ConnectRequest_TaskReturn:
+		for _, tid := range msg.TaskReturn.GetTaskIds() {
+			s.answered(tid)
+		}
+		c.disp.Returned(id, msg.TaskReturn.GetTaskIds())
+	case *fleetv1.ConnectRequest_Draining:
+		c.log.Info("worker draining", "session", id)
+		c.disp.Drain(id)
+	case *fleetv1.ConnectRequest_Heartbeat:
+		if ids := msg.Heartbeat.GetRunningTaskIds(); len(ids) > 0 {
+			if len(ids) > s.info.Slots+c.cfg.Prefetch+maxTasksPerAssign {
+				return status.Errorf(codes.InvalidArgument, "heartbeat names %d running tasks; the worker has %d slots", len(ids), s.info.Slots)
+			}
+			c.disp.Started(id, ids, now)
+		}
+	case *fleetv1.ConnectRequest_Hello:
+		return status.Error(codes.InvalidArgument, "hello sent twice")
+	default:
+		return status.Error(codes.InvalidArgument, "unknown message")
+	}
+	return nil
+}
+
+// resultFromProto turns a worker's result into the dispatcher's, checking it
+// against the rules the task was scanned with: every rule named must exist
+// there, with its weight; the score is recomputed, never taken on trust.
+func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispatch.Result, error) {
+	st := r.GetStats()
+	out := dispatch.Result{
+		TaskID: r.GetTaskId(),
+		Stats: dispatch.TaskStats{
+			BytesDownloaded: st.GetBytesDownloaded(), BytesExpanded: st.GetBytesExpanded(), Files: st.GetFiles(),
+			DownloadTime: st.GetDownloadTime().AsDuration(), ScanTime: st.GetScanTime().AsDuration(), WallTime: st.GetWallTime().AsDuration(),
+		},
+	}
+	switch o := r.GetOutcome().(type) {
+	case *fleetv1.TaskResult_Distribution:
+		// A task the session does not hold (answered already, or never
+		// assigned) has no hash: the dispatcher drops its result as late.
+		weights := c.rules.weights(hash)
+		d := &score.Distribution{TopFile: o.Distribution.GetTopFile(), TopScore: o.Distribution.GetTopFileScore()}
+		seen := map[string]bool{}
+		for _, h := range o.Distribution.GetRules() {
+			name := h.GetName()
+			if seen[name] {
+				return out, fmt.Errorf("rule %q counted twice", clip.String(name, 128))
+			}
+			seen[name] = true
+			if weights != nil {
+				w, ok := weights[name]
+				if !ok {
+					return out, fmt.Errorf("rule %q is not in rules %s", clip.String(name, 128), hash)
+				}
+				if w != h.GetWeight() {
+					return out, fmt.Errorf("rule %q has weight %d in rules %s, not %d", name, w, hash, h.GetWeight())
+				}
+			}
+			d.Rules = append(d.Rules, score.Hit{Name: name, Weight: h.GetWeight()})
+			d.Score += h.GetWeight()
+		}
+		if (d.TopFile == "") != (len(d.Rules) == 0) {
+			return out, errors.New("top file and rules disagree")
+		}
+		out.Dist = d
+	case *fleetv1.TaskResult_Failure:
+		out.Failure = clip.String(o.Failure.GetReason(), protocol.MaxTextBytes)
+		if out.Failure == "" {
+			out.Failure = "scan failed"
+		}
+		out.FailureKind = o.Failure.GetKind().String()
+	default:
+		return out, errors.New("result without an outcome")
+	}
+	return out, nil
+}
+
+// streamErr turns the end of a stream into the handler's return value: a
+// clean close by the worker is no error.
+func streamErr(err error) error {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, errSessionOver) {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, "session cancelled")
+	}
+	return status.Error(codes.Unavailable, clip.Error(err, protocol.MaxTextBytes))
+}

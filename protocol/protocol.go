@@ -1,0 +1,56 @@
+// Package protocol holds what both ends of the fleet stream must agree on
+// beyond the generated messages (package fleetv1): message size limits, the
+// largest rule set that may cross the stream, and the bounds of strings taken
+// from input. Coordinator and worker never import each other; both import
+// this.
+//
+// Limits are matched on both ends: the coordinator's send limit is the
+// worker's receive limit (a rule set up to MaxRuleSetBytes plus framing), and
+// the worker's send limit is the coordinator's receive limit. The coordinator
+// announces both in Welcome, so a worker one release apart keeps to what the
+// coordinator it talks to accepts.
+package protocol
+
+import fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+
+const (
+	// Version is the protocol version this build speaks (Hello.protocol_version).
+	// Fields added since are optional: each side handles their absence.
+	Version = fleetv1.ProtocolVersion_PROTOCOL_VERSION_1
+
+	// MaxRuleSetBytes bounds a rule set: the bytes of its sources and file
+	// stems together. The coordinator refuses a larger set from the API (the
+	// set in use stays) and a worker refuses a larger RuleSet message.
+	MaxRuleSetBytes = 32 << 20
+
+	// MaxResponseBytes is the largest coordinator-to-worker message: a rule set
+	// at its limit plus framing. The coordinator's send limit and the worker's
+	// receive limit.
+	MaxResponseBytes = MaxRuleSetBytes + 1<<20
+
+	// MaxRequestBytes is the largest worker-to-coordinator message: the
+	// coordinator's receive limit and the worker's send limit. Workers split
+	// result batches below it.
+	MaxRequestBytes = 4 << 20
+
+	// LegacyRequestBytes is the request limit a worker assumes when the
+	// coordinator's Welcome does not state one (gRPC's default receive limit,
+	// which coordinators before the field used).
+	LegacyRequestBytes = 4 << 20
+
+	// MaxIDBytes bounds worker ids, host names and versions in Hello.
+	MaxIDBytes = 256
+
+	// MaxTextBytes bounds one input-derived text in a message: a failure
+	// reason, a compile error, a task return reason.
+	MaxTextBytes = 4 << 10
+)
+
+// RuleSetBytes is the size of a rule set as MaxRuleSetBytes counts it.
+func RuleSetBytes(sources map[string]string) int {
+	n := 0
+	for stem, src := range sources {
+		n += len(stem) + len(src)
+	}
+	return n
+}
