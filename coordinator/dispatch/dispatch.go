@@ -253,7 +253,8 @@ type Counters struct {
 	JobsSuperseded int64 // re-leases of a job already in flight, merged
 	JobsCompleted  int64
 	JobsFailed     int64
-	JobsDropped    int64 // past their lease with work undispatched, or past MaxJobAge
+	JobsDropped    int64 // past their lease with work undispatched
+	JobsAbandoned  int64 // past MaxJobAge, copies still held by workers
 	TasksAssigned  int64 // copies sent, of every kind
 	TasksRequeued  int64 // from ended sessions, hand-backs, quarantines
 	ResultsLate    int64 // for a task ID not outstanding at that session
@@ -725,8 +726,8 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 // marks copies outstanding too long as overdue and dispatches backups of
 // them, finishes spot checks that cannot be completed (a copy they wait for
 // is overdue or unplaced, and no other identity is ready or the lease is
-// ending), and drops jobs whose lease ended with work still waiting for a
-// worker, or that outlived MaxJobAge.
+// ending), drops jobs whose lease ended with work still waiting for a
+// worker, and abandons jobs that outlived MaxJobAge.
 func (d *Dispatcher) Tick(now time.Time) TickReport {
 	d.lock(now)
 	defer d.unlock()
@@ -768,22 +769,25 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 
 	var drop []*job
 	for _, js := range d.jobs {
-		switch {
-		case !now.Before(js.LeasedAt.Add(d.cfg.MaxJobAge)):
+		if !now.Before(js.Deadline(d.cfg.LeaseTimeout)) {
 			drop = append(drop, js)
-		case !now.Before(js.Deadline(d.cfg.LeaseTimeout)):
-			if slices.ContainsFunc(js.tasks, func(t *task) bool { return t.live() && len(t.copies) == 0 }) {
-				drop = append(drop, js)
-			}
 		}
 	}
 	slices.SortFunc(drop, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
 	for _, js := range drop {
+		switch {
+		case slices.ContainsFunc(js.tasks, func(t *task) bool { return t.live() && len(t.copies) == 0 }):
+			d.counters.JobsDropped++
+			rep.Dropped = append(rep.Dropped, js.Job)
+		case !now.Before(js.LeasedAt.Add(d.cfg.MaxJobAge)):
+			d.counters.JobsAbandoned++
+			rep.Abandoned = append(rep.Abandoned, js.Job)
+		default:
+			continue
+		}
 		js.finished = true
 		d.removePending(js)
 		delete(d.jobs, js.Key())
-		d.counters.JobsDropped++
-		rep.Dropped = append(rep.Dropped, js.Job)
 	}
 
 	before := d.counters.BackupsDispatched
@@ -795,10 +799,13 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 	return rep
 }
 
-// Expire is Tick returning only the dropped jobs.
+// Expire is Tick returning the jobs it dropped and abandoned.
 //
-// Deprecated: call Tick, which also reports backups.
-func (d *Dispatcher) Expire(now time.Time) []Job { return d.Tick(now).Dropped }
+// Deprecated: call Tick, which tells the two apart and reports backups.
+func (d *Dispatcher) Expire(now time.Time) []Job {
+	r := d.Tick(now)
+	return append(r.Dropped, r.Abandoned...)
+}
 
 // finish ends a job with its outcome: it stops its waiting tasks (running
 // copies finish as orphans; their results are ignored) and queues the outcome.

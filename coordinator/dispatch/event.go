@@ -137,9 +137,13 @@ type Event struct {
 
 // TickReport is what one Tick did that the caller must log.
 type TickReport struct {
-	// Dropped are jobs given up without a report: their lease ended with work
-	// still waiting for a worker, or they outlived Config.MaxJobAge.
+	// Dropped are jobs given up without a report because their lease ended
+	// with work still waiting for a worker: the API leases them again.
 	Dropped []Job
+	// Abandoned are jobs given up without a report because they outlived
+	// Config.MaxJobAge while workers still held copies of their tasks (a
+	// silent worker and nobody to back it up).
+	Abandoned []Job
 	// Backups is how many backup copies this Tick dispatched (each is also an
 	// EventBackupDispatched).
 	Backups int

@@ -784,12 +784,12 @@ func TestMaxJobAgeDropsHeldJobs(t *testing.T) {
 	a := h.joinAs("a", "A", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	tk := one(t, a)
-	if r := h.d.Tick(t0.Add(10*time.Minute - time.Second)); len(r.Dropped) != 0 {
+	if r := h.d.Tick(t0.Add(10*time.Minute - time.Second)); len(r.Dropped)+len(r.Abandoned) != 0 {
 		t.Fatalf("dropped early: %+v", r)
 	}
 	r := h.d.Tick(t0.Add(10 * time.Minute))
-	if len(r.Dropped) != 1 || r.Dropped[0].Name != "p" {
-		t.Fatalf("dropped = %+v", r.Dropped)
+	if len(r.Dropped) != 0 || len(r.Abandoned) != 1 || r.Abandoned[0].Name != "p" || h.d.Snapshot().Counters.JobsAbandoned != 1 {
+		t.Fatalf("tick = %+v", r)
 	}
 	h.d.Result("a", Result{TaskID: tk.ID, Dist: clean()}, t0.Add(11*time.Minute))
 	if len(h.outcomes()) != 0 || h.d.Snapshot().Counters.ResultsOrphaned != 1 {

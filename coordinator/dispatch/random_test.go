@@ -306,7 +306,7 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 			}
 		case r < 86:
 			now = now.Add(time.Duration(rng.IntN(10)) * time.Second)
-			for _, j := range d.Tick(now).Dropped {
+			for _, j := range d.Expire(now) {
 				ended[j.Name]++
 			}
 		case r < 90:
@@ -369,7 +369,8 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 			}
 		}
 		now = now.Add(5 * time.Second)
-		for _, j := range d.Tick(now).Dropped {
+		r := d.Tick(now)
+		for _, j := range append(r.Dropped, r.Abandoned...) {
 			ended[j.Name]++
 		}
 		if err := errors.Join(d.checkInvariants(), sendErr, doneErr); err != nil {
@@ -411,6 +412,7 @@ func TestRandomizedInvariants(t *testing.T) {
 			sum.JobsDropped += c.JobsDropped
 			sum.JobsSuperseded += c.JobsSuperseded
 			sum.TasksLost += c.TasksLost
+			sum.JobsAbandoned += c.JobsAbandoned
 		})
 	}
 	// The run must reach the hostile paths, or it proves little.
@@ -418,7 +420,7 @@ func TestRandomizedInvariants(t *testing.T) {
 	for name, n := range map[string]int64{
 		"backups": sum.BackupsDispatched, "backups won": sum.BackupsWon, "lost-by-3 failures": sum.JobsLostFailed,
 		"mismatches": sum.VerifyMismatch, "decisions": sum.VerifyDecided, "quarantines": sum.Quarantines,
-		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped,
+		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped, "abandoned jobs": sum.JobsAbandoned,
 		"superseded leases": sum.JobsSuperseded,
 	} {
 		if n == 0 {
