@@ -185,6 +185,7 @@ type Coordinator struct {
 	guard         *guard
 	bigSends      *semaphore.Weighted
 	outboxFailing atomic.Bool // the outbox's writes fail: leasing pauses
+	queue         queueCache
 }
 
 // New returns a coordinator. Register it on a gRPC server, then Run it.
@@ -204,6 +205,15 @@ func New(cfg Config) (*Coordinator, error) {
 		bigSends: semaphore.NewWeighted(bigSendBudget),
 	}
 	c.maxSessions.Store(DefaultMaxWorkers)
+	if qa, ok := cfg.API.(QueueAsker); ok {
+		c.queue.api = qa
+	}
+	if r := c.out.Recovery(); r.Corrupt() {
+		c.log.Error("outbox file was corrupt: moved aside and a fresh one started", "moved_to", r.CorruptPath, "cause", r.CorruptCause, "salvaged", r.Salvaged)
+	}
+	if r := c.out.Recovery(); r.Unreadable > 0 || r.MoveError != "" {
+		c.log.Error("outbox records unreadable: moved aside for an operator", "records", r.Unreadable, "listed", r.UnreadableRecords, "move_error", r.MoveError)
+	}
 	c.disp = dispatch.New(dispatch.Config{
 		Prefetch:         cfg.Prefetch,
 		MaxDistributions: cfg.MaxDistributions,

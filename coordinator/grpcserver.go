@@ -75,6 +75,7 @@ type Server struct {
 	mtls   bool
 	// refusedConns counts connections closed for MaxWorkers.
 	refusedConns atomic.Int64
+	serving      atomic.Bool
 }
 
 // NewServer builds the gRPC server for c with every production option.
@@ -223,8 +224,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.Token == "" && !isLocalListener(ln) {
 		return fmt.Errorf("coordinator: insecure mode (no fleet token) listens only on a loopback address, not %s", ln.Addr())
 	}
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	return s.grpc.Serve(&capListener{Listener: ln, max: int64(s.cfg.MaxWorkers), refused: &s.refusedConns})
 }
+
+// Ready reports whether the server serves workers and the coordinator is not
+// draining: what a readiness probe (/readyz) asks. API or outbox trouble
+// does not make it unready (taking the coordinator out of its Service during
+// an API outage would cut its own workers off).
+func (s *Server) Ready() bool { return s.serving.Load() && !s.c.isDraining() }
 
 func isLocalListener(ln net.Listener) bool {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
@@ -236,6 +245,7 @@ func isLocalListener(ln net.Listener) bool {
 // Stop marks the server not serving, stops it gracefully, and after timeout
 // at once.
 func (s *Server) Stop(timeout time.Duration) {
+	s.serving.Store(false)
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

@@ -1,0 +1,153 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+)
+
+// Snapshot is an immutable view of the coordinator's state, for operators
+// (the status page, metrics, autoscaling): readers get values, never the
+// coordinator's live parts.
+type Snapshot struct {
+	// Taken is when the snapshot was taken.
+	Taken time.Time
+	// RulesHash is the rules in use ("" before the first load).
+	RulesHash string
+	// Sessions are the connected worker sessions with when each was last
+	// heard from.
+	Sessions []SessionState
+	// Dispatch is the dispatcher's state: jobs in flight, tasks, sessions'
+	// credits, spot checks, quarantines, counters.
+	Dispatch dispatch.Snapshot
+	// Outbox is the report queue.
+	Outbox OutboxState
+	// Draining is true once shutdown began.
+	Draining bool
+}
+
+// SessionState is a connected session.
+type SessionState struct {
+	SessionInfo
+	LastSeen time.Time
+}
+
+// OutboxState is the outbox as operators see it.
+type OutboxState struct {
+	// Reports waiting for the API.
+	Reports int
+	// Full: leasing pauses until reports drain.
+	Full   bool
+	Health outbox.Health
+	// Recovery is what opening the outbox found (a corrupt file moved aside,
+	// unreadable records).
+	Recovery outbox.Recovery
+}
+
+// Snapshot returns the current state.
+func (c *Coordinator) Snapshot() Snapshot {
+	snap := Snapshot{
+		Taken:     c.cfg.Now(),
+		RulesHash: c.rules.current().Hash,
+		Dispatch:  c.disp.Snapshot(),
+		Outbox: OutboxState{
+			Reports: c.out.Len(), Full: c.out.Full(), Health: c.out.Health(), Recovery: c.out.Recovery(),
+		},
+		Draining: c.isDraining(),
+	}
+	c.mu.Lock()
+	for _, s := range c.sessions {
+		snap.Sessions = append(snap.Sessions, SessionState{SessionInfo: s.info, LastSeen: time.Unix(0, s.lastSeen.Load())})
+	}
+	c.mu.Unlock()
+	return snap
+}
+
+// QueueAsker answers GET /queue-status (the API client does).
+type QueueAsker interface {
+	QueueStatus(ctx context.Context) (mainframe.QueueStatus, error)
+}
+
+// QueueView is the API's queue status as last fetched.
+type QueueView struct {
+	Status mainframe.QueueStatus
+	// Fetched is when Status was fetched (zero: never).
+	Fetched time.Time
+	// Err is the last attempt's error, if it failed (Status then is the last
+	// good answer).
+	Err error
+}
+
+// QueueStatus returns the API's queue status, asking the API only when the
+// last answer is older than maxAge; concurrent callers share one request,
+// however many status pages are open. Without an API that answers it
+// (QueueAsker), it returns an error.
+func (c *Coordinator) QueueStatus(ctx context.Context, maxAge time.Duration) QueueView {
+	return c.queue.get(ctx, c.cfg.Now, maxAge)
+}
+
+// queueCache is a single-flight cache of the API's queue status.
+type queueCache struct {
+	api QueueAsker
+
+	mu       sync.Mutex
+	view     QueueView
+	inflight chan struct{}
+}
+
+var errNoQueue = errors.New("the API client does not answer queue status")
+
+func (q *queueCache) get(ctx context.Context, now func() time.Time, maxAge time.Duration) QueueView {
+	for {
+		q.mu.Lock()
+		if q.api == nil {
+			q.mu.Unlock()
+			return QueueView{Err: errNoQueue}
+		}
+		if !q.view.Fetched.IsZero() && now().Sub(q.view.Fetched) < maxAge && q.view.Err == nil {
+			v := q.view
+			q.mu.Unlock()
+			return v
+		}
+		if q.inflight != nil {
+			wait := q.inflight
+			q.mu.Unlock()
+			select {
+			case <-wait:
+				q.mu.Lock()
+				v := q.view
+				q.mu.Unlock()
+				return v
+			case <-ctx.Done():
+				q.mu.Lock()
+				v := q.view
+				q.mu.Unlock()
+				return v
+			}
+		}
+		done := make(chan struct{})
+		q.inflight = done
+		q.mu.Unlock()
+
+		st, err := q.api.QueueStatus(ctx)
+		q.mu.Lock()
+		if err == nil {
+			q.view = QueueView{Status: st, Fetched: now()}
+		} else {
+			q.view.Err = err
+			if q.view.Fetched.IsZero() {
+				q.view.Status = mainframe.QueueStatus{}
+			}
+		}
+		v := q.view
+		q.inflight = nil
+		close(done)
+		q.mu.Unlock()
+		return v
+	}
+}
