@@ -317,6 +317,11 @@ func (c *Coordinator) tickLoop(ctx context.Context) {
 			c.log.Warn("job dropped: its lease ended before every distribution was scanned; the API will lease it again",
 				"job", j.Name, "version", j.Version, "attempt", deref(j.Attempt))
 		}
+		for _, j := range rep.Abandoned {
+			c.obs.JobDropped(j)
+			c.log.Error("job abandoned: workers held its tasks past the report max age without answering; the API will lease it again",
+				"job", j.Name, "version", j.Version, "attempt", deref(j.Attempt))
+		}
 		c.syncOutbox()
 	}
 }
@@ -358,8 +363,8 @@ func (c *Coordinator) dispatchEvent(e dispatch.Event) {
 		c.log.Error("spot check decided", append(attrs, "identities", e.Identities, "quarantined", e.Quarantined, "reason", e.Reason)...)
 	case dispatch.EventQuarantine:
 		c.log.Error("worker quarantined: no more tasks; its unreported results are discarded", append(attrs, "reason", e.Reason)...)
-	case dispatch.EventVerifyInconclusive, dispatch.EventVerifySkipped:
-		c.log.Info("spot check "+e.Kind.String(), append(attrs, "reason", e.Reason)...)
+	case dispatch.EventVerifyInconclusive:
+		c.log.Warn("spot check inconclusive: one side could not download or hit a limit", append(attrs, "identities", e.Identities, "reason", e.Reason)...)
 	default:
 		c.log.Debug("dispatch event", append(attrs, "kind", e.Kind.String())...)
 	}
