@@ -163,6 +163,17 @@ const (
 	DefaultVerifyRate     = 0.02
 )
 
+// DefaultMetricsPort is the coordinator's HTTP port (metrics, status,
+// health) unless DRAGONFLY_METRICS_ADDR says otherwise. Not 9090, which is
+// Prometheus's own: next to a Prometheus the coordinator could not bind it.
+// The Prometheus exporter port allocations fill 9100-9999; this port lies
+// above the allocated range. DefaultWorkerMetricsPort is the port the
+// deployment examples give a worker's metrics.
+const (
+	DefaultMetricsPort       = "10179"
+	DefaultWorkerMetricsPort = "10180"
+)
+
 // Coordinator leases jobs, serves worker sessions and reports results.
 type Coordinator struct {
 	fleetv1.UnimplementedFleetServiceServer

@@ -64,7 +64,7 @@ func (f *coordinatorFlags) register(s *settings) {
 	s.Var(stringVal(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").deprecatedFlag("outbox")
 	s.Var(intVal(&f.outboxSize, 1000), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
 	s.Var(intVal(&f.maxDistributions, 128), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
-	s.Var(stringVal(&f.metricsAddr, ":9090"), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json (empty: off)")
+	s.Var(stringVal(&f.metricsAddr, ":"+coordinator.DefaultMetricsPort), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json, /healthz and /readyz (empty: off)")
 	s.Var(stringVal(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").markSecret()
 	s.Var(intVal(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
 	s.Var(shareVal(&f.verifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
 )
 
@@ -28,7 +29,7 @@ const statusUsage = `usage: dragonfly status [--coordinator ADDR] [--json]
 Fetches the coordinator's /status.json from its metrics address (the
 coordinator's --metrics-addr) and prints it as tables: connected workers,
 backlog, API health, recent results and failures. ADDR is host:port or a full
-URL (http://host:9090, https://proxy/fleet/status.json).`
+URL (http://host:10179, https://proxy/fleet/status.json).`
 
 type statusFlags struct {
 	addr    string
@@ -40,7 +41,7 @@ type statusFlags struct {
 // DRAGONFLY_STATUS_* (flags without the prefix).
 func (f *statusFlags) register(s *settings) {
 	s.namespace = "DRAGONFLY_STATUS_"
-	s.Var(stringVal(&f.addr, "localhost:9090"), "DRAGONFLY_STATUS_COORDINATOR", "the coordinator's metrics address (host:port) or the URL of its /status.json").
+	s.Var(stringVal(&f.addr, "localhost:"+coordinator.DefaultMetricsPort), "DRAGONFLY_STATUS_COORDINATOR", "the coordinator's metrics address (host:port) or the URL of its /status.json").
 		deprecatedEnv("DRAGONFLY_STATUS_URL")
 	s.Flag(boolVal(&f.asJSON, false), "json", "print the raw JSON")
 	s.Var(durationVal(&f.timeout, 10*time.Second), "DRAGONFLY_STATUS_TIMEOUT", "bound on the request")
