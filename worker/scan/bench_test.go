@@ -182,3 +182,36 @@ func BenchmarkCorpus(b *testing.B) {
 	}
 	b.SetBytes(bytes)
 }
+
+// BenchmarkMatchGuardOverhead scans the ~20 MB sdist of
+// BenchmarkScanThroughput with the bench/ rules (whose ~250 strings make
+// every file over 2 KiB watched at the default bound) with the match memory
+// guard on, and with it off (no bound): the guard's cost per scan.
+func BenchmarkMatchGuardOverhead(b *testing.B) {
+	files := pythonish(2000, 10<<10)
+	data := tgz(b, files...)
+	set, err := rules.Load(filepath.Join("..", "..", "bench", "rules"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := rules.Compile(set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		bound int64
+	}{{"guarded", 0}, {"unguarded", 1 << 62}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEngine(b, Config{Threads: runtime.NumCPU(), MatchMemory: bc.bound, MaxMatchData: 1})
+			b.SetBytes(expanded(files))
+			b.ResetTimer()
+			for range b.N {
+				if _, err := e.Scan(context.Background(), rs, "pkg-1.0.tar.gz", data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(e.guard.watches.Load())/float64(b.N*len(files)), "watched/file")
+		})
+	}
+}

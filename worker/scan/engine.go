@@ -5,6 +5,17 @@
 // every thread busy, while the unpacking of the next entries runs ahead of the
 // scanners within a bounded memory budget. Each scanner thread owns one
 // yara.Scanner per rule set; compiled rules are shared.
+//
+// A tar hard link is a file of its own, scored under its own path from the
+// rules that matched its target's bytes: the engine keeps the names of the
+// rules that matched every scanned file of a distribution (nothing for a
+// file without matches) and scores a link once its target's scan is done,
+// without scanning the same bytes again (see archive.Link).
+//
+// Memory is bounded three ways: unpacked content by Config.Budget, the
+// libyara matches of one scan by Config.MatchMemory (a watchdog stops a scan
+// whose matches pass it; see matchmem.go), and the matched data libyara
+// copies per match by Config.MaxMatchData.
 package scan
 
 import (
@@ -37,11 +48,33 @@ type Config struct {
 	// waiting for or under a scanner, over all distributions being scanned.
 	// A file larger than Budget is admitted alone. Default 64 MiB.
 	Budget int64
+	// MatchMemory bounds the memory libyara holds for the matches of one
+	// file's scan: every match of every string is a 56-byte record plus up
+	// to MaxMatchData bytes of matched data, kept until the scan ends.
+	// libyara caps each string at 1,000,000 matches but not their sum, so
+	// one crafted file can make a scan hold gigabytes. A scan whose matches
+	// pass the bound is stopped and fails its distribution with a
+	// match_memory limit error (MatchMemory) naming the file; a scan under
+	// it is untouched. Each scanner thread may hold this much at once, so
+	// Threads × MatchMemory bounds the engine. Default 64 MiB.
+	MatchMemory int64
+	// MaxMatchData bounds the bytes of matched data libyara copies and
+	// keeps per match (YR_CONFIG_MAX_MATCH_DATA). Verdicts never depend on
+	// it: conditions read match counts, offsets and lengths, never the
+	// data, which only a display of matched strings needs; a worker wants
+	// 1, which makes a match cost 57 bytes. The setting is libyara's, for
+	// the whole process: New applies it, so the engine created last sets
+	// it for all (set it before scanning starts). 0 means libyara's
+	// default, 512.
+	MaxMatchData int
 	// OnFile, if set, is called after each file scan with its size and the
 	// YARA time it took (for metrics). It must be fast and safe for
 	// concurrent use.
 	OnFile func(size int, d time.Duration)
 }
+
+// libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
+const libyaraMaxMatchData = 512
 
 func (c Config) withDefaults() Config {
 	if c.Threads <= 0 {
@@ -69,6 +102,12 @@ func (c Config) withDefaults() Config {
 	if c.Budget <= 0 {
 		c.Budget = 64 << 20
 	}
+	if c.MatchMemory <= 0 {
+		c.MatchMemory = 64 << 20
+	}
+	if c.MaxMatchData <= 0 {
+		c.MaxMatchData = libyaraMaxMatchData
+	}
 	return c
 }
 
@@ -79,9 +118,13 @@ type Engine struct {
 	files  chan *fileTask
 	budget *semaphore.Weighted
 	bufs   bufferPool
+	guard  *matchGuard
+	setup  error // applying MaxMatchData failed: every scan fails with it
 	wg     sync.WaitGroup
 	mu     sync.RWMutex // guards closed against sends on files
 	closed bool
+	// guardOnce stops the guard's watchdog once, after the scanners.
+	guardOnce sync.Once
 }
 
 // New starts an engine with cfg.Threads scanner threads. Close stops them.
@@ -91,6 +134,12 @@ func New(cfg Config) *Engine {
 		cfg:    cfg,
 		files:  make(chan *fileTask, 4*cfg.Threads),
 		budget: semaphore.NewWeighted(cfg.Budget),
+		guard:  newMatchGuard(cfg.MatchMemory),
+	}
+	if cur, err := yara.GetConfiguration(yara.ConfigMaxMatchData); err != nil || cur != cfg.MaxMatchData {
+		if err := yara.SetConfiguration(yara.ConfigMaxMatchData, cfg.MaxMatchData); err != nil {
+			e.setup = fmt.Errorf("yara max match data %d: %w", cfg.MaxMatchData, err)
+		}
 	}
 	for range cfg.Threads {
 		e.wg.Add(1)
@@ -115,6 +164,7 @@ func (e *Engine) Close() {
 	}
 	e.mu.Unlock()
 	e.wg.Wait()
+	e.guardOnce.Do(e.guard.close)
 }
 
 // ErrClosed is returned by scans on a closed engine.
@@ -343,9 +393,10 @@ func (d *distScan) link(index int, path string, target int) {
 func (e *Engine) scanner() {
 	defer e.wg.Done()
 	var (
-		cur *rules.Compiled
-		sc  *yara.Scanner
-		cb  matchCollector
+		cur  *rules.Compiled
+		sc   *yara.Scanner
+		slot *guardSlot
+		cb   matchCollector
 	)
 	defer func() {
 		if sc != nil {
@@ -360,17 +411,17 @@ func (e *Engine) scanner() {
 					sc.Destroy()
 				}
 				var err error
-				sc, err = yara.NewScanner(d.rules.Yara())
+				sc, slot, err = e.newScanner(d.rules)
 				if err != nil {
-					cur, sc = nil, nil
-					d.cancel(fmt.Errorf("yara scanner: %w", err))
+					cur = nil
+					d.cancel(err)
 				} else {
 					cur = d.rules
 					sc.SetCallback(&cb).SetTimeout(e.cfg.Limits.ScanTimeout)
 				}
 			}
 			if sc != nil {
-				e.scanFile(sc, &cb, t)
+				e.scanFile(sc, slot, &cb, t)
 			}
 		}
 		e.release(t)
@@ -378,15 +429,47 @@ func (e *Engine) scanner() {
 	}
 }
 
-func (e *Engine) scanFile(sc *yara.Scanner, cb *matchCollector, t *fileTask) {
+// newScanner returns a scanner for rs and its match memory guard slot.
+func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *guardSlot, error) {
+	if e.setup != nil {
+		return nil, nil, e.setup
+	}
+	sc, err := yara.NewScanner(rs.Yara())
+	if err != nil {
+		return nil, nil, fmt.Errorf("yara scanner: %w", err)
+	}
+	slot, err := e.guard.slot(sc)
+	if err != nil {
+		sc.Destroy()
+		return nil, nil, err
+	}
+	return sc, slot, nil
+}
+
+func (e *Engine) scanFile(sc *yara.Scanner, slot *guardSlot, cb *matchCollector, t *fileTask) {
 	d := t.dist
 	cb.names = cb.names[:0]
+	cb.watch, cb.over = nil, false
+	watch := slot.needsWatch(len(t.data))
+	if watch {
+		cb.watch = slot
+		slot.begin()
+	}
 	start := time.Now()
 	err := sc.ScanMem(t.data)
 	el := time.Since(start)
+	stopped := watch && slot.end()
+	if stopped {
+		// The watchdog set the scanner's timeout to stop it.
+		sc.SetTimeout(e.cfg.Limits.ScanTimeout)
+	}
 	d.scanTime.Add(int64(el))
 	if e.cfg.OnFile != nil {
 		e.cfg.OnFile(len(t.data), el)
+	}
+	if stopped || cb.over {
+		d.cancel(&limit.Error{Kind: MatchMemory, Max: e.cfg.MatchMemory, Path: t.path})
+		return
 	}
 	if err != nil {
 		var ye yara.Error
@@ -415,10 +498,24 @@ func (e *Engine) scanFile(sc *yara.Scanner, cb *matchCollector, t *fileTask) {
 // go-yara does not export as a Go constant.
 const errScanTimeout yara.Error = 26
 
-// matchCollector records the identifiers of matching rules.
-type matchCollector struct{ names []string }
+// matchCollector records the identifiers of matching rules and, for a
+// watched scan, whether its matches passed the guard's bound.
+type matchCollector struct {
+	names []string
+	watch *guardSlot // the slot of a watched scan, else nil
+	over  bool
+}
 
 func (m *matchCollector) RuleMatching(_ *yara.ScanContext, r *yara.Rule) (bool, error) {
 	m.names = append(m.names, r.Identifier())
+	return false, nil
+}
+
+// ScanFinished runs before libyara frees the scan's matches: the last look
+// at what they cost, whenever the watchdog last looked.
+func (m *matchCollector) ScanFinished(*yara.ScanContext) (bool, error) {
+	if m.watch != nil && m.watch.over() {
+		m.over = true
+	}
 	return false, nil
 }

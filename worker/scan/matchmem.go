@@ -1,0 +1,266 @@
+package scan
+
+/*
+#include <stdint.h>
+#include <yara.h>
+
+// fleet_data_bytes fills f[i] with the most bytes of match data libyara
+// keeps per match of string i (its rules have n strings): the match length,
+// capped at max_data. A literal's match is its length (twice that when
+// wide); other strings may match up to max_data bytes.
+static void fleet_data_bytes(YR_RULES* rules, uint32_t max_data, uint32_t* f, uint32_t n) {
+	for (uint32_t i = 0; i < n; i++) {
+		YR_STRING* s = &rules->strings_table[i];
+		uint64_t d = max_data;
+		if (STRING_IS_LITERAL(s) && !STRING_IS_CHAIN_PART(s) && s->length >= 0 &&
+				2 * (uint64_t) s->length < d)
+			d = 2 * (uint64_t) s->length;
+		f[i] = (uint32_t) d;
+	}
+}
+
+// fleet_match_bytes returns what the matches a scan holds so far cost:
+// each confirmed or unconfirmed match is one YR_MATCH record plus its data.
+// It runs while the scan adds matches on another thread: the counts are
+// read atomically (relaxed), and only the counts, never the lists.
+static uint64_t fleet_match_bytes(YR_SCAN_CONTEXT* ctx, const uint32_t* f, uint32_t n) {
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t c = (uint64_t) __atomic_load_n(&ctx->matches[i].count, __ATOMIC_RELAXED);
+		c += (uint64_t) __atomic_load_n(&ctx->unconfirmed_matches[i].count, __ATOMIC_RELAXED);
+		sum += c * (sizeof(YR_MATCH) + f[i]);
+	}
+	return sum;
+}
+
+// fleet_stop_scan makes a running scan stop at its next timeout check
+// (every 4096 bytes of input, every 100 condition instructions) with
+// ERROR_SCAN_TIMEOUT, by setting its timeout to 1 ns.
+static void fleet_stop_scan(YR_SCAN_CONTEXT* ctx) {
+	__atomic_store_n(&ctx->timeout, (uint64_t) 1, __ATOMIC_RELAXED);
+}
+
+static uint32_t fleet_num_strings(YR_SCAN_CONTEXT* ctx) { return ctx->rules->num_strings; }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	yara "github.com/hillu/go-yara/v4"
+)
+
+// MatchMemory is the limit a file breaks when its scan holds more match
+// memory than Config.MatchMemory allows.
+const MatchMemory limit.Kind = "match_memory"
+
+// libyara keeps every match of a scan in memory until the scan ends: a
+// 56-byte YR_MATCH record plus up to YR_CONFIG_MAX_MATCH_DATA bytes of the
+// matched data, up to 1,000,000 matches per string (YR_MAX_STRING_MATCHES,
+// fixed when libyara is built) but with no bound on their sum. Nothing in
+// libyara's API reports matches as they are found, so the guard watches:
+//
+//   - a file whose scan cannot reach the bound (strings × min(1,000,000,
+//     size) matches at their largest) is scanned as before;
+//   - any other scan is watched: a watchdog goroutine sums, every
+//     guardTick, the match counts libyara keeps per string in its scan
+//     context (public fields of YR_SCAN_CONTEXT), and when the cost passes
+//     the bound it sets the scan's timeout to 1 ns, so libyara stops at its
+//     next timeout check (every 4096 bytes of input or 100 condition
+//     instructions);
+//   - when a watched scan finishes, the same sum is taken once more (in the
+//     scan-finished callback, before libyara frees the matches), so the
+//     outcome does not depend on when the watchdog ran: a file fails if and
+//     only if its matches cost more than the bound.
+//
+// The cost of a match is counted as its record plus the most data it can
+// hold (see fleet_data_bytes), which is what libyara allocates from its
+// match notebook, so the bound holds up to one notebook page (1024 matches).
+// Verdicts of scans under the bound are untouched: nothing is skipped,
+// sampled or run in fast mode.
+//
+// go-yara hides its C pointers; the guard reads the YR_SCANNER pointer that
+// is the first field of yara.Scanner (go-yara v4.2.4, as pinned in go.mod)
+// and, once per new scanner, checks it against the scan context libyara
+// passes to callbacks (the first field of yara.ScanContext): a go-yara whose
+// layout differs fails every scan with errGuardLayout instead of guessing.
+
+// guardTick is how often the watchdog looks at the watched scans. libyara
+// adds matches at up to about 20 million a second (measured: 16 MiB of one
+// repeated 4-byte string), so the bound is passed by at most a few MB.
+const guardTick = time.Millisecond
+
+// maxStringMatches is YR_MAX_STRING_MATCHES of libyara 4.2.
+const maxStringMatches = 1_000_000
+
+// matchRecord is sizeof(YR_MATCH).
+const matchRecord = uint64(C.sizeof_YR_MATCH)
+
+// errGuardLayout means go-yara's Scanner no longer starts with its
+// YR_SCANNER pointer: the guard cannot watch scans.
+var errGuardLayout = errors.New("match memory guard: go-yara's scanner layout is not the one this build expects")
+
+// matchGuard watches the scans of one engine's scanner threads.
+type matchGuard struct {
+	bound uint64
+
+	mu      sync.Mutex
+	watched map[*guardSlot]struct{}
+
+	wake chan struct{} // capacity 1: a scan is being watched
+	stop chan struct{}
+	done chan struct{}
+
+	// watches counts the scans watched, stops those the watchdog stopped.
+	watches, stops atomic.Int64
+}
+
+// guardSlot is one scanner thread's view of its current scanner.
+type guardSlot struct {
+	g   *matchGuard
+	ctx *C.YR_SCAN_CONTEXT
+	// data[i] is the most data a match of string i holds; worst is the
+	// cost of one match of every string (confirmed and unconfirmed).
+	data  []C.uint32_t
+	worst uint64
+	// tripped is set by the watchdog (under g.mu) when it stopped the scan.
+	tripped bool
+}
+
+func newMatchGuard(bound int64) *matchGuard {
+	g := &matchGuard{
+		bound:   uint64(bound),
+		watched: map[*guardSlot]struct{}{},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go g.run()
+	return g
+}
+
+// close stops the watchdog. No scan may be watched any more.
+func (g *matchGuard) close() {
+	close(g.stop)
+	<-g.done
+}
+
+// run is the watchdog: it ticks while scans are watched and sleeps otherwise.
+func (g *matchGuard) run() {
+	defer close(g.done)
+	t := time.NewTimer(guardTick)
+	defer t.Stop()
+	for {
+		g.mu.Lock()
+		n := len(g.watched)
+		for s := range g.watched {
+			if !s.tripped && s.cost() > g.bound {
+				C.fleet_stop_scan(s.ctx)
+				s.tripped = true
+				g.stops.Add(1)
+			}
+		}
+		g.mu.Unlock()
+		if n == 0 {
+			select {
+			case <-g.wake:
+			case <-g.stop:
+				return
+			}
+			continue
+		}
+		t.Reset(guardTick)
+		select {
+		case <-t.C:
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+// slot returns a thread's slot for the new scanner sc. It runs one scan of
+// no data to check that it reads sc's scan context where go-yara keeps it.
+// sc's callback must be set after slot returns.
+func (g *matchGuard) slot(sc *yara.Scanner) (*guardSlot, error) {
+	ctx := *(**C.YR_SCAN_CONTEXT)(unsafe.Pointer(sc))
+	var probe contextProbe
+	sc.SetCallback(&probe)
+	if err := sc.ScanMem(nil); err != nil {
+		return nil, fmt.Errorf("match memory guard: %w", err)
+	}
+	if ctx == nil || probe.ctx != ctx {
+		return nil, errGuardLayout
+	}
+	n := C.fleet_num_strings(ctx)
+	md := 512
+	if v, err := yara.GetConfiguration(yara.ConfigMaxMatchData); err == nil {
+		md, _ = v.(int)
+	}
+	s := &guardSlot{g: g, ctx: ctx, data: make([]C.uint32_t, n)}
+	if n > 0 {
+		C.fleet_data_bytes(ctx.rules, C.uint32_t(md), &s.data[0], n)
+	}
+	for _, d := range s.data {
+		s.worst += 2 * (matchRecord + uint64(d))
+	}
+	return s, nil
+}
+
+// contextProbe records the scan context libyara passes to callbacks.
+type contextProbe struct{ ctx *C.YR_SCAN_CONTEXT }
+
+func (p *contextProbe) RuleMatching(*yara.ScanContext, *yara.Rule) (bool, error) { return false, nil }
+
+func (p *contextProbe) ScanFinished(sc *yara.ScanContext) (bool, error) {
+	p.ctx = *(**C.YR_SCAN_CONTEXT)(unsafe.Pointer(sc))
+	return false, nil
+}
+
+// cost is what the matches of the slot's current scan cost so far.
+func (s *guardSlot) cost() uint64 {
+	if len(s.data) == 0 {
+		return 0
+	}
+	return uint64(C.fleet_match_bytes(s.ctx, &s.data[0], C.uint32_t(len(s.data))))
+}
+
+// needsWatch reports whether a scan of size bytes could pass the bound:
+// every string matching at every offset, up to libyara's cap.
+func (s *guardSlot) needsWatch(size int) bool {
+	return s.worst > 0 && uint64(min(size, maxStringMatches)) > s.g.bound/s.worst
+}
+
+// begin starts watching the slot's next scan.
+func (s *guardSlot) begin() {
+	g := s.g
+	g.watches.Add(1)
+	g.mu.Lock()
+	s.tripped = false
+	g.watched[s] = struct{}{}
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// end stops watching and reports whether the watchdog stopped the scan.
+func (s *guardSlot) end() bool {
+	g := s.g
+	g.mu.Lock()
+	delete(g.watched, s)
+	t := s.tripped
+	g.mu.Unlock()
+	return t
+}
+
+// over reports whether the matches of the scan the slot watches cost more
+// than the bound; called when the scan has finished, before libyara frees
+// them.
+func (s *guardSlot) over() bool { return s.cost() > s.g.bound }

@@ -1,0 +1,217 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	yara "github.com/hillu/go-yara/v4"
+)
+
+// hostileRules has n literal strings that all match at every offset of a
+// run of 'A's: each reaches libyara's 1,000,000 matches per string.
+func hostileRules(n int) string {
+	var b strings.Builder
+	b.WriteString("rule hostile { strings:")
+	for i := range n {
+		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("A", 4+i))
+	}
+	b.WriteString(" condition: any of them }\n")
+	return b.String()
+}
+
+func asMatchMemory(t *testing.T, err error, path string, bound int64) {
+	t.Helper()
+	var le *limit.Error
+	if !errors.As(err, &le) || le.Kind != MatchMemory || le.Path != path || le.Max != bound {
+		t.Fatalf("error %v, want a match_memory limit error on %s with max %d", err, path, bound)
+	}
+}
+
+// TestMatchMemoryStopsTheScan: 8 strings × 1,000,000 matches would hold
+// about 600 MB; the watchdog stops the scan near the 16 MiB bound and the
+// distribution fails naming the file.
+func TestMatchMemoryStopsTheScan(t *testing.T) {
+	rs := compile(t, map[string]string{"h": hostileRules(8)})
+	const bound = 16 << 20
+	e := newEngine(t, Config{Threads: 1, MatchMemory: bound, Limits: limit.Limits{ScanTimeout: time.Minute}})
+	data := tgz(t, [2]string{"p/ok.py", "AAAAAAAAAAAAAAAAAAAA"}, [2]string{"p/big.txt", strings.Repeat("A", 16<<20)})
+	_, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
+	asMatchMemory(t, err, "p/big.txt", bound)
+	if e.guard.stops.Load() != 1 {
+		t.Errorf("%d scans stopped by the watchdog, want 1 (the scan ran to its end)", e.guard.stops.Load())
+	}
+	// The same rules on a file under the bound: a verdict, as before.
+	res, err := e.Scan(context.Background(), rs, "q.tar.gz", tgz(t, [2]string{"q/a.py", strings.Repeat("A", 4096)}))
+	if err != nil || len(res.Rules) != 1 || res.TopFile != "q/a.py" {
+		t.Fatalf("small file: %+v %v", res.Distribution, err)
+	}
+}
+
+// TestMatchMemoryBoundIsExact: whenever the watchdog looks, a file fails if
+// and only if its matches cost more than the bound; the last look is taken
+// when the scan finishes. "AB" repeated n times is n matches of 56 + 4 bytes.
+func TestMatchMemoryBoundIsExact(t *testing.T) {
+	rs := compile(t, map[string]string{"ab": `rule ab { strings: $a = "AB" condition: #a > 0 }`})
+	const n = 20000
+	data := bytes.Repeat([]byte("AB"), n)
+	cost := int64(n * (matchRecord + 4))
+	for _, tc := range []struct {
+		bound int64
+		fail  bool
+	}{{cost, false}, {cost - 1, true}, {cost / 2, true}} {
+		e := newEngine(t, Config{Threads: 1, MatchMemory: tc.bound})
+		res, err := e.Scan(context.Background(), rs, "ab.bin", data)
+		if tc.fail {
+			asMatchMemory(t, err, "ab.bin", tc.bound)
+		} else if err != nil || res.Score != 0 || len(res.Rules) != 1 {
+			t.Errorf("bound %d (the cost): %+v %v, want rule ab and no error", tc.bound, res.Distribution, err)
+		}
+		if e.guard.watches.Load() != 1 {
+			t.Errorf("bound %d: %d scans watched, want 1", tc.bound, e.guard.watches.Load())
+		}
+		e.Close()
+	}
+}
+
+func TestMatchMemoryWatchesOnlyWhatCanPassTheBound(t *testing.T) {
+	rs := compile(t, map[string]string{"ab": `rule ab { strings: $a = "AB" $b = /B+/ condition: any of them }`})
+	// Per offset at most: 2 × (56 + 4) for $a, 2 × (56 + 512) for $b.
+	worst := int64(2*(matchRecord+4) + 2*(matchRecord+libyaraMaxMatchData))
+	e := newEngine(t, Config{Threads: 1, MatchMemory: 100 * worst})
+	for _, size := range []int{0, 1, 100} {
+		if _, err := e.Scan(context.Background(), rs, "f", bytes.Repeat([]byte("B"), size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := e.guard.watches.Load(); w != 0 {
+		t.Errorf("%d small scans watched, want none", w)
+	}
+	if _, err := e.Scan(context.Background(), rs, "f", bytes.Repeat([]byte("x"), 101)); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.guard.watches.Load(); w != 1 {
+		t.Errorf("a 101-byte scan: %d watched, want 1", w)
+	}
+}
+
+// TestMatchMemoryDoesNotChangeVerdicts scans the demo packages and the
+// oracle's generated ones with every scan watched and 1 byte of match data,
+// and with nothing watched and libyara's 512: the results are the same.
+func TestMatchMemoryDoesNotChangeVerdicts(t *testing.T) {
+	files, err := demo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := demo.Rules()
+	sources["example"] = exampleRules
+	rs := compile(t, sources)
+	dists := append(files, generatedDists(t)...)
+	run := func(cfg Config) ([]Result, int64) {
+		e := New(cfg)
+		defer e.Close()
+		var out []Result
+		for _, d := range dists {
+			res, err := e.Scan(context.Background(), rs, d.Name, d.Data)
+			if err != nil {
+				t.Fatalf("%s: %v", d.Name, err)
+			}
+			out = append(out, res)
+		}
+		return out, e.guard.watches.Load()
+	}
+	plain, unwatched := run(Config{Threads: 2, MatchMemory: 1 << 62})
+	guarded, watched := run(Config{Threads: 2, MatchMemory: 1 << 20, MaxMatchData: 1})
+	if unwatched != 0 || watched < int64(len(dists)) {
+		t.Fatalf("%d scans watched without the bound, %d with it: the comparison is void", unwatched, watched)
+	}
+	matched := 0
+	for i := range dists {
+		a, b := plain[i], guarded[i]
+		if a.Score != b.Score || a.TopFile != b.TopFile || fmt.Sprint(a.Rules) != fmt.Sprint(b.Rules) || fmt.Sprint(a.Files) != fmt.Sprint(b.Files) {
+			t.Errorf("%s: unguarded %+v\nguarded %+v", dists[i].Name, a.Distribution, b.Distribution)
+		}
+		matched += len(a.Files)
+	}
+	if matched < 50 {
+		t.Fatalf("only %d matched files compared", matched)
+	}
+	// Restore libyara's default for the other tests.
+	New(Config{Threads: 1}).Close()
+}
+
+// generatedDists are the oracle's random packages (without the yara CLI).
+func generatedDists(t *testing.T) []demo.File {
+	var out []demo.File
+	tokens := []string{"ALPHA", "BRAVO", "CHARLIE", "DELTA", "exec(base64.b64decode(", "discord.com/api/webhooks/", "marshal.loads(", "zlib.decompress(", "socket.socket("}
+	for p := range 8 {
+		var files [][2]string
+		for f := range 30 {
+			var b strings.Builder
+			for i := range 40 {
+				fmt.Fprintf(&b, "x%d = %d\n", i*p, f)
+				if (i+f+p)%5 == 0 {
+					b.WriteString(tokens[(i+f*p)%len(tokens)] + "\n")
+				}
+			}
+			ext := []string{".py", ".txt", "setup.py", ".pyw", ".cfg"}[(f+p)%5]
+			files = append(files, [2]string{fmt.Sprintf("gen%d-1.0/m%d%s", p, f, ext), b.String()})
+		}
+		if p%2 == 0 {
+			out = append(out, demo.File{Name: fmt.Sprintf("gen%d-1.0.tar.gz", p), Data: tgz(t, files...)})
+		} else {
+			out = append(out, demo.File{Name: fmt.Sprintf("gen%d-1.0-py3-none-any.whl", p), Data: wheel(t, files...)})
+		}
+	}
+	return out
+}
+
+func TestMaxMatchDataIsApplied(t *testing.T) {
+	e := New(Config{Threads: 1, MaxMatchData: 7})
+	v, err := yara.GetConfiguration(yara.ConfigMaxMatchData)
+	e.Close()
+	if err != nil || v != 7 {
+		t.Errorf("max match data %v %v, want 7", v, err)
+	}
+	e = New(Config{Threads: 1})
+	v, err = yara.GetConfiguration(yara.ConfigMaxMatchData)
+	e.Close()
+	if err != nil || v != libyaraMaxMatchData {
+		t.Errorf("max match data %v %v, want libyara's default %d", v, err, libyaraMaxMatchData)
+	}
+}
+
+// TestGuardReadsTheScanContext checks the slot reads the scanner's scan
+// context where go-yara keeps it (the check slot itself makes) and that the
+// context describes the rules the scanner was made for.
+func TestGuardReadsTheScanContext(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules, "h": hostileRules(3)})
+	g := newMatchGuard(1 << 20)
+	defer g.close()
+	sc, err := yara.NewScanner(rs.Yara())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Destroy()
+	s, err := g.slot(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.data) != 4+3 {
+		t.Errorf("%d strings, want 7", len(s.data))
+	}
+	for i, d := range s.data {
+		if d == 0 || d > libyaraMaxMatchData {
+			t.Errorf("string %d: %d bytes of data per match", i, d)
+		}
+	}
+	if c := s.cost(); c != 0 {
+		t.Errorf("cost %d between scans, want 0", c)
+	}
+}
