@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -16,9 +16,10 @@ import (
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/version"
+	"github.com/dragonfly-fleet/fleet/pkgindex"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
-	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
+	"github.com/dragonfly-fleet/fleet/worker/verdict"
 )
 
 func init() {
@@ -31,10 +32,16 @@ func init() {
 const scanUsage = `usage: dragonfly scan [flags] TARGET...
 
 Scans each TARGET with YARA rules and prints its score, as a Dragonfly worker
-would. A target is a local archive (sdist, wheel, zip, egg, or any file), a
-directory (an unpacked distribution: every regular file under it) or an
-http(s) URL (downloaded under the limits). Flags may come before or after
-the targets; "--" ends them.
+would (the same code decides the verdict). A target is a local archive
+(sdist, wheel, zip, egg, or any file), a directory (an unpacked distribution:
+every regular file under it), an http(s) URL (downloaded under the limits), or
+a release on a package index: pypi:NAME or pypi:NAME==VERSION (--index-url;
+without a version the highest release that is neither a pre-release nor fully
+yanked; every distribution is downloaded, checked against the index's sha256,
+and scanned; the release scores like the fleet reports it: the maximum over
+its distributions). -r FILE scans every pinned name==version of a
+requirements file. Flags may come before or after the targets; "--" ends
+them.
 
 The rules are named explicitly, one of:
   --rules PATH       a directory of .yara/.yar files, one file, or a GET /rules
@@ -53,8 +60,9 @@ nothing about the rules.
 
 Output (--format): table (default on a terminal), json (one object per target
 per line: target, score, rules_matched, most_malicious_file, files,
-files_scanned, bytes_scanned, error), or
-sarif (SARIF 2.1.0).
+files_scanned, bytes_scanned, error; a release adds inspector_url and
+distributions [{filename, url, sha256, score}], and its file paths start with
+their distribution's file name), or sarif (SARIF 2.1.0).
 
 Exit status: 0 done; 1 some target scored >= --fail-score; 2 usage or rules
 error; 3 some target could not be scanned (3 wins over 1).`
@@ -71,6 +79,9 @@ type scanConfig struct {
 	demo         bool
 	limitSet     limitSettings
 	hosts        []string
+	indexURL     string
+	pre          bool
+	requirements []string
 }
 
 func (c *scanConfig) register(s *settings) {
@@ -83,8 +94,20 @@ func (c *scanConfig) register(s *settings) {
 	s.Var(intVal(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads").defaultText("number of CPUs")
 	s.Flag(boolVal(&c.demo, false), "demo", "also scan the built-in demo packages (implies nothing about the rules)")
 	s.Var(listVal(&c.hosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
+	s.Var(stringVal(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
+	s.Var(boolVal(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
+	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
 	limitFlags(s, &c.limitSet)
 	apiFlags(s, &c.api)
+}
+
+// indexOrigin is an index URL's scheme://host[:port], as an allowed-hosts entry.
+func indexOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("index URL %q: not absolute", clip.String(raw, 256))
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 func runScan(ctx context.Context, e *env, args []string) error {
@@ -111,7 +134,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		return usageError("--format %q: not one of table, json, sarif", clip.String(cfg.format, 256))
 	}
 	targets := s.Args()
-	if !cfg.demo && len(targets) == 0 {
+	if !cfg.demo && len(targets) == 0 && len(cfg.requirements) == 0 {
 		return usageError("no targets (see dragonfly scan --help)")
 	}
 	if err := checkRuleChoice(s); err != nil {
@@ -139,17 +162,53 @@ func runScan(ctx context.Context, e *env, args []string) error {
 			jobs = append(jobs, scanJob{target: f.Name, data: f.Data})
 		}
 	}
+	var pypiJobs []scanJob
 	for _, t := range targets {
+		if pkgindex.IsTarget(t) {
+			pt, err := pkgindex.ParseTarget(t)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			pypiJobs = append(pypiJobs, scanJob{target: t, pypi: &pt})
+			continue
+		}
 		jobs = append(jobs, scanJob{target: t})
+	}
+	for _, file := range cfg.requirements {
+		pins, err := pkgindex.ReadRequirements(file)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		for _, pt := range pins {
+			pypiJobs = append(pypiJobs, scanJob{target: pt.String(), pypi: &pt})
+		}
 	}
 
 	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim})
 	defer engine.Close()
-	fetcher, err := fetch.New(fetch.Config{AllowedHosts: cfg.hosts, MaxSize: lim.Download, UserAgent: version.UserAgent()})
+	hosts := cfg.hosts
+	if len(pypiJobs) > 0 {
+		// The index's origin is allowed for this run (its files usually live
+		// on another host, which --allowed-hosts must allow).
+		if o, err := indexOrigin(cfg.indexURL); err == nil {
+			hosts = append(slices.Clone(hosts), o)
+		}
+	}
+	fetcher, err := fetch.New(fetch.Config{AllowedHosts: hosts, MaxSize: lim.Download, UserAgent: version.UserAgent()})
 	if err != nil {
 		return usageError("%v", err)
 	}
-	results := scanTargets(ctx, engine, fetcher, compiled, lim, jobs, cfg.threads)
+	sc := &scanner{verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: lim}, rules: compiled}
+	if len(pypiJobs) > 0 {
+		sc.index, err = pkgindex.New(pkgindex.Config{
+			IndexURL: cfg.indexURL, Pre: cfg.pre, Getter: fetcher,
+			MaxDistributions: lim.Distributions, UserAgent: version.UserAgent(),
+		})
+		if err != nil {
+			return usageError("--index-url: %v", err)
+		}
+	}
+	results := sc.scanTargets(ctx, append(jobs, pypiJobs...), cfg.threads)
 	if ctx.Err() != nil {
 		return &exitError{code: 3, err: ctx.Err()}
 	}
@@ -217,18 +276,45 @@ func (c *scanConfig) loadRules(ctx context.Context, e *env) (rules.Set, string, 
 
 type scanJob struct {
 	target string
-	data   []byte // in-memory target (demo); nil: read target
+	data   []byte           // in-memory target (demo); nil: read target
+	pypi   *pkgindex.Target // a release on the package index
 }
 
 type scanResult struct {
 	target string
 	res    scan.Result
 	err    error
+	// release is set for a pypi: target: res then aggregates its
+	// distributions (score the maximum, rules the union, files prefixed with
+	// their distribution's file name).
+	release *releaseResult
+}
+
+// releaseResult is what a pypi: target adds to a result.
+type releaseResult struct {
+	name, version string
+	inspectorURL  string
+	dists         []distResult
+}
+
+type distResult struct {
+	Filename string `json:"filename"`
+	URL      string `json:"url"`
+	SHA256   string `json:"sha256"`
+	Score    int64  `json:"score"`
+}
+
+// scanner is what scan needs to scan targets: the verdict path the worker
+// uses, and the package index for pypi: targets.
+type scanner struct {
+	verdict *verdict.Scanner
+	index   *pkgindex.Index
+	rules   *rules.Compiled
 }
 
 // scanTargets scans the targets, several at once (each also spreads its files
 // over all scanner threads), and returns the results in target order.
-func scanTargets(ctx context.Context, engine *scan.Engine, fetcher *fetch.Fetcher, rs *rules.Compiled, lim limit.Limits, jobs []scanJob, parallel int) []scanResult {
+func (sc *scanner) scanTargets(ctx context.Context, jobs []scanJob, parallel int) []scanResult {
 	results := make([]scanResult, len(jobs))
 	sem := make(chan struct{}, max(parallel, 1))
 	var wg sync.WaitGroup
@@ -238,63 +324,93 @@ func scanTargets(ctx context.Context, engine *scan.Engine, fetcher *fetch.Fetche
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res, err := scanOne(ctx, engine, fetcher, rs, lim, j)
-			results[i] = scanResult{target: j.target, res: res, err: err}
+			results[i] = sc.scanOne(ctx, j)
 		}()
 	}
 	wg.Wait()
 	return results
 }
 
-func scanOne(ctx context.Context, engine *scan.Engine, fetcher *fetch.Fetcher, rs *rules.Compiled, lim limit.Limits, j scanJob) (scan.Result, error) {
-	if j.data != nil {
-		return engine.Scan(ctx, rs, j.target, j.data)
+// scanOne scans one target through the verdict path, as a worker scans a
+// distribution: the same bytes get the same verdict.
+func (sc *scanner) scanOne(ctx context.Context, j scanJob) scanResult {
+	if j.pypi != nil {
+		return sc.scanRelease(ctx, *j.pypi)
 	}
-	t := j.target
-	if strings.HasPrefix(t, "http://") || strings.HasPrefix(t, "https://") {
-		data, err := fetcher.Get(ctx, t)
-		if err != nil {
-			return scan.Result{}, err
-		}
-		name := t
-		if i := strings.LastIndexByte(strings.SplitN(t, "?", 2)[0], '/'); i >= 0 {
-			name = strings.SplitN(t, "?", 2)[0][i+1:]
-		}
-		return engine.Scan(ctx, rs, name, data)
+	src := verdict.Source{Data: j.data, Name: j.target}
+	switch {
+	case j.data != nil:
+	case strings.HasPrefix(j.target, "http://") || strings.HasPrefix(j.target, "https://"):
+		src = verdict.Source{URL: j.target}
+	default:
+		src = verdict.Source{Path: j.target}
 	}
-	fi, err := os.Stat(t)
+	v, err := sc.verdict.Scan(ctx, sc.rules, src)
 	if err != nil {
-		return scan.Result{}, err
+		err = errors.New(verdict.Failure(v.Name, err).GetReason())
 	}
-	if fi.IsDir() {
-		return engine.Run(ctx, rs, scan.DirProducer(t, lim))
-	}
-	if fi.Size() > lim.Download {
-		return scan.Result{}, &limit.Error{Kind: limit.Download, Max: lim.Download}
-	}
-	data, err := readAtMost(t, lim.Download)
-	if err != nil {
-		return scan.Result{}, err
-	}
-	return engine.Scan(ctx, rs, filepath.Base(t), data)
+	return scanResult{target: j.target, res: v.Result, err: err}
 }
 
-// readAtMost reads a file, failing if it holds more than max bytes (it may
-// grow after the stat).
-func readAtMost(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+// scanRelease resolves a release on the index, downloads each distribution
+// (checked against the index's sha256), scans it through the verdict path and
+// aggregates like the fleet: score the maximum over distributions, rules the
+// union, inspector_url the top file of the top distribution. Any distribution
+// that cannot be downloaded, verified or scanned fails the release.
+func (sc *scanner) scanRelease(ctx context.Context, t pkgindex.Target) scanResult {
+	out := scanResult{target: t.String()}
+	var (
+		dists   []score.Distribution
+		results []scan.Result
+		rel     = &releaseResult{name: t.Name, version: t.Version}
+	)
+	release, err := sc.index.Fetch(ctx, t, func(d pkgindex.Distribution, data []byte) error {
+		v, err := sc.verdict.Scan(ctx, sc.rules, verdict.Source{Data: data, Name: d.Filename})
+		if err != nil {
+			return errors.New(verdict.Failure(d.Filename, err).GetReason())
+		}
+		dists = append(dists, v.Distribution)
+		results = append(results, v.Result)
+		rel.dists = append(rel.dists, distResult{Filename: d.Filename, URL: d.URL, SHA256: d.SHA256, Score: v.Score})
+		return nil
+	})
+	if release != nil {
+		out.target = "pypi:" + release.Name + "==" + release.Version
+		rel.name, rel.version = release.Name, release.Version
+	}
+	out.release = rel
 	if err != nil {
-		return nil, err
+		out.err = err
+		return out
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
+	pkg := score.Aggregate(dists)
+	agg := scan.Result{}
+	agg.Score = pkg.Score
+	weights := map[string]int64{}
+	for i, r := range results {
+		prefix := rel.dists[i].Filename + "/"
+		agg.Stats.Files += r.Stats.Files
+		agg.Stats.Expanded += r.Stats.Expanded
+		agg.Stats.Entries += r.Stats.Entries
+		agg.Stats.ScanTime += r.Stats.ScanTime
+		for _, f := range r.Files {
+			f.Path = prefix + f.Path
+			agg.Files = append(agg.Files, f)
+		}
+		for _, h := range r.Rules {
+			weights[h.Name] = h.Weight
+		}
 	}
-	if int64(len(data)) > max {
-		return nil, &limit.Error{Kind: limit.Download, Max: max}
+	for _, name := range pkg.RulesMatched {
+		agg.Rules = append(agg.Rules, score.Hit{Name: name, Weight: weights[name]})
 	}
-	return data, nil
+	if pkg.Top >= 0 && pkg.TopFile != "" {
+		agg.TopFile = rel.dists[pkg.Top].Filename + "/" + pkg.TopFile
+		agg.TopScore = dists[pkg.Top].TopScore
+		rel.inspectorURL = score.InspectorURL(rel.name, rel.version, rel.dists[pkg.Top].URL, pkg.TopFile)
+	}
+	out.res = agg
+	return out
 }
 
 // topFile is the result's most malicious file, nil when nothing matched.

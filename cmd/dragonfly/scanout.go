@@ -24,6 +24,10 @@ type jsonResult struct {
 	FilesScanned int    `json:"files_scanned"`
 	BytesScanned int64  `json:"bytes_scanned"`
 	Error        string `json:"error,omitempty"`
+	// A pypi: target: the release's inspector link (null when nothing
+	// matched) and its distributions with their scores.
+	InspectorURL  *string       `json:"inspector_url,omitempty"`
+	Distributions *[]distResult `json:"distributions,omitempty"`
 }
 
 type jsonFile struct {
@@ -34,6 +38,17 @@ type jsonFile struct {
 
 func toJSON(r scanResult) jsonResult {
 	out := jsonResult{Target: r.target, RulesMatched: []string{}, Files: []jsonFile{}}
+	if r.release != nil {
+		dists := r.release.dists
+		if dists == nil {
+			dists = []distResult{}
+		}
+		out.Distributions = &dists
+		if r.release.inspectorURL != "" {
+			u := r.release.inspectorURL
+			out.InspectorURL = &u
+		}
+	}
 	if r.err != nil {
 		out.Error = oneLine(r.err)
 		return out

@@ -130,12 +130,21 @@ func (s *settings) add(fv flag.Value, name, usage string, envs []string) *settin
 	return st
 }
 
+// FlagP is Flag with a one-letter shorthand (-r).
+func (s *settings) FlagP(v value, name, short, usage string) *setting {
+	return s.registerP(v, name, short, "", usage)
+}
+
 func (s *settings) register(v value, name, env, usage string) *setting {
+	return s.registerP(v, name, "", env, usage)
+}
+
+func (s *settings) registerP(v value, name, short, env, usage string) *setting {
 	st := &setting{s: s, flag: name, env: env, usage: usage, value: v, def: v.String()}
 	if st.def == "false" || st.def == "0" || st.def == "0s" {
 		st.def = "" // off or none: the usage says what that means
 	}
-	f := s.fs.VarPF(v, name, "", usage)
+	f := s.fs.VarPF(v, name, short, usage)
 	if v.Type() == "bool" {
 		f.NoOptDefVal = "true"
 	}
@@ -673,6 +682,15 @@ func (v *shareValue) Set(s string) error {
 }
 func (v *shareValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
 func (v *shareValue) Type() string   { return "float" }
+
+// repeatedValue collects every occurrence of a repeatable flag (-r a -r b).
+type repeatedValue []string
+
+func repeatedVal(p *[]string) *repeatedValue { *p = nil; return (*repeatedValue)(p) }
+
+func (v *repeatedValue) Set(s string) error { *v = append(*v, s); return nil }
+func (v *repeatedValue) String() string     { return strings.Join(*v, ",") }
+func (v *repeatedValue) Type() string       { return "file" }
 
 type boolValue bool
 
