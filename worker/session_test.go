@@ -10,6 +10,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -142,7 +143,7 @@ func TestHeartbeatNamesRunningTasks(t *testing.T) {
 func TestResultsStayBelowTheCoordinatorsLimit(t *testing.T) {
 	e := startWorker(t, 4, nil)
 	long := strings.Repeat("d/", 3000) + "evil.py"
-	e.extra.Store("long-1.0.tar.gz", hostileGzip(t, hostileTar(t, secTarEnt{name: long, body: []byte(`exec(base64.b64decode("x"))`)})))
+	e.extra.Store("long-1.0.tar.gz", testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: long, Body: []byte(`exec(base64.b64decode("x"))`)})))
 	s := e.session()
 	const limit = 2048
 	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
@@ -190,7 +191,7 @@ func TestResultsStayBelowTheCoordinatorsLimit(t *testing.T) {
 func TestFailureReasonsAreBounded(t *testing.T) {
 	e := startWorker(t, 1, nil)
 	name := "../" + strings.Repeat("\x01", 1_000_000)
-	e.extra.Store("poison-1.0.tar.gz", hostileGzip(t, hostileTar(t, secTarEnt{name: name, body: []byte("x")})))
+	e.extra.Store("poison-1.0.tar.gz", testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: name, Body: []byte("x")})))
 	s := e.session()
 	s.welcome(demoHash, demo.Rules())
 	s.assign(e.task(1, "poison-1.0.tar.gz", demoHash))

@@ -79,6 +79,7 @@ type scanConfig struct {
 	demo         bool
 	limitSet     limitSettings
 	hosts        []string
+	download     downloadSettings
 	indexURL     string
 	pre          bool
 	requirements []string
@@ -97,6 +98,7 @@ func (c *scanConfig) register(s *settings) {
 	s.Var(stringVal(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
 	s.Var(boolVal(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
 	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
+	downloadFlags(s, &c.download)
 	limitFlags(s, &c.limitSet)
 	apiFlags(s, &c.api)
 }
@@ -194,7 +196,12 @@ func runScan(ctx context.Context, e *env, args []string) error {
 			hosts = append(slices.Clone(hosts), o)
 		}
 	}
-	fetcher, err := fetch.New(fetch.Config{AllowedHosts: hosts, MaxSize: lim.Download, UserAgent: version.UserAgent()})
+	if err := cfg.download.validate(); err != nil {
+		return err
+	}
+	fc := cfg.download.config(hosts)
+	fc.MaxSize = lim.Download
+	fetcher, err := fetch.New(fc)
 	if err != nil {
 		return usageError("%v", err)
 	}

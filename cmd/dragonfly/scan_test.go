@@ -119,7 +119,7 @@ func TestScanLimitsFromEnv(t *testing.T) {
 		t.Fatalf("exit %d out %s", code, out)
 	}
 	code, out, _ = runScanCmd(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
-	if code != 3 || !strings.Contains(out, "DRAGONFLY_MAX_SCAN_SIZE") {
+	if code != 3 || !strings.Contains(out, "exceeds limit DRAGONFLY_MAX_DOWNLOAD_SIZE (100 bytes)") {
 		t.Fatalf("alias DRAGONFLY_MAX_SIZE: exit %d out %s", code, out)
 	}
 }

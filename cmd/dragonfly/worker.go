@@ -35,8 +35,7 @@ type workerFlags struct {
 	limits       limit.Limits // resolved from limitSet by validate
 	sizes        sizeLimits   // how the size settings were read
 	allowedHosts []string
-	stall        time.Duration
-	total        time.Duration
+	download     downloadSettings
 	grace        time.Duration
 	memoryLimit  int64
 	workerID     string
@@ -46,8 +45,7 @@ func (f *workerFlags) register(s *settings) {
 	s.Var(intVal(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").defaultText("number of CPUs")
 	limitFlags(s, &f.limitSet)
 	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
-	s.Var(durationVal(&f.stall, 30*time.Second), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
-	s.Var(durationVal(&f.total, 90*time.Second), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
+	downloadFlags(s, &f.download)
 	s.Var(durationVal(&f.grace, 25*time.Second), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
 	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
 	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
@@ -63,6 +61,9 @@ func (f *workerFlags) validate() error {
 	if _, err := fetch.ParseAllowedHosts(f.allowedHosts); err != nil {
 		return usageError("DRAGONFLY_ALLOWED_HOSTS: %v", err)
 	}
+	if err := f.download.validate(); err != nil {
+		return err
+	}
 	var err error
 	f.limits, f.sizes, err = f.limitSet.resolve()
 	return err
@@ -75,12 +76,33 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 	}
 	return worker.Config{
 		WorkerID: f.workerID, Version: version.String(), Threads: f.threads, Limits: f.limits,
-		Fetch: fetch.Config{
-			AllowedHosts: f.allowedHosts, StallTimeout: f.stall, TotalTimeout: f.total,
-			UserAgent: version.UserAgent(),
-		},
+		Fetch: f.download.config(f.allowedHosts),
 		Grace: f.grace, Logger: log,
 	}
+}
+
+// downloadSettings bound downloads (worker and scan).
+type downloadSettings struct {
+	stall, total time.Duration
+	attempts     int
+}
+
+func downloadFlags(s *settings, d *downloadSettings) {
+	s.Var(durationVal(&d.stall, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
+	s.Var(durationVal(&d.total, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
+	s.Var(intVal(&d.attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
+}
+
+func (d downloadSettings) validate() error {
+	if d.attempts <= 0 {
+		return usageError("DRAGONFLY_DOWNLOAD_ATTEMPTS=%d: must be positive", d.attempts)
+	}
+	return nil
+}
+
+// config is the fetch configuration for hosts.
+func (d downloadSettings) config(hosts []string) fetch.Config {
+	return fetch.Config{AllowedHosts: hosts, StallTimeout: d.stall, TotalTimeout: d.total, Attempts: d.attempts, UserAgent: version.UserAgent()}
 }
 
 // workerCmd are the settings of dragonfly worker.

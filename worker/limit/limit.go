@@ -11,13 +11,14 @@ import (
 // package with an error naming the limit; it is never reported as clean.
 type Limits struct {
 	// Download bounds the bytes read from the network for one distribution
-	// (DRAGONFLY_MAX_SCAN_SIZE, also DRAGONFLY_MAX_SIZE and
-	// DRAGONFLY_MAX_DOWNLOAD_SIZE). Default 128000000.
+	// (DRAGONFLY_MAX_DOWNLOAD_SIZE; in a 2023 client's environment
+	// DRAGONFLY_MAX_SCAN_SIZE or DRAGONFLY_MAX_SIZE). Default 128000000.
 	Download int64
 	// Expanded bounds the total bytes of the regular files of one distribution
 	// (DRAGONFLY_MAX_EXPANDED_SIZE). Default 512 MiB.
 	Expanded int64
-	// File bounds one file (DRAGONFLY_MAX_FILE_SIZE). Default 64 MiB.
+	// File bounds one file (DRAGONFLY_MAX_FILE_SIZE; in a 2026 client's
+	// environment DRAGONFLY_MAX_SCAN_SIZE). Default 64 MiB.
 	File int64
 	// Entries bounds the entries of any kind in one archive
 	// (DRAGONFLY_MAX_ARCHIVE_ENTRIES). Default 65536.
@@ -59,7 +60,7 @@ const (
 func (k Kind) Env() string {
 	switch k {
 	case Download:
-		return "DRAGONFLY_MAX_SCAN_SIZE"
+		return "DRAGONFLY_MAX_DOWNLOAD_SIZE"
 	case Expanded:
 		return "DRAGONFLY_MAX_EXPANDED_SIZE"
 	case File:
