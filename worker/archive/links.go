@@ -7,57 +7,35 @@ import (
 	"strings"
 )
 
-// Tar hard links, as extraction writes them.
+// linkTree follows what extracting a tar writes, as far as hard links need
+// it (the decisions are listed in the package doc). For a hard link member
+// "link -> target", Python's tarfile (3.14, TarFile.makelink_with_filter and
+// _find_link_target, under its default 'data' filter):
 //
-// The reference client extracts a tar to disk with Python's tarfile and scans
-// what it finds there. For a hard link member (type '1', "link -> target")
-// tarfile (TarFile.makelink_with_filter, _find_link_target; 3.14, whose
-// default 'data' filter is also what 3.12 and 3.13 recommend) does this:
+//   - fails the extraction for an absolute target or one outside the
+//     destination (AbsoluteLinkError, LinkOutsideDestinationError), after
+//     normalising it (os.path.normpath);
+//   - if the target exists on disk, removes whatever is at the link's path
+//     and calls os.link(target, link): the link is one more name of the
+//     target's file (os.link follows symlinks: of the file a symlink names);
+//   - if os.link fails (the target is a directory) or the target does not
+//     exist, extracts again, at the link's path, the last member before the
+//     link named like the target: a copy of a directory, symlink, file or
+//     (recursively) link; with no such member it fails (missing target:
+//     KeyError) or skips the link (os.link failed: a non-fatal
+//     ExtractError);
+//   - writes a regular member that comes later onto any name of a linked
+//     file into that one file (open(path, "wb") neither unlinks nor breaks
+//     the link), so every name of it changes;
+//   - writes a regular member whose path is, or passes through, a symlink
+//     where the symlink points.
 //
-//   - an absolute target or one outside the destination fails the
-//     extraction (AbsoluteLinkError, LinkOutsideDestinationError); the
-//     target is normalised (os.path.normpath: "a/./b", "a//b", "a/../b");
-//   - if the target exists on disk, it removes whatever is at the link's
-//     path and calls os.link(target, link): the link becomes one more name
-//     of the target's file, and since os.link follows symlinks, of the file
-//     a symlink target points to;
-//   - if that fails (the target is a directory) or the target does not
-//     exist, it looks for the last member before the link that is named
-//     like the target and extracts that member again at the link's path: a
-//     copy of a directory, symlink, file or (recursively) link. With no such
-//     member it fails the extraction (the target is missing: KeyError) or
-//     skips the link (os.link failed: ExtractError, not fatal);
-//   - a regular member written later onto any name of a hard-linked file
-//     is written into that one file (open(path, "wb") neither unlinks nor
-//     breaks the link), so every name of it changes;
-//   - a regular member whose path is, or passes through, a symlink is
-//     written where the symlink points.
-//
-// linkTree follows the members in order and keeps, per path, what extraction
-// has put there (file, directory, symlink, device), and for files which
-// emitted content they hold and how many names share them. Walk then:
-//
-//   - reports a link whose target is a file as one more file, under the
-//     link's own path, holding the content of the target's file (Link
-//     callback): a link to a link holds the first file's content;
-//   - skips a link to a directory or to the archive root (extraction makes
-//     it a directory);
-//   - fails the distribution with an *Error where extraction fails (target
-//     absolute, outside the root, not an earlier member, a device or fifo)
-//     and where the walk cannot follow extraction exactly:
-//   - a link to an implicit directory (one no member names) fails, where
-//     tarfile skips the link;
-//   - a link to or through a symlink fails (the walk does not extract
-//     symlinks), as does a link in an archive that also places a member
-//     through a symlink (written where the symlink points, such a member
-//     could change a linked file unseen);
-//   - a regular member written onto a file that two or more names share
-//     fails (it would change every name);
-//   - a link over a directory fails (tarfile fails or copies a directory).
-//
-// Paths are kept as 128-bit keys (two maphash seeds per walk), not as
-// strings, so the model costs a few dozen bytes per entry whatever the
-// names' lengths.
+// linkTree keeps, per path, what extraction left there (file, directory,
+// symlink, device or fifo) and, for files, which emitted content they hold
+// and how many names share them. Paths are 128-bit keys (two maphash seeds
+// per walk), not strings, so the tree costs a few dozen bytes per entry
+// whatever the names' lengths; a collision between two of a walk's at most
+// a few hundred thousand keys has a probability below 2^-90.
 type linkTree struct {
 	h1, h2   maphash.Hash
 	nodes    map[pathKey]node

@@ -269,6 +269,11 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		cancel(err)
 	}
 	d.pending.Wait()
+	if n := d.unscored(); n > 0 {
+		// A producer reported links to files it never emitted: fail rather
+		// than drop them.
+		cancel(fmt.Errorf("%d hard links to files never scanned", n))
+	}
 
 	res := Result{Distribution: d.tally.Distribution()}
 	res.Stats = Stats{
@@ -372,6 +377,17 @@ func (d *distScan) scanned(index int, path string, matched []score.Rule) {
 		d.tally.Add(l.index, score.NewFile(l.path, matched))
 	}
 	delete(d.waiting, index)
+}
+
+// unscored counts the links still waiting for their target.
+func (d *distScan) unscored() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, ls := range d.waiting {
+		n += len(ls)
+	}
+	return n
 }
 
 // link scores the hard link at index, whose bytes are those of the file at

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -489,5 +490,16 @@ func TestDirProducerHardLinks(t *testing.T) {
 	}
 	if res.Score != 100 || res.TopFile != "pkg/mod.py" {
 		t.Errorf("%+v, want py_only counted for pkg/mod.py", res.Distribution)
+	}
+}
+
+func TestLinkToAFileNeverEmittedFails(t *testing.T) {
+	rs := compile(t, map[string]string{"x": exampleRules})
+	e := newEngine(t, Config{Threads: 1})
+	_, err := e.Run(context.Background(), rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error) {
+		return archive.Stats{Files: 1, Links: 1}, link(0, "mod.py", 7)
+	})
+	if err == nil || !strings.Contains(err.Error(), "hard links to files never scanned") {
+		t.Fatalf("error %v, want the link reported as never scored", err)
 	}
 }

@@ -92,8 +92,10 @@ const MatchMemory limit.Kind = "match_memory"
 // layout differs fails every scan with errGuardLayout instead of guessing.
 
 // guardTick is how often the watchdog looks at the watched scans. libyara
-// adds matches at up to about 20 million a second (measured: 16 MiB of one
-// repeated 4-byte string), so the bound is passed by at most a few MB.
+// adds matches at about 11 to 16 million a second (measured: one to eight
+// literals matching at every offset of a run of As), 1 to 2 MB a
+// millisecond, so a stopped scan passes the bound by that much plus what it
+// adds before its next timeout check (at most 4096 bytes of input).
 const guardTick = time.Millisecond
 
 // maxStringMatches is YR_MAX_STRING_MATCHES of libyara 4.2.
