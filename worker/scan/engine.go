@@ -28,6 +28,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
@@ -493,7 +494,7 @@ func (e *Engine) scanFile(sc *yara.Scanner, slot *guardSlot, cb *matchCollector,
 			d.cancel(&limit.Error{Kind: limit.ScanTimeout, Max: int64(e.cfg.Limits.ScanTimeout), Path: t.path})
 			return
 		}
-		d.cancel(fmt.Errorf("%s: yara: %w", t.path, err))
+		d.cancel(fmt.Errorf("%s: yara: %w", clip.String(t.path, clip.Default), err))
 		return
 	}
 	var matched []score.Rule

@@ -12,7 +12,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/rules"
@@ -89,7 +91,24 @@ func TestOracleYaraCLI(t *testing.T) {
 		dists = append(dists, demo.File{Name: fmt.Sprintf("lnk%d-1.0.tar.gz", p), Data: tgzEnts(t, ents...)})
 	}
 
-	e := newEngine(t, Config{Threads: 2})
+	// Twice: with the defaults, and with every scan watched by the match
+	// memory guard (a bound no file reaches, but every file could) and 1
+	// byte of match data per match: neither may change a match.
+	for _, cfg := range []Config{{Threads: 2}, {Threads: 2, MatchMemory: 8 << 10, MaxMatchData: 1}} {
+		var scans atomic.Int64
+		cfg.OnFile = func(int, time.Duration) { scans.Add(1) }
+		e := New(cfg)
+		oracleRun(t, e, yaraBin, rulesFile, rs, dists)
+		if w := e.guard.watches.Load(); cfg.MatchMemory > 0 && w < scans.Load()*9/10 {
+			t.Errorf("%d of %d scans watched, want nearly all", w, scans.Load())
+		}
+		t.Logf("match memory %d: %d of %d scans watched", cfg.MatchMemory, e.guard.watches.Load(), scans.Load())
+		e.Close()
+	}
+	New(Config{Threads: 1}).Close() // libyara's default match data again
+}
+
+func oracleRun(t *testing.T, e *Engine, yaraBin, rulesFile string, rs *rules.Compiled, dists []demo.File) {
 	compared := 0
 	for _, d := range dists {
 		dir := t.TempDir()
