@@ -35,14 +35,16 @@ func asMatchMemory(t *testing.T, err error, path string, bound int64) {
 	}
 }
 
-// TestMatchMemoryStopsTheScan: 8 strings × 1,000,000 matches would hold
-// about 600 MB; the watchdog stops the scan near the 16 MiB bound and the
-// distribution fails naming the file.
+// TestMatchMemoryStopsTheScan: 8 strings × 1,000,000 matches and a greedy
+// regex would hold about 1 GB after some 15 s of scanning; the watchdog
+// stops the scan near the 16 MiB bound and the distribution fails naming
+// the file.
 func TestMatchMemoryStopsTheScan(t *testing.T) {
-	rs := compile(t, map[string]string{"h": hostileRules(8)})
+	rs := compile(t, map[string]string{"h": hostileRules(8), "r": `rule greedy { strings: $r = /[A-Za-z]{200,}/ condition: $r }`})
 	const bound = 16 << 20
 	e := newEngine(t, Config{Threads: 1, MatchMemory: bound, Limits: limit.Limits{ScanTimeout: time.Minute}})
-	data := tgz(t, [2]string{"p/ok.py", "AAAAAAAAAAAAAAAAAAAA"}, [2]string{"p/big.txt", strings.Repeat("A", 16<<20)})
+	lines := strings.Repeat(strings.Repeat("A", 255)+"\n", 16<<20/256)
+	data := tgz(t, [2]string{"p/ok.py", "AAAAAAAAAAAAAAAAAAAA"}, [2]string{"p/big.txt", lines})
 	_, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
 	asMatchMemory(t, err, "p/big.txt", bound)
 	if e.guard.stops.Load() != 1 {
@@ -50,7 +52,7 @@ func TestMatchMemoryStopsTheScan(t *testing.T) {
 	}
 	// The same rules on a file under the bound: a verdict, as before.
 	res, err := e.Scan(context.Background(), rs, "q.tar.gz", tgz(t, [2]string{"q/a.py", strings.Repeat("A", 4096)}))
-	if err != nil || len(res.Rules) != 1 || res.TopFile != "q/a.py" {
+	if err != nil || len(res.Rules) != 2 || res.TopFile != "q/a.py" {
 		t.Fatalf("small file: %+v %v", res.Distribution, err)
 	}
 }
