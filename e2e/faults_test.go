@@ -70,9 +70,7 @@ func writePaddedReleases(t *testing.T, n, size int) string {
 	data := makePaddedSdist("padded", "1.0", 1, size)
 	for i := range n {
 		name := fmt.Sprintf("pkg%04d", i)
-		if err := os.WriteFile(filepath.Join(dir, name+"-1.0.tar.gz"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(dir, name+"-1.0.tar.gz"), data)
 	}
 	return dir
 }
@@ -88,22 +86,15 @@ func releaseNames(n int) []string {
 // setFaults posts a fault switch body to devapi's /_dev/faults.
 func (d *devapi) setFaults(t *testing.T, body string) {
 	t.Helper()
-	resp, err := http.Post(d.url+"/_dev/faults", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("POST /_dev/faults %s: %d %s", body, resp.StatusCode, b)
-	}
+	d.post(t, "/_dev/faults", body)
 }
 
-// allDone reports whether devapi holds a final report for every one of n
-// releases.
+// allDone reports whether every one of devapi's n releases is finished or
+// failed (nothing queued or leased).
 func (d *devapi) allDone(t *testing.T, n int) bool {
+	t.Helper()
 	s := d.stats(t)
-	return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == int64(n)
+	return s.Queue.TotalBacklog == 0 && s.Queue.Finished+s.Queue.Failed == n
 }
 
 // scanStatus is GET /package's status of name 1.0 ("queued", "pending", ...).
@@ -112,7 +103,7 @@ func (d *devapi) scanStatus(t *testing.T, name string) string {
 	var recs []struct {
 		Status string `json:"status"`
 	}
-	if err := getJSON(fmt.Sprintf("%s/package?name=%s&version=1.0", d.url, name), &recs); err != nil {
+	if err := d.getJSON(fmt.Sprintf("/package?name=%s&version=1.0", name), &recs); err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) == 0 {
@@ -185,18 +176,31 @@ func (s runtimeSample) String() string {
 	return fmt.Sprintf("goroutines=%.0f heap_inuse=%.1fMiB rss=%.1fMiB", s.goroutines, s.heapInuse/(1<<20), s.residentBytes/(1<<20))
 }
 
-// sampleRuntime forces a GC through the coordinator's pprof handler (it must
-// run with DRAGONFLY_PPROF=true) and reads the runtime gauges.
-func sampleRuntime(t *testing.T, httpAddr string) runtimeSample {
+// pprofEnv serves the coordinator's Go profiles on a free loopback port
+// (for sampleRuntime's forced GC), returned with the environment.
+func pprofEnv(t *testing.T, env map[string]string) (map[string]string, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/debug/pprof/heap?gc=1")
+	addr := freePort(t)
+	out := map[string]string{"DRAGONFLY_PPROF": "true", "DRAGONFLY_PPROF_ADDR": addr}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out, addr
+}
+
+// sampleRuntime forces a GC through the coordinator's pprof handler on
+// pprofAddr (see pprofEnv) and reads the runtime gauges from its /metrics
+// on httpAddr.
+func sampleRuntime(t *testing.T, httpAddr, pprofAddr string) runtimeSample {
+	t.Helper()
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("pprof heap: %d (is DRAGONFLY_PPROF set?)", resp.StatusCode)
+		t.Fatalf("pprof heap: %d", resp.StatusCode)
 	}
 	m := scrape(t, httpAddr)
 	return runtimeSample{m["go_goroutines"], m["go_memstats_heap_inuse_bytes"], m["process_resident_memory_bytes"]}
@@ -238,16 +242,17 @@ func TestFaultWorkerLoss(t *testing.T) {
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
-	_, grpcAddr, httpAddr := startCoordinator(t, d, map[string]string{"DRAGONFLY_PPROF": "true", "DRAGONFLY_LOG_LEVEL": "info"})
+	coordEnv, pprofAddr := pprofEnv(t, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
+	_, grpcAddr, httpAddr := startCoordinator(t, d, coordEnv)
 	workerEnv := map[string]string{"DRAGONFLY_LOG_LEVEL": "info", "DRAGONFLY_SCAN_TIMEOUT": "5m"}
 	workers := make([]*proc, 4)
 	for i := range workers {
-		workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+		workers[i] = startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
 	}
 	eventually(t, 90*time.Second, "4 workers connected and the first reports", func() bool {
 		return metric(t, httpAddr, "dragonfly_workers_connected") == 4 && d.stats(t).ReportsAccepted >= 10
 	})
-	before := sampleRuntime(t, httpAddr)
+	before := sampleRuntime(t, httpAddr, pprofAddr)
 
 	// The long run kills a worker every 3 s. The short run kills one every
 	// 8 accepted reports instead, so it kills as often on a fast machine as
@@ -266,7 +271,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 		workers[i].signal(syscall.SIGKILL)
 		workers[i].wait(10 * time.Second)
 		kills++
-		workers[i] = startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
+		workers[i] = startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
 	}
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
@@ -278,7 +283,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 			killNow()
 		case <-poll.C:
 			s := d.stats(t)
-			done = s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == int64(jobs)
+			done = s.Queue.TotalBacklog == 0 && s.Queue.Finished+s.Queue.Failed == jobs
 			if !longRun && !done && s.ReportsAccepted >= nextKillAt {
 				killNow()
 				nextKillAt = s.ReportsAccepted + killStep
@@ -306,7 +311,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 	const goroutineSlack = 10
 	var after runtimeSample
 	eventually(t, 60*time.Second, fmt.Sprintf("goroutines to settle within %d of the start (%v)", goroutineSlack, before), func() bool {
-		after = sampleRuntime(t, httpAddr)
+		after = sampleRuntime(t, httpAddr, pprofAddr)
 		return after.goroutines <= before.goroutines+goroutineSlack
 	})
 	// The heap after a forced GC: what the coordinator keeps. Bounded
@@ -343,7 +348,7 @@ func TestFaultAPITrouble(t *testing.T) {
 		"DRAGONFLY_LOG_LEVEL": "info",
 	})
 	for i := range 3 {
-		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
+		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
 	}
 	eventually(t, 90*time.Second, "a third of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/3) })
 	d.setFaults(t, `{"revoke_tokens": true}`)
@@ -354,7 +359,7 @@ func TestFaultAPITrouble(t *testing.T) {
 		var f struct {
 			UnavailableUntil *time.Time `json:"unavailable_until"`
 		}
-		return getJSON(d.url+"/_dev/faults", &f) == nil && f.UnavailableUntil == nil
+		return d.getJSON("/_dev/faults", &f) == nil && f.UnavailableUntil == nil
 	})
 	afterOutage := d.stats(t)
 	if afterOutage.Status503 == beforeOutage.Status503 {
@@ -398,12 +403,12 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 		files := tc.files
 		t.Run(tc.name, func(t *testing.T) {
 			pkgs := t.TempDir()
-			os.WriteFile(filepath.Join(pkgs, "bigpkg-1.0.tar.gz"), makePaddedSdist("bigpkg", "1.0", files, size), 0o644)
+			writeFile(t, filepath.Join(pkgs, "bigpkg-1.0.tar.gz"), makePaddedSdist("bigpkg", "1.0", files, size))
 			rules := t.TempDir()
 			writeRules(t, rules, "e2e", e2eRules+slowRule)
 			d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
 			coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
-			w := startWorker(t, "w0", grpcAddr, map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace, "DRAGONFLY_SCAN_TIMEOUT": "5m"})
+			w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace, "DRAGONFLY_SCAN_TIMEOUT": "5m"})
 			eventually(t, 60*time.Second, "the worker to scan", func() bool {
 				return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
 			})
@@ -430,7 +435,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 				if d.stats(t).Reports != 0 {
 					t.Fatal("a report was sent for a cancelled scan")
 				}
-				startWorker(t, "w1", grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+				startWorker(t, d, "w1", grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
 				eventually(t, pick(5*time.Minute, 10*time.Minute), "the report", func() bool { return d.allDone(t, 1) })
 				second := sessionsOf(coord, "w1")
 				if line := finishedLine(coord, "bigpkg"); len(second) != 1 || !strings.Contains(line, second[0]) || strings.Contains(line, first[0]) {
@@ -472,7 +477,7 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, env)
 	for i := range 2 {
-		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
 	}
 	eventually(t, 90*time.Second, "a quarter of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/4) })
 	d.setFaults(t, `{"unavailable_seconds": 8}`)
@@ -551,18 +556,18 @@ func run(name string, args ...string) error {
 }
 
 // newNetns creates a namespace and a veth pair with addresses in
-// 10.213.N.0/24, or skips the test when that is not possible. Cleanup
-// deletes both, also when the test fails.
+// 10.213.N.0/24. Cleanup deletes both, also when the test fails. Without
+// root, iproute2 or nftables the test fails (it does not skip): `make
+// setup-test` installs both, and CI runs as root.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network partition test needs root to create network namespaces")
+		t.Fatal("the network partition test needs root (network namespaces, veth, nftables); run the e2e tests as root, as CI does")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network partition test needs iproute2 (ip): not found")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("network partition test needs nftables (nft): not found")
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the network partition test needs %s (iproute2 and nftables: make setup-test installs them): %v", tool, err)
+		}
 	}
 	removeStaleNetns(t)
 	pid := os.Getpid()
@@ -574,7 +579,7 @@ func newNetns(t *testing.T) *netns {
 		nsIP:   fmt.Sprintf("10.213.%d.2", pid%250+1),
 	}
 	if err := run("ip", "netns", "add", n.name); err != nil {
-		t.Skipf("network namespaces unavailable: %v", err)
+		t.Fatalf("network namespaces unavailable: %v", err)
 	}
 	t.Cleanup(func() {
 		// Deleting the namespace deletes its veth end, and with it the pair.
@@ -661,11 +666,17 @@ func TestFaultNetworkPartition(t *testing.T) {
 	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	d := startDevAPIOn(t, n.hostIP, "--packages", pkgs, "--rules", rules)
 	grpcAddr, httpAddr := freePortOn(t, n.hostIP), freePort(t)
-	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "1s"})
-	workerEnv := map[string]string{"DRAGONFLY_ALLOWED_HOSTS": n.hostIP, "DRAGONFLY_SCAN_TIMEOUT": "5m"}
+	// Every worker reaches the coordinator on the veth address, not on
+	// loopback (the cut-off worker from its namespace; the others connect
+	// from the host's 10.213.N.1), so the fleet token crosses a non-loopback
+	// address in plaintext: both ends must allow it explicitly
+	// (DRAGONFLY_FLEET_INSECURE), or the worker does not send it and the
+	// coordinator refuses it. This link exists only inside the test machine.
+	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "1s", "DRAGONFLY_FLEET_INSECURE": "true"})
+	workerEnv := map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m", "DRAGONFLY_FLEET_INSECURE": "true"}
 	cutoff := startWrapped(t, "wpart", []string{"ip", "netns", "exec", n.name}, map[string]string{
-		"DRAGONFLY_COORDINATOR_ADDR": grpcAddr, "DRAGONFLY_FLEET_TOKEN": fleetToken,
-		"DRAGONFLY_ALLOWED_HOSTS": n.hostIP, "DRAGONFLY_THREADS": "1",
+		"DRAGONFLY_COORDINATOR_ADDR": grpcAddr, "DRAGONFLY_FLEET_TOKEN": fleetToken, "DRAGONFLY_FLEET_INSECURE": "true",
+		"DRAGONFLY_ALLOWED_HOSTS": d.origin(), "DRAGONFLY_THREADS": "1",
 		"DRAGONFLY_WORKER_ID": "wpart", "DRAGONFLY_LOG_LEVEL": "debug", "DRAGONFLY_SCAN_TIMEOUT": "5m",
 	}, "worker")
 	// The cut-off worker is alone at first, so the jobs leased now are its.
@@ -693,7 +704,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 	eventually(t, 60*time.Second, "the coordinator to end the cut-off worker's session", func() bool {
 		return coord.logged(`"msg":"worker session ended; its tasks were re-dispatched"`, `"worker_id":"wpart"`, "worker missed its heartbeats")
 	})
-	others := []*proc{startWorker(t, "w1", grpcAddr, workerEnv), startWorker(t, "w2", grpcAddr, workerEnv)}
+	others := []*proc{startWorker(t, d, "w1", grpcAddr, workerEnv), startWorker(t, d, "w2", grpcAddr, workerEnv)}
 
 	eventually(t, 90*time.Second, "the cut-off worker's jobs to be reported by the others", func() bool {
 		for _, name := range held {

@@ -28,7 +28,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	_, grpcAddr, _ := startCoordinator(t, d, nil)
 	var workers []*proc
 	for i := range 3 {
-		workers = append(workers, startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, nil))
+		workers = append(workers, startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, nil))
 	}
 	eventually(t, 60*time.Second, "a third of the jobs to be reported", func() bool {
 		return d.stats(t).ReportsAccepted >= releases/3
@@ -36,11 +36,8 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	workers[1].cmd.Process.Signal(syscall.SIGKILL)
 	workers[1].wait(10 * time.Second)
 	killedAt := d.stats(t).ReportsAccepted
-	startWorker(t, "w1-restarted", grpcAddr, nil)
-	eventually(t, 120*time.Second, "every job to be reported", func() bool {
-		s := d.stats(t)
-		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == releases
-	})
+	startWorker(t, d, "w1-restarted", grpcAddr, nil)
+	eventually(t, 120*time.Second, "every job to be reported", func() bool { return d.allDone(t, releases) })
 	ok := d.exactlyOnce(t, releases)
 	for _, r := range ok {
 		// Every generated release holds both tokens: 5 + 1.
@@ -60,10 +57,10 @@ func TestReleaseWith40Distributions(t *testing.T) {
 		data := makeSdist("bigrel", "2.0", 5+i%4, 30<<10, uint64(1000+i))
 		// A wheel is a zip; the engine detects the format from the bytes, so
 		// a gzip tar named .whl exercises exactly the same scoring.
-		os.WriteFile(filepath.Join(pkgs, fmt.Sprintf("bigrel-2.0-%s.whl", tag)), data, 0o644)
+		writeFile(t, filepath.Join(pkgs, fmt.Sprintf("bigrel-2.0-%s.whl", tag)), data)
 	}
 	// One distinct distribution carries an extra high-weight token.
-	os.WriteFile(filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist("bigrel", "2.0", 3, 10<<10, 7), 0o644)
+	writeFile(t, filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist("bigrel", "2.0", 3, 10<<10, 7))
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
@@ -73,7 +70,7 @@ func TestReleaseWith40Distributions(t *testing.T) {
 	d.setFaults(t, `{"unavailable_seconds": 3}`)
 	coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 	for i := range 3 {
-		startWorker(t, fmt.Sprintf("w%d", i), grpcAddr, nil)
+		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, nil)
 	}
 	eventually(t, 60*time.Second, "three workers connected", func() bool {
 		return metric(t, httpAddr, "dragonfly_workers_connected") == 3
@@ -84,14 +81,17 @@ func TestReleaseWith40Distributions(t *testing.T) {
 	got := d.exactlyOnce(t, 1)[0]
 
 	// The same files through `dragonfly scan`.
-	entries, _ := os.ReadDir(pkgs)
+	entries, err := os.ReadDir(pkgs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"scan", "--format", "json", "--rules", rules}
 	for _, e := range entries {
 		args = append(args, filepath.Join(pkgs, e.Name()))
 	}
 	out, err := exec.Command(binary, args...).Output()
 	if err != nil {
-		t.Fatalf("scan: %v", err)
+		t.Fatalf("scan: %v: %s", err, out)
 	}
 	var best struct {
 		score int64
@@ -158,14 +158,15 @@ func leaseOrder(t *testing.T, d *devapi, name, version string) map[string]int {
 	var recs []struct {
 		Distributions []string `json:"distributions"`
 	}
-	if err := getJSON(fmt.Sprintf("%s/package?name=%s&version=%s", d.url, name, version), &recs); err != nil {
+	if err := d.getJSON(fmt.Sprintf("/package?name=%s&version=%s", name, version), &recs); err != nil {
 		t.Fatal(err)
 	}
 	order := map[string]int{}
-	if len(recs) > 0 {
-		for i, u := range recs[0].Distributions {
-			order[filepath.Base(u)] = i
-		}
+	if len(recs) == 0 {
+		t.Fatalf("GET /package: no scan of %s %s", name, version)
+	}
+	for i, u := range recs[0].Distributions {
+		order[filepath.Base(u)] = i
 	}
 	return order
 }
@@ -179,41 +180,32 @@ func TestRulesChangeMidRun(t *testing.T) {
 	writeRules(t, rules, "e2e", e2eRules)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
 	_, grpcAddr, _ := startCoordinator(t, d, nil)
-	startWorker(t, "w0", grpcAddr, nil)
+	startWorker(t, d, "w0", grpcAddr, nil)
 	eventually(t, 60*time.Second, "some reports", func() bool { return d.stats(t).ReportsAccepted >= 20 })
-	var before struct {
-		RulesCommit string `json:"rules_commit"`
-	}
-	getJSON(d.url+"/", &before)
+	before := d.rulesCommit(t)
 	writeRules(t, rules, "extra", `rule e2e_new_rule { meta: weight = 50 strings: $a = "value_" condition: $a }`)
-	resp, err := http.Post(d.url+"/update-rules/", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	var after struct {
-		RulesCommit string `json:"rules_commit"`
-	}
-	getJSON(d.url+"/", &after)
-	if after.RulesCommit == before.RulesCommit {
+	d.post(t, "/update-rules/", "")
+	after := d.rulesCommit(t)
+	if after == before {
 		t.Fatal("rules hash did not change")
 	}
 	switchedAt := d.stats(t).ReportsAccepted
-	eventually(t, 120*time.Second, "every job", func() bool {
-		s := d.stats(t)
-		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == releases
-	})
+	eventually(t, 120*time.Second, "every job", func() bool { return d.allDone(t, releases) })
 	ok := d.exactlyOnce(t, releases)
 	sort.Slice(ok, func(i, j int) bool { return ok[i].Seq < ok[j].Seq })
 	newCount := 0
 	for i, r := range ok {
+		if r.Score == nil {
+			t.Errorf("report without a score: %+v", r)
+			continue
+		}
 		switch r.Commit {
-		case after.RulesCommit:
+		case after:
 			newCount++
 			if *r.Score != 56 {
 				t.Errorf("report under the new rules scored %d, want 56: %+v", *r.Score, r)
 			}
-		case before.RulesCommit:
+		case before:
 			if int64(i) > switchedAt+30 {
 				t.Errorf("report %d still under the old rules long after the switch", i)
 			}
@@ -224,8 +216,8 @@ func TestRulesChangeMidRun(t *testing.T) {
 			t.Errorf("report with unknown commit %q", r.Commit)
 		}
 	}
-	if last := ok[len(ok)-1]; last.Commit != after.RulesCommit {
-		t.Fatalf("last report commit %s, want the new %s", last.Commit, after.RulesCommit)
+	if last := ok[len(ok)-1]; last.Commit != after {
+		t.Fatalf("last report commit %s, want the new %s", last.Commit, after)
 	}
 	t.Logf("rules switched after %d reports; %d of %d reports carry the new commit", switchedAt, newCount, releases)
 }
@@ -249,25 +241,38 @@ func metric(t *testing.T, httpAddr, name string) float64 {
 	return 0
 }
 
-// TestWrongTokenIsRefused: a worker with a wrong token never joins.
+// TestWrongTokenIsRefused: a worker with a wrong token never joins: the
+// coordinator refuses it (Unauthenticated) without logging the token, and
+// the worker gives up after 3 refused sessions, exiting non-zero with an
+// ERROR line that says why.
 func TestWrongTokenIsRefused(t *testing.T) {
 	d := startDevAPI(t, "--demo")
 	coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
-	bad := startWorker(t, "intruder", grpcAddr, map[string]string{"DRAGONFLY_FLEET_TOKEN": "wrong", "DRAGONFLY_ALLOWED_HOSTS": "127.0.0.1"})
-	eventually(t, 30*time.Second, "the coordinator to refuse the worker", func() bool {
-		return coord.logged("worker refused", "invalid fleet token")
-	})
-	eventually(t, 30*time.Second, "the worker to see Unauthenticated", func() bool {
-		return bad.logged("Unauthenticated")
-	})
-	if strings.Contains(coord.log.String(), "wrong") {
+	const wrongToken = "wrong-token-Xq81"
+	bad := startWorker(t, d, "intruder", grpcAddr, map[string]string{"DRAGONFLY_FLEET_TOKEN": wrongToken})
+	if code := bad.wait(60 * time.Second); code == 0 {
+		t.Fatal("worker with a wrong token exited 0")
+	}
+	if !bad.logged(`"level":"ERROR"`, "the coordinator refused this worker", `"tries":3`, "Unauthenticated") {
+		t.Fatalf("worker log has no ERROR line for the refusal:\n%s", tail(bad.log.String(), 20))
+	}
+	if !coord.logged("worker refused", "invalid fleet token") {
+		t.Fatal("coordinator did not log the refusal")
+	}
+	if strings.Contains(coord.log.String(), wrongToken) {
 		t.Fatal("coordinator logged the presented token")
 	}
 	var st struct {
 		Workers []any `json:"workers"`
 	}
-	if err := getJSON("http://"+httpAddr+"/status.json", &st); err == nil && len(st.Workers) != 0 {
+	if err := getJSON("http://"+httpAddr+"/status.json", &st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(st.Workers) != 0 {
 		t.Fatalf("refused worker listed: %+v", st.Workers)
+	}
+	if n := metric(t, httpAddr, "dragonfly_sessions_started_total"); n != 0 {
+		t.Fatalf("%v sessions started for a refused worker", n)
 	}
 	if d.stats(t).Leases != 0 {
 		t.Fatal("jobs leased for a fleet with no accepted worker")
@@ -279,13 +284,13 @@ func TestWrongTokenIsRefused(t *testing.T) {
 func TestWorkerSIGTERMMidTask(t *testing.T) {
 	pkgs := t.TempDir()
 	// Big enough to take a while under the slow rule below.
-	os.WriteFile(filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist("slowpkg", "1.0", 4, 4<<20, 5), 0o644)
-	os.WriteFile(filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist("other", "1.0", 2, 10<<10, 6), 0o644)
+	writeFile(t, filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist("slowpkg", "1.0", 4, 4<<20, 5))
+	writeFile(t, filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist("other", "1.0", 2, 10<<10, 6))
 	rules := t.TempDir()
 	writeRules(t, rules, "e2e", e2eRules+`rule e2e_slow { condition: for any i in (0..filesize-1) : ( uint32(i) == 0x41424344 ) }`)
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
 	_, grpcAddr, httpAddr := startCoordinator(t, d, nil)
-	w := startWorker(t, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
+	w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
 	eventually(t, 60*time.Second, "the worker to run a task", func() bool {
 		return metric(t, httpAddr, "dragonfly_tasks_running") >= 1
 	})
@@ -297,10 +302,7 @@ func TestWorkerSIGTERMMidTask(t *testing.T) {
 		t.Fatal("worker was not stopped mid-task")
 	}
 	// A second worker picks up whatever was handed back.
-	startWorker(t, "w1", grpcAddr, nil)
-	eventually(t, 120*time.Second, "both jobs", func() bool {
-		s := d.stats(t)
-		return s.Queue.TotalBacklog == 0 && s.Finished+s.Failed == 2
-	})
+	startWorker(t, d, "w1", grpcAddr, nil)
+	eventually(t, 120*time.Second, "both jobs", func() bool { return d.allDone(t, 2) })
 	d.exactlyOnce(t, 2)
 }

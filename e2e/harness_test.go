@@ -214,10 +214,15 @@ func getJSON(url string, v any) error {
 	if err != nil {
 		return err
 	}
+	return decodeJSON(resp, v)
+}
+
+// decodeJSON reads a 200 answer's JSON body into v and closes it.
+func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, b)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("%s %s: %d %s", resp.Request.Method, resp.Request.URL, resp.StatusCode, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
@@ -238,27 +243,43 @@ type devStats struct {
 	Failed          int64 `json:"failed"`
 	Queue           struct {
 		TotalBacklog int `json:"total_backlog"`
+		// Finished and Failed count scans (Stats.Finished and Failed
+		// count accepted reports).
+		Finished int `json:"finished"`
+		Failed   int `json:"failed"`
 	} `json:"queue"`
 }
 
 type devReport struct {
-	Seq          int64    `json:"seq"`
-	Name         string   `json:"name"`
-	Version      string   `json:"version"`
-	Attempt      *int     `json:"attempt"`
-	Kind         string   `json:"kind"`
-	Score        *int     `json:"score"`
-	InspectorURL *string  `json:"inspector_url"`
-	RulesMatched []string `json:"rules_matched"`
-	Commit       string   `json:"commit"`
-	Reason       string   `json:"reason"`
-	Status       int      `json:"status"`
+	Seq          int64     `json:"seq"`
+	Time         time.Time `json:"time"`
+	Name         string    `json:"name"`
+	Version      string    `json:"version"`
+	Attempt      *int      `json:"attempt"`
+	Kind         string    `json:"kind"`
+	Score        *int      `json:"score"`
+	InspectorURL *string   `json:"inspector_url"`
+	RulesMatched []string  `json:"rules_matched"`
+	Commit       string    `json:"commit"`
+	Reason       string    `json:"reason"`
+	Status       int       `json:"status"`
 }
 
-// devapi is a running development API.
+// devapi is a running development API. With --auth its API and its
+// /_dev/ routes take credentials: the harness sends the ones devapi was
+// started with (parsed from its arguments).
 type devapi struct {
 	*proc
 	url string
+	// auth is devapi's --auth mode ("" or "none": no credentials); the
+	// credentials are its --cf-client-id/--cf-client-secret or
+	// --auth0-client-id/--auth0-client-secret.
+	auth                 string
+	cfID, cfSecret       string
+	auth0ID, auth0Secret string
+	client               *http.Client
+	mu                   sync.Mutex
+	token                string // a cached Auth0 token
 }
 
 func startDevAPI(t *testing.T, args ...string) *devapi {
@@ -271,19 +292,118 @@ func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
 	t.Helper()
 	addr := freePortOn(t, host)
 	p := start(t, "devapi", nil, append([]string{"devapi", "--listen", addr}, args...)...)
-	d := &devapi{proc: p, url: "http://" + addr}
+	d := &devapi{proc: p, url: "http://" + addr, client: &http.Client{
+		Timeout: 30 * time.Second,
+		// A redirect is Cloudflare's login page: an auth error, not a page.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	for i := 0; i+1 < len(args); i++ {
+		switch v := args[i+1]; args[i] {
+		case "--auth":
+			d.auth = v
+		case "--cf-client-id":
+			d.cfID = v
+		case "--cf-client-secret":
+			d.cfSecret = v
+		case "--auth0-client-id":
+			d.auth0ID = v
+		case "--auth0-client-secret":
+			d.auth0Secret = v
+		}
+	}
 	eventually(t, 30*time.Second, "devapi to listen", func() bool {
 		p.failIfExited()
 		var s devStats
-		return getJSON(d.url+"/_dev/stats", &s) == nil
+		return d.getJSON("/_dev/stats", &s) == nil
 	})
 	return d
+}
+
+// origin is devapi's origin as a worker's DRAGONFLY_ALLOWED_HOSTS entry:
+// the scheme and host:port its distribution links use.
+func (d *devapi) origin() string { return d.url }
+
+// do sends a request to devapi with its credentials. An Auth0 token is
+// fetched once and again after a 401 (tokens expire and are revoked by the
+// fault switches).
+func (d *devapi) do(method, path, body string) (*http.Response, error) {
+	for try := 0; ; try++ {
+		req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		switch d.auth {
+		case "cloudflare":
+			req.Header.Set("CF-Access-Client-Id", d.cfID)
+			req.Header.Set("CF-Access-Client-Secret", d.cfSecret)
+		case "auth0":
+			tok, err := d.auth0Token(try > 0)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := d.client.Do(req)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || d.auth != "auth0" || try > 0 {
+			return resp, err
+		}
+		resp.Body.Close()
+	}
+}
+
+// auth0Token returns the cached token, or a new one (client credentials
+// grant) when there is none or renew is set.
+func (d *devapi) auth0Token(renew bool) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.token != "" && !renew {
+		return d.token, nil
+	}
+	b, _ := json.Marshal(map[string]string{"grant_type": "client_credentials", "client_id": d.auth0ID, "client_secret": d.auth0Secret})
+	resp, err := d.client.Post(d.url+"/oauth/token", "application/json", bytes.NewReader(b))
+	if err != nil {
+		return "", err
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := decodeJSON(resp, &tok); err != nil {
+		return "", fmt.Errorf("devapi token: %w", err)
+	}
+	d.token = tok.AccessToken
+	return d.token, nil
+}
+
+// getJSON GETs path from devapi into v.
+func (d *devapi) getJSON(path string, v any) error {
+	resp, err := d.do(http.MethodGet, path, "")
+	if err != nil {
+		return err
+	}
+	return decodeJSON(resp, v)
+}
+
+// post POSTs body to path and fails the test unless devapi answers 200.
+func (d *devapi) post(t *testing.T, path, body string) {
+	t.Helper()
+	resp, err := d.do(http.MethodPost, path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s %s: %d %s", path, body, resp.StatusCode, b)
+	}
 }
 
 func (d *devapi) stats(t *testing.T) devStats {
 	t.Helper()
 	var s devStats
-	if err := getJSON(d.url+"/_dev/stats", &s); err != nil {
+	if err := d.getJSON("/_dev/stats", &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -292,16 +412,25 @@ func (d *devapi) stats(t *testing.T) devStats {
 func (d *devapi) reports(t *testing.T) []devReport {
 	t.Helper()
 	var r []devReport
-	if err := getJSON(d.url+"/_dev/reports", &r); err != nil {
-		var wrapped struct {
-			Reports []devReport `json:"reports"`
-		}
-		if err2 := getJSON(d.url+"/_dev/reports", &wrapped); err2 != nil {
-			t.Fatal(err)
-		}
-		r = wrapped.Reports
+	if err := d.getJSON("/_dev/reports", &r); err != nil {
+		t.Fatal(err)
 	}
 	return r
+}
+
+// rulesCommit is the hash of devapi's current rules (GET /).
+func (d *devapi) rulesCommit(t *testing.T) string {
+	t.Helper()
+	var meta struct {
+		RulesCommit string `json:"rules_commit"`
+	}
+	if err := d.getJSON("/", &meta); err != nil {
+		t.Fatal(err)
+	}
+	if meta.RulesCommit == "" {
+		t.Fatal("devapi names no rules commit")
+	}
+	return meta.RulesCommit
 }
 
 // exactlyOnce checks that every release got exactly one accepted report and
@@ -333,7 +462,8 @@ func (d *devapi) exactlyOnce(t *testing.T, releases int) []devReport {
 
 const fleetToken = "e2e-fleet-token"
 
-// fleetProcs starts a coordinator for the devapi and returns its gRPC address.
+// startCoordinator starts a coordinator for the devapi and returns it, its
+// gRPC address and its HTTP (metrics and status) address.
 func startCoordinator(t *testing.T, d *devapi, extra map[string]string) (*proc, string, string) {
 	t.Helper()
 	grpcAddr, httpAddr := freePort(t), freePort(t)
@@ -370,12 +500,14 @@ func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extr
 	return p
 }
 
-func startWorker(t *testing.T, name, coordinator string, extra map[string]string) *proc {
+// startWorker starts a worker for the coordinator at coordinator that may
+// download from d (its origin is the one allowed host).
+func startWorker(t *testing.T, d *devapi, name, coordinator string, extra map[string]string) *proc {
 	t.Helper()
 	env := map[string]string{
 		"DRAGONFLY_COORDINATOR_ADDR": coordinator,
 		"DRAGONFLY_FLEET_TOKEN":      fleetToken,
-		"DRAGONFLY_ALLOWED_HOSTS":    "127.0.0.1",
+		"DRAGONFLY_ALLOWED_HOSTS":    d.origin(),
 		"DRAGONFLY_THREADS":          "1",
 		"DRAGONFLY_WORKER_ID":        name,
 		"DRAGONFLY_LOG_LEVEL":        "debug",
@@ -384,6 +516,27 @@ func startWorker(t *testing.T, name, coordinator string, extra map[string]string
 		env[k] = v
 	}
 	return start(t, name, env, "worker")
+}
+
+// vmHWM is a process's peak resident set size (VmHWM in /proc/PID/status),
+// in bytes.
+func (p *proc) vmHWM(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: VmHWM %q: %v", p.name, v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("%s: no VmHWM in /proc/%d/status", p.name, p.cmd.Process.Pid)
+	return 0
 }
 
 // makeSdist builds name-version.tar.gz with files of about size bytes of
@@ -428,9 +581,7 @@ func writeReleases(t *testing.T, n, files, size int) string {
 	dir := t.TempDir()
 	for i := range n {
 		name := fmt.Sprintf("pkg%04d", i)
-		if err := os.WriteFile(filepath.Join(dir, name+"-1.0.tar.gz"), makeSdist(name, "1.0", files, size, uint64(i)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(dir, name+"-1.0.tar.gz"), makeSdist(name, "1.0", files, size, uint64(i)))
 	}
 	return dir
 }
@@ -442,7 +593,12 @@ rule e2e_socket { meta: weight = 1 strings: $a = "socket.socket(" condition: $a 
 
 func writeRules(t *testing.T, dir, stem, src string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, stem+".yara"), []byte(src), 0o644); err != nil {
+	writeFile(t, filepath.Join(dir, stem+".yara"), []byte(src))
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

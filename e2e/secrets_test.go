@@ -175,9 +175,9 @@ func secRun(t *testing.T, mode string) {
 	// of the API (startWorker adds only the address, allowed hosts,
 	// threads, id and log level): they must work without it.
 	workerEnv := map[string]string{"DRAGONFLY_FLEET_TOKEN": secFleetToken}
-	w1 := startWorker(t, "sec-w1", proxy.addr, workerEnv)
-	w2 := startWorker(t, "sec-w2", proxy.addr, workerEnv)
-	intruder := startWorker(t, "sec-intruder", proxy.addr, map[string]string{"DRAGONFLY_FLEET_TOKEN": secWrongToken})
+	w1 := startWorker(t, d, "sec-w1", proxy.addr, workerEnv)
+	w2 := startWorker(t, d, "sec-w2", proxy.addr, workerEnv)
+	intruder := startWorker(t, d, "sec-intruder", proxy.addr, map[string]string{"DRAGONFLY_FLEET_TOKEN": secWrongToken})
 
 	eventually(t, 90*time.Second, "every release reported", func() bool {
 		s := d.stats(t)
@@ -192,11 +192,7 @@ func secRun(t *testing.T, mode string) {
 	if mode == "auth0" {
 		// Revoke every token: the coordinator's next call is refused and
 		// it fetches a new token.
-		resp, err := http.Post(d.url+"/_dev/faults", "application/json", strings.NewReader(`{"revoke_tokens":true}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		d.setFaults(t, `{"revoke_tokens":true}`)
 		eventually(t, 30*time.Second, "the coordinator to refresh its revoked token", func() bool {
 			return coord.logged("api refused the token; refreshing it")
 		})
