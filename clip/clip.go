@@ -13,6 +13,45 @@ import (
 	"unicode/utf8"
 )
 
+// Path returns a file or entry name for a message: quoted (as strconv.Quote
+// quotes) when it holds a non-printable rune, a double quote or invalid
+// UTF-8, and at most about Default bytes long either way. A cut name ends in
+// "…[cut N bytes]", N counting the bytes of p not shown. Quoting goes rune by
+// rune, so a huge name never costs more than the bound: quoting it whole
+// first could take six bytes per byte.
+func Path(p string) string {
+	quote := !utf8.ValidString(p)
+	for _, r := range p {
+		if !strconv.IsPrint(r) || r == '"' {
+			quote = true
+			break
+		}
+	}
+	if !quote {
+		return String(p, Default)
+	}
+	b := make([]byte, 0, min(len(p), Default)+16)
+	b = append(b, '"')
+	i := 0
+	for i < len(p) {
+		_, size := utf8.DecodeRuneInString(p[i:])
+		q := strconv.Quote(p[i : i+size])
+		q = q[1 : len(q)-1]
+		if len(b)+len(q)+1 > Default {
+			break
+		}
+		b = append(b, q...)
+		i += size
+	}
+	b = append(b, '"')
+	if i < len(p) {
+		b = append(b, marker...)
+		b = strconv.AppendInt(b, int64(len(p)-i), 10)
+		b = append(b, " bytes]"...)
+	}
+	return string(b)
+}
+
 // Default is the bound for one input-derived string in a message or log line.
 const Default = 2 << 10
 

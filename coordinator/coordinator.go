@@ -58,6 +58,9 @@ type Config struct {
 	// compared before the job is reported (DRAGONFLY_VERIFY_RATE). Default
 	// 0.02; negative turns spot checks off.
 	VerifyRate float64
+	// TaskTimePrior and BackupMin tune when an overdue task gets a backup copy
+	// on another worker (dispatch.Config). Defaults 15 s and 10 s.
+	TaskTimePrior, BackupMin time.Duration
 	// AcceptNonScanningWorkers accepts workers whose Hello announces a
 	// non-scanning mode (fabricated results). For benchmark harnesses only;
 	// no flag or variable sets it.
@@ -231,6 +234,8 @@ func New(cfg Config) (*Coordinator, error) {
 		LeaseTimeout:     cfg.LeaseTimeout,
 		MaxSlots:         cfg.MaxWorkerSlots,
 		VerifyRate:       cfg.VerifyRate,
+		TaskTimePrior:    cfg.TaskTimePrior,
+		BackupMin:        cfg.BackupMin,
 		Done:             c.complete,
 		OnEvent:          c.dispatchEvent,
 	})

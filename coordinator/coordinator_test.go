@@ -15,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -134,6 +135,12 @@ type fleet struct {
 
 func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
 	t.Helper()
+	return startFleetWith(t, api, tweak, ServerConfig{Insecure: true})
+}
+
+// startFleetWith is startFleet with the production server built from scfg.
+func startFleetWith(t *testing.T, api *fakeAPI, tweak func(*Config), scfg ServerConfig) *fleet {
+	t.Helper()
 	cfg := Config{
 		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
@@ -146,7 +153,7 @@ func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(c, ServerConfig{Insecure: true})
+	srv, err := NewServer(c, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,12 +195,28 @@ type fakeWorker struct {
 
 func (f *fleet) worker(id string, slots uint32) *fakeWorker {
 	f.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
+	return f.workerWith(id, slots)
+}
+
+// dial connects to the fleet's server in memory with the fleet's limits on
+// message sizes (and opts).
+func (f *fleet) dial(opts ...grpc.DialOption) *grpc.ClientConn {
+	f.t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxResponseBytes), grpc.MaxCallSendMsgSize(protocol.MaxRequestBytes)),
+	}, opts...)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	return conn
+}
+
+// workerWith is worker over a connection with extra dial options.
+func (f *fleet) workerWith(id string, slots uint32, opts ...grpc.DialOption) *fakeWorker {
+	f.t.Helper()
+	conn := f.dial(opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
 	if err != nil {

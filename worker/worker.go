@@ -219,7 +219,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer conn.Close()
 	engine := cfg.Engine
 	if engine == nil {
-		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned})
+		// Match data is not part of a verdict: keep one byte per match, so
+		// the match-memory bound counts matches, not their text.
+		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned, MaxMatchData: 1})
 		defer engine.Close()
 	}
 	fetcher, err := fetch.New(cfg.Fetch)

@@ -186,7 +186,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim})
+	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MaxMatchData: 1})
 	defer engine.Close()
 	hosts := cfg.hosts
 	if len(pypiJobs) > 0 {

@@ -74,7 +74,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -175,44 +174,8 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// printablePath returns p for a message: quoted (as strconv.Quote quotes)
-// when it holds a non-printable rune, a double quote or invalid UTF-8, and at most about
-// clip.Default bytes long either way. A cut path ends in "…[cut N bytes]",
-// N counting the bytes of p not shown.
-func printablePath(p string) string {
-	quote := !utf8.ValidString(p)
-	for _, r := range p {
-		if !strconv.IsPrint(r) || r == '"' {
-			quote = true
-			break
-		}
-	}
-	if !quote {
-		return clip.String(p, clip.Default)
-	}
-	// Quote rune by rune until the quoted text would pass the bound: quoting
-	// the whole path first could cost six bytes per byte of a huge name.
-	b := make([]byte, 0, min(len(p), clip.Default)+16)
-	b = append(b, '"')
-	i := 0
-	for i < len(p) {
-		_, size := utf8.DecodeRuneInString(p[i:])
-		q := strconv.Quote(p[i : i+size])
-		q = q[1 : len(q)-1]
-		if len(b)+len(q)+1 > clip.Default {
-			break
-		}
-		b = append(b, q...)
-		i += size
-	}
-	b = append(b, '"')
-	if i < len(p) {
-		b = append(b, "…[cut "...)
-		b = strconv.AppendInt(b, int64(len(p)-i), 10)
-		b = append(b, " bytes]"...)
-	}
-	return string(b)
-}
+// printablePath returns p bounded and quoted for a message (clip.Path).
+func printablePath(p string) string { return clip.Path(p) }
 
 // Causes of an *Error that callers (and tests) may tell apart with errors.Is.
 var (

@@ -5,6 +5,8 @@ package limit
 import (
 	"fmt"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
 )
 
 // Limits bound the work and memory one job may cost. Every violation fails the
@@ -54,6 +56,10 @@ const (
 	Entries       Kind = "archive_entries"
 	Distributions Kind = "distributions"
 	ScanTimeout   Kind = "scan_timeout"
+	// MatchMemory: the matches libyara keeps for one file took more memory
+	// than the scan engine allows (a file crafted to match millions of
+	// times).
+	MatchMemory Kind = "match_memory"
 )
 
 // Env returns the environment variable that sets the limit.
@@ -71,6 +77,8 @@ func (k Kind) Env() string {
 		return "DRAGONFLY_MAX_DISTRIBUTIONS"
 	case ScanTimeout:
 		return "DRAGONFLY_SCAN_TIMEOUT"
+	case MatchMemory:
+		return "DRAGONFLY_MAX_MATCH_MEMORY"
 	}
 	return string(k)
 }
@@ -81,7 +89,8 @@ type Error struct {
 	// Max is the configured bound: bytes, entries, distributions, or
 	// nanoseconds for ScanTimeout.
 	Max int64
-	// Path is the file or entry that broke it, when there is one.
+	// Path is the file or entry that broke it, when there is one; exact (the
+	// message bounds and quotes it).
 	Path string
 }
 
@@ -102,7 +111,7 @@ func (e *Error) Error() string {
 		what = "YARA scan exceeded"
 	}
 	if e.Path != "" {
-		return fmt.Sprintf("%s: %s limit %s (%s)", e.Path, what, e.Kind.Env(), bound)
+		return fmt.Sprintf("%s: %s limit %s (%s)", clip.Path(e.Path), what, e.Kind.Env(), bound)
 	}
 	return fmt.Sprintf("%s limit %s (%s)", what, e.Kind.Env(), bound)
 }

@@ -58,7 +58,7 @@ import (
 
 // MatchMemory is the limit a file breaks when its scan holds more match
 // memory than Config.MatchMemory allows.
-const MatchMemory limit.Kind = "match_memory"
+const MatchMemory = limit.MatchMemory
 
 // libyara keeps every match of a scan in memory until the scan ends: a
 // 56-byte YR_MATCH record plus up to YR_CONFIG_MAX_MATCH_DATA bytes of the

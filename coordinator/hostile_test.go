@@ -1,0 +1,618 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+// Attacks on the coordinator through its production gRPC server (NewServer:
+// auth, limits, keepalive, health, reflection), as a worker holding the
+// fleet token or an unauthenticated peer would make them.
+
+func hello(id string, slots uint32) *fleetv1.ConnectRequest {
+	return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+		WorkerId: id, ProtocolVersion: protocol.Version, Slots: slots, Host: "test", Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
+	}}}
+}
+
+// sessionSlots returns the effective slots of the worker's session, waiting
+// for it to join.
+func (f *fleet) sessionSlots(t *testing.T, workerID string) int {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		for _, s := range f.c.Snapshot().Sessions {
+			if s.WorkerID == workerID {
+				return s.Slots
+			}
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("worker %s never joined", workerID)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// waitIdentities waits until n identities are ready for tasks.
+func (f *fleet) waitIdentities(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for f.c.Snapshot().Dispatch.SpotChecks.Identities < n {
+		select {
+		case <-deadline:
+			t.Fatalf("%d identities ready, want %d", f.c.Snapshot().Dispatch.SpotChecks.Identities, n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// TestSlotClaimIsCapped: a token holder that claims four billion slots gets
+// DRAGONFLY_MAX_WORKER_SLOTS, and an honest worker still gets tasks.
+func TestSlotClaimIsCapped(t *testing.T) {
+	var jobs []mainframe.Job
+	for i := range 30 {
+		jobs = append(jobs, job(fmt.Sprintf("j%02d", i), "u"))
+	}
+	api := newFakeAPI(jobs...)
+	f := startFleet(t, api, func(c *Config) { c.MaxWorkerSlots = 8 })
+	hog := f.worker("hog", 4000000000)
+	hog.ready()
+	if got := f.sessionSlots(t, "hog"); got != 8 {
+		t.Fatalf("hog has %d slots, want the cap 8", got)
+	}
+	honest := f.worker("honest", 2)
+	honest.ready()
+	hogTasks := hog.tasks(9) // 8 slots + 1 prefetch
+	ts := honest.tasks(3)
+	for _, tk := range ts {
+		honest.answer(result(tk, ""))
+	}
+	for _, tk := range hogTasks {
+		hog.answer(result(tk, ""))
+	}
+	api.waitReports(t, 12)
+}
+
+// TestStalledReaderIsCutAndRefused: a worker that stops reading (gRPC flow
+// control then holds the coordinator's send) is cut within SendTimeout, its
+// tasks go to an honest worker, and its identity is refused for a while
+// (Unavailable: retry later, not a configuration error).
+func TestStalledReaderIsCutAndRefused(t *testing.T) {
+	big := strings.Repeat("// padding that makes the rule set large\n", 5<<20/41)
+	api := newFakeAPI(job("p", "u1"))
+	api.rules = mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules, "pad": big}}
+	f := startFleet(t, api, func(c *Config) {
+		c.HeartbeatInterval = 100 * time.Millisecond
+		c.HeartbeatMisses = 50 // not cut for silence: the stall must be what cuts it
+	})
+	// Fixed 64 KiB windows: no BDP growth, so a 5 MB rule set cannot fit in
+	// the transport's buffers of a peer that does not read.
+	conn := f.dial(grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(hello("stalled", 4)); err != nil {
+		t.Fatal(err)
+	}
+	// It heartbeats (so it is not silent) but never calls Recv.
+	hbCtx, stopHB := context.WithCancel(ctx)
+	var hbDone sync.WaitGroup
+	hbDone.Add(1)
+	go func() {
+		defer hbDone.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-tick.C:
+				if stream.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	// The session joins, then is cut.
+	f.sessionSlots(t, "stalled")
+	cut := time.After(20 * time.Second)
+	for len(f.c.Snapshot().Sessions) > 0 {
+		select {
+		case <-cut:
+			t.Fatal("the stalled session was not cut")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	stopHB()
+	hbDone.Wait()
+	cancel()
+	// Reconnecting with the same identity is refused for a while.
+	again := f.worker("stalled", 4)
+	select {
+	case err := <-again.recv:
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "stalled") {
+			t.Fatalf("reconnect: %v, want Unavailable naming the stall", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled identity was let back in at once")
+	}
+	// The job still goes through an honest worker.
+	honest := f.worker("honest", 1)
+	honest.ready()
+	honest.answer(result(honest.tasks(1)[0], ""))
+	api.waitReports(t, 1)
+}
+
+// TestSilentHolderCannotStallReleases: a worker that accepts tasks and
+// heartbeats but never answers cannot keep a release from being reported
+// while an honest worker has a free slot: an overdue task gets a backup copy
+// on the honest worker and its result is reported, inside the lease.
+func TestSilentHolderCannotStallReleases(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2"))
+	f := startFleet(t, api, func(c *Config) {
+		c.TaskTimePrior = time.Second
+		c.BackupMin = time.Second
+		c.VerifyRate = -1
+	})
+	holder := f.worker("holder", 64)
+	holder.ready()
+	held := holder.tasks(2) // takes both distributions, answers neither
+	honest := f.worker("honest", 2)
+	honest.ready()
+	backups := honest.tasks(2)
+	for _, tk := range backups {
+		found := false
+		for _, h := range held {
+			found = found || h.GetUrl() == tk.GetUrl()
+		}
+		if !found || tk.GetTaskId() == held[0].GetTaskId() || tk.GetTaskId() == held[1].GetTaskId() {
+			t.Fatalf("backup %v is not a new copy of a held task", tk)
+		}
+		honest.answer(result(tk, "x", "r"))
+	}
+	r := api.waitReports(t, 1)[0]
+	if r.Success == nil || r.Success.Score != 1 {
+		t.Fatalf("report %+v, want the honest worker's score", r)
+	}
+	if d := f.c.Snapshot().Dispatch.Counters; d.BackupsDispatched < 2 || d.BackupsWon < 2 {
+		t.Fatalf("counters %+v, want 2 backups dispatched and won", d)
+	}
+	// The holder's late answers are dropped, not reported twice.
+	holder.answer(result(held[0], ""), result(held[1], ""))
+	deadline := time.After(10 * time.Second)
+	for c := f.c.Snapshot().Dispatch.Counters; c.ResultsDropped+c.ResultsOrphaned < 2; c = f.c.Snapshot().Dispatch.Counters {
+		select {
+		case <-deadline:
+			t.Fatalf("late results not dropped: %+v", f.c.Snapshot().Dispatch.Counters)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if n := len(api.snapshot()); n != 1 {
+		t.Fatalf("%d reports, want 1", n)
+	}
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestRulesStatusFloodKeepsNothing: RulesStatus messages with megabyte
+// hashes the coordinator never sent are ignored: nothing is kept per hash.
+// (Before, 30 such messages grew the heap from 2.7 MB to 137 MB.)
+func TestRulesStatusFloodKeepsNothing(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, nil)
+	w := f.worker("flood", 1)
+	w.ready()
+	before := heapInUse()
+	for i := range 30 {
+		hash := fmt.Sprintf("%02d", i) + strings.Repeat("h", 3<<20)
+		w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Error: strings.Repeat("e", 512<<10)}}})
+	}
+	// Draining is handled after every message before it: once the session
+	// shows it, the flood was handled.
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Draining{Draining: &fleetv1.Draining{}}})
+	deadline := time.After(20 * time.Second)
+	for !f.c.Snapshot().Dispatch.Sessions[0].Draining {
+		select {
+		case <-deadline:
+			t.Fatal("the flood was not handled")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	after := heapInUse()
+	grew := int64(after) - int64(before)
+	t.Logf("heap before %d, after %d bytes (grew %d) after 30 RulesStatus of 3.5 MB", before, after, grew)
+	if grew > 16<<20 {
+		t.Fatalf("heap grew by %d bytes: hashes are kept", grew)
+	}
+	if ready := f.c.Snapshot().Dispatch.Sessions[0].RulesReady; len(ready) != 1 || ready[0] != "h1" {
+		t.Fatalf("rules ready %v, want only h1", ready)
+	}
+}
+
+// TestHealthWatchIsBounded: health Watch needs no token, so the number of
+// Watch streams open at once is capped: with MaxWatchers held open, 5,000
+// more attempts are all refused at once with ResourceExhausted, and the
+// server's goroutines do not grow with them (before: 5,000 streams held,
+// 5,000 goroutines).
+func TestHealthWatchIsBounded(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleetWith(t, api, nil, ServerConfig{Token: "secret", MaxWatchers: 32, MaxStreamsPerConn: 8})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var held sync.WaitGroup
+	defer held.Wait()
+	defer cancel()
+	watch := func(conn *grpc.ClientConn) (healthpb.Health_WatchClient, error) {
+		st, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return nil, err
+		}
+		_, err = st.Recv()
+		return st, err
+	}
+	// 32 watchers, one connection each, held open.
+	for range 32 {
+		conn := f.dial()
+		defer conn.Close()
+		st, err := watch(conn)
+		if err != nil {
+			t.Fatalf("watcher within the cap: %v", err)
+		}
+		held.Add(1)
+		go func() {
+			defer held.Done()
+			for {
+				if _, err := st.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	goHeld := runtime.NumGoroutine()
+	const attempts, conns = 5000, 50
+	var flood []*grpc.ClientConn
+	for range conns {
+		c := f.dial()
+		defer c.Close()
+		flood = append(flood, c)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		refused int
+		other   []error
+	)
+	for i := range attempts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := watch(flood[i%conns])
+			mu.Lock()
+			defer mu.Unlock()
+			if status.Code(err) == codes.ResourceExhausted {
+				refused++
+			} else {
+				other = append(other, err)
+			}
+		}()
+	}
+	wg.Wait()
+	goAfter := runtime.NumGoroutine()
+	t.Logf("32 held; %d of %d more refused; goroutines %d with the watchers held, %d after the flood", refused, attempts, goHeld, goAfter)
+	if refused != attempts {
+		t.Fatalf("%d of %d refused; first other outcome: %v", refused, attempts, other[0])
+	}
+	// The flood left nothing behind but the 50 connections' own goroutines.
+	if goAfter-goHeld > 20*conns {
+		t.Fatalf("goroutines grew from %d to %d", goHeld, goAfter)
+	}
+	// Health Check itself needs no token.
+	if _, err := healthpb.NewHealthClient(flood[0]).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("Check without a token: %v", err)
+	}
+}
+
+// TestReflectionNeedsTheToken: server reflection is behind the fleet token.
+func TestReflectionNeedsTheToken(t *testing.T) {
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: "secret"})
+	conn := f.dial()
+	defer conn.Close()
+	for _, tc := range []struct {
+		token string
+		code  codes.Code
+	}{{"", codes.Unauthenticated}, {"wrong", codes.Unauthenticated}, {"secret", codes.OK}} {
+		ctx := context.Background()
+		if tc.token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tc.token)
+		}
+		st, err := grpc_reflection_v1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err == nil {
+			// A refused stream's status comes from Recv (Send may only see EOF).
+			_ = st.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}})
+			_, err = st.Recv()
+		}
+		if status.Code(err) != tc.code {
+			t.Errorf("token %q: %v, want %v", tc.token, err, tc.code)
+		}
+	}
+}
+
+// remoteListener makes in-memory connections look like they come from a
+// non-loopback address.
+type remoteListener struct{ *bufconn.Listener }
+
+func (l remoteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return remoteConn{c}, nil
+}
+
+type remoteConn struct{ net.Conn }
+
+func (remoteConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 40000} }
+
+// TestPlaintextTokenFromRemotePeer: a token that crossed the network in the
+// clear (no TLS, peer not on loopback) is refused as a configuration error,
+// unless the coordinator is told the network is a development one.
+func TestPlaintextTokenFromRemotePeer(t *testing.T) {
+	for _, fleetInsecure := range []bool{false, true} {
+		t.Run(fmt.Sprint("fleet_insecure=", fleetInsecure), func(t *testing.T) {
+			c, err := New(Config{API: newFakeAPI(), HeartbeatInterval: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := NewServer(c, ServerConfig{Token: "secret", FleetInsecure: fleetInsecure})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lis := bufconn.Listen(1 << 20)
+			go srv.Serve(remoteListener{lis})
+			defer srv.Stop(0)
+			conn, err := grpc.NewClient("passthrough:///x",
+				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+				grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer secret")
+			_, err = healthpb.NewHealthClient(conn).List(ctx, &healthpb.HealthListRequest{})
+			want := codes.PermissionDenied
+			if fleetInsecure {
+				want = codes.OK
+			}
+			if status.Code(err) != want {
+				t.Fatalf("List with the token over plaintext from 10.1.2.3: %v, want %v", err, want)
+			}
+			if err != nil && !strings.Contains(err.Error(), "DRAGONFLY_FLEET_INSECURE") {
+				t.Fatalf("refusal %q does not say what to do", err)
+			}
+		})
+	}
+}
+
+// TestInsecureNeedsLoopback: a coordinator without a token serves only on a
+// loopback (or in-memory) listener.
+func TestInsecureNeedsLoopback(t *testing.T) {
+	c, err := New(Config{API: newFakeAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ":0") // every interface
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := srv.Serve(ln); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("Serve on %s: %v, want a refusal naming loopback", ln.Addr(), err)
+	}
+	if _, err := NewServer(c, ServerConfig{}); err == nil {
+		t.Fatal("a server with neither token nor insecure was built")
+	}
+}
+
+// TestMaxWorkers: connections beyond DRAGONFLY_MAX_WORKERS are closed at
+// once (Unavailable to the client) and sessions beyond it are refused with
+// ResourceExhausted: retry later, never Unauthenticated.
+func TestMaxWorkers(t *testing.T) {
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Insecure: true, MaxWorkers: 2})
+	a := f.worker("a", 1)
+	a.ready()
+	b := f.worker("b", 1)
+	b.ready()
+	// A second session on a's connection: over the session cap.
+	stream, err := fleetv1.NewFleetServiceClient(a.conn).Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(hello("a2", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("third session: %v, want ResourceExhausted", err)
+	}
+	// A third connection: closed as soon as it is accepted.
+	conn := f.dial()
+	defer conn.Close()
+	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("third connection: %v, want Unavailable", err)
+	}
+	if f.srv.RefusedConnections() == 0 {
+		t.Fatal("no connection counted as refused")
+	}
+}
+
+// TestNonScanningWorkerRefused: a worker that announces it fabricates
+// results is refused as a configuration error.
+func TestNonScanningWorkerRefused(t *testing.T) {
+	f := startFleet(t, newFakeAPI(), nil)
+	conn := f.dial()
+	defer conn.Close()
+	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hello("bench", 1)
+	h.GetHello().Mode = fleetv1.WorkerMode_WORKER_MODE_NON_SCANNING
+	if err := stream.Send(h); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "only real scans") {
+		t.Fatalf("non-scanning worker: %v, want PermissionDenied", err)
+	}
+}
+
+// TestResultsAreCheckedAgainstTheRules: a result that names a rule the set
+// does not have, or gives a rule another weight, ends the session (its tasks
+// go elsewhere); a claimed score is recomputed from the rules' weights.
+func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hit  *fleetv1.RuleHit
+	}{
+		{"unknown rule", &fleetv1.RuleHit{Name: "made_up", Weight: 100}},
+		{"wrong weight", &fleetv1.RuleHit{Name: "r1", Weight: -50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(job("p", "u1"))
+			f := startFleet(t, api, func(c *Config) { c.VerifyRate = -1 })
+			liar := f.worker("liar", 1)
+			liar.ready()
+			tk := liar.tasks(1)[0]
+			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+				Score: 100, TopFile: "x.py", TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
+			}}})
+			select {
+			case err := <-liar.recv:
+				if status.Code(err) != codes.InvalidArgument {
+					t.Fatalf("liar's session ended with %v, want InvalidArgument", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("an invalid result was accepted")
+			}
+			honest := f.worker("honest", 1)
+			honest.ready()
+			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
+			if r := api.waitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
+				t.Fatalf("report %+v, want the honest score 3", r)
+			}
+		})
+	}
+	// A claimed score is not trusted: the rules' weights decide.
+	api := newFakeAPI(job("q", "u1"))
+	f := startFleet(t, api, func(c *Config) { c.VerifyRate = -1 })
+	w := f.worker("w", 1)
+	w.ready()
+	tk := w.tasks(1)[0]
+	w.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+		Score: 0, TopFile: "x.py", TopFileScore: 0, Rules: []*fleetv1.RuleHit{{Name: "heavy", Weight: 9}},
+	}}})
+	if r := api.waitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 9 {
+		t.Fatalf("report %+v, want score 9 from the rule's weight", r)
+	}
+}
+
+// TestLiarCaughtBySpotCheck: with spot checks on every task and three
+// workers, a worker that reports a malicious distribution clean is outvoted
+// and quarantined, and the release is reported with the honest verdict.
+func TestLiarCaughtBySpotCheck(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, func(c *Config) { c.VerifyRate = 1 })
+	// The liar and one honest worker get the two copies of the check (the
+	// job is leased once both are ready)...
+	liar := f.worker("liar", 1)
+	liar.ready()
+	honest1 := f.worker("honest1", 1)
+	honest1.ready()
+	f.waitIdentities(t, 2)
+	api.add(job("evil", "u1"))
+	lt, ht := liar.tasks(1)[0], honest1.tasks(1)[0]
+	if lt.GetUrl() != "u1" || ht.GetUrl() != "u1" {
+		t.Fatalf("copies %v %v", lt, ht)
+	}
+	// ...a third identity is ready when they disagree, and decides.
+	honest2 := f.worker("honest2", 1)
+	honest2.ready()
+	f.waitIdentities(t, 3)
+	liar.answer(result(lt, ""))
+	honest1.answer(result(ht, "evil.py", "heavy"))
+	honest2.answer(result(honest2.tasks(1)[0], "evil.py", "heavy"))
+	api.waitReports(t, 1)
+	r := api.snapshot()[0]
+	if r.Success == nil || r.Success.Score != 9 {
+		t.Fatalf("report %+v, want the honest score 9", r)
+	}
+	q := f.c.Snapshot().Dispatch.Quarantined
+	if len(q) != 1 || q[0].Identity != "liar" {
+		t.Fatalf("quarantined %+v, want the liar", q)
+	}
+}
+
+// TestOversizedRuleSetRefused: a rule set from the API over the protocol's
+// limit is refused with a clear error and the rules in use stay.
+func TestOversizedRuleSetRefused(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 1)
+	w.ready()
+	api.mu.Lock()
+	api.rules = mainframe.RuleSet{Hash: "huge", Rules: map[string]string{"a": strings.Repeat("x", protocol.MaxRuleSetBytes+1)}}
+	api.mu.Unlock()
+	err := f.c.rules.update(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "keeping the rules in use") {
+		t.Fatalf("update: %v, want a refusal", err)
+	}
+	if h := f.c.Snapshot().RulesHash; h != "h1" {
+		t.Fatalf("rules %q, want h1 kept", h)
+	}
+}
+
+// TestLargeRuleSetReachesWorkers: a 5 MB rule set (over gRPC's default 4 MiB)
+// reaches a worker that uses the protocol's limits.
+func TestLargeRuleSetReachesWorkers(t *testing.T) {
+	big := strings.Repeat("// a comment line to make the set large\n", 5<<20/40)
+	api := newFakeAPI()
+	api.rules = mainframe.RuleSet{Hash: "big", Rules: map[string]string{"a": testRules, "pad": big}}
+	f := startFleet(t, api, nil)
+	w := f.worker("w", 1)
+	if h := w.ready(); h != "big" {
+		t.Fatalf("rules %q", h)
+	}
+}
