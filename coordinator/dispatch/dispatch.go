@@ -65,6 +65,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
@@ -705,7 +706,7 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 		return
 	}
 	if r.Dist == nil {
-		r.Failure = clip.String(r.Failure, clip.Default)
+		r.Failure = clip.String(r.Failure, protocol.MaxTextBytes)
 		if r.Failure == "" {
 			r.Failure = "distribution " + clip.String(t.job.Distributions[t.index], 1024) + ": scan failed"
 		}
