@@ -11,6 +11,10 @@
 #                  the official golang image; `make image` passes a local one
 #                  made by scripts/builder-image where no image can be pulled.
 #   VERSION        version string linked into the binary (default: dev).
+#   REVISION       VCS revision linked into the binary (`dragonfly version`);
+#                  the build context has no .git, so the Go toolchain records
+#                  none. `make image` passes `git rev-parse HEAD` (with
+#                  "-dirty" for a modified working tree). Default: none.
 #   GOPROXY        Go module proxy for the build (default: Go's own default).
 #   GOFLAGS        extra go flags; with -mod=vendor the module download is skipped
 #                  and vendor/ from the build context is used (offline builds:
@@ -48,11 +52,13 @@ RUN case " ${GOFLAGS:-} " in \
 
 COPY . .
 ARG VERSION=dev
+ARG REVISION=
 RUN set -eu; \
+    case "${REVISION}" in *[!0-9a-zA-Z.-]*) echo "REVISION must be a commit hash, got: ${REVISION}" >&2; exit 1 ;; esac; \
     CGO_ENABLED=1 CGO_LDFLAGS="$(pkg-config --static --libs yara libmagic)" \
     go build -trimpath -buildvcs=false \
       -tags yara_static,netgo,osusergo \
-      -ldflags "-s -w -linkmode external -extldflags -static -X github.com/dragonfly-fleet/fleet/version.version=${VERSION}" \
+      -ldflags "-s -w -linkmode external -extldflags -static -X github.com/dragonfly-fleet/fleet/version.version=${VERSION} -X github.com/dragonfly-fleet/fleet/version.revision=${REVISION}" \
       -o /out/rootfs/usr/local/bin/dragonfly ./cmd/dragonfly; \
     cd /out/rootfs; \
     mkdir -p etc/ssl/certs usr/lib/file etc/dragonfly data tmp; \
@@ -74,8 +80,10 @@ RUN ["/usr/local/bin/dragonfly", "version"]
 # them at /etc/dragonfly. /data is for the coordinator's outbox (a volume).
 WORKDIR /etc/dragonfly
 USER 65532:65532
-# 50051 coordinator gRPC; 9090 coordinator /metrics; 8000 devapi.
-EXPOSE 50051 9090
+# 50051 coordinator gRPC; 10179 coordinator /metrics, /status, /healthz,
+# /readyz; 10180 worker /metrics, /healthz, /readyz (as the examples set
+# DRAGONFLY_WORKER_METRICS_ADDR); 8000 devapi.
+EXPOSE 50051 10179 10180
 ENTRYPOINT ["/usr/local/bin/dragonfly"]
 CMD ["--help"]
 LABEL org.opencontainers.image.title="dragonfly-fleet" \

@@ -17,6 +17,9 @@ IMAGE ?= dragonfly-fleet:dev
 BUILDER_IMAGE ?=
 DOCKER ?= docker
 IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The commit linked into the binary (`dragonfly version`; the build context
+# has no .git): "-dirty" marks uncommitted changes in the working tree.
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 
 .PHONY: image builder-image image-clean
 
@@ -30,7 +33,7 @@ image:
 	if [ -z "$$builder" ]; then builder=$$(scripts/builder-image); fi; \
 	t1=$$(date +%s); \
 	echo "image: builder $$builder ($$((t1 - t0))s)"; \
-	$(DOCKER) build --force-rm --build-arg BUILDER_IMAGE="$$builder" --build-arg VERSION="$(IMAGE_VERSION)" -t $(IMAGE) . ; \
+	$(DOCKER) build --force-rm --build-arg BUILDER_IMAGE="$$builder" --build-arg VERSION="$(IMAGE_VERSION)" --build-arg REVISION="$(IMAGE_REVISION)" -t $(IMAGE) . ; \
 	t2=$$(date +%s); \
 	echo "image: $(IMAGE) built in $$((t2 - t1))s (total $$((t2 - t0))s)"; \
 	DOCKER=$(DOCKER) scripts/image-prune; \

@@ -1,10 +1,23 @@
 // Package version reports the build's version string.
 package version
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"strings"
+)
 
 // version is set at link time: -ldflags "-X github.com/dragonfly-fleet/fleet/version.version=v1.2.3".
 var version = ""
+
+// revision is the VCS revision set at link time, for builds whose source has
+// no .git (a container image's build context): -ldflags "-X
+// github.com/dragonfly-fleet/fleet/version.revision=$(git rev-parse HEAD)".
+// A "-dirty" suffix marks a working tree with local modifications. It wins
+// over the revision the Go toolchain records.
+var revision = ""
+
+// dirtySuffix marks a link-time revision built from a modified working tree.
+const dirtySuffix = "-dirty"
 
 // String returns the version of this build: the link-time version when set,
 // else the module version or VCS revision recorded by the Go toolchain, else "dev".
@@ -12,14 +25,12 @@ func String() string {
 	if version != "" {
 		return version
 	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
 	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := revision(bi.Settings)
+	rev, dirty := Revision()
 	if rev == "" {
 		return "dev"
 	}
@@ -36,18 +47,32 @@ func String() string {
 func UserAgent() string { return "dragonfly-fleet/" + String() }
 
 // Revision returns the VCS revision this binary was built from (the full
-// commit hash, "" when the toolchain recorded none, as with go run or a
-// build outside a repository) and whether the working tree had local
-// modifications.
+// commit hash) and whether the working tree had local modifications: the
+// link-time revision when set (see revision), else the one the Go toolchain
+// recorded, else "" (go run, or a build outside a repository).
 func Revision() (rev string, modified bool) {
+	if rev, modified, ok := linked(revision); ok {
+		return rev, modified
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "", false
 	}
-	return revision(bi.Settings)
+	return fromSettings(bi.Settings)
 }
 
-func revision(settings []debug.BuildSetting) (rev string, modified bool) {
+// linked parses a link-time revision: "" is none; a "-dirty" suffix means
+// modified.
+func linked(s string) (rev string, modified, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", false, false
+	}
+	rev, modified = strings.CutSuffix(s, dirtySuffix)
+	return rev, modified, rev != ""
+}
+
+func fromSettings(settings []debug.BuildSetting) (rev string, modified bool) {
 	for _, s := range settings {
 		switch s.Key {
 		case "vcs.revision":
