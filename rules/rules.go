@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/score"
 	yara "github.com/hillu/go-yara/v4"
 )
@@ -25,6 +26,20 @@ import (
 type Set struct {
 	Hash    string            `json:"hash"`
 	Sources map[string]string `json:"rules"`
+	// Files names the file each source was read from, by stem, as Load found
+	// it ("rules/zzz.yar"): messages about a source name it (FileName). It is
+	// not part of the document the API serves nor of the hash.
+	Files map[string]string `json:"-"`
+}
+
+// FileName is the name messages give the source of stem: the file it was
+// read from, or, for sources without a file (an API document), the stem with
+// ".yara".
+func (s Set) FileName(stem string) string {
+	if f, ok := s.Files[stem]; ok && f != "" {
+		return f
+	}
+	return stem + ".yara"
 }
 
 // Stems returns the set's file stems in the order they are compiled.
@@ -85,8 +100,9 @@ func Load(path string) (Set, error) {
 		}
 		return s, nil
 	}
-	src := map[string]string{stem(filepath.Base(path)): string(data)}
-	return Set{Hash: ContentHash(src), Sources: src}, nil
+	st := stem(filepath.Base(path))
+	src := map[string]string{st: string(data)}
+	return Set{Hash: ContentHash(src), Sources: src, Files: map[string]string{st: path}}, nil
 }
 
 func looksLikeJSON(data []byte) bool {
@@ -99,7 +115,7 @@ func loadDir(dir string) (Set, error) {
 	if err != nil {
 		return Set{}, fmt.Errorf("rules: %w", err)
 	}
-	src := map[string]string{}
+	src, files := map[string]string{}, map[string]string{}
 	for _, e := range ents {
 		name := e.Name()
 		ext := filepath.Ext(name)
@@ -112,14 +128,15 @@ func loadDir(dir string) (Set, error) {
 		}
 		st := stem(name)
 		if _, dup := src[st]; dup {
-			return Set{}, fmt.Errorf("rules: %s: two files with stem %q", dir, st)
+			return Set{}, fmt.Errorf("rules: %s: two files with stem %q (%s and %s)", dir, st, files[st], filepath.Join(dir, name))
 		}
 		src[st] = string(data)
+		files[st] = filepath.Join(dir, name)
 	}
 	if len(src) == 0 {
 		return Set{}, fmt.Errorf("rules: no .yara or .yar files in %s", dir)
 	}
-	return Set{Hash: ContentHash(src), Sources: src}, nil
+	return Set{Hash: ContentHash(src), Sources: src, Files: files}, nil
 }
 
 func stem(name string) string { return strings.TrimSuffix(name, filepath.Ext(name)) }
@@ -131,14 +148,19 @@ type Compiled struct {
 	hash    string
 	yara    *yara.Rules
 	meta    map[string]score.Rule
+	desc    map[string]string // "description" metadata, by rule
 	count   int
 	elapsed time.Duration
 }
 
 // CompileError is a rule set that does not compile. Each message names the
-// source file (its stem with ".yara") and the line within it.
+// source file (Set.FileName: the file it was read from, else its stem with
+// ".yara") and the line within it.
 type CompileError struct {
+	// Messages are "FILE:LINE: TEXT", one per libyara error.
 	Messages []string
+	// Diagnostics are the same errors, structured.
+	Diagnostics []Diagnostic
 }
 
 func (e *CompileError) Error() string {
@@ -149,64 +171,119 @@ func (e *CompileError) Error() string {
 }
 
 // Compile compiles a set as one rule set: the sources in stem order joined with
-// "\n", like the Dragonfly clients do.
+// "\n", like the Dragonfly clients do. libyara's warnings are dropped (Check
+// returns them).
 func Compile(s Set) (*Compiled, error) {
+	c, _, err := compile(s)
+	return c, err
+}
+
+// maxMessage bounds the text of one libyara message (it quotes identifiers
+// and strings from the sources).
+const maxMessage = 1 << 10
+
+// compile compiles s like Compile and also returns libyara's warnings and,
+// when it fails, its errors, each located in its source file.
+func compile(s Set) (*Compiled, []Diagnostic, error) {
 	start := time.Now()
 	stems := s.Stems()
 	if len(stems) == 0 {
-		return nil, &CompileError{Messages: []string{"empty rule set"}}
+		return nil, nil, &CompileError{Messages: []string{"empty rule set"}, Diagnostics: []Diagnostic{{Severity: Error, Text: "empty rule set"}}}
 	}
-	// firstLine[i] is the line of the joined text where source i starts.
-	firstLine := make([]int, len(stems))
+	text, lm := s.join(stems)
+	c, err := yara.NewCompiler()
+	if err != nil {
+		return nil, nil, fmt.Errorf("yara compiler: %w", err)
+	}
+	defer c.Destroy()
+	c.DisableIncludes()
+	addErr := c.AddString(text, "")
+	var diags []Diagnostic
+	for _, m := range c.Warnings {
+		diags = append(diags, lm.diagnostic(Warning, m))
+	}
+	if addErr != nil || len(c.Errors) > 0 {
+		ce := &CompileError{}
+		for _, m := range c.Errors {
+			ce.Diagnostics = append(ce.Diagnostics, lm.diagnostic(Error, m))
+		}
+		if len(ce.Diagnostics) == 0 {
+			ce.Diagnostics = append(ce.Diagnostics, Diagnostic{Severity: Error, Text: clip.String(addErr.Error(), maxMessage)})
+		}
+		for _, d := range ce.Diagnostics {
+			ce.Messages = append(ce.Messages, d.location()+d.Text)
+		}
+		return nil, append(diags, ce.Diagnostics...), ce
+	}
+	yr, err := c.GetRules()
+	if err != nil {
+		return nil, diags, fmt.Errorf("yara rules: %w", err)
+	}
+	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}, desc: map[string]string{}}
+	if cr.hash == "" {
+		cr.hash = ContentHash(s.Sources)
+	}
+	for _, r := range yr.GetRules() {
+		cr.meta[r.Identifier()] = ruleMeta(r.Identifier(), r.Metas())
+		if d, ok := description(r.Metas()); ok {
+			cr.desc[r.Identifier()] = d
+		}
+		cr.count++
+	}
+	cr.elapsed = time.Since(start)
+	return cr, diags, nil
+}
+
+// join returns the sources of stems joined with "\n", as the clients compile
+// them, and the map from lines of the joined text back to the sources.
+func (s Set) join(stems []string) (string, lineMap) {
+	lm := lineMap{first: make([]int, len(stems)), files: make([]string, len(stems)), stems: stems}
 	var b strings.Builder
 	line := 1
 	for i, st := range stems {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		firstLine[i] = line
+		lm.first[i] = line
+		lm.files[i] = s.FileName(st)
 		b.WriteString(s.Sources[st])
 		line += strings.Count(s.Sources[st], "\n") + 1
 	}
-	c, err := yara.NewCompiler()
-	if err != nil {
-		return nil, fmt.Errorf("yara compiler: %w", err)
-	}
-	defer c.Destroy()
-	c.DisableIncludes()
-	if err := c.AddString(b.String(), ""); err != nil || len(c.Errors) > 0 {
-		ce := &CompileError{}
-		for _, m := range c.Errors {
-			i := sourceAt(firstLine, m.Line)
-			ce.Messages = append(ce.Messages, fmt.Sprintf("%s.yara:%d: %s", stems[i], m.Line-firstLine[i]+1, m.Text))
-		}
-		if len(ce.Messages) == 0 {
-			ce.Messages = append(ce.Messages, err.Error())
-		}
-		return nil, ce
-	}
-	yr, err := c.GetRules()
-	if err != nil {
-		return nil, fmt.Errorf("yara rules: %w", err)
-	}
-	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}}
-	if cr.hash == "" {
-		cr.hash = ContentHash(s.Sources)
-	}
-	for _, r := range yr.GetRules() {
-		cr.meta[r.Identifier()] = ruleMeta(r.Identifier(), r.Metas())
-		cr.count++
-	}
-	cr.elapsed = time.Since(start)
-	return cr, nil
+	return b.String(), lm
 }
 
-func sourceAt(firstLine []int, line int) int {
-	i, found := slices.BinarySearch(firstLine, line)
+// lineMap maps a line of the joined sources to its source: first[i] is the
+// line of the joined text where source i starts.
+type lineMap struct {
+	first []int
+	files []string
+	stems []string
+}
+
+// locate returns the source index and the line within it of a line of the
+// joined text; -1 for a line outside every source (libyara's 0: none).
+func (lm lineMap) locate(line int) (int, int) {
+	if line <= 0 || len(lm.first) == 0 {
+		return -1, 0
+	}
+	i, found := slices.BinarySearch(lm.first, line)
 	if !found {
 		i--
 	}
-	return max(i, 0)
+	return i, line - lm.first[i] + 1
+}
+
+// diagnostic turns a libyara message into a diagnostic located in its file.
+func (lm lineMap) diagnostic(sev Severity, m yara.CompilerMessage) Diagnostic {
+	d := Diagnostic{Severity: sev, Text: clip.String(m.Text, maxMessage)}
+	if m.Rule != nil && sev == Warning {
+		// A warning's rule is complete; an error's may be half built.
+		d.Rule = m.Rule.Identifier()
+	}
+	if i, line := lm.locate(m.Line); i >= 0 {
+		d.File, d.Stem, d.Line = lm.files[i], lm.stems[i], line
+	}
+	return d
 }
 
 // ruleMeta reads the scoring metadata: "weight" (an integer; anything else is
@@ -236,6 +313,21 @@ func ruleMeta(name string, metas []yara.Meta) score.Rule {
 	}
 	return r
 }
+
+// description returns the first "description" metadata, if it is a string.
+func description(metas []yara.Meta) (string, bool) {
+	for _, m := range metas {
+		if m.Identifier == "description" {
+			v, ok := m.Value.(string)
+			return v, ok
+		}
+	}
+	return "", false
+}
+
+// Description returns the "description" metadata of the rule with
+// identifier name ("" when it has none or it is not a string).
+func (c *Compiled) Description(name string) string { return c.desc[name] }
 
 // Hash is the rules commit this set was compiled from.
 func (c *Compiled) Hash() string { return c.hash }
