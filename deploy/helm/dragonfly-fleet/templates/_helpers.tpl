@@ -1,0 +1,122 @@
+{{/*
+Names. The fullname is the release name when it already contains the chart
+name (helm install dragonfly-fleet ...), else "<release>-<chart>".
+*/}}
+{{- define "dragonfly-fleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dragonfly-fleet.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "dragonfly-fleet.coordinator.fullname" -}}
+{{- printf "%s-coordinator" (include "dragonfly-fleet.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dragonfly-fleet.worker.fullname" -}}
+{{- printf "%s-worker" (include "dragonfly-fleet.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dragonfly-fleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; the component is added per object. */}}
+{{- define "dragonfly-fleet.labels" -}}
+helm.sh/chart: {{ include "dragonfly-fleet.chart" . }}
+app.kubernetes.io/name: {{ include "dragonfly-fleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: dragonfly-fleet
+app.kubernetes.io/version: {{ (.Values.image.tag | default .Chart.AppVersion) | toString | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "worker"). */}}
+{{- define "dragonfly-fleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dragonfly-fleet.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "dragonfly-fleet.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Secret volumes are mounted (read-only tmpfs). */}}
+{{- define "dragonfly-fleet.secretsDir" -}}/run/secrets/dragonfly{{- end }}
+
+{{/*
+The coordinator Service's name, which workers dial and which the
+coordinator's certificate must name (DNS SAN) unless tls.serverName is set.
+*/}}
+{{- define "dragonfly-fleet.coordinator.address" -}}
+{{- printf "%s:%d" (include "dragonfly-fleet.coordinator.fullname" .) (int .Values.coordinator.service.grpcPort) }}
+{{- end }}
+
+{{/* The API credential settings that api.credentials (and api.auth0GrantType) read. */}}
+{{- define "dragonfly-fleet.apiCredentialNames" -}}
+{{- $c := .Values.api.credentials }}
+{{- if eq $c "cloudflare" }}DRAGONFLY_CF_ACCESS_CLIENT_ID DRAGONFLY_CF_ACCESS_CLIENT_SECRET
+{{- else if and (eq $c "auth0") (eq .Values.api.auth0GrantType "client_credentials") }}DRAGONFLY_CLIENT_ID DRAGONFLY_CLIENT_SECRET
+{{- else if eq $c "auth0" }}DRAGONFLY_CLIENT_ID DRAGONFLY_CLIENT_SECRET DRAGONFLY_USERNAME DRAGONFLY_PASSWORD
+{{- else if ne $c "none" }}
+{{- fail (printf "api.credentials must be cloudflare, auth0 or none, not %q" $c) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of the values that the templates alone cannot express; each fails the
+render with a message that names the value.
+*/}}
+{{- define "dragonfly-fleet.validate" -}}
+{{- $mode := .Values.autoscaling.mode | toString }}
+{{- if not (has $mode (list "hpa" "keda" "none")) }}
+{{- fail (printf "autoscaling.mode must be hpa, keda or none (one autoscaler per Deployment: KEDA makes an HPA of its own), not %q" $mode) }}
+{{- end }}
+{{- if not .Values.fleetToken.existingSecret }}
+{{- fail "fleetToken.existingSecret: name the Secret holding the fleet token (the chart never creates secret values)" }}
+{{- end }}
+{{- if and (ne .Values.api.credentials "none") (not .Values.api.existingSecret) }}
+{{- fail "api.existingSecret: name the Secret holding the API credentials, or set api.credentials: none" }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+{{- if not .Values.tls.existingSecret }}
+{{- fail "tls.existingSecret: name the kubernetes.io/tls Secret of the coordinator's certificate (tls.crt, tls.key)" }}
+{{- end }}
+{{- if and .Values.tls.mutual.enabled (not .Values.tls.mutual.workerSecret) }}
+{{- fail "tls.mutual.workerSecret: name the kubernetes.io/tls Secret of the workers' client certificate" }}
+{{- end }}
+{{- if .Values.fleetInsecure }}
+{{- fail "fleetInsecure is for a development cluster without TLS: with tls.enabled leave it false" }}
+{{- end }}
+{{- else if not .Values.fleetInsecure }}
+{{- fail "tls.enabled is false: the fleet token would cross the network in plaintext. Enable TLS (production), or set fleetInsecure: true on a development cluster" }}
+{{- end }}
+{{- if and .Values.tls.mutual.enabled (not .Values.tls.enabled) }}
+{{- fail "tls.mutual.enabled needs tls.enabled" }}
+{{- end }}
+{{- if not (has .Values.api.auth0GrantType (list "password" "client_credentials")) }}
+{{- fail (printf "api.auth0GrantType must be password or client_credentials, not %q" .Values.api.auth0GrantType) }}
+{{- end }}
+{{- if and (eq $mode "keda") (not .Values.autoscaling.keda.serverAddress) }}
+{{- fail "autoscaling.keda.serverAddress: the Prometheus that scrapes the coordinator" }}
+{{- end }}
+{{- end }}

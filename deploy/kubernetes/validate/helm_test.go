@@ -1,0 +1,267 @@
+package validate
+
+import (
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+)
+
+// chartDir is the Helm chart.
+var chartDir = filepath.Join(repoRoot, "deploy", "helm", "dragonfly-fleet")
+
+const (
+	release = "dragonfly-fleet"
+	// helmNamespace differs from the kustomize namespace on purpose: the
+	// chart must follow the release's namespace everywhere.
+	helmNamespace = "scanning"
+	// kubeVersion is the cluster the renders assume (the chart needs 1.25+).
+	kubeVersion = "v1.33.0"
+)
+
+// helmRender renders the chart as `helm template` does (client only, no
+// cluster) and returns the manifest and the notes.
+func helmRender(t *testing.T, vals map[string]any) (manifest, notes string, err error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatalf("load chart: %v", err)
+	}
+	cfg := action.NewConfiguration()
+	cfg.SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)).Handler())
+	inst := action.NewInstall(cfg)
+	inst.DryRunStrategy = action.DryRunClient
+	inst.ReleaseName = release
+	inst.Namespace = helmNamespace
+	inst.Replace = true
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.KubeVersion = kv
+	rel, err := inst.RunWithContext(t.Context(), ch, vals)
+	if err != nil {
+		return "", "", err
+	}
+	r, ok := rel.(*releasev1.Release)
+	if !ok {
+		t.Fatalf("release of type %T", rel)
+	}
+	if len(r.Hooks) != 0 {
+		t.Errorf("the chart has %d hooks; it should have none", len(r.Hooks))
+	}
+	return r.Manifest, r.Info.Notes, nil
+}
+
+// values builds a values tree from dotted paths ("tls.mutual.enabled").
+func values(kv map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range kv {
+		parts := strings.Split(k, ".")
+		m := out
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = v
+	}
+	return out
+}
+
+// helmSecrets are the Secrets (and keys) that the values of the cases below name.
+var helmSecrets = map[string]map[string]bool{
+	"dragonfly-fleet":           {"DRAGONFLY_FLEET_TOKEN": true},
+	"dragonfly-api":             {"DRAGONFLY_CF_ACCESS_CLIENT_ID": true, "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": true},
+	"dragonfly-coordinator-tls": {"tls.crt": true, "tls.key": true, "ca.crt": true},
+	"auth0":                     {"DRAGONFLY_CLIENT_ID": true, "DRAGONFLY_CLIENT_SECRET": true, "DRAGONFLY_USERNAME": true, "DRAGONFLY_PASSWORD": true},
+	"fleet-certs":               {"tls.crt": true, "tls.key": true, "ca.crt": true},
+	"worker-certs":              {"tls.crt": true, "tls.key": true},
+	"status":                    {"token": true},
+	"my-fleet":                  {"token": true},
+}
+
+// helmCases are the value sets rendered, linted and checked: the defaults,
+// and non-default ones that switch every option on or off.
+var helmCases = []struct {
+	name string
+	vals map[string]any
+	want func(*fleetWant)
+}{
+	{
+		name: "defaults",
+		want: func(w *fleetWant) {
+			w.autoscaler, w.tls, w.workerCA, w.pvc, w.networkPolicies, w.pdb, w.podAnnotations = "HorizontalPodAutoscaler", true, true, true, true, true, true
+			w.apiCredentials = []string{"DRAGONFLY_CF_ACCESS_CLIENT_ID", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET"}
+		},
+	},
+	{
+		name: "keda+monitors+mtls+auth0+status-token",
+		vals: map[string]any{
+			"autoscaling.mode":                "keda",
+			"metrics.serviceMonitor.enabled":  true,
+			"metrics.serviceMonitor.labels":   map[string]any{"release": "prometheus"},
+			"metrics.podMonitor.enabled":      true,
+			"metrics.podAnnotations":          false,
+			"tls.existingSecret":              "fleet-certs",
+			"tls.mutual.enabled":              true,
+			"tls.mutual.workerSecret":         "worker-certs",
+			"tls.serverName":                  "fleet.example.org",
+			"api.credentials":                 "auth0",
+			"api.existingSecret":              "auth0",
+			"statusToken.existingSecret":      "status",
+			"statusToken.key":                 "token",
+			"fleetToken.existingSecret":       "my-fleet",
+			"fleetToken.key":                  "token",
+			"image.repository":                "registry.example.com/dragonfly-fleet",
+			"image.tag":                       "v1.2.3",
+			"coordinator.persistence.enabled": false,
+		},
+		want: func(w *fleetWant) {
+			w.autoscaler, w.serviceMonitor, w.podMonitor = "ScaledObject", true, true
+			w.tls, w.mutualTLS, w.workerCA, w.networkPolicies, w.pdb, w.statusToken = true, true, true, true, true, true
+			w.image = "registry.example.com/dragonfly-fleet:v1.2.3"
+			w.apiCredentials = []string{"DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_USERNAME", "DRAGONFLY_PASSWORD"}
+		},
+	},
+	{
+		name: "hpa+servicemonitor+public-ca+client-credentials",
+		vals: map[string]any{
+			"metrics.serviceMonitor.enabled": true,
+			"tls.caKey":                      "",
+			"api.credentials":                "auth0",
+			"api.existingSecret":             "auth0",
+			"api.auth0GrantType":             "client_credentials",
+			"image.digest":                   "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		},
+		want: func(w *fleetWant) {
+			w.autoscaler, w.serviceMonitor, w.tls, w.pvc, w.networkPolicies, w.pdb, w.podAnnotations = "HorizontalPodAutoscaler", true, true, true, true, true, true
+			w.image = "dragonfly-fleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+			w.apiCredentials = []string{"DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET"}
+		},
+	},
+	{
+		name: "development: no autoscaler, no TLS, no policies",
+		vals: map[string]any{
+			"autoscaling.mode":                      "none",
+			"worker.replicas":                       3,
+			"tls.enabled":                           false,
+			"fleetInsecure":                         true,
+			"networkPolicy.enabled":                 false,
+			"worker.podDisruptionBudget.enabled":    false,
+			"api.credentials":                       "none",
+			"api.baseURL":                           "http://devapi:8000",
+			"coordinator.persistence.existingClaim": "outbox",
+		},
+		want: func(w *fleetWant) {
+			w.workerReplicas, w.podAnnotations, w.existingClaim = 3, true, "outbox"
+		},
+	},
+}
+
+// TestHelmChart renders the chart with each value set, decodes every object
+// strictly into its API type (Kubernetes, KEDA, Prometheus Operator) and
+// holds it to the checks of the kustomize renders.
+func TestHelmChart(t *testing.T) {
+	for _, tc := range helmCases {
+		t.Run(tc.name, func(t *testing.T) {
+			manifest, notes, err := helmRender(t, values(tc.vals))
+			if err != nil {
+				t.Fatalf("helm template: %v", err)
+			}
+			objs, err := decodeAll("helm "+tc.name, []byte(manifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fleetWant{namespace: helmNamespace, image: "dragonfly-fleet:dev", secrets: helmSecrets}
+			tc.want(&want)
+			checkFleet(t, objs, want)
+			for _, o := range objs {
+				if o.labels["app.kubernetes.io/instance"] != release || o.labels["app.kubernetes.io/managed-by"] != "Helm" {
+					t.Errorf("%s %s: labels %v lack the release's", o.kind, o.name, o.labels)
+				}
+			}
+			if !strings.Contains(notes, release+"-coordinator") {
+				t.Errorf("NOTES.txt does not name the coordinator: %q", notes)
+			}
+			if !want.tls && !strings.Contains(notes, "WARNING") {
+				t.Errorf("NOTES.txt does not warn about plaintext tokens")
+			}
+		})
+	}
+}
+
+// TestHelmChartRefuses: values that would make a broken or unsafe fleet fail
+// the render with a message naming the value.
+func TestHelmChartRefuses(t *testing.T) {
+	cases := map[string]struct {
+		vals map[string]any
+		msg  string
+	}{
+		"two autoscalers":         {map[string]any{"autoscaling.mode": "hpa,keda"}, "autoscaling.mode"},
+		"unknown autoscaler":      {map[string]any{"autoscaling.mode": "vpa"}, "autoscaling.mode"},
+		"plaintext token":         {map[string]any{"tls.enabled": false}, "fleetInsecure"},
+		"insecure with TLS":       {map[string]any{"fleetInsecure": true}, "fleetInsecure"},
+		"no fleet secret":         {map[string]any{"fleetToken.existingSecret": ""}, "fleetToken.existingSecret"},
+		"no api secret":           {map[string]any{"api.existingSecret": ""}, "api.existingSecret"},
+		"unknown credentials":     {map[string]any{"api.credentials": "basic"}, "api.credentials"},
+		"unknown grant":           {map[string]any{"api.credentials": "auth0", "api.auth0GrantType": "implicit"}, "api.auth0GrantType"},
+		"no TLS secret":           {map[string]any{"tls.existingSecret": ""}, "tls.existingSecret"},
+		"mutual without TLS":      {map[string]any{"tls.enabled": false, "fleetInsecure": true, "tls.mutual.enabled": true}, "tls.mutual.enabled"},
+		"mutual without a CA":     {map[string]any{"tls.mutual.enabled": true, "tls.caKey": ""}, "tls.caKey"},
+		"mutual without a cert":   {map[string]any{"tls.mutual.enabled": true, "tls.mutual.workerSecret": ""}, "tls.mutual.workerSecret"},
+		"keda without prometheus": {map[string]any{"autoscaling.mode": "keda", "autoscaling.keda.serverAddress": ""}, "autoscaling.keda.serverAddress"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := helmRender(t, values(tc.vals))
+			if err == nil {
+				t.Fatalf("rendered without error")
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not name %s", err, tc.msg)
+			}
+		})
+	}
+}
+
+// TestHelmLint runs `helm lint` (as a library) with the default and every
+// non-default value set: no errors, no warnings.
+func TestHelmLint(t *testing.T) {
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range helmCases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := action.NewLint()
+			l.Namespace = helmNamespace
+			l.KubeVersion = kv
+			l.Strict = true
+			res := l.Run([]string{chartDir}, values(tc.vals))
+			if res.TotalChartsLinted != 1 {
+				t.Errorf("linted %d charts, want 1", res.TotalChartsLinted)
+			}
+			for _, m := range res.Messages {
+				if m.Severity > support.InfoSev {
+					t.Errorf("helm lint: %s", m)
+				} else {
+					t.Logf("helm lint: %s", m)
+				}
+			}
+			for _, err := range res.Errors {
+				t.Errorf("helm lint: %v", err)
+			}
+		})
+	}
+}
