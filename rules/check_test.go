@@ -146,8 +146,9 @@ func TestLintMetadata(t *testing.T) {
 		{`filetype = " .py"`, []string{`filetype " .py" has an empty entry (a leading space): Dragonfly splits it on each single space, and an empty suffix ends every path, so the rule counts in every file`}},
 		{`filetype = ".py "`, []string{`filetype ".py " has an empty entry (a trailing space): Dragonfly splits it on each single space, and an empty suffix ends every path, so the rule counts in every file`}},
 		{`filetype = ".py   .txt "`, []string{`filetype ".py   .txt " has an empty entry (a double space, a trailing space): Dragonfly splits it on each single space, and an empty suffix ends every path, so the rule counts in every file`}},
-		{`filetype = ".py py"`, []string{`filetype entry "py" has neither a dot nor a slash: it is a plain suffix, so it also matches paths such as "xpy"; did you mean ".py"?`}},
-		{`filetype = "PKG-INFO"`, []string{`filetype entry "PKG-INFO" has neither a dot nor a slash: it is a plain suffix, so it also matches paths such as "xPKG-INFO"; did you mean "/PKG-INFO"?`}},
+		{`filetype = ".py py"`, []string{`filetype entry "py" has no dot: it is a plain suffix, so it also matches paths such as "xpy"; did you mean ".py"?`}},
+		{`filetype = ".txt PTH"`, []string{`filetype entry "PTH" has no dot: it is a plain suffix, so it also matches paths such as "xPTH"; did you mean ".PTH"?`}},
+		{`filetype = "PKG-INFO METADATA setup"`, nil}, // file names, not typos
 		{`filetype = ".py" filetype = ".txt"`, []string{`a second filetype is ignored: Dragonfly reads the first (".py")`}},
 		{`filetype = "\x20.py"`, []string{`filetype " .py" has an empty entry (a leading space): Dragonfly splits it on each single space, and an empty suffix ends every path, so the rule counts in every file`}},
 	}

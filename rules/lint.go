@@ -101,23 +101,24 @@ func lintFiletype(v string, warn func(format string, a ...any)) {
 			showValue(v), strings.Join(uniq(where), ", "))
 	}
 	for _, e := range entries {
-		if e == "" || strings.ContainsAny(e, "./") {
+		if e == "" || strings.ContainsAny(e, "./") || !extensions[strings.ToLower(e)] {
 			continue
 		}
-		warn("filetype entry %s has neither a dot nor a slash: it is a plain suffix, so it also matches paths such as %s; did you mean %s?",
-			showValue(e), showValue("x"+e), showValue(suggest(e)))
+		warn("filetype entry %s has no dot: it is a plain suffix, so it also matches paths such as %s; did you mean %s?",
+			showValue(e), showValue("x"+e), showValue("."+e))
 	}
 }
 
-// suggest is the suffix a dotless filetype entry probably meant: ".py" for
-// "py", "/PKG-INFO" for a file name.
-func suggest(e string) string {
-	if len(e) <= 5 && strings.ToLower(e) == e && strings.IndexFunc(e, func(r rune) bool {
-		return (r < 'a' || r > 'z') && (r < '0' || r > '9')
-	}) < 0 {
-		return "." + e
+// extensions are file name extensions that, written without their dot in a
+// filetype, look like a typo (a file name such as PKG-INFO does not).
+var extensions = map[string]bool{}
+
+func init() {
+	for _, e := range strings.Fields(`py pyw pyc pyo pyi pyx pxd pth txt cfg ini toml json yaml yml
+		js mjs ts sh bash bat cmd ps1 vbs exe dll so dylib bin whl egg zip tar gz tgz bz2 xz
+		md rst html htm xml csv c h cc cpp hpp rs go java jar class rb pl php lua`) {
+		extensions[e] = true
 	}
-	return "/" + e
 }
 
 func uniq(s []string) []string {
@@ -169,10 +170,10 @@ type ruleDecl struct {
 
 // declarations returns the rules declared in a YARA source, in order.
 func declarations(src string) []ruleDecl {
-	toks := tokenize(src)
+	toks := lintTokenize(src)
 	var out []ruleDecl
 	for i := 0; i < len(toks); i++ {
-		if toks[i].kind != tokIdent || toks[i].text != "rule" || i+1 >= len(toks) || toks[i+1].kind != tokIdent {
+		if toks[i].kind != ltIdent || toks[i].text != "rule" || i+1 >= len(toks) || toks[i+1].kind != ltIdent {
 			continue
 		}
 		d := ruleDecl{name: toks[i+1].text, line: toks[i+1].line}
@@ -191,7 +192,7 @@ func declarations(src string) []ruleDecl {
 				if depth == 0 {
 					break
 				}
-			} else if t.kind == tokIdent && t.text == "meta" && j+1 < len(toks) && toks[j+1].is(":") {
+			} else if t.kind == ltIdent && t.text == "meta" && j+1 < len(toks) && toks[j+1].is(":") {
 				j = d.readMetas(toks, j+2) - 1
 			}
 		}
@@ -203,21 +204,21 @@ func declarations(src string) []ruleDecl {
 
 // readMetas reads "KEY = VALUE" entries from toks[j:] and returns the index
 // of the first token after them.
-func (d *ruleDecl) readMetas(toks []token, j int) int {
-	for j+2 < len(toks) && toks[j].kind == tokIdent && toks[j+1].is("=") {
+func (d *ruleDecl) readMetas(toks []lintToken, j int) int {
+	for j+2 < len(toks) && toks[j].kind == ltIdent && toks[j+1].is("=") {
 		key, line := toks[j].text, toks[j].line
 		v := toks[j+2]
 		next := j + 3
 		var value any
 		switch {
-		case v.kind == tokString:
+		case v.kind == ltString:
 			value = v.text
-		case v.kind == tokNumber:
+		case v.kind == ltNumber:
 			value = parseInt(v.text, false)
-		case v.is("-") && j+3 < len(toks) && toks[j+3].kind == tokNumber:
+		case v.is("-") && j+3 < len(toks) && toks[j+3].kind == ltNumber:
 			value = parseInt(toks[j+3].text, true)
 			next++
-		case v.kind == tokIdent && (v.text == "true" || v.text == "false"):
+		case v.kind == ltIdent && (v.text == "true" || v.text == "false"):
 			value = v.text == "true"
 		default:
 			return j
@@ -249,33 +250,33 @@ func parseInt(s string, neg bool) any {
 	return int(n)
 }
 
-type tokKind int
+type lintTokKind int
 
 const (
-	tokPunct tokKind = iota
-	tokIdent
-	tokNumber
-	tokString // a text string, decoded
-	tokOther  // a regular expression or a hex string
+	ltPunct lintTokKind = iota
+	ltIdent
+	ltNumber
+	ltString // a text string, decoded
+	ltOther  // a regular expression or a hex string
 )
 
-type token struct {
-	kind tokKind
+type lintToken struct {
+	kind lintTokKind
 	text string
 	line int
 }
 
-func (t token) is(p string) bool { return t.kind == tokPunct && t.text == p }
+func (t lintToken) is(p string) bool { return t.kind == ltPunct && t.text == p }
 
-// tokenize splits a YARA source into tokens. A '/' opens a regular
+// lintTokenize splits a YARA source into tokens. A '/' opens a regular
 // expression (as in libyara's lexer), a '{' after "=" a hex string; an
 // unterminated string, comment or regular expression ends the source.
-func tokenize(src string) []token {
-	var toks []token
+func lintTokenize(src string) []lintToken {
+	var toks []lintToken
 	line := 1
-	prev := func() token {
+	prev := func() lintToken {
 		if len(toks) == 0 {
-			return token{}
+			return lintToken{}
 		}
 		return toks[len(toks)-1]
 	}
@@ -303,7 +304,7 @@ func tokenize(src string) []token {
 			if !ok {
 				return toks
 			}
-			toks = append(toks, token{tokString, s, line})
+			toks = append(toks, lintToken{ltString, s, line})
 			i += n
 		case c == '/':
 			// YARA divides with '\': a '/' always opens a regular expression.
@@ -317,14 +318,14 @@ func tokenize(src string) []token {
 			if j >= len(src) || src[j] != '/' {
 				return toks
 			}
-			toks = append(toks, token{tokOther, "", line})
+			toks = append(toks, lintToken{ltOther, "", line})
 			i = j + 1
 		case c == '{' && prev().is("="):
 			end := strings.IndexByte(src[i:], '}')
 			if end < 0 {
 				return toks
 			}
-			toks = append(toks, token{tokOther, "", line})
+			toks = append(toks, lintToken{ltOther, "", line})
 			line += strings.Count(src[i:i+end], "\n")
 			i += end + 1
 		case isIdentStart(c):
@@ -332,17 +333,17 @@ func tokenize(src string) []token {
 			for j < len(src) && (isIdentStart(src[j]) || (src[j] >= '0' && src[j] <= '9')) {
 				j++
 			}
-			toks = append(toks, token{tokIdent, src[i:j], line})
+			toks = append(toks, lintToken{ltIdent, src[i:j], line})
 			i = j
 		case c >= '0' && c <= '9':
 			j := i
 			for j < len(src) && (isIdentStart(src[j]) || (src[j] >= '0' && src[j] <= '9')) {
 				j++
 			}
-			toks = append(toks, token{tokNumber, src[i:j], line})
+			toks = append(toks, lintToken{ltNumber, src[i:j], line})
 			i = j
 		default:
-			toks = append(toks, token{tokPunct, string(c), line})
+			toks = append(toks, lintToken{ltPunct, string(c), line})
 			i++
 		}
 	}

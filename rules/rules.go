@@ -266,11 +266,18 @@ func (lm lineMap) locate(line int) (int, int) {
 	if line <= 0 || len(lm.first) == 0 {
 		return -1, 0
 	}
-	i, found := slices.BinarySearch(lm.first, line)
+	i := sourceAt(lm.first, line)
+	return i, line - lm.first[i] + 1
+}
+
+// sourceAt returns the index of the source in which line of the joined text
+// lies, given the first line of each source.
+func sourceAt(firstLine []int, line int) int {
+	i, found := slices.BinarySearch(firstLine, line)
 	if !found {
 		i--
 	}
-	return i, line - lm.first[i] + 1
+	return max(i, 0)
 }
 
 // diagnostic turns a libyara message into a diagnostic located in its file.
