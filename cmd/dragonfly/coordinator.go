@@ -107,7 +107,6 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	if err != nil {
 		return nil, nil, usageError("%v", err)
 	}
-	obs.queue = api
 	ob, err := outbox.Open(outbox.Config{Path: f.outboxPath, Capacity: f.outboxSize})
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +199,6 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeOutbox(ob, log)
-	obs.attach(c)
 	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{
 		Token: token, Insecure: insecure, FleetInsecure: cc.fleetInsecure, TLS: tlsFiles,
 		MaxWorkers: cc.maxWorkers, Logger: log,
@@ -213,7 +211,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
 	log.Info("coordinator started", "listen", ln.Addr().String(), "api", f.api.BaseURL, "version", version.String(), "metrics", f.metricsAddr)
-	return serveCoordinator(ctx, srv, ln, f, obs, log)
+	return serveCoordinator(ctx, srv, c, ln, f, obs, log)
 }
 
 // closeOutbox closes the outbox, saying what did not reach its file.
@@ -225,8 +223,9 @@ func closeOutbox(ob *outbox.Outbox, log *slog.Logger) {
 
 // serveCoordinator runs the coordinator's gRPC server (which runs the
 // coordinator and stops in order: drain, flush, gRPC) beside its HTTP
-// servers (metrics and status; pprof when on), then stops those.
-func serveCoordinator(ctx context.Context, srv *coordinator.Server, ln net.Listener, f *coordinatorFlags, m *coordinatorMetrics, log *slog.Logger) error {
+// servers (metrics, status and health of c; pprof when on), then stops
+// those.
+func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinator.Coordinator, ln net.Listener, f *coordinatorFlags, m *coordinatorMetrics, log *slog.Logger) error {
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	var g errgroup.Group
@@ -235,10 +234,8 @@ func serveCoordinator(ctx context.Context, srv *coordinator.Server, ln net.Liste
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", f.metricsAddr, err)
 		}
-		status := func(p string) bool { return p == "/status" || p == "/status.json" || p == "/" }
-		hs := newHTTPServer(f.metricsAddr, bearerOnly(f.statusToken, status, m.handler()))
+		hs := newHTTPServer(f.metricsAddr, m.handler(c, srv.Ready, f.statusToken))
 		g.Go(func() error { return serveHTTP(httpCtx, hs, mln) })
-		g.Go(func() error { return m.run(httpCtx) })
 	}
 	if f.pprof {
 		pln, err := net.Listen("tcp", f.pprofAddr)

@@ -98,7 +98,6 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeOutbox(ob, log)
-	obs.attach(c)
 	// In one process the worker reaches the coordinator in memory: no
 	// network, so no token.
 	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true, Logger: log.With("component", "coordinator")})
@@ -124,7 +123,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	go func() { workerDone <- worker.Run(workerCtx, wcfg) }()
 	coordDone := make(chan error, 1)
 	go func() {
-		coordDone <- serveCoordinator(coordCtx, srv, ln, cf, obs, log.With("component", "coordinator"))
+		coordDone <- serveCoordinator(coordCtx, srv, c, ln, cf, obs, log.With("component", "coordinator"))
 	}()
 	if dev != nil {
 		g.Go(func() error { return awaitDemo(gctx, dev, stop) })

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"context"
 	"net/http"
+	"runtime"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
@@ -11,7 +11,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/metrics"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // autoscaleFlags shape dragonfly_fleet_desired_workers, the signal the
@@ -37,12 +36,11 @@ func (f *autoscaleFlags) validate() error {
 }
 
 // coordinatorMetrics is the coordinator's operators' view (package status):
-// it observes the coordinator and its API client, serves /metrics, /status
-// and /status.json, and polls the API's queue status.
+// it observes the coordinator and its API client, so it is built before
+// both; handler then serves what it saw and what the coordinator's
+// snapshots show.
 type coordinatorMetrics struct {
 	*status.Monitor
-	// queue is the API client, set once it exists; nil: no polling.
-	queue status.QueueSource
 	// worker is the in-process worker's metrics (dragonfly local), served
 	// on the same /metrics; nil otherwise.
 	worker *metrics.Recorder
@@ -52,7 +50,7 @@ var _ coordinator.Observer = (*coordinatorMetrics)(nil)
 
 func newCoordinatorMetrics(f autoscaleFlags) *coordinatorMetrics {
 	return &coordinatorMetrics{Monitor: status.New(status.Config{
-		Version: version.String(), Runtime: true,
+		Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Runtime: true,
 		MaxWorkers: f.maxWorkers, SlotsPerWorker: float64(f.workerSlots),
 	})}
 }
@@ -60,37 +58,43 @@ func newCoordinatorMetrics(f autoscaleFlags) *coordinatorMetrics {
 // apiObserver is the API client's Observer (mainframe.Config.Observer).
 func (m *coordinatorMetrics) apiObserver() mainframe.Observer { return m.APIObserver() }
 
-// attach starts reading the coordinator's state.
-func (m *coordinatorMetrics) attach(c *coordinator.Coordinator) { m.Attach(c) }
-
 // withWorker returns the metrics of a worker running in the same process
 // (dragonfly local): they are served on the coordinator's /metrics, without
 // a second copy of the Go runtime and process metrics.
 func (m *coordinatorMetrics) withWorker(threads int) workerMetrics {
-	m.worker = metrics.New(metrics.Config{Version: version.String(), Threads: threads})
+	m.worker = metrics.New(metrics.Config{Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Threads: threads})
 	return workerMetrics{m.worker}
 }
 
-// handler serves /metrics, /status, /status.json, and / (a redirect to
-// /status).
-func (m *coordinatorMetrics) handler() http.Handler {
-	if m.worker == nil {
-		return m.Handler()
+// handler serves the coordinator's HTTP surface for src (see
+// status.Monitor.Handler): /metrics, /healthz and /readyz to anyone (no
+// secret in them: probes and Prometheus need no token); /status,
+// /status.json and / only with "Authorization: Bearer statusToken" when
+// statusToken is set.
+func (m *coordinatorMetrics) handler(src status.Source, ready func() bool, statusToken string) http.Handler {
+	var extra []prometheus.Gatherer
+	if m.worker != nil {
+		extra = append(extra, m.worker.Registry())
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", m.Handler())
-	both := prometheus.Gatherers{m.Registry(), m.worker.Registry()}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(both, promhttp.HandlerOpts{}))
-	return mux
+	return bearerOnly(statusToken, isStatusPath, m.Handler(src, ready, extra...))
 }
 
-// run polls the API's GET /queue-status every 30 s until ctx ends. Without an
-// API client it returns at once.
-func (m *coordinatorMetrics) run(ctx context.Context) error {
-	if m.queue == nil {
-		return nil
+// isStatusPath reports whether path shows the status (token protected).
+func isStatusPath(path string) bool {
+	return path == "/status" || path == "/status.json" || path == "/"
+}
+
+// buildRevision is the VCS revision of this binary for build_info:
+// "unknown" when the toolchain recorded none, "-dirty" for a modified tree.
+func buildRevision() string {
+	rev, modified := version.Revision()
+	if rev == "" {
+		return "unknown"
 	}
-	return m.PollQueue(ctx, m.queue)
+	if modified {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 // workerMetrics observes a worker for Prometheus (package worker/metrics).
@@ -101,7 +105,7 @@ type workerMetrics struct {
 var _ worker.Observer = workerMetrics{}
 
 func newWorkerMetrics(threads int) workerMetrics {
-	return workerMetrics{metrics.New(metrics.Config{Version: version.String(), Threads: threads, Runtime: true})}
+	return workerMetrics{metrics.New(metrics.Config{Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Threads: threads, Runtime: true})}
 }
 
 // handler serves /metrics and /healthz.

@@ -5,16 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
-	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
 	"github.com/dragonfly-fleet/fleet/demo"
@@ -26,13 +29,13 @@ import (
 
 func TestStatusURL(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"localhost:9090", "http://localhost:9090/status.json"},
-		{":9090", "http://localhost:9090/status.json"},
-		{"10.0.0.7:9090", "http://10.0.0.7:9090/status.json"},
-		{"[::1]:9090", "http://[::1]:9090/status.json"},
-		{"http://coord:9090", "http://coord:9090/status.json"},
-		{"http://coord:9090/", "http://coord:9090/status.json"},
-		{"http://coord:9090/status", "http://coord:9090/status.json"},
+		{"localhost:10179", "http://localhost:10179/status.json"},
+		{":10179", "http://localhost:10179/status.json"},
+		{"10.0.0.7:10179", "http://10.0.0.7:10179/status.json"},
+		{"[::1]:10179", "http://[::1]:10179/status.json"},
+		{"http://coord:10179", "http://coord:10179/status.json"},
+		{"http://coord:10179/", "http://coord:10179/status.json"},
+		{"http://coord:10179/status", "http://coord:10179/status.json"},
 		{"https://ops.example/fleet/status.json", "https://ops.example/fleet/status.json"},
 		{"https://ops.example/fleet/", "https://ops.example/fleet/status.json"},
 	}
@@ -49,81 +52,187 @@ func TestStatusURL(t *testing.T) {
 	}
 }
 
-// sampleDocument is a status with every section filled.
+const longURL = "https://inspector.pypi.io/project/evilpkg-with-a-long-name/0.1.0rc1/evilpkg_with_a_long_name-0.1.0rc1.tar.gz/evilpkg_with_a_long_name-0.1.0rc1/src/evilpkg/setup.py"
+
+// sampleDocument is a status with every section filled, with values longer
+// than a terminal line.
 func sampleDocument() status.Document {
 	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
 	age := 125.0
+	liar := "cert:CN=worker-7f3a9c1e.scanners.eu-west-1.internal.example.org,OU=dragonfly-fleet,O=Example"
+	var rels []status.Release
+	for i := range 40 {
+		rels = append(rels, status.Release{Name: fmt.Sprintf("package-number-%02d", i), Version: "1.0.0", Finished: now.Add(-time.Duration(i) * time.Minute)})
+	}
 	return status.Document{
 		Generated: now, Version: "1.4.0", Started: now.Add(-3 * time.Hour), RulesHash: "abcdef0123456789abcdef",
+		Alerts: []status.Alert{{Level: status.AlertError, Title: "Outbox writes are failing",
+			Detail: "since 2026-08-01T11:59:00Z: 3 reports are held in memory only (a crash loses them) and leasing is paused until writes succeed. Last error: write /var/lib/dragonfly/outbox.db: no space left on device"}},
 		Fleet: status.Fleet{Workers: 1, SlotsTotal: 4, SlotsBusy: 3, JobsInFlight: 2, TasksWaiting: 1, OldestWaitingSeconds: 2.5,
 			TasksRunning: 3, OutboxReports: 1, DesiredWorkers: 3, JobsLeased: 40, JobsSucceeded: 35, JobsFailed: 2, ReportsAccepted: 36, ReportsConflicted: 1},
-		Workers: []status.Worker{{SessionID: "s1-w1", WorkerID: "w1", Host: "node-a", Version: "1.4.0", Slots: 4, Busy: 3, Held: 4,
-			RulesHashes: []string{"abcdef0123456789abcdef"}, Connected: now.Add(-time.Hour), LastHeartbeat: now.Add(-2 * time.Second), JobsDone: 37, TasksDone: 90}},
+		Workers: []status.Worker{{SessionID: "s1-w1", WorkerID: "w1", Identity: "w1", Host: "node-a", Version: "1.4.0", Slots: 4, Busy: 3, Held: 4,
+			RulesHashes: []string{"abcdef0123456789abcdef"}, Connected: now.Add(-time.Hour), LastHeartbeat: now.Add(-2 * time.Second), JobsDone: 37, TasksDone: 90},
+			{SessionID: "s2", WorkerID: "worker-with-a-very-long-identifier-0123456789", Host: "node-b.cluster.internal.example.org", Version: "1.4.0-dev-0123456789ab-dirty",
+				Slots: 64, Busy: 64, Held: 65, Draining: true, RulesHashes: []string{"abcdef0123456789abcdef", "0000000000000000aaaa"}, LastHeartbeat: now, JobsDone: 123456, TasksDone: 1234567}},
 		API: status.API{LastLease: now.Add(-time.Second), LastReport: now.Add(-3 * time.Second), WindowSeconds: 900,
 			Endpoints: []status.Endpoint{{Endpoint: "POST /jobs", Requests: 50, Errors: 2, LastStatus: 200, LastCall: now.Add(-time.Second)}},
 			LastError: &status.Error{Time: now.Add(-5 * time.Minute), Source: "lease", Message: "POST /jobs: 503 Service Unavailable"},
 			Queue:     &status.Queue{Fetched: now.Add(-10 * time.Second), Queued: 120, InProgress: 4, Retryable: 3, TotalBacklog: 127, OldestAgeSeconds: &age}},
+		SpotChecks: status.SpotChecks{Active: true, Rate: 0.02, Identities: 3, State: "on", Picked: 10, Agreed: 8, Mismatches: 1, Decided: 1,
+			Recent: []status.SpotCheck{{Time: now.Add(-time.Minute), Kind: status.SpotMismatch, Name: "evilpkg", Version: "0.1", Identities: []string{liar, "w1"},
+				Reason: "verdicts differ: score 0 against score 15 (rules r1, r2, r3) for https://files.example/packages/aa/bb/evilpkg-0.1.tar.gz"}}},
+		Quarantined: []status.Quarantined{{Identity: liar, Reason: "lied in a spot check of evilpkg 0.1: reported score 0, the majority 15", Since: now.Add(-time.Minute),
+			Releases: rels, WindowSeconds: 3600, Complete: true}},
+		TopRules: []status.RuleMatches{{Rule: "r1", Matches: 12}, {Rule: "a_rule_with_a_name_longer_than_any_terminal_column_should_have_to_show", Matches: 3}},
 		Results: []status.Result{{Finished: now.Add(-4 * time.Second), Name: "evilpkg", Version: "0.1", Score: 15,
 			Rules: []string{"r1", "r2", "r3", "r4", "r5", "r6", "r7"}, InspectorURL: "https://inspector.pypi.io/project/evilpkg/0.1/x/setup.py",
-			Workers: []string{"w1"}, ElapsedSeconds: 3.2, Report: status.ReportAccepted}},
+			Identities: []string{"w1"}, ElapsedSeconds: 3.2, Report: status.ReportAccepted},
+			{Finished: now.Add(-5 * time.Second), Name: "evilpkg-with-a-long-name", Version: "0.1.0rc1", Score: 120,
+				Rules: []string{"some_rule_with_a_long_name", "another_rule_with_a_long_name"}, InspectorURL: longURL,
+				Identities: []string{liar, "w1"}, Report: status.ReportRetrying}},
 		Failures: []status.Failure{{Time: now.Add(-time.Minute), Kind: status.FailureScan, Name: "huge", Version: "9",
-			Reason: "distribution huge-9.whl: expanded size exceeds limit DRAGONFLY_MAX_EXPANDED_SIZE", Report: status.ReportQueued}},
+			Reason: "distribution huge-9.whl: expanded size exceeds limit DRAGONFLY_MAX_EXPANDED_SIZE (512 MiB) after 1,234 files; the rest was not scanned", Report: status.ReportAccepted}},
 	}
 }
 
+// TestPrintStatus: the tables show every section in 80 columns; long values
+// are shortened (URLs in the middle), never wrapped past the width.
 func TestPrintStatus(t *testing.T) {
 	var out bytes.Buffer
-	if err := printStatus(&out, sampleDocument()); err != nil {
-		t.Fatal(err)
-	}
+	printStatus(&out, sampleDocument(), 80)
 	text := out.String()
 	for _, want := range []string{
 		"Coordinator 1.4.0 · rules abcdef012345 · up 3h00m",
+		"ERROR: Outbox writes are failing",
+		"no space left on",
 		"workers 1 (desired 3) · slots busy 3/4 · jobs in flight 2",
 		"tasks waiting 1 (oldest 2.5s)",
-		"WORKERS (1)",
-		"w1", "node-a", "2.0s ago", "1h00m ago",
+		"WORKERS (2)", "w1", "node-a", "2.0s ago", "3/4", "draining", "abcdef012345+1",
+		"QUARANTINED (1)", "POST /package", "cert:CN=worker-7f3a9c1e", "since 2026-08-01 11:59 UTC (1m00s ago) · 40 releases in the 1h00m before", "reason: lied in a spot check",
+		"package-number-00==1.0.0, package-number-01==1.0.0", "more; --format json lists them all",
+		"SPOT CHECKS", "on · rate 2% · 3 identities ready", "1 mismatched", "mismatch", "verdicts differ",
 		"last lease 1.0s ago · last report 3.0s ago",
 		"last error (lease, 5m00s ago): POST /jobs: 503 Service Unavailable",
-		"queue: 120 queued · 4 in progress · 3 retryable · 0 exhausted · 0 stranded · backlog 127, oldest 2m05s (fetched 10.0s ago)",
+		"queue: 120 queued · 4 in progress · 3 retryable", "backlog 127, oldest 2m05s (fetched 10.0s ago)",
 		"REQUESTS (15m00s)",
-		"RECENT RESULTS (1)", "evilpkg", "r1,r2,r3,r4,r5,+2", "accepted", "https://inspector.pypi.io/project/evilpkg/0.1/x/setup.py",
-		"RECENT FAILURES (1)", "DRAGONFLY_MAX_EXPANDED_SIZE",
+		"TOP RULES", "r1",
+		"RECENT RESULTS (2)", "evilpkg", "r1,r2,r3", "accepted", "inspector.pypi.io/project/evilpkg/0.1/x/setup.py",
+		"inspector.pypi.io/project/", "/src/evilpkg/setup.py",
+		"RECENT FAILURES (1)", "reported", "DRAGONFLY_MAX_EXPANDED_SIZE",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
-	// Columns line up: the worker row has as many fields as its header.
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "  WORKER") {
-			if n := len(strings.Fields(line)); n != 12 { // LAST HEARTBEAT is two words
+	for i, line := range strings.Split(text, "\n") {
+		if w := textWidth(line); w > 80 {
+			t.Errorf("line %d is %d columns: %q", i+1, w, line)
+		}
+	}
+	if strings.Contains(text, longURL) || strings.Contains(text, strings.TrimPrefix(longURL, "https://")) {
+		t.Error("the long inspector URL is printed whole: it does not fit 80 columns")
+	}
+	// Columns line up: the worker rows have as many fields as the header.
+	lines := strings.Split(text, "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(line, "  WORKER ") {
+			if n := len(strings.Fields(line)); n != 8 {
 				t.Errorf("worker header has %d fields: %q", n, line)
+			}
+			if n := len(strings.Fields(lines[i+1])); n != 9 { // "2.0s ago" is two
+				t.Errorf("worker row has %d fields: %q", n, lines[i+1])
 			}
 		}
 	}
 
+	// A wider terminal gets longer lines, still bounded.
 	out.Reset()
-	if err := printStatus(&out, status.Document{Generated: time.Now()}); err != nil {
-		t.Fatal(err)
+	printStatus(&out, sampleDocument(), 200)
+	if !strings.Contains(out.String(), strings.TrimPrefix(longURL, "https://")) {
+		t.Errorf("200 columns: the inspector URL should fit whole:\n%s", out.String())
 	}
-	for _, want := range []string{"rules not loaded", "none connected", "queue: not polled yet", "none yet", "last lease never"} {
+	for _, line := range strings.Split(out.String(), "\n") {
+		if textWidth(line) > 200 {
+			t.Errorf("line of %d columns at width 200", textWidth(line))
+		}
+	}
+
+	out.Reset()
+	printStatus(&out, status.Document{Generated: time.Now()}, 80)
+	for _, want := range []string{"rules not loaded", "none connected", "queue: not asked yet", "none yet", "last lease never"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("empty status lacks %q:\n%s", want, out.String())
 		}
 	}
 }
 
+// TestPrintStatusHostile: names and reasons from workers and the API cannot
+// put escape sequences or line breaks on the operator's terminal.
+func TestPrintStatusHostile(t *testing.T) {
+	d := sampleDocument()
+	d.Results[0].Name = "evil\x1b[2J\x1b]0;pwned\x07pkg"
+	d.Failures[0].Reason = "line one\nline two\r\x1b[31mred"
+	d.Workers[0].Host = "全角ホスト名全角ホスト名全角ホスト名全角ホスト名全角ホスト名"
+	var out bytes.Buffer
+	printStatus(&out, d, 80)
+	text := out.String()
+	if strings.ContainsAny(text, "\x1b\x07\r") {
+		t.Errorf("output carries control characters: %q", text)
+	}
+	if strings.Contains(text, "line one\n") {
+		t.Error("a reason's line break reached the output")
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if w := textWidth(line); w > 80 {
+			t.Errorf("line of %d columns (wide runes count two): %q", w, line)
+		}
+	}
+}
+
+func TestCut(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		n    int
+		end  string
+		midl string
+	}{
+		{"short", 10, "short", "short"},
+		{"0123456789abcdef", 8, "0123456…", "01…bcdef"},
+		{"0123456789abcdef", 5, "0123…", "0123…"},
+		{"全角全角全角", 9, "全角全角…", "全…全角"},
+		{"全角全角全角", 4, "全…", "全…"},
+	} {
+		if got := cutEnd(tt.s, tt.n); got != tt.end || textWidth(got) > tt.n {
+			t.Errorf("cutEnd(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.end)
+		}
+		if got := cutMiddle(tt.s, tt.n); got != tt.midl || textWidth(got) > tt.n {
+			t.Errorf("cutMiddle(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.midl)
+		}
+	}
+}
+
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	return runCmdEnv(t, nil, args...)
+}
+
+func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
-	env := &env{stdout: &o, stderr: &e, getenv: envMap(nil), dir: t.TempDir()}
+	env := &env{stdout: &o, stderr: &e, getenv: envMap(vars), dir: t.TempDir()}
 	code = run(t.Context(), env, args)
 	return o.String(), e.String(), code
 }
 
-// TestStatusCommand runs `dragonfly status` against a coordinator's status
-// handler (a Monitor that saw a job finish).
+// fixedSource is a coordinator's state without a coordinator.
+type fixedSource struct{ snap coordinator.Snapshot }
+
+func (s fixedSource) Snapshot() coordinator.Snapshot { return s.snap }
+func (s fixedSource) QueueStatus(context.Context, time.Duration) coordinator.QueueView {
+	return coordinator.QueueView{Err: errors.New("GET /queue-status: 404 Not Found")}
+}
+
+// TestStatusCommand runs `dragonfly status` against a coordinator's HTTP
+// surface (a Monitor that saw a job finish) behind a status token.
 func TestStatusCommand(t *testing.T) {
 	m := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
 	now := time.Now()
@@ -131,32 +240,47 @@ func TestStatusCommand(t *testing.T) {
 		Job:          dispatch.Job{Name: "evilpkg", Version: "0.1", Distributions: []string{"https://files.example/evilpkg-0.1.tar.gz"}, LeasedAt: now.Add(-time.Second)},
 		Package:      score.Package{Score: 10, RulesMatched: []string{"evil_rule"}, TopFile: "evilpkg-0.1/setup.py"},
 		InspectorURL: "https://inspector.pypi.io/project/evilpkg/0.1/evilpkg-0.1.tar.gz/evilpkg-0.1/setup.py", Finished: now,
+		Identities: []string{"cert:CN=w1"},
 	})
 	m.Reported(outbox.Report{Name: "evilpkg", Version: "0.1", Success: &outbox.Success{Score: 10}}, nil, time.Millisecond)
-	srv := httptest.NewServer(m.handler())
+	srv := httptest.NewServer(m.handler(fixedSource{}, func() bool { return true }, "s3cret-status"))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	out, errOut, code := runCmd(t, "status", "--coordinator", addr)
+	out, errOut, code := runCmd(t, "status", "--coordinator", addr, "--token", "s3cret-status")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"RECENT RESULTS (1)", "evilpkg", "evil_rule", "accepted", "WORKERS (0)"} {
+	for _, want := range []string{"RECENT RESULTS (1)", "evilpkg", "evil_rule", "accepted", "cert:CN=w1", "WORKERS (0)", "off: DRAGONFLY_VERIFY_RATE is 0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
 
-	out, errOut, code = runCmd(t, "status", "--json", "--coordinator", srv.URL+"/status")
+	out, errOut, code = runCmdEnv(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--format", "json", "--coordinator", srv.URL+"/status")
 	if code != 0 {
-		t.Fatalf("--json exit %d: %s", code, errOut)
+		t.Fatalf("--format json exit %d: %s", code, errOut)
 	}
 	var doc status.Document
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+		t.Fatalf("--format json output is not JSON: %v\n%s", err, out)
 	}
-	if len(doc.Results) != 1 || doc.Results[0].Name != "evilpkg" || doc.Fleet.ReportsAccepted != 1 {
-		t.Errorf("--json document = %+v", doc)
+	if len(doc.Results) != 1 || doc.Results[0].Name != "evilpkg" || doc.Fleet.ReportsAccepted != 1 ||
+		doc.Results[0].InspectorURL != "https://inspector.pypi.io/project/evilpkg/0.1/evilpkg-0.1.tar.gz/evilpkg-0.1/setup.py" {
+		t.Errorf("--format json document = %+v", doc)
+	}
+	if out2, _, code := runCmdEnv(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--json", "--coordinator", addr); code != 0 || !json.Valid([]byte(out2)) {
+		t.Errorf("--json: exit %d, valid JSON %v", code, json.Valid([]byte(out2)))
+	}
+
+	// Without the token, or with a wrong one: refused, saying why, exit 1.
+	_, errOut, code = runCmd(t, "status", "--coordinator", addr)
+	if code != 1 || !strings.Contains(errOut, "401 Unauthorized") || !strings.Contains(errOut, "DRAGONFLY_STATUS_TOKEN") {
+		t.Errorf("without the token: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runCmd(t, "status", "--coordinator", addr, "--token", "wrong")
+	if code != 1 || !strings.Contains(errOut, "refused the status token") || strings.Contains(errOut, "wrong") {
+		t.Errorf("with a wrong token: exit %d, %q", code, errOut)
 	}
 
 	// Not a coordinator: a clear error, exit 1.
@@ -166,29 +290,96 @@ func TestStatusCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "404 Not Found") {
 		t.Errorf("against a 404: exit %d, %q", code, errOut)
 	}
-	_, errOut, code = runCmd(t, "status", "--coordinator", "no-port")
-	if code != 2 || !strings.Contains(errOut, "want host:port or a URL") {
-		t.Errorf("bad address: exit %d, %q", code, errOut)
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--coordinator", "no-port"}, "want host:port or a URL"},
+		{[]string{"--format", "yaml"}, `--format "yaml": not one of table, json`},
+		{[]string{"--format", "table", "--json"}, "--json and --format table disagree"},
+		{[]string{"--watch", "--interval", "100ms"}, "at least 1s"},
+	} {
+		_, errOut, code = runCmd(t, append([]string{"status"}, tt.args...)...)
+		if code != 2 || !strings.Contains(errOut, tt.err) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tt.args, code, errOut, tt.err)
+		}
 	}
 }
 
-// signalQueue reports every GET /queue-status call.
-type signalQueue struct {
-	src   status.QueueSource
-	calls chan struct{}
-}
+// TestStatusWatch: --watch redraws every interval (the test's timer fires at
+// once, three times) and a failed fetch is shown without ending the watch.
+func TestStatusWatch(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 2 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(status.Document{Version: fmt.Sprintf("frame-%d", n), Generated: time.Now()})
+	}))
+	defer srv.Close()
 
-func (q *signalQueue) QueueStatus(ctx context.Context) (mainframe.QueueStatus, error) {
-	select {
-	case q.calls <- struct{}{}:
-	case <-ctx.Done():
+	for _, tt := range []struct {
+		format string
+		check  func(t *testing.T, out string)
+	}{
+		{"table", func(t *testing.T, out string) {
+			if n := strings.Count(out, "every 7.0s · Ctrl-C to stop"); n != 2 {
+				t.Errorf("%d frames drawn, want 2 (and a failure between):\n%s", n, out)
+			}
+			i1, i3 := strings.Index(out, "Coordinator frame-1"), strings.Index(out, "Coordinator frame-3")
+			fail := strings.Index(out, "503 Service Unavailable (trying again in 7.0s)")
+			if i1 < 0 || fail < i1 || i3 < fail || strings.Contains(out, "\x1b[") {
+				t.Errorf("frames out of order or a screen clear off a terminal (frame 1 at %d, failure at %d, frame 3 at %d):\n%s", i1, fail, i3, out)
+			}
+		}},
+		{"json", func(t *testing.T, out string) {
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 3 || !strings.Contains(lines[0], `"version":"frame-`) || !strings.Contains(lines[1], "503") || !json.Valid([]byte(lines[2])) {
+				t.Errorf("json watch: want a document, the failure, a document, one per line:\n%s", out)
+			}
+		}},
+	} {
+		t.Run(tt.format, func(t *testing.T) {
+			mu.Lock()
+			calls = 0
+			mu.Unlock()
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			waits := 0
+			after := func(d time.Duration) <-chan time.Time {
+				if d != 7*time.Second {
+					t.Errorf("waits %v, want the interval 7s", d)
+				}
+				waits++
+				if waits == 3 {
+					cancel() // the third draw was the last
+					return nil
+				}
+				c := make(chan time.Time, 1)
+				c <- time.Time{}
+				return c
+			}
+			var o, e bytes.Buffer
+			env := &env{stdout: &o, stderr: &e, getenv: envMap(nil), dir: t.TempDir()}
+			if err := runStatusWith(ctx, env, []string{"--coordinator", srv.URL, "--watch", "--interval", "7s", "--format", tt.format}, after); err != nil {
+				t.Fatalf("watch: %v (stderr %s)", err, e.String())
+			}
+			tt.check(t, o.String())
+		})
 	}
-	return q.src.QueueStatus(ctx)
 }
 
-// TestCoordinatorMetricsWiring checks the API client hooks and the queue
-// poller against the development API.
-func TestCoordinatorMetricsWiring(t *testing.T) {
+// TestCoordinatorHTTP builds the monitor, API client and coordinator as
+// dragonfly coordinator does (newCoordinator, no attach step) against the
+// development API, and checks its HTTP surface: the API client's hooks,
+// the on-demand queue status, health, and the status token.
+func TestCoordinatorHTTP(t *testing.T) {
 	files, err := demo.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -202,46 +393,88 @@ func TestCoordinatorMetricsWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dev.Close()
-	hs := httptest.NewServer(dev.Handler())
-	defer hs.Close()
+	api := httptest.NewServer(dev.Handler())
+	defer api.Close()
 
-	m := &coordinatorMetrics{Monitor: status.New(status.Config{QueuePollInterval: 20 * time.Millisecond, Runtime: true})}
-	api, err := mainframe.New(mainframe.Config{BaseURL: hs.URL, Observer: m.apiObserver()})
+	var cf coordinatorFlags
+	s := newSettings("dragonfly coordinator", "")
+	cf.register(s)
+	if err := s.Parse([]string{"--base-url", api.URL, "--status-token", "tok"}, envMap(nil), ""); err != nil {
+		t.Fatal(err)
+	}
+	m := newCoordinatorMetrics(cf.autoscale)
+	c, ob, err := cf.newCoordinator(slog.New(slog.DiscardHandler), m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := api.Lease(t.Context(), 2)
-	if err != nil || len(jobs) != 2 {
-		t.Fatalf("lease: %d jobs, %v", len(jobs), err)
+	defer ob.Close()
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	sq := &signalQueue{src: api, calls: make(chan struct{})}
-	m.queue = sq
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.run(ctx) }()
-	<-sq.calls // first poll
-	<-sq.calls // second poll: the first one is recorded
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
+	hs := httptest.NewServer(m.handler(c, srv.Ready, cf.statusToken))
+	defer hs.Close()
+
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/status", "/status.json", "/"} {
+		if code, _ := get(path, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without the token = %d, want 401", path, code)
+		}
+		if code, _ := get(path, "nope"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token = %d, want 401", path, code)
+		}
+	}
+	if code, body := get("/healthz", ""); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get("/readyz", ""); code != 503 || !strings.Contains(body, "not serving") {
+		t.Errorf("/readyz before the gRPC server serves = %d %q", code, body)
 	}
 
-	srv := httptest.NewServer(m.handler())
-	defer srv.Close()
-	body := statusGet(t, srv.URL+"/metrics")
+	// A page asks the API for its queue status on demand.
+	code, body := get("/status.json", "tok")
+	if code != 200 {
+		t.Fatalf("/status.json with the token = %d", code)
+	}
+	var doc status.Document
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.API.Queue == nil || doc.API.Queue.TotalBacklog != int64(dev.Stats().Queue.TotalBacklog) || doc.API.Queue.TotalBacklog == 0 {
+		t.Errorf("queue status = %+v, devapi %+v", doc.API.Queue, dev.Stats().Queue)
+	}
+	if code, _ := get("/status", "tok"); code != 200 {
+		t.Errorf("/status with the token = %d", code)
+	}
+	code, metricsBody := get("/metrics", "")
+	if code != 200 {
+		t.Fatalf("/metrics without a token = %d, want 200", code)
+	}
 	for _, want := range []string{
-		`dragonfly_api_requests_total{endpoint="POST /jobs",status="200"} 1`,
-		`dragonfly_api_requests_total{endpoint="GET /queue-status",status="200"}`,
-		`dragonfly_api_queue_jobs{state="in_progress"} 2`,
-		`dragonfly_api_queue_polls_total{result="ok"}`,
+		`dragonfly_api_requests_total{endpoint="GET /queue-status",status="200"} 1`,
+		`dragonfly_api_queue_jobs{state="queued"} ` + fmt.Sprint(dev.Stats().Queue.Queued),
+		`dragonfly_api_queue_polls_total{result="ok"} 1`,
+		`dragonfly_build_info{goversion="`,
 	} {
-		if !strings.Contains(body, want) {
+		if !strings.Contains(metricsBody, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	q := m.Snapshot().API.Queue
-	if q == nil || q.InProgress != 2 || q.TotalBacklog != int64(dev.Stats().Queue.TotalBacklog) {
-		t.Errorf("queue status = %+v, devapi %+v", q, dev.Stats().Queue)
+	if strings.Contains(metricsBody, "tok") && strings.Contains(metricsBody, `"tok"`) {
+		t.Error("/metrics shows the status token")
 	}
 }
 
@@ -263,15 +496,18 @@ func statusGet(t *testing.T, url string) string {
 }
 
 // TestMetricsPromtool lints both registries as the commands serve them.
+// promtool comes with make setup-test: without it the test fails.
 func TestMetricsPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not found in PATH (Debian package prometheus); skipping the lint of the expositions")
+		t.Fatal("promtool not found in PATH: run make setup-test (Debian package prometheus)")
 	}
+	src := fixedSource{snap: coordinator.Snapshot{RulesHash: "abc"}}
 	cm := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
 	cm.SessionStarted(coordinator.SessionInfo{SessionID: "s1-w", WorkerID: "w"})
 	cm.Leased(3, nil)
 	cm.JobDropped(dispatch.Job{Name: "a", Version: "1"})
+	cm.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "b", Version: "1", RulesHash: "abc"}, Package: score.Package{RulesMatched: []string{"r1"}}})
 	cm.apiObserver().Call("POST /jobs", 200, time.Millisecond)
 	cm.Reported(outbox.Report{Name: "a", Version: "1", Reason: "x"}, errors.New("PUT /package: 502 Bad Gateway"), time.Millisecond)
 	wm := newWorkerMetrics(4)
@@ -284,21 +520,24 @@ func TestMetricsPromtool(t *testing.T) {
 	local := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
 	lw := local.withWorker(2)
 	lw.FileScanned(10, time.Millisecond)
-	localSrv := httptest.NewServer(local.handler())
+	localSrv := httptest.NewServer(local.handler(src, nil, ""))
 	defer localSrv.Close()
 	localBody := statusGet(t, localSrv.URL+"/metrics")
-	for _, want := range []string{"dragonfly_workers_connected ", "dragonfly_worker_scanned_files_total 1", "dragonfly_build_info{", "dragonfly_worker_build_info{", "go_goroutines "} {
+	for _, want := range []string{"dragonfly_workers_connected ", "dragonfly_worker_scanned_files_total 1", "dragonfly_build_info{", "dragonfly_worker_build_info{goversion=", "go_goroutines "} {
 		if !strings.Contains(localBody, want) {
 			t.Errorf("local /metrics lacks %q", want)
 		}
 	}
-	if _, code := runCmdStatus(t, local.handler()); code != http.StatusOK {
-		t.Errorf("local /status.json = %d", code)
+	if body := statusGet(t, localSrv.URL+"/status.json"); !json.Valid([]byte(body)) {
+		t.Errorf("local /status.json is not JSON")
 	}
-	for name, h := range map[string]http.Handler{"coordinator": cm.handler(), "worker": wm.handler(), "local": local.handler()} {
+	for name, h := range map[string]http.Handler{"coordinator": cm.handler(src, nil, ""), "worker": wm.handler(), "local": local.handler(src, nil, "")} {
 		srv := httptest.NewServer(h)
 		body := statusGet(t, srv.URL+"/metrics")
 		srv.Close()
+		if name == "coordinator" && !strings.Contains(body, `dragonfly_rule_matches_total{rule="r1"} 1`) {
+			t.Errorf("coordinator /metrics lacks the rule matches")
+		}
 		cmd := exec.Command(promtool, "check", "metrics")
 		cmd.Stdin = strings.NewReader(body)
 		var out bytes.Buffer
@@ -307,19 +546,4 @@ func TestMetricsPromtool(t *testing.T) {
 			t.Errorf("%s: promtool check metrics: %v\n%s", name, err, out.String())
 		}
 	}
-}
-
-// runCmdStatus fetches /status.json from h.
-func runCmdStatus(t *testing.T, h http.Handler) (string, int) {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/status.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	return b.String(), resp.StatusCode
 }

@@ -1,11 +1,16 @@
 package status
 
 import (
+	"cmp"
+	"context"
 	"math"
 	"slices"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 )
 
 // Document is the coordinator's status: the body of /status.json and what
@@ -13,14 +18,42 @@ import (
 type Document struct {
 	Generated time.Time `json:"generated"`
 	Version   string    `json:"version"`
+	Revision  string    `json:"revision"`
 	Started   time.Time `json:"started"`
 	// RulesHash is the rules in use ("" before the first load).
-	RulesHash string    `json:"rules_hash"`
-	Fleet     Fleet     `json:"fleet"`
-	Workers   []Worker  `json:"workers"`
-	API       API       `json:"api"`
-	Results   []Result  `json:"recent_results"`
-	Failures  []Failure `json:"recent_failures"`
+	RulesHash string `json:"rules_hash"`
+	// Draining is true once the coordinator began shutting down.
+	Draining bool `json:"draining"`
+	// Alerts is what needs an operator now (outbox trouble, quarantined
+	// workers), errors first.
+	Alerts []Alert `json:"alerts"`
+	Fleet  Fleet   `json:"fleet"`
+	// Workers are the connected sessions, by session ID.
+	Workers    []Worker   `json:"workers"`
+	API        API        `json:"api"`
+	Outbox     Outbox     `json:"outbox"`
+	SpotChecks SpotChecks `json:"spot_checks"`
+	// Quarantined are the identities the dispatcher quarantined, oldest
+	// first, each with the releases its results went into.
+	Quarantined []Quarantined `json:"quarantined"`
+	// TopRules are the rules of the current rule set with the most matches
+	// since it was loaded (at most Config.TopRules).
+	TopRules []RuleMatches `json:"top_rules"`
+	Results  []Result      `json:"recent_results"`
+	Failures []Failure     `json:"recent_failures"`
+}
+
+// Alert levels.
+const (
+	AlertError   = "error"
+	AlertWarning = "warning"
+)
+
+// Alert is something an operator should act on.
+type Alert struct {
+	Level  string `json:"level"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
 }
 
 // Fleet sums up the fleet's state and counts since the coordinator started.
@@ -57,14 +90,19 @@ type Fleet struct {
 type Worker struct {
 	SessionID string `json:"session_id"`
 	WorkerID  string `json:"worker_id"`
-	Host      string `json:"host"`
-	Version   string `json:"version"`
-	Slots     int    `json:"slots"`
+	// Identity is who the worker is for spot checks and quarantine (its
+	// certificate subject, else its worker ID).
+	Identity string `json:"identity"`
+	Host     string `json:"host"`
+	Version  string `json:"version"`
+	Slots    int    `json:"slots"`
 	// Busy is the slots holding a task; Held the tasks it holds, prefetched
-	// ones included.
-	Busy     int  `json:"busy"`
-	Held     int  `json:"tasks_held"`
-	Draining bool `json:"draining"`
+	// ones included; Overdue those held past the backup deadline.
+	Busy        int  `json:"busy"`
+	Held        int  `json:"tasks_held"`
+	Overdue     int  `json:"tasks_overdue"`
+	Draining    bool `json:"draining"`
+	Quarantined bool `json:"quarantined"`
 	// RulesHashes are the rule sets the worker has compiled and ready.
 	RulesHashes   []string  `json:"rules_hashes"`
 	Connected     time.Time `json:"connected"`
@@ -86,8 +124,9 @@ type API struct {
 	// LastError is the last failed lease, report attempt, rules update or
 	// token request.
 	LastError *Error `json:"last_error,omitempty"`
-	// Queue is the last successful GET /queue-status; QueueError the
-	// failure of the polls since.
+	// Queue is the last good GET /queue-status (asked on demand, at most
+	// once per Config.QueueRefresh); QueueError the failure of the last
+	// attempt when it failed.
 	Queue      *Queue `json:"queue,omitempty"`
 	QueueError *Error `json:"queue_error,omitempty"`
 }
@@ -111,6 +150,7 @@ type Error struct {
 
 // Queue is the API's queue status (GET /queue-status).
 type Queue struct {
+	// Fetched is when the API answered.
 	Fetched          time.Time `json:"fetched"`
 	Queued           int64     `json:"queued"`
 	InProgress       int64     `json:"in_progress"`
@@ -119,6 +159,136 @@ type Queue struct {
 	Stranded         int64     `json:"stranded"`
 	TotalBacklog     int64     `json:"total_backlog"`
 	OldestAgeSeconds *float64  `json:"oldest_age_seconds"`
+}
+
+// Outbox is the report queue's state: reports waiting for the API, the
+// health of its file, and what opening the file found.
+type Outbox struct {
+	Reports int `json:"reports"`
+	// Full: leasing pauses until reports drain.
+	Full bool `json:"full"`
+	// WriteFailing is set while writes to the file fail (since
+	// FailingSince, LastError the last one): NotDurable reports are then
+	// in memory only, and leasing pauses.
+	WriteFailing bool      `json:"write_failing"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
+	NotDurable   int       `json:"not_durable"`
+	// PendingDeletes are reports sent but still on disk (a crash would send
+	// them again).
+	PendingDeletes int `json:"pending_deletes"`
+	// WriteFailures counts failed write transactions since start.
+	WriteFailures uint64 `json:"write_failures"`
+	// Recovery is what opening the file at startup found wrong (nil: nothing).
+	Recovery *OutboxRecovery `json:"recovery,omitempty"`
+}
+
+// OutboxRecovery is what opening the outbox file found and did.
+type OutboxRecovery struct {
+	// CorruptPath is where a corrupt file was moved (a fresh one was
+	// started); CorruptCause why; Salvaged the reports read from it.
+	CorruptPath  string `json:"corrupt_path,omitempty"`
+	CorruptCause string `json:"corrupt_cause,omitempty"`
+	Salvaged     int    `json:"salvaged"`
+	// Unreadable records are not reports; the first few are listed.
+	Unreadable        int                `json:"unreadable"`
+	UnreadableRecords []UnreadableRecord `json:"unreadable_records"`
+	// UnreadableKept counts the records in the bucket "reports-unreadable".
+	UnreadableKept int `json:"unreadable_kept"`
+	// MoveError is why unreadable records could not be moved aside.
+	MoveError string `json:"move_error,omitempty"`
+}
+
+// UnreadableRecord is an outbox record that is not a report.
+type UnreadableRecord struct {
+	Key   string `json:"key"`
+	Cause string `json:"cause"`
+}
+
+// SpotChecks is the state of result verification: a share of tasks
+// (Rate) scanned by two worker identities and compared.
+type SpotChecks struct {
+	// Active is true when tasks are being checked: Rate > 0 and at least
+	// two identities ready.
+	Active bool `json:"active"`
+	// Rate is the configured share (<= 0: off).
+	Rate float64 `json:"rate"`
+	// Identities are the worker identities ready for tasks.
+	Identities int `json:"identities_ready"`
+	// State says it in words: "on", "off: fewer than two workers", "off:
+	// DRAGONFLY_VERIFY_RATE is 0".
+	State string `json:"state"`
+	// Counts since start.
+	Picked       int64 `json:"picked"`
+	Agreed       int64 `json:"agreed"`
+	Mismatches   int64 `json:"mismatches"`
+	Inconclusive int64 `json:"inconclusive"`
+	Decided      int64 `json:"decided"`
+	Skipped      int64 `json:"skipped"`
+	// Recent are the latest mismatches, decisions, inconclusive checks and
+	// quarantines (at most Config.RecentSpotChecks).
+	Recent []SpotCheck `json:"recent"`
+}
+
+// SpotCheckKind says what a spot check event was.
+type SpotCheckKind string
+
+// Spot check event kinds.
+const (
+	// SpotMismatch: two identities' verdicts disagree; one may be lying.
+	SpotMismatch SpotCheckKind = "mismatch"
+	// SpotDecided: a mismatch was settled (by a majority of three, or the
+	// fail-safe rule).
+	SpotDecided SpotCheckKind = "decided"
+	// SpotInconclusive: one side could not download or hit a limit.
+	SpotInconclusive SpotCheckKind = "inconclusive"
+	// SpotQuarantine: an identity was quarantined.
+	SpotQuarantine SpotCheckKind = "quarantine"
+)
+
+// SpotCheck is one spot check event.
+type SpotCheck struct {
+	Time    time.Time     `json:"time"`
+	Kind    SpotCheckKind `json:"kind"`
+	Name    string        `json:"name,omitempty"`
+	Version string        `json:"version,omitempty"`
+	URL     string        `json:"url,omitempty"`
+	// Identities are those whose results were compared; Quarantined those
+	// a decision quarantined.
+	Identities  []string `json:"identities,omitempty"`
+	Quarantined []string `json:"quarantined,omitempty"`
+	Reason      string   `json:"reason"`
+}
+
+// Quarantined is a quarantined worker identity: it gets no tasks. Its
+// results may have been lies: Releases lists the releases whose reports
+// used them, to be queued again on the Dragonfly API (POST /package).
+type Quarantined struct {
+	Identity string    `json:"identity"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	// Releases finished from WindowSeconds before Since on, newest first.
+	Releases      []Release `json:"releases"`
+	WindowSeconds float64   `json:"window_seconds"`
+	// Complete is false when Config.ReleasesPerIdentity cut the list: the
+	// older ones are in the coordinator's log ("job finished" lines list
+	// the identities as workers).
+	Complete bool `json:"complete"`
+}
+
+// Release is a release a worker identity took part in scanning.
+type Release struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Finished time.Time `json:"finished"`
+	// Failed: the job was reported as a failure.
+	Failed bool `json:"failed,omitempty"`
+}
+
+// RuleMatches counts the finished jobs a rule matched.
+type RuleMatches struct {
+	Rule    string `json:"rule"`
+	Matches int64  `json:"matches"`
 }
 
 // ReportState is where a job's report stands.
@@ -142,6 +312,8 @@ type Result struct {
 	Version  string    `json:"version"`
 	Attempt  *int      `json:"attempt,omitempty"`
 	Score    int64     `json:"score"`
+	// Grade is the score's grade (see Grade).
+	Grade string `json:"grade"`
 	// Rules are the matched rule identifiers, heaviest first (then by name).
 	Rules        []string `json:"rules"`
 	InspectorURL string   `json:"inspector_url,omitempty"`
@@ -149,8 +321,8 @@ type Result struct {
 	Distributions int   `json:"distributions"`
 	Files         int64 `json:"files"`
 	BytesScanned  int64 `json:"bytes_scanned"`
-	// Workers are the IDs of the workers that scanned it.
-	Workers []string `json:"workers"`
+	// Identities are the worker identities whose results the report used.
+	Identities []string `json:"identities"`
 	// ElapsedSeconds runs from the lease to the last result.
 	ElapsedSeconds float64     `json:"elapsed_seconds"`
 	Report         ReportState `json:"report"`
@@ -165,10 +337,6 @@ const (
 	FailureDropped FailureKind = "dropped" // lease ended before dispatch; not reported
 	FailureReport  FailureKind = "report"  // the API refused the report for good
 	FailureWorker  FailureKind = "worker"  // a worker session broke
-	// FailureMismatch: a spot check found two workers disagreeing.
-	FailureMismatch FailureKind = "mismatch"
-	// FailureQuarantine: a worker was quarantined (it lied in a spot check).
-	FailureQuarantine FailureKind = "quarantine"
 	// FailureLost: a distribution lost by three workers failed its job.
 	FailureLost FailureKind = "lost"
 )
@@ -181,27 +349,43 @@ type Failure struct {
 	Version string      `json:"version,omitempty"`
 	Attempt *int        `json:"attempt,omitempty"`
 	Reason  string      `json:"reason"`
-	Workers []string    `json:"workers,omitempty"`
+	// Identities are the worker identities concerned.
+	Identities []string `json:"identities,omitempty"`
 	// Report is where a scan failure's report stands.
 	Report ReportState `json:"report,omitempty"`
 }
 
-// Snapshot returns the current status.
-func (m *Monitor) Snapshot() Document {
+// Status returns the coordinator's status: src's snapshot, the API's queue
+// status (asked through src when older than Config.QueueRefresh, waited for
+// at most Config.QueueTimeout), and the Monitor's own records.
+func (m *Monitor) Status(ctx context.Context, src Source) Document {
+	view := m.queueView(ctx, src)
+	return m.document(src.Snapshot(), view)
+}
+
+// document builds the status from a snapshot of the coordinator and the
+// queue view last asked for.
+func (m *Monitor) document(snap coordinator.Snapshot, view coordinator.QueueView) Document {
 	now := m.cfg.Now()
-	st := m.state(now)
+	m.recordQueue(now, view)
+	d := m.derive(now, snap)
 	doc := Document{
-		Generated: now, Version: m.cfg.Version, Started: m.started, RulesHash: st.rulesHash,
-		Workers: []Worker{}, Results: []Result{}, Failures: []Failure{},
+		Generated: now, Version: m.cfg.Version, Revision: m.cfg.Revision, Started: m.started,
+		RulesHash: snap.RulesHash, Draining: snap.Draining,
+		Alerts: []Alert{}, Workers: d.workers, Quarantined: []Quarantined{}, Results: []Result{}, Failures: []Failure{},
 	}
+	ds := snap.Dispatch
 	f := &doc.Fleet
-	f.Workers, f.SlotsTotal, f.SlotsBusy = len(st.workers), st.snap.SlotsTotal, st.busy
-	f.JobsInFlight, f.TasksWaiting, f.TasksRunning = st.snap.JobsInFlight, st.snap.TasksWaiting, st.snap.TasksRunning
-	f.OldestWaitingSeconds = st.oldestWaiting.Seconds()
-	f.OutboxReports = st.outbox
-	f.DesiredWorkers, f.DistributionsPerJob = st.desired, st.distsPerJob
-	f.TasksDispatched, f.TasksRequeued = st.snap.Counters.TasksAssigned, st.snap.Counters.TasksRequeued
-	doc.Workers = append(doc.Workers, st.workers...)
+	f.Workers, f.SlotsTotal, f.SlotsBusy = len(d.workers), ds.SlotsTotal, d.busy
+	f.JobsInFlight, f.TasksWaiting, f.TasksRunning = ds.JobsInFlight, ds.TasksWaiting, ds.TasksRunning
+	f.OldestWaitingSeconds = d.oldestWaiting.Seconds()
+	f.OutboxReports = snap.Outbox.Reports
+	f.DesiredWorkers, f.DistributionsPerJob = d.desired, d.distsPerJob
+	f.TasksDispatched, f.TasksRequeued = ds.Counters.TasksAssigned, ds.Counters.TasksRequeued
+	doc.Outbox = outboxStatus(snap.Outbox)
+	doc.SpotChecks = spotCheckStatus(ds)
+	m.rules.setCurrent(snap.RulesHash)
+	doc.TopRules = m.rules.top(snap.RulesHash, m.cfg.TopRules)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -209,12 +393,18 @@ func (m *Monitor) Snapshot() Document {
 	f.JobsLeased, f.JobsSucceeded, f.JobsFailed, f.JobsDropped = c.leased, c.scannedOK, c.scannedFailed, c.dropped
 	f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected, f.ReportsAbandoned = c.accepted, c.conflicts, c.rejected, c.abandoned
 	for i := range doc.Workers {
-		if w := m.workers[doc.Workers[i].SessionID]; w != nil {
-			doc.Workers[i].JobsDone = w.jobs
-		}
+		doc.Workers[i].JobsDone = m.jobsBySession[doc.Workers[i].SessionID]
 	}
 	doc.Results = append(doc.Results, m.results.list()...)
 	doc.Failures = append(doc.Failures, m.failures.list()...)
+	doc.SpotChecks.Recent = append([]SpotCheck{}, m.spotChecks.list()...)
+	for _, q := range ds.Quarantined {
+		rels, complete := m.releases.list(q.Identity, q.Since, now)
+		doc.Quarantined = append(doc.Quarantined, Quarantined{
+			Identity: q.Identity, Reason: q.Reason, Since: q.Since, Releases: rels, Complete: complete,
+			WindowSeconds: m.cfg.ReleaseWindow.Seconds(),
+		})
+	}
 	a := &doc.API
 	a.LastLease, a.LastReport = m.lastLease, m.lastReport
 	a.WindowSeconds = m.cfg.ErrorWindow.Seconds()
@@ -223,15 +413,7 @@ func (m *Monitor) Snapshot() Document {
 		req, errs := e.win.sum(now)
 		a.Endpoints = append(a.Endpoints, Endpoint{Endpoint: name, Requests: req, Errors: errs, LastStatus: e.lastStatus, LastCall: e.lastCall})
 	}
-	slices.SortFunc(a.Endpoints, func(x, y Endpoint) int {
-		if x.Endpoint < y.Endpoint {
-			return -1
-		}
-		if x.Endpoint > y.Endpoint {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(a.Endpoints, func(x, y Endpoint) int { return cmp.Compare(x.Endpoint, y.Endpoint) })
 	if m.lastError != nil {
 		e := *m.lastError
 		a.LastError = &e
@@ -244,7 +426,99 @@ func (m *Monitor) Snapshot() Document {
 		e := *m.queueErr
 		a.QueueError = &e
 	}
+	doc.Alerts = alerts(doc)
 	return doc
+}
+
+// outboxStatus is the outbox part of a snapshot, as the document has it.
+func outboxStatus(o coordinator.OutboxState) Outbox {
+	h := o.Health
+	out := Outbox{
+		Reports: o.Reports, Full: o.Full, WriteFailing: h.WriteFailing, FailingSince: h.Since, LastError: h.LastError,
+		NotDurable: h.NotDurable, PendingDeletes: h.PendingDeletes, WriteFailures: h.Failures,
+	}
+	r := o.Recovery
+	if r.Corrupt() || r.Unreadable > 0 || r.MoveError != "" || r.UnreadableKept > 0 {
+		rec := &OutboxRecovery{
+			CorruptPath: r.CorruptPath, CorruptCause: r.CorruptCause, Salvaged: r.Salvaged,
+			Unreadable: r.Unreadable, UnreadableKept: r.UnreadableKept, MoveError: r.MoveError,
+			UnreadableRecords: []UnreadableRecord{},
+		}
+		for _, u := range r.UnreadableRecords {
+			rec.UnreadableRecords = append(rec.UnreadableRecords, UnreadableRecord{Key: u.Key, Cause: u.Cause})
+		}
+		out.Recovery = rec
+	}
+	return out
+}
+
+// Spot check states, in words.
+const (
+	spotOn       = "on"
+	spotOffRate  = "off: DRAGONFLY_VERIFY_RATE is 0"
+	spotOffFewer = "off: fewer than two workers"
+)
+
+func spotCheckStatus(ds dispatch.Snapshot) SpotChecks {
+	sc := ds.SpotChecks
+	c := ds.Counters
+	out := SpotChecks{
+		Active: sc.Active, Rate: max(sc.Rate, 0), Identities: sc.Identities,
+		Picked: c.VerifyPicked, Agreed: c.VerifyAgreed, Mismatches: c.VerifyMismatch,
+		Inconclusive: c.VerifyInconclusive, Decided: c.VerifyDecided, Skipped: c.VerifySkipped,
+		Recent: []SpotCheck{},
+	}
+	switch {
+	case sc.Rate <= 0:
+		out.State = spotOffRate
+	case sc.Active:
+		out.State = spotOn
+	default:
+		out.State = spotOffFewer
+	}
+	return out
+}
+
+// alerts lists what needs an operator, errors first.
+func alerts(doc Document) []Alert {
+	out := []Alert{}
+	o := doc.Outbox
+	if o.WriteFailing {
+		out = append(out, Alert{Level: AlertError, Title: "Outbox writes are failing",
+			Detail: "since " + o.FailingSince.UTC().Format(time.RFC3339) + ": " + plural(o.NotDurable, "report is", "reports are") +
+				" held in memory only (a crash loses them) and leasing is paused until writes succeed. Last error: " + o.LastError})
+	}
+	if r := o.Recovery; r != nil {
+		if r.CorruptPath != "" {
+			out = append(out, Alert{Level: AlertError, Title: "Outbox file was corrupt at startup",
+				Detail: "moved aside to " + r.CorruptPath + " and a fresh file started; " + plural(r.Salvaged, "report", "reports") +
+					" salvaged. Cause: " + r.CorruptCause + ". Reports not salvaged were lost: their jobs are leased again by the API."})
+		}
+		if r.Unreadable > 0 || r.MoveError != "" {
+			d := plural(r.Unreadable, "record", "records") + " in the outbox are not reports"
+			if r.MoveError != "" {
+				d += "; moving them aside failed (" + r.MoveError + "), the next start tries again"
+			} else {
+				d += "; moved to the bucket \"reports-unreadable\" for an operator"
+			}
+			out = append(out, Alert{Level: AlertError, Title: "Unreadable outbox records at startup", Detail: d})
+		}
+	}
+	if n := len(doc.Quarantined); n > 0 {
+		out = append(out, Alert{Level: AlertError, Title: plural(n, "worker identity", "worker identities") + " quarantined",
+			Detail: "a spot check caught results that disagree with the majority; see Quarantined workers for the releases to queue again"})
+	}
+	if o.Full && !o.WriteFailing {
+		out = append(out, Alert{Level: AlertWarning, Title: "Outbox full",
+			Detail: "leasing is paused until the API accepts the " + plural(o.Reports, "report", "reports") + " waiting"})
+	}
+	if doc.Draining {
+		out = append(out, Alert{Level: AlertWarning, Title: "Draining", Detail: "the coordinator is shutting down: no leases, workers drain"})
+	}
+	for i := range out {
+		out[i].Detail = clip.String(out[i].Detail, clip.Default)
+	}
+	return out
 }
 
 // DesiredWorkers is how many workers the current backlog needs:
@@ -253,11 +527,11 @@ func (m *Monitor) Snapshot() Document {
 //
 // clamped to [0, maxWorkers]. Every distribution of that work would then
 // find a free slot at once. The Monitor feeds it:
-//   - apiWaiting: the API's queued + retryable jobs at the last successful
+//   - apiWaiting: the API's queued + retryable jobs at the last good
 //     GET /queue-status (its in_progress ones include ours, counted in
 //     jobsInFlight; its exhausted ones will be dead-lettered, not leased),
-//     minus the jobs leased since that poll, floored at 0; 0 when the poll
-//     is older than Config.QueueMaxAge or never succeeded;
+//     minus the jobs leased since the Monitor saw that answer, floored at 0;
+//     0 when the answer is older than Config.QueueStale or never came;
 //   - jobsInFlight: leased jobs not finished;
 //   - distributionsPerJob: the average over the last
 //     Config.DistributionsWindow finished jobs (Config.DistributionsPerJob
@@ -276,175 +550,103 @@ func DesiredWorkers(apiWaiting, jobsInFlight int64, distributionsPerJob, slotsPe
 	return int(want)
 }
 
-// state is the coordinator state read for a scrape or a page.
-type state struct {
-	attached      bool
-	snap          dispatch.Snapshot
+// derived is what a scrape or a page computes from a snapshot.
+type derived struct {
 	workers       []Worker
 	busy          int
 	oldestWaiting time.Duration
-	outbox        int
-	rulesHash     string
 	apiWaiting    int64
 	distsPerJob   float64
 	slotsPerW     float64
 	desired       int
 }
 
-// state reads the attached coordinator (without holding m.mu while doing so)
-// and the Monitor's own figures.
-func (m *Monitor) state(now time.Time) state {
-	var st state
-	if src := m.source(); src != nil {
-		st.attached = true
-		ds := src.Dispatcher().Snapshot()
-		st.snap = ds
-		if !ds.OldestWaiting.IsZero() {
-			st.oldestWaiting = max(now.Sub(ds.OldestWaiting), 0)
+func (m *Monitor) derive(now time.Time, snap coordinator.Snapshot) derived {
+	d := derived{workers: []Worker{}}
+	ds := snap.Dispatch
+	if !ds.OldestWaiting.IsZero() {
+		d.oldestWaiting = max(now.Sub(ds.OldestWaiting), 0)
+	}
+	sessions := make(map[string]int, len(snap.Sessions))
+	for i, s := range snap.Sessions {
+		sessions[s.SessionID] = i
+	}
+	slots := 0
+	for _, x := range ds.Sessions {
+		i, ok := sessions[x.ID]
+		if !ok {
+			continue // joined the dispatcher, not yet listed (or just left)
 		}
-		st.outbox = src.Outbox().Len()
-		st.rulesHash = src.RulesHash()
-		seen := src.LastSeen()
-		infos := map[string]int{}
-		sessions := src.Sessions()
-		for i, s := range sessions {
-			infos[s.SessionID] = i
-		}
-		slots := 0
-		for _, d := range ds.Sessions {
-			i, ok := infos[d.ID]
-			if !ok {
-				continue // joined the dispatcher, not yet listed (or just left)
-			}
-			s := sessions[i]
-			busy := min(d.Outstanding, d.Slots)
-			st.busy += busy
-			slots += d.Slots
-			st.workers = append(st.workers, Worker{
-				SessionID: s.SessionID, WorkerID: s.WorkerID, Host: s.Host, Version: s.Version,
-				Slots: d.Slots, Busy: busy, Held: d.Outstanding, Draining: d.Draining,
-				RulesHashes: append([]string{}, d.RulesReady...), Connected: s.Started,
-				LastHeartbeat: seen[s.SessionID], TasksDone: d.Completed,
-			})
-		}
-		if len(st.workers) > 0 {
-			st.slotsPerW = float64(slots) / float64(len(st.workers))
-		}
+		s := snap.Sessions[i]
+		busy := min(x.Outstanding, x.Slots)
+		d.busy += busy
+		slots += x.Slots
+		d.workers = append(d.workers, Worker{
+			SessionID: s.SessionID, WorkerID: s.WorkerID, Identity: x.Identity, Host: s.Host, Version: s.Version,
+			Slots: x.Slots, Busy: busy, Held: x.Outstanding, Overdue: x.Overdue, Draining: x.Draining, Quarantined: x.Quarantined,
+			RulesHashes: append([]string{}, x.RulesReady...), Connected: s.Started, LastHeartbeat: s.LastSeen, TasksDone: x.Completed,
+		})
+	}
+	if len(d.workers) > 0 {
+		d.slotsPerW = float64(slots) / float64(len(d.workers))
+	} else {
+		d.slotsPerW = m.cfg.SlotsPerWorker
 	}
 	m.mu.Lock()
-	if q := m.queue; q != nil && now.Sub(q.Fetched) <= m.cfg.QueueMaxAge {
-		st.apiWaiting = max(q.Queued+q.Retryable-(m.counts.leased-m.leasedAtPoll), 0)
+	if q := m.queue; q != nil && now.Sub(q.Fetched) <= m.cfg.QueueStale {
+		d.apiWaiting = max(q.Queued+q.Retryable-(m.counts.leased-m.leasedAtQueue), 0)
 	}
-	st.distsPerJob = m.cfg.DistributionsPerJob
+	d.distsPerJob = m.cfg.DistributionsPerJob
 	if n := m.dists.len(); n > 0 {
 		sum := 0
-		for _, d := range m.dists.items() {
-			sum += d
+		for _, x := range m.dists.items() {
+			sum += x
 		}
-		st.distsPerJob = float64(sum) / float64(n)
+		d.distsPerJob = float64(sum) / float64(n)
 	}
 	m.mu.Unlock()
-	if st.slotsPerW == 0 {
-		st.slotsPerW = m.cfg.SlotsPerWorker
+	d.desired = DesiredWorkers(d.apiWaiting, int64(ds.JobsInFlight), d.distsPerJob, d.slotsPerW, m.cfg.MaxWorkers)
+	return d
+}
+
+// queueView asks src for the API's queue status (cached by src for
+// Config.QueueRefresh; waited for at most Config.QueueTimeout) and records it.
+func (m *Monitor) queueView(ctx context.Context, src Source) coordinator.QueueView {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.QueueTimeout)
+	defer cancel()
+	return src.QueueStatus(ctx, m.cfg.QueueRefresh)
+}
+
+// recordQueue keeps a queue view: a newer answer replaces the last good
+// one, a failure is kept beside it. Each answer and failure counts once in
+// dragonfly_api_queue_polls_total however many pages and scrapes see it.
+func (m *Monitor) recordQueue(now time.Time, v coordinator.QueueView) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !v.Fetched.IsZero() && (m.queue == nil || v.Fetched.After(m.queue.Fetched)) {
+		m.queueOK++
+		m.queue = queueFrom(v.Status, v.Fetched)
+		m.leasedAtQueue = m.counts.leased
+		m.queueErr = nil
 	}
-	st.desired = DesiredWorkers(st.apiWaiting, int64(st.snap.JobsInFlight), st.distsPerJob, st.slotsPerW, m.cfg.MaxWorkers)
-	return st
-}
-
-// ring keeps the last n items.
-type ring[T any] struct {
-	buf  []T
-	next int
-	full bool
-}
-
-func newRing[T any](n int) ring[T] { return ring[T]{buf: make([]T, n)} }
-
-func (r *ring[T]) add(v T) {
-	r.buf[r.next] = v
-	r.next++
-	if r.next == len(r.buf) {
-		r.next, r.full = 0, true
+	if v.Err == nil {
+		return
+	}
+	if !sameError(v.Err, m.lastQueueErr) {
+		m.queueFailed++
+		m.lastQueueErr = v.Err
+		m.queueErr = &Error{Time: now, Source: "queue-status", Message: clip.Error(v.Err, clip.Default)}
 	}
 }
 
-func (r *ring[T]) len() int {
-	if r.full {
-		return len(r.buf)
+func queueFrom(q mainframe.QueueStatus, fetched time.Time) *Queue {
+	out := &Queue{
+		Fetched: fetched, Queued: q.Queued, InProgress: q.InProgress, Retryable: q.Retryable,
+		Exhausted: q.Exhausted, Stranded: q.Stranded, TotalBacklog: q.TotalBacklog,
 	}
-	return r.next
-}
-
-// items returns the items oldest first (shared storage: read only, under the lock).
-func (r *ring[T]) items() []T {
-	if !r.full {
-		return r.buf[:r.next]
+	if q.OldestAgeSeconds != nil {
+		age := *q.OldestAgeSeconds
+		out.OldestAgeSeconds = &age
 	}
-	return append(slices.Clone(r.buf[r.next:]), r.buf[:r.next]...)
-}
-
-// list returns a copy, newest first.
-func (r *ring[T]) list() []T {
-	out := slices.Clone(r.items())
-	slices.Reverse(out)
 	return out
-}
-
-// newest returns the newest item matching ok, nil if none.
-func (r *ring[T]) newest(ok func(*T) bool) *T {
-	n := r.len()
-	for i := 1; i <= n; i++ {
-		j := (r.next - i + len(r.buf)) % len(r.buf)
-		if ok(&r.buf[j]) {
-			return &r.buf[j]
-		}
-	}
-	return nil
-}
-
-// window counts requests and errors over a sliding span, in 15 slots.
-type window struct {
-	slot    time.Duration
-	buckets [windowSlots]bucket
-}
-
-const windowSlots = 15
-
-type bucket struct {
-	idx            int64 // slot number (time / slot)
-	requests, errs int64
-}
-
-type endpointState struct {
-	win        *window
-	lastStatus int
-	lastCall   time.Time
-}
-
-func newWindow(span time.Duration) *window {
-	return &window{slot: max(span/windowSlots, time.Nanosecond)}
-}
-
-func (w *window) add(now time.Time, isErr bool) {
-	idx := now.UnixNano() / int64(w.slot)
-	b := &w.buckets[idx%windowSlots]
-	if b.idx != idx {
-		*b = bucket{idx: idx}
-	}
-	b.requests++
-	if isErr {
-		b.errs++
-	}
-}
-
-// sum counts the slots within the span ending now.
-func (w *window) sum(now time.Time) (requests, errs int64) {
-	idx := now.UnixNano() / int64(w.slot)
-	for _, b := range w.buckets {
-		if b.idx > idx-windowSlots && b.idx <= idx {
-			requests += b.requests
-			errs += b.errs
-		}
-	}
-	return requests, errs
 }

@@ -27,12 +27,27 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const testRule = `rule evil_setup { meta: weight = 7 strings: $a = "evil" condition: $a }`
 
 // fakeAPI is an in-memory Dragonfly API. Reports of releases named in
-// conflict are answered 409.
+// conflict are answered 409. GET /queue-status answers from the jobs queued.
 type fakeAPI struct {
-	mu       sync.Mutex
-	queue    []mainframe.Job
-	reports  []mainframe.Report
-	conflict map[string]bool
+	mu          sync.Mutex
+	queue       []mainframe.Job
+	reports     []mainframe.Report
+	conflict    map[string]bool
+	queueStatus int // GET /queue-status calls
+}
+
+func (f *fakeAPI) QueueStatus(context.Context) (mainframe.QueueStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queueStatus++
+	n := int64(len(f.queue))
+	return mainframe.QueueStatus{Queued: n, TotalBacklog: n}, nil
+}
+
+func (f *fakeAPI) queueCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.queueStatus
 }
 
 func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
@@ -107,12 +122,11 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mon.Attach(c)
 	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, c: c, mon: mon, obs: obs, api: api, lis: bufconn.Listen(1 << 20), srv: srv}
+	f := &fleet{t: t, c: c, mon: mon, obs: obs, api: api, lis: newBufListener(), srv: srv}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -132,6 +146,14 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 	})
 	return f
 }
+
+func newBufListener() *bufconn.Listener { return bufconn.Listen(1 << 20) }
+
+// handler is the coordinator's HTTP surface as cmd/dragonfly serves it.
+func (f *fleet) handler() http.Handler { return f.mon.Handler(f.c, f.srv.Ready) }
+
+// status is the status document of the fleet.
+func (f *fleet) status() Document { return f.mon.Status(f.t.Context(), f.c) }
 
 // waitReports waits for n report attempts.
 func (f *fleet) waitReports(n int) []outbox.Report {
@@ -153,10 +175,11 @@ func (f *fleet) waitReports(n int) []outbox.Report {
 // fakeWorker speaks the fleet protocol: it declares its rules ready and
 // answers every task with a fixed result (a failure for URLs in fail).
 type fakeWorker struct {
-	cancel context.CancelFunc
-	done   chan error
-	conn   *grpc.ClientConn
-	ready  chan struct{} // closed when its rules are ready
+	cancel  context.CancelFunc
+	done    chan error
+	conn    *grpc.ClientConn
+	ready   chan struct{} // closed when its rules are ready
+	drained chan struct{} // closed when the coordinator asked it to drain
 }
 
 func (f *fleet) worker(id string, slots uint32, fail map[string]string) *fakeWorker {
@@ -172,7 +195,7 @@ func (f *fleet) worker(id string, slots uint32, fail map[string]string) *fakeWor
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	w := &fakeWorker{cancel: cancel, done: make(chan error, 1), conn: conn, ready: make(chan struct{})}
+	w := &fakeWorker{cancel: cancel, done: make(chan error, 1), conn: conn, ready: make(chan struct{}), drained: make(chan struct{})}
 	go func() { w.done <- w.serve(stream, id, slots, fail) }()
 	f.t.Cleanup(func() {
 		w.cancel()
@@ -233,6 +256,7 @@ func (w *fakeWorker) serve(stream fleetv1.FleetService_ConnectClient, id string,
 				return err
 			}
 		case *fleetv1.ConnectResponse_Drain:
+			close(w.drained)
 			return errors.New("drained")
 		}
 	}

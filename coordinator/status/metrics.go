@@ -1,6 +1,8 @@
 package status
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -15,7 +17,7 @@ var (
 // from the start.
 var knownEndpoints = []string{"POST /jobs", "GET /rules", "PUT /package", "GET /queue-status"}
 
-// metrics are the Monitor's event metrics plus the state collector.
+// metrics are the Monitor's event metrics.
 type metrics struct {
 	reg *prometheus.Registry
 
@@ -30,7 +32,6 @@ type metrics struct {
 	rulesUpdates    *prometheus.CounterVec
 	sessionsStarted prometheus.Counter
 	sessionsEnded   *prometheus.CounterVec
-	queuePolls      *prometheus.CounterVec
 	dispatchEvents  *prometheus.CounterVec
 	outboxFailing   prometheus.Gauge
 	outboxVolatile  prometheus.Gauge
@@ -39,7 +40,7 @@ type metrics struct {
 
 const ns = "dragonfly"
 
-func newMetrics(m *Monitor, cfg Config) *metrics {
+func newMetrics(cfg Config) *metrics {
 	x := &metrics{
 		reg: prometheus.NewRegistry(),
 		leaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "lease_requests_total",
@@ -65,8 +66,6 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 			Help: "Worker sessions started."}),
 		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sessions_ended_total",
 			Help: "Worker sessions ended, by result: clean, error."}, []string{"result"}),
-		queuePolls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_queue_polls_total",
-			Help: "Polls of the API's GET /queue-status, by result: ok, error."}, []string{"result"}),
 		dispatchEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dispatch_events_total",
 			Help: "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine."},
 			[]string{"kind"}),
@@ -78,11 +77,12 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 			Help: "Failed outbox write transactions since the coordinator started."}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
-		Help: "Always 1; the version label is the coordinator's build.", ConstLabels: prometheus.Labels{"version": cfg.Version}})
+		Help:        "Always 1; the labels are the coordinator's build: version, VCS revision, Go release.",
+		ConstLabels: prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision, "goversion": cfg.GoVersion}})
 	info.Set(1)
 	x.reg.MustRegister(info, x.leaseRequests, x.jobsLeased, x.jobsScanned, x.jobsCompleted, x.jobDuration,
 		x.apiRequests, x.apiDuration, x.tokenRefreshes, x.rulesUpdates, x.sessionsStarted, x.sessionsEnded,
-		x.queuePolls, x.dispatchEvents, x.outboxFailing, x.outboxVolatile, x.outboxFailures, &collector{m: m})
+		x.dispatchEvents, x.outboxFailing, x.outboxVolatile, x.outboxFailures)
 	if cfg.Runtime {
 		x.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -98,7 +98,6 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 	for _, r := range []string{"ok", "error"} {
 		x.tokenRefreshes.WithLabelValues(r)
 		x.rulesUpdates.WithLabelValues(r)
-		x.queuePolls.WithLabelValues(r)
 	}
 	for _, r := range []string{"clean", "error"} {
 		x.sessionsEnded.WithLabelValues(r)
@@ -109,8 +108,19 @@ func newMetrics(m *Monitor, cfg Config) *metrics {
 	return x
 }
 
+// Gatherer returns the Monitor's metrics plus the state of src, read from
+// one snapshot taken at each scrape (see the package doc for the list).
+func (m *Monitor) Gatherer(src Source) prometheus.Gatherer {
+	state := prometheus.NewRegistry()
+	state.MustRegister(&collector{m: m, src: src})
+	return prometheus.Gatherers{m.met.reg, state}
+}
+
 // collector reads the coordinator's state at scrape time.
-type collector struct{ m *Monitor }
+type collector struct {
+	m   *Monitor
+	src Source
+}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
@@ -129,17 +139,22 @@ var (
 	descLate          = desc("results_late_total", "Results for tasks no longer assigned to the worker that sent them.")
 	descSuperseded    = desc("jobs_superseded_total", "Re-leases merged into a job already in flight.")
 	descOutbox        = desc("outbox_reports", "Reports waiting for the API to accept them.")
+	descSpotActive    = desc("spot_checks_active", "1 while spot checks run: a share of tasks is scanned again by a second worker identity (rate > 0 and two or more identities ready); else 0.")
+	descQuarantined   = desc("quarantined_workers", "Worker identities quarantined (caught lying in a spot check): they get no tasks.")
 	descRules         = desc("rules_info", "1 for the rules in use, by hash.", "hash")
-	descQueueJobs     = desc("api_queue_jobs", "The API's queue by state, from the last successful GET /queue-status.", "state")
-	descQueueBacklog  = desc("api_queue_backlog_jobs", "The API's total_backlog, from the last successful GET /queue-status.")
-	descQueueAge      = desc("api_queue_oldest_age_seconds", "The API's oldest_age_seconds, from the last successful GET /queue-status.")
-	descQueueSuccess  = desc("api_queue_last_success_timestamp_seconds", "When GET /queue-status last succeeded (Unix time).")
-	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable at the last poll - jobs leased since + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
+	descRuleMatches   = desc("rule_matches_total", "Finished jobs each rule of the current rule set matched since the set was loaded; the series start over when it changes.", "rule")
+	descQueuePolls    = desc("api_queue_polls_total", "Answers (ok) and failures (error) of the API's GET /queue-status, asked on demand by pages and scrapes; each counted once.", "result")
+	descQueueJobs     = desc("api_queue_jobs", "The API's queue by state, from its last GET /queue-status answer.", "state")
+	descQueueBacklog  = desc("api_queue_backlog_jobs", "The API's total_backlog, from its last GET /queue-status answer.")
+	descQueueAge      = desc("api_queue_oldest_age_seconds", "The API's oldest_age_seconds, from its last GET /queue-status answer.")
+	descQueueSuccess  = desc("api_queue_last_success_timestamp_seconds", "When the API last answered GET /queue-status (Unix time).")
+	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable at its last answer - jobs leased since + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
 	descDistsPerJob   = desc("fleet_distributions_per_job", "Average distributions per job used by dragonfly_fleet_desired_workers.")
 	descMaxWorkers    = desc("fleet_max_workers", "Cap of dragonfly_fleet_desired_workers.")
 	collectorDescList = []*prometheus.Desc{descWorkers, descSlots, descSlotsBusy, descInFlight, descBacklog, descBacklogAge,
-		descRunning, descDispatched, descRequeued, descLate, descSuperseded, descOutbox, descRules, descQueueJobs,
-		descQueueBacklog, descQueueAge, descQueueSuccess, descDesired, descDistsPerJob, descMaxWorkers}
+		descRunning, descDispatched, descRequeued, descLate, descSuperseded, descOutbox, descSpotActive, descQuarantined,
+		descRules, descRuleMatches, descQueuePolls, descQueueJobs, descQueueBacklog, descQueueAge, descQueueSuccess, descDesired,
+		descDistsPerJob, descMaxWorkers}
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -150,36 +165,48 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
+	view := m.queueView(context.Background(), c.src)
+	snap := c.src.Snapshot()
 	now := m.cfg.Now()
-	st := m.state(now)
+	m.recordQueue(now, view)
+	m.rules.setCurrent(snap.RulesHash)
+	d := m.derive(now, snap)
+	ds := snap.Dispatch
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	counter := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(descWorkers, float64(len(st.workers)))
-	gauge(descSlots, float64(st.snap.SlotsTotal))
-	gauge(descSlotsBusy, float64(st.busy))
-	gauge(descInFlight, float64(st.snap.JobsInFlight))
-	gauge(descBacklog, float64(st.snap.TasksWaiting))
-	gauge(descBacklogAge, st.oldestWaiting.Seconds())
-	gauge(descRunning, float64(st.snap.TasksRunning))
-	counter(descDispatched, st.snap.Counters.TasksAssigned)
-	counter(descRequeued, st.snap.Counters.TasksRequeued)
-	counter(descLate, st.snap.Counters.ResultsLate)
-	counter(descSuperseded, st.snap.Counters.JobsSuperseded)
-	gauge(descOutbox, float64(st.outbox))
-	if st.rulesHash != "" {
-		gauge(descRules, 1, st.rulesHash)
+	gauge(descWorkers, float64(len(d.workers)))
+	gauge(descSlots, float64(ds.SlotsTotal))
+	gauge(descSlotsBusy, float64(d.busy))
+	gauge(descInFlight, float64(ds.JobsInFlight))
+	gauge(descBacklog, float64(ds.TasksWaiting))
+	gauge(descBacklogAge, d.oldestWaiting.Seconds())
+	gauge(descRunning, float64(ds.TasksRunning))
+	counter(descDispatched, ds.Counters.TasksAssigned)
+	counter(descRequeued, ds.Counters.TasksRequeued)
+	counter(descLate, ds.Counters.ResultsLate)
+	counter(descSuperseded, ds.Counters.JobsSuperseded)
+	gauge(descOutbox, float64(snap.Outbox.Reports))
+	gauge(descSpotActive, boolValue(ds.SpotChecks.Active))
+	gauge(descQuarantined, float64(len(ds.Quarantined)))
+	if snap.RulesHash != "" {
+		gauge(descRules, 1, snap.RulesHash)
+		for _, r := range m.rules.all(snap.RulesHash) {
+			counter(descRuleMatches, r.Matches, r.Rule)
+		}
 	}
-	gauge(descDesired, float64(st.desired))
-	gauge(descDistsPerJob, st.distsPerJob)
+	gauge(descDesired, float64(d.desired))
+	gauge(descDistsPerJob, d.distsPerJob)
 	gauge(descMaxWorkers, float64(m.cfg.MaxWorkers))
 
 	m.mu.Lock()
-	q := m.queue
+	q, ok, failed := m.queue, m.queueOK, m.queueFailed
 	m.mu.Unlock()
+	counter(descQueuePolls, ok, "ok")
+	counter(descQueuePolls, failed, "error")
 	if q == nil {
 		return
 	}
@@ -194,4 +221,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descQueueAge, *q.OldestAgeSeconds)
 	}
 	gauge(descQueueSuccess, float64(q.Fetched.UnixNano())/1e9)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -1,20 +1,26 @@
 // Package status is the operators' view of a coordinator: Prometheus metrics,
-// a server-rendered status page (/status), its JSON form (/status.json), and
-// the fleet-size signal an autoscaler reads.
+// a server-rendered status page (/status), its JSON form (/status.json),
+// health endpoints (/healthz, /readyz) and the fleet-size signal an
+// autoscaler reads.
 //
-// A Monitor is the coordinator's Observer (coordinator.Config.Observer) and
-// the API client's Observer (mainframe.Config.Observer, via APIObserver).
-// Attach gives it the coordinator, whose state (dispatcher snapshot, sessions,
-// outbox, rules) it reads when scraped or asked for a page. PollQueue is the
-// one goroutine it needs: it polls the API's GET /queue-status; its caller
-// owns it and stops it with the context.
+// A Monitor observes: it is the coordinator's Observer
+// (coordinator.Config.Observer) and the API client's (mainframe.Config.Observer,
+// via APIObserver), so it is built first. What it shows of the coordinator's
+// state it reads from one immutable snapshot (Source.Snapshot) taken per
+// page or scrape, never from the coordinator's live parts: the build order is
+// Monitor, API client, coordinator, then Handler(coordinator, server.Ready).
+// It starts no goroutines. The API's backlog (GET /queue-status) is asked on
+// demand, when a page or a scrape finds the last answer older than
+// Config.QueueRefresh; the coordinator answers concurrent askers with one
+// request (Source.QueueStatus), so however many pages are open the API sees
+// at most one call per QueueRefresh.
 //
 // # Metrics
 //
-// Every metric is in the Monitor's own registry (Registry), namespace
-// "dragonfly_". Events:
+// Every metric is in namespace "dragonfly_". Events (the Monitor's registry,
+// Registry):
 //
-//	dragonfly_build_info{version}                       1
+//	dragonfly_build_info{version,revision,goversion}   1
 //	dragonfly_lease_requests_total{result}              POST /jobs calls: jobs, empty, error
 //	dragonfly_jobs_leased_total                         jobs leased
 //	dragonfly_jobs_scanned_total{result}                jobs whose scan finished: success, failure
@@ -31,9 +37,17 @@
 //	dragonfly_rules_updates_total{result}               rule fetches that changed or failed: ok, error
 //	dragonfly_sessions_started_total                    worker sessions started
 //	dragonfly_sessions_ended_total{result}              worker sessions ended: clean, error
-//	dragonfly_api_queue_polls_total{result}             GET /queue-status polls: ok, error
+//	dragonfly_dispatch_events_total{kind}               dispatcher events: backup_dispatched, backup_won,
+//	                                                    result_dropped, task_lost, lost_failed, verify_picked,
+//	                                                    verify_agreed, verify_mismatch, verify_inconclusive,
+//	                                                    verify_decided, verify_skipped, quarantine
+//	dragonfly_outbox_write_failing                      1 while the outbox's writes fail (reports in memory
+//	                                                    only, leasing paused); from the coordinator's
+//	                                                    once-a-second health report
+//	dragonfly_outbox_not_durable_reports                reports held in memory only
+//	dragonfly_outbox_write_failures                     failed outbox write transactions since start
 //
-// State, read at scrape time:
+// State, read from a snapshot taken at scrape time (see Gatherer):
 //
 //	dragonfly_workers_connected                         worker sessions
 //	dragonfly_scanner_slots                             scanner slots of the connected workers
@@ -47,29 +61,51 @@
 //	dragonfly_results_late_total                        results for tasks no longer assigned to the sender
 //	dragonfly_jobs_superseded_total                     re-leases merged into a job in flight
 //	dragonfly_outbox_reports                            reports waiting for the API
+//	dragonfly_spot_checks_active                        1 while spot checks run (rate > 0 and two or more
+//	                                                    worker identities ready), else 0
+//	dragonfly_quarantined_workers                       worker identities quarantined
 //	dragonfly_rules_info{hash}                          1 for the rules in use (absent before the first load)
+//	dragonfly_rule_matches_total{rule}                  finished jobs each rule of the current rule set
+//	                                                    matched, since that set was loaded: only names of
+//	                                                    the current set, and every series starts over when
+//	                                                    the set changes
+//	dragonfly_api_queue_polls_total{result}             GET /queue-status answers (ok) and failures (error),
+//	                                                    each counted once however many pages and scrapes saw it
 //	dragonfly_api_queue_jobs{state}                     the API's queue by state: queued, in_progress,
-//	                                                    retryable, exhausted, stranded (last successful poll)
+//	                                                    retryable, exhausted, stranded (last good answer)
 //	dragonfly_api_queue_backlog_jobs                    the API's total_backlog
 //	dragonfly_api_queue_oldest_age_seconds              the API's oldest_age_seconds
-//	dragonfly_api_queue_last_success_timestamp_seconds  when the last poll succeeded
+//	dragonfly_api_queue_last_success_timestamp_seconds  when the API last answered
 //	dragonfly_fleet_desired_workers                     workers the backlog needs (see DesiredWorkers)
 //	dragonfly_fleet_distributions_per_job               the average the formula uses
 //	dragonfly_fleet_max_workers                         the formula's cap
 //
-// The dragonfly_api_queue_* gauges are absent until a poll succeeds.
+// The dragonfly_api_queue_* gauges are absent until the API answered once.
+// A scrape asks for the queue status like a page does (at most once per
+// Config.QueueRefresh, waiting at most Config.QueueTimeout).
+//
+// # Bounds
+//
+// Every list is bounded: recent results, failures and spot check events
+// (Config.RecentResults, RecentFailures, RecentSpotChecks), the releases kept
+// per worker identity (Config.ReleasesPerIdentity over Config.ReleaseWindow,
+// for Config.Identities identities), the rule sets whose matches are counted
+// (4, least recently matched forgotten) and the rule names per set
+// (Config.MaxRules). Strings from workers and the API are cut to 2 KiB.
 package status
 
 import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
@@ -79,19 +115,49 @@ import (
 
 // Config bounds a Monitor. The zero value of every field means its default.
 type Config struct {
-	// Version is this build, shown on the page and as
-	// dragonfly_build_info{version}. Default "unknown".
+	// Version is this build, shown on the page and as the version label of
+	// dragonfly_build_info. Default "unknown".
 	Version string
-	// QueuePollInterval is how often PollQueue asks the API for
-	// GET /queue-status; one poll may take at most this long. Default 30 s.
-	QueuePollInterval time.Duration
-	// QueueMaxAge: an API queue status older than this no longer counts in
-	// DesiredWorkers (the API backlog is taken as 0). Default 3 poll intervals.
-	QueueMaxAge time.Duration
+	// Revision is the VCS revision of this build (the revision label).
+	// Default "unknown".
+	Revision string
+	// GoVersion is the Go release that built it (the goversion label).
+	// Default runtime.Version().
+	GoVersion string
+	// QueueRefresh: a page or scrape asks the API for GET /queue-status when
+	// the last answer is older than this; the coordinator makes one request
+	// for any number of askers. Default 5 s.
+	QueueRefresh time.Duration
+	// QueueTimeout bounds how long a page or scrape waits for that answer
+	// before it shows the last one. Default 3 s.
+	QueueTimeout time.Duration
+	// QueueStale: an API answer older than this no longer counts in
+	// DesiredWorkers (the API backlog is taken as 0). Default 2 min.
+	QueueStale time.Duration
 	// RecentResults is how many finished jobs the page lists. Default 50.
 	RecentResults int
 	// RecentFailures is how many failures the page lists. Default 50.
 	RecentFailures int
+	// RecentSpotChecks is how many spot check mismatches, decisions,
+	// inconclusive checks and quarantines the page lists. Default 50.
+	RecentSpotChecks int
+	// ReleaseWindow is how long the releases a worker identity took part in
+	// are kept (for a quarantined identity: the window before its
+	// quarantine). Default 1 h.
+	ReleaseWindow time.Duration
+	// ReleasesPerIdentity bounds the releases kept per identity; beyond it
+	// the oldest are forgotten and the list says it is incomplete.
+	// Default 1000.
+	ReleasesPerIdentity int
+	// Identities bounds the worker identities whose releases are kept; beyond
+	// it the one idle longest is forgotten (quarantined ones last).
+	// Default 256.
+	Identities int
+	// TopRules is how many rules the page lists by matches. Default 10.
+	TopRules int
+	// MaxRules bounds the rule names counted per rule set (a rule set has a
+	// few hundred). Default 4096.
+	MaxRules int
 	// ErrorWindow is the span of the recent API request and error counts.
 	// Default 15 min.
 	ErrorWindow time.Duration
@@ -119,17 +185,40 @@ func (c Config) withDefaults() Config {
 	if c.Version == "" {
 		c.Version = "unknown"
 	}
-	if c.QueuePollInterval <= 0 {
-		c.QueuePollInterval = 30 * time.Second
+	if c.Revision == "" {
+		c.Revision = "unknown"
 	}
-	if c.QueueMaxAge <= 0 {
-		c.QueueMaxAge = 3 * c.QueuePollInterval
+	if c.GoVersion == "" {
+		c.GoVersion = runtime.Version()
 	}
-	if c.RecentResults <= 0 {
-		c.RecentResults = 50
+	if c.QueueRefresh <= 0 {
+		c.QueueRefresh = 5 * time.Second
 	}
-	if c.RecentFailures <= 0 {
-		c.RecentFailures = 50
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = 3 * time.Second
+	}
+	if c.QueueStale <= 0 {
+		c.QueueStale = 2 * time.Minute
+	}
+	for _, p := range []*int{&c.RecentResults, &c.RecentFailures, &c.RecentSpotChecks} {
+		if *p <= 0 {
+			*p = 50
+		}
+	}
+	if c.ReleaseWindow <= 0 {
+		c.ReleaseWindow = time.Hour
+	}
+	if c.ReleasesPerIdentity <= 0 {
+		c.ReleasesPerIdentity = 1000
+	}
+	if c.Identities <= 0 {
+		c.Identities = 256
+	}
+	if c.TopRules <= 0 {
+		c.TopRules = 10
+	}
+	if c.MaxRules <= 0 {
+		c.MaxRules = 4096
 	}
 	if c.ErrorWindow <= 0 {
 		c.ErrorWindow = 15 * time.Minute
@@ -152,50 +241,42 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Source is the coordinator state a Monitor reads. *coordinator.Coordinator
-// implements it.
+// Source is the coordinator as the Monitor reads it: an immutable snapshot,
+// and the API's queue status through the coordinator's single-flight cache.
+// *coordinator.Coordinator implements it.
 type Source interface {
-	Sessions() []coordinator.SessionInfo
-	LastSeen() map[string]time.Time
-	Dispatcher() *dispatch.Dispatcher
-	Outbox() *outbox.Outbox
-	RulesHash() string
+	Snapshot() coordinator.Snapshot
+	QueueStatus(ctx context.Context, maxAge time.Duration) coordinator.QueueView
 }
 
-// QueueSource answers GET /queue-status. *mainframe.Client implements it.
-type QueueSource interface {
-	QueueStatus(ctx context.Context) (mainframe.QueueStatus, error)
-}
+var _ Source = (*coordinator.Coordinator)(nil)
 
-// Monitor collects a coordinator's events and state. It is safe for
-// concurrent use; its Observer methods are quick (one short lock).
+// Monitor collects a coordinator's events. It is safe for concurrent use;
+// its Observer methods are quick (one short lock).
 type Monitor struct {
 	cfg     Config
 	started time.Time
-	src     atomic.Pointer[sourceBox]
 	met     *metrics
+	rules   *ruleCounts
 
-	mu           sync.Mutex
-	workers      map[string]*workerState // by session ID, while connected
-	results      ring[Result]
-	failures     ring[Failure]
-	dists        ring[int] // distributions of the last finished jobs
-	lastLease    time.Time
-	lastReport   time.Time
-	lastError    *Error
-	endpoints    map[string]*endpointState
-	queue        *Queue
-	leasedAtPoll int64 // counts.leased when queue was fetched
-	queueErr     *Error
-	counts       counts
-	outboxHealth outbox.Health
-}
-
-type sourceBox struct{ s Source }
-
-type workerState struct {
-	info coordinator.SessionInfo
-	jobs int64
+	mu            sync.Mutex
+	jobsBySession map[string]int64 // jobs done, while the session is connected
+	results       ring[Result]
+	failures      ring[Failure]
+	spotChecks    ring[SpotCheck]
+	dists         ring[int] // distributions of the last finished jobs
+	releases      *releaseLog
+	lastLease     time.Time
+	lastReport    time.Time
+	lastError     *Error
+	endpoints     map[string]*endpointState
+	queue         *Queue
+	leasedAtQueue int64 // counts.leased when queue was recorded
+	queueErr      *Error
+	lastQueueErr  error
+	queueOK       int64 // queue answers seen
+	queueFailed   int64 // queue failures seen
+	counts        counts
 }
 
 type counts struct {
@@ -208,30 +289,23 @@ var _ coordinator.Observer = (*Monitor)(nil)
 func New(cfg Config) *Monitor {
 	cfg = cfg.withDefaults()
 	m := &Monitor{
-		cfg:       cfg,
-		started:   cfg.Now(),
-		workers:   map[string]*workerState{},
-		results:   newRing[Result](cfg.RecentResults),
-		failures:  newRing[Failure](cfg.RecentFailures),
-		dists:     newRing[int](cfg.DistributionsWindow),
-		endpoints: map[string]*endpointState{},
+		cfg:           cfg,
+		started:       cfg.Now(),
+		rules:         newRuleCounts(4, cfg.MaxRules),
+		jobsBySession: map[string]int64{},
+		results:       newRing[Result](cfg.RecentResults),
+		failures:      newRing[Failure](cfg.RecentFailures),
+		spotChecks:    newRing[SpotCheck](cfg.RecentSpotChecks),
+		dists:         newRing[int](cfg.DistributionsWindow),
+		releases:      newReleaseLog(cfg.ReleaseWindow, cfg.ReleasesPerIdentity, cfg.Identities),
+		endpoints:     map[string]*endpointState{},
 	}
-	m.met = newMetrics(m, cfg)
+	m.met = newMetrics(cfg)
 	return m
 }
 
-// Attach sets the coordinator whose state the Monitor reads. Before it, the
-// state gauges read zero.
-func (m *Monitor) Attach(s Source) { m.src.Store(&sourceBox{s: s}) }
-
-func (m *Monitor) source() Source {
-	if b := m.src.Load(); b != nil {
-		return b.s
-	}
-	return nil
-}
-
-// Registry holds the coordinator's metrics.
+// Registry holds the Monitor's event metrics; Gatherer adds the state read
+// from a coordinator.
 func (m *Monitor) Registry() *prometheus.Registry { return m.met.reg }
 
 // Leased records a lease request (coordinator.Observer).
@@ -250,13 +324,15 @@ func (m *Monitor) Leased(jobs int, err error) {
 	defer m.mu.Unlock()
 	m.counts.leased += int64(jobs)
 	if err != nil {
-		m.lastError = &Error{Time: now, Source: "lease", Message: err.Error()}
+		m.lastError = &Error{Time: now, Source: "lease", Message: clip.Error(err, clip.Default)}
 		return
 	}
 	m.lastLease = now
 }
 
-// JobFinished records a finished job (coordinator.Observer).
+// JobFinished records a finished job (coordinator.Observer): its result or
+// failure, the identities that scanned it (kept per identity for
+// Config.ReleaseWindow), and, for a success, its rules' matches.
 func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	result := "success"
 	if o.Failure != "" {
@@ -266,26 +342,30 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	if !o.Job.LeasedAt.IsZero() {
 		m.met.jobDuration.Observe(max(o.Finished.Sub(o.Job.LeasedAt), 0).Seconds())
 	}
+	if o.Failure == "" {
+		m.rules.add(o.Job.RulesHash, o.Package.RulesMatched)
+	}
+	ids := slices.Clone(o.Identities)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	elapsed := max(o.Finished.Sub(o.Job.LeasedAt), 0).Seconds()
+
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dists.add(len(o.Job.Distributions))
-	workers := make([]string, 0, len(o.Sessions))
 	for _, id := range o.Sessions {
-		if w := m.workers[id]; w != nil {
-			w.jobs++
-			workers = append(workers, w.info.WorkerID)
-		} else {
-			workers = append(workers, id)
+		if n, ok := m.jobsBySession[id]; ok {
+			m.jobsBySession[id] = n + 1
 		}
 	}
-	slices.Sort(workers)
-	workers = slices.Compact(workers)
-	elapsed := max(o.Finished.Sub(o.Job.LeasedAt), 0).Seconds()
+	for _, id := range ids {
+		m.releases.add(id, Release{Name: o.Job.Name, Version: o.Job.Version, Finished: o.Finished, Failed: o.Failure != ""})
+	}
 	if o.Failure != "" {
 		m.counts.scannedFailed++
 		m.failures.add(Failure{
 			Time: o.Finished, Kind: FailureScan, Name: o.Job.Name, Version: o.Job.Version,
-			Attempt: o.Job.Attempt, Reason: o.Failure, Workers: workers, Report: ReportQueued,
+			Attempt: o.Job.Attempt, Reason: clip.String(o.Failure, clip.Default), Identities: ids, Report: ReportQueued,
 		})
 		return
 	}
@@ -299,8 +379,8 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	}
 	m.results.add(Result{
 		Finished: o.Finished, Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt,
-		Score: o.Package.Score, Rules: rules, InspectorURL: o.InspectorURL,
-		Distributions: len(o.Job.Distributions), Workers: workers, ElapsedSeconds: elapsed,
+		Score: o.Package.Score, Grade: Grade(o.Package.Score), Rules: rules, InspectorURL: o.InspectorURL,
+		Distributions: len(o.Job.Distributions), Identities: ids, ElapsedSeconds: elapsed,
 		Files: o.Stats.Files, BytesScanned: o.Stats.BytesExpanded, Report: ReportQueued,
 	})
 }
@@ -315,7 +395,7 @@ func (m *Monitor) JobDropped(j dispatch.Job) {
 	m.counts.dropped++
 	m.failures.add(Failure{
 		Time: now, Kind: FailureDropped, Name: j.Name, Version: j.Version, Attempt: j.Attempt,
-		Reason: "lease ended before a worker took every distribution; the API will lease it again",
+		Reason: "lease ended before every distribution was scanned; the API will lease it again",
 	})
 }
 
@@ -354,14 +434,14 @@ func (m *Monitor) Reported(r outbox.Report, err error, _ time.Duration) {
 		m.counts.rejected++
 	default:
 		if !errors.Is(err, context.Canceled) {
-			m.lastError = &Error{Time: now, Source: "report", Message: err.Error()}
+			m.lastError = &Error{Time: now, Source: "report", Message: clip.Error(err, clip.Default)}
 		}
 	}
 	m.setReportState(r.Name, r.Version, state)
 	if state == ReportConflict || state == ReportRejected {
 		m.failures.add(Failure{
 			Time: now, Kind: FailureReport, Name: r.Name, Version: r.Version, Attempt: r.Attempt,
-			Reason: err.Error(), Report: state,
+			Reason: clip.Error(err, clip.Default), Report: state,
 		})
 	}
 }
@@ -372,7 +452,7 @@ func (m *Monitor) ReportAbandoned(r outbox.Report, err error) {
 	m.met.jobsCompleted.WithLabelValues("abandoned").Inc()
 	reason := "not accepted within the report max age"
 	if err != nil {
-		reason += ": " + err.Error()
+		reason += ": " + clip.Error(err, clip.Default)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -416,7 +496,7 @@ func (m *Monitor) SessionStarted(info coordinator.SessionInfo) {
 	m.met.sessionsStarted.Inc()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.workers[info.SessionID] = &workerState{info: info}
+	m.jobsBySession[info.SessionID] = 0
 }
 
 // SessionEnded records the end of a worker session (coordinator.Observer).
@@ -424,44 +504,59 @@ func (m *Monitor) SessionEnded(info coordinator.SessionInfo, err error) {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.workers, info.SessionID)
+	delete(m.jobsBySession, info.SessionID)
 	if err == nil {
 		m.met.sessionsEnded.WithLabelValues("clean").Inc()
 		return
 	}
 	m.met.sessionsEnded.WithLabelValues("error").Inc()
+	who := info.Identity
+	if who == "" {
+		who = info.WorkerID
+	}
 	m.failures.add(Failure{
-		Time: now, Kind: FailureWorker, Workers: []string{info.WorkerID},
-		Reason: "session " + info.SessionID + " on " + info.Host + " ended: " + err.Error() + "; its tasks were re-dispatched",
+		Time: now, Kind: FailureWorker, Identities: []string{who},
+		Reason: clip.String("session "+info.SessionID+" on "+info.Host+" ended: "+err.Error()+"; its tasks were dispatched again", clip.Default),
 	})
 }
 
 // DispatchEvent records a dispatcher event (coordinator.Observer): counted
-// by kind; spot-check mismatches, decisions, quarantines and distributions
-// failed after three losses are listed with the failures.
+// by kind; spot-check mismatches, decisions, inconclusive checks and
+// quarantines are listed with the spot checks, distributions failed after
+// three losses with the failures. A quarantine freezes the identity's
+// release list: it then covers the window before the quarantine.
 func (m *Monitor) DispatchEvent(e dispatch.Event) {
 	m.met.dispatchEvents.WithLabelValues(e.Kind.String()).Inc()
-	var f *Failure
+	var kind SpotCheckKind
 	switch e.Kind {
 	case dispatch.EventVerifyMismatch:
-		f = &Failure{Kind: FailureMismatch, Reason: "spot check mismatch: " + e.Reason}
+		kind = SpotMismatch
 	case dispatch.EventVerifyDecided:
-		f = &Failure{Kind: FailureMismatch, Reason: "spot check decided: " + e.Reason}
+		kind = SpotDecided
+	case dispatch.EventVerifyInconclusive:
+		kind = SpotInconclusive
 	case dispatch.EventQuarantine:
-		f = &Failure{Kind: FailureQuarantine, Reason: "worker quarantined: " + e.Reason}
+		kind = SpotQuarantine
 	case dispatch.EventLostFailed:
-		f = &Failure{Kind: FailureLost, Reason: e.Reason}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.failures.add(Failure{Time: e.Time, Kind: FailureLost, Name: e.Name, Version: e.Version,
+			Reason: clip.String(e.Reason, clip.Default), Identities: slices.Clone(e.Identities)})
+		return
 	default:
 		return
 	}
-	f.Time, f.Name, f.Version = e.Time, e.Name, e.Version
-	f.Workers = append(slices.Clone(e.Identities), e.Quarantined...)
-	if e.Identity != "" && !slices.Contains(f.Workers, e.Identity) {
-		f.Workers = append(f.Workers, e.Identity)
+	sc := SpotCheck{Time: e.Time, Kind: kind, Name: e.Name, Version: e.Version, URL: e.URL,
+		Identities: slices.Clone(e.Identities), Quarantined: slices.Clone(e.Quarantined), Reason: clip.String(e.Reason, clip.Default)}
+	if kind == SpotQuarantine && e.Identity != "" && !slices.Contains(sc.Identities, e.Identity) {
+		sc.Identities = append(sc.Identities, e.Identity)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.failures.add(*f)
+	m.spotChecks.add(sc)
+	if kind == SpotQuarantine && e.Identity != "" {
+		m.releases.quarantine(e.Identity, e.Time)
+	}
 }
 
 // OutboxHealth records the outbox's health (coordinator.Observer).
@@ -473,9 +568,6 @@ func (m *Monitor) OutboxHealth(h outbox.Health) {
 	m.met.outboxFailing.Set(failing)
 	m.met.outboxVolatile.Set(float64(h.NotDurable))
 	m.met.outboxFailures.Set(float64(h.Failures))
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.outboxHealth = h
 }
 
 // APIObserver returns the hooks for mainframe.Config.Observer: request counts,
@@ -508,7 +600,7 @@ func (m *Monitor) tokenRefresh(err error) {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.lastError = &Error{Time: now, Source: "token", Message: err.Error()}
+	m.lastError = &Error{Time: now, Source: "token", Message: clip.Error(err, clip.Default)}
 }
 
 // Trouble reports whether an API answer says the API (or our access to it)
@@ -525,53 +617,315 @@ func Trouble(status int) bool {
 	return false
 }
 
-// PollQueue asks src for the API's queue status at once and then every
-// QueuePollInterval, until ctx ends; it returns nil then. Each poll is bounded
-// by the interval. Results feed the dragonfly_api_queue_* gauges, the page and
-// DesiredWorkers.
-func (m *Monitor) PollQueue(ctx context.Context, src QueueSource) error {
-	t := time.NewTicker(m.cfg.QueuePollInterval)
-	defer t.Stop()
-	for {
-		m.pollOnce(ctx, src)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-func (m *Monitor) pollOnce(ctx context.Context, src QueueSource) {
-	pctx, cancel := context.WithTimeout(ctx, m.cfg.QueuePollInterval)
-	defer cancel()
-	q, err := src.QueueStatus(pctx)
-	if ctx.Err() != nil {
-		return
-	}
-	now := m.cfg.Now()
-	if err != nil {
-		m.met.queuePolls.WithLabelValues("error").Inc()
-		m.mu.Lock()
-		m.queueErr = &Error{Time: now, Source: "queue-status", Message: err.Error()}
-		m.mu.Unlock()
-		return
-	}
-	m.met.queuePolls.WithLabelValues("ok").Inc()
-	m.mu.Lock()
-	m.queue = &Queue{
-		Fetched: now, Queued: q.Queued, InProgress: q.InProgress, Retryable: q.Retryable,
-		Exhausted: q.Exhausted, Stranded: q.Stranded, TotalBacklog: q.TotalBacklog, OldestAgeSeconds: q.OldestAgeSeconds,
-	}
-	m.queueErr = nil
-	m.leasedAtPoll = m.counts.leased
-	m.mu.Unlock()
-}
-
 // statusLabel is the status label of an API try.
 func statusLabel(status int) string {
 	if status == 0 {
 		return "none"
 	}
 	return strconv.Itoa(status)
+}
+
+// sameError reports whether a and b are the same error value, without
+// comparing values of types that cannot be compared.
+func sameError(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
+}
+
+// ring keeps the last n items.
+type ring[T any] struct {
+	buf  []T
+	next int
+	full bool
+}
+
+func newRing[T any](n int) ring[T] { return ring[T]{buf: make([]T, n)} }
+
+// add appends v; it returns the item it overwrote, if any.
+func (r *ring[T]) add(v T) (old T, overwrote bool) {
+	old, overwrote = r.buf[r.next], r.full
+	r.buf[r.next] = v
+	r.next++
+	if r.next == len(r.buf) {
+		r.next, r.full = 0, true
+	}
+	return old, overwrote
+}
+
+func (r *ring[T]) len() int {
+	if r.full {
+		return len(r.buf)
+	}
+	return r.next
+}
+
+// items returns the items oldest first (shared storage: read only, under the lock).
+func (r *ring[T]) items() []T {
+	if !r.full {
+		return r.buf[:r.next]
+	}
+	return append(slices.Clone(r.buf[r.next:]), r.buf[:r.next]...)
+}
+
+// list returns a copy, newest first.
+func (r *ring[T]) list() []T {
+	out := slices.Clone(r.items())
+	slices.Reverse(out)
+	return out
+}
+
+// newest returns the newest item matching ok, nil if none.
+func (r *ring[T]) newest(ok func(*T) bool) *T {
+	n := r.len()
+	for i := 1; i <= n; i++ {
+		j := (r.next - i + len(r.buf)) % len(r.buf)
+		if ok(&r.buf[j]) {
+			return &r.buf[j]
+		}
+	}
+	return nil
+}
+
+// window counts requests and errors over a sliding span, in 15 slots.
+type window struct {
+	slot    time.Duration
+	buckets [windowSlots]bucket
+}
+
+const windowSlots = 15
+
+type bucket struct {
+	idx            int64 // slot number (time / slot)
+	requests, errs int64
+}
+
+type endpointState struct {
+	win        *window
+	lastStatus int
+	lastCall   time.Time
+}
+
+func newWindow(span time.Duration) *window {
+	return &window{slot: max(span/windowSlots, time.Nanosecond)}
+}
+
+func (w *window) add(now time.Time, isErr bool) {
+	idx := now.UnixNano() / int64(w.slot)
+	b := &w.buckets[idx%windowSlots]
+	if b.idx != idx {
+		*b = bucket{idx: idx}
+	}
+	b.requests++
+	if isErr {
+		b.errs++
+	}
+}
+
+// sum counts the slots within the span ending now.
+func (w *window) sum(now time.Time) (requests, errs int64) {
+	idx := now.UnixNano() / int64(w.slot)
+	for _, b := range w.buckets {
+		if b.idx > idx-windowSlots && b.idx <= idx {
+			requests += b.requests
+			errs += b.errs
+		}
+	}
+	return requests, errs
+}
+
+// releaseLog keeps, per worker identity, the releases whose outcomes used
+// its results, for a window; bounded per identity and in identities. Used
+// under Monitor.mu.
+type releaseLog struct {
+	window   time.Duration
+	per, ids int
+	byID     map[string]*identityLog
+}
+
+type identityLog struct {
+	rels ring[Release]
+	// dropped is the newest release the ring forgot (zero: none).
+	dropped time.Time
+	// quarantined is when the identity was quarantined (zero: it is not).
+	quarantined time.Time
+	last        time.Time // newest release or quarantine
+}
+
+func newReleaseLog(window time.Duration, per, ids int) *releaseLog {
+	return &releaseLog{window: window, per: per, ids: ids, byID: map[string]*identityLog{}}
+}
+
+func (l *releaseLog) get(id string) *identityLog {
+	if il := l.byID[id]; il != nil {
+		return il
+	}
+	if len(l.byID) >= l.ids {
+		l.evict()
+	}
+	il := &identityLog{rels: newRing[Release](l.per)}
+	l.byID[id] = il
+	return il
+}
+
+// evict forgets the identity idle longest, a quarantined one only when every
+// identity is quarantined.
+func (l *releaseLog) evict() {
+	var victim string
+	var vq bool
+	var vlast time.Time
+	for id, il := range l.byID {
+		q := !il.quarantined.IsZero()
+		if victim == "" || (vq && !q) || (vq == q && il.last.Before(vlast)) {
+			victim, vq, vlast = id, q, il.last
+		}
+	}
+	delete(l.byID, victim)
+}
+
+func (l *releaseLog) add(id string, r Release) {
+	il := l.get(id)
+	if old, ok := il.rels.add(r); ok && old.Finished.After(il.dropped) {
+		il.dropped = old.Finished
+	}
+	if r.Finished.After(il.last) {
+		il.last = r.Finished
+	}
+}
+
+func (l *releaseLog) quarantine(id string, at time.Time) {
+	il := l.get(id)
+	if il.quarantined.IsZero() {
+		il.quarantined = at
+	}
+	if at.After(il.last) {
+		il.last = at
+	}
+}
+
+// list returns the releases of id finished since one window before since
+// (a quarantine's time; zero: now), newest first, and whether none of them
+// was forgotten.
+func (l *releaseLog) list(id string, since, now time.Time) ([]Release, bool) {
+	if since.IsZero() {
+		since = now
+	}
+	cutoff := since.Add(-l.window)
+	out := []Release{}
+	il := l.byID[id]
+	if il == nil {
+		return out, true
+	}
+	for _, r := range il.rels.list() {
+		if !r.Finished.Before(cutoff) {
+			out = append(out, r)
+		}
+	}
+	return out, il.dropped.Before(cutoff)
+}
+
+// ruleCounts counts, per rule set, the finished jobs each rule matched. It
+// keeps the sets most recently matched (a job scanned with older rules may
+// finish after a change), never the one in use; dragonfly_rule_matches_total
+// shows the current set's only, so its series start over when the set
+// changes.
+type ruleCounts struct {
+	mu       sync.Mutex
+	sets     int
+	maxRules int
+	byHash   map[string]*ruleSet
+	tick     uint64
+	current  string // the rules in use at the last page or scrape: never evicted
+}
+
+type ruleSet struct {
+	counts  map[string]int64
+	used    uint64
+	dropped int64 // matches of names beyond maxRules
+}
+
+func newRuleCounts(sets, maxRules int) *ruleCounts {
+	return &ruleCounts{sets: sets, maxRules: maxRules, byHash: map[string]*ruleSet{}}
+}
+
+func (r *ruleCounts) add(hash string, rules []string) {
+	if len(rules) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tick++
+	s := r.byHash[hash]
+	if s == nil {
+		if len(r.byHash) >= r.sets {
+			oldest := ""
+			for h, x := range r.byHash {
+				if h != r.current && (oldest == "" || x.used < r.byHash[oldest].used) {
+					oldest = h
+				}
+			}
+			delete(r.byHash, oldest)
+		}
+		s = &ruleSet{counts: map[string]int64{}}
+		r.byHash[hash] = s
+	}
+	s.used = r.tick
+	for _, name := range rules {
+		if _, ok := s.counts[name]; !ok && len(s.counts) >= r.maxRules {
+			s.dropped++
+			continue
+		}
+		s.counts[name]++
+	}
+}
+
+// setCurrent says which rule set is in use.
+func (r *ruleCounts) setCurrent(hash string) {
+	r.mu.Lock()
+	r.current = hash
+	r.mu.Unlock()
+}
+
+// all returns the counts of the rule set hash, by rule name.
+func (r *ruleCounts) all(hash string) []RuleMatches {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byHash[hash]
+	if s == nil || hash == "" {
+		return nil
+	}
+	out := make([]RuleMatches, 0, len(s.counts))
+	for name, n := range s.counts {
+		out = append(out, RuleMatches{Rule: name, Matches: n})
+	}
+	return out
+}
+
+// top returns the n rules of hash with the most matches (ties by name).
+func (r *ruleCounts) top(hash string, n int) []RuleMatches {
+	all := r.all(hash)
+	slices.SortFunc(all, func(a, b RuleMatches) int {
+		if a.Matches != b.Matches {
+			if a.Matches > b.Matches {
+				return -1
+			}
+			return 1
+		}
+		if a.Rule < b.Rule {
+			return -1
+		}
+		if a.Rule > b.Rule {
+			return 1
+		}
+		return 0
+	})
+	if len(all) > n {
+		all = all[:n]
+	}
+	if all == nil {
+		all = []RuleMatches{}
+	}
+	return all
 }

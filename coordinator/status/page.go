@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -17,11 +19,12 @@ import (
 var pageFS embed.FS
 
 var page = template.Must(template.New("status.html.tmpl").Funcs(template.FuncMap{
-	"ago":   ago,
-	"since": func(now, t time.Time) string { return fmtDuration(now.Sub(t)) },
+	"ago":   Ago,
+	"since": func(now, t time.Time) string { return FormatDuration(now.Sub(t)) },
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
-	"secs":  func(s float64) string { return fmtDuration(time.Duration(s * float64(time.Second))) },
-	"short": func(h string) string { return shortHash(h) },
+	"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"secs":  func(s float64) string { return FormatDuration(time.Duration(s * float64(time.Second))) },
+	"short": shortHash,
 	"bytes": fmtBytes,
 	"join":  strings.Join,
 	"top": func(rules []string, n int) []string {
@@ -37,6 +40,7 @@ var page = template.Must(template.New("status.html.tmpl").Funcs(template.FuncMap
 		}
 		return a * 100 / b
 	},
+	"rate": func(r float64) string { return strconv.FormatFloat(r*100, 'g', 4, 64) + "%" },
 	"deref": func(p *int) int {
 		if p == nil {
 			return 0
@@ -47,37 +51,79 @@ var page = template.Must(template.New("status.html.tmpl").Funcs(template.FuncMap
 		if p == nil {
 			return "-"
 		}
-		return fmtDuration(time.Duration(*p * float64(time.Second)))
+		return FormatDuration(time.Duration(*p * float64(time.Second)))
 	},
+	"plural": plural,
+	"grade":  Grade,
+	"report": reportBadge,
 }).ParseFS(pageFS, "status.html.tmpl"))
 
 // pageData is what the template renders.
 type pageData struct {
 	Document
-	Now time.Time
+	Now    time.Time
+	Grades []GradeInfo
 }
 
-// Handler serves:
+// Handler serves the coordinator's HTTP surface, reading src (one snapshot
+// per request):
 //
-//	GET /metrics      the Prometheus exposition of Registry
-//	GET /status       the status page (HTML, refreshes itself every 5 s)
+//	GET /metrics      Gatherer(src) and the extra gatherers, in the Prometheus
+//	                  exposition; no secret in it
+//	GET /status       the status page (HTML, no script, refreshes itself every 5 s)
 //	GET /status.json  the status Document as JSON
 //	GET /             a redirect to /status
-func (m *Monitor) Handler() http.Handler {
+//	GET /healthz      200 while the process serves HTTP (liveness)
+//	GET /readyz       200 while ready() (the gRPC server serves and the
+//	                  coordinator is not draining: Server.Ready), else 503
+//
+// API trouble and outbox trouble show in the metrics and on /status, never
+// in /readyz: taking the coordinator out of its Service during an API outage
+// would cut its workers off and fix nothing. ready nil means ready while the
+// snapshot says the coordinator is not draining. Who may see /status is the
+// caller's choice (cmd/dragonfly puts it behind DRAGONFLY_STATUS_TOKEN).
+func (m *Monitor) Handler(src Source, ready func() bool, extra ...prometheus.Gatherer) http.Handler {
+	gs := prometheus.Gatherers{m.Gatherer(src)}
+	gs = append(gs, extra...)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.met.reg, promhttp.HandlerOpts{Registry: m.met.reg}))
-	mux.HandleFunc("GET /status", m.servePage)
-	mux.HandleFunc("GET /status.json", m.serveJSON)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { m.servePage(w, r, src) })
+	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) { m.serveJSON(w, r, src) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		var ok bool
+		if ready != nil {
+			ok = ready()
+		} else {
+			ok = !src.Snapshot().Draining
+		}
+		switch {
+		case ok:
+			fmt.Fprintln(w, "ready")
+		case src.Snapshot().Draining:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: draining")
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: not serving workers")
+		}
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/status", http.StatusFound)
 	})
 	return mux
 }
 
-func (m *Monitor) servePage(w http.ResponseWriter, _ *http.Request) {
-	doc := m.Snapshot()
+func (m *Monitor) servePage(w http.ResponseWriter, r *http.Request, src Source) {
+	doc := m.Status(r.Context(), src)
 	var buf bytes.Buffer
-	if err := page.Execute(&buf, pageData{Document: doc, Now: doc.Generated}); err != nil {
+	if err := page.Execute(&buf, pageData{Document: doc, Now: doc.Generated, Grades: Grades()}); err != nil {
 		http.Error(w, "render status page: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -86,8 +132,8 @@ func (m *Monitor) servePage(w http.ResponseWriter, _ *http.Request) {
 	w.Write(buf.Bytes())
 }
 
-func (m *Monitor) serveJSON(w http.ResponseWriter, _ *http.Request) {
-	body, err := json.MarshalIndent(m.Snapshot(), "", "  ")
+func (m *Monitor) serveJSON(w http.ResponseWriter, r *http.Request, src Source) {
+	body, err := json.MarshalIndent(m.Status(r.Context(), src), "", "  ")
 	if err != nil {
 		http.Error(w, "encode status: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -97,19 +143,100 @@ func (m *Monitor) serveJSON(w http.ResponseWriter, _ *http.Request) {
 	w.Write(append(body, '\n'))
 }
 
-// ago formats how long before now t was ("-" for the zero time).
-func ago(now, t time.Time) string {
+// Score grades. A package's score is the sum of the weights of the rules
+// its top distribution matched; the grades are its bands, inclusive lower
+// bounds: none (< 1), low (1-4), medium (5-9), high (10-14), critical (15+).
+const (
+	GradeNone     = "none"
+	GradeLow      = "low"
+	GradeMedium   = "medium"
+	GradeHigh     = "high"
+	GradeCritical = "critical"
+)
+
+// GradeInfo is one band of the score scale.
+type GradeInfo struct {
+	Grade string
+	// Min is the lowest score of the band; Max the highest (0: no bound).
+	Min, Max int64
+}
+
+// Label says the band in words: "5-9", "15+", "< 1".
+func (g GradeInfo) Label() string {
+	switch {
+	case g.Grade == GradeNone:
+		return "< 1"
+	case g.Max == 0:
+		return strconv.FormatInt(g.Min, 10) + "+"
+	}
+	return strconv.FormatInt(g.Min, 10) + "-" + strconv.FormatInt(g.Max, 10)
+}
+
+// Grades is the score scale, lowest first.
+func Grades() []GradeInfo {
+	return []GradeInfo{
+		{Grade: GradeNone, Max: 0},
+		{Grade: GradeLow, Min: 1, Max: 4},
+		{Grade: GradeMedium, Min: 5, Max: 9},
+		{Grade: GradeHigh, Min: 10, Max: 14},
+		{Grade: GradeCritical, Min: 15},
+	}
+}
+
+// Grade is the band of a package score.
+func Grade(score int64) string {
+	switch {
+	case score >= 15:
+		return GradeCritical
+	case score >= 10:
+		return GradeHigh
+	case score >= 5:
+		return GradeMedium
+	case score >= 1:
+		return GradeLow
+	}
+	return GradeNone
+}
+
+// badge is a report state as the page shows it: its CSS class and words.
+type badge struct {
+	Class, Text string
+}
+
+// reportBadge shows where a report stands. A failure's report wears its
+// own badge (an accepted failure report is no green "accepted").
+func reportBadge(state ReportState, failed bool) badge {
+	if failed {
+		switch state {
+		case ReportAccepted:
+			return badge{"state failure-reported", "failure reported"}
+		case ReportQueued, ReportRetrying:
+			return badge{"state failure-" + string(state), "failure " + string(state)}
+		}
+	}
+	return badge{"state " + string(state), string(state)}
+}
+
+// plural says n things: "1 worker", "3 workers".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// Ago says how long before now t was: "4.2s ago"; "never" for the zero time.
+func Ago(now, t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return fmtDuration(now.Sub(t)) + " ago"
+	return FormatDuration(now.Sub(t)) + " ago"
 }
 
-// fmtDuration rounds d for people: 850ms, 12.3s, 4m05s, 2h10m.
-func fmtDuration(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
+// FormatDuration rounds d for people: 850ms, 12.3s, 4m05s, 2h10m, 3d04h.
+// A negative d is 0.
+func FormatDuration(d time.Duration) string {
+	d = max(d, 0)
 	switch {
 	case d < time.Second:
 		return fmt.Sprintf("%dms", d.Milliseconds())
@@ -117,8 +244,10 @@ func fmtDuration(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	case d < time.Hour:
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	default:
+	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
 }
 
@@ -135,6 +264,7 @@ func fmtBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// shortHash is the first 12 characters of a rules hash.
 func shortHash(h string) string {
 	if len(h) > 12 {
 		return h[:12]

@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdhtml "html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
@@ -42,6 +45,40 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// fakeSource is a coordinator as the Monitor reads it: a fixed snapshot and
+// a scripted queue status.
+type fakeSource struct {
+	mu     sync.Mutex
+	snap   coordinator.Snapshot
+	view   coordinator.QueueView
+	asked  int
+	maxAge time.Duration
+}
+
+func (s *fakeSource) Snapshot() coordinator.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snap
+}
+
+func (s *fakeSource) QueueStatus(_ context.Context, maxAge time.Duration) coordinator.QueueView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked++
+	s.maxAge = maxAge
+	return s.view
+}
+
+func (s *fakeSource) set(f func(*coordinator.Snapshot, *coordinator.QueueView)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.snap, &s.view)
+}
+
+var errNoQueue = errors.New("GET /queue-status: 404 Not Found")
+
+func emptySource() *fakeSource { return &fakeSource{view: coordinator.QueueView{Err: errNoQueue}} }
 
 func TestDesiredWorkers(t *testing.T) {
 	tests := []struct {
@@ -79,6 +116,51 @@ func TestTrouble(t *testing.T) {
 	}
 }
 
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                    "0ms",
+		850 * time.Millisecond:          "850ms",
+		12300 * time.Millisecond:        "12.3s",
+		4*time.Minute + 5*time.Second:   "4m05s",
+		2*time.Hour + 10*time.Minute:    "2h10m",
+		47*time.Hour + 59*time.Minute:   "47h59m",
+		3*24*time.Hour + 4*time.Hour:    "3d04h",
+		400*24*time.Hour + 23*time.Hour: "400d23h",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := Ago(now, time.Time{}); got != "never" {
+		t.Errorf("Ago(zero) = %q", got)
+	}
+	if got := Ago(now, now.Add(-90*time.Second)); got != "1m30s ago" {
+		t.Errorf("Ago(90s) = %q", got)
+	}
+}
+
+func TestGrade(t *testing.T) {
+	for score, want := range map[int64]string{-2: "none", 0: "none", 1: "low", 4: "low", 5: "medium", 9: "medium", 10: "high", 14: "high", 15: "critical", 400: "critical"} {
+		if got := Grade(score); got != want {
+			t.Errorf("Grade(%d) = %q, want %q", score, got, want)
+		}
+	}
+	// The scale's bands are contiguous and agree with Grade.
+	gs := Grades()
+	for i, g := range gs {
+		if Grade(g.Min) != g.Grade && g.Grade != GradeNone {
+			t.Errorf("Grade(%d) = %q, band %q", g.Min, Grade(g.Min), g.Grade)
+		}
+		if i > 0 && gs[i-1].Max+1 != g.Min {
+			t.Errorf("band %q starts at %d, the one before ends at %d", g.Grade, g.Min, gs[i-1].Max)
+		}
+	}
+	if got := fmt.Sprint(gs[1].Label(), " ", gs[4].Label(), " ", gs[0].Label()); got != "1-4 15+ < 1" {
+		t.Errorf("labels = %q", got)
+	}
+}
+
 func TestWindow(t *testing.T) {
 	c := newClock()
 	w := newWindow(15 * time.Minute) // 1-minute slots
@@ -105,8 +187,14 @@ func TestRing(t *testing.T) {
 	if got := r.list(); len(got) != 0 {
 		t.Errorf("empty list = %v", got)
 	}
+	var overwritten []int
 	for i := 1; i <= 5; i++ {
-		r.add(i)
+		if old, ok := r.add(i); ok {
+			overwritten = append(overwritten, old)
+		}
+	}
+	if fmt.Sprint(overwritten) != "[1 2]" {
+		t.Errorf("overwritten = %v, want [1 2]", overwritten)
 	}
 	if got := fmt.Sprint(r.list()); got != "[5 4 3]" {
 		t.Errorf("list = %s, want [5 4 3]", got)
@@ -122,12 +210,17 @@ func TestRing(t *testing.T) {
 	}
 }
 
+// outcome is a finished job: a success scoring 12 (rules r2 w10, r1 w2)
+// unless failure is set.
 func outcome(name string, dists int, failure string, leased, finished time.Time, sessions ...string) dispatch.Outcome {
 	j := dispatch.Job{Name: name, Version: "1.0", Attempt: intp(2), LeasedAt: leased, RulesHash: "h"}
 	for i := range dists {
 		j.Distributions = append(j.Distributions, fmt.Sprintf("https://files.example/%s-%d.tar.gz", name, i))
 	}
 	o := dispatch.Outcome{Job: j, Failure: failure, Sessions: sessions, Finished: finished}
+	for _, s := range sessions {
+		o.Identities = append(o.Identities, strings.TrimPrefix(s, "s1-"))
+	}
 	if failure == "" {
 		o.Package = score.Aggregate([]score.Distribution{{Score: 12, TopFile: "a/setup.py", TopScore: 12,
 			Rules: []score.Hit{{Name: "r1", Weight: 2}, {Name: "r2", Weight: 10}}}})
@@ -141,9 +234,10 @@ func outcome(name string, dists int, failure string, leased, finished time.Time,
 func TestEvents(t *testing.T) {
 	c := newClock()
 	m := New(Config{Now: c.Now, Version: "v9", ErrorWindow: 15 * time.Minute})
+	src := emptySource()
 	api := m.APIObserver()
 
-	m.SessionStarted(coordinator.SessionInfo{SessionID: "s1-w1", WorkerID: "w1", Host: "h1", Slots: 4})
+	m.SessionStarted(coordinator.SessionInfo{SessionID: "s1-w1", WorkerID: "w1", Identity: "w1", Host: "h1", Slots: 4})
 	m.Leased(0, errors.New("POST /jobs: 503 Service Unavailable"))
 	api.Call("POST /jobs", 503, 40*time.Millisecond)
 	api.Call("POST /jobs", 0, 10*time.Second)
@@ -163,7 +257,7 @@ func TestEvents(t *testing.T) {
 	m.RulesUpdated(false)
 	api.TokenRefresh(nil)
 	api.TokenRefresh(errors.New("token endpoint: 403"))
-	m.SessionEnded(coordinator.SessionInfo{SessionID: "s2-w2", WorkerID: "w2", Host: "h2"}, errors.New("worker missed its heartbeats"))
+	m.SessionEnded(coordinator.SessionInfo{SessionID: "s2-w2", WorkerID: "w2", Identity: "cert:CN=w2", Host: "h2"}, errors.New("worker missed its heartbeats"))
 	m.SessionEnded(coordinator.SessionInfo{SessionID: "s1-w1", WorkerID: "w1"}, nil)
 
 	want := map[string]float64{
@@ -186,8 +280,9 @@ func TestEvents(t *testing.T) {
 		`sessions_started_total`:                                   1,
 		`sessions_ended_total{result="error"}`:                     1,
 		`sessions_ended_total{result="clean"}`:                     1,
+		`api_queue_polls_total{result="error"}`:                    1,
 	}
-	got := scrape(t, m)
+	got := scrape(t, m, src)
 	for k, v := range want {
 		if g, ok := got["dragonfly_"+k]; !ok || g != v {
 			t.Errorf("dragonfly_%s = %v (present %v), want %v", k, g, ok, v)
@@ -196,17 +291,17 @@ func TestEvents(t *testing.T) {
 	if got["dragonfly_job_duration_seconds_count"] != 2 || got["dragonfly_job_duration_seconds_sum"] != 8 {
 		t.Errorf("job duration count/sum = %v/%v, want 2/8", got["dragonfly_job_duration_seconds_count"], got["dragonfly_job_duration_seconds_sum"])
 	}
-	// Unattached: state gauges read zero; no rules_info, no queue gauges.
+	// An empty snapshot: state gauges read zero; no rules_info, no queue gauges.
 	if got["dragonfly_workers_connected"] != 0 || got["dragonfly_fleet_desired_workers"] != 0 {
-		t.Errorf("unattached gauges: workers %v desired %v", got["dragonfly_workers_connected"], got["dragonfly_fleet_desired_workers"])
+		t.Errorf("empty snapshot gauges: workers %v desired %v", got["dragonfly_workers_connected"], got["dragonfly_fleet_desired_workers"])
 	}
 	for k := range got {
-		if strings.HasPrefix(k, "dragonfly_rules_info") || strings.HasPrefix(k, "dragonfly_api_queue_jobs") {
+		if strings.HasPrefix(k, "dragonfly_rules_info") || strings.HasPrefix(k, "dragonfly_api_queue_jobs") || strings.HasPrefix(k, "dragonfly_rule_matches_total") {
 			t.Errorf("unexpected series %s before rules or queue status", k)
 		}
 	}
 
-	doc := m.Snapshot()
+	doc := m.Status(t.Context(), src)
 	if doc.Version != "v9" || !doc.Generated.Equal(c.Now()) {
 		t.Errorf("version %q generated %v", doc.Version, doc.Generated)
 	}
@@ -214,8 +309,8 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("results = %+v", doc.Results)
 	}
 	r := doc.Results[0]
-	if r.Name != "good" || r.Score != 12 || r.Report != ReportAccepted || r.Distributions != 2 ||
-		r.ElapsedSeconds != 4 || *r.Attempt != 2 || fmt.Sprint(r.Workers) != "[w1]" || !strings.HasPrefix(r.InspectorURL, "https://inspector.pypi.io/") {
+	if r.Name != "good" || r.Score != 12 || r.Grade != GradeHigh || r.Report != ReportAccepted || r.Distributions != 2 ||
+		r.ElapsedSeconds != 4 || *r.Attempt != 2 || fmt.Sprint(r.Identities) != "[w1]" || !strings.HasPrefix(r.InspectorURL, "https://inspector.pypi.io/") {
 		t.Errorf("result = %+v", r)
 	}
 	if fmt.Sprint(r.Rules) != "[r2 r1]" {
@@ -229,8 +324,11 @@ func TestEvents(t *testing.T) {
 	if got, want := strings.Join(kinds, " "), "worker:: report:bad:conflict dropped:late: scan:bad:conflict"; got != want {
 		t.Errorf("failures = %q, want %q", got, want)
 	}
-	if fmt.Sprint(doc.Failures[3].Workers) != "[s9-gone w1]" {
-		t.Errorf("scan failure workers = %v (unknown sessions keep their id)", doc.Failures[3].Workers)
+	if fmt.Sprint(doc.Failures[0].Identities) != "[cert:CN=w2]" {
+		t.Errorf("session failure names %v, want the identity", doc.Failures[0].Identities)
+	}
+	if fmt.Sprint(doc.Failures[3].Identities) != "[s9-gone w1]" {
+		t.Errorf("scan failure identities = %v", doc.Failures[3].Identities)
 	}
 	f := doc.Fleet
 	if f.JobsLeased != 2 || f.JobsSucceeded != 1 || f.JobsFailed != 1 || f.JobsDropped != 1 || f.ReportsAccepted != 1 || f.ReportsConflicted != 1 {
@@ -246,6 +344,9 @@ func TestEvents(t *testing.T) {
 	if a.LastError == nil || a.LastError.Source != "token" {
 		t.Errorf("last error = %+v, want the token error", a.LastError)
 	}
+	if a.Queue != nil || a.QueueError == nil || !strings.Contains(a.QueueError.Message, "404") {
+		t.Errorf("queue %+v, queue error %+v; want no queue and the 404", a.Queue, a.QueueError)
+	}
 	eps := map[string]Endpoint{}
 	for _, e := range a.Endpoints {
 		eps[e.Endpoint] = e
@@ -257,36 +358,41 @@ func TestEvents(t *testing.T) {
 		t.Errorf("PUT /package = %+v, want 2 requests, 0 errors (409 is no API trouble)", e)
 	}
 	c.Advance(16 * time.Minute)
-	for _, e := range m.Snapshot().API.Endpoints {
+	for _, e := range m.Status(t.Context(), src).API.Endpoints {
 		if e.Requests != 0 || e.Errors != 0 {
 			t.Errorf("after the window %s = %+v, want zero counts", e.Endpoint, e)
 		}
+	}
+	// The same failed answer seen by more pages counts once.
+	if v := scrape(t, m, src)[`dragonfly_api_queue_polls_total{result="error"}`]; v != 1 {
+		t.Errorf("queue errors after more scrapes of one failure = %v, want 1", v)
 	}
 }
 
 func TestRetryingReport(t *testing.T) {
 	c := newClock()
 	m := New(Config{Now: c.Now})
+	src := emptySource()
 	m.JobFinished(outcome("slow", 1, "", c.Now(), c.Now()))
 	m.Reported(outbox.Report{Name: "slow", Version: "1.0", Success: &outbox.Success{}}, errors.New("PUT /package: 502 Bad Gateway"), 0)
-	doc := m.Snapshot()
+	doc := m.Status(t.Context(), src)
 	if doc.Results[0].Report != ReportRetrying {
 		t.Errorf("report state = %q, want retrying", doc.Results[0].Report)
 	}
 	if doc.API.LastError == nil || doc.API.LastError.Source != "report" {
 		t.Errorf("last error = %+v", doc.API.LastError)
 	}
-	got := scrape(t, m)
+	got := scrape(t, m, src)
 	for _, o := range []string{"success", "failure", "conflict", "rejected", "dropped_stale"} {
 		if v := got[`dragonfly_jobs_completed_total{outcome="`+o+`"}`]; v != 0 {
 			t.Errorf("completed %s = %v before the report settled", o, v)
 		}
 	}
 	m.Reported(outbox.Report{Name: "slow", Version: "1.0", Success: &outbox.Success{}}, &mainframe.APIError{Status: 422}, 0)
-	if s := m.Snapshot().Results[0].Report; s != ReportRejected {
+	if s := m.Status(t.Context(), src).Results[0].Report; s != ReportRejected {
 		t.Errorf("report state = %q, want rejected", s)
 	}
-	if v := scrape(t, m)[`dragonfly_jobs_completed_total{outcome="rejected"}`]; v != 1 {
+	if v := scrape(t, m, src)[`dragonfly_jobs_completed_total{outcome="rejected"}`]; v != 1 {
 		t.Errorf("completed rejected = %v, want 1", v)
 	}
 }
@@ -298,7 +404,7 @@ func TestRingBounds(t *testing.T) {
 		m.JobFinished(outcome(fmt.Sprintf("p%02d", i), 1, "", c.Now(), c.Now()))
 		m.JobFinished(outcome(fmt.Sprintf("f%02d", i), 1, "boom", c.Now(), c.Now()))
 	}
-	doc := m.Snapshot()
+	doc := m.Status(t.Context(), emptySource())
 	if len(doc.Results) != 5 || doc.Results[0].Name != "p11" || doc.Results[4].Name != "p07" {
 		t.Errorf("results = %d, first %q", len(doc.Results), doc.Results[0].Name)
 	}
@@ -307,122 +413,548 @@ func TestRingBounds(t *testing.T) {
 	}
 }
 
-// fakeQueue answers GET /queue-status from a script.
-type fakeQueue struct {
-	mu    sync.Mutex
-	calls int
-	next  []func() (mainframe.QueueStatus, error)
-}
-
-func (q *fakeQueue) QueueStatus(ctx context.Context) (mainframe.QueueStatus, error) {
-	q.mu.Lock()
-	q.calls++
-	var f func() (mainframe.QueueStatus, error)
-	if len(q.next) > 0 {
-		f, q.next = q.next[0], q.next[1:]
-	}
-	q.mu.Unlock()
-	if f == nil {
-		<-ctx.Done() // a hanging API: the poll's own deadline ends it
-		return mainframe.QueueStatus{}, ctx.Err()
-	}
-	return f()
-}
-
-func (q *fakeQueue) count() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.calls
-}
-
-func queueOK(queued, retryable, inProgress int64) func() (mainframe.QueueStatus, error) {
+// TestQueueOnDemand: pages and scrapes ask the source for the API's queue
+// status with maxAge Config.QueueRefresh; new answers feed the gauges, the
+// page and DesiredWorkers, each answer and failure counted once.
+func TestQueueOnDemand(t *testing.T) {
+	c := newClock()
+	m := New(Config{Now: c.Now, QueueRefresh: 7 * time.Second, QueueStale: time.Minute, SlotsPerWorker: 4, DistributionsPerJob: 2})
 	age := 42.5
-	return func() (mainframe.QueueStatus, error) {
-		return mainframe.QueueStatus{Queued: queued, Retryable: retryable, InProgress: inProgress, Stranded: 1,
-			TotalBacklog: queued + retryable + inProgress, OldestAgeSeconds: &age}, nil
+	src := &fakeSource{view: coordinator.QueueView{Fetched: c.Now(), Status: mainframe.QueueStatus{
+		Queued: 10, Retryable: 2, InProgress: 3, Stranded: 1, TotalBacklog: 15, OldestAgeSeconds: &age}}}
+
+	got := scrape(t, m, src)
+	if src.asked != 1 || src.maxAge != 7*time.Second {
+		t.Errorf("scrape asked %d times with maxAge %v, want once with 7s", src.asked, src.maxAge)
+	}
+	if got[`dragonfly_api_queue_jobs{state="queued"}`] != 10 || got["dragonfly_api_queue_backlog_jobs"] != 15 ||
+		got["dragonfly_api_queue_oldest_age_seconds"] != 42.5 || got[`dragonfly_api_queue_jobs{state="stranded"}`] != 1 {
+		t.Errorf("queue gauges = %v", got)
+	}
+	// (10 queued + 2 retryable + 0 in flight) × 2 / 4 = 6.
+	if got["dragonfly_fleet_desired_workers"] != 6 {
+		t.Errorf("desired = %v, want 6", got["dragonfly_fleet_desired_workers"])
+	}
+	doc := m.Status(t.Context(), src)
+	if src.asked != 2 || doc.API.Queue == nil || doc.API.Queue.Queued != 10 || doc.API.Queue.TotalBacklog != 15 {
+		t.Errorf("asked %d; document queue = %+v", src.asked, doc.API.Queue)
+	}
+	if v := scrape(t, m, src)[`dragonfly_api_queue_polls_total{result="ok"}`]; v != 1 {
+		t.Errorf("ok answers = %v, want 1: one answer seen by three askers", v)
+	}
+	// Jobs leased since the answer have left the API's queue.
+	m.Leased(5, nil)
+	if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 4 { // (12 - 5) × 2 / 4 = 3.5
+		t.Errorf("desired after leasing 5 = %v, want 4", v)
+	}
+	m.Leased(20, nil)
+	if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 0 {
+		t.Errorf("desired after leasing more than the API held = %v, want 0", v)
+	}
+
+	// A newer answer replaces it; leases before it no longer count.
+	c.Advance(10 * time.Second)
+	src.set(func(_ *coordinator.Snapshot, v *coordinator.QueueView) {
+		v.Fetched, v.Status = c.Now(), mainframe.QueueStatus{Queued: 4, TotalBacklog: 4}
+	})
+	if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 2 { // 4 × 2 / 4
+		t.Errorf("desired after a new answer = %v, want 2", v)
+	}
+	// A failure keeps the last answer beside the error.
+	c.Advance(10 * time.Second)
+	fail := errors.New("GET /queue-status: 503 Service Unavailable")
+	src.set(func(_ *coordinator.Snapshot, v *coordinator.QueueView) { v.Err = fail })
+	doc = m.Status(t.Context(), src)
+	if doc.API.Queue == nil || doc.API.Queue.Queued != 4 || doc.API.QueueError == nil || !strings.Contains(doc.API.QueueError.Message, "503") {
+		t.Errorf("after a failure: queue %+v, error %+v", doc.API.Queue, doc.API.QueueError)
+	}
+	got = scrape(t, m, src)
+	if got[`dragonfly_api_queue_polls_total{result="error"}`] != 1 || got[`dragonfly_api_queue_polls_total{result="ok"}`] != 2 {
+		t.Errorf("polls: ok %v error %v, want 2 and 1", got[`dragonfly_api_queue_polls_total{result="ok"}`], got[`dragonfly_api_queue_polls_total{result="error"}`])
+	}
+	html := renderPage(t, m, src)
+	if !strings.Contains(html, `id="api-backlog">4<`) || !strings.Contains(html, "as of 10.0s ago") || !strings.Contains(html, "503 Service Unavailable") {
+		t.Errorf("page does not show the backlog with its age and the failure:\n%s", section(t, html, `id="summary"`))
+	}
+	// An answer older than QueueStale no longer counts.
+	c.Advance(time.Minute)
+	if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 0 {
+		t.Errorf("desired with a stale answer = %v, want 0", v)
 	}
 }
 
-func TestPollQueue(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		q := &fakeQueue{next: []func() (mainframe.QueueStatus, error){
-			queueOK(10, 2, 3),
-			func() (mainframe.QueueStatus, error) {
-				return mainframe.QueueStatus{}, errors.New("GET /queue-status: 404 Not Found")
-			},
-		}}
-		m := New(Config{Now: time.Now, QueuePollInterval: 30 * time.Second, SlotsPerWorker: 4, DistributionsPerJob: 2})
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- m.PollQueue(ctx, q) }()
-
-		synctest.Wait() // the first poll runs at once
-		if q.count() != 1 {
-			t.Fatalf("polls = %d, want 1", q.count())
-		}
-		got := scrape(t, m)
-		if got[`dragonfly_api_queue_jobs{state="queued"}`] != 10 || got["dragonfly_api_queue_backlog_jobs"] != 15 ||
-			got["dragonfly_api_queue_oldest_age_seconds"] != 42.5 || got[`dragonfly_api_queue_jobs{state="stranded"}`] != 1 {
-			t.Errorf("queue gauges = %v", got)
-		}
-		// (10 queued + 2 retryable + 0 in flight) × 2 / 4 = 6.
-		if got["dragonfly_fleet_desired_workers"] != 6 {
-			t.Errorf("desired = %v, want 6", got["dragonfly_fleet_desired_workers"])
-		}
-		if qs := m.Snapshot().API.Queue; qs == nil || qs.Queued != 10 || qs.TotalBacklog != 15 {
-			t.Errorf("document queue = %+v", qs)
-		}
-		// Jobs leased since the poll have left the API's queue.
-		m.Leased(5, nil)
-		if v := scrape(t, m)["dragonfly_fleet_desired_workers"]; v != 4 { // (12 - 5) × 2 / 4 = 3.5
-			t.Errorf("desired after leasing 5 = %v, want 4", v)
-		}
-		m.Leased(20, nil)
-		if v := scrape(t, m)["dragonfly_fleet_desired_workers"]; v != 0 {
-			t.Errorf("desired after leasing more than the API held = %v, want 0", v)
-		}
-
-		time.Sleep(30 * time.Second) // fake time: the second poll fails
-		synctest.Wait()
-		doc := m.Snapshot()
-		if q.count() != 2 || doc.API.QueueError == nil || doc.API.Queue == nil {
-			t.Errorf("after a failed poll: polls %d, error %+v, queue kept %v", q.count(), doc.API.QueueError, doc.API.Queue != nil)
-		}
-		if v := scrape(t, m)[`dragonfly_api_queue_polls_total{result="error"}`]; v != 1 {
-			t.Errorf("poll errors = %v", v)
-		}
-
-		// The third poll hangs until its own deadline (one interval).
-		time.Sleep(30 * time.Second)
-		synctest.Wait()
-		if q.count() != 3 {
-			t.Errorf("polls = %d, want 3", q.count())
-		}
-		time.Sleep(31 * time.Second)
-		synctest.Wait()
-		if v := scrape(t, m)[`dragonfly_api_queue_polls_total{result="error"}`]; v != 2 {
-			t.Errorf("poll errors after a hung poll = %v, want 2", v)
-		}
-		// The last success is now over 3 intervals old: the API backlog no
-		// longer counts.
-		time.Sleep(30 * time.Second)
-		synctest.Wait()
-		if v := scrape(t, m)["dragonfly_fleet_desired_workers"]; v != 0 {
-			t.Errorf("desired with a stale queue status = %v, want 0", v)
-		}
-
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("PollQueue = %v, want nil after cancel", err)
-		}
-	})
+// TestQueueSingleFlight: however many pages and scrapes at once, the API is
+// asked once per QueueRefresh (the coordinator's cache, given our maxAge).
+func TestQueueSingleFlight(t *testing.T) {
+	api := &fakeAPI{}
+	f := startFleet(t, api, Config{QueueRefresh: time.Hour})
+	srv := httptest.NewServer(f.handler())
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := []string{"/status", "/status.json", "/metrics"}[i%3]
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	if n := api.queueCalls(); n != 1 {
+		t.Errorf("GET /queue-status calls = %d for 24 concurrent requests, want 1", n)
+	}
 }
 
-// scrape gathers the registry into "name{labels}" -> value; histograms give
-// name_count and name_sum.
-func scrape(t *testing.T, m *Monitor) map[string]float64 {
+// TestQuarantineReleases: a quarantined identity is listed with its reason,
+// since when, and the releases of the hour before its quarantine (bounded),
+// with the way to queue them again.
+func TestQuarantineReleases(t *testing.T) {
+	c := newClock()
+	m := New(Config{Now: c.Now, ReleaseWindow: time.Hour, ReleasesPerIdentity: 4, Identities: 3})
+	liar, honest := "cert:CN=liar", "cert:CN=honest"
+	finish := func(name string, failed bool, ids ...string) {
+		o := dispatch.Outcome{Job: dispatch.Job{Name: name, Version: "1.0", LeasedAt: c.Now()}, Identities: ids, Finished: c.Now()}
+		if failed {
+			o.Failure = "boom"
+		}
+		m.JobFinished(o)
+	}
+	finish("ancient", false, liar, honest) // more than an hour before the quarantine
+	c.Advance(90 * time.Minute)
+	finish("alpha", false, liar, honest)
+	c.Advance(time.Minute)
+	finish("beta", true, liar)
+	c.Advance(time.Minute)
+	finish("gamma", false, honest)
+	since := c.Now()
+	m.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyDecided, Time: since, Name: "beta", Version: "1.0",
+		Identities: []string{liar, honest, "cert:CN=third"}, Quarantined: []string{liar}, Reason: "majority of 3 disagrees with cert:CN=liar"})
+	m.DispatchEvent(dispatch.Event{Kind: dispatch.EventQuarantine, Time: since, Identity: liar, Reason: "lied in a spot check of beta 1.0"})
+	src := emptySource()
+	src.snap.Dispatch.Quarantined = []dispatch.QuarantineInfo{{Identity: liar, Reason: "lied in a spot check of beta 1.0", Since: since}}
+
+	// Hours later the list still covers the hour before the quarantine.
+	c.Advance(3 * time.Hour)
+	finish("later", false, honest)
+	doc := m.Status(t.Context(), src)
+	if len(doc.Quarantined) != 1 {
+		t.Fatalf("quarantined = %+v", doc.Quarantined)
+	}
+	q := doc.Quarantined[0]
+	var rels []string
+	for _, r := range q.Releases {
+		rels = append(rels, fmt.Sprintf("%s:%v", r.Name, r.Failed))
+	}
+	if q.Identity != liar || !q.Since.Equal(since) || q.Reason == "" || !q.Complete || q.WindowSeconds != 3600 ||
+		strings.Join(rels, " ") != "beta:true alpha:false" {
+		t.Errorf("quarantined = %+v, releases %v; want beta and alpha, not ancient", q, rels)
+	}
+	if got := scrape(t, m, src)["dragonfly_quarantined_workers"]; got != 1 {
+		t.Errorf("dragonfly_quarantined_workers = %v", got)
+	}
+	if len(doc.Alerts) == 0 || !strings.Contains(doc.Alerts[0].Title, "1 worker identity quarantined") {
+		t.Errorf("alerts = %+v", doc.Alerts)
+	}
+	if len(doc.SpotChecks.Recent) != 2 || doc.SpotChecks.Recent[0].Kind != SpotQuarantine || doc.SpotChecks.Recent[1].Kind != SpotDecided ||
+		fmt.Sprint(doc.SpotChecks.Recent[1].Quarantined) != "[cert:CN=liar]" {
+		t.Errorf("spot check events = %+v", doc.SpotChecks.Recent)
+	}
+
+	html := renderPage(t, m, src)
+	qs := section(t, html, `<table id="quarantined"`)
+	for _, want := range []string{"cert:CN=liar", "lied in a spot check of beta 1.0", "2 releases", "beta==1.0 (failed)", "alpha==1.0", "2026-08-01 13:32:00 UTC"} {
+		if !strings.Contains(qs, want) {
+			t.Errorf("quarantine table lacks %q:\n%s", want, qs)
+		}
+	}
+	if strings.Contains(qs, "ancient") || strings.Contains(qs, "gamma") {
+		t.Errorf("quarantine table lists releases it should not:\n%s", qs)
+	}
+	if !strings.Contains(html, "<code>POST /package</code>") {
+		t.Error("page does not say how to queue the releases again")
+	}
+
+	// Bounds: more releases than kept per identity make the list incomplete;
+	// a new identity beyond the bound evicts an idle one, not the quarantined.
+	for i := range 5 {
+		c.Advance(time.Second)
+		finish(fmt.Sprintf("late%d", i), false, liar)
+	}
+	doc = m.Status(t.Context(), src)
+	if q := doc.Quarantined[0]; q.Complete || len(q.Releases) != 4 || q.Releases[0].Name != "late4" {
+		t.Errorf("after 5 more: complete %v, %d releases, newest %q; want incomplete, 4, late4", q.Complete, len(q.Releases), q.Releases[0].Name)
+	}
+	if html := renderPage(t, m, src); !strings.Contains(html, "only the newest kept") {
+		t.Error("page does not say the list is cut")
+	}
+	finish("x", false, "cert:CN=new1")
+	finish("y", false, "cert:CN=new2")
+	m.mu.Lock()
+	_, liarKept := m.releases.byID[liar]
+	_, honestKept := m.releases.byID[honest]
+	n := len(m.releases.byID)
+	m.mu.Unlock()
+	if n != 3 || !liarKept || honestKept {
+		t.Errorf("identities kept: %d, liar %v, honest %v; want 3, the quarantined kept, the idle one evicted", n, liarKept, honestKept)
+	}
+}
+
+// TestOutboxAlerts: outbox trouble is an alert box at the top of the page.
+func TestOutboxAlerts(t *testing.T) {
+	c := newClock()
+	m := New(Config{Now: c.Now})
+	src := emptySource()
+	src.snap.Outbox = coordinator.OutboxState{
+		Reports: 7,
+		Health:  outbox.Health{WriteFailing: true, Since: c.Now().Add(-time.Minute), LastError: "write /var/lib/dragonfly/outbox.db: no space left on device", NotDurable: 3, Failures: 12},
+		Recovery: outbox.Recovery{CorruptPath: "/var/lib/dragonfly/outbox.db.corrupt-20260801T110000", CorruptCause: "page 4: checksum mismatch", Salvaged: 2,
+			Unreadable: 1, UnreadableRecords: []outbox.UnreadableRecord{{Key: `"k1"`, Cause: "not JSON"}}, UnreadableKept: 1},
+	}
+	doc := m.Status(t.Context(), src)
+	var titles []string
+	for _, a := range doc.Alerts {
+		titles = append(titles, a.Level+": "+a.Title)
+	}
+	if got := strings.Join(titles, "; "); got != "error: Outbox writes are failing; error: Outbox file was corrupt at startup; error: Unreadable outbox records at startup" {
+		t.Errorf("alerts = %q", got)
+	}
+	if d := doc.Alerts[0].Detail; !strings.Contains(d, "3 reports are held in memory only") || !strings.Contains(d, "no space left on device") || !strings.Contains(d, "2026-08-01T11:59:00Z") {
+		t.Errorf("write alert = %q", d)
+	}
+	if o := doc.Outbox; !o.WriteFailing || o.NotDurable != 3 || o.WriteFailures != 12 || o.Recovery == nil || o.Recovery.Salvaged != 2 || len(o.Recovery.UnreadableRecords) != 1 {
+		t.Errorf("outbox = %+v", o)
+	}
+	html := renderPage(t, m, src)
+	alertsAt, summaryAt := strings.Index(html, `<section id="alerts">`), strings.Index(html, `id="summary"`)
+	if alertsAt < 0 || alertsAt > summaryAt {
+		t.Fatalf("alerts at %d, summary at %d: want the alerts first", alertsAt, summaryAt)
+	}
+	alerts := html[alertsAt:summaryAt]
+	for _, want := range []string{`class="alert error"`, "Outbox writes are failing", "held in memory only", "leasing is paused",
+		"moved aside to /var/lib/dragonfly/outbox.db.corrupt-20260801T110000", "checksum mismatch", "1 record in the outbox are not reports"} {
+		if !strings.Contains(alerts, want) {
+			t.Errorf("alert box lacks %q:\n%s", want, alerts)
+		}
+	}
+	if !strings.Contains(section(t, html, `id="summary"`), "writes failing") {
+		t.Error("outbox card does not say writes fail")
+	}
+
+	// Healthy: no alert at all.
+	m2 := New(Config{Now: c.Now})
+	if doc := m2.Status(t.Context(), emptySource()); len(doc.Alerts) != 0 {
+		t.Errorf("healthy alerts = %+v", doc.Alerts)
+	}
+	if strings.Contains(renderPage(t, m2, emptySource()), `class="alert`) {
+		t.Error("healthy page shows an alert")
+	}
+}
+
+// TestBadgesAndGrades renders results of every grade and failures whose
+// reports stand in every state, and checks the classes the page gives them.
+func TestBadgesAndGrades(t *testing.T) {
+	c := newClock()
+	m := New(Config{Now: c.Now})
+	for _, s := range []int64{0, 4, 7, 14, 15} {
+		o := outcome(fmt.Sprintf("score%d", s), 1, "", c.Now(), c.Now(), "s1-w1")
+		o.Package.Score = s
+		m.JobFinished(o)
+		m.Reported(outbox.Report{Name: o.Job.Name, Version: "1.0", Success: &outbox.Success{Score: s}}, nil, 0)
+	}
+	m.JobFinished(outcome("failedok", 1, "archive truncated", c.Now(), c.Now(), "s1-w1"))
+	m.Reported(outbox.Report{Name: "failedok", Version: "1.0", Reason: "archive truncated"}, nil, 0)
+	m.JobFinished(outcome("failedq", 1, "limit", c.Now(), c.Now(), "s1-w1"))
+	m.JobFinished(outcome("refused", 1, "", c.Now(), c.Now(), "s1-w1"))
+	m.Reported(outbox.Report{Name: "refused", Version: "1.0", Success: &outbox.Success{}}, &mainframe.APIError{Status: 409}, 0)
+
+	html := renderPage(t, m, emptySource())
+	results := section(t, html, `<table id="results"`)
+	scoreRE := regexp.MustCompile(`<span class="score (\w+)" title="\w+">(-?\d+)</span>`)
+	grades := map[string]string{}
+	for _, mt := range scoreRE.FindAllStringSubmatch(results, -1) {
+		grades[mt[2]] = mt[1]
+	}
+	if fmt.Sprint(grades) != "map[0:none 12:high 14:high 15:critical 4:low 7:medium]" {
+		t.Errorf("score classes = %v", grades)
+	}
+	if grades["4"] == grades["14"] {
+		t.Error("4 and 14 wear the same grade")
+	}
+	// Each grade has its own colours in the stylesheet.
+	css := map[string]string{}
+	for _, g := range Grades() {
+		re := regexp.MustCompile(`\.score\.` + g.Grade + ` \{ ([^}]*)\}`)
+		mt := re.FindStringSubmatch(html)
+		if mt == nil {
+			t.Fatalf("no style for grade %s", g.Grade)
+		}
+		for other, style := range css {
+			if style == mt[1] {
+				t.Errorf("grades %s and %s look alike: %s", other, g.Grade, style)
+			}
+		}
+		css[g.Grade] = mt[1]
+	}
+	legend := stdhtml.UnescapeString(section(t, html, `id="score-legend"`))
+	for _, want := range []string{`class="score low" title="low">1-4<`, `class="score high" title="high">10-14<`, `class="score critical" title="critical">15+<`} {
+		if !strings.Contains(legend, want) {
+			t.Errorf("legend lacks %s", want)
+		}
+	}
+
+	failures := section(t, html, `<table id="failures"`)
+	rowOf := func(name string) string {
+		for _, row := range strings.Split(failures, "<tr>") {
+			if strings.Contains(row, "<b>"+name+"</b>") {
+				return row
+			}
+		}
+		t.Fatalf("no failure row for %s", name)
+		return ""
+	}
+	if row := rowOf("failedok"); strings.Contains(row, `class="state accepted"`) || !strings.Contains(row, `class="state failure-reported">failure reported<`) {
+		t.Errorf("accepted failure report row:\n%s", row)
+	}
+	if row := rowOf("failedq"); !strings.Contains(row, `class="state failure-queued">failure queued<`) {
+		t.Errorf("queued failure report row:\n%s", row)
+	}
+	if row := rowOf("refused"); !strings.Contains(row, `class="state conflict">conflict<`) {
+		t.Errorf("refused report row:\n%s", row)
+	}
+	if !strings.Contains(results, `class="state accepted">accepted<`) {
+		t.Error("an accepted success does not wear the accepted badge")
+	}
+	acceptedCSS := regexp.MustCompile(`\.state\.accepted \{ ([^}]*)\}`).FindStringSubmatch(html)
+	failureCSS := regexp.MustCompile(`\.state\.failure-reported \{ ([^}]*)\}`).FindStringSubmatch(html)
+	if acceptedCSS == nil || failureCSS == nil || acceptedCSS[1] == failureCSS[1] {
+		t.Errorf("accepted %v and failure-reported %v styles must differ", acceptedCSS, failureCSS)
+	}
+}
+
+// TestPlurals: one of a thing is singular on the page.
+func TestPlurals(t *testing.T) {
+	m := New(Config{})
+	src := emptySource()
+	now := time.Now()
+	src.snap.Sessions = []coordinator.SessionState{{SessionInfo: coordinator.SessionInfo{SessionID: "s1", WorkerID: "w1", Identity: "w1", Started: now}, LastSeen: now}}
+	src.snap.Dispatch.Sessions = []dispatch.SessionInfo{{ID: "s1", Identity: "w1", Slots: 2, Outstanding: 1}}
+	src.snap.Dispatch.JobsInFlight, src.snap.Dispatch.TasksRunning = 1, 1
+	src.snap.Dispatch.SpotChecks = dispatch.SpotChecks{Rate: 0.02, Identities: 1}
+	html := renderPage(t, m, src)
+	for _, want := range []string{"<title>Dragonfly Fleet · 1 worker · 1 job in flight</title>", "1 worker connected", "1 task running",
+		"off: fewer than two workers (rate 2%, 1 identity ready)"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"1 workers", "1 jobs", "1 tasks", "1 identities"} {
+		if strings.Contains(html, bad) {
+			t.Errorf("page says %q", bad)
+		}
+	}
+}
+
+// TestSpotCheckState: the page and metrics say whether spot checks run, and
+// why not.
+func TestSpotCheckState(t *testing.T) {
+	for _, tt := range []struct {
+		sc     dispatch.SpotChecks
+		state  string
+		active float64
+	}{
+		{dispatch.SpotChecks{Rate: 0.02, Identities: 3, Active: true}, "on", 1},
+		{dispatch.SpotChecks{Rate: 0.02, Identities: 1}, "off: fewer than two workers", 0},
+		{dispatch.SpotChecks{Rate: -1, Identities: 5}, "off: DRAGONFLY_VERIFY_RATE is 0", 0},
+	} {
+		m := New(Config{})
+		src := emptySource()
+		src.snap.Dispatch.SpotChecks = tt.sc
+		src.snap.Dispatch.Counters = dispatch.Counters{VerifyPicked: 9, VerifyAgreed: 7, VerifyMismatch: 1, VerifyDecided: 1}
+		m.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyMismatch, Name: "p", Version: "1", Identities: []string{"a", "b"}, Reason: "scores 0 and 15 differ"})
+		m.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyPicked})
+		doc := m.Status(t.Context(), src)
+		s := doc.SpotChecks
+		if s.State != tt.state || s.Active != (tt.active == 1) || s.Picked != 9 || s.Mismatches != 1 || len(s.Recent) != 1 || s.Recent[0].Kind != SpotMismatch {
+			t.Errorf("%+v: spot checks = %+v", tt.sc, s)
+		}
+		got := scrape(t, m, src)
+		if got["dragonfly_spot_checks_active"] != tt.active || got[`dragonfly_dispatch_events_total{kind="verify_mismatch"}`] != 1 ||
+			got[`dragonfly_dispatch_events_total{kind="verify_picked"}`] != 1 {
+			t.Errorf("%+v: active %v, events %v", tt.sc, got["dragonfly_spot_checks_active"], got)
+		}
+		html := renderPage(t, m, src)
+		if !strings.Contains(html, `id="spot-state">`+map[float64]string{1: "on", 0: "off"}[tt.active]+`<`) {
+			t.Errorf("%+v: summary card wrong", tt.sc)
+		}
+		table := section(t, html, `<table id="spot-checks"`)
+		if !strings.Contains(table, "scores 0 and 15 differ") || !strings.Contains(table, `class="kind mismatch"`) {
+			t.Errorf("spot check table lacks the mismatch:\n%s", table)
+		}
+	}
+}
+
+// TestRuleMatches: dragonfly_rule_matches_total counts the current rule
+// set's rules only, and starts over when the set changes.
+func TestRuleMatches(t *testing.T) {
+	m := New(Config{MaxRules: 3, TopRules: 2})
+	src := emptySource()
+	finish := func(hash string, rules ...string) {
+		m.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "p", Version: "1", RulesHash: hash}, Package: score.Package{RulesMatched: rules}})
+	}
+	finish("A", "r1", "r2")
+	finish("A", "r1")
+	finish("A", "r1", "r2", "r3", "r4") // r4: beyond MaxRules
+	m.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "f", RulesHash: "A"}, Failure: "x", Package: score.Package{RulesMatched: []string{"r1"}}})
+	src.snap.RulesHash = "A"
+	got := scrape(t, m, src)
+	series := func(got map[string]float64) string {
+		var out []string
+		for k, v := range got {
+			if strings.HasPrefix(k, "dragonfly_rule_matches_total") {
+				out = append(out, fmt.Sprintf("%s=%v", strings.TrimPrefix(k, "dragonfly_rule_matches_total"), v))
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, " ")
+	}
+	if s := series(got); s != `{rule="r1"}=3 {rule="r2"}=2 {rule="r3"}=1` {
+		t.Errorf("rule A series = %s", s)
+	}
+	doc := m.Status(t.Context(), src)
+	if fmt.Sprint(doc.TopRules) != "[{r1 3} {r2 2}]" {
+		t.Errorf("top rules = %v", doc.TopRules)
+	}
+	if top := section(t, renderPage(t, m, src), `<table id="top-rules"`); !strings.Contains(top, "r1</td><td class=\"num\">3<") {
+		t.Errorf("top rules table:\n%s", top)
+	}
+
+	// The rules change: A's series go, B's start from zero; a job scanned
+	// with A that finishes late does not count for B.
+	src.snap.RulesHash = "B"
+	if s := series(scrape(t, m, src)); s != "" {
+		t.Errorf("after the change, before a match: %s", s)
+	}
+	finish("B", "r1", "r9")
+	finish("A", "r2")
+	if s := series(scrape(t, m, src)); s != `{rule="r1"}=1 {rule="r9"}=1` {
+		t.Errorf("rule B series = %s", s)
+	}
+	if doc := m.Status(t.Context(), src); fmt.Sprint(doc.TopRules) != "[{r1 1} {r9 1}]" {
+		t.Errorf("top rules of B = %v", doc.TopRules)
+	}
+	// Rule sets counted are bounded: the least recently matched is forgotten.
+	for _, h := range []string{"C", "D", "E"} {
+		finish(h, "x")
+	}
+	m.rules.mu.Lock()
+	_, keptA := m.rules.byHash["A"]
+	n := len(m.rules.byHash)
+	m.rules.mu.Unlock()
+	if n != 4 || keptA {
+		t.Errorf("rule sets kept %d (A kept %v); want 4, A forgotten", n, keptA)
+	}
+}
+
+// TestBuildInfo: dragonfly_build_info carries version, revision and Go
+// release.
+func TestBuildInfo(t *testing.T) {
+	got := scrape(t, New(Config{Version: "v1.2.3", Revision: "0123abcd", GoVersion: "go1.99"}), emptySource())
+	if v, ok := got[`dragonfly_build_info{goversion="go1.99",revision="0123abcd",version="v1.2.3"}`]; !ok || v != 1 {
+		t.Errorf("build_info with the given labels missing: %v", got)
+	}
+	got = scrape(t, New(Config{}), emptySource())
+	key := `dragonfly_build_info{goversion="` + runtime.Version() + `",revision="unknown",version="unknown"}`
+	if v, ok := got[key]; !ok || v != 1 {
+		t.Errorf("default build_info %s missing", key)
+	}
+}
+
+// TestHealthEndpoints: /healthz answers while HTTP is served; /readyz only
+// while the gRPC server serves and the coordinator is not draining.
+func TestHealthEndpoints(t *testing.T) {
+	api := &fakeAPI{}
+	mon := New(Config{})
+	obs := &eventObserver{Monitor: mon, reported: make(chan outbox.Report, 100)}
+	c, err := coordinator.New(coordinator.Config{
+		API: api, LoadDuration: 10 * time.Millisecond, HeartbeatInterval: time.Minute,
+		DrainTimeout: 5 * time.Second, FlushTimeout: time.Second, Observer: obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(mon.Handler(c, srv.Ready))
+	defer hs.Close()
+	probe := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := probe("/healthz"); code != 200 || body != "ok" {
+		t.Errorf("/healthz before Serve = %d %q", code, body)
+	}
+	if code, body := probe("/readyz"); code != 503 || body != "not ready: not serving workers" {
+		t.Errorf("/readyz before Serve = %d %q, want 503", code, body)
+	}
+
+	f := &fleet{t: t, c: c, mon: mon, obs: obs, api: api, lis: newBufListener(), srv: srv}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(f.lis)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		srv.Stop(0)
+		<-served
+		c.WaitSessions()
+	}()
+	w := f.worker("w-probe", 1, nil) // connected: Serve runs
+	if code, body := probe("/readyz"); code != 200 || body != "ready" {
+		t.Errorf("/readyz while serving = %d %q", code, body)
+	}
+	// API trouble does not make it unready.
+	mon.APIObserver().Call("POST /jobs", 503, time.Millisecond)
+	mon.Leased(0, errors.New("POST /jobs: 503"))
+	if code, _ := probe("/readyz"); code != 200 {
+		t.Errorf("/readyz with API errors = %d, want 200", code)
+	}
+	cancel() // shutdown begins: the coordinator drains its workers
+	<-w.drained
+	if code, body := probe("/readyz"); code != 503 || body != "not ready: draining" {
+		t.Errorf("/readyz while draining = %d %q", code, body)
+	}
+	if code, _ := probe("/healthz"); code != 200 {
+		t.Errorf("/healthz while draining = %d", code)
+	}
+	if doc := mon.Status(t.Context(), c); !doc.Draining || !strings.Contains(fmt.Sprint(doc.Alerts), "Draining") {
+		t.Errorf("document while draining: draining %v, alerts %+v", doc.Draining, doc.Alerts)
+	}
+}
+
+// scrape gathers the Monitor's metrics with src's state into
+// "name{labels}" -> value; histograms give name_count and name_sum.
+func scrape(t *testing.T, m *Monitor, src Source) map[string]float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
+	mfs, err := m.Gatherer(src).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,13 +983,25 @@ func scrape(t *testing.T, m *Monitor) map[string]float64 {
 	return out
 }
 
+// renderPage fetches /status of the Monitor over src.
+func renderPage(t *testing.T, m *Monitor, src Source) string {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler(src, nil))
+	defer srv.Close()
+	html, ct := httpGet(t, srv.URL+"/status")
+	if !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("/status content type %q", ct)
+	}
+	return html
+}
+
 // TestCoordinator watches a real coordinator with a worker over bufconn.
 func TestCoordinator(t *testing.T) {
-	f := finishJobs(t, Config{Runtime: true, Version: "v-test"})
+	f := finishJobs(t, Config{Runtime: true, Version: "v-test", QueueRefresh: time.Hour})
 	// One more worker that never gets rules work: it shows up idle.
 	f.worker("w-beta", 4, nil)
 
-	doc := f.mon.Snapshot()
+	doc := f.status()
 	if doc.RulesHash != "0123456789abcdef0123" {
 		t.Errorf("rules hash = %q", doc.RulesHash)
 	}
@@ -469,7 +1013,7 @@ func TestCoordinator(t *testing.T) {
 		byID[w.WorkerID] = w
 	}
 	a := byID["w-alpha"]
-	if a.Host != "host-w-alpha" || a.Slots != 2 || a.JobsDone != 3 || a.TasksDone != 4 || a.LastHeartbeat.IsZero() ||
+	if a.Host != "host-w-alpha" || a.Identity != "w-alpha" || a.Slots != 2 || a.JobsDone != 3 || a.TasksDone != 4 || a.LastHeartbeat.IsZero() ||
 		fmt.Sprint(a.RulesHashes) != "[0123456789abcdef0123]" || a.Version != "test-worker" {
 		t.Errorf("w-alpha = %+v", a)
 	}
@@ -485,12 +1029,29 @@ func TestCoordinator(t *testing.T) {
 		t.Fatalf("results %+v failures %+v", doc.Results, doc.Failures)
 	}
 	for _, r := range doc.Results {
-		if r.Score != 7 || fmt.Sprint(r.Rules) != "[evil_setup]" || fmt.Sprint(r.Workers) != "[w-alpha]" || r.InspectorURL == "" {
+		if r.Score != 7 || r.Grade != GradeMedium || fmt.Sprint(r.Rules) != "[evil_setup]" || fmt.Sprint(r.Identities) != "[w-alpha]" || r.InspectorURL == "" {
 			t.Errorf("result = %+v", r)
 		}
 	}
+	// w-beta's rules may not be ready yet: the state agrees with the
+	// workers of the same snapshot.
+	ready := 0
+	for _, w := range doc.Workers {
+		if len(w.RulesHashes) > 0 {
+			ready++
+		}
+	}
+	if sc := doc.SpotChecks; sc.Identities != ready || sc.Active != (ready >= 2) || (sc.State == "on") != sc.Active || sc.Rate != 0.02 {
+		t.Errorf("spot checks = %+v with %d workers ready", sc, ready)
+	}
+	if fmt.Sprint(doc.TopRules) != "[{evil_setup 2}]" {
+		t.Errorf("top rules = %v", doc.TopRules)
+	}
+	if doc.API.Queue == nil || doc.API.Queue.TotalBacklog != 0 {
+		t.Errorf("queue = %+v", doc.API.Queue)
+	}
 
-	got := scrape(t, f.mon)
+	got := scrape(t, f.mon, f.c)
 	for k, want := range map[string]float64{
 		"dragonfly_workers_connected":                        2,
 		"dragonfly_scanner_slots":                            6,
@@ -498,11 +1059,12 @@ func TestCoordinator(t *testing.T) {
 		"dragonfly_jobs_in_flight":                           0,
 		"dragonfly_tasks_dispatched_total":                   4,
 		"dragonfly_outbox_reports":                           0,
+		"dragonfly_quarantined_workers":                      0,
 		`dragonfly_rules_info{hash="0123456789abcdef0123"}`:  1,
+		`dragonfly_rule_matches_total{rule="evil_setup"}`:    2,
 		`dragonfly_jobs_completed_total{outcome="success"}`:  1,
 		`dragonfly_jobs_completed_total{outcome="failure"}`:  1,
 		`dragonfly_jobs_completed_total{outcome="conflict"}`: 1,
-		`dragonfly_build_info{version="v-test"}`:             1,
 		"dragonfly_fleet_distributions_per_job":              4.0 / 3,
 		"dragonfly_fleet_max_workers":                        100,
 		"dragonfly_fleet_desired_workers":                    0,
@@ -510,6 +1072,9 @@ func TestCoordinator(t *testing.T) {
 		"dragonfly_dispatch_backlog_oldest_age_seconds":      0,
 		`dragonfly_lease_requests_total{result="jobs"}`:      f.mustPositive(got, `dragonfly_lease_requests_total{result="jobs"}`),
 		"dragonfly_jobs_leased_total":                        3,
+		`dragonfly_api_queue_jobs{state="queued"}`:           0,
+		`dragonfly_api_queue_polls_total{result="ok"}`:       1,
+		`dragonfly_build_info{goversion="` + runtime.Version() + `",revision="unknown",version="v-test"}`: 1,
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
@@ -517,7 +1082,7 @@ func TestCoordinator(t *testing.T) {
 	}
 
 	// The HTTP surface.
-	srv := httptest.NewServer(f.mon.Handler())
+	srv := httptest.NewServer(f.handler())
 	defer srv.Close()
 	body, ct := httpGet(t, srv.URL+"/status.json")
 	if !strings.HasPrefix(ct, "application/json") {
@@ -527,7 +1092,7 @@ func TestCoordinator(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &fromJSON); err != nil {
 		t.Fatal(err)
 	}
-	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 {
+	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 || fromJSON.Results[0].Identities[0] != "w-alpha" {
 		t.Errorf("/status.json = %+v", fromJSON)
 	}
 	html, ct := httpGet(t, srv.URL+"/status")
@@ -535,7 +1100,7 @@ func TestCoordinator(t *testing.T) {
 		t.Errorf("/status content type %q", ct)
 	}
 	for _, want := range []string{`<meta http-equiv="refresh" content="5">`, "w-alpha", "host-w-beta", "evilpkg", "raced", "evil_setup",
-		"https://inspector.pypi.io/project/evilpkg/1.0/", "DRAGONFLY_MAX_FILE_SIZE", `class="state conflict"`, "0123456789ab"} {
+		"https://inspector.pypi.io/project/evilpkg/1.0/", "DRAGONFLY_MAX_FILE_SIZE", `class="state conflict"`, "0123456789ab", "2 workers connected"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("/status lacks %q", want)
 		}
@@ -550,6 +1115,9 @@ func TestCoordinator(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/status" {
 		t.Errorf("/ = %d %q, want a redirect to /status", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if body, _ := httpGet(t, srv.URL+"/readyz"); strings.TrimSpace(body) != "ready" {
+		t.Errorf("/readyz = %q", body)
 	}
 }
 
@@ -580,36 +1148,41 @@ func httpGet(t *testing.T, url string) (body, contentType string) {
 // TestEmptyPage renders a Monitor that has seen nothing.
 func TestEmptyPage(t *testing.T) {
 	m := New(Config{})
-	srv := httptest.NewServer(m.Handler())
+	srv := httptest.NewServer(m.Handler(&fakeSource{}, nil))
 	defer srv.Close()
 	html, _ := httpGet(t, srv.URL+"/status")
-	for _, want := range []string{"No worker connected.", "No job finished yet.", "No failure.", "not loaded", "not polled yet"} {
+	for _, want := range []string{"No worker connected.", "No job finished yet.", "No failure.", "No mismatch.", "No rule matched yet.", "not loaded", "not asked yet",
+		"off: DRAGONFLY_VERIFY_RATE is 0"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("empty /status lacks %q", want)
 		}
 	}
 	body, _ := httpGet(t, srv.URL+"/status.json")
-	if !strings.Contains(body, `"workers": []`) || !strings.Contains(body, `"recent_results": []`) {
-		t.Errorf("empty /status.json should have empty lists, not null:\n%s", body)
+	for _, want := range []string{`"workers": []`, `"recent_results": []`, `"alerts": []`, `"quarantined": []`, `"top_rules": []`, `"recent": []`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("empty /status.json should have empty lists, not null (%s):\n%s", want, body)
+		}
 	}
 }
 
-// TestPromtool lints the coordinator's exposition after activity.
+// TestPromtool lints the coordinator's exposition after activity. promtool
+// comes with make setup-test: without it the test fails.
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not found in PATH (Debian package prometheus); skipping the lint of the exposition")
+		t.Fatal("promtool not found in PATH: run make setup-test (Debian package prometheus)")
 	}
 	f := finishJobs(t, Config{Runtime: true})
 	api := f.mon.APIObserver()
 	api.Call("POST /jobs", 200, 15*time.Millisecond)
 	api.Call("PUT /package", 0, time.Second)
 	api.TokenRefresh(nil)
-	f.mon.pollOnce(t.Context(), &fakeQueue{next: []func() (mainframe.QueueStatus, error){queueOK(5, 1, 2)}})
-	srv := httptest.NewServer(f.mon.Handler())
+	f.mon.DispatchEvent(dispatch.Event{Kind: dispatch.EventQuarantine, Identity: "w-x", Reason: "lied"})
+	srv := httptest.NewServer(f.handler())
 	defer srv.Close()
 	body, _ := httpGet(t, srv.URL+"/metrics")
-	for _, want := range []string{"dragonfly_api_queue_jobs{", "dragonfly_rules_info{", "dragonfly_fleet_desired_workers ", "go_goroutines "} {
+	for _, want := range []string{"dragonfly_api_queue_jobs{", "dragonfly_rules_info{", "dragonfly_rule_matches_total{", "dragonfly_fleet_desired_workers ",
+		"dragonfly_spot_checks_active ", "dragonfly_quarantined_workers ", "dragonfly_build_info{goversion=", "go_goroutines "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -627,7 +1200,7 @@ func TestPromtool(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	f := startFleet(t, &fakeAPI{}, Config{})
 	f.worker("w-race", 2, nil)
-	srv := httptest.NewServer(f.mon.Handler())
+	srv := httptest.NewServer(f.handler())
 	defer srv.Close()
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -640,19 +1213,18 @@ func TestConcurrentUse(t *testing.T) {
 				f.mon.JobFinished(outcome(name, 2, "", time.Now(), time.Now(), "s1-w-race"))
 				f.mon.Reported(outbox.Report{Name: name, Version: "1.0", Success: &outbox.Success{}}, nil, 0)
 				f.mon.APIObserver().Call("PUT /package", 200, time.Millisecond)
+				f.mon.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyMismatch, Name: name, Identities: []string{"w-race", "x"}})
 			}
 		}()
 	}
 	for range 20 {
-		if _, err := f.mon.Registry().Gather(); err != nil {
-			t.Fatal(err)
-		}
+		httpGet(t, srv.URL+"/metrics")
 		httpGet(t, srv.URL+"/status")
 		httpGet(t, srv.URL+"/status.json")
 	}
 	wg.Wait()
-	doc := f.mon.Snapshot()
-	if doc.Fleet.JobsSucceeded != 800 || doc.Fleet.ReportsAccepted != 800 || len(doc.Results) != 50 {
+	doc := f.status()
+	if doc.Fleet.JobsSucceeded != 800 || doc.Fleet.ReportsAccepted != 800 || len(doc.Results) != 50 || len(doc.SpotChecks.Recent) != 50 {
 		t.Errorf("after 800 jobs: %+v, %d results", doc.Fleet, len(doc.Results))
 	}
 	if len(doc.Workers) != 1 || doc.Workers[0].JobsDone != 800 {
@@ -665,6 +1237,7 @@ func TestConcurrentUse(t *testing.T) {
 func TestReportAbandoned(t *testing.T) {
 	c := newClock()
 	m := New(Config{Now: c.Now, Version: "v9", ErrorWindow: 15 * time.Minute})
+	src := emptySource()
 	start := c.Now()
 	c.Advance(time.Second)
 	m.JobFinished(outcome("slow", 1, "", start, c.Now(), "s1-w1"))
@@ -672,14 +1245,14 @@ func TestReportAbandoned(t *testing.T) {
 	m.Reported(r, errors.New("PUT /package: 503 Service Unavailable"), time.Millisecond)
 	m.ReportAbandoned(r, errors.New("PUT /package: 503 Service Unavailable"))
 
-	got := scrape(t, m)
+	got := scrape(t, m, src)
 	if v := got[`dragonfly_jobs_completed_total{outcome="abandoned"}`]; v != 1 {
 		t.Errorf("abandoned outcome = %v, want 1", v)
 	}
 	if v := got[`dragonfly_jobs_completed_total{outcome="success"}`]; v != 0 {
 		t.Errorf("success outcome = %v, want 0", v)
 	}
-	doc := m.Snapshot()
+	doc := m.Status(t.Context(), src)
 	if doc.Fleet.ReportsAbandoned != 1 || doc.Fleet.ReportsAccepted != 0 {
 		t.Errorf("fleet counts = %+v", doc.Fleet)
 	}
@@ -689,5 +1262,30 @@ func TestReportAbandoned(t *testing.T) {
 	if len(doc.Failures) != 1 || doc.Failures[0].Report != ReportAbandoned ||
 		!strings.Contains(doc.Failures[0].Reason, "report max age: PUT /package: 503") {
 		t.Fatalf("failures = %+v", doc.Failures)
+	}
+}
+
+// TestHostileStrings: strings from workers and the API are bounded before
+// they are kept.
+func TestHostileStrings(t *testing.T) {
+	m := New(Config{})
+	huge := strings.Repeat("x", 1<<20)
+	m.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyMismatch, Reason: huge})
+	m.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "p"}, Failure: huge})
+	m.Reported(outbox.Report{Name: "q"}, &mainframe.APIError{Status: 409, Detail: huge}, 0)
+	m.Leased(0, errors.New(huge))
+	m.SessionEnded(coordinator.SessionInfo{SessionID: "s"}, errors.New(huge))
+	src := emptySource()
+	src.set(func(_ *coordinator.Snapshot, v *coordinator.QueueView) { v.Err = errors.New(huge) })
+	doc := m.Status(t.Context(), src)
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) > 64<<10 {
+		t.Errorf("status document of %d bytes from hostile strings; want them cut", len(body))
+	}
+	if !strings.Contains(doc.SpotChecks.Recent[0].Reason, "…[cut ") {
+		t.Errorf("reason not marked as cut: %q", doc.SpotChecks.Recent[0].Reason[len(doc.SpotChecks.Recent[0].Reason)-40:])
 	}
 }

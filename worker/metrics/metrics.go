@@ -5,7 +5,7 @@
 // is not imported here, so this package builds without libyara). Every metric
 // is in its own registry, namespace "dragonfly_worker_":
 //
-//	dragonfly_worker_build_info{version}                   1
+//	dragonfly_worker_build_info{version,revision,goversion}  1
 //	dragonfly_worker_scanner_threads                        scanner threads (gauge)
 //	dragonfly_worker_tasks_total{outcome}                   distributions finished: success, or the failure kind
 //	                                                        (download, host, limit, archive, scan, unspecified)
@@ -30,6 +30,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,12 @@ type Config struct {
 	// Version is exported as the version label of dragonfly_worker_build_info.
 	// Default "unknown".
 	Version string
+	// Revision is the VCS revision of the build (the revision label).
+	// Default "unknown".
+	Revision string
+	// GoVersion is the Go release that built it (the goversion label).
+	// Default runtime.Version().
+	GoVersion string
 	// Threads is the worker's scanner threads, exported as
 	// dragonfly_worker_scanner_threads. Default 0 (not known).
 	Threads int
@@ -91,6 +98,12 @@ func New(cfg Config) *Recorder {
 	if cfg.Version == "" {
 		cfg.Version = "unknown"
 	}
+	if cfg.Revision == "" {
+		cfg.Revision = "unknown"
+	}
+	if cfg.GoVersion == "" {
+		cfg.GoVersion = runtime.Version()
+	}
 	const ns, sub = "dragonfly", "worker"
 	r := &Recorder{
 		reg: prometheus.NewRegistry(),
@@ -124,7 +137,8 @@ func New(cfg Config) *Recorder {
 			Help: "1 while connected to a coordinator with rules ready to scan (what /readyz answers)."}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "build_info",
-		Help: "Always 1; the version label is the worker's build.", ConstLabels: prometheus.Labels{"version": cfg.Version}})
+		Help:        "Always 1; the labels are the worker's build: version, VCS revision, Go release.",
+		ConstLabels: prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision, "goversion": cfg.GoVersion}})
 	info.Set(1)
 	threads := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "scanner_threads",
 		Help: "Scanner threads of this worker (tasks scanned at once)."})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func activity(r *Recorder) {
 }
 
 func TestRecorderCounts(t *testing.T) {
-	r := New(Config{Version: "1.2.3", Threads: 4})
+	r := New(Config{Version: "1.2.3", Revision: "0123abcd", GoVersion: "go1.99", Threads: 4})
 	activity(r)
 	checks := []struct {
 		name string
@@ -93,9 +94,9 @@ dragonfly_worker_task_duration_seconds_bucket{le="120"} 3
 dragonfly_worker_task_duration_seconds_bucket{le="+Inf"} 3
 dragonfly_worker_task_duration_seconds_sum 3.5
 dragonfly_worker_task_duration_seconds_count 3
-# HELP dragonfly_worker_build_info Always 1; the version label is the worker's build.
+# HELP dragonfly_worker_build_info Always 1; the labels are the worker's build: version, VCS revision, Go release.
 # TYPE dragonfly_worker_build_info gauge
-dragonfly_worker_build_info{version="1.2.3"} 1
+dragonfly_worker_build_info{goversion="go1.99",revision="0123abcd",version="1.2.3"} 1
 # HELP dragonfly_worker_scanner_threads Scanner threads of this worker (tasks scanned at once).
 # TYPE dragonfly_worker_scanner_threads gauge
 dragonfly_worker_scanner_threads 4
@@ -128,6 +129,19 @@ dragonfly_worker_task_scan_duration_seconds_count 1
 	}
 	if n := testutil.CollectAndCount(r.fileDuration); n != 1 {
 		t.Errorf("file histogram series = %d, want 1", n)
+	}
+}
+
+// TestBuildInfoDefaults: without a build's details the labels say so, and
+// goversion is the running Go release.
+func TestBuildInfoDefaults(t *testing.T) {
+	want := `
+# HELP dragonfly_worker_build_info Always 1; the labels are the worker's build: version, VCS revision, Go release.
+# TYPE dragonfly_worker_build_info gauge
+dragonfly_worker_build_info{goversion="` + runtime.Version() + `",revision="unknown",version="unknown"} 1
+`
+	if err := testutil.GatherAndCompare(New(Config{}).Registry(), strings.NewReader(want), "dragonfly_worker_build_info"); err != nil {
+		t.Error(err)
 	}
 }
 
