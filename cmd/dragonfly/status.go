@@ -412,7 +412,7 @@ func printStatus(w io.Writer, d status.Document, width int) {
 				rulesText = strings.Join(r.Rules[:5], ",") + fmt.Sprintf(",+%d", len(r.Rules)-5)
 			}
 			t.rowURL(r.InspectorURL, r.Finished.UTC().Format("15:04:05"), r.Name, r.Version, strconv.FormatInt(r.Score, 10),
-				string(r.Report), dash(strings.Join(r.Identities, ",")), dash(rulesText))
+				string(r.Report), dash(strings.Join(r.Workers, ",")), dash(rulesText))
 		}
 		t.flush()
 	}

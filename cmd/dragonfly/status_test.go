@@ -86,10 +86,10 @@ func sampleDocument() status.Document {
 		TopRules: []status.RuleMatches{{Rule: "r1", Matches: 12}, {Rule: "a_rule_with_a_name_longer_than_any_terminal_column_should_have_to_show", Matches: 3}},
 		Results: []status.Result{{Finished: now.Add(-4 * time.Second), Name: "evilpkg", Version: "0.1", Score: 15,
 			Rules: []string{"r1", "r2", "r3", "r4", "r5", "r6", "r7"}, InspectorURL: "https://inspector.pypi.io/project/evilpkg/0.1/x/setup.py",
-			Identities: []string{"w1"}, ElapsedSeconds: 3.2, Report: status.ReportAccepted},
+			Workers: []string{"w1"}, ElapsedSeconds: 3.2, Report: status.ReportAccepted},
 			{Finished: now.Add(-5 * time.Second), Name: "evilpkg-with-a-long-name", Version: "0.1.0rc1", Score: 120,
 				Rules: []string{"some_rule_with_a_long_name", "another_rule_with_a_long_name"}, InspectorURL: longURL,
-				Identities: []string{liar, "w1"}, Report: status.ReportRetrying}},
+				Workers: []string{liar, "w1"}, Report: status.ReportRetrying}},
 		Failures: []status.Failure{{Time: now.Add(-time.Minute), Kind: status.FailureScan, Name: "huge", Version: "9",
 			Reason: "distribution huge-9.whl: expanded size exceeds limit DRAGONFLY_MAX_EXPANDED_SIZE (512 MiB) after 1,234 files; the rest was not scanned", Report: status.ReportAccepted}},
 	}

@@ -321,8 +321,9 @@ type Result struct {
 	Distributions int   `json:"distributions"`
 	Files         int64 `json:"files"`
 	BytesScanned  int64 `json:"bytes_scanned"`
-	// Identities are the worker identities whose results the report used.
-	Identities []string `json:"identities"`
+	// Workers are the identities of the workers whose results the report
+	// used (identities, not session IDs: see Worker.Identity).
+	Workers []string `json:"workers"`
 	// ElapsedSeconds runs from the lease to the last result.
 	ElapsedSeconds float64     `json:"elapsed_seconds"`
 	Report         ReportState `json:"report"`
@@ -339,9 +340,13 @@ const (
 	FailureWorker  FailureKind = "worker"  // a worker session broke
 	// FailureLost: a distribution lost by three workers failed its job.
 	FailureLost FailureKind = "lost"
+	// FailureQuarantine: a worker identity was quarantined (it disagreed
+	// with the majority of a spot check); see Document.Quarantined.
+	FailureQuarantine FailureKind = "quarantine"
 )
 
-// Failure is a failed job, refused report or broken worker session.
+// Failure is a failed job, refused report, broken worker session or
+// quarantined worker.
 type Failure struct {
 	Time    time.Time   `json:"time"`
 	Kind    FailureKind `json:"kind"`
@@ -349,8 +354,8 @@ type Failure struct {
 	Version string      `json:"version,omitempty"`
 	Attempt *int        `json:"attempt,omitempty"`
 	Reason  string      `json:"reason"`
-	// Identities are the worker identities concerned.
-	Identities []string `json:"identities,omitempty"`
+	// Workers are the identities of the workers concerned.
+	Workers []string `json:"workers,omitempty"`
 	// Report is where a scan failure's report stands.
 	Report ReportState `json:"report,omitempty"`
 }

@@ -365,7 +365,7 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 		m.counts.scannedFailed++
 		m.failures.add(Failure{
 			Time: o.Finished, Kind: FailureScan, Name: o.Job.Name, Version: o.Job.Version,
-			Attempt: o.Job.Attempt, Reason: clip.String(o.Failure, clip.Default), Identities: ids, Report: ReportQueued,
+			Attempt: o.Job.Attempt, Reason: clip.String(o.Failure, clip.Default), Workers: ids, Report: ReportQueued,
 		})
 		return
 	}
@@ -380,7 +380,7 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	m.results.add(Result{
 		Finished: o.Finished, Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt,
 		Score: o.Package.Score, Grade: Grade(o.Package.Score), Rules: rules, InspectorURL: o.InspectorURL,
-		Distributions: len(o.Job.Distributions), Identities: ids, ElapsedSeconds: elapsed,
+		Distributions: len(o.Job.Distributions), Workers: ids, ElapsedSeconds: elapsed,
 		Files: o.Stats.Files, BytesScanned: o.Stats.BytesExpanded, Report: ReportQueued,
 	})
 }
@@ -515,16 +515,17 @@ func (m *Monitor) SessionEnded(info coordinator.SessionInfo, err error) {
 		who = info.WorkerID
 	}
 	m.failures.add(Failure{
-		Time: now, Kind: FailureWorker, Identities: []string{who},
+		Time: now, Kind: FailureWorker, Workers: []string{who},
 		Reason: clip.String("session "+info.SessionID+" on "+info.Host+" ended: "+err.Error()+"; its tasks were dispatched again", clip.Default),
 	})
 }
 
 // DispatchEvent records a dispatcher event (coordinator.Observer): counted
 // by kind; spot-check mismatches, decisions, inconclusive checks and
-// quarantines are listed with the spot checks, distributions failed after
-// three losses with the failures. A quarantine freezes the identity's
-// release list: it then covers the window before the quarantine.
+// quarantines are listed with the spot checks, quarantines and
+// distributions failed after three losses with the failures. A quarantine
+// freezes the identity's release list: it then covers the window before
+// the quarantine.
 func (m *Monitor) DispatchEvent(e dispatch.Event) {
 	m.met.dispatchEvents.WithLabelValues(e.Kind.String()).Inc()
 	var kind SpotCheckKind
@@ -541,7 +542,7 @@ func (m *Monitor) DispatchEvent(e dispatch.Event) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.failures.add(Failure{Time: e.Time, Kind: FailureLost, Name: e.Name, Version: e.Version,
-			Reason: clip.String(e.Reason, clip.Default), Identities: slices.Clone(e.Identities)})
+			Reason: clip.String(e.Reason, clip.Default), Workers: slices.Clone(e.Identities)})
 		return
 	default:
 		return
@@ -554,8 +555,12 @@ func (m *Monitor) DispatchEvent(e dispatch.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.spotChecks.add(sc)
-	if kind == SpotQuarantine && e.Identity != "" {
-		m.releases.quarantine(e.Identity, e.Time)
+	if kind == SpotQuarantine {
+		m.failures.add(Failure{Time: e.Time, Kind: FailureQuarantine, Name: e.Name, Version: e.Version,
+			Reason: "worker quarantined: " + sc.Reason, Workers: slices.Clone(sc.Identities)})
+		if e.Identity != "" {
+			m.releases.quarantine(e.Identity, e.Time)
+		}
 	}
 }
 

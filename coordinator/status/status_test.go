@@ -310,7 +310,7 @@ func TestEvents(t *testing.T) {
 	}
 	r := doc.Results[0]
 	if r.Name != "good" || r.Score != 12 || r.Grade != GradeHigh || r.Report != ReportAccepted || r.Distributions != 2 ||
-		r.ElapsedSeconds != 4 || *r.Attempt != 2 || fmt.Sprint(r.Identities) != "[w1]" || !strings.HasPrefix(r.InspectorURL, "https://inspector.pypi.io/") {
+		r.ElapsedSeconds != 4 || *r.Attempt != 2 || fmt.Sprint(r.Workers) != "[w1]" || !strings.HasPrefix(r.InspectorURL, "https://inspector.pypi.io/") {
 		t.Errorf("result = %+v", r)
 	}
 	if fmt.Sprint(r.Rules) != "[r2 r1]" {
@@ -324,11 +324,11 @@ func TestEvents(t *testing.T) {
 	if got, want := strings.Join(kinds, " "), "worker:: report:bad:conflict dropped:late: scan:bad:conflict"; got != want {
 		t.Errorf("failures = %q, want %q", got, want)
 	}
-	if fmt.Sprint(doc.Failures[0].Identities) != "[cert:CN=w2]" {
-		t.Errorf("session failure names %v, want the identity", doc.Failures[0].Identities)
+	if fmt.Sprint(doc.Failures[0].Workers) != "[cert:CN=w2]" {
+		t.Errorf("session failure names %v, want the identity", doc.Failures[0].Workers)
 	}
-	if fmt.Sprint(doc.Failures[3].Identities) != "[s9-gone w1]" {
-		t.Errorf("scan failure identities = %v", doc.Failures[3].Identities)
+	if fmt.Sprint(doc.Failures[3].Workers) != "[s9-gone w1]" {
+		t.Errorf("scan failure identities = %v", doc.Failures[3].Workers)
 	}
 	f := doc.Fleet
 	if f.JobsLeased != 2 || f.JobsSucceeded != 1 || f.JobsFailed != 1 || f.JobsDropped != 1 || f.ReportsAccepted != 1 || f.ReportsConflicted != 1 {
@@ -560,6 +560,10 @@ func TestQuarantineReleases(t *testing.T) {
 	}
 	if len(doc.Alerts) == 0 || !strings.Contains(doc.Alerts[0].Title, "1 worker identity quarantined") {
 		t.Errorf("alerts = %+v", doc.Alerts)
+	}
+	// The quarantine is a failure too, naming the identity (what e2e reads).
+	if len(doc.Failures) == 0 || doc.Failures[0].Kind != FailureQuarantine || fmt.Sprint(doc.Failures[0].Workers) != "[cert:CN=liar]" {
+		t.Errorf("failures = %+v, want the quarantine first", doc.Failures)
 	}
 	if len(doc.SpotChecks.Recent) != 2 || doc.SpotChecks.Recent[0].Kind != SpotQuarantine || doc.SpotChecks.Recent[1].Kind != SpotDecided ||
 		fmt.Sprint(doc.SpotChecks.Recent[1].Quarantined) != "[cert:CN=liar]" {
@@ -1029,7 +1033,7 @@ func TestCoordinator(t *testing.T) {
 		t.Fatalf("results %+v failures %+v", doc.Results, doc.Failures)
 	}
 	for _, r := range doc.Results {
-		if r.Score != 7 || r.Grade != GradeMedium || fmt.Sprint(r.Rules) != "[evil_setup]" || fmt.Sprint(r.Identities) != "[w-alpha]" || r.InspectorURL == "" {
+		if r.Score != 7 || r.Grade != GradeMedium || fmt.Sprint(r.Rules) != "[evil_setup]" || fmt.Sprint(r.Workers) != "[w-alpha]" || r.InspectorURL == "" {
 			t.Errorf("result = %+v", r)
 		}
 	}
@@ -1092,7 +1096,7 @@ func TestCoordinator(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &fromJSON); err != nil {
 		t.Fatal(err)
 	}
-	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 || fromJSON.Results[0].Identities[0] != "w-alpha" {
+	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 || fromJSON.Results[0].Workers[0] != "w-alpha" {
 		t.Errorf("/status.json = %+v", fromJSON)
 	}
 	html, ct := httpGet(t, srv.URL+"/status")
