@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/version"
+	"github.com/dragonfly-fleet/fleet/worker/archive"
 )
 
 // jsonResult is one line of `dragonfly scan --format json`.
@@ -96,6 +100,12 @@ func writeTable(w io.Writer, results []scanResult) error {
 }
 
 // SARIF 2.1.0, the subset code-scanning dashboards read.
+//
+// Rules carry their "description" metadata as short and full description and
+// their weight and filetype as properties. Artifacts are URIs, percent-encoded:
+// a local file or directory as an absolute file:// URI, a file inside an
+// archive as ARCHIVE-URI#path/in/archive, a file of a pypi: release as its
+// distribution's download URL#path.
 type sarifLog struct {
 	Schema  string     `json:"$schema"`
 	Version string     `json:"version"`
@@ -122,6 +132,7 @@ type sarifDriver struct {
 type sarifRule struct {
 	ID               string         `json:"id"`
 	ShortDescription sarifMessage   `json:"shortDescription"`
+	FullDescription  *sarifMessage  `json:"fullDescription,omitempty"`
 	Properties       map[string]any `json:"properties,omitempty"`
 }
 
@@ -131,6 +142,7 @@ type sarifMessage struct {
 
 type sarifResult struct {
 	RuleID     string          `json:"ruleId"`
+	RuleIndex  int             `json:"ruleIndex"`
 	Level      string          `json:"level"`
 	Message    sarifMessage    `json:"message"`
 	Locations  []sarifLocation `json:"locations"`
@@ -139,14 +151,30 @@ type sarifResult struct {
 
 type sarifLocation struct {
 	PhysicalLocation sarifPhysical `json:"physicalLocation"`
+	Message          *sarifMessage `json:"message,omitempty"`
 }
 
 type sarifPhysical struct {
 	ArtifactLocation sarifArtifact `json:"artifactLocation"`
+	Region           *sarifRegion  `json:"region,omitempty"`
 }
 
 type sarifArtifact struct {
 	URI string `json:"uri"`
+}
+
+// sarifRegion is a matched string: its offset and length in bytes from the
+// file's start, and its data (at most the first maxMatchData bytes) as text
+// when it is printable UTF-8, else base64 (binary).
+type sarifRegion struct {
+	ByteOffset int64         `json:"byteOffset"`
+	ByteLength int           `json:"byteLength"`
+	Snippet    *sarifContent `json:"snippet,omitempty"`
+}
+
+type sarifContent struct {
+	Text   *string `json:"text,omitempty"`
+	Binary *string `json:"binary,omitempty"`
 }
 
 type sarifInvocation struct {
@@ -173,43 +201,53 @@ func sarifLevel(weight int64) string {
 }
 
 func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
-	used := map[string]bool{}
-	run := sarifRun{Results: []sarifResult{}, Invocations: []sarifInvocation{{ExecutionSuccessful: true}}}
+	// The rules that matched, sorted, and each one's index among them.
+	index := map[string]int{}
+	var names []string
+	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
+		for _, f := range r.res.Files {
+			for _, h := range f.Rules {
+				if _, ok := index[h.Name]; !ok {
+					index[h.Name] = 0
+					names = append(names, h.Name)
+				}
+			}
+		}
+	}
+	sort.Strings(names)
+	driver := sarifDriver{Name: "dragonfly", Version: version.String(), InformationURI: "https://github.com/dragonfly-fleet/fleet", Rules: []sarifRule{}}
+	for i, n := range names {
+		index[n] = i
+		driver.Rules = append(driver.Rules, sarifRuleOf(rs, n))
+	}
+
+	run := sarifRun{Tool: sarifTool{Driver: driver}, Results: []sarifResult{}, Invocations: []sarifInvocation{{ExecutionSuccessful: true}}}
 	for _, r := range results {
 		if r.err != nil {
 			inv := &run.Invocations[0]
 			inv.ExecutionSuccessful = false
 			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{
 				Level: "error", Message: sarifMessage{Text: oneLine(r.err)},
-				Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: r.target}}}},
+				Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: targetURI(r.target)}}}},
 			})
 			continue
 		}
 		for _, f := range r.res.Files {
+			uri := fileURI(r, f.Path)
 			for _, h := range f.Rules {
-				used[h.Name] = true
 				run.Results = append(run.Results, sarifResult{
 					RuleID:     h.Name,
+					RuleIndex:  index[h.Name],
 					Level:      sarifLevel(h.Weight),
 					Message:    sarifMessage{Text: fmt.Sprintf("YARA rule %s (weight %d) matched %s in %s", h.Name, h.Weight, f.Path, r.target)},
-					Locations:  []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: sarifURI(r.target, f.Path)}}}},
+					Locations:  []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}}}},
 					Properties: map[string]any{"target": r.target, "file": f.Path, "weight": h.Weight, "distributionScore": r.res.Score},
 				})
 			}
 		}
-	}
-	names := make([]string, 0, len(used))
-	for n := range used {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	run.Tool.Driver = sarifDriver{Name: "dragonfly", Version: version.String(), InformationURI: "https://github.com/dragonfly-fleet/fleet", Rules: []sarifRule{}}
-	for _, n := range names {
-		rule, _ := rs.Rule(n)
-		run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, sarifRule{
-			ID: n, ShortDescription: sarifMessage{Text: "YARA rule " + n},
-			Properties: map[string]any{"weight": rule.Weight, "filetype": strings.Join(rule.Filetypes, " ")},
-		})
 	}
 	log := sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}}
 	enc := json.NewEncoder(w)
@@ -217,7 +255,75 @@ func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
 	return enc.Encode(log)
 }
 
-// sarifURI names a file inside a scanned target.
-func sarifURI(target, file string) string {
-	return strings.TrimSuffix(target, "/") + "/" + file
+// sarifRuleOf describes rule n: its description metadata (else "YARA rule
+// n"), weight and filetype (the metadata string, when the rule has one).
+func sarifRuleOf(rs *rules.Compiled, n string) sarifRule {
+	rule, _ := rs.Rule(n)
+	sr := sarifRule{ID: n, ShortDescription: sarifMessage{Text: "YARA rule " + n}, Properties: map[string]any{"weight": rule.Weight}}
+	if d := rs.Description(n); d != "" {
+		sr.ShortDescription = sarifMessage{Text: d}
+		sr.FullDescription = &sarifMessage{Text: d}
+	}
+	if rule.Filetypes != nil {
+		sr.Properties["filetype"] = strings.Join(rule.Filetypes, " ")
+	}
+	return sr
+}
+
+// targetURI is the URI of a scan target: an http(s) URL as it is, a local
+// path as an absolute file:// URI, percent-encoded.
+func targetURI(target string) string {
+	if isURL(target) {
+		if u, err := url.Parse(target); err == nil {
+			return u.String()
+		}
+		return (&url.URL{Opaque: url.PathEscape(target)}).String()
+	}
+	if abs, err := filepath.Abs(target); err == nil {
+		if _, err := os.Stat(abs); err == nil {
+			return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+		}
+	}
+	// Not on disk (a built-in demo package): a relative reference.
+	return (&url.URL{Path: filepath.ToSlash(target)}).String()
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// fileURI is the URI of the file at path (as results name it) in the scan
+// of r: under a directory target, the file's own file:// URI; a raw target
+// (one file, not an archive), the target's; inside an archive,
+// ARCHIVE-URI#path; in a pypi: release (path DISTRIBUTION/inner),
+// DOWNLOAD-URL#inner.
+func fileURI(r scanResult, path string) string {
+	if r.release != nil {
+		dist, inner, _ := strings.Cut(path, "/")
+		for _, d := range r.release.dists {
+			if d.Filename == dist {
+				return withFragment(d.URL, inner)
+			}
+		}
+		return withFragment(targetURI(r.target), path)
+	}
+	if !isURL(r.target) {
+		if fi, err := os.Stat(r.target); err == nil && fi.IsDir() {
+			abs, err := filepath.Abs(filepath.Join(r.target, filepath.FromSlash(path)))
+			if err == nil {
+				return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+			}
+		}
+	}
+	if r.res.Stats.Format == archive.Raw.String() {
+		return targetURI(r.target)
+	}
+	return withFragment(targetURI(r.target), path)
+}
+
+// withFragment appends path, percent-encoded, as the fragment of uri
+// (replacing a fragment it has).
+func withFragment(uri, path string) string {
+	base, _, _ := strings.Cut(uri, "#")
+	return base + "#" + (&url.URL{Fragment: path}).EscapedFragment()
 }
