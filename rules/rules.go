@@ -149,6 +149,7 @@ type Compiled struct {
 	yara    *yara.Rules
 	meta    map[string]score.Rule
 	desc    map[string]string // "description" metadata, by rule
+	src     Set               // the set compiled (Source)
 	count   int
 	elapsed time.Duration
 }
@@ -219,7 +220,7 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 	if err != nil {
 		return nil, diags, fmt.Errorf("yara rules: %w", err)
 	}
-	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}, desc: map[string]string{}}
+	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}, desc: map[string]string{}, src: s}
 	if cr.hash == "" {
 		cr.hash = ContentHash(s.Sources)
 	}

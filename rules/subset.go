@@ -137,6 +137,10 @@ func (s Set) Subset(names []string) (Set, error) {
 	return p.subset(s, keep, held), nil
 }
 
+// Source is the set c was compiled from (its sources are shared, not
+// copied: do not modify them).
+func (c *Compiled) Source() Set { return c.src }
+
 // SubsetHash is the hash of the subset of the set with hash parent holding
 // the rules held (in any order).
 func SubsetHash(parent string, held []string) string {

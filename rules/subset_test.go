@@ -196,14 +196,14 @@ func TestSubsetFallsBackToTheWholeSet(t *testing.T) {
 
 func TestSplitErrors(t *testing.T) {
 	for name, src := range map[string]string{
-		"unterminated string": "rule a { strings: $a = \"abc\n\" condition: $a }",
-		"bad escape":          `rule a { strings: $a = "\q" condition: $a }`,
-		"empty regexp":        "rule a { strings: $a = // condition: $a }",
-		"no brace":            "rule a { condition: true",
-		"duplicate":           "rule a { condition: true }\nrule a { condition: true }",
-		"non-ascii":           "rule a { condition: true } \u00e9",
-		"garbage":             "rulez",
-		"bad meta":            "rule a { meta: x = y condition: true }",
+		"unterminated string":   "rule a { strings: $a = \"abc\n\" condition: $a }",
+		"bad escape":            `rule a { strings: $a = "\q" condition: $a }`,
+		"no brace":              "rule a { condition: true",
+		"duplicate":             "rule a { condition: true }\nrule a { condition: true }",
+		"non-ascii":             "rule a { condition: true } \u00e9",
+		"garbage":               "rulez",
+		"raw newline in regexp": "rule a { strings: $a = /ab\nc/ condition: $a }",
+		"bad meta":              "rule a { meta: x = y condition: true }",
 	} {
 		if _, err := (Set{Sources: map[string]string{"s": src}}).Rules(); err == nil {
 			t.Errorf("%s: split without error", name)
