@@ -54,6 +54,19 @@ var page = template.Must(template.New("status.html.tmpl").Funcs(template.FuncMap
 		return FormatDuration(time.Duration(*p * float64(time.Second)))
 	},
 	"plural": plural,
+	// releases is one line per release, escaped once (a quarantined
+	// identity may have a thousand).
+	"releases": func(rs []Release) string {
+		var b strings.Builder
+		for _, r := range rs {
+			b.WriteString(r.Name + "==" + r.Version)
+			if r.Failed {
+				b.WriteString(" (failed)")
+			}
+			b.WriteByte('\n')
+		}
+		return b.String()
+	},
 	"grade":  Grade,
 	"report": reportBadge,
 }).ParseFS(pageFS, "status.html.tmpl"))
