@@ -33,7 +33,14 @@ const (
 	workers  = 3
 	// runTimeout bounds the whole test, image build included.
 	runTimeout = 9 * time.Minute
+	// coordinatorHTTP is the coordinator's metrics, status and health port.
+	coordinatorHTTP = 10179
 )
+
+// imageBuilt is set once TestComposeDevFleet has built the image in this
+// run, so that TestComposeProductionTLS runs the same image rather than
+// building it again (the tests run one after the other).
+var imageBuilt bool
 
 // composeCmd runs one docker compose project.
 type composeCmd struct {
@@ -170,6 +177,7 @@ func TestComposeDevFleet(t *testing.T) {
 
 	builder := builderImage(ctx, t, root)
 	step("builder image", start)
+	revision := gitRevision(ctx, t, root)
 	t0 := time.Now()
 	override := heavyPackages(t)
 	step(fmt.Sprintf("%d heavy releases written", heavy), t0)
@@ -179,11 +187,14 @@ func TestComposeDevFleet(t *testing.T) {
 		"DRAGONFLY_DEVAPI_PORT":      "", // a random port on 127.0.0.1
 		"DRAGONFLY_METRICS_PORT":     "",
 		"DRAGONFLY_LOAD_DURATION":    "1s",
+		"DRAGONFLY_REVISION":         revision,
 	})
 
 	t0 = time.Now()
 	dc.must(ctx, "build", "coordinator")
 	step("image build (compose build)", t0)
+	imageBuilt = true
+	checkRevision(ctx, t, revision)
 	t0 = time.Now()
 	prune := exec.CommandContext(ctx, filepath.Join(root, "scripts", "image-prune"))
 	prune.Dir = root
@@ -214,7 +225,13 @@ func TestComposeDevFleet(t *testing.T) {
 	dc.must(ctx, "up", "--detach", "--no-build", "devapi", "coordinator")
 	step("compose up devapi, coordinator", t1)
 	api := devapiClient{base: "http://" + published(ctx, t, dc, "devapi", 8000), http: &http.Client{Timeout: 10 * time.Second}}
-	coord := devapiClient{base: "http://" + published(ctx, t, dc, "coordinator", 9090), http: api.http}
+	coord := devapiClient{base: "http://" + published(ctx, t, dc, "coordinator", coordinatorHTTP), http: api.http}
+	// The health endpoints the probes use: alive, and ready (serving gRPC).
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code := httpStatus(ctx, t, coord, path); code != http.StatusOK {
+			t.Errorf("coordinator GET %s: %d, want 200", path, code)
+		}
+	}
 
 	t2 := time.Now()
 	upDone := make(chan error, 1)
@@ -507,4 +524,50 @@ func heavyPackages(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return override
+}
+
+// gitRevision is the checkout's commit, which the image build links in
+// (DRAGONFLY_REVISION), or "" outside a git checkout.
+func gitRevision(ctx context.Context, t *testing.T, root string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "HEAD")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Logf("git rev-parse HEAD: %v (the image's revision is not checked)", err)
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// checkRevision runs `dragonfly version` in the image: a build from a
+// context without .git reports the revision passed as a build argument.
+func checkRevision(ctx context.Context, t *testing.T, revision string) {
+	t.Helper()
+	out, err := docker(ctx, "run", "--rm", "dragonfly-fleet:dev", "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "revision: " + revision
+	if revision == "" {
+		want = "revision: unknown"
+	}
+	if !strings.Contains(out, want+"\n") {
+		t.Errorf("dragonfly version in the image:\n%s\nwant a line %q", out, want)
+	}
+}
+
+// httpStatus GETs path and returns the status code.
+func httpStatus(ctx context.Context, t *testing.T, c devapiClient, path string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -1,7 +1,12 @@
-// Package compose tests docker-compose.yml end to end: it builds the image,
-// runs the dev profile (devapi with a few hundred synthetic releases, a
-// coordinator and three workers), SIGKILLs one worker mid-run and checks that
-// every job is reported to the API exactly once.
+// Package compose tests docker-compose.yml end to end on this machine's
+// Docker. TestComposeDevFleet builds the image (and checks that `dragonfly
+// version` in it reports the commit passed as DRAGONFLY_REVISION), runs the
+// dev profile (devapi with a few hundred synthetic releases, a coordinator and
+// three workers, plaintext gRPC with DRAGONFLY_FLEET_INSECURE), SIGKILLs one
+// worker mid-run and checks that every job is reported to the API exactly
+// once. TestComposeProductionTLS runs the settings of .env.example instead: a
+// secrets directory of files, TLS on gRPC with a test CA and a certificate for
+// "coordinator", and no plaintext token; two workers report every release.
 //
 // It needs Docker and Docker Compose (v2 `docker compose` or docker-compose
 // 1.29) and is skipped unless DRAGONFLY_COMPOSE_TEST=1. Where no image can be

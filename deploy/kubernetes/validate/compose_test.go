@@ -3,6 +3,7 @@ package validate
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,6 +28,7 @@ type composeService struct {
 	StopGracePeriod string            `json:"stop_grace_period"`
 	MemLimit        string            `json:"mem_limit"`
 	Ports           []string          `json:"ports"`
+	Secrets         []string          `json:"secrets"`
 	Healthcheck     *struct {
 		Test []string `json:"test"`
 	} `json:"healthcheck"`
@@ -34,7 +36,9 @@ type composeService struct {
 
 // TestComposeFile checks docker-compose.yml statically (the compose test in
 // deploy/compose runs it): roles, hardening, health checks through the
-// image's binary, grace periods, loopback-only ports, and that every
+// image's binary on /readyz, the 10179/10180 ports, grace periods,
+// loopback-only ports, secrets as files, development defaults that
+// .env.example turns to production (TLS, no plaintext token), and that every
 // DRAGONFLY_* name is one the dragonfly command reads and every .env.example
 // setting reaches the file.
 func TestComposeFile(t *testing.T) {
@@ -45,6 +49,9 @@ func TestComposeFile(t *testing.T) {
 	var file struct {
 		Services map[string]composeService `json:"services"`
 		Volumes  map[string]any            `json:"volumes"`
+		Secrets  map[string]struct {
+			File string `json:"file"`
+		} `json:"secrets"`
 	}
 	// Not strict: compose has many fields this struct leaves out.
 	if err := yaml.Unmarshal(data, &file); err != nil {
@@ -112,13 +119,18 @@ func TestComposeFile(t *testing.T) {
 	if _, ok := file.Volumes["outbox"]; !ok {
 		t.Errorf("no named volume for the outbox")
 	}
-	// Secrets are never written into the file: they come from .env.
-	for svc, s := range file.Services {
-		for env, v := range s.Environment {
-			if secretLike(env) && !strings.HasPrefix(v, "${") {
-				t.Errorf("%s: %s is written in the file instead of coming from .env", svc, env)
-			}
+	checkComposeSecrets(t, file.Services, file.Secrets)
+	checkComposePorts(t, file.Services)
+	for _, svc := range []string{"coordinator", "worker"} {
+		// Development by default (no .env): plaintext tokens on the compose
+		// network; .env.example turns it off (below).
+		if v := file.Services[svc].Environment["DRAGONFLY_FLEET_INSECURE"]; v != "${DRAGONFLY_FLEET_INSECURE-true}" {
+			t.Errorf("%s: DRAGONFLY_FLEET_INSECURE %q, want ${DRAGONFLY_FLEET_INSECURE-true} (on in development, an empty value in .env turns it off)", svc, v)
 		}
+	}
+	allowed := strings.Split(defaultOf(file.Services["worker"].Environment["DRAGONFLY_ALLOWED_HOSTS"]), ",")
+	if !slices.Contains(allowed, "files.pythonhosted.org") || !slices.Contains(allowed, "http://devapi:8000") || slices.Contains(allowed, "devapi") {
+		t.Errorf("worker: default DRAGONFLY_ALLOWED_HOSTS %v, want files.pythonhosted.org and the origin http://devapi:8000", allowed)
 	}
 
 	// Every setting of .env.example is interpolated somewhere in the file.
@@ -145,6 +157,119 @@ func TestComposeFile(t *testing.T) {
 	if n < 10 {
 		t.Errorf(".env.example has only %d settings", n)
 	}
+	checkProductionEnv(t, string(example), file.Services)
+}
+
+// checkComposeSecrets: no secret is an environment value; each secret
+// setting is read from /run/secrets/<name> of a secret the service mounts,
+// and every secret's development file exists, readable by the container
+// user and not world-writable.
+func checkComposeSecrets(t *testing.T, services map[string]composeService, secrets map[string]struct {
+	File string `json:"file"`
+}) {
+	t.Helper()
+	secretSettings := secretEnvNames(t)
+	for svc, s := range services {
+		for env, v := range s.Environment {
+			if secretSettings[env] || (secretLike(env) && !strings.HasSuffix(env, "_FILE")) {
+				t.Errorf("%s: %s is an environment value; mount it as a secret and set %s_FILE", svc, env, env)
+			}
+			base, ok := strings.CutSuffix(env, "_FILE")
+			if !ok || !secretSettings[base] {
+				continue
+			}
+			name, ok := strings.CutPrefix(v, "/run/secrets/")
+			if !ok || !slices.Contains(s.Secrets, name) {
+				t.Errorf("%s: %s=%q is not /run/secrets/<a secret the service mounts %v>", svc, env, v, s.Secrets)
+			}
+		}
+		for _, name := range s.Secrets {
+			if _, ok := secrets[name]; !ok {
+				t.Errorf("%s mounts secret %s, which the file does not declare", svc, name)
+			}
+		}
+	}
+	for _, must := range []string{"DRAGONFLY_FLEET_TOKEN_FILE"} {
+		for _, svc := range []string{"coordinator", "worker"} {
+			if _, ok := services[svc].Environment[must]; !ok {
+				t.Errorf("%s: no %s", svc, must)
+			}
+		}
+	}
+	if w := services["worker"]; slices.ContainsFunc(w.Secrets, func(n string) bool { return n != "fleet_token" && n != "tls_ca" }) {
+		t.Errorf("worker mounts secrets %v: workers hold only the fleet token (and the CA)", w.Secrets)
+	}
+	const dir = "${DRAGONFLY_SECRETS_DIR:-./deploy/compose/dev-secrets}/"
+	for name, sec := range secrets {
+		rel, ok := strings.CutPrefix(sec.File, dir)
+		if !ok || rel != name {
+			t.Errorf("secret %s: file %q, want %s%s", name, sec.File, dir, name)
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(repoRoot, "deploy", "compose", "dev-secrets", name))
+		if err != nil {
+			t.Errorf("secret %s: no development file: %v", name, err)
+			continue
+		}
+		if m := fi.Mode().Perm(); m&0o002 != 0 || m&0o004 == 0 {
+			t.Errorf("secret %s: development file mode %#o: must be readable by the container user and not world-writable", name, m)
+		}
+	}
+	token, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "compose", "dev-secrets", "fleet_token"))
+	if err != nil || len(bytes.TrimSpace(token)) == 0 {
+		t.Errorf("the development fleet token is missing or empty (%v)", err)
+	}
+}
+
+// checkComposePorts: the coordinator's HTTP port is 10179 and the workers'
+// 10180, and the health checks ask /readyz there.
+func checkComposePorts(t *testing.T, services map[string]composeService) {
+	t.Helper()
+	for svc, want := range map[string]struct {
+		env  string
+		port int
+	}{"coordinator": {"DRAGONFLY_METRICS_ADDR", coordinatorHTTP}, "worker": {"DRAGONFLY_WORKER_METRICS_ADDR", workerMetricsPort}} {
+		s := services[svc]
+		addr := fmt.Sprintf(":%d", want.port)
+		if got := s.Environment[want.env]; got != addr {
+			t.Errorf("%s: %s %q, want %q", svc, want.env, got, addr)
+		}
+		test := s.Healthcheck.Test
+		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", want.port)
+		if i := slices.Index(test, "--http"); i < 0 || i+1 >= len(test) || test[i+1] != url {
+			t.Errorf("%s: health check %v does not GET %s", svc, test, url)
+		}
+	}
+	if p := services["coordinator"].Ports; len(p) != 1 || !strings.HasSuffix(p[0], fmt.Sprintf(":%d", coordinatorHTTP)) {
+		t.Errorf("coordinator: ports %v, want its HTTP port %d published", p, coordinatorHTTP)
+	}
+}
+
+// checkProductionEnv: .env.example turns TLS on, the plaintext token off and
+// the secrets directory away from the development one.
+func checkProductionEnv(t *testing.T, example string, services map[string]composeService) {
+	t.Helper()
+	vals := map[string]string{}
+	for _, line := range strings.Split(example, "\n") {
+		if m := envAssign.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			vals[m[1]] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), m[0]))
+		}
+	}
+	if v, ok := vals["DRAGONFLY_FLEET_INSECURE"]; !ok || v != "" {
+		t.Errorf(".env.example: DRAGONFLY_FLEET_INSECURE=%q (set %v), want it set empty (off in production)", v, ok)
+	}
+	if d := vals["DRAGONFLY_SECRETS_DIR"]; d == "" || strings.Contains(d, "dev-secrets") {
+		t.Errorf(".env.example: DRAGONFLY_SECRETS_DIR %q, want a directory of the operator's own", d)
+	}
+	for env, svc := range map[string]string{"DRAGONFLY_TLS_CERT": "coordinator", "DRAGONFLY_TLS_KEY": "coordinator", "DRAGONFLY_TLS_CA": "worker"} {
+		name, ok := strings.CutPrefix(vals[env], "/run/secrets/")
+		if !ok || !slices.Contains(services[svc].Secrets, name) {
+			t.Errorf(".env.example: %s=%q is not a secret the %s mounts (%v)", env, vals[env], svc, services[svc].Secrets)
+		}
+		if v := services[svc].Environment[env]; v != "${"+env+":-}" {
+			t.Errorf("%s: %s %q, want ${%s:-} (empty in development)", svc, env, v, env)
+		}
+	}
 }
 
 var envAssign = regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=`)
@@ -152,7 +277,8 @@ var envAssign = regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=`)
 // composeOnly are the variables docker-compose.yml itself reads (ports, image).
 var composeOnly = map[string]bool{
 	"DRAGONFLY_METRICS_PORT": true, "DRAGONFLY_DEVAPI_PORT": true, "DRAGONFLY_IMAGE": true,
-	"DRAGONFLY_BUILDER_IMAGE": true, "DRAGONFLY_VERSION": true,
+	"DRAGONFLY_BUILDER_IMAGE": true, "DRAGONFLY_VERSION": true, "DRAGONFLY_REVISION": true,
+	"DRAGONFLY_SECRETS_DIR": true,
 }
 
 // defaultOf returns the default of a "${NAME:-default}" or "${NAME-default}"
