@@ -43,13 +43,19 @@ test: setup-test proto-check
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 	$(MAKE) test-deploy
 
-# test-deploy: the Kubernetes manifests decoded strictly into the real
-# Kubernetes and KEDA API types (a separate module, deploy/kubernetes/validate),
-# then the compose fleet on this machine's Docker engine: image built offline,
-# dev profile with 3 workers, one killed mid-run, every job reported once.
+# test-deploy: the kustomize overlays (with their components) and the Helm
+# chart (rendered and linted with Helm v4 as a library, default and
+# non-default values) decoded strictly into the real Kubernetes, KEDA and
+# Prometheus Operator API types and held to the same checks (a separate
+# module, deploy/kubernetes/validate); the Grafana dashboard against the
+# exported metrics (promtool required); then the compose fleet on this
+# machine's Docker engine: image built offline, dev profile with 3 workers, one
+# killed mid-run, every job reported once; and the production settings (secrets
+# as files, TLS, no plaintext token) with 2 workers.
 test-deploy: setup-test
 	cd deploy/kubernetes/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
-	DRAGONFLY_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 15m -run 'TestCompose' ./deploy/compose/
+	$(GO) test -count=1 ./deploy/grafana/
+	DRAGONFLY_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 15m -run 'TestCompose' -v ./deploy/compose/
 
 clean:
 	rm -rf bin
