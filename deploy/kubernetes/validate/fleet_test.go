@@ -274,6 +274,10 @@ func checkPod(t *testing.T, name string, pod *corev1.PodSpec, want fleetWant, kn
 		if mode&0o002 != 0 {
 			t.Errorf("%s: secret volume %s is world-writable (mode %#o); dragonfly refuses such files", name, v.Name, mode)
 		}
+		if mode&^0o644 != 0 {
+			// Also catches a mode written in decimal (440 is 0o670).
+			t.Errorf("%s: secret volume %s mode %#o: secrets need no execute or group/other write bit", name, v.Name, mode)
+		}
 		if mode&0o004 == 0 && (psc == nil || psc.FSGroup == nil || *psc.FSGroup != 65532 || mode&0o040 == 0) {
 			t.Errorf("%s: secret volume %s (mode %#o) is not readable by 65532 (set fsGroup 65532 and a group-readable mode)", name, v.Name, mode)
 		}

@@ -267,6 +267,10 @@ func TestKustomize(t *testing.T) {
 		{name: "keda+servicemonitor+mtls", dir: "keda", components: []string{"servicemonitor", "mtls"}, edit: func(w *fleetWant) {
 			w.autoscaler, w.serviceMonitor, w.podMonitor, w.mutualTLS = "ScaledObject", true, true, true
 		}},
+		{name: "hpa+auth0", dir: "hpa", components: []string{"auth0"}, edit: func(w *fleetWant) {
+			w.autoscaler = "HorizontalPodAutoscaler"
+			w.apiCredentials = []string{"DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_USERNAME", "DRAGONFLY_PASSWORD"}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
