@@ -2,10 +2,12 @@ package validate
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -108,7 +110,15 @@ func decodeAll(source string, data []byte) ([]object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s#%d: %w", source, i, err)
 		}
-		if err := yaml.UnmarshalStrict([]byte(doc), typed); err != nil {
+		body := []byte(doc)
+		if isPatch(source) {
+			// A strategic-merge patch: its directives ($patch: delete) are no
+			// fields of the type; everything else must be.
+			if body, err = stripDirectives(body); err != nil {
+				return nil, fmt.Errorf("%s#%d: %w", source, i, err)
+			}
+		}
+		if err := yaml.UnmarshalStrict(body, typed); err != nil {
 			return nil, fmt.Errorf("%s#%d (%s %s): strict decode: %w", source, i, meta.Kind, meta.Metadata.Name, err)
 		}
 		out = append(out, object{
@@ -117,6 +127,48 @@ func decodeAll(source string, data []byte) ([]object, error) {
 		})
 	}
 	return out, nil
+}
+
+// isPatch reports whether a manifest file is a component's strategic-merge
+// patch (every file of a component but its kustomization and resources).
+func isPatch(source string) bool {
+	dir, file := filepath.Split(filepath.ToSlash(source))
+	return strings.Contains(dir, "/components/") && file != "kustomization.yaml" && file != "monitors.yaml"
+}
+
+// patchDirectives are the strategic-merge patch keys that are not fields.
+var patchDirectives = []string{"$patch", "$setElementOrder", "$retainKeys", "$deleteFromPrimitiveList"}
+
+// stripDirectives removes strategic-merge directives from a YAML document
+// (duplicate keys still fail) and returns it as JSON.
+func stripDirectives(doc []byte) ([]byte, error) {
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(js, &v); err != nil {
+		return nil, err
+	}
+	var strip func(any)
+	strip = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, sub := range v {
+				if slices.ContainsFunc(patchDirectives, func(d string) bool { return strings.HasPrefix(k, d) }) {
+					delete(v, k)
+					continue
+				}
+				strip(sub)
+			}
+		case []any:
+			for _, sub := range v {
+				strip(sub)
+			}
+		}
+	}
+	strip(v)
+	return json.Marshal(v)
 }
 
 // manifestFiles lists the YAML files under deploy/kubernetes (not this module).
@@ -191,6 +243,17 @@ func TestStrictDecodingCatchesMistakes(t *testing.T) {
 		if _, err := decodeAll(name, []byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
+	}
+	// In a component's patch the merge directives are allowed, typos are not.
+	const patch = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      containers:\n        - name: c\n          env:\n            - name: A\n              $patch: delete\n"
+	if _, err := decodeAll("../components/c/patch.yaml", []byte(patch)); err != nil {
+		t.Errorf("a patch with $patch: delete: %v", err)
+	}
+	if _, err := decodeAll("../components/c/patch.yaml", []byte(strings.Replace(patch, "env:", "evn:", 1))); err == nil {
+		t.Errorf("a patch with a misspelt field decoded without error")
+	}
+	if _, err := decodeAll("../base/worker.yaml", []byte(patch)); err == nil {
+		t.Errorf("$patch outside a component's patch decoded without error")
 	}
 }
 
