@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -93,5 +96,136 @@ func TestRulesCheckUsage(t *testing.T) {
 	code, out, _ = runCLI(t, nil, "rules", "--help")
 	if code != 0 || !strings.Contains(out, "dragonfly rules profile --rules PATH") {
 		t.Errorf("rules --help: exit %d, %q", code, out)
+	}
+}
+
+// profileTarget writes an sdist of n generated .py and .txt files of about
+// size bytes, every third one holding "MARKER".
+func profileTarget(t *testing.T, dir string, n, size int) string {
+	t.Helper()
+	var files [][2]string
+	for i := range n {
+		var b strings.Builder
+		for b.Len() < size {
+			fmt.Fprintf(&b, "value_%d = compute(%d)\n", i, b.Len())
+		}
+		if i%3 == 0 {
+			b.WriteString("MARKER\n")
+		}
+		ext := ".py"
+		if i%2 == 1 {
+			ext = ".txt"
+		}
+		files = append(files, [2]string{fmt.Sprintf("pkg-1.0/m%03d%s", i, ext), b.String()})
+	}
+	p := filepath.Join(dir, "pkg-1.0.tar.gz")
+	if err := os.WriteFile(p, tgzOf(t, files...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRulesProfile: the deliberately expensive rule comes first in JSON and
+// in the table; each object has the documented fields; the table ends with
+// the verdict and the note comparing the sum with the full set.
+func TestRulesProfile(t *testing.T) {
+	rulesDir := t.TempDir()
+	writeRuleFile(t, rulesDir, "cheap.yara", `rule cheap_marker { strings: $m = "MARKER" condition: $m }
+rule cheap_py { meta: filetype = ".py" strings: $m = "MARKER" condition: $m }
+private rule helper { strings: $h = "MARKER" condition: $h }
+rule uses_helper { condition: helper }
+`)
+	writeRuleFile(t, rulesDir, "zzz.yar", `rule expensive
+{
+  condition:
+    for all i in (0..filesize - 1) : (uint8(i) != 0xff)
+}
+rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
+`)
+	dir := t.TempDir()
+	archivePath := profileTarget(t, dir, 90, 24<<10)
+	// A directory target too: the same files unpacked (held once in memory).
+	unpacked := filepath.Join(dir, "unpacked")
+	os.MkdirAll(filepath.Join(unpacked, "pkg"), 0o755)
+	writeRuleFile(t, filepath.Join(unpacked, "pkg"), "a.py", "MARKER\n")
+
+	code, out, errOut := runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "json", "--threads", "2", archivePath, unpacked)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var got []map[string]any
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.UseNumber()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(got) != 6 {
+		t.Fatalf("%d rules: %s", len(got), out)
+	}
+	if got[0]["rule"] != "expensive" || got[0]["file"] != filepath.Join(rulesDir, "zzz.yar") {
+		t.Fatalf("first %v, want expensive from zzz.yar; all: %s", got[0], out)
+	}
+	byRule := map[string]map[string]any{}
+	for _, r := range got {
+		for _, k := range []string{"rule", "file", "seconds", "share", "matches", "bytes", "files", "timeouts", "warnings"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("rule %v lacks %q", r["rule"], k)
+			}
+		}
+		byRule[r["rule"].(string)] = r
+	}
+	if m := byRule["cheap_marker"]["matches"]; fmt.Sprint(m) != "31" { // 30 in the sdist, 1 in the directory
+		t.Errorf("cheap_marker matches %v", m)
+	}
+	if byRule["helper"]["matches"] != nil {
+		t.Errorf("private rule matches %v, want null", byRule["helper"]["matches"])
+	}
+	if fmt.Sprint(byRule["cheap_py"]["files"]) != "46" || fmt.Sprint(byRule["cheap_marker"]["files"]) != "91" {
+		t.Errorf("admitted files: cheap_py %v, cheap_marker %v", byRule["cheap_py"]["files"], byRule["cheap_marker"]["files"])
+	}
+	if w := fmt.Sprint(byRule["greedy"]["warnings"]); !strings.Contains(w, "zzz.yar:6: warning: $a contains .*") {
+		t.Errorf("greedy warnings %s", w)
+	}
+	if !strings.Contains(errOut, "dragonfly rules profile: 6 rules over 91 files") || !strings.Contains(errOut, "only approximates the full set's scan time") {
+		t.Errorf("stderr %q", errOut)
+	}
+
+	code, out, errOut = runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "table", archivePath)
+	if code != 0 {
+		t.Fatalf("table: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(lines[0], "RULE") || !strings.HasPrefix(lines[1], "expensive ") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if !regexp.MustCompile(`^[0-9]+ rules? takes? [0-9]+% of the time: expensive`).MatchString(lines[len(lines)-2]) ||
+		!strings.Contains(lines[len(lines)-1], "only approximates the full set's scan time") {
+		t.Errorf("verdict and note:\n%s", strings.Join(lines[len(lines)-2:], "\n"))
+	}
+	if !strings.Contains(out, "line 6: $a contains .*") {
+		t.Errorf("table without greedy's warning:\n%s", out)
+	}
+}
+
+func TestRulesProfileUsage(t *testing.T) {
+	rulesPath := writeRuleFile(t, t.TempDir(), "r.yar", "rule r { condition: true }\n")
+	bad := writeRuleFile(t, t.TempDir(), "bad.yar", "rule r { condition: $nope }\n")
+	target := writeRuleFile(t, t.TempDir(), "x.py", "x\n")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"rules", "profile", target}, 2, "no rules"},
+		{[]string{"rules", "profile", "--rules", rulesPath}, 2, "no targets"},
+		{[]string{"rules", "profile", "--rules", rulesPath, "--format", "sarif", target}, 2, `--format "sarif": not one of table, json`},
+		{[]string{"rules", "profile", "--rules", bad, target}, 2, "bad.yar:1: undefined string"},
+		{[]string{"rules", "profile", "--rules", rulesPath, filepath.Join(t.TempDir(), "missing.tar.gz")}, 1, "no such file"},
+		{[]string{"rules", "profile", "--rules", rulesPath, "--max-memory", "1", target}, 1, "more than --max-memory"},
+	} {
+		code, _, errOut := runCLI(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
+		}
 	}
 }

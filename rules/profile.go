@@ -1,0 +1,364 @@
+package rules
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/score"
+	yara "github.com/hillu/go-yara/v4"
+)
+
+// Rule profiling. libyara 4.2 has no profiler of its own (it is a build
+// option Debian's libyara lacks) and every rule of a set shares one string
+// search, so a rule's cost is measured, not read: the rule is compiled alone
+// with what it may depend on (Set.Subset: the rules its condition names and
+// every global rule) and scanned over the files its filetype admits; its cost
+// is that scan's time minus the time of the same files' scan with the
+// subset's base (the global rules alone, for a rule that is not global; no
+// rule at all, for a global one). Each file's scan is timed on its own and
+// the times summed, so the cost is scanner time, not wall time, whatever the
+// threads. The costs only approximate the full set's scan time: the full set
+// searches every string in one pass, shares atoms, and scans every file with
+// every rule; Profile measures that time too, to compare.
+
+// ProfileFile is one file to profile over: its path, as the filetype filter
+// reads it (archive-relative, "pkg-1.0/setup.py"), and its content.
+type ProfileFile struct {
+	Path string
+	Data []byte
+}
+
+// ProfileConfig bounds a profile.
+type ProfileConfig struct {
+	// Threads is the number of files scanned at once. Default: the number of
+	// CPUs.
+	Threads int
+	// Timeout bounds the YARA time of one file's scan, as the fleet's scan
+	// timeout does; a scan stopped by it counts its time and a timeout.
+	// Default 10 s.
+	Timeout time.Duration
+	// MaxMatchData, if positive, is applied before measuring as libyara's
+	// YR_CONFIG_MAX_MATCH_DATA, the bytes of matched data copied per match:
+	// a setting of the whole process, as scan.Config.MaxMatchData is.
+	// Workers scan with 1. 0 leaves the process's setting.
+	MaxMatchData int
+	// Progress, if set, is called after each measurement with the number
+	// done, the number in all (the rules, the bases and the full set) and
+	// what was measured. It is called from Profile's goroutine.
+	Progress func(done, total int, what string)
+}
+
+// RuleCost is what one rule costs.
+type RuleCost struct {
+	// Rule is the identifier, File the name of its source (Set.FileName).
+	Rule string
+	File string
+	// Private and Global are the rule's modifiers.
+	Private, Global bool
+	// Seconds is the measured cost (never negative).
+	Seconds float64
+	// Share is Seconds over the sum of every rule's Seconds (0 when that is 0).
+	Share float64
+	// Matches counts the admitted files the rule matched; -1 for a private
+	// rule, whose matches libyara does not report.
+	Matches int
+	// Files and Bytes count the files the rule's filetype admits and their
+	// bytes.
+	Files int
+	Bytes int64
+	// Timeouts counts the admitted files whose scan hit the timeout.
+	Timeouts int
+	// Warnings are libyara's compile warnings about the rule.
+	Warnings []Diagnostic
+}
+
+// ProfileReport is a profile: the rules, most expensive first, and the
+// measurements to compare their sum with.
+type ProfileReport struct {
+	Rules []RuleCost
+	// Sum is the sum of the rules' Seconds.
+	Sum float64
+	// FullSet is the scan time of the whole set over every file, and Empty
+	// that of a set without rules (the cost of calling libyara).
+	FullSet, Empty float64
+	// Files and Bytes count every file profiled over.
+	Files int
+	Bytes int64
+}
+
+// Profile measures the cost of each rule of s over files (see above). The
+// set must compile (a *CompileError otherwise) and split into its rules
+// (Set.Rules).
+func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig) (ProfileReport, error) {
+	if cfg.Threads <= 0 {
+		cfg.Threads = runtime.NumCPU()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	full, diags, err := compile(s)
+	if err != nil {
+		return ProfileReport{}, err
+	}
+	infos, err := s.Rules()
+	if err != nil {
+		return ProfileReport{}, fmt.Errorf("profile: %w", err)
+	}
+	warnings := map[string][]Diagnostic{}
+	for _, d := range diags {
+		if d.Rule != "" {
+			warnings[d.Rule] = append(warnings[d.Rule], d)
+		}
+	}
+	if cfg.MaxMatchData > 0 {
+		if err := yara.SetConfiguration(yara.ConfigMaxMatchData, cfg.MaxMatchData); err != nil {
+			return ProfileReport{}, fmt.Errorf("yara max match data %d: %w", cfg.MaxMatchData, err)
+		}
+	}
+	rep := ProfileReport{Files: len(files)}
+	for _, f := range files {
+		rep.Bytes += int64(len(f.Data))
+	}
+	all := make([]int, len(files))
+	for i := range files {
+		all[i] = i
+	}
+	p := &profiler{files: files, cfg: cfg}
+	total := len(infos) + 3
+	done := 0
+	step := func(what string) {
+		done++
+		if cfg.Progress != nil {
+			cfg.Progress(done, total, what)
+		}
+	}
+
+	// The bases: no rule at all, and the global rules alone.
+	empty, err := compileText("")
+	if err != nil {
+		return ProfileReport{}, err
+	}
+	emptyRun, err := p.run(ctx, empty, all, "")
+	if err != nil {
+		return ProfileReport{}, err
+	}
+	rep.Empty = emptyRun.total().Seconds()
+	step("a set without rules")
+	globalsRun := emptyRun
+	globals, err := s.Subset(nil)
+	if err != nil {
+		return ProfileReport{}, fmt.Errorf("profile: %w", err)
+	}
+	if len(globals.Sources) > 0 {
+		gr, err := compileSubset(globals)
+		if err != nil {
+			return ProfileReport{}, err
+		}
+		if globalsRun, err = p.run(ctx, gr, all, ""); err != nil {
+			return ProfileReport{}, err
+		}
+	}
+	step("the global rules")
+	fr, err := p.run(ctx, full.Yara(), all, "")
+	if err != nil {
+		return ProfileReport{}, err
+	}
+	rep.FullSet = fr.total().Seconds()
+	step("the full set")
+
+	for _, info := range infos {
+		admitted := make([]int, 0, len(files))
+		rc := RuleCost{Rule: info.Name, File: s.FileName(info.Stem), Private: info.Private, Global: info.Global, Warnings: warnings[info.Name]}
+		for i, f := range files {
+			if (score.Rule{Filetypes: info.Filetypes}).Applies(f.Path) {
+				admitted = append(admitted, i)
+				rc.Bytes += int64(len(f.Data))
+			}
+		}
+		rc.Files = len(admitted)
+		sub, err := s.Subset([]string{info.Name})
+		if err != nil {
+			return ProfileReport{}, fmt.Errorf("profile: %w", err)
+		}
+		yr, err := compileSubset(sub)
+		if err != nil {
+			return ProfileReport{}, err
+		}
+		match := info.Name
+		if info.Private {
+			match = ""
+		}
+		r, err := p.run(ctx, yr, admitted, match)
+		if err != nil {
+			return ProfileReport{}, err
+		}
+		base := globalsRun
+		if info.Global {
+			base = emptyRun
+		}
+		var spent time.Duration
+		for _, i := range admitted {
+			spent += r.times[i] - base.times[i]
+		}
+		rc.Seconds = max(spent.Seconds(), 0)
+		rc.Matches, rc.Timeouts = r.matches, r.timeouts
+		if info.Private {
+			rc.Matches = -1
+		}
+		rep.Rules = append(rep.Rules, rc)
+		rep.Sum += rc.Seconds
+		step(info.Name)
+	}
+	for i := range rep.Rules {
+		if rep.Sum > 0 {
+			rep.Rules[i].Share = rep.Rules[i].Seconds / rep.Sum
+		}
+	}
+	slices.SortStableFunc(rep.Rules, func(a, b RuleCost) int {
+		return cmp.Or(cmp.Compare(b.Seconds, a.Seconds), strings.Compare(a.Rule, b.Rule))
+	})
+	return rep, nil
+}
+
+// compileSubset compiles a subset (which may hold no source: no rules).
+func compileSubset(s Set) (*yara.Rules, error) {
+	if len(s.Sources) == 0 {
+		return compileText("")
+	}
+	c, _, err := compile(s)
+	if err != nil {
+		return nil, fmt.Errorf("profile: subset: %w", err)
+	}
+	return c.Yara(), nil
+}
+
+// compileText compiles YARA source text (empty: a set without rules).
+func compileText(text string) (*yara.Rules, error) {
+	c, err := yara.NewCompiler()
+	if err != nil {
+		return nil, fmt.Errorf("yara compiler: %w", err)
+	}
+	defer c.Destroy()
+	c.DisableIncludes()
+	if text != "" {
+		if err := c.AddString(text, ""); err != nil {
+			return nil, fmt.Errorf("yara: %w", err)
+		}
+	}
+	return c.GetRules()
+}
+
+// profiler scans files with one rule set after another.
+type profiler struct {
+	files []ProfileFile
+	cfg   ProfileConfig
+}
+
+// runResult is one scan of some files: each file's scan time (by index
+// into the profiler's files; zero for files not scanned), the files on which
+// the rule named matched, and the scans stopped by the timeout.
+type runResult struct {
+	times    []time.Duration
+	matches  int
+	timeouts int
+}
+
+func (r runResult) total() time.Duration {
+	var t time.Duration
+	for _, d := range r.times {
+		t += d
+	}
+	return t
+}
+
+// errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h).
+const errScanTimeout yara.Error = 26
+
+// run scans the files at indexes with yr on cfg.Threads goroutines, each
+// with its own scanner, and counts the files on which the rule named match
+// matched ("" counts none).
+func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match string) (runResult, error) {
+	res := runResult{times: make([]time.Duration, len(p.files))}
+	next := make(chan int)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	for range min(p.cfg.Threads, max(len(indexes), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc, err := yara.NewScanner(yr)
+			if err != nil {
+				fail(fmt.Errorf("yara scanner: %w", err))
+				for range next {
+				}
+				return
+			}
+			defer sc.Destroy()
+			var cb matchFinder
+			cb.name = match
+			sc.SetCallback(&cb).SetTimeout(p.cfg.Timeout)
+			matches, timeouts := 0, 0
+			for i := range next {
+				cb.found = false
+				start := time.Now()
+				err := sc.ScanMem(p.files[i].Data)
+				res.times[i] = time.Since(start)
+				var ye yara.Error
+				switch {
+				case errors.As(err, &ye) && ye == errScanTimeout:
+					timeouts++
+				case err != nil:
+					fail(fmt.Errorf("yara: %s: %w", p.files[i].Path, err))
+				case cb.found:
+					matches++
+				}
+			}
+			mu.Lock()
+			res.matches += matches
+			res.timeouts += timeouts
+			mu.Unlock()
+		}()
+	}
+	for _, i := range indexes {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return runResult{}, err
+	}
+	return res, firstErr
+}
+
+// matchFinder notes whether the rule named matched.
+type matchFinder struct {
+	name  string
+	found bool
+}
+
+func (m *matchFinder) RuleMatching(_ *yara.ScanContext, r *yara.Rule) (bool, error) {
+	if m.name != "" && r.Identifier() == m.name {
+		m.found = true
+	}
+	return false, nil
+}

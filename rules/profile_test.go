@@ -1,0 +1,171 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// profileFiles are n generated source files of about size bytes: .py files
+// and .txt files, every third one holding the word "MARKER".
+func profileFiles(n, size int) []ProfileFile {
+	rng := rand.New(rand.NewPCG(7, 9))
+	words := []string{"import", "os", "def", "return", "self", "value", "print", "data", "(", ")", ":", "\n", "    "}
+	var out []ProfileFile
+	for i := range n {
+		var b strings.Builder
+		for b.Len() < size {
+			b.WriteString(words[rng.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+		if i%3 == 0 {
+			b.WriteString("MARKER\n")
+		}
+		ext := ".py"
+		if i%2 == 1 {
+			ext = ".txt"
+		}
+		out = append(out, ProfileFile{Path: fmt.Sprintf("pkg-1.0/m%03d%s", i, ext), Data: []byte(b.String())})
+	}
+	return out
+}
+
+const profileRules = `rule cheap_marker { strings: $m = "MARKER" condition: $m }
+rule cheap_py {
+  meta:
+    filetype = ".py"
+  strings:
+    $m = "MARKER"
+  condition:
+    $m
+}
+private rule helper { strings: $h = "MARKER" condition: $h }
+rule uses_helper { condition: helper }
+rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
+`
+
+// expensive walks every byte of the file in YARA's virtual machine: far
+// more work than any string search here.
+const expensiveRule = `rule expensive {
+  condition:
+    for all i in (0..filesize - 1) : (uint8(i) != 0xff)
+}
+`
+
+// TestProfileOrder: the deliberately expensive rule comes first; the
+// matches, admitted files and bytes follow each rule's filetype; a private
+// rule's matches are unknown; libyara's warnings stand beside their rule.
+func TestProfileOrder(t *testing.T) {
+	files := profileFiles(120, 24<<10)
+	set := Set{Sources: map[string]string{"cheap": profileRules, "zzz": expensiveRule}, Files: map[string]string{"zzz": "rules/zzz.yar"}}
+	var calls []string
+	rep, err := Profile(context.Background(), set, files, ProfileConfig{Threads: 2, Progress: func(done, total int, what string) {
+		if total != 9 || done != len(calls)+1 {
+			t.Errorf("progress %d/%d", done, total)
+		}
+		calls = append(calls, what)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 9 {
+		t.Errorf("progress called %d times: %q", len(calls), calls)
+	}
+	for _, r := range rep.Rules {
+		t.Logf("%-12s %.4fs share %.3f", r.Rule, r.Seconds, r.Share)
+	}
+	t.Logf("sum %.4fs full set %.4fs empty %.4fs", rep.Sum, rep.FullSet, rep.Empty)
+	if len(rep.Rules) != 6 {
+		t.Fatalf("%d rules", len(rep.Rules))
+	}
+	top := rep.Rules[0]
+	if top.Rule != "expensive" || top.File != "rules/zzz.yar" {
+		t.Fatalf("first rule %+v, want expensive from rules/zzz.yar; all: %+v", top, rep.Rules)
+	}
+	var allBytes int64
+	for _, f := range files {
+		allBytes += int64(len(f.Data))
+	}
+	byName := map[string]RuleCost{}
+	sum := 0.0
+	for i, r := range rep.Rules {
+		byName[r.Rule] = r
+		sum += r.Share
+		if r.Seconds < 0 || (i > 0 && r.Seconds > rep.Rules[i-1].Seconds) {
+			t.Errorf("rule %s: seconds %v out of order", r.Rule, r.Seconds)
+		}
+	}
+	if math.Abs(sum-1) > 1e-9 || rep.Sum <= 0 || rep.FullSet <= 0 || rep.Files != 120 || rep.Bytes != allBytes {
+		t.Errorf("shares sum to %v; report %+v", sum, rep)
+	}
+	want := map[string]struct {
+		matches, files int
+		bytes          int64
+	}{
+		"expensive":    {120, 120, allBytes},
+		"cheap_marker": {40, 120, allBytes},
+		"cheap_py":     {20, 60, 0},
+		"helper":       {-1, 120, allBytes},
+		"uses_helper":  {40, 120, allBytes},
+		"greedy":       {0, 120, allBytes},
+	}
+	for name, w := range want {
+		r := byName[name]
+		if w.bytes == 0 {
+			for _, f := range files {
+				if strings.HasSuffix(f.Path, ".py") {
+					w.bytes += int64(len(f.Data))
+				}
+			}
+		}
+		if r.Matches != w.matches || r.Files != w.files || r.Bytes != w.bytes || r.Timeouts != 0 {
+			t.Errorf("rule %s: %+v, want matches %d files %d bytes %d", name, r, w.matches, w.files, w.bytes)
+		}
+	}
+	if !byName["helper"].Private || byName["greedy"].File != "cheap.yara" {
+		t.Errorf("helper %+v greedy %+v", byName["helper"], byName["greedy"])
+	}
+	if w := byName["greedy"].Warnings; len(w) == 0 || !strings.HasPrefix(w[0].String(), "cheap.yara:12: warning: ") {
+		t.Errorf("greedy's warnings %q", w)
+	}
+	if len(byName["cheap_marker"].Warnings) != 0 {
+		t.Errorf("cheap_marker's warnings %q", byName["cheap_marker"].Warnings)
+	}
+}
+
+// TestProfileGlobalRule: a global rule is measured against a set without
+// rules, the others against the global rules (which their subsets hold).
+func TestProfileGlobalRule(t *testing.T) {
+	files := profileFiles(30, 8<<10)
+	set := Set{Sources: map[string]string{"g": "global rule small { condition: filesize < 1MB }\nrule marker { strings: $m = \"MARKER\" condition: $m }\n" + expensiveRule}}
+	rep, err := Profile(context.Background(), set, files, ProfileConfig{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rules) != 3 || rep.Rules[0].Rule != "expensive" {
+		t.Fatalf("rules %+v", rep.Rules)
+	}
+	for _, r := range rep.Rules {
+		if r.Rule == "small" && (!r.Global || r.Matches != 30) {
+			t.Errorf("global rule %+v", r)
+		}
+		if r.Rule == "marker" && r.Matches != 10 {
+			t.Errorf("marker %+v", r)
+		}
+	}
+}
+
+func TestProfileRefusesBrokenSet(t *testing.T) {
+	_, err := Profile(context.Background(), Set{Sources: map[string]string{"b": "rule b { condition: $x }"}}, profileFiles(1, 10), ProfileConfig{})
+	if err == nil || !strings.Contains(err.Error(), "b.yara:1: ") {
+		t.Fatalf("err = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Profile(ctx, Set{Sources: map[string]string{"a": profileRules}}, profileFiles(4, 10), ProfileConfig{}); err == nil {
+		t.Fatal("cancelled profile succeeded")
+	}
+}
