@@ -60,54 +60,32 @@ type datasource struct {
 	UID  string `json:"uid"`
 }
 
-// fixedSource is coordinator state without a coordinator.
+// fixedSource is a coordinator as the Monitor reads it: a fixed snapshot
+// and a queue status the API answered.
 type fixedSource struct {
-	disp *dispatch.Dispatcher
-	out  *outbox.Outbox
+	snap coordinator.Snapshot
+	view coordinator.QueueView
 }
 
-func (s fixedSource) Sessions() []coordinator.SessionInfo { return nil }
-func (s fixedSource) LastSeen() map[string]time.Time      { return nil }
-func (s fixedSource) Dispatcher() *dispatch.Dispatcher    { return s.disp }
-func (s fixedSource) Outbox() *outbox.Outbox              { return s.out }
-func (s fixedSource) RulesHash() string                   { return "abc123" }
-
-// queueOnce answers the queue status and signals each call.
-type queueOnce struct{ calls chan struct{} }
-
-func (q queueOnce) QueueStatus(ctx context.Context) (mainframe.QueueStatus, error) {
-	select {
-	case q.calls <- struct{}{}:
-	case <-ctx.Done():
-	}
-	age := 3.0
-	return mainframe.QueueStatus{Queued: 4, TotalBacklog: 4, OldestAgeSeconds: &age}, nil
+func (s fixedSource) Snapshot() coordinator.Snapshot { return s.snap }
+func (s fixedSource) QueueStatus(context.Context, time.Duration) coordinator.QueueView {
+	return s.view
 }
 
-// exported gathers both registries after activity that makes every metric
-// appear, and returns the names of the series Prometheus would store
+// exported gathers both roles' metrics after activity that makes every
+// metric appear, and returns the names of the series Prometheus would store
 // (histograms as _bucket, _sum, _count).
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
-	mon := status.New(status.Config{QueuePollInterval: 10 * time.Millisecond})
-	ob, err := outbox.Open(outbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mon.Attach(fixedSource{disp: dispatch.New(dispatch.Config{}), out: ob})
+	mon := status.New(status.Config{})
 	mon.Leased(1, nil)
 	mon.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "a", Version: "1", LeasedAt: time.Now()}, Finished: time.Now()})
 	mon.Reported(outbox.Report{Name: "a", Version: "1", Success: &outbox.Success{}}, nil, 0)
 	mon.APIObserver().Call("POST /jobs", 500, time.Millisecond)
-	q := queueOnce{calls: make(chan struct{})}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- mon.PollQueue(ctx, q) }()
-	<-q.calls
-	<-q.calls // the first poll is recorded
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	age := 3.0
+	src := fixedSource{
+		snap: coordinator.Snapshot{Taken: time.Now(), RulesHash: "abc123"},
+		view: coordinator.QueueView{Status: mainframe.QueueStatus{Queued: 4, TotalBacklog: 4, OldestAgeSeconds: &age}, Fetched: time.Now()},
 	}
 
 	rec := metrics.New(metrics.Config{Threads: 2})
@@ -117,7 +95,7 @@ func exported(t *testing.T) map[string]bool {
 	rec.RulesCompiled(time.Second, nil)
 
 	names := map[string]bool{}
-	for _, g := range []prometheus.Gatherer{mon.Registry(), rec.Registry()} {
+	for _, g := range []prometheus.Gatherer{mon.Gatherer(src), rec.Registry()} {
 		mfs, err := g.Gather()
 		if err != nil {
 			t.Fatal(err)
