@@ -101,9 +101,25 @@ func startWrapped(t *testing.T, name string, wrap []string, env map[string]strin
 		p.kill()
 		if t.Failed() {
 			t.Logf("---- %s log ----\n%s", name, tail(p.log.String(), 60))
+			keepLog(t, name, p.log.String())
 		}
 	})
 	return p
+}
+
+// keepLog writes a failed test's whole process log into
+// $DRAGONFLY_E2E_LOG_DIR (when set), for a look beyond the tail.
+func keepLog(t *testing.T, name, log string) {
+	dir := os.Getenv("DRAGONFLY_E2E_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+".log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Logf("keep log: %v", err)
+		return
+	}
+	t.Logf("whole %s log: %s", name, path)
 }
 
 func tail(s string, n int) string {
