@@ -2,9 +2,7 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -457,33 +455,6 @@ func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
 	if len(reports) != 1 || reports[0].Success.Score != 2 {
 		t.Fatalf("reports = %+v", reports)
 	}
-}
-
-func TestSilentWorkerIsDropped(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	f := startFleet(t, api, nil)
-	a := f.worker("a", 1)
-	a.ready()
-	a.tasks(1)
-	// a never sends anything again: after 3 heartbeat intervals its session
-	// ends and its task goes to b.
-	a.silence()
-	b := f.worker("b", 1)
-	b.ready()
-	tb := b.tasks(1)
-	if tb[0].GetUrl() != "u1" {
-		t.Fatalf("task %v", tb[0])
-	}
-	select {
-	case err := <-a.recv:
-		if err == nil || errors.Is(err, io.EOF) {
-			t.Fatalf("silent worker's stream ended with %v, want an error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("silent worker's stream was not ended")
-	}
-	b.answer(result(tb[0], ""))
-	api.waitReports(t, 1)
 }
 
 func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/retry"
 )
 
 // loadLoop leases jobs whenever the fleet has free capacity and the outbox has
@@ -30,14 +31,14 @@ func (c *Coordinator) loadLoop(ctx context.Context) error {
 		c.obs.Leased(len(jobs), err)
 		if err != nil {
 			c.log.Error("lease failed; retrying after the load duration", "batch", n, "wait", c.cfg.LoadDuration, "err", err)
-			if err := sleep(ctx, c.cfg.LoadDuration); err != nil {
+			if err := retry.Sleep(ctx, c.cfg.LoadDuration); err != nil {
 				return err
 			}
 			continue
 		}
 		if len(jobs) == 0 {
 			c.log.Debug("queue empty; waiting", "wait", c.cfg.LoadDuration)
-			if err := sleep(ctx, c.cfg.LoadDuration); err != nil {
+			if err := retry.Sleep(ctx, c.cfg.LoadDuration); err != nil {
 				return err
 			}
 			continue
@@ -86,16 +87,4 @@ func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt 
 		})
 	}
 	c.disp.Admit(batch, c.cfg.Now())
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

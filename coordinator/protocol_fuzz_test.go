@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -62,12 +64,20 @@ func (a fzAPI) Rules(context.Context) (mainframe.RuleSet, error) {
 }
 func (fzAPI) Report(context.Context, mainframe.Report) error { return errors.New("fzAPI: not used") }
 
-// fzObserver counts finished jobs.
+// fzObserver counts finished jobs and keeps what the coordinator took from
+// the worker (session info, failure reasons) to check its bounds.
 type fzObserver struct {
 	nopObserver
 	mu       sync.Mutex
 	finished map[string]int
 	failed   map[string]string
+	sessions []SessionInfo
+}
+
+func (o *fzObserver) SessionStarted(info SessionInfo) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.sessions = append(o.sessions, info)
 }
 
 func (o *fzObserver) JobFinished(out dispatch.Outcome) {
@@ -125,6 +135,10 @@ type fzServerStream struct {
 	slots       int
 	outstanding map[uint64]bool
 	assigned    map[uint64]bool // ever assigned
+	// answered are ids the script answered or returned before the
+	// coordinator's Assign of them arrived (its send goroutine may lag its
+	// receive loop): such an Assign is not counted as outstanding.
+	answered map[uint64]bool
 	violations  []string
 }
 
@@ -145,8 +159,12 @@ func (s *fzServerStream) Send(m *fleetv1.ConnectResponse) error {
 			if s.outstanding[id] {
 				s.violate("task %d assigned while still outstanding", id)
 			}
-			s.outstanding[id] = true
 			s.assigned[id] = true
+			if s.answered[id] {
+				delete(s.answered, id)
+			} else {
+				s.outstanding[id] = true
+			}
 			j, ok := s.jobs[t.GetJob().GetName()]
 			switch {
 			case !ok:
@@ -228,7 +246,11 @@ func (s *fzServerStream) Recv() (*fleetv1.ConnectRequest, error) {
 		}
 		s.mu.Lock()
 		for _, id := range ids {
-			delete(s.outstanding, id)
+			if s.outstanding[id] {
+				delete(s.outstanding, id)
+			} else if !s.assigned[id] && len(s.answered) < 1<<16 {
+				s.answered[id] = true
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -283,7 +305,7 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	st := &fzServerStream{
 		ctx: ctx, script: script, endErr: io.EOF, failSend: int(mode >> 2),
 		jobs: map[string]dispatch.Job{}, changed: make(chan struct{}), drained: make(chan struct{}),
-		outstanding: map[uint64]bool{}, assigned: map[uint64]bool{},
+		outstanding: map[uint64]bool{}, assigned: map[uint64]bool{}, answered: map[uint64]bool{},
 	}
 	if mode&1 != 0 {
 		st.endErr = status.Error(codes.Unavailable, "fuzz: connection reset")
@@ -355,11 +377,85 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	if c.out.Len() != finished {
 		t.Errorf("outbox holds %d reports for %d finished jobs", c.out.Len(), finished)
 	}
+	// Whatever the worker sent, what the coordinator keeps of it is bounded.
+	for _, info := range obs.sessions {
+		if len(info.WorkerID) > protocol.MaxIDBytes || len(info.Host) > protocol.MaxIDBytes || len(info.Version) > protocol.MaxIDBytes ||
+			len(info.Identity) > protocol.MaxIDBytes+8 || len(info.SessionID) > 96 {
+			t.Errorf("session info not bounded: worker id %d, host %d, version %d, identity %d, session %d bytes",
+				len(info.WorkerID), len(info.Host), len(info.Version), len(info.Identity), len(info.SessionID))
+		}
+	}
+	for name, reason := range obs.failed {
+		if len(reason) > protocol.MaxTextBytes {
+			t.Errorf("job %s failed with a reason of %d bytes", name, len(reason))
+		}
+	}
 	out := map[string]string{}
 	for name := range obs.finished {
 		out[name] = obs.failed[name]
 	}
 	return out
+}
+
+// FuzzCoordinatorMessageSizes drives the session handler with one hostile
+// field of a fuzzed size (up to 8 MiB, over the 4 MiB a real worker may send
+// through the production server, since the handler must not rely on the
+// transport's limit): worker id, host, rules hashes, compile errors, failure
+// reasons, top file paths, rule names, counts of task ids. The session must
+// end cleanly or with a client-side status, and what the coordinator keeps is
+// bounded (see the checks in fzRunCoordinatorSession).
+func FuzzCoordinatorMessageSizes(f *testing.F) {
+	for kind := range byte(9) {
+		for _, size := range []uint32{0, 1, 255, 256, 257, 4095, 4096, 4097, 1 << 20, 4<<20 + 1} {
+			f.Add(kind, size)
+		}
+	}
+	f.Fuzz(func(t *testing.T, kind byte, size uint32) {
+		size %= 8 << 20
+		big := strings.Repeat("\x01", int(size))
+		h := &fleetv1.Hello{WorkerId: "fz", ProtocolVersion: protocol.Version, Slots: 2, Host: "fuzz", Version: "v"}
+		ready := &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}}
+		ok := &fleetv1.TaskResult{TaskId: 1, Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+			TopFile: "pkg/x.py", TopFileScore: 1, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: 1}},
+		}}}
+		var extra *fleetv1.ConnectRequest
+		switch kind % 9 {
+		case 0:
+			h.WorkerId = big + "x"
+		case 1:
+			h.Host, h.Version = big, big
+		case 2:
+			extra = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: big, Error: big}}}
+		case 3:
+			extra = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1", Error: big}}}
+		case 4:
+			extra = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{
+				{TaskId: 1, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: big, Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE}}},
+			}}}}
+		case 5:
+			ok.GetDistribution().TopFile = big + "x"
+		case 6:
+			ok.GetDistribution().Rules = []*fleetv1.RuleHit{{Name: big + "x", Weight: 1}}
+		case 7:
+			ids := make([]uint64, min(int(size), 1<<20))
+			for i := range ids {
+				ids[i] = uint64(i)
+			}
+			extra = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: big}}}
+		case 8:
+			ids := make([]uint64, min(int(size), 1<<20))
+			for i := range ids {
+				ids[i] = uint64(i + 1)
+			}
+			extra = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{RunningTaskIds: ids}}}
+		}
+		script := []*fleetv1.ConnectRequest{{Msg: &fleetv1.ConnectRequest_Hello{Hello: h}}, ready}
+		if extra != nil {
+			script = append(script, extra)
+		}
+		script = append(script, &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{ok}}}})
+		fzRunCoordinatorSession(t, 0, fzEncode(script...))
+	})
 }
 
 // fzCoordinatorSeeds are worker scripts: a well-behaved session first, then

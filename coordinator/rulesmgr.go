@@ -9,6 +9,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
@@ -57,14 +58,14 @@ func (m *rulesManager) weights(hash string) map[string]int64 {
 
 // load fetches the first rule set, retrying until it succeeds or ctx ends.
 func (m *rulesManager) load(ctx context.Context) error {
-	delay := time.Second
+	b := retry.Backoff{Policy: retry.Policy{Base: time.Second, Max: time.Minute}}
 	for m.current().Hash == "" {
 		if err := m.update(ctx); err != nil {
+			delay := b.Next(0)
 			m.log.Error("cannot load rules; retrying", "retry_in", delay, "err", err)
-			if err := sleep(ctx, delay); err != nil {
+			if err := retry.Sleep(ctx, delay); err != nil {
 				return err
 			}
-			delay = min(2*delay, time.Minute)
 		}
 	}
 	return nil

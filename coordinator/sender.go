@@ -3,12 +3,12 @@ package coordinator
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	"github.com/dragonfly-fleet/fleet/retry"
 )
 
 // sendLoop feeds due outbox entries to Senders concurrent senders until ctx
@@ -82,7 +82,7 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 		c.obs.ReportAbandoned(r, err)
 		c.finishEntry(e, attrs)
 	default:
-		delay := backoff(e.Tries)
+		delay := reportRetry.Delay(e.Tries+1, 0)
 		c.log.Warn("report failed; will retry", append(attrs, "tries", e.Tries+1, "retry_in", delay, "err", err)...)
 		if err := c.out.Retry(e, c.cfg.Now().Add(delay)); err != nil {
 			c.log.Error("outbox write failed", append(attrs, "err", err)...)
@@ -100,10 +100,6 @@ func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) {
 	}
 }
 
-// backoff is the delay before the n+1-th retry of a report: exponential from
-// 1 s, capped at 30 s, with full jitter.
-func backoff(tries int) time.Duration {
-	d := time.Second << min(tries, 5)
-	d = min(d, 30*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
+// reportRetry spaces the retries of a report: 1 s doubling to 30 s, full
+// jitter.
+var reportRetry = retry.Policy{Base: time.Second, Max: 30 * time.Second}

@@ -22,6 +22,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
@@ -260,7 +261,7 @@ func configError(err error) bool {
 const healthy = 10 * time.Second
 
 func (w *Worker) loop(ctx context.Context) error {
-	delay := w.cfg.BackoffMin
+	b := retry.Backoff{Policy: retry.Policy{Base: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}}
 	refused := 0
 	for {
 		start := time.Now()
@@ -270,7 +271,7 @@ func (w *Worker) loop(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(start) > healthy {
-			delay = w.cfg.BackoffMin
+			b.Reset()
 		}
 		if configError(err) {
 			refused++
@@ -282,15 +283,10 @@ func (w *Worker) loop(ctx context.Context) error {
 		} else {
 			refused = 0
 		}
-		wait := delay/2 + rand.N(delay/2+1)
+		wait := b.Next(0)
 		w.log.Warn("coordinator session ended; reconnecting", "err", err, "retry_in", wait.Round(time.Millisecond))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if retry.Sleep(ctx, wait) != nil {
 			return nil
-		case <-t.C:
 		}
-		delay = min(2*delay, w.cfg.BackoffMax)
 	}
 }

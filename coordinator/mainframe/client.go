@@ -45,9 +45,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/retry"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -184,12 +184,8 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 		}
 		d := c.backoff(n, t.retryAfter, t.hasAfter)
 		c.log.Warn("api call failed; retrying", "endpoint", k.endpoint, "try", n, "status", t.status, "delay", d, "err", err)
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if retry.Sleep(ctx, d) != nil {
 			return nil, fmt.Errorf("%s: %w (last try: %w)", k.endpoint, ctx.Err(), err)
-		case <-timer.C:
 		}
 	}
 }
@@ -348,20 +344,16 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// backoff returns the wait before retry number n (n >= 1).
+// backoff returns the wait before retry number n (n >= 1): the fleet's
+// retry policy (full jitter below BaseBackoff·2^(n-1), capped at MaxBackoff),
+// or the server's Retry-After (also capped at MaxBackoff; "Retry-After: 0"
+// retries at once).
 func (c *Client) backoff(n int, retryAfter time.Duration, hasAfter bool) time.Duration {
+	p := retry.Policy{Base: c.cfg.BaseBackoff, Max: c.cfg.MaxBackoff}
 	if hasAfter {
 		return min(retryAfter, c.cfg.MaxBackoff)
 	}
-	ceil := c.cfg.BaseBackoff
-	for i := 1; i < n && ceil < c.cfg.MaxBackoff; i++ {
-		ceil *= 2
-	}
-	ceil = min(ceil, c.cfg.MaxBackoff)
-	if ceil <= 0 {
-		return 0
-	}
-	return rand.N(ceil + 1)
+	return p.Delay(n, 0)
 }
 
 func hostOf(raw string) string {

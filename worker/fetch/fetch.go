@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -183,19 +184,8 @@ func New(cfg Config) (*Fetcher, error) {
 // Fetcher's transport.
 func (f *Fetcher) CloseIdleConnections() { f.client.CloseIdleConnections() }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// sleep is the fleet's context-aware sleep.
+var sleep = retry.Sleep
 
 func jitter(max time.Duration) time.Duration {
 	if max <= 0 {
@@ -334,14 +324,8 @@ func (f *Fetcher) gaveUp(attempts int, err error) error {
 // sent one (capped at 2*MaxBackoff), else full jitter below
 // min(MaxBackoff, BaseBackoff*2^(attempt-1)).
 func (f *Fetcher) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	if retryAfter > 0 {
-		return min(retryAfter, 2*f.cfg.MaxBackoff)
-	}
-	c := f.cfg.BaseBackoff
-	for i := 1; i < attempt && c < f.cfg.MaxBackoff; i++ {
-		c *= 2
-	}
-	return f.cfg.Jitter(min(c, f.cfg.MaxBackoff))
+	p := retry.Policy{Base: f.cfg.BaseBackoff, Max: f.cfg.MaxBackoff, MaxAfter: 2 * f.cfg.MaxBackoff, Rand: f.cfg.Jitter}
+	return p.Delay(attempt, retryAfter)
 }
 
 // attempt makes one request. It returns the body, the body bytes read, the

@@ -1,0 +1,182 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// chanStream is a client stream made of channels, so a worker session runs
+// inside a synctest bubble (gRPC's transport does not block durably there).
+type chanStream struct {
+	ctx  context.Context
+	fail chan error                    // Recv returns what it receives here
+	in   chan *fleetv1.ConnectResponse // coordinator -> worker
+	out  chan *fleetv1.ConnectRequest  // worker -> coordinator
+	when time.Time                     // when the worker connected
+}
+
+func (s *chanStream) Recv() (*fleetv1.ConnectResponse, error) {
+	select {
+	case m := <-s.in:
+		return m, nil
+	case err := <-s.fail:
+		return nil, err
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+}
+
+func (s *chanStream) Send(m *fleetv1.ConnectRequest) error {
+	select {
+	case s.out <- m:
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+func (s *chanStream) CloseSend() error             { return nil }
+func (s *chanStream) Header() (metadata.MD, error) { return nil, nil }
+func (s *chanStream) Trailer() metadata.MD         { return nil }
+func (s *chanStream) Context() context.Context     { return s.ctx }
+func (s *chanStream) SendMsg(any) error            { return errors.New("not used") }
+func (s *chanStream) RecvMsg(any) error            { return errors.New("not used") }
+
+// chanClient hands each Connect's stream to the test; refuse, when set,
+// fails the Connect instead.
+type chanClient struct {
+	streams chan *chanStream
+	refuse  func() error
+	tries   chan time.Time
+}
+
+func (c *chanClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[fleetv1.ConnectRequest, fleetv1.ConnectResponse], error) {
+	c.tries <- time.Now()
+	if c.refuse != nil {
+		if err := c.refuse(); err != nil {
+			return nil, err
+		}
+	}
+	s := &chanStream{ctx: ctx, fail: make(chan error, 1), in: make(chan *fleetv1.ConnectResponse, 16), out: make(chan *fleetv1.ConnectRequest, 1024), when: time.Now()}
+	c.streams <- s
+	return s, nil
+}
+
+func testWorker(client *chanClient, min, max time.Duration) *Worker {
+	cfg := Config{Target: "test", WorkerID: "w", Host: "h", Threads: 1, BackoffMin: min, BackoffMax: max, Logger: slog.New(slog.DiscardHandler)}
+	cfg, _ = cfg.withDefaults()
+	return &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer}
+}
+
+// TestWorkerDropsASilentCoordinator: a coordinator that stops talking is
+// dropped after three heartbeat intervals (checked at each tick: the 4th
+// tick, 20 s after the last message with 5 s heartbeats), and the worker
+// reconnects within its minimum backoff. On synctest's clock: exact times.
+func TestWorkerDropsASilentCoordinator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client := &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 16)}
+		w := testWorker(client, time.Second, 30*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.loop(ctx) }()
+
+		s1 := <-client.streams
+		<-client.tries
+		if h := (<-s1.out).GetHello(); h.GetWorkerId() != "w" {
+			t.Fatalf("first message %v, want Hello", h)
+		}
+		s1.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(5 * time.Second)}}}
+		welcomed := time.Now()
+		// The coordinator goes silent; the worker keeps heartbeating.
+		heartbeats := 0
+		var s2 *chanStream
+	wait:
+		for {
+			select {
+			case m := <-s1.out:
+				if m.GetHeartbeat() != nil {
+					heartbeats++
+				}
+			case s2 = <-client.streams:
+				break wait
+			}
+		}
+		ended := s2.when.Sub(welcomed)
+		if ended < 20*time.Second || ended > 21*time.Second {
+			t.Fatalf("reconnected %v after the last message, want 20 s (4th tick) plus at most 1 s of backoff", ended)
+		}
+		if heartbeats != 3 {
+			t.Fatalf("%d heartbeats sent while the coordinator was silent, want 3 (at 5, 10, 15 s)", heartbeats)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("loop: %v", err)
+		}
+	})
+}
+
+// TestReconnectBackoff: refused connections are retried with capped
+// exponential backoff and full jitter: each wait is at most
+// min(max, min·2^(n-1)), never more than max, and a session that lasted
+// past `healthy` resets the backoff.
+func TestReconnectBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var refusing atomic.Bool
+		refusing.Store(true)
+		client := &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 64),
+			refuse: func() error {
+				if refusing.Load() {
+					return errors.New("connection refused")
+				}
+				return nil
+			}}
+		w := testWorker(client, time.Second, 8*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.loop(ctx) }()
+		last := <-client.tries
+		var total time.Duration
+		for n := 1; n <= 8; n++ {
+			at := <-client.tries
+			gap := at.Sub(last)
+			ceiling := min(time.Second<<(n-1), 8*time.Second)
+			if gap < 0 || gap > ceiling {
+				t.Fatalf("wait %d = %v, outside [0, %v]", n, gap, ceiling)
+			}
+			total += gap
+			last = at
+		}
+		if total == 0 {
+			t.Fatal("no wait at all between 8 refused connections")
+		}
+		// Let one connect, live past `healthy`, and end: the next wait is
+		// back at the minimum.
+		refusing.Store(false)
+		<-client.tries
+		s := <-client.streams
+		<-s.out // Hello
+		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(5 * time.Second)}}}
+		for range 3 {
+			<-s.out // heartbeats at 5, 10, 15 s
+			s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
+		}
+		refusing.Store(true)
+		s.fail <- errors.New("connection reset") // the stream breaks
+		broke := time.Now()
+		if gap := (<-client.tries).Sub(broke); gap > time.Second {
+			t.Fatalf("wait after a healthy session %v, want at most the 1 s minimum", gap)
+		}
+		cancel()
+		<-done
+	})
+}
