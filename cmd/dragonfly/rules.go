@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -267,27 +268,37 @@ func runRulesProfile(ctx context.Context, e *env, args []string) error {
 // bytes once, under their target's name. Identical contents are held once;
 // all of them within maxMemory bytes.
 func unpackTargets(ctx context.Context, targets []string, lim limit.Limits, maxMemory int64) ([]rules.ProfileFile, error) {
+	// Each file is read into one scratch buffer (the walk emits a file
+	// before it asks for the next) and kept as an exact copy only when its
+	// content is new.
 	var (
-		files []rules.ProfileFile
-		held  int64
-		seen  = map[[sha256.Size]byte][]byte{}
+		files   []rules.ProfileFile
+		held    int64
+		scratch []byte
+		seen    = map[[sha256.Size]byte][]byte{}
 	)
+	tooMuch := fmt.Errorf("the targets' files hold more than --max-memory (%s)", formatSize(maxMemory))
 	alloc := func(_ context.Context, n int) ([]byte, error) {
-		if held+int64(n) > maxMemory {
-			return nil, fmt.Errorf("the targets' files hold more than --max-memory (%s)", formatSize(maxMemory))
+		if int64(n) > maxMemory {
+			return nil, tooMuch
 		}
-		held += int64(n)
-		return make([]byte, n), nil
+		if cap(scratch) < n {
+			scratch = make([]byte, n)
+		}
+		return scratch[:n], nil
 	}
 	emit := func(_ int, path string, data []byte) error {
 		sum := sha256.Sum256(data)
-		if prev, ok := seen[sum]; ok {
-			held -= int64(len(data))
-			data = prev
-		} else {
-			seen[sum] = data
+		kept, ok := seen[sum]
+		if !ok {
+			if held+int64(len(data)) > maxMemory {
+				return tooMuch
+			}
+			kept = bytes.Clone(data)
+			seen[sum] = kept
+			held += int64(len(kept))
 		}
-		files = append(files, rules.ProfileFile{Path: path, Data: data})
+		files = append(files, rules.ProfileFile{Path: path, Data: kept})
 		return nil
 	}
 	link := func(int, string, int) error { return nil }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
 func writeRuleFile(t *testing.T, dir, name, body string) string {
@@ -227,5 +230,36 @@ func TestRulesProfileUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
 		}
+	}
+}
+
+// TestUnpackTargetsHoldsIdenticalFilesOnce: files of equal content share
+// one copy, and only new content counts toward --max-memory.
+func TestUnpackTargetsHoldsIdenticalFilesOnce(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Repeat("same content\n", 100)
+	a := filepath.Join(dir, "a-1.0.tar.gz")
+	os.WriteFile(a, tgzOf(t, [2]string{"a-1.0/x.py", body}, [2]string{"a-1.0/y.txt", body}, [2]string{"a-1.0/z.py", "other"}), 0o644)
+	b := filepath.Join(dir, "b")
+	os.MkdirAll(b, 0o755)
+	writeRuleFile(t, b, "copy.py", body)
+	lim := limit.Defaults()
+	files, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, f.Path)
+	}
+	if strings.Join(paths, " ") != "a-1.0/x.py a-1.0/y.txt a-1.0/z.py copy.py" {
+		t.Fatalf("paths %q", paths)
+	}
+	if string(files[0].Data) != body || &files[0].Data[0] != &files[1].Data[0] || &files[0].Data[0] != &files[3].Data[0] || string(files[2].Data) != "other" {
+		t.Errorf("identical files not shared")
+	}
+	// One byte less and the new content does not fit.
+	if _, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")-1)); err == nil || !strings.Contains(err.Error(), "--max-memory") {
+		t.Errorf("err = %v", err)
 	}
 }
