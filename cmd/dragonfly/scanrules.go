@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/coordinator/status"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -77,7 +78,7 @@ func apiRules(ctx context.Context, e *env, cfg mainframe.Config) (rules.Set, str
 	if cerr != nil {
 		return rules.Set{}, "", &exitError{code: 2, err: fmt.Errorf("the Dragonfly API is unreachable (%s) and no rule set from %s is cached in %s: %w", clip.Error(err, 1024), base, dir, cerr)}
 	}
-	age := statusHuman(e.clock().Sub(c.Fetched))
+	age := status.FormatDuration(e.clock().Sub(c.Fetched))
 	fmt.Fprintf(e.stderr, "dragonfly scan: warning: the Dragonfly API is unreachable (%s); using the cached rule set %s fetched %s ago (%s)\n",
 		clip.Error(err, 1024), c.Hash, age, path)
 	return rules.Set{Hash: c.Hash, Sources: c.Rules}, "the cache of the Dragonfly API at " + base + " (fetched " + age + " ago)", nil

@@ -449,10 +449,6 @@ func dash(s string) string {
 	return s
 }
 
-// statusHuman rounds a duration for people (status.FormatDuration; scan
-// uses it for the age of cached rules).
-func statusHuman(d time.Duration) string { return status.FormatDuration(d) }
-
 // printer writes lines at most width columns wide. Every string shown is
 // cleaned of control characters (a hostile package name cannot move the
 // cursor or recolour the terminal).
