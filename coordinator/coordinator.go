@@ -246,11 +246,6 @@ func New(cfg Config) (*Coordinator, error) {
 // Dispatcher exposes the dispatcher's state (for status and metrics).
 func (c *Coordinator) Dispatcher() *dispatch.Dispatcher { return c.disp }
 
-// Outbox exposes the outbox (for status and metrics).
-func (c *Coordinator) Outbox() *outbox.Outbox { return c.out }
-
-// RulesHash is the hash of the rules in use ("" before the first load).
-func (c *Coordinator) RulesHash() string { return c.rules.current().Hash }
 
 // Run leases and reports until ctx ends, then shuts down in phases: stop
 // leasing, ask workers to drain, wait (bounded) for the jobs in flight, flush

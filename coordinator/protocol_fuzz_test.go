@@ -355,7 +355,7 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	for _, v := range violations {
 		t.Error(v)
 	}
-	if n := len(c.Sessions()); n != 0 {
+	if n := len(c.Snapshot().Sessions); n != 0 {
 		t.Errorf("%d sessions left after Connect returned", n)
 	}
 	snap := c.disp.Snapshot()

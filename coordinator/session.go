@@ -160,28 +160,6 @@ func (c *Coordinator) rulesChanged(set rules.Set) {
 	}
 }
 
-// Sessions lists the connected sessions.
-func (c *Coordinator) Sessions() []SessionInfo {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]SessionInfo, 0, len(c.sessions))
-	for _, s := range c.sessions {
-		out = append(out, s.info)
-	}
-	return out
-}
-
-// LastSeen returns when each session last heard from its worker.
-func (c *Coordinator) LastSeen() map[string]time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]time.Time, len(c.sessions))
-	for id, s := range c.sessions {
-		out[id] = time.Unix(0, s.lastSeen.Load())
-	}
-	return out
-}
-
 // Why sessions end, as the handler reports them.
 var (
 	// errSilent ends a session whose worker missed its heartbeats.
