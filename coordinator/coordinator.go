@@ -246,7 +246,6 @@ func New(cfg Config) (*Coordinator, error) {
 // Dispatcher exposes the dispatcher's state (for status and metrics).
 func (c *Coordinator) Dispatcher() *dispatch.Dispatcher { return c.disp }
 
-
 // Run leases and reports until ctx ends, then shuts down in phases: stop
 // leasing, ask workers to drain, wait (bounded) for the jobs in flight, flush
 // the outbox (bounded), return. Sessions end when the gRPC server stops.
@@ -384,11 +383,13 @@ func (c *Coordinator) dispatchEvent(e dispatch.Event) {
 
 // complete receives a finished job from the dispatcher and queues its report.
 func (c *Coordinator) complete(o dispatch.Outcome) {
-	r := outbox.Report{Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt, AssignmentID: o.Job.AssignmentID}
+	// The one boundary between the dispatcher's outcome and the report the
+	// API receives (and the outbox keeps).
+	r := mainframe.Report{Name: o.Job.Name, Version: o.Job.Version, Attempt: o.Job.Attempt, AssignmentID: o.Job.AssignmentID}
 	if o.Failure != "" {
 		r.Reason = o.Failure
 	} else {
-		s := &outbox.Success{Score: o.Package.Score, RulesMatched: o.Package.RulesMatched, Commit: o.Job.RulesHash}
+		s := &mainframe.Success{Score: o.Package.Score, RulesMatched: o.Package.RulesMatched, Commit: o.Job.RulesHash}
 		if o.InspectorURL != "" {
 			u := o.InspectorURL
 			s.InspectorURL = &u
@@ -427,15 +428,4 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
-}
-
-func toAPIReport(r outbox.Report) mainframe.Report {
-	m := mainframe.Report{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID, Reason: r.Reason}
-	if r.Success != nil {
-		m.Success = &mainframe.Success{
-			Score: r.Success.Score, InspectorURL: r.Success.InspectorURL,
-			RulesMatched: r.Success.RulesMatched, Commit: r.Success.Commit,
-		}
-	}
-	return m
 }

@@ -138,8 +138,8 @@ type fzServerStream struct {
 	// answered are ids the script answered or returned before the
 	// coordinator's Assign of them arrived (its send goroutine may lag its
 	// receive loop): such an Assign is not counted as outstanding.
-	answered map[uint64]bool
-	violations  []string
+	answered   map[uint64]bool
+	violations []string
 }
 
 func (s *fzServerStream) violate(format string, a ...any) {

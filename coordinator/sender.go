@@ -65,7 +65,7 @@ func (c *Coordinator) waitDue(ctx context.Context, changed <-chan struct{}) bool
 func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 	r := e.Report
 	start := c.cfg.Now()
-	err := c.cfg.API.Report(ctx, toAPIReport(r))
+	err := c.cfg.API.Report(ctx, r)
 	c.obs.Reported(r, err, c.cfg.Now().Sub(start))
 	attrs := []any{"job", r.Name, "version", r.Version, "attempt", deref(r.Attempt)}
 	var apiErr *mainframe.APIError

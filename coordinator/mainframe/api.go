@@ -158,6 +158,9 @@ type Report struct {
 	Reason string
 }
 
+// Key identifies the release a report is for (a re-lease has the same key).
+func (r *Report) Key() string { return r.Name + "\x00" + r.Version }
+
 // Success is a complete scan's result.
 type Success struct {
 	// Score is the package score (maximum distribution score).

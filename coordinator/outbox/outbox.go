@@ -93,44 +93,32 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Report is one job's report as the API receives it.
-type Report struct {
-	Name         string   `json:"name"`
-	Version      string   `json:"version"`
-	Attempt      *int     `json:"attempt,omitempty"`
-	AssignmentID *string  `json:"assignment_id,omitempty"`
-	Success      *Success `json:"success,omitempty"`
-	Reason       string   `json:"reason,omitempty"`
-}
+// Report is one job's report: the API client's type, sent as it is. The
+// outbox converts it at one boundary only, its file (record.go), whose format
+// is that of the first release.
+type Report = mainframe.Report
 
-// Success is a successful scan's result.
-type Success struct {
-	Score        int64    `json:"score"`
-	InspectorURL *string  `json:"inspector_url"`
-	RulesMatched []string `json:"rules_matched"`
-	Commit       string   `json:"commit"`
-}
-
-// Key identifies the release a report is for.
-func (r *Report) Key() string { return r.Name + "\x00" + r.Version }
+// Success is a successful scan's result (mainframe.Success).
+type Success = mainframe.Success
 
 // Entry is a report waiting in the outbox.
 type Entry struct {
-	Report Report `json:"report"`
+	Report Report
 	// LeasedAt is when the lease the report is for began.
-	LeasedAt time.Time `json:"leased_at"`
+	LeasedAt time.Time
 	// Enqueued is when the report entered the outbox.
-	Enqueued time.Time `json:"enqueued"`
+	Enqueued time.Time
 	// Tries counts send attempts that failed with a retryable error.
-	Tries int `json:"tries"`
+	Tries int
 	// NotBefore delays the next send (backoff).
-	NotBefore time.Time `json:"not_before"`
+	NotBefore time.Time
 	// Gen changes whenever Supersede updates the lease identity (or Put
 	// replaces a waiting report).
-	Gen int `json:"gen"`
+	Gen int
 }
 
 // Config bounds an Outbox.
