@@ -244,9 +244,9 @@ func TestUnpackTargetsHoldsIdenticalFilesOnce(t *testing.T) {
 	os.MkdirAll(b, 0o755)
 	writeRuleFile(t, b, "copy.py", body)
 	lim := limit.Defaults()
-	files, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")))
-	if err != nil {
-		t.Fatal(err)
+	files, held, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")))
+	if err != nil || held != int64(len(body)+len("other")) {
+		t.Fatalf("held %d: %v", held, err)
 	}
 	var paths []string
 	for _, f := range files {
@@ -259,7 +259,7 @@ func TestUnpackTargetsHoldsIdenticalFilesOnce(t *testing.T) {
 		t.Errorf("identical files not shared")
 	}
 	// One byte less and the new content does not fit.
-	if _, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")-1)); err == nil || !strings.Contains(err.Error(), "--max-memory") {
+	if _, _, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")-1)); err == nil || !strings.Contains(err.Error(), "--max-memory") {
 		t.Errorf("err = %v", err)
 	}
 }
