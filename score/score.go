@@ -70,6 +70,58 @@ type File struct {
 	Path  string
 	Rules []Hit // distinct, sorted by name
 	Score int64
+	// Strings are the matched strings of the rules counted for the file,
+	// by rule (sorted by name) and then in the order the rule declares its
+	// strings; nil unless the scan engine was asked for them
+	// (scan.Config.MatchDetails).
+	Strings []StringHits
+}
+
+// StringHits are the matches of one string of a rule in one file, as
+// `yara -s -L` lists them: each match's offset, the length of the matched
+// data libyara kept, and the data.
+type StringHits struct {
+	Rule   string // rule identifier
+	String string // string identifier, "$a"
+	// Matches are the first matches by offset, at most MaxStringMatches.
+	Matches []StringMatch
+	// Omitted counts the matches beyond Matches.
+	Omitted int
+}
+
+// StringMatch is one match of a string.
+type StringMatch struct {
+	// Offset is the match's position in bytes from the start of the file.
+	Offset int64
+	// Length is the length of the matched data libyara kept: the match's
+	// length, cut at its max match data (512 bytes).
+	Length int
+	// Data is the matched data, at most MaxMatchBytes of it.
+	Data []byte
+}
+
+// Bounds of the strings listed per file.
+const (
+	// MaxStringMatches is how many matches of one string a File lists.
+	MaxStringMatches = 16
+	// MaxMatchBytes is how many bytes of one match's data a File keeps.
+	MaxMatchBytes = 64
+)
+
+// NewFileStrings is NewFile that also keeps, of the strings matched in the
+// file (strs, by rule), those of the rules counted for it.
+func NewFileStrings(path string, matched []Rule, strs []StringHits) File {
+	f := NewFile(path, matched)
+	if len(f.Rules) == 0 || len(strs) == 0 {
+		return f
+	}
+	for _, s := range strs {
+		if _, ok := slices.BinarySearchFunc(f.Rules, s.Rule, func(h Hit, name string) int { return strings.Compare(h.Name, name) }); ok {
+			f.Strings = append(f.Strings, s)
+		}
+	}
+	slices.SortStableFunc(f.Strings, func(a, b StringHits) int { return strings.Compare(a.Rule, b.Rule) })
+	return f
 }
 
 // NewFile applies the filetype filter to the rules that matched the file at

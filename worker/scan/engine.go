@@ -1,25 +1,45 @@
 // Package scan is the scanner engine: it unpacks distributions in memory and
-// scans every regular file with YARA on a fixed pool of scanner threads.
+// scans their files with YARA on a fixed pool of scanner threads.
 //
 // Work is scheduled per file, not per distribution, so one huge wheel keeps
 // every thread busy, while the unpacking of the next entries runs ahead of the
-// scanners within a bounded memory budget. Each scanner thread owns one
-// yara.Scanner per rule set; compiled rules are shared.
+// scanners within a bounded memory budget. Each scanner thread keeps a few
+// yara.Scanners (one per rule set or rule subset it scanned with lately);
+// compiled rules are shared.
+//
+// Scanning less, exactly (the results are those of scanning every file with
+// every rule; the differential tests prove it):
+//   - filetype pruning (prune.go): a file is scanned only with the rules its
+//     path admits and what they depend on, compiled as a subset of the rule
+//     set; a file no rule admits is read and checked but not scanned;
+//   - the match cache (cache.go): the matches of a file's bytes are kept
+//     under the SHA-256 of the bytes and the exact rules scanned with, and
+//     identical bytes in flight at once are scanned once.
+//
+// Config.Exhaustive turns both off. Every file is still read, inflated and
+// checked exactly as without them (sizes, CRCs, limits), and every real scan
+// runs under the scan timeout and the match memory guard.
 //
 // A tar hard link is a file of its own, scored under its own path from the
-// rules that matched its target's bytes: the engine keeps the names of the
-// rules that matched every scanned file of a distribution (nothing for a
-// file without matches) and scores a link once its target's scan is done,
-// without scanning the same bytes again (see archive.Link).
+// rules that matched its target's bytes: the engine keeps the matches of
+// every scanned file of a distribution and the rules each was scanned with,
+// and scores a link once its target's scan is done, without scanning the
+// same bytes again (see archive.Link) when its path admits no rule its
+// target was not scanned with. Otherwise the target is scanned again with
+// the rules the link admits, in a second pass over the distribution once
+// the first one ended (the producer runs again; only the link targets are
+// scanned).
 //
-// Memory is bounded three ways: unpacked content by Config.Budget, the
+// Memory is bounded four ways: unpacked content by Config.Budget, the
 // libyara matches of one scan by Config.MatchMemory (a watchdog stops a scan
-// whose matches pass it; see matchmem.go), and the matched data libyara
-// copies per match by Config.MaxMatchData.
+// whose matches pass it; see matchmem.go), the matched data libyara copies
+// per match by Config.MaxMatchData, and the match cache by
+// Config.MatchCacheSize.
 package scan
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -66,16 +86,49 @@ type Config struct {
 	// 1, which makes a match cost 57 bytes. The setting is libyara's, for
 	// the whole process: New applies it, so the engine created last sets
 	// it for all (set it before scanning starts). 0 means libyara's
-	// default, 512.
+	// default, 512; with MatchDetails it is at least 512.
 	MaxMatchData int
+	// MatchDetails collects, per file, the matched strings of the rules
+	// counted for it (score.File.Strings): each string's first
+	// score.MaxStringMatches matches (offset, length of the matched data
+	// libyara kept, its first score.MaxMatchBytes bytes) and how many more.
+	// Cached matches keep them too. Default false (a worker never needs
+	// them).
+	MatchDetails bool
+	// Exhaustive scans every file with every rule and caches nothing: the
+	// plain path the differential tests compare with. Default false.
+	Exhaustive bool
+	// MatchCacheSize bounds the memory of the match cache, in bytes
+	// (DRAGONFLY_MATCH_CACHE_SIZE): the matches of files already scanned,
+	// by content and rules (see cache.go). Default 32 MiB; negative: no
+	// cache.
+	MatchCacheSize int64
+	// Subsets bounds the compiled rule subsets kept per rule set (each
+	// admitted set of rules is one; a file's path decides which it needs).
+	// Default 64.
+	Subsets int
 	// OnFile, if set, is called after each file scan with its size and the
 	// YARA time it took (for metrics). It must be fast and safe for
-	// concurrent use.
+	// concurrent use. Files not scanned (OnSkip, OnCacheHit) are not
+	// reported here.
 	OnFile func(size int, d time.Duration)
+	// OnSkip, if set, is called for each file no rule's filetype admits
+	// (read and checked, not scanned), with its size.
+	OnSkip func(size int)
+	// OnCacheHit, if set, is called for each file whose matches came from
+	// the match cache or from a scan of the same bytes in flight, with its
+	// size.
+	OnCacheHit func(size int)
+	// OnSubset, if set, is called after each rule subset compilation with
+	// its time and its error (the subset then falls back to the whole set).
+	OnSubset func(took time.Duration, err error)
 }
 
 // libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
 const libyaraMaxMatchData = 512
+
+// DefaultMatchCacheSize is the default of Config.MatchCacheSize.
+const DefaultMatchCacheSize = 32 << 20
 
 func (c Config) withDefaults() Config {
 	if c.Threads <= 0 {
@@ -106,8 +159,14 @@ func (c Config) withDefaults() Config {
 	if c.MatchMemory <= 0 {
 		c.MatchMemory = 64 << 20
 	}
-	if c.MaxMatchData <= 0 {
+	if c.MaxMatchData <= 0 || c.MatchDetails && c.MaxMatchData < libyaraMaxMatchData {
 		c.MaxMatchData = libyaraMaxMatchData
+	}
+	if c.MatchCacheSize == 0 {
+		c.MatchCacheSize = DefaultMatchCacheSize
+	}
+	if c.Subsets <= 0 {
+		c.Subsets = 64
 	}
 	return c
 }
@@ -120,12 +179,64 @@ type Engine struct {
 	budget *semaphore.Weighted
 	bufs   bufferPool
 	guard  *matchGuard
+	cache  *matchCache // nil: off
+	plans  planCache
 	setup  error // applying MaxMatchData failed: every scan fails with it
 	wg     sync.WaitGroup
 	mu     sync.RWMutex // guards closed against sends on files
 	closed bool
 	// guardOnce stops the guard's watchdog once, after the scanners.
 	guardOnce sync.Once
+	count     counters
+}
+
+// counters are an engine's running totals (Counters).
+type counters struct {
+	scans, scanBytes, skips, skipBytes, hits, hitBytes, rescans atomic.Int64
+	subsets, subsetFailures, subsetNanos                        atomic.Int64
+}
+
+// Counters are the work an engine did and the work it saved, since New.
+type Counters struct {
+	// Scans counts the YARA scans of files, ScannedBytes their bytes.
+	Scans        int64
+	ScannedBytes int64
+	// Skipped counts the files no rule's filetype admits (read and
+	// checked, never scanned), SkippedBytes their bytes.
+	Skipped      int64
+	SkippedBytes int64
+	// CacheHits counts the files whose matches came from the match cache
+	// or from a scan of the same bytes in flight, CacheHitBytes their bytes.
+	CacheHits     int64
+	CacheHitBytes int64
+	// Rescans counts the hard link targets scanned again, in a second pass,
+	// for rules their links admit.
+	Rescans int64
+	// Subsets counts the rule subsets compiled, SubsetFailures those that
+	// fell back to the whole set, SubsetTime their compile time.
+	Subsets        int64
+	SubsetFailures int64
+	SubsetTime     time.Duration
+	// CacheEntries and CacheBytes are what the match cache holds now.
+	CacheEntries int
+	CacheBytes   int64
+}
+
+// Counters returns the engine's totals.
+func (e *Engine) Counters() Counters {
+	c := &e.count
+	out := Counters{
+		Scans: c.scans.Load(), ScannedBytes: c.scanBytes.Load(),
+		Skipped: c.skips.Load(), SkippedBytes: c.skipBytes.Load(),
+		CacheHits: c.hits.Load(), CacheHitBytes: c.hitBytes.Load(),
+		Rescans: c.rescans.Load(),
+		Subsets: c.subsets.Load(), SubsetFailures: c.subsetFailures.Load(),
+		SubsetTime: time.Duration(c.subsetNanos.Load()),
+	}
+	if e.cache != nil {
+		out.CacheEntries, out.CacheBytes = e.cache.usage()
+	}
+	return out
 }
 
 // New starts an engine with cfg.Threads scanner threads. Close stops them.
@@ -137,6 +248,9 @@ func New(cfg Config) *Engine {
 		budget: semaphore.NewWeighted(cfg.Budget),
 		guard:  newMatchGuard(cfg.MatchMemory),
 	}
+	if cfg.MatchCacheSize > 0 && !cfg.Exhaustive {
+		e.cache = newMatchCache(cfg.MatchCacheSize)
+	}
 	if cur, err := yara.GetConfiguration(yara.ConfigMaxMatchData); err != nil || cur != cfg.MaxMatchData {
 		if err := yara.SetConfiguration(yara.ConfigMaxMatchData, cfg.MaxMatchData); err != nil {
 			e.setup = fmt.Errorf("yara max match data %d: %w", cfg.MaxMatchData, err)
@@ -147,6 +261,19 @@ func New(cfg Config) *Engine {
 		go e.scanner()
 	}
 	return e
+}
+
+// onSubset counts a subset compilation and passes it on.
+func (e *Engine) onSubset(took time.Duration, err error) {
+	if err != nil {
+		e.count.subsetFailures.Add(1)
+	} else {
+		e.count.subsets.Add(1)
+	}
+	e.count.subsetNanos.Add(int64(took))
+	if e.cfg.OnSubset != nil {
+		e.cfg.OnSubset(took, err)
+	}
 }
 
 // Threads is the number of scanner threads.
@@ -175,13 +302,29 @@ var ErrClosed = errors.New("scan engine closed")
 type Stats struct {
 	Format  string
 	Entries int
-	// Files counts the files scored: regular files scanned and tar hard
-	// links, each scored under its own path from its target's matches.
+	// Files counts the files scored: regular files and tar hard links,
+	// each scored under its own path from its target's matches.
 	Files int
 	// Links counts the hard links among Files.
 	Links int
-	// Expanded counts the bytes scanned; a hard link adds nothing.
+	// Expanded counts the bytes of the regular files; a hard link adds
+	// nothing.
 	Expanded int64
+	// Scanned counts the files YARA scanned (Rescanned included),
+	// ScannedBytes their bytes.
+	Scanned      int
+	ScannedBytes int64
+	// Skipped counts the files no rule's filetype admits (read and checked,
+	// not scanned), SkippedBytes their bytes.
+	Skipped      int
+	SkippedBytes int64
+	// CacheHits counts the files whose matches came from the match cache
+	// or from a scan of the same bytes in flight, CacheHitBytes their bytes.
+	CacheHits     int
+	CacheHitBytes int64
+	// Rescanned counts the hard link targets scanned again in a second pass
+	// with rules their links admit.
+	Rescanned int
 	// ScanTime is the YARA time summed over the files (CPU time of scanners).
 	ScanTime time.Duration
 	// Wall is the time from the start of unpacking to the last scan result.
@@ -198,6 +341,13 @@ type Result struct {
 // emit to hand the filled buffer over, and link for a file whose bytes are
 // those of a file it emitted before (a hard link), which is scored under its
 // own path from that file's matches and not scanned again.
+//
+// Run calls a producer a second time when a hard link's path admits rules
+// its target was not scanned with: the second call must yield the same files
+// with the same indexes, paths and bytes (only the link targets are scanned
+// again; a file whose size differs from the first call fails the
+// distribution). archive.Walk over the same bytes and DirProducer over an
+// unchanged directory do.
 type Producer func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error)
 
 // Scan unpacks the distribution in data (its file name is name) and scans
@@ -214,7 +364,12 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	d := &distScan{rules: rs, cancel: cancel, ctx: ctx, matches: map[int][]score.Rule{}, waiting: map[int][]fileLink{}}
+	p := e.planFor(rs)
+	d := &distScan{
+		plan: p, rules: rs, cancel: cancel, ctx: ctx, details: e.cfg.MatchDetails,
+		matches: map[int]fileMatches{}, waiting: map[int][]fileLink{}, rescan: map[int]*rescan{},
+	}
+	d.cacheable = e.cache != nil && p.cacheable
 
 	// Buffers taken by alloc and not yet handed to emit. A producer may also
 	// emit a buffer of its own (not from alloc): it costs no budget. Budget of
@@ -241,7 +396,8 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		}
 		return b, nil
 	}
-	emit := func(index int, path string, data []byte) error {
+	// task wraps an emitted buffer.
+	task := func(index int, path string, data []byte) *fileTask {
 		var w int64
 		pooled := false
 		if cap(data) > 0 {
@@ -251,7 +407,11 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 			delete(owned, k)
 			mu.Unlock()
 		}
-		t := &fileTask{dist: d, index: index, path: path, data: data, weight: w, pooled: pooled}
+		return &fileTask{dist: d, index: index, path: path, data: data, weight: w, pooled: pooled}
+	}
+	emit := func(index int, path string, data []byte) error {
+		t := task(index, path, data)
+		d.emitted(index, len(data))
 		d.pending.Add(1)
 		if err := e.enqueue(ctx, t); err != nil {
 			d.pending.Done()
@@ -270,7 +430,37 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		cancel(err)
 	}
 	d.pending.Wait()
-	if n := d.unscored(); n > 0 {
+
+	// The second pass: targets whose links admit rules they were not
+	// scanned with are scanned again with those rules.
+	if again := d.takeRescans(); len(again) > 0 && ctx.Err() == nil {
+		emit2 := func(index int, path string, data []byte) error {
+			t := task(index, path, data)
+			rs, ok := again[index]
+			if !ok {
+				e.release(t)
+				return nil
+			}
+			if size, _ := d.sizeOf(index); size != len(data) {
+				e.release(t)
+				return fmt.Errorf("%s: the second pass over the distribution read %d bytes, the first %d",
+					clip.String(path, clip.Default), len(data), size)
+			}
+			t.tgt, t.rescan = rs, true
+			d.pending.Add(1)
+			if err := e.enqueue(ctx, t); err != nil {
+				d.pending.Done()
+				e.release(t)
+				return err
+			}
+			return nil
+		}
+		if _, err := produce(ctx, alloc, emit2, func(int, string, int) error { return nil }); err != nil {
+			cancel(err)
+		}
+		d.pending.Wait()
+	}
+	if n := d.unscored(); n > 0 && ctx.Err() == nil {
 		// A producer reported links to files it never emitted: fail rather
 		// than drop them.
 		cancel(fmt.Errorf("%d hard links to files never scanned", n))
@@ -278,13 +468,20 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 
 	res := Result{Distribution: d.tally.Distribution()}
 	res.Stats = Stats{
-		Format:   st.Format.String(),
-		Entries:  st.Entries,
-		Files:    st.Files,
-		Links:    st.Links,
-		Expanded: st.Expanded,
-		ScanTime: time.Duration(d.scanTime.Load()),
-		Wall:     time.Since(start),
+		Format:        st.Format.String(),
+		Entries:       st.Entries,
+		Files:         st.Files,
+		Links:         st.Links,
+		Expanded:      st.Expanded,
+		Scanned:       int(d.scanned.Load()),
+		ScannedBytes:  d.scannedBytes.Load(),
+		Skipped:       int(d.skipped.Load()),
+		SkippedBytes:  d.skippedBytes.Load(),
+		CacheHits:     int(d.hits.Load()),
+		CacheHitBytes: d.hitBytes.Load(),
+		Rescanned:     int(d.rescans.Load()),
+		ScanTime:      time.Duration(d.scanTime.Load()),
+		Wall:          time.Since(start),
 	}
 	// The first failure wins: a scanner's (which cancelled the walk), the
 	// walk's own, or the caller's cancellation.
@@ -315,13 +512,13 @@ func (e *Engine) alloc(ctx context.Context, n int) ([]byte, error) {
 
 func (e *Engine) weight(n int) int64 { return min(int64(n), e.cfg.Budget) }
 
-// release gives back a scanned file's budget and buffer.
+// release gives back a file's budget and buffer.
 func (e *Engine) release(t *fileTask) {
 	if t.pooled {
 		e.budget.Release(t.weight)
 		e.bufs.put(t.data)
 	}
-	t.data = nil
+	t.data, t.pooled = nil, false
 }
 
 type fileTask struct {
@@ -329,58 +526,157 @@ type fileTask struct {
 	index  int
 	path   string
 	data   []byte
+	size   int   // len(data), kept after the buffer is released
 	weight int64 // budget held by data
 	pooled bool  // data came from alloc
+	// tgt, when set, is what to scan with (a second pass); rescan marks
+	// such a task.
+	tgt    *target
+	rescan bool
 }
 
 // distScan is the state of one distribution being scanned.
 type distScan struct {
-	rules    *rules.Compiled
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	pending  sync.WaitGroup
-	scanTime atomic.Int64
+	plan      *plan
+	rules     *rules.Compiled
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	pending   sync.WaitGroup
+	details   bool
+	cacheable bool
+
+	scanTime, scanned, scannedBytes, skipped, skippedBytes atomic.Int64
+	hits, hitBytes, rescans                                atomic.Int64
 
 	mu    sync.Mutex
 	tally score.Tally
-	// done marks the file indexes scanned, bit i for index i; matches holds
-	// the rules that matched each scanned file with at least one match. A
-	// hard link is scored from its target's entry, as soon as both exist.
+	// sizes are the sizes of the emitted files by index (-1: not emitted).
+	sizes []int
+	// done marks the file indexes scanned (or skipped), with holds the
+	// rules each was scanned with (every admitted rule's result among them
+	// is exact), matches the matches of each file with at least one.
 	done    []uint64
-	matches map[int][]score.Rule
+	with    map[int]ruleBits
+	matches map[int]fileMatches
 	// waiting holds the hard links whose target is not scanned yet, by
-	// target index.
+	// target index; rescan the links whose target must be scanned again
+	// with rules they admit, by target index.
 	waiting map[int][]fileLink
+	rescan  map[int]*rescan
 }
 
 // fileLink is a hard link waiting for its target's matches.
 type fileLink struct {
 	index int
 	path  string
+	adm   ruleBits // the rules its path admits (nil: every rule)
 }
 
-// scanned records the matches of the file at index (nil: none), scores it,
-// and scores the links that waited for it.
-func (d *distScan) scanned(index int, path string, matched []score.Rule) {
+// rescan is a target to scan again for its links.
+type rescan struct {
+	links []fileLink
+	adm   ruleBits // union of the links' admitted rules
+}
+
+// emitted records the size of the file at index.
+func (d *distScan) emitted(index, size int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.sizes) <= index {
+		d.sizes = append(d.sizes, -1)
+	}
+	d.sizes[index] = size
+}
+
+func (d *distScan) sizeOf(index int) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if index < len(d.sizes) && d.sizes[index] >= 0 {
+		return d.sizes[index], true
+	}
+	return -1, false
+}
+
+// newFile scores the file at path from m.
+func (d *distScan) newFile(path string, m fileMatches) score.File {
+	if d.details {
+		return score.NewFileStrings(path, m.rules, m.strings)
+	}
+	return score.NewFile(path, m.rules)
+}
+
+// record stores the matches of the file at index, scanned with the rules in
+// holds, scores it, and scores or queues the links that waited for it.
+func (d *distScan) record(index int, path string, holds ruleBits, m fileMatches) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for len(d.done) <= index/64 {
 		d.done = append(d.done, 0)
 	}
 	d.done[index/64] |= 1 << (index % 64)
-	if len(matched) == 0 {
-		delete(d.waiting, index)
-		return
+	if d.with == nil {
+		d.with = map[int]ruleBits{}
 	}
-	d.matches[index] = matched
-	d.tally.Add(index, score.NewFile(path, matched))
+	d.with[index] = holds
+	if len(m.rules) > 0 {
+		d.matches[index] = m
+		d.tally.Add(index, d.newFile(path, m))
+	}
 	for _, l := range d.waiting[index] {
-		d.tally.Add(l.index, score.NewFile(l.path, matched))
+		d.linkDone(index, l, holds, m)
 	}
 	delete(d.waiting, index)
 }
 
-// unscored counts the links still waiting for their target.
+// linkDone scores link l of the scanned file at target, or queues it for
+// the second pass. d.mu is held.
+func (d *distScan) linkDone(target int, l fileLink, holds ruleBits, m fileMatches) {
+	if l.adm == nil || l.adm.subsetOf(holds) {
+		if len(m.rules) > 0 {
+			d.tally.Add(l.index, d.newFile(l.path, m))
+		}
+		return
+	}
+	r := d.rescan[target]
+	if r == nil {
+		r = &rescan{adm: newRuleBits(d.plan.n)}
+		d.rescan[target] = r
+	}
+	r.links = append(r.links, l)
+	r.adm = r.adm.or(l.adm)
+}
+
+// rescanned scores the links of target from its second-pass matches.
+func (d *distScan) rescanned(target int, m fileMatches) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.rescan[target]
+	delete(d.rescan, target)
+	if r == nil || len(m.rules) == 0 {
+		return
+	}
+	for _, l := range r.links {
+		d.tally.Add(l.index, d.newFile(l.path, m))
+	}
+}
+
+// takeRescans returns what to scan in the second pass: by target index,
+// what to scan it with (the rules its links admit, and what they depend
+// on).
+func (d *distScan) takeRescans() map[int]*target {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.rescan) == 0 {
+		return nil
+	}
+	out := map[int]*target{}
+	for i, r := range d.rescan {
+		out[i] = d.plan.targetOf(r.adm)
+	}
+	return out
+}
+
+// unscored counts the links still waiting for their target or a rescan.
 func (d *distScan) unscored() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -388,62 +684,168 @@ func (d *distScan) unscored() int {
 	for _, ls := range d.waiting {
 		n += len(ls)
 	}
+	for _, r := range d.rescan {
+		n += len(r.links)
+	}
 	return n
 }
 
 // link scores the hard link at index, whose bytes are those of the file at
 // target, from target's matches: at once when target is scanned, else when
-// it is.
+// it is; a link whose path admits rules target was not scanned with waits
+// for the second pass.
 func (d *distScan) link(index int, path string, target int) {
+	var adm ruleBits
+	if d.plan.skip {
+		adm = d.plan.admit(path)
+	}
+	l := fileLink{index: index, path: path, adm: adm}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if target/64 < len(d.done) && d.done[target/64]&(1<<(target%64)) != 0 {
-		if m := d.matches[target]; len(m) > 0 {
-			d.tally.Add(index, score.NewFile(path, m))
-		}
+		d.linkDone(target, l, d.with[target], d.matches[target])
 		return
 	}
-	d.waiting[target] = append(d.waiting[target], fileLink{index, path})
+	d.waiting[target] = append(d.waiting[target], l)
+}
+
+// scanners is one scanner thread's yara.Scanners, one per rule set (or
+// subset) it scanned with lately, most recent first.
+type scanners struct {
+	e    *Engine
+	list []*threadScanner
+}
+
+type threadScanner struct {
+	rules *rules.Compiled
+	sc    *yara.Scanner
+	slot  *guardSlot
+}
+
+// maxThreadScanners bounds the scanners one thread keeps (each holds
+// per-string state for its rules).
+const maxThreadScanners = 8
+
+func (s *scanners) get(rs *rules.Compiled, cb *matchCollector) (*threadScanner, error) {
+	for i, ts := range s.list {
+		if ts.rules == rs {
+			copy(s.list[1:i+1], s.list[:i])
+			s.list[0] = ts
+			return ts, nil
+		}
+	}
+	sc, slot, err := s.e.newScanner(rs)
+	if err != nil {
+		return nil, err
+	}
+	sc.SetCallback(cb).SetTimeout(s.e.cfg.Limits.ScanTimeout)
+	ts := &threadScanner{rules: rs, sc: sc, slot: slot}
+	s.list = append([]*threadScanner{ts}, s.list...)
+	if len(s.list) > maxThreadScanners {
+		s.list[len(s.list)-1].sc.Destroy()
+		s.list = s.list[:len(s.list)-1]
+	}
+	return ts, nil
+}
+
+func (s *scanners) destroy() {
+	for _, ts := range s.list {
+		ts.sc.Destroy()
+	}
+	s.list = nil
 }
 
 // scanner is one scanner thread.
 func (e *Engine) scanner() {
 	defer e.wg.Done()
-	var (
-		cur  *rules.Compiled
-		sc   *yara.Scanner
-		slot *guardSlot
-		cb   matchCollector
-	)
-	defer func() {
-		if sc != nil {
-			sc.Destroy()
-		}
-	}()
+	cb := &matchCollector{details: e.cfg.MatchDetails}
+	s := scanners{e: e}
+	defer s.destroy()
 	for t := range e.files {
 		d := t.dist
-		if d.ctx.Err() == nil {
-			if d.rules != cur {
-				if sc != nil {
-					sc.Destroy()
-				}
-				var err error
-				sc, slot, err = e.newScanner(d.rules)
-				if err != nil {
-					cur = nil
-					d.cancel(err)
-				} else {
-					cur = d.rules
-					sc.SetCallback(&cb).SetTimeout(e.cfg.Limits.ScanTimeout)
-				}
-			}
-			if sc != nil {
-				e.scanFile(sc, slot, &cb, t)
-			}
+		if d.ctx.Err() != nil || !e.process(&s, cb, t) {
+			e.release(t)
+			d.pending.Done()
 		}
-		e.release(t)
-		d.pending.Done()
 	}
+}
+
+// process scans one file (or takes its matches from the cache, or skips
+// it) and records the outcome. It returns true when the task joined a scan
+// in flight: its leader then records it and marks it done.
+func (e *Engine) process(s *scanners, cb *matchCollector, t *fileTask) bool {
+	d := t.dist
+	t.size = len(t.data)
+	tg := t.tgt
+	if tg == nil {
+		tg, _ = d.plan.targetFor(t.path)
+	}
+	tg.compile()
+	if tg.rules == nil {
+		d.skipped.Add(1)
+		d.skippedBytes.Add(int64(t.size))
+		e.count.skips.Add(1)
+		e.count.skipBytes.Add(int64(t.size))
+		if e.cfg.OnSkip != nil {
+			e.cfg.OnSkip(t.size)
+		}
+		e.apply(t, tg, outcome{})
+		return false
+	}
+	var key cacheKey
+	if d.cacheable {
+		key = cacheKey{rules: tg.id, content: sha256.Sum256(t.data)}
+		switch l, m := e.cache.begin(key, t); l {
+		case hit:
+			e.hit(t)
+			e.apply(t, tg, outcome{m: m})
+			return false
+		case joined:
+			// The leader records this file when its scan ends; its bytes
+			// are not needed any more.
+			e.release(t)
+			return true
+		}
+	}
+	o := e.scanFile(s, cb, tg.rules, t)
+	e.apply(t, tg, o)
+	if d.cacheable {
+		for _, w := range e.cache.finish(key, o) {
+			if w.dist.ctx.Err() == nil {
+				if o.fail == nil {
+					e.hit(w)
+				}
+				e.apply(w, tg, o)
+			}
+			w.dist.pending.Done()
+		}
+	}
+	return false
+}
+
+// hit counts a file whose matches came without a scan.
+func (e *Engine) hit(t *fileTask) {
+	t.dist.hits.Add(1)
+	t.dist.hitBytes.Add(int64(t.size))
+	e.count.hits.Add(1)
+	e.count.hitBytes.Add(int64(t.size))
+	if e.cfg.OnCacheHit != nil {
+		e.cfg.OnCacheHit(t.size)
+	}
+}
+
+// apply records the outcome of t's bytes under tg for t's distribution.
+func (e *Engine) apply(t *fileTask, tg *target, o outcome) {
+	d := t.dist
+	if o.fail != nil {
+		d.cancel(o.fail(t.path))
+		return
+	}
+	if t.rescan {
+		d.rescanned(t.index, o.m)
+		return
+	}
+	d.record(t.index, t.path, tg.holds, o.m)
 }
 
 // newScanner returns a scanner for rs and its match memory guard slot.
@@ -463,68 +865,102 @@ func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *guardSlot, erro
 	return sc, slot, nil
 }
 
-func (e *Engine) scanFile(sc *yara.Scanner, slot *guardSlot, cb *matchCollector, t *fileTask) {
+// scanFile scans t's bytes with rs.
+func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t *fileTask) outcome {
 	d := t.dist
-	cb.names = cb.names[:0]
-	cb.watch, cb.over = nil, false
-	watch := slot.needsWatch(len(t.data))
+	ts, err := s.get(rs, cb)
+	if err != nil {
+		return outcome{fail: func(string) error { return err }}
+	}
+	cb.reset()
+	watch := ts.slot.needsWatch(len(t.data))
 	if watch {
-		cb.watch = slot
-		slot.begin()
+		cb.watch = ts.slot
+		ts.slot.begin()
 	}
 	start := time.Now()
-	err := sc.ScanMem(t.data)
+	err = ts.sc.ScanMem(t.data)
 	el := time.Since(start)
-	stopped := watch && slot.end()
+	stopped := watch && ts.slot.end()
 	if stopped {
 		// The watchdog set the scanner's timeout to stop it.
-		sc.SetTimeout(e.cfg.Limits.ScanTimeout)
+		ts.sc.SetTimeout(e.cfg.Limits.ScanTimeout)
 	}
 	d.scanTime.Add(int64(el))
+	d.scanned.Add(1)
+	d.scannedBytes.Add(int64(len(t.data)))
+	e.count.scans.Add(1)
+	e.count.scanBytes.Add(int64(len(t.data)))
+	if t.rescan {
+		d.rescans.Add(1)
+		e.count.rescans.Add(1)
+	}
 	if e.cfg.OnFile != nil {
 		e.cfg.OnFile(len(t.data), el)
 	}
 	if stopped || cb.over {
-		d.cancel(&limit.Error{Kind: MatchMemory, Max: e.cfg.MatchMemory, Path: t.path})
-		return
+		max := e.cfg.MatchMemory
+		return outcome{fail: func(path string) error { return &limit.Error{Kind: MatchMemory, Max: max, Path: path} }}
+	}
+	if err == nil {
+		err = cb.err
 	}
 	if err != nil {
 		var ye yara.Error
 		if errors.As(err, &ye) && ye == errScanTimeout {
-			d.cancel(&limit.Error{Kind: limit.ScanTimeout, Max: int64(e.cfg.Limits.ScanTimeout), Path: t.path})
-			return
+			max := int64(e.cfg.Limits.ScanTimeout)
+			return outcome{fail: func(path string) error { return &limit.Error{Kind: limit.ScanTimeout, Max: max, Path: path} }}
 		}
-		d.cancel(fmt.Errorf("%s: yara: %w", clip.String(t.path, clip.Default), err))
-		return
+		return outcome{fail: func(path string) error { return fmt.Errorf("%s: yara: %w", clip.String(path, clip.Default), err) }}
 	}
-	var matched []score.Rule
+	var m fileMatches
 	if len(cb.names) > 0 {
-		matched = make([]score.Rule, 0, len(cb.names))
+		m.rules = make([]score.Rule, 0, len(cb.names))
 		for _, n := range cb.names {
 			if r, ok := d.rules.Rule(n); ok {
-				matched = append(matched, r)
+				m.rules = append(m.rules, r)
 			} else {
-				matched = append(matched, score.Rule{Name: n})
+				m.rules = append(m.rules, score.Rule{Name: n})
 			}
 		}
+		m.strings = cb.strings
+		cb.strings = nil
 	}
-	d.scanned(t.index, t.path, matched)
+	return outcome{m: m}
 }
 
 // errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h), which
 // go-yara does not export as a Go constant.
 const errScanTimeout yara.Error = 26
 
-// matchCollector records the identifiers of matching rules and, for a
-// watched scan, whether its matches passed the guard's bound.
+// matchCollector records the identifiers of matching rules (and, with
+// details, their matched strings) and, for a watched scan, whether its
+// matches passed the guard's bound.
 type matchCollector struct {
-	names []string
-	watch *guardSlot // the slot of a watched scan, else nil
-	over  bool
+	details bool
+	names   []string
+	strings []score.StringHits
+	err     error
+	watch   *guardSlot // the slot of a watched scan, else nil
+	over    bool
 }
 
-func (m *matchCollector) RuleMatching(_ *yara.ScanContext, r *yara.Rule) (bool, error) {
+func (m *matchCollector) reset() {
+	m.names = m.names[:0]
+	m.strings, m.err = nil, nil
+	m.watch, m.over = nil, false
+}
+
+func (m *matchCollector) RuleMatching(sc *yara.ScanContext, r *yara.Rule) (bool, error) {
 	m.names = append(m.names, r.Identifier())
+	if m.details {
+		s, err := stringDetails(sc, r)
+		if err != nil {
+			m.err = err
+			return true, nil
+		}
+		m.strings = append(m.strings, s...)
+	}
 	return false, nil
 }
 

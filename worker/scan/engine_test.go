@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -334,42 +335,52 @@ func TestBufferClasses(t *testing.T) {
 }
 
 // TestHardLinkScoredUnderItsPath: content reached through mod.py -> data.txt
-// counts for .py rules under mod.py, and is scanned once.
+// counts for .py rules under mod.py. Exhaustively the bytes are scanned
+// once; pruned, data.txt is scanned with the rules a .txt admits and once
+// more, in the second pass, with those mod.py admits.
 func TestHardLinkScoredUnderItsPath(t *testing.T) {
 	rs := compile(t, map[string]string{"x": exampleRules})
-	var scans atomic.Int64
-	e := newEngine(t, Config{Threads: 2, OnFile: func(int, time.Duration) { scans.Add(1) }})
-	data := tgzEnts(t,
-		tarEnt{name: "p-1/data.txt", body: "DELTA ALPHA"},
-		tarEnt{name: "p-1/mod.py", link: "p-1/data.txt"},
-		tarEnt{name: "p-1/b", link: "p-1/mod.py"},
-		tarEnt{name: "p-1/c.pyw", link: "p-1/b"},
-	)
-	res, err := e.Scan(context.Background(), rs, "p-1.tar.gz", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := scans.Load(); n != 1 {
-		t.Errorf("%d YARA scans, want 1", n)
-	}
-	got := map[string]int64{}
-	for _, f := range res.Files {
-		got[f.Path] = f.Score
-	}
-	// py_only (100) counts for mod.py only; r1 (5) everywhere.
-	want := map[string]int64{"p-1/data.txt": 5, "p-1/mod.py": 105, "p-1/b": 5, "p-1/c.pyw": 5}
-	if !maps.Equal(got, want) || res.Score != 105 || res.TopFile != "p-1/mod.py" {
-		t.Errorf("files %v score %d top %s; want %v, 105, p-1/mod.py", got, res.Score, res.TopFile, want)
-	}
-	wantStats := Stats{Format: "tar.gz", Entries: 4, Files: 4, Links: 3, Expanded: int64(len("DELTA ALPHA"))}
-	if st := res.Stats; st.Format != wantStats.Format || st.Entries != wantStats.Entries || st.Files != wantStats.Files ||
-		st.Links != wantStats.Links || st.Expanded != wantStats.Expanded {
-		t.Errorf("stats %+v, want %+v", st, wantStats)
+	for _, exhaustive := range []bool{true, false} {
+		var scans atomic.Int64
+		e := newEngine(t, Config{Threads: 2, Exhaustive: exhaustive, OnFile: func(int, time.Duration) { scans.Add(1) }})
+		data := tgzEnts(t,
+			tarEnt{name: "p-1/data.txt", body: "DELTA ALPHA"},
+			tarEnt{name: "p-1/mod.py", link: "p-1/data.txt"},
+			tarEnt{name: "p-1/b", link: "p-1/mod.py"},
+			tarEnt{name: "p-1/c.pyw", link: "p-1/b"},
+		)
+		res, err := e.Scan(context.Background(), rs, "p-1.tar.gz", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantScans, wantRescans := int64(2), 1
+		if exhaustive {
+			wantScans, wantRescans = 1, 0
+		}
+		if n := scans.Load(); n != wantScans || res.Stats.Rescanned != wantRescans {
+			t.Errorf("exhaustive %v: %d YARA scans, %d rescans; want %d, %d", exhaustive, n, res.Stats.Rescanned, wantScans, wantRescans)
+		}
+		got := map[string]int64{}
+		for _, f := range res.Files {
+			got[f.Path] = f.Score
+		}
+		// py_only (100) counts for mod.py only; r1 (5) everywhere.
+		want := map[string]int64{"p-1/data.txt": 5, "p-1/mod.py": 105, "p-1/b": 5, "p-1/c.pyw": 5}
+		if !maps.Equal(got, want) || res.Score != 105 || res.TopFile != "p-1/mod.py" {
+			t.Errorf("exhaustive %v: files %v score %d top %s; want %v, 105, p-1/mod.py", exhaustive, got, res.Score, res.TopFile, want)
+		}
+		wantStats := Stats{Format: "tar.gz", Entries: 4, Files: 4, Links: 3, Expanded: int64(len("DELTA ALPHA"))}
+		if st := res.Stats; st.Format != wantStats.Format || st.Entries != wantStats.Entries || st.Files != wantStats.Files ||
+			st.Links != wantStats.Links || st.Expanded != wantStats.Expanded {
+			t.Errorf("stats %+v, want %+v", st, wantStats)
+		}
 	}
 }
 
-// TestManyHardLinksScanOnce: 65,535 links to one 1 MiB file cost one scan
-// and 1 MiB of expanded size, and each is a file of its own.
+// TestManyHardLinksScanOnce: 65,535 .py links to one 1 MiB file cost one
+// scan with the rules big.bin admits and one second-pass scan with those the
+// links admit (not one per link), 1 MiB of expanded size, and each is a file
+// of its own.
 func TestManyHardLinksScanOnce(t *testing.T) {
 	rs := compile(t, map[string]string{"x": exampleRules})
 	var scans, scanned atomic.Int64
@@ -393,8 +404,8 @@ func TestManyHardLinksScanOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if scans.Load() != 1 || scanned.Load() != 1<<20 {
-		t.Errorf("%d scans of %d bytes, want one of 1 MiB", scans.Load(), scanned.Load())
+	if scans.Load() != 2 || scanned.Load() != 2<<20 || res.Stats.Rescanned != 1 {
+		t.Errorf("%d scans of %d bytes (%d again), want two of 1 MiB", scans.Load(), scanned.Load(), res.Stats.Rescanned)
 	}
 	if st := res.Stats; st.Files != links+1 || st.Links != links || st.Expanded != 1<<20 || st.Entries != links+1 {
 		t.Errorf("stats %+v", st)
@@ -409,7 +420,9 @@ func TestManyHardLinksScanOnce(t *testing.T) {
 func TestHardLinkWaitsForItsTarget(t *testing.T) {
 	rs := compile(t, map[string]string{"x": exampleRules})
 	release := make(chan struct{})
+	var once sync.Once
 	e := newEngine(t, Config{Threads: 1, OnFile: func(int, time.Duration) { <-release }})
+	// The producer runs twice: mod.py admits py_only, data.txt does not.
 	res, err := e.Run(context.Background(), rs, func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error) {
 		buf, err := alloc(ctx, len("DELTA"))
 		if err != nil {
@@ -422,7 +435,7 @@ func TestHardLinkWaitsForItsTarget(t *testing.T) {
 		// The scanner is blocked in OnFile: data.txt's matches are not
 		// recorded yet.
 		err = link(1, "mod.py", 0)
-		close(release)
+		once.Do(func() { close(release) })
 		return archive.Stats{Files: 2, Links: 1, Expanded: 5}, err
 	})
 	if err != nil {
@@ -434,22 +447,44 @@ func TestHardLinkWaitsForItsTarget(t *testing.T) {
 }
 
 func TestDistScanLinkOrder(t *testing.T) {
-	r := score.Rule{Name: "p", Weight: 7, Filetypes: []string{".py"}}
+	rs := compile(t, map[string]string{"x": exampleRules})
+	p := newPlan(rs, false, 8, nil)
+	pyOnly, _ := rs.Rule("py_only")
+	all := p.fullTarget
+	all.compile()
+	txt, _ := p.targetFor("x.txt") // r1, r2, r3: not py_only
+	txt.compile()
 	for _, linkFirst := range []bool{false, true} {
-		d := &distScan{matches: map[int][]score.Rule{}, waiting: map[int][]fileLink{}}
+		d := &distScan{plan: p, matches: map[int]fileMatches{}, waiting: map[int][]fileLink{}, rescan: map[int]*rescan{}}
 		if linkFirst {
 			d.link(3, "x.py", 70)
 			d.link(4, "nomatch.py", 71)
+			d.link(5, "z.py", 72)
 		}
-		d.scanned(70, "x.txt", []score.Rule{r})
-		d.scanned(71, "y.txt", nil)
+		d.record(70, "x.txt", all.holds, fileMatches{rules: []score.Rule{pyOnly}})
+		d.record(71, "y.txt", all.holds, fileMatches{})
+		// Scanned without py_only: its .py link must be scanned again.
+		d.record(72, "z.txt", txt.holds, fileMatches{})
 		if !linkFirst {
 			d.link(3, "x.py", 70)
 			d.link(4, "nomatch.py", 71)
+			d.link(5, "z.py", 72)
 		}
 		got := d.tally.Distribution()
-		if got.Score != 7 || got.TopFile != "x.py" || len(got.Files) != 1 || len(d.waiting) != 0 {
+		if got.Score != 100 || got.TopFile != "x.py" || len(got.Files) != 1 || len(d.waiting) != 0 {
 			t.Errorf("link first %v: %+v, %d waiting", linkFirst, got, len(d.waiting))
+		}
+		again := d.takeRescans()
+		if len(again) != 1 || again[72] == nil || d.unscored() != 1 {
+			t.Fatalf("link first %v: rescans %v, %d unscored; want z.txt again", linkFirst, again, d.unscored())
+		}
+		again[72].compile()
+		if !again[72].holds.has(p.index["py_only"]) {
+			t.Errorf("the second pass does not scan with py_only")
+		}
+		d.rescanned(72, fileMatches{rules: []score.Rule{pyOnly}})
+		if got := d.tally.Distribution(); got.Score != 100 || len(got.Files) != 2 || got.Files[1].Path != "z.py" || d.unscored() != 0 {
+			t.Errorf("after the second pass: %+v", got)
 		}
 	}
 }
@@ -485,8 +520,9 @@ func TestDirProducerHardLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if scans.Load() != 1 || res.Stats.Files != 2 || res.Stats.Links != 1 || res.Stats.Expanded != 5 {
-		t.Errorf("%d scans, stats %+v; want one scan, 2 files, 1 link, 5 bytes", scans.Load(), res.Stats)
+	// data.txt, then again for mod.py's rules (the directory is read twice).
+	if scans.Load() != 2 || res.Stats.Rescanned != 1 || res.Stats.Files != 2 || res.Stats.Links != 1 || res.Stats.Expanded != 5 {
+		t.Errorf("%d scans, stats %+v; want two scans (one again), 2 files, 1 link, 5 bytes", scans.Load(), res.Stats)
 	}
 	if res.Score != 100 || res.TopFile != "pkg/mod.py" {
 		t.Errorf("%+v, want py_only counted for pkg/mod.py", res.Distribution)
