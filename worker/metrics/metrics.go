@@ -14,6 +14,12 @@
 //	dragonfly_worker_file_scan_duration_seconds             YARA time of one file
 //	dragonfly_worker_scanned_files_total                    files scanned
 //	dragonfly_worker_scanned_bytes_total                    bytes of the files scanned (expanded)
+//	dragonfly_worker_skipped_files_total                    files no rule's filetype admits: read and checked, not scanned
+//	dragonfly_worker_skipped_bytes_total                    their bytes
+//	dragonfly_worker_match_cache_hits_total                 files whose matches came from the match cache (or a scan
+//	                                                        of the same bytes in flight): not scanned again
+//	dragonfly_worker_match_cache_hit_bytes_total            their bytes (not rescanned)
+//	dragonfly_worker_rule_subsets_compiled_total{result}    rule subsets compiled: ok, error (fell back to the whole set)
 //	dragonfly_worker_downloads_total{result}                downloads: ok, error
 //	dragonfly_worker_download_duration_seconds              time of one distribution download, retries included
 //	dragonfly_worker_downloaded_bytes_total                 bytes downloaded
@@ -82,6 +88,11 @@ type Recorder struct {
 	fileDuration  prometheus.Histogram
 	files         prometheus.Counter
 	bytes         prometheus.Counter
+	skipped       prometheus.Counter
+	skippedBytes  prometheus.Counter
+	cacheHits     prometheus.Counter
+	cacheBytes    prometheus.Counter
+	subsets       *prometheus.CounterVec
 	downloads     *prometheus.CounterVec
 	downloadDur   prometheus.Histogram
 	downloadBytes prometheus.Counter
@@ -119,6 +130,16 @@ func New(cfg Config) *Recorder {
 			Help: "Files scanned."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_bytes_total",
 			Help: "Bytes of the files scanned (expanded from the archives)."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "skipped_files_total",
+			Help: "Files no rule's filetype admits: read and checked, not scanned."}),
+		skippedBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "skipped_bytes_total",
+			Help: "Bytes of the files no rule's filetype admits."}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "match_cache_hits_total",
+			Help: "Files whose matches came from the match cache or a scan of the same bytes in flight: not scanned again."}),
+		cacheBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "match_cache_hit_bytes_total",
+			Help: "Bytes of the files whose matches came from the match cache: bytes not rescanned."}),
+		subsets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_subsets_compiled_total",
+			Help: "Rule subsets compiled for filetype pruning, by result (ok, error: the whole set is used instead)."}, []string{"result"}),
 		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "downloads_total",
 			Help: "Distribution downloads, by result (ok, error)."}, []string{"result"}),
 		downloadDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "download_duration_seconds",
@@ -143,6 +164,7 @@ func New(cfg Config) *Recorder {
 	threads := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "scanner_threads",
 		Help: "Scanner threads of this worker (tasks scanned at once)."})
 	threads.Set(float64(cfg.Threads))
+	r.reg.MustRegister(r.skipped, r.skippedBytes, r.cacheHits, r.cacheBytes, r.subsets)
 	r.reg.MustRegister(info, threads, r.tasks, r.taskDuration, r.taskScan, r.fileDuration, r.files, r.bytes,
 		r.downloads, r.downloadDur, r.downloadBytes, r.limits, r.compiles, r.compileDur, r.connected, r.readyGauge)
 	if cfg.Runtime {
@@ -155,6 +177,7 @@ func New(cfg Config) *Recorder {
 	for _, res := range []string{"ok", "error"} {
 		r.downloads.WithLabelValues(res)
 		r.compiles.WithLabelValues(res)
+		r.subsets.WithLabelValues(res)
 	}
 	for _, k := range limitKinds {
 		r.limits.WithLabelValues(string(k))
@@ -193,6 +216,28 @@ func (r *Recorder) FileScanned(size int, took time.Duration) {
 		r.bytes.Add(float64(size))
 	}
 	r.fileDuration.Observe(took.Seconds())
+}
+
+// FileSkipped records a file no rule's filetype admits (scan.Config.OnSkip).
+func (r *Recorder) FileSkipped(size int) {
+	r.skipped.Inc()
+	if size > 0 {
+		r.skippedBytes.Add(float64(size))
+	}
+}
+
+// MatchCacheHit records a file whose matches came from the match cache
+// (scan.Config.OnCacheHit).
+func (r *Recorder) MatchCacheHit(size int) {
+	r.cacheHits.Inc()
+	if size > 0 {
+		r.cacheBytes.Add(float64(size))
+	}
+}
+
+// SubsetCompiled records a rule subset compilation (scan.Config.OnSubset).
+func (r *Recorder) SubsetCompiled(_ time.Duration, err error) {
+	r.subsets.WithLabelValues(resultLabel(err)).Inc()
 }
 
 // TaskDone records a finished task; lim names the limit a failure broke, ""
