@@ -81,8 +81,15 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Logger receives the worker's logs. Default: discard.
 	Logger *slog.Logger
-	// Engine scans distributions. Default: a new engine with Threads threads.
+	// Engine scans distributions. Default: a new engine with Threads threads
+	// and MatchCacheSize.
 	Engine *scan.Engine
+	// MatchCacheSize bounds the default engine's match cache, in bytes
+	// (DRAGONFLY_MATCH_CACHE_SIZE; see scan.Config.MatchCacheSize): the
+	// matches of files already scanned, by content and rules, so a
+	// release's sdist and wheel, or a new release's unchanged files, are
+	// not scanned again. Default 32 MiB; negative: no cache.
+	MatchCacheSize int64
 	// Observer receives events for metrics. Optional.
 	Observer Observer
 	// AuthFailures is how many sessions in a row the coordinator may refuse as
@@ -222,7 +229,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if engine == nil {
 		// Match data is not part of a verdict: keep one byte per match, so
 		// the match-memory bound counts matches, not their text.
-		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned, MaxMatchData: 1})
+		ec := scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize}
+		if o, ok := cfg.Observer.(scanSavingObserver); ok {
+			ec.OnSkip, ec.OnCacheHit, ec.OnSubset = o.FileSkipped, o.MatchCacheHit, o.SubsetCompiled
+		}
+		engine = scan.New(ec)
 		defer engine.Close()
 	}
 	fetcher, err := fetch.New(cfg.Fetch)
@@ -236,6 +247,15 @@ func Run(ctx context.Context, cfg Config) error {
 		obs:     cfg.Observer,
 	}
 	return w.loop(ctx)
+}
+
+// scanSavingObserver is an Observer that also counts the work the engine
+// saved (metrics.Recorder is one): files skipped by filetype, match cache
+// hits, rule subsets compiled.
+type scanSavingObserver interface {
+	FileSkipped(size int)
+	MatchCacheHit(size int)
+	SubsetCompiled(took time.Duration, err error)
 }
 
 // configError reports whether the coordinator refused the session as a
