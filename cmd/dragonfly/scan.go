@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"runtime"
 	"slices"
@@ -64,6 +65,13 @@ files_scanned, bytes_scanned, error; a release adds inspector_url and
 distributions [{filename, url, sha256, score}], and its file paths start with
 their distribution's file name), or sarif (SARIF 2.1.0).
 
+--stats prints on standard error what the scan engine did and saved: files
+scored, scanned (bytes, YARA time), skipped because no rule's filetype admits
+their path (read and checked, never scanned), answered by the match cache
+(the same bytes already scanned with the same rules: an sdist and its wheel),
+scanned again for a hard link's rules, and the rule subsets compiled.
+--match-cache-size bounds that cache (0: off); verdicts never depend on it.
+
 Exit status: 0 done; 1 some target scored >= --fail-score; 2 usage or rules
 error; 3 some target could not be scanned (3 wins over 1).`
 
@@ -83,6 +91,8 @@ type scanConfig struct {
 	indexURL     string
 	pre          bool
 	requirements []string
+	stats        bool
+	matchCache   int64
 }
 
 func (c *scanConfig) register(s *settings) {
@@ -98,6 +108,8 @@ func (c *scanConfig) register(s *settings) {
 	s.Var(stringVal(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
 	s.Var(boolVal(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
 	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
+	s.Flag(boolVal(&c.stats, false), "stats", "print what the scan engine did and saved on standard error (see above)")
+	s.Var(sizeVal(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
 	downloadFlags(s, &c.download)
 	limitFlags(s, &c.limitSet)
 	apiFlags(s, &c.api)
@@ -186,7 +198,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MaxMatchData: 1})
+	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MaxMatchData: 1})
 	defer engine.Close()
 	hosts := cfg.hosts
 	if len(pypiJobs) > 0 {
@@ -218,6 +230,10 @@ func runScan(ctx context.Context, e *env, args []string) error {
 	results := sc.scanTargets(ctx, append(jobs, pypiJobs...), cfg.threads)
 	if ctx.Err() != nil {
 		return &exitError{code: 3, err: ctx.Err()}
+	}
+
+	if cfg.stats {
+		writeStats(e.stderr, results, engine.Counters())
 	}
 
 	switch cfg.format {
@@ -439,4 +455,33 @@ func ruleNames(hits []score.Hit) []string {
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(fmt.Sprint(err), "\n", " ")
+}
+
+// matchCacheSize is the engine's Config.MatchCacheSize for a
+// DRAGONFLY_MATCH_CACHE_SIZE setting: 0 turns the cache off.
+func matchCacheSize(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// writeStats prints what the engine did and saved (--stats).
+func writeStats(w io.Writer, results []scanResult, c scan.Counters) {
+	var files, links int
+	for _, r := range results {
+		files += r.res.Stats.Files
+		links += r.res.Stats.Links
+	}
+	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(w, "  %-26s %s\n", name, fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(w, "dragonfly scan: stats\n")
+	row("files scored", "%d (%d hard links)", files, links)
+	row("scanned", "%d files, %s", c.Scans, mb(c.ScannedBytes))
+	row("skipped by filetype", "%d files, %s (no rule admits their path)", c.Skipped, mb(c.SkippedBytes))
+	row("match cache hits", "%d files, %s not scanned again (%d entries, %s held)", c.CacheHits, mb(c.CacheHitBytes), c.CacheEntries, mb(c.CacheBytes))
+	row("scanned again for links", "%d files", c.Rescans)
+	row("rule subsets compiled", "%d in %.2f s (%d fell back to the whole set)", c.Subsets, c.SubsetTime.Seconds(), c.SubsetFailures)
 }

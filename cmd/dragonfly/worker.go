@@ -13,6 +13,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
 func init() {
@@ -38,6 +39,7 @@ type workerFlags struct {
 	download     downloadSettings
 	grace        time.Duration
 	memoryLimit  int64
+	matchCache   int64
 	workerID     string
 }
 
@@ -47,6 +49,7 @@ func (f *workerFlags) register(s *settings) {
 	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	downloadFlags(s, &f.download)
 	s.Var(durationVal(&f.grace, 25*time.Second), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
+	s.Var(sizeVal(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
 	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
 	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
@@ -77,7 +80,7 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 	return worker.Config{
 		WorkerID: f.workerID, Version: version.String(), Threads: f.threads, Limits: f.limits,
 		Fetch: f.download.config(f.allowedHosts),
-		Grace: f.grace, Logger: log,
+		Grace: f.grace, Logger: log, MatchCacheSize: matchCacheSize(f.matchCache),
 	}
 }
 
