@@ -23,10 +23,11 @@ import (
 // every global rule) and scanned over the files its filetype admits; its cost
 // is that scan's time minus the time of the same files' scan with the
 // subset's base (the global rules alone, for a rule that is not global; no
-// rule at all, for a global one). Each file's scan is timed on its own, as
-// the CPU time of the thread that scans it (CLOCK_THREAD_CPUTIME_ID: other
-// processes and threads on the machine do not count), and the times summed,
-// so the cost is scanner CPU time, not wall time, whatever the threads. The costs only approximate the full set's scan time: the full set
+// rule at all, for a global one). Times are the CPU time of the threads
+// that scan (CLOCK_THREAD_CPUTIME_ID: other processes and threads on the
+// machine do not count), summed over them, so the cost is scanner CPU time,
+// not wall time, whatever the threads; the bases are timed file by file, so
+// each rule's base covers exactly the files it admits. The costs only approximate the full set's scan time: the full set
 // searches every string in one pass, shares atoms, and scans every file with
 // every rule; Profile measures that time too, to compare.
 
@@ -147,11 +148,11 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 	if err != nil {
 		return ProfileReport{}, err
 	}
-	emptyRun, err := p.run(ctx, empty, all, "")
+	emptyRun, err := p.run(ctx, empty, all, "", true)
 	if err != nil {
 		return ProfileReport{}, err
 	}
-	rep.Empty = emptyRun.total().Seconds()
+	rep.Empty = emptyRun.cpu.Seconds()
 	step("a set without rules")
 	globalsRun := emptyRun
 	globals, err := s.Subset(nil)
@@ -163,16 +164,16 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		if err != nil {
 			return ProfileReport{}, err
 		}
-		if globalsRun, err = p.run(ctx, gr, all, ""); err != nil {
+		if globalsRun, err = p.run(ctx, gr, all, "", true); err != nil {
 			return ProfileReport{}, err
 		}
 	}
 	step("the global rules")
-	fr, err := p.run(ctx, full.Yara(), all, "")
+	fr, err := p.run(ctx, full.Yara(), all, "", false)
 	if err != nil {
 		return ProfileReport{}, err
 	}
-	rep.FullSet = fr.total().Seconds()
+	rep.FullSet = fr.cpu.Seconds()
 	step("the full set")
 
 	for _, info := range infos {
@@ -197,7 +198,7 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		if info.Private {
 			match = ""
 		}
-		r, err := p.run(ctx, yr, admitted, match)
+		r, err := p.run(ctx, yr, admitted, match, false)
 		if err != nil {
 			return ProfileReport{}, err
 		}
@@ -205,9 +206,9 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		if info.Global {
 			base = emptyRun
 		}
-		var spent time.Duration
+		spent := r.cpu
 		for _, i := range admitted {
-			spent += r.times[i] - base.times[i]
+			spent -= base.times[i]
 		}
 		rc.Seconds = max(spent.Seconds(), 0)
 		rc.Matches, rc.Timeouts = r.matches, r.timeouts
@@ -263,21 +264,15 @@ type profiler struct {
 	cfg   ProfileConfig
 }
 
-// runResult is one scan of some files: each file's scan time (by index
-// into the profiler's files; zero for files not scanned), the files on which
-// the rule named matched, and the scans stopped by the timeout.
+// runResult is one scan of some files: the CPU time it took, each file's
+// (by index into the profiler's files; zero for files not scanned) when
+// asked for, the files on which the rule named matched, and the scans
+// stopped by the timeout.
 type runResult struct {
+	cpu      time.Duration
 	times    []time.Duration
 	matches  int
 	timeouts int
-}
-
-func (r runResult) total() time.Duration {
-	var t time.Duration
-	for _, d := range r.times {
-		t += d
-	}
-	return t
 }
 
 // errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h).
@@ -285,9 +280,13 @@ const errScanTimeout yara.Error = 26
 
 // run scans the files at indexes with yr on cfg.Threads goroutines, each
 // with its own scanner, and counts the files on which the rule named match
-// matched ("" counts none).
-func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match string) (runResult, error) {
-	res := runResult{times: make([]time.Duration, len(p.files))}
+// matched ("" counts none). perFile times each file (two clock reads per
+// file); else only each goroutine's loop is timed.
+func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match string, perFile bool) (runResult, error) {
+	res := runResult{}
+	if perFile {
+		res.times = make([]time.Duration, len(p.files))
+	}
 	next := make(chan int)
 	var (
 		mu       sync.Mutex
@@ -321,16 +320,29 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			cb.name = match
 			sc.SetCallback(&cb).SetTimeout(p.cfg.Timeout)
 			matches, timeouts := 0, 0
+			var cpu time.Duration
+			clock := func() time.Duration {
+				t, err := threadCPU()
+				if err != nil {
+					fail(fmt.Errorf("thread cpu clock: %w", err))
+				}
+				return t
+			}
+			loopStart := clock()
 			for i := range next {
 				cb.found = false
-				start, cerr := threadCPU()
+				var start time.Duration
+				if perFile {
+					start = clock()
+				}
 				err := sc.ScanMem(p.files[i].Data)
-				end, cerr2 := threadCPU()
-				res.times[i] = end - start
+				if perFile {
+					d := clock() - start
+					res.times[i] = d
+					cpu += d
+				}
 				var ye yara.Error
 				switch {
-				case cerr != nil || cerr2 != nil:
-					fail(fmt.Errorf("thread cpu clock: %w", errors.Join(cerr, cerr2)))
 				case errors.As(err, &ye) && ye == errScanTimeout:
 					timeouts++
 				case err != nil:
@@ -339,7 +351,11 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 					matches++
 				}
 			}
+			if !perFile {
+				cpu = clock() - loopStart
+			}
 			mu.Lock()
+			res.cpu += cpu
 			res.matches += matches
 			res.timeouts += timeouts
 			mu.Unlock()
