@@ -36,14 +36,17 @@ type API interface {
 type Config struct {
 	// API is the Dragonfly API. Required.
 	API API
-	// BulkSize caps the jobs leased per request (DRAGONFLY_BULK_SIZE). Default 20.
+	// BulkSize caps the jobs leased per request (DRAGONFLY_BULK_SIZE).
+	// Default DefaultBulkSize.
 	BulkSize int
 	// LoadDuration is the wait after an empty lease or an API error
-	// (DRAGONFLY_LOAD_DURATION). Default 60 s.
+	// (DRAGONFLY_LOAD_DURATION). Default DefaultLoadDuration.
 	LoadDuration time.Duration
-	// LeaseTimeout is the API's lease length. Default 120 s.
+	// LeaseTimeout is the API's lease length. Default DefaultLeaseTimeout.
 	LeaseTimeout time.Duration
-	// Prefetch is how many tasks beyond its slots a worker may hold. Default 1.
+	// Prefetch is how many tasks beyond its slots a worker may hold
+	// (DRAGONFLY_PREFETCH): 0, the zero value, none. Fleets run with
+	// DefaultPrefetch.
 	Prefetch int
 	// MaxWorkerSlots caps the slots a worker may claim in Hello
 	// (DRAGONFLY_MAX_WORKER_SLOTS), so one token holder cannot take the whole
@@ -55,8 +58,8 @@ type Config struct {
 	// heartbeat intervals.
 	SendTimeout time.Duration
 	// VerifyRate is the share of tasks scanned again by a second worker and
-	// compared before the job is reported (DRAGONFLY_VERIFY_RATE). Default
-	// 0.02; negative turns spot checks off.
+	// compared before the job is reported (DRAGONFLY_VERIFY_RATE): 0, the
+	// zero value, no spot checks. Fleets run with DefaultVerifyRate.
 	VerifyRate float64
 	// TaskTimePrior and BackupMin tune when an overdue task gets a backup copy
 	// on another worker (dispatch.Config). Defaults 15 s and 10 s.
@@ -66,14 +69,15 @@ type Config struct {
 	// no flag or variable sets it.
 	AcceptNonScanningWorkers bool
 	// MaxDistributions fails jobs with more distributions
-	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
+	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default DefaultMaxDistributions.
 	MaxDistributions int
 	// HeartbeatInterval is how often both sides of a session send heartbeats;
-	// a session silent for HeartbeatMisses intervals ends. Defaults 5 s and 3.
+	// a session silent for HeartbeatMisses intervals ends
+	// (DRAGONFLY_HEARTBEAT_INTERVAL). Defaults DefaultHeartbeatInterval and 3.
 	HeartbeatInterval time.Duration
 	HeartbeatMisses   int
 	// DrainTimeout bounds the wait for jobs in flight at shutdown
-	// (DRAGONFLY_DRAIN_TIMEOUT). Default 30 s.
+	// (DRAGONFLY_DRAIN_TIMEOUT). Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// FlushTimeout bounds the wait for the outbox to empty at shutdown. Default 15 s.
 	FlushTimeout time.Duration
@@ -103,16 +107,16 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("coordinator: no API")
 	}
 	if c.BulkSize <= 0 {
-		c.BulkSize = 20
+		c.BulkSize = DefaultBulkSize
 	}
 	if c.LoadDuration <= 0 {
-		c.LoadDuration = 60 * time.Second
+		c.LoadDuration = DefaultLoadDuration
 	}
 	if c.LeaseTimeout <= 0 {
-		c.LeaseTimeout = 120 * time.Second
+		c.LeaseTimeout = DefaultLeaseTimeout
 	}
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 5 * time.Second
+		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if c.HeartbeatMisses <= 0 {
 		c.HeartbeatMisses = 3
@@ -123,11 +127,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = time.Duration(c.HeartbeatMisses) * c.HeartbeatInterval
 	}
-	if c.VerifyRate == 0 {
-		c.VerifyRate = DefaultVerifyRate
-	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 30 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.FlushTimeout <= 0 {
 		c.FlushTimeout = 15 * time.Second
@@ -160,10 +161,18 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Defaults of Config fields that have a setting of their own.
+// Defaults of Config fields that have a setting of their own: the commands'
+// flag defaults are these.
 const (
-	DefaultMaxWorkerSlots = 64
-	DefaultVerifyRate     = 0.02
+	DefaultBulkSize          = 20
+	DefaultLoadDuration      = 60 * time.Second
+	DefaultLeaseTimeout      = 120 * time.Second
+	DefaultPrefetch          = dispatch.DefaultPrefetch
+	DefaultMaxWorkerSlots    = 64
+	DefaultVerifyRate        = dispatch.DefaultVerifyRate
+	DefaultMaxDistributions  = dispatch.DefaultMaxDistributions
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
 )
 
 // DefaultMetricsPort is the coordinator's HTTP port (metrics, status,

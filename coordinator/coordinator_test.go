@@ -141,7 +141,7 @@ func startFleetWith(t *testing.T, api *fakeAPI, tweak func(*Config), scfg Server
 	t.Helper()
 	cfg := Config{
 		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond,
-		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
+		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second, Prefetch: DefaultPrefetch,
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	if tweak != nil {

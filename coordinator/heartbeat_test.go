@@ -60,7 +60,7 @@ func (s *chanServerStream) RecvMsg(any) error            { return errors.New("no
 func TestHeartbeatExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, err := New(Config{API: newFakeAPI(), HeartbeatInterval: 5 * time.Second, HeartbeatMisses: 3,
-			VerifyRate: -1, Logger: slog.New(slog.DiscardHandler)})
+			Prefetch: DefaultPrefetch, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -175,7 +175,6 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 	f := startFleet(t, api, func(c *Config) {
 		c.TaskTimePrior = time.Second
 		c.BackupMin = time.Second
-		c.VerifyRate = -1
 	})
 	holder := f.worker("holder", 64)
 	holder.ready()
@@ -512,7 +511,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(job("p", "u1"))
-			f := startFleet(t, api, func(c *Config) { c.VerifyRate = -1 })
+			f := startFleet(t, api, nil)
 			liar := f.worker("liar", 1)
 			liar.ready()
 			tk := liar.tasks(1)[0]
@@ -537,7 +536,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	}
 	// A claimed score is not trusted: the rules' weights decide.
 	api := newFakeAPI(job("q", "u1"))
-	f := startFleet(t, api, func(c *Config) { c.VerifyRate = -1 })
+	f := startFleet(t, api, nil)
 	w := f.worker("w", 1)
 	w.ready()
 	tk := w.tasks(1)[0]

@@ -35,6 +35,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// DefaultGrace is Config.Grace's default (DRAGONFLY_DRAIN_GRACE).
+const DefaultGrace = 25 * time.Second
+
 // Config bounds a worker.
 type Config struct {
 	// Target is the coordinator's gRPC address (DRAGONFLY_COORDINATOR_ADDR),
@@ -75,7 +78,7 @@ type Config struct {
 	// timeouts, retries. Its MaxSize is taken from Limits.Download.
 	Fetch fetch.Config
 	// Grace bounds the wait for started tasks when stopping
-	// (DRAGONFLY_DRAIN_GRACE). Default 25 s.
+	// (DRAGONFLY_DRAIN_GRACE). Default DefaultGrace.
 	Grace time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay. Defaults 500 ms, 30 s.
 	BackoffMin, BackoffMax time.Duration
@@ -121,7 +124,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.Fetch.MaxSize = c.Limits.Download
 	if c.Grace <= 0 {
-		c.Grace = 25 * time.Second
+		c.Grace = DefaultGrace
 	}
 	if c.BackoffMin <= 0 {
 		c.BackoffMin = 500 * time.Millisecond

@@ -55,15 +55,15 @@ type coordinatorFlags struct {
 
 func (f *coordinatorFlags) register(s *settings) {
 	apiFlags(s, &f.api)
-	s.Var(intVal(&f.bulkSize, 20), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
-	s.Var(durationVal(&f.loadDuration, 60*time.Second), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
-	s.Var(durationVal(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
-	s.Var(intVal(&f.prefetch, 1), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
-	s.Var(durationVal(&f.heartbeat, 5*time.Second), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").deprecatedFlag("heartbeat")
-	s.Var(durationVal(&f.drainTimeout, 30*time.Second), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
+	s.Var(intVal(&f.bulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
+	s.Var(durationVal(&f.loadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
+	s.Var(durationVal(&f.leaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
+	s.Var(intVal(&f.prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
+	s.Var(durationVal(&f.heartbeat, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").deprecatedFlag("heartbeat")
+	s.Var(durationVal(&f.drainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
 	s.Var(stringVal(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").deprecatedFlag("outbox")
-	s.Var(intVal(&f.outboxSize, 1000), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
-	s.Var(intVal(&f.maxDistributions, 128), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
+	s.Var(intVal(&f.outboxSize, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
+	s.Var(intVal(&f.maxDistributions, coordinator.DefaultMaxDistributions), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
 	s.Var(stringVal(&f.metricsAddr, ":"+coordinator.DefaultMetricsPort), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json, /healthz and /readyz (empty: off)")
 	s.Var(stringVal(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").markSecret()
 	s.Var(intVal(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
@@ -114,17 +114,9 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	if n := ob.Len(); n > 0 {
 		log.Info("outbox holds reports from an earlier run; sending them", "reports", n, "path", f.outboxPath)
 	}
-	prefetch := f.prefetch
-	if prefetch == 0 {
-		prefetch = -1 // dispatch.Config: negative means none
-	}
-	verify := f.verifyRate
-	if verify == 0 {
-		verify = -1 // coordinator.Config: negative turns spot checks off
-	}
 	c, err := coordinator.New(coordinator.Config{
 		API: api, BulkSize: f.bulkSize, LoadDuration: f.loadDuration, LeaseTimeout: f.leaseTimeout,
-		Prefetch: prefetch, MaxDistributions: f.maxDistributions, MaxWorkerSlots: f.maxSlots, VerifyRate: verify,
+		Prefetch: f.prefetch, MaxDistributions: f.maxDistributions, MaxWorkerSlots: f.maxSlots, VerifyRate: f.verifyRate,
 		HeartbeatInterval: f.heartbeat, DrainTimeout: f.drainTimeout, Outbox: ob,
 		Version: version.String(), Logger: log, Observer: obs,
 	})

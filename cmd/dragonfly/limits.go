@@ -33,8 +33,8 @@ type sizeVars struct {
 
 // The defaults of the two resolved size limits.
 const (
-	defaultDownloadLimit = 128_000_000
-	defaultFileLimit     = 64 << 20
+	defaultDownloadLimit = limit.DefaultDownload
+	defaultFileLimit     = limit.DefaultFile
 )
 
 func limitFlags(s *settings, l *limitSettings) {
@@ -44,9 +44,9 @@ func limitFlags(s *settings, l *limitSettings) {
 	s.Var(sizeVal(&l.sizes.size, 0), "DRAGONFLY_MAX_SIZE", "the download cap per distribution, as the 2023 client's text also calls it (--max-scan-size wins; ignored with --max-download-size)")
 	s.Var(sizeVal(&l.sizes.file, 0), "DRAGONFLY_MAX_FILE_SIZE", "maximum bytes of one file").
 		defaultText("64MiB; unset, --max-scan-size sets it when --max-download-size is set, as the 2026 client read them")
-	s.Var(sizeVal(&l.expanded, 512<<20), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
-	s.Var(intVal(&l.entries, 65536), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
-	s.Var(durationVal(&l.scanTimeout, 10*time.Second), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")
+	s.Var(sizeVal(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
+	s.Var(intVal(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
+	s.Var(durationVal(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")
 }
 
 // The eras resolveSizes infers.

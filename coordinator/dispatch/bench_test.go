@@ -19,7 +19,7 @@ func (s *benchSink) Send(ts []Task) { s.tasks = append(s.tasks, ts...) }
 func BenchmarkJobs(b *testing.B) {
 	for _, rate := range []float64{-1, 0.02} {
 		b.Run(fmt.Sprintf("verify=%v", max(rate, 0)), func(b *testing.B) {
-			d := New(Config{VerifyRate: rate})
+			d := New(Config{VerifyRate: rate, Prefetch: 1})
 			now := t0
 			var sinks []*benchSink
 			for i := range 32 {
@@ -61,7 +61,7 @@ func BenchmarkJobs(b *testing.B) {
 // BenchmarkTick measures one Tick with 200 sessions of 64 slots, all full
 // (13,000 outstanding copies of 4,334 jobs), nothing overdue.
 func BenchmarkTick(b *testing.B) {
-	d := New(Config{VerifyRate: -1})
+	d := New(Config{Prefetch: 1})
 	now := t0
 	for i := range 200 {
 		id := fmt.Sprintf("s%d", i)

@@ -80,10 +80,22 @@ const maxReady = 16
 // its job fails.
 const lostLimit = 3
 
-// Config bounds a Dispatcher. Zero values mean the defaults.
+// What a fleet runs with, for the two settings whose zero value means
+// none rather than a default.
+const (
+	DefaultPrefetch   = 1
+	DefaultVerifyRate = 0.02
+)
+
+// DefaultMaxDistributions is Config.MaxDistributions's default
+// (DRAGONFLY_MAX_DISTRIBUTIONS), as dragonfly-api.md gives it.
+const DefaultMaxDistributions = 128
+
+// Config bounds a Dispatcher. Zero durations and counts mean the defaults
+// named per field; Prefetch and VerifyRate mean exactly what they say.
 type Config struct {
-	// Prefetch is how many tasks beyond its slots a worker may hold. Default
-	// 1; negative means none.
+	// Prefetch is how many tasks beyond its slots a worker may hold: 0 (the
+	// zero value) none. DefaultPrefetch is what a fleet runs with.
 	Prefetch int
 	// MaxDistributions fails jobs with more distributions
 	// (DRAGONFLY_MAX_DISTRIBUTIONS). Default 128.
@@ -101,8 +113,8 @@ type Config struct {
 	// holds at most MaxSlots+Prefetch tasks. Default 64.
 	MaxSlots int
 	// VerifyRate is the share of tasks scanned by a second identity and
-	// compared (DRAGONFLY_VERIFY_RATE). Default 0.02; negative disables spot
-	// checks (so a command maps a configured 0 to -1); above 1 means 1.
+	// compared (DRAGONFLY_VERIFY_RATE): 0 (the zero value) no spot checks;
+	// above 1 means 1. DefaultVerifyRate is what a fleet runs with.
 	VerifyRate float64
 	// Rand returns a number in [0, 1) for picking spot checks. Default
 	// math/rand/v2.Float64. Called with the dispatcher's lock held.
@@ -359,13 +371,9 @@ type session struct {
 
 // New returns an empty dispatcher.
 func New(cfg Config) *Dispatcher {
-	if cfg.Prefetch < 0 {
-		cfg.Prefetch = 0
-	} else if cfg.Prefetch == 0 {
-		cfg.Prefetch = 1
-	}
+	cfg.Prefetch = max(cfg.Prefetch, 0)
 	if cfg.MaxDistributions <= 0 {
-		cfg.MaxDistributions = 128
+		cfg.MaxDistributions = DefaultMaxDistributions
 	}
 	if cfg.LeaseTimeout <= 0 {
 		cfg.LeaseTimeout = 120 * time.Second
@@ -377,9 +385,7 @@ func New(cfg Config) *Dispatcher {
 		cfg.MaxSlots = 64
 	}
 	switch r := cfg.VerifyRate; {
-	case r == 0 || math.IsNaN(r):
-		cfg.VerifyRate = 0.02
-	case r < 0:
+	case r < 0 || math.IsNaN(r):
 		cfg.VerifyRate = 0
 	case r > 1:
 		cfg.VerifyRate = 1

@@ -43,7 +43,7 @@ type harness struct {
 }
 
 // newHarness returns a dispatcher whose outcomes and events are recorded.
-// Spot checks are off unless cfg asks for them.
+// Spot checks are off unless cfg asks for them (VerifyRate 0).
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, sinks: map[string]*sink{}}
 	cfg.Done = func(o Outcome) {
@@ -55,9 +55,6 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		h.mu.Lock()
 		h.events = append(h.events, e)
 		h.mu.Unlock()
-	}
-	if cfg.VerifyRate == 0 {
-		cfg.VerifyRate = -1
 	}
 	h.d = New(cfg)
 	return h
@@ -115,7 +112,7 @@ func dist(top string, topScore int64, hits ...score.Hit) *score.Distribution {
 }
 
 func TestAggregatesWorkedExample(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")
 	b := h.join("b", 1, "h1")
 	h.d.Admit([]Job{mkJob("pkg", "https://files.pythonhosted.org/packages/aa/bb/cc/pkg-1.0.tar.gz", "https://files.pythonhosted.org/packages/dd/ee/ff/pkg-1.0-py3-none-any.whl")}, t0)
@@ -181,7 +178,7 @@ func TestCreditsBoundOutstanding(t *testing.T) {
 }
 
 func TestRulesReadinessGatesAssignment(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1) // no rules yet
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	if n := len(a.take()); n != 0 {
@@ -198,7 +195,7 @@ func TestRulesReadinessGatesAssignment(t *testing.T) {
 }
 
 func TestLeaveRedispatchesAndDropsLateResults(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: -1})
+	h := newHarness(t, Config{})
 	a := h.join("a", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	old := a.take()
@@ -225,7 +222,7 @@ func TestLeaveRedispatchesAndDropsLateResults(t *testing.T) {
 }
 
 func TestFailureFailsJobOnce(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: -1})
+	h := newHarness(t, Config{})
 	a := h.join("a", 2, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1", "u2", "u3")}, t0)
 	ts := a.take()
@@ -248,7 +245,7 @@ func TestFailureFailsJobOnce(t *testing.T) {
 }
 
 func TestExpireDropsUndispatchedJobs(t *testing.T) {
-	h := newHarness(t, Config{LeaseTimeout: time.Minute, Prefetch: -1})
+	h := newHarness(t, Config{LeaseTimeout: time.Minute})
 	a := h.join("a", 1, "h1")
 	h.d.Admit([]Job{mkJob("first", "u1"), mkJob("second", "u2")}, t0)
 	ts := a.take()
@@ -273,7 +270,7 @@ func TestExpireDropsUndispatchedJobs(t *testing.T) {
 }
 
 func TestSupersededLeaseKeepsProgress(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: -1})
+	h := newHarness(t, Config{})
 	a := h.join("a", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
 	ts := a.take()
@@ -296,7 +293,7 @@ func TestSupersededLeaseKeepsProgress(t *testing.T) {
 }
 
 func TestJobLimitsAndEmptyJobs(t *testing.T) {
-	h := newHarness(t, Config{MaxDistributions: 2})
+	h := newHarness(t, Config{MaxDistributions: 2, Prefetch: 1})
 	h.d.Admit([]Job{mkJob("empty"), mkJob("many", "u1", "u2", "u3")}, t0)
 	outs := h.outcomes()
 	if len(outs) != 2 {
@@ -311,7 +308,7 @@ func TestJobLimitsAndEmptyJobs(t *testing.T) {
 }
 
 func TestDrainAndReturn(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
 	ts := a.take()

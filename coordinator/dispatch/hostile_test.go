@@ -68,13 +68,13 @@ func TestJoinClampsSlots(t *testing.T) {
 	if si := s.Sessions[0]; si.Slots != 4 || si.SlotsClaimed != 1<<30 || si.Identity != "A" || s.Counters.SlotsClamped != 1 {
 		t.Fatalf("snapshot = %+v", s)
 	}
-	if d := New(Config{}); d.cfg.MaxSlots != 64 {
+	if d := New(Config{Prefetch: 1}); d.cfg.MaxSlots != 64 {
 		t.Fatalf("default MaxSlots = %d, want 64", d.cfg.MaxSlots)
 	}
 }
 
 func TestIdentityBounded(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	h.joinAs("a", strings.Repeat("x", 1<<20), 1, "h1")
 	h.joinAs("b", "", 1, "h1")
 	s := h.d.Snapshot()
@@ -94,7 +94,7 @@ func TestIdentityBounded(t *testing.T) {
 func TestSilentHolderCannotStallReleases(t *testing.T) {
 	for _, rate := range []float64{0, 1} {
 		t.Run(fmt.Sprintf("verify=%v", rate), func(t *testing.T) {
-			h := newHarness(t, Config{VerifyRate: rate})
+			h := newHarness(t, Config{VerifyRate: rate, Prefetch: 1})
 			silent := h.joinAs("s1", "silent", 1_000_000, "h1")
 			honest := h.joinAs("w1", "honest", 4, "h1")
 			var leased []Job
@@ -163,7 +163,7 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 // TestMismatchWaitsForRunningThirdCopy: when two results disagree while a
 // third identity already runs a copy (a backup), that copy decides.
 func TestMismatchWaitsForRunningThirdCopy(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1, Prefetch: -1})
+	h := newHarness(t, Config{VerifyRate: 1})
 	a := h.joinAs("a", "A", 1, "h1")
 	b := h.joinAs("b", "B", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
@@ -184,7 +184,7 @@ func TestMismatchWaitsForRunningThirdCopy(t *testing.T) {
 }
 
 func TestBackupFirstResultWinsLateDropped(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: -1})
+	h := newHarness(t, Config{})
 	a := h.joinAs("a", "A", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
 	ta := one(t, a)
@@ -266,7 +266,7 @@ func TestNoBackupToSameIdentityOrPrefetchCredit(t *testing.T) {
 }
 
 func TestBackupTiming(t *testing.T) {
-	d := New(Config{})
+	d := New(Config{Prefetch: 1})
 	tm := d.timing()
 	if tm.typical != 15*time.Second || tm.wait != 45*time.Second || tm.reserve != 25*time.Second {
 		t.Fatalf("prior timing = %+v", tm)
@@ -310,7 +310,7 @@ func TestBackupTiming(t *testing.T) {
 }
 
 func TestLostByThreeIdentitiesFails(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: -1})
+	h := newHarness(t, Config{})
 	long := strings.Repeat("z", 10<<10)
 	ids := []string{"A", "B", long}
 	h.d.Admit([]Job{mkJob("p", "ok", "crash")}, t0)
@@ -374,7 +374,7 @@ func TestLossesThatDoNotCount(t *testing.T) {
 		{"not started", []loss{{"A", false, LeaveLost}, {"B", true, LeaveLost}, {"C", true, LeaveLost}}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, Config{})
+			h := newHarness(t, Config{Prefetch: 1})
 			h.d.Admit([]Job{mkJob("p", "crash")}, t0)
 			for i, l := range tc.losses {
 				sid := fmt.Sprintf("s%d", i)
@@ -400,7 +400,7 @@ func TestLossesThatDoNotCount(t *testing.T) {
 }
 
 func TestStartedUnknownIDsAreCountedNotKept(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	a := h.joinAs("a", "A", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	tk := one(t, a)
@@ -419,7 +419,7 @@ func TestStartedUnknownIDsAreCountedNotKept(t *testing.T) {
 }
 
 func TestSpotCheckAgreed(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1})
+	h := newHarness(t, Config{VerifyRate: 1, Prefetch: 1})
 	a := h.joinAs("a", "A", 1, "h1")
 	b := h.joinAs("b", "B", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
@@ -448,7 +448,7 @@ func TestSpotCheckAgreed(t *testing.T) {
 // again, its outstanding tasks are dispatched elsewhere, and every job is
 // reported with the honest verdict.
 func TestLiarCaughtByThirdIdentity(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0.9, 0.9, 0)})
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0.9, 0.9, 0), Prefetch: 1})
 	liar := h.joinAs("l", "liar", 4, "h1")
 	// Before anyone else connects the liar takes q (two distributions) and r.
 	h.d.Admit([]Job{mkJob("q", "q1", "q2"), mkJob("r", "r1")}, t0)
@@ -547,7 +547,7 @@ func TestMismatchWithoutThird(t *testing.T) {
 		{"two download failures agree", fail(KindDownload), fail(KindDownload), 0, "distribution u1: " + KindDownload, EventVerifyAgreed, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, Config{VerifyRate: 1})
+			h := newHarness(t, Config{VerifyRate: 1, Prefetch: 1})
 			a := h.joinAs("a", "A", 1, "h1")
 			b := h.joinAs("b", "B", 1, "h1")
 			h.d.Admit([]Job{mkJob("p", "u1")}, t0)
@@ -576,7 +576,7 @@ func TestMismatchWithoutThird(t *testing.T) {
 // against a success, then a third identity agreeing with the success: the
 // success is reported and nobody is quarantined.
 func TestDownloadFailureDoesNotQuarantine(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1, Prefetch: -1})
+	h := newHarness(t, Config{VerifyRate: 1})
 	a := h.joinAs("a", "A", 1, "h1")
 	b := h.joinAs("b", "B", 1, "h1")
 	c := h.joinAs("c", "C", 1, "h1")
@@ -601,7 +601,7 @@ func TestDownloadFailureDoesNotQuarantine(t *testing.T) {
 // TestThreeWayDisagreementFailsSafe: three different verdicts: no majority,
 // no quarantine, the highest score is reported.
 func TestThreeWayDisagreementFailsSafe(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1, Prefetch: -1})
+	h := newHarness(t, Config{VerifyRate: 1})
 	sinks := []*sink{h.joinAs("a", "A", 1, "h1"), h.joinAs("b", "B", 1, "h1"), h.joinAs("c", "C", 1, "h1")}
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	results := map[string]*score.Distribution{
@@ -623,7 +623,7 @@ func TestThreeWayDisagreementFailsSafe(t *testing.T) {
 }
 
 func TestSpotChecksOffWithOneIdentity(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1})
+	h := newHarness(t, Config{VerifyRate: 1, Prefetch: 1})
 	h.joinAs("a1", "A", 1, "h1")
 	h.joinAs("a2", "A", 1, "h1") // a reconnect: the same identity
 	if s := h.d.Snapshot().SpotChecks; s.Active || s.Identities != 1 || s.Rate != 1 {
@@ -663,7 +663,7 @@ func TestSpotChecksOffWithOneIdentity(t *testing.T) {
 // with the one result, before its lease ends.
 func TestSpotCheckGivesUp(t *testing.T) {
 	t.Run("other identity left", func(t *testing.T) {
-		h := newHarness(t, Config{VerifyRate: 1, Prefetch: -1})
+		h := newHarness(t, Config{VerifyRate: 1})
 		a := h.joinAs("a", "A", 1, "h1")
 		h.joinAs("b", "B", 1, "h1")
 		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
@@ -684,7 +684,7 @@ func TestSpotCheckGivesUp(t *testing.T) {
 		}
 	})
 	t.Run("lease ending", func(t *testing.T) {
-		h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0), Prefetch: -1})
+		h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0)})
 		b := h.joinAs("b", "B", 1, "h1")
 		h.d.Admit([]Job{mkJob("busy", "x")}, t0) // b holds it and never answers
 		one(t, b)
@@ -709,7 +709,7 @@ func TestSpotCheckGivesUp(t *testing.T) {
 }
 
 func TestQuarantineAPI(t *testing.T) {
-	h := newHarness(t, Config{MaxQuarantined: 2, Prefetch: -1})
+	h := newHarness(t, Config{MaxQuarantined: 2})
 	a := h.joinAs("a", "A", 2, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
 	if n := len(a.take()); n != 2 {
@@ -780,7 +780,7 @@ func TestAffinity(t *testing.T) {
 }
 
 func TestMaxJobAgeDropsHeldJobs(t *testing.T) {
-	h := newHarness(t, Config{MaxJobAge: 10 * time.Minute})
+	h := newHarness(t, Config{MaxJobAge: 10 * time.Minute, Prefetch: 1})
 	a := h.joinAs("a", "A", 1, "h1")
 	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	tk := one(t, a)
@@ -801,7 +801,7 @@ func TestMaxJobAgeDropsHeldJobs(t *testing.T) {
 // another distribution of the very job whose spot check caught it is
 // discarded and scanned again before the job is reported.
 func TestLiarsResultInDecidedJobDiscarded(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0)})
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0), Prefetch: 1})
 	liar := h.joinAs("l", "liar", 4, "h1")
 	h1 := h.joinAs("h1", "honest-1", 1, "h1")
 	h2 := h.joinAs("h2", "honest-2", 1, "h1")
@@ -837,7 +837,7 @@ func TestLiarsResultInDecidedJobDiscarded(t *testing.T) {
 }
 
 func TestRulesReadyBounded(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Prefetch: 1})
 	h.joinAs("a", "A", 1)
 	for i := range 1000 {
 		h.d.RulesReady("a", fmt.Sprintf("hash-%d", i))
@@ -853,7 +853,7 @@ func TestRulesReadyBounded(t *testing.T) {
 // is overdue while its check still waits for a credit keeps its backup
 // queued until a slot frees.
 func TestBackupQueuedWhileCheckUnplaced(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0), Prefetch: -1})
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0)})
 	b := h.joinAs("b", "B", 1, "h1")
 	h.d.Admit([]Job{mkJob("busy", "x")}, t0) // not picked; b holds it
 	tx := one(t, b)

@@ -121,6 +121,9 @@ type Entry struct {
 	Gen int
 }
 
+// DefaultCapacity is Config.Capacity's default (DRAGONFLY_OUTBOX_SIZE).
+const DefaultCapacity = 1000
+
 // Config bounds an Outbox.
 type Config struct {
 	// Capacity is the number of reports above which Full reports true (the
@@ -177,7 +180,7 @@ type slot struct {
 // found wrong in the file and did about it is in Recovery.
 func Open(cfg Config) (*Outbox, error) {
 	if cfg.Capacity <= 0 {
-		cfg.Capacity = 1000
+		cfg.Capacity = DefaultCapacity
 	}
 	if cfg.LockTimeout <= 0 {
 		cfg.LockTimeout = 5 * time.Second

@@ -117,6 +117,7 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 	c, err := coordinator.New(coordinator.Config{
 		API: api, LoadDuration: 10 * time.Millisecond, HeartbeatInterval: time.Minute,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
+		Prefetch: coordinator.DefaultPrefetch, VerifyRate: coordinator.DefaultVerifyRate,
 		Logger: slog.New(slog.DiscardHandler), Observer: obs, Version: "test",
 	})
 	if err != nil {

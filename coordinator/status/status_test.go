@@ -888,6 +888,7 @@ func TestHealthEndpoints(t *testing.T) {
 	c, err := coordinator.New(coordinator.Config{
 		API: api, LoadDuration: 10 * time.Millisecond, HeartbeatInterval: time.Minute,
 		DrainTimeout: 5 * time.Second, FlushTimeout: time.Second, Observer: obs,
+		Prefetch: coordinator.DefaultPrefetch, VerifyRate: coordinator.DefaultVerifyRate,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	obs := &sessions{Observer: coordinator.NopObserver()}
 	c, err := coordinator.New(coordinator.Config{
 		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
-		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second, VerifyRate: -1,
+		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second, Prefetch: coordinator.DefaultPrefetch,
 		Logger: slog.New(slog.DiscardHandler), Observer: obs,
 	})
 	if err != nil {

@@ -33,15 +33,25 @@ type Limits struct {
 	ScanTimeout time.Duration
 }
 
+// The default limits (dragonfly-api.md, "Limits").
+const (
+	DefaultDownload      = 128_000_000
+	DefaultExpanded      = 512 << 20
+	DefaultFile          = 64 << 20
+	DefaultEntries       = 65536
+	DefaultDistributions = 128
+	DefaultScanTimeout   = 10 * time.Second
+)
+
 // Defaults returns the documented default limits.
 func Defaults() Limits {
 	return Limits{
-		Download:      128_000_000,
-		Expanded:      512 << 20,
-		File:          64 << 20,
-		Entries:       65536,
-		Distributions: 128,
-		ScanTimeout:   10 * time.Second,
+		Download:      DefaultDownload,
+		Expanded:      DefaultExpanded,
+		File:          DefaultFile,
+		Entries:       DefaultEntries,
+		Distributions: DefaultDistributions,
+		ScanTimeout:   DefaultScanTimeout,
 	}
 }
 
