@@ -28,10 +28,13 @@ type TLSFiles struct {
 	// turns on mutual TLS: workers must present a certificate it signed. On a
 	// worker, it verifies the coordinator (default: the system roots).
 	CA string
+	// On turns TLS on without any file (DRAGONFLY_TLS): a worker then
+	// verifies the coordinator with the system roots.
+	On bool
 }
 
-// Enabled reports whether any TLS file is set.
-func (f TLSFiles) Enabled() bool { return f.Cert != "" || f.Key != "" || f.CA != "" }
+// Enabled reports whether TLS is on: asked for, or any TLS file set.
+func (f TLSFiles) Enabled() bool { return f.On || f.Cert != "" || f.Key != "" || f.CA != "" }
 
 func loadPool(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)

@@ -185,3 +185,16 @@ func TestServerTLSNeedsCertAndKey(t *testing.T) {
 		t.Fatal("server TLS without a certificate accepted")
 	}
 }
+
+func TestTLSOnWithoutFiles(t *testing.T) {
+	if (TLSFiles{}).Enabled() {
+		t.Fatal("no files, not asked: TLS on")
+	}
+	if !(TLSFiles{On: true}).Enabled() {
+		t.Fatal("asked for TLS without files: off")
+	}
+	creds, err := ClientCredentials(TLSFiles{On: true}, "coordinator.example")
+	if err != nil || creds.Info().SecurityProtocol != "tls" {
+		t.Fatalf("client credentials with the system roots: %v %v", creds, err)
+	}
+}

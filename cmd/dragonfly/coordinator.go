@@ -248,6 +248,7 @@ func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinat
 
 // tlsFlags registers the TLS files shared by coordinator and worker.
 func tlsFlags(s *settings, f *fleetauth.TLSFiles) {
+	s.Var(boolVal(&f.On, false), "DRAGONFLY_TLS", "use TLS even without the files below (a worker then verifies the coordinator with the system's roots)")
 	s.Var(stringVal(&f.Cert, ""), "DRAGONFLY_TLS_CERT", "PEM certificate of this side")
 	s.Var(stringVal(&f.Key, ""), "DRAGONFLY_TLS_KEY", "PEM private key of this side")
 	s.Var(stringVal(&f.CA, ""), "DRAGONFLY_TLS_CA", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)")
