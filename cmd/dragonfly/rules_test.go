@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"golang.org/x/sys/unix"
 )
 
 func writeRuleFile(t *testing.T, dir, name, body string) string {
@@ -192,6 +195,10 @@ rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
 	if !strings.Contains(errOut, "dragonfly rules profile: 6 rules over 91 files") || !strings.Contains(errOut, "only approximates the full set's scan time") {
 		t.Errorf("stderr %q", errOut)
 	}
+	// Standard error is not a terminal here: no progress line.
+	if strings.Contains(errOut, "\r") || strings.Contains(errOut, "profiling") {
+		t.Errorf("progress on a non-terminal: %q", errOut)
+	}
 
 	code, out, errOut = runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "table", archivePath)
 	if code != 0 {
@@ -261,5 +268,55 @@ func TestUnpackTargetsHoldsIdenticalFilesOnce(t *testing.T) {
 	// One byte less and the new content does not fit.
 	if _, _, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")-1)); err == nil || !strings.Contains(err.Error(), "--max-memory") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair: what is written to tty can be read
+// from master.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminals: %v", err)
+	}
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, tty
+}
+
+// TestRulesProfileProgressOnTerminal: with standard error a terminal, the
+// progress line is rewritten in place and cleared at the end.
+func TestRulesProfileProgressOnTerminal(t *testing.T) {
+	rulesPath := writeRuleFile(t, t.TempDir(), "r.yar", "rule a { strings: $a = \"MARKER\" condition: $a }\nrule b { condition: filesize > 1 }\n")
+	target := profileTarget(t, t.TempDir(), 6, 1<<10)
+	master, tty := openPTY(t)
+	defer master.Close()
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(master) // until the terminal side is closed (EIO)
+		got <- string(b)
+	}()
+	var stdout bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: tty, getenv: envMap(nil), dir: t.TempDir()}
+	code := run(context.Background(), e, []string{"rules", "profile", "--rules", rulesPath, "--format", "json", target})
+	tty.Close()
+	out := <-got
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"\r\x1b[Kunpacking 1 target", "\r\x1b[Kprofiling 1/5: a set without rules", "\r\x1b[Kprofiling 5/5: b", "\r\x1b[Kdragonfly rules profile: 2 rules"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q: %q", want, out)
+		}
 	}
 }
