@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +16,10 @@ import (
 )
 
 func init() {
-	register(command{name: "devapi", summary: "a development Dragonfly API server", run: runDevAPI})
+	register(command{
+		name: "devapi", summary: "a development Dragonfly API server",
+		flags: func(s *settings) { new(devapiFlags).register(s) }, run: runDevAPI,
+	})
 }
 
 const devapiUsage = `usage: dragonfly devapi [flags]
@@ -75,30 +77,38 @@ type devapiFlags struct {
 }
 
 func (f *devapiFlags) register(s *settings) {
-	s.String(&f.listen, "listen", "127.0.0.1:8000", "address to serve the API on (loopback by default; \":8000\" serves every interface)", "DRAGONFLY_DEVAPI_LISTEN")
-	s.String(&f.packages, "packages", "", "directory of distribution files (sdists, wheels, eggs) to serve and queue", "DRAGONFLY_DEVAPI_PACKAGES")
-	s.String(&f.rules, "rules", "", "directory of YARA rule files (*.yara, *.yar); re-read when they change", "DRAGONFLY_DEVAPI_RULES")
-	s.Bool(&f.useDemo, "demo", false, "serve the built-in demo packages and rules", "DRAGONFLY_DEVAPI_DEMO")
-	s.Duration(&f.leaseTimeout, "lease-timeout", 120*time.Second, "how long a lease stays pending before it may be re-leased", "DRAGONFLY_DEVAPI_LEASE_TIMEOUT")
-	s.Int(&f.maxAttempts, "max-attempts", 3, "leases per job before it is dead-lettered", "DRAGONFLY_DEVAPI_MAX_ATTEMPTS")
-	s.String(&f.auth, "auth", "none", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)", "DRAGONFLY_DEVAPI_AUTH")
-	s.String(&f.cfID, "cf-client-id", "", "Cloudflare Access service token id clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_ID")
-	s.String(&f.cfSecret, "cf-client-secret", "", "Cloudflare Access service token secret clients must send", "DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").markSecret()
-	s.add(&f.cfTokens, "cf-service-tokens", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)", []string{"DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS"}).markSecret()
-	s.String(&f.a0ID, "auth0-client-id", "", "Auth0 client id accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID")
-	s.String(&f.a0Secret, "auth0-client-secret", "", "Auth0 client secret accepted by /oauth/token", "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET").markSecret()
-	s.String(&f.a0User, "auth0-username", "", "username accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_USERNAME")
-	s.String(&f.a0Pass, "auth0-password", "", "password accepted by the password grant", "DRAGONFLY_DEVAPI_AUTH0_PASSWORD").markSecret()
-	s.add(&f.a0Users, "auth0-users", "further users for the password grant, name=password,... (each its own lease owner)", []string{"DRAGONFLY_DEVAPI_AUTH0_USERS"}).markSecret()
-	s.String(&f.a0Audience, "auth0-audience", "https://dragonfly.vipyrsec.com", "audience a token request may name (empty: any)", "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE")
-	s.Duration(&f.tokenLifetime, "token-lifetime", time.Hour, "lifetime of issued Auth0 tokens", "DRAGONFLY_DEVAPI_TOKEN_LIFETIME")
-	s.String(&f.publicURL, "public-url", "", "base URL of distribution links (default: the scheme and Host of each /jobs request)", "DRAGONFLY_DEVAPI_PUBLIC_URL")
-	s.Int(&f.synthetic, "synthetic", 0, "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests", "DRAGONFLY_DEVAPI_SYNTHETIC")
-	s.String(&f.snapshot, "snapshot", "", "JSON file keeping releases, scans and leases across restarts", "DRAGONFLY_DEVAPI_SNAPSHOT")
-	s.add((*rateValue)(&f.reportErrorRate), "report-error-rate", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)", []string{"DRAGONFLY_DEVAPI_REPORT_ERROR_RATE"})
-	s.Duration(&f.latency, "latency", 0, "delay added to every API answer", "DRAGONFLY_DEVAPI_LATENCY")
-	s.String(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error", "DRAGONFLY_DEVAPI_LOG_LEVEL", "DRAGONFLY_LOG_LEVEL")
-	s.String(&f.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, JSON otherwise)", "DRAGONFLY_DEVAPI_LOG_FORMAT", "DRAGONFLY_LOG_FORMAT")
+	// Flags drop the DRAGONFLY_DEVAPI_ prefix: DRAGONFLY_DEVAPI_LISTEN_ADDR
+	// is --listen-addr and devapi_listen_addr.
+	s.namespace = "DRAGONFLY_DEVAPI_"
+	s.Var(stringVal(&f.listen, "127.0.0.1:8000"), "DRAGONFLY_DEVAPI_LISTEN_ADDR", "address to serve the API on (loopback by default; \":8000\" serves every interface)").
+		deprecatedFlag("listen").deprecatedEnv("DRAGONFLY_DEVAPI_LISTEN")
+	s.Var(stringVal(&f.packages, ""), "DRAGONFLY_DEVAPI_PACKAGES", "directory of distribution files (sdists, wheels, eggs) to serve and queue")
+	s.Var(stringVal(&f.rules, ""), "DRAGONFLY_DEVAPI_RULES", "directory of YARA rule files (*.yara, *.yar); re-read when they change")
+	s.Var(boolVal(&f.useDemo, false), "DRAGONFLY_DEVAPI_DEMO", "serve the built-in demo packages and rules")
+	s.Var(durationVal(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_DEVAPI_LEASE_TIMEOUT", "how long a lease stays pending before it may be re-leased")
+	s.Var(intVal(&f.maxAttempts, 3), "DRAGONFLY_DEVAPI_MAX_ATTEMPTS", "leases per job before it is dead-lettered")
+	s.Var(stringVal(&f.auth, "none"), "DRAGONFLY_DEVAPI_AUTH", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)")
+	// The token clients must send has the coordinator's names for the token
+	// it sends, so one configuration file serves both.
+	s.Var(stringVal(&f.cfID, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id clients must send").
+		deprecatedFlag("cf-client-id").deprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_ID").markSecret()
+	s.Var(stringVal(&f.cfSecret, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret clients must send").
+		deprecatedFlag("cf-client-secret").deprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").markSecret()
+	s.Var(&f.cfTokens, "DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)").markSecret()
+	s.Var(stringVal(&f.a0ID, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID", "Auth0 client id accepted by /oauth/token")
+	s.Var(stringVal(&f.a0Secret, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET", "Auth0 client secret accepted by /oauth/token").markSecret()
+	s.Var(stringVal(&f.a0User, ""), "DRAGONFLY_DEVAPI_AUTH0_USERNAME", "username accepted by the password grant")
+	s.Var(stringVal(&f.a0Pass, ""), "DRAGONFLY_DEVAPI_AUTH0_PASSWORD", "password accepted by the password grant").markSecret()
+	s.Var(&f.a0Users, "DRAGONFLY_DEVAPI_AUTH0_USERS", "further users for the password grant, name=password,... (each its own lease owner)").markSecret()
+	s.Var(stringVal(&f.a0Audience, "https://dragonfly.vipyrsec.com"), "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE", "audience a token request may name (empty: any)")
+	s.Var(durationVal(&f.tokenLifetime, time.Hour), "DRAGONFLY_DEVAPI_TOKEN_LIFETIME", "lifetime of issued Auth0 tokens")
+	s.Var(stringVal(&f.publicURL, ""), "DRAGONFLY_DEVAPI_PUBLIC_URL", "base URL of distribution links (default: the scheme and Host of each /jobs request)")
+	s.Var(intVal(&f.synthetic, 0), "DRAGONFLY_DEVAPI_SYNTHETIC", "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests")
+	s.Var(stringVal(&f.snapshot, ""), "DRAGONFLY_DEVAPI_SNAPSHOT", "JSON file keeping releases, scans and leases across restarts")
+	s.Var(shareVal(&f.reportErrorRate, 0), "DRAGONFLY_DEVAPI_REPORT_ERROR_RATE", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)")
+	s.Var(durationVal(&f.latency, 0), "DRAGONFLY_DEVAPI_LATENCY", "delay added to every API answer")
+	s.Var(stringVal(&f.logLevel, "info"), "DRAGONFLY_DEVAPI_LOG_LEVEL", "log level: debug, info, warn, error").alias("DRAGONFLY_LOG_LEVEL")
+	s.Var(stringVal(&f.logFormat, "auto"), "DRAGONFLY_DEVAPI_LOG_FORMAT", "log format: text, json, or auto (text on a terminal, JSON otherwise)").alias("DRAGONFLY_LOG_FORMAT")
 }
 
 // config turns the flags into a devapi.Config.
@@ -133,8 +143,6 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 		return cfg, usageError("DRAGONFLY_DEVAPI_TOKEN_LIFETIME: must be positive")
 	case f.synthetic < 0:
 		return cfg, usageError("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", f.synthetic)
-	case f.reportErrorRate < 0 || f.reportErrorRate > 1:
-		return cfg, usageError("DRAGONFLY_DEVAPI_REPORT_ERROR_RATE=%v: must be within 0..1", f.reportErrorRate)
 	}
 	switch cfg.Auth {
 	case devapi.AuthNone, devapi.AuthCloudflare, devapi.AuthAuth0:
@@ -156,13 +164,13 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 
 func runDevAPI(ctx context.Context, e *env, args []string) error {
 	var f devapiFlags
-	s := newSettings("dragonfly devapi", devapiUsage)
+	s := e.settingsFor("dragonfly devapi", devapiUsage)
 	f.register(s)
 	if err := s.Parse(args, e.getenv, e.dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return usageError("unexpected arguments: %s", strings.Join(s.Args(), " "))
+		return unexpectedArgs(s.Args())
 	}
 	log, err := newLogger(e.stderr, f.logLevel, f.logFormat)
 	if err != nil {
@@ -194,20 +202,6 @@ func runDevAPI(ctx context.Context, e *env, args []string) error {
 	log.Info("devapi stopped")
 	return errors.Join(serr, cerr)
 }
-
-// rateValue is a float64 flag (a share, like the report error rate).
-type rateValue float64
-
-func (v *rateValue) Set(s string) error {
-	x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
-		return errors.New("not a number")
-	}
-	*v = rateValue(x)
-	return nil
-}
-
-func (v *rateValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
 
 // openDoor reports whether a devapi listening on addr with auth mode auth
 // lets other hosts in without credentials.
@@ -241,6 +235,8 @@ func (c *credList) Set(s string) error {
 }
 
 // String lists the names only: secrets stay out of usage texts and logs.
+func (c *credList) Type() string { return "list" }
+
 func (c *credList) String() string {
 	names := make([]string, 0, len(*c))
 	for name := range *c {
