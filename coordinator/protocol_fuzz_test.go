@@ -2,9 +2,9 @@ package coordinator
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"strings"
 	"sync"
@@ -89,35 +89,10 @@ func (o *fzObserver) JobFinished(out dispatch.Outcome) {
 	}
 }
 
-// fzFrames splits fuzz data into length-prefixed frames (uvarint length, then
-// that many bytes; a bad or oversized length takes the rest). At most max.
-func fzFrames(data []byte, max int) [][]byte {
-	var out [][]byte
-	for len(data) > 0 && len(out) < max {
-		n, k := binary.Uvarint(data)
-		if k <= 0 || n > uint64(len(data)-k) {
-			out = append(out, data)
-			break
-		}
-		out = append(out, data[k:k+int(n)])
-		data = data[k+int(n):]
-	}
-	return out
-}
+// fzFrames and fzEncode are the fuzzers' frame codec (internal/testkit).
+func fzFrames(data []byte, max int) [][]byte { return testkit.Frames(data, max) }
 
-// fzEncode is the inverse of fzFrames, for seeds.
-func fzEncode[M proto.Message](msgs ...M) []byte {
-	var out []byte
-	for _, m := range msgs {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			panic(err)
-		}
-		out = binary.AppendUvarint(out, uint64(len(b)))
-		out = append(out, b...)
-	}
-	return out
-}
+func fzEncode[M proto.Message](msgs ...M) []byte { return testkit.EncodeFrames(msgs...) }
 
 // fzServerStream is a FleetService_ConnectServer that replays a script of
 // worker messages and checks every message the coordinator sends.

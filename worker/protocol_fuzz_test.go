@@ -3,9 +3,9 @@ package worker
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"net/http"
 	"strings"
@@ -41,35 +41,10 @@ import (
 //   - rules statuses name only pushed rule sets;
 //   - at most Threads tasks run at once.
 
-// fzFrames splits fuzz data into length-prefixed frames (uvarint length, then
-// that many bytes; a bad or oversized length takes the rest). At most max.
-func fzFrames(data []byte, max int) [][]byte {
-	var out [][]byte
-	for len(data) > 0 && len(out) < max {
-		n, k := binary.Uvarint(data)
-		if k <= 0 || n > uint64(len(data)-k) {
-			out = append(out, data)
-			break
-		}
-		out = append(out, data[k:k+int(n)])
-		data = data[k+int(n):]
-	}
-	return out
-}
+// fzFrames and fzEncode are the fuzzers' frame codec (internal/testkit).
+func fzFrames(data []byte, max int) [][]byte { return testkit.Frames(data, max) }
 
-// fzEncode is the inverse of fzFrames, for seeds.
-func fzEncode(msgs ...*fleetv1.ConnectResponse) []byte {
-	var out []byte
-	for _, m := range msgs {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			panic(err)
-		}
-		out = binary.AppendUvarint(out, uint64(len(b)))
-		out = append(out, b...)
-	}
-	return out
-}
+func fzEncode(msgs ...*fleetv1.ConnectResponse) []byte { return testkit.EncodeFrames(msgs...) }
 
 // fzFiles serves distributions from memory on host files.example: the demo
 // packages by name, /404, /500, /html (an error page) and /stall (a body that
