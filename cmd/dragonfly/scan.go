@@ -65,6 +65,15 @@ files_scanned, bytes_scanned, error; a release adds inspector_url and
 distributions [{filename, url, sha256, score}], and its file paths start with
 their distribution's file name), or sarif (SARIF 2.1.0).
 
+--show-strings adds each file's matched strings (of the rules counted for
+it): in json, files[].matches [{rule, string ("$a"), offset (bytes from the
+file's start, as yara -s prints it), length (of the match data libyara
+keeps, cut at 512 bytes), data (its first 64 bytes: printable ASCII other
+than the backslash as itself, any other byte as \xNN)}], at most 16 per
+string, and files[].matches_omitted (the rest); in the table, each matched
+file under the table with its strings; in sarif, one location per match
+with its region (byteOffset, byteLength, snippet).
+
 --stats prints on standard error what the scan engine did and saved: files
 scored, scanned (bytes, YARA time), skipped because no rule's filetype admits
 their path (read and checked, never scanned), answered by the match cache
@@ -93,6 +102,7 @@ type scanConfig struct {
 	requirements []string
 	stats        bool
 	matchCache   int64
+	showStrings  bool
 }
 
 func (c *scanConfig) register(s *settings) {
@@ -110,6 +120,7 @@ func (c *scanConfig) register(s *settings) {
 	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
 	s.Flag(boolVal(&c.stats, false), "stats", "print what the scan engine did and saved on standard error (see above)")
 	s.Var(sizeVal(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
+	s.Flag(boolVal(&c.showStrings, false), "show-strings", "show the matched strings of each file (see Output)")
 	downloadFlags(s, &c.download)
 	limitFlags(s, &c.limitSet)
 	apiFlags(s, &c.api)
@@ -198,7 +209,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MaxMatchData: 1})
+	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MaxMatchData: 1, MatchDetails: cfg.showStrings})
 	defer engine.Close()
 	hosts := cfg.hosts
 	if len(pypiJobs) > 0 {
@@ -238,11 +249,11 @@ func runScan(ctx context.Context, e *env, args []string) error {
 
 	switch cfg.format {
 	case "json":
-		err = writeJSON(e.stdout, results)
+		err = writeJSON(e.stdout, results, cfg.showStrings)
 	case "sarif":
 		err = writeSARIF(e.stdout, compiled, results)
 	default:
-		err = writeTable(e.stdout, results)
+		err = writeTable(e.stdout, results, cfg.showStrings)
 	}
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 )
@@ -38,9 +41,52 @@ type jsonFile struct {
 	Path  string   `json:"path"`
 	Score int64    `json:"score"`
 	Rules []string `json:"rules"`
+	// With --show-strings: the matched strings of the rules counted for
+	// the file, at most score.MaxStringMatches per string, and how many
+	// more there are.
+	Matches        *[]jsonMatch `json:"matches,omitempty"`
+	MatchesOmitted *int         `json:"matches_omitted,omitempty"`
 }
 
-func toJSON(r scanResult) jsonResult {
+// jsonMatch is one matched string in a file: its rule, its identifier
+// ("$a"), its offset in bytes from the file's start (as yara -s prints it),
+// the length of the match data libyara keeps (cut at 512 bytes) and at most
+// the first score.MaxMatchBytes of that data, escaped (matchData).
+type jsonMatch struct {
+	Rule   string `json:"rule"`
+	String string `json:"string"`
+	Offset int64  `json:"offset"`
+	Length int    `json:"length"`
+	Data   string `json:"data"`
+}
+
+// fileMatches lists the matched strings of f, and counts those left out.
+func fileMatches(f score.File) ([]jsonMatch, int) {
+	out, omitted := []jsonMatch{}, 0
+	for _, sh := range f.Strings {
+		for _, m := range sh.Matches {
+			out = append(out, jsonMatch{Rule: sh.Rule, String: sh.String, Offset: m.Offset, Length: m.Length, Data: matchData(m.Data)})
+		}
+		omitted += sh.Omitted
+	}
+	return out, omitted
+}
+
+// matchData shows matched bytes: printable ASCII other than the backslash
+// as itself, every other byte as \xNN (lower-case hex).
+func matchData(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c >= 0x20 && c <= 0x7e && c != '\\' {
+			sb.WriteByte(c)
+		} else {
+			fmt.Fprintf(&sb, `\x%02x`, c)
+		}
+	}
+	return sb.String()
+}
+
+func toJSON(r scanResult, showStrings bool) jsonResult {
 	out := jsonResult{Target: r.target, RulesMatched: []string{}, Files: []jsonFile{}}
 	if r.release != nil {
 		dists := r.release.dists
@@ -63,22 +109,31 @@ func toJSON(r scanResult) jsonResult {
 	out.RulesMatched = ruleNames(r.res.Rules)
 	out.MostMaliciousFile = topFile(r.res.Distribution)
 	for _, f := range r.res.Files {
-		out.Files = append(out.Files, jsonFile{Path: f.Path, Score: f.Score, Rules: ruleNames(f.Rules)})
+		jf := jsonFile{Path: f.Path, Score: f.Score, Rules: ruleNames(f.Rules)}
+		if showStrings {
+			ms, omitted := fileMatches(f)
+			jf.Matches, jf.MatchesOmitted = &ms, &omitted
+		}
+		out.Files = append(out.Files, jf)
 	}
 	return out
 }
 
-func writeJSON(w io.Writer, results []scanResult) error {
+// writeJSON writes one line per target; showStrings adds each file's
+// matched strings.
+func writeJSON(w io.Writer, results []scanResult, showStrings bool) error {
 	enc := json.NewEncoder(w)
 	for _, r := range results {
-		if err := enc.Encode(toJSON(r)); err != nil {
+		if err := enc.Encode(toJSON(r, showStrings)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeTable(w io.Writer, results []scanResult) error {
+// writeTable writes one row per target; showStrings adds, under the
+// table, each matched file with its matched strings.
+func writeTable(w io.Writer, results []scanResult, showStrings bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSCORE\tRULES\tMOST MALICIOUS FILE")
 	for _, r := range results {
@@ -96,7 +151,38 @@ func writeTable(w io.Writer, results []scanResult) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.target, r.res.Score, rs, top)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !showStrings {
+		return nil
+	}
+	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
+		for _, f := range r.res.Files {
+			if len(f.Rules) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s: %s (score %d, %s)\n", r.target, f.Path, f.Score, strings.Join(ruleNames(f.Rules), ","))
+			ms, omitted := fileMatches(f)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			for _, m := range ms {
+				fmt.Fprintf(tw, "  %s\t%s\t0x%x\t%d\t%s\n", m.Rule, m.String, m.Offset, m.Length, m.Data)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(ms) == 0 {
+				fmt.Fprintln(w, "  (no strings: the conditions matched without them)")
+			}
+			if omitted > 0 {
+				fmt.Fprintf(w, "  (%d more matches not shown: at most %d per string)\n", omitted, score.MaxStringMatches)
+			}
+		}
+	}
+	return nil
 }
 
 // SARIF 2.1.0, the subset code-scanning dashboards read.
@@ -238,14 +324,34 @@ func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
 		for _, f := range r.res.Files {
 			uri := fileURI(r, f.Path)
 			for _, h := range f.Rules {
-				run.Results = append(run.Results, sarifResult{
+				res := sarifResult{
 					RuleID:     h.Name,
 					RuleIndex:  index[h.Name],
 					Level:      sarifLevel(h.Weight),
 					Message:    sarifMessage{Text: fmt.Sprintf("YARA rule %s (weight %d) matched %s in %s", h.Name, h.Weight, f.Path, r.target)},
-					Locations:  []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}}}},
 					Properties: map[string]any{"target": r.target, "file": f.Path, "weight": h.Weight, "distributionScore": r.res.Score},
-				})
+				}
+				// With --show-strings, one location per matched string.
+				omitted := 0
+				for _, sh := range f.Strings {
+					if sh.Rule != h.Name {
+						continue
+					}
+					omitted += sh.Omitted
+					for _, m := range sh.Matches {
+						res.Locations = append(res.Locations, sarifLocation{
+							PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}, Region: &sarifRegion{ByteOffset: m.Offset, ByteLength: m.Length, Snippet: snippet(m.Data)}},
+							Message:          &sarifMessage{Text: sh.String},
+						})
+					}
+				}
+				if omitted > 0 {
+					res.Properties["matchesOmitted"] = omitted
+				}
+				if len(res.Locations) == 0 {
+					res.Locations = []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}}}}
+				}
+				run.Results = append(run.Results, res)
 			}
 		}
 	}
@@ -253,6 +359,24 @@ func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(log)
+}
+
+// snippet is matched data as SARIF content: text when it is UTF-8 without
+// control characters other than tab, newline and carriage return, else
+// base64. It is at most the first score.MaxMatchBytes bytes of the region.
+func snippet(b []byte) *sarifContent {
+	textual := utf8.Valid(b)
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			textual = false
+		}
+	}
+	if textual {
+		t := string(b)
+		return &sarifContent{Text: &t}
+	}
+	bin := base64.StdEncoding.EncodeToString(b)
+	return &sarifContent{Binary: &bin}
 }
 
 // sarifRuleOf describes rule n: its description metadata (else "YARA rule

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -347,5 +350,259 @@ func TestSARIFReleaseURIs(t *testing.T) {
 	}
 	if len(hits) != 2 || hits[0].uri != want[0] || hits[1].uri != want[1] {
 		t.Fatalf("hits %+v, want URIs %q", hits, want)
+	}
+}
+
+// cliMatch is one line of yara -s -L: offset, data length and the data as
+// the CLI prints it.
+type cliMatch struct {
+	offset int64
+	length int
+	data   string
+}
+
+// yaraCLI runs yara -s -L and returns each (rule, string)'s matches in the
+// CLI's order. The yara CLI is part of the test setup (make setup-test): its
+// absence fails the test.
+func yaraCLI(t *testing.T, rulesPath, target string) map[[2]string][]cliMatch {
+	t.Helper()
+	bin, err := exec.LookPath("yara")
+	if err != nil {
+		t.Fatalf("the yara CLI is needed to check offsets (make setup-test installs it): %v", err)
+	}
+	out, err := exec.Command(bin, "-s", "-L", rulesPath, target).Output()
+	if err != nil {
+		t.Fatalf("yara: %v", err)
+	}
+	got := map[[2]string][]cliMatch{}
+	line := regexp.MustCompile(`^0x([0-9a-f]+):([0-9]+):(\$[A-Za-z0-9_]*): (.*)$`)
+	rule := ""
+	for _, l := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			rule, _, _ = strings.Cut(l, " ")
+			continue
+		}
+		off, _ := strconv.ParseInt(m[1], 16, 64)
+		n, _ := strconv.Atoi(m[2])
+		k := [2]string{rule, m[3]}
+		got[k] = append(got[k], cliMatch{off, n, m[4]})
+	}
+	return got
+}
+
+// cliEscape prints bytes as the yara CLI prints a text string's data:
+// printable ASCII (the backslash too) as itself, other bytes as \xNN.
+func cliEscape(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c >= 0x20 && c <= 0x7e {
+			sb.WriteByte(c)
+		} else {
+			fmt.Fprintf(&sb, `\x%02x`, c)
+		}
+	}
+	return sb.String()
+}
+
+// unescapeData reverses matchData.
+func unescapeData(t *testing.T, s string) []byte {
+	t.Helper()
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			if i+3 >= len(s) || s[i+1] != 'x' {
+				t.Fatalf("bad escape in %q", s)
+			}
+			v, err := strconv.ParseUint(s[i+2:i+4], 16, 8)
+			if err != nil || s[i+2:i+4] != strings.ToLower(s[i+2:i+4]) {
+				t.Fatalf("bad escape in %q", s)
+			}
+			out = append(out, byte(v))
+			i += 3
+			continue
+		}
+		if s[i] < 0x20 || s[i] > 0x7e {
+			t.Fatalf("raw byte %#x in %q", s[i], s)
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+const showStringsRules = `rule text_strings {
+  strings:
+    $m = "MARKER"
+    $b = /ER\\x..\x20M/
+  condition:
+    any of them
+}
+rule hex_string { strings: $h = { 01 02 } condition: $h }
+rule long_match { strings: $re = /XB{600}C/ condition: $re }
+rule no_strings { condition: filesize > 10 }
+`
+
+// showStringsSample holds 20 MARKERs (16 listed, 4 omitted), one of them
+// beside a backslash and control bytes, a hex match, and a 602-byte match
+// (data kept: 512 bytes, shown: 64).
+func showStringsSample() []byte {
+	var b bytes.Buffer
+	b.WriteString("start MARKER\\x\x01\x02 MARKER\t")
+	for i := range 18 {
+		fmt.Fprintf(&b, "line %d MARKER\n", i)
+	}
+	b.WriteString("X" + strings.Repeat("B", 600) + "C\n")
+	return b.Bytes()
+}
+
+// TestShowStringsMatchesYaraCLI: offsets, lengths and data of scan
+// --show-strings are those the yara CLI prints with -s -L for the same
+// file, the first 16 per string, the rest counted.
+func TestShowStringsMatchesYaraCLI(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := writeRuleFile(t, dir, "show.yar", showStringsRules)
+	sample := filepath.Join(dir, "sample.bin")
+	if err := os.WriteFile(sample, showStringsSample(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := yaraCLI(t, rulesPath, sample)
+	if len(want[[2]string{"text_strings", "$m"}]) != 20 || len(want[[2]string{"long_match", "$re"}]) != 1 {
+		t.Fatalf("yara CLI output unexpected: %v", want)
+	}
+
+	code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "json", sample)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct {
+		Files []struct {
+			Path    string `json:"path"`
+			Matches []struct {
+				Rule   string `json:"rule"`
+				String string `json:"string"`
+				Offset int64  `json:"offset"`
+				Length int    `json:"length"`
+				Data   string `json:"data"`
+			} `json:"matches"`
+			Omitted *int `json:"matches_omitted"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Files) != 1 || res.Files[0].Omitted == nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got := map[[2]string][]cliMatch{}
+	for _, m := range res.Files[0].Matches {
+		k := [2]string{m.Rule, m.String}
+		data := unescapeData(t, m.Data)
+		if len(data) > 64 || len(data) > m.Length {
+			t.Errorf("%v at %d: %d bytes of data for length %d", k, m.Offset, len(data), m.Length)
+		}
+		shown := cliEscape(data)
+		if k[1] == "$h" {
+			shown = strings.ToUpper(fmt.Sprintf("% x", data))
+		}
+		got[k] = append(got[k], cliMatch{m.Offset, m.Length, shown})
+	}
+	omitted := 0
+	for k, cli := range want {
+		if len(cli) > 16 {
+			omitted += len(cli) - 16
+			cli = cli[:16]
+		}
+		ours := got[k]
+		if len(ours) != len(cli) {
+			t.Errorf("%v: %d matches, the CLI %d", k, len(ours), len(cli))
+			continue
+		}
+		for i := range cli {
+			o, c := ours[i], cli[i]
+			if o.offset != c.offset || o.length != c.length || !strings.HasPrefix(strings.ToLower(c.data), strings.ToLower(o.data)) ||
+				(c.length <= 64 && !strings.EqualFold(c.data, o.data)) {
+				t.Errorf("%v #%d: ours %+v, the CLI %+v", k, i, o, c)
+			}
+		}
+	}
+	if len(got) != len(want) || *res.Files[0].Omitted != omitted || omitted != 4 {
+		t.Errorf("strings %v (CLI %v); omitted %d, want %d", got, want, *res.Files[0].Omitted, omitted)
+	}
+	// The long match: libyara keeps 512 bytes of its 602, we show 64.
+	if lm := got[[2]string{"long_match", "$re"}]; len(lm) != 1 || lm[0].length != 512 || lm[0].data != "X"+strings.Repeat("B", 63) {
+		t.Errorf("long match %+v", lm)
+	}
+	// The escaping: the backslash and control bytes as \xNN, lower case.
+	for _, m := range res.Files[0].Matches {
+		if m.String == "$b" && m.Data != `ER\x5cx\x01\x02 M` {
+			t.Errorf("$b data %q", m.Data)
+		}
+	}
+}
+
+// TestShowStringsTableAndSARIF: the table lists each matched file's strings
+// under it; SARIF gives each match a region with its bytes as a snippet
+// (text or base64); without --show-strings nothing of it appears.
+func TestShowStringsTableAndSARIF(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := writeRuleFile(t, dir, "show.yar", showStringsRules)
+	archivePath := filepath.Join(dir, "pkg-1.0.tar.gz")
+	if err := os.WriteFile(archivePath, tgzOf(t, [2]string{"pkg-1.0/sample.bin", string(showStringsSample())}, [2]string{"pkg-1.0/clean.txt", "short"}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "table", archivePath)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	squeeze := regexp.MustCompile(` +`)
+	flat := squeeze.ReplaceAllString(out, " ")
+	for _, want := range []string{
+		"\n" + archivePath + ": pkg-1.0/sample.bin (score 0, hex_string,long_match,no_strings,text_strings)\n",
+		"\n hex_string $h 0xe 2 \\x01\\x02\n",
+		"\n long_match $re 0x11c 512 X" + strings.Repeat("B", 63) + "\n",
+		"\n text_strings $m 0x6 6 MARKER\n",
+		"\n text_strings $b 0xa 8 ER\\x5cx\\x01\\x02 M\n",
+		"\n (4 more matches not shown: at most 16 per string)\n",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "clean.txt") {
+		t.Errorf("table lists a file without matches:\n%s", out)
+	}
+
+	code, out, errOut = runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "sarif", archivePath)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	byRule := map[string]sarifHit{}
+	for _, h := range sarifHits(checkSARIF(t, []byte(out))) {
+		byRule[h.rule] = h
+	}
+	text := byRule["text_strings"]
+	if len(text.regions) != 17 { // 16 of $m, 1 of $b
+		t.Fatalf("text_strings: %d regions", len(text.regions))
+	}
+	if r := text.regions[0]; fmt.Sprint(r["byteOffset"]) != "6" || fmt.Sprint(r["byteLength"]) != "6" || dig(r, "snippet", "text") != "MARKER" {
+		t.Errorf("first region %v", r)
+	}
+	hex := byRule["hex_string"]
+	if len(hex.regions) != 1 || dig(hex.regions[0], "snippet", "binary") != base64.StdEncoding.EncodeToString([]byte{1, 2}) {
+		t.Errorf("hex_string regions %v", hex.regions)
+	}
+	if h := byRule["no_strings"]; len(h.regions) != 0 || !strings.HasSuffix(h.uri, "#pkg-1.0/sample.bin") {
+		t.Errorf("no_strings %+v", h)
+	}
+	if !strings.Contains(out, `"matchesOmitted": 4`) {
+		t.Errorf("SARIF does not count the omitted matches")
+	}
+
+	// Without --show-strings: no matches in any format.
+	code, out, _ = runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "json", archivePath)
+	if code != 0 || strings.Contains(out, `"matches"`) || !strings.Contains(out, "text_strings") {
+		t.Errorf("json without --show-strings: %s", out)
+	}
+	code, out, _ = runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "sarif", archivePath)
+	if code != 0 || strings.Contains(out, "region") {
+		t.Errorf("sarif without --show-strings: %s", out)
 	}
 }
