@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"log/slog"
 	"net"
 	"slices"
@@ -36,81 +37,12 @@ rule heavy { meta: weight = 9 strings: $a = "heavy" condition: $a }
 // testWeights are testRules' weights.
 var testWeights = map[string]int64{"r1": 3, "r2": 7, "r": 1, "s": 2, "heavy": 9}
 
-// fakeAPI is an in-memory Dragonfly API.
-type fakeAPI struct {
-	mu       sync.Mutex
-	queue    []mainframe.Job
-	reports  []mainframe.Report
-	leases   []int // batch sizes asked
-	rules    mainframe.RuleSet
-	rulesErr error
-	rulesGot int
-	// reportErr, when set, fails every PUT /package (counted in reportTries).
-	reportErr   error
-	reportTries int
-	changed     chan struct{}
-}
+// fakeAPI is the shared in-memory Dragonfly API.
+type fakeAPI = fakeapi.API
 
+// newFakeAPI serves testRules as "h1" and the jobs.
 func newFakeAPI(jobs ...mainframe.Job) *fakeAPI {
-	return &fakeAPI{queue: jobs, rules: mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules}}, changed: make(chan struct{}, 1000)}
-}
-
-func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.leases = append(f.leases, n)
-	n = min(n, len(f.queue))
-	out := slices.Clone(f.queue[:n])
-	f.queue = f.queue[n:]
-	return out, nil
-}
-
-func (f *fakeAPI) Rules(context.Context) (mainframe.RuleSet, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.rulesGot++
-	return f.rules, f.rulesErr
-}
-
-func (f *fakeAPI) Report(_ context.Context, r mainframe.Report) error {
-	f.mu.Lock()
-	f.reportTries++
-	if err := f.reportErr; err != nil {
-		f.mu.Unlock()
-		return err
-	}
-	f.reports = append(f.reports, r)
-	f.mu.Unlock()
-	f.changed <- struct{}{}
-	return nil
-}
-
-func (f *fakeAPI) add(jobs ...mainframe.Job) {
-	f.mu.Lock()
-	f.queue = append(f.queue, jobs...)
-	f.mu.Unlock()
-}
-
-func (f *fakeAPI) snapshot() []mainframe.Report {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.reports)
-}
-
-// waitReports waits until n reports arrived.
-func (f *fakeAPI) waitReports(t *testing.T, n int) []mainframe.Report {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		if r := f.snapshot(); len(r) >= n {
-			return r
-		}
-		select {
-		case <-f.changed:
-		case <-timeout:
-			t.Fatalf("timed out waiting for %d reports; have %d", n, len(f.snapshot()))
-		}
-	}
+	return fakeapi.New(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules}}, jobs...)
 }
 
 func intp(i int) *int       { return &i }
@@ -378,7 +310,7 @@ func TestJobsFlowThroughWorkers(t *testing.T) {
 		t.Fatalf("task order %v %v %v", ts[0].GetJob(), ts[1].GetJob(), ts[2].GetJob())
 	}
 	w.answer(result(ts[0], "a-1.0/setup.py", "r1"), result(ts[1], "a/x.py", "r2"), result(ts[2], ""))
-	reports := api.waitReports(t, 3)
+	reports := api.WaitReports(t, 3)
 	byName := map[string]mainframe.Report{}
 	for _, r := range reports {
 		if _, dup := byName[r.Name]; dup {
@@ -408,16 +340,14 @@ func TestLeasesOnlyWhatTheFleetCanStart(t *testing.T) {
 	for i := range 50 {
 		jobs = append(jobs, job(fmt.Sprintf("j%d", i), "u"))
 	}
-	api.add(jobs...)
+	api.Add(jobs...)
 	f := startFleet(t, api, nil)
 	// No worker: nothing may be leased. Wait for the loader to load rules
 	// and settle, observed through the rules fetch.
 	w := f.worker("w1", 1)
 	w.ready()
 	ts := w.tasks(2)
-	api.mu.Lock()
-	leases := slices.Clone(api.leases)
-	api.mu.Unlock()
+	leases := api.Leases()
 	if len(leases) == 0 || leases[0] != 2 {
 		t.Fatalf("first lease asked for %v, want 2 (1 slot + 1 prefetch)", leases)
 	}
@@ -434,7 +364,7 @@ func TestLeasesOnlyWhatTheFleetCanStart(t *testing.T) {
 		t.Fatalf("next task %v", more[0].GetJob())
 	}
 	w.answer(result(ts[1], ""), result(more[0], ""))
-	api.waitReports(t, 3)
+	api.WaitReports(t, 3)
 }
 
 func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
@@ -451,7 +381,7 @@ func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
 		t.Fatal("re-dispatched task kept its id")
 	}
 	b.answer(result(tb[0], "f", "r"), result(tb[1], "g", "s"))
-	reports := api.waitReports(t, 1)
+	reports := api.WaitReports(t, 1)
 	if len(reports) != 1 || reports[0].Success.Score != 2 {
 		t.Fatalf("reports = %+v", reports)
 	}
@@ -462,12 +392,10 @@ func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 	f := startFleet(t, api, nil)
 	w := f.worker("w", 1)
 	w.ready()
-	api.mu.Lock()
-	api.rules = mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule r2 { condition: true }`}}
-	api.mu.Unlock()
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule r2 { condition: true }`}}, nil)
 	j := job("p", "u1")
 	j.Hash = "h2"
-	api.add(j)
+	api.Add(j)
 	m := w.next()
 	rs := m.GetRuleSet()
 	if rs == nil || rs.GetHash() != "h2" {
@@ -479,7 +407,7 @@ func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 		t.Fatalf("task rules %q, want h2", ts[0].GetRulesHash())
 	}
 	w.answer(result(ts[0], ""))
-	if r := api.waitReports(t, 1); r[0].Success.Commit != "h2" {
+	if r := api.WaitReports(t, 1); r[0].Success.Commit != "h2" {
 		t.Fatalf("commit %q, want h2", r[0].Success.Commit)
 	}
 }
@@ -489,18 +417,16 @@ func TestFailedRulesUpdateKeepsTheHashActuallyUsed(t *testing.T) {
 	f := startFleet(t, api, nil)
 	w := f.worker("w", 1)
 	w.ready()
-	api.mu.Lock()
-	api.rules = mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule broken { condition: }`}}
-	api.mu.Unlock()
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule broken { condition: }`}}, nil)
 	j := job("p", "u1")
 	j.Hash = "h2"
-	api.add(j)
+	api.Add(j)
 	ts := w.tasks(1)
 	if ts[0].GetRulesHash() != "h1" {
 		t.Fatalf("task rules %q, want h1 (the new set does not compile)", ts[0].GetRulesHash())
 	}
 	w.answer(result(ts[0], ""))
-	if r := api.waitReports(t, 1); r[0].Success.Commit != "h1" {
+	if r := api.WaitReports(t, 1); r[0].Success.Commit != "h1" {
 		t.Fatalf("commit %q, want h1: results must carry the hash of the rules used", r[0].Success.Commit)
 	}
 }
@@ -515,7 +441,7 @@ func TestFailureFailsThePackage(t *testing.T) {
 		Reason: "distribution u2: HTTP 404 Not Found", Kind: fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD,
 	}}})
 	w.answer(result(ts[0], "x", "r"))
-	r := api.waitReports(t, 1)
+	r := api.WaitReports(t, 1)
 	if r[0].Success != nil || r[0].Reason != "distribution u2: HTTP 404 Not Found" {
 		t.Fatalf("report = %+v", r[0])
 	}
@@ -546,7 +472,7 @@ func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	}
 	// The job could not finish (its second distribution was handed back with
 	// no other worker): no report, the API leases it again.
-	if r := api.snapshot(); len(r) != 0 {
+	if r := api.Reports(); len(r) != 0 {
 		t.Fatalf("reports = %+v, want none for the unfinished job", r)
 	}
 }
@@ -561,7 +487,7 @@ func (o abandonObserver) ReportAbandoned(r outbox.Report, _ error) { o.abandoned
 
 func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	api := newFakeAPI(job("p", "u1"))
-	api.reportErr = &mainframe.APIError{Endpoint: "PUT /package", Status: 503}
+	api.FailReports(&mainframe.APIError{Endpoint: "PUT /package", Status: 503})
 	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
 	f := startFleet(t, api, func(c *Config) { // 1 ns: any report is past it by the time it is first sent.
 		c.ReportMaxAge = time.Nanosecond
@@ -590,9 +516,7 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 			t.Fatalf("outbox still holds %d reports", f.c.out.Len())
 		}
 	}
-	api.mu.Lock()
-	tries := api.reportTries
-	api.mu.Unlock()
+	tries := api.ReportTries()
 	if tries != 1 {
 		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)
 	}

@@ -89,7 +89,7 @@ func TestSlotClaimIsCapped(t *testing.T) {
 	for _, tk := range hogTasks {
 		hog.answer(result(tk, ""))
 	}
-	api.waitReports(t, 12)
+	api.WaitReports(t, 12)
 }
 
 // TestStalledReaderIsCutAndRefused: a worker that stops reading (gRPC flow
@@ -99,7 +99,7 @@ func TestSlotClaimIsCapped(t *testing.T) {
 func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	big := strings.Repeat("// padding that makes the rule set large\n", 5<<20/41)
 	api := newFakeAPI(job("p", "u1"))
-	api.rules = mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules, "pad": big}}
+	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules, "pad": big}}, nil)
 	f := startFleet(t, api, func(c *Config) {
 		c.HeartbeatInterval = 100 * time.Millisecond
 		c.HeartbeatMisses = 50 // not cut for silence: the stall must be what cuts it
@@ -163,7 +163,7 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	honest := f.worker("honest", 1)
 	honest.ready()
 	honest.answer(result(honest.tasks(1)[0], ""))
-	api.waitReports(t, 1)
+	api.WaitReports(t, 1)
 }
 
 // TestSilentHolderCannotStallReleases: a worker that accepts tasks and
@@ -192,7 +192,7 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 		}
 		honest.answer(result(tk, "x", "r"))
 	}
-	r := api.waitReports(t, 1)[0]
+	r := api.WaitReports(t, 1)[0]
 	if r.Success == nil || r.Success.Score != 1 {
 		t.Fatalf("report %+v, want the honest worker's score", r)
 	}
@@ -209,7 +209,7 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if n := len(api.snapshot()); n != 1 {
+	if n := len(api.Reports()); n != 1 {
 		t.Fatalf("%d reports, want 1", n)
 	}
 }
@@ -529,7 +529,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 			honest := f.worker("honest", 1)
 			honest.ready()
 			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
-			if r := api.waitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
+			if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
 				t.Fatalf("report %+v, want the honest score 3", r)
 			}
 		})
@@ -543,7 +543,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	w.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 		Score: 0, TopFile: "x.py", TopFileScore: 0, Rules: []*fleetv1.RuleHit{{Name: "heavy", Weight: 9}},
 	}}})
-	if r := api.waitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 9 {
+	if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 9 {
 		t.Fatalf("report %+v, want score 9 from the rule's weight", r)
 	}
 }
@@ -561,7 +561,7 @@ func TestLiarCaughtBySpotCheck(t *testing.T) {
 	honest1 := f.worker("honest1", 1)
 	honest1.ready()
 	f.waitIdentities(t, 2)
-	api.add(job("evil", "u1"))
+	api.Add(job("evil", "u1"))
 	lt, ht := liar.tasks(1)[0], honest1.tasks(1)[0]
 	if lt.GetUrl() != "u1" || ht.GetUrl() != "u1" {
 		t.Fatalf("copies %v %v", lt, ht)
@@ -573,8 +573,8 @@ func TestLiarCaughtBySpotCheck(t *testing.T) {
 	liar.answer(result(lt, ""))
 	honest1.answer(result(ht, "evil.py", "heavy"))
 	honest2.answer(result(honest2.tasks(1)[0], "evil.py", "heavy"))
-	api.waitReports(t, 1)
-	r := api.snapshot()[0]
+	api.WaitReports(t, 1)
+	r := api.Reports()[0]
 	if r.Success == nil || r.Success.Score != 9 {
 		t.Fatalf("report %+v, want the honest score 9", r)
 	}
@@ -591,9 +591,7 @@ func TestOversizedRuleSetRefused(t *testing.T) {
 	f := startFleet(t, api, nil)
 	w := f.worker("w", 1)
 	w.ready()
-	api.mu.Lock()
-	api.rules = mainframe.RuleSet{Hash: "huge", Rules: map[string]string{"a": strings.Repeat("x", protocol.MaxRuleSetBytes+1)}}
-	api.mu.Unlock()
+	api.SetRules(mainframe.RuleSet{Hash: "huge", Rules: map[string]string{"a": strings.Repeat("x", protocol.MaxRuleSetBytes+1)}}, nil)
 	err := f.c.rules.update(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "keeping the rules in use") {
 		t.Fatalf("update: %v, want a refusal", err)
@@ -608,7 +606,7 @@ func TestOversizedRuleSetRefused(t *testing.T) {
 func TestLargeRuleSetReachesWorkers(t *testing.T) {
 	big := strings.Repeat("// a comment line to make the set large\n", 5<<20/40)
 	api := newFakeAPI()
-	api.rules = mainframe.RuleSet{Hash: "big", Rules: map[string]string{"a": testRules, "pad": big}}
+	api.SetRules(mainframe.RuleSet{Hash: "big", Rules: map[string]string{"a": testRules, "pad": big}}, nil)
 	f := startFleet(t, api, nil)
 	w := f.worker("w", 1)
 	if h := w.ready(); h != "big" {

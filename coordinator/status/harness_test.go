@@ -3,11 +3,10 @@ package status
 import (
 	"context"
 	"errors"
+	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,57 +25,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testRule = `rule evil_setup { meta: weight = 7 strings: $a = "evil" condition: $a }`
 
-// fakeAPI is an in-memory Dragonfly API. Reports of releases named in
-// conflict are answered 409. GET /queue-status answers from the jobs queued.
-type fakeAPI struct {
-	mu          sync.Mutex
-	queue       []mainframe.Job
-	reports     []mainframe.Report
-	conflict    map[string]bool
-	queueStatus int // GET /queue-status calls
-}
+// fakeAPI is the shared in-memory Dragonfly API.
+type fakeAPI = fakeapi.API
 
-func (f *fakeAPI) QueueStatus(context.Context) (mainframe.QueueStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.queueStatus++
-	n := int64(len(f.queue))
-	return mainframe.QueueStatus{Queued: n, TotalBacklog: n}, nil
-}
-
-func (f *fakeAPI) queueCalls() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.queueStatus
-}
-
-func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n = min(n, len(f.queue))
-	out := slices.Clone(f.queue[:n])
-	f.queue = f.queue[n:]
-	return out, nil
-}
-
-func (f *fakeAPI) Rules(context.Context) (mainframe.RuleSet, error) {
-	return mainframe.RuleSet{Hash: "0123456789abcdef0123", Rules: map[string]string{"setup": testRule}}, nil
-}
-
-func (f *fakeAPI) Report(_ context.Context, r mainframe.Report) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.reports = append(f.reports, r)
-	if f.conflict[r.Name] {
-		return &mainframe.APIError{Endpoint: "PUT /package", Status: http.StatusConflict, Detail: "no longer assigned to this worker lease"}
-	}
-	return nil
-}
-
-func (f *fakeAPI) add(jobs ...mainframe.Job) {
-	f.mu.Lock()
-	f.queue = append(f.queue, jobs...)
-	f.mu.Unlock()
+// newFakeAPI serves testRule.
+func newFakeAPI() *fakeAPI {
+	return fakeapi.New(mainframe.RuleSet{Hash: "0123456789abcdef0123", Rules: map[string]string{"setup": testRule}})
 }
 
 func intp(i int) *int       { return &i }
@@ -267,10 +221,11 @@ func (w *fakeWorker) serve(stream fleetv1.FleetService_ConnectClient, id string,
 // success whose report is refused with 409.
 func finishJobs(t *testing.T, cfg Config) *fleet {
 	t.Helper()
-	api := &fakeAPI{conflict: map[string]bool{"raced": true}}
+	api := newFakeAPI()
+	api.Conflict("raced")
 	f := startFleet(t, api, cfg)
 	f.worker("w-alpha", 2, map[string]string{"https://files.example/big-2.0.whl": "distribution big-2.0.whl: file setup.py exceeds limit DRAGONFLY_MAX_FILE_SIZE"})
-	api.add(
+	api.Add(
 		testJob("evilpkg", "https://files.example/packages/aa/bb/evilpkg-1.0.tar.gz", "https://files.example/evilpkg-1.0-py3-none-any.whl"),
 		testJob("big", "https://files.example/big-2.0.whl"),
 		testJob("raced", "https://files.example/raced-1.0.tar.gz"),

@@ -473,7 +473,7 @@ func TestQueueOnDemand(t *testing.T) {
 // TestQueueSingleFlight: however many pages and scrapes at once, the API is
 // asked once per QueueRefresh (the coordinator's cache, given our maxAge).
 func TestQueueSingleFlight(t *testing.T) {
-	api := &fakeAPI{}
+	api := newFakeAPI()
 	f := startFleet(t, api, Config{QueueRefresh: time.Hour})
 	srv := httptest.NewServer(f.handler())
 	defer srv.Close()
@@ -493,7 +493,7 @@ func TestQueueSingleFlight(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := api.queueCalls(); n != 1 {
+	if n := api.QueueStatusCalls(); n != 1 {
 		t.Errorf("GET /queue-status calls = %d for 24 concurrent requests, want 1", n)
 	}
 }
@@ -869,7 +869,7 @@ func TestBuildInfo(t *testing.T) {
 // TestHealthEndpoints: /healthz answers while HTTP is served; /readyz only
 // while the gRPC server serves and the coordinator is not draining.
 func TestHealthEndpoints(t *testing.T) {
-	api := &fakeAPI{}
+	api := newFakeAPI()
 	mon := New(Config{})
 	obs := &eventObserver{Monitor: mon, reported: make(chan outbox.Report, 100)}
 	c, err := coordinator.New(coordinator.Config{
@@ -1190,7 +1190,7 @@ func TestPromtool(t *testing.T) {
 
 // TestConcurrentUse runs events, scrapes and pages at once (for -race).
 func TestConcurrentUse(t *testing.T) {
-	f := startFleet(t, &fakeAPI{}, Config{})
+	f := startFleet(t, newFakeAPI(), Config{})
 	f.worker("w-race", 2, nil)
 	srv := httptest.NewServer(f.handler())
 	defer srv.Close()

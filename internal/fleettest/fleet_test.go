@@ -2,9 +2,9 @@ package fleettest
 
 import (
 	"context"
+	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,61 +24,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// fakeAPI is an in-memory Dragonfly API: a queue of jobs, a rule set, and the
-// reports it received.
-type fakeAPI struct {
-	mu      sync.Mutex
-	queue   []mainframe.Job
-	rules   mainframe.RuleSet
-	reports []mainframe.Report
-	changed chan struct{}
-}
-
-func (f *fakeAPI) Lease(_ context.Context, n int) ([]mainframe.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n = min(n, len(f.queue))
-	out := slices.Clone(f.queue[:n])
-	f.queue = f.queue[n:]
-	return out, nil
-}
-
-func (f *fakeAPI) Rules(context.Context) (mainframe.RuleSet, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.rules, nil
-}
-
-func (f *fakeAPI) Report(_ context.Context, r mainframe.Report) error {
-	f.mu.Lock()
-	f.reports = append(f.reports, r)
-	f.mu.Unlock()
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (f *fakeAPI) waitReports(t *testing.T, n int) []mainframe.Report {
-	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		f.mu.Lock()
-		got := slices.Clone(f.reports)
-		f.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		select {
-		case <-f.changed:
-		case <-time.After(10 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("%d of %d reports", len(got), n)
-		}
-	}
-}
 
 // sessions counts the worker sessions a coordinator started.
 type sessions struct {
@@ -128,11 +73,11 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	for k, v := range demo.Rules() {
 		sources[k] = v
 	}
-	api := &fakeAPI{changed: make(chan struct{}, 1), rules: mainframe.RuleSet{Hash: rules.ContentHash(sources), Rules: sources}}
 	one := 1
-	api.queue = append(api.queue, mainframe.Job{Name: "poison", Version: "1.0", Distributions: []string{srv.URL + "/poison-1.0.tar.gz"}, Attempt: &one})
-	api.queue = append(api.queue, mainframe.Job{Name: "reqeusts", Version: "2.31.0", Distributions: []string{srv.URL + "/reqeusts-2.31.0.tar.gz"}, Attempt: &one})
-	api.queue = append(api.queue, mainframe.Job{Name: "tinycolors", Version: "1.2.0", Distributions: []string{srv.URL + "/tinycolors-1.2.0.tar.gz", srv.URL + "/tinycolors-1.2.0-py3-none-any.whl"}, Attempt: &one})
+	api := fakeapi.New(mainframe.RuleSet{Hash: rules.ContentHash(sources), Rules: sources},
+		mainframe.Job{Name: "poison", Version: "1.0", Distributions: []string{srv.URL + "/poison-1.0.tar.gz"}, Attempt: &one},
+		mainframe.Job{Name: "reqeusts", Version: "2.31.0", Distributions: []string{srv.URL + "/reqeusts-2.31.0.tar.gz"}, Attempt: &one},
+		mainframe.Job{Name: "tinycolors", Version: "1.2.0", Distributions: []string{srv.URL + "/tinycolors-1.2.0.tar.gz", srv.URL + "/tinycolors-1.2.0-py3-none-any.whl"}, Attempt: &one})
 
 	obs := &sessions{Observer: coordinator.NopObserver()}
 	c, err := coordinator.New(coordinator.Config{
@@ -173,7 +118,7 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 		}
 	}()
 
-	reports := api.waitReports(t, 3)
+	reports := api.WaitReports(t, 3)
 	byName := map[string]mainframe.Report{}
 	for _, r := range reports {
 		if _, dup := byName[r.Name]; dup {
