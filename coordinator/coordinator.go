@@ -198,7 +198,7 @@ type Coordinator struct {
 	obs   Observer
 
 	mu       sync.Mutex
-	sessions map[string]*session
+	sessions map[string]*workerSession
 	nextSess uint64
 	draining chan struct{} // closed when shutdown begins
 	drainOne sync.Once
@@ -222,7 +222,7 @@ func New(cfg Config) (*Coordinator, error) {
 		log:      cfg.Logger,
 		out:      cfg.Outbox,
 		obs:      cfg.Observer,
-		sessions: map[string]*session{},
+		sessions: map[string]*workerSession{},
 		draining: make(chan struct{}),
 		guard:    newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
 		bigSends: semaphore.NewWeighted(bigSendBudget),

@@ -22,13 +22,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// session is one worker's stream. Three goroutines serve it: the handler
+// workerSession is the coordinator's side of one worker's session (its
+// stream). Three goroutines serve it: the handler
 // (Connect) runs the session and alone talks to the dispatcher for it; a
 // receive goroutine feeds it the worker's messages; a send goroutine is the
 // stream's only sender, fed by the session's queues. The handler never
 // blocks on the worker: a send that gRPC flow control holds too long (the
 // worker stopped reading) ends the session.
-type session struct {
+type workerSession struct {
 	info     SessionInfo
 	notify   chan struct{} // capacity 1: queued output waiting
 	lastSeen atomic.Int64  // unix nanos of the last message from the worker
@@ -46,7 +47,7 @@ type session struct {
 }
 
 // Send implements dispatch.Sink: it queues tasks for the send goroutine.
-func (s *session) Send(ts []dispatch.Task) {
+func (s *workerSession) Send(ts []dispatch.Task) {
 	s.mu.Lock()
 	s.tasks = append(s.tasks, ts...)
 	for _, t := range ts {
@@ -58,7 +59,7 @@ func (s *session) Send(ts []dispatch.Task) {
 
 // answered returns the rules hash of an assigned task and forgets the task
 // ("" for a task this session does not hold).
-func (s *session) answered(id uint64) string {
+func (s *workerSession) answered(id uint64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.taskRules[id]
@@ -66,7 +67,7 @@ func (s *session) answered(id uint64) string {
 	return h
 }
 
-func (s *session) push(m *fleetv1.ConnectResponse) {
+func (s *workerSession) push(m *fleetv1.ConnectResponse) {
 	s.mu.Lock()
 	s.ctrl = append(s.ctrl, m)
 	s.mu.Unlock()
@@ -75,7 +76,7 @@ func (s *session) push(m *fleetv1.ConnectResponse) {
 
 // pushHeartbeat queues a heartbeat unless one is waiting already (a worker
 // that does not read must not make the queue grow).
-func (s *session) pushHeartbeat() {
+func (s *workerSession) pushHeartbeat() {
 	s.mu.Lock()
 	queued := s.heartbeat
 	s.heartbeat = true
@@ -87,7 +88,7 @@ func (s *session) pushHeartbeat() {
 
 // offerRules queues a rule set, replacing one not yet sent. It reports
 // whether the set is new to this worker.
-func (s *session) offerRules(set *fleetv1.RuleSet) bool {
+func (s *workerSession) offerRules(set *fleetv1.RuleSet) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.offered[set.GetHash()] {
@@ -100,13 +101,13 @@ func (s *session) offerRules(set *fleetv1.RuleSet) bool {
 }
 
 // wasOffered reports whether a rules hash was sent or queued to this worker.
-func (s *session) wasOffered(hash string) bool {
+func (s *workerSession) wasOffered(hash string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.offered[hash]
 }
 
-func (s *session) wake() {
+func (s *workerSession) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -118,7 +119,7 @@ const maxTasksPerAssign = 256
 
 // take returns the queued output in order: control messages, the rule set,
 // a heartbeat, then the queued tasks in Assign messages.
-func (s *session) take() []*fleetv1.ConnectResponse {
+func (s *workerSession) take() []*fleetv1.ConnectResponse {
 	s.mu.Lock()
 	out := s.ctrl
 	rs, hb, tasks := s.rules, s.heartbeat, s.tasks
@@ -269,7 +270,7 @@ func awaitHello(ctx context.Context, in <-chan *fleetv1.ConnectRequest, timeout 
 // the session, or refuses it. Refusals for load or misbehaviour are
 // ResourceExhausted or Unavailable (retry later), never Unauthenticated or
 // PermissionDenied, which tell a worker its configuration is wrong.
-func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*session, error) {
+func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*workerSession, error) {
 	switch h.GetMode() {
 	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED, fleetv1.WorkerMode_WORKER_MODE_SCAN:
 	default:
@@ -294,7 +295,7 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*sess
 		return nil, status.Errorf(codes.ResourceExhausted, "the coordinator serves its maximum of %d workers (DRAGONFLY_MAX_WORKERS)", c.maxSessions.Load())
 	}
 	c.nextSess++
-	s := &session{
+	s := &workerSession{
 		notify:    make(chan struct{}, 1),
 		offered:   map[string]bool{},
 		taskRules: map[uint64]string{},
@@ -329,7 +330,7 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*sess
 
 // streamSender is the stream's only sender: it sends what the session queues
 // until ctx ends or a send fails.
-func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetService_ConnectServer, s *session, failed chan<- error) {
+func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetService_ConnectServer, s *workerSession, failed chan<- error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -364,7 +365,7 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 // sessions.
 const bigSendBudget = 4 * protocol.MaxResponseBytes
 
-func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *session, m *fleetv1.ConnectResponse) error {
+func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *workerSession, m *fleetv1.ConnectResponse) error {
 	s.sendingSince.Store(c.cfg.Now().UnixNano())
 	err := stream.Send(m)
 	s.sendingSince.Store(0)
@@ -375,7 +376,7 @@ func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *sess
 }
 
 // serve runs the session until it ends, and says why for the dispatcher.
-func (c *Coordinator) serve(ctx context.Context, s *session, in <-chan *fleetv1.ConnectRequest, sendFailed <-chan error) (error, dispatch.LeaveReason) {
+func (c *Coordinator) serve(ctx context.Context, s *workerSession, in <-chan *fleetv1.ConnectRequest, sendFailed <-chan error) (error, dispatch.LeaveReason) {
 	id := s.info.SessionID
 	hb := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer hb.Stop()
@@ -424,7 +425,7 @@ func (c *Coordinator) isDraining() bool {
 
 // handle applies one message from a worker. An error ends the session as a
 // protocol violation.
-func (c *Coordinator) handle(s *session, m *fleetv1.ConnectRequest) error {
+func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error {
 	id := s.info.SessionID
 	now := c.cfg.Now()
 	switch msg := m.GetMsg().(type) {

@@ -20,10 +20,11 @@ import (
 // keepRules is how many compiled rule sets a worker holds at once.
 const keepRules = 3
 
-// session is one stream's state. Only the session goroutine touches it; the
+// coordinatorSession is the worker's side of one session with the
+// coordinator (one stream's state). Only the session goroutine touches it; the
 // receive goroutine, task goroutines and compile goroutines report to it
 // through channels. The session goroutine is the stream's only sender.
-type session struct {
+type coordinatorSession struct {
 	w      *Worker
 	stream fleetv1.FleetService_ConnectClient
 	ctx    context.Context // the stream's; cancelled when the session ends
@@ -67,7 +68,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	s := &session{
+	s := &coordinatorSession{
 		w: w, stream: stream, ctx: sctx,
 		running: map[uint64]context.CancelFunc{}, rulesets: map[string]*rules.Compiled{},
 		lastUse: map[string]time.Time{}, compile: map[string]bool{},
@@ -109,7 +110,7 @@ func (w *Worker) session(ctx context.Context) error {
 
 var errSessionOver = errors.New("session over")
 
-func (s *session) send(m *fleetv1.ConnectRequest) error {
+func (s *coordinatorSession) send(m *fleetv1.ConnectRequest) error {
 	if err := s.stream.Send(m); err != nil {
 		if errors.Is(err, io.EOF) {
 			// The real error comes from Recv.
@@ -120,7 +121,7 @@ func (s *session) send(m *fleetv1.ConnectRequest) error {
 	return nil
 }
 
-func (s *session) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, recvDone <-chan error) error {
+func (s *coordinatorSession) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, recvDone <-chan error) error {
 	w := s.w
 	if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
 		WorkerId: w.cfg.WorkerID, Version: w.cfg.Version, ProtocolVersion: protocol.Version,
@@ -218,7 +219,7 @@ func (s *session) run(ctx context.Context, in <-chan *fleetv1.ConnectResponse, r
 
 // awaitClose waits (bounded) for the coordinator to end the stream after our
 // CloseSend.
-func (s *session) awaitClose(recvDone <-chan error, in <-chan *fleetv1.ConnectResponse) error {
+func (s *coordinatorSession) awaitClose(recvDone <-chan error, in <-chan *fleetv1.ConnectResponse) error {
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -236,7 +237,7 @@ func (s *session) awaitClose(recvDone <-chan error, in <-chan *fleetv1.ConnectRe
 }
 
 // handle applies one message from the coordinator.
-func (s *session) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
+func (s *coordinatorSession) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
 	w := s.w
 	switch msg := m.GetMsg().(type) {
 	case *fleetv1.ConnectResponse_Welcome:
@@ -289,7 +290,7 @@ func (s *session) handle(m *fleetv1.ConnectResponse, hb *time.Ticker) error {
 }
 
 // drain stops taking tasks and hands back the ones not started.
-func (s *session) drain() error {
+func (s *coordinatorSession) drain() error {
 	s.draining = true
 	if len(s.queue) == 0 {
 		return nil
@@ -302,12 +303,12 @@ func (s *session) drain() error {
 	return s.handBack(ids, "draining")
 }
 
-func (s *session) handBack(ids []uint64, reason string) error {
+func (s *coordinatorSession) handBack(ids []uint64, reason string) error {
 	return s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: reason}}})
 }
 
 // heartbeat tells the coordinator the tasks held and which are running.
-func (s *session) heartbeat() error {
+func (s *coordinatorSession) heartbeat() error {
 	ids := make([]uint64, 0, len(s.running))
 	for id := range s.running {
 		ids = append(ids, id)
@@ -324,7 +325,7 @@ const envelope = 64
 // flushResults sends the pending results in messages below the
 // coordinator's limit. A single result too large for any message is sent as
 // a failure of its task that says so.
-func (s *session) flushResults() error {
+func (s *coordinatorSession) flushResults() error {
 	limit := s.maxRequest - envelope
 	for len(s.pending) > 0 {
 		var batch []*fleetv1.TaskResult
@@ -364,7 +365,7 @@ func tooLarge(r *fleetv1.TaskResult, size, limit int) *fleetv1.TaskResult {
 
 // startTasks starts queued tasks while slots are free, and tells the
 // coordinator which tasks run now when any started.
-func (s *session) startTasks() error {
+func (s *coordinatorSession) startTasks() error {
 	started := 0
 	defer func() {
 		if started > 0 && !s.draining {
@@ -396,7 +397,7 @@ func (s *session) startTasks() error {
 }
 
 // ruleSet compiles a pushed rule set in the background.
-func (s *session) ruleSet(rs *fleetv1.RuleSet) error {
+func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	hash := rs.GetHash()
 	if _, ok := s.rulesets[hash]; ok {
 		return s.send(rulesStatus(hash, nil, 0, false))
@@ -422,7 +423,7 @@ func rulesStatus(hash string, err error, took time.Duration, evicted bool) *flee
 	return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: st}}
 }
 
-func (s *session) compiledSet(c compileDone) error {
+func (s *coordinatorSession) compiledSet(c compileDone) error {
 	delete(s.compile, c.hash)
 	s.w.obs.RulesCompiled(c.took, c.err)
 	if c.err != nil {
@@ -441,7 +442,7 @@ func (s *session) compiledSet(c compileDone) error {
 
 // evict drops the least recently used rule sets beyond keepRules that no
 // queued or running task needs, and tells the coordinator.
-func (s *session) evict() error {
+func (s *coordinatorSession) evict() error {
 	for len(s.rulesets) > keepRules {
 		inUse := map[string]bool{}
 		for _, t := range s.queue {

@@ -238,9 +238,9 @@ type Dispatcher struct {
 	sessSeq  uint64
 	jobs     map[string]*job
 	pending  taskHeap
-	backups  []*assign           // overdue copies waiting for a backup
-	assigns  map[uint64]*assign  // outstanding copies by task ID
-	sessions map[string]*session // by session id
+	backups  []*assign            // overdue copies waiting for a backup
+	assigns  map[uint64]*assign   // outstanding copies by task ID
+	sessions map[string]*assignee // by session id
 	quar     map[string]*quarantine
 	quarSeq  []string // quarantined identities, oldest first
 	speed    speed
@@ -342,7 +342,7 @@ const (
 type assign struct {
 	id       uint64
 	task     *task
-	session  *session
+	session  *assignee
 	kind     copyKind
 	assigned time.Time
 	started  bool
@@ -351,7 +351,9 @@ type assign struct {
 	backedUp bool // a backup of it was dispatched
 }
 
-type session struct {
+// assignee is a worker session as the dispatcher sees it: credits, the
+// copies it holds, the rules it has ready.
+type assignee struct {
 	id          string
 	identity    string
 	seq         uint64
@@ -416,7 +418,7 @@ func New(cfg Config) *Dispatcher {
 		cfg:      cfg,
 		jobs:     map[string]*job{},
 		assigns:  map[uint64]*assign{},
-		sessions: map[string]*session{},
+		sessions: map[string]*assignee{},
 		quar:     map[string]*quarantine{},
 	}
 }
@@ -481,7 +483,7 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 		d.counters.SlotsClamped++
 	}
 	d.sessSeq++
-	d.sessions[id] = &session{
+	d.sessions[id] = &assignee{
 		id: id, identity: identity, seq: d.sessSeq,
 		slots: min(max(slots, 1), d.cfg.MaxSlots), claimed: slots,
 		ready: map[string]bool{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
@@ -580,7 +582,7 @@ func (d *Dispatcher) Leave(id string, why LeaveReason) {
 
 // lost records that a session lost a started task; it reports whether that
 // failed the task's job.
-func (d *Dispatcher) lost(t *task, s *session) bool {
+func (d *Dispatcher) lost(t *task, s *assignee) bool {
 	d.counters.TasksLost++
 	if !slices.Contains(t.lostBy, s.identity) {
 		t.lostBy = append(t.lostBy, s.identity)
@@ -941,7 +943,7 @@ func (d *Dispatcher) schedule(t *task) bool {
 }
 
 // assign sends a copy of t to s (through batches, sent at the end of pump).
-func (d *Dispatcher) assign(t *task, s *session, kind copyKind, batches map[*session][]Task) *assign {
+func (d *Dispatcher) assign(t *task, s *assignee, kind copyKind, batches map[*assignee][]Task) *assign {
 	d.nextID++
 	a := &assign{id: d.nextID, task: t, session: s, kind: kind, assigned: d.now}
 	s.outstanding[a.id] = a
@@ -981,7 +983,7 @@ func (d *Dispatcher) pump() {
 		return
 	}
 	var skipped []*task
-	batches := map[*session][]Task{}
+	batches := map[*assignee][]Task{}
 	for d.pending.Len() > 0 {
 		t := heap.Pop(&d.pending).(*task)
 		s := d.pick(t, false)
@@ -1011,7 +1013,7 @@ func (d *Dispatcher) pump() {
 // pumpBackups dispatches a backup for each overdue copy whose task still
 // lacks votes, to a free slot of an identity that holds no copy or vote of
 // it. Copies per task are capped at their votes needed + 2.
-func (d *Dispatcher) pumpBackups(batches map[*session][]Task) {
+func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 	keep := d.backups[:0]
 	for _, a := range d.backups {
 		t := a.task
@@ -1042,7 +1044,7 @@ func (d *Dispatcher) pumpBackups(batches map[*session][]Task) {
 	d.backups = keep
 }
 
-func (d *Dispatcher) free(s *session) int {
+func (d *Dispatcher) free(s *assignee) int {
 	if s.draining || s.quarantined || len(s.ready) == 0 {
 		return 0
 	}
@@ -1064,14 +1066,14 @@ func (d *Dispatcher) anyFree() bool {
 // the same job (release affinity), but only if that one has a free slot or no
 // candidate has one: affinity never leaves a slot idle that could start the
 // task. Otherwise the most free credits win, then the least recently picked.
-func (d *Dispatcher) pick(t *task, backup bool) *session {
+func (d *Dispatcher) pick(t *task, backup bool) *assignee {
 	hash := t.job.RulesHash
 	check := len(t.copies)+len(t.votes) > 0
-	var best, aff *session
+	var best, aff *assignee
 	bestFree, affFree := 0, 0
 	anySlot := false
 	// better: more free credits, then least recently picked, then joined first.
-	better := func(s *session, f int, b *session, bf int) bool {
+	better := func(s *assignee, f int, b *assignee, bf int) bool {
 		switch {
 		case b == nil:
 			return true
@@ -1171,8 +1173,8 @@ func (d *Dispatcher) Has(name, version string) bool {
 	return ok
 }
 
-// SessionInfo describes a session for operators.
-type SessionInfo struct {
+// SessionLoad is a session's load and credits, for operators.
+type SessionLoad struct {
 	ID       string
 	Identity string
 	// Slots is the effective slot count; SlotsClaimed what the worker asked.
@@ -1212,7 +1214,7 @@ type SpotChecks struct {
 
 // Snapshot describes the dispatcher's state for operators.
 type Snapshot struct {
-	Sessions []SessionInfo
+	Sessions []SessionLoad
 	// JobsInFlight are admitted jobs not finished yet.
 	JobsInFlight int
 	// TasksWaiting wait for a worker; OldestWaiting is the lease time of the
@@ -1250,7 +1252,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 	ids := d.readyIdentities()
 	snap.SpotChecks = SpotChecks{Rate: d.cfg.VerifyRate, Identities: ids, Active: d.cfg.VerifyRate > 0 && ids >= 2}
 	for _, s := range d.sessions {
-		info := SessionInfo{
+		info := SessionLoad{
 			ID: s.id, Identity: s.identity, Slots: s.slots, SlotsClaimed: s.claimed, Outstanding: len(s.outstanding),
 			Draining: s.draining, Quarantined: s.quarantined, Completed: s.completed, Joined: s.joined,
 		}
@@ -1269,7 +1271,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		snap.Sessions = append(snap.Sessions, info)
 		snap.SlotsTotal += s.slots
 	}
-	slices.SortFunc(snap.Sessions, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(snap.Sessions, func(a, b SessionLoad) int { return cmp.Compare(a.ID, b.ID) })
 	for _, id := range d.quarSeq {
 		q := d.quar[id]
 		snap.Quarantined = append(snap.Quarantined, QuarantineInfo{Identity: id, Reason: q.reason, Since: q.since})

@@ -522,7 +522,7 @@ func TestLiarCaughtByThirdIdentity(t *testing.T) {
 	if s.Counters.ResultsDiscarded != 1 || s.Counters.Quarantines != 1 || len(s.Quarantined) != 1 || s.Quarantined[0].Identity != "liar" {
 		t.Fatalf("snapshot = %+v", s)
 	}
-	if !s.Sessions[slices.IndexFunc(s.Sessions, func(si SessionInfo) bool { return si.ID == "l2" })].Quarantined {
+	if !s.Sessions[slices.IndexFunc(s.Sessions, func(si SessionLoad) bool { return si.ID == "l2" })].Quarantined {
 		t.Fatal("session of a quarantined identity not marked")
 	}
 }

@@ -28,7 +28,7 @@ func busyFleet(b *testing.B) (*Monitor, *fakeSource) {
 		src.snap.Sessions = append(src.snap.Sessions, coordinator.SessionState{
 			SessionInfo: coordinator.SessionInfo{SessionID: id, WorkerID: fmt.Sprintf("w%d", i), Identity: fmt.Sprintf("cert:CN=w%d", i), Host: "host", Version: "v", Started: now},
 			LastSeen:    now})
-		src.snap.Dispatch.Sessions = append(src.snap.Dispatch.Sessions, dispatch.SessionInfo{ID: id, Identity: fmt.Sprintf("cert:CN=w%d", i), Slots: 2, Outstanding: 2, RulesReady: []string{"h"}})
+		src.snap.Dispatch.Sessions = append(src.snap.Dispatch.Sessions, dispatch.SessionLoad{ID: id, Identity: fmt.Sprintf("cert:CN=w%d", i), Slots: 2, Outstanding: 2, RulesReady: []string{"h"}})
 		m.SessionStarted(coordinator.SessionInfo{SessionID: id})
 	}
 	src.snap.Dispatch.Quarantined = []dispatch.QuarantineInfo{{Identity: "cert:CN=w0", Reason: "lied", Since: now}}

@@ -734,7 +734,7 @@ func TestPlurals(t *testing.T) {
 	src := emptySource()
 	now := time.Now()
 	src.snap.Sessions = []coordinator.SessionState{{SessionInfo: coordinator.SessionInfo{SessionID: "s1", WorkerID: "w1", Identity: "w1", Started: now}, LastSeen: now}}
-	src.snap.Dispatch.Sessions = []dispatch.SessionInfo{{ID: "s1", Identity: "w1", Slots: 2, Outstanding: 1}}
+	src.snap.Dispatch.Sessions = []dispatch.SessionLoad{{ID: "s1", Identity: "w1", Slots: 2, Outstanding: 1}}
 	src.snap.Dispatch.JobsInFlight, src.snap.Dispatch.TasksRunning = 1, 1
 	src.snap.Dispatch.SpotChecks = dispatch.SpotChecks{Rate: 0.02, Identities: 1}
 	html := renderPage(t, m, src)
