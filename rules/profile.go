@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/score"
@@ -287,8 +288,10 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 	if perFile {
 		res.times = make([]time.Duration, len(p.files))
 	}
-	next := make(chan int)
+	// Each goroutine takes the next file by an atomic counter: no hand-off
+	// between (locked) threads per file.
 	var (
+		next     atomic.Int64
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
@@ -311,8 +314,6 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			sc, err := yara.NewScanner(yr)
 			if err != nil {
 				fail(fmt.Errorf("yara scanner: %w", err))
-				for range next {
-				}
 				return
 			}
 			defer sc.Destroy()
@@ -329,7 +330,12 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 				return t
 			}
 			loopStart := clock()
-			for i := range next {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(indexes) || ctx.Err() != nil {
+					break
+				}
+				i := indexes[k]
 				cb.found = false
 				var start time.Duration
 				if perFile {
@@ -361,13 +367,6 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			mu.Unlock()
 		}()
 	}
-	for _, i := range indexes {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- i
-	}
-	close(next)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return runResult{}, err

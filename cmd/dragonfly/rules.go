@@ -402,30 +402,44 @@ func writeProfileTable(w io.Writer, rep rules.ProfileReport) error {
 	return err
 }
 
-// profileVerdict names the fewest rules that take at least 80% of the sum
-// of costs: "3 rules take 91% of the time: a, b, c".
+// profileVerdict names the rules that stand out: the top k before the
+// largest drop in cost among the first ten (a rule costing at least twice
+// the next), as "2 rules take 49% of the time: a, b."; without such a drop,
+// the fewest rules that take 80%.
 func profileVerdict(rep rules.ProfileReport) string {
-	if rep.Sum <= 0 || len(rep.Rules) == 0 {
+	rs := rep.Rules
+	if rep.Sum <= 0 || len(rs) == 0 {
 		return "No rule took measurable time over these files."
+	}
+	k, best := 0, 2.0
+	for i := 1; i < min(len(rs), 11); i++ {
+		next := max(rs[i].Seconds, 1e-9)
+		if r := rs[i-1].Seconds / next; r >= best {
+			k, best = i, r
+		}
+	}
+	prefix := ""
+	if k == 0 {
+		prefix = "No rule stands out: "
+		for share := 0.0; k < len(rs) && share < 0.8; k++ {
+			share += rs[k].Share
+		}
 	}
 	share := 0.0
 	var names []string
-	for _, r := range rep.Rules {
+	for _, r := range rs[:k] {
 		share += r.Share
 		names = append(names, r.Rule)
-		if share >= 0.8 {
-			break
-		}
 	}
 	verb := "take"
-	if len(names) == 1 {
+	if k == 1 {
 		verb = "takes"
 	}
 	list := strings.Join(names, ", ")
-	if len(names) > 5 {
-		list = strings.Join(names[:5], ", ") + ", ..."
+	if k > 5 {
+		list = fmt.Sprintf("%s and %d more", strings.Join(names[:5], ", "), k-5)
 	}
-	return fmt.Sprintf("%s %s %.0f%% of the time: %s.", plural(len(names), "rule"), verb, 100*share, list)
+	return fmt.Sprintf("%s%s %s %.0f%% of the time: %s.", prefix, plural(k, "rule"), verb, 100*share, list)
 }
 
 // profileNote says what the costs are and how their sum compares with the

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"golang.org/x/sys/unix"
 )
@@ -317,6 +318,37 @@ func TestRulesProfileProgressOnTerminal(t *testing.T) {
 	for _, want := range []string{"\r\x1b[Kunpacking 1 target", "\r\x1b[Kprofiling 1/5: a set without rules", "\r\x1b[Kprofiling 5/5: b", "\r\x1b[Kdragonfly rules profile: 2 rules"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal output lacks %q: %q", want, out)
+		}
+	}
+}
+
+func TestProfileVerdict(t *testing.T) {
+	report := func(secs ...float64) rules.ProfileReport {
+		var rep rules.ProfileReport
+		for i, s := range secs {
+			rep.Rules = append(rep.Rules, rules.RuleCost{Rule: fmt.Sprintf("r%d", i+1), Seconds: s})
+			rep.Sum += s
+		}
+		for i := range rep.Rules {
+			if rep.Sum > 0 {
+				rep.Rules[i].Share = rep.Rules[i].Seconds / rep.Sum
+			}
+		}
+		return rep
+	}
+	for _, tc := range []struct {
+		rep  rules.ProfileReport
+		want string
+	}{
+		{report(8.5, 8.4, 0.8, 0.8, 0.7), "2 rules take 88% of the time: r1, r2."},
+		{report(9, 1, 0.5), "1 rule takes 86% of the time: r1."},
+		{report(5, 4.5, 4, 3.5, 3), "No rule stands out: 4 rules take 85% of the time: r1, r2, r3, r4."},
+		{report(10, 9, 8, 7, 6, 5, 1), "6 rules take 98% of the time: r1, r2, r3, r4, r5 and 1 more."},
+		{report(0, 0), "No rule took measurable time over these files."},
+		{report(), "No rule took measurable time over these files."},
+	} {
+		if got := profileVerdict(tc.rep); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.rep.Rules, got, tc.want)
 		}
 	}
 }
