@@ -119,7 +119,7 @@ func (c *scanConfig) register(s *settings) {
 	s.Var(boolVal(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
 	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
 	s.Flag(boolVal(&c.stats, false), "stats", "print what the scan engine did and saved on standard error (see above)")
-	s.Var(sizeVal(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
+	s.Var(cacheSizeVal(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
 	s.Flag(boolVal(&c.showStrings, false), "show-strings", "show the matched strings of each file (see Output)")
 	downloadFlags(s, &c.download)
 	limitFlags(s, &c.limitSet)
@@ -496,3 +496,31 @@ func writeStats(w io.Writer, results []scanResult, c scan.Counters) {
 	row("scanned again for links", "%d files", c.Rescans)
 	row("rule subsets compiled", "%d in %.2f s (%d fell back to the whole set)", c.Subsets, c.SubsetTime.Seconds(), c.SubsetFailures)
 }
+
+// cacheSizeValue is DRAGONFLY_MATCH_CACHE_SIZE: a size (32MiB), or 0 or
+// "off" for no cache.
+type cacheSizeValue int64
+
+func cacheSizeVal(p *int64, def int64) *cacheSizeValue { *p = def; return (*cacheSizeValue)(p) }
+
+func (v *cacheSizeValue) Set(s string) error {
+	if t := strings.TrimSpace(s); t == "0" || t == "off" {
+		*v = 0
+		return nil
+	}
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = cacheSizeValue(n)
+	return nil
+}
+
+func (v *cacheSizeValue) String() string {
+	if *v == 0 {
+		return "0"
+	}
+	return formatSize(int64(*v))
+}
+
+func (v *cacheSizeValue) Type() string { return "size" }

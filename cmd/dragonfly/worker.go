@@ -49,7 +49,7 @@ func (f *workerFlags) register(s *settings) {
 	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	downloadFlags(s, &f.download)
 	s.Var(durationVal(&f.grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
-	s.Var(sizeVal(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
+	s.Var(cacheSizeVal(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
 	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
 	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
