@@ -10,6 +10,7 @@
 //	mkcorpus resolve [-list ...]      print the list with missing SHA256s filled in (apt-cache)
 //	mkcorpus extract -to DIR [-out bench/corpus] [-big]
 //	mkcorpus stats [-out bench/corpus]  print the corpus totals and big targets as JSON
+//	mkcorpus stream [-out bench/corpus] write the release stream to OUT/stream (see stream.go)
 package main
 
 import (
@@ -37,7 +38,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cmd := "build"
-	if len(args) > 0 && (args[0] == "build" || args[0] == "resolve" || args[0] == "extract" || args[0] == "stats") {
+	if len(args) > 0 && (args[0] == "build" || args[0] == "resolve" || args[0] == "extract" || args[0] == "stats" || args[0] == "stream") {
 		cmd, args = args[0], args[1:]
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -65,6 +66,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return resolve(ctx, cfg, stdout)
 	case "stats":
 		return stats(cfg, stdout)
+	case "stream":
+		m, err := buildStream(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		t := m.Totals
+		fmt.Fprintf(stdout, "stream: %d distributions, %d files, %.1f MB compressed, %.1f MB expanded\n",
+			t.Distributions, t.Files, float64(t.Size)/1e6, float64(t.Expanded)/1e6)
+		return nil
 	case "extract":
 		if *to == "" {
 			return errors.New("extract needs -to")
