@@ -299,3 +299,29 @@ func FuzzDeclarations(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckBoundsMessages: identifiers and values from the sources are cut
+// before they go into a message.
+func TestCheckBoundsMessages(t *testing.T) {
+	long := strings.Repeat("a", 100000)
+	rep, err := Check(Set{Sources: map[string]string{
+		"a": "rule " + long + " {\n meta:\n  weight = \"" + long + "\"\n condition: $missing\n}\n",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lint, errs int
+	for _, d := range rep.Diagnostics {
+		if d.Severity == Error {
+			errs++
+		} else if strings.Contains(d.Text, "is not an integer") {
+			lint++
+		}
+		if len(d.String()) > 4<<10 {
+			t.Errorf("%d-byte diagnostic: %.200s", len(d.String()), d)
+		}
+	}
+	if lint != 1 || errs == 0 {
+		t.Errorf("%d lint warnings, %d errors: %d diagnostics", lint, errs, len(rep.Diagnostics))
+	}
+}

@@ -43,7 +43,7 @@ func lintRule(file, stem, name string, line int, metas []metaValue) []Diagnostic
 			l = line
 		}
 		out = append(out, Diagnostic{File: file, Stem: stem, Line: l, Severity: Warning, Rule: name,
-			Text: fmt.Sprintf("rule %q: ", name) + fmt.Sprintf(format, a...)})
+			Text: fmt.Sprintf("rule %s: ", showValue(name)) + fmt.Sprintf(format, a...)})
 	}
 	var weight, filetype *metaValue
 	for i := range metas {
