@@ -215,3 +215,75 @@ func BenchmarkMatchGuardOverhead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDisableVsSubset scans ~20 MB of Python-like text as a file
+// that admits only the bench rules without a filetype (LICENSE, data.json:
+// the slow .py regexes do not apply) three ways: with the whole set, with
+// the whole set and every other rule disabled (yara.Rule.Disable: libyara
+// still searches a disabled rule's strings, it only skips its condition),
+// and with the compiled subset of the admitted rules. One thread, bare
+// scanners, no unpacking.
+func BenchmarkDisableVsSubset(b *testing.B) {
+	files := pythonish(2000, 10<<10)
+	set, err := rules.Load(filepath.Join("..", "..", "bench", "rules"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	full := compileSet(b, set)
+	p := newPlan(full, false, 8, nil)
+	tg, adm := p.targetFor("pkg/LICENSE")
+	tg.compile()
+	if !tg.subset {
+		b.Fatal("LICENSE admits every rule: nothing to compare")
+	}
+	disabled := compileSet(b, set) // its own copy: Disable changes it for every scanner
+	for i, r := range disabled.Yara().GetRules() {
+		if !tg.holds.has(i) {
+			r.Disable()
+		}
+	}
+	b.Logf("%d of %d rules admitted, %d held with what they depend on", popcount(adm), p.n, popcount(tg.holds))
+	for _, bc := range []struct {
+		name string
+		rs   *rules.Compiled
+	}{{"whole", full}, {"disabled", disabled}, {"subset", tg.rules}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := yara.NewScanner(bc.rs.Yara())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Destroy()
+			var m yara.MatchRules
+			s.SetCallback(&m)
+			b.SetBytes(expanded(files))
+			b.ResetTimer()
+			for range b.N {
+				for _, f := range files {
+					m = m[:0]
+					if err := s.ScanMem([]byte(f[1])); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func compileSet(b *testing.B, set rules.Set) *rules.Compiled {
+	b.Helper()
+	c, err := rules.Compile(set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func popcount(r ruleBits) int {
+	n := 0
+	for _, w := range r {
+		for ; w != 0; w &= w - 1 {
+			n++
+		}
+	}
+	return n
+}
