@@ -150,7 +150,7 @@ const rulesProfileUsage = `usage: dragonfly rules profile --rules PATH [--format
 
 Measures what each rule of the set costs over real archives or directories
 (TARGET: an sdist, wheel, zip or any file, or a directory of unpacked
-files). The targets are unpacked once, in memory (identical files held
+files, as for dragonfly scan: name the archives of a directory of archives). The targets are unpacked once, in memory (identical files held
 once, all of them within --max-memory), under the scan limits below.
 
 libyara 4.2 has no profiler and every rule of a set shares one string
@@ -158,8 +158,8 @@ search, so each cost is measured: the rule compiled alone with the rules it
 may depend on (those its condition names, and every global rule), scanned
 over the files its filetype admits, minus a scan of the same files with the
 rules it depends on without it (for a global rule: with no rule at all).
-Times are the CPU time of the scanning thread per file, summed over the
-files: neither wall time nor the load of other processes counts. The sum
+Times are the CPU time of the scanning threads: neither wall time nor the
+load of other processes counts. The sum
 of the costs only approximates the full set's scan time, which the output
 states beside it: the full set searches all strings in one pass and scans
 every file with every rule.
