@@ -39,6 +39,19 @@ func pick[T any](short, long T) T {
 // per MB here), so a task lasts long enough to be interrupted.
 const slowRule = `rule e2e_slow { condition: for any i in (0..filesize-1) : ( uint32(i) == 0x41424344 ) }`
 
+// slowScanEnv is the worker environment of the scenarios that need scans to
+// take time, with extra on top: the releases they generate (and the files of
+// one release) share their padding, which the workers' match cache
+// (DRAGONFLY_MATCH_CACHE_SIZE) would answer after the first scan without
+// scanning again, so it is off.
+func slowScanEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m", "DRAGONFLY_MATCH_CACHE_SIZE": "off"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
 // makePaddedSdist builds name-version.tar.gz with files .py files of size
 // bytes of one repeated line, the first carrying both e2e tokens: large to
 // scan, a few kilobytes to download.
@@ -244,7 +257,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
 	coordEnv, pprofAddr := pprofEnv(t, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
 	_, grpcAddr, httpAddr := startCoordinator(t, d, coordEnv)
-	workerEnv := map[string]string{"DRAGONFLY_LOG_LEVEL": "info", "DRAGONFLY_SCAN_TIMEOUT": "5m"}
+	workerEnv := slowScanEnv(map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
 	workers := make([]*proc, 4)
 	for i := range workers {
 		workers[i] = startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
@@ -408,7 +421,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 			writeRules(t, rules, "e2e", e2eRules+slowRule)
 			d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
 			coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
-			w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace, "DRAGONFLY_SCAN_TIMEOUT": "5m"})
+			w := startWorker(t, d, "w0", grpcAddr, slowScanEnv(map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace}))
 			eventually(t, 60*time.Second, "the worker to scan", func() bool {
 				return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
 			})
@@ -435,7 +448,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 				if d.stats(t).Reports != 0 {
 					t.Fatal("a report was sent for a cancelled scan")
 				}
-				startWorker(t, d, "w1", grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+				startWorker(t, d, "w1", grpcAddr, slowScanEnv(nil))
 				eventually(t, pick(5*time.Minute, 10*time.Minute), "the report", func() bool { return d.allDone(t, 1) })
 				second := sessionsOf(coord, "w1")
 				if line := finishedLine(coord, "bigpkg"); len(second) != 1 || !strings.Contains(line, second[0]) || strings.Contains(line, first[0]) {
@@ -477,7 +490,7 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 	grpcAddr, httpAddr := freePort(t), freePort(t)
 	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, env)
 	for i := range 2 {
-		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m"})
+		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, slowScanEnv(nil))
 	}
 	eventually(t, 90*time.Second, "a quarter of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/4) })
 	d.setFaults(t, `{"unavailable_seconds": 8}`)
@@ -673,12 +686,12 @@ func TestFaultNetworkPartition(t *testing.T) {
 	// (DRAGONFLY_FLEET_INSECURE), or the worker does not send it and the
 	// coordinator refuses it. This link exists only inside the test machine.
 	coord := startCoordinatorAt(t, d, grpcAddr, httpAddr, map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "1s", "DRAGONFLY_FLEET_INSECURE": "true"})
-	workerEnv := map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "5m", "DRAGONFLY_FLEET_INSECURE": "true"}
-	cutoff := startWrapped(t, "wpart", []string{"ip", "netns", "exec", n.name}, map[string]string{
+	workerEnv := slowScanEnv(map[string]string{"DRAGONFLY_FLEET_INSECURE": "true"})
+	cutoff := startWrapped(t, "wpart", []string{"ip", "netns", "exec", n.name}, slowScanEnv(map[string]string{
 		"DRAGONFLY_COORDINATOR_ADDR": grpcAddr, "DRAGONFLY_FLEET_TOKEN": fleetToken, "DRAGONFLY_FLEET_INSECURE": "true",
 		"DRAGONFLY_ALLOWED_HOSTS": d.origin(), "DRAGONFLY_THREADS": "1",
-		"DRAGONFLY_WORKER_ID": "wpart", "DRAGONFLY_LOG_LEVEL": "debug", "DRAGONFLY_SCAN_TIMEOUT": "5m",
-	}, "worker")
+		"DRAGONFLY_WORKER_ID": "wpart", "DRAGONFLY_LOG_LEVEL": "debug",
+	}), "worker")
 	// The cut-off worker is alone at first, so the jobs leased now are its.
 	eventually(t, 90*time.Second, "the worker in the namespace to scan", func() bool {
 		return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1

@@ -288,7 +288,7 @@ type devapi struct {
 	*proc
 	url string
 	// auth is devapi's --auth mode ("" or "none": no credentials); the
-	// credentials are its --cf-client-id/--cf-client-secret or
+	// credentials are its --cf-access-client-id/--cf-access-client-secret or
 	// --auth0-client-id/--auth0-client-secret.
 	auth                 string
 	cfID, cfSecret       string
@@ -307,7 +307,7 @@ func startDevAPI(t *testing.T, args ...string) *devapi {
 func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
 	t.Helper()
 	addr := freePortOn(t, host)
-	p := start(t, "devapi", nil, append([]string{"devapi", "--listen", addr}, args...)...)
+	p := start(t, "devapi", nil, append([]string{"devapi", "--listen-addr", addr}, args...)...)
 	d := &devapi{proc: p, url: "http://" + addr, client: &http.Client{
 		Timeout: 30 * time.Second,
 		// A redirect is Cloudflare's login page: an auth error, not a page.
@@ -317,9 +317,9 @@ func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
 		switch v := args[i+1]; args[i] {
 		case "--auth":
 			d.auth = v
-		case "--cf-client-id":
+		case "--cf-access-client-id":
 			d.cfID = v
-		case "--cf-client-secret":
+		case "--cf-access-client-secret":
 			d.cfSecret = v
 		case "--auth0-client-id":
 			d.auth0ID = v

@@ -144,7 +144,7 @@ func secRun(t *testing.T, mode string) {
 	var wrongSecret string
 	switch mode {
 	case "cloudflare":
-		devArgs = append(devArgs, "--cf-client-id", secCFID, "--cf-client-secret", secCFSecret)
+		devArgs = append(devArgs, "--cf-access-client-id", secCFID, "--cf-access-client-secret", secCFSecret)
 		creds["DRAGONFLY_CF_ACCESS_CLIENT_ID"] = secCFID
 		creds["DRAGONFLY_CF_ACCESS_CLIENT_SECRET"] = secCFSecret
 		wrong["DRAGONFLY_CF_ACCESS_CLIENT_ID"] = secCFID
