@@ -233,6 +233,8 @@ func TestRulesProfileUsage(t *testing.T) {
 		{[]string{"rules", "profile", "--rules", bad, target}, 2, "bad.yar:1: undefined string"},
 		{[]string{"rules", "profile", "--rules", rulesPath, filepath.Join(t.TempDir(), "missing.tar.gz")}, 1, "no such file"},
 		{[]string{"rules", "profile", "--rules", rulesPath, "--max-memory", "1", target}, 1, "more than --max-memory"},
+		{[]string{"rules", "profile", "--rules", rulesPath, "--max-memory", "0", target}, 2, "size must be positive"},
+		{[]string{"rules", "profile", "--rules", rulesPath, "--threads", "0", target}, 2, "must be positive"},
 	} {
 		code, _, errOut := runCLI(t, nil, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
