@@ -4,7 +4,8 @@
 //	dragonfly coordinator   lease jobs from the API and feed workers over gRPC
 //	dragonfly worker        download, unpack and scan distributions for a coordinator
 //	dragonfly local         coordinator and worker in one process
-//	dragonfly scan          scan local archives, directories or URLs
+//	dragonfly scan          scan archives, directories, URLs or pypi:NAME releases
+//	dragonfly rules         check or profile a rule set (rules check, rules profile)
 //	dragonfly devapi        a development Dragonfly API server
 //	dragonfly status        show a coordinator's fleet
 //	dragonfly healthcheck   probe a coordinator or an HTTP endpoint
