@@ -115,7 +115,9 @@ func BenchmarkPerFileOverhead(b *testing.B) {
 // scan` does. It is skipped unless DRAGONFLY_BENCH_CORPUS names a directory
 // of distributions (e.g. bench/corpus/dists) and DRAGONFLY_BENCH_RULES a rules
 // directory (bench/rules); DRAGONFLY_BENCH_MAX limits the number of
-// distributions. For profiles:
+// distributions, DRAGONFLY_BENCH_EXHAUSTIVE=1 scans every file with every
+// rule and no cache (the plain path), DRAGONFLY_BENCH_CACHE=0 turns the match
+// cache off. For profiles:
 //
 //	DRAGONFLY_BENCH_CORPUS=$PWD/bench/corpus/dists DRAGONFLY_BENCH_RULES=$PWD/bench/rules \
 //	  go test ./worker/scan -run '^$' -bench Corpus -benchtime 1x -cpuprofile cpu.prof
@@ -152,7 +154,11 @@ func BenchmarkCorpus(b *testing.B) {
 		dists = append(dists, dist{e.Name(), data})
 	}
 	threads := runtime.NumCPU()
-	e := newEngine(b, Config{Threads: threads})
+	cfg := Config{Threads: threads, MaxMatchData: 1, Exhaustive: os.Getenv("DRAGONFLY_BENCH_EXHAUSTIVE") == "1"}
+	if os.Getenv("DRAGONFLY_BENCH_CACHE") == "0" {
+		cfg.MatchCacheSize = -1
+	}
+	e := newEngine(b, cfg)
 	var bytes int64
 	b.ResetTimer()
 	for range b.N {
@@ -181,6 +187,10 @@ func BenchmarkCorpus(b *testing.B) {
 		wg.Wait()
 	}
 	b.SetBytes(bytes)
+	c := e.Counters()
+	b.ReportMetric(float64(c.ScannedBytes)/float64(b.N)/1e6, "MB-scanned/op")
+	b.ReportMetric(float64(c.SkippedBytes)/float64(b.N)/1e6, "MB-skipped/op")
+	b.ReportMetric(float64(c.CacheHitBytes)/float64(b.N)/1e6, "MB-cached/op")
 }
 
 // BenchmarkMatchGuardOverhead scans the ~20 MB sdist of
