@@ -349,6 +349,8 @@ type assign struct {
 	overdue  bool
 	queued   bool // in d.backups
 	backedUp bool // a backup of it was dispatched
+	// backupOf is, for a backup copy, the overdue copy it backs up.
+	backupOf *assign
 }
 
 // assignee is a worker session as the dispatcher sees it: credits, the
@@ -657,17 +659,15 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		for i := range j.Distributions {
 			t := &task{job: js, index: i, hidx: -1, want: 1}
 			js.tasks = append(js.tasks, t)
+			// Picked here, checked when a second identity can take a
+			// copy: now, or by the time the first copy answers (workers
+			// still joining, a session that held the job cut). Tick gives
+			// the check up while no other identity is ready, or when the
+			// lease is ending.
 			if d.cfg.VerifyRate > 0 && d.cfg.Rand() < d.cfg.VerifyRate {
-				if d.twoIdentities(j.RulesHash) {
-					t.verify, t.want = true, 2
-					d.counters.VerifyPicked++
-					d.emit(taskEvent(EventVerifyPicked, t))
-				} else {
-					d.counters.VerifySkipped++
-					e := taskEvent(EventVerifySkipped, t)
-					e.Reason = "spot checks off: fewer than two identities ready"
-					d.emit(e)
-				}
+				t.verify, t.want = true, 2
+				d.counters.VerifyPicked++
+				d.emit(taskEvent(EventVerifyPicked, t))
 			}
 			heap.Push(&d.pending, t)
 		}
@@ -727,6 +727,11 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 	}
 	t.job.stats.add(r.Stats)
 	t.votes = append(t.votes, vote{identity: s.identity, session: s.id, res: r})
+	if t.want == 2 && len(t.votes) == 1 && len(t.copies) == 0 && !d.otherIdentity(t) {
+		// A spot check no second identity can take: spot checks are off.
+		d.giveUp(t, "spot checks off: fewer than two identities ready")
+		return
+	}
 	d.evaluate(t)
 	d.schedule(t)
 }
@@ -963,7 +968,10 @@ func (d *Dispatcher) assign(t *task, s *assignee, kind copyKind, batches map[*as
 	return a
 }
 
-// unassign removes an outstanding copy from its session and task.
+// unassign removes an outstanding copy from its session and task. A backup
+// copy that goes without answering (its session ended, was handed back)
+// leaves the overdue copy it backed up without a backup: that copy is queued
+// for another one.
 func (d *Dispatcher) unassign(a *assign) {
 	s, t := a.session, a.task
 	delete(s.outstanding, a.id)
@@ -973,6 +981,13 @@ func (d *Dispatcher) unassign(a *assign) {
 	delete(d.assigns, a.id)
 	if i := slices.Index(t.copies, a); i >= 0 {
 		t.copies = slices.Delete(t.copies, i, i+1)
+	}
+	if o := a.backupOf; o != nil && d.assigns[o.id] == o && o.backedUp && t.live() {
+		o.backedUp = false
+		if o.overdue && !o.queued {
+			o.queued = true
+			d.backups = append(d.backups, o)
+		}
 	}
 }
 
@@ -1034,6 +1049,7 @@ func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 		}
 		a.backedUp, a.queued = true, false
 		b := d.assign(t, s, copyBackup, batches)
+		b.backupOf = a
 		d.counters.BackupsDispatched++
 		e := taskEvent(EventBackupDispatched, t)
 		e.TaskID, e.Session, e.Identity, e.From = b.id, s.id, s.identity, a.session.identity
@@ -1122,23 +1138,6 @@ func (d *Dispatcher) readyIdentities() int {
 		ids[s.identity] = true
 	}
 	return len(ids)
-}
-
-// twoIdentities reports whether sessions of at least two identities could
-// take a task with the rules hash (spot checks are possible).
-func (d *Dispatcher) twoIdentities(hash string) bool {
-	first := ""
-	for _, s := range d.sessions {
-		if s.draining || s.quarantined || !s.ready[hash] {
-			continue
-		}
-		if first == "" {
-			first = s.identity
-		} else if s.identity != first {
-			return true
-		}
-	}
-	return false
 }
 
 // otherIdentity reports whether some session could take a further copy of t:

@@ -670,7 +670,26 @@ func TestSpotCheckGivesUp(t *testing.T) {
 		ta := one(t, a)
 		h.sinks["b"].take()
 		h.d.Leave("b", LeaveClean)
+		// The first vote comes with no other identity left to take the
+		// check: it is given up at once, not at the next Tick.
 		h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
+		o := outcomeOf(t, h, "p")
+		if o.Package.Score != 100 || o.Verified != 0 {
+			t.Fatalf("outcome = %+v", o)
+		}
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != "spot checks off: fewer than two identities ready" {
+			t.Fatalf("events = %+v", ev)
+		}
+	})
+	t.Run("other identity leaves after the first vote", func(t *testing.T) {
+		h := newHarness(t, Config{VerifyRate: 1})
+		a := h.joinAs("a", "A", 1, "h1")
+		b := h.joinAs("b", "B", 1, "h1")
+		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+		ta := one(t, a)
+		one(t, b) // b holds the check copy
+		h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
+		h.d.Leave("b", LeaveClean)
 		if len(h.outcomes()) != 0 {
 			t.Fatal("finished before Tick")
 		}
@@ -877,5 +896,63 @@ func TestBackupQueuedWhileCheckUnplaced(t *testing.T) {
 	}
 	if ev := h.eventsOf(EventBackupDispatched); len(ev) != 2 || ev[1].URL != "u1" || ev[1].From != "A" || ev[1].Identity != "B" {
 		t.Fatalf("events = %+v", ev)
+	}
+}
+
+// A job picked for a spot check while only one identity is ready gets its
+// check copy when a second identity joins before the first copy answers.
+func TestSpotCheckPlacedWhenSecondIdentityJoins(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 1})
+	a := h.joinAs("a", "A", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta := one(t, a)
+	if ev := h.eventsOf(EventVerifyPicked); len(ev) != 1 {
+		t.Fatalf("picked events = %+v", ev)
+	}
+	b := h.joinAs("b", "B", 1, "h1")
+	tb := one(t, b)
+	if tb.URL != "u1" || tb.ID == ta.ID {
+		t.Fatalf("check copy = %+v", tb)
+	}
+	h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
+	if len(h.outcomes()) != 0 {
+		t.Fatal("finished before the check copy answered")
+	}
+	h.d.Result("b", Result{TaskID: tb.ID, Dist: bad()}, at(2))
+	o := outcomeOf(t, h, "p")
+	if o.Package.Score != 100 || o.Verified != 1 {
+		t.Fatalf("outcome = %+v", o)
+	}
+	if ev := h.eventsOf(EventVerifySkipped); len(ev) != 0 {
+		t.Fatalf("skipped events = %+v", ev)
+	}
+}
+
+// A backup copy whose session ends without answering leaves the overdue
+// copy it backed up without a backup: another one is dispatched.
+func TestLostBackupIsReplaced(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.joinAs("a", "A", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta := one(t, a)
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Tick(at(45)) // a's copy is overdue: b takes a backup
+	tb := one(t, b)
+	if tb.URL != "u1" || tb.ID == ta.ID {
+		t.Fatalf("backup = %+v", tb)
+	}
+	h.d.Leave("b", LeaveClean)
+	c := h.joinAs("c", "C", 1, "h1")
+	h.d.Tick(at(46))
+	tc := one(t, c)
+	if tc.URL != "u1" || tc.ID == ta.ID || tc.ID == tb.ID {
+		t.Fatalf("second backup = %+v", tc)
+	}
+	if ev := h.eventsOf(EventBackupDispatched); len(ev) != 2 || ev[1].Identity != "C" || ev[1].From != "A" {
+		t.Fatalf("backup events = %+v", ev)
+	}
+	h.d.Result("c", Result{TaskID: tc.ID, Dist: bad()}, at(47))
+	if o := outcomeOf(t, h, "p"); o.Package.Score != 100 {
+		t.Fatalf("outcome = %+v", o)
 	}
 }
