@@ -13,7 +13,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
-	"github.com/dragonfly-fleet/fleet/score"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -546,33 +545,6 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	}}})
 	if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 9 {
 		t.Fatalf("report %+v, want score 9 from the rule's weight", r)
-	}
-}
-
-// TestHugeTopFileIsCut: a worker (of another release, or hostile) that
-// sends a top file name of most of a message gets its verdict reported with
-// the name cut to score.MaxTopFileBytes: the score and rules stand, and the
-// inspector link stays a size the API takes.
-func TestHugeTopFileIsCut(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
-	tk := w.tasks(1)[0]
-	name := strings.Repeat("d/", 1<<19) + "setup.py"
-	w.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
-		Score: 9, TopFile: name, TopFileScore: 9, Rules: []*fleetv1.RuleHit{{Name: "heavy", Weight: 9}},
-	}}})
-	r := api.WaitReports(t, 1)[0]
-	if r.Success == nil || r.Success.Score != 9 || len(r.Success.RulesMatched) != 1 {
-		t.Fatalf("report %+v, want score 9 from rule heavy", r)
-	}
-	u := r.Success.InspectorURL
-	if u == nil {
-		t.Fatal("no inspector URL")
-	}
-	if len(*u) > score.MaxTopFileBytes+512 || !strings.Contains(*u, "/d/d/d/") {
-		t.Fatalf("inspector URL of %d bytes, want the top file cut to %d", len(*u), score.MaxTopFileBytes)
 	}
 }
 

@@ -493,10 +493,7 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 		// A task the session does not hold (answered already, or never
 		// assigned) has no hash: the dispatcher drops its result as late.
 		weights := c.rules.weights(hash)
-		// The top file is cut as the worker cuts it (a worker of another
-		// release may not): a crafted name cannot make the report one the
-		// API refuses, and honest copies still agree.
-		d := &score.Distribution{TopFile: clip.String(o.Distribution.GetTopFile(), score.MaxTopFileBytes), TopScore: o.Distribution.GetTopFileScore()}
+		d := &score.Distribution{TopFile: o.Distribution.GetTopFile(), TopScore: o.Distribution.GetTopFileScore()}
 		seen := map[string]bool{}
 		for _, h := range o.Distribution.GetRules() {
 			name := h.GetName()

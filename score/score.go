@@ -13,10 +13,7 @@
 //   - package score = maximum distribution score (0 with no distributions);
 //   - rules_matched = sorted union of counted rule names;
 //   - inspector_url points at the top file of the top distribution, or is
-//     empty (null on the wire) when that distribution matched nothing; a top
-//     file path longer than MaxTopFileBytes (no installable file has one) is
-//     cut (clip.String), so a crafted name cannot turn the report into one
-//     the API refuses: the score and rules stand.
+//     empty (null on the wire) when that distribution matched nothing.
 //
 // Ties are broken by order: among equal file scores the file that comes first
 // in the archive wins; among equal distribution scores the distribution listed
@@ -28,14 +25,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"github.com/dragonfly-fleet/fleet/clip"
 )
-
-// MaxTopFileBytes bounds a distribution's top file path (Linux's PATH_MAX).
-// Longer paths are cut by Tally.Distribution and, for results from other
-// workers, by the coordinator.
-const MaxTopFileBytes = 4 << 10
 
 // Rule is the scoring metadata of one YARA rule.
 type Rule struct {
@@ -159,8 +149,7 @@ type Distribution struct {
 	// Rules are the distinct rules counted anywhere, sorted by name.
 	Rules []Hit
 	// TopFile is the path of the file with the highest score (first in archive
-	// order among equals), cut to MaxTopFileBytes; empty when no rule counted
-	// for any file.
+	// order among equals); empty when no rule counted for any file.
 	TopFile string
 	// TopScore is TopFile's score.
 	TopScore int64
@@ -197,7 +186,7 @@ func (t *Tally) Distribution() Distribution {
 	for i, x := range files {
 		d.Files = append(d.Files, x.file)
 		if i == 0 || x.file.Score > d.TopScore {
-			d.TopFile, d.TopScore = clip.String(x.file.Path, MaxTopFileBytes), x.file.Score
+			d.TopFile, d.TopScore = x.file.Path, x.file.Score
 		}
 		for _, h := range x.file.Rules {
 			weights[h.Name] = h.Weight

@@ -2,7 +2,6 @@ package score
 
 import (
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -218,19 +217,5 @@ func TestFiletypeApplies(t *testing.T) {
 	// No filetype metadata at all: any file.
 	if r := (Rule{Name: "any"}); !r.Applies("whatever.bin") {
 		t.Error("rule without filetypes does not apply to every file")
-	}
-}
-
-func TestTopFileIsCut(t *testing.T) {
-	long := strings.Repeat("a/", 1<<19) + "setup.py"
-	d := tally(NewFile(long, []Rule{r1}))
-	if len(d.TopFile) > MaxTopFileBytes || !strings.HasPrefix(d.TopFile, "a/a/") || !strings.Contains(d.TopFile, "[cut ") {
-		t.Fatalf("top file of %d bytes: %.40q", len(d.TopFile), d.TopFile)
-	}
-	if d.Score != 5 || len(d.Rules) != 1 || d.Files[0].Path != long {
-		t.Fatalf("distribution = score %d rules %v", d.Score, d.Rules)
-	}
-	if d := tally(NewFile("pkg/setup.py", []Rule{r1})); d.TopFile != "pkg/setup.py" {
-		t.Fatalf("short top file changed: %q", d.TopFile)
 	}
 }
