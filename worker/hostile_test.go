@@ -19,6 +19,7 @@ func TestHostileDistributions(t *testing.T) {
 	cases := testkit.HostileCases(t)
 	srv := testkit.HostileServer(t, cases)
 	e := startWorker(t, 2, func(cfg *Config) {
+		cfg.MaxPrefetch = len(cases) // the whole batch is assigned at once
 		cfg.Limits = testkit.HostileLimits()
 		cfg.Fetch = fetch.Config{AllowedHosts: []string{srv.URL}, Attempts: 1, StallTimeout: testkit.HostileStall}
 	})

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -29,20 +30,33 @@ type coordinatorSession struct {
 	stream fleetv1.FleetService_ConnectClient
 	ctx    context.Context // the stream's; cancelled when the session ends
 
-	queue    []*fleetv1.Task               // assigned, not started
+	queue    []queued                      // assigned, not started
 	running  map[uint64]context.CancelFunc // started
 	rulesets map[string]*rules.Compiled    // ready rule sets
 	lastUse  map[string]time.Time          // for eviction
-	compile  map[string]bool               // being compiled
-	draining bool
-	interval time.Duration
+	// compiling is the hash of the one rule set being compiled, when busy;
+	// next is the newest set pushed meanwhile, compiled after it (a newer
+	// one replaces it).
+	compiling string
+	busy      bool
+	next      *fleetv1.RuleSet
+	draining  bool
+	welcomed  bool
+	interval  time.Duration
 	// maxRequest is the largest message the coordinator takes
-	// (Welcome.max_request_bytes; protocol.LegacyRequestBytes when unsaid).
+	// (Welcome.max_request_bytes within [MinRequestBytes,
+	// protocol.MaxRequestBytes]; protocol.LegacyRequestBytes when unsaid).
 	maxRequest int
 
 	done     chan taskDone    // from task goroutines
 	compiled chan compileDone // from compile goroutines
 	pending  []*fleetv1.TaskResult
+}
+
+// queued is an assigned task waiting for a slot.
+type queued struct {
+	task  *fleetv1.Task
+	bound taskBound
 }
 
 type taskDone struct {
@@ -71,7 +85,7 @@ func (w *Worker) session(ctx context.Context) error {
 	s := &coordinatorSession{
 		w: w, stream: stream, ctx: sctx,
 		running: map[uint64]context.CancelFunc{}, rulesets: map[string]*rules.Compiled{},
-		lastUse: map[string]time.Time{}, compile: map[string]bool{},
+		lastUse:    map[string]time.Time{},
 		interval:   5 * time.Second,
 		maxRequest: protocol.LegacyRequestBytes,
 		done:       make(chan taskDone, w.cfg.Threads+4),
@@ -101,9 +115,8 @@ func (w *Worker) session(ctx context.Context) error {
 		d := <-s.done
 		delete(s.running, d.id)
 	}
-	for len(s.compile) > 0 {
-		c := <-s.compiled
-		delete(s.compile, c.hash)
+	if s.busy {
+		<-s.compiled
 	}
 	return err
 }
@@ -241,52 +254,90 @@ func (s *coordinatorSession) handle(m *fleetv1.ConnectResponse, hb *time.Ticker)
 	w := s.w
 	switch msg := m.GetMsg().(type) {
 	case *fleetv1.ConnectResponse_Welcome:
-		if d := msg.Welcome.GetHeartbeatInterval().AsDuration(); d > 0 {
-			s.interval = d
-			hb.Reset(d)
-		}
-		if n := msg.Welcome.GetMaxRequestBytes(); n > 0 {
-			s.maxRequest = int(min(n, protocol.MaxRequestBytes))
-		}
+		s.welcome(msg.Welcome, hb)
 		w.obs.Connection(true, len(s.rulesets) > 0)
 		w.log.Info("connected to coordinator", "session", msg.Welcome.GetSessionId(), "slots", w.cfg.Threads, "coordinator_version", msg.Welcome.GetCoordinatorVersion())
 	case *fleetv1.ConnectResponse_RuleSet:
 		return s.ruleSet(msg.RuleSet)
 	case *fleetv1.ConnectResponse_Assign:
-		// A task id already held (queued or running) is a coordinator bug;
-		// running or handing back the copy would answer that task twice.
-		held := make(map[uint64]bool, len(s.queue)+len(s.running))
-		for _, t := range s.queue {
-			held[t.GetTaskId()] = true
-		}
-		for id := range s.running {
-			held[id] = true
-		}
-		var back []uint64
-		for _, t := range msg.Assign.GetTasks() {
-			if held[t.GetTaskId()] {
-				w.log.Warn("coordinator assigned a task already held; ignoring the copy", "task", t.GetTaskId())
-				continue
-			}
-			held[t.GetTaskId()] = true
-			if s.draining {
-				back = append(back, t.GetTaskId())
-				continue
-			}
-			s.queue = append(s.queue, t)
-		}
-		if len(back) > 0 {
-			if err := s.handBack(back, "draining"); err != nil {
-				return err
-			}
-		}
-		return s.startTasks()
+		return s.assign(msg.Assign.GetTasks())
 	case *fleetv1.ConnectResponse_Drain:
 		w.log.Info("coordinator asked to drain", "running", len(s.running), "queued", len(s.queue))
 		return s.drain()
 	case *fleetv1.ConnectResponse_Heartbeat:
 	}
 	return nil
+}
+
+// welcome applies the coordinator's settings, within the worker's bounds
+// (logged once per session when a value is out of them).
+func (s *coordinatorSession) welcome(m *fleetv1.Welcome, hb *time.Ticker) {
+	first := !s.welcomed
+	s.welcomed = true
+	if d := m.GetHeartbeatInterval().AsDuration(); d > 0 {
+		s.interval = min(max(d, MinHeartbeat), MaxHeartbeat)
+		hb.Reset(s.interval)
+		if first && s.interval != d {
+			s.w.log.Warn("coordinator heartbeat interval out of bounds; clamped", "asked", d, "used", s.interval, "min", MinHeartbeat, "max", MaxHeartbeat)
+		}
+	}
+	if n := int64(m.GetMaxRequestBytes()); n > 0 {
+		s.maxRequest = int(min(max(n, MinRequestBytes), protocol.MaxRequestBytes))
+		if first && int64(s.maxRequest) != n {
+			s.w.log.Warn("coordinator message limit out of bounds; clamped", "asked", n, "used", s.maxRequest, "min", MinRequestBytes, "max", protocol.MaxRequestBytes)
+		}
+	}
+}
+
+// assign queues assigned tasks, up to Threads + MaxPrefetch held, and hands
+// back the rest (all of them while draining).
+func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
+	w := s.w
+	// A task id already held (queued or running) is a coordinator bug;
+	// running or handing back the copy would answer that task twice.
+	held := make(map[uint64]bool, len(s.queue)+len(s.running))
+	for _, q := range s.queue {
+		held[q.task.GetTaskId()] = true
+	}
+	for id := range s.running {
+		held[id] = true
+	}
+	room := w.cfg.Threads + w.cfg.MaxPrefetch - len(s.queue) - len(s.running)
+	now := time.Now()
+	var back, over []uint64
+	dups := 0
+	for _, t := range tasks {
+		if held[t.GetTaskId()] {
+			dups++
+			continue
+		}
+		held[t.GetTaskId()] = true
+		switch {
+		case s.draining:
+			back = append(back, t.GetTaskId())
+		case room <= 0:
+			over = append(over, t.GetTaskId())
+		default:
+			s.queue = append(s.queue, queued{task: t, bound: w.cfg.boundTask(t, now)})
+			room--
+		}
+	}
+	if dups > 0 {
+		w.log.Warn("coordinator assigned tasks already held; ignoring the copies", "copies", dups)
+	}
+	if len(back) > 0 {
+		if err := s.handBack(back, "draining"); err != nil {
+			return err
+		}
+	}
+	if len(over) > 0 {
+		limit := w.cfg.Threads + w.cfg.MaxPrefetch
+		w.log.Warn("coordinator assigned more tasks than this worker holds; handing back the rest", "handed_back", len(over), "slots", w.cfg.Threads, "prefetch", w.cfg.MaxPrefetch)
+		if err := s.handBack(over, fmt.Sprintf("over credit: this worker holds at most %d tasks (%d slots + %d prefetched)", limit, w.cfg.Threads, w.cfg.MaxPrefetch)); err != nil {
+			return err
+		}
+	}
+	return s.startTasks()
 }
 
 // drain stops taking tasks and hands back the ones not started.
@@ -296,15 +347,26 @@ func (s *coordinatorSession) drain() error {
 		return nil
 	}
 	ids := make([]uint64, len(s.queue))
-	for i, t := range s.queue {
-		ids[i] = t.GetTaskId()
+	for i, q := range s.queue {
+		ids[i] = q.task.GetTaskId()
 	}
 	s.queue = nil
 	return s.handBack(ids, "draining")
 }
 
+// handBack returns tasks to the coordinator, in messages below its limit.
 func (s *coordinatorSession) handBack(ids []uint64, reason string) error {
-	return s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids, Reason: reason}}})
+	reason = clip.String(reason, protocol.MaxTextBytes)
+	// Each id costs at most a 10-byte varint in the packed field.
+	per := max((s.maxRequest-envelope-protowire.SizeBytes(len(reason)))/binary.MaxVarintLen64, 1)
+	for len(ids) > 0 {
+		n := min(len(ids), per)
+		if err := s.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids[:n], Reason: reason}}}); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // heartbeat tells the coordinator the tasks held and which are running.
@@ -374,11 +436,19 @@ func (s *coordinatorSession) startTasks() error {
 		}
 	}()
 	for len(s.queue) > 0 && len(s.running) < s.w.cfg.Threads && !s.draining {
-		t := s.queue[0]
+		q := s.queue[0]
+		t := q.task
 		s.queue = s.queue[1:]
+		if !time.Now().Before(q.bound.at) {
+			// Its time is up before it ran: not the distribution's fault.
+			if err := s.handBack([]uint64{t.GetTaskId()}, "its time bound passed while it waited for a slot"); err != nil {
+				return err
+			}
+			continue
+		}
 		rs, ok := s.rulesets[t.GetRulesHash()]
 		if !ok {
-			if err := s.handBack([]uint64{t.GetTaskId()}, "rules "+t.GetRulesHash()+" not ready"); err != nil {
+			if err := s.handBack([]uint64{t.GetTaskId()}, "rules "+clip.String(t.GetRulesHash(), 128)+" not ready"); err != nil {
 				return err
 			}
 			continue
@@ -389,30 +459,48 @@ func (s *coordinatorSession) startTasks() error {
 		started++
 		go func() {
 			defer cancel()
-			r := s.w.runTask(ctx, t, rs)
+			r := s.w.runTask(ctx, t, rs, q.bound)
 			s.done <- taskDone{id: t.GetTaskId(), result: r}
 		}()
 	}
 	return nil
 }
 
-// ruleSet compiles a pushed rule set in the background.
+// ruleSet compiles a pushed rule set in the background, one at a time: a
+// set pushed while another compiles waits, and a newer one replaces it (the
+// coordinator is told the replaced set is evicted, so it assigns no task
+// for it here).
 func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	hash := rs.GetHash()
 	if _, ok := s.rulesets[hash]; ok {
 		return s.send(rulesStatus(hash, nil, 0, false))
 	}
-	if s.compile[hash] {
+	switch {
+	case s.busy && s.compiling == hash:
+		return nil
+	case !s.busy:
+		s.startCompile(rs)
 		return nil
 	}
-	s.compile[hash] = true
-	set := rules.Set{Hash: hash, Sources: rs.GetSources()}
+	old := s.next
+	s.next = rs
+	if old == nil || old.GetHash() == hash {
+		return nil
+	}
+	s.w.log.Warn("rule set replaced by a newer one before it was compiled", "hash", clip.String(old.GetHash(), 128), "newer", clip.String(hash, 128))
+	return s.send(rulesStatus(old.GetHash(), nil, 0, true))
+}
+
+// startCompile compiles rs on a goroutine that reports to s.compiled.
+func (s *coordinatorSession) startCompile(rs *fleetv1.RuleSet) {
+	s.busy, s.compiling = true, rs.GetHash()
+	set := rules.Set{Hash: rs.GetHash(), Sources: rs.GetSources()}
+	compile := s.w.cfg.compileRules
 	go func() {
 		start := time.Now()
-		c, err := rules.Compile(set)
-		s.compiled <- compileDone{hash: hash, rs: c, err: err, took: time.Since(start)}
+		c, err := compile(set)
+		s.compiled <- compileDone{hash: set.Hash, rs: c, err: err, took: time.Since(start)}
 	}()
-	return nil
 }
 
 func rulesStatus(hash string, err error, took time.Duration, evicted bool) *fleetv1.ConnectRequest {
@@ -424,7 +512,11 @@ func rulesStatus(hash string, err error, took time.Duration, evicted bool) *flee
 }
 
 func (s *coordinatorSession) compiledSet(c compileDone) error {
-	delete(s.compile, c.hash)
+	s.busy, s.compiling = false, ""
+	if s.next != nil {
+		s.startCompile(s.next)
+		s.next = nil
+	}
 	s.w.obs.RulesCompiled(c.took, c.err)
 	if c.err != nil {
 		s.w.log.Error("rules do not compile", "hash", c.hash, "err", clip.Error(c.err, protocol.MaxTextBytes))
@@ -445,8 +537,8 @@ func (s *coordinatorSession) compiledSet(c compileDone) error {
 func (s *coordinatorSession) evict() error {
 	for len(s.rulesets) > keepRules {
 		inUse := map[string]bool{}
-		for _, t := range s.queue {
-			inUse[t.GetRulesHash()] = true
+		for _, q := range s.queue {
+			inUse[q.task.GetRulesHash()] = true
 		}
 		var victim string
 		for h := range s.rulesets {

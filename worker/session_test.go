@@ -3,6 +3,9 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/rules"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -135,26 +139,45 @@ func TestHeartbeatNamesRunningTasks(t *testing.T) {
 	}
 }
 
-// TestResultsStayBelowTheCoordinatorsLimit: results are split into messages
-// below Welcome.max_request_bytes, and a single result too large for any
-// message (a top file path of many KiB) becomes a failure of that task naming
-// the cause, instead of a message the coordinator cannot take (which would
-// cut the session, again and again).
+// manyRules is a rule set of n rules that match every file, with names of
+// about 100 bytes: a result of it carries about 106·n bytes of rule hits.
+func manyRules(prefix string, n int) map[string]string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "rule %s_%s_%06d { meta: weight = 1 condition: true }\n", prefix, strings.Repeat("x", 90), i)
+	}
+	return map[string]string{prefix: b.String()}
+}
+
+// TestResultsStayBelowTheCoordinatorsLimit: a single result too large for
+// any message becomes a failure of that task naming the cause, instead of a
+// message the coordinator cannot take (which would cut the session, again
+// and again); a tiny limit from the coordinator is raised to MinRequestBytes
+// (logged once per session), so it cannot turn ordinary results into such
+// failures.
 func TestResultsStayBelowTheCoordinatorsLimit(t *testing.T) {
-	e := startWorker(t, 4, nil)
-	long := strings.Repeat("d/", 3000) + "evil.py"
-	e.extra.Store("long-1.0.tar.gz", testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: long, Body: []byte(`exec(base64.b64decode("x"))`)})))
+	var logs testkit.SyncBuffer
+	e := startWorker(t, 4, func(c *Config) {
+		c.MaxPrefetch = 16
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
 	s := e.session()
-	const limit = 2048
-	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
-		SessionId: "s1", HeartbeatInterval: durationpb.New(time.Minute), MaxRequestBytes: limit,
-	}}})
-	s.pushRules(demoHash, demo.Rules())
+	welcome := &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
+		SessionId: "s1", HeartbeatInterval: durationpb.New(time.Minute), MaxRequestBytes: 100,
+	}}}
+	s.send(welcome)
+	s.send(welcome) // a second Welcome logs nothing more
+	// Results of about 16 KB and 74 KB.
+	const smallRules, bigRules = 150, 700
+	small, big := manyRules("small", smallRules), manyRules("big", bigRules)
+	smallHash, bigHash := rules.ContentHash(small), rules.ContentHash(big)
+	s.pushRules(smallHash, small)
+	s.pushRules(bigHash, big)
 	var tasks []*fleetv1.Task
 	for i := range 12 {
-		tasks = append(tasks, e.task(uint64(100+i), "reqeusts-2.31.0.tar.gz", demoHash))
+		tasks = append(tasks, e.task(uint64(100+i), "reqeusts-2.31.0.tar.gz", smallHash))
 	}
-	tasks = append(tasks, e.task(200, "long-1.0.tar.gz", demoHash))
+	tasks = append(tasks, e.task(200, "tinycolors-1.2.0.tar.gz", bigHash))
 	s.assign(tasks...)
 	got := map[uint64]*fleetv1.TaskResult{}
 	deadline := time.After(60 * time.Second)
@@ -164,8 +187,8 @@ func TestResultsStayBelowTheCoordinatorsLimit(t *testing.T) {
 			if !ok {
 				t.Fatal("worker closed the stream")
 			}
-			if size := proto.Size(m); size > limit {
-				t.Fatalf("worker sent a %d-byte message over the %d-byte limit", size, limit)
+			if size := proto.Size(m); size > MinRequestBytes {
+				t.Fatalf("worker sent a %d-byte message over the %d-byte limit", size, MinRequestBytes)
 			}
 			for _, r := range m.GetResults().GetResults() {
 				got[r.GetTaskId()] = r
@@ -175,13 +198,73 @@ func TestResultsStayBelowTheCoordinatorsLimit(t *testing.T) {
 		}
 	}
 	for i := range 12 {
-		if r := got[uint64(100+i)]; r.GetDistribution().GetScore() != 8 {
-			t.Fatalf("task %d: %v", 100+i, r)
+		if r := got[uint64(100+i)]; len(r.GetDistribution().GetRules()) != smallRules {
+			t.Fatalf("task %d: %d rules, want %d (failure %.200v)", 100+i, len(r.GetDistribution().GetRules()), smallRules, r.GetFailure())
 		}
 	}
 	f := got[200].GetFailure()
-	if f == nil || f.GetLimit() != "message_size" || !strings.Contains(f.GetReason(), fmt.Sprint(limit)) {
-		t.Fatalf("long-path result = %v, want a message_size failure", got[200])
+	if f == nil || f.GetLimit() != "message_size" || !strings.Contains(f.GetReason(), fmt.Sprint(MinRequestBytes)) {
+		t.Fatalf("result of %d rules = %.300v, want a message_size failure naming %d", bigRules, got[200], MinRequestBytes)
+	}
+	if n := strings.Count(logs.String(), "coordinator message limit out of bounds"); n != 1 {
+		t.Errorf("clamp logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestResultBatchesSplitBelowTheLimit: results that finished together are
+// sent in as many messages as the coordinator's limit needs, as the worker
+// bounds it: a tiny limit is raised to MinRequestBytes, a huge one cut to
+// protocol.MaxRequestBytes (the coordinator could not take more), none
+// means protocol.LegacyRequestBytes.
+func TestResultBatchesSplitBelowTheLimit(t *testing.T) {
+	for _, tc := range []struct {
+		asked uint32
+		used  int
+	}{
+		{100, MinRequestBytes},
+		{math.MaxUint32, protocol.MaxRequestBytes},
+		{0, protocol.LegacyRequestBytes},
+		{200 << 10, 200 << 10},
+	} {
+		t.Run(fmt.Sprint(tc.asked), func(t *testing.T) {
+			w := testWorker(&chanClient{}, time.Second, time.Second)
+			stream := &chanStream{ctx: t.Context(), out: make(chan *fleetv1.ConnectRequest, 64)}
+			s := &coordinatorSession{w: w, stream: stream, interval: 5 * time.Second, maxRequest: protocol.LegacyRequestBytes}
+			hb := time.NewTicker(time.Hour)
+			defer hb.Stop()
+			s.welcome(&fleetv1.Welcome{MaxRequestBytes: tc.asked}, hb)
+			// Seven results of a third of the limit each: three messages
+			// at least, however they are packed.
+			hits := tc.used / 3 / 106
+			for i := range 7 {
+				d := &fleetv1.DistributionResult{Score: int64(hits), TopFile: "a.py", TopFileScore: 1}
+				for j := range hits {
+					d.Rules = append(d.Rules, &fleetv1.RuleHit{Name: fmt.Sprintf("%s_%06d", strings.Repeat("x", 93), j), Weight: 1})
+				}
+				s.pending = append(s.pending, &fleetv1.TaskResult{TaskId: uint64(i + 1), Outcome: &fleetv1.TaskResult_Distribution{Distribution: d}})
+			}
+			if err := s.flushResults(); err != nil {
+				t.Fatal(err)
+			}
+			close(stream.out)
+			var ids []uint64
+			messages := 0
+			for m := range stream.out {
+				messages++
+				if size := proto.Size(m); size > tc.used {
+					t.Errorf("message %d of %d bytes over the %d-byte limit", messages, size, tc.used)
+				}
+				for _, r := range m.GetResults().GetResults() {
+					if len(r.GetDistribution().GetRules()) != hits {
+						t.Errorf("task %d: %v, want its %d rules", r.GetTaskId(), r.GetFailure(), hits)
+					}
+					ids = append(ids, r.GetTaskId())
+				}
+			}
+			if messages < 3 || !slices.Equal(ids, []uint64{1, 2, 3, 4, 5, 6, 7}) {
+				t.Errorf("results %v in %d messages, want 1..7 in order in at least 3", ids, messages)
+			}
+		})
 	}
 }
 

@@ -3,20 +3,97 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// limitTime names the broken limit of a task that ran past its time bound
+// (TaskFailure.limit, and the Observer's limit label).
+const limitTime = "time"
+
+// taskBound is when a task must be over, by this worker's clock.
+type taskBound struct {
+	// at is when the task's context ends: its arrival plus limit (on the
+	// monotonic clock: a step of the wall clock changes nothing).
+	at    time.Time
+	limit time.Duration
+	// lease is the lease deadline the bound comes from (plus margin); zero
+	// when the worker's MaxTaskTime applied, for the reason why.
+	lease  time.Time
+	margin time.Duration
+	why    string
+}
+
+// boundTask computes the time bound of a task that arrived at arrived.
+//
+// The coordinator's clock is not ours and the protocol carries no send time,
+// so a skew cannot be measured; it is clamped instead. The lease deadline is
+// used as a duration from the task's arrival, plus DeadlineMargin, when that
+// is positive and at most MaxTaskTime. A deadline that is absent or invalid,
+// already past (a coordinator clock behind ours, or a task dispatched after
+// its lease), or further away than MaxTaskTime (a clock ahead of ours, or a
+// hostile value) gives MaxTaskTime: a skewed coordinator makes tasks run up to
+// MaxTaskTime, never fail at once. A coordinator clock behind ours by less
+// than the lease's remainder shortens the bound by the skew, down to
+// DeadlineMargin.
+func (c Config) boundTask(t *fleetv1.Task, arrived time.Time) taskBound {
+	ceiling := func(why string) taskBound {
+		return taskBound{at: arrived.Add(c.MaxTaskTime), limit: c.MaxTaskTime, why: why}
+	}
+	ld := t.GetLeaseDeadline()
+	if ld == nil {
+		return ceiling("the task has no lease deadline")
+	}
+	if ld.CheckValid() != nil {
+		return ceiling("its lease deadline is not a valid time")
+	}
+	lease := ld.AsTime()
+	rem := lease.Sub(arrived)
+	switch {
+	case rem <= 0:
+		return ceiling("its lease deadline had passed by this worker's clock when it arrived")
+	case rem > c.MaxTaskTime-c.DeadlineMargin:
+		return ceiling("its lease deadline is further away")
+	}
+	d := rem + c.DeadlineMargin
+	return taskBound{at: arrived.Add(d), limit: d, lease: lease, margin: c.DeadlineMargin}
+}
+
+// taskTimeError is the cause of a task context that reached its bound.
+type taskTimeError struct{ b taskBound }
+
+func (e *taskTimeError) Error() string {
+	if !e.b.lease.IsZero() {
+		return fmt.Sprintf("task ran past its lease deadline %s plus the %s margin: stopped %s after it arrived",
+			e.b.lease.UTC().Format(time.RFC3339), e.b.margin, e.b.limit.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("task ran past the worker's limit DRAGONFLY_MAX_TASK_TIME (%s; %s)", e.b.limit, e.b.why)
+}
+
+// timeFailure is the failure of a distribution whose task ran past its bound.
+func timeFailure(name string, err *taskTimeError) *fleetv1.TaskFailure {
+	return &fleetv1.TaskFailure{
+		Reason: clip.String("distribution "+name+": "+err.Error(), protocol.MaxTextBytes),
+		Kind:   fleetv1.FailureKind_FAILURE_KIND_LIMIT,
+		Limit:  limitTime,
+	}
+}
+
 // runTask downloads and scans one distribution through the verdict path
-// `dragonfly scan` uses too. It returns nil when ctx ended first (the task is
-// handed back, not failed).
-func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled) *fleetv1.TaskResult {
+// `dragonfly scan` uses too, within the task's time bound. It returns nil when
+// ctx ended first (the task is handed back, not failed); a task that reaches
+// its bound fails as the limit "time".
+func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled, b taskBound) *fleetv1.TaskResult {
 	start := time.Now()
+	ctx, cancel := context.WithDeadlineCause(ctx, b.at, &taskTimeError{b: b})
+	defer cancel()
 	res := &fleetv1.TaskResult{TaskId: t.GetTaskId(), Stats: &fleetv1.TaskStats{}}
 	log := w.log.With("task", t.GetTaskId(), "job", clip.String(t.GetJob().GetName(), 256),
 		"version", clip.String(t.GetJob().GetVersion(), 256), "url", clip.String(t.GetUrl(), 1024))
@@ -31,10 +108,18 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	}
 	res.Stats.WallTime = durationpb.New(time.Since(start))
 	if err != nil {
+		var f *fleetv1.TaskFailure
 		if ctx.Err() != nil {
-			return nil
+			// Whatever the download or scan made of the cancellation, the
+			// cause decides: the task's bound, or the session's end.
+			var te *taskTimeError
+			if !errors.As(context.Cause(ctx), &te) {
+				return nil
+			}
+			f = timeFailure(v.Name, te)
+		} else {
+			f = verdict.Failure(v.Name, err)
 		}
-		f := verdict.Failure(v.Name, err)
 		res.Outcome = &fleetv1.TaskResult_Failure{Failure: f}
 		w.obs.TaskDone(res, f.GetLimit())
 		log.Warn("distribution failed", "kind", f.GetKind().String(), "reason", f.GetReason())

@@ -5,6 +5,22 @@
 // Shape: Run is the loop (reconnect forever with capped, jittered backoff,
 // reset after a healthy session); a session serves one stream until it breaks,
 // the coordinator drains it, or the worker stops.
+//
+// The coordinator is not trusted with the worker's resources: every value it
+// sends that sizes or paces the worker is bounded here.
+//   - Time of a task: a task runs until its lease deadline plus
+//     Config.DeadlineMargin, at most Config.MaxTaskTime from its arrival
+//     (the whole bound when the deadline is absent, already past or further
+//     away); then its context ends and it fails as a broken limit named
+//     "time" (LimitTime). A task whose bound passes while it waits for a
+//     slot is handed back, not failed.
+//   - Heartbeat interval (Welcome): kept within [MinHeartbeat, MaxHeartbeat].
+//   - Message limit (Welcome.max_request_bytes): kept within
+//     [MinRequestBytes, protocol.MaxRequestBytes].
+//   - Tasks held: at most Threads + Config.MaxPrefetch (queued and running);
+//     tasks beyond are handed back at once.
+//   - Rule sets: one compile at a time and one set waiting; a newer set
+//     replaces the waiting one, which is reported evicted.
 package worker
 
 import (
@@ -23,6 +39,7 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/retry"
+	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
@@ -35,8 +52,30 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// DefaultGrace is Config.Grace's default (DRAGONFLY_DRAIN_GRACE).
-const DefaultGrace = 25 * time.Second
+// Defaults of Config.
+const (
+	// DefaultGrace is Config.Grace's default (DRAGONFLY_DRAIN_GRACE).
+	DefaultGrace = 25 * time.Second
+	// DefaultMaxTaskTime is Config.MaxTaskTime's default.
+	DefaultMaxTaskTime = 10 * time.Minute
+	// DefaultDeadlineMargin is Config.DeadlineMargin's default.
+	DefaultDeadlineMargin = 30 * time.Second
+	// DefaultMaxPrefetch is Config.MaxPrefetch's default.
+	DefaultMaxPrefetch = 4
+)
+
+// Bounds on the coordinator's Welcome.
+const (
+	// MinHeartbeat and MaxHeartbeat bound the heartbeat interval a
+	// coordinator may set: a shorter one would make the worker busy-loop, a
+	// longer one would keep it on a dead coordinator for hours.
+	MinHeartbeat = time.Second
+	MaxHeartbeat = 5 * time.Minute
+	// MinRequestBytes is the smallest message limit a coordinator may set:
+	// below it ordinary results would turn into message_size failures. The
+	// largest is protocol.MaxRequestBytes.
+	MinRequestBytes = 64 << 10
+)
 
 // Config bounds a worker.
 type Config struct {
@@ -100,6 +139,30 @@ type Config struct {
 	// mode: a configuration error) before Run gives up with an error, so the
 	// process exits non-zero instead of looking healthy. Default 3.
 	AuthFailures int
+	// MaxTaskTime bounds the time of one task from its arrival: download,
+	// unpacking and scan (DRAGONFLY_MAX_TASK_TIME). It is the whole bound
+	// when the task's lease deadline is absent, already past by this
+	// worker's clock (a coordinator clock behind ours, or a task dispatched
+	// after its lease), or further away than MaxTaskTime; else the task's
+	// lease deadline plus DeadlineMargin is. A task past its bound fails as
+	// the limit "time". Default DefaultMaxTaskTime (10 min, below the
+	// coordinator's 15 min MaxJobAge).
+	MaxTaskTime time.Duration
+	// DeadlineMargin is how long a task may run past its lease deadline
+	// (DRAGONFLY_TASK_DEADLINE_MARGIN): the API may still take a report just
+	// after the lease, and it absorbs a coordinator clock up to this much
+	// ahead of ours. Default DefaultDeadlineMargin (30 s).
+	DeadlineMargin time.Duration
+	// MaxPrefetch bounds the tasks held beyond Threads, waiting for a slot
+	// (DRAGONFLY_WORKER_PREFETCH): tasks a coordinator assigns beyond
+	// Threads + MaxPrefetch are handed back at once. The coordinator's
+	// DRAGONFLY_PREFETCH (default 1) must not exceed it, or every assignment
+	// beyond it comes straight back. Default DefaultMaxPrefetch (4).
+	MaxPrefetch int
+
+	// compileRules compiles a pushed rule set. Default rules.Compile; tests
+	// hold compiles to observe their order.
+	compileRules func(rules.Set) (*rules.Compiled, error)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -140,6 +203,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AuthFailures <= 0 {
 		c.AuthFailures = 3
+	}
+	if c.MaxTaskTime <= 0 {
+		c.MaxTaskTime = DefaultMaxTaskTime
+	}
+	if c.DeadlineMargin <= 0 {
+		c.DeadlineMargin = DefaultDeadlineMargin
+	}
+	if c.MaxPrefetch <= 0 {
+		c.MaxPrefetch = DefaultMaxPrefetch
+	}
+	if c.compileRules == nil {
+		c.compileRules = rules.Compile
 	}
 	return c, nil
 }

@@ -1,0 +1,301 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/worker/fetch"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/dragonfly-fleet/fleet/worker/scan"
+	"github.com/dragonfly-fleet/fleet/worker/verdict"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestBoundTask(t *testing.T) {
+	cfg, _ := Config{Target: "t"}.withDefaults()
+	arrived := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(arrived.Add(d)) }
+	for _, tc := range []struct {
+		name     string
+		deadline *timestamppb.Timestamp
+		limit    time.Duration
+		fromTask bool
+		why      string
+	}{
+		{"lease ahead", at(90 * time.Second), 2 * time.Minute, true, ""},
+		{"lease just ahead", at(time.Millisecond), 30*time.Second + time.Millisecond, true, ""},
+		{"lease at the ceiling", at(10*time.Minute - 30*time.Second), 10 * time.Minute, true, ""},
+		{"lease beyond the ceiling", at(10*time.Minute - 30*time.Second + 1), 10 * time.Minute, false, "further away"},
+		{"lease a year ahead", at(365 * 24 * time.Hour), 10 * time.Minute, false, "further away"},
+		{"lease now", at(0), 10 * time.Minute, false, "had passed"},
+		{"lease an hour ago", at(-time.Hour), 10 * time.Minute, false, "had passed"},
+		{"no lease", nil, 10 * time.Minute, false, "no lease deadline"},
+		{"invalid lease", &timestamppb.Timestamp{Seconds: 1, Nanos: -5}, 10 * time.Minute, false, "not a valid time"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := cfg.boundTask(&fleetv1.Task{LeaseDeadline: tc.deadline}, arrived)
+			if b.limit != tc.limit || !b.at.Equal(arrived.Add(tc.limit)) {
+				t.Errorf("bound %v (at %v), want %v after arrival", b.limit, b.at, tc.limit)
+			}
+			if fromTask := !b.lease.IsZero(); fromTask != tc.fromTask {
+				t.Errorf("from the lease deadline: %v, want %v", fromTask, tc.fromTask)
+			}
+			if !strings.Contains(b.why, tc.why) {
+				t.Errorf("why %q, want it to say %q", b.why, tc.why)
+			}
+		})
+	}
+}
+
+// fakeFiles serves distributions from memory, inside a synctest bubble:
+// /block/NAME never answers with a body byte until its request ends (its
+// end is recorded), /slow/NAME answers after slowFor.
+type fakeFiles struct {
+	files   map[string][]byte
+	slowFor time.Duration
+	mu      sync.Mutex
+	ended   []string // /block/ downloads whose request context ended
+}
+
+func newFakeFiles(t *testing.T, slowFor time.Duration) *fakeFiles {
+	files, err := demo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeFiles{files: map[string][]byte{}, slowFor: slowFor}
+	for _, d := range files {
+		f.files[d.Name] = d.Data
+	}
+	return f
+}
+
+func (f *fakeFiles) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1}
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	switch {
+	case strings.HasPrefix(path, "block/"):
+		resp.Body = io.NopCloser(blockedBody{r: r, f: f})
+		return resp, nil
+	case strings.HasPrefix(path, "slow/"):
+		path = strings.TrimPrefix(path, "slow/")
+		select {
+		case <-time.After(f.slowFor):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	data, ok := f.files[path]
+	if !ok {
+		resp.StatusCode = http.StatusNotFound
+		data = []byte("not found")
+	}
+	resp.Body = io.NopCloser(strings.NewReader(string(data)))
+	return resp, nil
+}
+
+func (f *fakeFiles) endedDownloads() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ended...)
+}
+
+type blockedBody struct {
+	r *http.Request
+	f *fakeFiles
+}
+
+func (b blockedBody) Read([]byte) (int, error) {
+	<-b.r.Context().Done()
+	b.f.mu.Lock()
+	b.f.ended = append(b.f.ended, b.r.URL.Path)
+	b.f.mu.Unlock()
+	return 0, b.r.Context().Err()
+}
+
+// scanningWorker is a worker with a real scan engine and fetcher whose
+// downloads come from files, for a synctest bubble. Downloads have no stall
+// or total timeout of their own: only the task's bound stops them. The
+// caller closes the engine.
+func scanningWorker(t *testing.T, client *chanClient, files *fakeFiles, threads int) (*Worker, *scan.Engine) {
+	cfg, err := Config{
+		Target: "test", WorkerID: "w", Host: "h", Threads: threads, BackoffMin: time.Second, BackoffMax: time.Second,
+		Logger: slog.New(slog.DiscardHandler),
+		Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
+			StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
+	}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := fetch.New(cfg.Fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := scan.New(scan.Config{Threads: threads, Limits: limit.Limits{ScanTimeout: 10 * time.Second}})
+	w := &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer,
+		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher}}
+	return w, engine
+}
+
+// chanSession runs w's loop and returns the first session's stream once
+// the worker has the demo rules ready (Welcome with a 5 min heartbeat, the
+// longest allowed: the test's coordinator does not answer heartbeats), and
+// a stop function that ends the loop.
+func chanSession(t *testing.T, w *Worker, client *chanClient) (*chanStream, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.loop(ctx) }()
+	s := <-client.streams
+	<-client.tries
+	if m := <-s.out; m.GetHello() == nil {
+		t.Fatalf("first message %v, want Hello", m)
+	}
+	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(MaxHeartbeat)}}}
+	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
+	if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
+		t.Fatalf("rules status %v, want demo ready", st)
+	}
+	return s, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("loop: %v", err)
+		}
+	}
+}
+
+// nextMsg is the worker's next message that is not a heartbeat.
+func nextMsg(t *testing.T, s *chanStream) *fleetv1.ConnectRequest {
+	t.Helper()
+	for {
+		m := <-s.out
+		if m.GetHeartbeat() == nil {
+			return m
+		}
+	}
+}
+
+func blockTask(id uint64, deadline *timestamppb.Timestamp) *fleetv1.Task {
+	return &fleetv1.Task{TaskId: id, Url: "https://files.example/block/x-1.0.tar.gz", RulesHash: "demo", LeaseDeadline: deadline}
+}
+
+// TestTaskPastItsLeaseFails: a download that never ends is stopped at its
+// lease deadline plus the 30 s margin, not a moment before, and fails as the
+// limit "time" naming the deadline; its download's context ends. A task of
+// the same lease that finishes in time is unaffected.
+func TestTaskPastItsLeaseFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		files := newFakeFiles(t, 50*time.Second)
+		client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
+		w, engine := scanningWorker(t, client, files, 2)
+		defer engine.Close()
+		s, stop := chanSession(t, w, client)
+		defer stop()
+
+		assigned := time.Now()
+		lease := timestamppb.New(assigned.Add(60 * time.Second))
+		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
+			blockTask(1, lease),
+			{TaskId: 2, Url: "https://files.example/slow/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: lease},
+		}}}}
+		got := map[uint64]time.Duration{}
+		results := map[uint64]*fleetv1.TaskResult{}
+		for len(results) < 2 {
+			for _, r := range nextMsg(t, s).GetResults().GetResults() {
+				results[r.GetTaskId()] = r
+				got[r.GetTaskId()] = time.Since(assigned)
+			}
+		}
+		if d := results[2].GetDistribution(); d == nil || d.GetScore() != 8 || got[2] != 50*time.Second {
+			t.Errorf("task within its lease: %v after %v, want the reqeusts scan (score 8) after 50 s", results[2], got[2])
+		}
+		f := results[1].GetFailure()
+		if f == nil || f.GetKind() != fleetv1.FailureKind_FAILURE_KIND_LIMIT || f.GetLimit() != "time" {
+			t.Fatalf("blocked task: %v, want a LIMIT failure of limit time", results[1])
+		}
+		if got[1] != 90*time.Second {
+			t.Errorf("blocked task failed %v after it arrived, want exactly 90 s (lease deadline 60 s + margin 30 s)", got[1])
+		}
+		want := "distribution x-1.0.tar.gz: task ran past its lease deadline 2000-01-01T00:01:00Z plus the 30s margin: stopped 1m30s after it arrived"
+		if f.GetReason() != want {
+			t.Errorf("reason %q\nwant   %q", f.GetReason(), want)
+		}
+		if ended := files.endedDownloads(); len(ended) != 1 || ended[0] != "/block/x-1.0.tar.gz" {
+			t.Errorf("downloads whose context ended: %v, want the blocked one", ended)
+		}
+	})
+}
+
+// TestTaskTimeCeiling: a task whose lease deadline cannot be used (absent,
+// past by our clock, absurdly far) runs up to MaxTaskTime: never failed at
+// once by a coordinator clock behind ours, never unbounded.
+func TestTaskTimeCeiling(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline func(now time.Time) *timestamppb.Timestamp
+		why      string
+	}{
+		{"absent", func(time.Time) *timestamppb.Timestamp { return nil }, "the task has no lease deadline"},
+		{"past by an hour", func(now time.Time) *timestamppb.Timestamp { return timestamppb.New(now.Add(-time.Hour)) },
+			"its lease deadline had passed by this worker's clock when it arrived"},
+		{"a year ahead", func(now time.Time) *timestamppb.Timestamp { return timestamppb.New(now.AddDate(1, 0, 0)) },
+			"its lease deadline is further away"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
+				w, engine := scanningWorker(t, client, newFakeFiles(t, 0), 1)
+				defer engine.Close()
+				s, stop := chanSession(t, w, client)
+				defer stop()
+				assigned := time.Now()
+				s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{blockTask(1, tc.deadline(assigned))}}}}
+				rs := nextMsg(t, s).GetResults().GetResults()
+				took := time.Since(assigned)
+				if len(rs) != 1 || rs[0].GetFailure().GetLimit() != "time" {
+					t.Fatalf("results %v, want one failure of limit time", rs)
+				}
+				if took != DefaultMaxTaskTime {
+					t.Errorf("failed %v after it arrived, want exactly MaxTaskTime (%v)", took, DefaultMaxTaskTime)
+				}
+				want := "distribution x-1.0.tar.gz: task ran past the worker's limit DRAGONFLY_MAX_TASK_TIME (10m0s; " + tc.why + ")"
+				if r := rs[0].GetFailure().GetReason(); r != want {
+					t.Errorf("reason %q\nwant   %q", r, want)
+				}
+			})
+		})
+	}
+}
+
+// TestTaskBoundPassedWhileQueued: a task whose bound passes while it waits
+// for a slot is handed back, not failed (the wait is the worker's, not the
+// distribution's).
+func TestTaskBoundPassedWhileQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
+		w, engine := scanningWorker(t, client, newFakeFiles(t, 0), 1)
+		defer engine.Close()
+		s, stop := chanSession(t, w, client)
+		defer stop()
+		now := time.Now()
+		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
+			blockTask(1, nil), // holds the only slot for MaxTaskTime
+			{TaskId: 2, Url: "https://files.example/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: timestamppb.New(now.Add(time.Minute))},
+		}}}}
+		if rs := nextMsg(t, s).GetResults().GetResults(); len(rs) != 1 || rs[0].GetTaskId() != 1 || rs[0].GetFailure().GetLimit() != "time" {
+			t.Fatalf("first answer %v, want task 1 failed by its time", rs)
+		}
+		tr := nextMsg(t, s).GetTaskReturn()
+		if ids := tr.GetTaskIds(); len(ids) != 1 || ids[0] != 2 || !strings.Contains(tr.GetReason(), "time bound passed") {
+			t.Fatalf("second answer %v, want task 2 handed back for its time bound", tr)
+		}
+	})
+}
