@@ -31,8 +31,8 @@ var apiSettings = []struct {
 
 func parseAPI(t *testing.T, args []string, env map[string]string, toml string) (*mainframe.Config, error) {
 	t.Helper()
-	s := newSettings("dragonfly test", "summary")
-	s.fs.SetOutput(new(bytes.Buffer))
+	s := program.Settings("dragonfly test", "summary")
+	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	var cfg mainframe.Config
 	apiFlags(s, &cfg)
 	return &cfg, s.Parse(args, envMap(env), configDir(t, toml, ""))
@@ -134,9 +134,9 @@ audience = "https://dragonfly.vipyrsec.com"
 }
 
 func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
-	s := newSettings("dragonfly test", "summary")
+	s := program.Settings("dragonfly test", "summary")
 	var out bytes.Buffer
-	s.fs.SetOutput(&out)
+	s.SetOutput(&out, new(bytes.Buffer))
 	var cfg mainframe.Config
 	apiFlags(s, &cfg)
 	env := map[string]string{}

@@ -3,20 +3,50 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"log/slog"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
+
+// envMap is a lookupEnv backed by a map.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+// configDir writes Config.toml / Config-dev.toml (skipped when empty) into a
+// temporary directory.
+func configDir(t *testing.T, toml, devToml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"Config.toml": toml, "Config-dev.toml": devToml} {
+		if body != "" {
+			writeFile(t, filepath.Join(dir, name), body, 0o600)
+		}
+	}
+	return dir
+}
+
+// command is the command name of dragonfly.
+func command(t *testing.T, name string) cli.Command {
+	t.Helper()
+	c, ok := program.Lookup(name)
+	if !ok {
+		t.Fatalf("no command %s", name)
+	}
+	return c
+}
 
 // runCLI runs dragonfly with args and returns the exit status and output.
 func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(vars), dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
 	code := run(context.Background(), e, args)
 	return code, stdout.String(), stderr.String()
 }
@@ -30,10 +60,8 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 		}
 	}
-	for name := range commands {
-		if name == "devapi" {
-			continue // builds its settings with newSettings: help goes to os.Stdout, not e.stdout (to be moved to e.settingsFor)
-		}
+	for _, c := range program.Commands() {
+		name := c.Name
 		for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {name, "-help"}, {"help", name}} {
 			code, out, errOut := runCLI(t, nil, args...)
 			if code != 0 || !strings.Contains(out, "usage: dragonfly "+name) || errOut != "" {
@@ -132,10 +160,10 @@ func TestVersion(t *testing.T) {
 // TestFlagsAnywhere: flags may follow positional arguments; "--" ends them;
 // Go's single-dash long form still works.
 func TestFlagsAnywhere(t *testing.T) {
-	newScan := func() (*scanConfig, *settings) {
+	newScan := func() (*scanConfig, *cli.Settings) {
 		var c scanConfig
-		s := newSettings("dragonfly scan", "")
-		s.setOutput(new(bytes.Buffer), new(bytes.Buffer))
+		s := program.Settings("dragonfly scan", "")
+		s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 		c.register(s)
 		return &c, s
 	}
@@ -185,7 +213,7 @@ func TestDeprecatedNames(t *testing.T) {
 		command string
 		args    []string
 		env     map[string]string
-		check   func(*settings) bool
+		check   func(*cli.Settings) bool
 		warn    string // "" for none
 	}{
 		{name: "--heartbeat", command: "coordinator", args: []string{"--heartbeat", "2s"}, check: flagIs("heartbeat-interval", "2s"),
@@ -205,10 +233,10 @@ func TestDeprecatedNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings("dragonfly "+tt.command, "")
+			s := program.Settings("dragonfly "+tt.command, "")
 			var stderr bytes.Buffer
-			s.setOutput(new(bytes.Buffer), &stderr)
-			commands[tt.command].flags(s)
+			s.SetOutput(new(bytes.Buffer), &stderr)
+			command(t, tt.command).Flags(s)
 			if err := s.Parse(tt.args, envMap(tt.env), t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
@@ -224,19 +252,19 @@ func TestDeprecatedNames(t *testing.T) {
 		})
 	}
 	// Old and new spelling at once are one setting given twice.
-	s := newSettings("dragonfly coordinator", "")
-	s.setOutput(new(bytes.Buffer), new(bytes.Buffer))
-	commands["coordinator"].flags(s)
+	s := program.Settings("dragonfly coordinator", "")
+	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
+	command(t, "coordinator").Flags(s)
 	if err := s.Parse([]string{"--heartbeat", "1s", "--heartbeat-interval", "2s"}, envMap(nil), ""); err == nil || !strings.Contains(err.Error(), "--heartbeat-interval and --heartbeat both given") &&
 		!strings.Contains(err.Error(), "--heartbeat and --heartbeat-interval both given") {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func flagIs(name, want string) func(*settings) bool {
-	return func(s *settings) bool {
-		st := s.lookup(name)
-		return st != nil && st.isSet() && st.value.String() == want
+func flagIs(name, want string) func(*cli.Settings) bool {
+	return func(s *cli.Settings) bool {
+		st := s.Lookup(name)
+		return st != nil && st.IsSet() && st.Value().String() == want
 	}
 }
 
@@ -248,35 +276,36 @@ var flagExceptions = map[string]string{}
 // TestSettingNames walks every command's settings: one name per setting,
 // flag and key derived from the variable.
 func TestSettingNames(t *testing.T) {
-	for name, c := range commands {
-		if c.flags == nil {
+	for _, c := range program.Commands() {
+		name := c.Name
+		if c.Flags == nil {
 			continue
 		}
-		s := newSettings("dragonfly "+name, "")
-		c.flags(s)
+		s := program.Settings("dragonfly "+name, "")
+		c.Flags(s)
 		keys := map[string]string{}
-		for _, st := range s.list {
-			if st.env == "" {
-				if st.flag == "" {
+		for _, st := range s.All() {
+			if st.Env() == "" {
+				if st.Flag() == "" {
 					t.Errorf("%s: a setting without flag or variable", name)
 				}
 				continue
 			}
-			if !strings.HasPrefix(st.env, "DRAGONFLY_") || strings.ToUpper(st.env) != st.env {
-				t.Errorf("%s: variable %q is not DRAGONFLY_ in upper case", name, st.env)
+			if !strings.HasPrefix(st.Env(), "DRAGONFLY_") || strings.ToUpper(st.Env()) != st.Env() {
+				t.Errorf("%s: variable %q is not DRAGONFLY_ in upper case", name, st.Env())
 			}
-			if want := flagFor(st.env, s.namespace); st.flag != want && flagExceptions[name+" --"+st.flag] == "" {
-				t.Errorf("%s: --%s is set by %s: the flag should be --%s", name, st.flag, st.env, want)
+			if want := cli.FlagFor(st.Env(), s.Namespace()); st.Flag() != want && flagExceptions[name+" --"+st.Flag()] == "" {
+				t.Errorf("%s: --%s is set by %s: the flag should be --%s", name, st.Flag(), st.Env(), want)
 			}
-			for _, env := range st.envNames() {
-				k := keyFor(env)
-				if other, dup := keys[k]; dup && other != st.env {
-					t.Errorf("%s: key %s belongs to %s and %s", name, k, other, st.env)
+			for _, env := range st.Vars() {
+				k := cli.KeyFor(env)
+				if other, dup := keys[k]; dup && other != st.Env() {
+					t.Errorf("%s: key %s belongs to %s and %s", name, k, other, st.Env())
 				}
-				keys[k] = st.env
+				keys[k] = st.Env()
 			}
-			for _, old := range st.oldFlags {
-				if old == st.flag {
+			for _, old := range st.OldFlags() {
+				if old == st.Flag() {
 					t.Errorf("%s: --%s is its own deprecated alias", name, old)
 				}
 			}
@@ -295,42 +324,15 @@ func TestSettingNames(t *testing.T) {
 		{"status", "timeout", "DRAGONFLY_STATUS_TIMEOUT", ""},
 		{"healthcheck", "timeout", "DRAGONFLY_HEALTHCHECK_TIMEOUT", ""},
 	} {
-		s := newSettings(r.command, "")
-		commands[r.command].flags(s)
-		st := s.lookup(r.flag)
-		if st == nil || st.env != r.env || st.flag != r.flag {
+		s := program.Settings(r.command, "")
+		command(t, r.command).Flags(s)
+		st := s.Lookup(r.flag)
+		if st == nil || st.Env() != r.env || st.Flag() != r.flag {
 			t.Errorf("%s: --%s is not %s", r.command, r.flag, r.env)
 			continue
 		}
-		if r.old != "" && s.lookup(r.old) != st {
+		if r.old != "" && s.Lookup(r.old) != st {
 			t.Errorf("%s: --%s is not an alias of --%s", r.command, r.old, r.flag)
 		}
-	}
-}
-
-// TestLoggerDurations: JSON logs write durations as seconds under the same
-// keys; text logs keep Go's notation.
-func TestLoggerDurations(t *testing.T) {
-	var buf bytes.Buffer
-	log, err := newLogger(&buf, "info", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Info("drain", "grace", 25*time.Second, "short", 1500*time.Millisecond, slog.Group("g", "d", time.Minute), "n", 25)
-	var m map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(buf.String(), `"grace":25,`) || m["short"] != 1.5 || m["g"].(map[string]any)["d"] != 60.0 || m["n"] != 25.0 {
-		t.Errorf("json = %s", buf.String())
-	}
-	buf.Reset()
-	log, err = newLogger(&buf, "info", "text")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Info("drain", "grace", 25*time.Second)
-	if !strings.Contains(buf.String(), "grace=25s") {
-		t.Errorf("text = %s", buf.String())
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,12 +13,12 @@ import (
 
 // parseCoordinator parses the coordinator's settings, as dragonfly
 // coordinator does, and returns them with the warnings written.
-func parseCoordinator(t *testing.T, args []string, env map[string]string, dir string) (*coordinatorCmd, *settings, string, error) {
+func parseCoordinator(t *testing.T, args []string, env map[string]string, dir string) (*coordinatorCmd, *cli.Settings, string, error) {
 	t.Helper()
 	var c coordinatorCmd
-	s := newSettings("dragonfly coordinator", "summary")
+	s := program.Settings("dragonfly coordinator", "summary")
 	var stdout, stderr bytes.Buffer
-	s.setOutput(&stdout, &stderr)
+	s.SetOutput(&stdout, &stderr)
 	c.register(s)
 	err := s.Parse(args, envMap(env), dir)
 	return &c, s, stderr.String(), err
@@ -87,8 +89,9 @@ func TestConfigFileKeys(t *testing.T) {
 }
 
 func exitCode(err error) int {
-	if ee, ok := err.(*exitError); ok {
-		return ee.code
+	var ee *cli.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
 	}
 	return -1
 }
@@ -111,7 +114,7 @@ base_url = "http://127.0.0.1:8000"
 		t.Errorf("config = %+v", c.f)
 	}
 	var w workerCmd
-	s := newSettings("dragonfly worker", "")
+	s := program.Settings("dragonfly worker", "")
 	w.register(s)
 	if err := s.Parse(nil, envMap(nil), configDir(t, `allowed_hosts = ["a.example", "http://b.example:8000"]`, "")); err != nil {
 		t.Fatal(err)
@@ -157,7 +160,7 @@ func TestConfigFlag(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.f.bulkSize != tt.want {
-				t.Errorf("bulk size %d, want %d (files %v)", c.f.bulkSize, tt.want, s.files)
+				t.Errorf("bulk size %d, want %d (files %v)", c.f.bulkSize, tt.want, s.Files())
 			}
 		})
 	}
@@ -167,9 +170,9 @@ func TestConfigFlag(t *testing.T) {
 // one; old and new in one file are an error.
 func TestConfigFileDeprecatedKey(t *testing.T) {
 	var c scanConfig
-	s := newSettings("dragonfly scan", "")
+	s := program.Settings("dragonfly scan", "")
 	var stderr bytes.Buffer
-	s.setOutput(new(bytes.Buffer), &stderr)
+	s.SetOutput(new(bytes.Buffer), &stderr)
 	c.register(s)
 	if err := s.Parse(nil, envMap(nil), configDir(t, `scan_format = "sarif"`, "")); err != nil {
 		t.Fatal(err)
@@ -177,43 +180,10 @@ func TestConfigFileDeprecatedKey(t *testing.T) {
 	if c.format != "sarif" || !strings.Contains(stderr.String(), "Config.toml: scan_format is deprecated: use format") {
 		t.Errorf("format %q, stderr %q", c.format, stderr.String())
 	}
-	s = newSettings("dragonfly scan", "")
+	s = program.Settings("dragonfly scan", "")
 	c.register(s)
 	err := s.Parse(nil, envMap(nil), configDir(t, "scan_format = \"sarif\"\nformat = \"json\"", ""))
 	if err == nil || !strings.Contains(err.Error(), "Config.toml: format and scan_format are both set: they are one setting (DRAGONFLY_FORMAT)") {
 		t.Errorf("err = %v", err)
-	}
-}
-
-func TestConfigFileBounds(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "Config.toml"), "bulk_size = 1\n"+strings.Repeat("# padding\n", maxConfigFile/10+1), 0o600)
-	if _, _, _, err := parseCoordinator(t, nil, nil, dir); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("err = %v", err)
-	}
-	// A hostile key is cut before it enters the message.
-	long := strings.Repeat("k", 100_000)
-	_, _, _, err := parseCoordinator(t, nil, nil, configDir(t, long+" = 1", ""))
-	if err == nil || len(err.Error()) > 4096 || !strings.Contains(err.Error(), "…[cut") {
-		t.Errorf("err of %d bytes: %.200v", len(fmtErr(err)), err)
-	}
-}
-
-func fmtErr(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-func TestNearest(t *testing.T) {
-	keys := []string{"bulk_size", "threads", "base_url", "max_file_size", "max_size", "max_scan_size"}
-	for in, want := range map[string]string{
-		"bulk_sise": "bulk_size", "thread": "threads", "baseurl": "base_url", "base-url": "base_url",
-		"max_fil_size": "max_file_size", "max_sizes": "max_size", "nothing_alike_at_all": "", "": "",
-	} {
-		if got := nearest(in, keys); got != want {
-			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

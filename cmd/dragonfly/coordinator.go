@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"log/slog"
 	"net"
 	"time"
@@ -16,9 +17,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "coordinator", summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
-		flags: func(s *settings) { new(coordinatorCmd).register(s) }, run: runCoordinator,
+	program.Register(cli.Command{
+		Name: "coordinator", Summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
+		Flags: func(s *cli.Settings) { new(coordinatorCmd).register(s) }, Run: runCoordinator,
 	})
 }
 
@@ -53,42 +54,42 @@ type coordinatorFlags struct {
 	autoscale        autoscaleFlags
 }
 
-func (f *coordinatorFlags) register(s *settings) {
+func (f *coordinatorFlags) register(s *cli.Settings) {
 	apiFlags(s, &f.api)
-	s.Var(intVal(&f.bulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
-	s.Var(durationVal(&f.loadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
-	s.Var(durationVal(&f.leaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
-	s.Var(intVal(&f.prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
-	s.Var(durationVal(&f.heartbeat, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").deprecatedFlag("heartbeat")
-	s.Var(durationVal(&f.drainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
-	s.Var(stringVal(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").deprecatedFlag("outbox")
-	s.Var(intVal(&f.outboxSize, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
-	s.Var(intVal(&f.maxDistributions, coordinator.DefaultMaxDistributions), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
-	s.Var(stringVal(&f.metricsAddr, ":"+coordinator.DefaultMetricsPort), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json, /healthz and /readyz (empty: off)")
-	s.Var(stringVal(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").markSecret()
-	s.Var(intVal(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
-	s.Var(shareVal(&f.verifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")
+	s.Var(cli.Int(&f.bulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
+	s.Var(cli.Duration(&f.loadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
+	s.Var(cli.Duration(&f.leaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
+	s.Var(cli.Int(&f.prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
+	s.Var(cli.Duration(&f.heartbeat, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
+	s.Var(cli.Duration(&f.drainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
+	s.Var(cli.String(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").DeprecatedFlag("outbox")
+	s.Var(cli.Int(&f.outboxSize, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
+	s.Var(cli.Int(&f.maxDistributions, coordinator.DefaultMaxDistributions), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
+	s.Var(cli.String(&f.metricsAddr, ":"+coordinator.DefaultMetricsPort), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json, /healthz and /readyz (empty: off)")
+	s.Var(cli.String(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").MarkSecret()
+	s.Var(cli.Int(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
+	s.Var(cli.Share(&f.verifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")
 	f.autoscale.register(s)
-	s.Var(boolVal(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on --pprof-addr")
-	s.Var(stringVal(&f.pprofAddr, "127.0.0.1:6060"), "DRAGONFLY_PPROF_ADDR", "address for /debug/pprof/ when --pprof is on (loopback by default: profiles are for operators)")
-	logFlags(s, &f.logLevel, &f.logFormat)
+	s.Var(cli.Bool(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on --pprof-addr")
+	s.Var(cli.String(&f.pprofAddr, "127.0.0.1:6060"), "DRAGONFLY_PPROF_ADDR", "address for /debug/pprof/ when --pprof is on (loopback by default: profiles are for operators)")
+	cli.LogFlags(s, &f.logLevel, &f.logFormat)
 }
 
 func (f *coordinatorFlags) validate() error {
 	if f.bulkSize <= 0 {
-		return usageError("DRAGONFLY_BULK_SIZE=%d: must be positive", f.bulkSize)
+		return cli.Usage("DRAGONFLY_BULK_SIZE=%d: must be positive", f.bulkSize)
 	}
 	if f.outboxSize <= 0 {
-		return usageError("DRAGONFLY_OUTBOX_SIZE=%d: must be positive", f.outboxSize)
+		return cli.Usage("DRAGONFLY_OUTBOX_SIZE=%d: must be positive", f.outboxSize)
 	}
 	if f.maxDistributions <= 0 {
-		return usageError("DRAGONFLY_MAX_DISTRIBUTIONS=%d: must be positive", f.maxDistributions)
+		return cli.Usage("DRAGONFLY_MAX_DISTRIBUTIONS=%d: must be positive", f.maxDistributions)
 	}
 	if f.prefetch < 0 {
-		return usageError("DRAGONFLY_PREFETCH=%d: must not be negative", f.prefetch)
+		return cli.Usage("DRAGONFLY_PREFETCH=%d: must not be negative", f.prefetch)
 	}
 	if f.maxSlots <= 0 {
-		return usageError("DRAGONFLY_MAX_WORKER_SLOTS=%d: must be positive", f.maxSlots)
+		return cli.Usage("DRAGONFLY_MAX_WORKER_SLOTS=%d: must be positive", f.maxSlots)
 	}
 	return f.autoscale.validate()
 }
@@ -105,7 +106,7 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	f.api.Observer = obs.apiObserver()
 	api, err := mainframe.New(f.api)
 	if err != nil {
-		return nil, nil, usageError("%v", err)
+		return nil, nil, cli.Usage("%v", err)
 	}
 	ob, err := outbox.Open(outbox.Config{Path: f.outboxPath, Capacity: f.outboxSize})
 	if err != nil {
@@ -138,45 +139,45 @@ type coordinatorCmd struct {
 	tlsFiles      fleetauth.TLSFiles
 }
 
-func (c *coordinatorCmd) register(s *settings) {
+func (c *coordinatorCmd) register(s *cli.Settings) {
 	c.f.register(s)
-	s.Var(stringVal(&c.listen, ":50051"), "DRAGONFLY_LISTEN_ADDR", "gRPC address workers connect to").deprecatedFlag("listen")
-	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "shared secret workers must present (required unless --insecure)").markSecret()
-	s.Var(boolVal(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only; loopback listen address only)")
+	s.Var(cli.String(&c.listen, ":50051"), "DRAGONFLY_LISTEN_ADDR", "gRPC address workers connect to").DeprecatedFlag("listen")
+	s.Var(cli.String(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "shared secret workers must present (required unless --insecure)").MarkSecret()
+	s.Var(cli.Bool(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only; loopback listen address only)")
 	fleetInsecureFlag(s, &c.fleetInsecure)
-	s.Var(intVal(&c.maxWorkers, coordinator.DefaultMaxWorkers), "DRAGONFLY_MAX_WORKERS", "most worker connections and sessions served at once")
+	s.Var(cli.Int(&c.maxWorkers, coordinator.DefaultMaxWorkers), "DRAGONFLY_MAX_WORKERS", "most worker connections and sessions served at once")
 	tlsFlags(s, &c.tlsFiles)
 }
 
 // fleetInsecureFlag registers DRAGONFLY_FLEET_INSECURE (coordinator and worker).
-func fleetInsecureFlag(s *settings, p *bool) {
-	s.Var(boolVal(p, false), "DRAGONFLY_FLEET_INSECURE", "allow the fleet token over plaintext gRPC beyond loopback (a development network only: without TLS anyone on the path reads it)")
+func fleetInsecureFlag(s *cli.Settings, p *bool) {
+	s.Var(cli.Bool(p, false), "DRAGONFLY_FLEET_INSECURE", "allow the fleet token over plaintext gRPC beyond loopback (a development network only: without TLS anyone on the path reads it)")
 }
 
-func runCoordinator(ctx context.Context, e *env, args []string) error {
+func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	var cc coordinatorCmd
-	s := e.settingsFor("dragonfly coordinator", coordinatorUsage)
+	s := e.Settings("dragonfly coordinator", coordinatorUsage)
 	cc.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
 	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles
 	if err := f.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, f.logLevel, f.logFormat)
+	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
-	s.logConfig(log)
+	s.LogConfig(log)
 	if token == "" && !insecure {
-		return usageError("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
+		return cli.Usage("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}
 	if cc.maxWorkers <= 0 {
-		return usageError("DRAGONFLY_MAX_WORKERS=%d: must be positive", cc.maxWorkers)
+		return cli.Usage("DRAGONFLY_MAX_WORKERS=%d: must be positive", cc.maxWorkers)
 	}
 	if token == "" {
 		log.Warn("insecure: workers are accepted without a fleet token (loopback only)")
@@ -196,7 +197,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) error {
 		MaxWorkers: cc.maxWorkers, Logger: log,
 	})
 	if err != nil {
-		return usageError("%v", err)
+		return cli.Usage("%v", err)
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -247,9 +248,9 @@ func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinat
 }
 
 // tlsFlags registers the TLS files shared by coordinator and worker.
-func tlsFlags(s *settings, f *fleetauth.TLSFiles) {
-	s.Var(boolVal(&f.On, false), "DRAGONFLY_TLS", "use TLS even without the files below (a worker then verifies the coordinator with the system's roots)")
-	s.Var(stringVal(&f.Cert, ""), "DRAGONFLY_TLS_CERT", "PEM certificate of this side")
-	s.Var(stringVal(&f.Key, ""), "DRAGONFLY_TLS_KEY", "PEM private key of this side")
-	s.Var(stringVal(&f.CA, ""), "DRAGONFLY_TLS_CA", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)")
+func tlsFlags(s *cli.Settings, f *fleetauth.TLSFiles) {
+	s.Var(cli.Bool(&f.On, false), "DRAGONFLY_TLS", "use TLS even without the files below (a worker then verifies the coordinator with the system's roots)")
+	s.Var(cli.String(&f.Cert, ""), "DRAGONFLY_TLS_CERT", "PEM certificate of this side")
+	s.Var(cli.String(&f.Key, ""), "DRAGONFLY_TLS_KEY", "PEM private key of this side")
+	s.Var(cli.String(&f.CA, ""), "DRAGONFLY_TLS_CA", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)")
 }

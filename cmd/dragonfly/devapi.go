@@ -4,21 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
 )
 
 func init() {
-	register(command{
-		name: "devapi", summary: "a development Dragonfly API server",
-		flags: func(s *settings) { new(devapiFlags).register(s) }, run: runDevAPI,
+	program.Register(cli.Command{
+		Name: "devapi", Summary: "a development Dragonfly API server",
+		Flags: func(s *cli.Settings) { new(devapiFlags).register(s) }, Run: runDevAPI,
 	})
 }
 
@@ -61,10 +60,10 @@ type devapiFlags struct {
 	maxAttempts     int
 	auth            string
 	cfID, cfSecret  string
-	cfTokens        credList
+	cfTokens        map[string]string
 	a0ID, a0Secret  string
 	a0User, a0Pass  string
-	a0Users         credList
+	a0Users         map[string]string
 	a0Audience      string
 	tokenLifetime   time.Duration
 	publicURL       string
@@ -76,39 +75,39 @@ type devapiFlags struct {
 	logFormat       string
 }
 
-func (f *devapiFlags) register(s *settings) {
+func (f *devapiFlags) register(s *cli.Settings) {
 	// Flags drop the DRAGONFLY_DEVAPI_ prefix: DRAGONFLY_DEVAPI_LISTEN_ADDR
 	// is --listen-addr and devapi_listen_addr.
-	s.namespace = "DRAGONFLY_DEVAPI_"
-	s.Var(stringVal(&f.listen, "127.0.0.1:8000"), "DRAGONFLY_DEVAPI_LISTEN_ADDR", "address to serve the API on (loopback by default; \":8000\" serves every interface)").
-		deprecatedFlag("listen").deprecatedEnv("DRAGONFLY_DEVAPI_LISTEN")
-	s.Var(stringVal(&f.packages, ""), "DRAGONFLY_DEVAPI_PACKAGES", "directory of distribution files (sdists, wheels, eggs) to serve and queue")
-	s.Var(stringVal(&f.rules, ""), "DRAGONFLY_DEVAPI_RULES", "directory of YARA rule files (*.yara, *.yar); re-read when they change")
-	s.Var(boolVal(&f.useDemo, false), "DRAGONFLY_DEVAPI_DEMO", "serve the built-in demo packages and rules")
-	s.Var(durationVal(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_DEVAPI_LEASE_TIMEOUT", "how long a lease stays pending before it may be re-leased")
-	s.Var(intVal(&f.maxAttempts, 3), "DRAGONFLY_DEVAPI_MAX_ATTEMPTS", "leases per job before it is dead-lettered")
-	s.Var(stringVal(&f.auth, "none"), "DRAGONFLY_DEVAPI_AUTH", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)")
+	s.SetNamespace("DRAGONFLY_DEVAPI_")
+	s.Var(cli.String(&f.listen, "127.0.0.1:8000"), "DRAGONFLY_DEVAPI_LISTEN_ADDR", "address to serve the API on (loopback by default; \":8000\" serves every interface)").
+		DeprecatedFlag("listen").DeprecatedEnv("DRAGONFLY_DEVAPI_LISTEN")
+	s.Var(cli.String(&f.packages, ""), "DRAGONFLY_DEVAPI_PACKAGES", "directory of distribution files (sdists, wheels, eggs) to serve and queue")
+	s.Var(cli.String(&f.rules, ""), "DRAGONFLY_DEVAPI_RULES", "directory of YARA rule files (*.yara, *.yar); re-read when they change")
+	s.Var(cli.Bool(&f.useDemo, false), "DRAGONFLY_DEVAPI_DEMO", "serve the built-in demo packages and rules")
+	s.Var(cli.Duration(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_DEVAPI_LEASE_TIMEOUT", "how long a lease stays pending before it may be re-leased")
+	s.Var(cli.Int(&f.maxAttempts, 3), "DRAGONFLY_DEVAPI_MAX_ATTEMPTS", "leases per job before it is dead-lettered")
+	s.Var(cli.String(&f.auth, "none"), "DRAGONFLY_DEVAPI_AUTH", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)")
 	// The token clients must send has the coordinator's names for the token
 	// it sends, so one configuration file serves both.
-	s.Var(stringVal(&f.cfID, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id clients must send").
-		deprecatedFlag("cf-client-id").deprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_ID").markSecret()
-	s.Var(stringVal(&f.cfSecret, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret clients must send").
-		deprecatedFlag("cf-client-secret").deprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").markSecret()
-	s.Var(&f.cfTokens, "DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)").markSecret()
-	s.Var(stringVal(&f.a0ID, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID", "Auth0 client id accepted by /oauth/token")
-	s.Var(stringVal(&f.a0Secret, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET", "Auth0 client secret accepted by /oauth/token").markSecret()
-	s.Var(stringVal(&f.a0User, ""), "DRAGONFLY_DEVAPI_AUTH0_USERNAME", "username accepted by the password grant")
-	s.Var(stringVal(&f.a0Pass, ""), "DRAGONFLY_DEVAPI_AUTH0_PASSWORD", "password accepted by the password grant").markSecret()
-	s.Var(&f.a0Users, "DRAGONFLY_DEVAPI_AUTH0_USERS", "further users for the password grant, name=password,... (each its own lease owner)").markSecret()
-	s.Var(stringVal(&f.a0Audience, "https://dragonfly.vipyrsec.com"), "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE", "audience a token request may name (empty: any)")
-	s.Var(durationVal(&f.tokenLifetime, time.Hour), "DRAGONFLY_DEVAPI_TOKEN_LIFETIME", "lifetime of issued Auth0 tokens")
-	s.Var(stringVal(&f.publicURL, ""), "DRAGONFLY_DEVAPI_PUBLIC_URL", "base URL of distribution links (default: the scheme and Host of each /jobs request)")
-	s.Var(intVal(&f.synthetic, 0), "DRAGONFLY_DEVAPI_SYNTHETIC", "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests")
-	s.Var(stringVal(&f.snapshot, ""), "DRAGONFLY_DEVAPI_SNAPSHOT", "JSON file keeping releases, scans and leases across restarts")
-	s.Var(shareVal(&f.reportErrorRate, 0), "DRAGONFLY_DEVAPI_REPORT_ERROR_RATE", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)")
-	s.Var(durationVal(&f.latency, 0), "DRAGONFLY_DEVAPI_LATENCY", "delay added to every API answer")
-	s.Var(stringVal(&f.logLevel, "info"), "DRAGONFLY_DEVAPI_LOG_LEVEL", "log level: debug, info, warn, error").alias("DRAGONFLY_LOG_LEVEL")
-	s.Var(stringVal(&f.logFormat, "auto"), "DRAGONFLY_DEVAPI_LOG_FORMAT", "log format: text, json, or auto (text on a terminal, JSON otherwise)").alias("DRAGONFLY_LOG_FORMAT")
+	s.Var(cli.String(&f.cfID, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id clients must send").
+		DeprecatedFlag("cf-client-id").DeprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_ID").MarkSecret()
+	s.Var(cli.String(&f.cfSecret, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret clients must send").
+		DeprecatedFlag("cf-client-secret").DeprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").MarkSecret()
+	s.Var(cli.Pairs(&f.cfTokens), "DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)").MarkSecret()
+	s.Var(cli.String(&f.a0ID, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID", "Auth0 client id accepted by /oauth/token")
+	s.Var(cli.String(&f.a0Secret, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET", "Auth0 client secret accepted by /oauth/token").MarkSecret()
+	s.Var(cli.String(&f.a0User, ""), "DRAGONFLY_DEVAPI_AUTH0_USERNAME", "username accepted by the password grant")
+	s.Var(cli.String(&f.a0Pass, ""), "DRAGONFLY_DEVAPI_AUTH0_PASSWORD", "password accepted by the password grant").MarkSecret()
+	s.Var(cli.Pairs(&f.a0Users), "DRAGONFLY_DEVAPI_AUTH0_USERS", "further users for the password grant, name=password,... (each its own lease owner)").MarkSecret()
+	s.Var(cli.String(&f.a0Audience, "https://dragonfly.vipyrsec.com"), "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE", "audience a token request may name (empty: any)")
+	s.Var(cli.Duration(&f.tokenLifetime, time.Hour), "DRAGONFLY_DEVAPI_TOKEN_LIFETIME", "lifetime of issued Auth0 tokens")
+	s.Var(cli.String(&f.publicURL, ""), "DRAGONFLY_DEVAPI_PUBLIC_URL", "base URL of distribution links (default: the scheme and Host of each /jobs request)")
+	s.Var(cli.Int(&f.synthetic, 0), "DRAGONFLY_DEVAPI_SYNTHETIC", "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests")
+	s.Var(cli.String(&f.snapshot, ""), "DRAGONFLY_DEVAPI_SNAPSHOT", "JSON file keeping releases, scans and leases across restarts")
+	s.Var(cli.Share(&f.reportErrorRate, 0), "DRAGONFLY_DEVAPI_REPORT_ERROR_RATE", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)")
+	s.Var(cli.Duration(&f.latency, 0), "DRAGONFLY_DEVAPI_LATENCY", "delay added to every API answer")
+	s.Var(cli.String(&f.logLevel, "info"), "DRAGONFLY_DEVAPI_LOG_LEVEL", "log level: debug, info, warn, error").Alias("DRAGONFLY_LOG_LEVEL")
+	s.Var(cli.String(&f.logFormat, "auto"), "DRAGONFLY_DEVAPI_LOG_FORMAT", "log format: text, json, or auto (text on a terminal, JSON otherwise)").Alias("DRAGONFLY_LOG_FORMAT")
 }
 
 // config turns the flags into a devapi.Config.
@@ -136,18 +135,18 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 	}
 	switch {
 	case f.leaseTimeout <= 0:
-		return cfg, usageError("DRAGONFLY_DEVAPI_LEASE_TIMEOUT: must be positive")
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_LEASE_TIMEOUT: must be positive")
 	case f.maxAttempts <= 0:
-		return cfg, usageError("DRAGONFLY_DEVAPI_MAX_ATTEMPTS=%d: must be positive", f.maxAttempts)
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_MAX_ATTEMPTS=%d: must be positive", f.maxAttempts)
 	case f.tokenLifetime <= 0:
-		return cfg, usageError("DRAGONFLY_DEVAPI_TOKEN_LIFETIME: must be positive")
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_TOKEN_LIFETIME: must be positive")
 	case f.synthetic < 0:
-		return cfg, usageError("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", f.synthetic)
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", f.synthetic)
 	}
 	switch cfg.Auth {
 	case devapi.AuthNone, devapi.AuthCloudflare, devapi.AuthAuth0:
 	default:
-		return cfg, usageError("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.auth)
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.auth)
 	}
 	if f.useDemo {
 		files, err := demo.Files()
@@ -162,17 +161,17 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 	return cfg, nil
 }
 
-func runDevAPI(ctx context.Context, e *env, args []string) error {
+func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
 	var f devapiFlags
-	s := e.settingsFor("dragonfly devapi", devapiUsage)
+	s := e.Settings("dragonfly devapi", devapiUsage)
 	f.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
-	log, err := newLogger(e.stderr, f.logLevel, f.logFormat)
+	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
@@ -208,40 +207,4 @@ func runDevAPI(ctx context.Context, e *env, args []string) error {
 func openDoor(addr net.Addr, auth string) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return auth == devapi.AuthNone && (!ok || !tcp.IP.IsLoopback())
-}
-
-// credList is a flag of name=secret pairs separated by commas (a secret may
-// hold "=" but not ","); names must be unique.
-type credList map[string]string
-
-func (c *credList) Set(s string) error {
-	m := credList{}
-	for _, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		name, secret, ok := strings.Cut(pair, "=")
-		if !ok || name == "" || secret == "" {
-			return errors.New("want name=secret pairs separated by commas")
-		}
-		if _, dup := m[name]; dup {
-			return fmt.Errorf("%q given twice", clip.String(name, 64))
-		}
-		m[name] = secret
-	}
-	*c = m
-	return nil
-}
-
-// String lists the names only: secrets stay out of usage texts and logs.
-func (c *credList) Type() string { return "list" }
-
-func (c *credList) String() string {
-	names := make([]string, 0, len(*c))
-	for name := range *c {
-		names = append(names, name+"=…")
-	}
-	sort.Strings(names)
-	return strings.Join(names, ",")
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"net/http"
 	"net/url"
@@ -21,9 +22,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "healthcheck", summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
-		flags: func(s *settings) { new(healthcheckFlags).register(s) }, run: runHealthcheck,
+	program.Register(cli.Command{
+		Name: "healthcheck", Summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
+		Flags: func(s *cli.Settings) { new(healthcheckFlags).register(s) }, Run: runHealthcheck,
 	})
 }
 
@@ -57,38 +58,38 @@ type healthcheckFlags struct {
 
 // register registers the settings of one probe, named
 // DRAGONFLY_HEALTHCHECK_* (flags without the prefix).
-func (f *healthcheckFlags) register(s *settings) {
-	s.namespace = "DRAGONFLY_HEALTHCHECK_"
-	s.Var(stringVal(&f.grpcAddr, ""), "DRAGONFLY_HEALTHCHECK_GRPC", "gRPC address to Check with grpc.health.v1 (host:port)")
-	s.Var(stringVal(&f.service, ""), "DRAGONFLY_HEALTHCHECK_SERVICE", "health service name to check (empty: the whole server)")
-	s.Var(stringVal(&f.httpURL, ""), "DRAGONFLY_HEALTHCHECK_HTTP", "URL to GET; healthy on 200")
-	s.Var(durationVal(&f.timeout, 5*time.Second), "DRAGONFLY_HEALTHCHECK_TIMEOUT", "bound on the whole probe")
-	s.Var(boolVal(&f.useTLS, false), "DRAGONFLY_HEALTHCHECK_TLS", "use TLS for --grpc (implied by --tls-ca/--tls-cert)")
-	s.Var(stringVal(&f.tlsFiles.CA, ""), "DRAGONFLY_HEALTHCHECK_TLS_CA", "PEM CA verifying the server (default: system roots)")
-	s.Var(stringVal(&f.tlsFiles.Cert, ""), "DRAGONFLY_HEALTHCHECK_TLS_CERT", "PEM client certificate (a coordinator with mutual TLS requires one)")
-	s.Var(stringVal(&f.tlsFiles.Key, ""), "DRAGONFLY_HEALTHCHECK_TLS_KEY", "PEM client key")
-	s.Var(stringVal(&f.serverName, ""), "DRAGONFLY_HEALTHCHECK_TLS_SERVER_NAME", "name to verify in the server's certificate (default: the address's host)")
-	s.Var(boolVal(&f.skipVerify, false), "DRAGONFLY_HEALTHCHECK_TLS_SKIP_VERIFY", "do not verify the server's certificate (probing localhost by IP)")
+func (f *healthcheckFlags) register(s *cli.Settings) {
+	s.SetNamespace("DRAGONFLY_HEALTHCHECK_")
+	s.Var(cli.String(&f.grpcAddr, ""), "DRAGONFLY_HEALTHCHECK_GRPC", "gRPC address to Check with grpc.health.v1 (host:port)")
+	s.Var(cli.String(&f.service, ""), "DRAGONFLY_HEALTHCHECK_SERVICE", "health service name to check (empty: the whole server)")
+	s.Var(cli.String(&f.httpURL, ""), "DRAGONFLY_HEALTHCHECK_HTTP", "URL to GET; healthy on 200")
+	s.Var(cli.Duration(&f.timeout, 5*time.Second), "DRAGONFLY_HEALTHCHECK_TIMEOUT", "bound on the whole probe")
+	s.Var(cli.Bool(&f.useTLS, false), "DRAGONFLY_HEALTHCHECK_TLS", "use TLS for --grpc (implied by --tls-ca/--tls-cert)")
+	s.Var(cli.String(&f.tlsFiles.CA, ""), "DRAGONFLY_HEALTHCHECK_TLS_CA", "PEM CA verifying the server (default: system roots)")
+	s.Var(cli.String(&f.tlsFiles.Cert, ""), "DRAGONFLY_HEALTHCHECK_TLS_CERT", "PEM client certificate (a coordinator with mutual TLS requires one)")
+	s.Var(cli.String(&f.tlsFiles.Key, ""), "DRAGONFLY_HEALTHCHECK_TLS_KEY", "PEM client key")
+	s.Var(cli.String(&f.serverName, ""), "DRAGONFLY_HEALTHCHECK_TLS_SERVER_NAME", "name to verify in the server's certificate (default: the address's host)")
+	s.Var(cli.Bool(&f.skipVerify, false), "DRAGONFLY_HEALTHCHECK_TLS_SKIP_VERIFY", "do not verify the server's certificate (probing localhost by IP)")
 }
 
-func runHealthcheck(ctx context.Context, e *env, args []string) error {
+func runHealthcheck(ctx context.Context, e *cli.Env, args []string) error {
 	var f healthcheckFlags
-	s := e.settingsFor("dragonfly healthcheck", healthcheckUsage)
+	s := e.Settings("dragonfly healthcheck", healthcheckUsage)
 	f.register(s)
-	if err := s.Parse(args, e.getenv, ""); err != nil {
+	if err := s.Parse(args, e.Getenv, ""); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
-		return &exitError{code: 1, err: err}
+		return cli.Exit(1, err)
 	}
 	if len(s.Args()) > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("unexpected arguments: %s", clip.String(strings.Join(s.Args(), " "), 512))}
+		return cli.Exit(1, fmt.Errorf("unexpected arguments: %s", clip.String(strings.Join(s.Args(), " "), 512)))
 	}
 	if f.grpcAddr == "" && f.httpURL == "" {
-		return &exitError{code: 1, err: errors.New("nothing to check: give --grpc ADDR and/or --http URL")}
+		return cli.Exit(1, errors.New("nothing to check: give --grpc ADDR and/or --http URL"))
 	}
 	if f.timeout <= 0 {
-		return &exitError{code: 1, err: errors.New("--timeout must be positive")}
+		return cli.Exit(1, errors.New("--timeout must be positive"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -98,18 +99,18 @@ func runHealthcheck(ctx context.Context, e *env, args []string) error {
 		if err := checkGRPC(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("grpc %s: %w", f.grpcAddr, err))
 		} else {
-			fmt.Fprintf(e.stdout, "healthy: grpc %s\n", f.grpcAddr)
+			fmt.Fprintf(e.Stdout, "healthy: grpc %s\n", f.grpcAddr)
 		}
 	}
 	if f.httpURL != "" {
 		if err := checkHTTP(ctx, f.httpURL); err != nil {
 			errs = append(errs, fmt.Errorf("http %s: %w", f.httpURL, err))
 		} else {
-			fmt.Fprintf(e.stdout, "healthy: http %s\n", f.httpURL)
+			fmt.Fprintf(e.Stdout, "healthy: http %s\n", f.httpURL)
 		}
 	}
 	if len(errs) > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("unhealthy: %w", errors.Join(errs...))}
+		return cli.Exit(1, fmt.Errorf("unhealthy: %w", errors.Join(errs...)))
 	}
 	return nil
 }

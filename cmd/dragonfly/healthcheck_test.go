@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"math/big"
 	"net"
 	"net/http"
@@ -31,7 +32,7 @@ import (
 func runHealth(t *testing.T, getenv map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(getenv)}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(getenv)}
 	code := run(context.Background(), e, append([]string{"healthcheck"}, args...))
 	return code, stdout.String(), stderr.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"log/slog"
 	"time"
@@ -37,16 +38,16 @@ const (
 	defaultFileLimit     = limit.DefaultFile
 )
 
-func limitFlags(s *settings, l *limitSettings) {
-	s.Var(sizeVal(&l.sizes.download, 0), "DRAGONFLY_MAX_DOWNLOAD_SIZE", "maximum bytes downloaded per distribution").
-		defaultText("128MB; unset, --max-scan-size or else --max-size sets it, as the 2023 client read them")
-	s.Var(sizeVal(&l.sizes.scan, 0), "DRAGONFLY_MAX_SCAN_SIZE", "the reference client's limit: alone, the download cap per distribution (2023 client); with --max-download-size, the cap of one file (2026 client)")
-	s.Var(sizeVal(&l.sizes.size, 0), "DRAGONFLY_MAX_SIZE", "the download cap per distribution, as the 2023 client's text also calls it (--max-scan-size wins; ignored with --max-download-size)")
-	s.Var(sizeVal(&l.sizes.file, 0), "DRAGONFLY_MAX_FILE_SIZE", "maximum bytes of one file").
-		defaultText("64MiB; unset, --max-scan-size sets it when --max-download-size is set, as the 2026 client read them")
-	s.Var(sizeVal(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
-	s.Var(intVal(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
-	s.Var(durationVal(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")
+func limitFlags(s *cli.Settings, l *limitSettings) {
+	s.Var(cli.Size(&l.sizes.download, 0), "DRAGONFLY_MAX_DOWNLOAD_SIZE", "maximum bytes downloaded per distribution").
+		DefaultText("128MB; unset, --max-scan-size or else --max-size sets it, as the 2023 client read them")
+	s.Var(cli.Size(&l.sizes.scan, 0), "DRAGONFLY_MAX_SCAN_SIZE", "the reference client's limit: alone, the download cap per distribution (2023 client); with --max-download-size, the cap of one file (2026 client)")
+	s.Var(cli.Size(&l.sizes.size, 0), "DRAGONFLY_MAX_SIZE", "the download cap per distribution, as the 2023 client's text also calls it (--max-scan-size wins; ignored with --max-download-size)")
+	s.Var(cli.Size(&l.sizes.file, 0), "DRAGONFLY_MAX_FILE_SIZE", "maximum bytes of one file").
+		DefaultText("64MiB; unset, --max-scan-size sets it when --max-download-size is set, as the 2026 client read them")
+	s.Var(cli.Size(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
+	s.Var(cli.Int(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
+	s.Var(cli.Duration(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")
 }
 
 // The eras resolveSizes infers.
@@ -108,10 +109,10 @@ func resolveSizes(v sizeVars) sizeLimits {
 // resolve validates the limits and returns them with the size resolution.
 func (l *limitSettings) resolve() (limit.Limits, sizeLimits, error) {
 	if l.entries <= 0 {
-		return limit.Limits{}, sizeLimits{}, usageError("DRAGONFLY_MAX_ARCHIVE_ENTRIES=%d: must be positive", l.entries)
+		return limit.Limits{}, sizeLimits{}, cli.Usage("DRAGONFLY_MAX_ARCHIVE_ENTRIES=%d: must be positive", l.entries)
 	}
 	if l.scanTimeout <= 0 {
-		return limit.Limits{}, sizeLimits{}, usageError("DRAGONFLY_SCAN_TIMEOUT: must be positive")
+		return limit.Limits{}, sizeLimits{}, cli.Usage("DRAGONFLY_SCAN_TIMEOUT: must be positive")
 	}
 	r := resolveSizes(l.sizes)
 	return limit.Limits{
@@ -139,7 +140,7 @@ func printLimits(w io.Writer, l limit.Limits, r sizeLimits) {
 	if r.era == eraDefault {
 		return
 	}
-	fmt.Fprintf(w, "dragonfly scan: size limits (%s era): download %s, one file %s\n", r.era, formatSize(l.Download), formatSize(l.File))
+	fmt.Fprintf(w, "dragonfly scan: size limits (%s era): download %s, one file %s\n", r.era, cli.FormatSize(l.Download), cli.FormatSize(l.File))
 	for _, ig := range r.ignored {
 		fmt.Fprintf(w, "dragonfly scan: warning: ignored %s\n", ig)
 	}

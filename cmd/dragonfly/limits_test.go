@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"log/slog"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ func TestLimitsAcrossSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var w workerCmd
-			s := newSettings("dragonfly worker", "")
+			s := program.Settings("dragonfly worker", "")
 			w.register(s)
 			if err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml)); err != nil {
 				t.Fatal(err)
@@ -96,7 +97,7 @@ func TestLimitsAcrossSources(t *testing.T) {
 
 func TestLogLimits(t *testing.T) {
 	var w workerCmd
-	s := newSettings("dragonfly worker", "")
+	s := program.Settings("dragonfly worker", "")
 	w.register(s)
 	env := map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "32MiB", "DRAGONFLY_MAX_SCAN_SIZE": "16MiB", "DRAGONFLY_MAX_SIZE": "1GB", "DRAGONFLY_SCAN_TIMEOUT": "30"}
 	if err := s.Parse(nil, envMap(env), ""); err != nil {
@@ -106,7 +107,7 @@ func TestLogLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	logLimits(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: durationSeconds})), w.f.limits, w.f.sizes)
+	logLimits(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: cli.DurationSeconds})), w.f.limits, w.f.sizes)
 	out := buf.String()
 	for _, want := range []string{`"msg":"effective limits","era":"2026 client","download_size":33554432,"expanded_size":536870912,"file_size":16777216,"archive_entries":65536,"scan_timeout":30}`,
 		`"msg":"limit setting ignored","setting":"DRAGONFLY_MAX_SIZE`} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"log/slog"
 	"net"
@@ -23,9 +24,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "local", summary: "coordinator and worker in one process (one host)",
-		flags: func(s *settings) { new(localCmd).register(s) }, run: runLocal,
+	program.Register(cli.Command{
+		Name: "local", Summary: "coordinator and worker in one process (one host)",
+		Flags: func(s *cli.Settings) { new(localCmd).register(s) }, Run: runLocal,
 	})
 }
 
@@ -45,21 +46,21 @@ type localCmd struct {
 	useDemo bool
 }
 
-func (c *localCmd) register(s *settings) {
+func (c *localCmd) register(s *cli.Settings) {
 	c.cf.register(s)
 	c.wf.register(s)
-	s.Flag(boolVal(&c.useDemo, false), "demo", "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
+	s.Flag(cli.Bool(&c.useDemo, false), "demo", "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
 }
 
-func runLocal(ctx context.Context, e *env, args []string) error {
+func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	var lc localCmd
-	s := e.settingsFor("dragonfly local", localUsage)
+	s := e.Settings("dragonfly local", localUsage)
 	lc.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
 	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo
 	if err := cf.validate(); err != nil {
@@ -68,11 +69,11 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, cf.logLevel, cf.logFormat)
+	log, err := cli.NewLogger(e.Stderr, cf.logLevel, cf.logFormat)
 	if err != nil {
 		return err
 	}
-	s.logConfig(log)
+	s.LogConfig(log)
 	lim := wf.limits
 	lim.Distributions = cf.maxDistributions // applied by the coordinator
 	logLimits(log, lim, wf.sizes)
@@ -87,7 +88,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer dev.Close()
-		if !s.isSet("metrics-addr") {
+		if !s.IsSet("metrics-addr") {
 			cf.metricsAddr = "" // the demo needs no metrics port
 		}
 	}
@@ -137,7 +138,7 @@ func runLocal(ctx context.Context, e *env, args []string) error {
 	cerr := <-coordDone
 	gerr := g.Wait()
 	if dev != nil && ctx.Err() == nil {
-		if err := printDemoResults(e.stdout, dev); err != nil {
+		if err := printDemoResults(e.Stdout, dev); err != nil {
 			return err
 		}
 	}

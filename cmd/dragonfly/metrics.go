@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"net/http"
 	"runtime"
 
@@ -20,17 +21,17 @@ type autoscaleFlags struct {
 	workerSlots int
 }
 
-func (f *autoscaleFlags) register(s *settings) {
-	s.Int(&f.maxWorkers, "autoscale-max-workers", 100, "cap of dragonfly_fleet_desired_workers, the workers the backlog needs", "DRAGONFLY_AUTOSCALE_MAX_WORKERS")
-	s.Int(&f.workerSlots, "autoscale-worker-slots", 2, "scanner slots per worker that dragonfly_fleet_desired_workers assumes while no worker is connected", "DRAGONFLY_AUTOSCALE_WORKER_SLOTS")
+func (f *autoscaleFlags) register(s *cli.Settings) {
+	s.Var(cli.Int(&f.maxWorkers, 100), "DRAGONFLY_AUTOSCALE_MAX_WORKERS", "cap of dragonfly_fleet_desired_workers, the workers the backlog needs")
+	s.Var(cli.Int(&f.workerSlots, 2), "DRAGONFLY_AUTOSCALE_WORKER_SLOTS", "scanner slots per worker that dragonfly_fleet_desired_workers assumes while no worker is connected")
 }
 
 func (f *autoscaleFlags) validate() error {
 	if f.maxWorkers <= 0 {
-		return usageError("DRAGONFLY_AUTOSCALE_MAX_WORKERS=%d: must be positive", f.maxWorkers)
+		return cli.Usage("DRAGONFLY_AUTOSCALE_MAX_WORKERS=%d: must be positive", f.maxWorkers)
 	}
 	if f.workerSlots <= 0 {
-		return usageError("DRAGONFLY_AUTOSCALE_WORKER_SLOTS=%d: must be positive", f.workerSlots)
+		return cli.Usage("DRAGONFLY_AUTOSCALE_WORKER_SLOTS=%d: must be positive", f.workerSlots)
 	}
 	return nil
 }

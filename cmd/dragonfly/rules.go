@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,9 +24,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "rules", summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
-		flags: func(s *settings) { new(profileConfig).register(s) }, run: runRules,
+	program.Register(cli.Command{
+		Name: "rules", Summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
+		Flags: func(s *cli.Settings) { new(profileConfig).register(s) }, Run: runRules,
 	})
 }
 
@@ -39,9 +40,9 @@ profile  measures what each rule costs over archives or directories
 Run 'dragonfly rules check --help' or 'dragonfly rules profile --help' for more.`
 
 // runRules dispatches to the subcommands of dragonfly rules.
-func runRules(ctx context.Context, e *env, args []string) error {
+func runRules(ctx context.Context, e *cli.Env, args []string) error {
 	if len(args) == 0 {
-		return usageError("no subcommand\n\n%s", rulesUsage)
+		return cli.Usage("no subcommand\n\n%s", rulesUsage)
 	}
 	switch args[0] {
 	case "check":
@@ -49,10 +50,10 @@ func runRules(ctx context.Context, e *env, args []string) error {
 	case "profile":
 		return runRulesProfile(ctx, e, args[1:])
 	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(e.stdout, rulesUsage)
+		fmt.Fprintln(e.Stdout, rulesUsage)
 		return nil
 	}
-	return usageError("unknown subcommand %q\n\n%s", clip.String(args[0], 256), rulesUsage)
+	return cli.Usage("unknown subcommand %q\n\n%s", clip.String(args[0], 256), rulesUsage)
 }
 
 const rulesCheckUsage = `usage: dragonfly rules check PATH...
@@ -81,33 +82,33 @@ summary.
 Exit status: 0 the set compiles (warnings or not); 1 it does not; 2 usage
 (no PATH, an unreadable file, two files with one stem).`
 
-func runRulesCheck(_ context.Context, e *env, args []string) error {
-	s := e.settingsFor("dragonfly rules check", rulesCheckUsage)
-	if err := s.Parse(args, e.getenv, ""); err != nil {
+func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
+	s := e.Settings("dragonfly rules check", rulesCheckUsage)
+	if err := s.Parse(args, e.Getenv, ""); err != nil {
 		return err
 	}
 	if len(s.Args()) == 0 {
-		return usageError("no rule files (see dragonfly rules check --help)")
+		return cli.Usage("no rule files (see dragonfly rules check --help)")
 	}
 	set, err := loadRuleFiles(s.Args())
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return cli.Exit(2, err)
 	}
 	rep, err := rules.Check(set)
 	if err != nil {
 		return err
 	}
 	for _, d := range rep.Diagnostics {
-		fmt.Fprintln(e.stdout, d)
+		fmt.Fprintln(e.Stdout, d)
 	}
 	errs := rep.Errors()
 	warns := len(rep.Diagnostics) - errs
 	if rep.Compiled == nil {
-		fmt.Fprintf(e.stderr, "dragonfly rules check: %s do not compile: %s, %s\n",
+		fmt.Fprintf(e.Stderr, "dragonfly rules check: %s do not compile: %s, %s\n",
 			plural(len(set.Sources), "file"), plural(errs, "error"), plural(warns, "warning"))
-		return &exitError{code: 1}
+		return cli.Exit(1, nil)
 	}
-	fmt.Fprintf(e.stderr, "dragonfly rules check: %s in %s compile: %s\n",
+	fmt.Fprintf(e.Stderr, "dragonfly rules check: %s in %s compile: %s\n",
 		plural(rep.Compiled.Len(), "rule"), plural(len(set.Sources), "file"), plural(warns, "warning"))
 	return nil
 }
@@ -186,19 +187,19 @@ type profileConfig struct {
 	limitSet  limitSettings
 }
 
-func (c *profileConfig) register(s *settings) {
-	s.Var(stringVal(&c.rules, ""), "DRAGONFLY_RULES", "rules: a directory of .yara/.yar files, one file, or a GET /rules JSON document")
-	s.Flag(stringVal(&c.format, ""), "format", "output format: table or json").defaultText("table on a terminal, json otherwise")
-	s.Var(intVal(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "files scanned at once").defaultText("number of CPUs")
-	s.Flag(sizeVal(&c.maxMemory, 2<<30), "max-memory", "maximum bytes of the targets' files held in memory (identical files count once)")
+func (c *profileConfig) register(s *cli.Settings) {
+	s.Var(cli.String(&c.rules, ""), "DRAGONFLY_RULES", "rules: a directory of .yara/.yar files, one file, or a GET /rules JSON document")
+	s.Flag(cli.String(&c.format, ""), "format", "output format: table or json").DefaultText("table on a terminal, json otherwise")
+	s.Var(cli.Int(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "files scanned at once").DefaultText("number of CPUs")
+	s.Flag(cli.Size(&c.maxMemory, 2<<30), "max-memory", "maximum bytes of the targets' files held in memory (identical files count once)")
 	limitFlags(s, &c.limitSet)
 }
 
-func runRulesProfile(ctx context.Context, e *env, args []string) error {
+func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg profileConfig
-	s := e.settingsFor("dragonfly rules profile", rulesProfileUsage)
+	s := e.Settings("dragonfly rules profile", rulesProfileUsage)
 	cfg.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	lim, _, err := cfg.limitSet.resolve()
@@ -206,33 +207,33 @@ func runRulesProfile(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if cfg.threads <= 0 {
-		return usageError("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
+		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
 	}
 	if cfg.format == "" {
 		cfg.format = "json"
-		if isTerminal(e.stdout) {
+		if cli.IsTerminal(e.Stdout) {
 			cfg.format = "table"
 		}
 	}
 	if cfg.format != "table" && cfg.format != "json" {
-		return usageError("--format %q: not one of table, json", clip.String(cfg.format, 256))
+		return cli.Usage("--format %q: not one of table, json", clip.String(cfg.format, 256))
 	}
 	if cfg.rules == "" {
-		return usageError("no rules: give --rules PATH (see dragonfly rules profile --help)")
+		return cli.Usage("no rules: give --rules PATH (see dragonfly rules profile --help)")
 	}
 	targets := s.Args()
 	if len(targets) == 0 {
-		return usageError("no targets (see dragonfly rules profile --help)")
+		return cli.Usage("no targets (see dragonfly rules profile --help)")
 	}
 	set, err := rules.Load(cfg.rules)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return cli.Exit(2, err)
 	}
 
 	progress := func(string, ...any) {}
-	if isTerminal(e.stderr) {
+	if cli.IsTerminal(e.Stderr) {
 		progress = func(format string, a ...any) {
-			fmt.Fprintf(e.stderr, "\r\033[K"+format, a...)
+			fmt.Fprintf(e.Stderr, "\r\033[K"+format, a...)
 		}
 	}
 	// The targets' files stay in memory to the end: collect garbage early
@@ -254,17 +255,17 @@ func runRulesProfile(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		var ce *rules.CompileError
 		if errors.As(err, &ce) {
-			return &exitError{code: 2, err: err}
+			return cli.Exit(2, err)
 		}
 		return err
 	}
-	fmt.Fprintf(e.stderr, "dragonfly rules profile: %s over %s (%s, %s distinct held in memory) from %s\n",
+	fmt.Fprintf(e.Stderr, "dragonfly rules profile: %s over %s (%s, %s distinct held in memory) from %s\n",
 		plural(len(rep.Rules), "rule"), plural(rep.Files, "file"), megabytes(rep.Bytes), megabytes(held), plural(len(targets), "target"))
 	if cfg.format == "json" {
-		fmt.Fprintln(e.stderr, "dragonfly rules profile: "+profileNote(rep))
-		return writeProfileJSON(e.stdout, rep)
+		fmt.Fprintln(e.Stderr, "dragonfly rules profile: "+profileNote(rep))
+		return writeProfileJSON(e.Stdout, rep)
 	}
-	return writeProfileTable(e.stdout, rep)
+	return writeProfileTable(e.Stdout, rep)
 }
 
 // unpackTargets unpacks every target into memory under lim: archives and
@@ -282,7 +283,7 @@ func unpackTargets(ctx context.Context, targets []string, lim limit.Limits, maxM
 		scratch []byte
 		seen    = map[[sha256.Size]byte][]byte{}
 	)
-	tooMuch := fmt.Errorf("the targets' files hold more than --max-memory (%s)", formatSize(maxMemory))
+	tooMuch := fmt.Errorf("the targets' files hold more than --max-memory (%s)", cli.FormatSize(maxMemory))
 	alloc := func(_ context.Context, n int) ([]byte, error) {
 		if int64(n) > maxMemory {
 			return nil, tooMuch

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"os"
 	"path/filepath"
@@ -310,7 +311,7 @@ func TestRulesProfileProgressOnTerminal(t *testing.T) {
 		got <- string(b)
 	}()
 	var stdout bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: tty, getenv: envMap(nil), dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: tty, Getenv: envMap(nil), Dir: t.TempDir()}
 	code := run(context.Background(), e, []string{"rules", "profile", "--rules", rulesPath, "--format", "json", target})
 	tty.Close()
 	out := <-got

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"net/url"
 	"runtime"
@@ -24,9 +25,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "scan", summary: "scan local archives, directories or URLs",
-		flags: func(s *settings) { new(scanConfig).register(s) }, run: runScan,
+	program.Register(cli.Command{
+		Name: "scan", Summary: "scan local archives, directories or URLs",
+		Flags: func(s *cli.Settings) { new(scanConfig).register(s) }, Run: runScan,
 	})
 }
 
@@ -105,22 +106,22 @@ type scanConfig struct {
 	showStrings  bool
 }
 
-func (c *scanConfig) register(s *settings) {
-	s.Var(stringVal(&c.rules, ""), "DRAGONFLY_RULES", "rules: a directory of .yara/.yar files, one file, or a GET /rules JSON document")
-	s.Var(boolVal(&c.rulesFromAPI, false), "DRAGONFLY_RULES_FROM_API", "fetch the rules from the Dragonfly API (the API settings below; cached, see above)")
-	s.Var(boolVal(&c.demoRules, false), "DRAGONFLY_DEMO_RULES", "use the built-in demo rules")
-	s.Var(stringVal(&c.format, ""), "DRAGONFLY_FORMAT", "output format: table, json or sarif").
-		defaultText("table on a terminal, json otherwise").deprecatedEnv("DRAGONFLY_SCAN_FORMAT")
-	s.Var(intVal(&c.failScore, 0), "DRAGONFLY_FAIL_SCORE", "exit 1 when a target scores at least this (0: never)")
-	s.Var(intVal(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads").defaultText("number of CPUs")
-	s.Flag(boolVal(&c.demo, false), "demo", "also scan the built-in demo packages (implies nothing about the rules)")
-	s.Var(listVal(&c.hosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
-	s.Var(stringVal(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
-	s.Var(boolVal(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
-	s.FlagP(repeatedVal(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
-	s.Flag(boolVal(&c.stats, false), "stats", "print what the scan engine did and saved on standard error (see above)")
-	s.Var(cacheSizeVal(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
-	s.Flag(boolVal(&c.showStrings, false), "show-strings", "show the matched strings of each file (see Output)")
+func (c *scanConfig) register(s *cli.Settings) {
+	s.Var(cli.String(&c.rules, ""), "DRAGONFLY_RULES", "rules: a directory of .yara/.yar files, one file, or a GET /rules JSON document")
+	s.Var(cli.Bool(&c.rulesFromAPI, false), "DRAGONFLY_RULES_FROM_API", "fetch the rules from the Dragonfly API (the API settings below; cached, see above)")
+	s.Var(cli.Bool(&c.demoRules, false), "DRAGONFLY_DEMO_RULES", "use the built-in demo rules")
+	s.Var(cli.String(&c.format, ""), "DRAGONFLY_FORMAT", "output format: table, json or sarif").
+		DefaultText("table on a terminal, json otherwise").DeprecatedEnv("DRAGONFLY_SCAN_FORMAT")
+	s.Var(cli.Int(&c.failScore, 0), "DRAGONFLY_FAIL_SCORE", "exit 1 when a target scores at least this (0: never)")
+	s.Var(cli.Int(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads").DefaultText("number of CPUs")
+	s.Flag(cli.Bool(&c.demo, false), "demo", "also scan the built-in demo packages (implies nothing about the rules)")
+	s.Var(cli.List(&c.hosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
+	s.Var(cli.String(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
+	s.Var(cli.Bool(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
+	s.FlagP(cli.Repeated(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
+	s.Flag(cli.Bool(&c.stats, false), "stats", "print what the scan engine did and saved on standard error (see above)")
+	s.Var(cli.SizeOrOff(&c.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules (0: off)")
+	s.Flag(cli.Bool(&c.showStrings, false), "show-strings", "show the matched strings of each file (see Output)")
 	downloadFlags(s, &c.download)
 	limitFlags(s, &c.limitSet)
 	apiFlags(s, &c.api)
@@ -135,11 +136,11 @@ func indexOrigin(raw string) (string, error) {
 	return u.Scheme + "://" + u.Host, nil
 }
 
-func runScan(ctx context.Context, e *env, args []string) error {
+func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg scanConfig
-	s := e.settingsFor("dragonfly scan", scanUsage)
+	s := e.Settings("dragonfly scan", scanUsage)
 	cfg.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	lim, sizes, err := cfg.limitSet.resolve()
@@ -147,25 +148,25 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if cfg.threads <= 0 {
-		return usageError("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
+		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
 	}
 	if cfg.format == "" {
 		cfg.format = "json"
-		if isTerminal(e.stdout) {
+		if cli.IsTerminal(e.Stdout) {
 			cfg.format = "table"
 		}
 	}
 	if cfg.format != "table" && cfg.format != "json" && cfg.format != "sarif" {
-		return usageError("--format %q: not one of table, json, sarif", clip.String(cfg.format, 256))
+		return cli.Usage("--format %q: not one of table, json, sarif", clip.String(cfg.format, 256))
 	}
 	targets := s.Args()
 	if !cfg.demo && len(targets) == 0 && len(cfg.requirements) == 0 {
-		return usageError("no targets (see dragonfly scan --help)")
+		return cli.Usage("no targets (see dragonfly scan --help)")
 	}
 	if err := checkRuleChoice(s); err != nil {
 		return err
 	}
-	printLimits(e.stderr, lim, sizes)
+	printLimits(e.Stderr, lim, sizes)
 
 	set, from, err := cfg.loadRules(ctx, e)
 	if err != nil {
@@ -173,9 +174,9 @@ func runScan(ctx context.Context, e *env, args []string) error {
 	}
 	compiled, err := rules.Compile(set)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return cli.Exit(2, err)
 	}
-	fmt.Fprintf(e.stderr, "dragonfly scan: rules from %s: hash %s, %d rules\n", from, clip.String(compiled.Hash(), 256), compiled.Len())
+	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %d rules\n", from, clip.String(compiled.Hash(), 256), compiled.Len())
 
 	var jobs []scanJob
 	if cfg.demo {
@@ -192,7 +193,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		if pkgindex.IsTarget(t) {
 			pt, err := pkgindex.ParseTarget(t)
 			if err != nil {
-				return usageError("%v", err)
+				return cli.Usage("%v", err)
 			}
 			pypiJobs = append(pypiJobs, scanJob{target: t, pypi: &pt})
 			continue
@@ -202,7 +203,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 	for _, file := range cfg.requirements {
 		pins, err := pkgindex.ReadRequirements(file)
 		if err != nil {
-			return usageError("%v", err)
+			return cli.Usage("%v", err)
 		}
 		for _, pt := range pins {
 			pypiJobs = append(pypiJobs, scanJob{target: pt.String(), pypi: &pt})
@@ -226,7 +227,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 	fc.MaxSize = lim.Download
 	fetcher, err := fetch.New(fc)
 	if err != nil {
-		return usageError("%v", err)
+		return cli.Usage("%v", err)
 	}
 	sc := &scanner{verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: lim}, rules: compiled}
 	if len(pypiJobs) > 0 {
@@ -235,25 +236,25 @@ func runScan(ctx context.Context, e *env, args []string) error {
 			MaxDistributions: lim.Distributions, UserAgent: version.UserAgent(),
 		})
 		if err != nil {
-			return usageError("--index-url: %v", err)
+			return cli.Usage("--index-url: %v", err)
 		}
 	}
 	results := sc.scanTargets(ctx, append(jobs, pypiJobs...), cfg.threads)
 	if ctx.Err() != nil {
-		return &exitError{code: 3, err: ctx.Err()}
+		return cli.Exit(3, ctx.Err())
 	}
 
 	if cfg.stats {
-		writeStats(e.stderr, results, engine.Counters())
+		writeStats(e.Stderr, results, engine.Counters())
 	}
 
 	switch cfg.format {
 	case "json":
-		err = writeJSON(e.stdout, results, cfg.showStrings)
+		err = writeJSON(e.Stdout, results, cfg.showStrings)
 	case "sarif":
-		err = writeSARIF(e.stdout, compiled, results)
+		err = writeSARIF(e.Stdout, compiled, results)
 	default:
-		err = writeTable(e.stdout, results, cfg.showStrings)
+		err = writeTable(e.Stdout, results, cfg.showStrings)
 	}
 	if err != nil {
 		return err
@@ -267,32 +268,32 @@ func runScan(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if code != 0 {
-		return &exitError{code: code}
+		return cli.Exit(code, nil)
 	}
 	return nil
 }
 
 // checkRuleChoice wants exactly one rule source.
-func checkRuleChoice(s *settings) error {
+func checkRuleChoice(s *cli.Settings) error {
 	var given []string
 	for _, name := range []string{"rules", "rules-from-api", "demo-rules"} {
-		st := s.lookup(name)
-		if st.isSet() && st.value.String() != "" && st.value.String() != "false" {
-			given = append(given, "--"+name+" ("+st.source()+")")
+		st := s.Lookup(name)
+		if st.IsSet() && st.Value().String() != "" && st.Value().String() != "false" {
+			given = append(given, "--"+name+" ("+st.Source()+")")
 		}
 	}
 	switch len(given) {
 	case 0:
-		return usageError("no rules: give --rules PATH (a directory of .yara/.yar files, one file or a GET /rules JSON document), " +
+		return cli.Usage("no rules: give --rules PATH (a directory of .yara/.yar files, one file or a GET /rules JSON document), " +
 			"--rules-from-api (the Dragonfly API, with the coordinator's API settings) or --demo-rules (the built-in demo rules)")
 	case 1:
 		return nil
 	}
-	return usageError("one rule source only, got %s", strings.Join(given, ", "))
+	return cli.Usage("one rule source only, got %s", strings.Join(given, ", "))
 }
 
 // loadRules returns the rule set chosen and a description of its source.
-func (c *scanConfig) loadRules(ctx context.Context, e *env) (rules.Set, string, error) {
+func (c *scanConfig) loadRules(ctx context.Context, e *cli.Env) (rules.Set, string, error) {
 	switch {
 	case c.demoRules:
 		set := rules.Set{Sources: demo.Rules()}
@@ -303,7 +304,7 @@ func (c *scanConfig) loadRules(ctx context.Context, e *env) (rules.Set, string, 
 	}
 	set, err := rules.Load(c.rules)
 	if err != nil {
-		return rules.Set{}, "", &exitError{code: 2, err: err}
+		return rules.Set{}, "", cli.Exit(2, err)
 	}
 	return set, clip.String(c.rules, 1024), nil
 }
@@ -496,31 +497,3 @@ func writeStats(w io.Writer, results []scanResult, c scan.Counters) {
 	row("scanned again for links", "%d files", c.Rescans)
 	row("rule subsets compiled", "%d in %.2f s (%d fell back to the whole set)", c.Subsets, c.SubsetTime.Seconds(), c.SubsetFailures)
 }
-
-// cacheSizeValue is DRAGONFLY_MATCH_CACHE_SIZE: a size (32MiB), or 0 or
-// "off" for no cache.
-type cacheSizeValue int64
-
-func cacheSizeVal(p *int64, def int64) *cacheSizeValue { *p = def; return (*cacheSizeValue)(p) }
-
-func (v *cacheSizeValue) Set(s string) error {
-	if t := strings.TrimSpace(s); t == "0" || t == "off" {
-		*v = 0
-		return nil
-	}
-	n, err := parseSize(s)
-	if err != nil {
-		return err
-	}
-	*v = cacheSizeValue(n)
-	return nil
-}
-
-func (v *cacheSizeValue) String() string {
-	if *v == 0 {
-		return "0"
-	}
-	return formatSize(int64(*v))
-}
-
-func (v *cacheSizeValue) Type() string { return "size" }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,7 +22,7 @@ import (
 func runScanCmd(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(vars), dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
 	code := run(context.Background(), e, args)
 	return code, stdout.String(), stderr.String()
 }
@@ -278,10 +279,10 @@ func newFakeRulesAPI(t *testing.T, cfID, cfSecret string) *fakeRulesAPI {
 	return f
 }
 
-func runScanEnv(t *testing.T, e *env, args ...string) (int, string, string) {
+func runScanEnv(t *testing.T, e *cli.Env, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e.stdout, e.stderr, e.stdin = &stdout, &stderr, strings.NewReader("")
+	e.Stdout, e.Stderr, e.Stdin = &stdout, &stderr, strings.NewReader("")
 	code := run(context.Background(), e, args)
 	return code, stdout.String(), stderr.String()
 }
@@ -296,7 +297,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	cache := t.TempDir()
 	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
 	vars := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "s3cret"}
-	e := &env{getenv: envMap(vars), dir: t.TempDir(), cacheDir: func() (string, error) { return cache, nil }, now: func() time.Time { return now }}
+	e := &cli.Env{Getenv: envMap(vars), Dir: t.TempDir(), CacheDir: func() (string, error) { return cache, nil }, Now: func() time.Time { return now }}
 	scanArgs := []string{"scan", "--rules-from-api", "--format", "json", target}
 
 	code, out, errOut := runScanEnv(t, e, scanArgs...)
@@ -334,13 +335,13 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// Refused credentials are no outage: no fallback.
 	api.status.Store(0)
 	bad := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CF_ACCESS_CLIENT_ID": "id.access", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": "wrong"}
-	e.getenv = envMap(bad)
+	e.Getenv = envMap(bad)
 	code, out, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 2 || out != "" || !strings.Contains(errOut, "redirected") || strings.Contains(errOut, "cached") || strings.Contains(errOut, "wrong") {
 		t.Errorf("bad credentials: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	api.status.Store(http.StatusUnauthorized)
-	e.getenv = envMap(vars)
+	e.Getenv = envMap(vars)
 	if code, _, errOut := runScanEnv(t, e, scanArgs...); code != 2 || !strings.Contains(errOut, "401") || strings.Contains(errOut, "cached rule set") {
 		t.Errorf("401: exit %d stderr %q", code, errOut)
 	}
@@ -348,7 +349,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// Nothing cached from another API: an error naming the cache.
 	other := httptest.NewServer(http.NotFoundHandler())
 	other.Close()
-	e.getenv = envMap(map[string]string{"DRAGONFLY_BASE_URL": other.URL})
+	e.Getenv = envMap(map[string]string{"DRAGONFLY_BASE_URL": other.URL})
 	code, _, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 2 || !strings.Contains(errOut, "is unreachable") || !strings.Contains(errOut, "no rule set from "+other.URL+" is cached in "+filepath.Join(cache, "dragonfly-fleet", "rules")) {
 		t.Errorf("other API down: exit %d stderr %q", code, errOut)
@@ -357,7 +358,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// A hash that is no safe file name is used but not cached.
 	api.status.Store(0)
 	api.hash.Store("../../escape")
-	e.getenv = envMap(vars)
+	e.Getenv = envMap(vars)
 	code, _, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 0 || !strings.Contains(errOut, `warning: rule set not cached: hash "../../escape" is not a safe file name`) {
 		t.Errorf("hostile hash: exit %d stderr %q", code, errOut)

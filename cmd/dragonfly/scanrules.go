@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -40,7 +42,7 @@ type cachedRules struct {
 // API is unreachable (network trouble, 5xx, 408, 429, token endpoint down)
 // it uses the newest set cached from the same base URL, with a warning
 // naming its hash and age; refused credentials and other answers are errors.
-func apiRules(ctx context.Context, e *env, cfg mainframe.Config) (rules.Set, string, error) {
+func apiRules(ctx context.Context, e *cli.Env, cfg mainframe.Config) (rules.Set, string, error) {
 	cred, err := resolveAPI(&cfg)
 	if err != nil {
 		return rules.Set{}, "", err
@@ -49,11 +51,11 @@ func apiRules(ctx context.Context, e *env, cfg mainframe.Config) (rules.Set, str
 	cfg.Attempts = scanAPIAttempts
 	client, err := mainframe.New(cfg)
 	if err != nil {
-		return rules.Set{}, "", usageError("%v", err)
+		return rules.Set{}, "", cli.Usage("%v", err)
 	}
 	base := client.BaseURL()
 	from := "the Dragonfly API at " + base + " (credentials: " + cred.String() + ")"
-	dir, dirErr := e.userCacheDir()
+	dir, dirErr := e.UserCacheDir()
 	if dirErr == nil {
 		dir = filepath.Join(dir, "dragonfly-fleet", "rules")
 	}
@@ -62,24 +64,24 @@ func apiRules(ctx context.Context, e *env, cfg mainframe.Config) (rules.Set, str
 	if err == nil {
 		set := rules.Set{Hash: rs.Hash, Sources: rs.Rules}
 		if dirErr != nil {
-			fmt.Fprintf(e.stderr, "dragonfly scan: warning: rule set not cached: %v\n", dirErr)
-		} else if err := writeCachedRules(dir, cachedRules{Hash: rs.Hash, Rules: rs.Rules, BaseURL: base, Fetched: e.clock().UTC()}); err != nil {
-			fmt.Fprintf(e.stderr, "dragonfly scan: warning: rule set not cached: %s\n", clip.Error(err, 512))
+			fmt.Fprintf(e.Stderr, "dragonfly scan: warning: rule set not cached: %v\n", dirErr)
+		} else if err := writeCachedRules(dir, cachedRules{Hash: rs.Hash, Rules: rs.Rules, BaseURL: base, Fetched: e.Clock().UTC()}); err != nil {
+			fmt.Fprintf(e.Stderr, "dragonfly scan: warning: rule set not cached: %s\n", clip.Error(err, 512))
 		}
 		return set, from, nil
 	}
 	if !unreachable(err) || ctx.Err() != nil {
-		return rules.Set{}, "", &exitError{code: 2, err: fmt.Errorf("rules from the Dragonfly API: %s", clip.Error(err, 1024))}
+		return rules.Set{}, "", cli.Exit(2, fmt.Errorf("rules from the Dragonfly API: %s", clip.Error(err, 1024)))
 	}
 	if dirErr != nil {
-		return rules.Set{}, "", &exitError{code: 2, err: fmt.Errorf("the Dragonfly API is unreachable (%s) and there is no cache: %v", clip.Error(err, 1024), dirErr)}
+		return rules.Set{}, "", cli.Exit(2, fmt.Errorf("the Dragonfly API is unreachable (%s) and there is no cache: %v", clip.Error(err, 1024), dirErr))
 	}
 	c, path, cerr := newestCachedRules(dir, base)
 	if cerr != nil {
-		return rules.Set{}, "", &exitError{code: 2, err: fmt.Errorf("the Dragonfly API is unreachable (%s) and no rule set from %s is cached in %s: %w", clip.Error(err, 1024), base, dir, cerr)}
+		return rules.Set{}, "", cli.Exit(2, fmt.Errorf("the Dragonfly API is unreachable (%s) and no rule set from %s is cached in %s: %w", clip.Error(err, 1024), base, dir, cerr))
 	}
-	age := status.FormatDuration(e.clock().Sub(c.Fetched))
-	fmt.Fprintf(e.stderr, "dragonfly scan: warning: the Dragonfly API is unreachable (%s); using the cached rule set %s fetched %s ago (%s)\n",
+	age := status.FormatDuration(e.Clock().Sub(c.Fetched))
+	fmt.Fprintf(e.Stderr, "dragonfly scan: warning: the Dragonfly API is unreachable (%s); using the cached rule set %s fetched %s ago (%s)\n",
 		clip.Error(err, 1024), c.Hash, age, path)
 	return rules.Set{Hash: c.Hash, Sources: c.Rules}, "the cache of the Dragonfly API at " + base + " (fetched " + age + " ago)", nil
 }
@@ -173,4 +175,20 @@ func newestCachedRules(dir, base string) (cachedRules, string, error) {
 		return c, cd.path, nil
 	}
 	return cachedRules{}, "", errors.New("none found")
+}
+
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("larger than %d bytes", max)
+	}
+	return data, nil
 }

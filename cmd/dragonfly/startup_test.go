@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"strings"
 	"testing"
 )
@@ -39,7 +40,7 @@ func startStopped(t *testing.T, vars map[string]string, args ...string) (int, st
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var stdout, stderr bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(vars), dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
 	code := run(ctx, e, args)
 	return code, stderr.String()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"net"
 	"net/http"
@@ -21,9 +22,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "status", summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
-		flags: func(s *settings) { new(statusFlags).register(s) }, run: runStatus,
+	program.Register(cli.Command{
+		Name: "status", Summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
+		Flags: func(s *cli.Settings) { new(statusFlags).register(s) }, Run: runStatus,
 	})
 }
 
@@ -51,54 +52,54 @@ type statusFlags struct {
 
 // register registers the settings of dragonfly status, named
 // DRAGONFLY_STATUS_* (flags without the prefix).
-func (f *statusFlags) register(s *settings) {
-	s.namespace = "DRAGONFLY_STATUS_"
-	s.Var(stringVal(&f.addr, "localhost:"+coordinator.DefaultMetricsPort), "DRAGONFLY_STATUS_COORDINATOR", "the coordinator's HTTP address (host:port, its --metrics-addr) or the URL of its /status.json").
-		deprecatedEnv("DRAGONFLY_STATUS_URL")
-	s.Var(stringVal(&f.token, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token the coordinator's /status.json requires (its DRAGONFLY_STATUS_TOKEN)").markSecret()
-	s.Var(stringVal(&f.format, "table"), "DRAGONFLY_STATUS_FORMAT", "output: table (fits the terminal; long values shortened) or json (the whole document)")
-	s.Flag(boolVal(&f.asJSON, false), "json", "same as --format json")
-	s.Flag(boolVal(&f.watch, false), "watch", "redraw every --interval until interrupted")
-	s.Var(durationVal(&f.interval, 5*time.Second), "DRAGONFLY_STATUS_INTERVAL", "time between two redraws of --watch (at least 1s)")
-	s.Var(durationVal(&f.timeout, 10*time.Second), "DRAGONFLY_STATUS_TIMEOUT", "bound on each request")
+func (f *statusFlags) register(s *cli.Settings) {
+	s.SetNamespace("DRAGONFLY_STATUS_")
+	s.Var(cli.String(&f.addr, "localhost:"+coordinator.DefaultMetricsPort), "DRAGONFLY_STATUS_COORDINATOR", "the coordinator's HTTP address (host:port, its --metrics-addr) or the URL of its /status.json").
+		DeprecatedEnv("DRAGONFLY_STATUS_URL")
+	s.Var(cli.String(&f.token, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token the coordinator's /status.json requires (its DRAGONFLY_STATUS_TOKEN)").MarkSecret()
+	s.Var(cli.String(&f.format, "table"), "DRAGONFLY_STATUS_FORMAT", "output: table (fits the terminal; long values shortened) or json (the whole document)")
+	s.Flag(cli.Bool(&f.asJSON, false), "json", "same as --format json")
+	s.Flag(cli.Bool(&f.watch, false), "watch", "redraw every --interval until interrupted")
+	s.Var(cli.Duration(&f.interval, 5*time.Second), "DRAGONFLY_STATUS_INTERVAL", "time between two redraws of --watch (at least 1s)")
+	s.Var(cli.Duration(&f.timeout, 10*time.Second), "DRAGONFLY_STATUS_TIMEOUT", "bound on each request")
 }
 
-func runStatus(ctx context.Context, e *env, args []string) error {
+func runStatus(ctx context.Context, e *cli.Env, args []string) error {
 	return runStatusWith(ctx, e, args, time.After)
 }
 
 // runStatusWith is runStatus with the timer of --watch (tests count
 // redraws with their own).
-func runStatusWith(ctx context.Context, e *env, args []string, after func(time.Duration) <-chan time.Time) error {
+func runStatusWith(ctx context.Context, e *cli.Env, args []string, after func(time.Duration) <-chan time.Time) error {
 	var f statusFlags
-	s := e.settingsFor("dragonfly status", statusUsage)
+	s := e.Settings("dragonfly status", statusUsage)
 	f.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
 	if f.asJSON {
-		if s.lookup("format").isSet() && f.format != "json" {
-			return usageError("--json and --format %s disagree", clip.String(f.format, 64))
+		if s.Lookup("format").IsSet() && f.format != "json" {
+			return cli.Usage("--json and --format %s disagree", clip.String(f.format, 64))
 		}
 		f.format = "json"
 	}
 	if f.format != "table" && f.format != "json" {
-		return usageError("--format %q: not one of table, json", clip.String(f.format, 64))
+		return cli.Usage("--format %q: not one of table, json", clip.String(f.format, 64))
 	}
 	if f.watch && f.interval < time.Second {
-		return usageError("DRAGONFLY_STATUS_INTERVAL=%s: at least 1s", f.interval)
+		return cli.Usage("DRAGONFLY_STATUS_INTERVAL=%s: at least 1s", f.interval)
 	}
 	if f.timeout <= 0 {
-		return usageError("DRAGONFLY_STATUS_TIMEOUT=%s: must be positive", f.timeout)
+		return cli.Usage("DRAGONFLY_STATUS_TIMEOUT=%s: must be positive", f.timeout)
 	}
 	target, err := statusURL(f.addr)
 	if err != nil {
-		return usageError("%v", err)
+		return cli.Usage("%v", err)
 	}
-	width, tty := terminalWidth(e.stdout)
+	width, tty := terminalWidth(e.Stdout)
 	draw := func(ctx context.Context) error {
 		body, err := fetchStatus(ctx, target, f.token, f.timeout)
 		if err != nil {
@@ -112,7 +113,7 @@ func runStatusWith(ctx context.Context, e *env, args []string, after func(time.D
 				}
 				body = append(line.Bytes(), '\n')
 			}
-			_, err := e.stdout.Write(body)
+			_, err := e.Stdout.Write(body)
 			return err
 		}
 		var doc status.Document
@@ -127,13 +128,13 @@ func runStatusWith(ctx context.Context, e *env, args []string, after func(time.D
 			fmt.Fprintf(&out, "every %s · Ctrl-C to stop\n", status.FormatDuration(f.interval))
 		}
 		status.WriteText(&out, doc, width)
-		_, err = e.stdout.Write(out.Bytes())
+		_, err = e.Stdout.Write(out.Bytes())
 		return err
 	}
 	if !f.watch {
 		return draw(ctx)
 	}
-	return watchStatus(ctx, e.stdout, f.interval, after, draw)
+	return watchStatus(ctx, e.Stdout, f.interval, after, draw)
 }
 
 // watchStatus draws, then draws again after every interval until ctx

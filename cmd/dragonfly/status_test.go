@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"log/slog"
 	"net/http"
@@ -59,7 +60,7 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
-	env := &env{stdout: &o, stderr: &e, getenv: envMap(vars), dir: t.TempDir()}
+	env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: envMap(vars), Dir: t.TempDir()}
 	code = run(t.Context(), env, args)
 	return o.String(), e.String(), code
 }
@@ -207,7 +208,7 @@ func TestStatusWatch(t *testing.T) {
 				return c
 			}
 			var o, e bytes.Buffer
-			env := &env{stdout: &o, stderr: &e, getenv: envMap(nil), dir: t.TempDir()}
+			env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: envMap(nil), Dir: t.TempDir()}
 			if err := runStatusWith(ctx, env, []string{"--coordinator", srv.URL, "--watch", "--interval", "7s", "--format", tt.format}, after); err != nil {
 				t.Fatalf("watch: %v (stderr %s)", err, e.String())
 			}
@@ -238,7 +239,7 @@ func TestCoordinatorHTTP(t *testing.T) {
 	defer api.Close()
 
 	var cf coordinatorFlags
-	s := newSettings("dragonfly coordinator", "")
+	s := program.Settings("dragonfly coordinator", "")
 	cf.register(s)
 	if err := s.Parse([]string{"--base-url", api.URL, "--status-token", "tok"}, envMap(nil), ""); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"runtime"
 
@@ -10,18 +11,18 @@ import (
 )
 
 func init() {
-	register(command{name: "version", summary: "print the version, VCS revision and Go version (also dragonfly --version)", run: runVersion})
+	program.Register(cli.Command{Name: "version", Summary: "print the version, VCS revision and Go version (also dragonfly --version)", Run: runVersion})
 }
 
-func runVersion(_ context.Context, e *env, args []string) error {
-	s := e.settingsFor("dragonfly version", "usage: dragonfly version\n\nPrints the version of this build, the VCS revision it was built from and the\nGo version that built it (the same as dragonfly --version).")
-	if err := s.Parse(args, e.getenv, ""); err != nil {
+func runVersion(_ context.Context, e *cli.Env, args []string) error {
+	s := e.Settings("dragonfly version", "usage: dragonfly version\n\nPrints the version of this build, the VCS revision it was built from and the\nGo version that built it (the same as dragonfly --version).")
+	if err := s.Parse(args, e.Getenv, ""); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
-	printVersion(e.stdout)
+	printVersion(e.Stdout)
 	return nil
 }
 

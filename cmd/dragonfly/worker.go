@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"log/slog"
 	"net"
 	"runtime"
@@ -17,9 +18,9 @@ import (
 )
 
 func init() {
-	register(command{
-		name: "worker", summary: "download, unpack and scan distributions for a coordinator",
-		flags: func(s *settings) { new(workerCmd).register(s) }, run: runWorker,
+	program.Register(cli.Command{
+		Name: "worker", Summary: "download, unpack and scan distributions for a coordinator",
+		Flags: func(s *cli.Settings) { new(workerCmd).register(s) }, Run: runWorker,
 	})
 }
 
@@ -43,26 +44,26 @@ type workerFlags struct {
 	workerID     string
 }
 
-func (f *workerFlags) register(s *settings) {
-	s.Var(intVal(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").defaultText("number of CPUs")
+func (f *workerFlags) register(s *cli.Settings) {
+	s.Var(cli.Int(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").DefaultText("number of CPUs")
 	limitFlags(s, &f.limitSet)
-	s.Var(listVal(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
+	s.Var(cli.List(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	downloadFlags(s, &f.download)
-	s.Var(durationVal(&f.grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
-	s.Var(cacheSizeVal(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
-	s.Var(sizeVal(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").defaultText("none")
-	s.Var(stringVal(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
+	s.Var(cli.Duration(&f.grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
+	s.Var(cli.SizeOrOff(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
+	s.Var(cli.Size(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").DefaultText("none")
+	s.Var(cli.String(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
 
 func (f *workerFlags) validate() error {
 	if f.threads <= 0 {
-		return usageError("DRAGONFLY_THREADS=%d: must be positive", f.threads)
+		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", f.threads)
 	}
 	if len(f.allowedHosts) == 0 {
-		return usageError("DRAGONFLY_ALLOWED_HOSTS: empty")
+		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: empty")
 	}
 	if _, err := fetch.ParseAllowedHosts(f.allowedHosts); err != nil {
-		return usageError("DRAGONFLY_ALLOWED_HOSTS: %v", err)
+		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: %v", err)
 	}
 	if err := f.download.validate(); err != nil {
 		return err
@@ -90,15 +91,15 @@ type downloadSettings struct {
 	attempts     int
 }
 
-func downloadFlags(s *settings, d *downloadSettings) {
-	s.Var(durationVal(&d.stall, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
-	s.Var(durationVal(&d.total, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
-	s.Var(intVal(&d.attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
+func downloadFlags(s *cli.Settings, d *downloadSettings) {
+	s.Var(cli.Duration(&d.stall, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
+	s.Var(cli.Duration(&d.total, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
+	s.Var(cli.Int(&d.attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
 }
 
 func (d downloadSettings) validate() error {
 	if d.attempts <= 0 {
-		return usageError("DRAGONFLY_DOWNLOAD_ATTEMPTS=%d: must be positive", d.attempts)
+		return cli.Usage("DRAGONFLY_DOWNLOAD_ATTEMPTS=%d: must be positive", d.attempts)
 	}
 	return nil
 }
@@ -121,39 +122,39 @@ type workerCmd struct {
 	logFormat     string
 }
 
-func (c *workerCmd) register(s *settings) {
-	s.Var(stringVal(&c.target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").deprecatedFlag("coordinator")
-	s.Var(stringVal(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").markSecret()
+func (c *workerCmd) register(s *cli.Settings) {
+	s.Var(cli.String(&c.target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").DeprecatedFlag("coordinator")
+	s.Var(cli.String(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").MarkSecret()
 	fleetInsecureFlag(s, &c.fleetInsecure)
 	tlsFlags(s, &c.tlsFiles)
-	s.Var(stringVal(&c.serverName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
+	s.Var(cli.String(&c.serverName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
 	c.f.register(s)
-	s.Var(stringVal(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics, /healthz (liveness) and /readyz (connected with rules ready) (empty: off)").deprecatedFlag("metrics-addr")
-	logFlags(s, &c.logLevel, &c.logFormat)
+	s.Var(cli.String(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics, /healthz (liveness) and /readyz (connected with rules ready) (empty: off)").DeprecatedFlag("metrics-addr")
+	cli.LogFlags(s, &c.logLevel, &c.logFormat)
 }
 
-func runWorker(ctx context.Context, e *env, args []string) error {
+func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	var c workerCmd
-	s := e.settingsFor("dragonfly worker", workerUsage)
+	s := e.Settings("dragonfly worker", workerUsage)
 	c.register(s)
-	if err := s.Parse(args, e.getenv, e.dir); err != nil {
+	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
 	if len(s.Args()) > 0 {
-		return unexpectedArgs(s.Args())
+		return cli.UnexpectedArgs(s.Args())
 	}
 	f, target, token, tlsFiles, serverName, metrics := &c.f, c.target, c.token, c.tlsFiles, c.serverName, c.metrics
 	if target == "" {
-		return usageError("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
+		return cli.Usage("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
 	}
 	if err := f.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, c.logLevel, c.logFormat)
+	log, err := cli.NewLogger(e.Stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
 	}
-	s.logConfig(log)
+	s.LogConfig(log)
 	logLimits(log, f.limits, f.sizes)
 	if !tlsFiles.Enabled() {
 		log.Warn("plaintext gRPC to the coordinator: set DRAGONFLY_TLS_CA to use TLS (the fleet token is sent in plaintext only to a loopback coordinator or with DRAGONFLY_FLEET_INSECURE)")

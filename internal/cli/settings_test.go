@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -56,11 +56,11 @@ func TestSettingsPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings("test", "summary")
+			s := New("test", "summary")
 			var threads int
 			var other string
-			s.Int(&threads, "threads", 1, "scanner threads", "DRAGONFLY_THREADS")
-			s.String(&other, "other", "x", "another setting", "DRAGONFLY_OTHER")
+			s.Var(Int(&threads, 1), "DRAGONFLY_THREADS", "scanner threads")
+			s.Var(String(&other, "x"), "DRAGONFLY_OTHER", "another setting")
 			if err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml)); err != nil {
 				t.Fatal(err)
 			}
@@ -92,9 +92,9 @@ func TestSettingsAliases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings("test", "summary")
+			s := New("test", "summary")
 			var size int64
-			s.Size(&size, "max-scan-size", 128000000, "download cap", envs...)
+			s.Var(Size(&size, 128000000), envs[0], "download cap").Alias(envs[1:]...)
 			if err := s.Parse(nil, envMap(tt.env), configDir(t, tt.toml, "")); err != nil {
 				t.Fatal(err)
 			}
@@ -130,16 +130,16 @@ func TestSettingsBadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings("test", "summary")
-			s.fs.SetOutput(new(bytes.Buffer))
+			s := New("test", "summary")
+			s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 			var threads int
 			var load time.Duration
 			var size int64
 			var pprof bool
-			s.Int(&threads, "threads", 1, "scanner threads", "DRAGONFLY_THREADS")
-			s.Duration(&load, "load-duration", time.Minute, "idle poll", "DRAGONFLY_LOAD_DURATION")
-			s.Size(&size, "max-scan-size", 1000, "download cap", "DRAGONFLY_MAX_SCAN_SIZE", "DRAGONFLY_MAX_SIZE")
-			s.Bool(&pprof, "pprof", false, "profiling", "DRAGONFLY_PPROF")
+			s.Var(Int(&threads, 1), "DRAGONFLY_THREADS", "scanner threads")
+			s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
+			s.Var(Size(&size, 1000), "DRAGONFLY_MAX_SCAN_SIZE", "download cap").Alias("DRAGONFLY_MAX_SIZE")
+			s.Var(Bool(&pprof, false), "DRAGONFLY_PPROF", "profiling")
 			err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
@@ -165,9 +165,9 @@ func TestSettingsDurations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			s := newSettings("test", "summary")
+			s := New("test", "summary")
 			var d time.Duration
-			s.Duration(&d, "load-duration", time.Hour, "idle poll", "DRAGONFLY_LOAD_DURATION")
+			s.Var(Duration(&d, time.Hour), "DRAGONFLY_LOAD_DURATION", "idle poll")
 			env, toml := map[string]string{"DRAGONFLY_LOAD_DURATION": tt.in}, ""
 			if tt.toml {
 				env, toml = nil, tt.in
@@ -203,9 +203,9 @@ func TestSettingsSizes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			s := newSettings("test", "summary")
+			s := New("test", "summary")
 			var n int64
-			s.Size(&n, "max-scan-size", 1, "download cap", "DRAGONFLY_MAX_SCAN_SIZE")
+			s.Var(Size(&n, 1), "DRAGONFLY_MAX_SCAN_SIZE", "download cap")
 			env, toml := map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": tt.in}, ""
 			if tt.toml {
 				env, toml = nil, tt.in
@@ -221,12 +221,12 @@ func TestSettingsSizes(t *testing.T) {
 }
 
 func TestSettingsListsAndBools(t *testing.T) {
-	s := newSettings("test", "summary")
+	s := New("test", "summary")
 	var hosts []string
 	var pprof, quiet bool
-	s.List(&hosts, "allow-hosts", []string{"files.pythonhosted.org"}, "download hosts", "DRAGONFLY_ALLOW_HOSTS")
-	s.Bool(&pprof, "pprof", false, "profiling", "DRAGONFLY_PPROF")
-	s.Bool(&quiet, "quiet", false, "less output", "DRAGONFLY_QUIET")
+	s.Var(List(&hosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOW_HOSTS", "download hosts")
+	s.Var(Bool(&pprof, false), "DRAGONFLY_PPROF", "profiling")
+	s.Var(Bool(&quiet, false), "DRAGONFLY_QUIET", "less output")
 	err := s.Parse([]string{"--quiet", "rest"}, envMap(map[string]string{"DRAGONFLY_PPROF": "1"}), configDir(t, `allow_hosts = ["a.example", " b.example "]`, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -240,15 +240,15 @@ func TestSettingsListsAndBools(t *testing.T) {
 }
 
 func TestSettingsUsage(t *testing.T) {
-	s := newSettings("dragonfly test", "usage: dragonfly test [flags]")
+	s := New("dragonfly test", "usage: dragonfly test [flags]")
 	var out bytes.Buffer
-	s.fs.SetOutput(&out)
+	s.SetOutput(&out, new(bytes.Buffer))
 	var threads int
 	var secret string
 	var load time.Duration
-	s.Int(&threads, "threads", 4, "scanner threads", "DRAGONFLY_THREADS")
-	s.String(&secret, "password", "", "a secret", "DRAGONFLY_PASSWORD")
-	s.Duration(&load, "load-duration", time.Minute, "idle poll", "DRAGONFLY_LOAD_DURATION")
+	s.Var(Int(&threads, 4), "DRAGONFLY_THREADS", "scanner threads")
+	s.Var(String(&secret, ""), "DRAGONFLY_PASSWORD", "a secret")
+	s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
 	// The environment is read after the flags, so --help must not print it.
 	err := s.Parse([]string{"--help"}, envMap(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
 	if !errors.Is(err, pflag.ErrHelp) {

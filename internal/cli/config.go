@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -179,7 +179,7 @@ func keyHint(key string, known map[string]bool) string {
 			cands = append(cands, k)
 		}
 	}
-	if near := nearest(strings.ToLower(key), cands); near != "" {
+	if near := Nearest(strings.ToLower(key), cands); near != "" {
 		return " (did you mean " + near + "?)"
 	}
 	return ""
@@ -192,10 +192,10 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s, false
 }
 
-// nearest returns the candidate at the smallest edit distance from name, if
+// Nearest returns the candidate at the smallest edit distance from name, if
 // it is close enough to be a likely typo ("" otherwise). Ties go to the
 // alphabetically first candidate.
-func nearest(name string, cands []string) string {
+func Nearest(name string, cands []string) string {
 	if len(name) > 256 {
 		return ""
 	}
@@ -220,30 +220,28 @@ func sortedSet(xs []string) []string {
 	return sortedKeys(m)
 }
 
-// knownKeys is the set of config keys any command reads (a config file
-// serves coordinator, worker and scan alike) plus those of s: key -> whether
-// it is a canonical key (suggested in messages) rather than an alias.
-func knownKeys(s *settings) map[string]bool {
+// knownKeys is the set of config keys any command of the program reads (a
+// config file serves coordinator, worker and scan alike) plus those of s:
+// key -> whether it is a canonical key (suggested in messages) rather than
+// an alias.
+func (s *Settings) knownKeys() map[string]bool {
 	out := map[string]bool{}
 	addKeys(out, s)
-	for _, c := range commands {
-		if c.flags == nil {
-			continue
+	if s.others != nil {
+		for _, o := range s.others() {
+			addKeys(out, o)
 		}
-		cs := newSettings("dragonfly "+c.name, "")
-		c.flags(cs)
-		addKeys(out, cs)
 	}
 	return out
 }
 
-func addKeys(out map[string]bool, s *settings) {
+func addKeys(out map[string]bool, s *Settings) {
 	for _, st := range s.list {
 		if st.env == "" || st.noKey {
 			continue
 		}
-		for _, env := range st.envNames() {
-			k := keyFor(env)
+		for _, env := range st.Vars() {
+			k := KeyFor(env)
 			canonical := env == st.env
 			out[k] = out[k] || canonical
 			if st.secret {

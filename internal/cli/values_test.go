@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPairsHideSecrets: the value of a credentials list, as usage texts and
+// configuration logs show it, names the ids only; bad lists are refused.
+func TestPairsHideSecrets(t *testing.T) {
+	var m map[string]string
+	v := Pairs(&m)
+	if m != nil {
+		t.Fatalf("unset: %v", m)
+	}
+	if err := v.Set("b=secret-two, a=secret-one=="); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.String(); got != "a=…,b=…" {
+		t.Fatalf("String() = %q", got)
+	}
+	if want := map[string]string{"a": "secret-one==", "b": "secret-two"}; !maps.Equal(m, want) {
+		t.Errorf("pairs %v, want %v", m, want)
+	}
+	for _, bad := range []string{"id", "=secret", "a=1,a=2", "u="} {
+		if err := Pairs(&m).Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestSizeOrOff: 0 and "off" turn the setting off; any other value is a
+// size.
+func TestSizeOrOff(t *testing.T) {
+	var n int64
+	v := SizeOrOff(&n, 32<<20)
+	if v.String() != "32MiB" {
+		t.Errorf("default shows %q", v.String())
+	}
+	for in, want := range map[string]int64{"0": 0, "off": 0, " off ": 0, "64MB": 64e6, "1024": 1024} {
+		if err := v.Set(in); err != nil || n != want {
+			t.Errorf("%q: %d, %v; want %d", in, n, err, want)
+		}
+	}
+	if v.Set("0"); v.String() != "0" {
+		t.Errorf("off shows %q", v.String())
+	}
+	if err := v.Set("lots"); err == nil {
+		t.Error("lots accepted")
+	}
+}
+
+// TestLoggerDurations: JSON logs write durations as seconds under the same
+// keys; text logs keep Go's notation.
+func TestLoggerDurations(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("drain", "grace", 25*time.Second, "short", 1500*time.Millisecond, slog.Group("g", "d", time.Minute), "n", 25)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"grace":25,`) || m["short"] != 1.5 || m["g"].(map[string]any)["d"] != 60.0 || m["n"] != 25.0 {
+		t.Errorf("json = %s", buf.String())
+	}
+	buf.Reset()
+	log, err = NewLogger(&buf, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("drain", "grace", 25*time.Second)
+	if !strings.Contains(buf.String(), "grace=25s") {
+		t.Errorf("text = %s", buf.String())
+	}
+	for _, bad := range [][2]string{{"loud", "json"}, {"info", "xml"}} {
+		if _, err := NewLogger(&buf, bad[0], bad[1]); exitCode(err) != 2 {
+			t.Errorf("%v: %v, want a usage error", bad, err)
+		}
+	}
+}
