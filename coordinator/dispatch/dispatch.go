@@ -10,20 +10,48 @@
 // drive it with any clock; calls that take no time (Leave, RulesReady, ...)
 // use the latest time any call passed in.
 //
-// Workers are not trusted. Each session has an identity (the worker's mTLS
-// certificate subject, else its declared worker id; sessions of one worker
-// share it), and the dispatcher defends against a worker that:
-//   - claims huge slots: Join clamps them to Config.MaxSlots;
+// Workers are not trusted. Each session has an identity, given by the
+// caller at Join: what the coordinator could establish about who is on the
+// other end (the peer address plus the mTLS certificate subject for a worker
+// connecting over the network; the worker's own name for one on the
+// coordinator's host). Several sessions often share one identity (a host
+// running four workers, one certificate for a whole Deployment), and a
+// self-named identity is cheap; every defence below stays correct and live
+// for any mapping of sessions to identities. The dispatcher defends against a
+// worker that:
+//   - claims huge slots or opens many sessions: Join clamps slots to
+//     Config.MaxSlots; the tasks all sessions of one identity hold together,
+//     and the credits Capacity counts for it, are capped at
+//     Config.MaxIdentityCredits; a free slot is preferred to a prefetch
+//     credit, then the identity holding the fewest copies (not counting those
+//     of the same release), then the session holding the fewest, so
+//     identities take turns whatever they claim;
 //   - accepts tasks and never answers: Tick dispatches a backup copy of a task
 //     outstanding too long to a session of another identity that has a free
-//     slot; the first result wins, the other copy's result is dropped;
+//     slot; the first result wins, the other copy's result is dropped. A copy
+//     that replaces another (after a hand-back, a loss, a quarantine) is as
+//     old as the task's first dispatch, so a task cannot be kept young;
+//   - hands every task back (Returned) without draining: a task is not given
+//     again to an identity that returned it while another identity could
+//     take it (nor to the returning session while another session could), and
+//     a session that returns more than its slots + prefetch tasks within a
+//     minute gets no new tasks for two minutes (EventSessionSuspended,
+//     SessionLoad.SuspendedUntil). A task nobody else takes waits, and its
+//     job ends the usual way: dropped when its lease ends;
 //   - crashes on an input (or dies while scanning it): a distribution that
 //     three different identities lost while scanning it fails its job, saying
-//     so, instead of being dispatched forever;
+//     so, instead of being dispatched forever. While fewer than three
+//     identities are ready (at a loss of the task, or any earlier one),
+//     losses are counted per session instead: three sessions lost fail it;
 //   - lies about results: a share of tasks (Config.VerifyRate) is scanned by
 //     two identities and compared; a mismatch is settled by a third identity,
 //     whose majority quarantines the identity that disagreed, or, without a
-//     third, by a fail-safe rule (see below).
+//     third, by a fail-safe rule (see below);
+//   - claims it could not fetch or scan within limits: a download or limit
+//     failure of a task not spot-checked gets one more copy on another
+//     identity, whose result stands (see below);
+//   - answers fast to pull the backup wait down: task-time samples of one
+//     identity make at most half of those used (see Snapshot.TaskTime).
 //
 // A task has copies (assignments, each with its own task ID) and votes (the
 // results of distinct identities). It needs one vote, two when picked for a
@@ -42,15 +70,27 @@
 //
 // A download or limit failure never quarantines anyone (an honest worker on a
 // network blip or with smaller limits disagrees that way): it is no vote in a
-// majority. With fewer than two identities ready, spot checks are off
-// (Snapshot.SpotChecks) and picked tasks finish unchecked.
+// majority, and it is counted per identity (IdentityLoad.NoVerdictFailures).
+// As the only vote of a task, it is final only after a retry: when another
+// identity that holds no copy of the task is ready and the lease is not
+// ending (the reserve of the backup policy), one more copy goes to it
+// (EventNoVerdictRetry) and its result, verdict or not, is the task's; that
+// copy not answering before the lease ends, or no other identity left to take
+// it, leaves the first failure standing. At most one retry per task. Every
+// other failure is a verdict and final at once. With fewer than two
+// identities ready, spot checks are off (Snapshot.SpotChecks) and picked
+// tasks finish unchecked.
 //
-// Bounds: slots per session (MaxSlots), rules hashes remembered per session
-// (16), copies per task (its votes needed + 2),
-// votes per task (3), identities recorded as having lost a task (3), the
-// quarantine list (MaxQuarantined, oldest evicted), identity strings (256
-// bytes), speed samples (256), jobs (MaxJobAge). Unknown task ids a worker
-// sends are counted, never stored.
+// Bounds: slots per session (MaxSlots), tasks and counted credits per
+// identity (MaxIdentityCredits), rules hashes remembered per session (16),
+// copies per task (its votes needed + 2), votes per task (3), identities and
+// sessions recorded as having lost a task (3 each), identities and sessions
+// recorded as having returned a task (8, oldest forgotten), return times per
+// session (its slots + prefetch + 1), no-verdict retries per task (1), the
+// quarantine list (MaxQuarantined, oldest evicted), identities remembered for
+// their counts after their last session left (1024, oldest forgotten),
+// identity strings (256 bytes), speed samples (256), jobs (MaxJobAge).
+// Unknown task ids a worker sends are counted, never stored.
 package dispatch
 
 import (
@@ -77,8 +117,23 @@ const maxIdentity = 256
 const maxReady = 16
 
 // lostLimit is how many different identities must lose a started task before
-// its job fails.
+// its job fails (sessions, while fewer identities are ready).
 const lostLimit = 3
+
+// Hand-backs without draining (Returned).
+const (
+	// maxReturners bounds the identities (and sessions) remembered per task
+	// as having returned it; beyond it the oldest is forgotten.
+	maxReturners = 8
+	// returnWindow is how far back a session's returns are counted; more than
+	// its slots + prefetch within it suspend the session for returnBan.
+	returnWindow = time.Minute
+	returnBan    = 2 * time.Minute
+)
+
+// maxGoneIdentities bounds the identities whose counts are remembered after
+// their last session left; beyond it the oldest is forgotten.
+const maxGoneIdentities = 1024
 
 // What a fleet runs with, for the two settings whose zero value means
 // none rather than a default.
@@ -90,6 +145,10 @@ const (
 // DefaultMaxDistributions is Config.MaxDistributions's default
 // (DRAGONFLY_MAX_DISTRIBUTIONS), as dragonfly-api.md gives it.
 const DefaultMaxDistributions = 128
+
+// DefaultMaxIdentityCredits is Config.MaxIdentityCredits's default: four
+// sessions of the largest slot count with their prefetch.
+const DefaultMaxIdentityCredits = 256
 
 // Config bounds a Dispatcher. Zero durations and counts mean the defaults
 // named per field; Prefetch and VerifyRate mean exactly what they say.
@@ -112,6 +171,11 @@ type Config struct {
 	// (DRAGONFLY_MAX_WORKER_SLOTS): Join clamps larger claims. A session
 	// holds at most MaxSlots+Prefetch tasks. Default 64.
 	MaxSlots int
+	// MaxIdentityCredits caps the tasks all sessions of one identity hold
+	// together, and the free credits Capacity (which drives leasing) counts
+	// for it: many sessions or huge slots of one identity cannot take the
+	// queue. Default 256 (DefaultMaxIdentityCredits).
+	MaxIdentityCredits int
 	// VerifyRate is the share of tasks scanned by a second identity and
 	// compared (DRAGONFLY_VERIFY_RATE): 0 (the zero value) no spot checks;
 	// above 1 means 1. DefaultVerifyRate is what a fleet runs with.
@@ -241,6 +305,8 @@ type Dispatcher struct {
 	backups  []*assign            // overdue copies waiting for a backup
 	assigns  map[uint64]*assign   // outstanding copies by task ID
 	sessions map[string]*assignee // by session id
+	ids      map[string]*idState  // identities with sessions, or remembered for their counts
+	goneIDs  []string             // remembered identities without sessions, oldest first
 	quar     map[string]*quarantine
 	quarSeq  []string // quarantined identities, oldest first
 	speed    speed
@@ -248,6 +314,7 @@ type Dispatcher struct {
 	counters Counters
 	out      []delivery // events and outcomes queued under the lock
 	changed  broadcast.Signal
+	pumps    uint64 // pump runs (tests: which calls do no work)
 }
 
 type delivery struct {
@@ -280,11 +347,24 @@ type Counters struct {
 	ResultsDiscarded int64
 	StartedUnknown   int64 // task ids in Started not outstanding at that session
 	SlotsClamped     int64 // sessions that claimed more than MaxSlots
+	// TasksReturned are copies handed back by a session not draining;
+	// SessionsSuspended the times a session returned more than its slots +
+	// prefetch within a minute and got no new tasks for two minutes.
+	TasksReturned     int64
+	SessionsSuspended int64
 
 	BackupsDispatched int64
 	BackupsWon        int64
 	TasksLost         int64 // started copies of sessions that ended as lost
-	JobsLostFailed    int64 // jobs failed: a distribution lost by 3 identities
+	JobsLostFailed    int64 // jobs failed: a distribution lost by 3 identities (or sessions)
+
+	// NoVerdictRetries are download or limit failures that got one more copy
+	// on another identity; of those, NoVerdictOverruled were settled by that
+	// copy's verdict, NoVerdictConfirmed ended as a no-verdict failure (the
+	// copy failed so too, or did not answer in time).
+	NoVerdictRetries   int64
+	NoVerdictOverruled int64
+	NoVerdictConfirmed int64
 
 	VerifyPicked       int64
 	VerifyAgreed       int64
@@ -321,7 +401,24 @@ type task struct {
 	votes      []vote
 	used       []vote   // the votes the task's result rests on, once done
 	lostBy     []string // identities that lost it while started (< lostLimit)
+	// lostSessions are the last sessions that lost it while started (at
+	// most lostLimit); lostFew is set when fewer than lostLimit identities
+	// were ready at one of those losses: then sessions count.
+	lostSessions []string
+	lostFew      bool
+	// firstSent is when its first copy was dispatched: copies that replace
+	// others are overdue as if sent then.
+	firstSent time.Time
+	// returners returned it without draining (at most maxReturners, newest
+	// last); pick avoids them while someone else could take it.
+	returners []returner
+	// noVerdict is a download or limit failure waiting for a retry's
+	// result (not a vote meanwhile); retried is set once a retry was made.
+	noVerdict *vote
+	retried   bool
 }
+
+type returner struct{ identity, session string }
 
 // vote is an identity's result for a task.
 type vote struct {
@@ -345,6 +442,9 @@ type assign struct {
 	session  *assignee
 	kind     copyKind
 	assigned time.Time
+	// since is what overdue is measured from: the task's first dispatch,
+	// for a backup its own.
+	since    time.Time
 	started  bool
 	overdue  bool
 	queued   bool // in d.backups
@@ -358,6 +458,7 @@ type assign struct {
 type assignee struct {
 	id          string
 	identity    string
+	ident       *idState
 	seq         uint64
 	slots       int
 	claimed     int
@@ -371,6 +472,24 @@ type assignee struct {
 	lastPick    uint64
 	completed   int64
 	joined      time.Time
+	// returns are the times of its recent hand-backs without draining (at
+	// most slots+prefetch+1); returned counts them all. Until
+	// suspendedUntil it gets no new tasks.
+	returns        []time.Time
+	returned       int64
+	suspendedUntil time.Time
+}
+
+// idState is what the sessions of one identity share.
+type idState struct {
+	name        string
+	sessions    int
+	outstanding int          // copies held by all its sessions
+	jobs        map[*job]int // of those, per job
+	overdue     int          // of those, overdue
+	answered    int64        // results its sessions sent for copies they held
+	noVerdict   int64        // download or limit failures it reported
+	returns     int64        // copies its sessions handed back without draining
 }
 
 // New returns an empty dispatcher.
@@ -387,6 +506,9 @@ func New(cfg Config) *Dispatcher {
 	}
 	if cfg.MaxSlots <= 0 {
 		cfg.MaxSlots = 64
+	}
+	if cfg.MaxIdentityCredits <= 0 {
+		cfg.MaxIdentityCredits = DefaultMaxIdentityCredits
 	}
 	switch r := cfg.VerifyRate; {
 	case r < 0 || math.IsNaN(r):
@@ -421,6 +543,7 @@ func New(cfg Config) *Dispatcher {
 		jobs:     map[string]*job{},
 		assigns:  map[uint64]*assign{},
 		sessions: map[string]*assignee{},
+		ids:      map[string]*idState{},
 		quar:     map[string]*quarantine{},
 	}
 }
@@ -486,7 +609,7 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 	}
 	d.sessSeq++
 	d.sessions[id] = &assignee{
-		id: id, identity: identity, seq: d.sessSeq,
+		id: id, identity: identity, ident: d.joinIdentity(identity), seq: d.sessSeq,
 		slots: min(max(slots, 1), d.cfg.MaxSlots), claimed: slots,
 		ready: map[string]bool{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
 		quarantined: d.quar[identity] != nil, sink: sink, joined: now,
@@ -494,21 +617,58 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 	return nil
 }
 
-// RulesReady records that a session can scan with the rules hash.
+// joinIdentity returns an identity's shared state, counting one more session.
+func (d *Dispatcher) joinIdentity(identity string) *idState {
+	st := d.ids[identity]
+	switch {
+	case st == nil:
+		st = &idState{name: identity, jobs: map[*job]int{}}
+		d.ids[identity] = st
+	case st.sessions == 0:
+		d.goneIDs = slices.DeleteFunc(d.goneIDs, func(x string) bool { return x == identity })
+	}
+	st.sessions++
+	return st
+}
+
+// leaveIdentity counts one session less; an identity without sessions is
+// remembered for its counts (the newest maxGoneIdentities) or forgotten.
+func (d *Dispatcher) leaveIdentity(st *idState) {
+	if st.sessions--; st.sessions > 0 {
+		return
+	}
+	if st.noVerdict == 0 && st.returns == 0 {
+		delete(d.ids, st.name)
+		return
+	}
+	d.goneIDs = append(d.goneIDs, st.name)
+	if len(d.goneIDs) > maxGoneIdentities {
+		delete(d.ids, d.goneIDs[0])
+		d.goneIDs = slices.Delete(d.goneIDs, 0, 1)
+	}
+}
+
+// SessionCount is how many sessions are joined (cheaper than Snapshot).
+func (d *Dispatcher) SessionCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.sessions)
+}
+
+// RulesReady records that a session can scan with the rules hash. A hash
+// already ready changes nothing (workers may repeat it).
 func (d *Dispatcher) RulesReady(id, hash string) {
 	d.mu.Lock()
 	defer d.unlock()
 	s := d.sessions[id]
-	if s == nil {
+	if s == nil || s.ready[hash] {
 		return
 	}
-	if !s.ready[hash] {
-		s.ready[hash] = true
-		s.readySeq = append(s.readySeq, hash)
-		if len(s.readySeq) > maxReady {
-			delete(s.ready, s.readySeq[0])
-			s.readySeq = slices.Delete(s.readySeq, 0, 1)
-		}
+	s.ready[hash] = true
+	s.readySeq = append(s.readySeq, hash)
+	if len(s.readySeq) > maxReady {
+		delete(s.ready, s.readySeq[0])
+		s.readySeq = slices.Delete(s.readySeq, 0, 1)
 	}
 	d.pump()
 	d.signal()
@@ -556,7 +716,8 @@ func (d *Dispatcher) Started(id string, taskIDs []uint64, now time.Time) {
 // Leave ends a session: its outstanding tasks go back to the front of the
 // queue and to other sessions at once. With LeaveLost, each started task
 // counts as lost by the session's identity; a distribution lost by three
-// different identities fails its job.
+// different identities fails its job, or by three sessions while fewer than
+// three identities are ready (counting the leaving one).
 func (d *Dispatcher) Leave(id string, why LeaveReason) {
 	d.mu.Lock()
 	defer d.unlock()
@@ -564,6 +725,7 @@ func (d *Dispatcher) Leave(id string, why LeaveReason) {
 	if s == nil {
 		return
 	}
+	few := why == LeaveLost && d.readyIdentities() < lostLimit
 	delete(d.sessions, id)
 	for _, a := range sortedAssigns(s.outstanding) {
 		t := a.task
@@ -571,36 +733,50 @@ func (d *Dispatcher) Leave(id string, why LeaveReason) {
 		if !t.live() {
 			continue
 		}
-		if why == LeaveLost && a.started && d.lost(t, s) {
+		if why == LeaveLost && a.started && d.lost(t, s, few) {
 			continue
 		}
 		if d.schedule(t) {
 			d.counters.TasksRequeued++
 		}
 	}
+	d.leaveIdentity(s.ident)
 	d.pump()
 	d.signal()
 }
 
-// lost records that a session lost a started task; it reports whether that
-// failed the task's job.
-func (d *Dispatcher) lost(t *task, s *assignee) bool {
+// lost records that a session lost a started task, with few set when fewer
+// than lostLimit identities were ready; it reports whether that failed the
+// task's job.
+func (d *Dispatcher) lost(t *task, s *assignee, few bool) bool {
 	d.counters.TasksLost++
 	if !slices.Contains(t.lostBy, s.identity) {
 		t.lostBy = append(t.lostBy, s.identity)
 	}
+	if !slices.Contains(t.lostSessions, s.id) {
+		if len(t.lostSessions) == lostLimit {
+			t.lostSessions = slices.Delete(t.lostSessions, 0, 1)
+		}
+		t.lostSessions = append(t.lostSessions, s.id)
+	}
+	t.lostFew = t.lostFew || few
 	e := taskEvent(EventTaskLost, t)
 	e.Session, e.Identity, e.Identities = s.id, s.identity, slices.Clone(t.lostBy)
 	d.emit(e)
-	if len(t.lostBy) < lostLimit {
+	url := clip.String(t.job.Distributions[t.index], 1024)
+	var reason string
+	switch {
+	case len(t.lostBy) >= lostLimit:
+		reason = fmt.Sprintf("distribution %s: lost by %d different workers while scanning it (%s); it may crash scanners",
+			url, len(t.lostBy), joinList(clipAll(t.lostBy)))
+	case t.lostFew && len(t.lostSessions) >= lostLimit:
+		reason = fmt.Sprintf("distribution %s: lost by %d worker sessions while scanning it (sessions %s of %s; "+
+			"counted per session: fewer than %d worker identities were ready); it may crash scanners",
+			url, len(t.lostSessions), joinList(clipAll(t.lostSessions)), joinList(clipAll(t.lostBy)), lostLimit)
+	default:
 		return false
 	}
-	ids := make([]string, len(t.lostBy))
-	for i, x := range t.lostBy {
-		ids[i] = clip.String(x, 128)
-	}
-	reason := clip.String(fmt.Sprintf("distribution %s: lost by %d different workers while scanning it (%s); it may crash scanners",
-		clip.String(t.job.Distributions[t.index], 1024), len(ids), joinList(ids)), clip.Default)
+	reason = clip.String(reason, clip.Default)
 	d.counters.JobsLostFailed++
 	e = taskEvent(EventLostFailed, t)
 	e.Identities, e.Reason = slices.Clone(t.lostBy), reason
@@ -609,7 +785,12 @@ func (d *Dispatcher) lost(t *task, s *assignee) bool {
 	return true
 }
 
-// Returned re-queues tasks a session handed back without running them.
+// Returned re-queues tasks a session handed back without running them. A
+// session not draining (Drain) that hands tasks back is avoided for them
+// while another identity (or session) could take them, and one that returns
+// more than its slots + prefetch within a minute gets no new tasks for two
+// minutes. Returns are timed by the latest time any call passed in. Ids the
+// session does not hold are ignored; with none it holds, nothing happens.
 func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 	d.mu.Lock()
 	defer d.unlock()
@@ -617,19 +798,68 @@ func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 	if s == nil {
 		return
 	}
+	n := 0
 	for _, tid := range taskIDs {
 		a := s.outstanding[tid]
 		if a == nil {
 			continue
 		}
+		n++
+		t := a.task
 		d.unassign(a)
-		if d.schedule(a.task) {
+		if !s.draining {
+			d.counters.TasksReturned++
+			s.returned++
+			s.ident.returns++
+			if t.live() {
+				t.returnedBy(s)
+			}
+		}
+		if d.schedule(t) {
 			d.counters.TasksRequeued++
 		}
+	}
+	if n == 0 {
+		return
+	}
+	if !s.draining {
+		d.strike(s, n)
 	}
 	d.pump()
 	d.signal()
 }
+
+// returnedBy records that s handed the task back (the newest maxReturners).
+func (t *task) returnedBy(s *assignee) {
+	t.returners = slices.DeleteFunc(t.returners, func(r returner) bool { return r.session == s.id })
+	if len(t.returners) == maxReturners {
+		t.returners = slices.Delete(t.returners, 0, 1)
+	}
+	t.returners = append(t.returners, returner{identity: s.identity, session: s.id})
+}
+
+// strike counts n returns of a session not draining; more than its slots +
+// prefetch within returnWindow suspend it for returnBan.
+func (d *Dispatcher) strike(s *assignee, n int) {
+	limit := s.slots + d.cfg.Prefetch
+	cut := d.now.Add(-returnWindow)
+	s.returns = slices.DeleteFunc(s.returns, func(at time.Time) bool { return !at.After(cut) })
+	for range min(n, limit+1-len(s.returns)) {
+		s.returns = append(s.returns, d.now)
+	}
+	if len(s.returns) <= limit {
+		return
+	}
+	s.returns = s.returns[:0]
+	s.suspendedUntil = d.now.Add(returnBan)
+	d.counters.SessionsSuspended++
+	d.emit(Event{Kind: EventSessionSuspended, Session: s.id, Identity: s.identity,
+		Reason: fmt.Sprintf("handed back more than %d tasks (slots %d + prefetch %d) within %s without draining: no new tasks for %s",
+			limit, s.slots, d.cfg.Prefetch, returnWindow, returnBan)})
+}
+
+// suspended reports whether a session is kept from new tasks for its returns.
+func (d *Dispatcher) suspended(s *assignee) bool { return d.now.Before(s.suspendedUntil) }
 
 // Admit adds leased jobs. A job whose release is already in flight (the API
 // re-leased it) takes over the new lease identity and keeps its progress.
@@ -693,7 +923,10 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 	t := a.task
 	d.unassign(a)
 	s.completed++
-	d.speed.add(now.Sub(a.assigned))
+	s.ident.answered++
+	if !s.quarantined {
+		d.speed.add(s.identity, now.Sub(a.assigned))
+	}
 	defer func() {
 		d.pump()
 		d.signal()
@@ -726,7 +959,23 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 		d.emit(e)
 	}
 	t.job.stats.add(r.Stats)
-	t.votes = append(t.votes, vote{identity: s.identity, session: s.id, res: r})
+	v := vote{identity: s.identity, session: s.id, res: r}
+	if classOf(r) == classNoVerdict {
+		s.ident.noVerdict++
+	}
+	if d.retry(t, v) {
+		return
+	}
+	if t.noVerdict != nil {
+		// The retry of a no-verdict failure answered: its result is the task's.
+		t.noVerdict = nil
+		if classOf(r) == classNoVerdict {
+			d.counters.NoVerdictConfirmed++
+		} else {
+			d.counters.NoVerdictOverruled++
+		}
+	}
+	t.votes = append(t.votes, v)
 	if t.want == 2 && len(t.votes) == 1 && len(t.copies) == 0 && !d.otherIdentity(t) {
 		// A spot check no second identity can take: spot checks are off.
 		d.giveUp(t, "spot checks off: fewer than two identities ready")
@@ -736,12 +985,41 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 	d.schedule(t)
 }
 
+// retry holds back a download or limit failure, the first vote of a task
+// not spot-checked, and asks for one more copy on another identity: when the
+// task was not retried yet, its lease is not ending (the backup reserve) and
+// a copy on another identity runs or another identity is ready. It reports
+// whether it did.
+func (d *Dispatcher) retry(t *task, v vote) bool {
+	if t.want != 1 || t.retried || len(t.votes) > 0 || classOf(v.res) != classNoVerdict {
+		return false
+	}
+	if !d.now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-d.timing().reserve)) {
+		return false
+	}
+	t.noVerdict = &v
+	if len(t.copies) == 0 && !d.otherIdentity(t) {
+		t.noVerdict = nil
+		return false
+	}
+	t.retried = true
+	d.counters.NoVerdictRetries++
+	e := taskEvent(EventNoVerdictRetry, t)
+	e.TaskID, e.Session, e.Identity = v.res.TaskID, v.session, v.identity
+	e.Reason = clip.String("one more copy on another identity after "+describe(v.res), clip.Default)
+	d.emit(e)
+	d.schedule(t)
+	return true
+}
+
 // Tick is the dispatcher's clock; the coordinator calls it every second. It
-// marks copies outstanding too long as overdue and dispatches backups of
-// them, finishes spot checks that cannot be completed (a copy they wait for
-// is overdue or unplaced, and no other identity is ready or the lease is
-// ending), drops jobs whose lease ended with work still waiting for a
-// worker, and abandons jobs that outlived MaxJobAge.
+// marks copies outstanding too long as overdue (measured from the task's
+// first dispatch, for a backup from its own) and dispatches backups of them,
+// finishes spot checks and no-verdict retries that cannot be completed (a
+// copy they wait for is overdue or unplaced, and no other identity is ready
+// or the lease is ending), ends suspensions that are over, drops jobs whose
+// lease ended with work still waiting for a worker, and abandons jobs that
+// outlived MaxJobAge.
 func (d *Dispatcher) Tick(now time.Time) TickReport {
 	d.lock(now)
 	defer d.unlock()
@@ -752,20 +1030,21 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 	// ID or admission order), so that runs are reproducible.
 	var overdue []*assign
 	for _, a := range d.assigns {
-		if !a.overdue && a.task.live() && tm.overdue(a.assigned, a.task.job.Deadline(d.cfg.LeaseTimeout), now) {
+		if !a.overdue && a.task.live() && tm.overdue(a.since, a.task.job.Deadline(d.cfg.LeaseTimeout), now) {
 			overdue = append(overdue, a)
 		}
 	}
 	slices.SortFunc(overdue, func(a, b *assign) int { return cmp.Compare(a.id, b.id) })
 	for _, a := range overdue {
 		a.overdue, a.queued = true, true
+		a.session.ident.overdue++
 		d.backups = append(d.backups, a)
 	}
 
 	var stuck []*task
 	for _, js := range d.jobs {
 		for _, t := range js.tasks {
-			if t.live() && t.want >= 2 && t.lacking() > 0 {
+			if t.live() && (t.want >= 2 || t.noVerdict != nil) && t.lacking() > 0 {
 				stuck = append(stuck, t)
 			}
 		}
@@ -776,7 +1055,8 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 		case !t.live(): // its job ended meanwhile
 		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve)):
 			d.giveUp(t, "the lease is ending")
-		case !d.otherIdentity(t):
+		case !d.otherIdentity(t) && (t.want >= 2 || len(t.copies) == 0):
+			// A retry copy still running may answer before the lease ends.
 			d.giveUp(t, "no other identity is ready")
 		}
 	}
@@ -804,10 +1084,17 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 		delete(d.jobs, js.Key())
 	}
 
+	resumed := false
+	for _, s := range d.sessions {
+		if !s.suspendedUntil.IsZero() && !now.Before(s.suspendedUntil) {
+			s.suspendedUntil, resumed = time.Time{}, true
+		}
+	}
+
 	before := d.counters.BackupsDispatched
 	d.pump()
 	rep.Backups = int(d.counters.BackupsDispatched - before)
-	if len(rep.Dropped) > 0 || rep.Backups > 0 {
+	if len(rep.Dropped) > 0 || rep.Backups > 0 || resumed {
 		d.signal()
 	}
 	return rep
@@ -909,8 +1196,26 @@ func (t *task) holds(identity string) bool {
 	return t.voted(identity) || slices.ContainsFunc(t.copies, func(a *assign) bool { return a.session.identity == identity })
 }
 
+// voted reports whether an identity has a vote for the task, or a no-verdict
+// failure waiting for its retry.
 func (t *task) voted(identity string) bool {
-	return slices.ContainsFunc(t.votes, func(v vote) bool { return v.identity == identity })
+	return (t.noVerdict != nil && t.noVerdict.identity == identity) ||
+		slices.ContainsFunc(t.votes, func(v vote) bool { return v.identity == identity })
+}
+
+// avoid ranks a session for a task it was handed back by: 0 not by its
+// identity, 1 by another session of its identity, 2 by itself.
+func (t *task) avoid(s *assignee) int {
+	a := 0
+	for _, r := range t.returners {
+		switch {
+		case r.session == s.id:
+			return 2
+		case r.identity == s.identity:
+			a = 1
+		}
+	}
+	return a
 }
 
 // need is how many more copies a live task must have dispatched.
@@ -950,9 +1255,17 @@ func (d *Dispatcher) schedule(t *task) bool {
 // assign sends a copy of t to s (through batches, sent at the end of pump).
 func (d *Dispatcher) assign(t *task, s *assignee, kind copyKind, batches map[*assignee][]Task) *assign {
 	d.nextID++
-	a := &assign{id: d.nextID, task: t, session: s, kind: kind, assigned: d.now}
+	if t.firstSent.IsZero() {
+		t.firstSent = d.now
+	}
+	a := &assign{id: d.nextID, task: t, session: s, kind: kind, assigned: d.now, since: t.firstSent}
+	if kind == copyBackup {
+		a.since = d.now
+	}
 	s.outstanding[a.id] = a
 	s.jobs[t.job]++
+	s.ident.outstanding++
+	s.ident.jobs[t.job]++
 	d.assigns[a.id] = a
 	t.copies = append(t.copies, a)
 	d.counters.TasksAssigned++
@@ -978,6 +1291,13 @@ func (d *Dispatcher) unassign(a *assign) {
 	if s.jobs[t.job]--; s.jobs[t.job] <= 0 {
 		delete(s.jobs, t.job)
 	}
+	s.ident.outstanding--
+	if a.overdue {
+		s.ident.overdue--
+	}
+	if s.ident.jobs[t.job]--; s.ident.jobs[t.job] <= 0 {
+		delete(s.ident.jobs, t.job)
+	}
 	delete(d.assigns, a.id)
 	if i := slices.Index(t.copies, a); i >= 0 {
 		t.copies = slices.Delete(t.copies, i, i+1)
@@ -994,6 +1314,7 @@ func (d *Dispatcher) unassign(a *assign) {
 // pump assigns waiting tasks, oldest job first, then backups of overdue
 // copies to free slots of other identities.
 func (d *Dispatcher) pump() {
+	d.pumps++
 	if (d.pending.Len() == 0 && len(d.backups) == 0) || !d.anyFree() {
 		return
 	}
@@ -1060,11 +1381,19 @@ func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 	d.backups = keep
 }
 
+// open reports whether a session takes new tasks at all: rules ready, not
+// draining, quarantined or suspended.
+func (d *Dispatcher) open(s *assignee) bool {
+	return !s.draining && !s.quarantined && len(s.ready) > 0 && !d.suspended(s)
+}
+
+// free is how many more copies a session may be sent: its slots + prefetch
+// not held, within what its identity may still hold.
 func (d *Dispatcher) free(s *assignee) int {
-	if s.draining || s.quarantined || len(s.ready) == 0 {
+	if !d.open(s) {
 		return 0
 	}
-	return s.slots + d.cfg.Prefetch - len(s.outstanding)
+	return min(s.slots+d.cfg.Prefetch-len(s.outstanding), d.cfg.MaxIdentityCredits-s.ident.outstanding)
 }
 
 func (d *Dispatcher) anyFree() bool {
@@ -1076,49 +1405,95 @@ func (d *Dispatcher) anyFree() bool {
 	return false
 }
 
-// pick returns a session for a copy of t: ready for its rules, with a free
-// credit (a free slot for a backup), of an identity holding no copy or vote
-// of t. Among them it prefers one already holding a copy of another task of
-// the same job (release affinity), but only if that one has a free slot or no
-// candidate has one: affinity never leaves a slot idle that could start the
-// task. Otherwise the most free credits win, then the least recently picked.
-func (d *Dispatcher) pick(t *task, backup bool) *assignee {
-	hash := t.job.RulesHash
-	check := len(t.copies)+len(t.votes) > 0
-	var best, aff *assignee
-	bestFree, affFree := 0, 0
-	anySlot := false
-	// better: more free credits, then least recently picked, then joined first.
-	better := func(s *assignee, f int, b *assignee, bf int) bool {
-		switch {
-		case b == nil:
-			return true
-		case f != bf:
-			return f > bf
-		case s.lastPick != b.lastPick:
-			return s.lastPick < b.lastPick
-		}
-		return s.seq < b.seq
+// takes reports whether a session could take a copy of t, busy or not: open,
+// ready for its rules, of an identity holding no copy or vote of it.
+func (d *Dispatcher) takes(s *assignee, t *task) bool {
+	return d.open(s) && s.ready[t.job.RulesHash] && !t.holds(s.identity)
+}
+
+// pickKey ranks candidates for a copy; lower is better.
+type pickKey struct {
+	noSlot    bool   // only a prefetch credit is free
+	idOverdue int    // overdue copies its identity holds
+	unproven  bool   // for a backup: its identity never answered
+	idLoad    int    // copies its identity holds, not counting the task's job
+	load      int    // copies the session holds, not counting the task's job
+	noAff     bool   // the session holds no copy of the task's job
+	last      uint64 // when it was last picked
+	seq       uint64 // join order
+}
+
+func (k pickKey) less(o pickKey) bool {
+	switch {
+	case k.noSlot != o.noSlot:
+		return !k.noSlot
+	case k.idOverdue != o.idOverdue:
+		return k.idOverdue < o.idOverdue
+	case k.unproven != o.unproven:
+		return !k.unproven
+	case k.idLoad != o.idLoad:
+		return k.idLoad < o.idLoad
+	case k.load != o.load:
+		return k.load < o.load
+	case k.noAff != o.noAff:
+		return !k.noAff
+	case k.last != o.last:
+		return k.last < o.last
 	}
+	return k.seq < o.seq
+}
+
+// pick returns a session for a copy of t: one that takes it (see takes) with
+// a free credit (a free slot for a backup). Sessions that handed t back are
+// skipped while another that takes it exists, busy or not: a returning
+// identity while another identity could, the returning session while
+// another session of its identity could. A backup waits for an identity
+// holding no overdue copy while one could take it, busy or not: a silent
+// identity's free slots do not take the backups of the silent. Among the
+// rest, a free slot wins
+// over a prefetch credit (a task never queues while a slot is idle); then
+// the identity holding the fewest overdue copies; for a backup, one whose
+// identity has answered before; then the identity holding the fewest copies,
+// then the session holding the fewest (copies of t's own job not counted: a
+// release stays together, release affinity); then one already holding a
+// copy of t's job; then the least recently picked. Identities so take turns
+// whatever slots or sessions they claim, and backups go to identities that
+// answer.
+func (d *Dispatcher) pick(t *task, backup bool) *assignee {
+	// The least avoided sessions that take t, busy or not, and for a
+	// backup whether one of them holds no overdue copy.
+	floor, clean := 0, false
+	if len(t.returners) > 0 || backup {
+		floor = 2
+		var cleanAt [3]bool
+		for _, s := range d.sessions {
+			if d.takes(s, t) {
+				a := t.avoid(s)
+				floor = min(floor, a)
+				cleanAt[a] = cleanAt[a] || s.ident.overdue == 0
+			}
+		}
+		clean = backup && cleanAt[floor]
+	}
+	var best *assignee
+	var bestKey pickKey
 	for _, s := range d.sessions {
-		f := d.free(s)
-		if f <= 0 || !s.ready[hash] || (check && t.holds(s.identity)) {
+		if d.free(s) <= 0 || !d.takes(s, t) || (len(t.returners) > 0 && t.avoid(s) > floor) || (clean && s.ident.overdue > 0) {
 			continue
 		}
 		slot := len(s.outstanding) < s.slots
 		if backup && !slot {
 			continue
 		}
-		anySlot = anySlot || slot
-		if better(s, f, best, bestFree) {
-			best, bestFree = s, f
+		held := s.jobs[t.job]
+		k := pickKey{
+			noSlot: !slot, idOverdue: s.ident.overdue, unproven: backup && s.ident.answered == 0,
+			idLoad: s.ident.outstanding - s.ident.jobs[t.job], load: len(s.outstanding) - held,
+			noAff: held == 0, last: s.lastPick, seq: s.seq,
 		}
-		if len(s.jobs) > 0 && s.jobs[t.job] > 0 && better(s, f, aff, affFree) {
-			aff, affFree = s, f
+		if best == nil || k.less(bestKey) {
+			best, bestKey = s, k
 		}
-	}
-	if aff != nil && (len(aff.outstanding) < aff.slots || !anySlot) {
-		best = aff
 	}
 	if best != nil {
 		d.rr++
@@ -1128,24 +1503,23 @@ func (d *Dispatcher) pick(t *task, backup bool) *assignee {
 }
 
 // readyIdentities counts the identities with a session that could take a
-// task: rules ready, not draining, not quarantined.
+// task: rules ready, not draining, quarantined or suspended.
 func (d *Dispatcher) readyIdentities() int {
 	ids := map[string]bool{}
 	for _, s := range d.sessions {
-		if s.draining || s.quarantined || len(s.ready) == 0 {
-			continue
+		if d.open(s) {
+			ids[s.identity] = true
 		}
-		ids[s.identity] = true
 	}
 	return len(ids)
 }
 
 // otherIdentity reports whether some session could take a further copy of t:
-// ready for its rules, not draining or quarantined, of an identity holding no
-// copy or vote of it (busy or not).
+// ready for its rules, not draining, quarantined or suspended, of an
+// identity holding no copy or vote of it (busy or not).
 func (d *Dispatcher) otherIdentity(t *task) bool {
 	for _, s := range d.sessions {
-		if !s.draining && !s.quarantined && s.ready[t.job.RulesHash] && !t.holds(s.identity) {
+		if d.takes(s, t) {
 			return true
 		}
 	}
@@ -1153,15 +1527,32 @@ func (d *Dispatcher) otherIdentity(t *task) bool {
 }
 
 // Capacity is how many more tasks the fleet could start now: the free credits
-// of the sessions that have rules ready, minus the tasks already waiting.
+// of the sessions that have rules ready, at most MaxIdentityCredits less
+// what it holds per identity, minus the tasks already waiting.
 func (d *Dispatcher) Capacity() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	free := 0
-	for _, s := range d.sessions {
-		free += d.free(s)
+	return d.credits(nil) - d.pending.Len()
+}
+
+// credits sums the free credits of all sessions, each identity's within
+// what it may still hold; per, when not nil, receives each identity's.
+func (d *Dispatcher) credits(per map[string]int) int {
+	if per == nil {
+		per = make(map[string]int, len(d.ids))
 	}
-	return free - d.pending.Len()
+	for _, s := range d.sessions {
+		if f := d.free(s); f > 0 {
+			per[s.identity] += f
+		}
+	}
+	free := 0
+	for id, f := range per {
+		f = min(f, d.cfg.MaxIdentityCredits-d.ids[id].outstanding)
+		per[id] = f
+		free += f
+	}
+	return free
 }
 
 // Has reports whether a release is in flight.
@@ -1190,6 +1581,30 @@ type SessionLoad struct {
 	RulesReady  []string
 	Completed   int64
 	Joined      time.Time
+	// Returned counts the copies it handed back without draining;
+	// SuspendedUntil, when in the future, is when it gets new tasks again
+	// after returning more than its slots + prefetch within a minute.
+	Returned       int64
+	SuspendedUntil time.Time
+}
+
+// IdentityLoad is one worker identity's share, for operators: identities
+// with sessions, and those remembered for their counts after their last
+// session left (the newest 1024).
+type IdentityLoad struct {
+	Identity string
+	Sessions int
+	// Outstanding counts the copies all its sessions hold; Credits the free
+	// credits Capacity counts for it (Outstanding + Credits is at most
+	// Config.MaxIdentityCredits).
+	Outstanding int
+	Credits     int
+	// NoVerdictFailures are the download or limit failures it reported (no
+	// verdict: never a reason to quarantine, but a worker that often cannot
+	// fetch may be lying); Returned the copies its sessions handed back
+	// without draining.
+	NoVerdictFailures int64
+	Returned          int64
 }
 
 // QuarantineInfo is a quarantined identity.
@@ -1233,7 +1648,9 @@ type Snapshot struct {
 	BackupAfter time.Duration
 	SpotChecks  SpotChecks
 	Quarantined []QuarantineInfo
-	Counters    Counters
+	// Identities are the identities' shares, sorted.
+	Identities []IdentityLoad
+	Counters   Counters
 }
 
 // Snapshot returns the current state.
@@ -1254,6 +1671,10 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		info := SessionLoad{
 			ID: s.id, Identity: s.identity, Slots: s.slots, SlotsClaimed: s.claimed, Outstanding: len(s.outstanding),
 			Draining: s.draining, Quarantined: s.quarantined, Completed: s.completed, Joined: s.joined,
+			Returned: s.returned,
+		}
+		if d.suspended(s) {
+			info.SuspendedUntil = s.suspendedUntil
 		}
 		for _, a := range s.outstanding {
 			if a.started {
@@ -1271,6 +1692,15 @@ func (d *Dispatcher) Snapshot() Snapshot {
 		snap.SlotsTotal += s.slots
 	}
 	slices.SortFunc(snap.Sessions, func(a, b SessionLoad) int { return cmp.Compare(a.ID, b.ID) })
+	credits := make(map[string]int, len(d.ids))
+	d.credits(credits)
+	for _, st := range d.ids {
+		snap.Identities = append(snap.Identities, IdentityLoad{
+			Identity: st.name, Sessions: st.sessions, Outstanding: st.outstanding, Credits: credits[st.name],
+			NoVerdictFailures: st.noVerdict, Returned: st.returns,
+		})
+	}
+	slices.SortFunc(snap.Identities, func(a, b IdentityLoad) int { return cmp.Compare(a.Identity, b.Identity) })
 	for _, id := range d.quarSeq {
 		q := d.quar[id]
 		snap.Quarantined = append(snap.Quarantined, QuarantineInfo{Identity: id, Reason: q.reason, Since: q.since})

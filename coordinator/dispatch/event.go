@@ -83,6 +83,14 @@ const (
 	EventVerifySkipped
 	// EventQuarantine: an identity was quarantined.
 	EventQuarantine
+	// EventSessionSuspended: a session not draining handed back more than its
+	// slots + prefetch tasks within a minute; it gets no new tasks for two
+	// minutes (Reason says so).
+	EventSessionSuspended
+	// EventNoVerdictRetry: a download or limit failure (Identity's, of task
+	// TaskID) is held back while one more copy is scanned on another identity;
+	// that copy's result is the task's. Nobody is quarantined for it.
+	EventNoVerdictRetry
 )
 
 var eventNames = [...]string{
@@ -98,6 +106,8 @@ var eventNames = [...]string{
 	EventVerifyDecided:      "verify_decided",
 	EventVerifySkipped:      "verify_skipped",
 	EventQuarantine:         "quarantine",
+	EventSessionSuspended:   "session_suspended",
+	EventNoVerdictRetry:     "no_verdict_retry",
 }
 
 // String is a stable snake_case name, fit for a metric label.
@@ -122,7 +132,8 @@ type Event struct {
 	TaskID uint64
 	// Session and Identity are who the event is about: the backup's new
 	// holder, the session whose result was dropped or that lost the task, the
-	// quarantined identity.
+	// quarantined identity, the suspended session, the identity whose
+	// no-verdict failure is retried.
 	Session, Identity string
 	// From is, for a backup, the identity whose copy was overdue.
 	From string

@@ -18,38 +18,84 @@ const (
 	backupFactor = 3
 )
 
-// speed keeps the most recent assignment-to-result times in a ring.
+// speed keeps recent assignment-to-result times, each with the identity that
+// answered. One identity cannot pull the backup wait down with fast
+// answers: when the window is full, a new sample replaces the oldest of the
+// identity holding the most (so a flood replaces its own samples, not the
+// others'), and while two or more identities have samples, the one holding
+// the most is counted with at most as many (its most recent) as all others
+// together: at most half of those the quantile is taken of.
 type speed struct {
-	ring  [speedWindow]time.Duration
-	n     int // samples ever added (the ring holds min(n, speedWindow))
-	cache time.Duration
-	dirty bool
+	samples []sample       // oldest first, at most speedWindow
+	count   map[string]int // samples per identity
+	cache   time.Duration
+	dirty   bool
 }
 
-func (s *speed) add(d time.Duration) {
-	if d < 0 {
+type sample struct {
+	took     time.Duration
+	identity string
+}
+
+func (s *speed) add(identity string, took time.Duration) {
+	if took < 0 {
 		return
 	}
-	s.ring[s.n%speedWindow] = d
-	s.n++
+	if s.count == nil {
+		s.count = map[string]int{}
+	}
+	if len(s.samples) == speedWindow {
+		top := 0
+		for _, n := range s.count {
+			top = max(top, n)
+		}
+		i := slices.IndexFunc(s.samples, func(x sample) bool { return s.count[x.identity] == top })
+		if s.count[s.samples[i].identity]--; s.count[s.samples[i].identity] == 0 {
+			delete(s.count, s.samples[i].identity)
+		}
+		s.samples = slices.Delete(s.samples, i, i+1)
+	}
+	s.samples = append(s.samples, sample{took: took, identity: identity})
+	s.count[identity]++
 	s.dirty = true
 }
 
-// quantile returns the speedQuantile of the kept samples, or prior with fewer
-// than speedMinSamples of them; the result lies within [lo, hi].
+// quantile returns the speedQuantile of the kept samples (the largest
+// identity's share capped as above), or prior with fewer than
+// speedMinSamples of them; the result lies within [lo, hi].
 func (s *speed) quantile(prior, lo, hi time.Duration) time.Duration {
 	q := prior
-	if s.n >= speedMinSamples {
+	if len(s.samples) >= speedMinSamples {
 		if s.dirty {
-			k := min(s.n, speedWindow)
-			xs := slices.Clone(s.ring[:k])
-			slices.Sort(xs)
-			s.cache = xs[min(k-1, int(float64(k)*speedQuantile))]
+			s.cache = s.compute()
 			s.dirty = false
 		}
 		q = s.cache
 	}
 	return min(max(q, lo), hi)
+}
+
+func (s *speed) compute() time.Duration {
+	top, n := "", 0
+	for id, c := range s.count {
+		if c > n || (c == n && id < top) {
+			top, n = id, c
+		}
+	}
+	skip := 0 // the oldest samples of top left out
+	if rest := len(s.samples) - n; rest > 0 && n > rest {
+		skip = n - rest
+	}
+	xs := make([]time.Duration, 0, len(s.samples)-skip)
+	for _, x := range s.samples {
+		if skip > 0 && x.identity == top {
+			skip--
+			continue
+		}
+		xs = append(xs, x.took)
+	}
+	slices.Sort(xs)
+	return xs[min(len(xs)-1, int(float64(len(xs))*speedQuantile))]
 }
 
 // timing is the backup policy's numbers at one moment.

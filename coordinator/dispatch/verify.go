@@ -227,10 +227,19 @@ func (d *Dispatcher) fallback(t *task, why string) {
 	d.complete(t, chosen, t.votes)
 }
 
-// giveUp ends the wait for a further copy of a spot-checked task that cannot
-// be placed: the check is skipped, or a mismatch is settled without a third.
+// giveUp ends the wait for a further copy of a spot-checked task, or of a
+// no-verdict failure's retry, that cannot be placed or answer in time: the
+// check is skipped, a mismatch is settled without a third, or the no-verdict
+// failure stands.
 func (d *Dispatcher) giveUp(t *task, why string) {
 	switch t.want {
+	case 1:
+		if t.noVerdict == nil {
+			return
+		}
+		t.votes = append(t.votes, *t.noVerdict)
+		t.noVerdict = nil
+		d.counters.NoVerdictConfirmed++
 	case 2:
 		t.verify, t.want = false, 1
 		d.counters.VerifySkipped++
@@ -298,6 +307,13 @@ func (d *Dispatcher) quarantine(identity, reason string) {
 	var revote []*task
 	for _, js := range d.sortedJobs() {
 		for _, t := range js.tasks {
+			if t.noVerdict != nil && t.noVerdict.identity == identity {
+				// Its failure waited for a retry: the retry's result, or a
+				// further copy's, is the task's.
+				t.noVerdict = nil
+				d.counters.ResultsDiscarded++
+				touched = append(touched, t)
+			}
 			i := slices.IndexFunc(t.votes, func(v vote) bool { return v.identity == identity })
 			if i < 0 {
 				continue
