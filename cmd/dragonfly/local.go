@@ -76,7 +76,7 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	s.LogConfig(log)
 	lim := wf.limits
 	lim.Distributions = cf.maxDistributions // applied by the coordinator
-	logLimits(log, lim, wf.sizes)
+	wf.sizes.Log(log, lim)
 
 	var dev *devapi.Server
 	runCtx, stop := context.WithCancel(ctx)

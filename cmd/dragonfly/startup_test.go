@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"strings"
 	"testing"
 )
@@ -93,7 +94,7 @@ func TestStartupLogsConfiguration(t *testing.T) {
 			}
 			lims := findRecords(recs, "effective limits")
 			if tt.limits {
-				if len(lims) != 1 || lims[0]["era"] != era2023 || lims[0]["download_size"] != 100e6 || lims[0]["file_size"] != float64(64<<20) || lims[0]["scan_timeout"] != 10.0 {
+				if len(lims) != 1 || lims[0]["era"] != string(limit.Era2023) || lims[0]["download_size"] != 100e6 || lims[0]["file_size"] != float64(64<<20) || lims[0]["scan_timeout"] != 10.0 {
 					t.Errorf("limits = %v", lims)
 				}
 			} else if len(lims) != 0 {

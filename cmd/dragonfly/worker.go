@@ -34,8 +34,8 @@ back unstarted tasks and finishes started ones within --drain-grace.`
 type workerFlags struct {
 	threads      int
 	limitSet     limitSettings
-	limits       limit.Limits // resolved from limitSet by validate
-	sizes        sizeLimits   // how the size settings were read
+	limits       limit.Limits     // resolved from limitSet by validate
+	sizes        limit.Resolution // how the size settings were read
 	allowedHosts []string
 	download     downloadSettings
 	grace        time.Duration
@@ -155,7 +155,7 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	s.LogConfig(log)
-	logLimits(log, f.limits, f.sizes)
+	f.sizes.Log(log, f.limits)
 	if !tlsFiles.Enabled() {
 		log.Warn("plaintext gRPC to the coordinator: set DRAGONFLY_TLS_CA to use TLS (the fleet token is sent in plaintext only to a loopback coordinator or with DRAGONFLY_FLEET_INSECURE)")
 	}
