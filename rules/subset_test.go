@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	yara "github.com/hillu/go-yara/v4"
 )
 
 // trickySet has what a naive split gets wrong: rules in comments, strings and
@@ -297,4 +299,50 @@ func FuzzRulesAgreeWithLibyara(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCompileCompact: the reloaded rules are the same rules (names,
+// metadata) and match the same.
+func TestCompileCompact(t *testing.T) {
+	c, err := CompileCompact(trickySet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Compile(trickySet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b []string
+	for _, r := range c.Yara().GetRules() {
+		a = append(a, r.Identifier())
+	}
+	for _, r := range full.Yara().GetRules() {
+		b = append(b, r.Identifier())
+	}
+	if !slices.Equal(a, b) || c.Hash() != full.Hash() || c.Len() != full.Len() {
+		t.Fatalf("compact %v %s, full %v %s", a, c.Hash(), b, full.Hash())
+	}
+	for _, name := range a {
+		x, _ := c.Rule(name)
+		y, _ := full.Rule(name)
+		if x.Weight != y.Weight || !slices.Equal(x.Filetypes, y.Filetypes) {
+			t.Errorf("%s: %+v vs %+v", name, x, y)
+		}
+	}
+	data := []byte("rule x { condition: b_ref } \" // not a comment MZ\x90\x00 PKG")
+	var m1, m2 yara.MatchRules
+	if err := c.Yara().ScanMem(data, 0, 0, &m1); err != nil {
+		t.Fatal(err)
+	}
+	if err := full.Yara().ScanMem(data, 0, 0, &m2); err != nil {
+		t.Fatal(err)
+	}
+	if len(m1) != len(m2) || len(m1) == 0 {
+		t.Fatalf("compact matched %d rules, full %d", len(m1), len(m2))
+	}
+	for i := range m1 {
+		if m1[i].Rule != m2[i].Rule {
+			t.Errorf("match %d: %s vs %s", i, m1[i].Rule, m2[i].Rule)
+		}
+	}
 }
