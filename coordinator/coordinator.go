@@ -204,11 +204,14 @@ type Coordinator struct {
 	drainOne sync.Once
 	streams  sync.WaitGroup // sessions' receive and send goroutines
 
-	maxSessions   atomic.Int64 // the server's MaxWorkers
-	guard         *guard
-	bigSends      *semaphore.Weighted
-	outboxFailing atomic.Bool // the outbox's writes fail: leasing pauses
-	queue         queueCache
+	maxSessions    atomic.Int64   // the server's MaxWorkers
+	maxPerIdentity atomic.Int64   // the server's MaxSessionsPerIdentity
+	perIdentity    map[string]int // sessions per identity, under mu
+	refusals       refusalCounters
+	guard          *guard
+	bigSends       *semaphore.Weighted
+	outboxFailing  atomic.Bool // the outbox's writes fail: leasing pauses
+	queue          queueCache
 }
 
 // New returns a coordinator. Register it on a gRPC server, then Run it.
@@ -218,16 +221,18 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		out:      cfg.Outbox,
-		obs:      cfg.Observer,
-		sessions: map[string]*workerSession{},
-		draining: make(chan struct{}),
-		guard:    newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
-		bigSends: semaphore.NewWeighted(bigSendBudget),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		out:         cfg.Outbox,
+		obs:         cfg.Observer,
+		sessions:    map[string]*workerSession{},
+		perIdentity: map[string]int{},
+		draining:    make(chan struct{}),
+		guard:       newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
+		bigSends:    semaphore.NewWeighted(bigSendBudget),
 	}
 	c.maxSessions.Store(DefaultMaxWorkers)
+	c.maxPerIdentity.Store(DefaultMaxSessionsPerIdentity)
 	if qa, ok := cfg.API.(QueueAsker); ok {
 		c.queue.api = qa
 	}
@@ -287,6 +292,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	stopSenders()
 	<-sendDone
+	c.queue.stop()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"go.uber.org/goleak"
@@ -33,6 +34,9 @@ rule r { meta: weight = 1 strings: $a = "bad" condition: $a }
 rule s { meta: weight = 2 strings: $a = "sad" condition: $a }
 rule heavy { meta: weight = 9 strings: $a = "heavy" condition: $a }
 `
+
+// testToken is the fleet token of the tests' servers that need one.
+const testToken = "fleet-token-of-the-tests-0123456789"
 
 // testWeights are testRules' weights.
 var testWeights = map[string]int64{"r1": 3, "r2": 7, "r": 1, "s": 2, "heavy": 9}
@@ -58,9 +62,68 @@ type fleet struct {
 	c      *Coordinator
 	api    *fakeAPI
 	lis    *bufconn.Listener
+	from   *addrListener // lis as served: connections from chosen addresses
 	srv    *Server
 	cancel context.CancelFunc
 	done   chan error
+}
+
+// addrListener serves a bufconn listener's connections; one dialled with
+// dialFrom comes, as the server sees it, from the address chosen.
+type addrListener struct {
+	*bufconn.Listener
+	dialMu sync.Mutex // one dialFrom at a time: its connection is the next accepted
+	mu     sync.Mutex
+	next   net.Addr
+	port   int
+}
+
+func (l *addrListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	a := l.next
+	l.next = nil
+	l.mu.Unlock()
+	if a == nil {
+		return c, nil
+	}
+	return addrConn{Conn: c, remote: a}, nil
+}
+
+// dialFrom connects as ip would (a new port each time).
+func (l *addrListener) dialFrom(ctx context.Context, ip string) (net.Conn, error) {
+	l.dialMu.Lock()
+	defer l.dialMu.Unlock()
+	l.mu.Lock()
+	l.port++
+	l.next = &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000 + l.port}
+	l.mu.Unlock()
+	c, err := l.Listener.DialContext(ctx)
+	if err != nil {
+		l.mu.Lock()
+		l.next = nil
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// fromAddr are dial options of a worker on another host (ip) that sends
+// the fleet token over plaintext (the server needs FleetInsecure).
+func (f *fleet) fromAddr(ip string) []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.from.dialFrom(ctx, ip) }),
+		grpc.WithPerRPCCredentials(fleetauth.Token{Value: testToken, AllowInsecure: true}),
+	}
 }
 
 func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
@@ -88,7 +151,8 @@ func startFleetWith(t *testing.T, api *fakeAPI, tweak func(*Config), scfg Server
 		t.Fatal(err)
 	}
 	f := &fleet{t: t, c: c, api: api, lis: bufconn.Listen(1 << 20), srv: srv, done: make(chan error, 1)}
-	go f.srv.Serve(f.lis)
+	f.from = &addrListener{Listener: f.lis}
+	go f.srv.Serve(f.from)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	go func() { f.done <- c.Run(ctx) }()

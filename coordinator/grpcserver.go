@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,13 +28,14 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // ServerConfig configures the coordinator's gRPC server: who may connect and
 // how much each connection may cost.
 type ServerConfig struct {
-	// Token is the fleet token workers must present (DRAGONFLY_FLEET_TOKEN).
-	// Required unless Insecure.
+	// Token is the fleet token workers must present (DRAGONFLY_FLEET_TOKEN),
+	// at least fleetauth.MinTokenBytes (16) bytes. Required unless Insecure.
 	Token string
 	// Insecure accepts workers without a token (DRAGONFLY_INSECURE). Only on a
 	// loopback or in-memory listener: Serve refuses any other.
@@ -46,12 +47,29 @@ type ServerConfig struct {
 	// TLS are the server's certificate, key and (for mutual TLS) the CA of the
 	// workers' certificates. All empty: plaintext.
 	TLS fleetauth.TLSFiles
-	// MaxWorkers caps the connections served at once and the worker sessions
-	// (DRAGONFLY_MAX_WORKERS). Connections over the cap are closed at once;
-	// sessions over it are refused with ResourceExhausted. Default 1024.
+	// MaxWorkers caps the authenticated connections (those that carried a
+	// stream with the fleet token) and the worker sessions served at once
+	// (DRAGONFLY_MAX_WORKERS). A stream over either cap is refused with
+	// ResourceExhausted. Default 1024.
 	MaxWorkers int
-	// MaxWatchers caps the unauthenticated health Watch streams open at once
-	// (over it: ResourceExhausted). Default 32.
+	// MaxPendingConns caps the connections that have not carried an
+	// authenticated stream yet (pending), apart from MaxWorkers: when that
+	// many are pending, the oldest pending one is closed to admit a new one,
+	// so peers without the token cannot lock workers out. Default 64.
+	MaxPendingConns int
+	// PendingTimeout closes a pending connection this long after it was
+	// accepted. Default 10 s.
+	PendingTimeout time.Duration
+	// MaxConnsPerPeer caps the authenticated connections from one IP
+	// address of a peer that is not local (DRAGONFLY_MAX_CONNS_PER_PEER).
+	// Default 64.
+	MaxConnsPerPeer int
+	// MaxSessionsPerIdentity caps the worker sessions of one identity (see
+	// identity) at once (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY); over it, a
+	// session is refused with ResourceExhausted. Default 64.
+	MaxSessionsPerIdentity int
+	// MaxWatchers caps the health Watch streams open at once (over it:
+	// ResourceExhausted). Default 32.
 	MaxWatchers int
 	// MaxStreamsPerConn is HTTP/2's MaxConcurrentStreams per connection.
 	// A worker uses one stream. Default 8.
@@ -60,10 +78,34 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// Server owns the coordinator's gRPC server: the fleet service behind the
-// fleet token, health (Check unauthenticated, Watch bounded), reflection
-// behind the token, panic recovery, explicit message limits, keepalive
-// enforcement and a cap on connections. Serve it with Run (or Serve and
+// Defaults of ServerConfig fields.
+const (
+	// DefaultMaxWorkers is ServerConfig.MaxWorkers's default (DRAGONFLY_MAX_WORKERS).
+	DefaultMaxWorkers = 1024
+	// DefaultMaxPendingConns is ServerConfig.MaxPendingConns's default.
+	DefaultMaxPendingConns = 64
+	// DefaultPendingTimeout is ServerConfig.PendingTimeout's default.
+	DefaultPendingTimeout = 10 * time.Second
+	// DefaultMaxConnsPerPeer is ServerConfig.MaxConnsPerPeer's default
+	// (DRAGONFLY_MAX_CONNS_PER_PEER).
+	DefaultMaxConnsPerPeer = 64
+	// DefaultMaxSessionsPerIdentity is ServerConfig.MaxSessionsPerIdentity's
+	// default (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY).
+	DefaultMaxSessionsPerIdentity = 64
+	// maxHeaderListBytes bounds the header block of a stream, read before
+	// the fleet token can be checked (gRPC's default is 16 MB).
+	maxHeaderListBytes = 64 << 10
+	// refusalLogEvery is how often a refusal is logged per peer address.
+	refusalLogEvery = time.Minute
+)
+
+// Server owns the coordinator's gRPC server: the fleet service, health and
+// reflection behind the fleet token (checked in the tap handle, before a
+// stream exists or any of its payload is read; only health Check from a
+// local peer goes without it), panic recovery, explicit message limits,
+// keepalive enforcement, and a gate on connections (connGate: pending
+// connections capped apart from authenticated ones, authenticated ones
+// capped in total and per peer address). Serve it with Run (or Serve and
 // Stop, for tests that drive the coordinator themselves).
 type Server struct {
 	c      *Coordinator
@@ -73,9 +115,10 @@ type Server struct {
 	health *health.Server
 	tls    bool
 	mtls   bool
-	// refusedConns counts connections closed for MaxWorkers.
-	refusedConns atomic.Int64
-	serving      atomic.Bool
+	// refusals throttles the "worker refused" log per peer address.
+	refusals *throttle
+	serving  atomic.Bool
+	gate     atomic.Pointer[connGate] // the listener being served
 }
 
 // NewServer builds the gRPC server for c with every production option.
@@ -83,8 +126,24 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	if cfg.Token == "" && !cfg.Insecure {
 		return nil, errors.New("coordinator: no fleet token (DRAGONFLY_FLEET_TOKEN), and not insecure")
 	}
+	if cfg.Token != "" && len(cfg.Token) < fleetauth.MinTokenBytes {
+		return nil, fmt.Errorf("coordinator: the fleet token (DRAGONFLY_FLEET_TOKEN) has %d bytes; it needs at least %d (e.g. openssl rand -hex 32)",
+			len(cfg.Token), fleetauth.MinTokenBytes)
+	}
 	if cfg.MaxWorkers <= 0 {
 		cfg.MaxWorkers = DefaultMaxWorkers
+	}
+	if cfg.MaxPendingConns <= 0 {
+		cfg.MaxPendingConns = DefaultMaxPendingConns
+	}
+	if cfg.PendingTimeout <= 0 {
+		cfg.PendingTimeout = DefaultPendingTimeout
+	}
+	if cfg.MaxConnsPerPeer <= 0 {
+		cfg.MaxConnsPerPeer = DefaultMaxConnsPerPeer
+	}
+	if cfg.MaxSessionsPerIdentity <= 0 {
+		cfg.MaxSessionsPerIdentity = DefaultMaxSessionsPerIdentity
 	}
 	if cfg.MaxWatchers <= 0 {
 		cfg.MaxWatchers = 32
@@ -95,14 +154,15 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = c.log
 	}
-	s := &Server{c: c, cfg: cfg, log: cfg.Logger, tls: cfg.TLS.Enabled(), mtls: cfg.TLS.CA != ""}
+	s := &Server{c: c, cfg: cfg, log: cfg.Logger, tls: cfg.TLS.Enabled(), mtls: cfg.TLS.CA != "",
+		refusals: newThrottle(refusalLogEvery, 1024)}
 	c.maxSessions.Store(int64(cfg.MaxWorkers))
+	c.maxPerIdentity.Store(int64(cfg.MaxSessionsPerIdentity))
 
-	// Everything but the health checks needs the token: the fleet service,
-	// reflection, health List.
-	needsToken := selector.MatchFunc(func(_ context.Context, cm interceptors.CallMeta) bool {
-		return cm.FullMethod() != healthpb.Health_Check_FullMethodName &&
-			cm.FullMethod() != healthpb.Health_Watch_FullMethodName
+	// The tap handle checks every stream before it exists; the interceptors
+	// check again what reaches a handler (all but a local health Check).
+	needsToken := selector.MatchFunc(func(ctx context.Context, cm interceptors.CallMeta) bool {
+		return !tokenExempt(ctx, cm.FullMethod())
 	})
 	panicked := recovery.WithRecoveryHandler(func(p any) error {
 		s.log.Error("panic in a gRPC handler; call ended", "panic", clip.String(fmt.Sprint(p), protocol.MaxTextBytes))
@@ -110,6 +170,7 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	})
 	authFn := s.authenticate
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(s.tap),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(panicked),
 			selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFn), needsToken),
@@ -121,12 +182,13 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 		// Matched with the worker's send and receive limits (package protocol).
 		grpc.MaxRecvMsgSize(protocol.MaxRequestBytes),
 		grpc.MaxSendMsgSize(protocol.MaxResponseBytes),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConn),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			// A connection with no stream for this long is closed (probes
-			// and idle peers do not hold a place under MaxWorkers).
+			// A connection with no stream for this long is closed (idle
+			// workers do not hold a place under MaxWorkers).
 			MaxConnectionIdle: 2 * time.Minute,
 			Time:              30 * time.Second,
 			Timeout:           10 * time.Second,
@@ -149,37 +211,99 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// DefaultMaxWorkers is ServerConfig.MaxWorkers's default (DRAGONFLY_MAX_WORKERS).
-const DefaultMaxWorkers = 1024
+// tokenExempt reports whether a call goes without the fleet token: a health
+// Check from a local peer (the image's `dragonfly healthcheck` runs next to
+// the coordinator). Its connection stays pending.
+func tokenExempt(ctx context.Context, method string) bool {
+	if method != healthpb.Health_Check_FullMethodName {
+		return false
+	}
+	p, ok := peer.FromContext(ctx)
+	return !ok || isLocal(addrOf(p.Addr))
+}
 
-// authenticate checks the fleet token, and that it did not cross the network
-// in the clear.
-func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+// tap runs for every stream before gRPC creates it and before any of its
+// payload is read: it checks the fleet token (see credentials), then marks
+// the stream's connection authenticated within the gate's caps. A refused
+// stream costs its header block and nothing else.
+func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if tokenExempt(ctx, info.FullMethodName) {
+		return ctx, nil
+	}
 	p, _ := peer.FromContext(ctx)
-	if s.cfg.Token != "" && !s.tls && !s.cfg.FleetInsecure && p != nil && !isLocal(p.Addr) {
-		s.log.Warn("worker refused", "peer", peerString(p), "reason", "fleet token over plaintext from a non-loopback peer")
-		return nil, status.Error(codes.PermissionDenied,
+	if err := s.credentials(ctx, p); err != nil {
+		s.refused(p, err)
+		return ctx, err
+	}
+	if p != nil {
+		if c := gateConnOf(p.Addr); c != nil {
+			if err := c.promote(); err != nil {
+				if status.Code(err) == codes.ResourceExhausted {
+					s.c.refusals.overCap.Add(1)
+					s.logRefusal(p, err)
+				}
+				return ctx, err
+			}
+		}
+	}
+	return ctx, nil
+}
+
+// credentials checks the fleet token of a call (in its incoming metadata),
+// and that it did not cross the network in the clear.
+func (s *Server) credentials(ctx context.Context, p *peer.Peer) error {
+	if s.cfg.Token != "" && !s.tls && !s.cfg.FleetInsecure && p != nil && !isLocal(addrOf(p.Addr)) {
+		return status.Error(codes.PermissionDenied,
 			"the fleet token was sent over plaintext from a non-loopback address: use TLS, or set DRAGONFLY_FLEET_INSECURE=true on the coordinator and the worker")
 	}
-	ctx, err := fleetauth.CheckToken(s.cfg.Token)(ctx)
-	if err != nil {
-		s.log.Warn("worker refused", "peer", peerString(p), "reason", status.Convert(err).Message())
+	_, err := fleetauth.CheckToken(s.cfg.Token)(ctx)
+	return err
+}
+
+// authenticate is the interceptors' check (the tap handle checked the
+// stream already).
+func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	p, _ := peer.FromContext(ctx)
+	if err := s.credentials(ctx, p); err != nil {
+		s.refused(p, err)
 		return nil, err
 	}
 	return ctx, nil
+}
+
+// refused counts a refused stream and logs it (throttled).
+func (s *Server) refused(p *peer.Peer, err error) {
+	s.c.refusals.streams.Add(1)
+	s.logRefusal(p, err)
+}
+
+// logRefusal logs a refusal at most once per peer address and
+// refusalLogEvery, with how many were held back since.
+func (s *Server) logRefusal(p *peer.Peer, err error) {
+	key := "unknown"
+	if p != nil && p.Addr != nil {
+		a := addrOf(p.Addr)
+		if key = peerIP(a); key == "" {
+			key = clip.String(a.String(), 128)
+		}
+	}
+	if ok, held := s.refusals.allow(key, s.c.cfg.Now()); ok {
+		s.log.Warn("worker refused", "peer", peerString(p), "reason", clip.String(status.Convert(err).Message(), protocol.MaxTextBytes),
+			"code", status.Code(err).String(), "suppressed", held)
+	}
 }
 
 func peerString(p *peer.Peer) string {
 	if p == nil || p.Addr == nil {
 		return ""
 	}
-	return p.Addr.String()
+	return clip.String(addrOf(p.Addr).String(), 256)
 }
 
 // isLocal reports whether a peer address is loopback or in memory (bufconn,
 // unix sockets).
 func isLocal(a net.Addr) bool {
-	switch a := a.(type) {
+	switch a := addrOf(a).(type) {
 	case *net.TCPAddr:
 		return a.IP.IsLoopback()
 	case *net.UnixAddr:
@@ -196,18 +320,61 @@ func isLocal(a net.Addr) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// identity is who a session is for limits, refusals and quarantine: the
-// subject of a verified client certificate (mutual TLS), else the worker's
-// own id. Never a bare peer address: workers behind one NAT share it.
+// peerIP is the IP address of a TCP peer, without port or zone ("" for an
+// address that has none).
+func peerIP(a net.Addr) string {
+	switch a := addrOf(a).(type) {
+	case *net.TCPAddr:
+		return a.IP.String()
+	case nil:
+		return ""
+	default:
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			return ""
+		}
+		host, _, _ = strings.Cut(host, "%")
+		if ip := net.ParseIP(host); ip != nil {
+			return ip.String()
+		}
+		return ""
+	}
+}
+
+// identity is who a session is for limits, refusals, spot checks, backups
+// and quarantine. For a peer that is not local it comes from the
+// connection, never from what the worker says: "addr:<peer IP>" (no port),
+// and under mutual TLS "cert:<certificate subject>@<peer IP>", so a shared
+// certificate still tells pods apart while per-pod certificates stay
+// distinct. Workers behind one NAT, or reaching the coordinator through one
+// proxy or service-mesh sidecar, share an identity: fewer spot checks and
+// backups can be placed, never a wrong verdict. For a local peer (loopback,
+// unix socket, in memory) it is the certificate subject under mutual TLS
+// ("cert:<subject>"), else the worker's own id: a local identity is only as
+// trustworthy as the host, whose processes name themselves.
 func identity(ctx context.Context, workerID string) string {
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			if cert := verifiedLeaf(ti); cert != nil {
-				return "cert:" + clip.String(cert.Subject.String(), protocol.MaxIDBytes)
-			}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return workerID
+	}
+	subject := ""
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		if cert := verifiedLeaf(ti); cert != nil {
+			subject = clip.String(cert.Subject.String(), protocol.MaxIDBytes-64)
 		}
 	}
-	return workerID
+	a := addrOf(p.Addr)
+	ip := peerIP(a)
+	if isLocal(a) || ip == "" {
+		if subject != "" {
+			return "cert:" + subject
+		}
+		return workerID
+	}
+	if subject != "" {
+		return "cert:" + subject + "@" + ip
+	}
+	return "addr:" + ip
 }
 
 func verifiedLeaf(ti credentials.TLSInfo) *x509.Certificate {
@@ -217,16 +384,18 @@ func verifiedLeaf(ti credentials.TLSInfo) *x509.Certificate {
 	return nil
 }
 
-// Serve serves workers on ln until Stop. An insecure server (no token)
-// serves only on a loopback or in-memory listener. Connections beyond
-// MaxWorkers are closed as soon as they are accepted.
+// Serve serves workers on ln until Stop, through the connection gate (see
+// connGate and ServerConfig). An insecure server (no token) serves only on
+// a loopback or in-memory listener.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.Token == "" && !isLocalListener(ln) {
 		return fmt.Errorf("coordinator: insecure mode (no fleet token) listens only on a loopback address, not %s", ln.Addr())
 	}
+	g := newConnGate(ln, s.cfg.MaxPendingConns, s.cfg.MaxWorkers, s.cfg.MaxConnsPerPeer, s.cfg.PendingTimeout, &s.c.refusals)
+	s.gate.Store(g)
 	s.serving.Store(true)
 	defer s.serving.Store(false)
-	return s.grpc.Serve(&capListener{Listener: ln, max: int64(s.cfg.MaxWorkers), refused: &s.refusedConns})
+	return s.grpc.Serve(g)
 }
 
 // Ready reports whether the server serves workers and the coordinator is not
@@ -301,46 +470,23 @@ func (s *Server) waitRun(ctx context.Context, runErr <-chan error) error {
 	}
 }
 
-// RefusedConnections counts connections closed because MaxWorkers were open.
-func (s *Server) RefusedConnections() int64 { return s.refusedConns.Load() }
-
-// capListener closes accepted connections beyond max open ones.
-type capListener struct {
-	net.Listener
-	max     int64
-	open    atomic.Int64
-	refused *atomic.Int64
+// RefusedConnections counts connections closed without an authenticated
+// stream: evicted from a full pending pool, or pending past PendingTimeout.
+func (s *Server) RefusedConnections() int64 {
+	r := s.c.refusals.snapshot()
+	return r.PendingEvicted + r.PendingExpired
 }
 
-func (l *capListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
-			l.refused.Add(1)
-			c.Close()
-			continue
-		}
-		return &capConn{Conn: c, l: l}, nil
+// connCounts are the served connections by class (zero before Serve).
+func (s *Server) connCounts() gateCounts {
+	if g := s.gate.Load(); g != nil {
+		return g.countsNow()
 	}
+	return gateCounts{}
 }
 
-type capConn struct {
-	net.Conn
-	l    *capListener
-	once sync.Once
-}
-
-func (c *capConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
-	return c.Conn.Close()
-}
-
-// boundedHealth is the health service with a cap on Watch streams (they are
-// served without the token).
+// boundedHealth is the health service with a cap on Watch streams (each
+// holds a goroutine for as long as the peer likes).
 type boundedHealth struct {
 	*health.Server
 	slots chan struct{}

@@ -257,15 +257,26 @@ func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 	}
 }
 
-// TestHealthWatchIsBounded: health Watch needs no token, so the number of
-// Watch streams open at once is capped: with MaxWatchers held open, 5,000
-// more attempts are all refused at once with ResourceExhausted, and the
-// server's goroutines do not grow with them (before: 5,000 streams held,
-// 5,000 goroutines).
+// TestHealthWatchIsBounded: health Watch needs the token, and the number
+// of Watch streams open at once is capped (each holds a goroutine): with
+// MaxWatchers held open, 5,000 more attempts are all refused at once with
+// ResourceExhausted, and the server's goroutines do not grow with them
+// (before: 5,000 streams held, 5,000 goroutines). Health Check from a local
+// peer needs no token.
 func TestHealthWatchIsBounded(t *testing.T) {
 	api := newFakeAPI()
-	f := startFleetWith(t, api, nil, ServerConfig{Token: "secret", MaxWatchers: 32, MaxStreamsPerConn: 8})
-	ctx, cancel := context.WithCancel(context.Background())
+	f := startFleetWith(t, api, nil, ServerConfig{Token: testToken, MaxWatchers: 32, MaxStreamsPerConn: 8})
+	// Without the token, Watch is refused.
+	anon := f.dial()
+	defer anon.Close()
+	st, err := healthpb.NewHealthClient(anon).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Watch without a token: %v, want Unauthenticated", err)
+	}
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+testToken))
 	defer cancel()
 	var held sync.WaitGroup
 	defer held.Wait()
@@ -342,13 +353,13 @@ func TestHealthWatchIsBounded(t *testing.T) {
 
 // TestReflectionNeedsTheToken: server reflection is behind the fleet token.
 func TestReflectionNeedsTheToken(t *testing.T) {
-	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: "secret"})
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: testToken})
 	conn := f.dial()
 	defer conn.Close()
 	for _, tc := range []struct {
 		token string
 		code  codes.Code
-	}{{"", codes.Unauthenticated}, {"wrong", codes.Unauthenticated}, {"secret", codes.OK}} {
+	}{{"", codes.Unauthenticated}, {"wrong", codes.Unauthenticated}, {testToken, codes.OK}} {
 		ctx := context.Background()
 		if tc.token != "" {
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tc.token)
@@ -391,7 +402,7 @@ func TestPlaintextTokenFromRemotePeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err := NewServer(c, ServerConfig{Token: "secret", FleetInsecure: fleetInsecure})
+			srv, err := NewServer(c, ServerConfig{Token: testToken, FleetInsecure: fleetInsecure})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -405,7 +416,7 @@ func TestPlaintextTokenFromRemotePeer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer secret")
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+testToken)
 			_, err = healthpb.NewHealthClient(conn).List(ctx, &healthpb.HealthListRequest{})
 			want := codes.PermissionDenied
 			if fleetInsecure {
@@ -445,9 +456,10 @@ func TestInsecureNeedsLoopback(t *testing.T) {
 	}
 }
 
-// TestMaxWorkers: connections beyond DRAGONFLY_MAX_WORKERS are closed at
-// once (Unavailable to the client) and sessions beyond it are refused with
-// ResourceExhausted: retry later, never Unauthenticated.
+// TestMaxWorkers: authenticated connections beyond DRAGONFLY_MAX_WORKERS
+// and sessions beyond it are refused with ResourceExhausted: retry later,
+// never Unauthenticated. A local health check still gets through (its
+// connection stays pending).
 func TestMaxWorkers(t *testing.T) {
 	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Insecure: true, MaxWorkers: 2})
 	a := f.worker("a", 1)
@@ -465,15 +477,24 @@ func TestMaxWorkers(t *testing.T) {
 	if _, err := stream.Recv(); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("third session: %v, want ResourceExhausted", err)
 	}
-	// A third connection: closed as soon as it is accepted.
+	// A third connection: its worker stream is refused before it begins.
 	conn := f.dial()
 	defer conn.Close()
-	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("third connection: %v, want Unavailable", err)
+	stream, err = fleetv1.NewFleetServiceClient(conn).Connect(context.Background())
+	if err == nil {
+		_, err = stream.Recv()
 	}
-	if f.srv.RefusedConnections() == 0 {
-		t.Fatal("no connection counted as refused")
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "DRAGONFLY_MAX_WORKERS") {
+		t.Fatalf("third connection: %v, want ResourceExhausted naming DRAGONFLY_MAX_WORKERS", err)
+	}
+	if n := f.c.Snapshot().Refusals.ConnsOverCap; n != 1 {
+		t.Fatalf("%d streams counted over the cap, want 1", n)
+	}
+	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("local health check on the third connection: %v", err)
+	}
+	if c := f.srv.connCounts(); c.Authenticated != 2 || c.Pending != 1 {
+		t.Fatalf("connections %+v, want 2 authenticated and 1 pending", c)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,15 +32,18 @@ type rulesManager struct {
 	tried   map[string]time.Time        // unknown hash -> last fetch for it
 	known   map[string]map[string]int64 // rules hash -> rule name -> weight
 	history []string                    // hashes in known, oldest first
+	holds   map[string]int              // rules hash -> tasks sessions hold under it
 }
 
-// keepWeights is how many rule sets' weights are kept to check results with
-// (jobs in flight may still use a set the fleet switched away from).
+// keepWeights is how many recent rule sets' weights are kept to check
+// results with (jobs in flight may still use a set the fleet switched away
+// from), besides those of every set a session holds tasks for: a held
+// task's result is always checked (bounded by the tasks outstanding).
 const keepWeights = 4
 
 func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
 	return &rulesManager{api: api, log: log, now: now, retry: retry, onChange: onChange, obs: obs,
-		tried: map[string]time.Time{}, known: map[string]map[string]int64{}}
+		tried: map[string]time.Time{}, known: map[string]map[string]int64{}, holds: map[string]int{}}
 }
 
 func (m *rulesManager) current() rules.Set {
@@ -48,12 +52,46 @@ func (m *rulesManager) current() rules.Set {
 	return m.cur
 }
 
-// weights returns the rule weights of a rule set loaded recently; nil when
-// the hash is unknown (the caller cannot check a result against it).
+// weights returns the rule weights of a rule set loaded recently or held
+// (see hold); nil when the hash is unknown: a result cannot be checked
+// against it, and must not be taken.
 func (m *rulesManager) weights(hash string) map[string]int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.known[hash]
+}
+
+// hold keeps the weights of hash (if known) until release: a session was
+// sent a task scanned with it.
+func (m *rulesManager) hold(hash string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.holds[hash]++
+}
+
+// release ends one hold of hash.
+func (m *rulesManager) release(hash string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.holds[hash]--; m.holds[hash] > 0 {
+		return
+	}
+	delete(m.holds, hash)
+	m.trimLocked()
+}
+
+// trimLocked forgets the weights of sets beyond the newest keepWeights
+// that no session holds a task for.
+func (m *rulesManager) trimLocked() {
+	for i := 0; i < len(m.history) && len(m.history) > keepWeights; {
+		h := m.history[i]
+		if m.holds[h] > 0 || h == m.cur.Hash || i >= len(m.history)-keepWeights {
+			i++
+			continue
+		}
+		delete(m.known, h)
+		m.history = slices.Delete(m.history, i, i+1)
+	}
 }
 
 // load fetches the first rule set, retrying until it succeeds or ctx ends.
@@ -131,10 +169,7 @@ func (m *rulesManager) update(ctx context.Context) error {
 		m.history = append(m.history, set.Hash)
 	}
 	m.known[set.Hash] = weights
-	for len(m.history) > keepWeights {
-		delete(m.known, m.history[0])
-		m.history = m.history[1:]
-	}
+	m.trimLocked()
 	m.mu.Unlock()
 	m.obs.RulesUpdated(true)
 	m.log.Info("rules loaded", "hash", set.Hash, "previous", old, "files", len(set.Sources), "rules", compiled.Len(), "compile_time", compiled.CompileTime().Round(time.Millisecond))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +34,13 @@ type workerSession struct {
 	info     SessionInfo
 	notify   chan struct{} // capacity 1: queued output waiting
 	lastSeen atomic.Int64  // unix nanos of the last message from the worker
-	// sendingSince is when the Send in progress began (unix nanos); 0 when
-	// the send goroutine is not inside Send.
+	// sendingSince is when the Send in progress began, or the wait for the
+	// shared rule-set send budget before it (unix nanos); 0 when the send
+	// goroutine is not inside either.
 	sendingSince atomic.Int64
+	// waitingBudget is set while the send goroutine waits for the budget.
+	waitingBudget atomic.Bool
+	weights       *rulesManager // holds the weights of the tasks' rules
 
 	mu        sync.Mutex
 	ctrl      []*fleetv1.ConnectResponse // Welcome, Drain
@@ -44,28 +49,84 @@ type workerSession struct {
 	tasks     []dispatch.Task
 	offered   map[string]bool   // rule hashes sent or queued to this worker
 	taskRules map[uint64]string // rules hash of each task assigned, until its answer
+	recent    recentTasks       // tasks answered or handed back lately
+	over      bool              // the session ended: its holds are released
 }
 
-// Send implements dispatch.Sink: it queues tasks for the send goroutine.
+// Send implements dispatch.Sink: it queues tasks for the send goroutine. The
+// weights of each task's rules are held until the task is answered.
 func (s *workerSession) Send(ts []dispatch.Task) {
 	s.mu.Lock()
+	if s.over {
+		s.mu.Unlock()
+		return
+	}
 	s.tasks = append(s.tasks, ts...)
 	for _, t := range ts {
 		s.taskRules[t.ID] = t.RulesHash
+		s.weights.hold(t.RulesHash)
 	}
 	s.mu.Unlock()
 	s.wake()
 }
 
-// answered returns the rules hash of an assigned task and forgets the task
-// ("" for a task this session does not hold).
-func (s *workerSession) answered(id uint64) string {
+// answered forgets a task the session holds and returns its rules hash,
+// whose weights the caller must release; held is false for a task the
+// session does not hold.
+func (s *workerSession) answered(id uint64) (hash string, held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.taskRules[id]
+	h, ok := s.taskRules[id]
+	if !ok {
+		return "", false
+	}
 	delete(s.taskRules, id)
-	return h
+	s.recent.add(id)
+	return h, true
 }
+
+// heldLately reports whether the session answered or handed back a task
+// lately (one of its last recentTaskIDs).
+func (s *workerSession) heldLately(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recent.has(id)
+}
+
+// end releases the weights held for the tasks not answered; the session
+// takes no more tasks.
+func (s *workerSession) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.over = true
+	for id, h := range s.taskRules {
+		s.weights.release(h)
+		delete(s.taskRules, id)
+	}
+}
+
+// recentTaskIDs is how many answered or handed-back task ids a session
+// remembers: a repeated answer of one of them is dropped quietly, an answer
+// for any other task the session never held ends the session.
+const recentTaskIDs = 1024
+
+// recentTasks is a ring of the last recentTaskIDs task ids (8 KiB when
+// full, grown as needed).
+type recentTasks struct {
+	ids  []uint64
+	next int
+}
+
+func (r *recentTasks) add(id uint64) {
+	if len(r.ids) < recentTaskIDs {
+		r.ids = append(r.ids, id)
+		return
+	}
+	r.ids[r.next] = id
+	r.next = (r.next + 1) % recentTaskIDs
+}
+
+func (r *recentTasks) has(id uint64) bool { return slices.Contains(r.ids, id) }
 
 func (s *workerSession) push(m *fleetv1.ConnectResponse) {
 	s.mu.Lock()
@@ -167,6 +228,9 @@ var (
 	errSilent = errors.New("worker missed its heartbeats")
 	// errStalled ends a session whose worker stopped reading.
 	errStalled = errors.New("worker stopped reading: a send was held by flow control")
+	// errBudgetWait ends a session whose rule-set send waited for the shared
+	// send budget longer than the send timeout.
+	errBudgetWait = errors.New("the rule set could not be sent within the send timeout: the shared rule-set send budget stayed taken")
 )
 
 // Connect serves one worker session. See the contract in fleet.proto.
@@ -214,9 +278,7 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	err, why := c.serve(ctx, s, in, sendFailed)
 	cancel(errSessionOver)
 
-	c.mu.Lock()
-	delete(c.sessions, s.info.SessionID)
-	c.mu.Unlock()
+	c.forgetSession(s)
 	held := 0
 	for _, si := range c.disp.Snapshot().Sessions {
 		if si.ID == s.info.SessionID {
@@ -224,6 +286,7 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 		}
 	}
 	c.disp.Leave(s.info.SessionID, why)
+	s.end()
 	if errors.Is(err, errStalled) || status.Convert(err).Message() == errStalled.Error() {
 		until := c.guard.strike(s.info.Identity, c.cfg.Now())
 		log.Warn("worker refused for a while: its session stalled", "until", until)
@@ -238,6 +301,16 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 }
 
 var errSessionOver = errors.New("session over")
+
+// forgetSession takes an ended session out of the coordinator's sessions.
+func (c *Coordinator) forgetSession(s *workerSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.sessions, s.info.SessionID)
+	if c.perIdentity[s.info.Identity]--; c.perIdentity[s.info.Identity] <= 0 {
+		delete(c.perIdentity, s.info.Identity)
+	}
+}
 
 func awaitHello(ctx context.Context, in <-chan *fleetv1.ConnectRequest, timeout time.Duration) (*fleetv1.Hello, error) {
 	t := time.NewTimer(timeout)
@@ -294,11 +367,18 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		c.mu.Unlock()
 		return nil, status.Errorf(codes.ResourceExhausted, "the coordinator serves its maximum of %d workers (DRAGONFLY_MAX_WORKERS)", c.maxSessions.Load())
 	}
+	if n := c.perIdentity[ident]; int64(n) >= c.maxPerIdentity.Load() {
+		c.mu.Unlock()
+		c.refusals.identityCap.Add(1)
+		return nil, status.Errorf(codes.ResourceExhausted, "identity %s holds its maximum of %d sessions (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY); workers behind one address share an identity",
+			clip.String(ident, 128), n)
+	}
 	c.nextSess++
 	s := &workerSession{
 		notify:    make(chan struct{}, 1),
 		offered:   map[string]bool{},
 		taskRules: map[uint64]string{},
+		weights:   c.rules,
 		info: SessionInfo{
 			SessionID: fmt.Sprintf("s%d-%s", c.nextSess, clip.String(workerID, 64)),
 			WorkerID:  workerID, Identity: ident,
@@ -317,11 +397,11 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		s.offerRules(ruleSetMsg(set))
 	}
 	c.sessions[s.info.SessionID] = s
+	c.perIdentity[ident]++
 	c.mu.Unlock()
 	if err := c.disp.Join(s.info.SessionID, ident, slots, s, now); err != nil {
-		c.mu.Lock()
-		delete(c.sessions, s.info.SessionID)
-		c.mu.Unlock()
+		c.forgetSession(s)
+		s.end()
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	c.obs.SessionStarted(s.info)
@@ -340,20 +420,32 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 		for _, m := range s.take() {
 			if m.GetRuleSet() != nil {
 				// Rule sets are large: bound the bytes being serialised
-				// at once over all sessions.
-				n := int64(proto.Size(m))
-				if err := c.bigSends.Acquire(ctx, min(n, bigSendBudget)); err != nil {
+				// at once over all sessions. The wait for the budget
+				// counts toward the send's time (see serve).
+				n := min(int64(proto.Size(m)), bigSendBudget)
+				start := c.cfg.Now()
+				s.waitingBudget.Store(true)
+				s.sendingSince.Store(start.UnixNano())
+				actx, cancel := context.WithTimeout(ctx, c.cfg.SendTimeout)
+				err := c.bigSends.Acquire(actx, n)
+				cancel()
+				s.waitingBudget.Store(false)
+				if err != nil {
+					s.sendingSince.Store(0)
+					if ctx.Err() == nil {
+						failed <- status.Error(codes.Unavailable, errBudgetWait.Error())
+					}
 					return
 				}
-				err := c.sendOne(stream, s, m)
-				c.bigSends.Release(min(n, bigSendBudget))
+				err = c.sendOne(stream, s, m, start)
+				c.bigSends.Release(n)
 				if err != nil {
 					failed <- err
 					return
 				}
 				continue
 			}
-			if err := c.sendOne(stream, s, m); err != nil {
+			if err := c.sendOne(stream, s, m, c.cfg.Now()); err != nil {
 				failed <- err
 				return
 			}
@@ -365,8 +457,9 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 // sessions.
 const bigSendBudget = 4 * protocol.MaxResponseBytes
 
-func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *workerSession, m *fleetv1.ConnectResponse) error {
-	s.sendingSince.Store(c.cfg.Now().UnixNano())
+// sendOne sends m; start is when the send began (or the wait before it).
+func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *workerSession, m *fleetv1.ConnectResponse, start time.Time) error {
+	s.sendingSince.Store(start.UnixNano())
 	err := stream.Send(m)
 	s.sendingSince.Store(0)
 	if err != nil {
@@ -404,6 +497,10 @@ func (c *Coordinator) serve(ctx context.Context, s *workerSession, in <-chan *fl
 		case <-hb.C:
 			now := c.cfg.Now()
 			if since := s.sendingSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > c.cfg.SendTimeout {
+				if s.waitingBudget.Load() {
+					// Cut, not refused: other sessions held the budget.
+					return status.Error(codes.Unavailable, errBudgetWait.Error()), dispatch.LeaveCut
+				}
 				return status.Error(codes.Unavailable, errStalled.Error()), dispatch.LeaveCut
 			}
 			if now.Sub(time.Unix(0, s.lastSeen.Load())) > silence {
@@ -446,18 +543,26 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 			c.disp.RulesReady(id, hash)
 		}
 	case *fleetv1.ConnectRequest_Results:
-		for _, r := range msg.Results.GetResults() {
-			res, err := c.resultFromProto(r, s.answered(r.GetTaskId()))
-			if err != nil {
-				return status.Errorf(codes.InvalidArgument, "task %d: %v", r.GetTaskId(), err)
+		rs := msg.Results.GetResults()
+		if n := c.maxAnswersPerMessage(); len(rs) > n {
+			return status.Errorf(codes.InvalidArgument, "%d results in one message; at most %d (twice the most tasks a worker may hold)", len(rs), n)
+		}
+		for _, r := range rs {
+			if err := c.takeResult(s, r, now); err != nil {
+				return err
 			}
-			c.disp.Result(id, res, now)
 		}
 	case *fleetv1.ConnectRequest_TaskReturn:
-		for _, tid := range msg.TaskReturn.GetTaskIds() {
-			s.answered(tid)
+		ids := msg.TaskReturn.GetTaskIds()
+		if n := c.maxAnswersPerMessage(); len(ids) > n {
+			return status.Errorf(codes.InvalidArgument, "%d tasks handed back in one message; at most %d (twice the most tasks a worker may hold)", len(ids), n)
 		}
-		c.disp.Returned(id, msg.TaskReturn.GetTaskIds())
+		for _, tid := range ids {
+			if h, held := s.answered(tid); held {
+				c.rules.release(h)
+			}
+		}
+		c.disp.Returned(id, ids)
 	case *fleetv1.ConnectRequest_Draining:
 		c.log.Info("worker draining", "session", id)
 		c.disp.Drain(id)
@@ -476,9 +581,53 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 	return nil
 }
 
-// resultFromProto turns a worker's result into the dispatcher's, checking it
-// against the rules the task was scanned with: every rule named must exist
-// there, with its weight; the score is recomputed, never taken on trust.
+// maxAnswersPerMessage bounds the results (or handed-back tasks) of one
+// message: twice the most tasks a worker may hold (MaxWorkerSlots plus
+// Prefetch); an honest worker answers at most what it holds.
+func (c *Coordinator) maxAnswersPerMessage() int {
+	return 2 * (c.cfg.MaxWorkerSlots + c.cfg.Prefetch)
+}
+
+// takeResult applies one result of a session. A result for a task the
+// session holds is checked and goes to the dispatcher (which drops it if
+// the task was taken away meanwhile: a backup won, the session was
+// quarantined); a repeated one for a task it answered or handed back lately
+// is dropped quietly; one for any other task ends the session.
+func (c *Coordinator) takeResult(s *workerSession, r *fleetv1.TaskResult, now time.Time) error {
+	tid := r.GetTaskId()
+	hash, held := s.answered(tid)
+	if !held {
+		if s.heldLately(tid) {
+			c.refusals.resultsRepeated.Add(1)
+			return nil
+		}
+		return status.Errorf(codes.InvalidArgument, "result for task %d, which this session never held", tid)
+	}
+	res, err := c.resultFromProto(r, hash)
+	c.rules.release(hash)
+	switch {
+	case errors.Is(err, errRulesUnknown):
+		// Never an unchecked verdict: the task is scanned again.
+		c.refusals.resultsRulesUnknown.Add(1)
+		c.log.Error("result refused: the weights of its rules are no longer known; task dispatched again",
+			"session", s.info.SessionID, "task", tid, "rules", clip.String(hash, 128))
+		c.disp.Returned(s.info.SessionID, []uint64{tid})
+		return nil
+	case err != nil:
+		return status.Errorf(codes.InvalidArgument, "task %d: %v", tid, err)
+	}
+	c.disp.Result(s.info.SessionID, res, now)
+	return nil
+}
+
+// errRulesUnknown: a result's rules cannot be checked.
+var errRulesUnknown = errors.New("the weights of the task's rules are not known")
+
+// resultFromProto turns a worker's result for a task it held into the
+// dispatcher's, checking it against the rules (hash) the task was scanned
+// with: every rule named must exist there, with its weight; the score is
+// recomputed, never taken on trust. A verdict whose rules' weights are not
+// known is errRulesUnknown.
 func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispatch.Result, error) {
 	st := r.GetStats()
 	out := dispatch.Result{
@@ -490,9 +639,10 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 	}
 	switch o := r.GetOutcome().(type) {
 	case *fleetv1.TaskResult_Distribution:
-		// A task the session does not hold (answered already, or never
-		// assigned) has no hash: the dispatcher drops its result as late.
 		weights := c.rules.weights(hash)
+		if weights == nil {
+			return out, errRulesUnknown
+		}
 		d := &score.Distribution{TopFile: o.Distribution.GetTopFile(), TopScore: o.Distribution.GetTopFileScore()}
 		seen := map[string]bool{}
 		for _, h := range o.Distribution.GetRules() {
@@ -501,14 +651,12 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 				return out, fmt.Errorf("rule %q counted twice", clip.String(name, 128))
 			}
 			seen[name] = true
-			if weights != nil {
-				w, ok := weights[name]
-				if !ok {
-					return out, fmt.Errorf("rule %q is not in rules %s", clip.String(name, 128), hash)
-				}
-				if w != h.GetWeight() {
-					return out, fmt.Errorf("rule %q has weight %d in rules %s, not %d", name, w, hash, h.GetWeight())
-				}
+			w, ok := weights[name]
+			if !ok {
+				return out, fmt.Errorf("rule %q is not in rules %s", clip.String(name, 128), clip.String(hash, 128))
+			}
+			if w != h.GetWeight() {
+				return out, fmt.Errorf("rule %q has weight %d in rules %s, not %d", clip.String(name, 128), w, clip.String(hash, 128), h.GetWeight())
 			}
 			d.Rules = append(d.Rules, score.Hit{Name: name, Weight: h.GetWeight()})
 			d.Score += h.GetWeight()

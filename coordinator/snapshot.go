@@ -29,6 +29,8 @@ type Snapshot struct {
 	Outbox OutboxState
 	// Draining is true once shutdown began.
 	Draining bool
+	// Refusals count what the coordinator refused or dropped at its door.
+	Refusals Refusals
 }
 
 // SessionState is a connected session.
@@ -59,6 +61,7 @@ func (c *Coordinator) Snapshot() Snapshot {
 			Reports: c.out.Len(), Full: c.out.Full(), Health: c.out.Health(), Recovery: c.out.Recovery(),
 		},
 		Draining: c.isDraining(),
+		Refusals: c.refusals.snapshot(),
 	}
 	c.mu.Lock()
 	for _, s := range c.sessions {
@@ -84,70 +87,93 @@ type QueueView struct {
 }
 
 // QueueStatus returns the API's queue status, asking the API only when the
-// last answer is older than maxAge; concurrent callers share one request,
-// however many status pages are open. Without an API that answers it
-// (QueueAsker), it returns an error.
+// last attempt (answer or error) is older than maxAge: concurrent callers
+// share one request however many status pages and scrapes ask, and a
+// failing API is asked at most once per maxAge too. The request runs
+// detached from the caller (bounded by queueFetchTimeout): a caller that
+// gives up gets the last view at once, and the answer still serves the next
+// ones. Without an API that answers it (QueueAsker), it returns an error.
 func (c *Coordinator) QueueStatus(ctx context.Context, maxAge time.Duration) QueueView {
 	return c.queue.get(ctx, c.cfg.Now, maxAge)
 }
 
-// queueCache is a single-flight cache of the API's queue status.
+// queueFetchTimeout bounds one GET /queue-status (with the API client's
+// retries).
+const queueFetchTimeout = 10 * time.Second
+
+// queueCache is a single-flight cache of the API's queue status. Its fetch
+// goroutine ends within queueFetchTimeout, or when stop is called.
 type queueCache struct {
 	api QueueAsker
 
 	mu       sync.Mutex
 	view     QueueView
+	tried    time.Time // when the last attempt ended
 	inflight chan struct{}
+	stopped  bool
+	cancel   context.CancelFunc // of the fetch in flight
+	fetches  sync.WaitGroup
 }
 
 var errNoQueue = errors.New("the API client does not answer queue status")
 
 func (q *queueCache) get(ctx context.Context, now func() time.Time, maxAge time.Duration) QueueView {
-	for {
-		q.mu.Lock()
-		if q.api == nil {
-			q.mu.Unlock()
-			return QueueView{Err: errNoQueue}
-		}
-		if !q.view.Fetched.IsZero() && now().Sub(q.view.Fetched) < maxAge && q.view.Err == nil {
-			v := q.view
-			q.mu.Unlock()
-			return v
-		}
-		if q.inflight != nil {
-			wait := q.inflight
-			q.mu.Unlock()
-			select {
-			case <-wait:
-				q.mu.Lock()
-				v := q.view
-				q.mu.Unlock()
-				return v
-			case <-ctx.Done():
-				q.mu.Lock()
-				v := q.view
-				q.mu.Unlock()
-				return v
-			}
-		}
-		done := make(chan struct{})
-		q.inflight = done
+	q.mu.Lock()
+	if q.api == nil {
 		q.mu.Unlock()
-
-		st, err := q.api.QueueStatus(ctx)
-		q.mu.Lock()
-		if err == nil {
-			q.view = QueueView{Status: st, Fetched: now()}
-		} else {
-			q.view.Err = err
-			if q.view.Fetched.IsZero() {
-				q.view.Status = mainframe.QueueStatus{}
-			}
-		}
+		return QueueView{Err: errNoQueue}
+	}
+	if !q.tried.IsZero() && now().Sub(q.tried) < maxAge {
 		v := q.view
-		q.inflight = nil
-		close(done)
 		q.mu.Unlock()
 		return v
 	}
+	if q.inflight == nil && !q.stopped {
+		done := make(chan struct{})
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queueFetchTimeout)
+		q.inflight, q.cancel = done, cancel
+		q.fetches.Add(1)
+		go q.fetch(fctx, now, done)
+	}
+	wait := q.inflight
+	q.mu.Unlock()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.view
+}
+
+// fetch asks the API once and keeps the answer, or the error beside the
+// last good answer.
+func (q *queueCache) fetch(ctx context.Context, now func() time.Time, done chan struct{}) {
+	defer q.fetches.Done()
+	st, err := q.api.QueueStatus(ctx)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cancel()
+	if err == nil {
+		q.view = QueueView{Status: st, Fetched: now()}
+	} else {
+		q.view.Err = err
+	}
+	q.tried = now()
+	q.inflight, q.cancel = nil, nil
+	close(done)
+}
+
+// stop cancels the fetch in flight, waits for it, and fetches no more
+// (later callers get the last view).
+func (q *queueCache) stop() {
+	q.mu.Lock()
+	q.stopped = true
+	if q.cancel != nil {
+		q.cancel()
+	}
+	q.mu.Unlock()
+	q.fetches.Wait()
 }

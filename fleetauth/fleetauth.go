@@ -91,6 +91,10 @@ func ClientCredentials(f TLSFiles, serverName string) (credentials.TransportCred
 	return credentials.NewTLS(cfg), nil
 }
 
+// MinTokenBytes is the shortest fleet token a coordinator accepts: a shorter
+// one can be guessed. `openssl rand -hex 32` makes a good one.
+const MinTokenBytes = 16
+
 // Token is a per-RPC credential carrying the fleet token as a bearer token.
 type Token struct {
 	Value string

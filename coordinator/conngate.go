@@ -1,0 +1,315 @@
+package coordinator
+
+import (
+	"container/list"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// connGate is the coordinator's listener: it admits connections in two
+// classes so that peers without the fleet token cannot keep workers out.
+//
+// A connection is pending from accept until one of its streams passes the
+// fleet token (the server's tap handle promotes it); from then on it is
+// authenticated until it closes. Pending connections are capped
+// (maxPending): when the pool is full, the oldest pending connection is
+// closed to admit the new one (a worker authenticates within a round trip
+// of connecting, so a flood of connections cannot starve it). A pending
+// connection is closed pendingTimeout after it was accepted. Authenticated
+// connections are capped in total (maxAuthed, MaxWorkers) and per peer IP
+// address of non-local peers (maxPerPeer); a stream that would go over a cap
+// is refused with ResourceExhausted and its connection stays pending.
+type connGate struct {
+	net.Listener
+	maxPending, maxAuthed, maxPerPeer int
+	pendingTimeout                    time.Duration
+	counts                            *refusalCounters
+
+	mu      sync.Mutex
+	pending list.List // *gateConn, oldest first
+	authed  int
+	perPeer map[string]int // authenticated connections per non-local peer IP
+}
+
+func newConnGate(ln net.Listener, maxPending, maxAuthed, maxPerPeer int, pendingTimeout time.Duration, counts *refusalCounters) *connGate {
+	return &connGate{Listener: ln, maxPending: maxPending, maxAuthed: maxAuthed, maxPerPeer: maxPerPeer,
+		pendingTimeout: pendingTimeout, counts: counts, perPeer: map[string]int{}}
+}
+
+type connState int
+
+const (
+	connPending connState = iota
+	connAuthed
+	connClosed
+)
+
+// gateConn is a connection the gate admitted.
+type gateConn struct {
+	net.Conn
+	g    *connGate
+	addr *gateAddr
+	// peer is the IP address of a non-local peer ("" for a local one): the
+	// key of the per-peer cap.
+	peer string
+
+	// Under g.mu.
+	state connState
+	elem  *list.Element // in g.pending while pending
+	timer *time.Timer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// gateAddr is a gated connection's remote address as gRPC reports it
+// (peer.Peer.Addr): it leads the server's tap handle back to the connection.
+// addrOf unwraps it.
+type gateAddr struct {
+	net.Addr
+	c *gateConn
+}
+
+// addrOf returns the network address behind a peer address.
+func addrOf(a net.Addr) net.Addr {
+	if ga, ok := a.(*gateAddr); ok {
+		return ga.Addr
+	}
+	return a
+}
+
+// gateConnOf returns the gated connection behind a peer address (nil when
+// the address is not one of the gate's).
+func gateConnOf(a net.Addr) *gateConn {
+	if ga, ok := a.(*gateAddr); ok {
+		return ga.c
+	}
+	return nil
+}
+
+func (c *gateConn) RemoteAddr() net.Addr { return c.addr }
+
+// Accept accepts the next connection as pending, closing the oldest pending
+// one if the pool is full.
+func (g *connGate) Accept() (net.Conn, error) {
+	raw, err := g.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &gateConn{Conn: raw, g: g}
+	c.addr = &gateAddr{Addr: raw.RemoteAddr(), c: c}
+	if !isLocal(raw.RemoteAddr()) {
+		c.peer = peerIP(raw.RemoteAddr())
+	}
+	var evicted *gateConn
+	g.mu.Lock()
+	c.elem = g.pending.PushBack(c)
+	c.timer = time.AfterFunc(g.pendingTimeout, c.expire)
+	if g.pending.Len() > g.maxPending {
+		evicted = g.pending.Front().Value.(*gateConn)
+		g.dropPendingLocked(evicted)
+	}
+	g.mu.Unlock()
+	if evicted != nil {
+		g.counts.pendingEvicted.Add(1)
+		evicted.closeRaw()
+	}
+	return c, nil
+}
+
+// dropPendingLocked takes a pending connection out of the pool, closed.
+func (g *connGate) dropPendingLocked(c *gateConn) {
+	g.pending.Remove(c.elem)
+	c.elem = nil
+	c.state = connClosed
+	c.timer.Stop()
+}
+
+// expire closes the connection if it is still pending.
+func (c *gateConn) expire() {
+	g := c.g
+	g.mu.Lock()
+	if c.state != connPending {
+		g.mu.Unlock()
+		return
+	}
+	g.dropPendingLocked(c)
+	g.mu.Unlock()
+	g.counts.pendingExpired.Add(1)
+	c.closeRaw()
+}
+
+// Errors of promote, as the refused stream's status.
+var (
+	errConnGone = status.Error(codes.Unavailable, "connection closed")
+)
+
+// promote marks the connection authenticated (idempotent), or refuses when
+// a cap is reached.
+func (c *gateConn) promote() error {
+	g := c.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch c.state {
+	case connAuthed:
+		return nil
+	case connClosed:
+		return errConnGone
+	}
+	if g.authed >= g.maxAuthed {
+		return status.Errorf(codes.ResourceExhausted, "the coordinator serves its maximum of %d worker connections (DRAGONFLY_MAX_WORKERS)", g.maxAuthed)
+	}
+	if c.peer != "" && g.perPeer[c.peer] >= g.maxPerPeer {
+		return status.Errorf(codes.ResourceExhausted, "address %s holds its maximum of %d worker connections (DRAGONFLY_MAX_CONNS_PER_PEER)", clip.String(c.peer, 64), g.maxPerPeer)
+	}
+	g.pending.Remove(c.elem)
+	c.elem = nil
+	c.timer.Stop()
+	c.state = connAuthed
+	g.authed++
+	if c.peer != "" {
+		g.perPeer[c.peer]++
+	}
+	return nil
+}
+
+// Close takes the connection out of the gate's counts and closes it.
+func (c *gateConn) Close() error {
+	g := c.g
+	g.mu.Lock()
+	switch c.state {
+	case connPending:
+		g.dropPendingLocked(c)
+	case connAuthed:
+		g.authed--
+		if c.peer != "" {
+			if g.perPeer[c.peer]--; g.perPeer[c.peer] <= 0 {
+				delete(g.perPeer, c.peer)
+			}
+		}
+	}
+	c.state = connClosed
+	g.mu.Unlock()
+	return c.closeRaw()
+}
+
+func (c *gateConn) closeRaw() error {
+	c.closeOnce.Do(func() { c.closeErr = c.Conn.Close() })
+	return c.closeErr
+}
+
+// gateCounts are the gate's connections by class, for tests and operators.
+type gateCounts struct {
+	Pending, Authenticated int
+}
+
+func (g *connGate) countsNow() gateCounts {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return gateCounts{Pending: g.pending.Len(), Authenticated: g.authed}
+}
+
+// refusalCounters count what the coordinator refused at its door (see
+// Refusals).
+type refusalCounters struct {
+	streams, pendingEvicted, pendingExpired, overCap, identityCap atomic.Int64
+	resultsRepeated, resultsRulesUnknown                          atomic.Int64
+}
+
+func (r *refusalCounters) snapshot() Refusals {
+	return Refusals{
+		Streams: r.streams.Load(), PendingEvicted: r.pendingEvicted.Load(), PendingExpired: r.pendingExpired.Load(),
+		ConnsOverCap: r.overCap.Load(), SessionsOverIdentityCap: r.identityCap.Load(),
+		ResultsRepeated: r.resultsRepeated.Load(), ResultsRulesUnknown: r.resultsRulesUnknown.Load(),
+	}
+}
+
+// Refusals count what the coordinator refused or dropped at its door since
+// it started.
+type Refusals struct {
+	// Streams refused before they began: no or a wrong fleet token, a token
+	// that crossed the network in the clear (logged at most once per peer
+	// address and minute).
+	Streams int64
+	// PendingEvicted are connections without an authenticated stream closed
+	// to admit a newer one (ServerConfig.MaxPendingConns were pending).
+	PendingEvicted int64
+	// PendingExpired are connections closed because no authenticated stream
+	// arrived within ServerConfig.PendingTimeout.
+	PendingExpired int64
+	// ConnsOverCap are authenticated streams refused because their
+	// connection would go over MaxWorkers or MaxConnsPerPeer.
+	ConnsOverCap int64
+	// SessionsOverIdentityCap are sessions refused because their identity
+	// held MaxSessionsPerIdentity sessions.
+	SessionsOverIdentityCap int64
+	// ResultsRepeated are results for a task the session had answered or
+	// handed back already (dropped).
+	ResultsRepeated int64
+	// ResultsRulesUnknown are results refused because the weights of their
+	// task's rules were no longer known (the task is dispatched again).
+	ResultsRulesUnknown int64
+}
+
+// throttle lets a log line through at most once per key and interval,
+// counting what it held back. At most max keys are remembered; when they are
+// all recent, every further key shares one.
+type throttle struct {
+	every time.Duration
+	max   int
+
+	mu   sync.Mutex
+	keys map[string]*throttled
+}
+
+type throttled struct {
+	last       time.Time
+	suppressed int64
+}
+
+// otherKeys is the key shared by keys beyond a full throttle.
+const otherKeys = "(other peers)"
+
+func newThrottle(every time.Duration, max int) *throttle {
+	return &throttle{every: every, max: max, keys: map[string]*throttled{}}
+}
+
+// allow reports whether a line for key may be logged at now, and how many
+// were held back for it since the last one.
+func (t *throttle) allow(key string, now time.Time) (bool, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.keys[key]
+	if e == nil {
+		if len(t.keys) >= t.max {
+			for k, x := range t.keys {
+				if now.Sub(x.last) >= t.every {
+					delete(t.keys, k)
+				}
+			}
+		}
+		if len(t.keys) >= t.max {
+			key = otherKeys
+			e = t.keys[key]
+		}
+		if e == nil {
+			e = &throttled{}
+			t.keys[key] = e
+			e.last = now
+			return true, 0
+		}
+	}
+	if now.Sub(e.last) < t.every {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
+}

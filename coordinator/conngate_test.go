@@ -1,0 +1,142 @@
+package coordinator
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// pipeListener accepts the server ends of net.Pipe connections from the
+// addresses dial chooses.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error   { close(l.done); return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// dial returns the client end of a connection the gate accepts from ip
+// (empty: a local peer).
+func (l *pipeListener) dial(t *testing.T, g *connGate, ip string) (client net.Conn, server *gateConn) {
+	t.Helper()
+	c, s := net.Pipe()
+	var remote net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	if ip != "" {
+		remote = &net.TCPAddr{IP: net.ParseIP(ip), Port: 2}
+	}
+	go func() { l.conns <- addrConn{Conn: s, remote: remote} }()
+	sc, err := g.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, sc.(*gateConn)
+}
+
+// closed reports whether the server closed the client's connection.
+func closed(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe)
+}
+
+// TestConnGate: pending connections are capped apart from authenticated
+// ones (the oldest closed for a new one) and closed after the pending
+// timeout; authenticated ones are capped in total and per non-local peer
+// address, and a closed one frees its place.
+func TestConnGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var counts refusalCounters
+		l := newPipeListener()
+		g := newConnGate(l, 3, 3, 2, 10*time.Second, &counts)
+		defer g.Close()
+		c1, s1 := l.dial(t, g, "10.0.0.1")
+		c2, s2 := l.dial(t, g, "10.0.0.1")
+		c3, s3 := l.dial(t, g, "")
+		if err := s1.promote(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s1.promote(); err != nil {
+			t.Fatalf("promote twice: %v", err)
+		}
+		if err := s2.promote(); err != nil {
+			t.Fatal(err)
+		}
+		// Three pending fit (c3, c4, c5); each further one closes the
+		// oldest pending (c3, then c4: c1 and c2 are authenticated).
+		c4, _ := l.dial(t, g, "10.0.0.2")
+		c5, _ := l.dial(t, g, "10.0.0.2")
+		c6, s6 := l.dial(t, g, "10.0.0.1")
+		c7, _ := l.dial(t, g, "10.0.0.3")
+		synctest.Wait()
+		if !closed(c3) || !closed(c4) || closed(c1) || closed(c2) || closed(c5) {
+			t.Fatal("the oldest pending connections were not the ones closed")
+		}
+		if got := g.countsNow(); got.Pending != 3 || got.Authenticated != 2 || counts.pendingEvicted.Load() != 2 {
+			t.Fatalf("counts %+v, evicted %d", got, counts.pendingEvicted.Load())
+		}
+		if err := s3.promote(); status.Code(err) != codes.Unavailable {
+			t.Fatalf("promote of an evicted connection: %v", err)
+		}
+		// Per peer address: 10.0.0.1 holds its 2.
+		if err := s6.promote(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("third connection of an address: %v, want ResourceExhausted", err)
+		}
+		// Closing one frees its place.
+		s2.Close()
+		if err := s6.promote(); err != nil {
+			t.Fatalf("after a close: %v", err)
+		}
+		// The pending ones are closed 10 s after they were accepted; the
+		// authenticated ones stay.
+		time.Sleep(10*time.Second + time.Millisecond)
+		synctest.Wait()
+		if !closed(c5) || !closed(c7) || closed(c1) || closed(c6) {
+			t.Fatal("pending connections not closed after the timeout, or authenticated ones closed")
+		}
+		if n := counts.pendingExpired.Load(); n != 2 {
+			t.Fatalf("%d expired, want 2", n)
+		}
+		if got := g.countsNow(); got.Pending != 0 || got.Authenticated != 2 {
+			t.Fatalf("counts %+v", got)
+		}
+		// The total cap (3).
+		_, s8 := l.dial(t, g, "")
+		_, s9 := l.dial(t, g, "")
+		if err := s8.promote(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s9.promote(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("over MaxWorkers: %v, want ResourceExhausted", err)
+		}
+		for _, c := range []net.Conn{c1, c2, c6} {
+			c.Close()
+		}
+		s1.Close()
+		s6.Close()
+		s8.Close()
+		s9.Close()
+		if got := g.countsNow(); got.Pending != 0 || got.Authenticated != 0 {
+			t.Fatalf("counts after closing everything %+v", got)
+		}
+	})
+}

@@ -1,0 +1,472 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// Attacks at the coordinator's door: peers without the fleet token, and
+// token holders that open many connections or sessions.
+
+// h2Client is a raw HTTP/2 client: it sends what a gRPC client would not
+// (messages it never finishes) and sees what the server answers per stream.
+type h2Client struct {
+	t    *testing.T
+	conn net.Conn
+	fr   *http2.Framer
+
+	mu      sync.Mutex
+	changed *sync.Cond
+	window  map[uint32]int // send windows by stream (0: the connection's)
+	initWin int
+	ended   map[uint32]string // stream -> grpc-status (or "rst") once the server ended it
+	pings   int               // ping acks received
+	readErr error
+	done    chan struct{}
+}
+
+func newH2Client(t *testing.T, conn net.Conn) *h2Client {
+	t.Helper()
+	c := &h2Client{t: t, conn: conn, fr: http2.NewFramer(conn, conn), window: map[uint32]int{0: 65535}, initWin: 65535,
+		ended: map[uint32]string{}, done: make(chan struct{})}
+	c.changed = sync.NewCond(&c.mu)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	go c.read()
+	return c
+}
+
+func (c *h2Client) read() {
+	defer close(c.done)
+	for {
+		f, err := c.fr.ReadFrame()
+		c.mu.Lock()
+		if err != nil {
+			c.readErr = err
+			c.changed.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				f.ForeachSetting(func(s http2.Setting) error {
+					if s.ID == http2.SettingInitialWindowSize {
+						for id := range c.window {
+							if id != 0 {
+								c.window[id] += int(s.Val) - c.initWin
+							}
+						}
+						c.initWin = int(s.Val)
+					}
+					return nil
+				})
+				c.fr.WriteSettingsAck()
+			}
+		case *http2.WindowUpdateFrame:
+			c.window[f.StreamID] += int(f.Increment)
+		case *http2.PingFrame:
+			if f.IsAck() {
+				c.pings++
+			} else {
+				c.fr.WritePing(true, f.Data)
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamEnded() && c.ended[f.StreamID] == "" {
+				c.ended[f.StreamID] = f.PseudoValue("status") + " grpc-status " + headerValue(f, "grpc-status")
+			}
+		case *http2.RSTStreamFrame:
+			if c.ended[f.StreamID] == "" {
+				c.ended[f.StreamID] = "rst " + f.ErrCode.String()
+			}
+		}
+		c.changed.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+func headerValue(f *http2.MetaHeadersFrame, name string) string {
+	for _, h := range f.Fields {
+		if h.Name == name {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+// waitFor waits (bounded) until cond holds, under c.mu.
+func (c *h2Client) waitFor(what string, cond func() bool) {
+	c.t.Helper()
+	timer := time.AfterFunc(10*time.Second, func() {
+		c.mu.Lock()
+		c.readErr = errors.New("timed out")
+		c.changed.Broadcast()
+		c.mu.Unlock()
+	})
+	defer timer.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !cond() {
+		if c.readErr != nil {
+			c.t.Fatalf("%s: %v", what, c.readErr)
+		}
+		c.changed.Wait()
+	}
+}
+
+// halfSend opens stream id calling method (no token), waits for the
+// server's answer to the headers, then sends as much of a message that
+// declares msgLen bytes as the server's flow-control windows let it,
+// never its last byte. It returns the stream's end.
+func (c *h2Client) halfSend(id uint32, method string, msgLen int) string {
+	c.t.Helper()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method}, {":authority", "x"},
+		{"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	c.mu.Lock()
+	c.window[id] = c.initWin
+	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true})
+	c.mu.Unlock()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// The refusal must come before any payload: a server that reads the
+	// message first never answers here.
+	c.waitFor(fmt.Sprintf("stream %d: no answer before its payload", id), func() bool { return c.ended[id] != "" })
+	prefix := make([]byte, 5)
+	binary.BigEndian.PutUint32(prefix[1:], uint32(msgLen))
+	payload := append(prefix, make([]byte, msgLen-1)...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for off := 0; off < len(payload); {
+		n := min(len(payload)-off, c.window[id], c.window[0], 16384)
+		if n <= 0 {
+			break
+		}
+		c.window[id] -= n
+		c.window[0] -= n
+		if err := c.fr.WriteData(id, false, payload[off:off+n]); err != nil {
+			c.t.Fatal(err)
+		}
+		off += n
+	}
+	return c.ended[id]
+}
+
+// sync waits until the server has read every frame sent so far (its
+// reader answers a PING after them).
+func (c *h2Client) sync() {
+	c.t.Helper()
+	c.mu.Lock()
+	want := c.pings + 1
+	err := c.fr.WritePing(false, [8]byte{1})
+	c.mu.Unlock()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor("ping ack", func() bool { return c.pings >= want })
+}
+
+func (c *h2Client) close() {
+	c.conn.Close()
+	<-c.done
+}
+
+// TestPreAuthStreamsBufferNothing: a stream without the fleet token is
+// refused by the tap handle before any of its payload is read, so peers
+// without the token cannot make the coordinator buffer messages (before:
+// 4 connections x 8 streams, each with a 4 MiB message one byte short,
+// grew the heap from 9 to 139 MiB and held it). Health Check from a remote
+// peer needs the token too; a local peer's Check does not (see
+// TestHealthWatchIsBounded).
+func TestPreAuthStreamsBufferNothing(t *testing.T) {
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: testToken, FleetInsecure: true})
+	const conns, streams, msgLen = 4, 8, 4<<20 - 16
+	before := heapInUse()
+	var clients []*h2Client
+	for i := range conns {
+		var raw net.Conn
+		var err error
+		method := healthpb.Health_Check_FullMethodName
+		if i%2 == 0 {
+			raw, err = f.from.dialFrom(context.Background(), "10.9.8."+strconv.Itoa(i+1))
+		} else {
+			raw, err = f.lis.Dial() // local: Check would pass, Connect needs the token
+			method = fleetv1.FleetService_Connect_FullMethodName
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newH2Client(t, raw)
+		clients = append(clients, c)
+		for j := range streams {
+			end := c.halfSend(uint32(2*j+1), method, msgLen)
+			if !strings.Contains(end, "grpc-status "+strconv.Itoa(int(codes.Unauthenticated))) {
+				t.Fatalf("conn %d stream %d (%s): ended %q, want Unauthenticated", i, j, method, end)
+			}
+		}
+	}
+	for _, c := range clients {
+		c.sync()
+	}
+	after := heapInUse()
+	grew := int64(after) - int64(before)
+	t.Logf("no token: %d conns x %d streams refused before their 4 MiB messages: heap %.1f MiB -> %.1f MiB", conns, streams, float64(before)/(1<<20), float64(after)/(1<<20))
+	if grew > 16<<20 {
+		t.Fatalf("heap grew by %d bytes: refused streams' payloads were buffered", grew)
+	}
+	if n := f.c.Snapshot().Refusals.Streams; n != conns*streams {
+		t.Fatalf("%d streams counted refused, want %d", n, conns*streams)
+	}
+	for _, c := range clients {
+		c.close()
+	}
+}
+
+// TestPendingConnectionsCannotLockWorkersOut: a peer without the token that
+// holds many connections open (more than MaxWorkers and than the pending
+// pool) cannot keep a worker out: each new connection closes the oldest
+// pending one, and a worker with the token authenticates, gets tasks and
+// has them reported (before: MaxWorkers connections held by anyone closed
+// every further one on accept).
+func TestPendingConnectionsCannotLockWorkersOut(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	f := startFleetWith(t, api, nil, ServerConfig{Token: testToken, MaxWorkers: 4, MaxPendingConns: 8})
+	const held = 40
+	var attackers []net.Conn
+	for range held {
+		c, err := f.lis.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		attackers = append(attackers, c)
+	}
+	// Every connection was accepted; the oldest were closed for newer ones.
+	for _, c := range attackers[:held-8] {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("an evicted connection was not closed: %v", err)
+		}
+	}
+	w := f.workerWith("honest", 1, grpc.WithPerRPCCredentials(tokenCreds{}))
+	w.ready()
+	w.answer(result(w.tasks(1)[0], "x", "r"))
+	if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 1 {
+		t.Fatalf("report %+v", r)
+	}
+	c := f.srv.connCounts()
+	evicted := f.c.Snapshot().Refusals.PendingEvicted
+	t.Logf("%d unauthenticated connections opened: %d evicted, %d pending, %d authenticated", held, evicted, c.Pending, c.Authenticated)
+	if c.Authenticated != 1 || c.Pending > 8 || evicted < held-8+1 {
+		t.Fatalf("connections %+v, %d evicted: want the worker authenticated, at most 8 pending", c, evicted)
+	}
+}
+
+// tokenCreds sends the tests' fleet token over the in-memory (local)
+// connection.
+type tokenCreds struct{}
+
+func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + testToken}, nil
+}
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// TestConnectionCapsPerPeerAndIdentity: workers from one address share an
+// identity; one address may hold MaxConnsPerPeer authenticated connections,
+// one identity MaxSessionsPerIdentity sessions; over either the stream is
+// refused with ResourceExhausted naming the setting, and other addresses
+// are not affected.
+func TestConnectionCapsPerPeerAndIdentity(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleetWith(t, api, nil, ServerConfig{Token: testToken, FleetInsecure: true, MaxConnsPerPeer: 3, MaxSessionsPerIdentity: 2})
+	a1 := f.workerWith("a1", 1, f.fromAddr("10.0.0.5")...)
+	a1.ready()
+	a2 := f.workerWith("a2", 1, f.fromAddr("10.0.0.5")...)
+	a2.ready()
+	for _, s := range f.c.Snapshot().Sessions {
+		if s.Identity != "addr:10.0.0.5" {
+			t.Fatalf("session %s has identity %q, want addr:10.0.0.5", s.WorkerID, s.Identity)
+		}
+	}
+	refused := func(id, setting string) {
+		t.Helper()
+		err := f.session(id, f.fromAddr("10.0.0.5")...)
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), setting) {
+			t.Fatalf("%s: %v, want ResourceExhausted naming %s", id, err, setting)
+		}
+	}
+	// A third session of the identity (a third connection of the address).
+	refused("a3", "DRAGONFLY_MAX_SESSIONS_PER_IDENTITY")
+	// A fourth connection of the address.
+	refused("a4", "DRAGONFLY_MAX_CONNS_PER_PEER")
+	// Another address is not affected.
+	b := f.workerWith("b", 1, f.fromAddr("10.0.0.6")...)
+	b.ready()
+	r := f.c.Snapshot().Refusals
+	if r.SessionsOverIdentityCap != 1 || r.ConnsOverCap != 1 {
+		t.Fatalf("refusals %+v, want one per cap", r)
+	}
+}
+
+// TestSybilIdentitiesComeFromTheConnection: a token holder that connects
+// under two worker ids from one address is one identity: it cannot outvote
+// an honest worker in a spot check (before: the two ids quarantined the
+// honest worker and the malicious release was reported clean).
+func TestSybilIdentitiesComeFromTheConnection(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleetWith(t, api, func(c *Config) { c.VerifyRate = 1 }, ServerConfig{Token: testToken, FleetInsecure: true})
+	a := f.worker2("sybil-a", "10.6.6.6")
+	honest := f.worker2("honest", "10.1.1.1")
+	f.waitIdentities(t, 2)
+	api.Add(job("evil", "u1"))
+	at, ht := a.tasks(1)[0], honest.tasks(1)[0]
+	b := f.worker2("sybil-b", "10.6.6.6") // the same attacker under another id
+	f.sessionSlots(t, "sybil-b")
+	a.answer(result(at, ""))
+	honest.answer(result(ht, "evil.py", "heavy"))
+	r := api.WaitReports(t, 1)[0]
+	if r.Success == nil || r.Success.Score != 9 {
+		t.Fatalf("report %+v, want the honest score 9", r)
+	}
+	for _, q := range f.c.Snapshot().Dispatch.Quarantined {
+		if q.Identity == "addr:10.1.1.1" {
+			t.Fatalf("the honest worker was quarantined: %+v", q)
+		}
+	}
+	// The second id got no copy of the checked task.
+	select {
+	case m := <-b.in:
+		if m.GetAssign() != nil {
+			t.Fatalf("the attacker's second id got %v", m)
+		}
+	default:
+	}
+}
+
+// session opens a session on a connection of its own (kept open until the
+// test ends), sends Hello and returns how the stream ended (nil: the
+// coordinator answered).
+func (f *fleet) session(id string, opts ...grpc.DialOption) error {
+	f.t.Helper()
+	conn := f.dial(opts...)
+	f.t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	_ = stream.Send(hello(id, 1)) // a refused stream's status comes from Recv
+	_, err = stream.Recv()
+	return err
+}
+
+// worker2 is a ready worker on another host.
+func (f *fleet) worker2(id, ip string) *fakeWorker {
+	f.t.Helper()
+	w := f.workerWith(id, 1, f.fromAddr(ip)...)
+	w.ready()
+	return w
+}
+
+// TestShortFleetTokenRefused: a fleet token shorter than 16 bytes is
+// refused at start, naming the setting.
+func TestShortFleetTokenRefused(t *testing.T) {
+	c, err := New(Config{API: newFakeAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(c, ServerConfig{Token: "fifteen-bytes-x"}); err == nil || !strings.Contains(err.Error(), "DRAGONFLY_FLEET_TOKEN") {
+		t.Fatalf("15-byte token: %v, want a refusal naming DRAGONFLY_FLEET_TOKEN", err)
+	}
+	if _, err := NewServer(c, ServerConfig{Token: "sixteen-bytes-xx"}); err != nil {
+		t.Fatalf("16-byte token: %v", err)
+	}
+}
+
+// TestRefusalsAreThrottled: refused streams are all counted, but logged at
+// most once per peer address and minute.
+func TestRefusalsAreThrottled(t *testing.T) {
+	var logs syncLog
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: testToken, FleetInsecure: true, Logger: logs.logger()})
+	for _, ip := range []string{"10.2.2.2", "10.3.3.3"} {
+		conn := f.dial(grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.from.dialFrom(ctx, ip) }))
+		for range 20 {
+			_, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("remote Check without a token: %v", err)
+			}
+		}
+		conn.Close()
+	}
+	if n := f.c.Snapshot().Refusals.Streams; n != 40 {
+		t.Fatalf("%d refusals counted, want 40", n)
+	}
+	if n := strings.Count(logs.String(), "worker refused"); n != 2 {
+		t.Fatalf("%d refusal lines, want one per address:\n%s", n, logs.String())
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newThrottle(time.Minute, 2)
+	type step struct {
+		key  string
+		at   time.Duration
+		ok   bool
+		held int64
+	}
+	for i, s := range []step{
+		{"a", 0, true, 0},
+		{"a", time.Second, false, 0},
+		{"a", 59 * time.Second, false, 0},
+		{"b", 59 * time.Second, true, 0},
+		{"c", 59 * time.Second, true, 0}, // full: shares the other-peers key
+		{"d", 59 * time.Second, false, 0},
+		{"a", 60 * time.Second, true, 2},
+		{"e", 121 * time.Second, true, 0}, // the stale keys make room
+		{"e", 122 * time.Second, false, 0},
+	} {
+		ok, held := th.allow(s.key, t0.Add(s.at))
+		if ok != s.ok || held != s.held {
+			t.Fatalf("step %d (%s at %s): %v %d, want %v %d", i, s.key, s.at, ok, held, s.ok, s.held)
+		}
+	}
+	if len(th.keys) > 3 {
+		t.Fatalf("%d keys kept, want at most max+1", len(th.keys))
+	}
+}
+
+// syncLog collects a logger's lines.
+type syncLog struct{ testkit.SyncBuffer }
+
+func (l *syncLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(&l.SyncBuffer, nil)) }
