@@ -38,15 +38,21 @@ func identityOf(t *testing.T, s Snapshot, identity string) IdentityLoad {
 }
 
 // TestBouncerCannotStallReleases (review H1): a worker that hands every
-// task back at once, next to an honest one with fewer slots. A returned task
-// goes to the other identity, not back to the bouncer: every release is
-// reported within its lease, from the honest worker's results, and each
-// task is bounced at most once.
+// task back at once, next to an honest one with fewer slots that takes 7 s
+// a task (so the bouncer, always empty, looks the least loaded). A returned
+// task waits for the other identity rather than going back to the bouncer:
+// every release is reported within its lease, from the honest worker's
+// results, and each task is bounced at most once.
 func TestBouncerCannotStallReleases(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	bouncer := h.joinAs("b", "bouncer", 64, "h1")
 	honest := h.joinAs("w1", "honest", 4, "h1")
 	leased, bounced := 0, 0
+	type held struct {
+		id  uint64
+		due int
+	}
+	var running []held
 	for sec := 0; sec <= 240; sec++ {
 		now := at(sec)
 		if sec%5 == 0 && sec <= 100 {
@@ -62,7 +68,11 @@ func TestBouncerCannotStallReleases(t *testing.T) {
 			h.d.Returned("b", ids(got))
 		}
 		for _, tk := range honest.take() {
-			h.d.Result("w1", Result{TaskID: tk.ID, Dist: clean()}, now)
+			running = append(running, held{tk.ID, sec + 7})
+		}
+		for len(running) > 0 && running[0].due <= sec {
+			h.d.Result("w1", Result{TaskID: running[0].id, Dist: clean()}, now)
+			running = running[1:]
 		}
 	}
 	outs := h.outcomes()
@@ -616,11 +626,18 @@ func TestNoVerdictRetried(t *testing.T) {
 		ta := one(t, a)
 		b := h.joinAs("b", "B", 1, "h1")
 		h.d.Result("a", dl(ta.ID), at(1))
-		tb := one(t, b)
+		one(t, b)
 		h.d.Quarantine("A", "operator")
-		h.d.Result("b", Result{TaskID: tb.ID, Failure: "distribution u1: HTTP 404", FailureKind: KindDownload}, at(2))
+		h.d.Leave("b", LeaveCut) // the retry is gone, nobody else is ready
+		h.d.Tick(at(2))
+		if len(h.outcomes()) != 0 {
+			t.Fatalf("reported the quarantined identity's failure: %+v", h.outcomes())
+		}
+		c := h.joinAs("c", "C", 1, "h1")
+		tc := one(t, c)
+		h.d.Result("c", Result{TaskID: tc.ID, Dist: bad()}, at(3))
 		o := outcomeOf(t, h, "p")
-		if o.Failure != "distribution u1: HTTP 404" || slices.Contains(o.Identities, "A") {
+		if o.Failure != "" || o.Package.Score != 100 || !slices.Equal(o.Identities, []string{"C"}) {
 			t.Fatalf("outcome = %+v", o)
 		}
 	})
@@ -715,4 +732,80 @@ func TestSessionCount(t *testing.T) {
 	if n := h.d.SessionCount(); n != 1 {
 		t.Fatalf("count %d, want 1", n)
 	}
+}
+
+// TestIdentitiesTakeTurns: an identity with three sessions and one with one
+// session, all with free slots: single-task releases alternate between the
+// identities, not between the sessions.
+func TestIdentitiesTakeTurns(t *testing.T) {
+	h := newHarness(t, Config{})
+	var many []*sink
+	for i := range 3 {
+		many = append(many, h.joinAs(fmt.Sprintf("m%d", i), "many", 8, "h1"))
+	}
+	one := h.joinAs("o", "one", 8, "h1")
+	var jobs []Job
+	for i := range 16 {
+		jobs = append(jobs, mkJob(fmt.Sprintf("j%02d", i), fmt.Sprintf("u%02d", i)))
+	}
+	h.d.Admit(jobs, t0)
+	if n := len(one.take()); n != 8 {
+		t.Fatalf("the single-session identity got %d of 16, want 8", n)
+	}
+	for i, s := range many {
+		if n := len(s.take()); n < 2 || n > 3 {
+			t.Fatalf("session m%d got %d, want 2 or 3 (8 spread over 3 sessions)", i, n)
+		}
+	}
+}
+
+// TestPickAvoidsTheSilent: a primary goes to an identity holding no overdue
+// copy before one holding some, even a less loaded one; a backup to an
+// identity that has answered before a fresh one.
+func TestPickAvoidsTheSilent(t *testing.T) {
+	t.Run("primary", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		x := h.joinAs("x", "X", 4, "h1")
+		h.d.Admit([]Job{mkJob("held", "h")}, t0)
+		one(t, x) // X sits on it
+		y := h.joinAs("y", "Y", 4, "h1")
+		h.d.Admit([]Job{mkJob("big", "b1", "b2")}, at(40))
+		if n := len(y.take()); n != 2 {
+			t.Fatalf("y got %d", n)
+		}
+		h.d.Tick(at(45)) // X's copy overdue: its backup goes to Y
+		if tk := one(t, y); tk.URL != "h" {
+			t.Fatalf("backup = %+v", tk)
+		}
+		snap := h.d.Snapshot()
+		if xl, yl := identityOf(t, snap, "X"), identityOf(t, snap, "Y"); xl.Outstanding != 1 || yl.Outstanding != 3 {
+			t.Fatalf("setup: X %+v, Y %+v", xl, yl)
+		}
+		h.d.Admit([]Job{mkJob("p", "p1")}, at(46))
+		if n := len(x.take()); n != 0 {
+			t.Fatal("a primary went to the identity holding an overdue copy")
+		}
+		if tk := one(t, y); tk.URL != "p1" {
+			t.Fatalf("y got %+v", tk)
+		}
+	})
+	t.Run("backup", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		a := h.joinAs("a", "A", 1, "h1")
+		b := h.joinAs("b", "B", 2, "h1")
+		h.d.Admit([]Job{mkJob("p", "u1"), mkJob("q", "v1")}, t0)
+		one(t, a) // A sits on u1
+		tb := one(t, b)
+		h.d.Result("b", Result{TaskID: tb.ID, Dist: clean()}, at(1)) // B has answered
+		h.d.Admit([]Job{mkJob("r", "w1")}, at(2))
+		one(t, b) // B holds one: more loaded than a fresh identity
+		f := h.joinAs("f", "F", 2, "h1")
+		h.d.Tick(at(45))
+		if n := len(f.take()); n != 0 {
+			t.Fatal("the backup went to an identity that never answered")
+		}
+		if tk := one(t, b); tk.URL != "u1" {
+			t.Fatalf("b got %+v", tk)
+		}
+	})
 }

@@ -924,9 +924,7 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 	d.unassign(a)
 	s.completed++
 	s.ident.answered++
-	if !s.quarantined {
-		d.speed.add(s.identity, now.Sub(a.assigned))
-	}
+	d.speed.add(s.identity, now.Sub(a.assigned))
 	defer func() {
 		d.pump()
 		d.signal()

@@ -51,6 +51,12 @@ func (d *Dispatcher) checkInvariants() error {
 			return fmt.Errorf("copy %d not held by a live session", tid)
 		}
 	}
+	if err := d.checkIdentities(); err != nil {
+		return err
+	}
+	if err := d.checkSpeed(); err != nil {
+		return err
+	}
 	for i, t := range d.pending {
 		if t.hidx != i {
 			return fmt.Errorf("heap index %d != %d", t.hidx, i)
@@ -75,10 +81,19 @@ func (d *Dispatcher) checkInvariants() error {
 			if len(t.votes) >= t.want {
 				return fmt.Errorf("task %s/%d: %d votes, wants %d, not settled", js.Name, t.index, len(t.votes), t.want)
 			}
-			if len(t.lostBy) >= lostLimit {
-				return fmt.Errorf("task %s/%d lost by %v and still live", js.Name, t.index, t.lostBy)
+			if len(t.lostBy) >= lostLimit || len(t.lostSessions) > lostLimit || (t.lostFew && len(t.lostSessions) >= lostLimit) {
+				return fmt.Errorf("task %s/%d lost by %v (sessions %v, few %v) and still live", js.Name, t.index, t.lostBy, t.lostSessions, t.lostFew)
+			}
+			if len(t.returners) > maxReturners {
+				return fmt.Errorf("task %s/%d: %d returners", js.Name, t.index, len(t.returners))
 			}
 			seen := map[string]bool{}
+			if nv := t.noVerdict; nv != nil {
+				if !t.retried || t.want != 1 || len(t.votes) > 0 || classOf(nv.res) != classNoVerdict || d.quar[nv.identity] != nil {
+					return fmt.Errorf("task %s/%d: no-verdict failure of %s held with want %d, %d votes, retried %v", js.Name, t.index, nv.identity, t.want, len(t.votes), t.retried)
+				}
+				seen[nv.identity] = true
+			}
 			for _, v := range t.votes {
 				if seen[v.identity] {
 					return fmt.Errorf("task %s/%d: two votes of %s", js.Name, t.index, v.identity)
@@ -110,10 +125,88 @@ func (d *Dispatcher) checkInvariants() error {
 	return nil
 }
 
+// checkIdentities verifies the per-identity counts against the sessions.
+func (d *Dispatcher) checkIdentities() error {
+	type sum struct {
+		sessions, outstanding, overdue int
+		jobs                           map[*job]int
+	}
+	want := map[string]*sum{}
+	for _, s := range d.sessions {
+		w := want[s.identity]
+		if w == nil {
+			w = &sum{jobs: map[*job]int{}}
+			want[s.identity] = w
+		}
+		if d.ids[s.identity] != s.ident {
+			return fmt.Errorf("session %s: identity state not shared", s.id)
+		}
+		w.sessions++
+		w.outstanding += len(s.outstanding)
+		for _, a := range s.outstanding {
+			w.jobs[a.task.job]++
+			if a.overdue {
+				w.overdue++
+			}
+		}
+		if len(s.returns) > s.slots+d.cfg.Prefetch {
+			return fmt.Errorf("session %s: %d return times kept", s.id, len(s.returns))
+		}
+	}
+	for name, st := range d.ids {
+		w := want[name]
+		if w == nil {
+			w = &sum{}
+			if !slices.Contains(d.goneIDs, name) {
+				return fmt.Errorf("identity %s without sessions not in the remembered list", name)
+			}
+		}
+		if st.sessions != w.sessions || st.outstanding != w.outstanding || st.overdue != w.overdue || len(st.jobs) != len(w.jobs) {
+			return fmt.Errorf("identity %s: %d sessions, %d outstanding, %d overdue, %d jobs; want %d, %d, %d, %d",
+				name, st.sessions, st.outstanding, st.overdue, len(st.jobs), w.sessions, w.outstanding, w.overdue, len(w.jobs))
+		}
+		for js, n := range w.jobs {
+			if st.jobs[js] != n {
+				return fmt.Errorf("identity %s: %d copies of job %s counted, %d held", name, st.jobs[js], js.Name, n)
+			}
+		}
+		if st.outstanding > d.cfg.MaxIdentityCredits {
+			return fmt.Errorf("identity %s holds %d copies, cap %d", name, st.outstanding, d.cfg.MaxIdentityCredits)
+		}
+	}
+	if len(want) != len(d.ids)-len(d.goneIDs) || len(d.goneIDs) > maxGoneIdentities {
+		return fmt.Errorf("%d identities with sessions, %d states, %d remembered", len(want), len(d.ids), len(d.goneIDs))
+	}
+	return nil
+}
+
+// checkSpeed verifies the speed samples' bound and per-identity counts.
+func (d *Dispatcher) checkSpeed() error {
+	sp := &d.speed
+	if len(sp.samples) > speedWindow {
+		return fmt.Errorf("%d speed samples", len(sp.samples))
+	}
+	n := map[string]int{}
+	for _, x := range sp.samples {
+		n[x.identity]++
+	}
+	if len(n) != len(sp.count) {
+		return fmt.Errorf("speed counts %d identities, samples %d", len(sp.count), len(n))
+	}
+	for id, c := range n {
+		if sp.count[id] != c {
+			return fmt.Errorf("speed counts %d samples of %s, holds %d", sp.count[id], id, c)
+		}
+	}
+	return nil
+}
+
 // guardSink fails the run if a task is ever sent to a quarantined identity
-// (Send runs under the dispatcher's lock, in the driver's goroutine).
+// or a suspended session (Send runs under the dispatcher's lock, in the
+// driver's goroutine).
 type guardSink struct {
 	d        *Dispatcher
+	id       string
 	identity string
 	tasks    []Task
 	err      *error
@@ -123,12 +216,15 @@ func (s *guardSink) Send(ts []Task) {
 	if s.d.quar[s.identity] != nil && *s.err == nil {
 		*s.err = fmt.Errorf("%d tasks sent to quarantined identity %s", len(ts), s.identity)
 	}
+	if ss := s.d.sessions[s.id]; ss != nil && s.d.suspended(ss) && *s.err == nil {
+		*s.err = fmt.Errorf("%d tasks sent to suspended session %s", len(ts), s.id)
+	}
 	s.tasks = append(s.tasks, ts...)
 }
 
 type driverSession struct {
 	id, identity string
-	kind         string // honest, liar, silent
+	kind         string // honest, liar, silent, bouncer
 	sink         *guardSink
 }
 
@@ -141,7 +237,7 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 	var d *Dispatcher
 	var doneErr error
 	d = New(Config{
-		VerifyRate: 0.3, Rand: rng.Float64, Prefetch: 1, MaxSlots: 8,
+		VerifyRate: 0.3, Rand: rng.Float64, Prefetch: 1, MaxSlots: 8, MaxIdentityCredits: 12,
 		Done: func(o Outcome) {
 			ended[o.Job.Name]++
 			for _, id := range o.Identities {
@@ -165,7 +261,7 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 		if kind == "silent" {
 			slots = 1 << 20
 		}
-		ds := &driverSession{id: id, identity: identity, kind: kind, sink: &guardSink{d: d, identity: identity, err: &sendErr}}
+		ds := &driverSession{id: id, identity: identity, kind: kind, sink: &guardSink{d: d, id: id, identity: identity, err: &sendErr}}
 		if err := d.Join(id, identity, slots, ds.sink, now); err != nil {
 			t.Fatal(err)
 		}
@@ -221,6 +317,15 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 	}
 	finishing := false
 	respond := func(ds *driverSession, n int) {
+		if ds.kind == "bouncer" {
+			ids := make([]uint64, len(ds.sink.tasks))
+			for i, tk := range ds.sink.tasks {
+				ids[i] = tk.ID
+			}
+			ds.sink.tasks = nil
+			d.Returned(ds.id, ids)
+			return
+		}
 		for i := 0; i < n && len(ds.sink.tasks) > 0; i++ {
 			k := rng.IntN(len(ds.sink.tasks))
 			tk := ds.sink.tasks[k]
@@ -267,11 +372,13 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 		case r < 22:
 			kind := "honest"
 			id := identities[rng.IntN(len(identities))]
-			switch rng.IntN(8) {
+			switch rng.IntN(9) {
 			case 0:
 				kind, id = "liar", "L"
 			case 1:
 				kind, id = "silent", "S"
+			case 2:
+				kind, id = "bouncer", "R"
 			}
 			join(id, kind)
 		case r < 28:
@@ -322,7 +429,7 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 				delete(sessions, ds.id)
 			}
 		case r < 91:
-			d.Quarantine([]string{"A", "B", "C", "D", "L", "S"}[rng.IntN(6)], "random")
+			d.Quarantine([]string{"A", "B", "C", "D", "L", "S", "R"}[rng.IntN(7)], "random")
 		case r < 93:
 			if ds := pickSession(func(*driverSession) bool { return true }); ds != nil {
 				d.Drain(ds.id)
@@ -352,11 +459,17 @@ func drive(t *testing.T, rng *rand.Rand, steps int) Counters {
 	// Finish: fresh honest identities answer everything; time moves on, so
 	// jobs held by silent or quarantined workers are backed up or dropped.
 	finishing = true
+	// Now and then nobody new comes for longer than MaxJobAge: jobs held by
+	// silent workers and nobody else are abandoned.
+	late := 0
+	if rng.IntN(4) == 0 {
+		late = 200
+	}
 	for round := 0; d.Snapshot().JobsInFlight > 0; round++ {
 		if round > 2000 {
 			t.Fatalf("jobs still in flight after %d rounds: %+v", round, d.Snapshot())
 		}
-		if round%50 == 0 {
+		if round%50 == 0 && round >= late {
 			for k := range 3 {
 				ds := join(fmt.Sprintf("fin-%d-%d", round, k), "honest")
 				d.RulesReady(ds.id, "h1")
@@ -413,6 +526,11 @@ func TestRandomizedInvariants(t *testing.T) {
 			sum.JobsSuperseded += c.JobsSuperseded
 			sum.TasksLost += c.TasksLost
 			sum.JobsAbandoned += c.JobsAbandoned
+			sum.TasksReturned += c.TasksReturned
+			sum.SessionsSuspended += c.SessionsSuspended
+			sum.NoVerdictRetries += c.NoVerdictRetries
+			sum.NoVerdictOverruled += c.NoVerdictOverruled
+			sum.NoVerdictConfirmed += c.NoVerdictConfirmed
 		})
 	}
 	// The run must reach the hostile paths, or it proves little.
@@ -422,6 +540,8 @@ func TestRandomizedInvariants(t *testing.T) {
 		"mismatches": sum.VerifyMismatch, "decisions": sum.VerifyDecided, "quarantines": sum.Quarantines,
 		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped, "abandoned jobs": sum.JobsAbandoned,
 		"superseded leases": sum.JobsSuperseded,
+		"returns": sum.TasksReturned, "suspensions": sum.SessionsSuspended,
+		"no-verdict retries": sum.NoVerdictRetries, "retries overruled": sum.NoVerdictOverruled, "retries confirmed": sum.NoVerdictConfirmed,
 	} {
 		if n == 0 {
 			t.Errorf("no %s in %d seeded runs", name, seeds)
