@@ -540,7 +540,7 @@ func TestRandomizedInvariants(t *testing.T) {
 		"mismatches": sum.VerifyMismatch, "decisions": sum.VerifyDecided, "quarantines": sum.Quarantines,
 		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped, "abandoned jobs": sum.JobsAbandoned,
 		"superseded leases": sum.JobsSuperseded,
-		"returns": sum.TasksReturned, "suspensions": sum.SessionsSuspended,
+		"returns":           sum.TasksReturned, "suspensions": sum.SessionsSuspended,
 		"no-verdict retries": sum.NoVerdictRetries, "retries overruled": sum.NoVerdictOverruled, "retries confirmed": sum.NoVerdictConfirmed,
 	} {
 		if n == 0 {
