@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"os"
 	"path/filepath"
@@ -354,4 +355,14 @@ func TestProfileVerdict(t *testing.T) {
 			t.Errorf("%v: %q, want %q", tc.rep.Rules, got, tc.want)
 		}
 	}
+}
+
+// tgzOf builds a .tar.gz of files (path, content pairs).
+func tgzOf(t *testing.T, files ...[2]string) []byte {
+	t.Helper()
+	var ents []testkit.TarEntry
+	for _, f := range files {
+		ents = append(ents, testkit.TarEntry{Name: f[0], Body: []byte(f[1])})
+	}
+	return testkit.Gzip(t, testkit.Tar(t, ents...))
 }

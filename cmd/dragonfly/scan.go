@@ -2,26 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"io"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/rulecache"
+	"github.com/dragonfly-fleet/fleet/internal/scanreport"
+	"github.com/dragonfly-fleet/fleet/internal/scanrun"
 	"github.com/dragonfly-fleet/fleet/pkgindex"
 	"github.com/dragonfly-fleet/fleet/rules"
-	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
-	"github.com/dragonfly-fleet/fleet/worker/verdict"
 )
 
 func init() {
@@ -127,20 +124,11 @@ func (c *scanConfig) register(s *cli.Settings) {
 	apiFlags(s, &c.api)
 }
 
-// indexOrigin is an index URL's scheme://host[:port], as an allowed-hosts entry.
-func indexOrigin(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("index URL %q: not absolute", clip.String(raw, 256))
-	}
-	return u.Scheme + "://" + u.Host, nil
-}
-
 func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg scanConfig
 	s := e.Settings("dragonfly scan", scanUsage)
 	cfg.register(s)
-	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
+	if err := e.Parse(s, args, true); err != nil {
 		return err
 	}
 	lim, sizes, err := cfg.limitSet.resolve()
@@ -150,14 +138,8 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	if cfg.threads <= 0 {
 		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
 	}
-	if cfg.format == "" {
-		cfg.format = "json"
-		if cli.IsTerminal(e.Stdout) {
-			cfg.format = "table"
-		}
-	}
-	if cfg.format != "table" && cfg.format != "json" && cfg.format != "sarif" {
-		return cli.Usage("--format %q: not one of table, json, sarif", clip.String(cfg.format, 256))
+	if cfg.format, err = outputFormat(e, cfg.format, "table", "json", "sarif"); err != nil {
+		return err
 	}
 	targets := s.Args()
 	if !cfg.demo && len(targets) == 0 && len(cfg.requirements) == 0 {
@@ -178,92 +160,70 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	}
 	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %d rules\n", from, clip.String(compiled.Hash(), 256), compiled.Len())
 
-	var jobs []scanJob
+	var jobs []scanrun.Job
 	if cfg.demo {
 		files, err := demo.Files()
 		if err != nil {
 			return err
 		}
 		for _, f := range files {
-			jobs = append(jobs, scanJob{target: f.Name, data: f.Data})
+			jobs = append(jobs, scanrun.Job{Target: f.Name, Data: f.Data})
 		}
 	}
-	var pypiJobs []scanJob
-	for _, t := range targets {
-		if pkgindex.IsTarget(t) {
-			pt, err := pkgindex.ParseTarget(t)
-			if err != nil {
-				return cli.Usage("%v", err)
-			}
-			pypiJobs = append(pypiJobs, scanJob{target: t, pypi: &pt})
-			continue
-		}
-		jobs = append(jobs, scanJob{target: t})
-	}
-	for _, file := range cfg.requirements {
-		pins, err := pkgindex.ReadRequirements(file)
-		if err != nil {
-			return cli.Usage("%v", err)
-		}
-		for _, pt := range pins {
-			pypiJobs = append(pypiJobs, scanJob{target: pt.String(), pypi: &pt})
-		}
-	}
-
-	engine := scan.New(scan.Config{Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MaxMatchData: 1, MatchDetails: cfg.showStrings})
-	defer engine.Close()
-	hosts := cfg.hosts
-	if len(pypiJobs) > 0 {
-		// The index's origin is allowed for this run (its files usually live
-		// on another host, which --allowed-hosts must allow).
-		if o, err := indexOrigin(cfg.indexURL); err == nil {
-			hosts = append(slices.Clone(hosts), o)
-		}
-	}
-	if err := cfg.download.validate(); err != nil {
-		return err
-	}
-	fc := cfg.download.config(hosts)
-	fc.MaxSize = lim.Download
-	fetcher, err := fetch.New(fc)
+	more, err := scanrun.Jobs(targets, cfg.requirements)
 	if err != nil {
 		return cli.Usage("%v", err)
 	}
-	sc := &scanner{verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: lim}, rules: compiled}
-	if len(pypiJobs) > 0 {
-		sc.index, err = pkgindex.New(pkgindex.Config{
-			IndexURL: cfg.indexURL, Pre: cfg.pre, Getter: fetcher,
+	jobs = append(jobs, more...)
+	if err := cfg.download.validate(); err != nil {
+		return err
+	}
+	run := scanrun.Config{Rules: compiled, Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MatchDetails: cfg.showStrings}
+	hosts := cfg.hosts
+	if scanrun.HasReleases(jobs) {
+		// The index's origin is allowed for this run (its files usually live
+		// on another host, which --allowed-hosts must allow).
+		if o, err := scanrun.IndexOrigin(cfg.indexURL); err == nil {
+			hosts = append(slices.Clone(hosts), o)
+		}
+	}
+	fc := cfg.download.config(hosts)
+	fc.MaxSize = lim.Download
+	if run.Fetcher, err = fetch.New(fc); err != nil {
+		return cli.Usage("%v", err)
+	}
+	if scanrun.HasReleases(jobs) {
+		run.Index, err = pkgindex.New(pkgindex.Config{
+			IndexURL: cfg.indexURL, Pre: cfg.pre, Getter: run.Fetcher,
 			MaxDistributions: lim.Distributions, UserAgent: version.UserAgent(),
 		})
 		if err != nil {
 			return cli.Usage("--index-url: %v", err)
 		}
 	}
-	results := sc.scanTargets(ctx, append(jobs, pypiJobs...), cfg.threads)
+	results, counters := scanrun.Run(ctx, run, jobs)
 	if ctx.Err() != nil {
 		return cli.Exit(3, ctx.Err())
 	}
-
 	if cfg.stats {
-		writeStats(e.Stderr, results, engine.Counters())
+		scanreport.WriteStats(e.Stderr, results, counters)
 	}
-
 	switch cfg.format {
 	case "json":
-		err = writeJSON(e.Stdout, results, cfg.showStrings)
+		err = scanreport.WriteJSON(e.Stdout, results, cfg.showStrings)
 	case "sarif":
-		err = writeSARIF(e.Stdout, compiled, results)
+		err = scanreport.WriteSARIF(e.Stdout, compiled, results)
 	default:
-		err = writeTable(e.Stdout, results, cfg.showStrings)
+		err = scanreport.WriteTable(e.Stdout, results, cfg.showStrings)
 	}
 	if err != nil {
 		return err
 	}
 	code := 0
 	for _, r := range results {
-		if r.err != nil {
+		if r.Err != nil {
 			code = 3
-		} else if cfg.failScore > 0 && r.res.Score >= int64(cfg.failScore) && code == 0 {
+		} else if cfg.failScore > 0 && r.Scan.Score >= int64(cfg.failScore) && code == 0 {
 			code = 1
 		}
 	}
@@ -271,6 +231,21 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 		return cli.Exit(code, nil)
 	}
 	return nil
+}
+
+// outputFormat is the --format given, checked against the formats the
+// command writes; "" means the first format on a terminal, json otherwise.
+func outputFormat(e *cli.Env, format string, formats ...string) (string, error) {
+	if format == "" {
+		format = "json"
+		if cli.IsTerminal(e.Stdout) {
+			format = formats[0]
+		}
+	}
+	if !slices.Contains(formats, format) {
+		return "", cli.Usage("--format %q: not one of %s", clip.String(format, 256), strings.Join(formats, ", "))
+	}
+	return format, nil
 }
 
 // checkRuleChoice wants exactly one rule source.
@@ -300,173 +275,18 @@ func (c *scanConfig) loadRules(ctx context.Context, e *cli.Env) (rules.Set, stri
 		set.Hash = rules.ContentHash(set.Sources)
 		return set, "the built-in demo rules", nil
 	case c.rulesFromAPI:
-		return apiRules(ctx, e, c.api)
+		set, from, err := rulecache.Fetch(ctx, rulecache.Config{API: c.api, CacheDir: e.UserCacheDir, Now: e.Clock,
+			Warn: func(msg string) { fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", msg) }})
+		if err != nil {
+			return rules.Set{}, "", cli.Exit(2, err)
+		}
+		return set, from, nil
 	}
 	set, err := rules.Load(c.rules)
 	if err != nil {
 		return rules.Set{}, "", cli.Exit(2, err)
 	}
 	return set, clip.String(c.rules, 1024), nil
-}
-
-type scanJob struct {
-	target string
-	data   []byte           // in-memory target (demo); nil: read target
-	pypi   *pkgindex.Target // a release on the package index
-}
-
-type scanResult struct {
-	target string
-	res    scan.Result
-	err    error
-	// release is set for a pypi: target: res then aggregates its
-	// distributions (score the maximum, rules the union, files prefixed with
-	// their distribution's file name).
-	release *releaseResult
-}
-
-// releaseResult is what a pypi: target adds to a result.
-type releaseResult struct {
-	name, version string
-	inspectorURL  string
-	dists         []distResult
-}
-
-type distResult struct {
-	Filename string `json:"filename"`
-	URL      string `json:"url"`
-	SHA256   string `json:"sha256"`
-	Score    int64  `json:"score"`
-}
-
-// scanner is what scan needs to scan targets: the verdict path the worker
-// uses, and the package index for pypi: targets.
-type scanner struct {
-	verdict *verdict.Scanner
-	index   *pkgindex.Index
-	rules   *rules.Compiled
-}
-
-// scanTargets scans the targets, several at once (each also spreads its files
-// over all scanner threads), and returns the results in target order.
-func (sc *scanner) scanTargets(ctx context.Context, jobs []scanJob, parallel int) []scanResult {
-	results := make([]scanResult, len(jobs))
-	sem := make(chan struct{}, max(parallel, 1))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = sc.scanOne(ctx, j)
-		}()
-	}
-	wg.Wait()
-	return results
-}
-
-// scanOne scans one target through the verdict path, as a worker scans a
-// distribution: the same bytes get the same verdict.
-func (sc *scanner) scanOne(ctx context.Context, j scanJob) scanResult {
-	if j.pypi != nil {
-		return sc.scanRelease(ctx, *j.pypi)
-	}
-	src := verdict.Source{Data: j.data, Name: j.target}
-	switch {
-	case j.data != nil:
-	case strings.HasPrefix(j.target, "http://") || strings.HasPrefix(j.target, "https://"):
-		src = verdict.Source{URL: j.target}
-	default:
-		src = verdict.Source{Path: j.target}
-	}
-	v, err := sc.verdict.Scan(ctx, sc.rules, src)
-	if err != nil {
-		err = errors.New(verdict.Failure(v.Name, err).GetReason())
-	}
-	return scanResult{target: j.target, res: v.Result, err: err}
-}
-
-// scanRelease resolves a release on the index, downloads each distribution
-// (checked against the index's sha256), scans it through the verdict path and
-// aggregates like the fleet: score the maximum over distributions, rules the
-// union, inspector_url the top file of the top distribution. Any distribution
-// that cannot be downloaded, verified or scanned fails the release.
-func (sc *scanner) scanRelease(ctx context.Context, t pkgindex.Target) scanResult {
-	out := scanResult{target: t.String()}
-	var (
-		dists   []score.Distribution
-		results []scan.Result
-		rel     = &releaseResult{name: t.Name, version: t.Version}
-	)
-	release, err := sc.index.Fetch(ctx, t, func(d pkgindex.Distribution, data []byte) error {
-		v, err := sc.verdict.Scan(ctx, sc.rules, verdict.Source{Data: data, Name: d.Filename})
-		if err != nil {
-			return errors.New(verdict.Failure(d.Filename, err).GetReason())
-		}
-		dists = append(dists, v.Distribution)
-		results = append(results, v.Result)
-		rel.dists = append(rel.dists, distResult{Filename: d.Filename, URL: d.URL, SHA256: d.SHA256, Score: v.Score})
-		return nil
-	})
-	if release != nil {
-		out.target = "pypi:" + release.Name + "==" + release.Version
-		rel.name, rel.version = release.Name, release.Version
-	}
-	out.release = rel
-	if err != nil {
-		out.err = err
-		return out
-	}
-	pkg := score.Aggregate(dists)
-	agg := scan.Result{}
-	agg.Score = pkg.Score
-	weights := map[string]int64{}
-	for i, r := range results {
-		prefix := rel.dists[i].Filename + "/"
-		agg.Stats.Files += r.Stats.Files
-		agg.Stats.Expanded += r.Stats.Expanded
-		agg.Stats.Entries += r.Stats.Entries
-		agg.Stats.ScanTime += r.Stats.ScanTime
-		for _, f := range r.Files {
-			f.Path = prefix + f.Path
-			agg.Files = append(agg.Files, f)
-		}
-		for _, h := range r.Rules {
-			weights[h.Name] = h.Weight
-		}
-	}
-	for _, name := range pkg.RulesMatched {
-		agg.Rules = append(agg.Rules, score.Hit{Name: name, Weight: weights[name]})
-	}
-	if pkg.Top >= 0 && pkg.TopFile != "" {
-		agg.TopFile = rel.dists[pkg.Top].Filename + "/" + pkg.TopFile
-		agg.TopScore = dists[pkg.Top].TopScore
-		rel.inspectorURL = score.InspectorURL(rel.name, rel.version, rel.dists[pkg.Top].URL, pkg.TopFile)
-	}
-	out.res = agg
-	return out
-}
-
-// topFile is the result's most malicious file, nil when nothing matched.
-func topFile(d score.Distribution) *string {
-	if d.TopFile == "" {
-		return nil
-	}
-	s := d.TopFile
-	return &s
-}
-
-func ruleNames(hits []score.Hit) []string {
-	out := make([]string, len(hits))
-	for i, h := range hits {
-		out[i] = h.Name
-	}
-	return out
-}
-
-func oneLine(err error) string {
-	return strings.ReplaceAll(fmt.Sprint(err), "\n", " ")
 }
 
 // matchCacheSize is the engine's Config.MatchCacheSize for a
@@ -476,24 +296,4 @@ func matchCacheSize(n int64) int64 {
 		return -1
 	}
 	return n
-}
-
-// writeStats prints what the engine did and saved (--stats).
-func writeStats(w io.Writer, results []scanResult, c scan.Counters) {
-	var files, links int
-	for _, r := range results {
-		files += r.res.Stats.Files
-		links += r.res.Stats.Links
-	}
-	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-	row := func(name, format string, args ...any) {
-		fmt.Fprintf(w, "  %-26s %s\n", name, fmt.Sprintf(format, args...))
-	}
-	fmt.Fprintf(w, "dragonfly scan: stats\n")
-	row("files scored", "%d (%d hard links)", files, links)
-	row("scanned", "%d files, %s", c.Scans, mb(c.ScannedBytes))
-	row("skipped by filetype", "%d files, %s (no rule admits their path)", c.Skipped, mb(c.SkippedBytes))
-	row("match cache hits", "%d files, %s not scanned again (%d entries, %s held)", c.CacheHits, mb(c.CacheHitBytes), c.CacheEntries, mb(c.CacheBytes))
-	row("scanned again for links", "%d files", c.Rescans)
-	row("rule subsets compiled", "%d in %.2f s (%d fell back to the whole set)", c.Subsets, c.SubsetTime.Seconds(), c.SubsetFailures)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/scanreport"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,9 +79,9 @@ func TestScanRelease(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (reqeusts has a wrong digest)\n%s\n%s", code, out, stderr)
 	}
-	var got []jsonResult
+	var got []scanreport.JSONResult
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var r jsonResult
+		var r scanreport.JSONResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}

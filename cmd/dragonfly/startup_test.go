@@ -50,7 +50,7 @@ func startStopped(t *testing.T, vars map[string]string, args ...string) (int, st
 // effective configuration once at startup, secrets as "set", with the
 // effective limits and the era the size settings were read in.
 func TestStartupLogsConfiguration(t *testing.T) {
-	secrets := map[string]string{"DRAGONFLY_FLEET_TOKEN": "fleet-s3cret", "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "cs-s3cret"}
+	secrets := map[string]string{"DRAGONFLY_FLEET_TOKEN": "fleet-s3cret-0123456789", "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "cs-s3cret"}
 	vars := map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100MB", "DRAGONFLY_BULK_SIZE": "7", "DRAGONFLY_LOG_FORMAT": "json",
 		"DRAGONFLY_BASE_URL": "http://127.0.0.1:1", "DRAGONFLY_METRICS_ADDR": ""}
 	for k, v := range secrets {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/dragonfly-fleet/fleet/internal/scanreport"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestScanAndWorkerAgreeOnHostileInput(t *testing.T) {
 		t.Fatalf("%d result lines for %d cases:\n%s", len(lines), len(cases), out)
 	}
 	for i, c := range cases {
-		var r jsonResult
+		var r scanreport.JSONResult
 		if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}

@@ -1,9 +1,7 @@
-package main
+package scanreport
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,26 +14,63 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/scanrun"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
-// tgzOf builds a .tar.gz of files (path, content pairs).
-func tgzOf(t *testing.T, files ...[2]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(f[1]))
+// tgz builds a .tar.gz of regular files.
+func tgz(t *testing.T, files ...testkit.TarEntry) []byte {
+	return testkit.Gzip(t, testkit.Tar(t, files...))
+}
+
+// writeRuleFile writes body to dir/name and returns its path.
+func writeRuleFile(t *testing.T, dir, name, body string) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
+	return p
+}
+
+// report scans the targets with the rules at rulesPath as dragonfly scan
+// does (default limits, two threads) and writes the results in format.
+func report(t *testing.T, format, rulesPath string, showStrings bool, targets ...string) string {
+	t.Helper()
+	set, err := rules.Load(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Compile(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := scanrun.Jobs(targets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, _ := scanrun.Run(t.Context(), scanrun.Config{Rules: rs, Threads: 2, Limits: limit.Defaults(), MatchDetails: showStrings}, jobs)
+	var buf bytes.Buffer
+	switch format {
+	case "json":
+		err = WriteJSON(&buf, results, showStrings)
+	case "sarif":
+		err = WriteSARIF(&buf, rs, results)
+	default:
+		err = WriteTable(&buf, results, showStrings)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Target, r.Err)
+		}
+	}
+	return buf.String()
 }
 
 // checkSARIF holds a log to the SARIF 2.1.0 schema's constraints on what
@@ -262,15 +297,11 @@ func TestSARIFRulesAndURIs(t *testing.T) {
 	writeRuleFile(t, filepath.Join(base, "unpacked", "sub dir"), "x#1.py", "MARKER\n")
 	writeRuleFile(t, base, "raw file.py", "MARKER\n")
 	archivePath := filepath.Join(base, "pkg 1.0.tar.gz")
-	if err := os.WriteFile(archivePath, tgzOf(t, [2]string{"pkg 1.0/a#b c.py", "MARKER"}, [2]string{"pkg 1.0/%41.py", "MARKER"}), 0o644); err != nil {
+	if err := os.WriteFile(archivePath, tgz(t, testkit.TarEntry{Name: "pkg 1.0/a#b c.py", Body: []byte("MARKER")}, testkit.TarEntry{Name: "pkg 1.0/%41.py", Body: []byte("MARKER")}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rulesPath := writeRuleFile(t, t.TempDir(), "sarif.yar", sarifRules)
-	code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "sarif",
-		filepath.Join(base, "unpacked"), archivePath, filepath.Join(base, "raw file.py"))
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
+	out := report(t, "sarif", rulesPath, false, filepath.Join(base, "unpacked"), archivePath, filepath.Join(base, "raw file.py"))
 	log := checkSARIF(t, []byte(out))
 	enc := strings.NewReplacer(" ", "%20", "#", "%23")
 	wantURIs := map[string]bool{
@@ -332,15 +363,15 @@ func TestSARIFReleaseURIs(t *testing.T) {
 		{Path: "demo-1.0.tar.gz/demo-1.0/setup#1.py", Rules: hit.Rules},
 		{Path: "demo-1.0-py3-none-any.whl/demo/ä b.py", Rules: hit.Rules},
 	}
-	res := scanResult{target: "pypi:demo==1.0", res: scan.Result{Distribution: score.Distribution{Files: files}}, release: &releaseResult{
-		name: "demo", version: "1.0",
-		dists: []distResult{
+	res := scanrun.Result{Target: "pypi:demo==1.0", Scan: scan.Result{Distribution: score.Distribution{Files: files}}, Release: &scanrun.Release{
+		Name: "demo", Version: "1.0",
+		Distributions: []scanrun.Distribution{
 			{Filename: "demo-1.0.tar.gz", URL: "https://files.example/packages/aa/demo-1.0.tar.gz"},
 			{Filename: "demo-1.0-py3-none-any.whl", URL: "https://files.example/packages/bb/demo-1.0-py3-none-any.whl"},
 		},
 	}}
 	var buf bytes.Buffer
-	if err := writeSARIF(&buf, rs, []scanResult{res}); err != nil {
+	if err := WriteSARIF(&buf, rs, []scanrun.Result{res}); err != nil {
 		t.Fatal(err)
 	}
 	hits := sarifHits(checkSARIF(t, buf.Bytes()))
@@ -470,10 +501,7 @@ func TestShowStringsMatchesYaraCLI(t *testing.T) {
 		t.Fatalf("yara CLI output unexpected: %v", want)
 	}
 
-	code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "json", sample)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
+	out := report(t, "json", rulesPath, true, sample)
 	var res struct {
 		Files []struct {
 			Path    string `json:"path"`
@@ -544,14 +572,11 @@ func TestShowStringsTableAndSARIF(t *testing.T) {
 	dir := t.TempDir()
 	rulesPath := writeRuleFile(t, dir, "show.yar", showStringsRules)
 	archivePath := filepath.Join(dir, "pkg-1.0.tar.gz")
-	if err := os.WriteFile(archivePath, tgzOf(t, [2]string{"pkg-1.0/sample.bin", string(showStringsSample())}, [2]string{"pkg-1.0/clean.txt", "short"}), 0o644); err != nil {
+	if err := os.WriteFile(archivePath, tgz(t, testkit.TarEntry{Name: "pkg-1.0/sample.bin", Body: showStringsSample()}, testkit.TarEntry{Name: "pkg-1.0/clean.txt", Body: []byte("short")}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
-	code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "table", archivePath)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
+	out := report(t, "table", rulesPath, true, archivePath)
 	squeeze := regexp.MustCompile(` +`)
 	flat := squeeze.ReplaceAllString(out, " ")
 	for _, want := range []string{
@@ -570,10 +595,7 @@ func TestShowStringsTableAndSARIF(t *testing.T) {
 		t.Errorf("table lists a file without matches:\n%s", out)
 	}
 
-	code, out, errOut = runCLI(t, nil, "scan", "--rules", rulesPath, "--show-strings", "--format", "sarif", archivePath)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
+	out = report(t, "sarif", rulesPath, true, archivePath)
 	byRule := map[string]sarifHit{}
 	for _, h := range sarifHits(checkSARIF(t, []byte(out))) {
 		byRule[h.rule] = h
@@ -597,12 +619,12 @@ func TestShowStringsTableAndSARIF(t *testing.T) {
 	}
 
 	// Without --show-strings: no matches in any format.
-	code, out, _ = runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "json", archivePath)
-	if code != 0 || strings.Contains(out, `"matches"`) || !strings.Contains(out, "text_strings") {
+	out = report(t, "json", rulesPath, false, archivePath)
+	if strings.Contains(out, `"matches"`) || !strings.Contains(out, "text_strings") {
 		t.Errorf("json without --show-strings: %s", out)
 	}
-	code, out, _ = runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "sarif", archivePath)
-	if code != 0 || strings.Contains(out, "region") {
+	out = report(t, "sarif", rulesPath, false, archivePath)
+	if strings.Contains(out, "region") {
 		t.Errorf("sarif without --show-strings: %s", out)
 	}
 }

@@ -1,4 +1,13 @@
-package main
+// Package scanreport writes the results of dragonfly scan (package scanrun):
+// one JSON object per target per line, a table for a terminal, SARIF 2.1.0
+// for code-scanning dashboards, and the engine's counters (--stats). The
+// JSON and SARIF shapes are an interface: fields are only ever added.
+//
+// What they show is bounded by the results: at most score.MaxStringMatches
+// matches per string and score.MaxMatchBytes of data per match (escaped, or
+// base64 in SARIF); error messages are the fleet's bounded failure reasons,
+// on one line.
+package scanreport
 
 import (
 	"encoding/base64"
@@ -13,19 +22,21 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/dragonfly-fleet/fleet/internal/scanrun"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
+	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
-// jsonResult is one line of `dragonfly scan --format json`.
-type jsonResult struct {
+// JSONResult is one line of `dragonfly scan --format json`.
+type JSONResult struct {
 	Target            string     `json:"target"`
 	Score             int64      `json:"score"`
 	RulesMatched      []string   `json:"rules_matched"`
 	MostMaliciousFile *string    `json:"most_malicious_file"`
-	Files             []jsonFile `json:"files"`
+	Files             []JSONFile `json:"files"`
 	// FilesScanned and BytesScanned count every regular file handed to YARA
 	// and its bytes (expanded), matched or not.
 	FilesScanned int    `json:"files_scanned"`
@@ -33,26 +44,27 @@ type jsonResult struct {
 	Error        string `json:"error,omitempty"`
 	// A pypi: target: the release's inspector link (null when nothing
 	// matched) and its distributions with their scores.
-	InspectorURL  *string       `json:"inspector_url,omitempty"`
-	Distributions *[]distResult `json:"distributions,omitempty"`
+	InspectorURL  *string                 `json:"inspector_url,omitempty"`
+	Distributions *[]scanrun.Distribution `json:"distributions,omitempty"`
 }
 
-type jsonFile struct {
+// JSONFile is one matched file of a JSONResult.
+type JSONFile struct {
 	Path  string   `json:"path"`
 	Score int64    `json:"score"`
 	Rules []string `json:"rules"`
 	// With --show-strings: the matched strings of the rules counted for
 	// the file, at most score.MaxStringMatches per string, and how many
 	// more there are.
-	Matches        *[]jsonMatch `json:"matches,omitempty"`
+	Matches        *[]JSONMatch `json:"matches,omitempty"`
 	MatchesOmitted *int         `json:"matches_omitted,omitempty"`
 }
 
-// jsonMatch is one matched string in a file: its rule, its identifier
+// JSONMatch is one matched string in a file: its rule, its identifier
 // ("$a"), its offset in bytes from the file's start (as yara -s prints it),
 // the length of the match data libyara keeps (cut at 512 bytes) and at most
 // the first score.MaxMatchBytes of that data, escaped (matchData).
-type jsonMatch struct {
+type JSONMatch struct {
 	Rule   string `json:"rule"`
 	String string `json:"string"`
 	Offset int64  `json:"offset"`
@@ -61,11 +73,11 @@ type jsonMatch struct {
 }
 
 // fileMatches lists the matched strings of f, and counts those left out.
-func fileMatches(f score.File) ([]jsonMatch, int) {
-	out, omitted := []jsonMatch{}, 0
+func fileMatches(f score.File) ([]JSONMatch, int) {
+	out, omitted := []JSONMatch{}, 0
 	for _, sh := range f.Strings {
 		for _, m := range sh.Matches {
-			out = append(out, jsonMatch{Rule: sh.Rule, String: sh.String, Offset: m.Offset, Length: m.Length, Data: matchData(m.Data)})
+			out = append(out, JSONMatch{Rule: sh.Rule, String: sh.String, Offset: m.Offset, Length: m.Length, Data: matchData(m.Data)})
 		}
 		omitted += sh.Omitted
 	}
@@ -86,30 +98,30 @@ func matchData(b []byte) string {
 	return sb.String()
 }
 
-func toJSON(r scanResult, showStrings bool) jsonResult {
-	out := jsonResult{Target: r.target, RulesMatched: []string{}, Files: []jsonFile{}}
-	if r.release != nil {
-		dists := r.release.dists
+func toJSON(r scanrun.Result, showStrings bool) JSONResult {
+	out := JSONResult{Target: r.Target, RulesMatched: []string{}, Files: []JSONFile{}}
+	if r.Release != nil {
+		dists := r.Release.Distributions
 		if dists == nil {
-			dists = []distResult{}
+			dists = []scanrun.Distribution{}
 		}
 		out.Distributions = &dists
-		if r.release.inspectorURL != "" {
-			u := r.release.inspectorURL
+		if r.Release.InspectorURL != "" {
+			u := r.Release.InspectorURL
 			out.InspectorURL = &u
 		}
 	}
-	if r.err != nil {
-		out.Error = oneLine(r.err)
+	if r.Err != nil {
+		out.Error = oneLine(r.Err)
 		return out
 	}
-	out.Score = r.res.Score
-	out.FilesScanned = r.res.Stats.Files
-	out.BytesScanned = r.res.Stats.Expanded
-	out.RulesMatched = ruleNames(r.res.Rules)
-	out.MostMaliciousFile = topFile(r.res.Distribution)
-	for _, f := range r.res.Files {
-		jf := jsonFile{Path: f.Path, Score: f.Score, Rules: ruleNames(f.Rules)}
+	out.Score = r.Scan.Score
+	out.FilesScanned = r.Scan.Stats.Files
+	out.BytesScanned = r.Scan.Stats.Expanded
+	out.RulesMatched = ruleNames(r.Scan.Rules)
+	out.MostMaliciousFile = topFile(r.Scan.Distribution)
+	for _, f := range r.Scan.Files {
+		jf := JSONFile{Path: f.Path, Score: f.Score, Rules: ruleNames(f.Rules)}
 		if showStrings {
 			ms, omitted := fileMatches(f)
 			jf.Matches, jf.MatchesOmitted = &ms, &omitted
@@ -119,9 +131,9 @@ func toJSON(r scanResult, showStrings bool) jsonResult {
 	return out
 }
 
-// writeJSON writes one line per target; showStrings adds each file's
+// WriteJSON writes one line per target; showStrings adds each file's
 // matched strings.
-func writeJSON(w io.Writer, results []scanResult, showStrings bool) error {
+func WriteJSON(w io.Writer, results []scanrun.Result, showStrings bool) error {
 	enc := json.NewEncoder(w)
 	for _, r := range results {
 		if err := enc.Encode(toJSON(r, showStrings)); err != nil {
@@ -131,25 +143,25 @@ func writeJSON(w io.Writer, results []scanResult, showStrings bool) error {
 	return nil
 }
 
-// writeTable writes one row per target; showStrings adds, under the
+// WriteTable writes one row per target; showStrings adds, under the
 // table, each matched file with its matched strings.
-func writeTable(w io.Writer, results []scanResult, showStrings bool) error {
+func WriteTable(w io.Writer, results []scanrun.Result, showStrings bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSCORE\tRULES\tMOST MALICIOUS FILE")
 	for _, r := range results {
-		if r.err != nil {
-			fmt.Fprintf(tw, "%s\t-\tERROR\t%s\n", r.target, oneLine(r.err))
+		if r.Err != nil {
+			fmt.Fprintf(tw, "%s\t-\tERROR\t%s\n", r.Target, oneLine(r.Err))
 			continue
 		}
-		rs := strings.Join(ruleNames(r.res.Rules), ",")
+		rs := strings.Join(ruleNames(r.Scan.Rules), ",")
 		if rs == "" {
 			rs = "-"
 		}
-		top := r.res.TopFile
+		top := r.Scan.TopFile
 		if top == "" {
 			top = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.target, r.res.Score, rs, top)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Target, r.Scan.Score, rs, top)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -158,14 +170,14 @@ func writeTable(w io.Writer, results []scanResult, showStrings bool) error {
 		return nil
 	}
 	for _, r := range results {
-		if r.err != nil {
+		if r.Err != nil {
 			continue
 		}
-		for _, f := range r.res.Files {
+		for _, f := range r.Scan.Files {
 			if len(f.Rules) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "\n%s: %s (score %d, %s)\n", r.target, f.Path, f.Score, strings.Join(ruleNames(f.Rules), ","))
+			fmt.Fprintf(w, "\n%s: %s (score %d, %s)\n", r.Target, f.Path, f.Score, strings.Join(ruleNames(f.Rules), ","))
 			ms, omitted := fileMatches(f)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			for _, m := range ms {
@@ -286,15 +298,17 @@ func sarifLevel(weight int64) string {
 	}
 }
 
-func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
+// WriteSARIF writes one SARIF 2.1.0 log of the results; rs describes the
+// rules that matched.
+func WriteSARIF(w io.Writer, rs *rules.Compiled, results []scanrun.Result) error {
 	// The rules that matched, sorted, and each one's index among them.
 	index := map[string]int{}
 	var names []string
 	for _, r := range results {
-		if r.err != nil {
+		if r.Err != nil {
 			continue
 		}
-		for _, f := range r.res.Files {
+		for _, f := range r.Scan.Files {
 			for _, h := range f.Rules {
 				if _, ok := index[h.Name]; !ok {
 					index[h.Name] = 0
@@ -312,24 +326,24 @@ func writeSARIF(w io.Writer, rs *rules.Compiled, results []scanResult) error {
 
 	run := sarifRun{Tool: sarifTool{Driver: driver}, Results: []sarifResult{}, Invocations: []sarifInvocation{{ExecutionSuccessful: true}}}
 	for _, r := range results {
-		if r.err != nil {
+		if r.Err != nil {
 			inv := &run.Invocations[0]
 			inv.ExecutionSuccessful = false
 			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{
-				Level: "error", Message: sarifMessage{Text: oneLine(r.err)},
-				Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: targetURI(r.target)}}}},
+				Level: "error", Message: sarifMessage{Text: oneLine(r.Err)},
+				Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: targetURI(r.Target)}}}},
 			})
 			continue
 		}
-		for _, f := range r.res.Files {
+		for _, f := range r.Scan.Files {
 			uri := fileURI(r, f.Path)
 			for _, h := range f.Rules {
 				res := sarifResult{
 					RuleID:     h.Name,
 					RuleIndex:  index[h.Name],
 					Level:      sarifLevel(h.Weight),
-					Message:    sarifMessage{Text: fmt.Sprintf("YARA rule %s (weight %d) matched %s in %s", h.Name, h.Weight, f.Path, r.target)},
-					Properties: map[string]any{"target": r.target, "file": f.Path, "weight": h.Weight, "distributionScore": r.res.Score},
+					Message:    sarifMessage{Text: fmt.Sprintf("YARA rule %s (weight %d) matched %s in %s", h.Name, h.Weight, f.Path, r.Target)},
+					Properties: map[string]any{"target": r.Target, "file": f.Path, "weight": h.Weight, "distributionScore": r.Scan.Score},
 				}
 				// With --show-strings, one location per matched string.
 				omitted := 0
@@ -421,28 +435,28 @@ func isURL(s string) bool {
 // (one file, not an archive), the target's; inside an archive,
 // ARCHIVE-URI#path; in a pypi: release (path DISTRIBUTION/inner),
 // DOWNLOAD-URL#inner.
-func fileURI(r scanResult, path string) string {
-	if r.release != nil {
+func fileURI(r scanrun.Result, path string) string {
+	if r.Release != nil {
 		dist, inner, _ := strings.Cut(path, "/")
-		for _, d := range r.release.dists {
+		for _, d := range r.Release.Distributions {
 			if d.Filename == dist {
 				return withFragment(d.URL, inner)
 			}
 		}
-		return withFragment(targetURI(r.target), path)
+		return withFragment(targetURI(r.Target), path)
 	}
-	if !isURL(r.target) {
-		if fi, err := os.Stat(r.target); err == nil && fi.IsDir() {
-			abs, err := filepath.Abs(filepath.Join(r.target, filepath.FromSlash(path)))
+	if !isURL(r.Target) {
+		if fi, err := os.Stat(r.Target); err == nil && fi.IsDir() {
+			abs, err := filepath.Abs(filepath.Join(r.Target, filepath.FromSlash(path)))
 			if err == nil {
 				return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 			}
 		}
 	}
-	if r.res.Stats.Format == archive.Raw.String() {
-		return targetURI(r.target)
+	if r.Scan.Stats.Format == archive.Raw.String() {
+		return targetURI(r.Target)
 	}
-	return withFragment(targetURI(r.target), path)
+	return withFragment(targetURI(r.Target), path)
 }
 
 // withFragment appends path, percent-encoded, as the fragment of uri
@@ -450,4 +464,45 @@ func fileURI(r scanResult, path string) string {
 func withFragment(uri, path string) string {
 	base, _, _ := strings.Cut(uri, "#")
 	return base + "#" + (&url.URL{Fragment: path}).EscapedFragment()
+}
+
+// topFile is the result's most malicious file, nil when nothing matched.
+func topFile(d score.Distribution) *string {
+	if d.TopFile == "" {
+		return nil
+	}
+	s := d.TopFile
+	return &s
+}
+
+func ruleNames(hits []score.Hit) []string {
+	out := make([]string, len(hits))
+	for i, h := range hits {
+		out[i] = h.Name
+	}
+	return out
+}
+
+func oneLine(err error) string {
+	return strings.ReplaceAll(fmt.Sprint(err), "\n", " ")
+}
+
+// WriteStats writes what the engine did and saved (dragonfly scan --stats).
+func WriteStats(w io.Writer, results []scanrun.Result, c scan.Counters) {
+	var files, links int
+	for _, r := range results {
+		files += r.Scan.Stats.Files
+		links += r.Scan.Stats.Links
+	}
+	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(w, "  %-26s %s\n", name, fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(w, "dragonfly scan: stats\n")
+	row("files scored", "%d (%d hard links)", files, links)
+	row("scanned", "%d files, %s", c.Scans, mb(c.ScannedBytes))
+	row("skipped by filetype", "%d files, %s (no rule admits their path)", c.Skipped, mb(c.SkippedBytes))
+	row("match cache hits", "%d files, %s not scanned again (%d entries, %s held)", c.CacheHits, mb(c.CacheHitBytes), c.CacheEntries, mb(c.CacheBytes))
+	row("scanned again for links", "%d files", c.Rescans)
+	row("rule subsets compiled", "%d in %.2f s (%d fell back to the whole set)", c.Subsets, c.SubsetTime.Seconds(), c.SubsetFailures)
 }
