@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dragonfly-fleet/fleet/rules"
-	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"golang.org/x/sys/unix"
 )
 
@@ -245,37 +243,6 @@ func TestRulesProfileUsage(t *testing.T) {
 	}
 }
 
-// TestUnpackTargetsHoldsIdenticalFilesOnce: files of equal content share
-// one copy, and only new content counts toward --max-memory.
-func TestUnpackTargetsHoldsIdenticalFilesOnce(t *testing.T) {
-	dir := t.TempDir()
-	body := strings.Repeat("same content\n", 100)
-	a := filepath.Join(dir, "a-1.0.tar.gz")
-	os.WriteFile(a, tgzOf(t, [2]string{"a-1.0/x.py", body}, [2]string{"a-1.0/y.txt", body}, [2]string{"a-1.0/z.py", "other"}), 0o644)
-	b := filepath.Join(dir, "b")
-	os.MkdirAll(b, 0o755)
-	writeRuleFile(t, b, "copy.py", body)
-	lim := limit.Defaults()
-	files, held, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")))
-	if err != nil || held != int64(len(body)+len("other")) {
-		t.Fatalf("held %d: %v", held, err)
-	}
-	var paths []string
-	for _, f := range files {
-		paths = append(paths, f.Path)
-	}
-	if strings.Join(paths, " ") != "a-1.0/x.py a-1.0/y.txt a-1.0/z.py copy.py" {
-		t.Fatalf("paths %q", paths)
-	}
-	if string(files[0].Data) != body || &files[0].Data[0] != &files[1].Data[0] || &files[0].Data[0] != &files[3].Data[0] || string(files[2].Data) != "other" {
-		t.Errorf("identical files not shared")
-	}
-	// One byte less and the new content does not fit.
-	if _, _, err := unpackTargets(context.Background(), []string{a, b}, lim, int64(len(body)+len("other")-1)); err == nil || !strings.Contains(err.Error(), "--max-memory") {
-		t.Errorf("err = %v", err)
-	}
-}
-
 // openPTY opens a pseudo-terminal pair: what is written to tty can be read
 // from master.
 func openPTY(t *testing.T) (master, tty *os.File) {
@@ -322,37 +289,6 @@ func TestRulesProfileProgressOnTerminal(t *testing.T) {
 	for _, want := range []string{"\r\x1b[Kunpacking 1 target", "\r\x1b[Kprofiling 1/5: a set without rules", "\r\x1b[Kprofiling 5/5: b", "\r\x1b[Kdragonfly rules profile: 2 rules"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal output lacks %q: %q", want, out)
-		}
-	}
-}
-
-func TestProfileVerdict(t *testing.T) {
-	report := func(secs ...float64) rules.ProfileReport {
-		var rep rules.ProfileReport
-		for i, s := range secs {
-			rep.Rules = append(rep.Rules, rules.RuleCost{Rule: fmt.Sprintf("r%d", i+1), Seconds: s})
-			rep.Sum += s
-		}
-		for i := range rep.Rules {
-			if rep.Sum > 0 {
-				rep.Rules[i].Share = rep.Rules[i].Seconds / rep.Sum
-			}
-		}
-		return rep
-	}
-	for _, tc := range []struct {
-		rep  rules.ProfileReport
-		want string
-	}{
-		{report(8.5, 8.4, 0.8, 0.8, 0.7), "2 rules take 88% of the time: r1, r2."},
-		{report(9, 1, 0.5), "1 rule takes 86% of the time: r1."},
-		{report(5, 4.5, 4, 3.5, 3), "No rule stands out: 4 rules take 85% of the time: r1, r2, r3, r4."},
-		{report(10, 9, 8, 7, 6, 5, 1), "6 rules take 98% of the time: r1, r2, r3, r4, r5 and 1 more."},
-		{report(0, 0), "No rule took measurable time over these files."},
-		{report(), "No rule took measurable time over these files."},
-	} {
-		if got := profileVerdict(tc.rep); got != tc.want {
-			t.Errorf("%v: %q, want %q", tc.rep.Rules, got, tc.want)
 		}
 	}
 }
