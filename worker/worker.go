@@ -11,12 +11,15 @@
 //   - Time of a task: a task runs until its lease deadline plus
 //     Config.DeadlineMargin, at most Config.MaxTaskTime from its arrival
 //     (the whole bound when the deadline is absent, already past or further
-//     away); then its context ends and it fails as a broken limit named
-//     "time" (LimitTime). A task whose bound passes while it waits for a
-//     slot is handed back, not failed.
-//   - Heartbeat interval (Welcome): kept within [MinHeartbeat, MaxHeartbeat].
+//     away); then its context ends (the download stops at once, the scan
+//     before its next file: a YARA scan in flight ends within the scan
+//     timeout) and it fails as a broken limit named "time". A task whose
+//     bound passes while it waits for a slot is handed back, not failed.
+//   - Heartbeat interval (Welcome): kept within [MinHeartbeat, MaxHeartbeat];
+//     none (zero or negative): 5 s.
 //   - Message limit (Welcome.max_request_bytes): kept within
-//     [MinRequestBytes, protocol.MaxRequestBytes].
+//     [MinRequestBytes, protocol.MaxRequestBytes]; none (0):
+//     protocol.LegacyRequestBytes.
 //   - Tasks held: at most Threads + Config.MaxPrefetch (queued and running);
 //     tasks beyond are handed back at once.
 //   - Rule sets: one compile at a time and one set waiting; a newer set
