@@ -3,6 +3,9 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,11 +20,14 @@ import (
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -470,3 +476,56 @@ func TestThrottle(t *testing.T) {
 type syncLog struct{ testkit.SyncBuffer }
 
 func (l *syncLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(&l.SyncBuffer, nil)) }
+
+// TestIdentity: a non-local peer's identity comes from its connection (the
+// address, and the certificate under mutual TLS); a local peer's from its
+// certificate, else its own worker id.
+func TestIdentity(t *testing.T) {
+	cert := func(cn string) credentials.TLSInfo {
+		c := &x509.Certificate{Subject: pkix.Name{CommonName: cn, Organization: []string{"fleet"}}}
+		return credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{c}}}}
+	}
+	unverified := credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: "forged"}}}}}
+	tcp := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 41234} }
+	gated := &gateAddr{Addr: tcp("10.0.0.9")}
+	for _, tc := range []struct {
+		name string
+		peer *peer.Peer // nil: no peer in the context
+		want string
+	}{
+		{"no peer", nil, "w1"},
+		{"loopback", &peer.Peer{Addr: tcp("127.0.0.1")}, "w1"},
+		{"loopback v6", &peer.Peer{Addr: tcp("::1")}, "w1"},
+		{"unix socket", &peer.Peer{Addr: &net.UnixAddr{Name: "/run/df.sock", Net: "unix"}}, "w1"},
+		{"in memory", &peer.Peer{Addr: addrString("bufconn")}, "w1"},
+		{"remote", &peer.Peer{Addr: tcp("10.0.0.9")}, "addr:10.0.0.9"},
+		{"remote through the gate", &peer.Peer{Addr: gated}, "addr:10.0.0.9"},
+		{"remote v6", &peer.Peer{Addr: tcp("2001:db8::7")}, "addr:2001:db8::7"},
+		{"remote v4 in v6", &peer.Peer{Addr: tcp("::ffff:10.0.0.9")}, "addr:10.0.0.9"},
+		{"remote, unverified certificate", &peer.Peer{Addr: tcp("10.0.0.9"), AuthInfo: unverified}, "addr:10.0.0.9"},
+		{"local, mutual TLS", &peer.Peer{Addr: tcp("127.0.0.1"), AuthInfo: cert("pod-a")}, "cert:CN=pod-a,O=fleet"},
+		{"remote, mutual TLS", &peer.Peer{Addr: tcp("10.0.0.9"), AuthInfo: cert("pod-a")}, "cert:CN=pod-a,O=fleet@10.0.0.9"},
+		{"remote, shared certificate, another pod", &peer.Peer{Addr: tcp("10.0.0.10"), AuthInfo: cert("pod-a")}, "cert:CN=pod-a,O=fleet@10.0.0.10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.peer != nil {
+				ctx = peer.NewContext(ctx, tc.peer)
+			}
+			if got := identity(ctx, "w1"); got != tc.want {
+				t.Fatalf("identity %q, want %q", got, tc.want)
+			}
+		})
+	}
+	// A certificate subject of any length keeps the identity bounded.
+	long := &peer.Peer{Addr: tcp("2001:db8::7"), AuthInfo: cert(strings.Repeat("x", 1<<20))}
+	if got := identity(peer.NewContext(context.Background(), long), "w1"); len(got) > protocol.MaxIDBytes+8 {
+		t.Fatalf("identity of %d bytes", len(got))
+	}
+}
+
+// addrString is an address that is not host:port (as bufconn's).
+type addrString string
+
+func (a addrString) Network() string { return string(a) }
+func (a addrString) String() string  { return string(a) }

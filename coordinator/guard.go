@@ -7,8 +7,9 @@ import (
 
 // guard refuses, for a growing while, worker identities whose sessions keep
 // stalling (the worker stops reading, so the coordinator must cut the session
-// and re-dispatch its tasks). It holds identities, never peer addresses:
-// workers behind one NAT share an address.
+// and re-dispatch its tasks). It holds identities (see identity): for
+// workers on other hosts those come from their address, so a stall refuses
+// every worker behind that address (one NAT, one proxy) for the while.
 type guard struct {
 	base, max, forget time.Duration
 	limit             int

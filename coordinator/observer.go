@@ -37,8 +37,10 @@ type Observer interface {
 type SessionInfo struct {
 	SessionID string
 	WorkerID  string
-	// Identity is who the worker is for limits, refusals and quarantine: its
-	// mTLS certificate subject ("cert:CN=..."), else its worker id.
+	// Identity is who the worker is for limits, refusals, spot checks and
+	// quarantine (see the package doc): "addr:<IP>" or "cert:<subject>@<IP>"
+	// for a worker on another host, "cert:<subject>" or its worker id for a
+	// local one.
 	Identity string
 	Host     string
 	Version  string
