@@ -713,8 +713,8 @@ func TestFastIdentityCannotPullBackupWait(t *testing.T) {
 	for range 10 * speedWindow {
 		sp.add("fast", time.Millisecond)
 	}
-	if len(sp.samples) != speedWindow || sp.count["honest"] != 8 {
-		t.Fatalf("kept %d samples, %d of honest", len(sp.samples), sp.count["honest"])
+	if sp.n != speedWindow || len(sp.ids["honest"].samples) != 8 {
+		t.Fatalf("kept %d samples, %d of honest", sp.n, len(sp.ids["honest"].samples))
 	}
 	if q := sp.quantile(15*time.Second, time.Second, time.Minute); q != 30*time.Second {
 		t.Fatalf("flooded: %s", q)

@@ -85,3 +85,21 @@ func BenchmarkTick(b *testing.B) {
 		d.Tick(now.Add(time.Second))
 	}
 }
+
+// BenchmarkSpeedAdd measures adding one task-time sample to a full window
+// shared by 32 identities (the window's eviction and bookkeeping).
+func BenchmarkSpeedAdd(b *testing.B) {
+	var sp speed
+	names := make([]string, 32)
+	for i := range names {
+		names[i] = fmt.Sprintf("w%d", i)
+	}
+	for i := range speedWindow {
+		sp.add(names[i%len(names)], time.Second)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		sp.add(names[i%len(names)], time.Duration(i%100)*time.Millisecond)
+	}
+}

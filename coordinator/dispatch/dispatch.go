@@ -1475,8 +1475,10 @@ func (d *Dispatcher) pick(t *task, backup bool) *assignee {
 	}
 	var best *assignee
 	var bestKey pickKey
+	hash, held := t.job.RulesHash, t.noVerdict != nil || len(t.copies)+len(t.votes) > 0
 	for _, s := range d.sessions {
-		if d.free(s) <= 0 || !d.takes(s, t) || (len(t.returners) > 0 && t.avoid(s) > floor) || (clean && s.ident.overdue > 0) {
+		if !s.ready[hash] || d.free(s) <= 0 || (held && t.holds(s.identity)) ||
+			(len(t.returners) > 0 && t.avoid(s) > floor) || (clean && s.ident.overdue > 0) {
 			continue
 		}
 		slot := len(s.outstanding) < s.slots

@@ -180,23 +180,35 @@ func (d *Dispatcher) checkIdentities() error {
 	return nil
 }
 
-// checkSpeed verifies the speed samples' bound and per-identity counts.
+// checkSpeed verifies the speed samples' bound and counts.
 func (d *Dispatcher) checkSpeed() error {
 	sp := &d.speed
-	if len(sp.samples) > speedWindow {
-		return fmt.Errorf("%d speed samples", len(sp.samples))
-	}
-	n := map[string]int{}
-	for _, x := range sp.samples {
-		n[x.identity]++
-	}
-	if len(n) != len(sp.count) {
-		return fmt.Errorf("speed counts %d identities, samples %d", len(sp.count), len(n))
-	}
-	for id, c := range n {
-		if sp.count[id] != c {
-			return fmt.Errorf("speed counts %d samples of %s, holds %d", sp.count[id], id, c)
+	n := 0
+	for id, q := range sp.ids {
+		if len(q.samples) == 0 || q.identity != id {
+			return fmt.Errorf("speed queue of %s: %d samples, named %s", id, len(q.samples), q.identity)
 		}
+		for i := 1; i < len(q.samples); i++ {
+			if q.samples[i].seq <= q.samples[i-1].seq {
+				return fmt.Errorf("speed samples of %s out of order", id)
+			}
+		}
+		n += len(q.samples)
+	}
+	if n != sp.n || n > speedWindow {
+		return fmt.Errorf("%d speed samples, counted %d, bound %d", n, sp.n, speedWindow)
+	}
+	sized := 0
+	for size, b := range sp.bySize {
+		for i, q := range b {
+			if len(q.samples) != size || q.pos != i || sp.ids[q.identity] != q || size > sp.top {
+				return fmt.Errorf("speed queue of %s in size slot %d at %d: %d samples, pos %d, top %d", q.identity, size, i, len(q.samples), q.pos, sp.top)
+			}
+			sized++
+		}
+	}
+	if sized != len(sp.ids) || (sp.n > 0 && len(sp.bySize[sp.top]) == 0) {
+		return fmt.Errorf("%d queues sized, %d identities; top %d", sized, len(sp.ids), sp.top)
 	}
 	return nil
 }

@@ -26,38 +26,76 @@ const (
 // the most is counted with at most as many (its most recent) as all others
 // together: at most half of those the quantile is taken of.
 type speed struct {
-	samples []sample       // oldest first, at most speedWindow
-	count   map[string]int // samples per identity
-	cache   time.Duration
-	dirty   bool
+	ids map[string]*speedQueue // identities with samples
+	// bySize holds the identities by how many samples they hold (a queue's
+	// pos is its index in its slot); top is the largest size held.
+	bySize [speedWindow + 2][]*speedQueue
+	top    int
+	n      int    // samples kept, at most speedWindow
+	seq    uint64 // samples ever added
+	cache  time.Duration
+	dirty  bool
+}
+
+// speedQueue is one identity's samples, oldest first.
+type speedQueue struct {
+	identity string
+	samples  []sample
+	pos      int
 }
 
 type sample struct {
-	took     time.Duration
-	identity string
+	took time.Duration
+	seq  uint64 // order of arrival
+}
+
+// resize moves q from size slot from to slot to (0: none).
+func (s *speed) resize(q *speedQueue, from, to int) {
+	if from > 0 {
+		b := s.bySize[from]
+		last := b[len(b)-1]
+		b[q.pos], last.pos = last, q.pos
+		b[len(b)-1] = nil
+		s.bySize[from] = b[:len(b)-1]
+	}
+	if to > 0 {
+		q.pos = len(s.bySize[to])
+		s.bySize[to] = append(s.bySize[to], q)
+	}
 }
 
 func (s *speed) add(identity string, took time.Duration) {
 	if took < 0 {
 		return
 	}
-	if s.count == nil {
-		s.count = map[string]int{}
+	if s.ids == nil {
+		s.ids = map[string]*speedQueue{}
 	}
-	if len(s.samples) == speedWindow {
-		top := 0
-		for _, n := range s.count {
-			top = max(top, n)
-		}
-		i := slices.IndexFunc(s.samples, func(x sample) bool { return s.count[x.identity] == top })
-		if s.count[s.samples[i].identity]--; s.count[s.samples[i].identity] == 0 {
-			delete(s.count, s.samples[i].identity)
-		}
-		s.samples = slices.Delete(s.samples, i, i+1)
+	q := s.ids[identity]
+	if q == nil {
+		q = &speedQueue{identity: identity}
+		s.ids[identity] = q
 	}
-	s.samples = append(s.samples, sample{took: took, identity: identity})
-	s.count[identity]++
+	s.seq++
+	q.samples = append(q.samples, sample{took: took, seq: s.seq})
+	s.resize(q, len(q.samples)-1, len(q.samples))
+	s.top = max(s.top, len(q.samples))
+	s.n++
 	s.dirty = true
+	if s.n <= speedWindow {
+		return
+	}
+	// Drop the oldest sample of an identity holding the most.
+	v := s.bySize[s.top][0]
+	v.samples = v.samples[1:]
+	s.resize(v, s.top, len(v.samples))
+	if len(v.samples) == 0 {
+		delete(s.ids, v.identity)
+	}
+	if len(s.bySize[s.top]) == 0 {
+		s.top--
+	}
+	s.n--
 }
 
 // quantile returns the speedQuantile of the kept samples (the largest
@@ -65,7 +103,7 @@ func (s *speed) add(identity string, took time.Duration) {
 // speedMinSamples of them; the result lies within [lo, hi].
 func (s *speed) quantile(prior, lo, hi time.Duration) time.Duration {
 	q := prior
-	if len(s.samples) >= speedMinSamples {
+	if s.n >= speedMinSamples {
 		if s.dirty {
 			s.cache = s.compute()
 			s.dirty = false
@@ -76,23 +114,18 @@ func (s *speed) quantile(prior, lo, hi time.Duration) time.Duration {
 }
 
 func (s *speed) compute() time.Duration {
-	top, n := "", 0
-	for id, c := range s.count {
-		if c > n || (c == n && id < top) {
-			top, n = id, c
+	top := s.bySize[s.top][0]
+	xs := make([]time.Duration, 0, s.n)
+	for _, c := range s.ids {
+		ss := c.samples
+		// With others present, the largest counts with as many samples as
+		// all others together: its most recent.
+		if rest := s.n - len(ss); c == top && rest > 0 && len(ss) > rest {
+			ss = ss[len(ss)-rest:]
 		}
-	}
-	skip := 0 // the oldest samples of top left out
-	if rest := len(s.samples) - n; rest > 0 && n > rest {
-		skip = n - rest
-	}
-	xs := make([]time.Duration, 0, len(s.samples)-skip)
-	for _, x := range s.samples {
-		if skip > 0 && x.identity == top {
-			skip--
-			continue
+		for _, x := range ss {
+			xs = append(xs, x.took)
 		}
-		xs = append(xs, x.took)
 	}
 	slices.Sort(xs)
 	return xs[min(len(xs)-1, int(float64(len(xs))*speedQuantile))]
