@@ -35,8 +35,8 @@ func TestBoundTask(t *testing.T) {
 		{"lease ahead", at(90 * time.Second), 2 * time.Minute, true, ""},
 		{"lease just ahead", at(time.Millisecond), 30*time.Second + time.Millisecond, true, ""},
 		{"lease at the ceiling", at(10*time.Minute - 30*time.Second), 10 * time.Minute, true, ""},
-		{"lease beyond the ceiling", at(10*time.Minute - 30*time.Second + 1), 10 * time.Minute, false, "further away"},
-		{"lease a year ahead", at(365 * 24 * time.Hour), 10 * time.Minute, false, "further away"},
+		{"lease beyond the ceiling", at(10*time.Minute - 30*time.Second + 1), 10 * time.Minute, false, "later than that"},
+		{"lease a year ahead", at(365 * 24 * time.Hour), 10 * time.Minute, false, "later than that"},
 		{"lease now", at(0), 10 * time.Minute, false, "had passed"},
 		{"lease an hour ago", at(-time.Hour), 10 * time.Minute, false, "had passed"},
 		{"no lease", nil, 10 * time.Minute, false, "no lease deadline"},
@@ -247,7 +247,7 @@ func TestTaskTimeCeiling(t *testing.T) {
 		{"past by an hour", func(now time.Time) *timestamppb.Timestamp { return timestamppb.New(now.Add(-time.Hour)) },
 			"its lease deadline had passed by this worker's clock when it arrived"},
 		{"a year ahead", func(now time.Time) *timestamppb.Timestamp { return timestamppb.New(now.AddDate(1, 0, 0)) },
-			"its lease deadline is further away"},
+			"its lease deadline is later than that"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

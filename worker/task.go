@@ -60,7 +60,7 @@ func (c Config) boundTask(t *fleetv1.Task, arrived time.Time) taskBound {
 	case rem <= 0:
 		return ceiling("its lease deadline had passed by this worker's clock when it arrived")
 	case rem > c.MaxTaskTime-c.DeadlineMargin:
-		return ceiling("its lease deadline is further away")
+		return ceiling("its lease deadline is later than that")
 	}
 	d := rem + c.DeadlineMargin
 	return taskBound{at: arrived.Add(d), limit: d, lease: lease, margin: c.DeadlineMargin}
