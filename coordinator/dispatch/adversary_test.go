@@ -721,16 +721,20 @@ func TestFastIdentityCannotPullBackupWait(t *testing.T) {
 	}
 }
 
-func TestSessionCount(t *testing.T) {
-	h := newHarness(t, Config{})
+func TestSessionCountAndOutstanding(t *testing.T) {
+	h := newHarness(t, Config{Prefetch: 1})
 	if n := h.d.SessionCount(); n != 0 {
 		t.Fatalf("count %d", n)
 	}
 	h.joinAs("a", "A", 1)
-	h.joinAs("b", "A", 1)
+	h.joinAs("b", "A", 2, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
 	h.d.Leave("a", LeaveClean)
 	if n := h.d.SessionCount(); n != 1 {
 		t.Fatalf("count %d, want 1", n)
+	}
+	if n, m := h.d.Outstanding("b"), h.d.Outstanding("a"); n != 2 || m != 0 {
+		t.Fatalf("outstanding b %d, a %d; want 2, 0", n, m)
 	}
 }
 

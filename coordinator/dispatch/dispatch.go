@@ -184,8 +184,9 @@ type Config struct {
 	// math/rand/v2.Float64. Called with the dispatcher's lock held.
 	Rand func() float64
 	// TaskTimePrior is the assumed assignment-to-result time of a task until
-	// 8 results have been seen; then the 90th percentile of the last 256 is
-	// used. Either is kept within [1 s, LeaseTimeout/2]. Default 15 s.
+	// 8 results have been seen; then the 90th percentile of the last 256
+	// kept (see Snapshot.TaskTime: one identity makes at most half of them)
+	// is used. Either is kept within [1 s, LeaseTimeout/2]. Default 15 s.
 	TaskTimePrior time.Duration
 	// BackupMin and BackupMax bound how long a copy may be outstanding before
 	// a backup is dispatched: 3 times the task time, within [BackupMin,
@@ -653,6 +654,17 @@ func (d *Dispatcher) SessionCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.sessions)
+}
+
+// Outstanding is how many copies a session holds (0 for an unknown one):
+// SessionLoad.Outstanding without a Snapshot.
+func (d *Dispatcher) Outstanding(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.sessions[id]; s != nil {
+		return len(s.outstanding)
+	}
+	return 0
 }
 
 // RulesReady records that a session can scan with the rules hash. A hash
@@ -1619,7 +1631,7 @@ type SpotChecks struct {
 	// Rate is the configured share of tasks checked.
 	Rate float64
 	// Identities are the identities ready for tasks (connected, rules ready,
-	// not draining, not quarantined).
+	// not draining, quarantined or suspended).
 	Identities int
 	// Active is false when spot checks are off: Rate is 0 or fewer than two
 	// identities are ready.
@@ -1643,7 +1655,12 @@ type Snapshot struct {
 	SlotsTotal     int
 	// TaskTime is the task time the backup policy uses now (90th percentile
 	// of recent results, or the prior), BackupAfter how long a copy may be
-	// outstanding before a backup.
+	// outstanding before a backup. Recent results are the last 256 kept: when
+	// full, a new one replaces the oldest of the identity holding the most
+	// (a flood of fast answers replaces its own); while two or more
+	// identities have results kept, the largest share counts with as many
+	// (its most recent) as all others together, so no identity pulls the
+	// task time (and the backup wait) down alone.
 	TaskTime    time.Duration
 	BackupAfter time.Duration
 	SpotChecks  SpotChecks

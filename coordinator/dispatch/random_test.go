@@ -548,12 +548,22 @@ func TestRandomizedInvariants(t *testing.T) {
 	// The run must reach the hostile paths, or it proves little.
 	t.Logf("totals: %+v", sum)
 	for name, n := range map[string]int64{
-		"backups": sum.BackupsDispatched, "backups won": sum.BackupsWon, "lost-by-3 failures": sum.JobsLostFailed,
-		"mismatches": sum.VerifyMismatch, "decisions": sum.VerifyDecided, "quarantines": sum.Quarantines,
-		"discarded results": sum.ResultsDiscarded, "skipped checks": sum.VerifySkipped, "dropped jobs": sum.JobsDropped, "abandoned jobs": sum.JobsAbandoned,
-		"superseded leases": sum.JobsSuperseded,
-		"returns":           sum.TasksReturned, "suspensions": sum.SessionsSuspended,
-		"no-verdict retries": sum.NoVerdictRetries, "retries overruled": sum.NoVerdictOverruled, "retries confirmed": sum.NoVerdictConfirmed,
+		"backups":            sum.BackupsDispatched,
+		"backups won":        sum.BackupsWon,
+		"lost-by-3 failures": sum.JobsLostFailed,
+		"mismatches":         sum.VerifyMismatch,
+		"decisions":          sum.VerifyDecided,
+		"quarantines":        sum.Quarantines,
+		"discarded results":  sum.ResultsDiscarded,
+		"skipped checks":     sum.VerifySkipped,
+		"dropped jobs":       sum.JobsDropped,
+		"abandoned jobs":     sum.JobsAbandoned,
+		"superseded leases":  sum.JobsSuperseded,
+		"returns":            sum.TasksReturned,
+		"suspensions":        sum.SessionsSuspended,
+		"no-verdict retries": sum.NoVerdictRetries,
+		"retries overruled":  sum.NoVerdictOverruled,
+		"retries confirmed":  sum.NoVerdictConfirmed,
 	} {
 		if n == 0 {
 			t.Errorf("no %s in %d seeded runs", name, seeds)
