@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
 	"net"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	"github.com/dragonfly-fleet/fleet/version"
-	"golang.org/x/sync/errgroup"
 )
 
 func init() {
@@ -219,28 +219,22 @@ func closeOutbox(ob *outbox.Outbox, log *slog.Logger) {
 // servers (metrics, status and health of c; pprof when on), then stops
 // those.
 func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinator.Coordinator, ln net.Listener, f *coordinatorFlags, m *coordinatorMetrics, log *slog.Logger) error {
-	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHTTP()
-	var g errgroup.Group
+	web := httpserve.NewGroup(ctx)
+	defer web.Stop()
 	if f.metricsAddr != "" {
-		mln, err := net.Listen("tcp", f.metricsAddr)
-		if err != nil {
+		if _, err := web.Listen(f.metricsAddr, m.handler(c, srv.Ready, f.statusToken)); err != nil {
 			return fmt.Errorf("listen %s: %w", f.metricsAddr, err)
 		}
-		hs := newHTTPServer(f.metricsAddr, m.handler(c, srv.Ready, f.statusToken))
-		g.Go(func() error { return serveHTTP(httpCtx, hs, mln) })
 	}
 	if f.pprof {
-		pln, err := net.Listen("tcp", f.pprofAddr)
+		addr, err := web.Listen(f.pprofAddr, httpserve.Pprof())
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", f.pprofAddr, err)
 		}
-		log.Info("serving Go profiles", "pprof_addr", pln.Addr().String())
-		g.Go(func() error { return serveHTTP(httpCtx, newHTTPServer(f.pprofAddr, pprofHandler()), pln) })
+		log.Info("serving Go profiles", "pprof_addr", addr.String())
 	}
 	runErr := srv.Run(ctx, ln)
-	stopHTTP()
-	if err := g.Wait(); err != nil && runErr == nil {
+	if err := web.Stop(); err != nil && runErr == nil {
 		runErr = err
 	}
 	log.Info("coordinator stopped")

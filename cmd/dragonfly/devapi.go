@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -149,14 +149,11 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 		return cfg, cli.Usage("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.auth)
 	}
 	if f.useDemo {
-		files, err := demo.Files()
+		files, err := devapi.DemoFiles()
 		if err != nil {
-			return cfg, fmt.Errorf("demo packages: %w", err)
+			return cfg, err
 		}
-		for _, df := range files {
-			cfg.Files = append(cfg.Files, devapi.File{Name: df.Name, Data: df.Data})
-		}
-		cfg.Rules = demo.Rules()
+		cfg.Files, cfg.Rules = files, demo.Rules()
 	}
 	return cfg, nil
 }
@@ -191,20 +188,12 @@ func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
 	st := dev.Stats()
 	log.Info("devapi listening", "addr", ln.Addr().String(), "auth", cfg.Auth,
 		"queued", st.Queue.Queued, "backlog", st.Queue.TotalBacklog, "rules_hash", dev.RulesHash())
-	if openDoor(ln.Addr(), cfg.Auth) {
+	if devapi.OpenToAll(ln.Addr(), cfg.Auth) {
 		log.Warn("devapi serves beyond loopback without authentication: anyone who reaches it can lease, report and change its faults",
 			"addr", ln.Addr().String())
 	}
-	hs := &http.Server{Handler: dev.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	serr := serveHTTP(ctx, hs, ln) // bounded Shutdown when ctx ends
-	cerr := dev.Close()            // flush the snapshot
+	serr := httpserve.Serve(ctx, ln, dev.Handler()) // bounded Shutdown when ctx ends
+	cerr := dev.Close()                             // flush the snapshot
 	log.Info("devapi stopped")
 	return errors.Join(serr, cerr)
-}
-
-// openDoor reports whether a devapi listening on addr with auth mode auth
-// lets other hosts in without credentials.
-func openDoor(addr net.Addr, auth string) bool {
-	tcp, ok := addr.(*net.TCPAddr)
-	return auth == devapi.AuthNone && (!ok || !tcp.IP.IsLoopback())
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -111,30 +110,6 @@ func TestDevAPIUsageAndSecrets(t *testing.T) {
 		map[string]string{"DRAGONFLY_DEVAPI_CF_CLIENT_SECRET_FILE": secret})
 	if err != nil || cfg.CFClientSecret != "from-a-file" {
 		t.Fatalf("secret from a file: %q, %v", cfg.CFClientSecret, err)
-	}
-}
-
-func TestDevAPIOpenDoor(t *testing.T) {
-	for _, tt := range []struct {
-		addr string
-		auth string
-		open bool
-	}{
-		{"127.0.0.1:8000", devapi.AuthNone, false},
-		{"[::1]:8000", devapi.AuthNone, false},
-		{"0.0.0.0:8000", devapi.AuthNone, true},
-		{"[::]:8000", devapi.AuthNone, true},
-		{"192.0.2.7:8000", devapi.AuthNone, true},
-		{"0.0.0.0:8000", devapi.AuthCloudflare, false},
-		{"0.0.0.0:8000", devapi.AuthAuth0, false},
-	} {
-		addr, err := net.ResolveTCPAddr("tcp", tt.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := openDoor(addr, tt.auth); got != tt.open {
-			t.Errorf("openDoor(%s, %s) = %v, want %v", tt.addr, tt.auth, got, tt.open)
-		}
 	}
 }
 

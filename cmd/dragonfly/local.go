@@ -3,15 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"io"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
 	"net"
-	"net/http"
-	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
@@ -127,7 +122,12 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 		coordDone <- serveCoordinator(coordCtx, srv, c, ln, cf, obs, log.With("component", "coordinator"))
 	}()
 	if dev != nil {
-		g.Go(func() error { return awaitDemo(gctx, dev, stop) })
+		g.Go(func() error {
+			if dev.WaitDrained(gctx, 50*time.Millisecond) {
+				stop() // every demo job has been reported
+			}
+			return nil
+		})
 	}
 	log.Info("local fleet started", "threads", wf.threads, "api", cf.api.BaseURL)
 
@@ -138,7 +138,7 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	cerr := <-coordDone
 	gerr := g.Wait()
 	if dev != nil && ctx.Err() == nil {
-		if err := printDemoResults(e.Stdout, dev); err != nil {
+		if err := dev.WriteResults(e.Stdout); err != nil {
 			return err
 		}
 	}
@@ -155,79 +155,21 @@ func ignoreCanceled(err error) error {
 // startDemoAPI serves the demo packages and rules from an in-process
 // development API on a loopback port and points the coordinator and worker at it.
 func startDemoAPI(ctx context.Context, g *errgroup.Group, cf *coordinatorFlags, wf *workerFlags, log *slog.Logger) (*devapi.Server, error) {
-	files, err := demo.Files()
+	files, err := devapi.DemoFiles()
 	if err != nil {
 		return nil, err
 	}
-	var df []devapi.File
-	for _, f := range files {
-		df = append(df, devapi.File{Name: f.Name, Data: f.Data})
-	}
-	dev, err := devapi.New(devapi.Config{Files: df, Rules: demo.Rules(), Logger: log.With("component", "devapi")})
+	dev, err := devapi.New(devapi.Config{Files: files, Rules: demo.Rules(), Logger: log.With("component", "devapi")})
 	if err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, dev.Close())
 	}
-	hs := &http.Server{Handler: dev.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error { return serveHTTP(ctx, hs, ln) })
+	g.Go(func() error { return httpserve.Serve(ctx, ln, dev.Handler()) })
 	cf.api.BaseURL = "http://" + ln.Addr().String()
 	cf.loadDuration = 500 * time.Millisecond
 	wf.allowedHosts = []string{cf.api.BaseURL} // an origin: http to that loopback address
 	return dev, nil
-}
-
-// awaitDemo ends the run once every demo job has been reported.
-func awaitDemo(ctx context.Context, dev *devapi.Server, done context.CancelFunc) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if st := dev.Stats(); st.Queue.TotalBacklog == 0 {
-			done()
-			return nil
-		}
-	}
-}
-
-// printDemoResults prints the accepted reports as a table.
-func printDemoResults(w io.Writer, dev *devapi.Server) error {
-	var rows []devapi.ReportRecord
-	for _, r := range dev.Reports() {
-		if r.Status == http.StatusOK {
-			rows = append(rows, r)
-		}
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Name+rows[i].Version < rows[j].Name+rows[j].Version })
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PACKAGE\tVERSION\tSCORE\tRULES MATCHED\tINSPECTOR URL / REASON")
-	for _, r := range rows {
-		if r.Reason != "" {
-			fmt.Fprintf(tw, "%s\t%s\tFAILED\t-\t%s\n", r.Name, r.Version, r.Reason)
-			continue
-		}
-		score, rules, link := "0", "-", "-"
-		if r.Score != nil {
-			score = fmt.Sprint(*r.Score)
-		}
-		if len(r.RulesMatched) > 0 {
-			rules = strings.Join(r.RulesMatched, ",")
-		}
-		if r.InspectorURL != nil {
-			link = *r.InspectorURL
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, score, rules, link)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	st := dev.Stats()
-	fmt.Fprintf(w, "\n%d releases scanned: %d reports accepted, %d refused (409), rules %s\n", len(rows), st.ReportsAccepted, st.Status409, dev.RulesHash())
-	return nil
 }

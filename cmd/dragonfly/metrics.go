@@ -77,12 +77,7 @@ func (m *coordinatorMetrics) handler(src status.Source, ready func() bool, statu
 	if m.worker != nil {
 		extra = append(extra, m.worker.Registry())
 	}
-	return bearerOnly(statusToken, isStatusPath, m.Handler(src, ready, extra...))
-}
-
-// isStatusPath reports whether path shows the status (token protected).
-func isStatusPath(path string) bool {
-	return path == "/status" || path == "/status.json" || path == "/"
+	return status.Protect(statusToken, m.Handler(src, ready, extra...))
 }
 
 // buildRevision is the VCS revision of this binary for build_info:

@@ -28,31 +28,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-func TestStatusURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"localhost:10179", "http://localhost:10179/status.json"},
-		{":10179", "http://localhost:10179/status.json"},
-		{"10.0.0.7:10179", "http://10.0.0.7:10179/status.json"},
-		{"[::1]:10179", "http://[::1]:10179/status.json"},
-		{"http://coord:10179", "http://coord:10179/status.json"},
-		{"http://coord:10179/", "http://coord:10179/status.json"},
-		{"http://coord:10179/status", "http://coord:10179/status.json"},
-		{"https://ops.example/fleet/status.json", "https://ops.example/fleet/status.json"},
-		{"https://ops.example/fleet/", "https://ops.example/fleet/status.json"},
-	}
-	for _, tt := range tests {
-		got, err := statusURL(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("statusURL(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"", "coord", "ftp://coord/x", "http://"} {
-		if got, err := statusURL(bad); err == nil {
-			t.Errorf("statusURL(%q) = %q, want an error", bad, got)
-		}
-	}
-}
-
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return runCmdEnv(t, nil, args...)
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
-	"net"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -163,16 +163,12 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	cfg.Target, cfg.Token, cfg.TLS, cfg.ServerName, cfg.FleetInsecure = target, token, tlsFiles, serverName, c.fleetInsecure
 	wm := newWorkerMetrics(f.threads)
 	cfg.Observer = wm
+	web := httpserve.NewGroup(ctx)
+	defer web.Stop()
 	if metrics != "" {
-		ln, err := net.Listen("tcp", metrics)
-		if err != nil {
+		if _, err := web.Listen(metrics, wm.handler()); err != nil {
 			return err
 		}
-		httpCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		defer stop()
-		done := make(chan error, 1)
-		go func() { done <- serveHTTP(httpCtx, newHTTPServer(metrics, wm.handler()), ln) }()
-		defer func() { stop(); <-done }()
 	}
 	log.Info("worker started", "coordinator", target, "threads", f.threads, "allowed_hosts", f.allowedHosts, "version", version.String())
 	err = worker.Run(ctx, cfg)

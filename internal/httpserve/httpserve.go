@@ -1,0 +1,113 @@
+// Package httpserve serves the HTTP sides of dragonfly's long-running
+// commands (metrics, status and health; Go's profiles; the development API)
+// with bounded servers: request headers read within 10 s, idle connections
+// closed after 2 min, and a shutdown that waits at most 5 s for requests in
+// flight before it closes the rest.
+package httpserve
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"sync"
+	"time"
+)
+
+// shutdownTimeout bounds how long a stopping server waits for requests in
+// flight.
+const shutdownTimeout = 5 * time.Second
+
+// Serve serves h on ln until ctx ends, then shuts the server down
+// (bounded). It returns early with the error when serving fails.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Group serves handlers beside a command's main work and stops them after
+// it: its servers run until Stop, not until the command's context ends, so
+// metrics and health stay up while the work drains.
+type Group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	mu     sync.Mutex
+	err    error // the first serving error
+}
+
+// NewGroup returns a Group; its servers keep ctx's values, not its end.
+func NewGroup(ctx context.Context) *Group {
+	g := &Group{}
+	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	return g
+}
+
+// Listen listens on addr and serves h there until Stop. It returns the
+// address listened on.
+func (g *Group) Listen(addr string, h http.Handler) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := Serve(g.ctx, ln, h); err != nil {
+			g.mu.Lock()
+			if g.err == nil {
+				g.err = err
+			}
+			g.mu.Unlock()
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// Stop shuts every server down (each bounded), waits for them, and returns
+// the first error a server failed with. Calling it again returns the same.
+func (g *Group) Stop() error {
+	g.once.Do(func() {
+		g.cancel()
+		g.wg.Wait()
+	})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// Pprof serves Go's profiles under /debug/pprof/. It never serves the
+// process's command line (pprof.Cmdline: flags may carry secrets) or its
+// environment.
+func Pprof() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/cmdline") {
+			http.NotFound(w, r)
+			return
+		}
+		pprof.Index(w, r)
+	})
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}

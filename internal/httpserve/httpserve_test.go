@@ -1,0 +1,85 @@
+package httpserve
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestPprofNeverServesTheCommandLine: flags may carry secrets
+// (--fleet-token), so the profiling handler answers 404 for the command line
+// while it serves the profiles.
+func TestPprofNeverServesTheCommandLine(t *testing.T) {
+	srv := httptest.NewServer(Pprof())
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/debug/pprof/cmdline", "/debug/pprof/cmdline?debug=1"} {
+		if code, body := get(p); code != http.StatusNotFound || strings.Contains(body, os.Args[0]) {
+			t.Errorf("%s: %d, want 404 without the command line", p, code)
+		}
+	}
+	if code, _ := get("/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+		t.Errorf("goroutine profile: %d, want 200", code)
+	}
+}
+
+// TestGroupStopsAfterTheWork: a group's servers answer until Stop, after
+// the context they came from has ended; Stop shuts them down and says why
+// one failed.
+func TestGroupStopsAfterTheWork(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	g := NewGroup(ctx)
+	addr, err := g.Listen("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the command's work is ending; its metrics still answer
+	resp, err := http.Get("http://" + addr.String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + addr.String() + "/"); err == nil {
+		t.Error("still serving after Stop")
+	}
+	if err := g.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if _, err := NewGroup(t.Context()).Listen(addr.String()+"x", http.NotFoundHandler()); err == nil {
+		t.Error("a bad address listened")
+	}
+}
+
+// TestServeReturnsWhenServingFails: a listener that fails ends Serve with
+// its error before the context ends.
+func TestServeReturnsWhenServingFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if err := Serve(t.Context(), ln, http.NotFoundHandler()); err == nil || errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("err = %v", err)
+	}
+}
