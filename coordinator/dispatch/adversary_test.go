@@ -199,9 +199,14 @@ func TestReturnedAvoidsReturner(t *testing.T) {
 	if s := h.d.Snapshot(); s.TasksWaiting != 1 {
 		t.Fatalf("waiting = %d", s.TasksWaiting)
 	}
-	h.d.Leave("a1", LeaveClean)
-	// Only B is left: the returner takes it again (someone must).
-	if tk := one(t, b); tk.URL != "u1" && tk.URL != "x" {
+	// A sits on x: once its copy is overdue, A is no reason to wait (a
+	// silent identity's full queue): u1 goes back to b, the only other.
+	h.d.Tick(at(44))
+	if n := len(b.take()); n != 0 {
+		t.Fatalf("b got %d tasks while A was busy but answering", n)
+	}
+	h.d.Tick(at(45))
+	if tk := one(t, b); tk.URL != "u1" {
 		t.Fatalf("b got %+v", tk)
 	}
 

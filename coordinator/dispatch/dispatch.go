@@ -33,7 +33,8 @@
 //     old as the task's first dispatch, so a task cannot be kept young;
 //   - hands every task back (Returned) without draining: a task is not given
 //     again to an identity that returned it while another identity could
-//     take it (nor to the returning session while another session could), and
+//     take it (has a free credit, or is busy without overdue copies), nor to
+//     the returning session while another session could, and
 //     a session that returns more than its slots + prefetch tasks within a
 //     minute gets no new tasks for two minutes (EventSessionSuspended,
 //     SessionLoad.SuspendedUntil). A task nobody else takes waits, and its
@@ -1454,13 +1455,15 @@ func (k pickKey) less(o pickKey) bool {
 }
 
 // pick returns a session for a copy of t: one that takes it (see takes) with
-// a free credit (a free slot for a backup). Sessions that handed t back are
-// skipped while another that takes it exists, busy or not: a returning
-// identity while another identity could, the returning session while
-// another session of its identity could. A backup waits for an identity
-// holding no overdue copy while one could take it, busy or not: a silent
-// identity's free slots do not take the backups of the silent. Among the
-// rest, a free slot wins
+// a free credit (a free slot for a backup). Some wait for others that could
+// take t: sessions that take it and have a free credit, or are busy but
+// hold no overdue copy (they answer; a silent identity's full queue is no
+// reason to wait). Sessions that handed t back are skipped while another
+// could take it: a returning identity while another identity could, the
+// returning session while another session of its identity could. A backup
+// waits for an identity holding no overdue copy while one could take it: a
+// silent identity's free slots do not take the backups of the silent.
+// Among the rest, a free slot wins
 // over a prefetch credit (a task never queues while a slot is idle); then
 // the identity holding the fewest overdue copies; for a backup, one whose
 // identity has answered before; then the identity holding the fewest copies,
@@ -1470,14 +1473,14 @@ func (k pickKey) less(o pickKey) bool {
 // whatever slots or sessions they claim, and backups go to identities that
 // answer.
 func (d *Dispatcher) pick(t *task, backup bool) *assignee {
-	// The least avoided sessions that take t, busy or not, and for a
+	// The least avoided sessions that could take t (see above), and for a
 	// backup whether one of them holds no overdue copy.
 	floor, clean := 0, false
 	if len(t.returners) > 0 || backup {
 		floor = 2
 		var cleanAt [3]bool
 		for _, s := range d.sessions {
-			if d.takes(s, t) {
+			if d.takes(s, t) && (s.ident.overdue == 0 || d.free(s) > 0) {
 				a := t.avoid(s)
 				floor = min(floor, a)
 				cleanAt[a] = cleanAt[a] || s.ident.overdue == 0
