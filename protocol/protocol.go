@@ -44,6 +44,12 @@ const (
 	// MaxTextBytes bounds one input-derived text in a message: a failure
 	// reason, a compile error, a task return reason.
 	MaxTextBytes = 4 << 10
+
+	// MaxPrefetch is the most tasks a coordinator assigns a session beyond
+	// its slots (DRAGONFLY_PREFETCH is refused above it) and what a worker
+	// holds beyond its scanner threads by default: tasks beyond are handed
+	// back at once.
+	MaxPrefetch = 16
 )
 
 // RuleSetBytes is the size of a rule set as MaxRuleSetBytes counts it.

@@ -318,7 +318,7 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 		case room <= 0:
 			over = append(over, t.GetTaskId())
 		default:
-			s.queue = append(s.queue, queued{task: t, bound: w.cfg.boundTask(t, now)})
+			s.queue = append(s.queue, queued{task: t, bound: w.cfg.boundTask(now)})
 			room--
 		}
 	}

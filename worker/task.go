@@ -18,63 +18,30 @@ import (
 // (TaskFailure.limit, and the Observer's limit label).
 const limitTime = "time"
 
-// taskBound is when a task must be over, by this worker's clock.
+// taskBound is when a task must be over, by this worker's clock: its arrival
+// plus MaxTaskTime (on the monotonic clock: a step of the wall clock changes
+// nothing).
+//
+// The task's lease deadline is not the bound: the coordinator keeps a job
+// whose copies are all out past its lease (up to its MaxJobAge, 15 min by
+// default) and reports it then, so a slow scan is still a verdict; failing
+// it at the lease would turn it into a final failure report. MaxTaskTime
+// (10 min by default) ends a task before the coordinator gives its job up.
 type taskBound struct {
-	// at is when the task's context ends: its arrival plus limit (on the
-	// monotonic clock: a step of the wall clock changes nothing).
 	at    time.Time
 	limit time.Duration
-	// lease is the lease deadline the bound comes from (plus margin); zero
-	// when the worker's MaxTaskTime applied, for the reason why.
-	lease  time.Time
-	margin time.Duration
-	why    string
 }
 
 // boundTask computes the time bound of a task that arrived at arrived.
-//
-// The coordinator's clock is not ours and the protocol carries no send time,
-// so a skew cannot be measured; it is clamped instead. The lease deadline is
-// used as a duration from the task's arrival, plus DeadlineMargin, when that
-// is positive and at most MaxTaskTime. A deadline that is absent or invalid,
-// already past (a coordinator clock behind ours, or a task dispatched after
-// its lease), or further away than MaxTaskTime (a clock ahead of ours, or a
-// hostile value) gives MaxTaskTime: a skewed coordinator makes tasks run up to
-// MaxTaskTime, never fail at once. A coordinator clock behind ours by less
-// than the lease's remainder shortens the bound by the skew, down to
-// DeadlineMargin.
-func (c Config) boundTask(t *fleetv1.Task, arrived time.Time) taskBound {
-	ceiling := func(why string) taskBound {
-		return taskBound{at: arrived.Add(c.MaxTaskTime), limit: c.MaxTaskTime, why: why}
-	}
-	ld := t.GetLeaseDeadline()
-	if ld == nil {
-		return ceiling("the task has no lease deadline")
-	}
-	if ld.CheckValid() != nil {
-		return ceiling("its lease deadline is not a valid time")
-	}
-	lease := ld.AsTime()
-	rem := lease.Sub(arrived)
-	switch {
-	case rem <= 0:
-		return ceiling("its lease deadline had passed by this worker's clock when it arrived")
-	case rem > c.MaxTaskTime-c.DeadlineMargin:
-		return ceiling("its lease deadline is later than that")
-	}
-	d := rem + c.DeadlineMargin
-	return taskBound{at: arrived.Add(d), limit: d, lease: lease, margin: c.DeadlineMargin}
+func (c Config) boundTask(arrived time.Time) taskBound {
+	return taskBound{at: arrived.Add(c.MaxTaskTime), limit: c.MaxTaskTime}
 }
 
 // taskTimeError is the cause of a task context that reached its bound.
 type taskTimeError struct{ b taskBound }
 
 func (e *taskTimeError) Error() string {
-	if !e.b.lease.IsZero() {
-		return fmt.Sprintf("task ran past its lease deadline %s plus the %s margin: stopped %s after it arrived",
-			e.b.lease.UTC().Format(time.RFC3339), e.b.margin, e.b.limit.Round(time.Millisecond))
-	}
-	return fmt.Sprintf("task ran past the worker's limit DRAGONFLY_MAX_TASK_TIME (%s; %s)", e.b.limit, e.b.why)
+	return fmt.Sprintf("task ran past the worker's limit DRAGONFLY_MAX_TASK_TIME (%s)", e.b.limit)
 }
 
 // timeFailure is the failure of a distribution whose task ran past its bound.

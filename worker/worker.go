@@ -8,13 +8,11 @@
 //
 // The coordinator is not trusted with the worker's resources: every value it
 // sends that sizes or paces the worker is bounded here.
-//   - Time of a task: a task runs until its lease deadline plus
-//     Config.DeadlineMargin, at most Config.MaxTaskTime from its arrival
-//     (the whole bound when the deadline is absent, already past or further
-//     away); then its context ends (the download stops at once, the scan
-//     before its next file: a YARA scan in flight ends within the scan
-//     timeout) and it fails as a broken limit named "time". A task whose
-//     bound passes while it waits for a slot is handed back, not failed.
+//   - Time of a task: at most Config.MaxTaskTime from its arrival; then its
+//     context ends (the download stops at once, the scan before its next
+//     file: a YARA scan in flight ends within the scan timeout) and it fails
+//     as a broken limit named "time". A task whose bound passes while it
+//     waits for a slot is handed back, not failed.
 //   - Heartbeat interval (Welcome): kept within [MinHeartbeat, MaxHeartbeat];
 //     none (zero or negative): 5 s.
 //   - Message limit (Welcome.max_request_bytes): kept within
@@ -61,10 +59,8 @@ const (
 	DefaultGrace = 25 * time.Second
 	// DefaultMaxTaskTime is Config.MaxTaskTime's default.
 	DefaultMaxTaskTime = 10 * time.Minute
-	// DefaultDeadlineMargin is Config.DeadlineMargin's default.
-	DefaultDeadlineMargin = 30 * time.Second
 	// DefaultMaxPrefetch is Config.MaxPrefetch's default.
-	DefaultMaxPrefetch = 4
+	DefaultMaxPrefetch = protocol.MaxPrefetch
 )
 
 // Bounds on the coordinator's Welcome.
@@ -143,24 +139,16 @@ type Config struct {
 	// process exits non-zero instead of looking healthy. Default 3.
 	AuthFailures int
 	// MaxTaskTime bounds the time of one task from its arrival: download,
-	// unpacking and scan (DRAGONFLY_MAX_TASK_TIME). It is the whole bound
-	// when the task's lease deadline is absent, already past by this
-	// worker's clock (a coordinator clock behind ours, or a task dispatched
-	// after its lease), or further away than MaxTaskTime; else the task's
-	// lease deadline plus DeadlineMargin is. A task past its bound fails as
-	// the limit "time". Default DefaultMaxTaskTime (10 min, below the
-	// coordinator's 15 min MaxJobAge).
+	// unpacking and scan (DRAGONFLY_MAX_TASK_TIME). A task past it fails as
+	// the limit "time". Not the task's lease deadline: the coordinator still
+	// reports a job whose copies run past its lease, up to its MaxJobAge.
+	// Default DefaultMaxTaskTime (10 min, below the coordinator's 15 min
+	// MaxJobAge).
 	MaxTaskTime time.Duration
-	// DeadlineMargin is how long a task may run past its lease deadline
-	// (DRAGONFLY_TASK_DEADLINE_MARGIN): the API may still take a report just
-	// after the lease, and it absorbs a coordinator clock up to this much
-	// ahead of ours. Default DefaultDeadlineMargin (30 s).
-	DeadlineMargin time.Duration
-	// MaxPrefetch bounds the tasks held beyond Threads, waiting for a slot
-	// (DRAGONFLY_WORKER_PREFETCH): tasks a coordinator assigns beyond
-	// Threads + MaxPrefetch are handed back at once. The coordinator's
-	// DRAGONFLY_PREFETCH (default 1) must not exceed it, or every assignment
-	// beyond it comes straight back. Default DefaultMaxPrefetch (4).
+	// MaxPrefetch bounds the tasks held beyond Threads, waiting for a slot:
+	// tasks a coordinator assigns beyond Threads + MaxPrefetch are handed
+	// back at once. Default DefaultMaxPrefetch (protocol.MaxPrefetch, the
+	// most a coordinator assigns beyond a session's slots).
 	MaxPrefetch int
 
 	// compileRules compiles a pushed rule set. Default rules.Compile; tests
@@ -209,9 +197,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTaskTime <= 0 {
 		c.MaxTaskTime = DefaultMaxTaskTime
-	}
-	if c.DeadlineMargin <= 0 {
-		c.DeadlineMargin = DefaultDeadlineMargin
 	}
 	if c.MaxPrefetch <= 0 {
 		c.MaxPrefetch = DefaultMaxPrefetch
