@@ -94,7 +94,7 @@ func scanningWorker(t *testing.T, client *chanClient, files *fakeFiles, threads 
 	cfg, err := Config{
 		Target: "test", WorkerID: "w", Host: "h", Threads: threads, BackoffMin: time.Second, BackoffMax: time.Second,
 		MaxTaskTime: maxTaskTime,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger:      slog.New(slog.DiscardHandler),
 		Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
 			StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
 	}.withDefaults()
