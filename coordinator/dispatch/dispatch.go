@@ -147,8 +147,8 @@ const (
 // (DRAGONFLY_MAX_DISTRIBUTIONS), as dragonfly-api.md gives it.
 const DefaultMaxDistributions = 128
 
-// DefaultMaxIdentityCredits is Config.MaxIdentityCredits's default: four
-// sessions of the largest slot count with their prefetch.
+// DefaultMaxIdentityCredits is Config.MaxIdentityCredits's default: the
+// slots of four sessions of the default MaxSlots (64).
 const DefaultMaxIdentityCredits = 256
 
 // Config bounds a Dispatcher. Zero durations and counts mean the defaults
