@@ -110,7 +110,7 @@ base_url = "http://127.0.0.1:8000"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.f.bulkSize != 7 || c.f.heartbeat != 2*time.Second || c.f.loadDuration != 45*time.Second || !c.f.pprof || c.f.api.BaseURL != "http://127.0.0.1:8000" {
+	if c.f.coord.BulkSize != 7 || c.f.coord.HeartbeatInterval != 2*time.Second || c.f.coord.LoadDuration != 45*time.Second || !c.f.pprof || c.f.api.BaseURL != "http://127.0.0.1:8000" {
 		t.Errorf("config = %+v", c.f)
 	}
 	var w workerCmd
@@ -119,7 +119,7 @@ base_url = "http://127.0.0.1:8000"
 	if err := s.Parse(nil, envMap(nil), configDir(t, `allowed_hosts = ["a.example", "http://b.example:8000"]`, "")); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(w.f.allowedHosts, "|"); got != "a.example|http://b.example:8000" {
+	if got := strings.Join(w.f.cfg.Fetch.AllowedHosts, "|"); got != "a.example|http://b.example:8000" {
 		t.Errorf("allowed hosts %q", got)
 	}
 }
@@ -159,8 +159,8 @@ func TestConfigFlag(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.f.bulkSize != tt.want {
-				t.Errorf("bulk size %d, want %d (files %v)", c.f.bulkSize, tt.want, s.Files())
+			if c.f.coord.BulkSize != tt.want {
+				t.Errorf("bulk size %d, want %d (files %v)", c.f.coord.BulkSize, tt.want, s.Files())
 			}
 		})
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
@@ -30,97 +29,95 @@ spreads their distributions over the connected workers, and reports each job's
 result. Workers connect to --listen-addr with the fleet token. Prometheus
 metrics, /status and /status.json are served on --metrics-addr.`
 
-// coordinatorFlags are the settings of a coordinator (also used by local).
+// coordinatorFlags are the settings of a coordinator (also used by local):
+// the Configs of the API client, the coordinator and its outbox, and its
+// HTTP side.
 type coordinatorFlags struct {
-	api          mainframe.Config
-	bulkSize     int
-	loadDuration time.Duration
-	leaseTimeout time.Duration
-	prefetch     int
-	heartbeat    time.Duration
-	drainTimeout time.Duration
-	outboxPath   string
-	outboxSize   int
-	metricsAddr  string
-	pprof        bool
-	pprofAddr    string
-	statusToken  string
-	maxSlots     int
-	verifyRate   float64
-	logLevel     string
-	logFormat    string
-	// maxDistributions is the one limit the coordinator applies itself.
-	maxDistributions int
-	autoscale        autoscaleFlags
+	api                 mainframe.Config
+	coord               coordinator.Config
+	outbox              outbox.Config
+	metricsAddr         string
+	pprof               bool
+	pprofAddr           string
+	statusToken         string
+	logLevel, logFormat string
+	// autoscale shapes dragonfly_fleet_desired_workers, the signal the
+	// Kubernetes autoscaler (KEDA) scales the worker Deployment on.
+	autoscaleMax, autoscaleSlots int
 }
 
 func (f *coordinatorFlags) register(s *cli.Settings) {
+	c := &f.coord
 	apiFlags(s, &f.api)
-	s.Var(cli.Int(&f.bulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
-	s.Var(cli.Duration(&f.loadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
-	s.Var(cli.Duration(&f.leaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
-	s.Var(cli.Int(&f.prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
-	s.Var(cli.Duration(&f.heartbeat, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
-	s.Var(cli.Duration(&f.drainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
-	s.Var(cli.String(&f.outboxPath, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").DeprecatedFlag("outbox")
-	s.Var(cli.Int(&f.outboxSize, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
-	s.Var(cli.Int(&f.maxDistributions, coordinator.DefaultMaxDistributions), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
+	s.Var(cli.Int(&c.BulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
+	s.Var(cli.Duration(&c.LoadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
+	s.Var(cli.Duration(&c.LeaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
+	s.Var(cli.Int(&c.Prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
+	s.Var(cli.Duration(&c.HeartbeatInterval, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
+	s.Var(cli.Duration(&c.DrainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
+	s.Var(cli.String(&f.outbox.Path, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").DeprecatedFlag("outbox")
+	s.Var(cli.Int(&f.outbox.Capacity, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
+	s.Var(cli.Int(&c.MaxDistributions, coordinator.DefaultMaxDistributions), "DRAGONFLY_MAX_DISTRIBUTIONS", "maximum distributions of one job (more fails the job)")
 	s.Var(cli.String(&f.metricsAddr, ":"+coordinator.DefaultMetricsPort), "DRAGONFLY_METRICS_ADDR", "address for /metrics, /status, /status.json, /healthz and /readyz (empty: off)")
 	s.Var(cli.String(&f.statusToken, ""), "DRAGONFLY_STATUS_TOKEN", "bearer token /status and /status.json require (empty: none; /metrics never needs one and carries no secret)").MarkSecret()
-	s.Var(cli.Int(&f.maxSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
-	s.Var(cli.Share(&f.verifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")
-	f.autoscale.register(s)
+	s.Var(cli.Int(&c.MaxWorkerSlots, coordinator.DefaultMaxWorkerSlots), "DRAGONFLY_MAX_WORKER_SLOTS", "most scanner slots one worker may claim (larger claims are capped)")
+	s.Var(cli.Share(&c.VerifyRate, coordinator.DefaultVerifyRate), "DRAGONFLY_VERIFY_RATE", "share of tasks scanned again by a second worker and compared before reporting (0: no spot checks)")
+	s.Var(cli.Int(&f.autoscaleMax, 100), "DRAGONFLY_AUTOSCALE_MAX_WORKERS", "cap of dragonfly_fleet_desired_workers, the workers the backlog needs")
+	s.Var(cli.Int(&f.autoscaleSlots, 2), "DRAGONFLY_AUTOSCALE_WORKER_SLOTS", "scanner slots per worker that dragonfly_fleet_desired_workers assumes while no worker is connected")
 	s.Var(cli.Bool(&f.pprof, false), "DRAGONFLY_PPROF", "serve Go profiling under /debug/pprof/ on --pprof-addr")
 	s.Var(cli.String(&f.pprofAddr, "127.0.0.1:6060"), "DRAGONFLY_PPROF_ADDR", "address for /debug/pprof/ when --pprof is on (loopback by default: profiles are for operators)")
 	cli.LogFlags(s, &f.logLevel, &f.logFormat)
 }
 
 func (f *coordinatorFlags) validate() error {
-	if f.bulkSize <= 0 {
-		return cli.Usage("DRAGONFLY_BULK_SIZE=%d: must be positive", f.bulkSize)
+	for _, v := range []struct {
+		env string
+		n   int
+		min int
+	}{
+		{"DRAGONFLY_BULK_SIZE", f.coord.BulkSize, 1}, {"DRAGONFLY_OUTBOX_SIZE", f.outbox.Capacity, 1},
+		{"DRAGONFLY_MAX_DISTRIBUTIONS", f.coord.MaxDistributions, 1}, {"DRAGONFLY_PREFETCH", f.coord.Prefetch, 0},
+		{"DRAGONFLY_MAX_WORKER_SLOTS", f.coord.MaxWorkerSlots, 1}, {"DRAGONFLY_AUTOSCALE_MAX_WORKERS", f.autoscaleMax, 1},
+		{"DRAGONFLY_AUTOSCALE_WORKER_SLOTS", f.autoscaleSlots, 1},
+	} {
+		if v.n < v.min {
+			return atLeast(v.env, v.n, v.min)
+		}
 	}
-	if f.outboxSize <= 0 {
-		return cli.Usage("DRAGONFLY_OUTBOX_SIZE=%d: must be positive", f.outboxSize)
-	}
-	if f.maxDistributions <= 0 {
-		return cli.Usage("DRAGONFLY_MAX_DISTRIBUTIONS=%d: must be positive", f.maxDistributions)
-	}
-	if f.prefetch < 0 {
-		return cli.Usage("DRAGONFLY_PREFETCH=%d: must not be negative", f.prefetch)
-	}
-	if f.maxSlots <= 0 {
-		return cli.Usage("DRAGONFLY_MAX_WORKER_SLOTS=%d: must be positive", f.maxSlots)
-	}
-	return f.autoscale.validate()
+	return nil
 }
 
-// newCoordinator builds a coordinator and its API client from the flags.
+// atLeast is the usage error for a setting below its minimum (0 or 1).
+func atLeast(env string, n, min int) error {
+	if min == 0 {
+		return cli.Usage("%s=%d: must not be negative", env, n)
+	}
+	return cli.Usage("%s=%d: must be positive", env, n)
+}
+
+// newCoordinator builds a coordinator, its API client and its outbox from
+// the flags.
 func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetrics) (*coordinator.Coordinator, *outbox.Outbox, error) {
 	cred, err := resolveAPI(&f.api)
 	if err != nil {
 		return nil, nil, err
 	}
 	log.Info("dragonfly api", "base_url", f.api.BaseURL, "credentials", cred.String())
-	f.api.Logger = log
-	f.api.UserAgent = version.UserAgent()
-	f.api.Observer = obs.apiObserver()
+	f.api.Logger, f.api.UserAgent, f.api.Observer = log, version.UserAgent(), obs.APIObserver()
 	api, err := mainframe.New(f.api)
 	if err != nil {
 		return nil, nil, cli.Usage("%v", err)
 	}
-	ob, err := outbox.Open(outbox.Config{Path: f.outboxPath, Capacity: f.outboxSize})
+	ob, err := outbox.Open(f.outbox)
 	if err != nil {
 		return nil, nil, err
 	}
 	if n := ob.Len(); n > 0 {
-		log.Info("outbox holds reports from an earlier run; sending them", "reports", n, "path", f.outboxPath)
+		log.Info("outbox holds reports from an earlier run; sending them", "reports", n, "path", f.outbox.Path)
 	}
-	c, err := coordinator.New(coordinator.Config{
-		API: api, BulkSize: f.bulkSize, LoadDuration: f.loadDuration, LeaseTimeout: f.leaseTimeout,
-		Prefetch: f.prefetch, MaxDistributions: f.maxDistributions, MaxWorkerSlots: f.maxSlots, VerifyRate: f.verifyRate,
-		HeartbeatInterval: f.heartbeat, DrainTimeout: f.drainTimeout, Outbox: ob,
-		Version: version.String(), Logger: log, Observer: obs,
-	})
+	cfg := f.coord
+	cfg.API, cfg.Outbox, cfg.Version, cfg.Logger, cfg.Observer = api, ob, version.String(), log, obs
+	c, err := coordinator.New(cfg)
 	if err != nil {
 		ob.Close()
 		return nil, nil, err
@@ -158,11 +155,8 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	var cc coordinatorCmd
 	s := e.Settings("dragonfly coordinator", coordinatorUsage)
 	cc.register(s)
-	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
+	if err := e.Parse(s, args, false); err != nil {
 		return err
-	}
-	if len(s.Args()) > 0 {
-		return cli.UnexpectedArgs(s.Args())
 	}
 	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles
 	if err := f.validate(); err != nil {
@@ -177,7 +171,7 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 		return cli.Usage("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}
 	if cc.maxWorkers <= 0 {
-		return cli.Usage("DRAGONFLY_MAX_WORKERS=%d: must be positive", cc.maxWorkers)
+		return atLeast("DRAGONFLY_MAX_WORKERS", cc.maxWorkers, 1)
 	}
 	if token == "" {
 		log.Warn("insecure: workers are accepted without a fleet token (loopback only)")
@@ -186,7 +180,7 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 		log.Warn("plaintext gRPC: set DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY; a fleet token from a non-loopback worker is refused unless DRAGONFLY_FLEET_INSECURE is set")
 	}
 
-	obs := newCoordinatorMetrics(f.autoscale)
+	obs := newCoordinatorMetrics(f)
 	c, ob, err := f.newCoordinator(log, obs)
 	if err != nil {
 		return err

@@ -50,103 +50,69 @@ the port can lease, report and change the faults: to serve other hosts
 (e.g. --listen :8000 in a container), publish the port on loopback only or
 set --auth.`
 
-// devapiFlags are the settings of dragonfly devapi.
+// devapiFlags are the settings of dragonfly devapi: the server's Config
+// and how to run it.
 type devapiFlags struct {
-	listen          string
-	packages        string
-	rules           string
-	useDemo         bool
-	leaseTimeout    time.Duration
-	maxAttempts     int
-	auth            string
-	cfID, cfSecret  string
-	cfTokens        map[string]string
-	a0ID, a0Secret  string
-	a0User, a0Pass  string
-	a0Users         map[string]string
-	a0Audience      string
-	tokenLifetime   time.Duration
-	publicURL       string
-	synthetic       int
-	snapshot        string
-	reportErrorRate float64
-	latency         time.Duration
-	logLevel        string
-	logFormat       string
+	cfg                 devapi.Config
+	listen              string
+	useDemo             bool
+	logLevel, logFormat string
 }
 
 func (f *devapiFlags) register(s *cli.Settings) {
+	c := &f.cfg
 	// Flags drop the DRAGONFLY_DEVAPI_ prefix: DRAGONFLY_DEVAPI_LISTEN_ADDR
 	// is --listen-addr and devapi_listen_addr.
 	s.SetNamespace("DRAGONFLY_DEVAPI_")
 	s.Var(cli.String(&f.listen, "127.0.0.1:8000"), "DRAGONFLY_DEVAPI_LISTEN_ADDR", "address to serve the API on (loopback by default; \":8000\" serves every interface)").
 		DeprecatedFlag("listen").DeprecatedEnv("DRAGONFLY_DEVAPI_LISTEN")
-	s.Var(cli.String(&f.packages, ""), "DRAGONFLY_DEVAPI_PACKAGES", "directory of distribution files (sdists, wheels, eggs) to serve and queue")
-	s.Var(cli.String(&f.rules, ""), "DRAGONFLY_DEVAPI_RULES", "directory of YARA rule files (*.yara, *.yar); re-read when they change")
+	s.Var(cli.String(&c.PackagesDir, ""), "DRAGONFLY_DEVAPI_PACKAGES", "directory of distribution files (sdists, wheels, eggs) to serve and queue")
+	s.Var(cli.String(&c.RulesDir, ""), "DRAGONFLY_DEVAPI_RULES", "directory of YARA rule files (*.yara, *.yar); re-read when they change")
 	s.Var(cli.Bool(&f.useDemo, false), "DRAGONFLY_DEVAPI_DEMO", "serve the built-in demo packages and rules")
-	s.Var(cli.Duration(&f.leaseTimeout, 120*time.Second), "DRAGONFLY_DEVAPI_LEASE_TIMEOUT", "how long a lease stays pending before it may be re-leased")
-	s.Var(cli.Int(&f.maxAttempts, 3), "DRAGONFLY_DEVAPI_MAX_ATTEMPTS", "leases per job before it is dead-lettered")
-	s.Var(cli.String(&f.auth, "none"), "DRAGONFLY_DEVAPI_AUTH", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)")
+	s.Var(cli.Duration(&c.LeaseTimeout, 120*time.Second), "DRAGONFLY_DEVAPI_LEASE_TIMEOUT", "how long a lease stays pending before it may be re-leased")
+	s.Var(cli.Int(&c.MaxAttempts, 3), "DRAGONFLY_DEVAPI_MAX_ATTEMPTS", "leases per job before it is dead-lettered")
+	s.Var(cli.String(&c.Auth, "none"), "DRAGONFLY_DEVAPI_AUTH", "authentication: none, cloudflare (Access service token) or auth0 (bearer tokens from /oauth/token)")
 	// The token clients must send has the coordinator's names for the token
 	// it sends, so one configuration file serves both.
-	s.Var(cli.String(&f.cfID, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id clients must send").
+	s.Var(cli.String(&c.CFClientID, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_ID", "Cloudflare Access service token id clients must send").
 		DeprecatedFlag("cf-client-id").DeprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_ID").MarkSecret()
-	s.Var(cli.String(&f.cfSecret, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret clients must send").
+	s.Var(cli.String(&c.CFClientSecret, ""), "DRAGONFLY_DEVAPI_CF_ACCESS_CLIENT_SECRET", "Cloudflare Access service token secret clients must send").
 		DeprecatedFlag("cf-client-secret").DeprecatedEnv("DRAGONFLY_DEVAPI_CF_CLIENT_SECRET").MarkSecret()
-	s.Var(cli.Pairs(&f.cfTokens), "DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)").MarkSecret()
-	s.Var(cli.String(&f.a0ID, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID", "Auth0 client id accepted by /oauth/token")
-	s.Var(cli.String(&f.a0Secret, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET", "Auth0 client secret accepted by /oauth/token").MarkSecret()
-	s.Var(cli.String(&f.a0User, ""), "DRAGONFLY_DEVAPI_AUTH0_USERNAME", "username accepted by the password grant")
-	s.Var(cli.String(&f.a0Pass, ""), "DRAGONFLY_DEVAPI_AUTH0_PASSWORD", "password accepted by the password grant").MarkSecret()
-	s.Var(cli.Pairs(&f.a0Users), "DRAGONFLY_DEVAPI_AUTH0_USERS", "further users for the password grant, name=password,... (each its own lease owner)").MarkSecret()
-	s.Var(cli.String(&f.a0Audience, "https://dragonfly.vipyrsec.com"), "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE", "audience a token request may name (empty: any)")
-	s.Var(cli.Duration(&f.tokenLifetime, time.Hour), "DRAGONFLY_DEVAPI_TOKEN_LIFETIME", "lifetime of issued Auth0 tokens")
-	s.Var(cli.String(&f.publicURL, ""), "DRAGONFLY_DEVAPI_PUBLIC_URL", "base URL of distribution links (default: the scheme and Host of each /jobs request)")
-	s.Var(cli.Int(&f.synthetic, 0), "DRAGONFLY_DEVAPI_SYNTHETIC", "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests")
-	s.Var(cli.String(&f.snapshot, ""), "DRAGONFLY_DEVAPI_SNAPSHOT", "JSON file keeping releases, scans and leases across restarts")
-	s.Var(cli.Share(&f.reportErrorRate, 0), "DRAGONFLY_DEVAPI_REPORT_ERROR_RATE", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)")
-	s.Var(cli.Duration(&f.latency, 0), "DRAGONFLY_DEVAPI_LATENCY", "delay added to every API answer")
+	s.Var(cli.Pairs(&c.CFServiceTokens), "DRAGONFLY_DEVAPI_CF_SERVICE_TOKENS", "further Cloudflare service tokens, id=secret,... (each id is its own lease owner)").MarkSecret()
+	s.Var(cli.String(&c.Auth0ClientID, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_ID", "Auth0 client id accepted by /oauth/token")
+	s.Var(cli.String(&c.Auth0ClientSecret, ""), "DRAGONFLY_DEVAPI_AUTH0_CLIENT_SECRET", "Auth0 client secret accepted by /oauth/token").MarkSecret()
+	s.Var(cli.String(&c.Auth0Username, ""), "DRAGONFLY_DEVAPI_AUTH0_USERNAME", "username accepted by the password grant")
+	s.Var(cli.String(&c.Auth0Password, ""), "DRAGONFLY_DEVAPI_AUTH0_PASSWORD", "password accepted by the password grant").MarkSecret()
+	s.Var(cli.Pairs(&c.Auth0Users), "DRAGONFLY_DEVAPI_AUTH0_USERS", "further users for the password grant, name=password,... (each its own lease owner)").MarkSecret()
+	s.Var(cli.String(&c.Auth0Audience, "https://dragonfly.vipyrsec.com"), "DRAGONFLY_DEVAPI_AUTH0_AUDIENCE", "audience a token request may name (empty: any)")
+	s.Var(cli.Duration(&c.TokenLifetime, time.Hour), "DRAGONFLY_DEVAPI_TOKEN_LIFETIME", "lifetime of issued Auth0 tokens")
+	s.Var(cli.String(&c.PublicURL, ""), "DRAGONFLY_DEVAPI_PUBLIC_URL", "base URL of distribution links (default: the scheme and Host of each /jobs request)")
+	s.Var(cli.Int(&c.Synthetic, 0), "DRAGONFLY_DEVAPI_SYNTHETIC", "add N tiny synthetic releases (synth-00001 1.0 ...) for load tests")
+	s.Var(cli.String(&c.SnapshotPath, ""), "DRAGONFLY_DEVAPI_SNAPSHOT", "JSON file keeping releases, scans and leases across restarts")
+	s.Var(cli.Share(&c.Faults.ReportErrorRate, 0), "DRAGONFLY_DEVAPI_REPORT_ERROR_RATE", "share of PUT /package answered 503 without effect, 0..1 (deterministic: 0.25 fails every 4th)")
+	s.Var(cli.Duration(&c.Faults.Latency, 0), "DRAGONFLY_DEVAPI_LATENCY", "delay added to every API answer")
 	s.Var(cli.String(&f.logLevel, "info"), "DRAGONFLY_DEVAPI_LOG_LEVEL", "log level: debug, info, warn, error").Alias("DRAGONFLY_LOG_LEVEL")
 	s.Var(cli.String(&f.logFormat, "auto"), "DRAGONFLY_DEVAPI_LOG_FORMAT", "log format: text, json, or auto (text on a terminal, JSON otherwise)").Alias("DRAGONFLY_LOG_FORMAT")
 }
 
-// config turns the flags into a devapi.Config.
+// config checks the settings and returns the server's Config.
 func (f *devapiFlags) config() (devapi.Config, error) {
-	cfg := devapi.Config{
-		PackagesDir:       f.packages,
-		RulesDir:          f.rules,
-		LeaseTimeout:      f.leaseTimeout,
-		MaxAttempts:       f.maxAttempts,
-		Auth:              strings.ToLower(f.auth),
-		CFClientID:        f.cfID,
-		CFClientSecret:    f.cfSecret,
-		CFServiceTokens:   f.cfTokens,
-		Auth0ClientID:     f.a0ID,
-		Auth0ClientSecret: f.a0Secret,
-		Auth0Username:     f.a0User,
-		Auth0Password:     f.a0Pass,
-		Auth0Users:        f.a0Users,
-		Auth0Audience:     f.a0Audience,
-		TokenLifetime:     f.tokenLifetime,
-		PublicURL:         f.publicURL,
-		Synthetic:         f.synthetic,
-		SnapshotPath:      f.snapshot,
-		Faults:            devapi.Faults{ReportErrorRate: f.reportErrorRate, Latency: f.latency},
-	}
+	cfg := f.cfg
+	cfg.Auth = strings.ToLower(cfg.Auth)
 	switch {
-	case f.leaseTimeout <= 0:
+	case cfg.LeaseTimeout <= 0:
 		return cfg, cli.Usage("DRAGONFLY_DEVAPI_LEASE_TIMEOUT: must be positive")
-	case f.maxAttempts <= 0:
-		return cfg, cli.Usage("DRAGONFLY_DEVAPI_MAX_ATTEMPTS=%d: must be positive", f.maxAttempts)
-	case f.tokenLifetime <= 0:
+	case cfg.MaxAttempts <= 0:
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_MAX_ATTEMPTS=%d: must be positive", cfg.MaxAttempts)
+	case cfg.TokenLifetime <= 0:
 		return cfg, cli.Usage("DRAGONFLY_DEVAPI_TOKEN_LIFETIME: must be positive")
-	case f.synthetic < 0:
-		return cfg, cli.Usage("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", f.synthetic)
+	case cfg.Synthetic < 0:
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_SYNTHETIC=%d: must not be negative", cfg.Synthetic)
 	}
 	switch cfg.Auth {
 	case devapi.AuthNone, devapi.AuthCloudflare, devapi.AuthAuth0:
 	default:
-		return cfg, cli.Usage("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.auth)
+		return cfg, cli.Usage("DRAGONFLY_DEVAPI_AUTH=%q: not one of none, cloudflare, auth0", f.cfg.Auth)
 	}
 	if f.useDemo {
 		files, err := devapi.DemoFiles()
@@ -162,11 +128,8 @@ func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
 	var f devapiFlags
 	s := e.Settings("dragonfly devapi", devapiUsage)
 	f.register(s)
-	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
+	if err := e.Parse(s, args, false); err != nil {
 		return err
-	}
-	if len(s.Args()) > 0 {
-		return cli.UnexpectedArgs(s.Args())
 	}
 	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)
 	if err != nil {

@@ -35,7 +35,7 @@ func limitFlags(s *cli.Settings, l *limitSettings) {
 // resolve validates the limits and returns them with the size resolution.
 func (l *limitSettings) resolve() (limit.Limits, limit.Resolution, error) {
 	if l.entries <= 0 {
-		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_MAX_ARCHIVE_ENTRIES=%d: must be positive", l.entries)
+		return limit.Limits{}, limit.Resolution{}, atLeast("DRAGONFLY_MAX_ARCHIVE_ENTRIES", l.entries, 1)
 	}
 	if l.scanTimeout <= 0 {
 		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_SCAN_TIMEOUT: must be positive")

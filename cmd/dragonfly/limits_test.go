@@ -46,8 +46,8 @@ func TestLimitsAcrossSources(t *testing.T) {
 			if err := w.f.validate(); err != nil {
 				t.Fatal(err)
 			}
-			if w.f.limits.Download != tt.download || w.f.limits.File != tt.file || w.f.sizes.Era != tt.era {
-				t.Errorf("download %d file %d era %q; want %d %d %q", w.f.limits.Download, w.f.limits.File, w.f.sizes.Era, tt.download, tt.file, tt.era)
+			if w.f.cfg.Limits.Download != tt.download || w.f.cfg.Limits.File != tt.file || w.f.sizes.Era != tt.era {
+				t.Errorf("download %d file %d era %q; want %d %d %q", w.f.cfg.Limits.Download, w.f.cfg.Limits.File, w.f.sizes.Era, tt.download, tt.file, tt.era)
 			}
 		})
 	}
@@ -65,7 +65,7 @@ func TestLogLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	w.f.sizes.Log(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: cli.DurationSeconds})), w.f.limits)
+	w.f.sizes.Log(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: cli.DurationSeconds})), w.f.cfg.Limits)
 	out := buf.String()
 	for _, want := range []string{`"msg":"effective limits","era":"2026 client","download_size":33554432,"expanded_size":536870912,"file_size":16777216,"archive_entries":65536,"scan_timeout":30}`,
 		`"msg":"limit setting ignored","setting":"DRAGONFLY_MAX_SIZE`} {
@@ -73,7 +73,7 @@ func TestLogLimits(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
-	if w.f.limits.ScanTimeout != 30*time.Second {
-		t.Errorf("scan timeout %v", w.f.limits.ScanTimeout)
+	if w.f.cfg.Limits.ScanTimeout != 30*time.Second {
+		t.Errorf("scan timeout %v", w.f.cfg.Limits.ScanTimeout)
 	}
 }

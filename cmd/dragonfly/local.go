@@ -51,11 +51,8 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	var lc localCmd
 	s := e.Settings("dragonfly local", localUsage)
 	lc.register(s)
-	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
+	if err := e.Parse(s, args, false); err != nil {
 		return err
-	}
-	if len(s.Args()) > 0 {
-		return cli.UnexpectedArgs(s.Args())
 	}
 	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo
 	if err := cf.validate(); err != nil {
@@ -69,8 +66,8 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	s.LogConfig(log)
-	lim := wf.limits
-	lim.Distributions = cf.maxDistributions // applied by the coordinator
+	lim := wf.cfg.Limits
+	lim.Distributions = cf.coord.MaxDistributions // applied by the coordinator
 	wf.sizes.Log(log, lim)
 
 	var dev *devapi.Server
@@ -88,7 +85,7 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 		}
 	}
 
-	obs := newCoordinatorMetrics(cf.autoscale)
+	obs := newCoordinatorMetrics(cf)
 	c, ob, err := cf.newCoordinator(log.With("component", "coordinator"), obs)
 	if err != nil {
 		return err
@@ -107,7 +104,7 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	wcfg.DialOptions = []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
 	}
-	wcfg.Observer = obs.withWorker(wf.threads)
+	wcfg.Observer = obs.withWorker(wcfg.Threads)
 
 	// The worker stops first (it drains into the coordinator), then the
 	// coordinator (drain wait, report flush), then the server.
@@ -129,7 +126,7 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 			return nil
 		})
 	}
-	log.Info("local fleet started", "threads", wf.threads, "api", cf.api.BaseURL)
+	log.Info("local fleet started", "threads", wcfg.Threads, "api", cf.api.BaseURL)
 
 	<-gctx.Done()
 	stopWorker()
@@ -169,7 +166,7 @@ func startDemoAPI(ctx context.Context, g *errgroup.Group, cf *coordinatorFlags, 
 	}
 	g.Go(func() error { return httpserve.Serve(ctx, ln, dev.Handler()) })
 	cf.api.BaseURL = "http://" + ln.Addr().String()
-	cf.loadDuration = 500 * time.Millisecond
-	wf.allowedHosts = []string{cf.api.BaseURL} // an origin: http to that loopback address
+	cf.coord.LoadDuration = 500 * time.Millisecond
+	wf.cfg.Fetch.AllowedHosts = []string{cf.api.BaseURL} // an origin: http to that loopback address
 	return dev, nil
 }

@@ -1,40 +1,16 @@
 package main
 
 import (
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"net/http"
 	"runtime"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
-	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// autoscaleFlags shape dragonfly_fleet_desired_workers, the signal the
-// Kubernetes autoscaler (KEDA) scales the worker Deployment on.
-type autoscaleFlags struct {
-	maxWorkers  int
-	workerSlots int
-}
-
-func (f *autoscaleFlags) register(s *cli.Settings) {
-	s.Var(cli.Int(&f.maxWorkers, 100), "DRAGONFLY_AUTOSCALE_MAX_WORKERS", "cap of dragonfly_fleet_desired_workers, the workers the backlog needs")
-	s.Var(cli.Int(&f.workerSlots, 2), "DRAGONFLY_AUTOSCALE_WORKER_SLOTS", "scanner slots per worker that dragonfly_fleet_desired_workers assumes while no worker is connected")
-}
-
-func (f *autoscaleFlags) validate() error {
-	if f.maxWorkers <= 0 {
-		return cli.Usage("DRAGONFLY_AUTOSCALE_MAX_WORKERS=%d: must be positive", f.maxWorkers)
-	}
-	if f.workerSlots <= 0 {
-		return cli.Usage("DRAGONFLY_AUTOSCALE_WORKER_SLOTS=%d: must be positive", f.workerSlots)
-	}
-	return nil
-}
 
 // coordinatorMetrics is the coordinator's operators' view (package status):
 // it observes the coordinator and its API client, so it is built before
@@ -49,15 +25,12 @@ type coordinatorMetrics struct {
 
 var _ coordinator.Observer = (*coordinatorMetrics)(nil)
 
-func newCoordinatorMetrics(f autoscaleFlags) *coordinatorMetrics {
+func newCoordinatorMetrics(f *coordinatorFlags) *coordinatorMetrics {
 	return &coordinatorMetrics{Monitor: status.New(status.Config{
 		Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Runtime: true,
-		MaxWorkers: f.maxWorkers, SlotsPerWorker: float64(f.workerSlots),
+		MaxWorkers: f.autoscaleMax, SlotsPerWorker: float64(f.autoscaleSlots),
 	})}
 }
-
-// apiObserver is the API client's Observer (mainframe.Config.Observer).
-func (m *coordinatorMetrics) apiObserver() mainframe.Observer { return m.APIObserver() }
 
 // withWorker returns the metrics of a worker running in the same process
 // (dragonfly local): they are served on the coordinator's /metrics, without

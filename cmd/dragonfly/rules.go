@@ -163,7 +163,7 @@ func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	if cfg.threads <= 0 {
-		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
+		return atLeast("DRAGONFLY_THREADS", cfg.threads, 1)
 	}
 	if cfg.format, err = outputFormat(e, cfg.format, "table", "json"); err != nil {
 		return err

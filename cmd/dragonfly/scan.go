@@ -93,8 +93,7 @@ type scanConfig struct {
 	threads      int
 	demo         bool
 	limitSet     limitSettings
-	hosts        []string
-	download     downloadSettings
+	download     fetch.Config // AllowedHosts: URL targets
 	indexURL     string
 	pre          bool
 	requirements []string
@@ -112,7 +111,7 @@ func (c *scanConfig) register(s *cli.Settings) {
 	s.Var(cli.Int(&c.failScore, 0), "DRAGONFLY_FAIL_SCORE", "exit 1 when a target scores at least this (0: never)")
 	s.Var(cli.Int(&c.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads").DefaultText("number of CPUs")
 	s.Flag(cli.Bool(&c.demo, false), "demo", "also scan the built-in demo packages (implies nothing about the rules)")
-	s.Var(cli.List(&c.hosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
+	s.Var(cli.List(&c.download.AllowedHosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
 	s.Var(cli.String(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")
 	s.Var(cli.Bool(&c.pre, false), "DRAGONFLY_PRE", "let pypi:NAME (without a version) pick a pre-release or development release")
 	s.FlagP(cli.Repeated(&c.requirements), "requirement", "r", "scan every pinned name==version of this requirements file (repeatable)")
@@ -136,7 +135,7 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	if cfg.threads <= 0 {
-		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", cfg.threads)
+		return atLeast("DRAGONFLY_THREADS", cfg.threads, 1)
 	}
 	if cfg.format, err = outputFormat(e, cfg.format, "table", "json", "sarif"); err != nil {
 		return err
@@ -175,20 +174,19 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 		return cli.Usage("%v", err)
 	}
 	jobs = append(jobs, more...)
-	if err := cfg.download.validate(); err != nil {
-		return err
+	if cfg.download.Attempts <= 0 {
+		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", cfg.download.Attempts, 1)
 	}
 	run := scanrun.Config{Rules: compiled, Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MatchDetails: cfg.showStrings}
-	hosts := cfg.hosts
+	fc := cfg.download
 	if scanrun.HasReleases(jobs) {
 		// The index's origin is allowed for this run (its files usually live
 		// on another host, which --allowed-hosts must allow).
 		if o, err := scanrun.IndexOrigin(cfg.indexURL); err == nil {
-			hosts = append(slices.Clone(hosts), o)
+			fc.AllowedHosts = append(slices.Clone(fc.AllowedHosts), o)
 		}
 	}
-	fc := cfg.download.config(hosts)
-	fc.MaxSize = lim.Download
+	fc.MaxSize, fc.UserAgent = lim.Download, version.UserAgent()
 	if run.Fetcher, err = fetch.New(fc); err != nil {
 		return cli.Usage("%v", err)
 	}

@@ -51,7 +51,7 @@ func (s fixedSource) QueueStatus(context.Context, time.Duration) coordinator.Que
 // TestStatusCommand runs `dragonfly status` against a coordinator's HTTP
 // surface (a Monitor that saw a job finish) behind a status token.
 func TestStatusCommand(t *testing.T) {
-	m := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
+	m := newCoordinatorMetrics(&coordinatorFlags{autoscaleMax: 10, autoscaleSlots: 2})
 	now := time.Now()
 	m.JobFinished(dispatch.Outcome{
 		Job:          dispatch.Job{Name: "evilpkg", Version: "0.1", Distributions: []string{"https://files.example/evilpkg-0.1.tar.gz"}, LeasedAt: now.Add(-time.Second)},
@@ -219,7 +219,7 @@ func TestCoordinatorHTTP(t *testing.T) {
 	if err := s.Parse([]string{"--base-url", api.URL, "--status-token", "tok"}, envMap(nil), ""); err != nil {
 		t.Fatal(err)
 	}
-	m := newCoordinatorMetrics(cf.autoscale)
+	m := newCoordinatorMetrics(&cf)
 	c, ob, err := cf.newCoordinator(slog.New(slog.DiscardHandler), m)
 	if err != nil {
 		t.Fatal(err)
@@ -320,12 +320,12 @@ func TestMetricsPromtool(t *testing.T) {
 		t.Fatal("promtool not found in PATH: run make setup-test (Debian package prometheus)")
 	}
 	src := fixedSource{snap: coordinator.Snapshot{RulesHash: "abc"}}
-	cm := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
+	cm := newCoordinatorMetrics(&coordinatorFlags{autoscaleMax: 10, autoscaleSlots: 2})
 	cm.SessionStarted(coordinator.SessionInfo{SessionID: "s1-w", WorkerID: "w"})
 	cm.Leased(3, nil)
 	cm.JobDropped(dispatch.Job{Name: "a", Version: "1"})
 	cm.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "b", Version: "1", RulesHash: "abc"}, Package: score.Package{RulesMatched: []string{"r1"}}})
-	cm.apiObserver().Call("POST /jobs", 200, time.Millisecond)
+	cm.APIObserver().Call("POST /jobs", 200, time.Millisecond)
 	cm.Reported(outbox.Report{Name: "a", Version: "1", Reason: "x"}, errors.New("PUT /package: 502 Bad Gateway"), time.Millisecond)
 	wm := newWorkerMetrics(4)
 	wm.Downloaded(100, time.Millisecond, nil)
@@ -334,7 +334,7 @@ func TestMetricsPromtool(t *testing.T) {
 		Stats: &fleetv1.TaskStats{WallTime: durationpb.New(time.Second)}}, "scan_timeout")
 	wm.RulesCompiled(time.Second, nil)
 	// dragonfly local serves both on one /metrics.
-	local := newCoordinatorMetrics(autoscaleFlags{maxWorkers: 10, workerSlots: 2})
+	local := newCoordinatorMetrics(&coordinatorFlags{autoscaleMax: 10, autoscaleSlots: 2})
 	lw := local.withWorker(2)
 	lw.FileScanned(10, time.Millisecond)
 	localSrv := httptest.NewServer(local.handler(src, nil, ""))

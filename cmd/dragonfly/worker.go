@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
-	"time"
 
-	"github.com/dragonfly-fleet/fleet/fleetauth"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
@@ -30,104 +28,78 @@ Connects to a coordinator, scans the distributions it assigns and streams the
 results back. Holds no API credentials. Reconnects forever; on SIGTERM it hands
 back unstarted tasks and finishes started ones within --drain-grace.`
 
-// workerFlags are the settings of a worker (also used by local).
+// workerFlags are the settings of a worker (also used by local): its
+// Config (Limits resolved by validate), and how the limits were read.
 type workerFlags struct {
-	threads      int
-	limitSet     limitSettings
-	limits       limit.Limits     // resolved from limitSet by validate
-	sizes        limit.Resolution // how the size settings were read
-	allowedHosts []string
-	download     downloadSettings
-	grace        time.Duration
-	memoryLimit  int64
-	matchCache   int64
-	workerID     string
+	cfg         worker.Config
+	limitSet    limitSettings
+	sizes       limit.Resolution
+	memoryLimit int64
+	matchCache  int64
 }
 
 func (f *workerFlags) register(s *cli.Settings) {
-	s.Var(cli.Int(&f.threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").DefaultText("number of CPUs")
+	c := &f.cfg
+	s.Var(cli.Int(&c.Threads, runtime.NumCPU()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").DefaultText("number of CPUs")
 	limitFlags(s, &f.limitSet)
-	s.Var(cli.List(&f.allowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
-	downloadFlags(s, &f.download)
-	s.Var(cli.Duration(&f.grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
+	s.Var(cli.List(&c.Fetch.AllowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
+	downloadFlags(s, &c.Fetch)
+	s.Var(cli.Duration(&c.Grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
 	s.Var(cli.SizeOrOff(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
 	s.Var(cli.Size(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").DefaultText("none")
-	s.Var(cli.String(&f.workerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
+	s.Var(cli.String(&c.WorkerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
 }
 
 func (f *workerFlags) validate() error {
-	if f.threads <= 0 {
-		return cli.Usage("DRAGONFLY_THREADS=%d: must be positive", f.threads)
+	if f.cfg.Threads <= 0 {
+		return atLeast("DRAGONFLY_THREADS", f.cfg.Threads, 1)
 	}
-	if len(f.allowedHosts) == 0 {
+	if len(f.cfg.Fetch.AllowedHosts) == 0 {
 		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: empty")
 	}
-	if _, err := fetch.ParseAllowedHosts(f.allowedHosts); err != nil {
+	if _, err := fetch.ParseAllowedHosts(f.cfg.Fetch.AllowedHosts); err != nil {
 		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: %v", err)
 	}
-	if err := f.download.validate(); err != nil {
-		return err
+	if f.cfg.Fetch.Attempts <= 0 {
+		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", f.cfg.Fetch.Attempts, 1)
 	}
 	var err error
-	f.limits, f.sizes, err = f.limitSet.resolve()
+	f.cfg.Limits, f.sizes, err = f.limitSet.resolve()
 	return err
 }
 
-// config builds the worker configuration (without target and dial options).
+// config builds the worker configuration (without target and dial options)
+// and sets the Go runtime's memory limit.
 func (f *workerFlags) config(log *slog.Logger) worker.Config {
 	if f.memoryLimit > 0 {
 		debug.SetMemoryLimit(f.memoryLimit)
 	}
-	return worker.Config{
-		WorkerID: f.workerID, Version: version.String(), Threads: f.threads, Limits: f.limits,
-		Fetch: f.download.config(f.allowedHosts),
-		Grace: f.grace, Logger: log, MatchCacheSize: matchCacheSize(f.matchCache),
-	}
+	cfg := f.cfg
+	cfg.Version, cfg.Logger, cfg.MatchCacheSize, cfg.Fetch.UserAgent = version.String(), log, matchCacheSize(f.matchCache), version.UserAgent()
+	return cfg
 }
 
-// downloadSettings bound downloads (worker and scan).
-type downloadSettings struct {
-	stall, total time.Duration
-	attempts     int
-}
-
-func downloadFlags(s *cli.Settings, d *downloadSettings) {
-	s.Var(cli.Duration(&d.stall, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
-	s.Var(cli.Duration(&d.total, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
-	s.Var(cli.Int(&d.attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
-}
-
-func (d downloadSettings) validate() error {
-	if d.attempts <= 0 {
-		return cli.Usage("DRAGONFLY_DOWNLOAD_ATTEMPTS=%d: must be positive", d.attempts)
-	}
-	return nil
-}
-
-// config is the fetch configuration for hosts.
-func (d downloadSettings) config(hosts []string) fetch.Config {
-	return fetch.Config{AllowedHosts: hosts, StallTimeout: d.stall, TotalTimeout: d.total, Attempts: d.attempts, UserAgent: version.UserAgent()}
+// downloadFlags registers the bounds of downloads (worker and scan).
+func downloadFlags(s *cli.Settings, c *fetch.Config) {
+	s.Var(cli.Duration(&c.StallTimeout, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
+	s.Var(cli.Duration(&c.TotalTimeout, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
+	s.Var(cli.Int(&c.Attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
 }
 
 // workerCmd are the settings of dragonfly worker.
 type workerCmd struct {
-	f             workerFlags
-	target        string
-	token         string
-	fleetInsecure bool
-	tlsFiles      fleetauth.TLSFiles
-	serverName    string
-	metrics       string
-	logLevel      string
-	logFormat     string
+	f                   workerFlags
+	metrics             string
+	logLevel, logFormat string
 }
 
 func (c *workerCmd) register(s *cli.Settings) {
-	s.Var(cli.String(&c.target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").DeprecatedFlag("coordinator")
-	s.Var(cli.String(&c.token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").MarkSecret()
-	fleetInsecureFlag(s, &c.fleetInsecure)
-	tlsFlags(s, &c.tlsFiles)
-	s.Var(cli.String(&c.serverName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
+	w := &c.f.cfg
+	s.Var(cli.String(&w.Target, ""), "DRAGONFLY_COORDINATOR_ADDR", "the coordinator's gRPC address, host:port (required)").DeprecatedFlag("coordinator")
+	s.Var(cli.String(&w.Token, ""), "DRAGONFLY_FLEET_TOKEN", "the fleet's shared secret").MarkSecret()
+	fleetInsecureFlag(s, &w.FleetInsecure)
+	tlsFlags(s, &w.TLS)
+	s.Var(cli.String(&w.ServerName, ""), "DRAGONFLY_TLS_SERVER_NAME", "name to verify in the coordinator's certificate (default: the address's host)")
 	c.f.register(s)
 	s.Var(cli.String(&c.metrics, ""), "DRAGONFLY_WORKER_METRICS_ADDR", "address for the worker's /metrics, /healthz (liveness) and /readyz (connected with rules ready) (empty: off)").DeprecatedFlag("metrics-addr")
 	cli.LogFlags(s, &c.logLevel, &c.logFormat)
@@ -137,14 +109,11 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	var c workerCmd
 	s := e.Settings("dragonfly worker", workerUsage)
 	c.register(s)
-	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
+	if err := e.Parse(s, args, false); err != nil {
 		return err
 	}
-	if len(s.Args()) > 0 {
-		return cli.UnexpectedArgs(s.Args())
-	}
-	f, target, token, tlsFiles, serverName, metrics := &c.f, c.target, c.token, c.tlsFiles, c.serverName, c.metrics
-	if target == "" {
+	f := &c.f
+	if f.cfg.Target == "" {
 		return cli.Usage("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
 	}
 	if err := f.validate(); err != nil {
@@ -155,22 +124,21 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	s.LogConfig(log)
-	f.sizes.Log(log, f.limits)
-	if !tlsFiles.Enabled() {
+	f.sizes.Log(log, f.cfg.Limits)
+	if !f.cfg.TLS.Enabled() {
 		log.Warn("plaintext gRPC to the coordinator: set DRAGONFLY_TLS_CA to use TLS (the fleet token is sent in plaintext only to a loopback coordinator or with DRAGONFLY_FLEET_INSECURE)")
 	}
 	cfg := f.config(log)
-	cfg.Target, cfg.Token, cfg.TLS, cfg.ServerName, cfg.FleetInsecure = target, token, tlsFiles, serverName, c.fleetInsecure
-	wm := newWorkerMetrics(f.threads)
+	wm := newWorkerMetrics(cfg.Threads)
 	cfg.Observer = wm
 	web := httpserve.NewGroup(ctx)
 	defer web.Stop()
-	if metrics != "" {
-		if _, err := web.Listen(metrics, wm.handler()); err != nil {
+	if c.metrics != "" {
+		if _, err := web.Listen(c.metrics, wm.handler()); err != nil {
 			return err
 		}
 	}
-	log.Info("worker started", "coordinator", target, "threads", f.threads, "allowed_hosts", f.allowedHosts, "version", version.String())
+	log.Info("worker started", "coordinator", cfg.Target, "threads", cfg.Threads, "allowed_hosts", cfg.Fetch.AllowedHosts, "version", version.String())
 	err = worker.Run(ctx, cfg)
 	log.Info("worker stopped")
 	return err
