@@ -143,8 +143,9 @@ func TestReturnsSuspendSession(t *testing.T) {
 	}
 	ch := h.d.Changed()
 	h.d.Tick(at(62 + 120))
-	if n := len(b.take()); n != 3 {
-		t.Fatalf("got %d tasks after the suspension, want 3", n)
+	got = b.take()
+	if len(got) != 3 {
+		t.Fatalf("got %d tasks after the suspension, want 3", len(got))
 	}
 	select {
 	case <-ch:
@@ -153,10 +154,12 @@ func TestReturnsSuspendSession(t *testing.T) {
 	}
 
 	// Draining: hand-backs are no strikes.
+	h.d.Tick(at(200))
 	h.d.Drain("b")
-	h.d.Returned("b", []uint64{999_998})
-	if c := h.d.Snapshot().Counters; c.TasksReturned != 7 {
-		t.Fatalf("returned = %d, want 7", c.TasksReturned)
+	h.d.Returned("b", ids(got))
+	s = h.d.Snapshot()
+	if c := s.Counters; c.TasksReturned != 7 || c.SessionsSuspended != 1 || s.TasksWaiting != 20 {
+		t.Fatalf("counters = %+v, waiting %d", c, s.TasksWaiting)
 	}
 }
 
