@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
+	"github.com/dragonfly-fleet/fleet/internal/localfleet"
 	"log/slog"
 	"net"
 	"time"
@@ -12,10 +13,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
-	"github.com/dragonfly-fleet/fleet/worker"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/test/bufconn"
 )
 
 func init() {
@@ -86,38 +84,20 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	}
 
 	obs := newCoordinatorMetrics(cf)
-	c, ob, err := cf.newCoordinator(log.With("component", "coordinator"), obs)
+	clog := log.With("component", "coordinator")
+	c, ob, err := cf.newCoordinator(clog, obs)
 	if err != nil {
 		return err
 	}
 	defer closeOutbox(ob, log)
 	// In one process the worker reaches the coordinator in memory: no
 	// network, so no token.
-	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true, Logger: log.With("component", "coordinator")})
+	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{Insecure: true, Logger: clog})
 	if err != nil {
 		return err
 	}
-	ln := bufconn.Listen(1 << 20)
-
 	wcfg := wf.config(log.With("component", "worker"))
-	wcfg.Target, wcfg.InMemory = "passthrough:///local", true
-	wcfg.DialOptions = []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-	}
 	wcfg.Observer = obs.withWorker(wcfg.Threads)
-
-	// The worker stops first (it drains into the coordinator), then the
-	// coordinator (drain wait, report flush), then the server.
-	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(gctx))
-	defer stopWorker()
-	coordCtx, stopCoord := context.WithCancel(context.WithoutCancel(gctx))
-	defer stopCoord()
-	workerDone := make(chan error, 1)
-	go func() { workerDone <- worker.Run(workerCtx, wcfg) }()
-	coordDone := make(chan error, 1)
-	go func() {
-		coordDone <- serveCoordinator(coordCtx, srv, c, ln, cf, obs, log.With("component", "coordinator"))
-	}()
 	if dev != nil {
 		g.Go(func() error {
 			if dev.WaitDrained(gctx, 50*time.Millisecond) {
@@ -127,19 +107,16 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 		})
 	}
 	log.Info("local fleet started", "threads", wcfg.Threads, "api", cf.api.BaseURL)
-
-	<-gctx.Done()
-	stopWorker()
-	werr := <-workerDone
-	stopCoord()
-	cerr := <-coordDone
+	ferr := localfleet.Run(gctx, wcfg, func(ctx context.Context, ln net.Listener) error {
+		return serveCoordinator(ctx, srv, c, ln, cf, obs, clog)
+	})
 	gerr := g.Wait()
 	if dev != nil && ctx.Err() == nil {
 		if err := dev.WriteResults(e.Stdout); err != nil {
 			return err
 		}
 	}
-	return errors.Join(werr, cerr, ignoreCanceled(gerr))
+	return errors.Join(ferr, ignoreCanceled(gerr))
 }
 
 func ignoreCanceled(err error) error {

@@ -7,7 +7,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
 	"github.com/dragonfly-fleet/fleet/version"
-	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -35,22 +34,26 @@ func newCoordinatorMetrics(f *coordinatorFlags) *coordinatorMetrics {
 // withWorker returns the metrics of a worker running in the same process
 // (dragonfly local): they are served on the coordinator's /metrics, without
 // a second copy of the Go runtime and process metrics.
-func (m *coordinatorMetrics) withWorker(threads int) workerMetrics {
+func (m *coordinatorMetrics) withWorker(threads int) *metrics.Recorder {
 	m.worker = metrics.New(metrics.Config{Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Threads: threads})
-	return workerMetrics{m.worker}
+	return m.worker
 }
 
 // handler serves the coordinator's HTTP surface for src (see
-// status.Monitor.Handler): /metrics, /healthz and /readyz to anyone (no
-// secret in them: probes and Prometheus need no token); /status,
-// /status.json and / only with "Authorization: Bearer statusToken" when
-// statusToken is set.
+// status.Monitor.Handler, the in-process worker's metrics with them), the
+// status behind statusToken when set (status.Protect).
 func (m *coordinatorMetrics) handler(src status.Source, ready func() bool, statusToken string) http.Handler {
 	var extra []prometheus.Gatherer
 	if m.worker != nil {
 		extra = append(extra, m.worker.Registry())
 	}
 	return status.Protect(statusToken, m.Handler(src, ready, extra...))
+}
+
+// newWorkerMetrics observes a worker for Prometheus (package worker/metrics;
+// its Handler serves /metrics, /healthz and /readyz).
+func newWorkerMetrics(threads int) *metrics.Recorder {
+	return metrics.New(metrics.Config{Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Threads: threads, Runtime: true})
 }
 
 // buildRevision is the VCS revision of this binary for build_info:
@@ -65,17 +68,3 @@ func buildRevision() string {
 	}
 	return rev
 }
-
-// workerMetrics observes a worker for Prometheus (package worker/metrics).
-type workerMetrics struct {
-	*metrics.Recorder
-}
-
-var _ worker.Observer = workerMetrics{}
-
-func newWorkerMetrics(threads int) workerMetrics {
-	return workerMetrics{metrics.New(metrics.Config{Version: version.String(), Revision: buildRevision(), GoVersion: runtime.Version(), Threads: threads, Runtime: true})}
-}
-
-// handler serves /metrics and /healthz.
-func (m workerMetrics) handler() http.Handler { return m.Handler() }

@@ -348,7 +348,7 @@ func TestMetricsPromtool(t *testing.T) {
 	if body := statusGet(t, localSrv.URL+"/status.json"); !json.Valid([]byte(body)) {
 		t.Errorf("local /status.json is not JSON")
 	}
-	for name, h := range map[string]http.Handler{"coordinator": cm.handler(src, nil, ""), "worker": wm.handler(), "local": local.handler(src, nil, "")} {
+	for name, h := range map[string]http.Handler{"coordinator": cm.handler(src, nil, ""), "worker": wm.Handler(), "local": local.handler(src, nil, "")} {
 		srv := httptest.NewServer(h)
 		body := statusGet(t, srv.URL+"/metrics")
 		srv.Close()

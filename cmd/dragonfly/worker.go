@@ -134,7 +134,7 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	web := httpserve.NewGroup(ctx)
 	defer web.Stop()
 	if c.metrics != "" {
-		if _, err := web.Listen(c.metrics, wm.handler()); err != nil {
+		if _, err := web.Listen(c.metrics, wm.Handler()); err != nil {
 			return err
 		}
 	}
