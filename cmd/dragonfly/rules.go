@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
@@ -91,15 +90,10 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	for _, d := range rep.Diagnostics {
 		fmt.Fprintln(e.Stdout, d)
 	}
-	errs := rep.Errors()
-	warns := len(rep.Diagnostics) - errs
+	fmt.Fprintf(e.Stderr, "dragonfly rules check: %s\n", workbench.CheckSummary(rep, len(set.Sources)))
 	if rep.Compiled == nil {
-		fmt.Fprintf(e.Stderr, "dragonfly rules check: %s do not compile: %s, %s\n",
-			workbench.Plural(len(set.Sources), "file"), workbench.Plural(errs, "error"), workbench.Plural(warns, "warning"))
 		return cli.Exit(1, nil)
 	}
-	fmt.Fprintf(e.Stderr, "dragonfly rules check: %s in %s compile: %s\n",
-		workbench.Plural(rep.Compiled.Len(), "rule"), workbench.Plural(len(set.Sources), "file"), workbench.Plural(warns, "warning"))
 	return nil
 }
 
@@ -180,37 +174,19 @@ func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 		return cli.Exit(2, err)
 	}
 
-	progress := func(string, ...any) {}
+	pc := workbench.ProfileConfig{Threads: cfg.threads, Limits: lim,
+		Memory: workbench.Budget{Bytes: cfg.maxMemory, Name: "--max-memory (" + cli.FormatSize(cfg.maxMemory) + ")"}}
 	if cli.IsTerminal(e.Stderr) {
-		progress = func(format string, a ...any) {
-			fmt.Fprintf(e.Stderr, "\r\033[K"+format, a...)
-		}
+		pc.Progress = func(format string, a ...any) { fmt.Fprintf(e.Stderr, "\r\033[K"+format, a...) }
 	}
-	// The targets' files stay in memory to the end: collect garbage early
-	// rather than let the heap grow to twice their size.
-	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	progress("unpacking %s", workbench.Plural(len(targets), "target"))
-	files, held, err := workbench.Unpack(ctx, targets, lim, workbench.Budget{Bytes: cfg.maxMemory, Name: "--max-memory (" + cli.FormatSize(cfg.maxMemory) + ")"})
-	if err != nil {
-		progress("")
+	rep, held, err := workbench.Profile(ctx, set, targets, pc)
+	var ce *rules.CompileError
+	if errors.As(err, &ce) {
+		return cli.Exit(2, err)
+	} else if err != nil {
 		return err
 	}
-	rep, err := rules.Profile(ctx, set, files, rules.ProfileConfig{
-		Threads: cfg.threads, Timeout: lim.ScanTimeout, MaxMatchData: 1,
-		Progress: func(done, total int, what string) {
-			progress("profiling %d/%d: %s", done, total, clip.String(what, 128))
-		},
-	})
-	progress("")
-	if err != nil {
-		var ce *rules.CompileError
-		if errors.As(err, &ce) {
-			return cli.Exit(2, err)
-		}
-		return err
-	}
-	fmt.Fprintf(e.Stderr, "dragonfly rules profile: %s over %s (%s, %s distinct held in memory) from %s\n",
-		workbench.Plural(len(rep.Rules), "rule"), workbench.Plural(rep.Files, "file"), workbench.Megabytes(rep.Bytes), workbench.Megabytes(held), workbench.Plural(len(targets), "target"))
+	fmt.Fprintf(e.Stderr, "dragonfly rules profile: %s\n", workbench.ProfileSummary(rep, held, len(targets)))
 	if cfg.format == "json" {
 		fmt.Fprintln(e.Stderr, "dragonfly rules profile: "+workbench.Note(rep))
 		return workbench.WriteProfileJSON(e.Stdout, rep)
