@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
 // envMap is a lookupEnv backed by a map.

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
 // parseCoordinator parses the coordinator's settings, as dragonfly

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
 	"net"
 
@@ -12,6 +10,8 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
@@ -87,14 +87,6 @@ func (f *coordinatorFlags) validate() error {
 	return nil
 }
 
-// atLeast is the usage error for a setting below its minimum (0 or 1).
-func atLeast(env string, n, min int) error {
-	if min == 0 {
-		return cli.Usage("%s=%d: must not be negative", env, n)
-	}
-	return cli.Usage("%s=%d: must be positive", env, n)
-}
-
 // newCoordinator builds a coordinator, its API client and its outbox from
 // the flags.
 func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetrics) (*coordinator.Coordinator, *outbox.Outbox, error) {
@@ -144,11 +136,6 @@ func (c *coordinatorCmd) register(s *cli.Settings) {
 	fleetInsecureFlag(s, &c.fleetInsecure)
 	s.Var(cli.Int(&c.maxWorkers, coordinator.DefaultMaxWorkers), "DRAGONFLY_MAX_WORKERS", "most worker connections and sessions served at once")
 	tlsFlags(s, &c.tlsFiles)
-}
-
-// fleetInsecureFlag registers DRAGONFLY_FLEET_INSECURE (coordinator and worker).
-func fleetInsecureFlag(s *cli.Settings, p *bool) {
-	s.Var(cli.Bool(p, false), "DRAGONFLY_FLEET_INSECURE", "allow the fleet token over plaintext gRPC beyond loopback (a development network only: without TLS anyone on the path reads it)")
 }
 
 func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
@@ -233,12 +220,4 @@ func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinat
 	}
 	log.Info("coordinator stopped")
 	return runErr
-}
-
-// tlsFlags registers the TLS files shared by coordinator and worker.
-func tlsFlags(s *cli.Settings, f *fleetauth.TLSFiles) {
-	s.Var(cli.Bool(&f.On, false), "DRAGONFLY_TLS", "use TLS even without the files below (a worker then verifies the coordinator with the system's roots)")
-	s.Var(cli.String(&f.Cert, ""), "DRAGONFLY_TLS_CERT", "PEM certificate of this side")
-	s.Var(cli.String(&f.Key, ""), "DRAGONFLY_TLS_KEY", "PEM private key of this side")
-	s.Var(cli.String(&f.CA, ""), "DRAGONFLY_TLS_CA", "PEM CA that verifies the other side (on the coordinator: requires worker client certificates, mutual TLS)")
 }

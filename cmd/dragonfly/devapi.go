@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 )
 
 func init() {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"maps"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
 func parseDevAPI(t *testing.T, args []string, env map[string]string) (devapi.Config, error) {

@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
 // TestLimitsAcrossSources: the era is decided after flags, environment and

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/httpserve"
-	"github.com/dragonfly-fleet/fleet/internal/localfleet"
 	"log/slog"
 	"net"
 	"time"
@@ -13,6 +10,9 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
+	"github.com/dragonfly-fleet/fleet/internal/localfleet"
 	"golang.org/x/sync/errgroup"
 )
 

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
@@ -231,21 +233,6 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// outputFormat is the --format given, checked against the formats the
-// command writes; "" means the first format on a terminal, json otherwise.
-func outputFormat(e *cli.Env, format string, formats ...string) (string, error) {
-	if format == "" {
-		format = "json"
-		if cli.IsTerminal(e.Stdout) {
-			format = formats[0]
-		}
-	}
-	if !slices.Contains(formats, format) {
-		return "", cli.Usage("--format %q: not one of %s", clip.String(format, 256), strings.Join(formats, ", "))
-	}
-	return format, nil
-}
-
 // checkRuleChoice wants exactly one rule source.
 func checkRuleChoice(s *cli.Settings) error {
 	var given []string
@@ -287,11 +274,14 @@ func (c *scanConfig) loadRules(ctx context.Context, e *cli.Env) (rules.Set, stri
 	return set, clip.String(c.rules, 1024), nil
 }
 
-// matchCacheSize is the engine's Config.MatchCacheSize for a
-// DRAGONFLY_MATCH_CACHE_SIZE setting: 0 turns the cache off.
-func matchCacheSize(n int64) int64 {
-	if n <= 0 {
-		return -1
+// printLimits tells a terminal user (dragonfly scan) what the size settings
+// were taken to mean, when they set any.
+func printLimits(w io.Writer, l limit.Limits, r limit.Resolution) {
+	if r.Era == limit.EraDefault {
+		return
 	}
-	return n
+	fmt.Fprintf(w, "dragonfly scan: size limits (%s era): download %s, one file %s\n", r.Era, cli.FormatSize(l.Download), cli.FormatSize(l.File))
+	for _, ig := range r.Ignored {
+		fmt.Fprintf(w, "dragonfly scan: warning: ignored %s\n", ig)
+	}
 }

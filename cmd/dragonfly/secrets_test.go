@@ -2,9 +2,10 @@ package main
 
 import (
 	"bytes"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
 // TestSecretSettings: every credential is a secret (file form, hidden

@@ -3,10 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/scanreport"
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/scanreport"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"io"
 	"runtime"
 
+	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/version"
 )
 

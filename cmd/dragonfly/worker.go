@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
 
+	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
@@ -77,13 +77,6 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 	cfg := f.cfg
 	cfg.Version, cfg.Logger, cfg.MatchCacheSize, cfg.Fetch.UserAgent = version.String(), log, matchCacheSize(f.matchCache), version.UserAgent()
 	return cfg
-}
-
-// downloadFlags registers the bounds of downloads (worker and scan).
-func downloadFlags(s *cli.Settings, c *fetch.Config) {
-	s.Var(cli.Duration(&c.StallTimeout, fetch.DefaultStallTimeout), "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", "abort a download with no progress for this long")
-	s.Var(cli.Duration(&c.TotalTimeout, fetch.DefaultTotalTimeout), "DRAGONFLY_DOWNLOAD_TIMEOUT", "cap on one distribution's download, retries included")
-	s.Var(cli.Int(&c.Attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
 }
 
 // workerCmd are the settings of dragonfly worker.
