@@ -529,3 +529,47 @@ type addrString string
 
 func (a addrString) Network() string { return string(a) }
 func (a addrString) String() string  { return string(a) }
+
+// TestHugeHeaderBlockRefused: a stream's header block is read before the
+// token can be checked, so it is bounded (64 KiB; gRPC's default is 16 MB):
+// a 1 MiB block is refused without a gRPC answer.
+func TestHugeHeaderBlockRefused(t *testing.T) {
+	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: testToken})
+	raw, err := f.lis.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newH2Client(t, raw)
+	defer c.close()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", fleetv1.FleetService_Connect_FullMethodName},
+		{":authority", "x"}, {"content-type", "application/grpc"}, {"x-pad", strings.Repeat("p", 1<<20)}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	block := hb.Bytes()
+	c.mu.Lock()
+	err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:16384]})
+	for off := 16384; err == nil && off < len(block); off += 16384 {
+		end := min(off+16384, len(block))
+		err = c.fr.WriteContinuation(1, end == len(block), block[off:end])
+	}
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream is reset or the connection closed: either way no stream
+	// began.
+	c.waitFor("an answer to the 1 MiB header block", func() bool {
+		if errors.Is(c.readErr, io.EOF) {
+			c.ended[1] = "connection closed"
+		}
+		return c.ended[1] != ""
+	})
+	c.mu.Lock()
+	end := c.ended[1]
+	c.mu.Unlock()
+	if strings.Contains(end, "grpc-status") {
+		t.Fatalf("1 MiB header block: %q, want the stream reset or the connection closed", end)
+	}
+}
