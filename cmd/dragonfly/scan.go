@@ -163,12 +163,8 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 
 	var jobs []scanrun.Job
 	if cfg.demo {
-		files, err := demo.Files()
-		if err != nil {
+		if jobs, err = scanrun.DemoJobs(); err != nil {
 			return err
-		}
-		for _, f := range files {
-			jobs = append(jobs, scanrun.Job{Target: f.Name, Data: f.Data})
 		}
 	}
 	more, err := scanrun.Jobs(targets, cfg.requirements)
@@ -208,15 +204,7 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	if cfg.stats {
 		scanreport.WriteStats(e.Stderr, results, counters)
 	}
-	switch cfg.format {
-	case "json":
-		err = scanreport.WriteJSON(e.Stdout, results, cfg.showStrings)
-	case "sarif":
-		err = scanreport.WriteSARIF(e.Stdout, compiled, results)
-	default:
-		err = scanreport.WriteTable(e.Stdout, results, cfg.showStrings)
-	}
-	if err != nil {
+	if err := scanreport.Write(e.Stdout, cfg.format, compiled, results, cfg.showStrings); err != nil {
 		return err
 	}
 	code := 0

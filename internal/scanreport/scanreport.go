@@ -131,6 +131,20 @@ func toJSON(r scanrun.Result, showStrings bool) JSONResult {
 	return out
 }
 
+// Write writes the results in format: "json" (WriteJSON), "sarif"
+// (WriteSARIF, rs describing the rules) or "table" (WriteTable).
+func Write(w io.Writer, format string, rs *rules.Compiled, results []scanrun.Result, showStrings bool) error {
+	switch format {
+	case "json":
+		return WriteJSON(w, results, showStrings)
+	case "sarif":
+		return WriteSARIF(w, rs, results)
+	case "table":
+		return WriteTable(w, results, showStrings)
+	}
+	return fmt.Errorf("format %q: not one of table, json, sarif", format)
+}
+
 // WriteJSON writes one line per target; showStrings adds each file's
 // matched strings.
 func WriteJSON(w io.Writer, results []scanrun.Result, showStrings bool) error {

@@ -54,15 +54,7 @@ func report(t *testing.T, format, rulesPath string, showStrings bool, targets ..
 	}
 	results, _ := scanrun.Run(t.Context(), scanrun.Config{Rules: rs, Threads: 2, Limits: limit.Defaults(), MatchDetails: showStrings}, jobs)
 	var buf bytes.Buffer
-	switch format {
-	case "json":
-		err = WriteJSON(&buf, results, showStrings)
-	case "sarif":
-		err = WriteSARIF(&buf, rs, results)
-	default:
-		err = WriteTable(&buf, results, showStrings)
-	}
-	if err != nil {
+	if err := Write(&buf, format, rs, results, showStrings); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range results {

@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/pkgindex"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
@@ -68,6 +69,20 @@ func Jobs(targets, requirements []string) ([]Job, error) {
 		}
 	}
 	return append(jobs, releases...), nil
+}
+
+// DemoJobs are the built-in demo packages (package demo) as in-memory
+// targets.
+func DemoJobs() ([]Job, error) {
+	files, err := demo.Files()
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]Job, 0, len(files))
+	for _, f := range files {
+		jobs = append(jobs, Job{Target: f.Name, Data: f.Data})
+	}
+	return jobs, nil
 }
 
 // HasReleases reports whether some job is a release (and needs an index).

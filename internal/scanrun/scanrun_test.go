@@ -59,7 +59,7 @@ func TestIndexOrigin(t *testing.T) {
 // TestRun: results come in job order with the verdict path's scores and
 // reasons; a release without an index fails alone.
 func TestRun(t *testing.T) {
-	files, err := demo.Files()
+	jobs, err := DemoJobs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +67,10 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var jobs []Job
+	n := len(jobs)
 	byName := map[string][]byte{}
-	for _, f := range files {
-		jobs = append(jobs, Job{Target: f.Name, Data: f.Data})
-		byName[f.Name] = f.Data
+	for _, j := range jobs {
+		byName[j.Target] = j.Data
 	}
 	bad := byName["reqeusts-2.31.0.tar.gz"]
 	jobs = append(jobs, Job{Target: "broken.tar.gz", Data: bad[:len(bad)/2]})
@@ -89,7 +88,6 @@ func TestRun(t *testing.T) {
 			t.Errorf("result %d is %s, want %s", i, r.Target, jobs[i].Target)
 		}
 	}
-	n := len(files)
 	for _, r := range results[:n] {
 		if r.Err != nil {
 			t.Errorf("%s: %v", r.Target, r.Err)
