@@ -22,12 +22,7 @@ func init() {
 	})
 }
 
-const coordinatorUsage = `usage: dragonfly coordinator [flags]
-
-Leases jobs from the Dragonfly API (it alone holds the API credentials),
-spreads their distributions over the connected workers, and reports each job's
-result. Workers connect to --listen-addr with the fleet token. Prometheus
-metrics, /status and /status.json are served on --metrics-addr.`
+var coordinatorUsage = help("coordinator")
 
 // coordinatorFlags are the settings of a coordinator (also used by local):
 // the Configs of the API client, the coordinator and its outbox, and its

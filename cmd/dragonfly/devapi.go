@@ -21,34 +21,7 @@ func init() {
 	})
 }
 
-const devapiUsage = `usage: dragonfly devapi [flags]
-
-Serves a development Dragonfly API that behaves like the real one
-(vipyrsec/dragonfly-mainframe): POST /jobs leases with lazy expiry, attempts
-and assignment ids, dead-lettering, PUT /package with the real answers, GET
-/rules, GET/POST /package, GET /queue-status, GET /metrics, Cloudflare Access or
-Auth0 authentication, and the distributions themselves under /packages/.
-
-It refuses what the real server refuses: a report must come from the
-identity that leased the job (the Cloudflare service token's client id, the
-Auth0 token's subject) and name the current lease's attempt and
-assignment_id (both may be absent on the first attempt only); every POST
-/jobs first dead-letters the expired leases that held the last attempt.
-
-Distributions come from --packages (every file in the directory, grouped into
-releases by their PyPI file names), --demo and --synthetic; rules from --rules
-(*.yara / *.yar) or --demo.
-
-Development routes (with --auth, they take the API's credentials):
-  GET|POST /_dev/faults   {report_error_rate, latency_ms, unavailable_seconds,
-                           token_lifetime_seconds, revoke_tokens}
-  GET /_dev/stats         counters
-  GET /_dev/reports       every PUT /package and its answer
-
-It listens on 127.0.0.1:8000 by default. Without --auth anyone who reaches
-the port can lease, report and change the faults: to serve other hosts
-(e.g. --listen :8000 in a container), publish the port on loopback only or
-set --auth.`
+var devapiUsage = help("devapi")
 
 // devapiFlags are the settings of dragonfly devapi: the server's Config
 // and how to run it.

@@ -20,21 +20,7 @@ func init() {
 	})
 }
 
-const healthcheckUsage = `usage: dragonfly healthcheck [--grpc ADDR] [--http URL] [flags]
-
-Probes once and exits 0 when every given check passes, 1 otherwise (bad
-flags also exit 1, as container health checks reserve other codes). For
-container images without a shell (Docker HEALTHCHECK, compose healthcheck,
-Kubernetes exec probes).
-
-  --grpc ADDR  grpc.health.v1 Check on ADDR (host:port); healthy when the
-               status of --service is SERVING. The coordinator serves health
-               without the fleet token.
-  --http URL   GET URL; healthy on 200 (redirects are not followed).
-
-Environment variables are DRAGONFLY_HEALTHCHECK_*, not the coordinator's or
-worker's own DRAGONFLY_TLS_*, so a probe run inside their container does not
-pick up the server's certificate by accident.`
+var healthcheckUsage = help("healthcheck")
 
 // healthcheckFlags registers the settings of one probe, named
 // DRAGONFLY_HEALTHCHECK_* (flags without the prefix).

@@ -23,14 +23,7 @@ func init() {
 	})
 }
 
-const localUsage = `usage: dragonfly local [flags]
-
-Runs a coordinator and a worker in one process, connected in memory: what a
-single host runs. It takes the coordinator's API settings and the worker's
-scanning settings; no fleet token is needed.
-
-With --demo it also runs a development Dragonfly API in process, serving the
-built-in demo packages and rules, scans them all, prints the results and exits.`
+var localUsage = help("local")
 
 // localCmd are the settings of dragonfly local.
 type localCmd struct {

@@ -19,8 +19,10 @@ package main
 
 import (
 	"context"
+	"embed"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
@@ -47,6 +49,20 @@ func main() {
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// helpFS holds the long help texts of the commands, one file each.
+//
+//go:embed help/*.txt
+var helpFS embed.FS
+
+// help returns the help text help/name.txt, without its final newline.
+func help(name string) string {
+	b, err := helpFS.ReadFile("help/" + name + ".txt")
+	if err != nil {
+		panic(err) // embedded at build time: a missing file is a bug
+	}
+	return strings.TrimSuffix(string(b), "\n")
 }
 
 // run executes the subcommand in args and returns the exit status.

@@ -19,14 +19,7 @@ func init() {
 	})
 }
 
-const rulesUsage = `usage: dragonfly rules check PATH...
-       dragonfly rules profile --rules PATH [--format table|json] TARGET...
-
-check    compiles rule files as the fleet does and prints libyara's warnings
-         and errors and Dragonfly's metadata lint, as FILE:LINE: warning: ...
-profile  measures what each rule costs over archives or directories
-
-Run 'dragonfly rules check --help' or 'dragonfly rules profile --help' for more.`
+var rulesUsage = help("rules")
 
 // runRules dispatches to the subcommands of dragonfly rules.
 func runRules(ctx context.Context, e *cli.Env, args []string) error {
@@ -45,31 +38,7 @@ func runRules(ctx context.Context, e *cli.Env, args []string) error {
 	return cli.Usage("unknown subcommand %q\n\n%s", clip.String(args[0], 256), rulesUsage)
 }
 
-const rulesCheckUsage = `usage: dragonfly rules check PATH...
-
-Compiles the rule set made of every PATH as the fleet compiles it (all
-sources in stem order, joined with "\n", as one rule set: identifiers are
-unique across files) and prints, one per line on standard output:
-  FILE:LINE: error: ...     libyara refuses the set (a duplicate identifier
-                            across files, a syntax error, an undefined string)
-  FILE:LINE: warning: ...   libyara's warnings (a string that may slow down
-                            scanning, a .* regex) and the metadata lint: a
-                            weight that is not an integer (it counts as 0), a
-                            filetype that is not a string (ignored), a
-                            filetype with an empty entry from a double,
-                            leading or trailing space (Dragonfly splits it on
-                            each single space and an empty suffix ends every
-                            path, so the rule counts in every file), an
-                            extension without its dot ("py" also matches
-                            "happy"), a second weight or filetype (only the
-                            first is read)
-A PATH is a directory (its *.yara and *.yar files, not recursive), one YARA
-file, or a GET /rules JSON document; a message names the file a rule was
-read from (a JSON document's sources as STEM.yara). Standard error gets a
-summary.
-
-Exit status: 0 the set compiles (warnings or not); 1 it does not; 2 usage
-(no PATH, an unreadable file, two files with one stem).`
+var rulesCheckUsage = help("rules-check")
 
 func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	s := e.Settings("dragonfly rules check", rulesCheckUsage)
@@ -97,36 +66,7 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-const rulesProfileUsage = `usage: dragonfly rules profile --rules PATH [--format table|json] TARGET...
-
-Measures what each rule of the set costs over real archives or directories
-(TARGET: an sdist, wheel, zip or any file, or a directory of unpacked
-files, as for dragonfly scan: name the archives of a directory of archives). The targets are unpacked once, in memory (identical files held
-once, all of them within --max-memory), under the scan limits below.
-
-libyara 4.2 has no profiler and every rule of a set shares one string
-search, so each cost is measured: the rule compiled alone with the rules it
-may depend on (those its condition names, and every global rule), scanned
-over the files its filetype admits, minus a scan of the same files with the
-rules it depends on without it (for a global rule: with no rule at all).
-Times are the CPU time of the scanning threads: neither wall time nor the
-load of other processes counts. The sum
-of the costs only approximates the full set's scan time, which the output
-states beside it: the full set searches all strings in one pass and scans
-every file with every rule.
-
-Output (--format): table (default on a terminal: the rules, most expensive
-first, with a verdict on the top ones such as "3 rules take 91% of the time")
-or json (an array, most expensive first, of {"rule", "file" (the rule file
-it comes from), "seconds" (its measured cost), "share" (of the sum of all
-rules' seconds), "matches" (admitted files it matched; null for a private
-rule, whose matches libyara does not report), "bytes" (bytes of the files
-its filetype admits), "files" (their number), "timeouts", "warnings"
-(libyara's warnings about the rule)}). libyara's warnings stand beside their
-rule. On a terminal, standard error shows the progress.
-
-Exit status: 0 done; 1 a target could not be read or unpacked; 2 usage, or
-rules that do not compile.`
+var rulesProfileUsage = help("rules-profile")
 
 // profileConfig are the settings of dragonfly rules profile.
 type profileConfig struct {

@@ -30,59 +30,7 @@ func init() {
 	})
 }
 
-const scanUsage = `usage: dragonfly scan [flags] TARGET...
-
-Scans each TARGET with YARA rules and prints its score, as a Dragonfly worker
-would (the same code decides the verdict). A target is a local archive
-(sdist, wheel, zip, egg, or any file), a directory (an unpacked distribution:
-every regular file under it), an http(s) URL (downloaded under the limits), or
-a release on a package index: pypi:NAME or pypi:NAME==VERSION (--index-url;
-without a version the highest release that is neither a pre-release nor fully
-yanked; every distribution is downloaded, checked against the index's sha256,
-and scanned; the release scores like the fleet reports it: the maximum over
-its distributions). -r FILE scans every pinned name==version of a
-requirements file. Flags may come before or after the targets; "--" ends
-them.
-
-The rules are named explicitly, one of:
-  --rules PATH       a directory of .yara/.yar files, one file, or a GET /rules
-                     JSON document
-  --rules-from-api   the Dragonfly API's current rules, with the same API
-                     settings as the coordinator (base URL, Cloudflare Access
-                     or Auth0). Each set is cached by hash under the user cache
-                     directory (dragonfly-fleet/rules/HASH.json); when the API
-                     is unreachable (network trouble, 5xx, 429) the newest set
-                     cached from the same base URL is used, with a warning
-                     naming its hash and age. Refused credentials are an error.
-  --demo-rules       the built-in demo rules
-Standard error names the rule set used: source, hash, rule count.
---demo scans the built-in demo packages (besides any TARGET); it implies
-nothing about the rules.
-
-Output (--format): table (default on a terminal), json (one object per target
-per line: target, score, rules_matched, most_malicious_file, files,
-files_scanned, bytes_scanned, error; a release adds inspector_url and
-distributions [{filename, url, sha256, score}], and its file paths start with
-their distribution's file name), or sarif (SARIF 2.1.0).
-
---show-strings adds each file's matched strings (of the rules counted for
-it): in json, files[].matches [{rule, string ("$a"), offset (bytes from the
-file's start, as yara -s prints it), length (of the match data libyara
-keeps, cut at 512 bytes), data (its first 64 bytes: printable ASCII other
-than the backslash as itself, any other byte as \xNN)}], at most 16 per
-string, and files[].matches_omitted (the rest); in the table, each matched
-file under the table with its strings; in sarif, one location per match
-with its region (byteOffset, byteLength, snippet).
-
---stats prints on standard error what the scan engine did and saved: files
-scored, scanned (bytes, YARA time), skipped because no rule's filetype admits
-their path (read and checked, never scanned), answered by the match cache
-(the same bytes already scanned with the same rules: an sdist and its wheel),
-scanned again for a hard link's rules, and the rule subsets compiled.
---match-cache-size bounds that cache (0: off); verdicts never depend on it.
-
-Exit status: 0 done; 1 some target scored >= --fail-score; 2 usage or rules
-error; 3 some target could not be scanned (3 wins over 1).`
+var scanUsage = help("scan")
 
 // scanConfig are the settings of dragonfly scan.
 type scanConfig struct {

@@ -22,11 +22,7 @@ func init() {
 	})
 }
 
-const workerUsage = `usage: dragonfly worker [flags]
-
-Connects to a coordinator, scans the distributions it assigns and streams the
-results back. Holds no API credentials. Reconnects forever; on SIGTERM it hands
-back unstarted tasks and finishes started ones within --drain-grace.`
+var workerUsage = help("worker")
 
 // workerFlags are the settings of a worker (also used by local): its
 // Config (Limits resolved by validate), and how the limits were read.
