@@ -15,15 +15,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "coordinator", Summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
-		Flags: func(s *cli.Settings) { new(coordinatorCmd).register(s) }, Run: runCoordinator,
-	})
-}
-
-var coordinatorUsage = help("coordinator")
-
 // coordinatorFlags are the settings of a coordinator (also used by local):
 // the Configs of the API client, the coordinator and its outbox, and its
 // HTTP side.
@@ -135,7 +126,7 @@ func (c *coordinatorCmd) register(s *cli.Settings) {
 
 func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	var cc coordinatorCmd
-	s := e.Settings("dragonfly coordinator", coordinatorUsage)
+	s := e.Settings("dragonfly coordinator", help("coordinator"))
 	cc.register(s)
 	if err := e.Parse(s, args, false); err != nil {
 		return err

@@ -14,15 +14,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "devapi", Summary: "a development Dragonfly API server",
-		Flags: func(s *cli.Settings) { new(devapiFlags).register(s) }, Run: runDevAPI,
-	})
-}
-
-var devapiUsage = help("devapi")
-
 // devapiFlags are the settings of dragonfly devapi: the server's Config
 // and how to run it.
 type devapiFlags struct {
@@ -99,7 +90,7 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 
 func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
 	var f devapiFlags
-	s := e.Settings("dragonfly devapi", devapiUsage)
+	s := e.Settings("dragonfly devapi", help("devapi"))
 	f.register(s)
 	if err := e.Parse(s, args, false); err != nil {
 		return err

@@ -26,7 +26,7 @@ func parseDevAPI(t *testing.T, args []string, env map[string]string) (devapi.Con
 
 func parseDevAPIFlags(t *testing.T, args []string, env map[string]string) (devapiFlags, devapi.Config, error) {
 	t.Helper()
-	s := program.Settings("dragonfly devapi", devapiUsage)
+	s := program.Settings("dragonfly devapi", help("devapi"))
 	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	var f devapiFlags
 	f.register(s)
@@ -92,7 +92,7 @@ func TestDevAPIFlags(t *testing.T) {
 // that /_dev/ takes the API's credentials, shows no secret, and secrets may
 // come from files.
 func TestDevAPIUsageAndSecrets(t *testing.T) {
-	s := program.Settings("dragonfly devapi", devapiUsage)
+	s := program.Settings("dragonfly devapi", help("devapi"))
 	var f devapiFlags
 	f.register(s)
 	var help bytes.Buffer

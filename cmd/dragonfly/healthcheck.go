@@ -13,15 +13,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "healthcheck", Summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
-		Flags: func(s *cli.Settings) { healthcheckFlags(s, new(healthcheck.Config), new(time.Duration)) }, Run: runHealthcheck,
-	})
-}
-
-var healthcheckUsage = help("healthcheck")
-
 // healthcheckFlags registers the settings of one probe, named
 // DRAGONFLY_HEALTHCHECK_* (flags without the prefix).
 func healthcheckFlags(s *cli.Settings, p *healthcheck.Config, timeout *time.Duration) {
@@ -42,7 +33,7 @@ func healthcheckFlags(s *cli.Settings, p *healthcheck.Config, timeout *time.Dura
 func runHealthcheck(ctx context.Context, e *cli.Env, args []string) error {
 	var p healthcheck.Config
 	var timeout time.Duration
-	s := e.Settings("dragonfly healthcheck", healthcheckUsage)
+	s := e.Settings("dragonfly healthcheck", help("healthcheck"))
 	healthcheckFlags(s, &p, &timeout)
 	if err := s.Parse(args, e.Getenv, ""); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

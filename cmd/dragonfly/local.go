@@ -16,15 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "local", Summary: "coordinator and worker in one process (one host)",
-		Flags: func(s *cli.Settings) { new(localCmd).register(s) }, Run: runLocal,
-	})
-}
-
-var localUsage = help("local")
-
 // localCmd are the settings of dragonfly local.
 type localCmd struct {
 	cf      coordinatorFlags
@@ -40,7 +31,7 @@ func (c *localCmd) register(s *cli.Settings) {
 
 func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	var lc localCmd
-	s := e.Settings("dragonfly local", localUsage)
+	s := e.Settings("dragonfly local", help("local"))
 	lc.register(s)
 	if err := e.Parse(s, args, false); err != nil {
 		return err

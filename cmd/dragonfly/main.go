@@ -24,16 +24,40 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/healthcheck"
 )
 
-// program is dragonfly; the init functions of the command files register
-// its commands.
+// program is dragonfly; each command's file holds its settings and its run.
 var program = &cli.Program{
 	Name:    "dragonfly",
 	Footer:  "\nRun 'dragonfly <command> --help' for its flags and their DRAGONFLY_* variables;\n'dragonfly --version' for the version.",
 	Version: printVersion,
+}
+
+func init() {
+	program.Register([]cli.Command{
+		{Name: "coordinator", Summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
+			Flags: func(s *cli.Settings) { new(coordinatorCmd).register(s) }, Run: runCoordinator},
+		{Name: "worker", Summary: "download, unpack and scan distributions for a coordinator",
+			Flags: func(s *cli.Settings) { new(workerCmd).register(s) }, Run: runWorker},
+		{Name: "local", Summary: "coordinator and worker in one process (one host)",
+			Flags: func(s *cli.Settings) { new(localCmd).register(s) }, Run: runLocal},
+		{Name: "scan", Summary: "scan local archives, directories or URLs",
+			Flags: func(s *cli.Settings) { new(scanConfig).register(s) }, Run: runScan},
+		{Name: "rules", Summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
+			Flags: func(s *cli.Settings) { new(profileConfig).register(s) }, Run: runRules},
+		{Name: "devapi", Summary: "a development Dragonfly API server",
+			Flags: func(s *cli.Settings) { new(devapiFlags).register(s) }, Run: runDevAPI},
+		{Name: "status", Summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
+			Flags: func(s *cli.Settings) { new(statusFlags).register(s) }, Run: runStatus},
+		{Name: "healthcheck", Summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
+			Flags: func(s *cli.Settings) { healthcheckFlags(s, new(healthcheck.Config), new(time.Duration)) }, Run: runHealthcheck},
+		{Name: "version", Summary: "print the version, VCS revision and Go version (also dragonfly --version)",
+			Run: runVersion},
+	}...)
 }
 
 func main() {

@@ -12,19 +12,10 @@ import (
 	"github.com/dragonfly-fleet/fleet/rules/workbench"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "rules", Summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
-		Flags: func(s *cli.Settings) { new(profileConfig).register(s) }, Run: runRules,
-	})
-}
-
-var rulesUsage = help("rules")
-
 // runRules dispatches to the subcommands of dragonfly rules.
 func runRules(ctx context.Context, e *cli.Env, args []string) error {
 	if len(args) == 0 {
-		return cli.Usage("no subcommand\n\n%s", rulesUsage)
+		return cli.Usage("no subcommand\n\n%s", help("rules"))
 	}
 	switch args[0] {
 	case "check":
@@ -32,16 +23,14 @@ func runRules(ctx context.Context, e *cli.Env, args []string) error {
 	case "profile":
 		return runRulesProfile(ctx, e, args[1:])
 	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(e.Stdout, rulesUsage)
+		fmt.Fprintln(e.Stdout, help("rules"))
 		return nil
 	}
-	return cli.Usage("unknown subcommand %q\n\n%s", clip.String(args[0], 256), rulesUsage)
+	return cli.Usage("unknown subcommand %q\n\n%s", clip.String(args[0], 256), help("rules"))
 }
 
-var rulesCheckUsage = help("rules-check")
-
 func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
-	s := e.Settings("dragonfly rules check", rulesCheckUsage)
+	s := e.Settings("dragonfly rules check", help("rules-check"))
 	if err := s.Parse(args, e.Getenv, ""); err != nil {
 		return err
 	}
@@ -66,8 +55,6 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-var rulesProfileUsage = help("rules-profile")
-
 // profileConfig are the settings of dragonfly rules profile.
 type profileConfig struct {
 	rules     string
@@ -87,7 +74,7 @@ func (c *profileConfig) register(s *cli.Settings) {
 
 func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg profileConfig
-	s := e.Settings("dragonfly rules profile", rulesProfileUsage)
+	s := e.Settings("dragonfly rules profile", help("rules-profile"))
 	cfg.register(s)
 	if err := e.Parse(s, args, true); err != nil {
 		return err

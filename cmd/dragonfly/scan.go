@@ -23,15 +23,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "scan", Summary: "scan local archives, directories or URLs",
-		Flags: func(s *cli.Settings) { new(scanConfig).register(s) }, Run: runScan,
-	})
-}
-
-var scanUsage = help("scan")
-
 // scanConfig are the settings of dragonfly scan.
 type scanConfig struct {
 	rules        string
@@ -75,7 +66,7 @@ func (c *scanConfig) register(s *cli.Settings) {
 
 func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg scanConfig
-	s := e.Settings("dragonfly scan", scanUsage)
+	s := e.Settings("dragonfly scan", help("scan"))
 	cfg.register(s)
 	if err := e.Parse(s, args, true); err != nil {
 		return err

@@ -10,13 +10,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "status", Summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
-		Flags: func(s *cli.Settings) { new(statusFlags).register(s) }, Run: runStatus,
-	})
-}
-
 const statusUsage = `usage: dragonfly status [--coordinator ADDR] [--token TOKEN] [--format table|json] [--watch [--interval 5s]]
 
 Fetches the coordinator's /status.json from its HTTP address (the

@@ -10,10 +10,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
-func init() {
-	program.Register(cli.Command{Name: "version", Summary: "print the version, VCS revision and Go version (also dragonfly --version)", Run: runVersion})
-}
-
 func runVersion(_ context.Context, e *cli.Env, args []string) error {
 	s := e.Settings("dragonfly version", "usage: dragonfly version\n\nPrints the version of this build, the VCS revision it was built from and the\nGo version that built it (the same as dragonfly --version).")
 	if err := s.Parse(args, e.Getenv, ""); err != nil {

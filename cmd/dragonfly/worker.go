@@ -15,15 +15,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
-func init() {
-	program.Register(cli.Command{
-		Name: "worker", Summary: "download, unpack and scan distributions for a coordinator",
-		Flags: func(s *cli.Settings) { new(workerCmd).register(s) }, Run: runWorker,
-	})
-}
-
-var workerUsage = help("worker")
-
 // workerFlags are the settings of a worker (also used by local): its
 // Config (Limits resolved by validate), and how the limits were read.
 type workerFlags struct {
@@ -96,7 +87,7 @@ func (c *workerCmd) register(s *cli.Settings) {
 
 func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	var c workerCmd
-	s := e.Settings("dragonfly worker", workerUsage)
+	s := e.Settings("dragonfly worker", help("worker"))
 	c.register(s)
 	if err := e.Parse(s, args, false); err != nil {
 		return err

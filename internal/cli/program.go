@@ -50,12 +50,14 @@ type Command struct {
 	Run   func(ctx context.Context, e *Env, args []string) error
 }
 
-// Register adds a command.
-func (p *Program) Register(c Command) {
+// Register adds commands.
+func (p *Program) Register(cs ...Command) {
 	if p.commands == nil {
 		p.commands = map[string]Command{}
 	}
-	p.commands[c.Name] = c
+	for _, c := range cs {
+		p.commands[c.Name] = c
+	}
 }
 
 // Lookup returns the command name.
