@@ -555,13 +555,10 @@ func TestHugeHeaderBlockRefused(t *testing.T) {
 		err = c.fr.WriteContinuation(1, end == len(block), block[off:end])
 	}
 	c.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The stream is reset or the connection closed: either way no stream
-	// began.
+	// The stream is reset or the connection closed (maybe before the whole
+	// block was written): either way no stream began.
 	c.waitFor("an answer to the 1 MiB header block", func() bool {
-		if errors.Is(c.readErr, io.EOF) {
+		if errors.Is(c.readErr, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
 			c.ended[1] = "connection closed"
 		}
 		return c.ended[1] != ""
