@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
 
 // apiSettings are the API settings: flag, env, TOML key, a value, and how to
@@ -35,7 +36,7 @@ func parseAPI(t *testing.T, args []string, env map[string]string, toml string) (
 	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	var cfg mainframe.Config
 	apiFlags(s, &cfg)
-	return &cfg, s.Parse(args, envMap(env), configDir(t, toml, ""))
+	return &cfg, s.Parse(args, clitest.Env(env), clitest.ConfigDir(t, toml, ""))
 }
 
 func TestAPIFlagsDefaults(t *testing.T) {
@@ -143,7 +144,7 @@ func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
 	for _, st := range apiSettings {
 		env[st.env] = st.value
 	}
-	_ = s.Parse([]string{"-h"}, envMap(env), configDir(t, `password = "toml-pw-123"`, ""))
+	_ = s.Parse([]string{"-h"}, clitest.Env(env), clitest.ConfigDir(t, `password = "toml-pw-123"`, ""))
 	help := out.String()
 	for _, st := range apiSettings {
 		typ := "string"

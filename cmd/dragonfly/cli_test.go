@@ -3,35 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
-
-// envMap is a lookupEnv backed by a map.
-func envMap(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
-}
-
-// configDir writes Config.toml / Config-dev.toml (skipped when empty) into a
-// temporary directory.
-func configDir(t *testing.T, toml, devToml string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range map[string]string{"Config.toml": toml, "Config-dev.toml": devToml} {
-		if body != "" {
-			writeFile(t, filepath.Join(dir, name), body, 0o600)
-		}
-	}
-	return dir
-}
 
 // command is the command name of dragonfly.
 func command(t *testing.T, name string) cli.Command {
@@ -47,7 +26,7 @@ func command(t *testing.T, name string) cli.Command {
 func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(vars), Dir: t.TempDir()}
 	code := run(context.Background(), e, args)
 	return code, stdout.String(), stderr.String()
 }
@@ -188,7 +167,7 @@ func TestFlagsAnywhere(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, s := newScan()
-			if err := s.Parse(tt.args, envMap(nil), ""); err != nil {
+			if err := s.Parse(tt.args, clitest.Env(nil), ""); err != nil {
 				t.Fatal(err)
 			}
 			if tt.threads == 0 {
@@ -201,7 +180,7 @@ func TestFlagsAnywhere(t *testing.T) {
 	}
 	// A bool flag takes no value from the next argument.
 	c, s := newScan()
-	if err := s.Parse([]string{"--demo", "x.whl"}, envMap(nil), ""); err != nil || !c.demo || strings.Join(s.Args(), "") != "x.whl" {
+	if err := s.Parse([]string{"--demo", "x.whl"}, clitest.Env(nil), ""); err != nil || !c.demo || strings.Join(s.Args(), "") != "x.whl" {
 		t.Errorf("demo %v args %q err %v", c.demo, s.Args(), err)
 	}
 }
@@ -238,7 +217,7 @@ func TestDeprecatedNames(t *testing.T) {
 			var stderr bytes.Buffer
 			s.SetOutput(new(bytes.Buffer), &stderr)
 			command(t, tt.command).Flags(s)
-			if err := s.Parse(tt.args, envMap(tt.env), t.TempDir()); err != nil {
+			if err := s.Parse(tt.args, clitest.Env(tt.env), t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
 			if !tt.check(s) {
@@ -256,7 +235,7 @@ func TestDeprecatedNames(t *testing.T) {
 	s := program.Settings("dragonfly coordinator", "")
 	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	command(t, "coordinator").Flags(s)
-	if err := s.Parse([]string{"--heartbeat", "1s", "--heartbeat-interval", "2s"}, envMap(nil), ""); err == nil || !strings.Contains(err.Error(), "--heartbeat-interval and --heartbeat both given") &&
+	if err := s.Parse([]string{"--heartbeat", "1s", "--heartbeat-interval", "2s"}, clitest.Env(nil), ""); err == nil || !strings.Contains(err.Error(), "--heartbeat-interval and --heartbeat both given") &&
 		!strings.Contains(err.Error(), "--heartbeat and --heartbeat-interval both given") {
 		t.Errorf("err = %v", err)
 	}

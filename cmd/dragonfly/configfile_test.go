@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
 
 // parseCoordinator parses the coordinator's settings, as dragonfly
@@ -21,20 +21,8 @@ func parseCoordinator(t *testing.T, args []string, env map[string]string, dir st
 	var stdout, stderr bytes.Buffer
 	s.SetOutput(&stdout, &stderr)
 	c.register(s)
-	err := s.Parse(args, envMap(env), dir)
+	err := s.Parse(args, clitest.Env(env), dir)
 	return &c, s, stderr.String(), err
-}
-
-func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), mode); err != nil {
-		t.Fatal(err)
-	}
-	// WriteFile's mode passes through the umask; set it exactly.
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func TestConfigFileKeys(t *testing.T) {
@@ -69,7 +57,7 @@ func TestConfigFileKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, _, err := parseCoordinator(t, nil, nil, configDir(t, tt.toml, tt.devToml))
+			_, _, _, err := parseCoordinator(t, nil, nil, clitest.ConfigDir(t, tt.toml, tt.devToml))
 			if tt.want == "" {
 				if err != nil && strings.Contains(err.Error(), "unknown key") {
 					t.Fatalf("err = %v", err)
@@ -107,7 +95,7 @@ load_duration = 45
 pprof = true
 base_url = "http://127.0.0.1:8000"
 `
-	c, _, _, err := parseCoordinator(t, nil, nil, configDir(t, toml, ""))
+	c, _, _, err := parseCoordinator(t, nil, nil, clitest.ConfigDir(t, toml, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +105,7 @@ base_url = "http://127.0.0.1:8000"
 	var w workerCmd
 	s := program.Settings("dragonfly worker", "")
 	w.register(s)
-	if err := s.Parse(nil, envMap(nil), configDir(t, `allowed_hosts = ["a.example", "http://b.example:8000"]`, "")); err != nil {
+	if err := s.Parse(nil, clitest.Env(nil), clitest.ConfigDir(t, `allowed_hosts = ["a.example", "http://b.example:8000"]`, "")); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(w.f.cfg.Fetch.AllowedHosts, "|"); got != "a.example|http://b.example:8000" {
@@ -128,9 +116,9 @@ base_url = "http://127.0.0.1:8000"
 // TestConfigFlag: --config and DRAGONFLY_CONFIG name one file that replaces
 // Config.toml and Config-dev.toml.
 func TestConfigFlag(t *testing.T) {
-	dir := configDir(t, "bulk_size = 2", "bulk_size = 3")
-	other := writeFile(t, filepath.Join(t.TempDir(), "fleet.toml"), "bulk_size = 9", 0o600)
-	broken := writeFile(t, filepath.Join(t.TempDir(), "broken.toml"), "bulk_sise = 9", 0o600)
+	dir := clitest.ConfigDir(t, "bulk_size = 2", "bulk_size = 3")
+	other := clitest.WriteFile(t, filepath.Join(t.TempDir(), "fleet.toml"), "bulk_size = 9", 0o600)
+	broken := clitest.WriteFile(t, filepath.Join(t.TempDir(), "broken.toml"), "bulk_sise = 9", 0o600)
 
 	tests := []struct {
 		name string
@@ -175,7 +163,7 @@ func TestConfigFileDeprecatedKey(t *testing.T) {
 	var stderr bytes.Buffer
 	s.SetOutput(new(bytes.Buffer), &stderr)
 	c.register(s)
-	if err := s.Parse(nil, envMap(nil), configDir(t, `scan_format = "sarif"`, "")); err != nil {
+	if err := s.Parse(nil, clitest.Env(nil), clitest.ConfigDir(t, `scan_format = "sarif"`, "")); err != nil {
 		t.Fatal(err)
 	}
 	if c.format != "sarif" || !strings.Contains(stderr.String(), "Config.toml: scan_format is deprecated: use format") {
@@ -183,7 +171,7 @@ func TestConfigFileDeprecatedKey(t *testing.T) {
 	}
 	s = program.Settings("dragonfly scan", "")
 	c.register(s)
-	err := s.Parse(nil, envMap(nil), configDir(t, "scan_format = \"sarif\"\nformat = \"json\"", ""))
+	err := s.Parse(nil, clitest.Env(nil), clitest.ConfigDir(t, "scan_format = \"sarif\"\nformat = \"json\"", ""))
 	if err == nil || !strings.Contains(err.Error(), "Config.toml: format and scan_format are both set: they are one setting (DRAGONFLY_FORMAT)") {
 		t.Errorf("err = %v", err)
 	}

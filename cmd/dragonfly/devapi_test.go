@@ -16,6 +16,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/devapi"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
 
 func parseDevAPI(t *testing.T, args []string, env map[string]string) (devapi.Config, error) {
@@ -30,7 +31,7 @@ func parseDevAPIFlags(t *testing.T, args []string, env map[string]string) (devap
 	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	var f devapiFlags
 	f.register(s)
-	if err := s.Parse(args, envMap(env), ""); err != nil {
+	if err := s.Parse(args, clitest.Env(env), ""); err != nil {
 		return f, devapi.Config{}, err
 	}
 	cfg, err := f.config()
@@ -153,7 +154,7 @@ func TestDevAPICommand(t *testing.T) {
 	lw := newLogWatcher(t)
 	e := &cli.Env{
 		Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: lw, Dir: t.TempDir(),
-		Getenv: envMap(map[string]string{
+		Getenv: clitest.Env(map[string]string{
 			"DRAGONFLY_DEVAPI_AUTH":             "cloudflare",
 			"DRAGONFLY_DEVAPI_CF_CLIENT_ID":     "id",
 			"DRAGONFLY_DEVAPI_CF_CLIENT_SECRET": "secret",

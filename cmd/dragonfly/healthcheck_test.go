@@ -13,6 +13,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 )
 
@@ -21,7 +22,7 @@ import (
 func runHealth(t *testing.T, getenv map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(getenv)}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(getenv)}
 	code := run(context.Background(), e, append([]string{"healthcheck"}, args...))
 	return code, stdout.String(), stderr.String()
 }

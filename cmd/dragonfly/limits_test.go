@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -41,7 +42,7 @@ func TestLimitsAcrossSources(t *testing.T) {
 			var w workerCmd
 			s := program.Settings("dragonfly worker", "")
 			w.register(s)
-			if err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml)); err != nil {
+			if err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml)); err != nil {
 				t.Fatal(err)
 			}
 			if err := w.f.validate(); err != nil {
@@ -59,7 +60,7 @@ func TestLogLimits(t *testing.T) {
 	s := program.Settings("dragonfly worker", "")
 	w.register(s)
 	env := map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "32MiB", "DRAGONFLY_MAX_SCAN_SIZE": "16MiB", "DRAGONFLY_MAX_SIZE": "1GB", "DRAGONFLY_SCAN_TIMEOUT": "30"}
-	if err := s.Parse(nil, envMap(env), ""); err != nil {
+	if err := s.Parse(nil, clitest.Env(env), ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.f.validate(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"golang.org/x/sys/unix"
 )
@@ -279,7 +280,7 @@ func TestRulesProfileProgressOnTerminal(t *testing.T) {
 		got <- string(b)
 	}()
 	var stdout bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: tty, Getenv: envMap(nil), Dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: tty, Getenv: clitest.Env(nil), Dir: t.TempDir()}
 	code := run(context.Background(), e, []string{"rules", "profile", "--rules", rulesPath, "--format", "json", target})
 	tty.Close()
 	out := <-got

@@ -16,13 +16,14 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
 func runScanCmd(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(vars), Dir: t.TempDir()}
 	code := run(context.Background(), e, args)
 	return code, stdout.String(), stderr.String()
 }
@@ -297,7 +298,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	cache := t.TempDir()
 	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
 	vars := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CLIENT_ID": "id.access", "DRAGONFLY_CLIENT_SECRET": "s3cret"}
-	e := &cli.Env{Getenv: envMap(vars), Dir: t.TempDir(), CacheDir: func() (string, error) { return cache, nil }, Now: func() time.Time { return now }}
+	e := &cli.Env{Getenv: clitest.Env(vars), Dir: t.TempDir(), CacheDir: func() (string, error) { return cache, nil }, Now: func() time.Time { return now }}
 	scanArgs := []string{"scan", "--rules-from-api", "--format", "json", target}
 
 	code, out, errOut := runScanEnv(t, e, scanArgs...)
@@ -335,13 +336,13 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// Refused credentials are no outage: no fallback.
 	api.status.Store(0)
 	bad := map[string]string{"DRAGONFLY_BASE_URL": api.srv.URL, "DRAGONFLY_CF_ACCESS_CLIENT_ID": "id.access", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": "wrong"}
-	e.Getenv = envMap(bad)
+	e.Getenv = clitest.Env(bad)
 	code, out, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 2 || out != "" || !strings.Contains(errOut, "redirected") || strings.Contains(errOut, "cached") || strings.Contains(errOut, "wrong") {
 		t.Errorf("bad credentials: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	api.status.Store(http.StatusUnauthorized)
-	e.Getenv = envMap(vars)
+	e.Getenv = clitest.Env(vars)
 	if code, _, errOut := runScanEnv(t, e, scanArgs...); code != 2 || !strings.Contains(errOut, "401") || strings.Contains(errOut, "cached rule set") {
 		t.Errorf("401: exit %d stderr %q", code, errOut)
 	}
@@ -349,7 +350,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// Nothing cached from another API: an error naming the cache.
 	other := httptest.NewServer(http.NotFoundHandler())
 	other.Close()
-	e.Getenv = envMap(map[string]string{"DRAGONFLY_BASE_URL": other.URL})
+	e.Getenv = clitest.Env(map[string]string{"DRAGONFLY_BASE_URL": other.URL})
 	code, _, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 2 || !strings.Contains(errOut, "is unreachable") || !strings.Contains(errOut, "no rule set from "+other.URL+" is cached in "+filepath.Join(cache, "dragonfly-fleet", "rules")) {
 		t.Errorf("other API down: exit %d stderr %q", code, errOut)
@@ -358,7 +359,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	// A hash that is no safe file name is used but not cached.
 	api.status.Store(0)
 	api.hash.Store("../../escape")
-	e.Getenv = envMap(vars)
+	e.Getenv = clitest.Env(vars)
 	code, _, errOut = runScanEnv(t, e, scanArgs...)
 	if code != 0 || !strings.Contains(errOut, `warning: rule set not cached: hash "../../escape" is not a safe file name`) {
 		t.Errorf("hostile hash: exit %d stderr %q", code, errOut)

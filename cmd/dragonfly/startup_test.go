@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -42,7 +43,7 @@ func startStopped(t *testing.T, vars map[string]string, args ...string) (int, st
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envMap(vars), Dir: t.TempDir()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(vars), Dir: t.TempDir()}
 	code := run(ctx, e, args)
 	return code, stderr.String()
 }

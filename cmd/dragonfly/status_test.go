@@ -24,6 +24,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/devapi"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/score"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -35,7 +36,7 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var o, e bytes.Buffer
-	env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: envMap(vars), Dir: t.TempDir()}
+	env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: clitest.Env(vars), Dir: t.TempDir()}
 	code = run(t.Context(), env, args)
 	return o.String(), e.String(), code
 }
@@ -183,7 +184,7 @@ func TestStatusWatch(t *testing.T) {
 				return c
 			}
 			var o, e bytes.Buffer
-			env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: envMap(nil), Dir: t.TempDir()}
+			env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: clitest.Env(nil), Dir: t.TempDir()}
 			if err := runStatusWith(ctx, env, []string{"--coordinator", srv.URL, "--watch", "--interval", "7s", "--format", tt.format}, after); err != nil {
 				t.Fatalf("watch: %v (stderr %s)", err, e.String())
 			}
@@ -216,7 +217,7 @@ func TestCoordinatorHTTP(t *testing.T) {
 	var cf coordinatorFlags
 	s := program.Settings("dragonfly coordinator", "")
 	cf.register(s)
-	if err := s.Parse([]string{"--base-url", api.URL, "--status-token", "tok"}, envMap(nil), ""); err != nil {
+	if err := s.Parse([]string{"--base-url", api.URL, "--status-token", "tok"}, clitest.Env(nil), ""); err != nil {
 		t.Fatal(err)
 	}
 	m := newCoordinatorMetrics(&cf)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
 
 // fleetSettings are a few settings of a coordinator: enough for the config
@@ -25,20 +27,8 @@ func parseFleet(t *testing.T, args []string, env map[string]string, dir string) 
 	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
 	s.Var(Int(&f.bulkSize, 1), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
 	s.Var(String(&f.token, ""), "DRAGONFLY_FLEET_TOKEN", "shared secret").MarkSecret()
-	err := s.Parse(args, envMap(env), dir)
+	err := s.Parse(args, clitest.Env(env), dir)
 	return &f, s, err
-}
-
-func writeFile(t *testing.T, path, body string, mode os.FileMode) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), mode); err != nil {
-		t.Fatal(err)
-	}
-	// WriteFile's mode passes through the umask; set it exactly.
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func exitCode(err error) int {
@@ -51,13 +41,13 @@ func exitCode(err error) int {
 
 func TestConfigFileBounds(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "Config.toml"), "bulk_size = 1\n"+strings.Repeat("# padding\n", maxConfigFile/10+1), 0o600)
+	clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), "bulk_size = 1\n"+strings.Repeat("# padding\n", maxConfigFile/10+1), 0o600)
 	if _, _, err := parseFleet(t, nil, nil, dir); err == nil || !strings.Contains(err.Error(), "larger than") || exitCode(err) != 2 {
 		t.Errorf("err = %v", err)
 	}
 	// A hostile key is cut before it enters the message.
 	long := strings.Repeat("k", 100_000)
-	_, _, err := parseFleet(t, nil, nil, configDir(t, long+" = 1", ""))
+	_, _, err := parseFleet(t, nil, nil, clitest.ConfigDir(t, long+" = 1", ""))
 	if err == nil || len(err.Error()) > 4096 || !strings.Contains(err.Error(), "…[cut") {
 		t.Errorf("err of %d bytes: %.200v", len(fmtErr(err)), err)
 	}
@@ -87,7 +77,7 @@ func TestConfigFileKnownKeys(t *testing.T) {
 		s := p.Settings("dragonfly coordinator", "")
 		s.Var(Int(&n, 1), "DRAGONFLY_BULK_SIZE", "bulk")
 		s.Var(String(&tok, ""), "DRAGONFLY_FLEET_TOKEN", "token").MarkSecret()
-		err := s.Parse(nil, envMap(nil), configDir(t, toml, ""))
+		err := s.Parse(nil, clitest.Env(nil), clitest.ConfigDir(t, toml, ""))
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("%q: err = %v, want %q", toml, err, want)
 		}
@@ -96,7 +86,7 @@ func TestConfigFileKnownKeys(t *testing.T) {
 	var n int
 	s := New("dragonfly coordinator", "")
 	s.Var(Int(&n, 1), "DRAGONFLY_BULK_SIZE", "bulk")
-	if err := s.Parse(nil, envMap(nil), configDir(t, "threads = 3", "")); err == nil || !strings.Contains(err.Error(), `unknown key "threads"`) {
+	if err := s.Parse(nil, clitest.Env(nil), clitest.ConfigDir(t, "threads = 3", "")); err == nil || !strings.Contains(err.Error(), `unknown key "threads"`) {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -117,12 +107,12 @@ func TestNearest(t *testing.T) {
 // config key <key>_file), with real files and modes.
 func TestSecretFiles(t *testing.T) {
 	dir := t.TempDir()
-	token := writeFile(t, filepath.Join(dir, "token"), "s3cret-token\n", 0o600)
-	twoNewlines := writeFile(t, filepath.Join(dir, "two"), "tok\n\n", 0o400)
-	crlf := writeFile(t, filepath.Join(dir, "crlf"), "tok\r\n", 0o644)
-	noNewline := writeFile(t, filepath.Join(dir, "bare"), "bare-token", 0o640)
-	worldWritable := writeFile(t, filepath.Join(dir, "ww"), "tok\n", 0o666)
-	big := writeFile(t, filepath.Join(dir, "big"), strings.Repeat("x", maxSecretFile+1), 0o600)
+	token := clitest.WriteFile(t, filepath.Join(dir, "token"), "s3cret-token\n", 0o600)
+	twoNewlines := clitest.WriteFile(t, filepath.Join(dir, "two"), "tok\n\n", 0o400)
+	crlf := clitest.WriteFile(t, filepath.Join(dir, "crlf"), "tok\r\n", 0o644)
+	noNewline := clitest.WriteFile(t, filepath.Join(dir, "bare"), "bare-token", 0o640)
+	worldWritable := clitest.WriteFile(t, filepath.Join(dir, "ww"), "tok\n", 0o666)
+	big := clitest.WriteFile(t, filepath.Join(dir, "big"), strings.Repeat("x", maxSecretFile+1), 0o600)
 
 	tests := []struct {
 		name string
@@ -156,7 +146,7 @@ func TestSecretFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.toml != "" {
-				writeFile(t, filepath.Join(dir, "Config.toml"), tt.toml, 0o600)
+				clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), tt.toml, 0o600)
 				t.Cleanup(func() { removeFile(t, filepath.Join(dir, "Config.toml")) })
 			}
 			f, _, err := parseFleet(t, tt.args, tt.env, dir)
@@ -187,15 +177,15 @@ func TestSecretFileFormOnlyForSecrets(t *testing.T) {
 	var p string
 	s := New("t", "")
 	s.Var(String(&p, ""), "DRAGONFLY_PASSWORD", "x").MarkSecret()
-	f := writeFile(t, filepath.Join(t.TempDir(), "pw"), "pw\n", 0o600)
-	if err := s.Parse(nil, envMap(map[string]string{"DRAGONFLY_PASSWORD_FILE": f}), ""); err != nil || p != "pw" {
+	f := clitest.WriteFile(t, filepath.Join(t.TempDir(), "pw"), "pw\n", 0o600)
+	if err := s.Parse(nil, clitest.Env(map[string]string{"DRAGONFLY_PASSWORD_FILE": f}), ""); err != nil || p != "pw" {
 		t.Errorf("password %q, %v", p, err)
 	}
 	// ... and not for others: DRAGONFLY_BASE_URL_FILE means nothing.
 	var u string
 	s = New("t", "")
 	s.Var(String(&u, "default"), "DRAGONFLY_BASE_URL", "x")
-	if err := s.Parse(nil, envMap(map[string]string{"DRAGONFLY_BASE_URL_FILE": f}), ""); err != nil || u != "default" {
+	if err := s.Parse(nil, clitest.Env(map[string]string{"DRAGONFLY_BASE_URL_FILE": f}), ""); err != nil || u != "default" {
 		t.Errorf("base url %q, %v", u, err)
 	}
 }

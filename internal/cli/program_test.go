@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
 
 // TestProgramRun: help to stdout with 0, usage errors to stderr with 2, an
@@ -25,7 +27,7 @@ func TestProgramRun(t *testing.T) {
 	}})
 	run := func(args ...string) (int, string, string) {
 		var o, e bytes.Buffer
-		code := p.Run(context.Background(), &Env{Stdout: &o, Stderr: &e, Getenv: envMap(nil), Dir: t.TempDir()}, args)
+		code := p.Run(context.Background(), &Env{Stdout: &o, Stderr: &e, Getenv: clitest.Env(nil), Dir: t.TempDir()}, args)
 		return code, o.String(), e.String()
 	}
 	for _, tc := range []struct {

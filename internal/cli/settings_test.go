@@ -3,38 +3,13 @@ package cli
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/spf13/pflag"
 )
-
-// envMap is a lookupEnv backed by a map.
-func envMap(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
-}
-
-// configDir writes Config.toml / Config-dev.toml (skipped when empty) into a
-// temporary directory.
-func configDir(t *testing.T, toml, devToml string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range map[string]string{"Config.toml": toml, "Config-dev.toml": devToml} {
-		if body == "" {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func TestSettingsPrecedence(t *testing.T) {
 	tests := []struct {
@@ -61,7 +36,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			var other string
 			s.Var(Int(&threads, 1), "DRAGONFLY_THREADS", "scanner threads")
 			s.Var(String(&other, "x"), "DRAGONFLY_OTHER", "another setting")
-			if err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml)); err != nil {
+			if err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml)); err != nil {
 				t.Fatal(err)
 			}
 			if threads != tt.want {
@@ -95,7 +70,7 @@ func TestSettingsAliases(t *testing.T) {
 			s := New("test", "summary")
 			var size int64
 			s.Var(Size(&size, 128000000), envs[0], "download cap").Alias(envs[1:]...)
-			if err := s.Parse(nil, envMap(tt.env), configDir(t, tt.toml, "")); err != nil {
+			if err := s.Parse(nil, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, "")); err != nil {
 				t.Fatal(err)
 			}
 			if size != tt.want {
@@ -140,7 +115,7 @@ func TestSettingsBadValues(t *testing.T) {
 			s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
 			s.Var(Size(&size, 1000), "DRAGONFLY_MAX_SCAN_SIZE", "download cap").Alias("DRAGONFLY_MAX_SIZE")
 			s.Var(Bool(&pprof, false), "DRAGONFLY_PPROF", "profiling")
-			err := s.Parse(tt.args, envMap(tt.env), configDir(t, tt.toml, tt.devToml))
+			err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -172,7 +147,7 @@ func TestSettingsDurations(t *testing.T) {
 			if tt.toml {
 				env, toml = nil, tt.in
 			}
-			if err := s.Parse(nil, envMap(env), configDir(t, toml, "")); err != nil {
+			if err := s.Parse(nil, clitest.Env(env), clitest.ConfigDir(t, toml, "")); err != nil {
 				t.Fatal(err)
 			}
 			if d != tt.want {
@@ -210,7 +185,7 @@ func TestSettingsSizes(t *testing.T) {
 			if tt.toml {
 				env, toml = nil, tt.in
 			}
-			if err := s.Parse(nil, envMap(env), configDir(t, toml, "")); err != nil {
+			if err := s.Parse(nil, clitest.Env(env), clitest.ConfigDir(t, toml, "")); err != nil {
 				t.Fatal(err)
 			}
 			if n != tt.want {
@@ -227,7 +202,7 @@ func TestSettingsListsAndBools(t *testing.T) {
 	s.Var(List(&hosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOW_HOSTS", "download hosts")
 	s.Var(Bool(&pprof, false), "DRAGONFLY_PPROF", "profiling")
 	s.Var(Bool(&quiet, false), "DRAGONFLY_QUIET", "less output")
-	err := s.Parse([]string{"--quiet", "rest"}, envMap(map[string]string{"DRAGONFLY_PPROF": "1"}), configDir(t, `allow_hosts = ["a.example", " b.example "]`, ""))
+	err := s.Parse([]string{"--quiet", "rest"}, clitest.Env(map[string]string{"DRAGONFLY_PPROF": "1"}), clitest.ConfigDir(t, `allow_hosts = ["a.example", " b.example "]`, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +225,7 @@ func TestSettingsUsage(t *testing.T) {
 	s.Var(String(&secret, ""), "DRAGONFLY_PASSWORD", "a secret")
 	s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
 	// The environment is read after the flags, so --help must not print it.
-	err := s.Parse([]string{"--help"}, envMap(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
+	err := s.Parse([]string{"--help"}, clitest.Env(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("err = %v, want pflag.ErrHelp", err)
 	}

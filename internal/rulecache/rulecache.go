@@ -186,7 +186,7 @@ func newest(dir, base string) (entry, string, error) {
 	for _, de := range entries {
 		name := de.Name()
 		if de.Type().IsRegular() && filepath.Ext(name) == ".json" && safeHash.MatchString(name[:len(name)-len(".json")]) {
-			if fi, err := de.Info(); err == nil {
+			if fi, err := de.Info(); err == nil && fi.Size() <= MaxFile {
 				cands = append(cands, cand{filepath.Join(dir, name), fi.ModTime()})
 			}
 		}
@@ -195,30 +195,19 @@ func newest(dir, base string) (entry, string, error) {
 	// is the one fetched last.
 	sort.Slice(cands, func(i, j int) bool { return cands[i].mod.After(cands[j].mod) })
 	for _, cd := range cands {
-		data, err := readFile(cd.path, MaxFile)
+		f, err := os.Open(cd.path)
 		if err != nil {
 			continue
 		}
+		// A file over MaxFile is cut there and fails to decode.
+		data, err := io.ReadAll(io.LimitReader(f, MaxFile))
+		f.Close()
 		var c entry
-		if json.Unmarshal(data, &c) != nil || c.BaseURL != base || c.Rules == nil ||
+		if err != nil || json.Unmarshal(data, &c) != nil || c.BaseURL != base || c.Rules == nil ||
 			filepath.Base(cd.path) != c.Hash+".json" {
 			continue
 		}
 		return c, cd.path, nil
 	}
 	return entry{}, "", errors.New("none found")
-}
-
-// readFile reads the file at path, which must not hold more than max bytes.
-func readFile(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(data)) > max {
-		err = fmt.Errorf("%s: larger than %d bytes", clip.Path(path), max)
-	}
-	return data, err
 }

@@ -176,7 +176,7 @@ func Unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget)
 			_, err = scan.DirProducer(t, lim)(ctx, alloc, emit, link)
 		} else {
 			var data []byte
-			if data, err = readLimited(t, lim.Download); err == nil {
+			if data, err = limit.ReadFile(t, lim.Download); err == nil {
 				_, err = archive.Walk(ctx, data, filepath.Base(t), lim, alloc, emit, link)
 			}
 		}
@@ -185,23 +185,6 @@ func Unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget)
 		}
 	}
 	return files, held, nil
-}
-
-// readLimited reads a file of at most max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, &limit.Error{Kind: limit.Download, Max: max}
-	}
-	return data, nil
 }
 
 // profileJSON is one rule of dragonfly rules profile --format json.
