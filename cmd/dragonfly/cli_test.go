@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
@@ -98,6 +99,10 @@ func TestHelpText(t *testing.T) {
 		if !strings.Contains(coordHelp, want) {
 			t.Errorf("coordinator help lacks %q", want)
 		}
+	}
+	// The status help names the coordinator's metrics port.
+	if _, statusHelp, _ := runCLI(t, nil, "status", "--help"); !strings.Contains(statusHelp, "port "+coordinator.DefaultMetricsPort+")") {
+		t.Errorf("status help lacks the metrics port %s", coordinator.DefaultMetricsPort)
 	}
 	for name, help := range map[string]string{"scan": scanHelp, "worker": workerHelp, "coordinator": coordHelp} {
 		for _, bad := range []string{"fleet-s3cret", "pw-s3cret", "77", "4611686018427387904", "1m0s", "value   [env", "--heartbeat ", "--outbox ", "--listen "} {

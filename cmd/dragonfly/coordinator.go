@@ -126,9 +126,8 @@ func (c *coordinatorCmd) register(s *cli.Settings) {
 
 func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	var cc coordinatorCmd
-	s := e.Settings("dragonfly coordinator", help("coordinator"))
-	cc.register(s)
-	if err := e.Parse(s, args, false); err != nil {
+	s, err := parse(e, "coordinator", cc.register, args, false)
+	if err != nil {
 		return err
 	}
 	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles

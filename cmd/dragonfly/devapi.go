@@ -90,9 +90,8 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 
 func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
 	var f devapiFlags
-	s := e.Settings("dragonfly devapi", help("devapi"))
-	f.register(s)
-	if err := e.Parse(s, args, false); err != nil {
+	_, err := parse(e, "devapi", f.register, args, false)
+	if err != nil {
 		return err
 	}
 	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)

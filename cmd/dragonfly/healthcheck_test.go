@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +10,6 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
-	"github.com/dragonfly-fleet/fleet/internal/cli"
-	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 )
 
@@ -21,10 +17,7 @@ import (
 // and output.
 func runHealth(t *testing.T, getenv map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(getenv)}
-	code := run(context.Background(), e, append([]string{"healthcheck"}, args...))
-	return code, stdout.String(), stderr.String()
+	return runCLI(t, getenv, append([]string{"healthcheck"}, args...)...)
 }
 
 // coordinatorHealth serves a coordinator's production gRPC server

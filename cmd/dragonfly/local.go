@@ -31,9 +31,8 @@ func (c *localCmd) register(s *cli.Settings) {
 
 func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	var lc localCmd
-	s := e.Settings("dragonfly local", help("local"))
-	lc.register(s)
-	if err := e.Parse(s, args, false); err != nil {
+	s, err := parse(e, "local", lc.register, args, false)
+	if err != nil {
 		return err
 	}
 	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo

@@ -89,5 +89,15 @@ func help(name string) string {
 	return strings.TrimSuffix(string(b), "\n")
 }
 
+// parse registers a command's settings on new settings (its help
+// help/NAME.txt, "rules profile" rules-profile.txt) and parses args into
+// them with the environment and the config files; positional arguments
+// are refused unless positional.
+func parse(e *cli.Env, name string, register func(*cli.Settings), args []string, positional bool) (*cli.Settings, error) {
+	s := e.Settings("dragonfly "+name, help(strings.ReplaceAll(name, " ", "-")))
+	register(s)
+	return s, e.Parse(s, args, positional)
+}
+
 // run executes the subcommand in args and returns the exit status.
 func run(ctx context.Context, e *cli.Env, args []string) int { return program.Run(ctx, e, args) }

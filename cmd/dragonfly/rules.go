@@ -74,9 +74,8 @@ func (c *profileConfig) register(s *cli.Settings) {
 
 func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg profileConfig
-	s := e.Settings("dragonfly rules profile", help("rules-profile"))
-	cfg.register(s)
-	if err := e.Parse(s, args, true); err != nil {
+	s, err := parse(e, "rules profile", cfg.register, args, true)
+	if err != nil {
 		return err
 	}
 	lim, _, err := cfg.limitSet.resolve()

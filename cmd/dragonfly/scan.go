@@ -66,9 +66,8 @@ func (c *scanConfig) register(s *cli.Settings) {
 
 func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	var cfg scanConfig
-	s := e.Settings("dragonfly scan", help("scan"))
-	cfg.register(s)
-	if err := e.Parse(s, args, true); err != nil {
+	s, err := parse(e, "scan", cfg.register, args, true)
+	if err != nil {
 		return err
 	}
 	lim, sizes, err := cfg.limitSet.resolve()

@@ -75,7 +75,7 @@ func fakeIndex(t *testing.T) *httptest.Server {
 // release with exit 3.
 func TestScanRelease(t *testing.T) {
 	idx := fakeIndex(t)
-	code, out, stderr := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--index-url", idx.URL+"/simple", "pypi:multiwheel", "pypi:reqeusts==2.31.0")
+	code, out, stderr := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--index-url", idx.URL+"/simple", "pypi:multiwheel", "pypi:reqeusts==2.31.0")
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (reqeusts has a wrong digest)\n%s\n%s", code, out, stderr)
 	}
@@ -136,7 +136,7 @@ func TestScanRequirements(t *testing.T) {
 	if err := os.WriteFile(good, []byte("# pinned\nmultiwheel==1.0.0\ntinycolors==1.2.0 ; python_version >= '3.8'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--index-url", idx.URL+"/simple", "-r", good)
+	code, out, stderr := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--index-url", idx.URL+"/simple", "-r", good)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -147,7 +147,7 @@ func TestScanRequirements(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("multiwheel==1.0.0\nrequests>=2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr = runScanCmd(t, nil, "scan", "--demo-rules", "--index-url", idx.URL+"/simple", "-r", bad)
+	code, _, stderr = runCLI(t, nil, "scan", "--demo-rules", "--index-url", idx.URL+"/simple", "-r", bad)
 	if code != 2 || !strings.Contains(stderr, fmt.Sprintf("%s:2", bad)) {
 		t.Fatalf("exit %d, stderr %q: want 2 naming %s:2", code, stderr, bad)
 	}

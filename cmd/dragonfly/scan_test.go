@@ -20,14 +20,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
-func runScanCmd(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(vars), Dir: t.TempDir()}
-	code := run(context.Background(), e, args)
-	return code, stdout.String(), stderr.String()
-}
-
 // writeDemo writes the demo distributions into a directory.
 func writeDemo(t *testing.T) string {
 	t.Helper()
@@ -46,7 +38,7 @@ func writeDemo(t *testing.T) string {
 
 func TestScanJSON(t *testing.T) {
 	dir := writeDemo(t)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json",
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json",
 		filepath.Join(dir, "reqeusts-2.31.0.tar.gz"), filepath.Join(dir, "tinycolors-1.2.0.tar.gz"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -83,32 +75,32 @@ func TestScanExitCodes(t *testing.T) {
 	data, _ := os.ReadFile(bad)
 	os.WriteFile(corrupt, data[:len(data)/2], 0o644)
 
-	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "9", bad); code != 0 {
+	if code, _, _ := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "9", bad); code != 0 {
 		t.Fatalf("score 8 < fail-score 9: exit %d, want 0", code)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "8", bad); code != 1 {
+	if code, _, _ := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "8", bad); code != 1 {
 		t.Fatalf("score 8 >= fail-score 8: exit %d, want 1", code)
 	}
-	code, out, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "1", bad, corrupt)
+	code, out, _ := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "1", bad, corrupt)
 	if code != 3 {
 		t.Fatalf("unscannable target: exit %d, want 3 (wins over 1)", code)
 	}
 	if !strings.Contains(out, `"error":"`) {
 		t.Fatalf("no error field for the corrupt target: %s", out)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", filepath.Join(dir, "missing.whl")); code != 3 {
+	if code, _, _ := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", filepath.Join(dir, "missing.whl")); code != 3 {
 		t.Fatalf("missing file: exit %d, want 3", code)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "xml", bad); code != 2 {
+	if code, _, _ := runCLI(t, nil, "scan", "--demo-rules", "--format", "xml", bad); code != 2 {
 		t.Fatalf("bad format: exit %d, want 2", code)
 	}
 	badRules := filepath.Join(t.TempDir(), "bad.yara")
 	os.WriteFile(badRules, []byte("rule x { condition: nope }"), 0o644)
-	code, _, errOut := runScanCmd(t, nil, "scan", "--rules", badRules, bad)
+	code, _, errOut := runCLI(t, nil, "scan", "--rules", badRules, bad)
 	if code != 2 || !strings.Contains(errOut, "bad.yara:1") {
 		t.Fatalf("bad rules: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, _ := runScanCmd(t, nil, "scan"); code != 2 {
+	if code, _, _ := runCLI(t, nil, "scan"); code != 2 {
 		t.Fatalf("no targets: exit %d, want 2", code)
 	}
 }
@@ -116,11 +108,11 @@ func TestScanExitCodes(t *testing.T) {
 func TestScanLimitsFromEnv(t *testing.T) {
 	dir := writeDemo(t)
 	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
-	code, out, _ := runScanCmd(t, map[string]string{"DRAGONFLY_MAX_FILE_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
+	code, out, _ := runCLI(t, map[string]string{"DRAGONFLY_MAX_FILE_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
 	if code != 3 || !strings.Contains(out, "DRAGONFLY_MAX_FILE_SIZE") {
 		t.Fatalf("exit %d out %s", code, out)
 	}
-	code, out, _ = runScanCmd(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
+	code, out, _ = runCLI(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
 	if code != 3 || !strings.Contains(out, "exceeds limit DRAGONFLY_MAX_DOWNLOAD_SIZE (100 bytes)") {
 		t.Fatalf("alias DRAGONFLY_MAX_SIZE: exit %d out %s", code, out)
 	}
@@ -130,7 +122,7 @@ func TestScanDirectoryAndSARIF(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "pkg"), 0o755)
 	os.WriteFile(filepath.Join(dir, "pkg", "x.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "sarif", dir)
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "sarif", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -173,7 +165,7 @@ func TestScanDirectoryAndSARIF(t *testing.T) {
 }
 
 func TestScanDemoTable(t *testing.T) {
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo", "--demo-rules", "--format", "table")
+	code, out, errOut := runCLI(t, nil, "scan", "--demo", "--demo-rules", "--format", "table")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -188,7 +180,7 @@ func TestScanJSONCountsEveryFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "pkg", "a.py"), []byte("x = 1\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkg", "sub", "b.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkg", "empty.txt"), nil, 0o644)
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", dir)
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -212,23 +204,23 @@ func TestScanRulesRequired(t *testing.T) {
 	dir := writeDemo(t)
 	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
 	for _, args := range [][]string{{"scan", target}, {"scan", "--demo"}, {"scan", "--demo", "--format", "json"}} {
-		code, out, errOut := runScanCmd(t, nil, args...)
+		code, out, errOut := runCLI(t, nil, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "no rules: give --rules PATH") ||
 			!strings.Contains(errOut, "--rules-from-api") || !strings.Contains(errOut, "--demo-rules") {
 			t.Errorf("%v: exit %d stdout %q stderr %q", args, code, out, errOut)
 		}
 	}
-	code, _, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_RULES": "/some/rules"}, "scan", "--demo-rules", target)
+	code, _, errOut := runCLI(t, map[string]string{"DRAGONFLY_RULES": "/some/rules"}, "scan", "--demo-rules", target)
 	if code != 2 || !strings.Contains(errOut, "one rule source only, got --rules (env DRAGONFLY_RULES), --demo-rules (flag --demo-rules)") {
 		t.Errorf("two sources: exit %d stderr %q", code, errOut)
 	}
 	// --rules-from-api=false is no choice.
-	code, _, errOut = runScanCmd(t, nil, "scan", "--rules-from-api=false", "--demo-rules", "--format", "json", target)
+	code, _, errOut = runCLI(t, nil, "scan", "--rules-from-api=false", "--demo-rules", "--format", "json", target)
 	if code != 0 {
 		t.Errorf("exit %d stderr %q", code, errOut)
 	}
 	// The variable works like the flag, and standard error names the set.
-	code, out, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_DEMO_RULES": "true", "DRAGONFLY_FORMAT": "json"}, "scan", "--demo")
+	code, out, errOut := runCLI(t, map[string]string{"DRAGONFLY_DEMO_RULES": "true", "DRAGONFLY_FORMAT": "json"}, "scan", "--demo")
 	if code != 0 || !strings.HasPrefix(out, "{") {
 		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 	}
@@ -239,7 +231,7 @@ func TestScanRulesRequired(t *testing.T) {
 	// A rules file is named as the source.
 	rulesFile := filepath.Join(t.TempDir(), "one.yara")
 	os.WriteFile(rulesFile, []byte(`rule one_rule { meta: weight = 2 strings: $a = "exec(" condition: $a }`), 0o644)
-	code, _, errOut = runScanCmd(t, nil, "scan", target, "--rules", rulesFile, "--format", "json")
+	code, _, errOut = runCLI(t, nil, "scan", target, "--rules", rulesFile, "--format", "json")
 	if code != 0 || !strings.Contains(errOut, "rules from "+rulesFile+": hash ") || !strings.Contains(errOut, ", 1 rules") {
 		t.Errorf("exit %d stderr %q", code, errOut)
 	}
@@ -315,7 +307,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 		t.Fatalf("cache file: %v %v", fi, err)
 	}
 	// The cached file is a GET /rules document: --rules reads it.
-	if code, _, errOut := runScanCmd(t, nil, "scan", "--rules", cached, "--format", "json", target); code != 0 {
+	if code, _, errOut := runCLI(t, nil, "scan", "--rules", cached, "--format", "json", target); code != 0 {
 		t.Errorf("--rules on the cached file: exit %d %s", code, errOut)
 	}
 
@@ -372,16 +364,16 @@ func TestScanRulesFromAPI(t *testing.T) {
 func TestScanFormatVariable(t *testing.T) {
 	dir := writeDemo(t)
 	target := filepath.Join(dir, "reqeusts-2.31.0.tar.gz")
-	code, out, errOut := runScanCmd(t, map[string]string{"DRAGONFLY_FORMAT": "table"}, "scan", "--demo-rules", target)
+	code, out, errOut := runCLI(t, map[string]string{"DRAGONFLY_FORMAT": "table"}, "scan", "--demo-rules", target)
 	if code != 0 || !strings.HasPrefix(out, "TARGET") {
 		t.Errorf("DRAGONFLY_FORMAT: exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	code, out, errOut = runScanCmd(t, map[string]string{"DRAGONFLY_SCAN_FORMAT": "table"}, "scan", "--demo-rules", target)
+	code, out, errOut = runCLI(t, map[string]string{"DRAGONFLY_SCAN_FORMAT": "table"}, "scan", "--demo-rules", target)
 	if code != 0 || !strings.HasPrefix(out, "TARGET") || !strings.Contains(errOut, "warning: DRAGONFLY_SCAN_FORMAT is deprecated: use DRAGONFLY_FORMAT") {
 		t.Errorf("DRAGONFLY_SCAN_FORMAT: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	// Flags after the target.
-	code, out, _ = runScanCmd(t, nil, "scan", target, "--demo-rules", "--format", "table")
+	code, out, _ = runCLI(t, nil, "scan", target, "--demo-rules", "--format", "table")
 	if code != 0 || !strings.HasPrefix(out, "TARGET") {
 		t.Errorf("flags after the target: exit %d stdout %q", code, out)
 	}

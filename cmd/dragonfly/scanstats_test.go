@@ -29,7 +29,7 @@ func statsRow(t *testing.T, stderr, name string) []int {
 func TestScanStats(t *testing.T) {
 	dir := writeDemo(t)
 	target := dir + "/reqeusts-2.31.0.tar.gz"
-	code, out, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--format", "json", "--stats", "--threads", "1", target, target)
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--stats", "--threads", "1", target, target)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -44,7 +44,7 @@ func TestScanStats(t *testing.T) {
 		args []string
 	}{{nil, []string{"--match-cache-size", "0"}}, {map[string]string{"DRAGONFLY_MATCH_CACHE_SIZE": "off"}, nil}} {
 		args := append([]string{"scan", "--demo-rules", "--format", "json", "--stats", "--threads", "1"}, off.args...)
-		code, out2, errOut := runScanCmd(t, off.vars, append(args, target, target)...)
+		code, out2, errOut := runCLI(t, off.vars, append(args, target, target)...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -55,7 +55,7 @@ func TestScanStats(t *testing.T) {
 			t.Errorf("the cache changed the output:\n%s\n%s", out, out2)
 		}
 	}
-	if code, _, errOut := runScanCmd(t, nil, "scan", "--demo-rules", "--match-cache-size", "lots", target); code != 2 || !strings.Contains(errOut, "match-cache-size") {
+	if code, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--match-cache-size", "lots", target); code != 2 || !strings.Contains(errOut, "match-cache-size") {
 		t.Errorf("a bad size: exit %d, %s", code, errOut)
 	}
 }

@@ -10,18 +10,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 )
 
-const statusUsage = `usage: dragonfly status [--coordinator ADDR] [--token TOKEN] [--format table|json] [--watch [--interval 5s]]
-
-Fetches the coordinator's /status.json from its HTTP address (the
-coordinator's --metrics-addr, port ` + coordinator.DefaultMetricsPort + `) and prints it as tables that fit the
-terminal (80 columns when not on one): alerts, the fleet, workers,
-quarantined workers, spot checks, the API, top rules, recent results and
-failures. Long values (URLs, reasons) are shortened; --format json prints the
-whole document. ADDR is host:port or a full URL (http://host:10179,
-https://proxy/fleet/status.json). A coordinator with DRAGONFLY_STATUS_TOKEN
-wants the same token here. --watch redraws every --interval until
-interrupted (with --format json: one document per line).`
-
 type statusFlags struct {
 	addr, format, token string
 	asJSON, watch       bool
@@ -50,9 +38,8 @@ func runStatus(ctx context.Context, e *cli.Env, args []string) error {
 // redraws with their own).
 func runStatusWith(ctx context.Context, e *cli.Env, args []string, after func(time.Duration) <-chan time.Time) error {
 	var f statusFlags
-	s := e.Settings("dragonfly status", statusUsage)
-	f.register(s)
-	if err := e.Parse(s, args, false); err != nil {
+	s, err := parse(e, "status", f.register, args, false)
+	if err != nil {
 		return err
 	}
 	if f.asJSON {

@@ -35,10 +35,8 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var o, e bytes.Buffer
-	env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: clitest.Env(vars), Dir: t.TempDir()}
-	code = run(t.Context(), env, args)
-	return o.String(), e.String(), code
+	code, stdout, stderr = runCLI(t, vars, args...)
+	return stdout, stderr, code
 }
 
 // fixedSource is a coordinator's state without a coordinator.

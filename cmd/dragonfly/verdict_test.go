@@ -29,7 +29,7 @@ func TestScanAndWorkerAgreeOnHostileInput(t *testing.T) {
 	for _, c := range cases {
 		args = append(args, srv.URL+"/"+c.Dist)
 	}
-	code, out, stderr := runScanCmd(t, nil, args...)
+	code, out, stderr := runCLI(t, nil, args...)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (some targets fail)\n%s", code, stderr)
 	}

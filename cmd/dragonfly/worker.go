@@ -87,9 +87,8 @@ func (c *workerCmd) register(s *cli.Settings) {
 
 func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	var c workerCmd
-	s := e.Settings("dragonfly worker", help("worker"))
-	c.register(s)
-	if err := e.Parse(s, args, false); err != nil {
+	s, err := parse(e, "worker", c.register, args, false)
+	if err != nil {
 		return err
 	}
 	f := &c.f
