@@ -134,11 +134,10 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)
+	log, err := startLog(e, s, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
-	s.LogConfig(log)
 	if token == "" && !insecure {
 		return cli.Usage("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}

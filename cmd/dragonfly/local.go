@@ -42,11 +42,10 @@ func runLocal(ctx context.Context, e *cli.Env, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(e.Stderr, cf.logLevel, cf.logFormat)
+	log, err := startLog(e, s, cf.logLevel, cf.logFormat)
 	if err != nil {
 		return err
 	}
-	s.LogConfig(log)
 	lim := wf.cfg.Limits
 	lim.Distributions = cf.coord.MaxDistributions // applied by the coordinator
 	wf.sizes.Log(log, lim)

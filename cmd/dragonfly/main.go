@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"embed"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -97,6 +98,16 @@ func parse(e *cli.Env, name string, register func(*cli.Settings), args []string,
 	s := e.Settings("dragonfly "+name, help(strings.ReplaceAll(name, " ", "-")))
 	register(s)
 	return s, e.Parse(s, args, positional)
+}
+
+// startLog builds the process logger on standard error and logs the
+// effective configuration of s once.
+func startLog(e *cli.Env, s *cli.Settings, level, format string) (*slog.Logger, error) {
+	log, err := cli.NewLogger(e.Stderr, level, format)
+	if err == nil {
+		s.LogConfig(log)
+	}
+	return log, err
 }
 
 // run executes the subcommand in args and returns the exit status.

@@ -78,14 +78,8 @@ func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lim, _, err := cfg.limitSet.resolve()
+	lim, _, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json")
 	if err != nil {
-		return err
-	}
-	if cfg.threads <= 0 {
-		return atLeast("DRAGONFLY_THREADS", cfg.threads, 1)
-	}
-	if cfg.format, err = outputFormat(e, cfg.format, "table", "json"); err != nil {
 		return err
 	}
 	if cfg.rules == "" {

@@ -70,14 +70,8 @@ func runScan(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lim, sizes, err := cfg.limitSet.resolve()
+	lim, sizes, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json", "sarif")
 	if err != nil {
-		return err
-	}
-	if cfg.threads <= 0 {
-		return atLeast("DRAGONFLY_THREADS", cfg.threads, 1)
-	}
-	if cfg.format, err = outputFormat(e, cfg.format, "table", "json", "sarif"); err != nil {
 		return err
 	}
 	targets := s.Args()

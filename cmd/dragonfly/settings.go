@@ -117,19 +117,27 @@ func downloadFlags(s *cli.Settings, c *fetch.Config) {
 	s.Var(cli.Int(&c.Attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
 }
 
-// outputFormat is the --format given, checked against the formats the
-// command writes; "" means the first format on a terminal, json otherwise.
-func outputFormat(e *cli.Env, format string, formats ...string) (string, error) {
-	if format == "" {
-		format = "json"
+// checkScanning checks what scan and rules profile share: the limits,
+// the threads and the output format (*format "" is the first of formats on
+// a terminal, json otherwise).
+func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, formats ...string) (limit.Limits, limit.Resolution, error) {
+	lim, sizes, err := l.resolve()
+	if err != nil {
+		return lim, sizes, err
+	}
+	if threads <= 0 {
+		return lim, sizes, atLeast("DRAGONFLY_THREADS", threads, 1)
+	}
+	if *format == "" {
+		*format = "json"
 		if cli.IsTerminal(e.Stdout) {
-			format = formats[0]
+			*format = formats[0]
 		}
 	}
-	if !slices.Contains(formats, format) {
-		return "", cli.Usage("--format %q: not one of %s", clip.String(format, 256), strings.Join(formats, ", "))
+	if !slices.Contains(formats, *format) {
+		return lim, sizes, cli.Usage("--format %q: not one of %s", clip.String(*format, 256), strings.Join(formats, ", "))
 	}
-	return format, nil
+	return lim, sizes, nil
 }
 
 // matchCacheSize is the engine's Config.MatchCacheSize for a

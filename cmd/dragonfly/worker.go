@@ -98,11 +98,10 @@ func runWorker(ctx context.Context, e *cli.Env, args []string) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(e.Stderr, c.logLevel, c.logFormat)
+	log, err := startLog(e, s, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
 	}
-	s.LogConfig(log)
 	f.sizes.Log(log, f.cfg.Limits)
 	if !f.cfg.TLS.Enabled() {
 		log.Warn("plaintext gRPC to the coordinator: set DRAGONFLY_TLS_CA to use TLS (the fleet token is sent in plaintext only to a loopback coordinator or with DRAGONFLY_FLEET_INSECURE)")
