@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dragonfly-fleet/fleet/clip"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -22,24 +21,23 @@ import (
 // closed to admit the new one (a worker authenticates within a round trip
 // of connecting, so a flood of connections cannot starve it). A pending
 // connection is closed pendingTimeout after it was accepted. Authenticated
-// connections are capped in total (maxAuthed, MaxWorkers) and per peer IP
-// address of non-local peers (maxPerPeer); a stream that would go over a cap
-// is refused with ResourceExhausted and its connection stays pending.
+// connections are capped in total (maxAuthed, MaxWorkers), never per peer
+// address (workers behind one NAT share it); a stream that would go over the
+// cap is refused with ResourceExhausted and its connection stays pending.
 type connGate struct {
 	net.Listener
-	maxPending, maxAuthed, maxPerPeer int
-	pendingTimeout                    time.Duration
-	counts                            *refusalCounters
+	maxPending, maxAuthed int
+	pendingTimeout        time.Duration
+	counts                *refusalCounters
 
 	mu      sync.Mutex
 	pending list.List // *gateConn, oldest first
 	authed  int
-	perPeer map[string]int // authenticated connections per non-local peer IP
 }
 
-func newConnGate(ln net.Listener, maxPending, maxAuthed, maxPerPeer int, pendingTimeout time.Duration, counts *refusalCounters) *connGate {
-	return &connGate{Listener: ln, maxPending: maxPending, maxAuthed: maxAuthed, maxPerPeer: maxPerPeer,
-		pendingTimeout: pendingTimeout, counts: counts, perPeer: map[string]int{}}
+func newConnGate(ln net.Listener, maxPending, maxAuthed int, pendingTimeout time.Duration, counts *refusalCounters) *connGate {
+	return &connGate{Listener: ln, maxPending: maxPending, maxAuthed: maxAuthed,
+		pendingTimeout: pendingTimeout, counts: counts}
 }
 
 type connState int
@@ -55,9 +53,6 @@ type gateConn struct {
 	net.Conn
 	g    *connGate
 	addr *gateAddr
-	// peer is the IP address of a non-local peer ("" for a local one): the
-	// key of the per-peer cap.
-	peer string
 
 	// Under g.mu.
 	state connState
@@ -104,9 +99,6 @@ func (g *connGate) Accept() (net.Conn, error) {
 	}
 	c := &gateConn{Conn: raw, g: g}
 	c.addr = &gateAddr{Addr: raw.RemoteAddr(), c: c}
-	if !isLocal(raw.RemoteAddr()) {
-		c.peer = peerIP(raw.RemoteAddr())
-	}
 	var evicted *gateConn
 	g.mu.Lock()
 	c.elem = g.pending.PushBack(c)
@@ -165,17 +157,11 @@ func (c *gateConn) promote() error {
 	if g.authed >= g.maxAuthed {
 		return status.Errorf(codes.ResourceExhausted, "the coordinator serves its maximum of %d worker connections (DRAGONFLY_MAX_WORKERS)", g.maxAuthed)
 	}
-	if c.peer != "" && g.perPeer[c.peer] >= g.maxPerPeer {
-		return status.Errorf(codes.ResourceExhausted, "address %s holds its maximum of %d worker connections (DRAGONFLY_MAX_CONNS_PER_PEER)", clip.String(c.peer, 64), g.maxPerPeer)
-	}
 	g.pending.Remove(c.elem)
 	c.elem = nil
 	c.timer.Stop()
 	c.state = connAuthed
 	g.authed++
-	if c.peer != "" {
-		g.perPeer[c.peer]++
-	}
 	return nil
 }
 
@@ -188,11 +174,6 @@ func (c *gateConn) Close() error {
 		g.dropPendingLocked(c)
 	case connAuthed:
 		g.authed--
-		if c.peer != "" {
-			if g.perPeer[c.peer]--; g.perPeer[c.peer] <= 0 {
-				delete(g.perPeer, c.peer)
-			}
-		}
 	}
 	c.state = connClosed
 	g.mu.Unlock()
@@ -244,7 +225,7 @@ type Refusals struct {
 	// arrived within ServerConfig.PendingTimeout.
 	PendingExpired int64
 	// ConnsOverCap are authenticated streams refused because their
-	// connection would go over MaxWorkers or MaxConnsPerPeer.
+	// connection would go over MaxWorkers.
 	ConnsOverCap int64
 	// SessionsOverIdentityCap are sessions refused because their identity
 	// held MaxSessionsPerIdentity sessions.

@@ -61,13 +61,13 @@ func closed(c net.Conn) bool {
 
 // TestConnGate: pending connections are capped apart from authenticated
 // ones (the oldest closed for a new one) and closed after the pending
-// timeout; authenticated ones are capped in total and per non-local peer
-// address, and a closed one frees its place.
+// timeout; authenticated ones are capped in total, never per address, and
+// a closed one frees its place.
 func TestConnGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var counts refusalCounters
 		l := newPipeListener()
-		g := newConnGate(l, 3, 3, 2, 10*time.Second, &counts)
+		g := newConnGate(l, 3, 2, 10*time.Second, &counts)
 		defer g.Close()
 		c1, s1 := l.dial(t, g, "10.0.0.1")
 		c2, s2 := l.dial(t, g, "10.0.0.1")
@@ -97,9 +97,10 @@ func TestConnGate(t *testing.T) {
 		if err := s3.promote(); status.Code(err) != codes.Unavailable {
 			t.Fatalf("promote of an evicted connection: %v", err)
 		}
-		// Per peer address: 10.0.0.1 holds its 2.
+		// The total cap (2) is reached: a third is refused, whatever its
+		// address.
 		if err := s6.promote(); status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("third connection of an address: %v, want ResourceExhausted", err)
+			t.Fatalf("over MaxWorkers: %v, want ResourceExhausted", err)
 		}
 		// Closing one frees its place.
 		s2.Close()
@@ -119,19 +120,21 @@ func TestConnGate(t *testing.T) {
 		if got := g.countsNow(); got.Pending != 0 || got.Authenticated != 2 {
 			t.Fatalf("counts %+v", got)
 		}
-		// The total cap (3).
-		_, s8 := l.dial(t, g, "")
-		_, s9 := l.dial(t, g, "")
-		if err := s8.promote(); err != nil {
-			t.Fatal(err)
+		// Another address is no way around the total cap.
+		_, s8 := l.dial(t, g, "10.0.0.9")
+		if err := s8.promote(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("over MaxWorkers from another address: %v, want ResourceExhausted", err)
 		}
-		if err := s9.promote(); status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("over MaxWorkers: %v, want ResourceExhausted", err)
+		// Two connections from one address are fine while the total allows:
+		// workers behind one NAT share it.
+		s1.Close()
+		_, s9 := l.dial(t, g, "10.0.0.1")
+		if err := s9.promote(); err != nil {
+			t.Fatalf("second connection of an address: %v", err)
 		}
 		for _, c := range []net.Conn{c1, c2, c6} {
 			c.Close()
 		}
-		s1.Close()
 		s6.Close()
 		s8.Close()
 		s9.Close()

@@ -11,18 +11,14 @@
 // The door (Server): every stream but a local health Check must carry the
 // fleet token, checked before the stream exists; connections without an
 // authenticated stream are pending, capped apart (64, the oldest closed
-// for a new one) and closed after 10 s; authenticated ones are capped in
-// total (MaxWorkers) and per peer address (64).
+// for a new one) and closed after 10 s; authenticated ones are capped
+// in total (MaxWorkers), never per address.
 //
 // Identities. What spot checks, backups, lost-task counts, stall refusals,
 // quarantine and the per-identity session cap hold is a session's identity
-// (see identity): for a worker on another host it comes from the connection
-// ("addr:<IP>", or "cert:<subject>@<IP>" under mutual TLS), so one token
-// holder cannot be many identities by naming itself; workers behind one NAT
-// or proxy share one (fewer checks, never a wrong verdict). For a local
-// worker (loopback, unix socket, in memory) it is its certificate subject,
-// else the worker id it declares: local identities are only as trustworthy
-// as the host.
+// (see identity): its certificate subject under mutual TLS, else the worker
+// id it declares; never a bare peer address (workers behind one NAT share
+// it). Only a certificate identity cannot be changed by reconnecting.
 package coordinator
 
 import (

@@ -60,10 +60,6 @@ type ServerConfig struct {
 	// PendingTimeout closes a pending connection this long after it was
 	// accepted. Default 10 s.
 	PendingTimeout time.Duration
-	// MaxConnsPerPeer caps the authenticated connections from one IP
-	// address of a peer that is not local (DRAGONFLY_MAX_CONNS_PER_PEER).
-	// Default 64.
-	MaxConnsPerPeer int
 	// MaxSessionsPerIdentity caps the worker sessions of one identity (see
 	// identity) at once (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY); over it, a
 	// session is refused with ResourceExhausted. Default 64.
@@ -86,9 +82,6 @@ const (
 	DefaultMaxPendingConns = 64
 	// DefaultPendingTimeout is ServerConfig.PendingTimeout's default.
 	DefaultPendingTimeout = 10 * time.Second
-	// DefaultMaxConnsPerPeer is ServerConfig.MaxConnsPerPeer's default
-	// (DRAGONFLY_MAX_CONNS_PER_PEER).
-	DefaultMaxConnsPerPeer = 64
 	// DefaultMaxSessionsPerIdentity is ServerConfig.MaxSessionsPerIdentity's
 	// default (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY).
 	DefaultMaxSessionsPerIdentity = 64
@@ -138,9 +131,6 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.PendingTimeout <= 0 {
 		cfg.PendingTimeout = DefaultPendingTimeout
-	}
-	if cfg.MaxConnsPerPeer <= 0 {
-		cfg.MaxConnsPerPeer = DefaultMaxConnsPerPeer
 	}
 	if cfg.MaxSessionsPerIdentity <= 0 {
 		cfg.MaxSessionsPerIdentity = DefaultMaxSessionsPerIdentity
@@ -342,39 +332,22 @@ func peerIP(a net.Addr) string {
 }
 
 // identity is who a session is for limits, refusals, spot checks, backups
-// and quarantine. For a peer that is not local it comes from the
-// connection, never from what the worker says: "addr:<peer IP>" (no port),
-// and under mutual TLS "cert:<certificate subject>@<peer IP>", so a shared
-// certificate still tells pods apart while per-pod certificates stay
-// distinct. Workers behind one NAT, or reaching the coordinator through one
-// proxy or service-mesh sidecar, share an identity: fewer spot checks and
-// backups can be placed, never a wrong verdict. For a local peer (loopback,
-// unix socket, in memory) it is the certificate subject under mutual TLS
-// ("cert:<subject>"), else the worker's own id: a local identity is only as
-// trustworthy as the host, whose processes name themselves.
+// and quarantine: the subject of a verified client certificate under mutual
+// TLS ("cert:<subject>"), else the worker's own id. Never a bare peer
+// address: workers behind one NAT, proxy or service-mesh sidecar share it.
+// Only a certificate identity cannot be changed by reconnecting; a worker
+// holding the token names itself, and the dispatcher and the caps on
+// sessions and credits per identity are built for identities that cost
+// nothing to make (README, "what a worker identity is").
 func identity(ctx context.Context, workerID string) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return workerID
-	}
-	subject := ""
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-		if cert := verifiedLeaf(ti); cert != nil {
-			subject = clip.String(cert.Subject.String(), protocol.MaxIDBytes-64)
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			if cert := verifiedLeaf(ti); cert != nil {
+				return "cert:" + clip.String(cert.Subject.String(), protocol.MaxIDBytes)
+			}
 		}
 	}
-	a := addrOf(p.Addr)
-	ip := peerIP(a)
-	if isLocal(a) || ip == "" {
-		if subject != "" {
-			return "cert:" + subject
-		}
-		return workerID
-	}
-	if subject != "" {
-		return "cert:" + subject + "@" + ip
-	}
-	return "addr:" + ip
+	return workerID
 }
 
 func verifiedLeaf(ti credentials.TLSInfo) *x509.Certificate {
@@ -391,7 +364,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.cfg.Token == "" && !isLocalListener(ln) {
 		return fmt.Errorf("coordinator: insecure mode (no fleet token) listens only on a loopback address, not %s", ln.Addr())
 	}
-	g := newConnGate(ln, s.cfg.MaxPendingConns, s.cfg.MaxWorkers, s.cfg.MaxConnsPerPeer, s.cfg.PendingTimeout, &s.c.refusals)
+	g := newConnGate(ln, s.cfg.MaxPendingConns, s.cfg.MaxWorkers, s.cfg.PendingTimeout, &s.c.refusals)
 	s.gate.Store(g)
 	s.serving.Store(true)
 	defer s.serving.Store(false)

@@ -7,9 +7,8 @@ import (
 
 // guard refuses, for a growing while, worker identities whose sessions keep
 // stalling (the worker stops reading, so the coordinator must cut the session
-// and re-dispatch its tasks). It holds identities (see identity): for
-// workers on other hosts those come from their address, so a stall refuses
-// every worker behind that address (one NAT, one proxy) for the while.
+// and re-dispatch its tasks). It holds identities (see identity), never
+// addresses: a stall does not refuse other workers behind the same NAT.
 type guard struct {
 	base, max, forget time.Duration
 	limit             int

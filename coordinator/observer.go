@@ -38,9 +38,8 @@ type SessionInfo struct {
 	SessionID string
 	WorkerID  string
 	// Identity is who the worker is for limits, refusals, spot checks and
-	// quarantine (see the package doc): "addr:<IP>" or "cert:<subject>@<IP>"
-	// for a worker on another host, "cert:<subject>" or its worker id for a
-	// local one.
+	// quarantine (see the package doc): "cert:<subject>" under mutual TLS,
+	// else its worker id.
 	Identity string
 	Host     string
 	Version  string
