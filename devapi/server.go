@@ -50,7 +50,13 @@
 //	GET  /cdn-cgi/access/login/…  Cloudflare Access login page (Auth "cloudflare" only)
 //
 // Without authentication the /_dev/ routes let anyone who reaches the server
-// change its behaviour: `dragonfly devapi` listens on 127.0.0.1 by default.
+// change its behaviour: `dragonfly devapi` listens on 127.0.0.1 by default
+// and warns when it serves beyond loopback without authentication
+// (OpenToAll).
+//
+// For the demo (dragonfly local --demo, devapi --demo): DemoFiles are the
+// built-in demo packages, WaitDrained waits until every job is reported, and
+// WriteResults prints the accepted reports as a table.
 package devapi
 
 import (

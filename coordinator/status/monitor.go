@@ -92,6 +92,14 @@
 // for Config.Identities identities), the rule sets whose matches are counted
 // (4, least recently matched forgotten) and the rule names per set
 // (Config.MaxRules). Strings from workers and the API are cut to 2 KiB.
+//
+// # The other side
+//
+// Protect puts the status paths behind a bearer token (DRAGONFLY_STATUS_TOKEN);
+// /metrics and the health paths stay open. dragonfly status is a client of
+// the document: DocumentURL finds it from a coordinator's address, Fetch
+// reads it (at most MaxDocument bytes, within a timeout), and View draws it
+// as WriteText's tables or as JSON, once or every interval.
 package status
 
 import (

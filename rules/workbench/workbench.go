@@ -75,11 +75,12 @@ func CheckSummary(rep rules.Report, files int) string {
 
 // ProfileConfig configures Profile.
 type ProfileConfig struct {
-	// Threads scan files at once (rules.ProfileConfig.Threads).
+	// Threads scan files at once. Default: the number of CPUs.
 	Threads int
-	// Limits bound the unpacking and, by ScanTimeout, each file's scan.
+	// Limits bound the unpacking and, by ScanTimeout, each file's scan
+	// (0: 10 s). Required: a zero limit admits nothing.
 	Limits limit.Limits
-	// Memory bounds the targets' distinct files held (Unpack).
+	// Memory bounds the targets' distinct files held (Unpack). Required.
 	Memory Budget
 	// Progress, if set, receives a line at each step ("unpacking 2
 	// targets", "profiling 3/9: RULE") and "" when done.

@@ -1,5 +1,7 @@
 // Package limit defines the bounds a worker enforces on one job and the error
-// that names the bound a distribution broke.
+// that names the bound a distribution broke; how a deployment's four size
+// settings are read across the reference client's eras (Sizes.Resolve);
+// and the bounded read of a local distribution (ReadFile).
 package limit
 
 import (
