@@ -24,6 +24,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 )
@@ -57,8 +59,9 @@ type Config struct {
 	// LeaseTimeout is the API's lease length. Default DefaultLeaseTimeout.
 	LeaseTimeout time.Duration
 	// Prefetch is how many tasks beyond its slots a worker may hold
-	// (DRAGONFLY_PREFETCH): 0, the zero value, none. Fleets run with
-	// DefaultPrefetch.
+	// (DRAGONFLY_PREFETCH): 0, the zero value, none; at most
+	// protocol.MaxPrefetch (16), what a worker holds beyond its threads (New
+	// refuses more). Fleets run with DefaultPrefetch.
 	Prefetch int
 	// MaxWorkerSlots caps the slots a worker may claim in Hello
 	// (DRAGONFLY_MAX_WORKER_SLOTS), so one token holder cannot take the whole
@@ -117,6 +120,11 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.API == nil {
 		return c, errors.New("coordinator: no API")
+	}
+	if c.Prefetch < 0 || c.Prefetch > protocol.MaxPrefetch {
+		// A worker holds at most protocol.MaxPrefetch tasks beyond its
+		// threads and hands back the rest: more would bounce forever.
+		return c, fmt.Errorf("coordinator: prefetch %d (DRAGONFLY_PREFETCH) must be between 0 and %d, what a worker holds beyond its threads", c.Prefetch, protocol.MaxPrefetch)
 	}
 	if c.BulkSize <= 0 {
 		c.BulkSize = DefaultBulkSize
@@ -400,6 +408,10 @@ func (c *Coordinator) dispatchEvent(e dispatch.Event) {
 		c.log.Error("spot check decided", append(attrs, "identities", e.Identities, "quarantined", e.Quarantined, "reason", e.Reason)...)
 	case dispatch.EventQuarantine:
 		c.log.Error("worker quarantined: no more tasks; its unreported results are discarded", append(attrs, "reason", e.Reason)...)
+	case dispatch.EventSessionSuspended:
+		c.log.Warn("worker session suspended: it handed back more tasks than it holds without draining", append(attrs, "reason", e.Reason)...)
+	case dispatch.EventNoVerdictRetry:
+		c.log.Info("download or limit failure retried on another worker", append(attrs, "reason", e.Reason)...)
 	case dispatch.EventVerifyInconclusive:
 		c.log.Warn("spot check inconclusive: one side could not download or hit a limit", append(attrs, "identities", e.Identities, "reason", e.Reason)...)
 	default:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -588,5 +589,20 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	case r := <-obs.abandoned:
 		t.Fatalf("abandoned twice: %+v", r)
 	default:
+	}
+}
+
+// TestPrefetchBeyondWhatWorkersHoldRefused: a worker holds at most
+// protocol.MaxPrefetch tasks beyond its threads and hands back the rest, so
+// a larger prefetch would bounce tasks forever: New refuses it, naming the
+// setting.
+func TestPrefetchBeyondWhatWorkersHoldRefused(t *testing.T) {
+	for _, p := range []int{-1, protocol.MaxPrefetch + 1} {
+		if _, err := New(Config{API: newFakeAPI(), Prefetch: p}); err == nil || !strings.Contains(err.Error(), "DRAGONFLY_PREFETCH") {
+			t.Fatalf("prefetch %d: %v, want a refusal naming DRAGONFLY_PREFETCH", p, err)
+		}
+	}
+	if _, err := New(Config{API: newFakeAPI(), Prefetch: protocol.MaxPrefetch}); err != nil {
+		t.Fatalf("prefetch %d: %v", protocol.MaxPrefetch, err)
 	}
 }

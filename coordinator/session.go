@@ -279,12 +279,7 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	cancel(errSessionOver)
 
 	c.forgetSession(s)
-	held := 0
-	for _, si := range c.disp.Snapshot().Sessions {
-		if si.ID == s.info.SessionID {
-			held = si.Outstanding
-		}
-	}
+	held := c.disp.Outstanding(s.info.SessionID)
 	c.disp.Leave(s.info.SessionID, why)
 	s.end()
 	if errors.Is(err, errStalled) || status.Convert(err).Message() == errStalled.Error() {

@@ -476,7 +476,7 @@ func (d *devapi) exactlyOnce(t *testing.T, releases int) []devReport {
 	return ok
 }
 
-const fleetToken = "e2e-fleet-token"
+const fleetToken = "e2e-fleet-token-0123456789"
 
 // startCoordinator starts a coordinator for the devapi and returns it, its
 // gRPC address and its HTTP (metrics and status) address.

@@ -88,7 +88,7 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := coordinator.NewServer(c, coordinator.ServerConfig{Token: "fleet-token"})
+	s, err := coordinator.NewServer(c, coordinator.ServerConfig{Token: "fleet-token-0123456789"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	workerDone := make(chan error, 1)
 	go func() {
 		workerDone <- worker.Run(wctx, worker.Config{
-			Target: "passthrough:///coordinator", InMemory: true, Token: "fleet-token",
+			Target: "passthrough:///coordinator", InMemory: true, Token: "fleet-token-0123456789",
 			DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) })},
 			WorkerID:    "w1", Threads: 2, Fetch: fetch.Config{AllowedHosts: []string{srv.URL}},
 			Logger: slog.New(slog.DiscardHandler),
