@@ -13,6 +13,7 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -388,19 +389,19 @@ const envelope = 64
 // coordinator's limit. A single result too large for any message is sent as
 // a failure of its task that says so.
 func (s *coordinatorSession) flushResults() error {
-	limit := s.maxRequest - envelope
+	room := s.maxRequest - envelope
 	for len(s.pending) > 0 {
 		var batch []*fleetv1.TaskResult
 		size := 0
 		for _, r := range s.pending {
 			n := protowire.SizeBytes(proto.Size(r))
-			if n > limit {
+			if n > room {
 				r = tooLarge(r, n, s.maxRequest)
 				n = protowire.SizeBytes(proto.Size(r))
-				s.w.obs.TaskDone(r, "message_size")
+				s.w.obs.TaskDone(r, string(limit.MessageSize))
 				s.w.log.Warn("distribution result too large for a message; reported as a failure", "task", r.GetTaskId(), "bytes", n, "limit", s.maxRequest)
 			}
-			if len(batch) > 0 && size+n > limit {
+			if len(batch) > 0 && size+n > room {
 				break
 			}
 			batch = append(batch, r)
@@ -418,10 +419,10 @@ func (s *coordinatorSession) flushResults() error {
 
 // tooLarge replaces a result that cannot fit in a message by a failure of
 // its task naming the cause.
-func tooLarge(r *fleetv1.TaskResult, size, limit int) *fleetv1.TaskResult {
+func tooLarge(r *fleetv1.TaskResult, size, max int) *fleetv1.TaskResult {
 	return &fleetv1.TaskResult{TaskId: r.GetTaskId(), Stats: r.GetStats(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
-		Reason: fmt.Sprintf("distribution result of %d bytes exceeds the %d-byte message limit of the fleet protocol (a file path or rule list that large)", size, limit),
-		Kind:   fleetv1.FailureKind_FAILURE_KIND_LIMIT, Limit: "message_size",
+		Reason: fmt.Sprintf("distribution result of %d bytes exceeds the %d-byte message limit of the fleet protocol (a file path or rule list that large)", size, max),
+		Kind:   fleetv1.FailureKind_FAILURE_KIND_LIMIT, Limit: string(limit.MessageSize),
 	}}}
 }
 

@@ -10,13 +10,10 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// limitTime names the broken limit of a task that ran past its time bound
-// (TaskFailure.limit, and the Observer's limit label).
-const limitTime = "time"
 
 // taskBound is when a task must be over, by this worker's clock: its arrival
 // plus MaxTaskTime (on the monotonic clock: a step of the wall clock changes
@@ -49,7 +46,7 @@ func timeFailure(name string, err *taskTimeError) *fleetv1.TaskFailure {
 	return &fleetv1.TaskFailure{
 		Reason: clip.String("distribution "+name+": "+err.Error(), protocol.MaxTextBytes),
 		Kind:   fleetv1.FailureKind_FAILURE_KIND_LIMIT,
-		Limit:  limitTime,
+		Limit:  string(limit.TaskTime),
 	}
 }
 

@@ -321,3 +321,22 @@ func TestSettingNames(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetBoundsUsage: settings that bound the fleet refuse values that
+// would make it bounce tasks or stop every task at once.
+func TestFleetBoundsUsage(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"DRAGONFLY_PREFETCH": "17"}, []string{"coordinator", "--insecure"}, "DRAGONFLY_PREFETCH=17: at most 16"},
+		{nil, []string{"coordinator", "--insecure", "--max-sessions-per-identity", "0"}, "DRAGONFLY_MAX_SESSIONS_PER_IDENTITY=0: must be positive"},
+		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--max-task-time", "0s"}, "DRAGONFLY_MAX_TASK_TIME=0s: must be positive"},
+	} {
+		code, _, errOut := runCLI(t, tc.vars, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v %v: exit %d, %q; want 2 and %q", tc.vars, tc.args, code, errOut, tc.want)
+		}
+	}
+}

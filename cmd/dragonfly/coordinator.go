@@ -12,6 +12,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
@@ -38,7 +39,7 @@ func (f *coordinatorFlags) register(s *cli.Settings) {
 	s.Var(cli.Int(&c.BulkSize, coordinator.DefaultBulkSize), "DRAGONFLY_BULK_SIZE", "most jobs leased per request")
 	s.Var(cli.Duration(&c.LoadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
 	s.Var(cli.Duration(&c.LeaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
-	s.Var(cli.Int(&c.Prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots")
+	s.Var(cli.Int(&c.Prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots (at most 16, what a worker holds)")
 	s.Var(cli.Duration(&c.HeartbeatInterval, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
 	s.Var(cli.Duration(&c.DrainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
 	s.Var(cli.String(&f.outbox.Path, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").DeprecatedFlag("outbox")
@@ -69,6 +70,9 @@ func (f *coordinatorFlags) validate() error {
 		if v.n < v.min {
 			return atLeast(v.env, v.n, v.min)
 		}
+	}
+	if f.coord.Prefetch > protocol.MaxPrefetch {
+		return cli.Usage("DRAGONFLY_PREFETCH=%d: at most %d (a worker hands back tasks beyond its threads plus %d)", f.coord.Prefetch, protocol.MaxPrefetch, protocol.MaxPrefetch)
 	}
 	return nil
 }
@@ -111,6 +115,7 @@ type coordinatorCmd struct {
 	insecure      bool
 	fleetInsecure bool
 	maxWorkers    int
+	maxPerIdent   int
 	tlsFiles      fleetauth.TLSFiles
 }
 
@@ -121,6 +126,7 @@ func (c *coordinatorCmd) register(s *cli.Settings) {
 	s.Var(cli.Bool(&c.insecure, false), "DRAGONFLY_INSECURE", "accept workers without a fleet token (development only; loopback listen address only)")
 	fleetInsecureFlag(s, &c.fleetInsecure)
 	s.Var(cli.Int(&c.maxWorkers, coordinator.DefaultMaxWorkers), "DRAGONFLY_MAX_WORKERS", "most worker connections and sessions served at once")
+	s.Var(cli.Int(&c.maxPerIdent, coordinator.DefaultMaxSessionsPerIdentity), "DRAGONFLY_MAX_SESSIONS_PER_IDENTITY", "most sessions of one worker identity (certificate subject, else worker id) at once")
 	tlsFlags(s, &c.tlsFiles)
 }
 
@@ -144,6 +150,9 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	if cc.maxWorkers <= 0 {
 		return atLeast("DRAGONFLY_MAX_WORKERS", cc.maxWorkers, 1)
 	}
+	if cc.maxPerIdent <= 0 {
+		return atLeast("DRAGONFLY_MAX_SESSIONS_PER_IDENTITY", cc.maxPerIdent, 1)
+	}
 	if token == "" {
 		log.Warn("insecure: workers are accepted without a fleet token (loopback only)")
 	}
@@ -159,7 +168,7 @@ func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
 	defer closeOutbox(ob, log)
 	srv, err := coordinator.NewServer(c, coordinator.ServerConfig{
 		Token: token, Insecure: insecure, FleetInsecure: cc.fleetInsecure, TLS: tlsFiles,
-		MaxWorkers: cc.maxWorkers, Logger: log,
+		MaxWorkers: cc.maxWorkers, MaxSessionsPerIdentity: cc.maxPerIdent, Logger: log,
 	})
 	if err != nil {
 		return cli.Usage("%v", err)

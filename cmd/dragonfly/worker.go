@@ -32,6 +32,7 @@ func (f *workerFlags) register(s *cli.Settings) {
 	s.Var(cli.List(&c.Fetch.AllowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	downloadFlags(s, &c.Fetch)
 	s.Var(cli.Duration(&c.Grace, worker.DefaultGrace), "DRAGONFLY_DRAIN_GRACE", "on SIGTERM, how long started tasks may run")
+	s.Var(cli.Duration(&c.MaxTaskTime, worker.DefaultMaxTaskTime), "DRAGONFLY_MAX_TASK_TIME", "longest a task (download, unpacking, scan) may run; past it the distribution fails as the limit \"time\" (keep it below the coordinator's 15 min job age)")
 	s.Var(cli.SizeOrOff(&f.matchCache, scan.DefaultMatchCacheSize), "DRAGONFLY_MATCH_CACHE_SIZE", "memory for the match cache: matches of files already scanned, by content and rules, so an sdist and its wheel or a release's unchanged files are not scanned twice (0: off)")
 	s.Var(cli.Size(&f.memoryLimit, 0), "DRAGONFLY_MEMORY_LIMIT", "soft memory limit for the Go runtime (as GOMEMLIMIT), e.g. 384MiB").DefaultText("none")
 	s.Var(cli.String(&c.WorkerID, ""), "DRAGONFLY_WORKER_ID", "worker id (default: host name + random suffix)")
@@ -46,6 +47,9 @@ func (f *workerFlags) validate() error {
 	}
 	if _, err := fetch.ParseAllowedHosts(f.cfg.Fetch.AllowedHosts); err != nil {
 		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: %v", err)
+	}
+	if f.cfg.MaxTaskTime <= 0 {
+		return cli.Usage("DRAGONFLY_MAX_TASK_TIME=%s: must be positive", f.cfg.MaxTaskTime)
 	}
 	if f.cfg.Fetch.Attempts <= 0 {
 		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", f.cfg.Fetch.Attempts, 1)

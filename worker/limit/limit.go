@@ -72,6 +72,12 @@ const (
 	// than the scan engine allows (a file crafted to match millions of
 	// times).
 	MatchMemory Kind = "match_memory"
+	// TaskTime: a worker's task (download, unpacking, scan) ran past
+	// DRAGONFLY_MAX_TASK_TIME.
+	TaskTime Kind = "time"
+	// MessageSize: a distribution's result does not fit in one message the
+	// coordinator accepts.
+	MessageSize Kind = "message_size"
 )
 
 // Env returns the environment variable that sets the limit.
@@ -91,6 +97,8 @@ func (k Kind) Env() string {
 		return "DRAGONFLY_SCAN_TIMEOUT"
 	case MatchMemory:
 		return "DRAGONFLY_MAX_MATCH_MEMORY"
+	case TaskTime:
+		return "DRAGONFLY_MAX_TASK_TIME"
 	}
 	return string(k)
 }

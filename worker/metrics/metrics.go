@@ -76,7 +76,7 @@ var (
 )
 
 // limitKinds are the limits a task can break (limit.Kind values).
-var limitKinds = []limit.Kind{limit.Download, limit.Expanded, limit.File, limit.Entries, limit.Distributions, limit.ScanTimeout}
+var limitKinds = []limit.Kind{limit.Download, limit.Expanded, limit.File, limit.Entries, limit.Distributions, limit.ScanTimeout, limit.MatchMemory, limit.TaskTime, limit.MessageSize}
 
 // Recorder records a worker's events. It is safe for concurrent use.
 type Recorder struct {

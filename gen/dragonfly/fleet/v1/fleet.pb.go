@@ -1307,7 +1307,8 @@ type TaskFailure struct {
 	Reason string      `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	Kind   FailureKind `protobuf:"varint,2,opt,name=kind,proto3,enum=dragonfly.fleet.v1.FailureKind" json:"kind,omitempty"`
 	// For FAILURE_KIND_LIMIT: the limit's name (download_size, expanded_size,
-	// file_size, archive_entries, distributions, scan_timeout).
+	// file_size, archive_entries, distributions, scan_timeout, match_memory,
+	// time, message_size).
 	Limit         string `protobuf:"bytes,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
