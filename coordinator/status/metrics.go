@@ -67,7 +67,7 @@ func newMetrics(cfg Config) *metrics {
 		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sessions_ended_total",
 			Help: "Worker sessions ended, by result: clean, error."}, []string{"result"}),
 		dispatchEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dispatch_events_total",
-			Help: "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine."},
+			Help: "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine, session_suspended, no_verdict_retry."},
 			[]string{"kind"}),
 		outboxFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_write_failing",
 			Help: "1 while the outbox's writes fail (reports kept in memory only; leasing paused)."}),
@@ -151,10 +151,11 @@ var (
 	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable at its last answer - jobs leased since + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
 	descDistsPerJob   = desc("fleet_distributions_per_job", "Average distributions per job used by dragonfly_fleet_desired_workers.")
 	descMaxWorkers    = desc("fleet_max_workers", "Cap of dragonfly_fleet_desired_workers.")
+	descRefusals      = desc("refusals_total", "What the coordinator refused or dropped at its door, by reason: stream (no or a wrong fleet token, or a token sent in the clear), pending_evicted and pending_expired (connections without an authenticated stream closed), conns_over_cap (DRAGONFLY_MAX_WORKERS), sessions_over_identity_cap (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY), results_repeated (dropped), results_rules_unknown (refused, task dispatched again).", "reason")
 	collectorDescList = []*prometheus.Desc{descWorkers, descSlots, descSlotsBusy, descInFlight, descBacklog, descBacklogAge,
 		descRunning, descDispatched, descRequeued, descLate, descSuperseded, descOutbox, descSpotActive, descQuarantined,
 		descRules, descRuleMatches, descQueuePolls, descQueueJobs, descQueueBacklog, descQueueAge, descQueueSuccess, descDesired,
-		descDistsPerJob, descMaxWorkers}
+		descDistsPerJob, descMaxWorkers, descRefusals}
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -201,6 +202,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDesired, float64(d.desired))
 	gauge(descDistsPerJob, d.distsPerJob)
 	gauge(descMaxWorkers, float64(m.cfg.MaxWorkers))
+	r := snap.Refusals
+	for _, x := range []struct {
+		reason string
+		n      int64
+	}{{"stream", r.Streams}, {"pending_evicted", r.PendingEvicted}, {"pending_expired", r.PendingExpired}, {"conns_over_cap", r.ConnsOverCap},
+		{"sessions_over_identity_cap", r.SessionsOverIdentityCap}, {"results_repeated", r.ResultsRepeated}, {"results_rules_unknown", r.ResultsRulesUnknown}} {
+		counter(descRefusals, x.n, x.reason)
+	}
 
 	m.mu.Lock()
 	q, ok, failed := m.queue, m.queueOK, m.queueFailed

@@ -40,7 +40,8 @@
 //	dragonfly_dispatch_events_total{kind}               dispatcher events: backup_dispatched, backup_won,
 //	                                                    result_dropped, task_lost, lost_failed, verify_picked,
 //	                                                    verify_agreed, verify_mismatch, verify_inconclusive,
-//	                                                    verify_decided, verify_skipped, quarantine
+//	                                                    verify_decided, verify_skipped, quarantine,
+//	                                                    session_suspended, no_verdict_retry
 //	dragonfly_outbox_write_failing                      1 while the outbox's writes fail (reports in memory
 //	                                                    only, leasing paused); from the coordinator's
 //	                                                    once-a-second health report
@@ -79,6 +80,10 @@
 //	dragonfly_fleet_desired_workers                     workers the backlog needs (see DesiredWorkers)
 //	dragonfly_fleet_distributions_per_job               the average the formula uses
 //	dragonfly_fleet_max_workers                         the formula's cap
+//	dragonfly_refusals_total{reason}                    refused or dropped at the door: stream,
+//	                                                    pending_evicted, pending_expired, conns_over_cap,
+//	                                                    sessions_over_identity_cap, results_repeated,
+//	                                                    results_rules_unknown
 //
 // The dragonfly_api_queue_* gauges are absent until the API answered once.
 // A scrape asks for the queue status like a page does (at most once per

@@ -1281,3 +1281,25 @@ func TestHostileStrings(t *testing.T) {
 		t.Errorf("reason not marked as cut: %q", doc.SpotChecks.Recent[0].Reason[len(doc.SpotChecks.Recent[0].Reason)-40:])
 	}
 }
+
+// TestRefusalMetrics: what the coordinator refused at its door is one
+// counter by reason, every reason present from the start.
+func TestRefusalMetrics(t *testing.T) {
+	m := New(Config{Now: time.Now})
+	src := emptySource()
+	got := scrape(t, m, src)
+	for _, r := range []string{"stream", "pending_evicted", "pending_expired", "conns_over_cap", "sessions_over_identity_cap", "results_repeated", "results_rules_unknown"} {
+		if v, ok := got[`dragonfly_refusals_total{reason="`+r+`"}`]; !ok || v != 0 {
+			t.Errorf("refusals %s = %v (present %v), want 0", r, v, ok)
+		}
+	}
+	src.set(func(s *coordinator.Snapshot, _ *coordinator.QueueView) {
+		s.Refusals = coordinator.Refusals{Streams: 7, PendingEvicted: 3, SessionsOverIdentityCap: 2, ResultsRulesUnknown: 1}
+	})
+	got = scrape(t, m, src)
+	for r, want := range map[string]float64{"stream": 7, "pending_evicted": 3, "pending_expired": 0, "sessions_over_identity_cap": 2, "results_rules_unknown": 1} {
+		if v := got[`dragonfly_refusals_total{reason="`+r+`"}`]; v != want {
+			t.Errorf("refusals %s = %v, want %v", r, v, want)
+		}
+	}
+}
