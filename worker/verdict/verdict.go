@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path"
@@ -95,7 +94,7 @@ func (s *Scanner) Scan(ctx context.Context, rs *rules.Compiled, src Source) (Res
 			res.Result = sr
 			return res, err
 		}
-		if data, err = readAtMost(src.Path, s.maxDownload()); err != nil {
+		if data, err = limit.ReadFile(src.Path, s.maxDownload()); err != nil {
 			return res, err
 		}
 	default:
@@ -114,27 +113,6 @@ func (s *Scanner) maxDownload() int64 {
 		return s.Limits.Download
 	}
 	return limit.Defaults().Download
-}
-
-// readAtMost reads a file, failing with the download limit if it holds more
-// than max bytes (also when it grows after the check).
-func readAtMost(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		return nil, &limit.Error{Kind: limit.Download, Max: max}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, &limit.Error{Kind: limit.Download, Max: max}
-	}
-	return data, nil
 }
 
 // DownloadError is a failure to fetch a distribution (HTTP status, timeout,
