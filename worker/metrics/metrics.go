@@ -35,6 +35,7 @@
 package metrics
 
 import (
+	"cmp"
 	"net/http"
 	"runtime"
 	"strings"
@@ -45,6 +46,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -106,69 +108,38 @@ type Recorder struct {
 
 // New returns a Recorder with its own registry.
 func New(cfg Config) *Recorder {
-	if cfg.Version == "" {
-		cfg.Version = "unknown"
-	}
-	if cfg.Revision == "" {
-		cfg.Revision = "unknown"
-	}
-	if cfg.GoVersion == "" {
-		cfg.GoVersion = runtime.Version()
-	}
-	const ns, sub = "dragonfly", "worker"
+	cfg.Version = cmp.Or(cfg.Version, "unknown")
+	cfg.Revision = cmp.Or(cfg.Revision, "unknown")
+	cfg.GoVersion = cmp.Or(cfg.GoVersion, runtime.Version())
+	reg := prometheus.NewRegistry()
+	m := maker{promauto.With(reg)}
 	r := &Recorder{
-		reg: prometheus.NewRegistry(),
-		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "tasks_total",
-			Help: "Distributions (tasks) finished, by outcome: success or the failure kind."}, []string{"outcome"}),
-		taskDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "task_duration_seconds",
-			Help: "Wall time of one task (one distribution of a package): download, unpack and scan.", Buckets: taskBuckets}),
-		taskScan: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "task_scan_duration_seconds",
-			Help: "YARA time of one task: all files of one distribution.", Buckets: taskBuckets}),
-		fileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "file_scan_duration_seconds",
-			Help: "YARA time of one file.", Buckets: fileBuckets}),
-		files: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_files_total",
-			Help: "Files scanned."}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "scanned_bytes_total",
-			Help: "Bytes of the files scanned (expanded from the archives)."}),
-		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "skipped_files_total",
-			Help: "Files no rule's filetype admits: read and checked, not scanned."}),
-		skippedBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "skipped_bytes_total",
-			Help: "Bytes of the files no rule's filetype admits."}),
-		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "match_cache_hits_total",
-			Help: "Files whose matches came from the match cache or a scan of the same bytes in flight: not scanned again."}),
-		cacheBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "match_cache_hit_bytes_total",
-			Help: "Bytes of the files whose matches came from the match cache: bytes not rescanned."}),
-		subsets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_subsets_compiled_total",
-			Help: "Rule subsets compiled for filetype pruning, by result (ok, error: the whole set is used instead)."}, []string{"result"}),
-		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "downloads_total",
-			Help: "Distribution downloads, by result (ok, error)."}, []string{"result"}),
-		downloadDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "download_duration_seconds",
-			Help: "Time of one distribution download, retries included.", Buckets: downloadBuckets}),
-		downloadBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "downloaded_bytes_total",
-			Help: "Bytes downloaded."}),
-		limits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "limit_violations_total",
-			Help: "Tasks failed because they broke a limit, by limit."}, []string{"limit"}),
-		compiles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rules_compilations_total",
-			Help: "Rule set compilations, by result (ok, error)."}, []string{"result"}),
-		compileDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "rules_compile_duration_seconds",
-			Help: "Time of one rule set compilation.", Buckets: compileBuckets}),
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "connected",
-			Help: "1 while a session with a coordinator is open."}),
-		readyGauge: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "ready",
-			Help: "1 while connected to a coordinator with rules ready to scan (what /readyz answers)."}),
+		reg:           reg,
+		tasks:         m.counterVec("tasks_total", "Distributions (tasks) finished, by outcome: success or the failure kind.", "outcome"),
+		taskDuration:  m.histogram("task_duration_seconds", "Wall time of one task (one distribution of a package): download, unpack and scan.", taskBuckets),
+		taskScan:      m.histogram("task_scan_duration_seconds", "YARA time of one task: all files of one distribution.", taskBuckets),
+		fileDuration:  m.histogram("file_scan_duration_seconds", "YARA time of one file.", fileBuckets),
+		files:         m.counter("scanned_files_total", "Files scanned."),
+		bytes:         m.counter("scanned_bytes_total", "Bytes of the files scanned (expanded from the archives)."),
+		skipped:       m.counter("skipped_files_total", "Files no rule's filetype admits: read and checked, not scanned."),
+		skippedBytes:  m.counter("skipped_bytes_total", "Bytes of the files no rule's filetype admits."),
+		cacheHits:     m.counter("match_cache_hits_total", "Files whose matches came from the match cache or a scan of the same bytes in flight: not scanned again."),
+		cacheBytes:    m.counter("match_cache_hit_bytes_total", "Bytes of the files whose matches came from the match cache: bytes not rescanned."),
+		subsets:       m.counterVec("rule_subsets_compiled_total", "Rule subsets compiled for filetype pruning, by result (ok, error: the whole set is used instead).", "result"),
+		downloads:     m.counterVec("downloads_total", "Distribution downloads, by result (ok, error).", "result"),
+		downloadDur:   m.histogram("download_duration_seconds", "Time of one distribution download, retries included.", downloadBuckets),
+		downloadBytes: m.counter("downloaded_bytes_total", "Bytes downloaded."),
+		limits:        m.counterVec("limit_violations_total", "Tasks failed because they broke a limit, by limit.", "limit"),
+		compiles:      m.counterVec("rules_compilations_total", "Rule set compilations, by result (ok, error).", "result"),
+		compileDur:    m.histogram("rules_compile_duration_seconds", "Time of one rule set compilation.", compileBuckets),
+		connected:     m.gauge("connected", "1 while a session with a coordinator is open.", nil),
+		readyGauge:    m.gauge("ready", "1 while connected to a coordinator with rules ready to scan (what /readyz answers).", nil),
 	}
-	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "build_info",
-		Help:        "Always 1; the labels are the worker's build: version, VCS revision, Go release.",
-		ConstLabels: prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision, "goversion": cfg.GoVersion}})
-	info.Set(1)
-	threads := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "scanner_threads",
-		Help: "Scanner threads of this worker (tasks scanned at once)."})
-	threads.Set(float64(cfg.Threads))
-	r.reg.MustRegister(r.skipped, r.skippedBytes, r.cacheHits, r.cacheBytes, r.subsets)
-	r.reg.MustRegister(info, threads, r.tasks, r.taskDuration, r.taskScan, r.fileDuration, r.files, r.bytes,
-		r.downloads, r.downloadDur, r.downloadBytes, r.limits, r.compiles, r.compileDur, r.connected, r.readyGauge)
+	m.gauge("build_info", "Always 1; the labels are the worker's build: version, VCS revision, Go release.",
+		prometheus.Labels{"version": cfg.Version, "revision": cfg.Revision, "goversion": cfg.GoVersion}).Set(1)
+	m.gauge("scanner_threads", "Scanner threads of this worker (tasks scanned at once).", nil).Set(float64(cfg.Threads))
 	if cfg.Runtime {
-		r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	r.tasks.WithLabelValues("success")
 	for _, v := range fleetv1.FailureKind_value {
@@ -183,6 +154,32 @@ func New(cfg Config) *Recorder {
 		r.limits.WithLabelValues(string(k))
 	}
 	return r
+}
+
+// maker makes the worker's metrics, each named dragonfly_worker_<name> and
+// registered in the Recorder's registry.
+type maker struct{ f promauto.Factory }
+
+const namespace, subsystem = "dragonfly", "worker"
+
+func opts(name, help string, labels prometheus.Labels) prometheus.Opts {
+	return prometheus.Opts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, ConstLabels: labels}
+}
+
+func (m maker) counter(name, help string) prometheus.Counter {
+	return m.f.NewCounter(prometheus.CounterOpts(opts(name, help, nil)))
+}
+
+func (m maker) counterVec(name, help, label string) *prometheus.CounterVec {
+	return m.f.NewCounterVec(prometheus.CounterOpts(opts(name, help, nil)), []string{label})
+}
+
+func (m maker) gauge(name, help string, labels prometheus.Labels) prometheus.Gauge {
+	return m.f.NewGauge(prometheus.GaugeOpts(opts(name, help, labels)))
+}
+
+func (m maker) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return m.f.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, Buckets: buckets})
 }
 
 // kindLabel turns FAILURE_KIND_DOWNLOAD into "download".

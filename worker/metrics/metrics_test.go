@@ -1,12 +1,10 @@
 package metrics
 
 import (
-	"bytes"
 	"errors"
-	"io"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -74,26 +73,11 @@ func TestRecorderCounts(t *testing.T) {
 		}
 	}
 
-	// Histograms: count and sum.
-	want := `
-# HELP dragonfly_worker_task_duration_seconds Wall time of one task (one distribution of a package): download, unpack and scan.
-# TYPE dragonfly_worker_task_duration_seconds histogram
-dragonfly_worker_task_duration_seconds_bucket{le="0.05"} 0
-dragonfly_worker_task_duration_seconds_bucket{le="0.1"} 0
-dragonfly_worker_task_duration_seconds_bucket{le="0.25"} 0
-dragonfly_worker_task_duration_seconds_bucket{le="0.5"} 0
-dragonfly_worker_task_duration_seconds_bucket{le="1"} 2
-dragonfly_worker_task_duration_seconds_bucket{le="2.5"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="5"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="10"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="20"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="30"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="60"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="90"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="120"} 3
-dragonfly_worker_task_duration_seconds_bucket{le="+Inf"} 3
-dragonfly_worker_task_duration_seconds_sum 3.5
-dragonfly_worker_task_duration_seconds_count 3
+	// Histograms: every bucket, sum and count.
+	want := histogramText("task_duration_seconds", "Wall time of one task (one distribution of a package): download, unpack and scan.",
+		taskLE, []int{0, 0, 0, 0, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3}, "3.5") +
+		histogramText("task_scan_duration_seconds", "YARA time of one task: all files of one distribution.",
+			taskLE, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, "0.01") + `
 # HELP dragonfly_worker_build_info Always 1; the labels are the worker's build: version, VCS revision, Go release.
 # TYPE dragonfly_worker_build_info gauge
 dragonfly_worker_build_info{goversion="go1.99",revision="0123abcd",version="1.2.3"} 1
@@ -101,35 +85,30 @@ dragonfly_worker_build_info{goversion="go1.99",revision="0123abcd",version="1.2.
 # TYPE dragonfly_worker_scanner_threads gauge
 dragonfly_worker_scanner_threads 4
 `
-	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(want),
-		"dragonfly_worker_task_duration_seconds", "dragonfly_worker_build_info", "dragonfly_worker_scanner_threads"); err != nil {
-		t.Error(err)
-	}
-	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(`
-# HELP dragonfly_worker_task_scan_duration_seconds YARA time of one task: all files of one distribution.
-# TYPE dragonfly_worker_task_scan_duration_seconds histogram
-dragonfly_worker_task_scan_duration_seconds_bucket{le="0.05"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="0.1"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="0.25"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="0.5"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="1"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="2.5"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="5"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="10"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="20"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="30"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="60"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="90"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="120"} 1
-dragonfly_worker_task_scan_duration_seconds_bucket{le="+Inf"} 1
-dragonfly_worker_task_scan_duration_seconds_sum 0.01
-dragonfly_worker_task_scan_duration_seconds_count 1
-`), "dragonfly_worker_task_scan_duration_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(r.Registry(), strings.NewReader(want), "dragonfly_worker_task_duration_seconds",
+		"dragonfly_worker_task_scan_duration_seconds", "dragonfly_worker_build_info", "dragonfly_worker_scanner_threads"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(r.fileDuration); n != 1 {
 		t.Errorf("file histogram series = %d, want 1", n)
 	}
+}
+
+// taskLE are the upper bounds of the task histograms' buckets.
+var taskLE = []string{"0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "60", "90", "120", "+Inf"}
+
+// histogramText is the exposition of the histogram dragonfly_worker_<name>:
+// counts[i] observations at or below le[i] (the last is +Inf, the count),
+// and their sum.
+func histogramText(name, help string, le []string, counts []int, sum string) string {
+	name = "dragonfly_worker_" + name
+	var b strings.Builder
+	fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)
+	for i, c := range counts {
+		fmt.Fprintf(&b, "%s_bucket{le=%q} %d\n", name, le[i], c)
+	}
+	fmt.Fprintf(&b, "%s_sum %s\n%s_count %d\n", name, sum, name, counts[len(counts)-1])
+	return b.String()
 }
 
 // TestBuildInfoDefaults: without a build's details the labels say so, and
@@ -162,14 +141,13 @@ func TestSeriesExistBeforeEvents(t *testing.T) {
 func TestHandler(t *testing.T) {
 	r := New(Config{Version: "v", Runtime: true})
 	activity(r)
-	srv := httptest.NewServer(r.Handler())
-	defer srv.Close()
+	h := r.Handler()
 
-	body, code := get(t, srv.URL+"/healthz")
+	body, code := get(h, "/healthz")
 	if code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
 	}
-	body, code = get(t, srv.URL+"/metrics")
+	body, code = get(h, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics = %d", code)
 	}
@@ -184,7 +162,7 @@ func TestHandler(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if _, code := get(t, srv.URL+"/nothing"); code != http.StatusNotFound {
+	if _, code := get(h, "/nothing"); code != http.StatusNotFound {
 		t.Errorf("/nothing = %d, want 404", code)
 	}
 }
@@ -193,8 +171,7 @@ func TestHandler(t *testing.T) {
 // answers 200 only while connected with rules ready, and the gauges follow.
 func TestReadiness(t *testing.T) {
 	r := New(Config{Version: "v"})
-	srv := httptest.NewServer(r.Handler())
-	defer srv.Close()
+	h := r.Handler()
 	for _, step := range []struct {
 		connected, rules bool
 		ready            int
@@ -206,10 +183,10 @@ func TestReadiness(t *testing.T) {
 		{false, true, http.StatusServiceUnavailable, 0}, // the coordinator went away
 	} {
 		r.Connection(step.connected, step.rules)
-		if _, code := get(t, srv.URL+"/readyz"); code != step.ready {
+		if _, code := get(h, "/readyz"); code != step.ready {
 			t.Errorf("connected=%v rules=%v: /readyz = %d, want %d", step.connected, step.rules, code, step.ready)
 		}
-		if _, code := get(t, srv.URL+"/healthz"); code != http.StatusOK {
+		if _, code := get(h, "/healthz"); code != http.StatusOK {
 			t.Errorf("connected=%v rules=%v: /healthz = %d, want 200 (liveness)", step.connected, step.rules, code)
 		}
 		if got := testutil.ToFloat64(r.readyGauge); got != step.gauge {
@@ -221,36 +198,21 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
-func get(t *testing.T, url string) (string, int) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b), resp.StatusCode
+// get serves GET path from h: the body and the status code.
+func get(h http.Handler, path string) (string, int) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Body.String(), rec.Code
 }
 
-// TestPromtool lints the exposition with `promtool check metrics`.
+// TestPromtool lints the exposition as `promtool check metrics` does, with
+// its linter (promlint).
 func TestPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatal("promtool not found in PATH: install the Debian package prometheus (make setup-test does)")
-	}
 	r := New(Config{Version: "v", Threads: 2, Runtime: true})
 	activity(r)
-	srv := httptest.NewServer(r.Handler())
-	defer srv.Close()
-	body, _ := get(t, srv.URL+"/metrics")
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = strings.NewReader(body)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || strings.TrimSpace(out.String()) != "" {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
+	body, _ := get(r.Handler(), "/metrics")
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("promlint: %v %v", err, problems)
 	}
 }
