@@ -2,17 +2,12 @@ package fetch
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -211,57 +205,56 @@ func (l *acceptLog) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// tlsServer is an https server on 127.0.0.1 with a certificate for names
-// (trusted by the returned pool) whose listener logs every accepted
-// connection.
-func tlsServer(t *testing.T, h http.HandlerFunc, names ...string) (*httptest.Server, *acceptLog, *x509.CertPool) {
+// rebinding is the files host a DNS rebinding attack points at: an https
+// server on 127.0.0.1 for the name rebound, which dns (a stub DNS server)
+// resolves to 127.0.0.1. The server's certificate (httptest's own, for
+// *.example.com) is trusted by roots, its listener logs every accepted
+// connection, and hits counts the requests it handled.
+type rebinding struct {
+	srv   *httptest.Server
+	log   *acceptLog
+	roots *x509.CertPool
+	port  int
+	dns   *dnsStub
+	hits  atomic.Int32
+}
+
+// startRebinding starts a rebinding whose server answers every request
+// with body.
+func startRebinding(t *testing.T, body string) *rebinding {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
+	r := &rebinding{roots: x509.NewCertPool()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &acceptLog{Listener: ln, accepted: make(chan net.Addr, 16)}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // probes hang up before a handshake
-	srv.Listener = log
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv, log, pool
+	r.log = &acceptLog{Listener: ln, accepted: make(chan net.Addr, 16)}
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.hits.Add(1)
+		io.WriteString(w, body)
+	}))
+	r.srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // probes hang up before a handshake
+	r.srv.Listener = r.log
+	r.srv.StartTLS()
+	t.Cleanup(r.srv.Close)
+	r.roots.AddCert(r.srv.Certificate())
+	r.port = ln.Addr().(*net.TCPAddr).Port
+	r.dns = startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	return r
 }
 
-// assertNoConnection proves srv's listener accepted nothing before now: it
+// assertNoConnection proves r's listener accepted nothing before now: it
 // connects itself and requires its own connection to be the first one
 // accepted (the accept queue is first in, first out).
-func assertNoConnection(t *testing.T, srv *httptest.Server, log *acceptLog) {
+func (r *rebinding) assertNoConnection(t *testing.T) {
 	t.Helper()
-	probe, err := net.Dial("tcp", srv.Listener.Addr().String())
+	probe, err := net.Dial("tcp", r.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer probe.Close()
 	select {
-	case first := <-log.accepted:
+	case first := <-r.log.accepted:
 		if first.String() != probe.LocalAddr().String() {
 			t.Fatalf("the server accepted a connection from %v before the probe from %v", first, probe.LocalAddr())
 		}
@@ -270,33 +263,27 @@ func assertNoConnection(t *testing.T, srv *httptest.Server, log *acceptLog) {
 	}
 }
 
-const rebound = "files.example.test"
+const rebound = "files.example.com"
 
 // A bare or host:port entry whose name resolves, through a real (stub) DNS
 // server, to 127.0.0.1 is refused at connect time: nothing reaches the
 // https server listening there. The same name under an origin entry is the
 // operator's choice and downloads.
 func TestDNSRebindingRefusedAtConnect(t *testing.T) {
-	var hits atomic.Int32
-	srv, log, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, "wheel")
-	}, rebound)
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	r := startRebinding(t, "wheel")
 
 	for _, tc := range []struct {
 		name    string
 		allowed []string
 		url     string
 	}{
-		{"host:port entry", []string{fmt.Sprintf("%s:%d", rebound, port)}, fmt.Sprintf("https://%s:%d/x.whl", rebound, port)},
+		{"host:port entry", []string{fmt.Sprintf("%s:%d", rebound, r.port)}, fmt.Sprintf("https://%s:%d/x.whl", rebound, r.port)},
 		{"bare entry", []string{rebound}, "https://" + rebound + "/x.whl"},
 		{"wildcard", []string{"*"}, "https://" + strings.ToUpper(rebound) + "./x.whl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := dns.questions(rebound + ".")
-			f, _ := newTest(t, Config{AllowedHosts: tc.allowed, Resolver: dns.resolver(), RootCAs: roots})
+			before := r.dns.questions(rebound + ".")
+			f, _ := newTest(t, Config{AllowedHosts: tc.allowed, Resolver: r.dns.resolver(), RootCAs: r.roots})
 			_, st, err := f.GetWithStats(t.Context(), tc.url)
 			var ae *AddressError
 			if !errors.As(err, &ae) {
@@ -315,21 +302,21 @@ func TestDNSRebindingRefusedAtConnect(t *testing.T) {
 			if errors.As(err, &he) {
 				t.Errorf("the refusal is also a *HostError: %v", he)
 			}
-			if dns.questions(rebound+".") == before {
+			if r.dns.questions(rebound+".") == before {
 				t.Error("the stub DNS server was not asked: the address did not come from a resolver")
 			}
-			assertNoConnection(t, srv, log)
-			if hits.Load() != 0 {
-				t.Errorf("the server handled %d requests", hits.Load())
+			r.assertNoConnection(t)
+			if r.hits.Load() != 0 {
+				t.Errorf("the server handled %d requests", r.hits.Load())
 			}
 		})
 	}
 
 	t.Run("origin entry allowed", func(t *testing.T) {
-		f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("https://%s:%d", rebound, port)}, Resolver: dns.resolver(), RootCAs: roots})
-		got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x.whl", rebound, port))
-		if err != nil || string(got) != "wheel" || hits.Load() != 1 {
-			t.Fatalf("got %q, %v, %d hits: want the wheel from the server", got, err, hits.Load())
+		f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("https://%s:%d", rebound, r.port)}, Resolver: r.dns.resolver(), RootCAs: r.roots})
+		got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x.whl", rebound, r.port))
+		if err != nil || string(got) != "wheel" || r.hits.Load() != 1 {
+			t.Fatalf("got %q, %v, %d hits: want the wheel from the server", got, err, r.hits.Load())
 		}
 	})
 }
@@ -369,33 +356,27 @@ func contains(list []string, s string) bool {
 // server reached through an origin entry (standing in for a public files
 // host).
 func TestRedirectToInternalRefused(t *testing.T) {
-	var targetHits atomic.Int32
-	target, log, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
-		targetHits.Add(1)
-		io.WriteString(w, "internal")
-	}, rebound)
-	tport := target.Listener.Addr().(*net.TCPAddr).Port
-	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	target := startRebinding(t, "internal")
 	var startHits atomic.Int32
 	start := server(t, func(w http.ResponseWriter, r *http.Request) {
 		startHits.Add(1)
 		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
 	})
-	allowed := []string{start.URL, "*", fmt.Sprintf("%s:%d", rebound, tport)}
+	allowed := []string{start.URL, "*", fmt.Sprintf("%s:%d", rebound, target.port)}
 
 	for _, tc := range []struct {
 		name, to string
 		want     func(error) bool
 	}{
 		{"http loopback literal", "http://127.0.0.1/latest/meta-data", isHostError},
-		{"http loopback literal on the server's port", fmt.Sprintf("http://127.0.0.1:%d/x", tport), isHostError},
+		{"http loopback literal on the server's port", fmt.Sprintf("http://127.0.0.1:%d/x", target.port), isHostError},
 		{"https loopback literal via *", "https://127.0.0.1/x", isAddressError},
 		{"https metadata address via *", "https://169.254.169.254/latest/meta-data", isAddressError},
-		{"bare allowed host resolving to loopback", fmt.Sprintf("https://%s:%d/x.whl", rebound, tport), isAddressError},
+		{"bare allowed host resolving to loopback", fmt.Sprintf("https://%s:%d/x.whl", rebound, target.port), isAddressError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			startHits.Store(0)
-			f, _ := newTest(t, Config{AllowedHosts: allowed, Resolver: dns.resolver(), RootCAs: roots})
+			f, _ := newTest(t, Config{AllowedHosts: allowed, Resolver: target.dns.resolver(), RootCAs: target.roots})
 			_, st, err := f.GetWithStats(t.Context(), start.URL+"/?to="+tc.to)
 			if !tc.want(err) || Transient(err) {
 				t.Fatalf("err = %v (transient %v), wrong refusal", err, Transient(err))
@@ -403,9 +384,9 @@ func TestRedirectToInternalRefused(t *testing.T) {
 			if st.Attempts != 1 || startHits.Load() != 1 {
 				t.Errorf("attempts %d, first-hop hits %d: want 1, 1", st.Attempts, startHits.Load())
 			}
-			assertNoConnection(t, target, log)
-			if targetHits.Load() != 0 {
-				t.Errorf("the internal server handled %d requests", targetHits.Load())
+			target.assertNoConnection(t)
+			if target.hits.Load() != 0 {
+				t.Errorf("the internal server handled %d requests", target.hits.Load())
 			}
 		})
 	}
@@ -417,20 +398,18 @@ func isAddressError(err error) bool { var ae *AddressError; return errors.As(err
 // An injected transport does its own dialing: the scheme, host and port
 // checks still hold, the address check cannot.
 func TestInjectedTransportSkipsAddressCheck(t *testing.T) {
-	srv, _, roots := tlsServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, rebound)
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	dns := startDNS(t, map[string][]netip.Addr{rebound + ".": {netip.MustParseAddr("127.0.0.1")}})
+	r := startRebinding(t, "ok")
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots},
-		DialContext:     (&net.Dialer{Resolver: dns.resolver()}).DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: r.roots},
+		DialContext:     (&net.Dialer{Resolver: r.dns.resolver()}).DialContext,
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("%s:%d", rebound, port)}, Transport: tr})
-	got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x", rebound, port))
+	f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("%s:%d", rebound, r.port)}, Transport: tr})
+	got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x", rebound, r.port))
 	if err != nil || string(got) != "ok" {
 		t.Fatalf("got %q, %v: the injected transport is used as is", got, err)
 	}
-	_, err = f.Get(t.Context(), fmt.Sprintf("http://%s:%d/x", rebound, port))
+	_, err = f.Get(t.Context(), fmt.Sprintf("http://%s:%d/x", rebound, r.port))
 	if !isHostError(err) {
 		t.Fatalf("err = %v: http to a host:port entry must still be refused", err)
 	}
