@@ -439,8 +439,8 @@ func knownEnvNames(t *testing.T) map[string]bool {
 }
 
 // secretCall is a setting registered as a secret on one line:
-// s.Var(..., "DRAGONFLY_X", "help").markSecret().
-var secretCall = regexp.MustCompile(`"(DRAGONFLY_[A-Z0-9_]+)"[^\n]*\.markSecret\(\)`)
+// s.Var(..., "DRAGONFLY_X", "help").MarkSecret().
+var secretCall = regexp.MustCompile(`"(DRAGONFLY_[A-Z0-9_]+)"[^\n]*\.MarkSecret\(\)`)
 
 // secretEnvNames are the settings cmd/dragonfly marks secret: the ones that
 // also read DRAGONFLY_<NAME>_FILE.
