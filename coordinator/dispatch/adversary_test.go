@@ -8,35 +8,6 @@ import (
 	"time"
 )
 
-// ids returns the task ids of tasks.
-func ids(ts []Task) []uint64 {
-	out := make([]uint64, len(ts))
-	for i, tk := range ts {
-		out[i] = tk.ID
-	}
-	return out
-}
-
-// sessionOf returns a session's load from a snapshot.
-func sessionOf(t *testing.T, s Snapshot, id string) SessionLoad {
-	t.Helper()
-	i := slices.IndexFunc(s.Sessions, func(si SessionLoad) bool { return si.ID == id })
-	if i < 0 {
-		t.Fatalf("no session %s in %+v", id, s.Sessions)
-	}
-	return s.Sessions[i]
-}
-
-// identityOf returns an identity's load from a snapshot.
-func identityOf(t *testing.T, s Snapshot, identity string) IdentityLoad {
-	t.Helper()
-	i := slices.IndexFunc(s.Identities, func(x IdentityLoad) bool { return x.Identity == identity })
-	if i < 0 {
-		t.Fatalf("no identity %s in %+v", identity, s.Identities)
-	}
-	return s.Identities[i]
-}
-
 // TestBouncerCannotStallReleases (review H1): a worker that hands every
 // task back at once, next to an honest one with fewer slots that takes 7 s
 // a task (so the bouncer, always empty, looks the least loaded). A returned
@@ -75,18 +46,7 @@ func TestBouncerCannotStallReleases(t *testing.T) {
 			running = running[1:]
 		}
 	}
-	outs := h.outcomes()
-	if len(outs) != leased {
-		t.Fatalf("%d outcomes for %d jobs", len(outs), leased)
-	}
-	for _, o := range outs {
-		if o.Failure != "" || !slices.Equal(o.Identities, []string{"honest"}) {
-			t.Fatalf("outcome %+v", o)
-		}
-		if took := o.Finished.Sub(o.Job.LeasedAt); took >= 120*time.Second {
-			t.Fatalf("job %s reported %s after its lease began", o.Job.Name, took)
-		}
-	}
+	honestInTime(t, h, leased)
 	s := h.d.Snapshot()
 	if bounced == 0 || bounced > 2*leased {
 		t.Fatalf("bounced %d copies of %d tasks: a returned task went back to the bouncer", bounced, 2*leased)
@@ -204,14 +164,7 @@ func TestReturnedAvoidsReturner(t *testing.T) {
 	}
 	// A sits on x: once its copy is overdue, A is no reason to wait (a
 	// silent identity's full queue): u1 goes back to b, the only other.
-	h.d.Tick(at(44))
-	if n := len(b.take()); n != 0 {
-		t.Fatalf("b got %d tasks while A was busy but answering", n)
-	}
-	h.d.Tick(at(45))
-	if tk := one(t, b); tk.URL != "u1" {
-		t.Fatalf("b got %+v", tk)
-	}
+	u1At45(t, h, b)
 
 	// One identity, two sessions: the other session first, busy or not.
 	h2 := newHarness(t, Config{})
@@ -233,10 +186,7 @@ func TestReturnedAvoidsReturner(t *testing.T) {
 // as the task's first dispatch: bouncing cannot keep a task young and
 // unbacked.
 func TestOverdueFromFirstDispatch(t *testing.T) {
-	h := newHarness(t, Config{})
-	a := h.joinAs("a", "A", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-	ta := one(t, a)
+	h, _, ta := heldByA(t, Config{})
 	s := h.joinAs("s", "S", 1, "h1") // will sit on it
 	h.d.Tick(at(30))
 	h.d.Returned("a", []uint64{ta.ID}) // at 30 s
@@ -247,14 +197,7 @@ func TestOverdueFromFirstDispatch(t *testing.T) {
 	c.take()
 	// Prior 15 s: overdue 45 s after the first dispatch (0 s), not after
 	// s's copy (30 s).
-	h.d.Tick(at(44))
-	if n := len(c.take()); n != 0 {
-		t.Fatalf("backup before 45 s (%d)", n)
-	}
-	h.d.Tick(at(45))
-	if tk := one(t, c); tk.URL != "u1" {
-		t.Fatalf("backup = %+v", tk)
-	}
+	u1At45(t, h, c)
 	if ev := h.eventsOf(EventBackupDispatched); len(ev) != 1 || ev[0].From != "S" {
 		t.Fatalf("events = %+v", ev)
 	}
@@ -340,18 +283,7 @@ func TestSilentIdentityCannotCaptureWork(t *testing.T) {
 					t.Fatal("the honest worker got nothing in the first 15 s")
 				}
 			}
-			outs := h.outcomes()
-			if len(outs) != leased {
-				t.Fatalf("%d outcomes for %d jobs", len(outs), leased)
-			}
-			for _, o := range outs {
-				if o.Failure != "" || !slices.Equal(o.Identities, []string{"honest"}) {
-					t.Fatalf("outcome %+v", o)
-				}
-				if took := o.Finished.Sub(o.Job.LeasedAt); took >= 120*time.Second {
-					t.Fatalf("job %s reported %s after its lease began", o.Job.Name, took)
-				}
-			}
+			honestInTime(t, h, leased)
 			c := h.d.Snapshot().Counters
 			if silentGot < 3 || c.BackupsDispatched == 0 || c.BackupsWon != c.BackupsDispatched {
 				t.Fatalf("silent got %d; counters %+v", silentGot, c)
@@ -484,11 +416,16 @@ func TestNoVerdictRetried(t *testing.T) {
 	dl := func(id uint64) Result {
 		return Result{TaskID: id, Failure: "distribution u1: HTTP 503", FailureKind: KindDownload}
 	}
+	// retried: a's download failure at 1 s is retried on b (identity B).
+	retried := func(t *testing.T) (*harness, *sink) {
+		h, a, ta := heldByA(t, Config{})
+		b := h.joinAs("b", "B", 1, "h1")
+		h.d.Result("a", dl(ta.ID), at(1))
+		one(t, b)
+		return h, a
+	}
 	t.Run("retry scans it", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
+		h, _, ta := heldByA(t, Config{})
 		b := h.joinAs("b", "B", 1, "h1")
 		a2 := h.joinAs("a2", "A", 1, "h1") // the failing identity's other session
 		h.d.Result("a", dl(ta.ID), at(1))
@@ -564,10 +501,7 @@ func TestNoVerdictRetried(t *testing.T) {
 		}
 	})
 	t.Run("lease ending", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
+		h, _, ta := heldByA(t, Config{})
 		h.joinAs("b", "B", 1, "h1")
 		// Prior 15 s: reserve 25 s: no retry from 95 s on.
 		h.d.Result("a", dl(ta.ID), at(95))
@@ -576,13 +510,7 @@ func TestNoVerdictRetried(t *testing.T) {
 		}
 	})
 	t.Run("retry unanswered", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
-		b := h.joinAs("b", "B", 1, "h1")
-		h.d.Result("a", dl(ta.ID), at(1))
-		one(t, b) // and never answers
+		h, _ := retried(t) // and b never answers
 		for sec := 2; sec < 95; sec++ {
 			h.d.Tick(at(sec))
 		}
@@ -599,13 +527,7 @@ func TestNoVerdictRetried(t *testing.T) {
 		}
 	})
 	t.Run("retry session leaves, nobody else", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
-		b := h.joinAs("b", "B", 1, "h1")
-		h.d.Result("a", dl(ta.ID), at(1))
-		one(t, b)
+		h, a := retried(t)
 		h.d.Leave("b", LeaveCut)
 		if n := len(a.take()); n != 0 {
 			t.Fatal("the retry went back to the failing identity")
@@ -616,25 +538,15 @@ func TestNoVerdictRetried(t *testing.T) {
 		}
 	})
 	t.Run("verdict failures stay final", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.joinAs("b", "B", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		h.sinks["b"].take()
-		ta := one(t, a)
+		h, _, b, ta := heldByAWithB(t, Config{})
+		b.take()
 		h.d.Result("a", Result{TaskID: ta.ID, Failure: "distribution u1: corrupt archive", FailureKind: "FAILURE_KIND_PARSE"}, at(1))
 		if o := outcomeOf(t, h, "p"); o.Failure != "distribution u1: corrupt archive" {
 			t.Fatalf("outcome = %+v", o)
 		}
 	})
 	t.Run("failing identity quarantined meanwhile", func(t *testing.T) {
-		h := newHarness(t, Config{})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
-		b := h.joinAs("b", "B", 1, "h1")
-		h.d.Result("a", dl(ta.ID), at(1))
-		one(t, b)
+		h, _ := retried(t)
 		h.d.Quarantine("A", "operator")
 		h.d.Leave("b", LeaveCut) // the retry is gone, nobody else is ready
 		h.d.Tick(at(2))

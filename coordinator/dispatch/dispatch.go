@@ -494,24 +494,17 @@ type idState struct {
 	returns     int64        // copies its sessions handed back without draining
 }
 
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 // New returns an empty dispatcher.
 func New(cfg Config) *Dispatcher {
 	cfg.Prefetch = max(cfg.Prefetch, 0)
-	if cfg.MaxDistributions <= 0 {
-		cfg.MaxDistributions = DefaultMaxDistributions
-	}
-	if cfg.LeaseTimeout <= 0 {
-		cfg.LeaseTimeout = 120 * time.Second
-	}
-	if cfg.MaxJobAge <= 0 {
-		cfg.MaxJobAge = 15 * time.Minute
-	}
-	if cfg.MaxSlots <= 0 {
-		cfg.MaxSlots = 64
-	}
-	if cfg.MaxIdentityCredits <= 0 {
-		cfg.MaxIdentityCredits = DefaultMaxIdentityCredits
-	}
+	cfg.MaxDistributions = positiveOr(cfg.MaxDistributions, DefaultMaxDistributions)
+	cfg.LeaseTimeout = positiveOr(cfg.LeaseTimeout, 120*time.Second)
+	cfg.MaxJobAge = positiveOr(cfg.MaxJobAge, 15*time.Minute)
+	cfg.MaxSlots = positiveOr(cfg.MaxSlots, 64)
+	cfg.MaxIdentityCredits = positiveOr(cfg.MaxIdentityCredits, DefaultMaxIdentityCredits)
 	switch r := cfg.VerifyRate; {
 	case r < 0 || math.IsNaN(r):
 		cfg.VerifyRate = 0
@@ -521,19 +514,11 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
-	if cfg.TaskTimePrior <= 0 {
-		cfg.TaskTimePrior = 15 * time.Second
-	}
-	if cfg.BackupMin <= 0 {
-		cfg.BackupMin = 10 * time.Second
-	}
-	if cfg.BackupMax <= 0 {
-		cfg.BackupMax = cfg.LeaseTimeout / 2
-	}
+	cfg.TaskTimePrior = positiveOr(cfg.TaskTimePrior, 15*time.Second)
+	cfg.BackupMin = positiveOr(cfg.BackupMin, 10*time.Second)
+	cfg.BackupMax = positiveOr(cfg.BackupMax, cfg.LeaseTimeout/2)
 	cfg.BackupMax = max(cfg.BackupMax, cfg.BackupMin)
-	if cfg.MaxQuarantined <= 0 {
-		cfg.MaxQuarantined = 1024
-	}
+	cfg.MaxQuarantined = positiveOr(cfg.MaxQuarantined, 1024)
 	if cfg.Done == nil {
 		cfg.Done = func(Outcome) {}
 	}
@@ -1435,23 +1420,27 @@ type pickKey struct {
 }
 
 func (k pickKey) less(o pickKey) bool {
+	return cmp.Or(
+		falseFirst(k.noSlot, o.noSlot),
+		cmp.Compare(k.idOverdue, o.idOverdue),
+		falseFirst(k.unproven, o.unproven),
+		cmp.Compare(k.idLoad, o.idLoad),
+		cmp.Compare(k.load, o.load),
+		falseFirst(k.noAff, o.noAff),
+		cmp.Compare(k.last, o.last),
+		cmp.Compare(k.seq, o.seq),
+	) < 0
+}
+
+// falseFirst compares two flags, false before true.
+func falseFirst(a, b bool) int {
 	switch {
-	case k.noSlot != o.noSlot:
-		return !k.noSlot
-	case k.idOverdue != o.idOverdue:
-		return k.idOverdue < o.idOverdue
-	case k.unproven != o.unproven:
-		return !k.unproven
-	case k.idLoad != o.idLoad:
-		return k.idLoad < o.idLoad
-	case k.load != o.load:
-		return k.load < o.load
-	case k.noAff != o.noAff:
-		return !k.noAff
-	case k.last != o.last:
-		return k.last < o.last
+	case a == b:
+		return 0
+	case a:
+		return 1
 	}
-	return k.seq < o.seq
+	return -1
 }
 
 // pick returns a session for a copy of t: one that takes it (see takes) with

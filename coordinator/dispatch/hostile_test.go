@@ -11,48 +11,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
-func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
-
-func clean() *score.Distribution { return &score.Distribution{} }
-func bad() *score.Distribution {
-	return dist("pkg/evil.py", 100, score.Hit{Name: "evil", Weight: 100})
-}
-
-// seq returns a Rand that yields vals in turn, then 0.99 (never picked).
-func seq(vals ...float64) func() float64 {
-	return func() float64 {
-		if len(vals) == 0 {
-			return 0.99
-		}
-		v := vals[0]
-		vals = vals[1:]
-		return v
-	}
-}
-
-func one(t *testing.T, s *sink) Task {
-	t.Helper()
-	ts := s.take()
-	if len(ts) != 1 {
-		t.Fatalf("got %d tasks, want 1: %+v", len(ts), ts)
-	}
-	return ts[0]
-}
-
-func outcomeOf(t *testing.T, h *harness, name string) Outcome {
-	t.Helper()
-	var found []Outcome
-	for _, o := range h.outcomes() {
-		if o.Job.Name == name {
-			found = append(found, o)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("job %s has %d outcomes, want 1", name, len(found))
-	}
-	return found[0]
-}
-
 func TestJoinClampsSlots(t *testing.T) {
 	h := newHarness(t, Config{MaxSlots: 4, Prefetch: 1})
 	a := h.joinAs("a", "A", 1<<30, "h1")
@@ -133,18 +91,7 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 			if n := len(silent.take()); n < 3 {
 				t.Fatalf("the silent holder took %d tasks, too few for the test to mean anything", n)
 			}
-			outs := h.outcomes()
-			if len(outs) != len(leased) {
-				t.Fatalf("%d outcomes for %d jobs", len(outs), len(leased))
-			}
-			for _, o := range outs {
-				if o.Failure != "" || !slices.Equal(o.Identities, []string{"honest"}) {
-					t.Fatalf("outcome %+v", o)
-				}
-				if took := o.Finished.Sub(o.Job.LeasedAt); took >= 120*time.Second {
-					t.Fatalf("job %s reported %s after its lease began, past the 120 s lease", o.Job.Name, took)
-				}
-			}
+			honestInTime(t, h, len(leased))
 			c := h.d.Snapshot().Counters
 			if c.JobsDropped != 0 || c.BackupsWon != c.BackupsDispatched {
 				t.Fatalf("counters = %+v", c)
@@ -407,10 +354,7 @@ func TestLossesThatDoNotCount(t *testing.T) {
 }
 
 func TestStartedUnknownIDsAreCountedNotKept(t *testing.T) {
-	h := newHarness(t, Config{Prefetch: 1})
-	a := h.joinAs("a", "A", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-	tk := one(t, a)
+	h, _, tk := heldByA(t, Config{Prefetch: 1})
 	ids := make([]uint64, 100_000)
 	for i := range ids {
 		ids[i] = uint64(i) + 1000
@@ -671,31 +615,30 @@ func TestSpotChecksOffWithOneIdentity(t *testing.T) {
 // left, or no credit before the lease ends) is skipped and the job reported
 // with the one result, before its lease ends.
 func TestSpotCheckGivesUp(t *testing.T) {
-	t.Run("other identity left", func(t *testing.T) {
-		h := newHarness(t, Config{VerifyRate: 1})
-		a := h.joinAs("a", "A", 1, "h1")
-		h.joinAs("b", "B", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
-		h.sinks["b"].take()
-		h.d.Leave("b", LeaveClean)
-		// The first vote comes with no other identity left to take the
-		// check: it is given up at once, not at the next Tick.
-		h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
+	// skipped checks that job p was reported from a's vote alone (score
+	// 100, unverified) after one check was skipped for reason.
+	skipped := func(t *testing.T, h *harness, reason string) Outcome {
+		t.Helper()
 		o := outcomeOf(t, h, "p")
 		if o.Package.Score != 100 || o.Verified != 0 {
 			t.Fatalf("outcome = %+v", o)
 		}
-		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != "spot checks off: fewer than two identities ready" {
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != reason {
 			t.Fatalf("events = %+v", ev)
 		}
+		return o
+	}
+	t.Run("other identity left", func(t *testing.T) {
+		h, _, b, ta := heldByAWithB(t, Config{VerifyRate: 1})
+		b.take()
+		h.d.Leave("b", LeaveClean)
+		// The first vote comes with no other identity left to take the
+		// check: it is given up at once, not at the next Tick.
+		h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
+		skipped(t, h, "spot checks off: fewer than two identities ready")
 	})
 	t.Run("other identity leaves after the first vote", func(t *testing.T) {
-		h := newHarness(t, Config{VerifyRate: 1})
-		a := h.joinAs("a", "A", 1, "h1")
-		b := h.joinAs("b", "B", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-		ta := one(t, a)
+		h, _, b, ta := heldByAWithB(t, Config{VerifyRate: 1})
 		one(t, b) // b holds the check copy
 		h.d.Result("a", Result{TaskID: ta.ID, Dist: bad()}, at(1))
 		h.d.Leave("b", LeaveClean)
@@ -703,13 +646,7 @@ func TestSpotCheckGivesUp(t *testing.T) {
 			t.Fatal("finished before Tick")
 		}
 		h.d.Tick(at(2))
-		o := outcomeOf(t, h, "p")
-		if o.Package.Score != 100 || o.Verified != 0 {
-			t.Fatalf("outcome = %+v", o)
-		}
-		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != "no other identity is ready" {
-			t.Fatalf("events = %+v", ev)
-		}
+		skipped(t, h, "no other identity is ready")
 	})
 	t.Run("lease ending", func(t *testing.T) {
 		h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0)})
@@ -726,12 +663,8 @@ func TestSpotCheckGivesUp(t *testing.T) {
 			t.Fatal("gave up early")
 		}
 		h.d.Tick(at(95))
-		o := outcomeOf(t, h, "p")
-		if o.Package.Score != 100 || o.Finished.After(at(95)) {
+		if o := skipped(t, h, "the lease is ending"); o.Finished.After(at(95)) {
 			t.Fatalf("outcome = %+v", o)
-		}
-		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != "the lease is ending" {
-			t.Fatalf("events = %+v", ev)
 		}
 	})
 }
@@ -771,25 +704,26 @@ func TestQuarantineAPI(t *testing.T) {
 // release when that session has a free slot, or when nobody has one; never
 // when that would leave another session's free slot idle.
 func TestAffinity(t *testing.T) {
-	t.Run("holder with a free slot", func(t *testing.T) {
-		h := newHarness(t, Config{Prefetch: 1})
-		a := h.joinAs("a", "A", 3, "h1")
-		b := h.joinAs("b", "B", 3, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
+	for _, tc := range []struct {
+		name         string
+		slots        int // of a and of b
+		wantA, wantB int
+		why          string
+	}{
 		// Without affinity u2 would go to b (4 free credits against 3).
-		if na, nb := len(a.take()), len(b.take()); na != 2 || nb != 0 {
-			t.Fatalf("a=%d b=%d, want both at a", na, nb)
-		}
-	})
-	t.Run("holder without a free slot, another with one", func(t *testing.T) {
-		h := newHarness(t, Config{Prefetch: 1})
-		a := h.joinAs("a", "A", 1, "h1")
-		b := h.joinAs("b", "B", 1, "h1")
-		h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
-		if na, nb := len(a.take()), len(b.take()); na != 1 || nb != 1 {
-			t.Fatalf("a=%d b=%d: affinity left b's slot idle", na, nb)
-		}
-	})
+		{"holder with a free slot", 3, 2, 0, "want both at a"},
+		{"holder without a free slot, another with one", 1, 1, 1, "affinity left b's slot idle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{Prefetch: 1})
+			a := h.joinAs("a", "A", tc.slots, "h1")
+			b := h.joinAs("b", "B", tc.slots, "h1")
+			h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
+			if na, nb := len(a.take()), len(b.take()); na != tc.wantA || nb != tc.wantB {
+				t.Fatalf("a=%d b=%d: %s", na, nb, tc.why)
+			}
+		})
+	}
 	t.Run("nobody has a free slot", func(t *testing.T) {
 		h := newHarness(t, Config{Prefetch: 1})
 		b := h.joinAs("b", "B", 2, "h1")
@@ -808,10 +742,7 @@ func TestAffinity(t *testing.T) {
 }
 
 func TestMaxJobAgeDropsHeldJobs(t *testing.T) {
-	h := newHarness(t, Config{MaxJobAge: 10 * time.Minute, Prefetch: 1})
-	a := h.joinAs("a", "A", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-	tk := one(t, a)
+	h, _, tk := heldByA(t, Config{MaxJobAge: 10 * time.Minute, Prefetch: 1})
 	if r := h.d.Tick(t0.Add(10*time.Minute - time.Second)); len(r.Dropped)+len(r.Abandoned) != 0 {
 		t.Fatalf("dropped early: %+v", r)
 	}
@@ -911,10 +842,7 @@ func TestBackupQueuedWhileCheckUnplaced(t *testing.T) {
 // A job picked for a spot check while only one identity is ready gets its
 // check copy when a second identity joins before the first copy answers.
 func TestSpotCheckPlacedWhenSecondIdentityJoins(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 1})
-	a := h.joinAs("a", "A", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-	ta := one(t, a)
+	h, _, ta := heldByA(t, Config{VerifyRate: 1})
 	if ev := h.eventsOf(EventVerifyPicked); len(ev) != 1 {
 		t.Fatalf("picked events = %+v", ev)
 	}
@@ -940,10 +868,7 @@ func TestSpotCheckPlacedWhenSecondIdentityJoins(t *testing.T) {
 // A backup copy whose session ends without answering leaves the overdue
 // copy it backed up without a backup: another one is dispatched.
 func TestLostBackupIsReplaced(t *testing.T) {
-	h := newHarness(t, Config{})
-	a := h.joinAs("a", "A", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
-	ta := one(t, a)
+	h, _, ta := heldByA(t, Config{})
 	b := h.joinAs("b", "B", 1, "h1")
 	h.d.Tick(at(45)) // a's copy is overdue: b takes a backup
 	tb := one(t, b)

@@ -580,3 +580,109 @@ func FuzzDispatcher(f *testing.F) {
 		_ = drive(t, rand.New(rand.NewPCG(a, b)), 300)
 	})
 }
+
+// TestRandomizedExactlyOnce drives the dispatcher with random joins, leaves,
+// results, failures and hand-backs and checks that every admitted job ends in
+// exactly one outcome and no session ever holds more than its credits.
+func TestRandomizedExactlyOnce(t *testing.T) {
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		h := newHarness(t, Config{Prefetch: 1})
+		type held struct {
+			session string
+			task    Task
+		}
+		var inFlight []held
+		live := map[string]int{}
+		nextSession := 0
+		joinOne := func() {
+			id := fmt.Sprintf("s%d", nextSession)
+			nextSession++
+			live[id] = 1 + rng.IntN(3)
+			h.join(id, live[id], "h1")
+		}
+		joinOne()
+		collect := func() {
+			for id, s := range h.sinks {
+				for _, tk := range s.take() {
+					inFlight = append(inFlight, held{id, tk})
+				}
+			}
+		}
+		jobs := 0
+		for step := 0; step < 400; step++ {
+			switch r := rng.IntN(10); {
+			case r < 2:
+				var batch []Job
+				for range 1 + rng.IntN(3) {
+					n := rng.IntN(4)
+					urls := make([]string, n)
+					for i := range urls {
+						urls[i] = fmt.Sprintf("j%d-u%d", jobs, i)
+					}
+					batch = append(batch, mkJob(fmt.Sprintf("j%d", jobs), urls...))
+					jobs++
+				}
+				h.d.Admit(batch, t0)
+			case r < 3:
+				joinOne()
+			case r < 4 && len(live) > 1:
+				for id := range live {
+					delete(live, id)
+					h.d.Leave(id, LeaveReason(rng.IntN(3)))
+					break
+				}
+			case r < 5 && len(inFlight) > 0:
+				i := rng.IntN(len(inFlight))
+				x := inFlight[i]
+				h.d.Returned(x.session, []uint64{x.task.ID})
+				inFlight = slices.Delete(inFlight, i, i+1)
+			default:
+				if len(inFlight) == 0 {
+					continue
+				}
+				i := rng.IntN(len(inFlight))
+				x := inFlight[i]
+				inFlight = slices.Delete(inFlight, i, i+1)
+				res := Result{TaskID: x.task.ID, Dist: &score.Distribution{}}
+				if rng.IntN(20) == 0 {
+					res = Result{TaskID: x.task.ID, Failure: "boom"}
+				}
+				h.d.Result(x.session, res, t0)
+			}
+			collect()
+			for _, si := range h.d.Snapshot().Sessions {
+				if si.Outstanding > si.Slots+1 {
+					t.Fatalf("seed %d: session %s holds %d tasks with %d slots", seed, si.ID, si.Outstanding, si.Slots)
+				}
+			}
+		}
+		// Finish everything: keep answering until no task is outstanding.
+		for len(inFlight) > 0 || h.d.Snapshot().TasksWaiting > 0 {
+			if len(live) == 0 {
+				joinOne()
+			}
+			if len(inFlight) == 0 {
+				joinOne()
+				collect()
+				continue
+			}
+			x := inFlight[0]
+			inFlight = inFlight[1:]
+			h.d.Result(x.session, Result{TaskID: x.task.ID, Dist: &score.Distribution{}}, t0)
+			collect()
+		}
+		counts := map[string]int{}
+		for _, o := range h.outcomes() {
+			counts[o.Job.Name]++
+		}
+		for i := range jobs {
+			if n := counts[fmt.Sprintf("j%d", i)]; n != 1 {
+				t.Fatalf("seed %d: job j%d has %d outcomes, want exactly 1", seed, i, n)
+			}
+		}
+		if s := h.d.Snapshot(); s.JobsInFlight != 0 || s.TasksWaiting != 0 {
+			t.Fatalf("seed %d: leftover state %+v", seed, s)
+		}
+	}
+}
