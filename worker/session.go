@@ -164,20 +164,14 @@ func (s *coordinatorSession) run(ctx context.Context, in <-chan *fleetv1.Connect
 				return err
 			}
 		case d := <-s.done:
-			delete(s.running, d.id)
-			if d.result != nil {
-				s.pending = append(s.pending, d.result)
-			} else if err := s.handBack([]uint64{d.id}, "cancelled"); err != nil {
+			if err := s.finished(d); err != nil {
 				return err
 			}
 			// Batch results that finished together.
 			for more := true; more; {
 				select {
 				case d := <-s.done:
-					delete(s.running, d.id)
-					if d.result != nil {
-						s.pending = append(s.pending, d.result)
-					} else if err := s.handBack([]uint64{d.id}, "cancelled"); err != nil {
+					if err := s.finished(d); err != nil {
 						return err
 					}
 				default:
@@ -229,6 +223,17 @@ func (s *coordinatorSession) run(ctx context.Context, in <-chan *fleetv1.Connect
 			return s.awaitClose(recvDone, in)
 		}
 	}
+}
+
+// finished takes a task goroutine's end: its result waits to be sent, or
+// the task, cancelled, is handed back.
+func (s *coordinatorSession) finished(d taskDone) error {
+	delete(s.running, d.id)
+	if d.result != nil {
+		s.pending = append(s.pending, d.result)
+		return nil
+	}
+	return s.handBack([]uint64{d.id}, "cancelled")
 }
 
 // awaitClose waits (bounded) for the coordinator to end the stream after our

@@ -25,6 +25,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -156,13 +157,14 @@ type Config struct {
 	compileRules func(rules.Set) (*rules.Compiled, error)
 }
 
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Target == "" {
 		return c, errors.New("worker: no coordinator address (DRAGONFLY_COORDINATOR_ADDR)")
 	}
-	if c.Threads <= 0 {
-		c.Threads = runtime.NumCPU()
-	}
+	c.Threads = positiveOr(c.Threads, runtime.NumCPU())
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}
@@ -170,37 +172,21 @@ func (c Config) withDefaults() (Config, error) {
 		c.WorkerID = fmt.Sprintf("%s-%06x", c.Host, rand.Uint32()&0xffffff)
 	}
 	d := limit.Defaults()
-	if c.Limits.Download <= 0 {
-		c.Limits.Download = d.Download
-	}
-	if c.Limits.Distributions <= 0 {
-		c.Limits.Distributions = d.Distributions
-	}
+	c.Limits.Download = positiveOr(c.Limits.Download, d.Download)
+	c.Limits.Distributions = positiveOr(c.Limits.Distributions, d.Distributions)
 	c.Fetch.MaxSize = c.Limits.Download
-	if c.Grace <= 0 {
-		c.Grace = DefaultGrace
-	}
-	if c.BackoffMin <= 0 {
-		c.BackoffMin = 500 * time.Millisecond
-	}
-	if c.BackoffMax <= 0 {
-		c.BackoffMax = 30 * time.Second
-	}
+	c.Grace = positiveOr(c.Grace, DefaultGrace)
+	c.BackoffMin = positiveOr(c.BackoffMin, 500*time.Millisecond)
+	c.BackoffMax = positiveOr(c.BackoffMax, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	if c.AuthFailures <= 0 {
-		c.AuthFailures = 3
-	}
-	if c.MaxTaskTime <= 0 {
-		c.MaxTaskTime = DefaultMaxTaskTime
-	}
-	if c.MaxPrefetch <= 0 {
-		c.MaxPrefetch = DefaultMaxPrefetch
-	}
+	c.AuthFailures = positiveOr(c.AuthFailures, 3)
+	c.MaxTaskTime = positiveOr(c.MaxTaskTime, DefaultMaxTaskTime)
+	c.MaxPrefetch = positiveOr(c.MaxPrefetch, DefaultMaxPrefetch)
 	if c.compileRules == nil {
 		c.compileRules = rules.Compile
 	}

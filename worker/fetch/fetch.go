@@ -15,6 +15,7 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -132,36 +133,23 @@ type Fetcher struct {
 	allow  *allowlist
 }
 
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 // New returns a Fetcher bounded by cfg, or an error naming the first entry
 // of cfg.AllowedHosts that does not parse.
 func New(cfg Config) (*Fetcher, error) {
 	if len(cfg.AllowedHosts) == 0 {
 		cfg.AllowedHosts = []string{DefaultHost}
 	}
-	if cfg.MaxSize <= 0 {
-		cfg.MaxSize = DefaultMaxSize
-	}
-	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.TotalTimeout <= 0 {
-		cfg.TotalTimeout = DefaultTotalTimeout
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = DefaultAttempts
-	}
-	if cfg.BaseBackoff <= 0 {
-		cfg.BaseBackoff = DefaultBaseBackoff
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.MaxRedirects <= 0 {
-		cfg.MaxRedirects = DefaultMaxRedirects
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = DefaultUserAgent
-	}
+	cfg.MaxSize = positiveOr(cfg.MaxSize, DefaultMaxSize)
+	cfg.StallTimeout = positiveOr(cfg.StallTimeout, DefaultStallTimeout)
+	cfg.TotalTimeout = positiveOr(cfg.TotalTimeout, DefaultTotalTimeout)
+	cfg.Attempts = positiveOr(cfg.Attempts, DefaultAttempts)
+	cfg.BaseBackoff = positiveOr(cfg.BaseBackoff, DefaultBaseBackoff)
+	cfg.MaxBackoff = positiveOr(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.MaxRedirects = positiveOr(cfg.MaxRedirects, DefaultMaxRedirects)
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
