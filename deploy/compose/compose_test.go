@@ -113,6 +113,25 @@ func (c *composeCmd) must(ctx context.Context, args ...string) string {
 	return out
 }
 
+// downAtCleanup removes the project, volumes included, when the test ends,
+// also on failure: then with the containers' last log lines first.
+func (c *composeCmd) downAtCleanup() {
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if c.t.Failed() {
+			if out, err := c.run(ctx, "logs", "--no-color", "--tail", "60"); err == nil {
+				c.t.Logf("compose logs (last 60 lines per container):\n%s", out)
+			}
+		}
+		start := time.Now()
+		if out, err := c.run(ctx, "down", "--volumes", "--remove-orphans", "--timeout", "5"); err != nil {
+			c.t.Errorf("compose down: %v\n%s", err, out)
+		}
+		c.t.Logf("%-40s %6.1fs", "compose down -v", time.Since(start).Seconds())
+	})
+}
+
 // docker runs a docker command and returns its trimmed output.
 func docker(ctx context.Context, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
@@ -203,21 +222,7 @@ func TestComposeDevFleet(t *testing.T) {
 	}
 	step("stale images pruned", t0)
 
-	// Tear down also on failure, with the logs first when something failed.
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer ccancel()
-		if t.Failed() {
-			if out, err := dc.run(cctx, "logs", "--no-color", "--tail", "60"); err == nil {
-				t.Logf("compose logs (last 60 lines per container):\n%s", out)
-			}
-		}
-		t1 := time.Now()
-		if out, err := dc.run(cctx, "down", "--volumes", "--remove-orphans", "--timeout", "5"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
-		}
-		step("compose down -v", t1)
-	})
+	dc.downAtCleanup()
 
 	// The API and the coordinator first (up waits for the coordinator to be
 	// healthy); the workers then start while this test already watches.

@@ -2,23 +2,21 @@ package compose
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/status"
 	"github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // tlsReleases are the synthetic releases of the production-settings run.
@@ -59,18 +57,7 @@ func TestComposeProductionTLS(t *testing.T) {
 		dc.must(ctx, "build", "coordinator")
 		imageBuilt = true
 	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer ccancel()
-		if t.Failed() {
-			if out, err := dc.run(cctx, "logs", "--no-color", "--tail", "60"); err == nil {
-				t.Logf("compose logs (last 60 lines per container):\n%s", out)
-			}
-		}
-		if out, err := dc.run(cctx, "down", "--volumes", "--remove-orphans", "--timeout", "5"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
-		}
-	})
+	dc.downAtCleanup()
 	dc.must(ctx, "up", "--detach", "--no-build", "--scale", "worker=2")
 	api := devapiClient{base: "http://" + published(ctx, t, dc, "devapi", 8000), http: &http.Client{Timeout: 10 * time.Second}}
 	coord := devapiClient{base: "http://" + published(ctx, t, dc, "coordinator", coordinatorHTTP), http: api.http}
@@ -114,50 +101,17 @@ func TestComposeProductionTLS(t *testing.T) {
 func productionSecrets(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dragonfly fleet test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "coordinator"},
-		DNSNames: []string{"coordinator"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "dragonfly fleet test CA")
+	leaf := ca.Issue(t, "coordinator", x509.ExtKeyUsageServerAuth, "coordinator")
 	token := make([]byte, 32)
 	if _, err := rand.Read(token); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
 		"fleet_token": []byte(hex.EncodeToString(token) + "\n"),
-		"tls_ca":      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		"tls_cert":    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
-		"tls_key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"tls_ca":      ca.PEM,
+		"tls_cert":    leaf.CertPEM,
+		"tls_key":     leaf.KeyPEM,
 	}
 	for _, empty := range []string{"status_token", "cf_access_client_id", "cf_access_client_secret", "client_id", "client_secret", "username", "password"} {
 		files[empty] = nil
@@ -173,4 +127,50 @@ func productionSecrets(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// TestProductionSecrets checks the secrets directory without Docker: the
+// coordinator's certificate and key pair up and verify for "coordinator"
+// against tls_ca, the token is 64 hex digits, and every file is read-only
+// for everyone (the containers run as another user).
+func TestProductionSecrets(t *testing.T) {
+	dir := productionSecrets(t)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls_cert"), filepath.Join(dir, "tls_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls_ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("tls_ca holds no certificate")
+	}
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "coordinator"}); err != nil {
+		t.Errorf("the coordinator's certificate does not verify: %v", err)
+	}
+	token, err := os.ReadFile(filepath.Join(dir, "fleet_token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := hex.DecodeString(strings.TrimSuffix(string(token), "\n")); err != nil || len(b) != 32 {
+		t.Errorf("fleet_token %q: want 32 bytes in hex", token)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o444 {
+			t.Errorf("%s: mode %v, want 0444", e.Name(), fi.Mode().Perm())
+		}
+	}
+	if len(entries) != 11 {
+		t.Errorf("%d files, want 11 (token, TLS files, 7 empty credentials)", len(entries))
+	}
 }
