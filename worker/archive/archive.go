@@ -186,6 +186,15 @@ var (
 	errSizeMismatch = errors.New("content size differs from the declared size")
 	errChecksum     = errors.New("crc-32 mismatch")
 	errUnsupported  = errors.New("unsupported zip feature")
+
+	// Hard link failures (links.go).
+	errLinkTarget  = errors.New("hard link target is not an earlier member")
+	errLinkSpecial = errors.New("hard link to a device or fifo")
+	errLinkSymlink = errors.New("hard link to or through a symlink")
+	errLinkThrough = errors.New("member placed through a symlink in an archive with hard links")
+	errLinkDir     = errors.New("hard link over a directory")
+	errLinkWrite   = errors.New("member overwrites a file that hard links share")
+	errLinkNil     = errors.New("hard link but the caller takes no links")
 )
 
 // Walk reads the distribution in data. name is the distribution's file name

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bytes"
 	"context"
@@ -68,24 +67,11 @@ var benchCorpus = sync.OnceValue(func() corpus {
 
 func benchTarGz(b *testing.B) []byte {
 	c := benchCorpus()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, f := range c.files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.Path, Typeflag: tar.TypeReg, Size: int64(len(f.Data)), Mode: 0o644}); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, f.Data); err != nil {
-			b.Fatal(err)
-		}
+	ents := make([]tarEntry, len(c.files))
+	for i, f := range c.files {
+		ents[i] = reg(f.Path, f.Data)
 	}
-	if err := tw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return buf.Bytes()
+	return gz(b, makeTar(b, ents...))
 }
 
 func benchZip(b *testing.B) []byte {

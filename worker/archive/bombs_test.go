@@ -245,7 +245,7 @@ func TestBombs(t *testing.T) {
 func wantLimit(k limit.Kind, path string) func(t *testing.T, err error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
-		le := asLimit(t, err)
+		le := as[*limit.Error](t, err)
 		if le.Kind != k || le.Path != path {
 			t.Errorf("limit error %+v, want kind %s path %q", *le, k, path)
 		}
@@ -255,7 +255,7 @@ func wantLimit(k limit.Kind, path string) func(t *testing.T, err error) {
 func wantDefect(cause error, path string) func(t *testing.T, err error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
-		e := asError(t, err)
+		e := as[*Error](t, err)
 		if e.Path != path || cause != nil && !errors.Is(err, cause) {
 			t.Errorf("error %v (path %q), want %v at %q", err, e.Path, cause, path)
 		}

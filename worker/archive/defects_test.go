@@ -180,7 +180,7 @@ func TestWalkDefects(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := walk(t, tc.data(t), "dist", noLimits)
-			e := asError(t, r.Err)
+			e := as[*Error](t, r.Err)
 			if tc.path != anyPath && e.Path != tc.path {
 				t.Errorf("Path %q, want %q (error %v)", e.Path, tc.path, e)
 			}
@@ -224,7 +224,7 @@ func TestUnsafePaths(t *testing.T) {
 			data := rawTar(rawTarHeader("pkg/ok.py", '0', 2, "ustar\x0000"), []byte("ok"),
 				rawTarHeader(name, '0', 1, "ustar\x0000"), []byte("x"))
 			r := walk(t, data, "x.tar", noLimits)
-			e := asError(t, r.Err)
+			e := as[*Error](t, r.Err)
 			if e.Path != name || !errors.Is(r.Err, errUnsafePath) {
 				t.Errorf("error %v (path %q), want unsafe path %q", r.Err, e.Path, name)
 			}
@@ -237,7 +237,7 @@ func TestUnsafePaths(t *testing.T) {
 				zipEnt{Name: "pkg/ok.py", Body: "ok", Method: methodStore},
 				zipEnt{Name: name, Body: "x", Method: methodStore})
 			r := walk(t, data, "x.zip", noLimits)
-			e := asError(t, r.Err)
+			e := as[*Error](t, r.Err)
 			if e.Path != name || !errors.Is(r.Err, errUnsafePath) {
 				t.Errorf("error %v (path %q), want unsafe path %q", r.Err, e.Path, name)
 			}

@@ -59,7 +59,7 @@ func TestHugeNamesInErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := walk(t, tc.data(t), "d", noLimits)
-			ae := asError(t, r.Err)
+			ae := as[*Error](t, r.Err)
 			if ae.Path != tc.path {
 				t.Errorf("Error.Path is %d bytes, want the %d-byte name exactly", len(ae.Path), len(tc.path))
 			}

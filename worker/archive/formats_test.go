@@ -2,13 +2,9 @@ package archive
 
 import (
 	"archive/tar"
-	"bytes"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz/lzma"
 )
 
 // sdist is a small source distribution with every kind of tar entry.
@@ -212,35 +208,4 @@ func TestWalkFormats(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lzmaZip compresses b in zip's LZMA framing: version, properties size,
-// properties, then the raw LZMA stream with an end marker.
-func lzmaZip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := lzma.WriterConfig{EOSMarker: true, SizeInHeader: false}.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	classic := buf.Bytes() // props(1) dict(4) size(8) stream
-	out := []byte{9, 20, 5, 0}
-	out = append(out, classic[:5]...)
-	return append(out, classic[13:]...)
-}
-
-func zstdZip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	e, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	return e.EncodeAll(b, nil)
 }

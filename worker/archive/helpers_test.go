@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 // file is one emitted file.
@@ -184,33 +187,49 @@ func rawTar(parts ...[]byte) []byte {
 	return buf.Bytes()
 }
 
-func gz(t testing.TB, b []byte) []byte {
+// compress writes b through the compressor newW makes over a buffer and
+// returns the compressed bytes.
+func compress[W io.WriteCloser](t testing.TB, b []byte, newW func(io.Writer) (W, error)) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	if _, err := w.Write(b); err != nil {
+	w, err := newW(&buf)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
+	_, err = w.Write(b)
+	if err := errors.Join(err, w.Close()); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
 }
 
-func xzc(t testing.TB, b []byte) []byte {
+func gz(t testing.TB, b []byte) []byte {
+	return compress(t, b, func(w io.Writer) (*gzip.Writer, error) { return gzip.NewWriter(w), nil })
+}
+
+func xzc(t testing.TB, b []byte) []byte { return compress(t, b, xz.NewWriter) }
+
+func deflate(t testing.TB, b []byte) []byte {
+	return compress(t, b, func(w io.Writer) (*flate.Writer, error) { return flate.NewWriter(w, flate.DefaultCompression) })
+}
+
+// lzmaZip compresses b in zip's LZMA framing: version, properties size,
+// properties, then the raw LZMA stream with an end marker.
+func lzmaZip(t testing.TB, b []byte) []byte {
+	classic := compress(t, b, lzma.WriterConfig{EOSMarker: true, SizeInHeader: false}.NewWriter) // props(1) dict(4) size(8) stream
+	out := []byte{9, 20, 5, 0}
+	out = append(out, classic[:5]...)
+	return append(out, classic[13:]...)
+}
+
+func zstdZip(t testing.TB, b []byte) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	w, err := xz.NewWriter(&buf)
+	e, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	defer e.Close()
+	return e.EncodeAll(b, nil)
 }
 
 // bz2 compresses with the bzip2 command; the test is skipped without it
@@ -263,22 +282,6 @@ type zipOpts struct {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func deflate(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := flate.NewWriter(&buf, flate.DefaultCompression)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 func buildZip(t testing.TB, o zipOpts, ents ...zipEnt) []byte {
 	t.Helper()
@@ -432,21 +435,13 @@ func stdZip(t testing.TB, files ...file) []byte {
 	return buf.Bytes()
 }
 
-// asError returns the *Error in err, failing the test if there is none.
-func asError(t testing.TB, err error) *Error {
+// as returns the E in err's chain (an *Error, a *limit.Error), failing the
+// test if there is none.
+func as[E error](t testing.TB, err error) E {
 	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not an *archive.Error", err, err)
-	}
-	return e
-}
-
-func asLimit(t testing.TB, err error) *limit.Error {
-	t.Helper()
-	var e *limit.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not a *limit.Error", err, err)
+	e, ok := errors.AsType[E](err)
+	if !ok {
+		t.Fatalf("error %v (%T) is not a %T", err, err, e)
 	}
 	return e
 }

@@ -92,7 +92,7 @@ func TestWalkLimits(t *testing.T) {
 					t.Fatalf("Walk: %v", r.Err)
 				}
 			} else {
-				le := asLimit(t, r.Err)
+				le := as[*limit.Error](t, r.Err)
 				if *le != *tc.want {
 					t.Errorf("limit error %+v, want %+v", *le, *tc.want)
 				}
@@ -112,5 +112,5 @@ func TestLimitErrorPassesThrough(t *testing.T) {
 	if errors.As(r.Err, &e) {
 		t.Errorf("limit error %v is also an *Error", r.Err)
 	}
-	asLimit(t, r.Err)
+	as[*limit.Error](t, r.Err)
 }

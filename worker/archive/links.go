@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"errors"
 	"hash/maphash"
 	"strings"
 )
@@ -68,17 +67,6 @@ type inode struct {
 	content int
 	names   int32
 }
-
-// Causes of link failures, for errors.Is.
-var (
-	errLinkTarget  = errors.New("hard link target is not an earlier member")
-	errLinkSpecial = errors.New("hard link to a device or fifo")
-	errLinkSymlink = errors.New("hard link to or through a symlink")
-	errLinkThrough = errors.New("member placed through a symlink in an archive with hard links")
-	errLinkDir     = errors.New("hard link over a directory")
-	errLinkWrite   = errors.New("member overwrites a file that hard links share")
-	errLinkNil     = errors.New("hard link but the caller takes no links")
-)
 
 func newLinkTree() *linkTree {
 	t := &linkTree{nodes: map[pathKey]node{}}

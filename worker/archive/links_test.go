@@ -179,7 +179,7 @@ func TestHardLinks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := walk(t, makeTar(t, tc.entries...), "d.tar", noLimits)
 			if tc.err != nil {
-				ae := asError(t, r.Err)
+				ae := as[*Error](t, r.Err)
 				if !errors.Is(ae, tc.err) {
 					t.Fatalf("error %v, want cause %v", r.Err, tc.err)
 				}
@@ -210,7 +210,7 @@ func TestHardLinks(t *testing.T) {
 
 func TestHardLinkErrorNamesLinkAndTarget(t *testing.T) {
 	r := walk(t, makeTar(t, hard("pkg/mod.py", "pkg/data.txt")), "d.tar", noLimits)
-	ae := asError(t, r.Err)
+	ae := as[*Error](t, r.Err)
 	want := `pkg/mod.py: hard link to pkg/data.txt: hard link target is not an earlier member`
 	if ae.Path != "pkg/mod.py" || r.Err.Error() != want {
 		t.Errorf("error %q (path %q), want %q", r.Err, ae.Path, want)
@@ -239,7 +239,7 @@ func TestManyLinksCostNothing(t *testing.T) {
 	}
 	// One more link breaks the entries limit.
 	r = walk(t, makeTar(t, append(ents, hard("p/one-more.py", "p/data.txt"))...), "d.tar", lim)
-	if le := asLimit(t, r.Err); le.Kind != limit.Entries {
+	if le := as[*limit.Error](t, r.Err); le.Kind != limit.Entries {
 		t.Errorf("error %v, want the entries limit", r.Err)
 	}
 }
@@ -248,7 +248,7 @@ func TestNilLinkFailsAtAHardLink(t *testing.T) {
 	alloc := func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil }
 	emit := func(int, string, []byte) error { return nil }
 	_, err := Walk(context.Background(), makeTar(t, reg("a", "A"), hard("b", "a")), "d.tar", noLimits, alloc, emit, nil)
-	if ae := asError(t, err); !errors.Is(ae, errLinkNil) || ae.Path != "b" {
+	if ae := as[*Error](t, err); !errors.Is(ae, errLinkNil) || ae.Path != "b" {
 		t.Errorf("error %v, want %v for b", err, errLinkNil)
 	}
 	// Without hard links, nil is fine.

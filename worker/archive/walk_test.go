@@ -93,7 +93,7 @@ func TestFailedReadHandsBufferBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := walk(t, tc.data(t), "x", noLimits)
-			e := asError(t, r.Err)
+			e := as[*Error](t, r.Err)
 			if e.Path != "pkg/big.bin" {
 				t.Errorf("error %v, want one about pkg/big.bin", r.Err)
 			}
