@@ -16,25 +16,21 @@ import (
 // config files are merged, whichever source set each of the four.
 func TestLimitsAcrossSources(t *testing.T) {
 	tests := []struct {
-		name          string
-		args          []string
-		env           map[string]string
-		toml, devToml string
-		download      int64
-		file          int64
-		era           limit.Era
+		name     string
+		src      clitest.Sources
+		download int64
+		file     int64
+		era      limit.Era
 	}{
-		{name: "2023 environment", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100"}, download: 100, file: limit.DefaultFile, era: limit.Era2023},
-		{name: "2023 Config.toml", toml: "max_scan_size = 100", download: 100, file: limit.DefaultFile, era: limit.Era2023},
-		{name: "2023 flag", args: []string{"--max-scan-size", "100"}, download: 100, file: limit.DefaultFile, era: limit.Era2023},
-		{name: "2026 environment", env: map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "32MiB", "DRAGONFLY_MAX_SCAN_SIZE": "16MiB"}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
-		{name: "2026 split: download in Config.toml, scan size in the environment", toml: `max_download_size = "32MiB"`,
-			env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "16MiB"}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
-		{name: "2026 split: download by flag, scan size in Config-dev.toml", args: []string{"--max-download-size=32MiB"}, devToml: `max_scan_size = "16MiB"`,
-			download: 32 << 20, file: 16 << 20, era: limit.Era2026},
-		{name: "2026 split over both files", toml: `max_scan_size = "16MiB"`, devToml: `max_download_size = "32MiB"`, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
-		{name: "2023 env MAX_SIZE with a TOML file cap", env: map[string]string{"DRAGONFLY_MAX_SIZE": "200"}, toml: "max_file_size = 7", download: 200, file: 7, era: limit.Era2023},
-		{name: "flag over env for the same variable", args: []string{"--max-scan-size", "300"}, env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100"}, download: 300, file: limit.DefaultFile, era: limit.Era2023},
+		{name: "2023 environment", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100"}}, download: 100, file: limit.DefaultFile, era: limit.Era2023},
+		{name: "2023 Config.toml", src: clitest.Sources{TOML: "max_scan_size = 100"}, download: 100, file: limit.DefaultFile, era: limit.Era2023},
+		{name: "2023 flag", src: clitest.Sources{Args: []string{"--max-scan-size", "100"}}, download: 100, file: limit.DefaultFile, era: limit.Era2023},
+		{name: "2026 environment", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "32MiB", "DRAGONFLY_MAX_SCAN_SIZE": "16MiB"}}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
+		{name: "2026 split: download in Config.toml, scan size in the environment", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "16MiB"}, TOML: `max_download_size = "32MiB"`}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
+		{name: "2026 split: download by flag, scan size in Config-dev.toml", src: clitest.Sources{Args: []string{"--max-download-size=32MiB"}, DevTOML: `max_scan_size = "16MiB"`}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
+		{name: "2026 split over both files", src: clitest.Sources{TOML: `max_scan_size = "16MiB"`, DevTOML: `max_download_size = "32MiB"`}, download: 32 << 20, file: 16 << 20, era: limit.Era2026},
+		{name: "2023 env MAX_SIZE with a TOML file cap", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SIZE": "200"}, TOML: "max_file_size = 7"}, download: 200, file: 7, era: limit.Era2023},
+		{name: "flag over env for the same variable", src: clitest.Sources{Args: []string{"--max-scan-size", "300"}, Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "100"}}, download: 300, file: limit.DefaultFile, era: limit.Era2023},
 		{name: "defaults", download: limit.DefaultDownload, file: limit.DefaultFile, era: limit.EraDefault},
 	}
 	for _, tt := range tests {
@@ -42,7 +38,7 @@ func TestLimitsAcrossSources(t *testing.T) {
 			var w workerCmd
 			s := program.Settings("dragonfly worker", "")
 			w.register(s)
-			if err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml)); err != nil {
+			if err := tt.src.Parse(t, s); err != nil {
 				t.Fatal(err)
 			}
 			if err := w.f.validate(); err != nil {

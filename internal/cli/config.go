@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +59,7 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 		if !explicit {
 			name = filepath.Base(path)
 		}
-		data, err := readBounded(path, maxConfigFile)
+		data, err := readBounded(path, maxConfigFile, nil)
 		if errors.Is(err, os.ErrNotExist) && !explicit {
 			continue
 		}
@@ -74,18 +77,32 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 	return out, nil
 }
 
-func readBounded(path string, max int64) ([]byte, error) {
+// errTooLarge is readBounded's error for a file above its bound.
+var errTooLarge = errors.New("larger")
+
+// readBounded reads the file at path whole, refusing one of more than max
+// bytes, and one that check (when not nil) refuses by its mode.
+func readBounded(path string, max int64, check func(fs.FileMode) error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if check != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if err := check(fi.Mode()); err != nil {
+			return nil, err
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("larger than %d bytes", max)
+		return nil, fmt.Errorf("%w than %d bytes", errTooLarge, max)
 	}
 	return data, nil
 }
@@ -98,7 +115,7 @@ func parseConfig(name string, data []byte, known map[string]bool) (*confFile, er
 	}
 	f := &confFile{name: name, values: map[string]confValue{}}
 	var errs []error
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		shown := strconv.Quote(clip.String(k, 256))
 		lk := strings.ToLower(k)
 		switch m[k].(type) {
@@ -200,7 +217,7 @@ func Nearest(name string, cands []string) string {
 		return ""
 	}
 	best, bestD := "", -1
-	for _, c := range sortedSet(cands) {
+	for _, c := range slices.Compact(slices.Sorted(slices.Values(cands))) {
 		d := levenshtein.ComputeDistance(name, c)
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
@@ -210,14 +227,6 @@ func Nearest(name string, cands []string) string {
 		return ""
 	}
 	return best
-}
-
-func sortedSet(xs []string) []string {
-	m := make(map[string]bool, len(xs))
-	for _, x := range xs {
-		m[x] = true
-	}
-	return sortedKeys(m)
 }
 
 // knownKeys is the set of config keys any command of the program reads (a

@@ -18,8 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ func (p *Program) Lookup(name string) (Command, bool) {
 // Commands returns the commands, sorted by name.
 func (p *Program) Commands() []Command {
 	out := make([]Command, 0, len(p.commands))
-	for _, n := range sortedKeys(p.commands) {
+	for _, n := range slices.Sorted(maps.Keys(p.commands)) {
 		out = append(out, p.commands[n])
 	}
 	return out
@@ -231,14 +232,4 @@ func (p *Program) usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprintln(w, p.Footer)
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

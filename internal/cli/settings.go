@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/spf13/pflag"
@@ -559,17 +559,8 @@ func (s *Settings) LogConfig(log *slog.Logger) {
 // logValue is a value as a log attribute: durations as durations (seconds in
 // JSON logs), sizes and integers as numbers, lists as lists.
 func logValue(v Value) any {
-	switch x := v.(type) {
-	case *durationValue:
-		return time.Duration(*x)
-	case *sizeValue:
-		return int64(*x)
-	case *intValue:
-		return int(*x)
-	case *boolValue:
-		return bool(*x)
-	case *listValue:
-		return []string(*x)
+	if lv, ok := v.(interface{ logValue() any }); ok {
+		return lv.logValue()
 	}
 	return v.String()
 }
@@ -584,27 +575,20 @@ func readSecretFile(path, dir string) (string, error) {
 	if !filepath.IsAbs(path) && dir != "" {
 		path = filepath.Join(dir, path)
 	}
-	f, err := os.Open(path)
+	data, err := readBounded(path, maxSecretFile, func(m fs.FileMode) error {
+		if !m.IsRegular() {
+			return fmt.Errorf("%s: not a regular file", clip.String(path, 256))
+		}
+		if m.Perm()&0o002 != 0 {
+			return fmt.Errorf("%s: writable by anyone (mode %#o): refused; chmod o-w it", clip.String(path, 256), m.Perm())
+		}
+		return nil
+	})
+	if errors.Is(err, errTooLarge) {
+		return "", fmt.Errorf("%s: %w: not a secret", clip.String(path, 256), err)
+	}
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s: not a regular file", clip.String(path, 256))
-	}
-	if fi.Mode().Perm()&0o002 != 0 {
-		return "", fmt.Errorf("%s: writable by anyone (mode %#o): refused; chmod o-w it", clip.String(path, 256), fi.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(data) > maxSecretFile {
-		return "", fmt.Errorf("%s: larger than %d bytes: not a secret", clip.String(path, 256), maxSecretFile)
 	}
 	s := string(data)
 	if t, ok := strings.CutSuffix(s, "\n"); ok {

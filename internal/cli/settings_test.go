@@ -13,21 +13,19 @@ import (
 
 func TestSettingsPrecedence(t *testing.T) {
 	tests := []struct {
-		name          string
-		args          []string
-		env           map[string]string
-		toml, devToml string
-		want          int
+		name string
+		src  clitest.Sources
+		want int
 	}{
 		{name: "default", want: 1},
-		{name: "Config.toml", toml: "threads = 2", want: 2},
-		{name: "Config-dev.toml over Config.toml", toml: "threads = 2", devToml: "threads = 3", want: 3},
-		{name: "env over files", env: map[string]string{"DRAGONFLY_THREADS": "4"}, toml: "threads = 2", devToml: "threads = 3", want: 4},
-		{name: "flag over all", args: []string{"--threads", "5"}, env: map[string]string{"DRAGONFLY_THREADS": "4"}, toml: "threads = 2", devToml: "threads = 3", want: 5},
-		{name: "flag=value form", args: []string{"-threads=6"}, env: map[string]string{"DRAGONFLY_THREADS": "4"}, want: 6},
-		{name: "empty env is unset", env: map[string]string{"DRAGONFLY_THREADS": ""}, toml: "threads = 2", want: 2},
-		{name: "upper-case TOML key", toml: "THREADS = 7", want: 7},
-		{name: "dev file alone", devToml: "threads = 8", want: 8},
+		{name: "Config.toml", src: clitest.Sources{TOML: "threads = 2"}, want: 2},
+		{name: "Config-dev.toml over Config.toml", src: clitest.Sources{TOML: "threads = 2", DevTOML: "threads = 3"}, want: 3},
+		{name: "env over files", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_THREADS": "4"}, TOML: "threads = 2", DevTOML: "threads = 3"}, want: 4},
+		{name: "flag over all", src: clitest.Sources{Args: []string{"--threads", "5"}, Env: map[string]string{"DRAGONFLY_THREADS": "4"}, TOML: "threads = 2", DevTOML: "threads = 3"}, want: 5},
+		{name: "flag=value form", src: clitest.Sources{Args: []string{"-threads=6"}, Env: map[string]string{"DRAGONFLY_THREADS": "4"}}, want: 6},
+		{name: "empty env is unset", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_THREADS": ""}, TOML: "threads = 2"}, want: 2},
+		{name: "upper-case TOML key", src: clitest.Sources{TOML: "THREADS = 7"}, want: 7},
+		{name: "dev file alone", src: clitest.Sources{DevTOML: "threads = 8"}, want: 8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,7 +34,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			var other string
 			s.Var(Int(&threads, 1), "DRAGONFLY_THREADS", "scanner threads")
 			s.Var(String(&other, "x"), "DRAGONFLY_OTHER", "another setting")
-			if err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml)); err != nil {
+			if err := tt.src.Parse(t, s); err != nil {
 				t.Fatal(err)
 			}
 			if threads != tt.want {
@@ -53,16 +51,15 @@ func TestSettingsAliases(t *testing.T) {
 	envs := []string{"DRAGONFLY_MAX_SCAN_SIZE", "DRAGONFLY_MAX_SIZE", "DRAGONFLY_MAX_DOWNLOAD_SIZE"}
 	tests := []struct {
 		name string
-		env  map[string]string
-		toml string
+		src  clitest.Sources
 		want int64
 	}{
-		{name: "canonical", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "1000"}, want: 1000},
-		{name: "second name", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}, want: 2000},
-		{name: "third name", env: map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "3000"}, want: 3000},
-		{name: "canonical wins", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000", "DRAGONFLY_MAX_SCAN_SIZE": "1000"}, want: 1000},
-		{name: "TOML key of an alias", toml: "max_size = 4000", want: 4000},
-		{name: "env alias over TOML canonical", env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}, toml: "max_scan_size = 4000", want: 2000},
+		{name: "canonical", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "1000"}}, want: 1000},
+		{name: "second name", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}}, want: 2000},
+		{name: "third name", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_DOWNLOAD_SIZE": "3000"}}, want: 3000},
+		{name: "canonical wins", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000", "DRAGONFLY_MAX_SCAN_SIZE": "1000"}}, want: 1000},
+		{name: "TOML key of an alias", src: clitest.Sources{TOML: "max_size = 4000"}, want: 4000},
+		{name: "env alias over TOML canonical", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SIZE": "2000"}, TOML: "max_scan_size = 4000"}, want: 2000},
 		{name: "default", want: 128000000},
 	}
 	for _, tt := range tests {
@@ -70,7 +67,7 @@ func TestSettingsAliases(t *testing.T) {
 			s := New("test", "summary")
 			var size int64
 			s.Var(Size(&size, 128000000), envs[0], "download cap").Alias(envs[1:]...)
-			if err := s.Parse(nil, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, "")); err != nil {
+			if err := tt.src.Parse(t, s); err != nil {
 				t.Fatal(err)
 			}
 			if size != tt.want {
@@ -82,26 +79,23 @@ func TestSettingsAliases(t *testing.T) {
 
 func TestSettingsBadValues(t *testing.T) {
 	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		toml    string
-		devToml string
-		want    string
+		name string
+		src  clitest.Sources
+		want string
 	}{
-		{name: "env integer", env: map[string]string{"DRAGONFLY_THREADS": "abc"}, want: `DRAGONFLY_THREADS="abc": not an integer`},
-		{name: "env duration", env: map[string]string{"DRAGONFLY_LOAD_DURATION": "soon"}, want: `DRAGONFLY_LOAD_DURATION="soon": not a duration`},
-		{name: "env negative duration", env: map[string]string{"DRAGONFLY_LOAD_DURATION": "-5"}, want: `DRAGONFLY_LOAD_DURATION="-5": negative duration`},
-		{name: "env size", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "12 parsecs"}, want: `DRAGONFLY_MAX_SCAN_SIZE="12 parsecs": not a size`},
-		{name: "env size zero", env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "0"}, want: `DRAGONFLY_MAX_SCAN_SIZE="0": size must be positive`},
-		{name: "env alias named", env: map[string]string{"DRAGONFLY_MAX_SIZE": "lots"}, want: `DRAGONFLY_MAX_SIZE="lots": not a size`},
-		{name: "env bool", env: map[string]string{"DRAGONFLY_PPROF": "yes please"}, want: `DRAGONFLY_PPROF="yes please": not a boolean`},
-		{name: "Config.toml", toml: `threads = "abc"`, want: `Config.toml: threads = "abc": not an integer`},
-		{name: "Config-dev.toml", toml: "threads = 2", devToml: `load_duration = "soon"`, want: `Config-dev.toml: load_duration = "soon": not a duration`},
-		{name: "malformed TOML", toml: "threads = = 2", want: "Config.toml"},
-		{name: "flag", args: []string{"--threads", "abc"}, want: `invalid argument "abc" for "--threads" flag: not an integer`},
-		{name: "unknown flag", args: []string{"--thread", "2"}, want: "unknown flag: --thread (did you mean --threads?)"},
-		{name: "single-dash unknown flag", args: []string{"-thread=2"}, want: "unknown shorthand flag"},
+		{name: "env integer", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_THREADS": "abc"}}, want: `DRAGONFLY_THREADS="abc": not an integer`},
+		{name: "env duration", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_LOAD_DURATION": "soon"}}, want: `DRAGONFLY_LOAD_DURATION="soon": not a duration`},
+		{name: "env negative duration", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_LOAD_DURATION": "-5"}}, want: `DRAGONFLY_LOAD_DURATION="-5": negative duration`},
+		{name: "env size", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "12 parsecs"}}, want: `DRAGONFLY_MAX_SCAN_SIZE="12 parsecs": not a size`},
+		{name: "env size zero", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": "0"}}, want: `DRAGONFLY_MAX_SCAN_SIZE="0": size must be positive`},
+		{name: "env alias named", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_MAX_SIZE": "lots"}}, want: `DRAGONFLY_MAX_SIZE="lots": not a size`},
+		{name: "env bool", src: clitest.Sources{Env: map[string]string{"DRAGONFLY_PPROF": "yes please"}}, want: `DRAGONFLY_PPROF="yes please": not a boolean`},
+		{name: "Config.toml", src: clitest.Sources{TOML: `threads = "abc"`}, want: `Config.toml: threads = "abc": not an integer`},
+		{name: "Config-dev.toml", src: clitest.Sources{TOML: "threads = 2", DevTOML: `load_duration = "soon"`}, want: `Config-dev.toml: load_duration = "soon": not a duration`},
+		{name: "malformed TOML", src: clitest.Sources{TOML: "threads = = 2"}, want: "Config.toml"},
+		{name: "flag", src: clitest.Sources{Args: []string{"--threads", "abc"}}, want: `invalid argument "abc" for "--threads" flag: not an integer`},
+		{name: "unknown flag", src: clitest.Sources{Args: []string{"--thread", "2"}}, want: "unknown flag: --thread (did you mean --threads?)"},
+		{name: "single-dash unknown flag", src: clitest.Sources{Args: []string{"-thread=2"}}, want: "unknown shorthand flag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +109,7 @@ func TestSettingsBadValues(t *testing.T) {
 			s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
 			s.Var(Size(&size, 1000), "DRAGONFLY_MAX_SCAN_SIZE", "download cap").Alias("DRAGONFLY_MAX_SIZE")
 			s.Var(Bool(&pprof, false), "DRAGONFLY_PPROF", "profiling")
-			err := s.Parse(tt.args, clitest.Env(tt.env), clitest.ConfigDir(t, tt.toml, tt.devToml))
+			err := tt.src.Parse(t, s)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -123,12 +117,39 @@ func TestSettingsBadValues(t *testing.T) {
 	}
 }
 
+// valueCase is one text of a setting, from the environment or, with toml,
+// a line of Config.toml, and the value it must give.
+type valueCase[T comparable] struct {
+	in   string
+	toml bool
+	want T
+}
+
+// checkValues parses each case into the setting env that newValue makes
+// and compares what it holds then.
+func checkValues[T comparable](t *testing.T, env string, newValue func(*T) Value, cases []valueCase[T]) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.in, func(t *testing.T) {
+			s := New("test", "summary")
+			var got T
+			s.Var(newValue(&got), env, "the setting under test")
+			src := clitest.Sources{Env: map[string]string{env: tt.in}}
+			if tt.toml {
+				src = clitest.Sources{TOML: tt.in}
+			}
+			if err := src.Parse(t, s); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("%q = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestSettingsDurations(t *testing.T) {
-	tests := []struct {
-		in   string
-		toml bool
-		want time.Duration
-	}{
+	checkValues(t, "DRAGONFLY_LOAD_DURATION", func(p *time.Duration) Value { return Duration(p, time.Hour) }, []valueCase[time.Duration]{
 		{in: "60", want: time.Minute},
 		{in: "0", want: 0},
 		{in: "90s", want: 90 * time.Second},
@@ -137,32 +158,11 @@ func TestSettingsDurations(t *testing.T) {
 		{in: " 2h ", want: 2 * time.Hour},
 		{in: "load_duration = 45", toml: true, want: 45 * time.Second},
 		{in: `load_duration = "2m"`, toml: true, want: 2 * time.Minute},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			s := New("test", "summary")
-			var d time.Duration
-			s.Var(Duration(&d, time.Hour), "DRAGONFLY_LOAD_DURATION", "idle poll")
-			env, toml := map[string]string{"DRAGONFLY_LOAD_DURATION": tt.in}, ""
-			if tt.toml {
-				env, toml = nil, tt.in
-			}
-			if err := s.Parse(nil, clitest.Env(env), clitest.ConfigDir(t, toml, "")); err != nil {
-				t.Fatal(err)
-			}
-			if d != tt.want {
-				t.Errorf("%q = %v, want %v", tt.in, d, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestSettingsSizes(t *testing.T) {
-	tests := []struct {
-		in   string
-		toml bool
-		want int64
-	}{
+	checkValues(t, "DRAGONFLY_MAX_SCAN_SIZE", func(p *int64) Value { return Size(p, 1) }, []valueCase[int64]{
 		{in: "128000000", want: 128000000},
 		{in: "512MiB", want: 512 << 20},
 		{in: "64 MiB", want: 64 << 20},
@@ -175,24 +175,7 @@ func TestSettingsSizes(t *testing.T) {
 		{in: "max_scan_size = 128000000", toml: true, want: 128000000},
 		{in: "max_scan_size = 1.28e8", toml: true, want: 128000000},
 		{in: `max_scan_size = "16MiB"`, toml: true, want: 16 << 20},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			s := New("test", "summary")
-			var n int64
-			s.Var(Size(&n, 1), "DRAGONFLY_MAX_SCAN_SIZE", "download cap")
-			env, toml := map[string]string{"DRAGONFLY_MAX_SCAN_SIZE": tt.in}, ""
-			if tt.toml {
-				env, toml = nil, tt.in
-			}
-			if err := s.Parse(nil, clitest.Env(env), clitest.ConfigDir(t, toml, "")); err != nil {
-				t.Fatal(err)
-			}
-			if n != tt.want {
-				t.Errorf("%q = %d, want %d", tt.in, n, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestSettingsListsAndBools(t *testing.T) {

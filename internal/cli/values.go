@@ -19,46 +19,72 @@ import (
 // *p.
 type Value = pflag.Value
 
-type stringValue string
+// value is a setting of type T at *p: parse reads a text into a T (an
+// error says what the text is not), format writes *p for help texts and
+// logs, and typ names the placeholder. The configuration log shows *p
+// itself when typed (durations, sizes, numbers, lists), else format's text.
+type value[T any] struct {
+	p      *T
+	typ    string
+	parse  func(string) (T, error)
+	format func(T) string
+	typed  bool
+}
+
+// newValue stores def in *p and returns the value that sets *p.
+func newValue[T any](p *T, def T, typ string, parse func(string) (T, error), format func(T) string, typed bool) Value {
+	*p = def
+	return &value[T]{p: p, typ: typ, parse: parse, format: format, typed: typed}
+}
+
+func (v *value[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *value[T]) String() string { return v.format(*v.p) }
+func (v *value[T]) Type() string   { return v.typ }
+
+// logValue is the value for the configuration log.
+func (v *value[T]) logValue() any {
+	if v.typed {
+		return *v.p
+	}
+	return v.String()
+}
 
 // String is a string.
-func String(p *string, def string) Value { *p = def; return (*stringValue)(p) }
+func String(p *string, def string) Value {
+	return newValue(p, def, "string", func(s string) (string, error) { return s, nil }, identity, false)
+}
 
-func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
-func (v *stringValue) String() string     { return string(*v) }
-func (v *stringValue) Type() string       { return "string" }
-
-type intValue int
+func identity(s string) string { return s }
 
 // Int is an integer.
-func Int(p *int, def int) Value { *p = def; return (*intValue)(p) }
-
-func (v *intValue) Set(s string) error {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not an integer")
-	}
-	*v = intValue(n)
-	return nil
+func Int(p *int, def int) Value {
+	return newValue(p, def, "int", func(s string) (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return 0, errors.New("not an integer")
+		}
+		return n, nil
+	}, strconv.Itoa, true)
 }
-func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
-func (v *intValue) Type() string   { return "int" }
-
-type shareValue float64
 
 // Share is a fraction within 0..1 (a rate).
-func Share(p *float64, def float64) Value { *p = def; return (*shareValue)(p) }
-
-func (v *shareValue) Set(s string) error {
-	x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || math.IsNaN(x) || x < 0 || x > 1 {
-		return errors.New("not a number within 0..1")
-	}
-	*v = shareValue(x)
-	return nil
+func Share(p *float64, def float64) Value {
+	return newValue(p, def, "float", func(s string) (float64, error) {
+		x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || math.IsNaN(x) || x < 0 || x > 1 {
+			return 0, errors.New("not a number within 0..1")
+		}
+		return x, nil
+	}, func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }, false)
 }
-func (v *shareValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
-func (v *shareValue) Type() string   { return "float" }
 
 type repeatedValue []string
 
@@ -69,41 +95,22 @@ func (v *repeatedValue) Set(s string) error { *v = append(*v, s); return nil }
 func (v *repeatedValue) String() string     { return strings.Join(*v, ",") }
 func (v *repeatedValue) Type() string       { return "file" }
 
-type boolValue bool
-
 // Bool is a boolean (true/false/1/0); as a flag it needs no value.
-func Bool(p *bool, def bool) Value { *p = def; return (*boolValue)(p) }
-
-func (v *boolValue) Set(s string) error {
-	b, err := strconv.ParseBool(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not a boolean (true/false/1/0)")
-	}
-	*v = boolValue(b)
-	return nil
+func Bool(p *bool, def bool) Value {
+	return newValue(p, def, "bool", func(s string) (bool, error) {
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return false, errors.New("not a boolean (true/false/1/0)")
+		}
+		return b, nil
+	}, strconv.FormatBool, true)
 }
-func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
-func (v *boolValue) Type() string   { return "bool" }
-
-type durationValue time.Duration
 
 // Duration is a duration: integer seconds ("60") or a Go duration ("1m30s"),
 // not negative.
 func Duration(p *time.Duration, def time.Duration) Value {
-	*p = def
-	return (*durationValue)(p)
+	return newValue(p, def, "duration", parseDuration, FormatDuration, true)
 }
-
-func (v *durationValue) Set(s string) error {
-	d, err := parseDuration(s)
-	if err != nil {
-		return err
-	}
-	*v = durationValue(d)
-	return nil
-}
-func (v *durationValue) String() string { return FormatDuration(time.Duration(*v)) }
-func (v *durationValue) Type() string   { return "duration" }
 
 // FormatDuration writes a duration as people do: 10s, 1m, 1m30s, 2h, 250ms.
 func FormatDuration(d time.Duration) string {
@@ -139,49 +146,26 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-type sizeValue int64
-
 // Size is a positive byte count: an integer of bytes or one with a unit
 // (KiB, MiB, GiB, KB, MB, GB). def 0 means unset (the help shows none).
-func Size(p *int64, def int64) Value { *p = def; return (*sizeValue)(p) }
-
-func (v *sizeValue) Set(s string) error {
-	n, err := parseSize(s)
-	if err != nil {
-		return err
-	}
-	*v = sizeValue(n)
-	return nil
+func Size(p *int64, def int64) Value {
+	return newValue(p, def, "size", parseSize, FormatSize, true)
 }
-func (v *sizeValue) String() string { return FormatSize(int64(*v)) }
-func (v *sizeValue) Type() string   { return "size" }
-
-type sizeOrOffValue int64
 
 // SizeOrOff is a Size, or 0 or "off" (stored as 0: none).
-func SizeOrOff(p *int64, def int64) Value { *p = def; return (*sizeOrOffValue)(p) }
-
-func (v *sizeOrOffValue) Set(s string) error {
-	if t := strings.TrimSpace(s); t == "0" || t == "off" {
-		*v = 0
-		return nil
-	}
-	n, err := parseSize(s)
-	if err != nil {
-		return err
-	}
-	*v = sizeOrOffValue(n)
-	return nil
+func SizeOrOff(p *int64, def int64) Value {
+	return newValue(p, def, "size", func(s string) (int64, error) {
+		if t := strings.TrimSpace(s); t == "0" || t == "off" {
+			return 0, nil
+		}
+		return parseSize(s)
+	}, func(n int64) string {
+		if n == 0 {
+			return "0"
+		}
+		return FormatSize(n)
+	}, false)
 }
-
-func (v *sizeOrOffValue) String() string {
-	if *v == 0 {
-		return "0"
-	}
-	return FormatSize(int64(*v))
-}
-
-func (v *sizeOrOffValue) Type() string { return "size" }
 
 var sizeUnits = []struct {
 	suffix string
@@ -230,23 +214,18 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-type listValue []string
-
 // List is a comma-separated list; blank entries are dropped.
-func List(p *[]string, def []string) Value { *p = def; return (*listValue)(p) }
-
-func (v *listValue) Set(s string) error {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+func List(p *[]string, def []string) Value {
+	return newValue(p, def, "list", func(s string) ([]string, error) {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
 		}
-	}
-	*v = out
-	return nil
+		return out, nil
+	}, func(l []string) string { return strings.Join(l, ",") }, true)
 }
-func (v *listValue) String() string { return strings.Join(*v, ",") }
-func (v *listValue) Type() string   { return "list" }
 
 type pairsValue map[string]string
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,39 @@ func TestLoggerDurations(t *testing.T) {
 	for _, bad := range [][2]string{{"loud", "json"}, {"info", "xml"}} {
 		if _, err := NewLogger(&buf, bad[0], bad[1]); exitCode(err) != 2 {
 			t.Errorf("%v: %v, want a usage error", bad, err)
+		}
+	}
+}
+
+// TestLogValues: the configuration log shows durations, sizes, integers,
+// booleans and lists as themselves, other values as their text.
+func TestLogValues(t *testing.T) {
+	var (
+		n          int
+		d          time.Duration
+		size, off  int64
+		b          bool
+		list       []string
+		share      float64
+		str        string
+		repeatable []string
+	)
+	for _, tc := range []struct {
+		v    Value
+		want any
+	}{
+		{Int(&n, 3), 3},
+		{Duration(&d, time.Minute), time.Minute},
+		{Size(&size, 1<<20), int64(1 << 20)},
+		{Bool(&b, true), true},
+		{List(&list, []string{"a", "b"}), []string{"a", "b"}},
+		{Share(&share, 0.25), "0.25"},
+		{SizeOrOff(&off, 0), "0"},
+		{String(&str, "x"), "x"},
+		{Repeated(&repeatable), ""},
+	} {
+		if got := logValue(tc.v); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: log value %#v, want %#v", tc.v.Type(), got, tc.want)
 		}
 	}
 }

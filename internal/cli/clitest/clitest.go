@@ -1,6 +1,6 @@
 // Package clitest helps test commands built on package cli: an environment
-// backed by a map, and config files and secret files written with exact
-// modes into temporary directories.
+// backed by a map, config files and secret files written with exact modes
+// into temporary directories, and the sources of one parse (Sources).
 package clitest
 
 import (
@@ -41,4 +41,24 @@ func WriteFile(t testing.TB, path, body string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Sources are what one parse reads besides the defaults: the arguments,
+// the environment and the two config files ("" for none).
+type Sources struct {
+	Args          []string
+	Env           map[string]string
+	TOML, DevTOML string
+}
+
+// Parser is what Sources are parsed into: a command's *cli.Settings.
+type Parser interface {
+	Parse(args []string, getenv func(string) (string, bool), dir string) error
+}
+
+// Parse parses the sources into s, the config files written into a new
+// temporary directory.
+func (src Sources) Parse(t testing.TB, s Parser) error {
+	t.Helper()
+	return s.Parse(src.Args, Env(src.Env), ConfigDir(t, src.TOML, src.DevTOML))
 }
