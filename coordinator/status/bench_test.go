@@ -49,31 +49,24 @@ func busyFleet(b *testing.B) (*Monitor, *fakeSource) {
 }
 
 // BenchmarkStatusPage renders /status of a busy fleet.
-func BenchmarkStatusPage(b *testing.B) {
-	m, src := busyFleet(b)
-	h := m.Handler(src, nil)
-	b.ReportAllocs()
-	size := 0
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
-		size = rec.Body.Len()
-	}
-	b.ReportMetric(float64(size)/1024, "page-KiB")
-}
+func BenchmarkStatusPage(b *testing.B) { benchServe(b, "/status", "page-KiB") }
 
 // BenchmarkStatusJSON encodes /status.json of a busy fleet.
-func BenchmarkStatusJSON(b *testing.B) {
+func BenchmarkStatusJSON(b *testing.B) { benchServe(b, "/status.json", "json-KiB") }
+
+// benchServe serves path of a busy fleet and reports the body's size in
+// KiB as unit.
+func benchServe(b *testing.B, path, unit string) {
 	m, src := busyFleet(b)
 	h := m.Handler(src, nil)
 	b.ReportAllocs()
 	size := 0
 	for b.Loop() {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/status.json", nil))
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		size = rec.Body.Len()
 	}
-	b.ReportMetric(float64(size)/1024, "json-KiB")
+	b.ReportMetric(float64(size)/1024, unit)
 }
 
 // BenchmarkScrape gathers the metrics of a busy fleet (300 rule series).

@@ -148,17 +148,11 @@ type Error struct {
 	Message string    `json:"message"`
 }
 
-// Queue is the API's queue status (GET /queue-status).
+// Queue is the API's queue status (GET /queue-status) when it was fetched.
 type Queue struct {
 	// Fetched is when the API answered.
-	Fetched          time.Time `json:"fetched"`
-	Queued           int64     `json:"queued"`
-	InProgress       int64     `json:"in_progress"`
-	Retryable        int64     `json:"retryable"`
-	Exhausted        int64     `json:"exhausted"`
-	Stranded         int64     `json:"stranded"`
-	TotalBacklog     int64     `json:"total_backlog"`
-	OldestAgeSeconds *float64  `json:"oldest_age_seconds"`
+	Fetched time.Time `json:"fetched"`
+	mainframe.QueueStatus
 }
 
 // Outbox is the report queue's state: reports waiting for the API, the
@@ -645,13 +639,10 @@ func (m *Monitor) recordQueue(now time.Time, v coordinator.QueueView) {
 }
 
 func queueFrom(q mainframe.QueueStatus, fetched time.Time) *Queue {
-	out := &Queue{
-		Fetched: fetched, Queued: q.Queued, InProgress: q.InProgress, Retryable: q.Retryable,
-		Exhausted: q.Exhausted, Stranded: q.Stranded, TotalBacklog: q.TotalBacklog,
-	}
+	q.Fields = nil // the document keeps the known fields only
 	if q.OldestAgeSeconds != nil {
 		age := *q.OldestAgeSeconds
-		out.OldestAgeSeconds = &age
+		q.OldestAgeSeconds = &age
 	}
-	return out
+	return &Queue{Fetched: fetched, QueueStatus: q}
 }

@@ -40,41 +40,46 @@ type metrics struct {
 
 const ns = "dragonfly"
 
+// counter, counterVec, gauge, histogram and histogramVec make the
+// Monitor's metrics in the dragonfly namespace.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help})
+}
+
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets})
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
 func newMetrics(cfg Config) *metrics {
 	x := &metrics{
-		reg: prometheus.NewRegistry(),
-		leaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "lease_requests_total",
-			Help: "Lease requests (POST /jobs) by result: jobs, empty, error."}, []string{"result"}),
-		jobsLeased: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "jobs_leased_total",
-			Help: "Jobs leased from the API."}),
-		jobsScanned: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobs_scanned_total",
-			Help: "Jobs whose scan finished, by result: success, failure."}, []string{"result"}),
-		jobsCompleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "jobs_completed_total",
-			Help: "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (not accepted within the report max age), dropped_stale (lease ended before dispatch)."},
-			[]string{"outcome"}),
-		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "job_duration_seconds",
-			Help: "Time from a job's lease to its last result.", Buckets: jobBuckets}),
-		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_requests_total",
-			Help: "HTTP tries against the Dragonfly API, by endpoint and status (none: no response)."}, []string{"endpoint", "status"}),
-		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "api_request_duration_seconds",
-			Help: "Duration of one HTTP try against the Dragonfly API, by endpoint.", Buckets: apiBuckets}, []string{"endpoint"}),
-		tokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_token_refreshes_total",
-			Help: "Auth0 token requests, by result: ok, error."}, []string{"result"}),
-		rulesUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rules_updates_total",
-			Help: "Rule fetches that changed the rules or failed, by result: ok, error."}, []string{"result"}),
-		sessionsStarted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sessions_started_total",
-			Help: "Worker sessions started."}),
-		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sessions_ended_total",
-			Help: "Worker sessions ended, by result: clean, error."}, []string{"result"}),
-		dispatchEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dispatch_events_total",
-			Help: "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine, session_suspended, no_verdict_retry."},
-			[]string{"kind"}),
-		outboxFailing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_write_failing",
-			Help: "1 while the outbox's writes fail (reports kept in memory only; leasing paused)."}),
-		outboxVolatile: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_not_durable_reports",
-			Help: "Reports held in memory only: their outbox write failed and is being retried."}),
-		outboxFailures: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "outbox_write_failures",
-			Help: "Failed outbox write transactions since the coordinator started."}),
+		reg:             prometheus.NewRegistry(),
+		leaseRequests:   counterVec("lease_requests_total", "Lease requests (POST /jobs) by result: jobs, empty, error.", "result"),
+		jobsLeased:      counter("jobs_leased_total", "Jobs leased from the API."),
+		jobsScanned:     counterVec("jobs_scanned_total", "Jobs whose scan finished, by result: success, failure.", "result"),
+		jobsCompleted:   counterVec("jobs_completed_total", "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (not accepted within the report max age), dropped_stale (lease ended before dispatch).", "outcome"),
+		jobDuration:     histogram("job_duration_seconds", "Time from a job's lease to its last result.", jobBuckets),
+		apiRequests:     counterVec("api_requests_total", "HTTP tries against the Dragonfly API, by endpoint and status (none: no response).", "endpoint", "status"),
+		apiDuration:     histogramVec("api_request_duration_seconds", "Duration of one HTTP try against the Dragonfly API, by endpoint.", apiBuckets, "endpoint"),
+		tokenRefreshes:  counterVec("api_token_refreshes_total", "Auth0 token requests, by result: ok, error.", "result"),
+		rulesUpdates:    counterVec("rules_updates_total", "Rule fetches that changed the rules or failed, by result: ok, error.", "result"),
+		sessionsStarted: counter("sessions_started_total", "Worker sessions started."),
+		sessionsEnded:   counterVec("sessions_ended_total", "Worker sessions ended, by result: clean, error.", "result"),
+		dispatchEvents:  counterVec("dispatch_events_total", "Dispatcher events about slow, lost or lying workers, by kind: backup_dispatched, backup_won, result_dropped, task_lost, lost_failed, verify_picked, verify_agreed, verify_mismatch, verify_inconclusive, verify_decided, verify_skipped, quarantine, session_suspended, no_verdict_retry.", "kind"),
+		outboxFailing:   gauge("outbox_write_failing", "1 while the outbox's writes fail (reports kept in memory only; leasing paused)."),
+		outboxVolatile:  gauge("outbox_not_durable_reports", "Reports held in memory only: their outbox write failed and is being retried."),
+		outboxFailures:  gauge("outbox_write_failures", "Failed outbox write transactions since the coordinator started."),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help:        "Always 1; the labels are the coordinator's build: version, VCS revision, Go release.",

@@ -108,6 +108,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -195,60 +196,29 @@ type Config struct {
 	Now func() time.Time
 }
 
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | float64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 func (c Config) withDefaults() Config {
-	if c.Version == "" {
-		c.Version = "unknown"
-	}
-	if c.Revision == "" {
-		c.Revision = "unknown"
-	}
-	if c.GoVersion == "" {
-		c.GoVersion = runtime.Version()
-	}
-	if c.QueueRefresh <= 0 {
-		c.QueueRefresh = 5 * time.Second
-	}
-	if c.QueueTimeout <= 0 {
-		c.QueueTimeout = 3 * time.Second
-	}
-	if c.QueueStale <= 0 {
-		c.QueueStale = 2 * time.Minute
-	}
+	c.Version = cmp.Or(c.Version, "unknown")
+	c.Revision = cmp.Or(c.Revision, "unknown")
+	c.GoVersion = cmp.Or(c.GoVersion, runtime.Version())
+	c.QueueRefresh = positiveOr(c.QueueRefresh, 5*time.Second)
+	c.QueueTimeout = positiveOr(c.QueueTimeout, 3*time.Second)
+	c.QueueStale = positiveOr(c.QueueStale, 2*time.Minute)
 	for _, p := range []*int{&c.RecentResults, &c.RecentFailures, &c.RecentSpotChecks} {
-		if *p <= 0 {
-			*p = 50
-		}
+		*p = positiveOr(*p, 50)
 	}
-	if c.ReleaseWindow <= 0 {
-		c.ReleaseWindow = time.Hour
-	}
-	if c.ReleasesPerIdentity <= 0 {
-		c.ReleasesPerIdentity = 1000
-	}
-	if c.Identities <= 0 {
-		c.Identities = 256
-	}
-	if c.TopRules <= 0 {
-		c.TopRules = 10
-	}
-	if c.MaxRules <= 0 {
-		c.MaxRules = 4096
-	}
-	if c.ErrorWindow <= 0 {
-		c.ErrorWindow = 15 * time.Minute
-	}
-	if c.MaxWorkers <= 0 {
-		c.MaxWorkers = 100
-	}
-	if c.SlotsPerWorker <= 0 {
-		c.SlotsPerWorker = 2
-	}
-	if c.DistributionsPerJob <= 0 {
-		c.DistributionsPerJob = 3
-	}
-	if c.DistributionsWindow <= 0 {
-		c.DistributionsWindow = 200
-	}
+	c.ReleaseWindow = positiveOr(c.ReleaseWindow, time.Hour)
+	c.ReleasesPerIdentity = positiveOr(c.ReleasesPerIdentity, 1000)
+	c.Identities = positiveOr(c.Identities, 256)
+	c.TopRules = positiveOr(c.TopRules, 10)
+	c.MaxRules = positiveOr(c.MaxRules, 4096)
+	c.ErrorWindow = positiveOr(c.ErrorWindow, 15*time.Minute)
+	c.MaxWorkers = positiveOr(c.MaxWorkers, 100)
+	c.SlotsPerWorker = positiveOr(c.SlotsPerWorker, 2)
+	c.DistributionsPerJob = positiveOr(c.DistributionsPerJob, 3)
+	c.DistributionsWindow = positiveOr(c.DistributionsWindow, 200)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -494,15 +464,11 @@ func (m *Monitor) setReportState(name, version string, state ReportState) {
 // RulesUpdated records a rules fetch that changed or failed
 // (coordinator.Observer).
 func (m *Monitor) RulesUpdated(ok bool) {
-	if ok {
-		m.met.rulesUpdates.WithLabelValues("ok").Inc()
-		return
+	var err error
+	if !ok {
+		err = errors.New("rules update failed (fetch or compile); see the coordinator's log")
 	}
-	m.met.rulesUpdates.WithLabelValues("error").Inc()
-	now := m.cfg.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.lastError = &Error{Time: now, Source: "rules", Message: "rules update failed (fetch or compile); see the coordinator's log"}
+	m.countResult(m.met.rulesUpdates, "rules", err)
 }
 
 // SessionStarted records a worker session (coordinator.Observer).
@@ -610,16 +576,20 @@ func (m *Monitor) apiCall(endpoint string, status int, took time.Duration) {
 	e.lastStatus, e.lastCall = status, now
 }
 
-func (m *Monitor) tokenRefresh(err error) {
+func (m *Monitor) tokenRefresh(err error) { m.countResult(m.met.tokenRefreshes, "token", err) }
+
+// countResult counts an ok or an error on c; an error from source is also
+// the last error.
+func (m *Monitor) countResult(c *prometheus.CounterVec, source string, err error) {
 	if err == nil {
-		m.met.tokenRefreshes.WithLabelValues("ok").Inc()
+		c.WithLabelValues("ok").Inc()
 		return
 	}
-	m.met.tokenRefreshes.WithLabelValues("error").Inc()
+	c.WithLabelValues("error").Inc()
 	now := m.cfg.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.lastError = &Error{Time: now, Source: "token", Message: clip.Error(err, clip.Default)}
+	m.lastError = &Error{Time: now, Source: source, Message: clip.Error(err, clip.Default)}
 }
 
 // Trouble reports whether an API answer says the API (or our access to it)

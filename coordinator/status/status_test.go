@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	stdhtml "html"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -24,14 +22,9 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/score"
 )
-
-// clock is a settable test clock.
-// clock is the shared fake clock.
-type clock = testkit.Clock
-
-func newClock() *clock { return testkit.NewClock() }
 
 // fakeSource is a coordinator as the Monitor reads it: a fixed snapshot and
 // a scripted queue status.
@@ -149,7 +142,7 @@ func TestGrade(t *testing.T) {
 }
 
 func TestWindow(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	w := newWindow(15 * time.Minute) // 1-minute slots
 	w.add(c.Now(), false)
 	w.add(c.Now(), true)
@@ -219,7 +212,7 @@ func outcome(name string, dists int, failure string, leased, finished time.Time,
 // TestEvents drives every Observer event without a coordinator and checks
 // the metrics and the status document.
 func TestEvents(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now, Version: "v9", ErrorWindow: 15 * time.Minute})
 	src := emptySource()
 	api := m.APIObserver()
@@ -357,7 +350,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestRetryingReport(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now})
 	src := emptySource()
 	m.JobFinished(outcome("slow", 1, "", c.Now(), c.Now()))
@@ -385,7 +378,7 @@ func TestRetryingReport(t *testing.T) {
 }
 
 func TestRingBounds(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now, RecentResults: 5, RecentFailures: 3})
 	for i := range 12 {
 		m.JobFinished(outcome(fmt.Sprintf("p%02d", i), 1, "", c.Now(), c.Now()))
@@ -404,7 +397,7 @@ func TestRingBounds(t *testing.T) {
 // status with maxAge Config.QueueRefresh; new answers feed the gauges, the
 // page and DesiredWorkers, each answer and failure counted once.
 func TestQueueOnDemand(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now, QueueRefresh: 7 * time.Second, QueueStale: time.Minute, SlotsPerWorker: 4, DistributionsPerJob: 2})
 	age := 42.5
 	src := &fakeSource{view: coordinator.QueueView{Fetched: c.Now(), Status: mainframe.QueueStatus{
@@ -475,22 +468,13 @@ func TestQueueOnDemand(t *testing.T) {
 func TestQueueSingleFlight(t *testing.T) {
 	api := newFakeAPI()
 	f := startFleet(t, api, Config{QueueRefresh: time.Hour})
-	srv := httptest.NewServer(f.handler())
-	defer srv.Close()
+	h := f.handler()
 	var wg sync.WaitGroup
 	for i := range 24 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			path := []string{"/status", "/status.json", "/metrics"}[i%3]
-			resp, err := http.Get(srv.URL + path)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}()
+			serve(h, path)
+		})
 	}
 	wg.Wait()
 	if n := api.QueueStatusCalls(); n != 1 {
@@ -502,7 +486,7 @@ func TestQueueSingleFlight(t *testing.T) {
 // since when, and the releases of the hour before its quarantine (bounded),
 // with the way to queue them again.
 func TestQuarantineReleases(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now, ReleaseWindow: time.Hour, ReleasesPerIdentity: 4, Identities: 3})
 	liar, honest := "cert:CN=liar", "cert:CN=honest"
 	finish := func(name string, failed bool, ids ...string) {
@@ -598,7 +582,7 @@ func TestQuarantineReleases(t *testing.T) {
 
 // TestOutboxAlerts: outbox trouble is an alert box at the top of the page.
 func TestOutboxAlerts(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now})
 	src := emptySource()
 	src.snap.Outbox = coordinator.OutboxState{
@@ -650,7 +634,7 @@ func TestOutboxAlerts(t *testing.T) {
 // TestBadgesAndGrades renders results of every grade and failures whose
 // reports stand in every state, and checks the classes the page gives them.
 func TestBadgesAndGrades(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now})
 	for _, s := range []int64{0, 4, 7, 14, 15} {
 		o := outcome(fmt.Sprintf("score%d", s), 1, "", c.Now(), c.Now(), "s1-w1")
@@ -884,17 +868,10 @@ func TestHealthEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(mon.Handler(c, srv.Ready))
-	defer hs.Close()
+	h := mon.Handler(c, srv.Ready)
 	probe := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(hs.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
+		rec := serve(h, path)
+		return rec.Code, strings.TrimSpace(rec.Body.String())
 	}
 	if code, body := probe("/healthz"); code != 200 || body != "ok" {
 		t.Errorf("/healthz before Serve = %d %q", code, body)
@@ -978,9 +955,7 @@ func scrape(t *testing.T, m *Monitor, src Source) map[string]float64 {
 // renderPage fetches /status of the Monitor over src.
 func renderPage(t *testing.T, m *Monitor, src Source) string {
 	t.Helper()
-	srv := httptest.NewServer(m.Handler(src, nil))
-	defer srv.Close()
-	html, ct := httpGet(t, srv.URL+"/status")
+	html, ct := get(t, m.Handler(src, nil), "/status")
 	if !strings.HasPrefix(ct, "text/html") {
 		t.Errorf("/status content type %q", ct)
 	}
@@ -1074,9 +1049,8 @@ func TestCoordinator(t *testing.T) {
 	}
 
 	// The HTTP surface.
-	srv := httptest.NewServer(f.handler())
-	defer srv.Close()
-	body, ct := httpGet(t, srv.URL+"/status.json")
+	h := f.handler()
+	body, ct := get(t, h, "/status.json")
 	if !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("/status.json content type %q", ct)
 	}
@@ -1087,7 +1061,7 @@ func TestCoordinator(t *testing.T) {
 	if len(fromJSON.Workers) != 2 || len(fromJSON.Results) != 2 || fromJSON.Fleet.JobsSucceeded != 2 || fromJSON.Results[0].Workers[0] != "w-alpha" {
 		t.Errorf("/status.json = %+v", fromJSON)
 	}
-	html, ct := httpGet(t, srv.URL+"/status")
+	html, ct := get(t, h, "/status")
 	if !strings.HasPrefix(ct, "text/html") {
 		t.Errorf("/status content type %q", ct)
 	}
@@ -1100,15 +1074,10 @@ func TestCoordinator(t *testing.T) {
 	if strings.Contains(html, "<script") {
 		t.Error("/status has a script")
 	}
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(srv.URL + "/")
-	if err != nil {
-		t.Fatal(err)
+	if rec := serve(h, "/"); rec.Code != http.StatusFound || rec.Header().Get("Location") != "/status" {
+		t.Errorf("/ = %d %q, want a redirect to /status", rec.Code, rec.Header().Get("Location"))
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/status" {
-		t.Errorf("/ = %d %q, want a redirect to /status", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	if body, _ := httpGet(t, srv.URL+"/readyz"); strings.TrimSpace(body) != "ready" {
+	if body, _ := get(t, h, "/readyz"); strings.TrimSpace(body) != "ready" {
 		t.Errorf("/readyz = %q", body)
 	}
 }
@@ -1120,36 +1089,35 @@ func (f *fleet) mustPositive(got map[string]float64, key string) float64 {
 	return got[key]
 }
 
-func httpGet(t *testing.T, url string) (body, contentType string) {
+// serve answers GET path from h, without a network.
+func serve(h http.Handler, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec
+}
+
+// get serves a page that must answer 200: its body and content type.
+func get(t *testing.T, h http.Handler, path string) (body, contentType string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	rec := serve(h, path)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s = %d: %s", path, rec.Code, rec.Body)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %d: %s", url, resp.StatusCode, b)
-	}
-	return string(b), resp.Header.Get("Content-Type")
+	return rec.Body.String(), rec.Header().Get("Content-Type")
 }
 
 // TestEmptyPage renders a Monitor that has seen nothing.
 func TestEmptyPage(t *testing.T) {
 	m := New(Config{})
-	srv := httptest.NewServer(m.Handler(&fakeSource{}, nil))
-	defer srv.Close()
-	html, _ := httpGet(t, srv.URL+"/status")
+	h := m.Handler(&fakeSource{}, nil)
+	html, _ := get(t, h, "/status")
 	for _, want := range []string{"No worker connected.", "No job finished yet.", "No failure.", "No mismatch.", "No rule matched yet.", "not loaded", "not asked yet",
 		"off: DRAGONFLY_VERIFY_RATE is 0"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("empty /status lacks %q", want)
 		}
 	}
-	body, _ := httpGet(t, srv.URL+"/status.json")
+	body, _ := get(t, h, "/status.json")
 	for _, want := range []string{`"workers": []`, `"recent_results": []`, `"alerts": []`, `"quarantined": []`, `"top_rules": []`, `"recent": []`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("empty /status.json should have empty lists, not null (%s):\n%s", want, body)
@@ -1170,9 +1138,8 @@ func TestPromtool(t *testing.T) {
 	api.Call("PUT /package", 0, time.Second)
 	api.TokenRefresh(nil)
 	f.mon.DispatchEvent(dispatch.Event{Kind: dispatch.EventQuarantine, Identity: "w-x", Reason: "lied"})
-	srv := httptest.NewServer(f.handler())
-	defer srv.Close()
-	body, _ := httpGet(t, srv.URL+"/metrics")
+	h := f.handler()
+	body, _ := get(t, h, "/metrics")
 	for _, want := range []string{"dragonfly_api_queue_jobs{", "dragonfly_rules_info{", "dragonfly_rule_matches_total{", "dragonfly_fleet_desired_workers ",
 		"dragonfly_spot_checks_active ", "dragonfly_quarantined_workers ", "dragonfly_build_info{goversion=", "go_goroutines "} {
 		if !strings.Contains(body, want) {
@@ -1192,13 +1159,10 @@ func TestPromtool(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	f := startFleet(t, newFakeAPI(), Config{})
 	f.worker("w-race", 2, nil)
-	srv := httptest.NewServer(f.handler())
-	defer srv.Close()
+	h := f.handler()
 	var wg sync.WaitGroup
 	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 200 {
 				name := fmt.Sprintf("p%d-%d", g, i)
 				f.mon.Leased(1, nil)
@@ -1207,12 +1171,12 @@ func TestConcurrentUse(t *testing.T) {
 				f.mon.APIObserver().Call("PUT /package", 200, time.Millisecond)
 				f.mon.DispatchEvent(dispatch.Event{Kind: dispatch.EventVerifyMismatch, Name: name, Identities: []string{"w-race", "x"}})
 			}
-		}()
+		})
 	}
 	for range 20 {
-		httpGet(t, srv.URL+"/metrics")
-		httpGet(t, srv.URL+"/status")
-		httpGet(t, srv.URL+"/status.json")
+		get(t, h, "/metrics")
+		get(t, h, "/status")
+		get(t, h, "/status.json")
 	}
 	wg.Wait()
 	doc := f.status()
@@ -1227,7 +1191,7 @@ func TestConcurrentUse(t *testing.T) {
 // TestReportAbandoned: a report given up after the report max age is a final
 // outcome of its own, on the metrics, the counts and the release's entry.
 func TestReportAbandoned(t *testing.T) {
-	c := newClock()
+	c := testkit.NewClock()
 	m := New(Config{Now: c.Now, Version: "v9", ErrorWindow: 15 * time.Minute})
 	src := emptySource()
 	start := c.Now()

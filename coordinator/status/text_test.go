@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 )
 
 const longURL = "https://inspector.pypi.io/project/evilpkg-with-a-long-name/0.1.0rc1/evilpkg_with_a_long_name-0.1.0rc1.tar.gz/evilpkg_with_a_long_name-0.1.0rc1/src/evilpkg/setup.py"
@@ -33,7 +35,7 @@ func sampleDocument() Document {
 		API: API{LastLease: now.Add(-time.Second), LastReport: now.Add(-3 * time.Second), WindowSeconds: 900,
 			Endpoints: []Endpoint{{Endpoint: "POST /jobs", Requests: 50, Errors: 2, LastStatus: 200, LastCall: now.Add(-time.Second)}},
 			LastError: &Error{Time: now.Add(-5 * time.Minute), Source: "lease", Message: "POST /jobs: 503 Service Unavailable"},
-			Queue:     &Queue{Fetched: now.Add(-10 * time.Second), Queued: 120, InProgress: 4, Retryable: 3, TotalBacklog: 127, OldestAgeSeconds: &age}},
+			Queue:     &Queue{Fetched: now.Add(-10 * time.Second), QueueStatus: mainframe.QueueStatus{Queued: 120, InProgress: 4, Retryable: 3, TotalBacklog: 127, OldestAgeSeconds: &age}}},
 		SpotChecks: SpotChecks{Active: true, Rate: 0.02, Identities: 3, State: "on", Picked: 10, Agreed: 8, Mismatches: 1, Decided: 1,
 			Recent: []SpotCheck{{Time: now.Add(-time.Minute), Kind: SpotMismatch, Name: "evilpkg", Version: "0.1", Identities: []string{liar, "w1"},
 				Reason: "verdicts differ: score 0 against score 15 (rules r1, r2, r3) for https://files.example/packages/aa/bb/evilpkg-0.1.tar.gz"}}},
