@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // benchServer holds n queued releases of one small sdist each.
@@ -46,7 +48,7 @@ func BenchmarkLease(b *testing.B) {
 // BenchmarkLeaseExpired: every op re-leases an expired lease (the pending
 // list path), batch=1.
 func BenchmarkLeaseExpired(b *testing.B) {
-	c := newClock()
+	c := testkit.NewClock()
 	s, err := New(Config{PublicURL: "http://devapi:8000", Now: c.Now, MaxAttempts: 1 << 30})
 	if err != nil {
 		b.Fatal(err)

@@ -4,30 +4,25 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
-
-// clock is an injected clock tests move by hand.
-// clock is the shared fake clock.
-type clock = testkit.Clock
-
-func newClock() *clock { return testkit.NewClock() }
 
 // fixture is a server under test with a fake clock and deterministic ids.
 type fixture struct {
 	t     testing.TB
 	s     *Server
-	clock *clock
+	clock *testkit.Clock
 }
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
-	c := newClock()
+	c := testkit.NewClock()
 	if cfg.Now == nil {
 		cfg.Now = c.Now
 	}

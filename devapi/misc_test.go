@@ -220,9 +220,7 @@ func TestConcurrentLeasesAndReports(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				req := httptest.NewRequest(http.MethodPost, "/jobs?batch=7", nil)
 				rec := httptest.NewRecorder()
@@ -241,7 +239,7 @@ func TestConcurrentLeasesAndReports(t *testing.T) {
 					f.s.Handler().ServeHTTP(rec, req)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(seen) != 400 {

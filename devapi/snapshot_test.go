@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // TestSnapshotRoundTrip: releases, scan records (every status), leases and
@@ -16,7 +18,7 @@ import (
 func TestSnapshotRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	files := []File{sdist("aaa-1.0.tar.gz"), sdist("bbb-1.0.tar.gz"), sdist("ccc-1.0.tar.gz"), sdist("ddd-1.0.tar.gz")}
-	c := newClock()
+	c := testkit.NewClock()
 	s1, err := New(Config{Files: files, SnapshotPath: path, Now: c.Now, PublicURL: "http://x"})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +128,7 @@ func TestSnapshotRejectsGarbage(t *testing.T) {
 // one is no 500).
 func TestSnapshotKeepsOwnersAndKnownRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	c := newClock()
+	c := testkit.NewClock()
 	cfg := twoIdentities(Config{
 		Files:        []File{sdist("aaa-1.0.tar.gz"), sdist("bbb-1.0.tar.gz"), sdist("ccc-1.0.tar.gz")},
 		SnapshotPath: path, Now: c.Now, PublicURL: "http://x",
