@@ -229,9 +229,7 @@ func TestConcurrentChangesReachDisk(t *testing.T) {
 	o := mustOpen(t, Config{Path: path})
 	var wg sync.WaitGroup
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 40 {
 				name := "k" + strconv.Itoa((g+i)%6)
 				if ok, err := o.Supersede(name, "1", intp(g*1000+i), strp("g"+strconv.Itoa(g)), t0.Add(time.Duration(i)*time.Second)); err != nil {
@@ -256,7 +254,7 @@ func TestConcurrentChangesReachDisk(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if h := o.Health(); h != (Health{}) {
