@@ -130,12 +130,7 @@ func (c *coordinatorCmd) register(s *cli.Settings) {
 	tlsFlags(s, &c.tlsFiles)
 }
 
-func runCoordinator(ctx context.Context, e *cli.Env, args []string) error {
-	var cc coordinatorCmd
-	s, err := parse(e, "coordinator", cc.register, args, false)
-	if err != nil {
-		return err
-	}
+func runCoordinator(ctx context.Context, e *cli.Env, cc *coordinatorCmd, s *cli.Settings) error {
 	f, listen, token, insecure, tlsFiles := &cc.f, cc.listen, cc.token, cc.insecure, cc.tlsFiles
 	if err := f.validate(); err != nil {
 		return err

@@ -88,12 +88,7 @@ func (f *devapiFlags) config() (devapi.Config, error) {
 	return cfg, nil
 }
 
-func runDevAPI(ctx context.Context, e *cli.Env, args []string) error {
-	var f devapiFlags
-	_, err := parse(e, "devapi", f.register, args, false)
-	if err != nil {
-		return err
-	}
+func runDevAPI(ctx context.Context, e *cli.Env, f *devapiFlags, _ *cli.Settings) error {
 	log, err := cli.NewLogger(e.Stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err

@@ -29,12 +29,7 @@ func (c *localCmd) register(s *cli.Settings) {
 	s.Flag(cli.Bool(&c.useDemo, false), "demo", "serve the built-in demo packages from an in-process development API, scan them all, print the results and exit")
 }
 
-func runLocal(ctx context.Context, e *cli.Env, args []string) error {
-	var lc localCmd
-	s, err := parse(e, "local", lc.register, args, false)
-	if err != nil {
-		return err
-	}
+func runLocal(ctx context.Context, e *cli.Env, lc *localCmd, s *cli.Settings) error {
 	cf, wf, useDemo := &lc.cf, &lc.wf, lc.useDemo
 	if err := cf.validate(); err != nil {
 		return err

@@ -40,20 +40,14 @@ var program = &cli.Program{
 
 func init() {
 	program.Register([]cli.Command{
-		{Name: "coordinator", Summary: "lease jobs from the Dragonfly API and feed workers over gRPC",
-			Flags: func(s *cli.Settings) { new(coordinatorCmd).register(s) }, Run: runCoordinator},
-		{Name: "worker", Summary: "download, unpack and scan distributions for a coordinator",
-			Flags: func(s *cli.Settings) { new(workerCmd).register(s) }, Run: runWorker},
-		{Name: "local", Summary: "coordinator and worker in one process (one host)",
-			Flags: func(s *cli.Settings) { new(localCmd).register(s) }, Run: runLocal},
-		{Name: "scan", Summary: "scan local archives, directories or URLs",
-			Flags: func(s *cli.Settings) { new(scanConfig).register(s) }, Run: runScan},
+		newCommand("coordinator", "lease jobs from the Dragonfly API and feed workers over gRPC", false, runCoordinator),
+		newCommand("worker", "download, unpack and scan distributions for a coordinator", false, runWorker),
+		newCommand("local", "coordinator and worker in one process (one host)", false, runLocal),
+		newCommand("scan", "scan local archives, directories or URLs", true, runScan),
 		{Name: "rules", Summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
-			Flags: func(s *cli.Settings) { new(profileConfig).register(s) }, Run: runRules},
-		{Name: "devapi", Summary: "a development Dragonfly API server",
-			Flags: func(s *cli.Settings) { new(devapiFlags).register(s) }, Run: runDevAPI},
-		{Name: "status", Summary: "show a coordinator's fleet: workers, backlog, API health, recent results",
-			Flags: func(s *cli.Settings) { new(statusFlags).register(s) }, Run: runStatus},
+			Flags: rulesProfile.Flags, Run: runRules},
+		newCommand("devapi", "a development Dragonfly API server", false, runDevAPI),
+		statusCommand(time.After),
 		{Name: "healthcheck", Summary: "probe a coordinator (gRPC health) or an HTTP endpoint; exit 0 if healthy, 1 if not",
 			Flags: func(s *cli.Settings) { healthcheckFlags(s, new(healthcheck.Config), new(time.Duration)) }, Run: runHealthcheck},
 		{Name: "version", Summary: "print the version, VCS revision and Go version (also dragonfly --version)",
@@ -98,6 +92,27 @@ func parse(e *cli.Env, name string, register func(*cli.Settings), args []string,
 	s := e.Settings("dragonfly "+name, help(strings.ReplaceAll(name, " ", "-")))
 	register(s)
 	return s, e.Parse(s, args, positional)
+}
+
+// newCommand is the command name whose settings are a C, registered by its
+// register method: its Run parses them (see parse) and hands them to run
+// with the parsed settings (their positional arguments, what was set).
+func newCommand[C any, P interface {
+	*C
+	register(*cli.Settings)
+}](name, summary string, positional bool, run func(context.Context, *cli.Env, P, *cli.Settings) error) cli.Command {
+	return cli.Command{
+		Name: name, Summary: summary,
+		Flags: func(s *cli.Settings) { P(new(C)).register(s) },
+		Run: func(ctx context.Context, e *cli.Env, args []string) error {
+			c := P(new(C))
+			s, err := parse(e, name, c.register, args, positional)
+			if err != nil {
+				return err
+			}
+			return run(ctx, e, c, s)
+		},
+	}
 }
 
 // startLog builds the process logger on standard error and logs the

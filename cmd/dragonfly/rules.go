@@ -21,7 +21,7 @@ func runRules(ctx context.Context, e *cli.Env, args []string) error {
 	case "check":
 		return runRulesCheck(ctx, e, args[1:])
 	case "profile":
-		return runRulesProfile(ctx, e, args[1:])
+		return rulesProfile.Run(ctx, e, args[1:])
 	case "-h", "--help", "-help", "help":
 		fmt.Fprintln(e.Stdout, help("rules"))
 		return nil
@@ -72,12 +72,11 @@ func (c *profileConfig) register(s *cli.Settings) {
 	limitFlags(s, &c.limitSet)
 }
 
-func runRulesProfile(ctx context.Context, e *cli.Env, args []string) error {
-	var cfg profileConfig
-	s, err := parse(e, "rules profile", cfg.register, args, true)
-	if err != nil {
-		return err
-	}
+// rulesProfile is dragonfly rules profile; its settings are those of
+// dragonfly rules.
+var rulesProfile = newCommand("rules profile", "", true, runRulesProfile)
+
+func runRulesProfile(ctx context.Context, e *cli.Env, cfg *profileConfig, s *cli.Settings) error {
 	lim, _, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json")
 	if err != nil {
 		return err

@@ -64,12 +64,7 @@ func (c *scanConfig) register(s *cli.Settings) {
 	apiFlags(s, &c.api)
 }
 
-func runScan(ctx context.Context, e *cli.Env, args []string) error {
-	var cfg scanConfig
-	s, err := parse(e, "scan", cfg.register, args, true)
-	if err != nil {
-		return err
-	}
+func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) error {
 	lim, sizes, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json", "sarif")
 	if err != nil {
 		return err

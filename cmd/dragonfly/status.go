@@ -30,18 +30,16 @@ func (f *statusFlags) register(s *cli.Settings) {
 	s.Var(cli.Duration(&f.timeout, 10*time.Second), "DRAGONFLY_STATUS_TIMEOUT", "bound on each request")
 }
 
-func runStatus(ctx context.Context, e *cli.Env, args []string) error {
-	return runStatusWith(ctx, e, args, time.After)
+// statusCommand is dragonfly status with after as the timer of --watch
+// (time.After; tests count redraws with their own).
+func statusCommand(after func(time.Duration) <-chan time.Time) cli.Command {
+	return newCommand("status", "show a coordinator's fleet: workers, backlog, API health, recent results", false,
+		func(ctx context.Context, e *cli.Env, f *statusFlags, s *cli.Settings) error {
+			return runStatus(ctx, e, f, s, after)
+		})
 }
 
-// runStatusWith is runStatus with the timer of --watch (tests count
-// redraws with their own).
-func runStatusWith(ctx context.Context, e *cli.Env, args []string, after func(time.Duration) <-chan time.Time) error {
-	var f statusFlags
-	s, err := parse(e, "status", f.register, args, false)
-	if err != nil {
-		return err
-	}
+func runStatus(ctx context.Context, e *cli.Env, f *statusFlags, s *cli.Settings, after func(time.Duration) <-chan time.Time) error {
 	if f.asJSON {
 		if s.Lookup("format").IsSet() && f.format != "json" {
 			return cli.Usage("--json and --format %s disagree", clip.String(f.format, 64))

@@ -183,7 +183,7 @@ func TestStatusWatch(t *testing.T) {
 			}
 			var o, e bytes.Buffer
 			env := &cli.Env{Stdout: &o, Stderr: &e, Getenv: clitest.Env(nil), Dir: t.TempDir()}
-			if err := runStatusWith(ctx, env, []string{"--coordinator", srv.URL, "--watch", "--interval", "7s", "--format", tt.format}, after); err != nil {
+			if err := statusCommand(after).Run(ctx, env, []string{"--coordinator", srv.URL, "--watch", "--interval", "7s", "--format", tt.format}); err != nil {
 				t.Fatalf("watch: %v (stderr %s)", err, e.String())
 			}
 			tt.check(t, o.String())

@@ -89,12 +89,7 @@ func (c *workerCmd) register(s *cli.Settings) {
 	cli.LogFlags(s, &c.logLevel, &c.logFormat)
 }
 
-func runWorker(ctx context.Context, e *cli.Env, args []string) error {
-	var c workerCmd
-	s, err := parse(e, "worker", c.register, args, false)
-	if err != nil {
-		return err
-	}
+func runWorker(ctx context.Context, e *cli.Env, c *workerCmd, s *cli.Settings) error {
 	f := &c.f
 	if f.cfg.Target == "" {
 		return cli.Usage("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
