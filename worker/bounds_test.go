@@ -1,18 +1,13 @@
 package worker
 
 import (
-	"context"
-	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -20,67 +15,8 @@ import (
 
 // The coordinator's values that size or pace the worker are bounded (review
 // finding L6): heartbeat interval, tasks held, rule compiles, hand-back
-// messages. The message limit is in session_test.go.
-
-// TestHeartbeatIntervalClamped: a heartbeat interval of 1 ns from the
-// coordinator is used as 1 s (not a busy loop), one of a day as 5 min (a
-// silent coordinator is still dropped after 3 of them): checked by the
-// heartbeats sent to a silent coordinator and when it is dropped, on
-// synctest's clock. The clamp is logged once per session.
-func TestHeartbeatIntervalClamped(t *testing.T) {
-	for _, tc := range []struct {
-		asked, used time.Duration
-	}{
-		{time.Nanosecond, MinHeartbeat},
-		{24 * time.Hour, MaxHeartbeat},
-	} {
-		t.Run(tc.asked.String(), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				var logs testkit.SyncBuffer
-				client := &chanClient{streams: make(chan *chanStream, 2), tries: make(chan time.Time, 4)}
-				cfg, _ := Config{Target: "test", WorkerID: "w", Host: "h", Threads: 1, BackoffMin: time.Second, BackoffMax: time.Second,
-					Logger: slog.New(slog.NewTextHandler(&logs, nil))}.withDefaults()
-				w := &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- w.loop(ctx) }()
-
-				s1 := <-client.streams
-				<-s1.out // Hello
-				welcome := &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(tc.asked)}}}
-				s1.in <- welcome
-				s1.in <- welcome
-				welcomed := time.Now()
-				var beats []time.Duration
-				var s2 *chanStream
-			wait:
-				for {
-					select {
-					case m := <-s1.out:
-						if m.GetHeartbeat() != nil {
-							beats = append(beats, time.Since(welcomed))
-						}
-					case s2 = <-client.streams:
-						break wait
-					}
-				}
-				if want := []time.Duration{tc.used, 2 * tc.used, 3 * tc.used}; !slices.Equal(beats, want) {
-					t.Errorf("heartbeats at %v after Welcome, want %v", beats, want)
-				}
-				if ended := s2.when.Sub(welcomed); ended < 4*tc.used || ended > 4*tc.used+time.Second {
-					t.Errorf("silent coordinator dropped and reconnected after %v, want 4 intervals of %v plus at most 1 s", ended, tc.used)
-				}
-				if n := strings.Count(logs.String(), "coordinator heartbeat interval out of bounds"); n != 1 {
-					t.Errorf("clamp logged %d times, want once:\n%s", n, logs.String())
-				}
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatalf("loop: %v", err)
-				}
-			})
-		})
-	}
-}
+// messages. The heartbeat interval's clamp is in liveness_test.go (it is
+// seen on the liveness check), the message limit in session_test.go.
 
 // TestTasksBeyondCreditHandedBack: a worker holds at most Threads +
 // MaxPrefetch tasks (running and queued); a coordinator assigning more gets

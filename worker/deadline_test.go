@@ -1,9 +1,7 @@
 package worker
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,7 +15,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 	"github.com/dragonfly-fleet/fleet/worker/verdict"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -86,55 +83,44 @@ func (b blockedBody) Read([]byte) (int, error) {
 	return 0, b.r.Context().Err()
 }
 
-// scanningWorker is a worker with a real scan engine and fetcher whose
-// downloads come from files, for a synctest bubble. Downloads have no stall
-// or total timeout of their own: only the task's bound stops them. The
-// caller closes the engine.
-func scanningWorker(t *testing.T, client *chanClient, files *fakeFiles, threads int, maxTaskTime time.Duration) (*Worker, *scan.Engine) {
-	cfg, err := Config{
-		Target: "test", WorkerID: "w", Host: "h", Threads: threads, BackoffMin: time.Second, BackoffMax: time.Second,
-		MaxTaskTime: maxTaskTime,
-		Logger:      slog.New(slog.DiscardHandler),
+// scanningSession runs a worker with a real scan engine and fetcher whose
+// downloads come from files, for a synctest bubble, and returns its first
+// session's stream once the worker has the demo rules ready (Welcome with
+// a 5 min heartbeat, the longest allowed: the test's coordinator does not
+// answer heartbeats). Downloads have no stall or total timeout of their
+// own: only the task's bound stops them. The loop stops and the engine
+// closes when t ends.
+func scanningSession(t *testing.T, files *fakeFiles, threads int, maxTaskTime time.Duration) *chanStream {
+	client := newChanClient()
+	w := testWorker(client, Config{
+		Threads: threads, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: maxTaskTime,
 		Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
 			StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
-	}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetcher, err := fetch.New(cfg.Fetch)
+	})
+	fetcher, err := fetch.New(w.cfg.Fetch)
 	if err != nil {
 		t.Fatal(err)
 	}
 	engine := scan.New(scan.Config{Threads: threads, Limits: limit.Limits{ScanTimeout: 10 * time.Second}})
-	w := &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer,
-		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher}}
-	return w, engine
-}
-
-// chanSession runs w's loop and returns the first session's stream once
-// the worker has the demo rules ready (Welcome with a 5 min heartbeat, the
-// longest allowed: the test's coordinator does not answer heartbeats), and
-// a stop function that ends the loop.
-func chanSession(t *testing.T, w *Worker, client *chanClient) (*chanStream, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.loop(ctx) }()
+	t.Cleanup(engine.Close)
+	w.verdict = &verdict.Scanner{Engine: engine, Fetcher: fetcher}
+	stop := startLoop(w)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("loop: %v", err)
+		}
+	})
 	s := <-client.streams
 	<-client.tries
 	if m := <-s.out; m.GetHello() == nil {
 		t.Fatalf("first message %v, want Hello", m)
 	}
-	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(MaxHeartbeat)}}}
+	welcomeEvery(s, MaxHeartbeat)
 	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
 	if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
 		t.Fatalf("rules status %v, want demo ready", st)
 	}
-	return s, func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("loop: %v", err)
-		}
-	}
+	return s
 }
 
 // nextMsg is the worker's next message that is not a heartbeat.
@@ -160,12 +146,7 @@ func blockTask(id uint64, deadline *timestamppb.Timestamp) *fleetv1.Task {
 func TestTaskPastMaxTaskTimeFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		files := newFakeFiles(t, 80*time.Second)
-		client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
-		w, engine := scanningWorker(t, client, files, 2, 90*time.Second)
-		defer engine.Close()
-		s, stop := chanSession(t, w, client)
-		defer stop()
-
+		s := scanningSession(t, files, 2, 90*time.Second)
 		assigned := time.Now()
 		lease := timestamppb.New(assigned.Add(60 * time.Second))
 		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
@@ -215,11 +196,7 @@ func TestTaskTimeCeiling(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
-				w, engine := scanningWorker(t, client, newFakeFiles(t, 0), 1, 0)
-				defer engine.Close()
-				s, stop := chanSession(t, w, client)
-				defer stop()
+				s := scanningSession(t, newFakeFiles(t, 0), 1, 0)
 				assigned := time.Now()
 				s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{blockTask(1, tc.deadline(assigned))}}}}
 				rs := nextMsg(t, s).GetResults().GetResults()
@@ -244,11 +221,7 @@ func TestTaskTimeCeiling(t *testing.T) {
 // distribution's).
 func TestTaskBoundPassedWhileQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client := &chanClient{streams: make(chan *chanStream, 1), tries: make(chan time.Time, 4)}
-		w, engine := scanningWorker(t, client, newFakeFiles(t, 0), 1, 0)
-		defer engine.Close()
-		s, stop := chanSession(t, w, client)
-		defer stop()
+		s := scanningSession(t, newFakeFiles(t, 0), 1, 0)
 		now := time.Now()
 		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
 			blockTask(1, nil), // holds the only slot for MaxTaskTime

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -72,10 +75,49 @@ func (c *chanClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.Bi
 	return s, nil
 }
 
-func testWorker(client *chanClient, min, max time.Duration) *Worker {
-	cfg := Config{Target: "test", WorkerID: "w", Host: "h", Threads: 1, BackoffMin: min, BackoffMax: max, Logger: slog.New(slog.DiscardHandler)}
+// newChanClient is a chanClient with room for the connects of a test.
+func newChanClient() *chanClient {
+	return &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 64)}
+}
+
+// testWorker is a worker that connects through client, with cfg's settings
+// (one thread unless cfg says more).
+func testWorker(client *chanClient, cfg Config) *Worker {
+	cfg.Target, cfg.WorkerID, cfg.Host, cfg.Threads = "test", "w", "h", max(cfg.Threads, 1)
 	cfg, _ = cfg.withDefaults()
 	return &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer}
+}
+
+// startLoop runs w's loop until stop, which returns the loop's error.
+func startLoop(w *Worker) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.loop(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// welcomeEvery sends Welcome with heartbeat interval d on s.
+func welcomeEvery(s *chanStream, d time.Duration) {
+	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(d)}}}
+}
+
+// untilReconnect takes what the worker sends on s until it connects again:
+// when (after from) it sent each heartbeat on s, and the new stream.
+func untilReconnect(client *chanClient, s *chanStream, from time.Time) ([]time.Duration, *chanStream) {
+	var beats []time.Duration
+	for {
+		select {
+		case m := <-s.out:
+			if m.GetHeartbeat() != nil {
+				beats = append(beats, time.Since(from))
+			}
+		case next := <-client.streams:
+			return beats, next
+		}
+	}
 }
 
 // TestWorkerDropsASilentCoordinator: a coordinator that stops talking is
@@ -84,45 +126,72 @@ func testWorker(client *chanClient, min, max time.Duration) *Worker {
 // reconnects within its minimum backoff. On synctest's clock: exact times.
 func TestWorkerDropsASilentCoordinator(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client := &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 16)}
-		w := testWorker(client, time.Second, 30*time.Second)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.loop(ctx) }()
+		client := newChanClient()
+		stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: 30 * time.Second}))
 
 		s1 := <-client.streams
 		<-client.tries
 		if h := (<-s1.out).GetHello(); h.GetWorkerId() != "w" {
 			t.Fatalf("first message %v, want Hello", h)
 		}
-		s1.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(5 * time.Second)}}}
+		welcomeEvery(s1, 5*time.Second)
 		welcomed := time.Now()
 		// The coordinator goes silent; the worker keeps heartbeating.
-		heartbeats := 0
-		var s2 *chanStream
-	wait:
-		for {
-			select {
-			case m := <-s1.out:
-				if m.GetHeartbeat() != nil {
-					heartbeats++
-				}
-			case s2 = <-client.streams:
-				break wait
-			}
-		}
+		beats, s2 := untilReconnect(client, s1, welcomed)
 		ended := s2.when.Sub(welcomed)
 		if ended < 20*time.Second || ended > 21*time.Second {
 			t.Fatalf("reconnected %v after the last message, want 20 s (4th tick) plus at most 1 s of backoff", ended)
 		}
-		if heartbeats != 3 {
-			t.Fatalf("%d heartbeats sent while the coordinator was silent, want 3 (at 5, 10, 15 s)", heartbeats)
+		if want := []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second}; !slices.Equal(beats, want) {
+			t.Fatalf("heartbeats at %v while the coordinator was silent, want 3 (at 5, 10, 15 s)", beats)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatalf("loop: %v", err)
 		}
 	})
+}
+
+// TestHeartbeatIntervalClamped: a heartbeat interval of 1 ns from the
+// coordinator is used as 1 s (not a busy loop), one of a day as 5 min (a
+// silent coordinator is still dropped after 3 of them): checked by the
+// heartbeats sent to a silent coordinator and when it is dropped, on
+// synctest's clock. The clamp is logged once per session. (A bound on what
+// the coordinator sends, as in bounds_test.go.)
+func TestHeartbeatIntervalClamped(t *testing.T) {
+	for _, tc := range []struct {
+		asked, used time.Duration
+	}{
+		{time.Nanosecond, MinHeartbeat},
+		{24 * time.Hour, MaxHeartbeat},
+	} {
+		t.Run(tc.asked.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logs testkit.SyncBuffer
+				client := newChanClient()
+				stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: time.Second,
+					Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+
+				s1 := <-client.streams
+				<-s1.out // Hello
+				welcomeEvery(s1, tc.asked)
+				welcomeEvery(s1, tc.asked)
+				welcomed := time.Now()
+				beats, s2 := untilReconnect(client, s1, welcomed)
+				if want := []time.Duration{tc.used, 2 * tc.used, 3 * tc.used}; !slices.Equal(beats, want) {
+					t.Errorf("heartbeats at %v after Welcome, want %v", beats, want)
+				}
+				if ended := s2.when.Sub(welcomed); ended < 4*tc.used || ended > 4*tc.used+time.Second {
+					t.Errorf("silent coordinator dropped and reconnected after %v, want 4 intervals of %v plus at most 1 s", ended, tc.used)
+				}
+				if n := strings.Count(logs.String(), "coordinator heartbeat interval out of bounds"); n != 1 {
+					t.Errorf("clamp logged %d times, want once:\n%s", n, logs.String())
+				}
+				if err := stop(); err != nil {
+					t.Fatalf("loop: %v", err)
+				}
+			})
+		})
+	}
 }
 
 // TestReconnectBackoff: refused connections are retried with capped
@@ -133,17 +202,14 @@ func TestReconnectBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var refusing atomic.Bool
 		refusing.Store(true)
-		client := &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 64),
-			refuse: func() error {
-				if refusing.Load() {
-					return errors.New("connection refused")
-				}
-				return nil
-			}}
-		w := testWorker(client, time.Second, 8*time.Second)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.loop(ctx) }()
+		client := newChanClient()
+		client.refuse = func() error {
+			if refusing.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+		stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: 8 * time.Second}))
 		last := <-client.tries
 		var total time.Duration
 		for n := 1; n <= 8; n++ {
@@ -165,7 +231,7 @@ func TestReconnectBackoff(t *testing.T) {
 		<-client.tries
 		s := <-client.streams
 		<-s.out // Hello
-		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(5 * time.Second)}}}
+		welcomeEvery(s, 5*time.Second)
 		for range 3 {
 			<-s.out // heartbeats at 5, 10, 15 s
 			s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
@@ -176,7 +242,6 @@ func TestReconnectBackoff(t *testing.T) {
 		if gap := (<-client.tries).Sub(broke); gap > time.Second {
 			t.Fatalf("wait after a healthy session %v, want at most the 1 s minimum", gap)
 		}
-		cancel()
-		<-done
+		stop()
 	})
 }
