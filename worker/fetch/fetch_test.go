@@ -394,44 +394,38 @@ func TestLyingContentLengthSurplusNotRead(t *testing.T) {
 	}
 }
 
-// Content-Length beside chunked encoding is ignored by HTTP/1.1: the chunked
-// body is read and cut at MaxSize+1.
-func TestLyingContentLengthWithChunkedCut(t *testing.T) {
+// An endless body is cut at MaxSize+1 whatever its framing: chunked with a
+// Content-Length beside it (which HTTP/1.1 ignores), or none at all
+// (HTTP/1.0 style, read to close).
+func TestEndlessBodyCut(t *testing.T) {
 	const maxSize = 100_000
-	url := rawServer(t, func(conn net.Conn, n int) {
-		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n")
-		chunk := make([]byte, 16<<10)
-		for {
-			if _, err := fmt.Fprintf(conn, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
-				return
+	for _, tc := range []struct {
+		name, header string
+		chunked      bool
+	}{
+		{"LyingContentLengthWithChunkedCut", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"UnframedBodyCut", "HTTP/1.0 200 OK\r\n\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := rawServer(t, func(conn net.Conn, n int) {
+				io.WriteString(conn, tc.header)
+				chunk := make([]byte, 16<<10)
+				if tc.chunked {
+					chunk = fmt.Appendf(nil, "%x\r\n%s\r\n", len(chunk), chunk)
+				}
+				for {
+					if _, err := conn.Write(chunk); err != nil {
+						return
+					}
+				}
+			})
+			f, _ := newTest(t, Config{MaxSize: maxSize}, url)
+			_, st, err := f.GetWithStats(t.Context(), url)
+			var le *limit.Error
+			if !errors.As(err, &le) || st.Bytes != maxSize+1 {
+				t.Fatalf("err %v, read %d: want download limit after %d bytes", err, st.Bytes, maxSize+1)
 			}
-		}
-	})
-	f, _ := newTest(t, Config{MaxSize: maxSize}, url)
-	_, st, err := f.GetWithStats(t.Context(), url)
-	var le *limit.Error
-	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
-		t.Fatalf("err %v, read %d: want download limit after %d bytes", err, st.Bytes, maxSize+1)
-	}
-}
-
-// A body without any framing (HTTP/1.0 style, read to close) is cut too.
-func TestUnframedBodyCut(t *testing.T) {
-	const maxSize = 100_000
-	url := rawServer(t, func(conn net.Conn, n int) {
-		io.WriteString(conn, "HTTP/1.0 200 OK\r\n\r\n")
-		chunk := make([]byte, 16<<10)
-		for {
-			if _, err := conn.Write(chunk); err != nil {
-				return
-			}
-		}
-	})
-	f, _ := newTest(t, Config{MaxSize: maxSize}, url)
-	_, st, err := f.GetWithStats(t.Context(), url)
-	var le *limit.Error
-	if !errors.As(err, &le) || st.Bytes != maxSize+1 {
-		t.Fatalf("err %v, read %d: want download limit after %d bytes", err, st.Bytes, maxSize+1)
+		})
 	}
 }
 
