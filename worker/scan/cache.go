@@ -20,7 +20,11 @@ package scan
 // Memory is bounded by Config.MatchCacheSize: entries are charged their
 // key, rule names and matched strings plus a fixed overhead, and the least
 // recently used go first. The cache is off for rule sets that import a
-// module whose values do not depend on the bytes alone (see contentModules).
+// module whose values do not depend on the bytes alone (see contentModules:
+// only hash and math count as content-only), and for rule sets whose
+// sources cannot be split (their imports are not known). External
+// variables cannot occur: rules.Compile defines none, so a rule naming one
+// does not compile.
 
 import (
 	"container/list"
