@@ -22,6 +22,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,9 @@ type Config struct {
 	Observer Observer
 }
 
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 func (c Config) withDefaults() (Config, error) {
 	if c.API == nil {
 		return c, errors.New("coordinator: no API")
@@ -126,42 +130,18 @@ func (c Config) withDefaults() (Config, error) {
 		// threads and hands back the rest: more would bounce forever.
 		return c, fmt.Errorf("coordinator: prefetch %d (DRAGONFLY_PREFETCH) must be between 0 and %d, what a worker holds beyond its threads", c.Prefetch, protocol.MaxPrefetch)
 	}
-	if c.BulkSize <= 0 {
-		c.BulkSize = DefaultBulkSize
-	}
-	if c.LoadDuration <= 0 {
-		c.LoadDuration = DefaultLoadDuration
-	}
-	if c.LeaseTimeout <= 0 {
-		c.LeaseTimeout = DefaultLeaseTimeout
-	}
-	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if c.HeartbeatMisses <= 0 {
-		c.HeartbeatMisses = 3
-	}
-	if c.MaxWorkerSlots <= 0 {
-		c.MaxWorkerSlots = DefaultMaxWorkerSlots
-	}
-	if c.SendTimeout <= 0 {
-		c.SendTimeout = time.Duration(c.HeartbeatMisses) * c.HeartbeatInterval
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.FlushTimeout <= 0 {
-		c.FlushTimeout = 15 * time.Second
-	}
-	if c.Senders <= 0 {
-		c.Senders = 8
-	}
-	if c.ReportMaxAge <= 0 {
-		c.ReportMaxAge = 15 * time.Minute
-	}
-	if c.RulesRetry <= 0 {
-		c.RulesRetry = 30 * time.Second
-	}
+	c.BulkSize = positiveOr(c.BulkSize, DefaultBulkSize)
+	c.LoadDuration = positiveOr(c.LoadDuration, DefaultLoadDuration)
+	c.LeaseTimeout = positiveOr(c.LeaseTimeout, DefaultLeaseTimeout)
+	c.HeartbeatInterval = positiveOr(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.HeartbeatMisses = positiveOr(c.HeartbeatMisses, 3)
+	c.MaxWorkerSlots = positiveOr(c.MaxWorkerSlots, DefaultMaxWorkerSlots)
+	c.SendTimeout = positiveOr(c.SendTimeout, time.Duration(c.HeartbeatMisses)*c.HeartbeatInterval)
+	c.DrainTimeout = positiveOr(c.DrainTimeout, DefaultDrainTimeout)
+	c.FlushTimeout = positiveOr(c.FlushTimeout, 15*time.Second)
+	c.Senders = positiveOr(c.Senders, 8)
+	c.ReportMaxAge = positiveOr(c.ReportMaxAge, 15*time.Minute)
+	c.RulesRetry = positiveOr(c.RulesRetry, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

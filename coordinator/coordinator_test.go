@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"log/slog"
 	"net"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -172,6 +172,25 @@ func (f *fleet) stop() {
 	}
 	f.srv.Stop(0)
 	f.c.WaitSessions()
+}
+
+// readyWorker starts a fleet on api with one worker whose rules are ready.
+func readyWorker(t *testing.T, api *fakeAPI, id string, slots uint32) (*fleet, *fakeWorker) {
+	t.Helper()
+	f := startFleet(t, api, nil)
+	w := f.worker(id, slots)
+	w.ready()
+	return f, w
+}
+
+// nothingOn fails t if ch holds a value now; what says what that would mean.
+func nothingOn[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Fatalf("%s: %+v", what, v)
+	default:
+	}
 }
 
 // fakeWorker is a scripted worker speaking the real protocol.
@@ -434,9 +453,7 @@ func TestLeasesOnlyWhatTheFleetCanStart(t *testing.T) {
 
 func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
-	f := startFleet(t, api, nil)
-	a := f.worker("a", 1)
-	a.ready()
+	f, a := readyWorker(t, api, "a", 1)
 	ta := a.tasks(2)
 	b := f.worker("b", 1)
 	b.ready()
@@ -454,9 +471,7 @@ func TestLostWorkerTasksGoElsewhereAndLateResultsAreDropped(t *testing.T) {
 
 func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 	api := newFakeAPI()
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
+	_, w := readyWorker(t, api, "w", 1)
 	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule r2 { condition: true }`}}, nil)
 	j := job("p", "u1")
 	j.Hash = "h2"
@@ -467,40 +482,36 @@ func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 		t.Fatalf("got %v, want the new rule set pushed", m)
 	}
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h2"}}})
+	scannedWith(t, api, w, "h2")
+}
+
+// scannedWith checks that w's next task names the rules hash and that its
+// report carries that hash: results carry the hash of the rules used.
+func scannedWith(t *testing.T, api *fakeAPI, w *fakeWorker, hash string) {
+	t.Helper()
 	ts := w.tasks(1)
-	if ts[0].GetRulesHash() != "h2" {
-		t.Fatalf("task rules %q, want h2", ts[0].GetRulesHash())
+	if ts[0].GetRulesHash() != hash {
+		t.Fatalf("task rules %q, want %s", ts[0].GetRulesHash(), hash)
 	}
 	w.answer(result(ts[0], ""))
-	if r := api.WaitReports(t, 1); r[0].Success.Commit != "h2" {
-		t.Fatalf("commit %q, want h2", r[0].Success.Commit)
+	if r := api.WaitReports(t, 1); r[0].Success.Commit != hash {
+		t.Fatalf("commit %q, want %s", r[0].Success.Commit, hash)
 	}
 }
 
 func TestFailedRulesUpdateKeepsTheHashActuallyUsed(t *testing.T) {
 	api := newFakeAPI()
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
+	_, w := readyWorker(t, api, "w", 1)
 	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule broken { condition: }`}}, nil)
 	j := job("p", "u1")
 	j.Hash = "h2"
 	api.Add(j)
-	ts := w.tasks(1)
-	if ts[0].GetRulesHash() != "h1" {
-		t.Fatalf("task rules %q, want h1 (the new set does not compile)", ts[0].GetRulesHash())
-	}
-	w.answer(result(ts[0], ""))
-	if r := api.WaitReports(t, 1); r[0].Success.Commit != "h1" {
-		t.Fatalf("commit %q, want h1: results must carry the hash of the rules used", r[0].Success.Commit)
-	}
+	scannedWith(t, api, w, "h1") // the new set does not compile
 }
 
 func TestFailureFailsThePackage(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 2)
-	w.ready()
+	_, w := readyWorker(t, api, "w", 2)
 	ts := w.tasks(2)
 	w.answer(&fleetv1.TaskResult{TaskId: ts[1].GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
 		Reason: "distribution u2: HTTP 404 Not Found", Kind: fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD,
@@ -514,9 +525,7 @@ func TestFailureFailsThePackage(t *testing.T) {
 
 func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
+	f, w := readyWorker(t, api, "w", 1)
 	ts := w.tasks(2)
 	stopped := make(chan struct{})
 	go func() {
@@ -585,11 +594,7 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	if tries != 1 {
 		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)
 	}
-	select {
-	case r := <-obs.abandoned:
-		t.Fatalf("abandoned twice: %+v", r)
-	default:
-	}
+	nothingOn(t, obs.abandoned, "abandoned twice")
 }
 
 // TestPrefetchBeyondWhatWorkersHoldRefused: a worker holds at most

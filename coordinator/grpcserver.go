@@ -123,21 +123,11 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("coordinator: the fleet token (DRAGONFLY_FLEET_TOKEN) has %d bytes; it needs at least %d (e.g. openssl rand -hex 32)",
 			len(cfg.Token), fleetauth.MinTokenBytes)
 	}
-	if cfg.MaxWorkers <= 0 {
-		cfg.MaxWorkers = DefaultMaxWorkers
-	}
-	if cfg.MaxPendingConns <= 0 {
-		cfg.MaxPendingConns = DefaultMaxPendingConns
-	}
-	if cfg.PendingTimeout <= 0 {
-		cfg.PendingTimeout = DefaultPendingTimeout
-	}
-	if cfg.MaxSessionsPerIdentity <= 0 {
-		cfg.MaxSessionsPerIdentity = DefaultMaxSessionsPerIdentity
-	}
-	if cfg.MaxWatchers <= 0 {
-		cfg.MaxWatchers = 32
-	}
+	cfg.MaxWorkers = positiveOr(cfg.MaxWorkers, DefaultMaxWorkers)
+	cfg.MaxPendingConns = positiveOr(cfg.MaxPendingConns, DefaultMaxPendingConns)
+	cfg.PendingTimeout = positiveOr(cfg.PendingTimeout, DefaultPendingTimeout)
+	cfg.MaxSessionsPerIdentity = positiveOr(cfg.MaxSessionsPerIdentity, DefaultMaxSessionsPerIdentity)
+	cfg.MaxWatchers = positiveOr(cfg.MaxWatchers, 32)
 	if cfg.MaxStreamsPerConn == 0 {
 		cfg.MaxStreamsPerConn = 8
 	}

@@ -120,9 +120,7 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	// It heartbeats (so it is not silent) but never calls Recv.
 	hbCtx, stopHB := context.WithCancel(ctx)
 	var hbDone sync.WaitGroup
-	hbDone.Add(1)
-	go func() {
-		defer hbDone.Done()
+	hbDone.Go(func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -135,7 +133,7 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 				}
 			}
 		}
-	}()
+	})
 	// The session joins, then is cut.
 	f.sessionSlots(t, "stalled")
 	cut := time.After(20 * time.Second)
@@ -227,9 +225,7 @@ func heapInUse() uint64 {
 // (Before, 30 such messages grew the heap from 2.7 MB to 137 MB.)
 func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 	api := newFakeAPI()
-	f := startFleet(t, api, nil)
-	w := f.worker("flood", 1)
-	w.ready()
+	f, w := readyWorker(t, api, "flood", 1)
 	before := heapInUse()
 	for i := range 30 {
 		hash := fmt.Sprintf("%02d", i) + strings.Repeat("h", 3<<20)
@@ -297,15 +293,13 @@ func TestHealthWatchIsBounded(t *testing.T) {
 		if err != nil {
 			t.Fatalf("watcher within the cap: %v", err)
 		}
-		held.Add(1)
-		go func() {
-			defer held.Done()
+		held.Go(func() {
 			for {
 				if _, err := st.Recv(); err != nil {
 					return
 				}
 			}
-		}()
+		})
 	}
 	goHeld := runtime.NumGoroutine()
 	const attempts, conns = 5000, 50
@@ -322,9 +316,7 @@ func TestHealthWatchIsBounded(t *testing.T) {
 		other   []error
 	)
 	for i := range attempts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := watch(flood[i%conns])
 			mu.Lock()
 			defer mu.Unlock()
@@ -333,7 +325,7 @@ func TestHealthWatchIsBounded(t *testing.T) {
 			} else {
 				other = append(other, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	goAfter := runtime.NumGoroutine()
@@ -532,9 +524,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(job("p", "u1"))
-			f := startFleet(t, api, nil)
-			liar := f.worker("liar", 1)
-			liar.ready()
+			f, liar := readyWorker(t, api, "liar", 1)
 			tk := liar.tasks(1)[0]
 			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 				Score: 100, TopFile: "x.py", TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
@@ -557,9 +547,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	}
 	// A claimed score is not trusted: the rules' weights decide.
 	api := newFakeAPI(job("q", "u1"))
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
+	_, w := readyWorker(t, api, "w", 1)
 	tk := w.tasks(1)[0]
 	w.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 		Score: 0, TopFile: "x.py", TopFileScore: 0, Rules: []*fleetv1.RuleHit{{Name: "heavy", Weight: 9}},
@@ -609,9 +597,7 @@ func TestLiarCaughtBySpotCheck(t *testing.T) {
 // limit is refused with a clear error and the rules in use stay.
 func TestOversizedRuleSetRefused(t *testing.T) {
 	api := newFakeAPI()
-	f := startFleet(t, api, nil)
-	w := f.worker("w", 1)
-	w.ready()
+	f, _ := readyWorker(t, api, "w", 1)
 	api.SetRules(mainframe.RuleSet{Hash: "huge", Rules: map[string]string{"a": strings.Repeat("x", protocol.MaxRuleSetBytes+1)}}, nil)
 	err := f.c.rules.update(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "keeping the rules in use") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"strings"
 	"sync"
@@ -14,11 +13,10 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -89,15 +87,10 @@ func (o *fzObserver) JobFinished(out dispatch.Outcome) {
 	}
 }
 
-// fzFrames and fzEncode are the fuzzers' frame codec (internal/testkit).
-func fzFrames(data []byte, max int) [][]byte { return testkit.Frames(data, max) }
-
-func fzEncode[M proto.Message](msgs ...M) []byte { return testkit.EncodeFrames(msgs...) }
-
 // fzServerStream is a FleetService_ConnectServer that replays a script of
 // worker messages and checks every message the coordinator sends.
 type fzServerStream struct {
-	ctx      context.Context
+	streamStub
 	script   []*fleetv1.ConnectRequest
 	endErr   error // returned by Recv after the script (io.EOF: clean close)
 	failSend int   // the failSend-th Send fails (0: never)
@@ -232,13 +225,6 @@ func (s *fzServerStream) Recv() (*fleetv1.ConnectRequest, error) {
 	return m, nil
 }
 
-func (s *fzServerStream) Context() context.Context     { return s.ctx }
-func (s *fzServerStream) SetHeader(metadata.MD) error  { return nil }
-func (s *fzServerStream) SendHeader(metadata.MD) error { return nil }
-func (s *fzServerStream) SetTrailer(metadata.MD)       {}
-func (s *fzServerStream) SendMsg(any) error            { return errors.New("fuzz: SendMsg not used") }
-func (s *fzServerStream) RecvMsg(any) error            { return errors.New("fuzz: RecvMsg not used") }
-
 // fzCoordinatorSession runs one session with the scripted worker and checks
 // the invariants. mode: bit 0 ends the script with a transport error instead
 // of a clean close, bit 1 leaves the stream open until cancelled; the upper
@@ -267,18 +253,11 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	jobs := fzJobs(now)
 	c.disp.Admit(jobs, now)
 
-	var script []*fleetv1.ConnectRequest
-	for _, fr := range fzFrames(data, 64) {
-		m := &fleetv1.ConnectRequest{}
-		if proto.Unmarshal(fr, m) != nil {
-			continue
-		}
-		script = append(script, m)
-	}
+	script := testkit.DecodeFrames(data, 64, func() *fleetv1.ConnectRequest { return &fleetv1.ConnectRequest{} })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st := &fzServerStream{
-		ctx: ctx, script: script, endErr: io.EOF, failSend: int(mode >> 2),
+		streamStub: streamStub{ctx}, script: script, endErr: io.EOF, failSend: int(mode >> 2),
 		jobs: map[string]dispatch.Job{}, changed: make(chan struct{}), drained: make(chan struct{}),
 		outstanding: map[uint64]bool{}, assigned: map[uint64]bool{}, answered: map[uint64]bool{},
 	}
@@ -429,7 +408,7 @@ func FuzzCoordinatorMessageSizes(f *testing.F) {
 			script = append(script, extra)
 		}
 		script = append(script, &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{ok}}}})
-		fzRunCoordinatorSession(t, 0, fzEncode(script...))
+		fzRunCoordinatorSession(t, 0, testkit.EncodeFrames(script...))
 	})
 }
 
@@ -488,9 +467,9 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 func FuzzCoordinatorProtocol(f *testing.F) {
 	seeds := fzCoordinatorSeeds()
 	for i, s := range seeds {
-		f.Add(byte(i%4), fzEncode(s...))
+		f.Add(byte(i%4), testkit.EncodeFrames(s...))
 	}
-	f.Add(byte(4<<2), fzEncode(seeds[0]...)) // the fourth Send fails
+	f.Add(byte(4<<2), testkit.EncodeFrames(seeds[0]...)) // the fourth Send fails
 	f.Add(byte(0), []byte{})
 	f.Add(byte(0), []byte{0xff, 0xff, 0xff})
 	f.Fuzz(fzCoordinatorSession)
@@ -499,12 +478,12 @@ func FuzzCoordinatorProtocol(f *testing.F) {
 // The harness itself must reach real tasks, or the fuzzer only ever tests
 // late results: the well-behaved seed finishes every job.
 func TestFuzzHarnessCoordinatorFinishesJobs(t *testing.T) {
-	got := fzRunCoordinatorSession(t, 0, fzEncode(fzCoordinatorSeeds()[0]...))
+	got := fzRunCoordinatorSession(t, 0, testkit.EncodeFrames(fzCoordinatorSeeds()[0]...))
 	want := map[string]string{"alpha": "", "beta": "", "gamma": "", "delta": ""}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("finished jobs %v, want %v", got, want)
 	}
-	got = fzRunCoordinatorSession(t, 0, fzEncode(fzCoordinatorSeeds()[1]...))
+	got = fzRunCoordinatorSession(t, 0, testkit.EncodeFrames(fzCoordinatorSeeds()[1]...))
 	// alpha fails on its first distribution; beta and gamma are assigned
 	// but never answered, so they stay in flight.
 	if _, ok := got["beta"]; len(got) != 2 || got["alpha"] == "" || got["delta"] != "" || ok {

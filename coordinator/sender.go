@@ -17,13 +17,11 @@ func (c *Coordinator) sendLoop(ctx context.Context) {
 	work := make(chan outbox.Entry)
 	var wg sync.WaitGroup
 	for range c.cfg.Senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for e := range work {
 				c.send(ctx, e)
 			}
-		}()
+		})
 	}
 	defer wg.Wait()
 	defer close(work)

@@ -238,11 +238,9 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	in := make(chan *fleetv1.ConnectRequest)
-	c.streams.Add(1)
-	go func() {
+	c.streams.Go(func() {
 		// The receive goroutine ends when the stream does (the handler
 		// returning cancels the stream's context).
-		defer c.streams.Done()
 		for {
 			m, err := stream.Recv()
 			if err != nil {
@@ -255,7 +253,7 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 				return
 			}
 		}
-	}()
+	})
 
 	silence := time.Duration(c.cfg.HeartbeatMisses) * c.cfg.HeartbeatInterval
 	hello, err := awaitHello(ctx, in, silence)
@@ -270,11 +268,9 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	log.Info("worker connected", "slots", s.info.Slots, "version", s.info.Version)
 
 	sendFailed := make(chan error, 1)
-	c.streams.Add(1)
-	go func() {
-		defer c.streams.Done()
+	c.streams.Go(func() {
 		c.streamSender(ctx, stream, s, sendFailed)
-	}()
+	})
 	err, why := c.serve(ctx, s, in, sendFailed)
 	cancel(errSessionOver)
 
