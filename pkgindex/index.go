@@ -43,6 +43,7 @@
 package pkgindex
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -125,13 +126,14 @@ type Index struct {
 
 // New returns an Index configured by cfg. It fails when IndexURL is not an
 // absolute http(s) URL or Getter is nil.
+// positiveOr returns v when it is positive, else d (a Config default).
+func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
+
 func New(cfg Config) (*Index, error) {
 	if cfg.Getter == nil {
 		return nil, errors.New("pkgindex: no Getter")
 	}
-	if cfg.IndexURL == "" {
-		cfg.IndexURL = DefaultIndexURL
-	}
+	cfg.IndexURL = cmp.Or(cfg.IndexURL, DefaultIndexURL)
 	u, err := url.Parse(cfg.IndexURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.String(redact(cfg.IndexURL), clip.Default))
@@ -139,21 +141,11 @@ func New(cfg Config) (*Index, error) {
 	if cfg.Client == nil {
 		cfg.Client = defaultClient()
 	}
-	if cfg.PageTimeout <= 0 {
-		cfg.PageTimeout = DefaultPageTimeout
-	}
-	if cfg.MaxPageSize <= 0 {
-		cfg.MaxPageSize = DefaultMaxPageSize
-	}
-	if cfg.MaxFiles <= 0 {
-		cfg.MaxFiles = DefaultMaxFiles
-	}
-	if cfg.MaxDistributions <= 0 {
-		cfg.MaxDistributions = DefaultMaxDistributions
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = DefaultUserAgent
-	}
+	cfg.PageTimeout = positiveOr(cfg.PageTimeout, DefaultPageTimeout)
+	cfg.MaxPageSize = positiveOr(cfg.MaxPageSize, DefaultMaxPageSize)
+	cfg.MaxFiles = positiveOr(cfg.MaxFiles, DefaultMaxFiles)
+	cfg.MaxDistributions = positiveOr(cfg.MaxDistributions, DefaultMaxDistributions)
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
 	ix := &Index{cfg: cfg, simple: strings.TrimRight(u.String(), "/")}
 	if api, ok := strings.CutSuffix(ix.simple, "/simple"); ok {
 		ix.api = api
