@@ -112,9 +112,6 @@ type target struct {
 	subset bool
 }
 
-// none reports whether the target scans nothing.
-func (t *target) none() bool { return t.admitted != nil && t.admitted.empty() }
-
 // plan is how one compiled rule set is pruned.
 type plan struct {
 	full   *rules.Compiled
@@ -148,8 +145,6 @@ type plan struct {
 	mu         sync.Mutex
 	targets    map[string]*list.Element // of *target, most recent first
 	lru        list.List
-	compiled   int // subsets compiled
-	failed     int // subsets that fell back to the whole set
 }
 
 // newPlan reads the rules of rs. exhaustive: every file with every rule.
@@ -351,13 +346,6 @@ func (t *target) compile() {
 		if p.onSubset != nil {
 			p.onSubset(time.Since(start), err)
 		}
-		p.mu.Lock()
-		if err != nil {
-			p.failed++
-		} else {
-			p.compiled++
-		}
-		p.mu.Unlock()
 		if err != nil {
 			useFull()
 			return
