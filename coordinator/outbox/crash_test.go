@@ -25,11 +25,7 @@ func TestCrashAfterEachStep(t *testing.T) {
 		t.Helper()
 		sameEntries(t, "crash after "+what, deliver(t, copyFile(t, path)), state(o))
 	}
-	for i, n := range []string{"a", "b", "c"} {
-		if err := o.Put(entry(n, t0.Add(time.Duration(i)*time.Second))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAll(t, o, "a", "b", "c")
 	check("put")
 	a, _ := o.Next(t0)
 	b, _ := o.Next(t0)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // failWrites makes every write to o's file fail with ENOSPC, as on a full
@@ -48,7 +50,7 @@ func failWrites(t *testing.T, o *Outbox) (repair func()) {
 }
 
 func TestWriteFailureKeepsReportAndRecovers(t *testing.T) {
-	clk := newClock(t0)
+	clk := testkit.NewClockAt(t0)
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	o := mustOpen(t, Config{Path: path, Now: clk.Now})
 	a, b := entry("a", t0), entry("b", t0.Add(time.Second))
@@ -92,7 +94,7 @@ func TestWriteFailureKeepsReportAndRecovers(t *testing.T) {
 	// not b (its put never landed).
 	sameEntries(t, "crash while failing", deliver(t, copyFile(t, path)), map[string]Entry{"a\x001": stored(a)})
 
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if err := o.Sync(); err == nil {
 		t.Fatal("sync on a full disk: no error")
 	}

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,26 +21,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *clock { return &clock{t: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func mustOpen(t *testing.T, cfg Config) *Outbox {
 	t.Helper()
 	o, err := Open(cfg)
@@ -49,6 +28,16 @@ func mustOpen(t *testing.T, cfg Config) *Outbox {
 		t.Fatalf("open: %v", err)
 	}
 	return o
+}
+
+// putAll puts a report for each name, the i-th leased at t0 + i seconds.
+func putAll(t *testing.T, o *Outbox, names ...string) {
+	t.Helper()
+	for i, n := range names {
+		if err := o.Put(entry(n, t0.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // copyFile copies src to a new file in a temp dir: what a crash would leave

@@ -24,15 +24,8 @@ func entry(name string, at time.Time) Entry {
 }
 
 func TestFIFOAndRetry(t *testing.T) {
-	o, err := Open(Config{Capacity: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, n := range []string{"a", "b", "c"} {
-		if err := o.Put(entry(n, t0.Add(time.Duration(i)*time.Second))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	o := mustOpen(t, Config{Capacity: 2})
+	putAll(t, o, "a", "b", "c")
 	if !o.Full() || o.Len() != 3 {
 		t.Fatalf("len=%d full=%v, want 3 and full (nothing dropped)", o.Len(), o.Full())
 	}
@@ -132,8 +125,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 
 func TestPutReplacesInPlace(t *testing.T) {
 	o := mustOpen(t, Config{})
-	o.Put(entry("a", t0))
-	o.Put(entry("b", t0))
+	putAll(t, o, "a", "b")
 	old, _ := o.Next(t0)
 	// A report for a waiting release replaces it, keeps its place, and a
 	// send of the replaced one in flight does not remove it.
@@ -154,8 +146,7 @@ func TestPutReplacesInPlace(t *testing.T) {
 
 func TestDoneThenPutAgainQueuesOnce(t *testing.T) {
 	o := mustOpen(t, Config{})
-	o.Put(entry("a", t0))
-	o.Put(entry("b", t0))
+	putAll(t, o, "a", "b")
 	a, _ := o.Next(t0)
 	o.Done(a)
 	o.Put(entry("a", t0))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -199,6 +200,15 @@ func checkMovedAside(t *testing.T, o *Outbox, path string, orig []byte, cause st
 }
 
 func TestCorruptFileMovedAside(t *testing.T) {
+	// cutAt makes a file of five reports and cuts it to size bytes.
+	cutAt := func(size int64) func(*testing.T, string) {
+		return func(t *testing.T, path string) {
+			makeFile(t, path, 5, 10)
+			if err := os.Truncate(path, size); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		name  string
 		make  func(t *testing.T, path string)
@@ -210,23 +220,12 @@ func TestCorruptFileMovedAside(t *testing.T) {
 		},
 		cause: "invalid database",
 	}, {
-
-		name: "cut inside the second meta page",
-		make: func(t *testing.T, path string) {
-			makeFile(t, path, 5, 10)
-			if err := os.Truncate(path, 5000); err != nil {
-				t.Fatal(err)
-			}
-		},
+		name:  "cut inside the second meta page",
+		make:  cutAt(5000),
 		cause: "file size too small",
 	}, {
-		name: "cut inside the first meta page",
-		make: func(t *testing.T, path string) {
-			makeFile(t, path, 5, 10)
-			if err := os.Truncate(path, 100); err != nil {
-				t.Fatal(err)
-			}
-		},
+		name:  "cut inside the first meta page",
+		make:  cutAt(100),
 		cause: "invalid database",
 	}, {
 		name: "both meta pages garbage",
@@ -243,7 +242,7 @@ func TestCorruptFileMovedAside(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o := mustOpen(t, Config{Path: path, Now: newClock(t0).Now})
+			o := mustOpen(t, Config{Path: path, Now: testkit.NewClockAt(t0).Now})
 			checkMovedAside(t, o, path, orig, tc.cause)
 			if o.Len() != 0 {
 				t.Errorf("len = %d from a file nothing could be read from", o.Len())
@@ -276,7 +275,7 @@ func TestCutAnywhere(t *testing.T) {
 			if err := os.Truncate(path, at); err != nil {
 				t.Fatal(err)
 			}
-			o, err := Open(Config{Path: path, Now: newClock(t0).Now})
+			o, err := Open(Config{Path: path, Now: testkit.NewClockAt(t0).Now})
 			if err != nil {
 				t.Fatalf("cut at %d: %v", at, err)
 			}
@@ -396,7 +395,7 @@ func TestGarbageInEveryPage(t *testing.T) {
 		}{{"whole", 0, pageSize}, {"headers", 16, 64}, {"middle", pageSize / 2, 64}} {
 			path := copyFile(t, base)
 			overwrite(t, path, page*pageSize+v.off, randomBytes(uint64(page)*3+uint64(len(v.name)), int(v.len)))
-			o, err := Open(Config{Path: path, Now: newClock(t0).Now})
+			o, err := Open(Config{Path: path, Now: testkit.NewClockAt(t0).Now})
 			if err != nil {
 				t.Fatalf("page %d, %s: open: %v", page, v.name, err)
 			}
@@ -460,7 +459,7 @@ func TestPanicWhileReadingIsCorruption(t *testing.T) {
 	victim := leaves[len(leaves)/2]
 	overwrite(t, path, int64(victim)*4096, binary.LittleEndian.AppendUint64(nil, 999999))
 	orig, _ := os.ReadFile(path)
-	o := mustOpen(t, Config{Path: path, Now: newClock(t0).Now})
+	o := mustOpen(t, Config{Path: path, Now: testkit.NewClockAt(t0).Now})
 	checkMovedAside(t, o, path, orig, "panic while reading")
 	r := o.Recovery()
 	if r.Salvaged >= len(want) || r.Salvaged != o.Len() {
@@ -502,7 +501,7 @@ func TestCheckFailureSalvagesReports(t *testing.T) {
 	overwrite(t, path, int64(p["freelist"][0])*4096, fl)
 	orig, _ := os.ReadFile(path)
 
-	o := mustOpen(t, Config{Path: path, Now: newClock(t0).Now})
+	o := mustOpen(t, Config{Path: path, Now: testkit.NewClockAt(t0).Now})
 	checkMovedAside(t, o, path, orig, "consistency check")
 	if r := o.Recovery(); r.Salvaged != len(want) || o.Len() != len(want) {
 		t.Fatalf("salvaged %d, len %d, want %d", r.Salvaged, o.Len(), len(want))
@@ -559,7 +558,7 @@ func noneMovedAside(t *testing.T, path string) {
 func TestMoveAsideNamesDoNotCollide(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "outbox.db")
-	clk := newClock(t0)
+	clk := testkit.NewClockAt(t0)
 	var moved []string
 	for range 3 {
 		os.WriteFile(path, []byte("garbage garbage garbage"), 0o600)

@@ -1,6 +1,10 @@
 package testkit
 
-import "google.golang.org/protobuf/proto"
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
 
 // DecodeFrames is Frames read as messages: each frame that newMsg's message
 // unmarshals from, in order (frames that do not unmarshal are skipped): how
@@ -14,3 +18,6 @@ func DecodeFrames[M proto.Message](data []byte, max int, newMsg func() M) []M {
 	}
 	return out
 }
+
+// NewClockAt returns a clock at t.
+func NewClockAt(t time.Time) *Clock { return &Clock{t: t} }
