@@ -1,10 +1,7 @@
 package worker
 
 import (
-	"io"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,76 +9,8 @@ import (
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
-	"github.com/dragonfly-fleet/fleet/worker/limit"
-	"github.com/dragonfly-fleet/fleet/worker/scan"
-	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// fakeFiles serves distributions from memory, inside a synctest bubble:
-// /block/NAME never answers with a body byte until its request ends (its
-// end is recorded), /slow/NAME answers after slowFor.
-type fakeFiles struct {
-	files   map[string][]byte
-	slowFor time.Duration
-	mu      sync.Mutex
-	ended   []string // /block/ downloads whose request context ended
-}
-
-func newFakeFiles(t *testing.T, slowFor time.Duration) *fakeFiles {
-	files, err := demo.Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeFiles{files: map[string][]byte{}, slowFor: slowFor}
-	for _, d := range files {
-		f.files[d.Name] = d.Data
-	}
-	return f
-}
-
-func (f *fakeFiles) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1}
-	path := strings.TrimPrefix(r.URL.Path, "/")
-	switch {
-	case strings.HasPrefix(path, "block/"):
-		resp.Body = io.NopCloser(blockedBody{r: r, f: f})
-		return resp, nil
-	case strings.HasPrefix(path, "slow/"):
-		path = strings.TrimPrefix(path, "slow/")
-		select {
-		case <-time.After(f.slowFor):
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		}
-	}
-	data, ok := f.files[path]
-	if !ok {
-		resp.StatusCode = http.StatusNotFound
-		data = []byte("not found")
-	}
-	resp.Body = io.NopCloser(strings.NewReader(string(data)))
-	return resp, nil
-}
-
-func (f *fakeFiles) endedDownloads() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.ended...)
-}
-
-type blockedBody struct {
-	r *http.Request
-	f *fakeFiles
-}
-
-func (b blockedBody) Read([]byte) (int, error) {
-	<-b.r.Context().Done()
-	b.f.mu.Lock()
-	b.f.ended = append(b.f.ended, b.r.URL.Path)
-	b.f.mu.Unlock()
-	return 0, b.r.Context().Err()
-}
 
 // scanningSession runs a worker with a real scan engine and fetcher whose
 // downloads come from files, for a synctest bubble, and returns its first
@@ -90,20 +19,13 @@ func (b blockedBody) Read([]byte) (int, error) {
 // answer heartbeats). Downloads have no stall or total timeout of their
 // own: only the task's bound stops them. The loop stops and the engine
 // closes when t ends.
-func scanningSession(t *testing.T, files *fakeFiles, threads int, maxTaskTime time.Duration) *chanStream {
+func scanningSession(t *testing.T, files *memFiles, threads int, maxTaskTime time.Duration) *chanStream {
 	client := newChanClient()
-	w := testWorker(client, Config{
+	w := testWorker(t, client, Config{
 		Threads: threads, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: maxTaskTime,
 		Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
 			StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
-	})
-	fetcher, err := fetch.New(w.cfg.Fetch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := scan.New(scan.Config{Threads: threads, Limits: limit.Limits{ScanTimeout: 10 * time.Second}})
-	t.Cleanup(engine.Close)
-	w.verdict = &verdict.Scanner{Engine: engine, Fetcher: fetcher}
+	}, testEngine(t, threads))
 	stop := startLoop(w)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
@@ -123,19 +45,8 @@ func scanningSession(t *testing.T, files *fakeFiles, threads int, maxTaskTime ti
 	return s
 }
 
-// nextMsg is the worker's next message that is not a heartbeat.
-func nextMsg(t *testing.T, s *chanStream) *fleetv1.ConnectRequest {
-	t.Helper()
-	for {
-		m := <-s.out
-		if m.GetHeartbeat() == nil {
-			return m
-		}
-	}
-}
-
-func blockTask(id uint64, deadline *timestamppb.Timestamp) *fleetv1.Task {
-	return &fleetv1.Task{TaskId: id, Url: "https://files.example/block/x-1.0.tar.gz", RulesHash: "demo", LeaseDeadline: deadline}
+func stalledTask(id uint64, deadline *timestamppb.Timestamp) *fleetv1.Task {
+	return &fleetv1.Task{TaskId: id, Url: "https://files.example/stall/x-1.0.tar.gz", RulesHash: "demo", LeaseDeadline: deadline}
 }
 
 // TestTaskPastMaxTaskTimeFails: a download that never ends is stopped at
@@ -145,12 +56,12 @@ func blockTask(id uint64, deadline *timestamppb.Timestamp) *fleetv1.Task {
 // reports a job whose copies run past its lease.
 func TestTaskPastMaxTaskTimeFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		files := newFakeFiles(t, 80*time.Second)
+		files := newMemFiles(t, 80*time.Second)
 		s := scanningSession(t, files, 2, 90*time.Second)
 		assigned := time.Now()
 		lease := timestamppb.New(assigned.Add(60 * time.Second))
 		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
-			blockTask(1, lease),
+			stalledTask(1, lease),
 			{TaskId: 2, Url: "https://files.example/slow/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: lease},
 		}}}}
 		got := map[uint64]time.Duration{}
@@ -166,17 +77,17 @@ func TestTaskPastMaxTaskTimeFails(t *testing.T) {
 		}
 		f := results[1].GetFailure()
 		if f == nil || f.GetKind() != fleetv1.FailureKind_FAILURE_KIND_LIMIT || f.GetLimit() != "time" {
-			t.Fatalf("blocked task: %v, want a LIMIT failure of limit time", results[1])
+			t.Fatalf("stalled task: %v, want a LIMIT failure of limit time", results[1])
 		}
 		if got[1] != 90*time.Second {
-			t.Errorf("blocked task failed %v after it arrived, want exactly 90 s (MaxTaskTime)", got[1])
+			t.Errorf("stalled task failed %v after it arrived, want exactly 90 s (MaxTaskTime)", got[1])
 		}
 		want := "distribution x-1.0.tar.gz: task ran past the worker's limit DRAGONFLY_MAX_TASK_TIME (1m30s)"
 		if f.GetReason() != want {
 			t.Errorf("reason %q\nwant   %q", f.GetReason(), want)
 		}
-		if ended := files.endedDownloads(); len(ended) != 1 || ended[0] != "/block/x-1.0.tar.gz" {
-			t.Errorf("downloads whose context ended: %v, want the blocked one", ended)
+		if ended := files.endedDownloads(); len(ended) != 1 || ended[0] != "/stall/x-1.0.tar.gz" {
+			t.Errorf("downloads whose context ended: %v, want the stalled one", ended)
 		}
 	})
 }
@@ -196,9 +107,9 @@ func TestTaskTimeCeiling(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := scanningSession(t, newFakeFiles(t, 0), 1, 0)
+				s := scanningSession(t, newMemFiles(t, 0), 1, 0)
 				assigned := time.Now()
-				s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{blockTask(1, tc.deadline(assigned))}}}}
+				s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{stalledTask(1, tc.deadline(assigned))}}}}
 				rs := nextMsg(t, s).GetResults().GetResults()
 				took := time.Since(assigned)
 				if len(rs) != 1 || rs[0].GetFailure().GetLimit() != "time" {
@@ -221,10 +132,10 @@ func TestTaskTimeCeiling(t *testing.T) {
 // distribution's).
 func TestTaskBoundPassedWhileQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := scanningSession(t, newFakeFiles(t, 0), 1, 0)
+		s := scanningSession(t, newMemFiles(t, 0), 1, 0)
 		now := time.Now()
 		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
-			blockTask(1, nil), // holds the only slot for MaxTaskTime
+			stalledTask(1, nil), // holds the only slot for MaxTaskTime
 			{TaskId: 2, Url: "https://files.example/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: timestamppb.New(now.Add(time.Minute))},
 		}}}}
 		if rs := nextMsg(t, s).GetResults().GetResults(); len(rs) != 1 || rs[0].GetTaskId() != 1 || rs[0].GetFailure().GetLimit() != "time" {

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"slices"
@@ -13,96 +12,7 @@ import (
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// chanStream is a client stream made of channels, so a worker session runs
-// inside a synctest bubble (gRPC's transport does not block durably there).
-type chanStream struct {
-	ctx  context.Context
-	fail chan error                    // Recv returns what it receives here
-	in   chan *fleetv1.ConnectResponse // coordinator -> worker
-	out  chan *fleetv1.ConnectRequest  // worker -> coordinator
-	when time.Time                     // when the worker connected
-}
-
-func (s *chanStream) Recv() (*fleetv1.ConnectResponse, error) {
-	select {
-	case m := <-s.in:
-		return m, nil
-	case err := <-s.fail:
-		return nil, err
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	}
-}
-
-func (s *chanStream) Send(m *fleetv1.ConnectRequest) error {
-	select {
-	case s.out <- m:
-		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
-	}
-}
-
-func (s *chanStream) CloseSend() error             { return nil }
-func (s *chanStream) Header() (metadata.MD, error) { return nil, nil }
-func (s *chanStream) Trailer() metadata.MD         { return nil }
-func (s *chanStream) Context() context.Context     { return s.ctx }
-func (s *chanStream) SendMsg(any) error            { return errors.New("not used") }
-func (s *chanStream) RecvMsg(any) error            { return errors.New("not used") }
-
-// chanClient hands each Connect's stream to the test; refuse, when set,
-// fails the Connect instead.
-type chanClient struct {
-	streams chan *chanStream
-	refuse  func() error
-	tries   chan time.Time
-}
-
-func (c *chanClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[fleetv1.ConnectRequest, fleetv1.ConnectResponse], error) {
-	c.tries <- time.Now()
-	if c.refuse != nil {
-		if err := c.refuse(); err != nil {
-			return nil, err
-		}
-	}
-	s := &chanStream{ctx: ctx, fail: make(chan error, 1), in: make(chan *fleetv1.ConnectResponse, 16), out: make(chan *fleetv1.ConnectRequest, 1024), when: time.Now()}
-	c.streams <- s
-	return s, nil
-}
-
-// newChanClient is a chanClient with room for the connects of a test.
-func newChanClient() *chanClient {
-	return &chanClient{streams: make(chan *chanStream, 4), tries: make(chan time.Time, 64)}
-}
-
-// testWorker is a worker that connects through client, with cfg's settings
-// (one thread unless cfg says more).
-func testWorker(client *chanClient, cfg Config) *Worker {
-	cfg.Target, cfg.WorkerID, cfg.Host, cfg.Threads = "test", "w", "h", max(cfg.Threads, 1)
-	cfg, _ = cfg.withDefaults()
-	return &Worker{cfg: cfg, log: cfg.Logger, client: client, obs: cfg.Observer}
-}
-
-// startLoop runs w's loop until stop, which returns the loop's error.
-func startLoop(w *Worker) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.loop(ctx) }()
-	return func() error {
-		cancel()
-		return <-done
-	}
-}
-
-// welcomeEvery sends Welcome with heartbeat interval d on s.
-func welcomeEvery(s *chanStream, d time.Duration) {
-	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(d)}}}
-}
 
 // untilReconnect takes what the worker sends on s until it connects again:
 // when (after from) it sent each heartbeat on s, and the new stream.
@@ -127,7 +37,7 @@ func untilReconnect(client *chanClient, s *chanStream, from time.Time) ([]time.D
 func TestWorkerDropsASilentCoordinator(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := newChanClient()
-		stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: 30 * time.Second}))
+		stop := startLoop(testWorker(t, client, Config{BackoffMin: time.Second, BackoffMax: 30 * time.Second}, nil))
 
 		s1 := <-client.streams
 		<-client.tries
@@ -168,8 +78,8 @@ func TestHeartbeatIntervalClamped(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var logs testkit.SyncBuffer
 				client := newChanClient()
-				stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: time.Second,
-					Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
+				stop := startLoop(testWorker(t, client, Config{BackoffMin: time.Second, BackoffMax: time.Second,
+					Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil))
 
 				s1 := <-client.streams
 				<-s1.out // Hello
@@ -209,7 +119,7 @@ func TestReconnectBackoff(t *testing.T) {
 			}
 			return nil
 		}
-		stop := startLoop(testWorker(client, Config{BackoffMin: time.Second, BackoffMax: 8 * time.Second}))
+		stop := startLoop(testWorker(t, client, Config{BackoffMin: time.Second, BackoffMax: 8 * time.Second}, nil))
 		last := <-client.tries
 		var total time.Duration
 		for n := 1; n <= 8; n++ {

@@ -1,13 +1,11 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -16,9 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
-	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
-	"github.com/dragonfly-fleet/fleet/worker/verdict"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,70 +41,6 @@ import (
 func fzFrames(data []byte, max int) [][]byte { return testkit.Frames(data, max) }
 
 func fzEncode(msgs ...*fleetv1.ConnectResponse) []byte { return testkit.EncodeFrames(msgs...) }
-
-// fzFiles serves distributions from memory on host files.example: the demo
-// packages by name, /404, /500, /html (an error page) and /stall (a body that
-// never ends until the request is cancelled). It counts downloads in flight.
-type fzFiles struct {
-	files map[string][]byte
-
-	mu       sync.Mutex
-	inFlight int
-	peak     int
-}
-
-func (f *fzFiles) RoundTrip(r *http.Request) (*http.Response, error) {
-	// A download is in flight from the request until its body is closed.
-	f.mu.Lock()
-	f.inFlight++
-	f.peak = max(f.peak, f.inFlight)
-	f.mu.Unlock()
-	done := sync.OnceFunc(func() {
-		f.mu.Lock()
-		f.inFlight--
-		f.mu.Unlock()
-	})
-	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
-	var body io.Reader
-	name := strings.TrimPrefix(r.URL.Path, "/")
-	switch {
-	case name == "404":
-		resp.StatusCode = http.StatusNotFound
-		body = strings.NewReader("not found")
-	case name == "500":
-		resp.StatusCode = http.StatusInternalServerError
-		body = strings.NewReader("oops")
-	case name == "html":
-		resp.Header.Set("Content-Type", "text/html")
-		body = strings.NewReader("<html><body>Service Unavailable</body></html>")
-	case name == "stall":
-		body = io.MultiReader(strings.NewReader("PK\x03\x04"), fzStall{r.Context()})
-	case f.files[name] != nil:
-		body = bytes.NewReader(f.files[name])
-		resp.ContentLength = int64(len(f.files[name]))
-	default:
-		done()
-		return nil, errors.New("fuzz: connection refused")
-	}
-	resp.Body = fzBody{Reader: body, done: done}
-	return resp, nil
-}
-
-// fzBody calls done when closed.
-type fzBody struct {
-	io.Reader
-	done func()
-}
-
-func (b fzBody) Close() error { b.done(); return nil }
-
-// fzStall blocks until its request is cancelled.
-type fzStall struct{ ctx context.Context }
-
-func (s fzStall) Read([]byte) (int, error) {
-	<-s.ctx.Done()
-	return 0, s.ctx.Err()
-}
 
 // fzClientStream is a FleetService_ConnectClient that replays a script of
 // coordinator messages and checks every message the worker sends.
@@ -273,21 +205,11 @@ func (c fzClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiS
 // engine (its threads) and the in-memory file server.
 type fzWorkerEnv struct {
 	engine *scan.Engine
-	files  *fzFiles
+	files  *memFiles
 }
 
 func newFzWorkerEnv(tb testing.TB) *fzWorkerEnv {
-	files, err := demo.Files()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	fs := &fzFiles{files: map[string][]byte{}}
-	for _, f := range files {
-		fs.files[f.Name] = f.Data
-	}
-	e := scan.New(scan.Config{Threads: 2, Limits: limit.Limits{ScanTimeout: 10 * time.Second}})
-	tb.Cleanup(e.Close)
-	return &fzWorkerEnv{engine: e, files: fs}
+	return &fzWorkerEnv{engine: testEngine(tb, 2), files: newMemFiles(tb, 0)}
 }
 
 // fzWorkerResult is what one scripted session produced.
@@ -319,7 +241,7 @@ func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult
 	env.files.mu.Lock()
 	env.files.peak = 0
 	env.files.mu.Unlock()
-	cfg, err := Config{
+	w := testWorker(t, fzClient{st}, Config{
 		Target: "fuzz", WorkerID: "fz", Host: "fuzz", Threads: threads,
 		Grace: 5 * time.Second,
 		Fetch: fetch.Config{
@@ -327,15 +249,7 @@ func (env *fzWorkerEnv) run(t *testing.T, mode byte, data []byte) fzWorkerResult
 			StallTimeout: 200 * time.Millisecond, TotalTimeout: 5 * time.Second,
 			Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 		},
-	}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetcher, err := fetch.New(cfg.Fetch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, client: fzClient{st}, verdict: &verdict.Scanner{Engine: env.engine, Fetcher: fetcher}, obs: cfg.Observer}
+	}, env.engine)
 
 	ignore := goleak.IgnoreCurrent()
 	ctx, stop := context.WithCancel(context.Background())

@@ -227,7 +227,7 @@ func TestResultBatchesSplitBelowTheLimit(t *testing.T) {
 		{200 << 10, 200 << 10},
 	} {
 		t.Run(fmt.Sprint(tc.asked), func(t *testing.T) {
-			w := testWorker(&chanClient{}, Config{BackoffMin: time.Second, BackoffMax: time.Second})
+			w := testWorker(t, &chanClient{}, Config{BackoffMin: time.Second, BackoffMax: time.Second}, nil)
 			stream := &chanStream{ctx: t.Context(), out: make(chan *fleetv1.ConnectRequest, 64)}
 			s := &coordinatorSession{w: w, stream: stream, interval: 5 * time.Second, maxRequest: protocol.LegacyRequestBytes}
 			hb := time.NewTicker(time.Hour)

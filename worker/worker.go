@@ -288,17 +288,26 @@ func Run(ctx context.Context, cfg Config) error {
 		engine = scan.New(ec)
 		defer engine.Close()
 	}
-	fetcher, err := fetch.New(cfg.Fetch)
+	w, err := newWorker(cfg, fleetv1.NewFleetServiceClient(conn), engine)
 	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	w := &Worker{
-		cfg: cfg, log: cfg.Logger.With("worker_id", cfg.WorkerID),
-		client:  fleetv1.NewFleetServiceClient(conn),
-		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: cfg.Limits},
-		obs:     cfg.Observer,
+		return err
 	}
 	return w.loop(ctx)
+}
+
+// newWorker is the worker of cfg (defaults applied) that talks to the
+// coordinator through client and scans with engine.
+func newWorker(cfg Config, client fleetv1.FleetServiceClient, engine *scan.Engine) (*Worker, error) {
+	fetcher, err := fetch.New(cfg.Fetch)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &Worker{
+		cfg: cfg, log: cfg.Logger.With("worker_id", cfg.WorkerID),
+		client:  client,
+		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: cfg.Limits},
+		obs:     cfg.Observer,
+	}, nil
 }
 
 // scanSavingObserver is an Observer that also counts the work the engine
