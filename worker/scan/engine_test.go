@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -280,10 +281,11 @@ func TestProducerOwnBuffers(t *testing.T) {
 
 func TestDirProducer(t *testing.T) {
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "pkg", "sub"), 0o755)
-	os.WriteFile(filepath.Join(dir, "pkg", "setup.py"), []byte("ALPHA BRAVO"), 0o644)
-	os.WriteFile(filepath.Join(dir, "pkg", "sub", "y.py"), []byte("CHARLIE"), 0o644)
-	os.Symlink(filepath.Join(dir, "pkg", "sub", "y.py"), filepath.Join(dir, "pkg", "link.py"))
+	writeFile(t, filepath.Join(dir, "pkg", "setup.py"), "ALPHA BRAVO")
+	writeFile(t, filepath.Join(dir, "pkg", "sub", "y.py"), "CHARLIE")
+	if err := os.Symlink(filepath.Join(dir, "pkg", "sub", "y.py"), filepath.Join(dir, "pkg", "link.py")); err != nil {
+		t.Fatal(err)
+	}
 	rs := compile(t, map[string]string{"x": exampleRules})
 	e := newEngine(t, Config{Threads: 2})
 	res, err := e.Run(context.Background(), rs, DirProducer(dir, e.Limits()))
@@ -302,25 +304,76 @@ func TestDirProducer(t *testing.T) {
 	}
 }
 
+// TestConcurrentDistributionsShareThreads: sixteen distributions scanned
+// at once share the engine's scanner threads: every file scan runs on one of
+// Threads goroutines (never one per distribution), both threads scan at
+// once, and each distribution still gets its own verdict.
 func TestConcurrentDistributionsShareThreads(t *testing.T) {
+	const threads, dists = 2, 16
 	rs := compile(t, map[string]string{"x": exampleRules})
-	e := newEngine(t, Config{Threads: 2, Budget: 1 << 12})
+	var (
+		mu      sync.Mutex
+		callers = map[string]int{} // goroutine -> files scanned
+		inside  int
+		most    int
+		once    sync.Once
+	)
+	both := make(chan struct{})
+	// OnFile runs on the scanner goroutine after each scan: the first scans
+	// wait there until every thread is inside at once.
+	onFile := func(int, time.Duration) {
+		mu.Lock()
+		callers[goroutineID()]++
+		inside++
+		most = max(most, inside)
+		if inside == threads {
+			once.Do(func() { close(both) })
+		}
+		mu.Unlock()
+		<-both
+		mu.Lock()
+		inside--
+		mu.Unlock()
+	}
+	e := newEngine(t, Config{Threads: threads, Budget: 1 << 12, MatchCacheSize: -1, OnFile: onFile})
 	data := tgz(t, [2]string{"p/a.py", "ALPHA"}, [2]string{"p/b.py", "CHARLIE"})
-	errs := make(chan error, 16)
-	for range 16 {
+	errs := make(chan error, dists)
+	for range dists {
 		go func() {
 			res, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
-			if err == nil && res.Score != 15 {
-				err = fmt.Errorf("score %d", res.Score)
+			if err == nil && (res.Score != 15 || len(res.Files) != 2) {
+				err = fmt.Errorf("score %d, %d files", res.Score, len(res.Files))
 			}
 			errs <- err
 		}()
 	}
-	for range 16 {
+	for range dists {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	scans := 0
+	for _, n := range callers {
+		scans += n
+	}
+	if scans != 2*dists || int64(scans) != e.Counters().Scans {
+		t.Fatalf("%d file scans seen, engine counted %d, want %d", scans, e.Counters().Scans, 2*dists)
+	}
+	if len(callers) != threads || most != threads {
+		t.Fatalf("file scans ran on %d goroutines, at most %d at once; want the engine's %d threads, all busy at once", len(callers), most, threads)
+	}
+}
+
+// goroutineID is the id of the calling goroutine, from its stack header.
+func goroutineID() string {
+	var b [64]byte
+	f := strings.Fields(string(b[:runtime.Stack(b[:], false)]))
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
 }
 
 func TestBufferClasses(t *testing.T) {
@@ -508,8 +561,7 @@ func TestHardLinkFailures(t *testing.T) {
 
 func TestDirProducerHardLinks(t *testing.T) {
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "pkg"), 0o755)
-	os.WriteFile(filepath.Join(dir, "pkg", "data.txt"), []byte("DELTA"), 0o644)
+	writeFile(t, filepath.Join(dir, "pkg", "data.txt"), "DELTA")
 	if err := os.Link(filepath.Join(dir, "pkg", "data.txt"), filepath.Join(dir, "pkg", "mod.py")); err != nil {
 		t.Fatal(err)
 	}
@@ -537,5 +589,17 @@ func TestLinkToAFileNeverEmittedFails(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "hard links to files never scanned") {
 		t.Fatalf("error %v, want the link reported as never scored", err)
+	}
+}
+
+// writeFile writes data to path, making its directories; any error ends the
+// test.
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,7 +39,7 @@ func TestOracleYaraCLI(t *testing.T) {
 		joined = append(joined, sources[st])
 	}
 	rulesFile := filepath.Join(t.TempDir(), "all.yara")
-	os.WriteFile(rulesFile, []byte(strings.Join(joined, "\n")), 0o644)
+	writeFile(t, rulesFile, strings.Join(joined, "\n"))
 
 	dists, err := demo.Files()
 	if err != nil {
@@ -120,12 +120,16 @@ func oracleRun(t *testing.T, e *Engine, yaraBin, rulesFile string, rs *rules.Com
 			func(index int, path string, data []byte) error {
 				p := filepath.Join(dir, filepath.FromSlash(path))
 				paths[index] = p
-				os.MkdirAll(filepath.Dir(p), 0o755)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					return err
+				}
 				return os.WriteFile(p, data, 0o644)
 			},
 			func(index int, path string, target int) error {
 				p := filepath.Join(dir, filepath.FromSlash(path))
-				os.MkdirAll(filepath.Dir(p), 0o755)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					return err
+				}
 				return os.Link(paths[target], p)
 			})
 		if err != nil {

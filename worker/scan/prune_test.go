@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -377,10 +376,10 @@ rule nocount { meta: weight = 4 filetype = ".md" strings: $n = "AB" condition: $
 	rs := compile(t, map[string]string{"d": src})
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "r.yara")
-	os.WriteFile(rulesFile, []byte(src), 0o644)
+	writeFile(t, rulesFile, src)
 	body := strings.Repeat("AB ", 40) + "ABXC w\x00i\x00d\x00e\x00 C" + strings.Repeat("Q", 700) + "D PRIV \x01\xffCXYD"
 	file := filepath.Join(dir, "mod.py")
-	os.WriteFile(file, []byte(body), 0o644)
+	writeFile(t, file, body)
 	cli := yaraStrings(t, yaraBin, rulesFile, file)
 
 	e := newEngine(t, Config{Threads: 1, MatchDetails: true})
