@@ -263,9 +263,10 @@ func run(ctx context.Context, cfg config) (result, error) {
 		procs = append(procs, cmd)
 	}
 
-	// Wait for every worker to be connected and ready for the rules.
+	// Wait for every worker to be connected and ready for the rules (polled:
+	// a benchmark's setup, not its measure).
 	for {
-		snap := c.Dispatcher().Snapshot()
+		snap := c.Snapshot().Dispatch
 		ready := 0
 		for _, s := range snap.Sessions {
 			if len(s.RulesReady) > 0 {
@@ -278,7 +279,6 @@ func run(ctx context.Context, cfg config) (result, error) {
 		select {
 		case <-ctx.Done():
 			return result{}, fmt.Errorf("workers not ready (%d of %d connected): %w", len(snap.Sessions), cfg.workers, ctx.Err())
-		case <-c.Dispatcher().Changed():
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
