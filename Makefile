@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/dragonfly
 # Debian packages the build needs (cgo + libyara) and the tests use.
 BUILD_DEPS := build-essential pkg-config libyara-dev libmagic-dev libssl-dev zlib1g-dev liblzma-dev libbz2-dev ca-certificates
-TEST_DEPS := yara prometheus chromium iproute2 nftables
+TEST_DEPS := yara prometheus chromium iproute2 nftables bzip2
 
 .PHONY: demo test test-deploy build setup setup-test gen proto-check clean
 
