@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,12 +41,9 @@ func TestGetOK(t *testing.T) {
 }
 
 func TestUserAgentOnEveryHop(t *testing.T) {
-	var agents []string
-	var mu sync.Mutex
+	var agents seen[string]
 	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		agents = append(agents, r.UserAgent())
-		mu.Unlock()
+		agents.add(r.UserAgent())
 		if r.URL.Path == "/a" {
 			http.Redirect(w, r, "/b", http.StatusFound)
 			return
@@ -58,8 +54,8 @@ func TestUserAgentOnEveryHop(t *testing.T) {
 	if _, err := f.Get(t.Context(), srv.URL+"/a"); err != nil {
 		t.Fatal(err)
 	}
-	if len(agents) != 2 || agents[0] != "fleet-test/1" || agents[1] != "fleet-test/1" {
-		t.Fatalf("User-Agent per hop = %q, want fleet-test/1 twice", agents)
+	if got := agents.all(); len(got) != 2 || got[0] != "fleet-test/1" || got[1] != "fleet-test/1" {
+		t.Fatalf("User-Agent per hop = %q, want fleet-test/1 twice", got)
 	}
 }
 
@@ -639,13 +635,10 @@ func TestRedirectSchemes(t *testing.T) {
 }
 
 func TestNoCredentialsReachServer(t *testing.T) {
-	type seen struct{ path, auth, cookie, proxyAuth string }
-	var mu sync.Mutex
-	var reqs []seen
+	type request struct{ path, auth, cookie, proxyAuth string }
+	var seenReqs seen[request]
 	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		reqs = append(reqs, seen{r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("Proxy-Authorization")})
-		mu.Unlock()
+		seenReqs.add(request{r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("Proxy-Authorization")})
 		switch r.URL.Path {
 		case "/first":
 			http.SetCookie(w, &http.Cookie{Name: "session", Value: "s3cret", Path: "/"})
@@ -663,6 +656,7 @@ func TestNoCredentialsReachServer(t *testing.T) {
 	if err != nil || string(got) != "done" {
 		t.Fatalf("got %q, %v", got, err)
 	}
+	reqs := seenReqs.all()
 	if len(reqs) != 3 {
 		t.Fatalf("requests = %+v, want 3 hops", reqs)
 	}

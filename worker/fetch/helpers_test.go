@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,24 +18,34 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// sleeps records the retry delays a Fetcher asks for and returns at once.
-type sleeps struct {
+// seen records what a test's callbacks note, on any goroutine (a test
+// server's handlers, the Fetcher's sleeps); all returns a copy.
+type seen[T any] struct {
 	mu sync.Mutex
-	d  []time.Duration
+	v  []T
 }
 
-func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+func (s *seen[T]) add(v T) {
 	s.mu.Lock()
-	s.d = append(s.d, d)
+	s.v = append(s.v, v)
 	s.mu.Unlock()
+}
+
+func (s *seen[T]) all() []T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.v)
+}
+
+// sleeps records the retry delays a Fetcher asks for and returns at once.
+type sleeps struct{ seen[time.Duration] }
+
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.add(d)
 	return ctx.Err()
 }
 
-func (s *sleeps) got() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
-}
+func (s *sleeps) got() []time.Duration { return s.all() }
 
 // newTest returns a Fetcher for loopback servers: the allowed hosts are the
 // origins given (test servers' URLs) unless cfg names them, retry delays
