@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -399,10 +398,10 @@ func isAddressError(err error) bool { var ae *AddressError; return errors.As(err
 // checks still hold, the address check cannot.
 func TestInjectedTransportSkipsAddressCheck(t *testing.T) {
 	r := startRebinding(t, "ok")
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: r.roots},
-		DialContext:     (&net.Dialer{Resolver: r.dns.resolver()}).DialContext,
-	}
+	// httptest's client transport trusts the server's certificate; here it
+	// dials through the stub DNS server.
+	tr := r.srv.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Resolver: r.dns.resolver()}).DialContext
 	t.Cleanup(tr.CloseIdleConnections)
 	f, _ := newTest(t, Config{AllowedHosts: []string{fmt.Sprintf("%s:%d", rebound, r.port)}, Transport: tr})
 	got, err := f.Get(t.Context(), fmt.Sprintf("https://%s:%d/x", rebound, r.port))
