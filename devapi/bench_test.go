@@ -31,18 +31,7 @@ func benchServer(b *testing.B, n int) *Server {
 func BenchmarkLease(b *testing.B) {
 	s := benchServer(b, b.N)
 	h := s.Handler()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		req := httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || rec.Body.Len() < 100 {
-			b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "leases/s")
+	benchRate(b, "leases/s", func(i int) { benchLease(b, h, i) })
 }
 
 // BenchmarkLeaseExpired: every op re-leases an expired lease (the pending
@@ -57,21 +46,12 @@ func BenchmarkLeaseExpired(b *testing.B) {
 		s.Add(fmt.Sprintf("p%d", i), "1", []File{{Name: fmt.Sprintf("p%d-1.tar.gz", i), Data: []byte{byte(i)}}})
 	}
 	h := s.Handler()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
+	benchRate(b, "leases/s", func(i int) {
 		if i%10000 == 0 {
 			c.Advance(time.Hour) // every lease so far expires
 		}
-		req := httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || rec.Body.Len() < 100 {
-			b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "leases/s")
+		benchLease(b, h, i)
+	})
 }
 
 // BenchmarkReport: PUT /package success reports through the handler, one
@@ -90,18 +70,7 @@ func BenchmarkReport(b *testing.B) {
 		})
 	}
 	h := s.Handler()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		req := httptest.NewRequest(http.MethodPut, "/package", bytes.NewReader(bodies[i]))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("report %d: %d %s", i, rec.Code, rec.Body)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reports/s")
+	benchRate(b, "reports/s", func(i int) { benchReport(b, h, bodies[i], i) })
 }
 
 // BenchmarkLeaseAndReport: one POST /jobs?batch=1 and one accepted PUT
@@ -109,24 +78,47 @@ func BenchmarkReport(b *testing.B) {
 func BenchmarkLeaseAndReport(b *testing.B) {
 	s := benchServer(b, b.N)
 	h := s.Handler()
+	benchRate(b, "jobs/s", func(i int) {
+		var jobs []job
+		if err := json.Unmarshal(benchLease(b, h, i), &jobs); err != nil || len(jobs) != 1 {
+			b.Fatalf("lease %d: %v %d jobs", i, err, len(jobs))
+		}
+		body, _ := json.Marshal(success(jobs[0], 1, "rule_a"))
+		benchReport(b, h, body, i)
+	})
+}
+
+// benchRate runs op(i) for i below b.N and reports the ops per second as
+// unit.
+func benchRate(b *testing.B, unit string, op func(i int)) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil))
-		var jobs []job
-		if err := json.Unmarshal(rec.Body.Bytes(), &jobs); err != nil || len(jobs) != 1 {
-			b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
-		}
-		body, _ := json.Marshal(success(jobs[0], 1, "rule_a"))
-		rec = httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/package", bytes.NewReader(body)))
-		if rec.Code != http.StatusOK {
-			b.Fatalf("report %d: %d %s", i, rec.Code, rec.Body)
-		}
+		op(i)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+}
+
+// benchLease leases one job (POST /jobs?batch=1) through h and returns the
+// answer's body; b fails unless it is a job.
+func benchLease(b *testing.B, h http.Handler, i int) []byte {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/jobs?batch=1", nil))
+	if rec.Code != http.StatusOK || rec.Body.Len() < 100 {
+		b.Fatalf("lease %d: %d %s", i, rec.Code, rec.Body)
+	}
+	return rec.Body.Bytes()
+}
+
+// benchReport sends one report (PUT /package) through h; b fails unless it
+// is accepted.
+func benchReport(b *testing.B, h http.Handler, body []byte, i int) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/package", bytes.NewReader(body)))
+	if rec.Code != http.StatusOK {
+		b.Fatalf("report %d: %d %s", i, rec.Code, rec.Body)
+	}
 }
 
 // TestManyLeasesAndReports: 5,000 lease and report cycles one after the

@@ -72,15 +72,8 @@ func (f *fixture) do(method, target string, body any, hdr ...string) *httptest.R
 	return rec
 }
 
-// job is a leased job as a client decodes it.
-type job struct {
-	Name          string   `json:"name"`
-	Version       string   `json:"version"`
-	Distributions []string `json:"distributions"`
-	Hash          string   `json:"hash"`
-	Attempt       int      `json:"attempt"`
-	AssignmentID  string   `json:"assignment_id"`
-}
+// job is a leased job as a client decodes it: the server's own fields.
+type job = jobJSON
 
 func (f *fixture) lease(batch int, hdr ...string) []job {
 	f.t.Helper()

@@ -65,6 +65,16 @@ func TestReportLeaseRules(t *testing.T) {
 		dead     = "Package `pkg@1.0` exhausted its scan attempt limit."
 		internal = "Internal Server Error"
 	)
+	// takenOver: alice's lease expires and the next lease, as by, takes it
+	// over; the report has alice's lease fields.
+	takenOver := func(by []string) func(f *fixture) any {
+		return func(f *fixture) any {
+			first := f.leaseOne(asAlice...)
+			f.clock.Advance(121 * time.Second)
+			f.leaseOne(by...)
+			return success(first, 0)
+		}
+	}
 	tests := []struct {
 		name string
 		cfg  Config
@@ -139,13 +149,8 @@ func TestReportLeaseRules(t *testing.T) {
 			status: http.StatusConflict, detail: stale,
 		},
 		{
-			name: "a lease taken over after it expired",
-			setup: func(f *fixture) any {
-				first := f.leaseOne(asAlice...)
-				f.clock.Advance(121 * time.Second)
-				f.leaseOne(asAlice...)
-				return success(first, 0)
-			},
+			name:   "a lease taken over after it expired",
+			setup:  takenOver(asAlice),
 			status: http.StatusConflict, detail: stale,
 		},
 		{
@@ -180,13 +185,8 @@ func TestReportLeaseRules(t *testing.T) {
 			status: http.StatusConflict, detail: stale,
 		},
 		{
-			name: "the identity of a later lease with the earlier lease's fields",
-			setup: func(f *fixture) any {
-				first := f.leaseOne(asAlice...)
-				f.clock.Advance(121 * time.Second)
-				f.leaseOne(asBob...)
-				return success(first, 0)
-			},
+			name:   "the identity of a later lease with the earlier lease's fields",
+			setup:  takenOver(asBob),
 			from:   asBob,
 			status: http.StatusConflict, detail: stale,
 		},

@@ -3,6 +3,8 @@ package devapi
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dragonfly-fleet/fleet/pkgindex"
 )
 
 // sdistSuffixes are the source-distribution archive suffixes PyPI accepts (and
@@ -73,31 +75,12 @@ func parseFileName(file string) (name, version string, err error) {
 	return bad("unknown distribution type (want .tar.gz, .zip, .tar.bz2, .tar.xz, .tgz, .whl or .egg)")
 }
 
-// normalizeName is the PEP 503 normalized form of a project name: lower case,
-// runs of '-', '_' and '.' collapsed to one '-'. Files whose names normalize
+// normalizeName is the PEP 503 normalized form of a project name
+// (pkgindex.NormalizeName: lower case, runs of '-', '_' and '.' collapsed to
+// one '-') without a leading or trailing '-'. Files whose names normalize
 // alike belong to the same project (a wheel's discord_helper_utils and an
 // sdist's discord-helper-utils).
-func normalizeName(name string) string {
-	var b strings.Builder
-	b.Grow(len(name))
-	sep := false
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '-' || c == '_' || c == '.':
-			sep = true
-			continue
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if sep && b.Len() > 0 {
-			b.WriteByte('-')
-		}
-		sep = false
-		b.WriteByte(c)
-	}
-	return b.String()
-}
+func normalizeName(name string) string { return strings.Trim(pkgindex.NormalizeName(name), "-") }
 
 // isSdist reports whether file is a source distribution.
 func isSdist(file string) bool {

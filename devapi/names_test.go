@@ -46,7 +46,7 @@ func TestParseFileName(t *testing.T) {
 }
 
 func TestNormalizeAndCompareVersions(t *testing.T) {
-	for in, want := range map[string]string{"Foo.Bar": "foo-bar", "foo__bar": "foo-bar", "a-_.b": "a-b", "ABC": "abc"} {
+	for in, want := range map[string]string{"Foo.Bar": "foo-bar", "foo__bar": "foo-bar", "a-_.b": "a-b", "ABC": "abc", "_Foo_": "foo", "-._a.-": "a"} {
 		if got := normalizeName(in); got != want {
 			t.Errorf("normalizeName(%q) = %q, want %q", in, got, want)
 		}

@@ -212,6 +212,21 @@ type ReportRecord struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// checkCredentials checks an auth mode's settings: its client id and
+// secret, and its further credentials (none with an empty side; what says
+// what such a pair is missing).
+func checkCredentials(mode, id, secret string, further map[string]string, what string) error {
+	if id == "" || secret == "" {
+		return fmt.Errorf("devapi: %s auth needs a client id and secret", mode)
+	}
+	for k, v := range further {
+		if k == "" || v == "" {
+			return errors.New("devapi: " + what)
+		}
+	}
+	return nil
+}
+
 // Stats are the server's counters since New (restored from a snapshot where
 // they describe the state: leases, dead-lettered, finished, failed).
 type Stats struct {
@@ -302,22 +317,12 @@ func New(cfg Config) (*Server, error) {
 	switch cfg.Auth {
 	case AuthNone:
 	case AuthCloudflare:
-		if cfg.CFClientID == "" || cfg.CFClientSecret == "" {
-			return nil, errors.New("devapi: cloudflare auth needs a client id and secret")
-		}
-		for id, secret := range cfg.CFServiceTokens {
-			if id == "" || secret == "" {
-				return nil, errors.New("devapi: a cloudflare service token needs a client id and secret")
-			}
+		if err := checkCredentials("cloudflare", cfg.CFClientID, cfg.CFClientSecret, cfg.CFServiceTokens, "a cloudflare service token needs a client id and secret"); err != nil {
+			return nil, err
 		}
 	case AuthAuth0:
-		if cfg.Auth0ClientID == "" || cfg.Auth0ClientSecret == "" {
-			return nil, errors.New("devapi: auth0 auth needs a client id and secret")
-		}
-		for user, password := range cfg.Auth0Users {
-			if user == "" || password == "" {
-				return nil, errors.New("devapi: an auth0 user needs a name and password")
-			}
+		if err := checkCredentials("auth0", cfg.Auth0ClientID, cfg.Auth0ClientSecret, cfg.Auth0Users, "an auth0 user needs a name and password"); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("devapi: unknown auth mode %q (want none, cloudflare or auth0)", cfg.Auth)

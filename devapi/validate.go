@@ -135,26 +135,44 @@ func (f *fields) str(key string) *string {
 		f.add("missing", f.loc(key), "Field required", f.body)
 		return nil
 	}
+	return f.asStr(key, v, "string_type", "Input should be a valid string")
+}
+
+// optStr reads a `str | None = None` field.
+func (f *fields) optStr(key string) *string {
+	if v, ok := f.opt(key); ok {
+		return f.asStr(key, v, "string_type", "Input should be a valid string")
+	}
+	return nil
+}
+
+// opt reads an optional field: its value, false when absent or null.
+func (f *fields) opt(key string) (any, bool) {
+	v, ok := f.get(key)
+	return v, ok && v != nil
+}
+
+// asStr is field key's value v as a string; nil, and an error of typ with
+// msg, when it is not one.
+func (f *fields) asStr(key string, v any, typ, msg string) *string {
 	s, ok := v.(string)
 	if !ok {
-		f.add("string_type", f.loc(key), "Input should be a valid string", v)
+		f.add(typ, f.loc(key), msg, v)
 		return nil
 	}
 	return &s
 }
 
-// optStr reads a `str | None = None` field.
-func (f *fields) optStr(key string) *string {
-	v, ok := f.get(key)
-	if !ok || v == nil {
-		return nil
+// asInt is field key's value v as pydantic's lax mode reads an int (see
+// toInt); false, and the error, when it is not one.
+func (f *fields) asInt(key string, v any) (int, bool) {
+	n, fe := toInt(v)
+	if fe != nil {
+		fe.Loc = f.loc(key)
+		f.errs = append(f.errs, *fe)
+		return 0, false
 	}
-	s, ok := v.(string)
-	if !ok {
-		f.add("string_type", f.loc(key), "Input should be a valid string", v)
-		return nil
-	}
-	return &s
+	return n, true
 }
 
 // intOr reads an `int = def` field in pydantic's lax mode (null is an
@@ -164,25 +182,20 @@ func (f *fields) intOr(key string, def int) int {
 	if !ok {
 		return def
 	}
-	n, fe := toInt(v)
-	if fe != nil {
-		fe.Loc = f.loc(key)
-		f.errs = append(f.errs, *fe)
-		return def
+	if n, ok := f.asInt(key, v); ok {
+		return n
 	}
-	return n
+	return def
 }
 
 // optIntGE reads an `int | None = Field(None, ge=min)` field.
 func (f *fields) optIntGE(key string, min int) *int {
-	v, ok := f.get(key)
-	if !ok || v == nil {
+	v, ok := f.opt(key)
+	if !ok {
 		return nil
 	}
-	n, fe := toInt(v)
-	if fe != nil {
-		fe.Loc = f.loc(key)
-		f.errs = append(f.errs, *fe)
+	n, ok := f.asInt(key, v)
+	if !ok {
 		return nil
 	}
 	if n < min {
@@ -235,16 +248,15 @@ func toInt(v any) (int, *fieldError) {
 // optUUID reads a `uuid.UUID | None = None` field, returned in canonical
 // form.
 func (f *fields) optUUID(key string) *string {
-	v, ok := f.get(key)
-	if !ok || v == nil {
-		return nil
-	}
-	s, ok := v.(string)
+	v, ok := f.opt(key)
 	if !ok {
-		f.add("uuid_type", f.loc(key), "UUID input should be a string, bytes or UUID object", v)
 		return nil
 	}
-	u, err := uuid.Parse(s)
+	s := f.asStr(key, v, "uuid_type", "UUID input should be a string, bytes or UUID object")
+	if s == nil {
+		return nil
+	}
+	u, err := uuid.Parse(*s)
 	if err != nil {
 		f.add("uuid_parsing", f.loc(key), "Input should be a valid UUID, "+err.Error(), v)
 		return nil
@@ -294,41 +306,43 @@ const (
 // required; score (default 0), inspector_url (default null), rules_matched
 // (default []), attempt (null or >= 1), assignment_id (null or a UUID).
 func parseSuccess(body any) (*report, int, []fieldError) {
-	f, err := newFields(body, "body", modelSuccess)
-	if err != nil {
-		return nil, 0, err.(*validationError).errs
-	}
-	rep := &report{success: true}
-	name, version := f.str("name"), f.str("version")
-	commit := f.str("commit")
-	rep.score = f.intOr("score", 0)
-	rep.inspectorURL = f.optStr("inspector_url")
-	rep.rules = f.strListOr("rules_matched")
-	rep.attempt = f.optIntGE("attempt", 1)
-	rep.assignmentID = f.optUUID("assignment_id")
-	if len(f.errs) > 0 {
-		return nil, 0, f.errs
-	}
-	rep.name, rep.version, rep.commit = *name, *version, *commit
-	return rep, f.set, nil
+	return parseModel(body, modelSuccess, func(f *fields) *report {
+		rep := &report{success: true}
+		rep.name, rep.version = deref(f.str("name")), deref(f.str("version"))
+		rep.commit = deref(f.str("commit"))
+		rep.score = f.intOr("score", 0)
+		rep.inspectorURL = f.optStr("inspector_url")
+		rep.rules = f.strListOr("rules_matched")
+		rep.attempt = f.optIntGE("attempt", 1)
+		rep.assignmentID = f.optUUID("assignment_id")
+		return rep
+	})
 }
 
 // parseFailure validates body as PackageScanResultFail: name, version,
 // reason required; attempt and assignment_id as for a success.
 func parseFailure(body any) (*report, int, []fieldError) {
-	f, err := newFields(body, "body", modelFailure)
+	return parseModel(body, modelFailure, func(f *fields) *report {
+		rep := &report{}
+		rep.name, rep.version = deref(f.str("name")), deref(f.str("version"))
+		rep.reason = deref(f.str("reason"))
+		rep.attempt = f.optIntGE("attempt", 1)
+		rep.assignmentID = f.optUUID("assignment_id")
+		return rep
+	})
+}
+
+// parseModel validates body as model, whose fields read takes, in order;
+// the report and the number of fields given, or every field's error.
+func parseModel(body any, model string, read func(*fields) *report) (*report, int, []fieldError) {
+	f, err := newFields(body, "body", model)
 	if err != nil {
 		return nil, 0, err.(*validationError).errs
 	}
-	name, version := f.str("name"), f.str("version")
-	reason := f.str("reason")
-	rep := &report{}
-	rep.attempt = f.optIntGE("attempt", 1)
-	rep.assignmentID = f.optUUID("assignment_id")
+	rep := read(f)
 	if len(f.errs) > 0 {
 		return nil, 0, f.errs
 	}
-	rep.name, rep.version, rep.reason = *name, *version, *reason
 	return rep, f.set, nil
 }
 
