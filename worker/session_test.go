@@ -7,7 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,13 +55,9 @@ func TestRefusedCredentialsEndTheWorker(t *testing.T) {
 // coordinator is full, or refuses this worker for a while) are not
 // configuration errors: the worker keeps trying and connects once let in.
 func TestLoadRefusalsAreRetried(t *testing.T) {
-	var mu sync.Mutex
-	n := 0
+	var tries atomic.Int64
 	coord := &fakeCoord{refuse: func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		n++
-		switch {
+		switch n := tries.Add(1); {
 		case n <= 3:
 			return status.Error(codes.ResourceExhausted, "full")
 		case n <= 6:
