@@ -9,9 +9,6 @@ package e2e
 // RELIABILITY.md records.
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +24,7 @@ import (
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -64,39 +62,25 @@ func writeAdversaryReleases(t *testing.T) (string, map[string]advExpect) {
 	for i := range 24 {
 		name := fmt.Sprintf("adv%02d", i)
 		file := name + "-1.0.tar.gz"
-		writeFile(t, filepath.Join(dir, file), makeSdist(name, "1.0", 3, 8<<10, uint64(500+i)))
+		writeFile(t, filepath.Join(dir, file), makeSdist(t, name, "1.0", 3, 8<<10, uint64(500+i)))
 		want[name] = advExpect{score: 6, rules: []string{"e2e_exec_b64", "e2e_socket"}, file: file}
 	}
 	for i := range 2 {
 		name := fmt.Sprintf("clean%02d", i)
 		file := name + "-1.0.tar.gz"
-		writeFile(t, filepath.Join(dir, file), makeCleanSdist(name, "1.0"))
+		writeFile(t, filepath.Join(dir, file), sdist(t, name, "1.0", "def add(a, b):\n    return a + b\n"))
 		want[name] = advExpect{score: 0, rules: []string{}, file: file}
 	}
-	writeFile(t, filepath.Join(dir, "evil-1.0.tar.gz"), makeLongNameSdist("evil", "1.0", 1<<20))
+	writeFile(t, filepath.Join(dir, "evil-1.0.tar.gz"), makeLongNameSdist(t, "evil", "1.0", 1<<20))
 	want["evil"] = advExpect{failure: true, file: "evil-1.0.tar.gz"}
 	return dir, want
-}
-
-// makeCleanSdist builds name-version.tar.gz with one file no e2e rule
-// matches.
-func makeCleanSdist(name, version string) []byte {
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	body := "def add(a, b):\n    return a + b\n"
-	tw.WriteHeader(&tar.Header{Name: name + "-" + version + "/" + name + "/__init__.py", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
-	tw.Write([]byte(body))
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
 }
 
 // makeLongNameSdist builds name-version.tar.gz by hand (archive/tar's
 // writer refuses such a name): a PAX header whose path record names
 // "name-version/" and nameLen bytes of control characters (0x01-0x1f), then
 // the member itself, a .py file with both e2e tokens.
-func makeLongNameSdist(name, version string, nameLen int) []byte {
+func makeLongNameSdist(t *testing.T, name, version string, nameLen int) []byte {
 	long := make([]byte, nameLen)
 	for i := range long {
 		long[i] = byte(1 + i%31)
@@ -109,11 +93,7 @@ func makeLongNameSdist(name, version string, nameLen int) []byte {
 	tb = append(tb, ustarHeader(name+"-"+version+"/short.py", len(body), '0')...)
 	tb = append(tb, padBlock([]byte(body))...)
 	tb = append(tb, make([]byte, 1024)...) // end of archive
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	gz.Write(tb)
-	gz.Close()
-	return buf.Bytes()
+	return testkit.GzipFast(t, tb)
 }
 
 // ustarHeader is one 512-byte ustar header block.
@@ -477,37 +457,19 @@ func (a *adversaries) hogSession(ctx context.Context, client fleetv1.FleetServic
 func (a *adversaries) silent(t *testing.T) func(context.Context) {
 	client := fleetClient(t, a.coordAddr)
 	return func(ctx context.Context) {
-		for ctx.Err() == nil {
+		sessions(ctx, client, 0, &a.silentEnds, func() peer {
 			var held []uint64
-			p := peer{
-				hello: helloMsg(idSilent, 2, fleetv1.WorkerMode_WORKER_MODE_SCAN),
-				every: time.Second,
-				onMsg: func(m *fleetv1.ConnectResponse) []*fleetv1.ConnectRequest {
-					switch {
-					case m.GetRuleSet() != nil:
-						return []*fleetv1.ConnectRequest{rulesReady(m.GetRuleSet().GetHash(), "")}
-					case m.GetAssign() != nil:
-						for _, task := range m.GetAssign().GetTasks() {
-							held = append(held, task.GetTaskId())
-							a.silentTasks.Add(1)
-						}
-						return []*fleetv1.ConnectRequest{heartbeatMsg(held[:min(len(held), 2)])}
-					}
-					return nil
-				},
-				tick: func() []*fleetv1.ConnectRequest {
-					return []*fleetv1.ConnectRequest{heartbeatMsg(held[:min(len(held), 2)])}
-				},
+			heartbeat := func() []*fleetv1.ConnectRequest {
+				return []*fleetv1.ConnectRequest{heartbeatMsg(held[:min(len(held), 2)])}
 			}
-			err := p.run(ctx, client)
-			if ctx.Err() != nil {
-				return
-			}
-			a.silentEnds.add(err)
-			if !pause(ctx, time.Second) {
-				return
-			}
-		}
+			return scanPeer(idSilent, 2, func(as *fleetv1.Assign) []*fleetv1.ConnectRequest {
+				for _, task := range as.GetTasks() {
+					held = append(held, task.GetTaskId())
+					a.silentTasks.Add(1)
+				}
+				return heartbeat()
+			}, heartbeat)
+		})
 	}
 }
 
@@ -516,39 +478,17 @@ func (a *adversaries) silent(t *testing.T) func(context.Context) {
 func (a *adversaries) liar(t *testing.T) func(context.Context) {
 	client := fleetClient(t, a.coordAddr)
 	return func(ctx context.Context) {
-		for ctx.Err() == nil {
-			p := peer{
-				hello: helloMsg(idLiar, 2, fleetv1.WorkerMode_WORKER_MODE_SCAN),
-				every: time.Second,
-				onMsg: func(m *fleetv1.ConnectResponse) []*fleetv1.ConnectRequest {
-					switch {
-					case m.GetRuleSet() != nil:
-						return []*fleetv1.ConnectRequest{rulesReady(m.GetRuleSet().GetHash(), "")}
-					case m.GetAssign() != nil:
-						var rs []*fleetv1.TaskResult
-						for _, task := range m.GetAssign().GetTasks() {
-							a.liarTasks.Add(1)
-							rs = append(rs, &fleetv1.TaskResult{
-								TaskId:  task.GetTaskId(),
-								Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{}},
-								Stats:   &fleetv1.TaskStats{BytesDownloaded: 4096, BytesExpanded: 16384, Files: 3},
-							})
-						}
-						return []*fleetv1.ConnectRequest{{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: rs}}}}
+		sessions(ctx, client, 0, &a.liarEnds, func() peer {
+			return scanPeer(idLiar, 2, func(as *fleetv1.Assign) []*fleetv1.ConnectRequest {
+				a.liarTasks.Add(int64(len(as.GetTasks())))
+				return answer(as, func(*fleetv1.Task) *fleetv1.TaskResult {
+					return &fleetv1.TaskResult{
+						Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{}},
+						Stats:   &fleetv1.TaskStats{BytesDownloaded: 4096, BytesExpanded: 16384, Files: 3},
 					}
-					return nil
-				},
-				tick: func() []*fleetv1.ConnectRequest { return []*fleetv1.ConnectRequest{heartbeatMsg(nil)} },
-			}
-			err := p.run(ctx, client)
-			if ctx.Err() != nil {
-				return
-			}
-			a.liarEnds.add(err)
-			if !pause(ctx, time.Second) {
-				return
-			}
-		}
+				})
+			}, heartbeatTick)
+		})
 	}
 }
 
@@ -559,10 +499,10 @@ func (a *adversaries) flood(t *testing.T) func(context.Context) {
 	client := fleetClient(t, a.coordAddr)
 	junk := strings.Repeat("0123456789abcdef", (1<<20)/16)
 	return func(ctx context.Context) {
-		for ctx.Err() == nil {
+		sessions(ctx, client, 0, &a.floodEnds, func() peer {
 			var hash string
 			n := 0
-			p := peer{
+			return peer{
 				hello: helloMsg(idFlood, 1, fleetv1.WorkerMode_WORKER_MODE_SCAN),
 				every: 50 * time.Millisecond,
 				onMsg: func(m *fleetv1.ConnectResponse) []*fleetv1.ConnectRequest {
@@ -582,15 +522,7 @@ func (a *adversaries) flood(t *testing.T) func(context.Context) {
 					return []*fleetv1.ConnectRequest{m}
 				},
 			}
-			err := p.run(ctx, client)
-			if ctx.Err() != nil {
-				return
-			}
-			a.floodEnds.add(err)
-			if !pause(ctx, time.Second) {
-				return
-			}
-		}
+		})
 	}
 }
 
@@ -605,40 +537,75 @@ func (a *adversaries) oversize(t *testing.T) func(context.Context) {
 	client := fleetClient(t, a.coordAddr)
 	reason := strings.Repeat("x", 5<<20)
 	return func(ctx context.Context) {
-		for range oversizeSessions {
+		sessions(ctx, client, oversizeSessions, &a.oversizeEnds, func() peer {
 			sent := false
-			p := peer{
-				hello: helloMsg(idOversize, 1, fleetv1.WorkerMode_WORKER_MODE_SCAN),
-				every: time.Second,
-				onMsg: func(m *fleetv1.ConnectResponse) []*fleetv1.ConnectRequest {
-					switch {
-					case m.GetRuleSet() != nil:
-						return []*fleetv1.ConnectRequest{rulesReady(m.GetRuleSet().GetHash(), "")}
-					case m.GetAssign() != nil && !sent:
-						sent = true
-						a.oversizeSent.Add(1)
-						var rs []*fleetv1.TaskResult
-						for _, task := range m.GetAssign().GetTasks() {
-							rs = append(rs, &fleetv1.TaskResult{TaskId: task.GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
-								Reason: reason, Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE,
-							}}})
-						}
-						return []*fleetv1.ConnectRequest{{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: rs}}}}
-					}
+			return scanPeer(idOversize, 1, func(as *fleetv1.Assign) []*fleetv1.ConnectRequest {
+				if sent {
 					return nil
-				},
-				tick: func() []*fleetv1.ConnectRequest { return []*fleetv1.ConnectRequest{heartbeatMsg(nil)} },
-			}
-			err := p.run(ctx, client)
-			if ctx.Err() != nil {
-				return
-			}
-			a.oversizeEnds.add(err)
-			if !pause(ctx, time.Second) {
-				return
-			}
+				}
+				sent = true
+				a.oversizeSent.Add(1)
+				return answer(as, func(*fleetv1.Task) *fleetv1.TaskResult {
+					return &fleetv1.TaskResult{Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+						Reason: reason, Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE,
+					}}}
+				})
+			}, heartbeatTick)
+		})
+	}
+}
+
+// sessions runs a session of the peer that newPeer builds after another
+// until ctx ends, or until max sessions have run (0: no limit). How each
+// session ended goes into ends; the next one starts a second later.
+func sessions(ctx context.Context, client fleetv1.FleetServiceClient, max int, ends *codeCounts, newPeer func() peer) {
+	for n := 0; ctx.Err() == nil && (max == 0 || n < max); n++ {
+		err := newPeer().run(ctx, client)
+		if ctx.Err() != nil {
+			return
+		}
+		ends.add(err)
+		if !pause(ctx, time.Second) {
+			return
 		}
 	}
+}
+
+// scanPeer is a scanning worker id with slots that claims every rule set it
+// is sent ready at once, answers each Assign with onAssign and sends tick
+// every second.
+func scanPeer(id string, slots uint32, onAssign func(*fleetv1.Assign) []*fleetv1.ConnectRequest, tick func() []*fleetv1.ConnectRequest) peer {
+	return peer{
+		hello: helloMsg(id, slots, fleetv1.WorkerMode_WORKER_MODE_SCAN),
+		every: time.Second,
+		onMsg: func(m *fleetv1.ConnectResponse) []*fleetv1.ConnectRequest {
+			switch {
+			case m.GetRuleSet() != nil:
+				return []*fleetv1.ConnectRequest{rulesReady(m.GetRuleSet().GetHash(), "")}
+			case m.GetAssign() != nil:
+				return onAssign(m.GetAssign())
+			}
+			return nil
+		},
+		tick: tick,
+	}
+}
+
+// answer is one TaskResults message with result's answer to each task of
+// as (its task id set here).
+func answer(as *fleetv1.Assign, result func(*fleetv1.Task) *fleetv1.TaskResult) []*fleetv1.ConnectRequest {
+	var rs []*fleetv1.TaskResult
+	for _, task := range as.GetTasks() {
+		r := result(task)
+		r.TaskId = task.GetTaskId()
+		rs = append(rs, r)
+	}
+	return []*fleetv1.ConnectRequest{{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: rs}}}}
+}
+
+// heartbeatTick is a heartbeat that names no task.
+func heartbeatTick() []*fleetv1.ConnectRequest {
+	return []*fleetv1.ConnectRequest{heartbeatMsg(nil)}
 }
 
 // nonScan announces the non-scanning mode (a benchmark harness's fabricated
@@ -650,7 +617,7 @@ func (a *adversaries) nonScan(t *testing.T) func(context.Context) {
 			hello: helloMsg(idNonScan, 4, fleetv1.WorkerMode_WORKER_MODE_NON_SCANNING),
 			every: time.Second,
 			onMsg: func(*fleetv1.ConnectResponse) []*fleetv1.ConnectRequest { return nil },
-			tick:  func() []*fleetv1.ConnectRequest { return []*fleetv1.ConnectRequest{heartbeatMsg(nil)} },
+			tick:  heartbeatTick,
 		}
 		err := p.run(ctx, client)
 		if ctx.Err() == nil {

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	devserver "github.com/dragonfly-fleet/fleet/devapi"
 )
 
 // longRun selects the long versions of the fault scenarios.
@@ -54,7 +56,8 @@ func slowScanEnv(extra map[string]string) map[string]string {
 
 // makePaddedSdist builds name-version.tar.gz with files .py files of size
 // bytes of one repeated line, the first carrying both e2e tokens: large to
-// scan, a few kilobytes to download.
+// scan, a few kilobytes to download. It streams the tar into gzip (sdist
+// would hold files*size bytes of tar at once: 96 MiB for the drain test).
 func makePaddedSdist(name, version string, files, size int) []byte {
 	var buf bytes.Buffer
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
@@ -251,10 +254,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 	jobs := pick(120, 2000)
 	// Each job costs its worker some YARA time, so kills land on busy
 	// workers.
-	pkgs := writePaddedReleases(t, jobs, pick(256<<10, 1<<20))
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules+slowRule)
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	d, _ := serveReleases(t, writePaddedReleases(t, jobs, pick(256<<10, 1<<20)), e2eRules+slowRule)
 	coordEnv, pprofAddr := pprofEnv(t, map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
 	_, grpcAddr, httpAddr := startCoordinator(t, d, coordEnv)
 	workerEnv := slowScanEnv(map[string]string{"DRAGONFLY_LOG_LEVEL": "info"})
@@ -348,11 +348,8 @@ func TestFaultWorkerLoss(t *testing.T) {
 // none twice.
 func TestFaultAPITrouble(t *testing.T) {
 	jobs := pick(150, 1000)
-	pkgs := writeReleases(t, jobs, 2, 8<<10)
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules)
 	const clientID, clientSecret = "e2e-client", "e2e-client-secret-value"
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules,
+	d, _ := serveReleases(t, writeReleases(t, jobs, 2, 8<<10), e2eRules,
 		"--auth", "auth0", "--auth0-client-id", clientID, "--auth0-client-secret", clientSecret,
 		"--token-lifetime", "3s", "--report-error-rate", "0.3", "--latency", "150ms")
 	_, grpcAddr, httpAddr := startCoordinator(t, d, map[string]string{
@@ -417,9 +414,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pkgs := t.TempDir()
 			writeFile(t, filepath.Join(pkgs, "bigpkg-1.0.tar.gz"), makePaddedSdist("bigpkg", "1.0", files, size))
-			rules := t.TempDir()
-			writeRules(t, rules, "e2e", e2eRules+slowRule)
-			d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+			d, _ := serveReleases(t, pkgs, e2eRules+slowRule)
 			coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 			w := startWorker(t, d, "w0", grpcAddr, slowScanEnv(map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace}))
 			eventually(t, 60*time.Second, "the worker to scan", func() bool {
@@ -478,11 +473,8 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 	// a job seen in flight is still in flight a few milliseconds later, at
 	// the kill (with 1 MiB both could finish in between, and no job was
 	// left to be re-leased).
-	pkgs := writePaddedReleases(t, jobs, 8<<20)
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules+slowRule)
 	const lease = "25s"
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules, "--lease-timeout", lease)
+	d, _ := serveReleases(t, writePaddedReleases(t, jobs, 8<<20), e2eRules+slowRule, "--lease-timeout", lease)
 	env := map[string]string{
 		"DRAGONFLY_OUTBOX_PATH":   filepath.Join(t.TempDir(), "outbox.db"),
 		"DRAGONFLY_LEASE_TIMEOUT": lease,
@@ -506,7 +498,7 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 	eventually(t, pick(4*time.Minute, 10*time.Minute), "every job", func() bool { return d.allDone(t, jobs) })
 	ok := d.exactlyOnce(t, jobs)
 
-	accepted := map[string]devReport{}
+	accepted := map[string]devserver.ReportRecord{}
 	for _, r := range ok {
 		accepted[r.Name] = r
 		if r.Score == nil || *r.Score != 6 {

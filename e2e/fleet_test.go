@@ -21,10 +21,7 @@ import (
 // exactly once and nothing is refused.
 func TestWorkerKilledMidRun(t *testing.T) {
 	const releases = 300
-	pkgs := writeReleases(t, releases, 6, 40<<10)
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules)
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	d, _ := serveReleases(t, writeReleases(t, releases, 6, 40<<10), e2eRules)
 	_, grpcAddr, _ := startCoordinator(t, d, nil)
 	var workers []*proc
 	for i := range 3 {
@@ -54,16 +51,14 @@ func TestReleaseWith40Distributions(t *testing.T) {
 	pkgs := t.TempDir()
 	for i := range 40 {
 		tag := fmt.Sprintf("cp3%d-cp3%d-manylinux_%d_x86_64", i%10, i%10, i)
-		data := makeSdist("bigrel", "2.0", 5+i%4, 30<<10, uint64(1000+i))
+		data := makeSdist(t, "bigrel", "2.0", 5+i%4, 30<<10, uint64(1000+i))
 		// A wheel is a zip; the engine detects the format from the bytes, so
 		// a gzip tar named .whl exercises exactly the same scoring.
 		writeFile(t, filepath.Join(pkgs, fmt.Sprintf("bigrel-2.0-%s.whl", tag)), data)
 	}
 	// One distinct distribution carries an extra high-weight token.
-	writeFile(t, filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist("bigrel", "2.0", 3, 10<<10, 7))
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	writeFile(t, filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist(t, "bigrel", "2.0", 3, 10<<10, 7))
+	d, rules := serveReleases(t, pkgs, e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
 	// The API answers 503 for the first 3 s, so no rules and no lease until
 	// then: all three workers are connected when the release is split,
 	// rather than the first one taking it alone.
@@ -175,10 +170,7 @@ func leaseOrder(t *testing.T, d *devapi, name, version string) map[string]int {
 // commit.
 func TestRulesChangeMidRun(t *testing.T) {
 	const releases = 120
-	pkgs := writeReleases(t, releases, 4, 40<<10)
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules)
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	d, rules := serveReleases(t, writeReleases(t, releases, 4, 40<<10), e2eRules)
 	_, grpcAddr, _ := startCoordinator(t, d, nil)
 	startWorker(t, d, "w0", grpcAddr, nil)
 	eventually(t, 60*time.Second, "some reports", func() bool { return d.stats(t).ReportsAccepted >= 20 })
@@ -284,11 +276,9 @@ func TestWrongTokenIsRefused(t *testing.T) {
 func TestWorkerSIGTERMMidTask(t *testing.T) {
 	pkgs := t.TempDir()
 	// Big enough to take a while under the slow rule below.
-	writeFile(t, filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist("slowpkg", "1.0", 4, 4<<20, 5))
-	writeFile(t, filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist("other", "1.0", 2, 10<<10, 6))
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules+`rule e2e_slow { condition: for any i in (0..filesize-1) : ( uint32(i) == 0x41424344 ) }`)
-	d := startDevAPI(t, "--packages", pkgs, "--rules", rules)
+	writeFile(t, filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist(t, "slowpkg", "1.0", 4, 4<<20, 5))
+	writeFile(t, filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist(t, "other", "1.0", 2, 10<<10, 6))
+	d, _ := serveReleases(t, pkgs, e2eRules+slowRule)
 	_, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 	w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
 	eventually(t, 60*time.Second, "the worker to run a task", func() bool {

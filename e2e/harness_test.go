@@ -4,9 +4,7 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	devserver "github.com/dragonfly-fleet/fleet/devapi"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 var binary string
@@ -49,26 +50,9 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testkit.SyncBuffer
 	done chan struct{}
 	err  error
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // start runs `dragonfly args...` with env (on top of a clean environment).
@@ -88,7 +72,7 @@ func startWrapped(t *testing.T, name string, wrap []string, env map[string]strin
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Dir = t.TempDir()
-	p := &proc{t: t, name: name, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, name: name, cmd: cmd, log: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -243,44 +227,6 @@ func decodeJSON(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// devStats are devapi's /_dev/stats.
-type devStats struct {
-	Leases          int64 `json:"leases"`
-	Reports         int64 `json:"reports"`
-	ReportsAccepted int64 `json:"reports_accepted"`
-	Status409       int64 `json:"status_409"`
-	Status404       int64 `json:"status_404"`
-	Status422       int64 `json:"status_422"`
-	Status500       int64 `json:"status_500"`
-	Status503       int64 `json:"status_503"`
-	Status401       int64 `json:"status_401"`
-	DeadLettered    int64 `json:"dead_lettered"`
-	Finished        int64 `json:"finished"`
-	Failed          int64 `json:"failed"`
-	Queue           struct {
-		TotalBacklog int `json:"total_backlog"`
-		// Finished and Failed count scans (Stats.Finished and Failed
-		// count accepted reports).
-		Finished int `json:"finished"`
-		Failed   int `json:"failed"`
-	} `json:"queue"`
-}
-
-type devReport struct {
-	Seq          int64     `json:"seq"`
-	Time         time.Time `json:"time"`
-	Name         string    `json:"name"`
-	Version      string    `json:"version"`
-	Attempt      *int      `json:"attempt"`
-	Kind         string    `json:"kind"`
-	Score        *int      `json:"score"`
-	InspectorURL *string   `json:"inspector_url"`
-	RulesMatched []string  `json:"rules_matched"`
-	Commit       string    `json:"commit"`
-	Reason       string    `json:"reason"`
-	Status       int       `json:"status"`
-}
-
 // devapi is a running development API. With --auth its API and its
 // /_dev/ routes take credentials: the harness sends the ones devapi was
 // started with (parsed from its arguments).
@@ -301,6 +247,16 @@ type devapi struct {
 func startDevAPI(t *testing.T, args ...string) *devapi {
 	t.Helper()
 	return startDevAPIOn(t, "127.0.0.1", args...)
+}
+
+// serveReleases starts devapi serving the releases in pkgs with the rule
+// source src as its rules, and args. It returns devapi and the rules
+// directory (a test may change the rules there).
+func serveReleases(t *testing.T, pkgs, src string, args ...string) (*devapi, string) {
+	t.Helper()
+	rules := t.TempDir()
+	writeRules(t, rules, "e2e", src)
+	return startDevAPI(t, append([]string{"--packages", pkgs, "--rules", rules}, args...)...), rules
 }
 
 // startDevAPIOn starts devapi listening on the address host.
@@ -329,7 +285,7 @@ func startDevAPIOn(t *testing.T, host string, args ...string) *devapi {
 	}
 	eventually(t, 30*time.Second, "devapi to listen", func() bool {
 		p.failIfExited()
-		var s devStats
+		var s devserver.Stats
 		return d.getJSON("/_dev/stats", &s) == nil
 	})
 	return d
@@ -416,18 +372,18 @@ func (d *devapi) post(t *testing.T, path, body string) {
 	}
 }
 
-func (d *devapi) stats(t *testing.T) devStats {
+func (d *devapi) stats(t *testing.T) devserver.Stats {
 	t.Helper()
-	var s devStats
+	var s devserver.Stats
 	if err := d.getJSON("/_dev/stats", &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func (d *devapi) reports(t *testing.T) []devReport {
+func (d *devapi) reports(t *testing.T) []devserver.ReportRecord {
 	t.Helper()
-	var r []devReport
+	var r []devserver.ReportRecord
 	if err := d.getJSON("/_dev/reports", &r); err != nil {
 		t.Fatal(err)
 	}
@@ -451,10 +407,10 @@ func (d *devapi) rulesCommit(t *testing.T) string {
 
 // exactlyOnce checks that every release got exactly one accepted report and
 // none was refused.
-func (d *devapi) exactlyOnce(t *testing.T, releases int) []devReport {
+func (d *devapi) exactlyOnce(t *testing.T, releases int) []devserver.ReportRecord {
 	t.Helper()
 	accepted := map[string]int{}
-	var ok []devReport
+	var ok []devserver.ReportRecord
 	for _, r := range d.reports(t) {
 		if r.Status == 200 {
 			accepted[r.Name+"@"+r.Version]++
@@ -557,17 +513,14 @@ func (p *proc) vmHWM(t *testing.T) int64 {
 
 // makeSdist builds name-version.tar.gz with files of about size bytes of
 // text; every third file carries a token the e2e rules match.
-func makeSdist(name, version string, files, size int, seed uint64) []byte {
+func makeSdist(t *testing.T, name, version string, files, size int, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 99))
-	var buf bytes.Buffer
-	// BestSpeed and strconv instead of fmt: the test binary runs under the
-	// race detector, where building 100 MB of sdists the slow way takes
-	// minutes.
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	tw := tar.NewWriter(gz)
-	for i := range files {
+	bodies := make([]string, files)
+	// strconv instead of fmt: the test binary runs under the race
+	// detector, where building 100 MB of sdists the slow way takes minutes.
+	line := make([]byte, 0, 32)
+	for i := range bodies {
 		var b strings.Builder
-		line := make([]byte, 0, 32)
 		for b.Len() < size {
 			line = append(line[:0], "value_"...)
 			line = strconv.AppendInt(line, int64(rng.IntN(1e6)), 10)
@@ -582,13 +535,19 @@ func makeSdist(name, version string, files, size int, seed uint64) []byte {
 		case 1:
 			b.WriteString("import socket; socket.socket()\n")
 		}
-		body := b.String()
-		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("%s-%s/%s/m%d.py", name, version, name, i), Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
-		tw.Write([]byte(body))
+		bodies[i] = b.String()
 	}
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
+	return sdist(t, name, version, bodies...)
+}
+
+// sdist is name-version.tar.gz holding one file of each body,
+// name-version/name/m0.py, m1.py and so on (gzip at its fastest).
+func sdist(t *testing.T, name, version string, bodies ...string) []byte {
+	ents := make([]testkit.TarEntry, len(bodies))
+	for i, b := range bodies {
+		ents[i] = testkit.TarEntry{Name: fmt.Sprintf("%s-%s/%s/m%d.py", name, version, name, i), Body: []byte(b)}
+	}
+	return testkit.GzipFast(t, testkit.Tar(t, ents...))
 }
 
 // writeReleases writes n releases of one sdist each into a new directory.
@@ -597,7 +556,7 @@ func writeReleases(t *testing.T, n, files, size int) string {
 	dir := t.TempDir()
 	for i := range n {
 		name := fmt.Sprintf("pkg%04d", i)
-		writeFile(t, filepath.Join(dir, name+"-1.0.tar.gz"), makeSdist(name, "1.0", files, size, uint64(i)))
+		writeFile(t, filepath.Join(dir, name+"-1.0.tar.gz"), makeSdist(t, name, "1.0", files, size, uint64(i)))
 	}
 	return dir
 }

@@ -3,11 +3,12 @@ package e2e
 import (
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // Secrets of the runs below: distinctive values that cannot appear by chance.
@@ -29,8 +30,7 @@ const (
 // target sends back: what the coordinator puts on the worker streams.
 type secProxy struct {
 	addr string
-	mu   sync.Mutex
-	down strings.Builder
+	down testkit.SyncBuffer
 	ln   net.Listener
 	wg   sync.WaitGroup
 }
@@ -63,7 +63,7 @@ func startSecProxy(t *testing.T, target string) *secProxy {
 			}()
 			go func() {
 				defer p.wg.Done()
-				io.Copy(io.MultiWriter(c, p), s)
+				io.Copy(io.MultiWriter(c, &p.down), s)
 				c.Close()
 			}()
 		}
@@ -74,36 +74,6 @@ func startSecProxy(t *testing.T, target string) *secProxy {
 		// their own cleanups (registered earlier, run later) do; do not wait.
 	})
 	return p
-}
-
-func (p *secProxy) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.down.Write(b)
-}
-
-func (p *secProxy) downstream() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.down.String()
-}
-
-// secGet returns the body of GET url.
-func secGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	return string(b)
 }
 
 // secAssertAbsent fails for every secret found in any of the texts.
@@ -135,10 +105,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 }
 
 func secRun(t *testing.T, mode string) {
-	pkgs := writeReleases(t, secReleasesPerRun, 3, 2000)
-	rules := t.TempDir()
-	writeRules(t, rules, "e2e", e2eRules)
-	devArgs := []string{"--packages", pkgs, "--rules", rules, "--auth", mode, "--report-error-rate", "0.34"}
+	devArgs := []string{"--auth", mode, "--report-error-rate", "0.34"}
 	creds := map[string]string{}
 	wrong := map[string]string{}
 	var wrongSecret string
@@ -154,7 +121,7 @@ func secRun(t *testing.T, mode string) {
 		devArgs = append(devArgs, "--auth0-client-id", secAuth0ID, "--auth0-client-secret", secAuth0Secret,
 			"--auth0-username", secAuth0User, "--auth0-password", secAuth0Password)
 	}
-	d := startDevAPI(t, devArgs...)
+	d, _ := serveReleases(t, writeReleases(t, secReleasesPerRun, 3, 2000), e2eRules, devArgs...)
 	if mode == "auth0" {
 		for k, v := range map[string]string{
 			"DRAGONFLY_CLIENT_ID": secAuth0ID, "DRAGONFLY_CLIENT_SECRET": secAuth0Secret,
@@ -207,29 +174,29 @@ func secRun(t *testing.T, mode string) {
 
 	texts := map[string]string{
 		"coordinator log":                   coord.log.String(),
-		"coordinator /status.json":          secGet(t, "http://"+httpAddr+"/status.json"),
-		"coordinator /status":               secGet(t, "http://"+httpAddr+"/status"),
-		"coordinator /metrics":              secGet(t, "http://"+httpAddr+"/metrics"),
+		"coordinator /status.json":          testkit.Get(t, "http://"+httpAddr+"/status.json"),
+		"coordinator /status":               testkit.Get(t, "http://"+httpAddr+"/status"),
+		"coordinator /metrics":              testkit.Get(t, "http://"+httpAddr+"/metrics"),
 		"wrong-credentials coordinator log": bad.log.String(),
-		"wrong-credentials /status.json":    secGet(t, "http://"+badHTTP+"/status.json"),
+		"wrong-credentials /status.json":    testkit.Get(t, "http://"+badHTTP+"/status.json"),
 		"worker sec-w1 log":                 w1.log.String(),
 		"worker sec-w2 log":                 w2.log.String(),
 		"intruder worker log":               intruder.log.String(),
-		"coordinator to worker stream":      proxy.downstream(),
+		"coordinator to worker stream":      proxy.down.String(),
 	}
 	apiSecrets := []string{secCFSecret, secAuth0Secret, secAuth0Password, secWrongCFSecret, secWrongA0Secret}
 	secAssertAbsent(t, texts, append(apiSecrets, secFleetToken, secWrongToken)...)
 	// The API client ids are not secret, but workers have no business
 	// with them either.
-	secAssertAbsent(t, map[string]string{"worker sec-w1 log": w1.log.String(), "worker sec-w2 log": w2.log.String(), "coordinator to worker stream": proxy.downstream()}, secCFID, secAuth0ID, secAuth0User)
+	secAssertAbsent(t, map[string]string{"worker sec-w1 log": w1.log.String(), "worker sec-w2 log": w2.log.String(), "coordinator to worker stream": proxy.down.String()}, secCFID, secAuth0ID, secAuth0User)
 	// Debug lines ("distribution scanned") come from the worker that scanned;
 	// one of the two may have scanned everything.
 	if !w1.logged(`"level":"DEBUG"`) && !w2.logged(`"level":"DEBUG"`) {
 		t.Errorf("no worker log has debug lines: the check ran on less than everything")
 	}
-	if !strings.Contains(proxy.downstream(), "e2e_exec_b64") {
+	if !strings.Contains(proxy.down.String(), "e2e_exec_b64") {
 		t.Errorf("the recorded stream holds no rule source: the proxy did not see the session")
 	}
 	t.Logf("%s: %d releases reported; checked %d texts (%d bytes of stream) for %d secrets; wrong secret %q absent",
-		mode, secReleasesPerRun, len(texts), len(proxy.downstream()), len(apiSecrets)+2, wrongSecret)
+		mode, secReleasesPerRun, len(texts), len(proxy.down.String()), len(apiSecrets)+2, wrongSecret)
 }

@@ -25,6 +25,7 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/score"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -196,15 +197,11 @@ func TestStatusWatch(t *testing.T) {
 // development API, and checks its HTTP surface: the API client's hooks,
 // the on-demand queue status, health, and the status token.
 func TestCoordinatorHTTP(t *testing.T) {
-	files, err := demo.Files()
+	files, err := devapi.DemoFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var df []devapi.File
-	for _, f := range files {
-		df = append(df, devapi.File{Name: f.Name, Data: f.Data})
-	}
-	dev, err := devapi.New(devapi.Config{Files: df, Rules: demo.Rules()})
+	dev, err := devapi.New(devapi.Config{Files: files, Rules: demo.Rules()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,23 +291,6 @@ func TestCoordinatorHTTP(t *testing.T) {
 	}
 }
 
-func statusGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", url, resp.StatusCode)
-	}
-	return b.String()
-}
-
 // TestMetricsPromtool lints both registries as the commands serve them.
 // promtool comes with make setup-test: without it the test fails.
 func TestMetricsPromtool(t *testing.T) {
@@ -338,18 +318,18 @@ func TestMetricsPromtool(t *testing.T) {
 	lw.FileScanned(10, time.Millisecond)
 	localSrv := httptest.NewServer(local.handler(src, nil, ""))
 	defer localSrv.Close()
-	localBody := statusGet(t, localSrv.URL+"/metrics")
+	localBody := testkit.Get(t, localSrv.URL+"/metrics")
 	for _, want := range []string{"dragonfly_workers_connected ", "dragonfly_worker_scanned_files_total 1", "dragonfly_build_info{", "dragonfly_worker_build_info{goversion=", "go_goroutines "} {
 		if !strings.Contains(localBody, want) {
 			t.Errorf("local /metrics lacks %q", want)
 		}
 	}
-	if body := statusGet(t, localSrv.URL+"/status.json"); !json.Valid([]byte(body)) {
+	if body := testkit.Get(t, localSrv.URL+"/status.json"); !json.Valid([]byte(body)) {
 		t.Errorf("local /status.json is not JSON")
 	}
 	for name, h := range map[string]http.Handler{"coordinator": cm.handler(src, nil, ""), "worker": wm.Handler(), "local": local.handler(src, nil, "")} {
 		srv := httptest.NewServer(h)
-		body := statusGet(t, srv.URL+"/metrics")
+		body := testkit.Get(t, srv.URL+"/metrics")
 		srv.Close()
 		if name == "coordinator" && !strings.Contains(body, `dragonfly_rule_matches_total{rule="r1"} 1`) {
 			t.Errorf("coordinator /metrics lacks the rule matches")

@@ -54,19 +54,11 @@ func (s *sessions) SessionEnded(_ coordinator.SessionInfo, err error) {
 // receive limit, the session died, the task was re-dispatched to die again,
 // and nothing held by those sessions was ever reported.)
 func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
-	files, err := demo.Files()
-	if err != nil {
-		t.Fatal(err)
-	}
 	poison := testkit.Gzip(t, testkit.Tar(t,
 		testkit.TarEntry{Name: "poison-1.0/setup.py", Body: []byte("print('hi')\n")},
 		testkit.TarEntry{Name: "../" + strings.Repeat("\x01", 1_000_000), Body: []byte("x")},
 	))
-	cases := []testkit.HostileCase{{Dist: "poison-1.0.tar.gz", Body: poison}}
-	for _, f := range files {
-		cases = append(cases, testkit.HostileCase{Dist: f.Name, Body: f.Data})
-	}
-	srv := testkit.HostileServer(t, cases)
+	srv := testkit.HostileServer(t, append(testkit.DemoCases(t), testkit.HostileCase{Dist: "poison-1.0.tar.gz", Body: poison}))
 
 	pad := strings.Repeat("// padding: a rule set over gRPC's default 4 MiB message limit\n", 5<<20/64)
 	sources := map[string]string{"zz_pad": pad}

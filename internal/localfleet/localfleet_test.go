@@ -45,15 +45,7 @@ func (e *events) Connection(connected, _ bool) {
 // memory, without a token, and scans the demo releases; when the context
 // ends the worker has left before the coordinator is told to stop.
 func TestRunScansAndStopsInOrder(t *testing.T) {
-	files, err := demo.Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []testkit.HostileCase
-	for _, f := range files {
-		cases = append(cases, testkit.HostileCase{Dist: f.Name, Body: f.Data})
-	}
-	srv := testkit.HostileServer(t, cases)
+	srv := testkit.HostileServer(t, testkit.DemoCases(t))
 	one := 1
 	api := fakeapi.New(mainframe.RuleSet{Hash: rules.ContentHash(demo.Rules()), Rules: demo.Rules()},
 		mainframe.Job{Name: "reqeusts", Version: "2.31.0", Distributions: []string{srv.URL + "/reqeusts-2.31.0.tar.gz"}, Attempt: &one},

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
@@ -255,6 +256,21 @@ func flipByte(b []byte, i int) []byte {
 // HostileLimits are the limits the hostile cases are written for.
 func HostileLimits() limit.Limits {
 	return limit.Limits{File: HostileFileLimit, Expanded: HostileExpandedLimit, Entries: HostileEntriesLimit, Download: HostileDownloadLimit}
+}
+
+// DemoCases are the built-in demo distributions (package demo) as cases
+// to serve; they are not hostile.
+func DemoCases(t testing.TB) []HostileCase {
+	t.Helper()
+	files, err := demo.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := make([]HostileCase, 0, len(files))
+	for _, f := range files {
+		cases = append(cases, HostileCase{Name: "demo " + f.Name, Dist: f.Name, Body: f.Data})
+	}
+	return cases
 }
 
 // HostileServer serves each case at /DIST (its Serve, else its Body with a
