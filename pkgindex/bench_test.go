@@ -3,6 +3,7 @@ package pkgindex
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -46,30 +47,23 @@ func bigPage(n int) (jsonBody, htmlBody []byte) {
 // Benchmarks at the default MaxFiles (100,000 files, the worst page an
 // index can hand over within the bounds) and at a busy project's size.
 func BenchmarkParseSimpleJSON(b *testing.B) {
-	for _, n := range []int{4_000, DefaultMaxFiles} {
-		body, _ := bigPage(n)
-		page := mustURL(b, "https://pypi.org/simple/big-project/")
-		b.Run(fmt.Sprintf("files=%d/page=%dKiB", n, len(body)>>10), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				if files, err := parseSimpleJSON(body, page, DefaultMaxFiles); err != nil || len(files) != n {
-					b.Fatal(len(files), err)
-				}
-			}
-		})
-	}
+	benchParse(b, parseSimpleJSON, func(jsonBody, _ []byte) []byte { return jsonBody })
 }
 
 func BenchmarkParseSimpleHTML(b *testing.B) {
+	benchParse(b, parseSimpleHTML, func(_, htmlBody []byte) []byte { return htmlBody })
+}
+
+// benchParse runs parse on bigPage's body that pick picks, at each size.
+func benchParse(b *testing.B, parse func([]byte, *url.URL, int) ([]file, error), pick func(jsonBody, htmlBody []byte) []byte) {
 	for _, n := range []int{4_000, DefaultMaxFiles} {
-		_, body := bigPage(n)
+		body := pick(bigPage(n))
 		page := mustURL(b, "https://pypi.org/simple/big-project/")
 		b.Run(fmt.Sprintf("files=%d/page=%dKiB", n, len(body)>>10), func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if files, err := parseSimpleHTML(body, page, DefaultMaxFiles); err != nil || len(files) != n {
+				if files, err := parse(body, page, DefaultMaxFiles); err != nil || len(files) != n {
 					b.Fatal(len(files), err)
 				}
 			}

@@ -36,34 +36,29 @@ func checkFiles(t *testing.T, files []file) {
 }
 
 func FuzzParseSimpleHTML(f *testing.F) {
-	for _, s := range []string{
-		`<a href="foo-1.0.tar.gz#sha256=` + sha + `">foo-1.0.tar.gz</a>`,
+	fuzzParser(f, "https://idx.example/simple/foo/", parseSimpleHTML, func(t *testing.T, _ []file, err error) {
+		if err != errTooManyFiles && !strings.HasPrefix(err.Error(), "malformed HTML") {
+			t.Fatalf("unexpected error %v", err)
+		}
+	},
+		`<a href="foo-1.0.tar.gz#sha256=`+sha+`">foo-1.0.tar.gz</a>`,
 		`<html><head><base href="https://m.example/p/"></head><a href="../x.whl" data-yanked="why">x.whl</a></html>`,
 		`<a href="javascript:x">y</a><a href=/a/b/c.zip />`,
 		`<a href="%zz">bad</a><a href="http://[::1">bad</a>`,
 		`<a href="x"><a href="y">nested</a></a>`,
-		`<a href="x">` + strings.Repeat("z", 2000),
+		`<a href="x">`+strings.Repeat("z", 2000),
 		"<a href=\"x\">\x00\xff</a>",
 		``,
-	} {
-		f.Add([]byte(s))
-	}
-	page := mustURL(f, "https://idx.example/simple/foo/")
-	f.Fuzz(func(t *testing.T, body []byte) {
-		files, err := parseSimpleHTML(body, page, fuzzMaxFiles)
-		if err != nil {
-			if err != errTooManyFiles && !strings.HasPrefix(err.Error(), "malformed HTML") {
-				t.Fatalf("unexpected error %v", err)
-			}
-			return
-		}
-		checkFiles(t, files)
-	})
+	)
 }
 
 func FuzzParseSimpleJSON(f *testing.F) {
-	for _, s := range []string{
-		`{"meta": {"api-version": "1.0"}, "name": "foo", "files": [{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {"sha256": "` + sha + `"}, "yanked": "r"}]}`,
+	fuzzParser(f, "https://idx.example/simple/foo/", parseSimpleJSON, func(t *testing.T, files []file, _ error) {
+		if files != nil {
+			t.Fatal("files and an error")
+		}
+	},
+		`{"meta": {"api-version": "1.0"}, "name": "foo", "files": [{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {"sha256": "`+sha+`"}, "yanked": "r"}]}`,
 		`{"meta": {"api-version": "1.1"}, "files": [{"filename": "a", "url": "https://x/a#f", "hashes": {}, "yanked": true}], "versions": []}`,
 		`{"meta": {"api-version": "2.0"}, "files": []}`,
 		`{"files": [{"yanked": 3}]}`,
@@ -71,36 +66,33 @@ func FuzzParseSimpleJSON(f *testing.F) {
 		`[]`,
 		`{`,
 		``,
-	} {
-		f.Add([]byte(s))
-	}
-	page := mustURL(f, "https://idx.example/simple/foo/")
-	f.Fuzz(func(t *testing.T, body []byte) {
-		files, err := parseSimpleJSON(body, page, fuzzMaxFiles)
-		if err != nil {
-			if files != nil {
-				t.Fatal("files and an error")
-			}
-			return
-		}
-		checkFiles(t, files)
-	})
+	)
 }
 
 func FuzzParseJSONAPI(f *testing.F) {
-	for _, s := range []string{
-		`{"info": {"version": "1.0"}, "urls": [], "releases": {"1.0": [{"filename": "foo-1.0.tar.gz", "url": "https://f/foo-1.0.tar.gz", "digests": {"sha256": "` + sha + `"}, "yanked": true, "yanked_reason": "x"}]}}`,
+	fuzzParser(f, "https://pypi.example/pypi/foo/json", parseJSONAPI, nil,
+		`{"info": {"version": "1.0"}, "urls": [], "releases": {"1.0": [{"filename": "foo-1.0.tar.gz", "url": "https://f/foo-1.0.tar.gz", "digests": {"sha256": "`+sha+`"}, "yanked": true, "yanked_reason": "x"}]}}`,
 		`{"info": {"version": "1.0"}, "urls": [{"filename": "a", "url": "/a", "digests": {}, "yanked": false, "yanked_reason": null}]}`,
 		`{"releases": {"": [{}]}}`,
 		`{"releases": []}`,
 		`null`,
-	} {
+	)
+}
+
+// fuzzParser fuzzes a page parser from the seeds, the page at pageURL:
+// what it accepts passes checkFiles, and an error passes failed (when not
+// nil).
+func fuzzParser(f *testing.F, pageURL string, parse func([]byte, *url.URL, int) ([]file, error), failed func(*testing.T, []file, error), seeds ...string) {
+	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	page := mustURL(f, "https://pypi.example/pypi/foo/json")
+	page := mustURL(f, pageURL)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		files, err := parseJSONAPI(body, page, fuzzMaxFiles)
+		files, err := parse(body, page, fuzzMaxFiles)
 		if err != nil {
+			if failed != nil {
+				failed(t, files, err)
+			}
 			return
 		}
 		checkFiles(t, files)

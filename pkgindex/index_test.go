@@ -338,6 +338,28 @@ func target(t *testing.T, s string) Target {
 // modes are the index URLs of the three ways to list files.
 var modes = []string{"/json/simple", "/html/simple", "/api/simple"}
 
+// inEachMode runs test in a subtest per mode, on a fresh fake index and an
+// Index on it (mod, when not nil, changes its Config).
+func inEachMode(t *testing.T, mod func(*Config), test func(t *testing.T, f *fakeIndex, ix *Index, g *httpGetter)) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			ix, g := newIndex(t, f, mode, mod)
+			test(t, f, ix, g)
+		})
+	}
+}
+
+// resolve resolves the target spec with ix; an error fails t.
+func resolve(t *testing.T, ix *Index, spec string) *Release {
+	t.Helper()
+	rel, err := ix.Resolve(t.Context(), target(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rel
+}
+
 // wantDist is what a test expects of a distribution.
 type wantDist struct {
 	name   string
@@ -376,96 +398,59 @@ func checkRelease(t *testing.T, f *fakeIndex, rel *Release, version string, want
 }
 
 func TestResolveLatest(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, _ := newIndex(t, f, mode, nil)
-			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// 1.2 is fully yanked, 1.1rc1 and 1.3.dev1 are pre-releases, 9.0
-			// is in a name that does not parse; the yanked 1.0 wheel is left out.
-			checkRelease(t, f, rel, "1.0", []wantDist{{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"}})
-		})
-	}
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		rel := resolve(t, ix, "pypi:foo-bar")
+		// 1.2 is fully yanked, 1.1rc1 and 1.3.dev1 are pre-releases, 9.0
+		// is in a name that does not parse; the yanked 1.0 wheel is left out.
+		checkRelease(t, f, rel, "1.0", []wantDist{{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"}})
+	})
 }
 
 func TestResolvePre(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, _ := newIndex(t, f, mode, func(c *Config) { c.Pre = true })
-			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRelease(t, f, rel, "1.3.dev1", []wantDist{{name: "foo_bar-1.3.dev1-py3-none-any.whl"}})
-		})
-	}
+	inEachMode(t, func(c *Config) { c.Pre = true }, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		rel := resolve(t, ix, "pypi:foo-bar")
+		checkRelease(t, f, rel, "1.3.dev1", []wantDist{{name: "foo_bar-1.3.dev1-py3-none-any.whl"}})
+	})
 }
 
 func TestResolvePinnedTakesYanked(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, _ := newIndex(t, f, mode, nil)
-			rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRelease(t, f, rel, "1.0", []wantDist{
-				{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"},
-				{name: "foo_bar-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", yanked: true, reason: "broken build"},
-			})
-
-			rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.2"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRelease(t, f, rel, "1.2", []wantDist{
-				{name: "foo_bar-1.2.tar.gz", yanked: true},
-				{name: "foo_bar-1.2-py3-none-any.whl", yanked: true, reason: "security"},
-			})
-
-			rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.1rc1"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRelease(t, f, rel, "1.1rc1", []wantDist{{name: "foo_bar-1.1rc1.tar.gz"}})
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		rel := resolve(t, ix, "pypi:foo-bar==1.0")
+		checkRelease(t, f, rel, "1.0", []wantDist{
+			{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"},
+			{name: "foo_bar-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", yanked: true, reason: "broken build"},
 		})
-	}
+
+		rel = resolve(t, ix, "pypi:foo-bar==1.2")
+		checkRelease(t, f, rel, "1.2", []wantDist{
+			{name: "foo_bar-1.2.tar.gz", yanked: true},
+			{name: "foo_bar-1.2-py3-none-any.whl", yanked: true, reason: "security"},
+		})
+
+		rel = resolve(t, ix, "pypi:foo-bar==1.1rc1")
+		checkRelease(t, f, rel, "1.1rc1", []wantDist{{name: "foo_bar-1.1rc1.tar.gz"}})
+	})
 }
 
 func TestResolvePinnedPEP440Equal(t *testing.T) {
 	f := newFakeIndex(t)
 	ix, _ := newIndex(t, f, "/json/simple", nil)
-	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==1.1.0-rc.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := resolve(t, ix, "pypi:foo-bar==1.1.0-rc.1")
 	checkRelease(t, f, rel, "1.1.0rc1", []wantDist{{name: "foo_bar-1.1rc1.tar.gz"}})
 }
 
 func TestResolveNormalizesName(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, _ := newIndex(t, f, mode, nil)
-			rel, err := ix.Resolve(t.Context(), target(t, "pypi:Foo_Bar==1.0"))
-			if err != nil {
-				t.Fatal(err)
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		rel := resolve(t, ix, "pypi:Foo_Bar==1.0")
+		if rel.Name != "foo-bar" || len(rel.Distributions) != 3 {
+			t.Fatalf("release %+v", rel)
+		}
+		for _, r := range f.log() {
+			if strings.Contains(strings.ToLower(r), "foo_bar/") {
+				t.Errorf("asked for an unnormalized page: %s", r)
 			}
-			if rel.Name != "foo-bar" || len(rel.Distributions) != 3 {
-				t.Fatalf("release %+v", rel)
-			}
-			for _, r := range f.log() {
-				if strings.Contains(strings.ToLower(r), "foo_bar/") {
-					t.Errorf("asked for an unnormalized page: %s", r)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestResolveTrailingSlashIndexURL(t *testing.T) {
@@ -495,10 +480,7 @@ func TestResolveFallsBackToJSONAPI(t *testing.T) {
 	f := newFakeIndex(t)
 	ix, _ := newIndex(t, f, "/json/simple", nil)
 	// 2.0 is not on the (stale) simple page; the JSON API has it.
-	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==2.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := resolve(t, ix, "pypi:foo-bar==2.0")
 	if rel.Source != f.srv.URL+"/json/pypi/foo-bar/2.0/json" || len(rel.Distributions) != 1 || rel.Distributions[0].Filename != stale.name {
 		t.Fatalf("release %+v, want %s from the JSON API", rel, stale.name)
 	}
@@ -506,10 +488,7 @@ func TestResolveFallsBackToJSONAPI(t *testing.T) {
 	// The project page itself is 404 on /api/simple: the latest comes
 	// from /pypi/foo-bar/json.
 	ix, _ = newIndex(t, f, "/api/simple", nil)
-	rel, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel = resolve(t, ix, "pypi:foo-bar")
 	if rel.Source != f.srv.URL+"/api/pypi/foo-bar/json" || rel.Version != "1.0" {
 		t.Fatalf("release %+v, want 1.0 from the JSON API", rel)
 	}
@@ -542,12 +521,9 @@ func TestResolveNotFound(t *testing.T) {
 func TestResolveNoFallbackWithoutSimple(t *testing.T) {
 	f := newFakeIndex(t)
 	ix, _ := newIndex(t, f, "/custom", nil)
-	rel, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := resolve(t, ix, "pypi:foo-bar")
 	checkRelease(t, f, rel, "1.0", []wantDist{{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"}})
-	_, err = ix.Resolve(t.Context(), target(t, "pypi:foo-bar==2.0"))
+	_, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar==2.0"))
 	var nf *NotFoundError
 	if !errors.As(err, &nf) {
 		t.Fatalf("error %v, want *NotFoundError", err)
@@ -635,78 +611,66 @@ func TestResolveLimits(t *testing.T) {
 }
 
 func TestFetch(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, g := newIndex(t, f, mode, nil)
-			var got []string
-			rel, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==1.0"), func(d Distribution, data []byte) error {
-				ff, _ := f.file(d.Filename)
-				if !bytes.Equal(data, ff.data) {
-					t.Errorf("%s: got %q, want %q", d.Filename, data, ff.data)
-				}
-				got = append(got, d.Filename)
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, g *httpGetter) {
+		var got []string
+		rel, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==1.0"), func(d Distribution, data []byte) error {
+			ff, _ := f.file(d.Filename)
+			if !bytes.Equal(data, ff.data) {
+				t.Errorf("%s: got %q, want %q", d.Filename, data, ff.data)
 			}
-			if len(got) != 3 || len(rel.Distributions) != 3 {
-				t.Fatalf("called back for %q, release %+v", got, rel)
-			}
-			if len(g.got()) != 3 {
-				t.Fatalf("getter asked for %q", g.got())
-			}
+			got = append(got, d.Filename)
+			return nil
 		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || len(rel.Distributions) != 3 {
+			t.Fatalf("called back for %q, release %+v", got, rel)
+		}
+		if len(g.got()) != 3 {
+			t.Fatalf("getter asked for %q", g.got())
+		}
+	})
 }
 
 func TestFetchDigestMismatch(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, _ := newIndex(t, f, mode, nil)
-			called := 0
-			_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.9"), func(Distribution, []byte) error { called++; return nil })
-			var de *DigestError
-			if !errors.As(err, &de) {
-				t.Fatalf("error %v, want *DigestError", err)
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		called := 0
+		_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.9"), func(Distribution, []byte) error { called++; return nil })
+		var de *DigestError
+		if !errors.As(err, &de) {
+			t.Fatalf("error %v, want *DigestError", err)
+		}
+		ff, _ := f.file("foo_bar-0.9.tar.gz")
+		if de.Filename != ff.name || de.Want != strings.Repeat("ab", 32) || de.Got != sum(ff.data) {
+			t.Fatalf("%+v", de)
+		}
+		for _, s := range []string{ff.name, de.Want, de.Got, "mismatch"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("message %q does not name %q", err, s)
 			}
-			ff, _ := f.file("foo_bar-0.9.tar.gz")
-			if de.Filename != ff.name || de.Want != strings.Repeat("ab", 32) || de.Got != sum(ff.data) {
-				t.Fatalf("%+v", de)
-			}
-			for _, s := range []string{ff.name, de.Want, de.Got, "mismatch"} {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("message %q does not name %q", err, s)
-				}
-			}
-			if called != 0 {
-				t.Error("a distribution that failed verification was handed to the callback")
-			}
-		})
-	}
+		}
+		if called != 0 {
+			t.Error("a distribution that failed verification was handed to the callback")
+		}
+	})
 }
 
 func TestFetchMissingOrInvalidHash(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			f := newFakeIndex(t)
-			ix, g := newIndex(t, f, mode, nil)
-			_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.8"), func(Distribution, []byte) error { return nil })
-			var de *DigestError
-			if !errors.As(err, &de) || de.Want != "" || de.Filename != "foo_bar-0.8.zip" || !strings.Contains(err.Error(), "gives no sha256") {
-				t.Fatalf("error %v, want *DigestError without a published digest", err)
-			}
-			_, err = ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.7"), func(Distribution, []byte) error { return nil })
-			if !errors.As(err, &de) || de.Want != "not-hex" || de.Got != "" || !strings.Contains(err.Error(), "invalid sha256") {
-				t.Fatalf("error %v, want *DigestError for an invalid digest", err)
-			}
-			if len(g.got()) != 0 {
-				t.Errorf("unverifiable files were downloaded: %q", g.got())
-			}
-		})
-	}
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, g *httpGetter) {
+		_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.8"), func(Distribution, []byte) error { return nil })
+		var de *DigestError
+		if !errors.As(err, &de) || de.Want != "" || de.Filename != "foo_bar-0.8.zip" || !strings.Contains(err.Error(), "gives no sha256") {
+			t.Fatalf("error %v, want *DigestError without a published digest", err)
+		}
+		_, err = ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.7"), func(Distribution, []byte) error { return nil })
+		if !errors.As(err, &de) || de.Want != "not-hex" || de.Got != "" || !strings.Contains(err.Error(), "invalid sha256") {
+			t.Fatalf("error %v, want *DigestError for an invalid digest", err)
+		}
+		if len(g.got()) != 0 {
+			t.Errorf("unverifiable files were downloaded: %q", g.got())
+		}
+	})
 }
 
 func TestFetchKeepsGoingAndStopsOnCallbackError(t *testing.T) {

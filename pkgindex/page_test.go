@@ -15,6 +15,29 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
+// parsedAs parses body, the page at page, with parse and compares the
+// files with want, field by field; a file without a URL must have the
+// error that says why.
+func parsedAs(t *testing.T, parse func([]byte, *url.URL, int) ([]file, error), page *url.URL, body string, want []file) {
+	t.Helper()
+	files, err := parse([]byte(body), page, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Fatalf("got %d files %+v, want %d", len(files), files, len(want))
+	}
+	for i, w := range want {
+		g := files[i]
+		if g.filename != w.filename || g.url != w.url || g.sha256 != w.sha256 || g.yanked != w.yanked || g.yankedReason != w.yankedReason {
+			t.Errorf("file %d = %+v, want %+v", i, g, w)
+		}
+		if (g.urlErr != nil) != (w.url == "") {
+			t.Errorf("file %d: urlErr %v", i, g.urlErr)
+		}
+	}
+}
+
 const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func TestParseSimpleHTML(t *testing.T) {
@@ -31,10 +54,6 @@ func TestParseSimpleHTML(t *testing.T) {
 <a href="https://h/` + strings.Repeat("x", MaxURLLen) + `">foo-1.8.zip</a>
 <a href="foo-1.6.zip">foo-1.6.zip
 </body></html>`
-	files, err := parseSimpleHTML([]byte(body), page, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []file{
 		{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz", sha256: sha},
 		{filename: "foo-1.1.tar.gz", url: "https://idx.example/files/foo-1.1.tar.gz", yanked: true},
@@ -46,18 +65,7 @@ func TestParseSimpleHTML(t *testing.T) {
 		{filename: "foo-1.8.zip"},
 		{filename: "foo-1.6.zip", url: "https://idx.example/simple/foo/foo-1.6.zip"},
 	}
-	if len(files) != len(want) {
-		t.Fatalf("got %d files %+v, want %d", len(files), files, len(want))
-	}
-	for i, w := range want {
-		g := files[i]
-		if g.filename != w.filename || g.url != w.url || g.sha256 != w.sha256 || g.yanked != w.yanked || g.yankedReason != w.yankedReason {
-			t.Errorf("file %d = %+v, want %+v", i, g, w)
-		}
-		if (g.urlErr != nil) != (w.url == "") {
-			t.Errorf("file %d: urlErr %v", i, g.urlErr)
-		}
-	}
+	parsedAs(t, parseSimpleHTML, page, body, want)
 }
 
 func TestParseSimpleHTMLBase(t *testing.T) {
@@ -98,10 +106,6 @@ func TestParseSimpleJSON(t *testing.T) {
 	  {"filename": "foo-1.3.tar.gz", "url": "../x", "hashes": {}, "yanked": false},
 	  {"filename": "foo-1.4.tar.gz", "url": "%zz", "hashes": {}, "yanked": null}
 	]}`
-	files, err := parseSimpleJSON([]byte(body), page, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []file{
 		{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz", sha256: sha},
 		{filename: "foo-1.1.tar.gz", url: "https://cdn.example/foo-1.1.tar.gz", yanked: true},
@@ -109,18 +113,7 @@ func TestParseSimpleJSON(t *testing.T) {
 		{filename: "foo-1.3.tar.gz", url: "https://idx.example/simple/x"},
 		{filename: "foo-1.4.tar.gz"},
 	}
-	if len(files) != len(want) {
-		t.Fatalf("got %d files, want %d", len(files), len(want))
-	}
-	for i, w := range want {
-		g := files[i]
-		if g.filename != w.filename || g.url != w.url || g.sha256 != w.sha256 || g.yanked != w.yanked || g.yankedReason != w.yankedReason {
-			t.Errorf("file %d = %+v, want %+v", i, g, w)
-		}
-		if (g.urlErr != nil) != (w.url == "") {
-			t.Errorf("file %d: urlErr %v", i, g.urlErr)
-		}
-	}
+	parsedAs(t, parseSimpleJSON, page, body, want)
 }
 
 func TestParseSimpleJSONErrors(t *testing.T) {
