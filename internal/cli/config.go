@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -82,7 +81,7 @@ var errTooLarge = errors.New("larger")
 
 // readBounded reads the file at path whole, refusing one of more than max
 // bytes, and one that check (when not nil) refuses by its mode.
-func readBounded(path string, max int64, check func(fs.FileMode) error) ([]byte, error) {
+func readBounded(path string, max int64, check func(os.FileMode) error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

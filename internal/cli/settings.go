@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -575,7 +574,7 @@ func readSecretFile(path, dir string) (string, error) {
 	if !filepath.IsAbs(path) && dir != "" {
 		path = filepath.Join(dir, path)
 	}
-	data, err := readBounded(path, maxSecretFile, func(m fs.FileMode) error {
+	data, err := readBounded(path, maxSecretFile, func(m os.FileMode) error {
 		if !m.IsRegular() {
 			return fmt.Errorf("%s: not a regular file", clip.String(path, 256))
 		}

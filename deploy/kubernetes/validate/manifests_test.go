@@ -423,12 +423,7 @@ func commandSources(t *testing.T) [][]byte {
 // form of every secret setting.
 func knownEnvNames(t *testing.T) map[string]bool {
 	t.Helper()
-	known := map[string]bool{}
-	for _, data := range commandSources(t) {
-		for _, m := range envLiteral.FindAllSubmatch(data, -1) {
-			known[string(m[1])] = true
-		}
-	}
+	known := commandNames(t, envLiteral)
 	if len(known) < 20 || !known["DRAGONFLY_FLEET_TOKEN"] {
 		t.Fatalf("found only %d DRAGONFLY_* names in cmd/dragonfly; is the repository layout different?", len(known))
 	}
@@ -446,15 +441,23 @@ var secretCall = regexp.MustCompile(`"(DRAGONFLY_[A-Z0-9_]+)"[^\n]*\.MarkSecret\
 // also read DRAGONFLY_<NAME>_FILE.
 func secretEnvNames(t *testing.T) map[string]bool {
 	t.Helper()
-	out := map[string]bool{}
-	for _, data := range commandSources(t) {
-		for _, m := range secretCall.FindAllSubmatch(data, -1) {
-			out[string(m[1])] = true
-		}
-	}
+	out := commandNames(t, secretCall)
 	for _, must := range []string{"DRAGONFLY_FLEET_TOKEN", "DRAGONFLY_STATUS_TOKEN", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "DRAGONFLY_PASSWORD"} {
 		if !out[must] {
 			t.Fatalf("cmd/dragonfly does not mark %s secret (found %v); has the way settings are registered changed?", must, keys(out))
+		}
+	}
+	return out
+}
+
+// commandNames are the first submatches of re in the sources of
+// cmd/dragonfly.
+func commandNames(t *testing.T, re *regexp.Regexp) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, data := range commandSources(t) {
+		for _, m := range re.FindAllSubmatch(data, -1) {
+			out[string(m[1])] = true
 		}
 	}
 	return out
