@@ -280,18 +280,7 @@ func TestXzDictionaryBudget(t *testing.T) {
 		t.Fatalf("two streams: %v %s", r.Err, quoteFiles(r.Files))
 	}
 	// A 64 MiB dictionary is allowed for any block (xz -9).
-	var buf bytes.Buffer
-	w, err := xz.WriterConfig{DictCap: 64 << 20}.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte("content")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := xzScan(buf.Bytes()); err != nil {
+	if _, err := xzScan(compress(t, []byte("content"), xz.WriterConfig{DictCap: 64 << 20}.NewWriter)); err != nil {
 		t.Errorf("64 MiB dictionary refused: %v", err)
 	}
 	for _, cut := range []int{0, 11, 12, 24, len(small) - 1} {
