@@ -127,19 +127,29 @@ type RuleSet struct {
 
 // Rules fetches the current rule set.
 func (c *Client) Rules(ctx context.Context) (RuleSet, error) {
-	const endpoint = "GET /rules"
-	body, err := c.do(ctx, call{method: http.MethodGet, path: "/rules", endpoint: endpoint})
-	if err != nil {
+	var rs RuleSet
+	if err := c.get(ctx, "/rules", &rs); err != nil {
 		return RuleSet{}, err
 	}
-	var rs RuleSet
-	if err := json.Unmarshal(body, &rs); err != nil {
-		return RuleSet{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
-	}
 	if rs.Hash == "" || rs.Rules == nil {
-		return RuleSet{}, fmt.Errorf("%s: malformed response: want hash and rules", endpoint)
+		return RuleSet{}, errors.New("GET /rules: malformed response: want hash and rules")
 	}
 	return rs, nil
+}
+
+// get fetches path (GET) and decodes the answer into each of vs.
+func (c *Client) get(ctx context.Context, path string, vs ...any) error {
+	endpoint := "GET " + path
+	body, err := c.do(ctx, call{method: http.MethodGet, path: path, endpoint: endpoint})
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		if err := json.Unmarshal(body, v); err != nil {
+			return fmt.Errorf("%s: malformed response: %w", endpoint, err)
+		}
+	}
+	return nil
 }
 
 // Report is one job's outcome (PUT /package). Exactly one of Success and
@@ -175,11 +185,16 @@ type Success struct {
 	Commit string
 }
 
+// bodyHead is what both shapes of PUT /package's body start with.
+type bodyHead struct {
+	Name         string  `json:"name"`
+	Version      string  `json:"version"`
+	Attempt      *int    `json:"attempt,omitempty"`
+	AssignmentID *string `json:"assignment_id,omitempty"`
+}
+
 type successBody struct {
-	Name         string   `json:"name"`
-	Version      string   `json:"version"`
-	Attempt      *int     `json:"attempt,omitempty"`
-	AssignmentID *string  `json:"assignment_id,omitempty"`
+	bodyHead
 	Score        int64    `json:"score"`
 	InspectorURL *string  `json:"inspector_url"`
 	RulesMatched []string `json:"rules_matched"`
@@ -187,11 +202,8 @@ type successBody struct {
 }
 
 type failureBody struct {
-	Name         string  `json:"name"`
-	Version      string  `json:"version"`
-	Attempt      *int    `json:"attempt,omitempty"`
-	AssignmentID *string `json:"assignment_id,omitempty"`
-	Reason       string  `json:"reason"`
+	bodyHead
+	Reason string `json:"reason"`
 }
 
 // MarshalJSON encodes r as the body of PUT /package: the success or the
@@ -201,6 +213,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		return nil, errors.New("report: name and version are required")
 	}
 	reason := strings.Join(strings.Fields(r.Reason), " ")
+	head := bodyHead{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID}
 	var v any
 	switch {
 	case r.Success != nil && r.Reason != "":
@@ -216,12 +229,9 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		if rules == nil {
 			rules = []string{}
 		}
-		v = successBody{
-			Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID,
-			Score: s.Score, InspectorURL: s.InspectorURL, RulesMatched: rules, Commit: s.Commit,
-		}
+		v = successBody{bodyHead: head, Score: s.Score, InspectorURL: s.InspectorURL, RulesMatched: rules, Commit: s.Commit}
 	case reason != "":
-		v = failureBody{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID, Reason: reason}
+		v = failureBody{bodyHead: head, Reason: reason}
 	default:
 		return nil, fmt.Errorf("report %s %s: neither success nor failure reason set", r.Name, r.Version)
 	}
@@ -254,14 +264,9 @@ type Metadata struct {
 
 // Metadata fetches the server and rules commits (GET /).
 func (c *Client) Metadata(ctx context.Context) (Metadata, error) {
-	const endpoint = "GET /"
-	body, err := c.do(ctx, call{method: http.MethodGet, path: "/", endpoint: endpoint})
-	if err != nil {
-		return Metadata{}, err
-	}
 	var m Metadata
-	if err := json.Unmarshal(body, &m); err != nil {
-		return Metadata{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	if err := c.get(ctx, "/", &m); err != nil {
+		return Metadata{}, err
 	}
 	return m, nil
 }
@@ -284,17 +289,9 @@ type QueueStatus struct {
 // QueueStatus fetches the server's queue snapshot. Older servers lack the
 // endpoint (404) and a fresh server may answer 503 until its first snapshot.
 func (c *Client) QueueStatus(ctx context.Context) (QueueStatus, error) {
-	const endpoint = "GET /queue-status"
-	body, err := c.do(ctx, call{method: http.MethodGet, path: "/queue-status", endpoint: endpoint})
-	if err != nil {
-		return QueueStatus{}, err
-	}
 	var q QueueStatus
-	if err := json.Unmarshal(body, &q); err != nil {
-		return QueueStatus{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
-	}
-	if err := json.Unmarshal(body, &q.Fields); err != nil {
-		return QueueStatus{}, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	if err := c.get(ctx, "/queue-status", &q, &q.Fields); err != nil {
+		return QueueStatus{}, err
 	}
 	return q, nil
 }

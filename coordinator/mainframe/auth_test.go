@@ -122,61 +122,51 @@ func metadataOK(t *testing.T, c *Client) {
 }
 
 func TestAuth0RefreshBeforeExpiry(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		api := newFakeAPI()
-		auth := newFakeAuth0(passwordWant(), 300) // 5 minutes; refresh margin 60 s
-		c, _ := inProcess(t, api, auth, nil)
-		call := func() { t.Helper(); metadataOK(t, c) }
-		call()
-		time.Sleep(230 * time.Second)
-		call()
-		if f := auth.fetches(); f != 1 {
-			t.Fatalf("%d fetches at 230 s, want 1", f)
-		}
-		time.Sleep(15 * time.Second) // 245 s: inside the margin, before expiry
-		call()
-		if f := auth.fetches(); f != 2 {
-			t.Fatalf("%d fetches at 245 s, want 2", f)
-		}
-		time.Sleep(200 * time.Second) // tok-2 lives until 545 s: still cached
-		call()
-		if f := auth.fetches(); f != 2 {
-			t.Fatalf("%d fetches at 445 s, want 2", f)
-		}
-		// No call ever met a 401: the token was replaced before it expired.
-		if n := len(api.recorded()); n != 4 {
-			t.Errorf("%d API requests for 4 calls", n)
-		}
+	// 5 minute tokens; the refresh margin is 60 s. No call ever meets a
+	// 401: the token is replaced before it expires.
+	tokenSchedule(t, 300, []tokenCall{
+		{0, 0},
+		{230, 1},
+		{245, 2}, // inside the margin, before expiry
+		{445, 2}, // tok-2 lives until 545 s: still cached
 	})
 }
 
 // A token that lives less than twice the refresh margin is used for half
 // its life, not fetched again for every call.
 func TestAuth0ShortLivedTokens(t *testing.T) {
+	// 40 s tokens; the refresh margin is 60 s.
+	tokenSchedule(t, 40, []tokenCall{
+		{0, 0},
+		{0, 0},
+		{15, 1}, // 3 calls within 15 s of a 40 s token
+		{25, 2}, // past half its life
+		{40, 2}, // the second token (from 25 s) is at 15 s of 40
+	})
+}
+
+// tokenCall is an API call at second at of synctest's clock and the token
+// fetches wanted after it (0: not checked).
+type tokenCall struct{ at, fetches int }
+
+// tokenSchedule makes the calls with Auth0 tokens that live life seconds,
+// checking the fetches after each and, at the end, that the API saw each
+// call once (none was refused with 401).
+func tokenSchedule(t *testing.T, life int, calls []tokenCall) {
 	synctest.Test(t, func(t *testing.T) {
 		api := newFakeAPI()
-		auth := newFakeAuth0(passwordWant(), 40) // 40 s tokens; refresh margin 60 s
+		auth := newFakeAuth0(passwordWant(), life)
 		c, _ := inProcess(t, api, auth, nil)
-		call := func() { t.Helper(); metadataOK(t, c) }
-		call()
-		call()
-		time.Sleep(15 * time.Second)
-		call()
-		if f := auth.fetches(); f != 1 {
-			t.Fatalf("%d fetches for 3 calls within 15 s of a 40 s token, want 1", f)
+		start := time.Now()
+		for _, call := range calls {
+			time.Sleep(time.Until(start.Add(time.Duration(call.at) * time.Second)))
+			metadataOK(t, c)
+			if f := auth.fetches(); call.fetches != 0 && f != call.fetches {
+				t.Fatalf("%d fetches at %d s, want %d", f, call.at, call.fetches)
+			}
 		}
-		time.Sleep(10 * time.Second) // 25 s: past half its life
-		call()
-		if f := auth.fetches(); f != 2 {
-			t.Fatalf("%d fetches at 25 s, want 2", f)
-		}
-		time.Sleep(15 * time.Second) // 40 s: the second token (from 25 s) is at 15 s of 40
-		call()
-		if f := auth.fetches(); f != 2 {
-			t.Fatalf("%d fetches at 40 s, want 2", f)
-		}
-		if n := len(api.recorded()); n != 5 {
-			t.Errorf("%d API requests for 5 calls (none refused)", n)
+		if n := len(api.recorded()); n != len(calls) {
+			t.Errorf("%d API requests for %d calls", n, len(calls))
 		}
 	})
 }

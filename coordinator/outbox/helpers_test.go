@@ -40,6 +40,15 @@ func putAll(t *testing.T, o *Outbox, names ...string) {
 	}
 }
 
+// wantLen fails t unless o holds n reports; why says what else would be
+// wrong.
+func wantLen(t *testing.T, o *Outbox, n int, why string) {
+	t.Helper()
+	if got := o.Len(); got != n {
+		t.Fatalf("len = %d, want %d %s", got, n, why)
+	}
+}
+
 // copyFile copies src to a new file in a temp dir: what a crash would leave
 // on disk at this moment (bbolt's file is consistent after each commit).
 func copyFile(t *testing.T, src string) string {

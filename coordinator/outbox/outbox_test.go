@@ -56,9 +56,7 @@ func TestFIFOAndRetry(t *testing.T) {
 			t.Fatalf("done %s: %v %v", x.Report.Name, done, err)
 		}
 	}
-	if o.Len() != 0 {
-		t.Fatalf("len = %d", o.Len())
-	}
+	wantLen(t, o, 0, "")
 }
 
 func TestSupersedeWhileSending(t *testing.T) {
@@ -104,9 +102,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o2.Close()
-	if o2.Len() != 3 {
-		t.Fatalf("after restart len = %d, want 3", o2.Len())
-	}
+	wantLen(t, o2, 3, "after restart")
 	first, _ := o2.Next(t0)
 	if first.Report.Name != "a" {
 		t.Fatalf("after restart first = %s, want the oldest (a)", first.Report.Name)
@@ -118,9 +114,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	o2.Close()
 	o3, _ := Open(Config{Path: path})
 	defer o3.Close()
-	if o3.Len() != 2 {
-		t.Fatalf("removed report came back: len=%d", o3.Len())
-	}
+	wantLen(t, o3, 2, "removed report came back")
 }
 
 func TestPutReplacesInPlace(t *testing.T) {
@@ -139,9 +133,7 @@ func TestPutReplacesInPlace(t *testing.T) {
 	if got.Report.Reason != "replaced" || got.Gen != 1 {
 		t.Fatalf("next = %s reason %q, want the replacement first", show(got), got.Report.Reason)
 	}
-	if o.Len() != 2 {
-		t.Fatalf("len = %d", o.Len())
-	}
+	wantLen(t, o, 2, "")
 }
 
 func TestDoneThenPutAgainQueuesOnce(t *testing.T) {
