@@ -379,14 +379,11 @@ func TestComposeDevFleet(t *testing.T) {
 func checkHealthy(ctx context.Context, t *testing.T, dc *composeCmd, killed string) {
 	t.Helper()
 	ids := strings.Fields(dc.must(ctx, "ps", "-q"))
-	deadline := time.After(90 * time.Second)
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
 	pending := map[string]string{}
 	for _, id := range ids {
 		pending[id] = "unknown"
 	}
-	for len(pending) > 0 {
+	poll(ctx, t, time.Second, 90*time.Second, "every container healthy", func() (bool, string) {
 		for id := range pending {
 			out, err := docker(ctx, "inspect", "--format", "{{.Name}} {{.Config.User}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", id)
 			if err != nil {
@@ -418,14 +415,27 @@ func checkHealthy(ctx context.Context, t *testing.T, dc *composeCmd, killed stri
 				pending[id] = name + " " + state + " " + health
 			}
 		}
-		if len(pending) == 0 {
-			break
+		return len(pending) == 0, fmt.Sprintf("not healthy: %v", pending)
+	})
+}
+
+// poll calls done every interval until it reports true; the test fails with
+// what and done's last state when within passes first, or when ctx ends.
+func poll(ctx context.Context, t *testing.T, interval, within time.Duration, what string, done func() (bool, string)) {
+	t.Helper()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	deadline := time.After(within)
+	for {
+		ok, state := done()
+		if ok {
+			return
 		}
 		select {
 		case <-deadline:
-			t.Fatalf("containers not healthy within 90s: %v", pending)
+			t.Fatalf("%s: not within %v (%s)", what, within, state)
 		case <-ctx.Done():
-			t.Fatal(ctx.Err())
+			t.Fatalf("%s: %v (%s)", what, ctx.Err(), state)
 		case <-ticker.C:
 		}
 	}
@@ -604,24 +614,12 @@ func TestComposeProductionTLS(t *testing.T) {
 	coord := devapiClient{base: "http://" + published(ctx, t, dc, "coordinator", coordinatorHTTP), http: api.http}
 
 	var stats devapi.Stats
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	deadline := time.After(3 * time.Minute)
-	for {
-		select {
-		case <-deadline:
-			t.Fatalf("not every job reported within 3 minutes over TLS: %+v", stats)
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-ticker.C:
-		}
+	poll(ctx, t, 100*time.Millisecond, 3*time.Minute, "every job reported over TLS", func() (bool, string) {
 		if err := api.get(ctx, "/_dev/stats", &stats); err != nil {
 			t.Fatalf("devapi stats: %v", err)
 		}
-		if done := int(stats.Finished + stats.Failed); done >= tlsReleases && stats.Queue.TotalBacklog == 0 {
-			break
-		}
-	}
+		return int(stats.Finished+stats.Failed) >= tlsReleases && stats.Queue.TotalBacklog == 0, fmt.Sprintf("%+v", stats)
+	})
 	var doc status.Document
 	if err := coord.get(ctx, "/status.json", &doc); err != nil {
 		t.Fatal(err)
