@@ -25,13 +25,18 @@ func dir(name string) tarEntry { return tarEntry{Name: name, Type: tar.TypeDir} 
 // TestHardLinks checks each hard link case against what Python's tarfile
 // writes when it extracts the same members (see the package doc).
 func TestHardLinks(t *testing.T) {
-	tests := []struct {
+	type linkCase struct {
 		name    string
 		entries []tarEntry
 		files   []string // paths of the regular files emitted
 		links   []link
 		err     error // the cause of an *Error, if the walk fails
-	}{
+	}
+	// fails is a case whose walk fails with the cause err.
+	fails := func(name string, err error, entries ...tarEntry) linkCase {
+		return linkCase{name: name, entries: entries, err: err}
+	}
+	tests := []linkCase{
 		{
 			name:    "link holds its target's content under its own path",
 			entries: []tarEntry{reg("p/data.txt", "DATA"), hard("p/mod.py", "p/data.txt")},
@@ -83,91 +88,27 @@ func TestHardLinks(t *testing.T) {
 			name:    "a link to the root becomes a directory",
 			entries: []tarEntry{dir("./"), hard("l", "."), hard("m", "./")},
 		},
-		{
-			name:    "a link to a later member fails",
-			entries: []tarEntry{hard("mod.py", "data.txt"), reg("data.txt", "D")},
-			err:     errLinkTarget,
-		},
-		{
-			name:    "a link to a missing member fails",
-			entries: []tarEntry{reg("a", "A"), hard("mod.py", "b")},
-			err:     errLinkTarget,
-		},
-		{
-			name:    "a link to an implicit directory fails",
-			entries: []tarEntry{reg("p/a.py", "A"), hard("l", "p")},
-			err:     errLinkTarget,
-		},
-		{
-			name:    "an absolute target fails",
-			entries: []tarEntry{reg("a", "A"), hard("l", "/etc/shadow")},
-			err:     errUnsafePath,
-		},
-		{
-			name:    "a target outside the root fails",
-			entries: []tarEntry{reg("a", "A"), hard("p/l", "p/../../a")},
-			err:     errUnsafePath,
-		},
-		{
-			name:    "a link to a symlink fails",
-			entries: []tarEntry{reg("a", "A"), symlink("s", "a"), hard("l.py", "s")},
-			err:     errLinkSymlink,
-		},
-		{
-			name:    "a link through a symlinked directory fails",
-			entries: []tarEntry{reg("d/a", "A"), symlink("s", "d"), hard("l.py", "s/a")},
-			err:     errLinkSymlink,
-		},
-		{
-			name:    "a link placed through a symlinked directory fails",
-			entries: []tarEntry{reg("a", "A"), dir("d/"), symlink("s", "d"), hard("s/l.py", "a")},
-			err:     errLinkSymlink,
-		},
-		{
-			name:    "a link after a member written through a symlink fails",
-			entries: []tarEntry{reg("a", "A"), symlink("s", "a"), reg("s", "through"), hard("l.py", "a")},
-			err:     errLinkThrough,
-		},
-		{
-			name:    "a member written through a symlink after a link fails",
-			entries: []tarEntry{reg("a", "A"), hard("l.py", "a"), dir("d/"), symlink("s", "d"), reg("s/x", "through")},
-			err:     errLinkThrough,
-		},
+		fails("a link to a later member fails", errLinkTarget, hard("mod.py", "data.txt"), reg("data.txt", "D")),
+		fails("a link to a missing member fails", errLinkTarget, reg("a", "A"), hard("mod.py", "b")),
+		fails("a link to an implicit directory fails", errLinkTarget, reg("p/a.py", "A"), hard("l", "p")),
+		fails("an absolute target fails", errUnsafePath, reg("a", "A"), hard("l", "/etc/shadow")),
+		fails("a target outside the root fails", errUnsafePath, reg("a", "A"), hard("p/l", "p/../../a")),
+		fails("a link to a symlink fails", errLinkSymlink, reg("a", "A"), symlink("s", "a"), hard("l.py", "s")),
+		fails("a link through a symlinked directory fails", errLinkSymlink, reg("d/a", "A"), symlink("s", "d"), hard("l.py", "s/a")),
+		fails("a link placed through a symlinked directory fails", errLinkSymlink, reg("a", "A"), dir("d/"), symlink("s", "d"), hard("s/l.py", "a")),
+		fails("a link after a member written through a symlink fails", errLinkThrough, reg("a", "A"), symlink("s", "a"), reg("s", "through"), hard("l.py", "a")),
+		fails("a member written through a symlink after a link fails", errLinkThrough, reg("a", "A"), hard("l.py", "a"), dir("d/"), symlink("s", "d"), reg("s/x", "through")),
 		{
 			name:    "symlinks alone change nothing",
 			entries: []tarEntry{reg("a", "A"), symlink("s", "a"), reg("s", "through"), reg("b", "B")},
 			files:   []string{"a", "s", "b"},
 		},
-		{
-			name:    "a link to a fifo fails",
-			entries: []tarEntry{{Name: "f", Type: tar.TypeFifo}, hard("l", "f")},
-			err:     errLinkSpecial,
-		},
-		{
-			name:    "a link to a device fails",
-			entries: []tarEntry{{Name: "c", Type: tar.TypeChar}, hard("l", "c")},
-			err:     errLinkSpecial,
-		},
-		{
-			name:    "a link over a directory fails",
-			entries: []tarEntry{reg("a", "A"), dir("d/"), hard("d", "a")},
-			err:     errLinkDir,
-		},
-		{
-			name:    "a member written onto the target of a link fails",
-			entries: []tarEntry{reg("data.txt", "A"), hard("mod.py", "data.txt"), reg("data.txt", "B")},
-			err:     errLinkWrite,
-		},
-		{
-			name:    "a member written onto a link fails",
-			entries: []tarEntry{reg("data.txt", "A"), hard("mod.py", "data.txt"), reg("mod.py", "B")},
-			err:     errLinkWrite,
-		},
-		{
-			name:    "a link with an empty name fails",
-			entries: []tarEntry{reg("a", "A"), hard("./", "a")},
-			err:     errEmptyPath,
-		},
+		fails("a link to a fifo fails", errLinkSpecial, tarEntry{Name: "f", Type: tar.TypeFifo}, hard("l", "f")),
+		fails("a link to a device fails", errLinkSpecial, tarEntry{Name: "c", Type: tar.TypeChar}, hard("l", "c")),
+		fails("a link over a directory fails", errLinkDir, reg("a", "A"), dir("d/"), hard("d", "a")),
+		fails("a member written onto the target of a link fails", errLinkWrite, reg("data.txt", "A"), hard("mod.py", "data.txt"), reg("data.txt", "B")),
+		fails("a member written onto a link fails", errLinkWrite, reg("data.txt", "A"), hard("mod.py", "data.txt"), reg("mod.py", "B")),
+		fails("a link with an empty name fails", errEmptyPath, reg("a", "A"), hard("./", "a")),
 		{
 			name:    "long link names (GNU and PAX)",
 			entries: []tarEntry{reg("p/"+strings.Repeat("t", 150), "T"), {Name: "p/g", Type: tar.TypeLink, Linkname: "p/" + strings.Repeat("t", 150), Format: tar.FormatGNU}, {Name: "p/" + strings.Repeat("x", 120), Type: tar.TypeLink, Linkname: "p/" + strings.Repeat("t", 150), Format: tar.FormatPAX}},
