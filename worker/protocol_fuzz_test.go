@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 	"go.uber.org/goleak"
