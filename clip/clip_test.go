@@ -7,6 +7,21 @@ import (
 	"unicode/utf8"
 )
 
+// checkBound fails unless got holds at most n bytes (Default for n <= 0)
+// and, cut from valid UTF-8, is valid UTF-8 itself.
+func checkBound(t *testing.T, in, got string, n int) {
+	t.Helper()
+	if n <= 0 {
+		n = Default
+	}
+	if len(got) > n {
+		t.Errorf("%d bytes in: %d bytes out, bound %d", len(in), len(got), n)
+	}
+	if utf8.ValidString(in) && !utf8.ValidString(got) {
+		t.Errorf("%d bytes in: invalid UTF-8 out: %q", len(in), got)
+	}
+}
+
 func TestString(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -24,9 +39,7 @@ func TestString(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("String(%d bytes, %d) = %q, want %q", len(tc.in), tc.n, got, tc.want)
 			}
-			if len(got) > tc.n {
-				t.Fatalf("%d bytes, bound %d", len(got), tc.n)
-			}
+			checkBound(t, tc.in, got, tc.n)
 		})
 	}
 }
@@ -34,9 +47,7 @@ func TestString(t *testing.T) {
 func TestStringBoundsHugeInput(t *testing.T) {
 	in := strings.Repeat("\x01", 4<<20)
 	got := String(in, 0)
-	if len(got) > Default {
-		t.Fatalf("%d bytes > Default %d", len(got), Default)
-	}
+	checkBound(t, in, got, 0)
 	if !strings.HasSuffix(got, "bytes]") || !strings.Contains(got, "…[cut ") {
 		t.Fatalf("no marker: %q", got[len(got)-40:])
 	}
@@ -45,13 +56,32 @@ func TestStringBoundsHugeInput(t *testing.T) {
 func TestStringKeepsUTF8(t *testing.T) {
 	in := strings.Repeat("é", 1000) // 2 bytes each
 	for n := 60; n < 80; n++ {
-		got := String(in, n)
-		if !utf8.ValidString(got) {
-			t.Fatalf("n=%d: invalid UTF-8 %q", n, got)
+		checkBound(t, in, String(in, n), n)
+	}
+}
+
+// TestPath: a plain name is only bounded; one with a control character, a
+// double quote or invalid UTF-8 is quoted rune by rune; a huge hostile name
+// comes out at about Default bytes with the count of what was cut.
+func TestPath(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"pkg-1.0/setup.py", "pkg-1.0/setup.py"},
+		{"pkg-1.0/ünïcode.py", "pkg-1.0/ünïcode.py"},
+		{"pkg-1.0/a\nb.py", `"pkg-1.0/a\nb.py"`},
+		{`say "hi".py`, `"say \"hi\".py"`},
+		{"bad\xffutf8", `"bad\xffutf8"`},
+	} {
+		if got := Path(tc.in); got != tc.want {
+			t.Errorf("Path(%q) = %s, want %s", tc.in, got, tc.want)
 		}
-		if len(got) > n {
-			t.Fatalf("n=%d: %d bytes", n, len(got))
-		}
+	}
+	huge := "../" + strings.Repeat("\x01", 1<<20)
+	got := Path(huge)
+	if len(got) > Default+64 || !strings.HasPrefix(got, `"../\x01`) || !strings.Contains(got, `"…[cut `) {
+		t.Fatalf("Path(1 MiB of control characters): %d bytes: %.80q…", len(got), got)
+	}
+	if plain := Path(strings.Repeat("a", 1<<20)); len(plain) > Default || !strings.HasSuffix(plain, " bytes]") {
+		t.Fatalf("Path(1 MiB of letters): %d bytes", len(plain))
 	}
 }
 
@@ -59,7 +89,6 @@ func TestError(t *testing.T) {
 	if Error(nil, 10) != "" {
 		t.Fatal("nil error not empty")
 	}
-	if got := Error(errors.New(strings.Repeat("e", 5000)), 100); len(got) > 100 {
-		t.Fatalf("%d bytes", len(got))
-	}
+	in := strings.Repeat("e", 5000)
+	checkBound(t, in, Error(errors.New(in), 100), 100)
 }

@@ -30,16 +30,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
-	return runCmdEnv(t, nil, args...)
-}
-
-func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	code, stdout, stderr = runCLI(t, vars, args...)
-	return stdout, stderr, code
-}
-
 // fixedSource is a coordinator's state without a coordinator.
 type fixedSource struct{ snap coordinator.Snapshot }
 
@@ -64,7 +54,7 @@ func TestStatusCommand(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	out, errOut, code := runCmd(t, "status", "--coordinator", addr, "--token", "s3cret-status")
+	code, out, errOut := runCLI(t, nil, "status", "--coordinator", addr, "--token", "s3cret-status")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -74,7 +64,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 	}
 
-	out, errOut, code = runCmdEnv(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--format", "json", "--coordinator", srv.URL+"/status")
+	code, out, errOut = runCLI(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--format", "json", "--coordinator", srv.URL+"/status")
 	if code != 0 {
 		t.Fatalf("--format json exit %d: %s", code, errOut)
 	}
@@ -86,16 +76,16 @@ func TestStatusCommand(t *testing.T) {
 		doc.Results[0].InspectorURL != "https://inspector.pypi.io/project/evilpkg/0.1/evilpkg-0.1.tar.gz/evilpkg-0.1/setup.py" {
 		t.Errorf("--format json document = %+v", doc)
 	}
-	if out2, _, code := runCmdEnv(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--json", "--coordinator", addr); code != 0 || !json.Valid([]byte(out2)) {
+	if code, out2, _ := runCLI(t, map[string]string{"DRAGONFLY_STATUS_TOKEN": "s3cret-status"}, "status", "--json", "--coordinator", addr); code != 0 || !json.Valid([]byte(out2)) {
 		t.Errorf("--json: exit %d, valid JSON %v", code, json.Valid([]byte(out2)))
 	}
 
 	// Without the token, or with a wrong one: refused, saying why, exit 1.
-	_, errOut, code = runCmd(t, "status", "--coordinator", addr)
+	code, _, errOut = runCLI(t, nil, "status", "--coordinator", addr)
 	if code != 1 || !strings.Contains(errOut, "401 Unauthorized") || !strings.Contains(errOut, "DRAGONFLY_STATUS_TOKEN") {
 		t.Errorf("without the token: exit %d, %q", code, errOut)
 	}
-	_, errOut, code = runCmd(t, "status", "--coordinator", addr, "--token", "wrong")
+	code, _, errOut = runCLI(t, nil, "status", "--coordinator", addr, "--token", "wrong")
 	if code != 1 || !strings.Contains(errOut, "refused the status token") || strings.Contains(errOut, "wrong") {
 		t.Errorf("with a wrong token: exit %d, %q", code, errOut)
 	}
@@ -103,7 +93,7 @@ func TestStatusCommand(t *testing.T) {
 	// Not a coordinator: a clear error, exit 1.
 	other := httptest.NewServer(http.NotFoundHandler())
 	defer other.Close()
-	_, errOut, code = runCmd(t, "status", "--coordinator", other.URL)
+	code, _, errOut = runCLI(t, nil, "status", "--coordinator", other.URL)
 	if code != 1 || !strings.Contains(errOut, "404 Not Found") {
 		t.Errorf("against a 404: exit %d, %q", code, errOut)
 	}
@@ -116,7 +106,7 @@ func TestStatusCommand(t *testing.T) {
 		{[]string{"--format", "table", "--json"}, "--json and --format table disagree"},
 		{[]string{"--watch", "--interval", "100ms"}, "at least 1s"},
 	} {
-		_, errOut, code = runCmd(t, append([]string{"status"}, tt.args...)...)
+		code, _, errOut = runCLI(t, nil, append([]string{"status"}, tt.args...)...)
 		if code != 2 || !strings.Contains(errOut, tt.err) {
 			t.Errorf("%v: exit %d, %q; want 2 and %q", tt.args, code, errOut, tt.err)
 		}
