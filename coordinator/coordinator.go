@@ -375,29 +375,48 @@ func (c *Coordinator) syncOutbox() {
 // workers, and passes it to the observer.
 func (c *Coordinator) dispatchEvent(e dispatch.Event) {
 	attrs := []any{"job", e.Name, "version", e.Version, "url", e.URL, "task", e.TaskID, "session", e.Session, "identity", e.Identity}
-	switch e.Kind {
-	case dispatch.EventBackupDispatched:
-		c.log.Info("task overdue; backup dispatched to another worker", append(attrs, "slow_identity", e.From)...)
-	case dispatch.EventTaskLost:
-		c.log.Warn("task lost while scanning: the worker's session broke", append(attrs, "lost_by", e.Identities)...)
-	case dispatch.EventLostFailed:
-		c.log.Error("distribution failed: lost by three workers while scanning it", append(attrs, "lost_by", e.Identities, "reason", e.Reason)...)
-	case dispatch.EventVerifyMismatch:
-		c.log.Error("spot check mismatch: two workers disagree on a distribution; one may be lying", append(attrs, "identities", e.Identities, "reason", e.Reason)...)
-	case dispatch.EventVerifyDecided:
-		c.log.Error("spot check decided", append(attrs, "identities", e.Identities, "quarantined", e.Quarantined, "reason", e.Reason)...)
-	case dispatch.EventQuarantine:
-		c.log.Error("worker quarantined: no more tasks; its unreported results are discarded", append(attrs, "reason", e.Reason)...)
-	case dispatch.EventSessionSuspended:
-		c.log.Warn("worker session suspended: it handed back more tasks than it holds without draining", append(attrs, "reason", e.Reason)...)
-	case dispatch.EventNoVerdictRetry:
-		c.log.Info("download or limit failure retried on another worker", append(attrs, "reason", e.Reason)...)
-	case dispatch.EventVerifyInconclusive:
-		c.log.Warn("spot check inconclusive: one side could not download or hit a limit", append(attrs, "identities", e.Identities, "reason", e.Reason)...)
-	default:
+	l, ok := eventLogs[e.Kind]
+	if !ok {
 		c.log.Debug("dispatch event", append(attrs, "kind", e.Kind.String())...)
+		c.obs.DispatchEvent(e)
+		return
 	}
+	for _, k := range l.keys {
+		attrs = append(attrs, k, eventAttr(e, k))
+	}
+	c.log.Log(context.Background(), l.level, l.msg, attrs...)
 	c.obs.DispatchEvent(e)
+}
+
+// eventLogs says how dispatch events are logged: the level, the message,
+// and the attributes (see eventAttr) beyond the ones every event has.
+var eventLogs = map[dispatch.EventKind]struct {
+	level slog.Level
+	msg   string
+	keys  []string
+}{
+	dispatch.EventBackupDispatched:   {slog.LevelInfo, "task overdue; backup dispatched to another worker", []string{"slow_identity"}},
+	dispatch.EventTaskLost:           {slog.LevelWarn, "task lost while scanning: the worker's session broke", []string{"lost_by"}},
+	dispatch.EventLostFailed:         {slog.LevelError, "distribution failed: lost by three workers while scanning it", []string{"lost_by", "reason"}},
+	dispatch.EventVerifyMismatch:     {slog.LevelError, "spot check mismatch: two workers disagree on a distribution; one may be lying", []string{"identities", "reason"}},
+	dispatch.EventVerifyDecided:      {slog.LevelError, "spot check decided", []string{"identities", "quarantined", "reason"}},
+	dispatch.EventQuarantine:         {slog.LevelError, "worker quarantined: no more tasks; its unreported results are discarded", []string{"reason"}},
+	dispatch.EventSessionSuspended:   {slog.LevelWarn, "worker session suspended: it handed back more tasks than it holds without draining", []string{"reason"}},
+	dispatch.EventNoVerdictRetry:     {slog.LevelInfo, "download or limit failure retried on another worker", []string{"reason"}},
+	dispatch.EventVerifyInconclusive: {slog.LevelWarn, "spot check inconclusive: one side could not download or hit a limit", []string{"identities", "reason"}},
+}
+
+// eventAttr is the value of a log attribute of e.
+func eventAttr(e dispatch.Event, key string) any {
+	switch key {
+	case "slow_identity":
+		return e.From
+	case "lost_by", "identities":
+		return e.Identities
+	case "quarantined":
+		return e.Quarantined
+	}
+	return e.Reason
 }
 
 // complete receives a finished job from the dispatcher and queues its report.

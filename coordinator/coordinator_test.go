@@ -16,6 +16,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -255,26 +256,31 @@ func (f *fleet) workerWith(id string, slots uint32, opts ...grpc.DialOption) *fa
 	}}})
 	// Like a real worker, it heartbeats until told to go silent, so a loaded
 	// machine never makes the coordinator drop it.
-	go func() {
-		tick := time.NewTicker(f.c.cfg.HeartbeatInterval / 5)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				w.mu.Lock()
-				err := w.stream.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}})
-				w.mu.Unlock()
-				if err != nil {
-					return
-				}
-			case <-w.silent:
-				return
-			case <-ctx.Done():
+	go heartbeat(ctx, f.c.cfg.HeartbeatInterval/5, w.silent, func(m *fleetv1.ConnectRequest) error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.stream.Send(m)
+	})
+	return w
+}
+
+// heartbeat sends a heartbeat with send every d until ctx ends, stop (when
+// not nil) is closed, or a send fails.
+func heartbeat(ctx context.Context, d time.Duration, stop <-chan struct{}, send func(*fleetv1.ConnectRequest) error) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}) != nil {
 				return
 			}
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
 		}
-	}()
-	return w
+	}
 }
 
 // closeSend half-closes the stream, as a worker that has finished does.
@@ -394,14 +400,7 @@ func TestJobsFlowThroughWorkers(t *testing.T) {
 		t.Fatalf("task order %v %v %v", ts[0].GetJob(), ts[1].GetJob(), ts[2].GetJob())
 	}
 	w.answer(result(ts[0], "a-1.0/setup.py", "r1"), result(ts[1], "a/x.py", "r2"), result(ts[2], ""))
-	reports := api.WaitReports(t, 3)
-	byName := map[string]mainframe.Report{}
-	for _, r := range reports {
-		if _, dup := byName[r.Name]; dup {
-			t.Fatalf("job %s reported twice", r.Name)
-		}
-		byName[r.Name] = r
-	}
+	byName := testkit.ByKey(t, api.WaitReports(t, 3), func(r mainframe.Report) string { return r.Name })
 	a := byName["a"].Success
 	if a == nil || a.Score != 7 || !slices.Equal(a.RulesMatched, []string{"r1", "r2"}) || a.Commit != "h1" ||
 		a.InspectorURL == nil || *a.InspectorURL != "https://inspector.pypi.io/project/a/1.0/p/a-1.0-py3-none-any.whl/a/x.py" {

@@ -120,20 +120,7 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	// It heartbeats (so it is not silent) but never calls Recv.
 	hbCtx, stopHB := context.WithCancel(ctx)
 	var hbDone sync.WaitGroup
-	hbDone.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-hbCtx.Done():
-				return
-			case <-tick.C:
-				if stream.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}) != nil {
-					return
-				}
-			}
-		}
-	})
+	hbDone.Go(func() { heartbeat(hbCtx, 20*time.Millisecond, nil, stream.Send) })
 	// The session joins, then is cut.
 	f.sessionSlots(t, "stalled")
 	cut := time.After(20 * time.Second)

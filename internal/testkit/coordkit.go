@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -21,3 +22,17 @@ func DecodeFrames[M proto.Message](data []byte, max int, newMsg func() M) []M {
 
 // NewClockAt returns a clock at t.
 func NewClockAt(t time.Time) *Clock { return &Clock{t: t} }
+
+// ByKey maps xs by key; two with one key fail t (a job reported twice).
+func ByKey[T any](t testing.TB, xs []T, key func(T) string) map[string]T {
+	t.Helper()
+	m := make(map[string]T, len(xs))
+	for _, x := range xs {
+		k := key(x)
+		if _, dup := m[k]; dup {
+			t.Fatalf("%q twice", k)
+		}
+		m[k] = x
+	}
+	return m
+}

@@ -1,0 +1,59 @@
+package testkit
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestDecodeFrames(t *testing.T) {
+	msgs := []*fleetv1.Heartbeat{{TasksHeld: 1}, {TasksRunning: 2}}
+	data := EncodeFrames(msgs...)
+	data = append(data, 2, 0xff, 0xff) // a frame that does not unmarshal: skipped
+	got := DecodeFrames(data, 10, func() *fleetv1.Heartbeat { return &fleetv1.Heartbeat{} })
+	if len(got) != 2 || !proto.Equal(got[0], msgs[0]) || !proto.Equal(got[1], msgs[1]) {
+		t.Fatalf("decoded %v", got)
+	}
+}
+
+func TestNewClockAt(t *testing.T) {
+	at := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := NewClockAt(at)
+	c.Advance(time.Second)
+	if !c.Now().Equal(at.Add(time.Second)) {
+		t.Fatalf("now %v", c.Now())
+	}
+}
+
+func TestByKey(t *testing.T) {
+	m := ByKey(t, []string{"a1", "b2"}, func(s string) string { return s[:1] })
+	if len(m) != 2 || m["a"] != "a1" || m["b"] != "b2" {
+		t.Fatalf("%v", m)
+	}
+	// A repeated key fails the test it is given.
+	ft := &exitT{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ByKey(ft, []string{"a1", "a2"}, func(s string) string { return s[:1] })
+	}()
+	<-done
+	if !ft.failed {
+		t.Fatal("a repeated key did not fail")
+	}
+}
+
+// exitT records a Fatalf and ends the goroutine, as testing.T does.
+type exitT struct {
+	testing.TB
+	failed bool
+}
+
+func (f *exitT) Helper() {}
+func (f *exitT) Fatalf(string, ...any) {
+	f.failed = true
+	runtime.Goexit()
+}
