@@ -1,7 +1,7 @@
 package testkit
 
 import (
-	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,27 +33,12 @@ func TestByKey(t *testing.T) {
 	if len(m) != 2 || m["a"] != "a1" || m["b"] != "b2" {
 		t.Fatalf("%v", m)
 	}
-	// A repeated key fails the test it is given.
-	ft := &exitT{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ByKey(ft, []string{"a1", "a2"}, func(s string) string { return s[:1] })
-	}()
-	<-done
+	// A repeated key fails the test it is given (fatalT: cmdkit_test.go).
+	ft := &fatalT{TB: t}
+	var wg sync.WaitGroup
+	wg.Go(func() { ByKey(ft, []string{"a1", "a2"}, func(s string) string { return s[:1] }) })
+	wg.Wait()
 	if !ft.failed {
 		t.Fatal("a repeated key did not fail")
 	}
-}
-
-// exitT records a Fatalf and ends the goroutine, as testing.T does.
-type exitT struct {
-	testing.TB
-	failed bool
-}
-
-func (f *exitT) Helper() {}
-func (f *exitT) Fatalf(string, ...any) {
-	f.failed = true
-	runtime.Goexit()
 }
