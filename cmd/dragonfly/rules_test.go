@@ -18,22 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func writeRuleFile(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestRulesCheck: the exact lines, the summary and the exit status for a
 // set with warnings, one with an error in a .yar file, and duplicate
 // identifiers across files.
 func TestRulesCheck(t *testing.T) {
 	dir := t.TempDir()
-	writeRuleFile(t, dir, "a.yara", "rule clean { meta: weight = 1 condition: true }\n")
-	greedy := writeRuleFile(t, dir, "greedy.yar", `rule greedy
+	testkit.WriteFile(t, dir, "a.yara", "rule clean { meta: weight = 1 condition: true }\n")
+	greedy := testkit.WriteFile(t, dir, "greedy.yar", `rule greedy
 {
   meta:
     weight = 5
@@ -57,8 +48,8 @@ func TestRulesCheck(t *testing.T) {
 
 	// An error in zzz.yar: named as it is on disk, exit 1.
 	bad := t.TempDir()
-	writeRuleFile(t, bad, "a.yara", "rule a { condition: true }\n")
-	zzz := writeRuleFile(t, bad, "zzz.yar", "rule z {\n  strings:\n    $a = \"abcdef\"\n  condition:\n    $a and $missing }\n")
+	testkit.WriteFile(t, bad, "a.yara", "rule a { condition: true }\n")
+	zzz := testkit.WriteFile(t, bad, "zzz.yar", "rule z {\n  strings:\n    $a = \"abcdef\"\n  condition:\n    $a and $missing }\n")
 	code, out, errOut = runCLI(t, nil, "rules", "check", filepath.Join(bad, "a.yara"), zzz)
 	if want := zzz + ":5: error: undefined string \"$missing\"\n"; code != 1 || out != want {
 		t.Fatalf("exit %d, stdout %q, want %q; stderr %s", code, out, want, errOut)
@@ -68,8 +59,8 @@ func TestRulesCheck(t *testing.T) {
 	}
 
 	// The same identifier in two files (given as two paths).
-	one := writeRuleFile(t, t.TempDir(), "one.yar", "rule dup { condition: true }\n")
-	two := writeRuleFile(t, t.TempDir(), "two.yara", "\n\nrule dup { condition: false }\n")
+	one := testkit.WriteFile(t, t.TempDir(), "one.yar", "rule dup { condition: true }\n")
+	two := testkit.WriteFile(t, t.TempDir(), "two.yara", "\n\nrule dup { condition: false }\n")
 	code, out, _ = runCLI(t, nil, "rules", "check", two, one)
 	if want := two + ":3: error: duplicated identifier \"dup\" (rule \"dup\" is also declared at " + one + ":1)\n"; code != 1 || out != want {
 		t.Fatalf("exit %d, stdout %q, want %q", code, out, want)
@@ -78,8 +69,8 @@ func TestRulesCheck(t *testing.T) {
 
 func TestRulesCheckUsage(t *testing.T) {
 	dir := t.TempDir()
-	a := writeRuleFile(t, dir, "x.yar", "rule a { condition: true }\n")
-	b := writeRuleFile(t, t.TempDir(), "x.yara", "rule b { condition: true }\n")
+	a := testkit.WriteFile(t, dir, "x.yar", "rule a { condition: true }\n")
+	b := testkit.WriteFile(t, t.TempDir(), "x.yara", "rule b { condition: true }\n")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -138,12 +129,12 @@ func profileTarget(t *testing.T, dir string, n, size int) string {
 // the verdict and the note comparing the sum with the full set.
 func TestRulesProfile(t *testing.T) {
 	rulesDir := t.TempDir()
-	writeRuleFile(t, rulesDir, "cheap.yara", `rule cheap_marker { strings: $m = "MARKER" condition: $m }
+	testkit.WriteFile(t, rulesDir, "cheap.yara", `rule cheap_marker { strings: $m = "MARKER" condition: $m }
 rule cheap_py { meta: filetype = ".py" strings: $m = "MARKER" condition: $m }
 private rule helper { strings: $h = "MARKER" condition: $h }
 rule uses_helper { condition: helper }
 `)
-	writeRuleFile(t, rulesDir, "zzz.yar", `rule expensive
+	testkit.WriteFile(t, rulesDir, "zzz.yar", `rule expensive
 {
   condition:
     for all i in (0..filesize - 1) : (uint8(i) != 0xff)
@@ -155,7 +146,7 @@ rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
 	// A directory target too: the same files unpacked (held once in memory).
 	unpacked := filepath.Join(dir, "unpacked")
 	os.MkdirAll(filepath.Join(unpacked, "pkg"), 0o755)
-	writeRuleFile(t, filepath.Join(unpacked, "pkg"), "a.py", "MARKER\n")
+	testkit.WriteFile(t, filepath.Join(unpacked, "pkg"), "a.py", "MARKER\n")
 
 	code, out, errOut := runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "json", "--threads", "2", archivePath, unpacked)
 	if code != 0 {
@@ -220,9 +211,9 @@ rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
 }
 
 func TestRulesProfileUsage(t *testing.T) {
-	rulesPath := writeRuleFile(t, t.TempDir(), "r.yar", "rule r { condition: true }\n")
-	bad := writeRuleFile(t, t.TempDir(), "bad.yar", "rule r { condition: $nope }\n")
-	target := writeRuleFile(t, t.TempDir(), "x.py", "x\n")
+	rulesPath := testkit.WriteFile(t, t.TempDir(), "r.yar", "rule r { condition: true }\n")
+	bad := testkit.WriteFile(t, t.TempDir(), "bad.yar", "rule r { condition: $nope }\n")
+	target := testkit.WriteFile(t, t.TempDir(), "x.py", "x\n")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -270,7 +261,7 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 // TestRulesProfileProgressOnTerminal: with standard error a terminal, the
 // progress line is rewritten in place and cleared at the end.
 func TestRulesProfileProgressOnTerminal(t *testing.T) {
-	rulesPath := writeRuleFile(t, t.TempDir(), "r.yar", "rule a { strings: $a = \"MARKER\" condition: $a }\nrule b { condition: filesize > 1 }\n")
+	rulesPath := testkit.WriteFile(t, t.TempDir(), "r.yar", "rule a { strings: $a = \"MARKER\" condition: $a }\nrule b { condition: filesize > 1 }\n")
 	target := profileTarget(t, t.TempDir(), 6, 1<<10)
 	master, tty := openPTY(t)
 	defer master.Close()

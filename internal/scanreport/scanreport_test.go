@@ -27,15 +27,6 @@ func tgz(t *testing.T, files ...testkit.TarEntry) []byte {
 	return testkit.Gzip(t, testkit.Tar(t, files...))
 }
 
-// writeRuleFile writes body to dir/name and returns its path.
-func writeRuleFile(t *testing.T, dir, name, body string) string {
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // report scans the targets with the rules at rulesPath as dragonfly scan
 // does (default limits, two threads) and writes the results in format.
 func report(t *testing.T, format, rulesPath string, showStrings bool, targets ...string) string {
@@ -286,13 +277,13 @@ func TestSARIFRulesAndURIs(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(base, "unpacked", "sub dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeRuleFile(t, filepath.Join(base, "unpacked", "sub dir"), "x#1.py", "MARKER\n")
-	writeRuleFile(t, base, "raw file.py", "MARKER\n")
+	testkit.WriteFile(t, filepath.Join(base, "unpacked", "sub dir"), "x#1.py", "MARKER\n")
+	testkit.WriteFile(t, base, "raw file.py", "MARKER\n")
 	archivePath := filepath.Join(base, "pkg 1.0.tar.gz")
 	if err := os.WriteFile(archivePath, tgz(t, testkit.TarEntry{Name: "pkg 1.0/a#b c.py", Body: []byte("MARKER")}, testkit.TarEntry{Name: "pkg 1.0/%41.py", Body: []byte("MARKER")}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rulesPath := writeRuleFile(t, t.TempDir(), "sarif.yar", sarifRules)
+	rulesPath := testkit.WriteFile(t, t.TempDir(), "sarif.yar", sarifRules)
 	out := report(t, "sarif", rulesPath, false, filepath.Join(base, "unpacked"), archivePath, filepath.Join(base, "raw file.py"))
 	log := checkSARIF(t, []byte(out))
 	enc := strings.NewReplacer(" ", "%20", "#", "%23")
@@ -483,7 +474,7 @@ func showStringsSample() []byte {
 // file, the first 16 per string, the rest counted.
 func TestShowStringsMatchesYaraCLI(t *testing.T) {
 	dir := t.TempDir()
-	rulesPath := writeRuleFile(t, dir, "show.yar", showStringsRules)
+	rulesPath := testkit.WriteFile(t, dir, "show.yar", showStringsRules)
 	sample := filepath.Join(dir, "sample.bin")
 	if err := os.WriteFile(sample, showStringsSample(), 0o644); err != nil {
 		t.Fatal(err)
@@ -562,7 +553,7 @@ func TestShowStringsMatchesYaraCLI(t *testing.T) {
 // (text or base64); without --show-strings nothing of it appears.
 func TestShowStringsTableAndSARIF(t *testing.T) {
 	dir := t.TempDir()
-	rulesPath := writeRuleFile(t, dir, "show.yar", showStringsRules)
+	rulesPath := testkit.WriteFile(t, dir, "show.yar", showStringsRules)
 	archivePath := filepath.Join(dir, "pkg-1.0.tar.gz")
 	if err := os.WriteFile(archivePath, tgz(t, testkit.TarEntry{Name: "pkg-1.0/sample.bin", Body: showStringsSample()}, testkit.TarEntry{Name: "pkg-1.0/clean.txt", Body: []byte("short")}), 0o644); err != nil {
 		t.Fatal(err)

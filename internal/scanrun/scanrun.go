@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
@@ -29,6 +28,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 	"github.com/dragonfly-fleet/fleet/worker/verdict"
+	"golang.org/x/sync/errgroup"
 )
 
 // Job is one target.
@@ -168,18 +168,15 @@ func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, scan.Counters) 
 	defer engine.Close()
 	r := &runner{verdict: &verdict.Scanner{Engine: engine, Fetcher: cfg.Fetcher, Limits: cfg.Limits}, index: cfg.Index, rules: cfg.Rules}
 	results := make([]Result, len(jobs))
-	sem := make(chan struct{}, threads)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(threads)
 	for i, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			results[i] = r.scanOne(ctx, j)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait() // scanOne's errors are in the results
 	return results, engine.Counters()
 }
 

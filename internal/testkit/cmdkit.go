@@ -1,8 +1,8 @@
 package testkit
 
 // What the tests of the commands, the deployment and the end-to-end runs
-// share with the packages' tests: a certificate authority for TLS tests and
-// a GET that must succeed.
+// share with the packages' tests: a certificate authority for TLS tests, a
+// GET that must succeed, and a file written into a test's directory.
 
 import (
 	"crypto/ecdsa"
@@ -165,4 +165,14 @@ func get(url string) (body, contentType string, err error) {
 		err = fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, clip.String(string(b), 4<<10))
 	}
 	return string(b), resp.Header.Get("Content-Type"), err
+}
+
+// WriteFile writes body to dir/name (mode 0644) and returns the path.
+func WriteFile(t testing.TB, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
