@@ -21,6 +21,15 @@ type Observer interface {
 	// Connection is called when the session state changes: connected to a
 	// coordinator, and with rules compiled and ready to scan.
 	Connection(connected, rulesReady bool)
+	// FileSkipped is called for each file no rule's filetype admits (read
+	// and checked, not scanned).
+	FileSkipped(size int)
+	// MatchCacheHit is called for each file whose matches came from the
+	// match cache or a scan of the same bytes in flight.
+	MatchCacheHit(size int)
+	// SubsetCompiled is called after each rule subset compilation (err: it
+	// fell back to the whole set).
+	SubsetCompiled(took time.Duration, err error)
 }
 
 type nopObserver struct{}
@@ -30,6 +39,9 @@ func (nopObserver) FileScanned(int, time.Duration)         {}
 func (nopObserver) TaskDone(*fleetv1.TaskResult, string)   {}
 func (nopObserver) RulesCompiled(time.Duration, error)     {}
 func (nopObserver) Connection(bool, bool)                  {}
+func (nopObserver) FileSkipped(int)                        {}
+func (nopObserver) MatchCacheHit(int)                      {}
+func (nopObserver) SubsetCompiled(time.Duration, error)    {}
 
 // NopObserver returns an Observer that ignores every event.
 func NopObserver() Observer { return nopObserver{} }

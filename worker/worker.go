@@ -281,11 +281,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if engine == nil {
 		// Match data is not part of a verdict: keep one byte per match, so
 		// the match-memory bound counts matches, not their text.
-		ec := scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, OnFile: cfg.Observer.FileScanned, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize}
-		if o, ok := cfg.Observer.(scanSavingObserver); ok {
-			ec.OnSkip, ec.OnCacheHit, ec.OnSubset = o.FileSkipped, o.MatchCacheHit, o.SubsetCompiled
-		}
-		engine = scan.New(ec)
+		o := cfg.Observer
+		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize,
+			OnFile: o.FileScanned, OnSkip: o.FileSkipped, OnCacheHit: o.MatchCacheHit, OnSubset: o.SubsetCompiled})
 		defer engine.Close()
 	}
 	w, err := newWorker(cfg, fleetv1.NewFleetServiceClient(conn), engine)
@@ -308,15 +306,6 @@ func newWorker(cfg Config, client fleetv1.FleetServiceClient, engine *scan.Engin
 		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: cfg.Limits},
 		obs:     cfg.Observer,
 	}, nil
-}
-
-// scanSavingObserver is an Observer that also counts the work the engine
-// saved (metrics.Recorder is one): files skipped by filetype, match cache
-// hits, rule subsets compiled.
-type scanSavingObserver interface {
-	FileSkipped(size int)
-	MatchCacheHit(size int)
-	SubsetCompiled(took time.Duration, err error)
 }
 
 // configError reports whether the coordinator refused the session as a
