@@ -27,7 +27,7 @@ import (
 func TestOracleYaraCLI(t *testing.T) {
 	yaraBin, err := exec.LookPath("yara")
 	if err != nil {
-		t.Skip("yara CLI not installed (apt-get install yara)")
+		t.Fatal("yara CLI not installed (make setup-test installs it)")
 	}
 	sources := demo.Rules()
 	sources["example"] = exampleRules

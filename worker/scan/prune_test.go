@@ -365,7 +365,7 @@ func printed(data []byte, hex bool) string {
 func TestMatchDetailsAgainstYaraCLI(t *testing.T) {
 	yaraBin, err := exec.LookPath("yara")
 	if err != nil {
-		t.Skip("yara CLI not installed (apt-get install yara)")
+		t.Fatal("yara CLI not installed (make setup-test installs it)")
 	}
 	src := `
 rule many { meta: weight = 1 strings: $a = "AB" $b = "ZZZ" condition: $a or $b }
