@@ -20,7 +20,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -214,18 +213,11 @@ func (f *fleet) worker(id string, slots uint32) *fakeWorker {
 }
 
 // dial connects to the fleet's server in memory with the fleet's limits on
-// message sizes (and opts).
+// message sizes (and opts); it is closed when the test ends.
 func (f *fleet) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 	f.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///bufnet", append([]grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxResponseBytes), grpc.MaxCallSendMsgSize(protocol.MaxRequestBytes)),
-	}, opts...)...)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return conn
+	limits := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(protocol.MaxResponseBytes), grpc.MaxCallSendMsgSize(protocol.MaxRequestBytes))
+	return testkit.DialBuf(f.t, f.lis, append([]grpc.DialOption{limits}, opts...)...)
 }
 
 // workerWith is worker over a connection with extra dial options.

@@ -3,9 +3,7 @@ package status
 import (
 	"context"
 	"errors"
-	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -14,9 +12,9 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/fakeapi"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -132,32 +130,24 @@ func (f *fleet) waitReports(n int) []outbox.Report {
 type fakeWorker struct {
 	cancel  context.CancelFunc
 	done    chan error
-	conn    *grpc.ClientConn
 	ready   chan struct{} // closed when its rules are ready
 	drained chan struct{} // closed when the coordinator asked it to drain
 }
 
 func (f *fleet) worker(id string, slots uint32, fail map[string]string) *fakeWorker {
 	f.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return f.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		f.t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
+	stream, err := fleetv1.NewFleetServiceClient(testkit.DialBuf(f.t, f.lis)).Connect(ctx)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	w := &fakeWorker{cancel: cancel, done: make(chan error, 1), conn: conn, ready: make(chan struct{}), drained: make(chan struct{})}
+	w := &fakeWorker{cancel: cancel, done: make(chan error, 1), ready: make(chan struct{}), drained: make(chan struct{})}
 	go func() { w.done <- w.serve(stream, id, slots, fail) }()
 	f.t.Cleanup(func() {
 		w.cancel()
 		if err := <-w.done; err != nil && ctx.Err() == nil {
 			f.t.Errorf("fake worker: %v", err)
 		}
-		w.conn.Close()
 	})
 	select {
 	case <-w.ready:

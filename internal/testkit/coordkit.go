@@ -1,9 +1,14 @@
 package testkit
 
 import (
+	"context"
+	"net"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -35,4 +40,20 @@ func ByKey[T any](t testing.TB, xs []T, key func(T) string) map[string]T {
 		m[k] = x
 	}
 	return m
+}
+
+// DialBuf returns a client of the gRPC server listening on lis, in memory
+// and without transport security (opts come after those, and may replace
+// the dialer); it is closed when the test ends.
+func DialBuf(t testing.TB, lis *bufconn.Listener, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet", append([]grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
