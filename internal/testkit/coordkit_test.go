@@ -6,6 +6,10 @@ import (
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,5 +44,17 @@ func TestByKey(t *testing.T) {
 	wg.Wait()
 	if !ft.failed {
 		t.Fatal("a repeated key did not fail")
+	}
+}
+
+func TestDialBuf(t *testing.T) {
+	lis := bufconn.Listen(1 << 16)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+	resp, err := healthpb.NewHealthClient(DialBuf(t, lis)).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health over bufconn: %v, %v", resp, err)
 	}
 }
