@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,7 +226,7 @@ func (c *codeCounts) String() string {
 	for code, n := range c.n {
 		parts = append(parts, fmt.Sprintf("%s=%d (%q)", code, n, c.last[code]))
 	}
-	sort.Strings(parts)
+	slices.Sort(parts)
 	return strings.Join(parts, " ")
 }
 
@@ -738,7 +737,7 @@ func runAdversaryScenario(t *testing.T, pkgs, rules string, want map[string]advE
 				open = append(open, name+" ("+st+")")
 			}
 		}
-		sort.Strings(open)
+		slices.Sort(open)
 		t.Errorf("after %v, %d releases not reported: %v", wall.Round(time.Second), len(open), open)
 	}
 	// The heap in use as the run ends (adversaries still connected), then
@@ -747,7 +746,7 @@ func runAdversaryScenario(t *testing.T, pkgs, rules string, want map[string]advE
 	if hostile {
 		adv.stop()
 		eventually(t, 30*time.Second, "the adversaries' sessions to end", func() bool {
-			return metric(t, httpAddr, "dragonfly_workers_connected") == 2
+			return metric(httpAddr, "dragonfly_workers_connected") == 2
 		})
 	}
 

@@ -155,16 +155,35 @@ func (d *devapi) tally(t *testing.T) tally {
 	return tl
 }
 
-// scrape reads every sample of a /metrics page, keyed by the sample's name
-// with its labels as written (`name{a="b"}`).
+// scrape reads the samples of the coordinator's /metrics, by series
+// (name and labels as written).
 func scrape(t *testing.T, httpAddr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	m, err := samples(httpAddr)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", httpAddr, err)
 	}
+	return m
+}
+
+// metric reads one series of the coordinator's /metrics; 0 when it cannot
+// be read (yet): for polls.
+func metric(httpAddr, series string) float64 {
+	m, _ := samples(httpAddr)
+	return m[series]
+}
+
+// samples reads the samples of the /metrics at httpAddr.
+func samples(httpAddr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" || line[0] == '#' {
@@ -178,7 +197,7 @@ func scrape(t *testing.T, httpAddr string) map[string]float64 {
 			out[line[:i]] = v
 		}
 	}
-	return out
+	return out, nil
 }
 
 // runtimeSample is the coordinator's goroutines and memory after a forced GC.
@@ -263,7 +282,7 @@ func TestFaultWorkerLoss(t *testing.T) {
 		workers[i] = startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, workerEnv)
 	}
 	eventually(t, 90*time.Second, "4 workers connected and the first reports", func() bool {
-		return metric(t, httpAddr, "dragonfly_workers_connected") == 4 && d.stats(t).ReportsAccepted >= 10
+		return metric(httpAddr, "dragonfly_workers_connected") == 4 && d.stats(t).ReportsAccepted >= 10
 	})
 	before := sampleRuntime(t, httpAddr, pprofAddr)
 
@@ -418,7 +437,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 			coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 			w := startWorker(t, d, "w0", grpcAddr, slowScanEnv(map[string]string{"DRAGONFLY_DRAIN_GRACE": tc.grace}))
 			eventually(t, 60*time.Second, "the worker to scan", func() bool {
-				return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
+				return metric(httpAddr, "dragonfly_scanner_slots_busy") >= 1
 			})
 			w.signal(syscall.SIGTERM)
 			if code := w.wait(pick(5*time.Minute, 10*time.Minute)); code != 0 {
@@ -686,7 +705,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 	}), "worker")
 	// The cut-off worker is alone at first, so the jobs leased now are its.
 	eventually(t, 90*time.Second, "the worker in the namespace to scan", func() bool {
-		return metric(t, httpAddr, "dragonfly_scanner_slots_busy") >= 1
+		return metric(httpAddr, "dragonfly_scanner_slots_busy") >= 1
 	})
 	n.cut(t)
 	cutAt := time.Now()

@@ -1,19 +1,20 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	devserver "github.com/dragonfly-fleet/fleet/devapi"
 )
 
 // TestWorkerKilledMidRun: devapi + coordinator + 3 workers, 300 jobs; one
@@ -68,7 +69,7 @@ func TestReleaseWith40Distributions(t *testing.T) {
 		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, nil)
 	}
 	eventually(t, 60*time.Second, "three workers connected", func() bool {
-		return metric(t, httpAddr, "dragonfly_workers_connected") == 3
+		return metric(httpAddr, "dragonfly_workers_connected") == 3
 	})
 	eventually(t, 60*time.Second, "the release to be reported", func() bool {
 		return d.stats(t).ReportsAccepted == 1
@@ -112,8 +113,8 @@ func TestReleaseWith40Distributions(t *testing.T) {
 		lines = append(lines, x)
 	}
 	order := leaseOrder(t, d, "bigrel", "2.0")
-	sort.SliceStable(lines, func(i, j int) bool {
-		return order[filepath.Base(lines[i].Target)] < order[filepath.Base(lines[j].Target)]
+	slices.SortStableFunc(lines, func(a, b line) int {
+		return cmp.Compare(order[filepath.Base(a.Target)], order[filepath.Base(b.Target)])
 	})
 	for _, x := range lines {
 		for _, r := range x.RulesMatched {
@@ -127,11 +128,7 @@ func TestReleaseWith40Distributions(t *testing.T) {
 			}
 		}
 	}
-	var want []string
-	for r := range rulesUnion {
-		want = append(want, r)
-	}
-	sort.Strings(want)
+	want := slices.Sorted(maps.Keys(rulesUnion))
 	if got.Score == nil || int64(*got.Score) != best.score || !slices.Equal(got.RulesMatched, want) {
 		t.Fatalf("fleet: score %v rules %v; scan: score %d rules %v", got.Score, got.RulesMatched, best.score, want)
 	}
@@ -184,7 +181,7 @@ func TestRulesChangeMidRun(t *testing.T) {
 	switchedAt := d.stats(t).ReportsAccepted
 	eventually(t, 120*time.Second, "every job", func() bool { return d.allDone(t, releases) })
 	ok := d.exactlyOnce(t, releases)
-	sort.Slice(ok, func(i, j int) bool { return ok[i].Seq < ok[j].Seq })
+	slices.SortFunc(ok, func(a, b devserver.ReportRecord) int { return cmp.Compare(a.Seq, b.Seq) })
 	newCount := 0
 	for i, r := range ok {
 		if r.Score == nil {
@@ -212,25 +209,6 @@ func TestRulesChangeMidRun(t *testing.T) {
 		t.Fatalf("last report commit %s, want the new %s", last.Commit, after)
 	}
 	t.Logf("rules switched after %d reports; %d of %d reports carry the new commit", switchedAt, newCount, releases)
-}
-
-// metric reads one unlabelled sample from the coordinator's /metrics.
-func metric(t *testing.T, httpAddr, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f
-		}
-	}
-	return 0
 }
 
 // TestWrongTokenIsRefused: a worker with a wrong token never joins: the
@@ -263,7 +241,7 @@ func TestWrongTokenIsRefused(t *testing.T) {
 	if len(st.Workers) != 0 {
 		t.Fatalf("refused worker listed: %+v", st.Workers)
 	}
-	if n := metric(t, httpAddr, "dragonfly_sessions_started_total"); n != 0 {
+	if n := metric(httpAddr, "dragonfly_sessions_started_total"); n != 0 {
 		t.Fatalf("%v sessions started for a refused worker", n)
 	}
 	if d.stats(t).Leases != 0 {
@@ -282,7 +260,7 @@ func TestWorkerSIGTERMMidTask(t *testing.T) {
 	_, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 	w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
 	eventually(t, 60*time.Second, "the worker to run a task", func() bool {
-		return metric(t, httpAddr, "dragonfly_tasks_running") >= 1
+		return metric(httpAddr, "dragonfly_tasks_running") >= 1
 	})
 	w.signal(syscall.SIGTERM)
 	if code := w.wait(60 * time.Second); code != 0 {
