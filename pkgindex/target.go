@@ -103,11 +103,8 @@ func isNameByte(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c ==
 // checkName checks a PEP 508 project name:
 // ^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$, case-insensitive.
 func checkName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty project name")
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("project name longer than %d bytes", MaxNameLen)
+	if err := checkLen(name, MaxNameLen, "project name", "empty project name"); err != nil {
+		return err
 	}
 	for i := 0; i < len(name); i++ {
 		if !isNameByte(name[i]) {
@@ -120,15 +117,25 @@ func checkName(name string) error {
 	return nil
 }
 
+// checkLen checks that s, a target's what, is not empty (the error says
+// empty) and has at most max bytes.
+func checkLen(s string, max int, what, empty string) error {
+	if s == "" {
+		return errors.New(empty)
+	}
+	if len(s) > max {
+		return fmt.Errorf("%s longer than %d bytes", what, max)
+	}
+	return nil
+}
+
 // checkVersion checks a pinned version: a valid PEP 440 version without
 // wildcards or spaces.
 func checkVersion(v string) error {
-	switch {
-	case v == "":
-		return errors.New("empty version after ==")
-	case len(v) > MaxVersionLen:
-		return fmt.Errorf("version longer than %d bytes", MaxVersionLen)
-	case strings.HasSuffix(v, ".*"):
+	if err := checkLen(v, MaxVersionLen, "version", "empty version after =="); err != nil {
+		return err
+	}
+	if strings.HasSuffix(v, ".*") {
 		return fmt.Errorf("version %q: wildcards are not an exact pin", v)
 	}
 	if _, ok := parseVersion(v); !ok {
