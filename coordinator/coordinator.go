@@ -257,9 +257,6 @@ func New(cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// Dispatcher exposes the dispatcher's state (for status and metrics).
-func (c *Coordinator) Dispatcher() *dispatch.Dispatcher { return c.disp }
-
 // Run leases and reports until ctx ends, then shuts down in phases: stop
 // leasing, ask workers to drain, wait (bounded) for the jobs in flight, flush
 // the outbox (bounded), return. Sessions end when the gRPC server stops.

@@ -607,3 +607,40 @@ func TestLargeRuleSetReachesWorkers(t *testing.T) {
 		t.Fatalf("rules %q", h)
 	}
 }
+
+// endObserver passes the errors sessions end with.
+type endObserver struct {
+	nopObserver
+	ended chan error
+}
+
+func (o endObserver) SessionEnded(_ SessionInfo, err error) { o.ended <- err }
+
+// TestOversizedMessageEndsSessionSayingSo: a worker message over the
+// coordinator's receive limit ends its session with ResourceExhausted on both
+// ends (the coordinator's log and metrics say why, not "cancelled").
+func TestOversizedMessageEndsSessionSayingSo(t *testing.T) {
+	obs := endObserver{ended: make(chan error, 4)}
+	f := startFleet(t, newFakeAPI(), func(c *Config) { c.Observer = obs })
+	w := f.workerWith("big", 1, grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	w.ready()
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{{
+		TaskId: 1, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: strings.Repeat("x", 5<<20)}},
+	}}}}})
+	select {
+	case err := <-w.recv:
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("worker told %v, want ResourceExhausted", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the oversized message did not end the session")
+	}
+	select {
+	case err := <-obs.ended:
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
+			t.Fatalf("coordinator ended the session with %v, want ResourceExhausted naming the size", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session did not end at the coordinator")
+	}
+}

@@ -238,12 +238,19 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	in := make(chan *fleetv1.ConnectRequest)
+	// recvErr keeps why receiving failed: gRPC may cancel the stream's
+	// context before Recv returns (a message over the receive limit), and
+	// the session must end with the real cause, not "cancelled".
+	var recvErr atomic.Pointer[error]
+	recvDone := make(chan struct{})
 	c.streams.Go(func() {
 		// The receive goroutine ends when the stream does (the handler
 		// returning cancels the stream's context).
+		defer close(recvDone)
 		for {
 			m, err := stream.Recv()
 			if err != nil {
+				recvErr.Store(&err)
 				cancel(err)
 				return
 			}
@@ -273,6 +280,15 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	})
 	err, why := c.serve(ctx, s, in, sendFailed)
 	cancel(errSessionOver)
+	if status.Code(err) == codes.Canceled {
+		// The stream's own context ended, so Recv returns (or has).
+		<-recvDone
+		if re := recvErr.Load(); re != nil {
+			if _, ok := status.FromError(*re); ok && status.Code(*re) != codes.Canceled {
+				err = *re
+			}
+		}
+	}
 
 	c.forgetSession(s)
 	held := c.disp.Outstanding(s.info.SessionID)
