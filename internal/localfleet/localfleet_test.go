@@ -170,13 +170,7 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	}()
 
 	reports := api.WaitReports(t, 3)
-	byName := map[string]mainframe.Report{}
-	for _, r := range reports {
-		if _, dup := byName[r.Name]; dup {
-			t.Fatalf("%s reported twice", r.Name)
-		}
-		byName[r.Name] = r
-	}
+	byName := testkit.ByKey(t, reports, func(r mainframe.Report) string { return r.Name })
 	p := byName["poison"]
 	if p.Success != nil || !strings.HasPrefix(p.Reason, "distribution poison-1.0.tar.gz: ") || !strings.Contains(p.Reason, "unsafe path") {
 		t.Fatalf("poison report %+v, want a failure naming the unsafe path", p)
