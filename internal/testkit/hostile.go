@@ -1,6 +1,10 @@
 // Package testkit holds what several packages' tests share: the hostile
-// distributions every verdict path must fail or scan exactly alike, and the
-// archive builders they are made with. It is imported by tests only.
+// distributions every verdict path must fail or scan exactly alike (and the
+// demo ones, DemoCases), the archive builders they are made with (Tar, Zip,
+// Gzip, GzipFast), a buffer safe for concurrent use, a fake clock, the
+// frame codec of the protocol fuzzers, a test certificate authority (NewCA),
+// a GET that must succeed and a test file writer (cmdkit.go), and the
+// coordinator tests' helpers (coordkit.go). It is imported by tests only.
 package testkit
 
 import (
