@@ -36,27 +36,19 @@ type TarEntry struct {
 // Tar is a tar (PAX format) of the entries, regular files mode 0644.
 func Tar(t testing.TB, ents ...TarEntry) []byte {
 	t.Helper()
-	return build(t, func(w io.Writer) error {
-		tw := tar.NewWriter(w)
-		for _, e := range ents {
-			h := &tar.Header{Name: e.Name, Linkname: e.Link, Typeflag: e.Type, Mode: 0o644, Size: int64(len(e.Body)), Format: tar.FormatPAX}
-			if e.Type == 0 {
-				h.Typeflag = tar.TypeReg
-			}
-			if h.Typeflag != tar.TypeReg {
-				h.Size = 0
-			}
-			if err := tw.WriteHeader(h); err != nil {
-				return err
-			}
-			if h.Size == 0 {
-				continue
-			}
-			if _, err := tw.Write(e.Body); err != nil {
-				return err
-			}
+	return archive(t, ents, tar.NewWriter, func(tw *tar.Writer, e TarEntry) error {
+		h := &tar.Header{Name: e.Name, Linkname: e.Link, Typeflag: e.Type, Mode: 0o644, Size: int64(len(e.Body)), Format: tar.FormatPAX}
+		if e.Type == 0 {
+			h.Typeflag = tar.TypeReg
 		}
-		return tw.Close()
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil || h.Size == 0 {
+			return err
+		}
+		_, err := tw.Write(e.Body)
+		return err
 	})
 }
 
@@ -98,18 +90,28 @@ type ZipEntry struct {
 // Zip is a zip of the entries, each deflated.
 func Zip(t testing.TB, ents ...ZipEntry) []byte {
 	t.Helper()
+	return archive(t, ents, zip.NewWriter, func(zw *zip.Writer, e ZipEntry) error {
+		fw, err := zw.Create(e.Name) // deflated
+		if err != nil {
+			return err
+		}
+		_, err = fw.Write(e.Body)
+		return err
+	})
+}
+
+// archive writes the entries one by one with add through the writer that
+// newWriter makes, then closes it.
+func archive[E any, W io.Closer](t testing.TB, ents []E, newWriter func(io.Writer) W, add func(W, E) error) []byte {
+	t.Helper()
 	return build(t, func(w io.Writer) error {
-		zw := zip.NewWriter(w)
+		aw := newWriter(w)
 		for _, e := range ents {
-			fw, err := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Deflate})
-			if err != nil {
-				return err
-			}
-			if _, err := fw.Write(e.Body); err != nil {
+			if err := add(aw, e); err != nil {
 				return err
 			}
 		}
-		return zw.Close()
+		return aw.Close()
 	})
 }
 
