@@ -2,7 +2,6 @@ package rules
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 func diagLines(ds []Diagnostic) []string {
@@ -20,18 +20,37 @@ func diagLines(ds []Diagnostic) []string {
 	return out
 }
 
+// checkFiles writes the files (name, source) into a new directory and
+// checks the rules loaded from it: the directory, the set and the report.
+func checkFiles(t *testing.T, files ...[2]string) (string, Set, Report) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range files {
+		testkit.WriteFile(t, dir, f[0], f[1])
+	}
+	set, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Check(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, set, rep
+}
+
 // TestCheckWarnings: libyara's warnings and the metadata lint, each at the
 // line it is about, in the file the rule came from, file by file.
 func TestCheckWarnings(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "a.yara", `rule clean {
+	dir, _, rep := checkFiles(t,
+		[2]string{"a.yara", `rule clean {
   meta:
     weight = 2
     filetype = ".py setup.py"
   condition: true
 }
-`)
-	write(t, dir, "zzz.yar", `// a rule set with two traps
+`},
+		[2]string{"zzz.yar", `// a rule set with two traps
 rule greedy
 {
   meta:
@@ -43,15 +62,7 @@ rule greedy
   condition:
     $a
 }
-`)
-	set, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Check(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+`})
 	zzz := filepath.Join(dir, "zzz.yar")
 	want := []string{
 		zzz + `:7: warning: rule "greedy": filetype ".py  .txt" has an empty entry (a double space): Dragonfly splits it on each single space, and an empty suffix ends every path, so the rule counts in every file`,
@@ -74,17 +85,9 @@ rule greedy
 // disk (zzz.yar, not zzz.yara) and the line in it, for Check and for the
 // fleet's Compile alike.
 func TestCheckErrorNamesRealFile(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "a.yara", "rule a { condition: true }\nrule b { condition: true }\n")
-	write(t, dir, "zzz.yar", "rule ok { condition: true }\n\nrule broken {\n  strings:\n    $a = \"abcdef\"\n  condition: $a and\n    $b }\n")
-	set, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Check(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, set, rep := checkFiles(t,
+		[2]string{"a.yara", "rule a { condition: true }\nrule b { condition: true }\n"},
+		[2]string{"zzz.yar", "rule ok { condition: true }\n\nrule broken {\n  strings:\n    $a = \"abcdef\"\n  condition: $a and\n    $b }\n"})
 	zzz := filepath.Join(dir, "zzz.yar")
 	want := []string{zzz + `:7: error: undefined string "$b"`}
 	if got := diagLines(rep.Diagnostics); !slices.Equal(got, want) {
@@ -93,7 +96,7 @@ func TestCheckErrorNamesRealFile(t *testing.T) {
 	if rep.Compiled != nil || rep.Errors() != 1 {
 		t.Fatalf("compiled %v with %d errors", rep.Compiled, rep.Errors())
 	}
-	_, err = Compile(set)
+	_, err := Compile(set)
 	var ce *CompileError
 	if !errors.As(err, &ce) || !slices.Equal(ce.Messages, []string{zzz + `:7: undefined string "$b"`}) {
 		t.Fatalf("Compile: %v", err)
@@ -111,17 +114,9 @@ func TestCheckErrorNamesRealFile(t *testing.T) {
 // TestCheckDuplicateAcrossFiles: libyara refuses an identifier declared in
 // two files; the error is at the second and names the first.
 func TestCheckDuplicateAcrossFiles(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "first.yar", "// one\nrule dup { condition: true }\n")
-	write(t, dir, "second.yara", "rule other { condition: true }\n\nprivate rule\n  dup\n{\n  condition: true\n}\n")
-	set, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Check(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, _, rep := checkFiles(t,
+		[2]string{"first.yar", "// one\nrule dup { condition: true }\n"},
+		[2]string{"second.yara", "rule other { condition: true }\n\nprivate rule\n  dup\n{\n  condition: true\n}\n"})
 	want := []string{filepath.Join(dir, "second.yara") + `:4: error: duplicated identifier "dup" (rule "dup" is also declared at ` + filepath.Join(dir, "first.yar") + `:2)`}
 	if got := diagLines(rep.Diagnostics); !slices.Equal(got, want) {
 		t.Fatalf("diagnostics %q, want %q", got, want)
@@ -196,22 +191,11 @@ func TestLintWithoutCompiling(t *testing.T) {
 // in sources built to confuse it.
 func TestDeclarationsAgreeWithLibyara(t *testing.T) {
 	sets := map[string]map[string]string{"demo": demo.Rules()}
-	bench := map[string]string{}
-	ents, err := os.ReadDir("../bench/rules")
+	bench, err := Load("../bench/rules")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join("../bench/rules", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bench[strings.TrimSuffix(e.Name(), filepath.Ext(e.Name()))] = string(data)
-	}
-	if len(bench) == 0 {
-		t.Fatal("no bench rules")
-	}
-	sets["bench"] = bench
+	sets["bench"] = bench.Sources
 	sets["tricky"] = map[string]string{"t": `import "math"
 /* rule fake1 { meta: weight = 1 condition: true } */
 // rule fake2 { condition: true }

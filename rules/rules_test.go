@@ -4,29 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
-func write(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestLoadDirFileAndJSON(t *testing.T) {
 	dir := t.TempDir()
-	write(t, dir, "a.yara", `rule a { condition: true }`)
-	write(t, dir, "b.yar", `rule b { condition: true }`)
-	write(t, dir, "notes.txt", `not rules`)
+	testkit.WriteFile(t, dir, "a.yara", `rule a { condition: true }`)
+	testkit.WriteFile(t, dir, "b.yar", `rule b { condition: true }`)
+	testkit.WriteFile(t, dir, "notes.txt", `not rules`)
 	set, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +35,7 @@ func TestLoadDirFileAndJSON(t *testing.T) {
 	}
 
 	doc, _ := json.Marshal(map[string]any{"hash": "abc123", "rules": map[string]string{"x": `rule x { condition: true }`}})
-	js := write(t, dir, "rules.json", string(doc))
+	js := testkit.WriteFile(t, dir, "rules.json", string(doc))
 	fromJSON, err := Load(js)
 	if err != nil || fromJSON.Hash != "abc123" || fromJSON.Sources["x"] == "" {
 		t.Fatalf("json: %+v %v", fromJSON, err)
@@ -53,7 +44,7 @@ func TestLoadDirFileAndJSON(t *testing.T) {
 	if _, err := Load(t.TempDir()); err == nil {
 		t.Fatal("empty directory accepted")
 	}
-	if _, err := Load(write(t, dir, "bad.json", `{"hash": 1}`)); err == nil {
+	if _, err := Load(testkit.WriteFile(t, dir, "bad.json", `{"hash": 1}`)); err == nil {
 		t.Fatal("malformed JSON accepted")
 	}
 }

@@ -525,100 +525,101 @@ func (l *yaraLexer) includeFollows(e int) bool {
 	return i > e && i < len(l.text) && l.text[i] == '"'
 }
 
+// literal reads the literal opened at l.pos (on line) up to its closing
+// byte and returns the closing byte's index. escape is called at each
+// backslash that has a byte after it and returns how many bytes the escape
+// takes; plain with each other byte. A literal cut by the end of the text
+// is dropped (ok false, no error: the lexer advances to the end); a raw
+// newline in it is an error ("unterminated " + what).
+func (l *yaraLexer) literal(line int, closing byte, what string, escape func(i int) (int, error), plain func(c byte)) (end int, ok bool, err error) {
+	i := l.pos + 1
+	for {
+		switch {
+		case i >= len(l.text):
+			l.advance(i)
+			return 0, false, nil
+		case l.text[i] == '\n':
+			return 0, false, l.fail(line, "unterminated %s", what)
+		case l.text[i] == closing:
+			return i, true, nil
+		case l.text[i] == '\\':
+			if i+1 >= len(l.text) {
+				l.advance(len(l.text))
+				return 0, false, nil
+			}
+			n, err := escape(i)
+			if err != nil {
+				return 0, false, err
+			}
+			i += n
+		default:
+			plain(l.text[i])
+			i++
+		}
+	}
+}
+
 // textString reads a "..." string: escapes \t \r \n \" \\ \xHH; anything
 // else after a backslash, and a raw newline, are errors.
 func (l *yaraLexer) textString() (lexToken, bool, error) {
 	start, line := l.pos, l.line
 	var val strings.Builder
-	i := l.pos + 1
-	for {
-		if i >= len(l.text) {
-			l.advance(i)
-			return lexToken{}, false, nil
-		}
-		if l.text[i] == '\n' {
-			return lexToken{}, false, l.fail(line, "unterminated string")
-		}
-		c := l.text[i]
-		switch c {
+	end, ok, err := l.literal(line, '"', "string", func(i int) (int, error) {
+		switch l.text[i+1] {
+		case 't':
+			val.WriteByte('\t')
+		case 'r':
+			val.WriteByte('\r')
+		case 'n':
+			val.WriteByte('\n')
 		case '"':
-			l.advance(i + 1)
-			return lexToken{kind: lxText, val: val.String(), start: start, end: i + 1, line: line}, true, nil
+			val.WriteByte('"')
 		case '\\':
-			if i+1 >= len(l.text) {
-				l.advance(len(l.text))
-				return lexToken{}, false, nil
+			val.WriteByte('\\')
+		case 'x':
+			if i+3 < len(l.text) && lexHexDigit(l.text[i+2]) && lexHexDigit(l.text[i+3]) {
+				v, _ := strconv.ParseUint(l.text[i+2:i+4], 16, 8)
+				val.WriteByte(byte(v))
+				return 4, nil
 			}
-			switch l.text[i+1] {
-			case 't':
-				val.WriteByte('\t')
-			case 'r':
-				val.WriteByte('\r')
-			case 'n':
-				val.WriteByte('\n')
-			case '"':
-				val.WriteByte('"')
-			case '\\':
-				val.WriteByte('\\')
-			case 'x':
-				if i+3 < len(l.text) && lexHexDigit(l.text[i+2]) && lexHexDigit(l.text[i+3]) {
-					v, _ := strconv.ParseUint(l.text[i+2:i+4], 16, 8)
-					val.WriteByte(byte(v))
-					i += 4
-					continue
-				}
-				return lexToken{}, false, l.fail(line, "illegal escape sequence")
-			default:
-				return lexToken{}, false, l.fail(line, "illegal escape sequence")
-			}
-			i += 2
+			return 0, l.fail(line, "illegal escape sequence")
 		default:
-			val.WriteByte(c)
-			i++
+			return 0, l.fail(line, "illegal escape sequence")
 		}
+		return 2, nil
+	}, func(c byte) { val.WriteByte(c) })
+	if !ok {
+		return lexToken{}, false, err
 	}
+	l.advance(end + 1)
+	return lexToken{kind: lxText, val: val.String(), start: start, end: end + 1, line: line}, true, nil
 }
 
 // regexp reads a /regexp/ with its i and s flags; an escaped character
 // (\/ included) never ends it.
 func (l *yaraLexer) regexp() (lexToken, bool, error) {
 	start, line := l.pos, l.line
-	i := l.pos + 1
-	for {
-		if i >= len(l.text) {
-			l.advance(i)
-			return lexToken{}, false, nil
+	end, ok, err := l.literal(line, '/', "regular expression", func(i int) (int, error) {
+		if l.text[i+1] == '\n' {
+			return 0, l.fail(line, "malformed regular expression")
 		}
-		if l.text[i] == '\n' {
-			return lexToken{}, false, l.fail(line, "unterminated regular expression")
-		}
-		switch l.text[i] {
-		case '\\':
-			if i+1 >= len(l.text) {
-				l.advance(len(l.text))
-				return lexToken{}, false, nil
-			}
-			if l.text[i+1] == '\n' {
-				return lexToken{}, false, l.fail(line, "malformed regular expression")
-			}
-			i += 2
-			continue
-		case '/':
-			if i == l.pos+1 {
-				return lexToken{}, false, l.fail(line, "empty regular expression")
-			}
-			e := i + 1
-			if e < len(l.text) && l.text[e] == 'i' {
-				e++
-			}
-			if e < len(l.text) && l.text[e] == 's' {
-				e++
-			}
-			l.advance(e)
-			return lexToken{kind: lxRegexp, val: l.text[start:e], start: start, end: e, line: line}, true, nil
-		}
-		i++
+		return 2, nil
+	}, func(byte) {})
+	if !ok {
+		return lexToken{}, false, err
 	}
+	if end == l.pos+1 {
+		return lexToken{}, false, l.fail(line, "empty regular expression")
+	}
+	e := end + 1
+	if e < len(l.text) && l.text[e] == 'i' {
+		e++
+	}
+	if e < len(l.text) && l.text[e] == 's' {
+		e++
+	}
+	l.advance(e)
+	return lexToken{kind: lxRegexp, val: l.text[start:e], start: start, end: e, line: line}, true, nil
 }
 
 // number reads 0x.., 0o.., digits with an optional KB or MB, or a double.

@@ -57,6 +57,28 @@ func Defaults() Limits {
 	}
 }
 
+// WithDefaults returns l with each field that is zero or negative set to
+// its default (Defaults).
+func (l Limits) WithDefaults() Limits {
+	d := Defaults()
+	return Limits{
+		Download:      positiveOr(l.Download, d.Download),
+		Expanded:      positiveOr(l.Expanded, d.Expanded),
+		File:          positiveOr(l.File, d.File),
+		Entries:       positiveOr(l.Entries, d.Entries),
+		Distributions: positiveOr(l.Distributions, d.Distributions),
+		ScanTimeout:   positiveOr(l.ScanTimeout, d.ScanTimeout),
+	}
+}
+
+// positiveOr is v when it is positive, else def.
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
 // Kind names one limit. Its value is stable: metrics use it as a label.
 type Kind string
 

@@ -46,3 +46,23 @@ func TestReadFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWithDefaults: zero and negative fields take their default; positive
+// ones are kept.
+func TestWithDefaults(t *testing.T) {
+	if got := (Limits{}).WithDefaults(); got != Defaults() {
+		t.Fatalf("zero limits: %+v, want %+v", got, Defaults())
+	}
+	neg := Limits{Download: -1, Expanded: -1, File: -1, Entries: -1, Distributions: -1, ScanTimeout: -1}
+	if got := neg.WithDefaults(); got != Defaults() {
+		t.Fatalf("negative limits: %+v, want %+v", got, Defaults())
+	}
+	set := Limits{Download: 1, Expanded: 2, File: 3, Entries: 4, Distributions: 5, ScanTimeout: 6}
+	if got := set.WithDefaults(); got != set {
+		t.Fatalf("set limits: %+v, want them kept", got)
+	}
+	partial := Limits{File: 7}.WithDefaults()
+	if want := Defaults(); partial.File != 7 || partial.Download != want.Download || partial.ScanTimeout != want.ScanTimeout {
+		t.Fatalf("partial: %+v", partial)
+	}
+}

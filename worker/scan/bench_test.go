@@ -15,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/rules"
 	yara "github.com/hillu/go-yara/v4"
+	"golang.org/x/sync/errgroup"
 )
 
 // pythonish makes n files of about size bytes of Python-like text.
@@ -126,14 +127,7 @@ func BenchmarkCorpus(b *testing.B) {
 	if dir == "" || rdir == "" {
 		b.Skip("DRAGONFLY_BENCH_CORPUS and DRAGONFLY_BENCH_RULES not set")
 	}
-	set, err := rules.Load(rdir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rs, err := rules.Compile(set)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rs := compileSet(b, loadSet(b, rdir))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -163,28 +157,23 @@ func BenchmarkCorpus(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		bytes = 0
-		var (
-			mu  sync.Mutex
-			wg  sync.WaitGroup
-			sem = make(chan struct{}, threads)
-		)
+		var mu sync.Mutex
+		var g errgroup.Group
+		g.SetLimit(threads)
 		for _, d := range dists {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
+			g.Go(func() error {
 				res, err := e.Scan(context.Background(), rs, d.name, d.data)
 				if err != nil {
 					b.Error(d.name, err)
-					return
+					return nil
 				}
 				mu.Lock()
 				bytes += res.Stats.Expanded
 				mu.Unlock()
-			}()
+				return nil
+			})
 		}
-		wg.Wait()
+		g.Wait()
 	}
 	b.SetBytes(bytes)
 	c := e.Counters()
@@ -200,14 +189,7 @@ func BenchmarkCorpus(b *testing.B) {
 func BenchmarkMatchGuardOverhead(b *testing.B) {
 	files := pythonish(2000, 10<<10)
 	data := tgz(b, files...)
-	set, err := rules.Load(filepath.Join("..", "..", "bench", "rules"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rs, err := rules.Compile(set)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rs := compileSet(b, loadSet(b, filepath.Join("..", "..", "bench", "rules")))
 	for _, bc := range []struct {
 		name  string
 		bound int64
@@ -235,10 +217,7 @@ func BenchmarkMatchGuardOverhead(b *testing.B) {
 // scanners, no unpacking.
 func BenchmarkDisableVsSubset(b *testing.B) {
 	files := pythonish(2000, 10<<10)
-	set, err := rules.Load(filepath.Join("..", "..", "bench", "rules"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	set := loadSet(b, filepath.Join("..", "..", "bench", "rules"))
 	full := compileSet(b, set)
 	p := newPlan(full, false, 8, nil)
 	tg, adm := p.targetFor("pkg/LICENSE")
@@ -277,15 +256,6 @@ func BenchmarkDisableVsSubset(b *testing.B) {
 			}
 		})
 	}
-}
-
-func compileSet(b *testing.B, set rules.Set) *rules.Compiled {
-	b.Helper()
-	c, err := rules.Compile(set)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
 }
 
 func popcount(r ruleBits) int {

@@ -18,9 +18,7 @@ package scan_test
 // Both engines run the same verdict path (worker/verdict) as workers do.
 
 import (
-	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +29,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +40,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 	"github.com/dragonfly-fleet/fleet/worker/verdict"
+	"golang.org/x/sync/errgroup"
 )
 
 // distReport is everything a worker reports or measures about one
@@ -146,18 +144,15 @@ func newPair(t testing.TB, lim limit.Limits, fetcher *fetch.Fetcher) pair {
 func (p pair) compare(t testing.TB, rs *rules.Compiled, releases []release) (matched int) {
 	t.Helper()
 	pruned := make([]releaseReport, len(releases))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
+	var g errgroup.Group
+	g.SetLimit(4)
 	for i, r := range releases {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			pruned[i] = scanRelease(t, p.pruned, rs, r)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	for i, r := range releases {
 		want := scanRelease(t, p.plain, rs, r)
 		if !reflect.DeepEqual(pruned[i], want) {
@@ -175,22 +170,10 @@ func js(v any) string {
 	return string(b)
 }
 
+// benchRules are the bench rules (bench/rules).
 func benchRules(t testing.TB) rules.Set {
 	t.Helper()
-	set, err := rules.Load(filepath.Join("..", "..", "bench", "rules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set
-}
-
-func compile(t testing.TB, s rules.Set) *rules.Compiled {
-	t.Helper()
-	c, err := rules.Compile(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return scan.LoadSet(t, filepath.Join("..", "..", "bench", "rules"))
 }
 
 // literals are the text strings the bench rules search for.
@@ -225,30 +208,13 @@ func genFile(rng *rand.Rand, tokens []string) []byte {
 	return b.Bytes()
 }
 
-func gz(t testing.TB, data []byte) []byte {
-	var b bytes.Buffer
-	w := gzip.NewWriter(&b)
-	w.Write(data)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
+// zipOf is a wheel of files (path, body), in order.
 func zipOf(t testing.TB, files [][2]string) []byte {
-	var b bytes.Buffer
-	w := zip.NewWriter(&b)
-	for _, f := range files {
-		fw, err := w.Create(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		fw.Write([]byte(f[1]))
+	ents := make([]testkit.ZipEntry, len(files))
+	for i, f := range files {
+		ents[i] = testkit.ZipEntry{Name: f[0], Body: []byte(f[1])}
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return testkit.Zip(t, ents...)
 }
 
 // genRelease is a release of an sdist and a wheel carrying the same files
@@ -278,7 +244,7 @@ func genRelease(t testing.TB, rng *rand.Rand, i int, tokens []string, fileLimit 
 			ents = append(ents, testkit.TarEntry{Name: fmt.Sprintf("%s/l%d%s", base, len(ents), suffixes[rng.IntN(len(suffixes))]), Type: '1', Link: target})
 		}
 	}
-	sdist := gz(t, testkit.Tar(t, ents...))
+	sdist := testkit.GzipFast(t, testkit.Tar(t, ents...))
 	whl := zipOf(t, files)
 	switch rng.IntN(15) {
 	case 0:
@@ -339,7 +305,7 @@ func TestPrunedEqualsPlainGenerated(t *testing.T) {
 		set  rules.Set
 	}{{"bench", set}, {"no filetypes", withoutFiletypes(set)}, {"dependencies", withDependencies(set)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := compile(t, tc.set)
+			rs := scan.CompileSet(t, tc.set)
 			rng := rand.New(rand.NewPCG(7, 11))
 			var releases []release
 			for i := range 120 {
@@ -370,7 +336,7 @@ func TestPrunedEqualsPlainHostile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := compile(t, withDependencies(benchRules(t)))
+	rs := scan.CompileSet(t, withDependencies(benchRules(t)))
 	var releases []release
 	for _, c := range cases {
 		releases = append(releases, release{name: "hostile", version: "1.0", dists: []source{{url: srv.URL + "/" + c.Dist}}})
@@ -430,7 +396,7 @@ func TestPrunedEqualsPlainBenchCorpus(t *testing.T) {
 		t.Logf("race detector on: %d of %d releases", len(some), len(releases))
 		releases = some
 	}
-	rs := compile(t, benchRules(t))
+	rs := scan.CompileSet(t, benchRules(t))
 	p := newPair(t, limit.Limits{}, nil)
 	matched := p.compare(t, rs, releases)
 	t.Logf("%d releases, %d matched; pruned engine: %+v", len(releases), matched, p.engine.Counters())
@@ -546,7 +512,7 @@ func genArchive(t testing.TB, rng *rand.Rand, i int) source {
 			ents = append(ents, testkit.TarEntry{Name: fmt.Sprintf("f-1.0/p/l%d%s", len(ents), []string{".py", ".txt", "setup.py", ".pth"}[rng.IntN(4)]), Type: '1', Link: target.Name})
 		}
 	}
-	data := gz(t, testkit.Tar(t, ents...))
+	data := testkit.GzipFast(t, testkit.Tar(t, ents...))
 	if rng.IntN(10) == 0 {
 		data = data[:rng.IntN(len(data))]
 	}

@@ -63,7 +63,7 @@ type Config struct {
 	// Default: the number of available CPUs.
 	Threads int
 	// Limits bound each distribution: Expanded, File, Entries and ScanTimeout
-	// apply here. Zero fields take limit.Defaults().
+	// apply here. Zero fields take limit.Defaults() (Limits.WithDefaults).
 	Limits limit.Limits
 	// Budget bounds the bytes of unpacked file content held in memory at once,
 	// waiting for or under a scanner, over all distributions being scanned.
@@ -134,25 +134,7 @@ func (c Config) withDefaults() Config {
 	if c.Threads <= 0 {
 		c.Threads = runtime.NumCPU()
 	}
-	d := limit.Defaults()
-	if c.Limits.Expanded <= 0 {
-		c.Limits.Expanded = d.Expanded
-	}
-	if c.Limits.File <= 0 {
-		c.Limits.File = d.File
-	}
-	if c.Limits.Entries <= 0 {
-		c.Limits.Entries = d.Entries
-	}
-	if c.Limits.ScanTimeout <= 0 {
-		c.Limits.ScanTimeout = d.ScanTimeout
-	}
-	if c.Limits.Download <= 0 {
-		c.Limits.Download = d.Download
-	}
-	if c.Limits.Distributions <= 0 {
-		c.Limits.Distributions = d.Distributions
-	}
+	c.Limits = c.Limits.WithDefaults()
 	if c.Budget <= 0 {
 		c.Budget = 64 << 20
 	}
@@ -412,13 +394,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 	emit := func(index int, path string, data []byte) error {
 		t := task(index, path, data)
 		d.emitted(index, len(data))
-		d.pending.Add(1)
-		if err := e.enqueue(ctx, t); err != nil {
-			d.pending.Done()
-			e.release(t)
-			return err
-		}
-		return nil
+		return e.enqueue(ctx, t)
 	}
 	link := func(index int, path string, target int) error {
 		d.link(index, path, target)
@@ -447,13 +423,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 					clip.String(path, clip.Default), len(data), size)
 			}
 			t.tgt, t.rescan = rs, true
-			d.pending.Add(1)
-			if err := e.enqueue(ctx, t); err != nil {
-				d.pending.Done()
-				e.release(t)
-				return err
-			}
-			return nil
+			return e.enqueue(ctx, t)
 		}
 		if _, err := produce(ctx, alloc, emit2, func(int, string, int) error { return nil }); err != nil {
 			cancel(err)
@@ -488,7 +458,21 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 	return res, context.Cause(ctx)
 }
 
+// enqueue hands t to the scanner threads as one more pending scan of its
+// distribution; when it cannot (the engine is closed, ctx is done), t is not
+// pending and its buffer is released.
 func (e *Engine) enqueue(ctx context.Context, t *fileTask) error {
+	t.dist.pending.Add(1)
+	err := e.send(ctx, t)
+	if err != nil {
+		t.dist.pending.Done()
+		e.release(t)
+	}
+	return err
+}
+
+// send puts t on the queue of the scanner threads.
+func (e *Engine) send(ctx context.Context, t *fileTask) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {

@@ -2,9 +2,7 @@ package scan
 
 import (
 	"archive/tar"
-	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -20,89 +18,11 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
-	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func compile(t testing.TB, sources map[string]string) *rules.Compiled {
-	t.Helper()
-	c, err := rules.Compile(rules.Set{Sources: sources})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func newEngine(t testing.TB, cfg Config) *Engine {
-	t.Helper()
-	e := New(cfg)
-	t.Cleanup(e.Close)
-	return e
-}
-
-// tgz builds a gzip tar of the given files, in order.
-func tgz(t testing.TB, files ...[2]string) []byte {
-	t.Helper()
-	ents := make([]tarEnt, len(files))
-	for i, f := range files {
-		ents[i] = tarEnt{name: f[0], body: f[1]}
-	}
-	return tgzEnts(t, ents...)
-}
-
-// tarEnt is a tar member: a regular file, or a hard link to link.
-type tarEnt struct {
-	name, body, link string
-}
-
-// tgzEnts builds a gzip tar of regular files and hard links, in order.
-func tgzEnts(t testing.TB, ents ...tarEnt) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, f := range ents {
-		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}
-		if f.link != "" {
-			h = &tar.Header{Name: f.name, Mode: 0o644, Typeflag: tar.TypeLink, Linkname: f.link}
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if f.link == "" {
-			if _, err := tw.Write([]byte(f.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func wheel(t testing.TB, files ...[2]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range files {
-		w, err := zw.Create(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte(f[1]))
-	}
-	zw.Close()
-	return buf.Bytes()
-}
 
 const exampleRules = `
 rule r1 { meta: weight = 5 strings: $a = "ALPHA" condition: $a }
@@ -440,20 +360,12 @@ func TestManyHardLinksScanOnce(t *testing.T) {
 	e := newEngine(t, Config{Threads: 2, OnFile: func(n int, _ time.Duration) { scans.Add(1); scanned.Add(int64(n)) }})
 	body := bytes.Repeat([]byte("x"), 1<<20)
 	copy(body[1000:], "CHARLIE")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "p/big.bin", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(body)
 	const links = 65535
+	ents := []testkit.TarEntry{{Name: "p/big.bin", Body: body}}
 	for i := range links {
-		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("p/l/%05d.py", i), Mode: 0o644, Typeflag: tar.TypeLink, Linkname: "p/big.bin"}); err != nil {
-			t.Fatal(err)
-		}
+		ents = append(ents, testkit.TarEntry{Name: fmt.Sprintf("p/l/%05d.py", i), Type: tar.TypeLink, Link: "p/big.bin"})
 	}
-	tw.Close()
-	res, err := e.Scan(context.Background(), rs, "p-1.tar", buf.Bytes())
+	res, err := e.Scan(context.Background(), rs, "p-1.tar", testkit.Tar(t, ents...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,17 +501,5 @@ func TestLinkToAFileNeverEmittedFails(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "hard links to files never scanned") {
 		t.Fatalf("error %v, want the link reported as never scored", err)
-	}
-}
-
-// writeFile writes data to path, making its directories; any error ends the
-// test.
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -169,11 +169,7 @@ func generatedDists(t *testing.T) []demo.File {
 			ext := []string{".py", ".txt", "setup.py", ".pyw", ".cfg"}[(f+p)%5]
 			files = append(files, [2]string{fmt.Sprintf("gen%d-1.0/m%d%s", p, f, ext), b.String()})
 		}
-		if p%2 == 0 {
-			out = append(out, demo.File{Name: fmt.Sprintf("gen%d-1.0.tar.gz", p), Data: tgz(t, files...)})
-		} else {
-			out = append(out, demo.File{Name: fmt.Sprintf("gen%d-1.0-py3-none-any.whl", p), Data: wheel(t, files...)})
-		}
+		out = append(out, genDist(t, p, files))
 	}
 	return out
 }

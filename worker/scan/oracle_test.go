@@ -25,10 +25,7 @@ import (
 // tool: generated packages are extracted to disk, `yara -r` scans them, and
 // every file's matched rules (after the filetype filter) must equal ours.
 func TestOracleYaraCLI(t *testing.T) {
-	yaraBin, err := exec.LookPath("yara")
-	if err != nil {
-		t.Fatal("yara CLI not installed (make setup-test installs it)")
-	}
+	yaraBin := yaraCLI(t)
 	sources := demo.Rules()
 	sources["example"] = exampleRules
 	set := rules.Set{Sources: sources}
@@ -51,21 +48,11 @@ func TestOracleYaraCLI(t *testing.T) {
 	for p := range 12 {
 		var files [][2]string
 		for f := range 30 {
-			var b strings.Builder
-			for range 20 {
-				b.WriteString(fmt.Sprintf("x%d = %d\n", rng.IntN(1000), rng.IntN(1000)))
-				if rng.IntN(4) == 0 {
-					b.WriteString(tokens[rng.IntN(len(tokens))] + "\n")
-				}
-			}
+			body := genText(rng, "x", 20, 4, tokens)
 			ext := []string{".py", ".txt", "setup.py", ".pyw", ".cfg"}[rng.IntN(5)]
-			files = append(files, [2]string{fmt.Sprintf("gen%d-1.0/m%d%s", p, f, ext), b.String()})
+			files = append(files, [2]string{fmt.Sprintf("gen%d-1.0/m%d%s", p, f, ext), body})
 		}
-		if p%2 == 0 {
-			dists = append(dists, demo.File{Name: fmt.Sprintf("gen%d-1.0.tar.gz", p), Data: tgz(t, files...)})
-		} else {
-			dists = append(dists, demo.File{Name: fmt.Sprintf("gen%d-1.0-py3-none-any.whl", p), Data: wheel(t, files...)})
-		}
+		dists = append(dists, genDist(t, p, files))
 	}
 
 	// And sdists whose hard links give files' content other names (and
@@ -73,16 +60,10 @@ func TestOracleYaraCLI(t *testing.T) {
 	for p := range 4 {
 		var ents []tarEnt
 		for f := range 12 {
-			var b strings.Builder
-			for range 10 {
-				b.WriteString(fmt.Sprintf("y%d = %d\n", rng.IntN(1000), rng.IntN(1000)))
-				if rng.IntN(3) == 0 {
-					b.WriteString(tokens[rng.IntN(len(tokens))] + "\n")
-				}
-			}
+			body := genText(rng, "y", 10, 3, tokens)
 			ext := []string{".py", ".txt", "setup.py", ".cfg"}[rng.IntN(4)]
 			name := fmt.Sprintf("lnk%d-1.0/d%d%s", p, f, ext)
-			ents = append(ents, tarEnt{name: name, body: b.String()})
+			ents = append(ents, tarEnt{name: name, body: body})
 			for l := range rng.IntN(3) {
 				ext := []string{".py", ".txt", "setup.py", ".pyw"}[rng.IntN(4)]
 				ents = append(ents, tarEnt{name: fmt.Sprintf("lnk%d-1.0/l%d_%d%s", p, f, l, ext), link: name})
@@ -106,6 +87,20 @@ func TestOracleYaraCLI(t *testing.T) {
 		e.Close()
 	}
 	New(Config{Threads: 1}).Close() // libyara's default match data again
+}
+
+// genText is lines lines of Python-like assignments to variables named
+// prefix+number, each followed, one time in oneIn, by a line of one of
+// tokens.
+func genText(rng *rand.Rand, prefix string, lines, oneIn int, tokens []string) string {
+	var b strings.Builder
+	for range lines {
+		fmt.Fprintf(&b, "%s%d = %d\n", prefix, rng.IntN(1000), rng.IntN(1000))
+		if rng.IntN(oneIn) == 0 {
+			b.WriteString(tokens[rng.IntN(len(tokens))] + "\n")
+		}
+	}
+	return b.String()
 }
 
 func oracleRun(t *testing.T, e *Engine, yaraBin, rulesFile string, rs *rules.Compiled, dists []demo.File) {

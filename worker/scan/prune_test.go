@@ -45,10 +45,7 @@ func TestPruningScansOnlyWhatPathsAdmit(t *testing.T) {
 		{"p-1/LICENSE", "nothing"},
 	}
 	data := tgz(t, files...)
-	plain, err := newEngine(t, Config{Threads: 2, Exhaustive: true}).Scan(context.Background(), rs, "p-1.tar.gz", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := newEngine(t, Config{Threads: 2, Exhaustive: true})
 	var skipped atomic.Int64
 	var subsets atomic.Int64
 	e := newEngine(t, Config{Threads: 2, OnSkip: func(int) { skipped.Add(1) }, OnSubset: func(_ time.Duration, err error) {
@@ -57,13 +54,7 @@ func TestPruningScansOnlyWhatPathsAdmit(t *testing.T) {
 		}
 		subsets.Add(1)
 	}})
-	res, err := e.Scan(context.Background(), rs, "p-1.tar.gz", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(res.Distribution, plain.Distribution) {
-		t.Fatalf("pruned %+v\nexhaustive %+v", res.Distribution, plain.Distribution)
-	}
+	res := scanAsPlain(t, e, plain, rs, "p-1.tar.gz", data)
 	if res.Score != 18 || res.TopFile != "p-1/setup.py" {
 		t.Errorf("score %d top %s", res.Score, res.TopFile)
 	}
@@ -75,18 +66,7 @@ func TestPruningScansOnlyWhatPathsAdmit(t *testing.T) {
 	}
 	// Without any_file, LICENSE and data.bin admit nothing.
 	rs2 := compile(t, map[string]string{"p": strings.Replace(pruneRules, "rule any_file", "private rule any_file", 1)})
-	plain2, err := newEngine(t, Config{Threads: 2, Exhaustive: true}).Scan(context.Background(), rs2, "p-1.tar.gz", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res2, err := e.Scan(context.Background(), rs2, "p-1.tar.gz", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(res2.Distribution, plain2.Distribution) {
-		t.Fatalf("pruned %+v\nexhaustive %+v", res2.Distribution, plain2.Distribution)
-	}
-	if st := res2.Stats; st.Skipped != 2 || st.SkippedBytes != int64(len("ANYWHERE exec( HELPER")+len("nothing")) || st.Scanned != 4 || st.Files != 6 {
+	if st := scanAsPlain(t, e, plain, rs2, "p-1.tar.gz", data).Stats; st.Skipped != 2 || st.SkippedBytes != int64(len("ANYWHERE exec( HELPER")+len("nothing")) || st.Scanned != 4 || st.Files != 6 {
 		t.Errorf("stats %+v: want data.bin and LICENSE skipped", st)
 	}
 	if c := e.Counters(); c.Skipped != 2 || c.Subsets < 7 {
@@ -114,18 +94,7 @@ func TestMatchCacheKeysOnRulesAndContent(t *testing.T) {
 		{"x/evil.py", 2, 1},
 		{"setup.py", 3, 0},
 	} {
-		data := tgz(t, [2]string{tc.path, body})
-		res, err := e.Scan(context.Background(), rs, "d.tar.gz", data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := plain.Scan(context.Background(), rs, "d.tar.gz", data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(res.Distribution, want.Distribution) {
-			t.Errorf("%d %s: %+v, want %+v", i, tc.path, res.Distribution, want.Distribution)
-		}
+		res := scanAsPlain(t, e, plain, rs, "d.tar.gz", tgz(t, [2]string{tc.path, body}))
 		if scans.Load() != tc.scans || res.Stats.CacheHits != tc.hits {
 			t.Errorf("%d %s: %d scans so far, %d hits; want %d, %d", i, tc.path, scans.Load(), res.Stats.CacheHits, tc.scans, tc.hits)
 		}
@@ -363,10 +332,7 @@ func printed(data []byte, hex bool) string {
 // those `yara -s -L` prints (offsets, lengths, data), the first 16 of each
 // string, with the rest counted; a cached answer is the same.
 func TestMatchDetailsAgainstYaraCLI(t *testing.T) {
-	yaraBin, err := exec.LookPath("yara")
-	if err != nil {
-		t.Fatal("yara CLI not installed (make setup-test installs it)")
-	}
+	yaraBin := yaraCLI(t)
 	src := `
 rule many { meta: weight = 1 strings: $a = "AB" $b = "ZZZ" condition: $a or $b }
 rule hexy { meta: weight = 2 filetype = ".py" strings: $h = { 41 42 [0-2] 43 } $w = "wide" wide condition: any of them }
