@@ -22,7 +22,6 @@
 package coordinator
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +34,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
@@ -118,9 +118,6 @@ type Config struct {
 	Observer Observer
 }
 
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 func (c Config) withDefaults() (Config, error) {
 	if c.API == nil {
 		return c, errors.New("coordinator: no API")
@@ -130,18 +127,18 @@ func (c Config) withDefaults() (Config, error) {
 		// threads and hands back the rest: more would bounce forever.
 		return c, fmt.Errorf("coordinator: prefetch %d (DRAGONFLY_PREFETCH) must be between 0 and %d, what a worker holds beyond its threads", c.Prefetch, protocol.MaxPrefetch)
 	}
-	c.BulkSize = positiveOr(c.BulkSize, DefaultBulkSize)
-	c.LoadDuration = positiveOr(c.LoadDuration, DefaultLoadDuration)
-	c.LeaseTimeout = positiveOr(c.LeaseTimeout, DefaultLeaseTimeout)
-	c.HeartbeatInterval = positiveOr(c.HeartbeatInterval, DefaultHeartbeatInterval)
-	c.HeartbeatMisses = positiveOr(c.HeartbeatMisses, 3)
-	c.MaxWorkerSlots = positiveOr(c.MaxWorkerSlots, DefaultMaxWorkerSlots)
-	c.SendTimeout = positiveOr(c.SendTimeout, time.Duration(c.HeartbeatMisses)*c.HeartbeatInterval)
-	c.DrainTimeout = positiveOr(c.DrainTimeout, DefaultDrainTimeout)
-	c.FlushTimeout = positiveOr(c.FlushTimeout, 15*time.Second)
-	c.Senders = positiveOr(c.Senders, 8)
-	c.ReportMaxAge = positiveOr(c.ReportMaxAge, 15*time.Minute)
-	c.RulesRetry = positiveOr(c.RulesRetry, 30*time.Second)
+	c.BulkSize = bound.Or(c.BulkSize, DefaultBulkSize)
+	c.LoadDuration = bound.Or(c.LoadDuration, DefaultLoadDuration)
+	c.LeaseTimeout = bound.Or(c.LeaseTimeout, DefaultLeaseTimeout)
+	c.HeartbeatInterval = bound.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.HeartbeatMisses = bound.Or(c.HeartbeatMisses, 3)
+	c.MaxWorkerSlots = bound.Or(c.MaxWorkerSlots, DefaultMaxWorkerSlots)
+	c.SendTimeout = bound.Or(c.SendTimeout, time.Duration(c.HeartbeatMisses)*c.HeartbeatInterval)
+	c.DrainTimeout = bound.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.FlushTimeout = bound.Or(c.FlushTimeout, 15*time.Second)
+	c.Senders = bound.Or(c.Senders, 8)
+	c.ReportMaxAge = bound.Or(c.ReportMaxAge, 15*time.Minute)
+	c.RulesRetry = bound.Or(c.RulesRetry, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

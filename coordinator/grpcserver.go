@@ -14,6 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -123,11 +124,11 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("coordinator: the fleet token (DRAGONFLY_FLEET_TOKEN) has %d bytes; it needs at least %d (e.g. openssl rand -hex 32)",
 			len(cfg.Token), fleetauth.MinTokenBytes)
 	}
-	cfg.MaxWorkers = positiveOr(cfg.MaxWorkers, DefaultMaxWorkers)
-	cfg.MaxPendingConns = positiveOr(cfg.MaxPendingConns, DefaultMaxPendingConns)
-	cfg.PendingTimeout = positiveOr(cfg.PendingTimeout, DefaultPendingTimeout)
-	cfg.MaxSessionsPerIdentity = positiveOr(cfg.MaxSessionsPerIdentity, DefaultMaxSessionsPerIdentity)
-	cfg.MaxWatchers = positiveOr(cfg.MaxWatchers, 32)
+	cfg.MaxWorkers = bound.Or(cfg.MaxWorkers, DefaultMaxWorkers)
+	cfg.MaxPendingConns = bound.Or(cfg.MaxPendingConns, DefaultMaxPendingConns)
+	cfg.PendingTimeout = bound.Or(cfg.PendingTimeout, DefaultPendingTimeout)
+	cfg.MaxSessionsPerIdentity = bound.Or(cfg.MaxSessionsPerIdentity, DefaultMaxSessionsPerIdentity)
+	cfg.MaxWatchers = bound.Or(cfg.MaxWatchers, 32)
 	if cfg.MaxStreamsPerConn == 0 {
 		cfg.MaxStreamsPerConn = 8
 	}

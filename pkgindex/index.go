@@ -49,7 +49,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -57,6 +56,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -124,11 +124,6 @@ type Index struct {
 	simple, api string
 }
 
-// New returns an Index configured by cfg. It fails when IndexURL is not an
-// absolute http(s) URL or Getter is nil.
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 func New(cfg Config) (*Index, error) {
 	if cfg.Getter == nil {
 		return nil, errors.New("pkgindex: no Getter")
@@ -141,10 +136,10 @@ func New(cfg Config) (*Index, error) {
 	if cfg.Client == nil {
 		cfg.Client = defaultClient()
 	}
-	cfg.PageTimeout = positiveOr(cfg.PageTimeout, DefaultPageTimeout)
-	cfg.MaxPageSize = positiveOr(cfg.MaxPageSize, DefaultMaxPageSize)
-	cfg.MaxFiles = positiveOr(cfg.MaxFiles, DefaultMaxFiles)
-	cfg.MaxDistributions = positiveOr(cfg.MaxDistributions, DefaultMaxDistributions)
+	cfg.PageTimeout = bound.Or(cfg.PageTimeout, DefaultPageTimeout)
+	cfg.MaxPageSize = bound.Or(cfg.MaxPageSize, DefaultMaxPageSize)
+	cfg.MaxFiles = bound.Or(cfg.MaxFiles, DefaultMaxFiles)
+	cfg.MaxDistributions = bound.Or(cfg.MaxDistributions, DefaultMaxDistributions)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
 	ix := &Index{cfg: cfg, simple: strings.TrimRight(u.String(), "/")}
 	if api, ok := strings.CutSuffix(ix.simple, "/simple"); ok {
@@ -238,12 +233,12 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	case resp.ContentLength > ix.cfg.MaxPageSize:
 		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, ix.cfg.MaxPageSize+1))
+	body, err := bound.ReadAll(resp.Body, ix.cfg.MaxPageSize)
+	if errors.Is(err, bound.ErrTooLarge) {
+		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
+	}
 	if err != nil {
 		return page{}, fmt.Errorf("index request: read %s: %w", clip.String(shown, clip.Default), err)
-	}
-	if int64(len(body)) > ix.cfg.MaxPageSize {
-		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	return page{body: body, contentType: ct, url: resp.Request.URL}, nil

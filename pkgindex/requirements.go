@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 // MaxRequirementsSize bounds the bytes of one requirement file.
@@ -42,12 +42,12 @@ func ReadRequirements(path string) ([]Target, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxRequirementsSize+1))
+	data, err := bound.ReadAll(f, MaxRequirementsSize)
+	if errors.Is(err, bound.ErrTooLarge) {
+		return nil, fmt.Errorf("requirement file %q is %w", clip.String(path, clip.Default), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read requirement file: %w", err)
-	}
-	if len(data) > MaxRequirementsSize {
-		return nil, fmt.Errorf("requirement file %q is larger than %d bytes", clip.String(path, clip.Default), MaxRequirementsSize)
 	}
 	return ParseRequirements(path, data)
 }

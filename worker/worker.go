@@ -25,7 +25,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/rules"
@@ -159,14 +159,11 @@ type Config struct {
 	compileRules func(rules.Set) (*rules.Compiled, error)
 }
 
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 func (c Config) withDefaults() (Config, error) {
 	if c.Target == "" {
 		return c, errors.New("worker: no coordinator address (DRAGONFLY_COORDINATOR_ADDR)")
 	}
-	c.Threads = positiveOr(c.Threads, runtime.NumCPU())
+	c.Threads = bound.Or(c.Threads, runtime.NumCPU())
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}
@@ -174,21 +171,21 @@ func (c Config) withDefaults() (Config, error) {
 		c.WorkerID = fmt.Sprintf("%s-%06x", c.Host, rand.Uint32()&0xffffff)
 	}
 	d := limit.Defaults()
-	c.Limits.Download = positiveOr(c.Limits.Download, d.Download)
-	c.Limits.Distributions = positiveOr(c.Limits.Distributions, d.Distributions)
+	c.Limits.Download = bound.Or(c.Limits.Download, d.Download)
+	c.Limits.Distributions = bound.Or(c.Limits.Distributions, d.Distributions)
 	c.Fetch.MaxSize = c.Limits.Download
-	c.Grace = positiveOr(c.Grace, DefaultGrace)
-	c.BackoffMin = positiveOr(c.BackoffMin, 500*time.Millisecond)
-	c.BackoffMax = positiveOr(c.BackoffMax, 30*time.Second)
+	c.Grace = bound.Or(c.Grace, DefaultGrace)
+	c.BackoffMin = bound.Or(c.BackoffMin, 500*time.Millisecond)
+	c.BackoffMax = bound.Or(c.BackoffMax, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	c.AuthFailures = positiveOr(c.AuthFailures, 3)
-	c.MaxTaskTime = positiveOr(c.MaxTaskTime, DefaultMaxTaskTime)
-	c.MaxPrefetch = positiveOr(c.MaxPrefetch, DefaultMaxPrefetch)
+	c.AuthFailures = bound.Or(c.AuthFailures, 3)
+	c.MaxTaskTime = bound.Or(c.MaxTaskTime, DefaultMaxTaskTime)
+	c.MaxPrefetch = bound.Or(c.MaxPrefetch, DefaultMaxPrefetch)
 	if c.compileRules == nil {
 		c.compileRules = rules.CompileCompact
 	}

@@ -106,6 +106,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/score"
 )
@@ -494,17 +495,14 @@ type idState struct {
 	returns     int64        // copies its sessions handed back without draining
 }
 
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 // New returns an empty dispatcher.
 func New(cfg Config) *Dispatcher {
 	cfg.Prefetch = max(cfg.Prefetch, 0)
-	cfg.MaxDistributions = positiveOr(cfg.MaxDistributions, DefaultMaxDistributions)
-	cfg.LeaseTimeout = positiveOr(cfg.LeaseTimeout, 120*time.Second)
-	cfg.MaxJobAge = positiveOr(cfg.MaxJobAge, 15*time.Minute)
-	cfg.MaxSlots = positiveOr(cfg.MaxSlots, 64)
-	cfg.MaxIdentityCredits = positiveOr(cfg.MaxIdentityCredits, DefaultMaxIdentityCredits)
+	cfg.MaxDistributions = bound.Or(cfg.MaxDistributions, DefaultMaxDistributions)
+	cfg.LeaseTimeout = bound.Or(cfg.LeaseTimeout, 120*time.Second)
+	cfg.MaxJobAge = bound.Or(cfg.MaxJobAge, 15*time.Minute)
+	cfg.MaxSlots = bound.Or(cfg.MaxSlots, 64)
+	cfg.MaxIdentityCredits = bound.Or(cfg.MaxIdentityCredits, DefaultMaxIdentityCredits)
 	switch r := cfg.VerifyRate; {
 	case r < 0 || math.IsNaN(r):
 		cfg.VerifyRate = 0
@@ -514,11 +512,11 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
-	cfg.TaskTimePrior = positiveOr(cfg.TaskTimePrior, 15*time.Second)
-	cfg.BackupMin = positiveOr(cfg.BackupMin, 10*time.Second)
-	cfg.BackupMax = positiveOr(cfg.BackupMax, cfg.LeaseTimeout/2)
+	cfg.TaskTimePrior = bound.Or(cfg.TaskTimePrior, 15*time.Second)
+	cfg.BackupMin = bound.Or(cfg.BackupMin, 10*time.Second)
+	cfg.BackupMax = bound.Or(cfg.BackupMax, cfg.LeaseTimeout/2)
 	cfg.BackupMax = max(cfg.BackupMax, cfg.BackupMin)
-	cfg.MaxQuarantined = positiveOr(cfg.MaxQuarantined, 1024)
+	cfg.MaxQuarantined = bound.Or(cfg.MaxQuarantined, 1024)
 	if cfg.Done == nil {
 		cfg.Done = func(Outcome) {}
 	}

@@ -45,7 +45,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/retry"
 	"io"
 	"log/slog"
 	"net/http"
@@ -55,6 +54,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/retry"
 )
 
 // Client talks to the Dragonfly API.
@@ -140,7 +142,7 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 				break
 			}
 			err = fmt.Errorf("%s: %w", k.endpoint, t.err)
-			retryable = (!k.lease || !t.wrote) && !errors.Is(t.err, errTooLarge)
+			retryable = (!k.lease || !t.wrote) && !errors.Is(t.err, bound.ErrTooLarge)
 			maybeApplied = maybeApplied || t.wrote
 		case t.status >= 300 && t.status <= 399:
 			host := ""
@@ -270,18 +272,14 @@ func urlOp(method string) string {
 	return method[:1] + strings.ToLower(method[1:])
 }
 
-// errTooLarge is returned for a response body above MaxResponseBytes.
-var errTooLarge = errors.New("response body too large")
-
+// readBody reads a response body of at most max bytes; a longer one is an
+// error matching bound.ErrTooLarge ("response body larger than N bytes").
 func readBody(r io.Reader, max int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
+	data, err := bound.ReadAll(r, max)
+	if errors.Is(err, bound.ErrTooLarge) {
+		return nil, fmt.Errorf("response body %w", err)
 	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%w (over %d bytes)", errTooLarge, max)
-	}
-	return data, nil
+	return data, err
 }
 
 // apiError builds the error of a non-2xx, non-3xx response.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 const (
@@ -629,7 +631,7 @@ func TestResponseTooLarge(t *testing.T) {
 	api.fail("GET /rules", fault{status: 200, body: `{"hash":"h","rules":{"a":"` + strings.Repeat("x", 2000) + `"}}`})
 	c := overTCP(t, api, func(c *Config) { c.MaxResponseBytes = 1000 })
 	_, err := c.Rules(t.Context())
-	if !errors.Is(err, errTooLarge) {
+	if !errors.Is(err, bound.ErrTooLarge) || !strings.Contains(err.Error(), "response body larger than 1000 bytes") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := api.count("GET /rules"); n != 1 {

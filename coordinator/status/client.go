@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 // Protect requires "Authorization: Bearer token" on the paths that show the
@@ -105,10 +106,7 @@ func Fetch(ctx context.Context, target, token string, timeout time.Duration) ([]
 		return nil, fmt.Errorf("fetch status: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxDocument+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch status %s: %w", target, err)
-	}
+	body, err := bound.ReadAll(resp.Body, MaxDocument)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized && token == "":
 		return nil, fmt.Errorf("fetch status %s: %s: the coordinator wants its status token (--token or DRAGONFLY_STATUS_TOKEN)", target, resp.Status)
@@ -116,8 +114,10 @@ func Fetch(ctx context.Context, target, token string, timeout time.Duration) ([]
 		return nil, fmt.Errorf("fetch status %s: %s: the coordinator refused the status token", target, resp.Status)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("fetch status %s: %s", target, resp.Status)
-	case len(body) > MaxDocument:
+	case errors.Is(err, bound.ErrTooLarge):
 		return nil, fmt.Errorf("fetch status %s: document larger than %d MiB", target, MaxDocument>>20)
+	case err != nil:
+		return nil, fmt.Errorf("fetch status %s: %w", target, err)
 	}
 	return body, nil
 }

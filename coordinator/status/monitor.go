@@ -124,6 +124,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -196,29 +197,26 @@ type Config struct {
 	Now func() time.Time
 }
 
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | float64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 func (c Config) withDefaults() Config {
 	c.Version = cmp.Or(c.Version, "unknown")
 	c.Revision = cmp.Or(c.Revision, "unknown")
 	c.GoVersion = cmp.Or(c.GoVersion, runtime.Version())
-	c.QueueRefresh = positiveOr(c.QueueRefresh, 5*time.Second)
-	c.QueueTimeout = positiveOr(c.QueueTimeout, 3*time.Second)
-	c.QueueStale = positiveOr(c.QueueStale, 2*time.Minute)
+	c.QueueRefresh = bound.Or(c.QueueRefresh, 5*time.Second)
+	c.QueueTimeout = bound.Or(c.QueueTimeout, 3*time.Second)
+	c.QueueStale = bound.Or(c.QueueStale, 2*time.Minute)
 	for _, p := range []*int{&c.RecentResults, &c.RecentFailures, &c.RecentSpotChecks} {
-		*p = positiveOr(*p, 50)
+		*p = bound.Or(*p, 50)
 	}
-	c.ReleaseWindow = positiveOr(c.ReleaseWindow, time.Hour)
-	c.ReleasesPerIdentity = positiveOr(c.ReleasesPerIdentity, 1000)
-	c.Identities = positiveOr(c.Identities, 256)
-	c.TopRules = positiveOr(c.TopRules, 10)
-	c.MaxRules = positiveOr(c.MaxRules, 4096)
-	c.ErrorWindow = positiveOr(c.ErrorWindow, 15*time.Minute)
-	c.MaxWorkers = positiveOr(c.MaxWorkers, 100)
-	c.SlotsPerWorker = positiveOr(c.SlotsPerWorker, 2)
-	c.DistributionsPerJob = positiveOr(c.DistributionsPerJob, 3)
-	c.DistributionsWindow = positiveOr(c.DistributionsWindow, 200)
+	c.ReleaseWindow = bound.Or(c.ReleaseWindow, time.Hour)
+	c.ReleasesPerIdentity = bound.Or(c.ReleasesPerIdentity, 1000)
+	c.Identities = bound.Or(c.Identities, 256)
+	c.TopRules = bound.Or(c.TopRules, 10)
+	c.MaxRules = bound.Or(c.MaxRules, 4096)
+	c.ErrorWindow = bound.Or(c.ErrorWindow, 15*time.Minute)
+	c.MaxWorkers = bound.Or(c.MaxWorkers, 100)
+	c.SlotsPerWorker = bound.Or(c.SlotsPerWorker, 2)
+	c.DistributionsPerJob = bound.Or(c.DistributionsPerJob, 3)
+	c.DistributionsWindow = bound.Or(c.DistributionsWindow, 200)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

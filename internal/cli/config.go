@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/agnivade/levenshtein"
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 // maxConfigFile bounds one config file.
@@ -76,11 +76,8 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 	return out, nil
 }
 
-// errTooLarge is readBounded's error for a file above its bound.
-var errTooLarge = errors.New("larger")
-
 // readBounded reads the file at path whole, refusing one of more than max
-// bytes, and one that check (when not nil) refuses by its mode.
+// bytes (an error matching bound.ErrTooLarge), and one that check (when not nil) refuses by its mode.
 func readBounded(path string, max int64, check func(os.FileMode) error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -96,14 +93,7 @@ func readBounded(path string, max int64, check func(os.FileMode) error) ([]byte,
 			return nil, err
 		}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%w than %d bytes", errTooLarge, max)
-	}
-	return data, nil
+	return bound.ReadAll(f, max)
 }
 
 // parseConfig decodes one TOML file and checks its keys.

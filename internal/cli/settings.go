@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/spf13/pflag"
 )
 
@@ -583,7 +584,7 @@ func readSecretFile(path, dir string) (string, error) {
 		}
 		return nil
 	})
-	if errors.Is(err, errTooLarge) {
+	if errors.Is(err, bound.ErrTooLarge) {
 		return "", fmt.Errorf("%s: %w: not a secret", clip.String(path, 256), err)
 	}
 	if err != nil {

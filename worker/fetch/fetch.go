@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
@@ -133,22 +134,19 @@ type Fetcher struct {
 	allow  *allowlist
 }
 
-// positiveOr returns v when it is positive, else d (a Config default).
-func positiveOr[T int | int64 | time.Duration](v, d T) T { return cmp.Or(max(v, 0), d) }
-
 // New returns a Fetcher bounded by cfg, or an error naming the first entry
 // of cfg.AllowedHosts that does not parse.
 func New(cfg Config) (*Fetcher, error) {
 	if len(cfg.AllowedHosts) == 0 {
 		cfg.AllowedHosts = []string{DefaultHost}
 	}
-	cfg.MaxSize = positiveOr(cfg.MaxSize, DefaultMaxSize)
-	cfg.StallTimeout = positiveOr(cfg.StallTimeout, DefaultStallTimeout)
-	cfg.TotalTimeout = positiveOr(cfg.TotalTimeout, DefaultTotalTimeout)
-	cfg.Attempts = positiveOr(cfg.Attempts, DefaultAttempts)
-	cfg.BaseBackoff = positiveOr(cfg.BaseBackoff, DefaultBaseBackoff)
-	cfg.MaxBackoff = positiveOr(cfg.MaxBackoff, DefaultMaxBackoff)
-	cfg.MaxRedirects = positiveOr(cfg.MaxRedirects, DefaultMaxRedirects)
+	cfg.MaxSize = bound.Or(cfg.MaxSize, DefaultMaxSize)
+	cfg.StallTimeout = bound.Or(cfg.StallTimeout, DefaultStallTimeout)
+	cfg.TotalTimeout = bound.Or(cfg.TotalTimeout, DefaultTotalTimeout)
+	cfg.Attempts = bound.Or(cfg.Attempts, DefaultAttempts)
+	cfg.BaseBackoff = bound.Or(cfg.BaseBackoff, DefaultBaseBackoff)
+	cfg.MaxBackoff = bound.Or(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.MaxRedirects = bound.Or(cfg.MaxRedirects, DefaultMaxRedirects)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 // Limits bound the work and memory one job may cost. Every violation fails the
@@ -62,21 +63,13 @@ func Defaults() Limits {
 func (l Limits) WithDefaults() Limits {
 	d := Defaults()
 	return Limits{
-		Download:      positiveOr(l.Download, d.Download),
-		Expanded:      positiveOr(l.Expanded, d.Expanded),
-		File:          positiveOr(l.File, d.File),
-		Entries:       positiveOr(l.Entries, d.Entries),
-		Distributions: positiveOr(l.Distributions, d.Distributions),
-		ScanTimeout:   positiveOr(l.ScanTimeout, d.ScanTimeout),
+		Download:      bound.Or(l.Download, d.Download),
+		Expanded:      bound.Or(l.Expanded, d.Expanded),
+		File:          bound.Or(l.File, d.File),
+		Entries:       bound.Or(l.Entries, d.Entries),
+		Distributions: bound.Or(l.Distributions, d.Distributions),
+		ScanTimeout:   bound.Or(l.ScanTimeout, d.ScanTimeout),
 	}
-}
-
-// positiveOr is v when it is positive, else def.
-func positiveOr[T int | int64 | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 // Kind names one limit. Its value is stable: metrics use it as a label.

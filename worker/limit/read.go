@@ -1,8 +1,10 @@
 package limit
 
 import (
-	"io"
+	"errors"
 	"os"
+
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 )
 
 // ReadFile reads a local distribution (a file given instead of a download),
@@ -18,12 +20,9 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	if fi, err := f.Stat(); err == nil && fi.Size() > max {
 		return nil, &Error{Kind: Download, Max: max}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
+	data, err := bound.ReadAll(f, max)
+	if errors.Is(err, bound.ErrTooLarge) {
 		return nil, &Error{Kind: Download, Max: max}
 	}
-	return data, nil
+	return data, err
 }

@@ -1,0 +1,51 @@
+// Package bound holds the two rules every input of the fleet passes
+// through, in one place: a setting that is zero or negative takes its
+// default (Or), and a read of something outside the process takes at most a
+// given number of bytes (ReadAll).
+//
+// It is a leaf: it imports only the standard library, so any package of the
+// fleet may use it.
+package bound
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Or is v when it is positive, else def: the one reading of "zero or
+// negative means the default" of the fleet's settings.
+func Or[T int | int64 | float64 | time.Duration](v, def T) T {
+	return cmp.Or(max(v, 0), def)
+}
+
+// ErrTooLarge matches (errors.Is) every *TooLargeError.
+var ErrTooLarge = errors.New("too large")
+
+// TooLargeError is ReadAll's error for input longer than its bound.
+type TooLargeError struct {
+	// Max is the bound, in bytes.
+	Max int64
+}
+
+func (e *TooLargeError) Error() string { return fmt.Sprintf("larger than %d bytes", e.Max) }
+
+// Is makes errors.Is(err, ErrTooLarge) true.
+func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
+
+// ReadAll reads r to its end and returns what it read, reading at most
+// max+1 bytes: input longer than max is a *TooLargeError (and nothing of it
+// is returned), so a hostile peer cannot make the reader hold more than max
+// bytes plus one.
+func ReadAll(r io.Reader, max int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, &TooLargeError{Max: max}
+	}
+	return data, nil
+}

@@ -1,0 +1,54 @@
+package bound
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+func TestOr(t *testing.T) {
+	if got := Or(0, 5); got != 5 {
+		t.Fatalf("Or(0, 5) = %d", got)
+	}
+	if got := Or(-3, 5); got != 5 {
+		t.Fatalf("Or(-3, 5) = %d", got)
+	}
+	if got := Or(2, 5); got != 2 {
+		t.Fatalf("Or(2, 5) = %d", got)
+	}
+	if got := Or(-time.Second, time.Minute); got != time.Minute {
+		t.Fatalf("Or(-1s, 1m) = %v", got)
+	}
+	if got := Or(0.5, 2.0); got != 0.5 {
+		t.Fatalf("Or(0.5, 2) = %v", got)
+	}
+}
+
+// TestReadAll: up to max bytes come back whole; one more is a
+// *TooLargeError that matches ErrTooLarge, and no more than max+1 bytes are
+// read from the source; a read error is passed on.
+func TestReadAll(t *testing.T) {
+	data, err := ReadAll(strings.NewReader("12345"), 5)
+	if err != nil || string(data) != "12345" {
+		t.Fatalf("at the bound: %q, %v", data, err)
+	}
+	src := bytes.NewReader(bytes.Repeat([]byte("x"), 1000))
+	data, err = ReadAll(src, 5)
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || tl.Max != 5 || !errors.Is(err, ErrTooLarge) || data != nil {
+		t.Fatalf("over the bound: %q, %v", data, err)
+	}
+	if err.Error() != "larger than 5 bytes" {
+		t.Fatalf("message %q", err)
+	}
+	if read := 1000 - src.Len(); read != 6 {
+		t.Fatalf("read %d bytes of the source, want 6", read)
+	}
+	boom := errors.New("boom")
+	if _, err := ReadAll(iotest.ErrReader(boom), 5); !errors.Is(err, boom) {
+		t.Fatalf("read error: %v", err)
+	}
+}
