@@ -423,17 +423,7 @@ func extractCorpus(ctx context.Context, cfg config, to string, big bool) (dist.S
 	if err != nil {
 		return dist.Stats{}, err
 	}
-	var files []string
-	if big {
-		files = append(files, m.Big.Single)
-		if m.Big.Mega != nil {
-			files = append(files, m.Big.Mega.File)
-		}
-	} else {
-		for _, e := range m.Distributions {
-			files = append(files, e.File)
-		}
-	}
+	files := m.Files(big)
 	var nfiles, nbytes atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(cfg.Jobs, 1))

@@ -131,17 +131,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var files []string
-	if cfg.Big {
-		files = append(files, m.Big.Single)
-		if m.Big.Mega != nil {
-			files = append(files, m.Big.Mega.File)
-		}
-	} else {
-		for _, e := range m.Distributions {
-			files = append(files, e.File)
-		}
-	}
+	files := m.Files(cfg.Big)
 	rules, err := compileDir(cfg.Rules)
 	if err != nil {
 		return err

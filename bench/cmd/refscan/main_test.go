@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 
 	"github.com/dragonfly-fleet/fleet/bench/internal/dist"
 )
@@ -76,11 +75,7 @@ func TestRunScansEachDistribution(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write := func(p, s string) {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(p, s string) { testkit.WriteFile(t, filepath.Dir(p), filepath.Base(p), s) }
 	write(filepath.Join(rules, "a.yara"), `rule hit_a { strings: $a = "evil_marker" condition: $a }`)
 	write(filepath.Join(rules, "b.yara"), `rule hit_b { strings: $b = "second_marker" condition: $b }`)
 
@@ -89,27 +84,13 @@ func TestRunScansEachDistribution(t *testing.T) {
 		"p-1/p/x.py":    "evil_marker",
 		"p-1/p/none.py": "clean",
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	var ents []testkit.TarEntry
 	var total int64
 	for _, name := range []string{"p-1/setup.py", "p-1/p/x.py", "p-1/p/none.py"} {
-		body := files[name]
-		total += int64(len(body))
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
+		total += int64(len(files[name]))
+		ents = append(ents, testkit.TarEntry{Name: name, Body: []byte(files[name])})
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	write(filepath.Join(corpus, "dists", "p-1.tar.gz"), buf.String())
+	write(filepath.Join(corpus, "dists", "p-1.tar.gz"), string(testkit.Gzip(t, testkit.Tar(t, ents...))))
 	m := dist.Manifest{Distributions: []dist.Entry{{File: "dists/p-1.tar.gz", Kind: dist.Sdist}}}
 	b, err := json.Marshal(m)
 	if err != nil {

@@ -79,6 +79,24 @@ type Manifest struct {
 	Big           Big     `json:"big"`
 }
 
+// Files lists the archive file names of the main distributions, or with
+// big those of the big targets (the single big sdist, then the mega wheel
+// when there is one).
+func (m *Manifest) Files(big bool) []string {
+	var files []string
+	if big {
+		files = append(files, m.Big.Single)
+		if m.Big.Mega != nil {
+			files = append(files, m.Big.Mega.File)
+		}
+		return files
+	}
+	for _, e := range m.Distributions {
+		files = append(files, e.File)
+	}
+	return files
+}
+
 // Sum returns the totals of entries.
 func Sum(entries []Entry) Totals {
 	var t Totals

@@ -1,60 +1,33 @@
 package dist
 
 import (
-	"archive/tar"
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zip"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
+// writeTarGz writes a gzip tar of files (name: body) to p.
 func writeTarGz(t *testing.T, p string, files map[string]string) {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	var ents []testkit.TarEntry
 	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
+		ents = append(ents, testkit.TarEntry{Name: name, Body: []byte(body)})
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, filepath.Dir(p), filepath.Base(p), string(testkit.Gzip(t, testkit.Tar(t, ents...))))
 }
 
+// writeZip writes a zip of files (name: body) to p.
 func writeZip(t *testing.T, p string, files map[string]string) {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
+	var ents []testkit.ZipEntry
 	for name, body := range files {
-		w, err := zw.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
+		ents = append(ents, testkit.ZipEntry{Name: name, Body: []byte(body)})
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, filepath.Dir(p), filepath.Base(p), string(testkit.Zip(t, ents...)))
 }
 
 func TestExtract(t *testing.T) {
@@ -109,5 +82,23 @@ func TestSum(t *testing.T) {
 	want := Totals{Distributions: 2, Size: 4, Expanded: 40, Files: 6}
 	if got != want {
 		t.Errorf("Sum = %+v, want %+v", got, want)
+	}
+}
+
+// TestManifestFiles: the main distributions in order, or the big targets.
+func TestManifestFiles(t *testing.T) {
+	m := &Manifest{
+		Distributions: []Entry{{File: "a.tar.gz"}, {File: "b.whl"}},
+		Big:           Big{Single: "big.tar.gz", Mega: &Entry{File: "mega.whl"}},
+	}
+	if got := m.Files(false); !slices.Equal(got, []string{"a.tar.gz", "b.whl"}) {
+		t.Fatalf("main: %q", got)
+	}
+	if got := m.Files(true); !slices.Equal(got, []string{"big.tar.gz", "mega.whl"}) {
+		t.Fatalf("big: %q", got)
+	}
+	m.Big.Mega = nil
+	if got := m.Files(true); !slices.Equal(got, []string{"big.tar.gz"}) {
+		t.Fatalf("big without mega: %q", got)
 	}
 }
