@@ -37,8 +37,11 @@ type JSONResult struct {
 	RulesMatched      []string   `json:"rules_matched"`
 	MostMaliciousFile *string    `json:"most_malicious_file"`
 	Files             []JSONFile `json:"files"`
-	// FilesScanned and BytesScanned count every regular file handed to YARA
-	// and its bytes (expanded), matched or not.
+	// FilesScanned counts the files the verdict covers (regular files and
+	// tar hard links), matched or not, and BytesScanned the expanded bytes
+	// of the regular files: a file decided without a YARA pass of its own
+	// (no rule's filetype admits it, or the match cache knew its bytes) is
+	// counted as well, because it was read and its verdict is exact.
 	FilesScanned int    `json:"files_scanned"`
 	BytesScanned int64  `json:"bytes_scanned"`
 	Error        string `json:"error,omitempty"`
