@@ -130,8 +130,11 @@ type Config struct {
 	// (DRAGONFLY_MATCH_CACHE_SIZE; see scan.Config.MatchCacheSize): the
 	// matches of files already scanned, by content and rules, so a
 	// release's sdist and wheel, or a new release's unchanged files, are
-	// not scanned again. Default 32 MiB; negative: no cache.
+	// not scanned again. Zero or negative: the engine's default (32 MiB).
 	MatchCacheSize int64
+	// NoMatchCache turns the default engine's match cache off
+	// (DRAGONFLY_MATCH_CACHE_SIZE=0). Default false.
+	NoMatchCache bool
 	// Observer receives events for metrics. Optional.
 	Observer Observer
 	// AuthFailures is how many sessions in a row the coordinator may refuse as
@@ -281,7 +284,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Match data is not part of a verdict: keep one byte per match, so
 		// the match-memory bound counts matches, not their text.
 		o := cfg.Observer
-		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize,
+		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize, NoMatchCache: cfg.NoMatchCache,
 			OnFile: o.FileScanned, OnSkip: o.FileSkipped, OnCacheHit: o.MatchCacheHit, OnSubset: o.SubsetCompiled})
 		defer engine.Close()
 	}

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,5 +162,39 @@ func TestReconnectsAfterTheStreamEnds(t *testing.T) {
 	s2.assign(e.task(5, "reqeusts-2.31.0.tar.gz", demoHash))
 	if r := s2.results(1)[5]; r.GetDistribution().GetScore() != 8 {
 		t.Fatalf("result = %v", r)
+	}
+}
+
+// hitCounter counts the match cache hits of the worker's engine.
+type hitCounter struct {
+	nopObserver
+	hits atomic.Int64
+}
+
+func (h *hitCounter) MatchCacheHit(int) { h.hits.Add(1) }
+
+// TestMatchCacheSetting: a release scanned twice is answered from the match
+// cache the second time, unless NoMatchCache (DRAGONFLY_MATCH_CACHE_SIZE=0)
+// turns the cache off; the verdict is the same either way.
+func TestMatchCacheSetting(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoMatchCache=%v", off), func(t *testing.T) {
+			obs := &hitCounter{}
+			e := startWorker(t, 1, func(c *Config) { c.NoMatchCache, c.Observer = off, obs })
+			s := e.session()
+			s.welcome(demoHash, demo.Rules())
+			var scores []int64
+			for id := uint64(1); id <= 2; id++ {
+				s.assign(e.task(id, "reqeusts-2.31.0.tar.gz", demoHash))
+				scores = append(scores, s.results(1)[id].GetDistribution().GetScore())
+			}
+			if scores[0] != 8 || scores[1] != 8 {
+				t.Fatalf("scores %v, want 8 both times", scores)
+			}
+			hits := obs.hits.Load()
+			if off && hits != 0 || !off && hits < 3 {
+				t.Fatalf("%d cache hits with NoMatchCache=%v", hits, off)
+			}
+		})
 	}
 }

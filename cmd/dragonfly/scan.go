@@ -102,7 +102,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 	if cfg.download.Attempts <= 0 {
 		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", cfg.download.Attempts, 1)
 	}
-	run := scanrun.Config{Rules: compiled, Threads: cfg.threads, Limits: lim, MatchCacheSize: matchCacheSize(cfg.matchCache), MatchDetails: cfg.showStrings}
+	run := scanrun.Config{Rules: compiled, Threads: cfg.threads, Limits: lim, MatchCacheSize: cfg.matchCache, NoMatchCache: cfg.matchCache <= 0, MatchDetails: cfg.showStrings}
 	fc := cfg.download
 	if scanrun.HasReleases(jobs) {
 		// The index's origin is allowed for this run (its files usually live

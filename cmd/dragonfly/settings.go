@@ -139,12 +139,3 @@ func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, fo
 	}
 	return lim, sizes, nil
 }
-
-// matchCacheSize is the engine's Config.MatchCacheSize for a
-// DRAGONFLY_MATCH_CACHE_SIZE setting: 0 turns the cache off.
-func matchCacheSize(n int64) int64 {
-	if n <= 0 {
-		return -1
-	}
-	return n
-}

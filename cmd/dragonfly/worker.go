@@ -66,7 +66,7 @@ func (f *workerFlags) config(log *slog.Logger) worker.Config {
 		debug.SetMemoryLimit(f.memoryLimit)
 	}
 	cfg := f.cfg
-	cfg.Version, cfg.Logger, cfg.MatchCacheSize, cfg.Fetch.UserAgent = version.String(), log, matchCacheSize(f.matchCache), version.UserAgent()
+	cfg.Version, cfg.Logger, cfg.MatchCacheSize, cfg.NoMatchCache, cfg.Fetch.UserAgent = version.String(), log, f.matchCache, f.matchCache <= 0, version.UserAgent()
 	return cfg
 }
 

@@ -115,9 +115,10 @@ type Config struct {
 	// Limits bound each distribution (the engine's limits, and the size of
 	// a local file).
 	Limits limit.Limits
-	// MatchCacheSize is the engine's match cache (scan.Config.MatchCacheSize:
-	// 0 its default, negative off).
+	// MatchCacheSize and NoMatchCache configure the engine's match cache
+	// (scan.Config's fields of those names: zero size is the default).
 	MatchCacheSize int64
+	NoMatchCache   bool
 	// MatchDetails keeps each file's matched strings (scan.Config.MatchDetails).
 	MatchDetails bool
 	// Fetcher downloads URL targets and the files of releases; required
@@ -164,7 +165,7 @@ type Distribution struct {
 // the scans early (their results carry the error).
 func Run(ctx context.Context, cfg Config, jobs []Job) ([]Result, scan.Counters) {
 	threads := max(cfg.Threads, 1)
-	engine := scan.New(scan.Config{Threads: threads, Limits: cfg.Limits, MatchCacheSize: cfg.MatchCacheSize, MaxMatchData: 1, MatchDetails: cfg.MatchDetails})
+	engine := scan.New(scan.Config{Threads: threads, Limits: cfg.Limits, MatchCacheSize: cfg.MatchCacheSize, NoMatchCache: cfg.NoMatchCache, MaxMatchData: 1, MatchDetails: cfg.MatchDetails})
 	defer engine.Close()
 	r := &runner{verdict: &verdict.Scanner{Engine: engine, Fetcher: cfg.Fetcher, Limits: cfg.Limits}, index: cfg.Index, rules: cfg.Rules}
 	results := make([]Result, len(jobs))

@@ -150,7 +150,7 @@ func BenchmarkCorpus(b *testing.B) {
 	threads := runtime.NumCPU()
 	cfg := Config{Threads: threads, MaxMatchData: 1, Exhaustive: os.Getenv("DRAGONFLY_BENCH_EXHAUSTIVE") == "1"}
 	if os.Getenv("DRAGONFLY_BENCH_CACHE") == "0" {
-		cfg.MatchCacheSize = -1
+		cfg.NoMatchCache = true
 	}
 	e := newEngine(b, cfg)
 	var bytes int64

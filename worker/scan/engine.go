@@ -49,6 +49,7 @@ import (
 	"unsafe"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
@@ -100,9 +101,12 @@ type Config struct {
 	Exhaustive bool
 	// MatchCacheSize bounds the memory of the match cache, in bytes
 	// (DRAGONFLY_MATCH_CACHE_SIZE): the matches of files already scanned,
-	// by content and rules (see cache.go). Default 32 MiB; negative: no
-	// cache.
+	// by content and rules (see cache.go). Zero or negative: the default,
+	// DefaultMatchCacheSize.
 	MatchCacheSize int64
+	// NoMatchCache turns the match cache off (DRAGONFLY_MATCH_CACHE_SIZE=0
+	// or off): every file is scanned. Default false.
+	NoMatchCache bool
 	// Subsets bounds the compiled rule subsets kept per rule set (each
 	// admitted set of rules is one; a file's path decides which it needs).
 	// Default 64.
@@ -144,9 +148,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxMatchData <= 0 || c.MatchDetails && c.MaxMatchData < libyaraMaxMatchData {
 		c.MaxMatchData = libyaraMaxMatchData
 	}
-	if c.MatchCacheSize == 0 {
-		c.MatchCacheSize = DefaultMatchCacheSize
-	}
+	c.MatchCacheSize = bound.Or(c.MatchCacheSize, DefaultMatchCacheSize)
 	if c.Subsets <= 0 {
 		c.Subsets = 64
 	}
@@ -230,7 +232,7 @@ func New(cfg Config) *Engine {
 		budget: semaphore.NewWeighted(cfg.Budget),
 		guard:  newMatchGuard(cfg.MatchMemory),
 	}
-	if cfg.MatchCacheSize > 0 && !cfg.Exhaustive {
+	if !cfg.NoMatchCache && !cfg.Exhaustive {
 		e.cache = newMatchCache(cfg.MatchCacheSize)
 	}
 	if cur, err := yara.GetConfiguration(yara.ConfigMaxMatchData); err != nil || cur != cfg.MaxMatchData {

@@ -255,7 +255,7 @@ func TestConcurrentDistributionsShareThreads(t *testing.T) {
 		inside--
 		mu.Unlock()
 	}
-	e := newEngine(t, Config{Threads: threads, Budget: 1 << 12, MatchCacheSize: -1, OnFile: onFile})
+	e := newEngine(t, Config{Threads: threads, Budget: 1 << 12, NoMatchCache: true, OnFile: onFile})
 	data := tgz(t, [2]string{"p/a.py", "ALPHA"}, [2]string{"p/b.py", "CHARLIE"})
 	errs := make(chan error, dists)
 	for range dists {

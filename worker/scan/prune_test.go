@@ -240,7 +240,7 @@ func TestMatchCacheIsBounded(t *testing.T) {
 	if err != nil || res.Stats.CacheHits != 1 {
 		t.Errorf("%d hits, %v; want the newest entry only", res.Stats.CacheHits, err)
 	}
-	off := newEngine(t, Config{Threads: 1, MatchCacheSize: -1})
+	off := newEngine(t, Config{Threads: 1, NoMatchCache: true})
 	for range 2 {
 		off.Scan(context.Background(), rs, "q.tar.gz", tgz(t, files[0]))
 	}
