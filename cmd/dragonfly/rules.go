@@ -98,6 +98,7 @@ func runRulesProfile(ctx context.Context, e *cli.Env, cfg *profileConfig, s *cli
 	if cli.IsTerminal(e.Stderr) {
 		pc.Progress = func(format string, a ...any) { fmt.Fprintf(e.Stderr, "\r\033[K"+format, a...) }
 	}
+	pc.Notice = func(s string) { fmt.Fprintln(e.Stderr, "dragonfly rules profile: note: "+s) }
 	rep, held, err := workbench.Profile(ctx, set, targets, pc)
 	var ce *rules.CompileError
 	if errors.As(err, &ce) {

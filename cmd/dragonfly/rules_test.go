@@ -188,9 +188,27 @@ rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
 	if !strings.Contains(errOut, "dragonfly rules profile: 6 rules over 91 files") || !strings.Contains(errOut, "only approximates the full set's scan time") {
 		t.Errorf("stderr %q", errOut)
 	}
-	// Standard error is not a terminal here: no progress line.
-	if strings.Contains(errOut, "\r") || strings.Contains(errOut, "profiling") {
-		t.Errorf("progress on a non-terminal: %q", errOut)
+	// Standard error is not a terminal here: no progress line; and the
+	// directory holds no archive: no note about archives.
+	if strings.Contains(errOut, "\r") || strings.Contains(errOut, "profiling") || strings.Contains(errOut, "note:") {
+		t.Errorf("progress or note: %q", errOut)
+	}
+
+	// A directory of archives (a corpus) is profiled file by file, as the
+	// fleet scans an archive inside a package: the user is told so, and how
+	// to profile what the archives hold.
+	corpus := filepath.Join(dir, "corpus")
+	os.MkdirAll(corpus, 0o755)
+	data, err := os.ReadFile(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, corpus, "p-1.0.tar.gz", string(data))
+	testkit.WriteFile(t, corpus, "notes.txt", "MARKER\n")
+	code, _, errOut = runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "json", corpus)
+	if code != 0 || !strings.Contains(errOut, "dragonfly rules profile: note: 1 archive in the directories given is profiled as bytes") ||
+		!strings.Contains(errOut, "give it as a target (DIR/*)") || !strings.Contains(errOut, "over 2 files") {
+		t.Errorf("directory of archives: exit %d, stderr %q", code, errOut)
 	}
 
 	code, out, errOut = runCLI(t, nil, "rules", "profile", "--rules", rulesDir, "--format", "table", archivePath)

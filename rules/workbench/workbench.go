@@ -85,6 +85,11 @@ type ProfileConfig struct {
 	// Progress, if set, receives a line at each step ("unpacking 2
 	// targets", "profiling 3/9: RULE") and "" when done.
 	Progress func(format string, a ...any)
+	// Notice, if set, receives what the user should know about the
+	// targets: archives found inside a directory target are profiled as
+	// they are (bytes, as the fleet scans an archive inside a package), not
+	// unpacked.
+	Notice func(string)
 }
 
 // Profile unpacks the targets (Unpack) and measures each rule of set over
@@ -99,9 +104,17 @@ func Profile(ctx context.Context, set rules.Set, targets []string, cfg ProfileCo
 	defer progress("")
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	progress("unpacking %s", Plural(len(targets), "target"))
-	files, held, err := Unpack(ctx, targets, cfg.Limits, cfg.Memory)
+	var inDirs int
+	files, held, err := unpack(ctx, targets, cfg.Limits, cfg.Memory, &inDirs)
 	if err != nil {
 		return rules.ProfileReport{}, 0, err
+	}
+	if inDirs > 0 && cfg.Notice != nil {
+		verb := "is"
+		if inDirs != 1 {
+			verb = "are"
+		}
+		cfg.Notice(fmt.Sprintf("%s in the directories given %s profiled as bytes (as the fleet scans an archive inside a package), not unpacked; to profile what an archive holds, give it as a target (DIR/*)", Plural(inDirs, "archive"), verb))
 	}
 	rep, err = rules.Profile(ctx, set, files, rules.ProfileConfig{
 		Threads: cfg.Threads, Timeout: cfg.Limits.ScanTimeout, MaxMatchData: 1,
@@ -133,6 +146,12 @@ type Budget struct {
 // scans their bytes once, under their target's name. Identical contents are
 // held once; all of them within mem (held is what they take).
 func Unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget) ([]rules.ProfileFile, int64, error) {
+	return unpack(ctx, targets, lim, mem, new(int))
+}
+
+// unpack is Unpack, counting in inDirs the files of directory targets
+// whose content is an archive.
+func unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget, inDirs *int) ([]rules.ProfileFile, int64, error) {
 	// Each file is read into one scratch buffer (the walk emits a file
 	// before it asks for the next) and kept as an exact copy only when its
 	// content is new.
@@ -174,7 +193,13 @@ func Unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget)
 			return nil, 0, err
 		}
 		if fi.IsDir() {
-			_, err = scan.DirProducer(t, lim)(ctx, alloc, emit, link)
+			counted := func(index int, path string, data []byte) error {
+				if archive.Detect(data[:min(len(data), 1024)]) != archive.Raw {
+					*inDirs++
+				}
+				return emit(index, path, data)
+			}
+			_, err = scan.DirProducer(t, lim)(ctx, alloc, counted, link)
 		} else {
 			var data []byte
 			if data, err = limit.ReadFile(t, lim.Download); err == nil {
