@@ -17,8 +17,10 @@ setup:
 setup-test: setup
 	@scripts/setup $(TEST_DEPS)
 
+# The revision is linked in as for images (deploy/image.mk): Go's own VCS
+# stamp is missing where GOFLAGS has -buildvcs=false or git is not usable.
 build: setup
-	$(GO) build -o $(BIN) ./cmd/dragonfly
+	$(GO) build -ldflags "-X github.com/dragonfly-fleet/fleet/version.revision=$(IMAGE_REVISION)" -o $(BIN) ./cmd/dragonfly
 
 # demo runs the whole fleet in one process (coordinator, worker and a
 # development Dragonfly API serving the built-in demo packages and rules),

@@ -19,7 +19,8 @@ DOCKER ?= docker
 IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The commit linked into the binary (`dragonfly version`; the build context
 # has no .git): "-dirty" marks uncommitted changes in the working tree.
-IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+# Empty outside a git checkout.
+IMAGE_REVISION ?= $(shell rev=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || rev=$$rev-dirty; } && echo $$rev)
 
 .PHONY: image builder-image image-clean
 
