@@ -124,6 +124,8 @@ type Index struct {
 	simple, api string
 }
 
+// New returns an Index configured by cfg. It fails when IndexURL is not an
+// absolute http(s) URL or Getter is nil.
 func New(cfg Config) (*Index, error) {
 	if cfg.Getter == nil {
 		return nil, errors.New("pkgindex: no Getter")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
 // parseCoordinator parses the coordinator's settings, as dragonfly
@@ -240,5 +242,35 @@ func TestLogLimits(t *testing.T) {
 	}
 	if w.f.cfg.Limits.ScanTimeout != 30*time.Second {
 		t.Errorf("scan timeout %v", w.f.cfg.Limits.ScanTimeout)
+	}
+}
+
+// TestWorkerMatchCacheSetting: DRAGONFLY_MATCH_CACHE_SIZE (or
+// --match-cache-size) reaches the worker's configuration: 0 and off turn
+// the cache off (NoMatchCache), a size sets it, unset is the default.
+func TestWorkerMatchCacheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env    map[string]string
+		args   []string
+		size   int64
+		noneOn bool
+	}{
+		{size: scan.DefaultMatchCacheSize},
+		{env: map[string]string{"DRAGONFLY_MATCH_CACHE_SIZE": "0"}, noneOn: true},
+		{env: map[string]string{"DRAGONFLY_MATCH_CACHE_SIZE": "off"}, noneOn: true},
+		{args: []string{"--match-cache-size", "off"}, noneOn: true},
+		{env: map[string]string{"DRAGONFLY_MATCH_CACHE_SIZE": "8MiB"}, size: 8 << 20},
+	} {
+		var c workerCmd
+		s := program.Settings("dragonfly worker", "summary")
+		s.SetOutput(io.Discard, io.Discard)
+		c.register(s)
+		if err := s.Parse(tc.args, clitest.Env(tc.env), t.TempDir()); err != nil {
+			t.Fatalf("%v %v: %v", tc.env, tc.args, err)
+		}
+		cfg := c.f.config(slog.New(slog.DiscardHandler))
+		if cfg.NoMatchCache != tc.noneOn || !tc.noneOn && cfg.MatchCacheSize != tc.size {
+			t.Errorf("%v %v: NoMatchCache %v, size %d; want %v, %d", tc.env, tc.args, cfg.NoMatchCache, cfg.MatchCacheSize, tc.noneOn, tc.size)
+		}
 	}
 }

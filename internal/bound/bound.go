@@ -1,7 +1,7 @@
-// Package bound holds the two rules every input of the fleet passes
-// through, in one place: a setting that is zero or negative takes its
-// default (Or), and a read of something outside the process takes at most a
-// given number of bytes (ReadAll).
+// Package bound holds two rules of the fleet in one place: a setting that is
+// zero or negative takes its default (Or), and a read of something outside
+// the process that is kept whole takes at most a given number of bytes
+// (ReadAll; streams decoded as they are read bound themselves).
 //
 // It is a leaf: it imports only the standard library, so any package of the
 // fleet may use it.
@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -38,9 +39,14 @@ func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 // ReadAll reads r to its end and returns what it read, reading at most
 // max+1 bytes: input longer than max is a *TooLargeError (and nothing of it
 // is returned), so a hostile peer cannot make the reader hold more than max
-// bytes plus one.
+// bytes plus one. A negative max admits nothing; math.MaxInt64 is no bound.
 func ReadAll(r io.Reader, max int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if max < 0 {
+		max = 0
+	}
+	// max+1 without overflow: io.LimitReader reads nothing at all for a
+	// negative limit, which would pass any input off as empty.
+	data, err := io.ReadAll(io.LimitReader(r, max+min(1, math.MaxInt64-max)))
 	if err != nil {
 		return nil, err
 	}

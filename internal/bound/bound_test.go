@@ -3,6 +3,7 @@ package bound
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -50,5 +51,21 @@ func TestReadAll(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := ReadAll(iotest.ErrReader(boom), 5); !errors.Is(err, boom) {
 		t.Fatalf("read error: %v", err)
+	}
+}
+
+// TestReadAllExtremeBounds: math.MaxInt64 reads everything (max+1 must not
+// wrap to a negative limit, which would read nothing and pass the input off
+// as empty); a negative bound admits nothing.
+func TestReadAllExtremeBounds(t *testing.T) {
+	data, err := ReadAll(strings.NewReader("evil"), math.MaxInt64)
+	if err != nil || string(data) != "evil" {
+		t.Fatalf("MaxInt64: %q, %v", data, err)
+	}
+	if _, err := ReadAll(strings.NewReader("x"), -5); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("negative bound: %v", err)
+	}
+	if data, err := ReadAll(strings.NewReader(""), -5); err != nil || len(data) != 0 {
+		t.Fatalf("negative bound, empty input: %q, %v", data, err)
 	}
 }

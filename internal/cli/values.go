@@ -208,11 +208,16 @@ func parseSize(s string) (int64, error) {
 	if n <= 0 {
 		return 0, errors.New("size must be positive")
 	}
-	if n > math.MaxInt64/mult {
-		return 0, errors.New("size too large")
+	if n > MaxSize/mult {
+		return 0, errors.New("size too large: at most 1048576GiB (1 PiB)")
 	}
 	return n * mult, nil
 }
+
+// MaxSize bounds every size setting (1 PiB): far beyond any real limit, and
+// far enough below math.MaxInt64 that a bound plus one, or twice a bound,
+// cannot overflow where it is used.
+const MaxSize = 1 << 50
 
 // List is a comma-separated list; blank entries are dropped.
 func List(p *[]string, def []string) Value {

@@ -56,6 +56,22 @@ func TestSizeOrOff(t *testing.T) {
 	}
 }
 
+// TestSizeBound: sizes up to MaxSize (1 PiB) are taken; larger ones, as
+// bytes, in a unit or as a float, are refused (a limit near math.MaxInt64
+// overflowed limit+1 and read nothing: a file scanned as empty).
+func TestSizeBound(t *testing.T) {
+	var n int64
+	v := Size(&n, 0)
+	if err := v.Set("1048576GiB"); err != nil || n != MaxSize {
+		t.Fatalf("1 PiB: %d, %v", n, err)
+	}
+	for _, big := range []string{"9223372036854775807", "1048577GiB", "9.2e18", "1125899906842625"} {
+		if err := v.Set(big); err == nil || !strings.Contains(err.Error(), "at most 1048576GiB") {
+			t.Errorf("%s: %v", big, err)
+		}
+	}
+}
+
 // TestLoggerDurations: JSON logs write durations as seconds under the same
 // keys; text logs keep Go's notation.
 func TestLoggerDurations(t *testing.T) {

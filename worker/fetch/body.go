@@ -3,6 +3,7 @@ package fetch
 import (
 	"errors"
 	"io"
+	"math"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -36,7 +37,8 @@ const minGrow = 64 << 10
 // limit.Download error. A body that ends early with io.ErrUnexpectedEOF, or
 // before its declared length, fails with *TruncatedError.
 func readBody(r io.Reader, declared, maxSize int64) ([]byte, error) {
-	limitBytes := maxSize + 1
+	// maxSize+1 without overflow (a limit of math.MaxInt64 means none).
+	limitBytes := maxSize + min(1, math.MaxInt64-maxSize)
 	var buf []byte
 	if declared >= 0 && declared <= maxSize {
 		buf = make([]byte, 0, declared)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"testing"
 	"testing/iotest"
 
@@ -82,5 +83,15 @@ func TestReadBodyPassesReadErrors(t *testing.T) {
 	var tr *TruncatedError
 	if !errors.As(err, &tr) || tr.Got != 10 || tr.Want != -1 || tr.Error() != "body truncated after 10 bytes" {
 		t.Fatalf("err = %v, want truncation after 10 bytes", err)
+	}
+}
+
+// TestReadBodyWithoutBound: a limit of math.MaxInt64 (no bound) reads a
+// body of unknown length whole; maxSize+1 must not overflow (it panicked in
+// make).
+func TestReadBodyWithoutBound(t *testing.T) {
+	got, err := readBody(bytes.NewReader(body(1000)), -1, math.MaxInt64)
+	if err != nil || len(got) != 1000 {
+		t.Fatalf("got %d, %v", len(got), err)
 	}
 }

@@ -62,14 +62,13 @@ func Defaults() Limits {
 // its default (Defaults).
 func (l Limits) WithDefaults() Limits {
 	d := Defaults()
-	return Limits{
-		Download:      bound.Or(l.Download, d.Download),
-		Expanded:      bound.Or(l.Expanded, d.Expanded),
-		File:          bound.Or(l.File, d.File),
-		Entries:       bound.Or(l.Entries, d.Entries),
-		Distributions: bound.Or(l.Distributions, d.Distributions),
-		ScanTimeout:   bound.Or(l.ScanTimeout, d.ScanTimeout),
-	}
+	l.Download = bound.Or(l.Download, d.Download)
+	l.Expanded = bound.Or(l.Expanded, d.Expanded)
+	l.File = bound.Or(l.File, d.File)
+	l.Entries = bound.Or(l.Entries, d.Entries)
+	l.Distributions = bound.Or(l.Distributions, d.Distributions)
+	l.ScanTimeout = bound.Or(l.ScanTimeout, d.ScanTimeout)
+	return l
 }
 
 // Kind names one limit. Its value is stable: metrics use it as a label.

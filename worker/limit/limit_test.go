@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -64,5 +65,40 @@ func TestWithDefaults(t *testing.T) {
 	partial := Limits{File: 7}.WithDefaults()
 	if want := Defaults(); partial.File != 7 || partial.Download != want.Download || partial.ScanTimeout != want.ScanTimeout {
 		t.Fatalf("partial: %+v", partial)
+	}
+}
+
+// TestReadFileFromPipe: a file whose size says nothing (a named pipe; also
+// a file that grows while read) is cut at the bound while read: one byte
+// more is the Download limit, never a silently shortened file.
+func TestReadFileFromPipe(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{{"0123456789", true}, {"0123456789X and more", false}} {
+		p := filepath.Join(t.TempDir(), "fifo")
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteString(tc.body)
+				f.Close()
+			}
+			done <- err
+		}()
+		data, err := ReadFile(p, 10)
+		var le *Error
+		switch {
+		case tc.ok && (err != nil || string(data) != tc.body):
+			t.Errorf("%q: %q, %v", tc.body, data, err)
+		case !tc.ok && (!errors.As(err, &le) || le.Kind != Download || le.Max != 10 || data != nil):
+			t.Errorf("%q: %q, %v; want the download limit", tc.body, data, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
