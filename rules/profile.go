@@ -311,7 +311,7 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			// while it keeps its thread.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			sc, err := yara.NewScanner(yr)
+			sc, err := NewScanner(yr)
 			if err != nil {
 				fail(fmt.Errorf("yara scanner: %w", err))
 				return

@@ -76,7 +76,7 @@ func BenchmarkScanMemBaseline(b *testing.B) {
 		for w := range threads {
 			go func() {
 				defer func() { done <- struct{}{} }()
-				s, _ := yara.NewScanner(rs.Yara())
+				s, _ := rules.NewScanner(rs.Yara())
 				defer s.Destroy()
 				var m yara.MatchRules
 				s.SetCallback(&m)
@@ -237,7 +237,7 @@ func BenchmarkDisableVsSubset(b *testing.B) {
 		rs   *rules.Compiled
 	}{{"whole", full}, {"disabled", disabled}, {"subset", tg.rules}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := yara.NewScanner(bc.rs.Yara())
+			s, err := rules.NewScanner(bc.rs.Yara())
 			if err != nil {
 				b.Fatal(err)
 			}

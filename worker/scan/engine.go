@@ -839,7 +839,7 @@ func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *guardSlot, erro
 	if e.setup != nil {
 		return nil, nil, e.setup
 	}
-	sc, err := yara.NewScanner(rs.Yara())
+	sc, err := rules.NewScanner(rs.Yara())
 	if err != nil {
 		return nil, nil, fmt.Errorf("yara scanner: %w", err)
 	}

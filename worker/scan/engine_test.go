@@ -19,6 +19,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -131,6 +132,30 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 		if one.Files[i].Path != four.Files[i].Path || one.Files[i].Score != four.Files[i].Score {
 			t.Fatalf("file %d differs: %+v vs %+v", i, one.Files[i], four.Files[i])
 		}
+	}
+}
+
+// TestScansKeepTheFaultHandlers scans thousands of distinct files on four
+// threads at once (Exhaustive: no cache answers any of them) and checks the
+// process's SIGSEGV and SIGBUS handlers are still Go's afterwards: the
+// engine's scanners come from rules.NewScanner, without libyara's per-scan
+// signal handlers, which overlapping scans can leave installed for good.
+func TestScansKeepTheFaultHandlers(t *testing.T) {
+	segv, bus := rules.FaultHandlers()
+	var files [][2]string
+	for i := range 4000 {
+		files = append(files, [2]string{fmt.Sprintf("p-1/m%04d.py", i), fmt.Sprintf("file %d ALPHA", i)})
+	}
+	rs := compile(t, map[string]string{"x": exampleRules})
+	res, err := newEngine(t, Config{Threads: 4, Exhaustive: true}).Scan(context.Background(), rs, "p-1.tar.gz", tgz(t, files...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stats.Scanned != len(files) {
+		t.Fatalf("%d files scanned, want %d", res.Stats.Scanned, len(files))
+	}
+	if s, b := rules.FaultHandlers(); s != segv || b != bus {
+		t.Errorf("after the scans the SIGSEGV and SIGBUS handlers are %#x and %#x, want the process's %#x and %#x", s, b, segv, bus)
 	}
 }
 

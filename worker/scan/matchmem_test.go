@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	yara "github.com/hillu/go-yara/v4"
 )
@@ -196,7 +197,7 @@ func TestGuardReadsTheScanContext(t *testing.T) {
 	rs := compile(t, map[string]string{"x": exampleRules, "h": hostileRules(3)})
 	g := newMatchGuard(1 << 20)
 	defer g.close()
-	sc, err := yara.NewScanner(rs.Yara())
+	sc, err := rules.NewScanner(rs.Yara())
 	if err != nil {
 		t.Fatal(err)
 	}
