@@ -196,6 +196,7 @@ func (s *Server) recordReportLocked(body []byte, rec *recorder) {
 	s.nreport++
 	if rec.status == http.StatusOK {
 		s.http.reportsAccepted++
+		s.accepted.Notify()
 	}
 	rr := ReportRecord{Seq: s.nreport, Time: s.now(), Status: rec.status, Identity: clip.String(rec.identity, 0)}
 	if p := rec.parsed; p != nil {
@@ -658,6 +659,10 @@ type devFaultsState struct {
 func (s *Server) handleDev(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/_dev/stats" && r.Method == http.MethodGet:
+		if err := s.waitStats(r); err != nil {
+			writeDetail(w, http.StatusBadRequest, err.Error())
+			return
+		}
 		writeJSON(w, http.StatusOK, s.Stats())
 	case r.URL.Path == "/_dev/reports" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, s.Reports())
@@ -679,6 +684,35 @@ func (s *Server) handleDev(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeDetail(w, http.StatusNotFound, "Not Found")
 	}
+}
+
+// maxStatsWait bounds the wait of GET /_dev/stats?accepted=N&wait=D.
+const maxStatsWait = time.Minute
+
+// waitStats serves the wait of GET /_dev/stats?accepted=N&wait=D: it
+// returns once N reports were accepted, after D (at most maxStatsWait), or
+// when the caller goes away, so that a harness waiting for the end of a run
+// asks once instead of polling. Without accepted it returns at once.
+func (s *Server) waitStats(r *http.Request) error {
+	q := r.URL.Query()
+	if !q.Has("accepted") {
+		return nil
+	}
+	n, err := strconv.ParseInt(q.Get("accepted"), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("accepted must be a count of reports, not %q", clip.String(q.Get("accepted"), clip.Default))
+	}
+	wait := maxStatsWait
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
+			return fmt.Errorf("wait must be a duration such as 5s, not %q", clip.String(v, clip.Default))
+		}
+		wait = min(wait, maxStatsWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	s.WaitAccepted(ctx, n)
+	return nil
 }
 
 func (s *Server) applyDevFaults(f devFaults) error {

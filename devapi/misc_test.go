@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -337,4 +338,74 @@ func TestReportLogBoundsInput(t *testing.T) {
 	if recs := lookup(t, f, "big", "1.0"); len(recs[0].Rules) != 1200 {
 		t.Fatalf("scan holds %d rules", len(recs[0].Rules))
 	}
+}
+
+// TestDevStatsWaitsForAccepted: GET /_dev/stats?accepted=N answers once N
+// reports were accepted (a refused one does not count), after its wait when
+// they were not, at once without accepted; bad values are refused. It runs
+// in a synctest bubble: "blocked" and the waits are exact.
+func TestDevStatsWaitsForAccepted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, Config{Files: []File{sdist("a-1.tar.gz"), sdist("b-1.tar.gz")}})
+		jobs := f.lease(2)
+		stats := func(rec *httptest.ResponseRecorder) Stats {
+			t.Helper()
+			var st Stats
+			if rec.Code != http.StatusOK {
+				t.Fatalf("GET /_dev/stats: %d %s", rec.Code, rec.Body)
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		var got *httptest.ResponseRecorder
+		answered := make(chan struct{})
+		start := time.Now()
+		go func() {
+			defer close(answered)
+			got = f.do(http.MethodGet, "/_dev/stats?accepted=2&wait=10m", nil)
+		}()
+		synctest.Wait()
+		select {
+		case <-answered:
+			t.Fatal("answered before any report was accepted")
+		default:
+		}
+		f.report(success(jobs[0], 1))
+		f.report(map[string]any{"name": "b"}) // 422: not accepted
+		synctest.Wait()
+		select {
+		case <-answered:
+			t.Fatal("answered after one accepted report of two")
+		default:
+		}
+		f.report(success(jobs[1], 2))
+		<-answered
+		if st := stats(got); st.ReportsAccepted != 2 || time.Since(start) != 0 {
+			t.Errorf("answered after %v with %d accepted, want 2 at once", time.Since(start), st.ReportsAccepted)
+		}
+
+		start = time.Now()
+		if st := stats(f.do(http.MethodGet, "/_dev/stats?accepted=3&wait=2s", nil)); st.ReportsAccepted != 2 || time.Since(start) != 2*time.Second {
+			t.Errorf("accepted=3&wait=2s answered after %v with %d accepted, want 2 after 2s", time.Since(start), st.ReportsAccepted)
+		}
+		start = time.Now()
+		if stats(f.do(http.MethodGet, "/_dev/stats?accepted=3&wait=2h", nil)); time.Since(start) != maxStatsWait {
+			t.Errorf("wait=2h answered after %v, want the bound %v", time.Since(start), maxStatsWait)
+		}
+		start = time.Now()
+		if stats(f.do(http.MethodGet, "/_dev/stats?accepted=3", nil)); time.Since(start) != maxStatsWait {
+			t.Errorf("accepted=3 without wait answered after %v, want %v", time.Since(start), maxStatsWait)
+		}
+		start = time.Now()
+		if stats(f.do(http.MethodGet, "/_dev/stats?wait=5s", nil)); time.Since(start) != 0 {
+			t.Errorf("wait without accepted answered after %v, want at once", time.Since(start))
+		}
+		for _, q := range []string{"accepted=-1", "accepted=two", "accepted=1&wait=-1s", "accepted=1&wait=soon"} {
+			if rec := f.do(http.MethodGet, "/_dev/stats?"+q, nil); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "must be") {
+				t.Errorf("?%s: %d %s, want 400 saying what it must be", q, rec.Code, rec.Body)
+			}
+		}
+	})
 }

@@ -39,7 +39,8 @@
 // Development routes, with the API's authentication when Config.Auth is set:
 //
 //	GET|POST /_dev/faults         read / change faults
-//	GET  /_dev/stats              Stats
+//	GET  /_dev/stats              Stats (?accepted=N&wait=D: once N reports
+//	                              were accepted, or after D, at most 1m)
 //	GET  /_dev/reports            every PUT /package and its answer
 //
 // Unauthenticated:
@@ -61,6 +62,7 @@ package devapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -73,6 +75,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/broadcast"
 )
 
 // File is one distribution file, e.g. "requests-2.19.1.tar.gz".
@@ -271,6 +275,8 @@ type Server struct {
 	faults      Faults
 	faultCount  uint64
 	unavailable time.Time // every API call answers 503 until then
+
+	accepted broadcast.Signal // notified at each report accepted (WaitAccepted)
 
 	snapMu    sync.Mutex // serializes snapshot writes
 	snapKick  chan struct{}
@@ -598,6 +604,25 @@ func (s *Server) Stats() Stats {
 		Finished:        s.st.count.finished,
 		Failed:          s.st.count.failed,
 		Queue:           s.st.queueStatus(s.now()),
+	}
+}
+
+// WaitAccepted waits until at least n reports were accepted (PUT /package
+// answered 200) and reports true, or false when ctx ends first.
+func (s *Server) WaitAccepted(ctx context.Context, n int64) bool {
+	for {
+		ch := s.accepted.Wait()
+		s.mu.Lock()
+		got := s.http.reportsAccepted
+		s.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

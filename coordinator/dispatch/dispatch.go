@@ -105,8 +105,8 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
-	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/internal/broadcast"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/score"
 )

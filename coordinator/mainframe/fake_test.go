@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // fakeAPI behaves like the Dragonfly server for the calls the client makes:

@@ -92,8 +92,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dragonfly-fleet/fleet/coordinator/broadcast"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/internal/broadcast"
 	bolt "go.etcd.io/bbolt"
 )
 
