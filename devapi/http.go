@@ -660,7 +660,11 @@ func (s *Server) handleDev(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/_dev/stats" && r.Method == http.MethodGet:
 		if err := s.waitStats(r); err != nil {
-			writeDetail(w, http.StatusBadRequest, err.Error())
+			code := http.StatusBadRequest
+			if errors.Is(err, errTooManyWaits) {
+				code = http.StatusTooManyRequests
+			}
+			writeDetail(w, code, err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, s.Stats())
@@ -686,13 +690,20 @@ func (s *Server) handleDev(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// maxStatsWait bounds the wait of GET /_dev/stats?accepted=N&wait=D.
-const maxStatsWait = time.Minute
+// maxStatsWait bounds the wait of GET /_dev/stats?accepted=N&wait=D, and
+// maxStatsWaits how many such requests wait at once (more are answered 429).
+const (
+	maxStatsWait  = time.Minute
+	maxStatsWaits = 64
+)
+
+var errTooManyWaits = fmt.Errorf("more than %d requests already wait for accepted reports", maxStatsWaits)
 
 // waitStats serves the wait of GET /_dev/stats?accepted=N&wait=D: it
 // returns once N reports were accepted, after D (at most maxStatsWait), or
 // when the caller goes away, so that a harness waiting for the end of a run
-// asks once instead of polling. Without accepted it returns at once.
+// asks once instead of polling. Without accepted it returns at once. At
+// most maxStatsWaits requests wait at once; more get errTooManyWaits.
 func (s *Server) waitStats(r *http.Request) error {
 	q := r.URL.Query()
 	if !q.Has("accepted") {
@@ -708,6 +719,12 @@ func (s *Server) waitStats(r *http.Request) error {
 			return fmt.Errorf("wait must be a duration such as 5s, not %q", clip.String(v, clip.Default))
 		}
 		wait = min(wait, maxStatsWait)
+	}
+	select {
+	case s.waits <- struct{}{}:
+		defer func() { <-s.waits }()
+	default:
+		return errTooManyWaits
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()

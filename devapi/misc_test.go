@@ -402,6 +402,28 @@ func TestDevStatsWaitsForAccepted(t *testing.T) {
 		if stats(f.do(http.MethodGet, "/_dev/stats?wait=5s", nil)); time.Since(start) != 0 {
 			t.Errorf("wait without accepted answered after %v, want at once", time.Since(start))
 		}
+
+		// Waiters are bounded: one more than maxStatsWaits is refused at once.
+		var waiting sync.WaitGroup
+		for range maxStatsWaits {
+			waiting.Go(func() {
+				if rec := f.do(http.MethodGet, "/_dev/stats?accepted=3&wait=1m", nil); rec.Code != http.StatusOK {
+					t.Errorf("a waiter within the bound: %d %s", rec.Code, rec.Body)
+				}
+			})
+		}
+		synctest.Wait()
+		if rec := f.do(http.MethodGet, "/_dev/stats?accepted=3&wait=1m", nil); rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "more than 64") {
+			t.Errorf("waiter %d: %d %s, want 429", maxStatsWaits+1, rec.Code, rec.Body)
+		}
+		if stats(f.do(http.MethodGet, "/_dev/stats", nil)).ReportsAccepted != 2 {
+			t.Error("plain GET /_dev/stats while the waiters wait: wrong counters")
+		}
+		waiting.Wait()
+		if rec := f.do(http.MethodGet, "/_dev/stats?accepted=2&wait=1m", nil); rec.Code != http.StatusOK {
+			t.Errorf("a waiter after the others left: %d %s", rec.Code, rec.Body)
+		}
+
 		for _, q := range []string{"accepted=-1", "accepted=two", "accepted=1&wait=-1s", "accepted=1&wait=soon"} {
 			if rec := f.do(http.MethodGet, "/_dev/stats?"+q, nil); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "must be") {
 				t.Errorf("?%s: %d %s, want 400 saying what it must be", q, rec.Code, rec.Body)

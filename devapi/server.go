@@ -277,6 +277,7 @@ type Server struct {
 	unavailable time.Time // every API call answers 503 until then
 
 	accepted broadcast.Signal // notified at each report accepted (WaitAccepted)
+	waits    chan struct{}    // one token per GET /_dev/stats waiting (maxStatsWaits)
 
 	snapMu    sync.Mutex // serializes snapshot writes
 	snapKick  chan struct{}
@@ -338,6 +339,7 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s := &Server{
+		waits:  make(chan struct{}, maxStatsWaits),
 		cfg:    cfg,
 		now:    cfg.Now,
 		log:    cfg.Logger,
