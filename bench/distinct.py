@@ -12,7 +12,11 @@ Written apart from the engine (Python's tarfile and zipfile, and the
 filetype rule of the Dragonfly clients: split on single spaces, plain suffix
 match, an empty entry admits every path, no filetype admits every path) so
 that it checks the engine rather than repeats it; a file no rule admits is
-not scanned at all. It reads `filetype = "..."` from the rules' meta sections,
+not scanned at all. Its limits, none of which the bench corpus meets: paths
+are the archives' raw names (the engine cleans them), tar hard links and
+other special members are left out (the engine scores links without
+scanning them), private rules count like others, and `rule`/`filetype`
+lines inside block comments would be read as rules. It reads `filetype = "..."` from the rules' meta sections,
 which is all the benchmark rules use.
 
     python3 bench/distinct.py bench/corpus/dists bench/rules

@@ -416,8 +416,8 @@ func TestDevStatsWaitsForAccepted(t *testing.T) {
 		if rec := f.do(http.MethodGet, "/_dev/stats?accepted=3&wait=1m", nil); rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "more than 64") {
 			t.Errorf("waiter %d: %d %s, want 429", maxStatsWaits+1, rec.Code, rec.Body)
 		}
-		if stats(f.do(http.MethodGet, "/_dev/stats", nil)).ReportsAccepted != 2 {
-			t.Error("plain GET /_dev/stats while the waiters wait: wrong counters")
+		if st := stats(f.do(http.MethodGet, "/_dev/stats", nil)); st.ReportsAccepted != 2 || st.StatsWaiting != maxStatsWaits {
+			t.Errorf("plain GET /_dev/stats while the waiters wait: %d accepted, %d waiting, want 2 and %d", st.ReportsAccepted, st.StatsWaiting, maxStatsWaits)
 		}
 		waiting.Wait()
 		if rec := f.do(http.MethodGet, "/_dev/stats?accepted=2&wait=1m", nil); rec.Code != http.StatusOK {
@@ -428,6 +428,21 @@ func TestDevStatsWaitsForAccepted(t *testing.T) {
 			if rec := f.do(http.MethodGet, "/_dev/stats?"+q, nil); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "must be") {
 				t.Errorf("?%s: %d %s, want 400 saying what it must be", q, rec.Code, rec.Body)
 			}
+		}
+
+		// EndWaits (a server shutting down) answers a waiter at once, and
+		// every later one.
+		ended := make(chan *httptest.ResponseRecorder)
+		go func() { ended <- f.do(http.MethodGet, "/_dev/stats?accepted=9&wait=1m", nil) }()
+		synctest.Wait()
+		start = time.Now()
+		f.s.EndWaits()
+		if st := stats(<-ended); st.ReportsAccepted != 2 || time.Since(start) != 0 {
+			t.Errorf("a waiter at EndWaits answered after %v with %d accepted, want 2 at once", time.Since(start), st.ReportsAccepted)
+		}
+		f.s.EndWaits() // twice is harmless
+		if stats(f.do(http.MethodGet, "/_dev/stats?accepted=9&wait=1m", nil)); time.Since(start) != 0 {
+			t.Errorf("a waiter after EndWaits answered after %v, want at once", time.Since(start))
 		}
 	})
 }

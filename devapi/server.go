@@ -252,6 +252,9 @@ type Stats struct {
 	Finished int64       `json:"finished"`
 	Failed   int64       `json:"failed"`
 	Queue    QueueStatus `json:"queue"`
+	// StatsWaiting counts the GET /_dev/stats?accepted=N requests waiting
+	// (the one asking counts itself when it answers; at most 64).
+	StatsWaiting int `json:"stats_waiting"`
 }
 
 // Server is a development Dragonfly API. It is safe for concurrent use.
@@ -278,6 +281,8 @@ type Server struct {
 
 	accepted broadcast.Signal // notified at each report accepted (WaitAccepted)
 	waits    chan struct{}    // one token per GET /_dev/stats waiting (maxStatsWaits)
+	waitsEnd chan struct{}    // closed by EndWaits
+	endOnce  sync.Once
 
 	snapMu    sync.Mutex // serializes snapshot writes
 	snapKick  chan struct{}
@@ -339,14 +344,15 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s := &Server{
-		waits:  make(chan struct{}, maxStatsWaits),
-		cfg:    cfg,
-		now:    cfg.Now,
-		log:    cfg.Logger,
-		st:     newState(cfg.LeaseTimeout, cfg.MaxAttempts, cfg.newID),
-		dists:  map[string]*dist{},
-		faults: cfg.Faults,
-		tokens: newTokens(cfg.TokenLifetime),
+		waits:    make(chan struct{}, maxStatsWaits),
+		waitsEnd: make(chan struct{}),
+		cfg:      cfg,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		st:       newState(cfg.LeaseTimeout, cfg.MaxAttempts, cfg.newID),
+		dists:    map[string]*dist{},
+		faults:   cfg.Faults,
+		tokens:   newTokens(cfg.TokenLifetime),
 	}
 	var err error
 	if s.rules, err = newRules(cfg.Rules, cfg.RulesDir); err != nil {
@@ -606,11 +612,13 @@ func (s *Server) Stats() Stats {
 		Finished:        s.st.count.finished,
 		Failed:          s.st.count.failed,
 		Queue:           s.st.queueStatus(s.now()),
+		StatsWaiting:    len(s.waits),
 	}
 }
 
 // WaitAccepted waits until at least n reports were accepted (PUT /package
-// answered 200) and reports true, or false when ctx ends first.
+// answered 200) and reports true, or false when ctx ends or EndWaits is
+// called first.
 func (s *Server) WaitAccepted(ctx context.Context, n int64) bool {
 	for {
 		ch := s.accepted.Wait()
@@ -624,9 +632,16 @@ func (s *Server) WaitAccepted(ctx context.Context, n int64) bool {
 		case <-ch:
 		case <-ctx.Done():
 			return false
+		case <-s.waitsEnd:
+			return false
 		}
 	}
 }
+
+// EndWaits ends every wait of WaitAccepted (GET /_dev/stats?accepted=N),
+// now and later, so that a server shutting down answers them at once
+// instead of holding their connections until its shutdown deadline.
+func (s *Server) EndWaits() { s.endOnce.Do(func() { close(s.waitsEnd) }) }
 
 // Reports returns the PUT /package requests in the order they were answered
 // (the last ReportLogLimit of them).

@@ -1,53 +1,39 @@
 package rules
 
-// #include <signal.h>
-// #include <stdint.h>
 // #include <yara.h>
-//
-// static uintptr_t fleet_sigaction_handler(int sig) {
-//   struct sigaction cur;
-//   if (sigaction(sig, NULL, &cur) != 0) {
-//     return 0;
-//   }
-//   return (uintptr_t)cur.sa_handler;
-// }
 import "C"
 
-import (
-	"syscall"
+import yara "github.com/hillu/go-yara/v4"
 
-	yara "github.com/hillu/go-yara/v4"
-)
+// ScanFlags are the flags of every scan this project makes:
+// SCAN_FLAGS_NO_TRYCATCH, no libyara signal handlers (see NewScanner).
+const ScanFlags = yara.ScanFlags(C.SCAN_FLAGS_NO_TRYCATCH)
 
 // NewScanner returns a libyara scanner for r that scans memory without
-// libyara's signal handlers: every scanner this project creates comes from
-// here.
+// libyara's signal handlers (ScanFlags): every scanner this project creates
+// comes from here.
 //
 // By default libyara 4.2 wraps each scan in a "try/catch" made of signal
 // handlers (SIGSEGV and SIGBUS, installed when the scan starts and the
-// previous ones put back when it ends) so that a memory-mapped file cut
-// short cannot crash a scan of it. That is wrong in a Go process that scans
-// on several threads: the install and the restore are not atomic across
-// threads, so two scans that overlap can leave libyara's handler in place
-// for good, after which a nil dereference anywhere in Go code no longer
-// panics (and is recovered or reported) but faults again and again: the
-// process spins at full CPU and never answers. go-yara sets the flag itself
-// from v4.3 on (hillu/go-yara#137); v4.2.4, which this project must use with
-// Debian's libyara 4.2.3, does not. The project scans only Go memory it
-// owns, never a mapped file, so the handlers protect nothing here; they
-// also cost five system calls per scan.
+// previous ones put back when it ends; about 15 system calls a scan) so
+// that a memory-mapped file cut short, or a fault of libyara itself on the
+// scanning thread, ends the scan with an error instead of the process. In a
+// Go process that scans on several threads that does harm: the install and
+// the restore are not atomic across threads, so two scans that overlap can
+// leave libyara's handler in place for good, after which a nil dereference
+// anywhere in Go code no longer panics (to be recovered or reported) but
+// faults again and again: the process spins at full CPU and never answers.
+// go-yara sets the flag itself from v4.3.3 (hillu/go-yara#137); v4.2.4,
+// which this project must use with Debian's libyara 4.2.3, does not. The
+// project scans only Go memory it owns, never a mapped file; a fault of
+// libyara itself now ends the worker, which its process manager restarts
+// and whose tasks the coordinator gives to others (a distribution lost by
+// three workers fails its job).
 func NewScanner(r *yara.Rules) (*yara.Scanner, error) {
 	sc, err := yara.NewScanner(r)
 	if err != nil {
 		return nil, err
 	}
-	sc.SetFlags(yara.ScanFlags(C.SCAN_FLAGS_NO_TRYCATCH))
+	sc.SetFlags(ScanFlags)
 	return sc, nil
-}
-
-// FaultHandlers returns the addresses of the process's SIGSEGV and SIGBUS
-// handlers (0 where one cannot be read), for the tests that check no scan
-// replaces them.
-func FaultHandlers() (segv, bus uintptr) {
-	return uintptr(C.fleet_sigaction_handler(C.int(syscall.SIGSEGV))), uintptr(C.fleet_sigaction_handler(C.int(syscall.SIGBUS)))
 }

@@ -5,53 +5,37 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	yara "github.com/hillu/go-yara/v4"
 )
 
+// goFaultHandlers are the process's fault handlers before any test scans:
+// the Go runtime's.
+var goFaultHandlers = testkit.ReadFaultHandlers()
+
 // TestScannersLeaveFaultHandlers scans on two threads at once, as a worker
-// does, while a third goroutine reads the process's SIGSEGV and SIGBUS
-// handlers: no scan may replace them, during the scans or after. With
-// libyara's default try/catch each scan installs its own handlers, and two
-// overlapping scans can leave them installed for good (a later nil
-// dereference in Go then spins instead of panicking).
+// does, while another goroutine reads the process's SIGSEGV and SIGBUS
+// handlers: no scan may replace the Go runtime's, during the scans or
+// after. With libyara's default try/catch each scan installs its own
+// handlers, and two overlapping scans can leave them installed for good (a
+// later nil dereference in Go then spins instead of panicking).
 func TestScannersLeaveFaultHandlers(t *testing.T) {
 	c, err := Compile(Set{Hash: "h", Sources: map[string]string{"r": `rule r { strings: $a = "needle" condition: $a }`}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	segv, bus := FaultHandlers()
-	if segv == 0 || bus == 0 {
-		t.Fatalf("no SIGSEGV or SIGBUS handler to compare with (%#x, %#x)", segv, bus)
+	if goFaultHandlers.SEGV == 0 || goFaultHandlers.BUS == 0 {
+		t.Fatalf("no SIGSEGV or SIGBUS handler to compare with: %+v", goFaultHandlers)
 	}
 	const threads, scans = 2, 20000
 	data := []byte("a haystack with a needle in it")
 	var (
 		scanners sync.WaitGroup
 		matched  atomic.Int64
-		samples  atomic.Int64
-		changed  atomic.Int64
 	)
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			s, b := FaultHandlers()
-			samples.Add(1)
-			if s != segv || b != bus {
-				changed.Add(1)
-			}
-		}
-	}()
+	stop := testkit.WatchFaultHandlers(goFaultHandlers)
 	for range threads {
-		scanners.Add(1)
-		go func() {
-			defer scanners.Done()
+		scanners.Go(func() {
 			sc, err := NewScanner(c.Yara())
 			if err != nil {
 				t.Error(err)
@@ -66,21 +50,20 @@ func TestScannersLeaveFaultHandlers(t *testing.T) {
 				}
 				matched.Add(int64(len(m)))
 			}
-		}()
+		})
 	}
 	scanners.Wait()
-	close(done)
-	<-sampled
+	changed, reads := stop()
 	if got := matched.Load(); got != threads*scans {
 		t.Errorf("%d matches in %d scans, want one each", got, threads*scans)
 	}
-	if samples.Load() == 0 {
+	if reads == 0 {
 		t.Fatal("the handlers were never read during the scans")
 	}
-	if n := changed.Load(); n != 0 {
-		t.Errorf("%d of %d reads during the scans found another SIGSEGV or SIGBUS handler than the process's", n, samples.Load())
+	if changed != 0 {
+		t.Errorf("%d of %d reads during the scans found another SIGSEGV or SIGBUS handler than the Go runtime's", changed, reads)
 	}
-	if s, b := FaultHandlers(); s != segv || b != bus {
-		t.Errorf("after the scans the handlers are %#x and %#x, want the process's %#x and %#x", s, b, segv, bus)
+	if h := testkit.ReadFaultHandlers(); h != goFaultHandlers {
+		t.Errorf("after the scans the handlers are %+v, want the Go runtime's %+v", h, goFaultHandlers)
 	}
 }

@@ -331,10 +331,10 @@ func TestCompileCompact(t *testing.T) {
 	}
 	data := []byte("rule x { condition: b_ref } \" // not a comment MZ\x90\x00 PKG")
 	var m1, m2 yara.MatchRules
-	if err := c.Yara().ScanMem(data, 0, 0, &m1); err != nil {
+	if err := c.Yara().ScanMem(data, ScanFlags, 0, &m1); err != nil {
 		t.Fatal(err)
 	}
-	if err := full.Yara().ScanMem(data, 0, 0, &m2); err != nil {
+	if err := full.Yara().ScanMem(data, ScanFlags, 0, &m2); err != nil {
 		t.Fatal(err)
 	}
 	if len(m1) != len(m2) || len(m1) == 0 {

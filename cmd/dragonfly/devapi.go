@@ -113,6 +113,7 @@ func runDevAPI(ctx context.Context, e *cli.Env, f *devapiFlags, _ *cli.Settings)
 		log.Warn("devapi serves beyond loopback without authentication: anyone who reaches it can lease, report and change its faults",
 			"addr", ln.Addr().String())
 	}
+	defer context.AfterFunc(ctx, dev.EndWaits)()    // waiting /_dev/stats requests answer at shutdown
 	serr := httpserve.Serve(ctx, ln, dev.Handler()) // bounded Shutdown when ctx ends
 	cerr := dev.Close()                             // flush the snapshot
 	log.Info("devapi stopped")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -221,7 +222,46 @@ func TestDevAPICommand(t *testing.T) {
 	if !strings.HasPrefix(jobs[0].Distributions[0], "http://"+addr+"/packages/") || dl.StatusCode != http.StatusOK {
 		t.Fatalf("download %s: %d", jobs[0].Distributions[0], dl.StatusCode)
 	}
+	// A request waiting for reports when the server stops is answered, not
+	// dropped at the shutdown deadline.
+	devStats := func(query string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/_dev/stats"+query, nil)
+		req.Header.Set("CF-Access-Client-Id", "id")
+		req.Header.Set("CF-Access-Client-Secret", "secret")
+		return client.Do(req)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		resp, err := devStats("?accepted=1000&wait=1m")
+		if err == nil {
+			var st devapi.Stats
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && (resp.StatusCode != http.StatusOK || st.Leases == 0) {
+				err = fmt.Errorf("answered %d with %+v", resp.StatusCode, st)
+			}
+		}
+		waited <- err
+	}()
+	// Wait until the server holds the request (stats_waiting), asking
+	// again at once: no sleep, bounded by the test's deadline.
+	for waiting := 0; waiting == 0; {
+		resp, err := devStats("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st devapi.Stats
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiting = st.StatsWaiting
+	}
 	cancel()
+	if err := <-waited; err != nil {
+		t.Errorf("GET /_dev/stats?accepted=1000 waiting at shutdown: %v", err)
+	}
 	select {
 	case code := <-done:
 		if code != 0 {

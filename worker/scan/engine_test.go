@@ -19,7 +19,6 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
-	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -135,27 +134,37 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 	}
 }
 
+// goFaultHandlers are the process's fault handlers before any test scans:
+// the Go runtime's.
+var goFaultHandlers = testkit.ReadFaultHandlers()
+
 // TestScansKeepTheFaultHandlers scans thousands of distinct files on four
-// threads at once (Exhaustive: no cache answers any of them) and checks the
-// process's SIGSEGV and SIGBUS handlers are still Go's afterwards: the
-// engine's scanners come from rules.NewScanner, without libyara's per-scan
-// signal handlers, which overlapping scans can leave installed for good.
+// threads at once (Exhaustive: no cache answers any of them) while another
+// goroutine reads the process's SIGSEGV and SIGBUS handlers: they stay the
+// Go runtime's throughout and after. The engine's scanners come from
+// rules.NewScanner, without libyara's per-scan signal handlers, which
+// overlapping scans can leave installed for good.
 func TestScansKeepTheFaultHandlers(t *testing.T) {
-	segv, bus := rules.FaultHandlers()
 	var files [][2]string
 	for i := range 4000 {
 		files = append(files, [2]string{fmt.Sprintf("p-1/m%04d.py", i), fmt.Sprintf("file %d ALPHA", i)})
 	}
 	rs := compile(t, map[string]string{"x": exampleRules})
-	res, err := newEngine(t, Config{Threads: 4, Exhaustive: true}).Scan(context.Background(), rs, "p-1.tar.gz", tgz(t, files...))
+	data := tgz(t, files...)
+	stop := testkit.WatchFaultHandlers(goFaultHandlers)
+	res, err := newEngine(t, Config{Threads: 4, Exhaustive: true}).Scan(context.Background(), rs, "p-1.tar.gz", data)
+	changed, reads := stop()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Stats.Scanned != len(files) {
 		t.Fatalf("%d files scanned, want %d", res.Stats.Scanned, len(files))
 	}
-	if s, b := rules.FaultHandlers(); s != segv || b != bus {
-		t.Errorf("after the scans the SIGSEGV and SIGBUS handlers are %#x and %#x, want the process's %#x and %#x", s, b, segv, bus)
+	if reads == 0 || changed != 0 {
+		t.Errorf("%d of %d reads during the scans found another SIGSEGV or SIGBUS handler than the Go runtime's", changed, reads)
+	}
+	if h := testkit.ReadFaultHandlers(); h != goFaultHandlers {
+		t.Errorf("after the scans the handlers are %+v, want the Go runtime's %+v", h, goFaultHandlers)
 	}
 }
 
