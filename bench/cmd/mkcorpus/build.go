@@ -186,6 +186,24 @@ func writeArchive(out, rel string, e *dist.Entry, write func(io.Writer) (counts,
 	return nil
 }
 
+// writeRelease writes a release as PyPI usually carries it, an sdist and a
+// wheel of the same files, under out/dists, and returns their entries.
+func writeRelease(out, name, version, origin string, ms []member) (sd, wh dist.Entry, err error) {
+	sd = dist.Entry{Kind: dist.Sdist, Name: name, Version: version, Debs: []string{origin}}
+	if err := writeArchive(out, "dists/"+sdistName(name, version), &sd, func(w io.Writer) (counts, error) {
+		return writeSdist(w, name, version, origin, ms)
+	}); err != nil {
+		return sd, wh, err
+	}
+	wh = dist.Entry{Kind: dist.Wheel, Name: name, Version: version, Debs: []string{origin}}
+	if err := writeArchive(out, "dists/"+wheelName(name, version), &wh, func(w io.Writer) (counts, error) {
+		return writeWheel(w, name, version, origin, ms)
+	}); err != nil {
+		return sd, wh, err
+	}
+	return sd, wh, nil
+}
+
 type countWriter struct {
 	w io.Writer
 	n int64
@@ -294,16 +312,8 @@ func build(ctx context.Context, cfg config) (*dist.Manifest, error) {
 				return &EmptyPackageError{Pkg: d.Pkg}
 			}
 			name, version, origin := projectName(d.Pkg), projectVersion(d.Version), d.Pkg+"="+d.Version
-			sd := dist.Entry{Kind: dist.Sdist, Name: name, Version: version, Debs: []string{origin}}
-			if err := writeArchive(cfg.Out, "dists/"+sdistName(name, version), &sd, func(w io.Writer) (counts, error) {
-				return writeSdist(w, name, version, origin, ms)
-			}); err != nil {
-				return err
-			}
-			wh := dist.Entry{Kind: dist.Wheel, Name: name, Version: version, Debs: []string{origin}}
-			if err := writeArchive(cfg.Out, "dists/"+wheelName(name, version), &wh, func(w io.Writer) (counts, error) {
-				return writeWheel(w, name, version, origin, ms)
-			}); err != nil {
+			sd, wh, err := writeRelease(cfg.Out, name, version, origin, ms)
+			if err != nil {
 				return err
 			}
 			entries[2*i], entries[2*i+1] = sd, wh

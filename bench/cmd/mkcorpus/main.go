@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/dragonfly-fleet/fleet/bench/internal/dist"
 )
 
 func main() {
@@ -71,9 +73,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		t := m.Totals
-		fmt.Fprintf(stdout, "stream: %d distributions, %d files, %.1f MB compressed, %.1f MB expanded\n",
-			t.Distributions, t.Files, float64(t.Size)/1e6, float64(t.Expanded)/1e6)
+		printTotals(stdout, "stream", m.Totals)
 		return nil
 	case "extract":
 		if *to == "" {
@@ -90,12 +90,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t := m.Totals
-	fmt.Fprintf(stdout, "corpus: %d distributions, %d files, %.1f MB compressed, %.1f MB expanded\n",
-		t.Distributions, t.Files, float64(t.Size)/1e6, float64(t.Expanded)/1e6)
+	printTotals(stdout, "corpus", m.Totals)
 	if m.Big.Mega != nil {
 		fmt.Fprintf(stdout, "mega wheel: %s, %d files, %.1f MB compressed, %.1f MB expanded\n",
 			m.Big.Mega.File, m.Big.Mega.Files, float64(m.Big.Mega.Size)/1e6, float64(m.Big.Mega.Expanded)/1e6)
 	}
 	return nil
+}
+
+// printTotals prints a manifest's totals as "label: N distributions, ...".
+func printTotals(w io.Writer, label string, t dist.Totals) {
+	fmt.Fprintf(w, "%s: %d distributions, %d files, %.1f MB compressed, %.1f MB expanded\n",
+		label, t.Distributions, t.Files, float64(t.Size)/1e6, float64(t.Expanded)/1e6)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,16 +132,8 @@ func buildStream(ctx context.Context, cfg config) (*dist.Manifest, error) {
 			}
 			name, version, origin := r.Name, nextVersion(r.Version), d.Pkg+"="+d.Version
 			ms = changeForNext(ms, version)
-			sd := dist.Entry{Kind: dist.Sdist, Name: name, Version: version, Debs: []string{origin}}
-			if err := writeArchive(scfg.Out, "dists/"+sdistName(name, version), &sd, func(w io.Writer) (counts, error) {
-				return writeSdist(w, name, version, origin, ms)
-			}); err != nil {
-				return err
-			}
-			wh := dist.Entry{Kind: dist.Wheel, Name: name, Version: version, Debs: []string{origin}}
-			if err := writeArchive(scfg.Out, "dists/"+wheelName(name, version), &wh, func(w io.Writer) (counts, error) {
-				return writeWheel(w, name, version, origin, ms)
-			}); err != nil {
+			sd, wh, err := writeRelease(scfg.Out, name, version, origin, ms)
+			if err != nil {
 				return err
 			}
 			next[2*i], next[2*i+1] = sd, wh
@@ -170,18 +161,8 @@ func linkOrCopy(src, dst string) error {
 	if err := os.Link(src, dst); err == nil {
 		return nil
 	}
-	in, err := os.Open(src)
-	if err != nil {
+	if err := dist.CopyFile(src, dst); err != nil {
 		return fmt.Errorf("stream: %w", err)
 	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return fmt.Errorf("stream: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("stream: copy %s: %w", filepath.Base(src), err)
-	}
-	return out.Close()
+	return nil
 }

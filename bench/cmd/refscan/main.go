@@ -106,26 +106,6 @@ func compileDir(dir string) (*yara.Rules, error) {
 	return r, nil
 }
 
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("open: %w", err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return fmt.Errorf("create: %w", err)
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return nil
-}
-
 func run(ctx context.Context, cfg config, w io.Writer) error {
 	m, err := dist.ReadManifest(cfg.Corpus)
 	if err != nil {
@@ -179,7 +159,7 @@ func scanOne(sc *yara.Scanner, archive, tmp string, res *result) (time.Duration,
 	}
 	defer os.RemoveAll(dir)
 	local := filepath.Join(dir, filepath.Base(archive))
-	if err := copyFile(archive, local); err != nil {
+	if err := dist.CopyFile(archive, local); err != nil {
 		return 0, err
 	}
 	root := filepath.Join(dir, "x")

@@ -262,3 +262,24 @@ func extractZip(src, dst string) (st Stats, err error) {
 	}
 	return st, nil
 }
+
+// CopyFile copies the file src to dst (created or truncated).
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
