@@ -136,14 +136,7 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	cancel()
 	// Reconnecting with the same identity is refused for a while.
 	again := f.worker("stalled", 4)
-	select {
-	case err := <-again.recv:
-		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "stalled") {
-			t.Fatalf("reconnect: %v, want Unavailable naming the stall", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stalled identity was let back in at once")
-	}
+	wantEnded(t, again.recv, codes.Unavailable, "stalled", "the stalled identity reconnecting")
 	// The job still goes through an honest worker.
 	honest := f.worker("honest", 1)
 	honest.ready()
@@ -516,14 +509,7 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 				Score: 100, TopFile: "x.py", TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
 			}}})
-			select {
-			case err := <-liar.recv:
-				if status.Code(err) != codes.InvalidArgument {
-					t.Fatalf("liar's session ended with %v, want InvalidArgument", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("an invalid result was accepted")
-			}
+			wantEnded(t, liar.recv, codes.InvalidArgument, "", "the liar's session (an invalid result)")
 			honest := f.worker("honest", 1)
 			honest.ready()
 			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
@@ -627,20 +613,20 @@ func TestOversizedMessageEndsSessionSayingSo(t *testing.T) {
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{{
 		TaskId: 1, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: strings.Repeat("x", 5<<20)}},
 	}}}}})
+	wantEnded(t, w.recv, codes.ResourceExhausted, "", "the oversized message's session, at the worker")
+	wantEnded(t, obs.ended, codes.ResourceExhausted, "larger than max", "the oversized message's session, at the coordinator")
+}
+
+// wantEnded waits (at most 10 s) for the error that ended a session and
+// checks its code and that it names substr.
+func wantEnded(t *testing.T, ended <-chan error, code codes.Code, substr, what string) {
+	t.Helper()
 	select {
-	case err := <-w.recv:
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("worker told %v, want ResourceExhausted", err)
+	case err := <-ended:
+		if status.Code(err) != code || !strings.Contains(err.Error(), substr) {
+			t.Fatalf("%s ended with %v, want %v naming %q", what, err, code, substr)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the oversized message did not end the session")
-	}
-	select {
-	case err := <-obs.ended:
-		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
-			t.Fatalf("coordinator ended the session with %v, want ResourceExhausted naming the size", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the session did not end at the coordinator")
+		t.Fatalf("%s did not end", what)
 	}
 }
