@@ -2,8 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"testing/synctest"
@@ -11,50 +9,14 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-// chanServerStream is a server stream made of channels, so a session runs in
-// a synctest bubble (gRPC's transport does not block durably there).
-type chanServerStream struct {
-	streamStub
-	in  chan *fleetv1.ConnectRequest  // worker -> coordinator
-	out chan *fleetv1.ConnectResponse // coordinator -> worker
-}
-
-func (s *chanServerStream) Recv() (*fleetv1.ConnectRequest, error) {
-	select {
-	case m, ok := <-s.in:
-		if !ok {
-			return nil, io.EOF
-		}
-		return m, nil
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	}
-}
-
-func (s *chanServerStream) Send(m *fleetv1.ConnectResponse) error {
-	select {
-	case s.out <- m:
-		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
-	}
-}
-
-// streamStub is the part of grpc.ServerStream the tests' streams do not
-// use (headers, trailers, raw messages), and their context.
-type streamStub struct{ ctx context.Context }
-
-func (s streamStub) Context() context.Context   { return s.ctx }
-func (streamStub) SetHeader(metadata.MD) error  { return nil }
-func (streamStub) SendHeader(metadata.MD) error { return nil }
-func (streamStub) SetTrailer(metadata.MD)       {}
-func (streamStub) SendMsg(any) error            { return errors.New("not used") }
-func (streamStub) RecvMsg(any) error            { return errors.New("not used") }
+// chanServerStream is the coordinator's side of a worker session, made of
+// channels (In: worker -> coordinator, Out: coordinator -> worker).
+type chanServerStream = testkit.ChanStream[*fleetv1.ConnectRequest, *fleetv1.ConnectResponse]
 
 // TestHeartbeatExpiry, on synctest's clock: a worker that goes silent is
 // dropped at the first heartbeat tick more than HeartbeatMisses intervals
@@ -76,17 +38,17 @@ func TestHeartbeatExpiry(t *testing.T) {
 
 		connect := func(id string) (*chanServerStream, chan error, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
-			s := &chanServerStream{streamStub: streamStub{ctx}, in: make(chan *fleetv1.ConnectRequest, 16), out: make(chan *fleetv1.ConnectResponse, 64)}
+			s := &chanServerStream{StreamStub: testkit.StreamStub{Ctx: ctx}, In: make(chan *fleetv1.ConnectRequest, 16), Out: make(chan *fleetv1.ConnectResponse, 64)}
 			done := make(chan error, 1)
 			go func() { done <- c.Connect(s) }()
-			s.in <- hello(id, 1)
-			s.in <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}}
+			s.In <- hello(id, 1)
+			s.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}}
 			return s, done, cancel
 		}
 		silent, silentDone, stopSilent := connect("silent")
 		defer stopSilent()
 		// It gets the task, then never speaks again.
-		for m := range silent.out {
+		for m := range silent.Out {
 			if m.GetAssign() != nil {
 				break
 			}
@@ -100,13 +62,13 @@ func TestHeartbeatExpiry(t *testing.T) {
 		go func() {
 			for {
 				select {
-				case <-live.ctx.Done():
+				case <-live.Ctx.Done():
 					return
 				case <-time.After(5 * time.Second):
 				}
 				select {
-				case live.in <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}:
-				case <-live.ctx.Done():
+				case live.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}:
+				case <-live.Ctx.Done():
 					return
 				}
 			}
@@ -121,7 +83,7 @@ func TestHeartbeatExpiry(t *testing.T) {
 			t.Fatalf("silent session ended with %v, want DeadlineExceeded", err)
 		}
 		// Its task went to the live worker.
-		for m := range live.out {
+		for m := range live.Out {
 			if ts := m.GetAssign().GetTasks(); len(ts) == 1 && ts[0].GetUrl() == "u1" {
 				break
 			}
@@ -132,8 +94,8 @@ func TestHeartbeatExpiry(t *testing.T) {
 		go func() {
 			for {
 				select {
-				case <-live.out:
-				case <-live.ctx.Done():
+				case <-live.Out:
+				case <-live.Ctx.Done():
 					return
 				}
 			}

@@ -90,7 +90,7 @@ func (o *fzObserver) JobFinished(out dispatch.Outcome) {
 // fzServerStream is a FleetService_ConnectServer that replays a script of
 // worker messages and checks every message the coordinator sends.
 type fzServerStream struct {
-	streamStub
+	testkit.StreamStub
 	script   []*fleetv1.ConnectRequest
 	endErr   error // returned by Recv after the script (io.EOF: clean close)
 	failSend int   // the failSend-th Send fails (0: never)
@@ -169,8 +169,8 @@ func (s *fzServerStream) Recv() (*fleetv1.ConnectRequest, error) {
 			close(s.drained)
 		}
 		if s.endErr == nil {
-			<-s.ctx.Done()
-			return nil, s.ctx.Err()
+			<-s.Ctx.Done()
+			return nil, s.Ctx.Err()
 		}
 		return nil, s.endErr
 	}
@@ -257,7 +257,7 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st := &fzServerStream{
-		streamStub: streamStub{ctx}, script: script, endErr: io.EOF, failSend: int(mode >> 2),
+		StreamStub: testkit.StreamStub{Ctx: ctx}, script: script, endErr: io.EOF, failSend: int(mode >> 2),
 		jobs: map[string]dispatch.Job{}, changed: make(chan struct{}), drained: make(chan struct{}),
 		outstanding: map[uint64]bool{}, assigned: map[uint64]bool{}, answered: map[uint64]bool{},
 	}

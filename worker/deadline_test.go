@@ -34,11 +34,11 @@ func scanningSession(t *testing.T, files *memFiles, threads int, maxTaskTime tim
 	})
 	s := <-client.streams
 	<-client.tries
-	if m := <-s.out; m.GetHello() == nil {
+	if m := <-s.Out; m.GetHello() == nil {
 		t.Fatalf("first message %v, want Hello", m)
 	}
 	welcomeEvery(s, MaxHeartbeat)
-	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
+	s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
 	if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
 		t.Fatalf("rules status %v, want demo ready", st)
 	}
@@ -60,7 +60,7 @@ func TestTaskPastMaxTaskTimeFails(t *testing.T) {
 		s := scanningSession(t, files, 2, 90*time.Second)
 		assigned := time.Now()
 		lease := timestamppb.New(assigned.Add(60 * time.Second))
-		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
+		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
 			stalledTask(1, lease),
 			{TaskId: 2, Url: "https://files.example/slow/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: lease},
 		}}}}
@@ -109,7 +109,7 @@ func TestTaskTimeCeiling(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := scanningSession(t, newMemFiles(t, 0), 1, 0)
 				assigned := time.Now()
-				s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{stalledTask(1, tc.deadline(assigned))}}}}
+				s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{stalledTask(1, tc.deadline(assigned))}}}}
 				rs := nextMsg(t, s).GetResults().GetResults()
 				took := time.Since(assigned)
 				if len(rs) != 1 || rs[0].GetFailure().GetLimit() != "time" {
@@ -134,7 +134,7 @@ func TestTaskBoundPassedWhileQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := scanningSession(t, newMemFiles(t, 0), 1, 0)
 		now := time.Now()
-		s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
+		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{
 			stalledTask(1, nil), // holds the only slot for MaxTaskTime
 			{TaskId: 2, Url: "https://files.example/reqeusts-2.31.0.tar.gz", RulesHash: "demo", LeaseDeadline: timestamppb.New(now.Add(time.Minute))},
 		}}}}

@@ -19,13 +19,13 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -267,42 +267,13 @@ func (e *env) task(id uint64, name, hash string) *fleetv1.Task {
 
 var demoHash = rules.ContentHash(demo.Rules())
 
-// chanStream is a client stream made of channels, so a worker session runs
-// inside a synctest bubble (gRPC's transport does not block durably there).
+// chanStream is the worker's side of a session, made of channels (In:
+// coordinator -> worker, Out: worker -> coordinator, Fail: the stream
+// breaks), and when the worker connected.
 type chanStream struct {
-	ctx  context.Context
-	fail chan error                    // Recv returns what it receives here
-	in   chan *fleetv1.ConnectResponse // coordinator -> worker
-	out  chan *fleetv1.ConnectRequest  // worker -> coordinator
-	when time.Time                     // when the worker connected
+	testkit.ChanStream[*fleetv1.ConnectResponse, *fleetv1.ConnectRequest]
+	when time.Time
 }
-
-func (s *chanStream) Recv() (*fleetv1.ConnectResponse, error) {
-	select {
-	case m := <-s.in:
-		return m, nil
-	case err := <-s.fail:
-		return nil, err
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	}
-}
-
-func (s *chanStream) Send(m *fleetv1.ConnectRequest) error {
-	select {
-	case s.out <- m:
-		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
-	}
-}
-
-func (s *chanStream) CloseSend() error             { return nil }
-func (s *chanStream) Header() (metadata.MD, error) { return nil, nil }
-func (s *chanStream) Trailer() metadata.MD         { return nil }
-func (s *chanStream) Context() context.Context     { return s.ctx }
-func (s *chanStream) SendMsg(any) error            { return errors.New("not used") }
-func (s *chanStream) RecvMsg(any) error            { return errors.New("not used") }
 
 // chanClient hands each Connect's stream to the test; refuse, when set,
 // fails the Connect instead.
@@ -319,7 +290,9 @@ func (c *chanClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.Bi
 			return nil, err
 		}
 	}
-	s := &chanStream{ctx: ctx, fail: make(chan error, 1), in: make(chan *fleetv1.ConnectResponse, 16), out: make(chan *fleetv1.ConnectRequest, 1024), when: time.Now()}
+	s := &chanStream{ChanStream: testkit.ChanStream[*fleetv1.ConnectResponse, *fleetv1.ConnectRequest]{
+		StreamStub: testkit.StreamStub{Ctx: ctx}, Fail: make(chan error, 1), In: make(chan *fleetv1.ConnectResponse, 16), Out: make(chan *fleetv1.ConnectRequest, 1024),
+	}, when: time.Now()}
 	c.streams <- s
 	return s, nil
 }
@@ -361,14 +334,14 @@ func startLoop(w *Worker) (stop func() error) {
 
 // welcomeEvery sends Welcome with heartbeat interval d on s.
 func welcomeEvery(s *chanStream, d time.Duration) {
-	s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(d)}}}
+	s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{HeartbeatInterval: durationpb.New(d)}}}
 }
 
 // nextMsg is the worker's next message that is not a heartbeat.
 func nextMsg(t *testing.T, s *chanStream) *fleetv1.ConnectRequest {
 	t.Helper()
 	for {
-		m := <-s.out
+		m := <-s.Out
 		if m.GetHeartbeat() == nil {
 			return m
 		}

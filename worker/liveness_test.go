@@ -20,7 +20,7 @@ func untilReconnect(client *chanClient, s *chanStream, from time.Time) ([]time.D
 	var beats []time.Duration
 	for {
 		select {
-		case m := <-s.out:
+		case m := <-s.Out:
 			if m.GetHeartbeat() != nil {
 				beats = append(beats, time.Since(from))
 			}
@@ -41,7 +41,7 @@ func TestWorkerDropsASilentCoordinator(t *testing.T) {
 
 		s1 := <-client.streams
 		<-client.tries
-		if h := (<-s1.out).GetHello(); h.GetWorkerId() != "w" {
+		if h := (<-s1.Out).GetHello(); h.GetWorkerId() != "w" {
 			t.Fatalf("first message %v, want Hello", h)
 		}
 		welcomeEvery(s1, 5*time.Second)
@@ -82,7 +82,7 @@ func TestHeartbeatIntervalClamped(t *testing.T) {
 					Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil))
 
 				s1 := <-client.streams
-				<-s1.out // Hello
+				<-s1.Out // Hello
 				welcomeEvery(s1, tc.asked)
 				welcomeEvery(s1, tc.asked)
 				welcomed := time.Now()
@@ -140,14 +140,14 @@ func TestReconnectBackoff(t *testing.T) {
 		refusing.Store(false)
 		<-client.tries
 		s := <-client.streams
-		<-s.out // Hello
+		<-s.Out // Hello
 		welcomeEvery(s, 5*time.Second)
 		for range 3 {
-			<-s.out // heartbeats at 5, 10, 15 s
-			s.in <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
+			<-s.Out // heartbeats at 5, 10, 15 s
+			s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
 		}
 		refusing.Store(true)
-		s.fail <- errors.New("connection reset") // the stream breaks
+		s.Fail <- errors.New("connection reset") // the stream breaks
 		broke := time.Now()
 		if gap := (<-client.tries).Sub(broke); gap > time.Second {
 			t.Fatalf("wait after a healthy session %v, want at most the 1 s minimum", gap)

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -45,7 +43,7 @@ func fzEncode(msgs ...*fleetv1.ConnectResponse) []byte { return testkit.EncodeFr
 // fzClientStream is a FleetService_ConnectClient that replays a script of
 // coordinator messages and checks every message the worker sends.
 type fzClientStream struct {
-	ctx     context.Context
+	testkit.StreamStub
 	script  []*fleetv1.ConnectResponse
 	drained chan struct{} // closed when the script has been handed to the worker
 	hangup  chan struct{} // closed by the harness: Recv ends the stream
@@ -79,8 +77,8 @@ func (s *fzClientStream) Recv() (*fleetv1.ConnectResponse, error) {
 		select {
 		case <-s.hangup:
 			return nil, s.endErr
-		case <-s.ctx.Done():
-			return nil, status.FromContextError(s.ctx.Err()).Err()
+		case <-s.Ctx.Done():
+			return nil, status.FromContextError(s.Ctx.Err()).Err()
 		}
 	}
 	m := s.script[0]
@@ -187,17 +185,11 @@ func (s *fzClientStream) CloseSend() error {
 	return nil
 }
 
-func (s *fzClientStream) Header() (metadata.MD, error) { return nil, nil }
-func (s *fzClientStream) Trailer() metadata.MD         { return nil }
-func (s *fzClientStream) Context() context.Context     { return s.ctx }
-func (s *fzClientStream) SendMsg(any) error            { return errors.New("fuzz: SendMsg not used") }
-func (s *fzClientStream) RecvMsg(any) error            { return errors.New("fuzz: RecvMsg not used") }
-
 // fzClient hands out one stream.
 type fzClient struct{ stream *fzClientStream }
 
 func (c fzClient) Connect(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[fleetv1.ConnectRequest, fleetv1.ConnectResponse], error) {
-	c.stream.ctx = ctx
+	c.stream.Ctx = ctx
 	return c.stream, nil
 }
 

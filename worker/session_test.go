@@ -224,7 +224,7 @@ func TestResultBatchesSplitBelowTheLimit(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tc.asked), func(t *testing.T) {
 			w := testWorker(t, &chanClient{}, Config{BackoffMin: time.Second, BackoffMax: time.Second}, nil)
-			stream := &chanStream{ctx: t.Context(), out: make(chan *fleetv1.ConnectRequest, 64)}
+			stream := &chanStream{ChanStream: testkit.ChanStream[*fleetv1.ConnectResponse, *fleetv1.ConnectRequest]{StreamStub: testkit.StreamStub{Ctx: t.Context()}, Out: make(chan *fleetv1.ConnectRequest, 64)}}
 			s := &coordinatorSession{w: w, stream: stream, interval: 5 * time.Second, maxRequest: protocol.LegacyRequestBytes}
 			hb := time.NewTicker(time.Hour)
 			defer hb.Stop()
@@ -242,10 +242,10 @@ func TestResultBatchesSplitBelowTheLimit(t *testing.T) {
 			if err := s.flushResults(); err != nil {
 				t.Fatal(err)
 			}
-			close(stream.out)
+			close(stream.Out)
 			var ids []uint64
 			messages := 0
-			for m := range stream.out {
+			for m := range stream.Out {
 				messages++
 				if size := proto.Size(m); size > tc.used {
 					t.Errorf("message %d of %d bytes over the %d-byte limit", messages, size, tc.used)

@@ -2,10 +2,14 @@ package testkit
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,5 +53,42 @@ func TestSyncBuffer(t *testing.T) {
 	<-done
 	if s := b.String(); len(s) != 2 {
 		t.Fatalf("%q", s)
+	}
+}
+
+// TestChanStream: Recv gives In's messages, then io.EOF once In is closed,
+// or Fail's error; Send puts on Out; both give the context's error once it
+// ends. It serves as either side's gRPC stream.
+func TestChanStream(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	s := &ChanStream[int, string]{StreamStub: StreamStub{Ctx: ctx}, In: make(chan int, 1), Out: make(chan string, 1), Fail: make(chan error, 1)}
+	var _ grpc.BidiStreamingServer[fleetv1.Hello, fleetv1.Welcome] = &ChanStream[*fleetv1.Hello, *fleetv1.Welcome]{}
+	var _ grpc.BidiStreamingClient[fleetv1.Hello, fleetv1.Welcome] = &ChanStream[*fleetv1.Welcome, *fleetv1.Hello]{}
+	s.In <- 7
+	if m, err := s.Recv(); m != 7 || err != nil {
+		t.Fatalf("Recv = %d, %v; want 7", m, err)
+	}
+	broken := errors.New("broken")
+	s.Fail <- broken
+	if _, err := s.Recv(); err != broken {
+		t.Fatalf("Recv = %v; want Fail's error", err)
+	}
+	if err := s.Send("x"); err != nil || <-s.Out != "x" {
+		t.Fatalf("Send: %v", err)
+	}
+	close(s.In)
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("Recv after In closed = %v; want io.EOF", err)
+	}
+	s.In, s.Out = nil, nil // never ready
+	cancel()
+	if _, err := s.Recv(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Recv after cancel = %v", err)
+	}
+	if err := s.Send("y"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send after cancel = %v", err)
+	}
+	if s.Context() != ctx {
+		t.Fatal("Context is not the stream's")
 	}
 }
