@@ -310,21 +310,11 @@ func (w *fakeWorker) send(m *fleetv1.ConnectRequest) {
 // next returns the next message that is not a heartbeat.
 func (w *fakeWorker) next() *fleetv1.ConnectResponse {
 	w.t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case m, ok := <-w.in:
-			if !ok {
-				w.t.Fatalf("stream ended: %v", <-w.recv)
-			}
-			if m.GetHeartbeat() != nil {
-				continue
-			}
-			return m
-		case <-timeout:
-			w.t.Fatal("timed out waiting for a message")
-		}
+	m, ok := testkit.NextNonHeartbeat(w.t, w.in, 10*time.Second)
+	if !ok {
+		w.t.Fatalf("stream ended: %v", <-w.recv)
 	}
+	return m
 }
 
 // ready reads Welcome and the rule set and reports the rules ready.

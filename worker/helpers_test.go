@@ -100,21 +100,8 @@ func (s *fakeSession) send(m *fleetv1.ConnectResponse) {
 // when the worker closed its side.
 func (s *fakeSession) next() *fleetv1.ConnectRequest {
 	s.t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case m, ok := <-s.in:
-			if !ok {
-				return nil
-			}
-			if m.GetHeartbeat() != nil {
-				continue
-			}
-			return m
-		case <-timeout:
-			s.t.Fatal("timed out waiting for the worker")
-		}
-	}
+	m, _ := testkit.NextNonHeartbeat(s.t, s.in, 20*time.Second)
+	return m
 }
 
 // welcome sends Welcome and a rule set and waits until the worker has it ready.

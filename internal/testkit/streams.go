@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"testing"
+	"time"
 
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -59,5 +62,23 @@ func (s *ChanStream[R, S]) Send(m S) error {
 		return nil
 	case <-s.Ctx.Done():
 		return s.Ctx.Err()
+	}
+}
+
+// NextNonHeartbeat returns the next message from in that is not a
+// heartbeat (either direction's message); ok is false once in is closed.
+// It fails t when none comes within timeout.
+func NextNonHeartbeat[M interface{ GetHeartbeat() *fleetv1.Heartbeat }](t testing.TB, in <-chan M, timeout time.Duration) (m M, ok bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok || m.GetHeartbeat() == nil {
+				return m, ok
+			}
+		case <-deadline:
+			t.Fatalf("no message but heartbeats within %v", timeout)
+		}
 	}
 }

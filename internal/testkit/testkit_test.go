@@ -92,3 +92,19 @@ func TestChanStream(t *testing.T) {
 		t.Fatal("Context is not the stream's")
 	}
 }
+
+// TestNextNonHeartbeat: heartbeats are passed over; a closed channel gives
+// ok false.
+func TestNextNonHeartbeat(t *testing.T) {
+	in := make(chan *fleetv1.ConnectRequest, 3)
+	in <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
+	in <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{WorkerId: "w"}}}
+	if m, ok := NextNonHeartbeat(t, in, time.Minute); !ok || m.GetHello().GetWorkerId() != "w" {
+		t.Fatalf("got %v, %v; want the Hello", m, ok)
+	}
+	in <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
+	close(in)
+	if m, ok := NextNonHeartbeat(t, in, time.Minute); ok || m != nil {
+		t.Fatalf("got %v, %v after close; want nil, false", m, ok)
+	}
+}
