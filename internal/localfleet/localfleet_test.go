@@ -145,8 +145,12 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 		mainframe.Job{Name: "tinycolors", Version: "1.2.0", Distributions: []string{srv.URL + "/tinycolors-1.2.0.tar.gz", srv.URL + "/tinycolors-1.2.0-py3-none-any.whl"}, Attempt: &one})
 
 	obs := &sessions{Observer: coordinator.NopObserver()}
+	// Heartbeats every 2 s: with 200 ms ones a loaded machine (this suite
+	// beside other race-enabled tests) once cut the session for missed
+	// heartbeats. What the test guards against, a message over the limit,
+	// ends the session at once whatever the interval.
 	c, err := coordinator.New(coordinator.Config{
-		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
+		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 2 * time.Second,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second, Prefetch: coordinator.DefaultPrefetch,
 		Logger: slog.New(slog.DiscardHandler), Observer: obs,
 	})
