@@ -245,18 +245,11 @@ func compileSubset(s Set) (*yara.Rules, error) {
 
 // compileText compiles YARA source text (empty: a set without rules).
 func compileText(text string) (*yara.Rules, error) {
-	c, err := yara.NewCompiler()
+	yr, _, err := yaraCompile(text)
 	if err != nil {
-		return nil, fmt.Errorf("yara compiler: %w", err)
+		return nil, fmt.Errorf("yara: %w", err)
 	}
-	defer c.Destroy()
-	c.DisableIncludes()
-	if text != "" {
-		if err := c.AddString(text, ""); err != nil {
-			return nil, fmt.Errorf("yara: %w", err)
-		}
-	}
-	return c.GetRules()
+	return yr, nil
 }
 
 // profiler scans files with one rule set after another.

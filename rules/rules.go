@@ -192,31 +192,26 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 		return nil, nil, &CompileError{Messages: []string{"empty rule set"}, Diagnostics: []Diagnostic{{Severity: Error, Text: "empty rule set"}}}
 	}
 	text, lm := s.join(stems)
-	c, err := yara.NewCompiler()
-	if err != nil {
-		return nil, nil, fmt.Errorf("yara compiler: %w", err)
-	}
-	defer c.Destroy()
-	c.DisableIncludes()
-	addErr := c.AddString(text, "")
-	var diags []Diagnostic
-	for _, m := range c.Warnings {
-		diags = append(diags, lm.diagnostic(Warning, m))
-	}
-	if addErr != nil || len(c.Errors) > 0 {
-		ce := &CompileError{}
-		for _, m := range c.Errors {
-			ce.Diagnostics = append(ce.Diagnostics, lm.diagnostic(Error, m))
+	yr, msgs, err := yaraCompile(text)
+	var diags, errs []Diagnostic
+	for _, m := range msgs {
+		if m.warning {
+			diags = append(diags, lm.diagnostic(Warning, m))
+		} else {
+			errs = append(errs, lm.diagnostic(Error, m))
 		}
+	}
+	var srcErr *sourceError
+	if errors.As(err, &srcErr) || len(errs) > 0 {
+		ce := &CompileError{Diagnostics: errs}
 		if len(ce.Diagnostics) == 0 {
-			ce.Diagnostics = append(ce.Diagnostics, Diagnostic{Severity: Error, Text: clip.String(addErr.Error(), maxMessage)})
+			ce.Diagnostics = append(ce.Diagnostics, Diagnostic{Severity: Error, Text: clip.String(err.Error(), maxMessage)})
 		}
 		for _, d := range ce.Diagnostics {
 			ce.Messages = append(ce.Messages, d.location()+d.Text)
 		}
 		return nil, append(diags, ce.Diagnostics...), ce
 	}
-	yr, err := c.GetRules()
 	if err != nil {
 		return nil, diags, fmt.Errorf("yara rules: %w", err)
 	}
@@ -282,13 +277,10 @@ func sourceAt(firstLine []int, line int) int {
 }
 
 // diagnostic turns a libyara message into a diagnostic located in its file.
-func (lm lineMap) diagnostic(sev Severity, m yara.CompilerMessage) Diagnostic {
-	d := Diagnostic{Severity: sev, Text: clip.String(m.Text, maxMessage)}
-	if m.Rule != nil && sev == Warning {
-		// A warning's rule is complete; an error's may be half built.
-		d.Rule = m.Rule.Identifier()
-	}
-	if i, line := lm.locate(m.Line); i >= 0 {
+func (lm lineMap) diagnostic(sev Severity, m yaraMessage) Diagnostic {
+	// m.rule is set for warnings only: an error's rule may be half built.
+	d := Diagnostic{Severity: sev, Text: clip.String(m.text, maxMessage), Rule: m.rule}
+	if i, line := lm.locate(m.line); i >= 0 {
 		d.File, d.Stem, d.Line = lm.files[i], lm.stems[i], line
 	}
 	return d

@@ -24,7 +24,6 @@ package rules
 // makes Rules fail and Subset fall back to the whole set.
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -36,7 +35,6 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/score"
-	yara "github.com/hillu/go-yara/v4"
 )
 
 // RuleInfo is one rule of a set as its source declares it.
@@ -142,29 +140,6 @@ func (s Set) Subset(names []string) (Set, error) {
 // Source is the set c was compiled from (its sources are shared, not
 // copied: do not modify them).
 func (c *Compiled) Source() Set { return c.src }
-
-// CompileCompact compiles s like Compile, then saves the compiled rules and
-// loads them again: libyara then keeps them in buffers of their own size
-// (about 100 kB for the bench rules) instead of the compiler's, which start
-// at 1 MiB per section (about 8 MiB resident per compiled set whatever its
-// size). For rule sets kept in numbers, such as subsets.
-func CompileCompact(s Set) (*Compiled, error) {
-	c, err := Compile(s)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := c.yara.Write(&buf); err != nil {
-		return nil, fmt.Errorf("save compiled rules: %w", err)
-	}
-	yr, err := yara.ReadRules(&buf)
-	if err != nil {
-		return nil, fmt.Errorf("load compiled rules: %w", err)
-	}
-	c.yara.Destroy()
-	c.yara = yr
-	return c, nil
-}
 
 // SubsetHash is the hash of the subset of the set with hash parent holding
 // the rules held (in any order).

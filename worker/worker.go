@@ -155,7 +155,7 @@ type Config struct {
 	// most a coordinator assigns beyond a session's slots).
 	MaxPrefetch int
 
-	// compileRules compiles a pushed rule set. Default rules.CompileCompact
+	// compileRules compiles a pushed rule set. Default rules.Compile
 	// (the compiled rules in buffers of their own size, not the compiler's
 	// 1 MiB per section: about 7 MiB less per set held); tests
 	// hold compiles to observe their order.
@@ -190,7 +190,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxTaskTime = bound.Or(c.MaxTaskTime, DefaultMaxTaskTime)
 	c.MaxPrefetch = bound.Or(c.MaxPrefetch, DefaultMaxPrefetch)
 	if c.compileRules == nil {
-		c.compileRules = rules.CompileCompact
+		c.compileRules = rules.Compile
 	}
 	return c, nil
 }

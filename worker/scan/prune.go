@@ -367,7 +367,7 @@ func (t *target) compileSubset(names []string) (*rules.Compiled, error) {
 	}
 	// Compact: a subset costs its own size, not the compiler's buffers
 	// (about 8 MiB resident per compiled set).
-	c, err := rules.CompileCompact(sub)
+	c, err := rules.Compile(sub)
 	if err != nil {
 		return nil, fmt.Errorf("rule subset of %d rules: %w", len(names), err)
 	}
