@@ -6,57 +6,79 @@ package rules
 #include <string.h>
 #include <yara.h>
 
+// DF_MAX_MESSAGES bounds the bytes of compiler messages kept: a hostile
+// rule set can make libyara warn about every string (two warnings for each
+// six bytes of source); the messages beyond are counted, not kept.
+#define DF_MAX_MESSAGES (1 << 20)
+
 // df_buf is a growable buffer in C memory.
 typedef struct {
 	char* data;
 	size_t len;
 	size_t cap;
 	int oom;
+	size_t dropped; // messages not kept (over DF_MAX_MESSAGES, or no memory)
 } df_buf;
 
+// df_reserve makes room for n more bytes; 0 when memory runs out.
+static int df_reserve(df_buf* b, size_t n) {
+	if (n > SIZE_MAX / 4 - b->len) {
+		return 0;
+	}
+	if (b->len + n <= b->cap) {
+		return 1;
+	}
+	size_t c = b->cap ? b->cap : 4096;
+	while (c < b->len + n) {
+		c *= 2;
+	}
+	char* d = realloc(b->data, c);
+	if (d == NULL) {
+		return 0;
+	}
+	b->data = d;
+	b->cap = c;
+	return 1;
+}
+
 static void df_put(df_buf* b, const void* p, size_t n) {
-	if (b->oom) {
-		return;
-	}
-	if (b->len + n > b->cap) {
-		size_t c = b->cap ? b->cap : 4096;
-		while (c < b->len + n) {
-			c *= 2;
-		}
-		char* d = realloc(b->data, c);
-		if (d == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->data = d;
-		b->cap = c;
-	}
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
 }
 
 // df_message records one compiler message in the df_buf user_data points
 // to: its level and line (int32 each), then the rule's identifier (warnings
-// only: an error's rule may be half built) and the text, NUL-terminated.
+// only: an error's rule may be half built) and the text, NUL-terminated. A
+// record is written whole or not at all.
 static void df_message(int level, const char* file, int line, const YR_RULE* rule, const char* message, void* user_data) {
 	df_buf* b = user_data;
-	int32_t v[2] = {level, line};
-	df_put(b, v, sizeof v);
 	const char* id = "";
 	if (rule != NULL && level == YARA_ERROR_LEVEL_WARNING && rule->identifier != NULL) {
 		id = rule->identifier;
 	}
-	df_put(b, id, strlen(id) + 1);
 	if (message == NULL) {
 		message = "";
 	}
-	df_put(b, message, strlen(message) + 1);
+	size_t idn = strlen(id) + 1, mn = strlen(message) + 1;
+	int32_t v[2] = {level, line};
+	size_t n = sizeof v + idn + mn;
+	if (n > DF_MAX_MESSAGES - b->len || !df_reserve(b, n)) {
+		b->dropped++;
+		return;
+	}
+	df_put(b, v, sizeof v);
+	df_put(b, id, idn);
+	df_put(b, message, mn);
 }
 
 static size_t df_write(const void* ptr, size_t size, size_t count, void* user_data) {
 	df_buf* b = user_data;
+	if (b->oom || (size != 0 && count > SIZE_MAX / 4 / size) || !df_reserve(b, size * count)) {
+		b->oom = 1;
+		return 0;
+	}
 	df_put(b, ptr, size * count);
-	return b->oom ? 0 : count;
+	return count;
 }
 
 // df_compile compiles src (includes disabled) and saves the rules to saved.
@@ -86,7 +108,7 @@ static int df_compile(const char* src, df_buf* msgs, df_buf* saved, int* errors,
 	YR_STREAM st = {.user_data = saved, .write = df_write};
 	r = yr_rules_save_stream(rules, &st);
 	yr_rules_destroy(rules);
-	if (r == ERROR_SUCCESS && (saved->oom || msgs->oom)) {
+	if (saved->oom) {
 		r = ERROR_INSUFFICIENT_MEMORY;
 	}
 	return r;
@@ -97,7 +119,6 @@ import "C"
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -131,26 +152,38 @@ func yaraCompile(text string) (*yara.Rules, []yaraMessage, error) {
 	csrc := C.CString(text)
 	defer C.free(unsafe.Pointer(csrc))
 	var msgs, saved C.df_buf
-	defer C.free(unsafe.Pointer(msgs.data))
-	defer C.free(unsafe.Pointer(saved.data))
+	defer func() {
+		C.free(unsafe.Pointer(msgs.data))
+		C.free(unsafe.Pointer(saved.data))
+	}()
 	var nerr C.int
 	var errmsg [1024]C.char
 	code := C.df_compile(csrc, &msgs, &saved, &nerr, &errmsg[0], C.int(len(errmsg)))
-	ms, err := parseMessages(C.GoBytes(unsafe.Pointer(msgs.data), C.int(msgs.len)))
-	if err != nil {
-		return nil, nil, err
+	ms := parseMessages(cBytes(msgs.data, msgs.len))
+	if msgs.dropped > 0 {
+		ms = append(ms, yaraMessage{warning: true, text: fmt.Sprintf("%d more libyara messages not kept (over %d bytes of them)", msgs.dropped, C.DF_MAX_MESSAGES)})
 	}
 	if code != C.ERROR_SUCCESS {
-		return nil, ms, fmt.Errorf("yara: %w", yara.Error(code))
+		return nil, ms, yara.Error(code)
 	}
 	if nerr > 0 {
 		return nil, ms, &sourceError{msg: C.GoString(&errmsg[0])}
 	}
-	yr, err := yara.ReadRules(bytes.NewReader(C.GoBytes(unsafe.Pointer(saved.data), C.int(saved.len))))
+	// ReadRules copies what it needs into libyara's own memory before saved
+	// is freed.
+	yr, err := yara.ReadRules(bytes.NewReader(cBytes(saved.data, saved.len)))
 	if err != nil {
 		return nil, ms, fmt.Errorf("load compiled rules: %w", err)
 	}
 	return yr, ms, nil
+}
+
+// cBytes is the n bytes of C memory at p, not copied (nil when n is 0).
+func cBytes(p *C.char, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
 }
 
 // sourceError is libyara's message for YARA source that does not compile.
@@ -158,28 +191,24 @@ type sourceError struct{ msg string }
 
 func (e *sourceError) Error() string { return e.msg }
 
-// parseMessages reads the records df_message wrote.
-func parseMessages(b []byte) ([]yaraMessage, error) {
+// parseMessages reads the records df_message wrote (whole records only).
+func parseMessages(b []byte) []yaraMessage {
 	var ms []yaraMessage
-	for len(b) > 0 {
-		if len(b) < 8 {
-			return nil, errors.New("yara compiler messages: truncated record")
-		}
+	for len(b) >= 8 {
 		m := yaraMessage{
 			warning: int32(binary.NativeEndian.Uint32(b)) == C.YARA_ERROR_LEVEL_WARNING,
 			line:    int(int32(binary.NativeEndian.Uint32(b[4:]))),
 		}
-		b = b[8:]
 		var ok bool
-		if m.rule, b, ok = cutString(b); !ok {
-			return nil, errors.New("yara compiler messages: truncated rule name")
+		if m.rule, b, ok = cutString(b[8:]); !ok {
+			break
 		}
 		if m.text, b, ok = cutString(b); !ok {
-			return nil, errors.New("yara compiler messages: truncated text")
+			break
 		}
 		ms = append(ms, m)
 	}
-	return ms, nil
+	return ms
 }
 
 // cutString cuts a NUL-terminated string from the front of b.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 var gcSink atomic.Pointer[uint64]
@@ -57,5 +59,60 @@ func TestCompileWhileTheGCRuns(t *testing.T) {
 				t.Fatalf("warning %d: %#v", i, w)
 			}
 		}
+	}
+}
+
+// TestCompileFreesItsCMemory: compiling leaves no C memory behind once the
+// rules are destroyed (the buffers of messages and saved rules are freed on
+// every path, compiling or not).
+func TestCompileFreesItsCMemory(t *testing.T) {
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "rule r%d { strings: $a = /ab.*c%d/ condition: $a }\n", i, i)
+	}
+	good, bad := b.String(), b.String()+"rule broken { condition: nosuch }\n"
+	round := func() {
+		yr, ms, err := yaraCompile(good)
+		if err != nil || len(ms) != 300 {
+			t.Fatalf("%d messages, %v", len(ms), err)
+		}
+		yr.Destroy()
+		if _, _, err := yaraCompile(bad); err == nil {
+			t.Fatal("a rule naming no identifier compiled")
+		}
+	}
+	round() // libyara's own first-use allocations
+	before := testkit.CHeapInUse()
+	for range 50 {
+		round()
+	}
+	if grew := testkit.CHeapInUse() - before; grew > 1<<20 {
+		t.Fatalf("the C heap grew by %d bytes over 50 compiles", grew)
+	}
+}
+
+// TestCompileKeepsMessagesBounded: a set that makes libyara warn about every
+// string gives at most about 1 MiB of messages and says how many more there
+// were.
+func TestCompileKeepsMessagesBounded(t *testing.T) {
+	var b strings.Builder
+	for r := range 16 {
+		fmt.Fprintf(&b, "rule r%d { strings:", r)
+		for i := range 1000 {
+			fmt.Fprintf(&b, " $s%d = /.*x%d/", i, i)
+		}
+		b.WriteString(" condition: any of them }\n")
+	}
+	_, ms, err := yaraCompile(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, m := range ms {
+		size += 8 + len(m.rule) + len(m.text) + 2
+	}
+	last := ms[len(ms)-1]
+	if size > 1<<20+200 || !strings.Contains(last.text, "more libyara messages not kept") || !last.warning {
+		t.Fatalf("%d messages, %d bytes, last %+v", len(ms), size, last)
 	}
 }

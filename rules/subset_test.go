@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -313,8 +314,9 @@ func TestCompileIsLibyarasCompile(t *testing.T) {
 	}
 	text, _ := trickySet.join(trickySet.Stems())
 	// go-yara v4.2.4's Compiler lets the collector free its callback's
-	// handle during the compile (see yaraCompile): no collection meanwhile.
-	gc := debug.SetGCPercent(-1)
+	// handle during the compile (see yaraCompile): no collection meanwhile
+	// (nor one forced by a GOMEMLIMIT).
+	gc, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(math.MaxInt64)
 	yc, err := yara.NewCompiler()
 	if err == nil {
 		yc.DisableIncludes()
@@ -325,6 +327,7 @@ func TestCompileIsLibyarasCompile(t *testing.T) {
 		ref, err = yc.GetRules()
 	}
 	debug.SetGCPercent(gc)
+	debug.SetMemoryLimit(limit)
 	if err != nil {
 		t.Fatal(err)
 	}
