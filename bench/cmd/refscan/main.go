@@ -18,14 +18,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hillu/go-yara/v4"
 
 	"github.com/dragonfly-fleet/fleet/bench/internal/dist"
+	"github.com/dragonfly-fleet/fleet/rules"
 )
 
 // config is one refscan run.
@@ -76,34 +75,20 @@ func main() {
 	}
 }
 
-// compileDir compiles every *.yara file of dir as one source.
+// compileDir compiles the rule files of dir (*.yara and *.yar) as one
+// source, as the clients do (rules.Compile: go-yara v4.2.4's own compiler
+// may panic when the garbage collector runs during a compile; see
+// rules/compile.go).
 func compileDir(dir string) (*yara.Rules, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.yara"))
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no *.yara in %s", dir)
-	}
-	sort.Strings(files)
-	var src []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("read rules: %w", err)
-		}
-		src = append(src, string(b))
-	}
-	c, err := yara.NewCompiler()
+	set, err := rules.Load(dir)
 	if err != nil {
-		return nil, fmt.Errorf("yara compiler: %w", err)
+		return nil, err
 	}
-	defer c.Destroy()
-	if err := c.AddString(strings.Join(src, "\n"), ""); err != nil {
-		return nil, fmt.Errorf("compile rules: %w (%v)", err, c.Errors)
-	}
-	r, err := c.GetRules()
+	c, err := rules.Compile(set)
 	if err != nil {
-		return nil, fmt.Errorf("compile rules: %w", err)
+		return nil, err
 	}
-	return r, nil
+	return c.Yara(), nil
 }
 
 func run(ctx context.Context, cfg config, w io.Writer) error {
@@ -112,12 +97,12 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		return err
 	}
 	files := m.Files(cfg.Big)
-	rules, err := compileDir(cfg.Rules)
+	yr, err := compileDir(cfg.Rules)
 	if err != nil {
 		return err
 	}
-	defer rules.Destroy()
-	sc, err := yara.NewScanner(rules)
+	defer yr.Destroy()
+	sc, err := yara.NewScanner(yr)
 	if err != nil {
 		return fmt.Errorf("yara scanner: %w", err)
 	}
