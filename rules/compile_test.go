@@ -116,3 +116,19 @@ func TestCompileKeepsMessagesBounded(t *testing.T) {
 		t.Fatalf("%d messages, %d bytes, last %+v", len(ms), size, last)
 	}
 }
+
+// BenchmarkCompile compiles the bench rules (bench/rules: 54 rules), as a
+// worker does for each rule set pushed to it.
+func BenchmarkCompile(b *testing.B) {
+	set, err := Load("../bench/rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		c, err := Compile(set)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Yara().Destroy()
+	}
+}
