@@ -10,6 +10,8 @@ package clip
 
 import (
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -61,11 +63,15 @@ const marker = "…[cut "
 // String returns s if it has at most n bytes; otherwise a prefix of s, cut at a
 // rune boundary, followed by "…[cut N bytes]", the whole at most n bytes long
 // (for n too small to hold the marker, the prefix alone). n <= 0 means Default.
-func String(s string, n int) string {
+func String(s string, n int) string { return cut(s, n, 0) }
+
+// cut is String of s followed by more bytes that are not at hand (counted in
+// the marker, never shown).
+func cut(s string, n, more int) string {
 	if n <= 0 {
 		n = Default
 	}
-	if len(s) <= n {
+	if len(s) <= n && more == 0 {
 		return s
 	}
 	// The marker's length depends on the count it carries; reserve enough
@@ -75,7 +81,7 @@ func String(s string, n int) string {
 		return prefix(s, n)
 	}
 	p := prefix(s, room)
-	return p + marker + strconv.Itoa(len(s)-len(p)) + " bytes]"
+	return p + marker + strconv.Itoa(len(s)+more-len(p)) + " bytes]"
 }
 
 // prefix returns the longest prefix of s of at most n bytes that does not end
@@ -89,6 +95,38 @@ func prefix(s string, n int) string {
 		i--
 	}
 	return s[:i]
+}
+
+// Line returns s as one line of text for a peer that stores it: every run
+// of white space, control characters (NUL and line breaks included) and
+// other non-printing runes folded into one space, invalid UTF-8 replaced by
+// U+FFFD, no space at either end, then bounded as String bounds it. A text of
+// nothing but such runes gives "": a caller that needs a text supplies its
+// own. Reading stops once the line is far past n, so a huge input costs
+// little more than the bound.
+func Line(s string, n int) string {
+	if n <= 0 {
+		n = Default
+	}
+	var b strings.Builder
+	b.Grow(min(len(s), n+utf8.UTFMax))
+	space := false
+	for i, r := range s {
+		if b.Len() > n {
+			// Enough to cut at n; the rest is counted as cut.
+			return cut(b.String(), n, len(s)-i)
+		}
+		if r == utf8.RuneError || unicode.IsPrint(r) && r != ' ' {
+			if space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = false
+			b.WriteRune(r)
+			continue
+		}
+		space = true
+	}
+	return String(b.String(), n)
 }
 
 // Error returns err's text bounded by String(err.Error(), n); "" for nil.

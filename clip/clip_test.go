@@ -92,3 +92,41 @@ func TestError(t *testing.T) {
 	in := strings.Repeat("e", 5000)
 	checkBound(t, in, Error(errors.New(in), 100), 100)
 }
+
+func TestLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"plain", "download failed: 404", "download failed: 404"},
+		{"blank", " \t\r\n ", ""},
+		{"unicode spaces only", "\u00a0\u2003\u3000\u200b", ""},
+		{"NUL and controls", "\x00bad\x00\x07name\x1b[31m", "bad name [31m"},
+		{"folds runs, trims ends", "\n  a \t\r\n b\u00a0\u00a0c  ", "a b c"},
+		{"invalid UTF-8", "a\xffb", "a\ufffdb"},
+		{"keeps printable unicode", "größe überschritten", "größe überschritten"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Line(tc.in, 100); got != tc.want {
+				t.Fatalf("Line(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLineBoundsHugeInput(t *testing.T) {
+	for _, in := range []string{
+		strings.Repeat("x", 4<<20),
+		strings.Repeat("a\x00", 2<<20),
+		strings.Repeat("é ", 1<<20),
+		strings.Repeat(" ", 4<<20) + "tail",
+	} {
+		got := Line(in, 256)
+		checkBound(t, in, got, 256)
+		if strings.ContainsAny(got, "\x00\n\t") || got != strings.TrimSpace(got) || strings.Contains(got, "  ") {
+			t.Errorf("%d bytes in: not one folded line: %q", len(in), got)
+		}
+	}
+	if got := Line(strings.Repeat("y", 1000), 100); !strings.HasSuffix(got, "…[cut 935 bytes]") {
+		t.Errorf("a cut line says how much was cut: %q", got)
+	}
+}

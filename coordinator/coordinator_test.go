@@ -504,6 +504,61 @@ func TestFailureFailsThePackage(t *testing.T) {
 	}
 }
 
+// TestBlankFailureReasonStillReported: a worker's failure reason of
+// nothing but white space, NUL or control characters is no reason the API
+// can store (the encoder refuses a blank one, PostgreSQL a NUL): the report
+// names the distribution instead, and a reason with some text keeps it, as
+// one line without the control characters.
+func TestBlankFailureReasonStillReported(t *testing.T) {
+	for _, tc := range []struct{ reason, want string }{
+		{" \t\r\n", "distribution u2: scan failed"},
+		{"\u00a0\u3000\u200b", "distribution u2: scan failed"},
+		{"\x00", "distribution u2: scan failed"},
+		{"\x00truncated\x00 archive\n\x1b[1m", "truncated archive [1m"},
+	} {
+		t.Run(fmt.Sprintf("%q", tc.reason), func(t *testing.T) {
+			api := newFakeAPI(job("p", "u1", "u2"))
+			_, w := readyWorker(t, api, "w", 2)
+			ts := w.tasks(2)
+			w.answer(&fleetv1.TaskResult{TaskId: ts[1].GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+				Reason: tc.reason, Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE,
+			}}})
+			w.answer(result(ts[0], "x", "r"))
+			r := api.WaitReports(t, 1)
+			if r[0].Success != nil || r[0].Reason != tc.want {
+				t.Fatalf("report = %+v, want the failure %q", r[0], tc.want)
+			}
+		})
+	}
+}
+
+// TestUnsendableReportDroppedAtOnce: a report the client cannot encode
+// (written by an earlier release, or a defect) is dropped on its first
+// try, not retried until the report max age while it holds a place in the
+// outbox; the API leases the job again when its lease ends.
+func TestUnsendableReportDroppedAtOnce(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	api.FailReports(fmt.Errorf("PUT /package: %w: p 1.0: neither success nor a readable failure reason", mainframe.ErrUnsendable))
+	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
+	f := startFleet(t, api, func(c *Config) { c.Observer = obs })
+	w := f.worker("w", 1)
+	w.ready()
+	ts := w.tasks(1)
+	w.answer(result(ts[0], "f", "r1"))
+	select {
+	case r := <-obs.abandoned:
+		if r.Name != "p" {
+			t.Fatalf("abandoned %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the unsendable report was never dropped")
+	}
+	waitOutboxEmpty(t, f)
+	if tries := api.ReportTries(); tries != 1 {
+		t.Fatalf("%d report attempts, want 1", tries)
+	}
+}
+
 func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
 	f, w := readyWorker(t, api, "w", 1)
@@ -540,6 +595,18 @@ type abandonObserver struct {
 
 func (o abandonObserver) ReportAbandoned(r outbox.Report, _ error) { o.abandoned <- r }
 
+// waitOutboxEmpty waits until f's outbox holds no report.
+func waitOutboxEmpty(t *testing.T, f *fleet) {
+	t.Helper()
+	for changed := f.c.out.Changed(); f.c.out.Len() != 0; changed = f.c.out.Changed() {
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("outbox still holds %d reports", f.c.out.Len())
+		}
+	}
+}
+
 func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	api := newFakeAPI(job("p", "u1"))
 	api.FailReports(&mainframe.APIError{Endpoint: "PUT /package", Status: 503})
@@ -561,16 +628,7 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 		t.Fatal("the failing report was never abandoned")
 	}
 	// Given up means gone: the outbox no longer holds it.
-	deadline := time.After(10 * time.Second)
-	poll := time.NewTicker(time.Millisecond)
-	defer poll.Stop()
-	for f.c.out.Len() != 0 {
-		select {
-		case <-poll.C:
-		case <-deadline:
-			t.Fatalf("outbox still holds %d reports", f.c.out.Len())
-		}
-	}
+	waitOutboxEmpty(t, f)
 	tries := api.ReportTries()
 	if tries != 1 {
 		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)

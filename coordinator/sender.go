@@ -72,6 +72,13 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 		c.finishEntry(e, attrs)
 	case ctx.Err() != nil:
 		c.out.Release(e)
+	case errors.Is(err, mainframe.ErrUnsendable):
+		// Made by an earlier release, or a defect: it can never be sent.
+		// Dropped, the job goes back to the API's queue when its lease ends
+		// and is scanned again.
+		c.log.Error("report cannot be encoded; dropped", append(attrs, "err", err)...)
+		c.obs.ReportAbandoned(r, err)
+		c.finishEntry(e, attrs)
 	case errors.As(err, &apiErr) && apiErr.Final():
 		c.log.Warn("report refused for good; dropped", append(attrs, "status", apiErr.Status, "err", err)...)
 		c.finishEntry(e, attrs)

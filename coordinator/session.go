@@ -673,10 +673,9 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 		}
 		out.Dist = d
 	case *fleetv1.TaskResult_Failure:
+		// Bounded here; the dispatcher makes it a line (or names the
+		// distribution when nothing readable is left).
 		out.Failure = clip.String(o.Failure.GetReason(), protocol.MaxTextBytes)
-		if out.Failure == "" {
-			out.Failure = "scan failed"
-		}
 		out.FailureKind = o.Failure.GetKind().String()
 	default:
 		return out, errors.New("result without an outcome")

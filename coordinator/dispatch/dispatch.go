@@ -941,7 +941,10 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 		return
 	}
 	if r.Dist == nil {
-		r.Failure = clip.String(r.Failure, protocol.MaxTextBytes)
+		// One line the API can store: a worker's reason of nothing but
+		// spaces or control characters would make a report that can never
+		// be sent.
+		r.Failure = clip.Line(r.Failure, protocol.MaxTextBytes)
 		if r.Failure == "" {
 			r.Failure = "distribution " + clip.String(t.job.Distributions[t.index], 1024) + ": scan failed"
 		}

@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/protocol"
 )
 
 // Job is one leased release.
@@ -206,22 +209,29 @@ type failureBody struct {
 	Reason string `json:"reason"`
 }
 
+// ErrUnsendable marks a report that cannot be encoded as a body the API
+// accepts (no name, both shapes or neither, a success without a commit).
+// Sending it again cannot help: drop it, and the API leases the job again.
+var ErrUnsendable = errors.New("report cannot be sent")
+
 // MarshalJSON encodes r as the body of PUT /package: the success or the
-// failure shape of the API, field for field.
+// failure shape of the API, field for field. The reason goes as one line
+// of printable text (clip.Line: no NUL or control character reaches the
+// server's database). An error wraps ErrUnsendable.
 func (r Report) MarshalJSON() ([]byte, error) {
 	if r.Name == "" || r.Version == "" {
-		return nil, errors.New("report: name and version are required")
+		return nil, fmt.Errorf("%w: name and version are required", ErrUnsendable)
 	}
-	reason := strings.Join(strings.Fields(r.Reason), " ")
+	reason := clip.Line(r.Reason, protocol.MaxTextBytes)
 	head := bodyHead{Name: r.Name, Version: r.Version, Attempt: r.Attempt, AssignmentID: r.AssignmentID}
 	var v any
 	switch {
 	case r.Success != nil && r.Reason != "":
-		return nil, fmt.Errorf("report %s %s: both success and failure reason set", r.Name, r.Version)
+		return nil, fmt.Errorf("%w: %s %s: both success and failure reason set", ErrUnsendable, r.Name, r.Version)
 	case r.Success != nil:
 		s := r.Success
 		if s.Commit == "" {
-			return nil, fmt.Errorf("report %s %s: success without rules commit", r.Name, r.Version)
+			return nil, fmt.Errorf("%w: %s %s: success without rules commit", ErrUnsendable, r.Name, r.Version)
 		}
 		rules := slices.Clone(s.RulesMatched)
 		slices.Sort(rules)
@@ -233,13 +243,13 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	case reason != "":
 		v = failureBody{bodyHead: head, Reason: reason}
 	default:
-		return nil, fmt.Errorf("report %s %s: neither success nor failure reason set", r.Name, r.Version)
+		return nil, fmt.Errorf("%w: %s %s: neither success nor a readable failure reason", ErrUnsendable, r.Name, r.Version)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("report %s %s: %w", r.Name, r.Version, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnsendable, r.Name, r.Version, err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -2,6 +2,7 @@ package mainframe
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -91,5 +92,26 @@ func TestReportDoesNotModifyCaller(t *testing.T) {
 	}
 	if rules[0] != "b" || rules[1] != "a" || rules[2] != "b" {
 		t.Errorf("caller's slice changed: %v", rules)
+	}
+}
+
+// TestReportReasonIsOneLine: a failure reason goes as one line of printable
+// text (no NUL reaches the server's database); a reason with nothing
+// readable, like the other bodies the API cannot take, is ErrUnsendable.
+func TestReportReasonIsOneLine(t *testing.T) {
+	got, err := Report{Name: "n", Version: "v", Reason: "\x00bad\x00 gzip\n\theader\u00a0"}.MarshalJSON()
+	if err != nil || string(got) != `{"name":"n","version":"v","reason":"bad gzip header"}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	for _, r := range []Report{
+		{Name: "n", Version: "v", Reason: " \x00\t\u200b"},
+		{Name: "n", Version: "v"},
+		{Version: "v", Reason: "x"},
+		{Name: "n", Version: "v", Reason: "x", Success: &Success{Commit: "c"}},
+		{Name: "n", Version: "v", Success: &Success{}},
+	} {
+		if _, err := r.MarshalJSON(); !errors.Is(err, ErrUnsendable) {
+			t.Errorf("%+v: err %v, want ErrUnsendable", r, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ package fakeapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -57,13 +58,21 @@ func (a *API) Rules(context.Context) (mainframe.RuleSet, error) {
 }
 
 // Report records a report (PUT /package): an accepted one, or the error set
-// by FailReports, or a 409 for a release set by Conflict (recorded too).
+// by FailReports, or a 409 for a release set by Conflict (recorded too). A
+// report the real client could not encode (mainframe.ErrUnsendable) is
+// refused with its error, unrecorded.
 func (a *API) Report(_ context.Context, r mainframe.Report) error {
 	a.mu.Lock()
 	a.reportTries++
 	if err := a.reportErr; err != nil {
 		a.mu.Unlock()
 		return err
+	}
+	// The real client encodes the body first: a report it cannot encode
+	// never reaches the API.
+	if _, err := r.MarshalJSON(); err != nil {
+		a.mu.Unlock()
+		return fmt.Errorf("PUT /package: %w", err)
 	}
 	a.reports = append(a.reports, r)
 	conflict := a.conflict[r.Name]
