@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/ulikunitz/xz"
@@ -12,7 +14,7 @@ import (
 // Detect returns the format of the input that starts with head, from magic
 // bytes only: gzip (1f 8b 08), bzip2 ("BZh" and a block or end magic), xz
 // (FD 37 7A 58 5A 00), zip (a local header or an empty archive's end record
-// at offset 0), tar ("ustar" at offset 257, a valid v7 header checksum, or the
+// at offset 0), tar ("ustar" at offset 257, a v7 header checksum as tarfile reads it, or the
 // two zero blocks of an empty tar), a zip behind other bytes, such as a
 // self-extracting zip (end records in the last 64 KiB that point at a
 // central directory; only found when head is the whole input), else Raw.
@@ -72,8 +74,14 @@ func isXz(b []byte) bool {
 	return len(b) >= 6 && string(b[:6]) == "\xfd7zXZ\x00"
 }
 
-// isTar reports whether b starts with a tar header: "ustar" magic, a valid
-// v7 header checksum, or two zero blocks (an empty archive).
+// isTar reports whether b starts with a tar header as Python's tarfile
+// (pip's unpacker) reads one: "ustar" magic, a header checksum tarfile
+// accepts, or two zero blocks (an empty archive). tarfile reads number
+// fields more loosely than archive/tar does (white space around the digits,
+// "0o", "_", a sign, base-256): a header only tarfile reads is still taken
+// as a tar, which archive/tar then refuses, failing the distribution,
+// rather than as one file holding the whole tar, in which no filetype rule
+// would see the members pip writes.
 func isTar(b []byte) bool {
 	if len(b) >= 262 && string(b[257:262]) == "ustar" {
 		return true
@@ -81,20 +89,28 @@ func isTar(b []byte) bool {
 	if len(b) < 512 {
 		return false
 	}
-	if want, ok := parseOctal(b[148:156]); ok {
-		var unsigned, signed int64
-		for i, c := range b[:512] {
-			if i >= 148 && i < 156 {
-				c = ' '
-			}
-			unsigned += int64(c)
-			signed += int64(int8(c))
-		}
-		if want == unsigned || want == signed {
-			return true
-		}
+	if len(b) >= 1024 && allZero(b[:1024]) {
+		return true
 	}
-	return len(b) >= 1024 && allZero(b[:1024])
+	if allZero(b[:512]) {
+		return false
+	}
+	want, ok := parseOctal(b[148:156])
+	if !ok {
+		want, ok = pyNumber(b[148:156])
+	}
+	if !ok {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range b[:512] {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	return want == unsigned || want == signed
 }
 
 // parseOctal reads a tar numeric field: octal digits between optional
@@ -110,6 +126,49 @@ func parseOctal(f []byte) (int64, bool) {
 			return 0, false
 		}
 		n = n<<3 | int64(c-'0')
+	}
+	return n, true
+}
+
+// pyNumber reads a tar numeric field at least as loosely as tarfile's nti
+// does: base-256 after a 0x80 or 0xff byte; otherwise the bytes before the
+// first NUL, without ASCII white space around them, as Python's int(s, 8)
+// reads them (a sign, "0o", "_" between digits; empty is 0). Looser is
+// safe here: it only decides that a header is a tar header, and a checksum
+// must match as well.
+func pyNumber(f []byte) (int64, bool) {
+	if len(f) == 0 {
+		return 0, false
+	}
+	if f[0] == 0x80 || f[0] == 0xff {
+		var n int64
+		for _, c := range f[1:] {
+			n = n<<8 | int64(c)
+		}
+		if f[0] == 0xff {
+			n -= 1 << (8 * (len(f) - 1))
+		}
+		return n, true
+	}
+	if i := bytes.IndexByte(f, 0); i >= 0 {
+		f = f[:i]
+	}
+	s := strings.TrimFunc(string(f), func(r rune) bool { return r == ' ' || r >= '\t' && r <= '\r' || r >= 0x1c && r <= 0x1f })
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimLeft(s, "+-")
+	if len(s) > 1 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O') {
+		s = s[2:]
+	}
+	s = strings.ReplaceAll(s, "_", "")
+	if s == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(s, 8, 64)
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		n = -n
 	}
 	return n, true
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -35,11 +38,18 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			// A meta entry, not a member: POSIX even names it
-			// "$TMPDIR/GlobalHead.%p.%n".
+			// "$TMPDIR/GlobalHead.%p.%n". But tarfile applies its records
+			// to the members after it, which archive/tar does not.
+			if err := globalPAX(hdr); err != nil {
+				return err
+			}
 			continue
 		}
 		p, err := memberPath(hdr.Name)
 		if err != nil {
+			return err
+		}
+		if err := tarNameAgrees(p, hdr); err != nil {
 			return err
 		}
 		if hdr.Typeflag == tar.TypeLink {
@@ -107,6 +117,52 @@ func (w *walker) tarLink(tree *linkTree, p string, hdr *tar.Header) error {
 	w.st.Files++
 	w.st.Links++
 	return w.link(index, p, content)
+}
+
+// Where Python's tarfile (pip's unpacker) and archive/tar read one tar
+// differently, a member could be written under another name, or with other
+// content, than the one scanned: a ".py" file scanned as "readme.txt" is
+// never seen by the ".py" rules. Such tars fail the distribution.
+var (
+	errSolarisHeader = errors.New(`Solaris extended header (type 'X'): tarfile applies it to the next member, archive/tar does not; not supported`)
+	errSparseRecords = errors.New("GNU.sparse PAX records that tarfile and archive/tar read differently; not supported")
+)
+
+// globalPAX fails a PAX global header whose records tarfile applies to
+// every member after it (path, linkpath, size, GNU.sparse.*): archive/tar
+// ignores them, so the names or sizes would differ. Other records (a
+// comment, as git archive writes, times, owners) change nothing scanned.
+func globalPAX(hdr *tar.Header) error {
+	for k := range hdr.PAXRecords {
+		switch {
+		case k == "path", k == "linkpath", k == "size", strings.HasPrefix(k, "GNU.sparse."):
+			return &Error{Path: rawName(hdr.Name), Err: fmt.Errorf("PAX global header sets %q for the members after it: not supported", clip.String(k, 64))}
+		}
+	}
+	return nil
+}
+
+// tarNameAgrees fails a member at the clean path p that tarfile would name
+// or size differently: a Solaris 'X' header (an extended header to tarfile,
+// a file to archive/tar), or GNU.sparse.name, .size or .realsize records
+// that archive/tar left unapplied (it applies them to sparse files only;
+// tarfile to every member, the last of path and GNU.sparse.name winning).
+func tarNameAgrees(p string, hdr *tar.Header) error {
+	if hdr.Typeflag == 'X' {
+		return &Error{Path: p, Err: errSolarisHeader}
+	}
+	if name, ok := hdr.PAXRecords["GNU.sparse.name"]; ok {
+		path, hasPath := hdr.PAXRecords["path"]
+		if name != hdr.Name || hasPath && path != name {
+			return &Error{Path: p, Err: errSparseRecords}
+		}
+	}
+	for _, k := range []string{"GNU.sparse.size", "GNU.sparse.realsize"} {
+		if v, ok := hdr.PAXRecords[k]; ok && v != strconv.FormatInt(hdr.Size, 10) {
+			return &Error{Path: p, Err: errSparseRecords}
+		}
+	}
+	return nil
 }
 
 // tarRegular reports whether entries of a type hold file content that pip

@@ -1,0 +1,155 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// paxBody encodes PAX records, in the order given ("key", "value", ...).
+func paxBody(kv ...string) []byte {
+	var b bytes.Buffer
+	for i := 0; i+1 < len(kv); i += 2 {
+		rec := " " + kv[i] + "=" + kv[i+1] + "\n"
+		n := len(rec) + 1
+		for len(fmt.Sprint(n))+len(rec) != n {
+			n++
+		}
+		fmt.Fprintf(&b, "%d%s", n, rec)
+	}
+	return b.Bytes()
+}
+
+// paxTar is a ustar tar of one PAX header of type typ (records kv) and the
+// regular member name holding body.
+func paxTar(typ byte, name, body string, kv ...string) []byte {
+	recs := paxBody(kv...)
+	return rawTar(
+		rawTarHeader("PaxHeader/x", typ, int64(len(recs)), "ustar\x0000"), recs,
+		rawTarHeader(name, '0', int64(len(body)), "ustar\x0000"), []byte(body),
+	)
+}
+
+// TestTarNamesTarfileReadsOtherwise: where Python's tarfile (pip's
+// unpacker) names or sizes a member otherwise than archive/tar, the
+// distribution fails: scanned as "readme.txt", a file pip writes as
+// "evil.py" would never meet the ".py" rules. Each of these tars gives
+// tarfile (3.11-3.13) the member pkg/evil.py.
+func TestTarNamesTarfileReadsOtherwise(t *testing.T) {
+	const payload = "import os; os.system('x')"
+	for _, tc := range []struct {
+		name string
+		tar  []byte
+		want string
+	}{
+		{"global path", paxTar('g', "pkg/readme.txt", payload, "path", "pkg/evil.py"), `PAX global header sets "path"`},
+		{"global size", paxTar('g', "pkg/readme.txt", payload, "size", "4"), `PAX global header sets "size"`},
+		{"global GNU.sparse.name", paxTar('g', "pkg/readme.txt", payload, "GNU.sparse.name", "pkg/evil.py"), `PAX global header sets "GNU.sparse.name"`},
+		{"local GNU.sparse.name", paxTar('x', "pkg/readme.txt", payload, "GNU.sparse.name", "pkg/evil.py"), "GNU.sparse PAX records"},
+		{"local path then GNU.sparse.name", paxTar('x', "pkg/readme.txt", payload, "path", "pkg/readme.txt", "GNU.sparse.name", "pkg/evil.py"), "GNU.sparse PAX records"},
+		{"local GNU.sparse.size", paxTar('x', "pkg/evil.py", payload, "GNU.sparse.size", "4096"), "GNU.sparse PAX records"},
+		{"local GNU.sparse.realsize", paxTar('x', "pkg/evil.py", payload, "GNU.sparse.realsize", "1"), "GNU.sparse PAX records"},
+		{"Solaris X header", paxTar('X', "pkg/readme.txt", payload, "path", "pkg/evil.py"), "Solaris extended header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, in := range []struct {
+				name string
+				data []byte
+			}{{"x-1.0.tar", tc.tar}, {"x-1.0.tar.gz", gz(t, tc.tar)}} {
+				r := walk(t, in.data, in.name, noLimits)
+				var ae *Error
+				if !errors.As(r.Err, &ae) || !strings.Contains(r.Err.Error(), tc.want) {
+					t.Fatalf("%s: files %s, err %v; want an *Error saying %q", in.name, quoteFiles(r.Files), r.Err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestTarNamesTarfileAgrees: records that change nothing scanned pass: a
+// global comment (git archive writes one), a local path, and
+// GNU.sparse.name equal to the name archive/tar gives.
+func TestTarNamesTarfileAgrees(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tar  []byte
+		want string
+	}{
+		{"global comment", paxTar('g', "pkg/a.py", "x", "comment", "0123abcd"), "pkg/a.py"},
+		{"local path", paxTar('x', "pkg/readme.txt", "x", "path", "pkg/a.py"), "pkg/a.py"},
+		{"local GNU.sparse.name agreeing", paxTar('x', "pkg/a.py", "x", "GNU.sparse.name", "pkg/a.py"), "pkg/a.py"},
+		{"local GNU.sparse.size agreeing", paxTar('x', "pkg/a.py", "x", "GNU.sparse.size", "1"), "pkg/a.py"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := walk(t, gz(t, tc.tar), "x-1.0.tar.gz", noLimits)
+			if r.Err != nil || len(r.Files) != 1 || r.Files[0].Path != tc.want || r.Files[0].Data != "x" {
+				t.Fatalf("files %s, err %v; want %s", quoteFiles(r.Files), r.Err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTarHeaderOnlyTarfileReads: a tar whose first header has a checksum
+// field tarfile reads but archive/tar does not (a tab before the digits,
+// "0o", base-256) is a tar to pip: it fails the distribution instead of
+// being scanned as one file holding the whole tar.
+func TestTarHeaderOnlyTarfileReads(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		format func(sum int64) []byte
+	}{
+		{"tab", func(sum int64) []byte { return []byte(fmt.Sprintf("\t%06o\x00", sum)) }},
+		{"0o", func(sum int64) []byte { return []byte(fmt.Sprintf("0o%05o\x00", sum)) }},
+		{"underscore", func(sum int64) []byte { return []byte(fmt.Sprintf("%03o_%03o\x00", sum>>9, sum&0o777)) }},
+		{"base-256", func(sum int64) []byte {
+			return []byte{0x80, 0, 0, 0, 0, 0, byte(sum >> 8), byte(sum)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := rawTarHeader("pkg/evil.py", '0', 5, "")
+			copy(h[148:156], "        ")
+			var sum int64
+			for _, c := range h {
+				sum += int64(c)
+			}
+			f := tc.format(sum)
+			if len(f) != 8 {
+				t.Fatalf("checksum field %q: %d bytes", f, len(f))
+			}
+			copy(h[148:156], f)
+			if !isTar(h) {
+				t.Fatalf("isTar: false for checksum field %q", f)
+			}
+			r := walk(t, gz(t, rawTar(h, []byte("evil!"))), "x-1.0.tar.gz", noLimits)
+			var ae *Error
+			if !errors.As(r.Err, &ae) || r.Stats.Format != TarGzip {
+				t.Fatalf("format %v, files %s, err %v; want a tar.gz that fails", r.Stats.Format, quoteFiles(r.Files), r.Err)
+			}
+		})
+	}
+	// A wrong checksum in any spelling is no tar: one file.
+	h := rawTarHeader("pkg/evil.py", '0', 5, "")
+	copy(h[148:156], "\t0o1_7 \x00")
+	if isTar(h) {
+		t.Fatal("isTar: true for a wrong checksum")
+	}
+}
+
+func TestPyNumber(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0000644\x00": 0o644, " 644 \x00x": 0o644, "\t644\n": 0o644, "0o644": 0o644, "0O6_44": 0o644,
+		"+17": 0o17, "-17": -0o17, "\x00123": 0, "        ": 0, "\x1c17\x1f": 0o17,
+		"\x80\x00\x00\x00\x00\x00\x01\x00": 256, "\xff\xff\xff\xff\xff\xff\xff\xff": -1,
+	} {
+		if got, ok := pyNumber([]byte(in)); !ok || got != want {
+			t.Errorf("pyNumber(%q) = %d, %v; want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"8", "0x10", "1 2", "é"} {
+		if got, ok := pyNumber([]byte(in)); ok {
+			t.Errorf("pyNumber(%q) = %d; want no number", in, got)
+		}
+	}
+}
