@@ -312,7 +312,7 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			defer sc.Destroy()
 			var cb matchFinder
 			cb.name = match
-			sc.SetCallback(&cb).SetTimeout(p.cfg.Timeout)
+			sc.SetCallback(&cb).SetTimeout(Timeout(p.cfg.Timeout))
 			matches, timeouts := 0, 0
 			var cpu time.Duration
 			clock := func() time.Duration {

@@ -3,7 +3,27 @@ package rules
 // #include <yara.h>
 import "C"
 
-import yara "github.com/hillu/go-yara/v4"
+import (
+	"math"
+	"time"
+
+	yara "github.com/hillu/go-yara/v4"
+)
+
+// Timeout is d as a libyara scan timeout: go-yara v4.2.4 hands libyara
+// whole seconds, cutting the rest, and libyara reads 0 as no timeout at
+// all, so a 500 ms timeout would let a scan run for ever. d is rounded up
+// to whole seconds, at least one, at most what a C int holds.
+func Timeout(d time.Duration) time.Duration {
+	s := d / time.Second
+	if d%time.Second != 0 {
+		s++
+	}
+	if s < 1 {
+		s = 1
+	}
+	return time.Duration(min(int64(s), math.MaxInt32)) * time.Second
+}
 
 // ScanFlags are the flags of every scan this project makes:
 // SCAN_FLAGS_NO_TRYCATCH, no libyara signal handlers (see NewScanner).

@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	yara "github.com/hillu/go-yara/v4"
@@ -65,5 +67,23 @@ func TestScannersLeaveFaultHandlers(t *testing.T) {
 	}
 	if h := testkit.ReadFaultHandlers(); h != goFaultHandlers {
 		t.Errorf("after the scans the handlers are %+v, want the Go runtime's %+v", h, goFaultHandlers)
+	}
+}
+
+// TestTimeout: libyara gets whole seconds, rounded up, never 0 (which it
+// reads as no timeout), never more than a C int.
+func TestTimeout(t *testing.T) {
+	for d, want := range map[time.Duration]time.Duration{
+		500 * time.Millisecond:       time.Second,
+		time.Nanosecond:              time.Second,
+		0:                            time.Second,
+		time.Second:                  time.Second,
+		1900 * time.Millisecond:      2 * time.Second,
+		10 * time.Second:             10 * time.Second,
+		time.Duration(math.MaxInt64): math.MaxInt32 * time.Second,
+	} {
+		if got := Timeout(d); got != want {
+			t.Errorf("Timeout(%v) = %v, want %v", d, got, want)
+		}
 	}
 }

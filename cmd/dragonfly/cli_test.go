@@ -333,6 +333,9 @@ func TestFleetBoundsUsage(t *testing.T) {
 		{map[string]string{"DRAGONFLY_PREFETCH": "17"}, []string{"coordinator", "--insecure"}, "DRAGONFLY_PREFETCH=17: at most 16"},
 		{nil, []string{"coordinator", "--insecure", "--max-sessions-per-identity", "0"}, "DRAGONFLY_MAX_SESSIONS_PER_IDENTITY=0: must be positive"},
 		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--max-task-time", "0s"}, "DRAGONFLY_MAX_TASK_TIME=0s: must be positive"},
+		// libyara would read a sub-second timeout as none at all.
+		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--scan-timeout", "500ms"}, "DRAGONFLY_SCAN_TIMEOUT: at least 1s"},
+		{map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "0.5s"}, []string{"scan", "--demo-rules", "x"}, "DRAGONFLY_SCAN_TIMEOUT: at least 1s"},
 	} {
 		code, _, errOut := runCLI(t, tc.vars, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {

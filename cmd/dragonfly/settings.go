@@ -71,7 +71,7 @@ func limitFlags(s *cli.Settings, l *limitSettings) {
 		DefaultText("64MiB; unset, --max-scan-size sets it when --max-download-size is set, as the 2026 client read them")
 	s.Var(cli.Size(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
 	s.Var(cli.Int(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
-	s.Var(cli.Duration(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file")
+	s.Var(cli.Duration(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file (at least 1s; libyara counts whole seconds, rounded up)")
 }
 
 // resolve validates the limits and returns them with the size resolution.
@@ -79,8 +79,9 @@ func (l *limitSettings) resolve() (limit.Limits, limit.Resolution, error) {
 	if l.entries <= 0 {
 		return limit.Limits{}, limit.Resolution{}, atLeast("DRAGONFLY_MAX_ARCHIVE_ENTRIES", l.entries, 1)
 	}
-	if l.scanTimeout <= 0 {
-		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_SCAN_TIMEOUT: must be positive")
+	if l.scanTimeout < time.Second {
+		// libyara counts whole seconds and reads 0 as no timeout.
+		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_SCAN_TIMEOUT: at least 1s (libyara counts a scan's timeout in whole seconds)")
 	}
 	r := l.sizes.Resolve()
 	return limit.Limits{

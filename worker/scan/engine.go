@@ -724,7 +724,7 @@ func (s *scanners) get(rs *rules.Compiled, cb *matchCollector) (*threadScanner, 
 	if err != nil {
 		return nil, err
 	}
-	sc.SetCallback(cb).SetTimeout(s.e.cfg.Limits.ScanTimeout)
+	sc.SetCallback(cb).SetTimeout(rules.Timeout(s.e.cfg.Limits.ScanTimeout))
 	ts := &threadScanner{rules: rs, sc: sc, slot: slot}
 	s.list = append([]*threadScanner{ts}, s.list...)
 	if len(s.list) > maxThreadScanners {
@@ -870,7 +870,7 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 	stopped := watch && ts.slot.end()
 	if stopped {
 		// The watchdog set the scanner's timeout to stop it.
-		ts.sc.SetTimeout(e.cfg.Limits.ScanTimeout)
+		ts.sc.SetTimeout(rules.Timeout(e.cfg.Limits.ScanTimeout))
 	}
 	d.scanTime.Add(int64(el))
 	d.scanned.Add(1)
