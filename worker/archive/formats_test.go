@@ -106,12 +106,13 @@ func TestWalkFormats(t *testing.T) {
 		{"zip with dirs, stored and deflate", func(t *testing.T) []byte {
 			return buildZip(t, zipOpts{},
 				zipEnt{Name: "pkg/"},
+				// Not a directory: pip writes a file named "sub\".
 				zipEnt{Name: "pkg\\sub\\"},
 				zipEnt{Name: "pkg/a.py", Body: "stored", Method: methodStore},
 				zipEnt{Name: "pkg\\b.py", Body: strings.Repeat("deflated ", 100), Method: methodDeflate},
 			)
-		}, "pkg.zip", []file{{"pkg/a.py", "stored"}, {"pkg/b.py", strings.Repeat("deflated ", 100)}},
-			Stats{Format: Zip, Entries: 4, Files: 2, Expanded: 906}},
+		}, "pkg.zip", []file{{"pkg/sub", ""}, {"pkg/a.py", "stored"}, {"pkg/b.py", strings.Repeat("deflated ", 100)}},
+			Stats{Format: Zip, Entries: 4, Files: 3, Expanded: 906}},
 		{"zip with bzip2, lzma and zstd entries", func(t *testing.T) []byte {
 			return buildZip(t, zipOpts{},
 				zipEnt{Name: "b.txt", Body: "just some text, not a tar\n", Method: methodBzip2, Comp: readTestdata(t, "note.txt.bz2")},

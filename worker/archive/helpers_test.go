@@ -270,8 +270,9 @@ type zipEnt struct {
 	CRC       *uint32 // declared CRC-32, if not that of Body
 	MadeBy    uint16
 	ExtAttr   uint32
-	Zip64     bool // sizes and offset in a zip64 extra field
-	SameAs    int  // 1-based index of an earlier entry whose local header this record points to
+	Zip64     bool   // sizes and offset in a zip64 extra field
+	SameAs    int    // 1-based index of an earlier entry whose local header this record points to
+	Extra     []byte // more central directory extra fields, after the zip64 one
 }
 
 type zipOpts struct {
@@ -329,6 +330,7 @@ func buildZip(t testing.TB, o zipOpts, ents ...zipEnt) []byte {
 			extra = le.AppendUint64(extra, off)
 			s32 = func(uint64) uint32 { return 0xFFFFFFFF }
 		}
+		extra = append(extra, e.Extra...)
 		if e.SameAs == 0 {
 			name := e.Name
 			if e.LocalName != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
@@ -44,6 +45,16 @@ const (
 	methodBzip2   = 12
 	methodLZMA    = 14
 	methodZstd    = 93
+
+	extraZip64       = 0x0001
+	extraUnicodePath = 0x7075 // Info-ZIP Unicode Path Extra Field (APPNOTE 4.6.9)
+)
+
+// Causes of an *Error for the Info-ZIP Unicode Path field (0x7075), told
+// apart with errors.Is like those in archive.go.
+var (
+	errUnicodePath    = errors.New("unicode path extra field (0x7075) names another path")
+	errCorruptUnicode = errors.New("corrupt unicode path extra field (0x7075)")
 )
 
 // zipEntry is one central directory record, checked against its local
@@ -202,7 +213,8 @@ func (w *walker) zipDirectory(data []byte) ([]zipEntry, error) {
 		ent.name = zipName(rawName, ent.flags)
 		off := uint64(le.Uint32(h[42:]))
 		extra := data[p+centralLen+nameLen : p+centralLen+nameLen+extraLen]
-		if err := zip64Extra(extra, &ent.usize, &ent.csize, &off); err != nil {
+		unicodeName, err := zipExtra(extra, rawName, &ent.usize, &ent.csize, &off)
+		if err != nil {
 			return nil, &Error{Path: ent.name, Err: err}
 		}
 		if off > math.MaxInt64/2 {
@@ -212,16 +224,17 @@ func (w *walker) zipDirectory(data []byte) ([]zipEntry, error) {
 		if err := checkLocal(data, &ent); err != nil {
 			return nil, err
 		}
-		cut := ent.name
-		if i := strings.IndexByte(cut, 0); i >= 0 {
-			cut = cut[:i]
-		}
-		ent.dir = strings.HasSuffix(cut, "/") || strings.HasSuffix(cut, `\`)
+		ent.dir = zipIsDir(ent.name)
 		path, err := memberPath(ent.name)
 		if err != nil {
 			return nil, err
 		}
 		ent.path = path
+		if unicodeName != nil {
+			if err := checkUnicodeName(&ent, *unicodeName); err != nil {
+				return nil, err
+			}
+		}
 		entries = append(entries, ent)
 		p = next
 	}
@@ -256,20 +269,46 @@ func (w *walker) zipDirectory(data []byte) ([]zipEntry, error) {
 	return entries, nil
 }
 
-// zip64Extra walks the extra fields of a central directory record (failing
-// on a field that overruns them, as Python does) and takes the 64-bit sizes
-// and offset from the zip64 field for each value saturated at 0xFFFFFFFF.
-func zip64Extra(extra []byte, usize, csize, off *uint64) error {
+// zipExtra walks the extra fields of a central directory record as
+// Python's zipfile (ZipInfo._decodeExtra, 3.12+) does. It fails on a field
+// that overruns them, takes the 64-bit sizes and offset from the zip64
+// field for each value saturated at 0xFFFFFFFF, and returns the name that
+// an Info-ZIP Unicode Path field (0x7075) gives the entry, or nil: the
+// UTF-8 name of the last such field of version 1 whose CRC-32 is that of
+// rawName (the name bytes of the record), if that name is not empty. A
+// field of another version or CRC-32 is ignored. As in Python, a Unicode
+// Path field shorter than 5 bytes fails, whatever it holds, and so does
+// one that applies but is not valid UTF-8.
+func zipExtra(extra, rawName []byte, usize, csize, off *uint64) (*string, error) {
 	const sat = math.MaxUint32
 	need := *usize == sat || *csize == sat || *off == sat
+	var unicodeName *string
 	for len(extra) >= 4 {
 		id, n := le.Uint16(extra), int(le.Uint16(extra[2:]))
 		if 4+n > len(extra) {
-			return fmt.Errorf("corrupt extra field %04x", id)
+			return nil, fmt.Errorf("corrupt extra field %04x", id)
 		}
 		d := extra[4 : 4+n]
 		extra = extra[4+n:]
-		if id != 1 || !need {
+		if id == extraUnicodePath {
+			if len(d) < 5 {
+				return nil, errCorruptUnicode
+			}
+			if d[0] != 1 || le.Uint32(d[1:]) != crc32.ChecksumIEEE(rawName) {
+				continue
+			}
+			if !utf8.Valid(d[5:]) {
+				return nil, fmt.Errorf("%w: invalid utf-8 bytes", errCorruptUnicode)
+			}
+			if len(d) > 5 {
+				// Python warns about an empty name and keeps the
+				// stored one.
+				name := string(d[5:])
+				unicodeName = &name
+			}
+			continue
+		}
+		if id != extraZip64 || !need {
 			continue
 		}
 		need = false
@@ -278,16 +317,44 @@ func zip64Extra(extra []byte, usize, csize, off *uint64) error {
 				continue
 			}
 			if len(d) < 8 {
-				return errors.New("corrupt zip64 extra field")
+				return nil, errors.New("corrupt zip64 extra field")
 			}
 			*v = le.Uint64(d)
 			d = d[8:]
 		}
 	}
 	if need {
-		return errors.New("missing zip64 extra field")
+		return nil, errors.New("missing zip64 extra field")
 	}
-	return nil
+	return unicodeName, nil
+}
+
+// zipIsDir reports whether an entry is a directory to Python's zipfile and
+// to pip on Linux (ZipInfo.is_dir, pip's wheel installer): its name, cut at
+// the first NUL, ends in "/". A name ending in "\" is a file: pip writes it
+// as one, under a name ending in "\".
+func zipIsDir(name string) bool {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return strings.HasSuffix(name, "/")
+}
+
+// checkUnicodeName compares the entry's path with the one its Info-ZIP
+// Unicode Path field gives it: Python's zipfile reads that name instead of
+// the stored one since 3.12, older Pythons read the stored one, so pip
+// installs the entry under either name depending on the Python it runs on.
+// A field naming the same path (after the same cleaning), and the same
+// kind (file or directory), changes nothing; any other name fails the
+// entry, since the walk can report only one name and the scan's rules
+// depend on it.
+func checkUnicodeName(e *zipEntry, name string) error {
+	p, err := cleanPath(name)
+	if err == nil && p == e.path && zipIsDir(name) == e.dir {
+		return nil
+	}
+	return &Error{Path: e.name, Err: fmt.Errorf("%w, %s, which Python 3.12+ (and pip on it) uses instead",
+		errUnicodePath, clip.Path(name))}
 }
 
 // checkLocal reads an entry's local header: its signature, and its name,
