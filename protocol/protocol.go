@@ -45,6 +45,13 @@ const (
 	// reason, a compile error, a task return reason.
 	MaxTextBytes = 4 << 10
 
+	// MaxPathBytes bounds an archive member's path (Linux's PATH_MAX: pip
+	// cannot write a longer one). A worker fails a distribution holding a
+	// longer path; the coordinator cuts a longer top file it is sent, so
+	// that neither the report's inspector_url nor what it keeps grows with
+	// a hostile name.
+	MaxPathBytes = 4096
+
 	// MaxPrefetch is the most tasks a coordinator assigns a session beyond
 	// its slots (DRAGONFLY_PREFETCH is refused above it) and what a worker
 	// holds beyond its scanner threads by default: tasks beyond are handed

@@ -16,9 +16,13 @@
 //     (see "Hard links" below). Tar directories, symlinks, devices, fifos and
 //     PAX/GNU meta entries are skipped; tar entries of a type Python's
 //     tarfile does not know are regular files, as they are to pip. A zip
-//     entry is a directory (skipped) when its name ends in "/" or "\";
-//     every other zip entry is a file, whatever its mode bits say, because
-//     pip writes it as one. Zip has no hard links.
+//     entry is a directory (skipped) when its name (cut at the first NUL)
+//     ends in "/", as for Python's ZipInfo.is_dir and pip's wheel installer
+//     on Linux; every other zip entry is a file, whatever its mode bits
+//     say, because pip writes it as one. That includes a name ending in
+//     "\": pip writes a file whose name ends in "\", and the walk emits it
+//     under its cleaned path (below), "pkg/x\" as "pkg/x". Zip has no hard
+//     links.
 //   - Paths are archive-relative with "/" separators, cleaned (".", "a//b",
 //     "a/./b", "a/../b"), with "\" read as "/" and invalid UTF-8 replaced by
 //     U+FFFD. Zip names without the UTF-8 flag are decoded as CP437, as Python
@@ -28,7 +32,13 @@
 //     searched in the last 64 KiB, the central directory is the block right
 //     before it, every entry's local header must carry the same name as its
 //     central directory record, and entries whose data overlaps the next
-//     local header are refused (the overlapping-entries zip bomb).
+//     local header are refused (the overlapping-entries zip bomb). Python
+//     3.12+ names an entry from its Info-ZIP Unicode Path extra field
+//     (0x7075) when the field's version is 1 and its CRC-32 is that of the
+//     stored name, older Pythons from the stored name: an entry whose field
+//     names another path (or kind, file or directory) than its stored name,
+//     once both are cleaned, fails the distribution with an *Error, and so
+//     does a field that Python refuses as corrupt.
 //
 // Hard links: the reference client extracts a tar with Python's tarfile (3.14,
 // its 'data' filter) and scans the files on disk. Walk follows the members in
@@ -76,6 +86,7 @@ import (
 	"strings"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -181,6 +192,7 @@ func printablePath(p string) string { return clip.Path(p) }
 var (
 	errUnsafePath   = errors.New("unsafe path")
 	errEmptyPath    = errors.New("empty file name")
+	errLongPath     = fmt.Errorf("path longer than %d bytes", protocol.MaxPathBytes)
 	errNameMismatch = errors.New("local file header name differs from central directory")
 	errOverlap      = errors.New("entry data overlaps the next local header (possible zip bomb)")
 	errSizeMismatch = errors.New("content size differs from the declared size")

@@ -3,13 +3,18 @@ package archive
 import (
 	"path"
 	"strings"
+
+	"github.com/dragonfly-fleet/fleet/protocol"
 )
 
 // cleanPath turns an archive member name into a safe archive-relative path:
 // cut at the first NUL (as Python's zipfile does), invalid UTF-8 replaced by
 // U+FFFD, "\" read as "/", cleaned. It fails with errUnsafePath for an
 // absolute name ("/x", "\\host\x", "C:\x", "C:x") or one that escapes the
-// root with "..". The root itself (".", "./", "") cleans to "".
+// root with "..", and with errLongPath for a clean path longer than
+// protocol.MaxPathBytes (no installation can write it; kept, a hostile
+// name of a megabyte would be held for every file and link that matched).
+// The root itself (".", "./", "") cleans to "".
 func cleanPath(name string) (string, error) {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
@@ -26,6 +31,9 @@ func cleanPath(name string) (string, error) {
 	}
 	if p == "." {
 		return "", nil
+	}
+	if len(p) > protocol.MaxPathBytes {
+		return "", errLongPath
 	}
 	return p, nil
 }

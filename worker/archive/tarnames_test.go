@@ -1,11 +1,14 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/protocol"
 )
 
 // paxBody encodes PAX records, in the order given ("key", "value", ...).
@@ -151,5 +154,34 @@ func TestPyNumber(t *testing.T) {
 		if got, ok := pyNumber([]byte(in)); ok {
 			t.Errorf("pyNumber(%q) = %d; want no number", in, got)
 		}
+	}
+}
+
+// TestLongPathFails: a member path longer than protocol.MaxPathBytes (PATH_MAX:
+// pip cannot write it) fails the distribution in tar and zip alike, with a
+// bounded message; held, a megabyte name would be kept for every file and
+// link that matched, and would make the report's inspector_url huge.
+func TestLongPathFails(t *testing.T) {
+	ok := "pkg/" + strings.Repeat("d/", (protocol.MaxPathBytes-8)/2) + "a.py"
+	long := "pkg/" + strings.Repeat("d", protocol.MaxPathBytes) + ".py"
+	if p, err := cleanPath(ok); err != nil || len(p) > protocol.MaxPathBytes {
+		t.Fatalf("cleanPath of %d bytes: %d, %v", len(ok), len(p), err)
+	}
+	for _, in := range []struct {
+		name string
+		data []byte
+	}{
+		{"x-1.0.tar.gz", gz(t, makeTar(t, reg(long, "evil")))},
+		{"x-1.0-py3-none-any.whl", stdZip(t, file{long, "evil"})},
+		{"x-1.0.tar.gz", gz(t, makeTar(t, reg("pkg/a.py", "evil"), tarEntry{Name: long, Type: tar.TypeLink, Linkname: "pkg/a.py"}))},
+	} {
+		r := walk(t, in.data, in.name, noLimits)
+		if !errors.Is(r.Err, errLongPath) || len(r.Err.Error()) > 8<<10 {
+			t.Errorf("%s: err %.200v (%d bytes); want errLongPath, bounded", in.name, r.Err, len(fmt.Sprint(r.Err)))
+		}
+	}
+	r := walk(t, gz(t, makeTar(t, reg(ok, "x"))), "x-1.0.tar.gz", noLimits)
+	if r.Err != nil || len(r.Files) != 1 {
+		t.Fatalf("a path of %d bytes: files %d, err %v", len(ok), len(r.Files), r.Err)
 	}
 }
