@@ -250,7 +250,9 @@ func New(cfg Config) (*Coordinator, error) {
 		Done:             c.complete,
 		OnEvent:          c.dispatchEvent,
 	})
-	c.rules = newRulesManager(cfg.API, cfg.Logger, cfg.Now, cfg.RulesRetry, c.rulesChanged, c.obs)
+	// A quarter of the lease (at most 30 s) for new rules before the jobs
+	// that asked for them are scanned with the loaded ones.
+	c.rules = newRulesManager(cfg.API, cfg.Logger, cfg.Now, cfg.RulesRetry, min(cfg.LeaseTimeout/4, 30*time.Second), c.rulesChanged, c.obs)
 	return c, nil
 }
 

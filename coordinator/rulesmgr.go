@@ -23,6 +23,7 @@ type rulesManager struct {
 	log      *slog.Logger
 	now      func() time.Time
 	retry    time.Duration
+	budget   time.Duration // for the update a job's unknown hash asks for
 	onChange func(rules.Set)
 	obs      Observer
 
@@ -41,8 +42,8 @@ type rulesManager struct {
 // task's result is always checked (bounded by the tasks outstanding).
 const keepWeights = 4
 
-func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
-	return &rulesManager{api: api, log: log, now: now, retry: retry, onChange: onChange, obs: obs,
+func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry, budget time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
+	return &rulesManager{api: api, log: log, now: now, retry: retry, budget: budget, onChange: onChange, obs: obs,
 		tried: map[string]time.Time{}, known: map[string]map[string]int64{}, holds: map[string]int{}}
 }
 
@@ -124,13 +125,40 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 		return m.current().Hash
 	}
 	m.mu.Lock()
-	m.tried[want] = m.now()
+	m.recordTryLocked(want)
 	m.mu.Unlock()
-	if err := m.update(ctx); err != nil {
+	// The leased jobs age while the rules come: a slow or hanging GET /rules
+	// must not hold them past their lease (its own retries could take
+	// minutes). Past the budget the loaded set scans them.
+	uctx, cancel := context.WithTimeout(ctx, m.budget)
+	defer cancel()
+	if err := m.update(uctx); err != nil {
 		m.log.Error("rules update failed; scanning with the rules loaded and reporting their hash",
 			"wanted", want, "using", m.current().Hash, "err", err)
 	}
 	return m.current().Hash
+}
+
+// maxTried bounds the unknown hashes remembered (the API names them; a
+// hostile one could name a new one in every job).
+const maxTried = 64
+
+// recordTryLocked remembers a fetch for hash now, forgetting the hashes
+// tried longer ago than the retry interval and, past maxTried, the oldest.
+func (m *rulesManager) recordTryLocked(hash string) {
+	now := m.now()
+	var oldest string
+	for h, at := range m.tried {
+		if now.Sub(at) >= m.retry {
+			delete(m.tried, h)
+		} else if oldest == "" || at.Before(m.tried[oldest]) {
+			oldest = h
+		}
+	}
+	if len(m.tried) >= maxTried {
+		delete(m.tried, oldest)
+	}
+	m.tried[hash] = now
 }
 
 // update fetches, validates and switches to the API's current rules.
