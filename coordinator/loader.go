@@ -52,7 +52,7 @@ func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
 	for {
 		changed, outChanged := c.disp.Changed(), c.out.Changed()
 		if !c.out.Full() && !c.out.Health().WriteFailing {
-			if n := c.disp.Capacity(); n > 0 {
+			if n := c.disp.Capacity(c.rules.current().Hash); n > 0 {
 				return min(n, c.cfg.BulkSize), nil
 			}
 		}

@@ -94,7 +94,7 @@ func TestReturnsSuspendSession(t *testing.T) {
 	if n := len(b.take()); n != 0 {
 		t.Fatalf("suspended session got %d tasks", n)
 	}
-	if c := h.d.Capacity(); c >= 0 {
+	if c := h.d.Capacity(""); c >= 0 {
 		t.Fatalf("capacity %d counts the suspended session's credits", c)
 	}
 	h.d.Tick(at(62 + 119))
@@ -305,7 +305,7 @@ func TestIdentityCreditCap(t *testing.T) {
 		h.joinAs(fmt.Sprintf("s%03d", i), "many", 64, "h1") // 100 x 65 credits
 	}
 	h.joinAs("w1", "honest", 4, "h1")
-	if c := h.d.Capacity(); c != DefaultMaxIdentityCredits+5 {
+	if c := h.d.Capacity(""); c != DefaultMaxIdentityCredits+5 {
 		t.Fatalf("capacity %d, want %d (the cap) + 5", c, DefaultMaxIdentityCredits+5)
 	}
 	urls := make([]string, DefaultMaxDistributions)

@@ -1531,22 +1531,30 @@ func (d *Dispatcher) otherIdentity(t *task) bool {
 	return false
 }
 
-// Capacity is how many more tasks the fleet could start now: the free credits
-// of the sessions that have rules ready, at most MaxIdentityCredits less
-// what it holds per identity, minus the tasks already waiting.
-func (d *Dispatcher) Capacity() int {
+// Capacity is how many more tasks of jobs scanned with the rules hash the
+// fleet could start now: the free credits of the sessions that have those
+// rules ready ("" for any rules), at most MaxIdentityCredits less what it
+// holds per identity, minus the tasks already waiting. Sessions that cannot
+// scan with the rules new jobs get (still compiling them, or failing to)
+// count for nothing: jobs leased for them would wait, their leases running
+// out.
+func (d *Dispatcher) Capacity(hash string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.credits(nil) - d.pending.Len()
+	return d.credits(nil, hash) - d.pending.Len()
 }
 
-// credits sums the free credits of all sessions, each identity's within
-// what it may still hold; per, when not nil, receives each identity's.
-func (d *Dispatcher) credits(per map[string]int) int {
+// credits sums the free credits of the sessions ready for hash (any
+// session for ""), each identity's within what it may still hold; per,
+// when not nil, receives each identity's.
+func (d *Dispatcher) credits(per map[string]int, hash string) int {
 	if per == nil {
 		per = make(map[string]int, len(d.ids))
 	}
 	for _, s := range d.sessions {
+		if hash != "" && !s.ready[hash] {
+			continue
+		}
 		if f := d.free(s); f > 0 {
 			per[s.identity] += f
 		}
@@ -1703,7 +1711,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 	}
 	slices.SortFunc(snap.Sessions, func(a, b SessionLoad) int { return cmp.Compare(a.ID, b.ID) })
 	credits := make(map[string]int, len(d.ids))
-	d.credits(credits)
+	d.credits(credits, "")
 	for _, st := range d.ids {
 		snap.Identities = append(snap.Identities, IdentityLoad{
 			Identity: st.name, Sessions: st.sessions, Outstanding: st.outstanding, Credits: credits[st.name],

@@ -49,6 +49,25 @@ func TestAggregatesWorkedExample(t *testing.T) {
 	}
 }
 
+// TestCapacityCountsSessionsReadyForTheHash: the capacity for jobs of new
+// rules counts only the sessions that can scan with them: a fleet still
+// compiling (or failing to compile) the new set has none, so the loader
+// leases nothing whose lease would run out waiting.
+func TestCapacityCountsSessionsReadyForTheHash(t *testing.T) {
+	h := newHarness(t, Config{Prefetch: 1})
+	h.join("a", 2, "h1")
+	h.join("b", 1, "h1", "h2")
+	for hash, want := range map[string]int{"": 5, "h1": 5, "h2": 2, "h3": 0} {
+		if c := h.d.Capacity(hash); c != want {
+			t.Errorf("Capacity(%q) = %d, want %d", hash, c, want)
+		}
+	}
+	h.d.RulesReady("a", "h3")
+	if c := h.d.Capacity("h3"); c != 3 {
+		t.Errorf("Capacity(h3) once a is ready = %d, want 3", c)
+	}
+}
+
 func TestCreditsBoundOutstanding(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 2, "h1")
@@ -66,7 +85,7 @@ func TestCreditsBoundOutstanding(t *testing.T) {
 			t.Fatalf("task %d url %s, want distribution order", i, tk.URL)
 		}
 	}
-	if c := h.d.Capacity(); c != -7 {
+	if c := h.d.Capacity(""); c != -7 {
 		t.Fatalf("capacity = %d, want -7 (0 free credits, 7 waiting)", c)
 	}
 	h.d.Result("a", Result{TaskID: got[0].ID, Dist: &score.Distribution{}}, t0)

@@ -682,7 +682,7 @@ func TestQuarantineAPI(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("a's tasks not re-dispatched at once: %+v", got)
 	}
-	if c := h.d.Capacity(); c != 0 {
+	if c := h.d.Capacity(""); c != 0 {
 		t.Fatalf("capacity %d counts the quarantined session", c)
 	}
 	if h.d.Quarantined("B") || !h.d.Quarantined("A") {
