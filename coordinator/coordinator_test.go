@@ -556,25 +556,15 @@ func TestHugeTopFileCut(t *testing.T) {
 // outbox; the API leases the job again when its lease ends.
 func TestUnsendableReportDroppedAtOnce(t *testing.T) {
 	api := newFakeAPI(job("p", "u1"))
-	api.FailReports(fmt.Errorf("PUT /package: %w: p 1.0: neither success nor a readable failure reason", mainframe.ErrUnsendable))
-	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
-	f := startFleet(t, api, func(c *Config) { c.Observer = obs })
-	w := f.worker("w", 1)
-	w.ready()
-	ts := w.tasks(1)
-	w.answer(result(ts[0], "f", "r1"))
-	select {
-	case r := <-obs.abandoned:
-		if r.Name != "p" {
-			t.Fatalf("abandoned %+v", r)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the unsendable report was never dropped")
+	f, obs, r := firstAbandoned(t, api, fmt.Errorf("PUT /package: %w: p 1.0: neither success nor a readable failure reason", mainframe.ErrUnsendable), nil)
+	if r.Name != "p" {
+		t.Fatalf("abandoned %+v", r)
 	}
 	waitOutboxEmpty(t, f)
 	if tries := api.ReportTries(); tries != 1 {
 		t.Fatalf("%d report attempts, want 1", tries)
 	}
+	nothingOn(t, obs.abandoned, "abandoned twice")
 }
 
 func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
@@ -625,13 +615,19 @@ func waitOutboxEmpty(t *testing.T, f *fleet) {
 	}
 }
 
-func TestReportAbandonedAfterMaxAge(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	api.FailReports(&mainframe.APIError{Endpoint: "PUT /package", Status: 503})
+// firstAbandoned runs api's one job of one distribution through a worker
+// on a fleet whose reports fail with err (cfg, when set, changes its
+// Config) and returns the fleet, its observer and the first report the
+// coordinator gives up on.
+func firstAbandoned(t *testing.T, api *fakeAPI, err error, cfg func(*Config)) (*fleet, abandonObserver, outbox.Report) {
+	t.Helper()
+	api.FailReports(err)
 	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
-	f := startFleet(t, api, func(c *Config) { // 1 ns: any report is past it by the time it is first sent.
-		c.ReportMaxAge = time.Nanosecond
+	f := startFleet(t, api, func(c *Config) {
 		c.Observer = obs
+		if cfg != nil {
+			cfg(c)
+		}
 	})
 	w := f.worker("w", 1)
 	w.ready()
@@ -639,16 +635,23 @@ func TestReportAbandonedAfterMaxAge(t *testing.T) {
 	w.answer(result(ts[0], "f", "r1"))
 	select {
 	case r := <-obs.abandoned:
-		if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {
-			t.Fatalf("abandoned %+v", r)
-		}
+		return f, obs, r
 	case <-time.After(20 * time.Second):
 		t.Fatal("the failing report was never abandoned")
+		return nil, obs, outbox.Report{}
+	}
+}
+
+func TestReportAbandonedAfterMaxAge(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	// 1 ns: any report is past it by the time it is first sent.
+	f, obs, r := firstAbandoned(t, api, &mainframe.APIError{Endpoint: "PUT /package", Status: 503}, func(c *Config) { c.ReportMaxAge = time.Nanosecond })
+	if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {
+		t.Fatalf("abandoned %+v", r)
 	}
 	// Given up means gone: the outbox no longer holds it.
 	waitOutboxEmpty(t, f)
-	tries := api.ReportTries()
-	if tries != 1 {
+	if tries := api.ReportTries(); tries != 1 {
 		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)
 	}
 	nothingOn(t, obs.abandoned, "abandoned twice")
