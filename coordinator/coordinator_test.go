@@ -550,23 +550,6 @@ func TestHugeTopFileCut(t *testing.T) {
 	}
 }
 
-// TestUnsendableReportDroppedAtOnce: a report the client cannot encode
-// (written by an earlier release, or a defect) is dropped on its first
-// try, not retried until the report max age while it holds a place in the
-// outbox; the API leases the job again when its lease ends.
-func TestUnsendableReportDroppedAtOnce(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	f, obs, r := firstAbandoned(t, api, fmt.Errorf("PUT /package: %w: p 1.0: neither success nor a readable failure reason", mainframe.ErrUnsendable), nil)
-	if r.Name != "p" {
-		t.Fatalf("abandoned %+v", r)
-	}
-	waitOutboxEmpty(t, f)
-	if tries := api.ReportTries(); tries != 1 {
-		t.Fatalf("%d report attempts, want 1", tries)
-	}
-	nothingOn(t, obs.abandoned, "abandoned twice")
-}
-
 func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
 	f, w := readyWorker(t, api, "w", 1)
@@ -615,46 +598,50 @@ func waitOutboxEmpty(t *testing.T, f *fleet) {
 	}
 }
 
-// firstAbandoned runs api's one job of one distribution through a worker
-// on a fleet whose reports fail with err (cfg, when set, changes its
-// Config) and returns the fleet, its observer and the first report the
-// coordinator gives up on.
-func firstAbandoned(t *testing.T, api *fakeAPI, err error, cfg func(*Config)) (*fleet, abandonObserver, outbox.Report) {
-	t.Helper()
-	api.FailReports(err)
-	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
-	f := startFleet(t, api, func(c *Config) {
-		c.Observer = obs
-		if cfg != nil {
-			cfg(c)
-		}
-	})
-	w := f.worker("w", 1)
-	w.ready()
-	ts := w.tasks(1)
-	w.answer(result(ts[0], "f", "r1"))
-	select {
-	case r := <-obs.abandoned:
-		return f, obs, r
-	case <-time.After(20 * time.Second):
-		t.Fatal("the failing report was never abandoned")
-		return nil, obs, outbox.Report{}
+// TestReportAbandoned: a report is given up, and its place in the outbox
+// freed, after one try when the client cannot encode it
+// (mainframe.ErrUnsendable: written by an earlier release, or a defect; the
+// API leases the job again when its lease ends) instead of being retried
+// for the report max age, and once past the max age when the API keeps
+// failing.
+func TestReportAbandoned(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		maxAge time.Duration
+	}{
+		{"unsendable", fmt.Errorf("PUT /package: %w: p 1.0: neither success nor a readable failure reason", mainframe.ErrUnsendable), 0},
+		// 1 ns: any report is past it by the time it is first sent.
+		{"past the max age", &mainframe.APIError{Endpoint: "PUT /package", Status: 503}, time.Nanosecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(job("p", "u1"))
+			api.FailReports(tc.err)
+			obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
+			f := startFleet(t, api, func(c *Config) {
+				c.Observer = obs
+				c.ReportMaxAge = tc.maxAge
+			})
+			w := f.worker("w", 1)
+			w.ready()
+			ts := w.tasks(1)
+			w.answer(result(ts[0], "f", "r1"))
+			select {
+			case r := <-obs.abandoned:
+				if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {
+					t.Fatalf("abandoned %+v", r)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the failing report was never abandoned")
+			}
+			// Given up means gone: the outbox no longer holds it.
+			waitOutboxEmpty(t, f)
+			if tries := api.ReportTries(); tries != 1 {
+				t.Fatalf("%d report attempts, want 1", tries)
+			}
+			nothingOn(t, obs.abandoned, "abandoned twice")
+		})
 	}
-}
-
-func TestReportAbandonedAfterMaxAge(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	// 1 ns: any report is past it by the time it is first sent.
-	f, obs, r := firstAbandoned(t, api, &mainframe.APIError{Endpoint: "PUT /package", Status: 503}, func(c *Config) { c.ReportMaxAge = time.Nanosecond })
-	if r.Name != "p" || r.Success == nil || r.Success.Score != 3 {
-		t.Fatalf("abandoned %+v", r)
-	}
-	// Given up means gone: the outbox no longer holds it.
-	waitOutboxEmpty(t, f)
-	if tries := api.ReportTries(); tries != 1 {
-		t.Fatalf("%d report attempts, want 1 (abandoned after the first failure past the max age)", tries)
-	}
-	nothingOn(t, obs.abandoned, "abandoned twice")
 }
 
 // TestPrefetchBeyondWhatWorkersHoldRefused: a worker holds at most
