@@ -103,7 +103,8 @@ func prefix(s string, n int) string {
 // U+FFFD, no space at either end, then bounded as String bounds it. A text of
 // nothing but such runes gives "": a caller that needs a text supplies its
 // own. Reading stops once the line is far past n, so a huge input costs
-// little more than the bound.
+// little more than the bound; the marker's count is then of the folded
+// text's bytes not shown plus the input not read.
 func Line(s string, n int) string {
 	if n <= 0 {
 		n = Default

@@ -129,7 +129,9 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	m.mu.Unlock()
 	// The leased jobs age while the rules come: a slow or hanging GET /rules
 	// must not hold them past their lease (its own retries could take
-	// minutes). Past the budget the loaded set scans them.
+	// minutes). Past the budget the loaded set scans them. The budget is
+	// the fetch's, per unknown hash (compiling the set is not counted);
+	// a hash tried within the retry interval is not fetched again.
 	uctx, cancel := context.WithTimeout(ctx, m.budget)
 	defer cancel()
 	if err := m.update(uctx); err != nil {

@@ -20,9 +20,10 @@
 //     ends in "/", as for Python's ZipInfo.is_dir and pip's wheel installer
 //     on Linux; every other zip entry is a file, whatever its mode bits
 //     say, because pip writes it as one. That includes a name ending in
-//     "\": pip writes a file whose name ends in "\", and the walk emits it
-//     under its cleaned path (below), "pkg/x\" as "pkg/x". Zip has no hard
-//     links.
+//     "\": pip's wheel installer writes a file whose name ends in "\" (for
+//     a .zip sdist its unzip_file makes a directory: the walk then scans
+//     one file more, never less), and the walk emits it under its cleaned
+//     path (below), "pkg/x\" as "pkg/x". Zip has no hard links.
 //   - Paths are archive-relative with "/" separators, cleaned (".", "a//b",
 //     "a/./b", "a/../b"), with "\" read as "/" and invalid UTF-8 replaced by
 //     U+FFFD. Zip names without the UTF-8 flag are decoded as CP437, as Python

@@ -95,13 +95,6 @@ func isTar(b []byte) bool {
 	if allZero(b[:512]) {
 		return false
 	}
-	want, ok := parseOctal(b[148:156])
-	if !ok {
-		want, ok = pyNumber(b[148:156])
-	}
-	if !ok {
-		return false
-	}
 	var unsigned, signed int64
 	for i, c := range b[:512] {
 		if i >= 148 && i < 156 {
@@ -110,7 +103,10 @@ func isTar(b []byte) bool {
 		unsigned += int64(c)
 		signed += int64(int8(c))
 	}
-	return want == unsigned || want == signed
+	match := func(want int64, ok bool) bool { return ok && (want == unsigned || want == signed) }
+	// Either reading: they differ on more than spelling ("\x00" before the
+	// digits is 0 to tarfile, the digits to parseOctal).
+	return match(parseOctal(b[148:156])) || match(pyNumber(b[148:156]))
 }
 
 // parseOctal reads a tar numeric field: octal digits between optional

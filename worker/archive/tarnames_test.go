@@ -132,8 +132,30 @@ func TestTarHeaderOnlyTarfileReads(t *testing.T) {
 			}
 		})
 	}
-	// A wrong checksum in any spelling is no tar: one file.
+	// A NUL before the digits: tarfile reads 0 (the digits are after the
+	// end of its string), archive/tar the digits. A header whose signed sum
+	// is 0 (bytes of 0x80 and more make it negative) is a tar to tarfile.
 	h := rawTarHeader("pkg/evil.py", '0', 5, "")
+	copy(h[148:156], "        ")
+	var signed int64
+	for _, c := range h {
+		signed += int64(int8(c))
+	}
+	for i := 157; signed > 0 && i < 257; i++ { // the link name: unused by a file
+		d := min(signed, 128)
+		h[i] = byte(256 - d)
+		signed -= d
+	}
+	copy(h[148:156], "\x00001234")
+	if signed != 0 || !isTar(h) {
+		t.Fatalf("isTar: false for a checksum field tarfile reads as 0 (signed sum left %d)", signed)
+	}
+	r := walk(t, gz(t, rawTar(h, []byte("evil!"))), "x-1.0.tar.gz", noLimits)
+	if r.Err == nil || r.Stats.Format != TarGzip {
+		t.Fatalf("format %v, files %s, err %v; want a tar.gz that fails", r.Stats.Format, quoteFiles(r.Files), r.Err)
+	}
+	// A wrong checksum in any spelling is no tar: one file.
+	h = rawTarHeader("pkg/evil.py", '0', 5, "")
 	copy(h[148:156], "\t0o1_7 \x00")
 	if isTar(h) {
 		t.Fatal("isTar: true for a wrong checksum")

