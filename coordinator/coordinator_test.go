@@ -466,6 +466,51 @@ func TestRulesChangeFollowsTheLeasedHash(t *testing.T) {
 	scannedWith(t, api, w, "h2")
 }
 
+// TestRulesNoWorkerCompilesPauseLeasing: when every worker fails to
+// compile the rules the API switched to, nothing more is leased (a job
+// leased for them could only wait for its lease to run out), and the
+// coordinator looks at GET /rules again every RulesRetry, so the set the
+// API fixes is found, offered and scanned with.
+func TestRulesNoWorkerCompilesPauseLeasing(t *testing.T) {
+	api := newFakeAPI()
+	// p, leased under h2, never finishes: a short drain at the end.
+	f := startFleet(t, api, func(c *Config) { c.RulesRetry, c.DrainTimeout = 50*time.Millisecond, 100*time.Millisecond })
+	w := f.worker("w", 1)
+	w.ready()
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": `rule r2 { condition: true }`}}, nil)
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.Add(j)
+	if rs := w.next().GetRuleSet(); rs.GetHash() != "h2" {
+		t.Fatalf("got rules %q, want h2 offered", rs.GetHash())
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h2", Error: "a.yara:1: cannot compile here"}}})
+	var more []mainframe.Job
+	for i := range 5 {
+		more = append(more, job(fmt.Sprintf("q%d", i), "u1"))
+		more[i].Hash = "h2"
+	}
+	api.Add(more...)
+	api.SetRules(mainframe.RuleSet{Hash: "h3", Rules: map[string]string{"a": `rule r3 { condition: true }`}}, nil)
+	// Found without a job asking for it: the queue names h2 only.
+	m := w.next()
+	if rs := m.GetRuleSet(); rs.GetHash() != "h3" {
+		t.Fatalf("got %v, want h3 offered", m)
+	}
+	if got := api.Leases(); len(got) != 1 {
+		t.Fatalf("leases %v while no worker held the current rules, want only the first", got)
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h3"}}})
+	ts := w.tasks(1)
+	if ts[0].GetRulesHash() != "h3" {
+		t.Fatalf("task rules %q, want h3", ts[0].GetRulesHash())
+	}
+	w.answer(result(ts[0], ""))
+	if r := api.WaitReports(t, 1); r[0].Success == nil || r[0].Success.Commit != "h3" {
+		t.Fatalf("report %+v, want a success under h3", r[0])
+	}
+}
+
 // scannedWith checks that w's next task names the rules hash and that its
 // report carries that hash: results carry the hash of the rules used.
 func scannedWith(t *testing.T, api *fakeAPI, w *fakeWorker, hash string) {

@@ -47,22 +47,63 @@ func (c *Coordinator) loadLoop(ctx context.Context) error {
 	}
 }
 
-// waitCapacity blocks until jobs may be leased and returns how many.
+// waitCapacity blocks until jobs may be leased and returns how many: the
+// free credits of the workers ready for the rules new jobs get.
+//
+// Workers may be free but none ready for those rules: for a moment after a
+// switch, while they compile the new set, or for good when they cannot
+// compile it (a module their libyara lacks). Jobs leased then could only
+// wait for their lease to run out, so none are leased; and since only a
+// leased job's hash makes the coordinator fetch GET /rules, it looks again
+// every RulesRetry while this lasts, so that a set the API fixed is found.
 func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
+	var since time.Time // since when free workers hold other rules only
 	for {
 		changed, outChanged := c.disp.Changed(), c.out.Changed()
+		var retry *time.Timer
 		if !c.out.Full() && !c.out.Health().WriteFailing {
 			if n := c.disp.Capacity(c.rules.current().Hash); n > 0 {
 				return min(n, c.cfg.BulkSize), nil
 			}
+			if c.disp.Capacity("") > 0 {
+				if since.IsZero() {
+					since = c.cfg.Now()
+				}
+				retry = time.NewTimer(max(c.cfg.RulesRetry-c.cfg.Now().Sub(since), 0))
+			} else {
+				since = time.Time{}
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-changed:
-		case <-outChanged:
+		fired, err := c.waitChange(ctx, changed, outChanged, retry)
+		if err != nil {
+			return 0, err
+		}
+		if fired {
+			c.log.Warn("leasing paused: workers are free but none is ready for the current rules (compiling them, or failing to: see their rules status); fetching the rules again",
+				"rules", c.rules.current().Hash, "paused_for", c.cfg.Now().Sub(since).Round(time.Second))
+			c.rules.refresh(ctx)
+			since = c.cfg.Now()
 		}
 	}
+}
+
+// waitChange waits for a change of the dispatcher or the outbox, or for
+// retry (when not nil; stopped on return) to fire, which it reports.
+func (c *Coordinator) waitChange(ctx context.Context, changed, outChanged <-chan struct{}, retry *time.Timer) (bool, error) {
+	var fired <-chan time.Time
+	if retry != nil {
+		defer retry.Stop()
+		fired = retry.C
+	}
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-changed:
+	case <-outChanged:
+	case <-fired:
+		return true, nil
+	}
+	return false, nil
 }
 
 // admit hands leased jobs to the dispatcher with the rules to scan them with.

@@ -141,6 +141,16 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	return m.current().Hash
 }
 
+// refresh fetches GET /rules within the budget and switches to a new set
+// that compiles (no job asked for it: see waitCapacity).
+func (m *rulesManager) refresh(ctx context.Context) {
+	uctx, cancel := context.WithTimeout(ctx, m.budget)
+	defer cancel()
+	if err := m.update(uctx); err != nil && ctx.Err() == nil {
+		m.log.Error("rules update failed; keeping the rules loaded", "using", m.current().Hash, "err", err)
+	}
+}
+
 // maxTried bounds the unknown hashes remembered (the API names them; a
 // hostile one could name a new one in every job).
 const maxTried = 64
