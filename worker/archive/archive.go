@@ -57,8 +57,11 @@
 // Where the walk cannot follow extraction exactly it fails with an *Error
 // rather than guess, so content never escapes its path's rules: a target
 // that is, or passes through, a symlink (tarfile follows it; the walk does
-// not extract symlinks); any hard link in an archive that also places a
-// member through a symlink; a regular member written onto a file that two
+// not extract symlinks); a regular member whose path is, or passes
+// through, an earlier symlink (pip opens it for writing and writes where
+// the symlink points, hard links or not); any hard link in an archive that
+// also places a member through a symlink; a regular member written onto a
+// file that two
 // names share (tarfile writes into that file, changing every name); a hard
 // link over a directory; a target that is only an implicit directory (one no
 // member names: tarfile skips such a link). A link counts as an entry and as
@@ -201,13 +204,14 @@ var (
 	errUnsupported  = errors.New("unsupported zip feature")
 
 	// Hard link failures (links.go).
-	errLinkTarget  = errors.New("hard link target is not an earlier member")
-	errLinkSpecial = errors.New("hard link to a device or fifo")
-	errLinkSymlink = errors.New("hard link to or through a symlink")
-	errLinkThrough = errors.New("member placed through a symlink in an archive with hard links")
-	errLinkDir     = errors.New("hard link over a directory")
-	errLinkWrite   = errors.New("member overwrites a file that hard links share")
-	errLinkNil     = errors.New("hard link but the caller takes no links")
+	errLinkTarget   = errors.New("hard link target is not an earlier member")
+	errLinkSpecial  = errors.New("hard link to a device or fifo")
+	errLinkSymlink  = errors.New("hard link to or through a symlink")
+	errLinkThrough  = errors.New("member placed through a symlink in an archive with hard links")
+	errWriteThrough = errors.New("file written through a symlink: pip writes it where the symlink points")
+	errLinkDir      = errors.New("hard link over a directory")
+	errLinkWrite    = errors.New("member overwrites a file that hard links share")
+	errLinkNil      = errors.New("hard link but the caller takes no links")
 )
 
 // Walk reads the distribution in data. name is the distribution's file name

@@ -123,7 +123,11 @@ func (t *linkTree) checkWrite(p string) error {
 	k, via := t.key(p)
 	n, ok := t.nodes[k]
 	if via || (ok && n.kind == nodeSymlink) {
-		return t.placedThroughSymlink()
+		// pip opens the path for writing and so writes where the symlink
+		// points: a payload written through "readme.txt" lands in
+		// "evil.py", under a name the walk cannot give it.
+		t.through = true
+		return errWriteThrough
 	}
 	if ok && n.kind == nodeFile && t.inodes[n.ino].names > 1 {
 		return errLinkWrite
