@@ -137,14 +137,22 @@ func pyNumber(f []byte) (int64, bool) {
 		return 0, false
 	}
 	if f[0] == 0x80 || f[0] == 0xff {
-		var n int64
+		var n uint64
 		for _, c := range f[1:] {
-			n = n<<8 | int64(c)
+			if n>>56 != 0 {
+				return 0, false
+			}
+			n = n<<8 | uint64(c)
 		}
-		if f[0] == 0xff {
-			n -= 1 << (8 * (len(f) - 1))
+		switch {
+		case n>>63 != 0:
+			return 0, false
+		case f[0] == 0x80:
+			return int64(n), true
+		case len(f)-1 < 8: // n - 256^(len(f)-1), as tarfile computes it
+			return int64(n) - 1<<(8*(len(f)-1)), true
 		}
-		return n, true
+		return 0, false // below what an int64 holds
 	}
 	if i := bytes.IndexByte(f, 0); i >= 0 {
 		f = f[:i]

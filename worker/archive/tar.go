@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,10 +22,13 @@ const tarDrain = 1 << 20
 // drain is that stream: after the tar's end, up to tarDrain more bytes are
 // read so a truncated or corrupt compression trailer is noticed.
 func (w *walker) walkTar(r io.Reader, drain *stream) error {
-	tr := tar.NewReader(r)
+	tap := &headerTap{r: r}
+	tr := tar.NewReader(tap)
 	tree := newLinkTree()
 	for {
+		tap.start()
 		hdr, err := tr.Next()
+		tap.on = false
 		if err == io.EOF {
 			break
 		}
@@ -34,6 +38,9 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 			return w.tarError("", err)
 		}
 		if err := w.entry(); err != nil {
+			return err
+		}
+		if err := tap.agrees(hdr); err != nil {
 			return err
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
@@ -140,6 +147,158 @@ func globalPAX(hdr *tar.Header) error {
 		}
 	}
 	return nil
+}
+
+// headerTap records what archive/tar reads in one call of Next: the
+// padding of the member before, the meta headers (x, g, L, K) with their
+// data, and the header of the member it returns (for a sparse file, its map
+// after that). agrees reads them as Python's tarfile would.
+type headerTap struct {
+	r     io.Reader
+	on    bool
+	over  bool  // more than maxTarHeaders was read
+	off   int64 // bytes read from the start of the tar
+	begin int64 // off when Next was called
+	buf   []byte
+}
+
+// maxTarHeaders bounds what one member's headers may take (archive/tar
+// reads a PAX header or a GNU long name of up to 1 MiB each).
+const maxTarHeaders = 4 << 20
+
+var (
+	errTarHeaders   = fmt.Errorf("meta headers of over %d bytes before one member", maxTarHeaders)
+	errTarChain     = errors.New("meta headers (x, g, L, K) that tarfile and archive/tar combine differently; not supported")
+	errTarSizeField = errors.New("a size field that tarfile and archive/tar read differently; not supported")
+	errTarDirKind   = errors.New("a member that tarfile and archive/tar tell apart as file or directory differently; not supported")
+)
+
+func (t *headerTap) start() {
+	t.on, t.over, t.begin, t.buf = true, false, t.off, t.buf[:0]
+}
+
+func (t *headerTap) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.off += int64(n)
+	if t.on && n > 0 {
+		if len(t.buf)+n > maxTarHeaders {
+			t.over = true
+		} else {
+			t.buf = append(t.buf, p[:n]...)
+		}
+	}
+	return n, err
+}
+
+// agrees checks the headers before hdr, which archive/tar returned, where
+// Python's tarfile (pip's unpacker) reads them otherwise, so that a member
+// it writes under one name or with one content could be scanned under
+// another (found by a differential harness against tarfile 3.11):
+//   - a size field tarfile reads otherwise: it cuts the field at its first
+//     NUL ("\x00" before the digits is 0), archive/tar trims NULs;
+//   - meta headers combined otherwise: two x, L or K headers before one
+//     member (tarfile keeps the first, archive/tar the last), an L and a
+//     PAX path (or a K and a PAX linkpath) together, a g after a pending x,
+//     L or K (archive/tar drops what was pending);
+//   - a type '\0' member that tarfile makes a directory from the name field
+//     alone (a trailing "/") and archive/tar from the whole name (the
+//     ustar prefix, an L name or a PAX path), one way and not the other:
+//     the data of the one is headers to the other.
+func (t *headerTap) agrees(hdr *tar.Header) error {
+	name := rawName(hdr.Name)
+	if t.over {
+		return &Error{Path: name, Err: errTarHeaders}
+	}
+	// Headers start on 512-byte boundaries of the tar; what comes before the
+	// first is the padding of the member before.
+	skip := (512 - t.begin%512) % 512
+	if skip > int64(len(t.buf)) {
+		return nil
+	}
+	b := t.buf[skip:]
+	var x, l, k int
+	for len(b) >= 512 {
+		h := b[:512]
+		size, ok := goNumber(h[124:136])
+		if py, pyOK := pyNumber(h[124:136]); ok && pyOK && py != size {
+			return &Error{Path: name, Err: errTarSizeField}
+		}
+		switch h[156] {
+		case tar.TypeXHeader, tar.TypeGNULongName, tar.TypeGNULongLink, tar.TypeXGlobalHeader:
+			switch h[156] {
+			case tar.TypeXHeader:
+				x++
+			case tar.TypeGNULongName:
+				l++
+			case tar.TypeGNULongLink:
+				k++
+			case tar.TypeXGlobalHeader:
+				if x+l+k > 0 {
+					return &Error{Path: name, Err: errTarChain}
+				}
+			}
+			if x > 1 || l > 1 || k > 1 {
+				return &Error{Path: name, Err: errTarChain}
+			}
+			next := 512 + (size+511)/512*512
+			if !ok || size < 0 || next >= int64(len(b)) {
+				return nil // the header Next returned (a global one), or what archive/tar refused
+			}
+			b = b[next:]
+			continue
+		}
+		_, hasPath := hdr.PAXRecords["path"]
+		_, hasLink := hdr.PAXRecords["linkpath"]
+		if l > 0 && hasPath || k > 0 && hasLink {
+			return &Error{Path: name, Err: errTarChain}
+		}
+		field := h[:100]
+		if i := bytes.IndexByte(field, 0); i >= 0 {
+			field = field[:i]
+		}
+		pyDir := h[156] == tar.TypeDir || h[156] == 0 && bytes.HasSuffix(field, []byte("/"))
+		if pyDir != (hdr.Typeflag == tar.TypeDir) {
+			return &Error{Path: name, Err: errTarDirKind}
+		}
+		return nil
+	}
+	return nil
+}
+
+// goNumber reads a numeric header field as archive/tar does: base-256
+// (two's complement) when the high bit of its first byte is set, else octal
+// digits between spaces and NULs (none is 0). ok is false where archive/tar
+// fails.
+func goNumber(f []byte) (int64, bool) {
+	if len(f) > 0 && f[0]&0x80 != 0 {
+		var inv byte
+		if f[0]&0x40 != 0 {
+			inv = 0xff
+		}
+		var x uint64
+		for i, c := range f {
+			c ^= inv
+			if i == 0 {
+				c &= 0x7f
+			}
+			if x>>56 != 0 {
+				return 0, false
+			}
+			x = x<<8 | uint64(c)
+		}
+		if x>>63 != 0 {
+			return 0, false
+		}
+		if inv == 0xff {
+			return ^int64(x), true
+		}
+		return int64(x), true
+	}
+	f = bytes.Trim(f, " \x00")
+	if len(f) == 0 {
+		return 0, true
+	}
+	return parseOctal(f)
 }
 
 // tarNameAgrees fails a member at the clean path p that tarfile would name

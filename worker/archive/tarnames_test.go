@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,5 +206,94 @@ func TestLongPathFails(t *testing.T) {
 	r := walk(t, gz(t, makeTar(t, reg(ok, "x"))), "x-1.0.tar.gz", noLimits)
 	if r.Err != nil || len(r.Files) != 1 {
 		t.Fatalf("a path of %d bytes: files %d, err %v", len(ok), len(r.Files), r.Err)
+	}
+}
+
+// member is a whole ustar member: its header block and its padded body.
+func member(name string, typ byte, body string) []byte {
+	return rawTar(rawTarHeader(name, typ, int64(len(body)), "ustar\x0000"), []byte(body))[:512+(len(body)+511)/512*512]
+}
+
+// meta is a meta header of type typ (x, g, L, K) holding data.
+func meta(typ byte, data []byte) []byte {
+	return append(rawTarHeader("././@meta", typ, int64(len(data)), "ustar\x0000"), pad512(data)...)
+}
+
+func pad512(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
+
+// TestTarHeadersTarfileReadsOtherwise: headers that Python's tarfile
+// (3.11) reads otherwise than archive/tar, found by a differential harness:
+// each tar below gives tarfile a member pkg/evil.py holding the payload,
+// which archive/tar gave another name or hid inside another member's data.
+// The distribution fails.
+func TestTarHeadersTarfileReadsOtherwise(t *testing.T) {
+	const payload = "import os; os.system('x')"
+	evil := member("pkg/evil.py", '0', payload) // 1024 bytes
+	sizeNUL := rawTarHeader("pkg/readme.txt", '0', 0, "ustar\x0000")
+	copy(sizeNUL[124:136], "\x0000000002000") // 1024 to archive/tar, 0 to tarfile
+	setTarChecksum(sizeNUL)
+	dirByName := rawTarHeader("pkg/readme.txt/", 0, int64(len(evil)), "ustar\x0000")
+	fileByName := rawTarHeader("pkg/readme.txt", 0, int64(len(evil)), "ustar\x0000")
+	long := func(name string) []byte { return meta('L', append([]byte(name), 0)) }
+	for _, tc := range []struct {
+		name string
+		tar  []byte
+		want error
+	}{
+		{"size field with a NUL first", slices.Concat(sizeNUL, evil), errTarSizeField},
+		{"type 0 made a directory by its PAX path only", slices.Concat(meta('x', paxBody("path", "pkg/evil.py/")), fileByName, member("pkg/readme2.txt", '0', payload)), errTarDirKind},
+		{"type 0 made a directory by its long name only", slices.Concat(long("pkg/evil.py/"), fileByName, member("pkg/readme2.txt", '0', payload)), errTarDirKind},
+		{"type 0 a directory by its name field only", slices.Concat(meta('x', paxBody("path", "pkg/readme.txt")), dirByName, evil), errTarDirKind},
+		{"two PAX headers", slices.Concat(meta('x', paxBody("path", "pkg/evil.py")), meta('x', paxBody("path", "pkg/readme.txt")), member("x", '0', payload)), errTarChain},
+		{"two long names", slices.Concat(long("pkg/evil.py"), long("pkg/readme.txt"), member("x", '0', payload)), errTarChain},
+		{"a PAX path and a long name", slices.Concat(meta('x', paxBody("path", "pkg/evil.py")), long("pkg/readme.txt"), member("x", '0', payload)), errTarChain},
+		{"a global header after a PAX header", slices.Concat(meta('x', paxBody("path", "pkg/evil.py")), meta('g', paxBody("comment", "c")), member("pkg/readme.txt", '0', payload)), errTarChain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := walk(t, gz(t, pad512(slices.Concat(tc.tar, make([]byte, 1024)))), "x-1.0.tar.gz", noLimits)
+			if !errors.Is(r.Err, tc.want) {
+				t.Fatalf("files %s, err %v; want %v", quoteFiles(r.Files), r.Err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTarHeadersBothRead: header chains both readers take alike pass: a
+// PAX path, a long name, a global header before a PAX header (git archive
+// writes one first), type 0 files and directories.
+func TestTarHeadersBothRead(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tar  []byte
+		want string
+	}{
+		{"PAX path", slices.Concat(meta('x', paxBody("path", "pkg/a.py")), member("x", '0', "A")), "pkg/a.py"},
+		{"long name", slices.Concat(meta('L', []byte("pkg/a.py\x00")), member("x", '0', "A")), "pkg/a.py"},
+		{"global then PAX", slices.Concat(meta('g', paxBody("comment", "c")), meta('x', paxBody("path", "pkg/a.py")), member("x", '0', "A")), "pkg/a.py"},
+		{"type 0 file", member("pkg/a.py", 0, "A"), "pkg/a.py"},
+		{"type 0 directory, then a file", slices.Concat(member("pkg/", 0, ""), member("pkg/a.py", '0', "A")), "pkg/a.py"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := walk(t, gz(t, slices.Concat(tc.tar, make([]byte, 1024))), "x-1.0.tar.gz", noLimits)
+			if r.Err != nil || len(r.Files) != 1 || r.Files[0].Path != tc.want || r.Files[0].Data != "A" {
+				t.Fatalf("files %s, err %v; want %s", quoteFiles(r.Files), r.Err, tc.want)
+			}
+		})
+	}
+}
+
+func TestGoNumber(t *testing.T) {
+	for in, want := range map[string]int64{
+		"00000002000\x00": 1024, "\x0000000002000": 1024, " 17 ": 0o17, "": 0, "\x00\x00": 0,
+		"\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04\x00": 1024, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff": -1,
+	} {
+		if got, ok := goNumber([]byte(in)); !ok || got != want {
+			t.Errorf("goNumber(%q) = %d, %v; want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"8", "1 2", "\t17"} {
+		if got, ok := goNumber([]byte(in)); ok {
+			t.Errorf("goNumber(%q) = %d; want a failure, as archive/tar's", in, got)
+		}
 	}
 }
