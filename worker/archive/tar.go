@@ -240,9 +240,12 @@ func (t *headerTap) agrees(hdr *tar.Header) error {
 			if x > 1 || l > 1 || k > 1 {
 				return &Error{Path: name, Err: errTarChain}
 			}
-			next := 512 + (size+511)/512*512
-			if !ok || size < 0 || next >= int64(len(b)) {
+			if !ok || size < 0 || size >= int64(len(b)) {
 				return nil // the header Next returned (a global one), or what archive/tar refused
+			}
+			next := 512 + (size+511)/512*512
+			if next >= int64(len(b)) {
+				return nil
 			}
 			b = b[next:]
 			continue

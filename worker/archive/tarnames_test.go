@@ -297,3 +297,25 @@ func TestGoNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderTapHostileRegion: agrees reads what archive/tar read, but never
+// trusts it: sizes past the region, negative or near the int64 limit end
+// the check without a panic.
+func TestHeaderTapHostileRegion(t *testing.T) {
+	for _, size := range [][]byte{
+		{0x80, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // near MaxInt64
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe}, // negative
+		[]byte("77777777777\x00"),
+		[]byte("00000001000\x00"), // exactly the rest of the region
+	} {
+		h := rawTarHeader("././@meta", 'x', 0, "ustar\x0000")
+		copy(h[124:136], size)
+		setTarChecksum(h)
+		for _, region := range [][]byte{h, slices.Concat(h, make([]byte, 512)), slices.Concat(h, make([]byte, 1000))} {
+			tap := &headerTap{buf: region}
+			if err := tap.agrees(&tar.Header{Name: "x"}); err != nil && !errors.Is(err, errTarSizeField) {
+				t.Errorf("size %q, region %d: %v", size, len(region), err)
+			}
+		}
+	}
+}
