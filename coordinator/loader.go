@@ -62,10 +62,11 @@ func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
 		changed, outChanged := c.disp.Changed(), c.out.Changed()
 		var retry *time.Timer
 		if !c.out.Full() && !c.out.Health().WriteFailing {
-			if n := c.disp.Capacity(c.rules.current().Hash); n > 0 {
+			cur := c.rules.current().Hash
+			if n := c.disp.Capacity(cur); n > 0 {
 				return min(n, c.cfg.BulkSize), nil
 			}
-			if c.disp.Capacity("") > 0 {
+			if c.disp.Capacity("") > 0 && !c.disp.ReadyFor(cur) {
 				if since.IsZero() {
 					since = c.cfg.Now()
 				}

@@ -1544,6 +1544,19 @@ func (d *Dispatcher) Capacity(hash string) int {
 	return d.credits(nil, hash) - d.pending.Len()
 }
 
+// ReadyFor reports whether a session that takes tasks has the rules hash
+// ready (busy or not).
+func (d *Dispatcher) ReadyFor(hash string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.sessions {
+		if d.open(s) && s.ready[hash] {
+			return true
+		}
+	}
+	return false
+}
+
 // credits sums the free credits of the sessions ready for hash (any
 // session for ""), each identity's within what it may still hold; per,
 // when not nil, receives each identity's.

@@ -62,9 +62,12 @@ func TestCapacityCountsSessionsReadyForTheHash(t *testing.T) {
 			t.Errorf("Capacity(%q) = %d, want %d", hash, c, want)
 		}
 	}
+	if h.d.ReadyFor("h3") || !h.d.ReadyFor("h2") {
+		t.Errorf("ReadyFor h3 %v, h2 %v; want false, true", h.d.ReadyFor("h3"), h.d.ReadyFor("h2"))
+	}
 	h.d.RulesReady("a", "h3")
-	if c := h.d.Capacity("h3"); c != 3 {
-		t.Errorf("Capacity(h3) once a is ready = %d, want 3", c)
+	if c := h.d.Capacity("h3"); c != 3 || !h.d.ReadyFor("h3") {
+		t.Errorf("Capacity(h3) once a is ready = %d, want 3 (ready %v)", c, h.d.ReadyFor("h3"))
 	}
 }
 

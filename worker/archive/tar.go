@@ -82,6 +82,16 @@ func (w *walker) walkTar(r io.Reader, drain *stream) error {
 			if _, err := io.ReadFull(tr, buf); err != nil {
 				return w.tarError(p, err)
 			}
+			// To its end: archive/tar checks a sparse member's data only
+			// in a Read (an empty buffer makes none), and data left unread
+			// would put the next headers where headerTap does not look.
+			var one [1]byte
+			if n, err := tr.Read(one[:]); n > 0 || err != io.EOF {
+				if err == nil || err == io.EOF {
+					err = errors.New("member data longer than its size")
+				}
+				return w.tarError(p, err)
+			}
 			return nil
 		})
 		if err != nil {

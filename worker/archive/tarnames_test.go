@@ -319,3 +319,23 @@ func TestHeaderTapHostileRegion(t *testing.T) {
 		}
 	}
 }
+
+// TestSparseUnreadDataFails: an old GNU sparse member whose real size is 0
+// and whose 1024 stored bytes no map entry names: reading its empty content
+// makes archive/tar check nothing, and the headers after it (here a chain
+// tarfile reads as pkg/evil.py) would be looked for inside that data. The
+// member is read to its end, where archive/tar refuses it: the failure
+// names the member (archive/tar's next header read only happens to refuse
+// it too, naming nothing).
+func TestSparseUnreadDataFails(t *testing.T) {
+	sp := rawTarHeader("pkg/a.txt", tar.TypeGNUSparse, 1024, "ustar  \x00")
+	copy(sp[483:495], "00000000000\x00") // real size 0, no map entries
+	setTarChecksum(sp)
+	long := func(name string) []byte { return meta('L', append([]byte(name), 0)) }
+	b := slices.Concat(sp, make([]byte, 1024), long("pkg/evil.py"), long("pkg/readme.txt"), member("x", '0', "import os; os.system('x')"), make([]byte, 1024))
+	r := walk(t, gz(t, b), "x-1.0.tar.gz", noLimits)
+	var ae *Error
+	if !errors.As(r.Err, &ae) || ae.Path != "pkg/a.txt" {
+		t.Fatalf("files %s, err %v; want the distribution to fail at pkg/a.txt", quoteFiles(r.Files), r.Err)
+	}
+}
