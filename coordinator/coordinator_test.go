@@ -689,6 +689,37 @@ func TestReportAbandoned(t *testing.T) {
 	}
 }
 
+// TestBlankReasonFromAnEarlierOutboxDropped: an outbox kept from a release
+// before reasons were made one line may hold a failure whose reason is
+// only white space. The client cannot encode it (the fake API encodes as
+// the client does): it is dropped on its first try, not retried for the
+// report max age in a place of the outbox.
+func TestBlankReasonFromAnEarlierOutboxDropped(t *testing.T) {
+	ob, err := outbox.Open(outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := ob.Put(outbox.Entry{Report: outbox.Report{Name: "old", Version: "1.0", Reason: " \t\x00"}, LeasedAt: now, Enqueued: now}); err != nil {
+		t.Fatal(err)
+	}
+	api := newFakeAPI()
+	obs := abandonObserver{abandoned: make(chan outbox.Report, 10)}
+	f := startFleet(t, api, func(c *Config) { c.Outbox, c.Observer = ob, obs })
+	select {
+	case r := <-obs.abandoned:
+		if r.Name != "old" {
+			t.Fatalf("abandoned %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the unsendable report was never dropped")
+	}
+	waitOutboxEmpty(t, f)
+	if tries, got := api.ReportTries(), api.Reports(); tries != 1 || len(got) != 0 {
+		t.Fatalf("%d tries, %d reports accepted; want 1 try, none accepted", tries, len(got))
+	}
+}
+
 // TestPrefetchBeyondWhatWorkersHoldRefused: a worker holds at most
 // protocol.MaxPrefetch tasks beyond its threads and hands back the rest, so
 // a larger prefetch would bounce tasks forever: New refuses it, naming the
