@@ -53,6 +53,7 @@ const (
 // Causes of an *Error for the Info-ZIP Unicode Path field (0x7075), told
 // apart with errors.Is like those in archive.go.
 var (
+	errZip64Apart     = errors.New("zip64 end record apart from its locator (extensible data), which Pythons read differently; not supported")
 	errUnicodePath    = errors.New("unicode path extra field (0x7075) names another path")
 	errCorruptUnicode = errors.New("corrupt unicode path extra field (0x7075)")
 )
@@ -118,7 +119,16 @@ func readZipEnd(data []byte) (zipEnd, error) {
 		if le.Uint32(l[4:]) != 0 || le.Uint32(l[16:]) > 1 {
 			return zipEnd{}, zipError("", "zip spans multiple disks")
 		}
-		if z := eocd - loc64Len - end64Len; z >= 0 && string(data[z:z+4]) == sigEnd64 {
+		// Pythons with the CVE-2025-8291 fix (3.13.9+, 3.14.1+) read the
+		// zip64 end record where the locator says, with "extensible data"
+		// between it and the locator; older ones, and this walk, right
+		// before the locator. A record where only the newer read finds
+		// one could name another central directory: fail.
+		z := eocd - loc64Len - end64Len
+		if rel := le.Uint64(l[8:]); rel != uint64(max(z, 0)) && rel <= uint64(len(data))-4 && string(data[rel:rel+4]) == sigEnd64 {
+			return zipEnd{}, &Error{Err: errZip64Apart}
+		}
+		if z >= 0 && string(data[z:z+4]) == sigEnd64 {
 			r := data[z:]
 			count = le.Uint64(r[32:])
 			cdSize = le.Uint64(r[40:])
@@ -139,6 +149,9 @@ func readZipEnd(data []byte) (zipEnd, error) {
 // format is walked too (see Walk).
 func hasZip(data []byte) bool {
 	z, err := readZipEnd(data)
+	if errors.Is(err, errZip64Apart) {
+		return true // a zip to some Pythons: walked, so that it fails
+	}
 	return err == nil && z.endStart-z.cdStart >= 4 && string(data[z.cdStart:z.cdStart+4]) == sigCentral
 }
 

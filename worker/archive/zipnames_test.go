@@ -243,3 +243,42 @@ func TestZipBackslashNameIsAFile(t *testing.T) {
 		})
 	}
 }
+
+// TestZip64RecordApartFromLocator: a zip64 locator naming an end record
+// that is not right before it ("extensible data" between): Pythons with
+// the CVE-2025-8291 fix read that record, older ones (and the walk) the
+// 32-bit directory, so a decoy directory could give them different files.
+// It fails, also behind other bytes; a zip64 zip whose record sits right
+// before its locator walks as before.
+func TestZip64RecordApartFromLocator(t *testing.T) {
+	ok := buildZip(t, zipOpts{Zip64: true}, zipEnt{Name: "a.py", Body: "A", Method: methodStore})
+	if r := walk(t, ok, "z.whl", noLimits); r.Err != nil || len(r.Files) != 1 {
+		t.Fatalf("zip64: files %s, err %v", quoteFiles(r.Files), r.Err)
+	}
+	// Move the zip64 end record 8 bytes back, into 8 bytes of extensible
+	// data, and point the locator at it.
+	eocd := len(ok) - 22
+	rec := eocd - 20 - 56
+	apart := slices.Concat(ok[:rec], make([]byte, 8), ok[rec:rec+56], ok[rec+56:])
+	copy(apart[rec:rec+56], ok[rec:rec+56])
+	clear(apart[rec+56 : rec+64])
+	le.PutUint64(apart[rec+64+8:], uint64(rec)) // the locator's record offset
+	// A 32-bit end record that older readers take as it is (a decoy could
+	// name another directory here).
+	end := apart[len(apart)-22:]
+	le.PutUint16(end[8:], 1)
+	le.PutUint16(end[10:], 1)
+	le.PutUint32(end[12:], uint32(le.Uint64(ok[rec+40:])))
+	le.PutUint32(end[16:], uint32(le.Uint64(ok[rec+48:])))
+	// Behind other bytes, a newer Python seeks the locator's offset in the
+	// file: a crafted one names the record's place there.
+	prefix := []byte("#!/bin/sh\nexit 0\n")
+	behind := slices.Concat(prefix, apart)
+	le.PutUint64(behind[len(prefix)+rec+64+8:], uint64(len(prefix)+rec))
+	for _, data := range [][]byte{apart, behind} {
+		r := walk(t, data, "z.whl", noLimits)
+		if !errors.Is(r.Err, errZip64Apart) {
+			t.Fatalf("%d bytes: files %s, err %v; want errZip64Apart", len(data), quoteFiles(r.Files), r.Err)
+		}
+	}
+}
