@@ -120,21 +120,14 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	m.mu.Lock()
 	last, seen := m.tried[want]
 	recent := seen && m.now().Sub(last) < m.retry
+	if !recent {
+		m.recordTryLocked(want)
+	}
 	m.mu.Unlock()
 	if recent {
 		return m.current().Hash
 	}
-	m.mu.Lock()
-	m.recordTryLocked(want)
-	m.mu.Unlock()
-	// The leased jobs age while the rules come: a slow or hanging GET /rules
-	// must not hold them past their lease (its own retries could take
-	// minutes). Past the budget the loaded set scans them. The budget is
-	// the fetch's, per unknown hash (compiling the set is not counted);
-	// a hash tried within the retry interval is not fetched again.
-	uctx, cancel := context.WithTimeout(ctx, m.budget)
-	defer cancel()
-	if err := m.update(uctx); err != nil {
+	if err := m.updateWithin(ctx); err != nil {
 		m.log.Error("rules update failed; scanning with the rules loaded and reporting their hash",
 			"wanted", want, "using", m.current().Hash, "err", err)
 	}
@@ -144,11 +137,19 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 // refresh fetches GET /rules within the budget and switches to a new set
 // that compiles (no job asked for it: see waitCapacity).
 func (m *rulesManager) refresh(ctx context.Context) {
-	uctx, cancel := context.WithTimeout(ctx, m.budget)
-	defer cancel()
-	if err := m.update(uctx); err != nil && ctx.Err() == nil {
+	if err := m.updateWithin(ctx); err != nil && ctx.Err() == nil {
 		m.log.Error("rules update failed; keeping the rules loaded", "using", m.current().Hash, "err", err)
 	}
+}
+
+// updateWithin is update with the fetch bounded by the budget: leased jobs
+// age while the rules come, and a slow or hanging GET /rules (its own
+// retries could take minutes) must not hold them past their lease. Past
+// the budget the loaded set scans them. Compiling the set is not counted.
+func (m *rulesManager) updateWithin(ctx context.Context) error {
+	uctx, cancel := context.WithTimeout(ctx, m.budget)
+	defer cancel()
+	return m.update(uctx)
 }
 
 // maxTried bounds the unknown hashes remembered (the API names them; a
