@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
@@ -52,13 +53,35 @@ type coordinatorSession struct {
 
 	done     chan taskDone    // from task goroutines
 	compiled chan compileDone // from compile goroutines
+	fetches  sync.WaitGroup   // downloads ahead (queued tasks)
 	pending  []*fleetv1.TaskResult
 }
 
-// queued is an assigned task waiting for a slot.
+// queued is an assigned task waiting for a slot. The first Threads queued
+// tasks download meanwhile (ahead), so that a freed slot starts scanning at
+// once instead of waiting on the network.
 type queued struct {
 	task  *fleetv1.Task
 	bound taskBound
+	ahead *download // nil until fetchAhead
+}
+
+// download is a queued task's download, made while the task waits for a
+// slot. Its context ends at the task's bound, at the session's end, or when
+// the task is handed back (drop).
+type download struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when f is set
+	f      *verdict.Fetched
+}
+
+// drop gives up a queued task's download, if any: handed back, the task is
+// not this worker's any more.
+func (q *queued) drop() {
+	if q.ahead != nil {
+		q.ahead.cancel()
+	}
 }
 
 type taskDone struct {
@@ -120,6 +143,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if s.busy {
 		<-s.compiled
 	}
+	s.fetches.Wait()
 	return err
 }
 
@@ -354,8 +378,9 @@ func (s *coordinatorSession) drain() error {
 		return nil
 	}
 	ids := make([]uint64, len(s.queue))
-	for i, q := range s.queue {
-		ids[i] = q.task.GetTaskId()
+	for i := range s.queue {
+		ids[i] = s.queue[i].task.GetTaskId()
+		s.queue[i].drop()
 	}
 	s.queue = nil
 	return s.handBack(ids, "draining")
@@ -448,6 +473,7 @@ func (s *coordinatorSession) startTasks() error {
 		s.queue = s.queue[1:]
 		if !time.Now().Before(q.bound.at) {
 			// Its time is up before it ran: not the distribution's fault.
+			q.drop()
 			if err := s.handBack([]uint64{t.GetTaskId()}, "its time bound passed while it waited for a slot"); err != nil {
 				return err
 			}
@@ -455,6 +481,7 @@ func (s *coordinatorSession) startTasks() error {
 		}
 		rs, ok := s.rulesets[t.GetRulesHash()]
 		if !ok {
+			q.drop()
 			if err := s.handBack([]uint64{t.GetTaskId()}, "rules "+clip.String(t.GetRulesHash(), 128)+" not ready"); err != nil {
 				return err
 			}
@@ -466,11 +493,34 @@ func (s *coordinatorSession) startTasks() error {
 		started++
 		go func() {
 			defer cancel()
-			r := s.w.runTask(ctx, t, rs, q.bound)
+			r := s.w.runTask(ctx, t, rs, q.bound, q.ahead)
 			s.done <- taskDone{id: t.GetTaskId(), result: r}
 		}()
 	}
+	if !s.draining {
+		// The tasks next in line download now, one per slot: what a
+		// coordinator assigns beyond that holds no downloaded bytes here.
+		for i := range min(len(s.queue), s.w.cfg.Threads) {
+			if s.queue[i].ahead == nil {
+				s.queue[i].ahead = s.fetchAhead(s.queue[i])
+			}
+		}
+	}
 	return nil
+}
+
+// fetchAhead starts the download of a task that waits for a slot. It ends
+// at the task's bound (the cause runTask reads), at the session's end, or
+// when the task is handed back.
+func (s *coordinatorSession) fetchAhead(q queued) *download {
+	ctx, cancel := context.WithDeadlineCause(s.ctx, q.bound.at, &taskTimeError{b: q.bound})
+	d := &download{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	url := q.task.GetUrl()
+	s.fetches.Go(func() {
+		defer close(d.done)
+		d.f = s.w.verdict.Fetch(ctx, url)
+	})
+	return d
 }
 
 // ruleSet compiles a pushed rule set in the background, one at a time: a
@@ -607,14 +657,24 @@ func timeFailure(name string, err *taskTimeError) *fleetv1.TaskFailure {
 // `dragonfly scan` uses too, within the task's time bound. It returns nil when
 // ctx ended first (the task is handed back, not failed); a task that reaches
 // its bound fails as the limit "time".
-func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled, b taskBound) *fleetv1.TaskResult {
+func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled, b taskBound, ahead *download) *fleetv1.TaskResult {
 	start := time.Now()
 	ctx, cancel := context.WithDeadlineCause(ctx, b.at, &taskTimeError{b: b})
 	defer cancel()
 	res := &fleetv1.TaskResult{TaskId: t.GetTaskId(), Stats: &fleetv1.TaskStats{}}
 	log := w.log.With("task", t.GetTaskId(), "job", clip.String(t.GetJob().GetName(), 256),
 		"version", clip.String(t.GetJob().GetVersion(), 256), "url", clip.String(t.GetUrl(), 1024))
-	v, err := w.verdict.Scan(ctx, rs, verdict.Source{URL: t.GetUrl()})
+	src := verdict.Source{URL: t.GetUrl()}
+	if ahead != nil {
+		// The download started while the task waited: take it, or stop it
+		// when the task's context ends first.
+		defer ahead.cancel()
+		stop := context.AfterFunc(ctx, ahead.cancel)
+		<-ahead.done
+		stop()
+		src = verdict.Source{Fetched: ahead.f}
+	}
+	v, err := w.verdict.Scan(ctx, rs, src)
 	res.Stats.BytesDownloaded = v.Download.Bytes
 	res.Stats.DownloadTime = durationpb.New(v.Download.Duration)
 	res.Stats.BytesExpanded = v.Stats.Expanded
@@ -626,11 +686,11 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	res.Stats.WallTime = durationpb.New(time.Since(start))
 	if err != nil {
 		var f *fleetv1.TaskFailure
-		if ctx.Err() != nil {
+		if cause := cutShort(ctx, ahead); cause != nil {
 			// Whatever the download or scan made of the cancellation, the
 			// cause decides: the task's bound, or the session's end.
 			var te *taskTimeError
-			if !errors.As(context.Cause(ctx), &te) {
+			if !errors.As(cause, &te) {
 				return nil
 			}
 			f = timeFailure(v.Name, te)
@@ -650,6 +710,19 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	w.obs.TaskDone(res, "")
 	log.Debug("distribution scanned", "score", v.Score, "files", v.Stats.Files, "bytes", v.Stats.Expanded, "scan", v.Stats.ScanTime, "wall", time.Since(start))
 	return res
+}
+
+// cutShort is why a task's work was cut short, if it was: the cause that
+// ended its context, or the one that ended its download ahead (its bound
+// may pass there a moment before it passes for ctx). Nil when neither ended.
+func cutShort(ctx context.Context, ahead *download) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if ahead != nil && ahead.ctx.Err() != nil {
+		return context.Cause(ahead.ctx)
+	}
+	return nil
 }
 
 // downloadErr is err when the download itself failed, else nil.

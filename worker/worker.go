@@ -19,7 +19,10 @@
 //     [MinRequestBytes, protocol.MaxRequestBytes]; none (0):
 //     protocol.LegacyRequestBytes.
 //   - Tasks held: at most Threads + Config.MaxPrefetch (queued and running);
-//     tasks beyond are handed back at once.
+//     tasks beyond are handed back at once. Downloads: one per running task,
+//     and one ahead for each of the first Threads queued tasks (so a freed
+//     slot scans at once): at most 2 x Threads distributions in memory, however
+//     many tasks the coordinator assigns.
 //   - Rule sets: one compile at a time and one set waiting; a newer set
 //     replaces the waiting one, which is reported evicted.
 package worker
@@ -151,7 +154,7 @@ type Config struct {
 	MaxTaskTime time.Duration
 	// MaxPrefetch bounds the tasks held beyond Threads, waiting for a slot:
 	// tasks a coordinator assigns beyond Threads + MaxPrefetch are handed
-	// back at once. Default DefaultMaxPrefetch (protocol.MaxPrefetch, the
+	// back at once. The first Threads of them download while they wait. Default DefaultMaxPrefetch (protocol.MaxPrefetch, the
 	// most a coordinator assigns beyond a session's slots).
 	MaxPrefetch int
 

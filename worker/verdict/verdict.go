@@ -29,18 +29,48 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
-// Source is one distribution to scan: exactly one of URL, Path or Data.
+// Source is one distribution to scan: exactly one of URL, Fetched, Path or
+// Data.
 type Source struct {
 	// URL is downloaded through the Scanner's Fetcher.
 	URL string
+	// Fetched is a URL already downloaded (Scanner.Fetch), perhaps ahead of
+	// its scan: its failure is the distribution's, as if Scan had fetched.
+	Fetched *Fetched
 	// Path is a local file (an archive or any file) or a directory (an
 	// unpacked distribution).
 	Path string
 	// Data is a distribution in memory, named Name.
 	Data []byte
 	// Name is the distribution's file name; default: the last segment of the
-	// URL's path or of Path.
+	// URL's path (Fetched's included) or of Path.
 	Name string
+}
+
+// Fetched is one download of a URL source: its bytes, or the failure, and
+// what it measured.
+type Fetched struct {
+	URL   string
+	Data  []byte
+	Stats fetch.Stats
+	// Err is a *DownloadError, or nil.
+	Err error
+}
+
+// Fetch downloads url through the Scanner's Fetcher, for Scan (Source.URL)
+// or ahead of it (Source.Fetched).
+func (s *Scanner) Fetch(ctx context.Context, url string) *Fetched {
+	f := &Fetched{URL: url}
+	if s.Fetcher == nil {
+		f.Err = errors.New("no downloader for URL sources")
+		return f
+	}
+	data, st, err := s.Fetcher.GetWithStats(ctx, url)
+	f.Data, f.Stats = data, st
+	if err != nil {
+		f.Err = &DownloadError{Err: err}
+	}
+	return f
 }
 
 // Result is a scanned distribution.
@@ -69,18 +99,19 @@ func (s *Scanner) Scan(ctx context.Context, rs *rules.Compiled, src Source) (Res
 	res := Result{Name: src.Name}
 	var data []byte
 	switch {
-	case src.URL != "":
+	case src.URL != "" || src.Fetched != nil:
+		f := src.Fetched
+		if f == nil {
+			f = s.Fetch(ctx, src.URL)
+		}
 		if res.Name == "" {
-			res.Name = urlName(src.URL)
+			res.Name = urlName(f.URL)
 		}
-		if s.Fetcher == nil {
-			return res, errors.New("no downloader for URL sources")
+		res.Download = f.Stats
+		if f.Err != nil {
+			return res, f.Err
 		}
-		var err error
-		data, res.Download, err = s.Fetcher.GetWithStats(ctx, src.URL)
-		if err != nil {
-			return res, &DownloadError{Err: err}
-		}
+		data = f.Data
 	case src.Path != "":
 		if res.Name == "" {
 			res.Name = filepath.Base(src.Path)
