@@ -9,6 +9,7 @@
 package clip
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -136,4 +137,41 @@ func Error(err error, n int) string {
 		return ""
 	}
 	return String(err.Error(), n)
+}
+
+// URL returns a URL as an error or a log line may show it: its user info,
+// query and fragment, where credentials hide, each replaced by "[redacted]",
+// and at most 256 bytes. s need not parse; a string without '@', '?' or '#'
+// is only clipped.
+func URL(s string) string {
+	if !strings.ContainsAny(s, "@?#") {
+		return String(s, 256)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		if i := strings.IndexAny(s, "?#"); i >= 0 {
+			s = s[:i] + "[redacted]"
+		}
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			start := 0
+			if j := strings.Index(s, "://"); j >= 0 && j < i {
+				start = j + len("://")
+			}
+			s = s[:start] + "[redacted]" + s[i:]
+		}
+		return String(s, 256)
+	}
+	user, query, frag := u.User != nil, u.RawQuery != "" || u.ForceQuery, u.Fragment != ""
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	out := u.String()
+	if rest, ok := strings.CutPrefix(out, u.Scheme+"://"); ok && user {
+		out = u.Scheme + "://[redacted]@" + rest
+	}
+	if query {
+		out += "?[redacted]"
+	}
+	if frag {
+		out += "#[redacted]"
+	}
+	return String(out, 256)
 }

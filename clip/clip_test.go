@@ -130,3 +130,26 @@ func TestLineBoundsHugeInput(t *testing.T) {
 		t.Errorf("a cut line says how much was cut: %q", got)
 	}
 }
+
+// TestURL: user info, query and fragment are hidden, whether the URL parses
+// or not; anything else is shown as given.
+func TestURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:hunter2@x.example/api":  "https://[redacted]@x.example/api",
+		"https://x.example/api?key=hunter2":   "https://x.example/api?[redacted]",
+		"https://x.example/#hunter2":          "https://x.example/#[redacted]",
+		"https://x.example/?":                 "https://x.example/?[redacted]",
+		"https://user:hunter2@x.example:port": "https://[redacted]@x.example:port",
+		"https://x.example/a@b":               "https://x.example/a@b",
+		"https://x.example":                   "https://x.example",
+		"not a url":                           "not a url",
+		"":                                    "",
+	} {
+		if got := URL(in); got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := URL("https://x.example/" + strings.Repeat("a", 1000)); len(got) > 300 {
+		t.Errorf("a long URL is shown whole: %d bytes", len(got))
+	}
+}

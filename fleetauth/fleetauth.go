@@ -10,8 +10,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -36,8 +37,38 @@ type TLSFiles struct {
 // Enabled reports whether TLS is on: asked for, or any TLS file set.
 func (f TLSFiles) Enabled() bool { return f.On || f.Cert != "" || f.Key != "" || f.CA != "" }
 
+// MaxPEMFile bounds each TLS file read: a system CA bundle is a few hundred
+// KiB.
+const MaxPEMFile = 4 << 20
+
+// readPEM reads a TLS file whole: a regular file (a FIFO is refused, not
+// waited on) of at most MaxPEMFile bytes (/dev/zero or a huge file is
+// refused, not read into memory).
+func readPEM(path string) ([]byte, error) {
+	data, err := bound.ReadFile(path, MaxPEMFile, bound.Regular)
+	var pe *fs.PathError
+	if err != nil && !errors.As(err, &pe) {
+		// A PathError names the path already.
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return data, err
+}
+
+// LoadKeyPair is tls.LoadX509KeyPair with readPEM's bounds.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := readPEM(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readPEM(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
 func loadPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
+	pem, err := readPEM(path)
 	if err != nil {
 		return nil, fmt.Errorf("tls ca: %w", err)
 	}
@@ -53,7 +84,7 @@ func ServerCredentials(f TLSFiles) (credentials.TransportCredentials, error) {
 	if f.Cert == "" || f.Key == "" {
 		return nil, errors.New("tls: a server needs both DRAGONFLY_TLS_CERT and DRAGONFLY_TLS_KEY")
 	}
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	cert, err := LoadKeyPair(f.Cert, f.Key)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
@@ -82,7 +113,7 @@ func ClientCredentials(f TLSFiles, serverName string) (credentials.TransportCred
 		cfg.RootCAs = pool
 	}
 	if f.Cert != "" || f.Key != "" {
-		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		cert, err := LoadKeyPair(f.Cert, f.Key)
 		if err != nil {
 			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}

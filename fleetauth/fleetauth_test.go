@@ -1,6 +1,7 @@
 package fleetauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,5 +199,62 @@ func TestTLSOnWithoutFiles(t *testing.T) {
 	creds, err := ClientCredentials(TLSFiles{On: true}, "coordinator.example")
 	if err != nil || creds.Info().SecurityProtocol != "tls" {
 		t.Fatalf("client credentials with the system roots: %v %v", creds, err)
+	}
+}
+
+// TestTLSFilesBounded: every TLS file (CA, certificate, key) is read with a
+// bound and must be a regular file: a huge file is refused (not read
+// whole), and a FIFO is refused at once instead of hanging the start.
+func TestTLSFilesBounded(t *testing.T) {
+	dir := t.TempDir()
+	p := newPKI(t, dir, "fleet")
+	pad := func(name, src string) string {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		// Valid PEM followed by text the PEM reader skips: read whole, it
+		// loads.
+		data = append(data, bytes.Repeat([]byte("# padding\n"), MaxPEMFile/10+1)...)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	bigCA, bigCert, bigKey := pad("bigca.pem", p.ca), pad("bigcert.pem", p.serverCert), pad("bigkey.pem", p.serverKey)
+	for name, f := range map[string]TLSFiles{
+		"huge CA":          {Cert: p.serverCert, Key: p.serverKey, CA: bigCA},
+		"huge certificate": {Cert: bigCert, Key: p.serverKey},
+		"huge key":         {Cert: p.serverCert, Key: bigKey},
+	} {
+		if _, err := ServerCredentials(f); err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("server, %s: err = %v, want a refusal", name, err)
+		}
+		if _, err := ClientCredentials(f, "fleet.test"); err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("client, %s: err = %v, want a refusal", name, err)
+		}
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ServerCredentials(TLSFiles{Cert: p.serverCert, Key: fifo})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO key: err = %v, want a refusal", err)
+		}
+	case <-time.After(5 * time.Second):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		<-done
+		t.Fatal("a FIFO as the TLS key hung the start")
 	}
 }

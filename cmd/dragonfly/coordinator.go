@@ -84,12 +84,13 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info("dragonfly api", "base_url", f.api.BaseURL, "credentials", cred.String())
 	f.api.Logger, f.api.UserAgent, f.api.Observer = log, version.UserAgent(), obs.APIObserver()
 	api, err := mainframe.New(f.api)
 	if err != nil {
 		return nil, nil, cli.Usage("%v", err)
 	}
+	// Logged once New has checked it: a URL it refuses may hold credentials.
+	log.Info("dragonfly api", "base_url", api.BaseURL(), "credentials", cred.String())
 	ob, err := outbox.Open(f.outbox)
 	if err != nil {
 		return nil, nil, err

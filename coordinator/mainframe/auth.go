@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -190,6 +191,10 @@ func (s *passwordSource) Token() (*oauth2.Token, error) {
 	if t.AccessToken == "" {
 		return nil, s.fail(resp.StatusCode, errors.New("token response has no access_token"))
 	}
+	// A lifetime past what a Duration holds would wrap into the past and
+	// make every call fetch a new token: cap it as x/oauth2 does for the
+	// client_credentials grant (math.MaxInt32 seconds, 68 years).
+	t.ExpiresIn = min(t.ExpiresIn, math.MaxInt32)
 	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresIn: t.ExpiresIn}
 	if t.ExpiresIn > 0 {
 		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)

@@ -3,9 +3,11 @@ package mainframe
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -344,4 +346,31 @@ func TestNoSecretsInErrorsOrLogs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAuth0HugeExpiresIn: a token endpoint announcing a lifetime longer than
+// a time.Duration holds (expires_in of 10^10 s) must not make the token
+// expire at once (the lifetime wrapping into the past), which would fetch a
+// new token for every API call.
+func TestAuth0HugeExpiresIn(t *testing.T) {
+	for _, life := range []string{"10000000000", "9223372036854775807"} {
+		synctest.Test(t, func(t *testing.T) {
+			api := newFakeAPI()
+			var fetches atomic.Int32
+			tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fetches.Add(1)
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":`+life+`}`)
+			})}}
+			c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second,
+				Auth: Auth{TokenURL: "http://" + authHost + "/oauth/token", ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw"}})
+			for range 5 {
+				metadataOK(t, c)
+			}
+			if n := fetches.Load(); n != 1 {
+				t.Errorf("expires_in %s: %d token fetches for 5 calls, want 1", life, n)
+			}
+		})
+	}
 }

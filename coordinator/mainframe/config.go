@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/version"
 )
 
@@ -148,6 +149,11 @@ func (c Credentials) String() string {
 // DRAGONFLY_CF_ACCESS_CLIENT_ID/SECRET also set that reading is ambiguous and
 // an error. Everything else is returned as given; New validates it.
 func ResolveAuth(a Auth) (Auth, Credentials, error) {
+	if a.GrantType != "" && a.GrantType != GrantPassword && a.GrantType != GrantClientCredentials {
+		// Before the legacy reading: a misspelt grant must not turn the
+		// Auth0 client secret into a Cloudflare header sent to the API.
+		return a, Credentials{}, fmt.Errorf("mainframe config: DRAGONFLY_GRANT_TYPE %q: want %s or %s", clip.String(a.GrantType, 64), GrantPassword, GrantClientCredentials)
+	}
 	legacy := a.ClientID != "" && a.ClientSecret != "" && a.Username == "" && a.Password == "" && a.GrantType != GrantClientCredentials
 	if legacy {
 		if a.CFClientID != "" || a.CFClientSecret != "" {
@@ -183,7 +189,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if err := checkURL(cfg.BaseURL); err != nil {
-		bad("DRAGONFLY_BASE_URL %q: %w", cfg.BaseURL, err)
+		bad("DRAGONFLY_BASE_URL %q: %w", clip.URL(cfg.BaseURL), err)
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "dragonfly-fleet/" + version.String()
@@ -258,7 +264,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			a.TokenURL = "https://" + a.Auth0Domain + "/oauth/token"
 		}
 		if err := checkURL(a.TokenURL); err != nil {
-			bad("DRAGONFLY_TOKEN_URL %q: %w", a.TokenURL, err)
+			bad("DRAGONFLY_TOKEN_URL %q: %w", clip.URL(a.TokenURL), err)
 		}
 		if a.ClientSecret == "" {
 			bad("DRAGONFLY_CLIENT_SECRET is required when DRAGONFLY_CLIENT_ID is set")

@@ -94,6 +94,12 @@ func TestResolveAuth(t *testing.T) {
 			want: Auth{ClientID: "id"}, mode: "auth0 password grant"},
 		{name: "cloudflare and auth0 at once", in: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"},
 			want: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s", Username: "u", Password: "p"}, mode: "cloudflare access service token + auth0 password grant"},
+		{name: "a misspelt grant is an error, not a cloudflare token", in: Auth{ClientID: "id", ClientSecret: "s", GrantType: "client-credentials"},
+			wantErr: `DRAGONFLY_GRANT_TYPE "client-credentials": want password or client_credentials`},
+		{name: "a grant with a trailing space is an error", in: Auth{ClientID: "id", ClientSecret: "s", GrantType: "client_credentials "},
+			wantErr: `DRAGONFLY_GRANT_TYPE "client_credentials ": want password or client_credentials`},
+		{name: "an unknown grant is an error", in: Auth{ClientID: "id", ClientSecret: "s", GrantType: "implicit"},
+			wantErr: `DRAGONFLY_GRANT_TYPE "implicit"`},
 		{name: "two cloudflare tokens are ambiguous", in: Auth{CFClientID: "cf-id", CFClientSecret: "cf-s", ClientID: "id", ClientSecret: "s"},
 			wantErr: "DRAGONFLY_CF_ACCESS_CLIENT_ID/SECRET are set too"},
 	}
@@ -135,5 +141,34 @@ func TestResolveAuthLegacyClient(t *testing.T) {
 	}
 	if !c.cfg.Auth.cfAuth() || c.cfg.Auth.CFClientID != "id.access" || c.cfg.Auth.CFClientSecret != "s3cret" {
 		t.Errorf("auth = %+v", c.cfg.Auth)
+	}
+}
+
+// TestConfigErrorsHideURLCredentials: a base or token URL refused for the
+// credentials, query or fragment it carries is named in the error without
+// them.
+func TestConfigErrorsHideURLCredentials(t *testing.T) {
+	auth := func(tokenURL string) Auth {
+		return Auth{ClientID: "id", ClientSecret: "s", Username: "u", Password: "p", TokenURL: tokenURL}
+	}
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{BaseURL: "https://user:hunter2@x.example"}, `DRAGONFLY_BASE_URL "https://[redacted]@x.example": credentials in the URL are not allowed`},
+		{Config{BaseURL: "https://hunter2@x.example"}, "DRAGONFLY_BASE_URL"},
+		{Config{BaseURL: "https://x.example/api?key=hunter2"}, `DRAGONFLY_BASE_URL "https://x.example/api?[redacted]": no query or fragment allowed`},
+		{Config{BaseURL: "https://x.example/#hunter2"}, "no query or fragment allowed"},
+		{Config{BaseURL: "https://user:hunter2@x.example:port"}, "DRAGONFLY_BASE_URL"},
+		{Config{Auth: auth("https://u:hunter2@auth.example/oauth/token")}, "DRAGONFLY_TOKEN_URL"},
+		{Config{Auth: auth("https://auth.example/oauth/token?client_secret=hunter2")}, "DRAGONFLY_TOKEN_URL"},
+	} {
+		_, err := New(c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err = %v, want %q", c.cfg.BaseURL, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error shows the URL's credential: %v", err)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package bound holds two rules of the fleet in one place: a setting that is
 // zero or negative takes its default (Or), and a read of something outside
 // the process that is kept whole takes at most a given number of bytes
-// (ReadAll; streams decoded as they are read bound themselves).
+// (ReadAll, and ReadFile for files, which may be FIFOs or devices; streams
+// decoded as they are read bound themselves).
 //
 // It is a leaf: it imports only the standard library, so any package of the
 // fleet may use it.
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"syscall"
 	"time"
 )
 
@@ -54,4 +57,43 @@ func ReadAll(r io.Reader, max int64) ([]byte, error) {
 		return nil, &TooLargeError{Max: max}
 	}
 	return data, nil
+}
+
+// ReadFile reads the file at path whole, at most max bytes (ReadAll's
+// *TooLargeError beyond). With check, the file is opened without blocking,
+// so that a FIFO reaches check instead of hanging the caller in open, and
+// check vets its mode (Regular, or more) before anything is read; without
+// it (a config file may be a pipe: --config <(...)) open may block.
+func ReadFile(path string, max int64, check func(os.FileMode) error) ([]byte, error) {
+	flag := os.O_RDONLY
+	if check != nil {
+		flag |= syscall.O_NONBLOCK
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if check != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if err := check(fi.Mode()); err != nil {
+			return nil, err
+		}
+	}
+	return ReadAll(f, max)
+}
+
+// ErrNotRegular is Regular's refusal.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Regular is a ReadFile check that admits regular files only: no device
+// (/dev/zero never ends), FIFO or directory.
+func Regular(m os.FileMode) error {
+	if !m.IsRegular() {
+		return ErrNotRegular
+	}
+	return nil
 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -67,5 +70,42 @@ func TestReadAllExtremeBounds(t *testing.T) {
 	}
 	if data, err := ReadAll(strings.NewReader(""), -5); err != nil || len(data) != 0 {
 		t.Fatalf("negative bound, empty input: %q, %v", data, err)
+	}
+}
+
+// TestReadFile: a file is read whole up to max; beyond, ErrTooLarge; with
+// a check, a FIFO is refused by its mode instead of blocking in open, and
+// /dev/zero (never ending) too.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, []byte("12345"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		path  string
+		max   int64
+		check func(os.FileMode) error
+		want  error
+	}{
+		{"whole", small, 5, Regular, nil},
+		{"too large", small, 4, Regular, ErrTooLarge},
+		{"no check", small, 5, nil, nil},
+		{"fifo", fifo, 5, Regular, ErrNotRegular},
+		{"device", "/dev/zero", 5, Regular, ErrNotRegular},
+		{"missing", filepath.Join(dir, "none"), 5, Regular, os.ErrNotExist},
+	} {
+		data, err := ReadFile(tc.path, tc.max, tc.check)
+		if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+			t.Errorf("%s: error %v, want %v", tc.name, err, tc.want)
+		}
+		if err == nil && string(data) != "12345" {
+			t.Errorf("%s: read %q", tc.name, data)
+		}
 	}
 }

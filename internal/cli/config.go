@@ -58,7 +58,7 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 		if !explicit {
 			name = filepath.Base(path)
 		}
-		data, err := readBounded(path, maxConfigFile, nil)
+		data, err := bound.ReadFile(path, maxConfigFile, nil)
 		if errors.Is(err, os.ErrNotExist) && !explicit {
 			continue
 		}
@@ -74,26 +74,6 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 		out.read = append(out.read, name)
 	}
 	return out, nil
-}
-
-// readBounded reads the file at path whole, refusing one of more than max
-// bytes (an error matching bound.ErrTooLarge), and one that check (when not nil) refuses by its mode.
-func readBounded(path string, max int64, check func(os.FileMode) error) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if check != nil {
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if err := check(fi.Mode()); err != nil {
-			return nil, err
-		}
-	}
-	return bound.ReadAll(f, max)
 }
 
 // parseConfig decodes one TOML file and checks its keys.

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 )
@@ -113,6 +115,8 @@ func TestSecretFiles(t *testing.T) {
 	noNewline := clitest.WriteFile(t, filepath.Join(dir, "bare"), "bare-token", 0o640)
 	worldWritable := clitest.WriteFile(t, filepath.Join(dir, "ww"), "tok\n", 0o666)
 	big := clitest.WriteFile(t, filepath.Join(dir, "big"), strings.Repeat("x", maxSecretFile+1), 0o600)
+	empty := clitest.WriteFile(t, filepath.Join(dir, "empty"), "", 0o600)
+	newlineOnly := clitest.WriteFile(t, filepath.Join(dir, "newline"), "\n", 0o600)
 
 	tests := []struct {
 		name string
@@ -137,6 +141,10 @@ func TestSecretFiles(t *testing.T) {
 		{name: "missing file", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": filepath.Join(dir, "nope")}, err: "DRAGONFLY_FLEET_TOKEN_FILE: open "},
 		{name: "directory", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": dir}, err: "not a regular file"},
 		{name: "too big", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": big}, err: "larger than 65536 bytes"},
+		{name: "empty file refused, not read as no secret", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": empty}, err: "DRAGONFLY_FLEET_TOKEN_FILE: " + empty + ": empty"},
+		{name: "a lone newline is empty too", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": newlineOnly}, err: "DRAGONFLY_FLEET_TOKEN_FILE: " + newlineOnly + ": empty"},
+		{name: "device refused", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": "/dev/zero"}, err: "not a regular file"},
+		{name: "config _file empty refused", toml: `fleet_token_file = "empty"`, err: "Config.toml: fleet_token_file: " + empty + ": empty"},
 		{name: "config key _file", toml: `fleet_token_file = "` + token + `"`, want: "s3cret-token"},
 		{name: "config key _file relative to the config file", toml: `fleet_token_file = "token"`, want: "s3cret-token"},
 		{name: "config key and key_file", toml: "fleet_token = \"a\"\nfleet_token_file = \"token\"", err: "Config.toml: fleet_token and fleet_token_file are both set: set one"},
@@ -194,5 +202,56 @@ func removeFile(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSecretFileFIFO: a secret file that is a FIFO (or a symlink to one) is
+// refused as not a regular file; it must not hang the start waiting for a
+// writer that never comes.
+func TestSecretFileFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, env, toml string }{
+		{"variable", fifo, ""},
+		{"symlink", link, ""},
+		{"config key", "", `fleet_token_file = "fifo"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cdir := t.TempDir()
+			env := map[string]string{}
+			if c.env != "" {
+				env["DRAGONFLY_FLEET_TOKEN_FILE"] = c.env
+			}
+			if c.toml != "" {
+				cdir = dir
+				clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), c.toml, 0o600)
+				t.Cleanup(func() { removeFile(t, filepath.Join(dir, "Config.toml")) })
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := parseFleet(t, nil, env, cdir)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+					t.Errorf("err = %v, want a refusal naming a non-regular file", err)
+				}
+			case <-time.After(5 * time.Second):
+				// Unblock the open so that the goroutine ends.
+				if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+					w.Close()
+				}
+				<-done
+				t.Fatal("reading a FIFO secret file hung (waiting for a writer)")
+			}
+		})
 	}
 }

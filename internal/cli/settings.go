@@ -560,9 +560,23 @@ func (s *Settings) LogConfig(log *slog.Logger) {
 // JSON logs), sizes and integers as numbers, lists as lists.
 func logValue(v Value) any {
 	if lv, ok := v.(interface{ logValue() any }); ok {
-		return lv.logValue()
+		x := lv.logValue()
+		if s, ok := x.(string); ok {
+			return hideURLSecrets(s)
+		}
+		return x
 	}
-	return v.String()
+	return hideURLSecrets(v.String())
+}
+
+// hideURLSecrets shows a URL-shaped value (https://user:pass@host/?key=x)
+// without its user info, query and fragment: a credential written into a
+// URL setting is not logged.
+func hideURLSecrets(s string) string {
+	if strings.Contains(s, "://") && strings.ContainsAny(s, "@?#") {
+		return clip.URL(s)
+	}
+	return s
 }
 
 // maxSecretFile bounds a secret file.
@@ -575,9 +589,9 @@ func readSecretFile(path, dir string) (string, error) {
 	if !filepath.IsAbs(path) && dir != "" {
 		path = filepath.Join(dir, path)
 	}
-	data, err := readBounded(path, maxSecretFile, func(m os.FileMode) error {
-		if !m.IsRegular() {
-			return fmt.Errorf("%s: not a regular file", clip.String(path, 256))
+	data, err := bound.ReadFile(path, maxSecretFile, func(m os.FileMode) error {
+		if err := bound.Regular(m); err != nil {
+			return fmt.Errorf("%s: %w", clip.String(path, 256), err)
 		}
 		if m.Perm()&0o002 != 0 {
 			return fmt.Errorf("%s: writable by anyone (mode %#o): refused; chmod o-w it", clip.String(path, 256), m.Perm())
@@ -593,6 +607,12 @@ func readSecretFile(path, dir string) (string, error) {
 	s := string(data)
 	if t, ok := strings.CutSuffix(s, "\n"); ok {
 		s = strings.TrimSuffix(t, "\r")
+	}
+	if s == "" {
+		// A secret file named but empty (a secret mounted before it was
+		// filled) must not read as "no secret": for a status token that
+		// would serve the status to anyone.
+		return "", fmt.Errorf("%s: empty: not a secret", clip.String(path, 256))
 	}
 	return s, nil
 }

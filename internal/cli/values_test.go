@@ -136,3 +136,24 @@ func TestLogValues(t *testing.T) {
 		}
 	}
 }
+
+// TestLogValuesHideURLUserinfo: a URL setting carrying credentials
+// (https://user:pass@host) is logged without them; other text is logged as
+// it is.
+func TestLogValuesHideURLSecrets(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:hunter2@x.example/api": "https://[redacted]@x.example/api",
+		"https://hunter2@x.example":          "https://[redacted]@x.example",
+		"http://u:p@ss:w@rd@host:8000?a=b@c": "http://[redacted]@host:8000?[redacted]",
+		"https://x.example/?key=hunter2":     "https://x.example/?[redacted]",
+		"https://x.example/a@b":              "https://x.example/a@b",
+		"https://x.example":                  "https://x.example",
+		"user@host":                          "user@host",
+		"":                                   "",
+	} {
+		s := in
+		if got := logValue(String(&s, in)); got != want {
+			t.Errorf("%q: logged %q, want %q", in, got, want)
+		}
+	}
+}

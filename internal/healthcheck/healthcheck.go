@@ -99,7 +99,7 @@ func clientTLS(cfg Config) (credentials.TransportCredentials, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // asked for by SkipVerify
 	if cfg.TLSFiles.Cert != "" || cfg.TLSFiles.Key != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSFiles.Cert, cfg.TLSFiles.Key)
+		cert, err := fleetauth.LoadKeyPair(cfg.TLSFiles.Cert, cfg.TLSFiles.Key)
 		if err != nil {
 			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}
