@@ -8,8 +8,10 @@ import (
 // parsed (the file is ignored like any other name that does not parse).
 const MaxFilenameLen = 1024
 
-// sdistExts are the source distribution suffixes, longest first.
-var sdistExts = []string{".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar"}
+// sdistExts are the source distribution suffixes, longest first: every
+// archive extension pip installs from (pip's utils/filetypes.py), so that no
+// file pip could pick for a release is left out of its scan.
+var sdistExts = []string{".tar.lzma", ".tar.bz2", ".tar.gz", ".tar.xz", ".tar.lz", ".tbz", ".txz", ".tlz", ".tgz", ".zip", ".tar"}
 
 // parseFilename reads the version of project's distribution filename.
 // project must be normalized (NormalizeName). It understands
@@ -17,7 +19,8 @@ var sdistExts = []string{".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar
 //     the build tag starting with a digit;
 //   - eggs: {name}-{version}(-{python}(-{platform})?)?.egg (the platform
 //     may hold '-': linux-x86_64);
-//   - sdists: {name}-{version}.tar.gz, .zip, .tar.bz2, .tar.xz, .tgz or .tar,
+//   - sdists: {name}-{version}.tar.gz, .zip, .tar.bz2, .tar.xz, .tgz, .tar,
+//     .tbz, .txz, .tlz, .tar.lz or .tar.lzma,
 //     where the name part may itself hold '-' (the first split whose name
 //     part normalizes to project and whose rest is a version wins).
 //

@@ -224,7 +224,7 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	req.Header.Set("User-Agent", ix.cfg.UserAgent)
 	resp, err := ix.cfg.Client.Do(req)
 	if err != nil {
-		return page{}, fmt.Errorf("index request: %w", err)
+		return page{}, requestError(shown, err)
 	}
 	defer resp.Body.Close()
 	switch {
@@ -244,6 +244,35 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	return page{body: body, contentType: ct, url: resp.Request.URL}, nil
+}
+
+// maxRequestErrorText bounds the transport's part of a failed index
+// request's message.
+const maxRequestErrorText = 512
+
+// indexRequestError is an index request that got no answer: the transport's
+// error, whose text may quote what the index sent (a redirect target, a
+// malformed header line), cut to maxRequestErrorText bytes.
+type indexRequestError struct {
+	url string // the page asked for, redacted
+	err error
+}
+
+func (e *indexRequestError) Error() string {
+	return fmt.Sprintf("index request %s: %s", clip.String(e.url, clip.Default), clip.Error(e.err, maxRequestErrorText))
+}
+
+func (e *indexRequestError) Unwrap() error { return e.err }
+
+// requestError wraps a failed request to shown (the redacted URL asked
+// for). A *url.Error's URL is dropped: after a redirect it is the index's
+// Location, of any length.
+func requestError(shown string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return &indexRequestError{url: shown, err: err}
 }
 
 // Resolve finds t's release on the index: the pinned version's files, or

@@ -268,8 +268,9 @@ func (f *fakeIndex) serveJSONAPI(w http.ResponseWriter, r *http.Request, rest st
 		return
 	}
 	var urls []apiFile
+	want, _ := parseVersion(ver) // PEP 440 equal versions share a document
 	for _, ff := range append(slices.Clone(f.files), stale) {
-		if versionOf(ff) == ver {
+		if v, ok := parseFilename("foo-bar", ff.name); versionOf(ff) == ver || ok && v.key == want.key {
 			urls = append(urls, f.apiFile(r, ff))
 		}
 	}
@@ -815,4 +816,87 @@ func TestIndexCredentials(t *testing.T) {
 	if _, err := New(Config{IndexURL: "ftp://bob:hunter2@x/simple", Getter: g}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("New error %v, want one without the password", err)
 	}
+}
+
+// An index's answers are the attacker's: a redirect to a huge URL (or a
+// Location that does not parse) must not carry its bytes into the error a
+// report prints.
+func TestIndexRequestErrorBounded(t *testing.T) {
+	huge := strings.Repeat("A", 512<<10)
+	for name, loc := range map[string]string{
+		"loop":        "/simple/foo/" + huge, // too many redirects, each to a huge URL
+		"scheme":      "ftp://x/" + huge,
+		"unparsable":  "http://x/" + huge + "%zz\x7f",
+		"unreachable": "http://127.0.0.1:1/" + huge,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", loc)
+				w.WriteHeader(http.StatusFound)
+			}))
+			defer srv.Close()
+			ix, err := New(Config{IndexURL: srv.URL + "/simple", Getter: &httpGetter{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ix.Resolve(t.Context(), Target{Name: "foo", Version: "1.0"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if n := len(err.Error()); n > 4<<10 || strings.Contains(err.Error(), strings.Repeat("A", 1024)) {
+				t.Fatalf("error text is %d bytes: %.200s…", n, err)
+			}
+		})
+	}
+}
+
+// PEP 440 normalizes a local label's separators ('-', '_', '.') and reads
+// its numeric parts as numbers, and a wheel's file name can only spell '-'
+// as '_': "1.5+a.b", "1.5+a_b" and "1.5+a-b" are one version, as are
+// "1.6+1" and "1.6+01". pip installs any file of the release; every one
+// must be scanned, pinned or latest.
+func TestResolveLocalVersionSpellings(t *testing.T) {
+	d := func(s string) []byte { return []byte("contents of " + s) }
+	for _, tc := range []struct {
+		spec, version string
+		files         []string
+	}{
+		{"pypi:foo-bar==1.5+a.b", "1.5+a.b", []string{"foo_bar-1.5+a.b.tar.gz", "foo_bar-1.5+a_b-py3-none-any.whl", "foo_bar-1.5+a-b.zip"}},
+		{"pypi:foo-bar==1.5+a-b", "1.5+a.b", []string{"foo_bar-1.5+a.b.tar.gz", "foo_bar-1.5+a_b-py3-none-any.whl", "foo_bar-1.5+a-b.zip"}},
+		{"pypi:foo-bar", "1.5+a.b", []string{"foo_bar-1.5+a.b.tar.gz", "foo_bar-1.5+a_b-py3-none-any.whl", "foo_bar-1.5+a-b.zip"}},
+		{"pypi:foo-bar==1.6+1", "1.6+1", []string{"foo_bar-1.6+1.tar.gz", "foo_bar-1.6+01-py3-none-any.whl"}},
+		{"pypi:foo-bar", "1.6+1", []string{"foo_bar-1.6+1.tar.gz", "foo_bar-1.6+01-py3-none-any.whl"}},
+	} {
+		t.Run(tc.spec+" "+tc.files[0], func(t *testing.T) {
+			inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+				var want []wantDist
+				for _, name := range tc.files {
+					f.files = append(f.files, fakeFile{name: name, data: d(name), hash: "ok"})
+					want = append(want, wantDist{name: name})
+				}
+				checkRelease(t, f, resolve(t, ix, tc.spec), tc.version, want)
+			})
+		})
+	}
+}
+
+// pip installs sdists with any of its archive extensions (pip's
+// utils/filetypes.py: .tbz, .txz, .tlz, .tar.lz and .tar.lzma besides the
+// usual ones): a file of the release in one of them must be scanned, not
+// dropped as a name that does not parse, or the release passes clean while
+// pip may install the file nobody looked at.
+func TestResolveEveryPipSdistExtension(t *testing.T) {
+	d := func(s string) []byte { return []byte("contents of " + s) }
+	extra := []string{"foo_bar-1.0.tbz", "foo_bar-1.0.txz", "foo_bar-1.0.tlz", "foo_bar-1.0.tar.lz", "foo_bar-1.0.tar.lzma"}
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, _ *httpGetter) {
+		want := []wantDist{
+			{name: "foo_bar-1.0.tar.gz"}, {name: "foo_bar-1.0-py3-none-any.whl"},
+			{name: "foo_bar-1.0-cp312-cp312-manylinux_2_17_x86_64.whl", yanked: true, reason: "broken build"},
+		}
+		for _, name := range extra {
+			f.files = append(f.files, fakeFile{name: name, data: d(name), hash: "ok"})
+			want = append(want, wantDist{name: name})
+		}
+		checkRelease(t, f, resolve(t, ix, "pypi:foo-bar==1.0"), "1.0", want)
+	})
 }

@@ -306,29 +306,43 @@ type jsonAPIFile struct {
 	YankedReason *string `json:"yanked_reason"`
 }
 
-// jsonAPIDoc is the part of a PyPI JSON API answer
-// (/pypi/NAME/json or /pypi/NAME/VERSION/json) that is read.
-type jsonAPIDoc struct {
-	Info struct {
-		Version string `json:"version"`
-	} `json:"info"`
-	URLs     []jsonAPIFile            `json:"urls"`
-	Releases map[string][]jsonAPIFile `json:"releases"`
-}
-
-// parseJSONAPI reads a PyPI JSON API answer: the files of every release in
-// releases, or, when it has none (a per-version document), urls[]. At most
-// maxFiles files are kept; more is an error.
+// parseJSONAPI reads a PyPI JSON API answer (/pypi/NAME/json or
+// /pypi/NAME/VERSION/json): the files of every release in releases, or, when
+// it has none (a per-version document), urls[]. It streams both so that at
+// most maxFiles file entries are decoded, however many the answer holds; more
+// is errTooManyFiles. A release or top-level key given twice is an error.
 func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
-	var doc jsonAPIDoc
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("malformed JSON: %w", err)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
 	}
-	var files []file
-	add := func(list []jsonAPIFile) error {
-		for _, e := range list {
-			if len(files) >= maxFiles {
-				return errTooManyFiles
+	var (
+		urls             []file
+		releases         = map[string][]file{}
+		n                int // file entries decoded
+		sawURLs, sawRels bool
+	)
+	// list reads a JSON array of file entries (null: none).
+	list := func(what string) ([]file, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+		if tok == nil {
+			return nil, nil
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return nil, fmt.Errorf("malformed JSON: %s is not a list", what)
+		}
+		var files []file
+		for dec.More() {
+			if n >= maxFiles {
+				return nil, errTooManyFiles
+			}
+			n++
+			var e jsonAPIFile
+			if err := dec.Decode(&e); err != nil {
+				return nil, fmt.Errorf("malformed JSON: %w", err)
 			}
 			f := newFile(page, e.Filename, e.URL, e.Digests.SHA256)
 			f.yanked = e.Yanked
@@ -337,20 +351,80 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 			}
 			files = append(files, f)
 		}
-		return nil
-	}
-	if len(doc.Releases) == 0 {
-		if err := add(doc.URLs); err != nil {
+		if err := expectDelim(dec, ']'); err != nil {
 			return nil, err
 		}
 		return files, nil
 	}
-	// Map order is random; file order follows the sorted release keys so
-	// that a release's distributions come out the same every time.
-	for _, k := range slices.Sorted(maps.Keys(doc.Releases)) {
-		if err := add(doc.Releases[k]); err != nil {
-			return nil, err
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
 		}
+		key, _ := tok.(string)
+		switch {
+		case strings.EqualFold(key, "urls"):
+			if sawURLs {
+				return nil, errors.New("urls given twice")
+			}
+			sawURLs = true
+			if urls, err = list("urls"); err != nil {
+				return nil, err
+			}
+		case strings.EqualFold(key, "releases"):
+			if sawRels {
+				return nil, errors.New("releases given twice")
+			}
+			sawRels = true
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, fmt.Errorf("malformed JSON: %w", err)
+			}
+			if tok == nil {
+				continue
+			}
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return nil, errors.New("malformed JSON: releases is not an object")
+			}
+			for dec.More() {
+				tok, err := dec.Token()
+				if err != nil {
+					return nil, fmt.Errorf("malformed JSON: %w", err)
+				}
+				ver, _ := tok.(string)
+				if _, dup := releases[ver]; dup {
+					return nil, fmt.Errorf("release %q given twice", clip.String(ver, 64))
+				}
+				files, err := list("a release")
+				if err != nil {
+					return nil, err
+				}
+				releases[ver] = files
+			}
+			if err := expectDelim(dec, '}'); err != nil {
+				return nil, err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, fmt.Errorf("malformed JSON: %w", err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("malformed JSON: data after the object")
+	}
+	if len(releases) == 0 {
+		return urls, nil
+	}
+	// File order follows the sorted release keys so that a release's
+	// distributions come out the same every time.
+	var files []file
+	for _, k := range slices.Sorted(maps.Keys(releases)) {
+		files = append(files, releases[k]...)
 	}
 	return files, nil
 }

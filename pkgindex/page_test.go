@@ -2,6 +2,7 @@ package pkgindex
 
 import (
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -167,5 +168,32 @@ func TestParseJSONAPI(t *testing.T) {
 	}
 	if _, err := parseJSONAPI([]byte(body), page, 1); err != errTooManyFiles {
 		t.Errorf("2 files with max 1: %v", err)
+	}
+}
+
+// A JSON API answer within MaxPageSize must not cost memory far beyond its
+// size: the files beyond maxFiles are never decoded (as parseSimpleJSON
+// streams files[]). Three bytes of "{}," decoded whole are a 64-byte
+// jsonAPIFile each, about 20 times the page (a 32 MiB page: 700 MB and more
+// while the slice grows).
+func TestParseJSONAPIStopsAtMaxFiles(t *testing.T) {
+	page := mustURL(t, "https://pypi.example/pypi/foo/json")
+	n := 1 << 20 / 3
+	entries := strings.Repeat(`{},`, n) + `{}`
+	for name, body := range map[string]string{
+		"releases": `{"releases": {"1.0": [` + entries + `]}}`,
+		"urls":     `{"urls": [` + entries + `]}`,
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := parseJSONAPI([]byte(body), page, 10)
+		runtime.ReadMemStats(&after)
+		if err != errTooManyFiles {
+			t.Errorf("%s: %d files with max 10: %v", name, n+1, err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+			t.Errorf("%s: parsing a %d-byte answer allocated %d bytes", name, len(body), alloc)
+		}
 	}
 }

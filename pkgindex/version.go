@@ -27,11 +27,37 @@ func parseVersion(s string) (version, bool) {
 			return version{}, false
 		}
 	}
-	v, err := pep440.Parse(s)
+	v, err := pep440.Parse(normalizeLocal(s))
 	if err != nil {
 		return version{}, false
 	}
 	return version{v: v, key: canonicalKey(v)}, true
+}
+
+// normalizeLocal spells the local label of s ("+..."), if any, as PEP 440
+// normalizes it: '-' and '_' become '.', and a numeric part loses its
+// leading zeros ("1.0+Ubuntu-01" -> "1.0+Ubuntu.1"; case is the parser's).
+// The parser compares local labels as written, so "1.0+a_b" (as a wheel
+// must spell "1.0+a-b") and "1.0+a.b" would be two versions, and "1.0+01"
+// and "1.0+1" one version under two keys.
+func normalizeLocal(s string) string {
+	public, local, ok := strings.Cut(s, "+")
+	if !ok {
+		return s
+	}
+	parts := strings.FieldsFunc(local, func(r rune) bool { return r == '.' || r == '-' || r == '_' })
+	if len(parts) == 0 || strings.Count(local, ".")+strings.Count(local, "-")+strings.Count(local, "_") != len(parts)-1 {
+		return s // an empty part: let the parser refuse it
+	}
+	for i, p := range parts {
+		if strings.Trim(p, "0123456789") == "" {
+			if p = strings.TrimLeft(p, "0"); p == "" {
+				p = "0"
+			}
+			parts[i] = p
+		}
+	}
+	return public + "+" + strings.Join(parts, ".")
 }
 
 // canonicalKey is v's normalized string with trailing zero release

@@ -226,6 +226,9 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	req.Header.Del("Authorization")
 	req.Header.Del("Proxy-Authorization")
 	req.Header.Del("Cookie")
+	// net/http sets Referer to the previous hop's URL, query included: a
+	// signed URL's token must not reach the next host.
+	req.Header.Del("Referer")
 	return nil
 }
 

@@ -701,3 +701,27 @@ func TestTransient(t *testing.T) {
 		}
 	}
 }
+
+// A download URL may carry a token in its query (a signed URL): a redirect
+// must not hand it to the next host in a Referer header.
+func TestRedirectSendsNoReferer(t *testing.T) {
+	var referers seen[string]
+	other := server(t, func(w http.ResponseWriter, r *http.Request) {
+		referers.add(r.Header.Get("Referer"))
+		io.WriteString(w, "from files host")
+	})
+	port := other.Listener.Addr().(*net.TCPAddr).Port
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, fmt.Sprintf("http://localhost:%d/pkg.whl", port), http.StatusFound)
+	})
+	f, _ := newTest(t, Config{}, srv.URL, fmt.Sprintf("http://localhost:%d", port))
+	got, err := f.Get(t.Context(), srv.URL+"/pkg.whl?token=s3cret")
+	if err != nil || string(got) != "from files host" {
+		t.Fatalf("got %q, %v: want the redirect target's body", got, err)
+	}
+	for _, ref := range referers.all() {
+		if ref != "" {
+			t.Errorf("redirect target got Referer %q", ref)
+		}
+	}
+}

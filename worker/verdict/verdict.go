@@ -153,8 +153,10 @@ type DownloadError struct{ Err error }
 func (e *DownloadError) Error() string { return e.Err.Error() }
 func (e *DownloadError) Unwrap() error { return e.Err }
 
-// archiveSuffixes are the distribution file names that promise an archive.
-var archiveSuffixes = []string{".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".whl", ".egg"}
+// archiveSuffixes are the distribution file names that promise an archive:
+// every archive extension pip installs from (pip's utils/filetypes.py), and
+// .tbz2 and .egg.
+var archiveSuffixes = []string{".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma", ".tar", ".zip", ".whl", ".egg"}
 
 // notAnArchive fails a distribution whose name promises an archive but whose
 // content is not one (an HTML error page or a login page served with 200,
