@@ -134,17 +134,13 @@ func parseSimpleJSON(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 				return nil, err
 			}
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return nil, fmt.Errorf("malformed JSON: %w", err)
+			if err := skipValue(dec); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
+	if err := endDocument(dec); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed JSON: data after the object")
 	}
 	major, _, _ := strings.Cut(apiVersion, ".")
 	if major != "1" {
@@ -162,6 +158,27 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 	}
 	if d, ok := tok.(json.Delim); !ok || d != want {
 		return fmt.Errorf("malformed JSON: want %q", string(want))
+	}
+	return nil
+}
+
+// skipValue reads the next value and drops it.
+func skipValue(dec *json.Decoder) error {
+	var skip json.RawMessage
+	if err := dec.Decode(&skip); err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	return nil
+}
+
+// endDocument reads the top-level object's closing brace and checks that
+// nothing follows it.
+func endDocument(dec *json.Decoder) error {
+	if err := expectDelim(dec, '}'); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("malformed JSON: data after the object")
 	}
 	return nil
 }
@@ -405,17 +422,13 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 				return nil, err
 			}
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return nil, fmt.Errorf("malformed JSON: %w", err)
+			if err := skipValue(dec); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
+	if err := endDocument(dec); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed JSON: data after the object")
 	}
 	if len(releases) == 0 {
 		return urls, nil

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 // fleetSettings are a few settings of a coordinator: enough for the config
@@ -234,23 +234,12 @@ func TestSecretFileFIFO(t *testing.T) {
 				clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), c.toml, 0o600)
 				t.Cleanup(func() { removeFile(t, filepath.Join(dir, "Config.toml")) })
 			}
-			done := make(chan error, 1)
-			go func() {
+			err := testkit.NoHang(t, fifo, func() error {
 				_, _, err := parseFleet(t, nil, env, cdir)
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-					t.Errorf("err = %v, want a refusal naming a non-regular file", err)
-				}
-			case <-time.After(5 * time.Second):
-				// Unblock the open so that the goroutine ends.
-				if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-					w.Close()
-				}
-				<-done
-				t.Fatal("reading a FIFO secret file hung (waiting for a writer)")
+				return err
+			})
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("err = %v, want a refusal naming a non-regular file", err)
 			}
 		})
 	}
