@@ -74,6 +74,7 @@ type download struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when f is set
 	f      *verdict.Fetched
+	began  time.Time // when the download started
 }
 
 // drop gives up a queued task's download, if any: handed back, the task is
@@ -470,6 +471,10 @@ func (s *coordinatorSession) startTasks() error {
 	for len(s.queue) > 0 && len(s.running) < s.w.cfg.Threads && !s.draining {
 		q := s.queue[0]
 		t := q.task
+		// Cleared, not only sliced off: the backing array would keep the
+		// task's download ahead (its whole distribution) alive after the
+		// task ends, until an append moves the queue.
+		s.queue[0] = queued{}
 		s.queue = s.queue[1:]
 		if !time.Now().Before(q.bound.at) {
 			// Its time is up before it ran: not the distribution's fault.
@@ -497,16 +502,24 @@ func (s *coordinatorSession) startTasks() error {
 			s.done <- taskDone{id: t.GetTaskId(), result: r}
 		}()
 	}
-	if !s.draining {
-		// The tasks next in line download now, one per slot: what a
-		// coordinator assigns beyond that holds no downloaded bytes here.
-		for i := range min(len(s.queue), s.w.cfg.Threads) {
-			if s.queue[i].ahead == nil {
-				s.queue[i].ahead = s.fetchAhead(s.queue[i])
-			}
+	s.fetchAheads()
+	return nil
+}
+
+// fetchAheads starts the downloads of the tasks next in line, one per slot:
+// what a coordinator assigns beyond that holds no downloaded bytes here. A
+// task whose rules are not ready downloads nothing: unless they are ready
+// when a slot frees, it is handed back.
+func (s *coordinatorSession) fetchAheads() {
+	if s.draining {
+		return
+	}
+	for i := range min(len(s.queue), s.w.cfg.Threads) {
+		q := &s.queue[i]
+		if _, ready := s.rulesets[q.task.GetRulesHash()]; ready && q.ahead == nil {
+			q.ahead = s.fetchAhead(*q)
 		}
 	}
-	return nil
 }
 
 // fetchAhead starts the download of a task that waits for a slot. It ends
@@ -514,11 +527,17 @@ func (s *coordinatorSession) startTasks() error {
 // when the task is handed back.
 func (s *coordinatorSession) fetchAhead(q queued) *download {
 	ctx, cancel := context.WithDeadlineCause(s.ctx, q.bound.at, &taskTimeError{b: q.bound})
-	d := &download{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	d := &download{ctx: ctx, cancel: cancel, done: make(chan struct{}), began: time.Now()}
 	url := q.task.GetUrl()
 	s.fetches.Go(func() {
 		defer close(d.done)
-		d.f = s.w.verdict.Fetch(ctx, url)
+		f := s.w.verdict.Fetch(ctx, url)
+		// Observed here, taken or not: a task handed back after its
+		// download still cost the worker that download.
+		if f.Stats.Attempts > 0 || f.Err == nil {
+			s.w.obs.Downloaded(f.Stats.Bytes, f.Stats.Duration, f.Err)
+		}
+		d.f = f
 	})
 	return d
 }
@@ -586,7 +605,11 @@ func (s *coordinatorSession) compiledSet(c compileDone) error {
 	if err := s.send(rulesStatus(c.hash, nil, c.took, false)); err != nil {
 		return err
 	}
-	return s.evict()
+	if err := s.evict(); err != nil {
+		return err
+	}
+	s.fetchAheads()
+	return nil
 }
 
 // evict drops the least recently used rule sets beyond keepRules that no
@@ -680,10 +703,17 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	res.Stats.BytesExpanded = v.Stats.Expanded
 	res.Stats.Files = int64(v.Stats.Files)
 	res.Stats.ScanTime = durationpb.New(v.Stats.ScanTime)
-	if v.Download.Attempts > 0 || err == nil {
+	if ahead == nil && (v.Download.Attempts > 0 || err == nil) {
+		// (A download ahead was observed when it ended.)
 		w.obs.Downloaded(v.Download.Bytes, v.Download.Duration, downloadErr(err))
 	}
-	res.Stats.WallTime = durationpb.New(time.Since(start))
+	wall := time.Since(start)
+	if ahead != nil {
+		// The download ahead is the task's work too: the part of it made
+		// before the task started (not the wait for a slot after it ended).
+		wall += min(start.Sub(ahead.began), ahead.f.Stats.Duration)
+	}
+	res.Stats.WallTime = durationpb.New(wall)
 	if err != nil {
 		var f *fleetv1.TaskFailure
 		if cause := cutShort(ctx, ahead); cause != nil {
