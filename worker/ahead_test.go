@@ -329,3 +329,20 @@ func TestDownloadAheadWaitsForItsRules(t *testing.T) {
 		}
 	})
 }
+
+// TestTaskWithoutURLFails: a task without a URL (only a hostile
+// coordinator sends one) fails as a download, whether it runs at once or
+// waited for a slot; it was scanned as empty data, clean, when it ran at
+// once.
+func TestTaskWithoutURLFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := scanningSession(t, newMemFiles(t, 0), 1, 0)
+		assignTasks(s, &fleetv1.Task{TaskId: 1, RulesHash: "demo"}, &fleetv1.Task{TaskId: 2, RulesHash: "demo"})
+		rs, _ := resultsAt(t, s, 2, time.Now())
+		for id, r := range rs {
+			if r.GetFailure().GetKind() != fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD {
+				t.Errorf("task %d without a URL: %v, want a download failure", id, r)
+			}
+		}
+	})
+}

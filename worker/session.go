@@ -687,15 +687,19 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	res := &fleetv1.TaskResult{TaskId: t.GetTaskId(), Stats: &fleetv1.TaskStats{}}
 	log := w.log.With("task", t.GetTaskId(), "job", clip.String(t.GetJob().GetName(), 256),
 		"version", clip.String(t.GetJob().GetVersion(), 256), "url", clip.String(t.GetUrl(), 1024))
-	src := verdict.Source{URL: t.GetUrl()}
-	if ahead != nil {
+	// Always a download, also of an empty URL (a hostile coordinator's):
+	// Source{URL: ""} would be empty data, scanned clean.
+	var src verdict.Source
+	if ahead == nil {
+		src.Fetched = w.verdict.Fetch(ctx, t.GetUrl())
+	} else {
 		// The download started while the task waited: take it, or stop it
 		// when the task's context ends first.
 		defer ahead.cancel()
 		stop := context.AfterFunc(ctx, ahead.cancel)
 		<-ahead.done
 		stop()
-		src = verdict.Source{Fetched: ahead.f}
+		src.Fetched = ahead.f
 	}
 	v, err := w.verdict.Scan(ctx, rs, src)
 	res.Stats.BytesDownloaded = v.Download.Bytes

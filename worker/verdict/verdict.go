@@ -53,7 +53,8 @@ type Fetched struct {
 	URL   string
 	Data  []byte
 	Stats fetch.Stats
-	// Err is a *DownloadError, or nil.
+	// Err is the download's failure (a *DownloadError when the request or
+	// the body failed), or nil.
 	Err error
 }
 
