@@ -109,7 +109,7 @@ func TestUnavailableWindow(t *testing.T) {
 
 func TestDevFaultsEndpoint(t *testing.T) {
 	f := newFixture(t, Config{})
-	rec := f.do(http.MethodPost, "/_dev/faults", `{"report_error_rate":0.5,"latency_ms":1.5,"unavailable_seconds":10,"token_lifetime_seconds":60}`)
+	rec := f.do(http.MethodPost, "/_dev/faults", `{"report_error_rate":0.5,"latency_ms":1.5,"download_latency_ms":100,"unavailable_seconds":10,"token_lifetime_seconds":60}`)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("POST /_dev/faults: %d %s", rec.Code, rec.Body)
 	}
@@ -117,7 +117,7 @@ func TestDevFaultsEndpoint(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.ReportErrorRate != 0.5 || st.LatencyMS != 1.5 || st.UnavailableUntil == nil || !st.UnavailableUntil.Equal(f.clock.Now().Add(10*time.Second)) || st.TokenLifetimeSeconds != 60 {
+	if st.ReportErrorRate != 0.5 || st.LatencyMS != 1.5 || st.DownloadLatencyMS != 100 || st.UnavailableUntil == nil || !st.UnavailableUntil.Equal(f.clock.Now().Add(10*time.Second)) || st.TokenLifetimeSeconds != 60 {
 		t.Fatalf("fault state = %+v", st)
 	}
 	// Absent fields stay; 0 ends the outage.
@@ -128,7 +128,7 @@ func TestDevFaultsEndpoint(t *testing.T) {
 	if st.UnavailableUntil != nil || st.ReportErrorRate != 0.5 {
 		t.Fatalf("after ending outage = %+v", st)
 	}
-	for _, bad := range []string{`{"report_error_rate":2}`, `{"latency_ms":-1}`, `{"token_lifetime_seconds":0}`, `{"typo":1}`, `nope`} {
+	for _, bad := range []string{`{"report_error_rate":2}`, `{"latency_ms":-1}`, `{"download_latency_ms":-1}`, `{"token_lifetime_seconds":0}`, `{"typo":1}`, `nope`} {
 		if rec := f.do(http.MethodPost, "/_dev/faults", bad); rec.Code != http.StatusBadRequest {
 			t.Errorf("POST /_dev/faults %s: %d", bad, rec.Code)
 		}
@@ -189,6 +189,21 @@ func TestLatency(t *testing.T) {
 		start = time.Now()
 		if jobs := f.lease(1); len(jobs) != 1 || time.Since(start) != 0 {
 			t.Errorf("lease without latency: %+v after %v", jobs, time.Since(start))
+		}
+
+		// A download latency delays downloads (also of a missing file), and
+		// nothing else.
+		const dl = 100 * time.Millisecond
+		f.s.SetFaults(Faults{DownloadLatency: dl})
+		for _, target := range []string{u.Path, u.Path + ".missing"} {
+			if d := timed(http.MethodGet, target, nil); d != dl {
+				t.Errorf("GET %s with a download latency answered after %v, want %v", target, d, dl)
+			}
+		}
+		for _, target := range []string{"/rules", "/queue-status", "/_dev/stats"} {
+			if d := timed(http.MethodGet, target, nil); d != 0 {
+				t.Errorf("GET %s with a download latency answered after %v, want at once", target, d)
+			}
 		}
 	})
 }

@@ -627,6 +627,14 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	s.faultMu.Lock()
+	latency := s.faults.DownloadLatency
+	s.faultMu.Unlock()
+	if latency > 0 {
+		if err := wait(r.Context(), latency); err != nil {
+			return // the client is gone
+		}
+	}
 	s.mu.Lock()
 	d := s.dists[r.URL.Path]
 	s.mu.Unlock()
@@ -643,6 +651,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 type devFaults struct {
 	ReportErrorRate      *float64 `json:"report_error_rate"`
 	LatencyMS            *float64 `json:"latency_ms"`
+	DownloadLatencyMS    *float64 `json:"download_latency_ms"`
 	UnavailableSeconds   *float64 `json:"unavailable_seconds"`
 	TokenLifetimeSeconds *float64 `json:"token_lifetime_seconds"`
 	RevokeTokens         bool     `json:"revoke_tokens"`
@@ -651,6 +660,7 @@ type devFaults struct {
 type devFaultsState struct {
 	ReportErrorRate      float64    `json:"report_error_rate"`
 	LatencyMS            float64    `json:"latency_ms"`
+	DownloadLatencyMS    float64    `json:"download_latency_ms"`
 	UnavailableUntil     *time.Time `json:"unavailable_until"`
 	TokenLifetimeSeconds float64    `json:"token_lifetime_seconds"`
 }
@@ -742,13 +752,16 @@ func (s *Server) applyDevFaults(f devFaults) error {
 	if f.LatencyMS != nil {
 		next.Latency = time.Duration(*f.LatencyMS * float64(time.Millisecond))
 	}
+	if f.DownloadLatencyMS != nil {
+		next.DownloadLatency = time.Duration(*f.DownloadLatencyMS * float64(time.Millisecond))
+	}
 	if err := checkFaults(next); err != nil {
 		return err
 	}
 	if f.TokenLifetimeSeconds != nil && *f.TokenLifetimeSeconds <= 0 {
 		return fmt.Errorf("token lifetime must be positive")
 	}
-	if f.ReportErrorRate != nil || f.LatencyMS != nil {
+	if f.ReportErrorRate != nil || f.LatencyMS != nil || f.DownloadLatencyMS != nil {
 		s.SetFaults(next)
 	}
 	if f.UnavailableSeconds != nil {
@@ -769,6 +782,7 @@ func (s *Server) faultState() devFaultsState {
 	st := devFaultsState{
 		ReportErrorRate:      s.faults.ReportErrorRate,
 		LatencyMS:            float64(s.faults.Latency) / float64(time.Millisecond),
+		DownloadLatencyMS:    float64(s.faults.DownloadLatency) / float64(time.Millisecond),
 		TokenLifetimeSeconds: s.tokens.getLifetime().Seconds(),
 	}
 	if s.now().Before(s.unavailable) {

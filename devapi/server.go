@@ -184,6 +184,10 @@ type Faults struct {
 	// Latency is added before every API answer (not downloads, metrics,
 	// tokens or /_dev/).
 	Latency time.Duration
+	// DownloadLatency is added before every distribution download's answer:
+	// a package host's round trip (files.pythonhosted.org's, say), which a
+	// worker should overlap with its scans.
+	DownloadLatency time.Duration
 }
 
 // ReportRecord is one PUT /package request and the server's answer. Its
@@ -532,8 +536,8 @@ func checkFaults(f Faults) error {
 	if !(f.ReportErrorRate >= 0 && f.ReportErrorRate <= 1) {
 		return fmt.Errorf("report error rate %v outside [0, 1]", f.ReportErrorRate)
 	}
-	if f.Latency < 0 {
-		return fmt.Errorf("negative latency %v", f.Latency)
+	if f.Latency < 0 || f.DownloadLatency < 0 {
+		return fmt.Errorf("negative latency %v", min(f.Latency, f.DownloadLatency))
 	}
 	return nil
 }
