@@ -37,54 +37,45 @@ func resultsAt(t *testing.T, s *chanStream, n int, start time.Time) (map[uint64]
 	return rs, at
 }
 
-// TestQueuedTaskDownloadsAhead: a task waiting for the only slot downloads
-// while the running one is busy, so it is scanned the moment the slot frees
-// (80 s after both arrived), not after a download of its own (160 s).
-func TestQueuedTaskDownloadsAhead(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		files := newMemFiles(t, 80*time.Second)
-		s := scanningSession(t, files, 1, 0)
-		start := time.Now()
-		assignTasks(s, fileTask(1, "slow/reqeusts-2.31.0.tar.gz"), fileTask(2, "slow/reqeusts-2.31.0.tar.gz"))
-		rs, at := resultsAt(t, s, 2, start)
-		for id := range uint64(2) {
-			if d := rs[id+1].GetDistribution(); d.GetScore() != 8 || at[id+1] != 80*time.Second {
-				t.Errorf("task %d: %v after %v, want the reqeusts scan (score 8) after 80 s", id+1, rs[id+1], at[id+1])
-			}
-		}
-		files.mu.Lock()
-		defer files.mu.Unlock()
-		if files.peak != 2 {
-			t.Errorf("%d downloads at once, want 2 (the running task's and the queued one's)", files.peak)
-		}
-	})
-}
-
-// TestDownloadsAheadOnePerSlot: however many tasks wait, only the next one
-// per slot holds a download: four tasks on one slot download two at a time.
-func TestDownloadsAheadOnePerSlot(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		files := newMemFiles(t, 80*time.Second)
-		s := scanningSession(t, files, 1, 0)
-		start := time.Now()
-		var ts []*fleetv1.Task
-		for id := range uint64(4) {
-			ts = append(ts, fileTask(id+1, "slow/reqeusts-2.31.0.tar.gz"))
-		}
-		assignTasks(s, ts...)
-		rs, at := resultsAt(t, s, 4, start)
-		want := map[uint64]time.Duration{1: 80 * time.Second, 2: 80 * time.Second, 3: 160 * time.Second, 4: 160 * time.Second}
-		for id, w := range want {
-			if rs[id].GetDistribution().GetScore() != 8 || at[id] != w {
-				t.Errorf("task %d: %v after %v, want the reqeusts scan (score 8) after %v", id, rs[id], at[id], w)
-			}
-		}
-		files.mu.Lock()
-		defer files.mu.Unlock()
-		if files.peak != 2 {
-			t.Errorf("%d downloads at once with one slot, want 2", files.peak)
-		}
-	})
+// TestDownloadsAhead: a task waiting for the only slot downloads while the
+// running one is busy, so it is scanned the moment the slot frees (80 s
+// after both arrived), not after a download of its own (160 s); however
+// many tasks wait, only the next one per slot holds a download: four tasks
+// on one slot download two at a time.
+func TestDownloadsAhead(t *testing.T) {
+	const s80, s160 = 80 * time.Second, 160 * time.Second
+	for _, tc := range []struct {
+		name string
+		want []time.Duration // when each task's result arrives
+	}{
+		{"one waits", []time.Duration{s80, s80}},
+		{"three wait", []time.Duration{s80, s80, s160, s160}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				files := newMemFiles(t, s80)
+				s := scanningSession(t, files, 1, 0)
+				start := time.Now()
+				var ts []*fleetv1.Task
+				for i := range tc.want {
+					ts = append(ts, fileTask(uint64(i+1), "slow/reqeusts-2.31.0.tar.gz"))
+				}
+				assignTasks(s, ts...)
+				rs, at := resultsAt(t, s, len(ts), start)
+				for i, w := range tc.want {
+					id := uint64(i + 1)
+					if rs[id].GetDistribution().GetScore() != 8 || at[id] != w {
+						t.Errorf("task %d: %v after %v, want the reqeusts scan (score 8) after %v", id, rs[id], at[id], w)
+					}
+				}
+				files.mu.Lock()
+				defer files.mu.Unlock()
+				if files.peak != 2 {
+					t.Errorf("%d downloads at once with one slot, want 2 (the running task's and the next one's)", files.peak)
+				}
+			})
+		})
+	}
 }
 
 // TestDrainDropsDownloadAhead: a queued task handed back on a drain stops
