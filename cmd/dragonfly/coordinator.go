@@ -192,8 +192,14 @@ func serveCoordinator(ctx context.Context, srv *coordinator.Server, c *coordinat
 	web := httpserve.NewGroup(ctx)
 	defer web.Stop()
 	if f.metricsAddr != "" {
-		if _, err := web.Listen(f.metricsAddr, m.handler(c, srv.Ready, f.statusToken)); err != nil {
+		addr, err := web.Listen(f.metricsAddr, m.handler(c, srv.Ready, f.statusToken))
+		if err != nil {
 			return fmt.Errorf("listen %s: %w", f.metricsAddr, err)
+		}
+		if tcp, ok := addr.(*net.TCPAddr); f.statusToken == "" && !(ok && tcp.IP.IsLoopback()) {
+			// Unset is allowed (and an empty secrets file is unset): say
+			// what it means where others can reach the port.
+			log.Warn("the status page needs no token: /status and /status.json (jobs, workers, failures) are open to anyone who reaches this address; set DRAGONFLY_STATUS_TOKEN", "metrics_addr", addr.String())
 		}
 	}
 	if f.pprof {

@@ -124,3 +124,25 @@ func TestStartupHidesBaseURLCredentials(t *testing.T) {
 		t.Errorf("output shows the URL's credentials:\n%s", out)
 	}
 }
+
+// TestStatusWithoutTokenWarns: a coordinator serving its status page
+// without a token, on an address others can reach, says so; on loopback,
+// or with a token, it does not.
+func TestStatusWithoutTokenWarns(t *testing.T) {
+	const warning = "the status page needs no token"
+	for _, tc := range []struct {
+		name, addr, token string
+		warn              bool
+	}{
+		{"all interfaces, no token", "0.0.0.0:0", "", true},
+		{"loopback, no token", "127.0.0.1:0", "", false},
+		{"all interfaces, a token", "0.0.0.0:0", "status-s3cret", false},
+	} {
+		vars := map[string]string{"DRAGONFLY_FLEET_TOKEN": "fleet-s3cret-0123456789", "DRAGONFLY_LOG_FORMAT": "json",
+			"DRAGONFLY_BASE_URL": "http://127.0.0.1:1", "DRAGONFLY_METRICS_ADDR": tc.addr, "DRAGONFLY_STATUS_TOKEN": tc.token}
+		code, out := startStopped(t, vars, "coordinator", "--listen-addr", "127.0.0.1:0")
+		if code != 0 || strings.Contains(out, warning) != tc.warn {
+			t.Errorf("%s: exit %d, warning %v, want exit 0 and warning %v:\n%s", tc.name, code, strings.Contains(out, warning), tc.warn, out)
+		}
+	}
+}
