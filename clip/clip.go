@@ -147,6 +147,22 @@ func URL(s string) string {
 	if !strings.ContainsAny(s, "@?#") {
 		return String(s, 256)
 	}
+	// User info holding an unescaped '?' or '#' (https://user:pa#ss@host):
+	// a parser ends the authority there and shows the user and the start of
+	// the password as the host. An '@' after the '?' or '#' that ends the
+	// authority may close such user info, or sit in the query or fragment
+	// (?token=abc@def): either reading may be a secret, so nothing past the
+	// scheme is shown.
+	start := 0
+	if j := strings.Index(s, "://"); j >= 0 {
+		start = j + len("://")
+	} else if strings.HasPrefix(s, "//") {
+		start = len("//")
+	}
+	rest := s[start:]
+	if h := strings.IndexAny(rest, "/?#"); h >= 0 && rest[h] != '/' && strings.Contains(rest[h:], "@") {
+		return String(s[:start]+"[redacted]", 256)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		if i := strings.IndexAny(s, "?#"); i >= 0 {

@@ -153,3 +153,39 @@ func TestURL(t *testing.T) {
 		t.Errorf("a long URL is shown whole: %d bytes", len(got))
 	}
 }
+
+// TestURLUserInfoWithSeparators: a password (or token) holding an
+// unescaped '#' or '?' is user info all the same: no part of it is shown,
+// whether the rest parses as a host (user:123) or not.
+func TestURLUserInfoWithSeparators(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:pa#ss@x.example/api":     "https://[redacted]",
+		"https://user:123#456@x.example/api":   "https://[redacted]",
+		"https://user:123?456@x.example/a?k=v": "https://[redacted]",
+		"https://ghp_t0ken#x@x.example":        "https://[redacted]",
+		"//user:p?ss@x.example/p":              "//[redacted]",
+		"https://x.example?token=abc@def":      "https://[redacted]",
+		"https://user:p#s/s@x.example":         "https://[redacted]",
+		"https://user:pa@ss?w@rd@x.example":    "https://[redacted]",
+	} {
+		got := URL(in)
+		if got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+		for _, secret := range []string{"user", "pa", "123", "ghp_t0ken", ":p", "abc", "def", "ss"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("URL(%q) = %q shows %q", in, got, secret)
+			}
+		}
+	}
+	// An '@' after the path starts is not user info.
+	if got := URL("https://x.example/a#b@c"); got != "https://x.example/a#[redacted]" {
+		t.Errorf("fragment with '@': %q", got)
+	}
+}
+
+func TestURLLongUnchanged(t *testing.T) {
+	if got := URL("https://x.example/" + strings.Repeat("a", 1000)); len(got) > 300 {
+		t.Errorf("a long URL is shown whole: %d bytes", len(got))
+	}
+}

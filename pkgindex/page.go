@@ -326,8 +326,10 @@ type jsonAPIFile struct {
 // parseJSONAPI reads a PyPI JSON API answer (/pypi/NAME/json or
 // /pypi/NAME/VERSION/json): the files of every release in releases, or, when
 // it has none (a per-version document), urls[]. It streams both so that at
-// most maxFiles file entries are decoded, however many the answer holds; more
-// is errTooManyFiles. A release or top-level key given twice is an error.
+// most maxFiles file entries of each are decoded, however many the answer
+// holds; more in either is errTooManyFiles (urls[] repeats the latest
+// release's files: they do not count against releases' bound). A release
+// or top-level key given twice is an error.
 func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := expectDelim(dec, '{'); err != nil {
@@ -336,11 +338,12 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 	var (
 		urls             []file
 		releases         = map[string][]file{}
-		n                int // file entries decoded
+		nURLs, nRels     int // entries decoded, apart: only one of the two is used
 		sawURLs, sawRels bool
 	)
-	// list reads a JSON array of file entries (null: none).
-	list := func(what string) ([]file, error) {
+	// list reads a JSON array of file entries (null: none), counting them
+	// in *n.
+	list := func(what string, n *int) ([]file, error) {
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, fmt.Errorf("malformed JSON: %w", err)
@@ -353,10 +356,10 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 		}
 		var files []file
 		for dec.More() {
-			if n >= maxFiles {
+			if *n >= maxFiles {
 				return nil, errTooManyFiles
 			}
-			n++
+			(*n)++
 			var e jsonAPIFile
 			if err := dec.Decode(&e); err != nil {
 				return nil, fmt.Errorf("malformed JSON: %w", err)
@@ -385,7 +388,7 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 				return nil, errors.New("urls given twice")
 			}
 			sawURLs = true
-			if urls, err = list("urls"); err != nil {
+			if urls, err = list("urls", &nURLs); err != nil {
 				return nil, err
 			}
 		case strings.EqualFold(key, "releases"):
@@ -412,7 +415,7 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 				if _, dup := releases[ver]; dup {
 					return nil, fmt.Errorf("release %q given twice", clip.String(ver, 64))
 				}
-				files, err := list("a release")
+				files, err := list("a release", &nRels)
 				if err != nil {
 					return nil, err
 				}

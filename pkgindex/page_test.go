@@ -197,3 +197,23 @@ func TestParseJSONAPIStopsAtMaxFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestParseJSONAPIURLsBesideReleases: a project's /pypi/NAME/json answer
+// lists the latest release's files twice, in urls[] and in releases; urls[]
+// is not read when releases has entries, so its copies do not count
+// against maxFiles: a project with exactly maxFiles files is read, as it
+// was before the answer was streamed.
+func TestParseJSONAPIURLsBesideReleases(t *testing.T) {
+	page := mustURL(t, "https://pypi.example/pypi/foo/json")
+	latest := `[{"filename": "foo-1.0.tar.gz", "url": "https://files.example/foo-1.0.tar.gz"}]`
+	releases := `{"0.9": [{"filename": "foo-0.9.tar.gz", "url": "https://files.example/foo-0.9.tar.gz"}], "1.0": ` + latest + `}`
+	for name, body := range map[string]string{
+		"releases first (PyPI's order)": `{"info": {}, "releases": ` + releases + `, "urls": ` + latest + `}`,
+		"urls first":                    `{"info": {}, "urls": ` + latest + `, "releases": ` + releases + `}`,
+	} {
+		files, err := parseJSONAPI([]byte(body), page, 2)
+		if err != nil || len(files) != 2 || files[0].filename != "foo-0.9.tar.gz" || files[1].filename != "foo-1.0.tar.gz" {
+			t.Errorf("%s: files %+v, %v; want the 2 files of releases", name, files, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,6 +241,52 @@ func TestSecretFileFIFO(t *testing.T) {
 			})
 			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
 				t.Errorf("err = %v, want a refusal naming a non-regular file", err)
+			}
+		})
+	}
+}
+
+// TestEmptySecretFileIsUnset: an empty secrets file counts as unset (README;
+// compose mounts every secret file, the unused ones empty), from a variable
+// or a config key: the next source applies, the setting is not set, and the
+// effective configuration does not log it as "set".
+func TestEmptySecretFileIsUnset(t *testing.T) {
+	dir := t.TempDir()
+	empty := clitest.WriteFile(t, filepath.Join(dir, "empty"), "", 0o600)
+	newline := clitest.WriteFile(t, filepath.Join(dir, "newline"), "\n", 0o600)
+	for _, tc := range []struct {
+		name      string
+		env       map[string]string
+		toml, dev string
+		want      string
+	}{
+		{name: "env file empty, config key", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": empty}, toml: `fleet_token = "toml"`, want: "toml"},
+		{name: "env file a lone newline, config key", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": newline}, toml: `fleet_token = "toml"`, want: "toml"},
+		{name: "config _file empty, lower file's key", dev: `fleet_token_file = "empty"`, toml: `fleet_token = "toml"`, want: "toml"},
+		{name: "env file empty alone", env: map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": empty}, want: ""},
+		{name: "config _file empty alone", toml: `fleet_token_file = "empty"`, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for name, content := range map[string]string{"Config.toml": tc.toml, "Config-dev.toml": tc.dev} {
+				if content != "" {
+					clitest.WriteFile(t, filepath.Join(dir, name), content, 0o600)
+					t.Cleanup(func() { removeFile(t, filepath.Join(dir, name)) })
+				}
+			}
+			f, s, err := parseFleet(t, nil, tc.env, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.token != tc.want {
+				t.Errorf("token %q, want %q", f.token, tc.want)
+			}
+			if set := s.IsSet("fleet-token"); set != (tc.want != "") {
+				t.Errorf("IsSet = %v, want %v", set, tc.want != "")
+			}
+			var buf bytes.Buffer
+			s.LogConfig(slog.New(slog.NewJSONHandler(&buf, nil)))
+			if logged := strings.Contains(buf.String(), `"fleet_token":"set"`); logged != (tc.want != "") {
+				t.Errorf("logged as set: %v, want %v:\n%s", logged, tc.want != "", buf.String())
 			}
 		})
 	}

@@ -367,7 +367,9 @@ func (s *Settings) fromEnv(st *Setting, lookupEnv func(string) (string, bool), d
 			if err != nil {
 				return Usage("%s: %w", fileVar, err)
 			}
-			v, ok, name = data, true, fileVar
+			// An empty file counts as unset (README): the next source
+			// applies, and the setting is not logged as set.
+			v, ok, name = data, data != "", fileVar
 		}
 		if !ok {
 			continue
@@ -406,8 +408,11 @@ func (s *Settings) fromConfig(st *Setting, conf *configData) error {
 				if err != nil {
 					return Usage("%s: %s: %w", f.name, fc.key, err)
 				}
-				fc.value = data
-				c, ok = fc, true
+				// An empty file counts as unset, like the variable's.
+				if data != "" {
+					fc.value = data
+					c, ok = fc, true
+				}
 			}
 			if !ok {
 				continue

@@ -144,7 +144,9 @@ func TestLogValuesHideURLSecrets(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://user:hunter2@x.example/api": "https://[redacted]@x.example/api",
 		"https://hunter2@x.example":          "https://[redacted]@x.example",
-		"http://u:p@ss:w@rd@host:8000?a=b@c": "http://[redacted]@host:8000?[redacted]",
+		// The '@' after '?' may end user info (password p@ss:w@rd@host:8000?a=b):
+		// nothing past the scheme is shown (clip.TestURLUserInfoWithSeparators).
+		"http://u:p@ss:w@rd@host:8000?a=b@c": "http://[redacted]",
 		"https://x.example/?key=hunter2":     "https://x.example/?[redacted]",
 		"https://x.example/a@b":              "https://x.example/a@b",
 		"https://x.example":                  "https://x.example",
