@@ -9,8 +9,10 @@
 // PEP 691 JSON when its content type says so, else as PEP 503 HTML. File
 // versions are read from file names (wheels, eggs, sdists); names that do not
 // parse are ignored. A pinned version takes every file of that version
-// (PEP 440 equality: 1.0 is 1.0.0 and 1.0a1 is 1.0alpha1; a local label
-// must match too), yanked ones included (marked Yanked). Without a pin the release is the
+// (PEP 440 equality: 1.0 is 1.0.0 and 1.0a1 is 1.0alpha1; a pin with a
+// local label takes that label only, a pin without one also takes the
+// files of that version with any local label, 1.0+ubuntu1 for ==1.0, as
+// PEP 440 matching and pip do), yanked ones included (marked Yanked). Without a pin the release is the
 // highest PEP 440 version that is not a pre-release or development release
 // (unless Config.Pre) and has a file that is not yanked; its yanked files are
 // left out. When IndexURL ends in /simple and the page lacks the release (404
@@ -369,7 +371,7 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 	if want != nil {
 		chosen = *want
 		for _, f := range files {
-			if v, ok := parseFilename(project, f.filename); ok && v.compare(*want) == 0 {
+			if v, ok := parseFilename(project, f.filename); ok && v.matches(*want) {
 				sel = append(sel, f)
 			}
 		}

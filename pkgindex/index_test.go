@@ -900,3 +900,36 @@ func TestResolveEveryPipSdistExtension(t *testing.T) {
 		checkRelease(t, f, resolve(t, ix, "pypi:foo-bar==1.0"), "1.0", want)
 	})
 }
+
+// TestPinTakesLocalVersions: a pin without a local label takes the files
+// of that version with any local label too (PEP 440 ignores the
+// candidates' labels then, and pip may install 1.0+ubuntu1 for ==1.0); a
+// pin with one takes that label only. (On the simple page: PyPI, and so
+// the JSON API fallback, refuses local versions.)
+func TestPinTakesLocalVersions(t *testing.T) {
+	d := func(s string) []byte { return []byte("contents of " + s) }
+	files := []string{"foo_bar-1.0.tar.gz", "foo_bar-1.0+ubuntu1-py3-none-any.whl", "foo_bar-1.0.0+cpu.zip", "foo_bar-1.0.1+ubuntu1.tar.gz"}
+	for _, tc := range []struct {
+		spec, version string
+		want          []string
+	}{
+		{"pypi:foo-bar==1.0", "1.0", files[:3]},
+		{"pypi:foo-bar==1.0+ubuntu1", "1.0+ubuntu1", files[1:2]},
+	} {
+		for _, mode := range []string{"/json/simple", "/html/simple"} {
+			t.Run(tc.spec+mode, func(t *testing.T) {
+				f := newFakeIndex(t)
+				ix, _ := newIndex(t, f, mode, nil)
+				f.files = nil
+				for _, name := range files {
+					f.files = append(f.files, fakeFile{name: name, data: d(name), hash: "ok"})
+				}
+				var want []wantDist
+				for _, name := range tc.want {
+					want = append(want, wantDist{name: name})
+				}
+				checkRelease(t, f, resolve(t, ix, tc.spec), tc.version, want)
+			})
+		}
+	}
+}

@@ -83,5 +83,20 @@ func (v version) compare(o version) int {
 	return v.v.Compare(o.v)
 }
 
+// matches reports whether v is a file version a pin on want takes: equal,
+// or, when want has no local label, equal but for v's (PEP 440: a public
+// version pin ignores the candidates' local labels, so pip may install
+// 1.0+ubuntu1 for ==1.0, and it must be scanned with the release).
+func (v version) matches(want version) bool {
+	if v.compare(want) == 0 {
+		return true
+	}
+	if want.v.Local() != "" || v.v.Local() == "" {
+		return false
+	}
+	public, ok := parseVersion(v.v.Public())
+	return ok && public.compare(want) == 0
+}
+
 // isPre reports a pre-release or development release.
 func (v version) isPre() bool { return v.v.IsPreRelease() }
