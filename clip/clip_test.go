@@ -183,9 +183,3 @@ func TestURLUserInfoWithSeparators(t *testing.T) {
 		t.Errorf("fragment with '@': %q", got)
 	}
 }
-
-func TestURLLongUnchanged(t *testing.T) {
-	if got := URL("https://x.example/" + strings.Repeat("a", 1000)); len(got) > 300 {
-		t.Errorf("a long URL is shown whole: %d bytes", len(got))
-	}
-}
