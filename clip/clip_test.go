@@ -140,7 +140,6 @@ func TestURL(t *testing.T) {
 		"https://x.example/#hunter2":          "https://x.example/#[redacted]",
 		"https://x.example/?":                 "https://x.example/?[redacted]",
 		"https://user:hunter2@x.example:port": "https://[redacted]@x.example:port",
-		"https://x.example/a@b":               "https://x.example/a@b",
 		"https://x.example":                   "https://x.example",
 		"not a url":                           "not a url",
 		"":                                    "",
@@ -155,7 +154,7 @@ func TestURL(t *testing.T) {
 }
 
 // TestURLUserInfoWithSeparators: a password (or token) holding an
-// unescaped '#' or '?' is user info all the same: no part of it is shown,
+// unescaped '#', '?' or '/' is user info all the same: no part of it is shown,
 // whether the rest parses as a host (user:123) or not.
 func TestURLUserInfoWithSeparators(t *testing.T) {
 	for in, want := range map[string]string{
@@ -167,19 +166,26 @@ func TestURLUserInfoWithSeparators(t *testing.T) {
 		"https://x.example?token=abc@def":      "https://[redacted]",
 		"https://user:p#s/s@x.example":         "https://[redacted]",
 		"https://user:pa@ss?w@rd@x.example":    "https://[redacted]",
+		"https://user:12/ab@x.example/api":     "https://[redacted]",
+		"https://AbC/dEf+gh@x.example":         "https://[redacted]",
+		"https://x.example/a@b":                "https://[redacted]",
 	} {
 		got := URL(in)
 		if got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
 		}
-		for _, secret := range []string{"user", "pa", "123", "ghp_t0ken", ":p", "abc", "def", "ss"} {
+		for _, secret := range []string{"user", "pa", "123", "ghp_t0ken", ":p", "abc", "def", "ss", "12", "ab", "AbC", "dEf"} {
 			if strings.Contains(got, secret) {
 				t.Errorf("URL(%q) = %q shows %q", in, got, secret)
 			}
 		}
 	}
-	// An '@' after the path starts is not user info.
+	// An '@' past a path's '?' or '#' is in the query or fragment, not
+	// user info.
 	if got := URL("https://x.example/a#b@c"); got != "https://x.example/a#[redacted]" {
 		t.Errorf("fragment with '@': %q", got)
+	}
+	if got := URL("https://x.example/a?k=b@c"); got != "https://x.example/a?[redacted]" {
+		t.Errorf("query with '@': %q", got)
 	}
 }

@@ -135,7 +135,7 @@ func New(cfg Config) (*Index, error) {
 	cfg.IndexURL = cmp.Or(cfg.IndexURL, DefaultIndexURL)
 	u, err := url.Parse(cfg.IndexURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.String(redact(cfg.IndexURL), clip.Default))
+		return nil, fmt.Errorf("index URL %q: not an absolute http(s) URL without query", clip.URL(cfg.IndexURL))
 	}
 	if cfg.Client == nil {
 		cfg.Client = defaultClient()
@@ -215,7 +215,7 @@ type page struct {
 
 // get asks the index for rawURL.
 func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
-	shown := redact(rawURL)
+	shown := clip.URL(rawURL)
 	ctx, cancel := context.WithTimeout(ctx, ix.cfg.PageTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
@@ -331,9 +331,9 @@ func (ix *Index) fromSimple(ctx context.Context, project, pinned string, want *v
 		files, err = parseSimpleHTML(p.body, p.url, ix.cfg.MaxFiles)
 	}
 	if err != nil {
-		return nil, ix.pageError(redact(pageURL), err)
+		return nil, ix.pageError(clip.URL(pageURL), err)
 	}
-	return ix.pick(project, pinned, want, files, redact(pageURL))
+	return ix.pick(project, pinned, want, files, clip.URL(pageURL))
 }
 
 func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *version) (*Release, error) {
@@ -350,9 +350,9 @@ func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *
 	}
 	files, err := parseJSONAPI(p.body, p.url, ix.cfg.MaxFiles)
 	if err != nil {
-		return nil, ix.pageError(redact(docURL), err)
+		return nil, ix.pageError(clip.URL(docURL), err)
 	}
-	return ix.pick(project, pinned, want, files, redact(docURL))
+	return ix.pick(project, pinned, want, files, clip.URL(docURL))
 }
 
 func (ix *Index) pageError(pageURL string, err error) error {
@@ -451,14 +451,6 @@ func (ix *Index) Download(ctx context.Context, d Distribution) ([]byte, error) {
 
 // redact returns rawURL with its password, if any, replaced by "xxxxx": a
 // private index's URL may carry credentials, which no message repeats.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
-
 func validSHA256(s string) bool {
 	if len(s) != 64 {
 		return false

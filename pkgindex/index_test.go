@@ -816,6 +816,16 @@ func TestIndexCredentials(t *testing.T) {
 	if _, err := New(Config{IndexURL: "ftp://bob:hunter2@x/simple", Getter: g}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("New error %v, want one without the password", err)
 	}
+	// A token holding an unescaped '/' reads as a host and a path
+	// (http://127.0.0.1:1/s3cret@x: host 127.0.0.1:1); the error shows
+	// nothing past the scheme.
+	ix, err = New(Config{IndexURL: "http://127.0.0.1:1/s3cret@x/simple", Getter: g, Client: f.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Resolve(t.Context(), target(t, "pypi:foo-bar")); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %v, want one without the token", err)
+	}
 }
 
 // An index's answers are the attacker's: a redirect to a huge URL (or a

@@ -310,6 +310,11 @@ func checkURL(s string) error {
 		return errors.New("no host")
 	case u.User != nil:
 		return errors.New("credentials in the URL are not allowed")
+	case strings.Contains(s, "@"):
+		// User info holding an unescaped '/' reads as a host and a path
+		// (https://user:12/ab@host: host "user:12"), and the bearer token
+		// would go to that host.
+		return errors.New("an '@' in the URL: credentials in the URL are not allowed")
 	case u.RawQuery != "" || u.Fragment != "":
 		return errors.New("no query or fragment allowed")
 	}

@@ -162,6 +162,11 @@ func TestConfigErrorsHideURLCredentials(t *testing.T) {
 		{Config{BaseURL: "https://user:hunter2@x.example:port"}, "DRAGONFLY_BASE_URL"},
 		{Config{Auth: auth("https://u:hunter2@auth.example/oauth/token")}, "DRAGONFLY_TOKEN_URL"},
 		{Config{Auth: auth("https://auth.example/oauth/token?client_secret=hunter2")}, "DRAGONFLY_TOKEN_URL"},
+		// A password holding an unescaped '/' parses as host "user:12" and
+		// path "/hunter2@x.example": refused, and nothing past the scheme
+		// shown.
+		{Config{BaseURL: "https://user:12/hunter2@x.example"}, `DRAGONFLY_BASE_URL "https://[redacted]": an '@' in the URL`},
+		{Config{Auth: auth("https://u:12/hunter2@auth.example/oauth/token")}, `DRAGONFLY_TOKEN_URL "https://[redacted]"`},
 	} {
 		_, err := New(c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
