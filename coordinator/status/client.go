@@ -89,7 +89,8 @@ func DocumentURL(addr string) (string, error) {
 const MaxDocument = 16 << 20
 
 // Fetch GETs the status document at target (see DocumentURL) with the
-// bearer token ("" sends none), within timeout.
+// bearer token ("" sends none), within timeout. With a token it follows
+// redirects within target's origin (scheme, host and port) only.
 func Fetch(ctx context.Context, target, token string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -101,25 +102,54 @@ func Fetch(ctx context.Context, target, token string, timeout time.Duration) ([]
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := &http.Client{CheckRedirect: func(next *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		// Go's client would send the token to any port and scheme of the
+		// same host (https to http included).
+		if token != "" && !sameOrigin(via[0].URL, next.URL) {
+			return fmt.Errorf("redirected to %s, another origin: the status token is not sent there (give that URL as the coordinator)", clip.URL(next.URL.String()))
+		}
+		return nil
+	}}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch status: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := bound.ReadAll(resp.Body, MaxDocument)
+	// The status line is the server's text, printed on the operator's
+	// terminal.
+	st := clean(clip.String(resp.Status, 256))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized && token == "":
-		return nil, fmt.Errorf("fetch status %s: %s: the coordinator wants its status token (--token or DRAGONFLY_STATUS_TOKEN)", target, resp.Status)
+		return nil, fmt.Errorf("fetch status %s: %s: the coordinator wants its status token (--token or DRAGONFLY_STATUS_TOKEN)", target, st)
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("fetch status %s: %s: the coordinator refused the status token", target, resp.Status)
+		return nil, fmt.Errorf("fetch status %s: %s: the coordinator refused the status token", target, st)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("fetch status %s: %s", target, resp.Status)
+		return nil, fmt.Errorf("fetch status %s: %s", target, st)
 	case errors.Is(err, bound.ErrTooLarge):
 		return nil, fmt.Errorf("fetch status %s: document larger than %d MiB", target, MaxDocument>>20)
 	case err != nil:
 		return nil, fmt.Errorf("fetch status %s: %w", target, err)
 	}
 	return body, nil
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && originPort(a) == originPort(b)
+}
+
+func originPort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 // View shows a coordinator's status document (dragonfly status): as the

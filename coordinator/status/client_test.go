@@ -1,9 +1,14 @@
 package status
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestDocumentURL: host:port or a URL of the status page, with or without
@@ -64,5 +69,89 @@ func TestProtect(t *testing.T) {
 	Protect("", ok).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("no token: %d", rec.Code)
+	}
+}
+
+// TestFetchRedirectKeepsToken: a redirect to another origin (here the same
+// host on another port; in practice https to http, or another service on
+// the coordinator's host) must not carry the status token there. Go's
+// client keeps Authorization for any port and scheme of the same host.
+func TestFetchRedirectKeepsToken(t *testing.T) {
+	got := make(chan string, 1)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get("Authorization"):
+		default:
+		}
+		w.Write([]byte("{}"))
+	}))
+	defer other.Close()
+	coord := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/status.json", http.StatusFound)
+	}))
+	defer coord.Close()
+
+	_, err := Fetch(t.Context(), coord.URL+"/status.json", "s3cret", 5*time.Second)
+	select {
+	case auth := <-got:
+		if auth != "" {
+			t.Errorf("the status token went to %s after a redirect: Authorization %q", other.URL, auth)
+		}
+	default:
+	}
+	if err == nil {
+		t.Error("a redirect to another origin with a token: no error")
+	}
+}
+
+// TestFetchRedirectSameOrigin: a redirect within the coordinator's origin
+// (a proxy normalising the path) still works with the token.
+func TestFetchRedirectSameOrigin(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/fleet/status.json" {
+			http.Redirect(w, r, "/fleet/status.json", http.StatusMovedPermanently)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("{}"))
+	}))
+	defer srv.Close()
+	if _, err := Fetch(t.Context(), srv.URL+"/status.json", "s3cret", 5*time.Second); err != nil {
+		t.Errorf("same-origin redirect: %v", err)
+	}
+}
+
+// TestFetchStatusControl: the status line of the answer is the server's
+// text; it reaches the operator's terminal in the error (dragonfly status
+// prints it, and --watch every interval), so it must carry no escape
+// sequence.
+func TestFetchStatusControl(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "HTTP/1.1 500 \x1b]0;pwned\x07\x1b[2J\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	}()
+	_, err = Fetch(t.Context(), "http://"+ln.Addr().String()+"/status.json", "", 5*time.Second)
+	<-done
+	if err == nil {
+		t.Fatal("status 500: no error")
+	}
+	if strings.ContainsAny(err.Error(), "\x1b\x07") {
+		t.Errorf("error carries the server's control characters: %q", err.Error())
 	}
 }

@@ -213,7 +213,7 @@ func dash(s string) string {
 
 // printer writes lines at most width columns wide. Every string shown is
 // cleaned of control characters (a hostile package name cannot move the
-// cursor or recolour the terminal).
+// cursor or recolour the terminal) and of bidi controls (nor reorder a line).
 type printer struct {
 	w     io.Writer
 	width int
@@ -438,14 +438,14 @@ func wrapLines(s string, width, n int) []string {
 	return out
 }
 
-// clean replaces control characters (escape sequences, line breaks) with
-// spaces or U+FFFD.
+// clean replaces control characters (escape sequences, line breaks) and
+// bidi controls (which reorder what follows them) with spaces or U+FFFD.
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case r == '\t' || r == '\n' || r == '\r':
 			return ' '
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
+		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == unicode.ReplacementChar:
 			return '\uFFFD'
 		}
 		return r

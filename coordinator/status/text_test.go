@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 )
@@ -166,5 +167,19 @@ func TestCut(t *testing.T) {
 		if got := cutMiddle(tt.s, tt.n); got != tt.midl || textWidth(got) > tt.n {
 			t.Errorf("cutMiddle(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.midl)
 		}
+	}
+}
+
+// TestPrintStatusBidi: a worker's chosen id or host cannot reorder what the
+// terminal shows (U+202E RIGHT-TO-LEFT OVERRIDE and the other bidi
+// controls are format characters, not control characters).
+func TestPrintStatusBidi(t *testing.T) {
+	d := sampleDocument()
+	d.Workers[0].WorkerID = "w-\u202edlo\u2066x\u2069"
+	d.Failures[0].Reason = "reason \u200f\u061cend"
+	var out bytes.Buffer
+	WriteText(&out, d, 80)
+	if i := strings.IndexFunc(out.String(), func(r rune) bool { return unicode.Is(unicode.Bidi_Control, r) }); i >= 0 {
+		t.Errorf("output carries a bidi control at %d: %q", i, out.String())
 	}
 }

@@ -1,13 +1,14 @@
 // Package httpserve serves the HTTP sides of dragonfly's long-running
 // commands (metrics, status and health; Go's profiles; the development API)
-// with bounded servers: request headers read within 10 s, idle connections
-// closed after 2 min, and a shutdown that waits at most 5 s for requests in
-// flight before it closes the rest.
+// with bounded servers: request headers read within 10 s, a request's body
+// within 10 s more, idle connections closed after 2 min, and a shutdown that
+// waits at most 5 s for requests in flight before it closes the rest.
 package httpserve
 
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -20,10 +21,13 @@ import (
 // flight.
 const shutdownTimeout = 5 * time.Second
 
+// bodyTimeout bounds the reading of a request's body (a variable for tests).
+var bodyTimeout = 10 * time.Second
+
 // Serve serves h on ln until ctx ends, then shuts the server down
 // (bounded). It returns early with the error when serving fails.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: boundBody(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -40,6 +44,42 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return err
 	}
 	return nil
+}
+
+// boundBody gives a request with a body bodyTimeout to send it. Past the
+// headers the server sets no read deadline, and before a handler's answer
+// goes out it reads what is left of an unread body: a client that declares a
+// body and never sends it would hold the handler, and the response it wrote
+// (a rendered status page), for as long as it keeps the connection. The
+// deadline ends once the handler read the body to its end, so a handler that
+// then takes long (a long poll) keeps its context; a request without a body
+// gets none (the server's ReadTimeout would end such a handler's context,
+// Go's profiles included).
+func boundBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline once its body was read to the end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	once sync.Once
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(func() { b.rc.SetReadDeadline(time.Time{}) })
+	}
+	return n, err
 }
 
 // Group serves handlers beside a command's main work and stops them after

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPprofNeverServesTheCommandLine: flags may carry secrets
@@ -81,5 +82,87 @@ func TestServeReturnsWhenServingFails(t *testing.T) {
 	ln.Close()
 	if err := Serve(t.Context(), ln, http.NotFoundHandler()); err == nil || errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestServeBoundsARequestBody: a client that declares a body and never
+// sends it must not hold a handler: before a handler's answer goes out the
+// server reads what is left of the body (up to 256 KiB), and with no read
+// deadline past the headers it waits for ever, keeping the handler's
+// response (a rendered status page) in memory, once per connection.
+func TestServeBoundsARequestBody(t *testing.T) {
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		defer close(done)
+		w.Write(make([]byte, 64<<10)) // a page: more than the server buffers before answering
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, h) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n") // and no body
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a handler is still held by a request body that never comes")
+	}
+}
+
+// TestServeBodyReadKeepsContext: a handler that read its whole body may
+// then take longer than the body's bound (a long poll) without its context
+// ending.
+func TestServeBodyReadKeepsContext(t *testing.T) {
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = 100 * time.Millisecond
+	srvErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err == nil && string(b) != "hello" {
+			err = errors.New("body " + string(b))
+		}
+		if err == nil {
+			select {
+			case <-r.Context().Done():
+				err = errors.New("context ended after the body was read")
+			case <-time.After(4 * bodyTimeout):
+			}
+		}
+		srvErr <- err
+		io.WriteString(w, "ok")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, h) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Post("http://"+ln.Addr().String()+"/", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-srvErr; err != nil {
+		t.Error(err)
 	}
 }
