@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
@@ -208,6 +210,9 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	if v.JSON {
+		if !json.Valid(body) {
+			return fmt.Errorf("%s: not JSON", v.URL)
+		}
 		if v.Every > 0 { // one document per line
 			var line bytes.Buffer
 			if err := json.Compact(&line, body); err != nil {
@@ -215,7 +220,7 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 			}
 			body = append(line.Bytes(), '\n')
 		}
-		_, err := w.Write(body)
+		_, err := w.Write(terminalSafeJSON(body))
 		return err
 	}
 	var doc Document
@@ -232,4 +237,38 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 	WriteText(&out, doc, v.Width)
 	_, err = w.Write(out.Bytes())
 	return err
+}
+
+// terminalSafeJSON escapes, in valid JSON, what encoding/json leaves raw
+// and a terminal acts on: C1 controls (U+009B is a CSI to some terminals),
+// bidi controls and line separators become \uXXXX, bytes that are not UTF-8
+// \ufffd. Valid JSON holds such runes only inside strings, where the escape
+// means the same.
+func terminalSafeJSON(body []byte) []byte {
+	var out []byte
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+		case r >= 0x80 && r <= 0x9f, r == 0x7f, r == '\u2028', r == '\u2029', unicode.Is(unicode.Bidi_Control, r):
+		default:
+			if out != nil {
+				out = append(out, body[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, len(body)+16), body[:i]...)
+		}
+		if r == utf8.RuneError {
+			r = unicode.ReplacementChar
+		}
+		out = fmt.Appendf(out, "\\u%04x", r)
+		i += n
+	}
+	if out == nil {
+		return body
+	}
+	return out
 }

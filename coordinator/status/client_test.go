@@ -2,6 +2,9 @@ package status
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // TestDocumentURL: host:port or a URL of the status page, with or without
@@ -153,5 +157,49 @@ func TestFetchStatusControl(t *testing.T) {
 	}
 	if strings.ContainsAny(err.Error(), "\x1b\x07") {
 		t.Errorf("error carries the server's control characters: %q", err.Error())
+	}
+}
+
+// TestViewJSONIsTerminalSafe: --format json writes the document the
+// coordinator sent, whose strings come from packages and workers;
+// encoding/json leaves C1 controls (U+009B: a CSI to some terminals), bidi
+// controls and line separators raw. They reach the terminal escaped, with
+// the same meaning to a JSON reader; a body that is not JSON is refused.
+func TestViewJSONIsTerminalSafe(t *testing.T) {
+	body := "{\"name\":\"a\u009b2Jb\u202ec\u2028d\xffe\uFFFDf\"}"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad/status.json" {
+			io.WriteString(w, "\x1b[2J not json")
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	for _, every := range []time.Duration{0, time.Hour} {
+		ctx, cancel := context.WithCancel(t.Context())
+		var out bytes.Buffer
+		v := View{URL: srv.URL + "/status.json", Timeout: 5 * time.Second, JSON: true, Every: every,
+			After: func(time.Duration) <-chan time.Time { cancel(); return nil }}
+		if err := v.Run(ctx, &out); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if i := strings.IndexFunc(out.String(), func(r rune) bool {
+			return r >= 0x80 && r <= 0x9f || r == '\u2028' || unicode.Is(unicode.Bidi_Control, r)
+		}); i >= 0 {
+			t.Errorf("every %s: raw control at %d: %q", every, i, out.String())
+		}
+		var doc struct{ Name string }
+		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+			t.Fatalf("every %s: output is not JSON: %v: %q", every, err, out.String())
+		}
+		if want := "a\u009b2Jb\u202ec\u2028d\uFFFDe\uFFFDf"; doc.Name != want {
+			t.Errorf("every %s: name %q, want %q", every, doc.Name, want)
+		}
+	}
+	var out bytes.Buffer
+	v := View{URL: srv.URL + "/bad/status.json", Timeout: 5 * time.Second, JSON: true}
+	if err := v.Run(t.Context(), &out); err == nil || out.Len() > 0 {
+		t.Errorf("a body that is not JSON: err %v, wrote %q", err, out.String())
 	}
 }
