@@ -51,12 +51,14 @@
 //
 // # A bad record
 //
-// At Open, a record that does not decode, or decodes to something that is not
-// a report (no name or version, neither or both of success and reason, a key
-// other than its report's), is moved to the bucket "reports-unreadable" in the
-// same file, kept there for an operator, never sent, and listed in Recovery. If
-// the move cannot be written, the record is skipped and stays where it is; the
-// next Open tries again.
+// At Open, a record that does not decode, whose checksum does not match its
+// content (record.go: bbolt checks its meta pages only, so a flipped bit in a
+// record, "score":1 read as "score":0, is found only there), or that decodes
+// to something that is not a report (no name or version, neither or both of
+// success and reason, a key other than its report's), is moved to the bucket
+// "reports-unreadable" in the same file, kept there for an operator, never
+// sent, and listed in Recovery. If the move cannot be written, the record is
+// skipped and stays where it is; the next Open tries again.
 //
 // # A corrupt file
 //

@@ -2,12 +2,23 @@ package outbox
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
 	"time"
 )
 
 // The file format: one JSON record per report, as the first release wrote
 // it (testdata/outbox-v1.db). Entries convert to and from it here, and
 // nowhere else.
+//
+// Since then a record also carries "crc32c": the CRC-32C of the rest of the
+// record as it encodes (JSON of the record without that field, after one
+// decode, so that what is summed is what a reader sees). bbolt checksums its
+// meta pages only: without it a flipped bit that leaves valid JSON
+// ("score":1 to "score":0) would send another verdict. A record without the
+// field (the first release's) is read unchecked; a release that does not
+// know the field ignores it.
 
 type entryRecord struct {
 	Report    reportRecord `json:"report"`
@@ -16,6 +27,7 @@ type entryRecord struct {
 	Tries     int          `json:"tries"`
 	NotBefore time.Time    `json:"not_before"`
 	Gen       int          `json:"gen"`
+	Sum       *uint32      `json:"crc32c,omitempty"`
 }
 
 type reportRecord struct {
@@ -34,6 +46,21 @@ type successRecord struct {
 	Commit       string   `json:"commit"`
 }
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errChecksum is a record whose content is not what was written.
+var errChecksum = errors.New("checksum mismatch: the record changed after it was written")
+
+// sum is the checksum of rec without its Sum, as rec encodes.
+func (rec entryRecord) sum() (uint32, error) {
+	rec.Sum = nil
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	return crc32.Checksum(data, castagnoli), nil
+}
+
 // MarshalJSON writes the entry in the file format.
 func (e Entry) MarshalJSON() ([]byte, error) {
 	r := e.Report
@@ -44,14 +71,39 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 	if s := r.Success; s != nil {
 		rec.Report.Success = &successRecord{Score: s.Score, InspectorURL: s.InspectorURL, RulesMatched: s.RulesMatched, Commit: s.Commit}
 	}
-	return json.Marshal(rec)
+	// Summed as a reader decodes it: encoding is not always the identity
+	// (invalid UTF-8 becomes U+FFFD, a time loses its monotonic reading).
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	var read entryRecord
+	if err := json.Unmarshal(data, &read); err != nil {
+		return nil, err
+	}
+	sum, err := read.sum()
+	if err != nil {
+		return nil, err
+	}
+	read.Sum = &sum
+	return json.Marshal(read)
 }
 
-// UnmarshalJSON reads the entry from the file format.
+// UnmarshalJSON reads the entry from the file format. A record with a
+// checksum that does not match is an error wrapping errChecksum.
 func (e *Entry) UnmarshalJSON(data []byte) error {
 	var rec entryRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return err
+	}
+	if rec.Sum != nil {
+		sum, err := rec.sum()
+		if err != nil {
+			return err
+		}
+		if sum != *rec.Sum {
+			return fmt.Errorf("%w (crc32c %08x, content %08x)", errChecksum, *rec.Sum, sum)
+		}
 	}
 	r := rec.Report
 	*e = Entry{

@@ -3,7 +3,9 @@ package outbox
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -528,6 +530,10 @@ func TestUnopenableIsAnError(t *testing.T) {
 		if !errors.Is(err, berrors.ErrTimeout) {
 			t.Fatalf("open = %v, want a lock timeout", err)
 		}
+		// bbolt says "timeout" and nothing else.
+		if !strings.Contains(err.Error(), "locked by another process") {
+			t.Errorf("open = %q, want it to say another process holds the lock", err)
+		}
 		noneMovedAside(t, path)
 		if now, _ := os.ReadFile(path); !bytes.Equal(now, orig) {
 			t.Error("file changed")
@@ -570,4 +576,85 @@ func TestMoveAsideNamesDoNotCollide(t *testing.T) {
 	if !reflect.DeepEqual(moved, want) {
 		t.Fatalf("moved to %q, want %q", moved, want)
 	}
+}
+
+// TestFlippedBitInARecord flips bits of a report's record: the report read
+// back must be the one written, or none (an unreadable record, moved aside).
+// bbolt checksums its meta pages only, so a flip that left valid JSON
+// ("score":1 to "score":0) passed every check and sent another verdict.
+// Every bit of the record through decode, and one flip in a real file.
+func TestFlippedBitInARecord(t *testing.T) {
+	want := Entry{
+		Report: Report{Name: "evil", Version: "1.0", Attempt: intp(1), AssignmentID: strp("as1"),
+			Success: &Success{Score: 1, InspectorURL: strp("https://inspector.pypi.io/project/evil/1.0/x/evil-1.0/setup.py"),
+				RulesMatched: []string{"r1"}, Commit: "c0ffee"}},
+		LeasedAt: t0, Enqueued: t0.Add(time.Second),
+	}
+	key := []byte(want.Report.Key())
+	clean, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, why := decode(key, clean); why != "" || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("unflipped record: %v %q", got, why)
+	}
+	var wrong []string
+	for i := range clean {
+		for bit := range 8 {
+			v := bytes.Clone(clean)
+			v[i] ^= 1 << bit
+			if got, why := decode(key, v); why == "" && !reflect.DeepEqual(*got, want) {
+				wrong = append(wrong, fmt.Sprintf("byte %d (%q) bit %d: %s", i, clean[i], bit, brief(*got)))
+			}
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d of %d one-bit flips read as another report than %s, e.g.:\n%s",
+			len(wrong), 8*len(clean), brief(want), strings.Join(wrong[:min(len(wrong), 8)], "\n"))
+	}
+
+	// In a file: the score's digit.
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := mustOpen(t, Config{Path: path})
+	if err := o.Put(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, []byte(`"score":1,`))
+	if at < 0 {
+		t.Fatal("score not found in the file")
+	}
+	data[at+len(`"score":`)] ^= 1 // "1" to "0"
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o = mustOpen(t, Config{Path: path})
+	defer o.Close()
+	if got, ok := o.Next(t0.Add(time.Hour)); ok {
+		t.Errorf("after a flip of the score in the file, delivered %s", brief(got))
+	}
+	if r := o.Recovery(); r.Unreadable != 1 || len(r.UnreadableRecords) != 1 || !strings.Contains(r.UnreadableRecords[0].Cause, "checksum") {
+		t.Errorf("recovery = %+v, want the record listed as unreadable for its checksum", r)
+	}
+}
+
+// brief shows what of an entry reaches the API or decides when it is sent.
+func brief(e Entry) string {
+	s := show(e)
+	if r := e.Report; r.Success != nil {
+		url := "<nil>"
+		if r.Success.InspectorURL != nil {
+			url = *r.Success.InspectorURL
+		}
+		s += fmt.Sprintf(" score=%d rules=%q commit=%q url=%q", r.Success.Score, r.Success.RulesMatched, r.Success.Commit, url)
+	} else {
+		s += fmt.Sprintf(" reason=%q", r.Reason)
+	}
+	return s
 }

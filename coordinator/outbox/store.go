@@ -258,6 +258,10 @@ func (o *Outbox) openFile() (loaded []*Entry, salvaged bool, err error) {
 	db, file, err := openBolt(path, o.cfg.LockTimeout)
 	var cause error
 	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, false, fmt.Errorf("outbox %s: locked by another process for %s (another coordinator with the same outbox path?): %w",
+				path, o.cfg.LockTimeout, err)
+		}
 		if !isCorrupt(err) {
 			return nil, false, fmt.Errorf("outbox %s: %w", path, err)
 		}

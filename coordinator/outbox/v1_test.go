@@ -1,6 +1,8 @@
 package outbox
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -9,8 +11,23 @@ import (
 
 // TestOpensV1File opens a file written by the first release's outbox
 // (testdata/README.md) and checks every field of every report.
-func TestOpensV1File(t *testing.T) {
-	path := copyFile(t, filepath.Join("testdata", "outbox-v1.db"))
+func TestOpensV1File(t *testing.T) { opensEarlierFile(t, "outbox-v1.db") }
+
+// TestOpensV2File: the same reports written by the outbox whose records
+// carry a checksum (crc32c), as the release after it must read them.
+func TestOpensV2File(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "outbox-v2.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"crc32c":`)) {
+		t.Fatal("outbox-v2.db holds no checksummed record")
+	}
+	opensEarlierFile(t, "outbox-v2.db")
+}
+
+func opensEarlierFile(t *testing.T, name string) {
+	path := copyFile(t, filepath.Join("testdata", name))
 	o := mustOpen(t, Config{Path: path})
 	if r := o.Recovery(); !reflect.DeepEqual(r, Recovery{}) {
 		t.Fatalf("recovery = %+v", r)
