@@ -666,8 +666,8 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 				return out, fmt.Errorf("rule %q has weight %d in rules %s, not %d", clip.String(name, 128), w, clip.String(hash, 128), h.GetWeight())
 			}
 			d.Rules = append(d.Rules, score.Hit{Name: name, Weight: h.GetWeight()})
-			d.Score += h.GetWeight()
 		}
+		d.Score = score.Sum(d.Rules)
 		if (d.TopFile == "") != (len(d.Rules) == 0) {
 			return out, errors.New("top file and rules disagree")
 		}

@@ -10,6 +10,9 @@
 //   - file score = sum of the weights of the distinct rules counted for it;
 //   - distribution score = sum of the weights of the distinct rules counted
 //     anywhere in the distribution;
+//   - a sum past the int64 range is the nearest bound (Sum), where the
+//     reference client's release build wraps around: two rules of weight
+//     math.MaxInt64 would score -2 and read as clean;
 //   - package score = maximum distribution score (0 with no distributions);
 //   - rules_matched = sorted union of counted rule names;
 //   - inspector_url points at the top file of the top distribution, or is
@@ -22,6 +25,8 @@ package score
 
 import (
 	"cmp"
+	"math"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strings"
@@ -136,10 +141,28 @@ func NewFile(path string, matched []Rule) File {
 	}
 	slices.SortFunc(f.Rules, func(a, b Hit) int { return strings.Compare(a.Name, b.Name) })
 	f.Rules = slices.CompactFunc(f.Rules, func(a, b Hit) bool { return a.Name == b.Name })
-	for _, h := range f.Rules {
-		f.Score += h.Weight
-	}
+	f.Score = Sum(f.Rules)
 	return f
+}
+
+// Sum is the sum of the hits' weights, computed exactly and clamped to the
+// int64 range: the same for any order of the hits, and never wrapped around
+// to a low or negative score by weights near the limits.
+func Sum(hits []Hit) int64 {
+	var hi int64 // the sum is hi<<64 + lo, two's complement
+	var lo uint64
+	for _, h := range hits {
+		var carry uint64
+		lo, carry = bits.Add64(lo, uint64(h.Weight), 0)
+		hi += int64(carry) + h.Weight>>63
+	}
+	switch {
+	case hi == 0 && lo <= math.MaxInt64, hi == -1 && lo > math.MaxInt64:
+		return int64(lo)
+	case hi < 0:
+		return math.MinInt64
+	}
+	return math.MaxInt64
 }
 
 // Distribution is the result of scanning one distribution.
@@ -194,9 +217,9 @@ func (t *Tally) Distribution() Distribution {
 	}
 	for name, w := range weights {
 		d.Rules = append(d.Rules, Hit{Name: name, Weight: w})
-		d.Score += w
 	}
 	slices.SortFunc(d.Rules, func(a, b Hit) int { return strings.Compare(a.Name, b.Name) })
+	d.Score = Sum(d.Rules)
 	return d
 }
 

@@ -1,6 +1,8 @@
 package score
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"testing"
 )
@@ -217,5 +219,45 @@ func TestFiletypeApplies(t *testing.T) {
 	// No filetype metadata at all: any file.
 	if r := (Rule{Name: "any"}); !r.Applies("whatever.bin") {
 		t.Error("rule without filetypes does not apply to every file")
+	}
+}
+
+// TestSumNeverWraps: weights near the int64 limits (a rule set's metadata is
+// any 64-bit integer) give the exact sum clamped to the range, in any order:
+// two rules of weight MaxInt64 wrapped to -2, a score that reads as clean.
+func TestSumNeverWraps(t *testing.T) {
+	const hi, lo = math.MaxInt64, math.MinInt64
+	for _, c := range []struct {
+		weights []int64
+		want    int64
+	}{
+		{nil, 0},
+		{[]int64{3, -1, 9}, 11},
+		{[]int64{hi, hi}, hi},
+		{[]int64{hi, hi, -5}, hi},
+		{[]int64{hi, 1, -1}, hi},
+		{[]int64{lo, lo}, lo},
+		{[]int64{lo, -1, 1}, lo},
+		{[]int64{hi, lo}, -1},
+		{[]int64{hi, hi, lo, lo}, -2},
+		{[]int64{hi, hi, hi, lo, lo, lo, 7}, 4},
+	} {
+		hits := make([]Hit, len(c.weights))
+		for i, w := range c.weights {
+			hits[i] = Hit{Name: fmt.Sprint("r", i), Weight: w}
+		}
+		// Every rotation of the hits: the order must not matter.
+		for range max(len(hits), 1) {
+			if got := Sum(hits); got != c.want {
+				t.Errorf("Sum(%v) = %d, want %d", c.weights, got, c.want)
+			}
+			if len(hits) > 0 {
+				hits = append(hits[1:], hits[0])
+			}
+		}
+	}
+	f := NewFile("evil.py", []Rule{{Name: "a", Weight: hi}, {Name: "b", Weight: hi}})
+	if d := tally(f); f.Score != hi || d.Score != hi || d.TopScore != hi {
+		t.Errorf("two rules of weight MaxInt64: file %d, distribution %d (top %d), want %d", f.Score, d.Score, d.TopScore, int64(hi))
 	}
 }
