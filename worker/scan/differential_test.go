@@ -14,7 +14,8 @@ package scan_test
 //     verdict path;
 //   - FuzzPrunedEqualsPlain: random rule sets (random filetype metadata with
 //     double, leading and trailing spaces, private and global rules, rules
-//     naming rules, negative and non-integer weights) over random archives.
+//     naming rules by name, by rule-set wildcard and in rule sets, negative
+//     and non-integer weights) over random archives.
 // Both engines run the same verdict path (worker/verdict) as workers do.
 
 import (
@@ -471,7 +472,24 @@ func (g ruleGen) set(n int) string {
 			c = "not $s0"
 		}
 		if i > 0 && g.rng.IntN(2) == 0 {
-			c = fmt.Sprintf("(%s) %s r%d", c, []string{"and", "or", "and not"}[g.rng.IntN(3)], g.rng.IntN(i))
+			// A rule by name, a rule-set wildcard (r1* names r1 and
+			// r10 to r19 when declared before; libyara refuses a rule
+			// declared after a wildcard naming it) or a rule set.
+			k := g.rng.IntN(i)
+			ref := fmt.Sprintf("r%d", k)
+			switch g.rng.IntN(4) {
+			case 0:
+				later := false
+				for j := i + 1; j < n; j++ {
+					later = later || strings.HasPrefix(strconv.Itoa(j), strconv.Itoa(k))
+				}
+				if !later {
+					ref = fmt.Sprintf("any of (r%d*)", k)
+				}
+			case 1:
+				ref = fmt.Sprintf("1 of (r%d, r%d)", k, g.rng.IntN(i))
+			}
+			c = fmt.Sprintf("(%s) %s %s", c, []string{"and", "or", "and not"}[g.rng.IntN(3)], ref)
 		}
 		fmt.Fprintf(&b, " condition:\n  %s\n}\n", c)
 	}

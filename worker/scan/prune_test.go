@@ -421,3 +421,28 @@ func TestMatchDetailsNeedMatchData(t *testing.T) {
 		t.Errorf("max match data %d without details", cfg.MaxMatchData)
 	}
 }
+
+// TestClosureOfEveryRuleIsNoSubsetFailure: admitted rules that depend on
+// every rule of the set are scanned with the whole set, which is no failed
+// subset compilation (OnSubset, the subsets{result="error"} metric).
+func TestClosureOfEveryRuleIsNoSubsetFailure(t *testing.T) {
+	rs := compile(t, map[string]string{"p": `
+rule txt { meta: weight = 1 filetype = ".txt" strings: $t = "NOTE" condition: $t }
+rule py { meta: weight = 2 filetype = ".py" strings: $e = "exec(" condition: $e and txt }
+`})
+	var failed atomic.Int64
+	e := newEngine(t, Config{Threads: 1, OnSubset: func(_ time.Duration, err error) {
+		if err != nil {
+			failed.Add(1)
+			t.Errorf("subset: %v", err)
+		}
+	}})
+	plain := newEngine(t, Config{Threads: 1, Exhaustive: true})
+	res := scanAsPlain(t, e, plain, rs, "p.tar.gz", tgz(t, [2]string{"p/a.py", "exec( NOTE"}, [2]string{"p/b.txt", "NOTE"}))
+	if res.Score != 3 {
+		t.Errorf("score %d, want 3", res.Score)
+	}
+	if c := e.Counters(); c.SubsetFailures != 0 || failed.Load() != 0 {
+		t.Errorf("counters %+v", c)
+	}
+}
