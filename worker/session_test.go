@@ -23,13 +23,17 @@ import (
 )
 
 // TestRefusedCredentialsEndTheWorker: a coordinator that answers
-// Unauthenticated (a wrong fleet token) is a configuration error: after
+// Unauthenticated (a wrong fleet token), PermissionDenied or
+// FailedPrecondition (a protocol version it does not speak) is a
+// configuration error: after
 // AuthFailures tries Run returns an error (the process exits non-zero and
 // Kubernetes shows CrashLoopBackOff) instead of retrying forever while
 // looking healthy.
 func TestRefusedCredentialsEndTheWorker(t *testing.T) {
-	for _, code := range []codes.Code{codes.Unauthenticated, codes.PermissionDenied} {
+	for _, code := range []codes.Code{codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition} {
 		t.Run(code.String(), func(t *testing.T) {
+			// FailedPrecondition: a protocol version the coordinator does
+			// not speak, which no retry mends.
 			coord := &fakeCoord{refuse: func() error { return status.Error(code, "invalid fleet token") }}
 			e := startWorkerWith(t, 1, coord, func(c *Config) { c.AuthFailures = 3 })
 			select {

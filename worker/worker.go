@@ -141,9 +141,10 @@ type Config struct {
 	// Observer receives events for metrics. Optional.
 	Observer Observer
 	// AuthFailures is how many sessions in a row the coordinator may refuse as
-	// Unauthenticated or PermissionDenied (a wrong token, TLS identity or
-	// mode: a configuration error) before Run gives up with an error, so the
-	// process exits non-zero instead of looking healthy. Default 3.
+	// Unauthenticated, PermissionDenied or FailedPrecondition (a wrong
+	// token, TLS identity, mode or protocol version: a configuration error)
+	// before Run gives up with an error, so the process exits non-zero
+	// instead of looking healthy. Default 3.
 	AuthFailures int
 	// MaxTaskTime bounds the time of one task from its arrival: download,
 	// unpacking and scan (DRAGONFLY_MAX_TASK_TIME). A task past it fails as
@@ -314,8 +315,10 @@ func newWorker(cfg Config, client fleetv1.FleetServiceClient, engine *scan.Engin
 }
 
 // configError reports whether the coordinator refused the session as a
-// configuration error of this worker: Unauthenticated (token) or
-// PermissionDenied (plaintext token, mode). Load and misbehaviour refusals are
+// configuration error of this worker: Unauthenticated (token),
+// PermissionDenied (plaintext token, mode) or FailedPrecondition (a protocol
+// version the coordinator does not speak: a release more than one apart,
+// which no retry mends). Load and misbehaviour refusals are
 // ResourceExhausted or Unavailable and are retried.
 func configError(err error) bool {
 	if err == nil {
@@ -329,7 +332,11 @@ func configError(err error) bool {
 		}
 		st = se.GRPCStatus()
 	}
-	return st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied
+	switch st.Code() {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition:
+		return true
+	}
+	return false
 }
 
 // healthy is how long a session must last for the backoff to reset.
@@ -351,7 +358,7 @@ func (w *Worker) loop(ctx context.Context) error {
 		if configError(err) {
 			refused++
 			if refused >= w.cfg.AuthFailures {
-				w.log.Error("the coordinator refused this worker: a configuration error (fleet token, TLS identity or worker mode); giving up",
+				w.log.Error("the coordinator refused this worker: a configuration error (fleet token, TLS identity, worker mode or protocol version); giving up",
 					"tries", refused, "err", err)
 				return fmt.Errorf("coordinator refused the worker %d times: %w", refused, err)
 			}
