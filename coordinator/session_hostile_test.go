@@ -262,6 +262,7 @@ func TestQueueStatusAsksTheAPIOncePerMaxAge(t *testing.T) {
 	}
 	clk.Advance(maxAge)
 	c.QueueStatus(context.Background(), maxAge)
+	c.queue.fetches.Wait() // after a failure the caller does not wait for the next attempt
 	if n := failing.calls.Load(); n != 2 {
 		t.Fatalf("failing API: %d calls after maxAge, want 2", n)
 	}
@@ -281,5 +282,43 @@ func TestQueueStatusAsksTheAPIOncePerMaxAge(t *testing.T) {
 	}
 	if n := slow.calls.Load(); n != 1 {
 		t.Fatalf("%d calls for 1001 asks, 1000 of them hung up, want 1", n)
+	}
+}
+
+// TestQueueStatusAfterAFailureDoesNotWait: once the API failed to answer,
+// callers (scrapes, status pages) get the last view with its error at once
+// while the next attempt runs, instead of each waiting on an API that is
+// likely still down (before: every scrape through an outage took the
+// status's 3 s wait, and a test sampling /metrics missed the moments it
+// waited for).
+func TestQueueStatusAfterAFailureDoesNotWait(t *testing.T) {
+	clk := testkit.NewClock()
+	api := &queueAPI{fakeAPI: newFakeAPI(), fail: true, release: make(chan struct{})}
+	c, err := New(Config{API: api, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.queue.stop(); c.out.Close() }()
+	const maxAge = 5 * time.Second
+	if v := c.QueueStatus(context.Background(), maxAge); v.Err == nil {
+		t.Fatal("no error from a failing API")
+	}
+	c.queue.fetches.Wait()
+	api.fail = false // the next attempt hangs until released
+	clk.Advance(maxAge)
+	got := make(chan QueueView, 1)
+	go func() { got <- c.QueueStatus(context.Background(), maxAge) }()
+	select {
+	case v := <-got:
+		if v.Err == nil || !v.Fetched.IsZero() {
+			t.Fatalf("view %+v, want the last one with its error", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a caller waited for the API after it had failed")
+	}
+	close(api.release)
+	c.queue.fetches.Wait()
+	if v := c.QueueStatus(context.Background(), maxAge); v.Err != nil || v.Status.Queued != 7 {
+		t.Fatalf("view %+v, want the API's answer once it came", v)
 	}
 }

@@ -92,7 +92,9 @@ type QueueView struct {
 // failing API is asked at most once per maxAge too. The request runs
 // detached from the caller (bounded by queueFetchTimeout): a caller that
 // gives up gets the last view at once, and the answer still serves the next
-// ones. Without an API that answers it (QueueAsker), it returns an error.
+// ones. After a failed attempt no caller waits: each gets the last view, with
+// its error, while the next attempt runs. Without an API that answers it
+// (QueueAsker), it returns an error.
 func (c *Coordinator) QueueStatus(ctx context.Context, maxAge time.Duration) QueueView {
 	return c.queue.get(ctx, c.cfg.Now, maxAge)
 }
@@ -136,6 +138,13 @@ func (q *queueCache) get(ctx context.Context, now func() time.Time, maxAge time.
 		go q.fetch(fctx, now, done)
 	}
 	wait := q.inflight
+	if q.view.Err != nil {
+		// The last attempt failed (the API is down or refusing): the
+		// caller gets that view at once instead of waiting on an API that
+		// likely still fails, so scrapes and pages stay fast through an
+		// outage; the fetch's answer serves the next callers.
+		wait = nil
+	}
 	q.mu.Unlock()
 	if wait != nil {
 		select {

@@ -504,7 +504,12 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, slowScanEnv(nil))
 	}
 	eventually(t, 90*time.Second, "a quarter of the jobs", func() bool { return d.stats(t).ReportsAccepted >= int64(jobs/4) })
-	d.setFaults(t, `{"unavailable_seconds": 8}`)
+	// The API stays down until the first coordinator is dead: a kill after
+	// an outage that ended by itself could come while the first one
+	// delivered a waiting report, which the second then sent again (a 409,
+	// dropped as it should be, but not the scenario). It is back before the
+	// second starts (its 503s would carry a Retry-After of the outage left).
+	d.setFaults(t, `{"unavailable_seconds": 120}`)
 	var atKill map[string]float64
 	eventually(t, 30*time.Second, "reports waiting in the outbox and jobs in flight", func() bool {
 		atKill = scrape(t, httpAddr)
@@ -512,6 +517,7 @@ func TestFaultCoordinatorCrash(t *testing.T) {
 	})
 	coord.signal(syscall.SIGKILL)
 	coord.wait(10 * time.Second)
+	d.setFaults(t, `{"unavailable_seconds": 0}`)
 	before := d.stats(t)
 	coord2 := startCoordinatorAt(t, d, grpcAddr, httpAddr, env)
 	eventually(t, pick(4*time.Minute, 10*time.Minute), "every job", func() bool { return d.allDone(t, jobs) })
