@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/score"
 	yara "github.com/hillu/go-yara/v4"
 )
@@ -77,6 +79,10 @@ func ParseJSON(data []byte) (Set, error) {
 	return s, nil
 }
 
+// MaxSourceBytes bounds one rule file or GET /rules document read by Load:
+// the largest response the API client reads.
+const MaxSourceBytes = 64 << 20
+
 // Load reads a rule set from path: a directory (every *.yara and *.yar file in
 // it, not recursive), a single YARA file, or a JSON document as served by
 // `GET /rules` (recognised by its first non-space byte '{' and a .json suffix
@@ -89,9 +95,10 @@ func Load(path string) (Set, error) {
 	if fi.IsDir() {
 		return loadDir(path)
 	}
-	data, err := os.ReadFile(path)
+	// A named file may be a pipe (--rules <(...)): it is read, bounded.
+	data, err := bound.ReadFile(path, MaxSourceBytes, nil)
 	if err != nil {
-		return Set{}, fmt.Errorf("rules: %w", err)
+		return Set{}, readError(path, err)
 	}
 	if strings.HasSuffix(path, ".json") || looksLikeJSON(data) {
 		s, err := ParseJSON(data)
@@ -103,6 +110,16 @@ func Load(path string) (Set, error) {
 	st := stem(filepath.Base(path))
 	src := map[string]string{st: string(data)}
 	return Set{Hash: ContentHash(src), Sources: src, Files: map[string]string{st: path}}, nil
+}
+
+// readError names the file in a read error that does not name it already
+// (a *fs.PathError does).
+func readError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("rules: %w", err)
+	}
+	return fmt.Errorf("rules: %s: %w", clip.Path(path), err)
 }
 
 func looksLikeJSON(data []byte) bool {
@@ -122,9 +139,12 @@ func loadDir(dir string) (Set, error) {
 		if e.IsDir() || (ext != ".yara" && ext != ".yar") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		// A file of the directory must be a regular file (or a link to
+		// one): a FIFO would block and a device never end.
+		p := filepath.Join(dir, name)
+		data, err := bound.ReadFile(p, MaxSourceBytes, bound.Regular)
 		if err != nil {
-			return Set{}, fmt.Errorf("rules: %w", err)
+			return Set{}, readError(p, err)
 		}
 		st := stem(name)
 		if _, dup := src[st]; dup {

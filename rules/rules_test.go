@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/score"
@@ -182,6 +185,59 @@ func FuzzParseJSON(f *testing.F) {
 		// Compiling whatever was accepted must fail cleanly or succeed.
 		if c, err := Compile(s); err == nil && c.Hash() != s.Hash {
 			t.Fatalf("compiled hash %q, want %q", c.Hash(), s.Hash)
+		}
+	})
+}
+
+// TestLoadDirRefusesSpecialFiles: a rules directory (a cloned rules
+// repository may hold symbolic links) whose .yara entry is a FIFO, or a link
+// to a device that never ends, fails with an error instead of hanging or
+// reading until memory runs out; a file larger than MaxSourceBytes fails
+// too.
+func TestLoadDirRefusesSpecialFiles(t *testing.T) {
+	t.Run("fifo", func(t *testing.T) {
+		dir := t.TempDir()
+		testkit.WriteFile(t, dir, "a.yara", `rule a { condition: true }`)
+		fifo := filepath.Join(dir, "b.yar")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := testkit.NoHang(t, fifo, func() error { _, err := Load(dir); return err })
+		if err == nil {
+			t.Fatal("a FIFO in the rules directory loaded")
+		}
+	})
+	t.Run("device", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.yara")); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := Load(dir); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("/dev/zero loaded as rules")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("reading /dev/zero as a rule file did not stop")
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		dir := t.TempDir()
+		f, err := os.Create(filepath.Join(dir, "big.yara"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(MaxSourceBytes + 1); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if _, err := Load(dir); err == nil {
+			t.Fatal("a rule file over MaxSourceBytes loaded")
+		}
+		if _, err := Load(filepath.Join(dir, "big.yara")); err == nil {
+			t.Fatal("a rule file over MaxSourceBytes loaded")
 		}
 	})
 }

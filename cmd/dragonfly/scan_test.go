@@ -378,3 +378,44 @@ func TestScanFormatVariable(t *testing.T) {
 		t.Errorf("flags after the target: exit %d stdout %q", code, out)
 	}
 }
+
+// TestScanSymlinkedDirectory: a directory target named through a symbolic
+// link (no trailing slash: `ln -s /src/pkg-1.0 pkg; dragonfly scan pkg`) is
+// the directory it names. filepath.WalkDir does not follow a root that is a
+// link, so the walk saw nothing and the target read clean, exit 0, with
+// none of its files scanned.
+func TestScanSymlinkedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	os.MkdirAll(filepath.Join(real, "pkg"), 0o755)
+	os.WriteFile(filepath.Join(real, "pkg", "x.py"), []byte(`exec(base64.b64decode("eA=="))`), 0o644)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "1", link)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the file under the link matches): %s %s", code, out, errOut)
+	}
+	var res struct {
+		Score        int64  `json:"score"`
+		FilesScanned int    `json:"files_scanned"`
+		Top          string `json:"most_malicious_file"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.FilesScanned != 1 || res.Score == 0 || res.Top != "pkg/x.py" {
+		t.Fatalf("result %s: want the one file under the link scanned", out)
+	}
+}
+
+// TestScanEmptyTarget: an empty target (`dragonfly scan "$PKG"` with PKG
+// unset) names no file: it could not be scanned (exit 3), where it read as
+// a clean, empty file (exit 0).
+func TestScanEmptyTarget(t *testing.T) {
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "")
+	if code != 3 || !strings.Contains(out, `"error"`) {
+		t.Fatalf("exit %d, want 3 with an error: %s %s", code, out, errOut)
+	}
+}

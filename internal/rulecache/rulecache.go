@@ -6,8 +6,9 @@
 // user cache directory), written atomically and readable by its owner only:
 // a GET /rules document ({"hash", "rules"}, so --rules reads it) plus the
 // base URL it came from and when. Only a hash that is a safe file name
-// becomes a file; a file read back is bounded (MaxFile) and must name its
-// own hash and the same base URL.
+// becomes a file; a file read back is bounded (MaxFile), must name its own
+// hash and the same base URL, and must be the user's own: the directory and
+// the file owned by the user and writable by nobody else.
 package rulecache
 
 import (
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
@@ -174,6 +176,13 @@ func write(dir string, c entry) error {
 // newest returns the most recently fetched rule set in dir that came from
 // base, and its path.
 func newest(dir, base string) (entry, string, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return entry{}, "", err
+	}
+	if err := ownOnly(fi); err != nil {
+		return entry{}, "", fmt.Errorf("%s: %w", dir, err)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return entry{}, "", err
@@ -195,8 +204,14 @@ func newest(dir, base string) (entry, string, error) {
 	// is the one fetched last.
 	sort.Slice(cands, func(i, j int) bool { return cands[i].mod.After(cands[j].mod) })
 	for _, cd := range cands {
-		f, err := os.Open(cd.path)
+		// Without following a link or blocking on a FIFO: the file may
+		// have been replaced since it was listed.
+		f, err := os.OpenFile(cd.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 		if err != nil {
+			continue
+		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || ownOnly(fi) != nil {
+			f.Close()
 			continue
 		}
 		// A file over MaxFile is cut there and fails to decode.
@@ -210,4 +225,17 @@ func newest(dir, base string) (entry, string, error) {
 		return c, cd.path, nil
 	}
 	return entry{}, "", errors.New("none found")
+}
+
+// ownOnly refuses a cache directory or file that someone other than the
+// user could have written (its owner, or a group or other write bit): its
+// rule set would become the scan's rules.
+func ownOnly(fi os.FileInfo) error {
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("writable by others (mode %v): not used", fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("owned by user %d, not %d: not used", st.Uid, os.Geteuid())
+	}
+	return nil
 }

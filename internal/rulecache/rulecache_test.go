@@ -78,3 +78,53 @@ func TestWriteRefusesUnsafeHashes(t *testing.T) {
 		t.Errorf("left behind: %v", ents)
 	}
 }
+
+// TestNewestTrustsOnlyTheUsersOwnFiles: the fallback runs a cached set as
+// the scan's rules, so a set another user could have written (a cache
+// directory, or a file, writable by group or others, or owned by another
+// user: XDG_CACHE_HOME on a shared /tmp, a shared CI cache) is not used: a
+// planted set that matches nothing would make every target read clean.
+func TestNewestTrustsOnlyTheUsersOwnFiles(t *testing.T) {
+	const base = "https://api.example"
+	rules := map[string]string{"a": "rule a { condition: false }"}
+	fresh := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "rules")
+		if err := write(dir, entry{Hash: "planted", Rules: rules, BaseURL: base}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := newest(dir, base); err != nil {
+			t.Fatalf("the user's own set: %v", err)
+		}
+		return dir
+	}
+	t.Run("directory writable by others", func(t *testing.T) {
+		dir := fresh(t)
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if c, _, err := newest(dir, base); err == nil {
+			t.Fatalf("used %q from a directory anyone can write", c.Hash)
+		}
+	})
+	t.Run("file writable by group", func(t *testing.T) {
+		dir := fresh(t)
+		if err := os.Chmod(filepath.Join(dir, "planted.json"), 0o660); err != nil {
+			t.Fatal(err)
+		}
+		if c, _, err := newest(dir, base); err == nil {
+			t.Fatalf("used %q, a file the group can write", c.Hash)
+		}
+	})
+	t.Run("file of another user", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			t.Skip("needs root to give a file away")
+		}
+		dir := fresh(t)
+		if err := os.Chown(filepath.Join(dir, "planted.json"), 12345, 12345); err != nil {
+			t.Fatal(err)
+		}
+		if c, _, err := newest(dir, base); err == nil {
+			t.Fatalf("used %q, another user's file", c.Hash)
+		}
+	})
+}

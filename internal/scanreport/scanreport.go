@@ -18,10 +18,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/scanrun"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/score"
@@ -167,18 +169,18 @@ func WriteTable(w io.Writer, results []scanrun.Result, showStrings bool) error {
 	fmt.Fprintln(tw, "TARGET\tSCORE\tRULES\tMOST MALICIOUS FILE")
 	for _, r := range results {
 		if r.Err != nil {
-			fmt.Fprintf(tw, "%s\t-\tERROR\t%s\n", r.Target, oneLine(r.Err))
+			fmt.Fprintf(tw, "%s\t-\tERROR\t%s\n", cell(r.Target), cell(oneLine(r.Err)))
 			continue
 		}
 		rs := strings.Join(ruleNames(r.Scan.Rules), ",")
 		if rs == "" {
 			rs = "-"
 		}
-		top := r.Scan.TopFile
+		top := cell(r.Scan.TopFile)
 		if top == "" {
 			top = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Target, r.Scan.Score, rs, top)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", cell(r.Target), r.Scan.Score, rs, top)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -194,7 +196,7 @@ func WriteTable(w io.Writer, results []scanrun.Result, showStrings bool) error {
 			if len(f.Rules) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "\n%s: %s (score %d, %s)\n", r.Target, f.Path, f.Score, strings.Join(ruleNames(f.Rules), ","))
+			fmt.Fprintf(w, "\n%s: %s (score %d, %s)\n", cell(r.Target), cell(f.Path), f.Score, strings.Join(ruleNames(f.Rules), ","))
 			ms, omitted := fileMatches(f)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			for _, m := range ms {
@@ -212,6 +214,18 @@ func WriteTable(w io.Writer, results []scanrun.Result, showStrings bool) error {
 		}
 	}
 	return nil
+}
+
+// cell is a name from the input (a target, a file path, an error) as the
+// table shows it: as it is when it is printable UTF-8, else quoted
+// (clip.Path), so that a hostile name's control characters (a carriage
+// return, terminal escapes, a tab, a bidi override) cannot rewrite the rows
+// on a terminal, say a matched target's as clean.
+func cell(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+		return clip.Path(s)
+	}
+	return s
 }
 
 // SARIF 2.1.0, the subset code-scanning dashboards read.

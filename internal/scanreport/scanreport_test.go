@@ -611,3 +611,47 @@ func TestShowStringsTableAndSARIF(t *testing.T) {
 		t.Errorf("sarif without --show-strings: %s", out)
 	}
 }
+
+// TestTableQuotesControlCharacters: the table goes to a terminal, and names
+// in it come from the scanned input: a hostile archive member named
+// "x\r\x1b[2K..." (or a file name in a downloads directory) must not move
+// the cursor and overwrite a matched target's row with a clean-looking one.
+// A name with a control character (or a bidi override, or invalid UTF-8) is
+// shown quoted, as clip.Path quotes it; plain names stay as they are.
+func TestTableQuotesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := testkit.WriteFile(t, dir, "r.yar", `rule evil { meta: weight = 10 strings: $a = "EVIL" condition: $a }`)
+	fake := "\r\x1b[2Kpkg-1.0.tar.gz  0  -  -\x1b[8m"
+	member := "pkg-1.0/x.py" + fake + "\t\u202e"
+	archivePath := filepath.Join(dir, "pkg\x1b[1A-1.0.tar.gz")
+	if err := os.WriteFile(archivePath, tgz(t, testkit.TarEntry{Name: member, Body: []byte("EVIL")}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, show := range []bool{false, true} {
+		out := report(t, "table", rulesPath, show, archivePath)
+		for i, r := range out {
+			if r != '\n' && !strconv.IsPrint(r) {
+				t.Fatalf("show-strings %v: table holds %U at byte %d:\n%q", show, r, i, out)
+			}
+		}
+		if !strings.Contains(out, strconv.Quote(member)[1:20]) {
+			t.Errorf("show-strings %v: the member's name is not shown quoted:\n%q", show, out)
+		}
+	}
+	// JSON keeps the names exact (its encoder escapes them).
+	var res JSONResult
+	if err := json.Unmarshal([]byte(report(t, "json", rulesPath, false, archivePath)), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Target != archivePath || res.MostMaliciousFile == nil || *res.MostMaliciousFile != member {
+		t.Errorf("json: target %q, top file %v", res.Target, res.MostMaliciousFile)
+	}
+	// Plain names are not quoted.
+	plain := filepath.Join(dir, "plain-1.0.tar.gz")
+	if err := os.WriteFile(plain, tgz(t, testkit.TarEntry{Name: "plain-1.0/a \"b\".py", Body: []byte("EVIL")}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := report(t, "table", rulesPath, true, plain); !strings.Contains(out, "\n"+plain+" ") || !strings.Contains(out, ` plain-1.0/a "b".py`) {
+		t.Errorf("plain names changed:\n%s", out)
+	}
+}

@@ -197,6 +197,8 @@ func (r *runner) scanOne(ctx context.Context, j Job) Result {
 	}
 	src := verdict.Source{Data: j.Data, Name: j.Target}
 	switch {
+	case j.Data == nil && j.Target == "":
+		return Result{Err: errors.New("empty target: it names no file, directory or URL")}
 	case j.Data != nil:
 	case strings.HasPrefix(j.Target, "http://") || strings.HasPrefix(j.Target, "https://"):
 		src = verdict.Source{URL: j.Target}

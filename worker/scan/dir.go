@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,20 +17,27 @@ import (
 
 // DirProducer yields the regular files under dir (an unpacked distribution),
 // in lexical order, with paths relative to dir. Symbolic links and other
-// non-regular files are skipped. A file that is another name of a file
-// already yielded (a hard link: same device and inode) is a file of its own,
-// reported to link and scored from the first name's matches: it is not read,
-// scanned or counted toward Expanded again. The same limits apply as to
-// archives.
+// non-regular files under dir are skipped; dir itself may be a symbolic link
+// (it is the directory it names, as os.Stat sees it). A file that is another
+// name of a file already yielded (a hard link: same device and inode) is a
+// file of its own, reported to link and scored from the first name's
+// matches: it is not read, scanned or counted toward Expanded again. The
+// same limits apply as to archives.
 func DirProducer(dir string, lim limit.Limits) Producer {
 	return func(ctx context.Context, alloc archive.Alloc, emit archive.Emit, link archive.Link) (archive.Stats, error) {
 		st := archive.Stats{Format: archive.Raw}
 		seen := map[fileID]int{} // file index by device and inode
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		// filepath.WalkDir does not follow a root that is a symbolic link: it
+		// would see no file at all, and the directory would read clean.
+		root, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return st, err
+		}
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if p == dir {
+			if p == root {
 				return nil
 			}
 			st.Entries++
@@ -39,7 +47,7 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			rel, err := filepath.Rel(dir, p)
+			rel, err := filepath.Rel(root, p)
 			if err != nil {
 				return err
 			}
@@ -62,17 +70,29 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 			if lim.Expanded > 0 && st.Expanded+size > lim.Expanded {
 				return &limit.Error{Kind: limit.Expanded, Max: lim.Expanded, Path: rel}
 			}
-			f, err := os.Open(p)
+			// Without blocking, and checked once open: a file replaced by a
+			// FIFO since the walk listed it must not hang the scan in open.
+			f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
+			if fi, err := f.Stat(); err != nil {
+				return err
+			} else if !fi.Mode().IsRegular() || !os.SameFile(fi, info) {
+				return fmt.Errorf("%s: %w", clip.Path(rel), errChanged)
+			}
 			buf, err := alloc(ctx, int(size))
 			if err != nil {
 				return err
 			}
 			if _, err := io.ReadFull(f, buf); err != nil {
 				return fmt.Errorf("%s: %w", clip.String(rel, clip.Default), err)
+			}
+			// A file that grew since its size was taken: the bytes past it
+			// would go unscanned.
+			if n, _ := f.Read(make([]byte, 1)); n > 0 {
+				return fmt.Errorf("%s: %w", clip.Path(rel), errChanged)
 			}
 			if hasID {
 				seen[id] = st.Files
@@ -87,6 +107,9 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 		return st, err
 	}
 }
+
+// errChanged fails a directory whose file changed while it was walked.
+var errChanged = errors.New("changed while read (replaced, or grown past the size it had when listed)")
 
 // fileID names a file on disk whatever its path.
 type fileID struct{ dev, ino uint64 }

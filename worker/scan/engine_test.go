@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -535,5 +536,65 @@ func TestLinkToAFileNeverEmittedFails(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "hard links to files never scanned") {
 		t.Fatalf("error %v, want the link reported as never scored", err)
+	}
+}
+
+// TestDirProducerFileGrowsWhileRead: a file that grows between the walk's
+// stat and its read is not cut at the size the stat gave (the bytes past it
+// would never be scanned, and the file could read clean): it fails, as
+// limit.ReadFile fails a local file that grows past its bound.
+func TestDirProducerFileGrowsWhileRead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pkg", "setup.py")
+	writeFile(t, p, "harmless")
+	grow := func(ctx context.Context, n int) ([]byte, error) {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if _, err := f.WriteString(" ALPHA BRAVO"); err != nil {
+			return nil, err
+		}
+		return make([]byte, n), nil
+	}
+	var got []string
+	emit := func(_ int, path string, data []byte) error {
+		got = append(got, path+": "+string(data))
+		return nil
+	}
+	link := func(int, string, int) error { return nil }
+	_, err := DirProducer(dir, limit.Defaults())(context.Background(), grow, emit, link)
+	if err == nil {
+		t.Fatalf("no error; emitted %q: the bytes the file grew by were never read", got)
+	}
+}
+
+// TestDirProducerFileSwappedForFIFO: a regular file replaced by a FIFO after
+// the walk listed its directory (here: while the file before it is emitted)
+// fails the directory instead of hanging the scan in open, waiting for a
+// writer that never comes.
+func TestDirProducerFileSwappedForFIFO(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pkg", "a.py"), "a")
+	b := filepath.Join(dir, "pkg", "b.py")
+	writeFile(t, b, "b")
+	alloc := func(ctx context.Context, n int) ([]byte, error) { return make([]byte, n), nil }
+	emit := func(_ int, path string, _ []byte) error {
+		if path != "pkg/a.py" {
+			return nil
+		}
+		if err := os.Remove(b); err != nil {
+			return err
+		}
+		return syscall.Mkfifo(b, 0o600)
+	}
+	link := func(int, string, int) error { return nil }
+	err := testkit.NoHang(t, b, func() error {
+		_, err := DirProducer(dir, limit.Defaults())(context.Background(), alloc, emit, link)
+		return err
+	})
+	if err == nil {
+		t.Fatal("no error: the file swapped for a FIFO was neither read nor refused")
 	}
 }

@@ -129,8 +129,11 @@ func (s *Scanner) Scan(ctx context.Context, rs *rules.Compiled, src Source) (Res
 		if data, err = limit.ReadFile(src.Path, s.maxDownload()); err != nil {
 			return res, err
 		}
-	default:
+	case src.Data != nil:
 		data = src.Data
+	default:
+		// No source at all (an empty path): not an empty file.
+		return res, errors.New("nothing to scan: no URL, path or data")
 	}
 	sr, err := s.Engine.Scan(ctx, rs, res.Name, data)
 	res.Result = sr
