@@ -17,6 +17,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/scanrun"
 	"github.com/dragonfly-fleet/fleet/pkgindex"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/rules/workbench"
 	"github.com/dragonfly-fleet/fleet/version"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -130,6 +131,12 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 	}
 	if cfg.stats {
 		scanreport.WriteStats(e.Stderr, results, counters)
+	}
+	for _, r := range results {
+		if n := r.Scan.Stats.Archives; n > 0 && r.Err == nil {
+			fmt.Fprintf(e.Stderr, "dragonfly scan: note: %s: %s scanned as bytes, not unpacked: a directory is scanned as an unpacked distribution, and an archive in it as the fleet scans an archive inside a package; to scan what an archive holds, give it as a target (DIR/*)\n",
+				clip.Path(r.Target), workbench.Plural(n, "archive"))
+		}
 	}
 	if err := scanreport.Write(e.Stdout, cfg.format, compiled, results, cfg.showStrings); err != nil {
 		return err

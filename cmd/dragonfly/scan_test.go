@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -417,5 +418,40 @@ func TestScanEmptyTarget(t *testing.T) {
 	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "")
 	if code != 3 || !strings.Contains(out, `"error"`) {
 		t.Fatalf("exit %d, want 3 with an error: %s %s", code, out, errOut)
+	}
+}
+
+// TestScanNotesArchivesInADirectory: a directory target is an unpacked
+// distribution, so an archive in it is scanned as its bytes (as the fleet
+// scans an archive inside a package): a directory of downloaded wheels
+// reads clean. Standard error says so, and how to scan what they hold.
+func TestScanNotesArchivesInADirectory(t *testing.T) {
+	dir := t.TempDir()
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	fw, err := zw.Create("evil/x.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write([]byte(`exec(base64.b64decode("eA=="))`))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "evil-1.0-py3-none-any.whl"), zb.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(dir, "README.txt"), []byte("notes"), 0o644)
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "1 archive scanned as bytes, not unpacked") || !strings.Contains(errOut, "DIR/*") {
+		t.Errorf("standard error %q, want the note on the archive scanned as bytes", errOut)
+	}
+	// Given as a target, the wheel is unpacked and its file matches.
+	if code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", "--fail-score", "1", filepath.Join(dir, "evil-1.0-py3-none-any.whl")); code != 1 || strings.Contains(errOut, "note:") {
+		t.Errorf("the wheel as a target: exit %d, want 1 and no note: %s %s", code, out, errOut)
+	}
+	os.Remove(filepath.Join(dir, "evil-1.0-py3-none-any.whl"))
+	if _, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", dir); strings.Contains(errOut, "note:") {
+		t.Errorf("a directory without archives: %q", errOut)
 	}
 }

@@ -162,6 +162,11 @@ type Stats struct {
 	// Expanded counts the bytes of the regular files emitted; a hard link
 	// adds nothing (its bytes are its target's).
 	Expanded int64
+	// Archives counts the files emitted that are archives themselves
+	// (Detect), scanned as their bytes as an archive inside a package is:
+	// counted by the scan engine's DirProducer, for a user who gave a
+	// directory of archives where an unpacked distribution was meant.
+	Archives int
 }
 
 // Error is a defect of the input: corrupt/truncated compression, a broken zip

@@ -97,6 +97,9 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 			if hasID {
 				seen[id] = st.Files
 			}
+			if archive.Detect(buf[:min(len(buf), 1024)]) != archive.Raw {
+				st.Archives++
+			}
 			if err := emit(st.Files, rel, buf); err != nil {
 				return err
 			}

@@ -294,6 +294,9 @@ type Stats struct {
 	// Expanded counts the bytes of the regular files; a hard link adds
 	// nothing.
 	Expanded int64
+	// Archives counts the files of a directory that are archives, scanned
+	// as their bytes, not unpacked (archive.Stats.Archives).
+	Archives int
 	// Scanned counts the files YARA scanned (Rescanned included),
 	// ScannedBytes their bytes.
 	Scanned      int
@@ -445,6 +448,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		Files:         st.Files,
 		Links:         st.Links,
 		Expanded:      st.Expanded,
+		Archives:      st.Archives,
 		Scanned:       int(d.scanned.Load()),
 		ScannedBytes:  d.scannedBytes.Load(),
 		Skipped:       int(d.skipped.Load()),
