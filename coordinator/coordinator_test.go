@@ -535,6 +535,19 @@ func TestFailedRulesUpdateKeepsTheHashActuallyUsed(t *testing.T) {
 	scannedWith(t, api, w, "h1") // the new set does not compile
 }
 
+// TestEmptyRulesUpdateIsRefused: a set that compiles to no rule (comments
+// only) would find nothing and report every release clean: it is refused
+// like one that does not compile, and the rules in use stay.
+func TestEmptyRulesUpdateIsRefused(t *testing.T) {
+	api := newFakeAPI()
+	_, w := readyWorker(t, api, "w", 1)
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": "// nothing yet\n"}}, nil)
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.Add(j)
+	scannedWith(t, api, w, "h1")
+}
+
 func TestFailureFailsThePackage(t *testing.T) {
 	api := newFakeAPI(job("p", "u1", "u2"))
 	_, w := readyWorker(t, api, "w", 2)

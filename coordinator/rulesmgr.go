@@ -195,9 +195,12 @@ func (m *rulesManager) update(ctx context.Context) error {
 		return fmt.Errorf("rules %s: %d bytes, over the %d bytes a rule set may have; keeping the rules in use", clip.String(set.Hash, 64), n, protocol.MaxRuleSetBytes)
 	}
 	compiled, err := rules.Compile(set)
+	if err == nil && compiled.Len() == 0 {
+		err = rules.ErrNoRules
+	}
 	if err != nil {
 		m.obs.RulesUpdated(false)
-		return fmt.Errorf("rules %s: %w", set.Hash, err)
+		return fmt.Errorf("rules %s: %w", clip.String(set.Hash, 64), err)
 	}
 	weights := map[string]int64{}
 	for _, r := range compiled.Rules() {

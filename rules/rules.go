@@ -364,5 +364,12 @@ func (c *Compiled) Rule(name string) (score.Rule, bool) {
 // Len is the number of rules.
 func (c *Compiled) Len() int { return c.count }
 
+// ErrNoRules is what a scanner of packages says of a set that compiled to
+// no rule (a file of comments only, an API serving an empty set): scanning
+// with it would find nothing, and every release would read clean.
+// Compile accepts such a set (rules profile times one); the coordinator and
+// dragonfly scan refuse it.
+var ErrNoRules = errors.New("the rule set holds no rule: every release would read clean")
+
 // CompileTime is how long compiling took.
 func (c *Compiled) CompileTime() time.Duration { return c.elapsed }

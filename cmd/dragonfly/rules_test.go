@@ -65,6 +65,14 @@ func TestRulesCheck(t *testing.T) {
 	if want := two + ":3: error: duplicated identifier \"dup\" (rule \"dup\" is also declared at " + one + ":1)\n"; code != 1 || out != want {
 		t.Fatalf("exit %d, stdout %q, want %q", code, out, want)
 	}
+
+	// Comments only: it compiles to no rule, which the fleet and dragonfly
+	// scan refuse: exit 1, saying why.
+	empty := testkit.WriteFile(t, t.TempDir(), "todo.yara", "// rules to come\n")
+	code, _, errOut = runCLI(t, nil, "rules", "check", empty)
+	if code != 1 || !strings.Contains(errOut, "0 rules in 1 file compile") || !strings.Contains(errOut, "holds no rule") {
+		t.Fatalf("a set of no rule: exit %d, stderr %q", code, errOut)
+	}
 }
 
 func TestRulesCheckUsage(t *testing.T) {

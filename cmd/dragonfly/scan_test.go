@@ -455,3 +455,14 @@ func TestScanNotesArchivesInADirectory(t *testing.T) {
 		t.Errorf("a directory without archives: %q", errOut)
 	}
 }
+
+// TestScanRefusesAnEmptyRuleSet: rules that compile to no rule (a file of
+// comments) would read every target clean: a usage error, exit 2.
+func TestScanRefusesAnEmptyRuleSet(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("// rules to come\n"), 0o644)
+	code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", dir)
+	if code != 2 || !strings.Contains(errOut, "holds no rule") || out != "" {
+		t.Fatalf("exit %d, want 2 and the reason: %q %q", code, out, errOut)
+	}
+}
