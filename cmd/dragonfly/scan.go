@@ -77,6 +77,9 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 	if err := checkRuleChoice(s); err != nil {
 		return err
 	}
+	if cfg.failScore < 0 {
+		return cli.Usage("--fail-score %d: want 0 (never fail) or a score to fail at", cfg.failScore)
+	}
 	printLimits(e.Stderr, lim, sizes)
 
 	set, from, err := cfg.loadRules(ctx, e)
@@ -142,7 +145,8 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 		}
 	}
 	if err := scanreport.Write(e.Stdout, cfg.format, compiled, results, cfg.showStrings); err != nil {
-		return err
+		// Not 1, which says a target scored at --fail-score or more.
+		return cli.Exit(3, fmt.Errorf("writing the report: %w", err))
 	}
 	code := 0
 	for _, r := range results {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -464,5 +465,26 @@ func TestScanRefusesAnEmptyRuleSet(t *testing.T) {
 	code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", dir)
 	if code != 2 || !strings.Contains(errOut, "holds no rule") || out != "" {
 		t.Fatalf("exit %d, want 2 and the reason: %q %q", code, out, errOut)
+	}
+}
+
+// failingWriter refuses every write, as a closed pipe or a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestScanExitStatuses: a report that cannot be written is exit 3, not 1
+// (which says a target scored at --fail-score or more); a negative
+// --fail-score is a usage error, not "never".
+func TestScanExitStatuses(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x.py"), []byte("print(1)\n"), 0o644)
+	var stderr bytes.Buffer
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: failingWriter{}, Stderr: &stderr, Getenv: clitest.Env(nil), Dir: t.TempDir()}
+	if code := run(context.Background(), e, []string{"scan", "--demo-rules", "--format", "json", dir}); code != 3 || !strings.Contains(stderr.String(), "broken pipe") {
+		t.Errorf("report not written: exit %d, want 3: %q", code, stderr.String())
+	}
+	if code, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--fail-score", "-1", dir); code != 2 || !strings.Contains(errOut, "--fail-score -1") {
+		t.Errorf("--fail-score -1: exit %d, want 2: %q", code, errOut)
 	}
 }
