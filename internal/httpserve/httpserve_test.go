@@ -93,23 +93,12 @@ func TestServeReturnsWhenServingFails(t *testing.T) {
 func TestServeBoundsARequestBody(t *testing.T) {
 	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
 	bodyTimeout = 200 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		defer close(done)
 		w.Write(make([]byte, 64<<10)) // a page: more than the server buffers before answering
-	})
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, h) }()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	}))
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,20 +133,10 @@ func TestServeBodyReadKeepsContext(t *testing.T) {
 		srvErr <- err
 		io.WriteString(w, "ok")
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, h) }()
-	defer func() {
-		cancel()
-		<-served
-	}()
+	addr := serveTest(t, h)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	resp, err := client.Post("http://"+ln.Addr().String()+"/", "text/plain", strings.NewReader("hello"))
+	resp, err := client.Post("http://"+addr+"/", "text/plain", strings.NewReader("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,4 +144,22 @@ func TestServeBodyReadKeepsContext(t *testing.T) {
 	if err := <-srvErr; err != nil {
 		t.Error(err)
 	}
+}
+
+// serveTest serves h with Serve on a loopback port until the test ends and
+// returns the address.
+func serveTest(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, h) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	return ln.Addr().String()
 }
