@@ -142,11 +142,11 @@ func Error(err error, n int) string {
 // URL returns a URL as an error or a log line may show it: its user info,
 // query and fragment, where credentials hide, each replaced by "[redacted]",
 // and at most 256 bytes. s need not parse; a string without '@', '?' or '#'
-// is only clipped. Where an '@' stands after the first '/', '?' or '#' past
-// the scheme (and before any later '?' or '#'), it may close user info
-// holding that separator unescaped (a base64 token: https://AbC/dE@host), so
-// nothing past the scheme is shown: an '@' in a path costs the path in logs,
-// never a credential.
+// is only clipped. Where an '@' stands anywhere after the first '/', '?' or
+// '#' past the scheme, it may close user info holding that separator (and
+// more) unescaped (a base64 token: https://AbC/dE@host; https://u:12/a?b@host),
+// so nothing past the scheme is shown: an '@' in a path, query or fragment
+// costs the host and path in logs, never a credential.
 func URL(s string) string {
 	if !strings.ContainsAny(s, "@?#") {
 		return String(s, 256)
@@ -157,8 +157,9 @@ func URL(s string) string {
 	// path, which parses). An '@' after the separator that ends the
 	// authority may close such user info, or sit in the path, query or
 	// fragment (?token=abc@def): either reading may be a secret, so nothing
-	// past the scheme is shown. An '@' only past a later '?' or '#' of a path
-	// (https://host/a#b@c) is in the query or fragment, redacted below.
+	// past the scheme is shown. That holds for an '@' past a later '?' or
+	// '#' too: https://host/a?b@c may be user info holding a '/' and a '?'
+	// (https://user:12/ab?cd@host), which parses as host "user:12".
 	start := 0
 	if j := strings.Index(s, "://"); j >= 0 {
 		start = j + len("://")
@@ -166,16 +167,8 @@ func URL(s string) string {
 		start = len("//")
 	}
 	rest := s[start:]
-	if h := strings.IndexAny(rest, "/?#"); h >= 0 {
-		after := rest[h:]
-		if rest[h] == '/' {
-			if q := strings.IndexAny(after, "?#"); q >= 0 {
-				after = after[:q]
-			}
-		}
-		if strings.Contains(after, "@") {
-			return String(s[:start]+"[redacted]", 256)
-		}
+	if h := strings.IndexAny(rest, "/?#"); h >= 0 && strings.Contains(rest[h:], "@") {
+		return String(s[:start]+"[redacted]", 256)
 	}
 	u, err := url.Parse(s)
 	if err != nil {

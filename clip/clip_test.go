@@ -180,12 +180,31 @@ func TestURLUserInfoWithSeparators(t *testing.T) {
 			}
 		}
 	}
-	// An '@' past a path's '?' or '#' is in the query or fragment, not
-	// user info.
-	if got := URL("https://x.example/a#b@c"); got != "https://x.example/a#[redacted]" {
-		t.Errorf("fragment with '@': %q", got)
+	// An '@' past a path's '?' or '#' may be in the query or fragment, or
+	// close user info holding a '/' and then a '?' or '#': nothing past the
+	// scheme either way.
+	for _, in := range []string{"https://x.example/a#b@c", "https://x.example/a?k=b@c"} {
+		if got := URL(in); got != "https://[redacted]" {
+			t.Errorf("URL(%q) = %q, want %q", in, got, "https://[redacted]")
+		}
 	}
-	if got := URL("https://x.example/a?k=b@c"); got != "https://x.example/a?[redacted]" {
-		t.Errorf("query with '@': %q", got)
+}
+
+// TestURLUserInfoWithSlashThenQuery: user info holding a '/' and then a '?'
+// or '#' (https://user:12/ab?cd@host) parses as host "user:12", path "/ab"
+// and a query or fragment holding the '@': the rule for an '@' in a path
+// stopped at the '?', and the user and the start of the password were shown.
+func TestURLUserInfoWithSlashThenQuery(t *testing.T) {
+	for _, in := range []string{
+		"https://user:12/ab?cd@x.example",
+		"https://user:12/ab#cd@x.example/api",
+		"https://AbC/dEf?gh@x.example",
+	} {
+		got := URL(in)
+		for _, secret := range []string{"user", "12", "ab", "AbC", "dEf"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("URL(%q) = %q shows %q", in, got, secret)
+			}
+		}
 	}
 }

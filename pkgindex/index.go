@@ -449,8 +449,6 @@ func (ix *Index) Download(ctx context.Context, d Distribution) ([]byte, error) {
 	return data, nil
 }
 
-// redact returns rawURL with its password, if any, replaced by "xxxxx": a
-// private index's URL may carry credentials, which no message repeats.
 func validSHA256(s string) bool {
 	if len(s) != 64 {
 		return false

@@ -60,7 +60,14 @@ func boundBody(h http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			rc := http.NewResponseController(w)
 			if rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+				// On a copy: the server looks at its request's own body
+				// (its type) to decide what to do with an unread rest
+				// before the answer (too large to drain, or an unanswered
+				// 100-continue: close after it, at once) and whether a
+				// body closed early leaves the connection unusable.
+				r2 := *r
+				r2.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+				r = &r2
 			}
 		}
 		h.ServeHTTP(w, r)

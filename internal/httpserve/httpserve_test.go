@@ -1,6 +1,7 @@
 package httpserve
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -162,4 +163,37 @@ func serveTest(t *testing.T, h http.Handler) string {
 		<-served
 	})
 	return ln.Addr().String()
+}
+
+// TestServeAnswersAtOnceWhatItNeverDrains: the body bound must not change
+// what the server does with a body the handler leaves unread. One too large
+// to drain (past 256 KiB), or one sent with "Expect: 100-continue" and never
+// asked for, is not read before the answer: the server answers at once and
+// closes the connection. Seen through a replaced body, the server read both
+// until the bound ran out, holding the handler and its page that long.
+func TestServeAnswersAtOnceWhatItNeverDrains(t *testing.T) {
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = time.Minute
+	addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(make([]byte, 64<<10)) // a page: more than the server buffers before answering
+	}))
+	for name, head := range map[string]string{
+		"too large to drain": "GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+		"100-continue":       "GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, head) // and no body
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer while the body is not sent: %v", err)
+			}
+			resp.Body.Close()
+		})
+	}
 }

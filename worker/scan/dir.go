@@ -97,7 +97,11 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 			if hasID {
 				seen[id] = st.Files
 			}
-			if archive.Detect(buf[:min(len(buf), 1024)]) != archive.Raw {
+			// The head first (a compressed stream is sniffed from it; on the
+			// whole file Detect would inflate a bzip2 block), then the whole
+			// file, for a zip found from its end (a zipapp's shebang, a
+			// self-extracting stub), as archive.Walk finds it.
+			if archive.Detect(buf[:min(len(buf), 1024)]) != archive.Raw || archive.Detect(buf) != archive.Raw {
 				st.Archives++
 			}
 			if err := emit(st.Files, rel, buf); err != nil {

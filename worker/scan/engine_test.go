@@ -2,6 +2,7 @@ package scan
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -596,5 +597,36 @@ func TestDirProducerFileSwappedForFIFO(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("no error: the file swapped for a FIFO was neither read nor refused")
+	}
+}
+
+// TestDirProducerCountsAPrefixedZip: a zip behind a prefix (a zipapp's
+// shebang line, a self-extracting stub) is an archive to Python and to
+// archive.Walk (which walks a zip found from the end of any file), so a
+// directory holding one counts it among its archives (Stats.Archives, the
+// note of dragonfly scan). Detect saw only the first 1 KiB, where such a
+// zip's end is not.
+func TestDirProducerCountsAPrefixedZip(t *testing.T) {
+	var z bytes.Buffer
+	zw := zip.NewWriter(&z)
+	fw, err := zw.CreateHeader(&zip.FileHeader{Name: "__main__.py", Method: zip.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write([]byte("print('ALPHA')\n" + strings.Repeat("# padding\n", 300)))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "tool.pyz"), "#!/usr/bin/env python3\n"+z.String())
+	alloc := func(ctx context.Context, n int) ([]byte, error) { return make([]byte, n), nil }
+	emit := func(int, string, []byte) error { return nil }
+	link := func(int, string, int) error { return nil }
+	st, err := DirProducer(dir, limit.Defaults())(context.Background(), alloc, emit, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Archives != 1 {
+		t.Errorf("Archives = %d, want 1: a zipapp of %d bytes read as a plain file", st.Archives, z.Len())
 	}
 }
