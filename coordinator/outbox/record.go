@@ -12,13 +12,15 @@ import (
 // it (testdata/outbox-v1.db). Entries convert to and from it here, and
 // nowhere else.
 //
-// Since then a record also carries "crc32c": the CRC-32C of the rest of the
-// record as it encodes (JSON of the record without that field, after one
-// decode, so that what is summed is what a reader sees). bbolt checksums its
-// meta pages only: without it a flipped bit that leaves valid JSON
-// ("score":1 to "score":0) would send another verdict. A record without the
-// field (the first release's) is read unchecked; a release that does not
-// know the field ignores it.
+// Since then a record also carries "crc32c": the CRC-32C of the record's
+// other members as written (recordSum). bbolt checksums its meta pages only:
+// without it a flipped bit that leaves valid JSON ("score":1 to "score":0)
+// would send another verdict. The sum covers every member, those a release
+// does not know included, so a release rolled back to reads what a later one
+// wrote (and, rewriting a record, drops what it does not know and sums the
+// rest). A record without the field is read unchecked if it has only the
+// first release's members (it is one of them); one with another member and
+// no checksum has lost it (a flipped bit in its key) and is refused.
 
 type entryRecord struct {
 	Report    reportRecord `json:"report"`
@@ -51,14 +53,49 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // errChecksum is a record whose content is not what was written.
 var errChecksum = errors.New("checksum mismatch: the record changed after it was written")
 
-// sum is the checksum of rec without its Sum, as rec encodes.
-func (rec entryRecord) sum() (uint32, error) {
-	rec.Sum = nil
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return 0, err
+// sumKey is the member that holds a record's checksum.
+const sumKey = "crc32c"
+
+// firstMembers are the members of a record of the first release, which
+// wrote no checksum.
+var firstMembers = map[string]bool{"report": true, "leased_at": true, "enqueued": true, "tries": true, "not_before": true, "gen": true}
+
+// recordSum is the CRC-32C of a record's members other than sumKey, as
+// written, in a canonical form: sorted by name, each value compacted
+// (encoding/json's encoding of a map of raw values). It also returns the
+// checksum the record holds, if any.
+func recordSum(data []byte) (sum uint32, held *uint32, err error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		return 0, nil, err
 	}
-	return crc32.Checksum(data, castagnoli), nil
+	if raw, ok := members[sumKey]; ok {
+		var v uint32
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return 0, nil, fmt.Errorf("%s: %w", sumKey, err)
+		}
+		held = &v
+		delete(members, sumKey)
+	} else {
+		for name := range members {
+			if !firstMembers[name] {
+				return 0, nil, fmt.Errorf("%w: member %q and no %s (a record since the first release always has one)", errChecksum, clipName(name), sumKey)
+			}
+		}
+	}
+	canon, err := json.Marshal(members)
+	if err != nil {
+		return 0, nil, err
+	}
+	return crc32.Checksum(canon, castagnoli), held, nil
+}
+
+// clipName bounds a member name from a damaged record for an error.
+func clipName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // MarshalJSON writes the entry in the file format.
@@ -71,39 +108,32 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 	if s := r.Success; s != nil {
 		rec.Report.Success = &successRecord{Score: s.Score, InspectorURL: s.InspectorURL, RulesMatched: s.RulesMatched, Commit: s.Commit}
 	}
-	// Summed as a reader decodes it: encoding is not always the identity
-	// (invalid UTF-8 becomes U+FFFD, a time loses its monotonic reading).
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
-	var read entryRecord
-	if err := json.Unmarshal(data, &read); err != nil {
-		return nil, err
-	}
-	sum, err := read.sum()
+	sum, _, err := recordSum(data)
 	if err != nil {
 		return nil, err
 	}
-	read.Sum = &sum
-	return json.Marshal(read)
+	// The same members and bytes, with the checksum after them.
+	rec.Sum = &sum
+	return json.Marshal(rec)
 }
 
 // UnmarshalJSON reads the entry from the file format. A record with a
 // checksum that does not match is an error wrapping errChecksum.
 func (e *Entry) UnmarshalJSON(data []byte) error {
+	sum, held, err := recordSum(data)
+	if err != nil {
+		return err
+	}
+	if held != nil && sum != *held {
+		return fmt.Errorf("%w (crc32c %08x, content %08x)", errChecksum, *held, sum)
+	}
 	var rec entryRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return err
-	}
-	if rec.Sum != nil {
-		sum, err := rec.sum()
-		if err != nil {
-			return err
-		}
-		if sum != *rec.Sum {
-			return fmt.Errorf("%w (crc32c %08x, content %08x)", errChecksum, *rec.Sum, sum)
-		}
 	}
 	r := rec.Report
 	*e = Entry{

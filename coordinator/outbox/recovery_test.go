@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -657,4 +658,69 @@ func brief(e Entry) string {
 		s += fmt.Sprintf(" reason=%q", r.Reason)
 	}
 	return s
+}
+
+// TestChecksumAcrossReleases: the checksum covers every member of a record,
+// those this release does not know included, so a coordinator rolled back
+// to this release reads what a later one wrote (with a member added); a
+// record that lost its checksum (a flipped bit in its key) while holding a
+// member the first release never wrote is refused, not read unchecked.
+func TestChecksumAcrossReleases(t *testing.T) {
+	want := Entry{
+		Report:   Report{Name: "evil", Version: "1.0", Success: &Success{Score: 9, RulesMatched: []string{"r1"}, Commit: "c0ffee"}},
+		LeasedAt: t0, Enqueued: t0.Add(time.Second),
+	}
+	key := []byte(want.Report.Key())
+	clean, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A later release's record: one member more, summed with the rest.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(clean, &members); err != nil {
+		t.Fatal(err)
+	}
+	delete(members, sumKey)
+	members["priority"] = json.RawMessage(`{"level": 3}`)
+	later, err := json.Marshal(members) // the canonical form: sorted members
+	if err != nil {
+		t.Fatal(err)
+	}
+	members[sumKey] = json.RawMessage(fmt.Sprint(crc32.Checksum(later, castagnoli)))
+	if later, err = json.Marshal(members); err != nil {
+		t.Fatal(err)
+	}
+	if got, why := decode(key, later); why != "" || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("a later release's record: %v %q, want %s", got, why, brief(want))
+	}
+	// Its added member changed: refused.
+	changed := bytes.Replace(later, []byte(`"level":3`), []byte(`"level":4`), 1)
+	if bytes.Equal(changed, later) {
+		t.Fatalf("no level in %s", later)
+	}
+	if _, why := decode(key, changed); !strings.Contains(why, "checksum") {
+		t.Errorf("a changed member this release does not know: %q, want a checksum mismatch", why)
+	}
+	// The checksum's key damaged ("crc32c" to "crc32s"): no checksum, and a
+	// member no first-release record has.
+	lost := bytes.Replace(clean, []byte(`"crc32c"`), []byte(`"crc32s"`), 1)
+	if bytes.Equal(lost, clean) {
+		t.Fatalf("no checksum in %s", clean)
+	}
+	if _, why := decode(key, lost); !strings.Contains(why, "checksum") {
+		t.Errorf("a record whose checksum key is damaged: %q, want it refused", why)
+	}
+	// A first release's record (no checksum, its members only) still reads.
+	members = nil
+	if err := json.Unmarshal(clean, &members); err != nil {
+		t.Fatal(err)
+	}
+	delete(members, sumKey)
+	first, err := json.Marshal(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, why := decode(key, first); why != "" || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("a first release's record: %v %q", got, why)
+	}
 }
