@@ -195,7 +195,7 @@ func (m *rulesManager) update(ctx context.Context) error {
 		return fmt.Errorf("rules %s: %d bytes, over the %d bytes a rule set may have; keeping the rules in use", clip.String(set.Hash, 64), n, protocol.MaxRuleSetBytes)
 	}
 	compiled, err := rules.Compile(set)
-	if err == nil && compiled.Len() == 0 {
+	if err == nil && compiled.Reportable() == 0 {
 		err = rules.ErrNoRules
 	}
 	if err != nil {

@@ -171,6 +171,7 @@ type Compiled struct {
 	desc    map[string]string // "description" metadata, by rule
 	src     Set               // the set compiled (Source)
 	count   int
+	public  int // rules not private: those a scan can report
 	elapsed time.Duration
 }
 
@@ -245,6 +246,9 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 			cr.desc[r.Identifier()] = d
 		}
 		cr.count++
+		if !r.IsPrivate() {
+			cr.public++
+		}
 	}
 	cr.elapsed = time.Since(start)
 	return cr, diags, nil
@@ -364,9 +368,14 @@ func (c *Compiled) Rule(name string) (score.Rule, bool) {
 // Len is the number of rules.
 func (c *Compiled) Len() int { return c.count }
 
+// Reportable is how many of the rules are not private: YARA reports no match
+// of a private rule, so a set without one finds nothing (ErrNoRules).
+func (c *Compiled) Reportable() int { return c.public }
+
 // ErrNoRules is what a scanner of packages says of a set that compiled to
-// no rule (a file of comments only, an API serving an empty set): scanning
-// with it would find nothing, and every release would read clean.
+// no rule it can report (a file of comments only, an API serving an empty
+// set, private rules only): scanning with it would find nothing, and every
+// release would read clean.
 // Compile accepts such a set (rules profile times one); the coordinator and
 // dragonfly scan refuse it.
 var ErrNoRules = errors.New("the rule set holds no rule: every release would read clean")

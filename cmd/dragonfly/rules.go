@@ -52,7 +52,7 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	if rep.Compiled == nil {
 		return cli.Exit(1, nil)
 	}
-	if rep.Compiled.Len() == 0 {
+	if rep.Compiled.Reportable() == 0 {
 		return cli.Exit(1, rules.ErrNoRules)
 	}
 	return nil

@@ -87,7 +87,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 		return err
 	}
 	compiled, err := rules.Compile(set)
-	if err == nil && compiled.Len() == 0 {
+	if err == nil && compiled.Reportable() == 0 {
 		err = fmt.Errorf("rules from %s: %w", from, rules.ErrNoRules)
 	}
 	if err != nil {

@@ -457,14 +457,25 @@ func TestScanNotesArchivesInADirectory(t *testing.T) {
 	}
 }
 
-// TestScanRefusesAnEmptyRuleSet: rules that compile to no rule (a file of
-// comments) would read every target clean: a usage error, exit 2.
+// TestScanRefusesAnEmptyRuleSet: rules that compile to no rule it can
+// report (a file of comments, private rules only) would read every target
+// clean: exit 2.
 func TestScanRefusesAnEmptyRuleSet(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("// rules to come\n"), 0o644)
 	code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", dir)
 	if code != 2 || !strings.Contains(errOut, "holds no rule") || out != "" {
 		t.Fatalf("exit %d, want 2 and the reason: %q %q", code, out, errOut)
+	}
+	// Private rules only: YARA reports none of their matches.
+	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("private rule p { condition: true }\n"), 0o644)
+	if code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", dir); code != 2 || !strings.Contains(errOut, "holds no rule") {
+		t.Fatalf("private rules only: exit %d, want 2: %q %q", code, out, errOut)
+	}
+	// A global rule is reported like any other: accepted.
+	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("global rule g { condition: true }\n"), 0o644)
+	if code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", dir); code != 0 {
+		t.Fatalf("a global rule: exit %d, want 0: %q %q", code, out, errOut)
 	}
 }
 
