@@ -143,6 +143,10 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 			fmt.Fprintf(e.Stderr, "dragonfly scan: note: %s: %s scanned as bytes, not unpacked: a directory is scanned as an unpacked distribution, and an archive in it as the fleet scans an archive inside a package; to scan what an archive holds, give it as a target (DIR/*)\n",
 				clip.Path(r.Target), workbench.Plural(n, "archive"))
 		}
+		if n := r.Scan.Stats.Symlinks; n > 0 && r.Err == nil {
+			fmt.Fprintf(e.Stderr, "dragonfly scan: note: %s: %s skipped, not followed (as the fleet skips an archive's); to scan what one names, give that as a target\n",
+				clip.Path(r.Target), workbench.Plural(n, "symbolic link"))
+		}
 	}
 	if err := scanreport.Write(e.Stdout, cfg.format, compiled, results, cfg.showStrings); err != nil {
 		// Not 1, which says a target scored at --fail-score or more.

@@ -499,3 +499,21 @@ func TestScanExitStatuses(t *testing.T) {
 		t.Errorf("--fail-score -1: exit %d, want 2: %q", code, errOut)
 	}
 }
+
+// TestScanNotesSkippedSymlinks: symbolic links under a directory target are
+// skipped, not followed (as in an archive): a directory of links would read
+// clean, so standard error says how many were skipped.
+func TestScanNotesSkippedSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "x.py")
+	os.WriteFile(outside, []byte(`exec(base64.b64decode("eA=="))`), 0o644)
+	pkg := filepath.Join(dir, "pkg")
+	os.MkdirAll(pkg, 0o755)
+	if err := os.Symlink(outside, filepath.Join(pkg, "x.py")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, nil, "scan", "--demo-rules", "--format", "json", dir)
+	if code != 0 || !strings.Contains(errOut, "1 symbolic link skipped, not followed") {
+		t.Fatalf("exit %d, stderr %q, want the note: %s", code, errOut, out)
+	}
+}

@@ -167,6 +167,9 @@ type Stats struct {
 	// counted by the scan engine's DirProducer, for a user who gave a
 	// directory of archives where an unpacked distribution was meant.
 	Archives int
+	// Symlinks counts the symbolic links a DirProducer skipped (not
+	// followed), for the same user's note.
+	Symlinks int
 }
 
 // Error is a defect of the input: corrupt/truncated compression, a broken zip

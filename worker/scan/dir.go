@@ -45,6 +45,9 @@ func DirProducer(dir string, lim limit.Limits) Producer {
 				return &limit.Error{Kind: limit.Entries, Max: int64(lim.Entries)}
 			}
 			if !d.Type().IsRegular() {
+				if d.Type()&fs.ModeSymlink != 0 {
+					st.Symlinks++
+				}
 				return nil
 			}
 			rel, err := filepath.Rel(root, p)

@@ -297,6 +297,9 @@ type Stats struct {
 	// Archives counts the files of a directory that are archives, scanned
 	// as their bytes, not unpacked (archive.Stats.Archives).
 	Archives int
+	// Symlinks counts the symbolic links of a directory, skipped
+	// (archive.Stats.Symlinks).
+	Symlinks int
 	// Scanned counts the files YARA scanned (Rescanned included),
 	// ScannedBytes their bytes.
 	Scanned      int
@@ -449,6 +452,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 		Links:         st.Links,
 		Expanded:      st.Expanded,
 		Archives:      st.Archives,
+		Symlinks:      st.Symlinks,
 		Scanned:       int(d.scanned.Load()),
 		ScannedBytes:  d.scannedBytes.Load(),
 		Skipped:       int(d.skipped.Load()),
