@@ -216,7 +216,7 @@ func (c *h2Client) close() {
 func TestPreAuthStreamsBufferNothing(t *testing.T) {
 	f := startFleetWith(t, newFakeAPI(), nil, ServerConfig{Token: testToken, FleetInsecure: true})
 	const conns, streams, msgLen = 4, 8, 4<<20 - 16
-	before := heapInUse()
+	before := testkit.HeapInUse()
 	var clients []*h2Client
 	for i := range conns {
 		var raw net.Conn
@@ -243,7 +243,7 @@ func TestPreAuthStreamsBufferNothing(t *testing.T) {
 	for _, c := range clients {
 		c.sync()
 	}
-	after := heapInUse()
+	after := testkit.HeapInUse()
 	grew := int64(after) - int64(before)
 	t.Logf("no token: %d conns x %d streams refused before their 4 MiB messages: heap %.1f MiB -> %.1f MiB", conns, streams, float64(before)/(1<<20), float64(after)/(1<<20))
 	if grew > 16<<20 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -192,24 +193,13 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 	}
 }
 
-// heapInUse is the live heap after two collections: the first leaves what
-// sync.Pools hold (gRPC's buffer pools among them) in their victim caches,
-// the second frees it.
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // TestRulesStatusFloodKeepsNothing: RulesStatus messages with megabyte
 // hashes the coordinator never sent are ignored: nothing is kept per hash.
 // (Before, 30 such messages grew the heap from 2.7 MB to 137 MB.)
 func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 	api := newFakeAPI()
 	f, w := readyWorker(t, api, "flood", 1)
-	before := heapInUse()
+	before := testkit.HeapInUse()
 	for i := range 30 {
 		hash := fmt.Sprintf("%02d", i) + strings.Repeat("h", 3<<20)
 		w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Error: strings.Repeat("e", 512<<10)}}})
@@ -225,7 +215,7 @@ func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	after := heapInUse()
+	after := testkit.HeapInUse()
 	grew := int64(after) - int64(before)
 	t.Logf("heap before %d, after %d bytes (grew %d) after 30 RulesStatus of 3.5 MB", before, after, grew)
 	if grew > 16<<20 {

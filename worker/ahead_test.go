@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 )
 
@@ -173,14 +173,6 @@ func storedZip(t *testing.T, size int) []byte {
 	return b.Bytes()
 }
 
-func heapAlloc() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // TestFinishedDownloadsAheadAreReleased: once every task is answered, the
 // worker holds none of their distributions. A task started from the queue
 // left its download ahead (the whole distribution) in the queue's backing
@@ -193,7 +185,7 @@ func TestFinishedDownloadsAheadAreReleased(t *testing.T) {
 		files := newMemFiles(t, 0)
 		files.files["big-1.0.zip"] = storedZip(t, size)
 		s := scanningSession(t, files, 1, 0)
-		before := heapAlloc()
+		before := testkit.HeapInUse()
 		var ts []*fleetv1.Task
 		for id := range uint64(17) { // Threads + MaxPrefetch
 			ts = append(ts, fileTask(id+1, "big-1.0.zip"))
@@ -206,7 +198,7 @@ func TestFinishedDownloadsAheadAreReleased(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		after := heapAlloc()
+		after := testkit.HeapInUse()
 		if grown := int64(after) - int64(before); grown > 2*size {
 			t.Errorf("with every task answered, the heap holds %d MiB more than before them (%d distributions of %d MiB), want none held",
 				grown>>20, grown/size, size>>20)
