@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/clip"
 )
 
 // The file format: one JSON record per report, as the first release wrote
@@ -79,7 +81,7 @@ func recordSum(data []byte) (sum uint32, held *uint32, err error) {
 	} else {
 		for name := range members {
 			if !firstMembers[name] {
-				return 0, nil, fmt.Errorf("%w: member %q and no %s (a record since the first release always has one)", errChecksum, clipName(name), sumKey)
+				return 0, nil, fmt.Errorf("%w: member %q and no %s (a record since the first release always has one)", errChecksum, clip.String(name, 64), sumKey)
 			}
 		}
 	}
@@ -88,14 +90,6 @@ func recordSum(data []byte) (sum uint32, held *uint32, err error) {
 		return 0, nil, err
 	}
 	return crc32.Checksum(canon, castagnoli), held, nil
-}
-
-// clipName bounds a member name from a damaged record for an error.
-func clipName(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 // MarshalJSON writes the entry in the file format.
