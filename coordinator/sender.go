@@ -46,7 +46,7 @@ func (c *Coordinator) sendLoop(ctx context.Context) {
 // waitDue waits for a change in the outbox or the next retry time.
 func (c *Coordinator) waitDue(ctx context.Context, changed <-chan struct{}) bool {
 	var timer <-chan time.Time
-	if due := c.out.NextDue(); !due.IsZero() {
+	if due, ok := c.out.NextDue(); ok {
 		t := time.NewTimer(max(due.Sub(c.cfg.Now()), time.Millisecond))
 		defer t.Stop()
 		timer = t.C

@@ -355,21 +355,25 @@ func (o *Outbox) Next(now time.Time) (Entry, bool) {
 	return found, ok
 }
 
-// NextDue is the earliest time a report not being sent becomes due (zero when
-// none waits).
-func (o *Outbox) NextDue() time.Time {
+// NextDue is the earliest time a report not being sent becomes due, and
+// false when none waits. A report due at once (a zero NotBefore) gives the
+// zero time and true: zero is a time here, not "none".
+func (o *Outbox) NextDue() (time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var t time.Time
+	var (
+		t  time.Time
+		ok bool
+	)
 	for key, e := range o.entries {
 		if o.busy[key] {
 			continue
 		}
-		if t.IsZero() || e.NotBefore.Before(t) {
-			t = e.NotBefore
+		if !ok || e.NotBefore.Before(t) {
+			t, ok = e.NotBefore, true
 		}
 	}
-	return t
+	return t, ok
 }
 
 // Done removes a report that was sent (accepted, or refused for good),
