@@ -33,23 +33,62 @@ func Path(p string) string {
 	if !quote {
 		return String(p, Default)
 	}
-	b := make([]byte, 0, min(len(p), Default)+16)
-	b = append(b, '"')
+	return escape(p, Default, true)
+}
+
+// Escaped returns s for a message line: each rune that is not printable,
+// and each byte that is not UTF-8, escaped as strconv.Quote escapes it
+// (quotes are left as they are), at most about n bytes long (n <= 0 means
+// Default), cut as Path cuts. Text from a C library or a peer that quotes
+// its own input (libyara's `unknown module "NAME"`) can carry a terminal
+// escape that would hide the line, or lines around it.
+func Escaped(s string, n int) string {
+	if n <= 0 {
+		n = Default
+	}
+	plain := utf8.ValidString(s)
+	for _, r := range s {
+		if !plain || !strconv.IsPrint(r) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return String(s, n)
+	}
+	return escape(s, n, false)
+}
+
+// escape is s with every rune escaped as strconv.Quote escapes it (a
+// printable one stays as it is, and so does '"' unless quote), inside double
+// quotes when quote, at most about n bytes. It goes rune by rune, so a huge
+// input never costs more than the bound: quoting it whole first could take
+// six bytes per byte.
+func escape(s string, n int, quote bool) string {
+	b := make([]byte, 0, min(len(s), n)+16)
+	if quote {
+		b = append(b, '"')
+	}
 	i := 0
-	for i < len(p) {
-		_, size := utf8.DecodeRuneInString(p[i:])
-		q := strconv.Quote(p[i : i+size])
-		q = q[1 : len(q)-1]
-		if len(b)+len(q)+1 > Default {
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		q := s[i : i+size]
+		if quote || r == utf8.RuneError && size == 1 || !strconv.IsPrint(r) {
+			q = strconv.Quote(q)
+			q = q[1 : len(q)-1]
+		}
+		if len(b)+len(q)+1 > n {
 			break
 		}
 		b = append(b, q...)
 		i += size
 	}
-	b = append(b, '"')
-	if i < len(p) {
+	if quote {
+		b = append(b, '"')
+	}
+	if i < len(s) {
 		b = append(b, marker...)
-		b = strconv.AppendInt(b, int64(len(p)-i), 10)
+		b = strconv.AppendInt(b, int64(len(s)-i), 10)
 		b = append(b, " bytes]"...)
 	}
 	return string(b)

@@ -85,6 +85,24 @@ func TestPath(t *testing.T) {
 	}
 }
 
+// TestEscaped: unprintable runes and invalid bytes escaped, quotes and
+// printable text as they are, bounded like Path.
+func TestEscaped(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`unknown module "m"`, `unknown module "m"`},
+		{"unknown module \"\x1b[8mhidden\"", `unknown module "\x1b[8mhidden"`},
+		{"a\rb\u202ec\xffd ü", `a\rb\u202ec\xffd ü`},
+	} {
+		if got := Escaped(tc.in, 0); got != tc.want {
+			t.Errorf("Escaped(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	got := Escaped(strings.Repeat("\x1b", 1<<20), 100)
+	if len(got) > 100+32 || !strings.HasPrefix(got, `\x1b`) || !strings.Contains(got, "…[cut ") {
+		t.Fatalf("Escaped(1 MiB of ESC, 100): %d bytes: %.80q…", len(got), got)
+	}
+}
+
 func TestError(t *testing.T) {
 	if Error(nil, 10) != "" {
 		t.Fatal("nil error not empty")

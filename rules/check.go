@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/dragonfly-fleet/fleet/clip"
 )
 
 // Severity is how bad a diagnostic is.
@@ -49,15 +51,18 @@ func (d Diagnostic) String() string {
 	return d.location() + d.Severity.String() + ": " + d.Text
 }
 
-// location is "FILE:LINE: ", "FILE: " or "".
+// location is "FILE:LINE: ", "FILE: " or "", the file name quoted when it
+// is not printable (clip.Path): a source's name comes from a directory or a
+// GET /rules document, and a terminal escape in it would act on the
+// terminal that shows the line.
 func (d Diagnostic) location() string {
 	switch {
 	case d.File == "":
 		return ""
 	case d.Line <= 0:
-		return d.File + ": "
+		return clip.Path(d.File) + ": "
 	}
-	return d.File + ":" + strconv.Itoa(d.Line) + ": "
+	return clip.Path(d.File) + ":" + strconv.Itoa(d.Line) + ": "
 }
 
 // Report is what Check found.
@@ -117,7 +122,7 @@ func Check(s Set) (Report, error) {
 		for _, l := range all {
 			first := byName[l.decl.name]
 			if l.stem == d.Stem && l.decl.line == d.Line && (first.stem != l.stem || first.decl.line != l.decl.line) {
-				diags[i].Text += fmt.Sprintf(" (rule %q is also declared at %s:%d)", l.decl.name, s.FileName(first.stem), first.decl.line)
+				diags[i].Text += fmt.Sprintf(" (rule %q is also declared at %s:%d)", l.decl.name, clip.Path(s.FileName(first.stem)), first.decl.line)
 				break
 			}
 		}

@@ -309,3 +309,37 @@ func TestCheckBoundsMessages(t *testing.T) {
 		t.Errorf("%d lint warnings, %d errors: %d diagnostics", lint, errs, len(rep.Diagnostics))
 	}
 }
+
+// TestCheckDiagnosticsArePrintable: a source's name (a GET /rules
+// document's stem, a file name) and the source text libyara quotes (an
+// import's module name) reach the diagnostic lines escaped: a terminal
+// escape in them (ESC [8m conceals what follows) must not hide the line,
+// or a warning, on the terminal that shows it.
+func TestCheckDiagnosticsArePrintable(t *testing.T) {
+	for name, set := range map[string]Set{
+		"stem": {Sources: map[string]string{
+			"x\x1b[8m": "rule greedy {\n  meta:\n    filetype = \".py  .txt\"\n  condition:\n    true\n}\n",
+			"y\r":      "rule a { condition: $a }\n",
+		}},
+		"file name": {Sources: map[string]string{"z": "rule b { condition: $b }\n"}, Files: map[string]string{"z": "rules/\x1b[2Kz.yar"}},
+		"import":    {Sources: map[string]string{"m": "import \"\x1b[8mhidden\"\nrule m { condition: true }\n"}},
+	} {
+		rep, err := Check(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Diagnostics) == 0 {
+			t.Fatalf("%s: no diagnostics", name)
+		}
+		for _, line := range diagLines(rep.Diagnostics) {
+			if i := strings.IndexFunc(line, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+				t.Errorf("%s: diagnostic %q holds a control character", name, line)
+			}
+		}
+		_, err = Compile(set)
+		var ce *CompileError
+		if errors.As(err, &ce) && strings.ContainsAny(ce.Error(), "\x1b\r") {
+			t.Errorf("%s: compile error %q holds a control character", name, ce.Error())
+		}
+	}
+}

@@ -23,8 +23,10 @@ import (
 // with what it may depend on (Set.Subset: the rules its condition names and
 // every global rule) and scanned over the files its filetype admits; its cost
 // is that scan's time minus the time of the same files' scan with the
-// subset's base (the global rules alone, for a rule that is not global; no
-// rule at all, for a global one). Times are the CPU time of the threads
+// subset's base: the subset without the rule (Set.profileBase), so neither
+// a rule it names nor another global rule is charged to it (where the rule
+// cannot be left out, as when a rule it depends on names it in turn: the
+// global rules alone, or no rule at all for a global one). Times are the CPU time of the threads
 // that scan (CLOCK_THREAD_CPUTIME_ID: other processes and threads on the
 // machine do not count), summed over them, so the cost is scanner CPU time,
 // not wall time, whatever the threads; the bases are timed file by file, so
@@ -170,6 +172,11 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		}
 	}
 	step("the global rules")
+	// The bases measured, by the hash of their set ("": no rule at all).
+	bases := map[string]runResult{"": emptyRun}
+	if len(globals.Sources) > 0 {
+		bases[globals.Hash] = globalsRun
+	}
 	fr, err := p.run(ctx, full.Yara(), all, "", false)
 	if err != nil {
 		return ProfileReport{}, err
@@ -203,9 +210,9 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		if err != nil {
 			return ProfileReport{}, err
 		}
-		base := globalsRun
-		if info.Global {
-			base = emptyRun
+		base, err := p.base(ctx, s, info, bases, all)
+		if err != nil {
+			return ProfileReport{}, err
 		}
 		spent := r.cpu
 		for _, i := range admitted {
@@ -229,6 +236,42 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 		return cmp.Or(cmp.Compare(b.Seconds, a.Seconds), strings.Compare(a.Rule, b.Rule))
 	})
 	return rep, nil
+}
+
+// base returns the scan, file by file, that the cost of the rule of info is
+// measured against: the rules its subset holds without it (Set.profileBase),
+// scanned once per distinct set (bases, by hash) over every file. Where the
+// rule cannot be left out of them, the global rules alone (for a global
+// rule: no rule at all).
+func (p *profiler) base(ctx context.Context, s Set, info RuleInfo, bases map[string]runResult, all []int) (runResult, error) {
+	bs, ok, err := s.profileBase(info.Name)
+	if err != nil {
+		return runResult{}, fmt.Errorf("profile: %w", err)
+	}
+	key := bs.Hash
+	if !ok {
+		globals, err := s.Subset(nil)
+		if err != nil {
+			return runResult{}, fmt.Errorf("profile: %w", err)
+		}
+		key = globals.Hash
+		if info.Global || len(globals.Sources) == 0 {
+			key = ""
+		}
+	}
+	if r, seen := bases[key]; seen {
+		return r, nil
+	}
+	yr, err := compileSubset(bs)
+	if err != nil {
+		return runResult{}, err
+	}
+	r, err := p.run(ctx, yr, all, "", true)
+	if err != nil {
+		return runResult{}, err
+	}
+	bases[key] = r
+	return r, nil
 }
 
 // compileSubset compiles a subset (which may hold no source: no rules).

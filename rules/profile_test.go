@@ -169,3 +169,37 @@ func TestProfileRefusesBrokenSet(t *testing.T) {
 		t.Fatal("cancelled profile succeeded")
 	}
 }
+
+// TestProfileCostOfDependencies: a rule is not charged for the rules it
+// depends on, nor a global rule for the other global rules: each is
+// measured against its subset without it. Both cheap rules here once
+// carried the whole cost of the expensive rule they go with. CPU times
+// vary from run to run on a busy machine: three profiles are summed.
+func TestProfileCostOfDependencies(t *testing.T) {
+	files := profileFiles(40, 32<<10)
+	costly := "for all i in (0..filesize - 1) : (uint8(i) != 0xff)"
+	for _, tc := range []struct{ src, cheap, dear string }{
+		{"rule expensive { condition: " + costly + " }\nrule uses_expensive { condition: expensive or filesize == 0 }\n", "uses_expensive", "expensive"},
+		{"global rule cheap_g { condition: filesize < 1MB }\nglobal rule costly_g { condition: " + costly + " }\nrule marker { strings: $m = \"MARKER\" condition: $m }\n", "cheap_g", "costly_g"},
+	} {
+		var cheap, dear float64
+		for range 3 {
+			rep, err := Profile(context.Background(), Set{Sources: map[string]string{"r": tc.src}}, files, ProfileConfig{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep.Rules {
+				switch r.Rule {
+				case tc.cheap:
+					cheap += r.Seconds
+				case tc.dear:
+					dear += r.Seconds
+				}
+			}
+		}
+		t.Logf("%s %.4fs, %s %.4fs", tc.cheap, cheap, tc.dear, dear)
+		if dear <= 0 || cheap > dear/2 {
+			t.Errorf("%s costs %.4fs beside %s's %.4fs: charged with the rule it goes with", tc.cheap, cheap, tc.dear, dear)
+		}
+	}
+}

@@ -303,7 +303,7 @@ func sourceAt(firstLine []int, line int) int {
 // diagnostic turns a libyara message into a diagnostic located in its file.
 func (lm lineMap) diagnostic(sev Severity, m yaraMessage) Diagnostic {
 	// m.rule is set for warnings only: an error's rule may be half built.
-	d := Diagnostic{Severity: sev, Text: clip.String(m.text, maxMessage), Rule: m.rule}
+	d := Diagnostic{Severity: sev, Text: clip.Escaped(m.text, maxMessage), Rule: m.rule}
 	if i, line := lm.locate(m.line); i >= 0 {
 		d.File, d.Stem, d.Line = lm.files[i], lm.stems[i], line
 	}

@@ -137,6 +137,54 @@ func (s Set) Subset(names []string) (Set, error) {
 	return p.subset(s, keep, held), nil
 }
 
+// profileBase returns what the profile of rule name is measured against:
+// the rules its subset (Subset of name) holds other than name itself, less
+// any global rule that names it, and what those depend on (a set without
+// sources and with no hash: no rule at all). ok is false when name cannot
+// be left out: a rule it depends on names it in turn.
+func (s Set) profileBase(name string) (base Set, ok bool, err error) {
+	p, err := splitSources(s)
+	if err != nil {
+		return Set{}, false, err
+	}
+	x, found := p.index[name]
+	if !found {
+		return Set{}, false, fmt.Errorf("subset: no rule %q in the set", clip.String(name, 256))
+	}
+	keep := make([]bool, len(p.rules))
+	for _, d := range p.rules[x].deps {
+		keep[d] = true
+	}
+	p.close(keep)
+	if keep[x] {
+		return Set{}, false, nil
+	}
+	for i, r := range p.rules {
+		if !r.info.Global || i == x || keep[i] {
+			continue
+		}
+		g := make([]bool, len(p.rules))
+		g[i] = true
+		p.close(g)
+		if g[x] {
+			continue // it names the rule: it goes with it
+		}
+		for j, k := range g {
+			keep[j] = keep[j] || k
+		}
+	}
+	var held []string
+	for i, k := range keep {
+		if k {
+			held = append(held, p.rules[i].info.Name)
+		}
+	}
+	if len(held) == 0 {
+		return Set{}, true, nil
+	}
+	return p.subset(s, keep, held), true, nil
+}
+
 // Source is the set c was compiled from (its sources are shared, not
 // copied: do not modify them).
 func (c *Compiled) Source() Set { return c.src }
@@ -264,7 +312,7 @@ type SplitError struct {
 }
 
 func (e *SplitError) Error() string {
-	return fmt.Sprintf("rules: %s:%d: %s", clip.String(e.File, 256), e.Line, e.Msg)
+	return fmt.Sprintf("rules: %s:%d: %s", clip.Path(e.File), e.Line, e.Msg)
 }
 
 // splitSources splits the set's joined sources into declarations.

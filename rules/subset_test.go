@@ -120,15 +120,7 @@ func subsetHolds(t *testing.T, s Set, names ...string) (Set, []string) {
 	if err != nil {
 		t.Fatalf("subset %v: %v", names, err)
 	}
-	c, err := Compile(sub)
-	if err != nil {
-		t.Fatalf("subset %v does not compile: %v\n%v", names, err, sub.Sources)
-	}
-	var held []string
-	for _, r := range c.Yara().GetRules() {
-		held = append(held, r.Identifier())
-	}
-	return sub, held
+	return sub, ruleNames(t, sub)
 }
 
 func TestSubsetHoldsWhatRulesDependOn(t *testing.T) {
@@ -369,4 +361,59 @@ func TestCompileIsLibyarasCompile(t *testing.T) {
 			t.Errorf("match %d: %s vs %s", i, m1[i].Rule, m2[i].Rule)
 		}
 	}
+}
+
+// TestProfileBase: what rules profile measures a rule's cost against is
+// its subset without it: the rules it names (so it is not charged for
+// them), and the global rules other than it; nothing at all for a rule
+// that depends on nothing but itself. Where a rule it depends on names it
+// in turn (here a loop variable spelt like a later rule), it cannot be
+// left out.
+func TestProfileBase(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		held []string // nil: no rule at all
+	}{
+		{"e_loop", []string{"a_plain", "b_private", "c_global", "d_ref"}},
+		{"a_plain", []string{"c_global"}},
+		{"c_global", nil},
+	} {
+		base, ok, err := trickySet.profileBase(tc.name)
+		if err != nil || !ok {
+			t.Fatalf("profileBase(%s): %v %v", tc.name, ok, err)
+		}
+		if held := ruleNames(t, base); !slices.Equal(held, tc.held) {
+			t.Errorf("profileBase(%s) holds %v, want %v", tc.name, held, tc.held)
+		}
+	}
+	globals := Set{Hash: "g", Sources: map[string]string{"g": "global rule cheap_g { condition: filesize < 1MB }\n" +
+		"global rule costly_g { condition: filesize > 0 }\nrule m { condition: true }\n"}}
+	base, ok, err := globals.profileBase("cheap_g")
+	if err != nil || !ok {
+		t.Fatalf("profileBase(cheap_g): %v %v", ok, err)
+	}
+	if held := ruleNames(t, base); !slices.Equal(held, []string{"costly_g"}) {
+		t.Errorf("profileBase(cheap_g) holds %v, want the other global rule", held)
+	}
+	loop := Set{Hash: "l", Sources: map[string]string{"l": "rule x { condition: for any y in (1..2) : (y == 1) }\nrule y { condition: x }\n"}}
+	if _, ok, err := loop.profileBase("x"); err != nil || ok {
+		t.Errorf("profileBase(x) of a loop: ok %v, err %v; want it not left out", ok, err)
+	}
+}
+
+// ruleNames compiles s and lists its rules (none for a set of no source).
+func ruleNames(t *testing.T, s Set) []string {
+	t.Helper()
+	if len(s.Sources) == 0 {
+		return nil
+	}
+	c, err := Compile(s)
+	if err != nil {
+		t.Fatalf("%v does not compile: %v", s.Sources, err)
+	}
+	var names []string
+	for _, r := range c.Yara().GetRules() {
+		names = append(names, r.Identifier())
+	}
+	return names
 }

@@ -101,6 +101,8 @@ type StringMatch struct {
 	// Length is the length of the matched data libyara kept: the match's
 	// length, cut at its max match data (512 bytes).
 	Length int
+	// MatchLength is the match's whole length in the file.
+	MatchLength int
 	// Data is the matched data, at most MaxMatchBytes of it.
 	Data []byte
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/rules/workbench"
 )
@@ -54,6 +55,9 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	}
 	if rep.Compiled.Reportable() == 0 {
 		return cli.Exit(1, rules.ErrNoRules)
+	}
+	if n := protocol.RuleSetBytes(set.Sources); n > protocol.MaxRuleSetBytes {
+		return cli.Exit(1, fmt.Errorf("the rule set holds %d bytes, over the %d a rule set may have: the coordinator refuses it and keeps the rules in use", n, protocol.MaxRuleSetBytes))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"golang.org/x/sys/unix"
 )
 
@@ -319,4 +320,21 @@ func tgzOf(t *testing.T, files ...[2]string) []byte {
 		ents = append(ents, testkit.TarEntry{Name: f[0], Body: []byte(f[1])})
 	}
 	return testkit.Gzip(t, testkit.Tar(t, ents...))
+}
+
+// TestRulesCheckRefusesOversizedSet: a set over protocol.MaxRuleSetBytes
+// compiles, but the coordinator refuses it (and keeps the rules in use):
+// rules check, which compiles as the fleet does, says so with status 1.
+func TestRulesCheckRefusesOversizedSet(t *testing.T) {
+	dir := t.TempDir()
+	big := "/*" + strings.Repeat("x", protocol.MaxRuleSetBytes) + "*/\nrule a { condition: true }\n"
+	testkit.WriteFile(t, dir, "big.yara", big)
+	code, _, errOut := runCLI(t, nil, "rules", "check", dir)
+	if code != 1 || !strings.Contains(errOut, "the coordinator refuses it") {
+		t.Fatalf("a set of %d bytes: exit %d, stderr %q", len(big), code, errOut)
+	}
+	small := testkit.WriteFile(t, t.TempDir(), "small.yara", "rule a { condition: true }\n")
+	if code, _, errOut := runCLI(t, nil, "rules", "check", small); code != 0 {
+		t.Fatalf("a small set: exit %d, stderr %q", code, errOut)
+	}
 }

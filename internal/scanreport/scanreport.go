@@ -292,9 +292,11 @@ type sarifArtifact struct {
 	URI string `json:"uri"`
 }
 
-// sarifRegion is a matched string: its offset and length in bytes from the
-// file's start, and its data (at most the first maxMatchData bytes) as text
-// when it is printable UTF-8, else base64 (binary).
+// sarifRegion is a matched string: its offset in bytes from the file's
+// start, its whole length (the bytes a viewer marks: not cut at the 512
+// bytes of data libyara keeps), and its data (at most the first
+// score.MaxMatchBytes bytes) as text when it is printable UTF-8, else
+// base64 (binary).
 type sarifRegion struct {
 	ByteOffset int64         `json:"byteOffset"`
 	ByteLength int           `json:"byteLength"`
@@ -385,7 +387,7 @@ func WriteSARIF(w io.Writer, rs *rules.Compiled, results []scanrun.Result) error
 					omitted += sh.Omitted
 					for _, m := range sh.Matches {
 						res.Locations = append(res.Locations, sarifLocation{
-							PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}, Region: &sarifRegion{ByteOffset: m.Offset, ByteLength: m.Length, Snippet: snippet(m.Data)}},
+							PhysicalLocation: sarifPhysical{ArtifactLocation: sarifArtifact{URI: uri}, Region: &sarifRegion{ByteOffset: m.Offset, ByteLength: m.MatchLength, Snippet: snippet(m.Data)}},
 							Message:          &sarifMessage{Text: sh.String},
 						})
 					}

@@ -612,6 +612,29 @@ func TestShowStringsTableAndSARIF(t *testing.T) {
 	}
 }
 
+// TestSARIFRegionIsTheWholeMatch: a SARIF region is the bytes a viewer
+// marks: a 602-byte match is a region of 602 bytes, not of the 512 bytes
+// of data libyara keeps (which the JSON's "length" counts, as yara -s
+// does).
+func TestSARIFRegionIsTheWholeMatch(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := testkit.WriteFile(t, dir, "show.yar", showStringsRules)
+	sample := filepath.Join(dir, "sample.bin")
+	if err := os.WriteFile(sample, showStringsSample(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	byRule := map[string]sarifHit{}
+	for _, h := range sarifHits(checkSARIF(t, []byte(report(t, "sarif", rulesPath, true, sample)))) {
+		byRule[h.rule] = h
+	}
+	if r := byRule["long_match"].regions; len(r) != 1 || fmt.Sprint(r[0]["byteOffset"]) != "284" || fmt.Sprint(r[0]["byteLength"]) != "602" {
+		t.Errorf("long_match regions %v, want one at 284 of 602 bytes", r)
+	}
+	if r := byRule["text_strings"].regions; len(r) == 0 || fmt.Sprint(r[0]["byteLength"]) != "6" {
+		t.Errorf("text_strings regions %v", r)
+	}
+}
+
 // TestTableQuotesControlCharacters: the table goes to a terminal, and names
 // in it come from the scanned input: a hostile archive member named
 // "x\r\x1b[2K..." (or a file name in a downloads directory) must not move

@@ -266,7 +266,7 @@ func WriteProfileTable(w io.Writer, rep rules.ProfileReport) error {
 		if len(warns) == 0 {
 			warns = []string{"-"}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s\n", r.Rule, r.File, r.Seconds, 100*r.Share, matches, Megabytes(r.Bytes), strings.Join(warns, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f%%\t%s\t%s\t%s\n", r.Rule, clip.Path(r.File), r.Seconds, 100*r.Share, matches, Megabytes(r.Bytes), strings.Join(warns, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -7,6 +7,7 @@ package scan
 
 typedef struct {
 	int64_t offset;
+	int32_t matched;
 	int32_t length;
 	int32_t copied;
 } fleet_match;
@@ -19,7 +20,8 @@ static const char* fleet_rule_identifier(YR_RULE* r) { return r->identifier; }
 // fleet_string_matches lists the matches of string s as yara -s lists them
 // (yr_string_matches_foreach: by offset, private matches skipped): the first
 // max go to out (offset, data length) with up to max_data bytes of their
-// data at buf + i*max_data; it returns how many there are in all.
+// data at buf + i*max_data, with the match's whole length (matched); it
+// returns how many there are in all.
 static int32_t fleet_string_matches(YR_SCAN_CONTEXT* ctx, YR_STRING* s, fleet_match* out, uint8_t* buf, int32_t max, int32_t max_data) {
 	YR_MATCH* m;
 	int32_t n = 0;
@@ -27,6 +29,7 @@ static int32_t fleet_string_matches(YR_SCAN_CONTEXT* ctx, YR_STRING* s, fleet_ma
 		if (n < max) {
 			int32_t c = m->data_length < max_data ? m->data_length : max_data;
 			out[n].offset = m->base + m->offset;
+			out[n].matched = m->match_length;
 			out[n].length = m->data_length;
 			out[n].copied = c;
 			if (c > 0)
@@ -79,7 +82,7 @@ func stringDetails(sc *yara.ScanContext, r *yara.Rule) ([]score.StringHits, erro
 		for i := range min(n, score.MaxStringMatches) {
 			m := ms[i]
 			d := data[i*score.MaxMatchBytes : i*score.MaxMatchBytes+int(m.copied)]
-			h.Matches = append(h.Matches, score.StringMatch{Offset: int64(m.offset), Length: int(m.length), Data: append([]byte(nil), d...)})
+			h.Matches = append(h.Matches, score.StringMatch{Offset: int64(m.offset), Length: int(m.length), MatchLength: int(m.matched), Data: append([]byte(nil), d...)})
 		}
 		h.Omitted = max(n-score.MaxStringMatches, 0)
 		out = append(out, h)
