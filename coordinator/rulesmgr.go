@@ -202,9 +202,12 @@ func (m *rulesManager) update(ctx context.Context) error {
 		m.obs.RulesUpdated(false)
 		return fmt.Errorf("rules %s: %w", clip.String(set.Hash, 64), err)
 	}
+	// The rules a result may name: YARA reports no match of a private one.
 	weights := map[string]int64{}
 	for _, r := range compiled.Rules() {
-		weights[r.Name] = r.Weight
+		if !compiled.Private(r.Name) {
+			weights[r.Name] = r.Weight
+		}
 	}
 	m.mu.Lock()
 	old := m.cur.Hash

@@ -45,6 +45,12 @@ const (
 	// reason, a compile error, a task return reason.
 	MaxTextBytes = 4 << 10
 
+	// MaxURLBytes bounds a distribution URL a task carries (PyPI's are a
+	// few hundred bytes). The coordinator fails a job with a longer one, or
+	// with a name or version over MaxTextBytes: 256 tasks of an Assign stay
+	// far below MaxResponseBytes.
+	MaxURLBytes = 8 << 10
+
 	// MaxPathBytes bounds an archive member's path (Linux's PATH_MAX: pip
 	// cannot write a longer one). A worker fails a distribution holding a
 	// longer path; the coordinator cuts a longer top file it is sent, so

@@ -171,7 +171,8 @@ type Compiled struct {
 	desc    map[string]string // "description" metadata, by rule
 	src     Set               // the set compiled (Source)
 	count   int
-	public  int // rules not private: those a scan can report
+	public  int             // rules not private: those a scan can report
+	private map[string]bool // the private rules, by name
 	elapsed time.Duration
 }
 
@@ -236,7 +237,7 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 	if err != nil {
 		return nil, diags, fmt.Errorf("yara rules: %w", err)
 	}
-	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}, desc: map[string]string{}, src: s}
+	cr := &Compiled{hash: s.Hash, yara: yr, meta: map[string]score.Rule{}, desc: map[string]string{}, private: map[string]bool{}, src: s}
 	if cr.hash == "" {
 		cr.hash = ContentHash(s.Sources)
 	}
@@ -246,7 +247,9 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 			cr.desc[r.Identifier()] = d
 		}
 		cr.count++
-		if !r.IsPrivate() {
+		if r.IsPrivate() {
+			cr.private[r.Identifier()] = true
+		} else {
 			cr.public++
 		}
 	}
@@ -367,6 +370,10 @@ func (c *Compiled) Rule(name string) (score.Rule, bool) {
 
 // Len is the number of rules.
 func (c *Compiled) Len() int { return c.count }
+
+// Private reports whether the rule named is private: YARA never reports a
+// match of it, so no result may name it.
+func (c *Compiled) Private(name string) bool { return c.private[name] }
 
 // Reportable is how many of the rules are not private: YARA reports no match
 // of a private rule, so a set without one finds nothing (ErrNoRules).

@@ -90,7 +90,9 @@
 // session (its slots + prefetch + 1), no-verdict retries per task (1), the
 // quarantine list (MaxQuarantined, oldest evicted), identities remembered for
 // their counts after their last session left (1024, oldest forgotten),
-// identity strings (256 bytes), speed samples (256), jobs (MaxJobAge).
+// identity strings (256 bytes), speed samples (256), jobs (MaxJobAge), a
+// job's texts a task carries (a name or version over protocol.MaxTextBytes,
+// a URL over protocol.MaxURLBytes fails the job at Admit).
 // Unknown task ids a worker sends are counted, never stored.
 package dispatch
 
@@ -871,9 +873,14 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		d.counters.JobsAdmitted++
 		d.seq++
 		js := &job{Job: j, seq: d.seq}
-		switch {
+		switch why := oversized(j); {
 		case len(j.Distributions) > d.cfg.MaxDistributions:
 			d.finish(js, fmt.Sprintf("%d distributions: exceeds limit DRAGONFLY_MAX_DISTRIBUTIONS (%d distributions)", len(j.Distributions), d.cfg.MaxDistributions), now)
+			continue
+		case why != "":
+			// Never sent: one task of it would be over the stream's
+			// message limit and end every session it is sent to.
+			d.finish(js, why, now)
 			continue
 		case len(j.Distributions) == 0:
 			d.finish(js, "", now)
@@ -899,6 +906,23 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		}
 	}
 	d.pump()
+}
+
+// oversized says which text of a job is longer than a task may carry (the
+// API's answer may hold megabytes of one string), or "".
+func oversized(j Job) string {
+	switch {
+	case len(j.Name) > protocol.MaxTextBytes:
+		return fmt.Sprintf("name of %d bytes: exceeds the limit of %d bytes", len(j.Name), protocol.MaxTextBytes)
+	case len(j.Version) > protocol.MaxTextBytes:
+		return fmt.Sprintf("version of %d bytes: exceeds the limit of %d bytes", len(j.Version), protocol.MaxTextBytes)
+	}
+	for _, u := range j.Distributions {
+		if len(u) > protocol.MaxURLBytes {
+			return fmt.Sprintf("distribution %s...: URL of %d bytes: exceeds the limit of %d bytes", clip.String(u, 256), len(u), protocol.MaxURLBytes)
+		}
+	}
+	return ""
 }
 
 // Result records a session's result. A result for a task ID that is not

@@ -43,8 +43,13 @@ type wireJob struct {
 
 // Lease leases up to batch jobs (POST /jobs?batch=N). An empty queue gives an
 // empty, non-nil slice. Each job must be reported within the lease (120 s).
-// Malformed job JSON fails the whole batch (its jobs stay leased until they
-// expire). See the package documentation for when a lease is retried.
+// An answer that is not an array of jobs fails; a malformed job in it (a
+// field missing or of the wrong type, an empty distribution URL, a NUL in
+// its name or version) is left out and logged, and the others are returned:
+// failing the whole batch for one job would leave every job of it leased
+// without a report, each losing one of its three attempts, again at every
+// re-lease the bad job shares with them. See the package documentation for
+// when a lease is retried.
 func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	const endpoint = "POST /jobs"
 	if batch < 1 {
@@ -54,52 +59,95 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := decodeJobs(body)
+	jobs, skipped, err := decodeJobs(body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: malformed response: %w", endpoint, err)
+	}
+	// One line each for the first few: an answer of a million nulls must
+	// not write a million lines.
+	for i, e := range skipped {
+		if i == maxSkippedLogged {
+			c.log.Error("leased jobs malformed; more left out", "endpoint", endpoint, "more", len(skipped)-i)
+			break
+		}
+		c.log.Error("leased job malformed; left out (it stays leased until its lease ends)", "endpoint", endpoint, "err", e)
 	}
 	return jobs, nil
 }
 
-func decodeJobs(body []byte) ([]Job, error) {
-	var wire []wireJob
-	if err := json.Unmarshal(body, &wire); err != nil {
+// maxSkippedLogged is how many malformed jobs of one answer are logged one
+// by one; the rest are counted in one line.
+const maxSkippedLogged = 5
+
+// decodeJobs decodes a lease's answer: the well-formed jobs, and why each
+// other one was left out. err is set only when the answer is not an array.
+func decodeJobs(body []byte) (jobs []Job, skipped []error, err error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, nil, fmt.Errorf("got JSON %s, want %s of jobs", te.Value, jsonType(te.Type))
+		}
+		return nil, nil, err
+	}
+	jobs = make([]Job, 0, len(raw))
+	for i, r := range raw {
+		j, err := decodeJob(r)
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("job %d: %w", i, err))
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, skipped, nil
+}
+
+// decodeJob decodes one job of a lease's answer.
+func decodeJob(r json.RawMessage) (Job, error) {
+	var w *wireJob
+	if err := json.Unmarshal(r, &w); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			if te.Field == "" {
-				return nil, fmt.Errorf("got JSON %s, want %s of jobs", te.Value, jsonType(te.Type))
+				return Job{}, fmt.Errorf("got JSON %s, want an object", te.Value)
 			}
-			return nil, fmt.Errorf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonType(te.Type))
+			return Job{}, fmt.Errorf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonType(te.Type))
 		}
-		return nil, err
+		return Job{}, err
 	}
-	jobs := make([]Job, 0, len(wire))
-	for i, w := range wire {
-		var missing []string
-		if w.Name == nil || *w.Name == "" {
-			missing = append(missing, "name")
-		}
-		if w.Version == nil || *w.Version == "" {
-			missing = append(missing, "version")
-		}
-		if w.Distributions == nil {
-			missing = append(missing, "distributions")
-		}
-		if w.Hash == nil {
-			missing = append(missing, "hash")
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("job %d: missing %s", i, strings.Join(missing, ", "))
-		}
-		if slices.Contains(*w.Distributions, "") {
-			return nil, fmt.Errorf("job %d (%s %s): empty distribution URL", i, *w.Name, *w.Version)
-		}
-		jobs = append(jobs, Job{
-			Name: *w.Name, Version: *w.Version, Distributions: *w.Distributions, Hash: *w.Hash,
-			Attempt: w.Attempt, AssignmentID: w.AssignmentID,
-		})
+	if w == nil {
+		return Job{}, errors.New("null")
 	}
-	return jobs, nil
+	var missing []string
+	if w.Name == nil || *w.Name == "" {
+		missing = append(missing, "name")
+	}
+	if w.Version == nil || *w.Version == "" {
+		missing = append(missing, "version")
+	}
+	if w.Distributions == nil {
+		missing = append(missing, "distributions")
+	}
+	if w.Hash == nil {
+		missing = append(missing, "hash")
+	}
+	if len(missing) > 0 {
+		return Job{}, fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	name, version := clip.String(*w.Name, 256), clip.String(*w.Version, 128)
+	if strings.ContainsRune(*w.Name, 0) || strings.ContainsRune(*w.Version, 0) {
+		// Name and version joined with a NUL key a release (in flight and
+		// in the outbox): "a\x00b" version "c" and "a" version "b\x00c"
+		// would be one release.
+		return Job{}, fmt.Errorf("(%q %q): NUL in name or version", name, version)
+	}
+	if slices.Contains(*w.Distributions, "") {
+		return Job{}, fmt.Errorf("(%s %s): empty distribution URL", name, version)
+	}
+	return Job{
+		Name: *w.Name, Version: *w.Version, Distributions: *w.Distributions, Hash: *w.Hash,
+		Attempt: w.Attempt, AssignmentID: w.AssignmentID,
+	}, nil
 }
 
 // jsonType names the JSON type a Go type decodes from.

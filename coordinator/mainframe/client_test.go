@@ -3,9 +3,11 @@ package mainframe
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +108,20 @@ func TestLeaseWithAndWithoutLeaseFields(t *testing.T) {
 	}
 }
 
+// leased checks that the jobs leased are those named, in order.
+func leased(names ...string) func(t *testing.T, jobs []Job) {
+	return func(t *testing.T, jobs []Job) {
+		t.Helper()
+		got := []string{}
+		for _, j := range jobs {
+			got = append(got, j.Name)
+		}
+		if !slices.Equal(got, append([]string{}, names...)) {
+			t.Errorf("jobs leased %q, want %q", got, names)
+		}
+	}
+}
+
 func TestLeaseDecoding(t *testing.T) {
 	tests := []struct {
 		name, body string
@@ -135,13 +151,16 @@ func TestLeaseDecoding(t *testing.T) {
 				t.Errorf("jobs = %#v", jobs)
 			}
 		}},
-		{name: "distributions not an array", body: `[{"name":"a","version":"1","distributions":"https://x/a.tar.gz","hash":"h"}]`, wantErr: `field "distributions": got JSON string, want an array`},
-		{name: "missing name", body: `[{"version":"1","distributions":[],"hash":"h"}]`, wantErr: "job 0: missing name"},
-		{name: "missing hash and distributions", body: `[{"name":"a","version":"1"}]`, wantErr: "missing distributions, hash"},
-		{name: "second job bad", body: `[{"name":"a","version":"1","distributions":[],"hash":"h"},{"name":"","version":"1","distributions":[],"hash":"h"}]`, wantErr: "job 1: missing name"},
-		{name: "attempt not an integer", body: `[{"name":"a","version":"1","distributions":[],"hash":"h","attempt":"one"}]`, wantErr: `field "attempt": got JSON string, want an integer`},
+		// A malformed job is left out (and logged); the others are leased.
+		{name: "distributions not an array", body: `[{"name":"a","version":"1","distributions":"https://x/a.tar.gz","hash":"h"}]`, check: leased()},
+		{name: "missing name", body: `[{"version":"1","distributions":[],"hash":"h"}]`, check: leased()},
+		{name: "missing hash and distributions", body: `[{"name":"a","version":"1"}]`, check: leased()},
+		{name: "second job bad", body: `[{"name":"a","version":"1","distributions":[],"hash":"h"},{"name":"","version":"1","distributions":[],"hash":"h"}]`, check: leased("a")},
+		{name: "attempt not an integer", body: `[{"name":"a","version":"1","distributions":[],"hash":"h","attempt":"one"},{"name":"b","version":"1","distributions":[],"hash":"h"}]`, check: leased("b")},
+		{name: "null job", body: `[null,{"name":"b","version":"1","distributions":[],"hash":"h"}]`, check: leased("b")},
+		{name: "NUL in name or version", body: `[{"name":"a\u0000b","version":"c","distributions":[],"hash":"h"},{"name":"a","version":"b\u0000c","distributions":[],"hash":"h"},{"name":"d","version":"1","distributions":[],"hash":"h"}]`, check: leased("d")},
 		{name: "object not array", body: `{"detail":"no jobs"}`, wantErr: "want an array of jobs"},
-		{name: "empty distribution", body: `[{"name":"a","version":"1","distributions":[""],"hash":"h"}]`, wantErr: "empty distribution URL"},
+		{name: "empty distribution", body: `[{"name":"a","version":"1","distributions":[""],"hash":"h"},{"name":"b","version":"1","distributions":["u"],"hash":"h"}]`, check: leased("b")},
 		{name: "not JSON", body: `<html>`, wantErr: "malformed response"},
 		{name: "truncated", body: `[{"name":"a"`, wantErr: "malformed response"},
 	}
@@ -775,5 +794,24 @@ func TestParseRetryAfter(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestLeaseLogsFewMalformedJobs: an answer of many malformed jobs writes a
+// few lines and a count, not a line each; the good job is leased.
+func TestLeaseLogsFewMalformedJobs(t *testing.T) {
+	var logs syncBuffer
+	body := "[" + strings.Repeat("null,", 1000) + `{"name":"b","version":"1","distributions":[],"hash":"h"}]`
+	api := newFakeAPI()
+	api.fail("POST /jobs", fault{status: 200, body: body})
+	c := overTCP(t, api, func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	jobs, err := c.Lease(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased("b")(t, jobs)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != maxSkippedLogged+1 || !strings.Contains(lines[len(lines)-1], "more=995") {
+		t.Fatalf("%d log lines, last %q; want %d and a count of the rest", len(lines), lines[len(lines)-1], maxSkippedLogged+1)
 	}
 }

@@ -37,10 +37,10 @@ func FuzzDecodeJobs(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		jobs, err := decodeJobs(body)
+		jobs, skipped, err := decodeJobs(body)
 		if err != nil {
-			if jobs != nil {
-				t.Fatalf("error %v with %d jobs", err, len(jobs))
+			if jobs != nil || skipped != nil {
+				t.Fatalf("error %v with %d jobs and %d left out", err, len(jobs), len(skipped))
 			}
 			if err.Error() == "" {
 				t.Fatal("empty error text")
@@ -51,13 +51,21 @@ func FuzzDecodeJobs(f *testing.F) {
 		if json.Unmarshal(body, &raw) != nil {
 			t.Fatalf("accepted a body that is not a JSON array: %q", body)
 		}
-		if len(jobs) != len(raw) {
-			t.Fatalf("%d jobs from an array of %d", len(jobs), len(raw))
+		if len(jobs)+len(skipped) != len(raw) {
+			t.Fatalf("%d jobs and %d left out from an array of %d", len(jobs), len(skipped), len(raw))
+		}
+		for _, e := range skipped {
+			if e.Error() == "" {
+				t.Fatal("empty reason for a job left out")
+			}
 		}
 		wire := make([]map[string]any, len(jobs))
 		for i, j := range jobs {
 			if j.Name == "" || j.Version == "" || j.Distributions == nil {
 				t.Fatalf("job %d accepted incomplete: %+v", i, j)
+			}
+			if strings.ContainsRune(j.Name+j.Version, 0) {
+				t.Fatalf("job %d accepted with a NUL in its name or version: %q %q", i, j.Name, j.Version)
 			}
 			for _, d := range j.Distributions {
 				if d == "" {
@@ -77,9 +85,9 @@ func FuzzDecodeJobs(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := decodeJobs(again)
-		if err != nil {
-			t.Fatalf("re-encoded batch rejected: %v\n%s", err, again)
+		back, skipped, err := decodeJobs(again)
+		if err != nil || len(skipped) > 0 {
+			t.Fatalf("re-encoded batch rejected: %v %v\n%s", err, skipped, again)
 		}
 		if !reflect.DeepEqual(back, jobs) {
 			t.Fatalf("round trip changed the batch:\n%+v\n%+v", jobs, back)
