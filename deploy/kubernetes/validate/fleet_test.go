@@ -528,8 +528,11 @@ func checkWorker(t *testing.T, objs []object, d, coord *appsv1.Deployment, want 
 	if !ok {
 		grace = "25s"
 	}
-	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= mustDuration(t, "DRAGONFLY_DRAIN_GRACE", grace) {
-		t.Errorf("worker: terminationGracePeriodSeconds must exceed the drain grace %s", grace)
+	// A file in libyara when the grace ends finishes its scan (up to the scan
+	// timeout) before the task is handed back; killed sooner, the task counts
+	// as lost by this worker.
+	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= workerDrain(t, c) {
+		t.Errorf("worker: terminationGracePeriodSeconds must exceed the drain grace %s plus the scan timeout", grace)
 	}
 	port := metricsPort(t, "worker", c, "DRAGONFLY_WORKER_METRICS_ADDR", workerMetricsPort)
 	checkProbe(t, "worker", "liveness", c.LivenessProbe, c, port, "/healthz")
@@ -574,6 +577,23 @@ func checkWorker(t *testing.T, objs []object, d, coord *appsv1.Deployment, want 
 		t.Errorf("worker: DRAGONFLY_ALLOWED_HOSTS %q, want files.pythonhosted.org", allowed)
 	}
 	return svc
+}
+
+// workerDrain is the longest a worker of container c may take to hand back
+// its tasks after SIGTERM: its drain grace (DRAGONFLY_DRAIN_GRACE), then the
+// scan of a file still in libyara, which cancelling does not stop
+// (DRAGONFLY_SCAN_TIMEOUT).
+func workerDrain(t *testing.T, c corev1.Container) time.Duration {
+	t.Helper()
+	grace, ok := envValue(c, "DRAGONFLY_DRAIN_GRACE")
+	if !ok {
+		grace = "25s" // worker.DefaultGrace
+	}
+	scan, ok := envValue(c, "DRAGONFLY_SCAN_TIMEOUT")
+	if !ok {
+		scan = "10s" // limit.DefaultScanTimeout
+	}
+	return mustDuration(t, "DRAGONFLY_DRAIN_GRACE", grace) + mustDuration(t, "DRAGONFLY_SCAN_TIMEOUT", scan)
 }
 
 // checkTLS: production renderings serve the fleet's gRPC over TLS with
@@ -766,6 +786,9 @@ func checkIngressPorts(t *testing.T, who string, np *networkingv1.NetworkPolicy,
 	for _, rule := range np.Spec.Ingress {
 		if len(rule.Ports) == 0 {
 			t.Errorf("%s ingress rule without ports opens every port", who)
+		}
+		if len(rule.From) == 0 {
+			t.Errorf("%s ingress rule without from admits every source, outside the cluster too", who)
 		}
 		for _, p := range rule.Ports {
 			got[p.Port.String()] = true

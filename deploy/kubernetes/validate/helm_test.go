@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +14,8 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // chartDir is the Helm chart.
@@ -221,6 +225,11 @@ func TestHelmChartRefuses(t *testing.T) {
 		"mutual without a CA":     {map[string]any{"tls.mutual.enabled": true, "tls.caKey": ""}, "tls.caKey"},
 		"mutual without a cert":   {map[string]any{"tls.mutual.enabled": true, "tls.mutual.workerSecret": ""}, "tls.mutual.workerSecret"},
 		"keda without prometheus": {map[string]any{"autoscaling.mode": "keda", "autoscaling.keda.serverAddress": ""}, "autoscaling.keda.serverAddress"},
+		// A pod killed before its drain ends loses what the drain was for.
+		"worker killed mid-drain":      {map[string]any{"worker.drainGrace": "1m"}, "worker.terminationGracePeriodSeconds"},
+		"worker killed mid-scan":       {map[string]any{"worker.drainGrace": "30s"}, "worker.terminationGracePeriodSeconds"},
+		"coordinator killed mid-drain": {map[string]any{"coordinator.drainTimeout": 55}, "coordinator.terminationGracePeriodSeconds"},
+		"drain of fractional seconds":  {map[string]any{"worker.drainGrace": "1.5s"}, "worker.drainGrace"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -263,5 +272,76 @@ func TestHelmLint(t *testing.T) {
 				t.Errorf("helm lint: %v", err)
 			}
 		})
+	}
+}
+
+// TestHelmDrainDurations: the grace periods are checked against drain times
+// written as the binary reads them (seconds, or whole hours, minutes and
+// seconds).
+func TestHelmDrainDurations(t *testing.T) {
+	for _, vals := range []map[string]any{
+		{"worker.drainGrace": "1m", "worker.terminationGracePeriodSeconds": 71},
+		{"worker.drainGrace": 90, "worker.terminationGracePeriodSeconds": 101},
+		{"coordinator.drainTimeout": "1m30s", "coordinator.terminationGracePeriodSeconds": 96},
+		{"coordinator.drainTimeout": "1h", "coordinator.terminationGracePeriodSeconds": 3606},
+	} {
+		if _, _, err := helmRender(t, values(vals)); err != nil {
+			t.Errorf("%v: %v", vals, err)
+		}
+	}
+}
+
+// TestHelmMetricsFromNobody: an empty networkPolicy.metricsFrom admits
+// nobody to the metrics ports; a NetworkPolicy rule with an empty from would
+// admit every source, outside the cluster included.
+func TestHelmMetricsFromNobody(t *testing.T) {
+	manifest, _, err := helmRender(t, values(map[string]any{"networkPolicy.metricsFrom": []any{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeAll("helm metricsFrom []", []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for comp, want := range map[string][]string{"worker": nil, "coordinator": {strconv.Itoa(grpcPort)}} {
+		np := component[*networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", comp)
+		var ports []string
+		for _, rule := range np.Spec.Ingress {
+			if len(rule.From) == 0 {
+				t.Errorf("%s: an ingress rule admits every source", np.Name)
+			}
+			for _, p := range rule.Ports {
+				ports = append(ports, p.Port.String())
+			}
+		}
+		if !slices.Equal(ports, want) {
+			t.Errorf("%s: ingress opens ports %v, want %v", np.Name, ports, want)
+		}
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			t.Errorf("%s: does not restrict ingress", np.Name)
+		}
+	}
+}
+
+// TestHelmImagePullSecrets: the pull secrets are names, given as names or,
+// as most charts take them, as {name: ...}.
+func TestHelmImagePullSecrets(t *testing.T) {
+	manifest, _, err := helmRender(t, values(map[string]any{"imagePullSecrets": []any{"plain", map[string]any{"name": "regcred"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeAll("helm imagePullSecrets", []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, comp := range []string{"coordinator", "worker"} {
+		d := component[*appsv1.Deployment](t, objs, "Deployment", comp)
+		var names []string
+		for _, r := range d.Spec.Template.Spec.ImagePullSecrets {
+			names = append(names, r.Name)
+		}
+		if want := []string{"plain", "regcred"}; !slices.Equal(names, want) {
+			t.Errorf("%s: imagePullSecrets %q, want %q", d.Name, names, want)
+		}
 	}
 }

@@ -334,6 +334,9 @@ func TestKustomize(t *testing.T) {
 			w.autoscaler = "HorizontalPodAutoscaler"
 			w.apiCredentials = []string{"DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_USERNAME", "DRAGONFLY_PASSWORD"}
 		}},
+		{name: "keda+statustoken", dir: "keda", components: []string{"statustoken"}, edit: func(w *fleetWant) {
+			w.autoscaler, w.statusToken = "ScaledObject", true
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

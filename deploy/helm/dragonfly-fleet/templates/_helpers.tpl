@@ -83,6 +83,25 @@ coordinator's certificate must name (DNS SAN) unless tls.serverName is set.
 {{- end }}
 
 {{/*
+Whole seconds of a duration value, as the binary reads it: a number of
+seconds ("25") or a Go duration of whole hours, minutes and seconds ("1m30s").
+Call with (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace).
+*/}}
+{{- define "dragonfly-fleet.seconds" -}}
+{{- $v := toString .value }}
+{{- if regexMatch "^[0-9]+$" $v }}
+{{- $v }}
+{{- else if and $v (regexMatch "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $v) }}
+{{- $h := regexFind "[0-9]+h" $v | trimSuffix "h" | default "0" | atoi }}
+{{- $m := regexFind "[0-9]+m" $v | trimSuffix "m" | default "0" | atoi }}
+{{- $s := regexFind "[0-9]+s" $v | trimSuffix "s" | default "0" | atoi }}
+{{- add (mul $h 3600) (mul $m 60) $s }}
+{{- else }}
+{{- fail (printf "%s: %q is not seconds (25) or a duration of whole hours, minutes and seconds (1m30s)" .name $v) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks of the values that the templates alone cannot express; each fails the
 render with a message that names the value.
 */}}
@@ -118,5 +137,14 @@ render with a message that names the value.
 {{- end }}
 {{- if and (eq $mode "keda") (not .Values.autoscaling.keda.serverAddress) }}
 {{- fail "autoscaling.keda.serverAddress: the Prometheus that scrapes the coordinator" }}
+{{- end }}
+{{- /* A pod killed before its drain ends loses what the drain was for. */}}
+{{- $drain := include "dragonfly-fleet.seconds" (dict "name" "coordinator.drainTimeout" "value" .Values.coordinator.drainTimeout) | atoi }}
+{{- if le (int .Values.coordinator.terminationGracePeriodSeconds) (add $drain 5) }}
+{{- fail (printf "coordinator.terminationGracePeriodSeconds (%v) must exceed coordinator.drainTimeout (%ds) plus the final flush (5s)" .Values.coordinator.terminationGracePeriodSeconds $drain) }}
+{{- end }}
+{{- $grace := include "dragonfly-fleet.seconds" (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace) | atoi }}
+{{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace 10) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed worker.drainGrace (%ds) plus the scan timeout (10s) a file still in libyara may take before its task is handed back" .Values.worker.terminationGracePeriodSeconds $grace) }}
 {{- end }}
 {{- end }}
