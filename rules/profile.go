@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 	"github.com/dragonfly-fleet/fleet/score"
 	yara "github.com/hillu/go-yara/v4"
 	"golang.org/x/sys/unix"
@@ -33,6 +34,11 @@ import (
 // each rule's base covers exactly the files it admits. The costs only approximate the full set's scan time: the full set
 // searches every string in one pass, shares atoms, and scans every file with
 // every rule; Profile measures that time too, to compare.
+//
+// Every scan runs under the bounds of the fleet's scans: the timeout and
+// the match memory guard (package matchmem), so a file crafted to match
+// millions of times stops its scan near ProfileConfig.MatchMemory instead
+// of making libyara hold gigabytes.
 
 // ProfileFile is one file to profile over: its path, as the filetype filter
 // reads it (archive-relative, "pkg-1.0/setup.py"), and its content.
@@ -50,6 +56,12 @@ type ProfileConfig struct {
 	// timeout does; a scan stopped by it counts its time and a timeout.
 	// Default 10 s.
 	Timeout time.Duration
+	// MatchMemory bounds the memory libyara holds for the matches of one
+	// file's scan, as the fleet's scan engine does (scan.Config.MatchMemory):
+	// a scan whose matches pass it is stopped (package matchmem) and counts
+	// its time and one file over match memory. Each thread may hold this
+	// much at once. Default 64 MiB (matchmem.DefaultBound), the engine's.
+	MatchMemory int64
 	// MaxMatchData, if positive, is applied before measuring as libyara's
 	// YR_CONFIG_MAX_MATCH_DATA, the bytes of matched data copied per match:
 	// a setting of the whole process, as scan.Config.MaxMatchData is.
@@ -81,6 +93,10 @@ type RuleCost struct {
 	Bytes int64
 	// Timeouts counts the admitted files whose scan hit the timeout.
 	Timeouts int
+	// OverMatchMemory counts the admitted files whose scan was stopped (or
+	// failed when it finished) because its matches held more memory than
+	// ProfileConfig.MatchMemory. Such a file counts no match.
+	OverMatchMemory int
 	// Warnings are libyara's compile warnings about the rule.
 	Warnings []Diagnostic
 }
@@ -109,6 +125,9 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.MatchMemory <= 0 {
+		cfg.MatchMemory = matchmem.DefaultBound
+	}
 	full, diags, err := compile(s)
 	if err != nil {
 		return ProfileReport{}, err
@@ -136,7 +155,8 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 	for i := range files {
 		all[i] = i
 	}
-	p := &profiler{files: files, cfg: cfg}
+	p := &profiler{files: files, cfg: cfg, guard: matchmem.NewGuard(cfg.MatchMemory)}
+	defer p.guard.Close()
 	total := len(infos) + 3
 	done := 0
 	step := func(what string) {
@@ -219,7 +239,7 @@ func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig)
 			spent -= base.times[i]
 		}
 		rc.Seconds = max(spent.Seconds(), 0)
-		rc.Matches, rc.Timeouts = r.matches, r.timeouts
+		rc.Matches, rc.Timeouts, rc.OverMatchMemory = r.matches, r.timeouts, r.overMemory
 		if info.Private {
 			rc.Matches = -1
 		}
@@ -299,17 +319,19 @@ func compileText(text string) (*yara.Rules, error) {
 type profiler struct {
 	files []ProfileFile
 	cfg   ProfileConfig
+	guard *matchmem.Guard // bounds each scan's matches by cfg.MatchMemory
 }
 
 // runResult is one scan of some files: the CPU time it took, each file's
 // (by index into the profiler's files; zero for files not scanned) when
-// asked for, the files on which the rule named matched, and the scans
-// stopped by the timeout.
+// asked for, the files on which the rule named matched, the scans stopped
+// by the timeout and those whose matches passed the match memory bound.
 type runResult struct {
-	cpu      time.Duration
-	times    []time.Duration
-	matches  int
-	timeouts int
+	cpu        time.Duration
+	times      []time.Duration
+	matches    int
+	timeouts   int
+	overMemory int
 }
 
 // errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h).
@@ -318,7 +340,8 @@ const errScanTimeout yara.Error = 26
 // run scans the files at indexes with yr on cfg.Threads goroutines, each
 // with its own scanner, and counts the files on which the rule named match
 // matched ("" counts none). perFile times each file (two clock reads per
-// file); else only each goroutine's loop is timed.
+// file); else only each goroutine's loop is timed. Each scan that could
+// pass the match memory bound is watched by the profiler's guard.
 func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match string, perFile bool) (runResult, error) {
 	res := runResult{}
 	if perFile {
@@ -353,10 +376,15 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 				return
 			}
 			defer sc.Destroy()
+			slot, err := p.guard.Slot(sc)
+			if err != nil {
+				fail(err)
+				return
+			}
 			var cb matchFinder
 			cb.name = match
 			sc.SetCallback(&cb).SetTimeout(Timeout(p.cfg.Timeout))
-			matches, timeouts := 0, 0
+			matches, timeouts, overMemory := 0, 0, 0
 			var cpu time.Duration
 			clock := func() time.Duration {
 				t, err := threadCPU()
@@ -372,7 +400,12 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 					break
 				}
 				i := indexes[k]
-				cb.found = false
+				cb.found, cb.watch, cb.over = false, nil, false
+				watch := slot.NeedsWatch(len(p.files[i].Data))
+				if watch {
+					cb.watch = slot
+					slot.Begin()
+				}
 				var start time.Duration
 				if perFile {
 					start = clock()
@@ -383,8 +416,15 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 					res.times[i] = d
 					cpu += d
 				}
+				stopped := watch && slot.End()
+				if stopped {
+					// The guard set the scanner's timeout to stop it.
+					sc.SetTimeout(Timeout(p.cfg.Timeout))
+				}
 				var ye yara.Error
 				switch {
+				case stopped || cb.over:
+					overMemory++
 				case errors.As(err, &ye) && ye == errScanTimeout:
 					timeouts++
 				case err != nil:
@@ -400,6 +440,7 @@ func (p *profiler) run(ctx context.Context, yr *yara.Rules, indexes []int, match
 			res.cpu += cpu
 			res.matches += matches
 			res.timeouts += timeouts
+			res.overMemory += overMemory
 			mu.Unlock()
 		}()
 	}
@@ -419,15 +460,27 @@ func threadCPU() (time.Duration, error) {
 	return time.Duration(ts.Nano()), nil
 }
 
-// matchFinder notes whether the rule named matched.
+// matchFinder notes whether the rule named matched and, for a scan the
+// guard watches, whether its matches passed the bound.
 type matchFinder struct {
 	name  string
 	found bool
+	watch *matchmem.Slot // the slot of a watched scan, else nil
+	over  bool
 }
 
 func (m *matchFinder) RuleMatching(_ *yara.ScanContext, r *yara.Rule) (bool, error) {
 	if m.name != "" && r.Identifier() == m.name {
 		m.found = true
+	}
+	return false, nil
+}
+
+// ScanFinished runs before libyara frees the scan's matches: the last look
+// at what they cost, whenever the guard's watchdog last looked.
+func (m *matchFinder) ScanFinished(*yara.ScanContext) (bool, error) {
+	if m.watch != nil && m.watch.Over() {
+		m.over = true
 	}
 	return false, nil
 }

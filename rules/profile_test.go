@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 )
 
 // profileFiles are n generated source files of about size bytes: .py files
@@ -201,5 +204,58 @@ func TestProfileCostOfDependencies(t *testing.T) {
 		if dear <= 0 || cheap > dear/2 {
 			t.Errorf("%s costs %.4fs beside %s's %.4fs: charged with the rule it goes with", tc.cheap, cheap, tc.dear, dear)
 		}
+	}
+}
+
+// floodRule has 12 literals, "a" to "aaaaaaaaaaaa", that all match at
+// (nearly) every offset of a run of 'a's: over 1 MiB, libyara would keep
+// 12 million matches, some 850 MB, until the scan ends.
+func floodRule() string {
+	var b strings.Builder
+	b.WriteString("rule flood { strings:")
+	for i := range 12 {
+		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("a", i+1))
+	}
+	b.WriteString(" condition: any of them }\n")
+	return b.String()
+}
+
+// TestProfileBoundsMatchMemory: a file whose matches pass
+// ProfileConfig.MatchMemory has its scan stopped and is counted over match
+// memory (not as a timeout, nor a match); a small file the rule matches
+// and a large one it does not (watched, under the bound) count as before.
+// The guard's watchdog stops the scan: libyara does not keep its matches
+// until the scan ends.
+func TestProfileBoundsMatchMemory(t *testing.T) {
+	files := []ProfileFile{
+		{Path: "pkg-1.0/flood.txt", Data: []byte(strings.Repeat("a", 1<<20))},
+		{Path: "pkg-1.0/small.py", Data: []byte("aaaa")},
+		{Path: "pkg-1.0/quiet.txt", Data: []byte(strings.Repeat("b", 64<<10))},
+	}
+	set := Set{Sources: map[string]string{"f": floodRule()}}
+	rep, err := Profile(context.Background(), set, files, ProfileConfig{Threads: 2, MatchMemory: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rules) != 1 {
+		t.Fatalf("rules %+v", rep.Rules)
+	}
+	r := rep.Rules[0]
+	if r.Rule != "flood" || r.Files != 3 || r.OverMatchMemory != 1 || r.Timeouts != 0 || r.Matches != 1 {
+		t.Errorf("flood %+v, want 3 files, 1 over match memory, no timeout, 1 match (small.py)", r)
+	}
+
+	yr, err := compileText(floodRule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &profiler{files: files, cfg: ProfileConfig{Threads: 1, Timeout: time.Minute}, guard: matchmem.NewGuard(1 << 20)}
+	defer p.guard.Close()
+	res, err := p.run(context.Background(), yr, []int{0, 1, 2}, "flood", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.overMemory != 1 || res.matches != 1 || res.timeouts != 0 || p.guard.Stops() != 1 || p.guard.Watches() != 2 {
+		t.Errorf("run %+v: %d stopped by the watchdog, %d watched; want flood.txt stopped, flood.txt and quiet.txt watched", res, p.guard.Stops(), p.guard.Watches())
 	}
 }

@@ -175,7 +175,7 @@ rule greedy { strings: $a = /MARKER.*zzz/ condition: $a }
 	}
 	byRule := map[string]map[string]any{}
 	for _, r := range got {
-		for _, k := range []string{"rule", "file", "seconds", "share", "matches", "bytes", "files", "timeouts", "warnings"} {
+		for _, k := range []string{"rule", "file", "seconds", "share", "matches", "bytes", "files", "timeouts", "over_match_memory", "warnings"} {
 			if _, ok := r[k]; !ok {
 				t.Errorf("rule %v lacks %q", r["rule"], k)
 			}

@@ -215,15 +215,18 @@ func unpack(ctx context.Context, targets []string, lim limit.Limits, mem Budget,
 
 // profileJSON is one rule of dragonfly rules profile --format json.
 type profileJSON struct {
-	Rule     string   `json:"rule"`
-	File     string   `json:"file"`
-	Seconds  float64  `json:"seconds"`
-	Share    float64  `json:"share"`
-	Matches  *int     `json:"matches"`
-	Bytes    int64    `json:"bytes"`
-	Files    int      `json:"files"`
-	Timeouts int      `json:"timeouts"`
-	Warnings []string `json:"warnings"`
+	Rule     string  `json:"rule"`
+	File     string  `json:"file"`
+	Seconds  float64 `json:"seconds"`
+	Share    float64 `json:"share"`
+	Matches  *int    `json:"matches"`
+	Bytes    int64   `json:"bytes"`
+	Files    int     `json:"files"`
+	Timeouts int     `json:"timeouts"`
+	// OverMatchMemory counts the files whose scan was stopped because
+	// libyara's matches passed the match memory bound.
+	OverMatchMemory int      `json:"over_match_memory"`
+	Warnings        []string `json:"warnings"`
 }
 
 // WriteProfileJSON writes the report as a JSON array, most expensive rule
@@ -231,7 +234,7 @@ type profileJSON struct {
 func WriteProfileJSON(w io.Writer, rep rules.ProfileReport) error {
 	out := make([]profileJSON, 0, len(rep.Rules))
 	for _, r := range rep.Rules {
-		j := profileJSON{Rule: r.Rule, File: r.File, Seconds: r.Seconds, Share: r.Share, Bytes: r.Bytes, Files: r.Files, Timeouts: r.Timeouts, Warnings: []string{}}
+		j := profileJSON{Rule: r.Rule, File: r.File, Seconds: r.Seconds, Share: r.Share, Bytes: r.Bytes, Files: r.Files, Timeouts: r.Timeouts, OverMatchMemory: r.OverMatchMemory, Warnings: []string{}}
 		if r.Matches >= 0 {
 			m := r.Matches
 			j.Matches = &m
@@ -256,8 +259,15 @@ func WriteProfileTable(w io.Writer, rep rules.ProfileReport) error {
 		if r.Matches >= 0 {
 			matches = fmt.Sprint(r.Matches)
 		}
+		var stopped []string
 		if r.Timeouts > 0 {
-			matches += fmt.Sprintf(" (%s)", Plural(r.Timeouts, "timeout"))
+			stopped = append(stopped, Plural(r.Timeouts, "timeout"))
+		}
+		if r.OverMatchMemory > 0 {
+			stopped = append(stopped, fmt.Sprintf("%d over match memory", r.OverMatchMemory))
+		}
+		if len(stopped) > 0 {
+			matches += " (" + strings.Join(stopped, ", ") + ")"
 		}
 		var warns []string
 		for _, d := range r.Warnings {

@@ -77,6 +77,37 @@ func TestProfileVerdict(t *testing.T) {
 	}
 }
 
+// TestProfileStoppedScans: the table shows, beside a rule's matches, the
+// files whose scan hit the timeout and those stopped over match memory;
+// the JSON counts both.
+func TestProfileStoppedScans(t *testing.T) {
+	rep := rules.ProfileReport{Rules: []rules.RuleCost{
+		{Rule: "both", Timeouts: 1, OverMatchMemory: 2},
+		{Rule: "flood", Matches: 3, OverMatchMemory: 1},
+		{Rule: "calm", Matches: 4},
+	}}
+	var table strings.Builder
+	if err := WriteProfileTable(&table, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{" 0 (1 timeout, 2 over match memory) ", " 3 (1 over match memory) ", " 4 "} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var js strings.Builder
+	if err := WriteProfileJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"timeouts": 1,
+    "over_match_memory": 2,`, `"timeouts": 0,
+    "over_match_memory": 1,`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON lacks %q:\n%s", want, js.String())
+		}
+	}
+}
+
 // TestLoad: several paths make one set, each source keeping its file; two
 // sources with one stem are refused naming both files.
 func TestLoad(t *testing.T) {

@@ -203,7 +203,7 @@ func BenchmarkMatchGuardOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(e.guard.watches.Load())/float64(b.N*len(files)), "watched/file")
+			b.ReportMetric(float64(e.guard.Watches())/float64(b.N*len(files)), "watched/file")
 		})
 	}
 }

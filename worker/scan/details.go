@@ -59,8 +59,8 @@ var errDetailsLayout = errors.New("match details: go-yara's rule layout is not t
 // match, its first score.MaxStringMatches matches with up to
 // score.MaxMatchBytes of data each, and how many more there are. It reads
 // the YR_RULE pointer that is the first field of yara.Rule (go-yara v4.2.4,
-// as the guard reads yara.Scanner's) and checks it against the rule's
-// identifier.
+// as the match memory guard, rules/matchmem, reads yara.Scanner's) and
+// checks it against the rule's identifier.
 func stringDetails(sc *yara.ScanContext, r *yara.Rule) ([]score.StringHits, error) {
 	ctx := *(**C.YR_SCAN_CONTEXT)(unsafe.Pointer(sc))
 	rule := *(**C.YR_RULE)(unsafe.Pointer(r))

@@ -32,8 +32,8 @@
 //
 // Memory is bounded four ways: unpacked content by Config.Budget, the
 // libyara matches of one scan by Config.MatchMemory (a watchdog stops a scan
-// whose matches pass it; see matchmem.go), the matched data libyara copies
-// per match by Config.MaxMatchData, and the match cache by
+// whose matches pass it; see package rules/matchmem), the matched data
+// libyara copies per match by Config.MaxMatchData, and the match cache by
 // Config.MatchCacheSize.
 package scan
 
@@ -51,6 +51,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 	"github.com/dragonfly-fleet/fleet/score"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -78,7 +79,8 @@ type Config struct {
 	// pass the bound is stopped and fails its distribution with a
 	// match_memory limit error (MatchMemory) naming the file; a scan under
 	// it is untouched. Each scanner thread may hold this much at once, so
-	// Threads × MatchMemory bounds the engine. Default 64 MiB.
+	// Threads × MatchMemory bounds the engine. Default 64 MiB
+	// (matchmem.DefaultBound).
 	MatchMemory int64
 	// MaxMatchData bounds the bytes of matched data libyara copies and
 	// keeps per match (YR_CONFIG_MAX_MATCH_DATA). Verdicts never depend on
@@ -128,6 +130,10 @@ type Config struct {
 	OnSubset func(took time.Duration, err error)
 }
 
+// MatchMemory is the limit a file breaks when its scan holds more match
+// memory than Config.MatchMemory allows.
+const MatchMemory = limit.MatchMemory
+
 // libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
 const libyaraMaxMatchData = 512
 
@@ -143,7 +149,7 @@ func (c Config) withDefaults() Config {
 		c.Budget = 64 << 20
 	}
 	if c.MatchMemory <= 0 {
-		c.MatchMemory = 64 << 20
+		c.MatchMemory = matchmem.DefaultBound
 	}
 	if c.MaxMatchData <= 0 || c.MatchDetails && c.MaxMatchData < libyaraMaxMatchData {
 		c.MaxMatchData = libyaraMaxMatchData
@@ -162,7 +168,7 @@ type Engine struct {
 	files  chan *fileTask
 	budget *semaphore.Weighted
 	bufs   bufferPool
-	guard  *matchGuard
+	guard  *matchmem.Guard
 	cache  *matchCache // nil: off
 	plans  planCache
 	setup  error // applying MaxMatchData failed: every scan fails with it
@@ -230,7 +236,7 @@ func New(cfg Config) *Engine {
 		cfg:    cfg,
 		files:  make(chan *fileTask, 4*cfg.Threads),
 		budget: semaphore.NewWeighted(cfg.Budget),
-		guard:  newMatchGuard(cfg.MatchMemory),
+		guard:  matchmem.NewGuard(cfg.MatchMemory),
 	}
 	if !cfg.NoMatchCache && !cfg.Exhaustive {
 		e.cache = newMatchCache(cfg.MatchCacheSize)
@@ -276,7 +282,7 @@ func (e *Engine) Close() {
 	}
 	e.mu.Unlock()
 	e.wg.Wait()
-	e.guardOnce.Do(e.guard.close)
+	e.guardOnce.Do(e.guard.Close)
 }
 
 // ErrClosed is returned by scans on a closed engine.
@@ -713,7 +719,7 @@ type scanners struct {
 type threadScanner struct {
 	rules *rules.Compiled
 	sc    *yara.Scanner
-	slot  *guardSlot
+	slot  *matchmem.Slot
 }
 
 // maxThreadScanners bounds the scanners one thread keeps (each holds
@@ -843,7 +849,7 @@ func (e *Engine) apply(t *fileTask, tg *target, o outcome) {
 }
 
 // newScanner returns a scanner for rs and its match memory guard slot.
-func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *guardSlot, error) {
+func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *matchmem.Slot, error) {
 	if e.setup != nil {
 		return nil, nil, e.setup
 	}
@@ -851,7 +857,7 @@ func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *guardSlot, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("yara scanner: %w", err)
 	}
-	slot, err := e.guard.slot(sc)
+	slot, err := e.guard.Slot(sc)
 	if err != nil {
 		sc.Destroy()
 		return nil, nil, err
@@ -867,15 +873,15 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		return outcome{fail: func(string) error { return err }}
 	}
 	cb.reset()
-	watch := ts.slot.needsWatch(len(t.data))
+	watch := ts.slot.NeedsWatch(len(t.data))
 	if watch {
 		cb.watch = ts.slot
-		ts.slot.begin()
+		ts.slot.Begin()
 	}
 	start := time.Now()
 	err = ts.sc.ScanMem(t.data)
 	el := time.Since(start)
-	stopped := watch && ts.slot.end()
+	stopped := watch && ts.slot.End()
 	if stopped {
 		// The watchdog set the scanner's timeout to stop it.
 		ts.sc.SetTimeout(rules.Timeout(e.cfg.Limits.ScanTimeout))
@@ -935,7 +941,7 @@ type matchCollector struct {
 	names   []string
 	strings []score.StringHits
 	err     error
-	watch   *guardSlot // the slot of a watched scan, else nil
+	watch   *matchmem.Slot // the slot of a watched scan, else nil
 	over    bool
 }
 
@@ -961,7 +967,7 @@ func (m *matchCollector) RuleMatching(sc *yara.ScanContext, r *yara.Rule) (bool,
 // ScanFinished runs before libyara frees the scan's matches: the last look
 // at what they cost, whenever the watchdog last looked.
 func (m *matchCollector) ScanFinished(*yara.ScanContext) (bool, error) {
-	if m.watch != nil && m.watch.over() {
+	if m.watch != nil && m.watch.Over() {
 		m.over = true
 	}
 	return false, nil

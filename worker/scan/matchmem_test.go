@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
-	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	yara "github.com/hillu/go-yara/v4"
 )
@@ -48,8 +48,8 @@ func TestMatchMemoryStopsTheScan(t *testing.T) {
 	data := tgz(t, [2]string{"p/ok.py", "AAAAAAAAAAAAAAAAAAAA"}, [2]string{"p/big.txt", lines})
 	_, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
 	asMatchMemory(t, err, "p/big.txt", bound)
-	if e.guard.stops.Load() != 1 {
-		t.Errorf("%d scans stopped by the watchdog, want 1 (the scan ran to its end)", e.guard.stops.Load())
+	if e.guard.Stops() != 1 {
+		t.Errorf("%d scans stopped by the watchdog, want 1 (the scan ran to its end)", e.guard.Stops())
 	}
 	// The same rules on a file under the bound: a verdict, as before.
 	res, err := e.Scan(context.Background(), rs, "q.tar.gz", tgz(t, [2]string{"q/a.py", strings.Repeat("A", 4096)}))
@@ -65,7 +65,7 @@ func TestMatchMemoryBoundIsExact(t *testing.T) {
 	rs := compile(t, map[string]string{"ab": `rule ab { strings: $a = "AB" condition: #a > 0 }`})
 	const n = 20000
 	data := bytes.Repeat([]byte("AB"), n)
-	cost := int64(n * (matchRecord + 4))
+	cost := int64(n * (matchmem.RecordSize + 4))
 	for _, tc := range []struct {
 		bound int64
 		fail  bool
@@ -77,8 +77,8 @@ func TestMatchMemoryBoundIsExact(t *testing.T) {
 		} else if err != nil || res.Score != 0 || len(res.Rules) != 1 {
 			t.Errorf("bound %d (the cost): %+v %v, want rule ab and no error", tc.bound, res.Distribution, err)
 		}
-		if e.guard.watches.Load() != 1 {
-			t.Errorf("bound %d: %d scans watched, want 1", tc.bound, e.guard.watches.Load())
+		if e.guard.Watches() != 1 {
+			t.Errorf("bound %d: %d scans watched, want 1", tc.bound, e.guard.Watches())
 		}
 		e.Close()
 	}
@@ -87,20 +87,20 @@ func TestMatchMemoryBoundIsExact(t *testing.T) {
 func TestMatchMemoryWatchesOnlyWhatCanPassTheBound(t *testing.T) {
 	rs := compile(t, map[string]string{"ab": `rule ab { strings: $a = "AB" $b = /B+/ condition: any of them }`})
 	// Per offset at most: 2 × (56 + 4) for $a, 2 × (56 + 512) for $b.
-	worst := int64(2*(matchRecord+4) + 2*(matchRecord+libyaraMaxMatchData))
+	worst := int64(2*(matchmem.RecordSize+4) + 2*(matchmem.RecordSize+libyaraMaxMatchData))
 	e := newEngine(t, Config{Threads: 1, MatchMemory: 100 * worst})
 	for _, size := range []int{0, 1, 100} {
 		if _, err := e.Scan(context.Background(), rs, "f", bytes.Repeat([]byte("B"), size)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if w := e.guard.watches.Load(); w != 0 {
+	if w := e.guard.Watches(); w != 0 {
 		t.Errorf("%d small scans watched, want none", w)
 	}
 	if _, err := e.Scan(context.Background(), rs, "f", bytes.Repeat([]byte("x"), 101)); err != nil {
 		t.Fatal(err)
 	}
-	if w := e.guard.watches.Load(); w != 1 {
+	if w := e.guard.Watches(); w != 1 {
 		t.Errorf("a 101-byte scan: %d watched, want 1", w)
 	}
 }
@@ -131,7 +131,7 @@ func TestMatchMemoryDoesNotChangeVerdicts(t *testing.T) {
 			}
 			out = append(out, res)
 		}
-		return out, e.guard.watches.Load(), n.Load()
+		return out, e.guard.Watches(), n.Load()
 	}
 	plain, unwatched, _ := run(Config{Threads: 2, MatchMemory: 1 << 62})
 	guarded, watched, scans := run(Config{Threads: 2, MatchMemory: 8 << 10, MaxMatchData: 1})
@@ -187,34 +187,5 @@ func TestMaxMatchDataIsApplied(t *testing.T) {
 	e.Close()
 	if err != nil || v != libyaraMaxMatchData {
 		t.Errorf("max match data %v %v, want libyara's default %d", v, err, libyaraMaxMatchData)
-	}
-}
-
-// TestGuardReadsTheScanContext checks the slot reads the scanner's scan
-// context where go-yara keeps it (the check slot itself makes) and that the
-// context describes the rules the scanner was made for.
-func TestGuardReadsTheScanContext(t *testing.T) {
-	rs := compile(t, map[string]string{"x": exampleRules, "h": hostileRules(3)})
-	g := newMatchGuard(1 << 20)
-	defer g.close()
-	sc, err := rules.NewScanner(rs.Yara())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Destroy()
-	s, err := g.slot(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(s.data) != 4+3 {
-		t.Errorf("%d strings, want 7", len(s.data))
-	}
-	for i, d := range s.data {
-		if d == 0 || d > libyaraMaxMatchData {
-			t.Errorf("string %d: %d bytes of data per match", i, d)
-		}
-	}
-	if c := s.cost(); c != 0 {
-		t.Errorf("cost %d between scans, want 0", c)
 	}
 }

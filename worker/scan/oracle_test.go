@@ -80,10 +80,10 @@ func TestOracleYaraCLI(t *testing.T) {
 		cfg.OnFile = func(int, time.Duration) { scans.Add(1) }
 		e := New(cfg)
 		oracleRun(t, e, yaraBin, rulesFile, rs, dists)
-		if w := e.guard.watches.Load(); cfg.MatchMemory > 0 && w < scans.Load()*9/10 {
+		if w := e.guard.Watches(); cfg.MatchMemory > 0 && w < scans.Load()*9/10 {
 			t.Errorf("%d of %d scans watched, want nearly all", w, scans.Load())
 		}
-		t.Logf("match memory %d: %d of %d scans watched", cfg.MatchMemory, e.guard.watches.Load(), scans.Load())
+		t.Logf("match memory %d: %d of %d scans watched", cfg.MatchMemory, e.guard.Watches(), scans.Load())
 		e.Close()
 	}
 	New(Config{Threads: 1}).Close() // libyara's default match data again

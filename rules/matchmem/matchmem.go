@@ -1,4 +1,54 @@
-package scan
+// Package matchmem bounds the memory libyara keeps for the matches of one
+// scan: a Guard watches scans and stops one whose matches cost more than its
+// bound. The fleet's scan engine (worker/scan, Config.MatchMemory) and the
+// rule profiler (rules.Profile, ProfileConfig.MatchMemory) scan under it.
+//
+// libyara keeps every match of a scan in memory until the scan ends: a
+// 56-byte YR_MATCH record plus up to YR_CONFIG_MAX_MATCH_DATA bytes of the
+// matched data, up to 1,000,000 matches per string (YR_MAX_STRING_MATCHES,
+// fixed when libyara is built) but with no bound on their sum. Nothing in
+// libyara's API reports matches as they are found, so the guard watches:
+//
+//   - a file whose scan cannot reach the bound (strings × min(1,000,000,
+//     size) matches at their largest) is scanned as before;
+//   - any other scan is watched: a watchdog goroutine sums, every
+//     guardTick, the match counts libyara keeps per string in its scan
+//     context (public fields of YR_SCAN_CONTEXT), and when the cost passes
+//     the bound it sets the scan's timeout to 1 ns, so libyara stops at its
+//     next timeout check (every 4096 bytes of input or 100 condition
+//     instructions);
+//   - when a watched scan finishes, the same sum is taken once more (in the
+//     scan-finished callback, before libyara frees the matches), so the
+//     outcome does not depend on when the watchdog ran: a file fails if and
+//     only if its matches cost more than the bound.
+//
+// The cost of a match is counted as its record plus the most data it can
+// hold (see fleet_data_bytes), which is what libyara allocates from its
+// match notebook, so the bound holds up to one notebook page (1024 matches).
+// Verdicts of scans under the bound are untouched: nothing is skipped,
+// sampled or run in fast mode.
+//
+// go-yara hides its C pointers; the guard reads the YR_SCANNER pointer that
+// is the first field of yara.Scanner (go-yara v4.2.4, as pinned in go.mod)
+// and, once per new scanner, checks it against the scan context libyara
+// passes to callbacks (the first field of yara.ScanContext): a go-yara whose
+// layout differs fails every scan with errGuardLayout (from Guard.Slot)
+// instead of guessing.
+//
+// A caller makes one Guard (NewGuard; Close stops its watchdog), one Slot per
+// scanner (Guard.Slot, before it sets the scanner's callback), and around
+// each scan of n bytes:
+//
+//	watch := slot.NeedsWatch(n)
+//	if watch {
+//		slot.Begin() // and the callback's ScanFinished calls slot.Over()
+//	}
+//	err := sc.ScanMem(data)
+//	stopped := watch && slot.End() // then reset the scanner's timeout
+//
+// The file passed the bound if stopped, or if Over reported true when the
+// scan finished; a stopped scan returns libyara's timeout error.
+package matchmem
 
 /*
 #include <stdint.h>
@@ -52,44 +102,13 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/dragonfly-fleet/fleet/worker/limit"
 	yara "github.com/hillu/go-yara/v4"
 )
 
-// MatchMemory is the limit a file breaks when its scan holds more match
-// memory than Config.MatchMemory allows.
-const MatchMemory = limit.MatchMemory
-
-// libyara keeps every match of a scan in memory until the scan ends: a
-// 56-byte YR_MATCH record plus up to YR_CONFIG_MAX_MATCH_DATA bytes of the
-// matched data, up to 1,000,000 matches per string (YR_MAX_STRING_MATCHES,
-// fixed when libyara is built) but with no bound on their sum. Nothing in
-// libyara's API reports matches as they are found, so the guard watches:
-//
-//   - a file whose scan cannot reach the bound (strings × min(1,000,000,
-//     size) matches at their largest) is scanned as before;
-//   - any other scan is watched: a watchdog goroutine sums, every
-//     guardTick, the match counts libyara keeps per string in its scan
-//     context (public fields of YR_SCAN_CONTEXT), and when the cost passes
-//     the bound it sets the scan's timeout to 1 ns, so libyara stops at its
-//     next timeout check (every 4096 bytes of input or 100 condition
-//     instructions);
-//   - when a watched scan finishes, the same sum is taken once more (in the
-//     scan-finished callback, before libyara frees the matches), so the
-//     outcome does not depend on when the watchdog ran: a file fails if and
-//     only if its matches cost more than the bound.
-//
-// The cost of a match is counted as its record plus the most data it can
-// hold (see fleet_data_bytes), which is what libyara allocates from its
-// match notebook, so the bound holds up to one notebook page (1024 matches).
-// Verdicts of scans under the bound are untouched: nothing is skipped,
-// sampled or run in fast mode.
-//
-// go-yara hides its C pointers; the guard reads the YR_SCANNER pointer that
-// is the first field of yara.Scanner (go-yara v4.2.4, as pinned in go.mod)
-// and, once per new scanner, checks it against the scan context libyara
-// passes to callbacks (the first field of yara.ScanContext): a go-yara whose
-// layout differs fails every scan with errGuardLayout instead of guessing.
+// DefaultBound is the default bound of the match memory of one scan, 64 MiB:
+// that of the scan engine (worker/scan Config.MatchMemory) and of rules
+// profile (rules.ProfileConfig.MatchMemory).
+const DefaultBound = 64 << 20
 
 // guardTick is how often the watchdog looks at the watched scans. libyara
 // adds matches at about 11 to 16 million a second (measured: one to eight
@@ -101,19 +120,20 @@ const guardTick = time.Millisecond
 // maxStringMatches is YR_MAX_STRING_MATCHES of libyara 4.2.
 const maxStringMatches = 1_000_000
 
-// matchRecord is sizeof(YR_MATCH).
-const matchRecord = uint64(C.sizeof_YR_MATCH)
+// RecordSize is sizeof(YR_MATCH), what a match costs besides its data.
+const RecordSize = uint64(C.sizeof_YR_MATCH)
 
 // errGuardLayout means go-yara's Scanner no longer starts with its
 // YR_SCANNER pointer: the guard cannot watch scans.
 var errGuardLayout = errors.New("match memory guard: go-yara's scanner layout is not the one this build expects")
 
-// matchGuard watches the scans of one engine's scanner threads.
-type matchGuard struct {
+// Guard watches the scans of one engine's (or one profile's) scanner
+// threads; it is safe for concurrent use.
+type Guard struct {
 	bound uint64
 
 	mu      sync.Mutex
-	watched map[*guardSlot]struct{}
+	watched map[*Slot]struct{}
 
 	wake chan struct{} // capacity 1: a scan is being watched
 	stop chan struct{}
@@ -123,9 +143,10 @@ type matchGuard struct {
 	watches, stops atomic.Int64
 }
 
-// guardSlot is one scanner thread's view of its current scanner.
-type guardSlot struct {
-	g   *matchGuard
+// Slot is one scanner thread's view of its current scanner. Its methods
+// are called from that thread only (Over from the scanner's callback).
+type Slot struct {
+	g   *Guard
 	ctx *C.YR_SCAN_CONTEXT
 	// data[i] is the most data a match of string i holds; worst is the
 	// cost of one match of every string (confirmed and unconfirmed).
@@ -135,10 +156,12 @@ type guardSlot struct {
 	tripped bool
 }
 
-func newMatchGuard(bound int64) *matchGuard {
-	g := &matchGuard{
+// NewGuard starts the watchdog of a guard that stops any watched scan whose
+// matches cost more than bound bytes. Close stops it.
+func NewGuard(bound int64) *Guard {
+	g := &Guard{
 		bound:   uint64(bound),
-		watched: map[*guardSlot]struct{}{},
+		watched: map[*Slot]struct{}{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -147,14 +170,20 @@ func newMatchGuard(bound int64) *matchGuard {
 	return g
 }
 
-// close stops the watchdog. No scan may be watched any more.
-func (g *matchGuard) close() {
+// Close stops the watchdog. No scan may be watched any more.
+func (g *Guard) Close() {
 	close(g.stop)
 	<-g.done
 }
 
+// Watches counts the scans watched so far (Begin).
+func (g *Guard) Watches() int64 { return g.watches.Load() }
+
+// Stops counts the scans the watchdog stopped so far.
+func (g *Guard) Stops() int64 { return g.stops.Load() }
+
 // run is the watchdog: it ticks while scans are watched and sleeps otherwise.
-func (g *matchGuard) run() {
+func (g *Guard) run() {
 	defer close(g.done)
 	t := time.NewTimer(guardTick)
 	defer t.Stop()
@@ -186,10 +215,12 @@ func (g *matchGuard) run() {
 	}
 }
 
-// slot returns a thread's slot for the new scanner sc. It runs one scan of
+// Slot returns a thread's slot for the new scanner sc. It runs one scan of
 // no data to check that it reads sc's scan context where go-yara keeps it.
-// sc's callback must be set after slot returns.
-func (g *matchGuard) slot(sc *yara.Scanner) (*guardSlot, error) {
+// sc's callback must be set after Slot returns. The match data each match
+// may hold is read from libyara's YR_CONFIG_MAX_MATCH_DATA now: set it
+// before.
+func (g *Guard) Slot(sc *yara.Scanner) (*Slot, error) {
 	ctx := *(**C.YR_SCAN_CONTEXT)(unsafe.Pointer(sc))
 	var probe contextProbe
 	sc.SetCallback(&probe)
@@ -204,12 +235,12 @@ func (g *matchGuard) slot(sc *yara.Scanner) (*guardSlot, error) {
 	if v, err := yara.GetConfiguration(yara.ConfigMaxMatchData); err == nil {
 		md, _ = v.(int)
 	}
-	s := &guardSlot{g: g, ctx: ctx, data: make([]C.uint32_t, n)}
+	s := &Slot{g: g, ctx: ctx, data: make([]C.uint32_t, n)}
 	if n > 0 {
 		C.fleet_data_bytes(ctx.rules, C.uint32_t(md), &s.data[0], n)
 	}
 	for _, d := range s.data {
-		s.worst += 2 * (matchRecord + uint64(d))
+		s.worst += 2 * (RecordSize + uint64(d))
 	}
 	return s, nil
 }
@@ -225,21 +256,21 @@ func (p *contextProbe) ScanFinished(sc *yara.ScanContext) (bool, error) {
 }
 
 // cost is what the matches of the slot's current scan cost so far.
-func (s *guardSlot) cost() uint64 {
+func (s *Slot) cost() uint64 {
 	if len(s.data) == 0 {
 		return 0
 	}
 	return uint64(C.fleet_match_bytes(s.ctx, &s.data[0], C.uint32_t(len(s.data))))
 }
 
-// needsWatch reports whether a scan of size bytes could pass the bound:
+// NeedsWatch reports whether a scan of size bytes could pass the bound:
 // every string matching at every offset, up to libyara's cap.
-func (s *guardSlot) needsWatch(size int) bool {
+func (s *Slot) NeedsWatch(size int) bool {
 	return s.worst > 0 && uint64(min(size, maxStringMatches)) > s.g.bound/s.worst
 }
 
-// begin starts watching the slot's next scan.
-func (s *guardSlot) begin() {
+// Begin starts watching the slot's next scan.
+func (s *Slot) Begin() {
 	g := s.g
 	g.watches.Add(1)
 	g.mu.Lock()
@@ -252,8 +283,8 @@ func (s *guardSlot) begin() {
 	}
 }
 
-// end stops watching and reports whether the watchdog stopped the scan.
-func (s *guardSlot) end() bool {
+// End stops watching and reports whether the watchdog stopped the scan.
+func (s *Slot) End() bool {
 	g := s.g
 	g.mu.Lock()
 	delete(g.watched, s)
@@ -262,7 +293,7 @@ func (s *guardSlot) end() bool {
 	return t
 }
 
-// over reports whether the matches of the scan the slot watches cost more
+// Over reports whether the matches of the scan the slot watches cost more
 // than the bound; called when the scan has finished, before libyara frees
 // them.
-func (s *guardSlot) over() bool { return s.cost() > s.g.bound }
+func (s *Slot) Over() bool { return s.cost() > s.g.bound }

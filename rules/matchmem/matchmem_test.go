@@ -1,0 +1,68 @@
+package matchmem_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
+)
+
+// The engine's tests (worker/scan matchmem_test.go) and the profiler's
+// (rules profile_test.go) test the guard at work; this one tests how it
+// reads libyara.
+
+// libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
+const libyaraMaxMatchData = 512
+
+// exampleRules have four literal strings, hostileRules(n) n more.
+const exampleRules = `
+rule r1 { meta: weight = 5 strings: $a = "ALPHA" condition: $a }
+rule r2 { meta: weight = 3 strings: $a = "BRAVO" condition: $a }
+rule r3 { meta: weight = 10 strings: $a = "CHARLIE" condition: $a }
+rule py_only { meta: weight = 100 filetype = ".py" strings: $a = "DELTA" condition: $a }
+`
+
+func hostileRules(n int) string {
+	var b strings.Builder
+	b.WriteString("rule hostile { strings:")
+	for i := range n {
+		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("A", 4+i))
+	}
+	b.WriteString(" condition: any of them }\n")
+	return b.String()
+}
+
+// TestGuardReadsTheScanContext checks the slot reads the scanner's scan
+// context where go-yara keeps it (the check Slot itself makes) and that the
+// context describes the rules the scanner was made for.
+func TestGuardReadsTheScanContext(t *testing.T) {
+	rs, err := rules.Compile(rules.Set{Sources: map[string]string{"x": exampleRules, "h": hostileRules(3)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := matchmem.NewGuard(1 << 20)
+	defer g.Close()
+	sc, err := rules.NewScanner(rs.Yara())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Destroy()
+	s, err := g.Slot(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := matchmem.SlotData(s)
+	if len(data) != 4+3 {
+		t.Errorf("%d strings, want 7", len(data))
+	}
+	for i, d := range data {
+		if d == 0 || d > libyaraMaxMatchData {
+			t.Errorf("string %d: %d bytes of data per match", i, d)
+		}
+	}
+	if c := matchmem.SlotCost(s); c != 0 {
+		t.Errorf("cost %d between scans, want 0", c)
+	}
+}
