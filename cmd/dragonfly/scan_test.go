@@ -19,6 +19,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
@@ -117,6 +118,26 @@ func TestScanLimitsFromEnv(t *testing.T) {
 	code, out, _ = runCLI(t, map[string]string{"DRAGONFLY_MAX_SIZE": "100"}, "scan", "--demo-rules", "--format", "json", target)
 	if code != 3 || !strings.Contains(out, "exceeds limit DRAGONFLY_MAX_DOWNLOAD_SIZE (100 bytes)") {
 		t.Fatalf("alias DRAGONFLY_MAX_SIZE: exit %d out %s", code, out)
+	}
+}
+
+// TestScanMatchMemorySetting: DRAGONFLY_MAX_MATCH_MEMORY, which the
+// match_memory limit failure names, sets the bound: a file that matches
+// 200,000 times passes under the default and fails under 1MiB, naming the
+// setting. A bound under 1MiB is a usage error.
+func TestScanMatchMemorySetting(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := testkit.WriteFile(t, dir, "m.yara", "rule many { strings: $a = \"ab\" condition: #a > 0 }\n")
+	target := testkit.WriteFile(t, dir, "many.txt", strings.Repeat("ab", 200_000))
+	if code, out, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--format", "json", target); code != 0 || strings.Contains(out, "match_memory") {
+		t.Fatalf("default bound: exit %d, out %.300s, stderr %q", code, out, errOut)
+	}
+	code, out, _ := runCLI(t, map[string]string{"DRAGONFLY_MAX_MATCH_MEMORY": "1MiB"}, "scan", "--rules", rulesPath, "--format", "json", target)
+	if code != 3 || !strings.Contains(out, "exceeds limit DRAGONFLY_MAX_MATCH_MEMORY (1048576 bytes)") {
+		t.Fatalf("1MiB: exit %d, out %.500s", code, out)
+	}
+	if code, _, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--max-match-memory", "64", target); code != 2 || !strings.Contains(errOut, "DRAGONFLY_MAX_MATCH_MEMORY=64: at least 1048576") {
+		t.Fatalf("64 bytes: exit %d, stderr %q", code, errOut)
 	}
 }
 

@@ -60,6 +60,7 @@ type limitSettings struct {
 	expanded    int64
 	entries     int
 	scanTimeout time.Duration
+	matchMemory int64
 }
 
 func limitFlags(s *cli.Settings, l *limitSettings) {
@@ -72,6 +73,7 @@ func limitFlags(s *cli.Settings, l *limitSettings) {
 	s.Var(cli.Size(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
 	s.Var(cli.Int(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
 	s.Var(cli.Duration(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file (at least 1s; libyara counts whole seconds, rounded up)")
+	s.Var(cli.Size(&l.matchMemory, limit.DefaultMatchMemory), "DRAGONFLY_MAX_MATCH_MEMORY", "maximum memory libyara may hold for the matches of one file's scan, per scanner thread (a file built to match millions of times fails instead)")
 }
 
 // resolve validates the limits and returns them with the size resolution.
@@ -83,12 +85,19 @@ func (l *limitSettings) resolve() (limit.Limits, limit.Resolution, error) {
 		// libyara counts whole seconds and reads 0 as no timeout.
 		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_SCAN_TIMEOUT: at least 1s (libyara counts a scan's timeout in whole seconds)")
 	}
+	if l.matchMemory < minMatchMemory {
+		return limit.Limits{}, limit.Resolution{}, cli.Usage("DRAGONFLY_MAX_MATCH_MEMORY=%d: at least %d (1 MiB: below it ordinary files fail)", l.matchMemory, minMatchMemory)
+	}
 	r := l.sizes.Resolve()
 	return limit.Limits{
 		Download: r.Download, Expanded: l.expanded, File: r.File,
-		Entries: l.entries, ScanTimeout: l.scanTimeout,
+		Entries: l.entries, ScanTimeout: l.scanTimeout, MatchMemory: l.matchMemory,
 	}, r, nil
 }
+
+// minMatchMemory is the least DRAGONFLY_MAX_MATCH_MEMORY: a bound near the
+// cost of one page of matches (1024 of them) would fail ordinary files.
+const minMatchMemory = 1 << 20
 
 // atLeast is the usage error for a setting below its minimum (0 or 1).
 func atLeast(env string, n, min int) error {

@@ -117,7 +117,7 @@ func Profile(ctx context.Context, set rules.Set, targets []string, cfg ProfileCo
 		cfg.Notice(fmt.Sprintf("%s in the directories given %s profiled as bytes (as the fleet scans an archive inside a package), not unpacked; to profile what an archive holds, give it as a target (DIR/*)", Plural(inDirs, "archive"), verb))
 	}
 	rep, err = rules.Profile(ctx, set, files, rules.ProfileConfig{
-		Threads: cfg.Threads, Timeout: cfg.Limits.ScanTimeout, MaxMatchData: 1,
+		Threads: cfg.Threads, Timeout: cfg.Limits.ScanTimeout, MatchMemory: cfg.Limits.MatchMemory, MaxMatchData: 1,
 		Progress: func(done, total int, what string) {
 			progress("profiling %d/%d: %s", done, total, clip.String(what, 128))
 		},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 )
 
 // Limits bound the work and memory one job may cost. Every violation fails the
@@ -34,6 +35,17 @@ type Limits struct {
 	// ScanTimeout bounds the YARA time of one file (DRAGONFLY_SCAN_TIMEOUT).
 	// Default 10 s.
 	ScanTimeout time.Duration
+	// MatchMemory bounds the memory libyara holds for the matches of one
+	// file's scan (DRAGONFLY_MAX_MATCH_MEMORY; package rules/matchmem):
+	// every match of every string is a 56-byte record plus up to
+	// YR_CONFIG_MAX_MATCH_DATA bytes of matched data, kept until the scan
+	// ends. libyara caps each string at 1,000,000 matches but not their sum,
+	// so one crafted file can make a scan hold gigabytes. A scan whose
+	// matches pass the bound is stopped and fails its distribution with a
+	// match_memory limit error naming the file; a scan under it is
+	// untouched. Each scanner thread may hold this much at once, so
+	// threads × MatchMemory bounds a worker. Default 64 MiB.
+	MatchMemory int64
 }
 
 // The default limits (dragonfly-api.md, "Limits").
@@ -44,6 +56,9 @@ const (
 	DefaultEntries       = 65536
 	DefaultDistributions = 128
 	DefaultScanTimeout   = 10 * time.Second
+	// DefaultMatchMemory is this fleet's own bound (no reference client
+	// has one): the match memory guard's.
+	DefaultMatchMemory = matchmem.DefaultBound
 )
 
 // Defaults returns the documented default limits.
@@ -55,6 +70,7 @@ func Defaults() Limits {
 		Entries:       DefaultEntries,
 		Distributions: DefaultDistributions,
 		ScanTimeout:   DefaultScanTimeout,
+		MatchMemory:   DefaultMatchMemory,
 	}
 }
 
@@ -68,6 +84,7 @@ func (l Limits) WithDefaults() Limits {
 	l.Entries = bound.Or(l.Entries, d.Entries)
 	l.Distributions = bound.Or(l.Distributions, d.Distributions)
 	l.ScanTimeout = bound.Or(l.ScanTimeout, d.ScanTimeout)
+	l.MatchMemory = bound.Or(l.MatchMemory, d.MatchMemory)
 	return l
 }
 

@@ -54,11 +54,11 @@ func TestWithDefaults(t *testing.T) {
 	if got := (Limits{}).WithDefaults(); got != Defaults() {
 		t.Fatalf("zero limits: %+v, want %+v", got, Defaults())
 	}
-	neg := Limits{Download: -1, Expanded: -1, File: -1, Entries: -1, Distributions: -1, ScanTimeout: -1}
+	neg := Limits{Download: -1, Expanded: -1, File: -1, Entries: -1, Distributions: -1, ScanTimeout: -1, MatchMemory: -1}
 	if got := neg.WithDefaults(); got != Defaults() {
 		t.Fatalf("negative limits: %+v, want %+v", got, Defaults())
 	}
-	set := Limits{Download: 1, Expanded: 2, File: 3, Entries: 4, Distributions: 5, ScanTimeout: 6}
+	set := Limits{Download: 1, Expanded: 2, File: 3, Entries: 4, Distributions: 5, ScanTimeout: 6, MatchMemory: 7}
 	if got := set.WithDefaults(); got != set {
 		t.Fatalf("set limits: %+v, want them kept", got)
 	}

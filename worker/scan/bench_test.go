@@ -14,6 +14,7 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 	yara "github.com/hillu/go-yara/v4"
 	"golang.org/x/sync/errgroup"
 )
@@ -195,7 +196,7 @@ func BenchmarkMatchGuardOverhead(b *testing.B) {
 		bound int64
 	}{{"guarded", 0}, {"unguarded", 1 << 62}} {
 		b.Run(bc.name, func(b *testing.B) {
-			e := newEngine(b, Config{Threads: runtime.NumCPU(), MatchMemory: bc.bound, MaxMatchData: 1})
+			e := newEngine(b, Config{Threads: runtime.NumCPU(), Limits: limit.Limits{MatchMemory: bc.bound}, MaxMatchData: 1})
 			b.SetBytes(expanded(files))
 			b.ResetTimer()
 			for range b.N {

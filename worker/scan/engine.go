@@ -31,7 +31,7 @@
 // scanned).
 //
 // Memory is bounded four ways: unpacked content by Config.Budget, the
-// libyara matches of one scan by Config.MatchMemory (a watchdog stops a scan
+// libyara matches of one scan by Limits.MatchMemory (a watchdog stops a scan
 // whose matches pass it; see package rules/matchmem), the matched data
 // libyara copies per match by Config.MaxMatchData, and the match cache by
 // Config.MatchCacheSize.
@@ -71,17 +71,6 @@ type Config struct {
 	// waiting for or under a scanner, over all distributions being scanned.
 	// A file larger than Budget is admitted alone. Default 64 MiB.
 	Budget int64
-	// MatchMemory bounds the memory libyara holds for the matches of one
-	// file's scan: every match of every string is a 56-byte record plus up
-	// to MaxMatchData bytes of matched data, kept until the scan ends.
-	// libyara caps each string at 1,000,000 matches but not their sum, so
-	// one crafted file can make a scan hold gigabytes. A scan whose matches
-	// pass the bound is stopped and fails its distribution with a
-	// match_memory limit error (MatchMemory) naming the file; a scan under
-	// it is untouched. Each scanner thread may hold this much at once, so
-	// Threads × MatchMemory bounds the engine. Default 64 MiB
-	// (matchmem.DefaultBound).
-	MatchMemory int64
 	// MaxMatchData bounds the bytes of matched data libyara copies and
 	// keeps per match (YR_CONFIG_MAX_MATCH_DATA). Verdicts never depend on
 	// it: conditions read match counts, offsets and lengths, never the
@@ -131,7 +120,7 @@ type Config struct {
 }
 
 // MatchMemory is the limit a file breaks when its scan holds more match
-// memory than Config.MatchMemory allows.
+// memory than Config.Limits.MatchMemory allows.
 const MatchMemory = limit.MatchMemory
 
 // libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
@@ -147,9 +136,6 @@ func (c Config) withDefaults() Config {
 	c.Limits = c.Limits.WithDefaults()
 	if c.Budget <= 0 {
 		c.Budget = 64 << 20
-	}
-	if c.MatchMemory <= 0 {
-		c.MatchMemory = matchmem.DefaultBound
 	}
 	if c.MaxMatchData <= 0 || c.MatchDetails && c.MaxMatchData < libyaraMaxMatchData {
 		c.MaxMatchData = libyaraMaxMatchData
@@ -236,7 +222,7 @@ func New(cfg Config) *Engine {
 		cfg:    cfg,
 		files:  make(chan *fileTask, 4*cfg.Threads),
 		budget: semaphore.NewWeighted(cfg.Budget),
-		guard:  matchmem.NewGuard(cfg.MatchMemory),
+		guard:  matchmem.NewGuard(cfg.Limits.MatchMemory),
 	}
 	if !cfg.NoMatchCache && !cfg.Exhaustive {
 		e.cache = newMatchCache(cfg.MatchCacheSize)
@@ -899,7 +885,7 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		e.cfg.OnFile(len(t.data), el)
 	}
 	if stopped || cb.over {
-		max := e.cfg.MatchMemory
+		max := e.cfg.Limits.MatchMemory
 		return outcome{fail: func(path string) error { return &limit.Error{Kind: MatchMemory, Max: max, Path: path} }}
 	}
 	if err == nil {

@@ -43,7 +43,7 @@ func asMatchMemory(t *testing.T, err error, path string, bound int64) {
 func TestMatchMemoryStopsTheScan(t *testing.T) {
 	rs := compile(t, map[string]string{"h": hostileRules(8), "r": `rule greedy { strings: $r = /[A-Za-z]{200,}/ condition: $r }`})
 	const bound = 16 << 20
-	e := newEngine(t, Config{Threads: 1, MatchMemory: bound, Limits: limit.Limits{ScanTimeout: time.Minute}})
+	e := newEngine(t, Config{Threads: 1, Limits: limit.Limits{MatchMemory: bound, ScanTimeout: time.Minute}})
 	lines := strings.Repeat(strings.Repeat("A", 255)+"\n", 16<<20/256)
 	data := tgz(t, [2]string{"p/ok.py", "AAAAAAAAAAAAAAAAAAAA"}, [2]string{"p/big.txt", lines})
 	_, err := e.Scan(context.Background(), rs, "p.tar.gz", data)
@@ -70,7 +70,7 @@ func TestMatchMemoryBoundIsExact(t *testing.T) {
 		bound int64
 		fail  bool
 	}{{cost, false}, {cost - 1, true}, {cost / 2, true}} {
-		e := newEngine(t, Config{Threads: 1, MatchMemory: tc.bound})
+		e := newEngine(t, Config{Threads: 1, Limits: limit.Limits{MatchMemory: tc.bound}})
 		res, err := e.Scan(context.Background(), rs, "ab.bin", data)
 		if tc.fail {
 			asMatchMemory(t, err, "ab.bin", tc.bound)
@@ -88,7 +88,7 @@ func TestMatchMemoryWatchesOnlyWhatCanPassTheBound(t *testing.T) {
 	rs := compile(t, map[string]string{"ab": `rule ab { strings: $a = "AB" $b = /B+/ condition: any of them }`})
 	// Per offset at most: 2 × (56 + 4) for $a, 2 × (56 + 512) for $b.
 	worst := int64(2*(matchmem.RecordSize+4) + 2*(matchmem.RecordSize+libyaraMaxMatchData))
-	e := newEngine(t, Config{Threads: 1, MatchMemory: 100 * worst})
+	e := newEngine(t, Config{Threads: 1, Limits: limit.Limits{MatchMemory: 100 * worst}})
 	for _, size := range []int{0, 1, 100} {
 		if _, err := e.Scan(context.Background(), rs, "f", bytes.Repeat([]byte("B"), size)); err != nil {
 			t.Fatal(err)
@@ -133,8 +133,8 @@ func TestMatchMemoryDoesNotChangeVerdicts(t *testing.T) {
 		}
 		return out, e.guard.Watches(), n.Load()
 	}
-	plain, unwatched, _ := run(Config{Threads: 2, MatchMemory: 1 << 62})
-	guarded, watched, scans := run(Config{Threads: 2, MatchMemory: 8 << 10, MaxMatchData: 1})
+	plain, unwatched, _ := run(Config{Threads: 2, Limits: limit.Limits{MatchMemory: 1 << 62}})
+	guarded, watched, scans := run(Config{Threads: 2, Limits: limit.Limits{MatchMemory: 8 << 10}, MaxMatchData: 1})
 	if unwatched != 0 || watched < scans*9/10 {
 		t.Fatalf("%d scans watched without a bound, %d of %d with it: the comparison is void", unwatched, watched, scans)
 	}

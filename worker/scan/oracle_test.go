@@ -19,6 +19,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/demo"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/archive"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
 // TestOracleYaraCLI checks per-file matches against the yara command line
@@ -75,15 +76,15 @@ func TestOracleYaraCLI(t *testing.T) {
 	// Twice: with the defaults, and with every scan watched by the match
 	// memory guard (a bound no file reaches, but every file could) and 1
 	// byte of match data per match: neither may change a match.
-	for _, cfg := range []Config{{Threads: 2}, {Threads: 2, MatchMemory: 8 << 10, MaxMatchData: 1}} {
+	for _, cfg := range []Config{{Threads: 2}, {Threads: 2, Limits: limit.Limits{MatchMemory: 8 << 10}, MaxMatchData: 1}} {
 		var scans atomic.Int64
 		cfg.OnFile = func(int, time.Duration) { scans.Add(1) }
 		e := New(cfg)
 		oracleRun(t, e, yaraBin, rulesFile, rs, dists)
-		if w := e.guard.Watches(); cfg.MatchMemory > 0 && w < scans.Load()*9/10 {
+		if w := e.guard.Watches(); cfg.Limits.MatchMemory > 0 && w < scans.Load()*9/10 {
 			t.Errorf("%d of %d scans watched, want nearly all", w, scans.Load())
 		}
-		t.Logf("match memory %d: %d of %d scans watched", cfg.MatchMemory, e.guard.Watches(), scans.Load())
+		t.Logf("match memory %d: %d of %d scans watched", cfg.Limits.MatchMemory, e.guard.Watches(), scans.Load())
 		e.Close()
 	}
 	New(Config{Threads: 1}).Close() // libyara's default match data again

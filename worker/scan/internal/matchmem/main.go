@@ -1,6 +1,6 @@
 // Command matchmem measures the peak resident memory of scans built to
 // maximise libyara's matches, with and without the engine's match memory
-// guard (scan.Config.MatchMemory) and for two match data settings
+// guard (limit.Limits.MatchMemory) and for two match data settings
 // (scan.Config.MaxMatchData). Each case runs in a child process of its own,
 // which reports the VmHWM of /proc/self/status before and after its scan:
 // libyara allocates its matches in C, where the Go heap does not see them.
@@ -215,8 +215,8 @@ func runCase(p params) (report, error) {
 		return report{}, err
 	}
 	data := generate(p.File, p.Size)
-	e := scan.New(scan.Config{Threads: 1, MatchMemory: p.MatchMemory, MaxMatchData: p.MaxMatchData,
-		Limits: limit.Limits{ScanTimeout: 5 * time.Minute, File: 64 << 20}})
+	e := scan.New(scan.Config{Threads: 1, MaxMatchData: p.MaxMatchData,
+		Limits: limit.Limits{ScanTimeout: 5 * time.Minute, File: 64 << 20, MatchMemory: p.MatchMemory}})
 	defer e.Close()
 	var r report
 	if r.HWMBefore, err = hwm(); err != nil {
