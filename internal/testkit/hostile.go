@@ -304,3 +304,17 @@ func HostileServer(t testing.TB, cases []HostileCase) *httptest.Server {
 
 // Clean reports whether the case must scan clean (no failure).
 func (c HostileCase) Clean() bool { return c.Kind == fleetv1.FailureKind_FAILURE_KIND_UNSPECIFIED }
+
+// GreedyRules is one rule, "hostile", of n literal strings ("AAAA",
+// "AAAAA", ...) that all match at every offset of a run of 'A's: each
+// reaches libyara's 1,000,000 matches per string, what the match memory
+// guard's tests need.
+func GreedyRules(n int) string {
+	var b strings.Builder
+	b.WriteString("rule hostile { strings:")
+	for i := range n {
+		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("A", 4+i))
+	}
+	b.WriteString(" condition: any of them }\n")
+	return b.String()
+}

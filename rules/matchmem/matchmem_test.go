@@ -1,10 +1,9 @@
 package matchmem_test
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 )
@@ -16,7 +15,7 @@ import (
 // libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
 const libyaraMaxMatchData = 512
 
-// exampleRules have four literal strings, hostileRules(n) n more.
+// exampleRules have four literal strings, testkit.GreedyRules(n) n more.
 const exampleRules = `
 rule r1 { meta: weight = 5 strings: $a = "ALPHA" condition: $a }
 rule r2 { meta: weight = 3 strings: $a = "BRAVO" condition: $a }
@@ -24,21 +23,11 @@ rule r3 { meta: weight = 10 strings: $a = "CHARLIE" condition: $a }
 rule py_only { meta: weight = 100 filetype = ".py" strings: $a = "DELTA" condition: $a }
 `
 
-func hostileRules(n int) string {
-	var b strings.Builder
-	b.WriteString("rule hostile { strings:")
-	for i := range n {
-		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("A", 4+i))
-	}
-	b.WriteString(" condition: any of them }\n")
-	return b.String()
-}
-
 // TestGuardReadsTheScanContext checks the slot reads the scanner's scan
 // context where go-yara keeps it (the check Slot itself makes) and that the
 // context describes the rules the scanner was made for.
 func TestGuardReadsTheScanContext(t *testing.T) {
-	rs, err := rules.Compile(rules.Set{Sources: map[string]string{"x": exampleRules, "h": hostileRules(3)}})
+	rs, err := rules.Compile(rules.Set{Sources: map[string]string{"x": exampleRules, "h": testkit.GreedyRules(3)}})
 	if err != nil {
 		t.Fatal(err)
 	}

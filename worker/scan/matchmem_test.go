@@ -11,22 +11,11 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/demo"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules/matchmem"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	yara "github.com/hillu/go-yara/v4"
 )
-
-// hostileRules has n literal strings that all match at every offset of a
-// run of 'A's: each reaches libyara's 1,000,000 matches per string.
-func hostileRules(n int) string {
-	var b strings.Builder
-	b.WriteString("rule hostile { strings:")
-	for i := range n {
-		fmt.Fprintf(&b, " $a%d = %q", i, strings.Repeat("A", 4+i))
-	}
-	b.WriteString(" condition: any of them }\n")
-	return b.String()
-}
 
 func asMatchMemory(t *testing.T, err error, path string, bound int64) {
 	t.Helper()
@@ -41,7 +30,7 @@ func asMatchMemory(t *testing.T, err error, path string, bound int64) {
 // stops the scan near the 16 MiB bound and the distribution fails naming
 // the file.
 func TestMatchMemoryStopsTheScan(t *testing.T) {
-	rs := compile(t, map[string]string{"h": hostileRules(8), "r": `rule greedy { strings: $r = /[A-Za-z]{200,}/ condition: $r }`})
+	rs := compile(t, map[string]string{"h": testkit.GreedyRules(8), "r": `rule greedy { strings: $r = /[A-Za-z]{200,}/ condition: $r }`})
 	const bound = 16 << 20
 	e := newEngine(t, Config{Threads: 1, Limits: limit.Limits{MatchMemory: bound, ScanTimeout: time.Minute}})
 	lines := strings.Repeat(strings.Repeat("A", 255)+"\n", 16<<20/256)
