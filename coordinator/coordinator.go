@@ -398,7 +398,7 @@ var eventLogs = map[dispatch.EventKind]struct {
 	dispatch.EventVerifyDecided:      {slog.LevelError, "spot check decided", []string{"identities", "quarantined", "reason"}},
 	dispatch.EventQuarantine:         {slog.LevelError, "worker quarantined: no more tasks; its unreported results are discarded", []string{"reason"}},
 	dispatch.EventSessionSuspended:   {slog.LevelWarn, "worker session suspended: it handed back more tasks than it holds without draining", []string{"reason"}},
-	dispatch.EventNoVerdictRetry:     {slog.LevelInfo, "download or limit failure retried on another worker", []string{"reason"}},
+	dispatch.EventNoVerdictRetry:     {slog.LevelInfo, "download, host or limit failure retried on another worker", []string{"reason"}},
 	dispatch.EventVerifyInconclusive: {slog.LevelWarn, "spot check inconclusive: one side could not download or hit a limit", []string{"identities", "reason"}},
 }
 

@@ -409,7 +409,7 @@ func TestLossesPerSessionOnceFew(t *testing.T) {
 	}
 }
 
-// TestNoVerdictRetried (review M1): a download or limit failure of a task
+// TestNoVerdictRetried (review M1): a download, host or limit failure of a task
 // not spot-checked gets one more copy on another identity; that copy's
 // result is the task's, and nobody is quarantined.
 func TestNoVerdictRetried(t *testing.T) {
@@ -456,6 +456,21 @@ func TestNoVerdictRetried(t *testing.T) {
 		h.d.Leave("a2", LeaveClean)
 		if x := identityOf(t, h.d.Snapshot(), "A"); x.Sessions != 0 || x.NoVerdictFailures != 1 {
 			t.Fatalf("A = %+v", x)
+		}
+	})
+	t.Run("a host one worker refuses is retried", func(t *testing.T) {
+		// A's DRAGONFLY_ALLOWED_HOSTS is narrower than the fleet's: its
+		// refusal says nothing about the release, and was final.
+		h, _, ta := heldByA(t, Config{})
+		b := h.joinAs("b", "B", 1, "h1")
+		h.d.Result("a", Result{TaskID: ta.ID, Failure: "distribution u1: host files.example not allowed", FailureKind: KindHost}, at(1))
+		tb := one(t, b)
+		h.d.Result("b", Result{TaskID: tb.ID, Dist: bad()}, at(2))
+		if o := outcomeOf(t, h, "p"); o.Failure != "" || o.Package.Score != 100 {
+			t.Fatalf("outcome = %+v, want b's scan", o)
+		}
+		if h.d.Quarantined("A") {
+			t.Fatal("a host refusal quarantined its worker")
 		}
 	})
 	t.Run("retry fails too", func(t *testing.T) {

@@ -57,7 +57,7 @@
 // A task has copies (assignments, each with its own task ID) and votes (the
 // results of distinct identities). It needs one vote, two when picked for a
 // spot check, three after a mismatch. Spot check results compare the outcome
-// class (success; failure; download or limit failure, which is no verdict)
+// class (success; failure; download, host or limit failure, which is no verdict)
 // and, for successes, the score, the rules (names and weights), the top file
 // and its score. Settling a mismatch:
 //   - with three votes, two agreeing verdicts win and every verdict that
@@ -67,9 +67,9 @@
 //   - otherwise (no third identity, no majority): a verdict failure stands
 //     against anything; of two or more successes the highest score is
 //     reported (a lie can only make a verdict cleaner); a success against a
-//     download or limit failure leaves the failure standing.
+//     download, host or limit failure leaves the failure standing.
 //
-// A download or limit failure never quarantines anyone (an honest worker on a
+// A download, host or limit failure never quarantines anyone (an honest worker on a
 // network blip or with smaller limits disagrees that way): it is no vote in a
 // majority, and it is counted per identity (IdentityLoad.NoVerdictFailures).
 // As the only vote of a task, it is final only after a retry: when another
@@ -253,7 +253,7 @@ type Result struct {
 	// Failure is a one-line reason the distribution could not be scanned.
 	Failure string
 	// FailureKind classifies a failure: the wire's fleetv1.FailureKind name
-	// (KindDownload and KindLimit are no verdict in spot checks).
+	// (KindDownload, KindHost and KindLimit are no verdict in spot checks).
 	FailureKind string
 	Stats       TaskStats
 }
@@ -363,7 +363,7 @@ type Counters struct {
 	TasksLost         int64 // started copies of sessions that ended as lost
 	JobsLostFailed    int64 // jobs failed: a distribution lost by 3 identities (or sessions)
 
-	// NoVerdictRetries are download or limit failures that got one more copy
+	// NoVerdictRetries are download, host or limit failures that got one more copy
 	// on another identity; of those, NoVerdictOverruled were settled by that
 	// copy's verdict, NoVerdictConfirmed ended as a no-verdict failure (the
 	// copy failed so too, or did not answer in time).
@@ -417,7 +417,7 @@ type task struct {
 	// returners returned it without draining (at most maxReturners, newest
 	// last); pick avoids them while someone else could take it.
 	returners []returner
-	// noVerdict is a download or limit failure waiting for a retry's
+	// noVerdict is a download, host or limit failure waiting for a retry's
 	// result (not a vote meanwhile); retried is set once a retry was made.
 	noVerdict *vote
 	retried   bool
@@ -493,7 +493,7 @@ type idState struct {
 	jobs        map[*job]int // of those, per job
 	overdue     int          // of those, overdue
 	answered    int64        // results its sessions sent for copies they held
-	noVerdict   int64        // download or limit failures it reported
+	noVerdict   int64        // download, host or limit failures it reported
 	returns     int64        // copies its sessions handed back without draining
 }
 
@@ -1006,7 +1006,7 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 	d.schedule(t)
 }
 
-// retry holds back a download or limit failure, the first vote of a task
+// retry holds back a download, host or limit failure, the first vote of a task
 // not spot-checked, and asks for one more copy on another identity: when the
 // task was not retried yet, its lease is not ending (the backup reserve) and
 // a copy on another identity runs or another identity is ready. It reports
@@ -1649,7 +1649,7 @@ type IdentityLoad struct {
 	// Config.MaxIdentityCredits).
 	Outstanding int
 	Credits     int
-	// NoVerdictFailures are the download or limit failures it reported (no
+	// NoVerdictFailures are the download, host or limit failures it reported (no
 	// verdict: never a reason to quarantine, but a worker that often cannot
 	// fetch may be lying); Returned the copies its sessions handed back
 	// without draining.

@@ -37,12 +37,15 @@ func (r LeaveReason) String() string {
 
 // Failure kinds (Result.FailureKind) that are no verdict on the input: the
 // names of the wire's fleetv1.FailureKind values, as its String method gives
-// them. A download failure (the worker could not fetch the distribution) or a
-// limit failure (limits and speed differ between workers) never quarantines
-// anyone and is no vote in a spot check's majority. Every other kind,
-// including none, is a verdict.
+// them. A download failure (the worker could not fetch the distribution), a
+// host failure (the worker's DRAGONFLY_ALLOWED_HOSTS or its resolver refused
+// the URL's host: settings that differ between workers) or a limit failure
+// (limits and speed differ between workers) never quarantines anyone and is
+// no vote in a spot check's majority. Every other kind, including none, is
+// a verdict.
 const (
 	KindDownload = "FAILURE_KIND_DOWNLOAD"
+	KindHost     = "FAILURE_KIND_HOST"
 	KindLimit    = "FAILURE_KIND_LIMIT"
 )
 
@@ -87,7 +90,7 @@ const (
 	// slots + prefetch tasks within a minute; it gets no new tasks for two
 	// minutes (Reason says so).
 	EventSessionSuspended
-	// EventNoVerdictRetry: a download or limit failure (Identity's, of task
+	// EventNoVerdictRetry: a download, host or limit failure (Identity's, of task
 	// TaskID) is held back while one more copy is scanned on another identity;
 	// that copy's result is the task's. Nobody is quarantined for it.
 	EventNoVerdictRetry

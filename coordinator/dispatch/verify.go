@@ -16,14 +16,14 @@ type class uint8
 const (
 	classSuccess   class = iota
 	classFailure         // a verdict: the input cannot be scanned
-	classNoVerdict       // a download or limit failure: says nothing about the input
+	classNoVerdict       // a download, host or limit failure: says nothing about the input
 )
 
 func classOf(r Result) class {
 	switch {
 	case r.Dist != nil:
 		return classSuccess
-	case r.FailureKind == KindDownload || r.FailureKind == KindLimit:
+	case r.FailureKind == KindDownload || r.FailureKind == KindHost || r.FailureKind == KindLimit:
 		return classNoVerdict
 	}
 	return classFailure
