@@ -135,6 +135,10 @@ func decodeJob(r json.RawMessage) (Job, error) {
 		return Job{}, fmt.Errorf("missing %s", strings.Join(missing, ", "))
 	}
 	name, version := clip.String(*w.Name, 256), clip.String(*w.Version, 128)
+	if len(*w.Name) > protocol.MaxTextBytes || len(*w.Version) > protocol.MaxTextBytes {
+		// A task could not carry it, and a report would echo it.
+		return Job{}, fmt.Errorf("(%q %q): name of %d bytes or version of %d: over the %d a task carries", name, version, len(*w.Name), len(*w.Version), protocol.MaxTextBytes)
+	}
 	if strings.ContainsRune(*w.Name, 0) || strings.ContainsRune(*w.Version, 0) {
 		// Name and version joined with a NUL key a release (in flight and
 		// in the outbox): "a\x00b" version "c" and "a" version "b\x00c"

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/protocol"
 )
 
 const (
@@ -157,6 +158,7 @@ func TestLeaseDecoding(t *testing.T) {
 		{name: "missing hash and distributions", body: `[{"name":"a","version":"1"}]`, check: leased()},
 		{name: "second job bad", body: `[{"name":"a","version":"1","distributions":[],"hash":"h"},{"name":"","version":"1","distributions":[],"hash":"h"}]`, check: leased("a")},
 		{name: "attempt not an integer", body: `[{"name":"a","version":"1","distributions":[],"hash":"h","attempt":"one"},{"name":"b","version":"1","distributions":[],"hash":"h"}]`, check: leased("b")},
+		{name: "name or version too long for a task", body: `[{"name":"` + strings.Repeat("n", protocol.MaxTextBytes+1) + `","version":"1","distributions":[],"hash":"h"},{"name":"a","version":"` + strings.Repeat("v", protocol.MaxTextBytes+1) + `","distributions":[],"hash":"h"},{"name":"d","version":"1","distributions":[],"hash":"h"}]`, check: leased("d")},
 		{name: "null job", body: `[null,{"name":"b","version":"1","distributions":[],"hash":"h"}]`, check: leased("b")},
 		{name: "NUL in name or version", body: `[{"name":"a\u0000b","version":"c","distributions":[],"hash":"h"},{"name":"a","version":"b\u0000c","distributions":[],"hash":"h"},{"name":"d","version":"1","distributions":[],"hash":"h"}]`, check: leased("d")},
 		{name: "object not array", body: `{"detail":"no jobs"}`, wantErr: "want an array of jobs"},
