@@ -93,7 +93,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 	if err != nil {
 		return cli.Exit(2, err)
 	}
-	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %d rules\n", from, clip.String(compiled.Hash(), 256), compiled.Len())
+	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %s\n", from, clip.String(compiled.Hash(), 256), workbench.Plural(compiled.Len(), "rule"))
 
 	var jobs []scanrun.Job
 	if cfg.demo {

@@ -255,7 +255,7 @@ func TestScanRulesRequired(t *testing.T) {
 	rulesFile := filepath.Join(t.TempDir(), "one.yara")
 	os.WriteFile(rulesFile, []byte(`rule one_rule { meta: weight = 2 strings: $a = "exec(" condition: $a }`), 0o644)
 	code, _, errOut = runCLI(t, nil, "scan", target, "--rules", rulesFile, "--format", "json")
-	if code != 0 || !strings.Contains(errOut, "rules from "+rulesFile+": hash ") || !strings.Contains(errOut, ", 1 rules") {
+	if code != 0 || !strings.Contains(errOut, "rules from "+rulesFile+": hash ") || !strings.Contains(errOut, ", 1 rule\n") {
 		t.Errorf("exit %d stderr %q", code, errOut)
 	}
 }
@@ -320,7 +320,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"score":3`) {
 		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 	}
-	want := "rules from the Dragonfly API at " + api.srv.URL + " (credentials: cloudflare access service token (from DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, as the 2024-25 client sent it)): hash 0123abcd, 1 rules"
+	want := "rules from the Dragonfly API at " + api.srv.URL + " (credentials: cloudflare access service token (from DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, as the 2024-25 client sent it)): hash 0123abcd, 1 rule"
 	if !strings.Contains(errOut, want) {
 		t.Errorf("stderr %q lacks %q", errOut, want)
 	}
@@ -342,7 +342,7 @@ func TestScanRulesFromAPI(t *testing.T) {
 		t.Fatalf("API down: exit %d stdout %q stderr %q", code, out, errOut)
 	}
 	for _, w := range []string{"warning: the Dragonfly API is unreachable", "503", "using the cached rule set 0123abcd fetched 3h00m ago (" + cached + ")",
-		"rules from the cache of the Dragonfly API at " + api.srv.URL + " (fetched 3h00m ago): hash 0123abcd, 1 rules"} {
+		"rules from the cache of the Dragonfly API at " + api.srv.URL + " (fetched 3h00m ago): hash 0123abcd, 1 rule"} {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("API down: stderr %q lacks %q", errOut, w)
 		}

@@ -68,9 +68,18 @@ func CheckSummary(rep rules.Report, files int) string {
 	errs := rep.Errors()
 	warns := len(rep.Diagnostics) - errs
 	if rep.Compiled == nil {
-		return fmt.Sprintf("%s do not compile: %s, %s", Plural(files, "file"), Plural(errs, "error"), Plural(warns, "warning"))
+		return fmt.Sprintf("%s %s not compile: %s, %s", Plural(files, "file"), verb(files, "does", "do"), Plural(errs, "error"), Plural(warns, "warning"))
 	}
-	return fmt.Sprintf("%s in %s compile: %s", Plural(rep.Compiled.Len(), "rule"), Plural(files, "file"), Plural(warns, "warning"))
+	n := rep.Compiled.Len()
+	return fmt.Sprintf("%s in %s %s: %s", Plural(n, "rule"), Plural(files, "file"), verb(n, "compiles", "compile"), Plural(warns, "warning"))
+}
+
+// verb is one when n is 1, else many: "1 file does", "2 files do".
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // ProfileConfig configures Profile.

@@ -134,3 +134,29 @@ func TestLoad(t *testing.T) {
 		t.Errorf("duplicate stem: %v", err)
 	}
 }
+
+// TestCheckSummaryGrammar: the verb agrees with its count ("1 file does
+// not compile", "1 rule in 1 file compiles").
+func TestCheckSummaryGrammar(t *testing.T) {
+	bad, err := rules.Check(rules.Set{Sources: map[string]string{"a": "rule a { condition: nope }"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := rules.Check(rules.Set{Sources: map[string]string{"a": "rule a { condition: true }"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rep   rules.Report
+		files int
+		want  string
+	}{
+		{bad, 1, "1 file does not compile: 1 error, 0 warnings"},
+		{bad, 2, "2 files do not compile: 1 error, 0 warnings"},
+		{one, 1, "1 rule in 1 file compiles: 0 warnings"},
+	} {
+		if got := CheckSummary(tc.rep, tc.files); got != tc.want {
+			t.Errorf("CheckSummary = %q, want %q", got, tc.want)
+		}
+	}
+}
