@@ -212,13 +212,21 @@ func ruleSetMsg(set rules.Set) *fleetv1.RuleSet {
 	return &fleetv1.RuleSet{Hash: set.Hash, Sources: set.Sources}
 }
 
-// rulesChanged offers a new rule set to every session.
+// rulesChanged offers a new rule set to every session (which compiles it:
+// the dispatcher is told, for spot checks that may wait for it).
 func (c *Coordinator) rulesChanged(set rules.Set) {
 	msg := ruleSetMsg(set)
+	var offered []string
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.sessions {
-		s.offerRules(msg)
+	for id, s := range c.sessions {
+		if s.offerRules(msg) {
+			offered = append(offered, id)
+		}
+	}
+	c.mu.Unlock()
+	now := c.cfg.Now()
+	for _, id := range offered {
+		c.disp.RulesOffered(id, set.Hash, now)
 	}
 }
 
@@ -411,6 +419,10 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		s.end()
 		return nil, status.Error(codes.Internal, err.Error())
 	}
+	if set := c.rules.current(); set.Hash != "" {
+		// It compiles them now: spot checks may wait for it (compileWait).
+		c.disp.RulesOffered(s.info.SessionID, set.Hash, now)
+	}
 	c.obs.SessionStarted(s.info)
 	return s, nil
 }
@@ -545,6 +557,7 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 		case rs.GetEvicted():
 			c.disp.ForgetRulesAt(id, hash)
 		case rs.GetError() != "":
+			c.disp.RulesFailed(id, hash)
 			c.log.Error("worker could not compile rules", "session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
 		default:
 			c.disp.RulesReady(id, hash)

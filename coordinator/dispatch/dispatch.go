@@ -116,6 +116,13 @@ import (
 // maxIdentity bounds an identity string (it comes from a worker).
 const maxIdentity = 256
 
+// compileWait is how long a spot check waits for a session still compiling
+// the task's rules (RulesOffered) when no other identity is ready: longer
+// than an honest worker takes to compile a large rule set, far shorter than
+// a lease. A session that never says ready or failed delays such a check
+// by this much, once per rules hash.
+const compileWait = 30 * time.Second
+
 // maxReady bounds the rules hashes remembered per session (a worker keeps a
 // few recent rule sets); beyond it the oldest is forgotten.
 const maxReady = 16
@@ -461,14 +468,17 @@ type assign struct {
 // assignee is a worker session as the dispatcher sees it: credits, the
 // copies it holds, the rules it has ready.
 type assignee struct {
-	id          string
-	identity    string
-	ident       *idState
-	seq         uint64
-	slots       int
-	claimed     int
-	ready       map[string]bool
-	readySeq    []string // ready's hashes, oldest first
+	id       string
+	identity string
+	ident    *idState
+	seq      uint64
+	slots    int
+	claimed  int
+	ready    map[string]bool
+	readySeq []string // ready's hashes, oldest first
+	// compiling holds the rules hashes offered to the session and neither
+	// ready nor failed yet, with when each was offered (at most maxReady).
+	compiling   map[string]time.Time
 	outstanding map[uint64]*assign
 	jobs        map[*job]int // outstanding copies per job (release affinity)
 	draining    bool
@@ -598,7 +608,7 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 	d.sessions[id] = &assignee{
 		id: id, identity: identity, ident: d.joinIdentity(identity), seq: d.sessSeq,
 		slots: min(max(slots, 1), d.cfg.MaxSlots), claimed: slots,
-		ready: map[string]bool{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
+		ready: map[string]bool{}, compiling: map[string]time.Time{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
 		quarantined: d.quar[identity] != nil, sink: sink, joined: now,
 	}
 	return nil
@@ -663,6 +673,7 @@ func (d *Dispatcher) RulesReady(id, hash string) {
 		return
 	}
 	s.ready[hash] = true
+	delete(s.compiling, hash)
 	s.readySeq = append(s.readySeq, hash)
 	if len(s.readySeq) > maxReady {
 		delete(s.ready, s.readySeq[0])
@@ -672,13 +683,43 @@ func (d *Dispatcher) RulesReady(id, hash string) {
 	d.signal()
 }
 
+// RulesOffered records that a session was sent the rules hash and is
+// compiling it: for up to compileWait a spot check (or a no-verdict
+// failure's retry) waits for it instead of being given up because no other
+// identity is ready yet. Right after a rules change a worker that only
+// claims to be ready is otherwise the one ready identity, and every task
+// leased then went unchecked.
+func (d *Dispatcher) RulesOffered(id, hash string, now time.Time) {
+	d.lock(now)
+	defer d.unlock()
+	s := d.sessions[id]
+	if s == nil || s.ready[hash] || len(s.compiling) >= maxReady {
+		return
+	}
+	if _, ok := s.compiling[hash]; !ok {
+		s.compiling[hash] = now
+	}
+}
+
+// RulesFailed records that a session could not compile the rules hash.
+func (d *Dispatcher) RulesFailed(id, hash string) {
+	d.mu.Lock()
+	defer d.unlock()
+	if s := d.sessions[id]; s != nil {
+		delete(s.compiling, hash)
+	}
+}
+
 // ForgetRulesAt records that a session no longer holds a rules hash.
 func (d *Dispatcher) ForgetRulesAt(id, hash string) {
 	d.mu.Lock()
 	defer d.unlock()
-	if s := d.sessions[id]; s != nil && s.ready[hash] {
-		delete(s.ready, hash)
-		s.readySeq = slices.DeleteFunc(s.readySeq, func(h string) bool { return h == hash })
+	if s := d.sessions[id]; s != nil {
+		delete(s.compiling, hash)
+		if s.ready[hash] {
+			delete(s.ready, hash)
+			s.readySeq = slices.DeleteFunc(s.readySeq, func(h string) bool { return h == hash })
+		}
 	}
 }
 
@@ -997,7 +1038,7 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 		}
 	}
 	t.votes = append(t.votes, v)
-	if t.want == 2 && len(t.votes) == 1 && len(t.copies) == 0 && !d.otherIdentity(t) {
+	if t.want == 2 && len(t.votes) == 1 && len(t.copies) == 0 && !d.otherIdentitySoon(t) {
 		// A spot check no second identity can take: spot checks are off.
 		d.giveUp(t, "spot checks off: fewer than two identities ready")
 		return
@@ -1076,7 +1117,7 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 		case !t.live(): // its job ended meanwhile
 		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve)):
 			d.giveUp(t, "the lease is ending")
-		case !d.otherIdentity(t) && (t.want >= 2 || len(t.copies) == 0):
+		case !d.otherIdentitySoon(t) && (t.want >= 2 || len(t.copies) == 0):
 			// A retry copy still running may answer before the lease ends.
 			d.giveUp(t, "no other identity is ready")
 		}
@@ -1549,6 +1590,22 @@ func (d *Dispatcher) readyIdentities() int {
 func (d *Dispatcher) otherIdentity(t *task) bool {
 	for _, s := range d.sessions {
 		if d.takes(s, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// otherIdentitySoon is otherIdentity, or a session of another identity
+// still compiling the task's rules, offered them less than compileWait ago
+// (and neither draining, quarantined nor suspended).
+func (d *Dispatcher) otherIdentitySoon(t *task) bool {
+	if d.otherIdentity(t) {
+		return true
+	}
+	for _, s := range d.sessions {
+		at, ok := s.compiling[t.job.RulesHash]
+		if ok && d.now.Sub(at) < compileWait && !s.draining && !s.quarantined && !d.suspended(s) && !t.holds(s.identity) {
 			return true
 		}
 	}

@@ -890,3 +890,59 @@ func TestLostBackupIsReplaced(t *testing.T) {
 		t.Fatalf("outcome = %+v", o)
 	}
 }
+
+// TestSpotCheckWaitsForAnIdentityCompiling: right after a rules change a
+// worker that only claims its rules ready is the one ready identity; the
+// honest ones are still compiling. A check of its answer waits for them
+// (RulesOffered) up to compileWait, then goes to the first that is ready;
+// it is given up when none is ready within compileWait, or when the only
+// one compiling fails.
+func TestSpotCheckWaitsForAnIdentityCompiling(t *testing.T) {
+	start := func(t *testing.T) (*harness, *sink, Task) {
+		h := newHarness(t, Config{VerifyRate: 1})
+		liar := h.joinAs("liar", "L", 1, "h1")
+		h.joinAs("honest", "H", 1)
+		h.d.RulesOffered("honest", "h1", t0)
+		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+		tl := one(t, liar)
+		h.d.Tick(at(1))
+		h.d.Result("liar", Result{TaskID: tl.ID, Dist: clean()}, at(1))
+		h.d.Tick(at(2))
+		if len(h.outcomes()) != 0 {
+			t.Fatalf("finished unchecked while an identity compiles: %+v", h.outcomes())
+		}
+		return h, liar, tl
+	}
+	t.Run("checked once it is ready", func(t *testing.T) {
+		h, _, _ := start(t)
+		h.d.RulesReady("honest", "h1")
+		th := one(t, h.sinks["honest"])
+		h.d.Result("honest", Result{TaskID: th.ID, Dist: bad()}, at(3))
+		h.d.Tick(at(3))
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 0 {
+			t.Fatalf("skipped: %+v", ev)
+		}
+		if ev := h.eventsOf(EventVerifyMismatch); len(ev) != 1 {
+			t.Fatalf("the liar's clean answer was not found out: events %+v", h.eventsOf(EventVerifyMismatch))
+		}
+	})
+	t.Run("given up after compileWait", func(t *testing.T) {
+		h, _, _ := start(t)
+		h.d.Tick(t0.Add(compileWait - time.Second))
+		if len(h.outcomes()) != 0 {
+			t.Fatal("gave up before compileWait")
+		}
+		h.d.Tick(t0.Add(compileWait))
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 || ev[0].Reason != "no other identity is ready" {
+			t.Fatalf("events = %+v", ev)
+		}
+	})
+	t.Run("given up when its compile fails", func(t *testing.T) {
+		h, _, _ := start(t)
+		h.d.RulesFailed("honest", "h1")
+		h.d.Tick(at(3))
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 {
+			t.Fatalf("events = %+v", ev)
+		}
+	})
+}
