@@ -80,7 +80,9 @@
 // it, leaves the first failure standing. At most one retry per task. Every
 // other failure is a verdict and final at once. With fewer than two
 // identities ready, spot checks are off (Snapshot.SpotChecks) and picked
-// tasks finish unchecked.
+// tasks finish unchecked, unless a session of another identity is still
+// compiling the task's rules (RulesOffered, at most compileWait): then the
+// check waits for it.
 //
 // Bounds: slots per session (MaxSlots), tasks and counted credits per
 // identity (MaxIdentityCredits), rules hashes remembered per session (16),
@@ -936,8 +938,8 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 			// Picked here, checked when a second identity can take a
 			// copy: now, or by the time the first copy answers (workers
 			// still joining, a session that held the job cut). Tick gives
-			// the check up while no other identity is ready, or when the
-			// lease is ending.
+			// the check up while no other identity is ready or compiling
+			// the rules (otherIdentitySoon), or when the lease is ending.
 			if d.cfg.VerifyRate > 0 && d.cfg.Rand() < d.cfg.VerifyRate {
 				t.verify, t.want = true, 2
 				d.counters.VerifyPicked++
@@ -1079,7 +1081,7 @@ func (d *Dispatcher) retry(t *task, v vote) bool {
 // first dispatch, for a backup from its own) and dispatches backups of them,
 // finishes spot checks and no-verdict retries that cannot be completed (a
 // copy they wait for is overdue or unplaced, and no other identity is ready
-// or the lease is ending), ends suspensions that are over, drops jobs whose
+// or compiling the rules, or the lease is ending), ends suspensions that are over, drops jobs whose
 // lease ended with work still waiting for a worker, and abandons jobs that
 // outlived MaxJobAge.
 func (d *Dispatcher) Tick(now time.Time) TickReport {
