@@ -1600,10 +1600,15 @@ func (d *Dispatcher) otherIdentity(t *task) bool {
 
 // otherIdentitySoon is otherIdentity, or a session of another identity
 // still compiling the task's rules, offered them less than compileWait ago
-// (and neither draining, quarantined nor suspended).
+// (and neither draining, quarantined nor suspended), while the task's job
+// was leased less than compileWait ago: a worker that reconnects again and
+// again, compiling anew each time, delays a check by compileWait at most.
 func (d *Dispatcher) otherIdentitySoon(t *task) bool {
 	if d.otherIdentity(t) {
 		return true
+	}
+	if d.now.Sub(t.job.LeasedAt) >= compileWait {
+		return false
 	}
 	for _, s := range d.sessions {
 		at, ok := s.compiling[t.job.RulesHash]

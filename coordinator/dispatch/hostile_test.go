@@ -937,6 +937,15 @@ func TestSpotCheckWaitsForAnIdentityCompiling(t *testing.T) {
 			t.Fatalf("events = %+v", ev)
 		}
 	})
+	t.Run("a session offered the rules later does not extend the wait", func(t *testing.T) {
+		h, _, _ := start(t)
+		h.joinAs("again", "H2", 1)
+		h.d.RulesOffered("again", "h1", t0.Add(compileWait-time.Second))
+		h.d.Tick(t0.Add(compileWait))
+		if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 {
+			t.Fatalf("a new compiling session kept the check waiting past compileWait from the lease: %+v", ev)
+		}
+	})
 	t.Run("given up when its compile fails", func(t *testing.T) {
 		h, _, _ := start(t)
 		h.d.RulesFailed("honest", "h1")
