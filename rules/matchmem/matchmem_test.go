@@ -15,19 +15,15 @@ import (
 // libyaraMaxMatchData is libyara's default YR_CONFIG_MAX_MATCH_DATA.
 const libyaraMaxMatchData = 512
 
-// exampleRules have four literal strings, testkit.GreedyRules(n) n more.
-const exampleRules = `
-rule r1 { meta: weight = 5 strings: $a = "ALPHA" condition: $a }
-rule r2 { meta: weight = 3 strings: $a = "BRAVO" condition: $a }
-rule r3 { meta: weight = 10 strings: $a = "CHARLIE" condition: $a }
-rule py_only { meta: weight = 100 filetype = ".py" strings: $a = "DELTA" condition: $a }
-`
+// fourStrings is a rule of four literal strings; testkit.GreedyRules(n)
+// adds n more.
+const fourStrings = `rule four { strings: $a = "ALPHA" $b = "BRAVO" $c = "CHARLIE" $d = "DELTA" condition: any of them }`
 
 // TestGuardReadsTheScanContext checks the slot reads the scanner's scan
 // context where go-yara keeps it (the check Slot itself makes) and that the
 // context describes the rules the scanner was made for.
 func TestGuardReadsTheScanContext(t *testing.T) {
-	rs, err := rules.Compile(rules.Set{Sources: map[string]string{"x": exampleRules, "h": testkit.GreedyRules(3)}})
+	rs, err := rules.Compile(rules.Set{Sources: map[string]string{"x": fourStrings, "h": testkit.GreedyRules(3)}})
 	if err != nil {
 		t.Fatal(err)
 	}
