@@ -214,19 +214,28 @@ func ruleSetMsg(set rules.Set) *fleetv1.RuleSet {
 
 // rulesChanged offers a new rule set to every session (which compiles it:
 // the dispatcher is told, for spot checks that may wait for it).
+//
+// The dispatcher hears of an offer before the worker can: an answer (a
+// compile error, quick for a set that does not parse) must not come first
+// and leave the session counted as compiling.
 func (c *Coordinator) rulesChanged(set rules.Set) {
 	msg := ruleSetMsg(set)
-	var offered []string
+	var fresh []*workerSession
 	c.mu.Lock()
-	for id, s := range c.sessions {
-		if s.offerRules(msg) {
-			offered = append(offered, id)
+	for _, s := range c.sessions {
+		if !s.wasOffered(set.Hash) {
+			fresh = append(fresh, s)
 		}
 	}
 	c.mu.Unlock()
 	now := c.cfg.Now()
-	for _, id := range offered {
-		c.disp.RulesOffered(id, set.Hash, now)
+	for _, s := range fresh {
+		c.disp.RulesOffered(s.info.SessionID, set.Hash, now)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sessions {
+		s.offerRules(msg)
 	}
 }
 

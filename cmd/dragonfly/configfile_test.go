@@ -234,7 +234,7 @@ func TestLogLimits(t *testing.T) {
 	var buf bytes.Buffer
 	w.f.sizes.Log(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: cli.DurationSeconds})), w.f.cfg.Limits)
 	out := buf.String()
-	for _, want := range []string{`"msg":"effective limits","era":"2026 client","download_size":33554432,"expanded_size":536870912,"file_size":16777216,"archive_entries":65536,"scan_timeout":30}`,
+	for _, want := range []string{`"msg":"effective limits","era":"2026 client","download_size":33554432,"expanded_size":536870912,"file_size":16777216,"archive_entries":65536,"scan_timeout":30,"match_memory":67108864}`,
 		`"msg":"limit setting ignored","setting":"DRAGONFLY_MAX_SIZE`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)

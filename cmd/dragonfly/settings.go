@@ -73,7 +73,7 @@ func limitFlags(s *cli.Settings, l *limitSettings) {
 	s.Var(cli.Size(&l.expanded, limit.DefaultExpanded), "DRAGONFLY_MAX_EXPANDED_SIZE", "maximum total bytes of the files of one distribution")
 	s.Var(cli.Int(&l.entries, limit.DefaultEntries), "DRAGONFLY_MAX_ARCHIVE_ENTRIES", "maximum entries in one archive")
 	s.Var(cli.Duration(&l.scanTimeout, limit.DefaultScanTimeout), "DRAGONFLY_SCAN_TIMEOUT", "maximum YARA time for one file (at least 1s; libyara counts whole seconds, rounded up)")
-	s.Var(cli.Size(&l.matchMemory, limit.DefaultMatchMemory), "DRAGONFLY_MAX_MATCH_MEMORY", "maximum memory libyara may hold for the matches of one file's scan, per scanner thread (a file built to match millions of times fails instead)")
+	s.Var(cli.Size(&l.matchMemory, limit.DefaultMatchMemory), "DRAGONFLY_MAX_MATCH_MEMORY", "maximum memory libyara may hold for the matches of one file's scan, per scanner thread (at least 1MiB; a file built to match millions of times fails instead)")
 }
 
 // resolve validates the limits and returns them with the size resolution.

@@ -73,7 +73,8 @@
 // network blip or with smaller limits disagrees that way): it is no vote in a
 // majority, and it is counted per identity (IdentityLoad.NoVerdictFailures).
 // As the only vote of a task, it is final only after a retry: when another
-// identity that holds no copy of the task is ready and the lease is not
+// identity that holds no copy of the task is ready (or compiling the task's
+// rules, as for a spot check below) and the lease is not
 // ending (the reserve of the backup policy), one more copy goes to it
 // (EventNoVerdictRetry) and its result, verdict or not, is the task's; that
 // copy not answering before the lease ends, or no other identity left to take
@@ -695,10 +696,21 @@ func (d *Dispatcher) RulesOffered(id, hash string, now time.Time) {
 	d.lock(now)
 	defer d.unlock()
 	s := d.sessions[id]
-	if s == nil || s.ready[hash] || len(s.compiling) >= maxReady {
+	if s == nil || s.ready[hash] {
 		return
 	}
-	if _, ok := s.compiling[hash]; !ok {
+	if _, ok := s.compiling[hash]; ok {
+		return
+	}
+	// An offer never answered (a set replaced before it was sent, an
+	// answer that crossed the offer) holds no check once compileWait is
+	// over: it must not keep the session's later offers out.
+	for h, at := range s.compiling {
+		if d.now.Sub(at) >= compileWait {
+			delete(s.compiling, h)
+		}
+	}
+	if len(s.compiling) < maxReady {
 		s.compiling[hash] = now
 	}
 }
@@ -1052,7 +1064,8 @@ func (d *Dispatcher) Result(id string, r Result, now time.Time) {
 // retry holds back a download, host or limit failure, the first vote of a task
 // not spot-checked, and asks for one more copy on another identity: when the
 // task was not retried yet, its lease is not ending (the backup reserve) and
-// a copy on another identity runs or another identity is ready. It reports
+// a copy on another identity runs or another identity is ready or compiling
+// the task's rules (otherIdentitySoon, as a spot check waits). It reports
 // whether it did.
 func (d *Dispatcher) retry(t *task, v vote) bool {
 	if t.want != 1 || t.retried || len(t.votes) > 0 || classOf(v.res) != classNoVerdict {
@@ -1062,7 +1075,7 @@ func (d *Dispatcher) retry(t *task, v vote) bool {
 		return false
 	}
 	t.noVerdict = &v
-	if len(t.copies) == 0 && !d.otherIdentity(t) {
+	if len(t.copies) == 0 && !d.otherIdentitySoon(t) {
 		t.noVerdict = nil
 		return false
 	}

@@ -65,12 +65,11 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	}
 	// One line each for the first few: an answer of a million nulls must
 	// not write a million lines.
-	for i, e := range skipped {
-		if i == maxSkippedLogged {
-			c.log.Error("leased jobs malformed; more left out", "endpoint", endpoint, "more", len(skipped)-i)
-			break
-		}
+	for _, e := range skipped.first {
 		c.log.Error("leased job malformed; left out (it stays leased until its lease ends)", "endpoint", endpoint, "err", e)
+	}
+	if more := skipped.n - len(skipped.first); more > 0 {
+		c.log.Error("leased jobs malformed; more left out", "endpoint", endpoint, "more", more)
 	}
 	return jobs, nil
 }
@@ -79,22 +78,39 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 // by one; the rest are counted in one line.
 const maxSkippedLogged = 5
 
-// decodeJobs decodes a lease's answer: the well-formed jobs, and why each
-// other one was left out. err is set only when the answer is not an array.
-func decodeJobs(body []byte) (jobs []Job, skipped []error, err error) {
+// maxJSONValue bounds the JSON value an error quotes: encoding/json puts a
+// number's whole literal in an UnmarshalTypeError ("number 1111..."), and an
+// answer may hold megabytes of one.
+const maxJSONValue = 64
+
+// skips is what a lease's answer left out: why, for the first
+// maxSkippedLogged, and how many in all (an answer of millions of malformed
+// jobs keeps no error for each).
+type skips struct {
+	first []error
+	n     int
+}
+
+// decodeJobs decodes a lease's answer: the well-formed jobs, and why others
+// were left out. err is set only when the answer is not an array.
+func decodeJobs(body []byte) (jobs []Job, skipped skips, err error) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, nil, fmt.Errorf("got JSON %s, want %s of jobs", te.Value, jsonType(te.Type))
+			return nil, skips{}, fmt.Errorf("got JSON %s, want %s of jobs", clip.String(te.Value, maxJSONValue), jsonType(te.Type))
 		}
-		return nil, nil, err
+		return nil, skips{}, err
 	}
-	jobs = make([]Job, 0, len(raw))
+	// Not len(raw) of them: an answer of millions of malformed jobs would
+	// hold as many empty ones for the lease's whole life.
+	jobs = []Job{}
 	for i, r := range raw {
 		j, err := decodeJob(r)
 		if err != nil {
-			skipped = append(skipped, fmt.Errorf("job %d: %w", i, err))
+			if skipped.n++; len(skipped.first) < maxSkippedLogged {
+				skipped.first = append(skipped.first, fmt.Errorf("job %d: %w", i, err))
+			}
 			continue
 		}
 		jobs = append(jobs, j)
@@ -108,10 +124,11 @@ func decodeJob(r json.RawMessage) (Job, error) {
 	if err := json.Unmarshal(r, &w); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
+			v := clip.String(te.Value, maxJSONValue)
 			if te.Field == "" {
-				return Job{}, fmt.Errorf("got JSON %s, want an object", te.Value)
+				return Job{}, fmt.Errorf("got JSON %s, want an object", v)
 			}
-			return Job{}, fmt.Errorf("field %q: got JSON %s, want %s", te.Field, te.Value, jsonType(te.Type))
+			return Job{}, fmt.Errorf("field %q: got JSON %s, want %s", te.Field, v, jsonType(te.Type))
 		}
 		return Job{}, err
 	}

@@ -76,7 +76,7 @@ func (v Sizes) Resolve() Resolution {
 // limits"; Distributions only when set), and warns of each ignored setting.
 func (r Resolution) Log(log *slog.Logger, l Limits) {
 	attrs := []any{"era", string(r.Era), "download_size", l.Download, "expanded_size", l.Expanded, "file_size", l.File,
-		"archive_entries", l.Entries, "scan_timeout", l.ScanTimeout}
+		"archive_entries", l.Entries, "scan_timeout", l.ScanTimeout, "match_memory", l.MatchMemory}
 	if l.Distributions > 0 {
 		attrs = append(attrs, "distributions", l.Distributions)
 	}

@@ -61,7 +61,7 @@ func TestResolutionLog(t *testing.T) {
 	l.Download, l.File, l.Distributions, l.ScanTimeout = r.Download, r.File, 0, 30*time.Second
 	r.Log(log, l)
 	out := buf.String()
-	for _, want := range []string{`msg="effective limits" era="2026 client" download_size=300 expanded_size=536870912 file_size=16 archive_entries=65536 scan_timeout=30s` + "\n",
+	for _, want := range []string{`msg="effective limits" era="2026 client" download_size=300 expanded_size=536870912 file_size=16 archive_entries=65536 scan_timeout=30s match_memory=67108864` + "\n",
 		`level=WARN msg="limit setting ignored" setting="DRAGONFLY_MAX_SIZE (the 2023 client's download cap)`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
