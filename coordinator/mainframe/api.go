@@ -74,6 +74,10 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	return jobs, nil
 }
 
+// maxLeaseID bounds a job's rules hash (a commit hash) and assignment_id
+// (a UUID).
+const maxLeaseID = 256
+
 // maxSkippedLogged is how many malformed jobs of one answer are logged one
 // by one; the rest are counted in one line.
 const maxSkippedLogged = 5
@@ -155,6 +159,11 @@ func decodeJob(r json.RawMessage) (Job, error) {
 	if len(*w.Name) > protocol.MaxTextBytes || len(*w.Version) > protocol.MaxTextBytes {
 		// A task could not carry it, and a report would echo it.
 		return Job{}, fmt.Errorf("(%q %q): name of %d bytes or version of %d: over the %d a task carries", name, version, len(*w.Name), len(*w.Version), protocol.MaxTextBytes)
+	}
+	if len(*w.Hash) > maxLeaseID || w.AssignmentID != nil && len(*w.AssignmentID) > maxLeaseID {
+		// A commit hash and a UUID: a report would echo megabytes of
+		// either, and the outbox would keep them.
+		return Job{}, fmt.Errorf("(%q %q): hash or assignment_id over %d bytes", name, version, maxLeaseID)
 	}
 	if strings.ContainsRune(*w.Name, 0) || strings.ContainsRune(*w.Version, 0) {
 		// Name and version joined with a NUL key a release (in flight and
