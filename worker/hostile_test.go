@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 )
 
@@ -93,5 +95,31 @@ func TestRulesThatDoNotCompile(t *testing.T) {
 	}
 	if d := results[2].GetDistribution(); d.GetScore() != 8 {
 		t.Errorf("task 2 with the good rules: %v, want score 8", results[2])
+	}
+}
+
+// TestRuleSetWithAHugeHashIsRefused: a rule set whose hash is over
+// protocol.MaxIDBytes (a commit hash is 40 bytes) is neither compiled nor
+// answered: its hash went whole into log lines and into a RulesStatus,
+// which at megabytes exceeds the send limit and ends the session. The
+// worker goes on scanning with the rules it has.
+func TestRuleSetWithAHugeHashIsRefused(t *testing.T) {
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	huge := strings.Repeat("h", protocol.MaxIDBytes+1)
+	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: huge, Sources: map[string]string{"r": `rule r { condition: true }`}}}})
+	s.assign(e.task(1, "reqeusts-2.31.0.tar.gz", demoHash))
+	for {
+		m := s.next()
+		if st := m.GetRulesStatus(); st != nil && len(st.GetHash()) > protocol.MaxIDBytes {
+			t.Fatalf("a status for the refused hash (%d bytes)", len(st.GetHash()))
+		}
+		if rs := m.GetResults().GetResults(); len(rs) > 0 {
+			if d := rs[0].GetDistribution(); d.GetScore() != 8 {
+				t.Fatalf("task 1: %v, want reqeusts scoring 8", rs[0])
+			}
+			return
+		}
 	}
 }

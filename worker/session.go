@@ -32,6 +32,7 @@ type coordinatorSession struct {
 	w      *Worker
 	stream fleetv1.FleetService_ConnectClient
 	ctx    context.Context // the stream's; cancelled when the session ends
+	cancel context.CancelCauseFunc
 
 	queue    []queued                      // assigned, not started
 	running  map[uint64]context.CancelFunc // started
@@ -109,7 +110,7 @@ func (w *Worker) session(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	s := &coordinatorSession{
-		w: w, stream: stream, ctx: sctx,
+		w: w, stream: stream, ctx: sctx, cancel: cancel,
 		running: map[uint64]context.CancelFunc{}, rulesets: map[string]*rules.Compiled{},
 		lastUse:    map[string]time.Time{},
 		interval:   5 * time.Second,
@@ -148,10 +149,23 @@ func (w *Worker) session(ctx context.Context) error {
 	return err
 }
 
-var errSessionOver = errors.New("session over")
+var (
+	errSessionOver = errors.New("session over")
+	errSendStalled = errors.New("coordinator stopped reading: a send blocked for 3 heartbeat intervals")
+)
 
+// send sends m. A Send blocked for 3 heartbeat intervals (a coordinator that
+// keeps the connection but stops reading) ends the session: Send returns
+// only when the stream's context ends, and the stream outlives the worker's
+// own context by design, so nothing else would end it.
 func (s *coordinatorSession) send(m *fleetv1.ConnectRequest) error {
-	if err := s.stream.Send(m); err != nil {
+	stalled := time.AfterFunc(3*s.interval, func() { s.cancel(errSendStalled) })
+	err := s.stream.Send(m)
+	stalled.Stop()
+	if err != nil {
+		if context.Cause(s.ctx) == errSendStalled {
+			return errSendStalled
+		}
 		if errors.Is(err, io.EOF) {
 			// The real error comes from Recv.
 			return errors.New("stream closed by coordinator")
@@ -548,6 +562,13 @@ func (s *coordinatorSession) fetchAhead(q queued) *download {
 // for it here).
 func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	hash := rs.GetHash()
+	if len(hash) > protocol.MaxIDBytes {
+		// A commit hash is 40 bytes; one of megabytes would go whole into
+		// every log line and status about it (a status over the send
+		// limit ends the session). Not compiled, not answered.
+		s.w.log.Error("rule set refused: its hash is too long", "bytes", len(hash), "max", protocol.MaxIDBytes, "hash", clip.String(hash, 64))
+		return nil
+	}
 	if _, ok := s.rulesets[hash]; ok {
 		return s.send(rulesStatus(hash, nil, 0, false))
 	}

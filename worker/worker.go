@@ -14,7 +14,9 @@
 //     as a broken limit named "time". A task whose bound passes while it
 //     waits for a slot is handed back, not failed.
 //   - Heartbeat interval (Welcome): kept within [MinHeartbeat, MaxHeartbeat];
-//     none (zero or negative): 5 s.
+//     none (zero or negative): 5 s. A coordinator silent for 3 intervals,
+//     or that leaves one of the worker's sends blocked for 3 intervals
+//     (it stopped reading), is dropped, also while the worker drains.
 //   - Message limit (Welcome.max_request_bytes): kept within
 //     [MinRequestBytes, protocol.MaxRequestBytes]; none (0):
 //     protocol.LegacyRequestBytes.
