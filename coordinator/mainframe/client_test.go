@@ -3,7 +3,6 @@ package mainframe
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -803,17 +802,8 @@ func TestParseRetryAfter(t *testing.T) {
 // TestLeaseLogsFewMalformedJobs: an answer of many malformed jobs writes a
 // few lines and a count, not a line each; the good job is leased.
 func TestLeaseLogsFewMalformedJobs(t *testing.T) {
-	var logs syncBuffer
 	body := "[" + strings.Repeat("null,", 1000) + `{"name":"b","version":"1","distributions":[],"hash":"h"}]`
-	api := newFakeAPI()
-	api.fail("POST /jobs", fault{status: 200, body: body})
-	c := overTCP(t, api, func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
-	jobs, err := c.Lease(t.Context(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leased("b")(t, jobs)
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(leaseLogged(t, body, "b")), "\n")
 	if len(lines) != maxSkippedLogged+1 || !strings.Contains(lines[len(lines)-1], "more=995") {
 		t.Fatalf("%d log lines, last %q; want %d and a count of the rest", len(lines), lines[len(lines)-1], maxSkippedLogged+1)
 	}

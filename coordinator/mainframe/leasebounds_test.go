@@ -14,18 +14,10 @@ import (
 // error is logged as it is: one "attempt" of a MiB of digits wrote a MiB
 // log line (64 MiB with the default MaxResponseBytes).
 func TestMalformedJobLogIsBounded(t *testing.T) {
-	var logs syncBuffer
 	body := `[{"name":"a","version":"1","distributions":[],"hash":"h","attempt":` + strings.Repeat("1", 1<<20) + `},` +
 		`{"name":"b","version":"1","distributions":[],"hash":"h"}]`
-	api := newFakeAPI()
-	api.fail("POST /jobs", fault{status: 200, body: body})
-	c := overTCP(t, api, func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
-	jobs, err := c.Lease(t.Context(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leased("b")(t, jobs)
-	if n := len(logs.String()); n > 8<<10 {
+	logs := leaseLogged(t, body, "b")
+	if n := len(logs); n > 8<<10 {
 		t.Fatalf("%d bytes logged for one malformed job; want a bounded line", n)
 	}
 }
@@ -48,4 +40,20 @@ func TestMalformedJobsHeldBounded(t *testing.T) {
 		t.Fatalf("%d bytes held after decoding a %d-byte answer of malformed jobs", held, len(body))
 	}
 	runtime.KeepAlive(skipped)
+}
+
+// leaseLogged leases once from an API answering body, checks that the jobs
+// named are leased, and returns what the client logged.
+func leaseLogged(t *testing.T, body string, names ...string) string {
+	t.Helper()
+	var logs syncBuffer
+	api := newFakeAPI()
+	api.fail("POST /jobs", fault{status: 200, body: body})
+	c := overTCP(t, api, func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	jobs, err := c.Lease(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased(names...)(t, jobs)
+	return logs.String()
 }
