@@ -85,61 +85,51 @@ type simpleJSONFile struct {
 // maxFiles entries are decoded.
 func parseSimpleJSON(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
-	}
 	var (
 		files      []file
 		apiVersion string
 		sawFiles   bool
 	)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("malformed JSON: %w", err)
-		}
-		key, _ := tok.(string)
+	err := eachMember(dec, func(key string) (bool, error) {
 		switch key {
 		case "meta":
 			var meta struct {
 				APIVersion string `json:"api-version"`
 			}
 			if err := dec.Decode(&meta); err != nil {
-				return nil, fmt.Errorf("malformed meta: %w", err)
+				return true, fmt.Errorf("malformed meta: %w", err)
 			}
 			apiVersion = meta.APIVersion
 		case "files":
 			if sawFiles {
-				return nil, errors.New("files given twice")
+				return true, errors.New("files given twice")
 			}
 			sawFiles = true
 			if err := expectDelim(dec, '['); err != nil {
-				return nil, err
+				return true, err
 			}
 			for dec.More() {
 				if len(files) >= maxFiles {
-					return nil, errTooManyFiles
+					return true, errTooManyFiles
 				}
 				var e simpleJSONFile
 				if err := dec.Decode(&e); err != nil {
-					return nil, fmt.Errorf("malformed files[%d]: %w", len(files), err)
+					return true, fmt.Errorf("malformed files[%d]: %w", len(files), err)
 				}
 				f := newFile(page, e.Filename, e.URL, e.Hashes["sha256"])
+				var err error
 				if f.yanked, f.yankedReason, err = yankedJSON(e.Yanked); err != nil {
-					return nil, fmt.Errorf("files[%d]: %w", len(files), err)
+					return true, fmt.Errorf("files[%d]: %w", len(files), err)
 				}
 				files = append(files, f)
 			}
-			if err := expectDelim(dec, ']'); err != nil {
-				return nil, err
-			}
+			return true, expectDelim(dec, ']')
 		default:
-			if err := skipValue(dec); err != nil {
-				return nil, err
-			}
+			return false, nil
 		}
-	}
-	if err := endDocument(dec); err != nil {
+		return true, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	major, _, _ := strings.Cut(apiVersion, ".")
@@ -181,6 +171,32 @@ func endDocument(dec *json.Decoder) error {
 		return errors.New("malformed JSON: data after the object")
 	}
 	return nil
+}
+
+// eachMember reads one JSON object, the whole document: for each member it
+// calls member with the key, which reads the value and says so, or returns
+// false to have the value skipped. Nothing may follow the object.
+func eachMember(dec *json.Decoder, member func(key string) (bool, error)) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("malformed JSON: %w", err)
+		}
+		key, _ := tok.(string)
+		read, err := member(key)
+		if err != nil {
+			return err
+		}
+		if !read {
+			if err := skipValue(dec); err != nil {
+				return err
+			}
+		}
+	}
+	return endDocument(dec)
 }
 
 // yankedJSON reads PEP 691's yanked: absent, null or false (not yanked),
@@ -332,9 +348,6 @@ type jsonAPIFile struct {
 // or top-level key given twice is an error.
 func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
-	}
 	var (
 		urls             []file
 		releases         = map[string][]file{}
@@ -376,61 +389,51 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 		}
 		return files, nil
 	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("malformed JSON: %w", err)
-		}
-		key, _ := tok.(string)
+	err := eachMember(dec, func(key string) (bool, error) {
+		var err error
 		switch {
 		case strings.EqualFold(key, "urls"):
 			if sawURLs {
-				return nil, errors.New("urls given twice")
+				return true, errors.New("urls given twice")
 			}
 			sawURLs = true
-			if urls, err = list("urls", &nURLs); err != nil {
-				return nil, err
-			}
+			urls, err = list("urls", &nURLs)
+			return true, err
 		case strings.EqualFold(key, "releases"):
 			if sawRels {
-				return nil, errors.New("releases given twice")
+				return true, errors.New("releases given twice")
 			}
 			sawRels = true
 			tok, err := dec.Token()
 			if err != nil {
-				return nil, fmt.Errorf("malformed JSON: %w", err)
+				return true, fmt.Errorf("malformed JSON: %w", err)
 			}
 			if tok == nil {
-				continue
+				return true, nil
 			}
 			if d, ok := tok.(json.Delim); !ok || d != '{' {
-				return nil, errors.New("malformed JSON: releases is not an object")
+				return true, errors.New("malformed JSON: releases is not an object")
 			}
 			for dec.More() {
 				tok, err := dec.Token()
 				if err != nil {
-					return nil, fmt.Errorf("malformed JSON: %w", err)
+					return true, fmt.Errorf("malformed JSON: %w", err)
 				}
 				ver, _ := tok.(string)
 				if _, dup := releases[ver]; dup {
-					return nil, fmt.Errorf("release %q given twice", clip.String(ver, 64))
+					return true, fmt.Errorf("release %q given twice", clip.String(ver, 64))
 				}
 				files, err := list("a release", &nRels)
 				if err != nil {
-					return nil, err
+					return true, err
 				}
 				releases[ver] = files
 			}
-			if err := expectDelim(dec, '}'); err != nil {
-				return nil, err
-			}
-		default:
-			if err := skipValue(dec); err != nil {
-				return nil, err
-			}
+			return true, expectDelim(dec, '}')
 		}
-	}
-	if err := endDocument(dec); err != nil {
+		return false, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if len(releases) == 0 {
