@@ -105,8 +105,9 @@ type Config struct {
 	// ReportMaxAge abandons a report the API has not accepted this long after
 	// its lease began (it cannot be accepted any more). Default 15 min.
 	ReportMaxAge time.Duration
-	// RulesRetry is the least time between two rule fetches for the same
-	// unknown hash. Default 30 s.
+	// RulesRetry is the least time between two rule fetches a job's unknown
+	// hash asks for, whatever the hashes (the jobs meanwhile are scanned
+	// with the rules loaded and reported under their hash). Default 30 s.
 	RulesRetry time.Duration
 	// Version is this build's version, sent in Welcome.
 	Version string

@@ -747,3 +747,46 @@ func TestPrefetchBeyondWhatWorkersHoldRefused(t *testing.T) {
 		t.Fatalf("prefetch %d: %v", protocol.MaxPrefetch, err)
 	}
 }
+
+// TestRulesAWorkerEvictedAreOfferedAgain: a worker keeps a few compiled
+// rule sets and says which it evicts; when the API goes back to an evicted
+// set (a rollback, or replicas serving two commits), that set is offered
+// to the worker again. It was offered once per session only: no worker was
+// ever ready for the current rules again, and leasing paused for good.
+func TestRulesAWorkerEvictedAreOfferedAgain(t *testing.T) {
+	api := newFakeAPI()
+	// The fleet's clock stands still but for the step past the retry
+	// interval, taken before the switch back (no session goes silent).
+	clock := testkit.NewClock()
+	f := startFleet(t, api, func(c *Config) { c.Now, c.RulesRetry, c.HeartbeatMisses = clock.Now, time.Minute, 1000 })
+	w := f.worker("w", 1)
+	w.ready()
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules}}, nil)
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.Add(j)
+	if rs := w.next().GetRuleSet(); rs.GetHash() != "h2" {
+		t.Fatalf("got rules %q, want h2 offered", rs.GetHash())
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h2"}}})
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1", Evicted: true}}})
+	scannedWith(t, api, w, "h2")
+
+	clock.Advance(time.Minute)
+	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules}}, nil)
+	k := job("q", "u1")
+	api.Add(k)
+	m := w.next()
+	if rs := m.GetRuleSet(); rs.GetHash() != "h1" {
+		t.Fatalf("got %v, want the evicted h1 offered again", m)
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}})
+	ts := w.tasks(1)
+	if ts[0].GetRulesHash() != "h1" {
+		t.Fatalf("task rules %q, want h1", ts[0].GetRulesHash())
+	}
+	w.answer(result(ts[0], ""))
+	if r := api.WaitReports(t, 2); r[1].Success == nil || r[1].Success.Commit != "h1" {
+		t.Fatalf("report %+v, want a success under h1", r[1])
+	}
+}

@@ -83,6 +83,11 @@ func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
 			c.log.Warn("leasing paused: workers are free but none is ready for the current rules (compiling them, or failing to: see their rules status); fetching the rules again",
 				"rules", c.rules.current().Hash, "paused_for", c.cfg.Now().Sub(since).Round(time.Second))
 			c.rules.refresh(ctx)
+			// Also the set in use again, to the sessions that evicted it
+			// (an eviction may cross the switch back to it).
+			if set := c.rules.current(); set.Hash != "" {
+				c.rulesChanged(set)
+			}
 			since = c.cfg.Now()
 		}
 	}

@@ -27,10 +27,13 @@ type rulesManager struct {
 	onChange func(rules.Set)
 	obs      Observer
 
-	fetch   sync.Mutex // one fetch at a time
-	mu      sync.Mutex
-	cur     rules.Set
-	tried   map[string]time.Time        // unknown hash -> last fetch for it
+	fetch sync.Mutex // one fetch at a time
+	mu    sync.Mutex
+	cur   rules.Set
+	// lastTry is when a job's unknown hash last made a fetch: one per
+	// retry interval whatever the hash (a hostile API may name a new one
+	// in every job).
+	lastTry time.Time
 	known   map[string]map[string]int64 // rules hash -> rule name -> weight
 	history []string                    // hashes in known, oldest first
 	holds   map[string]int              // rules hash -> tasks sessions hold under it
@@ -44,7 +47,7 @@ const keepWeights = 4
 
 func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry, budget time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
 	return &rulesManager{api: api, log: log, now: now, retry: retry, budget: budget, onChange: onChange, obs: obs,
-		tried: map[string]time.Time{}, known: map[string]map[string]int64{}, holds: map[string]int{}}
+		known: map[string]map[string]int64{}, holds: map[string]int{}}
 }
 
 func (m *rulesManager) current() rules.Set {
@@ -111,17 +114,18 @@ func (m *rulesManager) load(ctx context.Context) error {
 }
 
 // ensure returns the hash to scan a job with, given the hash the API leased it
-// under: that hash once loaded, or the current one when the update fails.
+// under: that hash once loaded, or the current one when the update fails or
+// an unknown hash made a fetch less than the retry interval ago.
 func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	cur := m.current()
 	if want == "" || want == cur.Hash {
 		return cur.Hash
 	}
 	m.mu.Lock()
-	last, seen := m.tried[want]
-	recent := seen && m.now().Sub(last) < m.retry
+	now := m.now()
+	recent := !m.lastTry.IsZero() && now.Sub(m.lastTry) < m.retry
 	if !recent {
-		m.recordTryLocked(want)
+		m.lastTry = now
 	}
 	m.mu.Unlock()
 	if recent {
@@ -152,28 +156,6 @@ func (m *rulesManager) updateWithin(ctx context.Context) error {
 	return m.update(uctx)
 }
 
-// maxTried bounds the unknown hashes remembered (the API names them; a
-// hostile one could name a new one in every job).
-const maxTried = 64
-
-// recordTryLocked remembers a fetch for hash now, forgetting the hashes
-// tried longer ago than the retry interval and, past maxTried, the oldest.
-func (m *rulesManager) recordTryLocked(hash string) {
-	now := m.now()
-	var oldest string
-	for h, at := range m.tried {
-		if now.Sub(at) >= m.retry {
-			delete(m.tried, h)
-		} else if oldest == "" || at.Before(m.tried[oldest]) {
-			oldest = h
-		}
-	}
-	if len(m.tried) >= maxTried {
-		delete(m.tried, oldest)
-	}
-	m.tried[hash] = now
-}
-
 // update fetches, validates and switches to the API's current rules.
 func (m *rulesManager) update(ctx context.Context) error {
 	m.fetch.Lock()
@@ -186,6 +168,12 @@ func (m *rulesManager) update(ctx context.Context) error {
 	set := rules.Set{Hash: rs.Hash, Sources: rs.Rules}
 	if set.Hash == "" {
 		set.Hash = rules.ContentHash(set.Sources)
+	}
+	if len(set.Hash) > protocol.MaxIDBytes {
+		// A worker refuses such a set unanswered (a commit hash is 40
+		// bytes): loaded, no worker would ever be ready for it.
+		m.obs.RulesUpdated(false)
+		return fmt.Errorf("rules %s: hash of %d bytes, over the %d bytes a rules hash may have; keeping the rules in use", clip.String(set.Hash, 64), len(set.Hash), protocol.MaxIDBytes)
 	}
 	if set.Hash == m.current().Hash {
 		return nil

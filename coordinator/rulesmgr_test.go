@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 )
 
@@ -56,26 +59,50 @@ func TestUnknownHashWaitsOnlyTheBudget(t *testing.T) {
 	}
 }
 
-// TestTriedHashesBounded: the unknown hashes remembered (not to fetch the
-// rules again for each job) stay bounded when the API names a new one in
-// every job; the newest is remembered.
-func TestTriedHashesBounded(t *testing.T) {
+// TestRulesWithAHashWorkersRefuseAreRefused: GET /rules answering a set
+// whose hash is longer than a worker takes (protocol.MaxIDBytes) is refused
+// and the rules in use stay. Loaded, every worker refused it unanswered, so
+// no worker was ever ready for the current rules and leasing paused for
+// good, while the whole hash went into the coordinator's log lines.
+func TestRulesWithAHashWorkersRefuseAreRefused(t *testing.T) {
 	api := newFakeAPI()
 	m := loadedRules(t, api, time.Second)
-	for i := range 3 * maxTried {
+	long := strings.Repeat("f", protocol.MaxIDBytes+1)
+	api.SetRules(mainframe.RuleSet{Hash: long, Rules: map[string]string{"a": testRules}}, nil)
+	if h := m.ensure(context.Background(), "h2"); h != "h1" {
+		t.Fatalf("ensure = %d-byte hash, want the loaded h1", len(h))
+	}
+	err := m.update(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "bytes a rules hash may have") || len(err.Error()) > 512 {
+		t.Fatalf("update error = %.300v, want one naming the bound, clipped", err)
+	}
+}
+
+// TestUnknownHashesFetchTheRulesOncePerRetry: jobs naming a new unknown
+// hash each (a hostile API) make at most one GET /rules per RulesRetry.
+// Each made one: a fetch storm and, with a set that changes on every fetch,
+// a switch (every worker recompiling) per job; with a hanging GET /rules,
+// each job of a batch waited the whole budget before the next, so a batch
+// of them was admitted past its lease.
+func TestUnknownHashesFetchTheRulesOncePerRetry(t *testing.T) {
+	api := newFakeAPI()
+	clock := testkit.NewClock()
+	m := newRulesManager(api, slog.New(slog.DiscardHandler), clock.Now, time.Minute, time.Second, func(rules.Set) {}, nopObserver{})
+	if err := m.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := api.RulesFetches()
+	for i := range 20 {
 		if h := m.ensure(context.Background(), fmt.Sprintf("unknown-%d", i)); h != "h1" {
 			t.Fatalf("ensure = %q, want h1", h)
 		}
 	}
-	m.mu.Lock()
-	n, last := len(m.tried), m.tried[fmt.Sprintf("unknown-%d", 3*maxTried-1)]
-	m.mu.Unlock()
-	if n > maxTried || last.IsZero() {
-		t.Fatalf("%d hashes remembered (bound %d), newest remembered: %v", n, maxTried, !last.IsZero())
+	if n := api.RulesFetches() - before; n != 1 {
+		t.Fatalf("%d fetches of GET /rules for 20 unknown hashes within the retry interval, want 1", n)
 	}
-	before := api.RulesFetches()
-	m.ensure(context.Background(), fmt.Sprintf("unknown-%d", 3*maxTried-1))
-	if api.RulesFetches() != before {
-		t.Fatal("the newest unknown hash was fetched again within the retry interval")
+	clock.Advance(time.Minute)
+	m.ensure(context.Background(), "unknown-late")
+	if n := api.RulesFetches() - before; n != 2 {
+		t.Fatalf("%d fetches after the retry interval, want 2", n)
 	}
 }

@@ -161,6 +161,15 @@ func (s *workerSession) offerRules(set *fleetv1.RuleSet) bool {
 	return true
 }
 
+// forgetOffer forgets that a rules hash was offered: the worker evicted it
+// (or dropped it uncompiled for a newer one), so it is offered again when
+// the fleet goes back to it.
+func (s *workerSession) forgetOffer(hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.offered, hash)
+}
+
 // wasOffered reports whether a rules hash was sent or queued to this worker.
 func (s *workerSession) wasOffered(hash string) bool {
 	s.mu.Lock()
@@ -565,6 +574,7 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 		switch {
 		case rs.GetEvicted():
 			c.disp.ForgetRulesAt(id, hash)
+			s.forgetOffer(hash)
 		case rs.GetError() != "":
 			c.disp.RulesFailed(id, hash)
 			c.log.Error("worker could not compile rules", "session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
