@@ -178,9 +178,9 @@ func (m *rulesManager) update(ctx context.Context) error {
 	if set.Hash == m.current().Hash {
 		return nil
 	}
-	if n := protocol.RuleSetBytes(set.Sources); n > protocol.MaxRuleSetBytes {
+	if err := protocol.CheckRuleSet(set.Sources); err != nil {
 		m.obs.RulesUpdated(false)
-		return fmt.Errorf("rules %s: %d bytes, over the %d bytes a rule set may have; keeping the rules in use", clip.String(set.Hash, 64), n, protocol.MaxRuleSetBytes)
+		return fmt.Errorf("rules %s: %w; keeping the rules in use", clip.String(set.Hash, 64), err)
 	}
 	compiled, err := rules.Compile(set)
 	if err == nil && compiled.Reportable() == 0 {

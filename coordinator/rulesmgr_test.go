@@ -78,6 +78,28 @@ func TestRulesWithAHashWorkersRefuseAreRefused(t *testing.T) {
 	}
 }
 
+// TestRulesWithTooManyFilesAreRefused: GET /rules answering a set of more
+// than protocol.MaxRuleFiles files is refused before it is compiled, and
+// the rules in use stay. Three million empty files fit in a 33 MiB answer
+// and took seconds and hundreds of MiB to compile, here and on every
+// worker.
+func TestRulesWithTooManyFilesAreRefused(t *testing.T) {
+	api := newFakeAPI()
+	m := loadedRules(t, api, time.Second)
+	many := map[string]string{"a": testRules}
+	for i := range protocol.MaxRuleFiles {
+		many[fmt.Sprintf("f%d", i)] = ""
+	}
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: many}, nil)
+	err := m.update(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "files, over the 4096 a rule set may have") {
+		t.Fatalf("update error = %v, want one naming the file bound", err)
+	}
+	if h := m.current().Hash; h != "h1" {
+		t.Fatalf("rules in use %q, want h1 kept", h)
+	}
+}
+
 // TestUnknownHashesFetchTheRulesOncePerRetry: jobs naming a new unknown
 // hash each (a hostile API) make at most one GET /rules per RulesRetry.
 // Each made one: a fetch storm and, with a set that changes on every fetch,

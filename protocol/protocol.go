@@ -11,7 +11,11 @@
 // coordinator it talks to accepts.
 package protocol
 
-import fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+import (
+	"fmt"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+)
 
 const (
 	// Version is the protocol version this build speaks (Hello.protocol_version).
@@ -22,6 +26,11 @@ const (
 	// stems together. The coordinator refuses a larger set from the API (the
 	// set in use stays) and a worker refuses a larger RuleSet message.
 	MaxRuleSetBytes = 32 << 20
+
+	// MaxRuleFiles bounds the files of a rule set (real sets have tens).
+	// Within MaxRuleSetBytes, millions of tiny files took seconds and
+	// hundreds of MiB to compile, on the coordinator and on every worker.
+	MaxRuleFiles = 4096
 
 	// MaxResponseBytes is the largest coordinator-to-worker message: a rule set
 	// at its limit plus framing. The coordinator's send limit and the worker's
@@ -64,6 +73,20 @@ const (
 	// back at once.
 	MaxPrefetch = 16
 )
+
+// CheckRuleSet says whether a rule set's sources (file stem to source) are
+// within MaxRuleFiles and MaxRuleSetBytes; its error names the bound. The
+// coordinator refuses a set from the API that is not (the set in use
+// stays), a worker refuses such a RuleSet, and rules check says so.
+func CheckRuleSet(sources map[string]string) error {
+	if n := len(sources); n > MaxRuleFiles {
+		return fmt.Errorf("the rule set has %d files, over the %d a rule set may have", n, MaxRuleFiles)
+	}
+	if n := RuleSetBytes(sources); n > MaxRuleSetBytes {
+		return fmt.Errorf("the rule set holds %d bytes, over the %d a rule set may have", n, MaxRuleSetBytes)
+	}
+	return nil
+}
 
 // RuleSetBytes is the size of a rule set as MaxRuleSetBytes counts it.
 func RuleSetBytes(sources map[string]string) int {

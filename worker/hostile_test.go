@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,6 +96,41 @@ func TestRulesThatDoNotCompile(t *testing.T) {
 	}
 	if d := results[2].GetDistribution(); d.GetScore() != 8 {
 		t.Errorf("task 2 with the good rules: %v, want score 8", results[2])
+	}
+}
+
+// TestRuleSetWithTooManyFilesIsRefused: a rule set of more than
+// protocol.MaxRuleFiles files is not compiled (millions of tiny files took
+// seconds and hundreds of MiB): the worker answers it as a set that does
+// not compile, naming the bound, and goes on scanning with the rules it
+// has.
+func TestRuleSetWithTooManyFilesIsRefused(t *testing.T) {
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	many := map[string]string{}
+	for i := range protocol.MaxRuleFiles + 1 {
+		many[fmt.Sprintf("f%d", i)] = ""
+	}
+	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "many", Sources: many}}})
+	for {
+		st := s.next().GetRulesStatus()
+		if st.GetHash() != "many" {
+			continue
+		}
+		if !strings.Contains(st.GetError(), "4097 files, over the 4096") {
+			t.Fatalf("status %v, want an error naming the file bound", st)
+		}
+		break
+	}
+	s.assign(e.task(1, "reqeusts-2.31.0.tar.gz", demoHash))
+	for {
+		if rs := s.next().GetResults().GetResults(); len(rs) > 0 {
+			if d := rs[0].GetDistribution(); d.GetScore() != 8 {
+				t.Fatalf("task 1: %v, want reqeusts scoring 8", rs[0])
+			}
+			return
+		}
 	}
 }
 

@@ -572,6 +572,11 @@ func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	if _, ok := s.rulesets[hash]; ok {
 		return s.send(rulesStatus(hash, nil, 0, false))
 	}
+	if err := protocol.CheckRuleSet(rs.GetSources()); err != nil {
+		// Not compiled: answered as a set that does not compile.
+		s.w.log.Error("rule set refused", "hash", hash, "err", err)
+		return s.send(rulesStatus(hash, err, 0, false))
+	}
 	switch {
 	case s.busy && s.compiling == hash:
 		return nil

@@ -56,8 +56,8 @@ func runRulesCheck(_ context.Context, e *cli.Env, args []string) error {
 	if rep.Compiled.Reportable() == 0 {
 		return cli.Exit(1, rules.ErrNoRules)
 	}
-	if n := protocol.RuleSetBytes(set.Sources); n > protocol.MaxRuleSetBytes {
-		return cli.Exit(1, fmt.Errorf("the rule set holds %d bytes, over the %d a rule set may have: the coordinator refuses it and keeps the rules in use", n, protocol.MaxRuleSetBytes))
+	if err := protocol.CheckRuleSet(set.Sources); err != nil {
+		return cli.Exit(1, fmt.Errorf("%w: the coordinator refuses it and keeps the rules in use", err))
 	}
 	return nil
 }

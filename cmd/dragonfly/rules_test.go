@@ -322,8 +322,8 @@ func tgzOf(t *testing.T, files ...[2]string) []byte {
 	return testkit.Gzip(t, testkit.Tar(t, ents...))
 }
 
-// TestRulesCheckRefusesOversizedSet: a set over protocol.MaxRuleSetBytes
-// compiles, but the coordinator refuses it (and keeps the rules in use):
+// TestRulesCheckRefusesOversizedSet: a set over protocol.MaxRuleSetBytes,
+// or of more than protocol.MaxRuleFiles files, compiles, but the coordinator refuses it (and keeps the rules in use):
 // rules check, which compiles as the fleet does, says so with status 1.
 func TestRulesCheckRefusesOversizedSet(t *testing.T) {
 	dir := t.TempDir()
@@ -332,6 +332,14 @@ func TestRulesCheckRefusesOversizedSet(t *testing.T) {
 	code, _, errOut := runCLI(t, nil, "rules", "check", dir)
 	if code != 1 || !strings.Contains(errOut, "the coordinator refuses it") {
 		t.Fatalf("a set of %d bytes: exit %d, stderr %q", len(big), code, errOut)
+	}
+	many := t.TempDir()
+	for i := range protocol.MaxRuleFiles + 1 {
+		testkit.WriteFile(t, many, fmt.Sprintf("r%d.yara", i), fmt.Sprintf("rule r%d { condition: true }\n", i))
+	}
+	code, _, errOut = runCLI(t, nil, "rules", "check", many)
+	if code != 1 || !strings.Contains(errOut, "4097 files, over the 4096 a rule set may have: the coordinator refuses it") {
+		t.Fatalf("a set of %d files: exit %d, stderr %q", protocol.MaxRuleFiles+1, code, errOut)
 	}
 	small := testkit.WriteFile(t, t.TempDir(), "small.yara", "rule a { condition: true }\n")
 	if code, _, errOut := runCLI(t, nil, "rules", "check", small); code != 0 {
