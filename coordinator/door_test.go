@@ -515,3 +515,35 @@ func TestHugeHeaderBlockRefused(t *testing.T) {
 		t.Fatalf("1 MiB header block: %q, want the stream reset or the connection closed", end)
 	}
 }
+
+// TestServeAfterStopIsNoError: a coordinator stopped before its server
+// began serving (a shutdown right at the start: Run stops the server when
+// the coordinator's Run ends, which may come before the serving goroutine
+// calls Serve) ends without an error and closes the listener. gRPC's
+// ErrServerStopped made dragonfly coordinator and local exit with "grpc:
+// grpc: the server has been stopped".
+func TestServeAfterStopIsNoError(t *testing.T) {
+	c, err := New(Config{API: newFakeAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(0)
+	if err := srv.Serve(ln); err != nil {
+		t.Fatalf("Serve after Stop: %v, want nil", err)
+	}
+	if srv.Ready() {
+		t.Fatal("ready after Stop")
+	}
+	if conn, err := ln.Accept(); err == nil {
+		conn.Close()
+		t.Fatal("the listener is still open")
+	}
+}

@@ -112,6 +112,7 @@ type Server struct {
 	// refusals throttles the "worker refused" log per peer address.
 	refusals *throttle
 	serving  atomic.Bool
+	stopped  atomic.Bool              // Stop was called
 	gate     atomic.Pointer[connGate] // the listener being served
 }
 
@@ -357,9 +358,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	g := newConnGate(ln, s.cfg.MaxPendingConns, s.cfg.MaxWorkers, s.cfg.PendingTimeout, &s.c.refusals)
 	s.gate.Store(g)
-	s.serving.Store(true)
+	s.serving.Store(!s.stopped.Load())
 	defer s.serving.Store(false)
-	return s.grpc.Serve(g)
+	if err := s.grpc.Serve(g); !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	// Stopped before it began (a shutdown right at the start): nothing was
+	// served, and gRPC closed the listener.
+	return nil
 }
 
 // Ready reports whether the server serves workers and the coordinator is not
@@ -378,6 +384,7 @@ func isLocalListener(ln net.Listener) bool {
 // Stop marks the server not serving, stops it gracefully, and after timeout
 // at once.
 func (s *Server) Stop(timeout time.Duration) {
+	s.stopped.Store(true)
 	s.serving.Store(false)
 	s.health.Shutdown()
 	done := make(chan struct{})
