@@ -405,12 +405,17 @@ func (s *Server) Stop(timeout time.Duration) {
 // Run runs the coordinator and serves workers on ln until ctx ends, then shuts
 // down in order: the coordinator stops leasing, drains workers and flushes its
 // reports (Coordinator.Run), then the gRPC server stops (gracefully, bounded),
-// then the sessions' goroutines are waited for.
+// then the sessions' goroutines are waited for. When the server cannot serve
+// (the listener failed, or an insecure server was given a non-loopback
+// one), no worker can reach the coordinator: it is stopped the same way and
+// Run returns the server's error.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.Serve(ln) }()
 	runErr := make(chan error, 1)
-	go func() { runErr <- s.c.Run(ctx) }()
+	go func() { runErr <- s.c.Run(runCtx) }()
 	var err error
 	select {
 	case err = <-runErr:
@@ -419,26 +424,19 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			err = fmt.Errorf("grpc: %w", serr)
 		}
 	case serr := <-serveErr:
-		// The listener failed: nothing can reach the coordinator.
-		err = fmt.Errorf("grpc: %w", serr)
+		// The listener failed (or Stop was called): nothing can reach the
+		// coordinator.
+		if serr != nil {
+			err = fmt.Errorf("grpc: %w", serr)
+		}
 		s.Stop(0)
-		if rerr := s.waitRun(ctx, runErr); rerr != nil && err == nil {
+		stopRun()
+		if rerr := <-runErr; rerr != nil && err == nil {
 			err = rerr
 		}
 	}
 	s.c.WaitSessions()
 	return err
-}
-
-// waitRun waits for the coordinator's Run after the server failed: it stops
-// when ctx ends (the caller's process is going down).
-func (s *Server) waitRun(ctx context.Context, runErr <-chan error) error {
-	select {
-	case err := <-runErr:
-		return err
-	case <-ctx.Done():
-		return <-runErr
-	}
 }
 
 // RefusedConnections counts connections closed without an authenticated

@@ -421,6 +421,41 @@ func TestInsecureNeedsLoopback(t *testing.T) {
 	}
 }
 
+// TestRunEndsWhenItCannotServeWorkers: when the gRPC server cannot serve
+// (here an insecure coordinator given a non-loopback listener), Run stops
+// the coordinator and returns the error at once: a coordinator no worker
+// can reach must not go on leasing jobs until someone signals it.
+func TestRunEndsWhenItCannotServeWorkers(t *testing.T) {
+	api := newFakeAPI(job("a", "https://files.example/a-1.0.tar.gz"))
+	c, err := New(Config{API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ":0") // every interface
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Fatalf("Run on %s: %v, want the refusal naming loopback", ln.Addr(), err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatalf("Run on %s went on after its server refused to serve, until its context ended", ln.Addr())
+	}
+}
+
 // TestMaxWorkers: authenticated connections beyond DRAGONFLY_MAX_WORKERS
 // and sessions beyond it are refused with ResourceExhausted: retry later,
 // never Unauthenticated. A local health check still gets through (its

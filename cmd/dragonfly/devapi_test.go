@@ -115,6 +115,22 @@ func TestDevAPIUsageAndSecrets(t *testing.T) {
 	}
 }
 
+// TestDevAPIHelpNamesCurrentFlags: the help's own text names the flags by
+// their current spelling, not the deprecated ones that warn (--listen,
+// --cf-client-id), which go away in the next release.
+func TestDevAPIHelpNamesCurrentFlags(t *testing.T) {
+	s := program.Settings("dragonfly devapi", help("devapi"))
+	var f devapiFlags
+	f.register(s)
+	var help bytes.Buffer
+	s.Usage(&help)
+	for _, old := range []string{"--listen ", "--cf-client-id", "--cf-client-secret"} {
+		if strings.Contains(help.String(), old) {
+			t.Errorf("help names the deprecated %q:\n%s", strings.TrimSpace(old), help.String())
+		}
+	}
+}
+
 // logWatcher is stderr for the command under test: it hands the first
 // "devapi listening" log record to addr.
 type logWatcher struct {

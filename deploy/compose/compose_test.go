@@ -514,7 +514,7 @@ func heavyPackages(t *testing.T) string {
 	override := filepath.Join(dir, "compose.override.yml")
 	yml := fmt.Sprintf(`services:
   devapi:
-    command: ["devapi", "--demo", "--packages", "/packages", "--listen", ":8000"]
+    command: ["devapi", "--demo", "--packages", "/packages", "--listen-addr", ":8000"]
     volumes:
       - %q
 `, pkgs+":/packages:ro")
