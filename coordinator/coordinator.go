@@ -275,12 +275,21 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	g.Go(func() error { c.tickLoop(gctx); return nil })
 	err := g.Wait()
 
-	// Phase 2: tell workers to drain; wait for the jobs in flight.
+	// Phase 2: tell workers to drain; wait for the jobs in flight while a
+	// worker holds a task of theirs. No task is assigned from now on, so a
+	// job whose tasks are all queued (handed back by draining workers, or
+	// never assigned) cannot finish: it is not waited for.
 	c.log.Info("shutting down: leasing stopped, draining workers", "jobs_in_flight", c.disp.Snapshot().JobsInFlight)
+	c.disp.DrainAll()
 	c.beginDrain()
-	c.waitIdle(c.cfg.DrainTimeout, func() bool { return c.disp.Snapshot().JobsInFlight == 0 })
-	if n := c.disp.Snapshot().JobsInFlight; n > 0 {
-		c.log.Warn("jobs still in flight after drain timeout; the API will lease them again", "jobs", n)
+	c.waitIdle(c.cfg.DrainTimeout, func() bool {
+		s := c.disp.Snapshot()
+		return s.JobsInFlight == 0 || s.TasksRunning == 0
+	})
+	if s := c.disp.Snapshot(); s.TasksRunning > 0 {
+		c.log.Warn("jobs still in flight after drain timeout; the API will lease them again", "jobs", s.JobsInFlight, "tasks_running", s.TasksRunning)
+	} else if s.JobsInFlight > 0 {
+		c.log.Info("jobs left unfinished: no worker holds a task of theirs; the API will lease them again", "jobs", s.JobsInFlight)
 	}
 	// Phase 3: flush reports.
 	c.waitIdle(c.cfg.FlushTimeout, func() bool { return c.out.Len() == 0 })

@@ -636,6 +636,36 @@ func TestShutdownDrainsWorkersAndFlushesReports(t *testing.T) {
 	}
 }
 
+// TestDrainEndsWhenNoWorkerHoldsATask: shutting down, the coordinator
+// waits for a job in flight only while a worker holds a task of it. Here
+// the worker hands back the prefetched task and finishes the started one:
+// the job cannot finish (no task is assigned while draining), and the
+// coordinator stops at once instead of waiting out the drain timeout.
+func TestDrainEndsWhenNoWorkerHoldsATask(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2"))
+	f := startFleet(t, api, func(c *Config) { c.DrainTimeout = 10 * time.Minute })
+	w := f.worker("w", 1)
+	w.ready()
+	ts := w.tasks(2)
+	stopped := make(chan struct{})
+	go func() {
+		f.stop()
+		close(stopped)
+	}()
+	for m := w.next(); m.GetDrain() == nil; m = w.next() {
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: []uint64{ts[1].GetTaskId()}, Reason: "draining"}}})
+	w.answer(result(ts[0], ""))
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the coordinator waited for a job no worker held a task of (drain timeout 10 min)")
+	}
+	if r := api.Reports(); len(r) != 0 {
+		t.Fatalf("reports = %+v, want none for the unfinished job", r)
+	}
+}
+
 // abandonObserver records abandoned reports.
 type abandonObserver struct {
 	nopObserver

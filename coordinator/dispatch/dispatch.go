@@ -330,6 +330,9 @@ type Dispatcher struct {
 	out      []delivery // events and outcomes queued under the lock
 	changed  broadcast.Signal
 	pumps    uint64 // pump runs (tests: which calls do no work)
+	// draining: DrainAll was called; every session, and every one that
+	// joins, drains.
+	draining bool
 }
 
 type delivery struct {
@@ -612,7 +615,7 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 		id: id, identity: identity, ident: d.joinIdentity(identity), seq: d.sessSeq,
 		slots: min(max(slots, 1), d.cfg.MaxSlots), claimed: slots,
 		ready: map[string]bool{}, compiling: map[string]time.Time{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
-		quarantined: d.quar[identity] != nil, sink: sink, joined: now,
+		quarantined: d.quar[identity] != nil, sink: sink, joined: now, draining: d.draining,
 	}
 	return nil
 }
@@ -742,6 +745,19 @@ func (d *Dispatcher) Drain(id string) {
 	d.mu.Lock()
 	defer d.unlock()
 	if s := d.sessions[id]; s != nil {
+		s.draining = true
+	}
+}
+
+// DrainAll stops assigning tasks to every session, present and to come (the
+// coordinator is shutting down): once no task is outstanding, none will be
+// (Snapshot.TasksRunning stays 0), and the tasks still queued wait for their
+// job's lease to end (the API leases the job again).
+func (d *Dispatcher) DrainAll() {
+	d.mu.Lock()
+	defer d.unlock()
+	d.draining = true
+	for _, s := range d.sessions {
 		s.draining = true
 	}
 }

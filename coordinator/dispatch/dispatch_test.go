@@ -227,6 +227,29 @@ func TestJobLimitsAndEmptyJobs(t *testing.T) {
 	}
 }
 
+// TestDrainAll: after DrainAll no session gets a task, those present nor
+// those that join later, so once the handed-back tasks are in, nothing is
+// outstanding and stays so (what the coordinator's shutdown waits for).
+func TestDrainAll(t *testing.T) {
+	h := newHarness(t, Config{Prefetch: 1})
+	a := h.join("a", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1", "u2"), mkJob("q", "u3")}, t0)
+	ts := a.take()
+	if len(ts) != 2 {
+		t.Fatalf("got %d tasks, want 2", len(ts))
+	}
+	h.d.DrainAll()
+	h.d.Returned("a", []uint64{ts[1].ID})
+	h.d.Result("a", Result{TaskID: ts[0].ID, Dist: &score.Distribution{}}, t0)
+	b := h.join("b", 2, "h1")
+	if got := append(a.take(), b.take()...); len(got) != 0 {
+		t.Fatalf("tasks assigned after DrainAll: %+v", got)
+	}
+	if s := h.d.Snapshot(); s.TasksRunning != 0 || s.JobsInFlight != 2 {
+		t.Fatalf("tasks running %d, jobs in flight %d; want 0 and 2", s.TasksRunning, s.JobsInFlight)
+	}
+}
+
 func TestDrainAndReturn(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")

@@ -88,6 +88,7 @@ const (
 type Setting struct {
 	s     *Settings
 	flag  string // canonical flag name, without dashes
+	short string // one-letter shorthand, "" for none
 	env   string // canonical variable; "" for a flag-only setting
 	usage string
 	value Value
@@ -122,7 +123,7 @@ func (s *Settings) FlagP(v Value, name, short, usage string) *Setting {
 }
 
 func (s *Settings) register(v Value, name, short, env, usage string) *Setting {
-	st := &Setting{s: s, flag: name, env: env, usage: usage, value: v, def: v.String()}
+	st := &Setting{s: s, flag: name, short: short, env: env, usage: usage, value: v, def: v.String()}
 	if st.def == "false" || st.def == "0" || st.def == "0s" {
 		st.def = "" // off or none: the usage says what that means
 	}
@@ -498,7 +499,11 @@ func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
 func (s *Settings) Usage(w io.Writer) {
 	fmt.Fprintf(w, "%s\n\nFlags (a flag wins over its environment variable, which wins over the config\nfiles: Config-dev.toml, then Config.toml in the working directory, or the one\nfile --config names; a config key is the variable without DRAGONFLY_, in lower\ncase: DRAGONFLY_BASE_URL is base_url):\n", s.summary)
 	for _, st := range s.list {
-		fmt.Fprintf(w, "  --%s", st.flag)
+		if st.short != "" {
+			fmt.Fprintf(w, "  -%s, --%s", st.short, st.flag)
+		} else {
+			fmt.Fprintf(w, "  --%s", st.flag)
+		}
 		if t := st.value.Type(); t != "bool" {
 			fmt.Fprintf(w, " %s", t)
 		}

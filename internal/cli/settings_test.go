@@ -207,13 +207,15 @@ func TestSettingsUsage(t *testing.T) {
 	s.Var(Int(&threads, 4), "DRAGONFLY_THREADS", "scanner threads")
 	s.Var(String(&secret, ""), "DRAGONFLY_PASSWORD", "a secret")
 	s.Var(Duration(&load, time.Minute), "DRAGONFLY_LOAD_DURATION", "idle poll")
+	var req string
+	s.FlagP(String(&req, ""), "requirement", "r", "a requirements file")
 	// The environment is read after the flags, so --help must not print it.
 	err := s.Parse([]string{"--help"}, clitest.Env(map[string]string{"DRAGONFLY_PASSWORD": "hunter2", "DRAGONFLY_THREADS": "99"}), "")
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("err = %v, want pflag.ErrHelp", err)
 	}
 	help := out.String()
-	for _, want := range []string{"usage: dragonfly test [flags]", "--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default 4)", "idle poll (default 1m)", "--password string   [env DRAGONFLY_PASSWORD]"} {
+	for _, want := range []string{"usage: dragonfly test [flags]", "--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default 4)", "idle poll (default 1m)", "--password string   [env DRAGONFLY_PASSWORD]", "  -r, --requirement string\n"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q:\n%s", want, help)
 		}
