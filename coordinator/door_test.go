@@ -523,18 +523,8 @@ func TestHugeHeaderBlockRefused(t *testing.T) {
 // ErrServerStopped made dragonfly coordinator and local exit with "grpc:
 // grpc: the server has been stopped".
 func TestServeAfterStopIsNoError(t *testing.T) {
-	c, err := New(Config{API: newFakeAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(c, ServerConfig{Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, srv := insecureServer(t, newFakeAPI())
+	ln := listen(t, "127.0.0.1:0")
 	srv.Stop(0)
 	if err := srv.Serve(ln); err != nil {
 		t.Fatalf("Serve after Stop: %v, want nil", err)

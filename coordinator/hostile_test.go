@@ -400,19 +400,8 @@ func TestPlaintextTokenFromRemotePeer(t *testing.T) {
 // TestInsecureNeedsLoopback: a coordinator without a token serves only on a
 // loopback (or in-memory) listener.
 func TestInsecureNeedsLoopback(t *testing.T) {
-	c, err := New(Config{API: newFakeAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(c, ServerConfig{Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", ":0") // every interface
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	c, srv := insecureServer(t, newFakeAPI())
+	ln := listen(t, ":0") // every interface
 	if err := srv.Serve(ln); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("Serve on %s: %v, want a refusal naming loopback", ln.Addr(), err)
 	}
@@ -421,12 +410,10 @@ func TestInsecureNeedsLoopback(t *testing.T) {
 	}
 }
 
-// TestRunEndsWhenItCannotServeWorkers: when the gRPC server cannot serve
-// (here an insecure coordinator given a non-loopback listener), Run stops
-// the coordinator and returns the error at once: a coordinator no worker
-// can reach must not go on leasing jobs until someone signals it.
-func TestRunEndsWhenItCannotServeWorkers(t *testing.T) {
-	api := newFakeAPI(job("a", "https://files.example/a-1.0.tar.gz"))
+// insecureServer builds a coordinator on api and its insecure production
+// server, neither running.
+func insecureServer(t *testing.T, api *fakeAPI) (*Coordinator, *Server) {
+	t.Helper()
 	c, err := New(Config{API: api})
 	if err != nil {
 		t.Fatal(err)
@@ -435,11 +422,27 @@ func TestRunEndsWhenItCannotServeWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", ":0") // every interface
+	return c, srv
+}
+
+// listen listens on addr over TCP until the test ends.
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// TestRunEndsWhenItCannotServeWorkers: when the gRPC server cannot serve
+// (here an insecure coordinator given a non-loopback listener), Run stops
+// the coordinator and returns the error at once: a coordinator no worker
+// can reach must not go on leasing jobs until someone signals it.
+func TestRunEndsWhenItCannotServeWorkers(t *testing.T) {
+	_, srv := insecureServer(t, newFakeAPI(job("a", "https://files.example/a-1.0.tar.gz")))
+	ln := listen(t, ":0") // every interface
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -90,18 +90,24 @@ func TestDevAPIFlags(t *testing.T) {
 	}
 }
 
+// devapiUsage is what dragonfly devapi --help prints.
+func devapiUsage() string {
+	s := program.Settings("dragonfly devapi", help("devapi"))
+	var f devapiFlags
+	f.register(s)
+	var out bytes.Buffer
+	s.Usage(&out)
+	return out.String()
+}
+
 // TestDevAPIUsageAndSecrets: the help says where the server listens and
 // that /_dev/ takes the API's credentials, shows no secret, and secrets may
 // come from files.
 func TestDevAPIUsageAndSecrets(t *testing.T) {
-	s := program.Settings("dragonfly devapi", help("devapi"))
-	var f devapiFlags
-	f.register(s)
-	var help bytes.Buffer
-	s.Usage(&help)
+	help := devapiUsage()
 	for _, want := range []string{"127.0.0.1:8000", "take the API's credentials", "--cf-service-tokens", "--auth0-users"} {
-		if !strings.Contains(help.String(), want) {
-			t.Errorf("help lacks %q:\n%s", want, help.String())
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q:\n%s", want, help)
 		}
 	}
 	secret := filepath.Join(t.TempDir(), "cf-secret")
@@ -119,14 +125,10 @@ func TestDevAPIUsageAndSecrets(t *testing.T) {
 // their current spelling, not the deprecated ones that warn (--listen,
 // --cf-client-id), which go away in the next release.
 func TestDevAPIHelpNamesCurrentFlags(t *testing.T) {
-	s := program.Settings("dragonfly devapi", help("devapi"))
-	var f devapiFlags
-	f.register(s)
-	var help bytes.Buffer
-	s.Usage(&help)
+	help := devapiUsage()
 	for _, old := range []string{"--listen ", "--cf-client-id", "--cf-client-secret"} {
-		if strings.Contains(help.String(), old) {
-			t.Errorf("help names the deprecated %q:\n%s", strings.TrimSpace(old), help.String())
+		if strings.Contains(help, old) {
+			t.Errorf("help names the deprecated %q:\n%s", strings.TrimSpace(old), help)
 		}
 	}
 }
