@@ -785,3 +785,31 @@ func TestRulesAWorkerEvictedAreOfferedAgain(t *testing.T) {
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}})
 	scannedWith(t, api, w, "h1")
 }
+
+// TestRulesReplacedBeforeSentAreOfferedAgain: a rule set queued to a worker
+// and replaced by a newer one before the session's sender took it never
+// reached the worker; when the API goes back to it, it is offered again.
+// It stayed marked as offered: the worker was never sent it, never ready
+// for it, and leasing paused for good (the re-offer while paused skips a
+// set marked offered).
+func TestRulesReplacedBeforeSentAreOfferedAgain(t *testing.T) {
+	s := &workerSession{notify: make(chan struct{}, 1), offered: map[string]bool{}}
+	s.offerRules(&fleetv1.RuleSet{Hash: "h2"})
+	s.offerRules(&fleetv1.RuleSet{Hash: "h3"}) // h2 not sent yet: replaced
+	var sent []string
+	for _, m := range s.take() {
+		sent = append(sent, m.GetRuleSet().GetHash())
+	}
+	if !slices.Equal(sent, []string{"h3"}) {
+		t.Fatalf("sent %q, want only h3", sent)
+	}
+	if !s.offerRules(&fleetv1.RuleSet{Hash: "h2"}) {
+		t.Fatal("h2, replaced before it was sent, not offered again")
+	}
+	if rs := s.take(); len(rs) != 1 || rs[0].GetRuleSet().GetHash() != "h2" {
+		t.Fatalf("sent %v, want h2", rs)
+	}
+	if s.offerRules(&fleetv1.RuleSet{Hash: "h3"}) {
+		t.Fatal("h3, sent, offered again")
+	}
+}

@@ -147,13 +147,17 @@ func (s *workerSession) pushHeartbeat() {
 	}
 }
 
-// offerRules queues a rule set, replacing one not yet sent. It reports
+// offerRules queues a rule set, replacing one not yet sent (which the
+// worker never gets: it is no longer counted as offered). It reports
 // whether the set is new to this worker.
 func (s *workerSession) offerRules(set *fleetv1.RuleSet) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.offered[set.GetHash()] {
 		return false
+	}
+	if s.rules != nil {
+		delete(s.offered, s.rules.GetHash())
 	}
 	s.offered[set.GetHash()] = true
 	s.rules = set
