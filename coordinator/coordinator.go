@@ -284,7 +284,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.beginDrain()
 	c.waitIdle(c.cfg.DrainTimeout, func() bool {
 		s := c.disp.Snapshot()
-		return s.JobsInFlight == 0 || s.TasksRunning == 0
+		return (s.JobsInFlight == 0 || s.TasksRunning == 0) && s.Delivering == 0
 	})
 	if s := c.disp.Snapshot(); s.TasksRunning > 0 {
 		c.log.Warn("jobs still in flight after drain timeout; the API will lease them again", "jobs", s.JobsInFlight, "tasks_running", s.TasksRunning)

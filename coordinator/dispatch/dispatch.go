@@ -333,6 +333,9 @@ type Dispatcher struct {
 	// draining: DrainAll was called; every session, and every one that
 	// joins, drains.
 	draining bool
+	// delivering counts finished jobs queued for Done, or in a Done call
+	// not yet returned: no longer in flight, not yet in the caller's hands.
+	delivering int
 }
 
 type delivery struct {
@@ -576,10 +579,18 @@ func (d *Dispatcher) unlock() {
 			d.cfg.OnEvent(*x.ev)
 		}
 	}
+	done := 0
 	for _, x := range out {
 		if x.out != nil {
 			d.cfg.Done(*x.out)
+			done++
 		}
+	}
+	if done > 0 {
+		d.mu.Lock()
+		d.delivering -= done
+		d.mu.Unlock()
+		d.signal()
 	}
 }
 
@@ -1235,6 +1246,7 @@ func (d *Dispatcher) finish(js *job, failure string, now time.Time) {
 		}
 	}
 	d.out = append(d.out, delivery{out: &o})
+	d.delivering++
 }
 
 func (d *Dispatcher) removePending(js *job) {
@@ -1780,6 +1792,11 @@ type Snapshot struct {
 	OldestWaiting time.Time
 	// TasksRunning are outstanding copies (all kinds).
 	TasksRunning int
+	// Delivering are finished jobs on their way to Config.Done: no longer
+	// in flight, and not yet returned from Done (a shutdown that waits for
+	// the jobs in flight waits for these too, or their reports would be
+	// left out of the flush).
+	Delivering int
 	// BackupsWaiting are overdue copies whose backup waits for a free slot of
 	// another identity.
 	BackupsWaiting int
@@ -1807,7 +1824,7 @@ func (d *Dispatcher) Snapshot() Snapshot {
 	defer d.mu.Unlock()
 	tm := d.timing()
 	snap := Snapshot{
-		JobsInFlight: len(d.jobs), TasksWaiting: d.pending.Len(), TasksRunning: len(d.assigns),
+		JobsInFlight: len(d.jobs), TasksWaiting: d.pending.Len(), TasksRunning: len(d.assigns), Delivering: d.delivering,
 		BackupsWaiting: len(d.backups), TaskTime: tm.typical, BackupAfter: tm.wait, Counters: d.counters,
 	}
 	if d.pending.Len() > 0 {

@@ -250,6 +250,34 @@ func TestDrainAll(t *testing.T) {
 	}
 }
 
+// TestDeliveringCountsJobsOnTheirWayToDone: a finished job leaves
+// JobsInFlight before Done receives it (Done runs without the lock);
+// Snapshot.Delivering counts it until Done returns, so a shutdown that
+// waits for the jobs in flight does not flush the reports before this one
+// is among them (it was left out, and without a durable outbox lost).
+func TestDeliveringCountsJobsOnTheirWayToDone(t *testing.T) {
+	var d *Dispatcher
+	var during Snapshot
+	d = New(Config{Done: func(Outcome) { during = d.Snapshot() }})
+	a := &sink{}
+	if err := d.Join("a", "a", 1, a, t0); err != nil {
+		t.Fatal(err)
+	}
+	d.RulesReady("a", "h1")
+	d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ts := a.take()
+	if len(ts) != 1 {
+		t.Fatalf("got %d tasks, want 1", len(ts))
+	}
+	d.Result("a", Result{TaskID: ts[0].ID, Dist: &score.Distribution{}}, t0)
+	if during.JobsInFlight != 0 || during.Delivering != 1 {
+		t.Fatalf("during Done: jobs in flight %d, delivering %d; want 0 and 1", during.JobsInFlight, during.Delivering)
+	}
+	if n := d.Snapshot().Delivering; n != 0 {
+		t.Fatalf("after Done: delivering %d, want 0", n)
+	}
+}
+
 func TestDrainAndReturn(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")
