@@ -763,7 +763,10 @@ func (d *Dispatcher) Drain(id string) {
 // DrainAll stops assigning tasks to every session, present and to come (the
 // coordinator is shutting down): once no task is outstanding, none will be
 // (Snapshot.TasksRunning stays 0), and the tasks still queued wait for their
-// job's lease to end (the API leases the job again).
+// job's lease to end (the API leases the job again). A spot check or a
+// no-verdict retry whose copy cannot come (not assigned, or handed back)
+// ends as when no other identity is ready: the check is skipped, the first
+// failure stands.
 func (d *Dispatcher) DrainAll() {
 	d.mu.Lock()
 	defer d.unlock()
@@ -771,6 +774,8 @@ func (d *Dispatcher) DrainAll() {
 	for _, s := range d.sessions {
 		s.draining = true
 	}
+	d.pump()
+	d.signal()
 }
 
 // Started marks tasks of a session as started (the worker is scanning them).
@@ -1145,25 +1150,7 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 		d.backups = append(d.backups, a)
 	}
 
-	var stuck []*task
-	for _, js := range d.jobs {
-		for _, t := range js.tasks {
-			if t.live() && (t.want >= 2 || t.noVerdict != nil) && t.lacking() > 0 {
-				stuck = append(stuck, t)
-			}
-		}
-	}
-	slices.SortFunc(stuck, func(a, b *task) int { return cmp.Or(cmp.Compare(a.job.seq, b.job.seq), cmp.Compare(a.index, b.index)) })
-	for _, t := range stuck {
-		switch {
-		case !t.live(): // its job ended meanwhile
-		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-tm.reserve)):
-			d.giveUp(t, "the lease is ending")
-		case !d.otherIdentitySoon(t) && (t.want >= 2 || len(t.copies) == 0):
-			// A retry copy still running may answer before the lease ends.
-			d.giveUp(t, "no other identity is ready")
-		}
-	}
+	d.settleStuck(now, tm.reserve)
 
 	var drop []*job
 	for _, js := range d.jobs {
@@ -1202,6 +1189,32 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 		d.signal()
 	}
 	return rep
+}
+
+// settleStuck finishes the spot checks and no-verdict retries that lack a
+// vote no copy will bring: their lease ends within reserve, or no other
+// identity is ready or compiling the rules (none is while the dispatcher
+// drains: see DrainAll).
+func (d *Dispatcher) settleStuck(now time.Time, reserve time.Duration) {
+	var stuck []*task
+	for _, js := range d.jobs {
+		for _, t := range js.tasks {
+			if t.live() && (t.want >= 2 || t.noVerdict != nil) && t.lacking() > 0 {
+				stuck = append(stuck, t)
+			}
+		}
+	}
+	slices.SortFunc(stuck, func(a, b *task) int { return cmp.Or(cmp.Compare(a.job.seq, b.job.seq), cmp.Compare(a.index, b.index)) })
+	for _, t := range stuck {
+		switch {
+		case !t.live(): // its job ended meanwhile
+		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-reserve)):
+			d.giveUp(t, "the lease is ending")
+		case !d.otherIdentitySoon(t) && (t.want >= 2 || len(t.copies) == 0):
+			// A retry copy still running may answer before the lease ends.
+			d.giveUp(t, "no other identity is ready")
+		}
+	}
 }
 
 // Expire is Tick returning the jobs it dropped and abandoned.
@@ -1420,6 +1433,11 @@ func (d *Dispatcher) unassign(a *assign) {
 // copies to free slots of other identities.
 func (d *Dispatcher) pump() {
 	d.pumps++
+	if d.draining {
+		// No copy will be assigned: a check or retry that lacks one ends
+		// now (the coordinator's clock, which would end it, has stopped).
+		d.settleStuck(d.now, d.timing().reserve)
+	}
 	if (d.pending.Len() == 0 && len(d.backups) == 0) || !d.anyFree() {
 		return
 	}

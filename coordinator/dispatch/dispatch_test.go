@@ -278,6 +278,36 @@ func TestDeliveringCountsJobsOnTheirWayToDone(t *testing.T) {
 	}
 }
 
+// TestDrainAllEndsChecksWhoseCopyCannotCome: draining, a spot check whose
+// second copy was handed back (no copy is assigned while draining) is
+// skipped as when no other identity is ready, and the job finishes with
+// the first result; a check whose second copy is still running waits for
+// it. The coordinator's clock, which ended such checks, stops when it
+// drains: the job was left unreported and the API leased it again.
+func TestDrainAllEndsChecksWhoseCopyCannotCome(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 1})
+	a := h.joinAs("a", "A", 1, "h1")
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta, tb := one(t, a), one(t, b) // the first copy and the check copy
+	h.d.Result("a", Result{TaskID: ta.ID, Dist: clean()}, t0)
+	h.d.DrainAll()
+	if n := len(h.outcomes()); n != 0 {
+		t.Fatalf("%d jobs finished while the check copy runs, want none", n)
+	}
+	h.d.Returned("b", []uint64{tb.ID})
+	outs := h.outcomes()
+	if len(outs) != 1 || outs[0].Failure != "" {
+		t.Fatalf("outcomes %+v, want the job finished with its first result", outs)
+	}
+	if ev := h.eventsOf(EventVerifySkipped); len(ev) != 1 {
+		t.Fatalf("verify skipped %+v, want one", ev)
+	}
+	if s := h.d.Snapshot(); s.JobsInFlight != 0 || s.TasksRunning != 0 {
+		t.Fatalf("jobs in flight %d, tasks running %d; want 0 and 0", s.JobsInFlight, s.TasksRunning)
+	}
+}
+
 func TestDrainAndReturn(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")
