@@ -93,7 +93,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	HeartbeatMisses   int
 	// DrainTimeout bounds the wait for jobs in flight at shutdown
-	// (DRAGONFLY_DRAIN_TIMEOUT). Default DefaultDrainTimeout.
+	// (DRAGONFLY_DRAIN_TIMEOUT): the wait ends sooner once no worker holds
+	// a task (none is assigned while draining, so the jobs left cannot
+	// finish; the API leases them again). Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// FlushTimeout bounds the wait for the outbox to empty at shutdown. Default 15 s.
 	FlushTimeout time.Duration
@@ -258,8 +260,9 @@ func New(cfg Config) (*Coordinator, error) {
 }
 
 // Run leases and reports until ctx ends, then shuts down in phases: stop
-// leasing, ask workers to drain, wait (bounded) for the jobs in flight, flush
-// the outbox (bounded), return. Sessions end when the gRPC server stops.
+// leasing, ask workers to drain, wait (bounded) for the jobs in flight while
+// a worker holds a task of theirs, flush the outbox (bounded), return.
+// Sessions end when the gRPC server stops.
 func (c *Coordinator) Run(ctx context.Context) error {
 	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSenders()
