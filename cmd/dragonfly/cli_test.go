@@ -323,7 +323,8 @@ func TestSettingNames(t *testing.T) {
 }
 
 // TestFleetBoundsUsage: settings that bound the fleet refuse values that
-// would make it bounce tasks or stop every task at once.
+// would make it bounce tasks or stop every task at once, naming the
+// setting as it was given (flag or variable).
 func TestFleetBoundsUsage(t *testing.T) {
 	for _, tc := range []struct {
 		vars map[string]string
@@ -331,15 +332,34 @@ func TestFleetBoundsUsage(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"DRAGONFLY_PREFETCH": "17"}, []string{"coordinator", "--insecure"}, "DRAGONFLY_PREFETCH=17: at most 16"},
-		{nil, []string{"coordinator", "--insecure", "--max-sessions-per-identity", "0"}, "DRAGONFLY_MAX_SESSIONS_PER_IDENTITY=0: must be positive"},
-		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--max-task-time", "0s"}, "DRAGONFLY_MAX_TASK_TIME=0s: must be positive"},
+		{nil, []string{"coordinator", "--insecure", "--max-sessions-per-identity", "0"}, "--max-sessions-per-identity=0: must be positive"},
+		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--max-task-time", "0s"}, "--max-task-time=0s: must be positive"},
 		// libyara would read a sub-second timeout as none at all.
-		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--scan-timeout", "500ms"}, "DRAGONFLY_SCAN_TIMEOUT: at least 1s"},
+		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--scan-timeout", "500ms"}, "--scan-timeout: at least 1s"},
 		{map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "0.5s"}, []string{"scan", "--demo-rules", "x"}, "DRAGONFLY_SCAN_TIMEOUT: at least 1s"},
 	} {
 		code, _, errOut := runCLI(t, tc.vars, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v %v: exit %d, %q; want 2 and %q", tc.vars, tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// TestUsageErrorNamesTheSettingAsGiven: a setting's validation error names
+// it as the user gave it: the flag when it came from a flag (it named the
+// variable, which was not set), the variable when it came from the
+// environment.
+func TestUsageErrorNamesTheSettingAsGiven(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "status", "--interval", "500ms", "--watch")
+	if code != 2 || !strings.Contains(errOut, "--interval=500ms: at least 1s") || strings.Contains(errOut, "DRAGONFLY_STATUS_INTERVAL") {
+		t.Errorf("from a flag: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, map[string]string{"DRAGONFLY_STATUS_INTERVAL": "500ms"}, "status", "--watch")
+	if code != 2 || !strings.Contains(errOut, "DRAGONFLY_STATUS_INTERVAL=500ms: at least 1s") {
+		t.Errorf("from the environment: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "coordinator", "--insecure", "--prefetch", "99")
+	if code != 2 || !strings.Contains(errOut, "--prefetch=99: at most 16") {
+		t.Errorf("coordinator from a flag: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -136,7 +136,7 @@ func TestScanMatchMemorySetting(t *testing.T) {
 	if code != 3 || !strings.Contains(out, "exceeds limit DRAGONFLY_MAX_MATCH_MEMORY (1048576 bytes)") {
 		t.Fatalf("1MiB: exit %d, out %.500s", code, out)
 	}
-	if code, _, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--max-match-memory", "64", target); code != 2 || !strings.Contains(errOut, "DRAGONFLY_MAX_MATCH_MEMORY=64: at least 1048576") {
+	if code, _, errOut := runCLI(t, nil, "scan", "--rules", rulesPath, "--max-match-memory", "64", target); code != 2 || !strings.Contains(errOut, "--max-match-memory=64: at least 1048576") {
 		t.Fatalf("64 bytes: exit %d, stderr %q", code, errOut)
 	}
 }

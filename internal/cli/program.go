@@ -110,7 +110,8 @@ type Env struct {
 	// Now is the clock (ages of cached rule sets); nil means time.Now.
 	Now func() time.Time
 
-	prog *Program // set by Program.Run: the config keys of every command
+	prog   *Program  // set by Program.Run: the config keys of every command
+	parsed *Settings // the settings Parse read, to name a usage error's setting as it was given
 }
 
 // Settings returns the settings of a command of the running program,
@@ -127,6 +128,7 @@ func (e *Env) Settings(name, summary string) *Settings {
 // Parse parses args into s with e's environment and config files, and
 // refuses positional arguments unless args is true.
 func (e *Env) Parse(s *Settings, args []string, positional bool) error {
+	e.parsed = s
 	if err := s.Parse(args, e.Getenv, e.Dir); err != nil {
 		return err
 	}
@@ -222,7 +224,11 @@ func (p *Program) Run(ctx context.Context, e *Env, args []string) int {
 		}
 		err = ee.Err
 	}
-	fmt.Fprintf(e.Stderr, "%s %s: %v\n", p.Name, c.Name, err)
+	msg := err.Error()
+	if code == 2 && ce.parsed != nil {
+		msg = ce.parsed.asGiven(msg)
+	}
+	fmt.Fprintf(e.Stderr, "%s %s: %s\n", p.Name, c.Name, msg)
 	return code
 }
 

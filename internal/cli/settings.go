@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -213,6 +214,27 @@ func (st *Setting) Source() string {
 		return st.srcName
 	}
 	return "default"
+}
+
+// asGiven names the setting a usage error message starts with as the user
+// gave it: a message "DRAGONFLY_X=v: ..." or "DRAGONFLY_X: ..." about a
+// setting given as a flag reads "--x=v: ..." ("--x: ..."). Other messages,
+// and settings from the environment or a config file, are left as they are.
+func (s *Settings) asGiven(msg string) string {
+	end := strings.IndexAny(msg, "=:")
+	if end <= 0 {
+		return msg
+	}
+	name := msg[:end]
+	for _, st := range s.list {
+		if st.env != "" && slices.Contains(st.Vars(), name) {
+			if st.src == fromFlag {
+				return "--" + st.srcName + msg[end:]
+			}
+			return msg
+		}
+	}
+	return msg
 }
 
 // Vars returns the variables read for st, canonical first, then the

@@ -224,3 +224,28 @@ func TestSettingsUsage(t *testing.T) {
 		t.Errorf("help shows an environment value:\n%s", help)
 	}
 }
+
+// TestAsGiven: a usage error about a setting given as a flag names the
+// flag; about one from the environment, or about no setting, it is left
+// as it is.
+func TestAsGiven(t *testing.T) {
+	s := New("dragonfly test", "usage: dragonfly test [flags]")
+	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
+	var threads, bulk int
+	s.Var(Int(&threads, 4), "DRAGONFLY_THREADS", "scanner threads")
+	s.Var(Int(&bulk, 20), "DRAGONFLY_BULK_SIZE", "jobs per lease")
+	if err := s.Parse([]string{"--threads", "0"}, clitest.Env(map[string]string{"DRAGONFLY_BULK_SIZE": "0"}), ""); err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"DRAGONFLY_THREADS=0: must be positive":   "--threads=0: must be positive",
+		"DRAGONFLY_THREADS: empty":                "--threads: empty",
+		"DRAGONFLY_BULK_SIZE=0: must be positive": "DRAGONFLY_BULK_SIZE=0: must be positive",
+		"unexpected arguments: x":                 "unexpected arguments: x",
+		"DRAGONFLY_OTHER=1: no such setting":      "DRAGONFLY_OTHER=1: no such setting",
+	} {
+		if got := s.asGiven(in); got != want {
+			t.Errorf("asGiven(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
