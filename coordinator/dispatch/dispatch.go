@@ -1194,7 +1194,8 @@ func (d *Dispatcher) Tick(now time.Time) TickReport {
 // settleStuck finishes the spot checks and no-verdict retries that lack a
 // vote no copy will bring: their lease ends within reserve, or no other
 // identity is ready or compiling the rules (none is while the dispatcher
-// drains: see DrainAll).
+// drains: see DrainAll). While it drains, a copy still outstanding, overdue
+// or not, is waited for: no backup could replace it.
 func (d *Dispatcher) settleStuck(now time.Time, reserve time.Duration) {
 	var stuck []*task
 	for _, js := range d.jobs {
@@ -1210,6 +1211,9 @@ func (d *Dispatcher) settleStuck(now time.Time, reserve time.Duration) {
 		case !t.live(): // its job ended meanwhile
 		case !now.Before(t.job.Deadline(d.cfg.LeaseTimeout).Add(-reserve)):
 			d.giveUp(t, "the lease is ending")
+		case d.draining && len(t.votes)+len(t.copies) >= t.want:
+			// Draining, no backup will be sent: a copy still running,
+			// overdue or not, brings the vote (the drain waits for it).
 		case !d.otherIdentitySoon(t) && (t.want >= 2 || len(t.copies) == 0):
 			// A retry copy still running may answer before the lease ends.
 			d.giveUp(t, "no other identity is ready")

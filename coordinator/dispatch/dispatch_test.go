@@ -308,6 +308,72 @@ func TestDrainAllEndsChecksWhoseCopyCannotCome(t *testing.T) {
 	}
 }
 
+// TestDrainWaitsForAnOverdueCheckCopyStillRunning: a spot check copy
+// overdue when the dispatcher drains still runs and may answer (the drain
+// waits for it: a task is running); the check is not skipped meanwhile. A
+// liar's clean first result is not reported unchecked: the check copy's
+// verdict is compared, and without a third identity the fail-safe rule
+// reports the malicious one.
+func TestDrainWaitsForAnOverdueCheckCopyStillRunning(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.99, 0)})
+	c := h.joinAs("c", "C", 1, "h1")
+	h.d.Admit([]Job{mkJob("q", "u0")}, t0) // not checked: keeps C busy
+	one(t, c)
+	a := h.joinAs("a", "A", 1, "h1")
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta, tb := one(t, a), one(t, b) // the first copy and the check copy
+	h.d.Result("a", Result{TaskID: ta.ID, Dist: clean()}, at(10))
+	h.d.Tick(at(45)) // b's check copy is overdue; C, busy, could back it up
+	if n := len(h.outcomes()); n != 0 {
+		t.Fatalf("%d jobs finished before draining, want none", n)
+	}
+	h.d.DrainAll()
+	h.d.Tick(at(46)) // the coordinator's clock may still run
+	for _, o := range h.outcomes() {
+		if o.Job.Name == "p" {
+			t.Fatalf("job p finished while its check copy runs: %+v", o)
+		}
+	}
+	if s := h.d.Snapshot(); s.TasksRunning == 0 {
+		t.Fatal("no task running: the drain would not wait for the check copy")
+	}
+	h.d.Result("b", Result{TaskID: tb.ID, Dist: bad()}, at(50))
+	if o := outcomeOf(t, h, "p"); o.Failure != "" || o.Package.Score != 100 || o.Verified != 1 {
+		t.Fatalf("outcome %+v, want the check copy's verdict (score 100) by the fail-safe rule", o)
+	}
+}
+
+// TestDrainWaitsForAnOverdueThirdCopyStillRunning: a mismatch's deciding
+// copy overdue when the dispatcher drains is waited for, not settled by the
+// fail-safe rule without it: its vote makes the majority that quarantines
+// the liar.
+func TestDrainWaitsForAnOverdueThirdCopyStillRunning(t *testing.T) {
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.99, 0)})
+	dd := h.joinAs("d", "D", 1, "h1")
+	h.d.Admit([]Job{mkJob("q", "u0")}, t0) // not checked: keeps D busy
+	one(t, dd)
+	a := h.joinAs("a", "A", 1, "h1")
+	b := h.joinAs("b", "B", 1, "h1")
+	c := h.joinAs("c", "C", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	ta, tb := one(t, a), one(t, b)
+	h.d.Result("a", Result{TaskID: ta.ID, Dist: clean()}, at(1))
+	h.d.Result("b", Result{TaskID: tb.ID, Dist: bad()}, at(2))
+	tc := one(t, c)  // the deciding copy
+	h.d.Tick(at(45)) // c's copy is overdue; D, busy, could back it up
+	h.d.DrainAll()
+	for _, o := range h.outcomes() {
+		if o.Job.Name == "p" {
+			t.Fatalf("job p finished while its deciding copy runs: %+v", o)
+		}
+	}
+	h.d.Result("c", Result{TaskID: tc.ID, Dist: bad()}, at(50))
+	if o := outcomeOf(t, h, "p"); o.Failure != "" || o.Package.Score != 100 || !h.d.Quarantined("A") {
+		t.Fatalf("outcome %+v, A quarantined %v; want score 100 by majority and A quarantined", o, h.d.Quarantined("A"))
+	}
+}
+
 func TestDrainAndReturn(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")

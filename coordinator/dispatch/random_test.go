@@ -545,8 +545,13 @@ func TestRandomizedInvariants(t *testing.T) {
 			sum.NoVerdictConfirmed += c.NoVerdictConfirmed
 		})
 	}
-	// The run must reach the hostile paths, or it proves little.
+	// The run must reach the hostile paths, or it proves little. The short
+	// run (30 seeds) checks the invariants only: it does not reach every
+	// path (no abandoned job in its seeds).
 	t.Logf("totals: %+v", sum)
+	if testing.Short() {
+		return
+	}
 	for name, n := range map[string]int64{
 		"backups":            sum.BackupsDispatched,
 		"backups won":        sum.BackupsWon,
