@@ -308,6 +308,22 @@ func TestDrainAllEndsChecksWhoseCopyCannotCome(t *testing.T) {
 	}
 }
 
+// checkedBesideABusyIdentity starts a harness where the session id of
+// identity busy holds an unchecked job q (so it could back up a copy, but
+// has no free slot), then admits job p, picked for a spot check, for the
+// sessions a (identity A) and b (identity B) it returns.
+func checkedBesideABusyIdentity(t *testing.T, id, busy string) (*harness, *sink, *sink) {
+	t.Helper()
+	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.99, 0)})
+	s := h.joinAs(id, busy, 1, "h1")
+	h.d.Admit([]Job{mkJob("q", "u0")}, t0) // not checked: keeps it busy
+	one(t, s)
+	a := h.joinAs("a", "A", 1, "h1")
+	b := h.joinAs("b", "B", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	return h, a, b
+}
+
 // TestDrainWaitsForAnOverdueCheckCopyStillRunning: a spot check copy
 // overdue when the dispatcher drains still runs and may answer (the drain
 // waits for it: a task is running); the check is not skipped meanwhile. A
@@ -315,13 +331,7 @@ func TestDrainAllEndsChecksWhoseCopyCannotCome(t *testing.T) {
 // verdict is compared, and without a third identity the fail-safe rule
 // reports the malicious one.
 func TestDrainWaitsForAnOverdueCheckCopyStillRunning(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.99, 0)})
-	c := h.joinAs("c", "C", 1, "h1")
-	h.d.Admit([]Job{mkJob("q", "u0")}, t0) // not checked: keeps C busy
-	one(t, c)
-	a := h.joinAs("a", "A", 1, "h1")
-	b := h.joinAs("b", "B", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+	h, a, b := checkedBesideABusyIdentity(t, "c", "C")
 	ta, tb := one(t, a), one(t, b) // the first copy and the check copy
 	h.d.Result("a", Result{TaskID: ta.ID, Dist: clean()}, at(10))
 	h.d.Tick(at(45)) // b's check copy is overdue; C, busy, could back it up
@@ -349,14 +359,8 @@ func TestDrainWaitsForAnOverdueCheckCopyStillRunning(t *testing.T) {
 // fail-safe rule without it: its vote makes the majority that quarantines
 // the liar.
 func TestDrainWaitsForAnOverdueThirdCopyStillRunning(t *testing.T) {
-	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.99, 0)})
-	dd := h.joinAs("d", "D", 1, "h1")
-	h.d.Admit([]Job{mkJob("q", "u0")}, t0) // not checked: keeps D busy
-	one(t, dd)
-	a := h.joinAs("a", "A", 1, "h1")
-	b := h.joinAs("b", "B", 1, "h1")
+	h, a, b := checkedBesideABusyIdentity(t, "d", "D")
 	c := h.joinAs("c", "C", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1")}, t0)
 	ta, tb := one(t, a), one(t, b)
 	h.d.Result("a", Result{TaskID: ta.ID, Dist: clean()}, at(1))
 	h.d.Result("b", Result{TaskID: tb.ID, Dist: bad()}, at(2))
