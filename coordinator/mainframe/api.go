@@ -203,7 +203,48 @@ type RuleSet struct {
 	// Hash is the rules commit.
 	Hash string `json:"hash"`
 	// Rules maps a file stem to its YARA source.
-	Rules map[string]string `json:"rules"`
+	Rules RuleFiles `json:"rules"`
+}
+
+// RuleFiles maps a rule file's stem to its YARA source. Decoded from JSON,
+// it holds at most protocol.MaxRuleFiles files: an answer with more is an
+// error once one file more was read (a 64 MiB answer of five million empty
+// files decoded whole held 500 MiB, past the coordinator's memory limit).
+type RuleFiles map[string]string
+
+// UnmarshalJSON decodes a JSON object of strings, as into a map (null
+// leaves it nil, a key given twice keeps its last value), up to
+// protocol.MaxRuleFiles files.
+func (f *RuleFiles) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("rules: not an object")
+	}
+	m := RuleFiles{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		stem, _ := tok.(string)
+		var src string
+		if err := dec.Decode(&src); err != nil {
+			return fmt.Errorf("rules[%s]: %w", clip.String(stem, 64), err)
+		}
+		if _, dup := m[stem]; !dup && len(m) == protocol.MaxRuleFiles {
+			return fmt.Errorf("rules: more than %d files, the most a rule set may have", protocol.MaxRuleFiles)
+		}
+		m[stem] = src
+	}
+	*f = m
+	return nil
 }
 
 // Rules fetches the current rule set.
