@@ -484,6 +484,9 @@ func TestRulesNoWorkerCompilesPauseLeasing(t *testing.T) {
 	if rs := w.next().GetRuleSet(); rs.GetHash() != "h2" {
 		t.Fatalf("got rules %q, want h2 offered", rs.GetHash())
 	}
+	// p's lease is behind the offer (its hash made the coordinator fetch
+	// h2); an empty lease may come before it, as the worker was ready first.
+	leased := len(api.Leases())
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h2", Error: "a.yara:1: cannot compile here"}}})
 	var more []mainframe.Job
 	for i := range 5 {
@@ -497,8 +500,8 @@ func TestRulesNoWorkerCompilesPauseLeasing(t *testing.T) {
 	if rs := m.GetRuleSet(); rs.GetHash() != "h3" {
 		t.Fatalf("got %v, want h3 offered", m)
 	}
-	if got := api.Leases(); len(got) != 1 {
-		t.Fatalf("leases %v while no worker held the current rules, want only the first", got)
+	if got := api.Leases(); len(got) != leased {
+		t.Fatalf("leases %v while no worker held the current rules, want none after the first %d", got, leased)
 	}
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h3"}}})
 	scannedWith(t, api, w, "h3")
