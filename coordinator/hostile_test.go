@@ -523,22 +523,32 @@ func TestNonScanningWorkerRefused(t *testing.T) {
 }
 
 // TestResultsAreCheckedAgainstTheRules: a result that names a rule the set
-// does not have, or gives a rule another weight, ends the session (its tasks
+// does not have, gives a rule another weight, or names a top file no
+// archive member can have, ends the session (its tasks
 // go elsewhere); a claimed score is recomputed from the rules' weights.
 func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		hit  *fleetv1.RuleHit
+		top  string
 	}{
-		{"unknown rule", &fleetv1.RuleHit{Name: "made_up", Weight: 100}},
-		{"wrong weight", &fleetv1.RuleHit{Name: "r1", Weight: -50}},
+		{"unknown rule", &fleetv1.RuleHit{Name: "made_up", Weight: 100}, "x.py"},
+		{"wrong weight", &fleetv1.RuleHit{Name: "r1", Weight: -50}, "x.py"},
+		// The top file becomes the inspector_url: a browser resolves
+		// ".." before inspector sees it, so this one would link another
+		// project's file (no archive member is named so: workers clean
+		// paths and fail those leaving the root).
+		{"top file leaving the archive", &fleetv1.RuleHit{Name: "r1", Weight: 3}, "p-1.0/../../../../../other/2.0/packages/o-2.0.tar.gz/o-2.0/setup.py"},
+		{"top file not clean", &fleetv1.RuleHit{Name: "r1", Weight: 3}, "p-1.0//setup.py"},
+		{"absolute top file", &fleetv1.RuleHit{Name: "r1", Weight: 3}, "/setup.py"},
+		{"top file too long", &fleetv1.RuleHit{Name: "r1", Weight: 3}, strings.Repeat("a/", protocol.MaxPathBytes/2) + "x.py"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(job("p", "u1"))
 			f, liar := readyWorker(t, api, "liar", 1)
 			tk := liar.tasks(1)[0]
 			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
-				Score: 100, TopFile: "x.py", TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
+				Score: 100, TopFile: tc.top, TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
 			}}})
 			wantEnded(t, liar.recv, codes.InvalidArgument, "", "the liar's session (an invalid result)")
 			honest := f.worker("honest", 1)

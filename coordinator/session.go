@@ -686,7 +686,12 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispa
 		if weights == nil {
 			return out, errRulesUnknown
 		}
-		d := &score.Distribution{TopFile: clip.String(o.Distribution.GetTopFile(), protocol.MaxPathBytes), TopScore: o.Distribution.GetTopFileScore()}
+		d := &score.Distribution{TopFile: o.Distribution.GetTopFile(), TopScore: o.Distribution.GetTopFileScore()}
+		if d.TopFile != "" {
+			if err := protocol.CheckMemberPath(d.TopFile); err != nil {
+				return out, fmt.Errorf("top file %q: %v", clip.String(d.TopFile, 256), err)
+			}
+		}
 		seen := map[string]bool{}
 		for _, h := range o.Distribution.GetRules() {
 			name := h.GetName()

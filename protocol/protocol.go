@@ -12,7 +12,11 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
+	"path"
+	"strings"
+	"unicode/utf8"
 
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 )
@@ -62,9 +66,9 @@ const (
 
 	// MaxPathBytes bounds an archive member's path (Linux's PATH_MAX: pip
 	// cannot write a longer one). A worker fails a distribution holding a
-	// longer path; the coordinator cuts a longer top file it is sent, so
-	// that neither the report's inspector_url nor what it keeps grows with
-	// a hostile name.
+	// longer path; the coordinator refuses a longer top file it is sent
+	// (CheckMemberPath), so that neither the report's inspector_url nor
+	// what it keeps grows with a hostile name.
 	MaxPathBytes = 4096
 
 	// MaxPrefetch is the most tasks a coordinator assigns a session beyond
@@ -95,4 +99,27 @@ func RuleSetBytes(sources map[string]string) int {
 		n += len(stem) + len(src)
 	}
 	return n
+}
+
+// CheckMemberPath says whether p is an archive member's path as a worker
+// names it: relative, clean ("a/b.py", never "a//b", "./a" or "a/"), not
+// escaping the archive's root (".."), valid UTF-8 without NUL or backslash
+// (workers read a backslash as "/"), at most MaxPathBytes. The coordinator refuses
+// a result whose top file is not: the path becomes the report's
+// inspector_url, and "a/../../../other/1.0/setup.py" would link another
+// project's file, which a browser resolves before inspector sees it.
+func CheckMemberPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case len(p) > MaxPathBytes:
+		return fmt.Errorf("path of %d bytes, over %d", len(p), MaxPathBytes)
+	case !utf8.ValidString(p) || strings.ContainsAny(p, "\x00\\"):
+		return errors.New("path holds invalid UTF-8, a NUL or a backslash")
+	case strings.HasPrefix(p, "/"):
+		return errors.New("absolute path")
+	case path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../"):
+		return errors.New("path is not clean or leaves the archive")
+	}
+	return nil
 }

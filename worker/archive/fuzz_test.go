@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -83,16 +83,12 @@ func FuzzWalk(f *testing.F) {
 }
 
 // checkPath fails for a path that is not a clean, relative, valid UTF-8
-// path inside the archive. A raw input's path is its distribution name.
+// path inside the archive: one the coordinator takes as a top file
+// (protocol.CheckMemberPath). A raw input's path is its distribution name.
 func checkPath(t *testing.T, p string) {
 	t.Helper()
-	if p == "" || !utf8.ValidString(p) || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") || hasDrive(p) {
-		t.Fatalf("bad path %q", p)
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == ".." || seg == "." || seg == "" {
-			t.Fatalf("path %q has segment %q", p, seg)
-		}
+	if err := protocol.CheckMemberPath(p); err != nil || hasDrive(p) {
+		t.Fatalf("bad path %q: %v", p, err)
 	}
 }
 
