@@ -38,32 +38,26 @@ func hello(id string, slots uint32) *fleetv1.ConnectRequest {
 // for it to join.
 func (f *fleet) sessionSlots(t *testing.T, workerID string) int {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
+	var slots int
+	testkit.WaitFor(t, 10*time.Second, func() bool {
 		for _, s := range f.c.Snapshot().Sessions {
 			if s.WorkerID == workerID {
-				return s.Slots
+				slots = s.Slots
+				return true
 			}
 		}
-		select {
-		case <-deadline:
-			t.Fatalf("worker %s never joined", workerID)
-		case <-time.After(time.Millisecond):
-		}
-	}
+		return false
+	}, func() string { return "worker " + workerID + " never joined" })
+	return slots
 }
 
 // waitIdentities waits until n identities are ready for tasks.
 func (f *fleet) waitIdentities(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for f.c.Snapshot().Dispatch.SpotChecks.Identities < n {
-		select {
-		case <-deadline:
-			t.Fatalf("%d identities ready, want %d", f.c.Snapshot().Dispatch.SpotChecks.Identities, n)
-		case <-time.After(time.Millisecond):
-		}
-	}
+	testkit.WaitFor(t, 10*time.Second, func() bool { return f.c.Snapshot().Dispatch.SpotChecks.Identities >= n },
+		func() string {
+			return fmt.Sprintf("%d identities ready, want %d", f.c.Snapshot().Dispatch.SpotChecks.Identities, n)
+		})
 }
 
 // TestSlotClaimIsCapped: a token holder that claims four billion slots gets
@@ -124,14 +118,8 @@ func TestStalledReaderIsCutAndRefused(t *testing.T) {
 	hbDone.Go(func() { heartbeat(hbCtx, 20*time.Millisecond, nil, stream.Send) })
 	// The session joins, then is cut.
 	f.sessionSlots(t, "stalled")
-	cut := time.After(20 * time.Second)
-	for len(f.c.Snapshot().Sessions) > 0 {
-		select {
-		case <-cut:
-			t.Fatal("the stalled session was not cut")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	testkit.WaitFor(t, 20*time.Second, func() bool { return len(f.c.Snapshot().Sessions) == 0 },
+		func() string { return "the stalled session was not cut" })
 	stopHB()
 	hbDone.Wait()
 	cancel()
@@ -180,14 +168,10 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 	}
 	// The holder's late answers are dropped, not reported twice.
 	holder.answer(result(held[0], ""), result(held[1], ""))
-	deadline := time.After(10 * time.Second)
-	for c := f.c.Snapshot().Dispatch.Counters; c.ResultsDropped+c.ResultsOrphaned < 2; c = f.c.Snapshot().Dispatch.Counters {
-		select {
-		case <-deadline:
-			t.Fatalf("late results not dropped: %+v", f.c.Snapshot().Dispatch.Counters)
-		case <-time.After(time.Millisecond):
-		}
-	}
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		c := f.c.Snapshot().Dispatch.Counters
+		return c.ResultsDropped+c.ResultsOrphaned >= 2
+	}, func() string { return fmt.Sprintf("late results not dropped: %+v", f.c.Snapshot().Dispatch.Counters) })
 	if n := len(api.Reports()); n != 1 {
 		t.Fatalf("%d reports, want 1", n)
 	}
@@ -207,14 +191,8 @@ func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 	// Draining is handled after every message before it: once the session
 	// shows it, the flood was handled.
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Draining{Draining: &fleetv1.Draining{}}})
-	deadline := time.After(20 * time.Second)
-	for !f.c.Snapshot().Dispatch.Sessions[0].Draining {
-		select {
-		case <-deadline:
-			t.Fatal("the flood was not handled")
-		case <-time.After(time.Millisecond):
-		}
-	}
+	testkit.WaitFor(t, 20*time.Second, func() bool { return f.c.Snapshot().Dispatch.Sessions[0].Draining },
+		func() string { return "the flood was not handled" })
 	after := testkit.HeapInUse()
 	grew := int64(after) - int64(before)
 	t.Logf("heap before %d, after %d bytes (grew %d) after 30 RulesStatus of 3.5 MB", before, after, grew)

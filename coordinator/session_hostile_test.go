@@ -105,6 +105,19 @@ func TestLateResultsOfHandedBackTasksAreDroppedQuietly(t *testing.T) {
 	if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 2 {
 		t.Fatalf("report %+v, want score 2 (the handed-back task's late verdict, 9, dropped)", r)
 	}
+	// The report needs a's third message only: its fourth (ts[0] answered
+	// again) may still be on its way through a's session. Wait for both
+	// repeated answers to be counted.
+	testkit.WaitFor(t, 10*time.Second, func() bool {
+		select {
+		case err := <-a.recv:
+			t.Fatalf("a's session ended: %v", err)
+		default:
+		}
+		return f.c.Snapshot().Refusals.ResultsRepeated >= 2
+	}, func() string {
+		return fmt.Sprintf("%d repeated results counted, want 2", f.c.Snapshot().Refusals.ResultsRepeated)
+	})
 	if n := f.c.Snapshot().Refusals.ResultsRepeated; n != 2 {
 		t.Fatalf("%d repeated results counted, want 2", n)
 	}
@@ -119,6 +132,10 @@ func TestRuleSetBudgetWaitCountsAsSendTime(t *testing.T) {
 	f := startFleet(t, newFakeAPI(), func(c *Config) {
 		c.HeartbeatInterval = 100 * time.Millisecond
 		c.SendTimeout = 500 * time.Millisecond
+		// Not cut for silence (3 misses would be 300 ms, less than the
+		// send timeout: a loaded machine's pause would cut it first): the
+		// wait for the budget must be what cuts it.
+		c.HeartbeatMisses = 50
 	})
 	// Other sessions hold the whole budget.
 	if err := f.c.bigSends.Acquire(context.Background(), bigSendBudget); err != nil {

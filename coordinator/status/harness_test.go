@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -221,5 +222,11 @@ func finishJobs(t *testing.T, cfg Config) *fleet {
 		testJob("raced", "https://files.example/raced-1.0.tar.gz"),
 	)
 	f.waitReports(3)
+	// The observer hears of a report before the sender takes it out of the
+	// outbox: wait for the outbox to settle.
+	testkit.WaitFor(t, 20*time.Second, func() bool { return f.c.Snapshot().Outbox.Reports == 0 },
+		func() string {
+			return fmt.Sprintf("outbox still holds %d reports after the API answered them", f.c.Snapshot().Outbox.Reports)
+		})
 	return f
 }

@@ -57,3 +57,22 @@ func DialBuf(t testing.TB, lis *bufconn.Listener, opts ...grpc.DialOption) *grpc
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// WaitFor waits until cond holds, checking it every millisecond, and fails t
+// with msg() after d: the wait for state that has no change notification
+// (snapshots, counters). cond runs on the caller's goroutine, so it may
+// fail t itself (a session that ended meanwhile).
+func WaitFor(t testing.TB, d time.Duration, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("after %v: %s", d, msg())
+		case <-tick.C:
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/worker/limit"
@@ -346,28 +347,41 @@ func TestShortBodyIsTruncation(t *testing.T) {
 	}
 }
 
+// TestStallMidBody runs on synctest's clock with an in-memory transport:
+// over TCP the 50 ms watchdog, armed when the attempt begins, also covered
+// the dial, the request and the first 100 bytes, so a loaded machine's
+// slower round trip made a stall before the body (0 bytes read).
 func TestStallMidBody(t *testing.T) {
-	var hits atomic.Int32
-	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Length", "1000")
-		w.Write(body(100))
-		w.(http.Flusher).Flush()
-		<-r.Context().Done() // until the client gives up
+	synctest.Test(t, func(t *testing.T) {
+		var hits atomic.Int32
+		const stall = 50 * time.Millisecond
+		f, s := newTest(t, Config{StallTimeout: stall, Attempts: 2, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+			hits.Add(1)
+			resp := respond(req, 200, nil, io.MultiReader(bytes.NewReader(body(100)), blockUntilDone{req.Context()}))
+			resp.ContentLength = 1000
+			return resp, nil
+		})}, "https://files.example")
+		_, st, err := f.GetWithStats(t.Context(), "https://files.example/x-1.0.tar.gz")
+		var te *TimeoutError
+		if !errors.As(err, &te) || te.Kind != Stall || te.After != stall {
+			t.Fatalf("err = %v, want stall timeout", err)
+		}
+		if !Transient(err) || st.Attempts != 2 || hits.Load() != 2 || len(s.got()) != 1 {
+			t.Errorf("transient %v, attempts %d, hits %d, delays %v: want a retried stall", Transient(err), st.Attempts, hits.Load(), s.got())
+		}
+		if st.Bytes != 200 {
+			t.Errorf("bytes = %d, want 200 (100 per attempt)", st.Bytes)
+		}
 	})
-	const stall = 50 * time.Millisecond
-	f, s := newTest(t, Config{StallTimeout: stall, Attempts: 2}, srv.URL)
-	_, st, err := f.GetWithStats(t.Context(), srv.URL)
-	var te *TimeoutError
-	if !errors.As(err, &te) || te.Kind != Stall || te.After != stall {
-		t.Fatalf("err = %v, want stall timeout", err)
-	}
-	if !Transient(err) || st.Attempts != 2 || hits.Load() != 2 || len(s.got()) != 1 {
-		t.Errorf("transient %v, attempts %d, hits %d, delays %v: want a retried stall", Transient(err), st.Attempts, hits.Load(), s.got())
-	}
-	if st.Bytes != 200 {
-		t.Errorf("bytes = %d, want 200 (100 per attempt)", st.Bytes)
-	}
+}
+
+// blockUntilDone reads nothing until ctx ends (a server that stopped
+// sending).
+type blockUntilDone struct{ ctx context.Context }
+
+func (b blockUntilDone) Read([]byte) (int, error) {
+	<-b.ctx.Done()
+	return 0, b.ctx.Err()
 }
 
 func TestStallBeforeHeaders(t *testing.T) {
@@ -382,35 +396,30 @@ func TestStallBeforeHeaders(t *testing.T) {
 	}
 }
 
+// TestTotalTimeout runs on synctest's clock with an in-memory transport:
+// over TCP a loaded machine's first byte could come after the 200 ms total
+// timeout (0 bytes read).
 func TestTotalTimeout(t *testing.T) {
-	// The server trickles a byte whenever the client has read the last one,
-	// so the download never stalls but never ends.
-	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
-		for {
-			if _, err := w.Write([]byte{'x'}); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(time.Millisecond):
-			}
+	synctest.Test(t, func(t *testing.T) {
+		// A byte every millisecond: the download never stalls but never
+		// ends.
+		const total = 200 * time.Millisecond
+		f, s := newTest(t, Config{TotalTimeout: total, StallTimeout: time.Hour, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+			return respond(req, 200, nil, &trickle{ctx: req.Context(), gap: time.Millisecond}), nil
+		})}, "https://files.example")
+		_, st, err := f.GetWithStats(t.Context(), "https://files.example/x-1.0.tar.gz")
+		var te *TimeoutError
+		if !errors.As(err, &te) || te.Kind != Total || te.After != total {
+			t.Fatalf("err = %v, want total timeout", err)
+		}
+		if Transient(err) || st.Attempts != 1 || len(s.got()) != 0 || st.Bytes == 0 {
+			t.Errorf("transient %v, stats %+v: want final after 1 attempt with bytes read", Transient(err), st)
+		}
+		// On the bubble's clock the timeout is exact.
+		if st.Duration != total {
+			t.Errorf("returned after %v, want the %v total timeout", st.Duration, total)
 		}
 	})
-	const total = 200 * time.Millisecond
-	f, s := newTest(t, Config{TotalTimeout: total, StallTimeout: time.Hour}, srv.URL)
-	_, st, err := f.GetWithStats(t.Context(), srv.URL)
-	var te *TimeoutError
-	if !errors.As(err, &te) || te.Kind != Total || te.After != total {
-		t.Fatalf("err = %v, want total timeout", err)
-	}
-	if Transient(err) || st.Attempts != 1 || len(s.got()) != 0 || st.Bytes == 0 {
-		t.Errorf("transient %v, stats %+v: want final after 1 attempt with bytes read", Transient(err), st)
-	}
-	if st.Duration < total {
-		t.Errorf("returned after %v, before the %v total timeout", st.Duration, total)
-	}
 }
 
 func TestCanceledIsNotTimeout(t *testing.T) {
