@@ -212,39 +212,82 @@ type RuleSet struct {
 // files decoded whole held 500 MiB, past the coordinator's memory limit).
 type RuleFiles map[string]string
 
-// UnmarshalJSON decodes a JSON object of strings, as into a map (null
-// leaves it nil, a key given twice keeps its last value), up to
-// protocol.MaxRuleFiles files.
+// UnmarshalJSON decodes a JSON object of strings as into a map (null
+// leaves no map, a key given twice keeps its last value, a second object
+// adds to the first), up to protocol.MaxRuleFiles files. Each member is
+// decoded from b in place: a json.Decoder copied b into a buffer grown by
+// doubling, 3 times the largest file besides the string itself.
 func (f *RuleFiles) UnmarshalJSON(b []byte) error {
-	if string(bytes.TrimSpace(b)) == "null" {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		*f = nil
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
-		return err
+	if !json.Valid(b) {
+		return errors.New("rules: not valid JSON")
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if b[0] != '{' {
 		return errors.New("rules: not an object")
 	}
-	m := RuleFiles{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
+	m := *f
+	if m == nil {
+		m = RuleFiles{}
+	}
+	// b is one valid JSON object: keys are strings, values follow a colon,
+	// members are separated by commas.
+	i := skipSpace(b, 1)
+	for b[i] != '}' {
+		end := stringEnd(b, i)
+		var stem string
+		if err := json.Unmarshal(b[i:end], &stem); err != nil {
+			return fmt.Errorf("rules: %w", err)
 		}
-		stem, _ := tok.(string)
+		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
 		var src string
-		if err := dec.Decode(&src); err != nil {
-			return fmt.Errorf("rules[%s]: %w", clip.String(stem, 64), err)
+		switch b[i] {
+		case '"':
+			end = stringEnd(b, i)
+			if err := json.Unmarshal(b[i:end], &src); err != nil {
+				return fmt.Errorf("rules[%s]: %w", clip.String(stem, 64), err)
+			}
+		case 'n': // null: the empty string, as in a map
+			end = i + len("null")
+		default:
+			return fmt.Errorf("rules[%s]: not a string", clip.String(stem, 64))
 		}
 		if _, dup := m[stem]; !dup && len(m) == protocol.MaxRuleFiles {
 			return fmt.Errorf("rules: more than %d files, the most a rule set may have", protocol.MaxRuleFiles)
 		}
 		m[stem] = src
+		if i = skipSpace(b, end); b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
 	}
 	*f = m
 	return nil
+}
+
+// skipSpace returns the index of the first byte of b at or after i that is
+// not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string starting at b[i]
+// (b is valid JSON).
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
 }
 
 // Rules fetches the current rule set.

@@ -84,3 +84,105 @@ func TestRulesAnswerOfManyFilesStopsEarly(t *testing.T) {
 		t.Fatalf("decoding %d bytes allocated %d bytes, want at most half the answer", len(body), got)
 	}
 }
+
+// TestRulesAnswerOfOneLargeFileIsCopiedOnce: a rule set of one large file
+// (24 MiB, within protocol.MaxRuleSetBytes: a set the coordinator loads)
+// decodes allocating what a map of strings does (the file once). A
+// json.Decoder over the rules copied the file into its buffer, which grew
+// by doubling: 3 times the file at every fetch (a 63 MiB answer, refused
+// only after decoding, held 191 MiB besides the answer itself).
+func TestRulesAnswerOfOneLargeFileIsCopiedOnce(t *testing.T) {
+	for _, tc := range []struct{ name, src string }{
+		{"plain", strings.Repeat("a", 24<<20)},
+		{"escaped", strings.Repeat(`\n`, 12<<20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := []byte(`{"hash":"h","rules":{"big":"` + tc.src + `","small":"rule a {condition: true}"}}`)
+			var plain struct {
+				Hash  string            `json:"hash"`
+				Rules map[string]string `json:"rules"`
+			}
+			asMap := allocated(func() error { return json.Unmarshal(body, &plain) })
+			plain.Rules = nil
+			var rs RuleSet
+			got := allocated(func() error { return json.Unmarshal(body, &rs) })
+			if len(rs.Rules) != 2 || rs.Rules["small"] != "rule a {condition: true}" {
+				t.Fatalf("decoded %d files", len(rs.Rules))
+			}
+			if got > asMap+1<<20 {
+				t.Fatalf("decoding a %d-byte answer allocated %d bytes (%.1fx), a map of strings %d", len(body), got, float64(got)/float64(len(body)), asMap)
+			}
+		})
+	}
+}
+
+// allocated returns the bytes decode allocated; it must succeed.
+func allocated(decode func() error) uint64 {
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	err := decode()
+	runtime.ReadMemStats(&m1)
+	if err != nil {
+		panic(err)
+	}
+	return m1.TotalAlloc - m0.TotalAlloc
+}
+
+// TestRuleFilesDecodeAsAMapWhenRulesIsGivenTwice: a "rules" member given
+// twice decodes as into a map of strings: a second object adds to the
+// first, a null after it leaves no rules (an answer the client refuses).
+func TestRuleFilesDecodeAsAMapWhenRulesIsGivenTwice(t *testing.T) {
+	for _, body := range []string{
+		`{"hash":"h","rules":{"a":"x","b":"y"},"rules":{"b":"z","c":"w"}}`,
+		`{"hash":"h","rules":{"a":"x"},"rules":null}`,
+		`{"hash":"h","rules":null,"rules":{"a":"x"}}`,
+		`{"hash":"h","rules":{"a":"x"},"rules":{}}`,
+	} {
+		var want struct {
+			Hash  string            `json:"hash"`
+			Rules map[string]string `json:"rules"`
+		}
+		var rs RuleSet
+		err, werr := json.Unmarshal([]byte(body), &rs), json.Unmarshal([]byte(body), &want)
+		if err != nil || werr != nil || fmt.Sprint(rs.Rules) != fmt.Sprint(want.Rules) || (rs.Rules == nil) != (want.Rules == nil) {
+			t.Errorf("%s: rules %#v (%v), a map decodes %#v (%v)", body, rs.Rules, err, want.Rules, werr)
+		}
+	}
+}
+
+// FuzzRuleFilesDecodeAsAMap: RuleFiles, which walks the rules object by
+// hand to copy each file once, decodes every answer as a map of strings
+// does: the same files (or none) where the map decodes, an error where it
+// does not; its only extra refusal is past protocol.MaxRuleFiles.
+func FuzzRuleFilesDecodeAsAMap(f *testing.F) {
+	for _, s := range []string{
+		`{"hash":"h","rules":{"a":"rule a {condition: true}","b":""}}`,
+		`{"hash":"h","rules":{"a":"1","a":"2"}}`,
+		`{"hash":"h","rules":{"a":1}}`,
+		`{"hash":"h","rules":["a"]}`,
+		`{"hash":"h","rules":{"a":"x","b":"y"},"rules":{"b":"z","c":"w"}}`,
+		`{"hash":"h","rules":{"a":"x"},"rules":null}`,
+		`{"rules": { "a\"b" : "\u00e9\\\"" , "c":null } }`,
+		"{\"rules\":{\"\xff\":\"\xfe\"}}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var rs RuleSet
+		err := json.Unmarshal(body, &rs)
+		var want struct {
+			Hash  string            `json:"hash"`
+			Rules map[string]string `json:"rules"`
+		}
+		werr := json.Unmarshal(body, &want)
+		switch {
+		case werr != nil && err == nil:
+			t.Fatalf("decoded %#v where a map fails: %v", rs.Rules, werr)
+		case werr == nil && err != nil && len(want.Rules) <= protocol.MaxRuleFiles:
+			t.Fatalf("failed (%v) where a map decodes %#v", err, want.Rules)
+		case err == nil && (fmt.Sprint(rs.Rules) != fmt.Sprint(want.Rules) || (rs.Rules == nil) != (want.Rules == nil) || rs.Hash != want.Hash):
+			t.Fatalf("decoded %q %#v, a map %q %#v", rs.Hash, rs.Rules, want.Hash, want.Rules)
+		}
+	})
+}

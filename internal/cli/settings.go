@@ -103,6 +103,7 @@ type Setting struct {
 
 	src     sourceKind
 	srcName string // the flag, variable or file that set the value
+	srcKey  string // the config key that set it (in file srcName); "" for a _file key
 }
 
 // Var registers a setting by its variable: the flag is the variable without
@@ -218,8 +219,11 @@ func (st *Setting) Source() string {
 
 // asGiven names the setting a usage error message starts with as the user
 // gave it: a message "DRAGONFLY_X=v: ..." or "DRAGONFLY_X: ..." about a
-// setting given as a flag reads "--x=v: ..." ("--x: ..."). Other messages,
-// and settings from the environment or a config file, are left as they are.
+// setting given as a flag reads "--x=v: ..." ("--x: ..."); given as another
+// of its variables, it names that one; given in a config file, it names the
+// file and key ("Config.toml: x = v: ..."). Other messages, and settings
+// from a _FILE variable or key (v would be the file's content), are left as
+// they are.
 func (s *Settings) asGiven(msg string) string {
 	end := strings.IndexAny(msg, "=:")
 	if end <= 0 {
@@ -227,12 +231,20 @@ func (s *Settings) asGiven(msg string) string {
 	}
 	name := msg[:end]
 	for _, st := range s.list {
-		if st.env != "" && slices.Contains(st.Vars(), name) {
-			if st.src == fromFlag {
-				return "--" + st.srcName + msg[end:]
-			}
-			return msg
+		if st.env == "" || !slices.Contains(st.Vars(), name) {
+			continue
 		}
+		switch {
+		case st.src == fromFlag:
+			return "--" + st.srcName + msg[end:]
+		case st.src == fromEnv && slices.Contains(st.Vars(), st.srcName):
+			return st.srcName + msg[end:]
+		case st.src == fromFile && st.srcKey != "" && msg[end] == '=':
+			return st.srcName + ": " + st.srcKey + " = " + msg[end+1:]
+		case st.src == fromFile && st.srcKey != "":
+			return st.srcName + ": " + st.srcKey + msg[end:]
+		}
+		return msg
 	}
 	return msg
 }
@@ -451,7 +463,10 @@ func (s *Settings) fromConfig(st *Setting, conf *configData) error {
 		if err := st.value.Set(found.value); err != nil {
 			return Usage("%s: %s = %s: %w", f.name, found.key, st.quote(found.value), err)
 		}
-		st.src, st.srcName = fromFile, f.name
+		st.src, st.srcName, st.srcKey = fromFile, f.name, found.key
+		if st.secret && found.key != KeyFor(foundEnv) {
+			st.srcKey = "" // its _file key: the value is the file's content
+		}
 		if st.deprecated(foundEnv) {
 			s.warn("%s: %s is deprecated: use %s", f.name, found.key, KeyFor(st.env))
 		}

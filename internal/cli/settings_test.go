@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -243,6 +244,32 @@ func TestAsGiven(t *testing.T) {
 		"DRAGONFLY_BULK_SIZE=0: must be positive": "DRAGONFLY_BULK_SIZE=0: must be positive",
 		"unexpected arguments: x":                 "unexpected arguments: x",
 		"DRAGONFLY_OTHER=1: no such setting":      "DRAGONFLY_OTHER=1: no such setting",
+	} {
+		if got := s.asGiven(in); got != want {
+			t.Errorf("asGiven(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestAsGivenNamesTheVariableOrKeyGiven: a usage error naming a variable
+// of a setting set from another of its variables, or from a config file,
+// names the variable (the key) that was set: devapi's log level read from
+// DRAGONFLY_DEVAPI_LOG_LEVEL=bogus was refused as DRAGONFLY_LOG_LEVEL, which
+// was not set.
+func TestAsGivenNamesTheVariableOrKeyGiven(t *testing.T) {
+	dir := t.TempDir()
+	clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), "devapi_log_format = \"xml\"\n", 0o600)
+	s := New("dragonfly test", "usage: dragonfly test [flags]")
+	s.SetOutput(new(bytes.Buffer), new(bytes.Buffer))
+	var level, format string
+	s.Var(String(&level, "info"), "DRAGONFLY_DEVAPI_LOG_LEVEL", "log level").Alias("DRAGONFLY_LOG_LEVEL")
+	s.Var(String(&format, "auto"), "DRAGONFLY_DEVAPI_LOG_FORMAT", "log format").Alias("DRAGONFLY_LOG_FORMAT")
+	if err := s.Parse(nil, clitest.Env(map[string]string{"DRAGONFLY_DEVAPI_LOG_LEVEL": "bogus"}), dir); err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		`DRAGONFLY_LOG_LEVEL="bogus": not one of debug, info, warn, error`: `DRAGONFLY_DEVAPI_LOG_LEVEL="bogus": not one of debug, info, warn, error`,
+		`DRAGONFLY_LOG_FORMAT="xml": not one of text, json, auto`:          `Config.toml: devapi_log_format = "xml": not one of text, json, auto`,
 	} {
 		if got := s.asGiven(in); got != want {
 			t.Errorf("asGiven(%q) = %q, want %q", in, got, want)
