@@ -60,16 +60,21 @@ func TestReleaseWith40Distributions(t *testing.T) {
 	// One distinct distribution carries an extra high-weight token.
 	writeFile(t, filepath.Join(pkgs, "bigrel-2.0.tar.gz"), makeSdist(t, "bigrel", "2.0", 3, 10<<10, 7))
 	d, rules := serveReleases(t, pkgs, e2eRules+`rule e2e_only_m2 { meta: weight = 20 strings: $a = "bigrel/m2.py" condition: $a }`)
-	// The API answers 503 for the first 3 s, so no rules and no lease until
-	// then: all three workers are connected when the release is split,
-	// rather than the first one taking it alone.
-	d.setFaults(t, `{"unavailable_seconds": 3}`)
+	// The API answers 503 until the three workers are connected (a window
+	// of 1 s, re-armed at every look so that its Retry-After stays short),
+	// so no rules and no lease until then: the release is split over all
+	// three, rather than taken by the first ones alone.
+	d.setFaults(t, `{"unavailable_seconds": 1}`)
 	coord, grpcAddr, httpAddr := startCoordinator(t, d, nil)
 	for i := range 3 {
 		startWorker(t, d, fmt.Sprintf("w%d", i), grpcAddr, nil)
 	}
 	eventually(t, 60*time.Second, "three workers connected", func() bool {
-		return metric(httpAddr, "dragonfly_workers_connected") == 3
+		if metric(httpAddr, "dragonfly_workers_connected") == 3 {
+			return true
+		}
+		d.setFaults(t, `{"unavailable_seconds": 1}`)
+		return false
 	})
 	eventually(t, 60*time.Second, "the release to be reported", func() bool {
 		return d.stats(t).ReportsAccepted == 1
@@ -257,10 +262,12 @@ func TestWorkerSIGTERMMidTask(t *testing.T) {
 	writeFile(t, filepath.Join(pkgs, "slowpkg-1.0.tar.gz"), makeSdist(t, "slowpkg", "1.0", 4, 4<<20, 5))
 	writeFile(t, filepath.Join(pkgs, "other-1.0.tar.gz"), makeSdist(t, "other", "1.0", 2, 10<<10, 6))
 	d, _ := serveReleases(t, pkgs, e2eRules+slowRule)
-	_, grpcAddr, httpAddr := startCoordinator(t, d, nil)
+	_, grpcAddr, _ := startCoordinator(t, d, nil)
 	w := startWorker(t, d, "w0", grpcAddr, map[string]string{"DRAGONFLY_THREADS": "1"})
-	eventually(t, 60*time.Second, "the worker to run a task", func() bool {
-		return metric(httpAddr, "dragonfly_tasks_running") >= 1
+	// The slow job's task started on the worker (assigned is not enough:
+	// the worker may not have taken it up yet, or be on the other job).
+	eventually(t, 60*time.Second, "the worker to run the slow task", func() bool {
+		return w.logged(`"msg":"distribution started"`, `"job":"slowpkg"`)
 	})
 	w.signal(syscall.SIGTERM)
 	if code := w.wait(60 * time.Second); code != 0 {

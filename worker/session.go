@@ -713,6 +713,7 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 	res := &fleetv1.TaskResult{TaskId: t.GetTaskId(), Stats: &fleetv1.TaskStats{}}
 	log := w.log.With("task", t.GetTaskId(), "job", clip.String(t.GetJob().GetName(), 256),
 		"version", clip.String(t.GetJob().GetVersion(), 256), "url", clip.String(t.GetUrl(), 1024))
+	log.Debug("distribution started", "downloaded_ahead", ahead != nil)
 	// Always a download, also of an empty URL (a hostile coordinator's),
 	// which fails as a download; the verdict path refuses a source with
 	// nothing in it too.
