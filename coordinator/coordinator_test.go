@@ -587,24 +587,6 @@ func TestBlankFailureReasonStillReported(t *testing.T) {
 	}
 }
 
-// TestHugeTopFileCut: a worker's top file of a MiB (no honest worker sends
-// one: the walk fails paths over protocol.MaxPathBytes) is cut at intake,
-// so the report's inspector_url stays a few KiB: a proxy's body limit
-// answering 413, a final error, would drop the verdict.
-func TestHugeTopFileCut(t *testing.T) {
-	api := newFakeAPI(job("p", "u1"))
-	_, w := readyWorker(t, api, "w", 1)
-	ts := w.tasks(1)
-	w.answer(result(ts[0], strings.Repeat("%", 1<<20), "r1"))
-	r := api.WaitReports(t, 1)
-	if r[0].Success == nil || r[0].Success.Score != 3 || r[0].Success.InspectorURL == nil {
-		t.Fatalf("report = %+v, want the success of r1 with an inspector_url", r[0])
-	}
-	if n := len(*r[0].Success.InspectorURL); n > 3*protocol.MaxPathBytes+1024 {
-		t.Fatalf("inspector_url of %d bytes", n)
-	}
-}
-
 // TestShutdownDrainsWorkersAndFlushesReports: shutting down, the
 // coordinator tells its workers to drain and waits for a job in flight only
 // while a worker holds a task of it. Here the worker hands back the

@@ -479,6 +479,27 @@ func TestMaxWorkers(t *testing.T) {
 	}
 }
 
+// TestHugeTopFileRefused: a worker's top file of a MiB (no honest worker
+// sends one: the walk fails paths over protocol.MaxPathBytes) ends its
+// session, so the report's inspector_url stays a few KiB: a proxy's body
+// limit answering 413, a final error, would drop the verdict.
+func TestHugeTopFileRefused(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	f, liar := readyWorker(t, api, "liar", 1)
+	liar.answer(result(liar.tasks(1)[0], strings.Repeat("%", 1<<20), "r1"))
+	wantEnded(t, liar.recv, codes.InvalidArgument, "top file", "the session of a MiB-long top file")
+	w := f.worker("w", 1)
+	w.ready()
+	w.answer(result(w.tasks(1)[0], "p-1.0/setup.py", "r1"))
+	r := api.WaitReports(t, 1)
+	if r[0].Success == nil || r[0].Success.Score != 3 || r[0].Success.InspectorURL == nil {
+		t.Fatalf("report = %+v, want the success of r1 with an inspector_url", r[0])
+	}
+	if n := len(*r[0].Success.InspectorURL); n > protocol.MaxPathBytes {
+		t.Fatalf("inspector_url of %d bytes", n)
+	}
+}
+
 // TestNonScanningWorkerRefused: a worker that announces it fabricates
 // results is refused as a configuration error.
 func TestNonScanningWorkerRefused(t *testing.T) {
