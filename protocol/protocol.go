@@ -103,19 +103,21 @@ func RuleSetBytes(sources map[string]string) int {
 
 // CheckMemberPath says whether p is an archive member's path as a worker
 // names it: relative, clean ("a/b.py", never "a//b", "./a" or "a/"), not
-// escaping the archive's root (".."), valid UTF-8 without NUL or backslash
-// (workers read a backslash as "/"), at most MaxPathBytes. The coordinator refuses
-// a result whose top file is not: the path becomes the report's
-// inspector_url, and "a/../../../other/1.0/setup.py" would link another
-// project's file, which a browser resolves before inspector sees it.
+// escaping the archive's root (".."), valid UTF-8 without NUL, at most
+// MaxPathBytes. (A member's "\" is read as "/"; a non-archive file's name
+// may keep one: escaped as %5C in a URL, no browser reads it as "/".) The
+// coordinator refuses a result whose top file is not: the path becomes the
+// report's inspector_url, and "a/../../../other/1.0/setup.py" would link
+// another project's file, which a browser resolves before inspector sees
+// it.
 func CheckMemberPath(p string) error {
 	switch {
 	case p == "":
 		return errors.New("empty path")
 	case len(p) > MaxPathBytes:
 		return fmt.Errorf("path of %d bytes, over %d", len(p), MaxPathBytes)
-	case !utf8.ValidString(p) || strings.ContainsAny(p, "\x00\\"):
-		return errors.New("path holds invalid UTF-8, a NUL or a backslash")
+	case !utf8.ValidString(p) || strings.IndexByte(p, 0) >= 0:
+		return errors.New("path holds invalid UTF-8 or a NUL")
 	case strings.HasPrefix(p, "/"):
 		return errors.New("absolute path")
 	case path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../"):

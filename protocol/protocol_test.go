@@ -40,15 +40,16 @@ func TestCheckRuleSet(t *testing.T) {
 }
 
 // TestCheckMemberPath: the paths workers name (clean, relative, inside the
-// archive, at most MaxPathBytes) are taken; every other shape is refused.
+// archive, at most MaxPathBytes; a non-archive file's name may hold a
+// backslash) are taken; every other shape is refused.
 func TestCheckMemberPath(t *testing.T) {
 	long := strings.Repeat("a/", MaxPathBytes/2-1) + "xy" // MaxPathBytes bytes
-	for _, p := range []string{"setup.py", "p-1.0/setup.py", "a/.hidden/b.py", "a/..b/c", "\uFFFD.py", "C/x", long} {
+	for _, p := range []string{"setup.py", "p-1.0/setup.py", "a/.hidden/b.py", "a/..b/c", "\uFFFD.py", "C/x", "a\\b.py", long} {
 		if err := CheckMemberPath(p); err != nil {
 			t.Errorf("%q refused: %v", p, err)
 		}
 	}
-	for _, p := range []string{"", ".", "..", "../x", "a/../../x", "a/..", "./a", "a/./b", "a//b", "a/", "/a", "a\\b", "a\x00b", "a\xffb", long + "z"} {
+	for _, p := range []string{"", ".", "..", "../x", "a/../../x", "a/..", "./a", "a/./b", "a//b", "a/", "/a", "a\x00b", "a\xffb", long + "z"} {
 		if err := CheckMemberPath(p); err == nil {
 			t.Errorf("%q taken", p)
 		}

@@ -342,15 +342,37 @@ func (w *walker) walkRaw(data []byte, name string) error {
 	if err := w.entry(); err != nil {
 		return err
 	}
-	return w.file(rawName(name), int64(len(data)), func(buf []byte) error {
+	return w.file(fileName(name), int64(len(data)), func(buf []byte) error {
 		copy(buf, data)
 		return nil
 	})
 }
 
-// rawName is the path of a non-archive file: its name as valid UTF-8.
+// rawName is an entry name as valid UTF-8, for messages.
 func rawName(name string) string {
 	return strings.ToValidUTF8(name, "\uFFFD")
+}
+
+// fileName is the path of a non-archive file (or of a compressed stream's
+// one file): the distribution's name, from its URL, made a path an archive
+// member can have (protocol.CheckMemberPath, which the coordinator holds a
+// top file to): cut at a NUL, valid UTF-8, past its last "/", "_" for
+// none ("", ".", ".."), at most protocol.MaxPathBytes. A hostile or odd
+// URL ("…/%2E%2E", "…/a%00b") would otherwise end every session that
+// scanned it.
+func fileName(name string) string {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	name = name[strings.LastIndexByte(name, '/')+1:]
+	if name == "" || name == "." || name == ".." {
+		return "_"
+	}
+	if len(name) > protocol.MaxPathBytes {
+		name = strings.ToValidUTF8(name[:protocol.MaxPathBytes], "")
+	}
+	return name
 }
 
 // readFull fills buf from r, a *stream, and then requires r to be at its

@@ -270,8 +270,8 @@ func singleName(name string, f Format) string {
 	lower := strings.ToLower(name)
 	for _, s := range suffixes {
 		if strings.HasSuffix(lower, s[0]) && len(name) > len(s[0]) {
-			return rawName(name[:len(name)-len(s[0])] + s[1])
+			return fileName(name[:len(name)-len(s[0])] + s[1])
 		}
 	}
-	return rawName(name)
+	return fileName(name)
 }

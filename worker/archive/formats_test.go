@@ -5,6 +5,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/clip"
+	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
 // sdist is a small source distribution with every kind of tar entry.
@@ -208,5 +212,48 @@ func TestWalkFormats(t *testing.T) {
 				t.Errorf("links %+v, want %+v", r.Links, sdistLinks)
 			}
 		})
+	}
+}
+
+// TestNamesFromURLsAreMemberPaths: a non-archive file, or a compressed
+// stream's one file, is named after the distribution's URL; whatever that
+// name is, the file's path is one the coordinator takes as a top file
+// (protocol.CheckMemberPath). A "..", "." or "a\x00b" name from an odd or
+// hostile URL ended every session that scanned it and matched a rule.
+func TestNamesFromURLsAreMemberPaths(t *testing.T) {
+	src := []byte("print('x')\n")
+	long := strings.Repeat("\u00e9", protocol.MaxPathBytes) + ".py"
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"evil.py", src, "evil.py"},
+		{"a\\b.py", src, "a\\b.py"},
+		{"..", src, "_"},
+		{".", src, "_"},
+		{"", src, "_"},
+		{"/", src, "_"},
+		{"x/..", src, "_"},
+		{"dir/evil.py", src, "evil.py"},
+		{"evil.py\x00.txt", src, "evil.py"},
+		{"\xffevil.py", src, "\uFFFDevil.py"},
+		{long, src, strings.Repeat("\u00e9", protocol.MaxPathBytes/2)},
+		{"evil.py.gz", gz(t, src), "evil.py"},
+		{"...gz", gz(t, src), "_"},
+		{"x/..gz", gz(t, src), "_"},
+		{"a\x00b.gz", gz(t, src), "a"},
+	} {
+		r := walk(t, tc.data, tc.name, limit.Limits{})
+		if r.Err != nil || len(r.Files) != 1 {
+			t.Fatalf("%q: %d files, %v", tc.name, len(r.Files), r.Err)
+		}
+		p := r.Files[0].Path
+		if err := protocol.CheckMemberPath(p); err != nil {
+			t.Errorf("%q: path %q refused: %v", tc.name, p, err)
+		}
+		if p != tc.want {
+			t.Errorf("%q: path %q, want %q", tc.name, clip.String(p, 64), clip.String(tc.want, 64))
+		}
 	}
 }

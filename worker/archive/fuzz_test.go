@@ -87,7 +87,7 @@ func FuzzWalk(f *testing.F) {
 // (protocol.CheckMemberPath). A raw input's path is its distribution name.
 func checkPath(t *testing.T, p string) {
 	t.Helper()
-	if err := protocol.CheckMemberPath(p); err != nil || hasDrive(p) {
+	if err := protocol.CheckMemberPath(p); err != nil || hasDrive(p) || strings.ContainsRune(p, '\\') {
 		t.Fatalf("bad path %q: %v", p, err)
 	}
 }
