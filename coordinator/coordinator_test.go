@@ -223,6 +223,19 @@ func (f *fleet) dial(opts ...grpc.DialOption) *grpc.ClientConn {
 // workerWith is worker over a connection with extra dial options.
 func (f *fleet) workerWith(id string, slots uint32, opts ...grpc.DialOption) *fakeWorker {
 	f.t.Helper()
+	return f.workerMode(id, slots, fleetv1.WorkerMode_WORKER_MODE_SCAN, opts...)
+}
+
+// legacyWorker is worker as the previous release's workers say Hello: with
+// no mode (the field came with this release).
+func (f *fleet) legacyWorker(id string, slots uint32) *fakeWorker {
+	f.t.Helper()
+	return f.workerMode(id, slots, fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED)
+}
+
+// workerMode is workerWith announcing mode in its Hello.
+func (f *fleet) workerMode(id string, slots uint32, mode fleetv1.WorkerMode, opts ...grpc.DialOption) *fakeWorker {
+	f.t.Helper()
 	conn := f.dial(opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := fleetv1.NewFleetServiceClient(conn).Connect(ctx)
@@ -244,7 +257,7 @@ func (f *fleet) workerWith(id string, slots uint32, opts ...grpc.DialOption) *fa
 	}()
 	f.t.Cleanup(w.close)
 	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
-		WorkerId: id, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "test",
+		WorkerId: id, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "test", Mode: mode,
 	}}})
 	// Like a real worker, it heartbeats until told to go silent, so a loaded
 	// machine never makes the coordinator drop it.

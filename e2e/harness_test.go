@@ -65,7 +65,14 @@ func start(t *testing.T, name string, env map[string]string, args ...string) *pr
 // ["ip", "netns", "exec", ns] to run dragonfly in a network namespace.
 func startWrapped(t *testing.T, name string, wrap []string, env map[string]string, args ...string) *proc {
 	t.Helper()
-	argv := append(append(append([]string(nil), wrap...), binary), args...)
+	return startBinary(t, name, binary, wrap, env, args...)
+}
+
+// startBinary is startWrapped running the dragonfly binary bin (another
+// release's, say) instead of the one built for the tests.
+func startBinary(t *testing.T, name, bin string, wrap []string, env map[string]string, args ...string) *proc {
+	t.Helper()
+	argv := append(append(append([]string(nil), wrap...), bin), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DRAGONFLY_LOG_FORMAT=json"}
 	for k, v := range env {
@@ -447,6 +454,12 @@ func startCoordinator(t *testing.T, d *devapi, extra map[string]string) (*proc, 
 // replaces, so workers reconnect to it).
 func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extra map[string]string) *proc {
 	t.Helper()
+	return startCoordinatorBinary(t, binary, d, grpcAddr, httpAddr, extra)
+}
+
+// startCoordinatorBinary is startCoordinatorAt running the binary bin.
+func startCoordinatorBinary(t *testing.T, bin string, d *devapi, grpcAddr, httpAddr string, extra map[string]string) *proc {
+	t.Helper()
 	env := map[string]string{
 		"DRAGONFLY_BASE_URL":           d.url,
 		"DRAGONFLY_LISTEN_ADDR":        grpcAddr,
@@ -459,7 +472,7 @@ func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extr
 	for k, v := range extra {
 		env[k] = v
 	}
-	p := start(t, "coordinator", env, "coordinator")
+	p := startBinary(t, "coordinator", bin, nil, env, "coordinator")
 	eventually(t, 30*time.Second, "coordinator to serve", func() bool {
 		p.failIfExited()
 		resp, err := http.Get("http://" + httpAddr + "/metrics")
@@ -476,6 +489,12 @@ func startCoordinatorAt(t *testing.T, d *devapi, grpcAddr, httpAddr string, extr
 // download from d (its origin is the one allowed host).
 func startWorker(t *testing.T, d *devapi, name, coordinator string, extra map[string]string) *proc {
 	t.Helper()
+	return startWorkerBinary(t, binary, d, name, coordinator, extra)
+}
+
+// startWorkerBinary is startWorker running the binary bin.
+func startWorkerBinary(t *testing.T, bin string, d *devapi, name, coordinator string, extra map[string]string) *proc {
+	t.Helper()
 	env := map[string]string{
 		"DRAGONFLY_COORDINATOR_ADDR": coordinator,
 		"DRAGONFLY_FLEET_TOKEN":      fleetToken,
@@ -487,7 +506,7 @@ func startWorker(t *testing.T, d *devapi, name, coordinator string, extra map[st
 	for k, v := range extra {
 		env[k] = v
 	}
-	return start(t, name, env, "worker")
+	return startBinary(t, name, bin, nil, env, "worker")
 }
 
 // vmHWM is a process's peak resident set size (VmHWM in /proc/PID/status),

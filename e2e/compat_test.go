@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+)
+
+// previousRelease is the commit of the release before this one. A
+// coordinator and workers one release apart speak the same protocol version
+// (PROTOCOL_VERSION_1), so they must work together: every leased job ends in
+// exactly one report, with the verdict of a fleet of this release. Move it
+// on at each release.
+const previousRelease = "e7010a8"
+
+// buildPreviousRelease builds the previous release's dragonfly binary from
+// git (git archive into dir, then go build, without -race) and returns its
+// path. It skips the test, saying why, only when the git history holding
+// the release is not there (a tarball, a shallow clone): CI runs on a full
+// clone, where it builds.
+func buildPreviousRelease(t *testing.T) string {
+	t.Helper()
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("no git work tree (%v): the previous release %s cannot be built; run from a git clone", err, previousRelease)
+	}
+	root := strings.TrimSpace(string(top))
+	if err := exec.Command("git", "-C", root, "cat-file", "-e", previousRelease+"^{commit}").Run(); err != nil {
+		t.Skipf("the previous release %s is not in this clone's history (a shallow clone? git fetch --unshallow): %v", previousRelease, err)
+	}
+	dir := t.TempDir()
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", previousRelease)
+	untar := exec.Command("tar", "-x", "-C", dir)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untar.Stdin = pipe
+	var stderr strings.Builder
+	archive.Stderr, untar.Stderr = &stderr, &stderr
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Run(); err != nil {
+		t.Fatalf("git archive %s: %v: %s", previousRelease, err, stderr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatalf("untar %s: %v: %s", previousRelease, err, stderr.String())
+	}
+	bin := filepath.Join(dir, "dragonfly-"+previousRelease)
+	start := time.Now()
+	build := exec.Command("go", "build", "-o", bin, "./cmd/dragonfly")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the previous release %s: %v\n%s", previousRelease, err, out)
+	}
+	t.Logf("built the previous release %s in %v", previousRelease, time.Since(start).Round(100*time.Millisecond))
+	return bin
+}
+
+// compatVerdict is what a report says of a release, as compared across
+// fleets (not the reason's wording, nor the rules commit).
+type compatVerdict struct {
+	Kind         string
+	Score        string
+	RulesMatched string
+	InspectorURL string
+}
+
+func (v compatVerdict) String() string {
+	return fmt.Sprintf("%s score=%s rules=[%s] url=%s", v.Kind, v.Score, v.RulesMatched, v.InspectorURL)
+}
+
+// compatCorpus is the packages every mix scans (besides devapi's --demo
+// ones): generated sdists matching both e2e rules, and one holding a member
+// path over 4,096 bytes (a worker of this release fails it; one of the
+// previous release names the path, and the coordinator must take that as
+// the same failure).
+func compatCorpus(t *testing.T) string {
+	pkgs := writeReleases(t, 16, 4, 16<<10)
+	long := "longpath-1.0/" + strings.Repeat("d/", 2200) + "evil.py"
+	writeFile(t, filepath.Join(pkgs, "longpath-1.0.tar.gz"), testkit.GzipFast(t, testkit.Tar(t,
+		testkit.TarEntry{Name: "longpath-1.0/setup.py", Body: []byte("print('hi')\n")},
+		testkit.TarEntry{Name: long, Body: []byte("exec(base64.b64decode('eA=='))\n")},
+	)))
+	return pkgs
+}
+
+// compatMix runs one fleet (a coordinator of coordBin, two workers of
+// workerBin; old says workerBin is the previous release's) over pkgs and
+// devapi's demo packages, with a rules change and a worker drained by
+// SIGTERM mid-run, and returns each release's verdict. Every job must be
+// reported exactly once.
+func compatMix(t *testing.T, coordBin, workerBin string, old bool, pkgs string) map[string]compatVerdict {
+	d, rulesDir := serveReleases(t, pkgs, e2eRules, "--demo")
+	releases := d.stats(t).Queue.TotalBacklog
+	// Downloads take a while, so the rules change and the SIGTERM find
+	// tasks in flight.
+	d.setFaults(t, `{"download_latency_ms": 300}`)
+	grpcAddr := freePort(t)
+	coord := startCoordinatorBinary(t, coordBin, d, grpcAddr, freePort(t), nil)
+	var workerEnv map[string]string
+	if old {
+		// The previous release's DRAGONFLY_ALLOWED_HOSTS holds host names
+		// (port ignored, plain HTTP allowed), not origins.
+		workerEnv = map[string]string{"DRAGONFLY_ALLOWED_HOSTS": "127.0.0.1"}
+	}
+	w0 := startWorkerBinary(t, workerBin, d, "w0", grpcAddr, workerEnv)
+	startWorkerBinary(t, workerBin, d, "w1", grpcAddr, workerEnv)
+
+	eventually(t, 120*time.Second, "a quarter of the jobs to be reported", func() bool {
+		return d.stats(t).ReportsAccepted >= int64(releases/4)
+	})
+	// A rules change that changes no verdict: every worker compiles the
+	// new set and the jobs leased from now on are scanned with it.
+	writeRules(t, rulesDir, "zz_compat", `rule zz_compat_never { meta: weight = 3 strings: $a = "compat-never-0x5eed" condition: $a }`)
+	eventually(t, 120*time.Second, "half of the jobs to be reported", func() bool {
+		return d.stats(t).ReportsAccepted >= int64(releases/2)
+	})
+	w0.signal(syscall.SIGTERM)
+	if code := w0.wait(60 * time.Second); code != 0 {
+		t.Errorf("w0 drained with exit code %d", code)
+	}
+	startWorkerBinary(t, workerBin, d, "w2", grpcAddr, workerEnv)
+	eventually(t, 180*time.Second, "every job to be reported", func() bool { return d.allDone(t, releases) })
+	ok := d.exactlyOnce(t, releases)
+	if coordBin == binary && coord.logged("worker session ended") {
+		t.Errorf("a worker session ended in error:\n%s", grep(coord.log.String(), "worker session ended"))
+	}
+	out := map[string]compatVerdict{}
+	for _, r := range ok {
+		v := compatVerdict{Kind: r.Kind, Score: "null", RulesMatched: strings.Join(r.RulesMatched, ","), InspectorURL: "null"}
+		if r.Score != nil {
+			v.Score = fmt.Sprint(*r.Score)
+		}
+		if r.InspectorURL != nil {
+			v.InspectorURL = *r.InspectorURL
+		}
+		out[r.Name+"@"+r.Version] = v
+	}
+	return out
+}
+
+// grep returns the lines of s holding part.
+func grep(s, part string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, part) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestPreviousReleaseCompat: a coordinator of this release with workers of
+// the previous one, and the other way round, report every job exactly once
+// with the verdicts a fleet of this release gives (same kind, score,
+// rules_matched and inspector_url), across a rules change and a worker
+// drained mid-run.
+func TestPreviousReleaseCompat(t *testing.T) {
+	old := buildPreviousRelease(t)
+	pkgs := compatCorpus(t)
+	start := time.Now()
+	want := compatMix(t, binary, binary, false, pkgs)
+	t.Logf("this release alone: %d releases in %v", len(want), time.Since(start).Round(100*time.Millisecond))
+	if v := want["longpath@1.0"]; v.Kind != "failure" {
+		t.Fatalf("longpath@1.0: %v, want a failure", v)
+	}
+	for _, mix := range []struct {
+		name          string
+		coord, worker string
+		oldWorker     bool
+	}{
+		{"new coordinator, previous workers", binary, old, true},
+		{"previous coordinator, new workers", old, binary, false},
+	} {
+		t.Run(mix.name, func(t *testing.T) {
+			start := time.Now()
+			got := compatMix(t, mix.coord, mix.worker, mix.oldWorker, pkgs)
+			for _, k := range slices.Sorted(maps.Keys(want)) {
+				if got[k] != want[k] {
+					t.Errorf("%s: %v, want %v", k, got[k], want[k])
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("%d releases reported, want %d", len(got), len(want))
+			}
+			t.Logf("%d releases in %v", len(got), time.Since(start).Round(100*time.Millisecond))
+		})
+	}
+}
+
+// TestPreviousReleaseWorkerInARollingUpgrade: a coordinator of this release
+// with one worker of each release, and a rule whose filetype holds two
+// spaces: this release counts it in every file (as the reference client
+// does), the previous one dropped the empty entry. The previous release's
+// worker is left out of that rule set's tasks (the coordinator says why),
+// so every verdict is this release's.
+func TestPreviousReleaseWorkerInARollingUpgrade(t *testing.T) {
+	old := buildPreviousRelease(t)
+	const releases = 8
+	d, _ := serveReleases(t, writeReleases(t, releases, 3, 8<<10), e2eRules+
+		`rule e2e_ft_anywhere { meta: weight = 2 filetype = ".txt  .md" strings: $a = "socket.socket(" condition: $a }`)
+	coord, grpcAddr, _ := startCoordinator(t, d, nil)
+	startWorkerBinary(t, old, d, "old", grpcAddr, map[string]string{"DRAGONFLY_ALLOWED_HOSTS": "127.0.0.1"})
+	eventually(t, 60*time.Second, "the old worker to be refused the rules", func() bool {
+		return coord.logged("worker of the previous release not used for these rules", `-old"`)
+	})
+	startWorker(t, d, "new", grpcAddr, nil)
+	eventually(t, 120*time.Second, "every job to be reported", func() bool { return d.allDone(t, releases) })
+	for _, r := range d.exactlyOnce(t, releases) {
+		// Every generated release holds both tokens in .py files: 5 + 1,
+		// and 2 for the rule that counts everywhere.
+		if r.Score == nil || *r.Score != 8 || !slices.Equal(r.RulesMatched, []string{"e2e_exec_b64", "e2e_ft_anywhere", "e2e_socket"}) {
+			t.Errorf("report %s: score %v rules %v, want 8 and all three rules", r.Name, r.Score, r.RulesMatched)
+		}
+	}
+}
