@@ -418,6 +418,14 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 	hello := func(slots uint32) *fleetv1.ConnectRequest {
 		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
 			WorkerId: "fz", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "fuzz", Version: "v",
+			Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
+		}}}
+	}
+	// A worker of the previous release sends no mode (and may name a member
+	// path over protocol.MaxPathBytes).
+	legacyHello := func(slots uint32) *fleetv1.ConnectRequest {
+		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+			WorkerId: "fz", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "fuzz", Version: "v",
 		}}}
 	}
 	ready := func(hash string) *fleetv1.ConnectRequest {
@@ -435,6 +443,11 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 		return &fleetv1.TaskResult{TaskId: id, Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 			Score: sc, TopFile: "pkg/x.py", TopFileScore: 1, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: 1}},
 		}}, Stats: &fleetv1.TaskStats{BytesDownloaded: 10, Files: 1, ScanTime: durationpb.New(time.Millisecond)}}
+	}
+	longTop := func(id uint64) *fleetv1.TaskResult {
+		r := ok(id, 1)
+		r.GetDistribution().TopFile = strings.Repeat("d/", protocol.MaxPathBytes/2) + "x.py"
+		return r
 	}
 	fail := func(id uint64) *fleetv1.TaskResult {
 		return &fleetv1.TaskResult{TaskId: id, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{Reason: "distribution x: truncated", Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE}}}
@@ -461,6 +474,8 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 		{hello(4000000000), ready("h1"), ready("h2"), results(ok(1, 1), ok(2, 1), ok(3, 1), ok(4, 1))},
 		{hello(1), ready("h1"), draining, ret(1, 2), results(ok(1, 1))},
 		{hello(2), empty},
+		{legacyHello(2), ready("h1"), results(longTop(1), ok(2, 1)), results(longTop(3)), hb},
+		{hello(2), ready("h1"), results(longTop(1))},
 	}
 }
 
