@@ -367,7 +367,7 @@ func FuzzCoordinatorMessageSizes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind byte, size uint32) {
 		size %= 8 << 20
 		big := strings.Repeat("\x01", int(size))
-		h := &fleetv1.Hello{WorkerId: "fz", ProtocolVersion: protocol.Version, Slots: 2, Host: "fuzz", Version: "v"}
+		h := &fleetv1.Hello{WorkerId: "fz", ProtocolVersion: protocol.Version, Slots: 2, Host: "fuzz", Version: "v", Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN}
 		ready := &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1"}}}
 		ok := &fleetv1.TaskResult{TaskId: 1, Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
 			TopFile: "pkg/x.py", TopFileScore: 1, Rules: []*fleetv1.RuleHit{{Name: "r1", Weight: 1}},
@@ -421,8 +421,7 @@ func fzCoordinatorSeeds() [][]*fleetv1.ConnectRequest {
 			Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
 		}}}
 	}
-	// A worker of the previous release sends no mode (and may name a member
-	// path over protocol.MaxPathBytes).
+	// A worker of the previous release sends no mode: it is refused.
 	legacyHello := func(slots uint32) *fleetv1.ConnectRequest {
 		return &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
 			WorkerId: "fz", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "fuzz", Version: "v",

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
-	"math/bits"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +12,6 @@ import (
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/rules"
-	"github.com/dragonfly-fleet/fleet/score"
 )
 
 // rulesManager keeps the rule set the fleet scans with. It fetches GET /rules
@@ -41,10 +37,6 @@ type rulesManager struct {
 	known   map[string]map[string]int64 // rules hash -> rule name -> weight
 	history []string                    // hashes in known, oldest first
 	holds   map[string]int              // rules hash -> tasks sessions hold under it
-
-	// legacy says, for the sets in known, why a worker of the previous
-	// release would score the set otherwise than this release ("": alike).
-	legacy map[string]string
 }
 
 // keepWeights is how many recent rule sets' weights are kept to check
@@ -55,7 +47,7 @@ const keepWeights = 4
 
 func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry, budget time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
 	return &rulesManager{api: api, log: log, now: now, retry: retry, budget: budget, onChange: onChange, obs: obs,
-		known: map[string]map[string]int64{}, legacy: map[string]string{}, holds: map[string]int{}}
+		known: map[string]map[string]int64{}, holds: map[string]int{}}
 }
 
 func (m *rulesManager) current() rules.Set {
@@ -71,15 +63,6 @@ func (m *rulesManager) weights(hash string) map[string]int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.known[hash]
-}
-
-// legacyScoringDiffers says why a worker of the previous release would score
-// the rule set hash otherwise than this release does ("" when it scores it
-// alike, or the set is not known).
-func (m *rulesManager) legacyScoringDiffers(hash string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.legacy[hash]
 }
 
 // hold keeps the weights of hash (if known) until release: a session was
@@ -111,7 +94,6 @@ func (m *rulesManager) trimLocked() {
 			continue
 		}
 		delete(m.known, h)
-		delete(m.legacy, h)
 		m.history = slices.Delete(m.history, i, i+1)
 	}
 }
@@ -222,50 +204,10 @@ func (m *rulesManager) update(ctx context.Context) error {
 		m.history = append(m.history, set.Hash)
 	}
 	m.known[set.Hash] = weights
-	m.legacy[set.Hash] = legacyScoring(compiled.Rules())
 	m.trimLocked()
 	m.mu.Unlock()
 	m.obs.RulesUpdated(true)
 	m.log.Info("rules loaded", "hash", set.Hash, "previous", old, "files", len(set.Sources), "rules", compiled.Len(), "compile_time", compiled.CompileTime().Round(time.Millisecond))
 	m.onChange(set)
 	return nil
-}
-
-// legacyScoring says why the previous release's workers (Hello without a
-// mode) score these rules otherwise than this release ("" when alike). That
-// release split filetype metadata with strings.Fields, where this one splits
-// on each single space as the reference client does: an empty entry (".py
-// .txt" with two spaces, a leading or trailing space) makes a rule count in
-// every file now, and a tab or newline is part of a suffix. And it summed
-// weights with wrap-around, where this release clamps (score.Sum), which only
-// matters when the weights' magnitudes can add up past the int64 range.
-func legacyScoring(rs []score.Rule) string {
-	var total uint64
-	for _, r := range rs {
-		if r.Filetypes != nil && !sameFiletypes(strings.Fields(strings.Join(r.Filetypes, " ")), r.Filetypes) {
-			return fmt.Sprintf("rule %q: filetype %q is split on each single space since this release, not on runs of white space", clip.String(r.Name, 128), clip.String(strings.Join(r.Filetypes, " "), 128))
-		}
-		w := uint64(r.Weight)
-		if r.Weight < 0 {
-			w = -w
-		}
-		var carry uint64
-		if total, carry = bits.Add64(total, w, 0); carry != 0 || total > math.MaxInt64 {
-			return "the rules' weights can add up past the int64 range: sums are clamped since this release, not wrapped around"
-		}
-	}
-	return ""
-}
-
-// sameFiletypes reports whether a rule counts for the same paths with the
-// previous release's suffixes (old, empty: every path) as with this
-// release's (cur: an empty suffix ends every path).
-func sameFiletypes(old, cur []string) bool {
-	if everyOld, everyCur := len(old) == 0, slices.Contains(cur, ""); everyOld || everyCur {
-		return everyOld == everyCur
-	}
-	a, b := slices.Clone(old), slices.Clone(cur)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

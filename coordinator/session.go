@@ -41,11 +41,6 @@ type workerSession struct {
 	// waitingBudget is set while the send goroutine waits for the budget.
 	waitingBudget atomic.Bool
 	weights       *rulesManager // holds the weights of the tasks' rules
-	// legacy is set for a worker of the previous release (its Hello has no
-	// mode): it speaks the same protocol version but scores filetype
-	// metadata as that release did and names member paths of any length
-	// (see resultFromProto and the RulesStatus case of handle).
-	legacy bool
 
 	mu        sync.Mutex
 	ctrl      []*fleetv1.ConnectResponse // Welcome, Drain
@@ -387,7 +382,19 @@ func awaitHello(ctx context.Context, in <-chan *fleetv1.ConnectRequest, timeout 
 // PermissionDenied, which tell a worker its configuration is wrong.
 func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*workerSession, error) {
 	switch h.GetMode() {
-	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED, fleetv1.WorkerMode_WORKER_MODE_SCAN:
+	case fleetv1.WorkerMode_WORKER_MODE_SCAN:
+	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED:
+		// A worker of the previous release (e7010a8; the mode came with
+		// this release). Its walk gives other verdicts than this release's
+		// for any rule set (it skips tar hard links, which pip writes and
+		// the spec counts: a filetype rule's malware in a hard-linked
+		// setup.py reads clean; it scans member paths over 4,096 bytes,
+		// which this release fails), and the coordinator cannot tell from
+		// its results: refused, saying so, rather than trusted.
+		c.log.Error("worker refused: it is of the previous release (its Hello has no mode), whose verdicts differ from this release's; upgrade it",
+			"worker_id", clip.String(h.GetWorkerId(), protocol.MaxIDBytes), "version", clip.String(h.GetVersion(), protocol.MaxIDBytes))
+		return nil, status.Errorf(codes.FailedPrecondition, "this coordinator (release %s) does not use workers of the previous release (a Hello without a mode): they skip tar hard links and scan over-long member paths, so their verdicts differ; upgrade the worker",
+			clip.String(c.cfg.Version, 64))
 	default:
 		if !c.cfg.AcceptNonScanningWorkers {
 			c.log.Error("worker refused: it announced a non-scanning mode", "worker_id", clip.String(h.GetWorkerId(), protocol.MaxIDBytes), "mode", h.GetMode().String())
@@ -421,7 +428,6 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		offered:   map[string]bool{},
 		taskRules: map[uint64]string{},
 		weights:   c.rules,
-		legacy:    h.GetMode() == fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED,
 		info: SessionInfo{
 			SessionID: fmt.Sprintf("s%d-%s", c.nextSess, clip.String(workerID, 64)),
 			WorkerID:  workerID, Identity: ident,
@@ -588,14 +594,6 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 		case rs.GetError() != "":
 			c.disp.RulesFailed(id, hash)
 			c.log.Error("worker could not compile rules", "session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
-		case s.legacy && c.rules.legacyScoringDiffers(hash) != "":
-			// A worker of the previous release would score these rules
-			// otherwise than this release (and the reference client)
-			// does: it never gets their tasks, as if it could not compile
-			// them; it does get those of rules it scores alike.
-			c.disp.RulesFailed(id, hash)
-			c.log.Error("worker of the previous release not used for these rules: it would score them differently; upgrade it",
-				"session", id, "hash", hash, "version", s.info.Version, "why", c.rules.legacyScoringDiffers(hash))
 		default:
 			c.disp.RulesReady(id, hash)
 		}
@@ -660,7 +658,7 @@ func (c *Coordinator) takeResult(s *workerSession, r *fleetv1.TaskResult, now ti
 		}
 		return status.Errorf(codes.InvalidArgument, "result for task %d, which this session never held", tid)
 	}
-	res, err := c.resultFromProto(r, hash, s.legacy)
+	res, err := c.resultFromProto(r, hash)
 	c.rules.release(hash)
 	switch {
 	case errors.Is(err, errRulesUnknown):
@@ -684,10 +682,8 @@ var errRulesUnknown = errors.New("the weights of the task's rules are not known"
 // dispatcher's, checking it against the rules (hash) the task was scanned
 // with: every rule named must exist there, with its weight; the score is
 // recomputed, never taken on trust. A verdict whose rules' weights are not
-// known is errRulesUnknown. A worker of the previous release (legacy) names a
-// member path over protocol.MaxPathBytes where this release's workers fail the
-// distribution: its result is that failure, as theirs is.
-func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string, legacy bool) (dispatch.Result, error) {
+// known is errRulesUnknown.
+func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string) (dispatch.Result, error) {
 	st := r.GetStats()
 	out := dispatch.Result{
 		TaskID: r.GetTaskId(),
@@ -703,11 +699,6 @@ func (c *Coordinator) resultFromProto(r *fleetv1.TaskResult, hash string, legacy
 			return out, errRulesUnknown
 		}
 		d := &score.Distribution{TopFile: o.Distribution.GetTopFile(), TopScore: o.Distribution.GetTopFileScore()}
-		if legacy && len(d.TopFile) > protocol.MaxPathBytes {
-			out.Failure = fmt.Sprintf("%s: path longer than %d bytes", clip.String(d.TopFile, 256), protocol.MaxPathBytes)
-			out.FailureKind = fleetv1.FailureKind_FAILURE_KIND_ARCHIVE.String()
-			return out, nil
-		}
 		if d.TopFile != "" {
 			if err := protocol.CheckMemberPath(d.TopFile); err != nil {
 				return out, fmt.Errorf("top file %q: %v", clip.String(d.TopFile, 256), err)

@@ -162,6 +162,7 @@ func (f *fleet) worker(id string, slots uint32, fail map[string]string) *fakeWor
 func (w *fakeWorker) serve(stream fleetv1.FleetService_ConnectClient, id string, slots uint32, fail map[string]string) error {
 	if err := stream.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
 		WorkerId: id, Version: "test-worker", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: slots, Host: "host-" + id,
+		Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
 	}}}); err != nil {
 		return err
 	}
