@@ -95,12 +95,11 @@ func compatCorpus(t *testing.T) string {
 	return pkgs
 }
 
-// compatMix runs one fleet (a coordinator of coordBin, two workers of
-// workerBin; old says workerBin is the previous release's) over pkgs and
-// devapi's demo packages, with a rules change and a worker drained by
-// SIGTERM mid-run, and returns each release's verdict. Every job must be
-// reported exactly once.
-func compatMix(t *testing.T, coordBin, workerBin string, old bool, pkgs string) map[string]compatVerdict {
+// compatMix runs one fleet (a coordinator of coordBin, workers of this
+// release) over pkgs and devapi's demo packages, with a rules change and a
+// worker drained by SIGTERM mid-run, and returns each release's verdict.
+// Every job must be reported exactly once.
+func compatMix(t *testing.T, coordBin, pkgs string) map[string]compatVerdict {
 	d, rulesDir := serveReleases(t, pkgs, e2eRules, "--demo")
 	releases := d.stats(t).Queue.TotalBacklog
 	// Downloads take a while, so the rules change and the SIGTERM find
@@ -108,14 +107,8 @@ func compatMix(t *testing.T, coordBin, workerBin string, old bool, pkgs string) 
 	d.setFaults(t, `{"download_latency_ms": 300}`)
 	grpcAddr := freePort(t)
 	coord := startCoordinatorBinary(t, coordBin, d, grpcAddr, freePort(t), nil)
-	var workerEnv map[string]string
-	if old {
-		// The previous release's DRAGONFLY_ALLOWED_HOSTS holds host names
-		// (port ignored, plain HTTP allowed), not origins.
-		workerEnv = map[string]string{"DRAGONFLY_ALLOWED_HOSTS": "127.0.0.1"}
-	}
-	w0 := startWorkerBinary(t, workerBin, d, "w0", grpcAddr, workerEnv)
-	startWorkerBinary(t, workerBin, d, "w1", grpcAddr, workerEnv)
+	w0 := startWorker(t, d, "w0", grpcAddr, nil)
+	startWorker(t, d, "w1", grpcAddr, nil)
 
 	eventually(t, 120*time.Second, "a quarter of the jobs to be reported", func() bool {
 		return d.stats(t).ReportsAccepted >= int64(releases/4)
@@ -130,7 +123,7 @@ func compatMix(t *testing.T, coordBin, workerBin string, old bool, pkgs string) 
 	if code := w0.wait(60 * time.Second); code != 0 {
 		t.Errorf("w0 drained with exit code %d", code)
 	}
-	startWorkerBinary(t, workerBin, d, "w2", grpcAddr, workerEnv)
+	startWorker(t, d, "w2", grpcAddr, nil)
 	eventually(t, 180*time.Second, "every job to be reported", func() bool { return d.allDone(t, releases) })
 	ok := d.exactlyOnce(t, releases)
 	if coordBin == binary && coord.logged("worker session ended") {
@@ -170,32 +163,22 @@ func TestPreviousReleaseCompat(t *testing.T) {
 	old := buildPreviousRelease(t)
 	pkgs := compatCorpus(t)
 	start := time.Now()
-	want := compatMix(t, binary, binary, false, pkgs)
+	want := compatMix(t, binary, pkgs)
 	t.Logf("this release alone: %d releases in %v", len(want), time.Since(start).Round(100*time.Millisecond))
 	if v := want["longpath@1.0"]; v.Kind != "failure" {
 		t.Fatalf("longpath@1.0: %v, want a failure", v)
 	}
-	for _, mix := range []struct {
-		name          string
-		coord, worker string
-		oldWorker     bool
-	}{
-		{"previous coordinator, new workers", old, binary, false},
-	} {
-		t.Run(mix.name, func(t *testing.T) {
-			start := time.Now()
-			got := compatMix(t, mix.coord, mix.worker, mix.oldWorker, pkgs)
-			for _, k := range slices.Sorted(maps.Keys(want)) {
-				if got[k] != want[k] {
-					t.Errorf("%s: %v, want %v", k, got[k], want[k])
-				}
-			}
-			if len(got) != len(want) {
-				t.Errorf("%d releases reported, want %d", len(got), len(want))
-			}
-			t.Logf("%d releases in %v", len(got), time.Since(start).Round(100*time.Millisecond))
-		})
+	start = time.Now()
+	got := compatMix(t, old, pkgs)
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			t.Errorf("%s: %v, want %v", k, got[k], want[k])
+		}
 	}
+	if len(got) != len(want) {
+		t.Errorf("%d releases reported, want %d", len(got), len(want))
+	}
+	t.Logf("previous coordinator, workers of this release: %d releases in %v", len(got), time.Since(start).Round(100*time.Millisecond))
 }
 
 // TestPreviousReleaseWorkerRefused: a coordinator of this release refuses a
