@@ -6,7 +6,8 @@
 //
 // Goroutines: Run owns the loader, the sender pool, the lease-expiry ticker and
 // the rules manager's refreshes; each worker session runs in its gRPC handler
-// goroutine plus one receive goroutine that ends with the stream.
+// goroutine plus a receive goroutine and a send goroutine (the stream's only
+// sender) that end with the stream.
 //
 // The door (Server): every stream but a local health Check must carry the
 // fleet token, checked before the stream exists; connections without an

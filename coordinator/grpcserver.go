@@ -99,7 +99,7 @@ const (
 // local peer goes without it), panic recovery, explicit message limits,
 // keepalive enforcement, and a gate on connections (connGate: pending
 // connections capped apart from authenticated ones, authenticated ones
-// capped in total and per peer address). Serve it with Run (or Serve and
+// capped in total, never per peer address). Serve it with Run (or Serve and
 // Stop, for tests that drive the coordinator themselves).
 type Server struct {
 	c      *Coordinator

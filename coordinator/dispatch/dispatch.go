@@ -12,10 +12,10 @@
 //
 // Workers are not trusted. Each session has an identity, given by the
 // caller at Join: what the coordinator could establish about who is on the
-// other end (the peer address plus the mTLS certificate subject for a worker
-// connecting over the network; the worker's own name for one on the
-// coordinator's host). Several sessions often share one identity (a host
-// running four workers, one certificate for a whole Deployment), and a
+// other end (its verified client certificate's subject under mutual TLS,
+// else the worker id it declares; never a peer address, which workers behind
+// one NAT share). Several sessions often share one identity (workers given
+// one worker id, one certificate for a whole Deployment), and a
 // self-named identity is cheap; every defence below stays correct and live
 // for any mapping of sessions to identities. The dispatcher defends against a
 // worker that:

@@ -9,7 +9,8 @@
 //   - 2xx: success.
 //   - 3xx: never followed; a redirect means a login page: *AuthError.
 //   - 401: with Auth0, the cached token is dropped, a new one fetched and the
-//     call retried once; a second 401 is returned as *APIError.
+//     call retried once; a second 401 is returned as *APIError, not Final
+//     (credentials may be rotated).
 //   - 404, 409, 422 and other 4xx (except 408, 429): *APIError whose Final()
 //     is true; never retried. A 422 keeps the whole response body.
 //   - 5xx, 408, 429, network errors and timeouts: retried up to

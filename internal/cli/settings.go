@@ -532,9 +532,20 @@ func normalizeArgs(fs *pflag.FlagSet, args []string) []string {
 }
 
 // Usage writes the help: the summary, then every setting with its type,
-// variables and default.
+// variables and default, under a header that says which sources this
+// command reads (config files only where Parse offers --config).
 func (s *Settings) Usage(w io.Writer) {
-	fmt.Fprintf(w, "%s\n\nFlags (a flag wins over its environment variable, which wins over the config\nfiles: Config-dev.toml, then Config.toml in the working directory, or the one\nfile --config names; a config key is the variable without DRAGONFLY_, in lower\ncase: DRAGONFLY_BASE_URL is base_url):\n", s.summary)
+	fmt.Fprintf(w, "%s\n", s.summary)
+	switch {
+	case len(s.list) == 0:
+		return
+	case s.Lookup("config") != nil:
+		fmt.Fprint(w, "\nFlags (a flag wins over its environment variable, which wins over the config\nfiles: Config-dev.toml, then Config.toml in the working directory, or the one\nfile --config names; a config key is the variable without DRAGONFLY_, in lower\ncase: DRAGONFLY_BASE_URL is base_url):\n")
+	case slices.ContainsFunc(s.list, func(st *Setting) bool { return st.env != "" }):
+		fmt.Fprint(w, "\nFlags (a flag wins over its environment variable; this command reads no\nconfig file):\n")
+	default:
+		fmt.Fprint(w, "\nFlags:\n")
+	}
 	for _, st := range s.list {
 		if st.short != "" {
 			fmt.Fprintf(w, "  -%s, --%s", st.short, st.flag)

@@ -226,6 +226,51 @@ func TestSettingsUsage(t *testing.T) {
 	}
 }
 
+// TestUsageSaysWhichSourcesTheCommandReads: the help's header names the
+// config files only for a command that reads them (Parse given a
+// directory), and a command without settings prints no empty Flags section.
+func TestUsageSaysWhichSourcesTheCommandReads(t *testing.T) {
+	help := func(dir string, settings func(*Settings)) string {
+		s := New("dragonfly test", "usage: dragonfly test [flags]")
+		var out bytes.Buffer
+		s.SetOutput(&out, new(bytes.Buffer))
+		settings(s)
+		if err := s.Parse([]string{"--help"}, clitest.Env(nil), dir); !errors.Is(err, pflag.ErrHelp) {
+			t.Fatalf("err = %v, want pflag.ErrHelp", err)
+		}
+		return out.String()
+	}
+	var threads int
+	var path string
+	withEnv := func(s *Settings) { s.Var(Int(&threads, 4), "DRAGONFLY_THREADS", "scanner threads") }
+	flagOnly := func(s *Settings) { s.Flag(String(&path, ""), "out", "where to write") }
+	for _, tc := range []struct {
+		name, dir string
+		settings  func(*Settings)
+		want      []string
+		not       []string
+	}{
+		{"config files", t.TempDir(), withEnv, []string{"Config.toml", "--config", "--threads"}, nil},
+		{"environment only", "", withEnv, []string{"this command reads no\nconfig file", "--threads"}, []string{"Config.toml", "--config"}},
+		{"flags only", "", flagOnly, []string{"\nFlags:\n", "--out"}, []string{"Config.toml", "environment"}},
+		{"no settings", "", func(*Settings) {}, []string{"usage: dragonfly test [flags]\n"}, []string{"Flags"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := help(tc.dir, tc.settings)
+			for _, w := range tc.want {
+				if !strings.Contains(h, w) {
+					t.Errorf("help lacks %q:\n%s", w, h)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(h, n) {
+					t.Errorf("help has %q:\n%s", n, h)
+				}
+			}
+		})
+	}
+}
+
 // TestAsGiven: a usage error about a setting given as a flag names the
 // flag; about one from the environment, or about no setting, it is left
 // as it is.

@@ -3,8 +3,12 @@
 // demo ones, DemoCases), the archive builders they are made with (Tar, Zip,
 // Gzip, GzipFast), a buffer safe for concurrent use, a fake clock, the
 // frame codec of the protocol fuzzers, a test certificate authority (NewCA),
-// a GET that must succeed and a test file writer (cmdkit.go), and the
-// coordinator tests' helpers (coordkit.go). It is imported by tests only.
+// a GET that must succeed and a test file writer (cmdkit.go), the
+// coordinator tests' helpers (coordkit.go, among them WaitFor, the one poll
+// for state without a change notification), gRPC stream stubs (streams.go),
+// a guard for code that could hang on a FIFO (NoHang), the Go and C heap in
+// use (HeapInUse, CHeapInUse), and the process's fault handlers
+// (ReadFaultHandlers, WatchFaultHandlers). It is imported by tests only.
 package testkit
 
 import (

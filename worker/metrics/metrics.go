@@ -1,5 +1,6 @@
 // Package metrics exports a worker's events as Prometheus metrics and serves
-// them, with a liveness endpoint, on the worker's metrics listener.
+// them, with a liveness endpoint (/healthz) and a readiness endpoint (/readyz:
+// connected with rules ready), on the worker's metrics listener.
 //
 // A Recorder implements worker.Observer (the worker package's interface; it
 // is not imported here, so this package builds without libyara). Every metric
@@ -24,7 +25,8 @@
 //	dragonfly_worker_download_duration_seconds              time of one distribution download, retries included
 //	dragonfly_worker_downloaded_bytes_total                 bytes downloaded
 //	dragonfly_worker_limit_violations_total{limit}          tasks failed by a limit (download_size, expanded_size,
-//	                                                        file_size, archive_entries, distributions, scan_timeout)
+//	                                                        file_size, archive_entries, distributions, scan_timeout,
+//	                                                        match_memory, time, message_size)
 //	dragonfly_worker_rules_compilations_total{result}       rule set compilations: ok, error
 //	dragonfly_worker_rules_compile_duration_seconds         time of one compilation
 //	dragonfly_worker_connected                              1 while a session with a coordinator is open

@@ -620,8 +620,8 @@ func checkTLS(t *testing.T, coord, worker *appsv1.Deployment, want fleetWant) {
 	onSecret("coordinator", cp, cc, "DRAGONFLY_TLS_CERT", want.tls)
 	onSecret("coordinator", cp, cc, "DRAGONFLY_TLS_KEY", want.tls)
 	onSecret("coordinator", cp, cc, "DRAGONFLY_TLS_CA", want.mutualTLS)
-	// A worker speaks TLS only when a TLS file is set: without a CA of the
-	// fleet's own it must name the image's system roots.
+	// The chart turns a worker's TLS on by setting a TLS file: without a CA
+	// of the fleet's own it must name the image's system roots.
 	onSecret("worker", wp, wc, "DRAGONFLY_TLS_CA", want.tls && want.workerCA)
 	if ca, _ := envValue(wc, "DRAGONFLY_TLS_CA"); want.tls && !want.workerCA && ca != systemRoots {
 		t.Errorf("worker: DRAGONFLY_TLS_CA %q, want the image's system roots %s (else the worker speaks plaintext)", ca, systemRoots)

@@ -7,8 +7,10 @@
 //
 //	go run ./worker/scan/internal/matchmem -rules bench/rules
 //
-// It prints one line per case; a case whose unguarded scan would need more
-// than -max-unguarded of memory by its own estimate is not run unguarded.
+// It prints one line per case. The unguarded cases ("none") run without any
+// memory bound, as the fleet did before the guard: with large -sizes one can
+// need gigabytes (libyara's matches of a 2 MiB file took 690 MB), so run it
+// on a machine that has them, or with small sizes.
 package main
 
 import (
