@@ -91,6 +91,11 @@ const (
 	maxHeaderListBytes = 64 << 10
 	// refusalLogEvery is how often a refusal is logged per peer address.
 	refusalLogEvery = time.Minute
+	// stopGrace is how long the sessions left after the drain and the
+	// flush get to end before they are cut: the drain timeout bounded the
+	// wait for their work already (a result sent now only waits in the
+	// outbox for the next run).
+	stopGrace = 5 * time.Second
 )
 
 // Server owns the coordinator's gRPC server: the fleet service, health and
@@ -404,11 +409,12 @@ func (s *Server) Stop(timeout time.Duration) {
 
 // Run runs the coordinator and serves workers on ln until ctx ends, then shuts
 // down in order: the coordinator stops leasing, drains workers and flushes its
-// reports (Coordinator.Run), then the gRPC server stops (gracefully, bounded),
-// then the sessions' goroutines are waited for. When the server cannot serve
-// (the listener failed, or an insecure server was given a non-loopback
-// one), no worker can reach the coordinator: it is stopped the same way and
-// Run returns the server's error.
+// reports (Coordinator.Run), then the gRPC server stops (gracefully, for at
+// most stopGrace: the drain was bounded already), then the sessions'
+// goroutines are waited for. When the server cannot serve (the listener
+// failed, or an insecure server was given a non-loopback one), no worker can
+// reach the coordinator: it is stopped the same way and Run returns the
+// server's error.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -419,7 +425,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	var err error
 	select {
 	case err = <-runErr:
-		s.Stop(s.c.cfg.DrainTimeout + 5*time.Second)
+		s.Stop(stopGrace)
 		if serr := <-serveErr; serr != nil && err == nil {
 			err = fmt.Errorf("grpc: %w", serr)
 		}

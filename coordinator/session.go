@@ -381,6 +381,11 @@ func awaitHello(ctx context.Context, in <-chan *fleetv1.ConnectRequest, timeout 
 // ResourceExhausted or Unavailable (retry later), never Unauthenticated or
 // PermissionDenied, which tell a worker its configuration is wrong.
 func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*workerSession, error) {
+	if c.isDraining() {
+		// It could get no task: neither Welcome nor the rule set (a worker
+		// told to drain would reconnect and compile it again and again).
+		return nil, status.Error(codes.Unavailable, "the coordinator is shutting down: it takes no new sessions while it drains")
+	}
 	switch h.GetMode() {
 	case fleetv1.WorkerMode_WORKER_MODE_SCAN:
 	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED:

@@ -87,8 +87,11 @@ func runLocal(ctx context.Context, e *cli.Env, lc *localCmd, s *cli.Settings) er
 	ferr := localfleet.Run(gctx, wcfg, func(ctx context.Context, ln net.Listener) error {
 		return serveCoordinator(ctx, srv, c, ln, cf, obs, clog)
 	})
+	// The fleet may end first (its coordinator failed): the development
+	// API and the wait for its jobs end with it, not at a signal.
+	stop()
 	gerr := g.Wait()
-	if dev != nil && ctx.Err() == nil {
+	if dev != nil && ctx.Err() == nil && ferr == nil {
 		if err := dev.WriteResults(e.Stdout); err != nil {
 			return err
 		}

@@ -101,9 +101,10 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 	// Grace periods longer than the drain times: the coordinator's drain
-	// timeout; the worker's drain grace plus the scan of a file still in
-	// libyara when it ends (DRAGONFLY_SCAN_TIMEOUT, 10s), which cancelling
-	// does not stop.
+	// timeout plus its final flush of reports (15s); the worker's drain grace
+	// plus the scan of a file still in libyara when it ends
+	// (DRAGONFLY_SCAN_TIMEOUT, 10s), which cancelling does not stop; each
+	// then stops its gRPC side within 5s more.
 	grace := func(svc, env, def string, extra time.Duration) {
 		s := file.Services[svc]
 		drain := def
@@ -115,7 +116,7 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 	grace("worker", "DRAGONFLY_DRAIN_GRACE", "25s", 10*time.Second)
-	grace("coordinator", "DRAGONFLY_DRAIN_TIMEOUT", "30s", 0)
+	grace("coordinator", "DRAGONFLY_DRAIN_TIMEOUT", "30s", 15*time.Second)
 	if !strings.HasPrefix(file.Services["coordinator"].Environment["DRAGONFLY_OUTBOX_PATH"], "/data/") {
 		t.Errorf("coordinator outbox is not on the /data volume")
 	}

@@ -444,8 +444,9 @@ func checkCoordinator(t *testing.T, objs []object, d *appsv1.Deployment, want fl
 	if !ok {
 		drain = "30s" // the command's default
 	}
-	// The coordinator drains for the drain timeout, then stops gRPC within 5s more.
-	need := mustDuration(t, "DRAGONFLY_DRAIN_TIMEOUT", drain) + 5*time.Second
+	// The coordinator drains for the drain timeout, flushes its reports for
+	// up to 15s, then stops gRPC within 5s more.
+	need := mustDuration(t, "DRAGONFLY_DRAIN_TIMEOUT", drain) + 20*time.Second
 	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= need {
 		t.Errorf("coordinator: terminationGracePeriodSeconds must exceed %v", need)
 	}

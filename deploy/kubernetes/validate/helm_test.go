@@ -282,8 +282,8 @@ func TestHelmDrainDurations(t *testing.T) {
 	for _, vals := range []map[string]any{
 		{"worker.drainGrace": "1m", "worker.terminationGracePeriodSeconds": 71},
 		{"worker.drainGrace": 90, "worker.terminationGracePeriodSeconds": 101},
-		{"coordinator.drainTimeout": "1m30s", "coordinator.terminationGracePeriodSeconds": 96},
-		{"coordinator.drainTimeout": "1h", "coordinator.terminationGracePeriodSeconds": 3606},
+		{"coordinator.drainTimeout": "1m30s", "coordinator.terminationGracePeriodSeconds": 111},
+		{"coordinator.drainTimeout": "1h", "coordinator.terminationGracePeriodSeconds": 3621},
 	} {
 		if _, _, err := helmRender(t, values(vals)); err != nil {
 			t.Errorf("%v: %v", vals, err)

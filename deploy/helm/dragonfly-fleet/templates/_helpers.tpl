@@ -140,8 +140,8 @@ render with a message that names the value.
 {{- end }}
 {{- /* A pod killed before its drain ends loses what the drain was for. */}}
 {{- $drain := include "dragonfly-fleet.seconds" (dict "name" "coordinator.drainTimeout" "value" .Values.coordinator.drainTimeout) | atoi }}
-{{- if le (int .Values.coordinator.terminationGracePeriodSeconds) (add $drain 5) }}
-{{- fail (printf "coordinator.terminationGracePeriodSeconds (%v) must exceed coordinator.drainTimeout (%ds) plus the final flush (5s)" .Values.coordinator.terminationGracePeriodSeconds $drain) }}
+{{- if le (int .Values.coordinator.terminationGracePeriodSeconds) (add $drain 20) }}
+{{- fail (printf "coordinator.terminationGracePeriodSeconds (%v) must exceed coordinator.drainTimeout (%ds) plus the final flush of reports (15s) and the gRPC server's stop (5s)" .Values.coordinator.terminationGracePeriodSeconds $drain) }}
 {{- end }}
 {{- $grace := include "dragonfly-fleet.seconds" (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace) | atoi }}
 {{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace 10) }}

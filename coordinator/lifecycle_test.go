@@ -1,0 +1,137 @@
+package coordinator
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+// TestShutdownCutsStreamsHeldOpenAfterTheDrain, on synctest's clock: once
+// the drain is over (here at once: the one job was reported) and the
+// reports are flushed, a worker that keeps its stream open (heartbeating,
+// never closing its side: one still scanning a copy nobody waits for, or
+// a hostile one) holds the shutdown for stopGrace, not for the drain
+// timeout again. Before: Run waited DrainTimeout + 5 s more for it (10 min
+// here; with the defaults 30 + 15 + 35 s in all, past the stop grace
+// periods the deployments give: the process was killed).
+func TestShutdownCutsStreamsHeldOpenAfterTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI(job("p", "u1"))
+		c, err := New(Config{API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: time.Second,
+			DrainTimeout: 10 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := NewServer(c, ServerConfig{Insecure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis := bufconn.Listen(1 << 20)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx, lis) }()
+
+		conn := testkit.DialBuf(t, lis)
+		defer conn.Close()
+		wctx, stopWorker := context.WithCancel(context.Background())
+		defer stopWorker()
+		stream, err := fleetv1.NewFleetServiceClient(conn).Connect(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(hello("w", 1)); err != nil {
+			t.Fatal(err)
+		}
+		for answered := false; !answered; {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reply *fleetv1.ConnectRequest
+			switch {
+			case m.GetRuleSet() != nil:
+				reply = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: m.GetRuleSet().GetHash()}}}
+			case m.GetAssign() != nil:
+				reply = &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{
+					Results: []*fleetv1.TaskResult{result(m.GetAssign().GetTasks()[0], "")}}}}
+				answered = true
+			default:
+				continue
+			}
+			if err := stream.Send(reply); err != nil {
+				t.Fatal(err)
+			}
+		}
+		api.WaitReports(t, 1)
+		// From now on the worker reads and heartbeats, and never closes.
+		go func() {
+			for {
+				if _, err := stream.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+		go heartbeat(wctx, time.Second, nil, stream.Send)
+
+		start := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if took := time.Since(start); took > stopGrace {
+			t.Errorf("shutdown with nothing in flight took %v: it waited for a stream held open past the drain", took)
+		}
+		if r := api.Reports(); len(r) != 1 || r[0].Success == nil {
+			t.Errorf("reports %+v, want the one job's", r)
+		}
+	})
+}
+
+// TestWorkerConnectingDuringTheDrainIsRefused: a session that begins while
+// the coordinator drains could get no task, so it is refused at once with
+// Unavailable (retry later: the next coordinator), before Welcome and the
+// rule set. Before: it was welcomed, sent the whole rule set (up to 32
+// MiB) and told to drain, and a worker that drained so reconnected and
+// compiled the rules again, time after time, until the coordinator was
+// gone (it read as ready meanwhile).
+func TestWorkerConnectingDuringTheDrainIsRefused(t *testing.T) {
+	api := newFakeAPI(job("p", "u1"))
+	f := startFleet(t, api, func(c *Config) { c.DrainTimeout = 10 * time.Minute })
+	a := f.worker("a", 1)
+	a.ready()
+	ts := a.tasks(1)
+	stopped := make(chan struct{})
+	go func() {
+		f.stop()
+		close(stopped)
+	}()
+	for m := a.next(); m.GetDrain() == nil; m = a.next() {
+	}
+
+	b := f.worker("b", 1)
+	for m := range b.in {
+		if m.GetHeartbeat() == nil {
+			// Unblock the stop before failing.
+			a.answer(result(ts[0], ""))
+			a.closeSend()
+			<-stopped
+			t.Fatalf("a session begun during the drain got %v", m)
+		}
+	}
+	wantEnded(t, b.recv, codes.Unavailable, "shutting down", "a session begun during the drain")
+
+	a.answer(result(ts[0], ""))
+	a.closeSend()
+	<-stopped
+	if r := api.Reports(); len(r) != 1 {
+		t.Fatalf("reports %+v, want the one job's", r)
+	}
+}
