@@ -12,7 +12,7 @@ import (
 // loadLoop leases jobs whenever the fleet has free capacity and the outbox has
 // room: at most the free credits (slots + prefetch of ready workers, minus
 // tasks already waiting), at most BulkSize. It waits LoadDuration only after an
-// empty answer or an API error.
+// empty answer, an answer of no job new to it, or an API error.
 func (c *Coordinator) loadLoop(ctx context.Context) error {
 	if err := c.rules.load(ctx); err != nil {
 		return err
@@ -43,7 +43,15 @@ func (c *Coordinator) loadLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		c.admit(ctx, jobs, leasedAt)
+		if c.admit(ctx, jobs, leasedAt) == 0 {
+			// Every job was one already here (its report waiting, or
+			// being scanned): no new work. Leased again at once, an API
+			// answering with such jobs alone would spin this loop.
+			c.log.Debug("lease brought no new job; waiting", "jobs", len(jobs), "wait", c.cfg.LoadDuration)
+			if err := retry.Sleep(ctx, c.cfg.LoadDuration); err != nil {
+				return err
+			}
+		}
 	}
 }
 
@@ -112,11 +120,11 @@ func (c *Coordinator) waitChange(ctx context.Context, changed, outChanged <-chan
 	return false, nil
 }
 
-// admit hands leased jobs to the dispatcher with the rules to scan them with.
-// A release whose report is still waiting in the outbox (the API re-leased it
-// before accepting our report) is not scanned again: its report moves to the
-// new lease.
-func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt time.Time) {
+// admit hands leased jobs to the dispatcher with the rules to scan them with,
+// and returns how many were new to it. A release whose report is still
+// waiting in the outbox (the API re-leased it before accepting our report) is
+// not scanned again: its report moves to the new lease.
+func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt time.Time) int {
 	batch := make([]dispatch.Job, 0, len(jobs))
 	for _, j := range jobs {
 		hash := c.rules.ensure(ctx, j.Hash)
@@ -133,5 +141,5 @@ func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt 
 			RulesHash: hash, LeasedAt: leasedAt,
 		})
 	}
-	c.disp.Admit(batch, c.cfg.Now())
+	return c.disp.Admit(batch, c.cfg.Now())
 }

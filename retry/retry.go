@@ -14,6 +14,7 @@ package retry
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -44,6 +45,11 @@ func (p Policy) Delay(n int, after time.Duration) time.Duration {
 func (p Policy) Cap(n int) time.Duration {
 	c := p.Base
 	for i := 1; i < n && c < p.Max; i++ {
+		if c > p.Max/2 {
+			// Doubling would pass Max, or wrap past the largest Duration.
+			c = p.Max
+			break
+		}
 		c *= 2
 	}
 	return max(min(c, p.Max), 0)
@@ -62,6 +68,9 @@ func (p Policy) draw(ceil time.Duration) time.Duration {
 	}
 	if p.Rand != nil {
 		return p.Rand(ceil)
+	}
+	if ceil == math.MaxInt64 {
+		return rand.N(ceil) // ceil+1 would wrap
 	}
 	return rand.N(ceil + 1)
 }

@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -18,6 +19,29 @@ func TestCapDoublesUpToMax(t *testing.T) {
 	}
 	if got := (Policy{Base: time.Second, Max: time.Minute}).Cap(1000); got != time.Minute {
 		t.Errorf("Cap(1000) = %v: no overflow, capped", got)
+	}
+}
+
+// TestCapDoesNotOverflowNearTheLargestMax: a Max above half the largest
+// Duration ("no cap") must not let the doubling wrap: it did, and Cap fell
+// to 0 (a retry at once) or to random values from retry 35 on.
+func TestCapDoesNotOverflowNearTheLargestMax(t *testing.T) {
+	for _, max := range []time.Duration{math.MaxInt64, math.MaxInt64/2 + 1, 3 * (math.MaxInt64 / 4)} {
+		p := Policy{Base: time.Second, Max: max}
+		prev := time.Duration(0)
+		for n := 1; n <= 100; n++ {
+			c := p.Cap(n)
+			if c < prev || c > max {
+				t.Fatalf("Max %v: Cap(%d) = %v after Cap(%d) = %v: want non-decreasing, at most Max", max, n, c, n-1, prev)
+			}
+			prev = c
+		}
+		if prev != max {
+			t.Fatalf("Max %v: Cap(100) = %v, want Max", max, prev)
+		}
+		if d := p.Delay(100, 0); d < 0 || d > max {
+			t.Fatalf("Max %v: Delay(100) = %v", max, d)
+		}
 	}
 }
 

@@ -946,9 +946,10 @@ func (d *Dispatcher) strike(s *assignee, n int) {
 // suspended reports whether a session is kept from new tasks for its returns.
 func (d *Dispatcher) suspended(s *assignee) bool { return d.now.Before(s.suspendedUntil) }
 
-// Admit adds leased jobs. A job whose release is already in flight (the API
-// re-leased it) takes over the new lease identity and keeps its progress.
-func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
+// Admit adds leased jobs and returns how many were new. A job whose release
+// is already in flight (the API re-leased it) takes over the new lease
+// identity and keeps its progress.
+func (d *Dispatcher) Admit(jobs []Job, now time.Time) (admitted int) {
 	d.lock(now)
 	defer d.unlock()
 	for _, j := range jobs {
@@ -957,6 +958,7 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 			d.counters.JobsSuperseded++
 			continue
 		}
+		admitted++
 		d.counters.JobsAdmitted++
 		d.seq++
 		js := &job{Job: j, seq: d.seq}
@@ -993,6 +995,7 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) {
 		}
 	}
 	d.pump()
+	return admitted
 }
 
 // oversized says which text of a job is longer than a task may carry (the

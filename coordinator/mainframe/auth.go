@@ -16,28 +16,34 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/sync/singleflight"
 )
 
 // maxTokenResponse bounds a token endpoint response.
 const maxTokenResponse = 1 << 20
 
-// tokenCache hands out Auth0 access tokens. x/oauth2's ReuseTokenSource
-// caches a token until RefreshMargin before its expiry; invalidate (after a
-// 401) replaces the cache, so the next caller fetches a new token. Each
-// cache has a generation, so many calls failing with the same stale token
-// cause one refresh, not one each.
+// tokenCache hands out Auth0 access tokens. It caches a token until
+// RefreshMargin before its expiry; invalidate (after a 401) drops it, so the
+// next caller fetches a new one. Each cache has a generation, so many calls
+// failing with the same stale token cause one refresh, not one each.
+// Concurrent callers share one request (singleflight), failed or not, and
+// each waits for it only as long as its own context lasts (the request
+// itself is bounded by the token client's Timeout). x/oauth2's
+// ReuseTokenSource is not used: it holds its lock through the request,
+// whatever the callers' contexts, and each caller behind a failing one
+// made its own request in turn.
 type tokenCache struct {
 	fetch  oauth2.TokenSource // uncached
 	margin time.Duration
+	flight singleflight.Group
 
 	mu  sync.Mutex
-	cur oauth2.TokenSource
+	cur *oauth2.Token // nil: none cached
 	gen uint64
 }
 
 func newTokenCache(fetch oauth2.TokenSource, margin time.Duration) *tokenCache {
-	fetch = marginCap{src: fetch, margin: margin}
-	return &tokenCache{fetch: fetch, margin: margin, cur: oauth2.ReuseTokenSourceWithExpiry(nil, fetch, margin)}
+	return &tokenCache{fetch: marginCap{src: fetch, margin: margin}, margin: margin}
 }
 
 // marginCap keeps a short-lived token in use for half its life. The cache
@@ -66,16 +72,49 @@ func (m marginCap) Token() (*oauth2.Token, error) {
 }
 
 // token returns the Authorization header value and the cache generation it
-// came from.
-func (t *tokenCache) token() (string, uint64, error) {
+// came from. It waits for a token request at most until ctx ends.
+func (t *tokenCache) token(ctx context.Context) (string, uint64, error) {
 	t.mu.Lock()
-	cur, gen := t.cur, t.gen
+	gen, tok := t.gen, t.cur
 	t.mu.Unlock()
-	tok, err := cur.Token()
-	if err != nil {
-		return "", gen, err
+	if tok != nil && t.fresh(tok) {
+		return tok.Type() + " " + tok.AccessToken, gen, nil
 	}
-	return tok.Type() + " " + tok.AccessToken, gen, nil
+	ch := t.flight.DoChan("token", func() (any, error) { return t.request(gen) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", gen, r.Err
+		}
+		tok := r.Val.(*oauth2.Token)
+		return tok.Type() + " " + tok.AccessToken, gen, nil
+	case <-ctx.Done():
+		return "", gen, ctx.Err()
+	}
+}
+
+// request makes a token request, started at generation gen, and caches its
+// token unless the cache was invalidated meanwhile.
+func (t *tokenCache) request(gen uint64) (*oauth2.Token, error) {
+	tok, err := t.fetch.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok.AccessToken == "" {
+		return nil, errors.New("oauth2: server response missing access_token")
+	}
+	t.mu.Lock()
+	if t.gen == gen {
+		t.cur = tok
+	}
+	t.mu.Unlock()
+	return tok, nil
+}
+
+// fresh reports whether tok may still be used: it has no expiry, or expires
+// more than the margin from now (x/oauth2's ReuseTokenSourceWithExpiry rule).
+func (t *tokenCache) fresh(tok *oauth2.Token) bool {
+	return tok.Expiry.IsZero() || !tok.Expiry.Round(0).Add(-t.margin).Before(time.Now())
 }
 
 // invalidate drops the cached token if it is still the one of generation gen.
@@ -84,7 +123,7 @@ func (t *tokenCache) invalidate(gen uint64) {
 	defer t.mu.Unlock()
 	if gen == t.gen {
 		t.gen++
-		t.cur = oauth2.ReuseTokenSourceWithExpiry(nil, t.fetch, t.margin)
+		t.cur = nil
 	}
 }
 
@@ -219,6 +258,12 @@ type clientCredentialsSource struct {
 func (s *clientCredentialsSource) Token() (*oauth2.Token, error) {
 	tok, err := s.cfg.Token(s.ctx)
 	if err == nil {
+		if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+			// A negative expires_in, which x/oauth2 dates in the past:
+			// no known expiry, as for the password grant (else every
+			// call would fetch a new token). A 401 still replaces it.
+			tok.Expiry = time.Time{}
+		}
 		return tok, nil
 	}
 	var re *oauth2.RetrieveError

@@ -1,12 +1,14 @@
 package mainframe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -235,6 +237,103 @@ func TestTokenEndpointErrors(t *testing.T) {
 	})
 }
 
+// hungTokenClient is a client whose token endpoint never answers (each
+// request ends when its Timeout, 10 s, does) and the count of its requests.
+func hungTokenClient(t *testing.T) (*Client, *atomic.Int32) {
+	t.Helper()
+	fetches := &atomic.Int32{}
+	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		<-r.Context().Done()
+	})
+	tr := &hostTransport{hosts: map[string]http.Handler{apiHost: newFakeAPI(), authHost: hung}}
+	return mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second, Auth: Auth{
+		TokenURL: "http://" + authHost + "/oauth/token", ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw",
+	}}), fetches
+}
+
+// TestHungTokenEndpointHoldsNoCallerPastItsContext: a call waiting for a
+// token from an endpoint that does not answer returns when its context ends
+// (shutdown), not when the token request's Timeout does.
+func TestHungTokenEndpointHoldsNoCallerPastItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := hungTokenClient(t)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		if _, err := c.Rules(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want the caller's deadline", err)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("returned after %v, want 1s (when its context ended)", d)
+		}
+		// The abandoned request ends with its Timeout.
+		time.Sleep(10 * time.Second)
+	})
+}
+
+// TestConcurrentCallersShareAFailingTokenRequest: callers waiting for a
+// token share one request even when it fails or hangs. They queued behind
+// one another, each making its own request in turn once the previous one
+// failed: with the coordinator's eight senders, loader and rules fetch
+// waiting, a hung endpoint held the last of them for ten times the Timeout,
+// whatever their contexts. (Without the fix this test deadlocks the synctest
+// bubble: goroutines blocked on x/oauth2's mutex never let its clock
+// advance.)
+func TestConcurrentCallersShareAFailingTokenRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, fetches := hungTokenClient(t)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if _, err := c.Rules(ctx); !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("err = %v, want the caller's deadline", err)
+				}
+				if d := time.Since(start); d != time.Second {
+					t.Errorf("returned after %v, want 1s (when its context ended)", d)
+				}
+			})
+		}
+		wg.Wait()
+		if n := fetches.Load(); n != 1 {
+			t.Errorf("%d token requests for 4 concurrent calls, want 1 (shared)", n)
+		}
+		time.Sleep(10 * time.Second)
+	})
+}
+
+// TestSlowTokenRefreshLeavesTheLeaseItsWholeTimeout: the time a call waits
+// for a token is not taken from its request's Timeout. It was: a token
+// endpoint answering in 8 s of a 10 s Timeout left POST /jobs 2 s, and a
+// lease cut by its timeout after being sent is not retried (the server may
+// have leased the jobs): they stayed leased to nobody, each losing one of
+// its three attempts.
+func TestSlowTokenRefreshLeavesTheLeaseItsWholeTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		api.add("a", "1")
+		auth := newFakeAuth0(passwordWant(), 3600)
+		api.auth = auth
+		slow := func(d time.Duration, h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(d) // the server's own pace, on the bubble's clock
+				h.ServeHTTP(w, r)
+			})
+		}
+		tr := &hostTransport{hosts: map[string]http.Handler{apiHost: slow(3*time.Second, api), authHost: slow(8*time.Second, auth)}}
+		c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second, Auth: Auth{
+			TokenURL: "http://" + authHost + "/oauth/token", ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw",
+		}})
+		jobs, err := c.Lease(t.Context(), 1)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("lease: %d jobs, err %v; want the one job", len(jobs), err)
+		}
+	})
+}
+
 // TestNoSecretsInErrorsOrLogs makes servers quote every credential back in
 // their error bodies and checks that no error text, error field or log line
 // carries one.
@@ -372,5 +471,39 @@ func TestAuth0HugeExpiresIn(t *testing.T) {
 				t.Errorf("expires_in %s: %d token fetches for 5 calls, want 1", life, n)
 			}
 		})
+	}
+}
+
+// TestAuth0NegativeExpiresIn: a token response whose expires_in is negative
+// gives a token without a known expiry, under either grant, kept until a
+// 401 (the password grant did so; through x/oauth2 the client_credentials
+// grant dated it in the past, and every API call fetched a new token).
+func TestAuth0NegativeExpiresIn(t *testing.T) {
+	for _, grant := range []string{GrantPassword, GrantClientCredentials} {
+		for _, life := range []string{"-1", "-3600"} {
+			t.Run(grant+" "+life, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					api := newFakeAPI()
+					var fetches atomic.Int32
+					tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						fetches.Add(1)
+						io.Copy(io.Discard, r.Body)
+						w.Header().Set("Content-Type", "application/json")
+						io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":`+life+`}`)
+					})}}
+					a := Auth{TokenURL: "http://" + authHost + "/oauth/token", GrantType: grant, ClientID: "cid", ClientSecret: "csecret"}
+					if grant == GrantPassword {
+						a.Username, a.Password = "user", "pw"
+					}
+					c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second, Auth: a})
+					for range 5 {
+						metadataOK(t, c)
+					}
+					if n := fetches.Load(); n != 1 {
+						t.Errorf("%s grant, expires_in %s: %d token fetches for 5 calls, want 1", grant, life, n)
+					}
+				})
+			})
+		}
 	}
 }

@@ -31,7 +31,8 @@
 //
 // Auth0 tokens are cached until Auth.RefreshMargin before they expire. A
 // token request is bounded by Config.Timeout, not by the caller's context
-// (x/oauth2 token sources take none); concurrent calls share one request.
+// (x/oauth2 token sources take none), but a caller waits for it only until
+// its context ends; concurrent calls share one request, failed or not.
 //
 // Credentials (Cloudflare secret, Auth0 client secret, password, issued
 // tokens) never appear in errors or logs: response text that quotes them is
@@ -196,18 +197,19 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 // once makes one HTTP exchange under its own timeout and reads the response.
 func (c *Client) once(ctx context.Context, k call) try {
 	var t try
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-
+	// The token first: its wait is bounded by its own request's Timeout,
+	// and must not eat into this exchange's.
 	var auth string
 	if c.tokens != nil {
 		var err error
-		auth, t.tokenGen, err = c.tokens.token()
+		auth, t.tokenGen, err = c.tokens.token(ctx)
 		if err != nil {
 			t.err = err
 			return t
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
@@ -345,14 +347,16 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 
 // backoff returns the wait before retry number n (n >= 1): the fleet's
 // retry policy (full jitter below BaseBackoff·2^(n-1), capped at MaxBackoff),
-// or the server's Retry-After (also capped at MaxBackoff; "Retry-After: 0"
-// retries at once).
+// or the server's Retry-After (also capped at MaxBackoff). A Retry-After of
+// 0 or a date already past asks for no wait: the drawn one applies, as
+// everywhere retry.Policy is used (retrying at once would put every try,
+// and every client, in step).
 func (c *Client) backoff(n int, retryAfter time.Duration, hasAfter bool) time.Duration {
 	p := retry.Policy{Base: c.cfg.BaseBackoff, Max: c.cfg.MaxBackoff}
-	if hasAfter {
-		return min(retryAfter, c.cfg.MaxBackoff)
+	if !hasAfter {
+		retryAfter = 0
 	}
-	return p.Delay(n, 0)
+	return p.Delay(n, retryAfter)
 }
 
 func hostOf(raw string) string {

@@ -363,7 +363,6 @@ func TestRetryAfter(t *testing.T) {
 		{"429 seconds", 429, func(time.Time) string { return "7" }, 7 * time.Second},
 		{"503 http date", 503, func(now time.Time) string { return now.Add(12 * time.Second).UTC().Format(http.TimeFormat) }, 12 * time.Second},
 		{"capped at MaxBackoff", 429, func(time.Time) string { return "3600" }, 30 * time.Second},
-		{"date in the past", 503, func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) }, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,6 +380,39 @@ func TestRetryAfter(t *testing.T) {
 				}
 				if d := time.Since(start); d != tt.want {
 					t.Errorf("waited %v, want %v", d, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// TestRetryAfterZeroOrPastStillBacksOff: "Retry-After: 0", or an HTTP date
+// already past (a server clock behind ours), is no wait asked for, and the
+// backoff applies, as in retry.Policy and the worker's downloads. The client
+// retried at once instead: every try of a call at the same instant, in step
+// with every other client, and with a backlog of reports eight senders
+// walking through it with no pause at all, hammering the struggling API.
+func TestRetryAfterZeroOrPastStillBacksOff(t *testing.T) {
+	for name, header := range map[string]func(now time.Time) string{
+		"zero":             func(time.Time) string { return "0" },
+		"date in the past": func(now time.Time) string { return now.Add(-time.Hour).UTC().Format(http.TimeFormat) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := newFakeAPI()
+				api.add("a", "1")
+				for range 4 {
+					api.fail("PUT /package", fault{status: 503, header: http.Header{"Retry-After": {header(time.Now())}}})
+				}
+				c, _ := inProcess(t, api, nil, nil)
+				start := time.Now()
+				if err := c.Report(t.Context(), Report{Name: "a", Version: "1", Reason: "x"}); err != nil {
+					t.Fatal(err)
+				}
+				// Full jitter below 0.5 s, 1 s, 2 s and 4 s: all four draws
+				// being 0 has a probability below 1e-35.
+				if d := time.Since(start); d == 0 || d > 7500*time.Millisecond {
+					t.Errorf("5 tries in %v, want a backoff in (0, 7.5s]", d)
 				}
 			})
 		})
