@@ -202,6 +202,7 @@ type Coordinator struct {
 	sessions map[string]*workerSession
 	nextSess uint64
 	draining chan struct{} // closed when shutdown begins
+	flushing atomic.Bool   // the shutdown's flush of reports has begun
 	drainOne sync.Once
 	streams  sync.WaitGroup // sessions' receive and send goroutines
 
@@ -295,7 +296,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	} else if s.JobsInFlight > 0 {
 		c.log.Info("jobs left unfinished: no worker holds a task of theirs; the API will lease them again", "jobs", s.JobsInFlight)
 	}
-	// Phase 3: flush reports.
+	// Phase 3: flush reports, each waiting one tried at once and retried
+	// at most flushRetry apart.
+	c.flushing.Store(true)
+	if n := c.out.DueNow(); n > 0 {
+		c.log.Info("flushing reports: those waiting for a retry are tried now", "reports", n)
+	}
 	c.waitIdle(c.cfg.FlushTimeout, func() bool { return c.out.Len() == 0 })
 	if n := c.out.Len(); n > 0 {
 		c.log.Warn("reports not delivered before shutdown", "reports", n, "durable", c.cfg.Outbox != nil)

@@ -3,10 +3,13 @@ package coordinator
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
+	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"google.golang.org/grpc/codes"
@@ -133,5 +136,81 @@ func TestWorkerConnectingDuringTheDrainIsRefused(t *testing.T) {
 	<-stopped
 	if r := api.Reports(); len(r) != 1 {
 		t.Fatalf("reports %+v, want the one job's", r)
+	}
+}
+
+// failOnce is the fake API failing the first report it is sent with 503.
+type failOnce struct {
+	*fakeAPI
+	failed atomic.Bool
+}
+
+func (f *failOnce) Report(ctx context.Context, r mainframe.Report) error {
+	if f.failed.CompareAndSwap(false, true) {
+		return &mainframe.APIError{Endpoint: "PUT /package", Status: 503}
+	}
+	return f.fakeAPI.Report(ctx, r)
+}
+
+// TestFlushTriesReportsWaitingForARetry, on synctest's clock: at shutdown,
+// a report whose retry falls after the flush (FlushTimeout; the API failed
+// it just before) is tried at once and delivered, and one that fails
+// during the flush is tried again within it, whatever its backoff had
+// grown to. Before, the flush waited the whole FlushTimeout for a try that
+// came after it: an outbox in memory lost the report (its job leased
+// again, at the cost of an attempt).
+func TestFlushTriesReportsWaitingForARetry(t *testing.T) {
+	// Every drawn backoff is its ceiling (30 s here): deterministic.
+	saved := reportRetry
+	reportRetry.Rand = func(ceil time.Duration) time.Duration { return ceil }
+	t.Cleanup(func() { reportRetry = saved })
+	for _, tc := range []struct {
+		name      string
+		failFirst bool // the API fails the flush's first try
+	}{
+		{"waiting past the flush", false},
+		{"failing during the flush", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fake := newFakeAPI()
+				api := &failOnce{fakeAPI: fake}
+				api.failed.Store(!tc.failFirst)
+				c, err := New(Config{API: api, LoadDuration: time.Second, FlushTimeout: 15 * time.Second,
+					Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A report that failed five times: its next try is 30 s away.
+				now := time.Now()
+				r := mainframe.Report{Name: "p", Version: "1.0", Success: &mainframe.Success{Score: 3, RulesMatched: []string{"r1"}, Commit: "h1"}}
+				if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: now, Enqueued: now}); err != nil {
+					t.Fatal(err)
+				}
+				for range 5 {
+					e, ok := c.out.Next(now.Add(time.Hour))
+					if !ok {
+						t.Fatal("the report is not due")
+					}
+					if err := c.out.Retry(e, now.Add(reportRetry.Delay(e.Tries+1, 0))); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- c.Run(ctx) }()
+				synctest.Wait()
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if got := fake.Reports(); len(got) != 1 || got[0].Name != "p" {
+					t.Fatalf("reports %+v, want p's, delivered during the flush", got)
+				}
+				if took := time.Since(now); took >= 15*time.Second {
+					t.Errorf("shutdown took %v: the flush waited for its whole timeout", took)
+				}
+			})
+		})
 	}
 }

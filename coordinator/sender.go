@@ -88,6 +88,10 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 		c.finishEntry(e, attrs)
 	default:
 		delay := reportRetry.Delay(e.Tries+1, 0)
+		if c.flushing.Load() {
+			// The flush ends soon: a later try would never come.
+			delay = min(delay, flushRetry)
+		}
 		c.log.Warn("report failed; will retry", append(attrs, "tries", e.Tries+1, "retry_in", delay, "err", err)...)
 		if err := c.out.Retry(e, c.cfg.Now().Add(delay)); err != nil {
 			c.log.Error("outbox write failed", append(attrs, "err", err)...)
@@ -108,3 +112,7 @@ func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) {
 // reportRetry spaces the retries of a report: 1 s doubling to 30 s, full
 // jitter.
 var reportRetry = retry.Policy{Base: time.Second, Max: 30 * time.Second}
+
+// flushRetry is the longest wait between two tries of a report during the
+// shutdown's flush (FlushTimeout, 15 s).
+const flushRetry = time.Second

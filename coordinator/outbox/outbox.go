@@ -376,6 +376,26 @@ func (o *Outbox) NextDue() (time.Time, bool) {
 	return t, ok
 }
 
+// DueNow makes every report waiting for a retry due at once, and returns
+// how many were waiting: the shutdown flush gives each one more try (one
+// whose backoff ended after the flush was never tried, and an outbox in
+// memory lost it). Only in memory: a reopened outbox makes them due anyway.
+func (o *Outbox) DueNow() int {
+	o.mu.Lock()
+	n := 0
+	for key, e := range o.entries {
+		if !o.busy[key] && !e.NotBefore.IsZero() {
+			e.NotBefore = time.Time{}
+			n++
+		}
+	}
+	o.mu.Unlock()
+	if n > 0 {
+		o.signal()
+	}
+	return n
+}
+
 // Done removes a report that was sent (accepted, or refused for good),
 // unless it was superseded while being sent: then it is due again and Done
 // returns false. The error, as Put's, says only that the removal is not on

@@ -298,3 +298,35 @@ func TestNextDueCountsAReportDueNow(t *testing.T) {
 		}
 	}
 }
+
+// TestDueNowCutsBackoffsShort: DueNow makes the reports waiting for a retry
+// due at once, keeping their tries, and leaves alone one being sent (its
+// sender decides what comes next) and one already due.
+func TestDueNowCutsBackoffsShort(t *testing.T) {
+	o := mustOpen(t, Config{})
+	putAll(t, o, "a", "b", "c")
+	a, _ := o.Next(t0)
+	if err := o.Retry(a, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := o.Next(t0) // being sent
+	if n := o.DueNow(); n != 1 {
+		t.Fatalf("DueNow = %d, want 1 (a; b is being sent, c is due)", n)
+	}
+	var names []string
+	for e, ok := o.Next(t0); ok; e, ok = o.Next(t0) {
+		names = append(names, e.Report.Name)
+		if e.Report.Name == "a" && e.Tries != 1 {
+			t.Errorf("a has %d tries, want 1", e.Tries)
+		}
+	}
+	if strings.Join(names, " ") != "a c" {
+		t.Fatalf("due after DueNow: %q, want a and c (b is still being sent)", names)
+	}
+	if err := o.Retry(b, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := o.Next(t0); ok {
+		t.Fatal("b, retried after DueNow, is due at once")
+	}
+}
