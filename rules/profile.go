@@ -49,8 +49,8 @@ type ProfileFile struct {
 
 // ProfileConfig bounds a profile.
 type ProfileConfig struct {
-	// Threads is the number of files scanned at once. Default: the number of
-	// CPUs.
+	// Threads is the number of files scanned at once. Default: the CPUs
+	// available (runtime.GOMAXPROCS).
 	Threads int
 	// Timeout bounds the YARA time of one file's scan, as the fleet's scan
 	// timeout does; a scan stopped by it counts its time and a timeout.
@@ -120,7 +120,7 @@ type ProfileReport struct {
 // (Set.Rules).
 func Profile(ctx context.Context, s Set, files []ProfileFile, cfg ProfileConfig) (ProfileReport, error) {
 	if cfg.Threads <= 0 {
-		cfg.Threads = runtime.NumCPU()
+		cfg.Threads = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second

@@ -20,7 +20,8 @@
 //
 // Ties are broken by order: among equal file scores the file that comes first
 // in the archive wins; among equal distribution scores the distribution listed
-// first in the job wins.
+// first in the job wins, one where a rule matched before one where none did
+// (so a package whose rules matched always has a link).
 package score
 
 import (
@@ -232,8 +233,9 @@ type Package struct {
 	// Hits are the same rules with their weights, heaviest first (then by
 	// name): the package's top rules.
 	Hits []Hit
-	// Top is the index of the top distribution (highest score, first among
-	// equals), or -1 with no distributions.
+	// Top is the index of the top distribution (highest score; among
+	// equals, the first where a rule matched, else the first), or -1 with
+	// no distributions.
 	Top int
 	// TopFile is the top distribution's top file; empty when it matched nothing.
 	TopFile string
@@ -245,7 +247,10 @@ func Aggregate(dists []Distribution) Package {
 	p := Package{Top: -1}
 	seen := map[string]bool{}
 	for i, d := range dists {
-		if p.Top < 0 || d.Score > p.Score {
+		// Among equal scores a distribution where a rule matched wins
+		// over one where none did: the link is null only when nothing
+		// matched.
+		if p.Top < 0 || d.Score > p.Score || d.Score == p.Score && dists[p.Top].TopFile == "" && d.TopFile != "" {
 			p.Top, p.Score = i, d.Score
 		}
 		for _, h := range d.Rules {

@@ -112,6 +112,38 @@ func TestTies(t *testing.T) {
 	}
 }
 
+// TestTiedDistributionsLinkAMatchedFile: among distributions of the top
+// score, one where a rule matched is the top one, so a package whose rules
+// matched is never reported with a null inspector_url (dragonfly-api.md:
+// null only "when nothing matched"). A clean sdist listed before a wheel
+// whose only match weighs 0 (or whose weights cancel out) gave
+// rules_matched [info] and no link.
+func TestTiedDistributionsLinkAMatchedFile(t *testing.T) {
+	clean := tally(NewFile("s/setup.py", nil))
+	info := tally(NewFile("w/info.py", []Rule{{Name: "info"}}))
+	cancel := tally(NewFile("w/x.py", []Rule{{Name: "bad", Weight: 5}, {Name: "good", Weight: -5}}))
+	first, second := tally(NewFile("x/one.py", []Rule{r1})), tally(NewFile("y/two.py", []Rule{r1}))
+	for _, tc := range []struct {
+		name    string
+		dists   []Distribution
+		top     int
+		topFile string
+	}{
+		{"a clean distribution before a match of weight 0", []Distribution{clean, info}, 1, "w/info.py"},
+		{"a match of weight 0 before a clean distribution", []Distribution{info, clean}, 0, "w/info.py"},
+		{"a clean distribution before weights that cancel out", []Distribution{clean, cancel}, 1, "w/x.py"},
+		{"two matched distributions: the first", []Distribution{first, second}, 0, "x/one.py"},
+		{"two clean distributions: the first, no link", []Distribution{clean, clean}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Aggregate(tc.dists)
+			if p.Score != tc.dists[tc.top].Score || p.Top != tc.top || p.TopFile != tc.topFile {
+				t.Fatalf("package = %+v, want top %d (%q)", p, tc.top, tc.topFile)
+			}
+		})
+	}
+}
+
 func TestNegativeTopFile(t *testing.T) {
 	d := tally(NewFile("a.py", []Rule{{Name: "good", Weight: -3}}), NewFile("b.py", []Rule{{Name: "better", Weight: -1}}))
 	if d.Score != -4 || d.TopFile != "b.py" || d.TopScore != -1 {

@@ -114,7 +114,8 @@ type Config struct {
 	// Version is this build's version.
 	Version string
 	// Threads is the number of scanner threads and of tasks run at once
-	// (DRAGONFLY_THREADS). Default: available CPUs.
+	// (DRAGONFLY_THREADS). Default: available CPUs (runtime.GOMAXPROCS, which
+	// follows a container's CPU limit, as the reference client does).
 	Threads int
 	// Limits bound each task (DRAGONFLY_MAX_*). Zero fields take the defaults.
 	Limits limit.Limits
@@ -172,7 +173,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Target == "" {
 		return c, errors.New("worker: no coordinator address (DRAGONFLY_COORDINATOR_ADDR)")
 	}
-	c.Threads = bound.Or(c.Threads, runtime.NumCPU())
+	c.Threads = bound.Or(c.Threads, runtime.GOMAXPROCS(0))
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}

@@ -76,7 +76,7 @@ func TestHelpText(t *testing.T) {
 	_, workerHelp, _ := runCLI(t, vars, "worker", "--help")
 	_, coordHelp, _ := runCLI(t, vars, "coordinator", "--help")
 	for _, want := range []string{
-		"--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default number of CPUs)",
+		"--threads int   [env DRAGONFLY_THREADS]", "scanner threads (default number of CPUs available)",
 		"--max-file-size size   [env DRAGONFLY_MAX_FILE_SIZE]", "--max-expanded-size size", "(default 512MiB)",
 		"--scan-timeout duration   [env DRAGONFLY_SCAN_TIMEOUT]", "(default 10s)",
 		"--allowed-hosts list   [env DRAGONFLY_ALLOWED_HOSTS]", "--rules string   [env DRAGONFLY_RULES]",
@@ -115,7 +115,7 @@ func TestHelpText(t *testing.T) {
 	for name, help := range map[string]string{"scan": scanHelp, "worker": workerHelp} {
 		_, after, _ := strings.Cut(help, "--threads int   [env DRAGONFLY_THREADS]\n")
 		line, _, _ := strings.Cut(after, "\n")
-		if !strings.HasSuffix(line, "(default number of CPUs)") || strings.Contains(line, strconv.Itoa(runtime.NumCPU())) {
+		if !strings.HasSuffix(line, "(default number of CPUs available)") || strings.Contains(line, strconv.Itoa(runtime.NumCPU())) {
 			t.Errorf("%s: --threads usage %q", name, line)
 		}
 	}
@@ -176,7 +176,7 @@ func TestFlagsAnywhere(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.threads == 0 {
-				tt.threads = runtime.NumCPU()
+				tt.threads = runtime.GOMAXPROCS(0)
 			}
 			if c.format != tt.format || c.threads != tt.threads || c.rules != tt.rules || strings.Join(s.Args(), "|") != strings.Join(tt.pos, "|") {
 				t.Errorf("format %q threads %d rules %q args %q", c.format, c.threads, c.rules, s.Args())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -107,6 +108,27 @@ func TestStartupLogsConfiguration(t *testing.T) {
 				t.Errorf("api records = %v", apis)
 			}
 		})
+	}
+}
+
+// TestDefaultThreadsAreTheCPUsAvailable: unset, DRAGONFLY_THREADS is the
+// CPUs the process may use, as the reference client's available_parallelism
+// reads them: a container's CPU limit (which the Go runtime's GOMAXPROCS
+// follows), not every CPU of the host. A worker limited to 2 CPUs on a
+// 64-CPU node took 64 slots: the coordinator leased work for 64 scans at
+// once that 2 CPUs finished past the 120 s lease.
+func TestDefaultThreadsAreTheCPUsAvailable(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs to tell the CPU limit from the CPU count")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	vars := map[string]string{"DRAGONFLY_LOG_FORMAT": "json", "DRAGONFLY_BASE_URL": "http://127.0.0.1:1", "DRAGONFLY_METRICS_ADDR": "", "DRAGONFLY_INSECURE": "true"}
+	for _, args := range [][]string{{"worker", "--coordinator-addr", "127.0.0.1:1"}, {"local"}} {
+		_, out := startStopped(t, vars, args...)
+		cfgs := findRecords(logRecords(t, out), "effective configuration")
+		if len(cfgs) != 1 || cfgs[0]["threads"] != 1.0 {
+			t.Errorf("%s: threads = %v with 1 CPU available of %d, want 1:\n%s", args[0], cfgs, runtime.NumCPU(), out)
+		}
 	}
 }
 

@@ -8,14 +8,12 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -130,27 +128,12 @@ func (t *tokenCache) invalidate(gen uint64) {
 // newTokenFetcher returns an uncached token source for the configured grant.
 // hc must not follow redirects and must bound each exchange.
 func newTokenFetcher(a Auth, hc *http.Client, userAgent string, red *redactor, obs Observer) oauth2.TokenSource {
-	var src oauth2.TokenSource
-	switch a.GrantType {
-	case GrantClientCredentials:
-		src = &clientCredentialsSource{
-			cfg: clientcredentials.Config{
-				ClientID:       a.ClientID,
-				ClientSecret:   a.ClientSecret,
-				TokenURL:       a.TokenURL,
-				EndpointParams: url.Values{"audience": {a.Audience}},
-				AuthStyle:      oauth2.AuthStyleInParams,
-			},
-			ctx: context.WithValue(context.Background(), oauth2.HTTPClient, hc),
-			red: red,
-		}
-	default:
-		body, _ := json.Marshal(passwordRequest{
-			ClientID: a.ClientID, ClientSecret: a.ClientSecret, Audience: a.Audience,
-			GrantType: GrantPassword, Username: a.Username, Password: a.Password,
-		})
-		src = &passwordSource{hc: hc, url: a.TokenURL, body: body, userAgent: userAgent, red: red}
+	req := tokenRequest{ClientID: a.ClientID, ClientSecret: a.ClientSecret, Audience: a.Audience, GrantType: GrantPassword, Username: a.Username, Password: a.Password}
+	if a.GrantType == GrantClientCredentials {
+		req.GrantType, req.Username, req.Password = GrantClientCredentials, "", ""
 	}
+	body, _ := json.Marshal(req)
+	src := &jsonTokenSource{hc: hc, url: a.TokenURL, body: body, userAgent: userAgent, red: red}
 	return &observedSource{src: src, red: red, obs: obs}
 }
 
@@ -174,19 +157,22 @@ func (s *observedSource) Token() (*oauth2.Token, error) {
 	return tok, err
 }
 
-// passwordRequest is the JSON body of the Auth0 password grant. x/oauth2's
-// PasswordCredentialsToken cannot send "audience", so this grant has its own
-// token source; x/oauth2 still does the caching.
-type passwordRequest struct {
+// tokenRequest is the JSON body of an Auth0 token request, as
+// dragonfly-api.md has it: the password grant's six fields, or the
+// client_credentials grant's four (no username, no password). x/oauth2's
+// PasswordCredentialsToken cannot send "audience", and its
+// client_credentials grant posts a form, not JSON: both grants have this
+// token source.
+type tokenRequest struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	Audience     string `json:"audience"`
 	GrantType    string `json:"grant_type"`
-	Username     string `json:"username"`
-	Password     string `json:"password"`
+	Username     string `json:"username,omitempty"`
+	Password     string `json:"password,omitempty"`
 }
 
-type passwordSource struct {
+type jsonTokenSource struct {
 	hc        *http.Client
 	url       string
 	body      []byte
@@ -194,7 +180,7 @@ type passwordSource struct {
 	red       *redactor
 }
 
-func (s *passwordSource) Token() (*oauth2.Token, error) {
+func (s *jsonTokenSource) Token() (*oauth2.Token, error) {
 	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(s.body))
 	if err != nil {
 		return nil, s.fail(0, err)
@@ -241,56 +227,8 @@ func (s *passwordSource) Token() (*oauth2.Token, error) {
 	return tok, nil
 }
 
-func (s *passwordSource) fail(status int, err error) error {
+func (s *jsonTokenSource) fail(status int, err error) error {
 	return &TokenError{URL: s.url, Status: status, Err: err, msg: s.red.apply(err.Error())}
-}
-
-// clientCredentialsSource fetches client_credentials tokens with x/oauth2
-// (uncached: clientcredentials.Config.TokenSource would add a second cache
-// that a 401 could not invalidate) and turns its errors into TokenErrors
-// without the response body.
-type clientCredentialsSource struct {
-	cfg clientcredentials.Config
-	ctx context.Context // carries the HTTP client; no deadline (the client has a Timeout)
-	red *redactor
-}
-
-func (s *clientCredentialsSource) Token() (*oauth2.Token, error) {
-	tok, err := s.cfg.Token(s.ctx)
-	if err == nil {
-		if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
-			// A negative expires_in, which x/oauth2 dates in the past:
-			// no known expiry, as for the password grant (else every
-			// call would fetch a new token). A 401 still replaces it.
-			tok.Expiry = time.Time{}
-		}
-		return tok, nil
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		status := 0
-		if re.Response != nil {
-			status = re.Response.StatusCode
-		}
-		return nil, &TokenError{URL: s.cfg.TokenURL, Status: status, Code: s.red.apply(re.ErrorCode), Description: s.red.apply(re.ErrorDescription)}
-	}
-	return nil, &TokenError{URL: s.cfg.TokenURL, Err: err, msg: s.red.apply(err.Error())}
-}
-
-// userAgentTransport sets the User-Agent of token endpoint requests made by
-// x/oauth2.
-type userAgentTransport struct {
-	base      http.RoundTripper
-	userAgent string
-}
-
-func (t *userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get("User-Agent") == t.userAgent {
-		return t.base.RoundTrip(req)
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set("User-Agent", t.userAgent)
-	return t.base.RoundTrip(r)
 }
 
 // redactor replaces every credential the client knows (configured secrets

@@ -66,6 +66,31 @@ func TestAuth0ClientCredentials(t *testing.T) {
 	})
 }
 
+// TestAuth0ClientCredentialsSendsJSON: the client_credentials grant posts
+// the same JSON body as the password grant (dragonfly-api.md: "POST
+// https://{DRAGONFLY_AUTH0_DOMAIN}/oauth/token with JSON"), without
+// username and password; through x/oauth2 it went form-encoded, which a
+// token endpoint that reads JSON only (DRAGONFLY_TOKEN_URL) refuses.
+func TestAuth0ClientCredentialsSendsJSON(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI()
+		want := map[string]string{"client_id": "m2m", "client_secret": "m2m-secret", "audience": "https://api.example", "grant_type": "client_credentials"}
+		auth := newFakeAuth0(want, 86400)
+		c, _ := inProcess(t, api, auth, func(c *Config) {
+			c.Auth = Auth{TokenURL: "http://" + authHost + "/oauth/token", GrantType: GrantClientCredentials, ClientID: "m2m", ClientSecret: "m2m-secret", Audience: "https://api.example"}
+		})
+		if _, err := c.Lease(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		if len(auth.types) != 1 || auth.types[0] != "application/json" {
+			t.Errorf("token request content types %q, want one application/json", auth.types)
+		}
+		if got := auth.requests[0]; len(got) != len(want) {
+			t.Errorf("token request = %v, want exactly %v", got, want)
+		}
+	})
+}
+
 func TestAuth0RefreshOn401(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		api := newFakeAPI()

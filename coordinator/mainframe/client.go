@@ -88,7 +88,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Auth.auth0() {
 		thc := &http.Client{
-			Transport:     &userAgentTransport{base: cfg.Transport, userAgent: cfg.UserAgent},
+			Transport:     cfg.Transport,
 			CheckRedirect: noRedirect,
 			Timeout:       cfg.Timeout,
 		}

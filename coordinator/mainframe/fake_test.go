@@ -246,8 +246,8 @@ func (f *fakeAPI) report(w http.ResponseWriter, body []byte) {
 }
 
 // fakeAuth0 is an Auth0 token endpoint issuing tok-1, tok-2, ... that live
-// lifetime seconds. It accepts the JSON body of the password grant and the
-// form body of x/oauth2's client_credentials.
+// lifetime seconds. It accepts a JSON body (what the client sends for both
+// grants) and a form body (what Auth0 also takes).
 type fakeAuth0 struct {
 	mu       sync.Mutex
 	want     map[string]string // required request fields
@@ -257,6 +257,7 @@ type fakeAuth0 struct {
 	faults   []fault
 	requests []map[string]string
 	agents   []string
+	types    []string // Content-Type of each request
 }
 
 func newFakeAuth0(want map[string]string, lifetime int) *fakeAuth0 {
@@ -300,6 +301,7 @@ func (a *fakeAuth0) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer a.mu.Unlock()
 	a.requests = append(a.requests, got)
 	a.agents = append(a.agents, r.Header.Get("User-Agent"))
+	a.types = append(a.types, r.Header.Get("Content-Type"))
 	if len(a.faults) > 0 {
 		ft := a.faults[0]
 		a.faults = a.faults[1:]

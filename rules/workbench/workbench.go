@@ -84,7 +84,8 @@ func verb(n int, one, many string) string {
 
 // ProfileConfig configures Profile.
 type ProfileConfig struct {
-	// Threads scan files at once. Default: the number of CPUs.
+	// Threads scan files at once. Default: the CPUs available
+	// (runtime.GOMAXPROCS).
 	Threads int
 	// Limits bound the unpacking and, by ScanTimeout, each file's scan
 	// (0: 10 s). Required: a zero limit admits nothing.

@@ -62,7 +62,8 @@ import (
 // Config bounds an Engine.
 type Config struct {
 	// Threads is the number of scanner threads (DRAGONFLY_THREADS).
-	// Default: the number of available CPUs.
+	// Default: the CPUs available, as the Go runtime counts them
+	// (runtime.GOMAXPROCS: a container's CPU limit included).
 	Threads int
 	// Limits bound each distribution: Expanded, File, Entries and ScanTimeout
 	// apply here. Zero fields take limit.Defaults() (Limits.WithDefaults).
@@ -131,7 +132,7 @@ const DefaultMatchCacheSize = 32 << 20
 
 func (c Config) withDefaults() Config {
 	if c.Threads <= 0 {
-		c.Threads = runtime.NumCPU()
+		c.Threads = runtime.GOMAXPROCS(0)
 	}
 	c.Limits = c.Limits.WithDefaults()
 	if c.Budget <= 0 {
