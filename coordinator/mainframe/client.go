@@ -11,6 +11,8 @@
 //   - 401: with Auth0, the cached token is dropped, a new one fetched and the
 //     call retried once; a second 401 is returned as *APIError, not Final
 //     (credentials may be rotated).
+//   - 403: *APIError, not retried here and not Final (Cloudflare Access
+//     answers a revoked or rotated service token so; a report waits).
 //   - 404, 409, 422 and other 4xx (except 408, 429): *APIError whose Final()
 //     is true; never retried. A 422 keeps the whole response body.
 //   - 5xx, 408, 429, network errors and timeouts: retried up to

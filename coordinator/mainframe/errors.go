@@ -42,11 +42,13 @@ func (e *APIError) Error() string {
 }
 
 // Final reports whether retrying the same request cannot succeed: 404, 409,
-// 422 and every other 4xx except 401 (credentials may be rotated), 408 and
-// 429. The caller logs, counts and drops the work.
+// 422 and every other 4xx except 401 and 403 (credentials may be rotated:
+// Cloudflare Access answers a revoked service token with 403), 408 and 429.
+// The caller logs, counts and drops the work.
 func (e *APIError) Final() bool {
 	switch {
-	case e.Status == http.StatusUnauthorized, e.Status == http.StatusRequestTimeout, e.Status == http.StatusTooManyRequests:
+	case e.Status == http.StatusUnauthorized, e.Status == http.StatusForbidden,
+		e.Status == http.StatusRequestTimeout, e.Status == http.StatusTooManyRequests:
 		return false
 	case e.Status >= 400 && e.Status < 500:
 		return true
