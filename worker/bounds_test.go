@@ -1,14 +1,20 @@
 package worker
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -192,5 +198,171 @@ func TestOneRuleCompileAtATime(t *testing.T) {
 	}
 	if !slices.Equal(returned, []uint64{1}) || result.GetTaskId() != 2 || result.GetDistribution().GetScore() != 8 {
 		t.Fatalf("handed back %v and result %v, want task 1 (rules c dropped) back and task 2 scanned with d", returned, result)
+	}
+}
+
+// TestOversizedTasksAreNotHeld: a queued task holds only what the worker
+// uses of it, within the protocol's bounds: a URL over
+// protocol.MaxURLBytes fails at once as a download failure naming the bound
+// (the coordinator fails such a job itself, never sending it), and what is
+// kept of a task is its id, URL, rules hash and its job's name and version
+// cut for the logs, not the strings or unknown fields of megabytes a
+// hostile coordinator may put in it. 16 such tasks waiting behind a busy
+// slot held their 48 MiB until they ran.
+func TestOversizedTasksAreNotHeld(t *testing.T) {
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
+	<-e.slow // task 1 runs until the test lets it go
+	const n, size = 16, 1 << 20
+	before := testkit.HeapInUse()
+	for id := uint64(2); id < 2+n; id++ {
+		tk := &fleetv1.Task{TaskId: id, RulesHash: demoHash, Job: &fleetv1.JobRef{Name: strings.Repeat("n", size), Version: "1"}}
+		if id%2 == 0 {
+			tk.Url = e.files.URL + "/" + strings.Repeat("a", size)
+		} else {
+			tk.Url = e.files.URL + "/tinycolors-1.2.0.tar.gz"
+		}
+		// An unknown field of a MiB (a field of a newer release, or junk).
+		tk.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 99, protowire.BytesType), make([]byte, size)))
+		s.assign(tk)
+	}
+	// Taken once more tasks than any room are answered: some handed back.
+	var marks []*fleetv1.Task
+	for id := uint64(100); id < 100+n+1; id++ {
+		marks = append(marks, e.task(id, "tinycolors-1.2.0.tar.gz", demoHash))
+	}
+	s.assign(marks...)
+	results := map[uint64]*fleetv1.TaskResult{}
+	for back := false; !back; {
+		m := s.next()
+		back = len(m.GetTaskReturn().GetTaskIds()) > 0
+		for _, r := range m.GetResults().GetResults() {
+			results[r.GetTaskId()] = r
+		}
+	}
+	if grown := int64(testkit.HeapInUse()) - int64(before); grown > 8<<20 {
+		t.Errorf("with %d tasks of 3 MiB queued, the heap holds %d MiB more, want their big fields dropped", n, grown>>20)
+	}
+	close(e.block)
+	for id := uint64(2); id < 2+n; id += 2 {
+		for results[id] == nil {
+			for _, r := range s.next().GetResults().GetResults() {
+				results[r.GetTaskId()] = r
+			}
+		}
+		f := results[id].GetFailure()
+		want := fmt.Sprintf("URL of %d bytes: exceeds the limit of %d bytes", len(e.files.URL)+1+size, protocol.MaxURLBytes)
+		if f.GetKind() != fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD || !strings.Contains(f.GetReason(), want) || len(f.GetReason()) > protocol.MaxTextBytes {
+			t.Errorf("task %d of a %d-byte URL: %v, want a download failure saying %q", id, size, clip.String(results[id].String(), 512), want)
+		}
+	}
+}
+
+// TestRuleSetsHeldStayBounded: a worker holds at most keepRules compiled
+// rule sets, also when its queued tasks name more. A set no queued task
+// names is evicted first; past that the least recently used goes anyway,
+// and its queued tasks are handed back. A coordinator that queued a task
+// for each set before pushing it kept as many sets as the worker holds
+// tasks (Threads + 16), each up to 32 MiB of sources that compile to
+// hundreds of MiB (a 31 MiB set of plain strings: 750 MB resident).
+func TestRuleSetsHeldStayBounded(t *testing.T) {
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
+	<-e.slow // task 1 runs until the test lets it go
+	held := map[string]bool{demoHash: true}
+	answered := map[uint64]string{} // task -> "result" or "back"
+	take := func(m *fleetv1.ConnectRequest) {
+		if st := m.GetRulesStatus(); st != nil {
+			held[st.GetHash()] = st.GetError() == "" && !st.GetEvicted()
+		}
+		for _, id := range m.GetTaskReturn().GetTaskIds() {
+			answered[id] = "back"
+		}
+		for _, r := range m.GetResults().GetResults() {
+			answered[r.GetTaskId()] = "result"
+		}
+	}
+	count := func() (n int) {
+		for _, ok := range held {
+			if ok {
+				n++
+			}
+		}
+		return n
+	}
+	hashes := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
+	push := func(h string) {
+		s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: h, Sources: demo.Rules()}}})
+		for {
+			m := s.next()
+			take(m)
+			if st := m.GetRulesStatus(); st.GetHash() == h && !st.GetEvicted() {
+				return
+			}
+		}
+	}
+	for i, h := range hashes {
+		// The task first, the set after: the task keeps the set in use.
+		s.assign(e.task(uint64(11+i), "tinycolors-1.2.0.tar.gz", h))
+		push(h)
+		push(h) // answered at once: the evictions after the compile came first
+		if n := count(); n > keepRules {
+			t.Errorf("with %s ready: %d rule sets held, want at most %d", h, n, keepRules)
+		}
+	}
+	close(e.block)
+	for len(answered) < len(hashes)+1 {
+		take(s.next())
+	}
+	if n := count(); n > keepRules {
+		t.Errorf("in the end: %d rule sets held, want at most %d", n, keepRules)
+	}
+	if answered[1] != "result" {
+		t.Errorf("task 1: %s, want its result", answered[1])
+	}
+	for i, h := range hashes {
+		id := uint64(11 + i)
+		if want := map[bool]string{true: "result", false: "back"}[held[h]]; answered[id] != want {
+			t.Errorf("task %d of rules %s (held %v): %s, want %s", id, h, held[h], answered[id], want)
+		}
+	}
+}
+
+// TestRuleSetsOfAnEndedSessionAreReleased: the rule sets a session held
+// are released when it ends, and a set evicted when it is: the scan
+// engine kept the plan of each of the last four sets it scanned with, and
+// each scanner thread a scanner of each of the last eight, and so the sets
+// themselves (their sources and compiled rules), whatever the session
+// held: a hostile coordinator's large sets outlived its session.
+func TestRuleSetsOfAnEndedSessionAreReleased(t *testing.T) {
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(1, "tinycolors-1.2.0.tar.gz", demoHash))
+	s.results(1)
+	before := testkit.HeapInUse()
+	// A set of 16 MiB of sources (a comment: it compiles at once).
+	const size = 16 << 20
+	big := map[string]string{"big": "/*" + strings.Repeat("x", size) + "*/\nrule big { condition: false }"}
+	s.pushRules("big", big)
+	big = nil
+	s.assign(e.task(2, "tinycolors-1.2.0.tar.gz", "big"))
+	if r := s.results(1)[2]; r.GetDistribution() == nil {
+		t.Fatalf("task 2: %v, want a scan with the big set", r)
+	}
+	s.close()
+	// The next session scans with its own rules (files not scanned
+	// before: a scanner thread drops the scanners of forgotten sets before
+	// its next file).
+	s = e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(3, "reqeusts-2.31.0.tar.gz", demoHash))
+	s.results(1)
+	if grown := int64(testkit.HeapInUse()) - int64(before); grown > size/2 {
+		t.Errorf("after the session that held a %d MiB rule set ended, the heap holds %d MiB more, want the set released", size>>20, grown>>20)
 	}
 }

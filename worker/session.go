@@ -146,7 +146,19 @@ func (w *Worker) session(ctx context.Context) error {
 		<-s.compiled
 	}
 	s.fetches.Wait()
+	// The engine keeps a plan of each rule set it scanned with, and so the
+	// set: no task of this session will use them again.
+	for _, rs := range s.rulesets {
+		w.forgetRules(rs)
+	}
 	return err
+}
+
+// forgetRules drops what the scan engine keeps of rs.
+func (w *Worker) forgetRules(rs *rules.Compiled) {
+	if w.verdict.Engine != nil {
+		w.verdict.Engine.Forget(rs)
+	}
 }
 
 var (
@@ -302,7 +314,8 @@ func (s *coordinatorSession) handle(m *fleetv1.ConnectResponse, hb *time.Ticker)
 	case *fleetv1.ConnectResponse_Welcome:
 		s.welcome(msg.Welcome, hb)
 		w.obs.Connection(true, len(s.rulesets) > 0)
-		w.log.Info("connected to coordinator", "session", msg.Welcome.GetSessionId(), "slots", w.cfg.Threads, "coordinator_version", msg.Welcome.GetCoordinatorVersion())
+		w.log.Info("connected to coordinator", "session", clip.String(msg.Welcome.GetSessionId(), protocol.MaxIDBytes), "slots", w.cfg.Threads,
+			"coordinator_version", clip.String(msg.Welcome.GetCoordinatorVersion(), protocol.MaxIDBytes))
 	case *fleetv1.ConnectResponse_RuleSet:
 		return s.ruleSet(msg.RuleSet)
 	case *fleetv1.ConnectResponse_Assign:
@@ -350,7 +363,7 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 	}
 	room := w.cfg.Threads + w.cfg.MaxPrefetch - len(s.queue) - len(s.running)
 	now := time.Now()
-	var back, over []uint64
+	var back, over, unknown []uint64
 	dups := 0
 	for _, t := range tasks {
 		if held[t.GetTaskId()] {
@@ -363,13 +376,28 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 			back = append(back, t.GetTaskId())
 		case room <= 0:
 			over = append(over, t.GetTaskId())
+		case len(t.GetUrl()) > protocol.MaxURLBytes:
+			// The coordinator fails such a job itself: it never sends one.
+			s.pending = append(s.pending, urlTooLong(t))
+			w.obs.TaskDone(s.pending[len(s.pending)-1], "")
+		case len(t.GetRulesHash()) > protocol.MaxIDBytes:
+			// No such set is ever ready here (ruleSet refuses its hash).
+			unknown = append(unknown, t.GetTaskId())
 		default:
-			s.queue = append(s.queue, queued{task: t, bound: w.cfg.boundTask(now)})
+			s.queue = append(s.queue, queued{task: heldTask(t), bound: w.cfg.boundTask(now)})
 			room--
 		}
 	}
 	if dups > 0 {
 		w.log.Warn("coordinator assigned tasks already held; ignoring the copies", "copies", dups)
+	}
+	if err := s.flushResults(); err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		if err := s.handBack(unknown, fmt.Sprintf("rules not ready: a rules hash over %d bytes", protocol.MaxIDBytes)); err != nil {
+			return err
+		}
 	}
 	if len(back) > 0 {
 		if err := s.handBack(back, "draining"); err != nil {
@@ -384,6 +412,28 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 		}
 	}
 	return s.startTasks()
+}
+
+// heldTask is what the worker keeps of an assigned task: its id, URL and
+// rules hash (within their bounds, checked by assign) and its job's name
+// and version cut for the logs. Not the task itself: a hostile coordinator
+// may fill its other fields, or unknown ones, with megabytes, which the
+// queue would hold until the task ran.
+func heldTask(t *fleetv1.Task) *fleetv1.Task {
+	return &fleetv1.Task{
+		TaskId: t.GetTaskId(), Url: t.GetUrl(), RulesHash: t.GetRulesHash(),
+		Job: &fleetv1.JobRef{Name: clip.String(t.GetJob().GetName(), 256), Version: clip.String(t.GetJob().GetVersion(), 256)},
+	}
+}
+
+// urlTooLong is the failure of a task whose URL is over
+// protocol.MaxURLBytes, which the coordinator fails as a job of its own.
+func urlTooLong(t *fleetv1.Task) *fleetv1.TaskResult {
+	u := t.GetUrl()
+	return &fleetv1.TaskResult{TaskId: t.GetTaskId(), Stats: &fleetv1.TaskStats{}, Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+		Reason: fmt.Sprintf("distribution %s...: URL of %d bytes: exceeds the limit of %d bytes", clip.String(u, 256), len(u), protocol.MaxURLBytes),
+		Kind:   fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD,
+	}}}
 }
 
 // drain stops taking tasks and hands back the ones not started.
@@ -638,8 +688,14 @@ func (s *coordinatorSession) compiledSet(c compileDone) error {
 	return nil
 }
 
-// evict drops the least recently used rule sets beyond keepRules that no
-// queued or running task needs, and tells the coordinator.
+// evict drops the least recently used rule sets beyond keepRules, and
+// tells the coordinator. Sets no queued task names go first; when every set
+// held is named by queued tasks, the least recently used goes anyway and its
+// queued tasks are handed back: a coordinator could otherwise queue a task
+// for each set before pushing it and keep as many sets as the worker holds
+// tasks, each up to protocol.MaxRuleSetBytes of sources, which compile to
+// hundreds of MiB. (A running task keeps the set it scans with until it
+// ends.)
 func (s *coordinatorSession) evict() error {
 	for len(s.rulesets) > keepRules {
 		inUse := map[string]bool{}
@@ -647,20 +703,37 @@ func (s *coordinatorSession) evict() error {
 			inUse[q.task.GetRulesHash()] = true
 		}
 		var victim string
+		found := false
 		for h := range s.rulesets {
-			if inUse[h] {
-				continue
-			}
-			if victim == "" || s.lastUse[h].Before(s.lastUse[victim]) {
-				victim = h
+			switch {
+			case !found, inUse[victim] && !inUse[h],
+				inUse[victim] == inUse[h] && s.lastUse[h].Before(s.lastUse[victim]):
+				victim, found = h, true
 			}
 		}
-		if victim == "" {
-			return nil
-		}
+		s.w.forgetRules(s.rulesets[victim])
 		delete(s.rulesets, victim)
 		delete(s.lastUse, victim)
 		if err := s.send(rulesStatus(victim, nil, 0, true)); err != nil {
+			return err
+		}
+		if !inUse[victim] {
+			continue
+		}
+		var back []uint64
+		kept := s.queue[:0]
+		for _, q := range s.queue {
+			if q.task.GetRulesHash() == victim {
+				back = append(back, q.task.GetTaskId())
+				q.drop()
+				continue
+			}
+			kept = append(kept, q)
+		}
+		clear(s.queue[len(kept):]) // (their downloads ahead)
+		s.queue = kept
+		s.w.log.Warn("rule set evicted while queued tasks named it; handing them back", "hash", clip.String(victim, 128), "tasks", len(back), "kept", keepRules)
+		if err := s.handBack(back, fmt.Sprintf("rules %s evicted: this worker holds at most %d rule sets", clip.String(victim, 128), keepRules)); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
@@ -315,5 +316,50 @@ func TestPlaintextTokenOnlyToLoopback(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "DRAGONFLY_FLEET_INSECURE") {
 			t.Errorf("error %q does not say how to proceed", err)
 		}
+	}
+}
+
+// TestCoordinatorTextInLogsIsBounded: what a coordinator says in words (a
+// Welcome's session id and version, a refusal's or a broken stream's
+// status message, up to 16 MiB in gRPC's trailers) is cut before it goes
+// into a log line or Run's error: no line of a MiB per Welcome or per
+// reconnect.
+func TestCoordinatorTextInLogsIsBounded(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	long := strings.Repeat("y", 16<<10) // a Welcome over 64 KiB is refused undecoded
+	var tries atomic.Int64
+	coord := &fakeCoord{refuse: func() error {
+		if tries.Add(1) == 1 {
+			return nil
+		}
+		return status.Error(codes.PermissionDenied, huge)
+	}}
+	var logs testkit.SyncBuffer
+	e := startWorkerWith(t, 1, coord, func(c *Config) {
+		c.AuthFailures = 3
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	s := e.session()
+	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{SessionId: long, CoordinatorVersion: long, HeartbeatInterval: durationpb.New(time.Minute)}}})
+	s.close() // then three refusals: Run gives up
+	var err error
+	select {
+	case err = <-e.done:
+		e.done <- err // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker kept retrying a refused worker")
+	}
+	const max = 16 << 10
+	if err == nil || len(err.Error()) > max {
+		t.Errorf("Run's error of %d bytes, want the refusal within %d", len(fmt.Sprint(err)), max)
+	}
+	lines := strings.Split(logs.String(), "\n")
+	for _, l := range lines {
+		if len(l) > max {
+			t.Errorf("a log line of %d bytes, over %d: %s", len(l), max, clip.String(l, 256))
+		}
+	}
+	if !strings.Contains(logs.String(), "connected to coordinator") || !strings.Contains(logs.String(), "refused this worker") {
+		t.Errorf("logs without the connection and the refusal:\n%s", clip.String(logs.String(), 4096))
 	}
 }

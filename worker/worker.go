@@ -26,7 +26,18 @@
 //     slot scans at once): at most 2 x Threads distributions in memory, however
 //     many tasks the coordinator assigns.
 //   - Rule sets: one compile at a time and one set waiting; a newer set
-//     replaces the waiting one, which is reported evicted.
+//     replaces the waiting one, which is reported evicted. At most
+//     keepRules compiled sets held: past that the least recently used is
+//     evicted, one no queued task names first, else one that is (its
+//     queued tasks are handed back).
+//   - Messages: checked before they are decoded (checkResponse): an Assign
+//     of more than 65,536 tasks, or a Welcome, Heartbeat or Drain over
+//     64 KiB, ends the session (decoded, one of 33 MiB cost up to 500 MiB).
+//     A task's URL over protocol.MaxURLBytes fails the task at once; a
+//     queued task holds its id, URL, rules hash and job name and version
+//     cut for the logs, nothing else of the message.
+//   - Text: what the coordinator says (Welcome's ids, a status message) is
+//     cut before it reaches a log line or Run's error.
 package worker
 
 import (
@@ -41,6 +52,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
@@ -211,6 +223,10 @@ func (c Config) dialOptions() ([]grpc.DialOption, error) {
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(protocol.MaxResponseBytes),
 			grpc.MaxCallSendMsgSize(protocol.MaxRequestBytes),
+			// A coordinator message is checked before it is decoded
+			// (checkResponse): within the receive limit, one could cost
+			// hundreds of MiB decoded.
+			grpc.ForceCodecV2(newResponseCodec()),
 		),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// gRPC's own reconnect backoff grows to 120 s by default: a worker
@@ -342,6 +358,13 @@ func configError(err error) bool {
 	return false
 }
 
+// boundedError is err with its text cut to protocol.MaxTextBytes; it
+// unwraps to err (configError reads its status).
+type boundedError struct{ err error }
+
+func (e boundedError) Error() string { return clip.Error(e.err, protocol.MaxTextBytes) }
+func (e boundedError) Unwrap() error { return e.err }
+
 // healthy is how long a session must last for the backoff to reset.
 const healthy = 10 * time.Second
 
@@ -351,6 +374,11 @@ func (w *Worker) loop(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := w.session(ctx)
+		if err != nil {
+			// Its text may be the coordinator's (a status message of up
+			// to 16 MiB): logged and returned cut.
+			err = boundedError{err}
+		}
 		w.obs.Connection(false, false)
 		if ctx.Err() != nil {
 			return nil

@@ -158,10 +158,13 @@ type Engine struct {
 	guard  *matchmem.Guard
 	cache  *matchCache // nil: off
 	plans  planCache
-	setup  error // applying MaxMatchData failed: every scan fails with it
-	wg     sync.WaitGroup
-	mu     sync.RWMutex // guards closed against sends on files
-	closed bool
+	// forgets counts Forget calls: a scanner thread that sees it change
+	// drops the scanners it keeps, which hold their rules.
+	forgets atomic.Uint64
+	setup   error // applying MaxMatchData failed: every scan fails with it
+	wg      sync.WaitGroup
+	mu      sync.RWMutex // guards closed against sends on files
+	closed  bool
 	// guardOnce stops the guard's watchdog once, after the scanners.
 	guardOnce sync.Once
 	count     counters
@@ -701,6 +704,7 @@ func (d *distScan) link(index int, path string, target int) {
 type scanners struct {
 	e    *Engine
 	list []*threadScanner
+	seen uint64 // e.forgets when list was last dropped
 }
 
 type threadScanner struct {
@@ -714,6 +718,11 @@ type threadScanner struct {
 const maxThreadScanners = 8
 
 func (s *scanners) get(rs *rules.Compiled, cb *matchCollector) (*threadScanner, error) {
+	if n := s.e.forgets.Load(); n != s.seen {
+		// Rule sets were forgotten: their scanners would keep them.
+		s.destroy()
+		s.seen = n
+	}
 	for i, ts := range s.list {
 		if ts.rules == rs {
 			copy(s.list[1:i+1], s.list[:i])

@@ -411,7 +411,22 @@ func (e *Engine) planFor(rs *rules.Compiled) *plan {
 	p := newPlan(rs, e.cfg.Exhaustive, e.cfg.Subsets, e.onSubset)
 	c.plans = append([]*plan{p}, c.plans...)
 	if len(c.plans) > maxPlans {
+		clear(c.plans[maxPlans:]) // (the backing array kept the plan)
 		c.plans = c.plans[:maxPlans]
 	}
 	return p
+}
+
+// Forget drops what the engine keeps of rs, for a rule set no scan will
+// use again (a worker's session evicted it, or ended): its plan (and the
+// plan's compiled subsets), and the scanners of rs or its subsets that each
+// scanner thread keeps, dropped by each thread before its next file. A scan
+// with rs still running keeps what it uses until it ends; one started later
+// makes them anew.
+func (e *Engine) Forget(rs *rules.Compiled) {
+	c := &e.plans
+	c.mu.Lock()
+	c.plans = slices.DeleteFunc(c.plans, func(p *plan) bool { return p.full == rs })
+	c.mu.Unlock()
+	e.forgets.Add(1)
 }

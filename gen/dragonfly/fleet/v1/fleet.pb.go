@@ -20,13 +20,15 @@
 // RulesStatus (ready, or the compile error). The coordinator assigns tasks only
 // for a rules hash the worker has reported ready. Whenever the coordinator's
 // rules change it sends the new RuleSet; a worker keeps the sets it was sent
-// (a few recent ones; it reports an evicted set with RulesStatus.evicted) and
-// scans every task with exactly the rules the task names (rules_hash).
+// (at most 3 recent ones; it reports an evicted set with RulesStatus.evicted
+// and hands back its queued tasks of that set) and scans every task with
+// exactly the rules the task names (rules_hash).
 //
 // Credits. A worker announces `slots` in Hello; the coordinator caps them
-// (DRAGONFLY_MAX_WORKER_SLOTS). The coordinator never has more than slots + 1
-// tasks outstanding at one worker (one prefetched), plus copies of its own
-// tasks it dispatched elsewhere as backups. A task stops being outstanding when
+// (DRAGONFLY_MAX_WORKER_SLOTS). The coordinator never has more than slots +
+// prefetch tasks outstanding at one worker (DRAGONFLY_PREFETCH, 1 by default,
+// at most 16), plus copies of its own tasks it dispatched elsewhere as
+// backups. A task stops being outstanding when
 // its result or hand-back arrives. Neither side ever blocks on the other beyond
 // gRPC flow control: the coordinator's sends are bounded by credits, the
 // worker's by the tasks it holds. A coordinator send that gRPC flow control
@@ -56,8 +58,11 @@
 //
 // Drain. The coordinator sends Drain (e.g. on SIGTERM); a worker that is itself
 // stopping sends Draining. Either way the worker takes no new tasks, hands back
-// the tasks it has not started (TaskReturn), finishes the started ones within
-// its grace period, sends their results, and closes its side of the stream.
+// the tasks it has not started (TaskReturn), finishes the started ones, sends
+// their results, and closes its side of the stream. A worker stopping on its
+// own bounds that by its grace period (DRAGONFLY_DRAIN_GRACE), handing back
+// what is still running then; after the coordinator's Drain it is the
+// coordinator that waits (Drain.grace) and then ends the session.
 // The coordinator re-dispatches handed-back tasks to other workers at once.
 //
 // Reconnect. After a broken stream a worker starts a new session with Hello
