@@ -26,10 +26,14 @@ var internalRanges = []struct {
 	{netip.MustParsePrefix("192.168.0.0/16"), "private"},
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared (CGNAT)"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignment"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
 	{netip.MustParsePrefix("255.255.255.255/32"), "broadcast"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
 	{netip.MustParsePrefix("::/128"), "unspecified"},
 	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64"},
 	{netip.MustParsePrefix("fc00::/7"), "private (ULA)"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
 	{netip.MustParsePrefix("fec0::/10"), "site-local"},
@@ -37,8 +41,13 @@ var internalRanges = []struct {
 }
 
 // nat64 is the well-known NAT64 prefix (RFC 6052): its last 32 bits are an
-// IPv4 address that a NAT64 gateway connects to.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// IPv4 address that a NAT64 gateway connects to. sixToFour is 6to4 (RFC
+// 3056): bits 16 to 48 are the IPv4 address of the site, which a relay
+// reaches.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // internal returns why a is not a public address ("a loopback address",
 // "an IPv4-mapped private address", ...), or "" when it is public.
@@ -51,6 +60,9 @@ func internal(a netip.Addr) string {
 	case nat64.Contains(a):
 		b := a.As16()
 		a, form = netip.AddrFrom4([4]byte(b[12:])), "NAT64-mapped "
+	case sixToFour.Contains(a):
+		b := a.As16()
+		a, form = netip.AddrFrom4([4]byte(b[2:6])), "6to4-mapped "
 	}
 	for _, r := range internalRanges {
 		if r.prefix.Contains(a) {

@@ -45,6 +45,13 @@ func TestInternalAddresses(t *testing.T) {
 		{"239.255.255.250", "a multicast address"},
 		{"ff02::1", "a multicast address"},
 		{"255.255.255.255", "a broadcast address"},
+		{"240.0.0.1", "a reserved address"},
+		{"192.0.0.170", "an IETF protocol assignment address"},
+		{"198.18.0.1", "a benchmarking address"},
+		{"198.19.255.255", "a benchmarking address"},
+		{"64:ff9b:1::a9fe:a9fe", "a local-use NAT64 address"},
+		{"2002:a9fe:a9fe::1", "a 6to4-mapped link-local address"},
+		{"2002:c0a8:0101::", "a 6to4-mapped private address"},
 		{"::ffff:127.0.0.1", "an IPv4-mapped loopback address"},
 		{"::ffff:169.254.169.254", "an IPv4-mapped link-local address"},
 		{"::ffff:10.0.0.1", "an IPv4-mapped private address"},
@@ -62,6 +69,10 @@ func TestInternalAddresses(t *testing.T) {
 		{"2a04:4e42::223", ""},
 		{"::ffff:151.101.0.223", ""},
 		{"64:ff9b::9765:df", ""},
+		{"2002:9765:df::1", ""},
+		{"198.20.0.0", ""},
+		{"192.0.1.0", ""},
+		{"239.255.255.255", "a multicast address"},
 	} {
 		if got := internal(netip.MustParseAddr(tc.addr)); got != tc.want {
 			t.Errorf("internal(%s) = %q, want %q", tc.addr, got, tc.want)
