@@ -14,12 +14,18 @@ type Observer interface {
 	Leased(jobs int, err error)
 	// JobFinished is called once per finished job (success or failure).
 	JobFinished(o dispatch.Outcome)
-	// JobDropped is called for a job dropped undispatched past its lease.
+	// JobDropped is called for a job dropped unreported: past its lease with
+	// a distribution still waiting for a worker, or abandoned past the max
+	// job age while workers held its tasks.
 	JobDropped(j dispatch.Job)
-	// Reported is called after each report attempt.
+	// Reported is called after each report attempt, except one accepted or
+	// refused for good while a new lease of its release superseded it: that
+	// outcome does not stand (the report is sent again under the new lease),
+	// and the job's is the later attempt's.
 	Reported(r outbox.Report, err error, took time.Duration)
 	// ReportAbandoned is called when a report is given up: it was not accepted
-	// within the report max age, err being its last attempt's error.
+	// within the report max age, err being its last attempt's error (not when
+	// a new lease superseded it meanwhile: it is sent again).
 	ReportAbandoned(r outbox.Report, err error)
 	// RulesUpdated is called after each rules fetch that changed or failed.
 	RulesUpdated(ok bool)

@@ -64,29 +64,42 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 	r := e.Report
 	start := c.cfg.Now()
 	err := c.cfg.API.Report(ctx, r)
-	c.obs.Reported(r, err, c.cfg.Now().Sub(start))
+	took := c.cfg.Now().Sub(start)
 	attrs := []any{"job", r.Name, "version", r.Version, "attempt", deref(r.Attempt)}
+	// An outcome is observed once it stands: a report superseded by a new
+	// lease while it was sent is sent again, and that send's outcome is the
+	// job's (observed before, it counted the job twice).
 	var apiErr *mainframe.APIError
 	switch {
 	case err == nil:
-		c.finishEntry(e, attrs)
+		if c.finishEntry(e, attrs) {
+			c.obs.Reported(r, err, took)
+		}
 	case ctx.Err() != nil:
+		c.obs.Reported(r, err, took)
 		c.out.Release(e)
 	case errors.Is(err, mainframe.ErrUnsendable):
 		// Made by an earlier release, or a defect: it can never be sent.
 		// Dropped, the job goes back to the API's queue when its lease ends
 		// and is scanned again.
 		c.log.Error("report cannot be encoded; dropped", append(attrs, "err", err)...)
-		c.obs.ReportAbandoned(r, err)
-		c.finishEntry(e, attrs)
+		c.obs.Reported(r, err, took)
+		if c.finishEntry(e, attrs) {
+			c.obs.ReportAbandoned(r, err)
+		}
 	case errors.As(err, &apiErr) && apiErr.Final():
 		c.log.Warn("report refused for good; dropped", append(attrs, "status", apiErr.Status, "err", err)...)
-		c.finishEntry(e, attrs)
+		if c.finishEntry(e, attrs) {
+			c.obs.Reported(r, err, took)
+		}
 	case c.cfg.Now().Sub(e.LeasedAt) > c.cfg.ReportMaxAge:
 		c.log.Error("report abandoned: not accepted within the report max age", append(attrs, "tries", e.Tries+1, "err", err)...)
-		c.obs.ReportAbandoned(r, err)
-		c.finishEntry(e, attrs)
+		c.obs.Reported(r, err, took)
+		if c.finishEntry(e, attrs) {
+			c.obs.ReportAbandoned(r, err)
+		}
 	default:
+		c.obs.Reported(r, err, took)
 		delay := reportRetry.Delay(e.Tries+1, 0)
 		if c.flushing.Load() {
 			// The flush ends soon: a later try would never come.
@@ -99,7 +112,10 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 	}
 }
 
-func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) {
+// finishEntry takes a sent report out of the outbox; it reports false when
+// the report was superseded by a new lease while it was sent (it is sent
+// again).
+func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) bool {
 	removed, err := c.out.Done(e)
 	if err != nil {
 		c.log.Error("outbox write failed", append(attrs, "err", err)...)
@@ -107,6 +123,7 @@ func (c *Coordinator) finishEntry(e outbox.Entry, attrs []any) {
 	if !removed {
 		c.log.Info("report superseded by a new lease while sending; sending again", attrs...)
 	}
+	return removed
 }
 
 // reportRetry spaces the retries of a report: 1 s doubling to 30 s, full

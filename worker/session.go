@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -490,13 +491,11 @@ func (s *coordinatorSession) flushResults() error {
 		var batch []*fleetv1.TaskResult
 		size := 0
 		for _, r := range s.pending {
+			// runTask fitted it to the limit when the task ended (and the
+			// Observer saw it so): cut again only if a later Welcome
+			// lowered the limit.
+			r = fitMessage(r, s.maxRequest, s.w.log)
 			n := protowire.SizeBytes(proto.Size(r))
-			if n > room {
-				r = tooLarge(r, n, s.maxRequest)
-				n = protowire.SizeBytes(proto.Size(r))
-				s.w.obs.TaskDone(r, string(limit.MessageSize))
-				s.w.log.Warn("distribution result too large for a message; reported as a failure", "task", r.GetTaskId(), "bytes", n, "limit", s.maxRequest)
-			}
 			if len(batch) > 0 && size+n > room {
 				break
 			}
@@ -511,6 +510,17 @@ func (s *coordinatorSession) flushResults() error {
 	}
 	s.pending = nil
 	return nil
+}
+
+// fitMessage returns r, or, when r does not fit in a message of maxRequest
+// bytes, the failure of its task that says so (logged).
+func fitMessage(r *fleetv1.TaskResult, maxRequest int, log *slog.Logger) *fleetv1.TaskResult {
+	n := protowire.SizeBytes(proto.Size(r))
+	if n <= maxRequest-envelope {
+		return r
+	}
+	log.Warn("distribution result too large for a message; reported as a failure", "task", r.GetTaskId(), "bytes", n, "limit", maxRequest)
+	return tooLarge(r, n, maxRequest)
 }
 
 // tooLarge replaces a result that cannot fit in a message by a failure of
@@ -557,12 +567,13 @@ func (s *coordinatorSession) startTasks() error {
 			continue
 		}
 		s.lastUse[t.GetRulesHash()] = time.Now()
+		maxRequest := s.maxRequest
 		ctx, cancel := context.WithCancel(s.ctx)
 		s.running[t.GetTaskId()] = cancel
 		started++
 		go func() {
 			defer cancel()
-			r := s.w.runTask(ctx, t, rs, q.bound, q.ahead)
+			r := s.w.runTask(ctx, t, rs, q.bound, q.ahead, maxRequest)
 			s.done <- taskDone{id: t.GetTaskId(), result: r}
 		}()
 	}
@@ -778,8 +789,10 @@ func timeFailure(name string, err *taskTimeError) *fleetv1.TaskFailure {
 // runTask downloads and scans one distribution through the verdict path
 // `dragonfly scan` uses too, within the task's time bound. It returns nil when
 // ctx ended first (the task is handed back, not failed); a task that reaches
-// its bound fails as the limit "time".
-func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled, b taskBound, ahead *download) *fleetv1.TaskResult {
+// its bound fails as the limit "time", and one whose result does not fit in
+// a message of maxRequest bytes as the limit "message_size". The Observer
+// sees the result returned, once.
+func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compiled, b taskBound, ahead *download, maxRequest int) *fleetv1.TaskResult {
 	start := time.Now()
 	ctx, cancel := context.WithDeadlineCause(ctx, b.at, &taskTimeError{b: b})
 	defer cancel()
@@ -833,17 +846,23 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 			f = verdict.Failure(v.Name, err)
 		}
 		res.Outcome = &fleetv1.TaskResult_Failure{Failure: f}
-		w.obs.TaskDone(res, f.GetLimit())
 		log.Warn("distribution failed", "kind", f.GetKind().String(), "reason", f.GetReason())
-		return res
+		return w.taskDone(res, maxRequest, log)
 	}
 	d := &fleetv1.DistributionResult{Score: v.Score, TopFile: v.TopFile, TopFileScore: v.TopScore}
 	for _, h := range v.Rules {
 		d.Rules = append(d.Rules, &fleetv1.RuleHit{Name: h.Name, Weight: h.Weight})
 	}
 	res.Outcome = &fleetv1.TaskResult_Distribution{Distribution: d}
-	w.obs.TaskDone(res, "")
 	log.Debug("distribution scanned", "score", v.Score, "files", v.Stats.Files, "bytes", v.Stats.Expanded, "scan", v.Stats.ScanTime, "wall", time.Since(start))
+	return w.taskDone(res, maxRequest, log)
+}
+
+// taskDone fits a task's result to a message of maxRequest bytes and tells
+// the Observer of the result that is sent.
+func (w *Worker) taskDone(res *fleetv1.TaskResult, maxRequest int, log *slog.Logger) *fleetv1.TaskResult {
+	res = fitMessage(res, maxRequest, log)
+	w.obs.TaskDone(res, res.GetFailure().GetLimit())
 	return res
 }
 

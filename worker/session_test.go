@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -361,5 +362,55 @@ func TestCoordinatorTextInLogsIsBounded(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "connected to coordinator") || !strings.Contains(logs.String(), "refused this worker") {
 		t.Errorf("logs without the connection and the refusal:\n%s", clip.String(logs.String(), 4096))
+	}
+}
+
+// tasksSeen records the Observer's finished tasks: the outcome and limit of
+// each TaskDone.
+type tasksSeen struct {
+	nopObserver
+	mu   sync.Mutex
+	done []string
+}
+
+func (o *tasksSeen) TaskDone(r *fleetv1.TaskResult, limit string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	outcome := "success"
+	if f := r.GetFailure(); f != nil {
+		outcome = f.GetKind().String() + " " + limit
+	}
+	o.done = append(o.done, outcome)
+}
+
+func (o *tasksSeen) seen() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.done)
+}
+
+// TestOversizedResultCountedOnce: a distribution whose result does not fit
+// in a message is one task, failed by the limit message_size: the Observer
+// (dragonfly_worker_tasks_total, the task duration histograms and
+// dragonfly_worker_limit_violations_total) sees it once, as the failure the
+// coordinator receives, not also as the success it was before it was cut.
+func TestOversizedResultCountedOnce(t *testing.T) {
+	obs := &tasksSeen{}
+	e := startWorker(t, 1, func(c *Config) { c.Observer = obs })
+	s := e.session()
+	s.send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
+		SessionId: "s1", HeartbeatInterval: durationpb.New(time.Minute), MaxRequestBytes: MinRequestBytes,
+	}}})
+	big := manyRules("big", 700) // a result of about 74 KB
+	bigHash := rules.ContentHash(big)
+	s.pushRules(bigHash, big)
+	s.assign(e.task(1, "tinycolors-1.2.0.tar.gz", bigHash))
+	r := s.results(1)[1]
+	if f := r.GetFailure(); f.GetLimit() != "message_size" {
+		t.Fatalf("result = %.300v, want a message_size failure", r)
+	}
+	// Observed before the result was sent.
+	if got, want := obs.seen(), []string{"FAILURE_KIND_LIMIT message_size"}; !slices.Equal(got, want) {
+		t.Errorf("tasks observed = %q, want %q: one task, once", got, want)
 	}
 }

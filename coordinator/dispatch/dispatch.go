@@ -297,6 +297,10 @@ type Outcome struct {
 	// Verified is how many distributions were checked by two or more
 	// identities.
 	Verified int
+	// Tasks is how many of its distributions were queued as tasks: all of
+	// them, or 0 for a job failed when admitted (over
+	// Config.MaxDistributions, or a name, version or URL over its limit).
+	Tasks int
 	// Finished is when the last result arrived.
 	Finished time.Time
 }
@@ -1238,7 +1242,7 @@ func (d *Dispatcher) finish(js *job, failure string, now time.Time) {
 	js.finished = true
 	d.removePending(js)
 	delete(d.jobs, js.Key())
-	o := Outcome{Job: js.Job, Failure: failure, Stats: js.stats, Finished: now}
+	o := Outcome{Job: js.Job, Failure: failure, Stats: js.stats, Tasks: len(js.tasks), Finished: now}
 	for _, t := range js.tasks {
 		if !t.done {
 			continue

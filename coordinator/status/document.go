@@ -329,7 +329,7 @@ type FailureKind string
 // Failure kinds.
 const (
 	FailureScan    FailureKind = "scan"    // the job failed (reported as a failure)
-	FailureDropped FailureKind = "dropped" // lease ended before dispatch; not reported
+	FailureDropped FailureKind = "dropped" // not reported: lease ended with a distribution waiting, or past the max job age
 	FailureReport  FailureKind = "report"  // the API refused the report for good
 	FailureWorker  FailureKind = "worker"  // a worker session broke
 	// FailureLost: a distribution lost by three workers failed its job.
@@ -533,8 +533,10 @@ func alerts(doc Document) []Alert {
 //     0 when the answer is older than Config.QueueStale or never came;
 //   - jobsInFlight: leased jobs not finished;
 //   - distributionsPerJob: the average over the last
-//     Config.DistributionsWindow finished jobs (Config.DistributionsPerJob
-//     before any);
+//     Config.DistributionsWindow finished jobs of the distributions each
+//     queued as tasks (0 for a job failed when admitted: over
+//     DRAGONFLY_MAX_DISTRIBUTIONS, it needed no slot);
+//     Config.DistributionsPerJob before any;
 //   - slotsPerWorker: the connected workers' average slots
 //     (Config.SlotsPerWorker while none is connected).
 func DesiredWorkers(apiWaiting, jobsInFlight int64, distributionsPerJob, slotsPerWorker float64, maxWorkers int) int {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,14 +62,24 @@ type fleet struct {
 	api *fakeAPI
 	lis *bufconn.Listener
 	srv *coordinator.Server
+	// stop ends the coordinator's Run (its drain and flush included) and
+	// waits for it; the cleanup calls it too.
+	stop func()
 }
 
 func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 	t.Helper()
+	return startFleetOver(t, api, api, cfg)
+}
+
+// startFleetOver is startFleet with the coordinator reaching api through
+// over (a test's wrapper of it).
+func startFleetOver(t *testing.T, api *fakeAPI, over coordinator.API, cfg Config) *fleet {
+	t.Helper()
 	mon := New(cfg)
 	obs := &eventObserver{Monitor: mon, reported: make(chan outbox.Report, 100)}
 	c, err := coordinator.New(coordinator.Config{
-		API: api, LoadDuration: 10 * time.Millisecond, HeartbeatInterval: time.Minute,
+		API: over, LoadDuration: 10 * time.Millisecond, HeartbeatInterval: time.Minute,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second,
 		Prefetch: coordinator.DefaultPrefetch, VerifyRate: coordinator.DefaultVerifyRate,
 		Logger: slog.New(slog.DiscardHandler), Observer: obs, Version: "test",
@@ -89,11 +100,14 @@ func startFleet(t *testing.T, api *fakeAPI, cfg Config) *fleet {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
+	f.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("coordinator Run: %v", err)
 		}
+	})
+	t.Cleanup(func() {
+		f.stop()
 		f.srv.Stop(0)
 		<-served
 		c.WaitSessions()
@@ -223,8 +237,8 @@ func finishJobs(t *testing.T, cfg Config) *fleet {
 		testJob("raced", "https://files.example/raced-1.0.tar.gz"),
 	)
 	f.waitReports(3)
-	// The observer hears of a report before the sender takes it out of the
-	// outbox: wait for the outbox to settle.
+	// The observer hears of an accepted or refused report once the sender
+	// took it out of the outbox; the outbox is empty, as the page says.
 	testkit.WaitFor(t, 20*time.Second, func() bool { return f.c.Snapshot().Outbox.Reports == 0 },
 		func() string {
 			return fmt.Sprintf("outbox still holds %d reports after the API answered them", f.c.Snapshot().Outbox.Reports)

@@ -68,7 +68,7 @@ func newMetrics(cfg Config) *metrics {
 		leaseRequests:   counterVec("lease_requests_total", "Lease requests (POST /jobs) by result: jobs, empty, error.", "result"),
 		jobsLeased:      counter("jobs_leased_total", "Jobs leased from the API."),
 		jobsScanned:     counterVec("jobs_scanned_total", "Jobs whose scan finished, by result: success, failure.", "result"),
-		jobsCompleted:   counterVec("jobs_completed_total", "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (not accepted within the report max age), dropped_stale (lease ended before dispatch).", "outcome"),
+		jobsCompleted:   counterVec("jobs_completed_total", "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (report given up: not accepted within the report max age, or one that cannot be encoded), dropped_stale (not reported, the API leases it again: its lease ended with a distribution still waiting for a worker, or workers held its tasks past the max job age).", "outcome"),
 		jobDuration:     histogram("job_duration_seconds", "Time from a job's lease to its last result.", jobBuckets),
 		apiRequests:     counterVec("api_requests_total", "HTTP tries against the Dragonfly API, by endpoint and status (none: no response).", "endpoint", "status"),
 		apiDuration:     histogramVec("api_request_duration_seconds", "Duration of one HTTP try against the Dragonfly API, by endpoint.", apiBuckets, "endpoint"),
@@ -154,7 +154,7 @@ var (
 	descQueueAge      = desc("api_queue_oldest_age_seconds", "The API's oldest_age_seconds, from its last GET /queue-status answer.")
 	descQueueSuccess  = desc("api_queue_last_success_timestamp_seconds", "When the API last answered GET /queue-status (Unix time).")
 	descDesired       = desc("fleet_desired_workers", "Workers the backlog needs: ceil((API queued + retryable at its last answer - jobs leased since + jobs in flight) x distributions per job / slots per worker), at most dragonfly_fleet_max_workers.")
-	descDistsPerJob   = desc("fleet_distributions_per_job", "Average distributions per job used by dragonfly_fleet_desired_workers.")
+	descDistsPerJob   = desc("fleet_distributions_per_job", "Average distributions per job used by dragonfly_fleet_desired_workers: those the last finished jobs queued as tasks (a job failed when admitted, over DRAGONFLY_MAX_DISTRIBUTIONS, counts 0).")
 	descMaxWorkers    = desc("fleet_max_workers", "Cap of dragonfly_fleet_desired_workers.")
 	descRefusals      = desc("refusals_total", "What the coordinator refused or dropped at its door, by reason: stream (no or a wrong fleet token, or a token sent in the clear), pending_evicted and pending_expired (connections without an authenticated stream closed), conns_over_cap (DRAGONFLY_MAX_WORKERS), sessions_over_identity_cap (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY), results_repeated (dropped), results_rules_unknown (refused, task dispatched again).", "reason")
 	collectorDescList = []*prometheus.Desc{descWorkers, descSlots, descSlotsBusy, descInFlight, descBacklog, descBacklogAge,

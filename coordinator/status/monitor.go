@@ -27,8 +27,11 @@
 //	dragonfly_jobs_completed_total{outcome}             jobs at their final fate, one outcome each:
 //	                                                    success, failure (report accepted), conflict (the API
 //	                                                    answered 409 to the report), rejected (another final 4xx),
-//	                                                    abandoned (not accepted within the report max age),
-//	                                                    dropped_stale (lease ended before a worker took it)
+//	                                                    abandoned (report given up: not accepted within the
+//	                                                    report max age, or one that cannot be encoded),
+//	                                                    dropped_stale (not reported: its lease ended with a
+//	                                                    distribution still waiting for a worker, or workers
+//	                                                    held its tasks past the max job age)
 //	dragonfly_job_duration_seconds                      lease to last result of a job
 //	dragonfly_api_requests_total{endpoint,status}       HTTP tries against the API; status "none" when no
 //	                                                    response arrived
@@ -246,7 +249,7 @@ type Monitor struct {
 	results       ring[Result]
 	failures      ring[Failure]
 	spotChecks    ring[SpotCheck]
-	dists         ring[int] // distributions of the last finished jobs
+	dists         ring[int] // distributions the last finished jobs queued as tasks
 	releases      *releaseLog
 	lastLease     time.Time
 	lastReport    time.Time
@@ -334,7 +337,9 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.dists.add(len(o.Job.Distributions))
+	// The tasks it made, not its distributions: a job failed when admitted
+	// (thousands of wheels, over DRAGONFLY_MAX_DISTRIBUTIONS) needed no slot.
+	m.dists.add(o.Tasks)
 	for _, id := range o.Sessions {
 		if n, ok := m.jobsBySession[id]; ok {
 			m.jobsBySession[id] = n + 1
@@ -367,7 +372,8 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	})
 }
 
-// JobDropped records a job dropped undispatched past its lease
+// JobDropped records a job dropped unreported: past its lease with a
+// distribution still waiting for a worker, or past the max job age
 // (coordinator.Observer).
 func (m *Monitor) JobDropped(j dispatch.Job) {
 	m.met.jobsCompleted.WithLabelValues("dropped_stale").Inc()

@@ -197,7 +197,7 @@ func outcome(name string, dists int, failure string, leased, finished time.Time,
 	for i := range dists {
 		j.Distributions = append(j.Distributions, fmt.Sprintf("https://files.example/%s-%d.tar.gz", name, i))
 	}
-	o := dispatch.Outcome{Job: j, Failure: failure, Sessions: sessions, Finished: finished}
+	o := dispatch.Outcome{Job: j, Failure: failure, Sessions: sessions, Tasks: dists, Finished: finished}
 	for _, s := range sessions {
 		o.Identities = append(o.Identities, strings.TrimPrefix(s, "s1-"))
 	}
@@ -1266,4 +1266,147 @@ func TestRefusalMetrics(t *testing.T) {
 			t.Errorf("refusals %s = %v, want %v", r, v, want)
 		}
 	}
+}
+
+// TestJobFailedAtAdmissionNeedsNoSlots: a release with more distributions
+// than DRAGONFLY_MAX_DISTRIBUTIONS fails when admitted, without a task; its
+// distributions do not count in the average dragonfly_fleet_desired_workers
+// uses (one such job among two made the average 65 and asked for the
+// fleet's cap for a backlog of 10 one-wheel jobs).
+func TestJobFailedAtAdmissionNeedsNoSlots(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, Config{QueueRefresh: time.Hour})
+	f.worker("w-alpha", 2, nil)
+	var wheels []string
+	for i := range coordinator.DefaultMaxDistributions + 1 {
+		wheels = append(wheels, fmt.Sprintf("https://files.example/wheels-1.0-%d.whl", i))
+	}
+	api.Add(testJob("wheels", wheels...), testJob("small", "https://files.example/small-1.0.tar.gz"))
+	f.waitReports(2)
+
+	doc := f.status()
+	if doc.Fleet.JobsFailed != 1 || doc.Fleet.JobsSucceeded != 1 {
+		t.Fatalf("fleet = %+v, want the wheels job failed and small scanned", doc.Fleet)
+	}
+	// One task over two jobs.
+	if got := doc.Fleet.DistributionsPerJob; got != 0.5 {
+		t.Errorf("distributions per job = %v, want 0.5 (the failed job queued no task)", got)
+	}
+	// 10 jobs waiting at the API, each of about half a task, on workers of
+	// 2 slots: 3 workers.
+	src := &fakeSource{view: coordinator.QueueView{Fetched: time.Now(), Status: mainframe.QueueStatus{Queued: 10, TotalBacklog: 10}}}
+	got := scrape(t, f.mon, src)
+	if d := got["dragonfly_fleet_desired_workers"]; d != 3 {
+		t.Errorf("dragonfly_fleet_desired_workers = %v, want 3", d)
+	}
+	if d := got["dragonfly_fleet_distributions_per_job"]; d != 0.5 {
+		t.Errorf("dragonfly_fleet_distributions_per_job = %v, want 0.5", d)
+	}
+}
+
+// releaseWhileReporting holds the first report until the test lets it
+// through; the test does once the API has leased its release again and the
+// coordinator has taken that lease in (it asked for the next one).
+type releaseWhileReporting struct {
+	*fakeAPI
+	held     chan struct{} // closed when the first report is held
+	release  chan struct{} // closed by the test to let it through
+	reLeased chan struct{} // closed once the re-lease was taken in
+	first    sync.Once
+	signal   sync.Once
+	mu       sync.Mutex
+	leased   bool // the re-lease (attempt 2) was handed out
+}
+
+func (a *releaseWhileReporting) Report(ctx context.Context, r mainframe.Report) error {
+	first := false
+	a.first.Do(func() { first = true })
+	if first {
+		close(a.held)
+		<-a.release
+	}
+	return a.fakeAPI.Report(ctx, r)
+}
+
+func (a *releaseWhileReporting) Lease(ctx context.Context, n int) ([]mainframe.Job, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.leased {
+		// The loader asks again only after it admitted the last answer.
+		a.signal.Do(func() { close(a.reLeased) })
+	}
+	jobs, err := a.fakeAPI.Lease(ctx, n)
+	for _, j := range jobs {
+		if j.Attempt != nil && *j.Attempt == 2 {
+			a.leased = true
+		}
+	}
+	return jobs, err
+}
+
+// TestReportSupersededWhileSendingCountsOnce: a report whose release the API
+// leased again while the report was being sent is sent again under the new
+// lease; the job reaches its final fate once, so it counts once in
+// dragonfly_jobs_completed_total and in the status document (it counted
+// twice: the superseded attempt, and the one that stands).
+func TestReportSupersededWhileSendingCountsOnce(t *testing.T) {
+	api := newFakeAPI()
+	over := &releaseWhileReporting{fakeAPI: api, held: make(chan struct{}), release: make(chan struct{}), reLeased: make(chan struct{})}
+	f := startFleetOver(t, api, over, Config{QueueRefresh: time.Hour})
+	f.worker("w-alpha", 1, nil)
+	const url = "https://files.example/p-1.0.tar.gz"
+	api.Add(testJob("p", url))
+	<-over.held
+	again := testJob("p", url)
+	again.Attempt, again.AssignmentID = intp(2), strp("as-p-2")
+	api.Add(again)
+	<-over.reLeased
+	close(over.release)
+
+	reports := api.WaitReports(t, 2)
+	if a := reports[1].AssignmentID; a == nil || *a != "as-p-2" {
+		t.Fatalf("second report under assignment %v, want as-p-2 (the new lease)", a)
+	}
+	f.waitReports(1)
+	f.stop() // every report attempt observed
+	if n := len(f.obs.reported); n != 0 {
+		t.Errorf("%d more report attempts observed, want 1 in all: the superseded one's outcome does not stand", n)
+	}
+	got := scrape(t, f.mon, f.c)
+	total := 0.0
+	for _, o := range []string{"success", "failure", "conflict", "rejected", "abandoned", "dropped_stale"} {
+		total += got[`dragonfly_jobs_completed_total{outcome="`+o+`"}`]
+	}
+	if total != 1 || got[`dragonfly_jobs_completed_total{outcome="success"}`] != 1 {
+		t.Errorf("dragonfly_jobs_completed_total: %v in all, %v success; want the one job once, success",
+			total, got[`dragonfly_jobs_completed_total{outcome="success"}`])
+	}
+	if fl := f.status().Fleet; fl.ReportsAccepted != 1 || fl.JobsSucceeded != 1 {
+		t.Errorf("fleet = %+v, want 1 report accepted for 1 job", fl)
+	}
+}
+
+// TestJobsCompletedHelpNamesEveryDrop: the coordinator reports a job
+// abandoned past the max job age (workers held its tasks) through
+// JobDropped, as one whose lease ended with a distribution waiting; both
+// count as dropped_stale, and its HELP says so (it said "lease ended before
+// dispatch": an operator would look for idle workers, not for stuck ones).
+func TestJobsCompletedHelpNamesEveryDrop(t *testing.T) {
+	mfs, err := New(Config{}).Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dragonfly_jobs_completed_total" {
+			continue
+		}
+		help := mf.GetHelp()
+		for _, want := range []string{"distribution still waiting for a worker", "past the max job age", "cannot be encoded"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("HELP %q lacks %q", help, want)
+			}
+		}
+		return
+	}
+	t.Fatal("no dragonfly_jobs_completed_total")
 }
