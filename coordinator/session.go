@@ -48,6 +48,7 @@ type workerSession struct {
 	rules     *fleetv1.RuleSet           // the newest rule set not yet sent
 	tasks     []dispatch.Task
 	offered   map[string]bool   // rule hashes sent or queued to this worker
+	offerSeq  []string          // offered's hashes, oldest first (at most maxOffered)
 	taskRules map[uint64]string // rules hash of each task assigned, until its answer
 	recent    recentTasks       // tasks answered or handed back lately
 	over      bool              // the session ended: its holds are released
@@ -147,6 +148,13 @@ func (s *workerSession) pushHeartbeat() {
 	}
 }
 
+// maxOffered bounds the rules hashes a session remembers as offered; beyond
+// it the oldest is forgotten (offered again if the fleet goes back to it). A
+// worker that never reports a set evicted, or fails to compile every new
+// one, would otherwise grow the session by one hash per rules change for as
+// long as it stays connected.
+const maxOffered = 16
+
 // offerRules queues a rule set, replacing one not yet sent (which the
 // worker never gets: it is no longer counted as offered). It reports
 // whether the set is new to this worker.
@@ -157,9 +165,14 @@ func (s *workerSession) offerRules(set *fleetv1.RuleSet) bool {
 		return false
 	}
 	if s.rules != nil {
-		delete(s.offered, s.rules.GetHash())
+		s.forgetOfferLocked(s.rules.GetHash())
 	}
 	s.offered[set.GetHash()] = true
+	s.offerSeq = append(s.offerSeq, set.GetHash())
+	if len(s.offerSeq) > maxOffered {
+		delete(s.offered, s.offerSeq[0])
+		s.offerSeq = slices.Delete(s.offerSeq, 0, 1)
+	}
 	s.rules = set
 	s.wake()
 	return true
@@ -171,7 +184,15 @@ func (s *workerSession) offerRules(set *fleetv1.RuleSet) bool {
 func (s *workerSession) forgetOffer(hash string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgetOfferLocked(hash)
+}
+
+func (s *workerSession) forgetOfferLocked(hash string) {
+	if !s.offered[hash] {
+		return
+	}
 	delete(s.offered, hash)
+	s.offerSeq = slices.DeleteFunc(s.offerSeq, func(h string) bool { return h == hash })
 }
 
 // wasOffered reports whether a rules hash was sent or queued to this worker.
