@@ -182,7 +182,11 @@ func TestSilentHolderCannotStallReleases(t *testing.T) {
 // (Before, 30 such messages grew the heap from 2.7 MB to 137 MB.)
 func TestRulesStatusFloodKeepsNothing(t *testing.T) {
 	api := newFakeAPI()
-	f, w := readyWorker(t, api, "flood", 1)
+	// 105 MB of messages take a while to arrive on a loaded machine: the
+	// session must not be cut for silence meanwhile (not what is tested).
+	f := startFleet(t, api, func(c *Config) { c.HeartbeatInterval = 5 * time.Second })
+	w := f.worker("flood", 1)
+	w.ready()
 	before := testkit.HeapInUse()
 	for i := range 30 {
 		hash := fmt.Sprintf("%02d", i) + strings.Repeat("h", 3<<20)
