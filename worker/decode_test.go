@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"runtime"
 	"testing"
 
@@ -113,4 +114,52 @@ func TestCheckResponseBounds(t *testing.T) {
 			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
+}
+
+// FuzzCheckResponseAdmitsOnlyBoundedMessages: whatever the bytes, a
+// coordinator message checkResponse lets through decodes (when it decodes)
+// to an Assign of at most maxAssignTasks tasks and a Welcome, Heartbeat or
+// Drain of at most maxSmallMessage bytes: the check and the decoder read the
+// wire alike (fields repeated, merged, unknown, or inside a oneof given
+// twice).
+func FuzzCheckResponseAdmitsOnlyBoundedMessages(f *testing.F) {
+	seeds := []*fleetv1.ConnectResponse{
+		{Msg: &fleetv1.ConnectResponse_Assign{Assign: &fleetv1.Assign{Tasks: []*fleetv1.Task{{TaskId: 1, Url: "https://x/a.whl", RulesHash: "h"}}}}},
+		{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{RunningTaskIds: []uint64{1, 2, 3}}}},
+		{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{SessionId: "s1"}}},
+		{Msg: &fleetv1.ConnectResponse_Drain{Drain: &fleetv1.Drain{}}},
+		{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "h", Sources: map[string]string{"a.yara": "rule r { condition: true }"}}}},
+	}
+	for _, m := range seeds {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint32(1))
+		f.Add(b, uint32(maxAssignTasks))
+	}
+	// repeat writes the message that many times in a row: a field given
+	// again is merged (or, in a oneof, replaces the other member).
+	f.Fuzz(func(t *testing.T, b []byte, repeat uint32) {
+		n := int(repeat%(maxAssignTasks+2)) + 1
+		if len(b)*n > 8<<20 {
+			n = max(1, (8<<20)/max(len(b), 1))
+		}
+		wire := bytes.Repeat(b, n)
+		if checkResponse(wire) != nil {
+			return
+		}
+		var m fleetv1.ConnectResponse
+		if proto.Unmarshal(wire, &m) != nil {
+			return
+		}
+		if n := len(m.GetAssign().GetTasks()); n > maxAssignTasks {
+			t.Fatalf("admitted an Assign of %d tasks", n)
+		}
+		for name, x := range map[string]proto.Message{"Welcome": m.GetWelcome(), "Heartbeat": m.GetHeartbeat(), "Drain": m.GetDrain()} {
+			if s := proto.Size(x); s > maxSmallMessage {
+				t.Fatalf("admitted a %s of %d bytes", name, s)
+			}
+		}
+	})
 }
