@@ -139,7 +139,9 @@ func TestSessionChurnLeavesNothingBehind(t *testing.T) {
 			// The send budget is given back by the session's sender, which
 			// may end after the session does.
 			return s.Sessions == 0 && s.DispSessions == 0 && s.Running == 0 && s.SendBudgetFree
-		}, func() string { return fmt.Sprintf("sessions did not end, or the send budget was not given back: %+v", f.c.churnState()) })
+		}, func() string {
+			return fmt.Sprintf("sessions did not end, or the send budget was not given back: %+v", f.c.churnState())
+		})
 	}
 	quiet()
 	runtime.GC()

@@ -71,6 +71,7 @@ func TestFleetToken(t *testing.T) {
 		{"no token", []grpc.DialOption{plain}, codes.Unauthenticated},
 		{"wrong token", []grpc.DialOption{plain, grpc.WithPerRPCCredentials(Token{Value: "guess", AllowInsecure: true})}, codes.Unauthenticated},
 		{"prefix of the token", []grpc.DialOption{plain, grpc.WithPerRPCCredentials(Token{Value: "s3cre", AllowInsecure: true})}, codes.Unauthenticated},
+		{"the token with bytes after it", []grpc.DialOption{plain, grpc.WithPerRPCCredentials(Token{Value: "s3cretX", AllowInsecure: true})}, codes.Unauthenticated},
 		{"right token", []grpc.DialOption{plain, grpc.WithPerRPCCredentials(Token{Value: "s3cret", AllowInsecure: true})}, codes.Unimplemented},
 	}
 	for _, tc := range cases {

@@ -293,3 +293,39 @@ func TestSumNeverWraps(t *testing.T) {
 		t.Errorf("two rules of weight MaxInt64: file %d, distribution %d (top %d), want %d", f.Score, d.Score, d.TopScore, int64(hi))
 	}
 }
+
+// TestInspectorURLKeepsTheDownloadPathEscaped: the download URL's path goes
+// into the link as it was escaped in the URL: decoded, a "%20" became a
+// space (a link that breaks at it) and a "%2F" a "/" (a link to another
+// path).
+func TestInspectorURLKeepsTheDownloadPathEscaped(t *testing.T) {
+	got := InspectorURL("pkg", "1.0", "https://files.pythonhosted.org/packages/aa/bb/pkg%201%2F2-1.0.tar.gz", "pkg-1.0/setup.py")
+	want := "https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg%201%2F2-1.0.tar.gz/pkg-1.0/setup.py"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestSumClampsJustPastTheBounds: a sum one past either end of the int64
+// range is that end, not the other one (the carry word decides it).
+func TestSumClampsJustPastTheBounds(t *testing.T) {
+	for _, c := range []struct {
+		weights []int64
+		want    int64
+	}{
+		{[]int64{math.MaxInt64}, math.MaxInt64},
+		{[]int64{math.MaxInt64, 1}, math.MaxInt64},
+		{[]int64{math.MinInt64}, math.MinInt64},
+		{[]int64{math.MinInt64, -1}, math.MinInt64},
+		{[]int64{math.MinInt64, 1}, math.MinInt64 + 1},
+		{[]int64{math.MaxInt64, -1}, math.MaxInt64 - 1},
+	} {
+		hits := make([]Hit, len(c.weights))
+		for i, w := range c.weights {
+			hits[i] = Hit{Name: fmt.Sprint("r", i), Weight: w}
+		}
+		if got := Sum(hits); got != c.want {
+			t.Errorf("Sum(%v) = %d, want %d", c.weights, got, c.want)
+		}
+	}
+}

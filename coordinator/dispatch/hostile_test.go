@@ -955,3 +955,41 @@ func TestSpotCheckWaitsForAnIdentityCompiling(t *testing.T) {
 		}
 	})
 }
+
+// TestSpotCheckComparesEveryReportedField: two verdicts agree only when
+// everything the report carries from them is the same: the score, the top
+// file (the report's inspector_url), its score and the rules with their
+// weights. A liar that kept the score but pointed the link at another file,
+// or named other rules, passed its spot check.
+func TestSpotCheckComparesEveryReportedField(t *testing.T) {
+	a60, b40 := score.Hit{Name: "a", Weight: 60}, score.Hit{Name: "b", Weight: 40}
+	// The first result lists its rules out of order (nothing makes a
+	// worker sort them): order is not a disagreement.
+	first := func() *score.Distribution { return dist("pkg/evil.py", 100, b40, a60) }
+	for _, c := range []struct {
+		name  string
+		other *score.Distribution
+		agree bool
+	}{
+		{"the same verdict", first(), true},
+		{"the same rules in another order", dist("pkg/evil.py", 100, a60, b40), true},
+		{"another top file", dist("pkg/other.py", 100, a60, b40), false},
+		{"another top score", dist("pkg/evil.py", 60, a60, b40), false},
+		{"other rules of the same weights", dist("pkg/evil.py", 100, score.Hit{Name: "c", Weight: 60}, b40), false},
+		{"the same rules with other weights", dist("pkg/evil.py", 100, score.Hit{Name: "a", Weight: 40}, score.Hit{Name: "b", Weight: 60}), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, Config{VerifyRate: 1})
+			a := h.joinAs("a", "A", 1, "h1")
+			b := h.joinAs("b", "B", 1, "h1")
+			h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+			ta, tb := one(t, a), one(t, b)
+			h.d.Result("a", Result{TaskID: ta.ID, Dist: first()}, t0)
+			h.d.Result("b", Result{TaskID: tb.ID, Dist: c.other}, at(1))
+			agreed, mismatched := len(h.eventsOf(EventVerifyAgreed)), len(h.eventsOf(EventVerifyMismatch))
+			if c.agree && (agreed != 1 || mismatched != 0) || !c.agree && (agreed != 0 || mismatched != 1) {
+				t.Fatalf("%d agreed, %d mismatch events; want agreement %v", agreed, mismatched, c.agree)
+			}
+		})
+	}
+}

@@ -136,6 +136,31 @@ func TestPutReplacesInPlace(t *testing.T) {
 	wantLen(t, o, 2, "")
 }
 
+// TestNextSkipsAReportBeingSent: a report handed out by Next is not handed
+// out again until its send ends (Done or Retry): two senders would report
+// one job twice. Until then Next goes on to the others, then has nothing.
+func TestNextSkipsAReportBeingSent(t *testing.T) {
+	o := mustOpen(t, Config{})
+	putAll(t, o, "a", "b")
+	a, ok := o.Next(t0)
+	if !ok || a.Report.Name != "a" {
+		t.Fatalf("first = %s, %v; want a", show(a), ok)
+	}
+	b, ok := o.Next(t0)
+	if !ok || b.Report.Name != "b" {
+		t.Fatalf("second = %s, %v; want b (a is being sent)", show(b), ok)
+	}
+	if e, ok := o.Next(t0); ok {
+		t.Fatalf("third = %s; want none: a and b are being sent", show(e))
+	}
+	if err := o.Retry(a, t0); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := o.Next(t0); !ok || e.Report.Name != "a" {
+		t.Fatalf("after a's retry: %s, %v; want a again", show(e), ok)
+	}
+}
+
 func TestDoneThenPutAgainQueuesOnce(t *testing.T) {
 	o := mustOpen(t, Config{})
 	putAll(t, o, "a", "b")

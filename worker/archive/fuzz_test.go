@@ -123,12 +123,12 @@ func FuzzCleanPath(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzSeeds rewrites testdata/fuzz/Fuzz{Walk,Detect} from the
-// archives the tests generate: go test -run TestWriteFuzzSeeds -write-seeds.
+// TestWriteFuzzSeeds checks that testdata/fuzz/Fuzz{Walk,Detect} hold the
+// seeds the archives the tests generate make (the archives are built
+// deterministically), so a change to the generators cannot leave the fuzz
+// seed corpora stale; with -write-seeds it rewrites them instead:
+// go test -run TestWriteFuzzSeeds -write-seeds.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if !*writeSeeds {
-		t.Skip("run with -write-seeds to rewrite the seed corpora")
-	}
 	small := makeTar(t,
 		tarEntry{Name: "p-1/", Type: tar.TypeDir},
 		reg("p-1/setup.py", "setup()\n"),
@@ -167,13 +167,22 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzDetect": func(b []byte) []byte { return b[:min(len(b), 2048)] },
 	} {
 		dir := filepath.Join("testdata", "fuzz", target)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
+		if *writeSeeds {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for name, data := range seeds {
 			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", pick(data))
-			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
+			file := filepath.Join(dir, "seed-"+name)
+			if *writeSeeds {
+				if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if got, err := os.ReadFile(file); err != nil || string(got) != body {
+				t.Errorf("%s is stale or missing (%v): go test -run TestWriteFuzzSeeds -write-seeds ./worker/archive/ rewrites it", file, err)
 			}
 		}
 	}

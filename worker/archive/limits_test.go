@@ -69,6 +69,18 @@ func TestWalkLimits(t *testing.T) {
 				zipEnt{Name: "b", Body: body(40), Method: methodDeflate},
 				zipEnt{Name: "c", Body: body(40), Method: methodStore})
 		}, lim: limit.Limits{Expanded: 100}, want: &limit.Error{Kind: limit.Expanded, Max: 100, Path: "c"}},
+		// Declared sizes are checked before anything is inflated: one byte
+		// over, the walk fails before the first file.
+		{name: "zip expanded total one byte over the limit", data: func(t *testing.T) []byte {
+			return buildZip(t, zipOpts{},
+				zipEnt{Name: "a", Body: body(50), Method: methodStore},
+				zipEnt{Name: "b", Body: body(51), Method: methodDeflate})
+		}, lim: limit.Limits{Expanded: 100}, want: &limit.Error{Kind: limit.Expanded, Max: 100, Path: "b"}},
+		{name: "zip expanded total at the limit", data: func(t *testing.T) []byte {
+			return buildZip(t, zipOpts{},
+				zipEnt{Name: "a", Body: body(50), Method: methodStore},
+				zipEnt{Name: "b", Body: body(50), Method: methodDeflate})
+		}, lim: limit.Limits{Expanded: 100, File: 50}, files: 2, allocs: 2},
 		{name: "gzip file over the per-file limit", data: func(t *testing.T) []byte { return gz(t, []byte(body(5000))) },
 			dist: "big.txt.gz", lim: limit.Limits{File: 1000}, want: &limit.Error{Kind: limit.File, Max: 1000, Path: "big.txt"}},
 		{name: "gzip file over the expanded limit", data: func(t *testing.T) []byte { return gz(t, []byte(body(5000))) },

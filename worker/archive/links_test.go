@@ -102,6 +102,8 @@ func TestHardLinks(t *testing.T) {
 		fails("a member written through a symlinked directory fails", errWriteThrough, dir("d/"), symlink("s", "d"), reg("s/evil.py", "through")),
 		fails("a member written through a symlink after a link fails", errWriteThrough, reg("a", "A"), hard("l.py", "a"), dir("d/"), symlink("s", "d"), reg("s/x", "through")),
 		fails("a link after a directory placed through a symlink fails", errLinkThrough, reg("a", "A"), dir("d/"), symlink("s", "d"), dir("s/e/"), hard("l.py", "a")),
+		fails("a directory placed through a symlink after a link fails", errLinkThrough, reg("a", "A"), hard("l.py", "a"), dir("d/"), symlink("s", "d"), dir("s/e/")),
+		fails("a symlink placed through a symlink after a link fails", errLinkThrough, reg("a", "A"), hard("l.py", "a"), dir("d/"), symlink("s", "d"), symlink("s/t", "../a")),
 		{
 			name:    "symlinks alone change nothing",
 			entries: []tarEntry{reg("a", "A"), symlink("s", "a"), reg("b", "B")},

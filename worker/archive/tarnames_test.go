@@ -209,6 +209,30 @@ func TestLongPathFails(t *testing.T) {
 	}
 }
 
+// TestPathLengthBoundary: a clean path of exactly protocol.MaxPathBytes is
+// kept, one byte more fails with errLongPath; the coordinator
+// (protocol.CheckMemberPath) draws the line at the same byte, so no path
+// the walk keeps is one the coordinator refuses.
+func TestPathLengthBoundary(t *testing.T) {
+	at := "pkg/" + strings.Repeat("d", protocol.MaxPathBytes-len("pkg/.py")) + ".py"
+	if len(at) != protocol.MaxPathBytes {
+		t.Fatalf("test path of %d bytes", len(at))
+	}
+	if p, err := cleanPath(at); err != nil || p != at {
+		t.Errorf("cleanPath of %d bytes: %d bytes, %v; want it kept", len(at), len(p), err)
+	}
+	if err := protocol.CheckMemberPath(at); err != nil {
+		t.Errorf("CheckMemberPath of %d bytes: %v", len(at), err)
+	}
+	over := "pkg/d" + at[len("pkg/"):]
+	if _, err := cleanPath(over); !errors.Is(err, errLongPath) {
+		t.Errorf("cleanPath of %d bytes: %v, want errLongPath", len(over), err)
+	}
+	if protocol.CheckMemberPath(over) == nil {
+		t.Errorf("CheckMemberPath accepts %d bytes", len(over))
+	}
+}
+
 // member is a whole ustar member: its header block and its padded body.
 func member(name string, typ byte, body string) []byte {
 	return rawTar(rawTarHeader(name, typ, int64(len(body)), "ustar\x0000"), []byte(body))[:512+(len(body)+511)/512*512]

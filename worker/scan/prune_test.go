@@ -446,3 +446,42 @@ rule py { meta: weight = 2 filetype = ".py" strings: $e = "exec(" condition: $e 
 		t.Errorf("counters %+v", c)
 	}
 }
+
+// TestSubsetHoldsGlobalRulesThePathDoesNotAdmit: a global rule gates every
+// rule of the set, so a subset holds every global rule, also one that is
+// private or whose filetype the path does not admit (neither is in the
+// admitted set). Left out, the .py rule matched a file the global rule
+// excludes: a score the whole set never gives.
+func TestSubsetHoldsGlobalRulesThePathDoesNotAdmit(t *testing.T) {
+	for name, global := range map[string]string{
+		"private": `private global rule small { condition: filesize < 16 }`,
+		"txt":     `global rule small { meta: filetype = ".txt" condition: filesize < 16 }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rs := compile(t, map[string]string{"p": global + `
+rule py_exec { meta: weight = 10 filetype = ".py" strings: $e = "exec(" condition: $e }
+rule txt_note { meta: weight = 2 filetype = ".txt" strings: $t = "NOTE" condition: $t }
+`})
+			var subsets atomic.Int64
+			e := newEngine(t, Config{Threads: 1, OnSubset: func(_ time.Duration, err error) {
+				if err != nil {
+					t.Errorf("subset: %v", err)
+				}
+				subsets.Add(1)
+			}})
+			plain := newEngine(t, Config{Threads: 1, Exhaustive: true})
+			// Over 16 bytes: the global rule is false, nothing matches.
+			res := scanAsPlain(t, e, plain, rs, "p-1.tar.gz", tgz(t, [2]string{"p-1/big.py", "exec( and more than sixteen bytes"}))
+			if res.Score != 0 || len(res.Files) != 0 {
+				t.Errorf("big.py: score %d, files %+v; want nothing matched", res.Score, res.Files)
+			}
+			// Under 16 bytes the .py rule matches, pruned or not.
+			if res := scanAsPlain(t, e, plain, rs, "p-1.tar.gz", tgz(t, [2]string{"p-1/a.py", "exec("})); res.Score != 10 {
+				t.Errorf("a.py: score %d, want 10", res.Score)
+			}
+			if subsets.Load() == 0 {
+				t.Error("no subset compiled: the test does not reach pruning")
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/dragonfly-fleet/fleet/worker/archive"
@@ -17,6 +18,11 @@ func TestNotAnArchiveCoversPipExtensions(t *testing.T) {
 	} {
 		if err := notAnArchive(name, archive.Raw.String()); err == nil {
 			t.Errorf("%s: raw content accepted", name)
+		}
+		// pip matches extensions case-insensitively (it lowercases the
+		// file name), so FOO-1.0.TAR.GZ is an sdist to it too.
+		if upper := strings.ToUpper(name); notAnArchive(upper, archive.Raw.String()) == nil {
+			t.Errorf("%s: raw content accepted", upper)
 		}
 	}
 	if err := notAnArchive("README.txt", archive.Raw.String()); err != nil {
