@@ -168,9 +168,10 @@ func serveTest(t *testing.T, h http.Handler) string {
 // TestServeAnswersAtOnceWhatItNeverDrains: the body bound must not change
 // what the server does with a body the handler leaves unread. One too large
 // to drain (past 256 KiB), or one sent with "Expect: 100-continue" and never
-// asked for, is not read before the answer: the server answers at once and
-// closes the connection. Seen through a replaced body, the server read both
-// until the bound ran out, holding the handler and its page that long.
+// asked for, is not read before the answer: the server answers at once (and
+// closes the connection the large body was coming on). Seen through a
+// replaced body, the server read both until the bound ran out, holding the
+// handler and its page that long.
 func TestServeAnswersAtOnceWhatItNeverDrains(t *testing.T) {
 	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
 	bodyTimeout = time.Minute
@@ -193,7 +194,22 @@ func TestServeAnswersAtOnceWhatItNeverDrains(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no answer while the body is not sent: %v", err)
 			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("answer %d, body read: %v; want the page", resp.StatusCode, err)
+			}
 			resp.Body.Close()
+			if name == "100-continue" {
+				// Never asked for, the body is not coming: the
+				// connection may serve another request.
+				return
+			}
+			// The unread body is not waited for: the server closes.
+			if !resp.Close {
+				t.Errorf("the answer keeps the connection open (no Connection: close)")
+			}
+			if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("after the answer: read %d bytes, %v; want the connection closed", n, err)
+			}
 		})
 	}
 }
