@@ -149,6 +149,19 @@ func TestSessionChurnLeavesNothingBehind(t *testing.T) {
 	goBase := runtime.NumGoroutine()
 	t.Logf("baseline %+v, %d goroutines", base, goBase)
 
+	// takeTasks opens a session that is ready and returns the ids of the
+	// first tasks it is assigned.
+	takeTasks := func(s fleetv1.FleetService_ConnectClient, id string) []uint64 {
+		hello(s, id)
+		welcome(s)
+		ready(s)
+		a := recvUntil(t, s, "a task", func(m *fleetv1.ConnectResponse) bool { return m.GetAssign() != nil }).GetAssign()
+		var ids []uint64
+		for _, x := range a.GetTasks() {
+			ids = append(ids, x.GetTaskId())
+		}
+		return ids
+	}
 	phases := []struct {
 		name string
 		run  func(stream fleetv1.FleetService_ConnectClient, id string)
@@ -168,14 +181,7 @@ func TestSessionChurnLeavesNothingBehind(t *testing.T) {
 			recvUntil(t, s, "a task", func(m *fleetv1.ConnectResponse) bool { return m.GetAssign() != nil })
 		}},
 		{"handing tasks back", func(s fleetv1.FleetService_ConnectClient, id string) {
-			hello(s, id)
-			welcome(s)
-			ready(s)
-			a := recvUntil(t, s, "a task", func(m *fleetv1.ConnectResponse) bool { return m.GetAssign() != nil }).GetAssign()
-			var ids []uint64
-			for _, x := range a.GetTasks() {
-				ids = append(ids, x.GetTaskId())
-			}
+			ids := takeTasks(s, id)
 			if err := s.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: ids}}}); err != nil {
 				t.Fatal(err)
 			}
@@ -196,14 +202,7 @@ func TestSessionChurnLeavesNothingBehind(t *testing.T) {
 			}
 		}},
 		{"losing started tasks", func(s fleetv1.FleetService_ConnectClient, id string) {
-			hello(s, id)
-			welcome(s)
-			ready(s)
-			a := recvUntil(t, s, "a task", func(m *fleetv1.ConnectResponse) bool { return m.GetAssign() != nil }).GetAssign()
-			var ids []uint64
-			for _, x := range a.GetTasks() {
-				ids = append(ids, x.GetTaskId())
-			}
+			ids := takeTasks(s, id)
 			if err := s.Send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{RunningTaskIds: ids}}}); err != nil {
 				t.Fatal(err)
 			}

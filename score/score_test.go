@@ -184,11 +184,20 @@ func TestMaxDistributionNotSum(t *testing.T) {
 	}
 }
 
+// TestInspectorURLEscaping: the file path is escaped into the link, and the
+// download URL's path goes in as it was escaped in the URL (decoded, a
+// "%20" became a space, a link that breaks at it, and a "%2F" a "/", a
+// link to another path).
 func TestInspectorURLEscaping(t *testing.T) {
-	got := InspectorURL("pkg", "1.0", "https://files.pythonhosted.org/packages/aa/bb/pkg-1.0.tar.gz?x=1", "pkg-1.0/a dir/é.py")
-	want := "https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg-1.0.tar.gz/pkg-1.0/a%20dir/%C3%A9.py"
-	if got != want {
-		t.Fatalf("got %s\nwant %s", got, want)
+	for _, c := range []struct{ url, file, want string }{
+		{"https://files.pythonhosted.org/packages/aa/bb/pkg-1.0.tar.gz?x=1", "pkg-1.0/a dir/é.py",
+			"https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg-1.0.tar.gz/pkg-1.0/a%20dir/%C3%A9.py"},
+		{"https://files.pythonhosted.org/packages/aa/bb/pkg%201%2F2-1.0.tar.gz", "pkg-1.0/setup.py",
+			"https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg%201%2F2-1.0.tar.gz/pkg-1.0/setup.py"},
+	} {
+		if got := InspectorURL("pkg", "1.0", c.url, c.file); got != c.want {
+			t.Errorf("got  %s\nwant %s", got, c.want)
+		}
 	}
 }
 
@@ -291,18 +300,6 @@ func TestSumNeverWraps(t *testing.T) {
 	f := NewFile("evil.py", []Rule{{Name: "a", Weight: hi}, {Name: "b", Weight: hi}})
 	if d := tally(f); f.Score != hi || d.Score != hi || d.TopScore != hi {
 		t.Errorf("two rules of weight MaxInt64: file %d, distribution %d (top %d), want %d", f.Score, d.Score, d.TopScore, int64(hi))
-	}
-}
-
-// TestInspectorURLKeepsTheDownloadPathEscaped: the download URL's path goes
-// into the link as it was escaped in the URL: decoded, a "%20" became a
-// space (a link that breaks at it) and a "%2F" a "/" (a link to another
-// path).
-func TestInspectorURLKeepsTheDownloadPathEscaped(t *testing.T) {
-	got := InspectorURL("pkg", "1.0", "https://files.pythonhosted.org/packages/aa/bb/pkg%201%2F2-1.0.tar.gz", "pkg-1.0/setup.py")
-	want := "https://inspector.pypi.io/project/pkg/1.0/packages/aa/bb/pkg%201%2F2-1.0.tar.gz/pkg-1.0/setup.py"
-	if got != want {
-		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
 

@@ -210,11 +210,7 @@ func TestOneRuleCompileAtATime(t *testing.T) {
 // hostile coordinator may put in it. 16 such tasks waiting behind a busy
 // slot held their 48 MiB until they ran.
 func TestOversizedTasksAreNotHeld(t *testing.T) {
-	e := startWorker(t, 1, nil)
-	s := e.session()
-	s.welcome(demoHash, demo.Rules())
-	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
-	<-e.slow // task 1 runs until the test lets it go
+	e, s := busySession(t) // task 1 runs until the test lets it go
 	const n, size = 16, 1 << 20
 	before := testkit.HeapInUse()
 	for id := uint64(2); id < 2+n; id++ {
@@ -268,11 +264,7 @@ func TestOversizedTasksAreNotHeld(t *testing.T) {
 // tasks (Threads + 16), each up to 32 MiB of sources that compile to
 // hundreds of MiB (a 31 MiB set of plain strings: 750 MB resident).
 func TestRuleSetsHeldStayBounded(t *testing.T) {
-	e := startWorker(t, 1, nil)
-	s := e.session()
-	s.welcome(demoHash, demo.Rules())
-	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
-	<-e.slow // task 1 runs until the test lets it go
+	e, s := busySession(t) // task 1 runs until the test lets it go
 	held := map[string]bool{demoHash: true}
 	answered := map[uint64]string{} // task -> "result" or "back"
 	take := func(m *fleetv1.ConnectRequest) {

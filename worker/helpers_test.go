@@ -235,6 +235,19 @@ func startWorkerWith(t *testing.T, threads int, coord *fakeCoord, tweak func(*Co
 	return e
 }
 
+// busySession starts a one-thread worker with the demo rules ready and its
+// one slot held: task 1 runs (its download is blocked) until the test
+// closes e.block.
+func busySession(t *testing.T) (*env, *fakeSession) {
+	t.Helper()
+	e := startWorker(t, 1, nil)
+	s := e.session()
+	s.welcome(demoHash, demo.Rules())
+	s.assign(e.task(1, "slow/tinycolors-1.2.0.tar.gz", demoHash))
+	<-e.slow
+	return e, s
+}
+
 func (e *env) session() *fakeSession {
 	e.t.Helper()
 	select {

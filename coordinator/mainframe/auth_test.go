@@ -472,6 +472,27 @@ func TestNoSecretsInErrorsOrLogs(t *testing.T) {
 	})
 }
 
+// tokenFetchesFor5Calls makes 5 API calls with credentials a against a
+// token endpoint answering expires_in life, and returns how many tokens
+// were fetched.
+func tokenFetchesFor5Calls(t *testing.T, a Auth, life string) int32 {
+	t.Helper()
+	api := newFakeAPI()
+	var fetches atomic.Int32
+	tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":`+life+`}`)
+	})}}
+	a.TokenURL = "http://" + authHost + "/oauth/token"
+	c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second, Auth: a})
+	for range 5 {
+		metadataOK(t, c)
+	}
+	return fetches.Load()
+}
+
 // TestAuth0HugeExpiresIn: a token endpoint announcing a lifetime longer than
 // a time.Duration holds (expires_in of 10^10 s) must not make the token
 // expire at once (the lifetime wrapping into the past), which would fetch a
@@ -479,20 +500,8 @@ func TestNoSecretsInErrorsOrLogs(t *testing.T) {
 func TestAuth0HugeExpiresIn(t *testing.T) {
 	for _, life := range []string{"10000000000", "9223372036854775807"} {
 		synctest.Test(t, func(t *testing.T) {
-			api := newFakeAPI()
-			var fetches atomic.Int32
-			tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				fetches.Add(1)
-				io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/json")
-				io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":`+life+`}`)
-			})}}
-			c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second,
-				Auth: Auth{TokenURL: "http://" + authHost + "/oauth/token", ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw"}})
-			for range 5 {
-				metadataOK(t, c)
-			}
-			if n := fetches.Load(); n != 1 {
+			a := Auth{ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw"}
+			if n := tokenFetchesFor5Calls(t, a, life); n != 1 {
 				t.Errorf("expires_in %s: %d token fetches for 5 calls, want 1", life, n)
 			}
 		})
@@ -508,23 +517,11 @@ func TestAuth0NegativeExpiresIn(t *testing.T) {
 		for _, life := range []string{"-1", "-3600"} {
 			t.Run(grant+" "+life, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					api := newFakeAPI()
-					var fetches atomic.Int32
-					tr := &hostTransport{hosts: map[string]http.Handler{apiHost: api, authHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						fetches.Add(1)
-						io.Copy(io.Discard, r.Body)
-						w.Header().Set("Content-Type", "application/json")
-						io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":`+life+`}`)
-					})}}
-					a := Auth{TokenURL: "http://" + authHost + "/oauth/token", GrantType: grant, ClientID: "cid", ClientSecret: "csecret"}
+					a := Auth{GrantType: grant, ClientID: "cid", ClientSecret: "csecret"}
 					if grant == GrantPassword {
 						a.Username, a.Password = "user", "pw"
 					}
-					c := mustNew(t, Config{BaseURL: "http://" + apiHost, Transport: tr, Timeout: 10 * time.Second, Auth: a})
-					for range 5 {
-						metadataOK(t, c)
-					}
-					if n := fetches.Load(); n != 1 {
+					if n := tokenFetchesFor5Calls(t, a, life); n != 1 {
 						t.Errorf("%s grant, expires_in %s: %d token fetches for 5 calls, want 1", grant, life, n)
 					}
 				})
