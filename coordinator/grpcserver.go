@@ -104,8 +104,9 @@ const (
 // local peer goes without it), panic recovery, explicit message limits,
 // keepalive enforcement, and a gate on connections (connGate: pending
 // connections capped apart from authenticated ones, authenticated ones
-// capped in total, never per peer address). Serve it with Run (or Serve and
-// Stop, for tests that drive the coordinator themselves).
+// capped in total, never per peer address). Health says SERVING until the
+// coordinator drains. Serve it with Run (or Serve and Stop, for tests that
+// drive the coordinator themselves).
 type Server struct {
 	c      *Coordinator
 	cfg    ServerConfig
@@ -365,6 +366,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.gate.Store(g)
 	s.serving.Store(!s.stopped.Load())
 	defer s.serving.Store(false)
+	// The gRPC health service says NOT_SERVING from the drain on, as /readyz
+	// does: a worker or a load balancer asking it goes elsewhere instead of
+	// connecting to be refused.
+	served := make(chan struct{})
+	defer close(served)
+	go func() {
+		select {
+		case <-s.c.draining:
+			s.health.Shutdown()
+		case <-served:
+		}
+	}()
 	if err := s.grpc.Serve(g); !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}

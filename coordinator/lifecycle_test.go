@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -13,6 +14,7 @@ import (
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 )
 
@@ -104,7 +106,8 @@ func TestShutdownCutsStreamsHeldOpenAfterTheDrain(t *testing.T) {
 // rule set. Before: it was welcomed, sent the whole rule set (up to 32
 // MiB) and told to drain, and a worker that drained so reconnected and
 // compiled the rules again, time after time, until the coordinator was
-// gone (it read as ready meanwhile).
+// gone (it read as ready meanwhile). The gRPC health service says
+// NOT_SERVING from the drain on, as /readyz does.
 func TestWorkerConnectingDuringTheDrainIsRefused(t *testing.T) {
 	api := newFakeAPI(job("p", "u1"))
 	f := startFleet(t, api, func(c *Config) { c.DrainTimeout = 10 * time.Minute })
@@ -130,6 +133,17 @@ func TestWorkerConnectingDuringTheDrainIsRefused(t *testing.T) {
 		}
 	}
 	wantEnded(t, b.recv, codes.Unavailable, "shutting down", "a session begun during the drain")
+	// The health service says so too (it said SERVING through the drain).
+	health := healthpb.NewHealthClient(f.dial())
+	for _, svc := range []string{"", fleetv1.FleetService_ServiceDesc.ServiceName} {
+		resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			a.answer(result(ts[0], ""))
+			a.closeSend()
+			<-stopped
+			t.Fatalf("health of %q during the drain: %v, %v; want NOT_SERVING", svc, resp.GetStatus(), err)
+		}
+	}
 
 	a.answer(result(ts[0], ""))
 	a.closeSend()
@@ -209,6 +223,79 @@ func TestFlushTriesReportsWaitingForARetry(t *testing.T) {
 				}
 				if took := time.Since(now); took >= 15*time.Second {
 					t.Errorf("shutdown took %v: the flush waited for its whole timeout", took)
+				}
+			})
+		})
+	}
+}
+
+// retryAfterOnce is the fake API answering the first report with 503 and
+// the given Retry-After, and recording when each report was tried.
+type retryAfterOnce struct {
+	*fakeAPI
+	after time.Duration
+	mu    sync.Mutex
+	tries []time.Time
+}
+
+func (f *retryAfterOnce) Report(ctx context.Context, r mainframe.Report) error {
+	f.mu.Lock()
+	f.tries = append(f.tries, time.Now())
+	first := len(f.tries) == 1
+	f.mu.Unlock()
+	if first {
+		return &mainframe.APIError{Endpoint: "PUT /package", Status: 503, RetryAfter: f.after}
+	}
+	return f.fakeAPI.Report(ctx, r)
+}
+
+// TestReportRetryWaitsTheAPIsRetryAfter, on synctest's clock: a report the
+// API refused with a Retry-After (one the client's own tries did not
+// outlast) is tried again no sooner than that, within the sender's cap;
+// without one the drawn backoff applies (pinned to 0 here, so the contrast
+// shows the header's effect). Before, the sender drew its own backoff and
+// ignored the header.
+func TestReportRetryWaitsTheAPIsRetryAfter(t *testing.T) {
+	saved := reportRetry
+	reportRetry.Rand = func(time.Duration) time.Duration { return 0 }
+	t.Cleanup(func() { reportRetry = saved })
+	for _, tc := range []struct {
+		after, want time.Duration
+	}{
+		{0, 0},
+		{20 * time.Second, 20 * time.Second},
+		{time.Hour, reportRetry.Max}, // capped
+	} {
+		t.Run(tc.after.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fake := newFakeAPI()
+				api := &retryAfterOnce{fakeAPI: fake, after: tc.after}
+				c, err := New(Config{API: api, LoadDuration: time.Second, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now()
+				r := mainframe.Report{Name: "p", Version: "1.0", Success: &mainframe.Success{Score: 3, RulesMatched: []string{"r1"}, Commit: "h1"}}
+				if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: now, Enqueued: now}); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- c.Run(ctx) }()
+				for len(fake.Reports()) == 0 {
+					time.Sleep(time.Second)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				api.mu.Lock()
+				defer api.mu.Unlock()
+				if len(api.tries) != 2 {
+					t.Fatalf("%d tries, want 2", len(api.tries))
+				}
+				if gap := api.tries[1].Sub(api.tries[0]); gap != tc.want {
+					t.Errorf("retried after %v, want %v", gap, tc.want)
 				}
 			})
 		})

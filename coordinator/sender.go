@@ -100,7 +100,14 @@ func (c *Coordinator) send(ctx context.Context, e outbox.Entry) {
 		}
 	default:
 		c.obs.Reported(r, err, took)
-		delay := reportRetry.Delay(e.Tries+1, 0)
+		// The API's Retry-After (a 429 or 503 the client's own tries did not
+		// outlast) replaces the drawn wait, as in every retry.Policy:
+		// retrying sooner only meets the same answer.
+		var after time.Duration
+		if apiErr != nil {
+			after = apiErr.RetryAfter
+		}
+		delay := reportRetry.Delay(e.Tries+1, after)
 		if c.flushing.Load() {
 			// The flush ends soon: a later try would never come.
 			delay = min(delay, flushRetry)

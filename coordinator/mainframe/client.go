@@ -168,6 +168,9 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 		default:
 			apiErr := c.apiError(k.endpoint, t)
 			apiErr.MaybeApplied = maybeApplied
+			if t.hasAfter {
+				apiErr.RetryAfter = t.retryAfter
+			}
 			err = apiErr
 			// A gateway error or a crash may come after the server acted.
 			maybeApplied = maybeApplied || t.status == http.StatusInternalServerError ||

@@ -419,6 +419,31 @@ func TestRetryAfterZeroOrPastStillBacksOff(t *testing.T) {
 	}
 }
 
+// TestAPIErrorCarriesTheLastRetryAfter: when the client's own tries end
+// on a refusal with a Retry-After, the error carries it, so that whoever
+// retries the call later (the report sender) waits as asked; without one
+// (or with 0) it is 0.
+func TestAPIErrorCarriesTheLastRetryAfter(t *testing.T) {
+	for header, want := range map[string]time.Duration{"7": 7 * time.Second, "": 0, "0": 0} {
+		t.Run("Retry-After "+header, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := newFakeAPI()
+				api.add("a", "1")
+				h := http.Header{}
+				if header != "" {
+					h.Set("Retry-After", header)
+				}
+				api.fail("PUT /package", fault{status: 503, header: h})
+				c, _ := inProcess(t, api, nil, func(c *Config) { c.Attempts = 1 })
+				err := c.Report(t.Context(), Report{Name: "a", Version: "1", Reason: "x"})
+				if e := apiErr(t, err); e.Status != 503 || e.RetryAfter != want {
+					t.Errorf("error %v with RetryAfter %v, want 503 with %v", e, e.RetryAfter, want)
+				}
+			})
+		})
+	}
+}
+
 func TestContextEndsDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		api := newFakeAPI()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -25,6 +26,11 @@ type APIError struct {
 	// was a 500, 502 or 504. A 409 on PUT /package then most likely means
 	// that earlier try was accepted.
 	MaybeApplied bool
+	// RetryAfter is the server's Retry-After on this response (delay-seconds
+	// or an HTTP date, as a wait from when it came); 0 when it sent none, or
+	// 0 s, or a date already past. Whoever retries the call later (the
+	// report sender) waits at least this long, within its own cap.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
