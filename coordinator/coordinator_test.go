@@ -389,12 +389,13 @@ func TestJobsFlowThroughWorkers(t *testing.T) {
 	if h := w.ready(); h != "h1" {
 		t.Fatalf("rules hash %q", h)
 	}
-	// 2 slots + 1 prefetch: exactly 3 tasks, the oldest job first.
+	// 2 slots + 1 prefetch: exactly 3 tasks; of one lease answer the
+	// release of fewer distributions first.
 	ts := w.tasks(3)
-	if ts[0].GetJob().GetName() != "a" || ts[1].GetJob().GetName() != "a" || ts[2].GetJob().GetName() != "b" {
+	if ts[0].GetJob().GetName() != "b" || ts[1].GetJob().GetName() != "a" || ts[2].GetJob().GetName() != "a" {
 		t.Fatalf("task order %v %v %v", ts[0].GetJob(), ts[1].GetJob(), ts[2].GetJob())
 	}
-	w.answer(result(ts[0], "a-1.0/setup.py", "r1"), result(ts[1], "a/x.py", "r2"), result(ts[2], ""))
+	w.answer(result(ts[1], "a-1.0/setup.py", "r1"), result(ts[2], "a/x.py", "r2"), result(ts[0], ""))
 	byName := testkit.ByKey(t, api.WaitReports(t, 3), func(r mainframe.Report) string { return r.Name })
 	a := byName["a"].Success
 	if a == nil || a.Score != 7 || !slices.Equal(a.RulesMatched, []string{"r1", "r2"}) || a.Commit != "h1" ||
@@ -809,5 +810,31 @@ func TestRulesReplacedBeforeSentAreOfferedAgain(t *testing.T) {
 	}
 	if s.offerRules(&fleetv1.RuleSet{Hash: "h3"}) {
 		t.Fatal("h3, sent, offered again")
+	}
+}
+
+// TestFailedJobWithdrawsItsRunningTasks: when a distribution fails its
+// release, the worker is told to stop the release's other tasks (Cancel,
+// after the Assign that carried them), whose results would be thrown away;
+// it hands them back without a strike, and the session goes on.
+func TestFailedJobWithdrawsItsRunningTasks(t *testing.T) {
+	api := newFakeAPI(job("p", "u1", "u2", "u3"))
+	_, w := readyWorker(t, api, "w", 3)
+	ts := w.tasks(3)
+	w.answer(&fleetv1.TaskResult{TaskId: ts[1].GetTaskId(), Outcome: &fleetv1.TaskResult_Failure{Failure: &fleetv1.TaskFailure{
+		Reason: "distribution u2: corrupt archive", Kind: fleetv1.FailureKind_FAILURE_KIND_ARCHIVE,
+	}}})
+	c := w.next().GetCancel()
+	if want := []uint64{ts[0].GetTaskId(), ts[2].GetTaskId()}; !slices.Equal(c.GetTaskIds(), want) {
+		t.Fatalf("cancel %v, want tasks %v (u1 and u3 of the failed release)", c, want)
+	}
+	if r := api.WaitReports(t, 1); r[0].Reason != "distribution u2: corrupt archive" {
+		t.Fatalf("report = %+v", r[0])
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_TaskReturn{TaskReturn: &fleetv1.TaskReturn{TaskIds: c.GetTaskIds(), Reason: "cancelled by the coordinator"}}})
+	w.answer(result(ts[0], "x", "r")) // crossed the Cancel: dropped quietly
+	api.Add(job("q", "v1"))
+	if tk := w.tasks(1); tk[0].GetUrl() != "v1" {
+		t.Fatalf("next task %v, want v1", tk[0])
 	}
 }

@@ -251,7 +251,12 @@ func fzRunCoordinatorSession(t *testing.T, mode byte, data []byte) map[string]st
 	}
 	now := time.Now()
 	jobs := fzJobs(now)
-	c.disp.Admit(jobs, now)
+	for _, j := range jobs {
+		// One lease answer each, so tasks go out in this order (within one
+		// answer the releases of fewer distributions go first) and the
+		// seeds' task ids keep naming the same distributions.
+		c.disp.Admit([]dispatch.Job{j}, now)
+	}
 
 	script := testkit.DecodeFrames(data, 64, func() *fleetv1.ConnectRequest { return &fleetv1.ConnectRequest{} })
 	ctx, cancel := context.WithCancel(context.Background())

@@ -47,6 +47,7 @@ type workerSession struct {
 	heartbeat bool                       // a heartbeat is queued
 	rules     *fleetv1.RuleSet           // the newest rule set not yet sent
 	tasks     []dispatch.Task
+	cancels   []uint64          // tasks withdrawn, sent after the queued tasks
 	offered   map[string]bool   // rule hashes sent or queued to this worker
 	offerSeq  []string          // offered's hashes, oldest first (at most maxOffered)
 	taskRules map[uint64]string // rules hash of each task assigned, until its answer
@@ -67,6 +68,21 @@ func (s *workerSession) Send(ts []dispatch.Task) {
 		s.taskRules[t.ID] = t.RulesHash
 		s.weights.hold(t.RulesHash)
 	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// Cancel implements dispatch.Canceller: it queues a Cancel of tasks for the
+// send goroutine, sent after any Assign still queued (which may carry them).
+// The dispatcher withdraws only copies it holds at this session: at most
+// slots + prefetch of them at once.
+func (s *workerSession) Cancel(ids []uint64) {
+	s.mu.Lock()
+	if s.over {
+		s.mu.Unlock()
+		return
+	}
+	s.cancels = append(s.cancels, ids...)
 	s.mu.Unlock()
 	s.wake()
 }
@@ -213,12 +229,13 @@ func (s *workerSession) wake() {
 const maxTasksPerAssign = 256
 
 // take returns the queued output in order: control messages, the rule set,
-// a heartbeat, then the queued tasks in Assign messages.
+// a heartbeat, the queued tasks in Assign messages, then the tasks
+// withdrawn (after the Assign of any of them).
 func (s *workerSession) take() []*fleetv1.ConnectResponse {
 	s.mu.Lock()
 	out := s.ctrl
-	rs, hb, tasks := s.rules, s.heartbeat, s.tasks
-	s.ctrl, s.rules, s.heartbeat, s.tasks = nil, nil, false, nil
+	rs, hb, tasks, cancels := s.rules, s.heartbeat, s.tasks, s.cancels
+	s.ctrl, s.rules, s.heartbeat, s.tasks, s.cancels = nil, nil, false, nil, nil
 	s.mu.Unlock()
 	if rs != nil {
 		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: rs}})
@@ -238,6 +255,9 @@ func (s *workerSession) take() []*fleetv1.ConnectResponse {
 		}
 		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Assign{Assign: a}})
 		tasks = tasks[n:]
+	}
+	if len(cancels) > 0 {
+		out = append(out, &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Cancel{Cancel: &fleetv1.Cancel{TaskIds: cancels}}})
 	}
 	return out
 }

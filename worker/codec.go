@@ -22,9 +22,9 @@ const (
 	// previous release all the tasks a session may hold, its slots and
 	// prefetch, in one); more than the worker holds are handed back.
 	maxAssignTasks = 1 << 16
-	// maxSmallMessage bounds a Welcome, Heartbeat or Drain (a few dozen
-	// bytes from an honest coordinator; a Heartbeat's fields are the
-	// worker's).
+	// maxSmallMessage bounds a Welcome, Heartbeat, Drain or Cancel (a few
+	// dozen bytes from an honest coordinator, a Cancel at most its slots +
+	// prefetch ids; a Heartbeat's fields are the worker's).
 	maxSmallMessage = 64 << 10
 )
 
@@ -36,6 +36,7 @@ var (
 		responseFields.ByName("welcome").Number():   "Welcome",
 		responseFields.ByName("heartbeat").Number(): "Heartbeat",
 		responseFields.ByName("drain").Number():     "Drain",
+		responseFields.ByName("cancel").Number():    "Cancel",
 	}
 	tasksField = (*fleetv1.Assign)(nil).ProtoReflect().Descriptor().Fields().ByName("tasks").Number()
 )

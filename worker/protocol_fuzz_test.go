@@ -325,6 +325,9 @@ func fzWorkerSeeds() [][]*fleetv1.ConnectResponse {
 	}
 	drain := &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Drain{Drain: &fleetv1.Drain{Grace: durationpb.New(time.Second)}}}
 	hb := &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}
+	cancel := func(ids ...uint64) *fleetv1.ConnectResponse {
+		return &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Cancel{Cancel: &fleetv1.Cancel{TaskIds: ids}}}
+	}
 	src := demo.Rules()
 	h := "demo"
 	other := map[string]string{"x": `rule everything { meta: weight = 1 condition: true }`}
@@ -338,6 +341,7 @@ func fzWorkerSeeds() [][]*fleetv1.ConnectResponse {
 		{welcome(time.Nanosecond), hb, assign(&fleetv1.Task{TaskId: 9, Url: "%%%"})},
 		{{}, welcome(-time.Second), assign(task(1, "404", ""), &fleetv1.Task{}), drain, drain},
 		{welcome(time.Minute), ruleSet("x", other), assign(&fleetv1.Task{TaskId: 2, Url: "https://evil.example/x.zip", RulesHash: "x"}, &fleetv1.Task{TaskId: 3, Url: "file:///etc/passwd", RulesHash: "x"})},
+		{welcome(time.Minute), ruleSet("x", other), cancel(1), assign(task(1, "stall", "x"), task(2, "stall", "x"), task(3, "404", "x")), cancel(2, 1, 2, 99), cancel(), drain},
 	}
 }
 

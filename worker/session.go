@@ -324,6 +324,8 @@ func (s *coordinatorSession) handle(m *fleetv1.ConnectResponse, hb *time.Ticker)
 	case *fleetv1.ConnectResponse_Drain:
 		w.log.Info("coordinator asked to drain", "running", len(s.running), "queued", len(s.queue))
 		return s.drain()
+	case *fleetv1.ConnectResponse_Cancel:
+		return s.cancelTasks(msg.Cancel.GetTaskIds())
 	case *fleetv1.ConnectResponse_Heartbeat:
 	}
 	return nil
@@ -409,6 +411,44 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 		limit := w.cfg.Threads + w.cfg.MaxPrefetch
 		w.log.Warn("coordinator assigned more tasks than this worker holds; handing back the rest", "handed_back", len(over), "slots", w.cfg.Threads, "prefetch", w.cfg.MaxPrefetch)
 		if err := s.handBack(over, fmt.Sprintf("over credit: this worker holds at most %d tasks (%d slots + %d prefetched)", limit, w.cfg.Threads, w.cfg.MaxPrefetch)); err != nil {
+			return err
+		}
+	}
+	return s.startTasks()
+}
+
+// cancelTasks stops the tasks the coordinator withdrew (their release
+// ended, or another copy answered: a result would be thrown away): a
+// queued one is handed back at once, a running one is cancelled (a scan
+// stops before its next file) and handed back when it stops (finished).
+// Ids not held are ignored: answered meanwhile, or never this worker's.
+func (s *coordinatorSession) cancelTasks(ids []uint64) error {
+	withdrawn := make(map[uint64]bool, len(ids)) // at most 64 KiB of ids (checkResponse)
+	for _, id := range ids {
+		withdrawn[id] = true
+	}
+	var back []uint64
+	kept := s.queue[:0]
+	for _, q := range s.queue {
+		if withdrawn[q.task.GetTaskId()] {
+			back = append(back, q.task.GetTaskId())
+			q.drop()
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(s.queue[len(kept):]) // (their downloads ahead)
+	s.queue = kept
+	stopped := 0
+	for id, cancel := range s.running {
+		if withdrawn[id] {
+			cancel()
+			stopped++
+		}
+	}
+	s.w.log.Debug("coordinator withdrew tasks", "queued", len(back), "running", stopped)
+	if len(back) > 0 {
+		if err := s.handBack(back, "cancelled by the coordinator"); err != nil {
 			return err
 		}
 	}

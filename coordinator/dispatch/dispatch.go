@@ -87,7 +87,8 @@
 //
 // Bounds: slots per session (MaxSlots), tasks and counted credits per
 // identity (MaxIdentityCredits), rules hashes remembered per session (16),
-// copies per task (its votes needed + 2), votes per task (3), identities and
+// copies per task (its votes needed + 2), backup copies of one job
+// outstanding at once (8), votes per task (3), identities and
 // sessions recorded as having lost a task (3 each), identities and sessions
 // recorded as having returned a task (8, oldest forgotten), return times per
 // session (its slots + prefetch + 1), no-verdict retries per task (1), the
@@ -144,6 +145,16 @@ const (
 	returnWindow = time.Minute
 	returnBan    = 2 * time.Minute
 )
+
+// maxJobBackups bounds the backup copies of one job outstanding at once.
+// A release whose every distribution runs for the worker's whole task time
+// (10 min by default: crafted so, by anyone who can publish to PyPI) makes
+// every copy overdue, and a backup of each ran as long again on the free
+// slots of other identities: one release of 128 such distributions held
+// 256 slots for 10 min, where work was waiting. A silent holder of many
+// tasks of one release still gets them backed up, this many at a time, as
+// backups answer; those of other jobs are not held back.
+const maxJobBackups = 8
 
 // maxGoneIdentities bounds the identities whose counts are remembered after
 // their last session left; beyond it the oldest is forgotten.
@@ -310,6 +321,20 @@ type Sink interface {
 	Send(tasks []Task)
 }
 
+// Canceller is a Sink that can also withdraw tasks it was sent: copies of a
+// task another copy answered, or of a job that ended (reported, failed, or
+// dropped or abandoned for the API to lease again), whose results would be
+// thrown away. Without it such a copy ran to its end: a release whose
+// distributions each run for the worker's whole task time (10 min) held
+// every slot it got for 10 min after its job was dropped at the end of its
+// 2 min lease, three times over (one per API attempt). Cancel must not
+// block; a withdrawn copy stays outstanding until the worker answers it or
+// hands it back (a worker that cannot stop it just finishes it), and its
+// hand-back is no return held against the session.
+type Canceller interface {
+	Cancel(taskIDs []uint64)
+}
+
 // Dispatcher assigns tasks to sessions. It is safe for concurrent use.
 type Dispatcher struct {
 	cfg Config
@@ -317,6 +342,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	now      time.Time // the latest time passed in
 	seq      uint64
+	batches  uint64 // Admit calls: one lease answer each
 	nextID   uint64
 	sessSeq  uint64
 	jobs     map[string]*job
@@ -377,6 +403,9 @@ type Counters struct {
 	// prefetch within a minute and got no new tasks for two minutes.
 	TasksReturned     int64
 	SessionsSuspended int64
+	// TasksCancelled are copies withdrawn (Canceller): their task was
+	// answered by another copy, or their job ended.
+	TasksCancelled int64
 
 	BackupsDispatched int64
 	BackupsWon        int64
@@ -402,12 +431,17 @@ type Counters struct {
 
 type job struct {
 	Job
-	seq       uint64
+	seq uint64
+	// batch is the Admit call (lease answer) that brought it: the jobs of
+	// one batch share a lease deadline.
+	batch     uint64
 	tasks     []*task
 	results   []score.Distribution
 	remaining int // tasks not done
-	finished  bool
-	stats     TaskStats
+	// backups counts its backup copies outstanding (at most maxJobBackups).
+	backups  int
+	finished bool
+	stats    TaskStats
 }
 
 // task is one distribution of a job.
@@ -474,6 +508,9 @@ type assign struct {
 	overdue  bool
 	queued   bool // in d.backups
 	backedUp bool // a backup of it was dispatched
+	// cancelled: withdrawn (Canceller) once its task was answered or its
+	// job ended.
+	cancelled bool
 	// backupOf is, for a backup copy, the overdue copy it backs up.
 	backupOf *assign
 }
@@ -822,7 +859,9 @@ func (d *Dispatcher) Leave(id string, why LeaveReason) {
 		if !t.live() {
 			continue
 		}
-		if why == LeaveLost && a.started && d.lost(t, s, few) {
+		// A withdrawn copy (of a task reopened since) was being stopped:
+		// its end says nothing about the input.
+		if why == LeaveLost && a.started && !a.cancelled && d.lost(t, s, few) {
 			continue
 		}
 		if d.schedule(t) {
@@ -874,7 +913,8 @@ func (d *Dispatcher) lost(t *task, s *assignee, few bool) bool {
 	return true
 }
 
-// Returned re-queues tasks a session handed back without running them. A
+// Returned re-queues tasks a session handed back without running them
+// (copies withdrawn with Canceller are simply let go). A
 // session not draining (Drain) that hands tasks back is avoided for them
 // while another identity (or session) could take them, and one that returns
 // more than its slots + prefetch within a minute gets no new tasks for two
@@ -887,15 +927,22 @@ func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 	if s == nil {
 		return
 	}
-	n := 0
+	n, freed := 0, 0
 	for _, tid := range taskIDs {
 		a := s.outstanding[tid]
 		if a == nil {
 			continue
 		}
-		n++
+		freed++
 		t := a.task
 		d.unassign(a)
+		if a.cancelled {
+			// Withdrawn: handing it back is what was asked (a task
+			// reopened since, by a quarantine, waits for a new copy).
+			d.schedule(t)
+			continue
+		}
+		n++
 		if !s.draining {
 			d.counters.TasksReturned++
 			s.returned++
@@ -908,10 +955,10 @@ func (d *Dispatcher) Returned(id string, taskIDs []uint64) {
 			d.counters.TasksRequeued++
 		}
 	}
-	if n == 0 {
+	if freed == 0 {
 		return
 	}
-	if !s.draining {
+	if n > 0 && !s.draining {
 		d.strike(s, n)
 	}
 	d.pump()
@@ -956,6 +1003,7 @@ func (d *Dispatcher) suspended(s *assignee) bool { return d.now.Before(s.suspend
 func (d *Dispatcher) Admit(jobs []Job, now time.Time) (admitted int) {
 	d.lock(now)
 	defer d.unlock()
+	d.batches++
 	for _, j := range jobs {
 		if old := d.jobs[j.Key()]; old != nil {
 			old.Attempt, old.AssignmentID, old.LeasedAt = j.Attempt, j.AssignmentID, j.LeasedAt
@@ -965,7 +1013,7 @@ func (d *Dispatcher) Admit(jobs []Job, now time.Time) (admitted int) {
 		admitted++
 		d.counters.JobsAdmitted++
 		d.seq++
-		js := &job{Job: j, seq: d.seq}
+		js := &job{Job: j, seq: d.seq, batch: d.batches}
 		switch why := oversized(j); {
 		case len(j.Distributions) > d.cfg.MaxDistributions:
 			d.finish(js, fmt.Sprintf("%d distributions: exceeds limit DRAGONFLY_MAX_DISTRIBUTIONS (%d distributions)", len(j.Distributions), d.cfg.MaxDistributions), now)
@@ -1278,6 +1326,31 @@ func (d *Dispatcher) removePending(js *job) {
 		if t.hidx >= 0 {
 			heap.Remove(&d.pending, t.hidx)
 		}
+		d.withdraw(t)
+	}
+}
+
+// withdraw cancels the outstanding copies of a task that is done or whose
+// job ended, at the sessions whose sinks can (Canceller). The copies stay
+// outstanding until answered or handed back.
+func (d *Dispatcher) withdraw(t *task) {
+	var by map[*assignee][]uint64
+	for _, a := range t.copies {
+		if a.cancelled {
+			continue
+		}
+		if _, ok := a.session.sink.(Canceller); !ok {
+			continue
+		}
+		a.cancelled = true
+		if by == nil {
+			by = map[*assignee][]uint64{}
+		}
+		by[a.session] = append(by[a.session], a.id)
+		d.counters.TasksCancelled++
+	}
+	for s, ids := range by {
+		s.sink.(Canceller).Cancel(ids)
 	}
 }
 
@@ -1291,6 +1364,7 @@ func (d *Dispatcher) complete(t *task, chosen vote, used []vote) {
 // settle marks a task done with chosen's result without ending its job.
 func (d *Dispatcher) settle(t *task, chosen vote, used []vote) {
 	t.done, t.used = true, slices.Clone(used)
+	d.withdraw(t)
 	d.schedule(t)
 	t.job.remaining--
 	if chosen.res.Dist != nil {
@@ -1397,6 +1471,9 @@ func (d *Dispatcher) assign(t *task, s *assignee, kind copyKind, batches map[*as
 	s.ident.jobs[t.job]++
 	d.assigns[a.id] = a
 	t.copies = append(t.copies, a)
+	if kind == copyBackup {
+		t.job.backups++
+	}
 	d.counters.TasksAssigned++
 	attempt := 0
 	if t.job.Attempt != nil {
@@ -1428,6 +1505,9 @@ func (d *Dispatcher) unassign(a *assign) {
 		delete(s.ident.jobs, t.job)
 	}
 	delete(d.assigns, a.id)
+	if a.kind == copyBackup {
+		t.job.backups--
+	}
 	if i := slices.Index(t.copies, a); i >= 0 {
 		t.copies = slices.Delete(t.copies, i, i+1)
 	}
@@ -1440,7 +1520,8 @@ func (d *Dispatcher) unassign(a *assign) {
 	}
 }
 
-// pump assigns waiting tasks, oldest job first, then backups of overdue
+// pump assigns waiting tasks in the pending heap's order (oldest lease
+// answer first; in one, smaller releases first), then backups of overdue
 // copies to free slots of other identities.
 func (d *Dispatcher) pump() {
 	d.pumps++
@@ -1482,7 +1563,8 @@ func (d *Dispatcher) pump() {
 
 // pumpBackups dispatches a backup for each overdue copy whose task still
 // lacks votes, to a free slot of an identity that holds no copy or vote of
-// it. Copies per task are capped at their votes needed + 2.
+// it. Copies per task are capped at their votes needed + 2, backups of one
+// job outstanding at once at maxJobBackups.
 func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 	keep := d.backups[:0]
 	for _, a := range d.backups {
@@ -1495,6 +1577,10 @@ func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 		// overdue copies not backed up yet. None, or the cap: done with it.
 		if t.lacking()-max(d.need(t), 0) <= 0 || len(t.copies) >= t.want+2 {
 			a.queued = false
+			continue
+		}
+		if t.job.backups >= maxJobBackups {
+			keep = append(keep, a) // its turn comes when one of them ends
 			continue
 		}
 		s := d.pick(t, true)
@@ -1942,15 +2028,25 @@ func (s *TaskStats) add(o TaskStats) {
 	s.WallTime = max(s.WallTime, o.WallTime)
 }
 
-// taskHeap orders waiting tasks: oldest job first, then distribution order.
+// taskHeap orders waiting tasks: oldest lease answer (Admit call) first;
+// within one, the release of fewer distributions first, then admission
+// order, then distribution order. The jobs of one answer share a lease
+// deadline: in admission order, a release of 128 slow distributions leased
+// before small ones held their every task back until their leases ended
+// (dropped, an API attempt lost each time, dead-lettered after 3), where
+// fewest first lets the most releases start in time. The key is fixed at
+// Admit (len(Distributions), never the tasks left), as a heap needs.
 type taskHeap []*task
 
 func (h taskHeap) Len() int { return len(h) }
 func (h taskHeap) Less(i, j int) bool {
-	if h[i].job.seq != h[j].job.seq {
-		return h[i].job.seq < h[j].job.seq
-	}
-	return h[i].index < h[j].index
+	a, b := h[i].job, h[j].job
+	return cmp.Or(
+		cmp.Compare(a.batch, b.batch),
+		cmp.Compare(len(a.Distributions), len(b.Distributions)),
+		cmp.Compare(a.seq, b.seq),
+		cmp.Compare(h[i].index, h[j].index),
+	) < 0
 }
 func (h taskHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]

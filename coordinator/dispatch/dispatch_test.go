@@ -233,7 +233,8 @@ func TestJobLimitsAndEmptyJobs(t *testing.T) {
 func TestDrainAll(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 1, "h1")
-	h.d.Admit([]Job{mkJob("p", "u1", "u2"), mkJob("q", "u3")}, t0)
+	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
+	h.d.Admit([]Job{mkJob("q", "u3")}, t0) // leased after p: p's tasks go first
 	ts := a.take()
 	if len(ts) != 2 {
 		t.Fatalf("got %d tasks, want 2", len(ts))

@@ -401,8 +401,10 @@ func TestSpotCheckAgreed(t *testing.T) {
 func TestLiarCaughtByThirdIdentity(t *testing.T) {
 	h := newHarness(t, Config{VerifyRate: 0.5, Rand: seq(0.9, 0.9, 0.9, 0), Prefetch: 1})
 	liar := h.joinAs("l", "liar", 4, "h1")
-	// Before anyone else connects the liar takes q (two distributions) and r.
-	h.d.Admit([]Job{mkJob("q", "q1", "q2"), mkJob("r", "r1")}, t0)
+	// Before anyone else connects the liar takes q (two distributions) and r
+	// (leased after q: one lease answer would send the smaller r first).
+	h.d.Admit([]Job{mkJob("q", "q1", "q2")}, t0)
+	h.d.Admit([]Job{mkJob("r", "r1")}, t0)
 	lt := liar.take()
 	if len(lt) != 3 {
 		t.Fatalf("liar got %d", len(lt))

@@ -46,9 +46,23 @@ func (d *Dispatcher) checkInvariants() error {
 			}
 		}
 	}
+	backups := map[*job]int{}
 	for tid, a := range d.assigns {
 		if d.sessions[a.session.id] != a.session || a.session.outstanding[tid] != a {
 			return fmt.Errorf("copy %d not held by a live session", tid)
+		}
+		if a.kind == copyBackup {
+			backups[a.task.job]++
+		}
+	}
+	for js, n := range backups {
+		if js.backups != n || n > maxJobBackups {
+			return fmt.Errorf("job %s: counts %d backups outstanding, has %d (at most %d)", js.Name, js.backups, n, maxJobBackups)
+		}
+	}
+	for _, js := range d.jobs {
+		if js.backups != backups[js] {
+			return fmt.Errorf("job %s: counts %d backups outstanding, has %d", js.Name, js.backups, backups[js])
 		}
 	}
 	if err := d.checkIdentities(); err != nil {

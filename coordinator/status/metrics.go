@@ -141,6 +141,7 @@ var (
 	descRunning       = desc("tasks_running", "Tasks assigned to workers.")
 	descDispatched    = desc("tasks_dispatched_total", "Task assignments to workers.")
 	descRequeued      = desc("tasks_requeued_total", "Tasks handed back or taken from ended sessions and queued again.")
+	descCancelled     = desc("tasks_cancelled_total", "Task copies withdrawn from workers (stopped and handed back): another copy answered first, or their release ended (reported, failed, or dropped for the API to lease again). Workers of the previous release finish such copies.")
 	descLate          = desc("results_late_total", "Results for tasks no longer assigned to the worker that sent them.")
 	descSuperseded    = desc("jobs_superseded_total", "Re-leases merged into a job already in flight.")
 	descOutbox        = desc("outbox_reports", "Reports waiting for the API to accept them.")
@@ -158,7 +159,7 @@ var (
 	descMaxWorkers    = desc("fleet_max_workers", "Cap of dragonfly_fleet_desired_workers.")
 	descRefusals      = desc("refusals_total", "What the coordinator refused or dropped at its door, by reason: stream (no or a wrong fleet token, or a token sent in the clear), pending_evicted and pending_expired (connections without an authenticated stream closed), conns_over_cap (DRAGONFLY_MAX_WORKERS), sessions_over_identity_cap (DRAGONFLY_MAX_SESSIONS_PER_IDENTITY), results_repeated (dropped), results_rules_unknown (refused, task dispatched again).", "reason")
 	collectorDescList = []*prometheus.Desc{descWorkers, descSlots, descSlotsBusy, descInFlight, descBacklog, descBacklogAge,
-		descRunning, descDispatched, descRequeued, descLate, descSuperseded, descOutbox, descSpotActive, descQuarantined,
+		descRunning, descDispatched, descRequeued, descCancelled, descLate, descSuperseded, descOutbox, descSpotActive, descQuarantined,
 		descRules, descRuleMatches, descQueuePolls, descQueueJobs, descQueueBacklog, descQueueAge, descQueueSuccess, descDesired,
 		descDistsPerJob, descMaxWorkers, descRefusals}
 )
@@ -193,6 +194,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRunning, float64(ds.TasksRunning))
 	counter(descDispatched, ds.Counters.TasksAssigned)
 	counter(descRequeued, ds.Counters.TasksRequeued)
+	counter(descCancelled, ds.Counters.TasksCancelled)
 	counter(descLate, ds.Counters.ResultsLate)
 	counter(descSuperseded, ds.Counters.JobsSuperseded)
 	gauge(descOutbox, float64(snap.Outbox.Reports))

@@ -62,6 +62,8 @@
 //	dragonfly_tasks_running                             tasks assigned to workers
 //	dragonfly_tasks_dispatched_total                    task assignments
 //	dragonfly_tasks_requeued_total                      tasks handed back or taken from ended sessions
+//	dragonfly_tasks_cancelled_total                     task copies withdrawn: another copy answered, or
+//	                                                    their release ended
 //	dragonfly_results_late_total                        results for tasks no longer assigned to the sender
 //	dragonfly_jobs_superseded_total                     re-leases merged into a job in flight
 //	dragonfly_outbox_reports                            reports waiting for the API

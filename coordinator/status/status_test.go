@@ -1410,3 +1410,27 @@ func TestJobsCompletedHelpNamesEveryDrop(t *testing.T) {
 	}
 	t.Fatal("no dragonfly_jobs_completed_total")
 }
+
+// TestDispatcherCountersAreExported: each of the dispatcher's task counters
+// is its own series, read from the snapshot at the scrape.
+func TestDispatcherCountersAreExported(t *testing.T) {
+	m := New(Config{Now: testkit.NewClock().Now})
+	src := emptySource()
+	src.set(func(s *coordinator.Snapshot, _ *coordinator.QueueView) {
+		s.Dispatch.Counters.TasksAssigned = 11
+		s.Dispatch.Counters.TasksRequeued = 7
+		s.Dispatch.Counters.TasksCancelled = 5
+		s.Dispatch.Counters.ResultsLate = 3
+	})
+	got := scrape(t, m, src)
+	for k, want := range map[string]float64{
+		"dragonfly_tasks_dispatched_total": 11,
+		"dragonfly_tasks_requeued_total":   7,
+		"dragonfly_tasks_cancelled_total":  5,
+		"dragonfly_results_late_total":     3,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}

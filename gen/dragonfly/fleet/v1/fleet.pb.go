@@ -65,6 +65,15 @@
 // coordinator that waits (Drain.grace) and then ends the session.
 // The coordinator re-dispatches handed-back tasks to other workers at once.
 //
+// Cancel. A task whose release ended meanwhile (reported, failed by another
+// distribution, or given back to the API at the end of its lease), or that
+// another copy answered first, is withdrawn with Cancel: its result would be
+// thrown away. The worker stops each one it holds (a queued one at once, a
+// running one before its next file) and hands it back (TaskReturn); ids it
+// does not hold are ignored. The task stays outstanding, as ever, until its
+// result or hand-back arrives, so a worker that predates Cancel (and ignores
+// it) just finishes the task.
+//
 // Reconnect. After a broken stream a worker starts a new session with Hello
 // and resends nothing: the coordinator re-dispatched the old session's tasks
 // when it ended.
@@ -421,6 +430,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Assign
 	//	*ConnectResponse_Heartbeat
 	//	*ConnectResponse_Drain
+	//	*ConnectResponse_Cancel
 	Msg           isConnectResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -508,6 +518,15 @@ func (x *ConnectResponse) GetDrain() *Drain {
 	return nil
 }
 
+func (x *ConnectResponse) GetCancel() *Cancel {
+	if x != nil {
+		if x, ok := x.Msg.(*ConnectResponse_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Msg interface {
 	isConnectResponse_Msg()
 }
@@ -532,6 +551,10 @@ type ConnectResponse_Drain struct {
 	Drain *Drain `protobuf:"bytes,5,opt,name=drain,proto3,oneof"`
 }
 
+type ConnectResponse_Cancel struct {
+	Cancel *Cancel `protobuf:"bytes,6,opt,name=cancel,proto3,oneof"`
+}
+
 func (*ConnectResponse_Welcome) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_RuleSet) isConnectResponse_Msg() {}
@@ -541,6 +564,8 @@ func (*ConnectResponse_Assign) isConnectResponse_Msg() {}
 func (*ConnectResponse_Heartbeat) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Drain) isConnectResponse_Msg() {}
+
+func (*ConnectResponse_Cancel) isConnectResponse_Msg() {}
 
 // Hello opens a session.
 type Hello struct {
@@ -1659,6 +1684,51 @@ func (*Draining) Descriptor() ([]byte, []int) {
 	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
+// Cancel withdraws tasks (see the contract above).
+type Cancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cancel) Reset() {
+	*x = Cancel{}
+	mi := &file_dragonfly_fleet_v1_fleet_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cancel) ProtoMessage() {}
+
+func (x *Cancel) ProtoReflect() protoreflect.Message {
+	mi := &file_dragonfly_fleet_v1_fleet_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
+func (*Cancel) Descriptor() ([]byte, []int) {
+	return file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Cancel) GetTaskIds() []uint64 {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
 var File_dragonfly_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
@@ -1672,13 +1742,14 @@ const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vtask_return\x18\x05 \x01(\v2\x1e.dragonfly.fleet.v1.TaskReturnH\x00R\n" +
 	"taskReturn\x12:\n" +
 	"\bdraining\x18\x06 \x01(\v2\x1c.dragonfly.fleet.v1.DrainingH\x00R\bdrainingB\x05\n" +
-	"\x03msg\"\xb3\x02\n" +
+	"\x03msg\"\xe9\x02\n" +
 	"\x0fConnectResponse\x127\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1b.dragonfly.fleet.v1.WelcomeH\x00R\awelcome\x128\n" +
 	"\brule_set\x18\x02 \x01(\v2\x1b.dragonfly.fleet.v1.RuleSetH\x00R\aruleSet\x124\n" +
 	"\x06assign\x18\x03 \x01(\v2\x1a.dragonfly.fleet.v1.AssignH\x00R\x06assign\x12=\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x1d.dragonfly.fleet.v1.HeartbeatH\x00R\theartbeat\x121\n" +
-	"\x05drain\x18\x05 \x01(\v2\x19.dragonfly.fleet.v1.DrainH\x00R\x05drainB\x05\n" +
+	"\x05drain\x18\x05 \x01(\v2\x19.dragonfly.fleet.v1.DrainH\x00R\x05drain\x124\n" +
+	"\x06cancel\x18\x06 \x01(\v2\x1a.dragonfly.fleet.v1.CancelH\x00R\x06cancelB\x05\n" +
 	"\x03msg\"\xec\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
@@ -1758,7 +1829,9 @@ const file_dragonfly_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x05Drain\x12/\n" +
 	"\x05grace\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05grace\"\n" +
 	"\n" +
-	"\bDraining*K\n" +
+	"\bDraining\"#\n" +
+	"\x06Cancel\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PROTOCOL_VERSION_1\x10\x01*]\n" +
@@ -1790,7 +1863,7 @@ func file_dragonfly_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_dragonfly_fleet_v1_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dragonfly_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_dragonfly_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_dragonfly_fleet_v1_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: dragonfly.fleet.v1.ProtocolVersion
 	(WorkerMode)(0),               // 1: dragonfly.fleet.v1.WorkerMode
@@ -1814,9 +1887,10 @@ var file_dragonfly_fleet_v1_fleet_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 19: dragonfly.fleet.v1.Heartbeat
 	(*Drain)(nil),                 // 20: dragonfly.fleet.v1.Drain
 	(*Draining)(nil),              // 21: dragonfly.fleet.v1.Draining
-	nil,                           // 22: dragonfly.fleet.v1.RuleSet.SourcesEntry
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*Cancel)(nil),                // 22: dragonfly.fleet.v1.Cancel
+	nil,                           // 23: dragonfly.fleet.v1.RuleSet.SourcesEntry
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_dragonfly_fleet_v1_fleet_proto_depIdxs = []int32{
 	5,  // 0: dragonfly.fleet.v1.ConnectRequest.hello:type_name -> dragonfly.fleet.v1.Hello
@@ -1830,31 +1904,32 @@ var file_dragonfly_fleet_v1_fleet_proto_depIdxs = []int32{
 	9,  // 8: dragonfly.fleet.v1.ConnectResponse.assign:type_name -> dragonfly.fleet.v1.Assign
 	19, // 9: dragonfly.fleet.v1.ConnectResponse.heartbeat:type_name -> dragonfly.fleet.v1.Heartbeat
 	20, // 10: dragonfly.fleet.v1.ConnectResponse.drain:type_name -> dragonfly.fleet.v1.Drain
-	0,  // 11: dragonfly.fleet.v1.Hello.protocol_version:type_name -> dragonfly.fleet.v1.ProtocolVersion
-	1,  // 12: dragonfly.fleet.v1.Hello.mode:type_name -> dragonfly.fleet.v1.WorkerMode
-	23, // 13: dragonfly.fleet.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	22, // 14: dragonfly.fleet.v1.RuleSet.sources:type_name -> dragonfly.fleet.v1.RuleSet.SourcesEntry
-	23, // 15: dragonfly.fleet.v1.RulesStatus.compile_time:type_name -> google.protobuf.Duration
-	10, // 16: dragonfly.fleet.v1.Assign.tasks:type_name -> dragonfly.fleet.v1.Task
-	11, // 17: dragonfly.fleet.v1.Task.job:type_name -> dragonfly.fleet.v1.JobRef
-	24, // 18: dragonfly.fleet.v1.Task.lease_deadline:type_name -> google.protobuf.Timestamp
-	13, // 19: dragonfly.fleet.v1.TaskResults.results:type_name -> dragonfly.fleet.v1.TaskResult
-	14, // 20: dragonfly.fleet.v1.TaskResult.distribution:type_name -> dragonfly.fleet.v1.DistributionResult
-	16, // 21: dragonfly.fleet.v1.TaskResult.failure:type_name -> dragonfly.fleet.v1.TaskFailure
-	17, // 22: dragonfly.fleet.v1.TaskResult.stats:type_name -> dragonfly.fleet.v1.TaskStats
-	15, // 23: dragonfly.fleet.v1.DistributionResult.rules:type_name -> dragonfly.fleet.v1.RuleHit
-	2,  // 24: dragonfly.fleet.v1.TaskFailure.kind:type_name -> dragonfly.fleet.v1.FailureKind
-	23, // 25: dragonfly.fleet.v1.TaskStats.download_time:type_name -> google.protobuf.Duration
-	23, // 26: dragonfly.fleet.v1.TaskStats.scan_time:type_name -> google.protobuf.Duration
-	23, // 27: dragonfly.fleet.v1.TaskStats.wall_time:type_name -> google.protobuf.Duration
-	23, // 28: dragonfly.fleet.v1.Drain.grace:type_name -> google.protobuf.Duration
-	3,  // 29: dragonfly.fleet.v1.FleetService.Connect:input_type -> dragonfly.fleet.v1.ConnectRequest
-	4,  // 30: dragonfly.fleet.v1.FleetService.Connect:output_type -> dragonfly.fleet.v1.ConnectResponse
-	30, // [30:31] is the sub-list for method output_type
-	29, // [29:30] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	22, // 11: dragonfly.fleet.v1.ConnectResponse.cancel:type_name -> dragonfly.fleet.v1.Cancel
+	0,  // 12: dragonfly.fleet.v1.Hello.protocol_version:type_name -> dragonfly.fleet.v1.ProtocolVersion
+	1,  // 13: dragonfly.fleet.v1.Hello.mode:type_name -> dragonfly.fleet.v1.WorkerMode
+	24, // 14: dragonfly.fleet.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	23, // 15: dragonfly.fleet.v1.RuleSet.sources:type_name -> dragonfly.fleet.v1.RuleSet.SourcesEntry
+	24, // 16: dragonfly.fleet.v1.RulesStatus.compile_time:type_name -> google.protobuf.Duration
+	10, // 17: dragonfly.fleet.v1.Assign.tasks:type_name -> dragonfly.fleet.v1.Task
+	11, // 18: dragonfly.fleet.v1.Task.job:type_name -> dragonfly.fleet.v1.JobRef
+	25, // 19: dragonfly.fleet.v1.Task.lease_deadline:type_name -> google.protobuf.Timestamp
+	13, // 20: dragonfly.fleet.v1.TaskResults.results:type_name -> dragonfly.fleet.v1.TaskResult
+	14, // 21: dragonfly.fleet.v1.TaskResult.distribution:type_name -> dragonfly.fleet.v1.DistributionResult
+	16, // 22: dragonfly.fleet.v1.TaskResult.failure:type_name -> dragonfly.fleet.v1.TaskFailure
+	17, // 23: dragonfly.fleet.v1.TaskResult.stats:type_name -> dragonfly.fleet.v1.TaskStats
+	15, // 24: dragonfly.fleet.v1.DistributionResult.rules:type_name -> dragonfly.fleet.v1.RuleHit
+	2,  // 25: dragonfly.fleet.v1.TaskFailure.kind:type_name -> dragonfly.fleet.v1.FailureKind
+	24, // 26: dragonfly.fleet.v1.TaskStats.download_time:type_name -> google.protobuf.Duration
+	24, // 27: dragonfly.fleet.v1.TaskStats.scan_time:type_name -> google.protobuf.Duration
+	24, // 28: dragonfly.fleet.v1.TaskStats.wall_time:type_name -> google.protobuf.Duration
+	24, // 29: dragonfly.fleet.v1.Drain.grace:type_name -> google.protobuf.Duration
+	3,  // 30: dragonfly.fleet.v1.FleetService.Connect:input_type -> dragonfly.fleet.v1.ConnectRequest
+	4,  // 31: dragonfly.fleet.v1.FleetService.Connect:output_type -> dragonfly.fleet.v1.ConnectResponse
+	31, // [31:32] is the sub-list for method output_type
+	30, // [30:31] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_dragonfly_fleet_v1_fleet_proto_init() }
@@ -1876,6 +1951,7 @@ func file_dragonfly_fleet_v1_fleet_proto_init() {
 		(*ConnectResponse_Assign)(nil),
 		(*ConnectResponse_Heartbeat)(nil),
 		(*ConnectResponse_Drain)(nil),
+		(*ConnectResponse_Cancel)(nil),
 	}
 	file_dragonfly_fleet_v1_fleet_proto_msgTypes[10].OneofWrappers = []any{
 		(*TaskResult_Distribution)(nil),
@@ -1887,7 +1963,7 @@ func file_dragonfly_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dragonfly_fleet_v1_fleet_proto_rawDesc), len(file_dragonfly_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -65,6 +65,15 @@
 // coordinator that waits (Drain.grace) and then ends the session.
 // The coordinator re-dispatches handed-back tasks to other workers at once.
 //
+// Cancel. A task whose release ended meanwhile (reported, failed by another
+// distribution, or given back to the API at the end of its lease), or that
+// another copy answered first, is withdrawn with Cancel: its result would be
+// thrown away. The worker stops each one it holds (a queued one at once, a
+// running one before its next file) and hands it back (TaskReturn); ids it
+// does not hold are ignored. The task stays outstanding, as ever, until its
+// result or hand-back arrives, so a worker that predates Cancel (and ignores
+// it) just finishes the task.
+//
 // Reconnect. After a broken stream a worker starts a new session with Hello
 // and resends nothing: the coordinator re-dispatched the old session's tasks
 // when it ended.
