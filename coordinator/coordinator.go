@@ -116,7 +116,9 @@ type Config struct {
 	Version string
 	// Logger receives the coordinator's logs. Default: discard.
 	Logger *slog.Logger
-	// Now is the clock. Default time.Now.
+	// Now is the clock of leases, reports and the dispatcher. Default
+	// time.Now. Sessions' liveness is measured on the monotonic clock
+	// instead (Coordinator.mono): a wall-clock step must not end them.
 	Now func() time.Time
 	// Observer receives events for metrics and the status page. Optional.
 	Observer Observer
@@ -214,7 +216,19 @@ type Coordinator struct {
 	bigSends       *semaphore.Weighted
 	outboxFailing  atomic.Bool // the outbox's writes fail: leasing pauses
 	queue          queueCache
+	// epoch is when New ran, with its monotonic clock reading (see mono).
+	epoch time.Time
 }
+
+// mono is the time since New on the monotonic clock, plus 1 ns (never 0,
+// which sendingSince reads as no send). A session's liveness (its silence,
+// a send stalled) is measured on it, not on Config.Now: those instants
+// were kept as Unix nanoseconds, which drop the monotonic reading, so a
+// step of the wall clock (NTP correcting it, a VM resumed) of more than
+// HeartbeatMisses intervals forward dropped every session as silent at its
+// next tick (each running task counted lost), and one back kept a dead
+// worker's session, and the tasks it held, for as long as the step.
+func (c *Coordinator) mono() int64 { return int64(time.Since(c.epoch)) + 1 }
 
 // New returns a coordinator. Register it on a gRPC server, then Run it.
 func New(cfg Config) (*Coordinator, error) {
@@ -232,6 +246,7 @@ func New(cfg Config) (*Coordinator, error) {
 		draining:    make(chan struct{}),
 		guard:       newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
 		bigSends:    semaphore.NewWeighted(bigSendBudget),
+		epoch:       time.Now(),
 	}
 	c.maxSessions.Store(DefaultMaxWorkers)
 	c.maxPerIdentity.Store(DefaultMaxSessionsPerIdentity)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,4 +107,84 @@ func TestHeartbeatExpiry(t *testing.T) {
 		<-liveDone
 		c.WaitSessions()
 	})
+}
+
+// TestWallClockStepLeavesLivenessAlone, on synctest's clock: a step of the
+// wall clock (Config.Now) by an hour, as NTP correcting it or a VM resumed
+// makes, changes neither who is silent nor when. Forward, a worker that
+// heartbeats every 5 s stays connected (it was dropped as silent at the
+// next tick, 5 s after its connection, its running tasks counted lost);
+// back, a worker silent since its Hello is dropped 20 s later, as without
+// the step (it was kept for the hour of the step, with whatever it held).
+func TestWallClockStepLeavesLivenessAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		step      time.Duration
+		heartbeat bool
+	}{
+		{"forward, heartbeating", time.Hour, true},
+		{"back, silent", -time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var step atomic.Int64
+				wall := func() time.Time { return time.Now().Add(time.Duration(step.Load())) }
+				c, err := New(Config{API: newFakeAPI(), HeartbeatInterval: 5 * time.Second, HeartbeatMisses: 3,
+					Prefetch: DefaultPrefetch, Now: wall, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.out.Close()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				s := &chanServerStream{StreamStub: testkit.StreamStub{Ctx: ctx}, In: make(chan *fleetv1.ConnectRequest, 16), Out: make(chan *fleetv1.ConnectResponse, 64)}
+				done := make(chan error, 1)
+				go func() { done <- c.Connect(s) }()
+				go func() { // a worker reads what it is sent
+					for {
+						select {
+						case <-s.Out:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+				s.In <- hello("w", 1)
+				lastHeard := time.Now()
+				synctest.Wait()
+				time.Sleep(2 * time.Second) // between two ticks (5 s apart)
+				step.Store(int64(tc.step))
+				if tc.heartbeat {
+					go func() {
+						for {
+							select {
+							case <-ctx.Done():
+								return
+							case <-time.After(5 * time.Second):
+							}
+							select {
+							case s.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Heartbeat{Heartbeat: &fleetv1.Heartbeat{}}}:
+							case <-ctx.Done():
+								return
+							}
+						}
+					}()
+					time.Sleep(time.Minute)
+					nothingOn(t, done, "a heartbeating worker was dropped after the wall clock stepped forward")
+					cancel()
+					<-done
+					return
+				}
+				select {
+				case err := <-done:
+					if el := time.Since(lastHeard); el != 20*time.Second || status.Code(err) != codes.DeadlineExceeded {
+						t.Fatalf("silent worker dropped %v after its last message (%v), want 20 s and DeadlineExceeded", el, err)
+					}
+				case <-time.After(time.Minute):
+					t.Fatal("a worker silent for a minute still connected after the wall clock stepped back")
+				}
+				cancel()
+			})
+		})
+	}
 }

@@ -121,14 +121,24 @@ func (c *Coordinator) waitChange(ctx context.Context, changed, outChanged <-chan
 }
 
 // admit hands leased jobs to the dispatcher with the rules to scan them with,
-// and returns how many were new to it. A release whose report is still
+// and returns how many were new to it. leasedAt is when the lease call
+// began; a job's own LeasedAt, when later, is when its lease began. A release whose report is still
 // waiting in the outbox (the API re-leased it before accepting our report) is
 // not scanned again: its report moves to the new lease.
 func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt time.Time) int {
 	batch := make([]dispatch.Job, 0, len(jobs))
 	for _, j := range jobs {
+		// When the try that leased it was sent, if the API client says:
+		// the call began earlier by its token fetch and any refused tries
+		// and their Retry-After (minutes), and dated from then the job
+		// was past its lease on arrival, its spot checks given up, every
+		// copy given a backup and a task not started at once dropped.
+		at := leasedAt
+		if j.LeasedAt.After(at) {
+			at = j.LeasedAt
+		}
 		hash := c.rules.ensure(ctx, j.Hash)
-		if ok, err := c.out.Supersede(j.Name, j.Version, j.Attempt, j.AssignmentID, leasedAt); ok {
+		if ok, err := c.out.Supersede(j.Name, j.Version, j.Attempt, j.AssignmentID, at); ok {
 			if err != nil {
 				c.log.Error("outbox write failed", "job", j.Name, "version", j.Version, "err", err)
 			}
@@ -138,7 +148,7 @@ func (c *Coordinator) admit(ctx context.Context, jobs []mainframe.Job, leasedAt 
 		batch = append(batch, dispatch.Job{
 			Name: j.Name, Version: j.Version, Distributions: j.Distributions,
 			Attempt: j.Attempt, AssignmentID: j.AssignmentID,
-			RulesHash: hash, LeasedAt: leasedAt,
+			RulesHash: hash, LeasedAt: at,
 		})
 	}
 	return c.disp.Admit(batch, c.cfg.Now())

@@ -2,7 +2,10 @@ package coordinator
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -99,4 +102,113 @@ func TestLeaseOfNoNewJobPauses(t *testing.T) {
 			})
 		})
 	}
+}
+
+// refusingLeases is the API's transport for POST /jobs: 503 with
+// Retry-After: 30 the first refusals times, then body once, then [].
+type refusingLeases struct {
+	refusals int
+	body     string
+
+	mu sync.Mutex
+	n  int
+}
+
+func (l *refusingLeases) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("[]")), Request: r}
+	switch {
+	case n <= l.refusals:
+		resp.StatusCode = http.StatusServiceUnavailable
+		resp.Header.Set("Retry-After", "30")
+		resp.Body = io.NopCloser(strings.NewReader(`{"detail":"busy"}`))
+	case n == l.refusals+1:
+		resp.Body = io.NopCloser(strings.NewReader(l.body))
+	}
+	return resp, nil
+}
+
+// clientLeases leases through a real API client (its retries and their
+// Retry-After); the rest is the fake API.
+type clientLeases struct {
+	*fakeAPI
+	client *mainframe.Client
+}
+
+func (a *clientLeases) Lease(ctx context.Context, n int) ([]mainframe.Job, error) {
+	return a.client.Lease(ctx, n)
+}
+
+// TestLeaseRetriedForMinutesKeepsItsWholeLease, on synctest's clock: a
+// lease the API refuses four times with 503 and Retry-After: 30 (as an
+// overloaded API or a gateway in front of it answers) leases its jobs two
+// minutes after the call began, and they get their whole lease from then.
+// The lease was dated from the call's start: the job arrived past its
+// lease, and its second distribution, waiting for the one slot, was
+// dropped at the next tick, unreported (the API leases it again at the
+// cost of one of its three attempts; its spot checks, had there been any,
+// were given up, and every copy was overdue at once).
+func TestLeaseRetriedForMinutesKeepsItsWholeLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &refusingLeases{refusals: 4, body: `[{"name":"p","version":"1.0","distributions":["u1","u2"],"hash":"h1","attempt":1,"assignment_id":"as-p"}]`}
+		client, err := mainframe.New(mainframe.Config{BaseURL: "http://api.test", Transport: tr, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := &clientLeases{fakeAPI: newFakeAPI(), client: client}
+		// The worker does not heartbeat: not dropped for it.
+		c, err := New(Config{API: api, HeartbeatMisses: 1000, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.out.Close()
+		// One worker, one slot, 2 s a scan.
+		sctx, stopSession := context.WithCancel(context.Background())
+		s := &chanServerStream{StreamStub: testkit.StreamStub{Ctx: sctx}, In: make(chan *fleetv1.ConnectRequest, 16), Out: make(chan *fleetv1.ConnectResponse, 64)}
+		sessionDone := make(chan error, 1)
+		go func() { sessionDone <- c.Connect(s) }()
+		s.In <- hello("w", 1)
+		go func() {
+			for {
+				var m *fleetv1.ConnectResponse
+				select {
+				case m = <-s.Out:
+				case <-sctx.Done():
+					return
+				}
+				if rs := m.GetRuleSet(); rs != nil {
+					s.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: rs.GetHash()}}}
+				}
+				for _, tk := range m.GetAssign().GetTasks() {
+					time.Sleep(2 * time.Second)
+					select {
+					case s.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Results{Results: &fleetv1.TaskResults{Results: []*fleetv1.TaskResult{result(tk, "")}}}}:
+					case <-sctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		time.Sleep(3 * time.Minute)
+		got := api.Reports()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		stopSession()
+		<-sessionDone
+		c.WaitSessions()
+		if len(got) != 1 || got[0].Name != "p" || got[0].Success == nil {
+			t.Fatalf("reports %+v 3 min after the lease call began (the job leased at 2 min, scanned in 4 s), want p's", got)
+		}
+		if s := c.disp.Snapshot(); s.Counters.JobsDropped != 0 {
+			t.Errorf("%d jobs dropped", s.Counters.JobsDropped)
+		}
+	})
 }

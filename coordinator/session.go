@@ -33,10 +33,13 @@ import (
 type workerSession struct {
 	info     SessionInfo
 	notify   chan struct{} // capacity 1: queued output waiting
-	lastSeen atomic.Int64  // unix nanos of the last message from the worker
+	lastSeen atomic.Int64  // unix nanos of the last message from the worker (shown)
+	// heard is when the last message from the worker came (Coordinator.mono);
+	// its silence is measured from it.
+	heard atomic.Int64
 	// sendingSince is when the Send in progress began, or the wait for the
-	// shared rule-set send budget before it (unix nanos); 0 when the send
-	// goroutine is not inside either.
+	// shared rule-set send budget before it (Coordinator.mono); 0 when the
+	// send goroutine is not inside either.
 	sendingSince atomic.Int64
 	// waitingBudget is set while the send goroutine waits for the budget.
 	waitingBudget atomic.Bool
@@ -482,6 +485,7 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		},
 	}
 	s.lastSeen.Store(now.UnixNano())
+	s.heard.Store(c.mono())
 	// Welcome and the current rules go first; a rules change from now on
 	// reaches the session through rulesChanged.
 	s.push(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Welcome{Welcome: &fleetv1.Welcome{
@@ -522,9 +526,9 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 				// at once over all sessions. The wait for the budget
 				// counts toward the send's time (see serve).
 				n := min(int64(proto.Size(m)), bigSendBudget)
-				start := c.cfg.Now()
+				start := c.mono()
 				s.waitingBudget.Store(true)
-				s.sendingSince.Store(start.UnixNano())
+				s.sendingSince.Store(start)
 				actx, cancel := context.WithTimeout(ctx, c.cfg.SendTimeout)
 				err := c.bigSends.Acquire(actx, n)
 				cancel()
@@ -544,7 +548,7 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 				}
 				continue
 			}
-			if err := c.sendOne(stream, s, m, c.cfg.Now()); err != nil {
+			if err := c.sendOne(stream, s, m, c.mono()); err != nil {
 				failed <- err
 				return
 			}
@@ -556,9 +560,10 @@ func (c *Coordinator) streamSender(ctx context.Context, stream fleetv1.FleetServ
 // sessions.
 const bigSendBudget = 4 * protocol.MaxResponseBytes
 
-// sendOne sends m; start is when the send began (or the wait before it).
-func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *workerSession, m *fleetv1.ConnectResponse, start time.Time) error {
-	s.sendingSince.Store(start.UnixNano())
+// sendOne sends m; start is when the send began (or the wait before it),
+// as Coordinator.mono.
+func (c *Coordinator) sendOne(stream fleetv1.FleetService_ConnectServer, s *workerSession, m *fleetv1.ConnectResponse, start int64) error {
+	s.sendingSince.Store(start)
 	err := stream.Send(m)
 	s.sendingSince.Store(0)
 	if err != nil {
@@ -586,6 +591,7 @@ func (c *Coordinator) serve(ctx context.Context, s *workerSession, in <-chan *fl
 			return err, dispatch.LeaveLost
 		case m := <-in:
 			s.lastSeen.Store(c.cfg.Now().UnixNano())
+			s.heard.Store(c.mono())
 			if err := c.handle(s, m); err != nil {
 				return err, dispatch.LeaveCut
 			}
@@ -594,15 +600,15 @@ func (c *Coordinator) serve(ctx context.Context, s *workerSession, in <-chan *fl
 			s.push(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Drain{Drain: &fleetv1.Drain{Grace: durationpb.New(c.cfg.DrainTimeout)}}})
 			c.disp.Drain(id)
 		case <-hb.C:
-			now := c.cfg.Now()
-			if since := s.sendingSince.Load(); since != 0 && now.Sub(time.Unix(0, since)) > c.cfg.SendTimeout {
+			now := c.mono()
+			if since := s.sendingSince.Load(); since != 0 && time.Duration(now-since) > c.cfg.SendTimeout {
 				if s.waitingBudget.Load() {
 					// Cut, not refused: other sessions held the budget.
 					return status.Error(codes.Unavailable, errBudgetWait.Error()), dispatch.LeaveCut
 				}
 				return status.Error(codes.Unavailable, errStalled.Error()), dispatch.LeaveCut
 			}
-			if now.Sub(time.Unix(0, s.lastSeen.Load())) > silence {
+			if time.Duration(now-s.heard.Load()) > silence {
 				return status.Error(codes.DeadlineExceeded, errSilent.Error()), dispatch.LeaveLost
 			}
 			s.pushHeartbeat()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
@@ -361,5 +362,37 @@ func TestUsageErrorNamesTheSettingAsGiven(t *testing.T) {
 	code, _, errOut = runCLI(t, nil, "coordinator", "--insecure", "--prefetch", "99")
 	if code != 2 || !strings.Contains(errOut, "--prefetch=99: at most 16") {
 		t.Errorf("coordinator from a flag: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestHeartbeatIntervalIsOneWorkersAccept: the coordinator refuses a
+// heartbeat interval a worker would clamp (to [1s, 5m]): the two sides
+// then disagree on when a session is silent (200ms: the coordinator drops
+// every idle worker, which heartbeats each second, after 600 ms; 1h: every
+// idle worker leaves the coordinator after 15 min without its heartbeat),
+// and from 3,074,457,346 s three intervals wrap negative (no Hello arrives
+// in time). All were accepted and the coordinator started.
+func TestHeartbeatIntervalIsOneWorkersAccept(t *testing.T) {
+	for _, tc := range []struct {
+		src  clitest.Sources
+		want string
+	}{
+		{clitest.Sources{Args: []string{"--heartbeat-interval", "200ms"}}, "DRAGONFLY_HEARTBEAT_INTERVAL=200ms: between 1s and 5m"},
+		{clitest.Sources{Env: map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "1h"}}, "DRAGONFLY_HEARTBEAT_INTERVAL=1h: between 1s and 5m"},
+		{clitest.Sources{Env: map[string]string{"DRAGONFLY_HEARTBEAT_INTERVAL": "3074457346"}}, "DRAGONFLY_HEARTBEAT_INTERVAL=854015h55m46s: between 1s and 5m"},
+		{clitest.Sources{Args: []string{"--heartbeat-interval", "0"}}, "DRAGONFLY_HEARTBEAT_INTERVAL=0s: between 1s and 5m"},
+		{clitest.Sources{Args: []string{"--heartbeat-interval", "1s"}}, ""},
+		{clitest.Sources{Args: []string{"--heartbeat-interval", "5m"}}, ""},
+	} {
+		var c coordinatorCmd
+		s := program.Settings("dragonfly coordinator", "")
+		c.register(s)
+		if err := tc.src.Parse(t, s); err != nil {
+			t.Fatal(err)
+		}
+		err := c.f.validate()
+		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && !strings.Contains(got, tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.src, err, tc.want)
+		}
 	}
 }

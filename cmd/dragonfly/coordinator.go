@@ -14,6 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/version"
+	"github.com/dragonfly-fleet/fleet/worker"
 )
 
 // coordinatorFlags are the settings of a coordinator (also used by local):
@@ -70,6 +71,15 @@ func (f *coordinatorFlags) validate() error {
 		if v.n < v.min {
 			return atLeast(v.env, v.n, v.min)
 		}
+	}
+	if hb := f.coord.HeartbeatInterval; hb < worker.MinHeartbeat || hb > worker.MaxHeartbeat {
+		// A worker clamps the interval into these bounds, and the two
+		// sides then disagree on when a session is silent: below 1/3 s
+		// every idle session was dropped as silent, above 15 min every
+		// worker left an idle coordinator as silent, and from 3,074,457,346 s
+		// the silence (3 intervals) wrapped negative: every Hello timed out
+		// at once and no worker could connect.
+		return cli.Usage("DRAGONFLY_HEARTBEAT_INTERVAL=%s: between %s and %s, the interval a worker accepts", cli.FormatDuration(hb), cli.FormatDuration(worker.MinHeartbeat), cli.FormatDuration(worker.MaxHeartbeat))
 	}
 	if f.coord.Prefetch > protocol.MaxPrefetch {
 		return cli.Usage("DRAGONFLY_PREFETCH=%d: at most %d (a worker hands back tasks beyond its threads plus %d)", f.coord.Prefetch, protocol.MaxPrefetch, protocol.MaxPrefetch)

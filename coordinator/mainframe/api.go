@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/protocol"
@@ -29,6 +30,12 @@ type Job struct {
 	Attempt *int
 	// AssignmentID identifies this lease; nil when the server did not send it.
 	AssignmentID *string
+	// LeasedAt is when the request that leased it was sent, by time.Now
+	// (Lease sets it; zero when the source of jobs does not know): the
+	// lease began no earlier. The try that succeeded may come minutes after
+	// the call began (a token fetch, 429 and 503 answers and their
+	// Retry-After), so the call's start is not the lease's.
+	LeasedAt time.Time
 }
 
 // wireJob is a job as the server sends it; pointers tell absent from zero.
@@ -55,7 +62,7 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("%s: batch %d: want at least 1", endpoint, batch)
 	}
-	body, err := c.do(ctx, call{method: http.MethodPost, path: "/jobs?batch=" + strconv.Itoa(batch), endpoint: endpoint, lease: true})
+	body, sent, err := c.do(ctx, call{method: http.MethodPost, path: "/jobs?batch=" + strconv.Itoa(batch), endpoint: endpoint, lease: true})
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +77,9 @@ func (c *Client) Lease(ctx context.Context, batch int) ([]Job, error) {
 	}
 	if more := skipped.n - len(skipped.first); more > 0 {
 		c.log.Error("leased jobs malformed; more left out", "endpoint", endpoint, "more", more)
+	}
+	for i := range jobs {
+		jobs[i].LeasedAt = sent
 	}
 	return jobs, nil
 }
@@ -305,7 +315,7 @@ func (c *Client) Rules(ctx context.Context) (RuleSet, error) {
 // get fetches path (GET) and decodes the answer into each of vs.
 func (c *Client) get(ctx context.Context, path string, vs ...any) error {
 	endpoint := "GET " + path
-	body, err := c.do(ctx, call{method: http.MethodGet, path: path, endpoint: endpoint})
+	body, _, err := c.do(ctx, call{method: http.MethodGet, path: path, endpoint: endpoint})
 	if err != nil {
 		return err
 	}
@@ -424,7 +434,7 @@ func (c *Client) Report(ctx context.Context, r Report) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", endpoint, err)
 	}
-	_, err = c.do(ctx, call{method: http.MethodPut, path: "/package", endpoint: endpoint, body: body})
+	_, _, err = c.do(ctx, call{method: http.MethodPut, path: "/package", endpoint: endpoint, body: body})
 	return err
 }
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,9 +208,9 @@ func (s *jsonTokenSource) Token() (*oauth2.Token, error) {
 		return nil, &TokenError{URL: s.url, Status: resp.StatusCode, Code: s.red.apply(e.Error), Description: s.red.apply(e.Description)}
 	}
 	var t struct {
-		AccessToken string `json:"access_token"`
-		TokenType   string `json:"token_type"`
-		ExpiresIn   int64  `json:"expires_in"`
+		AccessToken string    `json:"access_token"`
+		TokenType   string    `json:"token_type"`
+		ExpiresIn   expiresIn `json:"expires_in"`
 	}
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, s.fail(resp.StatusCode, errors.New("malformed token response"))
@@ -219,12 +221,43 @@ func (s *jsonTokenSource) Token() (*oauth2.Token, error) {
 	// A lifetime past what a Duration holds would wrap into the past and
 	// make every call fetch a new token: cap it as x/oauth2 does for the
 	// client_credentials grant (math.MaxInt32 seconds, 68 years).
-	t.ExpiresIn = min(t.ExpiresIn, math.MaxInt32)
-	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresIn: t.ExpiresIn}
-	if t.ExpiresIn > 0 {
-		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
+	life := min(int64(t.ExpiresIn), math.MaxInt32)
+	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, ExpiresIn: life}
+	if life > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(life) * time.Second)
 	}
 	return tok, nil
+}
+
+// expiresIn is a token response's expires_in in whole seconds. It is read
+// as x/oauth2 reads it, a JSON number or a string holding one (identity
+// providers that quote it exist), and further: a fraction is dropped and a
+// number past int64 is held at its bound (the caller caps it). Decoded as
+// an int64, each of these ("3600", 3600.5, 1e4, 20 digits) made every token
+// response malformed: no API call could be made while the endpoint
+// answered so.
+type expiresIn int64
+
+func (e *expiresIn) UnmarshalJSON(b []byte) error {
+	var n json.Number // a number, or a string holding a valid one
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("expires_in: %w", err)
+	}
+	if n == "" { // null
+		*e = 0
+		return nil
+	}
+	if i, err := n.Int64(); err == nil {
+		*e = expiresIn(i)
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("expires_in: %w", err)
+	}
+	// Held within ±2^62: a float64 at or past 2^63 does not convert.
+	*e = expiresIn(max(min(f, 1<<62), -(1 << 62)))
+	return nil
 }
 
 func (s *jsonTokenSource) fail(status int, err error) error {

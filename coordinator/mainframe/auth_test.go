@@ -529,3 +529,21 @@ func TestAuth0NegativeExpiresIn(t *testing.T) {
 		}
 	}
 }
+
+// TestAuth0ExpiresInSpelledOtherwise: a token endpoint that quotes
+// expires_in (as x/oauth2 accepts it), gives it a fraction or an exponent,
+// or more digits than an int64 holds, gives a usable token, fetched once
+// for 5 calls. Each was a malformed token response: every API call failed
+// while the endpoint answered so.
+func TestAuth0ExpiresInSpelledOtherwise(t *testing.T) {
+	for _, life := range []string{`"3600"`, `3600.5`, `3.6e3`, `"3.6e3"`, `99999999999999999999`, `1e400`, `null`} {
+		t.Run(life, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := Auth{ClientID: "cid", ClientSecret: "csecret", Username: "user", Password: "pw"}
+				if n := tokenFetchesFor5Calls(t, a, life); n != 1 {
+					t.Errorf("expires_in %s: %d token fetches for 5 calls, want 1", life, n)
+				}
+			})
+		})
+	}
+}

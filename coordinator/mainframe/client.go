@@ -121,20 +121,24 @@ type try struct {
 	tokenGen   uint64 // generation of the token sent
 	retryAfter time.Duration
 	hasAfter   bool
+	// sent is when the request was handed to the transport (after the
+	// token): the server cannot have acted on it before.
+	sent time.Time
 }
 
-// do runs k with retries and returns the body of its 2xx response.
-func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
+// do runs k with retries and returns the body of its 2xx response and when
+// the try that got it was sent.
+func (c *Client) do(ctx context.Context, k call) ([]byte, time.Time, error) {
 	refreshed := false
 	maybeApplied := false
 	for n := 1; ; n++ {
 		t := c.once(ctx, k)
 		if t.err == nil && t.status >= 200 && t.status <= 299 {
-			return t.body, nil
+			return t.body, t.sent, nil
 		}
 		if ctx.Err() != nil {
 			// The caller gave up; whatever happened is moot.
-			return nil, fmt.Errorf("%s: %w", k.endpoint, ctx.Err())
+			return nil, time.Time{}, fmt.Errorf("%s: %w", k.endpoint, ctx.Err())
 		}
 		var retryable bool
 		var err error
@@ -156,7 +160,7 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 			if host == "" {
 				host = hostOf(c.cfg.BaseURL)
 			}
-			return nil, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: c.red.apply(host)}
+			return nil, time.Time{}, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: c.red.apply(host)}
 		case t.status == http.StatusUnauthorized && c.tokens != nil && !refreshed:
 			// The token may have been revoked or expired early: drop it,
 			// fetch a new one and try once more, outside the attempt budget.
@@ -183,18 +187,18 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, error) {
 			}
 		}
 		if !retryable {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		if n >= c.cfg.Attempts {
 			if n == 1 {
-				return nil, err
+				return nil, time.Time{}, err
 			}
-			return nil, fmt.Errorf("gave up after %d tries: %w", n, err)
+			return nil, time.Time{}, fmt.Errorf("gave up after %d tries: %w", n, err)
 		}
 		d := c.backoff(n, t.retryAfter, t.hasAfter)
 		c.log.Warn("api call failed; retrying", "endpoint", k.endpoint, "try", n, "status", t.status, "delay", d, "err", err)
 		if retry.Sleep(ctx, d) != nil {
-			return nil, fmt.Errorf("%s: %w (last try: %w)", k.endpoint, ctx.Err(), err)
+			return nil, time.Time{}, fmt.Errorf("%s: %w (last try: %w)", k.endpoint, ctx.Err(), err)
 		}
 	}
 }
@@ -246,6 +250,7 @@ func (c *Client) once(ctx context.Context, k call) try {
 	}
 
 	start := time.Now()
+	t.sent = start
 	// The transport, not an http.Client: redirects are never followed, and
 	// a client would fail a 3xx whose Location does not parse instead of
 	// returning it (it must become an AuthError, not a retried network
