@@ -255,8 +255,8 @@ func (f *fleetSim) stats(p string) (published, reported, dead, extraAttempts int
 // attempt; with Cancel, none waits more than 2.5 min on the small fleet (10
 // min before) and a crafted release costs at most 2 slot-hours there (8
 // before); on the large one no honest release waits at all, and a crafted
-// release gets at most 8 backup copies (128 before: the whole fleet for 10
-// min).
+// release gets at most 16 backup copies (8, and a backup of each of those
+// once it is overdue itself; 128 before: the whole fleet for 10 min).
 func TestCostOfCraftedReleases(t *testing.T) {
 	type scenario struct {
 		name              string
@@ -278,8 +278,8 @@ func TestCostOfCraftedReleases(t *testing.T) {
 		scenarios = append(scenarios,
 			scenario{"one crafted", 4, 4, []int{1}, cancels, small, smallCost, 0},
 			scenario{"crafted every 10 min", 4, 4, []int{1, 11, 21, 31}, cancels, small + time.Minute, smallCost, 0},
-			scenario{"one crafted, 8 x 32 slots", 8, 32, []int{1}, cancels, 10 * time.Second, 0, DefaultMaxDistributions + maxJobBackups},
-			scenario{"crafted every 10 min, 8 x 32 slots", 8, 32, []int{1, 11, 21, 31}, cancels, 10 * time.Second, 0, DefaultMaxDistributions + maxJobBackups})
+			scenario{"one crafted, 8 x 32 slots", 8, 32, []int{1}, cancels, 10 * time.Second, 0, DefaultMaxDistributions + 2*maxJobBackups},
+			scenario{"crafted every 10 min, 8 x 32 slots", 8, 32, []int{1, 11, 21, 31}, cancels, 10 * time.Second, 0, DefaultMaxDistributions + 2*maxJobBackups})
 	}
 	scenarios = append(scenarios, scenario{name: "honest only", identities: 4, slots: 4, wait: 10 * time.Second})
 	for _, tc := range scenarios {
@@ -454,3 +454,76 @@ func TestCopiesWhoseResultsWouldBeThrownAwayAreWithdrawn(t *testing.T) {
 }
 
 func sorted(ids []uint64) []uint64 { return slices.Sorted(slices.Values(ids)) }
+
+// TestWithdrawnBackupsFreeTheJobsBackupBudget: backups whose tasks another
+// copy answered are withdrawn; their results would be thrown away, so they
+// must not hold the job's backup budget (maxJobBackups) while they run on.
+// A worker of the previous release finishes them (up to its 10 min task
+// time) and a hostile one never hands them back: the job's other overdue
+// copies must still get backups, on another identity's free slots.
+func TestWithdrawnBackupsFreeTheJobsBackupBudget(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.joinAs("a", "A", 2*maxJobBackups, "h1")
+	h.d.Admit([]Job{crafted("p", 2*maxJobBackups)}, t0)
+	primaries := a.take()
+	if len(primaries) != 2*maxJobBackups {
+		t.Fatalf("a got %d tasks, want %d", len(primaries), 2*maxJobBackups)
+	}
+	b := h.joinCancelling("b", "B", maxJobBackups)
+	h.d.Tick(at(45)) // every copy at a is overdue
+	backups := b.take()
+	if len(backups) != maxJobBackups {
+		t.Fatalf("%d backups at b, want %d", len(backups), maxJobBackups)
+	}
+	// a answers the tasks b backs up: b's copies are withdrawn, and b (a
+	// worker that ignores Cancel) keeps them.
+	byURL := map[string]Task{}
+	for _, tk := range primaries {
+		byURL[tk.URL] = tk
+	}
+	for _, bk := range backups {
+		h.d.Result("a", Result{TaskID: byURL[bk.URL].ID, Dist: clean()}, at(46))
+	}
+	if got := b.takeCancelled(); len(got) != maxJobBackups {
+		t.Fatalf("withdrawn %d of b's copies, want %d", len(got), maxJobBackups)
+	}
+	c := h.joinCancelling("c", "C", maxJobBackups)
+	h.d.Tick(at(47))
+	if got := len(c.take()); got != maxJobBackups {
+		t.Fatalf("%d backups of the job's %d overdue copies left at a went to c's %d free slots, want %d (backups outstanding counted: %d, all withdrawn)",
+			got, maxJobBackups, maxJobBackups, maxJobBackups, maxJobBackups)
+	}
+}
+
+// TestSilentBackupsDoNotHoldTheJobsOtherBackups: one identity holds a
+// release's tasks and another the first maxJobBackups backups of them,
+// both silent (heartbeating, never answering). The backups go overdue in
+// turn and must be backed up on an honest identity's free slots, past the
+// cap they fill, so the release is reported within its lease; held back by
+// the cap, no copy reached the honest identity and the release was
+// abandoned at MaxJobAge (15 min), every API attempt alike.
+func TestSilentBackupsDoNotHoldTheJobsOtherBackups(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.joinAs("a", "A", 2*maxJobBackups, "h1")
+	h.d.Admit([]Job{crafted("p", 2*maxJobBackups)}, t0)
+	if n := len(a.take()); n != 2*maxJobBackups {
+		t.Fatalf("a got %d tasks, want %d", n, 2*maxJobBackups)
+	}
+	b := h.joinAs("b", "B", maxJobBackups, "h1")
+	h.d.Tick(at(45)) // every copy at a is overdue
+	if n := len(b.take()); n != maxJobBackups {
+		t.Fatalf("%d backups at b, want %d", n, maxJobBackups)
+	}
+	c := h.joinAs("c", "C", 2*maxJobBackups, "h1")
+	sent := 0
+	for sec := 46; sec < 120; sec++ {
+		h.d.Tick(at(sec))
+		for _, tk := range c.take() {
+			sent++
+			h.d.Result("c", Result{TaskID: tk.ID, Dist: clean()}, at(sec))
+		}
+	}
+	if outs := h.outcomes(); len(outs) != 1 || outs[0].Failure != "" {
+		t.Fatalf("outcomes %+v within the lease, want one clean report (honest C was sent %d copies)", outs, sent)
+	}
+}

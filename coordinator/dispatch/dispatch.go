@@ -88,7 +88,8 @@
 // Bounds: slots per session (MaxSlots), tasks and counted credits per
 // identity (MaxIdentityCredits), rules hashes remembered per session (16),
 // copies per task (its votes needed + 2), backup copies of one job
-// outstanding at once (8), votes per task (3), identities and
+// outstanding at once (8, and 8 more backing up overdue backups), votes
+// per task (3), identities and
 // sessions recorded as having lost a task (3 each), identities and sessions
 // recorded as having returned a task (8, oldest forgotten), return times per
 // session (its slots + prefetch + 1), no-verdict retries per task (1), the
@@ -153,7 +154,8 @@ const (
 // slots of other identities: one release of 128 such distributions held
 // 256 slots for 10 min, where work was waiting. A silent holder of many
 // tasks of one release still gets them backed up, this many at a time, as
-// backups answer; those of other jobs are not held back.
+// backups answer; those of other jobs are not held back. A backup overdue
+// itself is backed up past it, within twice this many (pumpBackups).
 const maxJobBackups = 8
 
 // maxGoneIdentities bounds the identities whose counts are remembered after
@@ -438,7 +440,9 @@ type job struct {
 	tasks     []*task
 	results   []score.Distribution
 	remaining int // tasks not done
-	// backups counts its backup copies outstanding (at most maxJobBackups).
+	// backups counts its backup copies outstanding whose tasks still need
+	// them (at most 2 x maxJobBackups): not those of tasks done
+	// (assign.budget).
 	backups  int
 	finished bool
 	stats    TaskStats
@@ -511,6 +515,9 @@ type assign struct {
 	// cancelled: withdrawn (Canceller) once its task was answered or its
 	// job ended.
 	cancelled bool
+	// budget: a backup copy counted in its job's backups (maxJobBackups),
+	// until it goes or its result would be thrown away (withdraw).
+	budget bool
 	// backupOf is, for a backup copy, the overdue copy it backs up.
 	backupOf *assign
 }
@@ -1336,6 +1343,14 @@ func (d *Dispatcher) removePending(js *job) {
 func (d *Dispatcher) withdraw(t *task) {
 	var by map[*assignee][]uint64
 	for _, a := range t.copies {
+		if a.budget {
+			// Its result would be thrown away: it stops counting against
+			// the job's backups even while it runs on (a worker of the
+			// previous release finishes it; a hostile one may never hand
+			// it back: 8 such copies kept the job from every backup).
+			a.budget = false
+			t.job.backups--
+		}
 		if a.cancelled {
 			continue
 		}
@@ -1472,6 +1487,7 @@ func (d *Dispatcher) assign(t *task, s *assignee, kind copyKind, batches map[*as
 	d.assigns[a.id] = a
 	t.copies = append(t.copies, a)
 	if kind == copyBackup {
+		a.budget = true
 		t.job.backups++
 	}
 	d.counters.TasksAssigned++
@@ -1505,7 +1521,7 @@ func (d *Dispatcher) unassign(a *assign) {
 		delete(s.ident.jobs, t.job)
 	}
 	delete(d.assigns, a.id)
-	if a.kind == copyBackup {
+	if a.budget {
 		t.job.backups--
 	}
 	if i := slices.Index(t.copies, a); i >= 0 {
@@ -1564,7 +1580,8 @@ func (d *Dispatcher) pump() {
 // pumpBackups dispatches a backup for each overdue copy whose task still
 // lacks votes, to a free slot of an identity that holds no copy or vote of
 // it. Copies per task are capped at their votes needed + 2, backups of one
-// job outstanding at once at maxJobBackups.
+// job outstanding at once at maxJobBackups (twice that for backups of
+// backups overdue themselves).
 func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 	keep := d.backups[:0]
 	for _, a := range d.backups {
@@ -1579,7 +1596,17 @@ func (d *Dispatcher) pumpBackups(batches map[*assignee][]Task) {
 			a.queued = false
 			continue
 		}
-		if t.job.backups >= maxJobBackups {
+		limit := maxJobBackups
+		if a.kind == copyBackup {
+			// A backup overdue itself gets a backup past the cap, within
+			// as many again: its holder is as silent as the copy it backs
+			// up, and 8 silent backups held every other backup of the job
+			// back (one identity holding a release's tasks and another
+			// its first 8 backups, both silent, kept it unreported until
+			// MaxJobAge, every API attempt).
+			limit *= 2
+		}
+		if t.job.backups >= limit {
 			keep = append(keep, a) // its turn comes when one of them ends
 			continue
 		}

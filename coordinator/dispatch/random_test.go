@@ -51,13 +51,16 @@ func (d *Dispatcher) checkInvariants() error {
 		if d.sessions[a.session.id] != a.session || a.session.outstanding[tid] != a {
 			return fmt.Errorf("copy %d not held by a live session", tid)
 		}
-		if a.kind == copyBackup {
+		if a.budget {
+			if a.kind != copyBackup || !a.task.live() {
+				return fmt.Errorf("copy %d counted as a backup its task needs: kind %d, task live %v", tid, a.kind, a.task.live())
+			}
 			backups[a.task.job]++
 		}
 	}
 	for js, n := range backups {
-		if js.backups != n || n > maxJobBackups {
-			return fmt.Errorf("job %s: counts %d backups outstanding, has %d (at most %d)", js.Name, js.backups, n, maxJobBackups)
+		if js.backups != n || n > 2*maxJobBackups {
+			return fmt.Errorf("job %s: counts %d backups outstanding, has %d (at most %d)", js.Name, js.backups, n, 2*maxJobBackups)
 		}
 	}
 	for _, js := range d.jobs {
