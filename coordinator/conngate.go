@@ -238,11 +238,12 @@ type Refusals struct {
 	ResultsRulesUnknown int64
 }
 
-// throttle lets a log line through at most once per key and interval,
+// throttle lets log lines through at most burst times per key and interval,
 // counting what it held back. At most max keys are remembered; when they are
 // all recent, every further key shares one.
 type throttle struct {
 	every time.Duration
+	burst int
 	max   int
 
 	mu   sync.Mutex
@@ -250,15 +251,22 @@ type throttle struct {
 }
 
 type throttled struct {
-	last       time.Time
+	last       time.Time // when the key's interval began
+	n          int       // lines let through since
 	suppressed int64
 }
 
 // otherKeys is the key shared by keys beyond a full throttle.
 const otherKeys = "(other peers)"
 
+// newThrottle returns a throttle of one line per key and interval.
 func newThrottle(every time.Duration, max int) *throttle {
-	return &throttle{every: every, max: max, keys: map[string]*throttled{}}
+	return newBurstThrottle(every, 1, max)
+}
+
+// newBurstThrottle returns a throttle of burst lines per key and interval.
+func newBurstThrottle(every time.Duration, burst, max int) *throttle {
+	return &throttle{every: every, burst: burst, max: max, keys: map[string]*throttled{}}
 }
 
 // allow reports whether a line for key may be logged at now, and how many
@@ -282,15 +290,19 @@ func (t *throttle) allow(key string, now time.Time) (bool, int64) {
 		if e == nil {
 			e = &throttled{}
 			t.keys[key] = e
-			e.last = now
+			e.last, e.n = now, 1
 			return true, 0
 		}
 	}
 	if now.Sub(e.last) < t.every {
+		if e.n < t.burst {
+			e.n++
+			return true, 0
+		}
 		e.suppressed++
 		return false, 0
 	}
 	n := e.suppressed
-	e.last, e.suppressed = now, 0
+	e.last, e.n, e.suppressed = now, 1, 0
 	return true, n
 }

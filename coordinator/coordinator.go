@@ -213,6 +213,7 @@ type Coordinator struct {
 	perIdentity    map[string]int // sessions per identity, under mu
 	refusals       refusalCounters
 	guard          *guard
+	sessionLogs    *throttle // per-session log lines, per identity (sessionLog)
 	bigSends       *semaphore.Weighted
 	outboxFailing  atomic.Bool // the outbox's writes fail: leasing pauses
 	queue          queueCache
@@ -245,6 +246,7 @@ func New(cfg Config) (*Coordinator, error) {
 		perIdentity: map[string]int{},
 		draining:    make(chan struct{}),
 		guard:       newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
+		sessionLogs: newBurstThrottle(sessionLogEvery, sessionLogBurst, 1024),
 		bigSends:    semaphore.NewWeighted(bigSendBudget),
 		epoch:       time.Now(),
 	}

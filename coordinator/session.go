@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -346,7 +347,7 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 		return err
 	}
 	log := c.log.With("session", s.info.SessionID, "worker_id", s.info.WorkerID, "identity", s.info.Identity, "host", s.info.Host)
-	log.Info("worker connected", "slots", s.info.Slots, "version", s.info.Version)
+	c.sessionLog(log, slog.LevelInfo, s.info.Identity, "connected", "worker connected", "slots", s.info.Slots, "version", s.info.Version)
 
 	sendFailed := make(chan error, 1)
 	c.streams.Go(func() {
@@ -374,11 +375,37 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	}
 	c.obs.SessionEnded(s.info, err)
 	if err != nil {
-		log.Warn("worker session ended; its tasks were re-dispatched", "tasks", held, "err", clip.Error(err, protocol.MaxTextBytes))
+		c.sessionLog(log, slog.LevelWarn, s.info.Identity, "ended", "worker session ended; its tasks were re-dispatched", "tasks", held, "err", clip.Error(err, protocol.MaxTextBytes))
 	} else {
-		log.Info("worker disconnected", "tasks_redispatched", held)
+		c.sessionLog(log, slog.LevelInfo, s.info.Identity, "ended", "worker disconnected", "tasks_redispatched", held)
 	}
 	return err
+}
+
+// A line of one kind about one identity's sessions is logged at most
+// sessionLogBurst times per sessionLogEvery: an honest worker that
+// reconnects after a cut or a coordinator restart is logged each time.
+const (
+	sessionLogEvery = time.Minute
+	sessionLogBurst = 4
+)
+
+// sessionLog logs a line of kind about a session of identity at most
+// sessionLogBurst times per sessionLogEvery; the first line after says how
+// many were held back ("suppressed"). A token holder ending its sessions at
+// once (a protocol violation after Hello, a refused Hello), again and
+// again, wrote two lines per session at the pace of its round trips; now
+// at most 8 a minute for one identity, and under new worker ids at most
+// about 1,024 a minute (the throttle's keys, the rest sharing one). The
+// same goes for what a worker may say in every message of a session (its
+// rules do not compile, it is draining): a line each, of up to 4 KiB.
+// Sessions, their ends and refusals are all counted in metrics.
+func (c *Coordinator) sessionLog(log *slog.Logger, level slog.Level, identity, kind, msg string, attrs ...any) {
+	ok, held := c.sessionLogs.allow(kind+"\x00"+identity, c.cfg.Now())
+	if !ok {
+		return
+	}
+	log.Log(context.Background(), level, msg, append(attrs, "suppressed", held)...)
 }
 
 var errSessionOver = errors.New("session over")
@@ -430,6 +457,9 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		// told to drain would reconnect and compile it again and again).
 		return nil, status.Error(codes.Unavailable, "the coordinator is shutting down: it takes no new sessions while it drains")
 	}
+	now := c.cfg.Now()
+	workerID := clip.String(h.GetWorkerId(), protocol.MaxIDBytes)
+	ident := identity(ctx, workerID)
 	switch h.GetMode() {
 	case fleetv1.WorkerMode_WORKER_MODE_SCAN:
 	case fleetv1.WorkerMode_WORKER_MODE_UNSPECIFIED:
@@ -440,25 +470,22 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 		// setup.py reads clean; it scans member paths over 4,096 bytes,
 		// which this release fails), and the coordinator cannot tell from
 		// its results: refused, saying so, rather than trusted.
-		c.log.Error("worker refused: it is of the previous release (its Hello has no mode), whose verdicts differ from this release's; upgrade it",
-			"worker_id", clip.String(h.GetWorkerId(), protocol.MaxIDBytes), "version", clip.String(h.GetVersion(), protocol.MaxIDBytes))
+		c.sessionLog(c.log, slog.LevelError, ident, "refused", "worker refused: it is of the previous release (its Hello has no mode), whose verdicts differ from this release's; upgrade it",
+			"worker_id", workerID, "version", clip.String(h.GetVersion(), protocol.MaxIDBytes))
 		return nil, status.Errorf(codes.FailedPrecondition, "this coordinator (release %s) does not use workers of the previous release (a Hello without a mode): they skip tar hard links and scan over-long member paths, so their verdicts differ; upgrade the worker",
 			clip.String(c.cfg.Version, 64))
 	default:
 		if !c.cfg.AcceptNonScanningWorkers {
-			c.log.Error("worker refused: it announced a non-scanning mode", "worker_id", clip.String(h.GetWorkerId(), protocol.MaxIDBytes), "mode", h.GetMode().String())
+			c.sessionLog(c.log, slog.LevelError, ident, "refused", "worker refused: it announced a non-scanning mode", "worker_id", workerID, "mode", h.GetMode().String())
 			return nil, status.Errorf(codes.PermissionDenied, "worker mode %s is not accepted: only real scans may become verdicts", h.GetMode())
 		}
 	}
-	now := c.cfg.Now()
-	workerID := clip.String(h.GetWorkerId(), protocol.MaxIDBytes)
-	ident := identity(ctx, workerID)
 	if until, refused := c.guard.refused(ident, now); refused {
 		return nil, status.Errorf(codes.Unavailable, "worker %s is refused until %s: its recent sessions stalled (it stopped reading)", ident, until.UTC().Format(time.RFC3339))
 	}
 	slots := int(min(h.GetSlots(), uint32(c.cfg.MaxWorkerSlots)))
 	if int(h.GetSlots()) > slots {
-		c.log.Warn("worker slots capped", "worker_id", workerID, "asked", h.GetSlots(), "slots", slots)
+		c.sessionLog(c.log, slog.LevelWarn, ident, "slots", "worker slots capped", "worker_id", workerID, "asked", h.GetSlots(), "slots", slots)
 	}
 	c.mu.Lock()
 	if int64(len(c.sessions)) >= c.maxSessions.Load() {
@@ -645,7 +672,10 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 			s.forgetOffer(hash)
 		case rs.GetError() != "":
 			c.disp.RulesFailed(id, hash)
-			c.log.Error("worker could not compile rules", "session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
+			// Per identity and hash, throttled: a worker may say so in
+			// every message (sessionLog).
+			c.sessionLog(c.log, slog.LevelError, s.info.Identity, "rules\x00"+hash, "worker could not compile rules",
+				"session", id, "hash", hash, "err", clip.String(rs.GetError(), protocol.MaxTextBytes))
 		default:
 			c.disp.RulesReady(id, hash)
 		}
@@ -671,7 +701,7 @@ func (c *Coordinator) handle(s *workerSession, m *fleetv1.ConnectRequest) error 
 		}
 		c.disp.Returned(id, ids)
 	case *fleetv1.ConnectRequest_Draining:
-		c.log.Info("worker draining", "session", id)
+		c.sessionLog(c.log, slog.LevelInfo, s.info.Identity, "draining", "worker draining", "session", id)
 		c.disp.Drain(id)
 	case *fleetv1.ConnectRequest_Heartbeat:
 		if ids := msg.Heartbeat.GetRunningTaskIds(); len(ids) > 0 {

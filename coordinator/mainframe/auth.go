@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 )
@@ -261,7 +262,7 @@ func (e *expiresIn) UnmarshalJSON(b []byte) error {
 }
 
 func (s *jsonTokenSource) fail(status int, err error) error {
-	return &TokenError{URL: s.url, Status: status, Err: err, msg: s.red.apply(err.Error())}
+	return &TokenError{URL: s.url, Status: status, Err: err, msg: clip.String(s.red.apply(err.Error()), clip.Default)}
 }
 
 // redactor replaces every credential the client knows (configured secrets
@@ -317,11 +318,14 @@ func (r *redactor) apply(s string) string {
 	return s
 }
 
-// redactErr returns err unchanged when its text holds no credential, else an
-// error with the redacted text that still unwraps to err.
+// redactErr returns err unchanged when its text holds no credential and
+// has at most clip.Default bytes, else an error with the redacted text, cut
+// to that, that still unwraps to err. The text may be the server's: Go's
+// transport quotes a malformed status line whole (up to the 10 MB of
+// header it reads), and the error is logged at every try of a call.
 func (r *redactor) redactErr(err error) error {
 	msg := err.Error()
-	if red := r.apply(msg); red != msg {
+	if red := clip.String(r.apply(msg), clip.Default); red != msg {
 		return &redactedError{msg: red, err: err}
 	}
 	return err

@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/dragonfly-fleet/fleet/retry"
 )
@@ -160,7 +161,10 @@ func (c *Client) do(ctx context.Context, k call) ([]byte, time.Time, error) {
 			if host == "" {
 				host = hostOf(c.cfg.BaseURL)
 			}
-			return nil, time.Time{}, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: c.red.apply(host)}
+			// The host is the server's (up to 10 MB of header): cut, after
+			// redaction so that no part of a secret is left, since the
+			// error is logged at every try and kept by the status page.
+			return nil, time.Time{}, &AuthError{Endpoint: k.endpoint, Status: t.status, Host: clip.String(c.red.apply(host), maxRedirectHost)}
 		case t.status == http.StatusUnauthorized && c.tokens != nil && !refreshed:
 			// The token may have been revoked or expired early: drop it,
 			// fetch a new one and try once more, outside the attempt budget.

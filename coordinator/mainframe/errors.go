@@ -77,9 +77,13 @@ type AuthError struct {
 	Endpoint string
 	// Status is the redirect's HTTP status (301, 302, 303, 307, 308).
 	Status int
-	// Host is the host of the Location header ("" when it had none).
+	// Host is the host of the Location header ("" when it had none), cut
+	// to maxRedirectHost bytes.
 	Host string
 }
+
+// maxRedirectHost bounds AuthError.Host: a DNS name has at most 253 bytes.
+const maxRedirectHost = 256
 
 func (e *AuthError) Error() string {
 	host := e.Host
@@ -112,8 +116,10 @@ func (e *TokenError) Error() string {
 		fmt.Fprintf(&b, ": %d %s", e.Status, http.StatusText(e.Status))
 	}
 	if e.Code != "" {
+		// The server's text (up to a MiB of response): an OAuth2 code
+		// is a word, and the error is logged at every try.
 		b.WriteString(": ")
-		b.WriteString(e.Code)
+		b.WriteString(oneLine(e.Code, 64))
 	}
 	if e.Description != "" {
 		b.WriteString(": ")

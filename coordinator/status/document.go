@@ -352,6 +352,8 @@ type Failure struct {
 	Workers []string `json:"workers,omitempty"`
 	// Report is where a scan failure's report stands.
 	Report ReportState `json:"report,omitempty"`
+
+	seq uint64 // its order among failures (Monitor.addFailure)
 }
 
 // Status returns the coordinator's status: src's snapshot, the API's queue
@@ -395,7 +397,7 @@ func (m *Monitor) document(snap coordinator.Snapshot, view coordinator.QueueView
 		doc.Workers[i].JobsDone = m.jobsBySession[doc.Workers[i].SessionID]
 	}
 	doc.Results = append(doc.Results, m.results.list()...)
-	doc.Failures = append(doc.Failures, m.failures.list()...)
+	doc.Failures = append(doc.Failures, m.failureList()...)
 	doc.SpotChecks.Recent = append([]SpotCheck{}, m.spotChecks.list()...)
 	for _, q := range ds.Quarantined {
 		rels, complete := m.releases.list(q.Identity, q.Since, now)

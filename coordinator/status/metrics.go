@@ -70,7 +70,7 @@ func newMetrics(cfg Config) *metrics {
 		jobsScanned:     counterVec("jobs_scanned_total", "Jobs whose scan finished, by result: success, failure.", "result"),
 		jobsCompleted:   counterVec("jobs_completed_total", "Jobs at their final fate, by outcome: success and failure (report accepted), conflict (the API answered 409 to the report), rejected (another final 4xx), abandoned (report given up: not accepted within the report max age, or one that cannot be encoded), dropped_stale (not reported, the API leases it again: its lease ended with a distribution still waiting for a worker, or workers held its tasks past the max job age).", "outcome"),
 		jobDuration:     histogram("job_duration_seconds", "Time from a job's lease to its last result.", jobBuckets),
-		apiRequests:     counterVec("api_requests_total", "HTTP tries against the Dragonfly API, by endpoint and status (none: no response).", "endpoint", "status"),
+		apiRequests:     counterVec("api_requests_total", "HTTP tries against the Dragonfly API, by endpoint and status (none: no response; 7xx and the like: a status HTTP does not define).", "endpoint", "status"),
 		apiDuration:     histogramVec("api_request_duration_seconds", "Duration of one HTTP try against the Dragonfly API, by endpoint.", apiBuckets, "endpoint"),
 		tokenRefreshes:  counterVec("api_token_refreshes_total", "Auth0 token requests, by result: ok, error.", "result"),
 		rulesUpdates:    counterVec("rules_updates_total", "Rule fetches that changed the rules or failed, by result: ok, error.", "result"),

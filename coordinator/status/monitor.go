@@ -34,7 +34,8 @@
 //	                                                    held its tasks past the max job age)
 //	dragonfly_job_duration_seconds                      lease to last result of a job
 //	dragonfly_api_requests_total{endpoint,status}       HTTP tries against the API; status "none" when no
-//	                                                    response arrived
+//	                                                    response arrived, "7xx" and the like for one HTTP
+//	                                                    does not define
 //	dragonfly_api_request_duration_seconds{endpoint}    duration of one try
 //	dragonfly_api_token_refreshes_total{result}         Auth0 token requests: ok, error
 //	dragonfly_rules_updates_total{result}               rule fetches that changed or failed: ok, error
@@ -156,7 +157,10 @@ type Config struct {
 	QueueStale time.Duration
 	// RecentResults is how many finished jobs the page lists. Default 50.
 	RecentResults int
-	// RecentFailures is how many failures the page lists. Default 50.
+	// RecentFailures is how many failures the page lists. Default 50;
+	// broken worker sessions are listed apart, a fifth as many, so that a
+	// worker breaking its sessions in a loop cannot push job failures and
+	// quarantines off the page.
 	RecentFailures int
 	// RecentSpotChecks is how many spot check mismatches, decisions,
 	// inconclusive checks and quarantines the page lists. Default 50.
@@ -250,6 +254,8 @@ type Monitor struct {
 	jobsBySession map[string]int64 // jobs done, while the session is connected
 	results       ring[Result]
 	failures      ring[Failure]
+	broken        ring[Failure] // broken worker sessions, apart from failures (addFailure)
+	failureSeq    uint64        // the last Failure.seq given
 	spotChecks    ring[SpotCheck]
 	dists         ring[int] // distributions the last finished jobs queued as tasks
 	releases      *releaseLog
@@ -282,6 +288,7 @@ func New(cfg Config) *Monitor {
 		jobsBySession: map[string]int64{},
 		results:       newRing[Result](cfg.RecentResults),
 		failures:      newRing[Failure](cfg.RecentFailures),
+		broken:        newRing[Failure](max(1, cfg.RecentFailures/5)),
 		spotChecks:    newRing[SpotCheck](cfg.RecentSpotChecks),
 		dists:         newRing[int](cfg.DistributionsWindow),
 		releases:      newReleaseLog(cfg.ReleaseWindow, cfg.ReleasesPerIdentity, cfg.Identities),
@@ -352,7 +359,7 @@ func (m *Monitor) JobFinished(o dispatch.Outcome) {
 	}
 	if o.Failure != "" {
 		m.counts.scannedFailed++
-		m.failures.add(Failure{
+		m.addFailure(Failure{
 			Time: o.Finished, Kind: FailureScan, Name: o.Job.Name, Version: o.Job.Version,
 			Attempt: o.Job.Attempt, Reason: clip.String(o.Failure, clip.Default), Workers: ids, Report: ReportQueued,
 		})
@@ -383,7 +390,7 @@ func (m *Monitor) JobDropped(j dispatch.Job) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.counts.dropped++
-	m.failures.add(Failure{
+	m.addFailure(Failure{
 		Time: now, Kind: FailureDropped, Name: j.Name, Version: j.Version, Attempt: j.Attempt,
 		Reason: "lease ended before every distribution was scanned; the API will lease it again",
 	})
@@ -429,7 +436,7 @@ func (m *Monitor) Reported(r outbox.Report, err error, _ time.Duration) {
 	}
 	m.setReportState(r.Name, r.Version, state)
 	if state == ReportConflict || state == ReportRejected {
-		m.failures.add(Failure{
+		m.addFailure(Failure{
 			Time: now, Kind: FailureReport, Name: r.Name, Version: r.Version, Attempt: r.Attempt,
 			Reason: clip.Error(err, clip.Default), Report: state,
 		})
@@ -448,10 +455,32 @@ func (m *Monitor) ReportAbandoned(r outbox.Report, err error) {
 	defer m.mu.Unlock()
 	m.counts.abandoned++
 	m.setReportState(r.Name, r.Version, ReportAbandoned)
-	m.failures.add(Failure{
+	m.addFailure(Failure{
 		Time: m.cfg.Now(), Kind: FailureReport, Name: r.Name, Version: r.Version, Attempt: r.Attempt,
 		Reason: reason, Report: ReportAbandoned,
 	})
+}
+
+// addFailure lists a failure, under m.mu. Broken worker sessions go to a
+// list of their own, a fifth as long: a token holder ends a session at its
+// own pace (a protocol violation right after Hello, under any worker id),
+// and its sessions took the places of job failures and quarantines, 50 of
+// them in a second.
+func (m *Monitor) addFailure(f Failure) {
+	m.failureSeq++
+	f.seq = m.failureSeq
+	if f.Kind == FailureWorker {
+		m.broken.add(f)
+		return
+	}
+	m.failures.add(f)
+}
+
+// failureList is the failures listed, newest first.
+func (m *Monitor) failureList() []Failure {
+	out := append(m.failures.list(), m.broken.list()...)
+	slices.SortFunc(out, func(a, b Failure) int { return cmp.Compare(b.seq, a.seq) })
+	return out
 }
 
 // setReportState marks the newest result or failure of a release.
@@ -500,7 +529,7 @@ func (m *Monitor) SessionEnded(info coordinator.SessionInfo, err error) {
 	if who == "" {
 		who = info.WorkerID
 	}
-	m.failures.add(Failure{
+	m.addFailure(Failure{
 		Time: now, Kind: FailureWorker, Workers: []string{who},
 		Reason: clip.String("session "+info.SessionID+" on "+info.Host+" ended: "+err.Error()+"; its tasks were dispatched again", clip.Default),
 	})
@@ -527,7 +556,7 @@ func (m *Monitor) DispatchEvent(e dispatch.Event) {
 	case dispatch.EventLostFailed:
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		m.failures.add(Failure{Time: e.Time, Kind: FailureLost, Name: e.Name, Version: e.Version,
+		m.addFailure(Failure{Time: e.Time, Kind: FailureLost, Name: e.Name, Version: e.Version,
 			Reason: clip.String(e.Reason, clip.Default), Workers: slices.Clone(e.Identities)})
 		return
 	default:
@@ -542,7 +571,7 @@ func (m *Monitor) DispatchEvent(e dispatch.Event) {
 	defer m.mu.Unlock()
 	m.spotChecks.add(sc)
 	if kind == SpotQuarantine {
-		m.failures.add(Failure{Time: e.Time, Kind: FailureQuarantine, Name: e.Name, Version: e.Version,
+		m.addFailure(Failure{Time: e.Time, Kind: FailureQuarantine, Name: e.Name, Version: e.Version,
 			Reason: "worker quarantined: " + sc.Reason, Workers: slices.Clone(sc.Identities)})
 		if e.Identity != "" {
 			m.releases.quarantine(e.Identity, e.Time)
@@ -614,8 +643,14 @@ func Trouble(status int) bool {
 
 // statusLabel is the status label of an API try.
 func statusLabel(status int) string {
-	if status == 0 {
+	switch {
+	case status == 0:
 		return "none"
+	case http.StatusText(status) == "" && status >= 100 && status <= 999:
+		// Go's client takes any three digits: an API answering each try
+		// with another made a series of each, 800 per endpoint. Statuses
+		// HTTP does not define are counted by class.
+		return strconv.Itoa(status/100) + "xx"
 	}
 	return strconv.Itoa(status)
 }

@@ -1,0 +1,128 @@
+package coordinator
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+	"google.golang.org/grpc/codes"
+)
+
+// Log volume as an attack surface: what a token holder makes the
+// coordinator write is bounded by time, not by how fast it acts.
+
+// churn opens a session as id and ends it at once with a protocol violation
+// (a second Hello), as a hostile token holder can in a loop.
+func (f *fleet) churn(id string) {
+	f.t.Helper()
+	w := f.worker(id, 1)
+	if w.next().GetWelcome() == nil {
+		f.t.Fatal("no Welcome first")
+	}
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+		WorkerId: id, ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: 1, Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
+	}}})
+	wantEnded(f.t, w.recv, codes.InvalidArgument, "hello sent twice", "the churning session")
+	w.close()
+}
+
+// TestSessionChurnLogsAreThrottled: a worker with the fleet token that ends
+// its session right after Hello, again and again, gets sessionLogBurst
+// "worker connected" and as many "worker session ended" lines per identity
+// and minute; the next line says how many were held back. Every session was
+// two lines.
+func TestSessionChurnLogsAreThrottled(t *testing.T) {
+	var log syncLog
+	clock := testkit.NewClock()
+	f := startFleet(t, newFakeAPI(), func(c *Config) { c.Logger = log.logger(); c.Now = clock.Now })
+	const sessions = 40
+	for range sessions {
+		f.churn("churner")
+	}
+	lines := strings.Count(log.String(), "\n")
+	connected, ended := strings.Count(log.String(), "worker connected"), strings.Count(log.String(), "worker session ended")
+	t.Logf("%d sessions: %d lines (%d connected, %d ended), %d bytes", sessions, lines, connected, ended, len(log.String()))
+	if connected != sessionLogBurst || ended != sessionLogBurst {
+		t.Fatalf("%d sessions logged %d connected and %d ended lines, want %d each:\n%s", sessions, connected, ended, sessionLogBurst, head(log.String()))
+	}
+	clock.Advance(time.Minute)
+	f.churn("churner")
+	if held := sessions - sessionLogBurst; !strings.Contains(log.String(), "suppressed="+strconv.Itoa(held)) {
+		t.Fatalf("a minute later, no line counts the %d held back:\n%s", held, head(log.String()))
+	}
+	// Refused Hellos (a previous release's, without a mode) go the same way.
+	for range sessions {
+		w := f.legacyWorker("old", 1)
+		wantEnded(t, w.recv, codes.FailedPrecondition, "previous release", "the previous release's session")
+		w.close()
+	}
+	if n := strings.Count(log.String(), "it is of the previous release"); n != sessionLogBurst {
+		t.Fatalf("%d refused Hellos logged %d lines, want %d", sessions, n, sessionLogBurst)
+	}
+}
+
+// head is the start of a log, for a failure message.
+func head(s string) string { return s[:min(len(s), 4096)] }
+
+// TestRepeatedWorkerReportsAreThrottled: a worker that says, again and
+// again in one session, that it could not compile the rules it was offered
+// (with an error text of 4 KiB each time), or that it is draining, gets
+// sessionLogBurst lines of each per identity and minute; each message was a
+// line, the compile error one of over 4 KiB: as many bytes of log as it
+// sent.
+func TestRepeatedWorkerReportsAreThrottled(t *testing.T) {
+	var log syncLog
+	clock := testkit.NewClock()
+	f := startFleet(t, newFakeAPI(), func(c *Config) { c.Logger = log.logger(); c.Now = clock.Now })
+	w := f.worker("noisy", 1)
+	if w.next().GetWelcome() == nil {
+		t.Fatal("no Welcome first")
+	}
+	hash := w.next().GetRuleSet().GetHash()
+	if hash == "" {
+		t.Fatal("no rule set after Welcome")
+	}
+	const messages = 100
+	for range messages {
+		w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: hash, Error: strings.Repeat("e", 4<<10)}}})
+		w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Draining{Draining: &fleetv1.Draining{}}})
+	}
+	// A second Hello ends the session once every message before it was handled.
+	w.send(&fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_Hello{Hello: &fleetv1.Hello{
+		WorkerId: "noisy", ProtocolVersion: fleetv1.ProtocolVersion_PROTOCOL_VERSION_1, Slots: 1, Mode: fleetv1.WorkerMode_WORKER_MODE_SCAN,
+	}}})
+	wantEnded(t, w.recv, codes.InvalidArgument, "hello sent twice", "the noisy session")
+	compile, draining := strings.Count(log.String(), "worker could not compile rules"), strings.Count(log.String(), "worker draining")
+	t.Logf("%d messages of each: %d compile lines, %d draining lines, %d bytes of log", messages, compile, draining, len(log.String()))
+	if compile != sessionLogBurst || draining != sessionLogBurst {
+		t.Fatalf("%d compile failures and %d drains logged %d and %d lines, want %d each", messages, messages, compile, draining, sessionLogBurst)
+	}
+}
+
+// TestBurstThrottle: burst lines per key and interval, then none until the
+// interval is over; the first line after counts the ones held back.
+func TestBurstThrottle(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := newBurstThrottle(time.Minute, 3, 8)
+	var got []bool
+	for i := range 5 {
+		ok, held := th.allow("a", t0.Add(time.Duration(i)*time.Second))
+		if held != 0 {
+			t.Fatalf("line %d: held %d within the interval", i, held)
+		}
+		got = append(got, ok)
+	}
+	if want := []bool{true, true, true, false, false}; !slices.Equal(got, want) {
+		t.Fatalf("allowed %v, want %v", got, want)
+	}
+	if ok, held := th.allow("a", t0.Add(time.Minute)); !ok || held != 2 {
+		t.Fatalf("after the interval: %v %d, want true 2", ok, held)
+	}
+	if ok, _ := th.allow("a", t0.Add(time.Minute+time.Second)); !ok {
+		t.Fatal("the new interval's burst was not let through")
+	}
+}

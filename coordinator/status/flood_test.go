@@ -1,0 +1,79 @@
+package status
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/coordinator"
+	"github.com/dragonfly-fleet/fleet/coordinator/dispatch"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
+)
+
+// TestBrokenSessionsKeepJobFailuresListed: a token holder that ends its
+// sessions at once, again and again (under as many worker ids as it likes),
+// cannot push a job's failure or a quarantine off the page's recent
+// failures: broken sessions are kept apart, a fifth as many. Each used to
+// take a place of the 50, and 50 sessions (a second's work) emptied the list
+// of everything else.
+func TestBrokenSessionsKeepJobFailuresListed(t *testing.T) {
+	c := testkit.NewClock()
+	m := New(Config{Now: c.Now})
+	start := c.Now()
+	m.JobFinished(outcome("bad", 1, "distribution bad-0.tar.gz: archive truncated", start, c.Now(), "s1-w1"))
+	m.DispatchEvent(dispatch.Event{Kind: dispatch.EventQuarantine, Time: c.Now(), Identity: "liar", Reason: "disagreed"})
+	for i := range 1000 {
+		c.Advance(1)
+		m.SessionEnded(coordinator.SessionInfo{SessionID: fmt.Sprint("s", i), WorkerID: fmt.Sprint("churner-", i), Identity: fmt.Sprint("churner-", i)},
+			errors.New("hello sent twice"))
+	}
+	doc := m.Status(t.Context(), emptySource())
+	kinds := map[FailureKind]int{}
+	for _, f := range doc.Failures {
+		kinds[f.Kind]++
+	}
+	t.Logf("listed after 1000 broken sessions: %v", kinds)
+	if kinds[FailureScan] != 1 || kinds[FailureQuarantine] != 1 {
+		t.Fatalf("failures listed %v: the scan failure and the quarantine were pushed off", kinds)
+	}
+	if n := kinds[FailureWorker]; n != 10 {
+		t.Fatalf("%d broken sessions listed, want 10 (a fifth of RecentFailures)", n)
+	}
+	if doc.Failures[0].Kind != FailureWorker || doc.Failures[0].Workers[0] != "churner-999" {
+		t.Fatalf("newest failure %+v, want the last broken session first", doc.Failures[0])
+	}
+}
+
+// TestAPIStatusSeriesBounded: an API (or whoever answers as it) that gives
+// every try another HTTP status (Go's client takes any three digits) makes
+// no more series than the statuses HTTP defines, plus one per class; each
+// status was a series of its own, 800 per endpoint.
+func TestAPIStatusSeriesBounded(t *testing.T) {
+	m := New(Config{})
+	api := m.APIObserver()
+	for code := 200; code <= 999; code++ {
+		api.Call("POST /jobs", code, time.Millisecond)
+	}
+	series, total := 0, 0.0
+	for k, v := range scrape(t, m, emptySource()) {
+		if strings.HasPrefix(k, "dragonfly_api_requests_total{") {
+			series++
+			total += v
+		}
+	}
+	t.Logf("800 statuses: %d series", series)
+	if total != 800 {
+		t.Fatalf("%v tries counted, want 800", total)
+	}
+	if series > 80 {
+		t.Fatalf("800 statuses made %d series of dragonfly_api_requests_total, want at most 80", series)
+	}
+	got := scrape(t, m, emptySource())
+	for _, k := range []string{`status="503"`, `status="409"`, `status="7xx"`} {
+		if got[`dragonfly_api_requests_total{endpoint="POST /jobs",`+k+`}`] == 0 {
+			t.Errorf("no series with %s", k)
+		}
+	}
+}
