@@ -186,7 +186,15 @@ type Distribution struct {
 // Tally accumulates file results of one distribution, in any order. It is not
 // safe for concurrent use.
 type Tally struct {
-	files []indexed
+	// TopOnly keeps of the files only the top one, and the rules counted
+	// anywhere: Distribution is the same but for Files, which holds the top
+	// file alone. A worker reports nothing else, and a distribution of
+	// 65,536 matching files under 4 KiB paths would otherwise hold 256 MiB
+	// of paths until its scan ends.
+	TopOnly bool
+	files   []indexed
+	top     indexed
+	rules   map[string]int64 // with TopOnly: the rules counted, by name
 }
 
 type indexed struct {
@@ -200,11 +208,38 @@ func (t *Tally) Add(index int, f File) {
 	if len(f.Rules) == 0 {
 		return
 	}
-	t.files = append(t.files, indexed{index, f})
+	if !t.TopOnly {
+		t.files = append(t.files, indexed{index, f})
+		return
+	}
+	if t.rules == nil {
+		t.rules = map[string]int64{}
+	}
+	for _, h := range f.Rules {
+		t.rules[h.Name] = h.Weight
+	}
+	// The first in archive order among the highest scores, as Distribution
+	// picks it from all the files.
+	if t.top.file.Rules == nil || f.Score > t.top.file.Score || f.Score == t.top.file.Score && index < t.top.index {
+		t.top = indexed{index, f}
+	}
 }
 
 // Distribution returns the distribution result of everything added so far.
 func (t *Tally) Distribution() Distribution {
+	if t.TopOnly {
+		var d Distribution
+		if t.top.file.Rules != nil {
+			d.Files = []File{t.top.file}
+			d.TopFile, d.TopScore = t.top.file.Path, t.top.file.Score
+		}
+		for name, w := range t.rules {
+			d.Rules = append(d.Rules, Hit{Name: name, Weight: w})
+		}
+		slices.SortFunc(d.Rules, func(a, b Hit) int { return strings.Compare(a.Name, b.Name) })
+		d.Score = Sum(d.Rules)
+		return d
+	}
 	files := slices.Clone(t.files)
 	slices.SortStableFunc(files, func(a, b indexed) int { return cmp.Compare(a.index, b.index) })
 	var d Distribution

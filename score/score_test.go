@@ -3,6 +3,7 @@ package score
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -323,6 +324,38 @@ func TestSumClampsJustPastTheBounds(t *testing.T) {
 		}
 		if got := Sum(hits); got != c.want {
 			t.Errorf("Sum(%v) = %d, want %d", c.weights, got, c.want)
+		}
+	}
+}
+
+// TestTallyTopOnly: a tally that keeps only the top file gives the same
+// distribution as one that keeps them all (but for Files: the top file
+// alone), whatever the order the files are added in, ties included.
+func TestTallyTopOnly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"a", "b", "c", "d"}
+	for round := range 200 {
+		var all, top Tally
+		top.TopOnly = true
+		n := rng.IntN(12)
+		for _, index := range rng.Perm(n) {
+			var f File
+			f.Path = fmt.Sprintf("f%d", index)
+			for _, name := range names {
+				if rng.IntN(3) == 0 {
+					f.Rules = append(f.Rules, Hit{Name: name, Weight: int64(len(name)) * 3})
+				}
+			}
+			f.Score = Sum(f.Rules)
+			all.Add(index, f)
+			top.Add(index, f)
+		}
+		want, got := all.Distribution(), top.Distribution()
+		if got.Score != want.Score || got.TopFile != want.TopFile || got.TopScore != want.TopScore || !slices.Equal(got.Rules, want.Rules) {
+			t.Fatalf("round %d: TopOnly %+v, want %+v", round, got, want)
+		}
+		if len(want.Files) == 0 && len(got.Files) != 0 || len(want.Files) > 0 && (len(got.Files) != 1 || got.Files[0].Path != want.TopFile) {
+			t.Fatalf("round %d: TopOnly files %+v, want the top file %q alone", round, got.Files, want.TopFile)
 		}
 	}
 }

@@ -305,9 +305,10 @@ func Run(ctx context.Context, cfg Config) error {
 	engine := cfg.Engine
 	if engine == nil {
 		// Match data is not part of a verdict: keep one byte per match, so
-		// the match-memory bound counts matches, not their text.
+		// the match-memory bound counts matches, not their text. Of the
+		// matched files only the top one is reported, and only it is kept.
 		o := cfg.Observer
-		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize, NoMatchCache: cfg.NoMatchCache,
+		engine = scan.New(scan.Config{Threads: cfg.Threads, Limits: cfg.Limits, MaxMatchData: 1, MatchCacheSize: cfg.MatchCacheSize, NoMatchCache: cfg.NoMatchCache, TopFileOnly: true,
 			OnFile: o.FileScanned, OnSkip: o.FileSkipped, OnCacheHit: o.MatchCacheHit, OnSubset: o.SubsetCompiled})
 		defer engine.Close()
 	}

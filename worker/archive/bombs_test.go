@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,5 +288,80 @@ func TestXzDictionaryBudget(t *testing.T) {
 		if _, err := xzScan(small[:cut]); err == nil {
 			t.Errorf("xzScan accepted %d of %d bytes", cut, len(small))
 		}
+	}
+}
+
+// xzClaiming returns an xz stream of one block that declares the LZMA2
+// dictionary of property prop and whose index claims uncompressed bytes:
+// what the container scan reads, around four bytes of block data that are
+// not LZMA2 (the decoder fails on them, after allocating its dictionary).
+func xzClaiming(prop byte, uncompressed uint64) []byte {
+	var b []byte
+	crc := func(p []byte) []byte { return le.AppendUint32(nil, crc32.ChecksumIEEE(p)) }
+	varint := func(b []byte, x uint64) []byte {
+		for x >= 0x80 {
+			b = append(b, byte(x)|0x80)
+			x >>= 7
+		}
+		return append(b, byte(x))
+	}
+	flags := []byte{0, 1} // CRC32 checks
+	b = append(append(append(b, 0xfd, '7', 'z', 'X', 'Z', 0), flags...), crc(flags)...)
+	// Block header: size 12 bytes, one filter, no sizes; LZMA2 with prop.
+	h := []byte{12/4 - 1, 0, 0x21, 1, prop, 0, 0, 0}
+	b = append(append(b, h...), crc(h)...)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0) // data, then its check
+	idx := varint(varint([]byte{0, 1}, 12+4+4), uncompressed)
+	for len(idx)%4 != 0 {
+		idx = append(idx, 0)
+	}
+	idx = append(idx, crc(idx)...)
+	b = append(b, idx...)
+	foot := append(le.AppendUint32(nil, uint32(len(idx)/4-1)), flags...)
+	return append(append(append(b, crc(foot)...), foot...), 'Y', 'Z')
+}
+
+// TestXzDictionaryOverPresetRefused checks that a tar.xz cannot make a
+// walk allocate an xz dictionary beyond that of xz's largest preset (64
+// MiB, -9) by claiming as much content: with the default limits a block
+// could claim 769 MiB and declare a 768 MiB dictionary, which the decoder
+// allocates and fills as it reads (a 124 MB tar.xz of 512 MiB of files took
+// 1.8 GB of peak RSS in dragonfly scan, 2 GB in a 2-thread worker).
+func TestXzDictionaryOverPresetRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		prop byte // LZMA2 dictionary property
+		dict int64
+	}{
+		{"128 MiB", 30, 128 << 20},
+		{"768 MiB", 35, 768 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lzma2Dict(tc.prop); got != tc.dict {
+				t.Fatalf("lzma2Dict(%d) = %d, want %d", tc.prop, got, tc.dict)
+			}
+			// The claimed content is at least the dictionary and within the
+			// tar stream bound of the default limits (769 MiB).
+			data := xzClaiming(tc.prop, uint64(tc.dict)+4096)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			r := walk(t, data, "bomb-1.0.tar.xz", limit.Defaults())
+			runtime.ReadMemStats(&after)
+			if r.Err == nil {
+				t.Fatal("walk succeeded, want an error")
+			}
+			if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+				t.Errorf("walk allocated %d MiB before failing (%v), want the dictionary refused before any is allocated", d>>20, r.Err)
+			}
+			var e *Error
+			if !errors.As(r.Err, &e) || !errors.Is(r.Err, errXzDict) || strings.Contains(r.Err.Error(), "corrupt") {
+				t.Errorf("error %T %v, want an *Error naming the dictionary bound, not a corrupt stream", r.Err, r.Err)
+			}
+		})
+	}
+	// xz -9's 64 MiB dictionary stays allowed for a block of any size.
+	if _, err := xzScan(xzClaiming(26, 1<<30)); err != nil {
+		t.Errorf("64 MiB dictionary refused: %v", err)
 	}
 }

@@ -249,7 +249,7 @@ func (w *walker) readError(path, format string, err error) error {
 	if errors.As(err, &se) {
 		return &Error{Path: path, Err: se}
 	}
-	if errors.Is(err, errSizeMismatch) {
+	if errors.Is(err, errSizeMismatch) || errors.Is(err, errXzDict) {
 		return &Error{Path: path, Err: err}
 	}
 	return &Error{Path: path, Err: &streamError{format: format, err: err}}

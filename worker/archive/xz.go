@@ -12,10 +12,15 @@ import (
 // (up to 4 GiB) and a fresh one for every block, so a tiny hostile file could
 // cost gigabytes or thousands of large allocations. xzScan reads the
 // container (stream footers, indexes and block headers, from the end) before
-// anything is decoded and refuses dictionaries that the content cannot need.
+// anything is decoded and refuses dictionaries that the content cannot need,
+// and any over that of xz's largest preset: each walk holds its decoder's
+// dictionary beside the engine's budget, one per running distribution, so
+// a block claiming 769 MiB (the tar stream bound of the default limits)
+// with a 768 MiB dictionary took that much of a worker per scanner slot,
+// from a download of kilobytes.
 const (
-	// xzMaxDict is the largest dictionary a block may declare regardless of
-	// its size: that of xz's presets -8, -9 and -9e.
+	// xzMaxDict is the largest dictionary a block may declare: that of xz's
+	// presets -8, -9 and -9e, whatever the block's size.
 	xzMaxDict = 64 << 20
 	// xzDictBudget is what the dictionaries of all blocks may add up to on
 	// top of the uncompressed size the index claims.
@@ -24,11 +29,14 @@ const (
 
 var le = binary.LittleEndian
 
+// errXzDict is a block dictionary over xzMaxDict: not a defect of the
+// archive (xz decodes it), a bound of the worker's.
+var errXzDict = fmt.Errorf("over the %d MiB of xz's largest preset (-9), the most a worker holds per distribution", xzMaxDict>>20)
+
 // xzScan checks the xz container in data and returns the total uncompressed
 // size its indexes claim (the decoder verifies the claim as it goes). A block
-// may declare a dictionary up to xzMaxDict, or up to its own uncompressed
-// size, and all dictionaries together at most xzDictBudget plus the claimed
-// total.
+// may declare a dictionary up to xzMaxDict, and all dictionaries together
+// at most xzDictBudget plus the claimed total.
 func xzScan(data []byte) (int64, error) {
 	var claimed, dicts int64
 	pos := len(data)
@@ -99,8 +107,8 @@ func xzScan(data []byte) (int64, error) {
 			if err != nil {
 				return 0, err
 			}
-			if dict > xzMaxDict && dict > r.uncompressed {
-				return 0, fmt.Errorf("block dictionary of %d bytes for %d bytes of content", dict, r.uncompressed)
+			if dict > xzMaxDict {
+				return 0, fmt.Errorf("xz block dictionary of %d MiB: %w", dict>>20, errXzDict)
 			}
 			dicts = satAdd(dicts, dict)
 			off += (r.unpadded + 3) &^ 3

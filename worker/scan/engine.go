@@ -88,6 +88,12 @@ type Config struct {
 	// Cached matches keep them too. Default false (a worker never needs
 	// them).
 	MatchDetails bool
+	// TopFileOnly keeps, of a distribution's matched files, only the top
+	// one (score.Tally.TopOnly): Result.Files holds it alone. A worker
+	// reports nothing else; without it every matched file's path (up to
+	// 4 KiB, up to Limits.Entries files) is held until the scan ends.
+	// Default false (dragonfly scan lists every file).
+	TopFileOnly bool
 	// Exhaustive scans every file with every rule and caches nothing: the
 	// plain path the differential tests compare with. Default false.
 	Exhaustive bool
@@ -354,6 +360,7 @@ func (e *Engine) Run(ctx context.Context, rs *rules.Compiled, produce Producer) 
 	d := &distScan{
 		plan: p, rules: rs, cancel: cancel, ctx: ctx, details: e.cfg.MatchDetails,
 		matches: map[int]fileMatches{}, waiting: map[int][]fileLink{}, rescan: map[int]*rescan{},
+		tally: score.Tally{TopOnly: e.cfg.TopFileOnly},
 	}
 	d.cacheable = e.cache != nil && p.cacheable
 

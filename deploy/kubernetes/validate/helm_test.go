@@ -230,6 +230,13 @@ func TestHelmChartRefuses(t *testing.T) {
 		"worker killed mid-scan":       {map[string]any{"worker.drainGrace": "30s"}, "worker.terminationGracePeriodSeconds"},
 		"coordinator killed mid-drain": {map[string]any{"coordinator.drainTimeout": 55}, "coordinator.terminationGracePeriodSeconds"},
 		"drain of fractional seconds":  {map[string]any{"worker.drainGrace": "1.5s"}, "worker.drainGrace"},
+		// A worker holds about 512 MiB per scanner thread under a crafted
+		// release (README, "Sizing a worker"): past its limit the kernel
+		// kills it, and the release's retries kill the next ones.
+		"worker threads over its memory":  {map[string]any{"worker.threads": 4}, "worker.resources.limits.memory"},
+		"worker memory under its threads": {map[string]any{"worker.resources.limits.memory": "1Gi"}, "worker.resources.limits.memory"},
+		"worker memory in bytes, too few": {map[string]any{"worker.resources.limits.memory": "1073741824"}, "worker.resources.limits.memory"},
+		"worker memory unreadable":        {map[string]any{"worker.resources.limits.memory": "2 gigs"}, "worker.resources.limits.memory"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -241,6 +248,23 @@ func TestHelmChartRefuses(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tc.msg)
 			}
 		})
+	}
+}
+
+// TestHelmWorkerMemoryFits: thread counts whose worst case fits the memory
+// limit render, however the limit is written (the refusals are in
+// TestHelmChartRefuses).
+func TestHelmWorkerMemoryFits(t *testing.T) {
+	for _, tc := range []struct {
+		threads int
+		memory  string
+	}{
+		{2, "2Gi"}, {3, "2Gi"}, {6, "3584Mi"}, {2, "2147483648"}, {2, "2G"}, {2, "1536Mi"}, {1, "1Gi"},
+	} {
+		vals := values(map[string]any{"worker.threads": tc.threads, "worker.resources.limits.memory": tc.memory})
+		if _, _, err := helmRender(t, vals); err != nil {
+			t.Errorf("%d threads in %s: %v", tc.threads, tc.memory, err)
+		}
 	}
 }
 

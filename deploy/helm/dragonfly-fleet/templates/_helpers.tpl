@@ -102,6 +102,22 @@ Call with (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace).
 {{- end }}
 
 {{/*
+Whole mebibytes of a Kubernetes memory quantity: bytes ("2147483648") or a
+whole number with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix.
+Call with (dict "name" "worker.resources.limits.memory" "value" ...).
+*/}}
+{{- define "dragonfly-fleet.mebibytes" -}}
+{{- $v := toString .value }}
+{{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$" $v }}
+{{- $n := regexFind "^[0-9]+" $v | atoi }}
+{{- $unit := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- div (mul $n (get $unit (regexFind "[A-Za-z]*$" $v))) 1048576 }}
+{{- else }}
+{{- fail (printf "%s: %q is not a memory quantity the chart reads (bytes, or a whole number of Ki, Mi, Gi, Ti, k, M, G or T)" .name $v) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks of the values that the templates alone cannot express; each fails the
 render with a message that names the value.
 */}}
@@ -146,5 +162,16 @@ render with a message that names the value.
 {{- $grace := include "dragonfly-fleet.seconds" (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace) | atoi }}
 {{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace 10) }}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed worker.drainGrace (%ds) plus the scan timeout (10s) a file still in libyara may take before its task is handed back" .Values.worker.terminationGracePeriodSeconds $grace) }}
+{{- end }}
+{{- /* A crafted release can make a worker hold about 512 MiB per scanner
+thread (README, "Sizing a worker"); past its limit the kernel kills it, and
+the release's retries kill the next ones. */}}
+{{- with .Values.worker.resources.limits.memory }}
+{{- $limit := include "dragonfly-fleet.mebibytes" (dict "name" "worker.resources.limits.memory" "value" .) | atoi }}
+{{- $threads := int $.Values.worker.threads }}
+{{- $need := add 512 (mul 512 $threads) }}
+{{- if lt $limit $need }}
+{{- fail (printf "worker.resources.limits.memory (%v) is under the %dMi that %d scanner threads (worker.threads) may hold with the default limits: 512Mi per thread (a download of 128 MB scanning, one ahead and a zip's names copied from it, an xz or LZMA window of 64 MiB, 64 MiB of libyara matches) plus 512Mi (README, \"Sizing a worker\")" . $need $threads) }}
+{{- end }}
 {{- end }}
 {{- end }}
