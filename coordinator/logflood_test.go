@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,5 +125,35 @@ func TestBurstThrottle(t *testing.T) {
 	}
 	if ok, _ := th.allow("a", t0.Add(time.Minute+time.Second)); !ok {
 		t.Fatal("the new interval's burst was not let through")
+	}
+}
+
+// TestSessionErrorLoggedAfterCleanDisconnects: an honest worker that
+// disconnected cleanly sessionLogBurst times within a minute (restarts, a
+// rolling update) still gets the warning of a session that then broke, the
+// one line saying its tasks were dispatched again: a clean end and a broken
+// one are not the same line. Both were of kind "ended", so the clean ends
+// used up the burst and the warning was held back.
+func TestSessionErrorLoggedAfterCleanDisconnects(t *testing.T) {
+	var log syncLog
+	clock := testkit.NewClock()
+	f := startFleet(t, newFakeAPI(), func(c *Config) { c.Logger = log.logger(); c.Now = clock.Now })
+	for range sessionLogBurst {
+		w := f.worker("flaky", 1)
+		if w.next().GetWelcome() == nil {
+			t.Fatal("no Welcome first")
+		}
+		w.closeSend()
+		if err := w.ended(); err != io.EOF {
+			t.Fatalf("a clean disconnect ended with %v", err)
+		}
+		w.close()
+	}
+	if n := strings.Count(log.String(), "worker disconnected"); n != sessionLogBurst {
+		t.Fatalf("%d clean disconnects logged %d lines, want %d:\n%s", sessionLogBurst, n, sessionLogBurst, head(log.String()))
+	}
+	f.churn("flaky")
+	if n := strings.Count(log.String(), "worker session ended"); n != 1 {
+		t.Fatalf("a broken session after %d clean disconnects logged %d warnings, want 1:\n%s", sessionLogBurst, n, head(log.String()))
 	}
 }

@@ -377,7 +377,9 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 	if err != nil {
 		c.sessionLog(log, slog.LevelWarn, s.info.Identity, "ended", "worker session ended; its tasks were re-dispatched", "tasks", held, "err", clip.Error(err, protocol.MaxTextBytes))
 	} else {
-		c.sessionLog(log, slog.LevelInfo, s.info.Identity, "ended", "worker disconnected", "tasks_redispatched", held)
+		// A kind apart from a broken session's: clean ends (restarts, a
+		// rolling update) must not hold back the warning of one that broke.
+		c.sessionLog(log, slog.LevelInfo, s.info.Identity, "disconnected", "worker disconnected", "tasks_redispatched", held)
 	}
 	return err
 }
@@ -395,7 +397,9 @@ const (
 // many were held back ("suppressed"). A token holder ending its sessions at
 // once (a protocol violation after Hello, a refused Hello), again and
 // again, wrote two lines per session at the pace of its round trips; now
-// at most 8 a minute for one identity, and under new worker ids at most
+// at most 8 a minute for one identity (12 mixing clean ends, a kind of
+// their own: they must not hold back a broken session's warning), and
+// under new worker ids at most
 // about 1,024 a minute (the throttle's keys, the rest sharing one). The
 // same goes for what a worker may say in every message of a session (its
 // rules do not compile, it is draining): a line each, of up to 4 KiB.

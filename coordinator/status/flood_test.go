@@ -77,3 +77,26 @@ func TestAPIStatusSeriesBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIStatusBelow100Bounded: Go's client also takes "000" to "099" as a
+// status line's code (any three digits, read as a number: 0 to 99), and
+// the client returns such a response like any other. They are counted as
+// one class, not a series each (99 more per endpoint), and none of them as
+// "none" (no response).
+func TestAPIStatusBelow100Bounded(t *testing.T) {
+	m := New(Config{})
+	api := m.APIObserver()
+	for code := 1; code <= 99; code++ {
+		api.Call("POST /jobs", code, time.Millisecond)
+	}
+	series := 0
+	got := scrape(t, m, emptySource())
+	for k := range got {
+		if strings.HasPrefix(k, "dragonfly_api_requests_total{") {
+			series++
+		}
+	}
+	if series != 1 || got[`dragonfly_api_requests_total{endpoint="POST /jobs",status="0xx"}`] != 99 {
+		t.Fatalf("statuses 1 to 99 made %d series, want the one of status 0xx", series)
+	}
+}

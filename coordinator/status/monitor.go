@@ -646,10 +646,11 @@ func statusLabel(status int) string {
 	switch {
 	case status == 0:
 		return "none"
-	case http.StatusText(status) == "" && status >= 100 && status <= 999:
-		// Go's client takes any three digits: an API answering each try
-		// with another made a series of each, 800 per endpoint. Statuses
-		// HTTP does not define are counted by class.
+	case http.StatusText(status) == "" && status >= 1 && status <= 999:
+		// Go's client takes any three digits ("042" is 42): an API
+		// answering each try with another made a series of each, 800 per
+		// endpoint and 99 more under 100. Statuses HTTP does not define
+		// are counted by class.
 		return strconv.Itoa(status/100) + "xx"
 	}
 	return strconv.Itoa(status)

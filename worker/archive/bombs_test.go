@@ -360,8 +360,17 @@ func TestXzDictionaryOverPresetRefused(t *testing.T) {
 			}
 		})
 	}
-	// xz -9's 64 MiB dictionary stays allowed for a block of any size.
-	if _, err := xzScan(xzClaiming(26, 1<<30)); err != nil {
+	// xz -9's 64 MiB dictionary (property 28, what xz -9, -9e, -9 -T0 and
+	// Python's lzma at preset 9 write) stays allowed for a block of any
+	// size, the next size up (96 MiB) does not. Property 26 is 32 MiB: the
+	// bound itself went untested.
+	if got := lzma2Dict(28); got != 64<<20 {
+		t.Fatalf("lzma2Dict(28) = %d, want 64 MiB", got)
+	}
+	if _, err := xzScan(xzClaiming(28, 1<<30)); err != nil {
 		t.Errorf("64 MiB dictionary refused: %v", err)
+	}
+	if _, err := xzScan(xzClaiming(29, 1<<30)); !errors.Is(err, errXzDict) {
+		t.Errorf("96 MiB dictionary: %v, want refused", err)
 	}
 }

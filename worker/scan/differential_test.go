@@ -16,7 +16,10 @@ package scan_test
 //     double, leading and trailing spaces, private and global rules, rules
 //     naming rules by name, by rule-set wildcard and in rule sets, negative
 //     and non-integer weights) over random archives.
-// Both engines run the same verdict path (worker/verdict) as workers do.
+// Both engines run the same verdict path (worker/verdict) as workers do, and
+// the pruned one keeps only the top file as a worker's does (TopFileOnly):
+// its reports are compared with the plain one's, whose files are cut to the
+// top one.
 
 import (
 	"bytes"
@@ -129,7 +132,7 @@ type pair struct {
 
 func newPair(t testing.TB, lim limit.Limits, fetcher *fetch.Fetcher) pair {
 	plain := scan.New(scan.Config{Threads: 2, Limits: lim, Exhaustive: true, MaxMatchData: 1})
-	pruned := scan.New(scan.Config{Threads: 2, Limits: lim, MaxMatchData: 1})
+	pruned := scan.New(scan.Config{Threads: 2, Limits: lim, MaxMatchData: 1, TopFileOnly: true})
 	t.Cleanup(plain.Close)
 	t.Cleanup(pruned.Close)
 	return pair{
@@ -155,7 +158,7 @@ func (p pair) compare(t testing.TB, rs *rules.Compiled, releases []release) (mat
 	}
 	g.Wait()
 	for i, r := range releases {
-		want := scanRelease(t, p.plain, rs, r)
+		want := topFileOnly(scanRelease(t, p.plain, rs, r))
 		if !reflect.DeepEqual(pruned[i], want) {
 			t.Fatalf("release %s %s:\npruned %s\nplain  %s", r.name, r.version, js(pruned[i]), js(want))
 		}
@@ -164,6 +167,22 @@ func (p pair) compare(t testing.TB, rs *rules.Compiled, releases []release) (mat
 		}
 	}
 	return matched
+}
+
+// topFileOnly is r with each distribution's files cut to its top one, as
+// an engine with TopFileOnly lists them: the first in archive order among
+// the highest scores.
+func topFileOnly(r releaseReport) releaseReport {
+	for i := range r.Dists {
+		d := &r.Dists[i].Distribution
+		for _, f := range d.Files {
+			if f.Score == d.TopScore {
+				d.Files = []score.File{f}
+				break
+			}
+		}
+	}
+	return r
 }
 
 func js(v any) string {

@@ -237,6 +237,12 @@ func TestHelmChartRefuses(t *testing.T) {
 		"worker memory under its threads": {map[string]any{"worker.resources.limits.memory": "1Gi"}, "worker.resources.limits.memory"},
 		"worker memory in bytes, too few": {map[string]any{"worker.resources.limits.memory": "1073741824"}, "worker.resources.limits.memory"},
 		"worker memory unreadable":        {map[string]any{"worker.resources.limits.memory": "2 gigs"}, "worker.resources.limits.memory"},
+		// worker.threads unset: the worker runs one thread per CPU of its
+		// limit (GOMAXPROCS), 8 here, which 2Gi does not hold; the check
+		// read 0 threads and needed 512Mi.
+		"worker threads unset, 8 CPUs over its memory": {map[string]any{"worker.threads": nil, "worker.resources.limits.cpu": "8"}, "worker.resources.limits.memory"},
+		"worker threads unset, 7500m over its memory":  {map[string]any{"worker.threads": "", "worker.resources.limits.cpu": "7500m"}, "worker.resources.limits.memory"},
+		"worker threads unset, no CPU limit":           {map[string]any{"worker.threads": nil, "worker.resources.limits.cpu": nil}, "worker.threads"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -257,13 +263,30 @@ func TestHelmChartRefuses(t *testing.T) {
 func TestHelmWorkerMemoryFits(t *testing.T) {
 	for _, tc := range []struct {
 		threads int
-		memory  string
+		memory  any
 	}{
 		{2, "2Gi"}, {3, "2Gi"}, {6, "3584Mi"}, {2, "2147483648"}, {2, "2G"}, {2, "1536Mi"}, {1, "1Gi"},
+		// Quantities Kubernetes accepts: a decimal fraction, a number
+		// (from a values file YAML reads it as a float64, which toString
+		// writes as 2.147483648e+09), the peta and exa suffixes.
+		{3, "2.5Gi"}, {2, "1.5Gi"}, {2, float64(2147483648)}, {2, int64(2147483648)}, {2, "0.001Pi"}, {2, "1E"},
 	} {
 		vals := values(map[string]any{"worker.threads": tc.threads, "worker.resources.limits.memory": tc.memory})
 		if _, _, err := helmRender(t, vals); err != nil {
-			t.Errorf("%d threads in %s: %v", tc.threads, tc.memory, err)
+			t.Errorf("%d threads in %v: %v", tc.threads, tc.memory, err)
+		}
+	}
+	// No memory limit, or no limits at all: nothing to check.
+	for _, kv := range []map[string]any{{"worker.resources.limits.memory": nil}, {"worker.resources.limits": nil}, {"worker.resources": nil}} {
+		if _, _, err := helmRender(t, values(kv)); err != nil {
+			t.Errorf("%v: %v", kv, err)
+		}
+	}
+	// worker.threads unset: one thread per CPU of the limit, at least 2.
+	for _, cpu := range []any{"1500m", "2", float64(1), "500m"} {
+		vals := values(map[string]any{"worker.threads": nil, "worker.resources.limits.cpu": cpu, "worker.resources.limits.memory": "1536Mi"})
+		if _, _, err := helmRender(t, vals); err != nil {
+			t.Errorf("threads unset, %v CPUs in 1536Mi: %v", cpu, err)
 		}
 	}
 }

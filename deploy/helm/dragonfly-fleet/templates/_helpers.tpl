@@ -102,18 +102,44 @@ Call with (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace).
 {{- end }}
 
 {{/*
-Whole mebibytes of a Kubernetes memory quantity: bytes ("2147483648") or a
-whole number with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix.
+Whole mebibytes of a Kubernetes memory quantity: bytes ("2147483648", or a
+number from a values file, which YAML reads as a float) or a number, with
+a decimal fraction or not ("2.5Gi"), with a binary (Ki, Mi, Gi, Ti, Pi, Ei)
+or decimal (k, M, G, T, P, E) suffix.
 Call with (dict "name" "worker.resources.limits.memory" "value" ...).
 */}}
 {{- define "dragonfly-fleet.mebibytes" -}}
 {{- $v := toString .value }}
-{{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$" $v }}
-{{- $n := regexFind "^[0-9]+" $v | atoi }}
-{{- $unit := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
-{{- div (mul $n (get $unit (regexFind "[A-Za-z]*$" $v))) 1048576 }}
+{{- if or (kindIs "float64" .value) (kindIs "int64" .value) (kindIs "int" .value) }}
+{{- /* toString of a large float is "2.147483648e+09": use the number. */}}
+{{- floor (divf .value 1048576) | int64 }}
+{{- else if regexMatch "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" $v }}
+{{- $n := regexFind "^[0-9.]+" $v | float64 }}
+{{- $unit := dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 }}
+{{- floor (divf (mulf $n (get $unit (regexFind "[A-Za-z]*$" $v))) 1048576) | int64 }}
 {{- else }}
-{{- fail (printf "%s: %q is not a memory quantity the chart reads (bytes, or a whole number of Ki, Mi, Gi, Ti, k, M, G or T)" .name $v) }}
+{{- fail (printf "%s: %q is not a memory quantity the chart reads (bytes, or a number of Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P or E)" .name $v) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The scanner threads of a worker: worker.threads, or unset (the worker then
+runs one per CPU, GOMAXPROCS: the CPU limit rounded up, at least 2 below the
+node's CPUs) the whole or milli CPUs of worker.resources.limits.cpu.
+*/}}
+{{- define "dragonfly-fleet.workerThreads" -}}
+{{- $t := .Values.worker.threads }}
+{{- if and (not (kindIs "invalid" $t)) (ne (toString $t) "") }}
+{{- int $t }}
+{{- else }}
+{{- $cpu := toString (dig "resources" "limits" "cpu" "" .Values.worker) }}
+{{- if regexMatch "^[0-9]+(\\.[0-9]*)?$" $cpu }}
+{{- max 2 (ceil (float64 $cpu) | int) }}
+{{- else if regexMatch "^[0-9]+m$" $cpu }}
+{{- max 2 (div (add (trimSuffix "m" $cpu | atoi) 999) 1000) }}
+{{- else }}
+{{- fail "worker.threads: set it (unset, a worker runs one scanner thread per CPU, and without a whole or milli CPU limit in worker.resources.limits.cpu the chart cannot tell how much memory they need)" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -166,9 +192,10 @@ render with a message that names the value.
 {{- /* A crafted release can make a worker hold about 512 MiB per scanner
 thread (README, "Sizing a worker"); past its limit the kernel kills it, and
 the release's retries kill the next ones. */}}
-{{- with .Values.worker.resources.limits.memory }}
+{{- /* dig: worker.resources.limits may be unset (no limit, nothing to check). */}}
+{{- with dig "resources" "limits" "memory" "" .Values.worker }}
 {{- $limit := include "dragonfly-fleet.mebibytes" (dict "name" "worker.resources.limits.memory" "value" .) | atoi }}
-{{- $threads := int $.Values.worker.threads }}
+{{- $threads := include "dragonfly-fleet.workerThreads" $ | atoi }}
 {{- $need := add 512 (mul 512 $threads) }}
 {{- if lt $limit $need }}
 {{- fail (printf "worker.resources.limits.memory (%v) is under the %dMi that %d scanner threads (worker.threads) may hold with the default limits: 512Mi per thread (a download of 128 MB scanning, one ahead and a zip's names copied from it, an xz or LZMA window of 64 MiB, 64 MiB of libyara matches) plus 512Mi (README, \"Sizing a worker\")" . $need $threads) }}
