@@ -315,14 +315,14 @@ func (s *coordinatorSession) handle(m *fleetv1.ConnectResponse, hb *time.Ticker)
 	case *fleetv1.ConnectResponse_Welcome:
 		s.welcome(msg.Welcome, hb)
 		w.obs.Connection(true, len(s.rulesets) > 0)
-		w.log.Info("connected to coordinator", "session", clip.String(msg.Welcome.GetSessionId(), protocol.MaxIDBytes), "slots", w.cfg.Threads,
+		w.logLimited(w.log, slog.LevelInfo, coordLogBurst, "connected to coordinator", "session", clip.String(msg.Welcome.GetSessionId(), protocol.MaxIDBytes), "slots", w.cfg.Threads,
 			"coordinator_version", clip.String(msg.Welcome.GetCoordinatorVersion(), protocol.MaxIDBytes))
 	case *fleetv1.ConnectResponse_RuleSet:
 		return s.ruleSet(msg.RuleSet)
 	case *fleetv1.ConnectResponse_Assign:
 		return s.assign(msg.Assign.GetTasks())
 	case *fleetv1.ConnectResponse_Drain:
-		w.log.Info("coordinator asked to drain", "running", len(s.running), "queued", len(s.queue))
+		w.logLimited(w.log, slog.LevelInfo, coordLogBurst, "coordinator asked to drain", "running", len(s.running), "queued", len(s.queue))
 		return s.drain()
 	case *fleetv1.ConnectResponse_Cancel:
 		return s.cancelTasks(msg.Cancel.GetTaskIds())
@@ -392,7 +392,7 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 		}
 	}
 	if dups > 0 {
-		w.log.Warn("coordinator assigned tasks already held; ignoring the copies", "copies", dups)
+		w.logLimited(w.log, slog.LevelWarn, coordLogBurst, "coordinator assigned tasks already held; ignoring the copies", "copies", dups)
 	}
 	if err := s.flushResults(); err != nil {
 		return err
@@ -409,7 +409,7 @@ func (s *coordinatorSession) assign(tasks []*fleetv1.Task) error {
 	}
 	if len(over) > 0 {
 		limit := w.cfg.Threads + w.cfg.MaxPrefetch
-		w.log.Warn("coordinator assigned more tasks than this worker holds; handing back the rest", "handed_back", len(over), "slots", w.cfg.Threads, "prefetch", w.cfg.MaxPrefetch)
+		w.logLimited(w.log, slog.LevelWarn, coordLogBurst, "coordinator assigned more tasks than this worker holds; handing back the rest", "handed_back", len(over), "slots", w.cfg.Threads, "prefetch", w.cfg.MaxPrefetch)
 		if err := s.handBack(over, fmt.Sprintf("over credit: this worker holds at most %d tasks (%d slots + %d prefetched)", limit, w.cfg.Threads, w.cfg.MaxPrefetch)); err != nil {
 			return err
 		}
@@ -667,7 +667,7 @@ func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 		// A commit hash is 40 bytes; one of megabytes would go whole into
 		// every log line and status about it (a status over the send
 		// limit ends the session). Not compiled, not answered.
-		s.w.log.Error("rule set refused: its hash is too long", "bytes", len(hash), "max", protocol.MaxIDBytes, "hash", clip.String(hash, 64))
+		s.w.logLimited(s.w.log, slog.LevelError, coordLogBurst, "rule set refused: its hash is too long", "bytes", len(hash), "max", protocol.MaxIDBytes, "hash", clip.String(hash, 64))
 		return nil
 	}
 	if _, ok := s.rulesets[hash]; ok {
@@ -675,7 +675,7 @@ func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	}
 	if err := protocol.CheckRuleSet(rs.GetSources()); err != nil {
 		// Not compiled: answered as a set that does not compile.
-		s.w.log.Error("rule set refused", "hash", hash, "err", err)
+		s.w.logLimited(s.w.log, slog.LevelError, coordLogBurst, "rule set refused", "hash", hash, "err", err)
 		return s.send(rulesStatus(hash, err, 0, false))
 	}
 	switch {
@@ -690,7 +690,7 @@ func (s *coordinatorSession) ruleSet(rs *fleetv1.RuleSet) error {
 	if old == nil || old.GetHash() == hash {
 		return nil
 	}
-	s.w.log.Warn("rule set replaced by a newer one before it was compiled", "hash", clip.String(old.GetHash(), 128), "newer", clip.String(hash, 128))
+	s.w.logLimited(s.w.log, slog.LevelWarn, coordLogBurst, "rule set replaced by a newer one before it was compiled", "hash", clip.String(old.GetHash(), 128), "newer", clip.String(hash, 128))
 	return s.send(rulesStatus(old.GetHash(), nil, 0, true))
 }
 
@@ -722,13 +722,13 @@ func (s *coordinatorSession) compiledSet(c compileDone) error {
 	}
 	s.w.obs.RulesCompiled(c.took, c.err)
 	if c.err != nil {
-		s.w.log.Error("rules do not compile", "hash", c.hash, "err", clip.Error(c.err, protocol.MaxTextBytes))
+		s.w.logLimited(s.w.log, slog.LevelError, coordLogBurst, "rules do not compile", "hash", c.hash, "err", clip.Error(c.err, protocol.MaxTextBytes))
 		return s.send(rulesStatus(c.hash, c.err, c.took, false))
 	}
 	s.rulesets[c.hash] = c.rs
 	s.lastUse[c.hash] = time.Now()
 	s.w.obs.Connection(true, true)
-	s.w.log.Info("rules ready", "hash", c.hash, "rules", c.rs.Len(), "compile_time", c.took.Round(time.Millisecond))
+	s.w.logLimited(s.w.log, slog.LevelInfo, coordLogBurst, "rules ready", "hash", c.hash, "rules", c.rs.Len(), "compile_time", c.took.Round(time.Millisecond))
 	if err := s.send(rulesStatus(c.hash, nil, c.took, false)); err != nil {
 		return err
 	}
@@ -783,7 +783,7 @@ func (s *coordinatorSession) evict() error {
 		}
 		clear(s.queue[len(kept):]) // (their downloads ahead)
 		s.queue = kept
-		s.w.log.Warn("rule set evicted while queued tasks named it; handing them back", "hash", clip.String(victim, 128), "tasks", len(back), "kept", keepRules)
+		s.w.logLimited(s.w.log, slog.LevelWarn, coordLogBurst, "rule set evicted while queued tasks named it; handing them back", "hash", clip.String(victim, 128), "tasks", len(back), "kept", keepRules)
 		if err := s.handBack(back, fmt.Sprintf("rules %s evicted: this worker holds at most %d rule sets", clip.String(victim, 128), keepRules)); err != nil {
 			return err
 		}
@@ -886,7 +886,7 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 			f = verdict.Failure(v.Name, err)
 		}
 		res.Outcome = &fleetv1.TaskResult_Failure{Failure: f}
-		log.Warn("distribution failed", "kind", f.GetKind().String(), "reason", f.GetReason())
+		w.logLimited(log, slog.LevelWarn, failureLogBurst, "distribution failed", "kind", f.GetKind().String(), "reason", f.GetReason())
 		return w.taskDone(res, maxRequest, log)
 	}
 	d := &fleetv1.DistributionResult{Score: v.Score, TopFile: v.TopFile, TopFileScore: v.TopScore}

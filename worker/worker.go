@@ -283,6 +283,8 @@ type Worker struct {
 	client  fleetv1.FleetServiceClient
 	verdict *verdict.Scanner
 	obs     Observer
+	// logs throttles the lines a coordinator's messages cause (throttle.go).
+	logs logThrottle
 }
 
 // Run connects to the coordinator and serves tasks until ctx ends; then it

@@ -29,13 +29,15 @@ const (
 
 var le = binary.LittleEndian
 
-// errXzDict is a block dictionary over xzMaxDict: not a defect of the
-// archive (xz decodes it), a bound of the worker's.
+// errXzDict is a block dictionary over xzMaxDict that its content could
+// use: not a defect of the archive (xz decodes it), a bound of the worker's
+// (the limit xz_dictionary).
 var errXzDict = fmt.Errorf("over the %d MiB of xz's largest preset (-9), the most a worker holds per distribution", xzMaxDict>>20)
 
 // xzScan checks the xz container in data and returns the total uncompressed
 // size its indexes claim (the decoder verifies the claim as it goes). A block
-// may declare a dictionary up to xzMaxDict, and all dictionaries together
+// may declare a dictionary up to xzMaxDict (over it: errXzDict, or a defect
+// when it is also over the block's content), and all dictionaries together
 // at most xzDictBudget plus the claimed total.
 func xzScan(data []byte) (int64, error) {
 	var claimed, dicts int64
@@ -107,7 +109,12 @@ func xzScan(data []byte) (int64, error) {
 			if err != nil {
 				return 0, err
 			}
-			if dict > xzMaxDict {
+			switch {
+			case dict > xzMaxDict && dict > r.uncompressed:
+				// More than the content can need: a defect, as the
+				// previous release also says.
+				return 0, fmt.Errorf("block dictionary of %d bytes for %d bytes of content", dict, r.uncompressed)
+			case dict > xzMaxDict:
 				return 0, fmt.Errorf("xz block dictionary of %d MiB: %w", dict>>20, errXzDict)
 			}
 			dicts = satAdd(dicts, dict)

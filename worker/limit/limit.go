@@ -109,6 +109,11 @@ const (
 	// MessageSize: a distribution's result does not fit in one message the
 	// coordinator accepts.
 	MessageSize Kind = "message_size"
+	// XzDictionary: an xz block declares a dictionary over the one of xz's
+	// largest preset (-9, 64 MiB), which the decoder would allocate whole
+	// per running distribution. A bound of the worker's, not a defect of
+	// the archive (xz decodes it), and not a setting.
+	XzDictionary Kind = "xz_dictionary"
 )
 
 // Env returns the environment variable that sets the limit.
@@ -158,8 +163,11 @@ func (e *Error) Error() string {
 		bound = fmt.Sprintf("%d bytes", e.Max)
 	}
 	what := "exceeds"
-	if e.Kind == ScanTimeout {
+	switch e.Kind {
+	case ScanTimeout:
 		what = "YARA scan exceeded"
+	case XzDictionary:
+		what = "xz block dictionary exceeds"
 	}
 	if e.Path != "" {
 		return fmt.Sprintf("%s: %s limit %s (%s)", clip.Path(e.Path), what, e.Kind.Env(), bound)

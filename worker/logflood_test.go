@@ -1,0 +1,201 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dragonfly-fleet/fleet/demo"
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/protocol"
+	"github.com/dragonfly-fleet/fleet/rules"
+	"github.com/dragonfly-fleet/fleet/worker/fetch"
+)
+
+// countingHandler counts the records logged at Info and above (a
+// worker's default level), by message, and the bytes they make as JSON.
+type countingHandler struct {
+	c     *logCounts
+	inner slog.Handler
+}
+
+type logCounts struct {
+	mu         sync.Mutex
+	lines      map[string]int
+	suppressed map[string]int64
+	bytes      int
+}
+
+func (c *logCounts) Write(p []byte) (int, error) {
+	c.bytes += len(p) // under mu: Handle holds it
+	return len(p), nil
+}
+
+func newCountingHandler() *countingHandler {
+	c := &logCounts{lines: map[string]int{}, suppressed: map[string]int64{}}
+	return &countingHandler{c: c, inner: slog.NewJSONHandler(c, nil)}
+}
+
+func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo
+}
+func (h *countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &countingHandler{c: h.c, inner: h.inner.WithAttrs(as)}
+}
+func (h *countingHandler) WithGroup(g string) slog.Handler {
+	return &countingHandler{c: h.c, inner: h.inner.WithGroup(g)}
+}
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	h.c.lines[r.Message]++
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "suppressed" {
+			h.c.suppressed[r.Message] += a.Value.Int64()
+		}
+		return true
+	})
+	return h.inner.Handle(ctx, r)
+}
+
+func (h *countingHandler) suppressedOf(msg string) int64 {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.c.suppressed[msg]
+}
+
+func (h *countingHandler) count(msg string) int {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.c.lines[msg]
+}
+
+// TestHostileCoordinatorLogsAreBounded: a coordinator (an impostor the
+// worker dialed) that sends, 200 times each, a Welcome, an Assign of a task
+// the worker already holds, an Assign beyond its room, a rule set with an
+// over-long hash, one replaced before it compiled, one that does not
+// compile, a task on a host the worker does not allow, and a Drain, gets at
+// most coordLogBurst lines of each kind a minute (failureLogBurst
+// "distribution failed"), not one per message; a minute later the next
+// line says how many were held back.
+func TestHostileCoordinatorLogsAreBounded(t *testing.T) {
+	const n = 200
+	synctest.Test(t, func(t *testing.T) {
+		h := newCountingHandler()
+		files := newMemFiles(t, 0)
+		client := newChanClient()
+		release := make(chan struct{})
+		w := testWorker(t, client, Config{
+			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
+				StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
+			Logger: slog.New(h),
+			compileRules: func(set rules.Set) (*rules.Compiled, error) {
+				if set.Hash == "hold" {
+					<-release
+				}
+				return rules.Compile(set)
+			},
+		}, testEngine(t, 1))
+		stop := startLoop(w)
+		defer func() {
+			if err := stop(); err != nil {
+				t.Errorf("loop: %v", err)
+			}
+		}()
+		s := <-client.streams
+		<-client.tries
+		<-s.Out // Hello
+		welcomeEvery(s, MaxHeartbeat)
+		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
+		if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
+			t.Fatalf("rules status %v, want demo ready", st)
+		}
+		// drainOut reads what the worker sent so far (answers to the
+		// flood), so that it never waits on a full stream.
+		drainOut := func() {
+			synctest.Wait()
+			for {
+				select {
+				case <-s.Out:
+				default:
+					return
+				}
+			}
+		}
+		// The worker's one slot and one queued place are held by stalled
+		// downloads.
+		assignTasks(s, stalledTask(1, nil), stalledTask(2, nil))
+		drainOut()
+		send := func(m *fleetv1.ConnectResponse) {
+			s.In <- m
+		}
+		longHash := strings.Repeat("h", protocol.MaxIDBytes+1)
+		bad := map[string]string{"bad": "rule b { condition: $a }"}
+		for i := range n {
+			welcomeEvery(s, MaxHeartbeat)
+			assignTasks(s, stalledTask(1, nil))               // held already
+			assignTasks(s, fileTask(uint64(1000+i), "x.tgz")) // no room
+			send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: longHash}}})
+			send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: fmt.Sprint("bad-", i), Sources: bad}}})
+			drainOut()
+		}
+		// Rule sets pushed while one compiles replace each other.
+		send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "hold", Sources: bad}}})
+		for i := range n {
+			send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: fmt.Sprint("next-", i), Sources: bad}}})
+			drainOut()
+		}
+		close(release)
+		drainOut()
+		// Tasks that fail before any download, once the slots are free.
+		send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Cancel{Cancel: &fleetv1.Cancel{TaskIds: []uint64{1, 2}}}})
+		drainOut()
+		for i := range n {
+			assignTasks(s, &fleetv1.Task{TaskId: uint64(5000 + i), Url: "https://elsewhere.example/x-1.0.tar.gz", RulesHash: "demo"})
+			drainOut()
+		}
+		// A Drain while a task runs leaves the session open: each one
+		// after is a message again.
+		assignTasks(s, stalledTask(3, nil))
+		drainOut()
+		for range n {
+			send(&fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_Drain{Drain: &fleetv1.Drain{}}})
+			drainOut()
+		}
+		kinds := map[string]int{
+			"connected to coordinator":                                                      coordLogBurst,
+			"coordinator assigned tasks already held; ignoring the copies":                  coordLogBurst,
+			"coordinator assigned more tasks than this worker holds; handing back the rest": coordLogBurst,
+			"rule set refused: its hash is too long":                                        coordLogBurst,
+			"rules do not compile":                                                          coordLogBurst,
+			"rule set replaced by a newer one before it was compiled":                       coordLogBurst,
+			"distribution failed":                                                           failureLogBurst,
+			"coordinator asked to drain":                                                    coordLogBurst,
+		}
+		for msg, max := range kinds {
+			if got := h.count(msg); got == 0 || got > max {
+				t.Errorf("%q: %d lines for %d messages, want 1 to %d", msg, got, n, max)
+			}
+		}
+		h.c.mu.Lock()
+		total := 0
+		for _, c := range h.c.lines {
+			total += c
+		}
+		t.Logf("%d lines, %d bytes of JSON log for %d rounds of messages", total, h.c.bytes, n)
+		h.c.mu.Unlock()
+		// A minute later, the next line of a kind says how many were held back.
+		time.Sleep(coordLogEvery)
+		welcomeEvery(s, MaxHeartbeat)
+		drainOut()
+		if got := h.suppressedOf("connected to coordinator"); got != n+1-coordLogBurst {
+			t.Errorf("the next Welcome's line says %d held back, want %d", got, n+1-coordLogBurst)
+		}
+	})
+}
