@@ -28,6 +28,7 @@ type logCounts struct {
 	mu         sync.Mutex
 	lines      map[string]int
 	suppressed map[string]int64
+	kinds      map[string]int // the "kind" attributes of the lines logged
 	bytes      int
 }
 
@@ -37,7 +38,7 @@ func (c *logCounts) Write(p []byte) (int, error) {
 }
 
 func newCountingHandler() *countingHandler {
-	c := &logCounts{lines: map[string]int{}, suppressed: map[string]int64{}}
+	c := &logCounts{lines: map[string]int{}, suppressed: map[string]int64{}, kinds: map[string]int{}}
 	return &countingHandler{c: c, inner: slog.NewJSONHandler(c, nil)}
 }
 
@@ -55,8 +56,11 @@ func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	defer h.c.mu.Unlock()
 	h.c.lines[r.Message]++
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "suppressed" {
+		switch a.Key {
+		case "suppressed":
 			h.c.suppressed[r.Message] += a.Value.Int64()
+		case "kind":
+			h.c.kinds[a.Value.String()]++
 		}
 		return true
 	})
@@ -67,6 +71,12 @@ func (h *countingHandler) suppressedOf(msg string) int64 {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return h.c.suppressed[msg]
+}
+
+func (h *countingHandler) kindCount(kind string) int {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.c.kinds[kind]
 }
 
 func (h *countingHandler) count(msg string) int {
@@ -196,6 +206,65 @@ func TestHostileCoordinatorLogsAreBounded(t *testing.T) {
 		drainOut()
 		if got := h.suppressedOf("connected to coordinator"); got != n+1-coordLogBurst {
 			t.Errorf("the next Welcome's line says %d held back, want %d", got, n+1-coordLogBurst)
+		}
+	})
+}
+
+// TestFailureOfAnotherKindNotHiddenByAFlood: a minute's worth of
+// distributions that fail alike (failureLogBurst and more tasks on a host
+// the worker does not allow: a crafted release, or a coordinator that sends
+// them) does not hide the line of a distribution that then fails otherwise
+// (a download failure): the lines are throttled per failure kind, a fixed
+// set, not all as one.
+func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newCountingHandler()
+		client := newChanClient()
+		w := testWorker(t, client, Config{
+			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: newMemFiles(t, 0), Attempts: 1,
+				StallTimeout: time.Hour, TotalTimeout: time.Hour},
+			Logger: slog.New(h),
+		}, testEngine(t, 1))
+		stop := startLoop(w)
+		defer func() {
+			if err := stop(); err != nil {
+				t.Errorf("loop: %v", err)
+			}
+		}()
+		s := <-client.streams
+		<-client.tries
+		<-s.Out // Hello
+		welcomeEvery(s, MaxHeartbeat)
+		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
+		if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
+			t.Fatalf("rules status %v, want demo ready", st)
+		}
+		drainOut := func() {
+			synctest.Wait()
+			for {
+				select {
+				case <-s.Out:
+				default:
+					return
+				}
+			}
+		}
+		const flood = failureLogBurst + 20
+		for i := range flood {
+			assignTasks(s, &fleetv1.Task{TaskId: uint64(1 + i), Url: "https://elsewhere.example/x-1.0.tar.gz", RulesHash: "demo"})
+			drainOut()
+		}
+		host := fleetv1.FailureKind_FAILURE_KIND_HOST.String()
+		if got := h.kindCount(host); got == 0 || got >= flood {
+			t.Fatalf("%d %s failure lines for %d such failures, want them throttled", got, host, flood)
+		}
+		assignTasks(s, fileTask(9999, "404"))
+		drainOut()
+		download := fleetv1.FailureKind_FAILURE_KIND_DOWNLOAD.String()
+		if got := h.kindCount(download); got != 1 {
+			t.Errorf("%d %s failure lines after %d %s failures in the same minute, want the one: a flood of one kind hid it (%d lines of \"distribution failed\" in all)",
+				got, download, flood, host, h.count("distribution failed"))
 		}
 	})
 }

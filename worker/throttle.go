@@ -11,20 +11,25 @@ import (
 // kind: a coordinator (a hostile one, an impostor the worker dialed) sends
 // them at a rate it picks, a line each (a repeated Welcome or Drain, an
 // Assign of tasks already held or over the worker's room, a rule set
-// refused, replaced or that does not compile, a task that fails before any
-// download). An honest coordinator causes a few a minute at most.
+// refused, replaced, evicted, ready or that does not compile, a task that
+// fails before any download). An honest coordinator causes a few a minute
+// at most.
 const (
 	coordLogEvery = time.Minute
 	// coordLogBurst is the lines of one kind per coordLogEvery, as the
 	// coordinator's session lines (coordinator.sessionLogBurst).
 	coordLogBurst = 4
-	// failureLogBurst is the "distribution failed" lines per coordLogEvery:
-	// a worker with an honest coordinator fails a few distributions a
+	// failureLogBurst is the "distribution failed" lines of one failure
+	// kind (download, host, limit, archive, scan) per coordLogEvery: a
+	// worker with an honest coordinator fails a few distributions a
 	// minute, but one that assigns tasks on a host the worker does not
 	// allow had a line of up to 5 KiB per task of a few dozen bytes, at
-	// the pace of its round trips. Every failure is still counted in the
-	// metrics and reported with its reason.
-	failureLogBurst = 60
+	// the pace of its round trips. Per kind, so that a flood of one kind
+	// (a crafted release's corrupt archives) does not hide the first
+	// failure of another; 5 kinds, at most 100 lines a minute in all.
+	// Every failure is still counted in the metrics and reported with its
+	// reason.
+	failureLogBurst = 20
 )
 
 // logThrottle lets lines through at most burst times per kind and
@@ -69,10 +74,16 @@ func (t *logThrottle) allow(kind string, burst int, now time.Time) (bool, int64)
 	return true, n
 }
 
-// logLimited logs msg at level through log, at most burst lines of kind
-// (the message, unless several share one) per coordLogEvery.
+// logLimited logs msg at level through log, at most burst lines of it
+// per coordLogEvery.
 func (w *Worker) logLimited(log *slog.Logger, level slog.Level, burst int, msg string, attrs ...any) {
-	ok, held := w.logs.allow(msg, burst, time.Now())
+	w.logLimitedAs(msg, log, level, burst, msg, attrs...)
+}
+
+// logLimitedAs is logLimited counting msg's lines under kind, one of a
+// fixed set (the throttle keeps one entry per kind).
+func (w *Worker) logLimitedAs(kind string, log *slog.Logger, level slog.Level, burst int, msg string, attrs ...any) {
+	ok, held := w.logs.allow(kind, burst, time.Now())
 	if !ok {
 		return
 	}

@@ -41,7 +41,7 @@ func (f *coordinatorFlags) register(s *cli.Settings) {
 	s.Var(cli.Duration(&c.LoadDuration, coordinator.DefaultLoadDuration), "DRAGONFLY_LOAD_DURATION", "wait after an empty queue or an API error (seconds or a duration)")
 	s.Var(cli.Duration(&c.LeaseTimeout, coordinator.DefaultLeaseTimeout), "DRAGONFLY_LEASE_TIMEOUT", "the API's lease length (its JOB_TIMEOUT)")
 	s.Var(cli.Int(&c.Prefetch, coordinator.DefaultPrefetch), "DRAGONFLY_PREFETCH", "tasks a worker may hold beyond its scanner slots (at most 16, what a worker holds); the next one per slot downloads while it waits")
-	s.Var(cli.Duration(&c.HeartbeatInterval, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval; a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
+	s.Var(cli.Duration(&c.HeartbeatInterval, coordinator.DefaultHeartbeatInterval), "DRAGONFLY_HEARTBEAT_INTERVAL", "heartbeat interval (1s to 5m, what a worker accepts); a worker silent for 3 intervals is dropped and its tasks re-dispatched").DeprecatedFlag("heartbeat")
 	s.Var(cli.Duration(&c.DrainTimeout, coordinator.DefaultDrainTimeout), "DRAGONFLY_DRAIN_TIMEOUT", "on shutdown, how long to wait for jobs in flight")
 	s.Var(cli.String(&f.outbox.Path, ""), "DRAGONFLY_OUTBOX_PATH", "file keeping unsent reports across restarts (bbolt); empty: memory only").DeprecatedFlag("outbox")
 	s.Var(cli.Int(&f.outbox.Capacity, outbox.DefaultCapacity), "DRAGONFLY_OUTBOX_SIZE", "unsent reports above which leasing pauses")
