@@ -36,6 +36,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/outbox"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/internal/logthrottle"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
@@ -206,14 +207,16 @@ type Coordinator struct {
 	draining chan struct{} // closed when shutdown begins
 	flushing atomic.Bool   // the shutdown's flush of reports has begun
 	drainOne sync.Once
-	streams  sync.WaitGroup // sessions' receive and send goroutines
+	// drainHooks run when the drain begins (onDrain), under mu.
+	drainHooks []func()
+	streams    sync.WaitGroup // sessions' receive and send goroutines
 
 	maxSessions    atomic.Int64   // the server's MaxWorkers
 	maxPerIdentity atomic.Int64   // the server's MaxSessionsPerIdentity
 	perIdentity    map[string]int // sessions per identity, under mu
 	refusals       refusalCounters
 	guard          *guard
-	sessionLogs    *throttle // per-session log lines, per identity (sessionLog)
+	sessionLogs    *logthrottle.Throttle // per-session log lines, per identity (sessionLog)
 	bigSends       *semaphore.Weighted
 	outboxFailing  atomic.Bool // the outbox's writes fail: leasing pauses
 	queue          queueCache
@@ -246,7 +249,7 @@ func New(cfg Config) (*Coordinator, error) {
 		perIdentity: map[string]int{},
 		draining:    make(chan struct{}),
 		guard:       newGuard(30*time.Second, 10*time.Minute, time.Hour, 4096),
-		sessionLogs: newBurstThrottle(sessionLogEvery, sessionLogBurst, 1024),
+		sessionLogs: logthrottle.New(sessionLogEvery, 1024),
 		bigSends:    semaphore.NewWeighted(bigSendBudget),
 		epoch:       time.Now(),
 	}
@@ -351,7 +354,31 @@ func (c *Coordinator) waitIdle(timeout time.Duration, done func() bool) {
 }
 
 func (c *Coordinator) beginDrain() {
-	c.drainOne.Do(func() { close(c.draining) })
+	c.drainOne.Do(func() {
+		close(c.draining)
+		c.mu.Lock()
+		hooks := c.drainHooks
+		c.mu.Unlock()
+		for _, f := range hooks {
+			f()
+		}
+	})
+}
+
+// onDrain has f run when the drain begins, before beginDrain returns (at
+// once when it has begun): the server's health says NOT_SERVING from then
+// on, as isDraining does.
+func (c *Coordinator) onDrain(f func()) {
+	c.mu.Lock()
+	select {
+	case <-c.draining:
+		c.mu.Unlock()
+		f()
+		return
+	default:
+	}
+	c.drainHooks = append(c.drainHooks, f)
+	c.mu.Unlock()
 }
 
 // WaitSessions waits for the receive and send goroutines of ended sessions.

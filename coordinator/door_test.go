@@ -394,36 +394,6 @@ func TestRefusalsAreThrottled(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newThrottle(time.Minute, 2)
-	type step struct {
-		key  string
-		at   time.Duration
-		ok   bool
-		held int64
-	}
-	for i, s := range []step{
-		{"a", 0, true, 0},
-		{"a", time.Second, false, 0},
-		{"a", 59 * time.Second, false, 0},
-		{"b", 59 * time.Second, true, 0},
-		{"c", 59 * time.Second, true, 0}, // full: shares the other-peers key
-		{"d", 59 * time.Second, false, 0},
-		{"a", 60 * time.Second, true, 2},
-		{"e", 121 * time.Second, true, 0}, // the stale keys make room
-		{"e", 122 * time.Second, false, 0},
-	} {
-		ok, held := th.allow(s.key, t0.Add(s.at))
-		if ok != s.ok || held != s.held {
-			t.Fatalf("step %d (%s at %s): %v %d, want %v %d", i, s.key, s.at, ok, held, s.ok, s.held)
-		}
-	}
-	if len(th.keys) > 3 {
-		t.Fatalf("%d keys kept, want at most max+1", len(th.keys))
-	}
-}
-
 // syncLog collects a logger's lines.
 type syncLog struct{ testkit.SyncBuffer }
 

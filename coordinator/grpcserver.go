@@ -15,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/internal/logthrottle"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -116,7 +117,7 @@ type Server struct {
 	tls    bool
 	mtls   bool
 	// refusals throttles the "worker refused" log per peer address.
-	refusals *throttle
+	refusals *logthrottle.Throttle
 	serving  atomic.Bool
 	stopped  atomic.Bool              // Stop was called
 	gate     atomic.Pointer[connGate] // the listener being served
@@ -143,7 +144,7 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 		cfg.Logger = c.log
 	}
 	s := &Server{c: c, cfg: cfg, log: cfg.Logger, tls: cfg.TLS.Enabled(), mtls: cfg.TLS.CA != "",
-		refusals: newThrottle(refusalLogEvery, 1024)}
+		refusals: logthrottle.New(refusalLogEvery, 1024)}
 	c.maxSessions.Store(int64(cfg.MaxWorkers))
 	c.maxPerIdentity.Store(int64(cfg.MaxSessionsPerIdentity))
 
@@ -196,6 +197,10 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 	reflection.Register(s.grpc)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(fleetv1.FleetService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	// NOT_SERVING from the drain on, as /readyz says: a worker or a load
+	// balancer asking goes elsewhere instead of connecting to be refused.
+	// Set as the drain begins, before any session is refused for it.
+	c.onDrain(s.health.Shutdown)
 	return s, nil
 }
 
@@ -275,7 +280,7 @@ func (s *Server) logRefusal(p *peer.Peer, err error) {
 			key = clip.String(a.String(), 128)
 		}
 	}
-	if ok, held := s.refusals.allow(key, s.c.cfg.Now()); ok {
+	if ok, held := s.refusals.Allow(key, 1, s.c.cfg.Now()); ok {
 		s.log.Warn("worker refused", "peer", peerString(p), "reason", clip.String(status.Convert(err).Message(), protocol.MaxTextBytes),
 			"code", status.Code(err).String(), "suppressed", held)
 	}
@@ -366,18 +371,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.gate.Store(g)
 	s.serving.Store(!s.stopped.Load())
 	defer s.serving.Store(false)
-	// The gRPC health service says NOT_SERVING from the drain on, as /readyz
-	// does: a worker or a load balancer asking it goes elsewhere instead of
-	// connecting to be refused.
-	served := make(chan struct{})
-	defer close(served)
-	go func() {
-		select {
-		case <-s.c.draining:
-			s.health.Shutdown()
-		case <-served:
-		}
-	}()
 	if err := s.grpc.Serve(g); !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}

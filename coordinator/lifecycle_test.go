@@ -166,6 +166,24 @@ func (f *failOnce) Report(ctx context.Context, r mainframe.Report) error {
 	return f.fakeAPI.Report(ctx, r)
 }
 
+// withOneReport returns a coordinator of cfg (a load duration of 1 s, no
+// logs) whose outbox holds one report, p 1.0, leased and enqueued now
+// (returned), not run yet.
+func withOneReport(t *testing.T, cfg Config) (*Coordinator, time.Time) {
+	t.Helper()
+	cfg.LoadDuration, cfg.Logger = time.Second, slog.New(slog.DiscardHandler)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r := mainframe.Report{Name: "p", Version: "1.0", Success: &mainframe.Success{Score: 3, RulesMatched: []string{"r1"}, Commit: "h1"}}
+	if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: now, Enqueued: now}); err != nil {
+		t.Fatal(err)
+	}
+	return c, now
+}
+
 // TestFlushTriesReportsWaitingForARetry, on synctest's clock: at shutdown,
 // a report whose retry falls after the flush (FlushTimeout; the API failed
 // it just before) is tried at once and delivered, and one that fails
@@ -190,17 +208,8 @@ func TestFlushTriesReportsWaitingForARetry(t *testing.T) {
 				fake := newFakeAPI()
 				api := &failOnce{fakeAPI: fake}
 				api.failed.Store(!tc.failFirst)
-				c, err := New(Config{API: api, LoadDuration: time.Second, FlushTimeout: 15 * time.Second,
-					Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, now := withOneReport(t, Config{API: api, FlushTimeout: 15 * time.Second})
 				// A report that failed five times: its next try is 30 s away.
-				now := time.Now()
-				r := mainframe.Report{Name: "p", Version: "1.0", Success: &mainframe.Success{Score: 3, RulesMatched: []string{"r1"}, Commit: "h1"}}
-				if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: now, Enqueued: now}); err != nil {
-					t.Fatal(err)
-				}
 				for range 5 {
 					e, ok := c.out.Next(now.Add(time.Hour))
 					if !ok {
@@ -270,15 +279,7 @@ func TestReportRetryWaitsTheAPIsRetryAfter(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				fake := newFakeAPI()
 				api := &retryAfterOnce{fakeAPI: fake, after: tc.after}
-				c, err := New(Config{API: api, LoadDuration: time.Second, Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				now := time.Now()
-				r := mainframe.Report{Name: "p", Version: "1.0", Success: &mainframe.Success{Score: 3, RulesMatched: []string{"r1"}, Commit: "h1"}}
-				if err := c.out.Put(outbox.Entry{Report: r, LeasedAt: now, Enqueued: now}); err != nil {
-					t.Fatal(err)
-				}
+				c, _ := withOneReport(t, Config{API: api})
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() { done <- c.Run(ctx) }()

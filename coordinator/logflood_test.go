@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,30 +100,6 @@ func TestRepeatedWorkerReportsAreThrottled(t *testing.T) {
 	t.Logf("%d messages of each: %d compile lines, %d draining lines, %d bytes of log", messages, compile, draining, len(log.String()))
 	if compile != sessionLogBurst || draining != sessionLogBurst {
 		t.Fatalf("%d compile failures and %d drains logged %d and %d lines, want %d each", messages, messages, compile, draining, sessionLogBurst)
-	}
-}
-
-// TestBurstThrottle: burst lines per key and interval, then none until the
-// interval is over; the first line after counts the ones held back.
-func TestBurstThrottle(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	th := newBurstThrottle(time.Minute, 3, 8)
-	var got []bool
-	for i := range 5 {
-		ok, held := th.allow("a", t0.Add(time.Duration(i)*time.Second))
-		if held != 0 {
-			t.Fatalf("line %d: held %d within the interval", i, held)
-		}
-		got = append(got, ok)
-	}
-	if want := []bool{true, true, true, false, false}; !slices.Equal(got, want) {
-		t.Fatalf("allowed %v, want %v", got, want)
-	}
-	if ok, held := th.allow("a", t0.Add(time.Minute)); !ok || held != 2 {
-		t.Fatalf("after the interval: %v %d, want true 2", ok, held)
-	}
-	if ok, _ := th.allow("a", t0.Add(time.Minute+time.Second)); !ok {
-		t.Fatal("the new interval's burst was not let through")
 	}
 }
 

@@ -405,7 +405,7 @@ const (
 // rules do not compile, it is draining): a line each, of up to 4 KiB.
 // Sessions, their ends and refusals are all counted in metrics.
 func (c *Coordinator) sessionLog(log *slog.Logger, level slog.Level, identity, kind, msg string, attrs ...any) {
-	ok, held := c.sessionLogs.allow(kind+"\x00"+identity, c.cfg.Now())
+	ok, held := c.sessionLogs.Allow(kind+"\x00"+identity, sessionLogBurst, c.cfg.Now())
 	if !ok {
 		return
 	}

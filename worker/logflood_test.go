@@ -118,26 +118,8 @@ func TestHostileCoordinatorLogsAreBounded(t *testing.T) {
 				t.Errorf("loop: %v", err)
 			}
 		}()
-		s := <-client.streams
-		<-client.tries
-		<-s.Out // Hello
-		welcomeEvery(s, MaxHeartbeat)
-		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
-		if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
-			t.Fatalf("rules status %v, want demo ready", st)
-		}
-		// drainOut reads what the worker sent so far (answers to the
-		// flood), so that it never waits on a full stream.
-		drainOut := func() {
-			synctest.Wait()
-			for {
-				select {
-				case <-s.Out:
-				default:
-					return
-				}
-			}
-		}
+		s := demoSession(t, client)
+		drainOut := func() { drainSent(s) }
 		// The worker's one slot and one queued place are held by stalled
 		// downloads.
 		assignTasks(s, stalledTask(1, nil), stalledTask(2, nil))
@@ -232,24 +214,8 @@ func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
 				t.Errorf("loop: %v", err)
 			}
 		}()
-		s := <-client.streams
-		<-client.tries
-		<-s.Out // Hello
-		welcomeEvery(s, MaxHeartbeat)
-		s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
-		if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
-			t.Fatalf("rules status %v, want demo ready", st)
-		}
-		drainOut := func() {
-			synctest.Wait()
-			for {
-				select {
-				case <-s.Out:
-				default:
-					return
-				}
-			}
-		}
+		s := demoSession(t, client)
+		drainOut := func() { drainSent(s) }
 		const flood = failureLogBurst + 20
 		for i := range flood {
 			assignTasks(s, &fleetv1.Task{TaskId: uint64(1 + i), Url: "https://elsewhere.example/x-1.0.tar.gz", RulesHash: "demo"})
@@ -267,4 +233,32 @@ func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
 				got, download, flood, host, h.count("distribution failed"))
 		}
 	})
+}
+
+// demoSession takes the worker's first session on client, welcomes it and
+// has it compile the demo rules (hash "demo"), ready.
+func demoSession(t *testing.T, client *chanClient) *chanStream {
+	t.Helper()
+	s := <-client.streams
+	<-client.tries
+	<-s.Out // Hello
+	welcomeEvery(s, MaxHeartbeat)
+	s.In <- &fleetv1.ConnectResponse{Msg: &fleetv1.ConnectResponse_RuleSet{RuleSet: &fleetv1.RuleSet{Hash: "demo", Sources: demo.Rules()}}}
+	if st := nextMsg(t, s).GetRulesStatus(); st.GetHash() != "demo" || st.GetError() != "" {
+		t.Fatalf("rules status %v, want demo ready", st)
+	}
+	return s
+}
+
+// drainSent reads what the worker sent so far (in a synctest bubble, once
+// it is blocked), so that it never waits on a full stream.
+func drainSent(s *chanStream) {
+	synctest.Wait()
+	for {
+		select {
+		case <-s.Out:
+		default:
+			return
+		}
+	}
 }

@@ -427,18 +427,7 @@ func (s *coordinatorSession) cancelTasks(ids []uint64) error {
 	for _, id := range ids {
 		withdrawn[id] = true
 	}
-	var back []uint64
-	kept := s.queue[:0]
-	for _, q := range s.queue {
-		if withdrawn[q.task.GetTaskId()] {
-			back = append(back, q.task.GetTaskId())
-			q.drop()
-			continue
-		}
-		kept = append(kept, q)
-	}
-	clear(s.queue[len(kept):]) // (their downloads ahead)
-	s.queue = kept
+	back := s.takeQueued(func(t *fleetv1.Task) bool { return withdrawn[t.GetTaskId()] })
 	stopped := 0
 	for id, cancel := range s.running {
 		if withdrawn[id] {
@@ -453,6 +442,24 @@ func (s *coordinatorSession) cancelTasks(ids []uint64) error {
 		}
 	}
 	return s.startTasks()
+}
+
+// takeQueued takes the queued tasks that match out of the queue, stops
+// their downloads ahead, and returns their ids (to hand back).
+func (s *coordinatorSession) takeQueued(match func(*fleetv1.Task) bool) []uint64 {
+	var ids []uint64
+	kept := s.queue[:0]
+	for _, q := range s.queue {
+		if match(q.task) {
+			ids = append(ids, q.task.GetTaskId())
+			q.drop()
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(s.queue[len(kept):]) // (their downloads ahead)
+	s.queue = kept
+	return ids
 }
 
 // heldTask is what the worker keeps of an assigned task: its id, URL and
@@ -771,18 +778,7 @@ func (s *coordinatorSession) evict() error {
 		if !inUse[victim] {
 			continue
 		}
-		var back []uint64
-		kept := s.queue[:0]
-		for _, q := range s.queue {
-			if q.task.GetRulesHash() == victim {
-				back = append(back, q.task.GetTaskId())
-				q.drop()
-				continue
-			}
-			kept = append(kept, q)
-		}
-		clear(s.queue[len(kept):]) // (their downloads ahead)
-		s.queue = kept
+		back := s.takeQueued(func(t *fleetv1.Task) bool { return t.GetRulesHash() == victim })
 		s.w.logLimited(s.w.log, slog.LevelWarn, coordLogBurst, "rule set evicted while queued tasks named it; handing them back", "hash", clip.String(victim, 128), "tasks", len(back), "kept", keepRules)
 		if err := s.handBack(back, fmt.Sprintf("rules %s evicted: this worker holds at most %d rule sets", clip.String(victim, 128), keepRules)); err != nil {
 			return err

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -30,49 +29,10 @@ const (
 	// Every failure is still counted in the metrics and reported with its
 	// reason.
 	failureLogBurst = 20
+	// maxLogKinds bounds the kinds the throttle remembers: the worker's
+	// are a fixed set, a few dozen.
+	maxLogKinds = 64
 )
-
-// logThrottle lets lines through at most burst times per kind and
-// interval, counting what it held back: the first line after says how many
-// ("suppressed"). It is coordinator/conngate.go's throttle for the fixed
-// set of kinds a worker logs. Safe for concurrent use (task goroutines log
-// failures).
-type logThrottle struct {
-	mu    sync.Mutex
-	kinds map[string]*throttled
-}
-
-type throttled struct {
-	last       time.Time // when the kind's interval began
-	n          int       // lines let through since
-	suppressed int64
-}
-
-// allow reports whether a line of kind may be logged at now (at most burst
-// per coordLogEvery), and how many were held back since the last one.
-func (t *logThrottle) allow(kind string, burst int, now time.Time) (bool, int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.kinds == nil {
-		t.kinds = map[string]*throttled{}
-	}
-	e := t.kinds[kind]
-	if e == nil {
-		t.kinds[kind] = &throttled{last: now, n: 1}
-		return true, 0
-	}
-	if now.Sub(e.last) < coordLogEvery {
-		if e.n < burst {
-			e.n++
-			return true, 0
-		}
-		e.suppressed++
-		return false, 0
-	}
-	n := e.suppressed
-	e.last, e.n, e.suppressed = now, 1, 0
-	return true, n
-}
 
 // logLimited logs msg at level through log, at most burst lines of it
 // per coordLogEvery.
@@ -81,9 +41,10 @@ func (w *Worker) logLimited(log *slog.Logger, level slog.Level, burst int, msg s
 }
 
 // logLimitedAs is logLimited counting msg's lines under kind, one of a
-// fixed set (the throttle keeps one entry per kind).
+// fixed set (the throttle keeps one entry per kind, and at most
+// maxLogKinds).
 func (w *Worker) logLimitedAs(kind string, log *slog.Logger, level slog.Level, burst int, msg string, attrs ...any) {
-	ok, held := w.logs.allow(kind, burst, time.Now())
+	ok, held := w.logs.Allow(kind, burst, time.Now())
 	if !ok {
 		return
 	}

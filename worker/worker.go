@@ -56,6 +56,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
+	"github.com/dragonfly-fleet/fleet/internal/logthrottle"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/retry"
 	"github.com/dragonfly-fleet/fleet/rules"
@@ -284,7 +285,7 @@ type Worker struct {
 	verdict *verdict.Scanner
 	obs     Observer
 	// logs throttles the lines a coordinator's messages cause (throttle.go).
-	logs logThrottle
+	logs *logthrottle.Throttle
 }
 
 // Run connects to the coordinator and serves tasks until ctx ends; then it
@@ -333,6 +334,7 @@ func newWorker(cfg Config, client fleetv1.FleetServiceClient, engine *scan.Engin
 		client:  client,
 		verdict: &verdict.Scanner{Engine: engine, Fetcher: fetcher, Limits: cfg.Limits},
 		obs:     cfg.Observer,
+		logs:    logthrottle.New(coordLogEvery, maxLogKinds),
 	}, nil
 }
 

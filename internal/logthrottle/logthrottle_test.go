@@ -1,0 +1,64 @@
+package logthrottle
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestOneLinePerKey: one line per key and interval; the first line after
+// counts the ones held back; beyond max keys, new keys share one, and keys
+// whose interval is over make room.
+func TestOneLinePerKey(t *testing.T) {
+	th := New(time.Minute, 2)
+	type step struct {
+		key  string
+		at   time.Duration
+		ok   bool
+		held int64
+	}
+	for i, s := range []step{
+		{"a", 0, true, 0},
+		{"a", time.Second, false, 0},
+		{"a", 59 * time.Second, false, 0},
+		{"b", 59 * time.Second, true, 0},
+		{"c", 59 * time.Second, true, 0}, // full: shares OtherKeys
+		{"d", 59 * time.Second, false, 0},
+		{"a", 60 * time.Second, true, 2},
+		{"e", 121 * time.Second, true, 0}, // the stale keys make room
+		{"e", 122 * time.Second, false, 0},
+	} {
+		ok, held := th.Allow(s.key, 1, t0.Add(s.at))
+		if ok != s.ok || held != s.held {
+			t.Fatalf("step %d (%s at %s): %v %d, want %v %d", i, s.key, s.at, ok, held, s.ok, s.held)
+		}
+	}
+	if len(th.keys) > 3 {
+		t.Fatalf("%d keys kept, want at most max+1", len(th.keys))
+	}
+}
+
+// TestBurst: burst lines per key and interval, then none until the
+// interval is over; the first line after counts the ones held back.
+func TestBurst(t *testing.T) {
+	th := New(time.Minute, 8)
+	var got []bool
+	for i := range 5 {
+		ok, held := th.Allow("a", 3, t0.Add(time.Duration(i)*time.Second))
+		if held != 0 {
+			t.Fatalf("line %d: held %d within the interval", i, held)
+		}
+		got = append(got, ok)
+	}
+	if want := []bool{true, true, true, false, false}; !slices.Equal(got, want) {
+		t.Fatalf("allowed %v, want %v", got, want)
+	}
+	if ok, held := th.Allow("a", 3, t0.Add(time.Minute)); !ok || held != 2 {
+		t.Fatalf("after the interval: %v %d, want true 2", ok, held)
+	}
+	if ok, _ := th.Allow("a", 3, t0.Add(time.Minute+time.Second)); !ok {
+		t.Fatal("the new interval's burst was not let through")
+	}
+}
