@@ -207,8 +207,10 @@ type Coordinator struct {
 	draining chan struct{} // closed when shutdown begins
 	flushing atomic.Bool   // the shutdown's flush of reports has begun
 	drainOne sync.Once
-	// drainHooks run when the drain begins (onDrain), under mu.
+	// drainHooks run when the drain begins (onDrain), before draining
+	// closes; drainBegun says they are taken. Both under mu.
 	drainHooks []func()
+	drainBegun bool
 	streams    sync.WaitGroup // sessions' receive and send goroutines
 
 	maxSessions    atomic.Int64   // the server's MaxWorkers
@@ -355,27 +357,30 @@ func (c *Coordinator) waitIdle(timeout time.Duration, done func() bool) {
 
 func (c *Coordinator) beginDrain() {
 	c.drainOne.Do(func() {
-		close(c.draining)
+		// The hooks first, then draining: whoever sees the drain (a
+		// session refused for it, isDraining) sees what they did (health
+		// NOT_SERVING on every server), not a moment later.
 		c.mu.Lock()
 		hooks := c.drainHooks
+		c.drainHooks, c.drainBegun = nil, true
 		c.mu.Unlock()
 		for _, f := range hooks {
 			f()
 		}
+		close(c.draining)
 	})
 }
 
-// onDrain has f run when the drain begins, before beginDrain returns (at
-// once when it has begun): the server's health says NOT_SERVING from then
-// on, as isDraining does.
+// onDrain has f run when the drain begins, before isDraining says so and
+// before beginDrain returns (at once when it has begun): the server's
+// health says NOT_SERVING before any session is refused for the drain. f
+// must not wait for the drain (draining is not closed yet).
 func (c *Coordinator) onDrain(f func()) {
 	c.mu.Lock()
-	select {
-	case <-c.draining:
+	if c.drainBegun {
 		c.mu.Unlock()
 		f()
 		return
-	default:
 	}
 	c.drainHooks = append(c.drainHooks, f)
 	c.mu.Unlock()

@@ -302,3 +302,49 @@ func TestReportRetryWaitsTheAPIsRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthSaysNotServingBeforeTheDrainRefusesSessions: from the moment
+// a connecting worker is refused for the drain (isDraining), the health
+// service of every server on the coordinator says NOT_SERVING, not a
+// moment later: here a hook that runs as the drain begins (another
+// server's, registered before this one's) looks at both. Before: the
+// drain was visible first and the hooks ran after, so a worker refused
+// then and asking health at once read SERVING (the flake of
+// TestWorkerConnectingDuringTheDrainIsRefused, narrowed, not closed).
+func TestHealthSaysNotServingBeforeTheDrainRefusesSessions(t *testing.T) {
+	c, err := New(Config{API: newFakeAPI(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srv *Server
+	var refusing bool
+	var status healthpb.HealthCheckResponse_ServingStatus
+	c.onDrain(func() {
+		refusing = c.isDraining()
+		resp, err := srv.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Errorf("health check: %v", err)
+		}
+		status = resp.GetStatus()
+	})
+	srv, err = NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.beginDrain()
+	if refusing && status == healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("sessions were refused for the drain while health said %v", status)
+	}
+	resp, err := srv.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if !c.isDraining() || err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("after beginDrain: draining %v, health %v, %v; want true, NOT_SERVING", c.isDraining(), resp.GetStatus(), err)
+	}
+	// A server built once the drain has begun says NOT_SERVING at once.
+	late, err := NewServer(c, ServerConfig{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := late.health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("a server built during the drain: health %v, %v; want NOT_SERVING", resp.GetStatus(), err)
+	}
+}
