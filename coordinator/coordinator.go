@@ -107,7 +107,8 @@ type Config struct {
 	// Senders is the number of concurrent report senders. Default 8.
 	Senders int
 	// ReportMaxAge abandons a report the API has not accepted this long after
-	// its lease began (it cannot be accepted any more). Default 15 min.
+	// its lease began (it cannot be accepted any more). Default
+	// dispatch.MaxAge(LeaseTimeout): four leases, at least 15 min.
 	ReportMaxAge time.Duration
 	// RulesRetry is the least time between two rule fetches a job's unknown
 	// hash asks for, whatever the hashes (the jobs meanwhile are scanned
@@ -137,6 +138,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.BulkSize = bound.Or(c.BulkSize, DefaultBulkSize)
 	c.LoadDuration = bound.Or(c.LoadDuration, DefaultLoadDuration)
 	c.LeaseTimeout = bound.Or(c.LeaseTimeout, DefaultLeaseTimeout)
+	if c.LeaseTimeout < MinLeaseTimeout || c.LeaseTimeout > MaxLeaseTimeout {
+		return c, fmt.Errorf("coordinator: lease timeout %s (DRAGONFLY_LEASE_TIMEOUT) must be between %s and %s", c.LeaseTimeout, MinLeaseTimeout, MaxLeaseTimeout)
+	}
 	c.HeartbeatInterval = bound.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	c.HeartbeatMisses = bound.Or(c.HeartbeatMisses, 3)
 	c.MaxWorkerSlots = bound.Or(c.MaxWorkerSlots, DefaultMaxWorkerSlots)
@@ -144,7 +148,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.DrainTimeout = bound.Or(c.DrainTimeout, DefaultDrainTimeout)
 	c.FlushTimeout = bound.Or(c.FlushTimeout, 15*time.Second)
 	c.Senders = bound.Or(c.Senders, 8)
-	c.ReportMaxAge = bound.Or(c.ReportMaxAge, 15*time.Minute)
+	c.ReportMaxAge = bound.Or(c.ReportMaxAge, dispatch.MaxAge(c.LeaseTimeout))
 	c.RulesRetry = bound.Or(c.RulesRetry, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -177,6 +181,17 @@ const (
 	DefaultMaxDistributions  = dispatch.DefaultMaxDistributions
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultDrainTimeout      = 30 * time.Second
+)
+
+// The lease lengths the coordinator accepts (DRAGONFLY_LEASE_TIMEOUT). Below
+// 10 s every task's lease would be ending as it starts (the dispatcher keeps
+// at least 10 s of a lease for a backup copy, and a scan takes seconds):
+// nothing could be backed up and every job would look overdue. Above a day
+// the API's JOB_TIMEOUT is surely misread (a number of seconds taken as
+// something else), and the ages derived from it stop making sense.
+const (
+	MinLeaseTimeout = 10 * time.Second
+	MaxLeaseTimeout = 24 * time.Hour
 )
 
 // DefaultMetricsPort is the coordinator's HTTP port (metrics, status,

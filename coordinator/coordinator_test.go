@@ -838,3 +838,27 @@ func TestFailedJobWithdrawsItsRunningTasks(t *testing.T) {
 		t.Fatalf("next task %v, want v1", tk[0])
 	}
 }
+
+// TestReportMaxAgeFollowsTheLease: unset, the report max age is four leases
+// (at least 15 min), as the dispatcher's job age: with a lease of an hour a
+// fixed 15 min gave up reports the API would still accept, inside their
+// lease. A lease outside 10 s to 24 h is refused.
+func TestReportMaxAgeFollowsTheLease(t *testing.T) {
+	for _, tc := range []struct {
+		lease, want time.Duration
+	}{
+		{0, 15 * time.Minute},
+		{time.Minute, 15 * time.Minute},
+		{time.Hour, 4 * time.Hour},
+	} {
+		c, err := Config{API: newFakeAPI(), LeaseTimeout: tc.lease}.withDefaults()
+		if err != nil || c.ReportMaxAge != tc.want {
+			t.Errorf("lease %s: report max age %s, %v; want %s", tc.lease, c.ReportMaxAge, err, tc.want)
+		}
+	}
+	for _, lease := range []time.Duration{5 * time.Second, 25 * time.Hour} {
+		if _, err := (Config{API: newFakeAPI(), LeaseTimeout: lease}).withDefaults(); err == nil || !strings.Contains(err.Error(), "between 10s and 24h0m0s") {
+			t.Errorf("lease %s: %v, want refused", lease, err)
+		}
+	}
+}

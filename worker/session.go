@@ -792,8 +792,8 @@ func (s *coordinatorSession) evict() error {
 // nothing).
 //
 // The task's lease deadline is not the bound: the coordinator keeps a job
-// whose copies are all out past its lease (up to its MaxJobAge, 15 min by
-// default) and reports it then, so a slow scan is still a verdict; failing
+// whose copies are all out past its lease (up to its MaxJobAge, four leases
+// and at least 15 min) and reports it then, so a slow scan is still a verdict; failing
 // it at the lease would turn it into a final failure report. MaxTaskTime
 // (10 min by default) ends a task before the coordinator gives its job up.
 type taskBound struct {

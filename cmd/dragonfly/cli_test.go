@@ -365,14 +365,14 @@ func TestUsageErrorNamesTheSettingAsGiven(t *testing.T) {
 	}
 }
 
-// TestHeartbeatIntervalIsOneWorkersAccept: the coordinator refuses a
+// TestHeartbeatAndLeaseWithinWhatWorks: the coordinator refuses a
 // heartbeat interval a worker would clamp (to [1s, 5m]): the two sides
 // then disagree on when a session is silent (200ms: the coordinator drops
 // every idle worker, which heartbeats each second, after 600 ms; 1h: every
 // idle worker leaves the coordinator after 15 min without its heartbeat),
 // and from 3,074,457,346 s three intervals wrap negative (no Hello arrives
 // in time). All were accepted and the coordinator started.
-func TestHeartbeatIntervalIsOneWorkersAccept(t *testing.T) {
+func TestHeartbeatAndLeaseWithinWhatWorks(t *testing.T) {
 	for _, tc := range []struct {
 		src  clitest.Sources
 		want string
@@ -383,6 +383,13 @@ func TestHeartbeatIntervalIsOneWorkersAccept(t *testing.T) {
 		{clitest.Sources{Args: []string{"--heartbeat-interval", "0"}}, "DRAGONFLY_HEARTBEAT_INTERVAL=0s: between 1s and 5m"},
 		{clitest.Sources{Args: []string{"--heartbeat-interval", "1s"}}, ""},
 		{clitest.Sources{Args: []string{"--heartbeat-interval", "5m"}}, ""},
+		// The lease: below 10 s every task's lease ends as it starts;
+		// above a day JOB_TIMEOUT was misread. Both were accepted.
+		{clitest.Sources{Args: []string{"--lease-timeout", "5s"}}, "DRAGONFLY_LEASE_TIMEOUT=5s: between 10s and 24h"},
+		{clitest.Sources{Env: map[string]string{"DRAGONFLY_LEASE_TIMEOUT": "0"}}, "DRAGONFLY_LEASE_TIMEOUT=0s: between 10s and 24h"},
+		{clitest.Sources{Env: map[string]string{"DRAGONFLY_LEASE_TIMEOUT": "2562047h"}}, "DRAGONFLY_LEASE_TIMEOUT=2562047h: between 10s and 24h"},
+		{clitest.Sources{Args: []string{"--lease-timeout", "10s"}}, ""},
+		{clitest.Sources{Args: []string{"--lease-timeout", "24h"}}, ""},
 	} {
 		var c coordinatorCmd
 		s := program.Settings("dragonfly coordinator", "")

@@ -81,6 +81,9 @@ func (f *coordinatorFlags) validate() error {
 		// at once and no worker could connect.
 		return cli.Usage("DRAGONFLY_HEARTBEAT_INTERVAL=%s: between %s and %s, the interval a worker accepts", cli.FormatDuration(hb), cli.FormatDuration(worker.MinHeartbeat), cli.FormatDuration(worker.MaxHeartbeat))
 	}
+	if lt := f.coord.LeaseTimeout; lt < coordinator.MinLeaseTimeout || lt > coordinator.MaxLeaseTimeout {
+		return cli.Usage("DRAGONFLY_LEASE_TIMEOUT=%s: between %s and %s (the API's JOB_TIMEOUT; 2m by default)", cli.FormatDuration(lt), cli.FormatDuration(coordinator.MinLeaseTimeout), cli.FormatDuration(coordinator.MaxLeaseTimeout))
+	}
 	if f.coord.Prefetch > protocol.MaxPrefetch {
 		return cli.Usage("DRAGONFLY_PREFETCH=%d: at most %d (a worker hands back tasks beyond its threads plus %d)", f.coord.Prefetch, protocol.MaxPrefetch, protocol.MaxPrefetch)
 	}

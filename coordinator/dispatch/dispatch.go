@@ -192,7 +192,7 @@ type Config struct {
 	LeaseTimeout time.Duration
 	// MaxJobAge drops a job this long after its lease began even if copies of
 	// its tasks are still outstanding (a silent worker holds them): its report
-	// could not be accepted any more. Default 15 min.
+	// could not be accepted any more. Default MaxAge(LeaseTimeout).
 	MaxJobAge time.Duration
 	// MaxSlots caps the slots a session may claim
 	// (DRAGONFLY_MAX_WORKER_SLOTS): Join clamps larger claims. A session
@@ -564,12 +564,26 @@ type idState struct {
 	returns     int64        // copies its sessions handed back without draining
 }
 
+// MaxAge is how long after its lease began a job's report may still be
+// worth making and sending: four leases, at least 15 minutes. The API
+// expires leases lazily (a report is accepted until someone leases the job
+// again), so a report past its lease is often still accepted; one older
+// than this is given up. A lease of an hour keeps its jobs 4 hours, where a
+// fixed 15 minutes gave up reports the API would still accept, inside their
+// lease.
+func MaxAge(lease time.Duration) time.Duration {
+	if lease > math.MaxInt64/4 {
+		return math.MaxInt64
+	}
+	return max(15*time.Minute, 4*lease)
+}
+
 // New returns an empty dispatcher.
 func New(cfg Config) *Dispatcher {
 	cfg.Prefetch = max(cfg.Prefetch, 0)
 	cfg.MaxDistributions = bound.Or(cfg.MaxDistributions, DefaultMaxDistributions)
 	cfg.LeaseTimeout = bound.Or(cfg.LeaseTimeout, 120*time.Second)
-	cfg.MaxJobAge = bound.Or(cfg.MaxJobAge, 15*time.Minute)
+	cfg.MaxJobAge = bound.Or(cfg.MaxJobAge, MaxAge(cfg.LeaseTimeout))
 	cfg.MaxSlots = bound.Or(cfg.MaxSlots, 64)
 	cfg.MaxIdentityCredits = bound.Or(cfg.MaxIdentityCredits, DefaultMaxIdentityCredits)
 	switch r := cfg.VerifyRate; {

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -755,6 +756,34 @@ func TestMaxJobAgeDropsHeldJobs(t *testing.T) {
 	h.d.Result("a", Result{TaskID: tk.ID, Dist: clean()}, t0.Add(11*time.Minute))
 	if len(h.outcomes()) != 0 || h.d.Snapshot().Counters.ResultsOrphaned != 1 {
 		t.Fatalf("dropped job reported: %+v", h.outcomes())
+	}
+}
+
+// TestMaxJobAgeFollowsTheLease: unset, MaxJobAge is four leases, at least
+// 15 min. It was 15 min whatever the lease: with the API's JOB_TIMEOUT at an
+// hour, a job a slow worker held was given up (its result orphaned) a
+// quarter of the way into its own lease.
+func TestMaxJobAgeFollowsTheLease(t *testing.T) {
+	for _, tc := range []struct {
+		lease, age time.Duration
+	}{
+		{0, 15 * time.Minute}, // the default lease, 2 min
+		{time.Hour, 4 * time.Hour},
+	} {
+		h, _, tk := heldByA(t, Config{LeaseTimeout: tc.lease, Prefetch: 1})
+		if r := h.d.Tick(t0.Add(tc.age - time.Second)); len(r.Dropped)+len(r.Abandoned) != 0 {
+			t.Fatalf("lease %s: given up before %s: %+v", tc.lease, tc.age, r)
+		}
+		if r := h.d.Tick(t0.Add(tc.age)); len(r.Abandoned) != 1 {
+			t.Fatalf("lease %s: not given up at %s: %+v", tc.lease, tc.age, r)
+		}
+		h.d.Result("a", Result{TaskID: tk.ID, Dist: clean()}, t0.Add(tc.age))
+		if len(h.outcomes()) != 0 {
+			t.Fatalf("lease %s: reported after it was given up: %+v", tc.lease, h.outcomes())
+		}
+	}
+	if got := MaxAge(math.MaxInt64 / 2); got != math.MaxInt64 {
+		t.Errorf("MaxAge of a huge lease = %s, want the largest duration, not a wrapped one", got)
 	}
 }
 
