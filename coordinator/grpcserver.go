@@ -90,8 +90,12 @@ const (
 	// maxHeaderListBytes bounds the header block of a stream, read before
 	// the fleet token can be checked (gRPC's default is 16 MB).
 	maxHeaderListBytes = 64 << 10
-	// refusalLogEvery is how often a refusal is logged per peer address.
+	// refusalLogEvery is how often a refusal is logged per peer address;
+	// refusalLogBurst how many refusals are logged per refusalLogEvery over
+	// all addresses (a peer with a new address for each try: IPv6 hands
+	// out millions).
 	refusalLogEvery = time.Minute
+	refusalLogBurst = 32
 	// stopGrace is how long the sessions left after the drain and the
 	// flush get to end before they are cut: the drain timeout bounded the
 	// wait for their work already (a result sent now only waits in the
@@ -271,7 +275,8 @@ func (s *Server) refused(p *peer.Peer, err error) {
 }
 
 // logRefusal logs a refusal at most once per peer address and
-// refusalLogEvery, with how many were held back since.
+// refusalLogEvery, and refusalLogBurst times per refusalLogEvery in all,
+// with how many were held back since.
 func (s *Server) logRefusal(p *peer.Peer, err error) {
 	key := "unknown"
 	if p != nil && p.Addr != nil {
@@ -280,7 +285,7 @@ func (s *Server) logRefusal(p *peer.Peer, err error) {
 			key = clip.String(a.String(), 128)
 		}
 	}
-	if ok, held := s.refusals.Allow(key, 1, s.c.cfg.Now()); ok {
+	if ok, held := s.refusals.AllowIn("refusal", refusalLogBurst, key, 1, s.c.cfg.Now()); ok {
 		s.log.Warn("worker refused", "peer", peerString(p), "reason", clip.String(status.Convert(err).Message(), protocol.MaxTextBytes),
 			"code", status.Code(err).String(), "suppressed", held)
 	}

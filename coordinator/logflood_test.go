@@ -66,6 +66,31 @@ func TestSessionChurnLogsAreThrottled(t *testing.T) {
 }
 
 // head is the start of a log, for a failure message.
+// TestRotatingWorkerIDsLogsAreBounded: a token holder that makes up a new
+// worker id for each session it ends at once gets at most sessionKindBurst
+// lines of each kind a minute, however many ids it uses; it got about
+// 1,024 (the per-identity throttle's keys).
+func TestRotatingWorkerIDsLogsAreBounded(t *testing.T) {
+	var log syncLog
+	clock := testkit.NewClock()
+	f := startFleet(t, newFakeAPI(), func(c *Config) { c.Logger = log.logger(); c.Now = clock.Now })
+	const sessions = 3 * sessionKindBurst
+	for i := range sessions {
+		f.churn("id-" + strconv.Itoa(i))
+	}
+	connected, ended := strings.Count(log.String(), "worker connected"), strings.Count(log.String(), "worker session ended")
+	if connected != sessionKindBurst || ended != sessionKindBurst {
+		t.Fatalf("%d sessions under new ids logged %d connected and %d ended lines, want %d each", sessions, connected, ended, sessionKindBurst)
+	}
+	// The last id's lines were held back: its next line, a minute later,
+	// says so.
+	clock.Advance(time.Minute)
+	f.churn("id-" + strconv.Itoa(sessions-1))
+	if !strings.Contains(log.String(), "suppressed=1") {
+		t.Fatalf("a minute later, no line counts the one held back:\n%s", head(log.String()))
+	}
+}
+
 func head(s string) string { return s[:min(len(s), 4096)] }
 
 // TestRepeatedWorkerReportsAreThrottled: a worker that says, again and

@@ -386,10 +386,13 @@ func (c *Coordinator) Connect(stream fleetv1.FleetService_ConnectServer) error {
 
 // A line of one kind about one identity's sessions is logged at most
 // sessionLogBurst times per sessionLogEvery: an honest worker that
-// reconnects after a cut or a coordinator restart is logged each time.
+// reconnects after a cut or a coordinator restart is logged each time. A
+// kind is logged at most sessionKindBurst times per sessionLogEvery over
+// all identities.
 const (
-	sessionLogEvery = time.Minute
-	sessionLogBurst = 4
+	sessionLogEvery  = time.Minute
+	sessionLogBurst  = 4
+	sessionKindBurst = 32
 )
 
 // sessionLog logs a line of kind about a session of identity at most
@@ -399,13 +402,13 @@ const (
 // again, wrote two lines per session at the pace of its round trips; now
 // at most 8 a minute for one identity (12 mixing clean ends, a kind of
 // their own: they must not hold back a broken session's warning), and
-// under new worker ids at most
-// about 1,024 a minute (the throttle's keys, the rest sharing one). The
-// same goes for what a worker may say in every message of a session (its
+// under a new worker id for each session at most sessionKindBurst a minute
+// of each kind (it was about 1,024: the throttle's keys, the rest sharing
+// one). The same goes for what a worker may say in every message of a session (its
 // rules do not compile, it is draining): a line each, of up to 4 KiB.
 // Sessions, their ends and refusals are all counted in metrics.
 func (c *Coordinator) sessionLog(log *slog.Logger, level slog.Level, identity, kind, msg string, attrs ...any) {
-	ok, held := c.sessionLogs.Allow(kind+"\x00"+identity, sessionLogBurst, c.cfg.Now())
+	ok, held := c.sessionLogs.AllowIn(kind, sessionKindBurst, kind+"\x00"+identity, sessionLogBurst, c.cfg.Now())
 	if !ok {
 		return
 	}

@@ -2,6 +2,7 @@ package logthrottle
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -60,5 +61,36 @@ func TestBurst(t *testing.T) {
 	}
 	if ok, _ := th.Allow("a", 3, t0.Add(time.Minute+time.Second)); !ok {
 		t.Fatal("the new interval's burst was not let through")
+	}
+}
+
+// TestGroupBoundsNewKeys: keys of a group share the group's burst per
+// interval, so lines under new keys (a worker id made up for each session)
+// stop at it; a line the group held back is counted under its key, and the
+// key's next line let through says so. Other groups, and keys outside any
+// group, are not held back by it.
+func TestGroupBoundsNewKeys(t *testing.T) {
+	th := New(time.Minute, 1024)
+	let := 0
+	for i := range 100 {
+		if ok, _ := th.AllowIn("ended", 5, "id-"+strconv.Itoa(i), 4, t0); ok {
+			let++
+		}
+	}
+	if let != 5 {
+		t.Fatalf("100 new keys let %d lines through, want the group's 5", let)
+	}
+	if ok, _ := th.AllowIn("connected", 5, "other", 4, t0); !ok {
+		t.Fatal("another group was held back by the full one")
+	}
+	if ok, _ := th.Allow("solo", 4, t0); !ok {
+		t.Fatal("a key outside any group was held back by a group")
+	}
+	if ok, _ := th.AllowIn("ended", 5, "id-99", 4, t0.Add(59*time.Second)); ok {
+		t.Fatal("the group let a line through before its interval was over")
+	}
+	ok, held := th.AllowIn("ended", 5, "id-99", 4, t0.Add(time.Minute))
+	if !ok || held != 2 {
+		t.Fatalf("the next interval: %v, held %d; want a line saying 2 were held back", ok, held)
 	}
 }
