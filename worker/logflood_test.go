@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,9 +13,12 @@ import (
 
 	"github.com/dragonfly-fleet/fleet/demo"
 	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
+	"github.com/dragonfly-fleet/fleet/worker/limit"
+	"github.com/dragonfly-fleet/fleet/worker/scan"
 )
 
 // countingHandler counts the records logged at Info and above (a
@@ -29,6 +33,7 @@ type logCounts struct {
 	lines      map[string]int
 	suppressed map[string]int64
 	kinds      map[string]int // the "kind" attributes of the lines logged
+	limits     map[string]int // the "limit" attributes
 	bytes      int
 }
 
@@ -38,7 +43,7 @@ func (c *logCounts) Write(p []byte) (int, error) {
 }
 
 func newCountingHandler() *countingHandler {
-	c := &logCounts{lines: map[string]int{}, suppressed: map[string]int64{}, kinds: map[string]int{}}
+	c := &logCounts{lines: map[string]int{}, suppressed: map[string]int64{}, kinds: map[string]int{}, limits: map[string]int{}}
 	return &countingHandler{c: c, inner: slog.NewJSONHandler(c, nil)}
 }
 
@@ -61,10 +66,18 @@ func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
 			h.c.suppressed[r.Message] += a.Value.Int64()
 		case "kind":
 			h.c.kinds[a.Value.String()]++
+		case "limit":
+			h.c.limits[a.Value.String()]++
 		}
 		return true
 	})
 	return h.inner.Handle(ctx, r)
+}
+
+func (c *logCounts) limitCount(l string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limits[l]
 }
 
 func (h *countingHandler) suppressedOf(msg string) int64 {
@@ -102,6 +115,7 @@ func TestHostileCoordinatorLogsAreBounded(t *testing.T) {
 		release := make(chan struct{})
 		w := testWorker(t, client, Config{
 			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+			Limits: limit.Limits{Download: 32 << 10, File: 1 << 10},
 			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
 				StallTimeout: 24 * time.Hour, TotalTimeout: 24 * time.Hour},
 			Logger: slog.New(h),
@@ -231,6 +245,50 @@ func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
 		if got := h.kindCount(download); got != 1 {
 			t.Errorf("%d %s failure lines after %d %s failures in the same minute, want the one: a flood of one kind hid it (%d lines of \"distribution failed\" in all)",
 				got, download, flood, host, h.count("distribution failed"))
+		}
+	})
+}
+
+// TestLimitNotHiddenByAFloodOfAnother: a flood of distributions over one
+// limit (the download size: a crafted release of many large files) does
+// not hide the line of a distribution that then breaks another (a file
+// over the file size): limit failures are throttled per limit. They were
+// one kind, and the file size's line was held back for the minute.
+func TestLimitNotHiddenByAFloodOfAnother(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newCountingHandler()
+		client := newChanClient()
+		files := newMemFiles(t, 0)
+		files.files["big-1.0.tar.gz"] = bytes.Repeat([]byte{0x1f}, 64<<10)
+		files.files["small-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: "small-1.0/setup.py", Body: bytes.Repeat([]byte("x"), 4<<10)}))
+		e := scan.New(scan.Config{Threads: 1, Limits: limit.Limits{ScanTimeout: 10 * time.Second, File: 1 << 10}})
+		t.Cleanup(e.Close)
+		w := testWorker(t, client, Config{
+			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+			Limits: limit.Limits{Download: 32 << 10, File: 1 << 10},
+			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
+				StallTimeout: time.Hour, TotalTimeout: time.Hour},
+			Logger: slog.New(h),
+		}, e)
+		stop := startLoop(w)
+		defer func() {
+			if err := stop(); err != nil {
+				t.Errorf("loop: %v", err)
+			}
+		}()
+		s := demoSession(t, client)
+		const flood = failureLogBurst + 20
+		for i := range flood {
+			assignTasks(s, fileTask(uint64(1+i), "big-1.0.tar.gz"))
+			drainSent(s)
+		}
+		if got := h.c.limitCount("download_size"); got != failureLogBurst {
+			t.Fatalf("%d download_size lines for %d such failures, want %d", got, flood, failureLogBurst)
+		}
+		assignTasks(s, fileTask(9999, "small-1.0.tar.gz"))
+		drainSent(s)
+		if got := h.c.limitCount("file_size"); got != 1 {
+			t.Errorf("%d file_size lines after %d download_size failures in the same minute, want the one: the flood hid it", got, flood)
 		}
 	})
 }

@@ -882,8 +882,9 @@ func (w *Worker) runTask(ctx context.Context, t *fleetv1.Task, rs *rules.Compile
 			f = verdict.Failure(v.Name, err)
 		}
 		res.Outcome = &fleetv1.TaskResult_Failure{Failure: f}
-		// Throttled per failure kind: a flood of one kind hides no other.
-		w.logLimitedAs("distribution failed: "+f.GetKind().String(), log, slog.LevelWarn, failureLogBurst, "distribution failed", "kind", f.GetKind().String(), "reason", f.GetReason())
+		// Throttled per failure kind and limit: a flood of one hides no
+		// other.
+		w.logFailure(log, f)
 		return w.taskDone(res, maxRequest, log)
 	}
 	d := &fleetv1.DistributionResult{Score: v.Score, TopFile: v.TopFile, TopFileScore: v.TopScore}

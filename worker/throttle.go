@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	fleetv1 "github.com/dragonfly-fleet/fleet/gen/dragonfly/fleet/v1"
 )
 
 // Lines a coordinator's messages make the worker write are throttled per
@@ -19,16 +21,18 @@ const (
 	// coordinator's session lines (coordinator.sessionLogBurst).
 	coordLogBurst = 4
 	// failureLogBurst is the "distribution failed" lines of one failure
-	// kind (download, host, limit, archive, scan) per coordLogEvery: a
-	// worker with an honest coordinator fails a few distributions a
-	// minute, but one that assigns tasks on a host the worker does not
-	// allow had a line of up to 5 KiB per task of a few dozen bytes, at
-	// the pace of its round trips. Per kind, so that a flood of one kind
-	// (a crafted release's corrupt archives) does not hide the first
-	// failure of another; 5 kinds, at most 100 lines a minute in all.
-	// Every failure is still counted in the metrics and reported with its
-	// reason.
+	// kind (download, host, archive, scan; a limit counts per limit:
+	// download_size, file_size, ...) per coordLogEvery, and failureLogTotal
+	// those of all kinds: a worker with an honest coordinator fails a few
+	// distributions a minute, but one that assigns tasks on a host the
+	// worker does not allow had a line of up to 5 KiB per task of a few
+	// dozen bytes, at the pace of its round trips. Per kind, and per limit,
+	// so that a flood of one (a crafted release's corrupt archives, or its
+	// distributions over the download limit) does not hide the first
+	// failure of another. Every failure is still counted in the metrics and
+	// reported with its reason.
 	failureLogBurst = 20
+	failureLogTotal = 100
 	// maxLogKinds bounds the kinds the throttle remembers: the worker's
 	// are a fixed set, a few dozen.
 	maxLogKinds = 64
@@ -52,4 +56,24 @@ func (w *Worker) logLimitedAs(kind string, log *slog.Logger, level slog.Level, b
 		attrs = append(attrs, "suppressed", held)
 	}
 	log.Log(context.Background(), level, msg, attrs...)
+}
+
+// logFailure logs a distribution's failure, at most failureLogBurst lines
+// per failure kind (per limit for a limit) and failureLogTotal in all per
+// coordLogEvery.
+func (w *Worker) logFailure(log *slog.Logger, f *fleetv1.TaskFailure) {
+	kind := f.GetKind().String()
+	key, attrs := "distribution failed: "+kind, []any{"kind", kind, "reason", f.GetReason()}
+	if l := f.GetLimit(); l != "" {
+		key += ": " + l
+		attrs = append(attrs, "limit", l)
+	}
+	ok, held := w.logs.AllowIn("distribution failed", failureLogTotal, key, failureLogBurst, time.Now())
+	if !ok {
+		return
+	}
+	if held > 0 {
+		attrs = append(attrs, "suppressed", held)
+	}
+	log.Warn("distribution failed", attrs...)
 }
