@@ -608,7 +608,14 @@ func (m *Monitor) derive(now time.Time, snap coordinator.Snapshot) derived {
 		d.distsPerJob = float64(sum) / float64(n)
 	}
 	m.mu.Unlock()
-	d.desired = DesiredWorkers(d.apiWaiting, int64(ds.JobsInFlight), d.distsPerJob, d.slotsPerW, m.cfg.MaxWorkers)
+	waiting := d.apiWaiting
+	if snap.Draining || snap.Outbox.Full || snap.Outbox.Health.WriteFailing {
+		// Leasing is paused: workers added now would find nothing to do
+		// (the API's queue waits for the outbox, or for the next
+		// coordinator); those the jobs in flight need are still wanted.
+		waiting = 0
+	}
+	d.desired = DesiredWorkers(waiting, int64(ds.JobsInFlight), d.distsPerJob, d.slotsPerW, m.cfg.MaxWorkers)
 	return d
 }
 

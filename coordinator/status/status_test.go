@@ -393,6 +393,35 @@ func TestRingBounds(t *testing.T) {
 	}
 }
 
+// TestNoWorkersWantedWhileLeasingIsPaused: while leasing is paused (the
+// outbox full, or its writes failing, or the coordinator draining),
+// dragonfly_fleet_desired_workers counts the jobs in flight, not the API's
+// queue: it asked the autoscaler for workers that would find nothing to do.
+func TestNoWorkersWantedWhileLeasingIsPaused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pause func(*coordinator.Snapshot)
+	}{
+		{"outbox full", func(s *coordinator.Snapshot) { s.Outbox.Full = true }},
+		{"outbox writes failing", func(s *coordinator.Snapshot) { s.Outbox.Health.WriteFailing = true }},
+		{"draining", func(s *coordinator.Snapshot) { s.Draining = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testkit.NewClock()
+			m := New(Config{Now: c.Now, QueueRefresh: 7 * time.Second, QueueStale: time.Minute, SlotsPerWorker: 4, DistributionsPerJob: 2})
+			src := &fakeSource{view: coordinator.QueueView{Fetched: c.Now(), Status: mainframe.QueueStatus{Queued: 10, Retryable: 2, TotalBacklog: 12}}}
+			src.set(func(s *coordinator.Snapshot, _ *coordinator.QueueView) { s.Dispatch.JobsInFlight = 4 })
+			if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 8 { // (12 + 4) × 2 / 4
+				t.Fatalf("desired while leasing = %v, want 8", v)
+			}
+			src.set(func(s *coordinator.Snapshot, _ *coordinator.QueueView) { tc.pause(s) })
+			if v := scrape(t, m, src)["dragonfly_fleet_desired_workers"]; v != 2 { // 4 in flight × 2 / 4
+				t.Errorf("desired while leasing is paused = %v, want 2, for the jobs in flight only", v)
+			}
+		})
+	}
+}
+
 // TestQueueOnDemand: pages and scrapes ask the source for the API's queue
 // status with maxAge Config.QueueRefresh; new answers feed the gauges, the
 // page and DesiredWorkers, each answer and failure counted once.
