@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -338,6 +340,9 @@ func TestFleetBoundsUsage(t *testing.T) {
 		// libyara would read a sub-second timeout as none at all.
 		{nil, []string{"worker", "--coordinator-addr", "127.0.0.1:1", "--scan-timeout", "500ms"}, "--scan-timeout: at least 1s"},
 		{map[string]string{"DRAGONFLY_SCAN_TIMEOUT": "0.5s"}, []string{"scan", "--demo-rules", "x"}, "DRAGONFLY_SCAN_TIMEOUT: at least 1s"},
+		// A worker's token shorter than any a coordinator takes: it started
+		// and was refused on every connection.
+		{map[string]string{"DRAGONFLY_FLEET_TOKEN": "short"}, []string{"worker", "--coordinator-addr", "127.0.0.1:1"}, "DRAGONFLY_FLEET_TOKEN: 5 bytes, and a coordinator takes only tokens of at least 16"},
 	} {
 		code, _, errOut := runCLI(t, tc.vars, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
@@ -401,5 +406,88 @@ func TestHeartbeatAndLeaseWithinWhatWorks(t *testing.T) {
 		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && !strings.Contains(got, tc.want)) {
 			t.Errorf("%+v: %v, want %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// TestZeroDurationsRefused: a duration setting of 0 is refused, naming the
+// setting as given. The packages read a zero duration as their default, so
+// DRAGONFLY_LOAD_DURATION=0 ran as 60s, DRAGONFLY_DRAIN_GRACE=0 as 25s and
+// so on, while the startup log's effective configuration said 0s.
+func TestZeroDurationsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		src  clitest.Sources
+		want string
+	}{
+		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_LOAD_DURATION": "0"}}, "DRAGONFLY_LOAD_DURATION=0s: must be positive"},
+		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_LEASE_TIMEOUT": "0s"}}, "DRAGONFLY_LEASE_TIMEOUT=0s: between 10s and 24h"},
+		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_API_TIMEOUT": "0"}}, "DRAGONFLY_API_TIMEOUT=0s: must be positive"},
+		{"coordinator", clitest.Sources{TOML: "drain_timeout = 0\n"}, "DRAGONFLY_DRAIN_TIMEOUT=0s: must be positive"},
+		{"coordinator", clitest.Sources{Args: []string{"--load-duration", "1s"}}, ""},
+		{"worker", clitest.Sources{Env: map[string]string{"DRAGONFLY_DRAIN_GRACE": "0"}}, "DRAGONFLY_DRAIN_GRACE=0s: must be positive"},
+		{"worker", clitest.Sources{Env: map[string]string{"DRAGONFLY_DOWNLOAD_STALL_TIMEOUT": "0"}}, "DRAGONFLY_DOWNLOAD_STALL_TIMEOUT=0s: must be positive"},
+		{"worker", clitest.Sources{Args: []string{"--download-timeout", "0"}}, "DRAGONFLY_DOWNLOAD_TIMEOUT=0s: must be positive"},
+		{"worker", clitest.Sources{Args: []string{"--drain-grace", "1s"}}, ""},
+	} {
+		s := program.Settings("dragonfly "+tc.cmd, "")
+		validate := func() error { return nil }
+		switch tc.cmd {
+		case "coordinator":
+			var c coordinatorCmd
+			c.register(s)
+			validate = c.f.validate
+		case "worker":
+			var c workerCmd
+			c.register(s)
+			validate = c.f.validate
+		}
+		if err := tc.src.Parse(t, s); err != nil {
+			t.Fatal(err)
+		}
+		err := validate()
+		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && !strings.Contains(got, tc.want)) {
+			t.Errorf("%s %+v: %v, want %q", tc.cmd, tc.src, err, tc.want)
+		}
+	}
+	// Through the command, as the user sees it: the flag as given.
+	code, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--download-timeout", "0", "--demo")
+	if code != 2 || !strings.Contains(errOut, "--download-timeout=0s: must be positive") {
+		t.Errorf("scan --download-timeout 0: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, map[string]string{"DRAGONFLY_API_TIMEOUT": "0"}, "scan", "--rules-from-api", "--base-url", "http://127.0.0.1:1", "x.whl")
+	if code != 2 || !strings.Contains(errOut, "DRAGONFLY_API_TIMEOUT=0s: must be positive") {
+		t.Errorf("scan --rules-from-api with DRAGONFLY_API_TIMEOUT=0: exit %d, %q", code, errOut)
+	}
+}
+
+// TestChoiceErrorsNameTheSettingAsGiven: an output format or fail score
+// that is not allowed is named as the user gave it (the variable, or the
+// config file and key); it was always named --format or --fail-score,
+// though no flag was given.
+func TestChoiceErrorsNameTheSettingAsGiven(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"DRAGONFLY_FORMAT": "xml"}, []string{"scan", "--demo-rules", "--demo"}, `DRAGONFLY_FORMAT="xml": not one of table, json, sarif`},
+		{nil, []string{"scan", "--demo-rules", "--demo", "--format", "xml"}, `--format="xml": not one of table, json, sarif`},
+		{map[string]string{"DRAGONFLY_FAIL_SCORE": "-1"}, []string{"scan", "--demo-rules", "--demo"}, "DRAGONFLY_FAIL_SCORE=-1: want 0 (never fail)"},
+		{map[string]string{"DRAGONFLY_STATUS_FORMAT": "yaml"}, []string{"status"}, `DRAGONFLY_STATUS_FORMAT="yaml": not one of table, json`},
+	} {
+		code, _, errOut := runCLI(t, tc.vars, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v %v: exit %d, %q; want 2 and %q", tc.vars, tc.args, code, errOut, tc.want)
+		}
+	}
+	// From a config file: the file and the key.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Config.toml"), []byte("format = \"xml\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(nil), Dir: dir}
+	if code := run(context.Background(), e, []string{"scan", "--demo-rules", "--demo"}); code != 2 || !strings.Contains(stderr.String(), `Config.toml: format = "xml": not one of`) {
+		t.Errorf("from Config.toml: exit %d, %q", code, stderr.String())
 	}
 }

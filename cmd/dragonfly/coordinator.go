@@ -72,6 +72,12 @@ func (f *coordinatorFlags) validate() error {
 			return atLeast(v.env, v.n, v.min)
 		}
 	}
+	if err := positive(
+		durationSetting{"DRAGONFLY_API_TIMEOUT", f.api.Timeout},
+		durationSetting{"DRAGONFLY_LOAD_DURATION", f.coord.LoadDuration},
+		durationSetting{"DRAGONFLY_DRAIN_TIMEOUT", f.coord.DrainTimeout}); err != nil {
+		return err
+	}
 	if hb := f.coord.HeartbeatInterval; hb < worker.MinHeartbeat || hb > worker.MaxHeartbeat {
 		// A worker clamps the interval into these bounds, and the two
 		// sides then disagree on when a session is silent: below 1/3 s

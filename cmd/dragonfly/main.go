@@ -43,7 +43,7 @@ func init() {
 		newCommand("coordinator", "lease jobs from the Dragonfly API and feed workers over gRPC", false, runCoordinator),
 		newCommand("worker", "download, unpack and scan distributions for a coordinator", false, runWorker),
 		newCommand("local", "coordinator and worker in one process (one host)", false, runLocal),
-		newCommand("scan", "scan local archives, directories or URLs", true, runScan),
+		newCommand("scan", "scan local archives, directories, URLs or releases on a package index (pypi:NAME)", true, runScan),
 		{Name: "rules", Summary: "the rule workbench: check (compile and lint rule files), profile (the cost of each rule)",
 			Flags: rulesProfile.Flags, Run: runRules},
 		newCommand("devapi", "a development Dragonfly API server", false, runDevAPI),

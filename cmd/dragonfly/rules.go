@@ -84,7 +84,7 @@ func (c *profileConfig) register(s *cli.Settings) {
 var rulesProfile = newCommand("rules profile", "", true, runRulesProfile)
 
 func runRulesProfile(ctx context.Context, e *cli.Env, cfg *profileConfig, s *cli.Settings) error {
-	lim, _, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json")
+	lim, _, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "--format", "table", "json")
 	if err != nil {
 		return err
 	}

@@ -248,7 +248,7 @@ func TestRulesProfileUsage(t *testing.T) {
 	}{
 		{[]string{"rules", "profile", target}, 2, "no rules"},
 		{[]string{"rules", "profile", "--rules", rulesPath}, 2, "no targets"},
-		{[]string{"rules", "profile", "--rules", rulesPath, "--format", "sarif", target}, 2, `--format "sarif": not one of table, json`},
+		{[]string{"rules", "profile", "--rules", rulesPath, "--format", "sarif", target}, 2, `--format="sarif": not one of table, json`},
 		{[]string{"rules", "profile", "--rules", bad, target}, 2, "bad.yar:1: undefined string"},
 		{[]string{"rules", "profile", "--rules", rulesPath, filepath.Join(t.TempDir(), "missing.tar.gz")}, 1, "no such file"},
 		{[]string{"rules", "profile", "--rules", rulesPath, "--max-memory", "1", target}, 1, "more than --max-memory"},

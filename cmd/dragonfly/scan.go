@@ -66,7 +66,7 @@ func (c *scanConfig) register(s *cli.Settings) {
 }
 
 func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) error {
-	lim, sizes, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "table", "json", "sarif")
+	lim, sizes, err := checkScanning(e, &cfg.limitSet, cfg.threads, &cfg.format, "DRAGONFLY_FORMAT", "table", "json", "sarif")
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 		return err
 	}
 	if cfg.failScore < 0 {
-		return cli.Usage("--fail-score %d: want 0 (never fail) or a score to fail at", cfg.failScore)
+		return cli.Usage("DRAGONFLY_FAIL_SCORE=%d: want 0 (never fail) or a score to fail at", cfg.failScore)
 	}
 	printLimits(e.Stderr, lim, sizes)
 
@@ -106,8 +106,8 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 		return cli.Usage("%v", err)
 	}
 	jobs = append(jobs, more...)
-	if cfg.download.Attempts <= 0 {
-		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", cfg.download.Attempts, 1)
+	if err := checkDownloads(&cfg.download); err != nil {
+		return err
 	}
 	run := scanrun.Config{Rules: compiled, Threads: cfg.threads, Limits: lim, MatchCacheSize: cfg.matchCache, NoMatchCache: cfg.matchCache <= 0, MatchDetails: cfg.showStrings}
 	fc := cfg.download
@@ -128,7 +128,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 			MaxDistributions: lim.Distributions, UserAgent: version.UserAgent(),
 		})
 		if err != nil {
-			return cli.Usage("--index-url: %v", err)
+			return cli.Usage("DRAGONFLY_INDEX_URL: %v", err)
 		}
 	}
 	results, counters := scanrun.Run(ctx, run, jobs)
@@ -193,6 +193,9 @@ func (c *scanConfig) loadRules(ctx context.Context, e *cli.Env) (rules.Set, stri
 		set.Hash = rules.ContentHash(set.Sources)
 		return set, "the built-in demo rules", nil
 	case c.rulesFromAPI:
+		if err := positive(durationSetting{"DRAGONFLY_API_TIMEOUT", c.api.Timeout}); err != nil {
+			return rules.Set{}, "", err
+		}
 		set, from, err := rulecache.Fetch(ctx, rulecache.Config{API: c.api, CacheDir: e.UserCacheDir, Now: e.Clock,
 			Warn: func(msg string) { fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", msg) }})
 		if err != nil {

@@ -516,7 +516,7 @@ func TestScanExitStatuses(t *testing.T) {
 	if code := run(context.Background(), e, []string{"scan", "--demo-rules", "--format", "json", dir}); code != 3 || !strings.Contains(stderr.String(), "broken pipe") {
 		t.Errorf("report not written: exit %d, want 3: %q", code, stderr.String())
 	}
-	if code, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--fail-score", "-1", dir); code != 2 || !strings.Contains(errOut, "--fail-score -1") {
+	if code, _, errOut := runCLI(t, nil, "scan", "--demo-rules", "--fail-score", "-1", dir); code != 2 || !strings.Contains(errOut, "--fail-score=-1: want 0") {
 		t.Errorf("--fail-score -1: exit %d, want 2: %q", code, errOut)
 	}
 }

@@ -127,10 +127,41 @@ func downloadFlags(s *cli.Settings, c *fetch.Config) {
 	s.Var(cli.Int(&c.Attempts, fetch.DefaultAttempts), "DRAGONFLY_DOWNLOAD_ATTEMPTS", "requests per download when trouble is transient (timeouts, 5xx, 429, resets)")
 }
 
+// checkDownloads checks the bounds downloadFlags registers.
+func checkDownloads(c *fetch.Config) error {
+	if c.Attempts <= 0 {
+		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", c.Attempts, 1)
+	}
+	return positive(
+		durationSetting{"DRAGONFLY_DOWNLOAD_STALL_TIMEOUT", c.StallTimeout},
+		durationSetting{"DRAGONFLY_DOWNLOAD_TIMEOUT", c.TotalTimeout})
+}
+
+// durationSetting is a duration setting's variable and value, for positive.
+type durationSetting struct {
+	env string
+	d   time.Duration
+}
+
+// positive refuses a duration setting of 0 (the parser refuses negative
+// ones). The packages read a zero duration as their default, so 0 ran as
+// 60s, 2m, 30s or 25s while the startup log's effective configuration said
+// 0s; none of these settings documents a meaning for 0.
+func positive(settings ...durationSetting) error {
+	for _, st := range settings {
+		if st.d <= 0 {
+			return cli.Usage("%s=%s: must be positive", st.env, cli.FormatDuration(st.d))
+		}
+	}
+	return nil
+}
+
 // checkScanning checks what scan and rules profile share: the limits,
 // the threads and the output format (*format "" is the first of formats on
-// a terminal, json otherwise).
-func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, formats ...string) (limit.Limits, limit.Resolution, error) {
+// a terminal, json otherwise; formatName names its setting in an error:
+// its variable, so that the error names it as the user gave it, or --format
+// when it has none).
+func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, formatName string, formats ...string) (limit.Limits, limit.Resolution, error) {
 	lim, sizes, err := l.resolve()
 	if err != nil {
 		return lim, sizes, err
@@ -145,7 +176,7 @@ func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, fo
 		}
 	}
 	if !slices.Contains(formats, *format) {
-		return lim, sizes, cli.Usage("--format %q: not one of %s", clip.String(*format, 256), strings.Join(formats, ", "))
+		return lim, sizes, cli.Usage("%s=%q: not one of %s", formatName, clip.String(*format, 256), strings.Join(formats, ", "))
 	}
 	return lim, sizes, nil
 }

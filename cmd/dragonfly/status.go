@@ -47,7 +47,7 @@ func runStatus(ctx context.Context, e *cli.Env, f *statusFlags, s *cli.Settings,
 		f.format = "json"
 	}
 	if f.format != "table" && f.format != "json" {
-		return cli.Usage("--format %q: not one of table, json", clip.String(f.format, 64))
+		return cli.Usage("DRAGONFLY_STATUS_FORMAT=%q: not one of table, json", clip.String(f.format, 64))
 	}
 	if f.watch && f.interval < time.Second {
 		return cli.Usage("DRAGONFLY_STATUS_INTERVAL=%s: at least 1s", f.interval)

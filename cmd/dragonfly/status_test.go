@@ -102,7 +102,7 @@ func TestStatusCommand(t *testing.T) {
 		err  string
 	}{
 		{[]string{"--coordinator", "no-port"}, "want host:port or a URL"},
-		{[]string{"--format", "yaml"}, `--format "yaml": not one of table, json`},
+		{[]string{"--format", "yaml"}, `--format="yaml": not one of table, json`},
 		{[]string{"--format", "table", "--json"}, "--json and --format table disagree"},
 		{[]string{"--watch", "--interval", "100ms"}, "at least 1s"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/dragonfly-fleet/fleet/fleetauth"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/httpserve"
 	"github.com/dragonfly-fleet/fleet/version"
@@ -51,8 +52,11 @@ func (f *workerFlags) validate() error {
 	if f.cfg.MaxTaskTime <= 0 {
 		return cli.Usage("DRAGONFLY_MAX_TASK_TIME=%s: must be positive", f.cfg.MaxTaskTime)
 	}
-	if f.cfg.Fetch.Attempts <= 0 {
-		return atLeast("DRAGONFLY_DOWNLOAD_ATTEMPTS", f.cfg.Fetch.Attempts, 1)
+	if err := checkDownloads(&f.cfg.Fetch); err != nil {
+		return err
+	}
+	if err := positive(durationSetting{"DRAGONFLY_DRAIN_GRACE", f.cfg.Grace}); err != nil {
+		return err
 	}
 	var err error
 	f.cfg.Limits, f.sizes, err = f.limitSet.resolve()
@@ -93,6 +97,11 @@ func runWorker(ctx context.Context, e *cli.Env, c *workerCmd, s *cli.Settings) e
 	f := &c.f
 	if f.cfg.Target == "" {
 		return cli.Usage("no coordinator address: set DRAGONFLY_COORDINATOR_ADDR or --coordinator-addr")
+	}
+	if n := len(f.cfg.Token); n > 0 && n < fleetauth.MinTokenBytes {
+		// The coordinator's own token has at least as many: this one can
+		// only be refused, on every connection.
+		return cli.Usage("DRAGONFLY_FLEET_TOKEN: %d bytes, and a coordinator takes only tokens of at least %d (e.g. openssl rand -hex 32)", n, fleetauth.MinTokenBytes)
 	}
 	if err := f.validate(); err != nil {
 		return err

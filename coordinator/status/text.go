@@ -50,7 +50,7 @@ func WriteText(w io.Writer, d Document, width int) {
 	p.parts("  ", fmt.Sprintf("since start: %d leased", f.JobsLeased), fmt.Sprintf("%d succeeded", f.JobsSucceeded),
 		fmt.Sprintf("%d failed", f.JobsFailed), fmt.Sprintf("%d dropped", f.JobsDropped),
 		fmt.Sprintf("reports %d accepted, %d conflict, %d rejected, %d abandoned", f.ReportsAccepted, f.ReportsConflicted, f.ReportsRejected, f.ReportsAbandoned),
-		fmt.Sprintf("%d tasks dispatched, %d requeued", f.TasksDispatched, f.TasksRequeued))
+		plural(int(f.TasksDispatched), "task", "tasks")+fmt.Sprintf(" dispatched, %d requeued", f.TasksRequeued))
 
 	p.heading(fmt.Sprintf("WORKERS (%d)", len(d.Workers)))
 	if len(d.Workers) == 0 {
@@ -71,7 +71,7 @@ func WriteText(w io.Writer, d Document, width int) {
 				note = append(note, "draining")
 			}
 			if x.Overdue > 0 {
-				note = append(note, fmt.Sprintf("%d tasks overdue", x.Overdue))
+				note = append(note, plural(x.Overdue, "task", "tasks")+" overdue")
 			}
 			rules := "-"
 			if len(x.RulesHashes) > 0 {
@@ -91,7 +91,7 @@ func WriteText(w io.Writer, d Document, width int) {
 		for _, q := range d.Quarantined {
 			p.cut("  ", q.Identity)
 			p.parts("    ", "since "+q.Since.UTC().Format("2006-01-02 15:04")+" UTC ("+Ago(now, q.Since)+")",
-				fmt.Sprintf("%d releases in the %s before", len(q.Releases), FormatDuration(secs(q.WindowSeconds))))
+				fmt.Sprintf("%s in the %s before", plural(len(q.Releases), "release", "releases"), FormatDuration(secs(q.WindowSeconds))))
 			p.cut("    ", "reason: "+q.Reason)
 			rels := make([]string, len(q.Releases))
 			for i, r := range q.Releases {
@@ -108,7 +108,7 @@ func WriteText(w io.Writer, d Document, width int) {
 	p.heading("SPOT CHECKS")
 	state := sc.State
 	if sc.Rate > 0 {
-		state += fmt.Sprintf(" · rate %s · %d identities ready", strconv.FormatFloat(sc.Rate*100, 'g', 4, 64)+"%", sc.Identities)
+		state += fmt.Sprintf(" · rate %s · %s ready", strconv.FormatFloat(sc.Rate*100, 'g', 4, 64)+"%", plural(sc.Identities, "identity", "identities"))
 	}
 	p.wrap("  ", state)
 	p.parts("  ", fmt.Sprintf("since start: %d picked", sc.Picked), fmt.Sprintf("%d agreed", sc.Agreed), fmt.Sprintf("%d mismatched", sc.Mismatches),

@@ -183,3 +183,36 @@ func TestPrintStatusBidi(t *testing.T) {
 		t.Errorf("output carries a bidi control at %d: %q", i, out.String())
 	}
 }
+
+// TestPrintStatusSingular: counts of one read in the singular (issue 17:
+// "1 workers"); `dragonfly status` printed "1 identities ready", "1 tasks
+// dispatched", "1 tasks overdue" and "1 releases in the 1h00m before"
+// where the page said "1 identity".
+func TestPrintStatusSingular(t *testing.T) {
+	d := sampleDocument()
+	d.Fleet.TasksDispatched = 1
+	d.Workers[0].Overdue = 1
+	d.SpotChecks.Identities = 1
+	d.Quarantined[0].Releases = d.Quarantined[0].Releases[:1]
+	var out bytes.Buffer
+	WriteText(&out, d, 200)
+	text := out.String()
+	for _, want := range []string{"1 identity ready", "1 task dispatched, 0 requeued", "1 task overdue", "1 release in the 1h00m before"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range []string{"1 identities", "1 tasks", "1 releases"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("output says %q:\n%s", bad, text)
+		}
+	}
+	d.SpotChecks.Identities, d.Fleet.TasksDispatched = 3, 2
+	out.Reset()
+	WriteText(&out, d, 200)
+	for _, want := range []string{"3 identities ready", "2 tasks dispatched"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plural: output lacks %q", want)
+		}
+	}
+}
