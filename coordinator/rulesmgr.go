@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -26,6 +27,7 @@ type rulesManager struct {
 	budget   time.Duration // for the update a job's unknown hash asks for
 	onChange func(rules.Set)
 	obs      Observer
+	compile  func(rules.Set) (*rules.Compiled, error) // rules.Compile
 
 	fetch sync.Mutex // one fetch at a time
 	mu    sync.Mutex
@@ -37,7 +39,18 @@ type rulesManager struct {
 	known   map[string]map[string]int64 // rules hash -> rule name -> weight
 	history []string                    // hashes in known, oldest first
 	holds   map[string]int              // rules hash -> tasks sessions hold under it
+	// running is the update updateWithin started that has not ended.
+	running *updateRun
+	// sources is the content digest (rules.ContentHash) of the sets loaded
+	// lately, by hash, the oldest first in sourcesOrder (at most
+	// keepSources): a hash names one content (see update).
+	sources      map[string]string
+	sourcesOrder []string
 }
+
+// keepSources is how many loaded sets' content digests are kept: more than
+// the sets a worker or a session's offers remember (3, 16).
+const keepSources = 64
 
 // keepWeights is how many recent rule sets' weights are kept to check
 // results with (jobs in flight may still use a set the fleet switched away
@@ -46,8 +59,8 @@ type rulesManager struct {
 const keepWeights = 4
 
 func newRulesManager(api API, log *slog.Logger, now func() time.Time, retry, budget time.Duration, onChange func(rules.Set), obs Observer) *rulesManager {
-	return &rulesManager{api: api, log: log, now: now, retry: retry, budget: budget, onChange: onChange, obs: obs,
-		known: map[string]map[string]int64{}, holds: map[string]int{}}
+	return &rulesManager{api: api, log: log, now: now, retry: retry, budget: budget, onChange: onChange, obs: obs, compile: rules.Compile,
+		known: map[string]map[string]int64{}, holds: map[string]int{}, sources: map[string]string{}}
 }
 
 func (m *rulesManager) current() rules.Set {
@@ -146,14 +159,54 @@ func (m *rulesManager) refresh(ctx context.Context) {
 	}
 }
 
-// updateWithin is update with the fetch bounded by the budget: leased jobs
-// age while the rules come, and a slow or hanging GET /rules (its own
-// retries could take minutes) must not hold them past their lease. Past
-// the budget the loaded set scans them. Compiling the set is not counted.
+// updateRun is an update running on its own goroutine: err is set before
+// done is closed.
+type updateRun struct {
+	done chan struct{}
+	err  error
+}
+
+// errUpdateRunning: the update goes on past the budget (GET /rules is given
+// up then, but libyara cannot stop a compile), or one started earlier
+// still runs.
+var errUpdateRunning = errors.New("the rules update runs past the update budget (a compile cannot be stopped): the new set is taken once it compiles")
+
+// updateWithin is update waited for at most the budget, compiling
+// included: leased jobs age while the rules come, and neither a slow or
+// hanging GET /rules (its own retries could take minutes) nor a set that
+// takes minutes to compile (libyara cannot stop one) may hold them past
+// their lease. Past the budget the loaded set scans them; the fetch is
+// given up, but a compile goes on, on its own goroutine, and the set is
+// taken once it compiles. A call while one runs does not wait for it (its
+// budget is spent): the loaded set scans.
 func (m *rulesManager) updateWithin(ctx context.Context) error {
-	uctx, cancel := context.WithTimeout(ctx, m.budget)
-	defer cancel()
-	return m.update(uctx)
+	m.mu.Lock()
+	if m.running != nil {
+		m.mu.Unlock()
+		return errUpdateRunning
+	}
+	run := &updateRun{done: make(chan struct{})}
+	m.running = run
+	m.mu.Unlock()
+	go func() {
+		uctx, cancel := context.WithTimeout(ctx, m.budget)
+		run.err = m.update(uctx)
+		cancel()
+		m.mu.Lock()
+		m.running = nil
+		m.mu.Unlock()
+		close(run.done)
+	}()
+	wait := time.NewTimer(m.budget)
+	defer wait.Stop()
+	select {
+	case <-run.done:
+		return run.err
+	case <-wait.C:
+		return errUpdateRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // update fetches, validates and switches to the API's current rules.
@@ -175,6 +228,19 @@ func (m *rulesManager) update(ctx context.Context) error {
 		m.obs.RulesUpdated(false)
 		return fmt.Errorf("rules %s: hash of %d bytes, over the %d bytes a rules hash may have; keeping the rules in use", clip.String(set.Hash, 64), len(set.Hash), protocol.MaxIDBytes)
 	}
+	// A hash names one content. Served again with other sources (a
+	// rollback by a buggy or hostile API), a worker that compiled the first
+	// keeps it (it compiles a hash once, and a session offered a hash is
+	// not offered it again) and scans with it, and reports would claim the
+	// hash for either content.
+	digest := rules.ContentHash(set.Sources)
+	m.mu.Lock()
+	was, seen := m.sources[set.Hash]
+	m.mu.Unlock()
+	if seen && was != digest {
+		m.obs.RulesUpdated(false)
+		return fmt.Errorf("rules %s: served with other sources than when loaded before (a hash names one rule set: workers holding the first would scan with it under this hash); keeping the rules in use", clip.String(set.Hash, 64))
+	}
 	if set.Hash == m.current().Hash {
 		return nil
 	}
@@ -182,7 +248,7 @@ func (m *rulesManager) update(ctx context.Context) error {
 		m.obs.RulesUpdated(false)
 		return fmt.Errorf("rules %s: %w; keeping the rules in use", clip.String(set.Hash, 64), err)
 	}
-	compiled, err := rules.Compile(set)
+	compiled, err := m.compile(set)
 	if err == nil && compiled.Reportable() == 0 {
 		err = rules.ErrNoRules
 	}
@@ -205,9 +271,20 @@ func (m *rulesManager) update(ctx context.Context) error {
 	}
 	m.known[set.Hash] = weights
 	m.trimLocked()
+	if !seen {
+		m.sources[set.Hash] = digest
+		m.sourcesOrder = append(m.sourcesOrder, set.Hash)
+		if len(m.sourcesOrder) > keepSources {
+			delete(m.sources, m.sourcesOrder[0])
+			m.sourcesOrder = slices.Delete(m.sourcesOrder, 0, 1)
+		}
+	}
 	m.mu.Unlock()
 	m.obs.RulesUpdated(true)
 	m.log.Info("rules loaded", "hash", set.Hash, "previous", old, "files", len(set.Sources), "rules", compiled.Len(), "compile_time", compiled.CompileTime().Round(time.Millisecond))
+	if w := compiled.GlobalWarning(); w != "" {
+		m.log.Warn("rules loaded with global rules: "+w, "hash", set.Hash, "global_rules", len(compiled.Globals()))
+	}
 	m.onChange(set)
 	return nil
 }

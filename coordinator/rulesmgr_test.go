@@ -128,3 +128,97 @@ func TestUnknownHashesFetchTheRulesOncePerRetry(t *testing.T) {
 		t.Fatalf("%d fetches after the retry interval, want 2", n)
 	}
 }
+
+// TestGlobalRulesAreLoggedLoudly: a rule set holding a global rule loads
+// (a global rule has its uses), but a false one makes every release read
+// clean: every file matches no rule, and the fleet reports score 0 with a
+// straight face. The load says so at warning level, naming the rule.
+func TestGlobalRulesAreLoggedLoudly(t *testing.T) {
+	api := newFakeAPI()
+	var log syncLog
+	m := newRulesManager(api, log.logger(), time.Now, time.Minute, time.Second, func(rules.Set) {}, nopObserver{})
+	if err := m.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "global") {
+		t.Fatalf("a set without global rules was warned about:\n%s", log.String())
+	}
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules, "z": "global rule off { condition: false }\n"}}, nil)
+	if h := m.ensure(context.Background(), "h2"); h != "h2" {
+		t.Fatalf("ensure = %q, want h2 loaded", h)
+	}
+	out := log.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "holds 1 global rule (off)") || !strings.Contains(out, "every release read clean") {
+		t.Fatalf("log:\n%s\nwant a warning naming the global rule off", out)
+	}
+}
+
+// TestRulesHashServedWithOtherSourcesIsRefused: a hash names one rule set.
+// An API that goes back to a hash it served before with other sources (a
+// buggy rollback, a hostile answer) is refused and the rules in use stay:
+// a worker that compiled the hash keeps its first content (it compiles a
+// hash once, and a session offered it is not offered it again), so reports
+// under the hash would come from either content, and its results were
+// checked against the other's weights.
+func TestRulesHashServedWithOtherSourcesIsRefused(t *testing.T) {
+	api := newFakeAPI()
+	m := loadedRules(t, api, time.Second)
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules + "rule extra { condition: false }\n"}}, nil)
+	if h := m.ensure(context.Background(), "h2"); h != "h2" {
+		t.Fatalf("ensure = %q, want h2", h)
+	}
+	// h1 again, its rules weighing otherwise.
+	other := strings.ReplaceAll(testRules, "weight = 3", "weight = 30")
+	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": other}}, nil)
+	err := m.update(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "served with other sources") {
+		t.Fatalf("update error = %v, want the hash refused", err)
+	}
+	if h := m.current().Hash; h != "h2" {
+		t.Fatalf("rules in use %q, want h2 kept", h)
+	}
+	if w := m.weights("h1"); w["r1"] != 3 {
+		t.Fatalf("weights of h1 %v, want those it was loaded with (r1: 3)", w)
+	}
+	// The same sources under h1: a rollback, taken.
+	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules}}, nil)
+	if err := m.update(context.Background()); err != nil || m.current().Hash != "h1" {
+		t.Fatalf("rollback to h1: %v, in use %q", err, m.current().Hash)
+	}
+	// The current hash with other sources: said so, the set in use stays.
+	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": other}}, nil)
+	if err := m.update(context.Background()); err == nil || !strings.Contains(err.Error(), "served with other sources") {
+		t.Fatalf("update error = %v, want the hash refused", err)
+	}
+}
+
+// TestSlowCompileWaitsOnlyTheBudget: a job naming new rules waits at most
+// the budget for them, compiling included, then is scanned with the loaded
+// set; the new set is taken once it compiles. libyara cannot be stopped
+// mid-compile, and a set within the 32 MiB bound took 63 s (437,160 rules
+// of one literal) or 4 min 16 s (165 rules of 10,000 strings) here: the
+// lease loop waited that long with its batch, past the 120 s lease.
+func TestSlowCompileWaitsOnlyTheBudget(t *testing.T) {
+	api := newFakeAPI()
+	m := loadedRules(t, api, 50*time.Millisecond)
+	release := make(chan struct{})
+	m.compile = func(s rules.Set) (*rules.Compiled, error) {
+		<-release
+		return rules.Compile(s)
+	}
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules + "rule extra { condition: false }\n"}}, nil)
+	got := make(chan string, 1)
+	go func() { got <- m.ensure(context.Background(), "h2") }()
+	select {
+	case h := <-got:
+		if h != "h1" {
+			t.Fatalf("ensure = %q, want the loaded h1", h)
+		}
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("ensure still waits for the compile")
+	}
+	close(release)
+	testkit.WaitFor(t, 20*time.Second, func() bool { return m.current().Hash == "h2" },
+		func() string { return "h2 not taken once compiled: in use " + m.current().Hash })
+}

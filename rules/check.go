@@ -139,6 +139,10 @@ func Check(s Set) (Report, error) {
 				file = s.FileName(stem)
 			}
 			diags = append(diags, lintRule(file, stem, name, line, metasOf(r.Metas(), d))...)
+			if r.IsGlobal() {
+				diags = append(diags, Diagnostic{File: file, Stem: stem, Line: line, Severity: Warning, Rule: name,
+					Text: fmt.Sprintf("rule %s is global: a file it does not match matches no rule of the set (every file is compiled into one namespace), so if it is false every release reads clean", showValue(name))})
+			}
 		}
 	} else {
 		for _, l := range all {

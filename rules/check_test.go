@@ -343,3 +343,32 @@ func TestCheckDiagnosticsArePrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWarnsOfGlobalRules: every source is compiled into one namespace,
+// so a global rule gates every rule of the set, and one that is false (a
+// mistake, or a hostile API's answer) makes every release read clean with
+// no error anywhere. rules check warns at the rule, and the compiled set
+// names its global rules for the coordinator and dragonfly scan to say so.
+func TestCheckWarnsOfGlobalRules(t *testing.T) {
+	dir, _, rep := checkFiles(t,
+		[2]string{"a.yara", "rule hit {\n  meta:\n    weight = 5\n  strings:\n    $a = \"EVIL\"\n  condition:\n    $a\n}\n"},
+		[2]string{"b.yara", "// off switch\nprivate global rule off { condition: false }\n"})
+	want := []string{
+		filepath.Join(dir, "b.yara") + `:2: warning: rule "off" is global: a file it does not match matches no rule of the set (every file is compiled into one namespace), so if it is false every release reads clean`,
+	}
+	if got := diagLines(rep.Diagnostics); !slices.Equal(got, want) {
+		t.Fatalf("diagnostics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	c := rep.Compiled
+	if c == nil || !slices.Equal(c.Globals(), []string{"off"}) {
+		t.Fatalf("compiled %v: want global rules [off]", c)
+	}
+	if w := c.GlobalWarning(); !strings.Contains(w, "holds 1 global rule (off):") || !strings.Contains(w, "every release read clean") {
+		t.Errorf("GlobalWarning() = %q", w)
+	}
+	// A set without global rules has no warning.
+	_, _, rep = checkFiles(t, [2]string{"a.yara", "rule hit { condition: true }\n"})
+	if len(rep.Diagnostics) != 0 || rep.Compiled.GlobalWarning() != "" || rep.Compiled.Globals() != nil {
+		t.Errorf("no global rule: diagnostics %v, warning %q", diagLines(rep.Diagnostics), rep.Compiled.GlobalWarning())
+	}
+}

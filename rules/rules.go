@@ -173,6 +173,7 @@ type Compiled struct {
 	count   int
 	public  int             // rules not private: those a scan can report
 	private map[string]bool // the private rules, by name
+	globals []string        // the global rules, in order
 	elapsed time.Duration
 }
 
@@ -247,6 +248,9 @@ func compile(s Set) (*Compiled, []Diagnostic, error) {
 			cr.desc[r.Identifier()] = d
 		}
 		cr.count++
+		if r.IsGlobal() {
+			cr.globals = append(cr.globals, r.Identifier())
+		}
 		if r.IsPrivate() {
 			cr.private[r.Identifier()] = true
 		} else {
@@ -374,6 +378,36 @@ func (c *Compiled) Len() int { return c.count }
 // Private reports whether the rule named is private: YARA never reports a
 // match of it, so no result may name it.
 func (c *Compiled) Private(name string) bool { return c.private[name] }
+
+// Globals are the global rules, in the order they are declared. Every
+// source is compiled as one, in one namespace, so a file that one of them
+// does not match matches no rule of the set: a global rule that is false
+// (by mistake, or served by a hostile API) makes every release read clean,
+// and nothing in the results tells. GlobalWarning says so.
+func (c *Compiled) Globals() []string { return c.globals }
+
+// GlobalWarning is what the coordinator and dragonfly scan say of a set
+// holding global rules (see Globals), naming up to 8 of them; "" when it
+// holds none.
+func (c *Compiled) GlobalWarning() string {
+	if len(c.globals) == 0 {
+		return ""
+	}
+	names := make([]string, 0, 8)
+	for _, g := range c.globals[:min(len(c.globals), 8)] {
+		names = append(names, clip.String(g, 128))
+	}
+	more := ""
+	if n := len(c.globals) - len(names); n > 0 {
+		more = fmt.Sprintf(" and %d more", n)
+	}
+	held := fmt.Sprintf("%d global rules", len(c.globals))
+	if len(c.globals) == 1 {
+		held = "1 global rule"
+	}
+	return fmt.Sprintf("the rule set holds %s (%s%s): a file one of them does not match matches no rule, so a global rule that is false makes every release read clean",
+		held, strings.Join(names, ", "), more)
+}
 
 // Reportable is how many of the rules are not private: YARA reports no match
 // of a private rule, so a set without one finds nothing (ErrNoRules).

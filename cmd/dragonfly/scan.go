@@ -94,6 +94,9 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 		return cli.Exit(2, err)
 	}
 	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %s\n", from, clip.String(compiled.Hash(), 256), workbench.Plural(compiled.Len(), "rule"))
+	if w := compiled.GlobalWarning(); w != "" {
+		fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", clip.Escaped(w, 4096))
+	}
 
 	var jobs []scanrun.Job
 	if cfg.demo {

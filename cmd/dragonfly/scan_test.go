@@ -538,3 +538,23 @@ func TestScanNotesSkippedSymlinks(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q, want the note: %s", code, errOut, out)
 	}
 }
+
+// TestScanWarnsOfGlobalRules: a global rule that is false makes every rule
+// of the set match nothing (one namespace): the target reads clean, as the
+// reference client would read it, but standard error says why it may.
+func TestScanWarnsOfGlobalRules(t *testing.T) {
+	dir, target := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("global rule off { condition: false }\nrule hit { meta: weight = 5 strings: $a = \"EVILMARK\" condition: $a }\n"), 0o644)
+	os.WriteFile(filepath.Join(target, "setup.py"), []byte("EVILMARK\n"), 0o644)
+	code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", target)
+	if code != 0 || !strings.Contains(out, `"score":0`) {
+		t.Fatalf("exit %d, want 0 and a clean result: %q %q", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "warning: the rule set holds 1 global rule (off)") || !strings.Contains(errOut, "every release read clean") {
+		t.Fatalf("standard error %q: want a warning naming the global rule", errOut)
+	}
+	os.WriteFile(filepath.Join(dir, "a.yara"), []byte("rule hit { meta: weight = 5 strings: $a = \"EVILMARK\" condition: $a }\n"), 0o644)
+	if code, out, errOut := runCLI(t, nil, "scan", "--rules", dir, "--format", "json", target); code != 0 || strings.Contains(errOut, "global") || !strings.Contains(out, `"score":5`) {
+		t.Fatalf("no global rule: exit %d: %q %q", code, out, errOut)
+	}
+}
