@@ -92,14 +92,14 @@ func TestSlotClaimIsCapped(t *testing.T) {
 // tasks go to an honest worker, and its identity is refused for a while
 // (Unavailable: retry later, not a configuration error).
 func TestStalledReaderIsCutAndRefused(t *testing.T) {
-	big := strings.Repeat("// padding that makes the rule set large\n", 5<<20/41)
+	big := strings.Repeat("// padding that makes the rule set large\n", (protocol.MaxRuleSetBytes-len(testRules)-16)/41)
 	api := newFakeAPI(job("p", "u1"))
 	api.SetRules(mainframe.RuleSet{Hash: "h1", Rules: map[string]string{"a": testRules, "pad": big}}, nil)
 	f := startFleet(t, api, func(c *Config) {
 		c.HeartbeatInterval = 100 * time.Millisecond
 		c.HeartbeatMisses = 50 // not cut for silence: the stall must be what cuts it
 	})
-	// Fixed 64 KiB windows: no BDP growth, so a 5 MB rule set cannot fit in
+	// Fixed 64 KiB windows: no BDP growth, so a 4 MB rule set cannot fit in
 	// the transport's buffers of a peer that does not read.
 	conn := f.dial(grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	defer conn.Close()
@@ -625,10 +625,16 @@ func TestOversizedRuleSetRefused(t *testing.T) {
 	}
 }
 
-// TestLargeRuleSetReachesWorkers: a 5 MB rule set (over gRPC's default 4 MiB)
-// reaches a worker that uses the protocol's limits.
+// TestLargeRuleSetReachesWorkers: a rule set at the protocol's bound (its
+// message over gRPC's default 4 MiB) reaches a worker that uses the
+// protocol's limits.
 func TestLargeRuleSetReachesWorkers(t *testing.T) {
-	big := strings.Repeat("// a comment line to make the set large\n", 5<<20/40)
+	pad := protocol.MaxRuleSetBytes - len("a") - len(testRules) - len("pad")
+	line := "// a comment line to make the set large\n"
+	big := strings.Repeat(line, pad/len(line)) + strings.Repeat("/", pad%len(line))
+	if n := protocol.RuleSetBytes(map[string]string{"a": testRules, "pad": big}); n != protocol.MaxRuleSetBytes {
+		t.Fatalf("the set has %d bytes, want the bound %d", n, protocol.MaxRuleSetBytes)
+	}
 	api := newFakeAPI()
 	api.SetRules(mainframe.RuleSet{Hash: "big", Rules: map[string]string{"a": testRules, "pad": big}}, nil)
 	f := startFleet(t, api, nil)

@@ -5,7 +5,7 @@
 // this.
 //
 // Limits are matched on both ends: the coordinator's send limit is the
-// worker's receive limit (a rule set up to MaxRuleSetBytes plus framing), and
+// worker's receive limit (room for a rule set up to MaxRuleSetBytes), and
 // the worker's send limit is the coordinator's receive limit. The coordinator
 // announces both in Welcome, so a worker one release apart keeps to what the
 // coordinator it talks to accepts.
@@ -28,18 +28,23 @@ const (
 
 	// MaxRuleSetBytes bounds a rule set: the bytes of its sources and file
 	// stems together. The coordinator refuses a larger set from the API (the
-	// set in use stays) and a worker refuses a larger RuleSet message.
-	MaxRuleSetBytes = 32 << 20
+	// set in use stays) and a worker refuses a larger RuleSet message. Real
+	// sets are tens of KB (the bench set 21.5 KB). It was 32 MiB, and sets
+	// within that took 0.8 to 1.2 GB to compile, on the coordinator (512 MiB
+	// in the deployments: one rules answer got it killed, at every restart)
+	// and on every worker; 4 MiB sets took 1.0 to 1.5 s and 114 to 189 MiB.
+	MaxRuleSetBytes = 4 << 20
 
 	// MaxRuleFiles bounds the files of a rule set (real sets have tens).
 	// Within MaxRuleSetBytes, millions of tiny files took seconds and
 	// hundreds of MiB to compile, on the coordinator and on every worker.
 	MaxRuleFiles = 4096
 
-	// MaxResponseBytes is the largest coordinator-to-worker message: a rule set
-	// at its limit plus framing. The coordinator's send limit and the worker's
-	// receive limit.
-	MaxResponseBytes = MaxRuleSetBytes + 1<<20
+	// MaxResponseBytes is the largest coordinator-to-worker message: the
+	// coordinator's send limit and the worker's receive limit. It stays what
+	// it was when a rule set could have 32 MiB (a set at that bound plus
+	// framing), so that releases on either side of the change agree on it.
+	MaxResponseBytes = 32<<20 + 1<<20
 
 	// MaxRequestBytes is the largest worker-to-coordinator message: the
 	// coordinator's receive limit and the worker's send limit. Workers split

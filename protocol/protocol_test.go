@@ -25,7 +25,7 @@ func TestCheckRuleSet(t *testing.T) {
 		{"files at the bound", files(MaxRuleFiles), ""},
 		{"one file too many", files(MaxRuleFiles + 1), "4097 files, over the 4096"},
 		{"bytes at the bound", map[string]string{"a": strings.Repeat("x", MaxRuleSetBytes-1)}, ""},
-		{"one byte too many", map[string]string{"ab": strings.Repeat("x", MaxRuleSetBytes-1)}, "over the 33554432 a rule set may have"},
+		{"one byte too many", map[string]string{"ab": strings.Repeat("x", MaxRuleSetBytes-1)}, "over the 4194304 a rule set may have"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckRuleSet(tc.sources)

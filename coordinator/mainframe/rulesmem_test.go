@@ -86,7 +86,8 @@ func TestRulesAnswerOfManyFilesStopsEarly(t *testing.T) {
 }
 
 // TestRulesAnswerOfOneLargeFileIsCopiedOnce: a rule set of one large file
-// (24 MiB, within protocol.MaxRuleSetBytes: a set the coordinator loads)
+// (24 MiB, within the answer's 64 MiB bound; the coordinator then refuses
+// a set over protocol.MaxRuleSetBytes)
 // decodes allocating what a map of strings does (the file once). A
 // json.Decoder over the rules copied the file into its buffer, which grew
 // by doubling: 3 times the file at every fetch (a 63 MiB answer, refused

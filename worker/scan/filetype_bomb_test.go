@@ -9,8 +9,8 @@ import (
 
 // TestAdmitCostDoesNotGrowWithSuffixes: a rule set may list millions of
 // distinct filetype suffixes (a metadata string holds up to 8 KiB, about
-// 1,300 suffixes of 5 bytes; 4,100 such rules fit in the 32 MiB a set may
-// have: 5.5 million). Which rules a path admits is decided for every file
+// 1,300 suffixes of 5 bytes; 512 such rules fit in the 4 MiB a set may
+// have: 670,000). Which rules a path admits is decided for every file
 // a worker unpacks, outside libyara's scan timeout, so it must not cost a
 // look at every suffix: it is a lookup per distinct suffix length.
 func TestAdmitCostDoesNotGrowWithSuffixes(t *testing.T) {
