@@ -320,3 +320,67 @@ func drainSent(s *chanStream) {
 		}
 	}
 }
+
+// TestFailureNotHiddenByFloodsOfFive: floods of five failure keys in one
+// minute (tasks on a host the worker does not allow, 404s, corrupt
+// archives, distributions over the download size and over the file size:
+// a crafted release or a hostile coordinator makes each at will) do not
+// hide the first line of a sixth (an archive over the entries limit). The
+// 100 lines a minute over all keys were used up by the five floods of 20,
+// and every further failure line was held back for the minute, whatever
+// its kind; before limits were keyed apart there were only five kinds.
+func TestFailureNotHiddenByFloodsOfFive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newCountingHandler()
+		client := newChanClient()
+		files := newMemFiles(t, 0)
+		files.files["big-1.0.tar.gz"] = bytes.Repeat([]byte{0x1f}, 64<<10)
+		files.files["bad-1.0.tar.gz"] = []byte("not an archive")
+		files.files["small-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: "small-1.0/setup.py", Body: bytes.Repeat([]byte("x"), 4<<10)}))
+		files.files["many-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t,
+			testkit.TarEntry{Name: "many-1.0/a.py", Body: []byte("a")}, testkit.TarEntry{Name: "many-1.0/b.py", Body: []byte("b")},
+			testkit.TarEntry{Name: "many-1.0/c.py", Body: []byte("c")}, testkit.TarEntry{Name: "many-1.0/d.py", Body: []byte("d")}))
+		lim := limit.Limits{Download: 32 << 10, File: 1 << 10, Entries: 2}
+		e := scan.New(scan.Config{Threads: 1, Limits: limit.Limits{ScanTimeout: 10 * time.Second, File: lim.File, Entries: lim.Entries}})
+		t.Cleanup(e.Close)
+		w := testWorker(t, client, Config{
+			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+			Limits: lim,
+			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
+				StallTimeout: time.Hour, TotalTimeout: time.Hour},
+			Logger: slog.New(h),
+		}, e)
+		stop := startLoop(w)
+		defer func() {
+			if err := stop(); err != nil {
+				t.Errorf("loop: %v", err)
+			}
+		}()
+		s := demoSession(t, client)
+		id := uint64(0)
+		for _, task := range []func() *fleetv1.Task{
+			func() *fleetv1.Task {
+				return &fleetv1.Task{TaskId: id, Url: "https://elsewhere.example/x-1.0.tar.gz", RulesHash: "demo"}
+			},
+			func() *fleetv1.Task { return fileTask(id, "404") },
+			func() *fleetv1.Task { return fileTask(id, "bad-1.0.tar.gz") },
+			func() *fleetv1.Task { return fileTask(id, "big-1.0.tar.gz") },
+			func() *fleetv1.Task { return fileTask(id, "small-1.0.tar.gz") },
+		} {
+			for range failureLogBurst {
+				id++
+				assignTasks(s, task())
+				drainSent(s)
+			}
+		}
+		if got := h.count("distribution failed"); got != 5*failureLogBurst {
+			t.Fatalf("%d failure lines for five floods, want %d (the floods are not of five keys)", got, 5*failureLogBurst)
+		}
+		assignTasks(s, fileTask(9999, "many-1.0.tar.gz"))
+		drainSent(s)
+		if got := h.c.limitCount(string(limit.Entries)); got != 1 {
+			t.Errorf("%d %s lines after floods of five other failures in the same minute, want the one: the floods hid it (limits logged: %v)",
+				got, limit.Entries, h.c.limits)
+		}
+	})
+}

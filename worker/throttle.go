@@ -29,8 +29,11 @@ const (
 	// dozen bytes, at the pace of its round trips. Per kind, and per limit,
 	// so that a flood of one (a crafted release's corrupt archives, or its
 	// distributions over the download limit) does not hide the first
-	// failure of another. Every failure is still counted in the metrics and
-	// reported with its reason.
+	// failure of another; the first line of each per coordLogEvery is let
+	// through even when failureLogTotal is used up (floods of five others
+	// used it up, and hid every other failure for the minute), so at most
+	// failureLogTotal plus one a kind and limit. Every failure is still
+	// counted in the metrics and reported with its reason.
 	failureLogBurst = 20
 	failureLogTotal = 100
 	// maxLogKinds bounds the kinds the throttle remembers: the worker's
@@ -60,7 +63,7 @@ func (w *Worker) logLimitedAs(kind string, log *slog.Logger, level slog.Level, b
 
 // logFailure logs a distribution's failure, at most failureLogBurst lines
 // per failure kind (per limit for a limit) and failureLogTotal in all per
-// coordLogEvery.
+// coordLogEvery, but the first of each kind and limit always.
 func (w *Worker) logFailure(log *slog.Logger, f *fleetv1.TaskFailure) {
 	kind := f.GetKind().String()
 	key, attrs := "distribution failed: "+kind, []any{"kind", kind, "reason", f.GetReason()}
@@ -68,7 +71,7 @@ func (w *Worker) logFailure(log *slog.Logger, f *fleetv1.TaskFailure) {
 		key += ": " + l
 		attrs = append(attrs, "limit", l)
 	}
-	ok, held := w.logs.AllowIn("distribution failed", failureLogTotal, key, failureLogBurst, time.Now())
+	ok, held := w.logs.AllowEach("distribution failed", failureLogTotal, key, failureLogBurst, time.Now())
 	if !ok {
 		return
 	}

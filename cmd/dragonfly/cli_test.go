@@ -411,15 +411,15 @@ func TestHeartbeatAndLeaseWithinWhatWorks(t *testing.T) {
 
 // TestZeroDurationsRefused: a duration setting of 0 is refused, naming the
 // setting as given. The packages read a zero duration as their default, so
-// DRAGONFLY_LOAD_DURATION=0 ran as 60s, DRAGONFLY_DRAIN_GRACE=0 as 25s and
-// so on, while the startup log's effective configuration said 0s.
+// DRAGONFLY_DRAIN_GRACE=0 ran as 25s and so on, while the startup log's
+// effective configuration said 0s. (DRAGONFLY_LOAD_DURATION=0, which the
+// reference client takes, is 1s: TestReferenceClientsZeroLoadDuration.)
 func TestZeroDurationsRefused(t *testing.T) {
 	for _, tc := range []struct {
 		cmd  string
 		src  clitest.Sources
 		want string
 	}{
-		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_LOAD_DURATION": "0"}}, "DRAGONFLY_LOAD_DURATION=0s: must be positive"},
 		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_LEASE_TIMEOUT": "0s"}}, "DRAGONFLY_LEASE_TIMEOUT=0s: between 10s and 24h"},
 		{"coordinator", clitest.Sources{Env: map[string]string{"DRAGONFLY_API_TIMEOUT": "0"}}, "DRAGONFLY_API_TIMEOUT=0s: must be positive"},
 		{"coordinator", clitest.Sources{TOML: "drain_timeout = 0\n"}, "DRAGONFLY_DRAIN_TIMEOUT=0s: must be positive"},
@@ -489,5 +489,27 @@ func TestChoiceErrorsNameTheSettingAsGiven(t *testing.T) {
 	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(nil), Dir: dir}
 	if code := run(context.Background(), e, []string{"scan", "--demo-rules", "--demo"}); code != 2 || !strings.Contains(stderr.String(), `Config.toml: format = "xml": not one of`) {
 		t.Errorf("from Config.toml: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestReferenceClientsZeroLoadDuration: DRAGONFLY_LOAD_DURATION=0 (or
+// load_duration = 0 in Config.toml), which the reference client takes (it
+// polls again at once), starts the coordinator with the shortest wait it
+// keeps, 1s, as its effective configuration says. Refused, a drop-in
+// configuration stopped the coordinator at start; before, it ran as 60s.
+func TestReferenceClientsZeroLoadDuration(t *testing.T) {
+	for _, src := range []clitest.Sources{
+		{Env: map[string]string{"DRAGONFLY_LOAD_DURATION": "0"}},
+		{TOML: "load_duration = 0\n"},
+	} {
+		var c coordinatorCmd
+		s := program.Settings("dragonfly coordinator", "")
+		c.register(s)
+		if err := src.Parse(t, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.f.validate(); err != nil || c.f.coord.LoadDuration != minLoadDuration {
+			t.Errorf("%+v: %v, load duration %s; want accepted as %s", src, err, c.f.coord.LoadDuration, minLoadDuration)
+		}
 	}
 }

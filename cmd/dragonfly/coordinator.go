@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
@@ -57,6 +58,9 @@ func (f *coordinatorFlags) register(s *cli.Settings) {
 	cli.LogFlags(s, &f.logLevel, &f.logFormat)
 }
 
+// minLoadDuration is the wait DRAGONFLY_LOAD_DURATION=0 comes to.
+const minLoadDuration = time.Second
+
 func (f *coordinatorFlags) validate() error {
 	for _, v := range []struct {
 		env string
@@ -71,6 +75,14 @@ func (f *coordinatorFlags) validate() error {
 		if v.n < v.min {
 			return atLeast(v.env, v.n, v.min)
 		}
+	}
+	if f.coord.LoadDuration == 0 {
+		// The reference client reads 0 as no wait (it polls again at
+		// once): a drop-in configuration may say so. Polled in a loop, an
+		// empty queue or an API in trouble would be asked as fast as it
+		// answers; the coordinator waits minLoadDuration, as its effective
+		// configuration says.
+		f.coord.LoadDuration = minLoadDuration
 	}
 	if err := positive(
 		durationSetting{"DRAGONFLY_API_TIMEOUT", f.api.Timeout},

@@ -48,9 +48,25 @@ func (t *Throttle) Allow(key string, burst int, now time.Time) (bool, int64) {
 
 // AllowIn is Allow for a key of group, which lets through at most
 // groupBurst lines per interval over all its keys. A line the group holds
-// back is counted under its key, as one its key's burst holds back: the
-// key's next line let through says how many. An empty group is no group.
+// back is counted under the group (its key, one made up for the line, may
+// never come again): the group's next line let through, whatever its key,
+// says how many, with those its own key's burst held back. An empty group
+// is no group.
 func (t *Throttle) AllowIn(group string, groupBurst int, key string, burst int, now time.Time) (bool, int64) {
+	return t.allow(group, groupBurst, key, burst, false, now)
+}
+
+// AllowEach is AllowIn for a group of few keys, the caller's constants (kinds
+// of failures): the first line of each key per interval is let through even
+// when the group's burst is used up, so that floods of some keys never hide
+// the first line of another; the group bounds the lines beyond. At most
+// groupBurst plus one per key lines an interval.
+func (t *Throttle) AllowEach(group string, groupBurst int, key string, burst int, now time.Time) (bool, int64) {
+	return t.allow(group, groupBurst, key, burst, true, now)
+}
+
+// allow is AllowIn, and AllowEach when firstFree.
+func (t *Throttle) allow(group string, groupBurst int, key string, burst int, firstFree bool, now time.Time) (bool, int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.entry(key, now)
@@ -64,16 +80,22 @@ func (t *Throttle) AllowIn(group string, groupBurst int, key string, burst int, 
 		}
 		g.renew(now, t.every)
 	}
-	if e.n >= burst || (g != nil && g.n >= groupBurst) {
+	switch {
+	case e.n >= burst:
 		e.suppressed++
+		return false, 0
+	case g != nil && g.n >= groupBurst && !(firstFree && e.n == 0):
+		g.suppressed++
 		return false, 0
 	}
 	e.n++
-	if g != nil {
-		g.n++
-	}
 	held := e.suppressed
 	e.suppressed = 0
+	if g != nil {
+		g.n++
+		held += g.suppressed
+		g.suppressed = 0
+	}
 	return true, held
 }
 

@@ -66,8 +66,8 @@ func TestBurst(t *testing.T) {
 
 // TestGroupBoundsNewKeys: keys of a group share the group's burst per
 // interval, so lines under new keys (a worker id made up for each session)
-// stop at it; a line the group held back is counted under its key, and the
-// key's next line let through says so. Other groups, and keys outside any
+// stop at it; a line the group held back is counted under the group, and
+// its next line let through says so. Other groups, and keys outside any
 // group, are not held back by it.
 func TestGroupBoundsNewKeys(t *testing.T) {
 	th := New(time.Minute, 1024)
@@ -90,7 +90,49 @@ func TestGroupBoundsNewKeys(t *testing.T) {
 		t.Fatal("the group let a line through before its interval was over")
 	}
 	ok, held := th.AllowIn("ended", 5, "id-99", 4, t0.Add(time.Minute))
-	if !ok || held != 2 {
-		t.Fatalf("the next interval: %v, held %d; want a line saying 2 were held back", ok, held)
+	if !ok || held != 96 {
+		t.Fatalf("the next interval: %v, held %d; want a line saying 96 were held back", ok, held)
+	}
+}
+
+// TestGroupHeldLinesAreCounted: the lines a group held back under keys
+// that never come again (a worker id or address made up for each line) are
+// counted, and the group's next line let through says how many. They were
+// counted under their keys alone: a flood under new keys showed as its
+// first lines, each saying none was held back.
+func TestGroupHeldLinesAreCounted(t *testing.T) {
+	th := New(time.Minute, 1024)
+	for i := range 100 {
+		th.AllowIn("ended", 5, "id-"+strconv.Itoa(i), 4, t0)
+	}
+	ok, held := th.AllowIn("ended", 5, "id-new", 4, t0.Add(time.Minute))
+	if !ok || held != 95 {
+		t.Fatalf("a minute after 100 lines under new keys, 5 let through: %v, held %d; want a line saying 95 were held back", ok, held)
+	}
+	if _, held := th.AllowIn("ended", 5, "id-newer", 4, t0.Add(time.Minute)); held != 0 {
+		t.Fatalf("the count was said twice: held %d", held)
+	}
+}
+
+// TestEachKeysFirstLineOutsideTheGroup: with AllowEach, the first line of
+// a key per interval is let through though floods of other keys used up
+// the group's burst; its further lines are held back by the group, and
+// counted.
+func TestEachKeysFirstLineOutsideTheGroup(t *testing.T) {
+	th := New(time.Minute, 64)
+	var got []bool
+	for _, k := range []string{"a", "a", "a", "b", "b", "b", "c", "c"} {
+		ok, _ := th.AllowEach("failed", 4, k, 2, t0)
+		got = append(got, ok)
+	}
+	if want := []bool{true, true, false, true, true, false, true, false}; !slices.Equal(got, want) {
+		t.Fatalf("allowed %v, want %v: c's first line let through, its second held back by the group", got, want)
+	}
+	// a's own held line, b's, and c's second, held back by the group.
+	if ok, held := th.AllowEach("failed", 4, "a", 2, t0.Add(time.Minute)); !ok || held != 2 {
+		t.Fatalf("the next interval: %v, held %d; want a's held line and the group's", ok, held)
+	}
+	if _, held := th.AllowEach("failed", 4, "b", 2, t0.Add(time.Minute)); held != 1 {
+		t.Fatalf("b's next line: held %d, want its own 1", held)
 	}
 }

@@ -230,6 +230,10 @@ func TestHelmChartRefuses(t *testing.T) {
 		"worker killed mid-scan":       {map[string]any{"worker.drainGrace": "30s"}, "worker.terminationGracePeriodSeconds"},
 		"coordinator killed mid-drain": {map[string]any{"coordinator.drainTimeout": 55}, "coordinator.terminationGracePeriodSeconds"},
 		"drain of fractional seconds":  {map[string]any{"worker.drainGrace": "1.5s"}, "worker.drainGrace"},
+		// The binaries refuse a drain of 0 (it ran as their default): the
+		// pods rendered and then failed at every start.
+		"no worker drain":      {map[string]any{"worker.drainGrace": "0s"}, "worker.drainGrace"},
+		"no coordinator drain": {map[string]any{"coordinator.drainTimeout": 0}, "coordinator.drainTimeout"},
 		// A worker holds about 512 MiB per scanner thread under a crafted
 		// release (README, "Sizing a worker"): past its limit the kernel
 		// kills it, and the release's retries kill the next ones.

@@ -182,10 +182,17 @@ render with a message that names the value.
 {{- end }}
 {{- /* A pod killed before its drain ends loses what the drain was for. */}}
 {{- $drain := include "dragonfly-fleet.seconds" (dict "name" "coordinator.drainTimeout" "value" .Values.coordinator.drainTimeout) | atoi }}
+{{- /* The binaries refuse a drain of 0 at start (it ran as their default). */}}
+{{- if le $drain 0 }}
+{{- fail "coordinator.drainTimeout must be positive: the coordinator refuses 0 at start" }}
+{{- end }}
 {{- if le (int .Values.coordinator.terminationGracePeriodSeconds) (add $drain 20) }}
 {{- fail (printf "coordinator.terminationGracePeriodSeconds (%v) must exceed coordinator.drainTimeout (%ds) plus the final flush of reports (15s) and the gRPC server's stop (5s)" .Values.coordinator.terminationGracePeriodSeconds $drain) }}
 {{- end }}
 {{- $grace := include "dragonfly-fleet.seconds" (dict "name" "worker.drainGrace" "value" .Values.worker.drainGrace) | atoi }}
+{{- if le $grace 0 }}
+{{- fail "worker.drainGrace must be positive: the worker refuses 0 at start" }}
+{{- end }}
 {{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace 10) }}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed worker.drainGrace (%ds) plus the scan timeout (10s) a file still in libyara may take before its task is handed back" .Values.worker.terminationGracePeriodSeconds $grace) }}
 {{- end }}
