@@ -257,26 +257,8 @@ func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
 func TestLimitNotHiddenByAFloodOfAnother(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newCountingHandler()
-		client := newChanClient()
-		files := newMemFiles(t, 0)
-		files.files["big-1.0.tar.gz"] = bytes.Repeat([]byte{0x1f}, 64<<10)
-		files.files["small-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: "small-1.0/setup.py", Body: bytes.Repeat([]byte("x"), 4<<10)}))
-		e := scan.New(scan.Config{Threads: 1, Limits: limit.Limits{ScanTimeout: 10 * time.Second, File: 1 << 10}})
-		t.Cleanup(e.Close)
-		w := testWorker(t, client, Config{
-			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
-			Limits: limit.Limits{Download: 32 << 10, File: 1 << 10},
-			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
-				StallTimeout: time.Hour, TotalTimeout: time.Hour},
-			Logger: slog.New(h),
-		}, e)
-		stop := startLoop(w)
-		defer func() {
-			if err := stop(); err != nil {
-				t.Errorf("loop: %v", err)
-			}
-		}()
-		s := demoSession(t, client)
+		s, stop := failingWorker(t, h, limit.Limits{Download: 32 << 10, File: 1 << 10})
+		defer stop()
 		const flood = failureLogBurst + 20
 		for i := range flood {
 			assignTasks(s, fileTask(uint64(1+i), "big-1.0.tar.gz"))
@@ -291,6 +273,48 @@ func TestLimitNotHiddenByAFloodOfAnother(t *testing.T) {
 			t.Errorf("%d file_size lines after %d download_size failures in the same minute, want the one: the flood hid it", got, flood)
 		}
 	})
+}
+
+// failingWorker starts a one-thread worker logging to h, with limits lim
+// (its scan engine's file size and entries too), on the demo files and
+// these: big-1.0.tar.gz (64 KiB, not an archive), bad-1.0.tar.gz (not an
+// archive), small-1.0.tar.gz (a 4 KiB file) and many-1.0.tar.gz (four
+// files); and its session, with the demo rules ready. stop ends the worker,
+// failing t on its loop's error.
+func failingWorker(t *testing.T, h *countingHandler, lim limit.Limits) (s *chanStream, stop func()) {
+	t.Helper()
+	client := newChanClient()
+	files := newMemFiles(t, 0)
+	files.files["big-1.0.tar.gz"] = bytes.Repeat([]byte{0x1f}, 64<<10)
+	files.files["bad-1.0.tar.gz"] = []byte("not an archive")
+	files.files["small-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: "small-1.0/setup.py", Body: bytes.Repeat([]byte("x"), 4<<10)}))
+	files.files["many-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t,
+		testkit.TarEntry{Name: "many-1.0/a.py", Body: []byte("a")}, testkit.TarEntry{Name: "many-1.0/b.py", Body: []byte("b")},
+		testkit.TarEntry{Name: "many-1.0/c.py", Body: []byte("c")}, testkit.TarEntry{Name: "many-1.0/d.py", Body: []byte("d")}))
+	e := scan.New(scan.Config{Threads: 1, Limits: limit.Limits{ScanTimeout: 10 * time.Second, File: lim.File, Entries: lim.Entries}})
+	t.Cleanup(e.Close)
+	w := testWorker(t, client, Config{
+		Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
+		Limits: lim,
+		Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
+			StallTimeout: time.Hour, TotalTimeout: time.Hour},
+		Logger: slog.New(h),
+	}, e)
+	stopLoop := startLoop(w)
+	stop = func() {
+		if err := stopLoop(); err != nil {
+			t.Errorf("loop: %v", err)
+		}
+	}
+	ready := false
+	defer func() {
+		if !ready { // demoSession failed t
+			stop()
+		}
+	}()
+	s = demoSession(t, client)
+	ready = true
+	return s, stop
 }
 
 // demoSession takes the worker's first session on client, welcomes it and
@@ -332,31 +356,8 @@ func drainSent(s *chanStream) {
 func TestFailureNotHiddenByFloodsOfFive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newCountingHandler()
-		client := newChanClient()
-		files := newMemFiles(t, 0)
-		files.files["big-1.0.tar.gz"] = bytes.Repeat([]byte{0x1f}, 64<<10)
-		files.files["bad-1.0.tar.gz"] = []byte("not an archive")
-		files.files["small-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t, testkit.TarEntry{Name: "small-1.0/setup.py", Body: bytes.Repeat([]byte("x"), 4<<10)}))
-		files.files["many-1.0.tar.gz"] = testkit.Gzip(t, testkit.Tar(t,
-			testkit.TarEntry{Name: "many-1.0/a.py", Body: []byte("a")}, testkit.TarEntry{Name: "many-1.0/b.py", Body: []byte("b")},
-			testkit.TarEntry{Name: "many-1.0/c.py", Body: []byte("c")}, testkit.TarEntry{Name: "many-1.0/d.py", Body: []byte("d")}))
-		lim := limit.Limits{Download: 32 << 10, File: 1 << 10, Entries: 2}
-		e := scan.New(scan.Config{Threads: 1, Limits: limit.Limits{ScanTimeout: 10 * time.Second, File: lim.File, Entries: lim.Entries}})
-		t.Cleanup(e.Close)
-		w := testWorker(t, client, Config{
-			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
-			Limits: lim,
-			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: files, Attempts: 1,
-				StallTimeout: time.Hour, TotalTimeout: time.Hour},
-			Logger: slog.New(h),
-		}, e)
-		stop := startLoop(w)
-		defer func() {
-			if err := stop(); err != nil {
-				t.Errorf("loop: %v", err)
-			}
-		}()
-		s := demoSession(t, client)
+		s, stop := failingWorker(t, h, limit.Limits{Download: 32 << 10, File: 1 << 10, Entries: 2})
+		defer stop()
 		id := uint64(0)
 		for _, task := range []func() *fleetv1.Task{
 			func() *fleetv1.Task {
