@@ -316,6 +316,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	g.Go(func() error { return c.loadLoop(gctx) })
 	g.Go(func() error { c.tickLoop(gctx); return nil })
 	err := g.Wait()
+	c.rules.stop()
 
 	// Phase 2: tell workers to drain; wait for the jobs in flight while a
 	// worker holds a task of theirs. No task is assigned from now on, so a

@@ -46,6 +46,10 @@ type rulesManager struct {
 	// keepSources): a hash names one content (see update).
 	sources      map[string]string
 	sourcesOrder []string
+	// stopped: shutdown has begun (see stop). switching is held from
+	// there through onChange by a switch, and by stop.
+	stopped   bool
+	switching sync.Mutex
 }
 
 // keepSources is how many loaded sets' content digests are kept: more than
@@ -209,6 +213,31 @@ func (m *rulesManager) updateWithin(ctx context.Context) error {
 	}
 }
 
+// keeping says what a refused set leaves: the rules in use, or at start
+// none (load retries: nothing is leased until the API serves a set taken,
+// such as one within the bounds of a release before).
+func (m *rulesManager) keeping() string {
+	if m.current().Hash == "" {
+		return "no rules are loaded: nothing is leased until the API serves a rule set the coordinator takes"
+	}
+	return "keeping the rules in use"
+}
+
+// errStopped: the set compiled after stop.
+var errStopped = errors.New("the coordinator is shutting down: the rules compiled are not taken")
+
+// stop ends the switches: leasing has ended, and a set an update goes on
+// compiling past its budget (see updateWithin) is not taken when it
+// compiles (it would be offered to every draining worker, or to sessions
+// after Run returned). A switch under way has told onChange on return.
+func (m *rulesManager) stop() {
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	m.mu.Lock()
+	m.stopped = true
+	m.mu.Unlock()
+}
+
 // update fetches, validates and switches to the API's current rules.
 func (m *rulesManager) update(ctx context.Context) error {
 	m.fetch.Lock()
@@ -226,7 +255,7 @@ func (m *rulesManager) update(ctx context.Context) error {
 		// A worker refuses such a set unanswered (a commit hash is 40
 		// bytes): loaded, no worker would ever be ready for it.
 		m.obs.RulesUpdated(false)
-		return fmt.Errorf("rules %s: hash of %d bytes, over the %d bytes a rules hash may have; keeping the rules in use", clip.String(set.Hash, 64), len(set.Hash), protocol.MaxIDBytes)
+		return fmt.Errorf("rules %s: hash of %d bytes, over the %d bytes a rules hash may have; %s", clip.String(set.Hash, 64), len(set.Hash), protocol.MaxIDBytes, m.keeping())
 	}
 	// A hash names one content. Served again with other sources (a
 	// rollback by a buggy or hostile API), a worker that compiled the first
@@ -239,14 +268,14 @@ func (m *rulesManager) update(ctx context.Context) error {
 	m.mu.Unlock()
 	if seen && was != digest {
 		m.obs.RulesUpdated(false)
-		return fmt.Errorf("rules %s: served with other sources than when loaded before (a hash names one rule set: workers holding the first would scan with it under this hash); keeping the rules in use", clip.String(set.Hash, 64))
+		return fmt.Errorf("rules %s: served with other sources than when loaded before (a hash names one rule set: workers holding the first would scan with it under this hash); keeping the rules in use: publish changed rules under a new hash (a restart does not help, workers keep a hash's first content)", clip.String(set.Hash, 64))
 	}
 	if set.Hash == m.current().Hash {
 		return nil
 	}
 	if err := protocol.CheckRuleSet(set.Sources); err != nil {
 		m.obs.RulesUpdated(false)
-		return fmt.Errorf("rules %s: %w; keeping the rules in use", clip.String(set.Hash, 64), err)
+		return fmt.Errorf("rules %s: %w; %s", clip.String(set.Hash, 64), err, m.keeping())
 	}
 	compiled, err := m.compile(set)
 	if err == nil && compiled.Reportable() == 0 {
@@ -263,7 +292,14 @@ func (m *rulesManager) update(ctx context.Context) error {
 			weights[r.Name] = r.Weight
 		}
 	}
+	m.switching.Lock()
+	defer m.switching.Unlock()
 	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		m.log.Info("rules compiled after shutdown began; not taken", "hash", set.Hash)
+		return errStopped
+	}
 	old := m.cur.Hash
 	m.cur = set
 	if _, ok := m.known[set.Hash]; !ok {

@@ -221,3 +221,104 @@ func TestSlowCompileWaitsOnlyTheBudget(t *testing.T) {
 	testkit.WaitFor(t, 20*time.Second, func() bool { return m.current().Hash == "h2" },
 		func() string { return "h2 not taken once compiled: in use " + m.current().Hash })
 }
+
+// TestCompileEndingAfterShutdownIsNotTaken: a set still compiling when the
+// coordinator shuts down (the update goes on past its budget, and libyara
+// cannot stop a compile) is not taken when it compiles: leasing has ended,
+// and switching then offered the new set to every draining worker (each
+// compiling it while it finishes its last tasks) or to sessions of a
+// coordinator whose Run had returned.
+func TestCompileEndingAfterShutdownIsNotTaken(t *testing.T) {
+	api := newFakeAPI()
+	f := startFleet(t, api, func(c *Config) { c.LeaseTimeout, c.DrainTimeout = MinLeaseTimeout, 100*time.Millisecond })
+	w := f.worker("w", 1)
+	w.ready()
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.c.rules.compile = func(s rules.Set) (*rules.Compiled, error) {
+		if s.Hash == "h2" {
+			close(entered)
+			<-release
+		}
+		return rules.Compile(s)
+	}
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules + "rule extra { condition: false }\n"}}, nil)
+	j := job("p", "u1")
+	j.Hash = "h2"
+	api.Add(j)
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("h2 is not compiled")
+	}
+	f.c.rules.mu.Lock()
+	run := f.c.rules.running
+	f.c.rules.mu.Unlock()
+	if run == nil {
+		t.Fatal("no update running while h2 compiles")
+	}
+	f.stop() // Run has returned
+	close(release)
+	<-run.done
+	if h := f.c.rules.current().Hash; h != "h1" {
+		t.Fatalf("rules %q taken after Run returned, want h1 kept", h)
+	}
+}
+
+// TestRunningCompileIsNotWaitedForAgain: while a set compiles past the
+// budget, jobs naming new rules after the retry interval are scanned with
+// the loaded set at once, without a fetch, not after another budget each.
+func TestRunningCompileIsNotWaitedForAgain(t *testing.T) {
+	api := newFakeAPI()
+	clock := testkit.NewClock()
+	m := newRulesManager(api, slog.New(slog.DiscardHandler), clock.Now, time.Minute, 50*time.Millisecond, func(rules.Set) {}, nopObserver{})
+	if err := m.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	m.compile = func(s rules.Set) (*rules.Compiled, error) {
+		close(entered)
+		<-release
+		return rules.Compile(s)
+	}
+	api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules + "rule extra { condition: false }\n"}}, nil)
+	if h := m.ensure(context.Background(), "h2"); h != "h1" {
+		t.Fatalf("ensure = %q, want h1 past the budget", h)
+	}
+	<-entered
+	m.mu.Lock()
+	run := m.running
+	m.mu.Unlock()
+	defer func() { close(release); <-run.done }()
+	m.budget = time.Hour // a second wait for the budget would hold the test
+	fetches := api.RulesFetches()
+	for i := range 3 {
+		clock.Advance(time.Minute)
+		got := make(chan string, 1)
+		go func() { got <- m.ensure(context.Background(), fmt.Sprintf("h%d", 3+i)) }()
+		select {
+		case h := <-got:
+			if h != "h1" {
+				t.Fatalf("ensure = %q, want h1", h)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a job waits for the budget again while the compile runs")
+		}
+	}
+	if n := api.RulesFetches() - fetches; n != 0 {
+		t.Fatalf("%d fetches while the compile runs, want none", n)
+	}
+}
+
+// TestOversizedRulesAtStartSayNoneAreLoaded: a set over the bound at start
+// (within the 32 MiB of the previous release, refused since 4 MiB) leaves
+// no rules to scan with: load retries and nothing is leased. The error
+// said the rules in use were kept.
+func TestOversizedRulesAtStartSayNoneAreLoaded(t *testing.T) {
+	api := newFakeAPI()
+	api.SetRules(mainframe.RuleSet{Hash: "big", Rules: map[string]string{"a": testRules + "/*" + strings.Repeat("x", protocol.MaxRuleSetBytes) + "*/\n"}}, nil)
+	m := newRulesManager(api, slog.New(slog.DiscardHandler), time.Now, time.Minute, time.Second, func(rules.Set) {}, nopObserver{})
+	err := m.update(context.Background())
+	if err == nil || strings.Contains(err.Error(), "keeping the rules in use") || !strings.Contains(err.Error(), "no rules are loaded: nothing is leased") {
+		t.Fatalf("update error = %v, want one saying no rules are loaded", err)
+	}
+}

@@ -2,9 +2,12 @@ package scan
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dragonfly-fleet/fleet/score"
 )
 
 // TestAdmitCostDoesNotGrowWithSuffixes: a rule set may list millions of
@@ -50,4 +53,63 @@ func TestAdmitCostDoesNotGrowWithSuffixes(t *testing.T) {
 		t.Errorf("admitting %d paths took %v with %d distinct suffixes: the cost grows with the suffixes", files, took, k)
 	}
 	t.Logf("%d paths admitted in %v (%d distinct suffixes)", files, took, k)
+}
+
+// TestAdmitEqualsHasSuffix: the lookup per distinct length admits exactly
+// the rules whose filetype has an entry the path ends with
+// (score.Rule.Applies, the reference client's str.endswith), for entries
+// the differential fuzz target does not write: not UTF-8, longer than the
+// path, the whole path, suffixes of each other, listed twice, by one rule
+// and by several.
+func TestAdmitEqualsHasSuffix(t *testing.T) {
+	pieces := []string{"\xff", "\xc3", "\xa9", "é", ".py", "py", "y", "a/", "/", "\t", "setup.py", "x"}
+	rng := rand.New(rand.NewPCG(7, 11))
+	word := func(n int) string {
+		var b strings.Builder
+		for range n {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return b.String()
+	}
+	// A meta string as YARA reads it: bytes outside printable ASCII,
+	// quotes and backslashes escaped.
+	quote := func(s string) string {
+		var b strings.Builder
+		b.WriteByte('"')
+		for i := range len(s) {
+			switch c := s[i]; {
+			case c == '"' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c < 0x20 || c >= 0x7f:
+				fmt.Fprintf(&b, `\x%02x`, c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	var src strings.Builder
+	for i := range 60 {
+		var ents []string
+		for range 1 + rng.IntN(4) {
+			ents = append(ents, word(1+rng.IntN(4)))
+		}
+		if rng.IntN(4) == 0 {
+			ents = append(ents, ents[0]) // listed twice
+		}
+		fmt.Fprintf(&src, "rule r%d { meta: filetype = %s condition: true }\n", i, quote(strings.Join(ents, " ")))
+	}
+	p := newPlan(compile(t, map[string]string{"x": src.String()}), false, 8, nil)
+	for range 20000 {
+		path := word(rng.IntN(7))
+		adm := p.admit(path)
+		for i, name := range p.names {
+			m, _ := p.full.Rule(name)
+			if want := (score.Rule{Filetypes: m.Filetypes}).Applies(path); adm.has(i) != want {
+				t.Fatalf("path %q, rule %s (filetype %q): admitted %v, HasSuffix says %v", path, name, m.Filetypes, adm.has(i), want)
+			}
+		}
+	}
 }
