@@ -93,9 +93,7 @@ func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
 			c.rules.refresh(ctx)
 			// Also the set in use again, to the sessions that evicted it
 			// (an eviction may cross the switch back to it).
-			if set := c.rules.current(); set.Hash != "" {
-				c.rulesChanged(set)
-			}
+			c.rules.offerCurrent()
 			since = c.cfg.Now()
 		}
 	}

@@ -238,6 +238,23 @@ func (m *rulesManager) stop() {
 	m.mu.Unlock()
 }
 
+// offerCurrent tells onChange the set in use again (to the sessions that
+// evicted it), unless shutdown began. It holds switching: a switch an
+// update makes on its own goroutine (see updateWithin) cannot come between
+// reading the set and offering it, which offered the replaced set after
+// the new one, in its place at sessions that had not been sent the new
+// one yet.
+func (m *rulesManager) offerCurrent() {
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	m.mu.Lock()
+	set, stopped := m.cur, m.stopped
+	m.mu.Unlock()
+	if set.Hash != "" && !stopped {
+		m.onChange(set)
+	}
+}
+
 // update fetches, validates and switches to the API's current rules.
 func (m *rulesManager) update(ctx context.Context) error {
 	m.fetch.Lock()
