@@ -282,6 +282,8 @@ func TestRulesOfferedToALongSessionStayBounded(t *testing.T) {
 	}
 	select {
 	case <-got:
+	case err := <-w.recv:
+		t.Fatalf("the session ended before the newest rule set came: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the newest rule set was not sent")
 	}

@@ -135,8 +135,14 @@ func startFleet(t *testing.T, api *fakeAPI, tweak func(*Config)) *fleet {
 // startFleetWith is startFleet with the production server built from scfg.
 func startFleetWith(t *testing.T, api *fakeAPI, tweak func(*Config), scfg ServerConfig) *fleet {
 	t.Helper()
+	// Heartbeats every 250 ms, but a session is cut for silence (and a
+	// send held by flow control, SendTimeout) only after 10 s: with the
+	// default 3 misses, a pause of the test process over 750 ms (a loaded
+	// machine not running it) cut the fake workers with "worker missed its
+	// heartbeats", however often they heartbeat. Tests of silence and
+	// stalls set their own (heartbeat_test.go on synctest's clock).
 	cfg := Config{
-		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond,
+		API: api, LoadDuration: 20 * time.Millisecond, HeartbeatInterval: 250 * time.Millisecond, HeartbeatMisses: 40,
 		DrainTimeout: 5 * time.Second, FlushTimeout: 5 * time.Second, Prefetch: DefaultPrefetch,
 		Logger: slog.New(slog.DiscardHandler),
 	}
