@@ -631,7 +631,7 @@ func TestOversizedRuleSetRefused(t *testing.T) {
 func TestLargeRuleSetReachesWorkers(t *testing.T) {
 	pad := protocol.MaxRuleSetBytes - len("a") - len(testRules) - len("pad")
 	line := "// a comment line to make the set large\n"
-	big := strings.Repeat(line, pad/len(line)) + strings.Repeat("/", pad%len(line))
+	big := strings.Repeat(line, pad/len(line)) + strings.Repeat(" ", pad%len(line))
 	if n := protocol.RuleSetBytes(map[string]string{"a": testRules, "pad": big}); n != protocol.MaxRuleSetBytes {
 		t.Fatalf("the set has %d bytes, want the bound %d", n, protocol.MaxRuleSetBytes)
 	}

@@ -133,11 +133,15 @@ func TestPoisonNameDoesNotBlindTheFleet(t *testing.T) {
 	))
 	srv := testkit.HostileServer(t, append(testkit.DemoCases(t), testkit.HostileCase{Dist: "poison-1.0.tar.gz", Body: poison}))
 
-	pad := strings.Repeat("// padding: a rule set over gRPC's default 4 MiB message limit\n", 5<<20/64)
-	sources := map[string]string{"zz_pad": pad}
+	// A set at the protocol's bound: its message is over gRPC's default
+	// 4 MiB limit.
+	sources := map[string]string{}
 	for k, v := range demo.Rules() {
 		sources[k] = v
 	}
+	n := protocol.MaxRuleSetBytes - protocol.RuleSetBytes(sources) - len("zz_pad")
+	line := "// padding: a rule set over gRPC's default 4 MiB message limit\n"
+	sources["zz_pad"] = strings.Repeat(line, n/len(line)) + strings.Repeat(" ", n%len(line))
 	one := 1
 	api := fakeapi.New(mainframe.RuleSet{Hash: rules.ContentHash(sources), Rules: sources},
 		mainframe.Job{Name: "poison", Version: "1.0", Distributions: []string{srv.URL + "/poison-1.0.tar.gz"}, Attempt: &one},
