@@ -59,6 +59,44 @@ func Escaped(s string, n int) string {
 	return escape(s, n, false)
 }
 
+// Visible returns s as a terminal or a page may show it: each rune that is
+// not printable (strconv.IsPrint: C0 and C1 controls, so the ESC of every
+// escape sequence; bidi controls such as U+202E; zero-width and other
+// format characters; line and paragraph separators) and each byte that is
+// not UTF-8 escaped as strconv.Quote escapes it (\x1b, \u202e, \u200b,
+// \xff), except the runes of keep (a newline, for a text of several lines);
+// every other rune as it is. A name that differs from another by an
+// invisible rune so reads differently, and no rune of s can move the
+// cursor, recolour or retitle a terminal, or reorder what follows it.
+// Unlike Escaped it does not cut: bound input-derived text first.
+func Visible(s, keep string) string {
+	show := func(r rune) bool { return strconv.IsPrint(r) || strings.ContainsRune(keep, r) }
+	i := 0
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || !show(r) {
+			break
+		}
+		i += size
+	}
+	if i == len(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+16)
+	b = append(b, s[:i]...)
+	for i < len(s) {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || !show(r) {
+			q := strconv.Quote(s[i : i+size])
+			b = append(b, q[1:len(q)-1]...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
+}
+
 // escape is s with every rune escaped as strconv.Quote escapes it (a
 // printable one stays as it is, and so does '"' unless quote), inside double
 // quotes when quote, at most about n bytes. It goes rune by rune, so a huge

@@ -103,6 +103,26 @@ func TestEscaped(t *testing.T) {
 	}
 }
 
+// TestVisible: every rune a terminal acts on or does not show (escape
+// sequences, carriage returns, bidi controls, zero-width characters, C1
+// controls, line separators, invalid bytes) escaped as strconv.Quote
+// escapes it, the runes of keep and printable text as they are.
+func TestVisible(t *testing.T) {
+	for _, tc := range []struct{ in, keep, want string }{
+		{"plain ü 全角 \"q\"", "", "plain ü 全角 \"q\""},
+		{"a\x1b]52;c;cHduZWQ=\x07b", "", `a\x1b]52;c;cHduZWQ=\ab`},
+		{"w1\u200b", "", `w1\u200b`},
+		{"x\u202egnp.exe\u2066\u2069", "", `x\u202egnp.exe\u2066\u2069`},
+		{"\r\x1b[2Kclean\u009b2J\u2028\x00\xff", "", `\r\x1b[2Kclean\u009b2J\u2028\x00\xff`},
+		{"one\ntwo\r\n", "\n", "one\ntwo\\r\n"},
+		{"tab\there", "\t", "tab\there"},
+	} {
+		if got := Visible(tc.in, tc.keep); got != tc.want {
+			t.Errorf("Visible(%q, %q) = %q, want %q", tc.in, tc.keep, got, tc.want)
+		}
+	}
+}
+
 func TestError(t *testing.T) {
 	if Error(nil, 10) != "" {
 		t.Fatal("nil error not empty")

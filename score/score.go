@@ -314,18 +314,43 @@ func Aggregate(dists []Distribution) Package {
 
 // InspectorURL links a file of a distribution on inspector.pypi.io:
 // https://inspector.pypi.io/project/{name}/{version}/{download URL path}/{file path}.
-// Path segments are escaped where needed; an empty filePath gives "".
+// Path segments are escaped where needed; an empty filePath gives "". A
+// browser resolves a dot segment ("..", and "%2e%2e" or ".%2E" too), so
+// one would move the link out of its release, to another project's file:
+// the download URL's and the file path's are left out, and a name or
+// version that is one gives "".
 func InspectorURL(name, version, downloadURL, filePath string) string {
 	if filePath == "" {
 		return ""
 	}
-	var dl string
+	name, version = url.PathEscape(name), url.PathEscape(version)
+	if dotSegment(name) || dotSegment(version) {
+		return ""
+	}
+	segs := []string{"https://inspector.pypi.io/project", name, version}
 	if u, err := url.Parse(downloadURL); err == nil {
-		dl = strings.TrimPrefix(u.EscapedPath(), "/")
+		for _, s := range strings.Split(strings.TrimPrefix(u.EscapedPath(), "/"), "/") {
+			if !dotSegment(s) {
+				segs = append(segs, s)
+			}
+		}
+	} else {
+		segs = append(segs, "")
 	}
-	segs := strings.Split(filePath, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
+	for _, s := range strings.Split(filePath, "/") {
+		if s = url.PathEscape(s); !dotSegment(s) {
+			segs = append(segs, s)
+		}
 	}
-	return "https://inspector.pypi.io/project/" + url.PathEscape(name) + "/" + url.PathEscape(version) + "/" + dl + "/" + strings.Join(segs, "/")
+	return strings.Join(segs, "/")
+}
+
+// dotSegment reports whether an escaped path segment is one a browser
+// resolves: "." or "..", either dot perhaps written "%2e" (any case).
+func dotSegment(s string) bool {
+	switch strings.ToLower(s) {
+	case ".", "..", "%2e", ".%2e", "%2e.", "%2e%2e":
+		return true
+	}
+	return false
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -198,6 +200,34 @@ func TestInspectorURLEscaping(t *testing.T) {
 	} {
 		if got := InspectorURL("pkg", "1.0", c.url, c.file); got != c.want {
 			t.Errorf("got  %s\nwant %s", got, c.want)
+		}
+	}
+}
+
+// TestInspectorURLStaysInItsRelease: the link a browser follows stays
+// under /project/NAME/VERSION/: a browser resolves "..", and "%2e%2e" or
+// ".%2E" as well (the WHATWG URL standard's double-dot segments), so a
+// download URL holding them (from the API, or an index whose hrefs Go's
+// ResolveReference leaves encoded) pointed the link at another project's
+// file. Such segments are left out; a name or version that is one gives
+// no link.
+func TestInspectorURLStaysInItsRelease(t *testing.T) {
+	for _, c := range []struct{ name, version, url, file, want string }{
+		{"pkg", "1.0", "https://files.pythonhosted.org/packages/%2e%2e/%2E%2e/.%2e/%2e./project/other/2.0/o.tar.gz", "pkg-1.0/setup.py",
+			"https://inspector.pypi.io/project/pkg/1.0/packages/project/other/2.0/o.tar.gz/pkg-1.0/setup.py"},
+		{"pkg", "1.0", "https://files.pythonhosted.org/packages/../../x/./pkg-1.0.tar.gz", "pkg-1.0/setup.py",
+			"https://inspector.pypi.io/project/pkg/1.0/packages/x/pkg-1.0.tar.gz/pkg-1.0/setup.py"},
+		{"pkg", "1.0", "https://h/pkg-1.0.tar.gz", "../../../other/1.0/x.py",
+			"https://inspector.pypi.io/project/pkg/1.0/pkg-1.0.tar.gz/other/1.0/x.py"},
+		{"..", "1.0", "https://h/pkg-1.0.tar.gz", "pkg-1.0/setup.py", ""},
+		{"pkg", ".", "https://h/pkg-1.0.tar.gz", "pkg-1.0/setup.py", ""},
+	} {
+		got := InspectorURL(c.name, c.version, c.url, c.file)
+		if got != c.want {
+			t.Errorf("InspectorURL(%q, %q, %q, %q)\ngot  %s\nwant %s", c.name, c.version, c.url, c.file, got, c.want)
+		}
+		if u, err := url.Parse(got); got != "" && (err != nil || !strings.HasPrefix(u.JoinPath().Path, "/project/"+c.name+"/"+c.version+"/")) {
+			t.Errorf("%s resolves to %v (%v)", got, u, err)
 		}
 	}
 }

@@ -93,7 +93,7 @@ func runScan(ctx context.Context, e *cli.Env, cfg *scanConfig, s *cli.Settings) 
 	if err != nil {
 		return cli.Exit(2, err)
 	}
-	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %s\n", from, clip.String(compiled.Hash(), 256), workbench.Plural(compiled.Len(), "rule"))
+	fmt.Fprintf(e.Stderr, "dragonfly scan: rules from %s: hash %s, %s\n", from, clip.Escaped(compiled.Hash(), 256), workbench.Plural(compiled.Len(), "rule"))
 	if w := compiled.GlobalWarning(); w != "" {
 		fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", clip.Escaped(w, 4096))
 	}
@@ -200,7 +200,7 @@ func (c *scanConfig) loadRules(ctx context.Context, e *cli.Env) (rules.Set, stri
 			return rules.Set{}, "", err
 		}
 		set, from, err := rulecache.Fetch(ctx, rulecache.Config{API: c.api, CacheDir: e.UserCacheDir, Now: e.Clock,
-			Warn: func(msg string) { fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", msg) }})
+			Warn: func(msg string) { fmt.Fprintf(e.Stderr, "dragonfly scan: warning: %s\n", clip.Visible(msg, "")) }})
 		if err != nil {
 			return rules.Set{}, "", cli.Exit(2, err)
 		}

@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/clip"
@@ -240,17 +242,20 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 }
 
 // terminalSafeJSON escapes, in valid JSON, what encoding/json leaves raw
-// and a terminal acts on: C1 controls (U+009B is a CSI to some terminals),
-// bidi controls and line separators become \uXXXX, bytes that are not UTF-8
-// \ufffd. Valid JSON holds such runes only inside strings, where the escape
-// means the same.
+// and a terminal acts on or does not show: every rune past ASCII that is
+// not printable (strconv.IsPrint: C1 controls, U+009B being a CSI to some
+// terminals; bidi controls; line separators; zero-width and other format
+// characters, with which a worker "w1\u200b" read as "w1") and DEL become
+// \uXXXX (a surrogate pair past U+FFFF), bytes that are not UTF-8
+// \ufffd. Valid JSON holds such runes only inside strings, where the
+// escape means the same.
 func terminalSafeJSON(body []byte) []byte {
 	var out []byte
 	for i := 0; i < len(body); {
 		r, n := utf8.DecodeRune(body[i:])
 		switch {
 		case r == utf8.RuneError && n == 1:
-		case r >= 0x80 && r <= 0x9f, r == 0x7f, r == '\u2028', r == '\u2029', unicode.Is(unicode.Bidi_Control, r):
+		case r >= 0x7f && !strconv.IsPrint(r):
 		default:
 			if out != nil {
 				out = append(out, body[i:i+n]...)
@@ -264,7 +269,11 @@ func terminalSafeJSON(body []byte) []byte {
 		if r == utf8.RuneError {
 			r = unicode.ReplacementChar
 		}
-		out = fmt.Appendf(out, "\\u%04x", r)
+		if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+			out = fmt.Appendf(out, "\\u%04x\\u%04x", r1, r2)
+		} else {
+			out = fmt.Appendf(out, "\\u%04x", r)
+		}
 		i += n
 	}
 	if out == nil {

@@ -163,10 +163,11 @@ func TestFetchStatusControl(t *testing.T) {
 // TestViewJSONIsTerminalSafe: --format json writes the document the
 // coordinator sent, whose strings come from packages and workers;
 // encoding/json leaves C1 controls (U+009B: a CSI to some terminals), bidi
-// controls and line separators raw. They reach the terminal escaped, with
+// controls, line separators and zero-width characters (a worker "w1"
+// and another "w1\u200b" read alike) raw. They reach the terminal escaped, with
 // the same meaning to a JSON reader; a body that is not JSON is refused.
 func TestViewJSONIsTerminalSafe(t *testing.T) {
-	body := "{\"name\":\"a\u009b2Jb\u202ec\u2028d\xffe\uFFFDf\"}"
+	body := "{\"name\":\"a\u009b2Jb\u202ec\u2028d\xffe\uFFFDf\u200bg\u2060\U000e0041\"}"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/bad/status.json" {
 			io.WriteString(w, "\x1b[2J not json")
@@ -185,7 +186,7 @@ func TestViewJSONIsTerminalSafe(t *testing.T) {
 		}
 		cancel()
 		if i := strings.IndexFunc(out.String(), func(r rune) bool {
-			return r >= 0x80 && r <= 0x9f || r == '\u2028' || unicode.Is(unicode.Bidi_Control, r)
+			return r >= 0x80 && r <= 0x9f || r == '\u2028' || unicode.Is(unicode.Bidi_Control, r) || r == '\u200b' || r == '\u2060' || r == '\U000e0041'
 		}); i >= 0 {
 			t.Errorf("every %s: raw control at %d: %q", every, i, out.String())
 		}
@@ -193,7 +194,7 @@ func TestViewJSONIsTerminalSafe(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 			t.Fatalf("every %s: output is not JSON: %v: %q", every, err, out.String())
 		}
-		if want := "a\u009b2Jb\u202ec\u2028d\uFFFDe\uFFFDf"; doc.Name != want {
+		if want := "a\u009b2Jb\u202ec\u2028d\uFFFDe\uFFFDf\u200bg\u2060\U000e0041"; doc.Name != want {
 			t.Errorf("every %s: name %q, want %q", every, doc.Name, want)
 		}
 	}

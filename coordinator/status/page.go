@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -142,7 +144,12 @@ func (m *Monitor) servePage(w http.ResponseWriter, r *http.Request, src Source) 
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	// html/template escapes markup, not what a browser does with the runes
+	// themselves: a worker id's U+202E reordered the rest of its cell, a
+	// zero-width space made it read as another worker's. Every rune that
+	// is not printable, of any field (the template has none but line
+	// breaks and tabs), is shown escaped (\u202e), as the terminal shows it.
+	io.WriteString(w, clip.Visible(buf.String(), "\n\t"))
 }
 
 func (m *Monitor) serveJSON(w http.ResponseWriter, r *http.Request, src Source) {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1461,5 +1462,39 @@ func TestDispatcherCountersAreExported(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
 		}
+	}
+}
+
+// TestPageShowsHostileRunes: a worker id, host or version (from a token
+// holder's Hello) and a package name (from the API) reach the page with
+// their control, bidi and invisible runes escaped (\x1b, \u202e, \u200b):
+// a right-to-left override reordered the rest of its cell ("w3\u202egnp.exe"
+// read "w3exe.png", and a result's workers "x\u202e, w1" read "1w ,x"), a
+// zero-width space made a second "w1", and raw controls reached the page.
+// The JSON document keeps the real bytes.
+func TestPageShowsHostileRunes(t *testing.T) {
+	m := New(Config{})
+	src := emptySource()
+	now := time.Now()
+	id := "w3\x1b]0;t\x07\r\u202egnp.exe\u200b"
+	src.snap.Sessions = []coordinator.SessionState{{SessionInfo: coordinator.SessionInfo{SessionID: "s1-" + id, WorkerID: id, Identity: id,
+		Host: "h\u2066ost", Version: "v\u00ad1", Started: now}, LastSeen: now}}
+	src.snap.Dispatch.Sessions = []dispatch.SessionLoad{{ID: "s1-" + id, Identity: id, Slots: 2}}
+	m.JobFinished(dispatch.Outcome{Job: dispatch.Job{Name: "pkg\u202e", Version: "1.0"}, Identities: []string{id, "w1"}, Finished: now})
+	html := renderPage(t, m, src)
+	if i := strings.IndexFunc(html, func(r rune) bool {
+		return r != '\n' && r != '\t' && r != '\r' && !strconv.IsPrint(r)
+	}); i >= 0 {
+		t.Errorf("page carries %q at %d: %q", html[i:i+3], i, html[max(i-40, 0):min(i+40, len(html))])
+	}
+	for _, want := range []string{`w3\x1b]0;t\a\r\u202egnp.exe\u200b`, `h\u2066ost`, `v\u00ad1`, `pkg\u202e`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	body, _ := get(t, m.Handler(src, nil), "/status.json")
+	var doc Document
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.Workers) != 1 || doc.Workers[0].WorkerID != id {
+		t.Errorf("status.json workers = %+v (%v), want the id's real bytes", doc.Workers, err)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"golang.org/x/text/width"
 )
 
@@ -212,8 +212,8 @@ func dash(s string) string {
 }
 
 // printer writes lines at most width columns wide. Every string shown is
-// cleaned of control characters (a hostile package name cannot move the
-// cursor or recolour the terminal) and of bidi controls (nor reorder a line).
+// cleaned (clean): a hostile package name or worker id cannot move the
+// cursor, recolour the terminal or reorder a line, nor hide a rune.
 type printer struct {
 	w     io.Writer
 	width int
@@ -438,18 +438,20 @@ func wrapLines(s string, width, n int) []string {
 	return out
 }
 
-// clean replaces control characters (escape sequences, line breaks) and
-// bidi controls (which reorder what follows them) with spaces or U+FFFD.
+// clean makes s one line a terminal shows as it is: tabs and line breaks
+// become spaces, and every other rune that is not printable (control
+// characters, so escape sequences; bidi controls, which reorder what
+// follows them; zero-width and other invisible format characters, with
+// which a worker could name itself as another) is shown escaped, as
+// \x1b or \u202e (clip.Visible).
 func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\t' || r == '\n' || r == '\r':
+	s = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
 			return ' '
-		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == unicode.ReplacementChar:
-			return '\uFFFD'
 		}
 		return r
 	}, s)
+	return clip.Visible(s, "")
 }
 
 // textWidth is how many terminal columns s takes: East Asian wide and

@@ -184,6 +184,38 @@ func TestPrintStatusBidi(t *testing.T) {
 	}
 }
 
+// TestPrintStatusInvisible: a worker that names itself as another one
+// plus an invisible rune (a zero-width space, a word joiner, a soft
+// hyphen) does not read as that worker, and what a name's control or bidi
+// characters were is shown (escaped as \x1b or \u202e), not lost.
+func TestPrintStatusInvisible(t *testing.T) {
+	d := sampleDocument()
+	real := d.Workers[0]
+	for _, id := range []string{real.WorkerID + "\u200b", real.WorkerID + "\u2060", real.WorkerID + "\u00ad", real.WorkerID + "\ufeff"} {
+		fake := real
+		fake.WorkerID = id
+		d.Workers = []Worker{real, fake}
+		var out bytes.Buffer
+		WriteText(&out, d, 120)
+		var rows []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], real.WorkerID) {
+				rows = append(rows, f[0])
+			}
+		}
+		if len(rows) != 2 || rows[0] == rows[1] || strings.ContainsRune(out.String(), []rune(id)[len([]rune(id))-1]) {
+			t.Errorf("workers %q and %q show as %q", real.WorkerID, id, rows)
+		}
+	}
+	d = sampleDocument()
+	d.Workers[0].WorkerID = "w-\x1b]0;title\x07\u202egnp.exe"
+	var out bytes.Buffer
+	WriteText(&out, d, 120)
+	if want := `w-\x1b]0;title\a\u202e`; !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks the worker id escaped, %s:\n%s", want, out.String())
+	}
+}
+
 // TestPrintStatusSingular: counts of one read in the singular (issue 17:
 // "1 workers"); `dragonfly status` printed "1 identities ready", "1 tasks
 // dispatched", "1 tasks overdue" and "1 releases in the 1h00m before"

@@ -228,7 +228,11 @@ func (p *Program) Run(ctx context.Context, e *Env, args []string) int {
 	if code == 2 && ce.parsed != nil {
 		msg = ce.parsed.asGiven(msg)
 	}
-	fmt.Fprintf(e.Stderr, "%s %s: %s\n", p.Name, c.Name, msg)
+	// An error may quote what a peer sent (an API's error detail, a rules
+	// hash): shown, on the user's terminal, with its escape sequences,
+	// carriage returns and bidi controls escaped. A usage error's help
+	// keeps its lines.
+	fmt.Fprintf(e.Stderr, "%s %s: %s\n", p.Name, c.Name, clip.Visible(msg, "\n"))
 	return code
 }
 
