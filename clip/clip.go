@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -60,17 +61,15 @@ func Escaped(s string, n int) string {
 }
 
 // Visible returns s as a terminal or a page may show it: each rune that is
-// not printable (strconv.IsPrint: C0 and C1 controls, so the ESC of every
-// escape sequence; bidi controls such as U+202E; zero-width and other
-// format characters; line and paragraph separators) and each byte that is
-// not UTF-8 escaped as strconv.Quote escapes it (\x1b, \u202e, \u200b,
-// \xff), except the runes of keep (a newline, for a text of several lines);
-// every other rune as it is. A name that differs from another by an
-// invisible rune so reads differently, and no rune of s can move the
-// cursor, recolour or retitle a terminal, or reorder what follows it.
-// Unlike Escaped it does not cut: bound input-derived text first.
+// Hidden and each byte that is not UTF-8 escaped as strconv.QuoteToASCII
+// escapes it (\x1b, \u202e, \u200b, \u3164, \xff), except the runes of
+// keep (a newline, for a text of several lines); every other rune as it
+// is. A name that differs from another by an invisible rune so reads
+// differently, and no rune of s can move the cursor, recolour or retitle
+// a terminal, or reorder what follows it. Unlike Escaped it does not cut:
+// bound input-derived text first.
 func Visible(s, keep string) string {
-	show := func(r rune) bool { return strconv.IsPrint(r) || strings.ContainsRune(keep, r) }
+	show := func(r rune) bool { return !Hidden(r) || strings.ContainsRune(keep, r) }
 	i := 0
 	for i < len(s) {
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -87,7 +86,7 @@ func Visible(s, keep string) string {
 	for i < len(s) {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 || !show(r) {
-			q := strconv.Quote(s[i : i+size])
+			q := strconv.QuoteToASCII(s[i : i+size])
 			b = append(b, q[1:len(q)-1]...)
 		} else {
 			b = append(b, s[i:i+size]...)
@@ -95,6 +94,62 @@ func Visible(s, keep string) string {
 		i += size
 	}
 	return string(b)
+}
+
+// Hidden reports whether r is a rune Visible escapes: one that is not
+// printable (strconv.IsPrint: C0 and C1 controls, so the ESC of every
+// escape sequence; bidi controls such as U+202E; zero-width and other
+// format characters; line and paragraph separators), or one that
+// strconv.IsPrint calls printable but that is drawn as nothing (Unicode's
+// default-ignorable letters and marks: the combining grapheme joiner
+// U+034F, the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, the Khmer
+// inherent vowels; variation selectors), with which "w1\u3164" read as "w1".
+func Hidden(r rune) bool {
+	return !strconv.IsPrint(r) || r >= 0x300 && (unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) || unicode.Is(unicode.Variation_Selector, r))
+}
+
+// JSON returns valid JSON as a terminal may show it, meaning the same to a
+// JSON reader: what encoding/json leaves raw and a terminal acts on or
+// does not show, every Hidden rune past ASCII (C1 controls, U+009B being a
+// CSI to some terminals; bidi controls, which reorder the line; line
+// separators; zero-width characters and runes drawn as nothing) and DEL,
+// becomes \uXXXX (a surrogate pair past U+FFFF), a byte that is not UTF-8
+// \ufffd. Valid JSON holds such runes only inside strings, where the
+// escape means the same. body itself is returned when nothing changes.
+func JSON(body []byte) []byte {
+	var out []byte
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+		case r >= 0x7f && Hidden(r):
+		default:
+			if out != nil {
+				out = append(out, body[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, len(body)+16), body[:i]...)
+		}
+		if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+			out = appendU(appendU(out, r1), r2)
+		} else {
+			out = appendU(out, r)
+		}
+		i += n
+	}
+	if out == nil {
+		return body
+	}
+	return out
+}
+
+// appendU appends the JSON escape \uXXXX of r, at most U+FFFF.
+func appendU(b []byte, r rune) []byte {
+	const hex = "0123456789abcdef"
+	return append(b, '\\', 'u', hex[r>>12&15], hex[r>>8&15], hex[r>>4&15], hex[r&15])
 }
 
 // escape is s with every rune escaped as strconv.Quote escapes it (a

@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -116,6 +117,13 @@ func TestVisible(t *testing.T) {
 		{"\r\x1b[2Kclean\u009b2J\u2028\x00\xff", "", `\r\x1b[2Kclean\u009b2J\u2028\x00\xff`},
 		{"one\ntwo\r\n", "\n", "one\ntwo\\r\n"},
 		{"tab\there", "\t", "tab\there"},
+		// Printable to strconv, drawn as nothing (default-ignorable): a
+		// combining grapheme joiner, Hangul fillers, a Khmer inherent
+		// vowel, variation selectors (an ideographic one too).
+		{"w1\u034f", "", `w1\u034f`},
+		{"w1\u3164\uffa0\u115f", "", `w1\u3164\uffa0\u115f`},
+		{"w1\u17b4", "", `w1\u17b4`},
+		{"w1\ufe0f\U000e0100", "", `w1\ufe0f\U000e0100`},
 	} {
 		if got := Visible(tc.in, tc.keep); got != tc.want {
 			t.Errorf("Visible(%q, %q) = %q, want %q", tc.in, tc.keep, got, tc.want)
@@ -244,5 +252,23 @@ func TestURLUserInfoWithSlashThenQuery(t *testing.T) {
 				t.Errorf("URL(%q) = %q shows %q", in, got, secret)
 			}
 		}
+	}
+}
+
+// TestJSON: the hidden runes of a JSON text are escaped (a surrogate pair
+// past U+FFFF, \ufffd for a byte that is not UTF-8), what is printable is
+// left as it is, and the value a reader decodes is the same.
+func TestJSON(t *testing.T) {
+	in := "{\"a\":\"café 全角 \u009b2J\u202e\u200b\u3164\x7f\U000e0041\xff\"}\n"
+	got := string(JSON([]byte(in)))
+	if want := `{"a":"café 全角 \u009b2J\u202e\u200b\u3164\u007f\udb40\udc41\ufffd"}` + "\n"; got != want {
+		t.Errorf("JSON(%q) = %q, want %q", in, got, want)
+	}
+	var a, b map[string]string
+	if json.Unmarshal([]byte(in), &a) != nil || json.Unmarshal([]byte(got), &b) != nil || a["a"] != b["a"] {
+		t.Errorf("decoded %q, want %q", b["a"], a["a"])
+	}
+	if plain := []byte(`{"a":"café"}`); &JSON(plain)[0] != &plain[0] {
+		t.Error("a JSON text with nothing to escape was copied")
 	}
 }

@@ -11,12 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
@@ -164,7 +160,8 @@ type View struct {
 	URL, Token string
 	Timeout    time.Duration
 	// JSON writes the document as fetched (with Every: compacted, one per
-	// line) instead of the tables.
+	// line) instead of the tables, its hidden runes escaped (clip.JSON):
+	// its strings come from packages and workers.
 	JSON bool
 	// Width is the width of the tables (the terminal's; 80 otherwise).
 	Width int
@@ -222,7 +219,7 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 			}
 			body = append(line.Bytes(), '\n')
 		}
-		_, err := w.Write(terminalSafeJSON(body))
+		_, err := w.Write(clip.JSON(body))
 		return err
 	}
 	var doc Document
@@ -239,45 +236,4 @@ func (v View) draw(ctx context.Context, w io.Writer) error {
 	WriteText(&out, doc, v.Width)
 	_, err = w.Write(out.Bytes())
 	return err
-}
-
-// terminalSafeJSON escapes, in valid JSON, what encoding/json leaves raw
-// and a terminal acts on or does not show: every rune past ASCII that is
-// not printable (strconv.IsPrint: C1 controls, U+009B being a CSI to some
-// terminals; bidi controls; line separators; zero-width and other format
-// characters, with which a worker "w1\u200b" read as "w1") and DEL become
-// \uXXXX (a surrogate pair past U+FFFF), bytes that are not UTF-8
-// \ufffd. Valid JSON holds such runes only inside strings, where the
-// escape means the same.
-func terminalSafeJSON(body []byte) []byte {
-	var out []byte
-	for i := 0; i < len(body); {
-		r, n := utf8.DecodeRune(body[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-		case r >= 0x7f && !strconv.IsPrint(r):
-		default:
-			if out != nil {
-				out = append(out, body[i:i+n]...)
-			}
-			i += n
-			continue
-		}
-		if out == nil {
-			out = append(make([]byte, 0, len(body)+16), body[:i]...)
-		}
-		if r == utf8.RuneError {
-			r = unicode.ReplacementChar
-		}
-		if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
-			out = fmt.Appendf(out, "\\u%04x\\u%04x", r1, r2)
-		} else {
-			out = fmt.Appendf(out, "\\u%04x", r)
-		}
-		i += n
-	}
-	if out == nil {
-		return body
-	}
-	return out
 }

@@ -167,7 +167,7 @@ func TestFetchStatusControl(t *testing.T) {
 // and another "w1\u200b" read alike) raw. They reach the terminal escaped, with
 // the same meaning to a JSON reader; a body that is not JSON is refused.
 func TestViewJSONIsTerminalSafe(t *testing.T) {
-	body := "{\"name\":\"a\u009b2Jb\u202ec\u2028d\xffe\uFFFDf\u200bg\u2060\U000e0041\"}"
+	body := "{\"name\":\"a\u009b2Jb\u202ec\u2028d\xffe\uFFFDf\u200bg\u2060\U000e0041h\u034fi\u3164\"}"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/bad/status.json" {
 			io.WriteString(w, "\x1b[2J not json")
@@ -186,7 +186,7 @@ func TestViewJSONIsTerminalSafe(t *testing.T) {
 		}
 		cancel()
 		if i := strings.IndexFunc(out.String(), func(r rune) bool {
-			return r >= 0x80 && r <= 0x9f || r == '\u2028' || unicode.Is(unicode.Bidi_Control, r) || r == '\u200b' || r == '\u2060' || r == '\U000e0041'
+			return r >= 0x80 && r <= 0x9f || r == '\u2028' || unicode.Is(unicode.Bidi_Control, r) || r == '\u200b' || r == '\u2060' || r == '\U000e0041' || r == '\u034f' || r == '\u3164'
 		}); i >= 0 {
 			t.Errorf("every %s: raw control at %d: %q", every, i, out.String())
 		}
@@ -194,7 +194,7 @@ func TestViewJSONIsTerminalSafe(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 			t.Fatalf("every %s: output is not JSON: %v: %q", every, err, out.String())
 		}
-		if want := "a\u009b2Jb\u202ec\u2028d\uFFFDe\uFFFDf\u200bg\u2060\U000e0041"; doc.Name != want {
+		if want := "a\u009b2Jb\u202ec\u2028d\uFFFDe\uFFFDf\u200bg\u2060\U000e0041h\u034fi\u3164"; doc.Name != want {
 			t.Errorf("every %s: name %q, want %q", every, doc.Name, want)
 		}
 	}

@@ -1498,3 +1498,20 @@ func TestPageShowsHostileRunes(t *testing.T) {
 		t.Errorf("status.json workers = %+v (%v), want the id's real bytes", doc.Workers, err)
 	}
 }
+
+// TestPageShowsIgnorableRunes: a worker id ending in a rune that
+// strconv.IsPrint calls printable but a browser draws as nothing (a
+// combining grapheme joiner, a Hangul filler, a variation selector) is
+// shown escaped: it does not read as the worker "w1".
+func TestPageShowsIgnorableRunes(t *testing.T) {
+	m := New(Config{})
+	src := emptySource()
+	now := time.Now()
+	id := "w1\u034f\u3164\ufe0f"
+	src.snap.Sessions = []coordinator.SessionState{{SessionInfo: coordinator.SessionInfo{SessionID: "s1", WorkerID: id, Identity: id, Started: now}, LastSeen: now}}
+	src.snap.Dispatch.Sessions = []dispatch.SessionLoad{{ID: "s1", Identity: id, Slots: 2}}
+	html := renderPage(t, m, src)
+	if strings.ContainsAny(html, "\u034f\u3164\ufe0f") || !strings.Contains(html, `w1\u034f\u3164\ufe0f`) {
+		t.Errorf("page shows worker %q raw (or lost it)", id)
+	}
+}

@@ -191,7 +191,9 @@ func TestPrintStatusBidi(t *testing.T) {
 func TestPrintStatusInvisible(t *testing.T) {
 	d := sampleDocument()
 	real := d.Workers[0]
-	for _, id := range []string{real.WorkerID + "\u200b", real.WorkerID + "\u2060", real.WorkerID + "\u00ad", real.WorkerID + "\ufeff"} {
+	for _, id := range []string{real.WorkerID + "\u200b", real.WorkerID + "\u2060", real.WorkerID + "\u00ad", real.WorkerID + "\ufeff",
+		// Printable to strconv.IsPrint, drawn as nothing.
+		real.WorkerID + "\u034f", real.WorkerID + "\u3164", real.WorkerID + "\ufe0f"} {
 		fake := real
 		fake.WorkerID = id
 		d.Workers = []Worker{real, fake}

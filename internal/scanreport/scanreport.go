@@ -10,6 +10,7 @@
 package scanreport
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -151,11 +152,18 @@ func Write(w io.Writer, format string, rs *rules.Compiled, results []scanrun.Res
 }
 
 // WriteJSON writes one line per target; showStrings adds each file's
-// matched strings.
+// matched strings. Names from the input keep their exact value, their
+// hidden runes escaped (clip.JSON): encoding/json leaves a bidi override
+// or a C1 control raw, and the lines may reach a terminal.
 func WriteJSON(w io.Writer, results []scanrun.Result, showStrings bool) error {
-	enc := json.NewEncoder(w)
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
 	for _, r := range results {
+		line.Reset()
 		if err := enc.Encode(toJSON(r, showStrings)); err != nil {
+			return err
+		}
+		if _, err := w.Write(clip.JSON(line.Bytes())); err != nil {
 			return err
 		}
 	}
@@ -403,9 +411,15 @@ func WriteSARIF(w io.Writer, rs *rules.Compiled, results []scanrun.Result) error
 		}
 	}
 	log := sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}}
-	enc := json.NewEncoder(w)
+	var doc bytes.Buffer
+	enc := json.NewEncoder(&doc)
 	enc.SetIndent("", "  ")
-	return enc.Encode(log)
+	if err := enc.Encode(log); err != nil {
+		return err
+	}
+	// Hidden runes escaped, as WriteJSON escapes them.
+	_, err := w.Write(clip.JSON(doc.Bytes()))
+	return err
 }
 
 // snippet is matched data as SARIF content: text when it is UTF-8 without

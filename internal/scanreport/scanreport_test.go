@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/scanrun"
 	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/rules"
@@ -661,7 +662,14 @@ func TestTableQuotesControlCharacters(t *testing.T) {
 			t.Errorf("show-strings %v: the member's name is not shown quoted:\n%q", show, out)
 		}
 	}
-	// JSON keeps the names exact (its encoder escapes them).
+	// JSON keeps the names exact, escaped: encoding/json leaves the
+	// bidi override raw, which reorders the terminal's line.
+	for _, format := range []string{"json", "sarif"} {
+		out := report(t, format, rulesPath, true, archivePath)
+		if i := strings.IndexFunc(out, func(r rune) bool { return r != '\n' && clip.Hidden(r) }); i >= 0 {
+			t.Errorf("%s holds %q at byte %d:\n%q", format, out[i:i+3], i, out)
+		}
+	}
 	var res JSONResult
 	if err := json.Unmarshal([]byte(report(t, "json", rulesPath, false, archivePath)), &res); err != nil {
 		t.Fatal(err)
