@@ -18,15 +18,15 @@ import (
 )
 
 // Path returns a file or entry name for a message: quoted (as strconv.Quote
-// quotes) when it holds a non-printable rune, a double quote or invalid
-// UTF-8, and at most about Default bytes long either way. A cut name ends in
+// quotes, a Hidden rune escaped) when it holds a Hidden rune, a double
+// quote or invalid UTF-8, and at most about Default bytes long either way. A cut name ends in
 // "…[cut N bytes]", N counting the bytes of p not shown. Quoting goes rune by
 // rune, so a huge name never costs more than the bound: quoting it whole
 // first could take six bytes per byte.
 func Path(p string) string {
 	quote := !utf8.ValidString(p)
 	for _, r := range p {
-		if !strconv.IsPrint(r) || r == '"' {
+		if Hidden(r) || r == '"' {
 			quote = true
 			break
 		}
@@ -37,8 +37,8 @@ func Path(p string) string {
 	return escape(p, Default, true)
 }
 
-// Escaped returns s for a message line: each rune that is not printable,
-// and each byte that is not UTF-8, escaped as strconv.Quote escapes it
+// Escaped returns s for a message line: each Hidden rune, and each byte
+// that is not UTF-8, escaped as strconv.QuoteToASCII escapes it
 // (quotes are left as they are), at most about n bytes long (n <= 0 means
 // Default), cut as Path cuts. Text from a C library or a peer that quotes
 // its own input (libyara's `unknown module "NAME"`) can carry a terminal
@@ -49,7 +49,7 @@ func Escaped(s string, n int) string {
 	}
 	plain := utf8.ValidString(s)
 	for _, r := range s {
-		if !plain || !strconv.IsPrint(r) {
+		if !plain || Hidden(r) {
 			plain = false
 			break
 		}
@@ -152,9 +152,9 @@ func appendU(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', hex[r>>12&15], hex[r>>8&15], hex[r>>4&15], hex[r&15])
 }
 
-// escape is s with every rune escaped as strconv.Quote escapes it (a
-// printable one stays as it is, and so does '"' unless quote), inside double
-// quotes when quote, at most about n bytes. It goes rune by rune, so a huge
+// escape is s with each Hidden rune and each byte that is not UTF-8
+// escaped as strconv.QuoteToASCII escapes it, and, when quote, '"' and '\\'
+// too (any other rune stays as it is), inside double quotes when quote, at most about n bytes. It goes rune by rune, so a huge
 // input never costs more than the bound: quoting it whole first could take
 // six bytes per byte.
 func escape(s string, n int, quote bool) string {
@@ -166,7 +166,11 @@ func escape(s string, n int, quote bool) string {
 	for i < len(s) {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		q := s[i : i+size]
-		if quote || r == utf8.RuneError && size == 1 || !strconv.IsPrint(r) {
+		switch {
+		case r == utf8.RuneError && size == 1 || Hidden(r):
+			q = strconv.QuoteToASCII(q)
+			q = q[1 : len(q)-1]
+		case quote:
 			q = strconv.Quote(q)
 			q = q[1 : len(q)-1]
 		}

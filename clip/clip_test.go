@@ -272,3 +272,22 @@ func TestJSON(t *testing.T) {
 		t.Error("a JSON text with nothing to escape was copied")
 	}
 }
+
+// TestPathAndEscapedShowRunesDrawnAsNothing: Path and Escaped escape the
+// runes Visible does, those strconv.IsPrint calls printable but that draw
+// nothing included: a member "setup.py\u3164" was shown unquoted, as
+// setup.py.
+func TestPathAndEscapedShowRunesDrawnAsNothing(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{Path("setup.py\u3164"), `"setup.py\u3164"`},
+		{Path("a\u202eb.py"), `"a\u202eb.py"`},
+		{Path("café.py"), "café.py"},
+		{Path(`say "hi".py`), `"say \"hi\".py"`},
+		{Escaped("w1\u115f said \x1b[2K", 0), `w1\u115f said \x1b[2K`},
+		{Escaped("日本語", 0), "日本語"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %s, want %s", tc.got, tc.want)
+		}
+	}
+}
