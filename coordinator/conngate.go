@@ -17,9 +17,13 @@ import (
 // A connection is pending from accept until one of its streams passes the
 // fleet token (the server's tap handle promotes it); from then on it is
 // authenticated until it closes. Pending connections are capped
-// (maxPending): when the pool is full, the oldest pending connection is
-// closed to admit the new one (a worker authenticates within a round trip
-// of connecting, so a flood of connections cannot starve it). A pending
+// (maxPending): when the pool is full, the oldest pending connection of the
+// source (pendingSource: an IPv4 address, an IPv6 /64) holding the most
+// pending connections is closed to admit the new one. A worker
+// authenticates within a few round trips of connecting (more with TLS);
+// when any pending connection could be closed, a peer opening more than
+// maxPending connections in that time closed every worker's before its
+// first stream, whereas now it closes its own. A pending
 // connection is closed pendingTimeout after it was accepted. Authenticated
 // connections are capped in total (maxAuthed, MaxWorkers), never per peer
 // address (workers behind one NAT share it); a stream that would go over the
@@ -51,8 +55,9 @@ const (
 // gateConn is a connection the gate admitted.
 type gateConn struct {
 	net.Conn
-	g    *connGate
-	addr *gateAddr
+	g      *connGate
+	addr   *gateAddr
+	source string // pendingSource of the peer
 
 	// Under g.mu.
 	state connState
@@ -99,12 +104,13 @@ func (g *connGate) Accept() (net.Conn, error) {
 	}
 	c := &gateConn{Conn: raw, g: g}
 	c.addr = &gateAddr{Addr: raw.RemoteAddr(), c: c}
+	c.source = pendingSource(raw.RemoteAddr())
 	var evicted *gateConn
 	g.mu.Lock()
 	c.elem = g.pending.PushBack(c)
 	c.timer = time.AfterFunc(g.pendingTimeout, c.expire)
 	if g.pending.Len() > g.maxPending {
-		evicted = g.pending.Front().Value.(*gateConn)
+		evicted = g.victimLocked()
 		g.dropPendingLocked(evicted)
 	}
 	g.mu.Unlock()
@@ -113,6 +119,42 @@ func (g *connGate) Accept() (net.Conn, error) {
 		evicted.closeRaw()
 	}
 	return c, nil
+}
+
+// victimLocked is the pending connection to close for a new one: the
+// oldest of the source with the most pending connections (the oldest of all
+// when every source holds one).
+func (g *connGate) victimLocked() *gateConn {
+	n := make(map[string]int, g.pending.Len())
+	most := 0
+	for e := g.pending.Front(); e != nil; e = e.Next() {
+		src := e.Value.(*gateConn).source
+		n[src]++
+		most = max(most, n[src])
+	}
+	for e := g.pending.Front(); e != nil; e = e.Next() {
+		if c := e.Value.(*gateConn); n[c.source] == most {
+			return c
+		}
+	}
+	return nil // not reached: the pool is not empty
+}
+
+// pendingSource is what pending connections are counted by for eviction:
+// the peer's IPv4 address, or its IPv6 /64 (one host is handed a /64 and
+// may use every address in it); the address itself when it has no IP.
+func pendingSource(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	ip := net.ParseIP(peerIP(a))
+	if ip == nil {
+		return a.String()
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // dropPendingLocked takes a pending connection out of the pool, closed.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -141,5 +142,51 @@ func TestConnGate(t *testing.T) {
 		if got := g.countsNow(); got.Pending != 0 || got.Authenticated != 0 {
 			t.Fatalf("counts after closing everything %+v", got)
 		}
+	})
+}
+
+// TestConnGateFloodClosesTheFloodersConnections: a peer without the token
+// opening connections faster than a worker's first stream arrives (64 in a
+// worker's few round trips) closed the worker's pending connection, again
+// at each reconnect: one process on loopback kept a worker out for as long
+// as it ran (0 reports a second). The pending connection closed for a new
+// one is now the oldest of the source holding the most; a worker's from
+// another address stays until it authenticates, and an IPv6 peer varying its
+// address within its /64 is one source.
+func TestConnGateFloodClosesTheFloodersConnections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var counts refusalCounters
+		l := newPipeListener()
+		g := newConnGate(l, 4, 8, 10*time.Second, &counts)
+		defer g.Close()
+		worker, sw := l.dial(t, g, "10.0.0.1")
+		worker6, sw6 := l.dial(t, g, "2001:db8:1::5")
+		var flood []net.Conn
+		for i := range 50 {
+			ip := "192.0.2.7"
+			if i%2 == 1 {
+				ip = fmt.Sprintf("2001:db8:2::%x", i) // one /64
+			}
+			c, _ := l.dial(t, g, ip)
+			flood = append(flood, c)
+		}
+		synctest.Wait()
+		if closed(worker) || closed(worker6) {
+			t.Fatal("a flood of pending connections from other sources closed a worker's")
+		}
+		if err := sw.promote(); err != nil {
+			t.Fatalf("the worker's stream after the flood: %v", err)
+		}
+		if err := sw6.promote(); err != nil {
+			t.Fatalf("the IPv6 worker's stream after the flood: %v", err)
+		}
+		if got := g.countsNow(); got.Pending != 2 || got.Authenticated != 2 || counts.pendingEvicted.Load() != 48 {
+			t.Fatalf("counts %+v, evicted %d; want 2 pending of the flood, 2 authenticated, 48 evicted", got, counts.pendingEvicted.Load())
+		}
+		for _, c := range append(flood, worker, worker6) {
+			c.Close()
+		}
+		sw.Close()
+		sw6.Close()
 	})
 }

@@ -56,7 +56,8 @@ type ServerConfig struct {
 	MaxWorkers int
 	// MaxPendingConns caps the connections that have not carried an
 	// authenticated stream yet (pending), apart from MaxWorkers: when that
-	// many are pending, the oldest pending one is closed to admit a new one,
+	// many are pending, the oldest pending one of the source (an IPv4
+	// address, an IPv6 /64) holding the most is closed to admit a new one,
 	// so peers without the token cannot lock workers out. Default 64.
 	MaxPendingConns int
 	// PendingTimeout closes a pending connection this long after it was

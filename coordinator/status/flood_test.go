@@ -3,7 +3,10 @@ package status
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,4 +102,60 @@ func TestAPIStatusBelow100Bounded(t *testing.T) {
 	if series != 1 || got[`dragonfly_api_requests_total{endpoint="POST /jobs",status="0xx"}`] != 99 {
 		t.Fatalf("statuses 1 to 99 made %d series, want the one of status 0xx", series)
 	}
+}
+
+// TestRenderingsAreRateLimited: /metrics is open, and each rendering takes
+// the coordinator's and the dispatcher's locks for a snapshot; a flood of
+// scrapes (32 clients, ~1000 a second) slowed a worker's reports from ~1800
+// to ~60 a second. Renderings are bounded per second (/metrics apart from the
+// status pages), over that 503 with Retry-After; health answers regardless.
+func TestRenderingsAreRateLimited(t *testing.T) {
+	c := testkit.NewClock()
+	m := New(Config{Now: c.Now})
+	src := &countingSource{Source: emptySource()}
+	h := m.Handler(src, func() bool { return true })
+	get := func(path string) *http.Response {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Result()
+	}
+	served := 0
+	for range 200 {
+		switch resp := get("/metrics"); resp.StatusCode {
+		case http.StatusOK:
+			served++
+		case http.StatusServiceUnavailable:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+		default:
+			t.Fatalf("/metrics: %d", resp.StatusCode)
+		}
+	}
+	if served != renderBurst {
+		t.Fatalf("%d of 200 scrapes in one instant rendered (%d snapshots); want %d", served, src.n.Load(), renderBurst)
+	}
+	if code := get("/status.json").StatusCode; code != http.StatusOK {
+		t.Fatalf("/status.json during a /metrics flood: %d, want 200 (its own budget)", code)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code := get(p).StatusCode; code != http.StatusOK {
+			t.Fatalf("%s during the flood: %d", p, code)
+		}
+	}
+	c.Advance(time.Second)
+	if code := get("/metrics").StatusCode; code != http.StatusOK {
+		t.Fatalf("/metrics a second later: %d, want 200", code)
+	}
+}
+
+// countingSource counts snapshots taken.
+type countingSource struct {
+	Source
+	n atomic.Int64
+}
+
+func (s *countingSource) Snapshot() coordinator.Snapshot {
+	s.n.Add(1)
+	return s.Source.Snapshot()
 }

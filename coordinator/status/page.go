@@ -15,6 +15,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 //go:embed status.html.tmpl
@@ -92,6 +93,13 @@ type pageData struct {
 //	GET /readyz       200 while ready() (the gRPC server serves and the
 //	                  coordinator is not draining: Server.Ready), else 503
 //
+// /metrics, /status and /status.json each render at most renderRate times a
+// second (bursts of renderBurst), each apart from the others; over that, 503
+// with Retry-After. A rendering takes the coordinator's and the
+// dispatcher's locks for a snapshot: /metrics is open, and a flood of scrapes
+// (32 clients, about 1000 a second) slowed a worker's reports from ~1800 to
+// ~60 a second.
+//
 // API trouble and outbox trouble show in the metrics and on /status, never
 // in /readyz: taking the coordinator out of its Service during an API outage
 // would cut its workers off and fix nothing. ready nil means ready while the
@@ -101,9 +109,9 @@ func (m *Monitor) Handler(src Source, ready func() bool, extra ...prometheus.Gat
 	gs := prometheus.Gatherers{m.Gatherer(src)}
 	gs = append(gs, extra...)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { m.servePage(w, r, src) })
-	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) { m.serveJSON(w, r, src) })
+	mux.Handle("GET /metrics", newRenderLimit(m.cfg.Now).wrap(promhttp.HandlerFor(gs, promhttp.HandlerOpts{})))
+	mux.Handle("GET /status", newRenderLimit(m.cfg.Now).wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.servePage(w, r, src) })))
+	mux.Handle("GET /status.json", newRenderLimit(m.cfg.Now).wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serveJSON(w, r, src) })))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -290,4 +298,36 @@ func shortHash(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// Renderings of each of /metrics, /status and /status.json a second (see
+// Handler): Prometheus scrapes every 15 s or so, a status page refreshes
+// every 5 s.
+const (
+	renderRate  = 50
+	renderBurst = 50
+)
+
+// renderLimit bounds the renderings of one page (see Handler), on the
+// monitor's clock.
+type renderLimit struct {
+	now func() time.Time
+	lim *rate.Limiter
+}
+
+func newRenderLimit(now func() time.Time) *renderLimit {
+	return &renderLimit{now: now, lim: rate.NewLimiter(renderRate, renderBurst)}
+}
+
+func (l *renderLimit) allow() bool { return l.lim.AllowN(l.now(), 1) }
+
+func (l *renderLimit) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.allow() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests for this page; try again in a second", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

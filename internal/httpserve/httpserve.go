@@ -1,11 +1,13 @@
 // Package httpserve serves the HTTP sides of dragonfly's long-running
 // commands (metrics, status and health; Go's profiles; the development API)
 // with bounded servers: request headers read within 10 s, a request's body
-// within 10 s more, idle connections closed after 2 min, and a shutdown that
-// waits at most 5 s for requests in flight before it closes the rest.
+// within 10 s more, idle connections closed after 2 min, at most 512
+// connections at once (see connCap), and a shutdown that waits at most 5 s for
+// requests in flight before it closes the rest.
 package httpserve
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"io"
@@ -24,10 +26,18 @@ const shutdownTimeout = 5 * time.Second
 // bodyTimeout bounds the reading of a request's body (a variable for tests).
 var bodyTimeout = 10 * time.Second
 
+// maxConns caps the connections a server holds at once (a variable for
+// tests): far below a process's file descriptors, which the gRPC listener
+// and the API's client share.
+var maxConns = 512
+
 // Serve serves h on ln until ctx ends, then shuts the server down
 // (bounded). It returns early with the error when serving fails.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: boundBody(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	cc := &connCap{Listener: ln, max: maxConns}
+	srv := &http.Server{Handler: cc.busy(boundBody(h)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ConnContext: cc.connContext, ConnState: cc.connState}
+	ln = cc
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -157,4 +167,112 @@ func Pprof() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// connCap is a listener that holds at most max connections. Without it,
+// anyone who reaches the port (metrics and health are open) holds a
+// descriptor per connection for as long as the server waits on it (10 s for
+// headers, 2 min idle after a request) and can use up the process's file
+// descriptors: then the gRPC listener accepts no worker, and the API's
+// client dials nothing. When max are held, a new connection closes the oldest
+// one that is not in a handler (idle, or still sending its headers), so a
+// flood of idle or slow connections cannot keep a health probe out; when
+// every one is in a handler, the new one is closed at once.
+type connCap struct {
+	net.Listener
+	max int
+
+	mu    sync.Mutex
+	conns list.List // *cappedConn, oldest first
+}
+
+// cappedConn is a connection connCap holds.
+type cappedConn struct {
+	net.Conn
+	cc *connCap
+
+	// Under cc.mu.
+	elem *list.Element // nil once closed
+	busy bool          // a handler runs on it, or its answer is being sent
+}
+
+type connKey struct{}
+
+func (l *connCap) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var victim *cappedConn
+		l.mu.Lock()
+		if l.conns.Len() >= l.max {
+			for e := l.conns.Front(); e != nil; e = e.Next() {
+				if c := e.Value.(*cappedConn); !c.busy {
+					victim = c
+					break
+				}
+			}
+			if victim == nil {
+				l.mu.Unlock()
+				raw.Close()
+				continue
+			}
+			l.removeLocked(victim)
+		}
+		c := &cappedConn{Conn: raw, cc: l}
+		c.elem = l.conns.PushBack(c)
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Conn.Close()
+		}
+		return c, nil
+	}
+}
+
+func (l *connCap) removeLocked(c *cappedConn) {
+	if c.elem != nil {
+		l.conns.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+func (c *cappedConn) Close() error {
+	c.cc.mu.Lock()
+	c.cc.removeLocked(c)
+	c.cc.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// connContext keeps the connection in its requests' context, for busy.
+func (l *connCap) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// busy marks a request's connection busy while its handler runs; the
+// server's StateIdle (the answer sent) marks it idle again.
+func (l *connCap) busy(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(*cappedConn); ok {
+			l.mu.Lock()
+			c.busy = true
+			l.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *connCap) connState(nc net.Conn, st http.ConnState) {
+	c, ok := nc.(*cappedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch st {
+	case http.StateIdle:
+		c.busy = false
+	case http.StateHijacked, http.StateClosed:
+		l.removeLocked(c)
+	}
 }

@@ -10,6 +10,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -211,5 +214,143 @@ func TestServeAnswersAtOnceWhatItNeverDrains(t *testing.T) {
 				t.Errorf("after the answer: read %d bytes, %v; want the connection closed", n, err)
 			}
 		})
+	}
+}
+
+// serveCapped serves h through Serve on a loopback port with maxConns set
+// to max, until the test ends. It returns the address and the listener, which
+// counts the connections the server holds open.
+func serveCapped(t *testing.T, max int, h http.Handler) (string, *countingListener) {
+	t.Helper()
+	old := maxConns
+	maxConns = max
+	t.Cleanup(func() { maxConns = old })
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &countingListener{Listener: inner}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, h) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return inner.Addr().String(), ln
+}
+
+// countingListener counts the connections accepted and not closed yet.
+type countingListener struct {
+	net.Listener
+	open atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.open.Add(1)
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// TestServeCapsConnectionsAndKeepsAProbeIn: a peer without credentials that
+// opens connections and leaves them idle after a request, or sends its
+// headers slowly, held a descriptor per connection until the process had
+// none left (the gRPC listener and the API's client share them: 20000 such
+// connections stopped workers from reconnecting). The server holds at most
+// maxConns; a new connection closes the oldest one not in a handler, so a
+// health probe still gets its answer.
+func TestServeCapsConnectionsAndKeepsAProbeIn(t *testing.T) {
+	addr, ln := serveCapped(t, 4, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	for i := range 16 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i%2 == 0 { // idle after a complete request
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		} else { // slow headers
+			io.WriteString(c, "GET / HTTP/1.1\r\n")
+		}
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("probe after the flood: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The probe's connection was accepted after the 16 others, and each
+	// accept over the cap closed one before it returned.
+	if n := ln.open.Load(); n > 4 {
+		t.Fatalf("the server holds %d connections after 17 were opened; want at most 4", n)
+	}
+}
+
+// TestServeCapNeverClosesAConnectionInAHandler: when every held connection
+// is in a handler, a new connection is closed, not one whose answer is
+// being made.
+func TestServeCapNeverClosesAConnectionInAHandler(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	addr, _ := serveCapped(t, 2, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "ok")
+	}))
+	type result struct {
+		body string
+		err  error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{string(b), err}
+		}()
+	}
+	<-entered
+	<-entered
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a connection over the cap while both are busy: read %v, want it closed", err)
+	}
+	close(release)
+	for range 2 {
+		if r := <-results; r.err != nil || r.body != "ok" {
+			t.Fatalf("a request in a handler: %q, %v; want ok", r.body, r.err)
+		}
 	}
 }
