@@ -127,6 +127,8 @@ func Fetch(ctx context.Context, target, token string, timeout time.Duration) ([]
 		return nil, fmt.Errorf("fetch status %s: %s: the coordinator wants its status token (--token or DRAGONFLY_STATUS_TOKEN)", target, st)
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, fmt.Errorf("fetch status %s: %s: the coordinator refused the status token", target, st)
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		return nil, fmt.Errorf("fetch status %s: %s: the coordinator renders its status at most %d times a second and other clients used them; try again in a moment", target, st, renderRate)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("fetch status %s: %s", target, st)
 	case errors.Is(err, bound.ErrTooLarge):

@@ -159,3 +159,22 @@ func (s *countingSource) Snapshot() coordinator.Snapshot {
 	s.n.Add(1)
 	return s.Source.Snapshot()
 }
+
+// TestFetchSaysARenderLimit: past the render limit, dragonfly status said
+// only "503 Service Unavailable", as for a coordinator that is down or
+// draining; it says that other clients used the renderings.
+func TestFetchSaysARenderLimit(t *testing.T) {
+	c := testkit.NewClock()
+	m := New(Config{Now: c.Now})
+	srv := httptest.NewServer(m.Handler(emptySource(), nil))
+	defer srv.Close()
+	for range renderBurst {
+		if _, err := Fetch(t.Context(), srv.URL+"/status.json", "", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Fetch(t.Context(), srv.URL+"/status.json", "", 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "times a second") {
+		t.Fatalf("a fetch past the render limit: %v; want it to say the limit", err)
+	}
+}

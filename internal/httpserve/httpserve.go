@@ -193,7 +193,7 @@ type cappedConn struct {
 
 	// Under cc.mu.
 	elem *list.Element // nil once closed
-	busy bool          // a handler runs on it, or its answer is being sent
+	busy bool          // a handler runs on it
 }
 
 type connKey struct{}
@@ -249,14 +249,22 @@ func (l *connCap) connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
-// busy marks a request's connection busy while its handler runs; the
-// server's StateIdle (the answer sent) marks it idle again.
+// busy marks a request's connection busy while its handler runs, and no
+// longer: after it the server drains what is left of an unread body before
+// the answer goes out (for up to bodyTimeout), and connections that declared
+// a body and never sent it, held busy there, kept every new one out.
 func (l *connCap) busy(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(connKey{}).(*cappedConn); ok {
+		c, ok := r.Context().Value(connKey{}).(*cappedConn)
+		if ok {
 			l.mu.Lock()
 			c.busy = true
 			l.mu.Unlock()
+			defer func() {
+				l.mu.Lock()
+				c.busy = false
+				l.mu.Unlock()
+			}()
 		}
 		h.ServeHTTP(w, r)
 	})

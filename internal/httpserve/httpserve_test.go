@@ -354,3 +354,38 @@ func TestServeCapNeverClosesAConnectionInAHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestServeCapKeepsAProbeInPastUnsentBodies: a peer that declares a small
+// body and never sends it holds its connection busy after the handler
+// returned (the server drains the unread rest before the answer goes out,
+// for up to bodyTimeout); max such connections kept every health probe out.
+func TestServeCapKeepsAProbeInPastUnsentBodies(t *testing.T) {
+	old := bodyTimeout
+	bodyTimeout = time.Minute
+	t.Cleanup(func() { bodyTimeout = old })
+	entered := make(chan struct{}, 8)
+	addr, _ := serveCapped(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			entered <- struct{}{}
+		}
+		io.WriteString(w, "ok")
+	}))
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	}
+	<-entered
+	<-entered
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("probe past two unsent bodies: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
