@@ -215,20 +215,8 @@ func TestHostileCoordinatorLogsAreBounded(t *testing.T) {
 func TestFailureOfAnotherKindNotHiddenByAFlood(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newCountingHandler()
-		client := newChanClient()
-		w := testWorker(t, client, Config{
-			Threads: 1, MaxPrefetch: 1, BackoffMin: time.Second, BackoffMax: time.Second, MaxTaskTime: time.Hour,
-			Fetch: fetch.Config{AllowedHosts: []string{"files.example"}, Transport: newMemFiles(t, 0), Attempts: 1,
-				StallTimeout: time.Hour, TotalTimeout: time.Hour},
-			Logger: slog.New(h),
-		}, testEngine(t, 1))
-		stop := startLoop(w)
-		defer func() {
-			if err := stop(); err != nil {
-				t.Errorf("loop: %v", err)
-			}
-		}()
-		s := demoSession(t, client)
+		s, stop := failingWorker(t, h, limit.Limits{})
+		defer stop()
 		drainOut := func() { drainSent(s) }
 		const flood = failureLogBurst + 20
 		for i := range flood {
