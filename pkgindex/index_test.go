@@ -943,3 +943,31 @@ func TestPinTakesLocalVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesAreNamedByTheirURLAsPip: pip names an index's file by its URL
+// (Link.filename: the last segment of the path), never by the anchor's text
+// or a JSON "filename", as pip 23.2.1's parse_links does on these pages. A
+// page whose sdist of 1.0 was labelled 0.9 had the scan of foo-bar==1.0
+// look at the win32 wheel alone and read clean, while pip on Linux
+// installed the sdist it never downloaded.
+func TestFilesAreNamedByTheirURLAsPip(t *testing.T) {
+	for _, mode := range []string{"/json/simple", "/html/simple"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			f.files = []fakeFile{
+				{name: "foo_bar-0.9.tar.gz", ref: "/files/foo_bar-1.0.tar.gz", data: []byte("evil"), hash: "ok"},
+				{name: "foo_bar-1.0-cp27-cp27m-win32.whl", data: []byte("benign"), hash: "ok"},
+			}
+			ix, _ := newIndex(t, f, mode, nil)
+			rel := resolve(t, ix, "pypi:foo-bar==1.0")
+			var got []string
+			for _, d := range rel.Distributions {
+				got = append(got, d.Filename+" "+strings.TrimPrefix(d.URL, f.srv.URL))
+			}
+			want := []string{"foo_bar-1.0.tar.gz /files/foo_bar-1.0.tar.gz", "foo_bar-1.0-cp27-cp27m-win32.whl /files/foo_bar-1.0-cp27-cp27m-win32.whl"}
+			if !slices.Equal(got, want) {
+				t.Errorf("foo-bar==1.0: %q, want %q (the files pip sees)", got, want)
+			}
+		})
+	}
+}

@@ -66,10 +66,35 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 	return u.String(), frag, nil
 }
 
+// newFile is the file a page lists at ref. It is named by its URL, as pip
+// names it (urlFilename), whatever name the page gives it; a file whose URL
+// is unusable keeps the page's name, so that choosing it fails loudly.
 func newFile(base *url.URL, filename, ref, sha string) file {
 	f := file{filename: filename, sha256: strings.ToLower(clip.String(sha, hashClip))}
 	f.url, _, f.urlErr = resolveRef(base, ref)
+	if f.urlErr == nil {
+		f.filename = urlFilename(f.url)
+	}
 	return f
+}
+
+// urlFilename is the name pip gives the file at the absolute URL raw
+// (Link.filename): the last segment of its path, after any trailing
+// slashes, unescaped once more; "" when nothing is left. pip never reads a
+// page's anchor text or a JSON "filename": a page naming a file otherwise
+// than its URL would have the scan pick other files of a release than pip
+// installs.
+func urlFilename(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	p := strings.TrimRight(u.Path, "/")
+	name := p[strings.LastIndexByte(p, '/')+1:]
+	if un, err := url.PathUnescape(name); err == nil {
+		name = un
+	}
+	return name
 }
 
 // simpleJSONFile is a files[] entry of a PEP 691 project page.
@@ -298,6 +323,8 @@ type anchor struct {
 	reason string
 }
 
+// file is the file an anchor links, named by its URL (urlFilename) as pip
+// names it; its text names it only when the URL is unusable.
 func (a *anchor) file(base *url.URL, name string) file {
 	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
 	var frag string
@@ -305,12 +332,10 @@ func (a *anchor) file(base *url.URL, name string) file {
 	if alg, sum, ok := strings.Cut(frag, "="); ok && alg == "sha256" {
 		f.sha256 = strings.ToLower(clip.String(sum, hashClip))
 	}
-	if name == "" && f.urlErr == nil {
-		if u, err := url.Parse(f.url); err == nil {
-			name = u.Path[strings.LastIndexByte(u.Path, '/')+1:]
-		}
-	}
 	f.filename = name
+	if f.urlErr == nil {
+		f.filename = urlFilename(f.url)
+	}
 	return f
 }
 

@@ -111,7 +111,7 @@ func TestParseSimpleJSON(t *testing.T) {
 		{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz", sha256: sha},
 		{filename: "foo-1.1.tar.gz", url: "https://cdn.example/foo-1.1.tar.gz", yanked: true},
 		{filename: "foo-1.2.tar.gz", url: "https://idx.example/f/foo-1.2.tar.gz", yanked: true, yankedReason: "reason"},
-		{filename: "foo-1.3.tar.gz", url: "https://idx.example/simple/x"},
+		{filename: "x", url: "https://idx.example/simple/x"}, // named by its URL, as pip names it
 		{filename: "foo-1.4.tar.gz"},
 	}
 	parsedAs(t, parseSimpleJSON, page, body, want)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/bound"
@@ -71,7 +72,7 @@ var requirementOptions = map[string]bool{
 // pinned requirement, in file order, each with Origin "FILE:LINE". file
 // names the file in errors and origins.
 //
-// Accepted: blank lines; comments ('#' at the start of a line or after
+// Lines end where pip's do (splitLines). Accepted: blank lines; comments ('#' at the start of a line or after
 // whitespace); lines continued with a trailing '\'; exact pins
 // "name==version" with optional spaces around "==", extras
 // ("name[extra]==1.0" pins name) and environment markers after ';' (ignored:
@@ -101,7 +102,7 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 		buf   []byte // logical line being joined
 	)
 	data = bytes.TrimPrefix(data, []byte("\uFEFF")) // a UTF-8 byte order mark, as Windows editors write
-	lines := bytes.Split(data, []byte("\n"))
+	lines := splitLines(data)
 	for i, raw := range lines {
 		raw = bytes.TrimSuffix(raw, []byte("\r"))
 		if buf == nil {
@@ -146,6 +147,31 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// splitLines splits a requirement file into its lines as pip does (Python's
+// str.splitlines on the decoded text): at \n, \r\n, \r, \v, \f, \x1c,
+// \x1d, \x1e, U+0085, U+2028 and U+2029. Split at \n alone, a pin after
+// another break shared a comment's line and was dropped without a word,
+// while pip installed it.
+func splitLines(data []byte) [][]byte {
+	var lines [][]byte
+	start := 0
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		switch r {
+		case '\r':
+			if i+1 < len(data) && data[i+1] == '\n' {
+				n = 2
+			}
+			fallthrough
+		case '\n', '\v', '\f', '\x1c', '\x1d', '\x1e', '\u0085', '\u2028', '\u2029':
+			lines = append(lines, data[start:i])
+			start = i + n
+		}
+		i += n
+	}
+	return append(lines, data[start:])
 }
 
 // maxLineErrors bounds the line errors reported for one file.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -162,5 +163,32 @@ func TestReadRequirements(t *testing.T) {
 	}
 	if _, err := ReadRequirements(filepath.Join(dir, "missing.txt")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestParseRequirementsSplitsLinesAsPip: pip splits a requirement file with
+// Python's str.splitlines, which ends a line at \r, \v, \f, \x1c-\x1e,
+// U+0085, U+2028 and U+2029 as well as at \n. Split at \n alone, a pin after
+// such a break shared the line of a comment (or of a pin's trailing
+// comment) and was dropped without a word: `dragonfly scan -r` read the
+// file clean while pip installed evil==6.6.6, never scanned.
+func TestParseRequirementsSplitsLinesAsPip(t *testing.T) {
+	for _, sep := range []string{"\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\u0085", "\u2028", "\u2029"} {
+		data := "# pinned by pip-compile" + sep + "evil==6.6.6\n" +
+			"requests==2.31.0  # security fix" + sep + "evil2==1.0\n"
+		got, err := ParseRequirements("req.txt", []byte(data))
+		want := []Target{
+			{Name: "evil", Version: "6.6.6", Origin: "req.txt:2"},
+			{Name: "requests", Version: "2.31.0", Origin: "req.txt:3"},
+			{Name: "evil2", Version: "1.0", Origin: "req.txt:4"},
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("lines broken by %q: %+v, %v; want %+v (pip's lines)", sep, got, err, want)
+		}
+	}
+	// A \r\n is one break, as before.
+	got, err := ParseRequirements("req.txt", []byte("a==1\r\nb==2\r\n"))
+	if want := []Target{{Name: "a", Version: "1", Origin: "req.txt:1"}, {Name: "b", Version: "2", Origin: "req.txt:2"}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("CRLF: %+v, %v; want %+v", got, err, want)
 	}
 }

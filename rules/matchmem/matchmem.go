@@ -91,6 +91,21 @@ static void fleet_stop_scan(YR_SCAN_CONTEXT* ctx) {
 }
 
 static uint32_t fleet_num_strings(YR_SCAN_CONTEXT* ctx) { return ctx->rules->num_strings; }
+
+// fleet_capped reports whether the scan stopped keeping the matches of a
+// string at YR_MAX_STRING_MATCHES: libyara then disables the string for the
+// rest of the scan (strings_temp_disabled), as go-yara answers its
+// CALLBACK_MSG_TOO_MANY_MATCHES with CALLBACK_CONTINUE, and no later match
+// of it is recorded.
+static int fleet_capped(YR_SCAN_CONTEXT* ctx) {
+	if (ctx->strings_temp_disabled == NULL)
+		return 0;
+	uint32_t words = YR_BITMASK_SIZE(ctx->rules->num_strings);
+	for (uint32_t i = 0; i < words; i++)
+		if (ctx->strings_temp_disabled[i] != 0)
+			return 1;
+	return 0;
+}
 */
 import "C"
 
@@ -117,8 +132,11 @@ const DefaultBound = 64 << 20
 // adds before its next timeout check (at most 4096 bytes of input).
 const guardTick = time.Millisecond
 
-// maxStringMatches is YR_MAX_STRING_MATCHES of libyara 4.2.
-const maxStringMatches = 1_000_000
+// MaxStringMatches is YR_MAX_STRING_MATCHES of libyara 4.2: the matches of
+// one string libyara keeps per scan. Past it the string is disabled for the
+// rest of the scan and the conditions see only its first matches
+// (Slot.Capped).
+const MaxStringMatches = 1_000_000
 
 // RecordSize is sizeof(YR_MATCH), what a match costs besides its data.
 const RecordSize = uint64(C.sizeof_YR_MATCH)
@@ -266,7 +284,7 @@ func (s *Slot) cost() uint64 {
 // NeedsWatch reports whether a scan of size bytes could pass the bound:
 // every string matching at every offset, up to libyara's cap.
 func (s *Slot) NeedsWatch(size int) bool {
-	return s.worst > 0 && uint64(min(size, maxStringMatches)) > s.g.bound/s.worst
+	return s.worst > 0 && uint64(min(size, MaxStringMatches)) > s.g.bound/s.worst
 }
 
 // Begin starts watching the slot's next scan.
@@ -292,6 +310,14 @@ func (s *Slot) End() bool {
 	g.mu.Unlock()
 	return t
 }
+
+// Capped reports whether the scan of the slot's scanner stopped keeping
+// the matches of some string at MaxStringMatches, so that a condition
+// reading its later matches (an offset, "in", "at", a count past the cap)
+// was decided without them; called when the scan has finished, before
+// libyara clears its state, as Over. Unlike Over it is read for every
+// scan, watched or not.
+func (s *Slot) Capped() bool { return C.fleet_capped(s.ctx) != 0 }
 
 // Over reports whether the matches of the scan the slot watches cost more
 // than the bound; called when the scan has finished, before libyara frees

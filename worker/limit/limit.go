@@ -114,6 +114,12 @@ const (
 	// per running distribution. A bound of the worker's, not a defect of
 	// the archive (xz decodes it), and not a setting.
 	XzDictionary Kind = "xz_dictionary"
+	// StringMatches: one string of the rules matched a file more often than
+	// libyara keeps matches of a string (YR_MAX_STRING_MATCHES, 1,000,000,
+	// fixed when libyara is built): its later matches were dropped, and a
+	// condition reading them (an offset, "in", "at", a count past it) was
+	// decided without them. Not a setting.
+	StringMatches Kind = "string_matches"
 )
 
 // Env returns the environment variable that sets the limit.
@@ -159,6 +165,8 @@ func (e *Error) Error() string {
 		bound = fmt.Sprintf("%d entries", e.Max)
 	case Distributions:
 		bound = fmt.Sprintf("%d distributions", e.Max)
+	case StringMatches:
+		bound = fmt.Sprintf("%d matches of one string", e.Max)
 	default:
 		bound = fmt.Sprintf("%d bytes", e.Max)
 	}
@@ -168,6 +176,8 @@ func (e *Error) Error() string {
 		what = "YARA scan exceeded"
 	case XzDictionary:
 		what = "xz block dictionary exceeds"
+	case StringMatches:
+		what = "YARA string matches exceed libyara's"
 	}
 	if e.Path != "" {
 		return fmt.Sprintf("%s: %s limit %s (%s)", clip.Path(e.Path), what, e.Kind.Env(), bound)

@@ -26,7 +26,8 @@
 //	dragonfly_worker_downloaded_bytes_total                 bytes downloaded
 //	dragonfly_worker_limit_violations_total{limit}          tasks failed by a limit (download_size, expanded_size,
 //	                                                        file_size, archive_entries, distributions, scan_timeout,
-//	                                                        match_memory, time, message_size, xz_dictionary)
+//	                                                        match_memory, time, message_size, xz_dictionary,
+//	                                                        string_matches)
 //	dragonfly_worker_rules_compilations_total{result}       rule set compilations: ok, error
 //	dragonfly_worker_rules_compile_duration_seconds         time of one compilation
 //	dragonfly_worker_connected                              1 while a session with a coordinator is open
@@ -80,7 +81,7 @@ var (
 )
 
 // limitKinds are the limits a task can break (limit.Kind values).
-var limitKinds = []limit.Kind{limit.Download, limit.Expanded, limit.File, limit.Entries, limit.Distributions, limit.ScanTimeout, limit.MatchMemory, limit.TaskTime, limit.MessageSize, limit.XzDictionary}
+var limitKinds = []limit.Kind{limit.Download, limit.Expanded, limit.File, limit.Entries, limit.Distributions, limit.ScanTimeout, limit.MatchMemory, limit.TaskTime, limit.MessageSize, limit.XzDictionary, limit.StringMatches}
 
 // Recorder records a worker's events. It is safe for concurrent use.
 type Recorder struct {

@@ -876,6 +876,7 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		return outcome{fail: func(string) error { return err }}
 	}
 	cb.reset()
+	cb.slot = ts.slot
 	watch := ts.slot.NeedsWatch(len(t.data))
 	if watch {
 		cb.watch = ts.slot
@@ -916,6 +917,13 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		}
 		return outcome{fail: func(path string) error { return fmt.Errorf("%s: yara: %w", clip.String(path, clip.Default), err) }}
 	}
+	if cb.capped {
+		// libyara dropped a string's matches past its cap: a condition
+		// reading them was decided without them, so no verdict is exact.
+		return outcome{fail: func(path string) error {
+			return &limit.Error{Kind: limit.StringMatches, Max: matchmem.MaxStringMatches, Path: path}
+		}}
+	}
 	var m fileMatches
 	if len(cb.names) > 0 {
 		m.rules = make([]score.Rule, 0, len(cb.names))
@@ -937,13 +945,16 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 const errScanTimeout yara.Error = 26
 
 // matchCollector records the identifiers of matching rules (and, with
-// details, their matched strings) and, for a watched scan, whether its
-// matches passed the guard's bound.
+// details, their matched strings), whether libyara dropped matches of a
+// string past its cap, and, for a watched scan, whether its matches passed
+// the guard's bound.
 type matchCollector struct {
 	details bool
 	names   []string
 	strings []score.StringHits
 	err     error
+	slot    *matchmem.Slot // the scanner's slot
+	capped  bool
 	watch   *matchmem.Slot // the slot of a watched scan, else nil
 	over    bool
 }
@@ -951,6 +962,7 @@ type matchCollector struct {
 func (m *matchCollector) reset() {
 	m.names = m.names[:0]
 	m.strings, m.err = nil, nil
+	m.slot, m.capped = nil, false
 	m.watch, m.over = nil, false
 }
 
@@ -968,10 +980,14 @@ func (m *matchCollector) RuleMatching(sc *yara.ScanContext, r *yara.Rule) (bool,
 }
 
 // ScanFinished runs before libyara frees the scan's matches: the last look
-// at what they cost, whenever the watchdog last looked.
+// at what they cost, whenever the watchdog last looked, and at whether a
+// string was disabled at libyara's cap.
 func (m *matchCollector) ScanFinished(*yara.ScanContext) (bool, error) {
 	if m.watch != nil && m.watch.Over() {
 		m.over = true
+	}
+	if m.slot != nil && m.slot.Capped() {
+		m.capped = true
 	}
 	return false, nil
 }

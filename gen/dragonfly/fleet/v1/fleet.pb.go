@@ -1338,7 +1338,7 @@ type TaskFailure struct {
 	Kind   FailureKind `protobuf:"varint,2,opt,name=kind,proto3,enum=dragonfly.fleet.v1.FailureKind" json:"kind,omitempty"`
 	// For FAILURE_KIND_LIMIT: the limit's name (download_size, expanded_size,
 	// file_size, archive_entries, distributions, scan_timeout, match_memory,
-	// time, message_size, xz_dictionary).
+	// time, message_size, xz_dictionary, string_matches).
 	Limit         string `protobuf:"bytes,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
