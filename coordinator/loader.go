@@ -64,8 +64,10 @@ func (c *Coordinator) loadLoop(ctx context.Context) error {
 // wait for their lease to run out, so none are leased; and since only a
 // leased job's hash makes the coordinator fetch GET /rules, it looks again
 // every RulesRetry while this lasts, so that a set the API fixed is found.
+// Free workers count whatever they hold (Dispatcher.Idle): also those that
+// could compile no set at all (a coordinator restarted onto such a set).
 func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
-	var since time.Time // since when free workers hold other rules only
+	var since time.Time // since when free workers hold other rules, or none
 	for {
 		changed, outChanged := c.disp.Changed(), c.out.Changed()
 		var retry *time.Timer
@@ -74,7 +76,7 @@ func (c *Coordinator) waitCapacity(ctx context.Context) (int, error) {
 			if n := c.disp.Capacity(cur); n > 0 {
 				return min(n, c.cfg.BulkSize), nil
 			}
-			if c.disp.Capacity("") > 0 && !c.disp.ReadyFor(cur) {
+			if c.disp.Idle() && !c.disp.ReadyFor(cur) {
 				if since.IsZero() {
 					since = c.cfg.Now()
 				}

@@ -212,3 +212,86 @@ func TestLeaseRetriedForMinutesKeepsItsWholeLease(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkerJoiningWakesTheLoader, on synctest's clock: the loader waits
+// for capacity while no worker is connected (the state every coordinator
+// starts in); a worker then joins and cannot compile the rules in use.
+// Leasing stays paused (no worker is ready for them), and GET /rules is
+// fetched again every RulesRetry, so the set the API fixed meanwhile is
+// found and offered. Join did not wake the loader (nor did the worker's
+// failed compile): it slept on, the fixed set was never fetched and the
+// fleet leased nothing until some session happened to end.
+func TestWorkerJoiningWakesTheLoader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		api := newFakeAPI(job("p", "u1"))
+		const retry = 30 * time.Second
+		// Not cut for silence within the test: a session ending wakes
+		// the loader too, which must not be what does it.
+		c, err := New(Config{API: api, RulesRetry: retry, HeartbeatInterval: 5 * time.Second, HeartbeatMisses: 1000,
+			Prefetch: DefaultPrefetch, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.out.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ran := make(chan error, 1)
+		go func() { ran <- c.Run(ctx) }()
+		synctest.Wait() // h1 loaded; the loader waits: no worker
+		if h := c.rules.current().Hash; h != "h1" {
+			t.Fatalf("rules %q, want h1 loaded", h)
+		}
+		fetched := api.RulesFetches()
+
+		sctx, stopSession := context.WithCancel(context.Background())
+		defer stopSession()
+		s := &chanServerStream{StreamStub: testkit.StreamStub{Ctx: sctx}, In: make(chan *fleetv1.ConnectRequest, 16), Out: make(chan *fleetv1.ConnectResponse, 64)}
+		offered := make(chan string, 16)
+		go func() {
+			for {
+				select {
+				case m := <-s.Out:
+					if rs := m.GetRuleSet(); rs != nil {
+						offered <- rs.GetHash()
+					}
+				case <-sctx.Done():
+					return
+				}
+			}
+		}()
+		sessionDone := make(chan error, 1)
+		go func() { sessionDone <- c.Connect(s) }()
+		s.In <- hello("w", 2)
+		if h := <-offered; h != "h1" {
+			t.Fatalf("offered %q, want h1", h)
+		}
+		s.In <- &fleetv1.ConnectRequest{Msg: &fleetv1.ConnectRequest_RulesStatus{RulesStatus: &fleetv1.RulesStatus{Hash: "h1", Error: "a.yara:1: cannot compile here"}}}
+		synctest.Wait()
+		api.SetRules(mainframe.RuleSet{Hash: "h2", Rules: map[string]string{"a": testRules}}, nil)
+
+		time.Sleep(3 * retry)
+		synctest.Wait()
+		if n := api.RulesFetches() - fetched; n == 0 {
+			t.Fatalf("no GET /rules in %s while the only worker could not compile the rules in use (RulesRetry %s): the loader was not woken by the worker joining", 3*retry, retry)
+		}
+		select {
+		case h := <-offered:
+			if h != "h2" {
+				t.Fatalf("offered %q, want the fixed set h2", h)
+			}
+		default:
+			t.Fatal("the fixed set h2 was not offered to the worker")
+		}
+		if n := len(api.Leases()); n != 0 {
+			t.Fatalf("%d leases while no worker held the rules in use, want none", n)
+		}
+
+		cancel()
+		if err := <-ran; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		stopSession()
+		<-sessionDone
+		c.WaitSessions()
+	})
+}

@@ -319,6 +319,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Every download has ended when loop returns (a session waits for its
+	// tasks and downloads ahead): its keep-alive connections, and their
+	// goroutines, go with Run instead of lingering for the idle timeout.
+	defer w.verdict.Fetcher.CloseIdleConnections()
 	return w.loop(ctx)
 }
 

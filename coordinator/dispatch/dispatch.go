@@ -690,6 +690,9 @@ func (d *Dispatcher) Join(id, identity string, slots int, sink Sink, now time.Ti
 		ready: map[string]bool{}, compiling: map[string]time.Time{}, outstanding: map[uint64]*assign{}, jobs: map[*job]int{},
 		quarantined: d.quar[identity] != nil, sink: sink, joined: now, draining: d.draining,
 	}
+	// A free session, ready or not: the loader looks again (with none
+	// ready for the rules in use, it fetches them every RulesRetry).
+	d.signal()
 	return nil
 }
 
@@ -1836,6 +1839,22 @@ func (d *Dispatcher) ReadyFor(hash string) bool {
 	defer d.mu.Unlock()
 	for _, s := range d.sessions {
 		if d.open(s) && s.ready[hash] {
+			return true
+		}
+	}
+	return false
+}
+
+// Idle reports whether a session that takes tasks (not draining,
+// quarantined or suspended) holds fewer copies than its slots + prefetch,
+// whatever rules it has ready: also one that has none ready (its worker
+// could not compile any set offered to it), which Capacity does not count.
+func (d *Dispatcher) Idle() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.sessions {
+		if !s.draining && !s.quarantined && !d.suspended(s) &&
+			len(s.outstanding) < s.slots+d.cfg.Prefetch && s.ident.outstanding < d.cfg.MaxIdentityCredits {
 			return true
 		}
 	}

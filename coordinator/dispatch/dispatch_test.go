@@ -71,6 +71,46 @@ func TestCapacityCountsSessionsReadyForTheHash(t *testing.T) {
 	}
 }
 
+// TestJoinWakesWaitersAndCountsAsIdle: a session joining closes the
+// Changed channel (the loader parked on it looks again), and a free session
+// that has no rules ready (its worker compiled none of the sets offered) is
+// Idle though it adds no Capacity; a full, draining or quarantined one is
+// not. Join did not signal: a loader parked before a worker joined slept on
+// however long the worker could not compile the rules in use.
+func TestJoinWakesWaitersAndCountsAsIdle(t *testing.T) {
+	h := newHarness(t, Config{Prefetch: 1})
+	changed := h.d.Changed()
+	if h.d.Idle() {
+		t.Fatal("Idle with no session")
+	}
+	h.join("a", 1)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Join did not close the Changed channel")
+	}
+	if c := h.d.Capacity(""); c != 0 || !h.d.Idle() {
+		t.Fatalf("session with no rules ready: Capacity(\"\") %d, Idle %v; want 0, true", c, h.d.Idle())
+	}
+	h.d.Drain("a")
+	if h.d.Idle() {
+		t.Fatal("a draining session counted as Idle")
+	}
+	b := h.join("b", 1, "h1")
+	h.d.Admit([]Job{mkJob("p", "u1", "u2")}, t0)
+	if n := len(b.take()); n != 2 {
+		t.Fatalf("b got %d tasks, want 2 (1 slot + 1 prefetch)", n)
+	}
+	if h.d.Idle() {
+		t.Fatal("a full session counted as Idle")
+	}
+	h.join("q", 1)
+	h.d.Quarantine("q", "test")
+	if h.d.Idle() {
+		t.Fatal("a quarantined session counted as Idle")
+	}
+}
+
 func TestCreditsBoundOutstanding(t *testing.T) {
 	h := newHarness(t, Config{Prefetch: 1})
 	a := h.join("a", 2, "h1")
