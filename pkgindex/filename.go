@@ -2,6 +2,7 @@ package pkgindex
 
 import (
 	"strings"
+	"unicode"
 )
 
 // MaxFilenameLen bounds a distribution file name; longer names are not
@@ -26,9 +27,29 @@ var sdistExts = []string{".tar.lzma", ".tar.bz2", ".tar.gz", ".tar.xz", ".tar.lz
 //
 // The name part is compared normalized; the version must be valid PEP 440.
 // ok is false for anything else: other projects' files, other formats,
-// names longer than MaxFilenameLen or holding a path separator.
+// names longer than MaxFilenameLen or holding a path separator or
+// whitespace (unnamed: see pipFilename).
 func parseFilename(project, filename string) (v version, ok bool) {
-	if filename == "" || len(filename) > MaxFilenameLen || strings.ContainsAny(filename, "/\\") {
+	if unnamed(filename) {
+		return version{}, false
+	}
+	return pipFilename(project, filename)
+}
+
+// unnamed reports a file name the scan's reports cannot name (a path
+// separator: they join it and the file's inner path with '/'; whitespace).
+func unnamed(filename string) bool {
+	return strings.ContainsAny(filename, "/\\") || strings.IndexFunc(filename, isPySpace) >= 0
+}
+
+// pipFilename is parseFilename for every name pip 23.2.1 takes: a wheel's
+// python, ABI and platform tags hold anything but whitespace and '-'
+// (Wheel.wheel_file_re: the tags are split at '.' and one supported
+// combination is enough, so "py3.x+y" is py3), its build tag anything but
+// '-' after its digit; an unnamed one among them is the release's all the
+// same, for pip installs it.
+func pipFilename(project, filename string) (v version, ok bool) {
+	if filename == "" || len(filename) > MaxFilenameLen {
 		return version{}, false
 	}
 	lower := strings.ToLower(filename)
@@ -37,13 +58,18 @@ func parseFilename(project, filename string) (v version, ok bool) {
 		if len(parts) != 5 && len(parts) != 6 {
 			return version{}, false
 		}
-		if !tagsOK(parts[2:]) {
-			return version{}, false
+		for i, p := range parts {
+			if p == "" || (len(parts) != 6 || i != 2) && strings.IndexFunc(p, isPySpace) >= 0 {
+				return version{}, false
+			}
 		}
 		if len(parts) == 6 && !('0' <= parts[2][0] && parts[2][0] <= '9') {
 			return version{}, false
 		}
 		return nameVersion(project, parts[0], parts[1])
+	}
+	if strings.ContainsAny(filename, "/\\") {
+		return version{}, false
 	}
 	if stem, isEgg := cutSuffix(filename, lower, ".egg"); isEgg {
 		parts := strings.Split(stem, "-")
@@ -100,4 +126,10 @@ func tagsOK(tags []string) bool {
 		}
 	}
 	return true
+}
+
+// isPySpace reports what Python's re `\s` matches in a str pattern
+// (str.isspace): Unicode white space and the separators 0x1c-0x1f.
+func isPySpace(r rune) bool {
+	return unicode.IsSpace(r) || 0x1c <= r && r <= 0x1f
 }

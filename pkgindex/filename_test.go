@@ -23,7 +23,7 @@ func TestParseFilename(t *testing.T) {
 		{"foo-bar", "foo-bar-1.0-py3-none-any.whl", ""},            // unescaped '-' in a wheel name
 		{"foo-bar", "foo_bar-1.0--none-any.whl", ""},               // empty part
 		{"foo-bar", "foo_bar-1.0-py3-none-any x.whl", ""},          // space in a tag
-		{"foo-bar", "foo_bar-1.0-py3-none-any+x.whl", ""},          // + in a tag
+		{"foo-bar", "foo_bar-1.0-py3-none-any+x.whl", "1.0"},       // + in a tag: pip takes any but white space and '-'
 		{"foo-bar", "foo_bar-notaversion-py3-none-any.whl", ""},    // version
 		{"foo-bar", "other-1.0-py3-none-any.whl", ""},              // other project
 		{"foo", "foo_bar-1.0-py3-none-any.whl", ""},                // other project

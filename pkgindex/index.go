@@ -362,6 +362,16 @@ func (ix *Index) pageError(pageURL string, err error) error {
 	return &PageError{URL: pageURL, Err: err}
 }
 
+// version is the version of project f is a file of, as pip reads its name
+// (pipFilename); a file whose URL is unusable is also one by the name pip
+// gives it.
+func (f *file) version(project string) (version, bool) {
+	if v, ok := pipFilename(project, f.filename); ok || f.urlErr == nil {
+		return v, ok
+	}
+	return pipFilename(project, f.refName)
+}
+
 // pick chooses the release's files from a page's files.
 func (ix *Index) pick(project, pinned string, want *version, files []file, source string) (*Release, error) {
 	var (
@@ -371,7 +381,7 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 	if want != nil {
 		chosen = *want
 		for _, f := range files {
-			if v, ok := parseFilename(project, f.filename); ok && v.matches(*want) {
+			if v, ok := f.version(project); ok && v.matches(*want) {
 				sel = append(sel, f)
 			}
 		}
@@ -386,7 +396,7 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 		groups := make(map[string]*group)
 		var best *group
 		for _, f := range files {
-			v, ok := parseFilename(project, f.filename)
+			v, ok := f.version(project)
 			if !ok || (v.isPre() && !ix.cfg.Pre) {
 				continue
 			}
@@ -418,7 +428,16 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 	}
 	for _, f := range sel {
 		if f.urlErr != nil {
-			return nil, &PageError{URL: source, Err: fmt.Errorf("file %q: %w", clip.String(f.filename, 256), f.urlErr)}
+			name := f.filename
+			if _, ok := pipFilename(project, name); !ok {
+				name = f.refName
+			}
+			return nil, &PageError{URL: source, Err: fmt.Errorf("file %q: %w", clip.String(name, 256), f.urlErr)}
+		}
+		if unnamed(f.filename) {
+			// pip installs it: left out, the release could read clean.
+			return nil, &PageError{URL: source, Err: fmt.Errorf("file %q: pip takes it for %s %s, but its name holds a path separator or white space, which scan reports cannot name",
+				clip.String(f.filename, 256), project, rel.Version)}
 		}
 		rel.Distributions = append(rel.Distributions, Distribution{
 			Filename: f.filename, URL: f.url, SHA256: f.sha256, Yanked: f.yanked, YankedReason: f.yankedReason,

@@ -971,3 +971,81 @@ func TestFilesAreNamedByTheirURLAsPip(t *testing.T) {
 		})
 	}
 }
+
+// TestWheelsPipInstallsAreResolved: pip takes a wheel whose python, abi or
+// platform tags hold any character but white space and '-' (pip 23.2.1's
+// Wheel.wheel_file_re: the tags are split at '.' and one supported
+// combination is enough), and names a file by its URL's last segment
+// unescaped twice, as Python's unquote does: a malformed escape stays as
+// it is and the others are decoded. A page listing a benign sdist of
+// foo-bar 1.0 and a wheel foo_bar-1.0-py3.x+y-none-any.whl (py3-none-any,
+// which pip prefers to the sdist) had the scan of foo-bar==1.0 look at the
+// sdist alone and read clean while pip installed the wheel, never
+// scanned; so did a wheel whose URL escaped its version's '.' beside a
+// malformed escape (named "foo_bar-1%2E0-...", no version).
+func TestWheelsPipInstallsAreResolved(t *testing.T) {
+	for _, mode := range []string{"/json/simple", "/html/simple"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFakeIndex(t)
+			f.files = []fakeFile{
+				{name: "foo_bar-1.0.tar.gz", data: []byte("benign"), hash: "ok"},
+				{name: "w1", ref: "/files/foo_bar-1.0-py3.x+y-none-any.whl", data: []byte("evil"), hash: "ok"},
+				{name: "w2", ref: "/files/foo_bar-1.0-py3.x;p=1-none-any.whl", data: []byte("evil"), hash: "ok"},
+				{name: "w3", ref: "/files/foo_bar-1%252E0-py3.x%25zz-none-any.whl", data: []byte("evil"), hash: "ok"},
+			}
+			ix, _ := newIndex(t, f, mode, nil)
+			rel := resolve(t, ix, "pypi:foo-bar==1.0")
+			var got []string
+			for _, d := range rel.Distributions {
+				got = append(got, d.Filename)
+			}
+			want := []string{
+				"foo_bar-1.0.tar.gz",
+				"foo_bar-1.0-py3.x+y-none-any.whl",
+				"foo_bar-1.0-py3.x;p=1-none-any.whl",
+				"foo_bar-1.0-py3.x%zz-none-any.whl",
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("foo-bar==1.0: %q,\nwant %q (the files pip 23.2.1 takes for it)", got, want)
+			}
+		})
+	}
+}
+
+// TestFilesPipInstallsAreNeverLeftOut: a wheel pip 23.2.1 takes for
+// foo-bar 1.0 whose name, as pip reads its URL, holds a path separator or
+// white space ("%5C", "%252F", a build tag "1%20x"), or whose URL Go's
+// parser refuses while pip re-escapes it ("%zz"), fails the release
+// loudly. Each was left out without a word (the name did not parse, or the
+// file kept the page's name "w"): foo-bar==1.0 read clean on its benign
+// sdist while pip installed the wheel.
+func TestFilesPipInstallsAreNeverLeftOut(t *testing.T) {
+	for _, ref := range []string{
+		"/files/foo_bar-1.0-py3.x%5Cy-none-any.whl",
+		"/files/foo_bar-1.0-py3.x%252Fy-none-any.whl",
+		"/files/foo_bar-1.0-1%20x-py3-none-any.whl",
+		"/files/foo_bar-1.0-py3.x%zz-none-any.whl",
+	} {
+		for _, mode := range []string{"/json/simple", "/html/simple"} {
+			f := newFakeIndex(t)
+			f.files = []fakeFile{
+				{name: "foo_bar-1.0.tar.gz", data: []byte("benign"), hash: "ok"},
+				{name: "w", ref: ref, data: []byte("evil"), hash: "ok"},
+			}
+			ix, _ := newIndex(t, f, mode, nil)
+			for _, spec := range []string{"pypi:foo-bar==1.0", "pypi:foo-bar"} {
+				rel, err := ix.Resolve(t.Context(), target(t, spec))
+				var pe *PageError
+				if !errors.As(err, &pe) || !strings.Contains(err.Error(), "foo_bar-1.0-") {
+					var got []string
+					if rel != nil {
+						for _, d := range rel.Distributions {
+							got = append(got, d.Filename)
+						}
+					}
+					t.Errorf("%s, %s linking %s: files %q, error %v; want a page error naming the wheel pip installs", mode, spec, ref, got, err)
+				}
+			}
+		}
+	}
+}

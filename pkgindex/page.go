@@ -22,6 +22,9 @@ type file struct {
 	// url is absolute, without fragment; "" when urlErr is set.
 	url    string
 	urlErr error
+	// refName, when urlErr is set, is the name pip gives the file
+	// (file.name): pip may take a URL unusable here.
+	refName string
 	// sha256 is the published digest, lower-cased and cut to hashClip
 	// bytes; "" when none was published.
 	sha256       string
@@ -67,34 +70,88 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 }
 
 // newFile is the file a page lists at ref. It is named by its URL, as pip
-// names it (urlFilename), whatever name the page gives it; a file whose URL
-// is unusable keeps the page's name, so that choosing it fails loudly.
+// names it (file.name), whatever name the page gives it.
 func newFile(base *url.URL, filename, ref, sha string) file {
 	f := file{filename: filename, sha256: strings.ToLower(clip.String(sha, hashClip))}
 	f.url, _, f.urlErr = resolveRef(base, ref)
-	if f.urlErr == nil {
-		f.filename = urlFilename(f.url)
-	}
+	f.name(ref)
 	return f
 }
 
+// name names f, linked at ref, as pip names it (urlFilename). A file whose
+// URL is unusable keeps the page's name, and the name pip gives it goes to
+// refName (pip re-escapes what Go's parser refuses, as "%zz", and takes
+// the file), so that choosing it by either fails loudly rather than the
+// file being left out of its release.
+func (f *file) name(ref string) {
+	if f.urlErr == nil {
+		f.filename = urlFilename(f.url)
+		return
+	}
+	ref, _, _ = strings.Cut(ref, "#")
+	ref, _, _ = strings.Cut(ref, "?")
+	if _, rest, ok := strings.Cut(ref, "//"); ok {
+		// An authority: the path begins at its end.
+		_, ref, _ = strings.Cut(rest, "/")
+	}
+	f.refName = pathFilename(ref)
+}
+
 // urlFilename is the name pip gives the file at the absolute URL raw
-// (Link.filename): the last segment of its path, after any trailing
-// slashes, unescaped once more; "" when nothing is left. pip never reads a
-// page's anchor text or a JSON "filename": a page naming a file otherwise
-// than its URL would have the scan pick other files of a release than pip
-// installs.
+// (Link.filename): the last segment of its path (pathFilename); "" when
+// nothing is left. pip never reads a page's anchor text or a JSON
+// "filename": a page naming a file otherwise than its URL would have the
+// scan pick other files of a release than pip installs.
 func urlFilename(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return ""
 	}
-	p := strings.TrimRight(u.Path, "/")
-	name := p[strings.LastIndexByte(p, '/')+1:]
-	if un, err := url.PathUnescape(name); err == nil {
-		name = un
+	return pathFilename(u.EscapedPath())
+}
+
+// pathFilename is Link.filename of pip 23.2.1 for the escaped URL path p:
+// p unescaped, its trailing slashes cut, its last segment, unescaped once
+// more, each time as Python's urllib.parse.unquote does (pyUnquote): an
+// escape of "%2F" ends up a segment boundary, one of "%252F" a '/' in the
+// name.
+func pathFilename(p string) string {
+	p = strings.TrimRight(pyUnquote(p), "/")
+	return pyUnquote(p[strings.LastIndexByte(p, '/')+1:])
+}
+
+// pyUnquote is Python's urllib.parse.unquote: each "%XX" of two hex digits
+// is that byte, any other '%' stays as it is (url.PathUnescape refuses
+// the whole string: one malformed escape left "1%2E0" undecoded where pip
+// reads "1.0"), and bytes that are not UTF-8 become U+FFFD.
+func pyUnquote(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
 	}
-	return name
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // simpleJSONFile is a files[] entry of a PEP 691 project page.
@@ -323,8 +380,8 @@ type anchor struct {
 	reason string
 }
 
-// file is the file an anchor links, named by its URL (urlFilename) as pip
-// names it; its text names it only when the URL is unusable.
+// file is the file an anchor links, named by its URL as pip names it
+// (file.name); its text names it only when the URL is unusable.
 func (a *anchor) file(base *url.URL, name string) file {
 	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
 	var frag string
@@ -333,9 +390,7 @@ func (a *anchor) file(base *url.URL, name string) file {
 		f.sha256 = strings.ToLower(clip.String(sum, hashClip))
 	}
 	f.filename = name
-	if f.urlErr == nil {
-		f.filename = urlFilename(f.url)
-	}
+	f.name(a.href)
 	return f
 }
 

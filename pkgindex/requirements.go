@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -72,7 +73,9 @@ var requirementOptions = map[string]bool{
 // pinned requirement, in file order, each with Origin "FILE:LINE". file
 // names the file in errors and origins.
 //
-// Lines end where pip's do (splitLines). Accepted: blank lines; comments ('#' at the start of a line or after
+// Lines end where pip's do (splitLines); a file declaring an encoding pip
+// would decode it with other than UTF-8 or ASCII is refused
+// (checkEncoding). Accepted: blank lines; comments ('#' at the start of a line or after
 // whitespace); lines continued with a trailing '\'; exact pins
 // "name==version" with optional spaces around "==", extras
 // ("name[extra]==1.0" pins name) and environment markers after ';' (ignored:
@@ -101,7 +104,11 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 		start int    // first physical line of the logical line
 		buf   []byte // logical line being joined
 	)
-	data = bytes.TrimPrefix(data, []byte("\uFEFF")) // a UTF-8 byte order mark, as Windows editors write
+	if bom := []byte("\uFEFF"); bytes.HasPrefix(data, bom) {
+		data = data[len(bom):] // a UTF-8 byte order mark, as Windows editors write
+	} else if err := checkEncoding(file, data); err != nil {
+		return nil, err
+	}
 	lines := splitLines(data)
 	for i, raw := range lines {
 		raw = bytes.TrimSuffix(raw, []byte("\r"))
@@ -147,6 +154,63 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// codingRE is pip's ENCODING_RE (a bytes pattern: \s and \w are ASCII).
+var codingRE = regexp.MustCompile(`coding[:=][ \t\n\r\f\v]*([-A-Za-z0-9_.]+)`)
+
+// readEncodings are the encodings a requirement file may declare, as
+// Python names them (normalized): UTF-8 and ASCII, which the file is read
+// as.
+var readEncodings = map[string]bool{
+	"utf_8": true, "utf8": true, "u8": true, "utf": true, "cp65001": true, "utf_8_sig": true, "utf8_sig": true,
+	"ascii": true, "us_ascii": true, "us": true, "646": true,
+}
+
+// checkEncoding refuses a requirement file (without a byte order mark)
+// that declares an encoding other than UTF-8 or ASCII: pip decodes it with
+// that encoding (auto_decode: the first of its first two lines that starts
+// with '#' and holds "coding:" or "coding=" NAME), whose line breaks and
+// characters this reader does not see (latin-1 0x85 is a break, utf-7
+// "+AAo-" and unicode_escape `\n` are newlines), so a pin pip installs
+// would hide in a comment.
+func checkEncoding(file string, data []byte) error {
+	lines := bytes.SplitN(data, []byte("\n"), 3)
+	for i, line := range lines[:min(2, len(lines))] {
+		if !bytes.HasPrefix(line, []byte("#")) {
+			continue
+		}
+		m := codingRE.FindSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if name := pyEncodingName(string(m[1])); !readEncodings[name] {
+			return &RequirementError{File: file, Line: i + 1, Text: clip.String(strings.TrimSpace(string(line)), lineClip),
+				Reason: fmt.Sprintf("declares the encoding %q, which pip decodes the file with; only UTF-8 and ASCII are read here: save it as UTF-8 without the declaration", clip.String(string(m[1]), 64))}
+		}
+		return nil
+	}
+	return nil
+}
+
+// pyEncodingName is an encoding's name as Python looks it up: lower case,
+// each run of characters other than letters, digits and '.' one '_',
+// none at either end.
+func pyEncodingName(s string) string {
+	var b strings.Builder
+	punct := false
+	for _, c := range strings.ToLower(s) {
+		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' {
+			if punct && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(c)
+			punct = false
+		} else {
+			punct = true
+		}
+	}
+	return b.String()
 }
 
 // splitLines splits a requirement file into its lines as pip does (Python's

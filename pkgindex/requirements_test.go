@@ -192,3 +192,39 @@ func TestParseRequirementsSplitsLinesAsPip(t *testing.T) {
 		t.Errorf("CRLF: %+v, %v; want %+v", got, err, want)
 	}
 }
+
+// TestParseRequirementsRefusesOtherEncodings: pip decodes a requirement
+// file with the encoding a '#' line among its first two declares
+// ("coding: NAME", PEP 263's form; pip 23.2.1's auto_decode), unless it
+// starts with a byte order mark. Under latin-1 the byte 0x85 is U+0085,
+// a line break; under utf-7 "+AAo-" is one, under unicode_escape the two
+// characters `\n`. Each hid evil==6.6.6 in a comment's line: the file read
+// as requests alone while pip installed evil, never scanned. A file
+// declaring another encoding than UTF-8 or ASCII is refused, naming the
+// line; a UTF-8 one, or any declaration after a UTF-8 byte order mark, is
+// read as before.
+func TestParseRequirementsRefusesOtherEncodings(t *testing.T) {
+	for _, data := range []string{
+		"# -*- coding: latin-1 -*-\n# pinned\x85evil==6.6.6\nrequests==2.31.0\n",
+		"requests==2.31.0\n# coding=utf-7\n# pinned +AAo-evil==6.6.6\n",
+		"# vim: set fileencoding=unicode_escape :\n# pinned\\nevil==6.6.6\nrequests==2.31.0\n",
+	} {
+		got, err := ParseRequirements("req.txt", []byte(data))
+		var re *RequirementError
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), "encoding") {
+			t.Errorf("%q: %+v, %v; want an error naming the declared encoding (pip reads evil==6.6.6)", data, got, err)
+		}
+	}
+	for _, data := range []string{
+		"# -*- coding: UTF-8 -*-\nrequests==2.31.0\n",
+		"requests==2.31.0\n#coding:utf8\n",
+		"# coding: ascii\nrequests==2.31.0\n",
+		"\uFEFF# coding: latin-1\nrequests==2.31.0\n",             // pip decodes UTF-8: the mark wins
+		"requests==2.31.0\nrequests==2.31.0\n# coding: latin-1\n", // the third line: not read by pip
+	} {
+		got, err := ParseRequirements("req.txt", []byte(data))
+		if err != nil || len(got) != 1 || got[0].Name != "requests" {
+			t.Errorf("%q: %+v, %v; want requests==2.31.0", data, got, err)
+		}
+	}
+}
