@@ -2,15 +2,17 @@ package devapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/demo"
 )
 
@@ -53,40 +55,63 @@ func (s *Server) WaitDrained(ctx context.Context, interval time.Duration) bool {
 	}
 }
 
-// WriteResults writes the accepted reports as a table sorted by release
-// (score, rules, inspector URL, or the failure reason), then a summary line
-// with the reports accepted and refused and the rules' hash.
+// ErrUnreported: the results table lists releases the fleet did not
+// report (dead-lettered after every lease expired, or still queued or
+// leased when the run ended).
+var ErrUnreported = errors.New("not every demo release was reported")
+
+// WriteResults writes every release as a table sorted by release: its
+// score, rules and inspector URL, the reason of a failure reported, or
+// NOT REPORTED with what became of it (a release the fleet never reported
+// is listed, not left out); then a summary line with the reports accepted
+// and refused and the rules' hash. It returns an error wrapping
+// ErrUnreported, after the table, when any release was not reported.
 func (s *Server) WriteResults(w io.Writer) error {
-	var rows []ReportRecord
-	for _, r := range s.Reports() {
-		if r.Status == http.StatusOK {
-			rows = append(rows, r)
+	type row struct{ name, version, score, rules, last string }
+	s.mu.Lock()
+	rows := make([]row, 0, len(s.st.order))
+	reported := 0
+	for _, r := range s.st.order {
+		sc := r.current()
+		if sc == nil {
+			continue
 		}
+		rw := row{name: r.name, version: r.version, score: "0", rules: "-", last: "-"}
+		switch {
+		case sc.status == statusFinished:
+			reported++
+			rw.score = strconv.Itoa(sc.score)
+			if len(sc.rules) > 0 {
+				rw.rules = strings.Join(sc.rules, ",")
+			}
+			if sc.inspectorURL != nil {
+				rw.last = *sc.inspectorURL
+			}
+		case sc.status == statusFailed && !sc.deadLettered:
+			reported++
+			rw.score, rw.last = "FAILED", sc.reason
+		case sc.deadLettered:
+			rw.score, rw.last = "NOT REPORTED", "dead-lettered: "+sc.reason
+		default:
+			rw.score, rw.last = "NOT REPORTED", "still "+sc.status.String()+" when the run ended"
+		}
+		rows = append(rows, rw)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Name+rows[i].Version < rows[j].Name+rows[j].Version })
+	s.mu.Unlock()
+	stats := s.Stats()
+	sort.Slice(rows, func(i, j int) bool { return rows[i].name+rows[i].version < rows[j].name+rows[j].version })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tVERSION\tSCORE\tRULES MATCHED\tINSPECTOR URL / REASON")
 	for _, r := range rows {
-		if r.Reason != "" {
-			fmt.Fprintf(tw, "%s\t%s\tFAILED\t-\t%s\n", r.Name, r.Version, r.Reason)
-			continue
-		}
-		score, rules, link := "0", "-", "-"
-		if r.Score != nil {
-			score = fmt.Sprint(*r.Score)
-		}
-		if len(r.RulesMatched) > 0 {
-			rules = strings.Join(r.RulesMatched, ",")
-		}
-		if r.InspectorURL != nil {
-			link = *r.InspectorURL
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, score, rules, link)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", clip.Visible(r.name, ""), clip.Visible(r.version, ""), r.score,
+			clip.Visible(r.rules, ""), clip.Visible(clip.String(r.last, 512), ""))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	st := s.Stats()
-	fmt.Fprintf(w, "\n%d releases scanned: %d reports accepted, %d refused (409), rules %s\n", len(rows), st.ReportsAccepted, st.Status409, s.RulesHash())
+	fmt.Fprintf(w, "\n%d releases scanned: %d reports accepted, %d refused (409), rules %s\n", reported, stats.ReportsAccepted, stats.Status409, s.RulesHash())
+	if n := len(rows) - reported; n > 0 {
+		return fmt.Errorf("%w: %d of %d releases have no report (see NOT REPORTED above)", ErrUnreported, n, len(rows))
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package devapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -63,6 +64,49 @@ func TestDemoResults(t *testing.T) {
 		}
 	}
 	if want := fmt.Sprintf("%d releases scanned: %d reports accepted, 0 refused (409), rules %s", len(jobs), len(jobs), f.s.RulesHash()); lines[len(lines)-1] != want {
+		t.Errorf("summary %q, want %q", lines[len(lines)-1], want)
+	}
+}
+
+// TestDemoResultsListUnreported: a release the fleet never reported
+// (dead-lettered when its last lease expired) is listed as NOT REPORTED
+// with the API's reason, not left out of the table, and WriteResults
+// returns ErrUnreported after writing it (dragonfly local --demo exits
+// non-zero).
+func TestDemoResultsListUnreported(t *testing.T) {
+	files, err := DemoFiles()
+	if err != nil || len(files) == 0 {
+		t.Fatalf("%d demo files: %v", len(files), err)
+	}
+	f := newFixture(t, Config{Files: files, Rules: demo.Rules(), MaxAttempts: 1, LeaseTimeout: time.Minute})
+	jobs := f.lease(100)
+	if len(jobs) < 2 {
+		t.Fatalf("%d jobs", len(jobs))
+	}
+	lost := jobs[len(jobs)-1]
+	for _, j := range jobs[:len(jobs)-1] {
+		if rec := f.report(success(j, 0)); rec.Code != 200 {
+			t.Fatalf("report %s: %d %s", j.Name, rec.Code, rec.Body)
+		}
+	}
+	f.clock.Advance(2 * time.Minute)
+	if again := f.lease(100); len(again) != 0 { // dead-letters the expired lease
+		t.Fatalf("leased %d jobs again, want none (one attempt each)", len(again))
+	}
+	var out strings.Builder
+	err = f.s.WriteResults(&out)
+	if !errors.Is(err, ErrUnreported) || !strings.Contains(err.Error(), fmt.Sprintf("1 of %d releases have no report", len(jobs))) {
+		t.Errorf("WriteResults: %v; want ErrUnreported counting 1 of %d", err, len(jobs))
+	}
+	squeeze := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	if want := lost.Name + " " + lost.Version + " NOT REPORTED - dead-lettered: Worker lease expired after 1 scan attempts"; !strings.Contains(squeeze(out.String()), want) {
+		t.Errorf("table lacks %q:\n%s", want, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(jobs)+3 {
+		t.Errorf("%d lines, want a row for each of the %d releases:\n%s", len(lines), len(jobs), out.String())
+	}
+	if want := fmt.Sprintf("%d releases scanned: %d reports accepted, 0 refused (409), rules %s", len(jobs)-1, len(jobs)-1, f.s.RulesHash()); lines[len(lines)-1] != want {
 		t.Errorf("summary %q, want %q", lines[len(lines)-1], want)
 	}
 }

@@ -56,8 +56,9 @@
 // (OpenToAll).
 //
 // For the demo (dragonfly local --demo, devapi --demo): DemoFiles are the
-// built-in demo packages, WaitDrained waits until every job is reported, and
-// WriteResults prints the accepted reports as a table.
+// built-in demo packages, WaitDrained waits until no job is left to scan, and
+// WriteResults prints every release as a table (NOT REPORTED for one the
+// fleet never reported, and then an error wrapping ErrUnreported).
 package devapi
 
 import (
