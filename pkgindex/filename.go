@@ -25,10 +25,11 @@ var sdistExts = []string{".tar.lzma", ".tar.bz2", ".tar.gz", ".tar.xz", ".tar.lz
 //     where the name part may itself hold '-' (the first split whose name
 //     part normalizes to project and whose rest is a version wins).
 //
-// The name part is compared normalized; the version must be valid PEP 440.
-// ok is false for anything else: other projects' files, other formats,
-// names longer than MaxFilenameLen or holding a path separator or
-// whitespace (unnamed: see pipFilename).
+// The name part is compared normalized, as pip compares it (a Kelvin sign
+// is a 'k'); the version, stripped of whitespace as pip strips it, must be
+// valid PEP 440 (a long s is an 's'). ok is false for anything else: other
+// projects' files, other formats, names longer than MaxFilenameLen or
+// holding a path separator or whitespace (unnamed: see pipFilename).
 func parseFilename(project, filename string) (v version, ok bool) {
 	if unnamed(filename) {
 		return version{}, false
@@ -105,12 +106,25 @@ func cutSuffix(name, lower, ext string) (string, bool) {
 	return name[:len(name)-len(ext)], true
 }
 
+// nameVersion reads the name and version parts of a file name as pip does
+// (canonicalize_name, Version), and returns the version when the name is
+// project's.
 func nameVersion(project, name, ver string) (version, bool) {
+	name = pyNameFold.Replace(name)
 	if name == "" || NormalizeName(name) != project || checkName(name) != nil {
 		return version{}, false
 	}
-	return parseVersion(ver)
+	return parseVersion(pyVersionFold.Replace(strings.TrimFunc(ver, isPySpace)))
 }
+
+// What pip reads as ASCII in a file name: str.lower() turns the Kelvin
+// sign into 'k' (canonicalize_name), and packaging's version pattern,
+// matched case-insensitively, takes the long s for 's' ("1.0.poſt1" is a
+// post-release, printed, and so matched by "==1.0.post1", as 1.0.post1).
+var (
+	pyNameFold    = strings.NewReplacer("\u212a", "k")
+	pyVersionFold = strings.NewReplacer("\u017f", "s")
+)
 
 // tagsOK reports wheel and egg tags (build, python, ABI, platform) that are
 // non-empty runs of letters, digits, '_' and '.'.
@@ -132,4 +146,22 @@ func tagsOK(tags []string) bool {
 // (str.isspace): Unicode white space and the separators 0x1c-0x1f.
 func isPySpace(r rune) bool {
 	return unicode.IsSpace(r) || 0x1c <= r && r <= 0x1f
+}
+
+// eggVersion is the version of project pip reads from a file's egg
+// fragment ("#egg=NAME-VERSION", read like an sdist's name), whatever the
+// file is called.
+func eggVersion(project, egg string) (version, bool) {
+	if len(egg) > MaxFilenameLen {
+		return version{}, false
+	}
+	for i := 0; i < len(egg); i++ {
+		if egg[i] != '-' {
+			continue
+		}
+		if v, ok := nameVersion(project, egg[:i], egg[i+1:]); ok {
+			return v, true
+		}
+	}
+	return version{}, false
 }

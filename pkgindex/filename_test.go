@@ -78,3 +78,33 @@ func TestParseFilenameBound(t *testing.T) {
 		t.Fatalf("a %d-byte name parsed; names over %d bytes must be ignored", len(name), MaxFilenameLen)
 	}
 }
+
+// TestParseFilenameAsPipReads: pip (packaging's canonicalize_name and
+// Version) reads the Kelvin sign in a name as 'k', strips Python
+// whitespace around an sdist's version and takes "poſt" for "post"; these
+// files were left out of their release, so a pin read clean while pip
+// could install them. (A name with whitespace then fails its release, as
+// scan reports cannot name it: TestPinFailsOnFilesPipReadsOtherwise.)
+func TestParseFilenameAsPipReads(t *testing.T) {
+	for _, tc := range []struct{ project, name, want string }{
+		{"koo", "\u212aoo-1.0.tar.gz", "1.0"},
+		{"koo", "\u212aoo-1.0-1-py3-none-any.whl", "1.0"},
+		{"koo", "koo- 1.0.tar.gz", "1.0"},
+		{"koo", "koo-1.0\u3000.tar.gz", "1.0"},
+		{"koo", "koo-\x1c1.0\f.zip", "1.0"},
+		{"koo", "koo-1.0.po\u017ft1.tar.gz", "1.0.post1"},
+		{"koo", "koo-1.0.po\u017ft1-py3-none-any.whl", "1.0.post1"},
+	} {
+		v, ok := pipFilename(tc.project, tc.name)
+		want, _ := parseVersion(tc.want)
+		if !ok || !v.matches(want) {
+			t.Errorf("pipFilename(%q, %q) = %v, %v; want %s as pip reads it", tc.project, tc.name, v, ok, tc.want)
+		}
+	}
+	// Not the project's, or not a version, to pip either.
+	for _, name := range []string{"koo-1.0 1.tar.gz", "koo-\u00a0.tar.gz", "\u212aoo-x.tar.gz", "koo- 1.0-py3-none-any.whl"} {
+		if v, ok := pipFilename("koo", name); ok {
+			t.Errorf("pipFilename(koo, %q) = %v, want no version", name, v)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func FuzzParseFilename(f *testing.F) {
 		// with something that normalizes to it.
 		found := false
 		for i := 1; i <= len(filename); i++ {
-			if NormalizeName(filename[:i]) == project && i < len(filename) && filename[i] == '-' {
+			if NormalizeName(pyNameFold.Replace(filename[:i])) == project && i < len(filename) && filename[i] == '-' {
 				found = true
 				break
 			}

@@ -6,11 +6,14 @@
 // version. Index.Resolve asks the index (Config.IndexURL, default
 // https://pypi.org/simple) for the project page {IndexURL}/{normalized-name}/
 // with Accept: application/vnd.pypi.simple.v1+json and reads the answer as
-// PEP 691 JSON when its content type says so, else as PEP 503 HTML. File
-// versions are read from file names (wheels, eggs, sdists); names that do not
-// parse are ignored. A pinned version takes every file of that version
-// (PEP 440 equality: 1.0 is 1.0.0 and 1.0a1 is 1.0alpha1; a pin with a
-// local label takes that label only, a pin without one also takes the
+// PEP 691 JSON when its content type says so, else as PEP 503 HTML (as
+// pip's parser reads it: anchors in <textarea> or <title> are links; markup
+// that it splits otherwise than the HTML5 tokenizer is a *PageError). File
+// versions are read from file names (wheels, eggs, sdists), or, as pip
+// does, from an "egg=NAME-VERSION" part of the file's URL when it has one;
+// names that do not parse are ignored. A pinned version takes every file of
+// that version (PEP 440 equality: 1.0 is 1.0.0 and 1.0a1 is 1.0alpha1; a
+// pin with a local label takes that label only, a pin without one also takes the
 // files of that version with any local label, 1.0+ubuntu1 for ==1.0, as
 // PEP 440 matching and pip do), yanked ones included (marked Yanked). Without a pin the release is the
 // highest PEP 440 version that is not a pre-release or development release
@@ -363,9 +366,13 @@ func (ix *Index) pageError(pageURL string, err error) error {
 }
 
 // version is the version of project f is a file of, as pip reads its name
-// (pipFilename); a file whose URL is unusable is also one by the name pip
-// gives it.
+// (pipFilename), or its egg fragment when its URL has one (eggVersion:
+// pip then ignores the name); a file whose URL is unusable is also one by
+// the name pip gives it.
 func (f *file) version(project string) (version, bool) {
+	if f.egg != "" {
+		return eggVersion(project, f.egg)
+	}
 	if v, ok := pipFilename(project, f.filename); ok || f.urlErr == nil {
 		return v, ok
 	}

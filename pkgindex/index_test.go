@@ -1049,3 +1049,88 @@ func TestFilesPipInstallsAreNeverLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// pickFrom parses body (HTML, or PEP 691 JSON when it starts with '{') as
+// project koo's page and picks the release of pin ("" for the latest); it
+// returns the version and the chosen file names, or pick's error.
+func pickFrom(t *testing.T, body, pin string) (string, []string, error) {
+	t.Helper()
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	parse := parseSimpleHTML
+	if strings.HasPrefix(body, "{") {
+		parse = parseSimpleJSON
+	}
+	files, err := parse([]byte(body), page, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := New(Config{Getter: &httpGetter{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want *version
+	if pin != "" {
+		v, ok := parseVersion(pin)
+		if !ok {
+			t.Fatalf("bad pin %q", pin)
+		}
+		want = &v
+	}
+	rel, err := ix.pick("koo", pin, want, files, "page")
+	if err != nil {
+		return "", nil, err
+	}
+	var names []string
+	for _, d := range rel.Distributions {
+		names = append(names, d.Filename)
+	}
+	return rel.Version, names, nil
+}
+
+// TestPinTakesEggFragmentFiles: pip reads a link's project and version
+// from an "egg=" part of its URL ("#egg=koo-1.0", or "&egg=" anywhere),
+// whatever the file is called, and then ignores the file name: such a
+// file, "helper.tar.gz" or "blob", was left out of koo==1.0 (and the scan
+// read clean) while pip could install it; "koo-1.0.zip#egg=koo-3.0" is
+// 3.0 to pip.
+func TestPinTakesEggFragmentFiles(t *testing.T) {
+	html := `<a href="/f/koo-1.0.tar.gz#sha256=` + sha + `">koo-1.0.tar.gz</a>
+<a href="/f/helper.tar.gz#sha256=` + sha + `&egg=koo-1.0">helper.tar.gz</a>
+<a href="/f/blob?a=1&amp;egg=Koo-1.0">blob</a>
+<a href="/f/koo-1.0.zip#egg=koo-3.0">koo-1.0.zip</a>`
+	json := `{"meta": {"api-version": "1.1"}, "files": [
+{"filename": "koo-1.0.tar.gz", "url": "/f/koo-1.0.tar.gz", "hashes": {}},
+{"filename": "helper.tar.gz", "url": "/f/helper.tar.gz#egg=koo-1.0", "hashes": {}},
+{"filename": "blob", "url": "/f/blob?a=1&egg=Koo-1.0", "hashes": {}},
+{"filename": "koo-1.0.zip", "url": "/f/koo-1.0.zip#egg=koo-3.0", "hashes": {}}]}`
+	for _, body := range []string{html, json} {
+		if v, got, err := pickFrom(t, body, "1.0"); v != "1.0" || !slices.Equal(got, []string{"koo-1.0.tar.gz", "helper.tar.gz", "blob"}) {
+			t.Errorf("koo==1.0: %s %q %v, want 1.0 [koo-1.0.tar.gz helper.tar.gz blob]", v, got, err)
+		}
+		if v, got, err := pickFrom(t, body, ""); v != "3.0" || !slices.Equal(got, []string{"koo-1.0.zip"}) {
+			t.Errorf("latest: %s %q %v, want 3.0 [koo-1.0.zip]", v, got, err)
+		}
+	}
+}
+
+// TestPinFailsOnFilesPipReadsOtherwise: files whose names pip reads as
+// koo 1.0 only as Python does (a Kelvin sign for 'k', white space around
+// the version, a long s in "post") were left out of koo==1.0, which read
+// clean while pip could install them. They are the release's now: scanned,
+// or, when scan reports cannot name them (white space), failing it.
+func TestPinFailsOnFilesPipReadsOtherwise(t *testing.T) {
+	a := func(href string) string { return `<a href="/f/` + href + `#sha256=` + sha + `">x</a>` }
+	if v, got, err := pickFrom(t, a("koo-1.0.tar.gz")+a("%E2%84%AAoo-1.0-1-py3-none-any.whl"), "1.0"); v != "1.0" || !slices.Equal(got, []string{"koo-1.0.tar.gz", "\u212aoo-1.0-1-py3-none-any.whl"}) {
+		t.Errorf("Kelvin sign: %s %q %v, want both files", v, got, err)
+	}
+	if v, got, err := pickFrom(t, a("koo-1.0.tar.gz")+a("koo-1.0.po%C5%BFt1.tar.gz"), "1.0.post1"); v != "1.0.post1" || !slices.Equal(got, []string{"koo-1.0.po\u017ft1.tar.gz"}) {
+		t.Errorf("long s: %s %q %v, want the post-release", v, got, err)
+	}
+	for _, href := range []string{"koo-%201.0.tar.gz", "koo-1.0%E3%80%80.tar.gz", "koo-1.0%0C.zip"} {
+		v, got, err := pickFrom(t, a("koo-1.0.tar.gz")+a(href), "1.0")
+		var pe *PageError
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "white space") {
+			t.Errorf("%s: %s %q %v; want a page error naming the file", href, v, got, err)
+		}
+	}
+}

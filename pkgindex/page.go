@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -25,6 +26,8 @@ type file struct {
 	// refName, when urlErr is set, is the name pip gives the file
 	// (file.name): pip may take a URL unusable here.
 	refName string
+	// egg is the URL's "egg=" value as pip reads it (eggFragment), or "".
+	egg string
 	// sha256 is the published digest, lower-cased and cut to hashClip
 	// bytes; "" when none was published.
 	sha256       string
@@ -44,10 +47,11 @@ const hashClip = 128
 const reasonClip = 1 << 10
 
 // resolveRef resolves ref (absolute or relative) against base. It returns
-// the URL without user info and fragment, and the fragment.
-func resolveRef(base *url.URL, ref string) (string, string, error) {
+// the URL without user info and fragment, the fragment, and the egg name
+// pip reads from the URL (see eggFragment).
+func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if len(ref) > MaxURLLen {
-		return "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
+		return "", "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
 	}
 	u, err := base.Parse(ref)
 	if err != nil {
@@ -55,25 +59,41 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is named by the caller, clipped
 		}
-		return "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+		return "", "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
+		return "", "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
 	}
 	if u.Host == "" {
-		return "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
+		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
+	egg := eggFragment(u.String())
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
-	return u.String(), frag, nil
+	return u.String(), frag, egg, nil
+}
+
+// pipEggRe is pip's Link._egg_fragment_re, searched in the whole URL (path
+// and query included).
+var pipEggRe = regexp.MustCompile(`[#&]egg=([^&]*)`)
+
+// eggFragment returns the value of an "egg=" URL part as pip finds it
+// ("#egg=NAME-VERSION" or "&egg=..." anywhere in the URL), or "". pip takes
+// a link's project and version from it instead of the file name, whatever
+// the file is called.
+func eggFragment(rawURL string) string {
+	if m := pipEggRe.FindStringSubmatch(rawURL); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // newFile is the file a page lists at ref. It is named by its URL, as pip
 // names it (file.name), whatever name the page gives it.
 func newFile(base *url.URL, filename, ref, sha string) file {
 	f := file{filename: filename, sha256: strings.ToLower(clip.String(sha, hashClip))}
-	f.url, _, f.urlErr = resolveRef(base, ref)
+	f.url, _, f.egg, f.urlErr = resolveRef(base, ref)
 	f.name(ref)
 	return f
 }
@@ -88,6 +108,7 @@ func (f *file) name(ref string) {
 		f.filename = urlFilename(f.url)
 		return
 	}
+	f.egg = eggFragment(ref) // pip reads it from the URL pip makes of ref
 	ref, _, _ = strings.Cut(ref, "#")
 	ref, _, _ = strings.Cut(ref, "?")
 	if _, rest, ok := strings.Cut(ref, "//"); ok {
@@ -308,7 +329,17 @@ func yankedJSON(raw json.RawMessage) (bool, string, error) {
 // data-yanked attribute (PEP 592; its value is the reason). The first
 // <base href> changes the base of relative URLs. At most maxFiles anchors
 // are read.
+//
+// The page is read as pip reads it (Python's html.parser): only script and
+// style content is text, so anchors in <textarea>, <title>, <noscript> and
+// the like are files. Markup the two parsers split differently is a
+// "malformed HTML" error, never read one way: a comment, script or style
+// that Python ends elsewhere, NUL bytes, "<![" sections, '<' in a tag
+// outside quoted values, quotes in an end tag, an unfinished tag at the end.
 func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
+	if bytes.IndexByte(body, 0) >= 0 {
+		return nil, errors.New("malformed HTML: a NUL byte (pip's parser and this one read the tags around it differently)")
+	}
 	z := html.NewTokenizer(bytes.NewReader(body))
 	base := page
 	baseSeen := false
@@ -316,6 +347,14 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 		files []file
 		cur   *anchor
 		text  strings.Builder
+		pos   int // offset in body of the next token
+		// cdata is set inside script or style content, which ends at pyEnd
+		// for Python's parser (-1: never).
+		cdata bool
+		pyEnd int
+		// Python's ends of comments, scripts and styles.
+		commentEnds = pyEnds{re: pyCommentClose}
+		cdataEnds   = map[string]*pyEnds{"script": {re: pyCDATAClose["script"]}, "style": {re: pyCDATAClose["style"]}}
 	)
 	finish := func() {
 		if cur == nil {
@@ -328,15 +367,38 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 	}
 	for {
 		tt := z.Next()
+		raw := z.Raw()
+		start := pos
+		pos += len(raw)
 		switch tt {
 		case html.ErrorToken:
 			if err := z.Err(); err != io.EOF {
 				return nil, fmt.Errorf("malformed HTML: %w", err)
 			}
+			if cdata && pyEnd >= 0 {
+				return nil, endsElsewhere(body[start:])
+			}
+			if len(raw) > 1 && bytes.IndexByte(raw[1:], '<') >= 0 {
+				// An unfinished tag this parser drops to the end; Python's
+				// may end it early and read tags after it.
+				return nil, fmt.Errorf("malformed HTML: an unfinished tag at the end: %q", clip.String(string(raw), 128))
+			}
 			finish()
 			return files, nil
 		case html.StartTagToken, html.SelfClosingTagToken:
+			if err := checkTag(raw); err != nil {
+				return nil, err
+			}
 			tag, hasAttr := z.TagName()
+			if tt == html.StartTagToken && (string(tag) == "script" || string(tag) == "style") {
+				cdata, pyEnd = true, cdataEnds[string(tag)].next(body, pos)
+			} else {
+				// Python's parser (pip's) reads only script and style
+				// content as text, and not after <script/>: anchors in
+				// <textarea>, <title>, <noscript>, <plaintext> ... are
+				// links to pip.
+				z.NextIsNotRawText()
+			}
 			switch string(tag) {
 			case "base":
 				href, ok := attrs(z, hasAttr)["href"]
@@ -362,16 +424,114 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 					finish()
 				}
 			}
+		case html.CommentToken:
+			if bytes.HasPrefix(raw, []byte("<![")) {
+				return nil, errors.New("malformed HTML: a \"<![\" section (pip's parser reads it to \"]]>\", this one to the first '>')")
+			}
+			// A "<!--" comment must end where Python's parser ends it
+			// (or never, for Python: the rest is hidden from pip).
+			if bytes.HasPrefix(raw, []byte("<!--")) {
+				if end := commentEnds.next(body, start+4); end >= 0 && end != pos {
+					return nil, endsElsewhere(raw)
+				}
+			}
 		case html.TextToken:
 			if cur != nil && text.Len() <= MaxFilenameLen {
 				text.Write(z.Text())
 			}
 		case html.EndTagToken:
+			// Python's parser ends an end tag at the first '>', quotes or
+			// not.
+			if bytes.ContainsAny(raw[1:], "<\"'") {
+				return nil, fmt.Errorf("malformed HTML: '<' or a quote inside the end tag %q", clip.String(string(raw), 128))
+			}
+			if cdata && pyEnd >= 0 && pyEnd != pos {
+				return nil, endsElsewhere(body[start:pos])
+			}
+			cdata = false
 			if tag, _ := z.TagName(); string(tag) == "a" {
 				finish()
 			}
 		}
 	}
+}
+
+// pySpace is Python's \s in a str pattern (its str.isspace()).
+const pySpace = `[\t\n\v\f\r\x1c-\x1f\x{85}\p{Z}]`
+
+// Where Python's HTML parser (pip's) ends a comment and script or style
+// content: "--\s*>" and "</\s*script\s*>" (case-insensitive). The HTML5
+// tokenizer ends them only at "-->" (or "--!>") and "</script" followed
+// by a space, '/' or '>'.
+var (
+	pyCommentClose = regexp.MustCompile(`--` + pySpace + `*>`)
+	pyCDATAClose   = map[string]*regexp.Regexp{
+		"script": regexp.MustCompile(`(?i)</` + pySpace + `*script` + pySpace + `*>`),
+		"style":  regexp.MustCompile(`(?i)</` + pySpace + `*style` + pySpace + `*>`),
+	}
+)
+
+// pyEnds finds where Python's parser ends comments (or script or style
+// content) of one page: the end of the first match of re at or after an
+// offset. Offsets only grow, so a match (or its absence) found once
+// answers every later search it lies beyond: each page is searched about
+// once, whatever the number of comments.
+type pyEnds struct {
+	re   *regexp.Regexp
+	done bool // a search was made:
+	from int  // it started here
+	mat  int  // and its match starts here
+	end  int  // and ends here; both -1 when none
+}
+
+// next returns the end offset of the first match at or after from, or -1.
+func (p *pyEnds) next(body []byte, from int) int {
+	if p.done && p.from <= from && (p.end < 0 || p.mat >= from) {
+		return p.end
+	}
+	p.from, p.done = from, true
+	loc := p.re.FindIndex(body[from:])
+	if loc == nil {
+		p.end, p.mat = -1, -1
+		return -1
+	}
+	p.mat, p.end = from+loc[0], from+loc[1]
+	return p.end
+}
+
+// endsElsewhere is the error for a comment, script or style (text, as in
+// the page) that pip's parser (Python's) ends elsewhere than this one:
+// earlier ("-- >", "</ script>"), and pip reads what follows as markup,
+// links included; or later ("<!-->", "--!>"), and this parser reads markup
+// pip does not (a <script> that hides later links). The page is refused
+// rather than read otherwise than pip reads it.
+func endsElsewhere(text []byte) error {
+	return fmt.Errorf("malformed HTML: a comment or script that pip's parser ends elsewhere than this one: %q", clip.String(string(text), 128))
+}
+
+// checkTag refuses a tag (raw, as in the page) holding a '<' other than in
+// a quoted attribute value ("<a href=x<a href=y>"): pip's parser and this
+// one split such text into tags differently.
+func checkTag(raw []byte) error {
+	for i := 1; i < len(raw); i++ {
+		switch raw[i] {
+		case '=':
+			j := i + 1
+			for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\n' || raw[j] == '\r' || raw[j] == '\f') {
+				j++
+			}
+			if j < len(raw) && (raw[j] == '"' || raw[j] == '\'') {
+				end := bytes.IndexByte(raw[j+1:], raw[j])
+				if end < 0 {
+					break
+				}
+				i = j + 1 + end
+			}
+		case '<':
+			return fmt.Errorf("malformed HTML: '<' inside the tag %q", clip.String(string(raw), 128))
+		}
+	}
+	return nil
 }
 
 type anchor struct {
@@ -385,7 +545,7 @@ type anchor struct {
 func (a *anchor) file(base *url.URL, name string) file {
 	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
 	var frag string
-	f.url, frag, f.urlErr = resolveRef(base, a.href)
+	f.url, frag, f.egg, f.urlErr = resolveRef(base, a.href)
 	if alg, sum, ok := strings.Cut(frag, "="); ok && alg == "sha256" {
 		f.sha256 = strings.ToLower(clip.String(sum, hashClip))
 	}

@@ -217,3 +217,48 @@ func TestParseJSONAPIURLsBesideReleases(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSimpleHTMLSeesWhatPipSees: pip's parser (Python's html.parser)
+// reads anchors inside <textarea>, <title>, <noscript>, <plaintext> and the
+// like, and after <script/>, as links; the HTML5 tokenizer read them as
+// text, so a wheel pip installs was never scanned. Markup the two parsers
+// split differently is refused: a comment or script that Python ends
+// elsewhere ("-- >", "</ script>", "<!-->"), NUL bytes, "<![" sections, '<'
+// inside a tag, quotes in an end tag, an unfinished tag at the end.
+func TestParseSimpleHTMLSeesWhatPipSees(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	const a = `<a href="/f/koo-1.0-py3-none-any.whl">koo-1.0-py3-none-any.whl</a>`
+	for _, tag := range []string{"textarea", "title", "xmp", "noscript", "iframe", "noembed", "noframes", "plaintext"} {
+		body := "<html><body><" + tag + ">" + a + "</" + tag + "></body></html>"
+		t.Run(tag, func(t *testing.T) {
+			parsedAs(t, parseSimpleHTML, page, body, []file{{filename: "koo-1.0-py3-none-any.whl", url: "https://idx.example/f/koo-1.0-py3-none-any.whl"}})
+		})
+	}
+	t.Run("script/", func(t *testing.T) {
+		parsedAs(t, parseSimpleHTML, page, "<script/>"+a, []file{{filename: "koo-1.0-py3-none-any.whl", url: "https://idx.example/f/koo-1.0-py3-none-any.whl"}})
+	})
+	// A page as indexes write it, an unescaped '<' in a quoted value too.
+	parsedAs(t, parseSimpleHTML, page, "<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Links for koo</title></head>\n"+
+		"<body><h1>Links for koo</h1>\n<a href=\"/f/koo-1.0-py3-none-any.whl\" data-requires-python=\"<4,&gt;=3.8\" data-dist-info-metadata=\"sha256=00\">koo-1.0-py3-none-any.whl</a><br />\n</body></html>\n<!--SERIAL 1-->",
+		[]file{{filename: "koo-1.0-py3-none-any.whl", url: "https://idx.example/f/koo-1.0-py3-none-any.whl"}})
+	// What both parsers hide stays hidden, without error.
+	parsedAs(t, parseSimpleHTML, page, "<!-- "+a+" --><script>x = '"+a+"'</script><STYLE>"+a+"</style >", nil)
+	for _, body := range []string{
+		"<!-- x -- >" + a + " -->",
+		"<!-- x --\t\n>" + a + " -->",
+		"<script>x</ script>" + a + "</script>",
+		"<style>x</STYLE\v>" + a + "</style>",
+		// Found by comparing with pip's parse_links on random markup; each
+		// hid a link that pip sees.
+		"<!--><script><!-- x -->" + a, // the HTML5 comment ends at "<!-->"
+		"<p\x00" + a,                  // NUL in a tag name
+		"<![CDATA[><script>]]>" + a,   // "<![" runs to "]]>" in Python
+		"<a href=a" + a,               // '<' inside a tag
+		"</a x='><a href='/f/koo-1.0-py3-none-any.whl'>koo-1.0-py3-none-any.whl</a>",                              // Python ends an end tag at '>'
+		"<a<? href=\r\"<textarea>x </textarea><a href='/f/koo-1.0-py3-none-any.whl'>koo-1.0-py3-none-any.whl</a>", // an unfinished tag Python ends early
+	} {
+		if files, err := parseSimpleHTML([]byte(body), page, 100); err == nil || !strings.Contains(err.Error(), "malformed HTML") {
+			t.Errorf("%q: %+v, %v; want an error", body, files, err)
+		}
+	}
+}

@@ -80,9 +80,10 @@ var requirementOptions = map[string]bool{
 // "name==version" with optional spaces around "==", extras
 // ("name[extra]==1.0" pins name) and environment markers after ';' (ignored:
 // the release is scanned whatever the marker says); per-requirement options
-// --hash (either form), --config-settings, --global-option; and the option
-// lines --require-hashes, --prefer-binary, --pre, --only-binary,
-// --no-binary, --trusted-host, --use-feature (ignored).
+// --hash (either form), --config-settings, --global-option; and option
+// lines made only of --require-hashes, --prefer-binary, --pre,
+// --only-binary, --no-binary, --trusted-host, --use-feature (ignored; every
+// option of the line is checked, as pip reads them all).
 //
 // Everything else is an error naming the file and line, never skipped: a
 // requirement that is not an exact pin (">=", "~=", "!=", "===", "==1.*",
@@ -283,8 +284,44 @@ func parseRequirementLine(line string) (Target, bool, error) {
 	return t, true, nil
 }
 
+// valueOptions are the ignored options that take a value: pip reads the
+// next field as the value when there is no '='.
+var valueOptions = map[string]bool{
+	"--only-binary": true, "--no-binary": true, "--trusted-host": true, "--use-feature": true,
+}
+
+// optionLine checks an option line. pip reads every option of the line
+// (shlex-split, as its command line), so every one is checked, not only the
+// first: "--pre --index-url URL" sets pip's index. Fields that are not
+// options are ignored, as pip ignores them; quotes and backslashes, which
+// shlex would remove to reveal an option, and ${VAR}, which pip expands
+// first, are refused.
 func optionLine(fields []string) error {
-	name, _, _ := strings.Cut(fields[0], "=")
+	for i := 0; i < len(fields); i++ {
+		if strings.ContainsAny(fields[i], "\"'\\") {
+			return fmt.Errorf("quotes or backslashes in an option line (%q) are not supported", clip.String(fields[i], lineClip))
+		}
+		if strings.Contains(fields[i], "${") {
+			return fmt.Errorf("environment variables in an option line (%q) are not supported: pip expands them, possibly into options", clip.String(fields[i], lineClip))
+		}
+	}
+	for i := 0; i < len(fields); i++ {
+		if !strings.HasPrefix(fields[i], "-") {
+			continue
+		}
+		if err := checkOption(fields[i]); err != nil {
+			return err
+		}
+		if name, _, hasValue := strings.Cut(fields[i], "="); valueOptions[name] && !hasValue {
+			i++ // its value, whatever it looks like
+		}
+	}
+	return nil
+}
+
+// checkOption checks one option of an option line.
+func checkOption(field string) error {
+	name, _, _ := strings.Cut(field, "=")
 	switch name {
 	case "-r", "--requirement":
 		return errors.New("nested requirement files are not followed; pass each file on its own")

