@@ -84,15 +84,21 @@ func pipFilename(project, filename string) (v version, ok bool) {
 		if !isSdist {
 			continue
 		}
-		for i := 0; i < len(stem); i++ {
-			if stem[i] != '-' {
-				continue
-			}
-			if v, ok := nameVersion(project, stem[:i], stem[i+1:]); ok {
-				return v, true
-			}
+		return stemVersion(project, stem)
+	}
+	return version{}, false
+}
+
+// stemVersion reads "NAME-VERSION" as pip reads an sdist's name: the first
+// '-' after which the rest is a version and before which is project.
+func stemVersion(project, stem string) (version, bool) {
+	for i := 0; i < len(stem); i++ {
+		if stem[i] != '-' {
+			continue
 		}
-		return version{}, false
+		if v, ok := nameVersion(project, stem[:i], stem[i+1:]); ok {
+			return v, true
+		}
 	}
 	return version{}, false
 }
@@ -155,13 +161,5 @@ func eggVersion(project, egg string) (version, bool) {
 	if len(egg) > MaxFilenameLen {
 		return version{}, false
 	}
-	for i := 0; i < len(egg); i++ {
-		if egg[i] != '-' {
-			continue
-		}
-		if v, ok := nameVersion(project, egg[:i], egg[i+1:]); ok {
-			return v, true
-		}
-	}
-	return version{}, false
+	return stemVersion(project, egg)
 }
