@@ -212,7 +212,7 @@ func (f *fakeIndex) writeHTML(w io.Writer, custom bool) {
 		switch y := ff.yanked.(type) {
 		case bool:
 			if y {
-				attr = " data-yanked"
+				attr = ` data-yanked=""` // as PyPI writes it: a valueless attribute is not yanked to pip
 			}
 		case string:
 			attr = ` data-yanked="` + html.EscapeString(y) + `"`
@@ -386,8 +386,10 @@ func checkRelease(t *testing.T, f *fakeIndex, rel *Release, version string, want
 	}
 	for i, d := range rel.Distributions {
 		ff, _ := f.file(d.Filename)
-		if d.URL != f.srv.URL+"/files/"+d.Filename {
-			t.Errorf("%s: URL %q, want %q", d.Filename, d.URL, f.srv.URL+"/files/"+d.Filename)
+		// pip spells a '+' in a path "%2B" (_ensure_quoted_url), and so
+		// does the scan.
+		if want := f.srv.URL + "/files/" + strings.ReplaceAll(d.Filename, "+", "%2B"); d.URL != want {
+			t.Errorf("%s: URL %q, want %q", d.Filename, d.URL, want)
 		}
 		if d.SHA256 != ff.sha() {
 			t.Errorf("%s: SHA256 %q, want %q", d.Filename, d.SHA256, ff.sha())
@@ -1131,6 +1133,42 @@ func TestPinFailsOnFilesPipReadsOtherwise(t *testing.T) {
 		var pe *PageError
 		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "white space") {
 			t.Errorf("%s: %s %q %v; want a page error naming the file", href, v, got, err)
+		}
+	}
+}
+
+// TestLinksJoinedAsPipJoinsThem: a link is joined as pip 23.2.1 joins it
+// (Python's urlsplit drops tabs and line breaks anywhere, and spaces and
+// controls at the start; "x//name" is a relative path, not an authority),
+// and the wheel pip installs is scanned at pip's URL or fails the release
+// (a relative path with an empty segment, which pip drops): such a wheel
+// got no name and was left out of koo==1.0 without a word, or was fetched
+// at another URL (" /f/w.whl" under the page), and the scan read the sdist
+// clean while pip installs the wheel (each want checked with parse_links
+// and LinkEvaluator).
+func TestLinksJoinedAsPipJoinsThem(t *testing.T) {
+	const whl = "koo-1.0-py3-none-any.whl"
+	for _, tt := range []struct{ ref, url string }{
+		{"/f/koo-1.0-py3-none-\nany.whl", "https://idx.example/f/" + whl},
+		{"\t/f/" + whl, "https://idx.example/f/" + whl},
+		{" /f/" + whl, "https://idx.example/f/" + whl},
+		{"https://h.example//" + whl + "\r", "https://h.example//" + whl},
+		{"x//" + whl + "\t", ""}, // pip: https://idx.example/simple/koo/x/koo-1.0-py3-none-any.whl
+		{"x//" + whl, ""},
+	} {
+		body := `<a href="/f/koo-1.0.tar.gz">koo-1.0.tar.gz</a>` + "\n<a href=\"" + tt.ref + "\">readme</a>"
+		files, err := parseSimpleHTML([]byte(body), mustURL(t, "https://idx.example/simple/koo/"), 100)
+		if err != nil || len(files) != 2 || files[1].url != tt.url {
+			t.Errorf("linking %q: %+v, %v; want the URL %q", tt.ref, files, err, tt.url)
+		}
+		for _, pin := range []string{"1.0", ""} {
+			_, names, err := pickFrom(t, body, pin)
+			if tt.url != "" && (err != nil || !slices.Contains(names, whl)) {
+				t.Errorf("linking %q, pin %q: files %q, error %v; want the wheel pip installs", tt.ref, pin, names, err)
+			}
+			if tt.url == "" && (err == nil || !strings.Contains(err.Error(), whl)) {
+				t.Errorf("linking %q, pin %q: files %q, error %v; want an error naming the wheel pip installs", tt.ref, pin, names, err)
+			}
 		}
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 
@@ -47,12 +49,14 @@ const hashClip = 128
 const reasonClip = 1 << 10
 
 // resolveRef resolves ref (absolute or relative) against base. It returns
-// the URL without user info and fragment, the fragment, and the egg name
-// pip reads from the URL (see eggFragment).
+// the URL without user info and fragment, its path spelled as pip spells it
+// (pipQuoted), the fragment, and the egg name pip reads from the URL (see
+// eggFragment).
 func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if len(ref) > MaxURLLen {
 		return "", "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
 	}
+	ref = pyURLClean(ref)
 	u, err := base.Parse(ref)
 	if err != nil {
 		var ue *url.Error
@@ -67,11 +71,82 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if u.Host == "" {
 		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
+	if r, err := url.Parse(ref); err == nil && r.Scheme == "" && r.Host == "" && r.Path != "" && !strings.HasPrefix(r.Path, "/") &&
+		(strings.Contains(r.EscapedPath(), "//") || strings.Contains(base.EscapedPath(), "//")) {
+		// Python's urljoin (pip's) drops empty segments of a relative
+		// path and its base; Go's resolution keeps them.
+		return "", "", "", fmt.Errorf("URL %q: a relative path joined to %q with an empty segment, which pip drops", clip.String(ref, 256), clip.String(base.EscapedPath(), 256))
+	}
+	if u, err = pipQuoted(u); err != nil {
+		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
+	}
 	egg := eggFragment(u.String())
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
 	return u.String(), frag, egg, nil
+}
+
+// pipQuoted returns u with its path spelled as pip requests it
+// (_ensure_quoted_url): each part between '@' and "%2F" unescaped and
+// escaped again (pyUnquote, pyQuote), parameters after a ';' in the last
+// segment left as they are. A server may answer "/f/a=b" and "/f/a%3Db"
+// with different bytes: the scan must fetch what pip fetches. A path Go
+// cannot send as pip spells it is an error.
+func pipQuoted(u *url.URL) (*url.URL, error) {
+	p := u.EscapedPath()
+	params := ""
+	if i := strings.IndexByte(p[strings.LastIndexByte(p, '/')+1:], ';'); i >= 0 {
+		i += strings.LastIndexByte(p, '/') + 1
+		p, params = p[:i], p[i:]
+	}
+	var b strings.Builder
+	part := 0 // start of the part being read
+	for i := 0; i <= len(p); i++ {
+		sep := ""
+		switch {
+		case i == len(p):
+		case p[i] == '@':
+			sep = "@"
+		case p[i] == '%' && i+2 < len(p) && p[i+1] == '2' && (p[i+2] == 'f' || p[i+2] == 'F'):
+			sep = "%2F"
+		default:
+			continue
+		}
+		b.WriteString(pyQuote(pyUnquote(p[part:i])))
+		b.WriteString(sep)
+		i += max(len(sep)-1, 0)
+		part = i + 1
+	}
+	clean := b.String() + params
+	if clean == u.EscapedPath() {
+		return u, nil
+	}
+	v := *u
+	path, err := url.PathUnescape(clean)
+	v.Path, v.RawPath = path, clean
+	if err != nil || v.EscapedPath() != clean {
+		return nil, fmt.Errorf("pip requests the path %q, which cannot be sent as it is", clip.String(clean, 256))
+	}
+	return &v, nil
+}
+
+// pyQuote is Python's urllib.parse.quote(s, safe="/"): every byte but
+// letters, digits, "_.-~" and '/' escaped as "%XX".
+func pyQuote(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.-~/", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // pipEggRe is pip's Link._egg_fragment_re, searched in the whole URL (path
@@ -108,14 +183,43 @@ func (f *file) name(ref string) {
 		f.filename = urlFilename(f.url)
 		return
 	}
+	ref = pyURLClean(ref)
 	f.egg = eggFragment(ref) // pip reads it from the URL pip makes of ref
 	ref, _, _ = strings.Cut(ref, "#")
 	ref, _, _ = strings.Cut(ref, "?")
-	if _, rest, ok := strings.Cut(ref, "//"); ok {
-		// An authority: the path begins at its end.
+	if i := strings.IndexByte(ref, ':'); i > 0 && isSchemeName(ref[:i]) {
+		ref = ref[i+1:]
+	}
+	if rest, ok := strings.CutPrefix(ref, "//"); ok {
+		// An authority: the path begins at its end ("x//name" is a path).
 		_, ref, _ = strings.Cut(rest, "/")
 	}
 	f.refName = pathFilename(ref)
+}
+
+// pyURLClean is ref as pip joins it (Python's urlsplit): without tabs and
+// line breaks anywhere, and without controls and spaces at its start
+// (" /f/x.whl" is "/f/x.whl" to pip, a path under the page to Go).
+func pyURLClean(ref string) string {
+	return strings.TrimLeft(pyURLUnsafe.Replace(ref), c0OrSpace)
+}
+
+// pyURLUnsafe removes what Python's urlsplit removes from a URL.
+var pyURLUnsafe = strings.NewReplacer("\t", "", "\r", "", "\n", "")
+
+// c0OrSpace is what Python's urlsplit strips from a URL's start.
+const c0OrSpace = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\v\f\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f "
+
+// isSchemeName reports whether s is a URL scheme to Python's urlsplit: an
+// ASCII letter, then letters, digits, '+', '-' or '.'.
+func isSchemeName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // urlFilename is the name pip gives the file at the absolute URL raw
@@ -378,9 +482,10 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 			if cdata && pyEnd >= 0 {
 				return nil, endsElsewhere(body[start:])
 			}
-			if len(raw) > 1 && bytes.IndexByte(raw[1:], '<') >= 0 {
+			if len(raw) > 1 && bytes.ContainsAny(raw[1:], "<>") {
 				// An unfinished tag this parser drops to the end; Python's
-				// may end it early and read tags after it.
+				// may end it early, at a '>' this one reads as quoted
+				// (`<a href="/f/x.whl"'='>`), and read tags after it.
 				return nil, fmt.Errorf("malformed HTML: an unfinished tag at the end: %q", clip.String(string(raw), 128))
 			}
 			finish()
@@ -389,7 +494,7 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 			if err := checkTag(raw); err != nil {
 				return nil, err
 			}
-			tag, hasAttr := z.TagName()
+			tag, _ := z.TagName()
 			if tt == html.StartTagToken && (string(tag) == "script" || string(tag) == "style") {
 				cdata, pyEnd = true, cdataEnds[string(tag)].next(body, pos)
 			} else {
@@ -401,25 +506,41 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 			}
 			switch string(tag) {
 			case "base":
-				href, ok := attrs(z, hasAttr)["href"]
-				if !baseSeen && ok {
-					baseSeen = true
-					if u, err := page.Parse(href); err == nil {
-						base = u
-					}
+				if baseSeen {
+					break
+				}
+				as, err := pyAttrs(raw)
+				if err != nil {
+					return nil, err
+				}
+				// pip takes the first <base> whose first href has a value
+				// (HTMLLinkParser.get_href; "<base href>" is None).
+				href, ok := as.first("href")
+				if !ok || !href.hasVal {
+					break
+				}
+				baseSeen = true
+				if u, err := page.Parse(pyURLClean(href.val)); err == nil {
+					base = u
 				}
 			case "a":
 				finish()
-				a := attrs(z, hasAttr)
-				href, ok := a["href"]
-				if !ok {
+				as, err := pyAttrs(raw)
+				if err != nil {
+					return nil, err
+				}
+				// pip reads an anchor's attributes as a dict: the last of
+				// duplicates wins, an empty href is no link, and a
+				// data-yanked without a value (None) is not yanked.
+				href, _ := as.last("href")
+				if href.val == "" {
 					continue
 				}
 				if len(files) >= maxFiles {
 					return nil, errTooManyFiles
 				}
-				yanked, isYanked := a["data-yanked"]
-				cur = &anchor{href: href, yanked: isYanked, reason: yanked}
+				yanked, _ := as.last("data-yanked")
+				cur = &anchor{href: href.val, yanked: yanked.hasVal, reason: yanked.val}
 				if tt == html.SelfClosingTagToken {
 					finish()
 				}
@@ -457,7 +578,10 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 }
 
 // pySpace is Python's \s in a str pattern (its str.isspace()).
-const pySpace = `[\t\n\v\f\r\x1c-\x1f\x{85}\p{Z}]`
+const pySpace = `[` + pySpaceSet + `]`
+
+// pySpaceSet is pySpace without its brackets, for negated classes.
+const pySpaceSet = `\t\n\v\f\r\x1c-\x1f\x{85}\p{Z}`
 
 // Where Python's HTML parser (pip's) ends a comment and script or style
 // content: "--\s*>" and "</\s*script\s*>" (case-insensitive). The HTML5
@@ -554,18 +678,137 @@ func (a *anchor) file(base *url.URL, name string) file {
 	return f
 }
 
-// attrs returns the attributes of the current tag (keys lower case, the
-// first of duplicates wins).
-func attrs(z *html.Tokenizer, more bool) map[string]string {
-	m := make(map[string]string)
-	for more {
-		var k, v []byte
-		k, v, more = z.TagAttr()
-		if _, dup := m[string(k)]; !dup {
-			m[string(k)] = string(v)
+// tagAttr is one attribute of a tag, its value decoded; hasVal is false
+// for one without a value ("<a href>": pip's None).
+type tagAttr struct {
+	key, val string
+	hasVal   bool
+}
+
+// tagAttrs are a tag's attributes in order, duplicates kept.
+type tagAttrs []tagAttr
+
+// first returns the first attribute named key.
+func (as tagAttrs) first(key string) (tagAttr, bool) {
+	for _, a := range as {
+		if a.key == key {
+			return a, true
 		}
 	}
-	return m
+	return tagAttr{}, false
+}
+
+// last returns the last attribute named key.
+func (as tagAttrs) last(key string) (tagAttr, bool) {
+	for i := len(as) - 1; i >= 0; i-- {
+		if as[i].key == key {
+			return as[i], true
+		}
+	}
+	return tagAttr{}, false
+}
+
+// pyAttrs returns the attributes of the tag raw (a start tag as in the
+// page) as Python's html.parser (pip's) reads them, in order and
+// duplicates kept: pip takes an anchor's last href, where the tokenizer
+// keeps only the first of duplicates. Keys are lower-cased as Unicode
+// ("data-yan\u212Aed", a Kelvin sign, is data-yanked to pip; the tokenizer
+// folds only ASCII); values are decoded as Python decodes them
+// (pyUnescape: the tokenizer leaves "&copy=x" and "&regionx" as they are
+// in an attribute, where Python reads "©=x" and "®ionx", and the scan
+// would fetch another URL than pip).
+func pyAttrs(raw []byte) (tagAttrs, error) {
+	s := string(raw)
+	k := 1 // tagfind_tolerant: the name, then white space and '/' not before '>'
+	for k < len(s) && !strings.ContainsRune("\t\n\r\f />\x00", rune(s[k])) {
+		k++
+	}
+	k += pySep(s[k:])
+	var as tagAttrs
+	for k < len(s) {
+		// attrfind_tolerant, which follows a quote, white space or '/'.
+		if r, _ := utf8.DecodeLastRuneInString(s[:k]); !strings.ContainsRune(`'"/`, r) && !isPySpace(r) {
+			break
+		}
+		m := pyAttrFind.FindStringSubmatchIndex(s[k:])
+		if m == nil {
+			break
+		}
+		a := tagAttr{key: strings.ToLower(s[k+m[2] : k+m[3]])}
+		if m[4] >= 0 {
+			a.hasVal = true
+			a.val = s[k+m[6] : k+m[7]]
+			if m[6] == m[7] && strings.ContainsAny(s[k+m[7]:min(k+m[7]+1, len(s))], `'"`) {
+				// A quote without an end: Python's parser reads the tag
+				// otherwise.
+				return nil, fmt.Errorf("malformed HTML: an unended quote in the tag %q", clip.String(s, 128))
+			}
+			if len(a.val) >= 2 && (a.val[0] == '\'' || a.val[0] == '"') && a.val[len(a.val)-1] == a.val[0] {
+				a.val = a.val[1 : len(a.val)-1]
+			}
+			var err error
+			if a.val, err = pyUnescape(a.val); err != nil {
+				return nil, fmt.Errorf("malformed HTML: %w in the tag %q", err, clip.String(s, 128))
+			}
+		}
+		as = append(as, a)
+		k += m[1]
+		k += pySep(s[k:])
+	}
+	return as, nil
+}
+
+// pyAttrFind is Python's html.parser (3.11) attrfind_tolerant, which
+// splits a start tag into attributes, without its look-around (checked
+// in pyAttrs) and the separators that follow (pySep).
+var pyAttrFind = regexp.MustCompile(`^([^/>` + pySpaceSet + `][^/=>` + pySpaceSet + `]*)(` + pySpace + `*=+` + pySpace + `*('[^']*'|"[^"]*"|[^>'"` + pySpaceSet + `][^>` + pySpaceSet + `]*|))?`)
+
+// pySep is the length of Python's separator "(?:\s|/(?!>))*" at the
+// start of s.
+func pySep(s string) int {
+	n := 0
+	for n < len(s) {
+		r, size := utf8.DecodeRuneInString(s[n:])
+		if r == '/' && !strings.HasPrefix(s[n+1:], ">") || isPySpace(r) {
+			n += size
+			continue
+		}
+		break
+	}
+	return n
+}
+
+// pyNumRef is a numeric character reference as Python's html.unescape
+// reads one.
+var pyNumRef = regexp.MustCompile(`&#(?:[0-9]+|[xX][0-9a-fA-F]+)`)
+
+// pyUnescape is Python's html.unescape. Outside numeric references to
+// code points Python drops (controls, noncharacters), which are refused,
+// it decodes as html.UnescapeString does (checked against Python 3.11 on
+// 200,000 random strings): the longest named reference, with or without
+// ';', as text outside attributes.
+func pyUnescape(s string) (string, error) {
+	if !strings.Contains(s, "&") {
+		return s, nil
+	}
+	for _, ref := range pyNumRef.FindAllString(s, -1) {
+		digits, base := ref[2:], 10
+		if digits[0] == 'x' || digits[0] == 'X' {
+			digits, base = digits[1:], 16
+		}
+		n, err := strconv.ParseUint(digits, base, 32)
+		if err == nil && pyDropsCodePoint(n) {
+			return "", fmt.Errorf("the character reference %q, which pip's parser drops", clip.String(ref, 32))
+		}
+	}
+	return html.UnescapeString(s), nil
+}
+
+// pyDropsCodePoint reports whether Python's html.unescape decodes a
+// numeric reference to n as nothing.
+func pyDropsCodePoint(n uint64) bool {
+	return 0x1 <= n && n <= 0x8 || n == 0xb || 0xe <= n && n <= 0x1f || n == 0x7f ||
+		0xfdd0 <= n && n <= 0xfdef || n <= 0x10ffff && n&0xfffe == 0xfffe
 }
 
 // jsonAPIFile is a file entry of the PyPI JSON API.

@@ -262,3 +262,84 @@ func TestParseSimpleHTMLSeesWhatPipSees(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSimpleHTMLReadsAttributesAsPip: an anchor's or base's
+// attributes are read as pip 23.2.1 reads them (Python's html.parser,
+// HTMLLinkParser, Link.from_element; each want checked with parse_links).
+// The HTML5 tokenizer decoded "&copy=" and "&lt1" otherwise than Python's
+// html.unescape, kept the first of two hrefs where pip keeps the last,
+// took "<base href>" (None to pip) as the base, read a valueless
+// data-yanked as yanked and "data-yan\u212Aed" (a Kelvin sign) as not: in
+// each case the scan fetched another URL than pip, or chose another
+// release, and read clean.
+func TestParseSimpleHTMLReadsAttributesAsPip(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	for _, tt := range []struct {
+		name, body string
+		want       []file
+	}{
+		{"entity before =", `<a href="/f/&copy=x/foo-1.0.tar.gz">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/%C2%A9%3Dx/foo-1.0.tar.gz"}}},
+		{"entity prefix", `<a href="/f/&lt1/foo-1.0.tar.gz">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/%3C1/foo-1.0.tar.gz"}}},
+		{"entity in a query", `<a href="https://h.example/foo-1.0-py3-none-any.whl?v=1&not=2">foo</a>`,
+			[]file{{filename: "foo-1.0-py3-none-any.whl", url: "https://h.example/foo-1.0-py3-none-any.whl?v=1¬=2"}}},
+		{"entities as both read them", `<a href="/f/a&amp;b&#x41;&#66/foo-1.0.tar.gz?a=1&b=2">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/a%26bAB/foo-1.0.tar.gz?a=1&b=2"}}},
+		{"two hrefs", `<a href="/f/a/foo-1.0.tar.gz" href="/f/b/foo-1.0.tar.gz">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/b/foo-1.0.tar.gz"}}},
+		{"two hrefs, the last empty", `<a href="/f/a/foo-1.0.tar.gz" HREF>foo</a>`, nil},
+		{"base without a value", `<base href><base href="/b/"><a href="foo-1.0.tar.gz">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/b/foo-1.0.tar.gz"}}},
+		{"base empty", `<base href=""><base href="/b/"><a href="foo-1.0.tar.gz">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/simple/foo/foo-1.0.tar.gz"}}},
+		{"yanked", `<a href="/f/foo-1.0.tar.gz" data-yanked="">foo</a><a href="/f/foo-1.1.tar.gz" data-yanked="r">foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/foo-1.0.tar.gz", yanked: true},
+				{filename: "foo-1.1.tar.gz", url: "https://idx.example/f/foo-1.1.tar.gz", yanked: true, yankedReason: "r"}}},
+		{"yanked without a value", `<a href="/f/foo-1.0.tar.gz" data-yanked>foo</a><a href="/f/foo-1.1.tar.gz" data-yanked="r" data-yanked>foo</a>`,
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/foo-1.0.tar.gz"},
+				{filename: "foo-1.1.tar.gz", url: "https://idx.example/f/foo-1.1.tar.gz"}}},
+		{"yanked by a Kelvin sign", "<a href=\"/f/foo-1.0.tar.gz\" data-yan\u212Aed=\"\">foo</a>",
+			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/foo-1.0.tar.gz", yanked: true}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			parsedAs(t, parseSimpleHTML, page, tt.body, tt.want)
+		})
+	}
+	// Markup Python reads otherwise, refused rather than read one way.
+	for _, body := range []string{
+		`<a href="/f/&#1;x/foo-1.0.tar.gz">foo</a>`,                                    // Python drops the character
+		`<a href="/f/&#xFDD0;x/foo-1.0.tar.gz">foo</a>`,                                // a noncharacter, dropped
+		"<a href=\"/f/foo-1.0.tar.gz\" x=\v\">foo</a>",                                 // a quote Python finds no end to in the tag
+		`<a href="/f/foo-1.0.tar.gz">foo</a><a href="/f/foo-1.0-py3-none-any.whl"'='>`, // Python ends the tag at '>'
+	} {
+		if files, err := parseSimpleHTML([]byte(body), page, 100); err == nil || !strings.Contains(err.Error(), "malformed HTML") {
+			t.Errorf("%q: %+v, %v; want an error", body, files, err)
+		}
+	}
+}
+
+// TestFilesAreFetchedAsPipSpellsThem: pip requests a file at its URL with
+// the path escaped again (_ensure_quoted_url: '=' "%3D", '(' "%28", "%7e"
+// '~') and a relative path joined without its empty segments (urljoin); a
+// server answering "/f/a=b/x" and "/f/a%3Db/x" with different bytes had
+// the scan read clean a file pip never installs. Each want is pip 23.2.1's
+// Link.url; a relative path with an empty segment fails the file loudly.
+func TestFilesAreFetchedAsPipSpellsThem(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/foo/")
+	body := `<a href="/f/a=b/foo-1.0.tar.gz">a</a><a href="/f/a(b)~c/foo-1.1.tar.gz">b</a>` +
+		`<a href="/f/x%7e%41/foo-1.2.tar.gz">c</a><a href="/f/u@v%2fw/foo-1.3.tar.gz">d</a>` +
+		`<a href="x//foo-1.4.tar.gz">e</a><a href="https://h.example/a%20b/foo-1.5.tar.gz?x=(1)">f</a>`
+	parsedAs(t, parseSimpleHTML, page, body, []file{
+		{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/a%3Db/foo-1.0.tar.gz"},
+		{filename: "foo-1.1.tar.gz", url: "https://idx.example/f/a%28b%29~c/foo-1.1.tar.gz"},
+		{filename: "foo-1.2.tar.gz", url: "https://idx.example/f/x~A/foo-1.2.tar.gz"},
+		{filename: "foo-1.3.tar.gz", url: "https://idx.example/f/u@v%2Fw/foo-1.3.tar.gz"},
+		{filename: "e"}, // pip: https://idx.example/simple/foo/x/foo-1.4.tar.gz
+		{filename: "foo-1.5.tar.gz", url: "https://h.example/a%20b/foo-1.5.tar.gz?x=(1)"},
+	})
+	files, _ := parseSimpleHTML([]byte(body), page, 100)
+	if len(files) == 6 && files[4].refName != "foo-1.4.tar.gz" {
+		t.Errorf("refName %q, want foo-1.4.tar.gz (pip's name, so that choosing it fails the release)", files[4].refName)
+	}
+}

@@ -93,8 +93,13 @@ func runLocal(ctx context.Context, e *cli.Env, lc *localCmd, s *cli.Settings) er
 	gerr := g.Wait()
 	if dev != nil && ctx.Err() == nil && ferr == nil {
 		if err := dev.WriteResults(e.Stdout); err != nil {
-			return err
+			return errors.Join(err, ignoreCanceled(gerr))
 		}
+	}
+	if dev != nil && ctx.Err() != nil {
+		// A signal: no results, and no success either (WriteResults
+		// fails a run that left releases unreported).
+		return errors.Join(ferr, ignoreCanceled(gerr), errors.New("interrupted: the demo results were not printed"))
 	}
 	return errors.Join(ferr, ignoreCanceled(gerr))
 }

@@ -45,3 +45,20 @@ func TestLocalDemoEndsWhenTheCoordinatorFails(t *testing.T) {
 		t.Fatal("dragonfly local --demo still ran 30 s after its coordinator failed")
 	}
 }
+
+// TestLocalDemoInterruptedFails: `dragonfly local --demo` stopped by a
+// signal before every demo release was reported prints no results and
+// exits non-zero, as a run that ends with releases NOT REPORTED does.
+// Before, it exited 0: a script running the demo read success.
+func TestLocalDemoInterruptedFails(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the signal came before any release was scanned
+	var stdout, stderr bytes.Buffer
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: clitest.Env(nil), Dir: t.TempDir()}
+	if code := run(ctx, e, []string{"local", "--demo", "--threads", "1"}); code == 0 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("exit %d, want non-zero saying the demo was interrupted:\n%s", code, stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("results printed for an interrupted run:\n%s", stdout.String())
+	}
+}
