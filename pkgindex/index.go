@@ -57,6 +57,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -247,7 +248,8 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	if err != nil {
 		return page{}, fmt.Errorf("index request: read %s: %w", clip.String(shown, clip.Default), err)
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	// As pip reads it (requests): repeated headers joined with ", ".
+	ct := strings.Join(resp.Header.Values("Content-Type"), ", ")
 	return page{body: body, contentType: ct, url: resp.Request.URL}, nil
 }
 
@@ -328,15 +330,44 @@ func (ix *Index) fromSimple(ctx context.Context, project, pinned string, want *v
 		return nil, err
 	}
 	var files []file
-	if p.contentType == simpleJSONType {
+	// pip reads a page as JSON when its Content-Type starts with the
+	// JSON type, whatever follows ("...+json, text/html", a malformed
+	// parameter), and as HTML decoded with the charset it declares.
+	if strings.HasPrefix(strings.ToLower(p.contentType), simpleJSONType) {
 		files, err = parseSimpleJSON(p.body, p.url, ix.cfg.MaxFiles)
-	} else {
+	} else if err = checkCharset(p.contentType, p.body); err == nil {
 		files, err = parseSimpleHTML(p.body, p.url, ix.cfg.MaxFiles)
 	}
 	if err != nil {
 		return nil, ix.pageError(clip.URL(pageURL), err)
 	}
 	return ix.pick(project, pinned, want, files, clip.URL(pageURL))
+}
+
+// checkCharset refuses an HTML page (body) whose Content-Type (ct)
+// declares a charset other than UTF-8 or ASCII, or one Go's parser cannot
+// read: pip decodes the page with it, and reads other links than this
+// parser ("+ADw-a href=..." is an anchor in utf-7; latin-1 spells a
+// non-ASCII href as other bytes). A page of ASCII bytes alone declaring
+// latin-1 or windows-1252 is read: pip reads the same text.
+func checkCharset(ct string, body []byte) error {
+	if !strings.Contains(strings.ToLower(ct), "charset") {
+		return nil
+	}
+	_, params, err := mime.ParseMediaType(ct)
+	cs, ok := params["charset"]
+	name := pyEncodingName(cs)
+	if err == nil && ok && (readEncodings[name] || asciiEncodings[name] && !slices.ContainsFunc(body, func(c byte) bool { return c >= 0x80 })) {
+		return nil
+	}
+	return fmt.Errorf("the Content-Type %q declares a charset pip decodes the page with; only UTF-8 and ASCII pages are read here", clip.String(ct, 128))
+}
+
+// asciiEncodings are encodings (as Python names them: pyEncodingName)
+// that decode ASCII bytes as ASCII, accepted for a page of ASCII alone.
+var asciiEncodings = map[string]bool{
+	"latin_1": true, "latin1": true, "iso_8859_1": true, "iso8859_1": true, "8859": true, "cp819": true, "l1": true,
+	"windows_1252": true, "cp1252": true, "iso_8859_15": true, "iso8859_15": true,
 }
 
 func (ix *Index) fromJSONAPI(ctx context.Context, project, pinned string, want *version) (*Release, error) {

@@ -1172,3 +1172,58 @@ func TestLinksJoinedAsPipJoinsThem(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectPageReadAsPipReadsIt: pip 23.2.1 decodes an HTML project page
+// with the charset its Content-Type declares, and reads a page as PEP 691
+// JSON when the header (repeated headers joined with ", ") starts with
+// the JSON type. A page declaring utf-7 hid a wheel ("+ADw-a href=...")
+// that pip installs, latin-1 had pip fetch another path, and a JSON page
+// whose header Go's media-type parser refuses was read as HTML: the scan
+// read the sdist clean while pip installs the wheel (each checked with
+// parse_links). Such pages are read as pip reads them or refused (a page
+// of ASCII alone declaring latin-1 is read).
+func TestProjectPageReadAsPipReadsIt(t *testing.T) {
+	const poly = `{"meta": {"api-version": "1.1"}, "x": "<a href='/f/koo-1.0.tar.gz'>koo-1.0.tar.gz</a>", ` +
+		`"files": [{"filename": "koo-1.0-py3-none-any.whl", "url": "/f/koo-1.0-py3-none-any.whl", "hashes": {}}]}`
+	for _, tt := range []struct {
+		ct, body string
+		want     string // the file pip takes; "" for a refused page
+	}{
+		{"text/html; charset=utf-7", `<a href="/f/koo-1.0.tar.gz">koo-1.0.tar.gz</a>` + "\n" +
+			`+ADw-a href=+ACI-/f/koo-1.0-py3-none-any.whl+ACI-+AD4-x+ADw-/a+AD4-`, ""},
+		{"text/html; charset=latin-1", `<a href="/f/é/koo-1.0.tar.gz">x</a>`, ""}, // pip: /f/%C3%83%C2%A9/koo-1.0.tar.gz
+		{"text/html; charset=utf-8", `<a href="/f/koo-1.0.tar.gz">x</a>`, "koo-1.0.tar.gz"},
+		{"text/html; charset=\"UTF8\"", `<a href="/f/koo-1.0.tar.gz">x</a>`, "koo-1.0.tar.gz"},
+		{"text/html; charset=ISO-8859-1", `<a href="/f/koo-1.0.tar.gz">x</a>`, "koo-1.0.tar.gz"}, // ASCII alone: the same text to pip
+		{"application/vnd.pypi.simple.v1+json, text/html", poly, "koo-1.0-py3-none-any.whl"},
+		{"application/vnd.pypi.simple.v1+jsonx", poly, "koo-1.0-py3-none-any.whl"},
+		{"application/vnd.pypi.simple.v1+json; a=1; a=2", poly, "koo-1.0-py3-none-any.whl"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", tt.ct)
+			io.WriteString(w, tt.body)
+		}))
+		ix, err := New(Config{IndexURL: srv.URL + "/simple", Getter: &httpGetter{client: srv.Client()}, Client: srv.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, err := ix.Resolve(t.Context(), target(t, "pypi:koo==1.0"))
+		srv.Close()
+		var names []string
+		if rel != nil {
+			for _, d := range rel.Distributions {
+				names = append(names, d.Filename)
+			}
+		}
+		if tt.want == "" {
+			var pe *PageError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), "charset") {
+				t.Errorf("Content-Type %q: files %q, error %v; want a page error naming the charset", tt.ct, names, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(names, []string{tt.want}) {
+			t.Errorf("Content-Type %q: files %q, error %v; want [%s] as pip", tt.ct, names, err, tt.want)
+		}
+	}
+}

@@ -56,7 +56,12 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if len(ref) > MaxURLLen {
 		return "", "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
 	}
-	ref = pyURLClean(ref)
+	ref = escapeRawPath(pyURLClean(ref))
+	if ref == ";" || strings.HasPrefix(ref, ";?") || strings.HasPrefix(ref, ";#") {
+		// Empty parameters and no path: Python's urljoin takes the base's
+		// path, Go a segment ";".
+		ref = ref[1:]
+	}
 	u, err := base.Parse(ref)
 	if err != nil {
 		var ue *url.Error
@@ -71,11 +76,24 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if u.Host == "" {
 		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
-	if r, err := url.Parse(ref); err == nil && r.Scheme == "" && r.Host == "" && r.Path != "" && !strings.HasPrefix(r.Path, "/") &&
-		(strings.Contains(r.EscapedPath(), "//") || strings.Contains(base.EscapedPath(), "//")) {
-		// Python's urljoin (pip's) drops empty segments of a relative
-		// path and its base; Go's resolution keeps them.
-		return "", "", "", fmt.Errorf("URL %q: a relative path joined to %q with an empty segment, which pip drops", clip.String(ref, 256), clip.String(base.EscapedPath(), 256))
+	if strings.HasPrefix(ref, "///") {
+		// An empty authority: the page's host to Python's urljoin, a path
+		// to Go's.
+		return "", "", "", fmt.Errorf("URL %q has an empty authority, which pip reads as the page's host", clip.String(ref, 256))
+	}
+	if r, err := url.Parse(ref); err == nil {
+		rp := r.EscapedPath()
+		if r.Scheme == "" && r.Host == "" && rp != "" && !strings.HasPrefix(rp, "/") &&
+			(strings.Contains(rp, "//") || strings.Contains(base.EscapedPath(), "//")) {
+			// Python's urljoin (pip's) drops empty segments of a relative
+			// path and its base; Go's resolution keeps them.
+			return "", "", "", fmt.Errorf("URL %q: a relative path joined to %q with an empty segment, which pip drops", clip.String(ref, 256), clip.String(base.EscapedPath(), 256))
+		}
+		if strings.Contains(rp, "//") && strings.Contains(rp+"/", "/../") {
+			// "//../": pip's HTTP client (urllib3) and Go resolve a ".."
+			// after an empty segment differently.
+			return "", "", "", fmt.Errorf("URL %q: a \"..\" segment in a path with an empty segment, which pip resolves otherwise", clip.String(ref, 256))
+		}
 	}
 	if u, err = pipQuoted(u); err != nil {
 		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
@@ -100,6 +118,9 @@ func pipQuoted(u *url.URL) (*url.URL, error) {
 		i += strings.LastIndexByte(p, '/') + 1
 		p, params = p[:i], p[i:]
 	}
+	if params == ";" {
+		params = "" // empty parameters, which Python's urlunparse drops
+	}
 	var b strings.Builder
 	part := 0 // start of the part being read
 	for i := 0; i <= len(p); i++ {
@@ -117,6 +138,11 @@ func pipQuoted(u *url.URL) (*url.URL, error) {
 		b.WriteString(sep)
 		i += max(len(sep)-1, 0)
 		part = i + 1
+	}
+	if q := "/" + b.String() + "/"; strings.Contains(q, "/./") || strings.Contains(q, "/../") {
+		// Escaped dots ("%2e%2e"), which pip unescapes and its HTTP
+		// client (urllib3) then resolves: it asks for another path.
+		return nil, fmt.Errorf("pip requests the path %q, whose dot segments its HTTP client removes", clip.String(b.String(), 256))
 	}
 	clean := b.String() + params
 	if clean == u.EscapedPath() {
@@ -158,6 +184,9 @@ var pipEggRe = regexp.MustCompile(`[#&]egg=([^&]*)`)
 // a link's project and version from it instead of the file name, whatever
 // the file is called.
 func eggFragment(rawURL string) string {
+	if !strings.Contains(rawURL, "egg=") {
+		return ""
+	}
 	if m := pipEggRe.FindStringSubmatch(rawURL); m != nil {
 		return m[1]
 	}
@@ -204,6 +233,48 @@ func pyURLClean(ref string) string {
 	return strings.TrimLeft(pyURLUnsafe.Replace(ref), c0OrSpace)
 }
 
+// escapeRawPath is ref (cleaned: pyURLClean) with the bytes of its path
+// that Go's URL parser keeps only decoded (controls, space, '"', '<',
+// '>', '\\', '^', '`', '{', '|', '}', non-ASCII) escaped, as pip quotes
+// them. With one of them in a path, Go forgets how the rest was spelled
+// ("%2F" becomes a '/', "%3B" a ';', "%2e%2e" a dot segment), which pip's
+// joining and quoting tell apart.
+func escapeRawPath(ref string) string {
+	start := 0
+	if i := strings.IndexByte(ref, ':'); i > 0 && isSchemeName(ref[:i]) {
+		start = i + 1
+	}
+	if strings.HasPrefix(ref[start:], "//") {
+		j := strings.IndexAny(ref[start+2:], "/?#")
+		if j < 0 {
+			return ref
+		}
+		start += 2 + j
+	}
+	end := len(ref)
+	if j := strings.IndexAny(ref[start:], "?#"); j >= 0 {
+		end = start + j
+	}
+	path := ref[start:end]
+	if !strings.ContainsFunc(path, func(r rune) bool { return r < 0x21 || r >= 0x7f || strings.ContainsRune("\"<>\\^`{|}", r) }) {
+		return ref
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.WriteString(ref[:start])
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c < 0x21 || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(path[i])
+	}
+	b.WriteString(ref[end:])
+	return b.String()
+}
+
 // pyURLUnsafe removes what Python's urlsplit removes from a URL.
 var pyURLUnsafe = strings.NewReplacer("\t", "", "\r", "", "\n", "")
 
@@ -248,7 +319,8 @@ func pathFilename(p string) string {
 // pyUnquote is Python's urllib.parse.unquote: each "%XX" of two hex digits
 // is that byte, any other '%' stays as it is (url.PathUnescape refuses
 // the whole string: one malformed escape left "1%2E0" undecoded where pip
-// reads "1.0"), and bytes that are not UTF-8 become U+FFFD.
+// reads "1.0"), and bytes that are not UTF-8 become U+FFFD as Python
+// replaces them (pyDecodeUTF8).
 func pyUnquote(s string) string {
 	if !strings.Contains(s, "%") {
 		return s
@@ -262,7 +334,49 @@ func pyUnquote(s string) string {
 		}
 		b = append(b, s[i])
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return pyDecodeUTF8(b)
+}
+
+// pyDecodeUTF8 is Python's b.decode("utf-8", "replace"): each maximal
+// subpart of an ill-formed sequence is one U+FFFD ("%FF%FF" two, "%E2%82"
+// one), where strings.ToValidUTF8 makes one of a whole run: pip requests
+// "/f/%EF%BF%BD%EF%BF%BD/w.whl" for "/f/%FF%FF/w.whl".
+func pyDecodeUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	s := make([]byte, 0, 3*len(b))
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r != utf8.RuneError || n > 1 {
+			s = append(s, b[:n]...)
+			b = b[n:]
+			continue
+		}
+		need, lo, hi := 0, byte(0x80), byte(0xBF)
+		switch c := b[0]; {
+		case 0xC2 <= c && c <= 0xDF:
+			need = 1
+		case c == 0xE0:
+			need, lo = 2, 0xA0
+		case c == 0xED:
+			need, hi = 2, 0x9F
+		case 0xE1 <= c && c <= 0xEF:
+			need = 2
+		case c == 0xF0:
+			need, lo = 3, 0x90
+		case c == 0xF4:
+			need, hi = 3, 0x8F
+		case 0xF1 <= c && c <= 0xF3:
+			need = 3
+		}
+		for ; need > 0 && n < len(b) && lo <= b[n] && b[n] <= hi; need-- {
+			n, lo, hi = n+1, 0x80, 0xBF
+		}
+		s = append(s, "\uFFFD"...)
+		b = b[n:]
+	}
+	return string(s)
 }
 
 func isHex(c byte) bool {
@@ -520,7 +634,13 @@ func parseSimpleHTML(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 					break
 				}
 				baseSeen = true
-				if u, err := page.Parse(pyURLClean(href.val)); err == nil {
+				// pip joins links to an absolute base as written
+				// (urljoin): the last segment of its path is dropped,
+				// even "..", which Go's Parse resolves first.
+				clean := escapeRawPath(pyURLClean(href.val))
+				if u, err := url.Parse(clean); err == nil && u.Scheme != "" && u.Host != "" {
+					base = u
+				} else if u, err := page.Parse(clean); err == nil {
 					base = u
 				}
 			case "a":

@@ -1,6 +1,7 @@
 package pkgindex
 
 import (
+	"net/http"
 	"net/url"
 	"runtime"
 	"strings"
@@ -341,5 +342,62 @@ func TestFilesAreFetchedAsPipSpellsThem(t *testing.T) {
 	files, _ := parseSimpleHTML([]byte(body), page, 100)
 	if len(files) == 6 && files[4].refName != "foo-1.4.tar.gz" {
 		t.Errorf("refName %q, want foo-1.4.tar.gz (pip's name, so that choosing it fails the release)", files[4].refName)
+	}
+}
+
+// TestFilesFetchedWherePipFetchesThem: pip 23.2.1 joins a link to a
+// <base href> as Python's urljoin does (the base path's last segment,
+// "..", dropped, not resolved), decodes escapes as Python's unquote does
+// (each maximal ill-formed UTF-8 subpart one U+FFFD, where Go's
+// ToValidUTF8 made one of a whole run) and requests the path with its
+// dot segments removed (requests and urllib3), escaped dots included;
+// a path with a byte Go's parser keeps only decoded (non-ASCII, '\\')
+// lost its "%2F", "%3B" and "%40" escapes; a relative path starting
+// "%2f//" escaped R45's check for empty segments; "///w.whl" is on the
+// page's host to pip; empty parameters (";") are dropped, and a lone ";"
+// is the base itself. The scan fetched another URL than pip installs
+// from (each want is pip's Link.url, or the path requests sends).
+func TestFilesFetchedWherePipFetchesThem(t *testing.T) {
+	for _, tt := range []struct{ page, url string }{
+		{`<base href="https://idx.example/a/b/.."><a href="w.whl">x</a>`, "https://idx.example/a/b/w.whl"},
+		{`<base href="https://idx.example/a/b/..?q"><a href="w.whl">x</a>`, "https://idx.example/a/b/w.whl"},
+		{`<base href="/a/b/.."><a href="w.whl">x</a>`, "https://idx.example/a/w.whl"}, // pip cannot fetch a relative base
+		{`<a href="/f/%FF%FF/w.whl">x</a>`, "https://idx.example/f/%EF%BF%BD%EF%BF%BD/w.whl"},
+		{`<a href="/f/%ED%A0%80/w.whl">x</a>`, "https://idx.example/f/%EF%BF%BD%EF%BF%BD%EF%BF%BD/w.whl"},
+		{`<a href="/f/%E2%82/w.whl">x</a>`, "https://idx.example/f/%EF%BF%BD/w.whl"},
+		{`<a href="/f/%F0%9F%98/w.whl">x</a>`, "https://idx.example/f/%EF%BF%BD/w.whl"},
+		{`<a href="/f/%C3%A9%80/w.whl">x</a>`, "https://idx.example/f/%C3%A9%EF%BF%BD/w.whl"},
+		{`<a href="/f/%2e%2e/w.whl">x</a>`, ""}, // requests sends /w.whl
+		{`<a href="/f/a/.%2E/w.whl">x</a>`, ""}, // requests sends /f/w.whl
+		{`<a href="/f/%2e/w.whl;p">x</a>`, ""},  // requests sends /f/w.whl;p
+		{`<a href="/f/%2e%2ex/w.whl">x</a>`, "https://idx.example/f/..x/w.whl"},
+		{`<a href="%2f//w.whl">x</a>`, ""}, // pip: https://idx.example/simple/koo/%2F/w.whl
+		{`<a href="///w.whl">x</a>`, ""},   // pip: https://idx.example/w.whl
+		{`<a href="/%2fé%C3%A9/w.whl">x</a>`, "https://idx.example/%2F%C3%A9%C3%A9/w.whl"},
+		{`<a href="/\%3B:'/w.whl">x</a>`, "https://idx.example/%5C%3B%3A%27/w.whl"},
+		{`<a href="é%40x/w.whl">x</a>`, "https://idx.example/simple/koo/%C3%A9%40x/w.whl"},
+		{`<base href="https://h.example/f/koo-1.0-py3-none-any.whl"><a href=";">x</a>`, "https://h.example/f/koo-1.0-py3-none-any.whl"},
+		{`<a href="w.whl;">x</a>`, "https://idx.example/simple/koo/w.whl"},
+		{`<a href="https://h.example//..//w.whl">x</a>`, ""}, // requests sends //w.whl
+	} {
+		files, err := parseSimpleHTML([]byte(tt.page), mustURL(t, "https://idx.example/simple/koo/"), 10)
+		if err != nil || len(files) != 1 {
+			t.Errorf("%s: %+v, %v", tt.page, files, err)
+			continue
+		}
+		f := files[0]
+		if tt.url == "" {
+			if f.urlErr == nil {
+				t.Errorf("%s: URL %q; want an error (pip requests another path)", tt.page, f.url)
+			}
+			continue
+		}
+		if f.urlErr != nil || f.url != tt.url {
+			t.Errorf("%s: URL %q (%v); want %q, as pip", tt.page, f.url, f.urlErr, tt.url)
+			continue
+		}
+		if req, err := http.NewRequest(http.MethodGet, f.url, nil); err != nil || req.URL.String() != tt.url {
+			t.Errorf("%s: a request to %q asks for %v (%v)", tt.page, f.url, req.URL, err)
+		}
 	}
 }
