@@ -82,6 +82,13 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 		return "", "", "", fmt.Errorf("URL %q has an empty authority, which pip reads as the page's host", clip.String(ref, 256))
 	}
 	if r, err := url.Parse(ref); err == nil {
+		if r.User != nil {
+			// pip sends a link's own user info as basic auth (its
+			// MultiDomainBasicAuth); a server may answer a request
+			// without it otherwise, and the scan sends no credentials to
+			// a file host.
+			return "", "", "", fmt.Errorf("URL %q carries user info, which pip sends to the file host as credentials and the scan does not", clip.URL(ref))
+		}
 		rp := r.EscapedPath()
 		if r.Scheme == "" && r.Host == "" && rp != "" && !strings.HasPrefix(rp, "/") &&
 			(strings.Contains(rp, "//") || strings.Contains(base.EscapedPath(), "//")) {
@@ -98,7 +105,10 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if u, err = pipQuoted(u); err != nil {
 		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
-	egg := eggFragment(u.String())
+	egg := eggFragment(u.String()) // from pip's Link.url, before its HTTP client re-spells it
+	if u, err = pipSent(u); err != nil {
+		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
+	}
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
@@ -155,6 +165,114 @@ func pipQuoted(u *url.URL) (*url.URL, error) {
 		return nil, fmt.Errorf("pip requests the path %q, which cannot be sent as it is", clip.String(clean, 256))
 	}
 	return &v, nil
+}
+
+// pipSent returns u (spelled as pip spells it: pipQuoted) as pip's HTTP
+// client, requests 2.31 with urllib3 1.26, sends it
+// (PreparedRequest.prepare_url, then http.client's Host header): the host
+// lower-cased, the port without leading zeros, an empty query, an empty
+// port, port 0 and the scheme's default port dropped, an empty
+// path sent as "/", and the path and query
+// re-spelled (requestsRespell). A server may answer "?a=%41" and "?a=A",
+// or the hosts "Files.Example" and "files.example", with different bytes.
+// A host pip and Go encode each their own way (non-ASCII, an IPv6 zone) is
+// an error.
+func pipSent(u *url.URL) (*url.URL, error) {
+	v := *u
+	host, port := v.Hostname(), v.Port()
+	if strings.ContainsFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._:", r))
+	}) {
+		return nil, fmt.Errorf("the host %q holds a byte other than an ASCII letter, digit, '-', '.', '_' or an IPv6 address's ':' (non-ASCII, an IPv6 zone, punctuation), which pip's HTTP client spells otherwise than Go's", clip.String(host, 256))
+	}
+	host = strings.ToLower(host)
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		port = strings.TrimLeft(port, "0") // all zeros: no port, to urllib3
+	}
+	if v.Scheme == "https" && port == "443" || v.Scheme == "http" && port == "80" {
+		port = "" // Python's http.client leaves it out of the Host header, Go's client does not
+	}
+	v.Host = host
+	if port != "" {
+		v.Host += ":" + port
+	}
+	if p := v.EscapedPath(); p != "" {
+		sent := requestsRespell(p, pathChars)
+		if sent != p {
+			path, err := url.PathUnescape(sent)
+			v.Path, v.RawPath = path, sent
+			if err != nil || v.EscapedPath() != sent {
+				return nil, fmt.Errorf("pip's HTTP client requests the path %q, which cannot be sent as it is", clip.String(sent, 256))
+			}
+		}
+	}
+	if v.Path == "" {
+		v.Path = "/" // what Go's client sends for an empty path, as urllib3
+	}
+	v.RawQuery = requestsRespell(v.RawQuery, pathChars+"?")
+	v.ForceQuery = false // urllib3 drops an empty query
+	return &v, nil
+}
+
+// pathChars are the ASCII bytes urllib3 sends as they are in a path
+// (PATH_CHARS): RFC 3986's unreserved and sub-delims, ':', '@' and '/'.
+const pathChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/"
+
+// requestsRespell is s, a path or a query, as requests 2.31 and urllib3
+// 1.26 send it: urllib3's _encode_invalid_chars (every valid "%xx"
+// upper-cased; every byte not in allowed escaped, '%' too unless each '%'
+// begins a valid escape), then requests' requote_uri, which decodes the
+// escapes of unreserved bytes ("%41" is sent as "A"). After the first step
+// every '%' begins a valid escape, so requote_uri's fallback for an invalid
+// one never runs.
+func requestsRespell(s, allowed string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool {
+		return r >= utf8.RuneSelf || r == '%' || strings.IndexByte(allowed, byte(r)) < 0
+	}) {
+		return s // sent as it is
+	}
+	valid, percents := 0, strings.Count(s, "%")
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '%' && isHex(s[i+1]) && isHex(s[i+2]) {
+			valid++
+		}
+	}
+	encoded := valid == percents
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && encoded {
+			hi, lo := s[i+1], s[i+2]
+			if d := unhex(hi)<<4 | unhex(lo); 'a' <= d && d <= 'z' || 'A' <= d && d <= 'Z' || '0' <= d && d <= '9' || strings.IndexByte("-._~", d) >= 0 {
+				b.WriteByte(d) // requote_uri's unquote_unreserved
+			} else {
+				b.WriteByte('%')
+				b.WriteByte(hex[unhex(hi)])
+				b.WriteByte(hex[unhex(lo)])
+			}
+			i += 2
+			continue
+		}
+		if c < utf8.RuneSelf && strings.IndexByte(allowed, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+		if c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			// A valid escape is upper-cased before its '%' is escaped.
+			b.WriteByte(hex[unhex(s[i+1])])
+			b.WriteByte(hex[unhex(s[i+2])])
+			i += 2
+		}
+	}
+	return b.String()
 }
 
 // pyQuote is Python's urllib.parse.quote(s, safe="/"): every byte but

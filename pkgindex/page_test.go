@@ -1,6 +1,7 @@
 package pkgindex
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -284,7 +285,7 @@ func TestParseSimpleHTMLReadsAttributesAsPip(t *testing.T) {
 		{"entity prefix", `<a href="/f/&lt1/foo-1.0.tar.gz">foo</a>`,
 			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/%3C1/foo-1.0.tar.gz"}}},
 		{"entity in a query", `<a href="https://h.example/foo-1.0-py3-none-any.whl?v=1&not=2">foo</a>`,
-			[]file{{filename: "foo-1.0-py3-none-any.whl", url: "https://h.example/foo-1.0-py3-none-any.whl?v=1¬=2"}}},
+			[]file{{filename: "foo-1.0-py3-none-any.whl", url: "https://h.example/foo-1.0-py3-none-any.whl?v=1%C2%AC=2"}}}, // as requests sends it
 		{"entities as both read them", `<a href="/f/a&amp;b&#x41;&#66/foo-1.0.tar.gz?a=1&b=2">foo</a>`,
 			[]file{{filename: "foo-1.0.tar.gz", url: "https://idx.example/f/a%26bAB/foo-1.0.tar.gz?a=1&b=2"}}},
 		{"two hrefs", `<a href="/f/a/foo-1.0.tar.gz" href="/f/b/foo-1.0.tar.gz">foo</a>`,
@@ -399,5 +400,79 @@ func TestFilesFetchedWherePipFetchesThem(t *testing.T) {
 		if req, err := http.NewRequest(http.MethodGet, f.url, nil); err != nil || req.URL.String() != tt.url {
 			t.Errorf("%s: a request to %q asks for %v (%v)", tt.page, f.url, req.URL, err)
 		}
+	}
+}
+
+// TestFilesFetchedAsPipsHTTPClientSendsThem: the query, the parameters and
+// the host of a file's URL are spelled as pip 23.2.1's requests/urllib3 send
+// them (PreparedRequest.prepare_url), each want computed with pip's vendored
+// requests (the Host header as Python's http.client writes it, without
+// the scheme's default port): a server may answer "?a=%41" and "?a=%2541",
+// or the hosts "Files.Example" and "files.example", with different bytes.
+func TestFilesFetchedAsPipsHTTPClientSendsThem(t *testing.T) {
+	for _, tt := range []struct{ href, url string }{
+		{`w.whl?a=%41&amp;b=%zz`, "https://idx.example/simple/koo/w.whl?a=%2541&b=%25zz"},
+		{`w.whl?%41`, "https://idx.example/simple/koo/w.whl?A"},
+		{`w.whl?a=%7e%2f`, "https://idx.example/simple/koo/w.whl?a=~%2F"},
+		{`w.whl?a=é&quot;&lt;&gt;`, "https://idx.example/simple/koo/w.whl?a=%C3%A9%22%3C%3E"},
+		{`w.whl?ref=main&amp;x=a%2Fb`, "https://idx.example/simple/koo/w.whl?ref=main&x=a%2Fb"},
+		{`w.whl?`, "https://idx.example/simple/koo/w.whl"},
+		{`w.whl;a%zz?b=%41`, ""}, // pip: https://idx.example/simple/koo/w.whl;a%25zz?b=A; Go refuses "%zz" in a path
+		{`w.whl;%41%2f`, "https://idx.example/simple/koo/w.whl;A%2F"},
+		{`/f/a%2Fb/w.whl?%zz`, "https://idx.example/f/a%2Fb/w.whl?%25zz"},
+		{`/f/a%2Fb/w.whl;%zz`, ""}, // pip: https://idx.example/f/a%252Fb/w.whl;%25zz
+		{"w.whl?a=[]{}|^`", "https://idx.example/simple/koo/w.whl?a=%5B%5D%7B%7D%7C%5E%60"},
+		{`https://Files.Example/w.whl`, "https://files.example/w.whl"},
+		{`https://files.example:0443/w.whl`, "https://files.example/w.whl"}, // pip: https://files.example:443/w.whl, "Host: files.example"
+		{`http://files.example:080/w.whl`, "http://files.example/w.whl"},
+		{`https://files.example:80/w.whl`, "https://files.example:80/w.whl"},
+		{`https://files.example:08080/w.whl`, "https://files.example:8080/w.whl"},
+		{`https://files.example:/w.whl`, "https://files.example/w.whl"},
+		{`https://fi%6Ces.example/w.whl`, ""}, // pip: https://files.example/w.whl; Go refuses the escape
+		{`https://files.example./w.whl`, "https://files.example./w.whl"},
+		{`https://bücher.example/w.whl`, ""}, // IDNA-encoded by pip's urllib3 and Go's client, each its own way
+		{`https://h.example(/w.whl`, ""},     // pip: https://h.example(/w.whl
+		{`https://h.example:0/w.whl`, "https://h.example/w.whl"},
+		{`https://u:p@files.example/w.whl`, ""},                                                 // pip sends "Authorization: Basic dTpw"
+		{`w.whl?a=1&amp;egg=koo%2D1.0`, "https://idx.example/simple/koo/w.whl?a=1&egg=koo-1.0"}, // egg: see below
+		{`//u@files.example/w.whl`, ""},
+	} {
+		page := `<a href="` + tt.href + `">x</a>`
+		files, err := parseSimpleHTML([]byte(page), mustURL(t, "https://idx.example/simple/koo/"), 10)
+		if err != nil || len(files) != 1 {
+			t.Errorf("%s: %+v, %v", page, files, err)
+			continue
+		}
+		f := files[0]
+		if tt.url == "" {
+			if f.urlErr == nil {
+				t.Errorf("%s: URL %q; want an error (pip sends another URL)", page, f.url)
+			}
+			continue
+		}
+		if f.urlErr != nil || f.url != tt.url {
+			t.Errorf("%s: URL %q (%v); want %q, as pip sends it", page, f.url, f.urlErr, tt.url)
+			continue
+		}
+		want := mustURL(t, tt.url)
+		req, err := http.NewRequest(http.MethodGet, f.url, nil)
+		if err != nil {
+			t.Errorf("%s: a request to %q: %v", page, f.url, err)
+			continue
+		}
+		var wire bytes.Buffer
+		if err := req.Write(&wire); err != nil {
+			t.Errorf("%s: a request to %q: %v", page, f.url, err)
+			continue
+		}
+		if head := "GET " + want.RequestURI() + " HTTP/1.1\r\nHost: " + want.Host + "\r\n"; !strings.HasPrefix(wire.String(), head) {
+			t.Errorf("%s: a request to %q sends %q; want it to begin %q", page, f.url, wire.String(), head)
+		}
+	}
+	// The egg name is read from pip's link (Link.egg_fragment), not from
+	// the URL its HTTP client sends: "koo%2D1.0" names no release of koo.
+	files, err := parseSimpleHTML([]byte(`<a href="w.whl?a=1&amp;egg=koo%2D1.0">x</a>`), mustURL(t, "https://idx.example/simple/koo/"), 10)
+	if err != nil || len(files) != 1 || files[0].egg != "koo%2D1.0" {
+		t.Errorf("egg of w.whl?a=1&egg=koo%%2D1.0: %+v, %v; want koo%%2D1.0, as pip", files, err)
 	}
 }
