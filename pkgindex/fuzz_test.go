@@ -70,7 +70,11 @@ func FuzzParseSimpleJSON(f *testing.F) {
 }
 
 func FuzzParseJSONAPI(f *testing.F) {
-	fuzzParser(f, "https://pypi.example/pypi/foo/json", parseJSONAPI, nil,
+	fuzzParser(f, "https://pypi.example/pypi/foo/json", parseJSONAPI, func(t *testing.T, files []file, _ error) {
+		if files != nil {
+			t.Fatal("files and an error")
+		}
+	},
 		`{"info": {"version": "1.0"}, "urls": [], "releases": {"1.0": [{"filename": "foo-1.0.tar.gz", "url": "https://f/foo-1.0.tar.gz", "digests": {"sha256": "`+sha+`"}, "yanked": true, "yanked_reason": "x"}]}}`,
 		`{"info": {"version": "1.0"}, "urls": [{"filename": "a", "url": "/a", "digests": {}, "yanked": false, "yanked_reason": null}]}`,
 		`{"releases": {"": [{}]}}`,

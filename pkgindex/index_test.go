@@ -1227,3 +1227,28 @@ func TestProjectPageReadAsPipReadsIt(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesWhoseURLDoesNotReparseFailLoudly: a scheme-relative link whose
+// host holds several colons ("//files.example:1:2/..."), which Go's parser
+// takes without a scheme and refuses with one (strict colons for http and
+// https), resolved to a URL that no later parse reads: the file was named ""
+// and left out of koo 1.0 without a word while pip names it by its path
+// and takes the wheel. It must fail the release, naming the wheel.
+// (Found by FuzzParseSimpleHTML: "https://::0".)
+func TestFilesWhoseURLDoesNotReparseFailLoudly(t *testing.T) {
+	for _, ref := range []string{"//files.example:1:2/f/koo-1.0-py3-none-any.whl", "//::0/f/koo-1.0-py3-none-any.whl"} {
+		for _, body := range []string{
+			`<a href="/f/koo-1.0.tar.gz">koo-1.0.tar.gz</a><a href="` + ref + `">w</a>`,
+			`{"meta": {"api-version": "1.1"}, "files": [{"filename": "koo-1.0.tar.gz", "url": "/f/koo-1.0.tar.gz", "hashes": {}},
+{"filename": "w", "url": "` + ref + `", "hashes": {}}]}`,
+		} {
+			for _, pin := range []string{"1.0", ""} {
+				v, names, err := pickFrom(t, body, pin)
+				var pe *PageError
+				if !errors.As(err, &pe) || !strings.Contains(err.Error(), "koo-1.0-py3-none-any.whl") {
+					t.Errorf("%.20q pin %q linking %s: version %q, files %q, error %v; want a page error naming the wheel", body, pin, ref, v, names, err)
+				}
+			}
+		}
+	}
+}

@@ -112,7 +112,18 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
-	return u.String(), frag, egg, nil
+	// A scheme-relative ref ("//h:1:2/x") escapes the checks Go's parser
+	// makes of an http(s) host (several colons): the resolved URL must
+	// parse again, or the file would be named "" and left out.
+	s := u.String()
+	if _, err := url.Parse(s); err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+	}
+	return s, frag, egg, nil
 }
 
 // pipQuoted returns u with its path spelled as pip requests it

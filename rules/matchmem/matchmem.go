@@ -106,6 +106,19 @@ static int fleet_capped(YR_SCAN_CONTEXT* ctx) {
 			return 1;
 	return 0;
 }
+
+// fleet_capped_rules writes to out (room for num_strings entries) the rule
+// index (in the rules table) of each string disabled at
+// YR_MAX_STRING_MATCHES, and returns how many it wrote.
+static uint32_t fleet_capped_rules(YR_SCAN_CONTEXT* ctx, uint32_t* out) {
+	uint32_t n = 0;
+	if (ctx->strings_temp_disabled == NULL)
+		return 0;
+	for (uint32_t i = 0; i < ctx->rules->num_strings; i++)
+		if (yr_bitmask_is_set(ctx->strings_temp_disabled, i))
+			out[n++] = ctx->rules->strings_table[i].rule_idx;
+	return n;
+}
 */
 import "C"
 
@@ -318,6 +331,25 @@ func (s *Slot) End() bool {
 // libyara clears its state, as Over. Unlike Over it is read for every
 // scan, watched or not.
 func (s *Slot) Capped() bool { return C.fleet_capped(s.ctx) != 0 }
+
+// CappedRules returns the indexes, in the scanner's rule set (the order of
+// its GetRules), of the rules holding a string the scan stopped keeping the
+// matches of at MaxStringMatches (see Capped), each once per such string;
+// called as Capped. Only their conditions (and those naming them) were
+// decided without the dropped matches.
+func (s *Slot) CappedRules() []int {
+	n := C.fleet_num_strings(s.ctx)
+	if n == 0 || !s.Capped() {
+		return nil
+	}
+	buf := make([]C.uint32_t, n)
+	got := C.fleet_capped_rules(s.ctx, &buf[0])
+	out := make([]int, got)
+	for i := range out {
+		out[i] = int(buf[i])
+	}
+	return out
+}
 
 // Over reports whether the matches of the scan the slot watches cost more
 // than the bound; called when the scan has finished, before libyara frees

@@ -102,6 +102,15 @@ func FuzzDetect(f *testing.F) {
 		if got.String() == "" {
 			t.Fatal("empty format name")
 		}
+		// On the whole input Detect decides as Walk does (its Stats.Format
+		// is the authoritative answer): the oracle above holds by
+		// construction, this one does not.
+		nop := func(int, string, []byte) error { return nil }
+		alloc := func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil }
+		link := func(int, string, int) error { return nil }
+		if st, err := Walk(context.Background(), head, "dist.bin", fuzzLimits, alloc, nop, link); err == nil && st.Format != got {
+			t.Fatalf("Detect = %v, Walk read %v", got, st.Format)
+		}
 	})
 }
 

@@ -44,6 +44,12 @@ type cacheKey struct {
 type fileMatches struct {
 	rules   []score.Rule
 	strings []score.StringHits
+	// capped are the rules (indexes in the whole set) of strings libyara
+	// stopped keeping matches of at its cap in a scan with the whole set,
+	// none counting for cappedPath, the file scanned: a hard link to it
+	// whose path admits one fails (distScan.linkDone).
+	capped     []int
+	cappedPath string
 }
 
 // outcome is the end of one scan: matches, or a failure to be reported for

@@ -615,8 +615,10 @@ func (d *distScan) record(index int, path string, holds ruleBits, m fileMatches)
 		d.with = map[int]ruleBits{}
 	}
 	d.with[index] = holds
-	if len(m.rules) > 0 {
+	if len(m.rules) > 0 || len(m.capped) > 0 {
 		d.matches[index] = m
+	}
+	if len(m.rules) > 0 {
 		d.tally.Add(index, d.newFile(path, m))
 	}
 	for _, l := range d.waiting[index] {
@@ -629,6 +631,15 @@ func (d *distScan) record(index int, path string, holds ruleBits, m fileMatches)
 // the second pass. d.mu is held.
 func (d *distScan) linkDone(target int, l fileLink, holds ruleBits, m fileMatches) {
 	if l.adm == nil || l.adm.subsetOf(holds) {
+		adm := l.adm
+		if adm == nil {
+			adm = d.plan.admit(l.path)
+		}
+		if len(m.capped) > 0 && d.plan.capCounts(adm, m.capped) {
+			// Failed as the target's scan with the link's rules fails.
+			d.cancel(capError(m.cappedPath))
+			return
+		}
 		if len(m.rules) > 0 {
 			d.tally.Add(l.index, d.newFile(l.path, m))
 		}
@@ -810,7 +821,7 @@ func (e *Engine) process(s *scanners, cb *matchCollector, t *fileTask) bool {
 			return true
 		}
 	}
-	o := e.scanFile(s, cb, tg.rules, t)
+	o := e.scanFile(s, cb, tg, t)
 	e.apply(t, tg, o)
 	if d.cacheable {
 		for _, w := range e.cache.finish(key, o) {
@@ -868,10 +879,10 @@ func (e *Engine) newScanner(rs *rules.Compiled) (*yara.Scanner, *matchmem.Slot, 
 	return sc, slot, nil
 }
 
-// scanFile scans t's bytes with rs.
-func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t *fileTask) outcome {
+// scanFile scans t's bytes with tg's rules.
+func (e *Engine) scanFile(s *scanners, cb *matchCollector, tg *target, t *fileTask) outcome {
 	d := t.dist
-	ts, err := s.get(rs, cb)
+	ts, err := s.get(tg.rules, cb)
 	if err != nil {
 		return outcome{fail: func(string) error { return err }}
 	}
@@ -917,14 +928,16 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		}
 		return outcome{fail: func(path string) error { return fmt.Errorf("%s: yara: %w", clip.String(path, clip.Default), err) }}
 	}
-	if cb.capped {
-		// libyara dropped a string's matches past its cap: a condition
-		// reading them was decided without them, so no verdict is exact.
-		return outcome{fail: func(path string) error {
-			return &limit.Error{Kind: limit.StringMatches, Max: matchmem.MaxStringMatches, Path: path}
-		}}
-	}
 	var m fileMatches
+	if len(cb.capped) > 0 {
+		// libyara dropped a string's matches past its cap: a condition
+		// reading them was decided without them, so no verdict is exact
+		// when one counts for the file (or a link to it).
+		if tg.capCounts(t.path, cb.capped) {
+			return outcome{fail: func(path string) error { return capError(path) }}
+		}
+		m.capped, m.cappedPath = cb.capped, t.path
+	}
 	if len(cb.names) > 0 {
 		m.rules = make([]score.Rule, 0, len(cb.names))
 		for _, n := range cb.names {
@@ -938,6 +951,12 @@ func (e *Engine) scanFile(s *scanners, cb *matchCollector, rs *rules.Compiled, t
 		cb.strings = nil
 	}
 	return outcome{m: m}
+}
+
+// capError is the failure of the file at path whose result reads a string
+// libyara stopped keeping matches of at its cap.
+func capError(path string) error {
+	return &limit.Error{Kind: limit.StringMatches, Max: matchmem.MaxStringMatches, Path: path}
 }
 
 // errScanTimeout is libyara's ERROR_SCAN_TIMEOUT (yara/error.h), which
@@ -954,7 +973,7 @@ type matchCollector struct {
 	strings []score.StringHits
 	err     error
 	slot    *matchmem.Slot // the scanner's slot
-	capped  bool
+	capped  []int          // the rules of strings libyara stopped at its cap
 	watch   *matchmem.Slot // the slot of a watched scan, else nil
 	over    bool
 }
@@ -962,7 +981,7 @@ type matchCollector struct {
 func (m *matchCollector) reset() {
 	m.names = m.names[:0]
 	m.strings, m.err = nil, nil
-	m.slot, m.capped = nil, false
+	m.slot, m.capped = nil, nil
 	m.watch, m.over = nil, false
 }
 
@@ -986,8 +1005,8 @@ func (m *matchCollector) ScanFinished(*yara.ScanContext) (bool, error) {
 	if m.watch != nil && m.watch.Over() {
 		m.over = true
 	}
-	if m.slot != nil && m.slot.Capped() {
-		m.capped = true
+	if m.slot != nil {
+		m.capped = m.slot.CappedRules()
 	}
 	return false, nil
 }

@@ -168,11 +168,10 @@ func newPlan(rs *rules.Compiled, exhaustive bool, maxTargets int, onSubset func(
 	p.always, p.reported = newRuleBits(p.n), newRuleBits(p.n)
 	p.fullTarget = &target{plan: p, key: "all"}
 	p.noneTarget = &target{plan: p, admitted: newRuleBits(p.n), key: "none"}
-	if exhaustive {
-		p.reason = "exhaustive"
-		return p
-	}
-	p.skip = true
+	// An exhaustive plan scans every file with every rule (skip is false)
+	// but reads the filetypes and dependencies all the same: they say
+	// which rules count for a file (capCounts).
+	p.skip = !exhaustive
 	p.suffixAt = map[string]int{}
 	var lens []int
 	for i, r := range yr {
@@ -202,7 +201,51 @@ func newPlan(rs *rules.Compiled, exhaustive bool, maxTargets int, onSubset func(
 	slices.Sort(lens)
 	p.suffixLens = slices.Compact(lens)
 	p.split, p.reason = p.readSources(rs)
+	if exhaustive {
+		p.reason = "exhaustive"
+	}
 	return p
+}
+
+// capCounts reports whether the rules (indexes in t's rules) holding a
+// string libyara stopped keeping matches of at its cap can change the
+// result of the file at path scanned with t: one of them counts for the
+// file or is one such a rule depends on (plan.capCounts). A subset holds
+// only such rules; the whole set also holds rules that never count there,
+// and a capped string of one of them leaves the file's result exact, as a
+// subset (or no scan, when path admits no rule) gives it. Without the split
+// the answer is yes.
+func (t *target) capCounts(path string, capped []int) bool {
+	p := t.plan
+	if t.subset || !p.split {
+		return true
+	}
+	adm := t.admitted
+	if adm == nil {
+		// The whole set: a pruning plan scans with it only what admits
+		// every reported rule; an exhaustive one scans everything.
+		adm = p.reported
+		if !p.skip {
+			adm = p.admit(path)
+		}
+	}
+	return p.capCounts(adm, capped)
+}
+
+// capCounts reports whether a rule of capped (indexes in the whole set) is
+// one of the admitted rules adm or one they depend on; no rule counts for
+// a file that admits none.
+func (p *plan) capCounts(adm ruleBits, capped []int) bool {
+	if adm.empty() {
+		return false
+	}
+	holds := p.closure(adm)
+	for _, i := range capped {
+		if holds.has(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // readSources splits the sources and checks the split against libyara's
