@@ -114,14 +114,18 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	u.User = nil // never pass an index's credentials on to a file host
 	// A scheme-relative ref ("//h:1:2/x") escapes the checks Go's parser
 	// makes of an http(s) host (several colons): the resolved URL must
-	// parse again, or the file would be named "" and left out.
+	// parse again, or the file would be named "" and left out; and keep a
+	// host once spelled as pip sends it ("//:" is the host ":", whose
+	// empty port pip drops).
 	s := u.String()
-	if _, err := url.Parse(s); err != nil {
+	if r, err := url.Parse(s); err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
 		return "", "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+	} else if r.Host == "" {
+		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
 	return s, frag, egg, nil
 }
