@@ -296,12 +296,26 @@ func TestComposeDevFleet(t *testing.T) {
 				continue // not yet a tenth done: let the fleet get going
 			}
 			if id, w := busyWorker(ctx, t, dc, coord); id != "" {
+				// Frozen first: on a loaded machine a SIGKILL sent while
+				// the worker looked busy landed after its last task, and
+				// nothing was left to requeue. Frozen, it finishes
+				// nothing more; it must still hold a task once what it
+				// sent before has arrived.
+				if _, err := docker(ctx, "pause", id); err != nil {
+					t.Fatal(err)
+				}
+				if w.Held = frozenHolding(ctx, t, coord, w.SessionID); w.Held == 0 {
+					if _, err := docker(ctx, "unpause", id); err != nil {
+						t.Fatal(err)
+					}
+					continue // it had finished: look again
+				}
 				if _, err := docker(ctx, "kill", "--signal", "KILL", id); err != nil {
 					t.Fatal(err)
 				}
 				killed = id
-				t.Logf("SIGKILLed worker %s (busy %d, holding %d) with %d of %d jobs reported, %.1fs after the workers started",
-					w.WorkerID, w.Busy, w.Held, done, total, time.Since(t2).Seconds())
+				t.Logf("SIGKILLed worker %s (frozen holding %d) with %d of %d jobs reported, %.1fs after the workers started",
+					w.WorkerID, w.Held, done, total, time.Since(t2).Seconds())
 			}
 		}
 		if killed != "" && upDone == nil && stats.Queue.TotalBacklog == 0 && done == total {
@@ -484,6 +498,31 @@ func busyWorker(ctx context.Context, t *testing.T, dc *composeCmd, coord devapiC
 		}
 	}
 	return "", status.Worker{}
+}
+
+// frozenHolding returns how many tasks the coordinator counts the frozen
+// worker of session as holding, once its count of tasks done has stood
+// still for a poll interval (its last results have arrived); 0 when the
+// session is gone.
+func frozenHolding(ctx context.Context, t *testing.T, coord devapiClient, session string) int {
+	t.Helper()
+	held, last := 0, int64(-1)
+	poll(ctx, t, 500*time.Millisecond, 30*time.Second, "the frozen worker's tasks done to stand still", func() (bool, string) {
+		var doc status.Document
+		if err := coord.get(ctx, "/status.json", &doc); err != nil {
+			t.Fatalf("coordinator status: %v", err)
+		}
+		for _, w := range doc.Workers {
+			if w.SessionID == session {
+				settled := w.TasksDone == last
+				held, last = w.Held, w.TasksDone
+				return settled, fmt.Sprintf("tasks done %d, holding %d", w.TasksDone, w.Held)
+			}
+		}
+		held = 0
+		return true, "session gone"
+	})
+	return held
 }
 
 // heavyPackages writes heavy releases for the devapi into a directory the
