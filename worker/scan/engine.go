@@ -526,8 +526,8 @@ type fileTask struct {
 	size   int   // len(data), kept after the buffer is released
 	weight int64 // budget held by data
 	pooled bool  // data came from alloc
-	// tgt, when set, is what to scan with (a second pass); rescan marks
-	// such a task.
+	// tgt, when set, is what to scan with (a second pass; rescan marks
+	// such a task), or the target of a file that joined a scan in flight.
 	tgt    *target
 	rescan bool
 }
@@ -809,6 +809,10 @@ func (e *Engine) process(s *scanners, cb *matchCollector, t *fileTask) bool {
 	var key cacheKey
 	if d.cacheable {
 		key = cacheKey{rules: tg.id, content: sha256.Sum256(t.data)}
+		// A file joining a scan in flight is recorded by the leader under
+		// its own target (w.tgt): targets of other admitted sets may share
+		// an identity (the whole set).
+		t.tgt = tg
 		switch l, m := e.cache.begin(key, t); l {
 		case hit:
 			e.hit(t)
@@ -829,7 +833,7 @@ func (e *Engine) process(s *scanners, cb *matchCollector, t *fileTask) bool {
 				if o.fail == nil {
 					e.hit(w)
 				}
-				e.apply(w, tg, o)
+				e.apply(w, w.tgt, o)
 			}
 			w.dist.pending.Done()
 		}
@@ -854,6 +858,16 @@ func (e *Engine) apply(t *fileTask, tg *target, o outcome) {
 	if o.fail != nil {
 		d.cancel(o.fail(t.path))
 		return
+	}
+	if len(o.m.capped) > 0 {
+		// The matches may be another path's (the cache, a scan in flight):
+		// whether a capped string counts is t's path's to say, and a link
+		// failing for it names t's path.
+		if tg.capCounts(t.path, o.m.capped) {
+			d.cancel(capError(t.path))
+			return
+		}
+		o.m.cappedPath = t.path
 	}
 	if t.rescan {
 		d.rescanned(t.index, o.m)
