@@ -11,6 +11,15 @@ import (
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
+// cappedTailRules: tail reads the last match of "AB" and counts for x.py
+// (and .txt), not for other .py files, which py (with a private helper)
+// counts for.
+const cappedTailRules = `
+private rule helper { condition: filesize > 0 }
+rule py { meta: weight = 1 filetype = ".py" strings: $b = "zz" condition: $b and helper }
+rule tail { meta: weight = 10 filetype = "x.py .txt" strings: $a = "AB" condition: $a in (filesize-2..filesize) }
+`
+
 // TestCachedCappedMatchesCheckedForEachPath (R49): the match cache keeps
 // the matches of a scan with the whole set under the whole set's identity,
 // and a .py subset that does not compile falls back to the whole set under
@@ -23,11 +32,7 @@ import (
 // failed under the path of the file of another release the cache entry
 // came from. Both must fail with string_matches under their own paths.
 func TestCachedCappedMatchesCheckedForEachPath(t *testing.T) {
-	rs := compile(t, map[string]string{"c": `
-private rule helper { condition: filesize > 0 }
-rule py { meta: weight = 1 filetype = ".py" strings: $b = "zz" condition: $b and helper }
-rule tail { meta: weight = 10 filetype = "x.py .txt" strings: $a = "AB" condition: $a in (filesize-2..filesize) }
-`})
+	rs := compile(t, map[string]string{"c": cappedTailRules})
 	e := newEngine(t, Config{Threads: 1, MaxMatchData: 1})
 	p := e.planFor(rs)
 	if !p.split || !p.cacheable {
@@ -68,11 +73,7 @@ rule tail { meta: weight = 10 filetype = "x.py .txt" strings: $a = "AB" conditio
 // joined m.py's scan and was checked against the rules m.py admits: a
 // capped string of tail, deciding x.py's verdict, read clean.
 func TestJoinedCappedScanCheckedForTheJoinersPath(t *testing.T) {
-	rs := compile(t, map[string]string{"c": `
-private rule helper { condition: filesize > 0 }
-rule py { meta: weight = 1 filetype = ".py" strings: $b = "zz" condition: $b and helper }
-rule tail { meta: weight = 10 filetype = "x.py .txt" strings: $a = "AB" condition: $a in (filesize-2..filesize) }
-`})
+	rs := compile(t, map[string]string{"c": cappedTailRules})
 	started := make(chan struct{}, 4)
 	release := make(chan struct{})
 	var first sync.Once
