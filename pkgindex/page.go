@@ -50,8 +50,8 @@ const reasonClip = 1 << 10
 
 // resolveRef resolves ref (absolute or relative) against base. It returns
 // the URL without user info and fragment, its path spelled as pip spells it
-// (pipQuoted), the fragment, and the egg name pip reads from the URL (see
-// eggFragment).
+// (pipQuoted), the sha256 digest pip reads from the URL (see linkSHA256),
+// and the egg name pip reads from it (see eggFragment).
 func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if len(ref) > MaxURLLen {
 		return "", "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
@@ -105,11 +105,12 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	if u, err = pipQuoted(u); err != nil {
 		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
-	egg := eggFragment(u.String()) // from pip's Link.url, before its HTTP client re-spells it
+	// From pip's Link.url, before its HTTP client re-spells it.
+	linkURL := u.String()
+	egg, sha := eggFragment(linkURL), linkSHA256(linkURL)
 	if u, err = pipSent(u); err != nil {
 		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
-	frag := u.Fragment
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
 	// A scheme-relative ref ("//h:1:2/x") escapes the checks Go's parser
@@ -127,7 +128,7 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 	} else if r.Host == "" {
 		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
-	return s, frag, egg, nil
+	return s, sha, egg, nil
 }
 
 // pipQuoted returns u with its path spelled as pip requests it
@@ -326,11 +327,35 @@ func eggFragment(rawURL string) string {
 	return ""
 }
 
-// newFile is the file a page lists at ref. It is named by its URL, as pip
-// names it (file.name), whatever name the page gives it.
+// pipHashRe is pip's LinkHash._hash_url_fragment_re, searched in the
+// whole URL (path and query included): its first match is the digest pip
+// checks a link's download against.
+var pipHashRe = regexp.MustCompile(`[#&](sha512|sha384|sha256|sha224|sha1|md5)=([^&]*)`)
+
+// linkSHA256 returns the sha256 digest a link's URL publishes as pip reads
+// it: the value of its first "#ALG=" or "&ALG=" part when ALG is sha256,
+// up to the next "&" ("#sha256=HEX&egg=NAME-VERSION"). It returns "" when
+// pip reads no digest or another algorithm's: a sha256 that pip does not
+// check is not one the scan may trust.
+func linkSHA256(rawURL string) string {
+	if m := pipHashRe.FindStringSubmatch(rawURL); m != nil && m[1] == "sha256" {
+		return m[2]
+	}
+	return ""
+}
+
+// newFile is the file a page lists at ref, with the sha256 digest the
+// page gives it. It is named by its URL, as pip names it (file.name),
+// whatever name the page gives it; a digest in the URL replaces the
+// page's, as in pip's Link ({**hashes, **hashes_from_link}).
 func newFile(base *url.URL, filename, ref, sha string) file {
-	f := file{filename: filename, sha256: strings.ToLower(clip.String(sha, hashClip))}
-	f.url, _, f.egg, f.urlErr = resolveRef(base, ref)
+	f := file{filename: filename}
+	var linkSHA string
+	f.url, linkSHA, f.egg, f.urlErr = resolveRef(base, ref)
+	if linkSHA != "" {
+		sha = linkSHA
+	}
+	f.sha256 = strings.ToLower(clip.String(sha, hashClip))
 	f.name(ref)
 	return f
 }
@@ -921,11 +946,9 @@ type anchor struct {
 // (file.name); its text names it only when the URL is unusable.
 func (a *anchor) file(base *url.URL, name string) file {
 	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
-	var frag string
-	f.url, frag, f.egg, f.urlErr = resolveRef(base, a.href)
-	if alg, sum, ok := strings.Cut(frag, "="); ok && alg == "sha256" {
-		f.sha256 = strings.ToLower(clip.String(sum, hashClip))
-	}
+	var sha string
+	f.url, sha, f.egg, f.urlErr = resolveRef(base, a.href)
+	f.sha256 = strings.ToLower(clip.String(sha, hashClip))
 	f.filename = name
 	f.name(a.href)
 	return f

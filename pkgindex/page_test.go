@@ -2,6 +2,8 @@ package pkgindex
 
 import (
 	"bytes"
+	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -474,5 +476,41 @@ func TestFilesFetchedAsPipsHTTPClientSendsThem(t *testing.T) {
 	files, err := parseSimpleHTML([]byte(`<a href="w.whl?a=1&amp;egg=koo%2D1.0">x</a>`), mustURL(t, "https://idx.example/simple/koo/"), 10)
 	if err != nil || len(files) != 1 || files[0].egg != "koo%2D1.0" {
 		t.Errorf("egg of w.whl?a=1&egg=koo%%2D1.0: %+v, %v; want koo%%2D1.0, as pip", files, err)
+	}
+}
+
+// TestLinkDigestReadAsPipReadsIt: pip takes a link's digest from the first
+// "#ALG=" or "&ALG=" of its whole URL, up to the next "&"
+// (LinkHash._hash_url_fragment_re; checked against pip 23.2.1's Link), and
+// a digest in the URL replaces a PEP 691 page's. "#sha256=HEX&egg=..." read
+// as the digest "HEX&egg=..." failed a file pip installs; a sha256 after
+// pip's md5 is one pip never checks, so the scan must not trust it either.
+func TestLinkDigestReadAsPipReadsIt(t *testing.T) {
+	other := strings.Repeat("ab", 32)
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	for _, c := range []struct{ ref, listed, wantHTML, wantJSON string }{
+		{"koo-1.0.tar.gz#sha256=" + sha + "&egg=koo-1.0", "", sha, sha},
+		{"koo-1.0.tar.gz#egg=koo-1.0&sha256=" + sha, "", sha, sha},
+		{"koo-1.0.tar.gz?x=1&sha256=" + sha, "", sha, sha},
+		{"koo-1.0.tar.gz#md5=00&sha256=" + sha, "", "", ""},
+		{"koo-1.0.tar.gz#sha2567=" + sha, "", "", ""},
+		{"koo-1.0.tar.gz#SHA256=" + sha, "", "", ""},
+		{"koo-1.0.tar.gz#sha256=" + other, sha, other, other},
+		{"koo-1.0.tar.gz#md5=00", sha, "", sha},
+		{"koo-1.0.tar.gz", sha, "", sha},
+	} {
+		files, err := parseSimpleHTML([]byte(`<a href="`+html.EscapeString(c.ref)+`">x</a>`), page, 10)
+		if err != nil || len(files) != 1 || files[0].sha256 != c.wantHTML {
+			t.Errorf("HTML %q: %+v, %v; want sha256 %q", c.ref, files, err, c.wantHTML)
+		}
+		body, err := json.Marshal(map[string]any{"meta": map[string]string{"api-version": "1.1"},
+			"files": []map[string]any{{"filename": "koo-1.0.tar.gz", "url": c.ref, "hashes": map[string]string{"sha256": c.listed}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err = parseSimpleJSON(body, page, 10)
+		if err != nil || len(files) != 1 || files[0].sha256 != c.wantJSON {
+			t.Errorf("JSON %q (listed sha256 %q): %+v, %v; want sha256 %q", c.ref, c.listed, files, err, c.wantJSON)
+		}
 	}
 }
