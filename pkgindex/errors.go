@@ -84,11 +84,17 @@ type DigestError struct {
 	// Got is the sha256 of the downloaded bytes; "" when nothing was
 	// downloaded because Want is missing or invalid.
 	Got string
+	// PipChecks, when Want is "", names the algorithm of the digest pip
+	// checks instead of a sha256 (see Distribution.PipChecks).
+	PipChecks string
 }
 
 func (e *DigestError) Error() string {
 	name := clip.String(e.Filename, clip.Default)
 	switch {
+	case e.Want == "" && e.PipChecks != "":
+		return fmt.Sprintf("distribution %q: pip checks the download against the index's %q digest, not a sha256, so the scan cannot vouch that pip installs the bytes it scans",
+			name, clip.String(e.PipChecks, 64))
 	case e.Want == "":
 		return fmt.Sprintf("distribution %q: the index gives no sha256, so the download cannot be verified", name)
 	case e.Got == "":

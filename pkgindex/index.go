@@ -27,6 +27,10 @@
 // command a *fetch.Fetcher, with its allowed hosts, size limit, timeouts and
 // retries) and checks its sha256: a mismatch, or a file for which the index
 // gives no valid sha256, is a *DigestError and the bytes are not returned.
+// The sha256 is the digest pip checks (one per file: the first a PEP 691
+// page lists, or the URL's "#sha256="); a file pip checks against another
+// algorithm fails the same way, since pip could then install other bytes
+// than the scan verified.
 // Resolve returns no bytes, so a caller can download and scan the
 // distributions as it likes (one scan job per distribution, each holding
 // only its own bytes); Fetch is the sequential form, calling back once per
@@ -201,6 +205,10 @@ type Distribution struct {
 	// or "" (or something else, cut short) when the index gives no valid
 	// one, which Download refuses.
 	SHA256 string
+	// PipChecks names the algorithm of the digest pip checks the download
+	// against when it is not sha256 (the first a PEP 691 page lists, or
+	// the one in the URL); SHA256 is "" then, which Download refuses.
+	PipChecks string
 	// Yanked is set for a yanked file (only a pinned version lists them);
 	// YankedReason is the index's reason, if any.
 	Yanked       bool
@@ -478,7 +486,7 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 				clip.String(f.filename, 256), project, rel.Version)}
 		}
 		rel.Distributions = append(rel.Distributions, Distribution{
-			Filename: f.filename, URL: f.url, SHA256: f.sha256, Yanked: f.yanked, YankedReason: f.yankedReason,
+			Filename: f.filename, URL: f.url, SHA256: f.sha256, PipChecks: f.pipChecks, Yanked: f.yanked, YankedReason: f.yankedReason,
 		})
 	}
 	return rel, nil
@@ -490,7 +498,7 @@ func (ix *Index) pick(project, pinned string, want *version, files []file, sourc
 // wrapped with the file name.
 func (ix *Index) Download(ctx context.Context, d Distribution) ([]byte, error) {
 	if d.SHA256 == "" {
-		return nil, &DigestError{Filename: d.Filename}
+		return nil, &DigestError{Filename: d.Filename, PipChecks: d.PipChecks}
 	}
 	if !validSHA256(d.SHA256) {
 		return nil, &DigestError{Filename: d.Filename, Want: clip.String(d.SHA256, hashClip)}

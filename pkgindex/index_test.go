@@ -175,16 +175,18 @@ func (f *fakeIndex) ref(ff fakeFile) string {
 
 func (f *fakeIndex) writeSimpleJSON(w io.Writer) {
 	type jf struct {
-		Filename string            `json:"filename"`
-		URL      string            `json:"url"`
-		Hashes   map[string]string `json:"hashes"`
-		Yanked   any               `json:"yanked,omitempty"`
+		Filename string          `json:"filename"`
+		URL      string          `json:"url"`
+		Hashes   json.RawMessage `json:"hashes"`
+		Yanked   any             `json:"yanked,omitempty"`
 	}
 	var files []jf
 	for _, ff := range f.files {
-		h := map[string]string{"md5": "00"}
+		// pip checks the first digest listed: sha256, then another that
+		// pip does not check; without a sha256, md5 is the first.
+		h := json.RawMessage(`{"md5": "00"}`)
 		if s := ff.sha(); s != "" {
-			h["sha256"] = s
+			h = json.RawMessage(`{"sha256": "` + s + `", "md5": "00"}`)
 		}
 		files = append(files, jf{Filename: ff.name, URL: f.ref(ff), Hashes: h, Yanked: ff.yanked})
 	}
@@ -663,8 +665,11 @@ func TestFetchMissingOrInvalidHash(t *testing.T) {
 	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, g *httpGetter) {
 		_, err := ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.8"), func(Distribution, []byte) error { return nil })
 		var de *DigestError
-		if !errors.As(err, &de) || de.Want != "" || de.Filename != "foo_bar-0.8.zip" || !strings.Contains(err.Error(), "gives no sha256") {
-			t.Fatalf("error %v, want *DigestError without a published digest", err)
+		// The simple pages list an md5 only (pip checks it); the JSON API
+		// no digest the scan reads.
+		if !errors.As(err, &de) || de.Want != "" || de.Filename != "foo_bar-0.8.zip" ||
+			!(de.PipChecks == "md5" && strings.Contains(err.Error(), `the index's "md5" digest`) || de.PipChecks == "" && strings.Contains(err.Error(), "gives no sha256")) {
+			t.Fatalf("error %v, want *DigestError without a published sha256", err)
 		}
 		_, err = ix.Fetch(t.Context(), target(t, "pypi:foo-bar==0.7"), func(Distribution, []byte) error { return nil })
 		if !errors.As(err, &de) || de.Want != "not-hex" || de.Got != "" || !strings.Contains(err.Error(), "invalid sha256") {

@@ -30,9 +30,11 @@ type file struct {
 	refName string
 	// egg is the URL's "egg=" value as pip reads it (eggFragment), or "".
 	egg string
-	// sha256 is the published digest, lower-cased and cut to hashClip
-	// bytes; "" when none was published.
+	// sha256 is the published digest pip checks, lower-cased and cut to
+	// hashClip bytes; "" when none was published or pip checks another
+	// (pipChecks names it then).
 	sha256       string
+	pipChecks    string
 	yanked       bool
 	yankedReason string
 }
@@ -49,12 +51,13 @@ const hashClip = 128
 const reasonClip = 1 << 10
 
 // resolveRef resolves ref (absolute or relative) against base. It returns
-// the URL without user info and fragment, its path spelled as pip spells it
-// (pipQuoted), the sha256 digest pip reads from the URL (see linkSHA256),
-// and the egg name pip reads from it (see eggFragment).
-func resolveRef(base *url.URL, ref string) (string, string, string, error) {
+// the URL to fetch: without user info and fragment, spelled as pip's HTTP
+// client sends it (pipQuoted, pipSent); and the URL as pip's Link holds it
+// (fragment included, before its HTTP client re-spells it), from which pip
+// reads the egg name (eggFragment) and the digest (linkHash).
+func resolveRef(base *url.URL, ref string) (string, string, error) {
 	if len(ref) > MaxURLLen {
-		return "", "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
+		return "", "", fmt.Errorf("URL %q is longer than %d bytes", clip.String(ref, 256), MaxURLLen)
 	}
 	ref = escapeRawPath(pyURLClean(ref))
 	if ref == ";" || strings.HasPrefix(ref, ";?") || strings.HasPrefix(ref, ";#") {
@@ -68,18 +71,18 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is named by the caller, clipped
 		}
-		return "", "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+		return "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
+		return "", "", fmt.Errorf("URL %q is not http or https", clip.String(ref, 256))
 	}
 	if u.Host == "" {
-		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
+		return "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
 	if strings.HasPrefix(ref, "///") {
 		// An empty authority: the page's host to Python's urljoin, a path
 		// to Go's.
-		return "", "", "", fmt.Errorf("URL %q has an empty authority, which pip reads as the page's host", clip.String(ref, 256))
+		return "", "", fmt.Errorf("URL %q has an empty authority, which pip reads as the page's host", clip.String(ref, 256))
 	}
 	if r, err := url.Parse(ref); err == nil {
 		if r.User != nil {
@@ -87,29 +90,27 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 			// MultiDomainBasicAuth); a server may answer a request
 			// without it otherwise, and the scan sends no credentials to
 			// a file host.
-			return "", "", "", fmt.Errorf("URL %q carries user info, which pip sends to the file host as credentials and the scan does not", clip.URL(ref))
+			return "", "", fmt.Errorf("URL %q carries user info, which pip sends to the file host as credentials and the scan does not", clip.URL(ref))
 		}
 		rp := r.EscapedPath()
 		if r.Scheme == "" && r.Host == "" && rp != "" && !strings.HasPrefix(rp, "/") &&
 			(strings.Contains(rp, "//") || strings.Contains(base.EscapedPath(), "//")) {
 			// Python's urljoin (pip's) drops empty segments of a relative
 			// path and its base; Go's resolution keeps them.
-			return "", "", "", fmt.Errorf("URL %q: a relative path joined to %q with an empty segment, which pip drops", clip.String(ref, 256), clip.String(base.EscapedPath(), 256))
+			return "", "", fmt.Errorf("URL %q: a relative path joined to %q with an empty segment, which pip drops", clip.String(ref, 256), clip.String(base.EscapedPath(), 256))
 		}
 		if strings.Contains(rp, "//") && strings.Contains(rp+"/", "/../") {
 			// "//../": pip's HTTP client (urllib3) and Go resolve a ".."
 			// after an empty segment differently.
-			return "", "", "", fmt.Errorf("URL %q: a \"..\" segment in a path with an empty segment, which pip resolves otherwise", clip.String(ref, 256))
+			return "", "", fmt.Errorf("URL %q: a \"..\" segment in a path with an empty segment, which pip resolves otherwise", clip.String(ref, 256))
 		}
 	}
 	if u, err = pipQuoted(u); err != nil {
-		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
+		return "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
-	// From pip's Link.url, before its HTTP client re-spells it.
 	linkURL := u.String()
-	egg, sha := eggFragment(linkURL), linkSHA256(linkURL)
 	if u, err = pipSent(u); err != nil {
-		return "", "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
+		return "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
 	u.Fragment, u.RawFragment = "", ""
 	u.User = nil // never pass an index's credentials on to a file host
@@ -124,11 +125,11 @@ func resolveRef(base *url.URL, ref string) (string, string, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
+		return "", "", fmt.Errorf("invalid URL %q: %w", clip.String(ref, 256), err)
 	} else if r.Host == "" {
-		return "", "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
+		return "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
-	return s, sha, egg, nil
+	return s, linkURL, nil
 }
 
 // pipQuoted returns u with its path spelled as pip requests it
@@ -328,34 +329,50 @@ func eggFragment(rawURL string) string {
 }
 
 // pipHashRe is pip's LinkHash._hash_url_fragment_re, searched in the
-// whole URL (path and query included): its first match is the digest pip
-// checks a link's download against.
+// whole URL (path and query included).
 var pipHashRe = regexp.MustCompile(`[#&](sha512|sha384|sha256|sha224|sha1|md5)=([^&]*)`)
 
-// linkSHA256 returns the sha256 digest a link's URL publishes as pip reads
-// it: the value of its first "#ALG=" or "&ALG=" part when ALG is sha256,
-// up to the next "&" ("#sha256=HEX&egg=NAME-VERSION"). It returns "" when
-// pip reads no digest or another algorithm's: a sha256 that pip does not
-// check is not one the scan may trust.
-func linkSHA256(rawURL string) string {
-	if m := pipHashRe.FindStringSubmatch(rawURL); m != nil && m[1] == "sha256" {
-		return m[2]
+// linkHash returns the digest a link's URL publishes as pip reads it: the
+// algorithm and value of its first "#ALG=" or "&ALG=" part, the value up
+// to the next "&" ("#sha256=HEX&egg=NAME-VERSION"); "" when there is none.
+func linkHash(linkURL string) (alg, value string) {
+	if m := pipHashRe.FindStringSubmatch(linkURL); m != nil {
+		return m[1], m[2]
 	}
-	return ""
+	return "", ""
 }
 
-// newFile is the file a page lists at ref, with the sha256 digest the
-// page gives it. It is named by its URL, as pip names it (file.name),
-// whatever name the page gives it; a digest in the URL replaces the
-// page's, as in pip's Link ({**hashes, **hashes_from_link}).
-func newFile(base *url.URL, filename, ref, sha string) file {
-	f := file{filename: filename}
-	var linkSHA string
-	f.url, linkSHA, f.egg, f.urlErr = resolveRef(base, ref)
-	if linkSHA != "" {
-		sha = linkSHA
+// setDigest sets the digest f is checked against: the one pip checks. pip
+// checks a download against one digest only (Link.hash, the first of
+// {**listed, **from_link}): the first a PEP 691 page lists for the file
+// (its value replaced by the URL's digest of the same algorithm), or else
+// the URL's. The scan can vouch for the bytes pip installs only when it
+// checks that same digest, so a file whose first digest is not a sha256
+// gets none and fails its download (DigestError.PipChecks says why).
+func (f *file) setDigest(linkURL string, listed orderedHashes) {
+	alg, value := linkHash(linkURL)
+	if len(listed.keys) > 0 {
+		first := listed.keys[0]
+		if first != alg {
+			alg, value = first, listed.values[first]
+		}
 	}
-	f.sha256 = strings.ToLower(clip.String(sha, hashClip))
+	if alg == "sha256" {
+		f.sha256 = strings.ToLower(clip.String(value, hashClip))
+	} else {
+		f.pipChecks = clip.String(alg, 64)
+	}
+}
+
+// newFile is the file a PEP 691 page lists at ref, with the digests the
+// page gives it. It is named by its URL, as pip names it (file.name),
+// whatever name the page gives it.
+func newFile(base *url.URL, filename, ref string, listed orderedHashes) file {
+	f := file{filename: filename}
+	var linkURL string
+	f.url, linkURL, f.urlErr = resolveRef(base, ref)
+	f.egg = eggFragment(linkURL)
+	f.setDigest(linkURL, listed)
 	f.name(ref)
 	return f
 }
@@ -553,10 +570,55 @@ func unhex(c byte) byte {
 
 // simpleJSONFile is a files[] entry of a PEP 691 project page.
 type simpleJSONFile struct {
-	Filename string            `json:"filename"`
-	URL      string            `json:"url"`
-	Hashes   map[string]string `json:"hashes"`
-	Yanked   json.RawMessage   `json:"yanked"`
+	Filename string          `json:"filename"`
+	URL      string          `json:"url"`
+	Hashes   orderedHashes   `json:"hashes"`
+	Yanked   json.RawMessage `json:"yanked"`
+}
+
+// orderedHashes is a PEP 691 file's "hashes" object as Python reads it:
+// its keys in the order of their first appearance, each with the value of
+// its last (a dict from json.loads). pip checks the first only.
+type orderedHashes struct {
+	keys   []string
+	values map[string]string
+}
+
+// UnmarshalJSON reads a JSON object of strings (or null: no digests).
+func (h *orderedHashes) UnmarshalJSON(b []byte) error {
+	*h = orderedHashes{}
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	h.values = map[string]string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string) // a JSON object's keys are strings
+		var v string
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if _, ok := h.values[key]; !ok {
+			h.keys = append(h.keys, key)
+		}
+		h.values[key] = v
+	}
+	return nil
+}
+
+// sha256Only is the digests of a file listed with one sha256, or none.
+func sha256Only(sum string) orderedHashes {
+	if sum == "" {
+		return orderedHashes{}
+	}
+	return orderedHashes{keys: []string{"sha256"}, values: map[string]string{"sha256": sum}}
 }
 
 // parseSimpleJSON reads a PEP 691 JSON project page
@@ -595,7 +657,7 @@ func parseSimpleJSON(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 				if err := dec.Decode(&e); err != nil {
 					return true, fmt.Errorf("malformed files[%d]: %w", len(files), err)
 				}
-				f := newFile(page, e.Filename, e.URL, e.Hashes["sha256"])
+				f := newFile(page, e.Filename, e.URL, e.Hashes)
 				var err error
 				if f.yanked, f.yankedReason, err = yankedJSON(e.Yanked); err != nil {
 					return true, fmt.Errorf("files[%d]: %w", len(files), err)
@@ -946,9 +1008,10 @@ type anchor struct {
 // (file.name); its text names it only when the URL is unusable.
 func (a *anchor) file(base *url.URL, name string) file {
 	f := file{yanked: a.yanked, yankedReason: clip.String(a.reason, reasonClip)}
-	var sha string
-	f.url, sha, f.egg, f.urlErr = resolveRef(base, a.href)
-	f.sha256 = strings.ToLower(clip.String(sha, hashClip))
+	var linkURL string
+	f.url, linkURL, f.urlErr = resolveRef(base, a.href)
+	f.egg = eggFragment(linkURL)
+	f.setDigest(linkURL, orderedHashes{})
 	f.filename = name
 	f.name(a.href)
 	return f
@@ -1136,7 +1199,7 @@ func parseJSONAPI(body []byte, page *url.URL, maxFiles int) ([]file, error) {
 			if err := dec.Decode(&e); err != nil {
 				return nil, fmt.Errorf("malformed JSON: %w", err)
 			}
-			f := newFile(page, e.Filename, e.URL, e.Digests.SHA256)
+			f := newFile(page, e.Filename, e.URL, sha256Only(e.Digests.SHA256))
 			f.yanked = e.Yanked
 			if e.YankedReason != nil && e.Yanked {
 				f.yankedReason = clip.String(*e.YankedReason, reasonClip)

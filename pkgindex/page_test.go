@@ -2,7 +2,8 @@ package pkgindex
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
+	"errors"
 	"html"
 	"net/http"
 	"net/url"
@@ -479,38 +480,69 @@ func TestFilesFetchedAsPipsHTTPClientSendsThem(t *testing.T) {
 	}
 }
 
-// TestLinkDigestReadAsPipReadsIt: pip takes a link's digest from the first
-// "#ALG=" or "&ALG=" of its whole URL, up to the next "&"
-// (LinkHash._hash_url_fragment_re; checked against pip 23.2.1's Link), and
-// a digest in the URL replaces a PEP 691 page's. "#sha256=HEX&egg=..." read
-// as the digest "HEX&egg=..." failed a file pip installs; a sha256 after
-// pip's md5 is one pip never checks, so the scan must not trust it either.
+// TestLinkDigestReadAsPipReadsIt: pip checks a download against one
+// digest (Link.hash): the first a PEP 691 page lists (its value replaced by
+// the URL's of the same algorithm), or else the URL's first "#ALG=" or
+// "&ALG=" (LinkHash._hash_url_fragment_re), up to the next "&". The table
+// is pip 23.2.1's Link and Link.from_json on each case. "#sha256=HEX&egg="
+// was read as the digest "HEX&egg=..." (a file pip installs failed), and a
+// page listing md5 first had its sha256 checked while pip checks the md5:
+// a host answering two spellings of a URL (a redirect) with two files
+// could pass one to the scan and the other to pip.
 func TestLinkDigestReadAsPipReadsIt(t *testing.T) {
 	other := strings.Repeat("ab", 32)
 	page := mustURL(t, "https://idx.example/simple/koo/")
+	// want: "S" (sha), "O" (other) or the algorithm pip checks instead.
 	for _, c := range []struct{ ref, listed, wantHTML, wantJSON string }{
-		{"koo-1.0.tar.gz#sha256=" + sha + "&egg=koo-1.0", "", sha, sha},
-		{"koo-1.0.tar.gz#egg=koo-1.0&sha256=" + sha, "", sha, sha},
-		{"koo-1.0.tar.gz?x=1&sha256=" + sha, "", sha, sha},
-		{"koo-1.0.tar.gz#md5=00&sha256=" + sha, "", "", ""},
-		{"koo-1.0.tar.gz#sha2567=" + sha, "", "", ""},
-		{"koo-1.0.tar.gz#SHA256=" + sha, "", "", ""},
-		{"koo-1.0.tar.gz#sha256=" + other, sha, other, other},
-		{"koo-1.0.tar.gz#md5=00", sha, "", sha},
-		{"koo-1.0.tar.gz", sha, "", sha},
+		{"koo-1.0.tar.gz#sha256=S&egg=koo-1.0", `{}`, "S", "S"},
+		{"koo-1.0.tar.gz#egg=koo-1.0&sha256=S", `{}`, "S", "S"},
+		{"koo-1.0.tar.gz?x=1&sha256=S", `{}`, "S", "S"},
+		{"koo-1.0.tar.gz#md5=00&sha256=S", `{}`, "md5", "md5"},
+		{"koo-1.0.tar.gz#sha2567=S", `{}`, "", ""},
+		{"koo-1.0.tar.gz#SHA256=S", `{}`, "", ""},
+		{"koo-1.0.tar.gz#sha256=O", `{"sha256": "S"}`, "O", "O"},
+		{"koo-1.0.tar.gz#md5=00", `{"sha256": "S"}`, "md5", "S"},
+		{"koo-1.0.tar.gz", `{"sha256": "S"}`, "", "S"},
+		{"koo-1.0.tar.gz", `{"md5": "00", "sha256": "S"}`, "", "md5"},
+		{"koo-1.0.tar.gz", `{"sha256": "S", "md5": "00"}`, "", "S"},
+		{"koo-1.0.tar.gz", `{"sha256": "x", "md5": "00", "sha256": "S"}`, "", "S"},
+		{"koo-1.0.tar.gz#sha256=O", `{"md5": "00"}`, "O", "md5"},
+		{"koo-1.0.tar.gz#sha256=S", `null`, "S", "S"},
 	} {
-		files, err := parseSimpleHTML([]byte(`<a href="`+html.EscapeString(c.ref)+`">x</a>`), page, 10)
-		if err != nil || len(files) != 1 || files[0].sha256 != c.wantHTML {
-			t.Errorf("HTML %q: %+v, %v; want sha256 %q", c.ref, files, err, c.wantHTML)
+		ref := strings.NewReplacer("=S", "="+sha, "=O", "="+other).Replace(c.ref)
+		listed := strings.ReplaceAll(c.listed, `"S"`, `"`+sha+`"`)
+		check := func(kind string, files []file, err error, want string) {
+			t.Helper()
+			wantSHA, wantAlg := map[string]string{"S": sha, "O": other}[want], ""
+			if wantSHA == "" {
+				wantAlg = want
+			}
+			if err != nil || len(files) != 1 || files[0].sha256 != wantSHA || files[0].pipChecks != wantAlg {
+				t.Errorf("%s %q, listed %s: %+v, %v; want sha256 %q (pip checks %q)", kind, c.ref, c.listed, files, err, wantSHA, wantAlg)
+			}
 		}
-		body, err := json.Marshal(map[string]any{"meta": map[string]string{"api-version": "1.1"},
-			"files": []map[string]any{{"filename": "koo-1.0.tar.gz", "url": c.ref, "hashes": map[string]string{"sha256": c.listed}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err = parseSimpleJSON(body, page, 10)
-		if err != nil || len(files) != 1 || files[0].sha256 != c.wantJSON {
-			t.Errorf("JSON %q (listed sha256 %q): %+v, %v; want sha256 %q", c.ref, c.listed, files, err, c.wantJSON)
-		}
+		files, err := parseSimpleHTML([]byte(`<a href="`+html.EscapeString(ref)+`">x</a>`), page, 10)
+		check("HTML", files, err, c.wantHTML)
+		body := `{"meta": {"api-version": "1.1"}, "files": [{"filename": "koo-1.0.tar.gz", "url": "` + ref + `", "hashes": ` + listed + `}]}`
+		files, err = parseSimpleJSON([]byte(body), page, 10)
+		check("JSON", files, err, c.wantJSON)
+	}
+}
+
+// TestDownloadSaysWhichDigestPipChecks: a file whose digest pip checks is
+// not a sha256 fails before downloading, naming the algorithm.
+func TestDownloadSaysWhichDigestPipChecks(t *testing.T) {
+	g := &httpGetter{client: http.DefaultClient}
+	ix, err := New(Config{Getter: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ix.Download(context.Background(), Distribution{Filename: "koo-1.0.tar.gz", URL: "https://f.invalid/koo-1.0.tar.gz", PipChecks: "md5"})
+	var de *DigestError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), `pip checks the download against the index's "md5" digest`) {
+		t.Fatalf("error %v, want a DigestError naming md5", err)
+	}
+	if len(g.urls) != 0 {
+		t.Errorf("downloaded %q, which the scan cannot vouch for", g.urls)
 	}
 }
