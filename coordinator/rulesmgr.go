@@ -32,9 +32,9 @@ type rulesManager struct {
 	fetch sync.Mutex // one fetch at a time
 	mu    sync.Mutex
 	cur   rules.Set
-	// lastTry is when a job's unknown hash last made a fetch: one per
-	// retry interval whatever the hash (a hostile API may name a new one
-	// in every job).
+	// lastTry is when the last fetch a job's unknown hash made ended (or
+	// stopped being waited for): one per retry interval whatever the hash
+	// (a hostile API may name a new one in every job).
 	lastTry time.Time
 	known   map[string]map[string]int64 // rules hash -> rule name -> weight
 	history []string                    // hashes in known, oldest first
@@ -132,7 +132,7 @@ func (m *rulesManager) load(ctx context.Context) error {
 
 // ensure returns the hash to scan a job with, given the hash the API leased it
 // under: that hash once loaded, or the current one when the update fails or
-// an unknown hash made a fetch less than the retry interval ago.
+// a fetch an unknown hash made ended less than the retry interval ago.
 func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	cur := m.current()
 	if want == "" || want == cur.Hash {
@@ -148,7 +148,16 @@ func (m *rulesManager) ensure(ctx context.Context, want string) string {
 	if recent {
 		return m.current().Hash
 	}
-	if err := m.updateWithin(ctx); err != nil {
+	err := m.updateWithin(ctx)
+	// The interval runs from the end of the try. Dated from its start, a
+	// try that spent its whole budget (as long as the interval by default)
+	// left the next job of the same lease answer free to try, and wait,
+	// again: a batch naming rules that do not come waited a budget per job,
+	// past its lease.
+	m.mu.Lock()
+	m.lastTry = m.now()
+	m.mu.Unlock()
+	if err != nil {
 		m.log.Error("rules update failed; scanning with the rules loaded and reporting their hash",
 			"wanted", want, "using", m.current().Hash, "err", err)
 	}

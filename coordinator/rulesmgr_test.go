@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
@@ -48,6 +49,49 @@ func TestUnknownHashWaitsOnlyTheBudget(t *testing.T) {
 	m := loadedRules(t, api, 50*time.Millisecond)
 	api.hang.Store(true)
 	ensureGivesTheLoaded(t, m, "the hanging GET /rules", func() {})
+}
+
+// TestBatchNamingNewRulesWaitsOneBudget, on synctest's clock, with the
+// coordinator's defaults (a 120 s lease: an update budget of 30 s, and
+// RulesRetry 30 s): a lease answer of 20 jobs naming rules GET /rules cannot
+// bring (it hangs) waits one budget in all, then every job is scanned with
+// the loaded set. The retry interval was dated from the start of the try,
+// which the budget's wait had used up: whether the next job of the batch
+// waited a whole budget again was the race of two timers set for the same
+// instant (the budget's and the fetch's deadline), lost here about once in
+// four, and again for the job after it (in real time on one CPU, nearly
+// always: every job waited in turn). Batches waited 60 s, 90 s, 2 min 30 s
+// (past their lease: dropped unreported, each job losing one of its three
+// attempts). The race is run 64 times.
+func TestBatchNamingNewRulesWaitsOneBudget(t *testing.T) {
+	for i := range 64 {
+		synctest.Test(t, func(t *testing.T) {
+			api := &hangingRules{fakeAPI: newFakeAPI()}
+			c, err := New(Config{API: api, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.out.Close()
+			if err := c.rules.load(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			api.hang.Store(true)
+			jobs := make([]mainframe.Job, 20)
+			for k := range jobs {
+				jobs[k] = job(fmt.Sprintf("p%d", k), "u")
+				jobs[k].Hash = "h2"
+			}
+			start := time.Now()
+			if n := c.admit(context.Background(), jobs, start); n != len(jobs) {
+				t.Fatalf("%d jobs admitted, want %d", n, len(jobs))
+			}
+			if took, budget := time.Since(start), min(c.cfg.LeaseTimeout/4, 30*time.Second); took > budget {
+				t.Fatalf("run %d: admitting %d jobs naming rules GET /rules cannot bring took %s, want at most one update budget (%s; the lease is %s)",
+					i, len(jobs), took, budget, c.cfg.LeaseTimeout)
+			}
+			synctest.Wait() // the update given up has ended
+		})
+	}
 }
 
 // ensureGivesTheLoaded fails t unless m.ensure of h2 soon gives the loaded

@@ -138,8 +138,9 @@ type Config struct {
 	// LockTimeout bounds the wait for the file's lock while another process
 	// (another coordinator) holds it; Open then fails. Default 5 s.
 	LockTimeout time.Duration
-	// Now is the clock for Health.Since and for the name a corrupt file is
-	// moved to. Default time.Now.
+	// Now is the clock for Health.Since, for the name a corrupt file is
+	// moved to, and for Open, which moves a lease start read back from
+	// the file and later than Now to Now (see Open). Default time.Now.
 	Now func() time.Time
 }
 
@@ -179,7 +180,11 @@ type slot struct {
 }
 
 // Open opens the outbox, loading reports kept from an earlier run. What it
-// found wrong in the file and did about it is in Recovery.
+// found wrong in the file and did about it is in Recovery. Every report
+// loaded is due at once; a report whose lease began, as the file has it,
+// after Now (its time written by a wall clock ahead of this one: stepped
+// back since, or another host's) is dated from Now, in the file too, so
+// that its age counts from no later than the restart.
 func Open(cfg Config) (*Outbox, error) {
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = DefaultCapacity
@@ -207,15 +212,26 @@ func Open(cfg Config) (*Outbox, error) {
 	}
 	// Oldest first; ties in key order (the order bbolt keeps them in).
 	slices.SortStableFunc(loaded, func(a, b *Entry) int { return a.Enqueued.Compare(b.Enqueued) })
+	now := cfg.Now()
+	rewrite := salvaged
 	for _, e := range loaded {
 		e.NotBefore = time.Time{}
 		key := e.Report.Key()
 		o.add(key, e)
-		if salvaged {
+		if e.LeasedAt.After(now) {
+			// Written by a wall clock ahead of this one (stepped back
+			// since, or another host's): a lease cannot begin after now.
+			// Kept, the report's age stayed negative for the step, and a
+			// report the API kept refusing was retried that much past
+			// the report max age.
+			e.LeasedAt = now
+			o.markDirty(key)
+			rewrite = true
+		} else if salvaged {
 			o.markDirty(key)
 		}
 	}
-	if salvaged {
+	if rewrite {
 		// A failure shows in Health; Sync tries again.
 		_ = o.Sync()
 	}

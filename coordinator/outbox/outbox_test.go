@@ -355,3 +355,41 @@ func TestDueNowCutsBackoffsShort(t *testing.T) {
 		t.Fatal("b, retried after DueNow, is due at once")
 	}
 }
+
+// TestLeaseFromTheFutureDatedFromOpen: a report whose lease began, as the
+// file has it, after the clock of the Open reading it (written while the
+// wall clock read later: stepped back since, or another host's) is dated
+// from that Open, in the file too (a later Open keeps it); a lease from the
+// past is kept as written. Kept from the future, the report's age stayed
+// negative for the step, and the coordinator retried a report the API kept
+// refusing that long past the report max age.
+func TestLeaseFromTheFutureDatedFromOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := mustOpen(t, Config{Path: path, Now: func() time.Time { return t0 }})
+	if err := o.Put(entry("ahead", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Put(entry("past", t0.Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"ahead": t0, "past": t0.Add(-time.Minute)}
+	for _, at := range []time.Time{t0, t0.Add(30 * time.Minute)} {
+		o := mustOpen(t, Config{Path: path, Now: func() time.Time { return at }})
+		got := state(o)
+		for name, leased := range want {
+			e, ok := got[(&Report{Name: name, Version: "1"}).Key()]
+			if !ok || !e.LeasedAt.Equal(leased) {
+				t.Errorf("opened at %s: %q leased at %s (held %v), want %s", at.Format(time.TimeOnly), name, e.LeasedAt.Format(time.TimeOnly), ok, leased.Format(time.TimeOnly))
+			}
+		}
+		if h := o.Health(); h.WriteFailing || h.NotDurable != 0 {
+			t.Fatalf("health %+v after Open, want the new date written", h)
+		}
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

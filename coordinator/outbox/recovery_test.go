@@ -31,7 +31,9 @@ func makeFile(t *testing.T, path string, n, reasonLen int) map[string]Entry {
 		e := Entry{
 			Report: Report{Name: "pkg" + strconv.Itoa(i), Version: "1.0", Attempt: intp(1), AssignmentID: strp("as" + strconv.Itoa(i)),
 				Reason: strings.Repeat(string(rune('a'+i%26)), reasonLen)},
-			LeasedAt: t0.Add(time.Duration(i) * time.Second), Enqueued: t0.Add(time.Duration(i) * time.Second),
+			// Leased before t0, the clock of the Opens that read them back
+			// (a lease later than the clock is dated from Open).
+			LeasedAt: t0.Add(-time.Duration(i) * time.Second), Enqueued: t0.Add(time.Duration(i) * time.Second),
 		}
 		if i%3 == 0 {
 			e.Report.Reason = ""
