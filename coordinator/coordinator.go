@@ -183,6 +183,12 @@ const (
 	DefaultDrainTimeout      = 30 * time.Second
 )
 
+// MaxWorkerSlotsBound is the largest MaxWorkerSlots the commands take
+// (DRAGONFLY_MAX_WORKER_SLOTS): far above any worker's threads, and small
+// enough that the bounds derived from it (the answers one message may
+// carry, a session's tasks) cannot overflow.
+const MaxWorkerSlotsBound = 1 << 16
+
 // The lease lengths the coordinator accepts (DRAGONFLY_LEASE_TIMEOUT). Below
 // 10 s every task's lease would be ending as it starts (the dispatcher keeps
 // at least 10 s of a lease for a backup copy, and a scan takes seconds):

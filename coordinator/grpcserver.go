@@ -137,6 +137,9 @@ func NewServer(c *Coordinator, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("coordinator: the fleet token (DRAGONFLY_FLEET_TOKEN) has %d bytes; it needs at least %d (e.g. openssl rand -hex 32)",
 			len(cfg.Token), fleetauth.MinTokenBytes)
 	}
+	if err := fleetauth.CheckTokenText(cfg.Token); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	cfg.MaxWorkers = bound.Or(cfg.MaxWorkers, DefaultMaxWorkers)
 	cfg.MaxPendingConns = bound.Or(cfg.MaxPendingConns, DefaultMaxPendingConns)
 	cfg.PendingTimeout = bound.Or(cfg.PendingTimeout, DefaultPendingTimeout)

@@ -87,6 +87,21 @@ func TestSlotClaimIsCapped(t *testing.T) {
 	api.WaitReports(t, 12)
 }
 
+// TestSlotCapAboveUint32DoesNotWrap: a DRAGONFLY_MAX_WORKER_SLOTS past
+// 2^32 caps nothing a worker can claim, and the claim stands. The cap was
+// converted to the claim's uint32: 4294967296 read as 0 (every worker got 1
+// slot, logged as "worker slots capped" asked=2 slots=0), 4294967297 as 1.
+func TestSlotCapAboveUint32DoesNotWrap(t *testing.T) {
+	for _, limit := range []int{1 << 32, 1<<32 + 1} {
+		f := startFleet(t, newFakeAPI(), func(c *Config) { c.MaxWorkerSlots = limit })
+		w := f.worker("w", 6)
+		w.ready()
+		if got := f.sessionSlots(t, "w"); got != 6 {
+			t.Errorf("MaxWorkerSlots %d: the worker has %d slots, want the 6 it claimed", limit, got)
+		}
+	}
+}
+
 // TestStalledReaderIsCutAndRefused: a worker that stops reading (gRPC flow
 // control then holds the coordinator's send) is cut within SendTimeout, its
 // tasks go to an honest worker, and its identity is refused for a while

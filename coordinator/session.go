@@ -490,7 +490,9 @@ func (c *Coordinator) admitSession(ctx context.Context, h *fleetv1.Hello) (*work
 	if until, refused := c.guard.refused(ident, now); refused {
 		return nil, status.Errorf(codes.Unavailable, "worker %s is refused until %s: its recent sessions stalled (it stopped reading)", ident, until.UTC().Format(time.RFC3339))
 	}
-	slots := int(min(h.GetSlots(), uint32(c.cfg.MaxWorkerSlots)))
+	// Compared as ints: the cap converted to the claim's uint32 wrapped
+	// (4294967296 capped every worker to 0 slots).
+	slots := min(int(h.GetSlots()), c.cfg.MaxWorkerSlots)
 	if int(h.GetSlots()) > slots {
 		c.sessionLog(c.log, slog.LevelWarn, ident, "slots", "worker slots capped", "worker_id", workerID, "asked", h.GetSlots(), "slots", slots)
 	}

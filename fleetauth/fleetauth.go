@@ -126,6 +126,22 @@ func ClientCredentials(f TLSFiles, serverName string) (credentials.TransportCred
 // one can be guessed. `openssl rand -hex 32` makes a good one.
 const MinTokenBytes = 16
 
+// CheckTokenText refuses a fleet token that gRPC cannot carry: metadata
+// values are printable ASCII (0x20 to 0x7e), and a worker sending any other
+// byte fails every connection with an Internal error before the
+// coordinator sees it, while the coordinator, its token accepted, reports
+// ready. A secrets file loses one trailing newline (CRLF included); a
+// second one, a lone CR or a non-ASCII rune stays in the token. The error
+// names the byte and its offset, never the token.
+func CheckTokenText(token string) error {
+	for i := 0; i < len(token); i++ {
+		if b := token[i]; b < 0x20 || b > 0x7e {
+			return fmt.Errorf("the fleet token (DRAGONFLY_FLEET_TOKEN) holds byte %#02x at offset %d of %d: gRPC sends only printable ASCII (check its secrets file for a second trailing newline or a CR; openssl rand -hex 32 makes a good token)", b, i, len(token))
+		}
+	}
+	return nil
+}
+
 // Token is a per-RPC credential carrying the fleet token as a bearer token.
 type Token struct {
 	Value string

@@ -60,6 +60,29 @@ func call(t *testing.T, lis *bufconn.Listener, opts ...grpc.DialOption) codes.Co
 	return status.Code(err)
 }
 
+// TestCheckTokenText: printable ASCII passes (space and tilde are the
+// bounds); a control byte, DEL or a non-ASCII byte is named by value and
+// offset, and the token itself is never in the error.
+func TestCheckTokenText(t *testing.T) {
+	for _, ok := range []string{"", "0123456789abcdef", " !~", "a b"} {
+		if err := CheckTokenText(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for token, want := range map[string]string{
+		"s3cret-token\n":    "byte 0x0a at offset 12",
+		"s3cret-token\r":    "byte 0x0d at offset 12",
+		"\ts3cret-token":    "byte 0x09 at offset 0",
+		"s3cret\x7f-token":  "byte 0x7f at offset 6",
+		"s3cret-tok\u00e9n": "byte 0xc3 at offset 10",
+	} {
+		err := CheckTokenText(token)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: err %v, want %q and no token", token, err, want)
+		}
+	}
+}
+
 func TestFleetToken(t *testing.T) {
 	lis := serve(t, "s3cret")
 	plain := grpc.WithTransportCredentials(insecure.NewCredentials())

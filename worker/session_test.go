@@ -320,6 +320,23 @@ func TestPlaintextTokenOnlyToLoopback(t *testing.T) {
 	}
 }
 
+// TestTokenGRPCCannotCarryRefused: a token with a byte outside printable
+// ASCII is refused before the worker dials: gRPC fails every stream that
+// carries it with Internal, and the worker reconnected forever.
+func TestTokenGRPCCannotCarryRefused(t *testing.T) {
+	for _, token := range []string{"0123456789abcdef\n", "0123456789abcdef\r", "0123456789abcdef\x00", "0123456789abcdef\u00e9"} {
+		cfg := Config{Target: "127.0.0.1:50051", Token: token}
+		_, err := cfg.dialOptions()
+		if err == nil || !strings.Contains(err.Error(), "printable ASCII") || strings.Contains(err.Error(), "0123456789abcdef") {
+			t.Errorf("token %q: err %v, want a refusal naming the byte, not the token", token, err)
+		}
+	}
+	cfg := Config{Target: "127.0.0.1:50051", Token: "0123456789abcdef ~!"}
+	if _, err := cfg.dialOptions(); err != nil {
+		t.Errorf("a printable token: %v", err)
+	}
+}
+
 // TestCoordinatorTextInLogsIsBounded: what a coordinator says in words (a
 // Welcome's session id and version, a refusal's or a broken stream's
 // status message, up to 16 MiB in gRPC's trailers) is cut before it goes

@@ -96,6 +96,11 @@ const (
 )
 
 // Config bounds a worker.
+// MaxThreads is the most scanner threads a worker takes
+// (DRAGONFLY_THREADS): each holds a libyara scanner and a task's bytes,
+// and the worker's Hello claims them as slots.
+const MaxThreads = 1024
+
 type Config struct {
 	// Target is the coordinator's gRPC address (DRAGONFLY_COORDINATOR_ADDR),
 	// in grpc.NewClient syntax. Required.
@@ -128,7 +133,8 @@ type Config struct {
 	Version string
 	// Threads is the number of scanner threads and of tasks run at once
 	// (DRAGONFLY_THREADS). Default: available CPUs (runtime.GOMAXPROCS, which
-	// follows a container's CPU limit, as the reference client does).
+	// follows a container's CPU limit, as the reference client does); at
+	// most MaxThreads.
 	Threads int
 	// Limits bound each task (DRAGONFLY_MAX_*). Zero fields take the defaults.
 	Limits limit.Limits
@@ -187,6 +193,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("worker: no coordinator address (DRAGONFLY_COORDINATOR_ADDR)")
 	}
 	c.Threads = bound.Or(c.Threads, runtime.GOMAXPROCS(0))
+	if c.Threads > MaxThreads {
+		return c, fmt.Errorf("worker: %d threads (DRAGONFLY_THREADS); at most %d", c.Threads, MaxThreads)
+	}
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()
 	}
@@ -249,6 +258,9 @@ func (c Config) dialOptions() ([]grpc.DialOption, error) {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if c.Token != "" {
+		if err := fleetauth.CheckTokenText(c.Token); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
 		plainOK := secure || c.FleetInsecure || c.InMemory || loopbackTarget(c.Target)
 		if !plainOK {
 			return nil, fmt.Errorf("worker: the fleet token would cross the network in plaintext to %s: set DRAGONFLY_TLS_CA (TLS), or DRAGONFLY_FLEET_INSECURE=true for a development network", c.Target)

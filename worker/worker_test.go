@@ -198,3 +198,13 @@ func TestMatchCacheSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesThreadsPastMaxThreads: an embedder's Threads past
+// MaxThreads is an error before anything starts (the Hello's slots are a
+// uint32, and each thread holds a scanner).
+func TestRunRefusesThreadsPastMaxThreads(t *testing.T) {
+	err := Run(t.Context(), Config{Target: "127.0.0.1:1", Threads: MaxThreads + 1})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d threads (DRAGONFLY_THREADS); at most %d", MaxThreads+1, MaxThreads)) {
+		t.Fatalf("Run: %v, want the thread bound named", err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,51 @@ func TestAPIFlagsHelpHidesSecrets(t *testing.T) {
 	}
 	if !strings.Contains(help, "(default https://dragonfly.vipyrsec.com)") || !strings.Contains(help, "(default 30s)") || !strings.Contains(help, "(default password)") {
 		t.Errorf("help lacks the defaults:\n%s", help)
+	}
+}
+
+// TestPlaintextAPICredentialsWarned: API credentials bound for an http://
+// URL of a host that is not loopback are warned about at start, naming the
+// setting (the fleet token is refused there without
+// DRAGONFLY_FLEET_INSECURE; the Cloudflare secret and the Auth0 password
+// went without a word). https, loopback and no credentials are quiet.
+func TestPlaintextAPICredentialsWarned(t *testing.T) {
+	cf := map[string]string{"DRAGONFLY_CF_ACCESS_CLIENT_ID": "cf-id", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET": "cf-secret"}
+	auth0 := map[string]string{"DRAGONFLY_CLIENT_ID": "cid", "DRAGONFLY_CLIENT_SECRET": "cs", "DRAGONFLY_USERNAME": "u", "DRAGONFLY_PASSWORD": "p"}
+	for _, tc := range []struct {
+		name  string
+		creds map[string]string
+		vars  map[string]string
+		want  []string // settings warned about
+	}{
+		{"cloudflare over http", cf, map[string]string{"DRAGONFLY_BASE_URL": "http://192.0.2.1:8000"}, []string{"DRAGONFLY_BASE_URL"}},
+		{"auth0 over http", auth0, map[string]string{"DRAGONFLY_BASE_URL": "http://api.invalid", "DRAGONFLY_TOKEN_URL": "http://auth.invalid/oauth/token"}, []string{"DRAGONFLY_BASE_URL", "DRAGONFLY_TOKEN_URL"}},
+		{"auth0 token URL only", auth0, map[string]string{"DRAGONFLY_BASE_URL": "https://api.invalid", "DRAGONFLY_TOKEN_URL": "http://auth.invalid/oauth/token"}, []string{"DRAGONFLY_TOKEN_URL"}},
+		{"https", cf, map[string]string{"DRAGONFLY_BASE_URL": "https://api.invalid"}, nil},
+		{"loopback", cf, map[string]string{"DRAGONFLY_BASE_URL": "http://127.0.0.1:1"}, nil},
+		{"localhost", cf, map[string]string{"DRAGONFLY_BASE_URL": "http://localhost:1"}, nil},
+		{"no credentials", nil, map[string]string{"DRAGONFLY_BASE_URL": "http://192.0.2.1:8000"}, nil},
+	} {
+		vars := map[string]string{"DRAGONFLY_FLEET_TOKEN": "0123456789abcdef0123"}
+		for _, m := range []map[string]string{tc.creds, tc.vars} {
+			for k, v := range m {
+				vars[k] = v
+			}
+		}
+		_, errOut := startStopped(t, vars, "coordinator", "--listen-addr", "127.0.0.1:0", "--metrics-addr", "")
+		if !strings.Contains(errOut, "coordinator started") {
+			t.Errorf("%s: the coordinator did not start: %q", tc.name, tailOf(errOut))
+			continue
+		}
+		for _, env := range []string{"DRAGONFLY_BASE_URL", "DRAGONFLY_TOKEN_URL"} {
+			want := slices.Contains(tc.want, env)
+			got := strings.Contains(errOut, "plaintext: "+env+" is an http:// URL")
+			if got != want {
+				t.Errorf("%s: warned about %s: %v, want %v", tc.name, env, got, want)
+			}
+		}
+		if strings.Contains(errOut, "cf-secret") {
+			t.Errorf("%s: the secret is in the log", tc.name)
+		}
 	}
 }

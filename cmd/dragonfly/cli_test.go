@@ -513,3 +513,82 @@ func TestReferenceClientsZeroLoadDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyListenAddressesRefused: an empty DRAGONFLY_PPROF_ADDR (compose
+// files pass unset variables through as empty, and a string setting takes
+// "") with profiles on, or an empty DRAGONFLY_LISTEN_ADDR, is refused.
+// net.Listen reads "" as every interface on a random port: the profiles,
+// loopback by default, were served to the network ("serving Go profiles"
+// pprof_addr=[::]:33091), and the gRPC listener was on a port no worker
+// knew, the coordinator ready.
+func TestEmptyListenAddressesRefused(t *testing.T) {
+	token := map[string]string{"DRAGONFLY_FLEET_TOKEN": "0123456789abcdef0123", "DRAGONFLY_BASE_URL": "http://127.0.0.1:1"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{k: v}
+		for k, v := range token {
+			m[k] = v
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{with("DRAGONFLY_PPROF_ADDR", ""), []string{"coordinator", "--pprof", "--listen-addr", "127.0.0.1:0", "--metrics-addr", ""}, "DRAGONFLY_PPROF_ADDR: empty"},
+		{with("DRAGONFLY_PPROF_ADDR", " "), []string{"local", "--pprof", "--metrics-addr", ""}, "DRAGONFLY_PPROF_ADDR: empty"},
+		{with("DRAGONFLY_LISTEN_ADDR", ""), []string{"coordinator", "--metrics-addr", ""}, "DRAGONFLY_LISTEN_ADDR: empty"},
+	} {
+		code, errOut := startStopped(t, tc.vars, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, tailOf(errOut), tc.want)
+		}
+	}
+	// Off, an empty address is nothing to serve: no error.
+	code, errOut := startStopped(t, with("DRAGONFLY_PPROF_ADDR", ""), "coordinator", "--listen-addr", "127.0.0.1:0", "--metrics-addr", "")
+	if code == 2 || !strings.Contains(errOut, "coordinator started") {
+		t.Errorf("pprof off, empty address: exit %d, stderr %q; want the coordinator started", code, tailOf(errOut))
+	}
+}
+
+// tailOf keeps the end of a long stderr for a test failure.
+func tailOf(s string) string {
+	if len(s) > 600 {
+		return "…" + s[len(s)-600:]
+	}
+	return s
+}
+
+// TestThreadsAndSlotsHaveAnUpperBound: DRAGONFLY_THREADS and
+// DRAGONFLY_MAX_WORKER_SLOTS past their bounds are usage errors. Unbounded,
+// 4294967296 threads wrapped the Hello's slots to 0 after the scanner
+// allocated for them, and a slot cap near MaxInt64 overflowed the answers a
+// message may carry.
+func TestThreadsAndSlotsHaveAnUpperBound(t *testing.T) {
+	token := map[string]string{"DRAGONFLY_FLEET_TOKEN": "0123456789abcdef0123", "DRAGONFLY_BASE_URL": "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker", "--threads", "1025", "--coordinator-addr", "127.0.0.1:1", "--allowed-hosts", "http://127.0.0.1:1"}, "--threads=1025: at most 1024"},
+		{[]string{"worker", "--threads", "4294967296", "--coordinator-addr", "127.0.0.1:1", "--allowed-hosts", "http://127.0.0.1:1"}, "--threads=4294967296: at most 1024"},
+		{[]string{"scan", "--threads", "1025", "--demo-rules", "."}, "--threads=1025: at most 1024"},
+		{[]string{"coordinator", "--max-worker-slots", "65537", "--listen-addr", "127.0.0.1:0", "--metrics-addr", ""}, "--max-worker-slots=65537: at most 65536"},
+	} {
+		code, errOut := startStopped(t, token, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, tailOf(errOut), tc.want)
+		}
+	}
+	vars := map[string]string{"DRAGONFLY_THREADS": "2000", "DRAGONFLY_COORDINATOR_ADDR": "127.0.0.1:1", "DRAGONFLY_ALLOWED_HOSTS": "http://127.0.0.1:1"}
+	for k, v := range token {
+		vars[k] = v
+	}
+	if code, errOut := startStopped(t, vars, "worker"); code != 2 || !strings.Contains(errOut, "DRAGONFLY_THREADS=2000: at most 1024") {
+		t.Errorf("DRAGONFLY_THREADS=2000: exit %d, stderr %q; want 2 and the variable named", code, tailOf(errOut))
+	}
+	code, errOut := startStopped(t, token, "coordinator", "--max-worker-slots", "65536", "--listen-addr", "127.0.0.1:0", "--metrics-addr", "")
+	if code == 2 || !strings.Contains(errOut, "coordinator started") {
+		t.Errorf("--max-worker-slots 65536: exit %d, stderr %q; want the coordinator started", code, tailOf(errOut))
+	}
+}

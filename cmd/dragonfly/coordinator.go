@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dragonfly-fleet/fleet/coordinator"
@@ -76,6 +78,14 @@ func (f *coordinatorFlags) validate() error {
 			return atLeast(v.env, v.n, v.min)
 		}
 	}
+	if f.coord.MaxWorkerSlots > coordinator.MaxWorkerSlotsBound {
+		return atMost("DRAGONFLY_MAX_WORKER_SLOTS", f.coord.MaxWorkerSlots, coordinator.MaxWorkerSlotsBound)
+	}
+	if f.pprof && strings.TrimSpace(f.pprofAddr) == "" {
+		// net.Listen reads "" as every interface on a random port: the
+		// profiles, loopback by default, would be served to the network.
+		return cli.Usage("DRAGONFLY_PPROF_ADDR: empty: set an address (127.0.0.1:6060 by default) or leave DRAGONFLY_PPROF off")
+	}
 	if f.coord.LoadDuration == 0 {
 		// The reference client reads 0 as no wait (it polls again at
 		// once): a drop-in configuration may say so. Polled in a loop, an
@@ -122,6 +132,9 @@ func (f *coordinatorFlags) newCoordinator(log *slog.Logger, obs *coordinatorMetr
 	}
 	// Logged once New has checked it: a URL it refuses may hold credentials.
 	log.Info("dragonfly api", "base_url", api.BaseURL(), "credentials", cred.String())
+	for _, env := range plaintextCredentialURLs(f.api, cred) {
+		log.Warn("the API credentials cross the network in plaintext: "+env+" is an http:// URL of a host that is not loopback; use https (http only for a development API)", "setting", env)
+	}
 	ob, err := outbox.Open(f.outbox)
 	if err != nil {
 		return nil, nil, err
@@ -171,6 +184,10 @@ func runCoordinator(ctx context.Context, e *cli.Env, cc *coordinatorCmd, s *cli.
 	if err != nil {
 		return err
 	}
+	if strings.TrimSpace(listen) == "" {
+		// net.Listen reads "" as a random port no worker knows.
+		return cli.Usage("DRAGONFLY_LISTEN_ADDR: empty: set the address workers connect to (:50051 by default)")
+	}
 	if token == "" && !insecure {
 		return cli.Usage("no fleet token: set DRAGONFLY_FLEET_TOKEN (or --insecure to accept any worker, for development)")
 	}
@@ -206,6 +223,38 @@ func runCoordinator(ctx context.Context, e *cli.Env, cc *coordinatorCmd, s *cli.
 	}
 	log.Info("coordinator started", "listen", ln.Addr().String(), "api", f.api.BaseURL, "version", version.String(), "metrics", f.metricsAddr)
 	return serveCoordinator(ctx, srv, c, ln, f, obs, log)
+}
+
+// plaintextCredentialURLs names the URL settings through which cred
+// would reach a host that is not loopback over plaintext HTTP: the base URL
+// carries every credential (the Cloudflare Access service token, the Auth0
+// access token), the Auth0 token URL the client secret and the password.
+// The fleet token is refused over plaintext beyond loopback without
+// DRAGONFLY_FLEET_INSECURE; these were sent without a word.
+func plaintextCredentialURLs(cfg mainframe.Config, cred mainframe.Credentials) []string {
+	var out []string
+	if (cred.Cloudflare || cred.Auth0Grant != "") && plaintextRemote(cfg.BaseURL) {
+		out = append(out, "DRAGONFLY_BASE_URL")
+	}
+	if cred.Auth0Grant != "" && plaintextRemote(cfg.Auth.TokenURL) {
+		out = append(out, "DRAGONFLY_TOKEN_URL")
+	}
+	return out
+}
+
+// plaintextRemote reports whether raw is an http:// URL of a host that is
+// not loopback ("localhost", 127.0.0.0/8, ::1).
+func plaintextRemote(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // closeOutbox closes the outbox, saying what did not reach its file.

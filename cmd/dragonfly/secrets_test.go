@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -70,5 +72,40 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), `"fleet_token":"set"`) || !strings.Contains(logBuf.String(), `"password":"set"`) {
 		t.Errorf("secrets not shown as set: %s", logBuf.String())
+	}
+}
+
+// TestFleetTokenGRPCCannotCarry: a fleet token with a byte gRPC metadata
+// cannot carry (a secrets file's second trailing newline, a CR, a
+// non-ASCII rune) stops coordinator and worker at start, naming the byte
+// and not the token. The coordinator started, said ready and leased
+// nothing; every worker failed each connection with "header key
+// authorization contains value with non-printable ASCII characters".
+func TestFleetTokenGRPCCannotCarry(t *testing.T) {
+	const token = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"two newlines", token + "\n\n", "byte 0x0a at offset 32 of 33"},
+		{"a lone CR", token + "\r", "byte 0x0d at offset 32 of 33"},
+		{"non-ASCII", "é" + token, "byte 0xc3 at offset 0"},
+	} {
+		path := filepath.Join(t.TempDir(), "fleet_token")
+		if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		vars := map[string]string{"DRAGONFLY_FLEET_TOKEN_FILE": path, "DRAGONFLY_BASE_URL": "http://127.0.0.1:1"}
+		for _, args := range [][]string{
+			{"coordinator", "--listen-addr", "127.0.0.1:0", "--metrics-addr", ""},
+			{"worker", "--coordinator-addr", "127.0.0.1:1"},
+		} {
+			code, errOut := startStopped(t, vars, args...)
+			if code != 2 || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "printable ASCII") {
+				t.Errorf("%s: %s: exit %d, stderr %q; want 2 and %q", tc.name, args[0], code, errOut, tc.want)
+			}
+			if strings.Contains(errOut, token) {
+				t.Errorf("%s: %s: the error shows the token: %q", tc.name, args[0], errOut)
+			}
+		}
 	}
 }

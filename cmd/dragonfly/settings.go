@@ -11,6 +11,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator/mainframe"
 	"github.com/dragonfly-fleet/fleet/fleetauth"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
+	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
@@ -107,6 +108,11 @@ func atLeast(env string, n, min int) error {
 	return cli.Usage("%s=%d: must be positive", env, n)
 }
 
+// atMost is the usage error for a setting above its maximum.
+func atMost(env string, n, max int) error {
+	return cli.Usage("%s=%d: at most %d", env, n, max)
+}
+
 // fleetInsecureFlag registers DRAGONFLY_FLEET_INSECURE (coordinator and worker).
 func fleetInsecureFlag(s *cli.Settings, p *bool) {
 	s.Var(cli.Bool(p, false), "DRAGONFLY_FLEET_INSECURE", "allow the fleet token over plaintext gRPC beyond loopback (a development network only: without TLS anyone on the path reads it)")
@@ -168,6 +174,9 @@ func checkScanning(e *cli.Env, l *limitSettings, threads int, format *string, fo
 	}
 	if threads <= 0 {
 		return lim, sizes, atLeast("DRAGONFLY_THREADS", threads, 1)
+	}
+	if threads > worker.MaxThreads {
+		return lim, sizes, atMost("DRAGONFLY_THREADS", threads, worker.MaxThreads)
 	}
 	if *format == "" {
 		*format = "json"

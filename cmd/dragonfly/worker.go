@@ -43,6 +43,9 @@ func (f *workerFlags) validate() error {
 	if f.cfg.Threads <= 0 {
 		return atLeast("DRAGONFLY_THREADS", f.cfg.Threads, 1)
 	}
+	if f.cfg.Threads > worker.MaxThreads {
+		return atMost("DRAGONFLY_THREADS", f.cfg.Threads, worker.MaxThreads)
+	}
 	if len(f.cfg.Fetch.AllowedHosts) == 0 {
 		return cli.Usage("DRAGONFLY_ALLOWED_HOSTS: empty")
 	}
@@ -102,6 +105,10 @@ func runWorker(ctx context.Context, e *cli.Env, c *workerCmd, s *cli.Settings) e
 		// The coordinator's own token has at least as many: this one can
 		// only be refused, on every connection.
 		return cli.Usage("DRAGONFLY_FLEET_TOKEN: %d bytes, and a coordinator takes only tokens of at least %d (e.g. openssl rand -hex 32)", n, fleetauth.MinTokenBytes)
+	}
+	if err := fleetauth.CheckTokenText(f.cfg.Token); err != nil {
+		// It could not be sent: every connection would fail at once.
+		return cli.Usage("%v", err)
 	}
 	if err := f.validate(); err != nil {
 		return err

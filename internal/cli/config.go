@@ -80,6 +80,10 @@ func loadConfig(paths []string, explicit bool, known map[string]bool) (*configDa
 func parseConfig(name string, data []byte, known map[string]bool) (*confFile, error) {
 	var m map[string]any
 	if err := toml.Unmarshal(data, &m); err != nil {
+		if key, line, ok := secretParseError(err, known); ok {
+			return nil, fmt.Errorf("%s: line %d: the value of %s is not valid TOML (the parser's message is not shown: it quotes the value, a secret)",
+				name, line, strconv.Quote(clip.String(key, 256)))
+		}
 		return nil, fmt.Errorf("%s: %s", name, clip.String(err.Error(), 512))
 	}
 	f := &confFile{name: name, values: map[string]confValue{}}
@@ -114,6 +118,25 @@ func parseConfig(name string, data []byte, known map[string]bool) (*confFile, er
 		return nil, err
 	}
 	return f, nil
+}
+
+// secretParseError reports whether a TOML error arose in the value of a
+// secret's key (one that has a _file form), returning the key and the
+// line. The parser's message quotes the text it stopped at: for a string
+// with a bad escape ("s3cret\u00") that is the whole value so far.
+func secretParseError(err error, known map[string]bool) (string, int, bool) {
+	var pe toml.ParseError
+	if ppe := (*toml.ParseError)(nil); errors.As(err, &ppe) && ppe != nil {
+		pe = *ppe
+	} else if !errors.As(err, &pe) {
+		return "", 0, false
+	}
+	lk := strings.ToLower(pe.LastKey)
+	if i := strings.LastIndexByte(lk, '.'); i >= 0 {
+		lk = lk[i+1:] // a dotted key: its setting's part
+	}
+	_, secret := known[lk+"_file"]
+	return pe.LastKey, pe.Position.Line, secret && lk != ""
 }
 
 // flatten turns a TOML value into the string a variable would carry. Tables,

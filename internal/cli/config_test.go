@@ -42,6 +42,40 @@ func exitCode(err error) int {
 	return -1
 }
 
+// TestConfigSyntaxErrorHidesSecret: a TOML error in a secret's value does
+// not quote it. The parser's message did: `fleet_token = "s3cret\u00"`
+// read `expected four hexadecimal digits after '\u', but got
+// "\"s3cret\\u00\"" instead`, on stderr and so in the container's log.
+// The message still names the file, the line and the key; the errors of
+// other keys keep the parser's words.
+func TestConfigSyntaxErrorHidesSecret(t *testing.T) {
+	for _, line := range []string{
+		`fleet_token = "s3cretXYZ\u00"`,
+		`fleet_token = "s3cretXYZ\UFFFF"`,
+		`fleet_token = "s3cretXYZ\x4"`,
+		`FLEET_TOKEN = 98_76_`,
+		`fleet_token = 0xs3cretXYZ`,
+	} {
+		_, _, err := parseFleet(t, nil, nil, clitest.ConfigDir(t, "bulk_size = 2\n"+line, ""))
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("%s: err %v, want a usage error", line, err)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "s3cret") || strings.Contains(msg, "98_76") {
+			t.Errorf("%s: the error quotes the secret: %s", line, msg)
+		}
+		if !strings.Contains(msg, "Config.toml: line 2:") || !strings.Contains(strings.ToLower(msg), `"fleet_token"`) {
+			t.Errorf("%s: the error does not name the file, line and key: %s", line, msg)
+		}
+	}
+	// Not a secret: the parser's message, which helps.
+	_, _, err := parseFleet(t, nil, nil, clitest.ConfigDir(t, `bulk_size = "2\u00"`, ""))
+	if err == nil || !strings.Contains(err.Error(), `after '\u'`) {
+		t.Errorf("bulk_size: err %v, want the parser's message", err)
+	}
+}
+
 func TestConfigFileBounds(t *testing.T) {
 	dir := t.TempDir()
 	clitest.WriteFile(t, filepath.Join(dir, "Config.toml"), "bulk_size = 1\n"+strings.Repeat("# padding\n", maxConfigFile/10+1), 0o600)

@@ -54,6 +54,20 @@ func joinHostPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
+// shownEntry is an entry as a parse error quotes it: cut, and without what
+// may be a credential (user info, a query, a fragment: clip.URL), which an
+// entry refused for them may hold (http://user:password@host). An entry
+// without a scheme is shown as clip.URL shows it with one, as parseEntry
+// reads it: an authority ("[redacted]@files.example").
+func shownEntry(raw string) string {
+	const scheme = "entry://"
+	s := clip.String(raw, maxEntry)
+	if !strings.Contains(s, "://") && strings.ContainsAny(s, "@?#") {
+		return strings.TrimPrefix(clip.URL(scheme+s), scheme)
+	}
+	return clip.URL(s)
+}
+
 // maxEntry bounds an entry quoted in a parse error.
 const maxEntry = 256
 
@@ -78,7 +92,7 @@ func ParseAllowedHosts(entries []string) ([]AllowedHost, error) {
 	for _, raw := range entries {
 		e, err := parseEntry(raw)
 		if err != nil {
-			return nil, fmt.Errorf("allowed hosts entry %q: %w", clip.String(raw, maxEntry), err)
+			return nil, fmt.Errorf("allowed hosts entry %q: %w", shownEntry(raw), err)
 		}
 		out = append(out, e)
 	}

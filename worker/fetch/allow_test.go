@@ -125,6 +125,18 @@ func TestParseAllowedHostsRefuses(t *testing.T) {
 	}
 }
 
+// TestParseAllowedHostsErrorHidesCredentials: an entry refused for its user
+// info or query is quoted without them: the message (the worker's exit
+// error, in its log) showed "http://user:S3CRET@devapi:8000" whole.
+func TestParseAllowedHostsErrorHidesCredentials(t *testing.T) {
+	for _, in := range []string{"http://user:S3CRET@devapi:8000", "user:S3CRET@files.example", "https://files.example?token=S3CRET", "https://files.example/?token=S3CRET"} {
+		_, err := ParseAllowedHosts([]string{in})
+		if err == nil || strings.Contains(err.Error(), "S3CRET") || !strings.HasPrefix(err.Error(), "allowed hosts entry ") {
+			t.Errorf("%q: error %v, want one naming the entry without its credential", in, err)
+		}
+	}
+}
+
 // A hostile or mistyped entry of megabytes is quoted cut.
 func TestParseAllowedHostsErrorBounded(t *testing.T) {
 	long := "https://" + strings.Repeat("x", 1<<20) + "/path"
