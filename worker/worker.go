@@ -95,12 +95,19 @@ const (
 	MinRequestBytes = 64 << 10
 )
 
-// Config bounds a worker.
 // MaxThreads is the most scanner threads a worker takes
 // (DRAGONFLY_THREADS): each holds a libyara scanner and a task's bytes,
 // and the worker's Hello claims them as slots.
 const MaxThreads = 1024
 
+// DefaultThreads is the default of Config.Threads (DRAGONFLY_THREADS): the
+// CPUs available (runtime.GOMAXPROCS, which follows a container's CPU
+// limit, as the reference client counts them), at most MaxThreads. Not
+// cut, a machine of more CPUs (or GOMAXPROCS set above the bound) refused
+// its own default at start.
+func DefaultThreads() int { return min(runtime.GOMAXPROCS(0), MaxThreads) }
+
+// Config bounds a worker.
 type Config struct {
 	// Target is the coordinator's gRPC address (DRAGONFLY_COORDINATOR_ADDR),
 	// in grpc.NewClient syntax. Required.
@@ -132,9 +139,7 @@ type Config struct {
 	// Version is this build's version.
 	Version string
 	// Threads is the number of scanner threads and of tasks run at once
-	// (DRAGONFLY_THREADS). Default: available CPUs (runtime.GOMAXPROCS, which
-	// follows a container's CPU limit, as the reference client does); at
-	// most MaxThreads.
+	// (DRAGONFLY_THREADS). Default DefaultThreads; at most MaxThreads.
 	Threads int
 	// Limits bound each task (DRAGONFLY_MAX_*). Zero fields take the defaults.
 	Limits limit.Limits
@@ -192,7 +197,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Target == "" {
 		return c, errors.New("worker: no coordinator address (DRAGONFLY_COORDINATOR_ADDR)")
 	}
-	c.Threads = bound.Or(c.Threads, runtime.GOMAXPROCS(0))
+	c.Threads = bound.Or(c.Threads, DefaultThreads())
 	if c.Threads > MaxThreads {
 		return c, fmt.Errorf("worker: %d threads (DRAGONFLY_THREADS); at most %d", c.Threads, MaxThreads)
 	}

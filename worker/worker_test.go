@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -206,5 +207,15 @@ func TestRunRefusesThreadsPastMaxThreads(t *testing.T) {
 	err := Run(t.Context(), Config{Target: "127.0.0.1:1", Threads: MaxThreads + 1})
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d threads (DRAGONFLY_THREADS); at most %d", MaxThreads+1, MaxThreads)) {
 		t.Fatalf("Run: %v, want the thread bound named", err)
+	}
+}
+
+// TestDefaultThreadsCutToMaxThreads: an embedder leaving Threads zero on a
+// machine of more CPUs than MaxThreads runs MaxThreads, not an error.
+func TestDefaultThreadsCutToMaxThreads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(MaxThreads + 100))
+	c, err := Config{Target: "127.0.0.1:1"}.withDefaults()
+	if err != nil || c.Threads != MaxThreads {
+		t.Fatalf("withDefaults: threads %d, err %v; want %d", c.Threads, err, MaxThreads)
 	}
 }

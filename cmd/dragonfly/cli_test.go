@@ -14,6 +14,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/coordinator"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/internal/cli/clitest"
+	"github.com/dragonfly-fleet/fleet/worker"
 )
 
 // command is the command name of dragonfly.
@@ -590,5 +591,26 @@ func TestThreadsAndSlotsHaveAnUpperBound(t *testing.T) {
 	code, errOut := startStopped(t, token, "coordinator", "--max-worker-slots", "65536", "--listen-addr", "127.0.0.1:0", "--metrics-addr", "")
 	if code == 2 || !strings.Contains(errOut, "coordinator started") {
 		t.Errorf("--max-worker-slots 65536: exit %d, stderr %q; want the coordinator started", code, tailOf(errOut))
+	}
+}
+
+// TestDefaultThreadsWithinBound: on a machine of more CPUs than
+// worker.MaxThreads (or with GOMAXPROCS set above it) the default threads,
+// one per CPU, are cut to the bound: worker and scan start without
+// DRAGONFLY_THREADS. They were refused at start ("DRAGONFLY_THREADS=1124:
+// at most 1024"), naming a setting the operator never set.
+func TestDefaultThreadsWithinBound(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(worker.MaxThreads + 100))
+	vars := map[string]string{"DRAGONFLY_FLEET_TOKEN": "0123456789abcdef0123"}
+	code, errOut := startStopped(t, vars, "worker", "--coordinator-addr", "127.0.0.1:1", "--allowed-hosts", "http://127.0.0.1:1")
+	if code == 2 || !strings.Contains(errOut, "worker started") || !strings.Contains(errOut, fmt.Sprintf(`"threads":%d`, worker.MaxThreads)) {
+		t.Errorf("worker: exit %d, stderr %q; want it started with %d threads", code, tailOf(errOut), worker.MaxThreads)
+	}
+	dir := t.TempDir()
+	if code, errOut := startStopped(t, vars, "scan", "--demo-rules", dir); strings.Contains(errOut, "DRAGONFLY_THREADS") {
+		t.Errorf("scan: exit %d, stderr %q; want no thread bound", code, tailOf(errOut))
+	}
+	if code, errOut := startStopped(t, vars, "rules", "profile", "--rules", dir, dir); strings.Contains(errOut, "DRAGONFLY_THREADS") {
+		t.Errorf("rules profile: exit %d, stderr %q; want no thread bound", code, tailOf(errOut))
 	}
 }

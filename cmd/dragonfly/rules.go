@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/dragonfly-fleet/fleet/clip"
 	"github.com/dragonfly-fleet/fleet/internal/cli"
 	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/rules/workbench"
+	"github.com/dragonfly-fleet/fleet/worker"
 )
 
 // runRules dispatches to the subcommands of dragonfly rules.
@@ -74,7 +74,7 @@ type profileConfig struct {
 func (c *profileConfig) register(s *cli.Settings) {
 	s.Var(cli.String(&c.rules, ""), "DRAGONFLY_RULES", "rules: a directory of .yara/.yar files, one file, or a GET /rules JSON document")
 	s.Flag(cli.String(&c.format, ""), "format", "output format: table or json").DefaultText("table on a terminal, json otherwise")
-	s.Var(cli.Int(&c.threads, runtime.GOMAXPROCS(0)), "DRAGONFLY_THREADS", "files scanned at once").DefaultText("number of CPUs available")
+	s.Var(cli.Int(&c.threads, worker.DefaultThreads()), "DRAGONFLY_THREADS", "files scanned at once").DefaultText("number of CPUs available")
 	s.Flag(cli.Size(&c.maxMemory, 2<<30), "max-memory", "maximum bytes of the targets' files held in memory (identical files count once)")
 	limitFlags(s, &c.limitSet)
 }

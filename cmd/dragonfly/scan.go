@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/dragonfly-fleet/fleet/rules"
 	"github.com/dragonfly-fleet/fleet/rules/workbench"
 	"github.com/dragonfly-fleet/fleet/version"
+	"github.com/dragonfly-fleet/fleet/worker"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 	"github.com/dragonfly-fleet/fleet/worker/scan"
@@ -51,7 +51,7 @@ func (c *scanConfig) register(s *cli.Settings) {
 	s.Var(cli.String(&c.format, ""), "DRAGONFLY_FORMAT", "output format: table, json or sarif").
 		DefaultText("table on a terminal, json otherwise").DeprecatedEnv("DRAGONFLY_SCAN_FORMAT")
 	s.Var(cli.Int(&c.failScore, 0), "DRAGONFLY_FAIL_SCORE", "exit 1 when a target scores at least this (0: never)")
-	s.Var(cli.Int(&c.threads, runtime.GOMAXPROCS(0)), "DRAGONFLY_THREADS", "scanner threads").DefaultText("number of CPUs available")
+	s.Var(cli.Int(&c.threads, worker.DefaultThreads()), "DRAGONFLY_THREADS", "scanner threads").DefaultText("number of CPUs available")
 	s.Flag(cli.Bool(&c.demo, false), "demo", "also scan the built-in demo packages (implies nothing about the rules)")
 	s.Var(cli.List(&c.download.AllowedHosts, []string{"*"}), "DRAGONFLY_ALLOWED_HOSTS", "where URL targets may be downloaded from: hosts (https), origins such as http://host:port, or * (any public https host)")
 	s.Var(cli.String(&c.indexURL, pkgindex.DefaultIndexURL), "DRAGONFLY_INDEX_URL", "package index for pypi:NAME[==VERSION] targets (PEP 691 JSON or PEP 503 HTML; with /simple, the PyPI JSON API beside it is asked too)")

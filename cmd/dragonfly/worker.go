@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"runtime"
 	"runtime/debug"
 
 	"github.com/dragonfly-fleet/fleet/fleetauth"
@@ -28,7 +27,7 @@ type workerFlags struct {
 
 func (f *workerFlags) register(s *cli.Settings) {
 	c := &f.cfg
-	s.Var(cli.Int(&c.Threads, runtime.GOMAXPROCS(0)), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").DefaultText("number of CPUs available")
+	s.Var(cli.Int(&c.Threads, worker.DefaultThreads()), "DRAGONFLY_THREADS", "scanner threads (and tasks scanned at once)").DefaultText("number of CPUs available")
 	limitFlags(s, &f.limitSet)
 	s.Var(cli.List(&c.Fetch.AllowedHosts, []string{"files.pythonhosted.org"}), "DRAGONFLY_ALLOWED_HOSTS", "where distributions may be downloaded from, comma-separated: a bare host (https on 443, public addresses only), host:port (https on that port, public addresses only), an origin (http://devapi:8000: exactly that, any address), or * (any host, https on 443, public addresses only)")
 	downloadFlags(s, &c.Fetch)

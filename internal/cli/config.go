@@ -131,12 +131,15 @@ func secretParseError(err error, known map[string]bool) (string, int, bool) {
 	} else if !errors.As(err, &pe) {
 		return "", 0, false
 	}
-	lk := strings.ToLower(pe.LastKey)
-	if i := strings.LastIndexByte(lk, '.'); i >= 0 {
-		lk = lk[i+1:] // a dotted key: its setting's part
+	// Any part of a dotted key: the setting's part may come last
+	// ("t.password", a table) or first ("password = {a = "..."}", an
+	// inline table, whose last key is "password.a").
+	for part := range strings.SplitSeq(strings.ToLower(pe.LastKey), ".") {
+		if _, secret := known[strings.Trim(part, `"' `)+"_file"]; secret && part != "" {
+			return pe.LastKey, pe.Position.Line, true
+		}
 	}
-	_, secret := known[lk+"_file"]
-	return pe.LastKey, pe.Position.Line, secret && lk != ""
+	return "", 0, false
 }
 
 // flatten turns a TOML value into the string a variable would carry. Tables,

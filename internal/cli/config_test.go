@@ -55,6 +55,11 @@ func TestConfigSyntaxErrorHidesSecret(t *testing.T) {
 		`fleet_token = "s3cretXYZ\x4"`,
 		`FLEET_TOKEN = 98_76_`,
 		`fleet_token = 0xs3cretXYZ`,
+		// Inline tables and dotted keys are refused as settings, but
+		// first parsed: the last key names the setting first.
+		`fleet_token = {a = "s3cretXYZ\u00"}`,
+		`fleet_token.a = "s3cretXYZ\u00"`,
+		`fleet_token = [{a = "s3cretXYZ\u00"}]`,
 	} {
 		_, _, err := parseFleet(t, nil, nil, clitest.ConfigDir(t, "bulk_size = 2\n"+line, ""))
 		if err == nil || exitCode(err) != 2 {
@@ -65,7 +70,7 @@ func TestConfigSyntaxErrorHidesSecret(t *testing.T) {
 		if strings.Contains(msg, "s3cret") || strings.Contains(msg, "98_76") {
 			t.Errorf("%s: the error quotes the secret: %s", line, msg)
 		}
-		if !strings.Contains(msg, "Config.toml: line 2:") || !strings.Contains(strings.ToLower(msg), `"fleet_token"`) {
+		if !strings.Contains(msg, "Config.toml: line 2:") || !strings.Contains(strings.ToLower(msg), `"fleet_token`) {
 			t.Errorf("%s: the error does not name the file, line and key: %s", line, msg)
 		}
 	}

@@ -54,18 +54,32 @@ func joinHostPort(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
 }
 
-// shownEntry is an entry as a parse error quotes it: cut, and without what
-// may be a credential (user info, a query, a fragment: clip.URL), which an
-// entry refused for them may hold (http://user:password@host). An entry
-// without a scheme is shown as clip.URL shows it with one, as parseEntry
-// reads it: an authority ("[redacted]@files.example").
+// shownEntry is an entry as a parse error quotes it: without what may be a
+// credential (user info, a query, a fragment: clip.URL), which an entry
+// refused for them may hold (http://user:password@host), and then cut (cut
+// first, a credential longer than the cut lost the '@' that marks it). An
+// entry without a scheme (or with text before "://" that is not one) is
+// shown as clip.URL shows it with one, as parseEntry reads it: an
+// authority ("[redacted]@files.example").
 func shownEntry(raw string) string {
 	const scheme = "entry://"
-	s := clip.String(raw, maxEntry)
-	if !strings.Contains(s, "://") && strings.ContainsAny(s, "@?#") {
-		return strings.TrimPrefix(clip.URL(scheme+s), scheme)
+	t := strings.TrimSpace(raw)
+	if i := strings.Index(t, "://"); (i < 0 || !isSchemeName(t[:i])) && strings.ContainsAny(raw, "@?#") {
+		return strings.TrimPrefix(clip.URL(scheme+raw), scheme)
 	}
-	return clip.URL(s)
+	return clip.URL(raw)
+}
+
+// isSchemeName reports whether s is a URL scheme as RFC 3986 spells one: a
+// letter, then letters, digits, '+', '-' and '.'.
+func isSchemeName(s string) bool {
+	for i, c := range []byte(s) {
+		letter := 'a' <= c|0x20 && c|0x20 <= 'z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // maxEntry bounds an entry quoted in a parse error.
@@ -116,6 +130,10 @@ func parseEntry(raw string) (AllowedHost, error) {
 		case "http":
 			def = 80
 		default:
+			if s[:i] != "" && !isSchemeName(s[:i]) {
+				// Not quoted: it may be user info ("user:password@host://").
+				return AllowedHost{}, fmt.Errorf("the text before \"://\" is not a scheme: an entry names a host, host:port or scheme://host[:port]")
+			}
 			return AllowedHost{}, fmt.Errorf("scheme %q is not http or https", clip.String(s[:i], 32))
 		}
 		rest = s[i+3:]

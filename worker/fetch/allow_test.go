@@ -137,6 +137,31 @@ func TestParseAllowedHostsErrorHidesCredentials(t *testing.T) {
 	}
 }
 
+// TestParseAllowedHostsErrorHidesLongCredentials: an entry is redacted
+// before it is cut. Cut first at 256 bytes, a credential longer than that
+// (a PyPI API token is over 200 bytes: https://__token__:pypi-...@mirror)
+// lost its closing '@' and was quoted as it stood, its first 238 bytes in
+// the worker's exit error. User info before a "://" (no scheme: it is not
+// one) is not quoted as a scheme either.
+func TestParseAllowedHostsErrorHidesLongCredentials(t *testing.T) {
+	token := "S3CRET" + strings.Repeat("x", 300)
+	for _, in := range []string{
+		"https://__token__:" + token + "@mirror.example",
+		"__token__:" + token + "@mirror.example",
+		"user:S3CRET@mirror.example://",
+		"user:S3CRET@https://mirror.example",
+	} {
+		_, err := ParseAllowedHosts([]string{in})
+		if err == nil || strings.Contains(err.Error(), "S3CRET") || !strings.HasPrefix(err.Error(), "allowed hosts entry ") {
+			t.Errorf("%.40q...: error %.300v, want one naming the entry without its credential", in, err)
+		}
+	}
+	// A scheme that is one is still named.
+	if _, err := ParseAllowedHosts([]string{"ftp://files.example"}); err == nil || !strings.Contains(err.Error(), `scheme "ftp" is not http or https`) {
+		t.Errorf("ftp: error %v, want the scheme named", err)
+	}
+}
+
 // A hostile or mistyped entry of megabytes is quoted cut.
 func TestParseAllowedHostsErrorBounded(t *testing.T) {
 	long := "https://" + strings.Repeat("x", 1<<20) + "/path"
