@@ -30,7 +30,9 @@
 // The sha256 is the digest pip checks (one per file: the first a PEP 691
 // page lists, or the URL's "#sha256="); a file pip checks against another
 // algorithm fails the same way, since pip could then install other bytes
-// than the scan verified.
+// than the scan verified. With a requirement's --hash options pip checks
+// those instead (its require-hashes mode), so Resolve refuses the release
+// unless each is the sha256 of one of its files (Target.Hashes).
 // Resolve returns no bytes, so a caller can download and scan the
 // distributions as it likes (one scan job per distribution, each holding
 // only its own bytes); Fetch is the sequential form, calling back once per
@@ -311,15 +313,18 @@ func (ix *Index) Resolve(ctx context.Context, t Target) (*Release, error) {
 		want = &v
 	}
 	rel, err := ix.fromSimple(ctx, project, t.Version, want)
+	if err == nil {
+		return checkPinHashes(t, rel)
+	}
 	var nf *NotFoundError
-	if err == nil || ix.api == "" || !errors.As(err, &nf) {
+	if ix.api == "" || !errors.As(err, &nf) {
 		return rel, err
 	}
 	rel, apiErr := ix.fromJSONAPI(ctx, project, t.Version, want)
 	var apiNF *NotFoundError
 	switch {
 	case apiErr == nil:
-		return rel, nil
+		return checkPinHashes(t, rel)
 	case errors.As(apiErr, &apiNF):
 		return nil, &NotFoundError{Project: nf.Project, Version: nf.Version, Reason: nf.Reason + "; the JSON API has none either"}
 	case ctx.Err() != nil:
@@ -524,6 +529,29 @@ func validSHA256(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkPinHashes checks a requirement's --hash values (t.Hashes) against
+// its release. With them pip checks a download against these alone, any
+// one matching, and not against the index's digest: bytes other than the
+// scan verified (a host answering pip's spelling of a URL or of a redirect
+// otherwise than the scan's) would install if their digest is one of
+// them. So each must be the sha256 the index lists for one of rel's files,
+// which the scan downloads and verifies. A value that is not lower-case
+// hex of a sha256's length matches no download, to pip as to the scan, and
+// is passed over. It returns rel, or an error.
+func checkPinHashes(t Target, rel *Release) (*Release, error) {
+	for _, h := range t.Hashes {
+		alg, sum, _ := strings.Cut(h, ":")
+		if alg != "sha256" {
+			return nil, fmt.Errorf("%s: --hash %q: pip checks downloads against it, and the scan verifies sha256 digests only", t.Origin, clip.String(h, hashClip))
+		}
+		if !validSHA256(sum) || slices.ContainsFunc(rel.Distributions, func(d Distribution) bool { return d.SHA256 == sum }) {
+			continue
+		}
+		return nil, fmt.Errorf("%s: --hash %q is the sha256 of no file the index lists for %s %s: pip would install a download with that digest, which the scan never verified", t.Origin, clip.String(h, hashClip), rel.Name, rel.Version)
+	}
+	return rel, nil
 }
 
 // Fetch resolves t and downloads its distributions one after another,

@@ -1257,3 +1257,35 @@ func TestFilesWhoseURLDoesNotReparseFailLoudly(t *testing.T) {
 		}
 	}
 }
+
+// TestPinHashesNameVerifiedFiles: with --hash options pip checks a
+// download against the requirement's hashes, any one matching, and not
+// against the index's digest (pip 23.2.1's _get_linked_req_hashes: no
+// internet-sourced hash in require-hashes mode). A --hash that is the
+// sha256 of no file the scan verifies let pip install bytes the scan
+// never saw (a host answering pip's spelling of a redirect with other
+// bytes) while the scan verified the index's sha256 and said clean.
+func TestPinHashesNameVerifiedFiles(t *testing.T) {
+	sum := func(s string) string {
+		h := sha256.Sum256([]byte("contents of " + s))
+		return hex.EncodeToString(h[:])
+	}
+	pin := "foo-bar==1.0 --hash=sha256:" + sum("sdist 1.0") + " --hash=sha256:" + sum("wheel 1.0")
+	inEachMode(t, nil, func(t *testing.T, f *fakeIndex, ix *Index, g *httpGetter) {
+		for _, c := range []struct{ line, wantErr string }{
+			{pin, ""},
+			{pin + " --hash=sha256:" + strings.ToUpper(sum("evil")), ""}, // pip matches it to no download
+			{pin + " --hash=sha256:" + sum("evil"), "is the sha256 of no file the index lists for foo-bar 1.0"},
+			{pin + " --hash=sha512:" + strings.Repeat("ab", 64), "verifies sha256 digests only"},
+		} {
+			pins, err := ParseRequirements("req.txt", []byte(c.line+"\n"))
+			if err != nil || len(pins) != 1 {
+				t.Fatalf("%q: %+v, %v", c.line, pins, err)
+			}
+			rel, err := ix.Resolve(t.Context(), pins[0])
+			if c.wantErr == "" && (err != nil || rel == nil) || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr) || rel != nil) {
+				t.Errorf("%q: %+v, %v; want error %q", c.line, rel, err, c.wantErr)
+			}
+		}
+	})
+}

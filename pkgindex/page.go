@@ -108,7 +108,7 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 	if u, err = pipQuoted(u); err != nil {
 		return "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
-	linkURL := u.String()
+	linkURL := pipLinkURL(u, ref)
 	if u, err = pipSent(u); err != nil {
 		return "", "", fmt.Errorf("URL %q: %w", clip.String(ref, 256), err)
 	}
@@ -130,6 +130,21 @@ func resolveRef(base *url.URL, ref string) (string, string, error) {
 		return "", "", fmt.Errorf("URL %q has no host", clip.String(ref, 256))
 	}
 	return s, linkURL, nil
+}
+
+// pipLinkURL is u (ref resolved, its path spelled as pip spells it:
+// pipQuoted) as pip's Link holds it: with ref's fragment as written. Go
+// re-escapes a fragment ('#' as "%23", which pip leaves as it is), and pip
+// reads a link's digest and egg name from the first "#ALG=" or "#egg=" in
+// it: "#a#sha256=HEX" would hide from the scan a digest pip checks.
+func pipLinkURL(u *url.URL, ref string) string {
+	_, frag, ok := strings.Cut(ref, "#")
+	if !ok {
+		return u.String() // the page's fragment, if any (ref is "")
+	}
+	v := *u
+	v.Fragment, v.RawFragment = "", ""
+	return v.String() + "#" + frag
 }
 
 // pipQuoted returns u with its path spelled as pip requests it
@@ -568,12 +583,37 @@ func unhex(c byte) byte {
 	return c - 'a' + 10
 }
 
-// simpleJSONFile is a files[] entry of a PEP 691 project page.
+// simpleJSONFile is a files[] entry of a PEP 691 project page: its
+// "filename", "url", "hashes" and "yanked" (see UnmarshalJSON).
 type simpleJSONFile struct {
-	Filename string          `json:"filename"`
-	URL      string          `json:"url"`
-	Hashes   orderedHashes   `json:"hashes"`
-	Yanked   json.RawMessage `json:"yanked"`
+	Filename string
+	URL      string
+	Hashes   orderedHashes
+	Yanked   json.RawMessage
+}
+
+// UnmarshalJSON reads a files[] entry as Python's json module (pip's)
+// reads it: keys matched exactly, the last of duplicates winning.
+// encoding/json matches a struct's keys ignoring case, so a "URL" or
+// "Hashes" that pip ignores would replace the "url" or "hashes" pip reads:
+// the scan would fetch and verify a file pip never installs.
+func (e *simpleJSONFile) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*e = simpleJSONFile{Yanked: m["yanked"]}
+	for _, member := range []struct {
+		key string
+		v   any
+	}{{"filename", &e.Filename}, {"url", &e.URL}, {"hashes", &e.Hashes}} {
+		if raw, ok := m[member.key]; ok {
+			if err := json.Unmarshal(raw, member.v); err != nil {
+				return fmt.Errorf("%s: %w", member.key, err)
+			}
+		}
+	}
+	return nil
 }
 
 // orderedHashes is a PEP 691 file's "hashes" object as Python reads it:

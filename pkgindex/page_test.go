@@ -546,3 +546,52 @@ func TestDownloadSaysWhichDigestPipChecks(t *testing.T) {
 		t.Errorf("downloaded %q, which the scan cannot vouch for", g.urls)
 	}
 }
+
+// TestLinkFragmentReadAsWritten: pip reads a link's digest and egg name
+// from its URL with the fragment as written; Go re-escapes a '#' in a
+// fragment as "%23". "#a#sha256=O" hid from the scan the digest pip
+// checks (the scan checked the page's sha256 S, pip the link's O), and
+// "#a#md5=..." the md5 pip checks instead of the sha256 after it; "#a#egg="
+// the version pip gives the file. Checked against pip 23.2.1's Link.
+func TestLinkFragmentReadAsWritten(t *testing.T) {
+	other := strings.Repeat("ab", 32)
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	for _, c := range []struct{ ref, listed, wantSHA, wantAlg, wantEgg string }{
+		{"koo-1.0.tar.gz#a#sha256=" + other, `{"sha256": "` + sha + `"}`, other, "", ""},
+		{"koo-1.0.tar.gz#a#md5=00&sha256=" + sha, `{}`, "", "md5", ""},
+		{"koo-1.0.tar.gz#a#egg=koo-2.0&sha256=" + sha, `{}`, sha, "", "koo-2.0"},
+		{"koo-1.0.tar.gz#a%23sha256=" + other, `{}`, "", "", ""},
+	} {
+		files, err := parseSimpleHTML([]byte(`<a href="`+html.EscapeString(c.ref)+`">x</a>`), page, 10)
+		if err != nil || len(files) != 1 || files[0].sha256 != c.wantSHA || files[0].pipChecks != c.wantAlg || files[0].egg != c.wantEgg {
+			t.Errorf("HTML %q: %+v, %v; want sha256 %q, pip checks %q, egg %q", c.ref, files, err, c.wantSHA, c.wantAlg, c.wantEgg)
+		}
+		body := `{"meta": {"api-version": "1.1"}, "files": [{"filename": "koo-1.0.tar.gz", "url": "` + c.ref + `", "hashes": ` + c.listed + `}]}`
+		files, err = parseSimpleJSON([]byte(body), page, 10)
+		if err != nil || len(files) != 1 || files[0].sha256 != c.wantSHA || files[0].pipChecks != c.wantAlg || files[0].egg != c.wantEgg {
+			t.Errorf("JSON %q, listed %s: %+v, %v; want sha256 %q, pip checks %q, egg %q", c.ref, c.listed, files, err, c.wantSHA, c.wantAlg, c.wantEgg)
+		}
+	}
+}
+
+// TestSimpleJSONKeysMatchedExactly: pip reads a PEP 691 file's "url",
+// "hashes" and "yanked" by their exact names (Python's dict.get);
+// encoding/json folds case, and "URL" and "Hashes" after them replaced
+// them: the scan fetched and verified one file while pip installed
+// another, each checked against its own digest.
+func TestSimpleJSONKeysMatchedExactly(t *testing.T) {
+	other := strings.Repeat("ab", 32)
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	body := `{"meta": {"api-version": "1.1"}, "files": [{"filename": "koo-1.0.tar.gz",
+		"url": "https://pip.example/koo-1.0.tar.gz", "hashes": {"sha256": "` + sha + `"}, "yanked": "old",
+		"URL": "https://scan.example/koo-1.0.tar.gz", "Hashes": {"sha256": "` + other + `"}, "Yanked": false,
+		"url": "https://pip.example/f/koo-1.0.tar.gz"}]}`
+	files, err := parseSimpleJSON([]byte(body), page, 10)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files %+v, %v; want one", files, err)
+	}
+	f := files[0]
+	if f.url != "https://pip.example/f/koo-1.0.tar.gz" || f.sha256 != sha || !f.yanked || f.yankedReason != "old" {
+		t.Errorf("file %+v; want pip's: the last \"url\", sha256 %s, yanked \"old\"", f, sha)
+	}
+}

@@ -63,8 +63,9 @@ var ignoredOptions = map[string]bool{
 }
 
 // requirementOptions are the per-requirement options accepted after a pin:
-// hashes (pip checks them at install; the scan checks the index's sha256
-// instead) and build settings.
+// hashes (pip checks them at install instead of the index's digest; each
+// must be the sha256 the index lists for a file of the release: see
+// Target.Hashes) and build settings.
 var requirementOptions = map[string]bool{
 	"--hash": true, "--config-settings": true, "--global-option": true,
 }
@@ -143,6 +144,7 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 				errs = append(errs, &RequirementError{File: file, Line: start, Text: clip.String(strings.TrimSpace(line), lineClip),
 					Reason: fmt.Sprintf("%s is already pinned to %s at %s", t.Name, out[j].Version, out[j].Origin)})
 			}
+			out[j].Hashes = append(out[j].Hashes, t.Hashes...) // each is checked
 			continue
 		}
 		seen[norm] = len(out)
@@ -274,13 +276,15 @@ func parseRequirementLine(line string) (Target, bool, error) {
 	if n == 0 {
 		return Target{}, false, optionLine(fields)
 	}
-	if err := checkRequirementOptions(fields[n:]); err != nil {
+	hashes, err := checkRequirementOptions(fields[n:])
+	if err != nil {
 		return Target{}, false, err
 	}
 	t, err := parsePin(strings.Join(fields[:n], " "))
 	if err != nil {
 		return Target{}, false, err
 	}
+	t.Hashes = hashes
 	return t, true, nil
 }
 
@@ -338,26 +342,30 @@ func checkOption(field string) error {
 	return fmt.Errorf("unknown option %q", clip.String(name, lineClip))
 }
 
-func checkRequirementOptions(opts []string) error {
+// checkRequirementOptions checks the options after a pin and returns its
+// --hash values.
+func checkRequirementOptions(opts []string) ([]string, error) {
+	var hashes []string
 	for i := 0; i < len(opts); i++ {
 		name, value, hasValue := strings.Cut(opts[i], "=")
 		if !requirementOptions[name] {
-			return fmt.Errorf("unsupported option %q after a requirement", clip.String(name, lineClip))
+			return nil, fmt.Errorf("unsupported option %q after a requirement", clip.String(name, lineClip))
 		}
 		if !hasValue {
 			if i+1 >= len(opts) {
-				return fmt.Errorf("option %s without a value", name)
+				return nil, fmt.Errorf("option %s without a value", name)
 			}
 			i++
 			value = opts[i]
 		}
 		if name == "--hash" {
 			if alg, hex, ok := strings.Cut(value, ":"); !ok || alg == "" || hex == "" {
-				return fmt.Errorf("--hash %q is not ALGORITHM:HEX", clip.String(value, lineClip))
+				return nil, fmt.Errorf("--hash %q is not ALGORITHM:HEX", clip.String(value, lineClip))
 			}
+			hashes = append(hashes, value)
 		}
 	}
-	return nil
+	return hashes, nil
 }
 
 // parsePin parses "name[extras] == version [; marker]".

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -40,7 +40,10 @@ func TestParseRequirements(t *testing.T) {
 		{Name: "Foo_Bar", Version: "1.0", Origin: "req.txt:5"},
 		{Name: "urllib3", Version: "2.0.7", Origin: "req.txt:6"},
 		{Name: "idna", Version: "3.4", Origin: "req.txt:7"},
-		{Name: "certifi", Version: "2023.7.22", Origin: "req.txt:8"},
+		{Name: "certifi", Version: "2023.7.22", Origin: "req.txt:8", Hashes: []string{
+			"sha256:539cc1d13202e33ca466e88b2807e29f4c13049d6d87031a3c110744495cb082",
+			"sha256:92d6037539857d8206b8f6ae472e8b77db8058fec5937a1ef3f54304089edbb9",
+		}},
 		{Name: "charset-normalizer", Version: "3.3.0", Origin: "req.txt:12"},
 		{Name: "six", Version: "1.16.0", Origin: "req.txt:17"},
 		{Name: "zipp", Version: "3.17.0", Origin: "req.txt:19"}, // a '\' on the last line continues nothing
@@ -49,7 +52,7 @@ func TestParseRequirements(t *testing.T) {
 		t.Fatalf("got %d targets %+v, want %d", len(got), got, len(want))
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("target %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -182,13 +185,13 @@ func TestParseRequirementsSplitsLinesAsPip(t *testing.T) {
 			{Name: "requests", Version: "2.31.0", Origin: "req.txt:3"},
 			{Name: "evil2", Version: "1.0", Origin: "req.txt:4"},
 		}
-		if err != nil || !slices.Equal(got, want) {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("lines broken by %q: %+v, %v; want %+v (pip's lines)", sep, got, err, want)
 		}
 	}
 	// A \r\n is one break, as before.
 	got, err := ParseRequirements("req.txt", []byte("a==1\r\nb==2\r\n"))
-	if want := []Target{{Name: "a", Version: "1", Origin: "req.txt:1"}, {Name: "b", Version: "2", Origin: "req.txt:2"}}; err != nil || !slices.Equal(got, want) {
+	if want := []Target{{Name: "a", Version: "1", Origin: "req.txt:1"}, {Name: "b", Version: "2", Origin: "req.txt:2"}}; err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("CRLF: %+v, %v; want %+v", got, err, want)
 	}
 }

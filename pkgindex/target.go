@@ -31,6 +31,12 @@ type Target struct {
 	// command-line argument ("pypi:foo==1.0") or "FILE:LINE" of a
 	// requirement file.
 	Origin string
+	// Hashes are the pin's --hash values in a requirement file
+	// ("ALG:HEX", as written). pip, which then runs in its require-hashes
+	// mode, checks a download against these and not the index's digest,
+	// so Resolve refuses a release unless each names the sha256 of a file
+	// the scan downloads and verifies.
+	Hashes []string
 }
 
 // String returns the target as "pypi:NAME" or "pypi:NAME==VERSION".
