@@ -247,6 +247,18 @@ func TestHelmChartRefuses(t *testing.T) {
 		"worker threads unset, 8 CPUs over its memory": {map[string]any{"worker.threads": nil, "worker.resources.limits.cpu": "8"}, "worker.resources.limits.memory"},
 		"worker threads unset, 7500m over its memory":  {map[string]any{"worker.threads": "", "worker.resources.limits.cpu": "7500m"}, "worker.resources.limits.memory"},
 		"worker threads unset, no CPU limit":           {map[string]any{"worker.threads": nil, "worker.resources.limits.cpu": nil}, "worker.threads"},
+		// extraEnv entries come after the chart's, and the kubelet keeps
+		// the last of two with one name: they replaced what the chart
+		// computes and checks (the drain, TLS) and rendered.
+		"extraEnv replaces the worker drain":       {extraEnv("worker", "DRAGONFLY_DRAIN_GRACE", "5m"), "worker.drainGrace"},
+		"extraEnv replaces the coordinator drain":  {extraEnv("coordinator", "DRAGONFLY_DRAIN_TIMEOUT", "10m"), "coordinator.drainTimeout"},
+		"extraEnv makes the fleet plaintext":       {extraEnv("coordinator", "DRAGONFLY_FLEET_INSECURE", "true"), "fleetInsecure"},
+		"extraEnv drops the worker's CA":           {extraEnv("worker", "DRAGONFLY_TLS_CA", ""), "tls.caKey"},
+		"extraEnv raises the worker threads":       {extraEnv("worker", "DRAGONFLY_THREADS", "16"), "worker.threads"},
+		"extraEnv holds the fleet token":           {extraEnv("worker", "DRAGONFLY_FLEET_TOKEN", "hunter2"), "DRAGONFLY_FLEET_TOKEN is a secret"},
+		"extraEnv holds an API secret":             {extraEnv("coordinator", "DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "s3cret"), "DRAGONFLY_CF_ACCESS_CLIENT_SECRET is a secret"},
+		"extraEnv entry without a name":            {extraEnv("worker", "", "20"), "extraEnv"},
+		"extraEnv scan timeout outlasts the grace": {extraEnv("worker", "DRAGONFLY_SCAN_TIMEOUT", "2m"), "worker.terminationGracePeriodSeconds"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -393,6 +405,103 @@ func TestHelmImagePullSecrets(t *testing.T) {
 		}
 		if want := []string{"plain", "regcred"}; !slices.Equal(names, want) {
 			t.Errorf("%s: imagePullSecrets %q, want %q", d.Name, names, want)
+		}
+	}
+}
+
+// extraEnv is the values of one extraEnv entry of role (coordinator or worker).
+func extraEnv(role, name, value string) map[string]any {
+	return map[string]any{role + ".extraEnv": []any{map[string]any{"name": name, "value": value}}}
+}
+
+// TestHelmExtraEnv: settings the chart does not compute pass through
+// extraEnv, and a scan timeout set there counts in the worker's grace period
+// (the refusals are in TestHelmChartRefuses).
+func TestHelmExtraEnv(t *testing.T) {
+	for _, tc := range []struct {
+		vals       map[string]any
+		role, name string
+	}{
+		{extraEnv("coordinator", "DRAGONFLY_BULK_SIZE", "20"), "coordinator", "DRAGONFLY_BULK_SIZE"},
+		{extraEnv("coordinator", "DRAGONFLY_TOKEN_URL", "https://auth.example.org/oauth/token"), "coordinator", "DRAGONFLY_TOKEN_URL"},
+		{extraEnv("worker", "DRAGONFLY_SCAN_TIMEOUT", "5s"), "worker", "DRAGONFLY_SCAN_TIMEOUT"},
+		// 25s of drain grace and 60s of scan: 86s of grace period.
+		{map[string]any{
+			"worker.extraEnv":                      []any{map[string]any{"name": "DRAGONFLY_SCAN_TIMEOUT", "value": "1m"}},
+			"worker.terminationGracePeriodSeconds": 86,
+		}, "worker", "DRAGONFLY_SCAN_TIMEOUT"},
+	} {
+		manifest, _, err := helmRender(t, values(tc.vals))
+		if err != nil {
+			t.Errorf("%v: %v", tc.vals, err)
+			continue
+		}
+		objs, err := decodeAll("helm extraEnv", []byte(manifest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := component[*appsv1.Deployment](t, objs, "Deployment", tc.role)
+		if _, ok := envValue(d.Spec.Template.Spec.Containers[0], tc.name); !ok {
+			t.Errorf("%v: %s lacks %s", tc.vals, d.Name, tc.name)
+		}
+	}
+}
+
+// TestHelmStatusTokenWarned: without a status token /status and
+// /status.json are open to whoever reaches the port, by default every
+// namespace; the notes say so, and not when a token is set.
+func TestHelmStatusTokenWarned(t *testing.T) {
+	for _, tc := range []struct {
+		vals map[string]any
+		want string
+	}{
+		{nil, "every namespace"},
+		{map[string]any{"networkPolicy.enabled": false}, "every pod in the cluster"},
+		{map[string]any{"networkPolicy.metricsFrom": []any{}}, "only port-forward"},
+	} {
+		_, notes, err := helmRender(t, values(tc.vals))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.vals, err)
+		}
+		if !strings.Contains(notes, "WARNING: statusToken.existingSecret is empty") || !strings.Contains(notes, tc.want) {
+			t.Errorf("%v: NOTES.txt does not warn that /status is open (%s): %q", tc.vals, tc.want, notes)
+		}
+	}
+	_, notes, err := helmRender(t, values(map[string]any{"statusToken.existingSecret": "status", "statusToken.key": "token"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(notes, "statusToken.existingSecret is empty") {
+		t.Errorf("NOTES.txt warns of no status token with one set: %q", notes)
+	}
+}
+
+// TestHelmValuesSchema: values.schema.json refuses misspelt keys, which
+// the templates would ignore and keep the default of (a status token never
+// mounted, TLS settings dropped), and numbers that make no fleet.
+func TestHelmValuesSchema(t *testing.T) {
+	for _, tc := range []struct {
+		vals map[string]any
+		msg  string
+	}{
+		{map[string]any{"statusToken.existingSecrets": "status"}, "existingSecrets"},
+		{map[string]any{"tls.mutual.enable": true}, "enable"},
+		{map[string]any{"worker.replica": 5}, "replica"},
+		{map[string]any{"workers.replicas": 5}, "workers"},
+		{map[string]any{"worker.replicas": -1}, "/worker/replicas"},
+		{map[string]any{"worker.replicas": "three"}, "/worker/replicas"},
+		{map[string]any{"autoscaling.maxReplicas": 0}, "/autoscaling/maxReplicas"},
+		{map[string]any{"worker.terminationGracePeriodSeconds": "40"}, "/worker/terminationGracePeriodSeconds"},
+		{map[string]any{"coordinator.service.grpcPort": 70000}, "/coordinator/service/grpcPort"},
+		{map[string]any{"logLevel": "verbose"}, "/logLevel"},
+	} {
+		_, _, err := helmRender(t, values(tc.vals))
+		if err == nil {
+			t.Errorf("%v: rendered without error", tc.vals)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%v: error %q does not name %s", tc.vals, err, tc.msg)
 		}
 	}
 }

@@ -193,9 +193,19 @@ render with a message that names the value.
 {{- if le $grace 0 }}
 {{- fail "worker.drainGrace must be positive: the worker refuses 0 at start" }}
 {{- end }}
-{{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace 10) }}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed worker.drainGrace (%ds) plus the scan timeout (10s) a file still in libyara may take before its task is handed back" .Values.worker.terminationGracePeriodSeconds $grace) }}
+{{- /* The scan timeout is the binary's default unless worker.extraEnv sets
+DRAGONFLY_SCAN_TIMEOUT (libyara counts whole seconds, rounded up). */}}
+{{- $scan := 10 }}
+{{- range .Values.worker.extraEnv }}
+{{- if eq (toString .name) "DRAGONFLY_SCAN_TIMEOUT" }}
+{{- $scan = include "dragonfly-fleet.seconds" (dict "name" "worker.extraEnv DRAGONFLY_SCAN_TIMEOUT" "value" .value) | atoi }}
 {{- end }}
+{{- end }}
+{{- if le (int .Values.worker.terminationGracePeriodSeconds) (add $grace $scan) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must exceed worker.drainGrace (%ds) plus the scan timeout (%ds) a file still in libyara may take before its task is handed back" .Values.worker.terminationGracePeriodSeconds $grace $scan) }}
+{{- end }}
+{{- include "dragonfly-fleet.validateExtraEnv" (dict "role" "coordinator" "env" .Values.coordinator.extraEnv) }}
+{{- include "dragonfly-fleet.validateExtraEnv" (dict "role" "worker" "env" .Values.worker.extraEnv) }}
 {{- /* A crafted release can make a worker hold about 512 MiB per scanner
 thread (README, "Sizing a worker"); past its limit the kernel kills it, and
 the release's retries kill the next ones. */}}
@@ -206,6 +216,49 @@ the release's retries kill the next ones. */}}
 {{- $need := add 512 (mul 512 $threads) }}
 {{- if lt $limit $need }}
 {{- fail (printf "worker.resources.limits.memory (%v) is under the %dMi that %d scanner threads (worker.threads) may hold with the default limits: 512Mi per thread (a download of 128 MB scanning, one ahead and a zip's names copied from it, an xz or LZMA window of 64 MiB, 64 MiB of libyara matches) plus 512Mi (README, \"Sizing a worker\")" . $need $threads) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+
+{{/*
+Checks one role's extraEnv: call with (dict "role" "worker" "env" ...). The
+entries come after the chart's own, and of two with one name the kubelet
+keeps the last: an entry naming a setting the chart computes would replace
+it past the checks above (a drain longer than the grace period). Secrets
+are never environment values (they would sit in the Deployment, readable by
+whoever may read it), and the fleet's TLS is set by tls.* and fleetInsecure
+only.
+*/}}
+{{- define "dragonfly-fleet.validateExtraEnv" -}}
+{{- $chart := dict
+  "DRAGONFLY_LOG_FORMAT" "logFormat" "DRAGONFLY_LOG_LEVEL" "logLevel"
+  "DRAGONFLY_FLEET_INSECURE" "fleetInsecure" "DRAGONFLY_INSECURE" "fleetInsecure"
+  "DRAGONFLY_TLS" "tls.enabled" "DRAGONFLY_TLS_CA" "tls.caKey" "DRAGONFLY_TLS_CERT" "tls.existingSecret"
+  "DRAGONFLY_TLS_KEY" "tls.existingSecret" "DRAGONFLY_TLS_SERVER_NAME" "tls.serverName" }}
+{{- if eq .role "coordinator" }}
+{{- $_ := merge $chart (dict
+  "DRAGONFLY_BASE_URL" "api.baseURL" "DRAGONFLY_LISTEN_ADDR" "coordinator.service.grpcPort"
+  "DRAGONFLY_METRICS_ADDR" "coordinator.service.metricsPort" "DRAGONFLY_OUTBOX_PATH" "coordinator.persistence"
+  "DRAGONFLY_DRAIN_TIMEOUT" "coordinator.drainTimeout" "DRAGONFLY_MAX_WORKER_SLOTS" "coordinator.maxWorkerSlots"
+  "DRAGONFLY_MAX_WORKERS" "coordinator.maxWorkers" "DRAGONFLY_VERIFY_RATE" "coordinator.verifyRate"
+  "DRAGONFLY_AUTOSCALE_MAX_WORKERS" "autoscaling.maxReplicas" "DRAGONFLY_GRANT_TYPE" "api.auth0GrantType") }}
+{{- else }}
+{{- $_ := merge $chart (dict
+  "DRAGONFLY_COORDINATOR_ADDR" "coordinator.service.grpcPort" "DRAGONFLY_ALLOWED_HOSTS" "worker.allowedHosts"
+  "DRAGONFLY_THREADS" "worker.threads" "DRAGONFLY_DRAIN_GRACE" "worker.drainGrace"
+  "DRAGONFLY_MEMORY_LIMIT" "worker.memoryLimit" "DRAGONFLY_WORKER_METRICS_ADDR" "worker.metricsPort"
+  "DRAGONFLY_WORKER_ID" "the pod's name") }}
+{{- end }}
+{{- $role := .role }}
+{{- range .env }}
+{{- $name := toString (get (kindIs "map" . | ternary . dict) "name") }}
+{{- if not $name }}
+{{- fail (printf "%s.extraEnv: an entry without a name" $role) }}
+{{- else if hasKey $chart $name }}
+{{- fail (printf "%s.extraEnv: %s is set by the chart, and a second entry would replace it unchecked: set %s instead" $role $name (get $chart $name)) }}
+{{- else if regexMatch "(TOKEN|SECRET|PASSWORD|CLIENT_ID|USERNAME)(_FILE)?$" $name }}
+{{- fail (printf "%s.extraEnv: %s is a secret: never an environment value (the chart mounts secrets as files from the Secrets fleetToken, api and statusToken name)" $role $name) }}
 {{- end }}
 {{- end }}
 {{- end }}
