@@ -709,6 +709,38 @@ func TestReportAbandoned(t *testing.T) {
 	}
 }
 
+// TestReportRefusedForGoodDropped: a report the API refuses for good (409:
+// the release is finished or leased to someone else; 422) is dropped after
+// its one try, its place in the outbox freed: retrying cannot succeed, and
+// it is not retried until the report max age.
+func TestReportRefusedForGoodDropped(t *testing.T) {
+	for _, status := range []int{409, 422} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			api := newFakeAPI(job("p", "u1"))
+			api.FailReports(&mainframe.APIError{Endpoint: "PUT /package", Status: status})
+			f := startFleet(t, api, nil)
+			w := f.worker("w", 1)
+			w.ready()
+			ts := w.tasks(1)
+			w.answer(result(ts[0], "f", "r1"))
+			// One deadline for it all: the retries of a report kept by
+			// mistake change the outbox, and would each restart a wait
+			// per change.
+			deadline := time.After(10 * time.Second)
+			for changed := f.c.out.Changed(); api.ReportTries() == 0 || f.c.out.Len() != 0; changed = f.c.out.Changed() {
+				select {
+				case <-changed:
+				case <-deadline:
+					t.Fatalf("after %d tries the outbox still holds %d reports", api.ReportTries(), f.c.out.Len())
+				}
+			}
+			if tries := api.ReportTries(); tries != 1 {
+				t.Fatalf("%d report attempts, want 1", tries)
+			}
+		})
+	}
+}
+
 // TestBlankReasonFromAnEarlierOutboxDropped: an outbox kept from a release
 // before reasons were made one line may hold a failure whose reason is
 // only white space. The client cannot encode it (the fake API encodes as

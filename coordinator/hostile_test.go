@@ -589,6 +589,40 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 	}
 }
 
+// TestResultsWithInconsistentRulesRefused: a result that names a rule
+// twice (its weight would count twice in the recomputed score), or a top
+// file without rules or rules without a top file, ends the session as
+// TestResultsAreCheckedAgainstTheRules's results do; the honest worker's
+// verdict is reported.
+func TestResultsWithInconsistentRulesRefused(t *testing.T) {
+	r1 := func() *fleetv1.RuleHit { return &fleetv1.RuleHit{Name: "r1", Weight: 3} }
+	for _, tc := range []struct {
+		name  string
+		rules []*fleetv1.RuleHit
+		top   string
+	}{
+		{"rule counted twice", []*fleetv1.RuleHit{r1(), r1()}, "x.py"},
+		{"rules without a top file", []*fleetv1.RuleHit{r1()}, ""},
+		{"top file without rules", nil, "x.py"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(job("p", "u1"))
+			f, liar := readyWorker(t, api, "liar", 1)
+			tk := liar.tasks(1)[0]
+			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+				Score: 6, TopFile: tc.top, TopFileScore: 6, Rules: tc.rules,
+			}}})
+			wantEnded(t, liar.recv, codes.InvalidArgument, "", "the liar's session (an inconsistent result)")
+			honest := f.worker("honest", 1)
+			honest.ready()
+			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
+			if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
+				t.Fatalf("report %+v, want the honest score 3", r)
+			}
+		})
+	}
+}
+
 // TestLiarCaughtBySpotCheck: with spot checks on every task and three
 // workers, a worker that reports a malicious distribution clean is outvoted
 // and quarantined, and the release is reported with the honest verdict.

@@ -3,9 +3,11 @@ package dispatch
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/protocol"
 	"github.com/dragonfly-fleet/fleet/score"
 )
 
@@ -264,6 +266,42 @@ func TestJobLimitsAndEmptyJobs(t *testing.T) {
 	}
 	if want := "3 distributions: exceeds limit DRAGONFLY_MAX_DISTRIBUTIONS (2 distributions)"; outs[1].Failure != want {
 		t.Fatalf("failure = %q, want %q", outs[1].Failure, want)
+	}
+}
+
+// TestTextLimitsAtTheBoundary: a distribution URL of protocol.MaxURLBytes
+// and a name or version of protocol.MaxTextBytes are sent to a worker; one
+// byte more fails the job at Admit, naming the limit, and nothing is sent.
+func TestTextLimitsAtTheBoundary(t *testing.T) {
+	const prefix = "https://h/p/"
+	for _, tc := range []struct {
+		name  string
+		limit int
+		job   func(n int) Job
+	}{
+		{"url", protocol.MaxURLBytes, func(n int) Job { return mkJob("p", prefix+strings.Repeat("u", n-len(prefix))) }},
+		{"name", protocol.MaxTextBytes, func(n int) Job { return mkJob(strings.Repeat("n", n), "u1") }},
+		{"version", protocol.MaxTextBytes, func(n int) Job {
+			j := mkJob("p", "u1")
+			j.Version = strings.Repeat("v", n)
+			return j
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{Prefetch: 1})
+			a := h.join("a", 1, "h1")
+			h.d.Admit([]Job{tc.job(tc.limit)}, t0)
+			if got := a.take(); len(got) != 1 || len(h.outcomes()) != 0 {
+				t.Fatalf("%s of %d bytes (the limit): %d tasks sent, %d jobs finished; want 1 and 0", tc.name, tc.limit, len(got), len(h.outcomes()))
+			}
+			h = newHarness(t, Config{Prefetch: 1})
+			a = h.join("a", 1, "h1")
+			h.d.Admit([]Job{tc.job(tc.limit + 1)}, t0)
+			outs := h.outcomes()
+			if got := a.take(); len(got) != 0 || len(outs) != 1 || !strings.Contains(outs[0].Failure, "exceeds the limit") {
+				t.Fatalf("%s of %d bytes (one over): %d tasks sent, outcomes %.300v; want none sent, the job failed naming the limit", tc.name, tc.limit+1, len(got), outs)
+			}
+		})
 	}
 }
 

@@ -528,6 +528,28 @@ func TestMismatchWithoutThird(t *testing.T) {
 	}
 }
 
+// TestMismatchWithoutThirdKeepsTheMatchedRules: two successes of one score
+// (0) disagree on the rules: a rule of weight 0 matched for one, nothing for
+// the other. Without a third identity the fail-safe rule reports the one
+// with more rules, in either order: a lie can only make a verdict cleaner,
+// and dropping the matched rule would hide it from the report.
+func TestMismatchWithoutThirdKeepsTheMatchedRules(t *testing.T) {
+	matched := func() *score.Distribution { return dist("pkg/x.py", 0, score.Hit{Name: "suspicious", Weight: 0}) }
+	for _, order := range [][2]*score.Distribution{{clean(), matched()}, {matched(), clean()}} {
+		h := newHarness(t, Config{VerifyRate: 1, Prefetch: 1})
+		a := h.joinAs("a", "A", 1, "h1")
+		b := h.joinAs("b", "B", 1, "h1")
+		h.d.Admit([]Job{mkJob("p", "u1")}, t0)
+		ta, tb := one(t, a), one(t, b)
+		h.d.Result("a", Result{TaskID: ta.ID, Dist: order[0]}, t0)
+		h.d.Result("b", Result{TaskID: tb.ID, Dist: order[1]}, t0)
+		o := outcomeOf(t, h, "p")
+		if o.Failure != "" || o.Package.Score != 0 || !slices.Equal(o.Package.RulesMatched, []string{"suspicious"}) {
+			t.Errorf("first vote with %d rules: outcome = %+v, want rules [suspicious]", len(order[0].Rules), o)
+		}
+	}
+}
+
 // TestDownloadFailureDoesNotQuarantine: an honest worker's network blip
 // against a success, then a third identity agreeing with the success: the
 // success is reported and nobody is quarantined.

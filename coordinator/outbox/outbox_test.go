@@ -81,6 +81,29 @@ func TestSupersedeWhileSending(t *testing.T) {
 	}
 }
 
+// TestStaleRetryLeavesTheNewReportDue: a send of a report superseded while
+// in flight fails and is retried with a backoff. The backoff belongs to the
+// old send: the superseding report (a new lease, a new assignment) stays
+// due at once, not held back until the stale send's retry time.
+func TestStaleRetryLeavesTheNewReportDue(t *testing.T) {
+	o, _ := Open(Config{})
+	o.Put(entry("a", t0))
+	e, _ := o.Next(t0)
+	if ok, err := o.Supersede("a", "1", intp(2), strp("a2"), t0.Add(time.Minute)); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := o.Retry(e, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, ok := o.Next(t0)
+	if !ok {
+		t.Fatal("the superseding report waits for the stale send's backoff")
+	}
+	if *n.Report.AssignmentID != "a2" || n.Tries != 1 {
+		t.Errorf("next = %+v, tries %d; want assignment a2, tries 1", n.Report, n.Tries)
+	}
+}
+
 func TestDurableAcrossRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	o, err := Open(Config{Path: path})
@@ -391,5 +414,17 @@ func TestLeaseFromTheFutureDatedFromOpen(t *testing.T) {
 		if err := o.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestCommitsAreSynced: a report Put returns for is on the disk, not only in
+// the page cache: the file is opened with bbolt's fsync at every commit.
+// A crash of the process cannot tell the two apart (the page cache
+// survives it), so the setting itself is checked.
+func TestCommitsAreSynced(t *testing.T) {
+	o := mustOpen(t, Config{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	defer o.Close()
+	if o.db.NoSync || o.db.NoGrowSync {
+		t.Errorf("outbox file opened with NoSync %v, NoGrowSync %v: a commit may be lost at a power loss", o.db.NoSync, o.db.NoGrowSync)
 	}
 }

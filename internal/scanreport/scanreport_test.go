@@ -686,3 +686,40 @@ func TestTableQuotesControlCharacters(t *testing.T) {
 		t.Errorf("plain names changed:\n%s", out)
 	}
 }
+
+// TestCellQuotesInvalidUTF8: a name that is not UTF-8 (a file name on disk,
+// an archive member's raw bytes) is shown quoted, as one with a control
+// character is: a terminal decodes such bytes its own way.
+// TestTableQuotesControlCharacters covers the control characters.
+func TestCellQuotesInvalidUTF8(t *testing.T) {
+	for _, name := range []string{"pkg\xff-1.0.tar.gz", "pkg-1.0/\xc3(.py", "pkg-1.0/\xe2\x80.py"} {
+		got := cell(name)
+		if got != clip.Path(name) || got == name {
+			t.Errorf("cell(%q) = %q, want it quoted as %q", name, got, clip.Path(name))
+		}
+	}
+	if got := cell("pkg-1.0/é.py"); got != "pkg-1.0/é.py" {
+		t.Errorf("a printable UTF-8 name changed: %q", got)
+	}
+}
+
+// TestSnippetDELIsBinary: matched data holding DEL (0x7f), a control
+// character, is given as base64, like the other control characters; tab,
+// newline and carriage return stay text.
+func TestSnippetDELIsBinary(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		text bool
+	}{
+		{"exec(\x7f)", false},
+		{"exec(\x1b)", false},
+		{"exec(\t\r\n)", true},
+		{"exec(é)", true},
+		{"exec(\xff)", false},
+	} {
+		c := snippet([]byte(tc.data))
+		if (c.Text != nil) != tc.text || (c.Binary != nil) == tc.text {
+			t.Errorf("snippet(%q): text %v, binary %v; want text %v", tc.data, c.Text != nil, c.Binary != nil, tc.text)
+		}
+	}
+}

@@ -257,3 +257,24 @@ func TestNamesFromURLsAreMemberPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestNameFromURLAtTheLengthLimit: a file named after its URL keeps a name
+// of protocol.MaxPathBytes bytes whole and cuts one byte longer to the
+// limit, a path the coordinator takes (protocol.CheckMemberPath).
+func TestNameFromURLAtTheLengthLimit(t *testing.T) {
+	src := []byte("print('x')\n")
+	for _, n := range []int{protocol.MaxPathBytes, protocol.MaxPathBytes + 1} {
+		name := strings.Repeat("a", n)
+		r := walk(t, src, name, limit.Limits{})
+		if r.Err != nil || len(r.Files) != 1 {
+			t.Fatalf("name of %d bytes: %d files, %v", n, len(r.Files), r.Err)
+		}
+		p := r.Files[0].Path
+		if err := protocol.CheckMemberPath(p); err != nil {
+			t.Errorf("name of %d bytes: path of %d bytes refused: %v", n, len(p), err)
+		}
+		if want := name[:protocol.MaxPathBytes]; p != want {
+			t.Errorf("name of %d bytes: path of %d bytes, want the first %d", n, len(p), len(want))
+		}
+	}
+}

@@ -126,3 +126,19 @@ func TestLimitErrorPassesThrough(t *testing.T) {
 	}
 	as[*limit.Error](t, r.Err)
 }
+
+// TestTarExpandedOneByteOver: the tar walk holds the expanded total to the
+// byte, as the zip walk does ("zip expanded total one byte over the
+// limit"): files of 50 and 51 bytes under a limit of 100 fail at the
+// second, whose size alone is under every limit.
+func TestTarExpandedOneByteOver(t *testing.T) {
+	data := makeTar(t, reg("a", strings.Repeat("x", 50)), reg("b", strings.Repeat("x", 51)))
+	r := walk(t, data, "dist", limit.Limits{Expanded: 100, File: 51})
+	le := as[*limit.Error](t, r.Err)
+	if want := (limit.Error{Kind: limit.Expanded, Max: 100, Path: "b"}); *le != want {
+		t.Errorf("limit error %+v, want %+v", *le, want)
+	}
+	if len(r.Files) != 1 || r.Allocs != 1 {
+		t.Errorf("%d files emitted, %d buffers taken; want 1 and 1", len(r.Files), r.Allocs)
+	}
+}

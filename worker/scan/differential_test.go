@@ -4,8 +4,8 @@ package scan_test
 // plain one (Config.Exhaustive: every file with every rule, no cache) give
 // the same reports, field by field, over
 //   - the bench corpus (bench/corpus, built by `go run ./bench/cmd/mkcorpus`,
-//     which downloads Debian packages: used when present) with the bench
-//     rules;
+//     which downloads Debian packages) with the bench rules: with the tag
+//     benchcorpus (benchcorpus_test.go; `bench/run --only exact`);
 //   - a generated corpus (always): releases of an sdist (with hard links) and
 //     a wheel carrying the same files, filled with the bench rules' strings,
 //     some broken or over a limit, under the bench rules and under rule sets
@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -371,55 +370,6 @@ func TestPrunedEqualsPlainHostile(t *testing.T) {
 			t.Errorf("%s: reason %q", c.Name, r.Reason)
 		}
 	}
-}
-
-// TestPrunedEqualsPlainBenchCorpus: the bench corpus, when it was built
-// (bench/run or `go run ./bench/cmd/mkcorpus`; it needs the network once).
-func TestPrunedEqualsPlainBenchCorpus(t *testing.T) {
-	dir := filepath.Join("..", "..", "bench", "corpus")
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		t.Skipf("bench corpus not built (%v): the generated corpus stands in (TestPrunedEqualsPlainGenerated)", err)
-	}
-	if testing.Short() {
-		t.Skip("-short: the bench corpus takes minutes")
-	}
-	var m struct {
-		Distributions []struct{ File, Name, Version string }
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	var releases []release
-	index := map[string]int{}
-	for _, d := range m.Distributions {
-		body, err := os.ReadFile(filepath.Join(dir, d.File))
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := d.Name + " " + d.Version
-		i, ok := index[k]
-		if !ok {
-			i = len(releases)
-			index[k] = i
-			releases = append(releases, release{name: d.Name, version: d.Version})
-		}
-		releases[i].dists = append(releases[i].dists, source{name: filepath.Base(d.File), data: body})
-	}
-	if raceEnabled {
-		// The whole corpus takes most of an hour under the race detector:
-		// every eighth release (both distributions, all their files).
-		var some []release
-		for i := 0; i < len(releases); i += 8 {
-			some = append(some, releases[i])
-		}
-		t.Logf("race detector on: %d of %d releases", len(some), len(releases))
-		releases = some
-	}
-	rs := scan.CompileSet(t, benchRules(t))
-	p := newPair(t, limit.Limits{}, nil)
-	matched := p.compare(t, rs, releases)
-	t.Logf("%d releases, %d matched; pruned engine: %+v", len(releases), matched, p.engine.Counters())
 }
 
 // ruleGen writes random rule sets.
