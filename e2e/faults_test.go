@@ -256,6 +256,19 @@ func sessionsOf(coord *proc, workerID string) []string {
 }
 
 // finishedLine returns the coordinator's "job finished" log line of name.
+// awaitFinishedLine is finishedLine once the line is there (at most 30 s):
+// the coordinator queues a report before it logs "job finished", so the API
+// may hold the report before the line is in the coordinator's log.
+func awaitFinishedLine(t *testing.T, coord *proc, name string) string {
+	t.Helper()
+	var line string
+	eventually(t, 30*time.Second, "the coordinator's \"job finished\" line of "+name, func() bool {
+		line = finishedLine(coord, name)
+		return line != ""
+	})
+	return line
+}
+
 func finishedLine(coord *proc, name string) string {
 	for _, line := range strings.Split(coord.log.String(), "\n") {
 		if strings.Contains(line, `"msg":"job finished"`) && strings.Contains(line, `"job":"`+name+`"`) {
@@ -452,7 +465,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 			}
 			if tc.finishes {
 				eventually(t, 30*time.Second, "the report", func() bool { return d.allDone(t, 1) })
-				if line := finishedLine(coord, "bigpkg"); !strings.Contains(line, first[0]) {
+				if line := awaitFinishedLine(t, coord, "bigpkg"); !strings.Contains(line, first[0]) {
 					t.Fatalf("job not finished by the draining worker: %s", line)
 				}
 			} else {
@@ -465,7 +478,7 @@ func TestFaultWorkerDrainLargeScan(t *testing.T) {
 				startWorker(t, d, "w1", grpcAddr, slowScanEnv(nil))
 				eventually(t, pick(5*time.Minute, 10*time.Minute), "the report", func() bool { return d.allDone(t, 1) })
 				second := sessionsOf(coord, "w1")
-				if line := finishedLine(coord, "bigpkg"); len(second) != 1 || !strings.Contains(line, second[0]) || strings.Contains(line, first[0]) {
+				if line := awaitFinishedLine(t, coord, "bigpkg"); len(second) != 1 || !strings.Contains(line, second[0]) || strings.Contains(line, first[0]) {
 					t.Fatalf("job not finished by the second worker alone: %s", line)
 				}
 			}
@@ -748,7 +761,7 @@ func TestFaultNetworkPartition(t *testing.T) {
 	})
 	redispatchedAfter := time.Since(cutAt)
 	for _, name := range held {
-		line := finishedLine(coord, name)
+		line := awaitFinishedLine(t, coord, name)
 		if line == "" || strings.Contains(line, "-wpart") {
 			t.Errorf("%s held by the cut-off worker was not finished by the others alone: %q", name, line)
 		}
