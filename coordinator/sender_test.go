@@ -74,3 +74,58 @@ func TestReportMaxAgeAfterRestartOnAClockSteppedBack(t *testing.T) {
 		}
 	})
 }
+
+// blockingReports is an API whose reports hang until the send's context
+// ends (a shutdown), saying when one has started.
+type blockingReports struct {
+	*fakeAPI
+	started chan struct{}
+}
+
+func (b blockingReports) Report(ctx context.Context, _ mainframe.Report) error {
+	b.started <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestSendCutByShutdownKeepsTheReportDue: a report whose send the shutdown
+// cuts goes back to the outbox as it was, due at once and no try counted,
+// so the shutdown flush or the next start sends it without waiting a
+// backoff. Counted as a failure, it waited up to 30 s past a restart in
+// memory, and its tries neared the report max age for a send that never
+// reached the API.
+func TestSendCutByShutdownKeepsTheReportDue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ob, err := outbox.Open(outbox.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ob.Close()
+		api := blockingReports{fakeAPI: newFakeAPI(), started: make(chan struct{}, 1)}
+		c, err := New(Config{API: api, Outbox: ob, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := mainframe.Report{Name: "p", Version: "1.0", Attempt: intp(1), AssignmentID: strp("as-p"), Reason: "failed"}
+		if err := ob.Put(outbox.Entry{Report: r, LeasedAt: time.Now(), Enqueued: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			c.sendLoop(ctx)
+		}()
+		<-api.started
+		cancel()
+		<-sent
+		e, ok := ob.Next(time.Now())
+		if !ok {
+			next, _ := ob.NextDue()
+			t.Fatalf("the report cut by the shutdown is not due (next due %s from now): it was counted as a failed try", next.Sub(time.Now()))
+		}
+		if e.Tries != 0 {
+			t.Fatalf("the report has %d tries, want 0: a send the shutdown cut is no try", e.Tries)
+		}
+	})
+}
