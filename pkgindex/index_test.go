@@ -1289,3 +1289,19 @@ func TestPinHashesNameVerifiedFiles(t *testing.T) {
 		}
 	})
 }
+
+// TestResolveLatestTakesEmptyYankedReason: a PEP 691 page marking foo-bar
+// 1.2's files "yanked": "" lists them not yanked to pip (Python's truth of
+// ""), which installs 1.2 for "foo-bar"; the scan, holding them yanked,
+// scanned an older release (1.0) in its place.
+func TestResolveLatestTakesEmptyYankedReason(t *testing.T) {
+	f := newFakeIndex(t)
+	for i := range f.files {
+		if strings.HasPrefix(f.files[i].name, "foo_bar-1.2") {
+			f.files[i].yanked = ""
+		}
+	}
+	ix, _ := newIndex(t, f, "/json/simple", nil)
+	rel := resolve(t, ix, "pypi:foo-bar")
+	checkRelease(t, f, rel, "1.2", []wantDist{{name: "foo_bar-1.2.tar.gz"}, {name: "foo_bar-1.2-py3-none-any.whl"}})
+}

@@ -780,8 +780,8 @@ func eachMember(dec *json.Decoder, member func(key string) (bool, error)) error 
 	return endDocument(dec)
 }
 
-// yankedJSON reads PEP 691's yanked: absent, null or false (not yanked),
-// true, or a reason string (yanked).
+// yankedJSON reads PEP 691's yanked: absent, null, false or "" (not
+// yanked, as pip reads them), true, or a reason string (yanked).
 func yankedJSON(raw json.RawMessage) (bool, string, error) {
 	if len(raw) == 0 {
 		return false, "", nil
@@ -796,7 +796,9 @@ func yankedJSON(raw json.RawMessage) (bool, string, error) {
 	case bool:
 		return y, "", nil
 	case string:
-		return true, clip.String(y, reasonClip), nil
+		// pip holds a file yanked when the value is true to Python: ""
+		// is not yanked (Link.from_json).
+		return y != "", clip.String(y, reasonClip), nil
 	}
 	return false, "", errors.New("yanked is neither a boolean nor a string")
 }

@@ -595,3 +595,25 @@ func TestSimpleJSONKeysMatchedExactly(t *testing.T) {
 		t.Errorf("file %+v; want pip's: the last \"url\", sha256 %s, yanked \"old\"", f, sha)
 	}
 }
+
+// TestSimpleJSONEmptyYankedReasonIsNotYanked: pip reads a PEP 691 file's
+// "yanked" by its truth (pip 23.2.1's Link.from_json: "not yanked_reason"
+// is None), so "yanked": "" is a file pip does not hold yanked. The scan
+// held it yanked and, choosing the latest release, passed over the
+// version (or the file) pip installs and scanned an older one.
+func TestSimpleJSONEmptyYankedReasonIsNotYanked(t *testing.T) {
+	page := mustURL(t, "https://idx.example/simple/koo/")
+	for _, c := range []struct {
+		yanked, reason string
+		want           bool
+	}{
+		{`""`, "", false}, {`null`, "", false}, {`false`, "", false},
+		{`true`, "", true}, {`"r"`, "r", true},
+	} {
+		body := `{"meta": {"api-version": "1.1"}, "files": [{"filename": "koo-2.0.tar.gz", "url": "koo-2.0.tar.gz", "hashes": {}, "yanked": ` + c.yanked + `}]}`
+		files, err := parseSimpleJSON([]byte(body), page, 10)
+		if err != nil || len(files) != 1 || files[0].yanked != c.want || files[0].yankedReason != c.reason {
+			t.Errorf("yanked %s: %+v, %v; want yanked %v, reason %q (pip's Link.from_json)", c.yanked, files, err, c.want, c.reason)
+		}
+	}
+}

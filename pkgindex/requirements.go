@@ -92,7 +92,9 @@ var requirementOptions = map[string]bool{
 // url", "./dir", "https://..."), editable installs (-e), nested or
 // constraint files (-r, -c, which are not followed), index options (-i,
 // --index-url, --extra-index-url, -f, --find-links, --no-index; use the
-// scan's --index-url) and unknown options. A scan must not report a file
+// scan's --index-url), unknown options, quotes or backslashes in a pin's
+// options and ${VAR} in a pin's line (pip shlex-splits and expands them:
+// a --hash could read otherwise). A scan must not report a file
 // clean when part of it was never looked at. A project pinned twice to the
 // same version is listed once; to different versions, it is an error.
 func ParseRequirements(file string, data []byte) ([]Target, error) {
@@ -263,7 +265,8 @@ func stripComment(line string) string {
 // parseRequirementLine parses one logical line. ok is false for a line with
 // nothing to scan (blank, comment, ignored option).
 func parseRequirementLine(line string) (Target, bool, error) {
-	fields := strings.Fields(stripComment(line))
+	line = stripComment(line)
+	fields := strings.Fields(line)
 	if len(fields) == 0 {
 		return Target{}, false, nil
 	}
@@ -283,6 +286,11 @@ func parseRequirementLine(line string) (Target, bool, error) {
 	t, err := parsePin(strings.Join(fields[:n], " "))
 	if err != nil {
 		return Target{}, false, err
+	}
+	if strings.Contains(line, "${") {
+		// pip expands ${VAR} before it splits the line: 'foo==1.0 ;
+		// python_version > "3" ${X}' gains the options X holds.
+		return Target{}, false, fmt.Errorf("environment variables in a requirement (%q) are not supported: pip expands them, possibly into options such as --hash", clip.String(strings.TrimSpace(line), lineClip))
 	}
 	t.Hashes = hashes
 	return t, true, nil
@@ -343,8 +351,15 @@ func checkOption(field string) error {
 }
 
 // checkRequirementOptions checks the options after a pin and returns its
-// --hash values.
+// --hash values. pip shlex-splits them, so quotes and backslashes are
+// refused: --hash=sha256:HEX"" is HEX to pip, a value matching no download
+// to the scan, which would pass it over.
 func checkRequirementOptions(opts []string) ([]string, error) {
+	for _, o := range opts {
+		if strings.ContainsAny(o, "\"'\\") {
+			return nil, fmt.Errorf("quotes or backslashes in a requirement's options (%q) are not supported: pip removes them (shlex)", clip.String(o, lineClip))
+		}
+	}
 	var hashes []string
 	for i := 0; i < len(opts); i++ {
 		name, value, hasValue := strings.Cut(opts[i], "=")

@@ -266,3 +266,32 @@ func TestParseRequirementsEveryOptionOfALine(t *testing.T) {
 		}
 	}
 }
+
+// TestRequirementOptionsReadAsPipSplitsThem: pip shlex-splits a pin's
+// options and expands ${VAR} in the line first (pip 23.2.1's
+// break_args_options, expand_env_variables). "--hash=sha256:HEX\"\"" is
+// the hash HEX to pip, which then installs bytes of that digest; the scan
+// read a value that is no hex, matching no download, and passed it over,
+// so the release read clean while pip took a file the scan never saw.
+func TestRequirementOptionsReadAsPipSplitsThem(t *testing.T) {
+	evil := strings.Repeat("ab", 32)
+	for _, tc := range []struct{ line, reason string }{
+		{`six==1.16.0 --hash=sha256:` + evil + `""`, "quotes or backslashes"},
+		{`six==1.16.0 --hash=sha256:` + evil[:10] + `''` + evil[10:], "quotes or backslashes"},
+		{`six==1.16.0 --hash=sha256:` + evil[:10] + `\` + evil[10:], "quotes or backslashes"},
+		{`six==1.16.0 --hash "sha256:` + evil + `"`, "quotes or backslashes"},
+		{`six==1.16.0 ; python_version > "3" ${OPTS}`, "environment variables"}, // OPTS="--hash=sha256:..."
+		{`six==1.16.0 --hash=sha256:${H}`, "environment variables"},
+	} {
+		_, err := ParseRequirements("req.txt", []byte(tc.line+"\n"))
+		var re *RequirementError
+		if !errors.As(err, &re) || re.Line != 1 || !strings.Contains(re.Reason, tc.reason) {
+			t.Errorf("%q: error %v, want req.txt line 1, reason containing %q", tc.line, err, tc.reason)
+		}
+	}
+	// Quotes in a marker, before the options, are the marker's.
+	pins, err := ParseRequirements("req.txt", []byte(`six==1.16.0 ; python_version > "3" --hash=sha256:`+evil+"\n"))
+	if err != nil || len(pins) != 1 || len(pins[0].Hashes) != 1 || pins[0].Hashes[0] != "sha256:"+evil {
+		t.Errorf("marker with quotes: %+v, %v; want one pin with its hash", pins, err)
+	}
+}

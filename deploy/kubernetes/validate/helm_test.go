@@ -253,6 +253,7 @@ func TestHelmChartRefuses(t *testing.T) {
 		"extraEnv replaces the worker drain":       {extraEnv("worker", "DRAGONFLY_DRAIN_GRACE", "5m"), "worker.drainGrace"},
 		"extraEnv replaces the coordinator drain":  {extraEnv("coordinator", "DRAGONFLY_DRAIN_TIMEOUT", "10m"), "coordinator.drainTimeout"},
 		"extraEnv makes the fleet plaintext":       {extraEnv("coordinator", "DRAGONFLY_FLEET_INSECURE", "true"), "fleetInsecure"},
+		"extraEnv drops the fleet token":           {extraEnv("coordinator", "DRAGONFLY_INSECURE", "true"), "DRAGONFLY_INSECURE accepts workers without a fleet token"},
 		"extraEnv drops the worker's CA":           {extraEnv("worker", "DRAGONFLY_TLS_CA", ""), "tls.caKey"},
 		"extraEnv raises the worker threads":       {extraEnv("worker", "DRAGONFLY_THREADS", "16"), "worker.threads"},
 		"extraEnv holds the fleet token":           {extraEnv("worker", "DRAGONFLY_FLEET_TOKEN", "hunter2"), "DRAGONFLY_FLEET_TOKEN is a secret"},
@@ -503,5 +504,21 @@ func TestHelmValuesSchema(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%v: error %q does not name %s", tc.vals, err, tc.msg)
 		}
+	}
+}
+
+// TestHelmValuesSchemaTakesSubchartCondition: a parent chart that lists
+// this one as a dependency with "condition: dragonfly-fleet.enabled" (the
+// usual switch for a subchart, Helm's chart best practices) sets "enabled"
+// in this chart's values; the schema refused the unknown key, so no
+// umbrella chart could carry the fleet behind a switch.
+func TestHelmValuesSchemaTakesSubchartCondition(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		if _, _, err := helmRender(t, values(map[string]any{"enabled": on})); err != nil {
+			t.Errorf("enabled: %v: %v", on, err)
+		}
+	}
+	if _, _, err := helmRender(t, values(map[string]any{"enabled": "yes"})); err == nil || !strings.Contains(err.Error(), "/enabled") {
+		t.Errorf(`enabled: "yes": error %v, want the schema to name /enabled`, err)
 	}
 }

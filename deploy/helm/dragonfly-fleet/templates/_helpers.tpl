@@ -233,7 +233,7 @@ only.
 {{- define "dragonfly-fleet.validateExtraEnv" -}}
 {{- $chart := dict
   "DRAGONFLY_LOG_FORMAT" "logFormat" "DRAGONFLY_LOG_LEVEL" "logLevel"
-  "DRAGONFLY_FLEET_INSECURE" "fleetInsecure" "DRAGONFLY_INSECURE" "fleetInsecure"
+  "DRAGONFLY_FLEET_INSECURE" "fleetInsecure"
   "DRAGONFLY_TLS" "tls.enabled" "DRAGONFLY_TLS_CA" "tls.caKey" "DRAGONFLY_TLS_CERT" "tls.existingSecret"
   "DRAGONFLY_TLS_KEY" "tls.existingSecret" "DRAGONFLY_TLS_SERVER_NAME" "tls.serverName" }}
 {{- if eq .role "coordinator" }}
@@ -255,6 +255,8 @@ only.
 {{- $name := toString (get (kindIs "map" . | ternary . dict) "name") }}
 {{- if not $name }}
 {{- fail (printf "%s.extraEnv: an entry without a name" $role) }}
+{{- else if eq $name "DRAGONFLY_INSECURE" }}
+{{- fail (printf "%s.extraEnv: DRAGONFLY_INSECURE accepts workers without a fleet token, on a loopback listen address only, which no pod's worker reaches: the chart always uses fleetToken (fleetInsecure is plaintext gRPC, another setting)" $role) }}
 {{- else if hasKey $chart $name }}
 {{- fail (printf "%s.extraEnv: %s is set by the chart, and a second entry would replace it unchecked: set %s instead" $role $name (get $chart $name)) }}
 {{- else if regexMatch "(TOKEN|SECRET|PASSWORD|CLIENT_ID|USERNAME)(_FILE)?$" $name }}
