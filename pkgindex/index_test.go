@@ -1277,6 +1277,10 @@ func TestPinHashesNameVerifiedFiles(t *testing.T) {
 			{pin + " --hash=sha256:" + strings.ToUpper(sum("evil")), ""}, // pip matches it to no download
 			{pin + " --hash=sha256:" + sum("evil"), "is the sha256 of no file the index lists for foo-bar 1.0"},
 			{pin + " --hash=sha512:" + strings.Repeat("ab", 64), "verifies sha256 digests only"},
+			// A project pinned twice is listed once: pip takes the hashes
+			// of both lines (the second's alone when the first has none),
+			// so the scan checks both lines' hashes.
+			{"foo-bar==1.0\nfoo-bar==1.0 --hash=sha256:" + sum("evil"), "is the sha256 of no file the index lists for foo-bar 1.0"},
 		} {
 			pins, err := ParseRequirements("req.txt", []byte(c.line+"\n"))
 			if err != nil || len(pins) != 1 {

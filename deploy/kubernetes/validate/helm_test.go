@@ -522,3 +522,28 @@ func TestHelmValuesSchemaTakesSubchartCondition(t *testing.T) {
 		t.Errorf(`enabled: "yes": error %v, want the schema to name /enabled`, err)
 	}
 }
+
+// TestHelmWorkerMemoryLimitMayBeEmpty: an empty worker.memoryLimit renders
+// DRAGONFLY_MEMORY_LIMIT="", which the worker reads as unset (no soft
+// memory limit, its default); DRAGONFLY_MEMORY_LIMIT takes no "0" or
+// "off", and extraEnv may not name it, so "" is the chart's only way to
+// turn the soft limit off. The values schema refused it (minLength 1),
+// though the chart rendered it before the schema came.
+func TestHelmWorkerMemoryLimitMayBeEmpty(t *testing.T) {
+	manifest, _, err := helmRender(t, values(map[string]any{"worker.memoryLimit": ""}))
+	if err != nil {
+		t.Fatalf("worker.memoryLimit \"\": %v", err)
+	}
+	objs, err := decodeAll("helm memoryLimit", []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := component[*appsv1.Deployment](t, objs, "Deployment", "worker")
+	if v, ok := envValue(d.Spec.Template.Spec.Containers[0], "DRAGONFLY_MEMORY_LIMIT"); !ok || v != "" {
+		t.Errorf("DRAGONFLY_MEMORY_LIMIT = %q (set %v), want \"\"", v, ok)
+	}
+	// A number is still refused: it renders as 1.5e+09, which no size is.
+	if _, _, err := helmRender(t, values(map[string]any{"worker.memoryLimit": 1.5e9})); err == nil || !strings.Contains(err.Error(), "/worker/memoryLimit") {
+		t.Errorf("worker.memoryLimit 1.5e9: error %v, want the schema to name /worker/memoryLimit", err)
+	}
+}
