@@ -134,6 +134,21 @@ func (e *TruncatedError) Error() string {
 	return fmt.Sprintf("body truncated after %d of %d bytes", e.Got, e.Want)
 }
 
+// ProtocolError reports a 200 answer in an HTTP version whose framing pip
+// and Go read differently: Go ignores Transfer-Encoding on HTTP/1.0 and
+// reads the body to the close, while pip (http.client, urllib3) decodes
+// "Transfer-Encoding: chunked" whatever the version, so the bytes scanned
+// would not be the bytes pip installs. Go drops that header before the
+// Fetcher sees the response, so every HTTP/1.0 answer is refused. Final.
+type ProtocolError struct {
+	// Proto is the response's protocol, as "HTTP/1.0".
+	Proto string
+}
+
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("%s response refused: its framing is read differently by pip; want HTTP/1.1 or later", e.Proto)
+}
+
 // RedirectKind names why a redirect was refused.
 type RedirectKind string
 
@@ -225,8 +240,9 @@ func stripQuoted(s string) string {
 
 // Transient reports whether err is trouble worth another attempt: 5xx, 408
 // and 429 responses, connection failures and resets, stalls and bodies cut
-// short. Host, address, scheme and redirect refusals, other 4xx, size
-// limits, the total timeout, cancellation and certificate errors are final.
+// short. Host, address, scheme, redirect and protocol (HTTP/1.0) refusals,
+// other 4xx, size limits, the total timeout, cancellation and certificate
+// errors are final.
 func Transient(err error) bool {
 	if err == nil {
 		return false
@@ -239,6 +255,7 @@ func Transient(err error) bool {
 		ae *AddressError
 		sc *SchemeError
 		re *RedirectError
+		pe *ProtocolError
 		le *limit.Error
 	)
 	switch {
@@ -248,7 +265,8 @@ func Transient(err error) bool {
 		return se.Code >= 500 || se.Code == http.StatusTooManyRequests || se.Code == http.StatusRequestTimeout
 	case errors.As(err, &tr):
 		return true
-	case errors.As(err, &he), errors.As(err, &ae), errors.As(err, &sc), errors.As(err, &re), errors.As(err, &le):
+	case errors.As(err, &he), errors.As(err, &ae), errors.As(err, &sc), errors.As(err, &re), errors.As(err, &pe),
+		errors.As(err, &le):
 		return false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false

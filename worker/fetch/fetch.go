@@ -12,6 +12,10 @@
 // sent there. An origin entry ("http://devapi:8000") allows exactly that
 // scheme, host and port, whatever address the name resolves to: the
 // operator's choice, for development stacks and internal mirrors.
+//
+// Only a 200 answer in HTTP/1.1 or later is read (*ProtocolError else): Go
+// ignores Transfer-Encoding on HTTP/1.0 where pip decodes it, and the bytes
+// scanned must be the bytes pip installs.
 package fetch
 
 import (
@@ -246,7 +250,7 @@ var (
 
 // GetWithStats is Get that also describes the download. Errors are
 // *HostError, *AddressError, *SchemeError, *RedirectError, *StatusError, *TimeoutError,
-// *TruncatedError, *limit.Error{Kind: limit.Download}, transport errors,
+// *TruncatedError, *ProtocolError, *limit.Error{Kind: limit.Download}, transport errors,
 // or ctx's error when ctx ends; after more than one attempt the last error
 // is wrapped as "after N attempts: ...".
 func (f *Fetcher) GetWithStats(ctx context.Context, rawURL string) ([]byte, Stats, error) {
@@ -363,6 +367,12 @@ func (f *Fetcher) attempt(ctx context.Context, target string) ([]byte, int64, ti
 		// Read a little so a keep-alive connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		return nil, 0, retryAfter(resp.Header.Get("Retry-After")), &StatusError{Code: resp.StatusCode, URL: redact(resp.Request.URL)}
+	}
+	if !resp.ProtoAtLeast(1, 1) {
+		// Go read no Transfer-Encoding here, pip would: refuse rather
+		// than scan other bytes than pip installs. Closing the unread
+		// body drops the connection.
+		return nil, 0, 0, &ProtocolError{Proto: clip.String(resp.Proto, 32)}
 	}
 	maxSize := f.cfg.MaxSize
 	if resp.ContentLength > maxSize {

@@ -295,7 +295,7 @@ func TestLyingContentLengthSurplusNotRead(t *testing.T) {
 
 // An endless body is cut at MaxSize+1 whatever its framing: chunked with a
 // Content-Length beside it (which HTTP/1.1 ignores), or none at all
-// (HTTP/1.0 style, read to close).
+// (read to the close).
 func TestEndlessBodyCut(t *testing.T) {
 	const maxSize = 100_000
 	for _, tc := range []struct {
@@ -303,7 +303,7 @@ func TestEndlessBodyCut(t *testing.T) {
 		chunked      bool
 	}{
 		{"LyingContentLengthWithChunkedCut", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n", true},
-		{"UnframedBodyCut", "HTTP/1.0 200 OK\r\n\r\n", false},
+		{"UnframedBodyCut", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := rawServer(t, func(conn net.Conn, n int) {
@@ -732,5 +732,36 @@ func TestRedirectSendsNoReferer(t *testing.T) {
 		if ref != "" {
 			t.Errorf("redirect target got Referer %q", ref)
 		}
+	}
+}
+
+// An HTTP/1.0 answer is refused, whatever its framing: Go ignores
+// Transfer-Encoding on HTTP/1.0 and reads to the close, while pip's
+// http.client and urllib3 decode "Transfer-Encoding: chunked" whatever the
+// version. A hostile host could so hand the worker the chunk framing, with
+// a benign zip hidden in the trailer lines, and pip the decoded chunks: a
+// malicious sdist, scanned as the benign zip and reported clean.
+func TestHTTP10Refused(t *testing.T) {
+	inner := []byte("the bytes pip would install")
+	for _, tc := range []struct{ name, response string }{
+		{"ChunkedPipDecodes", fmt.Sprintf("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-Trailer: benign zip here\r\n\r\n", len(inner), inner)},
+		{"ChunkedWithContentLength", fmt.Sprintf("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(inner), inner)},
+		{"Unframed", "HTTP/1.0 200 OK\r\n\r\nsome bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := rawServer(t, func(conn net.Conn, n int) { io.WriteString(conn, tc.response) })
+			f, s := newTest(t, Config{}, url)
+			got, st, err := f.GetWithStats(t.Context(), url)
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || pe.Proto != "HTTP/1.0" || got != nil {
+				t.Fatalf("got %q, %v: want *ProtocolError for HTTP/1.0 and no bytes", got, err)
+			}
+			if want := "HTTP/1.0 response refused: its framing is read differently by pip; want HTTP/1.1 or later"; err.Error() != want {
+				t.Errorf("message = %q, want %q", err.Error(), want)
+			}
+			if Transient(err) || st.Attempts != 1 || len(s.got()) != 0 || st.Bytes != 0 {
+				t.Errorf("transient %v, stats %+v, delays %v: want final, 1 attempt, nothing read", Transient(err), st, s.got())
+			}
+		})
 	}
 }
