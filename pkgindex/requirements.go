@@ -76,8 +76,10 @@ var requirementOptions = map[string]bool{
 //
 // Lines end where pip's do (splitLines); a file declaring an encoding pip
 // would decode it with other than UTF-8 or ASCII is refused
-// (checkEncoding). Accepted: blank lines; comments ('#' at the start of a line or after
-// whitespace); lines continued with a trailing '\'; exact pins
+// (checkEncoding); lines are joined, cut into requirement and options and
+// stripped of comments as pip does (parseRequirementLine). Accepted: blank
+// lines; comments ('#' at the start of a line or after whitespace, Python's);
+// lines continued with a trailing '\'; exact pins
 // "name==version" with optional spaces around "==", extras
 // ("name[extra]==1.0" pins name) and environment markers after ';' (ignored:
 // the release is scanned whatever the marker says); per-requirement options
@@ -89,7 +91,8 @@ var requirementOptions = map[string]bool{
 // Everything else is an error naming the file and line, never skipped: a
 // requirement that is not an exact pin (">=", "~=", "!=", "===", "==1.*",
 // several specifiers, no specifier), a URL or path requirement ("name @
-// url", "./dir", "https://..."), editable installs (-e), nested or
+// url", "./dir", "https://...", or a pin ending in an archive extension,
+// "foo==1.0+a.zip", which pip reads as a local file), editable installs (-e), nested or
 // constraint files (-r, -c, which are not followed), index options (-i,
 // --index-url, --extra-index-url, -f, --find-links, --no-index; use the
 // scan's --index-url), unknown options, quotes or backslashes in a pin's
@@ -120,10 +123,12 @@ func ParseRequirements(file string, data []byte) ([]Target, error) {
 			start = i + 1
 		}
 		if bytes.HasSuffix(raw, []byte(`\`)) && !isCommentLine(raw) {
-			raw = raw[:len(raw)-1]
+			// As pip's join_lines: the line loses every '\' at either
+			// end and joins the next with no space between, so
+			// "--hash=sha256:A\" + "--hash=sha256:B" is one value to pip.
+			raw = bytes.Trim(raw, `\`)
 			if i < len(lines)-1 {
 				buf = append(buf, raw...)
-				buf = append(buf, ' ')
 				continue
 			}
 		}
@@ -246,44 +251,54 @@ func splitLines(data []byte) [][]byte {
 // maxLineErrors bounds the line errors reported for one file.
 const maxLineErrors = 10
 
-// isCommentLine reports a line that is only a comment; such a line ending in
+// isCommentLine reports a line that is only a comment ('#' after nothing
+// but whitespace, as pip's COMMENT_RE matches it); such a line ending in
 // '\' does not continue (as in pip).
 func isCommentLine(line []byte) bool {
-	return bytes.HasPrefix(bytes.TrimLeft(line, " \t"), []byte("#"))
+	return bytes.HasPrefix(bytes.TrimLeftFunc(line, isPySpace), []byte("#"))
 }
 
-// stripComment removes a comment: '#' at the start or after whitespace.
+// stripComment removes a comment: '#' at the start or after whitespace
+// (Python's, as in pip's COMMENT_RE).
 func stripComment(line string) string {
-	for i := 0; i < len(line); i++ {
-		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+	prev := rune(-1)
+	for i, r := range line {
+		if r == '#' && (i == 0 || isPySpace(prev)) {
 			return line[:i]
 		}
+		prev = r
 	}
 	return line
 }
 
+// isShlexSpace reports the characters shlex splits pip's options at.
+func isShlexSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' }
+
 // parseRequirementLine parses one logical line. ok is false for a line with
 // nothing to scan (blank, comment, ignored option).
 func parseRequirementLine(line string) (Target, bool, error) {
-	line = stripComment(line)
-	fields := strings.Fields(line)
-	if len(fields) == 0 {
+	line = strings.TrimFunc(stripComment(line), isPySpace)
+	if line == "" {
 		return Target{}, false, nil
 	}
-	// As pip does: the requirement is the fields before the first one that
-	// starts with '-'; the rest are options.
+	// As pip's break_args_options: the line is cut at spaces (only ' '),
+	// the requirement is the tokens before the first one that starts with
+	// '-', and the rest are options, which pip shlex-splits (at ' ', tab,
+	// CR and LF only: "--hash=A\u00a0--hash=B" is one value to pip).
+	tokens := strings.Split(line, " ")
 	n := 0
-	for n < len(fields) && !strings.HasPrefix(fields[n], "-") {
+	for n < len(tokens) && !strings.HasPrefix(tokens[n], "-") {
 		n++
 	}
+	opts := strings.FieldsFunc(strings.Join(tokens[n:], " "), isShlexSpace)
 	if n == 0 {
-		return Target{}, false, optionLine(fields)
+		return Target{}, false, optionLine(opts)
 	}
-	hashes, err := checkRequirementOptions(fields[n:])
+	hashes, err := checkRequirementOptions(opts)
 	if err != nil {
 		return Target{}, false, err
 	}
-	t, err := parsePin(strings.Join(fields[:n], " "))
+	t, err := parsePin(strings.Join(tokens[:n], " "))
 	if err != nil {
 		return Target{}, false, err
 	}
@@ -416,6 +431,11 @@ func parsePin(req string) (Target, error) {
 		}
 		rest = strings.TrimLeft(rest[end+1:], " \t")
 	}
+	if ext := archiveExtension(req); ext != "" {
+		// pip's parse_req_from_line takes "foo==1.0+a.zip" for a path
+		// to a local archive and installs that file, not foo from the index.
+		return Target{}, fmt.Errorf("ends in %q, so pip reads it as the path of a local archive, not an index pin", ext)
+	}
 	switch {
 	case rest == "":
 		return Target{}, errors.New("not pinned; only exact pins name==version can be scanned")
@@ -434,4 +454,30 @@ func parsePin(req string) (Target, error) {
 		return Target{}, err
 	}
 	return Target{Name: name, Version: ver}, nil
+}
+
+// archiveExtensions are pip's ARCHIVE_EXTENSIONS: a requirement (without
+// its marker and trailing extras) ending in one, in any case, is a path to
+// pip (is_archive_file in parse_req_from_line).
+var archiveExtensions = []string{
+	".zip", ".whl", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar",
+	".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma",
+}
+
+// archiveExtension returns the archive extension req ends in, or "". req
+// is a requirement without its marker. A suffix is refused even where pip's
+// splitext would not see it (".tar.zip"): refusing more is safe.
+func archiveExtension(req string) string {
+	req = strings.ToLower(strings.TrimSpace(req))
+	if strings.HasSuffix(req, "]") {
+		if i := strings.LastIndexByte(req, '['); i > 0 {
+			req = req[:i] // pip's _strip_extras
+		}
+	}
+	for _, ext := range archiveExtensions {
+		if strings.HasSuffix(req, ext) {
+			return ext
+		}
+	}
+	return ""
 }

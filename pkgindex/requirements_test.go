@@ -295,3 +295,84 @@ func TestRequirementOptionsReadAsPipSplitsThem(t *testing.T) {
 		t.Errorf("marker with quotes: %+v, %v; want one pin with its hash", pins, err)
 	}
 }
+
+// TestParseRequirementsRefusesArchivePaths: pip 23.2.1's
+// parse_req_from_line takes a requirement ending in an archive extension
+// (is_archive_file) for the path of a local archive, even when it reads as
+// a pin: "foo==1.0+a.zip" is ./foo==1.0+a.zip to pip ("Processing
+// ./foo==1.0+a.zip"), an unnamed requirement the index never serves. The
+// scan pinned foo 1.0+a.zip and scanned the index's files instead.
+func TestParseRequirementsRefusesArchivePaths(t *testing.T) {
+	for _, line := range []string{
+		"foo==1.0+a.zip",
+		"foo[x]==1.0+x.tar.gz ; python_version>'3'",
+		"foo==1.0+loc.TBZ --hash=sha256:" + strings.Repeat("a", 64),
+		"foo == 1.0+y.tlz",
+		"foo==1.0+x.tar.lzma",
+		"foo==1.0+x.whl",
+	} {
+		_, err := ParseRequirements("req.txt", []byte(line+"\n"))
+		var re *RequirementError
+		if !errors.As(err, &re) || re.Line != 1 || !strings.Contains(re.Reason, "local archive") {
+			t.Errorf("%q: error %v, want req.txt line 1, reason containing %q", line, err, "local archive")
+		}
+	}
+	// A local label that only ends like an extension's word is a pin to pip.
+	pins, err := ParseRequirements("req.txt", []byte("foo==1.0+zip\n"))
+	if err != nil || len(pins) != 1 || pins[0].Version != "1.0+zip" {
+		t.Errorf("foo==1.0+zip: %+v, %v; want the pin foo==1.0+zip", pins, err)
+	}
+}
+
+// TestParseRequirementsJoinsAndSplitsAsPip: each file is read as pip
+// 23.2.1 reads it (each want checked with pip's parse_requirements). pip
+// joins a line ending in '\' to the next with no space and strips every
+// '\' at its ends (join_lines), cuts the requirement from its options at
+// ' ' only and shlex-splits the options at ' ' and tab only
+// (break_args_options), and a comment starts at '#' after any of Python's
+// whitespace (COMMENT_RE). The scan joined with a space and split at any
+// Unicode space, so it read hashes pip never checks and missed a comment.
+func TestParseRequirementsJoinsAndSplitsAsPip(t *testing.T) {
+	a, b := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	for _, tc := range []struct {
+		file   string
+		want   string // pinned name==version
+		hashes []string
+	}{
+		{"foo==1.0 --hash=" + a + "\\\n--hash=" + b + "\n", "foo==1.0", []string{a + "--hash=" + b}},
+		{"foo==1.0 --hash=" + a + "\u00a0--hash=" + b + "\n", "foo==1.0", []string{a + "\u00a0--hash=" + b}},
+		{"foo==1.0 --hash\\\n=" + a + "\n", "foo==1.0", []string{a}},
+		{"foo==1.0 --hash=" + a + "\x1f#c\n", "foo==1.0", []string{a}},
+		{"foo==1.0 --hash=" + a + "\u00a0# c --hash=" + b + "\n", "foo==1.0", []string{a}},
+		{"foo==1.0 \\\n    --hash=" + a + " \\\n    --hash=" + b + "\n", "foo==1.0", []string{a, b}},
+		{"\u00a0# comment \\\nbar==2.0\n", "bar==2.0", nil},
+		{"foo==1.0\\\\\n", "foo==1.0", nil},
+		{"foo==1.\\\n0\n", "foo==1.0", nil},
+	} {
+		pins, err := ParseRequirements("req.txt", []byte(tc.file))
+		if err != nil {
+			t.Errorf("%q: %v", tc.file, err)
+			continue
+		}
+		if len(pins) != 1 || pins[0].Name+"=="+pins[0].Version != tc.want || !reflect.DeepEqual(pins[0].Hashes, tc.hashes) {
+			t.Errorf("%q: %+v, want %s with hashes %q", tc.file, pins, tc.want, tc.hashes)
+		}
+	}
+}
+
+// TestPinHashBeforeAUnitSeparatorCommentIsChecked: "--hash=sha256:HEX\x1f#c"
+// is the hash HEX to pip (\x1f is whitespace to Python, so "#c" is a
+// comment), which then installs a download with that digest. The scan read
+// "HEX\x1f#c", no hex, which checkPinHashes passes over as matching no
+// download: the pin resolved clean with a hash naming no file it verified.
+func TestPinHashBeforeAUnitSeparatorCommentIsChecked(t *testing.T) {
+	evil := strings.Repeat("ab", 32)
+	pins, err := ParseRequirements("req.txt", []byte("six==1.16.0 --hash=sha256:"+evil+"\x1f#c\n"))
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("got %+v, %v; want one pin", pins, err)
+	}
+	rel := &Release{Name: "six", Version: "1.16.0", Distributions: []Distribution{{Filename: "six-1.16.0.tar.gz", SHA256: strings.Repeat("cd", 32)}}}
+	if _, err := checkPinHashes(pins[0], rel); err == nil || !strings.Contains(err.Error(), "no file the index lists") {
+		t.Errorf("hashes %q: error %v, want the hash refused as naming no file of the release", pins[0].Hashes, err)
+	}
+}
