@@ -248,6 +248,19 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 		return page{}, errPageNotFound
 	case resp.StatusCode != http.StatusOK:
 		return page{}, &StatusError{URL: shown, Code: resp.StatusCode}
+	case !resp.ProtoAtLeast(1, 1):
+		// Go ignores Transfer-Encoding on HTTP/1.0 and reads the chunk
+		// framing as the page; pip (requests) decodes it: a chunk line
+		// could split a link the scan then never sees.
+		return page{}, fmt.Errorf("index answered in %s for %s: refused, since pip reads its framing otherwise (want HTTP/1.1 or later)",
+			clip.String(resp.Proto, 32), clip.String(shown, clip.Default))
+	case undecoded(resp.Header.Values("Content-Encoding")):
+		// Go decoded gzip (it asked for it) and removed the header; pip's
+		// requests also decodes deflate and more, so a page in another
+		// encoding would be read as its raw bytes (a deflate stored
+		// block's header can split a link) where pip reads the page.
+		return page{}, fmt.Errorf("index answered %s with Content-Encoding %q, which pip decodes and the scan does not",
+			clip.String(shown, clip.Default), clip.String(strings.Join(resp.Header.Values("Content-Encoding"), ", "), 64))
 	case resp.ContentLength > ix.cfg.MaxPageSize:
 		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
@@ -261,6 +274,20 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	// As pip reads it (requests): repeated headers joined with ", ".
 	ct := strings.Join(resp.Header.Values("Content-Type"), ", ")
 	return page{body: body, contentType: ct, url: resp.Request.URL}, nil
+}
+
+// undecoded reports whether Content-Encoding values name an encoding
+// other than identity: one Go's client did not decode (it decodes the gzip
+// it asks for and drops the header).
+func undecoded(values []string) bool {
+	for _, v := range values {
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "identity") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maxRequestErrorText bounds the transport's part of a failed index

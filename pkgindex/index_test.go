@@ -1,7 +1,10 @@
 package pkgindex
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +13,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -1308,4 +1312,73 @@ func TestResolveLatestTakesEmptyYankedReason(t *testing.T) {
 	ix, _ := newIndex(t, f, "/json/simple", nil)
 	rel := resolve(t, ix, "pypi:foo-bar")
 	checkRelease(t, f, rel, "1.2", []wantDist{{name: "foo_bar-1.2.tar.gz"}, {name: "foo_bar-1.2-py3-none-any.whl"}})
+}
+
+// TestPagesPipDecodesOtherwiseRefused: an index page pip reads otherwise
+// than Go's client is refused, never parsed. Go ignores Transfer-Encoding
+// on HTTP/1.0 and reads the chunk framing as the page, while pip's requests
+// decodes it; and Go decodes only the gzip it asks for, while requests also
+// decodes deflate: a chunk line or a deflate stored block's header could
+// split a link the scan then never sees, and pip installs its file. Gzip,
+// which both decode, and identity still read.
+func TestPagesPipDecodesOtherwiseRefused(t *testing.T) {
+	html := `<a href="/f/foo-1.0.tar.gz#sha256=` + sha + `">foo-1.0.tar.gz</a>`
+	var stored bytes.Buffer // a deflate stream of stored blocks: the page in plain sight
+	fw, err := flate.NewWriter(&stored, flate.NoCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write([]byte(html))
+	fw.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(html))
+	zw.Close()
+	raw := func(response string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer conn.Close()
+					http.ReadRequest(bufio.NewReader(conn))
+					io.WriteString(conn, response)
+				}()
+			}
+		}()
+		return "http://" + ln.Addr().String()
+	}
+	for _, tc := range []struct {
+		name, response, want string
+	}{
+		{"HTTP/1.0 chunked", fmt.Sprintf("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(html), html), "refused, since pip reads its framing otherwise"},
+		{"deflate", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", stored.Len(), stored.Bytes()), `Content-Encoding "deflate", which pip decodes`},
+		{"gzip twice", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip, gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", gz.Len(), gz.Bytes()), `Content-Encoding "gzip, gzip"`},
+		{"gzip", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", gz.Len(), gz.Bytes()), ""},
+		{"identity", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: identity\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(html), html), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix, err := New(Config{IndexURL: raw(tc.response) + "/simple", Getter: &httpGetter{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, err := ix.Resolve(t.Context(), Target{Name: "foo", Version: "1.0"})
+			if tc.want == "" {
+				if err != nil || len(rel.Distributions) != 1 || rel.Distributions[0].SHA256 != sha {
+					t.Fatalf("Resolve: %+v, %v; want foo-1.0.tar.gz read", rel, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Resolve: %+v, %v; want an error saying %q", rel, err, tc.want)
+			}
+		})
+	}
 }
