@@ -562,19 +562,9 @@ func TestResultsAreCheckedAgainstTheRules(t *testing.T) {
 		{"top file too long", &fleetv1.RuleHit{Name: "r1", Weight: 3}, strings.Repeat("a/", protocol.MaxPathBytes/2) + "x.py"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(job("p", "u1"))
-			f, liar := readyWorker(t, api, "liar", 1)
-			tk := liar.tasks(1)[0]
-			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+			liarRefusedHonestReported(t, &fleetv1.DistributionResult{
 				Score: 100, TopFile: tc.top, TopFileScore: 100, Rules: []*fleetv1.RuleHit{tc.hit},
-			}}})
-			wantEnded(t, liar.recv, codes.InvalidArgument, "", "the liar's session (an invalid result)")
-			honest := f.worker("honest", 1)
-			honest.ready()
-			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
-			if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
-				t.Fatalf("report %+v, want the honest score 3", r)
-			}
+			}, "the liar's session (an invalid result)")
 		})
 	}
 	// A claimed score is not trusted: the rules' weights decide.
@@ -606,20 +596,28 @@ func TestResultsWithInconsistentRulesRefused(t *testing.T) {
 		{"top file without rules", nil, "x.py"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(job("p", "u1"))
-			f, liar := readyWorker(t, api, "liar", 1)
-			tk := liar.tasks(1)[0]
-			liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: &fleetv1.DistributionResult{
+			liarRefusedHonestReported(t, &fleetv1.DistributionResult{
 				Score: 6, TopFile: tc.top, TopFileScore: 6, Rules: tc.rules,
-			}}})
-			wantEnded(t, liar.recv, codes.InvalidArgument, "", "the liar's session (an inconsistent result)")
-			honest := f.worker("honest", 1)
-			honest.ready()
-			honest.answer(result(honest.tasks(1)[0], "x", "r1"))
-			if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
-				t.Fatalf("report %+v, want the honest score 3", r)
-			}
+			}, "the liar's session (an inconsistent result)")
 		})
+	}
+}
+
+// liarRefusedHonestReported: a worker answering its task with res has its
+// session ended (InvalidArgument; what names it), and an honest worker's
+// verdict (rule r1, score 3) is the one reported.
+func liarRefusedHonestReported(t *testing.T, res *fleetv1.DistributionResult, what string) {
+	t.Helper()
+	api := newFakeAPI(job("p", "u1"))
+	f, liar := readyWorker(t, api, "liar", 1)
+	tk := liar.tasks(1)[0]
+	liar.answer(&fleetv1.TaskResult{TaskId: tk.GetTaskId(), Outcome: &fleetv1.TaskResult_Distribution{Distribution: res}})
+	wantEnded(t, liar.recv, codes.InvalidArgument, "", what)
+	honest := f.worker("honest", 1)
+	honest.ready()
+	honest.answer(result(honest.tasks(1)[0], "x", "r1"))
+	if r := api.WaitReports(t, 1)[0]; r.Success == nil || r.Success.Score != 3 {
+		t.Fatalf("report %+v, want the honest score 3", r)
 	}
 }
 

@@ -1,7 +1,6 @@
 package pkgindex
 
 import (
-	"bufio"
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
@@ -21,6 +20,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/worker/fetch"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
@@ -1335,25 +1335,7 @@ func TestPagesPipDecodesOtherwiseRefused(t *testing.T) {
 	zw.Write([]byte(html))
 	zw.Close()
 	raw := func(response string) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer conn.Close()
-					http.ReadRequest(bufio.NewReader(conn))
-					io.WriteString(conn, response)
-				}()
-			}
-		}()
-		return "http://" + ln.Addr().String()
+		return testkit.RawHTTPServer(t, func(conn net.Conn, _ int) { io.WriteString(conn, response) })
 	}
 	for _, tc := range []struct {
 		name, response, want string

@@ -1,7 +1,6 @@
 package mainframe
 
 import (
-	"bufio"
 	"errors"
 	"log/slog"
 	"net"
@@ -66,30 +65,10 @@ func TestTokenErrorCodeIsBounded(t *testing.T) {
 // ("malformed HTTP status code"); it returns the server's address.
 func hugeStatusLine(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					if l, err := r.ReadString('\n'); err != nil || l == "\r\n" {
-						break
-					}
-				}
-				c.Write([]byte("HTTP/1.1 2" + strings.Repeat("x", 4<<20) + " OK\r\nContent-Length: 0\r\n\r\n"))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	url := testkit.RawHTTPServer(t, func(c net.Conn, _ int) {
+		c.Write([]byte("HTTP/1.1 2" + strings.Repeat("x", 4<<20) + " OK\r\nContent-Length: 0\r\n\r\n"))
+	})
+	return strings.TrimPrefix(url, "http://")
 }
 
 // TestTransportErrorsAreBounded: an API or token endpoint (or whoever

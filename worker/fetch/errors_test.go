@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 )
 
 func TestStripQuoted(t *testing.T) {
@@ -42,7 +44,7 @@ func TestErrorTextCarriesNoResponseBytes(t *testing.T) {
 		{"bad Location", "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/%zzSECRET" + huge + "\r\nContent-Length: 0\r\n\r\n", "failed to parse Location header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := rawServer(t, func(conn net.Conn, n int) { io.WriteString(conn, tc.response) })
+			url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) { io.WriteString(conn, tc.response) })
 			f, _ := newTest(t, Config{Attempts: 1}, url)
 			_, err := f.Get(t.Context(), url+"/x.whl")
 			if err == nil {

@@ -16,6 +16,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/dragonfly-fleet/fleet/internal/testkit"
 	"github.com/dragonfly-fleet/fleet/worker/limit"
 )
 
@@ -166,7 +167,7 @@ func TestRetryAfter(t *testing.T) {
 
 func TestConnectionResetMidBodyRetried(t *testing.T) {
 	want := body(1000)
-	url := rawServer(t, func(conn net.Conn, n int) {
+	url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) {
 		if n == 1 {
 			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(want))
 			conn.Write(want[:100])
@@ -281,7 +282,7 @@ func TestChunkedWithinLimit(t *testing.T) {
 // declared bytes; the surplus is never read into memory.
 func TestLyingContentLengthSurplusNotRead(t *testing.T) {
 	want := body(100)
-	url := rawServer(t, func(conn net.Conn, n int) {
+	url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) {
 		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(want))
 		conn.Write(want)
 		conn.Write(make([]byte, 2<<20)) // 2 MiB the header did not declare
@@ -306,7 +307,7 @@ func TestEndlessBodyCut(t *testing.T) {
 		{"UnframedBodyCut", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := rawServer(t, func(conn net.Conn, n int) {
+			url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) {
 				io.WriteString(conn, tc.header)
 				chunk := make([]byte, 16<<10)
 				if tc.chunked {
@@ -329,7 +330,7 @@ func TestEndlessBodyCut(t *testing.T) {
 }
 
 func TestShortBodyIsTruncation(t *testing.T) {
-	url := rawServer(t, func(conn net.Conn, n int) {
+	url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) {
 		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
 		conn.Write(body(500))
 	})
@@ -749,7 +750,7 @@ func TestHTTP10Refused(t *testing.T) {
 		{"Unframed", "HTTP/1.0 200 OK\r\n\r\nsome bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := rawServer(t, func(conn net.Conn, n int) { io.WriteString(conn, tc.response) })
+			url := testkit.RawHTTPServer(t, func(conn net.Conn, n int) { io.WriteString(conn, tc.response) })
 			f, s := newTest(t, Config{}, url)
 			got, st, err := f.GetWithStats(t.Context(), url)
 			var pe *ProtocolError
