@@ -55,11 +55,13 @@ package pkgindex
 
 import (
 	"cmp"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -238,6 +240,11 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", ix.cfg.UserAgent)
+	// Asked for here, gzip is not decoded by Go's client, which would
+	// drop every Content-Encoding line: the page is decoded below exactly
+	// when pip's requests decodes it once ("gzip" on two lines is gzip
+	// twice to pip, and once to Go).
+	req.Header.Set("Accept-Encoding", "gzip")
 	resp, err := ix.cfg.Client.Do(req)
 	if err != nil {
 		return page{}, requestError(shown, err)
@@ -254,17 +261,32 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 		// could split a link the scan then never sees.
 		return page{}, fmt.Errorf("index answered in %s for %s: refused, since pip reads its framing otherwise (want HTTP/1.1 or later)",
 			clip.String(resp.Proto, 32), clip.String(shown, clip.Default))
-	case undecoded(resp.Header.Values("Content-Encoding")):
-		// Go decoded gzip (it asked for it) and removed the header; pip's
-		// requests also decodes deflate and more, so a page in another
-		// encoding would be read as its raw bytes (a deflate stored
-		// block's header can split a link) where pip reads the page.
+	}
+	// As pip's requests reads it: Content-Encoding lines joined with ", ".
+	enc := strings.Join(resp.Header.Values("Content-Encoding"), ", ")
+	gzipped := strings.EqualFold(strings.TrimSpace(enc), "gzip")
+	switch {
+	case !gzipped && undecoded(resp.Header.Values("Content-Encoding")):
+		// pip's requests also decodes deflate, and gzip more than once,
+		// so a page in another encoding would be read as its raw bytes
+		// (a deflate stored block's header can split a link) where pip
+		// reads the page.
 		return page{}, fmt.Errorf("index answered %s with Content-Encoding %q, which pip decodes and the scan does not",
-			clip.String(shown, clip.Default), clip.String(strings.Join(resp.Header.Values("Content-Encoding"), ", "), 64))
-	case resp.ContentLength > ix.cfg.MaxPageSize:
+			clip.String(shown, clip.Default), clip.String(enc, 64))
+	case !gzipped && resp.ContentLength > ix.cfg.MaxPageSize:
 		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
-	body, err := bound.ReadAll(resp.Body, ix.cfg.MaxPageSize)
+	var r io.Reader = resp.Body
+	if gzipped {
+		// Multistream, as urllib3's GzipDecoder; the bound is on the
+		// decoded page.
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return page{}, fmt.Errorf("index request: read %s: gzip: %w", clip.String(shown, clip.Default), err)
+		}
+		r = zr
+	}
+	body, err := bound.ReadAll(r, ix.cfg.MaxPageSize)
 	if errors.Is(err, bound.ErrTooLarge) {
 		return page{}, &LimitError{URL: shown, Bound: "MaxPageSize", Max: ix.cfg.MaxPageSize}
 	}
@@ -277,8 +299,7 @@ func (ix *Index) get(ctx context.Context, rawURL, accept string) (page, error) {
 }
 
 // undecoded reports whether Content-Encoding values name an encoding
-// other than identity: one Go's client did not decode (it decodes the gzip
-// it asks for and drops the header).
+// other than identity.
 func undecoded(values []string) bool {
 	for _, v := range values {
 		for e := range strings.SplitSeq(v, ",") {

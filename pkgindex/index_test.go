@@ -1364,3 +1364,39 @@ func TestPagesPipDecodesOtherwiseRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestPageGzipInTwoHeaderLinesRefused: a page sent with "Content-Encoding:
+// gzip" on two header lines is gzip twice to pip (requests joins them as
+// "gzip, gzip" and decodes both), while Go's client decoded the gzip it
+// asked for once and dropped both lines, so the check for encodings left
+// undecoded saw none and the page was parsed as the inner gzip stream
+// (here a benign link in its header comment; pip reads the page inside,
+// which links another file). Before the fix only the NUL bytes of that
+// stream got it refused; it is refused for its encoding.
+func TestPageGzipInTwoHeaderLinesRefused(t *testing.T) {
+	evil := `<a href="/f/foo-1.0-py3-none-any.whl#sha256=` + strings.Repeat("e", 64) + `">foo-1.0-py3-none-any.whl</a>`
+	var inner bytes.Buffer
+	zw := gzip.NewWriter(&inner)
+	zw.Comment = `<a href="/f/foo-1.0.tar.gz#sha256=` + sha + `">foo-1.0.tar.gz</a>`
+	zw.Write([]byte(evil))
+	zw.Close()
+	var outer bytes.Buffer
+	zw = gzip.NewWriter(&outer)
+	zw.Write(inner.Bytes())
+	zw.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Add("Content-Encoding", "gzip")
+		w.Header().Add("Content-Encoding", "gzip")
+		w.Write(outer.Bytes())
+	}))
+	defer srv.Close()
+	ix, err := New(Config{IndexURL: srv.URL + "/simple", Getter: &httpGetter{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := ix.Resolve(t.Context(), Target{Name: "foo", Version: "1.0"})
+	if err == nil || !strings.Contains(err.Error(), `Content-Encoding "gzip, gzip"`) {
+		t.Fatalf("Resolve: %+v, %v; want the page refused for its Content-Encoding", rel, err)
+	}
+}

@@ -358,6 +358,9 @@ func (f *Fetcher) attempt(ctx context.Context, target string) ([]byte, int64, ti
 		return nil, 0, 0, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("User-Agent", f.cfg.UserAgent)
+	// As pip's downloader asks (it never decodes a download): set here,
+	// no Transport, custom or not, decodes the body it reads.
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return nil, 0, 0, fail(err)

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -764,5 +765,31 @@ func TestHTTP10Refused(t *testing.T) {
 				t.Errorf("transient %v, stats %+v, delays %v: want final, 1 attempt, nothing read", Transient(err), st, s.got())
 			}
 		})
+	}
+}
+
+// TestGzipDownloadReadRawWithAnyTransport: pip downloads with
+// "Accept-Encoding: identity" and does not decode (decode_content=False), so
+// the bytes scanned must be the raw body even through a Transport that
+// decodes gzip when it asked for it (Config.Transport is used as is).
+func TestGzipDownloadReadRawWithAnyTransport(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("the bytes a decoding client would scan"))
+	zw.Close()
+	var gotAE string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAE = r.Header.Get("Accept-Encoding")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write(gz.Bytes())
+	}))
+	defer srv.Close()
+	f, _ := newTest(t, Config{Transport: &http.Transport{}}, srv.URL)
+	got, err := f.Get(t.Context(), srv.URL+"/foo-1.0.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, gz.Bytes()) || gotAE != "identity" {
+		t.Fatalf("got %q with Accept-Encoding %q; want the raw gzip body %q, asked as identity (as pip)", got, gotAE, gz.Bytes())
 	}
 }
