@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"strings"
 
 	"github.com/dragonfly-fleet/fleet/internal/bound"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -140,6 +142,17 @@ func CheckTokenText(token string) error {
 		}
 	}
 	return nil
+}
+
+// LoopbackHost reports whether host (a name or an IP address, without port
+// or brackets) is loopback: "localhost", 127.0.0.0/8 or ::1. A secret goes
+// over plaintext only to such a host without an explicit opt-in.
+func LoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Token is a per-RPC credential carrying the fleet token as a bearer token.

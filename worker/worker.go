@@ -286,12 +286,7 @@ func loopbackTarget(target string) bool {
 	if h, _, err := net.SplitHostPort(t); err == nil {
 		host = h
 	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return fleetauth.LoopbackHost(strings.Trim(host, "[]"))
 }
 
 // Worker runs sessions with a coordinator.

@@ -249,12 +249,7 @@ func plaintextRemote(raw string) bool {
 	if err != nil || !strings.EqualFold(u.Scheme, "http") {
 		return false
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	return !fleetauth.LoopbackHost(u.Hostname())
 }
 
 // closeOutbox closes the outbox, saying what did not reach its file.
